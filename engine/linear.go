@@ -1,0 +1,94 @@
+package engine
+
+// Linear: out = x·Wᵀ + b, PyTorch's nn.Linear layout (W is [out, in]).
+
+// LinearForward computes out = x·Wᵀ + b.
+//
+//	out: (N, O)  x: (N, I)  w: (O, I)  b: (O) or nil
+func LinearForward(out, x, w, b *Tensor) error {
+	const op = "LinearForward"
+	_, dt, err := agree(op, out, x, w, b)
+	if err != nil {
+		return err
+	}
+	if x.Rank() != 2 || w.Rank() != 2 || out.Rank() != 2 || x.Dim(1) != w.Dim(1) ||
+		!out.SameShape(x.Dim(0), w.Dim(0)) || (b != nil && !b.SameShape(w.Dim(0))) {
+		return shapeErr(op, "want x (N,I), w (O,I), b (O), out (N,O)", "out", out, "x", x, "w", w, "b", b)
+	}
+	if dt == Float64 {
+		linearForward(out.f64, x.f64, w.f64, b.f64Or(), x.Dim(0), x.Dim(1), w.Dim(0))
+	} else {
+		linearForward(out.f32, x.f32, w.f32, b.f32Or(), x.Dim(0), x.Dim(1), w.Dim(0))
+	}
+	return nil
+}
+
+// LinearBackward computes dx = dout·W (overwritten), dw += doutᵀ·x and
+// db += Σ_n dout. Any of dx, dw, db may be nil.
+//
+//	dx: (N, I)  dw: (O, I)  db: (O)  dout: (N, O)  x: (N, I)  w: (O, I)
+func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
+	const op = "LinearBackward"
+	_, dt, err := agree(op, dx, dw, db, dout, x, w)
+	if err != nil {
+		return err
+	}
+	if x.Rank() != 2 || w.Rank() != 2 || x.Dim(1) != w.Dim(1) || !dout.SameShape(x.Dim(0), w.Dim(0)) ||
+		(dx != nil && !dx.SameShape(x.shape...)) || (dw != nil && !dw.SameShape(w.shape...)) ||
+		(db != nil && !db.SameShape(w.Dim(0))) {
+		return shapeErr(op, "want dout (N,O), x/dx (N,I), w/dw (O,I), db (O)",
+			"dx", dx, "dw", dw, "db", db, "dout", dout, "x", x, "w", w)
+	}
+	n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
+	if dt == Float64 {
+		linearBackward(dx.f64Or(), dw.f64Or(), db.f64Or(), dout.f64, x.f64, w.f64, n, in, o)
+	} else {
+		linearBackward(dx.f32Or(), dw.f32Or(), db.f32Or(), dout.f32, x.f32, w.f32, n, in, o)
+	}
+	return nil
+}
+
+func linearForward[T Float](out, x, w, b []T, n, in, o int) {
+	gemm(false, true, n, o, in, 1, x, in, w, in, 0, out, o)
+	if b != nil {
+		for i := 0; i < n; i++ {
+			row := out[i*o : i*o+o]
+			for j := range row {
+				row[j] += b[j]
+			}
+		}
+	}
+}
+
+func linearBackward[T Float](dx, dw, db, dout, x, w []T, n, in, o int) {
+	if dx != nil {
+		gemm(false, false, n, in, o, 1, dout, o, w, in, 0, dx, in)
+	}
+	if dw != nil {
+		gemm(true, false, o, in, n, 1, dout, o, x, in, 1, dw, in)
+	}
+	if db != nil {
+		for i := 0; i < n; i++ {
+			row := dout[i*o : i*o+o]
+			for j, v := range row {
+				db[j] += v
+			}
+		}
+	}
+}
+
+// f32Or and f64Or return a possibly-nil tensor's data, nil for a nil tensor,
+// so optional arguments pass straight into the generic kernels.
+func (t *Tensor) f32Or() []float32 {
+	if t == nil {
+		return nil
+	}
+	return t.f32
+}
+
+func (t *Tensor) f64Or() []float64 {
+	if t == nil {
+		return nil
+	}
+	return t.f64
+}

@@ -1,0 +1,67 @@
+package engine
+
+import (
+	"sync"
+	"unsafe"
+)
+
+// Scratch buffers (im2col columns, partial sums) come from a small free list:
+// the first training step fills it and later steps take the same buffers
+// back, so steady-state steps allocate nothing. It is the CPU twin of the
+// GPU's caching allocator.
+var scratch struct {
+	mu  sync.Mutex
+	f32 [][]float32
+	f64 [][]float64
+}
+
+func isFloat64[T Float]() bool {
+	var z T
+	return unsafe.Sizeof(z) == 8
+}
+
+// takeScratch returns a zeroed buffer of n elements; give it back with giveScratch.
+func takeScratch[T Float](n int) []T {
+	if isFloat64[T]() {
+		b := takeFrom(&scratch.f64, n)
+		return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
+	}
+	b := takeFrom(&scratch.f32, n)
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
+}
+
+func giveScratch[T Float](b []T) {
+	if cap(b) == 0 {
+		return
+	}
+	scratch.mu.Lock()
+	defer scratch.mu.Unlock()
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	if isFloat64[T]() {
+		scratch.f64 = append(scratch.f64, unsafe.Slice((*float64)(p), cap(b)))
+	} else {
+		scratch.f32 = append(scratch.f32, unsafe.Slice((*float32)(p), cap(b)))
+	}
+}
+
+func takeFrom[E float32 | float64](list *[][]E, n int) []E {
+	scratch.mu.Lock()
+	best := -1
+	for i, b := range *list {
+		if cap(b) >= n && (best < 0 || cap(b) < cap((*list)[best])) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := (*list)[best][:n]
+		last := len(*list) - 1
+		(*list)[best] = (*list)[last]
+		(*list)[last] = nil
+		*list = (*list)[:last]
+		scratch.mu.Unlock()
+		clear(b)
+		return b
+	}
+	scratch.mu.Unlock()
+	return make([]E, n)
+}

@@ -1,0 +1,291 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+
+	"gorgonia.org/tensor"
+)
+
+// Tensor is a dense, row-major array of Float32 or Float64 on one device.
+// A Tensor made by Reshape shares its data with the original.
+type Tensor struct {
+	shape  []int
+	dtype  DType
+	device Device
+	f32    []float32
+	f64    []float64
+}
+
+// New returns a zeroed CPU tensor.
+func New(dt DType, shape ...int) *Tensor {
+	n := numel(shape)
+	t := &Tensor{shape: append([]int(nil), shape...), dtype: dt, device: CPU}
+	if dt == Float64 {
+		t.f64 = make([]float64, n)
+	} else {
+		t.dtype = Float32
+		t.f32 = make([]float32, n)
+	}
+	return t
+}
+
+// FromFloat32 wraps data (not copied) as a CPU tensor of the given shape.
+func FromFloat32(data []float32, shape ...int) (*Tensor, error) {
+	if numel(shape) != len(data) || !validShape(shape) {
+		return nil, fmt.Errorf("engine.FromFloat32: %d values do not fill shape %v", len(data), shape)
+	}
+	return &Tensor{shape: append([]int(nil), shape...), dtype: Float32, device: CPU, f32: data}, nil
+}
+
+// FromFloat64 wraps data (not copied) as a CPU tensor of the given shape.
+func FromFloat64(data []float64, shape ...int) (*Tensor, error) {
+	if numel(shape) != len(data) || !validShape(shape) {
+		return nil, fmt.Errorf("engine.FromFloat64: %d values do not fill shape %v", len(data), shape)
+	}
+	return &Tensor{shape: append([]int(nil), shape...), dtype: Float64, device: CPU, f64: data}, nil
+}
+
+// Ensure returns t when it already has dtype dt and the given shape, and a new
+// zeroed tensor otherwise. Layers keep their buffers with it, so a training
+// step with unchanged shapes allocates nothing.
+func Ensure(t *Tensor, dt DType, shape ...int) *Tensor {
+	if t != nil && t.dtype == dt && t.device == CPU && sameShape(t.shape, shape) {
+		return t
+	}
+	return New(dt, shape...)
+}
+
+func numel(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+func validShape(shape []int) bool {
+	for _, d := range shape {
+		if d < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Shape returns the tensor's shape. The slice must not be modified.
+func (t *Tensor) Shape() []int { return t.shape }
+
+// Dim returns the size of axis i; negative i counts from the end.
+func (t *Tensor) Dim(i int) int {
+	if i < 0 {
+		i += len(t.shape)
+	}
+	return t.shape[i]
+}
+
+// Rank is the number of axes.
+func (t *Tensor) Rank() int { return len(t.shape) }
+
+// Len is the number of elements.
+func (t *Tensor) Len() int { return numel(t.shape) }
+
+// DType is the element type.
+func (t *Tensor) DType() DType { return t.dtype }
+
+// Device is where the data lives.
+func (t *Tensor) Device() Device { return t.device }
+
+// Float32 returns the CPU data of a Float32 tensor (nil otherwise).
+func (t *Tensor) Float32() []float32 { return t.f32 }
+
+// Float64 returns the CPU data of a Float64 tensor (nil otherwise).
+func (t *Tensor) Float64() []float64 { return t.f64 }
+
+// SameShape reports whether t has exactly this shape.
+func (t *Tensor) SameShape(shape ...int) bool { return sameShape(t.shape, shape) }
+
+// Reshape returns a view with a new shape and the same data; one axis may be -1.
+func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
+	s := append([]int(nil), shape...)
+	free, known := -1, 1
+	for i, d := range s {
+		switch {
+		case d == -1 && free < 0:
+			free = i
+		case d < 0:
+			return nil, shapeErr("Reshape", "bad target shape", "x", t, "shape", shape)
+		default:
+			known *= d
+		}
+	}
+	if free >= 0 && known > 0 {
+		s[free] = t.Len() / known
+	}
+	if numel(s) != t.Len() {
+		return nil, shapeErr("Reshape", "element count differs", "x", t, "shape", shape)
+	}
+	return &Tensor{shape: s, dtype: t.dtype, device: t.device, f32: t.f32, f64: t.f64}, nil
+}
+
+// View is Reshape into a tensor kept by the caller: it reuses v when v already
+// views t's data with that shape, so steady-state reshapes allocate nothing.
+func (t *Tensor) View(v *Tensor, shape ...int) (*Tensor, error) {
+	if v != nil && v.dtype == t.dtype && sameShape(v.shape, shape) && sameData(v, t) {
+		return v, nil
+	}
+	return t.Reshape(shape...)
+}
+
+func sameData(a, b *Tensor) bool {
+	if a.dtype == Float64 {
+		return len(a.f64) == len(b.f64) && (len(a.f64) == 0 || &a.f64[0] == &b.f64[0])
+	}
+	return len(a.f32) == len(b.f32) && (len(a.f32) == 0 || &a.f32[0] == &b.f32[0])
+}
+
+// Zero sets every element to 0.
+func (t *Tensor) Zero() {
+	clear(t.f32)
+	clear(t.f64)
+}
+
+// Fill sets every element to v.
+func (t *Tensor) Fill(v float64) {
+	for i := range t.f32 {
+		t.f32[i] = float32(v)
+	}
+	for i := range t.f64 {
+		t.f64[i] = v
+	}
+}
+
+// CopyFrom copies src's values into t; shapes must have the same element
+// count, and dtypes may differ (values are converted).
+func (t *Tensor) CopyFrom(src *Tensor) error {
+	if src.Len() != t.Len() {
+		return shapeErr("CopyFrom", "element count differs", "dst", t, "src", src)
+	}
+	switch {
+	case t.dtype == Float32 && src.dtype == Float32:
+		copy(t.f32, src.f32)
+	case t.dtype == Float64 && src.dtype == Float64:
+		copy(t.f64, src.f64)
+	case t.dtype == Float32:
+		for i, v := range src.f64 {
+			t.f32[i] = float32(v)
+		}
+	default:
+		for i, v := range src.f32 {
+			t.f64[i] = float64(v)
+		}
+	}
+	return nil
+}
+
+// Clone returns a copy with its own data.
+func (t *Tensor) Clone() *Tensor {
+	c := New(t.dtype, t.shape...)
+	_ = c.CopyFrom(t)
+	return c
+}
+
+// As returns a copy converted to dtype dt.
+func (t *Tensor) As(dt DType) *Tensor {
+	c := New(dt, t.shape...)
+	_ = c.CopyFrom(t)
+	return c
+}
+
+// At returns element i of the flat data as float64 (for tests and metrics).
+func (t *Tensor) At(i int) float64 {
+	if t.dtype == Float64 {
+		return t.f64[i]
+	}
+	return float64(t.f32[i])
+}
+
+// SetAt sets element i of the flat data.
+func (t *Tensor) SetAt(i int, v float64) {
+	if t.dtype == Float64 {
+		t.f64[i] = v
+	} else {
+		t.f32[i] = float32(v)
+	}
+}
+
+// Values returns the data as a new []float64 (for tests and export).
+func (t *Tensor) Values() []float64 {
+	out := make([]float64, t.Len())
+	for i := range out {
+		out[i] = t.At(i)
+	}
+	return out
+}
+
+// HasNaN reports whether any element is NaN or ±Inf.
+func (t *Tensor) HasNaN() bool {
+	for _, v := range t.f32 {
+		if v != v || math.IsInf(float64(v), 0) {
+			return true
+		}
+	}
+	for _, v := range t.f64 {
+		if v != v || math.IsInf(v, 0) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Tensor) String() string { return "Tensor" + t.describe() }
+
+// FromDense converts a gorgonia.org/tensor Dense of float32 or float64 into a
+// CPU tensor. The data is shared, not copied, when the Dense is contiguous.
+func FromDense(d *tensor.Dense) (*Tensor, error) {
+	if d == nil {
+		return nil, fmt.Errorf("engine.FromDense: nil tensor")
+	}
+	shape := []int(d.Shape())
+	if d.IsScalar() {
+		shape = []int{}
+	}
+	if d.RequiresIterator() {
+		d = d.Materialize().(*tensor.Dense)
+	}
+	switch data := d.Data().(type) {
+	case []float32:
+		return FromFloat32(data, shape...)
+	case []float64:
+		return FromFloat64(data, shape...)
+	case float32:
+		return FromFloat32([]float32{data}, shape...)
+	case float64:
+		return FromFloat64([]float64{data}, shape...)
+	}
+	return nil, fmt.Errorf("engine.FromDense: unsupported dtype %v (want float32 or float64)", d.Dtype())
+}
+
+// Dense returns the tensor as a gorgonia.org/tensor Dense sharing its data.
+func (t *Tensor) Dense() *tensor.Dense {
+	shape := append([]int(nil), t.shape...)
+	if len(shape) == 0 {
+		shape = []int{1}
+	}
+	if t.dtype == Float64 {
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(t.f64))
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(t.f32))
+}
