@@ -1,0 +1,52 @@
+package engine
+
+// Element-wise arithmetic on same-shaped tensors: the glue of residual
+// connections and gradient sums.
+
+// Add computes out = a + b; out may alias a or b.
+func Add(out, a, b *Tensor) error {
+	const op = "Add"
+	_, dt, err := agree(op, out, a, b)
+	if err != nil {
+		return err
+	}
+	if a.Len() != b.Len() || out.Len() != a.Len() {
+		return shapeErr(op, "element counts differ", "out", out, "a", a, "b", b)
+	}
+	if dt == Float64 {
+		addSlices(out.f64, a.f64, b.f64)
+	} else {
+		addSlices(out.f32, a.f32, b.f32)
+	}
+	return nil
+}
+
+func addSlices[T Float](out, a, b []T) {
+	b = b[:len(a)]
+	out = out[:len(a)]
+	for i := range a {
+		out[i] = a[i] + b[i]
+	}
+}
+
+// Scale computes t *= s in place.
+func Scale(t *Tensor, s float64) {
+	for i := range t.f32 {
+		t.f32[i] *= float32(s)
+	}
+	for i := range t.f64 {
+		t.f64[i] *= s
+	}
+}
+
+// SumSquares returns Σ t², accumulated in float64 in a fixed order.
+func SumSquares(t *Tensor) float64 {
+	s := 0.0
+	for _, v := range t.f32 {
+		s += float64(v) * float64(v)
+	}
+	for _, v := range t.f64 {
+		s += v * v
+	}
+	return s
+}

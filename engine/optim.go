@@ -1,0 +1,107 @@
+package engine
+
+import "math"
+
+// Fused optimiser updates, one pass over a parameter, its gradient and its
+// state, with PyTorch's semantics (torch.optim.SGD and AdamW).
+
+// SGDConfig holds SGD's hyper-parameters.
+type SGDConfig struct {
+	LR, Momentum, WeightDecay float64
+	Nesterov                  bool
+}
+
+// SGDStep updates w in place: g' = g + wd·w; buf = μ·buf + g'; the step is
+// buf (or g' + μ·buf with Nesterov); w -= lr·step. buf starts at zero, which
+// matches PyTorch's first step (buf = g'). buf may be nil when μ = 0.
+//
+//	w, g, buf: same shape
+func SGDStep(w, g, buf *Tensor, c SGDConfig) error {
+	const op = "SGDStep"
+	_, dt, err := agree(op, w, g, buf)
+	if err != nil {
+		return err
+	}
+	if g.Len() != w.Len() || (buf != nil && buf.Len() != w.Len()) || (buf == nil && c.Momentum != 0) {
+		return shapeErr(op, "w, g and momentum buffer must match", "w", w, "g", g, "buf", buf)
+	}
+	if dt == Float64 {
+		sgdStep(w.f64, g.f64, buf.f64Or(), c)
+	} else {
+		sgdStep(w.f32, g.f32, buf.f32Or(), c)
+	}
+	return nil
+}
+
+func sgdStep[T Float](w, g, buf []T, c SGDConfig) {
+	lr, mu, wd := T(c.LR), T(c.Momentum), T(c.WeightDecay)
+	g = g[:len(w)]
+	if buf == nil {
+		for i := range w {
+			w[i] -= lr * (g[i] + wd*w[i])
+		}
+		return
+	}
+	buf = buf[:len(w)]
+	for i := range w {
+		d := g[i] + wd*w[i]
+		b := mu*buf[i] + d
+		buf[i] = b
+		if c.Nesterov {
+			d += mu * b
+		} else {
+			d = b
+		}
+		w[i] -= lr * d
+	}
+}
+
+// AdamWConfig holds AdamW's hyper-parameters; Step counts from 1.
+type AdamWConfig struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float64
+	Step                               int
+}
+
+// AdamWStep updates w in place with decoupled weight decay, as
+// torch.optim.AdamW: w -= lr·wd·w; m, v moving averages of g and g²;
+// w -= lr·m̂/(√v̂ + eps) with bias-corrected m̂, v̂. (Adam is AdamW with the
+// decay folded into g by the caller, or wd = 0.)
+//
+//	w, g, m, v: same shape
+func AdamWStep(w, g, m, v *Tensor, c AdamWConfig) error {
+	const op = "AdamWStep"
+	_, dt, err := agree(op, w, g, m, v)
+	if err != nil {
+		return err
+	}
+	if m == nil || v == nil || g.Len() != w.Len() || m.Len() != w.Len() || v.Len() != w.Len() {
+		return shapeErr(op, "w, g, m and v must match", "w", w, "g", g, "m", m, "v", v)
+	}
+	if c.Step < 1 {
+		return shapeErr(op, "step counts from 1", "step", c.Step)
+	}
+	if dt == Float64 {
+		adamWStep(w.f64, g.f64, m.f64, v.f64, c)
+	} else {
+		adamWStep(w.f32, g.f32, m.f32, v.f32, c)
+	}
+	return nil
+}
+
+func adamWStep[T Float](w, g, m, v []T, c AdamWConfig) {
+	b1, b2 := T(c.Beta1), T(c.Beta2)
+	bc1 := 1 - math.Pow(c.Beta1, float64(c.Step))
+	bc2 := 1 - math.Pow(c.Beta2, float64(c.Step))
+	stepSize := T(c.LR / bc1)
+	rbc2 := T(1 / math.Sqrt(bc2))
+	decay := T(1 - c.LR*c.WeightDecay)
+	eps := T(c.Eps)
+	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
+	for i := range w {
+		gi := g[i]
+		mi := b1*m[i] + (1-b1)*gi
+		vi := b2*v[i] + (1-b2)*gi*gi
+		m[i], v[i] = mi, vi
+		w[i] = w[i]*decay - stepSize*mi/(T(math.Sqrt(float64(vi)))*rbc2+eps)
+	}
+}

@@ -1,0 +1,132 @@
+package layers
+
+import (
+	"strconv"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// Sequential runs its children one after another, like nn.Sequential.
+type Sequential struct {
+	names  []string
+	layers []Layer
+}
+
+// NewSequential names its children "0", "1", … as nn.Sequential does.
+func NewSequential(children ...Layer) *Sequential {
+	s := &Sequential{}
+	for _, c := range children {
+		s.Append(strconv.Itoa(len(s.layers)), c)
+	}
+	return s
+}
+
+// Append adds a child under a name of its own (e.g. "conv1"), which becomes
+// the prefix of its parameters' names.
+func (s *Sequential) Append(name string, l Layer) *Sequential {
+	s.names = append(s.names, name)
+	s.layers = append(s.layers, l)
+	return s
+}
+
+// Layers returns the children in order.
+func (s *Sequential) Layers() []Layer { return s.layers }
+
+func (s *Sequential) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	var err error
+	for _, l := range s.layers {
+		if x, err = l.Forward(x); err != nil {
+			return nil, err
+		}
+	}
+	return x, nil
+}
+
+func (s *Sequential) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	var err error
+	for i := len(s.layers) - 1; i >= 0; i-- {
+		if dout, err = s.layers[i].Backward(dout); err != nil {
+			return nil, err
+		}
+	}
+	return dout, nil
+}
+
+func (s *Sequential) Walk(prefix string, visit func(string, *Param)) {
+	for i, l := range s.layers {
+		l.Walk(join(prefix, s.names[i]), visit)
+	}
+}
+
+func (s *Sequential) SetTraining(t bool) {
+	for _, l := range s.layers {
+		l.SetTraining(t)
+	}
+}
+
+// SkipInputGrad passes the request to the first child: the layers after it
+// still need their input gradients.
+func (s *Sequential) SkipInputGrad(skip bool) {
+	if len(s.layers) > 0 {
+		if k, ok := s.layers[0].(inputGradSkipper); ok {
+			k.SkipInputGrad(skip)
+		}
+	}
+}
+
+// Residual computes y = x + f(x); f must keep the shape.
+type Residual struct {
+	Body Layer
+	out  *engine.Tensor
+	dx   *engine.Tensor
+}
+
+// NewResidual wraps body; the body's parameter names are kept as they are.
+func NewResidual(body Layer) *Residual { return &Residual{Body: body} }
+
+func (r *Residual) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	y, err := r.Body.Forward(x)
+	if err != nil {
+		return nil, err
+	}
+	r.out = engine.Ensure(r.out, x.DType(), x.Shape()...)
+	if err := engine.Add(r.out, x, y); err != nil {
+		return nil, err
+	}
+	return r.out, nil
+}
+
+func (r *Residual) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	d, err := r.Body.Backward(dout)
+	if err != nil {
+		return nil, err
+	}
+	r.dx = engine.Ensure(r.dx, dout.DType(), dout.Shape()...)
+	return r.dx, engine.Add(r.dx, dout, d)
+}
+
+func (r *Residual) Walk(prefix string, visit func(string, *Param)) {
+	r.Body.Walk(prefix, visit)
+}
+
+func (r *Residual) SetTraining(t bool) { r.Body.SetTraining(t) }
+
+// Flatten reshapes (N, …) to (N, features) without copying.
+type Flatten struct {
+	stateless
+	view, dview *engine.Tensor
+	inShape     []int
+}
+
+func (f *Flatten) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	f.inShape = append(f.inShape[:0], x.Shape()...)
+	var err error
+	f.view, err = x.View(f.view, x.Dim(0), x.Len()/max(x.Dim(0), 1))
+	return f.view, err
+}
+
+func (f *Flatten) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	var err error
+	f.dview, err = dout.View(f.dview, f.inShape...)
+	return f.dview, err
+}

@@ -1,0 +1,166 @@
+// Package layers builds networks from engine ops: each layer is a small struct
+// with a Forward and a Backward pass, in llm.c's style rather than through a
+// tape. A layer keeps the activations its backward pass needs and its own
+// output buffers, so a training step with unchanged shapes allocates nothing.
+//
+// The contract every layer keeps:
+//   - Forward(x) returns an output the layer owns; it stays valid until the
+//     next Forward. Backward(dout) must follow the Forward it differentiates.
+//   - Backward returns dx (owned by the layer, overwritten each call) and
+//     accumulates (+=) the gradients of the layer's parameters.
+//   - Parameters and buffers carry PyTorch's names and layouts, so a model's
+//     state_dict and Kiln's safetensors files are interchangeable.
+package layers
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// Layer is one differentiable stage of a network.
+type Layer interface {
+	// Forward computes the output for x. The output belongs to the layer.
+	Forward(x *engine.Tensor) (*engine.Tensor, error)
+	// Backward takes the gradient of the loss with respect to the last
+	// output and returns the gradient with respect to the last input,
+	// accumulating parameter gradients on the way.
+	Backward(dout *engine.Tensor) (*engine.Tensor, error)
+	// Walk visits parameters and buffers under their full names
+	// (prefix + "." + local name).
+	Walk(prefix string, visit func(name string, p *Param))
+	// SetTraining switches between training and evaluation behaviour
+	// (batch statistics, dropout), like PyTorch's train()/eval().
+	SetTraining(training bool)
+}
+
+// Param is a named tensor of a layer's state. Trainable parameters have a
+// Grad; buffers such as running statistics have none.
+type Param struct {
+	Value *engine.Tensor
+	Grad  *engine.Tensor
+	// NoDecay marks biases and normalisation parameters, which optimisers
+	// leave out of weight decay.
+	NoDecay bool
+}
+
+func newParam(dt engine.DType, noDecay bool, shape ...int) *Param {
+	return &Param{Value: engine.New(dt, shape...), Grad: engine.New(dt, shape...), NoDecay: noDecay}
+}
+
+func newBuffer(dt engine.DType, shape ...int) *Param {
+	return &Param{Value: engine.New(dt, shape...)}
+}
+
+// inputGradSkipper is implemented by layers that can skip computing dx, which
+// the first layer of a network never needs.
+type inputGradSkipper interface{ SkipInputGrad(skip bool) }
+
+// stateless supplies Walk and SetTraining for layers without state.
+type stateless struct{}
+
+func (stateless) Walk(string, func(string, *Param)) {}
+func (stateless) SetTraining(bool)                  {}
+
+func join(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+// Params lists a layer's trainable parameters with their full names, in a
+// fixed order.
+func Params(l Layer) (names []string, params []*Param) {
+	l.Walk("", func(name string, p *Param) {
+		if p.Grad != nil {
+			names = append(names, name)
+			params = append(params, p)
+		}
+	})
+	return names, params
+}
+
+// State lists every parameter and buffer by full name: the state_dict.
+func State(l Layer) map[string]*engine.Tensor {
+	m := map[string]*engine.Tensor{}
+	l.Walk("", func(name string, p *Param) { m[name] = p.Value })
+	return m
+}
+
+// LoadState copies tensors into the layer's parameters and buffers by name.
+// Every entry must be present with the right shape; names the model does not
+// have are an error, as with PyTorch's strict load_state_dict.
+func LoadState(l Layer, state map[string]*engine.Tensor) error {
+	seen := map[string]bool{}
+	var err error
+	l.Walk("", func(name string, p *Param) {
+		if err != nil {
+			return
+		}
+		src, ok := state[name]
+		if !ok {
+			err = fmt.Errorf("load weights: missing %q", name)
+			return
+		}
+		if !src.SameShape(p.Value.Shape()...) {
+			err = fmt.Errorf("load weights: %q has shape %v, model wants %v", name, src.Shape(), p.Value.Shape())
+			return
+		}
+		seen[name] = true
+		err = p.Value.CopyFrom(src)
+	})
+	if err != nil {
+		return err
+	}
+	for name := range state {
+		if !seen[name] {
+			return fmt.Errorf("load weights: unexpected %q (not in this model)", name)
+		}
+	}
+	return nil
+}
+
+// Convert changes the dtype of every parameter, gradient and buffer, e.g. to
+// Float64 for gradient checks.
+func Convert(l Layer, dt engine.DType) {
+	l.Walk("", func(_ string, p *Param) {
+		p.Value = p.Value.As(dt)
+		if p.Grad != nil {
+			p.Grad = engine.New(dt, p.Grad.Shape()...)
+		}
+	})
+}
+
+// ZeroGrad clears every parameter gradient.
+func ZeroGrad(l Layer) {
+	l.Walk("", func(_ string, p *Param) {
+		if p.Grad != nil {
+			p.Grad.Zero()
+		}
+	})
+}
+
+// CountParams is the number of trainable scalars.
+func CountParams(l Layer) int {
+	n := 0
+	l.Walk("", func(_ string, p *Param) {
+		if p.Grad != nil {
+			n += p.Value.Len()
+		}
+	})
+	return n
+}
+
+// uniform fills t with U(-bound, bound): PyTorch's default initialisation of
+// convolution and linear layers uses bound = 1/sqrt(fan_in) for both weight
+// (kaiming_uniform with a=√5) and bias.
+func uniform(t *engine.Tensor, rng *rand.Rand, bound float64) {
+	for i := 0; i < t.Len(); i++ {
+		t.SetAt(i, (rng.Float64()*2-1)*bound)
+	}
+}
+
+func fanInBound(fanIn int) float64 { return 1 / math.Sqrt(float64(max(fanIn, 1))) }

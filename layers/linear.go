@@ -1,0 +1,65 @@
+package layers
+
+import (
+	"math/rand/v2"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// Linear is nn.Linear: y = x·Wᵀ + b with W stored [out, in].
+type Linear struct {
+	Weight, Bias *Param
+	x            *engine.Tensor
+	out, dx      *engine.Tensor
+	skipDx       bool
+}
+
+// NewLinear initialises like PyTorch: W and b from U(±1/√in).
+func NewLinear(rng *rand.Rand, in, out int, bias bool) *Linear {
+	l := &Linear{Weight: newParam(engine.Float32, false, out, in)}
+	uniform(l.Weight.Value, rng, fanInBound(in))
+	if bias {
+		l.Bias = newParam(engine.Float32, true, out)
+		uniform(l.Bias.Value, rng, fanInBound(in))
+	}
+	return l
+}
+
+func (l *Linear) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	l.x = x
+	l.out = engine.Ensure(l.out, x.DType(), x.Dim(0), l.Weight.Value.Dim(0))
+	return l.out, engine.LinearForward(l.out, x, l.Weight.Value, valueOf(l.Bias))
+}
+
+func (l *Linear) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	var dx *engine.Tensor
+	if !l.skipDx {
+		l.dx = engine.Ensure(l.dx, l.x.DType(), l.x.Shape()...)
+		dx = l.dx
+	}
+	return dx, engine.LinearBackward(dx, l.Weight.Grad, gradOf(l.Bias), dout, l.x, l.Weight.Value)
+}
+
+func (l *Linear) Walk(prefix string, visit func(string, *Param)) {
+	visit(join(prefix, "weight"), l.Weight)
+	if l.Bias != nil {
+		visit(join(prefix, "bias"), l.Bias)
+	}
+}
+
+func (l *Linear) SetTraining(bool)        {}
+func (l *Linear) SkipInputGrad(skip bool) { l.skipDx = skip }
+
+func valueOf(p *Param) *engine.Tensor {
+	if p == nil {
+		return nil
+	}
+	return p.Value
+}
+
+func gradOf(p *Param) *engine.Tensor {
+	if p == nil {
+		return nil
+	}
+	return p.Grad
+}
