@@ -1,0 +1,31 @@
+# Kiln. `make test` is the command CI runs (.ci/run).
+GO ?= go
+BIN := kiln
+
+.PHONY: build test test-race vet bench bench-torch golden clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/kiln
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+# The test command: formatting, vet, then every test with the race detector.
+test: vet
+	$(GO) test -race -count=1 ./...
+
+# Op and model benchmarks of the Go side alone.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/
+
+# Kiln against PyTorch, side by side (needs Debian's python3-torch).
+bench-torch: build
+	/usr/bin/python3 scripts/compare_torch.py --kiln ./$(BIN)
+
+# Regenerate the PyTorch golden files (needs Debian's python3-torch).
+golden:
+	/usr/bin/python3 scripts/make_golden.py
+
+clean:
+	rm -f $(BIN)
