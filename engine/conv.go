@@ -1,0 +1,435 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Conv2D: PyTorch's nn.Conv2d on NCHW tensors with weight (Cout, Cin/groups,
+// KH, KW). The CPU kernel lowers each image and group to one matrix product,
+//
+//	out[co, p] = Σ_k W[co, k] · col[k, p]   (M = Cout/groups, N = OH·OW)
+//
+// where col is the im2col matrix of the input patch under each output pixel
+// (rows k = (ci, kh, kw)). A 1×1, stride-1, unpadded convolution needs no col
+// matrix: the input plane stack already is one. Backward recomputes col
+// rather than keeping it from the forward pass, so the op holds no state.
+
+// Conv2DParams are a convolution's hyper-parameters. The zero value is
+// PyTorch's default: stride 1, no padding, dilation 1, one group, so zero
+// strides, dilations and groups read as 1. Padding is zeros on both sides.
+type Conv2DParams struct {
+	StrideH, StrideW     int // 0 means 1
+	PadH, PadW           int // zero rows/columns added on each side
+	DilationH, DilationW int // 0 means 1
+	Groups               int // 0 means 1; must divide Cin and Cout
+}
+
+// Conv2DSquare returns params with the same stride, padding and dilation on
+// both axes, e.g. Conv2DSquare(1, 2, 1, 1) for LeNet's padded 5×5 layer.
+func Conv2DSquare(stride, pad, dilation, groups int) Conv2DParams {
+	return Conv2DParams{StrideH: stride, StrideW: stride, PadH: pad, PadW: pad,
+		DilationH: dilation, DilationW: dilation, Groups: groups}
+}
+
+func (p Conv2DParams) String() string {
+	return fmt.Sprintf("{stride=(%d,%d) pad=(%d,%d) dilation=(%d,%d) groups=%d}",
+		p.StrideH, p.StrideW, p.PadH, p.PadW, p.DilationH, p.DilationW, p.Groups)
+}
+
+// convGeom is everything the kernels need to know about one convolution.
+type convGeom struct {
+	n, cin, h, w       int // input (N, Cin, H, W)
+	cout, kh, kw       int // weight (Cout, Cin/groups, KH, KW)
+	oh, ow             int // output plane
+	sh, sw, ph, pw     int
+	dh, dw, groups     int
+	cg, mg, kg, p      int  // per group: input channels, output channels, col rows; pixels OH·OW
+	pointwise          bool // 1×1, stride 1, no padding: col is the input itself
+	inPlane, outPlanes int  // H·W, Cout·OH·OW
+}
+
+func orOne(v int) int {
+	if v == 0 {
+		return 1
+	}
+	return v
+}
+
+// convGeometry checks x (N,Cin,H,W), w (Cout,Cin/g,KH,KW) and p, and returns
+// the geometry or a message saying what is wrong.
+func convGeometry(x, w []int, p Conv2DParams) (convGeom, string) {
+	var g convGeom
+	if len(x) != 4 || len(w) != 4 {
+		return g, "want x (N,Cin,H,W) and w (Cout,Cin/groups,KH,KW)"
+	}
+	g.sh, g.sw = orOne(p.StrideH), orOne(p.StrideW)
+	g.dh, g.dw = orOne(p.DilationH), orOne(p.DilationW)
+	g.groups = orOne(p.Groups)
+	g.ph, g.pw = p.PadH, p.PadW
+	if g.sh < 0 || g.sw < 0 || g.dh < 0 || g.dw < 0 || g.groups < 0 || g.ph < 0 || g.pw < 0 {
+		return g, "negative stride, padding, dilation or groups"
+	}
+	g.n, g.cin, g.h, g.w = x[0], x[1], x[2], x[3]
+	g.cout, g.kh, g.kw = w[0], w[2], w[3]
+	if g.cin%g.groups != 0 || g.cout%g.groups != 0 {
+		return g, fmt.Sprintf("groups %d must divide Cin %d and Cout %d", g.groups, g.cin, g.cout)
+	}
+	g.cg, g.mg = g.cin/g.groups, g.cout/g.groups
+	if w[1] != g.cg {
+		return g, fmt.Sprintf("w has %d input channels per group, want Cin/groups = %d/%d = %d",
+			w[1], g.cin, g.groups, g.cg)
+	}
+	if g.kh < 1 || g.kw < 1 || g.cg < 1 || g.mg < 1 {
+		return g, "empty kernel or channel axis"
+	}
+	effH, effW := g.dh*(g.kh-1)+1, g.dw*(g.kw-1)+1
+	if g.h+2*g.ph < effH || g.w+2*g.pw < effW {
+		return g, fmt.Sprintf("dilated kernel %d×%d exceeds padded input %d×%d",
+			effH, effW, g.h+2*g.ph, g.w+2*g.pw)
+	}
+	g.oh = (g.h+2*g.ph-effH)/g.sh + 1
+	g.ow = (g.w+2*g.pw-effW)/g.sw + 1
+	g.kg = g.cg * g.kh * g.kw
+	g.p = g.oh * g.ow
+	g.pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0
+	g.inPlane, g.outPlanes = g.h*g.w, g.cout*g.p
+	return g, ""
+}
+
+// Conv2DOutputShape is the shape (N, Cout, OH, OW) of Conv2DForward's output
+// for input shape x (N,Cin,H,W) and weight shape w (Cout,Cin/groups,KH,KW),
+// with OH = ⌊(H + 2·PadH − DilationH·(KH−1) − 1) / StrideH⌋ + 1 (floor mode).
+func Conv2DOutputShape(x, w []int, p Conv2DParams) ([]int, error) {
+	g, msg := convGeometry(x, w, p)
+	if msg != "" {
+		return nil, shapeErr("Conv2DOutputShape", msg, "x", x, "w", w, "params", p)
+	}
+	return []int{g.n, g.cout, g.oh, g.ow}, nil
+}
+
+// Conv2DForward computes out = conv2d(x, w) + b, cross-correlation as in
+// PyTorch.
+//
+//	out: (N, Cout, OH, OW)  x: (N, Cin, H, W)  w: (Cout, Cin/groups, KH, KW)  b: (Cout) or nil
+func Conv2DForward(out, x, w, b *Tensor, p Conv2DParams) error {
+	const op = "Conv2DForward"
+	if out == nil || x == nil || w == nil {
+		return shapeErr(op, "out, x and w are required", "out", out, "x", x, "w", w, "b", b)
+	}
+	_, dt, err := agree(op, out, x, w, b)
+	if err != nil {
+		return err
+	}
+	g, msg := convGeometry(x.shape, w.shape, p)
+	if msg == "" && !out.SameShape(g.n, g.cout, g.oh, g.ow) {
+		msg = fmt.Sprintf("want out (N,Cout,OH,OW) = %v", []int{g.n, g.cout, g.oh, g.ow})
+	}
+	if msg == "" && b != nil && !b.SameShape(g.cout) {
+		msg = "want b (Cout)"
+	}
+	if msg != "" {
+		return shapeErr(op, msg, "out", out, "x", x, "w", w, "b", b, "params", p)
+	}
+	if dt == Float64 {
+		conv2D(&g, false, out.f64, x.f64, w.f64, b.f64Or(), nil, nil, nil)
+	} else {
+		conv2D(&g, false, out.f32, x.f32, w.f32, b.f32Or(), nil, nil, nil)
+	}
+	return nil
+}
+
+// Conv2DBackward computes dx (overwritten), dw += ∂L/∂w and db += ∂L/∂b from
+// dout = ∂L/∂out. Any of dx, dw, db may be nil.
+//
+//	dx: (N, Cin, H, W)  dw: (Cout, Cin/groups, KH, KW)  db: (Cout)
+//	dout: (N, Cout, OH, OW)  x: (N, Cin, H, W)  w: (Cout, Cin/groups, KH, KW)
+func Conv2DBackward(dx, dw, db, dout, x, w *Tensor, p Conv2DParams) error {
+	const op = "Conv2DBackward"
+	if dout == nil || x == nil || w == nil {
+		return shapeErr(op, "dout, x and w are required",
+			"dx", dx, "dw", dw, "db", db, "dout", dout, "x", x, "w", w)
+	}
+	_, dt, err := agree(op, dx, dw, db, dout, x, w)
+	if err != nil {
+		return err
+	}
+	g, msg := convGeometry(x.shape, w.shape, p)
+	switch {
+	case msg != "":
+	case !dout.SameShape(g.n, g.cout, g.oh, g.ow):
+		msg = fmt.Sprintf("want dout (N,Cout,OH,OW) = %v", []int{g.n, g.cout, g.oh, g.ow})
+	case dx != nil && !dx.SameShape(x.shape...):
+		msg = "want dx shaped like x"
+	case dw != nil && !dw.SameShape(w.shape...):
+		msg = "want dw shaped like w"
+	case db != nil && !db.SameShape(g.cout):
+		msg = "want db (Cout)"
+	}
+	if msg != "" {
+		return shapeErr(op, msg, "dx", dx, "dw", dw, "db", db, "dout", dout, "x", x, "w", w, "params", p)
+	}
+	if dx == nil && dw == nil && db == nil {
+		return nil
+	}
+	if dt == Float64 {
+		conv2D(&g, true, dout.f64, x.f64, w.f64, nil, dx.f64Or(), dw.f64Or(), db.f64Or())
+	} else {
+		conv2D(&g, true, dout.f32, x.f32, w.f32, nil, dx.f32Or(), dw.f32Or(), db.f32Or())
+	}
+	return nil
+}
+
+// convTask runs forward or backward over a range of images. Each part has its
+// own slice of scratch: an im2col buffer and, in backward, partial dw and db
+// that the caller sums in part order, so results never depend on timing.
+type convTask[T Float] struct {
+	g               convGeom
+	backward        bool
+	y, x, w, b      []T // y is out in forward, dout in backward
+	dx, dw, db      []T
+	scratch         []T
+	partLen, colLen int
+	dwOff, dbOff    int
+}
+
+var (
+	convTasks32 = sync.Pool{New: func() any { return new(convTask[float32]) }}
+	convTasks64 = sync.Pool{New: func() any { return new(convTask[float64]) }}
+)
+
+func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
+	var t *convTask[T]
+	if isFloat64[T]() {
+		t = convTasks64.Get().(*convTask[T])
+	} else {
+		t = convTasks32.Get().(*convTask[T])
+	}
+	t.g, t.backward = *g, backward
+	t.y, t.x, t.w, t.b, t.dx, t.dw, t.db = y, x, w, b, dx, dw, db
+
+	// The col buffer holds im2col(x) for dw and then dcol for dx.
+	t.colLen = 0
+	if !g.pointwise && (!backward || dw != nil || dx != nil) {
+		t.colLen = g.kg * g.p
+	}
+	t.dwOff, t.dbOff, t.partLen = t.colLen, t.colLen, t.colLen
+	if dw != nil {
+		t.dbOff += len(dw)
+		t.partLen += len(dw)
+	}
+	if db != nil {
+		t.partLen += len(db)
+	}
+	np := parts(g.n)
+	if t.partLen > 0 {
+		t.scratch = takeScratch[T](np * t.partLen)
+	}
+	parallelFor(g.n, t)
+	if backward {
+		for part := 0; part < np; part++ {
+			s := t.scratch[part*t.partLen:]
+			if dw != nil {
+				for i, v := range s[t.dwOff : t.dwOff+len(dw)] {
+					dw[i] += v
+				}
+			}
+			if db != nil {
+				for i, v := range s[t.dbOff : t.dbOff+len(db)] {
+					db[i] += v
+				}
+			}
+		}
+	}
+	if t.partLen > 0 {
+		giveScratch(t.scratch)
+	}
+	*t = convTask[T]{}
+	if isFloat64[T]() {
+		convTasks64.Put(t)
+	} else {
+		convTasks32.Put(t)
+	}
+}
+
+func (t *convTask[T]) run(part, lo, hi int) {
+	var s []T
+	if t.partLen > 0 {
+		s = t.scratch[part*t.partLen : (part+1)*t.partLen]
+	}
+	if t.backward {
+		t.backwardImages(s, lo, hi)
+	} else {
+		t.forwardImages(s, lo, hi)
+	}
+}
+
+func (t *convTask[T]) forwardImages(s []T, lo, hi int) {
+	g := &t.g
+	col := s[:t.colLen]
+	inImage, wGroup := g.cin*g.inPlane, g.mg*g.kg
+	for n := lo; n < hi; n++ {
+		xn := t.x[n*inImage : (n+1)*inImage]
+		yn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
+		var beta T
+		if t.b != nil {
+			// Start from the bias and let the product accumulate onto it.
+			for co, bv := range t.b {
+				row := yn[co*g.p : (co+1)*g.p]
+				for i := range row {
+					row[i] = bv
+				}
+			}
+			beta = 1
+		}
+		for gi := 0; gi < g.groups; gi++ {
+			xg := xn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
+			src := xg
+			if !g.pointwise {
+				im2col(col, xg, g)
+				src = col
+			}
+			gemm(false, false, g.mg, g.p, g.kg, 1, t.w[gi*wGroup:(gi+1)*wGroup], g.kg,
+				src, g.p, beta, yn[gi*g.mg*g.p:(gi+1)*g.mg*g.p], g.p)
+		}
+	}
+}
+
+func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
+	g := &t.g
+	col := s[:t.colLen]
+	var dwp, dbp []T
+	if t.dw != nil {
+		dwp = s[t.dwOff : t.dwOff+len(t.dw)]
+	}
+	if t.db != nil {
+		dbp = s[t.dbOff : t.dbOff+len(t.db)]
+	}
+	inImage, wGroup, outGroup := g.cin*g.inPlane, g.mg*g.kg, g.mg*g.p
+	for n := lo; n < hi; n++ {
+		dyn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
+		xn := t.x[n*inImage : (n+1)*inImage]
+		if dbp != nil {
+			for co := range dbp {
+				var sum T
+				for _, v := range dyn[co*g.p : (co+1)*g.p] {
+					sum += v
+				}
+				dbp[co] += sum
+			}
+		}
+		var dxn []T
+		if t.dx != nil {
+			dxn = t.dx[n*inImage : (n+1)*inImage]
+			if !g.pointwise {
+				clear(dxn)
+			}
+		}
+		for gi := 0; gi < g.groups; gi++ {
+			dyg := dyn[gi*outGroup : (gi+1)*outGroup]
+			wg := t.w[gi*wGroup : (gi+1)*wGroup]
+			if dwp != nil {
+				// dw[co, k] += Σ_p dout[co, p] · col[k, p]
+				xg := xn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
+				src := xg
+				if !g.pointwise {
+					im2col(col, xg, g)
+					src = col
+				}
+				gemm(false, true, g.mg, g.kg, g.p, 1, dyg, g.p, src, g.p, 1,
+					dwp[gi*wGroup:(gi+1)*wGroup], g.kg)
+			}
+			if dxn != nil {
+				// dcol[k, p] = Σ_co W[co, k] · dout[co, p], then scattered back.
+				dxg := dxn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
+				if g.pointwise {
+					gemm(true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, dxg, g.p)
+				} else {
+					gemm(true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
+					col2im(dxg, col, g)
+				}
+			}
+		}
+	}
+}
+
+// validOut is the range [lo, hi) of output columns o whose input column
+// o·stride + off lies in [0, n).
+func validOut(off, stride, n, outN int) (lo, hi int) {
+	if off < 0 {
+		lo = (-off + stride - 1) / stride
+	}
+	if n-1-off >= 0 {
+		hi = min((n-1-off)/stride+1, outN)
+	}
+	return min(lo, hi), hi
+}
+
+// im2col writes col (Cg·KH·KW, OH·OW) from one image group x (Cg, H, W).
+func im2col[T Float](col, x []T, g *convGeom) {
+	r := 0
+	for c := 0; c < g.cg; c++ {
+		xc := x[c*g.inPlane : (c+1)*g.inPlane]
+		for ki := 0; ki < g.kh; ki++ {
+			for kj := 0; kj < g.kw; kj++ {
+				dst := col[r*g.p : (r+1)*g.p]
+				r++
+				off := kj*g.dw - g.pw
+				lo, hi := validOut(off, g.sw, g.w, g.ow)
+				ih := ki*g.dh - g.ph
+				for oh := 0; oh < g.oh; oh, ih = oh+1, ih+g.sh {
+					d := dst[oh*g.ow : (oh+1)*g.ow]
+					if ih < 0 || ih >= g.h {
+						clear(d)
+						continue
+					}
+					src := xc[ih*g.w : (ih+1)*g.w]
+					clear(d[:lo])
+					clear(d[hi:])
+					if g.sw == 1 {
+						copy(d[lo:hi], src[lo+off:hi+off])
+					} else {
+						for ow := lo; ow < hi; ow++ {
+							d[ow] = src[ow*g.sw+off]
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// col2im adds col (Cg·KH·KW, OH·OW) back into the image group dx (Cg, H, W),
+// the adjoint of im2col.
+func col2im[T Float](dx, col []T, g *convGeom) {
+	r := 0
+	for c := 0; c < g.cg; c++ {
+		dc := dx[c*g.inPlane : (c+1)*g.inPlane]
+		for ki := 0; ki < g.kh; ki++ {
+			for kj := 0; kj < g.kw; kj++ {
+				src := col[r*g.p : (r+1)*g.p]
+				r++
+				off := kj*g.dw - g.pw
+				lo, hi := validOut(off, g.sw, g.w, g.ow)
+				ih := ki*g.dh - g.ph
+				for oh := 0; oh < g.oh; oh, ih = oh+1, ih+g.sh {
+					if ih < 0 || ih >= g.h || lo >= hi {
+						continue
+					}
+					s := src[oh*g.ow : (oh+1)*g.ow]
+					d := dc[ih*g.w : (ih+1)*g.w]
+					if g.sw == 1 {
+						d = d[lo+off : hi+off]
+						for i, v := range s[lo:hi] {
+							d[i] += v
+						}
+					} else {
+						for ow := lo; ow < hi; ow++ {
+							d[ow*g.sw+off] += s[ow]
+						}
+					}
+				}
+			}
+		}
+	}
+}

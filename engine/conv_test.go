@@ -1,0 +1,385 @@
+package engine_test
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/gradcheck"
+)
+
+type convCase struct {
+	name                       string
+	n, cin, h, w, cout, kh, kw int
+	p                          engine.Conv2DParams
+	bias                       bool
+}
+
+// Small, awkward cases: odd and non-square sizes, batch 1, channel counts
+// that are not multiples of 8, every hyper-parameter away from its default.
+var convCases = []convCase{
+	{"plain", 2, 3, 5, 5, 4, 3, 3, engine.Conv2DParams{}, true},
+	{"stride2-pad1", 3, 3, 7, 5, 4, 3, 3, engine.Conv2DSquare(2, 1, 1, 1), true},
+	{"mixed-stride-pad", 1, 5, 7, 5, 3, 3, 2, engine.Conv2DParams{StrideH: 2, StrideW: 1, PadH: 2}, false},
+	{"dilation2", 2, 3, 7, 6, 2, 3, 3, engine.Conv2DParams{DilationH: 2, DilationW: 2, PadH: 1, PadW: 2}, true},
+	{"groups2", 3, 4, 5, 5, 6, 3, 3, engine.Conv2DSquare(1, 1, 1, 2), true},
+	{"depthwise", 1, 3, 6, 5, 6, 3, 3, engine.Conv2DSquare(2, 1, 1, 3), false},
+	{"depthwise-stride1", 2, 5, 5, 4, 5, 3, 3, engine.Conv2DSquare(1, 1, 1, 5), true},
+	{"pointwise", 3, 5, 4, 3, 3, 1, 1, engine.Conv2DParams{}, true},
+	{"pointwise-groups", 1, 4, 3, 5, 6, 1, 1, engine.Conv2DParams{Groups: 2}, false},
+	{"1x1-stride2", 2, 3, 5, 5, 2, 1, 1, engine.Conv2DSquare(2, 0, 1, 1), true},
+	{"lenet-like", 2, 1, 8, 7, 3, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
+	{"kernel-fills-input", 2, 2, 3, 3, 3, 3, 3, engine.Conv2DParams{}, true},
+	{"wide-stride", 2, 3, 9, 8, 2, 2, 3, engine.Conv2DParams{StrideH: 3, StrideW: 4, PadW: 1}, true},
+}
+
+func (c convCase) shapes() (x, w []int) {
+	g := max(c.p.Groups, 1)
+	return []int{c.n, c.cin, c.h, c.w}, []int{c.cout, c.cin / g, c.kh, c.kw}
+}
+
+func randTensor(rng *rand.Rand, dt engine.DType, shape ...int) *engine.Tensor {
+	t := gradcheck.Rand(rng, -1, 1, shape...)
+	if dt == engine.Float32 {
+		return t.As(engine.Float32)
+	}
+	return t
+}
+
+func TestGradientConv2D(t *testing.T) {
+	for i, c := range convCases {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, uint64(i)))
+			xs, ws := c.shapes()
+			x := gradcheck.Rand(rng, -1, 1, xs...)
+			w := gradcheck.Rand(rng, -1, 1, ws...)
+			var b, db *engine.Tensor
+			inputs := []*engine.Tensor{x, w}
+			if c.bias {
+				b = gradcheck.Rand(rng, -1, 1, c.cout)
+				db = engine.New(engine.Float64, c.cout)
+				inputs = append(inputs, b)
+			}
+			os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := engine.New(engine.Float64, os...)
+			dx := engine.New(engine.Float64, xs...)
+			dw := engine.New(engine.Float64, ws...)
+			gradcheck.Check(t, inputs,
+				func() (*engine.Tensor, error) { return out, engine.Conv2DForward(out, x, w, b, c.p) },
+				func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+					dw.Zero()
+					grads := []*engine.Tensor{dx, dw}
+					if db != nil {
+						db.Zero()
+						grads = append(grads, db)
+					}
+					return grads, engine.Conv2DBackward(dx, dw, db, dy, x, w, c.p)
+				}, gradcheck.Options{Names: []string{"x", "w", "b"}})
+		})
+	}
+}
+
+// naiveConv is the textbook seven-loop convolution and its adjoint, the
+// oracle the im2col kernels are compared with.
+func naiveConv(c convCase, x, w, b, dout []float64) (out, dx, dw, db []float64) {
+	g := max(c.p.Groups, 1)
+	sh, sw := max(c.p.StrideH, 1), max(c.p.StrideW, 1)
+	dh, dwl := max(c.p.DilationH, 1), max(c.p.DilationW, 1)
+	oh := (c.h+2*c.p.PadH-dh*(c.kh-1)-1)/sh + 1
+	ow := (c.w+2*c.p.PadW-dwl*(c.kw-1)-1)/sw + 1
+	cg, mg := c.cin/g, c.cout/g
+	out = make([]float64, c.n*c.cout*oh*ow)
+	dx = make([]float64, len(x))
+	dw = make([]float64, len(w))
+	db = make([]float64, c.cout)
+	for n := 0; n < c.n; n++ {
+		for co := 0; co < c.cout; co++ {
+			gi := co / mg
+			for i := 0; i < oh; i++ {
+				for j := 0; j < ow; j++ {
+					o := ((n*c.cout+co)*oh+i)*ow + j
+					s := 0.0
+					if b != nil {
+						s = b[co]
+					}
+					var dy float64
+					if dout != nil {
+						dy = dout[o]
+						db[co] += dy
+					}
+					for ci := 0; ci < cg; ci++ {
+						for ki := 0; ki < c.kh; ki++ {
+							for kj := 0; kj < c.kw; kj++ {
+								ih, iw := i*sh-c.p.PadH+ki*dh, j*sw-c.p.PadW+kj*dwl
+								if ih < 0 || ih >= c.h || iw < 0 || iw >= c.w {
+									continue
+								}
+								xi := ((n*c.cin+gi*cg+ci)*c.h+ih)*c.w + iw
+								wi := ((co*cg+ci)*c.kh+ki)*c.kw + kj
+								s += w[wi] * x[xi]
+								dx[xi] += w[wi] * dy
+								dw[wi] += x[xi] * dy
+							}
+						}
+					}
+					out[o] = s
+				}
+			}
+		}
+	}
+	return out, dx, dw, db
+}
+
+// Forward and backward against the naive oracle in both dtypes, with larger
+// shapes than the gradient check can afford (LeNet's second layer included).
+func TestConv2DMatchesNaive(t *testing.T) {
+	cases := append([]convCase{
+		{"lenet-conv1", 3, 1, 28, 28, 6, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
+		{"lenet-conv2", 5, 6, 14, 14, 16, 5, 5, engine.Conv2DParams{}, true},
+		{"inception-1x1", 3, 12, 7, 9, 10, 1, 1, engine.Conv2DParams{}, true},
+	}, convCases...)
+	for i, c := range cases {
+		for _, dt := range []engine.DType{engine.Float64, engine.Float32} {
+			rng := rand.New(rand.NewPCG(4, uint64(i)))
+			xs, ws := c.shapes()
+			x, w := randTensor(rng, dt, xs...), randTensor(rng, dt, ws...)
+			var b *engine.Tensor
+			if c.bias {
+				b = randTensor(rng, dt, c.cout)
+			}
+			os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dout := randTensor(rng, dt, os...)
+			var bv []float64
+			if b != nil {
+				bv = b.Values()
+			}
+			wantOut, wantDx, wantDw, wantDb := naiveConv(c, x.Values(), w.Values(), bv, dout.Values())
+
+			out := engine.New(dt, os...)
+			out.Fill(math.NaN()) // must be overwritten
+			if err := engine.Conv2DForward(out, x, w, b, c.p); err != nil {
+				t.Fatal(err)
+			}
+			dx := engine.New(dt, xs...)
+			dx.Fill(math.NaN()) // must be overwritten
+			dw, db := engine.New(dt, ws...), engine.New(dt, c.cout)
+			dw.Fill(0.5) // must be accumulated into
+			db.Fill(0.5)
+			if err := engine.Conv2DBackward(dx, dw, db, dout, x, w, c.p); err != nil {
+				t.Fatal(err)
+			}
+			tol := 1e-12
+			if dt == engine.Float32 {
+				tol = 2e-5
+			}
+			for _, cmp := range []struct {
+				name      string
+				got, want []float64
+				offset    float64
+			}{{"out", out.Values(), wantOut, 0}, {"dx", dx.Values(), wantDx, 0},
+				{"dw", dw.Values(), wantDw, 0.5}, {"db", db.Values(), wantDb, 0.5}} {
+				want := make([]float64, len(cmp.want))
+				for j, v := range cmp.want {
+					want[j] = v + cmp.offset
+				}
+				if msg := gradcheck.Close(cmp.got, want, tol, tol); msg != "" {
+					t.Errorf("%s %v %s: %s", c.name, dt, cmp.name, msg)
+				}
+			}
+		}
+	}
+}
+
+// The float32 path (the C GEMM) agrees with the float64 reference.
+func TestConv2DFloat32MatchesFloat64(t *testing.T) {
+	c := convCase{"lenet-conv2", 4, 6, 14, 14, 16, 5, 5, engine.Conv2DParams{}, true}
+	xs, ws := c.shapes()
+	rng := rand.New(rand.NewPCG(5, 5))
+	x64, w64, b64 := randTensor(rng, engine.Float64, xs...), randTensor(rng, engine.Float64, ws...),
+		randTensor(rng, engine.Float64, c.cout)
+	os, _ := engine.Conv2DOutputShape(xs, ws, c.p)
+	dout64 := randTensor(rng, engine.Float64, os...)
+	run := func(dt engine.DType) [][]float64 {
+		x, w, b, dout := x64.As(dt), w64.As(dt), b64.As(dt), dout64.As(dt)
+		out, dx, dw, db := engine.New(dt, os...), engine.New(dt, xs...), engine.New(dt, ws...), engine.New(dt, c.cout)
+		if err := engine.Conv2DForward(out, x, w, b, c.p); err != nil {
+			t.Fatal(err)
+		}
+		if err := engine.Conv2DBackward(dx, dw, db, dout, x, w, c.p); err != nil {
+			t.Fatal(err)
+		}
+		return [][]float64{out.Values(), dx.Values(), dw.Values(), db.Values()}
+	}
+	got, want := run(engine.Float32), run(engine.Float64)
+	for i, name := range []string{"out", "dx", "dw", "db"} {
+		if msg := gradcheck.Close(got[i], want[i], 1e-4, 1e-4); msg != "" {
+			t.Errorf("%s: %s", name, msg)
+		}
+	}
+}
+
+// lenetConv holds LeNet-5's second convolution at batch 64 in float32.
+type lenetConv struct {
+	x, w, b, out, dout, dx, dw, db *engine.Tensor
+	p                              engine.Conv2DParams
+}
+
+func newLenetConv(n int) *lenetConv {
+	rng := rand.New(rand.NewPCG(6, 6))
+	l := &lenetConv{
+		x: randTensor(rng, engine.Float32, n, 6, 14, 14), w: randTensor(rng, engine.Float32, 16, 6, 5, 5),
+		b: randTensor(rng, engine.Float32, 16), out: engine.New(engine.Float32, n, 16, 10, 10),
+		dout: randTensor(rng, engine.Float32, n, 16, 10, 10), dx: engine.New(engine.Float32, n, 6, 14, 14),
+		dw: engine.New(engine.Float32, 16, 6, 5, 5), db: engine.New(engine.Float32, 16),
+	}
+	return l
+}
+
+func (l *lenetConv) step() error {
+	if err := engine.Conv2DForward(l.out, l.x, l.w, l.b, l.p); err != nil {
+		return err
+	}
+	return engine.Conv2DBackward(l.dx, l.dw, l.db, l.dout, l.x, l.w, l.p)
+}
+
+func TestConv2DDeterministic(t *testing.T) {
+	var runs [2][]*engine.Tensor
+	for r := range runs {
+		l := newLenetConv(64)
+		if err := l.step(); err != nil {
+			t.Fatal(err)
+		}
+		runs[r] = []*engine.Tensor{l.out, l.dx, l.dw, l.db}
+	}
+	for i, name := range []string{"out", "dx", "dw", "db"} {
+		a, b := runs[0][i].Float32(), runs[1][i].Float32()
+		for j := range a {
+			if math.Float32bits(a[j]) != math.Float32bits(b[j]) {
+				t.Fatalf("%s[%d] differs between runs: %v vs %v", name, j, a[j], b[j])
+			}
+		}
+	}
+}
+
+func TestConv2DNoAllocs(t *testing.T) {
+	l := newLenetConv(8)
+	if err := l.step(); err != nil {
+		t.Fatal(err)
+	}
+	if a := testing.AllocsPerRun(20, func() { _ = l.step() }); a != 0 {
+		t.Fatalf("forward+backward allocates %v times per step", a)
+	}
+	// A 1×1 layer with groups and an input-layer backward (no dx).
+	rng := rand.New(rand.NewPCG(7, 7))
+	x, w := randTensor(rng, engine.Float32, 4, 6, 5, 7), randTensor(rng, engine.Float32, 4, 3, 1, 1)
+	out, dw := engine.New(engine.Float32, 4, 4, 5, 7), engine.New(engine.Float32, 4, 3, 1, 1)
+	p := engine.Conv2DParams{Groups: 2}
+	step := func() {
+		_ = engine.Conv2DForward(out, x, w, nil, p)
+		_ = engine.Conv2DBackward(nil, dw, nil, out, x, w, p)
+	}
+	step()
+	if a := testing.AllocsPerRun(20, step); a != 0 {
+		t.Fatalf("pointwise forward+backward allocates %v times per step", a)
+	}
+}
+
+// Parameter gradients accumulate, the input gradient is overwritten.
+func TestConv2DBackwardAccumulates(t *testing.T) {
+	c := convCases[1]
+	xs, ws := c.shapes()
+	rng := rand.New(rand.NewPCG(8, 8))
+	x, w := randTensor(rng, engine.Float64, xs...), randTensor(rng, engine.Float64, ws...)
+	os, _ := engine.Conv2DOutputShape(xs, ws, c.p)
+	dout := randTensor(rng, engine.Float64, os...)
+	dx, dw, db := engine.New(engine.Float64, xs...), engine.New(engine.Float64, ws...), engine.New(engine.Float64, c.cout)
+	dw1, db1 := engine.New(engine.Float64, ws...), engine.New(engine.Float64, c.cout)
+	if err := engine.Conv2DBackward(dx, dw1, db1, dout, x, w, c.p); err != nil {
+		t.Fatal(err)
+	}
+	dx1 := dx.Clone()
+	for i := 0; i < 2; i++ {
+		if err := engine.Conv2DBackward(dx, dw, db, dout, x, w, c.p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	twice := func(v []float64) []float64 {
+		for i := range v {
+			v[i] *= 2
+		}
+		return v
+	}
+	if msg := gradcheck.Close(dw.Values(), twice(dw1.Values()), 1e-12, 1e-12); msg != "" {
+		t.Errorf("dw after two passes: %s", msg)
+	}
+	if msg := gradcheck.Close(db.Values(), twice(db1.Values()), 1e-12, 1e-12); msg != "" {
+		t.Errorf("db after two passes: %s", msg)
+	}
+	if msg := gradcheck.Close(dx.Values(), dx1.Values(), 0, 0); msg != "" {
+		t.Errorf("dx must be overwritten: %s", msg)
+	}
+	// Only some gradients requested.
+	if err := engine.Conv2DBackward(nil, nil, db, dout, x, w, c.p); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Conv2DBackward(nil, nil, nil, dout, x, w, c.p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantShapeError(t *testing.T, op string, err error) {
+	t.Helper()
+	var se *engine.ShapeError
+	if !errors.As(err, &se) || se.Op != op {
+		t.Errorf("got %v, want a ShapeError from %s", err, op)
+		return
+	}
+	t.Log(err)
+}
+
+func TestConv2DShapeErrors(t *testing.T) {
+	f32 := func(s ...int) *engine.Tensor { return engine.New(engine.Float32, s...) }
+	x, w, b, out := f32(2, 4, 8, 8), f32(6, 4, 3, 3), f32(6), f32(2, 6, 6, 6)
+	const fwd, bwd = "Conv2DForward", "Conv2DBackward"
+	for _, c := range []struct {
+		name         string
+		out, x, w, b *engine.Tensor
+		p            engine.Conv2DParams
+	}{
+		{"cin mismatch", out, x, f32(6, 3, 3, 3), b, engine.Conv2DParams{}},
+		{"groups do not divide cin", out, x, f32(6, 1, 3, 3), b, engine.Conv2DParams{Groups: 3}},
+		{"w not per group", out, x, w, b, engine.Conv2DParams{Groups: 2}},
+		{"out wrong", f32(2, 6, 8, 8), x, w, b, engine.Conv2DParams{}},
+		{"bias wrong", out, x, w, f32(5), engine.Conv2DParams{}},
+		{"x rank 3", out, f32(4, 8, 8), w, b, engine.Conv2DParams{}},
+		{"kernel too big", f32(2, 6, 1, 1), f32(2, 4, 2, 2), w, b, engine.Conv2DParams{}},
+		{"negative pad", out, x, w, b, engine.Conv2DParams{PadH: -1}},
+		{"negative stride", out, x, w, b, engine.Conv2DParams{StrideW: -2}},
+		{"nil x", out, nil, w, b, engine.Conv2DParams{}},
+		{"mixed dtypes", out, x, engine.New(engine.Float64, 6, 4, 3, 3), b, engine.Conv2DParams{}},
+	} {
+		wantShapeError(t, fwd, engine.Conv2DForward(c.out, c.x, c.w, c.b, c.p))
+	}
+	if err := engine.Conv2DForward(out, x, w, b, engine.Conv2DParams{}); err != nil {
+		t.Fatalf("valid call refused: %v", err)
+	}
+	wantShapeError(t, bwd, engine.Conv2DBackward(f32(2, 4, 8, 7), nil, nil, out, x, w, engine.Conv2DParams{}))
+	wantShapeError(t, bwd, engine.Conv2DBackward(nil, f32(6, 4, 3, 2), nil, out, x, w, engine.Conv2DParams{}))
+	wantShapeError(t, bwd, engine.Conv2DBackward(nil, nil, f32(4), out, x, w, engine.Conv2DParams{}))
+	wantShapeError(t, bwd, engine.Conv2DBackward(nil, nil, b, f32(2, 6, 5, 5), x, w, engine.Conv2DParams{}))
+	wantShapeError(t, bwd, engine.Conv2DBackward(nil, nil, b, nil, x, w, engine.Conv2DParams{}))
+	_, err := engine.Conv2DOutputShape([]int{1, 3, 4, 4}, []int{2, 3, 5, 5}, engine.Conv2DParams{})
+	wantShapeError(t, "Conv2DOutputShape", err)
+	s, err := engine.Conv2DOutputShape([]int{1, 3, 28, 28}, []int{6, 3, 5, 5}, engine.Conv2DSquare(1, 2, 1, 1))
+	if err != nil || len(s) != 4 || s[2] != 28 || s[3] != 28 {
+		t.Errorf("Conv2DOutputShape = %v, %v; want [1 6 28 28]", s, err)
+	}
+}

@@ -1,0 +1,400 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+)
+
+// Pooling: PyTorch's MaxPool2d, AvgPool2d and AdaptiveAvgPool2d(1) on NCHW
+// tensors, floor mode (ceil_mode=False). Every (image, channel) plane is
+// independent, so the work is split over planes and needs no reduction
+// across parts.
+
+// Pool2DParams are a pooling window's size, stride and padding. A zero stride
+// means stride = kernel, as in PyTorch. Padding may be at most half the
+// kernel (PyTorch's rule), so every window holds at least one input element.
+type Pool2DParams struct {
+	KernelH, KernelW int
+	StrideH, StrideW int // 0 means the kernel size
+	PadH, PadW       int // added on each side: -inf for max, zeros for average
+}
+
+// Pool2DSquare returns a square window; stride 0 means stride = kernel.
+func Pool2DSquare(kernel, stride, pad int) Pool2DParams {
+	return Pool2DParams{KernelH: kernel, KernelW: kernel, StrideH: stride, StrideW: stride, PadH: pad, PadW: pad}
+}
+
+func (p Pool2DParams) String() string {
+	return fmt.Sprintf("{kernel=(%d,%d) stride=(%d,%d) pad=(%d,%d)}",
+		p.KernelH, p.KernelW, p.StrideH, p.StrideW, p.PadH, p.PadW)
+}
+
+type poolGeom struct {
+	planes, h, w, oh, ow int // planes = N·C
+	kh, kw, sh, sw       int
+	ph, pw               int
+}
+
+// poolGeometry checks x (N,C,H,W) against p and returns the geometry or a
+// message saying what is wrong.
+func poolGeometry(x []int, p Pool2DParams) (poolGeom, string) {
+	var g poolGeom
+	if len(x) != 4 {
+		return g, "want x (N,C,H,W)"
+	}
+	g.kh, g.kw, g.ph, g.pw = p.KernelH, p.KernelW, p.PadH, p.PadW
+	g.sh, g.sw = p.StrideH, p.StrideW
+	if g.sh == 0 {
+		g.sh = g.kh
+	}
+	if g.sw == 0 {
+		g.sw = g.kw
+	}
+	if g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.ph < 0 || g.pw < 0 {
+		return g, "kernel and stride must be positive, padding non-negative"
+	}
+	if 2*g.ph > g.kh || 2*g.pw > g.kw {
+		return g, "padding must be at most half the kernel"
+	}
+	g.planes, g.h, g.w = x[0]*x[1], x[2], x[3]
+	if g.h+2*g.ph < g.kh || g.w+2*g.pw < g.kw {
+		return g, fmt.Sprintf("kernel %d×%d exceeds padded input %d×%d", g.kh, g.kw, g.h+2*g.ph, g.w+2*g.pw)
+	}
+	g.oh = (g.h+2*g.ph-g.kh)/g.sh + 1
+	g.ow = (g.w+2*g.pw-g.kw)/g.sw + 1
+	return g, ""
+}
+
+// Pool2DOutputShape is the shape (N, C, OH, OW) of a pooling output for input
+// shape x (N,C,H,W), with OH = ⌊(H + 2·PadH − KernelH) / StrideH⌋ + 1.
+func Pool2DOutputShape(x []int, p Pool2DParams) ([]int, error) {
+	g, msg := poolGeometry(x, p)
+	if msg != "" {
+		return nil, shapeErr("Pool2DOutputShape", msg, "x", x, "params", p)
+	}
+	return []int{x[0], x[1], g.oh, g.ow}, nil
+}
+
+// poolCheck validates in (N,C,H,W) and outT (N,C,OH,OW) for op.
+func poolCheck(op string, p Pool2DParams, outName string, outT *Tensor, inName string, in *Tensor) (poolGeom, DType, error) {
+	if outT == nil || in == nil {
+		return poolGeom{}, 0, shapeErr(op, outName+" and "+inName+" are required", outName, outT, inName, in, "params", p)
+	}
+	_, dt, err := agree(op, outT, in)
+	if err != nil {
+		return poolGeom{}, dt, err
+	}
+	g, msg := poolGeometry(in.shape, p)
+	if msg == "" && !outT.SameShape(in.Dim(0), in.Dim(1), g.oh, g.ow) {
+		msg = fmt.Sprintf("want %s (N,C,OH,OW) = %v", outName, []int{in.Dim(0), in.Dim(1), g.oh, g.ow})
+	}
+	if msg != "" {
+		return g, dt, shapeErr(op, msg, outName, outT, inName, in, "params", p)
+	}
+	return g, dt, nil
+}
+
+// MaxPool2DForward computes out = max over each window. When argmax is not
+// nil it receives, for each output element, the index h·W + w of the winning
+// input within its (H, W) plane; MaxPool2DBackward needs it. The first
+// maximum wins ties and NaN propagates, as in PyTorch.
+//
+//	out: (N, C, OH, OW)  argmax: N·C·OH·OW int32s or nil  x: (N, C, H, W)
+func MaxPool2DForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) error {
+	const op = "MaxPool2DForward"
+	g, dt, err := poolCheck(op, p, "out", out, "x", x)
+	if err != nil {
+		return err
+	}
+	if argmax != nil && len(argmax) != out.Len() {
+		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), out.Len()), "out", out, "x", x)
+	}
+	if dt == Float64 {
+		runPool(&g, poolMaxForward, out.f64, x.f64, argmax)
+	} else {
+		runPool(&g, poolMaxForward, out.f32, x.f32, argmax)
+	}
+	return nil
+}
+
+// MaxPool2DBackward computes dx (overwritten): each dout element goes to the
+// input its window picked in the forward pass, as recorded in argmax.
+//
+//	dx: (N, C, H, W)  dout: (N, C, OH, OW)  argmax: from MaxPool2DForward
+func MaxPool2DBackward(dx, dout *Tensor, argmax []int32, p Pool2DParams) error {
+	const op = "MaxPool2DBackward"
+	g, dt, err := poolCheck(op, p, "dout", dout, "dx", dx)
+	if err != nil {
+		return err
+	}
+	if len(argmax) != dout.Len() {
+		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), dout.Len()), "dx", dx, "dout", dout)
+	}
+	var bad bool
+	if dt == Float64 {
+		bad = runPool(&g, poolMaxBackward, dx.f64, dout.f64, argmax)
+	} else {
+		bad = runPool(&g, poolMaxBackward, dx.f32, dout.f32, argmax)
+	}
+	if bad {
+		return shapeErr(op, "argmax holds an index outside the input plane", "dx", dx, "dout", dout)
+	}
+	return nil
+}
+
+// AvgPool2DForward computes out = mean over each window, counting padding
+// zeros in the divisor (PyTorch's count_include_pad=True): in floor mode
+// every window divides by KernelH·KernelW.
+//
+//	out: (N, C, OH, OW)  x: (N, C, H, W)
+func AvgPool2DForward(out, x *Tensor, p Pool2DParams) error {
+	const op = "AvgPool2DForward"
+	g, dt, err := poolCheck(op, p, "out", out, "x", x)
+	if err != nil {
+		return err
+	}
+	if dt == Float64 {
+		runPool(&g, poolAvgForward, out.f64, x.f64, nil)
+	} else {
+		runPool(&g, poolAvgForward, out.f32, x.f32, nil)
+	}
+	return nil
+}
+
+// AvgPool2DBackward computes dx (overwritten): each dout element is spread
+// evenly, dout/(KernelH·KernelW), over the inputs of its window.
+//
+//	dx: (N, C, H, W)  dout: (N, C, OH, OW)
+func AvgPool2DBackward(dx, dout *Tensor, p Pool2DParams) error {
+	const op = "AvgPool2DBackward"
+	g, dt, err := poolCheck(op, p, "dout", dout, "dx", dx)
+	if err != nil {
+		return err
+	}
+	if dt == Float64 {
+		runPool(&g, poolAvgBackward, dx.f64, dout.f64, nil)
+	} else {
+		runPool(&g, poolAvgBackward, dx.f32, dout.f32, nil)
+	}
+	return nil
+}
+
+// globalCheck validates x (N,C,H,W) and out (N,C) or (N,C,1,1).
+func globalCheck(op, outName string, outT *Tensor, inName string, in *Tensor) (poolGeom, DType, error) {
+	if outT == nil || in == nil {
+		return poolGeom{}, 0, shapeErr(op, outName+" and "+inName+" are required", outName, outT, inName, in)
+	}
+	_, dt, err := agree(op, outT, in)
+	if err != nil {
+		return poolGeom{}, dt, err
+	}
+	if in.Rank() != 4 || in.Dim(2) < 1 || in.Dim(3) < 1 || !(outT.SameShape(in.Dim(0), in.Dim(1)) || outT.SameShape(in.Dim(0), in.Dim(1), 1, 1)) {
+		return poolGeom{}, dt, shapeErr(op, fmt.Sprintf("want %s (N,C,H,W) and %s (N,C) or (N,C,1,1)", inName, outName),
+			outName, outT, inName, in)
+	}
+	g := poolGeom{planes: in.Dim(0) * in.Dim(1), h: in.Dim(2), w: in.Dim(3), oh: 1, ow: 1}
+	return g, dt, nil
+}
+
+// GlobalAvgPoolForward computes out = mean of each (H, W) plane.
+//
+//	out: (N, C) or (N, C, 1, 1)  x: (N, C, H, W)
+func GlobalAvgPoolForward(out, x *Tensor) error {
+	const op = "GlobalAvgPoolForward"
+	g, dt, err := globalCheck(op, "out", out, "x", x)
+	if err != nil {
+		return err
+	}
+	if dt == Float64 {
+		runPool(&g, poolGlobalForward, out.f64, x.f64, nil)
+	} else {
+		runPool(&g, poolGlobalForward, out.f32, x.f32, nil)
+	}
+	return nil
+}
+
+// GlobalAvgPoolBackward computes dx (overwritten) = dout/(H·W) over each plane.
+//
+//	dx: (N, C, H, W)  dout: (N, C) or (N, C, 1, 1)
+func GlobalAvgPoolBackward(dx, dout *Tensor) error {
+	const op = "GlobalAvgPoolBackward"
+	g, dt, err := globalCheck(op, "dout", dout, "dx", dx)
+	if err != nil {
+		return err
+	}
+	if dt == Float64 {
+		runPool(&g, poolGlobalBackward, dx.f64, dout.f64, nil)
+	} else {
+		runPool(&g, poolGlobalBackward, dx.f32, dout.f32, nil)
+	}
+	return nil
+}
+
+type poolKind uint8
+
+const (
+	poolMaxForward poolKind = iota
+	poolMaxBackward
+	poolAvgForward
+	poolAvgBackward
+	poolGlobalForward
+	poolGlobalBackward
+)
+
+// poolTask runs one pooling kind over a range of planes. a is the output of
+// the pass (out or dx), b its input (x or dout).
+type poolTask[T Float] struct {
+	g      poolGeom
+	kind   poolKind
+	a, b   []T
+	argmax []int32
+	bad    atomic.Bool
+}
+
+var (
+	poolTasks32 = sync.Pool{New: func() any { return new(poolTask[float32]) }}
+	poolTasks64 = sync.Pool{New: func() any { return new(poolTask[float64]) }}
+)
+
+// Planes are handed to the workers only when there is enough work to pay for
+// the hand-off.
+const poolParallelMin = 1 << 14
+
+// runPool runs kind over every plane and reports whether a bad argmax index
+// was met.
+func runPool[T Float](g *poolGeom, kind poolKind, a, b []T, argmax []int32) bool {
+	var t *poolTask[T]
+	if isFloat64[T]() {
+		t = poolTasks64.Get().(*poolTask[T])
+	} else {
+		t = poolTasks32.Get().(*poolTask[T])
+	}
+	t.g, t.kind, t.a, t.b, t.argmax = *g, kind, a, b, argmax
+	t.bad.Store(false)
+	if g.planes*g.h*g.w < poolParallelMin {
+		t.run(0, 0, g.planes)
+	} else {
+		parallelFor(g.planes, t)
+	}
+	bad := t.bad.Load()
+	t.a, t.b, t.argmax = nil, nil, nil
+	if isFloat64[T]() {
+		poolTasks64.Put(t)
+	} else {
+		poolTasks32.Put(t)
+	}
+	return bad
+}
+
+func (t *poolTask[T]) run(_, lo, hi int) {
+	g := &t.g
+	in, on := g.h*g.w, g.oh*g.ow
+	for pl := lo; pl < hi; pl++ {
+		switch t.kind {
+		case poolMaxForward:
+			var am []int32
+			if t.argmax != nil {
+				am = t.argmax[pl*on : (pl+1)*on]
+			}
+			maxPlane(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
+		case poolMaxBackward:
+			if !maxPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], t.argmax[pl*on:(pl+1)*on]) {
+				t.bad.Store(true)
+			}
+		case poolAvgForward:
+			avgPlane(t.a[pl*on:(pl+1)*on], t.b[pl*in:(pl+1)*in], g)
+		case poolAvgBackward:
+			avgPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
+		case poolGlobalForward:
+			var s T
+			for _, v := range t.b[pl*in : (pl+1)*in] {
+				s += v
+			}
+			t.a[pl] = s / T(in)
+		case poolGlobalBackward:
+			v := t.b[pl] / T(in)
+			d := t.a[pl*in : (pl+1)*in]
+			for i := range d {
+				d[i] = v
+			}
+		}
+	}
+}
+
+// window clips the window of output index o to the input: [lo, hi).
+func window(o, stride, pad, k, n int) (lo, hi int) {
+	lo = o*stride - pad
+	return max(lo, 0), min(lo+k, n)
+}
+
+func maxPlane[T Float](out []T, am []int32, x []T, g *poolGeom) {
+	negInf := T(math.Inf(-1))
+	for oh := 0; oh < g.oh; oh++ {
+		h0, h1 := window(oh, g.sh, g.ph, g.kh, g.h)
+		for ow := 0; ow < g.ow; ow++ {
+			w0, w1 := window(ow, g.sw, g.pw, g.kw, g.w)
+			m, at := negInf, h0*g.w+w0
+			for ih := h0; ih < h1; ih++ {
+				row := x[ih*g.w : (ih+1)*g.w]
+				for iw := w0; iw < w1; iw++ {
+					if v := row[iw]; v > m || v != v {
+						m, at = v, ih*g.w+iw
+					}
+				}
+			}
+			out[oh*g.ow+ow] = m
+			if am != nil {
+				am[oh*g.ow+ow] = int32(at)
+			}
+		}
+	}
+}
+
+func maxPlaneBackward[T Float](dx, dout []T, am []int32) bool {
+	clear(dx)
+	for i, v := range dout {
+		a := int(am[i])
+		if uint(a) >= uint(len(dx)) {
+			return false
+		}
+		dx[a] += v
+	}
+	return true
+}
+
+func avgPlane[T Float](out, x []T, g *poolGeom) {
+	div := T(g.kh * g.kw)
+	for oh := 0; oh < g.oh; oh++ {
+		h0, h1 := window(oh, g.sh, g.ph, g.kh, g.h)
+		for ow := 0; ow < g.ow; ow++ {
+			w0, w1 := window(ow, g.sw, g.pw, g.kw, g.w)
+			var s T
+			for ih := h0; ih < h1; ih++ {
+				for _, v := range x[ih*g.w+w0 : ih*g.w+w1] {
+					s += v
+				}
+			}
+			out[oh*g.ow+ow] = s / div
+		}
+	}
+}
+
+func avgPlaneBackward[T Float](dx, dout []T, g *poolGeom) {
+	clear(dx)
+	div := T(g.kh * g.kw)
+	for oh := 0; oh < g.oh; oh++ {
+		h0, h1 := window(oh, g.sh, g.ph, g.kh, g.h)
+		for ow := 0; ow < g.ow; ow++ {
+			w0, w1 := window(ow, g.sw, g.pw, g.kw, g.w)
+			v := dout[oh*g.ow+ow] / div
+			for ih := h0; ih < h1; ih++ {
+				d := dx[ih*g.w+w0 : ih*g.w+w1]
+				for i := range d {
+					d[i] += v
+				}
+			}
+		}
+	}
+}

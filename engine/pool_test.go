@@ -1,0 +1,289 @@
+package engine_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/gradcheck"
+)
+
+type poolCase struct {
+	name       string
+	n, c, h, w int
+	p          engine.Pool2DParams
+}
+
+var poolCases = []poolCase{
+	{"2x2", 2, 3, 6, 4, engine.Pool2DSquare(2, 0, 0)},
+	{"2x2-odd-input", 1, 5, 7, 5, engine.Pool2DSquare(2, 0, 0)},
+	{"3x3-stride2-pad1", 2, 3, 7, 6, engine.Pool2DSquare(3, 2, 1)},
+	{"3x3-stride1-pad1", 1, 2, 5, 5, engine.Pool2DSquare(3, 1, 1)},
+	{"overlapping-3x3-stride2", 2, 2, 7, 7, engine.Pool2DSquare(3, 2, 0)},
+	{"rect", 3, 2, 7, 9, engine.Pool2DParams{KernelH: 2, KernelW: 3, StrideH: 1, StrideW: 2, PadW: 1}},
+	{"window-is-input", 2, 3, 4, 3, engine.Pool2DParams{KernelH: 4, KernelW: 3}},
+}
+
+func (c poolCase) outShape(t *testing.T) []int {
+	s, err := engine.Pool2DOutputShape([]int{c.n, c.c, c.h, c.w}, c.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// distinct returns a tensor of the given shape whose values are a shuffle of
+// distinct numbers 0.01 apart, so a finite-difference step never changes
+// which element of a max-pool window wins.
+func distinct(rng *rand.Rand, shape ...int) *engine.Tensor {
+	t := engine.New(engine.Float64, shape...)
+	v := t.Float64()
+	for i := range v {
+		v[i] = float64(i)*0.01 - 1
+	}
+	rng.Shuffle(len(v), func(i, j int) { v[i], v[j] = v[j], v[i] })
+	return t
+}
+
+func TestGradientMaxPool2D(t *testing.T) {
+	for i, c := range poolCases {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(10, uint64(i)))
+			x := distinct(rng, c.n, c.c, c.h, c.w)
+			os := c.outShape(t)
+			out, dx := engine.New(engine.Float64, os...), engine.New(engine.Float64, x.Shape()...)
+			argmax := make([]int32, out.Len())
+			gradcheck.Check(t, []*engine.Tensor{x},
+				func() (*engine.Tensor, error) { return out, engine.MaxPool2DForward(out, argmax, x, c.p) },
+				func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+					return []*engine.Tensor{dx}, engine.MaxPool2DBackward(dx, dy, argmax, c.p)
+				}, gradcheck.Options{Names: []string{"x"}})
+		})
+	}
+}
+
+func TestGradientAvgPool2D(t *testing.T) {
+	for i, c := range poolCases {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(11, uint64(i)))
+			x := gradcheck.Rand(rng, -1, 1, c.n, c.c, c.h, c.w)
+			out, dx := engine.New(engine.Float64, c.outShape(t)...), engine.New(engine.Float64, x.Shape()...)
+			gradcheck.Check(t, []*engine.Tensor{x},
+				func() (*engine.Tensor, error) { return out, engine.AvgPool2DForward(out, x, c.p) },
+				func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+					return []*engine.Tensor{dx}, engine.AvgPool2DBackward(dx, dy, c.p)
+				}, gradcheck.Options{Names: []string{"x"}})
+		})
+	}
+}
+
+func TestGradientGlobalAvgPool(t *testing.T) {
+	for i, s := range [][]int{{2, 3, 5, 7}, {1, 5, 1, 1}, {3, 2, 4, 4}} {
+		rng := rand.New(rand.NewPCG(12, uint64(i)))
+		x := gradcheck.Rand(rng, -1, 1, s...)
+		out, dx := engine.New(engine.Float64, s[0], s[1]), engine.New(engine.Float64, s...)
+		if i == 2 {
+			out = engine.New(engine.Float64, s[0], s[1], 1, 1)
+		}
+		gradcheck.Check(t, []*engine.Tensor{x},
+			func() (*engine.Tensor, error) { return out, engine.GlobalAvgPoolForward(out, x) },
+			func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+				return []*engine.Tensor{dx}, engine.GlobalAvgPoolBackward(dx, dy)
+			}, gradcheck.Options{Names: []string{"x"}})
+	}
+}
+
+// naivePool is the oracle: PyTorch's definition written out directly, max
+// over the padded window (padding is -inf) or its sum over KernelH·KernelW.
+func naivePool(c poolCase, x []float64, isMax bool) []float64 {
+	sh, sw := c.p.StrideH, c.p.StrideW
+	if sh == 0 {
+		sh = c.p.KernelH
+	}
+	if sw == 0 {
+		sw = c.p.KernelW
+	}
+	oh := (c.h+2*c.p.PadH-c.p.KernelH)/sh + 1
+	ow := (c.w+2*c.p.PadW-c.p.KernelW)/sw + 1
+	out := make([]float64, 0, c.n*c.c*oh*ow)
+	for pl := 0; pl < c.n*c.c; pl++ {
+		for i := 0; i < oh; i++ {
+			for j := 0; j < ow; j++ {
+				m, s := math.Inf(-1), 0.0
+				for ki := 0; ki < c.p.KernelH; ki++ {
+					for kj := 0; kj < c.p.KernelW; kj++ {
+						ih, iw := i*sh-c.p.PadH+ki, j*sw-c.p.PadW+kj
+						if ih < 0 || ih >= c.h || iw < 0 || iw >= c.w {
+							continue
+						}
+						v := x[(pl*c.h+ih)*c.w+iw]
+						m = math.Max(m, v)
+						s += v
+					}
+				}
+				if isMax {
+					out = append(out, m)
+				} else {
+					out = append(out, s/float64(c.p.KernelH*c.p.KernelW))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Forward against the oracle in both dtypes (a large case crosses the
+// threshold where planes are split between workers), and float32 backward
+// against float64.
+func TestPool2DMatchesNaive(t *testing.T) {
+	cases := append([]poolCase{{"lenet", 64, 6, 28, 28, engine.Pool2DSquare(2, 0, 0)}}, poolCases...)
+	for i, c := range cases {
+		rng := rand.New(rand.NewPCG(13, uint64(i)))
+		x64 := distinct(rng, c.n, c.c, c.h, c.w)
+		os := c.outShape(t)
+		dout64 := gradcheck.Rand(rng, -1, 1, os...)
+		for _, isMax := range []bool{true, false} {
+			want := naivePool(c, x64.Values(), isMax)
+			var grads [2][]float64
+			for k, dt := range []engine.DType{engine.Float64, engine.Float32} {
+				x, dout := x64.As(dt), dout64.As(dt)
+				out, dx := engine.New(dt, os...), engine.New(dt, x.Shape()...)
+				dx.Fill(math.NaN()) // must be overwritten
+				var err error
+				if isMax {
+					argmax := make([]int32, out.Len())
+					if err = engine.MaxPool2DForward(out, argmax, x, c.p); err == nil {
+						err = engine.MaxPool2DBackward(dx, dout, argmax, c.p)
+					}
+				} else if err = engine.AvgPool2DForward(out, x, c.p); err == nil {
+					err = engine.AvgPool2DBackward(dx, dout, c.p)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				tol := 1e-12
+				if dt == engine.Float32 {
+					tol = 1e-6
+				}
+				if msg := gradcheck.Close(out.Values(), want, tol, tol); msg != "" {
+					t.Errorf("%s max=%v %v forward: %s", c.name, isMax, dt, msg)
+				}
+				grads[k] = dx.Values()
+			}
+			if msg := gradcheck.Close(grads[1], grads[0], 1e-6, 1e-6); msg != "" {
+				t.Errorf("%s max=%v: float32 backward vs float64: %s", c.name, isMax, msg)
+			}
+		}
+	}
+	// Global average pooling, float32 against float64.
+	rng := rand.New(rand.NewPCG(14, 14))
+	x64, dout64 := gradcheck.Rand(rng, -1, 1, 9, 7, 5, 3), gradcheck.Rand(rng, -1, 1, 9, 7)
+	var res [2][2][]float64
+	for k, dt := range []engine.DType{engine.Float64, engine.Float32} {
+		out, dx := engine.New(dt, 9, 7), engine.New(dt, 9, 7, 5, 3)
+		if err := engine.GlobalAvgPoolForward(out, x64.As(dt)); err != nil {
+			t.Fatal(err)
+		}
+		if err := engine.GlobalAvgPoolBackward(dx, dout64.As(dt)); err != nil {
+			t.Fatal(err)
+		}
+		res[k] = [2][]float64{out.Values(), dx.Values()}
+	}
+	for j, name := range []string{"forward", "backward"} {
+		if msg := gradcheck.Close(res[1][j], res[0][j], 1e-6, 1e-6); msg != "" {
+			t.Errorf("global average pool %s float32 vs float64: %s", name, msg)
+		}
+	}
+}
+
+// Ties go to the first element of the window and NaN propagates, as in
+// PyTorch; padding never wins.
+func TestMaxPool2DTiesAndNaN(t *testing.T) {
+	x, _ := engine.FromFloat64([]float64{
+		-5, -5, 1, 1,
+		-5, -5, math.NaN(), 1,
+	}, 1, 1, 2, 4)
+	out := engine.New(engine.Float64, 1, 1, 1, 2)
+	argmax := make([]int32, 2)
+	if err := engine.MaxPool2DForward(out, argmax, x, engine.Pool2DSquare(2, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if out.At(0) != -5 || argmax[0] != 0 || !math.IsNaN(out.At(1)) || argmax[1] != 6 {
+		t.Fatalf("out %v argmax %v, want [-5 NaN] [0 6]", out.Values(), argmax)
+	}
+	neg, _ := engine.FromFloat64([]float64{-3, -4, -5, -6}, 1, 1, 2, 2)
+	out = engine.New(engine.Float64, 1, 1, 2, 2)
+	argmax = make([]int32, 4)
+	if err := engine.MaxPool2DForward(out, argmax, neg, engine.Pool2DSquare(2, 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range out.Values() {
+		if v != neg.At(i) || int(argmax[i]) != i {
+			t.Fatalf("padded max pool of negatives: out %v argmax %v", out.Values(), argmax)
+		}
+	}
+}
+
+func TestPool2DDeterministicNoAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 15))
+	x := randTensor(rng, engine.Float32, 64, 6, 28, 28)
+	p := engine.Pool2DSquare(2, 0, 0)
+	out, dx := engine.New(engine.Float32, 64, 6, 14, 14), engine.New(engine.Float32, 64, 6, 28, 28)
+	g, gx := engine.New(engine.Float32, 64, 6), engine.New(engine.Float32, 64, 6, 28, 28)
+	argmax := make([]int32, out.Len())
+	step := func() {
+		_ = engine.MaxPool2DForward(out, argmax, x, p)
+		_ = engine.MaxPool2DBackward(dx, out, argmax, p)
+		_ = engine.AvgPool2DForward(out, x, p)
+		_ = engine.AvgPool2DBackward(dx, out, p)
+		_ = engine.GlobalAvgPoolForward(g, x)
+		_ = engine.GlobalAvgPoolBackward(gx, g)
+	}
+	step()
+	first := [][]float32{append([]float32(nil), out.Float32()...), append([]float32(nil), dx.Float32()...),
+		append([]float32(nil), g.Float32()...), append([]float32(nil), gx.Float32()...)}
+	if a := testing.AllocsPerRun(10, step); a != 0 {
+		t.Errorf("pooling allocates %v times per step", a)
+	}
+	for i, now := range [][]float32{out.Float32(), dx.Float32(), g.Float32(), gx.Float32()} {
+		for j := range now {
+			if math.Float32bits(now[j]) != math.Float32bits(first[i][j]) {
+				t.Fatalf("result %d element %d differs between runs", i, j)
+			}
+		}
+	}
+}
+
+func TestPool2DShapeErrors(t *testing.T) {
+	f32 := func(s ...int) *engine.Tensor { return engine.New(engine.Float32, s...) }
+	x, out := f32(2, 3, 8, 8), f32(2, 3, 4, 4)
+	p := engine.Pool2DSquare(2, 0, 0)
+	am := make([]int32, out.Len())
+	wantShapeError(t, "MaxPool2DForward", engine.MaxPool2DForward(f32(2, 3, 5, 4), am, x, p))
+	wantShapeError(t, "MaxPool2DForward", engine.MaxPool2DForward(out, am[:5], x, p))
+	wantShapeError(t, "MaxPool2DForward", engine.MaxPool2DForward(out, am, f32(3, 8, 8), p))
+	wantShapeError(t, "MaxPool2DForward", engine.MaxPool2DForward(out, am, x, engine.Pool2DSquare(2, 0, 2)))
+	wantShapeError(t, "MaxPool2DForward", engine.MaxPool2DForward(out, am, x, engine.Pool2DParams{}))
+	wantShapeError(t, "MaxPool2DForward", engine.MaxPool2DForward(out, am, nil, p))
+	if err := engine.MaxPool2DForward(out, nil, x, p); err != nil {
+		t.Fatalf("valid call refused: %v", err)
+	}
+	wantShapeError(t, "MaxPool2DBackward", engine.MaxPool2DBackward(f32(2, 3, 8, 7), out, am, p))
+	wantShapeError(t, "MaxPool2DBackward", engine.MaxPool2DBackward(x, out, nil, p))
+	bad := make([]int32, out.Len())
+	bad[7] = 64
+	wantShapeError(t, "MaxPool2DBackward", engine.MaxPool2DBackward(x, out, bad, p))
+	wantShapeError(t, "AvgPool2DForward", engine.AvgPool2DForward(out, f32(2, 3, 1, 8), p))
+	wantShapeError(t, "AvgPool2DForward", engine.AvgPool2DForward(out, engine.New(engine.Float64, 2, 3, 8, 8), p))
+	wantShapeError(t, "AvgPool2DBackward", engine.AvgPool2DBackward(x, f32(2, 3, 4, 5), p))
+	wantShapeError(t, "GlobalAvgPoolForward", engine.GlobalAvgPoolForward(f32(2, 4), x))
+	wantShapeError(t, "GlobalAvgPoolForward", engine.GlobalAvgPoolForward(f32(2, 3, 1), x))
+	wantShapeError(t, "GlobalAvgPoolBackward", engine.GlobalAvgPoolBackward(f32(2, 3, 8), f32(2, 3)))
+	_, err := engine.Pool2DOutputShape([]int{1, 1, 3, 3}, engine.Pool2DSquare(5, 0, 0))
+	wantShapeError(t, "Pool2DOutputShape", err)
+	s, err := engine.Pool2DOutputShape([]int{1, 2, 7, 5}, engine.Pool2DSquare(3, 2, 1))
+	if err != nil || s[2] != 4 || s[3] != 3 {
+		t.Errorf("Pool2DOutputShape = %v, %v; want [1 2 4 3]", s, err)
+	}
+}
