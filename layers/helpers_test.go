@@ -58,3 +58,45 @@ func TestGradientSequentialResidual(t *testing.T) {
 		}
 	}
 }
+
+func TestGradientConv2DLayer(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 3))
+	checkLayer(t, NewConv2D(rng, 3, 5, 3, ConvOptions{Stride: 2, Padding: 1}), 4, gradcheck.Options{}, 2, 3, 7, 5)
+	checkLayer(t, NewConv2D(rng, 4, 6, 3, ConvOptions{Groups: 2, NoBias: true, Dilation: 2}), 5, gradcheck.Options{}, 1, 4, 7, 7)
+}
+
+// Max pooling is checked on distinct, well-spaced inputs so that no window
+// has a tie that a finite-difference step could flip.
+func TestGradientPoolingLayers(t *testing.T) {
+	checkLayer(t, NewAvgPool2D(3, 2, 1), 6, gradcheck.Options{}, 2, 3, 7, 6)
+	checkLayer(t, &GlobalAvgPool{}, 7, gradcheck.Options{}, 2, 3, 5, 3)
+	mp := NewMaxPool2D(2, 0, 0)
+	x := engine.New(engine.Float64, 2, 3, 6, 5)
+	rng := rand.New(rand.NewPCG(9, 9))
+	for i, j := range rng.Perm(x.Len()) {
+		x.Float64()[i] = float64(j) * 0.01
+	}
+	gradcheck.Check(t, []*engine.Tensor{x},
+		func() (*engine.Tensor, error) { return mp.Forward(x) },
+		func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+			dx, err := mp.Backward(dy)
+			return []*engine.Tensor{dx}, err
+		}, gradcheck.Options{})
+}
+
+func TestGradientActivationLayers(t *testing.T) {
+	for _, a := range []*Act{NewGELU(), NewSigmoid(), NewTanh()} {
+		checkLayer(t, a, 8, gradcheck.Options{}, 3, 5)
+	}
+}
+
+func TestGradientNormLayers(t *testing.T) {
+	bn := NewBatchNorm2D(3)
+	rng := rand.New(rand.NewPCG(3, 3))
+	uniform(bn.Weight.Value, rng, 1)
+	uniform(bn.Bias.Value, rng, 1)
+	checkLayer(t, bn, 9, gradcheck.Options{ATol: 1e-5, RTol: 1e-4}, 2, 3, 3, 5)
+	ln := NewLayerNorm(7)
+	uniform(ln.Weight.Value, rng, 1)
+	checkLayer(t, ln, 10, gradcheck.Options{ATol: 1e-5, RTol: 1e-4}, 2, 3, 7)
+}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/kiln-ml/kiln/engine"
 )
@@ -116,7 +117,7 @@ func LoadState(l Layer, state map[string]*engine.Tensor) error {
 		return err
 	}
 	for name := range state {
-		if !seen[name] {
+		if !seen[name] && !strings.HasSuffix(name, ".num_batches_tracked") {
 			return fmt.Errorf("load weights: unexpected %q (not in this model)", name)
 		}
 	}

@@ -1,0 +1,28 @@
+package layers
+
+import "github.com/kiln-ml/kiln/engine"
+
+// Act applies an element-wise activation (ReLU, GELU, Sigmoid, Tanh).
+type Act struct {
+	stateless
+	Kind    engine.Activation
+	x       *engine.Tensor
+	out, dx *engine.Tensor
+}
+
+// NewReLU, NewGELU, NewSigmoid and NewTanh make activation layers.
+func NewReLU() *Act    { return &Act{Kind: engine.ReLU} }
+func NewGELU() *Act    { return &Act{Kind: engine.GELU} }
+func NewSigmoid() *Act { return &Act{Kind: engine.Sigmoid} }
+func NewTanh() *Act    { return &Act{Kind: engine.Tanh} }
+
+func (a *Act) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	a.x = x
+	a.out = engine.Ensure(a.out, x.DType(), x.Shape()...)
+	return a.out, engine.ActivationForward(a.out, x, a.Kind)
+}
+
+func (a *Act) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	a.dx = engine.Ensure(a.dx, dout.DType(), dout.Shape()...)
+	return a.dx, engine.ActivationBackward(a.dx, dout, a.x, a.out, a.Kind)
+}

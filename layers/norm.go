@@ -1,0 +1,99 @@
+package layers
+
+import "github.com/kiln-ml/kiln/engine"
+
+// BatchNorm2D is nn.BatchNorm2d (momentum 0.1, eps 1e-5, affine, tracking
+// running statistics). It also accepts (N,C) inputs, as BatchNorm1d.
+type BatchNorm2D struct {
+	Weight, Bias            *Param
+	RunningMean, RunningVar *Param
+	Momentum, Eps           float64
+	training                bool
+	x, out, dx              *engine.Tensor
+	mean, invStd            *engine.Tensor
+}
+
+// NewBatchNorm2D starts with weight 1, bias 0, running mean 0 and variance 1.
+func NewBatchNorm2D(channels int) *BatchNorm2D {
+	b := &BatchNorm2D{
+		Weight:      newParam(engine.Float32, true, channels),
+		Bias:        newParam(engine.Float32, true, channels),
+		RunningMean: newBuffer(engine.Float32, channels),
+		RunningVar:  newBuffer(engine.Float32, channels),
+		Momentum:    0.1,
+		Eps:         1e-5,
+		training:    true,
+	}
+	b.Weight.Value.Fill(1)
+	b.RunningVar.Value.Fill(1)
+	return b
+}
+
+func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	b.x = x
+	b.out = engine.Ensure(b.out, x.DType(), x.Shape()...)
+	if !b.training {
+		return b.out, engine.BatchNorm2DEvalForward(b.out, x, b.Weight.Value, b.Bias.Value,
+			b.RunningMean.Value, b.RunningVar.Value, b.Eps)
+	}
+	c := b.Weight.Value.Len()
+	b.mean = engine.Ensure(b.mean, x.DType(), c)
+	b.invStd = engine.Ensure(b.invStd, x.DType(), c)
+	return b.out, engine.BatchNorm2DForward(b.out, b.mean, b.invStd, x, b.Weight.Value, b.Bias.Value,
+		b.RunningMean.Value, b.RunningVar.Value, b.Momentum, b.Eps)
+}
+
+func (b *BatchNorm2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	if !b.training {
+		return nil, &engine.ShapeError{Op: "BatchNorm2D.Backward", Msg: "backward in evaluation mode is not supported"}
+	}
+	b.dx = engine.Ensure(b.dx, dout.DType(), dout.Shape()...)
+	return b.dx, engine.BatchNorm2DBackward(b.dx, b.Weight.Grad, b.Bias.Grad, dout, b.x, b.mean, b.invStd, b.Weight.Value)
+}
+
+// Walk uses PyTorch's state_dict names. num_batches_tracked is left out: it
+// only matters for momentum=None, and PyTorch fills it in when it is missing.
+func (b *BatchNorm2D) Walk(prefix string, visit func(string, *Param)) {
+	visit(join(prefix, "weight"), b.Weight)
+	visit(join(prefix, "bias"), b.Bias)
+	visit(join(prefix, "running_mean"), b.RunningMean)
+	visit(join(prefix, "running_var"), b.RunningVar)
+}
+
+func (b *BatchNorm2D) SetTraining(t bool) { b.training = t }
+
+// LayerNorm is nn.LayerNorm over the last axis (eps 1e-5, affine).
+type LayerNorm struct {
+	Weight, Bias *Param
+	Eps          float64
+	x, out, dx   *engine.Tensor
+	mean, rstd   *engine.Tensor
+}
+
+// NewLayerNorm starts with weight 1 and bias 0.
+func NewLayerNorm(dim int) *LayerNorm {
+	l := &LayerNorm{Weight: newParam(engine.Float32, true, dim), Bias: newParam(engine.Float32, true, dim), Eps: 1e-5}
+	l.Weight.Value.Fill(1)
+	return l
+}
+
+func (l *LayerNorm) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	l.x = x
+	rows := x.Len() / max(x.Dim(-1), 1)
+	l.out = engine.Ensure(l.out, x.DType(), x.Shape()...)
+	l.mean = engine.Ensure(l.mean, x.DType(), rows)
+	l.rstd = engine.Ensure(l.rstd, x.DType(), rows)
+	return l.out, engine.LayerNormForward(l.out, l.mean, l.rstd, x, l.Weight.Value, l.Bias.Value, l.Eps)
+}
+
+func (l *LayerNorm) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	l.dx = engine.Ensure(l.dx, dout.DType(), dout.Shape()...)
+	return l.dx, engine.LayerNormBackward(l.dx, l.Weight.Grad, l.Bias.Grad, dout, l.x, l.mean, l.rstd, l.Weight.Value)
+}
+
+func (l *LayerNorm) Walk(prefix string, visit func(string, *Param)) {
+	visit(join(prefix, "weight"), l.Weight)
+	visit(join(prefix, "bias"), l.Bias)
+}
+
+func (l *LayerNorm) SetTraining(bool) {}

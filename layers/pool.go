@@ -1,0 +1,85 @@
+package layers
+
+import "github.com/kiln-ml/kiln/engine"
+
+// MaxPool2D is nn.MaxPool2d (floor mode); stride 0 means stride = kernel.
+type MaxPool2D struct {
+	stateless
+	P       engine.Pool2DParams
+	argmax  []int32
+	inShape []int
+	out, dx *engine.Tensor
+}
+
+// NewMaxPool2D makes a square max-pooling window.
+func NewMaxPool2D(kernel, stride, padding int) *MaxPool2D {
+	return &MaxPool2D{P: engine.Pool2DSquare(kernel, stride, padding)}
+}
+
+func (m *MaxPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	shape, err := engine.Pool2DOutputShape(x.Shape(), m.P)
+	if err != nil {
+		return nil, err
+	}
+	m.out = engine.Ensure(m.out, x.DType(), shape...)
+	if cap(m.argmax) < m.out.Len() {
+		m.argmax = make([]int32, m.out.Len())
+	}
+	m.argmax = m.argmax[:m.out.Len()]
+	m.inShape = append(m.inShape[:0], x.Shape()...)
+	return m.out, engine.MaxPool2DForward(m.out, m.argmax, x, m.P)
+}
+
+func (m *MaxPool2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	m.dx = engine.Ensure(m.dx, dout.DType(), m.inShape...)
+	return m.dx, engine.MaxPool2DBackward(m.dx, dout, m.argmax, m.P)
+}
+
+// AvgPool2D is nn.AvgPool2d with count_include_pad=True (PyTorch's default).
+type AvgPool2D struct {
+	stateless
+	P       engine.Pool2DParams
+	inShape []int
+	out, dx *engine.Tensor
+}
+
+// NewAvgPool2D makes a square average-pooling window.
+func NewAvgPool2D(kernel, stride, padding int) *AvgPool2D {
+	return &AvgPool2D{P: engine.Pool2DSquare(kernel, stride, padding)}
+}
+
+func (a *AvgPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	shape, err := engine.Pool2DOutputShape(x.Shape(), a.P)
+	if err != nil {
+		return nil, err
+	}
+	a.out = engine.Ensure(a.out, x.DType(), shape...)
+	a.inShape = append(a.inShape[:0], x.Shape()...)
+	return a.out, engine.AvgPool2DForward(a.out, x, a.P)
+}
+
+func (a *AvgPool2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	a.dx = engine.Ensure(a.dx, dout.DType(), a.inShape...)
+	return a.dx, engine.AvgPool2DBackward(a.dx, dout, a.P)
+}
+
+// GlobalAvgPool averages each channel's plane: (N,C,H,W) → (N,C).
+type GlobalAvgPool struct {
+	stateless
+	inShape []int
+	out, dx *engine.Tensor
+}
+
+func (g *GlobalAvgPool) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	if x.Rank() != 4 {
+		return nil, &engine.ShapeError{Op: "GlobalAvgPool", Msg: "want (N,C,H,W)", Shapes: []string{x.String()}}
+	}
+	g.out = engine.Ensure(g.out, x.DType(), x.Dim(0), x.Dim(1))
+	g.inShape = append(g.inShape[:0], x.Shape()...)
+	return g.out, engine.GlobalAvgPoolForward(g.out, x)
+}
+
+func (g *GlobalAvgPool) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	g.dx = engine.Ensure(g.dx, dout.DType(), g.inShape...)
+	return g.dx, engine.GlobalAvgPoolBackward(g.dx, dout)
+}
