@@ -536,9 +536,13 @@ func buildHeader(tensors map[string]*engine.Tensor, meta map[string]string) ([]b
 	return h.Bytes(), order, nil
 }
 
+// writeJSONString writes s quoted as JSON without HTML escaping (as Python's
+// json and Rust's serde_json do), so other writers' headers re-encode alike.
 func writeJSONString(b *bytes.Buffer, s string) {
-	enc, _ := json.Marshal(s) // cannot fail for a string
-	b.Write(enc)
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)       // cannot fail for a string
+	b.Truncate(b.Len() - 1) // Encode's newline
 }
 
 // WriteFile writes tensors and meta to path atomically: it writes a temporary
