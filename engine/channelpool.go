@@ -1,0 +1,133 @@
+package engine
+
+// Pooling across channels, CBAM's spatial-attention input: for every pixel
+// the mean and the max over the C channels, stacked as two channels.
+
+// ChannelPoolForward computes out[:,0] = mean over C and out[:,1] = max over C.
+// argmax receives, per pixel, the channel that won the max (first on ties).
+//
+//	out: (N,2,H,W)  argmax: N·H·W int32s  x: (N,C,H,W)
+func ChannelPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
+	const op = "ChannelPoolForward"
+	_, dt, err := agree(op, out, x)
+	if err != nil {
+		return err
+	}
+	if x.Rank() != 4 || x.Dim(1) < 1 || !out.SameShape(x.Dim(0), 2, x.Dim(2), x.Dim(3)) ||
+		len(argmax) != x.Dim(0)*x.Dim(2)*x.Dim(3) {
+		return shapeErr(op, "want x (N,C,H,W), out (N,2,H,W), argmax N·H·W", "out", out, "x", x, "argmax", len(argmax))
+	}
+	n, c, hw := x.Dim(0), x.Dim(1), x.Dim(2)*x.Dim(3)
+	if dt == Float64 {
+		channelPoolForward(out.f64, argmax, x.f64, n, c, hw)
+	} else {
+		channelPoolForward(out.f32, argmax, x.f32, n, c, hw)
+	}
+	return nil
+}
+
+// ChannelPoolBackward computes dx (overwritten): dout[:,0]/C to every channel,
+// plus dout[:,1] to the channel that won the max.
+//
+//	dx: (N,C,H,W)  dout: (N,2,H,W)  argmax: from the forward pass
+func ChannelPoolBackward(dx, dout *Tensor, argmax []int32) error {
+	const op = "ChannelPoolBackward"
+	_, dt, err := agree(op, dx, dout)
+	if err != nil {
+		return err
+	}
+	if dx.Rank() != 4 || !dout.SameShape(dx.Dim(0), 2, dx.Dim(2), dx.Dim(3)) ||
+		len(argmax) != dx.Dim(0)*dx.Dim(2)*dx.Dim(3) {
+		return shapeErr(op, "want dx (N,C,H,W), dout (N,2,H,W), argmax N·H·W", "dx", dx, "dout", dout, "argmax", len(argmax))
+	}
+	n, c, hw := dx.Dim(0), dx.Dim(1), dx.Dim(2)*dx.Dim(3)
+	if dt == Float64 {
+		channelPoolBackward(dx.f64, dout.f64, argmax, n, c, hw)
+	} else {
+		channelPoolBackward(dx.f32, dout.f32, argmax, n, c, hw)
+	}
+	return nil
+}
+
+func channelPoolForward[T Float](out []T, argmax []int32, x []T, n, c, hw int) {
+	inv := 1 / T(c)
+	for i := 0; i < n; i++ {
+		xi := x[i*c*hw : (i+1)*c*hw]
+		mean := out[i*2*hw : i*2*hw+hw]
+		mx := out[i*2*hw+hw : (i+1)*2*hw]
+		am := argmax[i*hw : (i+1)*hw]
+		copy(mean, xi[:hw])
+		copy(mx, xi[:hw])
+		clear(am)
+		for ch := 1; ch < c; ch++ {
+			plane := xi[ch*hw : (ch+1)*hw]
+			for p, v := range plane {
+				mean[p] += v
+				if v > mx[p] {
+					mx[p] = v
+					am[p] = int32(ch)
+				}
+			}
+		}
+		for p := range mean {
+			mean[p] *= inv
+		}
+	}
+}
+
+func channelPoolBackward[T Float](dx, dout []T, argmax []int32, n, c, hw int) {
+	inv := 1 / T(c)
+	for i := 0; i < n; i++ {
+		dmean := dout[i*2*hw : i*2*hw+hw]
+		dmax := dout[i*2*hw+hw : (i+1)*2*hw]
+		am := argmax[i*hw : (i+1)*hw]
+		dxi := dx[i*c*hw : (i+1)*c*hw]
+		for ch := 0; ch < c; ch++ {
+			plane := dxi[ch*hw : (ch+1)*hw]
+			for p := range plane {
+				plane[p] = dmean[p] * inv
+			}
+		}
+		for p, ch := range am {
+			dxi[int(ch)*hw+p] += dmax[p]
+		}
+	}
+}
+
+// Transpose12 swaps the last two axes of a rank-3 tensor: (N,A,B) → (N,B,A).
+// It turns a feature map (N,C,T) into tokens (N,T,C) and back; its backward
+// pass is the same op on the gradient.
+//
+//	out: (N,B,A)  x: (N,A,B)
+func Transpose12(out, x *Tensor) error {
+	const op = "Transpose12"
+	_, dt, err := agree(op, out, x)
+	if err != nil {
+		return err
+	}
+	if x.Rank() != 3 || !out.SameShape(x.Dim(0), x.Dim(2), x.Dim(1)) {
+		return shapeErr(op, "want x (N,A,B) and out (N,B,A)", "out", out, "x", x)
+	}
+	if dt == Float64 {
+		transpose12(out.f64, x.f64, x.Dim(0), x.Dim(1), x.Dim(2))
+	} else {
+		transpose12(out.f32, x.f32, x.Dim(0), x.Dim(1), x.Dim(2))
+	}
+	return nil
+}
+
+func transpose12[T Float](out, x []T, n, a, b int) {
+	const tile = 32
+	for i := 0; i < n; i++ {
+		xi, oi := x[i*a*b:(i+1)*a*b], out[i*a*b:(i+1)*a*b]
+		for a0 := 0; a0 < a; a0 += tile {
+			for b0 := 0; b0 < b; b0 += tile {
+				for p := a0; p < min(a0+tile, a); p++ {
+					for q := b0; q < min(b0+tile, b); q++ {
+						oi[q*a+p] = xi[p*b+q]
+					}
+				}
+			}
+		}
+	}
+}
