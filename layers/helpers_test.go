@@ -100,3 +100,48 @@ func TestGradientNormLayers(t *testing.T) {
 	uniform(ln.Weight.Value, rng, 1)
 	checkLayer(t, ln, 10, gradcheck.Options{ATol: 1e-5, RTol: 1e-4}, 2, 3, 7)
 }
+
+func TestGradientInception(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	m := NewInception(rng, 3, InceptionConfig{Out1x1: 2, Reduce3x3: 2, Out3x3: 3, Reduce5x5: 1, Out5x5: 2, PoolProj: 2})
+	checkLayer(t, m, 11, gradcheck.Options{ATol: 1e-5, RTol: 1e-4}, 2, 3, 5, 4)
+	names, _ := Params(m)
+	if names[0] != "branch1.conv.weight" || names[len(names)-1] != "branch4.1.bn.bias" {
+		t.Fatalf("unexpected names %v", names)
+	}
+}
+
+func TestGradientChannelAttention(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	checkLayer(t, NewChannelAttention(rng, 6, 2), 12, gradcheck.Options{}, 2, 6, 3, 5)
+}
+
+func TestGradientSpatialAttention(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	checkLayer(t, NewSpatialAttention(rng), 13, gradcheck.Options{}, 2, 3, 5, 6)
+}
+
+func TestGradientCBAM(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	checkLayer(t, NewCBAM(rng, 4, 2), 14, gradcheck.Options{}, 1, 4, 4, 3)
+}
+
+func TestGradientDropoutLayer(t *testing.T) {
+	d := NewDropout(0.3, 42)
+	Convert(d, engine.Float64)
+	rng := rand.New(rand.NewPCG(1, 9))
+	x := gradcheck.Rand(rng, -1, 1, 4, 9)
+	// Each forward draws a new mask; the check needs one fixed mask, so the
+	// stream position is rewound before every forward pass.
+	start := d.RNGState()
+	gradcheck.Check(t, []*engine.Tensor{x},
+		func() (*engine.Tensor, error) { d.SetRNGState(start); return d.Forward(x) },
+		func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+			d.SetRNGState(start)
+			if _, err := d.Forward(x); err != nil {
+				return nil, err
+			}
+			dx, err := d.Backward(dy)
+			return []*engine.Tensor{dx}, err
+		}, gradcheck.Options{})
+}

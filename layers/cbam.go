@@ -1,0 +1,268 @@
+package layers
+
+import (
+	"math/rand/v2"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// ChannelAttention is CBAM's channel gate: a shared two-layer MLP over the
+// global average- and max-pooled channel descriptors, summed, through a
+// sigmoid, scaling each channel: y = x ⊙ σ(MLP(avg(x)) + MLP(max(x))).
+type ChannelAttention struct {
+	FC1, FC2 *Linear // C → C/r → C, bias-free (the 1×1 convs of the paper)
+	relu     *Act
+	sig      *Act
+
+	gap              *GlobalAvgPool
+	gmp              *MaxPool2D
+	stacked, gmpView *engine.Tensor // (2N, C): average rows, then max rows
+	summed, scale    *engine.Tensor // (N, C), scale viewed as (N, C, 1, 1)
+	scale4           *engine.Tensor
+	dstacked, dsum   *engine.Tensor
+	dscale4, dxGate  *engine.Tensor
+	dgap, dgmp       *engine.Tensor
+	out, dx, x       *engine.Tensor
+	shape4           []int
+}
+
+// NewChannelAttention makes the gate for c channels with reduction ratio r.
+func NewChannelAttention(rng *rand.Rand, c, r int) *ChannelAttention {
+	hidden := max(c/r, 1)
+	return &ChannelAttention{
+		FC1: NewLinear(rng, c, hidden, false), FC2: NewLinear(rng, hidden, c, false),
+		relu: NewReLU(), sig: NewSigmoid(), gap: &GlobalAvgPool{}, gmp: NewMaxPool2D(1, 1, 0),
+	}
+}
+
+func (a *ChannelAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	if x.Rank() != 4 {
+		return nil, &engine.ShapeError{Op: "ChannelAttention", Msg: "want (N,C,H,W)", Shapes: []string{x.String()}}
+	}
+	n, c, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
+	a.x = x
+	avg, err := a.gap.Forward(x)
+	if err != nil {
+		return nil, err
+	}
+	a.gmp.P = engine.Pool2DParams{KernelH: h, KernelW: w, StrideH: h, StrideW: w}
+	mx, err := a.gmp.Forward(x) // (N, C, 1, 1)
+	if err != nil {
+		return nil, err
+	}
+	a.stacked = engine.Ensure(a.stacked, x.DType(), 2*n, c)
+	if err := copyRows(a.stacked, 0, avg); err != nil {
+		return nil, err
+	}
+	if err := copyRows(a.stacked, n*c, mx); err != nil {
+		return nil, err
+	}
+	hdn, err := a.FC1.Forward(a.stacked)
+	if err != nil {
+		return nil, err
+	}
+	if hdn, err = a.relu.Forward(hdn); err != nil {
+		return nil, err
+	}
+	logits, err := a.FC2.Forward(hdn) // (2N, C)
+	if err != nil {
+		return nil, err
+	}
+	a.summed = engine.Ensure(a.summed, x.DType(), n, c)
+	if err := sumHalves(a.summed, logits); err != nil {
+		return nil, err
+	}
+	if a.scale, err = a.sig.Forward(a.summed); err != nil {
+		return nil, err
+	}
+	if a.scale4, err = a.scale.View(a.scale4, n, c, 1, 1); err != nil {
+		return nil, err
+	}
+	a.out = engine.Ensure(a.out, x.DType(), x.Shape()...)
+	return a.out, engine.BroadcastMultiplyForward(a.out, x, a.scale4)
+}
+
+func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	x := a.x
+	n, c := x.Dim(0), x.Dim(1)
+	a.dx = engine.Ensure(a.dx, x.DType(), x.Shape()...)
+	a.dscale4 = engine.Ensure(a.dscale4, x.DType(), n, c, 1, 1)
+	if err := engine.BroadcastMultiplyBackward(a.dx, a.dscale4, dout, x, a.scale4); err != nil {
+		return nil, err
+	}
+	dscale, err := a.dscale4.View(a.dsum, n, c)
+	if err != nil {
+		return nil, err
+	}
+	a.dsum = dscale
+	dsummed, err := a.sig.Backward(dscale)
+	if err != nil {
+		return nil, err
+	}
+	// Both halves of the stacked logits received the same gradient.
+	a.dstacked = engine.Ensure(a.dstacked, x.DType(), 2*n, c)
+	if err := copyRows(a.dstacked, 0, dsummed); err != nil {
+		return nil, err
+	}
+	if err := copyRows(a.dstacked, n*c, dsummed); err != nil {
+		return nil, err
+	}
+	dh, err := a.FC2.Backward(a.dstacked)
+	if err != nil {
+		return nil, err
+	}
+	if dh, err = a.relu.Backward(dh); err != nil {
+		return nil, err
+	}
+	dst, err := a.FC1.Backward(dh) // (2N, C)
+	if err != nil {
+		return nil, err
+	}
+	a.dgap = engine.Ensure(a.dgap, x.DType(), n, c)
+	a.dgmp = engine.Ensure(a.dgmp, x.DType(), n, c, 1, 1)
+	splitRows(a.dgap, dst, 0)
+	splitRows(a.dgmp, dst, n*c)
+	d1, err := a.gap.Backward(a.dgap)
+	if err != nil {
+		return nil, err
+	}
+	if err := engine.Add(a.dx, a.dx, d1); err != nil {
+		return nil, err
+	}
+	d2, err := a.gmp.Backward(a.dgmp)
+	if err != nil {
+		return nil, err
+	}
+	return a.dx, engine.Add(a.dx, a.dx, d2)
+}
+
+func (a *ChannelAttention) Walk(prefix string, visit func(string, *Param)) {
+	a.FC1.Walk(join(prefix, "fc1"), visit)
+	a.FC2.Walk(join(prefix, "fc2"), visit)
+}
+
+func (a *ChannelAttention) SetTraining(bool) {}
+
+// copyRows copies src's values into dst starting at flat offset off.
+func copyRows(dst *engine.Tensor, off int, src *engine.Tensor) error {
+	if off+src.Len() > dst.Len() {
+		return &engine.ShapeError{Op: "copyRows", Msg: "source does not fit", Shapes: []string{dst.String(), src.String()}}
+	}
+	if dst.DType() == engine.Float64 {
+		copy(dst.Float64()[off:], src.Float64())
+	} else {
+		copy(dst.Float32()[off:], src.Float32())
+	}
+	return nil
+}
+
+// splitRows copies len(dst) values of src from flat offset off into dst.
+func splitRows(dst, src *engine.Tensor, off int) {
+	if dst.DType() == engine.Float64 {
+		copy(dst.Float64(), src.Float64()[off:])
+	} else {
+		copy(dst.Float32(), src.Float32()[off:])
+	}
+}
+
+// sumHalves writes out = top half + bottom half of the rows of s.
+func sumHalves(out, s *engine.Tensor) error {
+	half := s.Len() / 2
+	if out.Len() != half {
+		return &engine.ShapeError{Op: "sumHalves", Msg: "size mismatch", Shapes: []string{out.String(), s.String()}}
+	}
+	if s.DType() == engine.Float64 {
+		v := s.Float64()
+		for i := range out.Float64() {
+			out.Float64()[i] = v[i] + v[half+i]
+		}
+	} else {
+		v := s.Float32()
+		for i := range out.Float32() {
+			out.Float32()[i] = v[i] + v[half+i]
+		}
+	}
+	return nil
+}
+
+// SpatialAttention is CBAM's spatial gate: the channel-wise mean and max
+// maps, stacked, a 7×7 convolution to one map, a sigmoid, and a per-pixel
+// scale: y = x ⊙ σ(conv([mean_c(x); max_c(x)])).
+type SpatialAttention struct {
+	Conv        *Conv2D
+	sig         *Act
+	pooled      *engine.Tensor
+	argmax      []int32
+	att         *engine.Tensor // (N,1,H,W), kept for attention-map plots
+	x, out, dx  *engine.Tensor
+	datt, dpool *engine.Tensor
+}
+
+// NewSpatialAttention uses the paper's 7×7 kernel, bias-free.
+func NewSpatialAttention(rng *rand.Rand) *SpatialAttention {
+	return &SpatialAttention{Conv: NewConv2D(rng, 2, 1, 7, ConvOptions{Padding: 3, NoBias: true}), sig: NewSigmoid()}
+}
+
+// Map returns the last attention map (N,1,H,W), values in (0,1).
+func (s *SpatialAttention) Map() *engine.Tensor { return s.att }
+
+func (s *SpatialAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	if x.Rank() != 4 {
+		return nil, &engine.ShapeError{Op: "SpatialAttention", Msg: "want (N,C,H,W)", Shapes: []string{x.String()}}
+	}
+	n, h, w := x.Dim(0), x.Dim(2), x.Dim(3)
+	s.x = x
+	s.pooled = engine.Ensure(s.pooled, x.DType(), n, 2, h, w)
+	if cap(s.argmax) < n*h*w {
+		s.argmax = make([]int32, n*h*w)
+	}
+	s.argmax = s.argmax[:n*h*w]
+	if err := engine.ChannelPoolForward(s.pooled, s.argmax, x); err != nil {
+		return nil, err
+	}
+	logits, err := s.Conv.Forward(s.pooled)
+	if err != nil {
+		return nil, err
+	}
+	if s.att, err = s.sig.Forward(logits); err != nil {
+		return nil, err
+	}
+	s.out = engine.Ensure(s.out, x.DType(), x.Shape()...)
+	return s.out, engine.BroadcastMultiplyForward(s.out, x, s.att)
+}
+
+func (s *SpatialAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	x := s.x
+	s.dx = engine.Ensure(s.dx, x.DType(), x.Shape()...)
+	s.datt = engine.Ensure(s.datt, x.DType(), s.att.Shape()...)
+	if err := engine.BroadcastMultiplyBackward(s.dx, s.datt, dout, x, s.att); err != nil {
+		return nil, err
+	}
+	dlogits, err := s.sig.Backward(s.datt)
+	if err != nil {
+		return nil, err
+	}
+	dpooled, err := s.Conv.Backward(dlogits)
+	if err != nil {
+		return nil, err
+	}
+	s.dpool = engine.Ensure(s.dpool, x.DType(), x.Shape()...)
+	if err := engine.ChannelPoolBackward(s.dpool, dpooled, s.argmax); err != nil {
+		return nil, err
+	}
+	return s.dx, engine.Add(s.dx, s.dx, s.dpool)
+}
+
+func (s *SpatialAttention) Walk(prefix string, visit func(string, *Param)) {
+	s.Conv.Walk(join(prefix, "conv"), visit)
+}
+
+func (s *SpatialAttention) SetTraining(bool) {}
+
+// NewCBAM is the Convolutional Block Attention Module: channel attention,
+// then spatial attention, named channel and spatial.
+func NewCBAM(rng *rand.Rand, channels, reduction int) *Sequential {
+	return (&Sequential{}).
+		Append("channel", NewChannelAttention(rng, channels, reduction)).
+		Append("spatial", NewSpatialAttention(rng))
+}

@@ -1,0 +1,45 @@
+package layers
+
+import "github.com/kiln-ml/kiln/engine"
+
+// Dropout is nn.Dropout (inverted: scaled by 1/(1−p) in training, identity in
+// evaluation). Its mask stream is seeded, so runs are reproducible.
+type Dropout struct {
+	P        float64
+	rng      engine.DropoutRNG
+	training bool
+	mask     *engine.Tensor
+	out, dx  *engine.Tensor
+}
+
+// NewDropout drops with probability p, drawing masks from seed.
+func NewDropout(p float64, seed uint64) *Dropout {
+	return &Dropout{P: p, rng: engine.DropoutRNG{Seed: seed}, training: true}
+}
+
+func (d *Dropout) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	d.out = engine.Ensure(d.out, x.DType(), x.Shape()...)
+	if !d.training || d.P == 0 {
+		return d.out, engine.DropoutForward(d.out, nil, x, d.P, false, nil)
+	}
+	d.mask = engine.Ensure(d.mask, x.DType(), x.Shape()...)
+	return d.out, engine.DropoutForward(d.out, d.mask, x, d.P, true, &d.rng)
+}
+
+func (d *Dropout) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	d.dx = engine.Ensure(d.dx, dout.DType(), dout.Shape()...)
+	var mask *engine.Tensor
+	if d.training && d.P != 0 {
+		mask = d.mask
+	}
+	return d.dx, engine.DropoutBackward(d.dx, dout, mask)
+}
+
+func (d *Dropout) Walk(string, func(string, *Param)) {}
+func (d *Dropout) SetTraining(t bool)                { d.training = t }
+
+// RNGState returns the mask stream's position, for checkpoints.
+func (d *Dropout) RNGState() engine.DropoutRNG { return d.rng }
+
+// SetRNGState restores a position saved by RNGState.
+func (d *Dropout) SetRNGState(s engine.DropoutRNG) { d.rng = s }
