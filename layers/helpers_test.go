@@ -145,3 +145,24 @@ func TestGradientDropoutLayer(t *testing.T) {
 			return []*engine.Tensor{dx}, err
 		}, gradcheck.Options{})
 }
+
+func TestGradientSpatialGatingUnit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 10))
+	s := NewSpatialGatingUnit(rng, 5, 3)
+	uniform(s.ProjWeight.Value, rng, 0.5) // away from the near-zero init, so W matters
+	uniform(s.NormWeight.Value, rng, 1)
+	checkLayer(t, s, 15, gradcheck.Options{ATol: 1e-5, RTol: 1e-4}, 2, 5, 6)
+}
+
+func TestGradientGMLPBlock(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	b := NewGMLPBlock(rng, 4, 6, 8)
+	uniform(b.SGU.ProjWeight.Value, rng, 0.5)
+	checkLayer(t, b, 16, gradcheck.Options{ATol: 1e-5, RTol: 1e-4}, 2, 4, 6)
+}
+
+func TestGradientPatchEmbedTokenMean(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 12))
+	s := (&Sequential{}).Append("patch", NewPatchEmbed(rng, 3, 2, 5)).Append("mean", &TokenMean{})
+	checkLayer(t, s, 17, gradcheck.Options{}, 2, 3, 4, 6)
+}
