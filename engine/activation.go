@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// Activation functions applied element by element: ReLU, GELU (the exact erf
+// form, PyTorch's nn.GELU default), Sigmoid and Tanh.
+
+// Activation names an element-wise non-linearity. The zero value is not a
+// valid activation, so a forgotten setting is an error rather than a silent
+// default.
+type Activation uint8
+
+const (
+	// ReLU is max(x, 0); its gradient at 0 is 0, as in PyTorch.
+	ReLU Activation = iota + 1
+	// GELU is x·Φ(x) with the exact normal CDF Φ (nn.GELU(approximate="none")).
+	GELU
+	// Sigmoid is 1/(1+e^-x).
+	Sigmoid
+	// Tanh is the hyperbolic tangent.
+	Tanh
+)
+
+func (a Activation) String() string {
+	switch a {
+	case ReLU:
+		return "relu"
+	case GELU:
+		return "gelu"
+	case Sigmoid:
+		return "sigmoid"
+	case Tanh:
+		return "tanh"
+	}
+	return fmt.Sprintf("Activation(%d)", uint8(a))
+}
+
+// ParseActivation reads "relu", "gelu", "sigmoid" or "tanh" (any case).
+func ParseActivation(s string) (Activation, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "relu":
+		return ReLU, nil
+	case "gelu":
+		return GELU, nil
+	case "sigmoid":
+		return Sigmoid, nil
+	case "tanh":
+		return Tanh, nil
+	}
+	return 0, fmt.Errorf("unknown activation %q (want relu, gelu, sigmoid or tanh)", s)
+}
+
+// NeedsInput reports whether ActivationBackward needs the forward input x
+// (GELU). The others differentiate from the output alone, so their forward
+// pass may run in place (out == x).
+func (a Activation) NeedsInput() bool { return a == GELU }
+
+func (a Activation) valid() bool { return a >= ReLU && a <= Tanh }
+
+// ActivationForward computes out = f(x). out may be x itself (in place); for
+// GELU that destroys the input its backward pass needs, so keep x separate
+// when training a GELU.
+//
+//	out: any shape  x: same shape as out
+func ActivationForward(out, x *Tensor, kind Activation) error {
+	const op = "ActivationForward"
+	if !kind.valid() {
+		return &ShapeError{Op: op, Msg: "unknown activation " + kind.String()}
+	}
+	if out == nil || x == nil {
+		return shapeErr(op, "out and x are required", "out", out, "x", x)
+	}
+	_, dt, err := agree(op, out, x)
+	if err != nil {
+		return err
+	}
+	if !sameShape(out.shape, x.shape) {
+		return shapeErr(op, "out and x differ in shape", "out", out, "x", x)
+	}
+	if dt == Float64 {
+		runActivation(out.f64, x.f64, nil, nil, kind, false)
+	} else {
+		runActivation(out.f32, x.f32, nil, nil, kind, false)
+	}
+	return nil
+}
+
+// ActivationBackward computes dx = dout·f'(x), overwriting dx. ReLU, Sigmoid
+// and Tanh read the forward output out (ReLU takes x instead when out is nil);
+// GELU reads the forward input x. The tensor an activation does not read may be
+// nil. dx may alias dout, x or out.
+//
+//	dx, dout, x, out: all the same shape
+func ActivationBackward(dx, dout, x, out *Tensor, kind Activation) error {
+	const op = "ActivationBackward"
+	if !kind.valid() {
+		return &ShapeError{Op: op, Msg: "unknown activation " + kind.String()}
+	}
+	if dx == nil || dout == nil {
+		return shapeErr(op, "dx and dout are required", "dx", dx, "dout", dout)
+	}
+	switch {
+	case kind == ReLU && out == nil:
+		out = x
+		if out == nil {
+			return shapeErr(op, "relu needs out or x", "x", x, "out", out)
+		}
+	case kind == GELU && x == nil:
+		return shapeErr(op, "gelu needs x", "x", x)
+	case kind != ReLU && kind != GELU && out == nil:
+		return shapeErr(op, kind.String()+" needs out", "out", out)
+	}
+	_, dt, err := agree(op, dx, dout, x, out)
+	if err != nil {
+		return err
+	}
+	if !sameShape(dx.shape, dout.shape) || (x != nil && !sameShape(x.shape, dx.shape)) ||
+		(out != nil && !sameShape(out.shape, dx.shape)) {
+		return shapeErr(op, "dx, dout, x and out differ in shape", "dx", dx, "dout", dout, "x", x, "out", out)
+	}
+	if dt == Float64 {
+		runActivation(dx.f64, dout.f64, x.f64Or(), out.f64Or(), kind, true)
+	} else {
+		runActivation(dx.f32, dout.f32, x.f32Or(), out.f32Or(), kind, true)
+	}
+	return nil
+}
+
+// parallelMinElems is the element count below which element-wise ops stay on
+// the calling goroutine: handing out work costs more than it saves.
+const parallelMinElems = 1 << 15
+
+type activationTask[T Float] struct {
+	dst, a, x, y []T
+	kind         Activation
+	backward     bool
+}
+
+func (t *activationTask[T]) run(_, lo, hi int) {
+	if t.backward {
+		activationBackward(t.dst[lo:hi], t.a[lo:hi], subOrNil(t.x, lo, hi), subOrNil(t.y, lo, hi), t.kind)
+	} else {
+		activationForward(t.dst[lo:hi], t.a[lo:hi], t.kind)
+	}
+}
+
+var activationTasks = [2]sync.Pool{
+	{New: func() any { return new(activationTask[float32]) }},
+	{New: func() any { return new(activationTask[float64]) }},
+}
+
+// runActivation runs the forward (dst = f(a)) or backward (dst = a·f'(x, y))
+// kernel, split over the workers when the tensor is large.
+func runActivation[T Float](dst, a, x, y []T, kind Activation, backward bool) {
+	n := len(dst)
+	if n < parallelMinElems {
+		if backward {
+			activationBackward(dst, a, x, y, kind)
+		} else {
+			activationForward(dst, a, kind)
+		}
+		return
+	}
+	p := &activationTasks[dtypeIndex[T]()]
+	t := p.Get().(*activationTask[T])
+	*t = activationTask[T]{dst, a, x, y, kind, backward}
+	parallelFor(n, t)
+	*t = activationTask[T]{}
+	p.Put(t)
+}
+
+const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
+
+func activationForward[T Float](out, x []T, kind Activation) {
+	out = out[:len(x)]
+	switch kind {
+	case ReLU:
+		for i, v := range x {
+			if v < 0 {
+				v = 0
+			}
+			out[i] = v
+		}
+	case GELU:
+		for i, v := range x {
+			f := float64(v)
+			out[i] = T(0.5 * f * (1 + math.Erf(f*math.Sqrt2/2)))
+		}
+	case Sigmoid:
+		for i, v := range x {
+			out[i] = T(1 / (1 + math.Exp(-float64(v))))
+		}
+	case Tanh:
+		for i, v := range x {
+			out[i] = T(math.Tanh(float64(v)))
+		}
+	}
+}
+
+// activationBackward computes dx = dout·f'. x is the forward input (GELU), y
+// the forward output (ReLU, where the input does as well, Sigmoid, Tanh).
+func activationBackward[T Float](dx, dout, x, y []T, kind Activation) {
+	dx = dx[:len(dout)]
+	switch kind {
+	case ReLU:
+		y = y[:len(dout)]
+		for i, g := range dout {
+			if y[i] > 0 {
+				dx[i] = g
+			} else {
+				dx[i] = 0
+			}
+		}
+	case GELU:
+		x = x[:len(dout)]
+		for i, g := range dout {
+			f := float64(x[i])
+			cdf := 0.5 * (1 + math.Erf(f*math.Sqrt2/2))
+			pdf := invSqrt2Pi * math.Exp(-0.5*f*f)
+			dx[i] = T(float64(g) * (cdf + f*pdf))
+		}
+	case Sigmoid:
+		y = y[:len(dout)]
+		for i, g := range dout {
+			s := y[i]
+			dx[i] = g * s * (1 - s)
+		}
+	case Tanh:
+		y = y[:len(dout)]
+		for i, g := range dout {
+			t := y[i]
+			dx[i] = g * (1 - t*t)
+		}
+	}
+}
+
+// subOrNil is s[lo:hi], or nil for a nil s (an optional argument).
+func subOrNil[T Float](s []T, lo, hi int) []T {
+	if s == nil {
+		return nil
+	}
+	return s[lo:hi]
+}
+
+// dtypeIndex is 0 for float32 and 1 for float64: it picks a kernel's sync.Pool
+// of task structs.
+func dtypeIndex[T Float]() int {
+	if isFloat64[T]() {
+		return 1
+	}
+	return 0
+}
+
+// dataAs returns a tensor's CPU data as []T (nil for a nil tensor); the caller
+// has checked that T matches the dtype.
+func dataAs[T Float](t *Tensor) []T {
+	if t == nil {
+		return nil
+	}
+	if isFloat64[T]() {
+		return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(t.f64))), len(t.f64))
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(t.f32))), len(t.f32))
+}
