@@ -1,7 +1,20 @@
+//go:build !(cgo && amd64)
+
 package engine
 
-// sgemm is the float32 matrix multiply. This pure-Go version stands until the
-// C kernel lands.
+// sgemm is the float32 matrix multiply. Without cgo on amd64 the C kernel is
+// unavailable and the plain Go loop runs.
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m <= 0 || n <= 0 {
+		return
+	}
+	gemmGo(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// sgemmSetAVX2 reports that no AVX2 kernel is built in (tests call it).
+func sgemmSetAVX2(bool) bool { return false }
+
+// sgemmForced stands in for the C kernel's forced-packing entry (tests call it).
+func sgemmForced(_, _, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	gemmGo(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }

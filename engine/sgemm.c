@@ -1,0 +1,467 @@
+// sgemm.c: Kiln's float32 matrix multiply, C = alpha·op(A)·op(B) + beta·C,
+// row-major, single-threaded (the Go side splits C across threads).
+//
+// The AVX2/FMA path follows BLIS/GotoBLAS: the k dimension is cut into KC
+// slices; for each slice a KC×NC block of op(B) is packed into 16-column
+// micro-panels and an MC×KC block of op(A) into 6-row micro-panels, and a
+// 6×16 register-blocked micro-kernel (12 ymm accumulators) sweeps them. The
+// packing absorbs all four transpose combinations, so there is one kernel.
+// Small problems skip packing where it costs more than it saves: A is then
+// read in place through (row, column) strides and a non-transposed B through
+// its row stride.
+//
+// Numerics: every element of C is one chain of FMAs over p in increasing order
+// within each KC slice, then c = alpha·acc + beta·c (beta·c skipped when
+// beta == 0, so C is never read). Packed and unpacked paths, edge tiles and
+// full tiles all do the same operations, so the result does not depend on
+// how the Go side partitions C, only on the inputs and KC.
+//
+// The AVX2 code is compiled for avx2,fma through a target pragma and used only
+// when the CPU reports both; elsewhere a portable C loop runs. (The flags are
+// not package-wide -mavx2 so that the portable path and any other C in the
+// package stay runnable on CPUs without AVX2.)
+#include <immintrin.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sgemm.h"
+
+#ifndef KILN_KC
+#define KILN_KC 256
+#endif
+#ifndef KILN_MC
+#define KILN_MC 144
+#endif
+#ifndef KILN_NC
+#define KILN_NC 4096
+#endif
+
+enum {
+	MR = 6,        // micro-tile rows
+	NR = 16,       // micro-tile columns (two ymm)
+	KC = KILN_KC,  // k slice: a 16-column B micro-panel is KC·64 B = 16 KiB (L1)
+	MC = KILN_MC,  // rows of packed A per block: MC·KC·4 B = 144 KiB (L2)
+	NC = KILN_NC,  // columns of packed B per block: KC·NC·4 B = 4 MiB (L3)
+};
+
+// ---------------------------------------------------------------------------
+// Portable path.
+
+static void sgemm_portable(int ta, int tb, long m, long n, long k, float alpha,
+                           const float *a, long lda, const float *b, long ldb,
+                           float beta, float *c, long ldc) {
+	for (long i = 0; i < m; i++) {
+		float *ci = c + i * ldc;
+		if (beta == 0) {
+			for (long j = 0; j < n; j++) ci[j] = 0;
+		} else if (beta != 1) {
+			for (long j = 0; j < n; j++) ci[j] *= beta;
+		}
+		if (tb) {
+			for (long j = 0; j < n; j++) {
+				const float *bj = b + j * ldb;
+				float s = 0;
+				for (long p = 0; p < k; p++) s += (ta ? a[p * lda + i] : a[i * lda + p]) * bj[p];
+				ci[j] += alpha * s;
+			}
+			continue;
+		}
+		for (long p = 0; p < k; p++) {
+			const float av = alpha * (ta ? a[p * lda + i] : a[i * lda + p]);
+			const float *bp = b + p * ldb;
+			for (long j = 0; j < n; j++) ci[j] += av * bp[j];
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Per-thread packing buffers: allocated on first use, grown when needed, freed
+// when the thread exits. A cgo call runs on one OS thread from start to end.
+
+typedef struct {
+	float *p;
+	size_t cap;
+} thread_buffer;
+
+static pthread_key_t buffer_key;
+static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
+static int buffer_key_ok;
+
+static void buffer_free(void *v) {
+	thread_buffer *t = v;
+	free(t->p);
+	free(t);
+}
+
+static void buffer_init(void) { buffer_key_ok = pthread_key_create(&buffer_key, buffer_free) == 0; }
+
+// thread_buf returns a 64-byte aligned buffer of at least n floats, or NULL.
+static float *thread_buf(size_t n) {
+	pthread_once(&buffer_once, buffer_init);
+	if (!buffer_key_ok) return NULL;
+	thread_buffer *t = pthread_getspecific(buffer_key);
+	if (!t) {
+		t = calloc(1, sizeof *t);
+		if (!t) return NULL;
+		if (pthread_setspecific(buffer_key, t) != 0) {
+			free(t);
+			return NULL;
+		}
+	}
+	if (t->cap < n) {
+		void *q;
+		free(t->p);
+		t->p = NULL;
+		t->cap = 0;
+		if (posix_memalign(&q, 64, n * sizeof(float)) != 0) return NULL;
+		t->p = q;
+		t->cap = n;
+	}
+	return t->p;
+}
+
+// ---------------------------------------------------------------------------
+// AVX2/FMA path.
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+#define KINLINE static inline __attribute__((always_inline))
+
+static const int32_t lane_mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+// lane_mask enables the first n (0..8) lanes.
+KINLINE __m256i lane_mask(long n) { return _mm256_loadu_si256((const __m256i *)(lane_mask_tab + 8 - n)); }
+
+KINLINE void transpose8(__m256 *r0, __m256 *r1, __m256 *r2, __m256 *r3, __m256 *r4, __m256 *r5, __m256 *r6,
+                        __m256 *r7) {
+	__m256 t0 = _mm256_unpacklo_ps(*r0, *r1), t1 = _mm256_unpackhi_ps(*r0, *r1);
+	__m256 t2 = _mm256_unpacklo_ps(*r2, *r3), t3 = _mm256_unpackhi_ps(*r2, *r3);
+	__m256 t4 = _mm256_unpacklo_ps(*r4, *r5), t5 = _mm256_unpackhi_ps(*r4, *r5);
+	__m256 t6 = _mm256_unpacklo_ps(*r6, *r7), t7 = _mm256_unpackhi_ps(*r6, *r7);
+	__m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+	__m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+	__m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+	__m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+	*r0 = _mm256_permute2f128_ps(s0, s4, 0x20);
+	*r1 = _mm256_permute2f128_ps(s1, s5, 0x20);
+	*r2 = _mm256_permute2f128_ps(s2, s6, 0x20);
+	*r3 = _mm256_permute2f128_ps(s3, s7, 0x20);
+	*r4 = _mm256_permute2f128_ps(s0, s4, 0x31);
+	*r5 = _mm256_permute2f128_ps(s1, s5, 0x31);
+	*r6 = _mm256_permute2f128_ps(s2, s6, 0x31);
+	*r7 = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// store_row writes c[0:nr] = alpha·x + beta·c[0:nr] (c unread when beta0).
+KINLINE void store_row(float *c, __m256 x0, __m256 x1, const int nv, long nr, __m256 va, __m256 vb, int beta0) {
+	x0 = _mm256_mul_ps(va, x0);
+	if (nv > 1) x1 = _mm256_mul_ps(va, x1);
+	if (nr == 8 * nv) {
+		if (!beta0) x0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), x0);
+		_mm256_storeu_ps(c, x0);
+		if (nv > 1) {
+			if (!beta0) x1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), x1);
+			_mm256_storeu_ps(c + 8, x1);
+		}
+		return;
+	}
+	if (nv == 1) {
+		__m256i m0 = lane_mask(nr);
+		if (!beta0) x0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(c, m0), x0);
+		_mm256_maskstore_ps(c, m0, x0);
+		return;
+	}
+	__m256i m1 = lane_mask(nr - 8);
+	if (!beta0) x0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), x0);
+	_mm256_storeu_ps(c, x0);
+	if (!beta0) x1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(c + 8, m1), x1);
+	_mm256_maskstore_ps(c + 8, m1, x1);
+}
+
+// ukernel: C[0:mr, 0:nr] = alpha·Σ_p A[i, p]·B[p, j] + beta·C, with A(i, p)
+// at a[i·rsa + p·csa] and B(p, 0:8·nv) at b[p·rsb : p·rsb + 8·nv]. mr and
+// nv (vectors of 8 columns) are compile-time constants at every call site.
+KINLINE void ukernel(const int mr, const int nv, long k, const float *a, const long rsa, const long csa,
+                     const float *b, const long rsb, float *c, long ldc, float alpha, float beta, long nr) {
+	__m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+	__m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+	for (long i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+#define KILN_ROW(I)                                                                                                    \
+	if (mr > I) {                                                                                                      \
+		__m256 ai = _mm256_broadcast_ss(a + I * rsa);                                                                  \
+		c##I##0 = _mm256_fmadd_ps(ai, b0, c##I##0);                                                                    \
+		if (nv > 1) c##I##1 = _mm256_fmadd_ps(ai, b1, c##I##1);                                                        \
+	}
+#define KILN_STEP                                                                                                      \
+	{                                                                                                                  \
+		__m256 b0 = _mm256_loadu_ps(b), b1 = b0;                                                                       \
+		if (nv > 1) b1 = _mm256_loadu_ps(b + 8);                                                                       \
+		KILN_ROW(0) KILN_ROW(1) KILN_ROW(2) KILN_ROW(3) KILN_ROW(4) KILN_ROW(5)                                        \
+		a += csa;                                                                                                      \
+		b += rsb;                                                                                                      \
+	}
+	long p = 0;
+	for (; p + 4 <= k; p += 4) {
+		KILN_STEP KILN_STEP KILN_STEP KILN_STEP
+	}
+	for (; p < k; p++) KILN_STEP
+#undef KILN_STEP
+#undef KILN_ROW
+	const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+	const int beta0 = beta == 0;
+	store_row(c, c00, c01, nv, nr, va, vb, beta0);
+	if (mr > 1) store_row(c + ldc, c10, c11, nv, nr, va, vb, beta0);
+	if (mr > 2) store_row(c + 2 * ldc, c20, c21, nv, nr, va, vb, beta0);
+	if (mr > 3) store_row(c + 3 * ldc, c30, c31, nv, nr, va, vb, beta0);
+	if (mr > 4) store_row(c + 4 * ldc, c40, c41, nv, nr, va, vb, beta0);
+	if (mr > 5) store_row(c + 5 * ldc, c50, c51, nv, nr, va, vb, beta0);
+}
+
+// Kernel dispatchers: one per (A packed or strided) × (B packed or strided),
+// each with the 6×2 (mr, nv) instantiations.
+#define KILN_DEFINE_KERNEL(NAME, RSA, CSA, RSB)                                                                        \
+	static void NAME(long mr, long nr, long k, const float *a, long rsa, long csa, const float *b, long rsb,          \
+	                 float *c, long ldc, float alpha, float beta) {                                                    \
+		(void)rsa, (void)csa, (void)rsb;                                                                               \
+		if (nr > 8) {                                                                                                  \
+			switch (mr) {                                                                                              \
+			case 6: ukernel(6, 2, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			case 5: ukernel(5, 2, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			case 4: ukernel(4, 2, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			case 3: ukernel(3, 2, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			case 2: ukernel(2, 2, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			default: ukernel(1, 2, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                            \
+			}                                                                                                          \
+		} else {                                                                                                       \
+			switch (mr) {                                                                                              \
+			case 6: ukernel(6, 1, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			case 5: ukernel(5, 1, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			case 4: ukernel(4, 1, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			case 3: ukernel(3, 1, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			case 2: ukernel(2, 1, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
+			default: ukernel(1, 1, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                            \
+			}                                                                                                          \
+		}                                                                                                              \
+	}
+
+KILN_DEFINE_KERNEL(kernel_pp, 1, MR, NR)
+KILN_DEFINE_KERNEL(kernel_sp, rsa, csa, NR)
+KILN_DEFINE_KERNEL(kernel_ps, 1, MR, rsb)
+KILN_DEFINE_KERNEL(kernel_ss, rsa, csa, rsb)
+
+// pack_a packs op(A)[0:mc, 0:kc] (a points at its (0, 0) element) into
+// 6-row micro-panels: dst[panel·6·kc + p·6 + i], rows past mc zero.
+// Writes up to 8 floats past the end.
+static void pack_a(int ta, long mc, long kc, const float *a, long lda, float *dst) {
+	for (long i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {
+		const long mr = mc - i0 < MR ? mc - i0 : MR;
+		if (ta) { // A(i, p) = a[p·lda + i]: six neighbours per p
+			const float *src = a + i0;
+			if (mr == MR) {
+				for (long p = 0; p < kc; p++) memcpy(dst + p * MR, src + p * lda, MR * sizeof(float));
+			} else {
+				for (long p = 0; p < kc; p++)
+					for (long i = 0; i < MR; i++) dst[p * MR + i] = i < mr ? src[p * lda + i] : 0;
+			}
+			continue;
+		}
+		// A(i, p) = a[i·lda + p]: transpose 8-column chunks of the six rows.
+		const float *src = a + i0 * lda;
+		long p = 0;
+		for (; p + 8 <= kc; p += 8) {
+			const __m256 z = _mm256_setzero_ps();
+			__m256 r0 = _mm256_loadu_ps(src + p);
+			__m256 r1 = mr > 1 ? _mm256_loadu_ps(src + lda + p) : z;
+			__m256 r2 = mr > 2 ? _mm256_loadu_ps(src + 2 * lda + p) : z;
+			__m256 r3 = mr > 3 ? _mm256_loadu_ps(src + 3 * lda + p) : z;
+			__m256 r4 = mr > 4 ? _mm256_loadu_ps(src + 4 * lda + p) : z;
+			__m256 r5 = mr > 5 ? _mm256_loadu_ps(src + 5 * lda + p) : z;
+			__m256 r6 = z, r7 = z;
+			transpose8(&r0, &r1, &r2, &r3, &r4, &r5, &r6, &r7);
+			float *d = dst + p * MR; // each store spills two zeros the next one overwrites
+			_mm256_storeu_ps(d, r0);
+			_mm256_storeu_ps(d + 6, r1);
+			_mm256_storeu_ps(d + 12, r2);
+			_mm256_storeu_ps(d + 18, r3);
+			_mm256_storeu_ps(d + 24, r4);
+			_mm256_storeu_ps(d + 30, r5);
+			_mm256_storeu_ps(d + 36, r6);
+			_mm256_storeu_ps(d + 42, r7);
+		}
+		for (; p < kc; p++)
+			for (long i = 0; i < MR; i++) dst[p * MR + i] = i < mr ? src[i * lda + p] : 0;
+	}
+}
+
+// pack_b_panel packs op(B)[0:kc, 0:nr] (nr ≤ 16; b points at its (0, 0)
+// element) into dst[p·16 + j], columns past nr zero.
+static void pack_b_panel(int tb, long kc, long nr, const float *b, long ldb, float *dst) {
+	if (!tb) { // B(p, j) = b[p·ldb + j]
+		if (nr == NR) {
+			for (long p = 0; p < kc; p++) {
+				_mm256_store_ps(dst + p * NR, _mm256_loadu_ps(b + p * ldb));
+				_mm256_store_ps(dst + p * NR + 8, _mm256_loadu_ps(b + p * ldb + 8));
+			}
+		} else {
+			for (long p = 0; p < kc; p++)
+				for (long j = 0; j < NR; j++) dst[p * NR + j] = j < nr ? b[p * ldb + j] : 0;
+		}
+		return;
+	}
+	// B(p, j) = b[j·ldb + p]: transpose 8×8 blocks.
+	long p = 0;
+	for (; p + 8 <= kc; p += 8) {
+		for (long h = 0; h < 2; h++) {
+			const long nh = nr - 8 * h; // valid rows in this half
+			const float *s = b + 8 * h * ldb + p;
+			const __m256 z = _mm256_setzero_ps();
+			__m256 r0 = nh > 0 ? _mm256_loadu_ps(s) : z;
+			__m256 r1 = nh > 1 ? _mm256_loadu_ps(s + ldb) : z;
+			__m256 r2 = nh > 2 ? _mm256_loadu_ps(s + 2 * ldb) : z;
+			__m256 r3 = nh > 3 ? _mm256_loadu_ps(s + 3 * ldb) : z;
+			__m256 r4 = nh > 4 ? _mm256_loadu_ps(s + 4 * ldb) : z;
+			__m256 r5 = nh > 5 ? _mm256_loadu_ps(s + 5 * ldb) : z;
+			__m256 r6 = nh > 6 ? _mm256_loadu_ps(s + 6 * ldb) : z;
+			__m256 r7 = nh > 7 ? _mm256_loadu_ps(s + 7 * ldb) : z;
+			transpose8(&r0, &r1, &r2, &r3, &r4, &r5, &r6, &r7);
+			float *d = dst + p * NR + 8 * h;
+			_mm256_store_ps(d, r0);
+			_mm256_store_ps(d + NR, r1);
+			_mm256_store_ps(d + 2 * NR, r2);
+			_mm256_store_ps(d + 3 * NR, r3);
+			_mm256_store_ps(d + 4 * NR, r4);
+			_mm256_store_ps(d + 5 * NR, r5);
+			_mm256_store_ps(d + 6 * NR, r6);
+			_mm256_store_ps(d + 7 * NR, r7);
+		}
+	}
+	for (; p < kc; p++)
+		for (long j = 0; j < NR; j++) dst[p * NR + j] = j < nr ? b[j * ldb + p] : 0;
+}
+
+static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, long k, float alpha, const float *a,
+                       long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+	if (tb) packB = 1; // columns of a transposed B are strided: always pack
+	const long kcmax = k < KC ? k : KC;
+	const long ncmax = n < NC ? n : NC;
+	const long mcmax = m < MC ? m : MC;
+	const size_t asz = packA ? (size_t)((mcmax + MR - 1) / MR * MR * kcmax + 16 + 15) / 16 * 16 : 0;
+	const size_t bsz = (size_t)(packB ? (ncmax + NR - 1) / NR * NR : NR) * kcmax + 16;
+	float *buf = thread_buf(asz + bsz);
+	if (!buf) {
+		sgemm_portable(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		return;
+	}
+	float *const ap = buf, *const bp = buf + asz;
+	for (long jc = 0; jc < n; jc += NC) {
+		const long nc = n - jc < NC ? n - jc : NC;
+		for (long pc = 0; pc < k; pc += KC) {
+			const long kc = k - pc < KC ? k - pc : KC;
+			const float bet = pc == 0 ? beta : 1.0f;
+			if (packB) {
+				for (long jr = 0; jr < nc; jr += NR) {
+					const long nr = nc - jr < NR ? nc - jr : NR;
+					const float *src = tb ? b + (jc + jr) * ldb + pc : b + pc * ldb + jc + jr;
+					pack_b_panel(tb, kc, nr, src, ldb, bp + jr * kc);
+				}
+			} else if (nc % NR) { // ragged last panel goes through the buffer
+				const long jr = nc / NR * NR;
+				pack_b_panel(0, kc, nc - jr, b + pc * ldb + jc + jr, ldb, bp);
+			}
+			for (long ic = 0; ic < m; ic += (packA ? MC : m)) {
+				const long mc = packA ? (m - ic < MC ? m - ic : MC) : m;
+				if (packA) pack_a(ta, mc, kc, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, ap);
+				for (long jr = 0; jr < nc; jr += NR) {
+					const long nr = nc - jr < NR ? nc - jr : NR;
+					const float *bj;
+					long rsb = NR;
+					if (packB) {
+						bj = bp + jr * kc;
+					} else if (nr == NR) {
+						bj = b + pc * ldb + jc + jr;
+						rsb = ldb;
+					} else {
+						bj = bp;
+					}
+					float *cj = c + ic * ldc + jc + jr;
+					for (long ir = 0; ir < mc; ir += MR) {
+						const long mr = mc - ir < MR ? mc - ir : MR;
+						float *cc = cj + ir * ldc;
+						if (packA) {
+							const float *ai = ap + ir * kc;
+							if (rsb == NR)
+								kernel_pp(mr, nr, kc, ai, 1, MR, bj, NR, cc, ldc, alpha, bet);
+							else
+								kernel_ps(mr, nr, kc, ai, 1, MR, bj, rsb, cc, ldc, alpha, bet);
+						} else {
+							const long i = ic + ir;
+							const float *ai = ta ? a + pc * lda + i : a + i * lda + pc;
+							const long rsa = ta ? 1 : lda, csa = ta ? lda : 1;
+							if (rsb == NR)
+								kernel_sp(mr, nr, kc, ai, rsa, csa, bj, NR, cc, ldc, alpha, bet);
+							else
+								kernel_ss(mr, nr, kc, ai, rsa, csa, bj, rsb, cc, ldc, alpha, bet);
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+#pragma GCC pop_options
+
+// ---------------------------------------------------------------------------
+// Entry points.
+
+static int use_avx2 = -1; // -1: not yet decided
+
+int kiln_sgemm_has_avx2(void) {
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+int kiln_sgemm_set_path(int avx2) {
+	use_avx2 = avx2 && kiln_sgemm_has_avx2();
+	return use_avx2;
+}
+
+static void scale_c(long m, long n, float beta, float *c, long ldc) {
+	for (long i = 0; i < m; i++) {
+		float *ci = c + i * ldc;
+		if (beta == 0) {
+			memset(ci, 0, (size_t)n * sizeof(float));
+		} else if (beta != 1) {
+			for (long j = 0; j < n; j++) ci[j] *= beta;
+		}
+	}
+}
+
+void kiln_sgemm_forced(int packA, int packB, int transA, int transB, long m, long n, long k, float alpha,
+                       const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+	if (m <= 0 || n <= 0) return;
+	if (k <= 0) {
+		scale_c(m, n, beta, c, ldc);
+		return;
+	}
+	if (use_avx2 < 0) use_avx2 = kiln_sgemm_has_avx2();
+	if (!use_avx2) {
+		sgemm_portable(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		return;
+	}
+	sgemm_avx2(packA, packB, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void kiln_sgemm(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
+                const float *b, long ldb, float beta, float *c, long ldc) {
+	// Packing A pays when each packed panel is reused by many B micro-panels;
+	// packing B pays when k is long (TLB/cache streams) or B is reused by many
+	// row blocks.
+	const int packA = n > 2 * NR && m * k > 32 * 32;
+	const int packB = k > 64 || m > 4 * MR;
+	kiln_sgemm_forced(packA, packB, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
