@@ -359,3 +359,34 @@ func TestGoldenFilesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The float32 LeNet-5 weights "PyTorch wrote" load, and widened to float64 they
+// are exactly the weights of the float64 golden run.
+func TestLeNetTorchWeights(t *testing.T) {
+	w32, meta, err := safetensors.ReadFile("../../testdata/golden/lenet_torch_weights.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta["format"] != "pt" {
+		t.Fatalf("metadata %v, want format pt", meta)
+	}
+	g, _, err := safetensors.ReadFile("../../testdata/golden/lenet.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]int{
+		"conv1.weight": {6, 1, 5, 5}, "conv1.bias": {6}, "conv2.weight": {16, 6, 5, 5}, "conv2.bias": {16},
+		"fc1.weight": {120, 400}, "fc1.bias": {120}, "fc2.weight": {84, 120}, "fc2.bias": {84},
+		"fc3.weight": {10, 84}, "fc3.bias": {10},
+	}
+	if len(w32) != len(want) {
+		t.Fatalf("%d tensors, want %d", len(w32), len(want))
+	}
+	for name, shape := range want {
+		w := w32[name]
+		if w == nil || w.DType() != engine.Float32 || !w.SameShape(shape...) {
+			t.Fatalf("%s: got %v, want float32 %v", name, w, shape)
+		}
+		sameTensor(t, name, w.As(engine.Float64), g[name])
+	}
+}
