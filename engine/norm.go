@@ -132,6 +132,42 @@ func BatchNorm2DBackward(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma
 	return nil
 }
 
+// BatchNorm2DEvalBackward is the backward pass of BatchNorm2DEvalForward,
+// where the running statistics are constants (frozen batch norm, saliency
+// maps). With σ = √(runVar+ε) and x̂ = (x − runMean)/σ:
+//
+//	dx = dout·γ/σ   dgamma += Σ dout·x̂   dbeta += Σ dout
+//
+// dx is overwritten (it may be dout itself); dgamma and dbeta accumulate. Any
+// gradient may be nil.
+//
+//	dx: (N,C,…)  dgamma, dbeta: (C)  dout, x: (N,C,…)  gamma: (C) or nil  runMean, runVar: (C)
+func BatchNorm2DEvalBackward(dx, dgamma, dbeta, dout, x, gamma, runMean, runVar *Tensor, eps float64) error {
+	const op = "BatchNorm2DEvalBackward"
+	if dout == nil || runMean == nil || runVar == nil {
+		return shapeErr(op, "dout, runMean and runVar are required", "dout", dout, "runMean", runMean, "runVar", runVar)
+	}
+	dt, err := checkBatchNorm(op, x, [2]*Tensor{dx, dout}, [6]*Tensor{gamma, dgamma, dbeta, runMean, runVar})
+	if err == errBatchNormShape {
+		return shapeErr(op, "want dx, dout and x (N,C,…), the others (C)", "dx", dx, "dgamma", dgamma,
+			"dbeta", dbeta, "dout", dout, "x", x, "gamma", gamma, "runMean", runMean, "runVar", runVar)
+	}
+	if err != nil {
+		return err
+	}
+	n, c, hw := batchNormDims(x)
+	if dt == Float64 {
+		runBatchNorm(&batchNormTask[float64]{mode: batchNormEvalBackward, out: dx.f64Or(), x: x.f64,
+			dout: dout.f64, gamma: gamma.f64Or(), dgamma: dgamma.f64Or(), dbeta: dbeta.f64Or(),
+			runMean: runMean.f64, runVar: runVar.f64, eps: eps, n: n, c: c, hw: hw})
+	} else {
+		runBatchNorm(&batchNormTask[float32]{mode: batchNormEvalBackward, out: dx.f32Or(), x: x.f32,
+			dout: dout.f32, gamma: gamma.f32Or(), dgamma: dgamma.f32Or(), dbeta: dbeta.f32Or(),
+			runMean: runMean.f32, runVar: runVar.f32, eps: eps, n: n, c: c, hw: hw})
+	}
+	return nil
+}
+
 // errBatchNormShape tells a BatchNorm entry point to report its arguments.
 var errBatchNormShape = &ShapeError{}
 
@@ -167,6 +203,7 @@ const (
 	batchNormTrain = iota
 	batchNormEval
 	batchNormBackward
+	batchNormEvalBackward
 )
 
 type batchNormTask[T Float] struct {
@@ -205,6 +242,8 @@ func (t *batchNormTask[T]) run(_, lo, hi int) {
 			t.train(ch)
 		case batchNormEval:
 			t.eval(ch)
+		case batchNormEvalBackward:
+			t.evalBackward(ch)
 		default:
 			t.backward(ch)
 		}
@@ -303,6 +342,38 @@ func (t *batchNormTask[T]) backward(ch int) {
 		x, dout, dx := t.plane(t.x, i, ch), t.plane(t.dout, i, ch), t.plane(t.out, i, ch)
 		for j, d := range dout {
 			dx[j] = kT*d + aT*x[j] + bT
+		}
+	}
+}
+
+func (t *batchNormTask[T]) evalBackward(ch int) {
+	mean := float64(t.runMean[ch])
+	invStd := 1 / math.Sqrt(float64(t.runVar[ch])+t.eps)
+	if t.dgamma != nil || t.dbeta != nil {
+		sumD, sumDX := 0.0, 0.0
+		for i := 0; i < t.n; i++ {
+			x, dout := t.plane(t.x, i, ch), t.plane(t.dout, i, ch)
+			for j, d := range dout {
+				sumD += float64(d)
+				sumDX += float64(d) * (float64(x[j]) - mean)
+			}
+		}
+		if t.dbeta != nil {
+			t.dbeta[ch] += T(sumD)
+		}
+		if t.dgamma != nil {
+			t.dgamma[ch] += T(sumDX * invStd)
+		}
+	}
+	if t.out == nil {
+		return
+	}
+	g, _ := t.affine(ch)
+	k := T(g * invStd)
+	for i := 0; i < t.n; i++ {
+		dout, dx := t.plane(t.dout, i, ch), t.plane(t.out, i, ch)
+		for j, d := range dout {
+			dx[j] = k * d
 		}
 	}
 }

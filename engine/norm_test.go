@@ -42,6 +42,28 @@ func TestGradientBatchNorm2D(t *testing.T) {
 	}
 }
 
+func TestGradientBatchNorm2DEval(t *testing.T) {
+	for _, shape := range [][]int{{2, 3, 3, 5}, {1, 5, 1, 1}, {4, 3}} {
+		rng := rand.New(rand.NewPCG(15, uint64(len(shape))))
+		c := shape[1]
+		x := gradcheck.Rand(rng, -2, 2, shape...)
+		gamma, beta := gradcheck.Rand(rng, 0.5, 1.5, c), gradcheck.Rand(rng, -1, 1, c)
+		runMean, runVar := gradcheck.Rand(rng, -1, 1, c), gradcheck.Rand(rng, 0.5, 2, c)
+		out, dx := engine.New(engine.Float64, shape...), engine.New(engine.Float64, shape...)
+		dgamma, dbeta := engine.New(engine.Float64, c), engine.New(engine.Float64, c)
+		gradcheck.Check(t, []*engine.Tensor{x, gamma, beta},
+			func() (*engine.Tensor, error) {
+				return out, engine.BatchNorm2DEvalForward(out, x, gamma, beta, runMean, runVar, 1e-5)
+			},
+			func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+				dgamma.Zero()
+				dbeta.Zero()
+				err := engine.BatchNorm2DEvalBackward(dx, dgamma, dbeta, dy, x, gamma, runMean, runVar, 1e-5)
+				return []*engine.Tensor{dx, dgamma, dbeta}, err
+			}, gradcheck.Options{Names: []string{"x", "gamma", "beta"}})
+	}
+}
+
 // One training step moves the running statistics as PyTorch does (momentum
 // 0.1, unbiased variance), the output uses the biased variance, and evaluation
 // uses the running statistics.
@@ -123,6 +145,20 @@ func TestBatchNormFloat32AgreesAndAccumulates(t *testing.T) {
 	opsClose(t, "running mean", rm32, rm, 1e-6, 1e-6)
 	opsClose(t, "running var", rv32, rv, 1e-6, 1e-6)
 
+	// Evaluation mode, with the running statistics just computed.
+	evalRun := func(dt engine.DType) (out, dx, dgamma *engine.Tensor) {
+		out, dx, dgamma = engine.New(dt, shape...), engine.New(dt, shape...), engine.New(dt, c)
+		g, b := gamma.As(dt), beta.As(dt)
+		opsMust(t, engine.BatchNorm2DEvalForward(out, x.As(dt), g, b, rm.As(dt), rv.As(dt), 1e-5))
+		opsMust(t, engine.BatchNorm2DEvalBackward(dx, dgamma, nil, dout.As(dt), x.As(dt), g, rm.As(dt), rv.As(dt), 1e-5))
+		return out, dx, dgamma
+	}
+	eo, edx, edg := evalRun(engine.Float64)
+	eo32, edx32, edg32 := evalRun(engine.Float32)
+	opsClose(t, "eval out", eo32, eo, 1e-5, 1e-5)
+	opsClose(t, "eval dx", edx32, edx, 1e-6, 1e-5)
+	opsClose(t, "eval dgamma", edg32, edg, 1e-3, 1e-5)
+
 	dg1, db1 := engine.New(engine.Float64, c), engine.New(engine.Float64, c)
 	mean, invStd := engine.New(engine.Float64, c), engine.New(engine.Float64, c)
 	opsMust(t, engine.BatchNorm2DForward(out, mean, invStd, x, gamma, beta, nil, nil, 0.1, 1e-5))
@@ -152,6 +188,8 @@ func TestBatchNormShapeErrors(t *testing.T) {
 	opsShapeError(t, engine.BatchNorm2DBackward(out, c4, nil, out, x, c3, c3, c3), "BatchNorm2DBackward")
 	opsShapeError(t, engine.BatchNorm2DBackward(out, nil, nil, c3, x, c3, c3, c3), "BatchNorm2DBackward")
 	opsShapeError(t, engine.BatchNorm2DBackward(out, nil, nil, out, nil, c3, c3, c3), "BatchNorm2DBackward")
+	opsShapeError(t, engine.BatchNorm2DEvalBackward(out, c4, nil, out, x, nil, c3, c3, 1e-5), "BatchNorm2DEvalBackward")
+	opsShapeError(t, engine.BatchNorm2DEvalBackward(out, nil, nil, out, x, nil, c3, nil, 1e-5), "BatchNorm2DEvalBackward")
 }
 
 func TestGradientLayerNorm(t *testing.T) {
@@ -271,6 +309,7 @@ func TestNormNoAllocs(t *testing.T) {
 			_ = engine.BatchNorm2DForward(out, mean, invStd, x, gamma, beta, rm, rv, 0.1, 1e-5)
 			_ = engine.BatchNorm2DBackward(dx, dg, db, x, x, mean, invStd, gamma)
 			_ = engine.BatchNorm2DEvalForward(out, x, gamma, beta, rm, rv, 1e-5)
+			_ = engine.BatchNorm2DEvalBackward(dx, dg, db, x, x, gamma, rm, rv, 1e-5)
 		})
 		d := shape[3]
 		rows := x.Len() / d
