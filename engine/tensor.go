@@ -126,7 +126,7 @@ func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
 		case d == -1 && free < 0:
 			free = i
 		case d < 0:
-			return nil, shapeErr("Reshape", "bad target shape", "x", t, "shape", shape)
+			return nil, shapeErr("Reshape", "bad target shape", "x", t, "shape", s)
 		default:
 			known *= d
 		}
@@ -135,7 +135,7 @@ func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
 		s[free] = t.Len() / known
 	}
 	if numel(s) != t.Len() {
-		return nil, shapeErr("Reshape", "element count differs", "x", t, "shape", shape)
+		return nil, shapeErr("Reshape", "element count differs", "x", t, "shape", s)
 	}
 	return &Tensor{shape: s, dtype: t.dtype, device: t.device, f32: t.f32, f64: t.f64}, nil
 }

@@ -19,6 +19,7 @@ type Conv2D struct {
 	P            engine.Conv2DParams
 	x, out, dx   *engine.Tensor
 	skipDx       bool
+	shapes       shapeCache
 }
 
 // NewConv2D initialises like PyTorch: U(±1/√fan_in) with fan_in = in/groups·k².
@@ -38,7 +39,9 @@ func NewConv2D(rng *rand.Rand, in, out, kernel int, o ConvOptions) *Conv2D {
 }
 
 func (c *Conv2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
-	shape, err := engine.Conv2DOutputShape(x.Shape(), c.Weight.Value.Shape(), c.P)
+	shape, err := c.shapes.get(x.Shape(), func(in []int) ([]int, error) {
+		return engine.Conv2DOutputShape(in, c.Weight.Value.Shape(), c.P)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -165,3 +165,33 @@ func uniform(t *engine.Tensor, rng *rand.Rand, bound float64) {
 }
 
 func fanInBound(fanIn int) float64 { return 1 / math.Sqrt(float64(max(fanIn, 1))) }
+
+// shapeCache remembers an output shape for the last input shape, so layers
+// do not rebuild shape slices every step.
+type shapeCache struct {
+	in, out []int
+}
+
+func (c *shapeCache) get(in []int, compute func([]int) ([]int, error)) ([]int, error) {
+	if c.out != nil && sameInts(c.in, in) {
+		return c.out, nil
+	}
+	out, err := compute(in)
+	if err != nil {
+		return nil, err
+	}
+	c.in, c.out = append(c.in[:0], in...), out
+	return out, nil
+}
+
+func sameInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -9,6 +9,7 @@ type MaxPool2D struct {
 	argmax  []int32
 	inShape []int
 	out, dx *engine.Tensor
+	shapes  shapeCache
 }
 
 // NewMaxPool2D makes a square max-pooling window.
@@ -17,7 +18,7 @@ func NewMaxPool2D(kernel, stride, padding int) *MaxPool2D {
 }
 
 func (m *MaxPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
-	shape, err := engine.Pool2DOutputShape(x.Shape(), m.P)
+	shape, err := m.shapes.get(x.Shape(), func(in []int) ([]int, error) { return engine.Pool2DOutputShape(in, m.P) })
 	if err != nil {
 		return nil, err
 	}
@@ -41,6 +42,7 @@ type AvgPool2D struct {
 	P       engine.Pool2DParams
 	inShape []int
 	out, dx *engine.Tensor
+	shapes  shapeCache
 }
 
 // NewAvgPool2D makes a square average-pooling window.
@@ -49,7 +51,7 @@ func NewAvgPool2D(kernel, stride, padding int) *AvgPool2D {
 }
 
 func (a *AvgPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
-	shape, err := engine.Pool2DOutputShape(x.Shape(), a.P)
+	shape, err := a.shapes.get(x.Shape(), func(in []int) ([]int, error) { return engine.Pool2DOutputShape(in, a.P) })
 	if err != nil {
 		return nil, err
 	}

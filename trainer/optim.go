@@ -1,0 +1,85 @@
+package trainer
+
+import (
+	"fmt"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
+)
+
+// Optimizer updates parameters from their gradients. Its state is allocated
+// on the first step, so later steps allocate nothing.
+type Optimizer interface {
+	Step(params []*layers.Param, lr float64) error
+}
+
+// SGD is torch.optim.SGD: momentum, Nesterov and L2 weight decay (skipped for
+// parameters marked NoDecay).
+type SGD struct {
+	Momentum, WeightDecay float64
+	Nesterov              bool
+	bufs                  []*engine.Tensor
+}
+
+func (o *SGD) Step(params []*layers.Param, lr float64) error {
+	if o.Momentum != 0 && len(o.bufs) != len(params) {
+		o.bufs = make([]*engine.Tensor, len(params))
+		for i, p := range params {
+			o.bufs[i] = engine.New(p.Value.DType(), p.Value.Shape()...)
+		}
+	}
+	for i, p := range params {
+		c := engine.SGDConfig{LR: lr, Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov}
+		if p.NoDecay {
+			c.WeightDecay = 0
+		}
+		var buf *engine.Tensor
+		if o.Momentum != 0 {
+			buf = o.bufs[i]
+		}
+		if err := engine.SGDStep(p.Value, p.Grad, buf, c); err != nil {
+			return fmt.Errorf("sgd: parameter %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// AdamW is torch.optim.AdamW (decoupled weight decay, skipped for NoDecay
+// parameters). Zero Beta1, Beta2 and Eps take PyTorch's defaults.
+type AdamW struct {
+	Beta1, Beta2, Eps, WeightDecay float64
+	step                           int
+	m, v                           []*engine.Tensor
+}
+
+func (o *AdamW) Step(params []*layers.Param, lr float64) error {
+	if len(o.m) != len(params) {
+		o.m = make([]*engine.Tensor, len(params))
+		o.v = make([]*engine.Tensor, len(params))
+		for i, p := range params {
+			o.m[i] = engine.New(p.Value.DType(), p.Value.Shape()...)
+			o.v[i] = engine.New(p.Value.DType(), p.Value.Shape()...)
+		}
+	}
+	o.step++
+	c := engine.AdamWConfig{LR: lr, Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, Step: o.step}
+	if c.Beta1 == 0 {
+		c.Beta1 = 0.9
+	}
+	if c.Beta2 == 0 {
+		c.Beta2 = 0.999
+	}
+	if c.Eps == 0 {
+		c.Eps = 1e-8
+	}
+	for i, p := range params {
+		ci := c
+		if p.NoDecay {
+			ci.WeightDecay = 0
+		}
+		if err := engine.AdamWStep(p.Value, p.Grad, o.m[i], o.v[i], ci); err != nil {
+			return fmt.Errorf("adamw: parameter %d: %w", i, err)
+		}
+	}
+	return nil
+}
