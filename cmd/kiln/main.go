@@ -1,0 +1,37 @@
+// Command kiln trains, measures and inspects Kiln models.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+)
+
+// usageError marks mistakes in flags or arguments: exit status 2, as flag
+// parsing errors have.
+type usageError struct{ error }
+
+func main() {
+	root := &cobra.Command{
+		Use:           "kiln",
+		Short:         "Kiln: a deep-learning training engine in Go",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(benchCmd(), infoCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln:", err)
+		var u usageError
+		if errors.As(err, &u) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func logger() zerolog.Logger {
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05"}).With().Timestamp().Logger()
+}
