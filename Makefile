@@ -21,7 +21,7 @@ bench:
 
 # Kiln against PyTorch, side by side (needs Debian's python3-torch).
 bench-torch: build
-	/usr/bin/python3 scripts/compare_torch.py --kiln ./$(BIN)
+	/usr/bin/python3 bench/torch/compare.py --kiln ./$(BIN)
 
 # Regenerate the PyTorch golden files (needs Debian's python3-torch).
 golden:

@@ -1,0 +1,177 @@
+#!/usr/bin/python3
+"""Kiln against PyTorch, side by side, on this machine's CPU.
+
+Runs `kiln bench --json` and the same model written in PyTorch (models.py) on the
+same synthetic batch, alternating, and reports medians, spread and Kiln/PyTorch
+ratios. PyTorch is given its best thread setting: every combination of torch
+threads and OpenBLAS threads is tried first and the fastest is kept (torch's
+threads and OpenBLAS's oversubscribe two cores otherwise).
+
+    make bench-torch          # or
+    /usr/bin/python3 bench/torch/compare.py --kiln ./kiln
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CASES = "lenet:64:28x28x1,gmlp:128:32x32x3,cbam:128:32x32x3"
+
+
+def worker(args):
+    import torch
+    import torch.nn.functional as F
+    sys.path.insert(0, HERE)
+    from models import build
+
+    torch.set_num_threads(args.torch_threads)
+    torch.manual_seed(0)
+    h, w, c = (int(v) for v in args.input.split("x"))
+    model = build(args.model, c, h, w, 10).train()
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(args.batch, c, h, w)
+    y = torch.randint(0, 10, (args.batch,))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(3):
+        step()
+    n, t0 = 0, time.perf_counter()
+    while n < args.steps or time.perf_counter() - t0 < args.seconds:
+        step()
+        n += 1
+    el = time.perf_counter() - t0
+    print(json.dumps({"params": params, "steps": n, "seconds": el,
+                      "train_images_per_sec": n * args.batch / el}))
+
+
+def run_torch(model, batch, inp, tt, bt, seconds):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(bt), OMP_NUM_THREADS=str(tt))
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "--model", model,
+                          "--batch", str(batch), "--input", inp, "--torch-threads", str(tt),
+                          "--seconds", str(seconds)], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"torch worker failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_kiln(kiln, model, batch, inp, seconds):
+    out = subprocess.run([kiln, "bench", "--model", model, "--batch", str(batch), "--input", inp,
+                          "--device", "cpu", "--seconds", str(seconds), "--json"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"kiln bench failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine():
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "system": platform.platform()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model")
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--input")
+    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--kiln", default="./kiln", help="path to the kiln binary")
+    ap.add_argument("--cases", default=DEFAULT_CASES, help="model:batch:HxWxC,…")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per model")
+    ap.add_argument("--out", default=os.path.join(HERE, "..", "results"), help="results folder")
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        sys.exit("PyTorch not found: install Debian's python3-torch to compare (Kiln alone: kiln bench)")
+    cores = os.cpu_count() or 1
+    combos = sorted({(t, b) for t in (1, cores) for b in (1, cores)})
+    results = []
+    for case in args.cases.split(","):
+        model, batch, inp = case.split(":")
+        batch = int(batch)
+        print(f"== {model} batch {batch} input {inp}", flush=True)
+        probe = {}
+        for tt, bt in combos:
+            r = run_torch(model, batch, inp, tt, bt, args.seconds / 2)
+            probe[f"torch{tt}/openblas{bt}"] = r["train_images_per_sec"]
+            print(f"   probe torch threads {tt}, OpenBLAS threads {bt}: {r['train_images_per_sec']:.0f} images/s", flush=True)
+        best = max(combos, key=lambda c: probe[f"torch{c[0]}/openblas{c[1]}"])
+        kiln_runs, torch_runs, kparams, tparams = [], [], None, None
+        for _ in range(args.rounds):
+            k = run_kiln(args.kiln, model, batch, inp, args.seconds)
+            t = run_torch(model, batch, inp, best[0], best[1], args.seconds)
+            kiln_runs.append(k["train_images_per_sec"])
+            torch_runs.append(t["train_images_per_sec"])
+            kparams, tparams = k["params"], t["params"]
+        km, tm = statistics.median(kiln_runs), statistics.median(torch_runs)
+        row = {
+            "model": model, "batch": batch, "input": inp,
+            "params_kiln": kparams, "params_torch": tparams,
+            "kiln_images_per_sec": km, "kiln_runs": kiln_runs,
+            "torch_images_per_sec": tm, "torch_runs": torch_runs,
+            "torch_setting": f"torch threads {best[0]}, OPENBLAS_NUM_THREADS={best[1]}",
+            "torch_probe": probe, "ratio": km / tm,
+        }
+        if kparams != tparams:
+            row["error"] = f"parameter counts differ: kiln {kparams}, torch {tparams}"
+        results.append(row)
+        print(f"   kiln  {km:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in kiln_runs)})")
+        print(f"   torch {tm:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in torch_runs)}; {row['torch_setting']})")
+        print(f"   ratio kiln/torch = {km / tm:.2f}" + (f"   !! {row['error']}" if "error" in row else ""), flush=True)
+
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine(), "torch": torch_version, "kiln_commit": rev, "rounds": args.rounds,
+              "seconds_per_run": args.seconds, "results": results}
+    os.makedirs(args.out, exist_ok=True)
+    stamp = datetime.date.today().isoformat()
+    base = os.path.join(args.out, f"cpu-{cores}core-{stamp}")
+    with open(base + ".json", "w") as f:
+        json.dump(report, f, indent=2)
+    with open(base + ".md", "w") as f:
+        f.write(f"# Kiln vs PyTorch {torch_version}, training images/s ({stamp})\n\n")
+        f.write(f"Machine: {report['machine']['cpu']}, {cores} cores. Kiln {rev}. "
+                f"Medians of {args.rounds} alternating runs of ≥{args.seconds:g} s each; "
+                "synthetic batch; SGD momentum 0.9.\n\n")
+        f.write("| model | batch | input | params | Kiln | PyTorch (best setting) | Kiln/PyTorch |\n|---|---|---|---|---|---|---|\n")
+        for r in results:
+            f.write(f"| {r['model']} | {r['batch']} | {r['input']} | {r['params_kiln']} | "
+                    f"{r['kiln_images_per_sec']:.0f} | {r['torch_images_per_sec']:.0f} ({r['torch_setting']}) | "
+                    f"**{r['ratio']:.2f}** |\n")
+    print(f"wrote {base}.json and {base}.md")
+    if any("error" in r for r in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
