@@ -119,6 +119,9 @@ type Flatten struct {
 }
 
 func (f *Flatten) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	if x.Rank() < 1 {
+		return nil, &engine.ShapeError{Op: "Flatten", Msg: "want (N, …)", Shapes: []string{x.String()}}
+	}
 	f.inShape = append(f.inShape[:0], x.Shape()...)
 	var err error
 	f.view, err = x.View(f.view, x.Dim(0), x.Len()/max(x.Dim(0), 1))

@@ -13,7 +13,7 @@ import (
 
 func goldenPath(name string) string { return filepath.Join("..", "testdata", "golden", name) }
 
-func lenet28(t *testing.T) *Sequential {
+func lenet28(t *testing.T) *Model {
 	m, err := Build("lenet", Spec{Channels: 1, Height: 28, Width: 28, Classes: 10})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
+
+	"github.com/kiln-ml/kiln/engine"
 )
 
 // Spec describes the data a model is built for and the head it ends in.
@@ -49,9 +51,27 @@ func ModelNames() []string {
 	return names
 }
 
+// Model is a network of the zoo with the input shape it was built for.
+type Model struct {
+	*Sequential
+	Name string
+	Spec Spec
+}
+
+// Forward checks that x is (N, C, H, W) as the model expects, then runs it.
+func (m *Model) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	s := m.Spec
+	if x.Rank() != 4 || x.Dim(0) < 1 || x.Dim(1) != s.Channels || x.Dim(2) != s.Height || x.Dim(3) != s.Width {
+		return nil, &engine.ShapeError{Op: "model " + m.Name,
+			Msg:    fmt.Sprintf("expects input (N,%d,%d,%d) with N ≥ 1", s.Channels, s.Height, s.Width),
+			Shapes: []string{"x=" + fmt.Sprint(x.Shape())}}
+	}
+	return m.Sequential.Forward(x)
+}
+
 // Build makes a model of the zoo by name, initialised from s.Seed. Its first
 // layer skips the input gradient, which no one needs.
-func Build(name string, s Spec) (*Sequential, error) {
+func Build(name string, s Spec) (*Model, error) {
 	b, ok := zoo[strings.ToLower(name)]
 	if !ok {
 		return nil, fmt.Errorf("unknown model %q (have %s)", name, strings.Join(ModelNames(), ", "))
@@ -67,7 +87,7 @@ func Build(name string, s Spec) (*Sequential, error) {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	m.SkipInputGrad(true)
-	return m, nil
+	return &Model{Sequential: m, Name: strings.ToLower(name), Spec: s}, nil
 }
 
 // pooled is a size after n 2×2 max-pools (floor, as PyTorch).

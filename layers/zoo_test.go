@@ -2,6 +2,7 @@ package layers
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -108,6 +109,32 @@ func TestGradientModels(t *testing.T) {
 					}
 					return g, err
 				}, gradcheck.Options{ATol: 1e-5, RTol: 1e-4, Names: names, Sample: 6, Seed: seed})
+		}
+	}
+}
+
+// Wrong inputs give errors naming the op, never a panic.
+func TestZooRejectsBadInputs(t *testing.T) {
+	bad := [][]int{{}, {5}, {2, 784}, {2, 3, 28, 28}, {2, 1, 20, 20}, {2, 1, 3, 3}, {0, 1, 28, 28}, {2, 1, 28, 28, 1}}
+	for _, name := range ModelNames() {
+		m, err := Build(name, Spec{Channels: 1, Height: 28, Width: 28, Classes: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, shape := range bad {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Errorf("%s on input %v panicked: %v", name, shape, r)
+					}
+				}()
+				_, err := m.Forward(engine.New(engine.Float32, shape...))
+				if err == nil {
+					t.Errorf("%s accepted input %v", name, shape)
+				} else if !strings.Contains(err.Error(), "model "+name) {
+					t.Errorf("%s: error %q does not name the model", name, err)
+				}
+			}()
 		}
 	}
 }
