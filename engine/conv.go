@@ -11,9 +11,20 @@ import (
 //	out[co, p] = Σ_k W[co, k] · col[k, p]   (M = Cout/groups, N = OH·OW)
 //
 // where col is the im2col matrix of the input patch under each output pixel
-// (rows k = (ci, kh, kw)). A 1×1, stride-1, unpadded convolution needs no col
-// matrix: the input plane stack already is one. Backward recomputes col
-// rather than keeping it from the forward pass, so the op holds no state.
+// (rows k = (ci, kh, kw)). Backward recomputes col rather than keeping it from
+// the forward pass, so the op holds no state. There are three lowerings:
+//
+//   - pointwise: a 1×1, stride-1, unpadded convolution needs no col matrix,
+//     the input plane stack already is one.
+//   - wide (stride 1): output pixel (oh, ow) reads the padded input at
+//     (oh + kh·dh, ow + kw·dw). Numbering output columns q = oh·Wp + ow over
+//     the padded width Wp instead of OW makes every col row one contiguous
+//     run of the padded plane, Nw = (OH−1)·Wp + OW long, starting at
+//     kh·dh·Wp + kw·dw: one copy per row instead of one per output row, which
+//     matters for the small planes of LeNet-sized nets. Columns with ow ≥ OW
+//     are junk: forward drops them when it moves the product into out, and
+//     backward gives them a zero output gradient so they add nothing.
+//   - col: classic im2col, for strided convolutions.
 
 // Conv2DParams are a convolution's hyper-parameters. The zero value is
 // PyTorch's default: stride 1, no padding, dilation 1, one group, so zero
@@ -44,10 +55,18 @@ type convGeom struct {
 	oh, ow             int // output plane
 	sh, sw, ph, pw     int
 	dh, dw, groups     int
-	cg, mg, kg, p      int  // per group: input channels, output channels, col rows; pixels OH·OW
-	pointwise          bool // 1×1, stride 1, no padding: col is the input itself
-	inPlane, outPlanes int  // H·W, Cout·OH·OW
+	cg, mg, kg, p      int // per group: input channels, output channels, col rows; pixels OH·OW
+	inPlane, outPlanes int // H·W, Cout·OH·OW
+	lowering           int
+	padded             bool // wide lowering with padding: x goes through a padded copy
+	hp, wp, nw         int  // wide lowering: padded plane Hp×Wp, col row length Nw
 }
+
+const (
+	lowerCol = iota
+	lowerWide
+	lowerPointwise
+)
 
 func orOne(v int) int {
 	if v == 0 {
@@ -92,8 +111,16 @@ func convGeometry(x, w []int, p Conv2DParams) (convGeom, string) {
 	g.ow = (g.w+2*g.pw-effW)/g.sw + 1
 	g.kg = g.cg * g.kh * g.kw
 	g.p = g.oh * g.ow
-	g.pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0
 	g.inPlane, g.outPlanes = g.h*g.w, g.cout*g.p
+	switch {
+	case g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0:
+		g.lowering = lowerPointwise
+	case g.sh == 1 && g.sw == 1:
+		g.lowering = lowerWide
+		g.padded = g.ph > 0 || g.pw > 0
+		g.hp, g.wp = g.h+2*g.ph, g.w+2*g.pw
+		g.nw = (g.oh-1)*g.wp + g.ow
+	}
 	return g, ""
 }
 
@@ -181,16 +208,61 @@ func Conv2DBackward(dx, dw, db, dout, x, w *Tensor, p Conv2DParams) error {
 }
 
 // convTask runs forward or backward over a range of images. Each part has its
-// own slice of scratch: an im2col buffer and, in backward, partial dw and db
-// that the caller sums in part order, so results never depend on timing.
+// own slice of scratch (the convLayout); in backward it includes partial dw
+// and db that the caller sums in part order, so results never depend on
+// timing.
 type convTask[T Float] struct {
-	g               convGeom
-	backward        bool
-	y, x, w, b      []T // y is out in forward, dout in backward
-	dx, dw, db      []T
-	scratch         []T
-	partLen, colLen int
-	dwOff, dbOff    int
+	g          convGeom
+	l          convLayout
+	backward   bool
+	y, x, w, b []T // y is out in forward, dout in backward
+	dx, dw, db []T
+	scratch    []T
+	wt         []T // wide dx: w regrouped by kernel tap, see tapWeights
+}
+
+// convLayout places one part's scratch buffers; each field is an offset, the
+// next one's offset its end.
+type convLayout struct {
+	col  int // im2col matrix (kg × P, or kg × Nw wide), reused for dcol
+	pad  int // wide: padded input group (Cg × Hp × Wp), margins stay zero
+	yb   int // wide: product (forward) or widened dout (backward), mg × Nw
+	dxp  int // wide: padded dx group
+	dw   int // partial dw
+	db   int // partial db
+	size int
+}
+
+func newConvLayout(g *convGeom, backward bool, dx, dw, db int) convLayout {
+	var l convLayout
+	var col, pad, yb, dxp int
+	needX := !backward || dw > 0
+	switch g.lowering {
+	case lowerCol:
+		if needX || dx > 0 {
+			col = g.kg * g.p
+		}
+	case lowerWide:
+		if needX {
+			col = g.kg * g.nw
+		}
+		if g.padded && needX {
+			pad = g.cg * g.hp * g.wp
+		}
+		if !backward || dw > 0 || dx > 0 {
+			yb = g.mg * g.nw
+		}
+		if g.padded && dx > 0 {
+			dxp = g.cg * g.hp * g.wp
+		}
+	}
+	l.pad = l.col + col
+	l.yb = l.pad + pad
+	l.dxp = l.yb + yb
+	l.dw = l.dxp + dxp
+	l.db = l.dw + dw
+	l.size = l.db + db
+	return l
 }
 
 var (
@@ -207,41 +279,32 @@ func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 	}
 	t.g, t.backward = *g, backward
 	t.y, t.x, t.w, t.b, t.dx, t.dw, t.db = y, x, w, b, dx, dw, db
-
-	// The col buffer holds im2col(x) for dw and then dcol for dx.
-	t.colLen = 0
-	if !g.pointwise && (!backward || dw != nil || dx != nil) {
-		t.colLen = g.kg * g.p
-	}
-	t.dwOff, t.dbOff, t.partLen = t.colLen, t.colLen, t.colLen
-	if dw != nil {
-		t.dbOff += len(dw)
-		t.partLen += len(dw)
-	}
-	if db != nil {
-		t.partLen += len(db)
-	}
+	t.l = newConvLayout(g, backward, len(dx), len(dw), len(db))
 	np := parts(g.n)
-	if t.partLen > 0 {
-		t.scratch = takeScratch[T](np * t.partLen)
+	wtLen := 0
+	if backward && dx != nil && g.lowering == lowerWide {
+		wtLen = len(w)
+	}
+	if t.l.size+wtLen > 0 {
+		t.scratch = takeScratch[T](np*t.l.size + wtLen) // zeroed: the pad margins stay so
+	}
+	if wtLen > 0 {
+		t.wt = t.scratch[np*t.l.size:]
+		tapWeights(t.wt, w, g)
 	}
 	parallelFor(g.n, t)
 	if backward {
 		for part := 0; part < np; part++ {
-			s := t.scratch[part*t.partLen:]
-			if dw != nil {
-				for i, v := range s[t.dwOff : t.dwOff+len(dw)] {
-					dw[i] += v
-				}
+			s := t.scratch[part*t.l.size:]
+			for i, v := range s[t.l.dw : t.l.dw+len(dw)] {
+				dw[i] += v
 			}
-			if db != nil {
-				for i, v := range s[t.dbOff : t.dbOff+len(db)] {
-					db[i] += v
-				}
+			for i, v := range s[t.l.db : t.l.db+len(db)] {
+				db[i] += v
 			}
 		}
 	}
-	if t.partLen > 0 {
+	if t.l.size+wtLen > 0 {
 		giveScratch(t.scratch)
 	}
 	*t = convTask[T]{}
@@ -254,8 +317,8 @@ func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 
 func (t *convTask[T]) run(part, lo, hi int) {
 	var s []T
-	if t.partLen > 0 {
-		s = t.scratch[part*t.partLen : (part+1)*t.partLen]
+	if t.l.size > 0 {
+		s = t.scratch[part*t.l.size : (part+1)*t.l.size]
 	}
 	if t.backward {
 		t.backwardImages(s, lo, hi)
@@ -264,15 +327,35 @@ func (t *convTask[T]) run(part, lo, hi int) {
 	}
 }
 
+// source returns the col matrix (or the input itself) for image group xg.
+func (t *convTask[T]) source(s, xg []T) []T {
+	g := &t.g
+	switch g.lowering {
+	case lowerPointwise:
+		return xg
+	case lowerWide:
+		col := s[t.l.col:t.l.pad]
+		src := xg
+		if g.padded {
+			src = s[t.l.pad:t.l.yb]
+			padPlanes(src, xg, g)
+		}
+		wideCols(col, src, g)
+		return col
+	}
+	col := s[t.l.col:t.l.pad]
+	im2col(col, xg, g)
+	return col
+}
+
 func (t *convTask[T]) forwardImages(s []T, lo, hi int) {
 	g := &t.g
-	col := s[:t.colLen]
-	inImage, wGroup := g.cin*g.inPlane, g.mg*g.kg
+	inImage, wGroup, outGroup := g.cin*g.inPlane, g.mg*g.kg, g.mg*g.p
 	for n := lo; n < hi; n++ {
 		xn := t.x[n*inImage : (n+1)*inImage]
 		yn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
 		var beta T
-		if t.b != nil {
+		if t.b != nil && g.lowering != lowerWide {
 			// Start from the bias and let the product accumulate onto it.
 			for co, bv := range t.b {
 				row := yn[co*g.p : (co+1)*g.p]
@@ -283,27 +366,32 @@ func (t *convTask[T]) forwardImages(s []T, lo, hi int) {
 			beta = 1
 		}
 		for gi := 0; gi < g.groups; gi++ {
-			xg := xn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
-			src := xg
-			if !g.pointwise {
-				im2col(col, xg, g)
-				src = col
+			src := t.source(s, xn[gi*g.cg*g.inPlane:(gi+1)*g.cg*g.inPlane])
+			wg := t.w[gi*wGroup : (gi+1)*wGroup]
+			yg := yn[gi*outGroup : (gi+1)*outGroup]
+			if g.lowering != lowerWide {
+				gemm(false, false, g.mg, g.p, g.kg, 1, wg, g.kg, src, g.p, beta, yg, g.p)
+				continue
 			}
-			gemm(false, false, g.mg, g.p, g.kg, 1, t.w[gi*wGroup:(gi+1)*wGroup], g.kg,
-				src, g.p, beta, yn[gi*g.mg*g.p:(gi+1)*g.mg*g.p], g.p)
+			yb := s[t.l.yb:t.l.dxp]
+			gemm(false, false, g.mg, g.nw, g.kg, 1, wg, g.kg, src, g.nw, 0, yb, g.nw)
+			var bg []T
+			if t.b != nil {
+				bg = t.b[gi*g.mg : (gi+1)*g.mg]
+			}
+			narrowRows(yg, yb, bg, g)
 		}
 	}
 }
 
 func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 	g := &t.g
-	col := s[:t.colLen]
 	var dwp, dbp []T
 	if t.dw != nil {
-		dwp = s[t.dwOff : t.dwOff+len(t.dw)]
+		dwp = s[t.l.dw:t.l.db]
 	}
 	if t.db != nil {
-		dbp = s[t.dbOff : t.dbOff+len(t.db)]
+		dbp = s[t.l.db:t.l.size]
 	}
 	inImage, wGroup, outGroup := g.cin*g.inPlane, g.mg*g.kg, g.mg*g.p
 	for n := lo; n < hi; n++ {
@@ -318,35 +406,88 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 				dbp[co] += sum
 			}
 		}
+		if t.dw == nil && t.dx == nil {
+			continue
+		}
 		var dxn []T
 		if t.dx != nil {
 			dxn = t.dx[n*inImage : (n+1)*inImage]
-			if !g.pointwise {
-				clear(dxn)
+			if g.lowering == lowerCol || (g.lowering == lowerWide && !g.padded) {
+				clear(dxn) // col2im accumulates into it
 			}
 		}
 		for gi := 0; gi < g.groups; gi++ {
 			dyg := dyn[gi*outGroup : (gi+1)*outGroup]
 			wg := t.w[gi*wGroup : (gi+1)*wGroup]
+			// The output gradient as the product's right-hand side: dout itself,
+			// or widened to Nw columns with zeros under the junk ones.
+			dym, ldy := dyg, g.p
+			if g.lowering == lowerWide {
+				dym, ldy = s[t.l.yb:t.l.dxp], g.nw
+				widenRows(dym, dyg, g)
+			}
 			if dwp != nil {
 				// dw[co, k] += Σ_p dout[co, p] · col[k, p]
-				xg := xn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
-				src := xg
-				if !g.pointwise {
-					im2col(col, xg, g)
-					src = col
-				}
-				gemm(false, true, g.mg, g.kg, g.p, 1, dyg, g.p, src, g.p, 1,
+				src := t.source(s, xn[gi*g.cg*g.inPlane:(gi+1)*g.cg*g.inPlane])
+				gemm(false, true, g.mg, g.kg, ldy, 1, dym, ldy, src, ldy, 1,
 					dwp[gi*wGroup:(gi+1)*wGroup], g.kg)
 			}
-			if dxn != nil {
+			if dxn == nil {
+				continue
+			}
+			dxg := dxn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
+			switch g.lowering {
+			case lowerPointwise:
+				gemm(true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, dxg, g.p)
+			case lowerCol:
 				// dcol[k, p] = Σ_co W[co, k] · dout[co, p], then scattered back.
-				dxg := dxn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
-				if g.pointwise {
-					gemm(true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, dxg, g.p)
-				} else {
-					gemm(true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
-					col2im(dxg, col, g)
+				col := s[t.l.col:t.l.pad]
+				gemm(true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
+				col2im(dxg, col, g)
+			case lowerWide:
+				dxp := dxg
+				if g.padded {
+					dxp = s[t.l.dxp:t.l.dw]
+					clear(dxp)
+				}
+				t.wideInputGrad(dxp, dym, gi)
+				if g.padded {
+					cropPlanes(dxg, dxp, g)
+				}
+			}
+		}
+	}
+}
+
+// wideInputGrad adds group gi's input gradient into the padded planes dxp
+// (Cg, Hp, Wp) from the widened output gradient dyw (mg, Nw). Kernel tap
+// (kh, kw) adds W[:, :, kh, kw]ᵀ · dyw to the run of every plane that starts
+// at kh·dh·Wp + kw·dw: one product per tap accumulating straight into dxp (the
+// planes are its rows, Hp·Wp apart), where the col route would write a
+// Cg·KH·KW × Nw matrix and then add it back element by element.
+func (t *convTask[T]) wideInputGrad(dxp, dyw []T, gi int) {
+	g := &t.g
+	plane, tap := g.hp*g.wp, g.cg*g.mg
+	wt := t.wt[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
+	for ki := 0; ki < g.kh; ki++ {
+		for kj := 0; kj < g.kw; kj++ {
+			k := ki*g.kw + kj
+			gemm(false, false, g.cg, g.nw, g.mg, 1, wt[k*tap:(k+1)*tap], g.mg, dyw, g.nw, 1,
+				dxp[ki*g.dh*g.wp+kj*g.dw:], plane)
+		}
+	}
+}
+
+// tapWeights regroups w (Cout, Cg, KH, KW) as wt (groups, KH·KW, Cg, mg): for
+// each group and kernel tap, the Cg × mg matrix W[:, :, kh, kw]ᵀ.
+func tapWeights[T Float](wt, w []T, g *convGeom) {
+	taps := g.kh * g.kw
+	for gi := 0; gi < g.groups; gi++ {
+		for co := 0; co < g.mg; co++ {
+			wr := w[(gi*g.mg+co)*g.kg : (gi*g.mg+co+1)*g.kg]
+			for c := 0; c < g.cg; c++ {
+				for k := 0; k < taps; k++ {
+					wt[((gi*taps+k)*g.cg+c)*g.mg+co] = wr[c*taps+k]
 				}
 			}
 		}
@@ -430,6 +571,74 @@ func col2im[T Float](dx, col []T, g *convGeom) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// padPlanes copies x (Cg, H, W) into the interior of xp (Cg, Hp, Wp), whose
+// margins are zero and never written.
+func padPlanes[T Float](xp, x []T, g *convGeom) {
+	plane := g.hp * g.wp
+	for c := 0; c < g.cg; c++ {
+		for ih := 0; ih < g.h; ih++ {
+			copy(xp[c*plane+(ih+g.ph)*g.wp+g.pw:][:g.w], x[c*g.inPlane+ih*g.w:][:g.w])
+		}
+	}
+}
+
+// cropPlanes copies the interior of xp (Cg, Hp, Wp) into x (Cg, H, W).
+func cropPlanes[T Float](x, xp []T, g *convGeom) {
+	plane := g.hp * g.wp
+	for c := 0; c < g.cg; c++ {
+		for ih := 0; ih < g.h; ih++ {
+			copy(x[c*g.inPlane+ih*g.w:][:g.w], xp[c*plane+(ih+g.ph)*g.wp+g.pw:][:g.w])
+		}
+	}
+}
+
+// wideCols writes the wide col matrix (Cg·KH·KW, Nw) from a padded image
+// group xp (Cg, Hp, Wp): row (c, kh, kw) is the run of xp's plane c starting
+// at kh·dh·Wp + kw·dw.
+func wideCols[T Float](col, xp []T, g *convGeom) {
+	plane, r := g.hp*g.wp, 0
+	for c := 0; c < g.cg; c++ {
+		for ki := 0; ki < g.kh; ki++ {
+			for kj := 0; kj < g.kw; kj++ {
+				copy(col[r*g.nw:(r+1)*g.nw], xp[c*plane+ki*g.dh*g.wp+kj*g.dw:][:g.nw])
+				r++
+			}
+		}
+	}
+}
+
+// narrowRows moves the wide product yb (mg, Nw) into y (mg, OH·OW), dropping
+// the junk columns and adding the bias b (mg) when it is not nil.
+func narrowRows[T Float](y, yb, b []T, g *convGeom) {
+	for co := 0; co < g.mg; co++ {
+		var bv T
+		if b != nil {
+			bv = b[co]
+		}
+		for oh := 0; oh < g.oh; oh++ {
+			d := y[co*g.p+oh*g.ow:][:g.ow]
+			src := yb[co*g.nw+oh*g.wp:][:g.ow]
+			if b == nil {
+				copy(d, src)
+				continue
+			}
+			for i, v := range src {
+				d[i] = v + bv
+			}
+		}
+	}
+}
+
+// widenRows spreads dy (mg, OH·OW) over the valid columns of dyw (mg, Nw);
+// the junk columns are never written, so they keep the zeros of the scratch.
+func widenRows[T Float](dyw, dy []T, g *convGeom) {
+	for co := 0; co < g.mg; co++ {
+		for oh := 0; oh < g.oh; oh++ {
+			copy(dyw[co*g.nw+oh*g.wp:][:g.ow], dy[co*g.p+oh*g.ow:][:g.ow])
 		}
 	}
 }

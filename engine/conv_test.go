@@ -33,6 +33,7 @@ var convCases = []convCase{
 	{"lenet-like", 2, 1, 8, 7, 3, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
 	{"kernel-fills-input", 2, 2, 3, 3, 3, 3, 3, engine.Conv2DParams{}, true},
 	{"wide-stride", 2, 3, 9, 8, 2, 2, 3, engine.Conv2DParams{StrideH: 3, StrideW: 4, PadW: 1}, true},
+	{"pad-one-axis", 2, 3, 6, 7, 4, 2, 3, engine.Conv2DParams{PadW: 1, DilationH: 2}, true},
 }
 
 func (c convCase) shapes() (x, w []int) {
@@ -326,12 +327,36 @@ func TestConv2DBackwardAccumulates(t *testing.T) {
 	if msg := gradcheck.Close(dx.Values(), dx1.Values(), 0, 0); msg != "" {
 		t.Errorf("dx must be overwritten: %s", msg)
 	}
-	// Only some gradients requested.
-	if err := engine.Conv2DBackward(nil, nil, db, dout, x, w, c.p); err != nil {
-		t.Fatal(err)
-	}
-	if err := engine.Conv2DBackward(nil, nil, nil, dout, x, w, c.p); err != nil {
-		t.Fatal(err)
+}
+
+// Asking for only some gradients gives the same values as asking for all.
+func TestConv2DPartialGradients(t *testing.T) {
+	for i, c := range convCases {
+		xs, ws := c.shapes()
+		rng := rand.New(rand.NewPCG(9, uint64(i)))
+		x, w := randTensor(rng, engine.Float64, xs...), randTensor(rng, engine.Float64, ws...)
+		os, _ := engine.Conv2DOutputShape(xs, ws, c.p)
+		dout := randTensor(rng, engine.Float64, os...)
+		dx, dw, db := engine.New(engine.Float64, xs...), engine.New(engine.Float64, ws...), engine.New(engine.Float64, c.cout)
+		if err := engine.Conv2DBackward(dx, dw, db, dout, x, w, c.p); err != nil {
+			t.Fatal(err)
+		}
+		dx1, dw1, db1 := engine.New(engine.Float64, xs...), engine.New(engine.Float64, ws...), engine.New(engine.Float64, c.cout)
+		for _, err := range []error{
+			engine.Conv2DBackward(dx1, nil, nil, dout, x, w, c.p),
+			engine.Conv2DBackward(nil, dw1, nil, dout, x, w, c.p),
+			engine.Conv2DBackward(nil, nil, db1, dout, x, w, c.p),
+			engine.Conv2DBackward(nil, nil, nil, dout, x, w, c.p),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, cmp := range [][2]*engine.Tensor{{dx1, dx}, {dw1, dw}, {db1, db}} {
+			if msg := gradcheck.Close(cmp[0].Values(), cmp[1].Values(), 1e-12, 1e-12); msg != "" {
+				t.Errorf("%s: %s", c.name, msg)
+			}
+		}
 	}
 }
 

@@ -35,6 +35,7 @@ type poolGeom struct {
 	planes, h, w, oh, ow int // planes = N·C
 	kh, kw, sh, sw       int
 	ph, pw               int
+	pairs                bool // 2×2 windows, stride 2, no padding: the common case, with its own loops
 }
 
 // poolGeometry checks x (N,C,H,W) against p and returns the geometry or a
@@ -64,6 +65,7 @@ func poolGeometry(x []int, p Pool2DParams) (poolGeom, string) {
 	}
 	g.oh = (g.h+2*g.ph-g.kh)/g.sh + 1
 	g.ow = (g.w+2*g.pw-g.kw)/g.sw + 1
+	g.pairs = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0
 	return g, ""
 }
 
@@ -298,15 +300,27 @@ func (t *poolTask[T]) run(_, lo, hi int) {
 			if t.argmax != nil {
 				am = t.argmax[pl*on : (pl+1)*on]
 			}
-			maxPlane(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
+			if g.pairs {
+				maxPlane2x2(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
+			} else {
+				maxPlane(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
+			}
 		case poolMaxBackward:
 			if !maxPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], t.argmax[pl*on:(pl+1)*on]) {
 				t.bad.Store(true)
 			}
 		case poolAvgForward:
-			avgPlane(t.a[pl*on:(pl+1)*on], t.b[pl*in:(pl+1)*in], g)
+			if g.pairs {
+				avgPlane2x2(t.a[pl*on:(pl+1)*on], t.b[pl*in:(pl+1)*in], g)
+			} else {
+				avgPlane(t.a[pl*on:(pl+1)*on], t.b[pl*in:(pl+1)*in], g)
+			}
 		case poolAvgBackward:
-			avgPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
+			if g.pairs {
+				avgPlane2x2Backward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
+			} else {
+				avgPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
+			}
 		case poolGlobalForward:
 			var s T
 			for _, v := range t.b[pl*in : (pl+1)*in] {
@@ -337,10 +351,10 @@ func maxPlane[T Float](out []T, am []int32, x []T, g *poolGeom) {
 			w0, w1 := window(ow, g.sw, g.pw, g.kw, g.w)
 			m, at := negInf, h0*g.w+w0
 			for ih := h0; ih < h1; ih++ {
-				row := x[ih*g.w : (ih+1)*g.w]
-				for iw := w0; iw < w1; iw++ {
-					if v := row[iw]; v > m || v != v {
-						m, at = v, ih*g.w+iw
+				base := ih*g.w + w0
+				for j, v := range x[base : ih*g.w+w1] {
+					if v > m || v != v {
+						m, at = v, base+j
 					}
 				}
 			}
@@ -396,5 +410,70 @@ func avgPlaneBackward[T Float](dx, dout []T, g *poolGeom) {
 				}
 			}
 		}
+	}
+}
+
+// maxPlane2x2 is maxPlane for 2×2 windows at stride 2 without padding, with
+// the same comparisons in the same order.
+func maxPlane2x2[T Float](out []T, am []int32, x []T, g *poolGeom) {
+	w := g.w
+	for oh := 0; oh < g.oh; oh++ {
+		r0 := x[2*oh*w : 2*oh*w+w]
+		r1 := x[(2*oh+1)*w : (2*oh+1)*w+w]
+		o := out[oh*g.ow : (oh+1)*g.ow]
+		base := 2 * oh * w
+		for ow := range o {
+			i := 2 * ow
+			m, at := r0[i], base+i
+			if v := r0[i+1]; v > m || v != v {
+				m, at = v, base+i+1
+			}
+			if v := r1[i]; v > m || v != v {
+				m, at = v, base+w+i
+			}
+			if v := r1[i+1]; v > m || v != v {
+				m, at = v, base+w+i+1
+			}
+			o[ow] = m
+			if am != nil {
+				am[oh*g.ow+ow] = int32(at)
+			}
+		}
+	}
+}
+
+// avgPlane2x2 is avgPlane for 2×2 windows at stride 2 without padding.
+func avgPlane2x2[T Float](out, x []T, g *poolGeom) {
+	w := g.w
+	for oh := 0; oh < g.oh; oh++ {
+		r0 := x[2*oh*w : 2*oh*w+w]
+		r1 := x[(2*oh+1)*w : (2*oh+1)*w+w]
+		o := out[oh*g.ow : (oh+1)*g.ow]
+		for ow := range o {
+			i := 2 * ow
+			o[ow] = (r0[i] + r0[i+1] + r1[i] + r1[i+1]) / 4
+		}
+	}
+}
+
+// avgPlane2x2Backward writes dx directly: the windows do not overlap, and the
+// row and column that floor mode leaves out get zero.
+func avgPlane2x2Backward[T Float](dx, dout []T, g *poolGeom) {
+	w := g.w
+	for oh := 0; oh < g.oh; oh++ {
+		r0 := dx[2*oh*w : 2*oh*w+w]
+		r1 := dx[(2*oh+1)*w : (2*oh+1)*w+w]
+		d := dout[oh*g.ow : (oh+1)*g.ow]
+		for ow, v := range d {
+			v /= 4
+			i := 2 * ow
+			r0[i], r0[i+1], r1[i], r1[i+1] = v, v, v, v
+		}
+		if w%2 != 0 {
+			r0[w-1], r1[w-1] = 0, 0
+		}
+	}
+	if g.h%2 != 0 {
+		clear(dx[(g.h-1)*w:])
 	}
 }

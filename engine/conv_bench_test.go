@@ -1,0 +1,102 @@
+package engine_test
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// LeNet-5's layers at batch 64 in float32, the main CPU training target.
+// Images/s is reported so the numbers compare directly with a training step.
+
+type convBench struct {
+	x, w, b, out, dx, dw, db *engine.Tensor
+	p                        engine.Conv2DParams
+}
+
+func newConvBench(n, cin, h, w, cout, k int, p engine.Conv2DParams, wantDx bool) *convBench {
+	rng := rand.New(rand.NewPCG(20, 20))
+	os, err := engine.Conv2DOutputShape([]int{n, cin, h, w}, []int{cout, cin / max(p.Groups, 1), k, k}, p)
+	if err != nil {
+		panic(err)
+	}
+	c := &convBench{
+		x: randTensor(rng, engine.Float32, n, cin, h, w), w: randTensor(rng, engine.Float32, cout, cin/max(p.Groups, 1), k, k),
+		b: randTensor(rng, engine.Float32, cout), out: randTensor(rng, engine.Float32, os...),
+		p: p,
+	}
+	c.dw, c.db = engine.New(engine.Float32, c.w.Shape()...), engine.New(engine.Float32, cout)
+	if wantDx {
+		c.dx = engine.New(engine.Float32, c.x.Shape()...)
+	}
+	return c
+}
+
+func (c *convBench) run(b *testing.B, forward, backward bool) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if forward {
+			if err := engine.Conv2DForward(c.out, c.x, c.w, c.b, c.p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if backward {
+			// out stands in for dout: same shape, and its values do not matter.
+			if err := engine.Conv2DBackward(c.dx, c.dw, c.db, c.out, c.x, c.w, c.p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)*float64(c.x.Dim(0))/b.Elapsed().Seconds(), "img/s")
+}
+
+func lenetConv1() *convBench {
+	return newConvBench(64, 1, 28, 28, 6, 5, engine.Conv2DSquare(1, 2, 1, 1), false)
+}
+
+func lenetConv2() *convBench {
+	return newConvBench(64, 6, 14, 14, 16, 5, engine.Conv2DParams{}, true)
+}
+
+func BenchmarkConv2DLeNet1Forward(b *testing.B)  { lenetConv1().run(b, true, false) }
+func BenchmarkConv2DLeNet1Backward(b *testing.B) { lenetConv1().run(b, false, true) }
+func BenchmarkConv2DLeNet2Forward(b *testing.B)  { lenetConv2().run(b, true, false) }
+func BenchmarkConv2DLeNet2Backward(b *testing.B) { lenetConv2().run(b, false, true) }
+
+// Both LeNet convolutions, forward and backward: the convolution share of a
+// training step.
+func BenchmarkConv2DLeNetStep(b *testing.B) {
+	c1, c2 := lenetConv1(), lenetConv2()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, c := range []*convBench{c1, c2} {
+			if err := engine.Conv2DForward(c.out, c.x, c.w, c.b, c.p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, c := range []*convBench{c2, c1} {
+			if err := engine.Conv2DBackward(c.dx, c.dw, c.db, c.out, c.x, c.w, c.p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)*64/b.Elapsed().Seconds(), "img/s")
+}
+
+func BenchmarkMaxPool2DLeNet(b *testing.B) {
+	rng := rand.New(rand.NewPCG(21, 21))
+	x := randTensor(rng, engine.Float32, 64, 6, 28, 28)
+	out, dx := engine.New(engine.Float32, 64, 6, 14, 14), engine.New(engine.Float32, 64, 6, 28, 28)
+	argmax := make([]int32, out.Len())
+	p := engine.Pool2DSquare(2, 0, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_ = engine.MaxPool2DForward(out, argmax, x, p)
+		_ = engine.MaxPool2DBackward(dx, out, argmax, p)
+	}
+	b.ReportMetric(float64(b.N)*64/b.Elapsed().Seconds(), "img/s")
+}
