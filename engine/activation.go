@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
 	"unsafe"
 )
 
@@ -150,7 +149,7 @@ func (t *activationTask[T]) run(_, lo, hi int) {
 	}
 }
 
-var activationTasks = [2]sync.Pool{
+var activationTasks = [2]taskPool{
 	{New: func() any { return new(activationTask[float32]) }},
 	{New: func() any { return new(activationTask[float64]) }},
 }
@@ -248,7 +247,7 @@ func subOrNil[T Float](s []T, lo, hi int) []T {
 	return s[lo:hi]
 }
 
-// dtypeIndex is 0 for float32 and 1 for float64: it picks a kernel's sync.Pool
+// dtypeIndex is 0 for float32 and 1 for float64: it picks a kernel's taskPool
 // of task structs.
 func dtypeIndex[T Float]() int {
 	if isFloat64[T]() {

@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"math"
-	"sync"
 )
 
 // Inverted dropout: in training each element is kept with probability 1−p and
@@ -121,7 +120,7 @@ type dropoutTask[T Float] struct {
 	backward                bool
 }
 
-var dropoutTasks = [2]sync.Pool{
+var dropoutTasks = [2]taskPool{
 	{New: func() any { return new(dropoutTask[float32]) }},
 	{New: func() any { return new(dropoutTask[float64]) }},
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"sync"
 )
 
 // The Spatial Gating Unit of gMLP (Liu et al., "Pay Attention to MLPs", 2021),
@@ -165,7 +164,7 @@ type spatialGatingTask[T Float] struct {
 	n, t, d                   int
 }
 
-var spatialGatingTasks = [2]sync.Pool{
+var spatialGatingTasks = [2]taskPool{
 	{New: func() any { return new(spatialGatingTask[float32]) }},
 	{New: func() any { return new(spatialGatingTask[float64]) }},
 }

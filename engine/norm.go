@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"math"
-	"sync"
 )
 
 // Normalisation: BatchNorm over the batch and spatial axes of (N,C,…) inputs
@@ -215,7 +214,7 @@ type batchNormTask[T Float] struct {
 	n, c, hw                      int
 }
 
-var batchNormTasks = [2]sync.Pool{
+var batchNormTasks = [2]taskPool{
 	{New: func() any { return new(batchNormTask[float32]) }},
 	{New: func() any { return new(batchNormTask[float64]) }},
 }
@@ -484,7 +483,7 @@ type layerNormTask[T Float] struct {
 	rows, d                  int
 }
 
-var layerNormTasks = [2]sync.Pool{
+var layerNormTasks = [2]taskPool{
 	{New: func() any { return new(layerNormTask[float32]) }},
 	{New: func() any { return new(layerNormTask[float64]) }},
 }

@@ -6,7 +6,7 @@ import (
 )
 
 // rangeTask is a piece of work over an index range. Ops implement it on a
-// small args struct they take from a sync.Pool, so handing work to the
+// small args struct they take from a taskPool, so handing work to the
 // workers allocates nothing.
 type rangeTask interface{ run(part, lo, hi int) }
 

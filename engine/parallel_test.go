@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"sync"
 	"testing"
 )
 
@@ -16,7 +15,7 @@ func (s *sumTask) run(part, lo, hi int) {
 	}
 }
 
-var sumTasks = sync.Pool{New: func() any { return new(sumTask) }}
+var sumTasks = taskPool{New: func() any { return new(sumTask) }}
 
 func TestParallelForCoversEveryIndexOnceWithoutAllocating(t *testing.T) {
 	x := make([]float64, 1001)
