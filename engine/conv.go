@@ -218,7 +218,14 @@ type convTask[T Float] struct {
 	y, x, w, b []T // y is out in forward, dout in backward
 	dx, dw, db []T
 	scratch    []T
-	wt         []T // wide dx: w regrouped by kernel tap, see tapWeights
+	// wx is w rearranged for the kernel, shared by all parts: regrouped by
+	// kernel tap for the wide input gradient (tapWeights), or with the bias
+	// appended to each row when biasRow is set.
+	wx []T
+	// biasRow: forward through a col matrix with a bias. The col matrix gets
+	// a last row of ones and wx is (Cout, kg+1) with the bias last, so the
+	// product adds the bias itself instead of a pass over out.
+	biasRow bool
 }
 
 // convLayout places one part's scratch buffers; each field is an offset, the
@@ -233,18 +240,22 @@ type convLayout struct {
 	size int
 }
 
-func newConvLayout(g *convGeom, backward bool, dx, dw, db int) convLayout {
+func newConvLayout(g *convGeom, backward, biasRow bool, dx, dw, db int) convLayout {
 	var l convLayout
 	var col, pad, yb, dxp int
 	needX := !backward || dw > 0
+	rows := g.kg
+	if biasRow {
+		rows++
+	}
 	switch g.lowering {
 	case lowerCol:
 		if needX || dx > 0 {
-			col = g.kg * g.p
+			col = rows * g.p
 		}
 	case lowerWide:
 		if needX {
-			col = g.kg * g.nw
+			col = rows * g.nw
 		}
 		if g.padded && needX {
 			pad = g.cg * g.hp * g.wp
@@ -279,18 +290,29 @@ func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 	}
 	t.g, t.backward = *g, backward
 	t.y, t.x, t.w, t.b, t.dx, t.dw, t.db = y, x, w, b, dx, dw, db
-	t.l = newConvLayout(g, backward, len(dx), len(dw), len(db))
+	t.biasRow = !backward && b != nil && g.lowering != lowerPointwise
+	t.l = newConvLayout(g, backward, t.biasRow, len(dx), len(dw), len(db))
 	np := parts(g.n)
-	wtLen := 0
-	if backward && dx != nil && g.lowering == lowerWide {
-		wtLen = len(w)
+	wxLen := 0
+	switch {
+	case backward && dx != nil && g.lowering == lowerWide:
+		wxLen = len(w)
+	case t.biasRow:
+		wxLen = len(w) + len(b)
 	}
-	if t.l.size+wtLen > 0 {
-		t.scratch = takeScratch[T](np*t.l.size + wtLen) // zeroed: the pad margins stay so
+	if t.l.size+wxLen > 0 {
+		t.scratch = takeScratch[T](np*t.l.size + wxLen) // zeroed: the pad margins stay so
 	}
-	if wtLen > 0 {
-		t.wt = t.scratch[np*t.l.size:]
-		tapWeights(t.wt, w, g)
+	if wxLen > 0 {
+		t.wx = t.scratch[np*t.l.size:]
+		if t.biasRow {
+			for co, bv := range b {
+				copy(t.wx[co*(g.kg+1):], w[co*g.kg:(co+1)*g.kg])
+				t.wx[co*(g.kg+1)+g.kg] = bv
+			}
+		} else {
+			tapWeights(t.wx, w, g)
+		}
 	}
 	parallelFor(g.n, t)
 	if backward {
@@ -304,7 +326,7 @@ func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 			}
 		}
 	}
-	if t.l.size+wtLen > 0 {
+	if t.l.size+wxLen > 0 {
 		giveScratch(t.scratch)
 	}
 	*t = convTask[T]{}
@@ -319,6 +341,13 @@ func (t *convTask[T]) run(part, lo, hi int) {
 	var s []T
 	if t.l.size > 0 {
 		s = t.scratch[part*t.l.size : (part+1)*t.l.size]
+	}
+	if t.biasRow {
+		ones := s[t.l.col:t.l.pad]
+		ones = ones[len(ones)-len(ones)/(t.g.kg+1):]
+		for i := range ones {
+			ones[i] = 1
+		}
 	}
 	if t.backward {
 		t.backwardImages(s, lo, hi)
@@ -350,12 +379,16 @@ func (t *convTask[T]) source(s, xg []T) []T {
 
 func (t *convTask[T]) forwardImages(s []T, lo, hi int) {
 	g := &t.g
-	inImage, wGroup, outGroup := g.cin*g.inPlane, g.mg*g.kg, g.mg*g.p
+	inImage, outGroup := g.cin*g.inPlane, g.mg*g.p
+	w, k := t.w, g.kg
+	if t.biasRow {
+		w, k = t.wx, g.kg+1
+	}
 	for n := lo; n < hi; n++ {
 		xn := t.x[n*inImage : (n+1)*inImage]
 		yn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
 		var beta T
-		if t.b != nil && g.lowering != lowerWide {
+		if t.b != nil && !t.biasRow {
 			// Start from the bias and let the product accumulate onto it.
 			for co, bv := range t.b {
 				row := yn[co*g.p : (co+1)*g.p]
@@ -367,19 +400,15 @@ func (t *convTask[T]) forwardImages(s []T, lo, hi int) {
 		}
 		for gi := 0; gi < g.groups; gi++ {
 			src := t.source(s, xn[gi*g.cg*g.inPlane:(gi+1)*g.cg*g.inPlane])
-			wg := t.w[gi*wGroup : (gi+1)*wGroup]
+			wg := w[gi*g.mg*k : (gi+1)*g.mg*k]
 			yg := yn[gi*outGroup : (gi+1)*outGroup]
 			if g.lowering != lowerWide {
-				gemm(false, false, g.mg, g.p, g.kg, 1, wg, g.kg, src, g.p, beta, yg, g.p)
+				gemm(false, false, g.mg, g.p, k, 1, wg, k, src, g.p, beta, yg, g.p)
 				continue
 			}
 			yb := s[t.l.yb:t.l.dxp]
-			gemm(false, false, g.mg, g.nw, g.kg, 1, wg, g.kg, src, g.nw, 0, yb, g.nw)
-			var bg []T
-			if t.b != nil {
-				bg = t.b[gi*g.mg : (gi+1)*g.mg]
-			}
-			narrowRows(yg, yb, bg, g)
+			gemm(false, false, g.mg, g.nw, k, 1, wg, k, src, g.nw, 0, yb, g.nw)
+			narrowRows(yg, yb, g)
 		}
 	}
 }
@@ -399,11 +428,7 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 		xn := t.x[n*inImage : (n+1)*inImage]
 		if dbp != nil {
 			for co := range dbp {
-				var sum T
-				for _, v := range dyn[co*g.p : (co+1)*g.p] {
-					sum += v
-				}
-				dbp[co] += sum
+				dbp[co] += sumSlice(dyn[co*g.p : (co+1)*g.p])
 			}
 		}
 		if t.dw == nil && t.dx == nil {
@@ -468,7 +493,7 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 func (t *convTask[T]) wideInputGrad(dxp, dyw []T, gi int) {
 	g := &t.g
 	plane, tap := g.hp*g.wp, g.cg*g.mg
-	wt := t.wt[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
+	wt := t.wx[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
 	for ki := 0; ki < g.kh; ki++ {
 		for kj := 0; kj < g.kw; kj++ {
 			k := ki*g.kw + kj
@@ -612,23 +637,11 @@ func wideCols[T Float](col, xp []T, g *convGeom) {
 }
 
 // narrowRows moves the wide product yb (mg, Nw) into y (mg, OH·OW), dropping
-// the junk columns and adding the bias b (mg) when it is not nil.
-func narrowRows[T Float](y, yb, b []T, g *convGeom) {
+// the junk columns.
+func narrowRows[T Float](y, yb []T, g *convGeom) {
 	for co := 0; co < g.mg; co++ {
-		var bv T
-		if b != nil {
-			bv = b[co]
-		}
 		for oh := 0; oh < g.oh; oh++ {
-			d := y[co*g.p+oh*g.ow:][:g.ow]
-			src := yb[co*g.nw+oh*g.wp:][:g.ow]
-			if b == nil {
-				copy(d, src)
-				continue
-			}
-			for i, v := range src {
-				d[i] = v + bv
-			}
+			copy(y[co*g.p+oh*g.ow:][:g.ow], yb[co*g.nw+oh*g.wp:][:g.ow])
 		}
 	}
 }
@@ -641,4 +654,21 @@ func widenRows[T Float](dyw, dy []T, g *convGeom) {
 			copy(dyw[co*g.nw+oh*g.wp:][:g.ow], dy[co*g.p+oh*g.ow:][:g.ow])
 		}
 	}
+}
+
+// sumSlice adds s up in four interleaved chains (a fixed order, so still
+// deterministic): one chain would wait on the adder's latency at every step.
+func sumSlice[T Float](s []T) T {
+	var a0, a1, a2, a3 T
+	for len(s) >= 4 {
+		a0 += s[0]
+		a1 += s[1]
+		a2 += s[2]
+		a3 += s[3]
+		s = s[4:]
+	}
+	for _, v := range s {
+		a0 += v
+	}
+	return (a0 + a1) + (a2 + a3)
 }

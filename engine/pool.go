@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Pooling: PyTorch's MaxPool2d, AvgPool2d and AdaptiveAvgPool2d(1) on NCHW
@@ -300,8 +301,12 @@ func (t *poolTask[T]) run(_, lo, hi int) {
 			if t.argmax != nil {
 				am = t.argmax[pl*on : (pl+1)*on]
 			}
-			if g.pairs {
+			if g.pairs && !isFloat64[T]() && maxPlane2x2Float32(asF32(t.a[pl*on:(pl+1)*on]), am, asF32(t.b[pl*in:(pl+1)*in]), g) {
+				// done without branches
+			} else if g.pairs {
 				maxPlane2x2(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
+			} else if !isFloat64[T]() && maxPlaneFloat32(asF32(t.a[pl*on:(pl+1)*on]), am, asF32(t.b[pl*in:(pl+1)*in]), g) {
+				// done without branches
 			} else {
 				maxPlane(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
 			}
@@ -322,11 +327,7 @@ func (t *poolTask[T]) run(_, lo, hi int) {
 				avgPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
 			}
 		case poolGlobalForward:
-			var s T
-			for _, v := range t.b[pl*in : (pl+1)*in] {
-				s += v
-			}
-			t.a[pl] = s / T(in)
+			t.a[pl] = sumSlice(t.b[pl*in:(pl+1)*in]) / T(in)
 		case poolGlobalBackward:
 			v := t.b[pl] / T(in)
 			d := t.a[pl*in : (pl+1)*in]
@@ -476,4 +477,74 @@ func avgPlane2x2Backward[T Float](dx, dout []T, g *poolGeom) {
 	if g.h%2 != 0 {
 		clear(dx[(g.h-1)*w:])
 	}
+}
+
+// maxPlane2x2Float32 is maxPlane2x2 without data-dependent branches (on
+// random data the float compares' branches mispredict half the time): each
+// element's bits become an integer key with the same order, −0 and +0 both 0,
+// and the maximum and its index are picked with masks. It reports false,
+// leaving the work to maxPlane2x2, when the plane holds a NaN.
+func maxPlane2x2Float32(out []float32, am []int32, xf []float32, g *poolGeom) bool {
+	x := unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(xf))), len(xf))
+	w := g.w
+	var nan int64 // negative once a NaN is seen
+	for oh := 0; oh < g.oh; oh++ {
+		r0 := x[2*oh*w : 2*oh*w+w]
+		r1 := x[(2*oh+1)*w : (2*oh+1)*w+w]
+		o := out[oh*g.ow : (oh+1)*g.ow]
+		base := int64(2 * oh * w)
+		for ow := range o {
+			i := 2 * ow
+			ka, kb, kc, kd := int64(r0[i]), int64(r0[i+1]), int64(r1[i]), int64(r1[i+1])
+			// key = ±magnitude; NaN has a magnitude above +Inf's.
+			sa, sb, sc, sd := ka>>63, kb>>63, kc>>63, kd>>63
+			ka, kb, kc, kd = ka&0x7fffffff, kb&0x7fffffff, kc&0x7fffffff, kd&0x7fffffff
+			nan |= (0x7f800000 - ka) | (0x7f800000 - kb) | (0x7f800000 - kc) | (0x7f800000 - kd)
+			ka, kb, kc, kd = (ka^sa)-sa, (kb^sb)-sb, (kc^sc)-sc, (kd^sd)-sd
+			// m is all ones where the candidate is strictly larger.
+			k, at := ka, base+int64(i)
+			m := (k - kb) >> 63
+			k, at = k^((k^kb)&m), at^((at^(base+int64(i+1)))&m)
+			m = (k - kc) >> 63
+			k, at = k^((k^kc)&m), at^((at^(base+int64(w+i)))&m)
+			m = (k - kd) >> 63
+			at ^= (at ^ (base + int64(w+i+1))) & m
+			o[ow] = xf[at]
+			if am != nil {
+				am[oh*g.ow+ow] = int32(at)
+			}
+		}
+	}
+	return nan >= 0
+}
+
+// maxPlaneFloat32 is maxPlane with the key-and-mask selection of
+// maxPlane2x2Float32; it reports false when the plane holds a NaN.
+func maxPlaneFloat32(out []float32, am []int32, xf []float32, g *poolGeom) bool {
+	x := unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(xf))), len(xf))
+	var nan int64
+	for oh := 0; oh < g.oh; oh++ {
+		h0, h1 := window(oh, g.sh, g.ph, g.kh, g.h)
+		for ow := 0; ow < g.ow; ow++ {
+			w0, w1 := window(ow, g.sw, g.pw, g.kw, g.w)
+			k, at := int64(-0x7f800000), int64(h0*g.w+w0) // −Inf and the first element
+			for ih := h0; ih < h1; ih++ {
+				base := int64(ih*g.w + w0)
+				for j, b := range x[ih*g.w+w0 : ih*g.w+w1] {
+					kb := int64(b)
+					sb := kb >> 63
+					kb &= 0x7fffffff
+					nan |= 0x7f800000 - kb
+					kb = (kb ^ sb) - sb
+					m := (k - kb) >> 63
+					k, at = k^((k^kb)&m), at^((at^(base+int64(j)))&m)
+				}
+			}
+			out[oh*g.ow+ow] = xf[at]
+			if am != nil {
+				am[oh*g.ow+ow] = int32(at)
+			}
+		}
+	}
+	return nan >= 0
 }

@@ -197,30 +197,52 @@ func TestPool2DMatchesNaive(t *testing.T) {
 	}
 }
 
-// Ties go to the first element of the window and NaN propagates, as in
-// PyTorch; padding never wins.
+// Ties go to the first element of the window (−0 and +0 tie) and NaN
+// propagates, as in PyTorch; padding never wins. Both dtypes: float32 2×2
+// windows take a branch-free route of their own.
 func TestMaxPool2DTiesAndNaN(t *testing.T) {
-	x, _ := engine.FromFloat64([]float64{
-		-5, -5, 1, 1,
-		-5, -5, math.NaN(), 1,
-	}, 1, 1, 2, 4)
-	out := engine.New(engine.Float64, 1, 1, 1, 2)
-	argmax := make([]int32, 2)
-	if err := engine.MaxPool2DForward(out, argmax, x, engine.Pool2DSquare(2, 0, 0)); err != nil {
-		t.Fatal(err)
-	}
-	if out.At(0) != -5 || argmax[0] != 0 || !math.IsNaN(out.At(1)) || argmax[1] != 6 {
-		t.Fatalf("out %v argmax %v, want [-5 NaN] [0 6]", out.Values(), argmax)
-	}
-	neg, _ := engine.FromFloat64([]float64{-3, -4, -5, -6}, 1, 1, 2, 2)
-	out = engine.New(engine.Float64, 1, 1, 2, 2)
-	argmax = make([]int32, 4)
-	if err := engine.MaxPool2DForward(out, argmax, neg, engine.Pool2DSquare(2, 2, 1)); err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range out.Values() {
-		if v != neg.At(i) || int(argmax[i]) != i {
-			t.Fatalf("padded max pool of negatives: out %v argmax %v", out.Values(), argmax)
+	negZero := math.Copysign(0, -1)
+	for _, dt := range []engine.DType{engine.Float64, engine.Float32} {
+		x := engine.New(dt, 1, 1, 2, 8)
+		for i, v := range []float64{
+			-5, -5, 1, 1, negZero, 0, 0, negZero,
+			-5, -5, math.NaN(), 1, -1, -2, -3, -4,
+		} {
+			x.SetAt(i, v)
+		}
+		out := engine.New(dt, 1, 1, 1, 4)
+		argmax := make([]int32, 4)
+		if err := engine.MaxPool2DForward(out, argmax, x, engine.Pool2DSquare(2, 0, 0)); err != nil {
+			t.Fatal(err)
+		}
+		o := out.Values()
+		if o[0] != -5 || argmax[0] != 0 || !math.IsNaN(o[1]) || argmax[1] != 10 ||
+			o[2] != 0 || !math.Signbit(o[2]) || argmax[2] != 4 || o[3] != 0 || math.Signbit(o[3]) || argmax[3] != 6 {
+			t.Errorf("%v: out %v argmax %v, want [-5 NaN -0 0] [0 10 4 6]", dt, o, argmax)
+		}
+		// Without the NaN, float32 stays on its branch-free route.
+		x.SetAt(10, 2)
+		if err := engine.MaxPool2DForward(out, argmax, x, engine.Pool2DSquare(2, 0, 0)); err != nil {
+			t.Fatal(err)
+		}
+		o = out.Values()
+		if o[0] != -5 || argmax[0] != 0 || o[1] != 2 || argmax[1] != 10 ||
+			o[2] != 0 || !math.Signbit(o[2]) || argmax[2] != 4 || o[3] != 0 || math.Signbit(o[3]) || argmax[3] != 6 {
+			t.Errorf("%v: out %v argmax %v, want [-5 2 -0 0] [0 10 4 6]", dt, o, argmax)
+		}
+		neg := engine.New(dt, 1, 1, 2, 2)
+		for i, v := range []float64{-3, -4, -5, -6} {
+			neg.SetAt(i, v)
+		}
+		out = engine.New(dt, 1, 1, 2, 2)
+		argmax = make([]int32, 4)
+		if err := engine.MaxPool2DForward(out, argmax, neg, engine.Pool2DSquare(2, 2, 1)); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range out.Values() {
+			if v != neg.At(i) || int(argmax[i]) != i {
+				t.Fatalf("%v: padded max pool of negatives: out %v argmax %v", dt, out.Values(), argmax)
+			}
 		}
 	}
 }
