@@ -1,0 +1,66 @@
+package trainer
+
+import (
+	"math"
+	"testing"
+)
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-12*math.Max(1, math.Abs(b)) }
+
+func TestSchedules(t *testing.T) {
+	mk := func(c ScheduleConfig) *Schedule {
+		t.Helper()
+		s, err := NewSchedule(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := mk(ScheduleConfig{Kind: "step", BaseLR: 1, Total: 100, StepSize: 30, Gamma: 0.5})
+	if !near(s.LR(29), 1) || !near(s.LR(30), 0.5) || !near(s.LR(90), 0.125) {
+		t.Fatalf("step: %v %v %v", s.LR(29), s.LR(30), s.LR(90))
+	}
+	s = mk(ScheduleConfig{Kind: "multistep", BaseLR: 1, Total: 100, Milestones: []int{10, 50}})
+	if !near(s.LR(9), 1) || !near(s.LR(10), 0.1) || !near(s.LR(50), 0.01) {
+		t.Fatal("multistep")
+	}
+	s = mk(ScheduleConfig{Kind: "cosine", BaseLR: 1, Total: 101, Warmup: 0})
+	if !near(s.LR(0), 1) || !near(s.LR(50), 0.5) || !near(s.LR(100), 0) {
+		t.Fatalf("cosine: %v %v %v", s.LR(0), s.LR(50), s.LR(100))
+	}
+	s = mk(ScheduleConfig{Kind: "constant", BaseLR: 0.1, Total: 100, Warmup: 10})
+	if !near(s.LR(0), 0.01) || !near(s.LR(9), 0.1) || !near(s.LR(50), 0.1) {
+		t.Fatal("warm-up")
+	}
+	// OneCycleLR(max_lr=1, total_steps=100) in PyTorch 1.13: 0.04 at step 0,
+	// 1.0 at step 29, 4e-6 at step 99.
+	s = mk(ScheduleConfig{Kind: "onecycle", BaseLR: 1, Total: 100})
+	if !near(s.LR(0), 0.04) || !near(s.LR(29), 1) || !near(s.LR(99), 4e-6) {
+		t.Fatalf("onecycle: %v %v %v", s.LR(0), s.LR(29), s.LR(99))
+	}
+	s = mk(ScheduleConfig{Kind: "plateau", BaseLR: 1, Total: 100, Patience: 2})
+	for _, v := range []float64{1, 0.5, 0.6, 0.6, 0.6} {
+		s.Observe(v)
+	}
+	if !near(s.LR(5), 0.1) {
+		t.Fatalf("plateau: %v", s.LR(5))
+	}
+}
+
+func TestScheduleHorizonErrors(t *testing.T) {
+	for _, c := range []ScheduleConfig{
+		{Kind: "step", BaseLR: 1, Total: 100, StepSize: 200},
+		{Kind: "multistep", BaseLR: 1, Total: 100, Milestones: []int{50, 150}},
+		{Kind: "constant", BaseLR: 1, Total: 100, Warmup: 100},
+		{Kind: "constant", BaseLR: -1, Total: 100},
+		{Kind: "cosine", BaseLR: 1, Total: 0},
+		{Kind: "bogus", BaseLR: 1, Total: 10},
+		{Kind: "onecycle", BaseLR: 1, Total: 10, Warmup: 2},
+	} {
+		if _, err := NewSchedule(c); err == nil {
+			t.Errorf("%+v accepted", c)
+		} else {
+			t.Log(err)
+		}
+	}
+}
