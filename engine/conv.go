@@ -1,9 +1,6 @@
 package engine
 
-import (
-	"fmt"
-	"sync"
-)
+import "fmt"
 
 // Conv2D: PyTorch's nn.Conv2d on NCHW tensors with weight (Cout, Cin/groups,
 // KH, KW). The CPU kernel lowers each image and group to one matrix product,
@@ -240,7 +237,7 @@ type convLayout struct {
 	size int
 }
 
-func newConvLayout(g *convGeom, backward, biasRow bool, dx, dw, db int) convLayout {
+func newConvLayout(g *convGeom, backward, biasRow, hasDx bool, dw, db int) convLayout {
 	var l convLayout
 	var col, pad, yb, dxp int
 	needX := !backward || dw > 0
@@ -250,7 +247,7 @@ func newConvLayout(g *convGeom, backward, biasRow bool, dx, dw, db int) convLayo
 	}
 	switch g.lowering {
 	case lowerCol:
-		if needX || dx > 0 {
+		if needX || hasDx {
 			col = rows * g.p
 		}
 	case lowerWide:
@@ -260,10 +257,10 @@ func newConvLayout(g *convGeom, backward, biasRow bool, dx, dw, db int) convLayo
 		if g.padded && needX {
 			pad = g.cg * g.hp * g.wp
 		}
-		if !backward || dw > 0 || dx > 0 {
+		if !backward || dw > 0 || hasDx {
 			yb = g.mg * g.nw
 		}
-		if g.padded && dx > 0 {
+		if g.padded && hasDx {
 			dxp = g.cg * g.hp * g.wp
 		}
 	}
@@ -276,22 +273,18 @@ func newConvLayout(g *convGeom, backward, biasRow bool, dx, dw, db int) convLayo
 	return l
 }
 
-var (
-	convTasks32 = sync.Pool{New: func() any { return new(convTask[float32]) }}
-	convTasks64 = sync.Pool{New: func() any { return new(convTask[float64]) }}
-)
+var convTasks = [2]taskPool{
+	{New: func() any { return new(convTask[float32]) }},
+	{New: func() any { return new(convTask[float64]) }},
+}
 
 func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
-	var t *convTask[T]
-	if isFloat64[T]() {
-		t = convTasks64.Get().(*convTask[T])
-	} else {
-		t = convTasks32.Get().(*convTask[T])
-	}
+	pool := &convTasks[dtypeIndex[T]()]
+	t := pool.Get().(*convTask[T])
 	t.g, t.backward = *g, backward
 	t.y, t.x, t.w, t.b, t.dx, t.dw, t.db = y, x, w, b, dx, dw, db
 	t.biasRow = !backward && b != nil && g.lowering != lowerPointwise
-	t.l = newConvLayout(g, backward, t.biasRow, len(dx), len(dw), len(db))
+	t.l = newConvLayout(g, backward, t.biasRow, dx != nil, len(dw), len(db))
 	np := parts(g.n)
 	wxLen := 0
 	switch {
@@ -330,11 +323,7 @@ func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 		giveScratch(t.scratch)
 	}
 	*t = convTask[T]{}
-	if isFloat64[T]() {
-		convTasks64.Put(t)
-	} else {
-		convTasks32.Put(t)
-	}
+	pool.Put(t)
 }
 
 func (t *convTask[T]) run(part, lo, hi int) {

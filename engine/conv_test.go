@@ -408,3 +408,38 @@ func TestConv2DShapeErrors(t *testing.T) {
 		t.Errorf("Conv2DOutputShape = %v, %v; want [1 6 28 28]", s, err)
 	}
 }
+
+// Empty batches and empty planes (all padding) are valid and must not trip
+// over zero-length buffers.
+func TestConv2DEmpty(t *testing.T) {
+	for _, dt := range []engine.DType{engine.Float32, engine.Float64} {
+		p := engine.Conv2DSquare(1, 1, 1, 1)
+		x, w, b := engine.New(dt, 0, 3, 5, 5), engine.New(dt, 4, 3, 3, 3), engine.New(dt, 4)
+		out := engine.New(dt, 0, 4, 5, 5)
+		if err := engine.Conv2DForward(out, x, w, b, p); err != nil {
+			t.Fatal(err)
+		}
+		if err := engine.Conv2DBackward(x.Clone(), w.Clone(), b.Clone(), out, x, w, p); err != nil {
+			t.Fatal(err)
+		}
+		// A 0×0 input padded by 1 gives a 2×2 output of bias alone.
+		x, w = engine.New(dt, 1, 1, 0, 0), engine.New(dt, 4, 1, 1, 1)
+		out = engine.New(dt, 1, 4, 2, 2)
+		b.Fill(2)
+		if err := engine.Conv2DForward(out, x, w, b, p); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range out.Values() {
+			if v != 2 {
+				t.Fatalf("%v: out %v, want all 2", dt, out.Values())
+			}
+		}
+		dw, db := engine.New(dt, 4, 1, 1, 1), engine.New(dt, 4)
+		if err := engine.Conv2DBackward(engine.New(dt, 1, 1, 0, 0), dw, db, out, x, w, p); err != nil {
+			t.Fatal(err)
+		}
+		if db.At(0) != 8 || dw.At(0) != 0 {
+			t.Fatalf("%v: db %v dw %v, want 8s and 0s", dt, db.Values(), dw.Values())
+		}
+	}
+}

@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"math"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -256,10 +255,10 @@ type poolTask[T Float] struct {
 	bad    atomic.Bool
 }
 
-var (
-	poolTasks32 = sync.Pool{New: func() any { return new(poolTask[float32]) }}
-	poolTasks64 = sync.Pool{New: func() any { return new(poolTask[float64]) }}
-)
+var poolTasks = [2]taskPool{
+	{New: func() any { return new(poolTask[float32]) }},
+	{New: func() any { return new(poolTask[float64]) }},
+}
 
 // Planes are handed to the workers only when there is enough work to pay for
 // the hand-off.
@@ -268,12 +267,8 @@ const poolParallelMin = 1 << 14
 // runPool runs kind over every plane and reports whether a bad argmax index
 // was met.
 func runPool[T Float](g *poolGeom, kind poolKind, a, b []T, argmax []int32) bool {
-	var t *poolTask[T]
-	if isFloat64[T]() {
-		t = poolTasks64.Get().(*poolTask[T])
-	} else {
-		t = poolTasks32.Get().(*poolTask[T])
-	}
+	tasks := &poolTasks[dtypeIndex[T]()]
+	t := tasks.Get().(*poolTask[T])
 	t.g, t.kind, t.a, t.b, t.argmax = *g, kind, a, b, argmax
 	t.bad.Store(false)
 	if g.planes*g.h*g.w < poolParallelMin {
@@ -283,11 +278,7 @@ func runPool[T Float](g *poolGeom, kind poolKind, a, b []T, argmax []int32) bool
 	}
 	bad := t.bad.Load()
 	t.a, t.b, t.argmax = nil, nil, nil
-	if isFloat64[T]() {
-		poolTasks64.Put(t)
-	} else {
-		poolTasks32.Put(t)
-	}
+	tasks.Put(t)
 	return bad
 }
 

@@ -309,3 +309,22 @@ func TestPool2DShapeErrors(t *testing.T) {
 		t.Errorf("Pool2DOutputShape = %v, %v; want [1 2 4 3]", s, err)
 	}
 }
+
+func TestPool2DEmpty(t *testing.T) {
+	for _, dt := range []engine.DType{engine.Float32, engine.Float64} {
+		x, out := engine.New(dt, 0, 3, 4, 4), engine.New(dt, 0, 3, 2, 2)
+		p := engine.Pool2DSquare(2, 0, 0)
+		for _, err := range []error{
+			engine.MaxPool2DForward(out, []int32{}, x, p),
+			engine.MaxPool2DBackward(x, out, []int32{}, p),
+			engine.AvgPool2DForward(out, x, p),
+			engine.AvgPool2DBackward(x, out, p),
+			engine.GlobalAvgPoolForward(engine.New(dt, 0, 3), x),
+			engine.GlobalAvgPoolBackward(x, engine.New(dt, 0, 3)),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
