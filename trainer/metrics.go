@@ -1,0 +1,106 @@
+package trainer
+
+import (
+	"math"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// ClassMetrics accumulates classification results over batches.
+type ClassMetrics struct {
+	Classes   int
+	LossSum   float64 // Σ over examples of the loss
+	Count     int
+	Correct   int
+	Top5      int
+	Confusion [][]int // [true][predicted]
+}
+
+// NewClassMetrics makes an empty accumulator for k classes.
+func NewClassMetrics(k int) *ClassMetrics {
+	m := &ClassMetrics{Classes: k, Confusion: make([][]int, k)}
+	for i := range m.Confusion {
+		m.Confusion[i] = make([]int, k)
+	}
+	return m
+}
+
+// Add records a batch: its mean loss, logits (N,K) and labels.
+func (m *ClassMetrics) Add(meanLoss float64, logits *engine.Tensor, labels []int32) {
+	n, k := logits.Dim(0), logits.Dim(1)
+	m.LossSum += meanLoss * float64(n)
+	m.Count += n
+	for i := 0; i < n; i++ {
+		y := int(labels[i])
+		best, above := 0, 0
+		ly := logits.At(i*k + y)
+		for j := 0; j < k; j++ {
+			v := logits.At(i*k + j)
+			if v > logits.At(i*k+best) {
+				best = j
+			}
+			if v > ly || (v == ly && j < y) {
+				above++
+			}
+		}
+		if best == y {
+			m.Correct++
+		}
+		if above < 5 {
+			m.Top5++
+		}
+		if y < m.Classes && best < m.Classes {
+			m.Confusion[y][best]++
+		}
+	}
+}
+
+// Loss is the mean loss.
+func (m *ClassMetrics) Loss() float64 { return m.LossSum / float64(max(m.Count, 1)) }
+
+// Accuracy is the fraction of correct top-1 predictions.
+func (m *ClassMetrics) Accuracy() float64 { return float64(m.Correct) / float64(max(m.Count, 1)) }
+
+// Top5Accuracy is the fraction whose label is among the five highest logits
+// (meaningful when there are more than five classes).
+func (m *ClassMetrics) Top5Accuracy() float64 { return float64(m.Top5) / float64(max(m.Count, 1)) }
+
+// RegressionMetrics accumulates regression results in the target's units.
+type RegressionMetrics struct {
+	Count         int
+	SumSq, SumAbs float64 // of errors
+	SumY, SumYY   float64 // of targets, for R²
+	LossSum       float64 // Σ of the training loss (scaled units)
+}
+
+// Add records predictions and targets, both already in the target's units.
+func (m *RegressionMetrics) Add(meanLoss float64, pred, target []float64) {
+	for i, p := range pred {
+		e := p - target[i]
+		m.SumSq += e * e
+		m.SumAbs += math.Abs(e)
+		m.SumY += target[i]
+		m.SumYY += target[i] * target[i]
+	}
+	m.LossSum += meanLoss * float64(len(pred))
+	m.Count += len(pred)
+}
+
+// Loss is the mean training loss.
+func (m *RegressionMetrics) Loss() float64 { return m.LossSum / float64(max(m.Count, 1)) }
+
+// RMSE is the root mean squared error.
+func (m *RegressionMetrics) RMSE() float64 { return math.Sqrt(m.SumSq / float64(max(m.Count, 1))) }
+
+// MAE is the mean absolute error.
+func (m *RegressionMetrics) MAE() float64 { return m.SumAbs / float64(max(m.Count, 1)) }
+
+// R2 is the coefficient of determination, 1 − SSE/SST.
+func (m *RegressionMetrics) R2() float64 {
+	n := float64(max(m.Count, 1))
+	sst := m.SumYY - m.SumY*m.SumY/n
+	if sst <= 0 {
+		return math.NaN()
+	}
+	return 1 - m.SumSq/sst
+}
