@@ -12,11 +12,11 @@ func TestClassMetrics(t *testing.T) {
 		0.1, 0.9, 0, 0, 0, 0, 0, // label 1: correct
 		0.9, 0.1, 0.5, 0.4, 0.3, 0.2, 0.15, // label 6: wrong, 7th of 7
 		0.2, 0.1, 0.5, 0.4, 0.3, 0.25, 0.0, // label 1: wrong, 6th highest
-		0.3, 0.35, 0.36, 0.4, 0.5, 0.6, 0.0, // label 0: wrong, 5th highest
+		0.3, 0.35, 0.36, 0.4, 0.5, 0.0, 0.0, // label 0: wrong, 5th highest
 	}, 4, 7)
 	m := NewClassMetrics(7)
 	m.Add(2.0, logits, []int32{1, 6, 1, 0})
-	if m.Correct != 1 || m.Top5 != 2 || m.Loss() != 2 || m.Confusion[6][0] != 1 || m.Confusion[1][1] != 1 {
+	if m.Correct != 1 || m.Top5 != 2 || m.Loss() != 2 || m.Confusion[6][0] != 1 || m.Confusion[1][1] != 1 || m.Confusion[0][4] != 1 {
 		t.Fatalf("correct %d top5 %d loss %v confusion %v", m.Correct, m.Top5, m.Loss(), m.Confusion)
 	}
 }
