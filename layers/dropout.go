@@ -7,6 +7,7 @@ import "github.com/kiln-ml/kiln/engine"
 type Dropout struct {
 	P        float64
 	rng      engine.DropoutRNG
+	offset   *Param // the stream position, kept in checkpoints
 	training bool
 	mask     *engine.Tensor
 	out, dx  *engine.Tensor
@@ -14,7 +15,8 @@ type Dropout struct {
 
 // NewDropout drops with probability p, drawing masks from seed.
 func NewDropout(p float64, seed uint64) *Dropout {
-	return &Dropout{P: p, rng: engine.DropoutRNG{Seed: seed}, training: true}
+	return &Dropout{P: p, rng: engine.DropoutRNG{Seed: seed}, training: true,
+		offset: &Param{Value: engine.New(engine.Float64, 1), Internal: true}}
 }
 
 func (d *Dropout) Forward(x *engine.Tensor) (*engine.Tensor, error) {
@@ -23,7 +25,11 @@ func (d *Dropout) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 		return d.out, engine.DropoutForward(d.out, nil, x, d.P, false, nil)
 	}
 	d.mask = engine.Ensure(d.mask, x.DType(), x.Shape()...)
-	return d.out, engine.DropoutForward(d.out, d.mask, x, d.P, true, &d.rng)
+	// Offsets stay below 2⁵³, so the float64 buffer holds them exactly.
+	d.rng.Offset = uint64(d.offset.Value.At(0))
+	err := engine.DropoutForward(d.out, d.mask, x, d.P, true, &d.rng)
+	d.offset.Value.SetAt(0, float64(d.rng.Offset))
+	return d.out, err
 }
 
 func (d *Dropout) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
@@ -35,11 +41,18 @@ func (d *Dropout) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	return d.dx, engine.DropoutBackward(d.dx, dout, mask)
 }
 
-func (d *Dropout) Walk(string, func(string, *Param)) {}
-func (d *Dropout) SetTraining(t bool)                { d.training = t }
+func (d *Dropout) Walk(prefix string, visit func(string, *Param)) {
+	visit(join(prefix, "rng_offset"), d.offset)
+}
+func (d *Dropout) SetTraining(t bool) { d.training = t }
 
-// RNGState returns the mask stream's position, for checkpoints.
-func (d *Dropout) RNGState() engine.DropoutRNG { return d.rng }
+// RNGState returns the mask stream's position.
+func (d *Dropout) RNGState() engine.DropoutRNG {
+	return engine.DropoutRNG{Seed: d.rng.Seed, Offset: uint64(d.offset.Value.At(0))}
+}
 
-// SetRNGState restores a position saved by RNGState.
-func (d *Dropout) SetRNGState(s engine.DropoutRNG) { d.rng = s }
+// SetRNGState moves the mask stream to a position saved by RNGState.
+func (d *Dropout) SetRNGState(s engine.DropoutRNG) {
+	d.rng.Seed = s.Seed
+	d.offset.Value.SetAt(0, float64(s.Offset))
+}

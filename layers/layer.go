@@ -45,6 +45,9 @@ type Param struct {
 	// NoDecay marks biases and normalisation parameters, which optimisers
 	// leave out of weight decay.
 	NoDecay bool
+	// Internal marks run state that checkpoints keep but weight files and
+	// state_dicts leave out (a dropout layer's random-stream position).
+	Internal bool
 }
 
 func newParam(dt engine.DType, noDecay bool, shape ...int) *Param {
@@ -87,13 +90,25 @@ func Params(l Layer) (names []string, params []*Param) {
 // State lists every parameter and buffer by full name: the state_dict.
 func State(l Layer) map[string]*engine.Tensor {
 	m := map[string]*engine.Tensor{}
+	l.Walk("", func(name string, p *Param) {
+		if !p.Internal {
+			m[name] = p.Value
+		}
+	})
+	return m
+}
+
+// FullState is State plus internal run state, for checkpoints.
+func FullState(l Layer) map[string]*engine.Tensor {
+	m := map[string]*engine.Tensor{}
 	l.Walk("", func(name string, p *Param) { m[name] = p.Value })
 	return m
 }
 
 // LoadState copies tensors into the layer's parameters and buffers by name.
 // Every entry must be present with the right shape; names the model does not
-// have are an error, as with PyTorch's strict load_state_dict.
+// have are an error, as with PyTorch's strict load_state_dict. Internal run
+// state is loaded when present and left as it is otherwise.
 func LoadState(l Layer, state map[string]*engine.Tensor) error {
 	seen := map[string]bool{}
 	var err error
@@ -102,6 +117,9 @@ func LoadState(l Layer, state map[string]*engine.Tensor) error {
 			return
 		}
 		src, ok := state[name]
+		if !ok && p.Internal {
+			return
+		}
 		if !ok {
 			err = fmt.Errorf("load weights: missing %q", name)
 			return
