@@ -3,13 +3,18 @@ package engine
 import "fmt"
 
 // Conv2D: PyTorch's nn.Conv2d on NCHW tensors with weight (Cout, Cin/groups,
-// KH, KW). The CPU kernel lowers each image and group to one matrix product,
+// KH, KW). The CPU kernel lowers each image and group to matrix products,
 //
 //	out[co, p] = Σ_k W[co, k] · col[k, p]   (M = Cout/groups, N = OH·OW)
 //
 // where col is the im2col matrix of the input patch under each output pixel
-// (rows k = (ci, kh, kw)). Backward recomputes col rather than keeping it from
-// the forward pass, so the op holds no state. There are three lowerings:
+// (rows k = (ci, kh, kw)); with a bias, col gets a last row of ones and W a
+// last column holding the bias, so the product adds it. Backward recomputes
+// col rather than keeping it from the forward pass, so the op holds no state:
+// dw += dout·colᵀ, and dx is W ᵀ·dout scattered back through the lowering.
+// Images are split across threads; each part sums its dw and db into its own
+// buffer and the parts are added in order, so results are bit-identical run
+// after run. There are three lowerings:
 //
 //   - pointwise: a 1×1, stride-1, unpadded convolution needs no col matrix,
 //     the input plane stack already is one.
@@ -20,8 +25,11 @@ import "fmt"
 //     kh·dh·Wp + kw·dw: one copy per row instead of one per output row, which
 //     matters for the small planes of LeNet-sized nets. Columns with ow ≥ OW
 //     are junk: forward drops them when it moves the product into out, and
-//     backward gives them a zero output gradient so they add nothing.
-//   - col: classic im2col, for strided convolutions.
+//     backward gives them a zero output gradient so they add nothing. The
+//     input gradient is one product per kernel tap accumulating straight into
+//     the padded planes (wideInputGrad), with no col matrix at all. Used when
+//     the junk is at most as large as the real output (Nw ≤ 2·OH·OW).
+//   - col: classic im2col and its adjoint col2im, for everything else.
 
 // Conv2DParams are a convolution's hyper-parameters. The zero value is
 // PyTorch's default: stride 1, no padding, dilation 1, one group, so zero
@@ -86,6 +94,11 @@ func convGeometry(x, w []int, p Conv2DParams) (convGeom, string) {
 	if g.sh < 0 || g.sw < 0 || g.dh < 0 || g.dw < 0 || g.groups < 0 || g.ph < 0 || g.pw < 0 {
 		return g, "negative stride, padding, dilation or groups"
 	}
+	for i := range 4 {
+		if x[i] < 0 || w[i] < 0 {
+			return g, "negative dimension"
+		}
+	}
 	g.n, g.cin, g.h, g.w = x[0], x[1], x[2], x[3]
 	g.cout, g.kh, g.kw = w[0], w[2], w[3]
 	if g.cin%g.groups != 0 || g.cout%g.groups != 0 {
@@ -101,7 +114,7 @@ func convGeometry(x, w []int, p Conv2DParams) (convGeom, string) {
 	}
 	effH, effW := g.dh*(g.kh-1)+1, g.dw*(g.kw-1)+1
 	if g.h+2*g.ph < effH || g.w+2*g.pw < effW {
-		return g, fmt.Sprintf("dilated kernel %d×%d exceeds padded input %d×%d",
+		return g, fmt.Sprintf("kernel extent %d×%d (with dilation) exceeds padded input %d×%d",
 			effH, effW, g.h+2*g.ph, g.w+2*g.pw)
 	}
 	g.oh = (g.h+2*g.ph-effH)/g.sh + 1
@@ -112,7 +125,7 @@ func convGeometry(x, w []int, p Conv2DParams) (convGeom, string) {
 	switch {
 	case g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0:
 		g.lowering = lowerPointwise
-	case g.sh == 1 && g.sw == 1:
+	case g.sh == 1 && g.sw == 1 && (g.oh-1)*(g.w+2*g.pw)+g.ow <= 2*g.p:
 		g.lowering = lowerWide
 		g.padded = g.ph > 0 || g.pw > 0
 		g.hp, g.wp = g.h+2*g.ph, g.w+2*g.pw
@@ -228,7 +241,7 @@ type convTask[T Float] struct {
 // convLayout places one part's scratch buffers; each field is an offset, the
 // next one's offset its end.
 type convLayout struct {
-	col  int // im2col matrix (kg × P, or kg × Nw wide), reused for dcol
+	col  int // im2col matrix, kg (+1 with biasRow) × P, or × Nw wide; dcol too
 	pad  int // wide: padded input group (Cg × Hp × Wp), margins stay zero
 	yb   int // wide: product (forward) or widened dout (backward), mg × Nw
 	dxp  int // wide: padded dx group
@@ -427,7 +440,7 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 		if t.dx != nil {
 			dxn = t.dx[n*inImage : (n+1)*inImage]
 			if g.lowering == lowerCol || (g.lowering == lowerWide && !g.padded) {
-				clear(dxn) // col2im accumulates into it
+				clear(dxn) // the scatter accumulates into it
 			}
 		}
 		for gi := 0; gi < g.groups; gi++ {

@@ -34,6 +34,7 @@ var convCases = []convCase{
 	{"kernel-fills-input", 2, 2, 3, 3, 3, 3, 3, engine.Conv2DParams{}, true},
 	{"wide-stride", 2, 3, 9, 8, 2, 2, 3, engine.Conv2DParams{StrideH: 3, StrideW: 4, PadW: 1}, true},
 	{"pad-one-axis", 2, 3, 6, 7, 4, 2, 3, engine.Conv2DParams{PadW: 1, DilationH: 2}, true},
+	{"narrow-column", 2, 2, 6, 1, 3, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true}, // too much junk for wide
 }
 
 func (c convCase) shapes() (x, w []int) {
@@ -388,6 +389,7 @@ func TestConv2DShapeErrors(t *testing.T) {
 		{"kernel too big", f32(2, 6, 1, 1), f32(2, 4, 2, 2), w, b, engine.Conv2DParams{}},
 		{"negative pad", out, x, w, b, engine.Conv2DParams{PadH: -1}},
 		{"negative stride", out, x, w, b, engine.Conv2DParams{StrideW: -2}},
+		{"negative dilation", out, x, w, b, engine.Conv2DParams{DilationH: -1}},
 		{"nil x", out, nil, w, b, engine.Conv2DParams{}},
 		{"mixed dtypes", out, x, engine.New(engine.Float64, 6, 4, 3, 3), b, engine.Conv2DParams{}},
 	} {
@@ -402,6 +404,8 @@ func TestConv2DShapeErrors(t *testing.T) {
 	wantShapeError(t, bwd, engine.Conv2DBackward(nil, nil, b, f32(2, 6, 5, 5), x, w, engine.Conv2DParams{}))
 	wantShapeError(t, bwd, engine.Conv2DBackward(nil, nil, b, nil, x, w, engine.Conv2DParams{}))
 	_, err := engine.Conv2DOutputShape([]int{1, 3, 4, 4}, []int{2, 3, 5, 5}, engine.Conv2DParams{})
+	wantShapeError(t, "Conv2DOutputShape", err)
+	_, err = engine.Conv2DOutputShape([]int{-1, 3, 4, 4}, []int{2, 3, 1, 1}, engine.Conv2DParams{})
 	wantShapeError(t, "Conv2DOutputShape", err)
 	s, err := engine.Conv2DOutputShape([]int{1, 3, 28, 28}, []int{6, 3, 5, 5}, engine.Conv2DSquare(1, 2, 1, 1))
 	if err != nil || len(s) != 4 || s[2] != 28 || s[3] != 28 {

@@ -292,15 +292,7 @@ func (t *poolTask[T]) run(_, lo, hi int) {
 			if t.argmax != nil {
 				am = t.argmax[pl*on : (pl+1)*on]
 			}
-			if g.pairs && !isFloat64[T]() && maxPlane2x2Float32(asF32(t.a[pl*on:(pl+1)*on]), am, asF32(t.b[pl*in:(pl+1)*in]), g) {
-				// done without branches
-			} else if g.pairs {
-				maxPlane2x2(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
-			} else if !isFloat64[T]() && maxPlaneFloat32(asF32(t.a[pl*on:(pl+1)*on]), am, asF32(t.b[pl*in:(pl+1)*in]), g) {
-				// done without branches
-			} else {
-				maxPlane(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
-			}
+			maxPlaneAny(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
 		case poolMaxBackward:
 			if !maxPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], t.argmax[pl*on:(pl+1)*on]) {
 				t.bad.Store(true)
@@ -326,6 +318,22 @@ func (t *poolTask[T]) run(_, lo, hi int) {
 				d[i] = v
 			}
 		}
+	}
+}
+
+// maxPlaneAny runs the branch-free float32 kernels where they apply and the
+// ordered ones otherwise (float64, or a plane holding a NaN).
+func maxPlaneAny[T Float](out []T, am []int32, x []T, g *poolGeom) {
+	if !isFloat64[T]() {
+		o32, x32 := asF32(out), asF32(x)
+		if g.pairs && maxPlane2x2Float32(o32, am, x32, g) || !g.pairs && maxPlaneFloat32(o32, am, x32, g) {
+			return
+		}
+	}
+	if g.pairs {
+		maxPlane2x2(out, am, x, g)
+	} else {
+		maxPlane(out, am, x, g)
 	}
 }
 

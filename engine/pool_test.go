@@ -328,3 +328,44 @@ func TestPool2DEmpty(t *testing.T) {
 		}
 	}
 }
+
+// The float32 kernels (branch-free, keyed on the bits) pick exactly what the
+// ordered float64 ones pick, on data full of ties, signed zeros, infinities
+// and, in a second round, a NaN.
+func TestMaxPool2DFloat32PicksLikeFloat64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(16, 16))
+	vals := []float64{0, math.Copysign(0, -1), 1, -1, 2, math.Inf(1), math.Inf(-1), -2}
+	x64 := engine.New(engine.Float64, 2, 3, 7, 8)
+	for i := range x64.Float64() {
+		x64.Float64()[i] = vals[rng.IntN(len(vals))]
+	}
+	for round := 0; round < 2; round++ {
+		if round == 1 {
+			x64.Float64()[3*56+17] = math.NaN()
+		}
+		for _, p := range []engine.Pool2DParams{
+			engine.Pool2DSquare(2, 0, 0),
+			engine.Pool2DSquare(3, 1, 1),
+			{KernelH: 2, KernelW: 3, StrideH: 1, StrideW: 2, PadW: 1},
+		} {
+			os, _ := engine.Pool2DOutputShape(x64.Shape(), p)
+			var outs [2][]float64
+			var ams [2][]int32
+			for k, dt := range []engine.DType{engine.Float64, engine.Float32} {
+				out := engine.New(dt, os...)
+				ams[k] = make([]int32, out.Len())
+				if err := engine.MaxPool2DForward(out, ams[k], x64.As(dt), p); err != nil {
+					t.Fatal(err)
+				}
+				outs[k] = out.Values()
+			}
+			for i := range ams[0] {
+				a, b := outs[0][i], outs[1][i]
+				if ams[0][i] != ams[1][i] || math.Float64bits(a) != math.Float64bits(b) && !(a != a && b != b) {
+					t.Fatalf("round %d %v element %d: float64 picks %v at %d, float32 %v at %d",
+						round, p, i, a, ams[0][i], b, ams[1][i])
+				}
+			}
+		}
+	}
+}
