@@ -11,6 +11,11 @@ import (
 // on the first step, so later steps allocate nothing.
 type Optimizer interface {
 	Step(params []*layers.Param, lr float64) error
+	// State returns the optimiser's tensors by name (created for params if
+	// they do not exist yet) and its scalar state, for checkpoints. Loading
+	// copies into the returned tensors and calls SetScalars.
+	State(params []*layers.Param) (map[string]*engine.Tensor, map[string]float64)
+	SetScalars(map[string]float64)
 }
 
 // SGD is torch.optim.SGD: momentum, Nesterov and L2 weight decay (skipped for
@@ -21,13 +26,28 @@ type SGD struct {
 	bufs                  []*engine.Tensor
 }
 
-func (o *SGD) Step(params []*layers.Param, lr float64) error {
+func (o *SGD) init(params []*layers.Param) {
 	if o.Momentum != 0 && len(o.bufs) != len(params) {
 		o.bufs = make([]*engine.Tensor, len(params))
 		for i, p := range params {
 			o.bufs[i] = engine.New(p.Value.DType(), p.Value.Shape()...)
 		}
 	}
+}
+
+func (o *SGD) State(params []*layers.Param) (map[string]*engine.Tensor, map[string]float64) {
+	o.init(params)
+	m := map[string]*engine.Tensor{}
+	for i, b := range o.bufs {
+		m[fmt.Sprintf("momentum.%d", i)] = b
+	}
+	return m, nil
+}
+
+func (o *SGD) SetScalars(map[string]float64) {}
+
+func (o *SGD) Step(params []*layers.Param, lr float64) error {
+	o.init(params)
 	for i, p := range params {
 		c := engine.SGDConfig{LR: lr, Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov}
 		if p.NoDecay {
@@ -52,7 +72,7 @@ type AdamW struct {
 	m, v                           []*engine.Tensor
 }
 
-func (o *AdamW) Step(params []*layers.Param, lr float64) error {
+func (o *AdamW) init(params []*layers.Param) {
 	if len(o.m) != len(params) {
 		o.m = make([]*engine.Tensor, len(params))
 		o.v = make([]*engine.Tensor, len(params))
@@ -61,6 +81,22 @@ func (o *AdamW) Step(params []*layers.Param, lr float64) error {
 			o.v[i] = engine.New(p.Value.DType(), p.Value.Shape()...)
 		}
 	}
+}
+
+func (o *AdamW) State(params []*layers.Param) (map[string]*engine.Tensor, map[string]float64) {
+	o.init(params)
+	m := map[string]*engine.Tensor{}
+	for i := range o.m {
+		m[fmt.Sprintf("exp_avg.%d", i)] = o.m[i]
+		m[fmt.Sprintf("exp_avg_sq.%d", i)] = o.v[i]
+	}
+	return m, map[string]float64{"step": float64(o.step)}
+}
+
+func (o *AdamW) SetScalars(s map[string]float64) { o.step = int(s["step"]) }
+
+func (o *AdamW) Step(params []*layers.Param, lr float64) error {
+	o.init(params)
 	o.step++
 	c := engine.AdamWConfig{LR: lr, Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, Step: o.step}
 	if c.Beta1 == 0 {
