@@ -159,17 +159,17 @@ func TestSgemmMatchesFloat64Reference(t *testing.T) {
 	}
 }
 
-// Each packing choice of the AVX2 kernel (normally picked by size) must be
+// Each algorithm of the AVX2 kernel (normally picked by shape) must be
 // correct on every shape.
 func TestSgemmPackingVariants(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	for _, g := range randomGemmCases(rng, 60) {
 		o := newGemmOperands(rng, g)
-		for _, pack := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+		for _, plan := range sgemmPlans {
 			c := o.run(func(c []float32) {
-				sgemmForced(pack[0], pack[1], g.transA, g.transB, g.m, g.n, g.k, g.alpha, o.a, o.lda, o.b, o.ldb, g.beta, c, o.ldc)
+				sgemmForced(plan, g.transA, g.transB, g.m, g.n, g.k, g.alpha, o.a, o.lda, o.b, o.ldb, g.beta, c, o.ldc)
 			})
-			o.check(t, fmt.Sprintf("packA=%v packB=%v", pack[0], pack[1]), c)
+			o.check(t, fmt.Sprintf("plan %d", plan), c)
 		}
 	}
 }
@@ -224,20 +224,23 @@ func withThreads(n int, f func()) {
 
 // The same inputs give bit-identical results call after call; splits along
 // N or M give the same bits for any thread count, since each element is the
-// same chain of FMAs wherever its tile lands.
+// same chain of FMAs wherever its tile lands. (Without cgo there is no
+// split.)
 func TestSgemmDeterministic(t *testing.T) {
 	rng := rand.New(rand.NewPCG(10, 10))
 	shapes := []struct {
 		gemmCase
-		anyThreads bool
+		split int // with two threads
 	}{
-		{gemmCase{m: 300, n: 301, k: 290, alpha: 1, beta: 0.5}, true},                 // split N
-		{gemmCase{m: 400, n: 20, k: 100, transB: true, alpha: 1, beta: 0}, true},      // split M
-		{gemmCase{m: 6, n: 25, k: 6000, transB: true, alpha: 1, beta: 1}, false},      // split K
-		{gemmCase{m: 64, n: 120, k: 400, transB: true, alpha: 1, beta: 0}, true},      // LeNet fc1
-		{gemmCase{m: 120, n: 400, k: 64, transA: true, alpha: 1, beta: 1}, true},      // its dW
-		{gemmCase{m: 6, n: 784 * 4, k: 25, alpha: 1, beta: 0}, true},                  // conv1
-		{gemmCase{m: 33, n: 47, k: 700, transA: true, transB: true, alpha: -1}, true}, // ragged
+		{gemmCase{m: 300, n: 301, k: 290, alpha: 1, beta: 0.5}, splitN},
+		{gemmCase{m: 400, n: 20, k: 200, transB: true, alpha: 1, beta: 0}, splitM},
+		{gemmCase{m: 6, n: 25, k: 8000, transB: true, alpha: 1, beta: 1}, splitK},       // dot products
+		{gemmCase{m: 6, n: 9, k: 20000, alpha: 1, beta: 0.5}, splitK},                   // packed
+		{gemmCase{m: 64, n: 120, k: 400, transB: true, alpha: 1, beta: 0}, splitN},      // LeNet fc1
+		{gemmCase{m: 120, n: 400, k: 64, transA: true, alpha: 1, beta: 1}, splitN},      // its dW
+		{gemmCase{m: 6, n: 784 * 16, k: 25, alpha: 1, beta: 0}, splitN},                 // conv1
+		{gemmCase{m: 33, n: 47, k: 700, transA: true, transB: true, alpha: -1}, splitM}, // ragged
+		{gemmCase{m: 16, n: 100, k: 150, alpha: 1}, splitNone},
 	}
 	bits := func(c []float32) []uint32 {
 		u := make([]uint32, len(c))
@@ -255,6 +258,11 @@ func TestSgemmDeterministic(t *testing.T) {
 		return true
 	}
 	for _, s := range shapes {
+		withThreads(2, func() {
+			if got := sgemmSplitOf(s.transA, s.transB, s.m, s.n, s.k); sgemmInC && got != s.split {
+				t.Errorf("%v: split %d with two threads, want %d", s.gemmCase, got, s.split)
+			}
+		})
 		o := newGemmOperands(rng, s.gemmCase)
 		var ref []uint32
 		for _, threads := range []int{1, 2, 3} {
@@ -267,7 +275,7 @@ func TestSgemmDeterministic(t *testing.T) {
 			}
 			if ref == nil {
 				ref = first
-			} else if s.anyThreads && !same(ref, first) {
+			} else if s.split != splitK && !same(ref, first) {
 				t.Fatalf("%v: %d threads differ from 1 thread", s.gemmCase, threads)
 			}
 			o.check(t, fmt.Sprintf("%d threads", threads), o.run(o.sgemm))

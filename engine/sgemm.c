@@ -45,6 +45,7 @@ enum {
 	KC = KILN_KC,  // k slice: a 16-column B micro-panel is KC·64 B = 16 KiB (L1)
 	MC = KILN_MC,  // rows of packed A per block: MC·KC·4 B = 144 KiB (L2)
 	NC = KILN_NC,  // columns of packed B per block: KC·NC·4 B = 4 MiB (L3)
+	DOT_KC = 4096, // k slice of the unpacked A·Bᵀ path
 };
 
 // ---------------------------------------------------------------------------
@@ -224,7 +225,7 @@ KINLINE void ukernel(const int mr, const int nv, long k, const float *a, const l
 // Kernel dispatchers: one per (A packed or strided) × (B packed or strided),
 // each with the 6×2 (mr, nv) instantiations.
 #define KILN_DEFINE_KERNEL(NAME, RSA, CSA, RSB)                                                                        \
-	static void NAME(long mr, long nr, long k, const float *a, long rsa, long csa, const float *b, long rsb,          \
+	static __attribute__((noinline)) void NAME(long mr, long nr, long k, const float *a, long rsa, long csa, const float *b, long rsb,          \
 	                 float *c, long ldc, float alpha, float beta) {                                                    \
 		(void)rsa, (void)csa, (void)rsb;                                                                               \
 		if (nr > 8) {                                                                                                  \
@@ -257,18 +258,22 @@ KILN_DEFINE_KERNEL(kernel_ss, rsa, csa, rsb)
 // 6-row micro-panels: dst[panel·6·kc + p·6 + i], rows past mc zero.
 // Writes up to 8 floats past the end.
 static void pack_a(int ta, long mc, long kc, const float *a, long lda, float *dst) {
+	if (ta) { // A(i, p) = a[p·lda + i]: walk the rows of storage, deal six floats to each panel
+		const long full = mc / MR * MR;
+		for (long p = 0; p < kc; p++) {
+			const float *row = a + p * lda;
+			float *d = dst + p * MR;
+			for (long i0 = 0; i0 < full; i0 += MR, d += MR * kc) {
+				_mm_storeu_ps(d, _mm_loadu_ps(row + i0));
+				_mm_store_sd((double *)(d + 4), _mm_load_sd((const double *)(row + i0 + 4)));
+			}
+			if (full < mc)
+				for (long i = 0; i < MR; i++) d[i] = full + i < mc ? row[full + i] : 0;
+		}
+		return;
+	}
 	for (long i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {
 		const long mr = mc - i0 < MR ? mc - i0 : MR;
-		if (ta) { // A(i, p) = a[p·lda + i]: six neighbours per p
-			const float *src = a + i0;
-			if (mr == MR) {
-				for (long p = 0; p < kc; p++) memcpy(dst + p * MR, src + p * lda, MR * sizeof(float));
-			} else {
-				for (long p = 0; p < kc; p++)
-					for (long i = 0; i < MR; i++) dst[p * MR + i] = i < mr ? src[p * lda + i] : 0;
-			}
-			continue;
-		}
 		// A(i, p) = a[i·lda + p]: transpose 8-column chunks of the six rows.
 		const float *src = a + i0 * lda;
 		long p = 0;
@@ -341,6 +346,94 @@ static void pack_b_panel(int tb, long kc, long nr, const float *b, long ldb, flo
 	}
 	for (; p < kc; p++)
 		for (long j = 0; j < NR; j++) dst[p * NR + j] = j < nr ? b[j * ldb + p] : 0;
+}
+
+// dot_kernel: C[0:mr, 0:nr] = alpha·Σ_p A[i, p]·B[j, p] + beta·C for A and B
+// both stored with p contiguous (A row-major, B transposed): 8 lanes of
+// partial sums per element, reduced by a fixed hadd tree. Needs no packing,
+// which is what a long reduction into a small C (a weight gradient) wants.
+KINLINE void dot_kernel(const int mr, const int nr, long k, const float *a, long lda, const float *b, long ldb,
+                        float *c, long ldc, float alpha, float beta) {
+	const __m256 z = _mm256_setzero_ps();
+	__m256 s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z, s20 = z, s21 = z, s22 = z, s23 = z;
+	const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda;
+	const float *b0 = b, *b1 = b + ldb, *b2 = b + 2 * ldb, *b3 = b + 3 * ldb;
+#define KILN_DOT_COL(J, LOAD)                                                                                          \
+	if (nr > J) {                                                                                                      \
+		__m256 bj = LOAD(b##J);                                                                                        \
+		s0##J = _mm256_fmadd_ps(x0, bj, s0##J);                                                                        \
+		if (mr > 1) s1##J = _mm256_fmadd_ps(x1, bj, s1##J);                                                            \
+		if (mr > 2) s2##J = _mm256_fmadd_ps(x2, bj, s2##J);                                                            \
+	}
+#define KILN_DOT_STEP(LOAD)                                                                                            \
+	{                                                                                                                  \
+		__m256 x0 = LOAD(a0), x1 = z, x2 = z;                                                                          \
+		if (mr > 1) x1 = LOAD(a1);                                                                                     \
+		if (mr > 2) x2 = LOAD(a2);                                                                                     \
+		KILN_DOT_COL(0, LOAD) KILN_DOT_COL(1, LOAD) KILN_DOT_COL(2, LOAD) KILN_DOT_COL(3, LOAD)                        \
+	}
+#define KILN_LOADU(P) _mm256_loadu_ps((P) + p)
+#define KILN_LOADM(P) _mm256_maskload_ps((P) + p, m)
+	long p = 0;
+	for (; p + 8 <= k; p += 8) KILN_DOT_STEP(KILN_LOADU)
+	if (p < k) {
+		const __m256i m = lane_mask(k - p);
+		KILN_DOT_STEP(KILN_LOADM)
+	}
+#undef KILN_LOADM
+#undef KILN_LOADU
+#undef KILN_DOT_STEP
+#undef KILN_DOT_COL
+	const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(s00, s01), _mm256_hadd_ps(s02, s03));
+	const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(s10, s11), _mm256_hadd_ps(s12, s13));
+	const __m256 h2 = _mm256_hadd_ps(_mm256_hadd_ps(s20, s21), _mm256_hadd_ps(s22, s23));
+	const __m128 va = _mm_set1_ps(alpha), vb = _mm_set1_ps(beta);
+	__m128 r[3];
+	r[0] = _mm_mul_ps(va, _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1)));
+	r[1] = _mm_mul_ps(va, _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
+	r[2] = _mm_mul_ps(va, _mm_add_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
+	const __m128i cm = _mm256_castsi256_si128(lane_mask(nr));
+	for (int i = 0; i < mr; i++) {
+		float *ci = c + i * ldc;
+		__m128 x = r[i];
+		if (beta != 0) x = _mm_fmadd_ps(vb, _mm_maskload_ps(ci, cm), x);
+		_mm_maskstore_ps(ci, cm, x);
+	}
+}
+
+static __attribute__((noinline)) void dot_tile(long mr, long nr, long k, const float *a, long lda, const float *b,
+                                               long ldb, float *c, long ldc, float alpha, float beta) {
+	switch (mr * 4 + nr) {
+	case 3 * 4 + 4: dot_kernel(3, 4, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 3 * 4 + 3: dot_kernel(3, 3, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 3 * 4 + 2: dot_kernel(3, 2, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 3 * 4 + 1: dot_kernel(3, 1, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 2 * 4 + 4: dot_kernel(2, 4, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 2 * 4 + 3: dot_kernel(2, 3, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 2 * 4 + 2: dot_kernel(2, 2, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 2 * 4 + 1: dot_kernel(2, 1, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 1 * 4 + 4: dot_kernel(1, 4, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 1 * 4 + 3: dot_kernel(1, 3, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	case 1 * 4 + 2: dot_kernel(1, 2, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	default: dot_kernel(1, 1, k, a, lda, b, ldb, c, ldc, alpha, beta); break;
+	}
+}
+
+// sgemm_dot: C = alpha·A·Bᵀ + beta·C with A m×k and B n×k, both row-major,
+// in k slices of DOT_KC so a slice of A and B stays in L2.
+static void sgemm_dot(long m, long n, long k, float alpha, const float *a, long lda, const float *b, long ldb,
+                      float beta, float *c, long ldc) {
+	for (long pc = 0; pc < k; pc += DOT_KC) {
+		const long kc = k - pc < DOT_KC ? k - pc : DOT_KC;
+		const float bet = pc == 0 ? beta : 1.0f;
+		for (long j = 0, nr; j < n; j += nr) {
+			nr = n - j == 5 ? 3 : n - j < 4 ? n - j : 4; // 5 = 3+2, not 4+1
+			for (long i = 0, mr; i < m; i += mr) {
+				mr = m - i == 4 ? 2 : m - i < 3 ? m - i : 3; // 4 = 2+2, not 3+1
+				dot_tile(mr, nr, kc, a + i * lda + pc, lda, b + j * ldb + pc, ldb, c + i * ldc + j, ldc, alpha, bet);
+			}
+		}
+	}
 }
 
 static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, long k, float alpha, const float *a,
@@ -441,8 +534,19 @@ static void scale_c(long m, long n, float beta, float *c, long ldc) {
 	}
 }
 
-void kiln_sgemm_forced(int packA, int packB, int transA, int transB, long m, long n, long k, float alpha,
-                       const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+int kiln_sgemm_plan(int transA, int transB, long m, long n, long k) {
+	// A long reduction into a small C with B transposed: dot products, no packing.
+	if (transB && !transA && k >= 4 * (m > n ? m : n) && m * n <= 64 * 64) return KILN_SGEMM_DOT;
+	int plan = 0;
+	// Packing A pays when each packed panel is reused by many B micro-panels.
+	if (n > 2 * NR && m * k > 32 * 32) plan |= KILN_SGEMM_PACK_A;
+	// Packing B pays when B is reused by many row blocks or k is long.
+	if (transB || k > 64 || m > 4 * MR) plan |= KILN_SGEMM_PACK_B;
+	return plan;
+}
+
+void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
+                    const float *b, long ldb, float beta, float *c, long ldc) {
 	if (m <= 0 || n <= 0) return;
 	if (k <= 0) {
 		scale_c(m, n, beta, c, ldc);
@@ -451,17 +555,16 @@ void kiln_sgemm_forced(int packA, int packB, int transA, int transB, long m, lon
 	if (use_avx2 < 0) use_avx2 = kiln_sgemm_has_avx2();
 	if (!use_avx2) {
 		sgemm_portable(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-		return;
+	} else if ((plan & KILN_SGEMM_DOT) && transB && !transA) {
+		sgemm_dot(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	} else {
+		sgemm_avx2(plan & KILN_SGEMM_PACK_A, plan & KILN_SGEMM_PACK_B, transA, transB, m, n, k, alpha, a, lda, b, ldb,
+		           beta, c, ldc);
 	}
-	sgemm_avx2(packA, packB, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void kiln_sgemm(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
                 const float *b, long ldb, float beta, float *c, long ldc) {
-	// Packing A pays when each packed panel is reused by many B micro-panels;
-	// packing B pays when k is long (TLB/cache streams) or B is reused by many
-	// row blocks.
-	const int packA = n > 2 * NR && m * k > 32 * 32;
-	const int packB = k > 64 || m > 4 * MR;
-	kiln_sgemm_forced(packA, packB, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	kiln_sgemm_run(kiln_sgemm_plan(transA, transB, m, n, k), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c,
+	               ldc);
 }

@@ -17,12 +17,20 @@ int kiln_sgemm_has_avx2(void);
 // support), 0 portable C. Returns the path now in use. For tests.
 int kiln_sgemm_set_path(int avx2);
 
-// kiln_sgemm_forced runs the AVX2 kernel with an explicit packing choice
-// (packA, packB) instead of the size heuristic; for tests and tuning only.
-// It falls back to the portable path where AVX2 is missing.
-void kiln_sgemm_forced(int packA, int packB, int transA, int transB, long m,
-                       long n, long k, float alpha, const float *a, long lda,
-                       const float *b, long ldb, float beta, float *c,
-                       long ldc);
+// A plan picks the algorithm from the whole product's shape; the Go side
+// computes it once and hands it to every part so all parts do the same
+// arithmetic.
+enum {
+	KILN_SGEMM_PACK_A = 1, // pack A into micro-panels
+	KILN_SGEMM_PACK_B = 2, // pack B into micro-panels (always when transposed)
+	KILN_SGEMM_DOT = 4,    // A·Bᵀ by dot products, no packing (transB && !transA)
+};
+
+int kiln_sgemm_plan(int transA, int transB, long m, long n, long k);
+
+// kiln_sgemm_run is kiln_sgemm with the plan given.
+void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k,
+                    float alpha, const float *a, long lda, const float *b,
+                    long ldb, float beta, float *c, long ldc);
 
 #endif

@@ -14,7 +14,23 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // sgemmSetAVX2 reports that no AVX2 kernel is built in (tests call it).
 func sgemmSetAVX2(bool) bool { return false }
 
-// sgemmForced stands in for the C kernel's forced-packing entry (tests call it).
-func sgemmForced(_, _, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	gemmGo(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+// sgemmPlans lists the C kernel's algorithm choices; there is only one here.
+var sgemmPlans = []int{0}
+
+// sgemmForced stands in for the C kernel's forced-plan entry (tests call it).
+func sgemmForced(_ int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
+
+// sgemmInC is false: this build has no C kernel.
+const sgemmInC = false
+
+const (
+	splitNone = iota
+	splitN
+	splitM
+	splitK
+)
+
+// sgemmSplitOf reports that this build never splits a product (tests call it).
+func sgemmSplitOf(_, _ bool, _, _, _ int) int { return splitNone }
