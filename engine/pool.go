@@ -253,6 +253,7 @@ type poolTask[T Float] struct {
 	a, b   []T
 	argmax []int32
 	bad    atomic.Bool
+	rows   []int64 // float32 max forward: per part, maxPlaneFloat32's work space
 }
 
 var poolTasks = [2]taskPool{
@@ -271,20 +272,36 @@ func runPool[T Float](g *poolGeom, kind poolKind, a, b []T, argmax []int32) bool
 	t := tasks.Get().(*poolTask[T])
 	t.g, t.kind, t.a, t.b, t.argmax = *g, kind, a, b, argmax
 	t.bad.Store(false)
-	if g.planes*g.h*g.w < poolParallelMin {
+	serial := g.planes*g.h*g.w < poolParallelMin
+	var rows []float64
+	if kind == poolMaxForward && !isFloat64[T]() && !g.pairs {
+		np := 1
+		if !serial {
+			np = parts(g.planes)
+		}
+		rows = takeScratch[float64](np * (g.h*g.w + (g.h+1)*g.ow))
+		t.rows = unsafe.Slice((*int64)(unsafe.Pointer(unsafe.SliceData(rows))), len(rows))
+	}
+	if serial {
 		t.run(0, 0, g.planes)
 	} else {
 		parallelFor(g.planes, t)
 	}
+	giveScratch(rows)
 	bad := t.bad.Load()
-	t.a, t.b, t.argmax = nil, nil, nil
+	t.a, t.b, t.argmax, t.rows = nil, nil, nil, nil
 	tasks.Put(t)
 	return bad
 }
 
-func (t *poolTask[T]) run(_, lo, hi int) {
+func (t *poolTask[T]) run(part, lo, hi int) {
 	g := &t.g
 	in, on := g.h*g.w, g.oh*g.ow
+	var rows []int64
+	if t.rows != nil {
+		n := g.h*g.w + (g.h+1)*g.ow
+		rows = t.rows[part*n : (part+1)*n]
+	}
 	for pl := lo; pl < hi; pl++ {
 		switch t.kind {
 		case poolMaxForward:
@@ -292,7 +309,7 @@ func (t *poolTask[T]) run(_, lo, hi int) {
 			if t.argmax != nil {
 				am = t.argmax[pl*on : (pl+1)*on]
 			}
-			maxPlaneAny(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], g)
+			maxPlaneAny(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], rows, g)
 		case poolMaxBackward:
 			if !maxPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], t.argmax[pl*on:(pl+1)*on]) {
 				t.bad.Store(true)
@@ -323,10 +340,10 @@ func (t *poolTask[T]) run(_, lo, hi int) {
 
 // maxPlaneAny runs the branch-free float32 kernels where they apply and the
 // ordered ones otherwise (float64, or a plane holding a NaN).
-func maxPlaneAny[T Float](out []T, am []int32, x []T, g *poolGeom) {
+func maxPlaneAny[T Float](out []T, am []int32, x []T, rows []int64, g *poolGeom) {
 	if !isFloat64[T]() {
 		o32, x32 := asF32(out), asF32(x)
-		if g.pairs && maxPlane2x2Float32(o32, am, x32, g) || !g.pairs && maxPlaneFloat32(o32, am, x32, g) {
+		if g.pairs && maxPlane2x2Float32(o32, am, x32, g) || !g.pairs && maxPlaneFloat32(o32, am, x32, rows, g) {
 			return
 		}
 	}
@@ -517,33 +534,58 @@ func maxPlane2x2Float32(out []float32, am []int32, xf []float32, g *poolGeom) bo
 	return nan >= 0
 }
 
-// maxPlaneFloat32 is maxPlane with the key-and-mask selection of
-// maxPlane2x2Float32; it reports false when the plane holds a NaN.
-func maxPlaneFloat32(out []float32, am []int32, xf []float32, g *poolGeom) bool {
+// maxPlaneFloat32 is maxPlane for float32 without data-dependent branches.
+// Each element becomes one int64, its order key (as in maxPlane2x2Float32)
+// above 0x7fffffff minus its flat index, so the plain integer maximum of a
+// window is its first largest element, PyTorch's pick, and the integer max
+// compiles to a conditional move. Being a plain maximum it is taken in two
+// passes, along each input row and then down the window's rows, which shares
+// the row pass between overlapping windows. work holds H·W + (H+1)·OW
+// int64s.
+// It reports false when the plane holds a NaN.
+func maxPlaneFloat32(out []float32, am []int32, xf []float32, work []int64, g *poolGeom) bool {
 	x := unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(xf))), len(xf))
+	keys, rows := work[:len(x)], work[len(x):len(x)+g.h*g.ow]
+	acc := work[len(x)+g.h*g.ow : len(x)+(g.h+1)*g.ow]
 	var nan int64
+	for i, b := range x {
+		kb := int64(b)
+		sb := kb >> 63
+		kb &= 0x7fffffff
+		nan |= 0x7f800000 - kb
+		keys[i] = ((kb^sb)-sb)<<32 | int64(0x7fffffff-i)
+	}
+	if nan < 0 {
+		return false
+	}
+	for ih := 0; ih < g.h; ih++ {
+		kr := keys[ih*g.w : (ih+1)*g.w]
+		rr := rows[ih*g.ow : (ih+1)*g.ow]
+		for ow := range rr {
+			w0, w1 := window(ow, g.sw, g.pw, g.kw, g.w)
+			m := kr[w0]
+			for _, k := range kr[w0+1 : w1] {
+				m = max(m, k)
+			}
+			rr[ow] = m
+		}
+	}
 	for oh := 0; oh < g.oh; oh++ {
 		h0, h1 := window(oh, g.sh, g.ph, g.kh, g.h)
-		for ow := 0; ow < g.ow; ow++ {
-			w0, w1 := window(ow, g.sw, g.pw, g.kw, g.w)
-			k, at := int64(-0x7f800000), int64(h0*g.w+w0) // −Inf and the first element
-			for ih := h0; ih < h1; ih++ {
-				base := int64(ih*g.w + w0)
-				for j, b := range x[ih*g.w+w0 : ih*g.w+w1] {
-					kb := int64(b)
-					sb := kb >> 63
-					kb &= 0x7fffffff
-					nan |= 0x7f800000 - kb
-					kb = (kb ^ sb) - sb
-					m := (k - kb) >> 63
-					k, at = k^((k^kb)&m), at^((at^(base+int64(j)))&m)
-				}
+		copy(acc, rows[h0*g.ow:(h0+1)*g.ow])
+		for ih := h0 + 1; ih < h1; ih++ {
+			for ow, k := range rows[ih*g.ow : (ih+1)*g.ow] {
+				acc[ow] = max(acc[ow], k)
 			}
-			out[oh*g.ow+ow] = xf[at]
+		}
+		o := out[oh*g.ow : (oh+1)*g.ow]
+		for ow, m := range acc {
+			at := 0x7fffffff - int(m&0xffffffff)
+			o[ow] = xf[at]
 			if am != nil {
 				am[oh*g.ow+ow] = int32(at)
 			}
 		}
 	}
-	return nan >= 0
+	return true
 }
