@@ -178,6 +178,9 @@ const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
 
 func activationForward[T Float](out, x []T, kind Activation) {
 	out = out[:len(x)]
+	if activationC(out, x, nil, nil, kind, false) {
+		return
+	}
 	switch kind {
 	case ReLU:
 		for i, v := range x {
@@ -206,6 +209,12 @@ func activationForward[T Float](out, x []T, kind Activation) {
 // the forward output (ReLU, where the input does as well, Sigmoid, Tanh).
 func activationBackward[T Float](dx, dout, x, y []T, kind Activation) {
 	dx = dx[:len(dout)]
+	if kind == ReLU && y == nil {
+		y = x // ReLU's derivative reads the sign of either
+	}
+	if activationC(dx, dout, x, y, kind, true) {
+		return
+	}
 	switch kind {
 	case ReLU:
 		y = y[:len(dout)]

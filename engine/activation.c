@@ -1,0 +1,102 @@
+// Float32 activation kernels. The transcendental ones use a Cephes-style expf
+// (range reduction to [-ln2/2, ln2/2], degree-6 polynomial, exponent built
+// from bits; about 2 ulp) and Abramowitz–Stegun 7.1.26 for erf (absolute
+// error below 1.5e-7), so every loop is straight-line code that vectorises.
+// The float64 reference path stays in Go (activation.go) and the tests hold
+// the two together.
+#include "activation.h"
+#include <stdint.h>
+#include <string.h>
+
+#define CLONES __attribute__((target_clones("arch=haswell", "default")))
+
+static inline float exp_approx(float x) {
+	// Clamp to keep 2^n representable; beyond these, expf is 0 or +Inf anyway.
+	x = x < -87.3f ? -87.3f : x;
+	x = x > 88.3f ? 88.3f : x;
+	float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+	float r = x - n * 0.693359375f;
+	r = r - n * -2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	int32_t e = ((int32_t)n + 127) << 23;
+	float scale;
+	memcpy(&scale, &e, sizeof scale);
+	return p * scale;
+}
+
+static inline float erf_approx(float x) {
+	float ax = x < 0 ? -x : x;
+	float t = 1.0f / (1.0f + 0.3275911f * ax);
+	float y = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+	float r = 1.0f - y * exp_approx(-ax * ax);
+	return x < 0 ? -r : r;
+}
+
+CLONES void kiln_act_forward_f32(float *restrict out, const float *restrict x, size_t n, int kind) {
+	switch (kind) {
+	case 1:
+		for (size_t i = 0; i < n; i++) {
+			float v = x[i];
+			out[i] = v < 0.0f ? 0.0f : v; // NaN passes through, as in PyTorch
+		}
+		break;
+	case 2:
+		for (size_t i = 0; i < n; i++) {
+			float v = x[i];
+			out[i] = 0.5f * v * (1.0f + erf_approx(v * 0.70710678118654752f));
+		}
+		break;
+	case 3:
+		for (size_t i = 0; i < n; i++)
+			out[i] = 1.0f / (1.0f + exp_approx(-x[i]));
+		break;
+	case 4:
+		for (size_t i = 0; i < n; i++) {
+			// tanh(v) = 1 − 2/(e^{2v}+1): exact limits at ±Inf, no cancellation for large |v|.
+			float v = x[i];
+			float e = exp_approx(2.0f * v);
+			float r = 1.0f - 2.0f / (e + 1.0f);
+			// Near 0 the formula cancels; tanh(v) ≈ v(1 − v²/3) is better there.
+			float small = v * (1.0f - v * v * (1.0f / 3.0f) + v * v * v * v * (2.0f / 15.0f));
+			float av = v < 0 ? -v : v;
+			out[i] = av < 0.0625f ? small : r;
+		}
+		break;
+	}
+}
+
+CLONES void kiln_act_backward_f32(float *restrict dx, const float *restrict dout, const float *restrict x,
+                                  const float *restrict y, size_t n, int kind) {
+	switch (kind) {
+	case 1:
+		for (size_t i = 0; i < n; i++)
+			dx[i] = y[i] > 0.0f ? dout[i] : 0.0f;
+		break;
+	case 2:
+		for (size_t i = 0; i < n; i++) {
+			float v = x[i];
+			float cdf = 0.5f * (1.0f + erf_approx(v * 0.70710678118654752f));
+			float pdf = 0.3989422804014327f * exp_approx(-0.5f * v * v);
+			dx[i] = dout[i] * (cdf + v * pdf);
+		}
+		break;
+	case 3:
+		for (size_t i = 0; i < n; i++) {
+			float s = y[i];
+			dx[i] = dout[i] * s * (1.0f - s);
+		}
+		break;
+	case 4:
+		for (size_t i = 0; i < n; i++) {
+			float t = y[i];
+			dx[i] = dout[i] * (1.0f - t * t);
+		}
+		break;
+	}
+}

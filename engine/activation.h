@@ -1,0 +1,11 @@
+// Float32 activations in C: branch-free loops that gcc vectorises, built
+// for AVX2+FMA and for plain x86-64 (target_clones picks at load time).
+#ifndef KILN_ACTIVATION_H
+#define KILN_ACTIVATION_H
+#include <stddef.h>
+
+// kind: 1 ReLU, 2 GELU (exact erf form), 3 sigmoid, 4 tanh — engine.Activation's values.
+void kiln_act_forward_f32(float *out, const float *x, size_t n, int kind);
+// dx = dout·f'(…): x is the forward input (GELU), y the forward output (the rest).
+void kiln_act_backward_f32(float *dx, const float *dout, const float *x, const float *y, size_t n, int kind);
+#endif

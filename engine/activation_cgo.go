@@ -1,0 +1,32 @@
+//go:build cgo
+
+package engine
+
+/*
+#cgo CFLAGS: -O3
+#cgo LDFLAGS: -lm
+#include "activation.h"
+*/
+import "C"
+
+import "unsafe"
+
+// activationC runs the float32 kernels of activation.c and reports true, or
+// reports false for float64 (which stays in Go).
+func activationC[T Float](dst, a, x, y []T, kind Activation, backward bool) bool {
+	if isFloat64[T]() || len(dst) == 0 {
+		return false
+	}
+	p := func(s []T) *C.float {
+		if s == nil {
+			return nil
+		}
+		return (*C.float)(unsafe.Pointer(unsafe.SliceData(s)))
+	}
+	if backward {
+		C.kiln_act_backward_f32(p(dst), p(a), p(x), p(y), C.size_t(len(dst)), C.int(kind))
+	} else {
+		C.kiln_act_forward_f32(p(dst), p(a), C.size_t(len(dst)), C.int(kind))
+	}
+	return true
+}
