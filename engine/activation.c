@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define CLONES __attribute__((target_clones("avx2", "default")))
 
 static inline float exp_approx(float x) {
 	// Clamp to keep 2^n representable; beyond these, expf is 0 or +Inf anyway.

@@ -1,5 +1,5 @@
 // Float32 activations in C: branch-free loops that gcc vectorises, built
-// for AVX2+FMA and for plain x86-64 (target_clones picks at load time).
+// for AVX2 and for plain x86-64 (target_clones picks at load time).
 #ifndef KILN_ACTIVATION_H
 #define KILN_ACTIVATION_H
 #include <stddef.h>
