@@ -50,3 +50,28 @@ func SumSquares(t *Tensor) float64 {
 	}
 	return s
 }
+
+// AddScaled computes dst += alpha·src (axpy).
+func AddScaled(dst, src *Tensor, alpha float64) error {
+	const op = "AddScaled"
+	_, dt, err := agree(op, dst, src)
+	if err != nil {
+		return err
+	}
+	if dst.Len() != src.Len() {
+		return shapeErr(op, "element counts differ", "dst", dst, "src", src)
+	}
+	if dt == Float64 {
+		axpy(dst.f64, src.f64, alpha)
+	} else {
+		axpy(dst.f32, src.f32, float32(alpha))
+	}
+	return nil
+}
+
+func axpy[T Float](dst, src []T, alpha T) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += alpha * src[i]
+	}
+}

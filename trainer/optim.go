@@ -65,9 +65,11 @@ func (o *SGD) Step(params []*layers.Param, lr float64) error {
 }
 
 // AdamW is torch.optim.AdamW (decoupled weight decay, skipped for NoDecay
-// parameters). Zero Beta1, Beta2 and Eps take PyTorch's defaults.
+// parameters). Zero Beta1, Beta2 and Eps take PyTorch's defaults. With L2 set
+// it is torch.optim.Adam instead: the decay is added to the gradient.
 type AdamW struct {
 	Beta1, Beta2, Eps, WeightDecay float64
+	L2                             bool
 	step                           int
 	m, v                           []*engine.Tensor
 }
@@ -111,6 +113,14 @@ func (o *AdamW) Step(params []*layers.Param, lr float64) error {
 	for i, p := range params {
 		ci := c
 		if p.NoDecay {
+			ci.WeightDecay = 0
+		}
+		if o.L2 {
+			if ci.WeightDecay != 0 {
+				if err := engine.AddScaled(p.Grad, p.Value, ci.WeightDecay); err != nil {
+					return err
+				}
+			}
 			ci.WeightDecay = 0
 		}
 		if err := engine.AdamWStep(p.Value, p.Grad, o.m[i], o.v[i], ci); err != nil {

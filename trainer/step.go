@@ -4,6 +4,7 @@ package trainer
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
@@ -15,6 +16,7 @@ type Classifier struct {
 	Net       layers.Layer
 	Opt       Optimizer
 	Smoothing float64 // label smoothing ε
+	ClipNorm  float64 // clip the global gradient norm to this (0: off)
 
 	params  []*layers.Param
 	probs   *engine.Tensor
@@ -48,8 +50,8 @@ func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (lo
 	if err != nil {
 		return 0, 0, err
 	}
-	if loss != loss {
-		return loss, correct, fmt.Errorf("loss is NaN")
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return loss, correct, fmt.Errorf("loss is %v", loss)
 	}
 	if err := engine.SoftmaxCrossEntropyBackward(c.dlogits, c.probs, labels, c.Smoothing, 1); err != nil {
 		return 0, 0, err
@@ -57,5 +59,72 @@ func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (lo
 	if _, err := c.Net.Backward(c.dlogits); err != nil {
 		return 0, 0, err
 	}
+	ClipGradNorm(c.params, c.ClipNorm)
 	return loss, correct, c.Opt.Step(c.params, lr)
+}
+
+// ClipGradNorm scales all gradients down so that their global L2 norm is at
+// most maxNorm (torch.nn.utils.clip_grad_norm_), and returns the norm before
+// clipping. maxNorm 0 only measures.
+func ClipGradNorm(params []*layers.Param, maxNorm float64) float64 {
+	s := 0.0
+	for _, p := range params {
+		s += engine.SumSquares(p.Grad)
+	}
+	norm := math.Sqrt(s)
+	if maxNorm > 0 && norm > maxNorm {
+		scale := maxNorm / (norm + 1e-6)
+		for _, p := range params {
+			engine.Scale(p.Grad, scale)
+		}
+	}
+	return norm
+}
+
+// Regressor is Classifier's counterpart for a one-output model trained with
+// mean squared error.
+type Regressor struct {
+	Net      layers.Layer
+	Opt      Optimizer
+	ClipNorm float64
+
+	params []*layers.Param
+	dpred  *engine.Tensor
+}
+
+// NewRegressor collects the network's parameters once.
+func NewRegressor(net layers.Layer, opt Optimizer) *Regressor {
+	_, params := layers.Params(net)
+	return &Regressor{Net: net, Opt: opt, params: params}
+}
+
+// Params returns the trainable parameters in a fixed order.
+func (r *Regressor) Params() []*layers.Param { return r.params }
+
+// TrainStep runs one step on predictions (N,1) against targets (N,1) and
+// returns the batch's mean squared error.
+func (r *Regressor) TrainStep(x, targets *engine.Tensor, lr float64) (float64, error) {
+	for _, p := range r.params {
+		p.Grad.Zero()
+	}
+	pred, err := r.Net.Forward(x)
+	if err != nil {
+		return 0, err
+	}
+	loss, err := engine.MSEForward(pred, targets)
+	if err != nil {
+		return 0, err
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return loss, fmt.Errorf("loss is %v", loss)
+	}
+	r.dpred = engine.Ensure(r.dpred, pred.DType(), pred.Shape()...)
+	if err := engine.MSEBackward(r.dpred, pred, targets, 1); err != nil {
+		return 0, err
+	}
+	if _, err := r.Net.Backward(r.dpred); err != nil {
+		return 0, err
+	}
+	ClipGradNorm(r.params, r.ClipNorm)
+	return loss, r.Opt.Step(r.params, lr)
 }
