@@ -1,0 +1,500 @@
+package data
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// CSVOptions configure the csv data set.
+type CSVOptions struct {
+	// Train is the file of training rows. When empty, Options.Dir is used: a
+	// file itself, or a directory holding train.csv (and maybe test.csv).
+	Train string
+	// Test is a file of test rows, laid out as Train. When empty (and no
+	// test.csv sits beside train.csv) TestFraction of the training rows are
+	// held out, seeded, as the test split.
+	Test string
+	// TestFraction is the share of rows held out when there is no test file;
+	// 0 means 0.2.
+	TestFraction float64
+	// Target is the target column: a header name, or a 0-based index
+	// (negative counts from the end). Empty means the last column.
+	Target string
+	// Header is "auto" (the default: the first row is a header when one of
+	// its fields is not a number where the second row's is), "yes" or "no".
+	Header string
+	// Task is "auto" (the default; see the package documentation),
+	// "classification" or "regression".
+	Task string
+	// Comma is the field separator; 0 means ','.
+	Comma rune
+}
+
+// maxAutoClasses is the most distinct integer targets that "auto" still
+// takes for classes.
+const maxAutoClasses = 32
+
+// csvTable is a parsed CSV file: numeric features and raw target strings.
+type csvTable struct {
+	path      string
+	header    []string // nil without a header
+	numCols   int
+	targetCol int
+	features  []float64 // rows × (numCols-1), row-major
+	targets   []string
+	lines     []int // line number of each row, for errors
+}
+
+func (t *csvTable) rows() int { return len(t.targets) }
+
+// featureNames returns the feature columns' names (header or column numbers).
+func (t *csvTable) featureName(j int) string {
+	col := j
+	if j >= t.targetCol {
+		col++
+	}
+	if t.header != nil {
+		return fmt.Sprintf("column %d (%q)", col+1, t.header[col])
+	}
+	return fmt.Sprintf("column %d", col+1)
+}
+
+func checkCSVOptions(o CSVOptions) error {
+	switch o.Header {
+	case "", "auto", "yes", "no":
+	default:
+		return fmt.Errorf("data: csv: header %q must be auto, yes or no", o.Header)
+	}
+	switch o.Task {
+	case "", "auto", "classification", "regression":
+	default:
+		return fmt.Errorf("data: csv: task %q must be auto, classification or regression", o.Task)
+	}
+	if o.TestFraction < 0 || o.TestFraction >= 1 {
+		return fmt.Errorf("data: csv: test fraction %v is not in [0, 1)", o.TestFraction)
+	}
+	if o.Comma == '"' || o.Comma == '\r' || o.Comma == '\n' || o.Comma == 0xFFFD {
+		return fmt.Errorf("data: csv: %q cannot separate fields", o.Comma)
+	}
+	return nil
+}
+
+// parseNumber parses a finite number; problem words why not.
+func parseNumber(s string) (v float64, problem string) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, "is empty (missing value)"
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Sprintf("%q is not a number", s)
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Sprintf("%q is not a finite number", s)
+	}
+	if math.Abs(v) > math.MaxFloat32 {
+		return 0, fmt.Sprintf("%q is beyond float32's range", s)
+	}
+	return v, ""
+}
+
+func isNumber(s string) bool { _, p := parseNumber(s); return p == "" }
+
+// parseCSV reads a CSV file's bytes. Errors are *FileError naming path. A
+// test file is parsed with like, the training table, whose layout it must
+// share.
+func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable, error) {
+	r := csv.NewReader(bytes.NewReader(raw))
+	if o.Comma != 0 {
+		r.Comma = o.Comma
+	}
+	r.TrimLeadingSpace = true
+	var records [][]string
+	var lines []int
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, fileErr(path, "line %d: %v", pe.Line, pe.Err)
+			}
+			return nil, fileErr(path, "%v", err)
+		}
+		line, _ := r.FieldPos(0)
+		records = append(records, rec)
+		lines = append(lines, line)
+	}
+	if len(records) == 0 {
+		return nil, fileErr(path, "no rows")
+	}
+	t := &csvTable{path: path, numCols: len(records[0])}
+	if like != nil && t.numCols != like.numCols {
+		return nil, fileErr(path, "has %d columns but %s has %d", t.numCols, like.path, like.numCols)
+	}
+	if t.numCols < 2 {
+		return nil, fileErr(path, "line %d: %d column; want at least one feature column and a target column", lines[0], t.numCols)
+	}
+	header := false
+	switch o.Header {
+	case "yes":
+		header = true
+	case "no":
+	default:
+		if len(records) == 1 {
+			header = !slices.ContainsFunc(records[0], isNumber)
+		}
+		for j := 0; len(records) > 1 && j < t.numCols; j++ {
+			if !isNumber(records[0][j]) && isNumber(records[1][j]) {
+				header = true
+				break
+			}
+		}
+	}
+	if header {
+		t.header = make([]string, t.numCols)
+		for j, h := range records[0] {
+			t.header[j] = strings.TrimSpace(h)
+		}
+		records, lines = records[1:], lines[1:]
+	}
+	if len(records) == 0 {
+		return nil, fileErr(path, "a header and no data rows")
+	}
+	col, err := targetColumn(o.Target, t.header, t.numCols)
+	if err != nil {
+		return nil, fileErr(path, "%v", err)
+	}
+	t.targetCol = col
+	f := t.numCols - 1
+	t.features = make([]float64, len(records)*f)
+	t.targets = make([]string, len(records))
+	t.lines = lines
+	for i, rec := range records {
+		k := 0
+		for j, s := range rec {
+			if j == col {
+				t.targets[i] = strings.TrimSpace(s)
+				if v, problem := parseNumber(s); problem == "" {
+					t.targets[i] = strconv.FormatFloat(v, 'f', -1, 64) // "1.0" and "1" are one class
+				}
+				continue
+			}
+			v, problem := parseNumber(s)
+			if problem != "" {
+				return nil, fileErr(path, "line %d, %s: %s", lines[i], t.featureName(k), problem)
+			}
+			t.features[i*f+k] = v
+			k++
+		}
+		if t.targets[i] == "" {
+			return nil, fileErr(path, "line %d, target column %d: is empty (missing value)", lines[i], col+1)
+		}
+	}
+	return t, nil
+}
+
+// targetColumn resolves CSVOptions.Target against a header (nil if none).
+func targetColumn(target string, header []string, n int) (int, error) {
+	target = strings.TrimSpace(target)
+	if target == "" {
+		return n - 1, nil
+	}
+	if i, err := strconv.Atoi(target); err == nil {
+		if i < 0 {
+			i += n
+		}
+		if i < 0 || i >= n {
+			return 0, fmt.Errorf("target column %s is out of range: the file has %d columns", target, n)
+		}
+		return i, nil
+	}
+	if header == nil {
+		return 0, fmt.Errorf("target column %q is a name but the file has no header row", target)
+	}
+	for j, h := range header {
+		if h == target {
+			return j, nil
+		}
+	}
+	return 0, fmt.Errorf("no column named %q in the header %q", target, header)
+}
+
+// csvDatasets turns parsed training (and optional test) tables into data sets.
+func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Dataset, err error) {
+	if test != nil && test.numCols != train.numCols {
+		return nil, nil, fileErr(test.path, "has %d columns but %s has %d", test.numCols, train.path, train.numCols)
+	}
+	if test == nil {
+		frac := o.TestFraction
+		if frac == 0 {
+			frac = 0.2
+		}
+		if train.rows() < 2 {
+			return nil, nil, fileErr(train.path, "%d data row: too few to hold out a test split", train.rows())
+		}
+		n := train.rows()
+		k := min(n-1, max(1, int(math.Round(frac*float64(n)))))
+		perm := make([]int, n)
+		s := newStream(seed, domainCSVTest, uint64(n), 0)
+		s.permute(perm)
+		held, kept := perm[:k], perm[k:]
+		slices.Sort(held)
+		slices.Sort(kept)
+		test, train = train.take(held), train.take(kept)
+	}
+	f := train.numCols - 1
+	mean, std := columnStats(train.features, f)
+	d := &Dataset{
+		Name: "csv", Source: train.path,
+		Channels: f, Height: 1, Width: 1,
+		Mean: mean, Std: std,
+	}
+	task := o.Task
+	if task == "" || task == "auto" {
+		task = guessTask(train.targets)
+	}
+	tr, te = d.meta(), d.meta()
+	tr.Images = standardize(train.features, mean, std)
+	te.Images = standardize(test.features, mean, std)
+	if test.path != train.path {
+		te.Source = test.path
+	}
+	if task == "regression" {
+		tr.Task, te.Task = Regression, Regression
+		if tr.Targets, err = numericTargets(train); err != nil {
+			return nil, nil, err
+		}
+		if te.Targets, err = numericTargets(test); err != nil {
+			return nil, nil, err
+		}
+		shift, scale := targetStats(train, tr.Targets)
+		for _, ds := range []*Dataset{tr, te} {
+			ds.TargetShift, ds.TargetScale = shift, scale
+			ds.TargetName = "target"
+			if train.header != nil {
+				ds.TargetName = train.header[train.targetCol]
+			}
+			for i, v := range ds.Targets {
+				ds.Targets[i] = float32((float64(v) - shift) / scale)
+			}
+		}
+		return tr, te, nil
+	}
+	classes, index, err := classList(train)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr.Classes, te.Classes = classes, slices.Clone(classes)
+	if tr.Labels, err = labelsOf(train, index, nil); err != nil {
+		return nil, nil, err
+	}
+	if te.Labels, err = labelsOf(test, index, train); err != nil {
+		return nil, nil, err
+	}
+	return tr, te, nil
+}
+
+// take returns the table restricted to the given rows.
+func (t *csvTable) take(rows []int) *csvTable {
+	f := t.numCols - 1
+	out := &csvTable{path: t.path, header: t.header, numCols: t.numCols, targetCol: t.targetCol,
+		features: make([]float64, len(rows)*f), targets: make([]string, len(rows)), lines: make([]int, len(rows))}
+	for j, i := range rows {
+		copy(out.features[j*f:(j+1)*f], t.features[i*f:(i+1)*f])
+		out.targets[j] = t.targets[i]
+		out.lines[j] = t.lines[i]
+	}
+	return out
+}
+
+// columnStats returns each column's mean and standard deviation (1 for a
+// constant column).
+func columnStats(x []float64, f int) (mean, std []float64) {
+	mean, std = make([]float64, f), make([]float64, f)
+	n := len(x) / f
+	for i := 0; i < n; i++ {
+		for j := 0; j < f; j++ {
+			mean[j] += x[i*f+j]
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(n)
+	}
+	for i := 0; i < n; i++ {
+		for j := 0; j < f; j++ {
+			d := x[i*f+j] - mean[j]
+			std[j] += d * d
+		}
+	}
+	for j := range std {
+		std[j] = math.Sqrt(std[j] / float64(n))
+		if !(std[j] > 0) || math.IsInf(std[j], 0) {
+			std[j] = 1
+		}
+	}
+	return mean, std
+}
+
+func standardize(x []float64, mean, std []float64) []float32 {
+	f := len(mean)
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32((v - mean[i%f]) / std[i%f])
+	}
+	return out
+}
+
+func guessTask(targets []string) string {
+	distinct := map[float64]bool{}
+	for _, s := range targets {
+		v, problem := parseNumber(s)
+		if problem != "" {
+			return "classification" // text labels
+		}
+		if v != math.Trunc(v) {
+			return "regression"
+		}
+		distinct[v] = true
+	}
+	if len(distinct) <= maxAutoClasses {
+		return "classification"
+	}
+	return "regression"
+}
+
+func numericTargets(t *csvTable) ([]float32, error) {
+	out := make([]float32, t.rows())
+	for i, s := range t.targets {
+		v, problem := parseNumber(s)
+		if problem != "" {
+			return nil, fileErr(t.path, "line %d, target column %d: %s (a regression target must be a number)", t.lines[i], t.targetCol+1, problem)
+		}
+		out[i] = float32(v)
+	}
+	return out, nil
+}
+
+func targetStats(t *csvTable, y []float32) (shift, scale float64) {
+	x := make([]float64, len(y))
+	for i, v := range y {
+		x[i] = float64(v)
+	}
+	m, s := columnStats(x, 1)
+	return m[0], s[0]
+}
+
+// classList returns the training targets' distinct values, sorted
+// (numerically when all are numbers), and a map from value to class index.
+func classList(t *csvTable) ([]string, map[string]int32, error) {
+	seen := map[string]bool{}
+	var classes []string
+	numeric := true
+	for _, s := range t.targets {
+		if !seen[s] {
+			seen[s] = true
+			classes = append(classes, s)
+			numeric = numeric && isNumber(s)
+		}
+	}
+	if numeric {
+		slices.SortFunc(classes, func(a, b string) int {
+			x, _ := parseNumber(a)
+			y, _ := parseNumber(b)
+			if x < y {
+				return -1
+			}
+			if x > y {
+				return 1
+			}
+			return strings.Compare(a, b)
+		})
+	} else {
+		slices.Sort(classes)
+	}
+	index := make(map[string]int32, len(classes))
+	for i, c := range classes {
+		index[c] = int32(i)
+	}
+	return classes, index, nil
+}
+
+func labelsOf(t *csvTable, index map[string]int32, train *csvTable) ([]int32, error) {
+	out := make([]int32, t.rows())
+	for i, s := range t.targets {
+		l, ok := index[s]
+		if !ok {
+			return nil, fileErr(t.path, "line %d: class %q does not occur in the training rows of %s", t.lines[i], s, train.path)
+		}
+		out[i] = l
+	}
+	return out, nil
+}
+
+// csvFiles resolves the training and test files.
+func csvFiles(o Options) (train, test string, err error) {
+	if o.CSV.Train != "" {
+		return o.CSV.Train, o.CSV.Test, nil
+	}
+	if o.Dir == "" {
+		return "", "", errors.New("data: csv needs a file: pass --data-dir FILE.csv, or a directory holding train.csv (and optionally test.csv)")
+	}
+	st, err := os.Stat(o.Dir)
+	if err != nil {
+		return "", "", fileErr(o.Dir, "%s", ioProblem(err))
+	}
+	if !st.IsDir() {
+		return o.Dir, o.CSV.Test, nil
+	}
+	train = filepath.Join(o.Dir, "train.csv")
+	if _, err := os.Stat(train); err != nil {
+		return "", "", fileErr(o.Dir, "no train.csv in this directory")
+	}
+	test = o.CSV.Test
+	if p := filepath.Join(o.Dir, "test.csv"); test == "" {
+		if _, err := os.Stat(p); err == nil {
+			test = p
+		}
+	}
+	return train, test, nil
+}
+
+func loadCSV(o Options) (train, test *Dataset, err error) {
+	if err := checkCSVOptions(o.CSV); err != nil {
+		return nil, nil, err
+	}
+	trainPath, testPath, err := csvFiles(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	read := func(p string, like *csvTable) (*csvTable, error) {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fileErr(p, "%s", ioProblem(err))
+		}
+		return parseCSV(p, raw, o.CSV, like)
+	}
+	tr, err := read(trainPath, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	var te *csvTable
+	if testPath != "" {
+		o.CSV.Target = strconv.Itoa(tr.targetCol) // the training file's column, header or not
+		if te, err = read(testPath, tr); err != nil {
+			return nil, nil, err
+		}
+	}
+	return csvDatasets(tr, te, o.CSV, o.Seed)
+}

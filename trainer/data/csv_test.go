@@ -1,0 +1,165 @@
+package data
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const irisLike = `sepal_length,sepal_width,petal_length,petal_width,species
+5.1,3.5,1.4,0.2,setosa
+4.9,3.0,1.4,0.2,setosa
+7.0,3.2,4.7,1.4,versicolor
+6.4,3.2,4.5,1.5,versicolor
+6.3,3.3,6.0,2.5,virginica
+5.8,2.7,5.1,1.9,virginica
+5.0,3.6,1.4,0.2,setosa
+5.9,3.0,4.2,1.5,versicolor
+6.5,3.0,5.8,2.2,virginica
+5.4,3.9,1.7,0.4,setosa
+`
+
+func TestCSVClassification(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "iris.csv")
+	writeFile(t, p, []byte(irisLike))
+	s, err := Load("csv", Options{Dir: p, Seed: 3, CSV: CSVOptions{TestFraction: 0.3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, te := s.Train, s.Test
+	if tr.Task != Classification || strings.Join(tr.Classes, ",") != "setosa,versicolor,virginica" {
+		t.Fatalf("task %v classes %v", tr.Task, tr.Classes)
+	}
+	if tr.Len() != 7 || te.Len() != 3 || tr.Channels != 4 || tr.Height != 1 || tr.Width != 1 {
+		t.Fatalf("%d/%d rows of shape %v", tr.Len(), te.Len(), tr.Shape())
+	}
+	if err := tr.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// Standardised with the training rows' statistics.
+	for c := 0; c < 4; c++ {
+		col := make([]float32, tr.Len())
+		for i := range col {
+			col[i] = tr.Images[i*4+c]
+		}
+		m, sd := stats(col)
+		if !near(m, 0, 1e-5) || !near(sd, 1, 1e-5) {
+			t.Errorf("feature %d: mean %v std %v", c, m, sd)
+		}
+	}
+	// The same seed holds out the same rows.
+	s2, err := Load("csv", Options{Dir: p, Seed: 3, CSV: CSVOptions{TestFraction: 0.3}})
+	if err != nil || fmt.Sprint(s2.Test.Images) != fmt.Sprint(te.Images) {
+		t.Errorf("held-out rows differ for one seed (%v)", err)
+	}
+
+	// Integer labels, no header, target in the first column, a test file.
+	writeFile(t, filepath.Join(dir, "train.csv"), []byte("3,0.5,1\n1,0.25,2\n3,1.0,3\n1.0,2,4\n"))
+	writeFile(t, filepath.Join(dir, "test.csv"), []byte("1,7,7\n3,8,8\n"))
+	s, err = Load("csv", Options{Dir: dir, CSV: CSVOptions{Target: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.Train.Classes, ",") != "1,3" || fmt.Sprint(s.Train.Labels) != "[1 0 1 0]" || fmt.Sprint(s.Test.Labels) != "[0 1]" {
+		t.Errorf("classes %v labels %v test labels %v", s.Train.Classes, s.Train.Labels, s.Test.Labels)
+	}
+	if s.Test.Source != filepath.Join(dir, "test.csv") || s.Train.Channels != 2 {
+		t.Errorf("test from %q, %d features", s.Test.Source, s.Train.Channels)
+	}
+	// Classes and a validation split apply as for images.
+	s, err = Load("csv", Options{Dir: p, ValFraction: 0.25, Classes: []int{2, 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Train.Classes[0] != "virginica" || s.Train.Len()+s.Val.Len()+s.Test.Len() != 7 {
+		t.Errorf("classes %v, %d+%d+%d rows", s.Train.Classes, s.Train.Len(), s.Val.Len(), s.Test.Len())
+	}
+}
+
+func TestCSVRegression(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("x1;x2;y\n")
+	for i := 0; i < 50; i++ {
+		fmt.Fprintf(&b, "%d;%g;%g\n", i, float64(i%7)/3, 2.5*float64(i)+0.125)
+	}
+	p := filepath.Join(t.TempDir(), "reg.csv")
+	writeFile(t, p, []byte(b.String()))
+	s, err := Load("csv", Options{Dir: p, CSV: CSVOptions{Comma: ';', Target: "y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := s.Train
+	if tr.Task != Regression || tr.TargetName != "y" || tr.Len() != 40 || s.Test.Len() != 10 {
+		t.Fatalf("task %v target %q, %d/%d rows", tr.Task, tr.TargetName, tr.Len(), s.Test.Len())
+	}
+	m, sd := stats(tr.Targets)
+	if !near(m, 0, 1e-5) || !near(sd, 1, 1e-5) {
+		t.Errorf("stored targets: mean %v std %v", m, sd)
+	}
+	// TargetValue undoes the standardisation: y = 2.5·x1 + 0.125, and x1 is
+	// recovered from its own standardisation.
+	for _, d := range []*Dataset{tr, s.Test} {
+		for i := 0; i < d.Len(); i++ {
+			x1 := float64(d.Images[i*2])*d.Std[0] + d.Mean[0]
+			if y := d.TargetValue(float64(d.Targets[i])); math.Abs(y-(2.5*x1+0.125)) > 1e-3 {
+				t.Fatalf("row %d: target %v for x1 = %v", i, y, x1)
+			}
+		}
+	}
+	// Forced classification makes every distinct value a class, so held-out
+	// rows bring values the training rows lack.
+	_, err = Load("csv", Options{Dir: p, CSV: CSVOptions{Comma: ';', Task: "classification"}})
+	wantFileError(t, err, p, "does not occur in the training rows")
+}
+
+func TestCSVBadInput(t *testing.T) {
+	cases := []struct {
+		name, content string
+		o             CSVOptions
+		fragment      []string
+	}{
+		{"missing value", "a,b,y\n1,2,0\n3,,1\n", CSVOptions{}, []string{"line 3", `column 2 ("b")`, "missing value"}},
+		{"not a number", "1,2,0\n3,x4,1\n", CSVOptions{}, []string{"line 2, column 2", `"x4" is not a number`}},
+		{"nan", "1,2,0\n3,NaN,1\n", CSVOptions{}, []string{"not a finite number"}},
+		{"missing target", "1,2,0\n3,4,\n", CSVOptions{}, []string{"line 2, target column 3", "missing value"}},
+		{"field count", "1,2,0\n3,4\n", CSVOptions{}, []string{"line 2", "wrong number of fields"}},
+		{"quote", "1,2,0\n3,\"4,1\n", CSVOptions{}, []string{"line 2"}},
+		{"one column", "1\n2\n", CSVOptions{}, []string{"1 column"}},
+		{"empty", "", CSVOptions{}, []string{"no rows"}},
+		{"header only", "a,b\n", CSVOptions{}, []string{"no data rows"}},
+		{"target name", "1,2\n3,4\n", CSVOptions{Target: "y"}, []string{`target column "y" is a name but the file has no header`}},
+		{"unknown name", "a,b\n1,2\n", CSVOptions{Target: "y"}, []string{`no column named "y"`}},
+		{"target index", "1,2\n3,4\n", CSVOptions{Target: "5"}, []string{"out of range"}},
+		{"regression text", "a,y\n1,u\n2,v\n", CSVOptions{Task: "regression"}, []string{"target column 2", "is not a number (a regression target must be a number)"}},
+		{"one row", "1,2\n", CSVOptions{}, []string{"too few"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "d.csv")
+			writeFile(t, p, []byte(c.content))
+			_, err := Load("csv", Options{Dir: p, CSV: c.o})
+			wantFileError(t, err, p, c.fragment...)
+			t.Log(err)
+		})
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "train.csv"), []byte("1,a\n2,b\n"))
+	writeFile(t, filepath.Join(dir, "test.csv"), []byte("1,c\n"))
+	_, err := Load("csv", Options{Dir: dir})
+	wantFileError(t, err, filepath.Join(dir, "test.csv"), `class "c" does not occur`)
+	writeFile(t, filepath.Join(dir, "test.csv"), []byte("1,2,a\n"))
+	_, err = Load("csv", Options{Dir: dir})
+	wantFileError(t, err, filepath.Join(dir, "test.csv"), "has 3 columns")
+
+	for _, o := range []CSVOptions{{Header: "maybe"}, {Task: "ranking"}, {TestFraction: 1}} {
+		if _, err := Load("csv", Options{Dir: filepath.Join(dir, "train.csv"), CSV: o}); err == nil {
+			t.Errorf("options %+v accepted", o)
+		}
+	}
+	if _, err := Load("csv", Options{}); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Errorf("csv without a file: %v", err)
+	}
+}

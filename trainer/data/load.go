@@ -1,0 +1,140 @@
+package data
+
+import "fmt"
+
+// Options choose where a data set is read from and how it is narrowed down.
+type Options struct {
+	// Dir is the data directory (--data-dir); see the package documentation
+	// for where files are looked for when it is empty. For csv it may name
+	// the file itself.
+	Dir string
+	// Classes keeps only these classes, relabelled 0..k-1 in this order.
+	Classes []int
+	// Subset, in (0, 1], keeps a seeded fraction of the training samples and
+	// of the test samples; 0 keeps everything.
+	Subset float64
+	// ValFraction, in [0, 1), moves a seeded fraction of the training samples
+	// into the validation split; 0 means no validation split.
+	ValFraction float64
+	// Seed seeds the subset, the validation split, mnist-rotation's angles
+	// and csv's held-out test rows.
+	Seed uint64
+	// CSV configures the csv data set.
+	CSV CSVOptions
+}
+
+// Splits are the parts of a loaded data set. Val is nil without a validation
+// fraction.
+type Splits struct {
+	Train, Val, Test *Dataset
+}
+
+// Names lists the data sets Load knows.
+func Names() []string {
+	return []string{"mnist", "fashion-mnist", "cifar10", "mnist-rotation", "csv"}
+}
+
+func (o Options) check() error {
+	if !(o.Subset >= 0 && o.Subset <= 1) {
+		return fmt.Errorf("data: subset %v is not a fraction in (0, 1]", o.Subset)
+	}
+	if !(o.ValFraction >= 0 && o.ValFraction < 1) {
+		return fmt.Errorf("data: validation fraction %v is not in [0, 1)", o.ValFraction)
+	}
+	return nil
+}
+
+// Load reads data set name and returns its training, validation and test
+// splits, narrowed down as Options say (classes, then subset, then the
+// validation split, which is always taken from the training samples).
+func Load(name string, o Options) (*Splits, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	train, test, err := loadRaw(name, o)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.Classes) > 0 {
+		if train, err = train.KeepClasses(o.Classes); err != nil {
+			return nil, err
+		}
+		if test, err = test.KeepClasses(o.Classes); err != nil {
+			return nil, err
+		}
+	}
+	if o.Subset > 0 && o.Subset < 1 {
+		if train, err = train.sample(o.Subset, o.Seed, splitTrain); err != nil {
+			return nil, err
+		}
+		if test, err = test.sample(o.Subset, o.Seed, splitTest); err != nil {
+			return nil, err
+		}
+	}
+	s := &Splits{Train: train, Test: test}
+	if o.ValFraction > 0 {
+		if s.Train, s.Val, err = train.Split(o.ValFraction, o.Seed); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []*Dataset{s.Train, s.Val, s.Test} {
+		if d != nil && d.Len() == 0 {
+			return nil, fmt.Errorf("data: %s: no samples left in a split after classes %v, subset %v, validation fraction %v", name, o.Classes, o.Subset, o.ValFraction)
+		}
+	}
+	return s, nil
+}
+
+// loadRaw reads the full training and test splits.
+func loadRaw(name string, o Options) (train, test *Dataset, err error) {
+	if name == "csv" {
+		return loadCSV(o)
+	}
+	if _, ok := fileSets[name]; !ok && name != "mnist-rotation" {
+		return nil, nil, unknownName(name)
+	}
+	if name == "mnist-rotation" && len(o.Classes) > 0 {
+		return nil, nil, fmt.Errorf("data: mnist-rotation is a regression set: --classes does not apply")
+	}
+	dir, err := Locate(name, o.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch name {
+	case "mnist":
+		return loadIDXSet(mnistSpec, dir)
+	case "fashion-mnist":
+		return loadIDXSet(fashionSpec, dir)
+	case "cifar10":
+		return loadCIFAR(dir)
+	}
+	// mnist-rotation
+	paths, missing := findIDXFiles(dir)
+	if missing != "" {
+		return nil, nil, fileErr(dir, "no %s file", missing)
+	}
+	tr, te, err := readIDXSplits(paths, len(mnistSpec.classes))
+	if err != nil {
+		return nil, nil, err
+	}
+	return rotationDataset(tr, o.Seed, splitTrain), rotationDataset(te, o.Seed, splitTest), nil
+}
+
+// Describe returns a built-in data set's metadata (task, shape, classes,
+// normalisation, target scale) without reading any file. csv has no fixed
+// description.
+func Describe(name string) (*Dataset, error) {
+	switch name {
+	case "mnist":
+		return describeIDX(mnistSpec), nil
+	case "fashion-mnist":
+		return describeIDX(fashionSpec), nil
+	case "cifar10":
+		return describeCIFAR(cifarClasses), nil
+	case "mnist-rotation":
+		return rotationDataset(&idxPart{}, 0, 0), nil
+	case "csv":
+		return nil, fmt.Errorf("data: csv has no fixed shape: load the file to learn it")
+	}
+	return nil, unknownName(name)
+}
