@@ -21,12 +21,17 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(benchCmd(), infoCmd())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(trainCmd(), benchCmd(), infoCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln:", err)
 		var u usageError
-		if errors.As(err, &u) {
+		var x exitError
+		switch {
+		case errors.As(err, &u):
 			os.Exit(2)
+		case errors.As(err, &x):
+			os.Exit(x.code)
 		}
 		os.Exit(1)
 	}

@@ -1,0 +1,191 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
+
+// blobs is a small, learnable synthetic problem: 4 classes, each a noisy
+// pattern on a 1×8×8 image.
+func blobs(t *testing.T, n int, seed uint64) *data.Dataset {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	x := engine.New(engine.Float32, n, 1, 8, 8)
+	labels := make([]int32, n)
+	for i := 0; i < n; i++ {
+		c := rng.IntN(4)
+		labels[i] = int32(c)
+		img := x.Float32()[i*64 : (i+1)*64]
+		for p := range img {
+			v := rng.NormFloat64() * 0.5
+			if (p/16 == c) || (p%8 == 2*c) {
+				v += 1.5
+			}
+			img[p] = float32(v)
+		}
+	}
+	ds, err := data.NewClassification("blobs", x, labels, []string{"a", "b", "c", "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+func blobSplits(t *testing.T) *data.Splits {
+	train, val := blobs(t, 512, 1), blobs(t, 128, 2)
+	return &data.Splits{Train: train, Val: val, Test: blobs(t, 256, 3)}
+}
+
+func newBlobTrainer(t *testing.T, c Config, dir string, resume bool) *Trainer {
+	t.Helper()
+	model, err := layers.Build(c.Model, layers.Spec{Channels: 1, Height: 8, Width: 8, Classes: 4, Seed: c.Seed, Hidden: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(c, model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir != "" {
+		run, err := OpenRunDir(dir, resume)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { run.Close() })
+		tr.Run, tr.Resume = run, resume
+	}
+	return tr
+}
+
+func blobConfig() Config {
+	c := DefaultConfig()
+	c.Model, c.Dataset, c.Epochs, c.Batch, c.LR, c.Schedule = "mlp", "blobs", 4, 32, 0.05, "cosine"
+	return c
+}
+
+func TestFitLearnsAndWritesTheRunDirectory(t *testing.T) {
+	dir := t.TempDir()
+	c := blobConfig()
+	c.ValEvery = 5
+	tr := newBlobTrainer(t, c, dir, false)
+	sum, err := tr.Fit(context.Background(), blobSplits(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.TestAccuracy == nil || *sum.TestAccuracy < 0.9 {
+		t.Fatalf("test accuracy %v", sum.TestAccuracy)
+	}
+	for _, f := range []string{MetricsFile, LogFile, LastWeights, BestWeights, CheckpointFile, SummaryFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, MetricsFile))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	// 16 batches per epoch, validation every 5 steps plus each epoch end.
+	if len(lines) < 4*4+1 {
+		t.Fatalf("%d metrics lines", len(lines))
+	}
+	var rec MetricsRecord
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil || rec.Split != "val" || rec.Step != 5 {
+		t.Fatalf("first record %q: %v", lines[0], err)
+	}
+	var s map[string]any
+	b, _ = os.ReadFile(filepath.Join(dir, SummaryFile))
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"test_accuracy", "test_loss", "weights", "epochs_run", "best_epoch", "stopped_early", "stop_reason", "train_images_per_sec"} {
+		if _, ok := s[k]; !ok {
+			t.Errorf("summary.json lacks %s", k)
+		}
+	}
+	// A second run into the same directory is refused: nothing is overwritten.
+	if _, err := OpenRunDir(dir, false); err == nil {
+		t.Fatal("run directory reused without --resume")
+	}
+}
+
+func TestStopAfterEpochAndResumeMatchAStraightRun(t *testing.T) {
+	c := blobConfig()
+	c.Model = "cnn" // batch norm and dropout make the state non-trivial
+	splits := blobSplits(t)
+	straight := newBlobTrainer(t, c, t.TempDir(), false)
+	if _, err := straight.Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c1 := c
+	c1.StopAfterEpoch = 1
+	first := newBlobTrainer(t, c1, dir, false)
+	sum, err := first.Fit(context.Background(), splits)
+	if err != nil || sum.EpochsRun != 1 {
+		t.Fatalf("first part: %v, %+v", err, sum)
+	}
+	second := newBlobTrainer(t, c, dir, true)
+	if _, err := second.Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	a, b := layers.FullState(straight.Model), layers.FullState(second.Model)
+	for name, v := range a {
+		for i := 0; i < v.Len(); i++ {
+			if v.At(i) != b[name].At(i) {
+				t.Fatalf("%s[%d]: straight %v, resumed %v", name, i, v.At(i), b[name].At(i))
+			}
+		}
+	}
+	// Resuming with another learning rate is refused.
+	c2 := c
+	c2.LR = 0.1
+	if _, err := newBlobTrainer(t, c2, dir, true).Fit(context.Background(), splits); err == nil {
+		t.Fatal("resume with a different configuration accepted")
+	}
+}
+
+func TestEarlyStoppingStopsBeforeTheEpochLimit(t *testing.T) {
+	c := blobConfig()
+	c.Epochs, c.EarlyStop, c.Target, c.RestoreBest = 30, "val_acc", 0.9, true
+	sum, err := newBlobTrainer(t, c, t.TempDir(), false).Fit(context.Background(), blobSplits(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.StoppedEarly || sum.EpochsRun >= 30 || !strings.Contains(sum.StopReason, "val_acc") || sum.Weights != BestWeights {
+		t.Fatalf("%+v", sum)
+	}
+}
+
+func TestInterruptWritesACheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := newBlobTrainer(t, blobConfig(), dir, false)
+	tr.Callbacks.OnValidation = func(MetricsRecord) bool { cancel(); return false }
+	_, err := tr.Fit(ctx, blobSplits(t))
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("got %v, want ErrInterrupted", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); err != nil {
+		t.Fatal(err)
+	}
+	// It resumes mid-epoch and finishes.
+	if _, err := newBlobTrainer(t, blobConfig(), dir, true).Fit(context.Background(), blobSplits(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNaNLossStopsWithAClearError(t *testing.T) {
+	c := blobConfig()
+	c.LR = 1e30
+	_, err := newBlobTrainer(t, c, t.TempDir(), false).Fit(context.Background(), blobSplits(t))
+	if err == nil || !strings.Contains(err.Error(), "loss is") {
+		t.Fatalf("got %v", err)
+	}
+}
