@@ -537,11 +537,13 @@ static void scale_c(long m, long n, float beta, float *c, long ldc) {
 int kiln_sgemm_plan(int transA, int transB, long m, long n, long k) {
 	// A long reduction into a small C with B transposed: dot products, no packing.
 	if (transB && !transA && k >= 4 * (m > n ? m : n) && m * n <= 64 * 64) return KILN_SGEMM_DOT;
+	// Measured on Zen 4 (see GEMM.md): packing A pays once its panels are
+	// reused across many column tiles or it outgrows L2 unpacked; packing B
+	// pays once more than a few row tiles reuse it (or it is transposed).
+	const long kc = k < KC ? k : KC;
 	int plan = 0;
-	// Packing A pays when each packed panel is reused by many B micro-panels.
-	if (n > 2 * NR && m * k > 32 * 32) plan |= KILN_SGEMM_PACK_A;
-	// Packing B pays when B is reused by many row blocks or k is long.
-	if (transB || k > 64 || m > 4 * MR) plan |= KILN_SGEMM_PACK_B;
+	if (transA ? m > 32 : (n >= 128 || m * kc > 32 * 1024)) plan |= KILN_SGEMM_PACK_A;
+	if (transB || m > 64) plan |= KILN_SGEMM_PACK_B;
 	return plan;
 }
 

@@ -25,6 +25,11 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		return
 	}
 	checkGemmArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if m*n*k < sgemmParallelMin || Threads() == 1 { // one cgo call, the plan made in C
+		C.kiln_sgemm(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
+			cptr(a), C.long(lda), cptr(b), C.long(ldb), C.float(beta), cptr(c), C.long(ldc))
+		return
+	}
 	plan := C.kiln_sgemm_plan(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k))
 	split := sgemmSplit(plan, m, n, k, Threads())
 	if split == splitNone {
