@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ func benchCmd() *cobra.Command {
 		threads, classes     int
 		seconds              float64
 		asJSON               bool
+		cpuProfile           string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -49,6 +51,17 @@ With --json the last line of standard output is one flat JSON object.`,
 			}
 			if threads > 0 {
 				engine.SetThreads(threads)
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			res, err := trainer.Bench(trainer.BenchConfig{
 				Model: model, Spec: spec, Batch: batch, Warmup: warmup, Steps: steps,
@@ -79,6 +92,7 @@ With --json the last line of standard output is one flat JSON object.`,
 	f.Float64Var(&seconds, "seconds", 2, "time for at least this long")
 	f.IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
 	return cmd
 }
 
