@@ -19,9 +19,9 @@ func ChannelPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
 	}
 	n, c, hw := x.Dim(0), x.Dim(1), x.Dim(2)*x.Dim(3)
 	if dt == Float64 {
-		channelPoolForward(out.f64, argmax, x.f64, n, c, hw)
+		runSamples(kindChannelPoolForward, n, x.Len(), out.f64, x.f64, nil, argmax, c, hw)
 	} else {
-		channelPoolForward(out.f32, argmax, x.f32, n, c, hw)
+		runSamples(kindChannelPoolForward, n, x.Len(), out.f32, x.f32, nil, argmax, c, hw)
 	}
 	return nil
 }
@@ -42,9 +42,9 @@ func ChannelPoolBackward(dx, dout *Tensor, argmax []int32) error {
 	}
 	n, c, hw := dx.Dim(0), dx.Dim(1), dx.Dim(2)*dx.Dim(3)
 	if dt == Float64 {
-		channelPoolBackward(dx.f64, dout.f64, argmax, n, c, hw)
+		runSamples(kindChannelPoolBackward, n, dx.Len(), dx.f64, dout.f64, nil, argmax, c, hw)
 	} else {
-		channelPoolBackward(dx.f32, dout.f32, argmax, n, c, hw)
+		runSamples(kindChannelPoolBackward, n, dx.Len(), dx.f32, dout.f32, nil, argmax, c, hw)
 	}
 	return nil
 }

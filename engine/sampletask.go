@@ -1,0 +1,51 @@
+package engine
+
+// sampleTask spreads the simple kernels of this package (element-wise sums,
+// channel pooling) over the workers: one struct for all of them, so handing
+// work out allocates nothing and needs no closure.
+type sampleTask[T Float] struct {
+	kind    int
+	a, b, c []T
+	idx     []int32
+	ch, hw  int
+}
+
+const (
+	kindAdd = iota
+	kindChannelPoolForward
+	kindChannelPoolBackward
+)
+
+var sampleTasks = [2]taskPool{
+	{New: func() any { return new(sampleTask[float32]) }},
+	{New: func() any { return new(sampleTask[float64]) }},
+}
+
+func (t *sampleTask[T]) run(_, lo, hi int) {
+	switch t.kind {
+	case kindAdd:
+		addSlices(t.a[lo:hi], t.b[lo:hi], t.c[lo:hi])
+	case kindChannelPoolForward: // a: out (N,2,HW), b: x (N,C,HW); lo..hi samples
+		s := t.ch * t.hw
+		channelPoolForward(t.a[lo*2*t.hw:hi*2*t.hw], t.idx[lo*t.hw:hi*t.hw], t.b[lo*s:hi*s], hi-lo, t.ch, t.hw)
+	case kindChannelPoolBackward: // a: dx (N,C,HW), b: dout (N,2,HW)
+		s := t.ch * t.hw
+		channelPoolBackward(t.a[lo*s:hi*s], t.b[lo*2*t.hw:hi*2*t.hw], t.idx[lo*t.hw:hi*t.hw], hi-lo, t.ch, t.hw)
+	}
+}
+
+// runSamples runs kind over [0, n) on the workers when the work is big
+// enough to pay for the hand-off (size elements in all), else inline.
+func runSamples[T Float](kind, n, size int, a, b, c []T, idx []int32, ch, hw int) {
+	args := sampleTask[T]{kind: kind, a: a, b: b, c: c, idx: idx, ch: ch, hw: hw}
+	if size < parallelMinElems || n < 2 {
+		args.run(0, 0, n)
+		return
+	}
+	p := &sampleTasks[dtypeIndex[T]()]
+	t := p.Get().(*sampleTask[T])
+	*t = args
+	parallelFor(n, t)
+	*t = sampleTask[T]{}
+	p.Put(t)
+}
