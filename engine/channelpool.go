@@ -131,3 +131,74 @@ func transpose12[T Float](out, x []T, n, a, b int) {
 		}
 	}
 }
+
+// GlobalMaxPoolForward takes the max of each (H,W) plane: CBAM's max
+// descriptor. argmax receives each winner's index within its plane (first on
+// ties; NaN wins, as in PyTorch).
+//
+//	out: (N,C)  argmax: N·C int32s  x: (N,C,H,W)
+func GlobalMaxPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
+	const op = "GlobalMaxPoolForward"
+	_, dt, err := agree(op, out, x)
+	if err != nil {
+		return err
+	}
+	if x.Rank() != 4 || x.Dim(2)*x.Dim(3) < 1 || !out.SameShape(x.Dim(0), x.Dim(1)) || len(argmax) != out.Len() {
+		return shapeErr(op, "want x (N,C,H,W) with H·W ≥ 1, out (N,C), argmax N·C", "out", out, "x", x, "argmax", len(argmax))
+	}
+	planes, hw := out.Len(), x.Dim(2)*x.Dim(3)
+	if dt == Float64 {
+		runSamples(kindGlobalMaxForward, planes, x.Len(), out.f64, x.f64, nil, argmax, 0, hw)
+	} else {
+		runSamples(kindGlobalMaxForward, planes, x.Len(), out.f32, x.f32, nil, argmax, 0, hw)
+	}
+	return nil
+}
+
+// GlobalMaxPoolBackward computes dx (overwritten): each plane's gradient goes
+// to the element that won its max.
+//
+//	dx: (N,C,H,W)  dout: (N,C)  argmax: from the forward pass
+func GlobalMaxPoolBackward(dx, dout *Tensor, argmax []int32) error {
+	const op = "GlobalMaxPoolBackward"
+	_, dt, err := agree(op, dx, dout)
+	if err != nil {
+		return err
+	}
+	if dx.Rank() != 4 || !dout.SameShape(dx.Dim(0), dx.Dim(1)) || len(argmax) != dout.Len() {
+		return shapeErr(op, "want dx (N,C,H,W), dout (N,C), argmax N·C", "dx", dx, "dout", dout, "argmax", len(argmax))
+	}
+	planes, hw := dout.Len(), dx.Dim(2)*dx.Dim(3)
+	for _, a := range argmax {
+		if a < 0 || int(a) >= hw {
+			return shapeErr(op, "argmax index outside the plane", "dx", dx, "index", a)
+		}
+	}
+	if dt == Float64 {
+		runSamples(kindGlobalMaxBackward, planes, dx.Len(), dx.f64, dout.f64, nil, argmax, 0, hw)
+	} else {
+		runSamples(kindGlobalMaxBackward, planes, dx.Len(), dx.f32, dout.f32, nil, argmax, 0, hw)
+	}
+	return nil
+}
+
+func globalMaxForward[T Float](out []T, argmax []int32, x []T, hw int) {
+	for p := range out {
+		plane := x[p*hw : (p+1)*hw]
+		best, at := plane[0], 0
+		for i, v := range plane {
+			if v > best || (v != v && best == best) {
+				best, at = v, i
+			}
+		}
+		out[p], argmax[p] = best, int32(at)
+	}
+}
+
+func globalMaxBackward[T Float](dx, dout []T, argmax []int32, hw int) {
+	for p, g := range dout {
+		plane := dx[p*hw : (p+1)*hw]
+		clear(plane)
+		plane[argmax[p]] = g
+	}
+}

@@ -44,3 +44,36 @@ func TestGradientTranspose12(t *testing.T) {
 		t.Fatal("transpose put an element in the wrong place")
 	}
 }
+
+func TestGradientGlobalMaxPool(t *testing.T) {
+	for _, s := range [][4]int{{1, 1, 1, 1}, {2, 3, 5, 7}, {3, 9, 4, 1}} {
+		n, c, h, w := s[0], s[1], s[2], s[3]
+		x := engine.New(engine.Float64, n, c, h, w)
+		rng := rand.New(rand.NewPCG(uint64(h), 2))
+		for i, j := range rng.Perm(x.Len()) {
+			x.Float64()[i] = float64(j)*0.01 - 0.2
+		}
+		out := engine.New(engine.Float64, n, c)
+		dx := engine.New(engine.Float64, n, c, h, w)
+		am := make([]int32, n*c)
+		gradcheck.Check(t, []*engine.Tensor{x},
+			func() (*engine.Tensor, error) { return out, engine.GlobalMaxPoolForward(out, am, x) },
+			func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+				return []*engine.Tensor{dx}, engine.GlobalMaxPoolBackward(dx, dy, am)
+			}, gradcheck.Options{})
+		// float32 picks the same winners.
+		x32, out32 := x.As(engine.Float32), engine.New(engine.Float32, n, c)
+		am32 := make([]int32, n*c)
+		if err := engine.GlobalMaxPoolForward(out32, am32, x32); err != nil {
+			t.Fatal(err)
+		}
+		for i := range am {
+			if am[i] != am32[i] {
+				t.Fatalf("plane %d: float32 picked %d, float64 %d", i, am32[i], am[i])
+			}
+		}
+	}
+	if err := engine.GlobalMaxPoolForward(engine.New(engine.Float32, 2, 3), make([]int32, 5), engine.New(engine.Float32, 2, 3, 2, 2)); err == nil {
+		t.Fatal("short argmax accepted")
+	}
+}

@@ -14,6 +14,8 @@ const (
 	kindAdd = iota
 	kindChannelPoolForward
 	kindChannelPoolBackward
+	kindGlobalMaxForward
+	kindGlobalMaxBackward
 )
 
 var sampleTasks = [2]taskPool{
@@ -31,6 +33,10 @@ func (t *sampleTask[T]) run(_, lo, hi int) {
 	case kindChannelPoolBackward: // a: dx (N,C,HW), b: dout (N,2,HW)
 		s := t.ch * t.hw
 		channelPoolBackward(t.a[lo*s:hi*s], t.b[lo*2*t.hw:hi*2*t.hw], t.idx[lo*t.hw:hi*t.hw], hi-lo, t.ch, t.hw)
+	case kindGlobalMaxForward: // a: out (planes), b: x (planes, HW); lo..hi planes
+		globalMaxForward(t.a[lo:hi], t.idx[lo:hi], t.b[lo*t.hw:hi*t.hw], t.hw)
+	case kindGlobalMaxBackward: // a: dx (planes, HW), b: dout (planes)
+		globalMaxBackward(t.a[lo*t.hw:hi*t.hw], t.b[lo:hi], t.idx[lo:hi], t.hw)
 	}
 }
 

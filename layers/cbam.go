@@ -14,16 +14,16 @@ type ChannelAttention struct {
 	relu     *Act
 	sig      *Act
 
-	gap              *GlobalAvgPool
-	gmp              *MaxPool2D
-	stacked, gmpView *engine.Tensor // (2N, C): average rows, then max rows
-	summed, scale    *engine.Tensor // (N, C), scale viewed as (N, C, 1, 1)
-	scale4           *engine.Tensor
-	dstacked, dsum   *engine.Tensor
-	dscale4, dxGate  *engine.Tensor
-	dgap, dgmp       *engine.Tensor
-	out, dx, x       *engine.Tensor
-	shape4           []int
+	gap            *GlobalAvgPool
+	maxArg         []int32        // each plane's max position
+	gmpOut, dmax   *engine.Tensor // max descriptor (N, C) and its input gradient
+	stacked        *engine.Tensor // (2N, C): average rows, then max rows
+	summed, scale  *engine.Tensor // (N, C), scale viewed as (N, C, 1, 1)
+	scale4         *engine.Tensor
+	dstacked, dsum *engine.Tensor
+	dscale4        *engine.Tensor
+	dgap, dgmp     *engine.Tensor
+	out, dx, x     *engine.Tensor
 }
 
 // NewChannelAttention makes the gate for c channels with reduction ratio r.
@@ -31,7 +31,7 @@ func NewChannelAttention(rng *rand.Rand, c, r int) *ChannelAttention {
 	hidden := max(c/r, 1)
 	return &ChannelAttention{
 		FC1: NewLinear(rng, c, hidden, false), FC2: NewLinear(rng, hidden, c, false),
-		relu: NewReLU(), sig: NewSigmoid(), gap: &GlobalAvgPool{}, gmp: NewMaxPool2D(1, 1, 0),
+		relu: NewReLU(), sig: NewSigmoid(), gap: &GlobalAvgPool{},
 	}
 }
 
@@ -39,22 +39,25 @@ func (a *ChannelAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if x.Rank() != 4 {
 		return nil, &engine.ShapeError{Op: "ChannelAttention", Msg: "want (N,C,H,W)", Shapes: []string{x.String()}}
 	}
-	n, c, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
+	n, c := x.Dim(0), x.Dim(1)
 	a.x = x
 	avg, err := a.gap.Forward(x)
 	if err != nil {
 		return nil, err
 	}
-	a.gmp.P = engine.Pool2DParams{KernelH: h, KernelW: w, StrideH: h, StrideW: w}
-	mx, err := a.gmp.Forward(x) // (N, C, 1, 1)
-	if err != nil {
+	a.gmpOut = engine.Ensure(a.gmpOut, x.DType(), n, c)
+	if cap(a.maxArg) < n*c {
+		a.maxArg = make([]int32, n*c)
+	}
+	a.maxArg = a.maxArg[:n*c]
+	if err := engine.GlobalMaxPoolForward(a.gmpOut, a.maxArg, x); err != nil {
 		return nil, err
 	}
 	a.stacked = engine.Ensure(a.stacked, x.DType(), 2*n, c)
 	if err := copyRows(a.stacked, 0, avg); err != nil {
 		return nil, err
 	}
-	if err := copyRows(a.stacked, n*c, mx); err != nil {
+	if err := copyRows(a.stacked, n*c, a.gmpOut); err != nil {
 		return nil, err
 	}
 	hdn, err := a.FC1.Forward(a.stacked)
@@ -119,7 +122,7 @@ func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 		return nil, err
 	}
 	a.dgap = engine.Ensure(a.dgap, x.DType(), n, c)
-	a.dgmp = engine.Ensure(a.dgmp, x.DType(), n, c, 1, 1)
+	a.dgmp = engine.Ensure(a.dgmp, x.DType(), n, c)
 	splitRows(a.dgap, dst, 0)
 	splitRows(a.dgmp, dst, n*c)
 	d1, err := a.gap.Backward(a.dgap)
@@ -129,11 +132,11 @@ func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	if err := engine.Add(a.dx, a.dx, d1); err != nil {
 		return nil, err
 	}
-	d2, err := a.gmp.Backward(a.dgmp)
-	if err != nil {
+	a.dmax = engine.Ensure(a.dmax, x.DType(), x.Shape()...)
+	if err := engine.GlobalMaxPoolBackward(a.dmax, a.dgmp, a.maxArg); err != nil {
 		return nil, err
 	}
-	return a.dx, engine.Add(a.dx, a.dx, d2)
+	return a.dx, engine.Add(a.dx, a.dx, a.dmax)
 }
 
 func (a *ChannelAttention) Walk(prefix string, visit func(string, *Param)) {
