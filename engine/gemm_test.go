@@ -298,3 +298,30 @@ func TestSgemmDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// Concurrent callers share the thread pool (one at a time; the others run
+// their parts in turn on their own thread) and still get the same bits.
+func TestSgemmConcurrentCallers(t *testing.T) {
+	o := newGemmOperands(rand.New(rand.NewPCG(12, 12)), gemmCase{m: 200, n: 180, k: 170, alpha: 1, beta: 0.5})
+	want := o.run(o.sgemm)
+	errs := make(chan string, 8)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i := 0; i < 10; i++ {
+				got := o.run(o.sgemm)
+				for j := range got {
+					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+						errs <- fmt.Sprintf("element %d: %v, want %v", j, got[j], want[j])
+						return
+					}
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if e := <-errs; e != "" {
+			t.Fatal(e)
+		}
+	}
+}

@@ -22,6 +22,9 @@
 // package stay runnable on CPUs without AVX2.)
 #include <immintrin.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -83,9 +86,11 @@ static void sgemm_portable(int ta, int tb, long m, long n, long k, float alpha,
 // when the thread exits. A cgo call runs on one OS thread from start to end.
 
 typedef struct {
-	float *p;
-	size_t cap;
+	float *p[2];
+	size_t cap[2];
 } thread_buffer;
+
+enum { BUF_PACK, BUF_PARTIAL }; // packing panels; partial products of a K split
 
 static pthread_key_t buffer_key;
 static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
@@ -93,14 +98,16 @@ static int buffer_key_ok;
 
 static void buffer_free(void *v) {
 	thread_buffer *t = v;
-	free(t->p);
+	free(t->p[0]);
+	free(t->p[1]);
 	free(t);
 }
 
 static void buffer_init(void) { buffer_key_ok = pthread_key_create(&buffer_key, buffer_free) == 0; }
 
-// thread_buf returns a 64-byte aligned buffer of at least n floats, or NULL.
-static float *thread_buf(size_t n) {
+// thread_buf returns this thread's 64-byte aligned buffer number slot, of at
+// least n floats, or NULL.
+static float *thread_buf(int slot, size_t n) {
 	pthread_once(&buffer_once, buffer_init);
 	if (!buffer_key_ok) return NULL;
 	thread_buffer *t = pthread_getspecific(buffer_key);
@@ -112,16 +119,16 @@ static float *thread_buf(size_t n) {
 			return NULL;
 		}
 	}
-	if (t->cap < n) {
+	if (t->cap[slot] < n) {
 		void *q;
-		free(t->p);
-		t->p = NULL;
-		t->cap = 0;
+		free(t->p[slot]);
+		t->p[slot] = NULL;
+		t->cap[slot] = 0;
 		if (posix_memalign(&q, 64, n * sizeof(float)) != 0) return NULL;
-		t->p = q;
-		t->cap = n;
+		t->p[slot] = q;
+		t->cap[slot] = n;
 	}
-	return t->p;
+	return t->p[slot];
 }
 
 // ---------------------------------------------------------------------------
@@ -444,7 +451,7 @@ static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, lon
 	const long mcmax = m < MC ? m : MC;
 	const size_t asz = packA ? (size_t)((mcmax + MR - 1) / MR * MR * kcmax + 16 + 15) / 16 * 16 : 0;
 	const size_t bsz = (size_t)(packB ? (ncmax + NR - 1) / NR * NR : NR) * kcmax + 16;
-	float *buf = thread_buf(asz + bsz);
+	float *buf = thread_buf(BUF_PACK, asz + bsz);
 	if (!buf) {
 		sgemm_portable(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 		return;
@@ -565,8 +572,183 @@ void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k, fl
 	}
 }
 
-void kiln_sgemm(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
+// ---------------------------------------------------------------------------
+// Threads: a product big enough is split into parts along N or M on
+// micro-tile boundaries (each element then gets exactly the arithmetic of a
+// one-thread call, so the result does not depend on the thread count), or
+// along K for a long reduction into a small C (parts after the first write
+// partial products that are added in part order: bit-identical for a given
+// thread count). Part 0 runs on the caller; the others on a small pool of
+// pthreads that spin briefly after each job before sleeping, because waking a
+// sleeping thread costs 10–50 µs on a virtual machine, as much as a whole
+// mid-sized product. If the pool is busy with another caller the parts run
+// one after another on the caller, with the same results.
+
+enum { SPLIT_NONE, SPLIT_N, SPLIT_M, SPLIT_K };
+enum { MAX_THREADS = 64 };
+
+// A product of m·n·k below PARALLEL_MIN (about 20 µs of work) stays on one thread.
+#define PARALLEL_MIN (1L << 20)
+// How long an idle pool thread polls for the next job before sleeping.
+#define SPIN_NS 50000L
+
+typedef struct {
+	int plan, split, ta, tb, parts;
+	long m, n, k, lda, ldb, ldc, tiles;
+	float alpha, beta;
+	const float *a, *b;
+	float *c, *partial;
+} sgemm_job;
+
+int kiln_sgemm_split(int transA, int transB, long m, long n, long k, int threads) {
+	const int plan = kiln_sgemm_plan(transA, transB, m, n, k);
+	const long nt = (n + NR - 1) / NR, mt = (m + MR - 1) / MR, kt = (k + KC - 1) / KC;
+	const int dot = plan & KILN_SGEMM_DOT; // its tiles differ: split only K
+	if (threads <= 1 || m * n * k < PARALLEL_MIN) return SPLIT_NONE;
+	if (!dot && (nt >= 2 * threads || (nt >= threads && nt >= mt))) return SPLIT_N;
+	if (!dot && mt >= threads) return SPLIT_M;
+	if (kt > 1) return SPLIT_K;
+	return SPLIT_NONE;
+}
+
+static void run_part(const sgemm_job *j, int part) {
+	const long lo = part * j->tiles / j->parts, hi = (part + 1) * j->tiles / j->parts;
+	if (lo >= hi) return;
+	switch (j->split) {
+	case SPLIT_N: {
+		const long j0 = lo * NR, j1 = hi * NR < j->n ? hi * NR : j->n;
+		kiln_sgemm_run(j->plan, j->ta, j->tb, j->m, j1 - j0, j->k, j->alpha, j->a, j->lda,
+		               j->tb ? j->b + j0 * j->ldb : j->b + j0, j->ldb, j->beta, j->c + j0, j->ldc);
+		break;
+	}
+	case SPLIT_M: {
+		const long i0 = lo * MR, i1 = hi * MR < j->m ? hi * MR : j->m;
+		kiln_sgemm_run(j->plan, j->ta, j->tb, i1 - i0, j->n, j->k, j->alpha, j->ta ? j->a + i0 : j->a + i0 * j->lda,
+		               j->lda, j->b, j->ldb, j->beta, j->c + i0 * j->ldc, j->ldc);
+		break;
+	}
+	case SPLIT_K: {
+		const long p0 = lo * KC, p1 = hi * KC < j->k ? hi * KC : j->k;
+		const float *a = j->ta ? j->a + p0 * j->lda : j->a + p0;
+		const float *b = j->tb ? j->b + p0 : j->b + p0 * j->ldb;
+		if (part == 0)
+			kiln_sgemm_run(j->plan, j->ta, j->tb, j->m, j->n, p1 - p0, j->alpha, a, j->lda, b, j->ldb, j->beta, j->c,
+			               j->ldc);
+		else
+			kiln_sgemm_run(j->plan, j->ta, j->tb, j->m, j->n, p1 - p0, j->alpha, a, j->lda, b, j->ldb, 0,
+			               j->partial + (part - 1) * j->m * j->n, j->n);
+		break;
+	}
+	}
+}
+
+static struct {
+	pthread_mutex_t busy; // held by the one caller using the workers
+	pthread_mutex_t mu;   // guards sleeping workers
+	pthread_cond_t cv;
+	int workers;             // started (under busy)
+	sgemm_job job;           // the current job (written under busy, before gen moves)
+	_Atomic unsigned gen;    // bumped once per job
+	_Atomic int remaining;   // workers yet to finish the current job
+	_Atomic int sleepers;    // workers blocked on cv
+	unsigned start_gen[MAX_THREADS]; // gen when each worker was started
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static long now_ns(void) {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+static inline void cpu_relax(void) { __builtin_ia32_pause(); }
+
+static void *pool_worker(void *arg) {
+	const int id = (int)(intptr_t)arg; // part number, 1..
+	unsigned seen = pool.start_gen[id];  // jobs after this one are ours
+	for (;;) {
+		// Poll for a while, then sleep until the generation moves.
+		unsigned g = atomic_load(&pool.gen);
+		for (long t0 = now_ns(), i = 0; g == seen; g = atomic_load(&pool.gen)) {
+			cpu_relax();
+			if (++i % 256 == 0 && now_ns() - t0 > SPIN_NS) {
+				pthread_mutex_lock(&pool.mu);
+				atomic_fetch_add(&pool.sleepers, 1);
+				while ((g = atomic_load(&pool.gen)) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
+				atomic_fetch_sub(&pool.sleepers, 1);
+				pthread_mutex_unlock(&pool.mu);
+				break;
+			}
+		}
+		seen = g;
+		if (id < pool.job.parts) run_part(&pool.job, id);
+		atomic_fetch_sub(&pool.remaining, 1);
+	}
+	return NULL;
+}
+
+// pool_run runs the job's parts on the caller and the pool; 0 if the pool is
+// busy or cannot start enough threads.
+static int pool_run(const sgemm_job *j) {
+	if (pthread_mutex_trylock(&pool.busy) != 0) return 0;
+	while (pool.workers < j->parts - 1 && pool.workers < MAX_THREADS - 1) {
+		pthread_t t;
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		pool.start_gen[pool.workers + 1] = atomic_load(&pool.gen);
+		const int ok = pthread_create(&t, &at, pool_worker, (void *)(intptr_t)(pool.workers + 1)) == 0;
+		pthread_attr_destroy(&at);
+		if (!ok) break;
+		pool.workers++;
+	}
+	if (pool.workers < j->parts - 1) {
+		pthread_mutex_unlock(&pool.busy);
+		return 0;
+	}
+	pool.job = *j;
+	atomic_store(&pool.remaining, pool.workers);
+	atomic_fetch_add(&pool.gen, 1);
+	if (atomic_load(&pool.sleepers) > 0) {
+		pthread_mutex_lock(&pool.mu);
+		pthread_cond_broadcast(&pool.cv);
+		pthread_mutex_unlock(&pool.mu);
+	}
+	run_part(j, 0);
+	for (long i = 0; atomic_load(&pool.remaining) > 0; i++) {
+		cpu_relax();
+		if (i > 4096) sched_yield();
+	}
+	pthread_mutex_unlock(&pool.busy);
+	return 1;
+}
+
+void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
                 const float *b, long ldb, float beta, float *c, long ldc) {
-	kiln_sgemm_run(kiln_sgemm_plan(transA, transB, m, n, k), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c,
-	               ldc);
+	if (m <= 0 || n <= 0) return;
+	if (threads > MAX_THREADS) threads = MAX_THREADS;
+	const int plan = kiln_sgemm_plan(transA, transB, m, n, k);
+	const int split = k > 0 ? kiln_sgemm_split(transA, transB, m, n, k, threads) : SPLIT_NONE;
+	if (split == SPLIT_NONE) {
+		kiln_sgemm_run(plan, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		return;
+	}
+	sgemm_job j = {plan, split, transA, transB, 0, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c, NULL};
+	j.tiles = split == SPLIT_N ? (n + NR - 1) / NR : split == SPLIT_M ? (m + MR - 1) / MR : (k + KC - 1) / KC;
+	j.parts = j.tiles < threads ? (int)j.tiles : threads;
+	if (split == SPLIT_K) {
+		j.partial = thread_buf(BUF_PARTIAL, (size_t)(j.parts - 1) * m * n);
+		if (!j.partial) {
+			kiln_sgemm_run(plan, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+			return;
+		}
+	}
+	if (!pool_run(&j))
+		for (int part = 0; part < j.parts; part++) run_part(&j, part);
+	if (split == SPLIT_K)
+		for (long i = 0; i < m; i++)
+			for (int part = 1; part < j.parts; part++) {
+				const float *src = j.partial + ((part - 1) * m + i) * n;
+				float *dst = c + i * ldc;
+				for (long x = 0; x < n; x++) dst[x] += src[x];
+			}
 }

@@ -5,10 +5,15 @@
 // kiln_sgemm computes C = alpha·op(A)·op(B) + beta·C on row-major matrices.
 // op(A) is m×k (A stored k×m when transA), op(B) is k×n (B stored n×k when
 // transB); lda, ldb, ldc are row strides in elements. beta == 0 overwrites C
-// without reading it. Single-threaded: the Go side splits work across threads.
-void kiln_sgemm(int transA, int transB, long m, long n, long k, float alpha,
-                const float *a, long lda, const float *b, long ldb, float beta,
-                float *c, long ldc);
+// without reading it. Products big enough are split across up to threads
+// threads (see sgemm.c); results are bit-identical for a given thread count.
+void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k,
+                float alpha, const float *a, long lda, const float *b, long ldb,
+                float beta, float *c, long ldc);
+
+// kiln_sgemm_split reports how kiln_sgemm splits a product across threads:
+// 0 not at all, 1 along N, 2 along M, 3 along K. For tests.
+int kiln_sgemm_split(int transA, int transB, long m, long n, long k, int threads);
 
 // kiln_sgemm_has_avx2 reports whether the CPU (and OS) support AVX2 and FMA.
 int kiln_sgemm_has_avx2(void);
@@ -17,9 +22,8 @@ int kiln_sgemm_has_avx2(void);
 // support), 0 portable C. Returns the path now in use. For tests.
 int kiln_sgemm_set_path(int avx2);
 
-// A plan picks the algorithm from the whole product's shape; the Go side
-// computes it once and hands it to every part so all parts do the same
-// arithmetic.
+// A plan picks the algorithm from the whole product's shape; kiln_sgemm makes
+// it once and hands it to every part so all parts do the same arithmetic.
 enum {
 	KILN_SGEMM_PACK_A = 1, // pack A into micro-panels
 	KILN_SGEMM_PACK_B = 2, // pack B into micro-panels (always when transposed)
@@ -28,7 +32,7 @@ enum {
 
 int kiln_sgemm_plan(int transA, int transB, long m, long n, long k);
 
-// kiln_sgemm_run is kiln_sgemm with the plan given.
+// kiln_sgemm_run is a one-thread kiln_sgemm with the plan given.
 void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k,
                     float alpha, const float *a, long lda, const float *b,
                     long ldb, float beta, float *c, long ldc);
