@@ -1,0 +1,472 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/engine/safetensors"
+	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
+
+// These tests run the real kiln binary, built once by TestMain without the
+// race detector (so that training stays fast under go test -race), and check
+// exit statuses, error lines and the files the commands write.
+
+var (
+	kilnBin string
+	workDir string // TestMain's temporary directory
+)
+
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "kiln-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	workDir, kilnBin = dir, filepath.Join(dir, "kiln")
+	build := exec.Command(goTool(), "build", "-o", kilnBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "cmd/kiln tests: building kiln:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// kiln runs the binary in dir and fails the test on a panic trace.
+func kiln(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(kilnBin, args...)
+	cmd.Dir = dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("kiln %v: %v", args, err)
+	}
+	if strings.Contains(r.stderr, "panic:") || strings.Contains(r.stderr, "goroutine ") {
+		t.Fatalf("kiln %v panicked:\n%s", strings.Join(args, " "), r.stderr)
+	}
+	return r
+}
+
+// mustRun runs kiln and fails the test unless it succeeds.
+func mustRun(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	r := kiln(t, dir, args...)
+	if r.code != 0 {
+		t.Fatalf("kiln %s: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r
+}
+
+// errorLines are the lines of stderr that report the error.
+func errorLines(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "kiln:") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func needMNIST(t *testing.T) {
+	t.Helper()
+	if _, err := data.Locate("mnist", ""); err != nil {
+		t.Skipf("real MNIST not available: %v", err)
+	}
+}
+
+var (
+	runOnce sync.Once
+	runDir  string
+	runErr  string
+)
+
+// tinyRun trains LeNet for one epoch on 1% of MNIST, once, and returns its
+// run directory.
+func tinyRun(t *testing.T) string {
+	t.Helper()
+	needMNIST(t)
+	runOnce.Do(func() {
+		dir := filepath.Join(workDir, "tiny")
+		r := kiln(t, workDir, "train", "--dataset", "mnist", "--subset", "0.01", "--epochs", "1", "--seed", "1", "--device", "cpu", "--run-dir", dir)
+		if r.code != 0 {
+			runErr = fmt.Sprintf("tiny training run: exit %d\n%s", r.code, r.stderr)
+			return
+		}
+		runDir = dir
+	})
+	if runDir == "" {
+		t.Fatal(runErr)
+	}
+	return runDir
+}
+
+func readSummary(t *testing.T, dir string) trainer.Summary {
+	t.Helper()
+	var s trainer.Summary
+	b, err := os.ReadFile(filepath.Join(dir, trainer.SummaryFile))
+	if err == nil {
+		err = json.Unmarshal(b, &s)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// oneJSONLine checks that out is exactly one line holding a JSON object.
+func oneJSONLine(t *testing.T, out string) map[string]any {
+	t.Helper()
+	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("want one JSON line, got %q", out)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("%v in %q", err, out)
+	}
+	return m
+}
+
+func number(t *testing.T, m map[string]any, key string) float64 {
+	t.Helper()
+	v, ok := m[key].(float64)
+	if !ok {
+		t.Fatalf("%q is not a number in %v", key, m)
+	}
+	return v
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("unknown.yaml", "epochs: 1\nlrr: 0.1\n")
+	write("unknown.json", `{"epochs": 1, "lrr": 0.1}`)
+	write("w.safetensors", "not a safetensors file at all")
+	const either = -1 // status 1 or 2
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string // in the error line
+	}{
+		{"negative lr", []string{"train", "--lr", "-0.1"}, 2, "--lr"},
+		{"negative lr with =", []string{"train", "--lr=-1"}, 2, "--lr"},
+		{"batch 0", []string{"train", "--batch", "0"}, 2, "--batch"},
+		{"unknown model", []string{"train", "--model", "resnet9000"}, 2, "resnet9000"},
+		{"unknown data set", []string{"train", "--dataset", "imagenet"}, either, "imagenet"},
+		{"config with an unknown key", []string{"train", "--config", "unknown.yaml"}, 2, "lrr"},
+		{"json config with an unknown key", []string{"train", "--config", "unknown.json"}, 2, "lrr"},
+		{"missing config", []string{"train", "--config", "missing.yaml"}, 2, "missing.yaml"},
+		{"unknown flag", []string{"train", "--bogus"}, 2, "bogus"},
+		{"eval without weights", []string{"eval"}, 2, "--weights"},
+		{"eval missing weights", []string{"eval", "--weights", "missing.safetensors"}, 2, "missing.safetensors"},
+		{"eval unknown model", []string{"eval", "--model", "resnet9000", "--weights", "w.safetensors"}, 2, "resnet9000"},
+		{"eval unknown data set", []string{"eval", "--dataset", "imagenet", "--weights", "w.safetensors"}, 2, "imagenet"},
+		{"eval batch 0", []string{"eval", "--batch", "0", "--weights", "w.safetensors"}, 2, "--batch"},
+		{"eval bad classes", []string{"eval", "--classes", "0,x", "--weights", "w.safetensors"}, 2, "--classes"},
+		{"eval missing run", []string{"eval", "--run", "no-such-run"}, 2, "no-such-run"},
+		{"predict without input", []string{"predict", "--weights", "w.safetensors"}, 2, "--image"},
+		{"predict image and index", []string{"predict", "--weights", "w.safetensors", "--image", "a.png", "--index", "0"}, 2, "--image"},
+		{"predict top 0", []string{"predict", "--weights", "w.safetensors", "--index", "0", "--top", "0"}, 2, "--top"},
+		{"predict missing image", []string{"predict", "--weights", "w.safetensors", "--image", "missing.png"}, 2, "missing.png"},
+		{"export without out", []string{"export", "--weights", "w.safetensors"}, 2, "--out"},
+		{"export corrupt weights", []string{"export", "--weights", "w.safetensors", "--out", "x.safetensors"}, 1, "w.safetensors"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := kiln(t, dir, c.args...)
+			if c.code == either && r.code != 1 && r.code != 2 || c.code != either && r.code != c.code {
+				t.Errorf("exit status %d, want %d\n%s", r.code, c.code, r.stderr)
+			}
+			lines := errorLines(r.stderr)
+			if len(lines) != 1 {
+				t.Fatalf("want one error line, got %d in:\n%s", len(lines), r.stderr)
+			}
+			if !strings.Contains(lines[0], c.want) {
+				t.Errorf("error line %q does not mention %q", lines[0], c.want)
+			}
+		})
+	}
+}
+
+func TestConfigFilePrecedence(t *testing.T) {
+	needMNIST(t)
+	dir := t.TempDir()
+	cfg := "dataset: mnist\nsubset: 0.02\nepochs: 1\nlr: 0.01\nbatch: 32\nseed: 7\n"
+	if err := os.WriteFile(filepath.Join(dir, "run.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, "train", "--config", "run.yaml", "--lr", "0.02", "--device", "cpu", "--run-dir", "r")
+	c, err := trainer.LoadConfigFile(filepath.Join(dir, "r", trainer.ConfigFile), trainer.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LR != 0.02 {
+		t.Errorf("lr %v: the flag (0.02) should win over the file (0.01)", c.LR)
+	}
+	if c.Batch != 32 || c.Epochs != 1 || c.Subset != 0.02 || c.Seed != 7 {
+		t.Errorf("batch %d, epochs %d, subset %v, seed %d: want the file's 32, 1, 0.02, 7", c.Batch, c.Epochs, c.Subset, c.Seed)
+	}
+	if def := trainer.DefaultConfig(); c.Model != def.Model || c.Optimizer != def.Optimizer || c.Momentum != def.Momentum {
+		t.Errorf("model %q, optimizer %q, momentum %v: want the defaults", c.Model, c.Optimizer, c.Momentum)
+	}
+}
+
+func TestEvalJSON(t *testing.T) {
+	run := tinyRun(t)
+	sum := readSummary(t, run)
+	if sum.TestAccuracy == nil {
+		t.Fatal("summary.json has no test_accuracy")
+	}
+	check := func(args ...string) {
+		t.Helper()
+		m := oneJSONLine(t, mustRun(t, workDir, args...).stdout)
+		acc, loss := number(t, m, "accuracy"), number(t, m, "loss")
+		if acc < 0 || acc > 1 {
+			t.Errorf("accuracy %v is not a fraction", acc)
+		}
+		// The run evaluated the same weights on the same test subset.
+		if math.Abs(acc-*sum.TestAccuracy) > 1e-12 || math.Abs(loss-sum.TestLoss) > 1e-9 {
+			t.Errorf("kiln %s: accuracy %v loss %v, the run's summary says %v and %v", strings.Join(args, " "), acc, loss, *sum.TestAccuracy, sum.TestLoss)
+		}
+	}
+	check("eval", "--run", run, "--json")
+	check("eval", "--model", "lenet", "--dataset", "mnist", "--weights", filepath.Join(run, sum.Weights), "--subset", "0.01", "--seed", "1", "--json")
+
+	r := mustRun(t, workDir, "eval", "--run", run)
+	if strings.Count(r.stdout, "\n") != 1 || !strings.Contains(r.stdout, "accuracy") {
+		t.Errorf("readable eval: %q", r.stdout)
+	}
+}
+
+func TestEvalMismatchedWeights(t *testing.T) {
+	run := tinyRun(t)
+	w := filepath.Join(run, trainer.LastWeights)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"eval", "--weights", w, "--classes", "0,1"}, "does not fit"},
+		{[]string{"eval", "--weights", w, "--model", "mlp"}, "lenet"},
+		{[]string{"eval", "--run", run, "--classes", "0,1"}, "--classes"},
+	} {
+		r := kiln(t, workDir, c.args...)
+		lines := errorLines(r.stderr)
+		if r.code != 1 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+			t.Errorf("kiln %s: exit %d, stderr %q; want exit 1 and one error line with %q", strings.Join(c.args, " "), r.code, r.stderr, c.want)
+		}
+	}
+}
+
+func TestEvalRegressionJSON(t *testing.T) {
+	needMNIST(t)
+	dir := t.TempDir()
+	mustRun(t, dir, "train", "--dataset", "mnist-rotation", "--model", "mlp", "--hidden", "16", "--subset", "0.01", "--epochs", "1", "--device", "cpu", "--run-dir", "r")
+	sum := readSummary(t, filepath.Join(dir, "r"))
+	m := oneJSONLine(t, mustRun(t, dir, "eval", "--run", "r", "--json").stdout)
+	for _, k := range []string{"rmse", "mae", "r2", "loss"} {
+		number(t, m, k)
+	}
+	if _, ok := m["accuracy"]; ok {
+		t.Errorf("a regression eval reports accuracy: %v", m)
+	}
+	if sum.TestRMSE == nil || math.Abs(number(t, m, "rmse")-*sum.TestRMSE) > 1e-9 {
+		t.Errorf("rmse %v, the run's summary says %v", m["rmse"], sum.TestRMSE)
+	}
+	r := mustRun(t, dir, "predict", "--run", "r", "--index", "0", "--json")
+	var p prediction
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || p.Prediction == nil || p.Target == nil || math.Abs(*p.Target) > 45 {
+		t.Errorf("regression predict: %q (%v)", r.stdout, err)
+	}
+}
+
+// digitImage returns test sample i of MNIST as the bytes it was read from.
+func digitImage(t *testing.T, i int) *image.Gray {
+	t.Helper()
+	sp, err := data.Load("mnist", data.Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sp.Test
+	img := image.NewGray(image.Rect(0, 0, d.Width, d.Height))
+	for j, v := range d.Image(i) {
+		img.Pix[j] = uint8(math.Round((float64(v)*d.Std[0] + d.Mean[0]) * 255))
+	}
+	return img
+}
+
+func writePNG(t *testing.T, path string, img image.Image) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func parsePredictions(t *testing.T, out string) []prediction {
+	t.Helper()
+	var ps []prediction
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var p prediction
+		if err := json.Unmarshal([]byte(l), &p); err != nil {
+			t.Fatalf("%v in %q", err, l)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+func TestPredict(t *testing.T) {
+	run := tinyRun(t)
+	dir := t.TempDir()
+
+	ps := parsePredictions(t, mustRun(t, dir, "predict", "--run", run, "--index", "0", "--count", "3", "--top", "3", "--json").stdout)
+	if len(ps) != 3 {
+		t.Fatalf("%d predictions for --count 3", len(ps))
+	}
+	for i, p := range ps {
+		if p.Source != fmt.Sprintf("test[%d]", i) || p.Label == nil || p.Correct == nil || len(p.Top) != 3 {
+			t.Fatalf("prediction %d: %+v", i, p)
+		}
+		sum := 0.0
+		for j, c := range p.Top {
+			sum += c.Prob
+			if c.Prob < 0 || c.Prob > 1 || j > 0 && c.Prob > p.Top[j-1].Prob {
+				t.Errorf("prediction %d: top classes not in decreasing probability: %+v", i, p.Top)
+			}
+		}
+		if sum > 1+1e-9 {
+			t.Errorf("prediction %d: top-3 probabilities sum to %v", i, sum)
+		}
+		if *p.Correct != (p.Top[0].Class == *p.Label) {
+			t.Errorf("prediction %d: correct=%v with label %d and top class %d", i, *p.Correct, *p.Label, p.Top[0].Class)
+		}
+	}
+
+	// Test digit 0 written as a PNG and as a PGM must give exactly what
+	// --index 0 gave: same bytes, same normalisation.
+	img := digitImage(t, 0)
+	writePNG(t, filepath.Join(dir, "digit.png"), img)
+	pgm := append([]byte("P5\n# test digit 0\n28 28\n255\n"), img.Pix...)
+	if err := os.WriteFile(filepath.Join(dir, "digit.pgm"), pgm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"digit.png", "digit.pgm"} {
+		got := parsePredictions(t, mustRun(t, dir, "predict", "--run", run, "--image", name, "--json").stdout)
+		if len(got) != 1 || got[0].Source != name || len(got[0].Top) != 3 {
+			t.Fatalf("%s: %+v", name, got)
+		}
+		for j, c := range got[0].Top {
+			want := ps[0].Top[j]
+			if c.Class != want.Class || math.Abs(c.Prob-want.Prob) > 1e-6 {
+				t.Errorf("%s: top %d is %+v, --index 0 gave %+v", name, j, c, want)
+			}
+		}
+	}
+
+	// A larger colour image is converted to 1×28×28.
+	big := image.NewRGBA(image.Rect(0, 0, 56, 56))
+	for y := 0; y < 56; y++ {
+		for x := 0; x < 56; x++ {
+			v := img.GrayAt(x/2, y/2).Y
+			big.Set(x, y, color.RGBA{v, v, v, 255})
+		}
+	}
+	writePNG(t, filepath.Join(dir, "big.png"), big)
+	r := mustRun(t, dir, "predict", "--run", run, "--image", "big.png", "--top", "2")
+	if !strings.HasPrefix(r.stdout, "big.png: ") || strings.Count(r.stdout, "%") != 2 {
+		t.Errorf("readable predict: %q", r.stdout)
+	}
+}
+
+func TestExport(t *testing.T) {
+	run := tinyRun(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "models", "lenet.safetensors")
+	mustRun(t, dir, "export", "--run", run, "--out", out)
+
+	b, err := os.ReadFile(filepath.Join(dir, "models", "lenet.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc sidecarFile
+	if err := json.Unmarshal(b, &sc); err != nil {
+		t.Fatal(err)
+	}
+	sum := readSummary(t, run)
+	if sc.Model != "lenet" || sc.Params != sum.Params || sc.Task != "classification" || sc.Outputs != 10 || !slices.Equal(sc.Input, []int{1, 28, 28}) {
+		t.Errorf("sidecar: model %q, params %d (run: %d), task %q, outputs %d, input %v", sc.Model, sc.Params, sum.Params, sc.Task, sc.Outputs, sc.Input)
+	}
+	if sc.Normalization == nil || !slices.Equal(sc.Normalization.Mean, []float64{0.1307}) || !slices.Equal(sc.Normalization.Std, []float64{0.3081}) || len(sc.Classes) != 10 {
+		t.Errorf("sidecar: normalisation %+v, classes %v", sc.Normalization, sc.Classes)
+	}
+
+	tensors, meta, err := safetensors.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta["model"] != "lenet" || len(tensors) != len(sc.Tensors) {
+		t.Errorf("weights: meta %v, %d tensors, sidecar lists %d", meta, len(tensors), len(sc.Tensors))
+	}
+	for _, st := range sc.Tensors {
+		w, ok := tensors[st.Name]
+		if !ok || w.DType() != engine.Float32 || !slices.Equal(w.Shape(), st.Shape) {
+			t.Errorf("tensor %s %v: in the file %v", st.Name, st.Shape, w)
+		}
+	}
+	if w := tensors["conv1.weight"]; w == nil || !slices.Equal(w.Shape(), []int{6, 1, 5, 5}) {
+		t.Errorf("conv1.weight: %v", w)
+	}
+
+	// The exported file evaluates as the run's weights did.
+	m := oneJSONLine(t, mustRun(t, dir, "eval", "--weights", out, "--subset", "0.01", "--json").stdout)
+	if acc := number(t, m, "accuracy"); math.Abs(acc-*sum.TestAccuracy) > 1e-12 {
+		t.Errorf("exported weights: accuracy %v, the run's %v", acc, *sum.TestAccuracy)
+	}
+}

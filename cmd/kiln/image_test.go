@@ -1,0 +1,115 @@
+package main
+
+import (
+	"image"
+	"image/color"
+	"math"
+	"slices"
+	"testing"
+)
+
+func TestDecodePGM(t *testing.T) {
+	plain := "P2\n# a comment\n3 2 # another\n15\n0 15 7\n 8 1 15\n"
+	img, err := decodePGM([]byte(plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []uint8{0, 255, 119, 136, 17, 255} // v*255/15, rounded
+	if img.Bounds().Dx() != 3 || img.Bounds().Dy() != 2 || !slices.Equal(img.Pix, want) {
+		t.Errorf("P2: %v %v, want %v", img.Bounds(), img.Pix, want)
+	}
+
+	raw := append([]byte("P5 2 2 255\n"), 0, 10, 200, 255)
+	if img, err = decodePGM(raw); err != nil || !slices.Equal(img.Pix, []uint8{0, 10, 200, 255}) {
+		t.Errorf("P5: %v %v", img, err)
+	}
+	wide := append([]byte("P5\n2 1\n65535\n"), 0xff, 0xff, 0x80, 0x00)
+	if img, err = decodePGM(wide); err != nil || !slices.Equal(img.Pix, []uint8{255, 128}) {
+		t.Errorf("16-bit P5: %v %v", img, err)
+	}
+
+	for name, bad := range map[string]string{
+		"truncated pixels": "P5 4 4 255\n\x00\x01",
+		"truncated header": "P5 4",
+		"bad magic":        "P7 1 1 255\n\x00",
+		"zero width":       "P5 0 4 255\n",
+		"maxval 0":         "P2 1 1 0\n0",
+		"above maxval":     "P2 1 1 15\n16",
+		"not a number":     "P2 1 x 15\n1",
+	} {
+		if _, err := decodePGM([]byte(bad)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestResizePlane(t *testing.T) {
+	src := []float32{1, 2, 3, 4}
+	if got := resizePlane(src, 2, 2, 2, 2); &got[0] != &src[0] {
+		t.Error("same size should return the plane itself")
+	}
+	// Upscaling is plain bilinear on pixel centres, edges clamped.
+	if got := resizePlane([]float32{0, 255}, 1, 2, 1, 4); !slices.Equal(got, []float32{0, 63.75, 191.25, 255}) {
+		t.Errorf("1×2 → 1×4: %v", got)
+	}
+	// Downscaling averages: a one-pixel line survives a 4× shrink.
+	line := make([]float32, 8*8)
+	for x := 0; x < 8; x++ {
+		line[3*8+x] = 255
+	}
+	got := resizePlane(line, 8, 8, 2, 2)
+	if got[0] < 20 || got[0] != got[1] || got[2] != 0 && got[2] >= got[0] {
+		t.Errorf("thin line shrunk 8×8 → 2×2: %v", got)
+	}
+	// A constant plane stays constant either way.
+	flat := make([]float32, 5*7)
+	for i := range flat {
+		flat[i] = 100
+	}
+	for _, sz := range [][2]int{{28, 28}, {3, 2}, {5, 7}, {1, 1}} {
+		for _, v := range resizePlane(flat, 5, 7, sz[0], sz[1]) {
+			if math.Abs(float64(v)-100) > 1e-3 {
+				t.Fatalf("constant plane → %v: value %v", sz, v)
+			}
+		}
+	}
+}
+
+func TestImagePixels(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 2, 1))
+	img.Set(0, 0, color.RGBA{255, 0, 0, 255})
+	img.Set(1, 0, color.RGBA{10, 20, 30, 255})
+	gray, err := imagePixels(img, 1, 1, 2, false)
+	if err != nil || !slices.Equal(gray, []byte{76, 18}) { // luma 0.299 R + 0.587 G + 0.114 B
+		t.Errorf("gray: %v %v", gray, err)
+	}
+	rgb, err := imagePixels(img, 3, 1, 2, false)
+	if err != nil || !slices.Equal(rgb, []byte{255, 10, 0, 20, 0, 30}) { // R plane, G plane, B plane
+		t.Errorf("rgb planes: %v %v", rgb, err)
+	}
+	inv, err := imagePixels(img, 1, 1, 2, true)
+	if err != nil || !slices.Equal(inv, []byte{179, 237}) {
+		t.Errorf("inverted: %v %v", inv, err)
+	}
+	if _, err := imagePixels(img, 2, 1, 2, false); err == nil {
+		t.Error("2 channels: no error")
+	}
+}
+
+func TestSoftmaxTopK(t *testing.T) {
+	p := softmax([]float64{1, 3, 2, 3, 1000})
+	sum := 0.0
+	for _, v := range p {
+		sum += v
+	}
+	if math.Abs(sum-1) > 1e-12 || math.IsNaN(p[4]) {
+		t.Errorf("softmax %v sums to %v", p, sum)
+	}
+	top := topK(softmax([]float64{1, 3, 2, 3}), 3, []string{"a", "b", "c", "d"})
+	if len(top) != 3 || top[0].Class != 1 || top[1].Class != 3 || top[2].Class != 2 || top[0].Name != "b" {
+		t.Errorf("top-3 (ties by class index): %+v", top)
+	}
+	if len(topK([]float64{0.5, 0.5}, 5, nil)) != 2 {
+		t.Error("top-5 of 2 classes should give 2")
+	}
+}

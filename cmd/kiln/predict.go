@@ -1,0 +1,537 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	_ "image/jpeg" // JPEG too, at no cost
+	_ "image/png"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
+
+// prediction is one line of predict's output.
+type prediction struct {
+	Source string      `json:"source"`          // the image file, or test[i]
+	Index  *int        `json:"index,omitempty"` // the test-split index
+	Top    []classProb `json:"top,omitempty"`
+	// Classification samples of a data set carry their true label.
+	Label     *int   `json:"label,omitempty"`
+	LabelName string `json:"label_name,omitempty"`
+	Correct   *bool  `json:"correct,omitempty"`
+	// Regression: the prediction and the true target, in the target's unit.
+	Prediction *float64 `json:"prediction,omitempty"`
+	Target     *float64 `json:"target,omitempty"`
+	Unit       string   `json:"unit,omitempty"`
+}
+
+type classProb struct {
+	Class int     `json:"class"`
+	Name  string  `json:"name"`
+	Prob  float64 `json:"prob"`
+}
+
+func predictCmd() *cobra.Command {
+	var (
+		imagePath, device string
+		index, count, top int
+		invert, asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "predict",
+		Short: "Classify an image file or a slice of a data set's test split",
+		Long: `Runs the model on an image file (PNG, PGM or JPEG) or on test-split samples
+and prints the top-k classes with their probabilities (the softmax of the
+logits), with the true label for data-set samples; a regression model prints
+its prediction in the target's unit.
+
+An image is converted to the model's input: grayscale for a 1-channel model,
+RGB for 3 channels, resized to the input size with a bilinear filter (widened
+when shrinking, so that strokes are averaged, not skipped), scaled to [0,1]
+and normalised with the data set's constants (--dataset, default mnist).
+MNIST digits are light on dark: --invert a dark-on-light drawing.
+
+  kiln predict --run runs/x --image digit.png
+  kiln predict --model lenet --weights w.safetensors --dataset mnist --index 0 --count 5
+
+With --json each sample is one JSON line.`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	mf := addModelFlags(f)
+	f.StringVar(&imagePath, "image", "", "image file to classify (PNG, PGM or JPEG)")
+	f.IntVar(&index, "index", 0, "first test-split sample to classify (after --classes)")
+	f.IntVar(&count, "count", 1, "number of test-split samples from --index")
+	f.IntVar(&top, "top", 3, "classes to print per sample")
+	f.BoolVar(&invert, "invert", false, "invert the image (dark strokes on a light background)")
+	f.StringVar(&device, "device", "auto", "cpu, cuda or auto")
+	f.BoolVar(&asJSON, "json", false, "print one JSON line per sample")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		s, err := mf.resolve(cmd.Flags())
+		if err != nil {
+			return err
+		}
+		bad := func(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+		fromData := cmd.Flags().Changed("index") || cmd.Flags().Changed("count")
+		switch {
+		case (imagePath == "") == !fromData:
+			return bad("give either --image FILE or --index I (with --count N)")
+		case top < 1:
+			return bad("--top %d: must be at least 1", top)
+		case count < 1:
+			return bad("--count %d: must be at least 1", count)
+		case fromData && index < 0:
+			return bad("--index %d: must not be negative", index)
+		}
+		if imagePath != "" {
+			if _, err := os.Stat(imagePath); errors.Is(err, fs.ErrNotExist) {
+				return bad("--image %s: no such file", imagePath)
+			}
+		}
+		if err := selectDevice(device, zerolog.Nop()); err != nil {
+			return err
+		}
+		var (
+			meta   *data.Dataset
+			x      *engine.Tensor
+			labels []int
+			preds  []prediction
+		)
+		if fromData {
+			splits, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed})
+			if err != nil {
+				return err
+			}
+			meta = splits.Test
+			if index+count > meta.Len() {
+				return bad("--index %d --count %d: the %s test split has %d samples", index, count, s.dataset, meta.Len())
+			}
+			idx := make([]int, count)
+			for i := range idx {
+				idx[i] = index + i
+				preds = append(preds, prediction{Source: fmt.Sprintf("test[%d]", index+i), Index: &idx[i]})
+			}
+			sel, err := meta.Select(idx)
+			if err != nil {
+				return err
+			}
+			if x, err = sel.ImagesTensor(); err != nil {
+				return err
+			}
+			for i := range idx {
+				if meta.Task == data.Regression {
+					v := meta.TargetValue(float64(sel.Targets[i]))
+					preds[i].Target = &v
+				} else {
+					labels = append(labels, int(sel.Labels[i]))
+				}
+			}
+		} else {
+			if meta, err = s.describe(); err != nil {
+				return err
+			}
+			if meta.Height == 1 && meta.Width == 1 {
+				return bad("--image: %s samples are feature rows, not images; use --index", s.dataset)
+			}
+			img, err := readImage(imagePath)
+			if err != nil {
+				return err
+			}
+			pixels, err := imagePixels(img, meta.Channels, meta.Height, meta.Width, invert)
+			if err != nil {
+				return fmt.Errorf("%s: %w", imagePath, err)
+			}
+			if !invert && lightBackground(pixels) && meta.Channels == 1 {
+				fmt.Fprintf(os.Stderr, "note: %s is mostly light; %s images are light on a dark background: try --invert\n", imagePath, s.dataset)
+			}
+			x = engine.New(engine.Float32, 1, meta.Channels, meta.Height, meta.Width)
+			if err := meta.NormalizeImage(x.Float32(), pixels); err != nil {
+				return err
+			}
+			preds = []prediction{{Source: imagePath}}
+		}
+		model, err := s.build(meta)
+		if err != nil {
+			return err
+		}
+		out, err := forwardAll(model, x)
+		if err != nil {
+			return err
+		}
+		k, values := out.Len()/len(preds), out.Values()
+		for i := range preds {
+			p := &preds[i]
+			row := values[i*k : (i+1)*k]
+			if model.Spec.Regression {
+				v := meta.TargetValue(row[0])
+				p.Prediction, p.Unit = &v, meta.TargetName
+				continue
+			}
+			p.Top = topK(softmax(row), top, meta.Classes)
+			if labels != nil {
+				l, ok := labels[i], labels[i] == p.Top[0].Class
+				p.Label, p.LabelName, p.Correct = &l, className(meta.Classes, l), &ok
+			}
+		}
+		for _, p := range preds {
+			if asJSON {
+				b, err := json.Marshal(p)
+				if err != nil {
+					return err
+				}
+				fmt.Println(string(b))
+				continue
+			}
+			fmt.Println(p.String())
+		}
+		return nil
+	}
+	return cmd
+}
+
+// String is the readable form of a prediction.
+func (p prediction) String() string {
+	var b strings.Builder
+	b.WriteString(p.Source + ":")
+	if p.Prediction != nil {
+		fmt.Fprintf(&b, " %#.4g", *p.Prediction)
+		if p.Target != nil {
+			fmt.Fprintf(&b, "  (true %#.4g)", *p.Target)
+		}
+		if p.Unit != "" {
+			fmt.Fprintf(&b, "  [%s]", p.Unit)
+		}
+		return b.String()
+	}
+	for i, c := range p.Top {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %s %.2f%%", c.Name, 100*c.Prob)
+	}
+	if p.Label != nil {
+		mark := "✓"
+		if !*p.Correct {
+			mark = "✗"
+		}
+		fmt.Fprintf(&b, "  (true %s %s)", p.LabelName, mark)
+	}
+	return b.String()
+}
+
+// forwardAll runs the model in evaluation mode over x in batches and returns
+// all outputs, (N, outputs).
+func forwardAll(model *layers.Model, x *engine.Tensor) (*engine.Tensor, error) {
+	const batch = 256
+	model.SetTraining(false)
+	n, per := x.Dim(0), x.Len()/x.Dim(0)
+	var all []float32
+	for lo := 0; lo < n; lo += batch {
+		hi := min(n, lo+batch)
+		xb, err := engine.FromFloat32(x.Float32()[lo*per:hi*per], hi-lo, x.Dim(1), x.Dim(2), x.Dim(3))
+		if err != nil {
+			return nil, err
+		}
+		out, err := model.Forward(xb)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range out.Values() {
+			all = append(all, float32(v))
+		}
+	}
+	return engine.FromFloat32(all, n, len(all)/n)
+}
+
+// softmax turns logits into probabilities (max subtracted, in float64).
+func softmax(logits []float64) []float64 {
+	m := math.Inf(-1)
+	for _, v := range logits {
+		m = math.Max(m, v)
+	}
+	p := make([]float64, len(logits))
+	sum := 0.0
+	for i, v := range logits {
+		p[i] = math.Exp(v - m)
+		sum += p[i]
+	}
+	for i := range p {
+		p[i] /= sum
+	}
+	return p
+}
+
+// topK returns the k most probable classes, most probable first (ties by
+// class index).
+func topK(p []float64, k int, names []string) []classProb {
+	idx := make([]int, len(p))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return p[idx[a]] > p[idx[b]] })
+	out := make([]classProb, 0, k)
+	for _, c := range idx[:min(k, len(idx))] {
+		out = append(out, classProb{Class: c, Name: className(names, c), Prob: p[c]})
+	}
+	return out
+}
+
+func className(names []string, c int) string {
+	if c >= 0 && c < len(names) {
+		return names[c]
+	}
+	return strconv.Itoa(c)
+}
+
+// readImage decodes a PGM (P2 or P5) or anything the image package knows
+// (PNG, JPEG).
+func readImage(path string) (image.Image, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) >= 2 && b[0] == 'P' && (b[1] == '2' || b[1] == '5') {
+		img, err := decodePGM(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return img, nil
+	}
+	img, _, err := image.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a PNG, PGM or JPEG image: %w", path, err)
+	}
+	return img, nil
+}
+
+// decodePGM reads a binary (P5) or plain (P2) PGM with any maxval up to
+// 65535, scaling values to 8 bits.
+func decodePGM(b []byte) (*image.Gray, error) {
+	r := bufio.NewReader(bytes.NewReader(b))
+	magic, _ := r.ReadByte()
+	kind, _ := r.ReadByte()
+	if magic != 'P' || (kind != '2' && kind != '5') {
+		return nil, errors.New("PGM: bad magic number")
+	}
+	var hdr [3]int // width, height, maxval
+	for i := range hdr {
+		v, err := pgmInt(r)
+		if err != nil {
+			return nil, fmt.Errorf("PGM header: %w", err)
+		}
+		hdr[i] = v
+	}
+	w, h, maxval := hdr[0], hdr[1], hdr[2]
+	if w < 1 || h < 1 || w > 1<<15 || h > 1<<15 || maxval < 1 || maxval > 65535 {
+		return nil, fmt.Errorf("PGM: bad header %d×%d, maxval %d", w, h, maxval)
+	}
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	scale := func(v int) (uint8, error) {
+		if v > maxval {
+			return 0, fmt.Errorf("PGM: value %d above maxval %d", v, maxval)
+		}
+		return uint8((v*255 + maxval/2) / maxval), nil
+	}
+	if kind == '5' {
+		// Exactly one whitespace byte follows maxval; pgmInt consumed it.
+		size := 1
+		if maxval > 255 {
+			size = 2
+		}
+		raw := make([]byte, w*h*size)
+		if _, err := io.ReadFull(r, raw); err != nil {
+			return nil, fmt.Errorf("PGM: %d×%d pixels need %d bytes: %w", w, h, len(raw), err)
+		}
+		for i := range img.Pix {
+			v := int(raw[i])
+			if size == 2 {
+				v = int(raw[2*i])<<8 | int(raw[2*i+1])
+			}
+			p, err := scale(v)
+			if err != nil {
+				return nil, err
+			}
+			img.Pix[i] = p
+		}
+		return img, nil
+	}
+	for i := range img.Pix {
+		v, err := pgmInt(r)
+		if err != nil {
+			return nil, fmt.Errorf("PGM pixel %d: %w", i, err)
+		}
+		if img.Pix[i], err = scale(v); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// pgmInt reads a decimal number after whitespace and # comments, and the
+// one whitespace byte that ends it.
+func pgmInt(r *bufio.Reader) (int, error) {
+	space := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+	c, err := r.ReadByte()
+	for err == nil && (space(c) || c == '#') {
+		if c == '#' {
+			_, err = r.ReadString('\n')
+		}
+		if err == nil {
+			c, err = r.ReadByte()
+		}
+	}
+	if err != nil {
+		return 0, errors.New("truncated")
+	}
+	if c < '0' || c > '9' {
+		return 0, fmt.Errorf("unexpected %q", c)
+	}
+	n := 0
+	for {
+		n = n*10 + int(c-'0')
+		if n > 1<<20 {
+			return 0, errors.New("number too large")
+		}
+		c, err = r.ReadByte()
+		switch {
+		case err == io.EOF:
+			return n, nil
+		case err != nil:
+			return 0, err
+		case space(c):
+			return n, nil
+		case c < '0' || c > '9':
+			return 0, fmt.Errorf("unexpected %q", c)
+		}
+	}
+}
+
+// imagePixels converts img to c planes (1: grayscale luma, 3: RGB) of h×w
+// bytes, resizing as needed; invert maps v to 255-v first. Transparent
+// pixels count as black (the image package's premultiplied colours).
+func imagePixels(img image.Image, c, h, w int, invert bool) ([]byte, error) {
+	if c != 1 && c != 3 {
+		return nil, fmt.Errorf("the model takes %d channels; an image gives 1 (grayscale) or 3 (RGB)", c)
+	}
+	bnd := img.Bounds()
+	sw, sh := bnd.Dx(), bnd.Dy()
+	if sw < 1 || sh < 1 {
+		return nil, errors.New("empty image")
+	}
+	planes := make([][]float32, c)
+	for i := range planes {
+		planes[i] = make([]float32, sw*sh)
+	}
+	for y := 0; y < sh; y++ {
+		for x := 0; x < sw; x++ {
+			px := img.At(bnd.Min.X+x, bnd.Min.Y+y)
+			if c == 1 {
+				planes[0][y*sw+x] = float32(color.GrayModel.Convert(px).(color.Gray).Y)
+				continue
+			}
+			r, g, b, _ := px.RGBA()
+			planes[0][y*sw+x], planes[1][y*sw+x], planes[2][y*sw+x] = float32(r>>8), float32(g>>8), float32(b>>8)
+		}
+	}
+	out := make([]byte, 0, c*h*w)
+	for _, p := range planes {
+		if invert {
+			for i, v := range p {
+				p[i] = 255 - v
+			}
+		}
+		for _, v := range resizePlane(p, sh, sw, h, w) {
+			out = append(out, uint8(math.Round(math.Min(255, math.Max(0, float64(v))))))
+		}
+	}
+	return out, nil
+}
+
+// lightBackground reports whether most pixels are light, as in a drawing in
+// dark ink on paper.
+func lightBackground(pixels []byte) bool {
+	light := 0
+	for _, b := range pixels {
+		if b >= 128 {
+			light++
+		}
+	}
+	return 2*light > len(pixels)
+}
+
+// resizePlane resamples an sh×sw plane to dh×dw with a triangle (bilinear)
+// filter on pixel centres, widened by the scale when shrinking as PIL's
+// BILINEAR is, so that downscaling averages instead of skipping pixels.
+func resizePlane(src []float32, sh, sw, dh, dw int) []float32 {
+	if sh == dh && sw == dw {
+		return src
+	}
+	wx, wy := filterTaps(sw, dw), filterTaps(sh, dh)
+	tmp := make([]float32, sh*dw)
+	for y := 0; y < sh; y++ {
+		row := src[y*sw : (y+1)*sw]
+		for x, t := range wx {
+			s := 0.0
+			for j, wt := range t.w {
+				s += wt * float64(row[t.first+j])
+			}
+			tmp[y*dw+x] = float32(s)
+		}
+	}
+	out := make([]float32, dh*dw)
+	for y, t := range wy {
+		for x := 0; x < dw; x++ {
+			s := 0.0
+			for j, wt := range t.w {
+				s += wt * float64(tmp[(t.first+j)*dw+x])
+			}
+			out[y*dw+x] = float32(s)
+		}
+	}
+	return out
+}
+
+// tap lists the weights of source pixels first, first+1, … for one output.
+type tap struct {
+	first int
+	w     []float64
+}
+
+func filterTaps(in, out int) []tap {
+	scale := float64(in) / float64(out)
+	support := math.Max(scale, 1)
+	taps := make([]tap, out)
+	for i := range taps {
+		centre := (float64(i) + 0.5) * scale
+		lo := max(int(math.Floor(centre-support)), 0)
+		hi := min(int(math.Ceil(centre+support)), in)
+		t := tap{first: lo}
+		sum := 0.0
+		for j := lo; j < hi; j++ {
+			wt := math.Max(0, 1-math.Abs(float64(j)+0.5-centre)/support)
+			t.w = append(t.w, wt)
+			sum += wt
+		}
+		for j := range t.w {
+			t.w[j] /= sum
+		}
+		taps[i] = t
+	}
+	return taps
+}
