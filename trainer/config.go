@@ -7,11 +7,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/goccy/go-yaml"
 
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 // Config is a training run's whole configuration: what `kiln train` takes
@@ -94,17 +96,24 @@ func LoadConfigFile(path string, base Config) (Config, error) {
 // YAML renders the configuration as config.yaml records it.
 func (c Config) YAML() ([]byte, error) { return yaml.Marshal(c) }
 
-// Validate checks every value and says which one is wrong and why.
+// Validate checks every value and says which one is wrong and why,
+// including that the model and data set are ones Kiln knows by name.
 func (c Config) Validate() error {
-	known := false
-	for _, m := range layers.ModelNames() {
-		known = known || m == c.Model
+	if !slices.Contains(layers.ModelNames(), c.Model) {
+		return fmt.Errorf("--model %q: unknown (have %s)", c.Model, strings.Join(layers.ModelNames(), ", "))
 	}
+	if !slices.Contains(data.Names(), c.Dataset) {
+		return fmt.Errorf("--dataset %q: unknown (have %s)", c.Dataset, strings.Join(data.Names(), ", "))
+	}
+	return c.ValidateTraining()
+}
+
+// ValidateTraining checks the training settings alone: what a program that
+// brings its own model and data (the Go API) must get right.
+func (c Config) ValidateTraining() error {
 	bad := func(format string, args ...any) error { return fmt.Errorf(format, args...) }
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	switch {
-	case !known:
-		return bad("--model %q: unknown (have %s)", c.Model, strings.Join(layers.ModelNames(), ", "))
 	case c.Epochs < 1:
 		return bad("--epochs %d: must be at least 1", c.Epochs)
 	case c.Batch < 1:

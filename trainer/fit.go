@@ -83,9 +83,11 @@ type Trainer struct {
 	params     []*layers.Param
 }
 
-// NewTrainer prepares a trainer for model with configuration c (validated).
+// NewTrainer prepares a trainer for model, which may be any network (not
+// only one of the zoo), with configuration c (its training settings are
+// validated; Model and Dataset are only names for the logs).
 func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
-	if err := c.Validate(); err != nil {
+	if err := c.ValidateTraining(); err != nil {
 		return nil, err
 	}
 	t := &Trainer{Config: c, Model: model, Log: zerolog.Nop()}

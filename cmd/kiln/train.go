@@ -172,6 +172,7 @@ func runTrain(c trainer.Config, resume bool) error {
 		return err
 	}
 	tr0 := splits.Train
+	c.Regression = tr0.Task == data.Regression // csv decides from its target column
 	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
 		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Seed: c.Seed}
 	model, err := layers.Build(c.Model, spec)

@@ -25,10 +25,9 @@ func main() {
 		Append("pool2", layers.NewMaxPool2D(2, 2, 0)). // 32×7×7
 		Append("flatten", &layers.Flatten{}).
 		Append("fc", layers.NewLinear(rng, 32*7*7, splits.Train.NumClasses(), true))
-	cfg := trainer.DefaultConfig() // SGD, Nesterov momentum 0.9, one-cycle schedule
-	cfg.Model, cfg.Epochs = "lenet", 2
+	cfg := trainer.DefaultConfig()      // SGD, Nesterov momentum 0.9, one-cycle schedule
+	cfg.Model, cfg.Epochs = "custom", 2 // the name is for logs and the summary
 	tr := must(trainer.NewTrainer(cfg, model))
-	tr.Config.Model = "custom" // Validate knows only the zoo's names; this one is for logs and the summary
 	tr.Callbacks.OnEpochEnd = func(r trainer.MetricsRecord) bool {
 		fmt.Printf("epoch %.0f: train loss %.4f, accuracy %.2f%%\n", r.Epoch, r.Loss, 100**r.Accuracy)
 		return false
