@@ -38,6 +38,12 @@
 #ifndef KILN_MC
 #define KILN_MC 144
 #endif
+#ifndef KILN_ASM
+#define KILN_ASM 1
+#endif
+#ifndef KILN_ASM_MR
+#define KILN_ASM_MR 6
+#endif
 #ifndef KILN_NC
 #define KILN_NC 4096
 #endif
@@ -229,12 +235,186 @@ KINLINE void ukernel(const int mr, const int nv, long k, const float *a, const l
 	if (mr > 5) store_row(c + 5 * ldc, c50, c51, nv, nr, va, vb, beta0);
 }
 
-// Kernel dispatchers: one per (A packed or strided) × (B packed or strided),
-// each with the 6×2 (mr, nv) instantiations.
+
+// kernel_6x16: the full micro-tile, A packed (6 floats per p) and B rows
+// 16 floats at b + p·rsb, written in assembly because the compiler spills an
+// accumulator when B's stride is a run-time value. The 12 accumulators go to
+// out (row i, vector v at out[16·i + 8·v]).
+static void kernel_6x16(long k, const float *a, const float *b, long rsb, float *out) {
+	long k4 = k >> 2, kr = k & 3;
+	__asm__ volatile(
+	    "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
+	    "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
+	    "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
+	    "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
+	    "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
+	    "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
+	    "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
+	    "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+	    "vxorps %%ymm12, %%ymm12, %%ymm12\n\t"
+	    "vxorps %%ymm13, %%ymm13, %%ymm13\n\t"
+	    "vxorps %%ymm14, %%ymm14, %%ymm14\n\t"
+	    "vxorps %%ymm15, %%ymm15, %%ymm15\n\t"
+	    "test %[k4], %[k4]\n\t"
+	    "jz 2f\n\t"
+	    "1:\n\t"
+	    "vmovups (%[b]), %%ymm0\n\t"
+	    "vmovups 32(%[b]), %%ymm1\n\t"
+	    "vbroadcastss 0(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
+	    "vbroadcastss 4(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
+	    "vbroadcastss 8(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
+	    "vbroadcastss 12(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
+	    "vbroadcastss 16(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
+	    "vbroadcastss 20(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    "add %[rsb], %[b]\n\t"
+	    "vmovups (%[b]), %%ymm0\n\t"
+	    "vmovups 32(%[b]), %%ymm1\n\t"
+	    "vbroadcastss 24(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
+	    "vbroadcastss 28(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
+	    "vbroadcastss 32(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
+	    "vbroadcastss 36(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
+	    "vbroadcastss 40(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
+	    "vbroadcastss 44(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    "add %[rsb], %[b]\n\t"
+	    "vmovups (%[b]), %%ymm0\n\t"
+	    "vmovups 32(%[b]), %%ymm1\n\t"
+	    "vbroadcastss 48(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
+	    "vbroadcastss 52(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
+	    "vbroadcastss 56(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
+	    "vbroadcastss 60(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
+	    "vbroadcastss 64(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
+	    "vbroadcastss 68(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    "add %[rsb], %[b]\n\t"
+	    "vmovups (%[b]), %%ymm0\n\t"
+	    "vmovups 32(%[b]), %%ymm1\n\t"
+	    "vbroadcastss 72(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
+	    "vbroadcastss 76(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
+	    "vbroadcastss 80(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
+	    "vbroadcastss 84(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
+	    "vbroadcastss 88(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
+	    "vbroadcastss 92(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    "add %[rsb], %[b]\n\t"
+	    "add $96, %[a]\n\t"
+	    "dec %[k4]\n\t"
+	    "jnz 1b\n\t"
+	    "2:\n\t"
+	    "test %[kr], %[kr]\n\t"
+	    "jz 4f\n\t"
+	    "3:\n\t"
+	    "vmovups (%[b]), %%ymm0\n\t"
+	    "vmovups 32(%[b]), %%ymm1\n\t"
+	    "vbroadcastss 0(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
+	    "vbroadcastss 4(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
+	    "vbroadcastss 8(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
+	    "vbroadcastss 12(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
+	    "vbroadcastss 16(%[a]), %%ymm2\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
+	    "vbroadcastss 20(%[a]), %%ymm3\n\t"
+	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
+	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    "add %[rsb], %[b]\n\t"
+	    "add $24, %[a]\n\t"
+	    "dec %[kr]\n\t"
+	    "jnz 3b\n\t"
+	    "4:\n\t"
+	    "vmovaps %%ymm4, 0(%[out])\n\t"
+	    "vmovaps %%ymm5, 32(%[out])\n\t"
+	    "vmovaps %%ymm6, 64(%[out])\n\t"
+	    "vmovaps %%ymm7, 96(%[out])\n\t"
+	    "vmovaps %%ymm8, 128(%[out])\n\t"
+	    "vmovaps %%ymm9, 160(%[out])\n\t"
+	    "vmovaps %%ymm10, 192(%[out])\n\t"
+	    "vmovaps %%ymm11, 224(%[out])\n\t"
+	    "vmovaps %%ymm12, 256(%[out])\n\t"
+	    "vmovaps %%ymm13, 288(%[out])\n\t"
+	    "vmovaps %%ymm14, 320(%[out])\n\t"
+	    "vmovaps %%ymm15, 352(%[out])\n\t"
+	    : [a] "+r"(a), [b] "+r"(b), [k4] "+r"(k4), [kr] "+r"(kr)
+	    : [rsb] "r"(rsb * (long)sizeof(float)), [out] "r"(out)
+	    : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+	      "xmm13", "xmm14", "xmm15", "cc", "memory");
+}
+
+static void tile_6x16(long mr, long k, const float *a, const float *b, long rsb, float *c, long ldc, float alpha,
+                      float beta) {
+	float acc[96] __attribute__((aligned(32)));
+	for (long i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+	kernel_6x16(k, a, b, rsb, acc);
+	const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+	const int beta0 = beta == 0;
+	for (long i = 0; i < mr; i++)
+		store_row(c + i * ldc, _mm256_load_ps(acc + 16 * i), _mm256_load_ps(acc + 16 * i + 8), 2, NR, va, vb, beta0);
+}
+
+// Kernel dispatchers: one per layout of A (packed; rows or columns in place)
+// and of B (packed or in place), each with the 6×2 (mr, nv) instantiations.
+// Only one stride per operand is a run-time value, which keeps the address
+// arithmetic in registers.
 #define KILN_DEFINE_KERNEL(NAME, RSA, CSA, RSB)                                                                        \
 	static __attribute__((noinline)) void NAME(long mr, long nr, long k, const float *a, long rsa, long csa, const float *b, long rsb,          \
 	                 float *c, long ldc, float alpha, float beta) {                                                    \
 		(void)rsa, (void)csa, (void)rsb;                                                                               \
+		if (KILN_ASM && (RSA) == 1 && (CSA) == MR && mr >= KILN_ASM_MR && nr == NR) {                                  \
+			tile_6x16(mr, k, a, b, RSB, c, ldc, alpha, beta);                                                          \
+			return;                                                                                                    \
+		}                                                                                                              \
 		if (nr > 8) {                                                                                                  \
 			switch (mr) {                                                                                              \
 			case 6: ukernel(6, 2, k, a, RSA, CSA, b, RSB, c, ldc, alpha, beta, nr); break;                             \
@@ -256,10 +436,12 @@ KINLINE void ukernel(const int mr, const int nv, long k, const float *a, const l
 		}                                                                                                              \
 	}
 
-KILN_DEFINE_KERNEL(kernel_pp, 1, MR, NR)
-KILN_DEFINE_KERNEL(kernel_sp, rsa, csa, NR)
-KILN_DEFINE_KERNEL(kernel_ps, 1, MR, rsb)
-KILN_DEFINE_KERNEL(kernel_ss, rsa, csa, rsb)
+KILN_DEFINE_KERNEL(kernel_pp, 1, MR, NR)   // A packed, B packed
+KILN_DEFINE_KERNEL(kernel_ps, 1, MR, rsb)  // A packed, B in place
+KILN_DEFINE_KERNEL(kernel_rp, rsa, 1, NR)  // A rows in place, B packed
+KILN_DEFINE_KERNEL(kernel_rs, rsa, 1, rsb) // A rows in place, B in place
+KILN_DEFINE_KERNEL(kernel_cp, 1, csa, NR)  // A columns in place (transposed A), B packed
+KILN_DEFINE_KERNEL(kernel_cs, 1, csa, rsb) // A columns in place, B in place
 
 // pack_a packs op(A)[0:mc, 0:kc] (a points at its (0, 0) element) into
 // 6-row micro-panels: dst[panel·6·kc + p·6 + i], rows past mc zero.
@@ -318,9 +500,12 @@ static void pack_b_panel(int tb, long kc, long nr, const float *b, long ldb, flo
 				_mm256_store_ps(dst + p * NR, _mm256_loadu_ps(b + p * ldb));
 				_mm256_store_ps(dst + p * NR + 8, _mm256_loadu_ps(b + p * ldb + 8));
 			}
-		} else {
-			for (long p = 0; p < kc; p++)
-				for (long j = 0; j < NR; j++) dst[p * NR + j] = j < nr ? b[p * ldb + j] : 0;
+		} else { // masked loads leave the missing columns zero
+			const __m256i m0 = lane_mask(nr < 8 ? nr : 8), m1 = lane_mask(nr > 8 ? nr - 8 : 0);
+			for (long p = 0; p < kc; p++) {
+				_mm256_store_ps(dst + p * NR, _mm256_maskload_ps(b + p * ldb, m0));
+				_mm256_store_ps(dst + p * NR + 8, _mm256_maskload_ps(b + p * ldb + 8, m1));
+			}
 		}
 		return;
 	}
@@ -499,12 +684,14 @@ static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, lon
 								kernel_ps(mr, nr, kc, ai, 1, MR, bj, rsb, cc, ldc, alpha, bet);
 						} else {
 							const long i = ic + ir;
-							const float *ai = ta ? a + pc * lda + i : a + i * lda + pc;
-							const long rsa = ta ? 1 : lda, csa = ta ? lda : 1;
-							if (rsb == NR)
-								kernel_sp(mr, nr, kc, ai, rsa, csa, bj, NR, cc, ldc, alpha, bet);
+							if (ta && rsb == NR)
+								kernel_cp(mr, nr, kc, a + pc * lda + i, 1, lda, bj, NR, cc, ldc, alpha, bet);
+							else if (ta)
+								kernel_cs(mr, nr, kc, a + pc * lda + i, 1, lda, bj, rsb, cc, ldc, alpha, bet);
+							else if (rsb == NR)
+								kernel_rp(mr, nr, kc, a + i * lda + pc, lda, 1, bj, NR, cc, ldc, alpha, bet);
 							else
-								kernel_ss(mr, nr, kc, ai, rsa, csa, bj, rsb, cc, ldc, alpha, bet);
+								kernel_rs(mr, nr, kc, a + i * lda + pc, lda, 1, bj, rsb, cc, ldc, alpha, bet);
 						}
 					}
 				}
@@ -541,16 +728,18 @@ static void scale_c(long m, long n, float beta, float *c, long ldc) {
 	}
 }
 
-int kiln_sgemm_plan(int transA, int transB, long m, long n, long k) {
+int kiln_sgemm_plan(int transA, int transB, long m, long n, long k, long ldb) {
 	// A long reduction into a small C with B transposed: dot products, no packing.
 	if (transB && !transA && k >= 4 * (m > n ? m : n) && m * n <= 64 * 64) return KILN_SGEMM_DOT;
-	// Measured on Zen 4 (see GEMM.md): packing A pays once its panels are
-	// reused across many column tiles or it outgrows L2 unpacked; packing B
-	// pays once more than a few row tiles reuse it (or it is transposed).
-	const long kc = k < KC ? k : KC;
+	// Measured on Zen 4 (see GEMM.md). Packing A costs m·k copies and pays
+	// once three or more column tiles reuse the panels. Packing B costs k·n
+	// copies, as much as 2m flops per element: it pays for many row tiles,
+	// or for fewer when B's rows are a multiple of 256 bytes apart, which
+	// maps a micro-panel's rows onto a few L1 sets.
+	const int aliased = ldb % 64 == 0 && k > 64;
 	int plan = 0;
-	if (transA ? m > 32 : (n >= 128 || m * kc > 32 * 1024)) plan |= KILN_SGEMM_PACK_A;
-	if (transB || m > 64) plan |= KILN_SGEMM_PACK_B;
+	if (n > 2 * NR) plan |= KILN_SGEMM_PACK_A;
+	if (transB || m > 128 || (m >= 48 && aliased)) plan |= KILN_SGEMM_PACK_B;
 	return plan;
 }
 
@@ -600,8 +789,8 @@ typedef struct {
 	float *c, *partial;
 } sgemm_job;
 
-int kiln_sgemm_split(int transA, int transB, long m, long n, long k, int threads) {
-	const int plan = kiln_sgemm_plan(transA, transB, m, n, k);
+int kiln_sgemm_split(int transA, int transB, long m, long n, long k, long ldb, int threads) {
+	const int plan = kiln_sgemm_plan(transA, transB, m, n, k, ldb);
 	const long nt = (n + NR - 1) / NR, mt = (m + MR - 1) / MR, kt = (k + KC - 1) / KC;
 	const int dot = plan & KILN_SGEMM_DOT; // its tiles differ: split only K
 	if (threads <= 1 || m * n * k < PARALLEL_MIN) return SPLIT_NONE;
@@ -726,8 +915,8 @@ void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k, flo
                 const float *b, long ldb, float beta, float *c, long ldc) {
 	if (m <= 0 || n <= 0) return;
 	if (threads > MAX_THREADS) threads = MAX_THREADS;
-	const int plan = kiln_sgemm_plan(transA, transB, m, n, k);
-	const int split = k > 0 ? kiln_sgemm_split(transA, transB, m, n, k, threads) : SPLIT_NONE;
+	const int plan = kiln_sgemm_plan(transA, transB, m, n, k, ldb);
+	const int split = k > 0 ? kiln_sgemm_split(transA, transB, m, n, k, ldb, threads) : SPLIT_NONE;
 	if (split == SPLIT_NONE) {
 		kiln_sgemm_run(plan, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 		return;

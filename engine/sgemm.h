@@ -13,7 +13,8 @@ void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k,
 
 // kiln_sgemm_split reports how kiln_sgemm splits a product across threads:
 // 0 not at all, 1 along N, 2 along M, 3 along K. For tests.
-int kiln_sgemm_split(int transA, int transB, long m, long n, long k, int threads);
+int kiln_sgemm_split(int transA, int transB, long m, long n, long k, long ldb,
+                     int threads);
 
 // kiln_sgemm_has_avx2 reports whether the CPU (and OS) support AVX2 and FMA.
 int kiln_sgemm_has_avx2(void);
@@ -30,7 +31,7 @@ enum {
 	KILN_SGEMM_DOT = 4,    // A·Bᵀ by dot products, no packing (transB && !transA)
 };
 
-int kiln_sgemm_plan(int transA, int transB, long m, long n, long k);
+int kiln_sgemm_plan(int transA, int transB, long m, long n, long k, long ldb);
 
 // kiln_sgemm_run is a one-thread kiln_sgemm with the plan given.
 void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k,

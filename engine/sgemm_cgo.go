@@ -65,7 +65,11 @@ const (
 
 // sgemmSplitOf reports the split sgemm uses for a shape (for tests).
 func sgemmSplitOf(transA, transB bool, m, n, k int) int {
-	return int(C.kiln_sgemm_split(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.int(Threads())))
+	ldb := n
+	if transB {
+		ldb = k
+	}
+	return int(C.kiln_sgemm_split(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.long(ldb), C.int(Threads())))
 }
 
 // sgemmSetAVX2 switches between the AVX2 kernel and the portable C path (for
