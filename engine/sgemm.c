@@ -1,20 +1,24 @@
 // sgemm.c: Kiln's float32 matrix multiply, C = alpha·op(A)·op(B) + beta·C,
-// row-major, single-threaded (the Go side splits C across threads).
+// row-major, on up to the caller's thread count (a small pthread pool).
 //
 // The AVX2/FMA path follows BLIS/GotoBLAS: the k dimension is cut into KC
 // slices; for each slice a KC×NC block of op(B) is packed into 16-column
 // micro-panels and an MC×KC block of op(A) into 6-row micro-panels, and a
-// 6×16 register-blocked micro-kernel (12 ymm accumulators) sweeps them. The
-// packing absorbs all four transpose combinations, so there is one kernel.
-// Small problems skip packing where it costs more than it saves: A is then
-// read in place through (row, column) strides and a non-transposed B through
-// its row stride.
+// 6×16 register-blocked micro-kernel (12 ymm accumulators, in inline
+// assembly) sweeps them. The packing absorbs all four transpose combinations,
+// so there is one kernel. Small problems skip packing where it costs more than
+// it saves (kiln_sgemm_plan): A is then read in place through its row or
+// column stride, a non-transposed B through its row stride, and edge tiles
+// go through intrinsic kernels for every (rows, 8 or 16 columns) shape. A long
+// reduction into a small C with B transposed (a weight gradient) uses dot
+// products instead, with no packing at all.
 //
 // Numerics: every element of C is one chain of FMAs over p in increasing order
 // within each KC slice, then c = alpha·acc + beta·c (beta·c skipped when
 // beta == 0, so C is never read). Packed and unpacked paths, edge tiles and
-// full tiles all do the same operations, so the result does not depend on
-// how the Go side partitions C, only on the inputs and KC.
+// full tiles all do the same operations, so a split of C along M or N does not
+// change any bit; only a split along K (partial sums) depends on the thread
+// count.
 //
 // The AVX2 code is compiled for avx2,fma through a target pragma and used only
 // when the CPU reports both; elsewhere a portable C loop runs. (The flags are
@@ -767,17 +771,25 @@ void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k, fl
 // one-thread call, so the result does not depend on the thread count), or
 // along K for a long reduction into a small C (parts after the first write
 // partial products that are added in part order: bit-identical for a given
-// thread count). Part 0 runs on the caller; the others on a small pool of
-// pthreads that spin briefly after each job before sleeping, because waking a
+// thread count). The parts are fixed by the shape and the thread count; who
+// runs them is not. Part 0 runs on the caller, the others on a small pool of
+// pthreads that poll for 50 µs after each job before sleeping: waking a
 // sleeping thread costs 10–50 µs on a virtual machine, as much as a whole
-// mid-sized product. If the pool is busy with another caller the parts run
-// one after another on the caller, with the same results.
+// mid-sized product (Go's worker pool measured 12–45 µs from hand-off to
+// start). A part no worker has claimed by the time the caller finishes its own
+// is taken back by the caller, so a late or busy worker never stalls a small
+// product. If another caller holds the pool, the parts run one after another
+// on this caller's thread.
 
 enum { SPLIT_NONE, SPLIT_N, SPLIT_M, SPLIT_K };
 enum { MAX_THREADS = 64 };
 
-// A product of m·n·k below PARALLEL_MIN (about 20 µs of work) stays on one thread.
-#define PARALLEL_MIN (1L << 20)
+// A product of m·n·k below PARALLEL_MIN (about 3 µs of work) stays on one
+// thread; one below WAKE_MIN (about 20 µs) does not wake a sleeping worker.
+#ifndef PARALLEL_MIN
+#define PARALLEL_MIN (1L << 17)
+#endif
+#define WAKE_MIN (1L << 20)
 // How long an idle pool thread polls for the next job before sleeping.
 #define SPIN_NS 50000L
 
@@ -831,16 +843,18 @@ static void run_part(const sgemm_job *j, int part) {
 	}
 }
 
+enum { PART_OPEN, PART_RUNNING, PART_TAKEN, PART_DONE }; // claim states, below the generation
+
 static struct {
 	pthread_mutex_t busy; // held by the one caller using the workers
 	pthread_mutex_t mu;   // guards sleeping workers
 	pthread_cond_t cv;
-	int workers;             // started (under busy)
-	sgemm_job job;           // the current job (written under busy, before gen moves)
-	_Atomic unsigned gen;    // bumped once per job
-	_Atomic int remaining;   // workers yet to finish the current job
-	_Atomic int sleepers;    // workers blocked on cv
-	unsigned start_gen[MAX_THREADS]; // gen when each worker was started
+	int workers;                                  // started (under busy)
+	sgemm_job job;                                // the current job (written under busy)
+	_Atomic unsigned long gen;                    // bumped once per job
+	_Atomic unsigned long claim[MAX_THREADS];     // per part: gen·4 + PART_*
+	_Atomic int sleepers;                         // workers blocked on cv
+	unsigned long start_gen[MAX_THREADS];         // gen when each worker was started
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static long now_ns(void) {
@@ -851,12 +865,14 @@ static long now_ns(void) {
 
 static inline void cpu_relax(void) { __builtin_ia32_pause(); }
 
+// A worker owns one part number. For each new job it claims its part if the
+// caller has not taken it already, runs it and marks it done.
 static void *pool_worker(void *arg) {
-	const int id = (int)(intptr_t)arg; // part number, 1..
-	unsigned seen = pool.start_gen[id];  // jobs after this one are ours
+	const int id = (int)(intptr_t)arg;
+	unsigned long seen = pool.start_gen[id];
 	for (;;) {
 		// Poll for a while, then sleep until the generation moves.
-		unsigned g = atomic_load(&pool.gen);
+		unsigned long g = atomic_load(&pool.gen);
 		for (long t0 = now_ns(), i = 0; g == seen; g = atomic_load(&pool.gen)) {
 			cpu_relax();
 			if (++i % 256 == 0 && now_ns() - t0 > SPIN_NS) {
@@ -869,17 +885,23 @@ static void *pool_worker(void *arg) {
 			}
 		}
 		seen = g;
-		if (id < pool.job.parts) run_part(&pool.job, id);
-		atomic_fetch_sub(&pool.remaining, 1);
+		unsigned long open = g * 4 + PART_OPEN;
+		if (atomic_compare_exchange_strong(&pool.claim[id], &open, g * 4 + PART_RUNNING)) {
+			run_part(&pool.job, id);
+			atomic_store(&pool.claim[id], g * 4 + PART_DONE);
+		}
 	}
 	return NULL;
 }
 
-// pool_run runs the job's parts on the caller and the pool; 0 if the pool is
-// busy or cannot start enough threads.
-static int pool_run(const sgemm_job *j) {
+// pool_run runs the job's parts: part 0 on the caller, the others on the
+// workers, except parts a worker has not claimed by the time the caller is
+// done, which the caller takes back. A small job therefore never waits for a
+// sleeping worker (and does not wake one). Who runs a part does not change
+// its result. Returns 0 if another caller holds the pool.
+static int pool_run(const sgemm_job *j, int wake) {
 	if (pthread_mutex_trylock(&pool.busy) != 0) return 0;
-	while (pool.workers < j->parts - 1 && pool.workers < MAX_THREADS - 1) {
+	while (pool.workers < j->parts - 1) {
 		pthread_t t;
 		pthread_attr_t at;
 		pthread_attr_init(&at);
@@ -887,26 +909,28 @@ static int pool_run(const sgemm_job *j) {
 		pool.start_gen[pool.workers + 1] = atomic_load(&pool.gen);
 		const int ok = pthread_create(&t, &at, pool_worker, (void *)(intptr_t)(pool.workers + 1)) == 0;
 		pthread_attr_destroy(&at);
-		if (!ok) break;
+		if (!ok) break; // the caller takes the parts nobody claims
 		pool.workers++;
 	}
-	if (pool.workers < j->parts - 1) {
-		pthread_mutex_unlock(&pool.busy);
-		return 0;
-	}
 	pool.job = *j;
-	atomic_store(&pool.remaining, pool.workers);
-	atomic_fetch_add(&pool.gen, 1);
-	if (atomic_load(&pool.sleepers) > 0) {
+	const unsigned long g = atomic_load(&pool.gen) + 1;
+	for (int i = 1; i < j->parts; i++) atomic_store(&pool.claim[i], g * 4 + PART_OPEN);
+	atomic_store(&pool.gen, g);
+	if (wake && atomic_load(&pool.sleepers) > 0) {
 		pthread_mutex_lock(&pool.mu);
 		pthread_cond_broadcast(&pool.cv);
 		pthread_mutex_unlock(&pool.mu);
 	}
 	run_part(j, 0);
-	for (long i = 0; atomic_load(&pool.remaining) > 0; i++) {
-		cpu_relax();
-		if (i > 4096) sched_yield();
+	for (int i = 1; i < j->parts; i++) {
+		unsigned long open = g * 4 + PART_OPEN;
+		if (atomic_compare_exchange_strong(&pool.claim[i], &open, g * 4 + PART_TAKEN)) run_part(j, i);
 	}
+	for (int i = 1; i < j->parts; i++)
+		for (long n = 0; atomic_load(&pool.claim[i]) == g * 4 + PART_RUNNING; n++) {
+			cpu_relax();
+			if (n > 4096) sched_yield();
+		}
 	pthread_mutex_unlock(&pool.busy);
 	return 1;
 }
@@ -931,7 +955,7 @@ void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k, flo
 			return;
 		}
 	}
-	if (!pool_run(&j))
+	if (!pool_run(&j, m * n * k >= WAKE_MIN))
 		for (int part = 0; part < j.parts; part++) run_part(&j, part);
 	if (split == SPLIT_K)
 		for (long i = 0; i < m; i++)
