@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -47,8 +48,12 @@ var sgemmBenchShapes = func() []sgemmBenchShape {
 	)
 }()
 
-// benchSgemmWith times f on each shape and reports GFLOP/s.
+// benchSgemmWith times f on each shape and reports GFLOP/s. The thread count
+// follows GOMAXPROCS, so -cpu 1,2 compares one and two threads.
 func benchSgemmWith(b *testing.B, f func(s sgemmBenchShape, a, bm, c []float32, lda, ldb int)) {
+	old := Threads()
+	SetThreads(runtime.GOMAXPROCS(0))
+	defer SetThreads(old)
 	for _, s := range sgemmBenchShapes {
 		b.Run(s.String(), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(1, 2))
