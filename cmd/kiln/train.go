@@ -84,7 +84,23 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 // resolve builds the run's configuration: defaults, then the config file,
 // then the flags that were given.
 func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Config, error) {
-	c := trainer.DefaultConfig()
+	// The model's own recipe is the base: find the model first (flag, then
+	// config file, then the default), then lay the file and the flags over it.
+	model, dataset := trainer.DefaultConfig().Model, trainer.DefaultConfig().Dataset
+	if configPath != "" {
+		fc, err := trainer.LoadConfigFile(configPath, trainer.DefaultConfig())
+		if err != nil {
+			return fc, err
+		}
+		model, dataset = fc.Model, fc.Dataset
+	}
+	if f.Changed("model") {
+		model = cf.c.Model
+	}
+	if f.Changed("dataset") {
+		dataset = cf.c.Dataset
+	}
+	c := trainer.DefaultConfigFor(model, dataset)
 	if configPath != "" {
 		var err error
 		if c, err = trainer.LoadConfigFile(configPath, c); err != nil {
