@@ -240,8 +240,7 @@ func TestSgemmDeterministic(t *testing.T) {
 		{gemmCase{m: 120, n: 400, k: 64, transA: true, alpha: 1, beta: 1}, splitN},      // its dW
 		{gemmCase{m: 6, n: 784 * 16, k: 25, alpha: 1, beta: 0}, splitN},                 // conv1
 		{gemmCase{m: 33, n: 47, k: 700, transA: true, transB: true, alpha: -1}, splitM}, // ragged
-		{gemmCase{m: 16, n: 100, k: 150, alpha: 1}, splitN},
-		{gemmCase{m: 8, n: 20, k: 30, alpha: 1}, splitNone},
+		{gemmCase{m: 16, n: 100, k: 150, alpha: 1}, splitNone},
 	}
 	bits := func(c []float32) []uint32 {
 		u := make([]uint32, len(c))

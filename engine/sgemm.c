@@ -784,12 +784,11 @@ void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k, fl
 enum { SPLIT_NONE, SPLIT_N, SPLIT_M, SPLIT_K };
 enum { MAX_THREADS = 64 };
 
-// A product of m·n·k below PARALLEL_MIN (about 3 µs of work) stays on one
-// thread; one below WAKE_MIN (about 20 µs) does not wake a sleeping worker.
+// A product of m·n·k below PARALLEL_MIN (about 10 µs of work) stays on one
+// thread.
 #ifndef PARALLEL_MIN
-#define PARALLEL_MIN (1L << 17)
+#define PARALLEL_MIN (1L << 19)
 #endif
-#define WAKE_MIN (1L << 20)
 // How long an idle pool thread polls for the next job before sleeping.
 #define SPIN_NS 50000L
 
@@ -897,9 +896,9 @@ static void *pool_worker(void *arg) {
 // pool_run runs the job's parts: part 0 on the caller, the others on the
 // workers, except parts a worker has not claimed by the time the caller is
 // done, which the caller takes back. A small job therefore never waits for a
-// sleeping worker (and does not wake one). Who runs a part does not change
-// its result. Returns 0 if another caller holds the pool.
-static int pool_run(const sgemm_job *j, int wake) {
+// sleeping worker; it wakes it, so that it polls for the next one. Who runs a
+// part does not change its result. Returns 0 if another caller holds the pool.
+static int pool_run(const sgemm_job *j) {
 	if (pthread_mutex_trylock(&pool.busy) != 0) return 0;
 	while (pool.workers < j->parts - 1) {
 		pthread_t t;
@@ -916,7 +915,7 @@ static int pool_run(const sgemm_job *j, int wake) {
 	const unsigned long g = atomic_load(&pool.gen) + 1;
 	for (int i = 1; i < j->parts; i++) atomic_store(&pool.claim[i], g * 4 + PART_OPEN);
 	atomic_store(&pool.gen, g);
-	if (wake && atomic_load(&pool.sleepers) > 0) {
+	if (atomic_load(&pool.sleepers) > 0) {
 		pthread_mutex_lock(&pool.mu);
 		pthread_cond_broadcast(&pool.cv);
 		pthread_mutex_unlock(&pool.mu);
@@ -955,7 +954,7 @@ void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k, flo
 			return;
 		}
 	}
-	if (!pool_run(&j, m * n * k >= WAKE_MIN))
+	if (!pool_run(&j))
 		for (int part = 0; part < j.parts; part++) run_part(&j, part);
 	if (split == SPLIT_K)
 		for (long i = 0; i < m; i++)
