@@ -240,12 +240,15 @@ KINLINE void ukernel(const int mr, const int nv, long k, const float *a, const l
 }
 
 
-// kernel_6x16: the full micro-tile, A packed (6 floats per p) and B rows
-// 16 floats at b + p·rsb, written in assembly because the compiler spills an
-// accumulator when B's stride is a run-time value. The 12 accumulators go to
-// out (row i, vector v at out[16·i + 8·v]).
-static void kernel_6x16(long k, const float *a, const float *b, long rsb, float *out) {
+// kernel_6x16: the full micro-tile, A packed (6 floats per p) and B rows of
+// 16 floats at b + p·rsb, in assembly because the compiler spills an
+// accumulator when B's stride is a run-time value. mode 1 stores the sums to
+// C (alpha 1, beta 0), mode 2 adds them to C (alpha 1, beta 1: the same
+// rounding as store_row's fma(1, c, acc)), mode 0 leaves them in out (row i,
+// vector v at out[16·i + 8·v]) for the general update.
+static void kernel_6x16(long k, const float *a, const float *b, long rsb, float *c, long ldc, long mode, float *out) {
 	long k4 = k >> 2, kr = k & 3;
+	float *c3 = c + 3 * ldc;
 	__asm__ volatile(
 	    "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
 	    "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
@@ -378,6 +381,9 @@ static void kernel_6x16(long k, const float *a, const float *b, long rsb, float 
 	    "dec %[kr]\n\t"
 	    "jnz 3b\n\t"
 	    "4:\n\t"
+	    "cmp $1, %[mode]\n\t"
+	    "je 5f\n\t"
+	    "jg 6f\n\t"
 	    "vmovaps %%ymm4, 0(%[out])\n\t"
 	    "vmovaps %%ymm5, 32(%[out])\n\t"
 	    "vmovaps %%ymm6, 64(%[out])\n\t"
@@ -390,17 +396,63 @@ static void kernel_6x16(long k, const float *a, const float *b, long rsb, float 
 	    "vmovaps %%ymm13, 288(%[out])\n\t"
 	    "vmovaps %%ymm14, 320(%[out])\n\t"
 	    "vmovaps %%ymm15, 352(%[out])\n\t"
+	    "jmp 7f\n\t"
+	    "5:\n\t"
+	    "vmovups %%ymm4, (%[c])\n\t"
+	    "vmovups %%ymm5, 32(%[c])\n\t"
+	    "vmovups %%ymm6, (%[c],%[ldc],1)\n\t"
+	    "vmovups %%ymm7, 32(%[c],%[ldc],1)\n\t"
+	    "vmovups %%ymm8, (%[c],%[ldc],2)\n\t"
+	    "vmovups %%ymm9, 32(%[c],%[ldc],2)\n\t"
+	    "vmovups %%ymm10, (%[c3])\n\t"
+	    "vmovups %%ymm11, 32(%[c3])\n\t"
+	    "vmovups %%ymm12, (%[c3],%[ldc],1)\n\t"
+	    "vmovups %%ymm13, 32(%[c3],%[ldc],1)\n\t"
+	    "vmovups %%ymm14, (%[c3],%[ldc],2)\n\t"
+	    "vmovups %%ymm15, 32(%[c3],%[ldc],2)\n\t"
+	    "jmp 7f\n\t"
+	    "6:\n\t"
+	    "vaddps (%[c]), %%ymm4, %%ymm4\n\t"
+	    "vmovups %%ymm4, (%[c])\n\t"
+	    "vaddps 32(%[c]), %%ymm5, %%ymm5\n\t"
+	    "vmovups %%ymm5, 32(%[c])\n\t"
+	    "vaddps (%[c],%[ldc],1), %%ymm6, %%ymm6\n\t"
+	    "vmovups %%ymm6, (%[c],%[ldc],1)\n\t"
+	    "vaddps 32(%[c],%[ldc],1), %%ymm7, %%ymm7\n\t"
+	    "vmovups %%ymm7, 32(%[c],%[ldc],1)\n\t"
+	    "vaddps (%[c],%[ldc],2), %%ymm8, %%ymm8\n\t"
+	    "vmovups %%ymm8, (%[c],%[ldc],2)\n\t"
+	    "vaddps 32(%[c],%[ldc],2), %%ymm9, %%ymm9\n\t"
+	    "vmovups %%ymm9, 32(%[c],%[ldc],2)\n\t"
+	    "vaddps (%[c3]), %%ymm10, %%ymm10\n\t"
+	    "vmovups %%ymm10, (%[c3])\n\t"
+	    "vaddps 32(%[c3]), %%ymm11, %%ymm11\n\t"
+	    "vmovups %%ymm11, 32(%[c3])\n\t"
+	    "vaddps (%[c3],%[ldc],1), %%ymm12, %%ymm12\n\t"
+	    "vmovups %%ymm12, (%[c3],%[ldc],1)\n\t"
+	    "vaddps 32(%[c3],%[ldc],1), %%ymm13, %%ymm13\n\t"
+	    "vmovups %%ymm13, 32(%[c3],%[ldc],1)\n\t"
+	    "vaddps (%[c3],%[ldc],2), %%ymm14, %%ymm14\n\t"
+	    "vmovups %%ymm14, (%[c3],%[ldc],2)\n\t"
+	    "vaddps 32(%[c3],%[ldc],2), %%ymm15, %%ymm15\n\t"
+	    "vmovups %%ymm15, 32(%[c3],%[ldc],2)\n\t"
+	    "7:\n\t"
 	    : [a] "+r"(a), [b] "+r"(b), [k4] "+r"(k4), [kr] "+r"(kr)
-	    : [rsb] "r"(rsb * (long)sizeof(float)), [out] "r"(out)
+	    : [rsb] "r"(rsb * (long)sizeof(float)), [out] "r"(out), [c] "r"(c), [c3] "r"(c3),
+	      [ldc] "r"(ldc * (long)sizeof(float)), [mode] "r"(mode)
 	    : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
 	      "xmm13", "xmm14", "xmm15", "cc", "memory");
 }
 
 static void tile_6x16(long mr, long k, const float *a, const float *b, long rsb, float *c, long ldc, float alpha,
                       float beta) {
-	float acc[96] __attribute__((aligned(32)));
 	for (long i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-	kernel_6x16(k, a, b, rsb, acc);
+	if (mr == MR && alpha == 1 && (beta == 0 || beta == 1)) {
+		kernel_6x16(k, a, b, rsb, c, ldc, beta == 0 ? 1 : 2, NULL);
+		return;
+	}
+	float acc[96] __attribute__((aligned(32)));
+	kernel_6x16(k, a, b, rsb, c, ldc, 0, acc);
 	const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
 	const int beta0 = beta == 0;
 	for (long i = 0; i < mr; i++)
