@@ -31,10 +31,13 @@ var sgemmBenchShapes = func() []sgemmBenchShape {
 	for _, n := range []int{64, 256, 512, 1024, 2048} {
 		s = append(s, sgemmBenchShape{name: "square", m: n, n: n, k: n})
 	}
-	// LeNet-5 training step, batch 64 (im2col convolutions, linear layers).
+	// LeNet-5 training step, batch 64 (im2col convolutions per image and
+	// batched, linear layers).
 	return append(s,
-		sgemmBenchShape{name: "conv1_fwd", m: 6, n: 784 * 64, k: 25},
-		sgemmBenchShape{name: "conv1_dw", transB: true, m: 6, n: 25, k: 784 * 64},
+		sgemmBenchShape{name: "conv1_fwd", m: 6, n: 784, k: 25},
+		sgemmBenchShape{name: "conv1_fwd_batch", m: 6, n: 784 * 64, k: 25},
+		sgemmBenchShape{name: "conv1_dw", transB: true, m: 6, n: 25, k: 784},
+		sgemmBenchShape{name: "conv1_dw_batch", transB: true, m: 6, n: 25, k: 784 * 64},
 		sgemmBenchShape{name: "conv2_fwd", m: 16, n: 100, k: 150},
 		sgemmBenchShape{name: "conv2_fwd_batch", m: 16, n: 100 * 64, k: 150},
 		sgemmBenchShape{name: "conv2_dw", transB: true, m: 16, n: 150, k: 100},
