@@ -211,10 +211,12 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 
 	var bar *progressbar.ProgressBar
 	if t.Progress != nil {
-		bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(t.Progress), progressbar.OptionShowCount(),
+		// Counted in images, so the rate it shows is images/s.
+		bar = progressbar.NewOptions(loader.SamplesPerEpoch()*c.Epochs, progressbar.OptionSetWriter(t.Progress),
+			progressbar.OptionShowIts(), progressbar.OptionSetItsString("img"),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionSetWidth(30), progressbar.OptionClearOnFinish(), progressbar.OptionShowElapsedTimeOnFinish())
-		_ = bar.Set(step)
+			progressbar.OptionSetWidth(30), progressbar.OptionClearOnFinish())
+		_ = bar.Set(step * c.Batch)
 	}
 
 	summary := &Summary{Model: c.Model, Dataset: s.Train.Name, Params: layers.CountParams(t.Model)}
@@ -309,7 +311,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 			stepsThisRun++
 			imagesThisRun += b.Size()
 			if bar != nil {
-				_ = bar.Add(1)
+				_ = bar.Add(b.Size())
 			}
 			if c.ValEvery > 0 && step%c.ValEvery == 0 && step%nb != 0 {
 				elapsed += time.Since(tEpoch).Seconds()
