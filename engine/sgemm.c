@@ -36,17 +36,12 @@
 
 #include "sgemm.h"
 
+// Blocking sizes (overridable with -D for tuning).
 #ifndef KILN_KC
 #define KILN_KC 256
 #endif
 #ifndef KILN_MC
 #define KILN_MC 144
-#endif
-#ifndef KILN_ASM
-#define KILN_ASM 1
-#endif
-#ifndef KILN_ASM_MR
-#define KILN_ASM_MR 6
 #endif
 #ifndef KILN_NC
 #define KILN_NC 4096
@@ -467,7 +462,7 @@ static void tile_6x16(long mr, long k, const float *a, const float *b, long rsb,
 	static __attribute__((noinline)) void NAME(long mr, long nr, long k, const float *a, long rsa, long csa, const float *b, long rsb,          \
 	                 float *c, long ldc, float alpha, float beta) {                                                    \
 		(void)rsa, (void)csa, (void)rsb;                                                                               \
-		if (KILN_ASM && (RSA) == 1 && (CSA) == MR && mr >= KILN_ASM_MR && nr == NR) {                                  \
+		if ((RSA) == 1 && (CSA) == MR && mr == MR && nr == NR) { /* packed A, full tile */                         \
 			tile_6x16(mr, k, a, b, RSB, c, ldc, alpha, beta);                                                          \
 			return;                                                                                                    \
 		}                                                                                                              \
