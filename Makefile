@@ -2,7 +2,7 @@
 GO ?= go
 BIN := kiln
 
-.PHONY: build train test vet bench bench-torch golden clean
+.PHONY: build train test vet accuracy bench bench-torch golden clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/kiln
@@ -21,6 +21,10 @@ vet:
 test: vet
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'Alloc' ./...
+
+# The seeded accuracy runs of every model (about 35 minutes on two cores).
+accuracy: build
+	scripts/accuracy.sh
 
 # Op and model benchmarks of the Go side alone.
 bench:

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -191,7 +192,7 @@ type shapeCache struct {
 }
 
 func (c *shapeCache) get(in []int, compute func([]int) ([]int, error)) ([]int, error) {
-	if c.out != nil && sameInts(c.in, in) {
+	if c.out != nil && slices.Equal(c.in, in) {
 		return c.out, nil
 	}
 	out, err := compute(in)
@@ -200,16 +201,4 @@ func (c *shapeCache) get(in []int, compute func([]int) ([]int, error)) ([]int, e
 	}
 	c.in, c.out = append(c.in[:0], in...), out
 	return out, nil
-}
-
-func sameInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
