@@ -79,17 +79,24 @@ func (m *Inception) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	if err := engine.ConcatBackward(m.douts, dout); err != nil {
 		return nil, err
 	}
+	// dx = Σ branch input gradients; each branch keeps its own dx buffer, so
+	// the first two are summed straight into m.dx without a copy.
+	var first *engine.Tensor
 	for i, b := range m.branches {
 		d, err := b.Backward(m.douts[i])
 		if err != nil {
 			return nil, err
 		}
-		if i == 0 {
+		switch i {
+		case 0:
+			first = d
+		case 1:
 			m.dx = engine.Ensure(m.dx, d.DType(), d.Shape()...)
-			if err := m.dx.CopyFrom(d); err != nil {
-				return nil, err
-			}
-		} else if err := engine.Add(m.dx, m.dx, d); err != nil {
+			err = engine.Add(m.dx, first, d)
+		default:
+			err = engine.Add(m.dx, m.dx, d)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
