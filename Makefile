@@ -2,7 +2,7 @@
 GO ?= go
 BIN := kiln
 
-.PHONY: build train test vet accuracy bench bench-torch golden clean
+.PHONY: build train test vet accuracy bench bench-torch golden clean test-kernels
 
 build:
 	$(GO) build -o $(BIN) ./cmd/kiln
@@ -21,6 +21,11 @@ vet:
 test: vet
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'Alloc' ./...
+
+# Every CUDA kernel run on the CPU under the emulation header with
+# AddressSanitizer, compared with its CPU op; one line per kernel.
+test-kernels:
+	scripts/test-kernels.sh
 
 # The seeded accuracy runs of every model (about 35 minutes on two cores).
 accuracy: build

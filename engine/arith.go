@@ -1,12 +1,18 @@
 package engine
 
+import (
+	"math"
+
+	"github.com/kiln-ml/kiln/cuda"
+)
+
 // Element-wise arithmetic on same-shaped tensors: the glue of residual
 // connections and gradient sums.
 
 // Add computes out = a + b; out may alias a or b.
 func Add(out, a, b *Tensor) error {
 	const op = "Add"
-	_, dt, err := agree(op, out, a, b)
+	dev, dt, err := agreeDev(op, out, a, b)
 	if err != nil {
 		return err
 	}
@@ -14,6 +20,12 @@ func Add(out, a, b *Tensor) error {
 		return shapeErr(op, "element counts differ", "out", out, "a", a, "b", b)
 	}
 	n := a.Len()
+	if dev == CUDA {
+		return runCUDA(op, func() error {
+			var args cuda.Args
+			return launchElt(kAdd, n, args.Ptr(out.dptr()).Ptr(a.dptr()).Ptr(b.dptr()).I64(int64(n)))
+		}, func(h []*Tensor) error { return Add(h[0], h[1], h[2]) }, out, a, b)
+	}
 	if dt == Float64 {
 		runSamples(kindAdd, n, n, out.f64, a.f64, b.f64, nil, 0, 0)
 	} else {
@@ -32,6 +44,11 @@ func addSlices[T Float](out, a, b []T) {
 
 // Scale computes t *= s in place.
 func Scale(t *Tensor, s float64) {
+	if t.device == CUDA {
+		var args cuda.Args
+		_ = launchElt(kScale, t.Len(), args.Ptr(t.dptr()).F32(float32(s)).I64(int64(t.Len())))
+		return
+	}
 	for i := range t.f32 {
 		t.f32[i] *= float32(s)
 	}
@@ -42,6 +59,13 @@ func Scale(t *Tensor, s float64) {
 
 // SumSquares returns Σ t², accumulated in float64 in a fixed order.
 func SumSquares(t *Tensor) float64 {
+	if t.device == CUDA {
+		s, err := sumSquaresCUDA(t)
+		if err != nil {
+			return math.NaN()
+		}
+		return s
+	}
 	s := 0.0
 	for _, v := range t.f32 {
 		s += float64(v) * float64(v)
@@ -55,12 +79,19 @@ func SumSquares(t *Tensor) float64 {
 // AddScaled computes dst += alpha·src (axpy).
 func AddScaled(dst, src *Tensor, alpha float64) error {
 	const op = "AddScaled"
-	_, dt, err := agree(op, dst, src)
+	dev, dt, err := agreeDev(op, dst, src)
 	if err != nil {
 		return err
 	}
 	if dst.Len() != src.Len() {
 		return shapeErr(op, "element counts differ", "dst", dst, "src", src)
+	}
+	if dev == CUDA {
+		n := dst.Len()
+		return runCUDA(op, func() error {
+			var args cuda.Args
+			return launchElt(kAxpy, n, args.Ptr(dst.dptr()).Ptr(src.dptr()).F32(float32(alpha)).I64(int64(n)))
+		}, func(h []*Tensor) error { return AddScaled(h[0], h[1], alpha) }, dst, src)
 	}
 	if dt == Float64 {
 		axpy(dst.f64, src.f64, alpha)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -67,4 +68,15 @@ func agree(op string, ts ...*Tensor) (Device, DType, error) {
 		return dev, dt, fmt.Errorf("%s on %v: %w", op, dev, ErrNoKernel)
 	}
 	return dev, dt, nil
+}
+
+// agreeDev is agree for ops that have a CUDA implementation: CUDA tensors
+// pass (float32 only, which NewOn guarantees) and the op switches on the
+// device it returns.
+func agreeDev(op string, ts ...*Tensor) (Device, DType, error) {
+	dev, dt, err := agree(op, ts...)
+	if dev == CUDA && errors.Is(err, ErrNoKernel) {
+		return dev, dt, nil
+	}
+	return dev, dt, err
 }

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"unsafe"
+
+	"github.com/kiln-ml/kiln/cuda"
 
 	"gorgonia.org/tensor"
 )
@@ -16,6 +19,7 @@ type Tensor struct {
 	device Device
 	f32    []float32
 	f64    []float64
+	mem    *devMem // CUDA data (tensor_cuda.go)
 }
 
 // New returns a zeroed CPU tensor.
@@ -99,7 +103,8 @@ func (t *Tensor) DType() DType { return t.dtype }
 // Device is where the data lives.
 func (t *Tensor) Device() Device { return t.device }
 
-// Float32 returns the CPU data of a Float32 tensor (nil otherwise).
+// Float32 returns the CPU data of a Float32 tensor (nil otherwise, and nil
+// for a CUDA tensor: copy it to the CPU with To first).
 func (t *Tensor) Float32() []float32 { return t.f32 }
 
 // Float64 returns the CPU data of a Float64 tensor (nil otherwise).
@@ -128,7 +133,7 @@ func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
 	if numel(s) != t.Len() {
 		return nil, shapeErr("Reshape", "element count differs", "x", t, "shape", s)
 	}
-	return &Tensor{shape: s, dtype: t.dtype, device: t.device, f32: t.f32, f64: t.f64}, nil
+	return &Tensor{shape: s, dtype: t.dtype, device: t.device, f32: t.f32, f64: t.f64, mem: t.mem}, nil
 }
 
 // View is Reshape into a tensor kept by the caller: it reuses v when v already
@@ -141,6 +146,12 @@ func (t *Tensor) View(v *Tensor, shape ...int) (*Tensor, error) {
 }
 
 func sameData(a, b *Tensor) bool {
+	if a.device != b.device {
+		return false
+	}
+	if a.device == CUDA {
+		return a.mem == b.mem
+	}
 	if a.dtype == Float64 {
 		return len(a.f64) == len(b.f64) && (len(a.f64) == 0 || &a.f64[0] == &b.f64[0])
 	}
@@ -149,12 +160,20 @@ func sameData(a, b *Tensor) bool {
 
 // Zero sets every element to 0.
 func (t *Tensor) Zero() {
+	if t.device == CUDA {
+		_ = cuda.Zero(t.dptr(), int64(4*t.Len()))
+		return
+	}
 	clear(t.f32)
 	clear(t.f64)
 }
 
 // Fill sets every element to v.
 func (t *Tensor) Fill(v float64) {
+	if t.device == CUDA {
+		_ = fillCUDA(t, float32(v))
+		return
+	}
 	for i := range t.f32 {
 		t.f32[i] = float32(v)
 	}
@@ -168,6 +187,9 @@ func (t *Tensor) Fill(v float64) {
 func (t *Tensor) CopyFrom(src *Tensor) error {
 	if src.Len() != t.Len() {
 		return shapeErr("CopyFrom", "element count differs", "dst", t, "src", src)
+	}
+	if t.device == CUDA || src.device == CUDA {
+		return t.copyCUDA(src)
 	}
 	switch {
 	case t.dtype == Float32 && src.dtype == Float32:
@@ -188,20 +210,33 @@ func (t *Tensor) CopyFrom(src *Tensor) error {
 
 // Clone returns a copy with its own data.
 func (t *Tensor) Clone() *Tensor {
+	if t.device == CUDA {
+		c, err := NewOn(CUDA, Float32, t.shape...)
+		if err != nil {
+			return t.host().Clone() // out of device memory: a CPU copy
+		}
+		_ = c.CopyFrom(t)
+		return c
+	}
 	c := New(t.dtype, t.shape...)
 	_ = c.CopyFrom(t)
 	return c
 }
 
-// As returns a copy converted to dtype dt.
+// As returns a copy converted to dtype dt, on the CPU.
 func (t *Tensor) As(dt DType) *Tensor {
 	c := New(dt, t.shape...)
-	_ = c.CopyFrom(t)
+	_ = c.CopyFrom(t.host())
 	return c
 }
 
 // At returns element i of the flat data as float64 (for tests and metrics).
 func (t *Tensor) At(i int) float64 {
+	if t.device == CUDA {
+		var v float32
+		_ = cuda.CopyDtoH(unsafe.Pointer(&v), t.dptr()+cuda.Ptr(4*i), 4)
+		return float64(v)
+	}
 	if t.dtype == Float64 {
 		return t.f64[i]
 	}
@@ -210,6 +245,11 @@ func (t *Tensor) At(i int) float64 {
 
 // SetAt sets element i of the flat data.
 func (t *Tensor) SetAt(i int, v float64) {
+	if t.device == CUDA {
+		f := float32(v)
+		_ = cuda.CopyHtoD(t.dptr()+cuda.Ptr(4*i), unsafe.Pointer(&f), 4)
+		return
+	}
 	if t.dtype == Float64 {
 		t.f64[i] = v
 	} else {
@@ -219,6 +259,9 @@ func (t *Tensor) SetAt(i int, v float64) {
 
 // Values returns the data as a new []float64 (for tests and export).
 func (t *Tensor) Values() []float64 {
+	if t.device == CUDA {
+		return t.host().Values()
+	}
 	out := make([]float64, t.Len())
 	for i := range out {
 		out[i] = t.At(i)
@@ -228,6 +271,12 @@ func (t *Tensor) Values() []float64 {
 
 // HasNaN reports whether any element is NaN or ±Inf.
 func (t *Tensor) HasNaN() bool {
+	if t.device == CUDA {
+		// Σx² is NaN or Inf exactly when some element is (or overflows,
+		// which training must treat the same way).
+		s, err := sumSquaresCUDA(t)
+		return err != nil || math.IsNaN(s) || math.IsInf(s, 0)
+	}
 	for _, v := range t.f32 {
 		if v != v || math.IsInf(float64(v), 0) {
 			return true
@@ -271,6 +320,9 @@ func FromDense(d *tensor.Dense) (*Tensor, error) {
 
 // Dense returns the tensor as a gorgonia.org/tensor Dense sharing its data.
 func (t *Tensor) Dense() *tensor.Dense {
+	if t.device == CUDA {
+		return t.host().Dense()
+	}
 	shape := append([]int(nil), t.shape...)
 	if len(shape) == 0 {
 		shape = []int{1}

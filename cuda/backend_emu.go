@@ -1,0 +1,147 @@
+//go:build cudaemu && !cuda && cgo
+
+package cuda
+
+/*
+#cgo CXXFLAGS: -std=c++20 -O1 -g -fno-omit-frame-pointer -Wall -Wno-unused-function -Wno-unknown-pragmas
+#cgo LDFLAGS: -lstdc++ -pthread
+#cgo noescape kiln_emu_launch
+#cgo nocallback kiln_emu_launch
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+int kiln_emu_lookup(const char* name, uintptr_t* handle);
+int kiln_emu_names(char* buf, int cap);
+int kiln_emu_launch(uintptr_t handle, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                    unsigned by, unsigned bz, unsigned shmem, uint64_t* slots, int nslots);
+uintptr_t kiln_emu_malloc(size_t n);
+void kiln_emu_free(uintptr_t p);
+// Copies go through C so that AddressSanitizer checks the device side.
+static void kiln_emu_htod(uintptr_t dst, const void* src, size_t n) { memcpy((void*)dst, src, n); }
+static void kiln_emu_dtoh(void* dst, uintptr_t src, size_t n) { memcpy(dst, (const void*)src, n); }
+static void kiln_emu_dtod(uintptr_t dst, uintptr_t src, size_t n) { memmove((void*)dst, (const void*)src, n); }
+static void kiln_emu_zero(uintptr_t p, size_t n) { memset((void*)p, 0, n); }
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+func init() { newBackend = func() backend { return &emuBackend{} } }
+
+// emuBackend runs kernels on the CPU. Its "device memory" is C heap memory,
+// so a kernel's out-of-bounds access is AddressSanitizer's to report. Its
+// size defaults to 4 GiB of address space (KILN_EMU_MEMORY=bytes to change),
+// so out-of-memory handling can be tested too.
+type emuBackend struct {
+	mu    sync.Mutex
+	sizes map[Ptr]int64
+	used  int64
+	total int64
+}
+
+func (e *emuBackend) init() (Info, error) {
+	e.sizes = map[Ptr]int64{}
+	e.total = 4 << 30
+	if s := os.Getenv("KILN_EMU_MEMORY"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v <= 0 {
+			return Info{}, fmt.Errorf("KILN_EMU_MEMORY=%q: want a byte count", s)
+		}
+		e.total = v
+	}
+	return Info{Backend: "emulator", Name: "CUDA emulator (kernels compiled by g++, run on the CPU)",
+		MemoryTotal: e.total, Driver: "none", Capability: "emulated", SMs: 1}, nil
+}
+
+func (e *emuBackend) exact() bool { return true }
+
+func (e *emuBackend) alloc(bytes int64) (Ptr, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.used+bytes > e.total {
+		return 0, errOOM
+	}
+	p := Ptr(C.kiln_emu_malloc(C.size_t(bytes)))
+	if p == 0 {
+		return 0, errOOM
+	}
+	e.sizes[p] = bytes
+	e.used += bytes
+	return p, nil
+}
+
+func (e *emuBackend) free(p Ptr) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.used -= e.sizes[p]
+	delete(e.sizes, p)
+	C.kiln_emu_free(C.uintptr_t(p))
+}
+
+func (e *emuBackend) memInfo() (int64, int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.total - e.used, e.total
+}
+
+func (e *emuBackend) htod(dst Ptr, src unsafe.Pointer, n int64) error {
+	C.kiln_emu_htod(C.uintptr_t(dst), src, C.size_t(n))
+	return nil
+}
+func (e *emuBackend) dtoh(dst unsafe.Pointer, src Ptr, n int64) error {
+	C.kiln_emu_dtoh(dst, C.uintptr_t(src), C.size_t(n))
+	return nil
+}
+func (e *emuBackend) dtod(dst, src Ptr, n int64) error {
+	C.kiln_emu_dtod(C.uintptr_t(dst), C.uintptr_t(src), C.size_t(n))
+	return nil
+}
+func (e *emuBackend) memsetZero(p Ptr, n int64) error {
+	C.kiln_emu_zero(C.uintptr_t(p), C.size_t(n))
+	return nil
+}
+
+func (e *emuBackend) function(name string) (uintptr, int, error) {
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	var h C.uintptr_t
+	n := C.kiln_emu_lookup(cname, &h)
+	if n < 0 {
+		return 0, 0, fmt.Errorf("kernel %s is not compiled into the emulator (add it to cuda/emu_*.cc)", name)
+	}
+	return uintptr(h), int(n), nil
+}
+
+func (e *emuBackend) launch(h uintptr, grid, block Dim3, shmem int, slots *uint64, n int) error {
+	rc := C.kiln_emu_launch(C.uintptr_t(h), C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
+		C.uint(block.X), C.uint(block.Y), C.uint(block.Z), C.uint(shmem), (*C.uint64_t)(unsafe.Pointer(slots)), C.int(n))
+	switch rc {
+	case 0:
+		return nil
+	case 1:
+		return errors.New("argument count does not match the kernel")
+	default:
+		return errors.New("invalid launch configuration")
+	}
+}
+
+func (e *emuBackend) sync() error { return nil }
+
+// EmulatedKernels lists the kernels compiled into the emulator.
+func EmulatedKernels() []string {
+	buf := make([]byte, 1<<16)
+	n := int(C.kiln_emu_names((*C.char)(unsafe.Pointer(&buf[0])), C.int(len(buf))))
+	s := strings.TrimRight(string(buf[:min(n, len(buf))]), "\x00")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\x00")
+}

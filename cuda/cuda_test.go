@@ -1,0 +1,132 @@
+package cuda
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"unsafe"
+)
+
+// openOrSkip opens the device or skips, saying why; REQUIRE_CUDA=1 turns the
+// skip into a failure.
+func openOrSkip(t *testing.T) Info {
+	t.Helper()
+	inf, err := Init()
+	if err != nil {
+		if os.Getenv("REQUIRE_CUDA") == "1" {
+			t.Fatalf("REQUIRE_CUDA=1 but no device: %v", err)
+		}
+		t.Skipf("no CUDA device: %v", err)
+	}
+	return inf
+}
+
+func upload(t *testing.T, v []float32) Ptr {
+	t.Helper()
+	p, err := Alloc(int64(4 * len(v)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyHtoD(p, unsafe.Pointer(&v[0]), int64(4*len(v))); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func download(t *testing.T, p Ptr, n int) []float32 {
+	t.Helper()
+	v := make([]float32, n)
+	if err := CopyDtoH(unsafe.Pointer(&v[0]), p, int64(4*n)); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestLaunchArgumentsAtTheirSizes(t *testing.T) {
+	openOrSkip(t)
+	const n = 1000 // not a multiple of the block
+	a := make([]float32, n)
+	b := make([]float32, n)
+	for i := range a {
+		a[i], b[i] = float32(i), float32(2*i)
+	}
+	pa, pb := upload(t, a), upload(t, b)
+	defer Free(pa, 4*n)
+	defer Free(pb, 4*n)
+	// axpy reads a float after a pointer: a mis-packed float reads as garbage.
+	var args Args
+	if err := Launch(K("axpy_f32"), D1(Blocks(n, 128, 4)), D1(128), 0, args.Ptr(pa).Ptr(pb).F32(-0.5).I64(n)); err != nil {
+		t.Fatal(err)
+	}
+	got := download(t, pa, n)
+	for i, v := range got {
+		if v != 0 {
+			t.Fatalf("axpy: element %d = %v, want 0", i, v)
+		}
+	}
+	// Too few arguments is an error, not a crash.
+	var short Args
+	if err := Launch(K("axpy_f32"), D1(1), D1(32), 0, short.Ptr(pa)); err == nil && Device().Backend == "emulator" {
+		t.Fatal("launch with too few arguments succeeded")
+	}
+}
+
+func TestSharedMemoryAndWarpShuffles(t *testing.T) {
+	openOrSkip(t)
+	const n = 777
+	x := make([]float32, n)
+	var want float64
+	for i := range x {
+		x[i] = float32(i%13) - 6
+		want += float64(x[i]) * float64(x[i])
+	}
+	px := upload(t, x)
+	defer Free(px, 4*n)
+	blocks := 3
+	pp, err := Alloc(int64(4 * blocks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(pp, int64(4*blocks))
+	var args Args
+	if err := Launch(K("sum_squares_f32"), D1(blocks), D1(96), 0, args.Ptr(pp).Ptr(px).I64(n)); err != nil {
+		t.Fatal(err)
+	}
+	var got float64
+	for _, v := range download(t, pp, blocks) {
+		got += float64(v)
+	}
+	if got != want {
+		t.Fatalf("sum of squares = %v, want %v", got, want)
+	}
+}
+
+func TestOutOfMemorySaysHowMuch(t *testing.T) {
+	inf := openOrSkip(t)
+	_, err := Alloc(inf.MemoryTotal + 1<<30)
+	var oom *OutOfMemoryError
+	if !errors.As(err, &oom) {
+		t.Fatalf("allocating more than the device holds: %v, want *OutOfMemoryError", err)
+	}
+	if oom.Requested != inf.MemoryTotal+1<<30 || oom.Total <= 0 {
+		t.Fatalf("error figures %+v", oom)
+	}
+	t.Log(err)
+}
+
+func TestAllocatorReusesFreedBlocks(t *testing.T) {
+	openOrSkip(t)
+	p, err := Alloc(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Free(p, 4096)
+	q, err := Alloc(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(q, 4096)
+	if p != q {
+		t.Fatalf("a freed block of the same size was not reused: %x then %x", p, q)
+	}
+}

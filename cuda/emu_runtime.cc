@@ -1,0 +1,112 @@
+//go:build cudaemu && !cuda
+
+// The emulated device: a registry of kernels by name and a launcher that runs
+// a grid block by block with one OS thread per CUDA thread.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "emu_registry.h"
+
+namespace {
+struct Entry {
+	void* fn;
+	kiln_emu_invoke_fn invoke;
+	int nparams;
+};
+std::map<std::string, Entry>& registry() {
+	static std::map<std::string, Entry> r;
+	return r;
+}
+std::mutex launch_mu;
+}  // namespace
+
+extern "C" void kiln_emu_register(const char* name, void* fn, kiln_emu_invoke_fn invoke, int nparams) {
+	registry()[name] = Entry{fn, invoke, nparams};
+}
+
+// kiln_emu_lookup returns the number of parameters of kernel name and an
+// opaque handle, or -1 when no such kernel is compiled in.
+extern "C" int kiln_emu_lookup(const char* name, uintptr_t* handle) {
+	auto it = registry().find(name);
+	if (it == registry().end()) return -1;
+	*handle = reinterpret_cast<uintptr_t>(&it->second);
+	return it->second.nparams;
+}
+
+// kiln_emu_names writes the registered names, NUL-separated, into buf and
+// returns the length needed.
+extern "C" int kiln_emu_names(char* buf, int cap) {
+	int n = 0;
+	for (auto& kv : registry()) {
+		int l = static_cast<int>(kv.first.size()) + 1;
+		if (n + l <= cap) std::memcpy(buf + n, kv.first.c_str(), l);
+		n += l;
+	}
+	return n;
+}
+
+// kiln_emu_launch runs one kernel. params points at nparams 8-byte slots;
+// each parameter is read from the start of its slot at its own size.
+extern "C" int kiln_emu_launch(uintptr_t handle, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                               unsigned by, unsigned bz, unsigned shmem, uint64_t* slots, int nslots) {
+	Entry* e = reinterpret_cast<Entry*>(handle);
+	if (nslots != e->nparams) return 1;
+	unsigned nthreads = bx * by * bz;
+	if (nthreads == 0 || nthreads > 1024 || gx == 0 || gy == 0 || gz == 0) return 2;
+	std::lock_guard<std::mutex> lock(launch_mu);
+
+	std::vector<void*> params(nslots);
+	for (int i = 0; i < nslots; i++) params[i] = &slots[i];
+
+	unsigned nwarps = (nthreads + 31) / 32;
+	std::barrier<> block_barrier(nthreads);
+	std::vector<std::barrier<>*> warp_barriers(nwarps);
+	for (unsigned w = 0; w < nwarps; w++) warp_barriers[w] = new std::barrier<>(std::min(32u, nthreads - 32 * w));
+	std::vector<uint64_t> exchange(32 * nwarps);
+	std::vector<unsigned int> votes(nwarps);
+	// Dynamic shared memory is heap memory of exactly the requested size, so an
+	// overrun is reported like any other.
+	void* dyn = shmem ? std::malloc(shmem) : nullptr;
+
+	KilnEmuLaunch launch{};
+	launch.grid = dim3{gx, gy, gz};
+	launch.block = dim3{bx, by, bz};
+	launch.nthreads = nthreads;
+	launch.dynamic_shared = dyn;
+	launch.block_barrier = &block_barrier;
+	launch.warp_barriers = warp_barriers.data();
+	launch.warp_exchange = exchange.data();
+	launch.warp_vote = votes.data();
+	kiln_emu_current = &launch;
+	blockDim = launch.block;
+	gridDim = launch.grid;
+
+	auto body = [&](unsigned t) {
+		threadIdx = dim3{t % bx, (t / bx) % by, t / (bx * by)};
+		for (unsigned z = 0; z < gz; z++)
+			for (unsigned y = 0; y < gy; y++)
+				for (unsigned x = 0; x < gx; x++) {
+					blockIdx = dim3{x, y, z};
+					e->invoke(e->fn, params.data());
+					block_barrier.arrive_and_wait();  // the block ends for everyone
+				}
+	};
+	std::vector<std::thread> threads;
+	threads.reserve(nthreads);
+	for (unsigned t = 0; t < nthreads; t++) threads.emplace_back(body, t);
+	for (auto& th : threads) th.join();
+
+	kiln_emu_current = nullptr;
+	for (auto* b : warp_barriers) delete b;
+	std::free(dyn);
+	return 0;
+}
+
+extern "C" uintptr_t kiln_emu_malloc(size_t n) { return reinterpret_cast<uintptr_t>(std::malloc(n ? n : 1)); }
+extern "C" void kiln_emu_free(uintptr_t p) { std::free(reinterpret_cast<void*>(p)); }

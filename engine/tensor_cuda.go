@@ -1,0 +1,268 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"unsafe"
+
+	"github.com/kiln-ml/kiln/cuda"
+)
+
+// Tensors on the GPU. A CUDA tensor is float32 only (float64 exists for the
+// CPU gradient checks) and its data is device memory from cuda's caching
+// allocator; views made by Reshape share it. The memory goes back to the
+// cache when the last tensor using it is garbage, or at once with Release.
+
+// devMem is device memory shared by a tensor and its views.
+type devMem struct {
+	ptr   cuda.Ptr
+	bytes int64
+}
+
+type devRelease struct {
+	ptr   cuda.Ptr
+	bytes int64
+}
+
+func newDevMem(bytes int64) (*devMem, error) {
+	p, err := cuda.Alloc(bytes)
+	if err != nil {
+		return nil, err
+	}
+	m := &devMem{ptr: p, bytes: bytes}
+	runtime.AddCleanup(m, func(r devRelease) { cuda.Free(r.ptr, r.bytes) }, devRelease{p, bytes})
+	return m, nil
+}
+
+// OpenDevice resolves a device choice. For CUDA it opens the GPU (or the
+// emulator in a cudaemu build) and returns what it found; for CPU it does
+// nothing.
+func OpenDevice(d Device) (cuda.Info, error) {
+	if d != CUDA {
+		return cuda.Info{}, nil
+	}
+	return cuda.Init()
+}
+
+// NewOn returns a zeroed tensor on device d.
+func NewOn(d Device, dt DType, shape ...int) (*Tensor, error) {
+	if d == CPU {
+		return New(dt, shape...), nil
+	}
+	if !validShape(shape) {
+		return nil, fmt.Errorf("engine.NewOn: bad shape %v", shape)
+	}
+	if dt != Float32 {
+		return nil, fmt.Errorf("engine.NewOn: %v tensors live on the CPU only (CUDA is float32): %w", dt, ErrNoKernel)
+	}
+	if _, err := cuda.Init(); err != nil {
+		return nil, err
+	}
+	n := numel(shape)
+	m, err := newDevMem(int64(4 * n))
+	if err != nil {
+		return nil, err
+	}
+	if err := cuda.Zero(m.ptr, int64(4*n)); err != nil {
+		return nil, err
+	}
+	return &Tensor{shape: append([]int(nil), shape...), dtype: Float32, device: CUDA, mem: m}, nil
+}
+
+// EnsureOn returns t when it already matches like's device and dtype and has
+// the given shape, and a new zeroed tensor there otherwise. It is Ensure for
+// layers whose buffers follow their input to whatever device it is on.
+func EnsureOn(t, like *Tensor, shape ...int) (*Tensor, error) {
+	if t != nil && t.dtype == like.dtype && t.device == like.device && sameShape(t.shape, shape) {
+		return t, nil
+	}
+	return NewOn(like.device, like.dtype, shape...)
+}
+
+// To returns t on device d: t itself when it is already there, a copy
+// otherwise (float64 data becomes float32 on the GPU).
+func (t *Tensor) To(d Device) (*Tensor, error) {
+	if t.device == d {
+		return t, nil
+	}
+	dt := t.dtype
+	if d == CUDA {
+		dt = Float32
+	}
+	c, err := NewOn(d, dt, t.shape...)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.CopyFrom(t); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Release gives a CUDA tensor's memory back to the cache now instead of
+// when the garbage collector finds it. The tensor and every view of it must
+// not be used afterwards.
+func (t *Tensor) Release() {
+	if t == nil || t.mem == nil || t.mem.ptr == 0 {
+		return
+	}
+	// The cleanup still runs later; make it free nothing twice.
+	p, b := t.mem.ptr, t.mem.bytes
+	t.mem.ptr = 0
+	cuda.Free(p, b)
+}
+
+func (t *Tensor) dptr() cuda.Ptr {
+	if t.mem == nil {
+		return 0
+	}
+	return t.mem.ptr
+}
+
+// copyCUDA copies between any two devices, float32 on the device side.
+func (t *Tensor) copyCUDA(src *Tensor) error {
+	n := int64(t.Len())
+	if n == 0 {
+		return nil
+	}
+	switch {
+	case t.device == CUDA && src.device == CUDA:
+		return cuda.CopyDtoD(t.dptr(), src.dptr(), 4*n)
+	case t.device == CUDA: // upload
+		data := src.f32
+		if src.dtype == Float64 {
+			data = make([]float32, n)
+			for i, v := range src.f64 {
+				data[i] = float32(v)
+			}
+		}
+		return cuda.CopyHtoD(t.dptr(), unsafe.Pointer(&data[0]), 4*n)
+	default: // download
+		if t.dtype == Float32 {
+			return cuda.CopyDtoH(unsafe.Pointer(&t.f32[0]), src.dptr(), 4*n)
+		}
+		tmp := make([]float32, n)
+		if err := cuda.CopyDtoH(unsafe.Pointer(&tmp[0]), src.dptr(), 4*n); err != nil {
+			return err
+		}
+		for i, v := range tmp {
+			t.f64[i] = float64(v)
+		}
+		return nil
+	}
+}
+
+// host returns a CPU copy of a CUDA tensor (t itself on the CPU).
+func (t *Tensor) host() *Tensor {
+	if t.device == CPU {
+		return t
+	}
+	h := New(Float32, t.shape...)
+	_ = h.copyCUDA(t)
+	return h
+}
+
+var (
+	kFill       = cuda.K("fill_f32")
+	kAdd        = cuda.K("add_f32")
+	kScale      = cuda.K("scale_f32")
+	kAxpy       = cuda.K("axpy_f32")
+	kSumSquares = cuda.K("sum_squares_f32")
+)
+
+// Element-wise kernels use 256 threads and at most this many blocks, looping
+// with a grid stride beyond.
+const (
+	eltBlock     = 256
+	eltMaxBlocks = 4096
+)
+
+func launchElt(k *cuda.Kernel, n int, a *cuda.Args) error {
+	return cuda.Launch(k, cuda.D1(cuda.Blocks(n, eltBlock, eltMaxBlocks)), cuda.D1(eltBlock), 0, a)
+}
+
+func fillCUDA(t *Tensor, v float32) error {
+	var a cuda.Args
+	return launchElt(kFill, t.Len(), a.Ptr(t.dptr()).F32(v).I64(int64(t.Len())))
+}
+
+// sumSquaresCUDA reduces in two fixed stages (per block on the device, the
+// block partials in order on the host), so the result is the same every run.
+func sumSquaresCUDA(t *Tensor) (float64, error) {
+	n := t.Len()
+	if n == 0 {
+		return 0, nil
+	}
+	blocks := cuda.Blocks(n, eltBlock, 256)
+	partial, err := cuda.Alloc(int64(4 * blocks))
+	if err != nil {
+		return 0, err
+	}
+	defer cuda.Free(partial, int64(4*blocks))
+	var a cuda.Args
+	if err := cuda.Launch(kSumSquares, cuda.D1(blocks), cuda.D1(eltBlock), 0, a.Ptr(partial).Ptr(t.dptr()).I64(int64(n))); err != nil {
+		return 0, err
+	}
+	var buf [256]float32
+	if err := cuda.CopyDtoH(unsafe.Pointer(&buf[0]), partial, int64(4*blocks)); err != nil {
+		return 0, err
+	}
+	s := 0.0
+	for _, v := range buf[:blocks] {
+		s += float64(v)
+	}
+	return s, nil
+}
+
+// checkCUDA is the debug switch KILN_CUDA_CHECK=1: every op that runs on the
+// GPU runs again on the CPU on copies of the same inputs, and the two
+// results must agree (atol 1e-3 + rtol 1e-3·|cpu|) or the op fails, naming
+// the tensor and the worst element. Slow; for hunting a wrong kernel.
+var checkCUDA = os.Getenv("KILN_CUDA_CHECK") == "1"
+
+// SetCUDACheck turns the GPU-against-CPU check on or off (see checkCUDA).
+func SetCUDACheck(on bool) { checkCUDA = on }
+
+// runCUDA runs an op's GPU implementation. With the check on, it also runs
+// cpu (the same exported op, which dispatches to the CPU for CPU tensors) on
+// host copies of args and compares every argument afterwards: outputs must
+// match, inputs must be unchanged on both.
+func runCUDA(op string, gpu func() error, cpu func(args []*Tensor) error, args ...*Tensor) error {
+	if !checkCUDA {
+		return gpu()
+	}
+	hosts := make([]*Tensor, len(args))
+	for i, a := range args {
+		if a != nil {
+			hosts[i] = a.host().Clone()
+		}
+	}
+	if err := gpu(); err != nil {
+		return err
+	}
+	if err := cpu(hosts); err != nil {
+		return fmt.Errorf("%s: KILN_CUDA_CHECK: the CPU rerun failed: %w", op, err)
+	}
+	for i, a := range args {
+		if a == nil {
+			continue
+		}
+		got, want := a.host(), hosts[i]
+		worst, at := 0.0, -1
+		for j := range got.f32 {
+			g, w := float64(got.f32[j]), want.At(j)
+			d := math.Abs(g - w)
+			if d > 1e-3+1e-3*math.Abs(w) || (g != g) != (w != w) {
+				if d > worst || at < 0 {
+					worst, at = d, j
+				}
+			}
+		}
+		if at >= 0 {
+			return fmt.Errorf("%s: KILN_CUDA_CHECK: argument %d %v differs from the CPU: element %d gpu=%g cpu=%g", op, i, a.shape, at, got.f32[at], want.At(at))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,36 @@
+// Element-wise arithmetic on flat float32 buffers: fill, add, scale, axpy.
+#include "common.cuh"
+
+KILN_KERNEL fill_f32(float* out, float v, long long n) {
+	KILN_FOR(i, n) out[i] = v;
+}
+
+KILN_KERNEL add_f32(float* out, const float* a, const float* b, long long n) {
+	KILN_FOR(i, n) out[i] = a[i] + b[i];
+}
+
+KILN_KERNEL scale_f32(float* x, float s, long long n) {
+	KILN_FOR(i, n) x[i] *= s;
+}
+
+// dst += alpha·src
+KILN_KERNEL axpy_f32(float* dst, const float* src, float alpha, long long n) {
+	KILN_FOR(i, n) dst[i] += alpha * src[i];
+}
+
+// One partial sum of squares per block into partial[blockIdx.x]; the host
+// adds the partials in order, so the result does not depend on timing.
+KILN_KERNEL sum_squares_f32(float* partial, const float* x, long long n) {
+	__shared__ float warp_sums[32];
+	float s = 0;
+	KILN_FOR(i, n) s += x[i] * x[i];
+	s = kiln_warp_sum(s);
+	unsigned int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+	if (lane == 0) warp_sums[warp] = s;
+	__syncthreads();
+	if (warp == 0) {
+		s = lane < (blockDim.x + 31) / 32 ? warp_sums[lane] : 0.0f;
+		s = kiln_warp_sum(s);
+		if (lane == 0) partial[blockIdx.x] = s;
+	}
+}

@@ -1,0 +1,37 @@
+// common.cuh is included first by every kernel file. Under nvcc it is CUDA;
+// under g++ (make test-kernels, go test -tags cudaemu) it pulls in the
+// emulation header, so the same source runs on the CPU.
+//
+// Conventions for kernel files (kernels/<family>.cu):
+//   - every kernel is `extern "C" __global__` with a name that says its op and
+//     dtype (conv2d_im2col_f32), so the Go side finds it by name;
+//   - arguments are device pointers, int (32-bit) sizes and float scalars, in
+//     the order the Go launcher packs them (engine/*_cuda.go);
+//   - a grid-stride loop or an explicit bounds check in every kernel: grids are
+//     rounded up, and the emulator runs under AddressSanitizer;
+//   - no early `return` before a __syncthreads() (the emulator would deadlock,
+//     the GPU would be undefined);
+//   - min/max on mixed int types need casts (std::min under the emulator).
+#pragma once
+#ifdef __CUDACC__
+#define KILN_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#else
+#include "cuda_emu.h"
+#endif
+
+#define KILN_KERNEL extern "C" __global__ void
+
+// Grid-stride loop over [0, n).
+#define KILN_FOR(i, n)                                                          \
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (long long)(n); \
+	     i += (long long)blockDim.x * gridDim.x)
+
+// Sum of v over a warp, every lane gets the total.
+__device__ __forceinline__ float kiln_warp_sum(float v) {
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+__device__ __forceinline__ float kiln_warp_max(float v) {
+	for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
