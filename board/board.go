@@ -1,0 +1,461 @@
+// Package board serves `kiln board`: a local web page that shows the runs
+// under a log directory while they train — scalar curves, weight and gradient
+// histograms, first-layer filters, attention maps, sample predictions, the
+// confusion matrix and tune results.
+//
+// The server is deliberately thin. It knows where runs are (any directory
+// holding metrics.jsonl, found recursively; a directory holding results.csv
+// or trials/ is a tune) and serves their files as they are on disk; the page
+// (plain JavaScript, embedded with go:embed, uPlot vendored from npm, no
+// CDN) parses metrics.jsonl, histograms.jsonl, visuals.json and results.csv
+// itself. Keeping the formats in one place — the run directory contract in
+// trainer/rundir.go — means the board never drifts from what the trainer
+// writes, and a run directory copied from another machine shows the same.
+//
+// Live updates are Server-Sent Events: the server rescans the log directory
+// about once a second and sends the listing (every board file's size and
+// modification time) whenever it changes; the page fetches only the files
+// that changed, appended JSON-lines files by an HTTP range request.
+//
+// Every file is opened through an os.Root on the log directory, so a request
+// cannot leave it: ".." is refused before it is looked at, and a symbolic
+// link that points outside is refused by the kernel-level resolution os.Root
+// does. When the server listens on a loopback address it also refuses
+// requests whose Host header is not a loopback name, so a web page elsewhere
+// cannot read the runs through DNS rebinding.
+package board
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"mime"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Files the page reads from a run directory; the listing reports their size
+// and modification time so the page knows when to fetch them again.
+var runFiles = []string{
+	"metrics.jsonl", "histograms.jsonl", "visuals.json", "summary.json", "config.yaml", "model.json",
+}
+
+// Files the page reads from a tune directory.
+var tuneFiles = []string{"results.csv", "best.yaml"}
+
+// maxDepth bounds the directory walk: a log directory is a few levels of
+// runs, tunes and trials, never a whole file system.
+const maxDepth = 8
+
+// FileInfo is what the listing says about one file.
+type FileInfo struct {
+	Size     int64 `json:"size"`
+	Modified int64 `json:"modified"` // Unix milliseconds
+}
+
+// Run is one run directory.
+type Run struct {
+	ID       string              `json:"id"` // slash path relative to the log directory; "." is the log directory itself
+	Name     string              `json:"name"`
+	Tune     string              `json:"tune,omitempty"` // ID of the tune the run is a trial of
+	Modified int64               `json:"modified"`       // newest board file, Unix milliseconds
+	Files    map[string]FileInfo `json:"files"`
+}
+
+// Tune is a tune directory: its results table and its trials.
+type Tune struct {
+	ID     string              `json:"id"`
+	Name   string              `json:"name"`
+	Files  map[string]FileInfo `json:"files"`
+	Trials []string            `json:"trials"` // run IDs
+}
+
+// Listing is the answer of /api/runs and each live-update event.
+type Listing struct {
+	Logdir string `json:"logdir"`
+	Runs   []Run  `json:"runs"`
+	Tunes  []Tune `json:"tunes"`
+}
+
+// Server serves the board for one log directory.
+type Server struct {
+	// Poll is how often the log directory is rescanned for live updates.
+	Poll time.Duration
+	// LoopbackOnly refuses requests whose Host header is not localhost or a
+	// loopback address (Serve sets it when it listens on one).
+	LoopbackOnly bool
+
+	dir  string // absolute
+	root *os.Root
+	log  zerolog.Logger
+	done chan struct{}
+	once sync.Once
+
+	mu       sync.Mutex
+	cached   []byte
+	cachedAt time.Time
+}
+
+// New opens logdir, which must be an existing directory.
+func New(logdir string, log zerolog.Logger) (*Server, error) {
+	abs, err := filepath.Abs(logdir)
+	if err != nil {
+		return nil, fmt.Errorf("board: log directory %q: %w", logdir, err)
+	}
+	st, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("board: log directory %s does not exist", logdir)
+	case err != nil:
+		return nil, fmt.Errorf("board: log directory: %w", err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("board: log directory %s is not a directory", logdir)
+	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("board: log directory: %w", err)
+	}
+	return &Server{Poll: time.Second, dir: abs, root: root, log: log, done: make(chan struct{})}, nil
+}
+
+// Close ends the live-update streams and releases the log directory.
+func (s *Server) Close() error {
+	s.once.Do(func() { close(s.done) })
+	return s.root.Close()
+}
+
+// Scan walks the log directory and lists its runs and tunes.
+func (s *Server) Scan() (*Listing, error) {
+	l := &Listing{Logdir: s.dir, Runs: []Run{}, Tunes: []Tune{}}
+	tunes := map[string]*Tune{}
+	tuneOf := func(id string) *Tune {
+		if t, ok := tunes[id]; ok {
+			return t
+		}
+		t := &Tune{ID: id, Name: displayName(id, s.dir), Files: map[string]FileInfo{}, Trials: []string{}}
+		tunes[id] = t
+		return t
+	}
+	fsys := s.root.FS()
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == "." {
+				return err
+			}
+			return nil // a directory that vanished or cannot be read: skip it
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if p != "." && (strings.HasPrefix(d.Name(), ".") || strings.Count(p, "/") >= maxDepth) {
+			return fs.SkipDir
+		}
+		entries, err := fs.ReadDir(fsys, p)
+		if err != nil {
+			return nil
+		}
+		have := map[string]FileInfo{}
+		for _, e := range entries {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			if info, err := e.Info(); err == nil {
+				have[e.Name()] = FileInfo{Size: info.Size(), Modified: info.ModTime().UnixMilli()}
+			}
+		}
+		if _, ok := have["metrics.jsonl"]; ok {
+			r := Run{ID: p, Name: displayName(p, s.dir), Files: map[string]FileInfo{}}
+			for _, f := range runFiles {
+				if fi, ok := have[f]; ok {
+					r.Files[f] = fi
+					r.Modified = max(r.Modified, fi.Modified)
+				}
+			}
+			if dir, _ := path.Split(p); strings.HasSuffix(dir, "trials/") {
+				r.Tune = path.Clean(strings.TrimSuffix(dir, "trials/"))
+				t := tuneOf(r.Tune)
+				t.Trials = append(t.Trials, r.ID)
+			}
+			l.Runs = append(l.Runs, r)
+		}
+		if _, ok := have["results.csv"]; ok {
+			t := tuneOf(p)
+			for _, f := range tuneFiles {
+				if fi, ok := have[f]; ok {
+					t.Files[f] = fi
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("board: scanning %s: %w", s.dir, err)
+	}
+	sort.Slice(l.Runs, func(i, j int) bool { return l.Runs[i].ID < l.Runs[j].ID })
+	for _, t := range tunes {
+		l.Tunes = append(l.Tunes, *t)
+	}
+	sort.Slice(l.Tunes, func(i, j int) bool { return l.Tunes[i].ID < l.Tunes[j].ID })
+	return l, nil
+}
+
+// displayName is a run's name on the page: its path, or the log directory's
+// own name for the log directory itself.
+func displayName(id, dir string) string {
+	if id == "." {
+		return filepath.Base(dir)
+	}
+	return id
+}
+
+// Handler returns the board's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(assets, "assets")
+	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, static, "index.html")
+	})
+	mux.HandleFunc("GET /api/runs", s.handleRuns)
+	mux.HandleFunc("GET /api/file", s.handleFile)
+	mux.HandleFunc("GET /api/events", s.handleEvents)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.LoopbackOnly && !loopbackHost(r.Host) {
+			http.Error(w, "board: refused: Host "+r.Host+" is not a loopback name", http.StatusForbidden)
+			return
+		}
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		// The page loads nothing from elsewhere: this is the no-CDN promise,
+		// enforced by the browser.
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether a Host header names this machine.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// listing returns the current listing as JSON, rescanning at most twice per
+// poll interval however many pages are open.
+func (s *Server) listing() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cached != nil && time.Since(s.cachedAt) < s.Poll/2 {
+		return s.cached, nil
+	}
+	l, err := s.Scan()
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(l)
+	if err != nil {
+		return nil, err
+	}
+	s.cached, s.cachedAt = b, time.Now()
+	return b, nil
+}
+
+func (s *Server) handleRuns(w http.ResponseWriter, r *http.Request) {
+	b, err := s.listing()
+	if err != nil {
+		s.log.Error().Err(err).Msg("board: listing")
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
+}
+
+// errOutside is the answer to any path that would leave the log directory.
+var errOutside = errors.New("path is outside the log directory")
+
+// cleanPath checks a slash path relative to the log directory: not empty, not
+// absolute, no "..", no backslash, no NUL.
+func cleanPath(p string) (string, error) {
+	switch {
+	case p == "":
+		return "", errors.New("missing ?path=")
+	case strings.ContainsAny(p, "\\\x00"), strings.HasPrefix(p, "/"), filepath.IsAbs(p), filepath.VolumeName(p) != "":
+		return "", errOutside
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return "", errOutside
+		}
+	}
+	return path.Clean(p), nil
+}
+
+// handleFile serves one file of the log directory, with range requests (the
+// page fetches only the new tail of a growing JSON-lines file).
+func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
+	p, err := cleanPath(r.URL.Query().Get("path"))
+	if err != nil {
+		code := http.StatusBadRequest
+		if errors.Is(err, errOutside) {
+			code = http.StatusForbidden
+		}
+		http.Error(w, "board: "+err.Error(), code)
+		return
+	}
+	f, err := s.root.Open(filepath.FromSlash(p))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			http.Error(w, "board: "+p+": no such file", http.StatusNotFound)
+			return
+		}
+		// os.Root refuses symbolic links that lead out of the directory.
+		s.log.Warn().Str("path", p).Err(err).Msg("board: refused")
+		http.Error(w, "board: "+p+": "+errOutside.Error(), http.StatusForbidden)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		http.Error(w, "board: "+p+": not a file", http.StatusNotFound)
+		return
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	switch path.Ext(p) {
+	case ".jsonl":
+		h.Set("Content-Type", "application/x-ndjson")
+	case ".json":
+		h.Set("Content-Type", "application/json")
+	case ".csv":
+		h.Set("Content-Type", "text/csv; charset=utf-8")
+	case ".yaml", ".yml", ".log", ".txt":
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	default:
+		if t := mime.TypeByExtension(path.Ext(p)); t != "" {
+			h.Set("Content-Type", t)
+		} else {
+			h.Set("Content-Type", "application/octet-stream")
+		}
+	}
+	http.ServeContent(w, r, path.Base(p), st.ModTime(), f)
+}
+
+// handleEvents streams the listing as Server-Sent Events: one at once, then
+// one whenever a board file changes.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	tick := time.NewTicker(s.Poll)
+	defer tick.Stop()
+	var last []byte
+	lastWrite := time.Now()
+	for {
+		b, err := s.listing()
+		switch {
+		case err != nil:
+			s.log.Error().Err(err).Msg("board: listing")
+		case string(b) != string(last):
+			if _, err := fmt.Fprintf(w, "event: runs\ndata: %s\n\n", b); err != nil {
+				return
+			}
+			last, lastWrite = b, time.Now()
+		case time.Since(lastWrite) > 15*time.Second:
+			// A comment keeps proxies and the browser from timing out.
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			lastWrite = time.Now()
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Options configure Serve.
+type Options struct {
+	Logdir string
+	Addr   string // host:port; port 0 picks a free one
+	Log    zerolog.Logger
+	// Ready, when set, is called with the page's URL once the server listens.
+	Ready func(url string)
+}
+
+// Serve runs the board until ctx is done.
+func Serve(ctx context.Context, o Options) error {
+	s, err := New(o.Logdir, o.Log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("board: --addr %s: %w", o.Addr, err)
+	}
+	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	ip := net.ParseIP(host)
+	s.LoopbackOnly = ip != nil && ip.IsLoopback()
+	if !s.LoopbackOnly {
+		o.Log.Warn().Str("addr", ln.Addr().String()).Msg("board: listening beyond this machine: anyone who can reach it can read the runs")
+	}
+	url := "http://" + ln.Addr().String() + "/"
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if o.Ready != nil {
+		o.Ready(url)
+	} else {
+		o.Log.Info().Str("url", url).Str("logdir", s.dir).Msg("board: serving")
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("board: %w", err)
+	case <-ctx.Done():
+	}
+	s.once.Do(func() { close(s.done) })
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shut); err != nil {
+		srv.Close()
+	}
+	return nil
+}
