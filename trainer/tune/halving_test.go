@@ -1,0 +1,129 @@
+package tune
+
+import (
+	"context"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"testing"
+
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+func TestPromotedKeepsTheTopOneInEta(t *testing.T) {
+	for _, c := range []struct {
+		values   []float64
+		value    float64
+		eta      int
+		maximize bool
+		want     bool
+	}{
+		{[]float64{0.5}, 0.5, 3, true, true},                 // the first always continues
+		{[]float64{0.5, 0.4}, 0.4, 3, true, false},           // ⌊2/3⌋ = 0 → only the best
+		{[]float64{0.5, 0.6}, 0.6, 3, true, true},            // the best
+		{[]float64{0.5, 0.6, 0.4, 0.55}, 0.55, 2, true, true}, // top 2 of 4
+		{[]float64{0.5, 0.6, 0.4, 0.55}, 0.5, 2, true, false},
+		{[]float64{0.5, 0.6, 0.4, 0.55}, 0.4, 2, false, true}, // lower is better
+		{[]float64{0.2, 0.2, 0.9}, 0.2, 3, false, true},       // ties are not ahead
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8, 9}, 3, 3, false, true},
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8, 9}, 4, 3, false, false},
+	} {
+		if got := promoted(c.values, c.value, c.eta, c.maximize); got != c.want {
+			t.Errorf("promoted(%v, %v, eta %d, max %v) = %v", c.values, c.value, c.eta, c.maximize, got)
+		}
+	}
+}
+
+// fakeCurves is an objective whose trial NNN reaches quality[NNN-1]·s/(s+1)
+// of val_acc at step s of 8, and stops when told to.
+func fakeCurves(quality []float64, calls map[int]int) Objective {
+	return func(ctx context.Context, r Run) (Outcome, error) {
+		id, _ := strconv.Atoi(filepath.Base(r.Dir))
+		calls[id]++
+		q := quality[id-1]
+		acc := 0.0
+		step := 0
+		for step < 8 {
+			step++
+			acc = q * float64(step) / float64(step+1)
+			if r.Report(Report{Step: step, Epoch: float64(step) / 8, TotalSteps: 8, Metrics: map[string]float64{"val_acc": acc, "val_loss": 1 - acc}}) {
+				break
+			}
+		}
+		return Outcome{Metrics: map[string]float64{"val_acc": acc, "val_loss": 1 - acc}, Epochs: 1, Steps: step}, nil
+	}
+}
+
+// With one worker the order is fixed, so ASHA's decisions are too: rungs at
+// steps 1, 2 and 4 (η = 2), a trial continues while it is in the top half
+// of those that reported at the rung before it.
+func TestHalvingStopsTrialsOutsideTheTopOneInEta(t *testing.T) {
+	dir := t.TempDir()
+	base := trainer.DefaultConfig()
+	set := Settings{Strategy: "halving", Trials: 6, Metric: "val_acc", Seed: 1, Eta: 2, MinResource: 1, Unit: "steps"}
+	tu, err := Start(dir, base, mustSpace(t, "lr: {min: 0.01, max: 0.1, scale: log}"), set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[int]int{}
+	tu.Objective = fakeCurves([]float64{0.5, 0.6, 0.4, 0.55, 0.7, 0.3}, calls)
+	st, err := tu.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := map[int]Status{}
+	stopAt := map[int]int{}
+	for _, tr := range st.Trials {
+		status[tr.ID], stopAt[tr.ID] = tr.Status, tr.StopAt
+		if tr.Config.ValEvery != 1 {
+			t.Errorf("trial %d validates every %d steps, want every rung step (1)", tr.ID, tr.Config.ValEvery)
+		}
+	}
+	// Trial 3 (0.4) is behind 1 and 2 at the first rung (⌊3/2⌋ = 1 goes on);
+	// trial 4 (0.55) is second of four there, then behind trial 2 at rung 2;
+	// trial 6 is last at the first rung.
+	wantStatus := map[int]Status{1: Done, 2: Done, 3: Stopped, 4: Stopped, 5: Done, 6: Stopped}
+	wantStop := map[int]int{1: 0, 2: 0, 3: 1, 4: 2, 5: 0, 6: 1}
+	if !reflect.DeepEqual(status, wantStatus) || !reflect.DeepEqual(stopAt, wantStop) {
+		t.Fatalf("status %v stop rungs %v, want %v %v", status, stopAt, wantStatus, wantStop)
+	}
+	counts := []int{}
+	for _, r := range st.Rungs {
+		counts = append(counts, len(r.Values))
+	}
+	if !reflect.DeepEqual(counts, []int{6, 4, 3}) || st.Rungs[2].Resource != 4 {
+		t.Errorf("rung populations %v (resource of rung 3: %v), want [6 4 3] and 4", counts, st.Rungs[2].Resource)
+	}
+	var order []int
+	for _, tr := range st.Ranked() {
+		order = append(order, tr.ID)
+	}
+	if !reflect.DeepEqual(order, []int{5, 2, 1, 4, 3, 6}) {
+		t.Errorf("ranking %v, want finished trials first by val_acc, then stopped ones", order)
+	}
+	if st.Trials[2].Steps != 1 || st.Trials[3].Steps != 2 || st.Trials[0].Steps != 8 {
+		t.Errorf("steps run: %d %d %d, want 1 2 8", st.Trials[2].Steps, st.Trials[3].Steps, st.Trials[0].Steps)
+	}
+	// The state on disk says the same.
+	disk, err := LoadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if disk.Trials[3].StopAt != 2 || len(disk.Rungs) != 3 || disk.Trials[4].Status != Done {
+		t.Errorf("tune.json: %+v", disk.Trials[3])
+	}
+}
+
+func TestHalvingNeedsARungBelowTheRunLength(t *testing.T) {
+	base := trainer.DefaultConfig()
+	base.Epochs = 1
+	set := Settings{Strategy: "halving", Trials: 2, Metric: "val_acc", Eta: 3, MinResource: 1, Unit: "epochs"}
+	if _, err := Start(t.TempDir(), base, mustSpace(t, "lr: [0.1, 0.01]"), set); err == nil {
+		t.Fatal("a halving tune whose first rung is the whole run was accepted")
+	}
+	base.ValFraction = 0
+	set.Unit = "steps"
+	if _, err := Start(t.TempDir(), base, mustSpace(t, "lr: [0.1, 0.01]"), set); err == nil {
+		t.Fatal("halving without a validation split was accepted")
+	}
+}

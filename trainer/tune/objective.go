@@ -1,0 +1,166 @@
+package tune
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
+
+// Trainer is the real objective: each trial is a kiln train run of a zoo
+// model in its directory, in this process, writing the files kiln train
+// writes (config.yaml, model.json, metrics.jsonl, train.log, weights,
+// checkpoint, summary.json). Data sets are loaded once per distinct set of
+// data options and shared, read-only, by the trials.
+type Trainer struct {
+	mu    sync.Mutex
+	cache map[string]*loaded
+}
+
+type loaded struct {
+	once   sync.Once
+	splits *data.Splits
+	err    error
+}
+
+// NewTrainer returns the real objective's runner.
+func NewTrainer() *Trainer { return &Trainer{cache: map[string]*loaded{}} }
+
+func (o *Trainer) data(c trainer.Config) (*data.Splits, error) {
+	opts := data.Options{Dir: c.DataDir, Classes: c.Classes, Subset: c.Subset, ValFraction: c.ValFraction, Seed: c.Seed}
+	key, _ := json.Marshal(struct {
+		Name string
+		Opts data.Options
+	}{c.Dataset, opts})
+	o.mu.Lock()
+	l := o.cache[string(key)]
+	if l == nil {
+		l = &loaded{}
+		o.cache[string(key)] = l
+	}
+	o.mu.Unlock()
+	l.once.Do(func() { l.splits, l.err = data.Load(c.Dataset, opts) })
+	return l.splits, l.err
+}
+
+// Objective is o as a tune Objective.
+func (o *Trainer) Objective() Objective { return o.run }
+
+func (o *Trainer) run(ctx context.Context, r Run) (Outcome, error) {
+	c := r.Config
+	splits, err := o.data(c)
+	if err != nil {
+		return Outcome{}, err
+	}
+	tr0 := splits.Train
+	c.Regression = tr0.Task == data.Regression
+	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
+		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Seed: c.Seed}
+	model, err := layers.Build(c.Model, spec)
+	if err != nil {
+		return Outcome{}, err
+	}
+	tr, err := trainer.NewTrainer(c, model)
+	if err != nil {
+		return Outcome{}, err
+	}
+	run, err := trainer.OpenRunDir(r.Dir, r.Resume)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer run.Close()
+	tr.Log = run.Logger(nil)
+	tr.Run, tr.Resume = run, r.Resume
+	if !r.Resume {
+		y, err := c.YAML()
+		if err != nil {
+			return Outcome{}, err
+		}
+		if err := trainer.WriteFileAtomic(run.File(trainer.ConfigFile), y); err != nil {
+			return Outcome{}, err
+		}
+		if err := trainer.WriteFileAtomic(run.File("model.json"), ModelJSON(c.Model, spec)); err != nil {
+			return Outcome{}, err
+		}
+	}
+	nb := tr0.Len() / c.Batch
+	if !c.DropLast && tr0.Len()%c.Batch != 0 {
+		nb++
+	}
+	if r.Report != nil {
+		tr.Callbacks.OnValidation = func(rec trainer.MetricsRecord) bool {
+			return r.Report(Report{Step: rec.Step, Epoch: rec.Epoch, TotalSteps: nb * c.Epochs, Metrics: recordMetrics(rec)})
+		}
+	}
+	if _, err := tr.Fit(ctx, splits); err != nil {
+		return Outcome{}, err
+	}
+	return OutcomeFromRunDir(r.Dir)
+}
+
+// ModelJSON is a run's model.json, as kiln train writes it: the model's name
+// and the Spec to rebuild it with (kiln eval, predict and export read it).
+func ModelJSON(model string, s layers.Spec) []byte {
+	b, _ := json.MarshalIndent(struct {
+		Model string      `json:"model"`
+		Spec  layers.Spec `json:"spec"`
+	}{model, s}, "", "  ")
+	return append(b, '\n')
+}
+
+// recordMetrics names a metrics record's figures split_loss, split_acc, …
+func recordMetrics(r trainer.MetricsRecord) map[string]float64 {
+	m := map[string]float64{r.Split + "_loss": r.Loss}
+	for name, v := range map[string]*float64{"acc": r.Accuracy, "top5": r.Top5, "rmse": r.RMSE, "mae": r.MAE, "r2": r.R2} {
+		if v != nil {
+			m[r.Split+"_"+name] = *v
+		}
+	}
+	return m
+}
+
+// OutcomeFromRunDir reads what a kiln train run directory says of its end:
+// the last validation and the test figures from metrics.jsonl, epochs and
+// steps from summary.json (or, without one, from the last record).
+func OutcomeFromRunDir(dir string) (Outcome, error) {
+	b, err := os.ReadFile(filepath.Join(dir, trainer.MetricsFile))
+	if err != nil {
+		return Outcome{}, fmt.Errorf("run %s: %w", dir, err)
+	}
+	out := Outcome{Metrics: map[string]float64{}}
+	var last trainer.MetricsRecord
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var r trainer.MetricsRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return out, fmt.Errorf("run %s: %s: %w", dir, trainer.MetricsFile, err)
+		}
+		if r.Split == "val" || r.Split == "test" {
+			for k, v := range recordMetrics(r) {
+				out.Metrics[k] = v
+			}
+		}
+		last = r
+	}
+	out.Steps, out.Epochs = last.Step, int(last.Epoch)
+	var sum trainer.Summary
+	if b, err := os.ReadFile(filepath.Join(dir, trainer.SummaryFile)); err == nil {
+		if err := json.Unmarshal(b, &sum); err != nil {
+			return out, fmt.Errorf("run %s: %s: %w", dir, trainer.SummaryFile, err)
+		}
+		out.Steps, out.Epochs = sum.Steps, sum.EpochsRun
+	}
+	return out, nil
+}

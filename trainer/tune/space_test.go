@@ -1,0 +1,231 @@
+package tune
+
+import (
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+func mustSpace(t *testing.T, y string) *Space {
+	t.Helper()
+	s, err := ParseSpace([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestParseSpaceForms(t *testing.T) {
+	s := mustSpace(t, `
+lr: {min: 1e-4, max: 0.3, scale: log}
+batch: {min: 16, max: 128, scale: pow2}
+hidden: [32, 64]
+optimizer: {values: [sgd, adamw]}
+weight-decay: {min: 0, max: 0.01, steps: 5}
+nesterov: [true, false]
+epochs: 2
+`)
+	want := []string{"lr", "batch", "hidden", "optimizer", "weight_decay", "nesterov", "epochs"}
+	if !reflect.DeepEqual(s.Keys(), want) {
+		t.Fatalf("keys %v, want %v (file order)", s.Keys(), want)
+	}
+	d := s.Dims
+	if d[0].Scale != Log || d[0].Min != 1e-4 || d[0].Max != 0.3 {
+		t.Errorf("lr: %+v", d[0])
+	}
+	if d[1].Scale != Pow2 || d[4].Scale != Linear || d[4].Steps != 5 {
+		t.Errorf("batch %+v, weight_decay %+v", d[1], d[4])
+	}
+	if !reflect.DeepEqual(d[2].Values, []any{int64(32), int64(64)}) || !reflect.DeepEqual(d[6].Values, []any{int64(2)}) {
+		t.Errorf("hidden %#v, epochs %#v: want int64 values", d[2].Values, d[6].Values)
+	}
+	if s.Varies("epochs") || !s.Varies("lr") || !s.Varies("hidden") {
+		t.Error("Varies")
+	}
+}
+
+func TestParseSpaceErrorsNameTheSetting(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"lrate: [0.1]", "lrate: not a training setting"},
+		{"run_dir: [a, b]", "run_dir: cannot be searched"},
+		{"lr: {min: 0, max: 1, scale: log}", "lr: a log range needs min > 0"},
+		{"lr: {min: 1, max: 0.1}", "lr: range [1, 0.1]"},
+		{"optimizer: {min: 1, max: 2}", "optimizer: a range needs a numeric setting"},
+		{"batch: [16, 24.5]", "batch: 24.5 is not an integer"},
+		{"batch: {min: 17, max: 31, scale: pow2}", "batch: no power of two"},
+		{"lr: {min: 0.1, max: 1, scale: cube}", `lr: scale "cube"`},
+		{"lr: {values: [0.1], min: 1}", "lr: give either values or a range"},
+		{"optimizer: [3]", "optimizer"},
+		{"lr: []", "lr: an empty list"},
+		{"lr: {min: 0.1, max: 1, step: 3}", `lr: unknown field "step"`},
+		{"", "empty"},
+	} {
+		_, err := ParseSpace([]byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want it to say %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+func TestParseParamShorthands(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Dimension
+	}{
+		{"lr=1e-4..0.3:log", Dimension{Key: "lr", Min: 1e-4, Max: 0.3, Scale: Log}},
+		{"batch=16..128:pow2", Dimension{Key: "batch", Min: 16, Max: 128, Scale: Pow2}},
+		{"weight-decay=0..0.01:linear:4", Dimension{Key: "weight_decay", Max: 0.01, Scale: Linear, Steps: 4}},
+		{"optimizer=sgd,adamw", Dimension{Key: "optimizer", Values: []any{"sgd", "adamw"}}},
+		{"hidden=[16, 32]", Dimension{Key: "hidden", Values: []any{int64(16), int64(32)}}},
+		{"lr={min: 0.01, max: 0.1, scale: log}", Dimension{Key: "lr", Min: 0.01, Max: 0.1, Scale: Log}},
+	} {
+		d, err := ParseParam(c.in)
+		if err != nil {
+			t.Errorf("%s: %v", c.in, err)
+			continue
+		}
+		d.kind = 0
+		if !reflect.DeepEqual(d, c.want) {
+			t.Errorf("%s: %+v, want %+v", c.in, d, c.want)
+		}
+	}
+	for _, bad := range []string{"lr", "lr=", "lr=a..b", "lr=1..2:log:x", "nope=1,2"} {
+		if _, err := ParseParam(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestGridEnumeratesEveryCombination(t *testing.T) {
+	s := mustSpace(t, `
+optimizer: [sgd, adamw]
+batch: {min: 16, max: 64, scale: pow2}
+lr: {min: 1e-3, max: 0.1, scale: log}
+depth: {min: 1, max: 3}
+`)
+	g := s.Grid()
+	if len(g) != 2*3*3*3 || s.GridSize() != len(g) {
+		t.Fatalf("%d points (size %d), want 54", len(g), s.GridSize())
+	}
+	seen := map[string]bool{}
+	for _, p := range g {
+		key := String(p["optimizer"]) + String(p["batch"]) + String(p["lr"]) + String(p["depth"])
+		if seen[key] {
+			t.Fatalf("point %v twice", p)
+		}
+		seen[key] = true
+	}
+	// The last dimension varies fastest; ranges give their scale's points.
+	if g[0]["depth"] != int64(1) || g[1]["depth"] != int64(2) || g[2]["depth"] != int64(3) || g[3]["lr"] != 0.01 {
+		t.Errorf("order: %v %v %v %v", g[0], g[1], g[2], g[3])
+	}
+	var lrs, batches []any
+	for _, p := range g[:27] {
+		if !contains(lrs, p["lr"]) {
+			lrs = append(lrs, p["lr"])
+		}
+		if !contains(batches, p["batch"]) {
+			batches = append(batches, p["batch"])
+		}
+	}
+	if !reflect.DeepEqual(lrs, []any{0.001, 0.01, 0.1}) || !reflect.DeepEqual(batches, []any{int64(16), int64(32), int64(64)}) {
+		t.Errorf("lr points %v, batch points %v", lrs, batches)
+	}
+	if g[0]["optimizer"] != "sgd" || g[53]["optimizer"] != "adamw" {
+		t.Error("first dimension should vary slowest")
+	}
+}
+
+func contains(xs []any, v any) bool {
+	for _, x := range xs {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRandomSamplingIsSeededAndFollowsTheScales(t *testing.T) {
+	s := mustSpace(t, `
+lr: {min: 1e-4, max: 1, scale: log}
+batch: {min: 16, max: 128, scale: pow2}
+depth: {min: 1, max: 3}
+`)
+	s2 := mustSpace(t, "momentum: {min: 0.5, max: 0.9}\noptimizer: [sgd, adam, adamw]")
+	const n = 4000
+	decades := make([]int, 4)
+	batches := map[int64]int{}
+	depths := map[int64]int{}
+	opts := map[any]int{}
+	sum := 0.0
+	for i := 0; i < n; i++ {
+		p := s.Sample(7, i)
+		if !reflect.DeepEqual(p, s.Sample(7, i)) {
+			t.Fatal("the same seed and index drew different values")
+		}
+		lr := p["lr"].(float64)
+		if lr < 1e-4 || lr > 1 {
+			t.Fatalf("lr %v out of range", lr)
+		}
+		decades[min(3, int(math.Floor(-math.Log10(lr))))]++
+		batches[p["batch"].(int64)]++
+		depths[p["depth"].(int64)]++
+		q := s2.Sample(7, i)
+		m := q["momentum"].(float64)
+		if m < 0.5 || m > 0.9 {
+			t.Fatalf("momentum %v out of range", m)
+		}
+		sum += m
+		opts[q["optimizer"]]++
+	}
+	for i, c := range decades {
+		if f := float64(c) / n; math.Abs(f-0.25) > 0.03 {
+			t.Errorf("log-uniform lr: decade 1e-%d holds %.3f of the draws, want 0.25", i+1, f)
+		}
+	}
+	for _, b := range []int64{16, 32, 64, 128} {
+		if f := float64(batches[b]) / n; math.Abs(f-0.25) > 0.03 {
+			t.Errorf("pow2 batch %d: %.3f of the draws, want 0.25", b, f)
+		}
+	}
+	if len(batches) != 4 || len(depths) != 3 || len(opts) != 3 {
+		t.Errorf("batches %v depths %v optimizers %v", batches, depths, opts)
+	}
+	for d, c := range depths {
+		if f := float64(c) / n; math.Abs(f-1.0/3) > 0.03 {
+			t.Errorf("depth %d: %.3f of the draws, want 1/3", d, f)
+		}
+	}
+	if mean := sum / n; math.Abs(mean-0.7) > 0.01 {
+		t.Errorf("uniform momentum: mean %.3f, want 0.7", mean)
+	}
+	differ := 0
+	for i := 0; i < 20; i++ {
+		if !reflect.DeepEqual(s.Sample(7, i), s.Sample(8, i)) {
+			differ++
+		}
+	}
+	if differ < 18 {
+		t.Errorf("seeds 7 and 8 drew the same values %d times in 20", 20-differ)
+	}
+}
+
+func TestApplySetsConfigValues(t *testing.T) {
+	base := trainer.DefaultConfig()
+	c, err := Params{"lr": 0.01, "batch": int64(32), "optimizer": "adamw", "nesterov": false, "milestones": []any{int64(10), int64(20)}}.Apply(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LR != 0.01 || c.Batch != 32 || c.Optimizer != "adamw" || c.Nesterov || !reflect.DeepEqual(c.Milestones, []int{10, 20}) {
+		t.Errorf("applied: %+v", c)
+	}
+	if c.Model != base.Model || c.Epochs != base.Epochs || base.LR != trainer.DefaultConfig().LR {
+		t.Error("Apply changed settings it was not given, or its base")
+	}
+	if _, err := (Params{"optimizer": 3.0}).Apply(base); err == nil || !strings.Contains(err.Error(), "optimizer") {
+		t.Errorf("a number for optimizer: %v", err)
+	}
+}

@@ -1,0 +1,506 @@
+// Package tune searches training settings: grid search, seeded random
+// search, and successive halving in ASHA's asynchronous form, over a space
+// of trainer.Config settings.
+//
+// Each trial is an ordinary kiln train run directory, DIR/trials/<NNN>/, and
+// the whole tune is DIR/tune.json, rewritten atomically whenever a trial
+// starts, passes or fails a rung, or ends. A killed tune resumes from that
+// file: finished trials are never run again, and a trial that was running
+// continues from its checkpoint when its directory has one (the trainer's
+// resume, which ends with exactly the weights of an uninterrupted run), or
+// starts again from scratch when it has none.
+//
+// Successive halving is ASHA's stopping variant (Li et al., "A System for
+// Massively Parallel Hyperparameter Tuning", 2020; Ray Tune's
+// AsyncHyperBand): rungs sit at r·η^k epochs or steps; a trial that reaches a
+// rung reports its validation metric through the trainer's OnValidation
+// callback and continues only if it is among the best ⌊n/η⌋ of the n trials
+// that have reported at that rung so far (the best always continues);
+// otherwise the callback stops it. No trial waits for others, so parallel
+// workers stay busy; the price is that early trials are judged against fewer
+// peers, as in every asynchronous variant.
+//
+// Trials run in this process, up to Parallel at a time. The engine's worker
+// pool is shared: the caller sizes it to cores/Parallel threads, a trial
+// that finds it busy runs its ops on its own goroutine, so no more than the
+// machine's cores compute at once.
+package tune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+// Strategies lists the search strategies.
+var Strategies = []string{"grid", "random", "halving"}
+
+// Report is what a running trial says at each validation.
+type Report struct {
+	Step  int
+	Epoch float64 // fractional within an epoch
+	// TotalSteps is the run's length in steps (0: unknown); rungs at or past
+	// it are not decision points.
+	TotalSteps int
+	Metrics    map[string]float64 // val_loss, val_acc, …
+}
+
+// Run is one start of a trial, as an Objective receives it.
+type Run struct {
+	Dir    string         // the trial's run directory
+	Config trainer.Config // validated; RunDir is Dir
+	Resume bool           // Dir holds a checkpoint to continue from
+	// Report is called at every validation; true asks the run to stop.
+	Report func(Report) bool
+}
+
+// Outcome is what a finished run produced.
+type Outcome struct {
+	Metrics map[string]float64 // val_*, test_* at the run's end
+	Epochs  int
+	Steps   int
+}
+
+// Objective runs one trial. It returns trainer.ErrInterrupted (or any error
+// once ctx is done) when cancelled, leaving a checkpoint to resume from.
+type Objective func(ctx context.Context, r Run) (Outcome, error)
+
+// Tuner runs a tune kept in Dir.
+type Tuner struct {
+	Dir       string
+	State     *State
+	Objective Objective
+	// Parallel is how many trials run at once (at least 1).
+	Parallel int
+	// Threads is recorded in each trial's configuration; the engine's pool,
+	// which is the process's, is the caller's to size.
+	Threads int
+	Log     zerolog.Logger
+	// OnTrialEnd, when set, is called after each trial ends and the state
+	// is saved (not under the tuner's lock).
+	OnTrialEnd func(Trial)
+
+	mu      sync.Mutex
+	lastErr error // of the last save in finish
+}
+
+// knobs are the zoo models that honour the size settings.
+var knobs = map[string][]string{
+	"hidden":  {"cnn", "gmlp", "mlp"}, // mlp widths, cnn's fc width, gmlp width
+	"depth":   {"gmlp", "mlp"},        // mlp hidden layers (with hidden), gmlp blocks
+	"dropout": {"cnn"},                // cnn's dropout before the head
+}
+
+func checkKnobs(c trainer.Config, space *Space) error {
+	given := func(k string) bool { return slices.Contains(space.Keys(), k) }
+	for _, k := range []string{"hidden", "depth", "dropout"} {
+		if !given(k) || slices.Contains(knobs[k], c.Model) {
+			continue
+		}
+		if isZero(c, k) {
+			continue
+		}
+		return fmt.Errorf("model %s has no %s setting (%s: %s)", c.Model, k, k, strings.Join(knobs[k], ", "))
+	}
+	if given("depth") && c.Model == "mlp" && c.Depth > 0 && c.Hidden == 0 {
+		return fmt.Errorf("mlp takes depth only with hidden (its default widths are 256, 128)")
+	}
+	return nil
+}
+
+// isZero reports whether setting k of c is zero (the model's default).
+func isZero(c trainer.Config, k string) bool {
+	p, err := configValue(c, k)
+	return err == nil && (p == nil || p == 0.0 || p == false || p == "")
+}
+
+func configValue(c trainer.Config, k string) (any, error) {
+	m, err := configMap(c)
+	if err != nil {
+		return nil, err
+	}
+	return m[k], nil
+}
+
+// Start creates a tune in dir: every trial's configuration, drawn or
+// enumerated now and validated before any runs, saved as tune.json.
+func Start(dir string, base trainer.Config, space *Space, set Settings) (*Tuner, error) {
+	if _, err := os.Stat(filepath.Join(dir, StateFile)); err == nil {
+		return nil, fmt.Errorf("%s already holds a tune: pass --resume to continue it, or choose another --run-dir", dir)
+	}
+	if err := space.Check(); err != nil {
+		return nil, err
+	}
+	if err := checkSettings(&set, base, space); err != nil {
+		return nil, err
+	}
+	var params []Params
+	switch set.Strategy {
+	case "grid":
+		n := space.GridSize()
+		if n > 100000 {
+			return nil, fmt.Errorf("--strategy grid: the grid has %d points; narrow the space or use random", n)
+		}
+		params = space.Grid()
+		if set.Trials > 0 && set.Trials < len(params) {
+			params = params[:set.Trials]
+		}
+	default:
+		for i := 0; i < set.Trials; i++ {
+			params = append(params, space.Sample(set.Seed, i))
+		}
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	st := &State{Version: stateVersion, Settings: set, Base: base, Space: space, Created: now, Updated: now}
+	valid := 0
+	var firstErr error
+	for i, p := range params {
+		t := &Trial{ID: i + 1, Params: p, Status: Pending}
+		t.Dir = filepath.Join(TrialsDir, t.Name())
+		c, err := trialConfig(base, p, space, set)
+		c.RunDir = filepath.Join(dir, t.Dir)
+		t.Config = c
+		if err != nil {
+			t.Status, t.Error = Invalid, err.Error()
+			firstErr = cmpOr(firstErr, fmt.Errorf("trial %s: %w", t.Name(), err))
+		} else {
+			valid++
+		}
+		st.Trials = append(st.Trials, t)
+	}
+	if valid == 0 {
+		return nil, fmt.Errorf("no valid trial in the space: %w", firstErr)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, TrialsDir), 0o755); err != nil {
+		return nil, fmt.Errorf("tune directory: %w", err)
+	}
+	if err := st.save(dir); err != nil {
+		return nil, err
+	}
+	return &Tuner{Dir: dir, State: st, Parallel: 1, Log: zerolog.Nop()}, nil
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func checkSettings(set *Settings, base trainer.Config, space *Space) error {
+	if !slices.Contains(Strategies, set.Strategy) {
+		return fmt.Errorf("--strategy %q: want %s", set.Strategy, strings.Join(Strategies, ", "))
+	}
+	if !slices.Contains(Metrics, set.Metric) {
+		return fmt.Errorf("--metric %q: want one of %s", set.Metric, strings.Join(Metrics, ", "))
+	}
+	switch {
+	case set.Trials < 0:
+		return fmt.Errorf("--trials %d: must not be negative", set.Trials)
+	case set.Trials == 0 && set.Strategy != "grid":
+		return fmt.Errorf("--trials: --strategy %s needs a number of trials", set.Strategy)
+	}
+	if set.Strategy != "halving" {
+		set.Eta, set.MinResource, set.Unit = 0, 0, ""
+		return nil
+	}
+	switch {
+	case set.Eta < 2:
+		return fmt.Errorf("--eta %d: must be at least 2", set.Eta)
+	case !(set.MinResource > 0) || math.IsInf(set.MinResource, 0):
+		return fmt.Errorf("--min-resource %v: must be positive", set.MinResource)
+	case set.Unit != "epochs" && set.Unit != "steps":
+		return fmt.Errorf("--rung-unit %q: want epochs or steps", set.Unit)
+	case set.Unit == "steps" && set.MinResource != math.Trunc(set.MinResource):
+		return fmt.Errorf("--min-resource %v: steps must be a whole number", set.MinResource)
+	case set.Unit == "epochs" && !space.Varies("epochs") && set.MinResource >= float64(base.Epochs):
+		return fmt.Errorf("--strategy halving: the first rung (%v epochs) is not below --epochs %d, so no trial could be stopped; lower --min-resource, raise --epochs or use --rung-unit steps",
+			set.MinResource, base.Epochs)
+	}
+	return nil
+}
+
+// trialConfig is base with p applied, adjusted for the tune and validated.
+func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (trainer.Config, error) {
+	c, err := p.Apply(base)
+	if err != nil {
+		return base, err
+	}
+	c.Threads, c.StopAfterEpoch = 0, 0
+	if c.Dataset == "mnist-rotation" {
+		c.Regression = true
+	}
+	if set.Strategy == "halving" && set.Unit == "steps" {
+		// Validate at every rung's step (rungs are multiples of the first).
+		if r := int(set.MinResource); c.ValEvery == 0 || r%c.ValEvery != 0 {
+			c.ValEvery = r
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	if err := checkKnobs(c, space); err != nil {
+		return c, err
+	}
+	if (strings.HasPrefix(set.Metric, "val_") || set.Strategy == "halving") && c.ValFraction == 0 {
+		return c, fmt.Errorf("--metric %s needs a validation split (--val-fraction > 0)", valMetric(set.Metric))
+	}
+	return c, nil
+}
+
+// Open loads the tune in dir to resume it.
+func Open(dir string) (*Tuner, error) {
+	st, err := LoadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Tuner{Dir: dir, State: st, Parallel: 1, Log: zerolog.Nop()}, nil
+}
+
+// Run runs every trial that has not finished, Parallel at a time, and
+// writes results.csv and best.yaml as trials end. It returns ctx's error
+// (the tune can be resumed) when cancelled, and an error when no trial
+// produced the metric.
+func (tu *Tuner) Run(ctx context.Context) (*State, error) {
+	if tu.Objective == nil {
+		return nil, errors.New("tune: no objective")
+	}
+	var queue []*Trial
+	for _, t := range tu.State.Trials {
+		if !t.Status.Finished() {
+			queue = append(queue, t)
+		}
+	}
+	workers := max(1, min(tu.Parallel, len(queue)))
+	tu.Log.Info().Int("trials", len(tu.State.Trials)).Int("to_run", len(queue)).Int("parallel", workers).
+		Str("strategy", tu.State.Settings.Strategy).Str("metric", tu.State.Settings.Metric).Msg("tune")
+	ch := make(chan *Trial)
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range ch {
+				if err := tu.runTrial(ctx, t); err != nil {
+					errOnce.Do(func() { firstErr = err })
+				}
+			}
+		}()
+	}
+feed:
+	for _, t := range queue {
+		select {
+		case ch <- t:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+	tu.mu.Lock()
+	defer tu.mu.Unlock()
+	if err := tu.writeResults(); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	if firstErr != nil {
+		return tu.State, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return tu.State, err
+	}
+	if best := tu.State.Best(); best == nil {
+		return tu.State, fmt.Errorf("no trial produced %s", tu.State.Settings.Metric)
+	}
+	return tu.State, nil
+}
+
+// runTrial runs one trial to its end. Its error is the tune's own (state
+// not written); a failed run is a failed trial, not an error.
+func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	dir := filepath.Join(tu.Dir, t.Dir)
+	tu.mu.Lock()
+	_, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile))
+	resume := err == nil
+	if t.StopAt > 0 {
+		// Halving stopped it, then the tune was killed before it ended:
+		// what its run directory holds is its result.
+		out, err := OutcomeFromRunDir(dir)
+		tu.finish(t, out, err, 0)
+		tu.mu.Unlock()
+		tu.ended(t)
+		return tu.saveErr()
+	}
+	t.Status, t.Error, t.Resumed = Running, "", resume
+	t.Starts++
+	t.Started = time.Now().UTC().Format(time.RFC3339)
+	if err := tu.save(); err != nil {
+		tu.mu.Unlock()
+		return err
+	}
+	c := t.Config
+	c.RunDir, c.Threads = dir, tu.Threads
+	tu.mu.Unlock()
+
+	ev := tu.Log.Info().Str("trial", t.Name()).Bool("resume", resume)
+	for _, k := range tu.State.Space.Keys() {
+		ev = ev.Str(k, String(t.Params[k]))
+	}
+	ev.Msg("trial started")
+	start := time.Now()
+	out, err := tu.Objective(ctx, Run{Dir: dir, Config: c, Resume: resume,
+		Report: func(r Report) bool { return tu.report(t, r) }})
+
+	tu.mu.Lock()
+	if err != nil && (errors.Is(err, trainer.ErrInterrupted) || ctx.Err() != nil) {
+		t.Status, t.Error = Interrupted, ""
+		t.Seconds += time.Since(start).Seconds()
+		tu.Log.Warn().Str("trial", t.Name()).Msg("trial interrupted; --resume continues it from its checkpoint")
+		serr := tu.save()
+		tu.mu.Unlock()
+		return serr
+	}
+	tu.finish(t, out, err, time.Since(start).Seconds())
+	tu.mu.Unlock()
+	tu.ended(t)
+	return tu.saveErr()
+}
+
+// finish records a trial's end, saves the state and the results. Called
+// with the lock held.
+func (tu *Tuner) finish(t *Trial, out Outcome, err error, seconds float64) {
+	metric := tu.State.Settings.Metric
+	t.Seconds += seconds
+	t.Finished = time.Now().UTC().Format(time.RFC3339)
+	if err == nil {
+		t.Metrics, t.Epochs, t.Steps = out.Metrics, out.Epochs, out.Steps
+		if v, ok := out.Metrics[metric]; ok && !math.IsNaN(v) {
+			t.Metric = &v
+		} else {
+			have := make([]string, 0, len(out.Metrics))
+			for k := range out.Metrics {
+				have = append(have, k)
+			}
+			slices.Sort(have)
+			err = fmt.Errorf("the run reported no %s (it has %s)", metric, strings.Join(have, ", "))
+		}
+	}
+	ev := tu.Log.Info().Str("trial", t.Name())
+	switch {
+	case err != nil:
+		t.Status, t.Error = Failed, err.Error()
+		ev = tu.Log.Warn().Str("trial", t.Name()).Str("error", t.Error)
+	case t.StopAt > 0:
+		t.Status = Stopped
+		ev = ev.Int("stopped_at_rung", t.StopAt)
+	default:
+		t.Status = Done
+	}
+	if t.Metric != nil {
+		ev = ev.Float64(metric, *t.Metric)
+	}
+	ev.Str("status", string(t.Status)).Float64("seconds", math.Round(t.Seconds*10)/10).Msg("trial ended")
+	tu.lastErr = tu.save()
+	if tu.lastErr == nil {
+		tu.lastErr = tu.writeResults()
+	}
+}
+
+func (tu *Tuner) saveErr() error {
+	tu.mu.Lock()
+	defer tu.mu.Unlock()
+	err := tu.lastErr
+	tu.lastErr = nil
+	return err
+}
+
+func (tu *Tuner) ended(t *Trial) {
+	if tu.OnTrialEnd != nil {
+		tu.mu.Lock()
+		c := *t
+		tu.mu.Unlock()
+		tu.OnTrialEnd(c)
+	}
+}
+
+func (tu *Tuner) save() error {
+	tu.State.Updated = time.Now().UTC().Format(time.RFC3339)
+	return tu.State.save(tu.Dir)
+}
+
+// rungResource is the epochs or steps of rung k (0-based).
+func (set Settings) rungResource(k int) float64 {
+	return set.MinResource * math.Pow(float64(set.Eta), float64(k))
+}
+
+// report applies successive halving at a validation: it records the trial
+// at every rung it has newly reached and says whether to stop it.
+func (tu *Tuner) report(t *Trial, r Report) bool {
+	set := tu.State.Settings
+	if set.Strategy != "halving" {
+		return false
+	}
+	value, ok := r.Metrics[valMetric(set.Metric)]
+	if !ok || math.IsNaN(value) {
+		return false
+	}
+	res, total := r.Epoch, float64(t.Config.Epochs)
+	if set.Unit == "steps" {
+		res, total = float64(r.Step), float64(r.TotalSteps)
+	}
+	tu.mu.Lock()
+	defer tu.mu.Unlock()
+	if t.StopAt > 0 {
+		return true
+	}
+	changed := false
+	maximize := Maximize(set.Metric)
+	for {
+		k := t.Rung
+		need := set.rungResource(k)
+		if res+1e-9 < need || (total > 0 && need >= total-1e-9) {
+			break
+		}
+		for len(tu.State.Rungs) <= k {
+			tu.State.Rungs = append(tu.State.Rungs, &Rung{Resource: set.rungResource(len(tu.State.Rungs)), Values: map[int]float64{}})
+		}
+		rung := tu.State.Rungs[k]
+		rung.Values[t.ID] = value
+		values := make([]float64, 0, len(rung.Values))
+		for _, v := range rung.Values {
+			values = append(values, v)
+		}
+		changed = true
+		ev := tu.Log.Info().Str("trial", t.Name()).Int("rung", k+1).Float64(set.Unit, need).
+			Float64(valMetric(set.Metric), value).Int("reported", len(values))
+		if promoted(values, value, set.Eta, maximize) {
+			t.Rung = k + 1
+			ev.Msg("promoted")
+			continue
+		}
+		t.StopAt = k + 1
+		ev.Msg("stopped by successive halving")
+		break
+	}
+	if changed {
+		if err := tu.save(); err != nil {
+			tu.Log.Error().Err(err).Msg("saving the tune state")
+		}
+	}
+	return t.StopAt > 0
+}
