@@ -18,9 +18,9 @@ func TestPromotedKeepsTheTopOneInEta(t *testing.T) {
 		maximize bool
 		want     bool
 	}{
-		{[]float64{0.5}, 0.5, 3, true, true},                 // the first always continues
-		{[]float64{0.5, 0.4}, 0.4, 3, true, false},           // ⌊2/3⌋ = 0 → only the best
-		{[]float64{0.5, 0.6}, 0.6, 3, true, true},            // the best
+		{[]float64{0.5}, 0.5, 3, true, true},                  // the first always continues
+		{[]float64{0.5, 0.4}, 0.4, 3, true, false},            // ⌊2/3⌋ = 0 → only the best
+		{[]float64{0.5, 0.6}, 0.6, 3, true, true},             // the best
 		{[]float64{0.5, 0.6, 0.4, 0.55}, 0.55, 2, true, true}, // top 2 of 4
 		{[]float64{0.5, 0.6, 0.4, 0.55}, 0.5, 2, true, false},
 		{[]float64{0.5, 0.6, 0.4, 0.55}, 0.4, 2, false, true}, // lower is better
