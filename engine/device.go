@@ -50,6 +50,9 @@ func agree(op string, ts ...*Tensor) (Device, DType, error) {
 		if t == nil {
 			continue
 		}
+		if t.err != nil {
+			return t.device, t.dtype, fmt.Errorf("%s: %w", op, t.err)
+		}
 		if first {
 			dev, dt, first = t.device, t.dtype, false
 			continue

@@ -20,6 +20,8 @@ type Tensor struct {
 	f32    []float32
 	f64    []float64
 	mem    *devMem // CUDA data (tensor_cuda.go)
+	off    int     // first element of a CUDA view within mem
+	err    error   // why this tensor could not be made (EnsureLike); ops return it
 }
 
 // New returns a zeroed CPU tensor.
@@ -133,7 +135,7 @@ func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
 	if numel(s) != t.Len() {
 		return nil, shapeErr("Reshape", "element count differs", "x", t, "shape", s)
 	}
-	return &Tensor{shape: s, dtype: t.dtype, device: t.device, f32: t.f32, f64: t.f64, mem: t.mem}, nil
+	return &Tensor{shape: s, dtype: t.dtype, device: t.device, f32: t.f32, f64: t.f64, mem: t.mem, off: t.off, err: t.err}, nil
 }
 
 // View is Reshape into a tensor kept by the caller: it reuses v when v already
@@ -150,7 +152,7 @@ func sameData(a, b *Tensor) bool {
 		return false
 	}
 	if a.device == CUDA {
-		return a.mem == b.mem
+		return a.mem == b.mem && a.off == b.off
 	}
 	if a.dtype == Float64 {
 		return len(a.f64) == len(b.f64) && (len(a.f64) == 0 || &a.f64[0] == &b.f64[0])

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	"github.com/kiln-ml/kiln/cuda"
@@ -52,7 +53,7 @@ func NewOn(d Device, dt DType, shape ...int) (*Tensor, error) {
 		return New(dt, shape...), nil
 	}
 	if !validShape(shape) {
-		return nil, fmt.Errorf("engine.NewOn: bad shape %v", shape)
+		return nil, fmt.Errorf("engine.NewOn: bad shape %v", slices.Clone(shape)) // cloned: shape must not escape
 	}
 	if dt != Float32 {
 		return nil, fmt.Errorf("engine.NewOn: %v tensors live on the CPU only (CUDA is float32): %w", dt, ErrNoKernel)
@@ -118,7 +119,82 @@ func (t *Tensor) dptr() cuda.Ptr {
 	if t.mem == nil {
 		return 0
 	}
-	return t.mem.ptr
+	return t.mem.ptr + cuda.Ptr(4*t.off)
+}
+
+// EnsureLike is Ensure for a tensor that follows like's device and dtype:
+// the way layers keep their buffers wherever their input lives. When device
+// memory runs out it returns a tensor that carries the error, and the first
+// op given it returns that error, so layers need no extra error paths.
+func EnsureLike(t, like *Tensor, shape ...int) *Tensor {
+	if like.device == CPU {
+		return Ensure(t, like.dtype, shape...)
+	}
+	r, err := EnsureOn(t, like, shape...)
+	if err != nil {
+		return &Tensor{shape: append([]int(nil), shape...), dtype: like.dtype, device: like.device, err: err}
+	}
+	return r
+}
+
+// Err is the allocation error an EnsureLike tensor carries (nil normally).
+func (t *Tensor) Err() error { return t.err }
+
+// Rows returns a view of rows [start, start+n) along axis 0, sharing t's data.
+func (t *Tensor) Rows(start, n int) (*Tensor, error) {
+	if len(t.shape) == 0 || start < 0 || n < 0 || start+n > t.shape[0] {
+		return nil, shapeErr("Rows", fmt.Sprintf("rows [%d,%d) out of range", start, start+n), "x", t)
+	}
+	row := 1
+	for _, d := range t.shape[1:] {
+		row *= d
+	}
+	shape := append([]int{n}, t.shape[1:]...)
+	v := &Tensor{shape: shape, dtype: t.dtype, device: t.device, mem: t.mem, off: t.off + start*row, err: t.err}
+	switch {
+	case t.device == CUDA:
+	case t.dtype == Float64:
+		v.f64 = t.f64[start*row : (start+n)*row]
+	default:
+		v.f32 = t.f32[start*row : (start+n)*row]
+	}
+	return v, nil
+}
+
+// RowsView is Rows into a tensor kept by the caller: it returns v when v
+// already is that view, so a layer slicing the same rows every step
+// allocates nothing.
+func (t *Tensor) RowsView(v *Tensor, start, n int) (*Tensor, error) {
+	if v != nil && len(t.shape) > 0 && v.dtype == t.dtype && v.device == t.device && len(v.shape) == len(t.shape) &&
+		v.shape[0] == n && sameShape(v.shape[1:], t.shape[1:]) && start >= 0 && start+n <= t.shape[0] {
+		row := t.Len() / max(t.shape[0], 1)
+		switch {
+		case t.device == CUDA:
+			if v.mem == t.mem && v.off == t.off+start*row {
+				return v, nil
+			}
+		case t.dtype == Float64:
+			if len(v.f64) == n*row && (n*row == 0 || &v.f64[0] == &t.f64[start*row]) {
+				return v, nil
+			}
+		default:
+			if len(v.f32) == n*row && (n*row == 0 || &v.f32[0] == &t.f32[start*row]) {
+				return v, nil
+			}
+		}
+	}
+	return t.Rows(start, n)
+}
+
+// ToCPU copies src into dst on the CPU, reusing dst when it has src's shape
+// and dtype (float32 for a CUDA src), and returns it. For metrics and
+// checkpoints of a model on the GPU; a CPU src is returned as it is.
+func ToCPU(dst, src *Tensor) (*Tensor, error) {
+	if src.device == CPU {
+		return src, nil
+	}
+	dst = Ensure(dst, Float32, src.shape...)
+	return dst, dst.copyCUDA(src)
 }
 
 // copyCUDA copies between any two devices, float32 on the device side.

@@ -18,11 +18,11 @@ func NewTanh() *Act    { return &Act{Kind: engine.Tanh} }
 
 func (a *Act) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	a.x = x
-	a.out = engine.Ensure(a.out, x.DType(), x.Shape()...)
+	a.out = engine.EnsureLike(a.out, x, x.Shape()...)
 	return a.out, engine.ActivationForward(a.out, x, a.Kind)
 }
 
 func (a *Act) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
-	a.dx = engine.Ensure(a.dx, dout.DType(), dout.Shape()...)
+	a.dx = engine.EnsureLike(a.dx, dout, dout.Shape()...)
 	return a.dx, engine.ActivationBackward(a.dx, dout, a.x, a.out, a.Kind)
 }

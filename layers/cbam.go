@@ -24,6 +24,8 @@ type ChannelAttention struct {
 	dscale4        *engine.Tensor
 	dgap, dgmp     *engine.Tensor
 	out, dx, x     *engine.Tensor
+
+	stackedHalves, logitHalves, dstackedHalves, dstHalves halves
 }
 
 // NewChannelAttention makes the gate for c channels with reduction ratio r.
@@ -45,7 +47,7 @@ func (a *ChannelAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.gmpOut = engine.Ensure(a.gmpOut, x.DType(), n, c)
+	a.gmpOut = engine.EnsureLike(a.gmpOut, x, n, c)
 	if cap(a.maxArg) < n*c {
 		a.maxArg = make([]int32, n*c)
 	}
@@ -53,11 +55,15 @@ func (a *ChannelAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if err := engine.GlobalMaxPoolForward(a.gmpOut, a.maxArg, x); err != nil {
 		return nil, err
 	}
-	a.stacked = engine.Ensure(a.stacked, x.DType(), 2*n, c)
-	if err := copyRows(a.stacked, 0, avg); err != nil {
+	a.stacked = engine.EnsureLike(a.stacked, x, 2*n, c)
+	top, bottom, err := a.stackedHalves.of(a.stacked)
+	if err != nil {
 		return nil, err
 	}
-	if err := copyRows(a.stacked, n*c, a.gmpOut); err != nil {
+	if err := top.CopyFrom(avg); err != nil {
+		return nil, err
+	}
+	if err := bottom.CopyFrom(a.gmpOut); err != nil {
 		return nil, err
 	}
 	hdn, err := a.FC1.Forward(a.stacked)
@@ -71,8 +77,12 @@ func (a *ChannelAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.summed = engine.Ensure(a.summed, x.DType(), n, c)
-	if err := sumHalves(a.summed, logits); err != nil {
+	a.summed = engine.EnsureLike(a.summed, x, n, c)
+	ltop, lbottom, err := a.logitHalves.of(logits)
+	if err != nil {
+		return nil, err
+	}
+	if err := engine.Add(a.summed, ltop, lbottom); err != nil {
 		return nil, err
 	}
 	if a.scale, err = a.sig.Forward(a.summed); err != nil {
@@ -81,15 +91,15 @@ func (a *ChannelAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if a.scale4, err = a.scale.View(a.scale4, n, c, 1, 1); err != nil {
 		return nil, err
 	}
-	a.out = engine.Ensure(a.out, x.DType(), x.Shape()...)
+	a.out = engine.EnsureLike(a.out, x, x.Shape()...)
 	return a.out, engine.BroadcastMultiplyForward(a.out, x, a.scale4)
 }
 
 func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	x := a.x
 	n, c := x.Dim(0), x.Dim(1)
-	a.dx = engine.Ensure(a.dx, x.DType(), x.Shape()...)
-	a.dscale4 = engine.Ensure(a.dscale4, x.DType(), n, c, 1, 1)
+	a.dx = engine.EnsureLike(a.dx, x, x.Shape()...)
+	a.dscale4 = engine.EnsureLike(a.dscale4, x, n, c, 1, 1)
 	if err := engine.BroadcastMultiplyBackward(a.dx, a.dscale4, dout, x, a.scale4); err != nil {
 		return nil, err
 	}
@@ -103,11 +113,15 @@ func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 		return nil, err
 	}
 	// Both halves of the stacked logits received the same gradient.
-	a.dstacked = engine.Ensure(a.dstacked, x.DType(), 2*n, c)
-	if err := copyRows(a.dstacked, 0, dsummed); err != nil {
+	a.dstacked = engine.EnsureLike(a.dstacked, x, 2*n, c)
+	dtop, dbottom, err := a.dstackedHalves.of(a.dstacked)
+	if err != nil {
 		return nil, err
 	}
-	if err := copyRows(a.dstacked, n*c, dsummed); err != nil {
+	if err := dtop.CopyFrom(dsummed); err != nil {
+		return nil, err
+	}
+	if err := dbottom.CopyFrom(dsummed); err != nil {
 		return nil, err
 	}
 	dh, err := a.FC2.Backward(a.dstacked)
@@ -121,10 +135,18 @@ func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	if err != nil {
 		return nil, err
 	}
-	a.dgap = engine.Ensure(a.dgap, x.DType(), n, c)
-	a.dgmp = engine.Ensure(a.dgmp, x.DType(), n, c)
-	splitRows(a.dgap, dst, 0)
-	splitRows(a.dgmp, dst, n*c)
+	a.dgap = engine.EnsureLike(a.dgap, x, n, c)
+	a.dgmp = engine.EnsureLike(a.dgmp, x, n, c)
+	gtop, gbottom, err := a.dstHalves.of(dst)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.dgap.CopyFrom(gtop); err != nil {
+		return nil, err
+	}
+	if err := a.dgmp.CopyFrom(gbottom); err != nil {
+		return nil, err
+	}
 	d1, err := a.gap.Backward(a.dgap)
 	if err != nil {
 		return nil, err
@@ -132,7 +154,7 @@ func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	if err := engine.Add(a.dx, a.dx, d1); err != nil {
 		return nil, err
 	}
-	a.dmax = engine.Ensure(a.dmax, x.DType(), x.Shape()...)
+	a.dmax = engine.EnsureLike(a.dmax, x, x.Shape()...)
 	if err := engine.GlobalMaxPoolBackward(a.dmax, a.dgmp, a.maxArg); err != nil {
 		return nil, err
 	}
@@ -146,46 +168,20 @@ func (a *ChannelAttention) Walk(prefix string, visit func(string, *Param)) {
 
 func (a *ChannelAttention) SetTraining(bool) {}
 
-// copyRows copies src's values into dst starting at flat offset off.
-func copyRows(dst *engine.Tensor, off int, src *engine.Tensor) error {
-	if off+src.Len() > dst.Len() {
-		return &engine.ShapeError{Op: "copyRows", Msg: "source does not fit", Shapes: []string{dst.String(), src.String()}}
-	}
-	if dst.DType() == engine.Float64 {
-		copy(dst.Float64()[off:], src.Float64())
-	} else {
-		copy(dst.Float32()[off:], src.Float32())
-	}
-	return nil
-}
+// The stacked (2N, C) tensors hold the average-pooled rows on top and the
+// max-pooled rows below; rows views of them are cached so each step
+// allocates nothing.
+type halves struct{ top, bottom *engine.Tensor }
 
-// splitRows copies len(dst) values of src from flat offset off into dst.
-func splitRows(dst, src *engine.Tensor, off int) {
-	if dst.DType() == engine.Float64 {
-		copy(dst.Float64(), src.Float64()[off:])
-	} else {
-		copy(dst.Float32(), src.Float32()[off:])
+func (h *halves) of(t *engine.Tensor) (top, bottom *engine.Tensor, err error) {
+	n := t.Dim(0) / 2
+	if h.top, err = t.RowsView(h.top, 0, n); err != nil {
+		return nil, nil, err
 	}
-}
-
-// sumHalves writes out = top half + bottom half of the rows of s.
-func sumHalves(out, s *engine.Tensor) error {
-	half := s.Len() / 2
-	if out.Len() != half {
-		return &engine.ShapeError{Op: "sumHalves", Msg: "size mismatch", Shapes: []string{out.String(), s.String()}}
+	if h.bottom, err = t.RowsView(h.bottom, n, n); err != nil {
+		return nil, nil, err
 	}
-	if s.DType() == engine.Float64 {
-		v := s.Float64()
-		for i := range out.Float64() {
-			out.Float64()[i] = v[i] + v[half+i]
-		}
-	} else {
-		v := s.Float32()
-		for i := range out.Float32() {
-			out.Float32()[i] = v[i] + v[half+i]
-		}
-	}
-	return nil
+	return h.top, h.bottom, nil
 }
 
 // SpatialAttention is CBAM's spatial gate: the channel-wise mean and max
@@ -215,7 +211,7 @@ func (s *SpatialAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	}
 	n, h, w := x.Dim(0), x.Dim(2), x.Dim(3)
 	s.x = x
-	s.pooled = engine.Ensure(s.pooled, x.DType(), n, 2, h, w)
+	s.pooled = engine.EnsureLike(s.pooled, x, n, 2, h, w)
 	if cap(s.argmax) < n*h*w {
 		s.argmax = make([]int32, n*h*w)
 	}
@@ -230,14 +226,14 @@ func (s *SpatialAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if s.att, err = s.sig.Forward(logits); err != nil {
 		return nil, err
 	}
-	s.out = engine.Ensure(s.out, x.DType(), x.Shape()...)
+	s.out = engine.EnsureLike(s.out, x, x.Shape()...)
 	return s.out, engine.BroadcastMultiplyForward(s.out, x, s.att)
 }
 
 func (s *SpatialAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	x := s.x
-	s.dx = engine.Ensure(s.dx, x.DType(), x.Shape()...)
-	s.datt = engine.Ensure(s.datt, x.DType(), s.att.Shape()...)
+	s.dx = engine.EnsureLike(s.dx, x, x.Shape()...)
+	s.datt = engine.EnsureLike(s.datt, x, s.att.Shape()...)
 	if err := engine.BroadcastMultiplyBackward(s.dx, s.datt, dout, x, s.att); err != nil {
 		return nil, err
 	}
@@ -249,7 +245,7 @@ func (s *SpatialAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	if err != nil {
 		return nil, err
 	}
-	s.dpool = engine.Ensure(s.dpool, x.DType(), x.Shape()...)
+	s.dpool = engine.EnsureLike(s.dpool, x, x.Shape()...)
 	if err := engine.ChannelPoolBackward(s.dpool, dpooled, s.argmax); err != nil {
 		return nil, err
 	}

@@ -89,7 +89,7 @@ func (r *Residual) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.out = engine.Ensure(r.out, x.DType(), x.Shape()...)
+	r.out = engine.EnsureLike(r.out, x, x.Shape()...)
 	if err := engine.Add(r.out, x, y); err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (r *Residual) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.dx = engine.Ensure(r.dx, dout.DType(), dout.Shape()...)
+	r.dx = engine.EnsureLike(r.dx, dout, dout.Shape()...)
 	return r.dx, engine.Add(r.dx, dout, d)
 }
 

@@ -46,14 +46,14 @@ func (c *Conv2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 		return nil, err
 	}
 	c.x = x
-	c.out = engine.Ensure(c.out, x.DType(), shape...)
+	c.out = engine.EnsureLike(c.out, x, shape...)
 	return c.out, engine.Conv2DForward(c.out, x, c.Weight.Value, valueOf(c.Bias), c.P)
 }
 
 func (c *Conv2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	var dx *engine.Tensor
 	if !c.skipDx {
-		c.dx = engine.Ensure(c.dx, c.x.DType(), c.x.Shape()...)
+		c.dx = engine.EnsureLike(c.dx, c.x, c.x.Shape()...)
 		dx = c.dx
 	}
 	return dx, engine.Conv2DBackward(dx, c.Weight.Grad, gradOf(c.Bias), dout, c.x, c.Weight.Value, c.P)

@@ -20,11 +20,11 @@ func NewDropout(p float64, seed uint64) *Dropout {
 }
 
 func (d *Dropout) Forward(x *engine.Tensor) (*engine.Tensor, error) {
-	d.out = engine.Ensure(d.out, x.DType(), x.Shape()...)
+	d.out = engine.EnsureLike(d.out, x, x.Shape()...)
 	if !d.training || d.P == 0 {
 		return d.out, engine.DropoutForward(d.out, nil, x, d.P, false, nil)
 	}
-	d.mask = engine.Ensure(d.mask, x.DType(), x.Shape()...)
+	d.mask = engine.EnsureLike(d.mask, x, x.Shape()...)
 	// Offsets stay below 2⁵³, so the float64 buffer holds them exactly.
 	d.rng.Offset = uint64(d.offset.Value.At(0))
 	err := engine.DropoutForward(d.out, d.mask, x, d.P, true, &d.rng)
@@ -33,7 +33,7 @@ func (d *Dropout) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 }
 
 func (d *Dropout) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
-	d.dx = engine.Ensure(d.dx, dout.DType(), dout.Shape()...)
+	d.dx = engine.EnsureLike(d.dx, dout, dout.Shape()...)
 	var mask *engine.Tensor
 	if d.training && d.P != 0 {
 		mask = d.mask

@@ -44,13 +44,13 @@ func (s *SpatialGatingUnit) Forward(z *engine.Tensor) (*engine.Tensor, error) {
 	n, t, d := z.Dim(0), z.Dim(1), z.Dim(2)/2
 	s.z = z
 	s.saved.Ensure(z.DType(), n, t, d)
-	s.out = engine.Ensure(s.out, z.DType(), n, t, d)
+	s.out = engine.EnsureLike(s.out, z, n, t, d)
 	return s.out, engine.SpatialGatingForward(s.out, &s.saved, z, s.NormWeight.Value, s.NormBias.Value,
 		s.ProjWeight.Value, s.ProjBias.Value, s.Eps)
 }
 
 func (s *SpatialGatingUnit) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
-	s.dz = engine.Ensure(s.dz, s.z.DType(), s.z.Shape()...)
+	s.dz = engine.EnsureLike(s.dz, s.z, s.z.Shape()...)
 	return s.dz, engine.SpatialGatingBackward(s.dz, s.NormWeight.Grad, s.NormBias.Grad, s.ProjWeight.Grad,
 		s.ProjBias.Grad, dout, s.z, &s.saved, s.NormWeight.Value, s.ProjWeight.Value)
 }
@@ -166,13 +166,13 @@ func (e *PatchEmbed) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if e.map3, err = m.View(e.map3, n, d, t); err != nil {
 		return nil, err
 	}
-	e.tokens = engine.Ensure(e.tokens, x.DType(), n, t, d)
+	e.tokens = engine.EnsureLike(e.tokens, x, n, t, d)
 	return e.tokens, engine.Transpose12(e.tokens, e.map3)
 }
 
 func (e *PatchEmbed) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	n, t, d := dout.Dim(0), dout.Dim(1), dout.Dim(2)
-	e.dmap = engine.Ensure(e.dmap, dout.DType(), n, d, t)
+	e.dmap = engine.EnsureLike(e.dmap, dout, n, d, t)
 	if err := engine.Transpose12(e.dmap, dout); err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ func (m *TokenMean) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 		return nil, &engine.ShapeError{Op: "TokenMean", Msg: "want tokens (N,T,D)", Shapes: []string{x.String()}}
 	}
 	n, t, d := x.Dim(0), x.Dim(1), x.Dim(2)
-	m.perm = engine.Ensure(m.perm, x.DType(), n, d, t)
+	m.perm = engine.EnsureLike(m.perm, x, n, d, t)
 	if err := engine.Transpose12(m.perm, x); err != nil {
 		return nil, err
 	}
@@ -224,6 +224,6 @@ func (m *TokenMean) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	if m.dperm, err = d4.View(m.dperm, n, d, t); err != nil {
 		return nil, err
 	}
-	m.dx = engine.Ensure(m.dx, dout.DType(), n, t, d)
+	m.dx = engine.EnsureLike(m.dx, dout, n, t, d)
 	return m.dx, engine.Transpose12(m.dx, m.dperm)
 }

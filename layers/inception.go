@@ -68,13 +68,13 @@ func (m *Inception) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if m.shape, ok = engine.ConcatShape(m.shape, m.outs); !ok {
 		return nil, &engine.ShapeError{Op: "Inception", Msg: "branch outputs do not line up"}
 	}
-	m.out = engine.Ensure(m.out, x.DType(), m.shape...)
+	m.out = engine.EnsureLike(m.out, x, m.shape...)
 	return m.out, engine.ConcatForward(m.out, m.outs)
 }
 
 func (m *Inception) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	for i, y := range m.outs {
-		m.douts[i] = engine.Ensure(m.douts[i], y.DType(), y.Shape()...)
+		m.douts[i] = engine.EnsureLike(m.douts[i], y, y.Shape()...)
 	}
 	if err := engine.ConcatBackward(m.douts, dout); err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func (m *Inception) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 		case 0:
 			first = d
 		case 1:
-			m.dx = engine.Ensure(m.dx, d.DType(), d.Shape()...)
+			m.dx = engine.EnsureLike(m.dx, d, d.Shape()...)
 			err = engine.Add(m.dx, first, d)
 		default:
 			err = engine.Add(m.dx, m.dx, d)

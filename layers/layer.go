@@ -154,6 +154,31 @@ func Convert(l Layer, dt engine.DType) {
 	})
 }
 
+// ToDevice moves every parameter, gradient and buffer of l to device d
+// (float32 only on the GPU). Internal run state, such as a dropout layer's
+// stream position, stays on the CPU where the host reads it. The layers'
+// own buffers follow their inputs on the next Forward.
+func ToDevice(l Layer, d engine.Device) error {
+	var err error
+	l.Walk("", func(name string, p *Param) {
+		if err != nil || p.Internal {
+			return
+		}
+		v, e := p.Value.To(d)
+		if e != nil {
+			err = fmt.Errorf("move %s to %v: %w", name, d, e)
+			return
+		}
+		p.Value = v
+		if p.Grad != nil {
+			if p.Grad, e = p.Grad.To(d); e != nil {
+				err = fmt.Errorf("move %s's gradient to %v: %w", name, d, e)
+			}
+		}
+	})
+	return err
+}
+
 // ZeroGrad clears every parameter gradient.
 func ZeroGrad(l Layer) {
 	l.Walk("", func(_ string, p *Param) {

@@ -27,14 +27,14 @@ func NewLinear(rng *rand.Rand, in, out int, bias bool) *Linear {
 
 func (l *Linear) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	l.x = x
-	l.out = engine.Ensure(l.out, x.DType(), x.Dim(0), l.Weight.Value.Dim(0))
+	l.out = engine.EnsureLike(l.out, x, x.Dim(0), l.Weight.Value.Dim(0))
 	return l.out, engine.LinearForward(l.out, x, l.Weight.Value, valueOf(l.Bias))
 }
 
 func (l *Linear) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	var dx *engine.Tensor
 	if !l.skipDx {
-		l.dx = engine.Ensure(l.dx, l.x.DType(), l.x.Shape()...)
+		l.dx = engine.EnsureLike(l.dx, l.x, l.x.Shape()...)
 		dx = l.dx
 	}
 	return dx, engine.LinearBackward(dx, l.Weight.Grad, gradOf(l.Bias), dout, l.x, l.Weight.Value)

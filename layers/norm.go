@@ -31,14 +31,14 @@ func NewBatchNorm2D(channels int) *BatchNorm2D {
 
 func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	b.x = x
-	b.out = engine.Ensure(b.out, x.DType(), x.Shape()...)
+	b.out = engine.EnsureLike(b.out, x, x.Shape()...)
 	if !b.training {
 		return b.out, engine.BatchNorm2DEvalForward(b.out, x, b.Weight.Value, b.Bias.Value,
 			b.RunningMean.Value, b.RunningVar.Value, b.Eps)
 	}
 	c := b.Weight.Value.Len()
-	b.mean = engine.Ensure(b.mean, x.DType(), c)
-	b.invStd = engine.Ensure(b.invStd, x.DType(), c)
+	b.mean = engine.EnsureLike(b.mean, x, c)
+	b.invStd = engine.EnsureLike(b.invStd, x, c)
 	return b.out, engine.BatchNorm2DForward(b.out, b.mean, b.invStd, x, b.Weight.Value, b.Bias.Value,
 		b.RunningMean.Value, b.RunningVar.Value, b.Momentum, b.Eps)
 }
@@ -47,7 +47,7 @@ func (b *BatchNorm2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	if !b.training {
 		return nil, &engine.ShapeError{Op: "BatchNorm2D.Backward", Msg: "backward in evaluation mode is not supported"}
 	}
-	b.dx = engine.Ensure(b.dx, dout.DType(), dout.Shape()...)
+	b.dx = engine.EnsureLike(b.dx, dout, dout.Shape()...)
 	return b.dx, engine.BatchNorm2DBackward(b.dx, b.Weight.Grad, b.Bias.Grad, dout, b.x, b.mean, b.invStd, b.Weight.Value)
 }
 
@@ -80,14 +80,14 @@ func NewLayerNorm(dim int) *LayerNorm {
 func (l *LayerNorm) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	l.x = x
 	rows := x.Len() / max(x.Dim(-1), 1)
-	l.out = engine.Ensure(l.out, x.DType(), x.Shape()...)
-	l.mean = engine.Ensure(l.mean, x.DType(), rows)
-	l.rstd = engine.Ensure(l.rstd, x.DType(), rows)
+	l.out = engine.EnsureLike(l.out, x, x.Shape()...)
+	l.mean = engine.EnsureLike(l.mean, x, rows)
+	l.rstd = engine.EnsureLike(l.rstd, x, rows)
 	return l.out, engine.LayerNormForward(l.out, l.mean, l.rstd, x, l.Weight.Value, l.Bias.Value, l.Eps)
 }
 
 func (l *LayerNorm) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
-	l.dx = engine.Ensure(l.dx, dout.DType(), dout.Shape()...)
+	l.dx = engine.EnsureLike(l.dx, dout, dout.Shape()...)
 	return l.dx, engine.LayerNormBackward(l.dx, l.Weight.Grad, l.Bias.Grad, dout, l.x, l.mean, l.rstd, l.Weight.Value)
 }
 

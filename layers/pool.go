@@ -22,7 +22,7 @@ func (m *MaxPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.out = engine.Ensure(m.out, x.DType(), shape...)
+	m.out = engine.EnsureLike(m.out, x, shape...)
 	if cap(m.argmax) < m.out.Len() {
 		m.argmax = make([]int32, m.out.Len())
 	}
@@ -32,7 +32,7 @@ func (m *MaxPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 }
 
 func (m *MaxPool2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
-	m.dx = engine.Ensure(m.dx, dout.DType(), m.inShape...)
+	m.dx = engine.EnsureLike(m.dx, dout, m.inShape...)
 	return m.dx, engine.MaxPool2DBackward(m.dx, dout, m.argmax, m.P)
 }
 
@@ -55,13 +55,13 @@ func (a *AvgPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.out = engine.Ensure(a.out, x.DType(), shape...)
+	a.out = engine.EnsureLike(a.out, x, shape...)
 	a.inShape = append(a.inShape[:0], x.Shape()...)
 	return a.out, engine.AvgPool2DForward(a.out, x, a.P)
 }
 
 func (a *AvgPool2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
-	a.dx = engine.Ensure(a.dx, dout.DType(), a.inShape...)
+	a.dx = engine.EnsureLike(a.dx, dout, a.inShape...)
 	return a.dx, engine.AvgPool2DBackward(a.dx, dout, a.P)
 }
 
@@ -76,12 +76,12 @@ func (g *GlobalAvgPool) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if x.Rank() != 4 {
 		return nil, &engine.ShapeError{Op: "GlobalAvgPool", Msg: "want (N,C,H,W)", Shapes: []string{x.String()}}
 	}
-	g.out = engine.Ensure(g.out, x.DType(), x.Dim(0), x.Dim(1))
+	g.out = engine.EnsureLike(g.out, x, x.Dim(0), x.Dim(1))
 	g.inShape = append(g.inShape[:0], x.Shape()...)
 	return g.out, engine.GlobalAvgPoolForward(g.out, x)
 }
 
 func (g *GlobalAvgPool) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
-	g.dx = engine.Ensure(g.dx, dout.DType(), g.inShape...)
+	g.dx = engine.EnsureLike(g.dx, dout, g.inShape...)
 	return g.dx, engine.GlobalAvgPoolBackward(g.dx, dout)
 }

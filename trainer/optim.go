@@ -30,7 +30,7 @@ func (o *SGD) init(params []*layers.Param) {
 	if o.Momentum != 0 && len(o.bufs) != len(params) {
 		o.bufs = make([]*engine.Tensor, len(params))
 		for i, p := range params {
-			o.bufs[i] = engine.New(p.Value.DType(), p.Value.Shape()...)
+			o.bufs[i] = engine.EnsureLike(nil, p.Value, p.Value.Shape()...)
 		}
 	}
 }
@@ -79,8 +79,8 @@ func (o *AdamW) init(params []*layers.Param) {
 		o.m = make([]*engine.Tensor, len(params))
 		o.v = make([]*engine.Tensor, len(params))
 		for i, p := range params {
-			o.m[i] = engine.New(p.Value.DType(), p.Value.Shape()...)
-			o.v[i] = engine.New(p.Value.DType(), p.Value.Shape()...)
+			o.m[i] = engine.EnsureLike(nil, p.Value, p.Value.Shape()...)
+			o.v[i] = engine.EnsureLike(nil, p.Value, p.Value.Shape()...)
 		}
 	}
 }

@@ -439,7 +439,10 @@ func Write(w io.Writer, tensors map[string]*engine.Tensor, meta map[string]strin
 	}
 	le := binary.LittleEndian
 	for _, name := range order {
-		t := tensors[name]
+		t, err := engine.ToCPU(nil, tensors[name]) // a GPU tensor is written from a host copy
+		if err != nil {
+			return fmt.Errorf("safetensors: %s: %w", name, err)
+		}
 		if t.DType() == engine.Float64 {
 			for _, v := range t.Float64() {
 				if len(buf)+8 > cap(buf) {
