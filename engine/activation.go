@@ -75,12 +75,16 @@ func ActivationForward(out, x *Tensor, kind Activation) error {
 	if out == nil || x == nil {
 		return shapeErr(op, "out and x are required", "out", out, "x", x)
 	}
-	_, dt, err := agree(op, out, x)
+	dev, dt, err := agreeDev(op, out, x)
 	if err != nil {
 		return err
 	}
 	if !sameShape(out.shape, x.shape) {
 		return shapeErr(op, "out and x differ in shape", "out", out, "x", x)
+	}
+	if dev == CUDA {
+		return runCUDAInPlace(op, func() error { return activationForwardCUDA(out, x, kind) },
+			func(h []*Tensor) error { return ActivationForward(h[0], h[1], kind) }, out, x)
 	}
 	if dt == Float64 {
 		runActivation(out.f64, x.f64, nil, nil, kind, false)
@@ -115,13 +119,17 @@ func ActivationBackward(dx, dout, x, out *Tensor, kind Activation) error {
 	case kind != ReLU && kind != GELU && out == nil:
 		return shapeErr(op, kind.String()+" needs out", "out", out)
 	}
-	_, dt, err := agree(op, dx, dout, x, out)
+	dev, dt, err := agreeDev(op, dx, dout, x, out)
 	if err != nil {
 		return err
 	}
 	if !sameShape(dx.shape, dout.shape) || (x != nil && !sameShape(x.shape, dx.shape)) ||
 		(out != nil && !sameShape(out.shape, dx.shape)) {
 		return shapeErr(op, "dx, dout, x and out differ in shape", "dx", dx, "dout", dout, "x", x, "out", out)
+	}
+	if dev == CUDA {
+		return runCUDAInPlace(op, func() error { return activationBackwardCUDA(dx, dout, x, out, kind) },
+			func(h []*Tensor) error { return ActivationBackward(h[0], h[1], h[2], h[3], kind) }, dx, dout, x, out)
 	}
 	if dt == Float64 {
 		runActivation(dx.f64, dout.f64, x.f64Or(), out.f64Or(), kind, true)

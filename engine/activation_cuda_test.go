@@ -1,0 +1,111 @@
+package engine_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// devRandRange is devRand scaled to [-r, r), with specials written over the
+// first elements (as many as fit).
+func devRandRange(t testing.TB, rng *rand.Rand, r float64, specials []float64, shape ...int) (cpu, gpu *engine.Tensor) {
+	t.Helper()
+	cpu = randTensor(rng, engine.Float32, shape...)
+	engine.Scale(cpu, r)
+	for i, v := range specials {
+		if i < cpu.Len() {
+			cpu.SetAt(i, v)
+		}
+	}
+	return cpu, dev(t, cpu)
+}
+
+// Values where the activations saturate, change sign or underflow.
+var activationSpecials = []float64{0, math.Copysign(0, -1), 1e-3, -1e-3, 10, -10, 30, -30, 100, -100, math.NaN()}
+
+// Tolerances against the CPU's float32 op, which uses its own expf and erf
+// approximations (erf within 1.5e-7 absolute, expf about 2 ulp); CUDA's
+// erff/expf/tanhf are within a few ulp. The sum of both is below 1e-6
+// absolute plus 1e-5 relative; ReLU is exact on both.
+var activationTol = map[engine.Activation][2]float64{
+	engine.ReLU:    {0, 0},
+	engine.GELU:    {1e-6, 1e-5},
+	engine.Sigmoid: {1e-6, 1e-5},
+	engine.Tanh:    {1e-6, 1e-5},
+}
+
+func TestCUDAActivation(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, kind := range activationKinds {
+		fwd := []string{kind.String() + "_forward_f32"}
+		bwd := []string{kind.String() + "_backward_f32"}
+		tol := activationTol[kind]
+		for _, n := range eltSizes {
+			x, dx := devRandRange(t, rng, 4, activationSpecials, n)
+			y := engine.New(engine.Float32, n)
+			opsMust(t, engine.ActivationForward(y, x, kind))
+			dy := dev(t, engine.New(engine.Float32, n))
+			opsMust(t, engine.ActivationForward(dy, dx, kind))
+			checkKernels(t, fwd, kind.String()+" forward", dy, y, tol[0], tol[1])
+
+			// In place: out is x.
+			inPlace := dev(t, x)
+			opsMust(t, engine.ActivationForward(inPlace, inPlace, kind))
+			checkKernels(t, fwd, kind.String()+" forward in place", inPlace, y, tol[0], tol[1])
+
+			// Backward from the CPU's forward values, so only the backward
+			// kernel is measured.
+			g, dg := devRand(t, rng, n)
+			dyRef := dev(t, y)
+			gradX := engine.New(engine.Float32, n)
+			opsMust(t, engine.ActivationBackward(gradX, g, x, y, kind))
+			dgradX := dev(t, engine.New(engine.Float32, n))
+			opsMust(t, engine.ActivationBackward(dgradX, dg, dx, dyRef, kind))
+			checkKernels(t, bwd, kind.String()+" backward", dgradX, gradX, tol[0], tol[1])
+
+			// dx is dout, and the input the activation does not read is nil.
+			var xin, yin *engine.Tensor = nil, dyRef
+			if kind == engine.GELU {
+				xin, yin = dx, nil
+			}
+			opsMust(t, engine.ActivationBackward(dg, dg, xin, yin, kind))
+			checkKernels(t, bwd, kind.String()+" backward in place", dg, gradX, tol[0], tol[1])
+		}
+	}
+	// ReLU's backward from the input alone (out nil), as the CPU allows.
+	x, dx := devRand(t, rng, 300)
+	g, dg := devRand(t, rng, 300)
+	want := engine.New(engine.Float32, 300)
+	opsMust(t, engine.ActivationBackward(want, g, x, nil, engine.ReLU))
+	got := dev(t, engine.New(engine.Float32, 300))
+	opsMust(t, engine.ActivationBackward(got, dg, dx, nil, engine.ReLU))
+	checkKernels(t, []string{"relu_backward_f32"}, "relu backward from x", got, want, 0, 0)
+}
+
+// The KILN_CUDA_CHECK rerun sees in-place calls as in place.
+func TestCUDACheckSwitchInPlaceActivation(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDACheck(true)
+	defer engine.SetCUDACheck(false)
+	rng := rand.New(rand.NewPCG(13, 14))
+	_, dx := devRand(t, rng, 300)
+	_, dg := devRand(t, rng, 300)
+	opsMust(t, engine.ActivationForward(dx, dx, engine.Tanh))
+	opsMust(t, engine.ActivationBackward(dg, dg, nil, dx, engine.Tanh))
+	opsMust(t, engine.ActivationBackward(dg, dg, dx, nil, engine.GELU))
+}
+
+// Mixed devices and float64 are errors, not crashes.
+func TestCUDAActivationErrors(t *testing.T) {
+	cudaOrSkip(t)
+	x := engine.New(engine.Float32, 5)
+	if err := engine.ActivationForward(dev(t, x), x, engine.ReLU); err == nil {
+		t.Fatal("a CUDA out and a CPU x were accepted")
+	}
+	if err := engine.ActivationForward(dev(t, x), dev(t, engine.New(engine.Float32, 6)), engine.ReLU); err == nil {
+		t.Fatal("shapes 5 and 6 were accepted")
+	}
+}
