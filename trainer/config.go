@@ -60,6 +60,9 @@ type Config struct {
 	RunDir         string `json:"run_dir,omitempty" yaml:"run_dir,omitempty"`
 	StopAfterEpoch int    `json:"stop_after_epoch,omitempty" yaml:"stop_after_epoch,omitempty"`
 	MemoryLimitMB  int    `json:"memory_limit_mb,omitempty" yaml:"memory_limit_mb,omitempty"`
+	// NoVisuals skips histograms.jsonl, visuals.json and the event file's
+	// histograms (scalars are still written): for speed-sensitive runs.
+	NoVisuals bool `json:"no_visuals,omitempty" yaml:"no_visuals,omitempty"`
 }
 
 // DefaultConfig is `kiln train` with no flags: LeNet on MNIST on the CPU,

@@ -81,6 +81,10 @@ type Trainer struct {
 	classifier *Classifier
 	regressor  *Regressor
 	params     []*layers.Param
+	vis        *visualState // pictures and TensorBoard events (visuals.go)
+
+	device                   engine.Device  // device.go
+	xDev, yDev, evX, evY, ev *engine.Tensor // batches on the device, results back
 }
 
 // NewTrainer prepares a trainer for model, which may be any network (not
@@ -114,7 +118,7 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 // resumeKey is the configuration a resumed run must share with the run it
 // continues: everything but where and how fast it runs.
 func resumeKey(c Config) json.RawMessage {
-	c.RunDir, c.Threads, c.Device, c.StopAfterEpoch, c.DataDir = "", 0, "", 0, ""
+	c.RunDir, c.Threads, c.Device, c.StopAfterEpoch, c.DataDir, c.NoVisuals = "", 0, "", 0, "", false
 	b, _ := json.Marshal(c)
 	return b
 }
@@ -186,6 +190,8 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 		}
 		t.Log.Info().Int("epoch", epoch0).Int("step", step).Msg("resumed from checkpoint")
 	}
+	t.openVisuals(s, step)
+	defer t.closeVisuals()
 	t.Log.Info().Str("model", c.Model).Str("dataset", s.Train.Name).Int("params", layers.CountParams(t.Model)).
 		Int("train", s.Train.Len()).Int("val", lenOf(s.Val)).Int("test", lenOf(s.Test)).
 		Int("batches_per_epoch", nb).Int("epochs", c.Epochs).Int("total_steps", total).
@@ -202,6 +208,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 		})
 	}
 	record := func(r MetricsRecord) {
+		t.visualRecord(r)
 		if t.Run != nil {
 			if err := t.Run.Record(r); err != nil {
 				t.Log.Error().Err(err).Msg("writing metrics")
@@ -249,6 +256,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 		}
 		ev.Msg("validation")
 		record(rec)
+		t.visualValidation(s.Val, step, epoch, r)
 		sched.Observe(r.Loss)
 		if stopper != nil && monitor != "train_loss" {
 			improved, why := stopper.Observe(value, int(math.Ceil(epoch)), step)
@@ -292,14 +300,26 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 			}
 			lr := sched.LR(step)
 			if c.Regression {
-				loss, err := t.regressor.TrainStep(b.X, b.Targets, lr)
+				x, err := t.onDevice(&t.xDev, b.X)
+				if err != nil {
+					return nil, err
+				}
+				y, err := t.onDevice(&t.yDev, b.Targets)
+				if err != nil {
+					return nil, err
+				}
+				loss, err := t.regressor.TrainStep(x, y, lr)
 				if err != nil {
 					return nil, t.stepError(err, epoch, step)
 				}
 				rm.LossSum += loss * float64(b.Size())
 				rm.Count += b.Size()
 			} else {
-				loss, correct, err := t.classifier.TrainStep(b.X, b.Labels, lr)
+				x, err := t.onDevice(&t.xDev, b.X)
+				if err != nil {
+					return nil, err
+				}
+				loss, correct, err := t.classifier.TrainStep(x, b.Labels, lr)
 				if err != nil {
 					return nil, t.stepError(err, epoch, step)
 				}
@@ -436,6 +456,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 			t.Log.Info().Msg("confusion matrix (rows: true class, columns: predicted)\n" + formatConfusion(r.Confusion, s.Test.Classes))
 		}
 	}
+	t.finishVisuals(s, step, summary.Weights == BestWeights)
 	if t.Run != nil {
 		if err := t.Run.WriteJSON(SummaryFile, summary); err != nil {
 			return nil, err
@@ -466,10 +487,18 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 	}
 	var pred, targ []float64
 	for b := range loader.Batches(0, 0) {
-		out, err := t.Model.Forward(b.X)
+		x, err := t.onDevice(&t.evX, b.X)
 		if err != nil {
 			return EvalResult{}, err
 		}
+		out, err := t.Model.Forward(x)
+		if err != nil {
+			return EvalResult{}, err
+		}
+		if out, err = onHost(&t.ev, out); err != nil {
+			return EvalResult{}, err
+		}
+		t.observeEval(ds, b, out)
 		if c.Regression {
 			loss, err := engine.MSEForward(out, b.Targets)
 			if err != nil {

@@ -20,9 +20,54 @@ import (
 //	last.safetensors  weights at the end; best.safetensors the best by the monitored metric
 //	checkpoint.safetensors  the resumable state
 //	summary.json      the outcome (test figures, epochs, stop reason, speed)
+//	histograms.jsonl  weight and gradient histograms, one line per validation
+//	visuals.json      the latest pictures: filters, samples, confusion, attention
+//	events.out.tfevents.<unix>.<hostname>  TensorBoard's event file
+//	plots/            PNG files written by `kiln plot`
 //
 // Files are replaced atomically (temporary file, fsync, rename), so a kill at
-// any moment leaves the previous version whole; train.log is appended.
+// any moment leaves the previous version whole; train.log, histograms.jsonl
+// and the event file are appended (a reader skips a last line that has no
+// newline yet, or a last record cut short).
+//
+// histograms.jsonl (visuals.go), one line per validation (per epoch when
+// there is no validation set), for every trainable parameter, its values
+// (kind "weight") and its last step's gradient (kind "grad"):
+//
+//	{"step":N,"epoch":E,"params":[{"name":"conv1.weight","kind":"weight",
+//	  "min":x,"max":x,"edges":[31 floats],"counts":[30 ints]}, …]}
+//
+// edges are equally spaced from min to max (widened slightly around a
+// constant); counts[i] counts values in [edges[i], edges[i+1]), the last
+// bucket closed; counts sum to the parameter's size (NaN/Inf left out).
+// A resumed run drops the lines past its checkpoint's step.
+//
+// visuals.json, rewritten at each validation and at the end (the final
+// weights, on the validation set, else the test set):
+//
+//	{"step":N,
+//	 "classes":["0",…],                      classification only
+//	 "filters":{"name":"conv1.weight","shape":[o,i,kh,kw],"data":[…]},
+//	     the first 4-D parameter (the first convolution), o ≤ 64, PyTorch layout
+//	 "samples":[{"index":i,"label":l,"pred":p,"prob":x,"shape":[c,h,w],"pixels":[…]}],
+//	     up to 64 validation images, misclassified first, then in data set
+//	     order; index is the position in the validation set; prob is the
+//	     softmax probability of pred; pixels un-normalised to [0,1], (c,h,w)
+//	     order. Regression: {"index","target","pred","shape","pixels"} in the
+//	     target's unit, the 32 largest errors first (worst first), then in order.
+//	 "confusion":[[…]],                      validation counts, rows = true class
+//	 "attention":[{"layer":"cbam1.spatial","kind":"cbam_spatial","sample":i,
+//	     "shape":[h,w],"data":[…]}],          CBAM spatial maps in (0,1) of the
+//	     first 8 samples (sample = their index), when the model has CBAM
+//	 "sgu":[{"layer":"blocks.0.sgu","shape":[T,T],"data":[…]}]}
+//	     each gMLP spatial gating unit's token-mixing weights, when present
+//
+// Arrays of data hold 4 significant digits (null for NaN/Inf); optional keys
+// are left out when empty. The event file holds the scalars train/loss,
+// train/accuracy, val/loss, val/accuracy (val/rmse for regression), test/…,
+// lr, and the histograms weight/<name> and grad/<name> at each validation;
+// it is flushed after each validation so a live TensorBoard sees it.
+// Config.NoVisuals (--no-visuals) leaves out the histograms and visuals.json.
 const (
 	MetricsFile    = "metrics.jsonl"
 	LogFile        = "train.log"
@@ -31,6 +76,10 @@ const (
 	BestWeights    = "best.safetensors"
 	CheckpointFile = "checkpoint.safetensors"
 	SummaryFile    = "summary.json"
+	HistogramsFile = "histograms.jsonl"
+	VisualsFile    = "visuals.json"
+	EventsPrefix   = "events.out.tfevents."
+	PlotsDir       = "plots"
 )
 
 // MetricsRecord is one line of metrics.jsonl.

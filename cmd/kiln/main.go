@@ -23,6 +23,7 @@ func main() {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(trainCmd(), evalCmd(), predictCmd(), exportCmd(), benchCmd(), infoCmd(), boardCmd())
+	root.AddCommand(plotCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln:", err)
 		var u usageError

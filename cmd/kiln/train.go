@@ -78,6 +78,7 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	f.StringVar(&c.RunDir, "run-dir", "", "run directory (default runs/<model>-<time>)")
 	f.IntVar(&c.StopAfterEpoch, "stop-after-epoch", 0, "end the run after this epoch, resumable")
 	f.IntVar(&c.MemoryLimitMB, "memory-limit-mb", 0, "refuse runs estimated to need more (default: available memory)")
+	f.BoolVar(&c.NoVisuals, "no-visuals", false, "skip histograms.jsonl and visuals.json (the pictures of kiln plot and kiln board)")
 	return cf
 }
 

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-ml/kiln/trainer/plots"
+)
+
+func plotCmd() *cobra.Command {
+	var run string
+	cmd := &cobra.Command{
+		Use:   "plot --run DIR",
+		Short: "Draw a run's curves, filters, samples, confusion, attention and histograms as PNG files in DIR/plots",
+		Long: `Draw a run directory's pictures as PNG files in DIR/plots/, for people without a browser:
+loss.png, accuracy.png (rmse.png for regression), lr.png, filters.png, samples.png,
+confusion.png, attention.png (CBAM models), sgu.png (gMLP models) and histograms.png.
+It can run while the run is still training; pictures it has no data for yet are skipped.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if run == "" {
+				return usageError{errors.New("--run DIR is required (a run directory, e.g. runs/lenet-…)")}
+			}
+			if st, err := os.Stat(run); err != nil || !st.IsDir() {
+				return usageError{fmt.Errorf("--run %s: not a directory", run)}
+			}
+			rep, err := plots.WriteRun(run)
+			if err != nil {
+				return err
+			}
+			fmt.Print(rep.String())
+			if len(rep.Written) == 0 {
+				return fmt.Errorf("no picture written for %s", run)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&run, "run", "", "run directory to draw")
+	return cmd
+}
