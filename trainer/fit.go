@@ -82,9 +82,6 @@ type Trainer struct {
 	regressor  *Regressor
 	params     []*layers.Param
 	vis        *visualState // pictures and TensorBoard events (visuals.go)
-
-	device                   engine.Device  // device.go
-	xDev, yDev, evX, evY, ev *engine.Tensor // batches on the device, results back
 }
 
 // NewTrainer prepares a trainer for model, which may be any network (not
@@ -300,26 +297,14 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 			}
 			lr := sched.LR(step)
 			if c.Regression {
-				x, err := t.onDevice(&t.xDev, b.X)
-				if err != nil {
-					return nil, err
-				}
-				y, err := t.onDevice(&t.yDev, b.Targets)
-				if err != nil {
-					return nil, err
-				}
-				loss, err := t.regressor.TrainStep(x, y, lr)
+				loss, err := t.regressor.TrainStep(b.X, b.Targets, lr)
 				if err != nil {
 					return nil, t.stepError(err, epoch, step)
 				}
 				rm.LossSum += loss * float64(b.Size())
 				rm.Count += b.Size()
 			} else {
-				x, err := t.onDevice(&t.xDev, b.X)
-				if err != nil {
-					return nil, err
-				}
-				loss, correct, err := t.classifier.TrainStep(x, b.Labels, lr)
+				loss, correct, err := t.classifier.TrainStep(b.X, b.Labels, lr)
 				if err != nil {
 					return nil, t.stepError(err, epoch, step)
 				}
@@ -487,15 +472,8 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 	}
 	var pred, targ []float64
 	for b := range loader.Batches(0, 0) {
-		x, err := t.onDevice(&t.evX, b.X)
+		out, err := t.Model.Forward(b.X)
 		if err != nil {
-			return EvalResult{}, err
-		}
-		out, err := t.Model.Forward(x)
-		if err != nil {
-			return EvalResult{}, err
-		}
-		if out, err = onHost(&t.ev, out); err != nil {
 			return EvalResult{}, err
 		}
 		t.observeEval(ds, b, out)
