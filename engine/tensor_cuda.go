@@ -342,3 +342,7 @@ func runCUDA(op string, gpu func() error, cpu func(args []*Tensor) error, args .
 	}
 	return nil
 }
+
+// CUDADeviceIsReal reports whether CUDA tensors live on a real GPU (false
+// under the emulator and where no device is open).
+func CUDADeviceIsReal() bool { return cuda.Ready() && cuda.Device().Backend == "cuda" }

@@ -82,6 +82,9 @@ type Trainer struct {
 	regressor  *Regressor
 	params     []*layers.Param
 	vis        *visualState // pictures and TensorBoard events (visuals.go)
+
+	device                   engine.Device  // device.go
+	xDev, yDev, evX, evY, ev *engine.Tensor // batches on the device, results back
 }
 
 // NewTrainer prepares a trainer for model, which may be any network (not
@@ -297,14 +300,26 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 			}
 			lr := sched.LR(step)
 			if c.Regression {
-				loss, err := t.regressor.TrainStep(b.X, b.Targets, lr)
+				x, err := t.onDevice(&t.xDev, b.X)
+				if err != nil {
+					return nil, err
+				}
+				y, err := t.onDevice(&t.yDev, b.Targets)
+				if err != nil {
+					return nil, err
+				}
+				loss, err := t.regressor.TrainStep(x, y, lr)
 				if err != nil {
 					return nil, t.stepError(err, epoch, step)
 				}
 				rm.LossSum += loss * float64(b.Size())
 				rm.Count += b.Size()
 			} else {
-				loss, correct, err := t.classifier.TrainStep(b.X, b.Labels, lr)
+				x, err := t.onDevice(&t.xDev, b.X)
+				if err != nil {
+					return nil, err
+				}
+				loss, correct, err := t.classifier.TrainStep(x, b.Labels, lr)
 				if err != nil {
 					return nil, t.stepError(err, epoch, step)
 				}
@@ -472,8 +487,15 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 	}
 	var pred, targ []float64
 	for b := range loader.Batches(0, 0) {
-		out, err := t.Model.Forward(b.X)
+		x, err := t.onDevice(&t.evX, b.X)
 		if err != nil {
+			return EvalResult{}, err
+		}
+		out, err := t.Model.Forward(x)
+		if err != nil {
+			return EvalResult{}, err
+		}
+		if out, err = onHost(&t.ev, out); err != nil {
 			return EvalResult{}, err
 		}
 		t.observeEval(ds, b, out)

@@ -65,6 +65,11 @@ func (t *Trainer) EstimateMemory(ds *data.Dataset, batch int) (int64, error) {
 }
 
 func (t *Trainer) checkMemory(ds *data.Dataset) error {
+	if t.device != engine.CPU {
+		// On the GPU the allocator reports a request that does not fit,
+		// with the figures, at the step that makes it.
+		return nil
+	}
 	need, err := t.EstimateMemory(ds, t.Config.Batch)
 	if err != nil {
 		return err
@@ -114,11 +119,21 @@ func (t *Trainer) Predict(x *tensor.Dense) (*tensor.Dense, error) {
 	if in.DType() != engine.Float32 {
 		in = in.As(engine.Float32)
 	}
+	if in, err = t.onDevice(&t.evX, in); err != nil {
+		return nil, err
+	}
 	t.Model.SetTraining(false)
 	defer t.Model.SetTraining(true)
 	out, err := t.Model.Forward(in)
 	if err != nil {
 		return nil, err
+	}
+	if out.Device() != engine.CPU {
+		h, err := engine.ToCPU(nil, out)
+		if err != nil {
+			return nil, err
+		}
+		return h.Dense(), nil
 	}
 	return out.Clone().Dense(), nil
 }

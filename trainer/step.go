@@ -44,8 +44,8 @@ func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (lo
 	if err != nil {
 		return 0, 0, err
 	}
-	c.probs = engine.Ensure(c.probs, logits.DType(), logits.Shape()...)
-	c.dlogits = engine.Ensure(c.dlogits, logits.DType(), logits.Shape()...)
+	c.probs = engine.EnsureLike(c.probs, logits, logits.Shape()...)
+	c.dlogits = engine.EnsureLike(c.dlogits, logits, logits.Shape()...)
 	loss, correct, err = engine.SoftmaxCrossEntropyForward(c.probs, logits, labels, c.Smoothing)
 	if err != nil {
 		return 0, 0, err
@@ -118,7 +118,7 @@ func (r *Regressor) TrainStep(x, targets *engine.Tensor, lr float64) (float64, e
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, fmt.Errorf("loss is %v", loss)
 	}
-	r.dpred = engine.Ensure(r.dpred, pred.DType(), pred.Shape()...)
+	r.dpred = engine.EnsureLike(r.dpred, pred, pred.Shape()...)
 	if err := engine.MSEBackward(r.dpred, pred, targets, 1); err != nil {
 		return 0, err
 	}

@@ -1,0 +1,87 @@
+package trainer
+
+import (
+	"math"
+	"os"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
+)
+
+// cudaOrSkip opens the GPU (or the emulator in a cudaemu build) or skips,
+// saying why; REQUIRE_CUDA=1 makes the skip a failure.
+func cudaOrSkip(t *testing.T) {
+	t.Helper()
+	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
+		if os.Getenv("REQUIRE_CUDA") == "1" {
+			t.Fatalf("REQUIRE_CUDA=1 but no CUDA device: %v", err)
+		}
+		t.Skipf("skipped: no CUDA device (%v)", err)
+	}
+}
+
+// stepLosses trains model name for steps steps on one fixed batch on device
+// d, returning the loss of each step and the final first-layer weights.
+func stepLosses(t *testing.T, name string, s layers.Spec, batch, steps int, opt Optimizer, d engine.Device) ([]float64, []float64) {
+	t.Helper()
+	m, err := layers.Build(name, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layers.ToDevice(m, d); err != nil {
+		t.Fatal(err)
+	}
+	c := NewClassifier(m, opt)
+	x, labels := syntheticBatch(batch, s)
+	if d == engine.CUDA {
+		if x, err = x.To(engine.CUDA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var losses []float64
+	for i := 0; i < steps; i++ {
+		loss, _, err := c.TrainStep(x, labels, 0.05)
+		if err != nil {
+			t.Fatalf("%s on %v, step %d: %v", name, d, i, err)
+		}
+		losses = append(losses, loss)
+	}
+	_, ps := layers.Params(m)
+	return losses, ps[0].Value.Values()
+}
+
+// A few training steps on the GPU follow the CPU's loss curve: the whole
+// step (forward, loss, backward, SGD with momentum) runs on the device and
+// agrees with the reference within float32 rounding.
+func TestCUDATrainingFollowsTheCPU(t *testing.T) {
+	cudaOrSkip(t)
+	models := []string{"mlp", "lenet"}
+	if os.Getenv("KILN_CUDA_ALL_MODELS") == "1" || engine.CUDADeviceIsReal() {
+		models = layers.ModelNames()
+	}
+	for _, name := range models {
+		t.Run(name, func(t *testing.T) {
+			s := layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Seed: 3}
+			if name == "mlp" {
+				s.Hidden = 16
+			}
+			const batch, steps = 3, 3
+			cpu, wcpu := stepLosses(t, name, s, batch, steps, &SGD{Momentum: 0.9}, engine.CPU)
+			gpu, wgpu := stepLosses(t, name, s, batch, steps, &SGD{Momentum: 0.9}, engine.CUDA)
+			for i := range cpu {
+				if math.Abs(cpu[i]-gpu[i]) > 1e-3+1e-3*math.Abs(cpu[i]) {
+					t.Errorf("step %d: loss on the GPU %.6f, on the CPU %.6f", i, gpu[i], cpu[i])
+				}
+			}
+			worst := 0.0
+			for i := range wcpu {
+				worst = max(worst, math.Abs(wcpu[i]-wgpu[i]))
+			}
+			if worst > 1e-3 {
+				t.Errorf("first-layer weights differ by up to %.3g after %d steps", worst, steps)
+			}
+			t.Logf("%s: cpu losses %.5f, gpu losses %.5f, max |Δw| %.2g", name, cpu, gpu, worst)
+		})
+	}
+}
