@@ -15,7 +15,9 @@ const state = {
   focus: null,
   focusChosen: false,
   colors: new Map(),
-  smoothing: 0.6,
+  // Off at first: metrics.jsonl holds epoch and validation averages, which
+  // are smooth already; the slider is there for long, noisy runs.
+  smoothing: 0,
   xaxis: 'step',
   filter: '',
   histKind: 'weight',
@@ -128,6 +130,7 @@ function schedule(listing) {
 }
 async function drain() {
   running = true;
+  document.body.dataset.ready = 'false';
   while (pending) {
     const l = pending;
     pending = null;
@@ -142,7 +145,10 @@ function reconcile(l) {
   l.runs.forEach((r) => { if (!state.colors.has(r.id)) state.colors.set(r.id, RUN_COLORS[state.colors.size % RUN_COLORS.length]); });
   for (const id of [...state.selected]) if (!ids.has(id)) state.selected.delete(id);
   if (!state.touched) {
-    const recent = [...l.runs].sort((a, b) => b.modified - a.modified).slice(0, DEFAULT_SELECTED);
+    // The newest runs, leaving a tune's trials to its table unless there is
+    // nothing else: fifty trials would bury the curves.
+    const own = l.runs.filter((r) => !r.tune);
+    const recent = [...(own.length ? own : l.runs)].sort((a, b) => b.modified - a.modified).slice(0, DEFAULT_SELECTED);
     state.selected = new Set(recent.map((r) => r.id));
   }
   if (!ids.has(state.focus) || !state.focusChosen) {
@@ -174,6 +180,7 @@ async function refresh(l) {
 }
 
 function render() {
+  document.body.dataset.focus = state.focus || '';
   $('#logdir').textContent = state.listing.logdir;
   renderRunList();
   renderOverview();
@@ -418,6 +425,7 @@ function drawChart(box, metric, series) {
     state.charts.set(metric.key, c);
   }
   c.card.dataset.series = String(series.length);
+  c.card.dataset.drawn = String(c.u.series.length - 1);
   c.card.dataset.points = String(series.reduce((a, s) => a + s.xs.length, 0));
   showReadout(c, c.u, null);
 }
@@ -467,7 +475,7 @@ function renderHistograms() {
     box.append(h('p', { class: 'empty' }, `No ${state.histKind} histograms in this run.`));
     return;
   }
-  const color = state.histKind === 'grad' ? '#e07b39' : state.colors.get(state.focus) || '#4e79a7';
+  const color = state.histKind === 'grad' ? '#e07b39' : '#3f7fbf';
   for (const [name, snaps] of byName) {
     const canvas = h('canvas', { dataset: { kind: state.histKind } });
     const first = snaps[0], last = snaps[snaps.length - 1];
@@ -705,7 +713,7 @@ function renderAttention(v) {
       const label = s ? `#${a.sample} · ${labelName(v, truth(s))}` : `#${a.sample}`;
       tiles.append(h('figure', { class: 'attn-tile', style: 'margin:0', dataset: { layer, sample: a.sample } }, c, label));
     }
-    rows.append(h('div', { class: 'attn-row' }, h('h3', {}, layer, ' ', h('small', { class: 'empty' }, (maps[0].kind || '') + ' · low → high')), tiles));
+    rows.append(h('div', { class: 'attn-row' }, h('h3', {}, layer, ' ', h('span', { class: 'sub' }, (maps[0].kind === 'cbam_spatial' ? 'CBAM spatial attention' : maps[0].kind || '') + ' over the input')), tiles));
   }
   if (att.length) rows.append(legendBar('low', 'high', viridis));
   const first = samples[0];
@@ -724,7 +732,7 @@ function sguCard(g, sample) {
   matrix.title = `${g.layer}: ${T}×${T2} spatial weights (row: output token, column: input token)`;
   const side = Math.round(Math.sqrt(T2));
   const card = h('div', { class: 'sgu-card', dataset: { layer: g.layer } });
-  const head = h('h3', {}, g.layer, ' ', h('small', { class: 'empty' }, 'spatial gating weights'));
+  const head = h('h3', {}, g.layer, ' ', h('span', { class: 'sub' }, 'gMLP spatial gating: token-mixing weights'));
   const wrap = h('div', {}, head, card);
   card.append(h('figure', {}, matrix, `${T}×${T2} weights`));
   if (side * side !== T2 || T !== T2) return wrap;

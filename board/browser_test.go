@@ -1,0 +1,428 @@
+package board
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/rs/zerolog"
+
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+// The board in a real browser: Debian's chromium, headless, loads the page
+// against real run directories and the test reads the rendered DOM.
+//
+// KILN_ARTIFACTS names a directory for the screenshots (else the test's
+// temporary directory, logged); KILN_UPDATE_SCREENSHOT=1 also refreshes
+// board/testdata/screenshot.png; REQUIRE_BROWSER=1 turns a missing chromium
+// from a skip into a failure.
+
+func chromiumPath() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// pageFacts is what the test reads back from the DOM.
+type pageFacts struct {
+	Focus   string `json:"focus"`
+	Runs    int    `json:"runs"`
+	Checked int    `json:"checked"`
+	Stats   int    `json:"stats"`
+	Charts  []struct {
+		Metric      string `json:"metric"`
+		Series      int    `json:"series"`
+		Drawn       int    `json:"drawn"`
+		Points      int    `json:"points"`
+		Width       int    `json:"width"`
+		Height      int    `json:"height"`
+		Inked       int    `json:"inked"`
+		ReadoutRows int    `json:"readoutRows"`
+	} `json:"charts"`
+	Hists       []string `json:"hists"`
+	HistInked   int      `json:"histInked"`
+	Filters     int      `json:"filters"`
+	Samples     int      `json:"samples"`
+	FirstWrong  string   `json:"firstWrong"`
+	Wrong       int      `json:"wrong"`
+	Cells       int      `json:"cells"`
+	Attention   int      `json:"attention"`
+	SGU         int      `json:"sgu"`
+	TuneRows    int      `json:"tuneRows"`
+	TuneLines   int      `json:"tuneLines"`
+	TuneHeaders []string `json:"tuneHeaders"`
+}
+
+const factsJS = `(() => {
+  const all = (s) => [...document.querySelectorAll(s)];
+  const inked = (c) => {
+    if (!c || !c.width || !c.height) return 0;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n;
+  };
+  const charts = all('.chart').map((c) => {
+    const canvas = c.querySelector('.uplot canvas');
+    return { metric: c.dataset.metric, series: +c.dataset.series, drawn: +c.dataset.drawn, points: +c.dataset.points,
+      width: canvas ? canvas.width : 0, height: canvas ? canvas.height : 0, inked: inked(canvas),
+      readoutRows: c.querySelectorAll('.readout > span').length };
+  });
+  const hc = document.querySelector('.hist-card canvas');
+  const first = document.querySelector('.sample');
+  return {
+    focus: document.body.dataset.focus,
+    runs: all('.run').length,
+    checked: all('.run input:checked').length,
+    stats: all('#stats .stat').length,
+    charts,
+    hists: all('.hist-card').map((c) => c.dataset.param),
+    histInked: inked(hc),
+    filters: all('.filter-tile').length,
+    samples: all('.sample').length,
+    firstWrong: first ? first.dataset.correct || '' : '',
+    wrong: all('.sample[data-correct="false"]').length,
+    cells: all('table.confusion td.cell').length,
+    attention: all('.attn-tile').length,
+    sgu: all('.sgu-card').length,
+    tuneRows: all('table.results tbody tr').length,
+    tuneLines: all('#parallel path.trial').length,
+    tuneHeaders: all('table.results th').map((th) => th.textContent),
+  };
+})()`
+
+func TestBoardInABrowser(t *testing.T) {
+	exe := chromiumPath()
+	if exe == "" {
+		if os.Getenv("REQUIRE_BROWSER") == "1" {
+			t.Fatal("REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)")
+		}
+		t.Skip("no chromium on PATH: apt-get install chromium (REQUIRE_BROWSER=1 makes this a failure)")
+	}
+	start := time.Now()
+	logdir := t.TempDir()
+	var wg sync.WaitGroup
+	for _, m := range []string{"lenet", "gmlp", "cbam"} {
+		wg.Add(1)
+		go func() { defer wg.Done(); trainRealRun(m) }()
+	}
+	wg.Wait()
+	for _, m := range []string{"cbam", "gmlp", "lenet"} {
+		copyRun(t, trainedRun(t, m), filepath.Join(logdir, m+"-mnist"))
+	}
+	writeFixtureTune(t, filepath.Join(logdir, "sweep"), 4)
+	t.Logf("real runs trained in %v", time.Since(start).Round(time.Millisecond))
+
+	s, err := New(logdir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Poll, s.LoopbackOnly = 100*time.Millisecond, true
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: s.Handler()}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		s.Close()
+		srv.Close()
+	})
+	url := "http://" + ln.Addr().String() + "/"
+
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1440, 1000))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
+	defer cancel()
+
+	// Exceptions, console errors and warnings, and browser log errors (a
+	// refused load, a Content-Security-Policy violation) all fail the test.
+	var mu sync.Mutex
+	var jsErrors []string
+	if err := chromedp.Listen(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			jsErrors = append(jsErrors, fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, msg))
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
+				var parts []string
+				for _, a := range ev.Args {
+					parts = append(parts, string(a.Value)+a.Description)
+				}
+				jsErrors = append(jsErrors, string(ev.Type)+": "+strings.Join(parts, " "))
+			}
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Level == cdplog.EntryLevelError {
+				jsErrors = append(jsErrors, fmt.Sprintf("log %s: %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
+			}
+		}
+	}); err != nil {
+		t.Fatalf("starting chromium (%s): %v", exe, err)
+	}
+
+	art := os.Getenv("KILN_ARTIFACTS")
+	if art == "" {
+		art = t.TempDir()
+	}
+	if err := os.MkdirAll(art, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// shot takes the whole page: the viewport is stretched to the page's
+	// height first, so the sticky bar and run list stay where they belong.
+	shot := func(name string) []byte {
+		height, err := chromedp.Run(ctx, chromedp.Evaluate[int64](`document.documentElement.scrollHeight`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1440, height), wait(`new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => ok(true))))`, 5*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1440, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(art, name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot %s (%d KB)", p, len(png)/1024)
+		return png
+	}
+	facts := func() pageFacts {
+		f, err := chromedp.Run(ctx, chromedp.Evaluate[pageFacts](factsJS))
+		if err != nil {
+			t.Fatalf("reading the page: %v", err)
+		}
+		return f
+	}
+	// focus clicks a run in the list and waits until the page shows it.
+	focus := func(id string) pageFacts {
+		t.Helper()
+		err := chromedp.Do(ctx,
+			chromedp.Click(chromedp.CSS(fmt.Sprintf(`.run[data-run=%q] .name`, id))),
+			wait(fmt.Sprintf(`document.body.dataset.focus === %q && document.body.dataset.ready === 'true'`, id), 10*time.Second))
+		if err != nil {
+			t.Fatalf("focusing %s: %v", id, err)
+		}
+		return facts()
+	}
+
+	loadStart := time.Now()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(url),
+		wait(`document.body.dataset.ready === 'true' && document.querySelectorAll('.chart .uplot canvas').length >= 3`, 15*time.Second),
+	); err != nil {
+		t.Fatalf("loading %s: %v", url, err)
+	}
+	t.Logf("page rendered in %v", time.Since(loadStart).Round(time.Millisecond))
+
+	// Scalars: the three real runs overlaid (the tune's trials are left to
+	// its table), train and validation for loss and accuracy, one lr line each.
+	f := focus("lenet-mnist")
+	if f.Runs != 7 || f.Checked != 3 {
+		t.Errorf("run list: %d runs, %d ticked; want 7 and 3", f.Runs, f.Checked)
+	}
+	want := map[string]int{"loss": 6, "accuracy": 6, "lr": 3, "images_per_sec": 3}
+	got := map[string]int{}
+	for _, c := range f.Charts {
+		got[c.Metric] = c.Series
+		if c.Drawn != c.Series || c.Width < 300 || c.Height < 150 || c.Inked < 2000 || c.ReadoutRows < c.Series {
+			t.Errorf("chart %s: %+v", c.Metric, c)
+		}
+	}
+	for m, n := range want {
+		if got[m] != n {
+			t.Errorf("chart %s: %d series, want %d (charts %v)", m, got[m], n, got)
+		}
+	}
+	// With smoothing, each series is drawn twice: raw (faint) and smoothed.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const s = document.querySelector('#smoothing'); s.value = '0.6'; s.dispatchEvent(new Event('input')); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range facts().Charts {
+		if c.Drawn != 2*c.Series || c.Inked < 2000 {
+			t.Errorf("smoothed chart %s: %+v", c.Metric, c)
+		}
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const s = document.querySelector('#smoothing'); s.value = '0'; s.dispatchEvent(new Event('input')); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	if f.Stats < 5 {
+		t.Errorf("%d overview figures", f.Stats)
+	}
+	checkVisuals(t, filepath.Join(logdir, "lenet-mnist"), f)
+	if f.Filters == 0 || f.Samples == 0 || f.Cells != 100 {
+		t.Errorf("lenet: %d filters, %d samples, %d confusion cells", f.Filters, f.Samples, f.Cells)
+	}
+
+	// The tune table and its parallel coordinates; a click on a header sorts.
+	if f.TuneRows != 4 || f.TuneLines != 4 || !slices.Equal(f.TuneHeaders, []string{"trial", "status", "val_acc", "val_loss", "lr", "batch", "optimizer"}) {
+		t.Errorf("tune: %d rows, %d lines, headers %v", f.TuneRows, f.TuneLines, f.TuneHeaders)
+	}
+	header := chromedp.Click(chromedp.CSS(`table.results th:nth-child(4)`))
+	if err := chromedp.Do(ctx, header, header); err != nil {
+		t.Fatal(err)
+	}
+	order, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('table.results tbody tr')].map((r) => r.children[3].textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	num := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
+	if len(order) != 4 || !slices.IsSortedFunc(order, func(a, b string) int { return cmp.Compare(num(b), num(a)) }) {
+		t.Errorf("val_loss sorted descending: %v", order)
+	}
+
+	png := shot("board-lenet.png")
+	if os.Getenv("KILN_UPDATE_SCREENSHOT") == "1" {
+		if err := os.WriteFile(filepath.Join("testdata", "screenshot.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Live: the run validates once more; the loss chart takes the new point
+	// without a reload.
+	before := 0
+	for _, c := range f.Charts {
+		if c.Metric == "loss" {
+			before = c.Points
+		}
+	}
+	metrics := filepath.Join(logdir, "lenet-mnist", trainer.MetricsFile)
+	b, err := os.ReadFile(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := json.Marshal(trainer.MetricsRecord{Step: 70, Epoch: 2.33, Split: "val", Loss: 0.2, Accuracy: ptr(0.93), LR: 0.001, Wall: 9})
+	if err := trainer.WriteFileAtomic(metrics, append(b, append(line, '\n')...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, wait(fmt.Sprintf(`document.querySelector('.chart[data-metric="loss"]').dataset.points === '%d'`, before+1), 10*time.Second)); err != nil {
+		t.Errorf("the loss chart did not take the new point (had %d): %v", before, err)
+	}
+
+	// CBAM: spatial attention maps over their input images.
+	f = focus("cbam-mnist")
+	checkVisuals(t, filepath.Join(logdir, "cbam-mnist"), f)
+	if f.Attention == 0 {
+		t.Error("cbam: no attention maps shown")
+	}
+	shot("board-cbam.png")
+	// gMLP: the spatial gating unit's weights, and the dark theme.
+	f = focus("gmlp-mnist")
+	checkVisuals(t, filepath.Join(logdir, "gmlp-mnist"), f)
+	if f.SGU == 0 {
+		t.Error("gmlp: no SGU weights shown")
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#theme`)), wait(`document.documentElement.dataset.theme === 'dark' && document.querySelectorAll('.chart .uplot').length >= 3`, 5*time.Second)); err != nil {
+		t.Errorf("dark theme: %v", err)
+	}
+	shot("board-gmlp-dark.png")
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(jsErrors) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(jsErrors, "\n"))
+	}
+	t.Logf("browser test took %v", time.Since(start).Round(time.Millisecond))
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// wait polls a JavaScript predicate until it holds.
+func wait(predicate string, timeout time.Duration) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Poll[chromedp.Void](predicate, chromedp.WithPollingTimeout(timeout))(ctx, t)
+		return chromedp.Void{}, err
+	}
+}
+
+// checkVisuals compares what the page shows with the run's own files.
+func checkVisuals(t *testing.T, dir string, f pageFacts) {
+	t.Helper()
+	name := filepath.Base(dir)
+	if b, err := os.ReadFile(filepath.Join(dir, trainer.HistogramsFile)); err == nil {
+		want := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var h trainer.HistogramRecord
+			if json.Unmarshal([]byte(line), &h) != nil {
+				continue
+			}
+			for _, p := range h.Params {
+				if p.Kind == "weight" {
+					want[p.Name] = true
+				}
+			}
+		}
+		if len(f.Hists) != len(want) || f.HistInked < 1000 {
+			t.Errorf("%s: histogram cards %v (%d px inked), want one per parameter of %v", name, f.Hists, f.HistInked, want)
+		}
+	} else {
+		t.Errorf("%s: the trainer wrote no histograms.jsonl: %v", name, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, trainer.VisualsFile))
+	if err != nil {
+		t.Errorf("%s: the trainer wrote no visuals.json: %v", name, err)
+		return
+	}
+	var v trainer.Visuals
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	wrong := 0
+	for _, s := range v.Samples {
+		if s.Label != nil && float64(*s.Label) != s.Pred {
+			wrong++
+		}
+	}
+	filters := 0
+	if v.Filters != nil {
+		filters = v.Filters.Shape[0]
+	}
+	switch {
+	case f.Filters != filters:
+		t.Errorf("%s: %d filter tiles, want %d", name, f.Filters, filters)
+	case f.Samples != len(v.Samples) || f.Wrong != wrong:
+		t.Errorf("%s: %d samples (%d wrong), want %d (%d wrong)", name, f.Samples, f.Wrong, len(v.Samples), wrong)
+	case wrong > 0 && f.FirstWrong != "false":
+		t.Errorf("%s: the first sample shown is not a mistake", name)
+	case f.Cells != len(v.Classes)*len(v.Classes):
+		t.Errorf("%s: %d confusion cells, want %d", name, f.Cells, len(v.Classes)*len(v.Classes))
+	case f.Attention != len(v.Attention):
+		t.Errorf("%s: %d attention tiles, want %d", name, f.Attention, len(v.Attention))
+	case f.SGU != len(v.SGU):
+		t.Errorf("%s: %d SGU cards, want %d", name, f.SGU, len(v.SGU))
+	}
+}
