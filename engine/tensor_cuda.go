@@ -343,6 +343,16 @@ func runCUDA(op string, gpu func() error, cpu func(args []*Tensor) error, args .
 	return nil
 }
 
+// DeviceMemory returns the free and total bytes of the open GPU (zeros
+// when none is open).
+func DeviceMemory() (free, total int64) {
+	if !cuda.Ready() {
+		return 0, 0
+	}
+	i := cuda.Device()
+	return i.MemoryFree, i.MemoryTotal
+}
+
 // CUDADeviceIsReal reports whether CUDA tensors live on a real GPU (false
 // under the emulator and where no device is open).
 func CUDADeviceIsReal() bool { return cuda.Ready() && cuda.Device().Backend == "cuda" }

@@ -34,3 +34,11 @@ KILN_KERNEL sum_squares_f32(float* partial, const float* x, long long n) {
 		if (lane == 0) partial[blockIdx.x] = s;
 	}
 }
+
+// out[r,:] = src[idx[r],:] — a batch gathered from a data set kept on the GPU.
+KILN_KERNEL gather_rows_f32(float* out, const float* src, const int* idx, int rows, long long rowlen) {
+	KILN_FOR(i, (long long)rows * rowlen) {
+		long long r = i / rowlen, c = i - r * rowlen;
+		out[i] = src[(long long)idx[r] * rowlen + c];
+	}
+}

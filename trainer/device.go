@@ -5,6 +5,7 @@ import (
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 // Where a trainer runs. On the GPU the parameters, gradients, optimiser
@@ -55,4 +56,61 @@ func onHost(buf **engine.Tensor, x *engine.Tensor) (*engine.Tensor, error) {
 		*buf = h
 	}
 	return h, err
+}
+
+// gpuData is a training set kept in device memory when it fits: each step
+// then gathers its batch there from the batch's indices (engine.GatherRows)
+// instead of uploading images. Augmented batches differ from the stored
+// images, so augmentation keeps the upload path.
+type gpuData struct {
+	images *engine.Tensor // (N, C, H, W) on the device
+	batch  *engine.Tensor
+}
+
+// maxGPUDataFraction bounds the share of free device memory a data set may
+// take; the rest is for the model, its activations and the cache.
+const maxGPUDataFraction = 0.25
+
+func (t *Trainer) dataOnDevice(ds *data.Dataset) *gpuData {
+	if t.device != engine.CUDA || t.Config.Augment || ds.Len() == 0 {
+		return nil
+	}
+	bytes := int64(4 * len(ds.Images))
+	free, _ := engine.DeviceMemory()
+	if float64(bytes) > maxGPUDataFraction*float64(free) {
+		t.Log.Info().Int64("bytes", bytes).Int64("free", free).Msg("training set stays on the host (too large for the GPU)")
+		return nil
+	}
+	host, err := engine.FromFloat32(ds.Images, ds.Len(), ds.Channels, ds.Height, ds.Width)
+	if err != nil {
+		return nil
+	}
+	dev, err := host.To(engine.CUDA)
+	if err != nil {
+		t.Log.Info().Err(err).Msg("training set stays on the host")
+		return nil
+	}
+	t.Log.Info().Int("samples", ds.Len()).Int64("bytes", bytes).Msg("training set on the GPU")
+	return &gpuData{images: dev}
+}
+
+// batch gathers the samples of b from the data set on the device.
+func (g *gpuData) gather(b *data.Batch) (*engine.Tensor, error) {
+	shape := b.X.Shape()
+	if g.batch == nil || !g.batch.SameShape(shape...) {
+		x, err := engine.NewOn(engine.CUDA, engine.Float32, shape...)
+		if err != nil {
+			return nil, err
+		}
+		g.batch = x
+	}
+	return g.batch, engine.GatherRows(g.batch, g.images, b.Indices)
+}
+
+// batchOnDevice returns the batch's images on the trainer's device.
+func (t *Trainer) batchOnDevice(g *gpuData, b *data.Batch) (*engine.Tensor, error) {
+	if g != nil {
+		return g.gather(b)
+	}
+	return t.onDevice(&t.xDev, b.X)
 }

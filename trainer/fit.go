@@ -140,6 +140,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 	}
 	defer loader.Close()
 	nb := loader.BatchesPerEpoch()
+	gdata := t.dataOnDevice(s.Train)
 	total := nb * c.Epochs
 	if nb == 0 {
 		return nil, fmt.Errorf("fit: %d training samples make no batch of %d with drop-last", s.Train.Len(), c.Batch)
@@ -300,7 +301,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 			}
 			lr := sched.LR(step)
 			if c.Regression {
-				x, err := t.onDevice(&t.xDev, b.X)
+				x, err := t.batchOnDevice(gdata, b)
 				if err != nil {
 					return nil, err
 				}
@@ -315,7 +316,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 				rm.LossSum += loss * float64(b.Size())
 				rm.Count += b.Size()
 			} else {
-				x, err := t.onDevice(&t.xDev, b.X)
+				x, err := t.batchOnDevice(gdata, b)
 				if err != nil {
 					return nil, err
 				}

@@ -1,0 +1,68 @@
+package engine
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/kiln-ml/kiln/cuda"
+)
+
+var kGatherRows = cuda.K("gather_rows_f32")
+
+// GatherRows copies rows idx of src into out: out[i] = src[idx[i]] along
+// axis 0. The trainer uses it to cut batches from a data set that lives on
+// the GPU, so a step uploads indices instead of images.
+//
+//	out: (len(idx), …)  src: (M, …) with the same trailing shape
+func GatherRows(out, src *Tensor, idx []int) error {
+	const op = "GatherRows"
+	dev, dt, err := agreeDev(op, out, src)
+	if err != nil {
+		return err
+	}
+	if out.Rank() == 0 || src.Rank() != out.Rank() || !sameShape(out.shape[1:], src.shape[1:]) || out.shape[0] != len(idx) {
+		return shapeErr(op, fmt.Sprintf("want out (%d, …) with src's trailing shape", len(idx)), "out", out, "src", src)
+	}
+	rows := src.shape[0]
+	for i, r := range idx {
+		if r < 0 || r >= rows {
+			return shapeErr(op, fmt.Sprintf("index %d (position %d) out of range", r, i), "src", src)
+		}
+	}
+	row := 1
+	for _, d := range src.shape[1:] {
+		row *= d
+	}
+	if dev == CUDA {
+		return runCUDA(op, func() error { return gatherRowsCUDA(out, src, idx, row) },
+			func(h []*Tensor) error { return GatherRows(h[0], h[1], idx) }, out, src)
+	}
+	for i, r := range idx {
+		if dt == Float64 {
+			copy(out.f64[i*row:(i+1)*row], src.f64[r*row:(r+1)*row])
+		} else {
+			copy(out.f32[i*row:(i+1)*row], src.f32[r*row:(r+1)*row])
+		}
+	}
+	return nil
+}
+
+func gatherRowsCUDA(out, src *Tensor, idx []int, row int) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	idx32 := make([]int32, len(idx))
+	for i, r := range idx {
+		idx32[i] = int32(r)
+	}
+	d, err := cuda.Alloc(int64(4 * len(idx)))
+	if err != nil {
+		return err
+	}
+	defer cuda.Free(d, int64(4*len(idx)))
+	if err := cuda.CopyHtoD(d, unsafe.Pointer(&idx32[0]), int64(4*len(idx))); err != nil {
+		return err
+	}
+	var a cuda.Args
+	return launchElt(kGatherRows, len(idx)*row, a.Ptr(out.dptr()).Ptr(src.dptr()).Ptr(d).Int(len(idx)).I64(int64(row)))
+}
