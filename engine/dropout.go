@@ -51,7 +51,7 @@ func DropoutForward(out, mask, x *Tensor, p float64, train bool, rng *DropoutRNG
 	if drop && (mask == nil || rng == nil) {
 		return shapeErr(op, "training with p > 0 needs a mask and an rng", "mask", mask)
 	}
-	_, dt, err := agree(op, out, mask, x)
+	dev, dt, err := agreeDev(op, out, mask, x)
 	if err != nil {
 		return err
 	}
@@ -74,6 +74,16 @@ func DropoutForward(out, mask, x *Tensor, p float64, train bool, rng *DropoutRNG
 	if p < 1 {
 		scale = 1 / (1 - p)
 	}
+	if dev == CUDA {
+		r := *rng // the CPU rerun of KILN_CUDA_CHECK draws from the same place
+		err := runCUDAInPlace(op, func() error {
+			return dropoutForwardCUDA(out, mask, x, rng.Seed, rng.Offset, threshold, float32(scale))
+		}, func(h []*Tensor) error { return DropoutForward(h[0], h[1], h[2], p, train, &r) }, out, mask, x)
+		if err == nil {
+			rng.Offset += uint64(n)
+		}
+		return err
+	}
 	if dt == Float64 {
 		runDropout(out.f64, mask.f64, x.f64, rng.Seed, rng.Offset, threshold, scale)
 	} else {
@@ -92,7 +102,7 @@ func DropoutBackward(dx, dout, mask *Tensor) error {
 	if dx == nil || dout == nil {
 		return shapeErr(op, "dx and dout are required", "dx", dx, "dout", dout)
 	}
-	_, dt, err := agree(op, dx, dout, mask)
+	dev, dt, err := agreeDev(op, dx, dout, mask)
 	if err != nil {
 		return err
 	}
@@ -104,6 +114,10 @@ func DropoutBackward(dx, dout, mask *Tensor) error {
 			_ = dx.CopyFrom(dout)
 		}
 		return nil
+	}
+	if dev == CUDA {
+		return runCUDAInPlace(op, func() error { return dropoutBackwardCUDA(dx, dout, mask) },
+			func(h []*Tensor) error { return DropoutBackward(h[0], h[1], h[2]) }, dx, dout, mask)
 	}
 	if dt == Float64 {
 		runDropoutBackward(dx.f64, dout.f64, mask.f64)

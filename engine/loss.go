@@ -28,12 +28,15 @@ func SoftmaxCrossEntropyForward(probs, logits *Tensor, labels []int32, smoothing
 	if logits == nil {
 		return 0, 0, shapeErr(op, "logits are required", "logits", logits)
 	}
-	_, dt, err := agree(op, probs, logits)
+	dev, dt, err := agreeDev(op, probs, logits)
 	if err != nil {
 		return 0, 0, err
 	}
 	if err := checkCrossEntropy(op, probs, logits, labels, smoothing); err != nil {
 		return 0, 0, err
+	}
+	if dev == CUDA {
+		return softmaxCrossEntropyForwardCUDA(probs, logits, labels, smoothing)
 	}
 	n, k := logits.shape[0], logits.shape[1]
 	if dt == Float64 {
@@ -55,12 +58,15 @@ func SoftmaxCrossEntropyBackward(dlogits, probs *Tensor, labels []int32, smoothi
 	if dlogits == nil || probs == nil {
 		return shapeErr(op, "dlogits and probs are required", "dlogits", dlogits, "probs", probs)
 	}
-	_, dt, err := agree(op, dlogits, probs)
+	dev, dt, err := agreeDev(op, dlogits, probs)
 	if err != nil {
 		return err
 	}
 	if err := checkCrossEntropy(op, dlogits, probs, labels, smoothing); err != nil {
 		return err
+	}
+	if dev == CUDA {
+		return softmaxCrossEntropyBackwardCUDA(dlogits, probs, labels, smoothing, scale)
 	}
 	n, k := probs.shape[0], probs.shape[1]
 	if dt == Float64 {
@@ -150,6 +156,9 @@ func MSEForward(pred, target *Tensor) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if pred.device == CUDA {
+		return regressionLossCUDA(pred, target, false)
+	}
 	if dt == Float64 {
 		return regressionLoss(pred.f64, target.f64, false), nil
 	}
@@ -164,6 +173,9 @@ func MSEBackward(dpred, pred, target *Tensor, scale float64) error {
 	dt, err := checkRegressionLoss("MSEBackward", dpred, pred, target)
 	if err != nil {
 		return err
+	}
+	if pred.device == CUDA {
+		return regressionLossBackwardCUDA(dpred, pred, target, scale, false)
 	}
 	if dt == Float64 {
 		regressionLossBackward(dpred.f64, pred.f64, target.f64, scale, false)
@@ -182,6 +194,9 @@ func L1Forward(pred, target *Tensor) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if pred.device == CUDA {
+		return regressionLossCUDA(pred, target, true)
+	}
 	if dt == Float64 {
 		return regressionLoss(pred.f64, target.f64, true), nil
 	}
@@ -196,6 +211,9 @@ func L1Backward(dpred, pred, target *Tensor, scale float64) error {
 	dt, err := checkRegressionLoss("L1Backward", dpred, pred, target)
 	if err != nil {
 		return err
+	}
+	if pred.device == CUDA {
+		return regressionLossBackwardCUDA(dpred, pred, target, scale, true)
 	}
 	if dt == Float64 {
 		regressionLossBackward(dpred.f64, pred.f64, target.f64, scale, true)
@@ -212,7 +230,7 @@ func checkRegressionLoss(op string, dpred, pred, target *Tensor) (DType, error) 
 	if pred == nil || target == nil || (backward && dpred == nil) {
 		return 0, shapeErr(op, "missing tensor", "dpred", dpred, "pred", pred, "target", target)
 	}
-	_, dt, err := agree(op, dpred, pred, target)
+	_, dt, err := agreeDev(op, dpred, pred, target)
 	if err != nil {
 		return 0, err
 	}

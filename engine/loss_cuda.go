@@ -1,0 +1,224 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"github.com/kiln-ml/kiln/cuda"
+)
+
+// The GPU side of loss.go: kernels/loss.cu.
+
+var (
+	kXentForward  = cuda.K("softmax_xent_forward_f32")
+	kXentBackward = cuda.K("softmax_xent_backward_f32")
+	kMSEForward   = cuda.K("mse_forward_f32")
+	kL1Forward    = cuda.K("l1_forward_f32")
+	kMSEBackward  = cuda.K("mse_backward_f32")
+	kL1Backward   = cuda.K("l1_backward_f32")
+)
+
+// xentState keeps the device copy of the last labels and the per-row result
+// buffers between calls: a training step's forward and backward pass share
+// one upload, and a steady-state step allocates nothing. The mutex is held
+// from the upload through the launches that read the buffers; launches on
+// the one stream run in order, so the next call's upload cannot overtake
+// them.
+var xentState struct {
+	mu      sync.Mutex
+	host    []int32  // what labels holds on the device
+	labels  cuda.Ptr // int32 × cap
+	rows    cuda.Ptr // per row: float64 loss, then int32 correct; (8+4) bytes × cap
+	cap     int
+	results []byte // host copy of rows
+	valid   bool
+}
+
+// xentUpload makes the device labels equal to labels, uploading only when
+// they changed. The caller holds xentState.mu.
+func xentUpload(labels []int32) error {
+	s := &xentState
+	n := len(labels)
+	if n > s.cap {
+		if s.cap > 0 {
+			cuda.Free(s.labels, int64(4*s.cap))
+			cuda.Free(s.rows, int64(12*s.cap))
+			s.labels, s.rows, s.cap, s.valid = 0, 0, 0, false
+		}
+		p, err := cuda.Alloc(int64(4 * n))
+		if err != nil {
+			return err
+		}
+		r, err := cuda.Alloc(int64(12 * n))
+		if err != nil {
+			cuda.Free(p, int64(4*n))
+			return err
+		}
+		s.labels, s.rows, s.cap = p, r, n
+		s.results = make([]byte, 12*n)
+	}
+	if s.valid && slices.Equal(s.host, labels) {
+		return nil
+	}
+	s.valid = false
+	if err := cuda.CopyHtoD(s.labels, unsafe.Pointer(unsafe.SliceData(labels)), int64(4*n)); err != nil {
+		return err
+	}
+	s.host = append(s.host[:0], labels...)
+	s.valid = true
+	return nil
+}
+
+// xentBlock is the block size for rows of k classes: a warp for small k, up
+// to 256 threads (a few values each) for large k.
+func xentBlock(k int) int {
+	b := 32
+	for b < 256 && b < k {
+		b *= 2
+	}
+	return b
+}
+
+// softmaxCrossEntropyForwardCUDA is SoftmaxCrossEntropyForward on the GPU,
+// arguments checked. The row losses come back and are added on the host in
+// row order in float64, as the CPU adds them.
+func softmaxCrossEntropyForwardCUDA(probs, logits *Tensor, labels []int32, eps float64) (loss float64, correct int, err error) {
+	const op = "SoftmaxCrossEntropyForward"
+	n, k := logits.shape[0], logits.shape[1]
+	gpu := func() error {
+		s := &xentState
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := xentUpload(labels); err != nil {
+			return err
+		}
+		var p cuda.Ptr
+		if probs != nil {
+			p = probs.dptr()
+		}
+		var a cuda.Args
+		a.Ptr(p).Ptr(s.rows).Ptr(s.rows + cuda.Ptr(8*n)).Ptr(logits.dptr()).Ptr(s.labels).
+			F32(float32(1 - eps)).F32(float32(eps / float64(k))).Int(n).Int(k)
+		if err := cuda.Launch(kXentForward, cuda.D1(min(n, 65535)), cuda.D1(xentBlock(k)), 0, &a); err != nil {
+			return err
+		}
+		res := s.results[:12*n]
+		if err := cuda.CopyDtoH(unsafe.Pointer(&res[0]), s.rows, int64(12*n)); err != nil {
+			return err
+		}
+		rowLoss := unsafe.Slice((*float64)(unsafe.Pointer(&res[0])), n)
+		rowCorrect := unsafe.Slice((*int32)(unsafe.Pointer(&res[8*n])), n)
+		loss, correct = 0, 0
+		for i := range n {
+			loss += rowLoss[i]
+			correct += int(rowCorrect[i])
+		}
+		loss /= float64(n)
+		return nil
+	}
+	err = runCUDAInPlace(op, gpu, func(h []*Tensor) error {
+		l, c, err := SoftmaxCrossEntropyForward(h[0], h[1], labels, eps)
+		if err != nil {
+			return err
+		}
+		if math.Abs(l-loss) > 1e-3+1e-3*math.Abs(l) || c != correct {
+			return fmt.Errorf("%s: KILN_CUDA_CHECK: gpu loss %v (%d correct), cpu %v (%d correct)", op, loss, correct, l, c)
+		}
+		return nil
+	}, probs, logits)
+	return loss, correct, err
+}
+
+// softmaxCrossEntropyBackwardCUDA is SoftmaxCrossEntropyBackward on the GPU,
+// arguments checked.
+func softmaxCrossEntropyBackwardCUDA(dlogits, probs *Tensor, labels []int32, eps, scale float64) error {
+	const op = "SoftmaxCrossEntropyBackward"
+	n, k := probs.shape[0], probs.shape[1]
+	// The constants exactly as the CPU computes them.
+	s := scale / float64(n)
+	off, on := float32(s*eps/float64(k)), float32(s*(1-eps))
+	gpu := func() error {
+		st := &xentState
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if err := xentUpload(labels); err != nil {
+			return err
+		}
+		var a cuda.Args
+		a.Ptr(dlogits.dptr()).Ptr(probs.dptr()).Ptr(st.labels).F32(float32(s)).F32(off).F32(on).Int(n).Int(k)
+		return launchElt(kXentBackward, n*k, &a)
+	}
+	return runCUDAInPlace(op, gpu, func(h []*Tensor) error {
+		return SoftmaxCrossEntropyBackward(h[0], h[1], labels, eps, scale)
+	}, dlogits, probs)
+}
+
+// regressionLossCUDA is MSEForward (l1 false) or L1Forward on the GPU: one
+// partial sum per block, added on the host in block order.
+func regressionLossCUDA(pred, target *Tensor, l1 bool) (float64, error) {
+	op, k := "MSEForward", kMSEForward
+	if l1 {
+		op, k = "L1Forward", kL1Forward
+	}
+	n := pred.Len()
+	var loss float64
+	gpu := func() error {
+		blocks := cuda.Blocks(n, eltBlock, 256)
+		partial, err := cuda.Alloc(int64(4 * blocks))
+		if err != nil {
+			return err
+		}
+		defer cuda.Free(partial, int64(4*blocks))
+		var a cuda.Args
+		if err := cuda.Launch(k, cuda.D1(blocks), cuda.D1(eltBlock), 0, a.Ptr(partial).Ptr(pred.dptr()).Ptr(target.dptr()).I64(int64(n))); err != nil {
+			return err
+		}
+		var buf [256]float32
+		if err := cuda.CopyDtoH(unsafe.Pointer(&buf[0]), partial, int64(4*blocks)); err != nil {
+			return err
+		}
+		s := 0.0
+		for _, v := range buf[:blocks] {
+			s += float64(v)
+		}
+		loss = s / float64(n)
+		return nil
+	}
+	err := runCUDA(op, gpu, func(h []*Tensor) error {
+		var l float64
+		var err error
+		if l1 {
+			l, err = L1Forward(h[0], h[1])
+		} else {
+			l, err = MSEForward(h[0], h[1])
+		}
+		if err == nil && math.Abs(l-loss) > 1e-3+1e-3*math.Abs(l) {
+			err = fmt.Errorf("%s: KILN_CUDA_CHECK: gpu loss %v, cpu %v", op, loss, l)
+		}
+		return err
+	}, pred, target)
+	return loss, err
+}
+
+// regressionLossBackwardCUDA is MSEBackward (l1 false) or L1Backward on the
+// GPU, with the CPU's constants.
+func regressionLossBackwardCUDA(dpred, pred, target *Tensor, scale float64, l1 bool) error {
+	n := pred.Len()
+	c := scale / float64(n)
+	op, k, cf := "MSEBackward", kMSEBackward, float32(2*c)
+	if l1 {
+		op, k, cf = "L1Backward", kL1Backward, float32(c)
+	}
+	return runCUDAInPlace(op, func() error {
+		var a cuda.Args
+		return launchElt(k, n, a.Ptr(dpred.dptr()).Ptr(pred.dptr()).Ptr(target.dptr()).F32(cf).I64(int64(n)))
+	}, func(h []*Tensor) error {
+		if l1 {
+			return L1Backward(h[0], h[1], h[2], scale)
+		}
+		return MSEBackward(h[0], h[1], h[2], scale)
+	}, dpred, pred, target)
+}
