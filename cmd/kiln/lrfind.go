@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/data"
+	"github.com/kiln-ml/kiln/trainer/plots"
+)
+
+// Files kiln lr-find writes into its directory.
+const (
+	lrFindCSV  = "lr_find.csv"
+	lrFindPNG  = "lr_find.png"
+	lrFindJSON = "lr_find.json"
+)
+
+func lrFindCmd() *cobra.Command {
+	var configPath string
+	var o trainer.LRFindOptions
+	cmd := &cobra.Command{
+		Use:   "lr-find",
+		Short: "The learning-rate range test: loss against an exponentially rising LR, and a suggested LR",
+		Long: `The learning-rate range test (Smith 2017, fastai's lr_find): --steps training
+steps at learning rates rising exponentially from --start to --end, with the
+model, batch size and optimiser the training flags give. It stops once the
+smoothed loss exceeds 4× its best. It writes DIR/lr_find.csv (step, lr, loss,
+smoothed loss), DIR/lr_find.png (loss against LR, log scale, the suggestion
+marked) and DIR/lr_find.json, and prints the suggested LR: where the smoothed
+loss falls fastest against log LR, before its minimum. The model is built
+afresh and nothing is kept: train with kiln train --lr <suggested>.`,
+		Args: cobra.NoArgs,
+	}
+	cfs := pflag.NewFlagSet("training", pflag.ContinueOnError)
+	cf := addConfigFlags(cfs)
+	cfs.Lookup("run-dir").Usage = "output directory (default runs/lr-find-<model>-<time>)"
+	for _, name := range []string{"epochs", "lr", "schedule", "warmup", "step-size", "milestones", "gamma", "early-stop",
+		"patience", "min-delta", "target", "restore-best", "val-every", "stop-after-epoch"} {
+		_ = cfs.MarkHidden(name) // the range test has no use for them
+	}
+	f := cmd.Flags()
+	f.AddFlagSet(cfs)
+	f.StringVar(&configPath, "config", "", "YAML or JSON training configuration (flags given override it)")
+	f.Float64Var(&o.Start, "start", 1e-7, "first learning rate")
+	f.Float64Var(&o.End, "end", 10, "last learning rate")
+	f.IntVar(&o.Steps, "steps", 200, "training steps from --start to --end")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		markParsed(cfs)
+		c, err := cf.resolve(cfs, configPath)
+		if err != nil {
+			return usageError{err}
+		}
+		return runLRFind(c, o)
+	}
+	return cmd
+}
+
+func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
+	console := logger()
+	if err := selectDevice(c.Device, console); err != nil {
+		return err
+	}
+	if c.Threads > 0 {
+		engine.SetThreads(c.Threads)
+	}
+	dir := c.RunDir
+	if dir == "" {
+		dir = filepath.Join("runs", fmt.Sprintf("lr-find-%s-%s", c.Model, time.Now().Format("20060102-150405")))
+	}
+	splits, err := data.Load(c.Dataset, data.Options{Dir: c.DataDir, Classes: c.Classes, Subset: c.Subset,
+		ValFraction: c.ValFraction, Seed: c.Seed})
+	if err != nil {
+		return err
+	}
+	tr0 := splits.Train
+	c.Regression = tr0.Task == data.Regression
+	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
+		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Seed: c.Seed}
+	model, err := layers.Build(c.Model, spec)
+	if err != nil {
+		return err
+	}
+	tr, err := trainer.NewTrainer(c, model)
+	if err != nil {
+		return usageError{err}
+	}
+	tr.Log = console
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("lr-find directory: %w", err)
+	}
+	console.Info().Str("model", c.Model).Str("dataset", c.Dataset).Str("optimizer", c.Optimizer).Int("batch", c.Batch).
+		Float64("start", o.Start).Float64("end", o.End).Int("steps", o.Steps).Str("dir", dir).Msg("lr range test")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := tr.FindLR(ctx, tr0, o)
+	if err != nil {
+		if ctx.Err() != nil {
+			return exitError{fmt.Errorf("lr-find interrupted: %w", err), 130}
+		}
+		return usageError{err}
+	}
+	if err := writeLRFind(dir, c, o, res); err != nil {
+		return err
+	}
+	fmt.Printf("suggested lr %.3g (steepest fall of the smoothed loss); the min-loss/10 rule gives %.3g\n%d steps%s → %s\n",
+		res.Suggested, res.MinLossLR/10, len(res.Points), map[bool]string{true: " (stopped: the loss diverged)"}[res.Diverged],
+		filepath.Join(dir, lrFindPNG))
+	return nil
+}
+
+func writeLRFind(dir string, c trainer.Config, o trainer.LRFindOptions, res *trainer.LRFindResult) error {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	_ = w.Write([]string{"step", "lr", "loss", "smoothed_loss"})
+	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 8, 64) }
+	xs, raw, sm := make([]float64, len(res.Points)), make([]float64, len(res.Points)), make([]float64, len(res.Points))
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, p := range res.Points {
+		_ = w.Write([]string{strconv.Itoa(p.Step), g(p.LR), g(p.Loss), g(p.Smoothed)})
+		xs[i], raw[i], sm[i] = p.LR, p.Loss, p.Smoothed
+		lo, hi = math.Min(lo, p.Smoothed), math.Max(hi, p.Smoothed)
+	}
+	w.Flush()
+	if err := trainer.WriteFileAtomic(filepath.Join(dir, lrFindCSV), buf.Bytes()); err != nil {
+		return err
+	}
+	// Batch losses far above the smoothed curve (the blow-up at the end)
+	// would squash the chart; they stay in the CSV.
+	for i := range raw {
+		if raw[i] > 1.5*hi {
+			raw[i] = math.NaN()
+		}
+	}
+	if err := plots.Lines(filepath.Join(dir, lrFindPNG), fmt.Sprintf("LR range test: %s on %s, %s, batch %d", c.Model, c.Dataset, c.Optimizer, c.Batch),
+		"learning rate", "training loss", true,
+		plots.Series{Name: "batch loss", X: xs, Y: raw},
+		plots.Series{Name: "smoothed loss", X: xs, Y: sm},
+		plots.Series{Name: fmt.Sprintf("suggested %.3g", res.Suggested), X: []float64{res.Suggested, res.Suggested}, Y: []float64{lo, hi}},
+	); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(map[string]any{
+		"suggested_lr": res.Suggested, "rule": "steepest fall of the smoothed loss against log lr, before its minimum",
+		"min_loss_lr": res.MinLossLR, "min_loss_lr_over_10": res.MinLossLR / 10, "diverged": res.Diverged,
+		"steps": len(res.Points), "start": o.Start, "end": o.End, "config": c,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return trainer.WriteFileAtomic(filepath.Join(dir, lrFindJSON), append(b, '\n'))
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/trainer/tune"
+)
+
+func tuneCmd() *cobra.Command {
+	var (
+		configPath, spacePath, strategy, metric, unit string
+		params                                        []string
+		trials, parallel, eta                         int
+		resume                                        bool
+		searchSeed                                    uint64
+		minResource                                   float64
+	)
+	cmd := &cobra.Command{
+		Use:   "tune",
+		Short: "Search training settings: grid, random or successive halving, each trial a run directory",
+		Long: `Search training settings. The space comes from --space FILE (YAML: one key per
+setting, a list of values or a range) and/or --param flags:
+
+  lr: {min: 1e-4, max: 0.3, scale: log}      --param lr=1e-4..0.3:log
+  batch: {min: 16, max: 128, scale: pow2}    --param batch=16..128:pow2
+  hidden: [32, 64, 128]                      --param hidden=32,64,128
+  optimizer: [sgd, adamw]                    --param optimizer=sgd,adamw
+  weight_decay: {min: 0, max: 0.01, steps: 4}
+
+The training flags fix the settings the space leaves alone. Each trial is a
+kiln train run directory DIR/trials/<NNN>; DIR/tune.json holds the state,
+DIR/results.csv the results best first, DIR/best.yaml the best configuration
+(kiln train --config DIR/best.yaml). --resume continues a stopped tune: no
+finished trial runs again, a running one continues from its checkpoint.`,
+		Args: cobra.NoArgs,
+	}
+	// The training flags live in their own set so that resolve sees only
+	// them; cobra parses them together with the tune's own.
+	cfs := pflag.NewFlagSet("training", pflag.ContinueOnError)
+	cf := addConfigFlags(cfs)
+	cfs.Lookup("run-dir").Usage = "tune directory (default runs/tune-<time>)"
+	cfs.Lookup("threads").Usage = "CPU threads per trial (0: cores / --parallel)"
+	_ = cfs.MarkHidden("stop-after-epoch")
+	f := cmd.Flags()
+	f.AddFlagSet(cfs)
+	f.StringVar(&configPath, "config", "", "YAML or JSON training configuration the trials start from (flags given override it)")
+	f.StringVar(&spacePath, "space", "", "search space, a YAML file")
+	f.StringArrayVarP(&params, "param", "p", nil, "a search dimension KEY=VALUES, e.g. lr=1e-4..0.3:log, batch=16..128:pow2, optimizer=sgd,adamw (repeatable)")
+	f.StringVar(&strategy, "strategy", "random", "grid, random or halving (ASHA successive halving)")
+	f.IntVar(&trials, "trials", 0, "number of trials (grid: 0 runs the whole grid; random and halving default 8)")
+	f.IntVar(&parallel, "parallel", 1, "trials run at once (capped so that threads × parallel ≤ cores)")
+	f.BoolVar(&resume, "resume", false, "continue the tune in --run-dir")
+	f.StringVar(&metric, "metric", "", "metric to rank by: "+strings.Join(tune.Metrics, ", ")+" (default val_acc, val_rmse for regression)")
+	f.Uint64Var(&searchSeed, "search-seed", 1, "seed of the random draws (--seed seeds the trials' training)")
+	f.IntVar(&eta, "eta", 3, "halving: keep the top 1/eta at each rung")
+	f.Float64Var(&minResource, "min-resource", 1, "halving: the first rung, in --rung-unit")
+	f.StringVar(&unit, "rung-unit", "epochs", "halving: rungs counted in epochs or steps")
+
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		markParsed(cfs)
+		dir := cf.c.RunDir
+		var tu *tune.Tuner
+		if resume {
+			if dir == "" {
+				return usageError{errors.New("--resume needs --run-dir (the tune directory)")}
+			}
+			var extra []string
+			f.Visit(func(fl *pflag.Flag) {
+				if !slices.Contains([]string{"resume", "run-dir", "parallel", "threads"}, fl.Name) {
+					extra = append(extra, "--"+fl.Name)
+				}
+			})
+			if len(extra) > 0 {
+				return usageError{fmt.Errorf("--resume continues the tune as %s records it; only --parallel and --threads may be given (not %s)",
+					filepath.Join(dir, tune.StateFile), strings.Join(extra, ", "))}
+			}
+			var err error
+			if tu, err = tune.Open(dir); err != nil {
+				return err
+			}
+		} else {
+			base, err := cf.resolve(cfs, configPath)
+			if err != nil {
+				return usageError{err}
+			}
+			space := &tune.Space{}
+			if spacePath != "" {
+				if space, err = tune.LoadSpace(spacePath); err != nil {
+					return usageError{err}
+				}
+			}
+			for _, p := range params {
+				d, err := tune.ParseParam(p)
+				if err == nil {
+					err = space.Add(d)
+				}
+				if err != nil {
+					return usageError{err}
+				}
+			}
+			if len(space.Dims) == 0 {
+				return usageError{errors.New("no search space: give --space FILE or --param KEY=VALUES")}
+			}
+			if metric == "" {
+				metric = "val_acc"
+				if base.Regression {
+					metric = "val_rmse"
+				}
+			}
+			if trials == 0 && strategy != "grid" {
+				trials = 8
+			}
+			if dir == "" {
+				dir = filepath.Join("runs", "tune-"+time.Now().Format("20060102-150405"))
+			}
+			base.RunDir = ""
+			set := tune.Settings{Strategy: strategy, Trials: trials, Metric: metric, Seed: searchSeed,
+				Eta: eta, MinResource: minResource, Unit: unit}
+			if tu, err = tune.Start(dir, base, space, set); err != nil {
+				return usageError{err}
+			}
+		}
+		return runTune(tu, parallel, cf.c.Threads)
+	}
+	return cmd
+}
+
+// markParsed makes fs, whose flags cobra parsed as part of the command's
+// set, know which were given: FlagSet.Visit lists only flags set through
+// the set itself.
+func markParsed(fs *pflag.FlagSet) {
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed {
+			fl.Changed = false
+			_ = fs.Set(fl.Name, fl.Value.String())
+		}
+	})
+}
+
+// tuneParallelism caps parallel trials so that threads × parallel ≤ cores;
+// each trial gets cores/parallel threads unless threads says otherwise.
+func tuneParallelism(parallel, threads, cores int) (int, int) {
+	p := max(1, min(parallel, cores))
+	if threads > 0 {
+		threads = min(threads, cores)
+		return max(1, min(p, cores/threads)), threads
+	}
+	return p, max(1, cores/p)
+}
+
+func runTune(tu *tune.Tuner, parallel, threads int) error {
+	console := logger()
+	if err := selectDevice(tu.State.Base.Device, console); err != nil {
+		return err
+	}
+	cores := runtime.NumCPU()
+	p, t := tuneParallelism(parallel, threads, cores)
+	if p < parallel {
+		console.Warn().Int("asked", parallel).Int("parallel", p).Int("threads", t).Int("cores", cores).
+			Msg("fewer trials at once, so that threads × parallel ≤ cores")
+	}
+	engine.SetThreads(t)
+	tu.Parallel, tu.Threads, tu.Log = p, t, console
+	tu.Objective = tune.NewTrainer().Objective()
+	console.Info().Str("dir", tu.Dir).Int("threads_per_trial", t).Msg("tune")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := tu.Run(ctx)
+	if st != nil {
+		fmt.Println()
+		_ = st.WriteTable(os.Stdout)
+	}
+	if ctx.Err() != nil {
+		return exitError{fmt.Errorf("tune interrupted; kiln tune --run-dir %s --resume continues it", tu.Dir), 130}
+	}
+	if err != nil {
+		return err
+	}
+	best := st.Best()
+	fmt.Printf("\nbest: trial %s  %s %.4g  → %s\nresults: %s\ntrain it: kiln train --config %s\n", best.Name(), st.Settings.Metric,
+		*best.Metric, filepath.Join(tu.Dir, best.Dir), filepath.Join(tu.Dir, tune.ResultsFile), filepath.Join(tu.Dir, tune.BestFile))
+	return nil
+}

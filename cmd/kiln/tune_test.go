@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"image/png"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/tune"
+)
+
+// tinyTune is the training part of the tune tests: an mlp for one epoch on
+// 1% of MNIST.
+var tinyTune = []string{"--model", "mlp", "--dataset", "mnist", "--subset", "0.01", "--val-fraction", "0.2",
+	"--epochs", "1", "--batch", "32", "--device", "cpu"}
+
+func TestTuneGridRanksTrialsAndKilnTrainTakesBestYAML(t *testing.T) {
+	needMNIST(t)
+	dir := t.TempDir()
+	space := filepath.Join(dir, "space.yaml")
+	if err := os.WriteFile(space, []byte("lr: [1e-4, 0.05]\nhidden: [16, 32]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tuneDir := filepath.Join(dir, "tune")
+	r := mustRun(t, dir, append([]string{"tune", "--space", space, "--strategy", "grid", "--parallel", "2", "--run-dir", tuneDir}, tinyTune...)...)
+	if !strings.Contains(r.stdout, "rank  trial  status  val_acc") || !strings.Contains(r.stdout, "best: trial") {
+		t.Fatalf("stdout:\n%s", r.stdout)
+	}
+	b, err := os.ReadFile(filepath.Join(tuneDir, tune.ResultsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil || len(rows) != 5 || strings.Join(rows[0][:3], ",") != "trial,status,val_acc" {
+		t.Fatalf("results.csv (%v):\n%s", err, b)
+	}
+	if h := rows[0]; h[len(h)-2] != "lr" || h[len(h)-1] != "hidden" {
+		t.Errorf("results.csv should end with the searched settings: %v", h)
+	}
+	best := rows[1][0]
+	if rows[1][len(rows[1])-2] != "0.05" {
+		t.Errorf("lr 1e-4 won a one-epoch tune:\n%s", b)
+	}
+
+	// best.yaml through kiln train's own flag and config code.
+	fs := pflag.NewFlagSet("train", pflag.ContinueOnError)
+	cf := addConfigFlags(fs)
+	c, err := cf.resolve(fs, filepath.Join(tuneDir, tune.BestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trial, err := trainer.LoadConfigFile(filepath.Join(tuneDir, "trials", best, trainer.ConfigFile), trainer.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	threads := trial.Threads
+	trial.RunDir, trial.Threads = "", 0
+	if x, y := mustJSON(t, c), mustJSON(t, trial); x != y {
+		t.Errorf("best.yaml resolves to\n%s\nbut the best trial ran\n%s", x, y)
+	}
+	// And kiln train with it, on the trial's thread count, repeats the
+	// trial exactly.
+	again := filepath.Join(dir, "again")
+	mustRun(t, dir, "train", "--config", filepath.Join(tuneDir, tune.BestFile), "--run-dir", again, "--threads", strconv.Itoa(threads))
+	if x, y := summaryLoss(t, again), summaryLoss(t, filepath.Join(tuneDir, "trials", best)); x != y {
+		t.Errorf("kiln train --config best.yaml: test loss %v, the trial had %v", x, y)
+	}
+
+	// A tune directory is not reused, and --resume takes no search flags.
+	if r := kiln(t, dir, "tune", "--param", "lr=0.1,0.2", "--run-dir", tuneDir); r.code != 2 || !strings.Contains(r.stderr, "--resume") {
+		t.Errorf("second tune into %s: exit %d %s", tuneDir, r.code, r.stderr)
+	}
+	if r := kiln(t, dir, "tune", "--resume", "--run-dir", tuneDir, "--lr", "0.1"); r.code != 2 || !strings.Contains(r.stderr, "not --lr") {
+		t.Errorf("--resume with --lr: exit %d %s", r.code, r.stderr)
+	}
+	// Resuming a finished tune runs nothing and prints the same ranking.
+	r2 := mustRun(t, dir, "tune", "--resume", "--run-dir", tuneDir)
+	if !strings.Contains(r2.stdout, "best: trial "+best) {
+		t.Errorf("resumed finished tune:\n%s", r2.stdout)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func summaryLoss(t *testing.T, dir string) float64 {
+	t.Helper()
+	var s trainer.Summary
+	b, err := os.ReadFile(filepath.Join(dir, trainer.SummaryFile))
+	if err == nil {
+		err = json.Unmarshal(b, &s)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.TestLoss
+}
+
+// A real kill: SIGKILL once the first trial has finished and the second has
+// written its first checkpoint, then --resume.
+func TestTuneResumesAfterAKillWithoutRerunningFinishedTrials(t *testing.T) {
+	needMNIST(t)
+	dir := t.TempDir()
+	tuneDir := filepath.Join(dir, "tune")
+	args := []string{"tune", "--param", "lr=0.01..0.1:log", "--strategy", "random", "--trials", "4", "--run-dir", tuneDir,
+		"--model", "mlp", "--hidden", "64", "--dataset", "mnist", "--subset", "0.1", "--epochs", "2", "--device", "cpu"}
+	cmd := exec.Command(kilnBin, args...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var st *tune.State
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, cerr := os.Stat(filepath.Join(tuneDir, "trials", "002", trainer.CheckpointFile))
+		if s, err := tune.LoadState(tuneDir); err == nil && s.Trials[0].Status == tune.Done && (cerr == nil || s.Trials[1].Status.Finished()) {
+			st = s
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the tune ended (%v) before it could be killed:\n%s", err, stderr.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("trial 1 never finished:\n%s", stderr.String())
+		}
+	}
+	cmd.Process.Kill()
+	<-exited
+	if st.Trials[1].Status.Finished() {
+		t.Skip("trial 002 finished before the kill")
+	}
+	first := filepath.Join(tuneDir, "trials", "001", trainer.SummaryFile)
+	info, err := os.Stat(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed, _ := tune.LoadState(tuneDir)
+	for _, tr := range killed.Trials {
+		t.Logf("at the kill: trial %s %s", tr.Name(), tr.Status)
+	}
+
+	r := mustRun(t, dir, "tune", "--run-dir", tuneDir, "--resume")
+	after, err := tune.LoadState(tuneDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info2, _ := os.Stat(first); !info2.ModTime().Equal(info.ModTime()) {
+		t.Error("trial 001's summary.json was rewritten on resume")
+	}
+	for i, tr := range after.Trials {
+		if tr.Status != tune.Done {
+			t.Errorf("trial %s: %s %s", tr.Name(), tr.Status, tr.Error)
+		}
+		wantStarts := 1
+		if s := killed.Trials[i].Status; s == tune.Running || s == tune.Interrupted {
+			wantStarts = 2 // it was running at the kill
+		}
+		if tr.Starts != wantStarts {
+			t.Errorf("trial %s started %d times, want %d (status at the kill: %s)", tr.Name(), tr.Starts, wantStarts, killed.Trials[i].Status)
+		}
+	}
+	if killed.Trials[1].Status == tune.Running && !after.Trials[1].Resumed {
+		t.Error("trial 002 had a checkpoint at the kill but started again from scratch")
+	}
+	if after.Trials[0].Finished != st.Trials[0].Finished {
+		t.Error("trial 001 finished again")
+	}
+	if !strings.Contains(r.stdout, "best: trial") {
+		t.Errorf("stdout:\n%s", r.stdout)
+	}
+}
+
+func TestTuneParallelismRespectsCores(t *testing.T) {
+	for _, c := range []struct{ parallel, threads, cores, wantP, wantT int }{
+		{1, 0, 16, 1, 16},
+		{4, 0, 16, 4, 4},
+		{3, 0, 16, 3, 5},
+		{4, 0, 2, 2, 1}, // capped at the cores
+		{4, 8, 16, 2, 8},
+		{2, 4, 2, 1, 2},
+		{0, 0, 8, 1, 8},
+	} {
+		p, th := tuneParallelism(c.parallel, c.threads, c.cores)
+		if p != c.wantP || th != c.wantT || p*th > c.cores {
+			t.Errorf("parallel %d threads %d on %d cores: %d × %d, want %d × %d", c.parallel, c.threads, c.cores, p, th, c.wantP, c.wantT)
+		}
+	}
+}
+
+func TestTuneUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tune"}, "no search space"},
+		{[]string{"tune", "--param", "lr=0.1,0.2", "--strategy", "bayes"}, "--strategy"},
+		{[]string{"tune", "--param", "lrate=0.1,0.2"}, "lrate: not a training setting"},
+		{[]string{"tune", "--param", "lr=0.1,0.2", "--metric", "accuracy"}, "--metric"},
+		{[]string{"tune", "--space", "nope.yaml"}, "nope.yaml"},
+		{[]string{"tune", "--resume"}, "--resume needs --run-dir"},
+		{[]string{"tune", "--param", "hidden=16,32"}, "model lenet has no hidden setting"},
+	} {
+		r := kiln(t, dir, c.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("kiln %s: exit %d, stderr %q; want exit 2 saying %q", strings.Join(c.args, " "), r.code, r.stderr, c.want)
+		}
+	}
+}
+
+func TestLRFindWritesTheCurveAndSuggestsARate(t *testing.T) {
+	needMNIST(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "lr")
+	r := mustRun(t, dir, "lr-find", "--model", "mlp", "--hidden", "32", "--subset", "0.05", "--steps", "80", "--run-dir", out, "--device", "cpu")
+	m := regexp.MustCompile(`suggested lr (\S+) `).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("stdout:\n%s", r.stdout)
+	}
+	lr, err := strconv.ParseFloat(m[1], 64)
+	if err != nil || math.IsNaN(lr) || lr < 1e-4 || lr > 1 {
+		t.Errorf("suggested lr %q: want a finite rate in [1e-4, 1] for SGD on an mlp", m[1])
+	}
+	b, err := os.ReadFile(filepath.Join(out, lrFindCSV))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil || strings.Join(rows[0], ",") != "step,lr,loss,smoothed_loss" || len(rows) < 40 || len(rows) > 81 {
+		t.Fatalf("lr_find.csv (%v): %d rows, header %v", err, len(rows), rows[0])
+	}
+	if first, _ := strconv.ParseFloat(rows[1][1], 64); first != 1e-7 {
+		t.Errorf("first lr %v, want --start 1e-7", first)
+	}
+	f, err := os.Open(filepath.Join(out, lrFindPNG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil || img.Bounds().Dx() < 400 {
+		t.Fatalf("lr_find.png: %v %v", err, img)
+	}
+	var j map[string]any
+	b, _ = os.ReadFile(filepath.Join(out, lrFindJSON))
+	if err := json.Unmarshal(b, &j); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := j["suggested_lr"].(float64); !ok || math.Abs(v/lr-1) > 1e-2 {
+		t.Errorf("lr_find.json: suggested_lr %v, printed %v", j["suggested_lr"], lr)
+	}
+	if _, err := os.Stat(filepath.Join(out, trainer.CheckpointFile)); err == nil {
+		t.Error("lr-find kept a checkpoint")
+	}
+	if r := kiln(t, dir, "lr-find", "--start", "1", "--end", "0.1", "--run-dir", out); r.code != 2 {
+		t.Errorf("--start above --end: exit %d %s", r.code, r.stderr)
+	}
+}

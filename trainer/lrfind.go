@@ -1,0 +1,204 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
+
+// LRFindOptions configure the learning-rate range test (Smith, "Cyclical
+// Learning Rates for Training Neural Networks", 2017; fastai's lr_find):
+// training steps at learning rates rising exponentially from Start to End.
+type LRFindOptions struct {
+	Start, End float64 // defaults 1e-7 and 10
+	Steps      int     // default 200
+	// Smoothing is β of the bias-corrected moving average of the loss
+	// (default 0.9: 200 steps over eight decades leave little room for lag).
+	Smoothing float64
+	// Diverge stops the test once the smoothed loss exceeds Diverge × the
+	// best smoothed loss so far (default 4).
+	Diverge float64
+}
+
+// LRPoint is one step of the test.
+type LRPoint struct {
+	Step     int
+	LR       float64
+	Loss     float64 // the batch's loss
+	Smoothed float64
+}
+
+// LRFindResult is the curve and what it suggests.
+type LRFindResult struct {
+	Points []LRPoint
+	// Suggested is the learning rate where the smoothed loss falls fastest
+	// against log LR, before its minimum (fastai's "steepest" suggestion).
+	Suggested float64
+	// MinLossLR is where the smoothed loss is lowest; a tenth of it is the
+	// other usual rule of thumb.
+	MinLossLR float64
+	Diverged  bool // stopped early: the loss blew up
+}
+
+func (o *LRFindOptions) defaults() error {
+	if o.Start == 0 {
+		o.Start = 1e-7
+	}
+	if o.End == 0 {
+		o.End = 10
+	}
+	if o.Steps == 0 {
+		o.Steps = 200
+	}
+	if o.Smoothing == 0 {
+		o.Smoothing = 0.9
+	}
+	if o.Diverge == 0 {
+		o.Diverge = 4
+	}
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch {
+	case !(o.Start > 0) || !finite(o.Start) || !(o.End > o.Start) || !finite(o.End):
+		return fmt.Errorf("lr-find: --start %v and --end %v: want 0 < start < end", o.Start, o.End)
+	case o.Steps < 10:
+		return fmt.Errorf("lr-find: --steps %d: want at least 10", o.Steps)
+	case o.Smoothing < 0 || o.Smoothing >= 1:
+		return fmt.Errorf("lr-find: smoothing %v: want [0, 1)", o.Smoothing)
+	case !(o.Diverge > 1):
+		return fmt.Errorf("lr-find: divergence factor %v: want > 1", o.Diverge)
+	}
+	return nil
+}
+
+// FindLR runs the learning-rate range test on train with t's model, batch
+// size and optimiser kind, and returns the loss curve and a suggested
+// learning rate. It uses an optimiser of its own and puts the model's
+// weights and buffers back afterwards, so t is as it was.
+func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptions) (*LRFindResult, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	c := t.Config
+	if train == nil || train.Len() == 0 {
+		return nil, fmt.Errorf("lr-find: no training data")
+	}
+	if c.Regression != (train.Task == data.Regression) {
+		return nil, fmt.Errorf("lr-find: data set %s is %v but the model has a %s head", train.Name, train.Task,
+			map[bool]string{true: "regression", false: "classification"}[c.Regression])
+	}
+	saved := map[string]*engine.Tensor{}
+	for name, v := range layers.FullState(t.Model) {
+		saved[name] = v.Clone()
+	}
+	defer func() {
+		layers.ZeroGrad(t.Model)
+		_ = layers.LoadState(t.Model, saved)
+	}()
+
+	var opt Optimizer
+	switch c.Optimizer {
+	case "sgd":
+		opt = &SGD{Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov}
+	case "adam":
+		opt = &AdamW{WeightDecay: c.WeightDecay, L2: true}
+	default:
+		opt = &AdamW{WeightDecay: c.WeightDecay}
+	}
+	var step func(b *data.Batch, lr float64) (float64, error)
+	if c.Regression {
+		r := NewRegressor(t.Model, opt)
+		r.ClipNorm = c.ClipNorm
+		step = func(b *data.Batch, lr float64) (float64, error) { return r.TrainStep(b.X, b.Targets, lr) }
+	} else {
+		cl := NewClassifier(t.Model, opt)
+		cl.Smoothing, cl.ClipNorm = c.LabelSmoothing, c.ClipNorm
+		step = func(b *data.Batch, lr float64) (float64, error) {
+			loss, _, err := cl.TrainStep(b.X, b.Labels, lr)
+			return loss, err
+		}
+	}
+	loader, err := data.NewLoader(train, data.LoaderOptions{BatchSize: c.Batch, Shuffle: true, DropLast: c.DropLast,
+		Augment: c.Augment, Seed: c.Seed})
+	if err != nil {
+		return nil, err
+	}
+	defer loader.Close()
+	if loader.BatchesPerEpoch() == 0 {
+		return nil, fmt.Errorf("lr-find: %d training samples make no batch of %d with drop-last", train.Len(), c.Batch)
+	}
+
+	t.Model.SetTraining(true)
+	res := &LRFindResult{}
+	ratio := math.Log(o.End / o.Start)
+	avg, best := 0.0, math.Inf(1)
+	i := 0
+	for epoch := 0; i < o.Steps && !res.Diverged; epoch++ {
+		for b := range loader.Batches(epoch, 0) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			lr := o.Start * math.Exp(ratio*float64(i)/float64(o.Steps-1))
+			loss, err := step(b, lr)
+			if err != nil {
+				if math.IsNaN(loss) || math.IsInf(loss, 0) {
+					res.Diverged = true // the loss overflowed: as diverged as it gets
+					break
+				}
+				return nil, fmt.Errorf("lr-find: step %d at lr %.3g: %w", i, lr, err)
+			}
+			avg = o.Smoothing*avg + (1-o.Smoothing)*loss
+			sm := avg / (1 - math.Pow(o.Smoothing, float64(i+1)))
+			res.Points = append(res.Points, LRPoint{Step: i, LR: lr, Loss: loss, Smoothed: sm})
+			best = math.Min(best, sm)
+			i++
+			if sm > o.Diverge*best {
+				res.Diverged = true
+				break
+			}
+			if i == o.Steps {
+				break
+			}
+		}
+	}
+	t.Log.Info().Int("steps", len(res.Points)).Bool("diverged", res.Diverged).Msg("lr range test")
+	if len(res.Points) == 0 {
+		return nil, fmt.Errorf("lr-find: the loss was not finite at the first step (lr %g)", o.Start)
+	}
+	res.Suggested, res.MinLossLR = suggestLR(res.Points)
+	return res, nil
+}
+
+// suggestLR returns the learning rate of the steepest fall of the smoothed
+// loss against log LR before its minimum, and the learning rate of the
+// minimum. The first tenth of the curve (the moving average warming up) and
+// its last few points are left out, as fastai does; with too few points
+// left (under ten points in all) the suggestion is a tenth of the minimum's learning rate.
+func suggestLR(pts []LRPoint) (steepest, minLR float64) {
+	lo, hi := len(pts)/10, len(pts)-len(pts)/40
+	imin := 0
+	for i, p := range pts {
+		if p.Smoothed < pts[imin].Smoothed {
+			imin = i
+		}
+	}
+	minLR = pts[imin].LR
+	hi = min(hi, imin+1)
+	if len(pts) < 10 || hi-lo < 3 {
+		return minLR / 10, minLR
+	}
+	best, ibest := math.Inf(1), -1
+	for i := max(lo, 1); i < hi-1; i++ {
+		g := (pts[i+1].Smoothed - pts[i-1].Smoothed) / math.Log(pts[i+1].LR/pts[i-1].LR)
+		if g < best {
+			best, ibest = g, i
+		}
+	}
+	if ibest < 0 || best >= 0 {
+		return minLR / 10, minLR
+	}
+	return pts[ibest].LR, minLR
+}
