@@ -501,6 +501,9 @@ func avgPlane2x2Backward[T Float](dx, dout []T, g *poolGeom) {
 // and the maximum and its index are picked with masks. It reports false,
 // leaving the work to maxPlane2x2, when the plane holds a NaN.
 func maxPlane2x2Float32(out []float32, am []int32, xf []float32, g *poolGeom) bool {
+	if haveMaxPool2x2C {
+		return maxPlane2x2C(out, am, xf, g)
+	}
 	x := unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(xf))), len(xf))
 	w := g.w
 	var nan int64 // negative once a NaN is seen
