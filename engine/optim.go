@@ -18,12 +18,16 @@ type SGDConfig struct {
 //	w, g, buf: same shape
 func SGDStep(w, g, buf *Tensor, c SGDConfig) error {
 	const op = "SGDStep"
-	_, dt, err := agree(op, w, g, buf)
+	dev, dt, err := agreeDev(op, w, g, buf)
 	if err != nil {
 		return err
 	}
 	if g.Len() != w.Len() || (buf != nil && buf.Len() != w.Len()) || (buf == nil && c.Momentum != 0) {
 		return shapeErr(op, "w, g and momentum buffer must match", "w", w, "g", g, "buf", buf)
+	}
+	if dev == CUDA {
+		return runCUDA(op, func() error { return sgdStepCUDA(w, g, buf, c) },
+			func(h []*Tensor) error { return SGDStep(h[0], h[1], h[2], c) }, w, g, buf)
 	}
 	if dt == Float64 {
 		sgdStep(w.f64, g.f64, buf.f64Or(), c)
@@ -70,7 +74,7 @@ type AdamWConfig struct {
 //	w, g, m, v: same shape
 func AdamWStep(w, g, m, v *Tensor, c AdamWConfig) error {
 	const op = "AdamWStep"
-	_, dt, err := agree(op, w, g, m, v)
+	dev, dt, err := agreeDev(op, w, g, m, v)
 	if err != nil {
 		return err
 	}
@@ -79,6 +83,10 @@ func AdamWStep(w, g, m, v *Tensor, c AdamWConfig) error {
 	}
 	if c.Step < 1 {
 		return shapeErr(op, "step counts from 1", "step", c.Step)
+	}
+	if dev == CUDA {
+		return runCUDA(op, func() error { return adamWStepCUDA(w, g, m, v, c) },
+			func(h []*Tensor) error { return AdamWStep(h[0], h[1], h[2], h[3], c) }, w, g, m, v)
 	}
 	if dt == Float64 {
 		adamWStep(w.f64, g.f64, m.f64, v.f64, c)
