@@ -1,0 +1,48 @@
+package main
+
+import (
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPlot(t *testing.T) {
+	dir := tinyRun(t)
+	r := mustRun(t, workDir, "plot", "--run", dir)
+	for _, name := range []string{"loss.png", "accuracy.png", "lr.png", "filters.png", "samples.png", "confusion.png", "histograms.png"} {
+		path := filepath.Join(dir, "plots", name)
+		if !strings.Contains(r.stdout, "wrote "+path) {
+			t.Errorf("stdout does not say it wrote %s:\n%s", path, r.stdout)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := png.DecodeConfig(f)
+		f.Close()
+		if err != nil || cfg.Width < 100 || cfg.Height < 50 {
+			t.Errorf("%s: %v, %dx%d", name, err, cfg.Width, cfg.Height)
+		}
+	}
+	// LeNet has neither CBAM nor gMLP: those pictures are not drawn.
+	if strings.Contains(r.stdout, "attention.png") || strings.Contains(r.stdout, "sgu.png") {
+		t.Errorf("LeNet run drew attention or SGU pictures:\n%s", r.stdout)
+	}
+
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"plot"}, 2, "--run DIR is required"},
+		{[]string{"plot", "--run", filepath.Join(workDir, "no-such-run")}, 2, "not a directory"},
+		{[]string{"plot", "--run", t.TempDir()}, 1, "not a run directory"},
+	} {
+		r := kiln(t, workDir, c.args...)
+		if r.code != c.code || !strings.Contains(strings.Join(errorLines(r.stderr), "\n"), c.msg) {
+			t.Errorf("kiln %s: exit %d, %q; want exit %d and %q", strings.Join(c.args, " "), r.code, r.stderr, c.code, c.msg)
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package plots
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
+
+var (
+	mnistOnce sync.Once
+	mnist     *data.Splits
+	mnistErr  error
+)
+
+// train runs a short real training into a new run directory: model on the
+// first nTrain/nVal images of 2% of MNIST, validating every valEvery steps.
+func train(t *testing.T, model string, nTrain, nVal, valEvery int, hidden, depth int) string {
+	t.Helper()
+	mnistOnce.Do(func() { mnist, mnistErr = data.Load("mnist", data.Options{Subset: 0.02, ValFraction: 0.1, Seed: 1}) })
+	var nf *data.NotFoundError
+	if errors.As(mnistErr, &nf) {
+		t.Skipf("MNIST not available: %v", mnistErr)
+	}
+	if mnistErr != nil {
+		t.Fatal(mnistErr)
+	}
+	s := mnist
+	cut := func(ds *data.Dataset, n int) *data.Dataset {
+		c := *ds
+		n = min(n, ds.Len())
+		c.Images, c.Labels = ds.Images[:n*ds.SampleSize()], ds.Labels[:n]
+		return &c
+	}
+	s = &data.Splits{Train: cut(s.Train, nTrain), Val: cut(s.Val, nVal)}
+	c := trainer.DefaultConfigFor(model, "mnist")
+	c.Model, c.Epochs, c.Batch, c.ValEvery, c.Hidden, c.Depth = model, 2, 32, valEvery, hidden, depth
+	m, err := layers.Build(model, layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Seed: 1, Hidden: hidden, Depth: depth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := trainer.NewTrainer(c, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	run, err := trainer.OpenRunDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	tr.Run = run
+	y, _ := c.YAML()
+	if err := trainer.WriteFileAtomic(run.File(trainer.ConfigFile), y); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Fit(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func visuals(t *testing.T, dir string) *trainer.Visuals {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, trainer.VisualsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &trainer.Visuals{}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func written(t *testing.T, rep *Report, want ...string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for _, p := range rep.Written {
+		got[filepath.Base(p)] = p
+	}
+	for _, w := range want {
+		if got[w] == "" {
+			t.Errorf("%s not written; report:\n%s", w, rep)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("wrote %d files, want %d; report:\n%s", len(got), len(want), rep)
+	}
+	return got
+}
+
+func TestPlotsOfALeNetRun(t *testing.T) {
+	dir := train(t, "lenet", 640, 120, 8, 0, 0)
+	rep, err := WriteRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := written(t, rep, LossPNG, AccuracyPNG, LRPNG, FiltersPNG, SamplesPNG, ConfusionPNG, HistogramsPNG)
+	for _, name := range []string{AttentionPNG, SGUPNG} {
+		if _, err := os.Stat(filepath.Join(dir, "plots", name)); err == nil {
+			t.Errorf("%s written for LeNet", name)
+		}
+	}
+	for _, name := range []string{LossPNG, AccuracyPNG, LRPNG} {
+		decodePNG(t, files[name], LineWidth, LineHeight)
+	}
+	v := visuals(t, dir)
+	fw, fh := filtersSize(6, 5, 5)
+	fw = max(fw, textWidth("conv1.weight: 6 filters 5x5, step 40")+2*pad)
+	decodePNG(t, files[FiltersPNG], fw, fh)
+	sw, sh := samplesSize(64, 28, 28)
+	if sw != pad+8*(84+pad) || sh != titleH+8*(84+captionH+pad) {
+		t.Fatalf("samples layout %dx%d", sw, sh)
+	}
+	img := decodePNG(t, files[SamplesPNG], sw, sh)
+	// The first sample is misclassified and framed in red.
+	if r, g, b, _ := img.At(pad-1, titleH+10).RGBA(); r>>8 != 200 || g>>8 != 30 || b>>8 != 30 {
+		t.Errorf("first sample's frame is (%d,%d,%d), not red", r>>8, g>>8, b>>8)
+	}
+	cw, ch := confusionSize(10, v.Classes)
+	decodePNG(t, files[ConfusionPNG], max(cw, textWidth("confusion at step 40: rows true, columns predicted")+2*pad), ch)
+	hw, hh := histogramsSize(10)
+	decodePNG(t, files[HistogramsPNG], hw, hh)
+
+	// Drawing again replaces the files; nothing else appears in plots/.
+	if _, err := WriteRun(dir); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, trainer.PlotsDir))
+	if len(entries) != 7 {
+		t.Errorf("%d entries in plots/", len(entries))
+	}
+}
+
+func TestPlotsOfCBAMAndGMLPRuns(t *testing.T) {
+	dir := train(t, "cbam", 64, 16, 0, 0, 0)
+	rep, err := WriteRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := written(t, rep, LossPNG, AccuracyPNG, LRPNG, FiltersPNG, SamplesPNG, ConfusionPNG, HistogramsPNG, AttentionPNG)
+	layers := []string{"cbam1.spatial", "cbam2.spatial"}
+	aw, ah := attentionSize(8, layers, 28, 28)
+	decodePNG(t, files[AttentionPNG], max(aw, textWidth("CBAM attention, step 4 (maps scaled to their range)")+2*pad), ah)
+
+	dir = train(t, "gmlp", 64, 16, 0, 16, 2)
+	rep, err = WriteRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = written(t, rep, LossPNG, AccuracyPNG, LRPNG, FiltersPNG, SamplesPNG, ConfusionPNG, HistogramsPNG, SGUPNG)
+	gw, gh := sguSize(2, 49)
+	decodePNG(t, files[SGUPNG], max(gw, textWidth("gMLP spatial gating weights at step 4 (rows: output token; blue < 0 < red)")+2*pad), gh)
+}
+
+func TestPlotsOfAnIncompleteRun(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteRun(dir); err == nil || !strings.Contains(err.Error(), "not a run directory") {
+		t.Fatalf("empty directory: %v", err)
+	}
+	// A run that has recorded one training epoch and nothing else (as with
+	// --no-visuals and no validation set): the curves only, the rest said.
+	line := `{"time":"t","step":10,"epoch":1,"split":"train","loss":1.5,"accuracy":0.5,"lr":0.1,"wall_seconds":1}` + "\n"
+	os.WriteFile(filepath.Join(dir, trainer.MetricsFile), []byte(line+`{"step":20,"ep`), 0o644)
+	rep, err := WriteRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written(t, rep, LossPNG, AccuracyPNG, LRPNG)
+	for _, name := range []string{FiltersPNG, SamplesPNG, ConfusionPNG, HistogramsPNG} {
+		if !strings.Contains(rep.Skipped[name], "no ") {
+			t.Errorf("%s: skipped because %q", name, rep.Skipped[name])
+		}
+	}
+	// A corrupt visuals.json is reported, not fatal.
+	os.WriteFile(filepath.Join(dir, trainer.VisualsFile), []byte("{"), 0o644)
+	rep, err = WriteRun(dir)
+	if err != nil || !strings.Contains(rep.Skipped[SamplesPNG], trainer.VisualsFile) {
+		t.Fatalf("corrupt visuals.json: %v\n%s", err, rep)
+	}
+}
