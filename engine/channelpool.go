@@ -9,13 +9,16 @@ package engine
 //	out: (N,2,H,W)  argmax: N·H·W int32s  x: (N,C,H,W)
 func ChannelPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
 	const op = "ChannelPoolForward"
-	_, dt, err := agree(op, out, x)
+	_, dt, err := agreeDev(op, out, x)
 	if err != nil {
 		return err
 	}
 	if x.Rank() != 4 || x.Dim(1) < 1 || !out.SameShape(x.Dim(0), 2, x.Dim(2), x.Dim(3)) ||
 		len(argmax) != x.Dim(0)*x.Dim(2)*x.Dim(3) {
 		return shapeErr(op, "want x (N,C,H,W), out (N,2,H,W), argmax N·H·W", "out", out, "x", x, "argmax", len(argmax))
+	}
+	if x.device == CUDA {
+		return channelPoolForwardCUDA(out, argmax, x)
 	}
 	n, c, hw := x.Dim(0), x.Dim(1), x.Dim(2)*x.Dim(3)
 	if dt == Float64 {
@@ -32,13 +35,16 @@ func ChannelPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
 //	dx: (N,C,H,W)  dout: (N,2,H,W)  argmax: from the forward pass
 func ChannelPoolBackward(dx, dout *Tensor, argmax []int32) error {
 	const op = "ChannelPoolBackward"
-	_, dt, err := agree(op, dx, dout)
+	_, dt, err := agreeDev(op, dx, dout)
 	if err != nil {
 		return err
 	}
 	if dx.Rank() != 4 || !dout.SameShape(dx.Dim(0), 2, dx.Dim(2), dx.Dim(3)) ||
 		len(argmax) != dx.Dim(0)*dx.Dim(2)*dx.Dim(3) {
 		return shapeErr(op, "want dx (N,C,H,W), dout (N,2,H,W), argmax N·H·W", "dx", dx, "dout", dout, "argmax", len(argmax))
+	}
+	if dx.device == CUDA {
+		return channelPoolBackwardCUDA(dx, dout, argmax)
 	}
 	n, c, hw := dx.Dim(0), dx.Dim(1), dx.Dim(2)*dx.Dim(3)
 	if dt == Float64 {
@@ -101,12 +107,15 @@ func channelPoolBackward[T Float](dx, dout []T, argmax []int32, n, c, hw int) {
 //	out: (N,B,A)  x: (N,A,B)
 func Transpose12(out, x *Tensor) error {
 	const op = "Transpose12"
-	_, dt, err := agree(op, out, x)
+	_, dt, err := agreeDev(op, out, x)
 	if err != nil {
 		return err
 	}
 	if x.Rank() != 3 || !out.SameShape(x.Dim(0), x.Dim(2), x.Dim(1)) {
 		return shapeErr(op, "want x (N,A,B) and out (N,B,A)", "out", out, "x", x)
+	}
+	if x.device == CUDA {
+		return transpose12CUDA(out, x)
 	}
 	if dt == Float64 {
 		transpose12(out.f64, x.f64, x.Dim(0), x.Dim(1), x.Dim(2))
@@ -139,12 +148,15 @@ func transpose12[T Float](out, x []T, n, a, b int) {
 //	out: (N,C)  argmax: N·C int32s  x: (N,C,H,W)
 func GlobalMaxPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
 	const op = "GlobalMaxPoolForward"
-	_, dt, err := agree(op, out, x)
+	_, dt, err := agreeDev(op, out, x)
 	if err != nil {
 		return err
 	}
 	if x.Rank() != 4 || x.Dim(2)*x.Dim(3) < 1 || !out.SameShape(x.Dim(0), x.Dim(1)) || len(argmax) != out.Len() {
 		return shapeErr(op, "want x (N,C,H,W) with H·W ≥ 1, out (N,C), argmax N·C", "out", out, "x", x, "argmax", len(argmax))
+	}
+	if x.device == CUDA {
+		return globalMaxPoolForwardCUDA(out, argmax, x)
 	}
 	planes, hw := out.Len(), x.Dim(2)*x.Dim(3)
 	if dt == Float64 {
@@ -161,12 +173,15 @@ func GlobalMaxPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
 //	dx: (N,C,H,W)  dout: (N,C)  argmax: from the forward pass
 func GlobalMaxPoolBackward(dx, dout *Tensor, argmax []int32) error {
 	const op = "GlobalMaxPoolBackward"
-	_, dt, err := agree(op, dx, dout)
+	_, dt, err := agreeDev(op, dx, dout)
 	if err != nil {
 		return err
 	}
 	if dx.Rank() != 4 || !dout.SameShape(dx.Dim(0), dx.Dim(1)) || len(argmax) != dout.Len() {
 		return shapeErr(op, "want dx (N,C,H,W), dout (N,C), argmax N·C", "dx", dx, "dout", dout, "argmax", len(argmax))
+	}
+	if dx.device == CUDA {
+		return globalMaxPoolBackwardCUDA(dx, dout, argmax)
 	}
 	planes, hw := dout.Len(), dx.Dim(2)*dx.Dim(3)
 	for _, a := range argmax {

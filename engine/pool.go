@@ -84,7 +84,7 @@ func poolCheck(op string, p Pool2DParams, outName string, outT *Tensor, inName s
 	if outT == nil || in == nil {
 		return poolGeom{}, 0, shapeErr(op, outName+" and "+inName+" are required", outName, outT, inName, in, "params", p)
 	}
-	_, dt, err := agree(op, outT, in)
+	_, dt, err := agreeDev(op, outT, in)
 	if err != nil {
 		return poolGeom{}, dt, err
 	}
@@ -101,7 +101,8 @@ func poolCheck(op string, p Pool2DParams, outName string, outT *Tensor, inName s
 // MaxPool2DForward computes out = max over each window. When argmax is not
 // nil it receives, for each output element, the index h·W + w of the winning
 // input within its (H, W) plane; MaxPool2DBackward needs it. The first
-// maximum wins ties and NaN propagates, as in PyTorch.
+// maximum wins ties and NaN propagates, as in PyTorch. On CUDA the indices
+// stay on the GPU, attached to the slice (see ArgmaxToHost).
 //
 //	out: (N, C, OH, OW)  argmax: N·C·OH·OW int32s or nil  x: (N, C, H, W)
 func MaxPool2DForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) error {
@@ -112,6 +113,9 @@ func MaxPool2DForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) er
 	}
 	if argmax != nil && len(argmax) != out.Len() {
 		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), out.Len()), "out", out, "x", x)
+	}
+	if x.device == CUDA {
+		return maxPool2DForwardCUDA(out, argmax, x, p, &g)
 	}
 	if dt == Float64 {
 		runPool(&g, poolMaxForward, out.f64, x.f64, argmax)
@@ -133,6 +137,9 @@ func MaxPool2DBackward(dx, dout *Tensor, argmax []int32, p Pool2DParams) error {
 	}
 	if len(argmax) != dout.Len() {
 		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), dout.Len()), "dx", dx, "dout", dout)
+	}
+	if dx.device == CUDA {
+		return maxPool2DBackwardCUDA(dx, dout, argmax, p, &g)
 	}
 	var bad bool
 	if dt == Float64 {
@@ -157,6 +164,9 @@ func AvgPool2DForward(out, x *Tensor, p Pool2DParams) error {
 	if err != nil {
 		return err
 	}
+	if x.device == CUDA {
+		return avgPool2DForwardCUDA(out, x, p, &g)
+	}
 	if dt == Float64 {
 		runPool(&g, poolAvgForward, out.f64, x.f64, nil)
 	} else {
@@ -175,6 +185,9 @@ func AvgPool2DBackward(dx, dout *Tensor, p Pool2DParams) error {
 	if err != nil {
 		return err
 	}
+	if dx.device == CUDA {
+		return avgPool2DBackwardCUDA(dx, dout, p, &g)
+	}
 	if dt == Float64 {
 		runPool(&g, poolAvgBackward, dx.f64, dout.f64, nil)
 	} else {
@@ -188,7 +201,7 @@ func globalCheck(op, outName string, outT *Tensor, inName string, in *Tensor) (p
 	if outT == nil || in == nil {
 		return poolGeom{}, 0, shapeErr(op, outName+" and "+inName+" are required", outName, outT, inName, in)
 	}
-	_, dt, err := agree(op, outT, in)
+	_, dt, err := agreeDev(op, outT, in)
 	if err != nil {
 		return poolGeom{}, dt, err
 	}
@@ -209,6 +222,9 @@ func GlobalAvgPoolForward(out, x *Tensor) error {
 	if err != nil {
 		return err
 	}
+	if x.device == CUDA {
+		return globalAvgPoolForwardCUDA(out, x, &g)
+	}
 	if dt == Float64 {
 		runPool(&g, poolGlobalForward, out.f64, x.f64, nil)
 	} else {
@@ -225,6 +241,9 @@ func GlobalAvgPoolBackward(dx, dout *Tensor) error {
 	g, dt, err := globalCheck(op, "dout", dout, "dx", dx)
 	if err != nil {
 		return err
+	}
+	if dx.device == CUDA {
+		return globalAvgPoolBackwardCUDA(dx, dout, &g)
 	}
 	if dt == Float64 {
 		runPool(&g, poolGlobalBackward, dx.f64, dout.f64, nil)

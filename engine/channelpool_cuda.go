@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/kiln-ml/kiln/cuda"
+)
+
+// The GPU side of channelpool.go: kernels/pool.cu. The argmax slices stay on
+// the GPU as in pool_cuda.go.
+
+var (
+	kChannelPoolForward    = cuda.K("channelpool_forward_f32")
+	kChannelPoolBackward   = cuda.K("channelpool_backward_f32")
+	kGlobalMaxPoolForward  = cuda.K("global_maxpool_forward_f32")
+	kGlobalMaxPoolBackward = cuda.K("global_maxpool_backward_f32")
+	kTranspose12           = cuda.K("transpose12_f32")
+)
+
+// indexRange accepts host indices in [0, n).
+func indexRange(op string, n int) func([]int32) error {
+	return func(idx []int32) error {
+		for i, a := range idx {
+			if a < 0 || int(a) >= n {
+				return &ShapeError{Op: op, Msg: fmt.Sprintf("argmax[%d] = %d outside [0,%d)", i, a, n)}
+			}
+		}
+		return nil
+	}
+}
+
+func channelPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
+	const op = "ChannelPoolForward"
+	n, c, hw := x.Dim(0), x.Dim(1), x.Dim(2)*x.Dim(3)
+	return runCUDA(op, func() error {
+		total := n * hw
+		if total == 0 {
+			return nil
+		}
+		am, err := indicesOnDevice(argmax)
+		if err != nil {
+			return err
+		}
+		var a cuda.Args
+		return launchElt(kChannelPoolForward, total, a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total)).
+			Int(c).Int(hw).F32(1/float32(c)))
+	}, func(h []*Tensor) error {
+		cpu := make([]int32, len(argmax))
+		if err := ChannelPoolForward(h[0], cpu, h[1]); err != nil {
+			return err
+		}
+		return sameIndices(op, argmax, cpu)
+	}, out, x)
+}
+
+func channelPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
+	const op = "ChannelPoolBackward"
+	c, hw := dx.Dim(1), dx.Dim(2)*dx.Dim(3)
+	return runCUDA(op, func() error {
+		total := dx.Len()
+		if total == 0 {
+			return nil
+		}
+		am, done, err := indicesForBackward(argmax, indexRange(op, c))
+		if err != nil {
+			return err
+		}
+		defer done()
+		var a cuda.Args
+		return launchElt(kChannelPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).
+			Int(c).Int(hw).F32(1/float32(c)))
+	}, func(h []*Tensor) error {
+		idx, err := hostIndices(argmax)
+		if err != nil {
+			return err
+		}
+		return ChannelPoolBackward(h[0], h[1], idx)
+	}, dx, dout)
+}
+
+func globalMaxPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
+	const op = "GlobalMaxPoolForward"
+	planes, hw := out.Len(), x.Dim(2)*x.Dim(3)
+	return runCUDA(op, func() error {
+		if planes == 0 {
+			return nil
+		}
+		am, err := indicesOnDevice(argmax)
+		if err != nil {
+			return err
+		}
+		var a cuda.Args
+		return cuda.Launch(kGlobalMaxPoolForward, cuda.D1(min(planes, planeGridMax)), cuda.D1(planeBlock(hw)), 0,
+			a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).Int(planes).Int(hw))
+	}, func(h []*Tensor) error {
+		cpu := make([]int32, len(argmax))
+		if err := GlobalMaxPoolForward(h[0], cpu, h[1]); err != nil {
+			return err
+		}
+		return sameIndices(op, argmax, cpu)
+	}, out, x)
+}
+
+func globalMaxPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
+	const op = "GlobalMaxPoolBackward"
+	hw := dx.Dim(2) * dx.Dim(3)
+	return runCUDA(op, func() error {
+		total := dx.Len()
+		if total == 0 {
+			return nil
+		}
+		am, done, err := indicesForBackward(argmax, indexRange(op, hw))
+		if err != nil {
+			return err
+		}
+		defer done()
+		var a cuda.Args
+		return launchElt(kGlobalMaxPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).Int(hw))
+	}, func(h []*Tensor) error {
+		idx, err := hostIndices(argmax)
+		if err != nil {
+			return err
+		}
+		return GlobalMaxPoolBackward(h[0], h[1], idx)
+	}, dx, dout)
+}
+
+func transpose12CUDA(out, x *Tensor) error {
+	n, a, b := x.Dim(0), x.Dim(1), x.Dim(2)
+	return runCUDA("Transpose12", func() error {
+		grid := cuda.Dim3{X: uint32((b + 31) / 32), Y: uint32((a + 31) / 32), Z: uint32(min(n, 65535))}
+		var args cuda.Args
+		return cuda.Launch(kTranspose12, grid, cuda.Dim3{X: 32, Y: 8, Z: 1}, 0,
+			args.Ptr(out.dptr()).Ptr(x.dptr()).Int(n).Int(a).Int(b))
+	}, func(h []*Tensor) error { return Transpose12(h[0], h[1]) }, out, x)
+}

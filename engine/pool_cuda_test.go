@@ -1,0 +1,262 @@
+package engine_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// The pooling kernels reproduce the CPU ops bit for bit (same window order,
+// same tie and NaN rules, the gather backward adds in the CPU's order), so
+// their tolerance is zero; average pooling divides like the CPU and gets
+// rtol 1e-6 only in case a build rounds a division differently. Global
+// average pooling sums in a tree (the CPU in four running sums): rtol 1e-5
+// for planes of a few hundred values.
+
+type poolCUDACase struct {
+	n, c, h, w int
+	p          engine.Pool2DParams
+}
+
+var poolCUDACases = []poolCUDACase{
+	{1, 1, 1, 1, engine.Pool2DSquare(1, 1, 0)},                                                          // one element
+	{2, 3, 7, 9, engine.Pool2DSquare(2, 0, 0)},                                                          // 2×2/2, odd H and W
+	{1, 5, 9, 8, engine.Pool2DSquare(3, 2, 1)},                                                          // overlapping, padded
+	{2, 2, 8, 7, engine.Pool2DSquare(2, 3, 1)},                                                          // stride > kernel
+	{1, 3, 6, 5, engine.Pool2DParams{KernelH: 3, KernelW: 2, StrideH: 1, StrideW: 2, PadH: 1, PadW: 1}}, // rectangular
+	{1, 2, 5, 5, engine.Pool2DSquare(5, 1, 2)},                                                          // every window clipped
+}
+
+// quantised rounds x to multiples of 1/4, so windows hold ties.
+func quantised(x *engine.Tensor) {
+	for i := range x.Len() {
+		x.SetAt(i, math.Round(4*x.At(i))/4)
+	}
+}
+
+// poolArgmax fetches the indices a GPU pass recorded for argmax into it and
+// compares them with the CPU's.
+func poolArgmax(t *testing.T, what string, argmax, want []int32) {
+	t.Helper()
+	opsMust(t, engine.ArgmaxToHost(argmax))
+	for i := range want {
+		if argmax[i] != want[i] {
+			t.Fatalf("%s: argmax[%d] gpu=%d cpu=%d", what, i, argmax[i], want[i])
+		}
+	}
+}
+
+func TestCUDAMaxPool2D(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(21, 22))
+	fwd, bwd := []string{"maxpool2d_forward_f32"}, []string{"maxpool2d_backward_f32"}
+	for ci, c := range poolCUDACases {
+		for variant := range 3 { // random, ties, ties with NaN and -inf
+			x := randTensor(rng, engine.Float32, c.n, c.c, c.h, c.w)
+			if variant > 0 {
+				quantised(x)
+			}
+			if variant == 2 {
+				for i := 0; i < x.Len(); i += 7 {
+					x.SetAt(i, []float64{math.NaN(), math.Inf(-1), math.Inf(1)}[i%3])
+				}
+			}
+			dx := dev(t, x)
+			shape, err := engine.Pool2DOutputShape(x.Shape(), c.p)
+			opsMust(t, err)
+			out := engine.New(engine.Float32, shape...)
+			am := make([]int32, out.Len())
+			opsMust(t, engine.MaxPool2DForward(out, am, x, c.p))
+			dout := dev(t, engine.New(engine.Float32, shape...))
+			dam := make([]int32, out.Len())
+			opsMust(t, engine.MaxPool2DForward(dout, dam, dx, c.p))
+			checkKernels(t, fwd, "MaxPool2DForward", dout, out, 0, 0)
+			if slices.ContainsFunc(dam, func(v int32) bool { return v != 0 }) {
+				t.Fatalf("case %d: the GPU forward pass wrote the host argmax slice", ci)
+			}
+			poolArgmax(t, "MaxPool2DForward", dam, am)
+
+			// Without argmax.
+			opsMust(t, engine.MaxPool2DForward(dout, nil, dx, c.p))
+			checkKernels(t, fwd, "MaxPool2DForward without argmax", dout, out, 0, 0)
+
+			g, dg := devRand(t, rng, shape...)
+			want := engine.New(engine.Float32, x.Shape()...)
+			opsMust(t, engine.MaxPool2DBackward(want, g, am, c.p))
+			got := dev(t, engine.New(engine.Float32, x.Shape()...))
+			got.Fill(7) // overwritten, not added to
+			opsMust(t, engine.MaxPool2DBackward(got, dg, dam, c.p))
+			checkKernels(t, bwd, "MaxPool2DBackward", got, want, 0, 0)
+
+			// A host argmax (no GPU pass wrote it) is uploaded.
+			host := slices.Clone(am)
+			opsMust(t, engine.MaxPool2DBackward(got, dg, host, c.p))
+			checkKernels(t, bwd, "MaxPool2DBackward from host argmax", got, want, 0, 0)
+		}
+	}
+	// An index outside its window is refused, not scattered.
+	c := poolCUDACases[1]
+	_, dx := devRand(t, rng, c.n, c.c, c.h, c.w)
+	shape, _ := engine.Pool2DOutputShape(dx.Shape(), c.p)
+	_, dg := devRand(t, rng, shape...)
+	bad := make([]int32, dg.Len())
+	bad[1] = 0 // window 1 starts at column 2
+	if err := engine.MaxPool2DBackward(dx, dg, bad, c.p); err == nil {
+		t.Fatal("MaxPool2DBackward accepted an argmax outside its window")
+	}
+}
+
+func TestCUDAAvgPool2D(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, c := range poolCUDACases {
+		x, dx := devRand(t, rng, c.n, c.c, c.h, c.w)
+		shape, err := engine.Pool2DOutputShape(x.Shape(), c.p)
+		opsMust(t, err)
+		out := engine.New(engine.Float32, shape...)
+		opsMust(t, engine.AvgPool2DForward(out, x, c.p))
+		dout := dev(t, engine.New(engine.Float32, shape...))
+		opsMust(t, engine.AvgPool2DForward(dout, dx, c.p))
+		checkKernels(t, []string{"avgpool2d_forward_f32"}, "AvgPool2DForward", dout, out, 0, 1e-6)
+
+		g, dg := devRand(t, rng, shape...)
+		want := engine.New(engine.Float32, x.Shape()...)
+		opsMust(t, engine.AvgPool2DBackward(want, g, c.p))
+		got := dev(t, engine.New(engine.Float32, x.Shape()...))
+		got.Fill(7)
+		opsMust(t, engine.AvgPool2DBackward(got, dg, c.p))
+		checkKernels(t, []string{"avgpool2d_backward_f32"}, "AvgPool2DBackward", got, want, 0, 1e-6)
+	}
+}
+
+func TestCUDAGlobalPool(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(25, 26))
+	for _, s := range [][4]int{{1, 1, 1, 1}, {2, 3, 7, 9}, {1, 2, 17, 19}, {3, 1, 1, 5}} {
+		x, dx := devRand(t, rng, s[:]...)
+		quantised(x) // ties for the max
+		if s[2]*s[3] > 10 {
+			x.SetAt(3, math.NaN()) // plane 0 has a NaN; the others do not
+		}
+		dx = dev(t, x)
+		for _, oshape := range [][]int{{s[0], s[1]}, {s[0], s[1], 1, 1}} {
+			out := engine.New(engine.Float32, oshape...)
+			opsMust(t, engine.GlobalAvgPoolForward(out, x))
+			dout := dev(t, engine.New(engine.Float32, oshape...))
+			opsMust(t, engine.GlobalAvgPoolForward(dout, dx))
+			checkKernels(t, []string{"global_avgpool_forward_f32"}, "GlobalAvgPoolForward", dout, out, 1e-7, 1e-5)
+
+			g, dg := devRand(t, rng, oshape...)
+			want := engine.New(engine.Float32, s[:]...)
+			opsMust(t, engine.GlobalAvgPoolBackward(want, g))
+			got := dev(t, engine.New(engine.Float32, s[:]...))
+			opsMust(t, engine.GlobalAvgPoolBackward(got, dg))
+			checkKernels(t, []string{"global_avgpool_backward_f32"}, "GlobalAvgPoolBackward", got, want, 0, 0)
+		}
+
+		out := engine.New(engine.Float32, s[0], s[1])
+		am := make([]int32, out.Len())
+		opsMust(t, engine.GlobalMaxPoolForward(out, am, x))
+		dout := dev(t, engine.New(engine.Float32, s[0], s[1]))
+		dam := make([]int32, out.Len())
+		opsMust(t, engine.GlobalMaxPoolForward(dout, dam, dx))
+		checkKernels(t, []string{"global_maxpool_forward_f32"}, "GlobalMaxPoolForward", dout, out, 0, 0)
+		poolArgmax(t, "GlobalMaxPoolForward", dam, am)
+
+		g, dg := devRand(t, rng, s[0], s[1])
+		want := engine.New(engine.Float32, s[:]...)
+		opsMust(t, engine.GlobalMaxPoolBackward(want, g, am))
+		got := dev(t, engine.New(engine.Float32, s[:]...))
+		got.Fill(7)
+		opsMust(t, engine.GlobalMaxPoolBackward(got, dg, dam))
+		checkKernels(t, []string{"global_maxpool_backward_f32"}, "GlobalMaxPoolBackward", got, want, 0, 0)
+		opsMust(t, engine.GlobalMaxPoolBackward(got, dg, slices.Clone(am)))
+		checkKernels(t, []string{"global_maxpool_backward_f32"}, "GlobalMaxPoolBackward from host argmax", got, want, 0, 0)
+	}
+}
+
+func TestCUDAChannelPool(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(27, 28))
+	for _, s := range [][4]int{{1, 1, 1, 1}, {2, 5, 7, 9}, {1, 9, 4, 5}, {2, 3, 1, 1}} {
+		x := randTensor(rng, engine.Float32, s[:]...)
+		quantised(x)
+		dx := dev(t, x)
+		n, hw := s[0], s[2]*s[3]
+		out := engine.New(engine.Float32, n, 2, s[2], s[3])
+		am := make([]int32, n*hw)
+		opsMust(t, engine.ChannelPoolForward(out, am, x))
+		dout := dev(t, engine.New(engine.Float32, n, 2, s[2], s[3]))
+		dam := make([]int32, n*hw)
+		opsMust(t, engine.ChannelPoolForward(dout, dam, dx))
+		checkKernels(t, []string{"channelpool_forward_f32"}, "ChannelPoolForward", dout, out, 0, 0)
+		poolArgmax(t, "ChannelPoolForward", dam, am)
+
+		g, dg := devRand(t, rng, n, 2, s[2], s[3])
+		want := engine.New(engine.Float32, s[:]...)
+		opsMust(t, engine.ChannelPoolBackward(want, g, am))
+		got := dev(t, engine.New(engine.Float32, s[:]...))
+		got.Fill(7)
+		opsMust(t, engine.ChannelPoolBackward(got, dg, dam))
+		checkKernels(t, []string{"channelpool_backward_f32"}, "ChannelPoolBackward", got, want, 0, 0)
+		opsMust(t, engine.ChannelPoolBackward(got, dg, slices.Clone(am)))
+		checkKernels(t, []string{"channelpool_backward_f32"}, "ChannelPoolBackward from host argmax", got, want, 0, 0)
+	}
+	// A channel index out of range is refused.
+	_, dx := devRand(t, rng, 1, 3, 2, 2)
+	_, dg := devRand(t, rng, 1, 2, 2, 2)
+	if err := engine.ChannelPoolBackward(dx, dg, []int32{0, 3, 1, 2}); err == nil {
+		t.Fatal("ChannelPoolBackward accepted channel 3 of 3")
+	}
+}
+
+func TestCUDATranspose12(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(29, 30))
+	for _, s := range [][3]int{{1, 1, 1}, {2, 33, 31}, {3, 5, 70}, {1, 64, 2}} {
+		x, dx := devRand(t, rng, s[:]...)
+		want := engine.New(engine.Float32, s[0], s[2], s[1])
+		opsMust(t, engine.Transpose12(want, x))
+		got := dev(t, engine.New(engine.Float32, s[0], s[2], s[1]))
+		opsMust(t, engine.Transpose12(got, dx))
+		checkKernels(t, []string{"transpose12_f32"}, "Transpose12", got, want, 0, 0)
+		back := dev(t, engine.New(engine.Float32, s[:]...))
+		opsMust(t, engine.Transpose12(back, got)) // the backward pass
+		checkKernels(t, []string{"transpose12_f32"}, "Transpose12 back", back, x, 0, 0)
+	}
+}
+
+// The KILN_CUDA_CHECK rerun of the pooling ops passes, argmax included.
+func TestCUDACheckSwitchPooling(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDACheck(true)
+	defer engine.SetCUDACheck(false)
+	rng := rand.New(rand.NewPCG(31, 32))
+	c := poolCUDACases[2]
+	x := randTensor(rng, engine.Float32, c.n, c.c, c.h, c.w)
+	quantised(x)
+	dx := dev(t, x)
+	shape, _ := engine.Pool2DOutputShape(x.Shape(), c.p)
+	out := dev(t, engine.New(engine.Float32, shape...))
+	am := make([]int32, out.Len())
+	opsMust(t, engine.MaxPool2DForward(out, am, dx, c.p))
+	_, dg := devRand(t, rng, shape...)
+	grad := dev(t, engine.New(engine.Float32, x.Shape()...))
+	opsMust(t, engine.MaxPool2DBackward(grad, dg, am, c.p))
+	opsMust(t, engine.AvgPool2DForward(out, dx, c.p))
+	opsMust(t, engine.AvgPool2DBackward(grad, dg, c.p))
+
+	cp := dev(t, engine.New(engine.Float32, c.n, 2, c.h, c.w))
+	cam := make([]int32, c.n*c.h*c.w)
+	opsMust(t, engine.ChannelPoolForward(cp, cam, dx))
+	opsMust(t, engine.ChannelPoolBackward(grad, cp, cam))
+	gm := dev(t, engine.New(engine.Float32, c.n, c.c))
+	gam := make([]int32, c.n*c.c)
+	opsMust(t, engine.GlobalMaxPoolForward(gm, gam, dx))
+	opsMust(t, engine.GlobalMaxPoolBackward(grad, gm, gam))
+	opsMust(t, engine.GlobalAvgPoolForward(gm, dx))
+	opsMust(t, engine.GlobalAvgPoolBackward(grad, gm))
+}

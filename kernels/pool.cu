@@ -1,0 +1,294 @@
+// Pooling on float32 NCHW tensors, forward and backward: 2-D max and average
+// pooling (floor mode, PyTorch's MaxPool2d/AvgPool2d with
+// count_include_pad=True), global average and max pooling, CBAM's channel
+// pooling (mean and max over C), and Transpose12 ((N,A,B) → (N,B,A)), the
+// token layout change of gMLP. The Go launchers are engine/pool_cuda.go and
+// engine/channelpool_cuda.go.
+//
+// Launch assumptions: element kernels take any 1-D grid (grid-stride loops);
+// the per-plane reductions take one block per plane (grid-stride over planes)
+// with blockDim.x a multiple of 32, at most 1024; transpose12 takes 32×8
+// blocks, grid (⌈B/32⌉, ⌈A/32⌉, any z).
+//
+// Numerics: every result is bit-identical to the CPU op except the global
+// average, whose sum is a tree (the CPU sums with four accumulators). The
+// backward passes gather (one thread per input element sums the outputs that
+// reach it, in the CPU's order), so there are no atomics and dx is the same
+// every run. Divisions and the one multiply-then-add use the _rn intrinsics
+// so that nvcc's --use_fast_math or FMA contraction cannot change a bit.
+// Max pooling and global max pooling follow the CPU's tie and NaN rules
+// exactly (see each kernel); argmax is an index into the (H,W) plane.
+//
+// All are bandwidth-bound: each input element is read once from DRAM (window
+// overlap is served by L1/L2) and consecutive threads touch consecutive
+// addresses.
+#include "common.cuh"
+
+static __device__ __forceinline__ float pool_div_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+	return __fdiv_rn(a, b);
+#else
+	return a / b;
+#endif
+}
+
+static __device__ __forceinline__ float pool_mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+	return __fmul_rn(a, b);
+#else
+	return a * b;
+#endif
+}
+
+static __device__ __forceinline__ float pool_neg_inf() { return __int_as_float((int)0xff800000u); }
+
+// Output rows (or columns) whose window holds input row i: [lo, hi].
+static __device__ __forceinline__ void pool_reach(int i, int pad, int k, int stride, int n_out, int* lo, int* hi) {
+	int t = i + pad - k + 1;
+	*lo = t <= 0 ? 0 : (t + stride - 1) / stride;
+	*hi = min((i + pad) / stride, n_out - 1);
+}
+
+// out = max of each window, the first maximum on ties; a NaN wins and a later
+// NaN replaces an earlier one (the CPU's `v > m || v != v`). argmax may be null.
+// total = planes·OH·OW.
+KILN_KERNEL maxpool2d_forward_f32(float* out, int* argmax, const float* x, long long total, int H, int W, int OH,
+                                  int OW, int kh, int kw, int sh, int sw, int ph, int pw) {
+	KILN_FOR(i, total) {
+		int ow = (int)(i % OW);
+		long long r = i / OW;
+		int oh = (int)(r % OH);
+		long long plane = r / OH;
+		int h0 = oh * sh - ph, w0 = ow * sw - pw;
+		int h1 = min(h0 + kh, H), w1 = min(w0 + kw, W);
+		h0 = max(h0, 0);
+		w0 = max(w0, 0);
+		const float* xp = x + plane * H * W;
+		float m = pool_neg_inf();
+		int at = h0 * W + w0;
+		for (int ih = h0; ih < h1; ih++) {
+			for (int iw = w0; iw < w1; iw++) {
+				float v = xp[ih * W + iw];
+				if (v > m || v != v) {
+					m = v;
+					at = ih * W + iw;
+				}
+			}
+		}
+		out[i] = m;
+		if (argmax) argmax[i] = at;
+	}
+}
+
+// dx (overwritten): each input sums dout over the windows that picked it, in
+// output order (the CPU's order of `dx[a] += dout`). total = planes·H·W.
+KILN_KERNEL maxpool2d_backward_f32(float* dx, const float* dout, const int* argmax, long long total, int H, int W,
+                                   int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw) {
+	KILN_FOR(i, total) {
+		int iw = (int)(i % W);
+		long long r = i / W;
+		int ih = (int)(r % H);
+		long long plane = r / H;
+		int oh0, oh1, ow0, ow1;
+		pool_reach(ih, ph, kh, sh, OH, &oh0, &oh1);
+		pool_reach(iw, pw, kw, sw, OW, &ow0, &ow1);
+		const float* d = dout + plane * OH * OW;
+		const int* a = argmax + plane * OH * OW;
+		int self = ih * W + iw;
+		float s = 0.0f;
+		for (int oh = oh0; oh <= oh1; oh++) {
+			for (int ow = ow0; ow <= ow1; ow++) {
+				if (a[oh * OW + ow] == self) s += d[oh * OW + ow];
+			}
+		}
+		dx[i] = s;
+	}
+}
+
+// out = (sum of the window's inputs) / (kh·kw): padding counts as zeros.
+KILN_KERNEL avgpool2d_forward_f32(float* out, const float* x, long long total, int H, int W, int OH, int OW, int kh,
+                                  int kw, int sh, int sw, int ph, int pw) {
+	float div = (float)(kh * kw);
+	KILN_FOR(i, total) {
+		int ow = (int)(i % OW);
+		long long r = i / OW;
+		int oh = (int)(r % OH);
+		long long plane = r / OH;
+		int h0 = oh * sh - ph, w0 = ow * sw - pw;
+		int h1 = min(h0 + kh, H), w1 = min(w0 + kw, W);
+		h0 = max(h0, 0);
+		w0 = max(w0, 0);
+		const float* xp = x + plane * H * W;
+		float s = 0.0f;
+		for (int ih = h0; ih < h1; ih++) {
+			for (int iw = w0; iw < w1; iw++) s += xp[ih * W + iw];
+		}
+		out[i] = pool_div_rn(s, div);
+	}
+}
+
+// dx (overwritten) = Σ over the windows holding the input of dout/(kh·kw).
+KILN_KERNEL avgpool2d_backward_f32(float* dx, const float* dout, long long total, int H, int W, int OH, int OW,
+                                   int kh, int kw, int sh, int sw, int ph, int pw) {
+	float div = (float)(kh * kw);
+	KILN_FOR(i, total) {
+		int iw = (int)(i % W);
+		long long r = i / W;
+		int ih = (int)(r % H);
+		long long plane = r / H;
+		int oh0, oh1, ow0, ow1;
+		pool_reach(ih, ph, kh, sh, OH, &oh0, &oh1);
+		pool_reach(iw, pw, kw, sw, OW, &ow0, &ow1);
+		const float* d = dout + plane * OH * OW;
+		float s = 0.0f;
+		for (int oh = oh0; oh <= oh1; oh++) {
+			for (int ow = ow0; ow <= ow1; ow++) s += pool_div_rn(d[oh * OW + ow], div);
+		}
+		dx[i] = s;
+	}
+}
+
+// Block-wide sum; every thread gets the total. warp_sums is __shared__
+// float[32]. Ends with a barrier, so it can be called again in a loop.
+static __device__ float pool_block_sum(float v, float* warp_sums) {
+	unsigned int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+	v = kiln_warp_sum(v);
+	if (lane == 0) warp_sums[warp] = v;
+	__syncthreads();
+	v = lane < nwarps ? warp_sums[lane] : 0.0f;
+	v = kiln_warp_sum(v);
+	__syncthreads();
+	return v;
+}
+
+// out[p] = mean of plane p (hw values). One block per plane.
+KILN_KERNEL global_avgpool_forward_f32(float* out, const float* x, int planes, int hw) {
+	__shared__ float warp_sums[32];
+	for (int p = blockIdx.x; p < planes; p += gridDim.x) {
+		const float* xp = x + (long long)p * hw;
+		float s = 0.0f;
+		for (int j = threadIdx.x; j < hw; j += blockDim.x) s += xp[j];
+		s = pool_block_sum(s, warp_sums);
+		if (threadIdx.x == 0) out[p] = pool_div_rn(s, (float)hw);
+	}
+}
+
+// dx (overwritten) = dout[plane]/hw. total = planes·hw.
+KILN_KERNEL global_avgpool_backward_f32(float* dx, const float* dout, long long total, int hw) {
+	float div = (float)hw;
+	KILN_FOR(i, total) dx[i] = pool_div_rn(dout[i / hw], div);
+}
+
+// Whether candidate (vb, ib) beats (va, ia) for global max pooling: a NaN
+// beats a number, then the larger value, then the lower index. The CPU scans
+// in order keeping the first NaN, else the first maximum, which is the best
+// element under this order, so any reduction tree picks the CPU's element.
+static __device__ __forceinline__ bool pool_max_beats(float vb, int ib, float va, int ia) {
+	bool na = va != va, nb = vb != vb;
+	if (na || nb) return na && nb ? ib < ia : nb;
+	if (vb != va) return vb > va;
+	return ib < ia;
+}
+
+// out[p] = max of plane p, argmax[p] its index (see pool_max_beats). One
+// block per plane.
+KILN_KERNEL global_maxpool_forward_f32(float* out, int* argmax, const float* x, int planes, int hw) {
+	__shared__ float warp_v[32];
+	__shared__ int warp_i[32];
+	unsigned int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+	for (int p = blockIdx.x; p < planes; p += gridDim.x) {
+		const float* xp = x + (long long)p * hw;
+		float bv = pool_neg_inf();
+		int bi = 0x7fffffff;  // empty: loses to any element
+		for (int j = threadIdx.x; j < hw; j += blockDim.x) {
+			float v = xp[j];
+			if (pool_max_beats(v, j, bv, bi)) bv = v, bi = j;
+		}
+		for (int o = 16; o > 0; o >>= 1) {
+			float v = __shfl_xor_sync(0xffffffffu, bv, o);
+			int i = __shfl_xor_sync(0xffffffffu, bi, o);
+			if (pool_max_beats(v, i, bv, bi)) bv = v, bi = i;
+		}
+		if (lane == 0) warp_v[warp] = bv, warp_i[warp] = bi;
+		__syncthreads();
+		if (warp == 0) {
+			bv = lane < nwarps ? warp_v[lane] : pool_neg_inf();
+			bi = lane < nwarps ? warp_i[lane] : 0x7fffffff;
+			for (int o = 16; o > 0; o >>= 1) {
+				float v = __shfl_xor_sync(0xffffffffu, bv, o);
+				int i = __shfl_xor_sync(0xffffffffu, bi, o);
+				if (pool_max_beats(v, i, bv, bi)) bv = v, bi = i;
+			}
+			if (lane == 0) out[p] = bv, argmax[p] = bi;
+		}
+		__syncthreads();
+	}
+}
+
+// dx (overwritten): dout[plane] at the plane's argmax, zero elsewhere.
+KILN_KERNEL global_maxpool_backward_f32(float* dx, const float* dout, const int* argmax, long long total, int hw) {
+	KILN_FOR(i, total) {
+		long long p = i / hw;
+		dx[i] = (int)(i % hw) == argmax[p] ? dout[p] : 0.0f;
+	}
+}
+
+// CBAM channel pooling, one thread per pixel (n, p), total = N·hw:
+// out[n,0,p] = (Σ_c x[n,c,p])·inv_c summed in channel order, out[n,1,p] = the
+// first maximum over c (`v > m`, as the CPU: a NaN wins only in channel 0),
+// argmax[n,p] = its channel. inv_c = 1/C rounded on the host as the CPU does.
+KILN_KERNEL channelpool_forward_f32(float* out, int* argmax, const float* x, long long total, int C, int hw,
+                                    float inv_c) {
+	KILN_FOR(i, total) {
+		long long n = i / hw;
+		int p = (int)(i % hw);
+		const float* xp = x + n * C * hw + p;
+		float s = xp[0], m = xp[0];
+		int am = 0;
+		for (int c = 1; c < C; c++) {
+			float v = xp[(long long)c * hw];
+			s += v;
+			if (v > m) m = v, am = c;
+		}
+		out[2 * n * hw + p] = pool_mul_rn(s, inv_c);
+		out[2 * n * hw + hw + p] = m;
+		argmax[i] = am;
+	}
+}
+
+// dx[n,c,p] (overwritten) = dout[n,0,p]·inv_c, plus dout[n,1,p] where c is
+// the pixel's argmax. total = N·C·hw.
+KILN_KERNEL channelpool_backward_f32(float* dx, const float* dout, const int* argmax, long long total, int C, int hw,
+                                     float inv_c) {
+	KILN_FOR(i, total) {
+		int p = (int)(i % hw);
+		long long r = i / hw;
+		int c = (int)(r % C);
+		long long n = r / C;
+		float v = pool_mul_rn(dout[2 * n * hw + p], inv_c);
+		if (argmax[n * hw + p] == c) v += dout[2 * n * hw + hw + p];
+		dx[i] = v;
+	}
+}
+
+// out[n,b,a] = x[n,a,b] through a 32×33 shared tile, so that both the reads
+// and the writes are coalesced. Block 32×8; grid (⌈B/32⌉, ⌈A/32⌉, z), the
+// samples looped with a stride of gridDim.z.
+KILN_KERNEL transpose12_f32(float* out, const float* x, int N, int A, int B) {
+	__shared__ float tile[32][33];
+	int b0 = blockIdx.x * 32, a0 = blockIdx.y * 32;
+	for (int n = blockIdx.z; n < N; n += gridDim.z) {
+		const float* xn = x + (long long)n * A * B;
+		float* on = out + (long long)n * A * B;
+		for (int j = threadIdx.y; j < 32; j += 8) {
+			int a = a0 + j, b = b0 + threadIdx.x;
+			if (a < A && b < B) tile[j][threadIdx.x] = xn[(long long)a * B + b];
+		}
+		__syncthreads();
+		for (int j = threadIdx.y; j < 32; j += 8) {
+			int b = b0 + j, a = a0 + threadIdx.x;
+			if (a < A && b < B) on[(long long)b * A + a] = tile[threadIdx.x][j];
+		}
+		__syncthreads();
+	}
+}
