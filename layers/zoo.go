@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -19,6 +20,9 @@ type Spec struct {
 	// Hidden and Depth resize a model where it has such knobs (mlp widths,
 	// gmlp width and block count); zero keeps the defaults.
 	Hidden, Depth int
+	// Dropout is the cnn's dropout probability before its head (zero keeps
+	// the default 0.3); the other models have no dropout.
+	Dropout float64
 	Seed          uint64 // initialisation seed
 }
 
@@ -170,7 +174,7 @@ func buildCNN(rng *rand.Rand, s Spec) (*Sequential, error) {
 	return m.Append("flatten", &Flatten{}).
 		Append("fc1", NewLinear(rng, flat, hidden, true)).
 		Append("relu5", NewReLU()).
-		Append("dropout", NewDropout(0.3, s.Seed^0xd50)).
+		Append("dropout", NewDropout(cmp.Or(s.Dropout, 0.3), s.Seed^0xd50)).
 		Append("fc2", NewLinear(rng, hidden, s.Outputs(), true)), nil
 }
 

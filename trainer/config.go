@@ -30,6 +30,7 @@ type Config struct {
 	Regression  bool    `json:"regression,omitempty" yaml:"regression,omitempty"`
 	Hidden      int     `json:"hidden,omitempty" yaml:"hidden,omitempty"`
 	Depth       int     `json:"depth,omitempty" yaml:"depth,omitempty"`
+	Dropout     float64 `json:"dropout,omitempty" yaml:"dropout,omitempty"`
 
 	Epochs         int     `json:"epochs" yaml:"epochs"`
 	Batch          int     `json:"batch" yaml:"batch"`
@@ -147,6 +148,8 @@ func (c Config) ValidateTraining() error {
 		return bad("--weight-decay %v: must not be negative", c.WeightDecay)
 	case c.ClipNorm < 0:
 		return bad("--clip-norm %v: must not be negative", c.ClipNorm)
+	case c.Dropout < 0 || c.Dropout >= 1:
+		return bad("--dropout %v: must be in [0, 1)", c.Dropout)
 	case c.LabelSmoothing < 0 || c.LabelSmoothing >= 1:
 		return bad("--label-smoothing %v: must be in [0, 1)", c.LabelSmoothing)
 	case c.Subset < 0 || c.Subset > 1:

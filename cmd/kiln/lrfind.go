@@ -91,7 +91,7 @@ func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	tr0 := splits.Train
 	c.Regression = tr0.Task == data.Regression
 	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
-		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Seed: c.Seed}
+		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout, Seed: c.Seed}
 	model, err := layers.Build(c.Model, spec)
 	if err != nil {
 		return err

@@ -51,6 +51,7 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	f.BoolVar(&c.Augment, "augment", false, "random crop (pad 4) and horizontal flip (32×32 images)")
 	f.IntVar(&c.Hidden, "hidden", 0, "width of mlp hidden layers / gmlp channels (0: model default)")
 	f.IntVar(&c.Depth, "depth", 0, "number of mlp hidden layers / gmlp blocks (0: model default)")
+	f.Float64Var(&c.Dropout, "dropout", 0, "cnn's dropout before the head (0: model default 0.3)")
 	f.IntVar(&c.Epochs, "epochs", c.Epochs, "epochs")
 	f.IntVar(&c.Batch, "batch", c.Batch, "batch size")
 	f.BoolVar(&c.DropLast, "drop-last", false, "drop each epoch's last, short batch")
@@ -191,7 +192,7 @@ func runTrain(c trainer.Config, resume bool) error {
 	tr0 := splits.Train
 	c.Regression = tr0.Task == data.Regression // csv decides from its target column
 	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
-		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Seed: c.Seed}
+		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout, Seed: c.Seed}
 	model, err := layers.Build(c.Model, spec)
 	if err != nil {
 		return err

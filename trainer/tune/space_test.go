@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
 )
 
@@ -227,5 +228,41 @@ func TestApplySetsConfigValues(t *testing.T) {
 	}
 	if _, err := (Params{"optimizer": 3.0}).Apply(base); err == nil || !strings.Contains(err.Error(), "optimizer") {
 		t.Errorf("a number for optimizer: %v", err)
+	}
+}
+
+func TestSizeAndDropoutSettingsOnlyForModelsThatHaveThem(t *testing.T) {
+	base := trainer.DefaultConfig() // lenet: no width, depth or dropout setting
+	for _, y := range []string{"hidden: [16, 32]", "depth: [1, 2]", "dropout: [0.1, 0.5]"} {
+		_, err := Start(t.TempDir(), base, mustSpace(t, y), Settings{Strategy: "grid", Metric: "val_acc"})
+		if err == nil || !strings.Contains(err.Error(), "model lenet has no") {
+			t.Errorf("lenet with %s: %v", y, err)
+		}
+	}
+	if _, err := Start(t.TempDir(), base, mustSpace(t, "model: [mlp]\ndepth: [2, 3]"), Settings{Strategy: "grid", Metric: "val_acc"}); err == nil ||
+		!strings.Contains(err.Error(), "mlp takes depth only with hidden") {
+		t.Errorf("mlp depth without hidden: %v", err)
+	}
+	// Mixed models: each trial is checked on its own.
+	tu, err := Start(t.TempDir(), base, mustSpace(t, "model: [lenet, cnn]\ndropout: [0.5]"), Settings{Strategy: "grid", Metric: "val_acc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := tu.State.Trials; s[0].Status != Invalid || s[1].Status != Pending || s[1].Config.Dropout != 0.5 {
+		t.Errorf("lenet+dropout %s, cnn+dropout %s (%v)", s[0].Status, s[1].Status, s[1].Config.Dropout)
+	}
+	// The cnn is built with the trial's dropout.
+	m, err := layers.Build("cnn", layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Dropout: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range m.Layers() {
+		if d, ok := l.(*layers.Dropout); ok {
+			found = d.P == 0.5
+		}
+	}
+	if !found {
+		t.Error("cnn built without the dropout its Spec gives")
 	}
 }
