@@ -23,7 +23,7 @@ type Spec struct {
 	// Dropout is the cnn's dropout probability before its head (zero keeps
 	// the default 0.3); the other models have no dropout.
 	Dropout float64
-	Seed          uint64 // initialisation seed
+	Seed    uint64 // initialisation seed
 }
 
 // Outputs is the width of the head.
