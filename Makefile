@@ -31,11 +31,21 @@ test-kernels:
 accuracy: build
 	scripts/accuracy.sh
 
-# Op and model benchmarks of the Go side alone.
-bench:
+# The benchmark suite (`kiln bench suite`): op level, training images/s and
+# memory of every model, scaling, time to accuracy, side by side with PyTorch
+# when /usr/bin/python3 has torch. About 20 minutes on two cores (5 without
+# PyTorch); run it on a quiet machine. Writes bench/results/<machine>-<date>.json,
+# .md and PNGs. ARGS passes more flags, e.g. ARGS="--quick" (a smoke test) or,
+# with GPU=1, ARGS="--device cuda".
+bench: build
+	./$(BIN) bench suite --out bench/results $(ARGS)
+
+# Op and model benchmarks of the Go side alone (go test -bench).
+.PHONY: bench-engine
+bench-engine:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/
 
-# Kiln against PyTorch, side by side (needs Debian's python3-torch).
+# Three models against PyTorch, side by side (needs Debian's python3-torch).
 bench-torch: build
 	/usr/bin/python3 bench/torch/compare.py --kiln ./$(BIN)
 

@@ -22,7 +22,7 @@ func benchCmd() *cobra.Command {
 		batch, steps, warmup int
 		threads, classes     int
 		seconds              float64
-		asJSON               bool
+		asJSON, memStats     bool
 		cpuProfile           string
 	)
 	cmd := &cobra.Command{
@@ -30,7 +30,9 @@ func benchCmd() *cobra.Command {
 		Short: "Time full training steps of a model on a fixed synthetic batch",
 		Long: `Times training steps (forward, softmax cross-entropy, backward and an SGD
 update with momentum 0.9) on a fixed synthetic batch of the model's input shape.
-With --json the last line of standard output is one flat JSON object.`,
+With --json the last line of standard output is one flat JSON object.
+
+kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spec, err := parseInput(input)
@@ -70,6 +72,16 @@ With --json the last line of standard output is one flat JSON object.`,
 			if err != nil {
 				return err
 			}
+			if asJSON && memStats {
+				// The suite's form (bench.Run): the same fields, then the
+				// process's memory, read after the timed steps.
+				b, _ := json.Marshal(struct {
+					trainer.BenchResult
+					trainer.MemoryStats
+				}{res, trainer.ProcessMemory()})
+				fmt.Fprintln(os.Stdout, string(b))
+				return nil
+			}
 			if asJSON {
 				b, _ := json.Marshal(res)
 				fmt.Fprintln(os.Stdout, string(b))
@@ -93,6 +105,9 @@ With --json the last line of standard output is one flat JSON object.`,
 	f.IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
+	f.BoolVar(&memStats, "memstats", false, "with --json, add the process's peak memory (for kiln bench suite)")
+	_ = f.MarkHidden("memstats")
+	cmd.AddCommand(benchSuiteCmd())
 	return cmd
 }
 

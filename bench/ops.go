@@ -1,0 +1,329 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// opSpec is one op-level measurement: an op, a pass and its shapes. The same
+// JSON goes to the PyTorch worker (bench/torch/suite.py, build_op), so both
+// sides build the same problem. Fields a kind does not use stay zero.
+type opSpec struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Kind string `json:"kind"` // conv, maxpool, avgpool, sgu, gemm, batchnorm, layernorm
+	Pass string `json:"pass"` // forward or backward
+
+	// conv: x (N,Cin,H,W), weight (Cout,Cin,K,K); gemm: (M×K)·(N×K)ᵀ.
+	N      int  `json:"n,omitempty"`
+	Cin    int  `json:"cin,omitempty"`
+	H      int  `json:"h,omitempty"`
+	W      int  `json:"w,omitempty"`
+	Cout   int  `json:"cout,omitempty"`
+	K      int  `json:"k,omitempty"`
+	Stride int  `json:"stride,omitempty"`
+	Pad    int  `json:"pad,omitempty"`
+	DX     bool `json:"dx"`   // conv backward computes the input gradient
+	Bias   bool `json:"bias"` // conv has a bias
+	M      int  `json:"m,omitempty"`
+	// pooling, batch norm: x's shape (N,C,H,W).
+	Shape []int `json:"shape,omitempty"`
+	// sgu: z (N,T,2D); layernorm: x (Rows, Dim).
+	T    int `json:"t,omitempty"`
+	D    int `json:"d,omitempty"`
+	Rows int `json:"rows,omitempty"`
+	Dim  int `json:"dim,omitempty"`
+}
+
+// Unit says whether the op is reported in GFLOP/s (compute-bound) or GB/s
+// (memory-bound).
+func (o opSpec) Unit() string {
+	switch o.Kind {
+	case "conv", "gemm", "sgu":
+		return "GFLOP/s"
+	}
+	return "GB/s"
+}
+
+// Work is the op's useful floating-point operations (GFLOP/s ops) or the
+// bytes it must move at least (GB/s ops) per call.
+func (o opSpec) Work() float64 {
+	f := func(v ...int) float64 {
+		p := 1.0
+		for _, x := range v {
+			p *= float64(x)
+		}
+		return p
+	}
+	switch o.Kind {
+	case "conv":
+		oh, ow := o.outHW()
+		fwd := 2 * f(o.N, o.Cout, oh, ow, o.Cin, o.K, o.K)
+		if o.Pass == "forward" {
+			return fwd
+		}
+		if o.DX {
+			return 2 * fwd // input and weight gradients
+		}
+		return fwd
+	case "gemm":
+		return 2 * f(o.M, o.N, o.K)
+	case "sgu":
+		// The token-mixing products dominate: W·vn forward; dW and Wᵀ·dvm back.
+		fwd := 2 * f(o.N, o.T, o.T, o.D)
+		if o.Pass == "forward" {
+			return fwd
+		}
+		return 2 * fwd
+	case "maxpool", "avgpool":
+		in := 4 * f(o.Shape...)
+		oh, ow := o.poolHW()
+		out := 4 * f(o.Shape[0], o.Shape[1], oh, ow)
+		return in + out // forward reads x, writes out; backward reads dout, writes dx
+	case "batchnorm":
+		x := 4 * f(o.Shape...)
+		if o.Pass == "forward" {
+			return 2 * x // read x, write out
+		}
+		return 3 * x // read dout and x, write dx
+	case "layernorm":
+		x := 4 * f(o.Rows, o.Dim)
+		if o.Pass == "forward" {
+			return 2 * x
+		}
+		return 3 * x
+	}
+	return 0
+}
+
+func (o opSpec) outHW() (int, int) {
+	s := max(o.Stride, 1)
+	return (o.H+2*o.Pad-o.K)/s + 1, (o.W+2*o.Pad-o.K)/s + 1
+}
+
+func (o opSpec) poolHW() (int, int) {
+	s := o.Stride
+	if s == 0 {
+		s = o.K
+	}
+	return (o.Shape[2]+2*o.Pad-o.K)/s + 1, (o.Shape[3]+2*o.Pad-o.K)/s + 1
+}
+
+// ShapeText describes the problem for the report.
+func (o opSpec) ShapeText() string {
+	switch o.Kind {
+	case "conv":
+		s := fmt.Sprintf("x %d×%d×%d×%d, %d→%d %d×%d", o.N, o.Cin, o.H, o.W, o.Cin, o.Cout, o.K, o.K)
+		if o.Stride > 1 {
+			s += fmt.Sprintf(" stride %d", o.Stride)
+		}
+		if o.Pad > 0 {
+			s += fmt.Sprintf(" pad %d", o.Pad)
+		}
+		if o.Pass == "backward" && !o.DX {
+			s += ", no input grad"
+		}
+		return s
+	case "gemm":
+		return fmt.Sprintf("%d×%d·(%d×%d)ᵀ", o.M, o.K, o.N, o.K)
+	case "sgu":
+		return fmt.Sprintf("z %d×%d×%d (T=%d, D=%d)", o.N, o.T, 2*o.D, o.T, o.D)
+	case "maxpool", "avgpool":
+		s := fmt.Sprintf("x %d×%d×%d×%d, %d×%d", o.Shape[0], o.Shape[1], o.Shape[2], o.Shape[3], o.K, o.K)
+		if o.Stride != 0 && o.Stride != o.K {
+			s += fmt.Sprintf(" stride %d", o.Stride)
+		}
+		if o.Pad > 0 {
+			s += fmt.Sprintf(" pad %d", o.Pad)
+		}
+		return s
+	case "batchnorm":
+		return fmt.Sprintf("x %d×%d×%d×%d, training", o.Shape[0], o.Shape[1], o.Shape[2], o.Shape[3])
+	case "layernorm":
+		return fmt.Sprintf("x %d×%d", o.Rows, o.Dim)
+	}
+	return ""
+}
+
+// opList is the op-level section's problems. Quick mode keeps every kind of
+// op but shrinks batches and keeps only the smallest GEMM.
+func opList(quick bool) []opSpec {
+	b := func(n int) int {
+		if quick {
+			return max(n/16, 1)
+		}
+		return n
+	}
+	type conv struct {
+		id, name                    string
+		n, cin, h, cout, k, st, pad int
+		dx                          bool
+	}
+	convs := []conv{
+		{"conv_lenet1", "conv LeNet 1", b(64), 1, 28, 6, 5, 1, 2, false},
+		{"conv_lenet2", "conv LeNet 2", b(64), 6, 14, 16, 5, 1, 0, true},
+		{"conv_3x3", "conv 3×3 64→64", b(32), 64, 32, 64, 3, 1, 1, true},
+		{"conv_1x1", "conv 1×1 64→128", b(32), 64, 16, 128, 1, 1, 0, true},
+		{"conv_3x3_s2", "conv 3×3 stride 2", b(32), 64, 32, 128, 3, 2, 1, true},
+	}
+	var ops []opSpec
+	both := func(o opSpec) {
+		f, bw := o, o
+		f.Pass, bw.Pass = "forward", "backward"
+		f.ID, bw.ID = o.ID+"_fwd", o.ID+"_bwd"
+		ops = append(ops, f, bw)
+	}
+	for _, c := range convs {
+		both(opSpec{ID: c.id, Name: c.name, Kind: "conv", N: c.n, Cin: c.cin, H: c.h, W: c.h, Cout: c.cout,
+			K: c.k, Stride: c.st, Pad: c.pad, DX: c.dx, Bias: true})
+	}
+	both(opSpec{ID: "maxpool_2x2", Name: "max pool 2×2", Kind: "maxpool", Shape: []int{b(32), 64, 32, 32}, K: 2})
+	both(opSpec{ID: "avgpool_3x3", Name: "avg pool 3×3 s1", Kind: "avgpool", Shape: []int{b(32), 64, 32, 32}, K: 3, Stride: 1, Pad: 1})
+	both(opSpec{ID: "sgu", Name: "SGU gating", Kind: "sgu", N: b(128), T: 64, D: 128})
+	both(opSpec{ID: "batchnorm", Name: "batch norm", Kind: "batchnorm", Shape: []int{b(32), 64, 32, 32}})
+	both(opSpec{ID: "layernorm", Name: "layer norm", Kind: "layernorm", Rows: b(128) * 64, Dim: 128})
+	sizes := []int{256, 512, 1024, 2048}
+	if quick {
+		sizes = []int{128}
+	}
+	for _, s := range sizes {
+		ops = append(ops, opSpec{ID: fmt.Sprintf("gemm_%d", s), Name: fmt.Sprintf("GEMM %d", s), Kind: "gemm",
+			Pass: "forward", M: s, N: s, K: s})
+	}
+	return ops
+}
+
+// kilnOp builds op on Kiln's CPU engine and returns one call of it.
+func kilnOp(o opSpec) (func() error, error) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	rnd := func(shape ...int) *engine.Tensor {
+		t := engine.New(engine.Float32, shape...)
+		for i := range t.Float32() {
+			t.Float32()[i] = float32(rng.NormFloat64())
+		}
+		return t
+	}
+	zero := func(shape ...int) *engine.Tensor { return engine.New(engine.Float32, shape...) }
+	fwd := o.Pass == "forward"
+	switch o.Kind {
+	case "gemm":
+		x, w, out := rnd(o.M, o.K), rnd(o.N, o.K), zero(o.M, o.N)
+		return func() error { return engine.LinearForward(out, x, w, nil) }, nil
+	case "conv":
+		p := engine.Conv2DSquare(max(o.Stride, 1), o.Pad, 1, 1)
+		x, w := rnd(o.N, o.Cin, o.H, o.W), rnd(o.Cout, o.Cin, o.K, o.K)
+		var bias *engine.Tensor
+		if o.Bias {
+			bias = rnd(o.Cout)
+		}
+		shape, err := engine.Conv2DOutputShape(x.Shape(), w.Shape(), p)
+		if err != nil {
+			return nil, err
+		}
+		out := zero(shape...)
+		if fwd {
+			return func() error { return engine.Conv2DForward(out, x, w, bias, p) }, nil
+		}
+		dout, dw := rnd(shape...), zero(w.Shape()...)
+		var dx, db *engine.Tensor
+		if o.DX {
+			dx = zero(x.Shape()...)
+		}
+		if o.Bias {
+			db = zero(o.Cout)
+		}
+		return func() error { return engine.Conv2DBackward(dx, dw, db, dout, x, w, p) }, nil
+	case "maxpool", "avgpool":
+		p := engine.Pool2DSquare(o.K, o.Stride, o.Pad)
+		x := rnd(o.Shape...)
+		shape, err := engine.Pool2DOutputShape(x.Shape(), p)
+		if err != nil {
+			return nil, err
+		}
+		out, dx, dout := zero(shape...), zero(x.Shape()...), rnd(shape...)
+		if o.Kind == "avgpool" {
+			if fwd {
+				return func() error { return engine.AvgPool2DForward(out, x, p) }, nil
+			}
+			return func() error { return engine.AvgPool2DBackward(dx, dout, p) }, nil
+		}
+		argmax := make([]int32, out.Len())
+		if err := engine.MaxPool2DForward(out, argmax, x, p); err != nil {
+			return nil, err
+		}
+		if fwd {
+			return func() error { return engine.MaxPool2DForward(out, argmax, x, p) }, nil
+		}
+		return func() error { return engine.MaxPool2DBackward(dx, dout, argmax, p) }, nil
+	case "sgu":
+		z, gamma, beta := rnd(o.N, o.T, 2*o.D), rnd(o.D), rnd(o.D)
+		w, b := rnd(o.T, o.T), rnd(o.T)
+		engine.Scale(w, 1e-3)
+		out := zero(o.N, o.T, o.D)
+		saved := &engine.SpatialGatingSaved{}
+		saved.Ensure(engine.Float32, o.N, o.T, o.D)
+		if err := engine.SpatialGatingForward(out, saved, z, gamma, beta, w, b, engine.DefaultNormEps); err != nil {
+			return nil, err
+		}
+		if fwd {
+			return func() error {
+				return engine.SpatialGatingForward(out, saved, z, gamma, beta, w, b, engine.DefaultNormEps)
+			}, nil
+		}
+		dz, dgamma, dbeta, dw, db, dout := zero(z.Shape()...), zero(o.D), zero(o.D), zero(o.T, o.T), zero(o.T), rnd(o.N, o.T, o.D)
+		return func() error {
+			return engine.SpatialGatingBackward(dz, dgamma, dbeta, dw, db, dout, z, saved, gamma, w)
+		}, nil
+	case "batchnorm":
+		c := o.Shape[1]
+		x, gamma, beta := rnd(o.Shape...), rnd(c), rnd(c)
+		runMean, runVar := zero(c), zero(c)
+		mean, invStd, out := zero(c), zero(c), zero(o.Shape...)
+		bn := func() error {
+			return engine.BatchNorm2DForward(out, mean, invStd, x, gamma, beta, runMean, runVar,
+				engine.DefaultBatchNormMomentum, engine.DefaultNormEps)
+		}
+		if err := bn(); err != nil {
+			return nil, err
+		}
+		if fwd {
+			return bn, nil
+		}
+		dx, dgamma, dbeta, dout := zero(o.Shape...), zero(c), zero(c), rnd(o.Shape...)
+		return func() error { return engine.BatchNorm2DBackward(dx, dgamma, dbeta, dout, x, mean, invStd, gamma) }, nil
+	case "layernorm":
+		x, gamma, beta := rnd(o.Rows, o.Dim), rnd(o.Dim), rnd(o.Dim)
+		mean, rstd, out := zero(o.Rows), zero(o.Rows), zero(o.Rows, o.Dim)
+		ln := func() error { return engine.LayerNormForward(out, mean, rstd, x, gamma, beta, engine.DefaultNormEps) }
+		if err := ln(); err != nil {
+			return nil, err
+		}
+		if fwd {
+			return ln, nil
+		}
+		dx, dgamma, dbeta, dout := zero(o.Rows, o.Dim), zero(o.Dim), zero(o.Dim), rnd(o.Rows, o.Dim)
+		return func() error { return engine.LayerNormBackward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma) }, nil
+	}
+	return nil, fmt.Errorf("unknown op kind %q", o.Kind)
+}
+
+// timeCalls runs fn warm times untimed, then times at least minCalls calls
+// and at least dur, and returns the mean seconds per call.
+func timeCalls(fn func() error, dur time.Duration, minCalls, warm int) (float64, error) {
+	for range warm {
+		if err := fn(); err != nil {
+			return 0, err
+		}
+	}
+	n, start := 0, time.Now()
+	for n < minCalls || time.Since(start) < dur {
+		if err := fn(); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return time.Since(start).Seconds() / float64(n), nil
+}

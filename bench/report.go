@@ -1,0 +1,483 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+// write saves the JSON, the markdown report and the plots (each file
+// replaced atomically). partial marks a report with sections still to come.
+func (s *suite) write(partial bool) error {
+	rep := s.rep
+	rep.Partial = partial
+	rep.Seconds = math.Round(time.Since(s.start).Seconds()*10) / 10
+	name := filepath.Base(s.base)
+	pngs, plotErrs := writePlots(s.base, rep)
+	for _, e := range plotErrs {
+		s.log.Warn().Msg(e)
+	}
+	rep.Files = []string{name + ".json", name + ".md"}
+	for _, p := range pngs {
+		rep.Files = append(rep.Files, filepath.Base(p))
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report JSON: %w", err)
+	}
+	if err := trainer.WriteFileAtomic(s.base+".json", append(b, '\n')); err != nil {
+		return err
+	}
+	var md strings.Builder
+	writeMarkdown(&md, rep, name, plotErrs)
+	if err := trainer.WriteFileAtomic(s.base+".md", []byte(md.String())); err != nil {
+		return err
+	}
+	if !partial {
+		s.log.Info().Str("json", s.base+".json").Str("report", s.base+".md").Int("plots", len(pngs)).Msg("written")
+	}
+	return nil
+}
+
+// ---- formatting helpers ------------------------------------------------------
+
+func fmtRate(v float64) string {
+	switch {
+	case !(v > 0):
+		return "—"
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func fmtIPS(v float64) string {
+	if !(v > 0) {
+		return "—"
+	}
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func fmtMS(sec float64) string {
+	ms := sec * 1e3
+	switch {
+	case ms >= 100:
+		return fmt.Sprintf("%.0f", ms)
+	case ms >= 1:
+		return fmt.Sprintf("%.2f", ms)
+	}
+	return fmt.Sprintf("%.3f", ms)
+}
+
+func fmtPct(f float64) string {
+	if !(f > 0) {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f%%", 100*f)
+}
+
+func fmtMiB(b int64) string {
+	if b <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f", float64(b)/(1<<20))
+}
+
+func fmtRatio(r *Ratio) string {
+	if r == nil {
+		return "—"
+	}
+	return fmt.Sprintf("**%.2f×** (%.2f–%.2f)", r.Median, r.Low, r.High)
+}
+
+func fmtSpread(s *Sample) string {
+	if s == nil || len(s.Runs) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" ±%.0f%%", 50*s.Spread())
+}
+
+// cell is a number, or why there is none.
+func cell(v string, why string) string {
+	if v != "—" && v != "" {
+		return v
+	}
+	if why != "" {
+		return "n/a¹"
+	}
+	return "—"
+}
+
+// mdEscape keeps a reason on one table-safe line.
+func mdEscape(s string) string {
+	return strings.ReplaceAll(strings.Join(strings.Fields(s), " "), "|", "\\|")
+}
+
+// ---- markdown -------------------------------------------------------------------
+
+func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	// Without PyTorch at all the header says so once; its cells stay empty.
+	tcell := func(v, why string) string {
+		if !r.Settings.Torch {
+			return "—"
+		}
+		return cell(v, why)
+	}
+	day := r.Date
+	if len(day) >= 10 {
+		day = day[:10]
+	}
+	torchName := "PyTorch " + r.Versions.Torch
+	title := "Kiln benchmark suite"
+	if r.Settings.Torch {
+		title = "Kiln against " + torchName
+	}
+	p("# %s — %s, %s\n\n", title, r.Machine.Name, day)
+	if r.Partial {
+		p("> **Partial report**: the run stopped or is still running; sections below may be missing.\n\n")
+	}
+	if r.Settings.Quick {
+		p("> **Quick mode** (a smoke test: tiny shapes, short timings, one round). These numbers mean nothing.\n\n")
+	}
+	p("Made by `kiln bench suite` (`make bench`) in %s.\n\n", time.Duration(r.Seconds*float64(time.Second)).Round(time.Second))
+	p("| | |\n|---|---|\n")
+	p("| machine | %s, %d cores (%s), %.1f GiB |\n", mdEscape(r.Machine.CPU), r.Machine.Cores, strings.Join(r.Machine.Flags, " "), float64(r.Machine.MemoryBytes)/(1<<30))
+	if r.Machine.GPU != "" {
+		p("| GPU | %s |\n", mdEscape(r.Machine.GPU))
+	}
+	p("| system | %s |\n", mdEscape(r.Machine.OS))
+	dirty := ""
+	if r.Versions.KilnDirty {
+		dirty = " (with uncommitted changes)"
+	}
+	p("| Kiln | %s%s, %s, %d threads, device %s |\n", r.Versions.Kiln, dirty, r.Versions.Go, r.Settings.KilnThreads, r.Settings.Device)
+	if r.Settings.Torch {
+		p("| PyTorch | %s (Python %s), %s |\n", r.Versions.Torch, r.Versions.Python, mdEscape(r.Versions.OpenBLAS))
+		p("| method | medians of %d alternating rounds (Kiln, then PyTorch, per workload); spread is the runs' range; warm-up excluded; PyTorch at its best thread setting per workload, probed among %s |\n",
+			r.Settings.Rounds, strings.Join(r.Settings.TorchProbe, ", "))
+	} else {
+		p("| PyTorch | not compared: %s |\n", mdEscape(r.Settings.TorchMissing))
+		p("| method | medians of %d rounds; warm-up excluded |\n", r.Settings.Rounds)
+	}
+	p("\nRatios are Kiln's speed over PyTorch's (above 1: Kiln is faster), the median with the range the runs allow.\n")
+
+	pk := r.Peak
+	p("\n## Machine peaks, measured in this run\n\n")
+	if pk.FMAGFLOPS > 0 {
+		p("- Arithmetic ceiling: **%.0f GFLOP/s** fp32 on %d threads (%s).\n", pk.FMAGFLOPS, pk.Threads, pk.FMAKind)
+	} else if pk.FMAError != "" {
+		p("- Arithmetic ceiling: not measured: %s.\n", pk.FMAError)
+	}
+	if pk.SGEMMGFLOPS > 0 {
+		p("- SGEMM peak: **%.0f GFLOP/s** (%s)", pk.SGEMMGFLOPS, pk.SGEMMFrom)
+		if pk.FMAGFLOPS > 0 {
+			p(", %.0f%% of the ceiling", 100*pk.SGEMMGFLOPS/pk.FMAGFLOPS)
+		}
+		p(". Compute-bound ops below are given as a fraction of it.\n")
+	}
+	p("- Memory bandwidth: **%.1f GB/s**, a parallel copy of %d MiB counted as read + write. Memory-bound ops are given as a fraction of it.\n",
+		pk.CopyGBPS, pk.CopyBytes>>20)
+
+	var foot []string
+	why := func(side, msg string) {
+		if msg != "" {
+			foot = append(foot, side+": "+mdEscape(msg))
+		}
+	}
+
+	if len(r.Ops) > 0 {
+		p("\n## Op level\n\n")
+		p("Kiln's ops are called directly (`engine.*Forward/*Backward`); PyTorch's are `torch.nn.functional` calls (forward under `no_grad`, backward through `torch.autograd.grad` on a kept graph). ")
+		p("GEMM is x·Wᵀ (`engine.LinearForward`, `F.linear`). Ratio > 1: Kiln faster.\n\n")
+		p("| op | pass | shape | Kiln ms | Kiln rate | of peak | PyTorch ms | PyTorch rate | PyTorch setting | Kiln/PyTorch |\n")
+		p("|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, o := range r.Ops {
+			km, tm := "—", "—"
+			if o.Kiln != nil {
+				km = fmtMS(o.Kiln.Median) + fmtSpread(o.Kiln)
+			}
+			if o.Torch != nil {
+				tm = fmtMS(o.Torch.Median) + fmtSpread(o.Torch)
+			}
+			p("| %s | %s | %s | %s | %s %s | %s | %s | %s | %s | %s |\n", mdEscape(o.Name), o.Pass, mdEscape(o.Shape),
+				cell(km, o.KilnError), fmtRate(o.KilnRate), o.Unit, fmtPct(o.KilnPeak),
+				tcell(tm, o.TorchError), fmtRate(o.TorchRate), o.TorchSetting, fmtRatio(o.Ratio))
+			if o.KilnError != "" {
+				why("Kiln "+o.Name+" "+o.Pass, o.KilnError)
+			}
+			if o.TorchError != "" && r.Settings.Torch {
+				why("PyTorch "+o.Name+" "+o.Pass, o.TorchError)
+			}
+		}
+		if hasFile(r, name+"-ratios.png") {
+			p("\n![Kiln/PyTorch ratios](%s-ratios.png)\n", name)
+		}
+		if hasFile(r, name+"-peak.png") {
+			p("\n![Kiln's ops against the machine's peaks](%s-peak.png)\n", name)
+		}
+	}
+
+	if len(r.Train) > 0 {
+		p("\n## Training throughput and memory\n\n")
+		p("Full training steps (forward, cross-entropy, backward, SGD with momentum 0.9) on a fixed synthetic batch; images/s. ")
+		p("Each run is a fresh process (`kiln bench --json`; one PyTorch process), so the peak resident memory (VmHWM) is that model's alone; ")
+		p("PyTorch's includes the torch library itself. Go heap is the Go runtime's heap in use at the end.\n\n")
+		p("| model | input | batch | params Kiln / PyTorch | Kiln img/s | PyTorch img/s | PyTorch setting | Kiln/PyTorch | Kiln RSS MiB | Go heap MiB | PyTorch RSS MiB |\n")
+		p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, t := range r.Train {
+			k, tt := "—", "—"
+			if t.Kiln != nil {
+				k = fmtIPS(t.Kiln.Median) + fmtSpread(t.Kiln)
+			}
+			if t.Torch != nil {
+				tt = fmtIPS(t.Torch.Median) + fmtSpread(t.Torch)
+			}
+			params := fmt.Sprintf("%d / %d", t.ParamsKiln, t.ParamsTorch)
+			if t.ParamsTorch == 0 {
+				params = fmt.Sprintf("%d / —", t.ParamsKiln)
+			}
+			if t.Error != "" {
+				params += " ⚠"
+				why(t.Model+" "+t.Input, t.Error)
+			}
+			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.Model, t.Input, t.Batch, params,
+				cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, fmtRatio(t.Ratio),
+				fmtMiB(t.KilnRSSPeakBytes), fmtMiB(t.KilnGoHeapBytes), fmtMiB(t.TorchRSSPeakBytes))
+			why("Kiln "+t.Model+" "+t.Input, t.KilnError)
+			if r.Settings.Torch {
+				why("PyTorch "+t.Model+" "+t.Input, t.TorchError)
+			}
+		}
+	}
+
+	if sc := r.Scaling; sc != nil {
+		p("\n## Scaling\n\n")
+		p("One run per point (the table above has the repeated figures). PyTorch at its best setting for each point.\n\n")
+		p("Batch size, %s on %s, all cores:\n\n", sc.BatchModel, sc.BatchInput)
+		p("| batch | Kiln img/s | Kiln RSS MiB | PyTorch img/s | PyTorch setting | Kiln/PyTorch |\n|---|---|---|---|---|---|\n")
+		for _, pt := range sc.Batch {
+			p("| %d | %s | %s | %s | %s | %s |\n", pt.Batch, cell(fmtIPS(pt.Kiln), pt.KilnError), fmtMiB(pt.KilnRSSPeakBytes),
+				tcell(fmtIPS(pt.Torch), pt.TorchError), pt.TorchSetting, plainRatio(pt.Kiln, pt.Torch))
+			why(fmt.Sprintf("Kiln batch %d", pt.Batch), pt.KilnError)
+			if r.Settings.Torch {
+				why(fmt.Sprintf("PyTorch batch %d", pt.Batch), pt.TorchError)
+			}
+		}
+		if hasFile(r, name+"-scaling-batch.png") {
+			p("\n![images/s against batch size](%s-scaling-batch.png)\n", name)
+		}
+		p("\nThreads (Kiln `--threads t`; PyTorch's best with at most t threads of either kind):\n\n")
+		p("| model | input | batch | threads | Kiln img/s | Kiln speed-up | PyTorch img/s | PyTorch setting | Kiln/PyTorch |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, ts := range sc.Threads {
+			base := 0.0
+			if len(ts.Points) > 0 {
+				base = ts.Points[0].Kiln
+			}
+			for _, pt := range ts.Points {
+				speed := "—"
+				if base > 0 && pt.Kiln > 0 {
+					speed = fmt.Sprintf("%.2f×", pt.Kiln/base)
+				}
+				p("| %s | %s | %d | %d | %s | %s | %s | %s | %s |\n", ts.Model, ts.Input, ts.Batch, pt.Threads,
+					cell(fmtIPS(pt.Kiln), pt.KilnError), speed, tcell(fmtIPS(pt.Torch), pt.TorchError), pt.TorchSetting,
+					plainRatio(pt.Kiln, pt.Torch))
+				why(fmt.Sprintf("Kiln %s %d threads", ts.Model, pt.Threads), pt.KilnError)
+			}
+		}
+		if hasFile(r, name+"-scaling-threads.png") {
+			p("\n![images/s against threads](%s-scaling-threads.png)\n", name)
+		}
+	}
+
+	if len(r.TTA) > 0 {
+		p("\n## Time to accuracy\n\n")
+		p("Wall time of training alone (data loading and the per-epoch test checks excluded) until the test accuracy first reaches the target. ")
+		p("Kiln runs the trainer's default recipe for the model and data set (`trainer.DefaultConfigFor`, the `kiln train` defaults) through `trainer.TimeToAccuracy`; ")
+		p("PyTorch runs the same recipe written in torch (same model, optimiser, schedule, batch and epochs; its own initialisation and data order). One run each.\n\n")
+		p("| task | model | target | Kiln | PyTorch | PyTorch setting | Kiln speed-up |\n|---|---|---|---|---|---|---|\n")
+		for _, t := range r.TTA {
+			k, tt := ttaCell(t.Kiln), ttaCell(t.Torch)
+			speed := "—"
+			if t.Kiln != nil && t.Torch != nil && t.Kiln.Reached && t.Torch.Reached {
+				speed = fmt.Sprintf("**%.2f×**", t.Torch.Seconds/t.Kiln.Seconds)
+			}
+			p("| %s | %s | %.1f%% | %s | %s | %s | %s |\n", t.ID, t.Model, 100*t.Target,
+				cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, speed)
+			why("Kiln "+t.ID, t.KilnError)
+			if r.Settings.Torch {
+				why("PyTorch "+t.ID, t.TorchError)
+			}
+		}
+		p("\nRecipes:\n\n")
+		for _, t := range r.TTA {
+			if t.Recipe != "" {
+				p("- %s (%s on %s", t.ID, t.Model, t.Dataset)
+				if len(t.Classes) > 0 {
+					p(", classes %v", t.Classes)
+				}
+				if t.Subset > 0 {
+					p(", subset %g", t.Subset)
+				}
+				p("): %s.\n", t.Recipe)
+			}
+		}
+		for _, t := range r.TTA {
+			if hasFile(r, name+"-loss-"+t.ID+".png") {
+				p("\n![training loss against wall time, %s](%s-loss-%s.png)\n", t.ID, name, t.ID)
+			}
+		}
+	}
+
+	if len(foot) > 0 || len(r.Notes) > 0 || len(plotErrs) > 0 {
+		p("\n## Why some figures are missing, and notes\n\n")
+		for _, n := range r.Notes {
+			p("- %s\n", mdEscape(n))
+		}
+		for i, f := range foot {
+			if i == 0 {
+				p("\n¹ n/a — the benchmark could not run:\n\n")
+			}
+			p("- %s\n", f)
+		}
+		for _, e := range plotErrs {
+			p("- plot: %s\n", mdEscape(e))
+		}
+	}
+	p("\nRaw figures: [%s.json](%s.json).\n", name, name)
+}
+
+func plainRatio(k, t float64) string {
+	if k > 0 && t > 0 {
+		return fmt.Sprintf("%.2f×", k/t)
+	}
+	return "—"
+}
+
+func ttaCell(t *trainer.TTAResult) string {
+	if t == nil {
+		return "—"
+	}
+	acc := fmt.Sprintf("%.2f%%", 100*t.BestAccuracy)
+	if len(t.PerEpoch) > 0 {
+		acc = fmt.Sprintf("%.2f%%", 100*t.PerEpoch[len(t.PerEpoch)-1].TestAccuracy)
+	}
+	if t.Reached {
+		return fmt.Sprintf("%.1f s, %d epoch%s (%s)", t.Seconds, t.Epochs, plural(t.Epochs), acc)
+	}
+	return fmt.Sprintf("not reached in %d epoch%s, %.1f s (best %.2f%%)", t.Epochs, plural(t.Epochs), t.Seconds, 100*t.BestAccuracy)
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func hasFile(r *Report, name string) bool {
+	for _, f := range r.Files {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- terminal -------------------------------------------------------------------
+
+// writeTerminal prints the run's tables, plain text.
+func writeTerminal(w io.Writer, r *Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	defer tw.Flush()
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format, a...) }
+	p("\nKiln benchmark suite: %s, %d cores, Kiln %s", r.Machine.CPU, r.Machine.Cores, r.Versions.Kiln)
+	if r.Settings.Torch {
+		p(", PyTorch %s\n", r.Versions.Torch)
+	} else {
+		p("\nPyTorch not compared: %s\n", r.Settings.TorchMissing)
+	}
+	p("peak: FMA %.0f GFLOP/s, SGEMM %.0f GFLOP/s, copy %.1f GB/s\n", r.Peak.FMAGFLOPS, r.Peak.SGEMMGFLOPS, r.Peak.CopyGBPS)
+	ratio := func(x *Ratio) string {
+		if x == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", x.Median)
+	}
+	short := func(s string) string {
+		if len(s) > 60 {
+			return s[:57] + "..."
+		}
+		return s
+	}
+	if len(r.Ops) > 0 {
+		p("\nop\tpass\tKiln ms\trate\tof peak\tPyTorch ms\tKiln/PyTorch\t\n")
+		for _, o := range r.Ops {
+			km, tm := "-", "-"
+			if o.Kiln != nil {
+				km = fmtMS(o.Kiln.Median)
+			} else if o.KilnError != "" {
+				km = "n/a: " + short(o.KilnError)
+			}
+			if o.Torch != nil {
+				tm = fmtMS(o.Torch.Median)
+			}
+			p("%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t\n", o.Name, o.Pass, km, fmtRate(o.KilnRate), o.Unit, fmtPct(o.KilnPeak), tm, ratio(o.Ratio))
+		}
+	}
+	if len(r.Train) > 0 {
+		p("\nmodel\tinput\tbatch\tparams\tKiln img/s\tPyTorch img/s\tKiln/PyTorch\tKiln RSS MiB\t\n")
+		for _, t := range r.Train {
+			k, tt := "-", "-"
+			if t.Kiln != nil {
+				k = fmtIPS(t.Kiln.Median)
+			} else if t.KilnError != "" {
+				k = "n/a: " + short(t.KilnError)
+			}
+			if t.Torch != nil {
+				tt = fmtIPS(t.Torch.Median)
+			}
+			params := "-"
+			if t.ParamsKiln > 0 {
+				params = fmt.Sprint(t.ParamsKiln)
+			}
+			p("%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", t.Model, t.Input, t.Batch, params, k, tt, ratio(t.Ratio), fmtMiB(t.KilnRSSPeakBytes))
+		}
+	}
+	if sc := r.Scaling; sc != nil && len(sc.Batch) > 0 {
+		p("\nbatch (%s %s)\tKiln img/s\tPyTorch img/s\t\n", sc.BatchModel, sc.BatchInput)
+		for _, pt := range sc.Batch {
+			p("%d\t%s\t%s\t\n", pt.Batch, fmtIPS(pt.Kiln), fmtIPS(pt.Torch))
+		}
+		for _, ts := range sc.Threads {
+			for _, pt := range ts.Points {
+				p("%s threads %d\t%s\t%s\t\n", ts.Model, pt.Threads, fmtIPS(pt.Kiln), fmtIPS(pt.Torch))
+			}
+		}
+	}
+	if len(r.TTA) > 0 {
+		p("\ntime to accuracy\ttarget\tKiln\tPyTorch\t\n")
+		for _, t := range r.TTA {
+			k, tt := ttaCell(t.Kiln), ttaCell(t.Torch)
+			if t.Kiln == nil && t.KilnError != "" {
+				k = "n/a: " + short(t.KilnError)
+			}
+			if t.Torch == nil && t.TorchError != "" && r.Settings.Torch {
+				tt = "n/a: " + short(t.TorchError)
+			}
+			p("%s\t%.1f%%\t%s\t%s\t\n", t.ID, 100*t.Target, k, tt)
+		}
+	}
+}

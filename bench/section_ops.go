@@ -1,0 +1,257 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// OpResult is one op and pass, side by side. Times are seconds per call.
+type OpResult struct {
+	ID    string  `json:"id"`
+	Name  string  `json:"name"`
+	Pass  string  `json:"pass"`
+	Shape string  `json:"shape"`
+	Unit  string  `json:"unit"` // GFLOP/s or GB/s
+	Work  float64 `json:"work"` // flops or bytes per call
+
+	Kiln      *Sample `json:"kiln_seconds,omitempty"`
+	KilnRate  float64 `json:"kiln_rate,omitempty"`    // in Unit, from the median
+	KilnPeak  float64 `json:"kiln_of_peak,omitempty"` // fraction of the SGEMM peak or of the copy bandwidth
+	KilnFMA   float64 `json:"kiln_of_fma,omitempty"`  // compute ops: fraction of the FMA ceiling
+	KilnError string  `json:"kiln_error,omitempty"`
+
+	Torch        *Sample            `json:"torch_seconds,omitempty"`
+	TorchRate    float64            `json:"torch_rate,omitempty"`
+	TorchPeak    float64            `json:"torch_of_peak,omitempty"`
+	TorchSetting string             `json:"torch_setting,omitempty"`
+	TorchProbe   map[string]float64 `json:"torch_probe_seconds,omitempty"`
+	TorchError   string             `json:"torch_error,omitempty"`
+
+	Ratio *Ratio `json:"ratio,omitempty"` // Kiln's speed over PyTorch's
+}
+
+type torchOpsOut struct {
+	Ops []struct {
+		ID      string  `json:"id"`
+		Seconds float64 `json:"seconds"`
+		Error   string  `json:"error"`
+	} `json:"ops"`
+}
+
+// torchOps times ops in one PyTorch process; the answer is by op id.
+func (s *suite) torchOps(ctx context.Context, ops []opSpec, set threadSetting, seconds float64) (map[string]float64, map[string]string, error) {
+	raw, err := s.torch.run(ctx, "ops", map[string]any{"ops": ops}, set, "--seconds", strconv.FormatFloat(seconds, 'g', -1, 64))
+	if err != nil {
+		return nil, nil, err
+	}
+	var out torchOpsOut
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, nil, fmt.Errorf("PyTorch ops answer: %w", err)
+	}
+	times, errs := map[string]float64{}, map[string]string{}
+	for _, o := range out.Ops {
+		if o.Error != "" {
+			errs[o.ID] = o.Error
+		} else {
+			times[o.ID] = o.Seconds
+		}
+	}
+	return times, errs, nil
+}
+
+func (s *suite) runOps(ctx context.Context) error {
+	ops := opList(s.cfg.Quick)
+	res := make([]OpResult, len(ops))
+	for i, o := range ops {
+		res[i] = OpResult{ID: o.ID, Name: o.Name, Pass: o.Pass, Shape: o.ShapeText(), Unit: o.Unit(), Work: o.Work()}
+	}
+	kilnFns := make([]func() error, len(ops))
+	for i, o := range ops {
+		if s.cfg.Device == "cuda" {
+			res[i].KilnError = "Kiln's op-level timings call the CPU engine directly; on CUDA they need the CUDA backend's ops (no CUDA build/device for them here)"
+			continue
+		}
+		fn, err := kilnOp(o)
+		if err != nil {
+			res[i].KilnError = err.Error()
+			continue
+		}
+		kilnFns[i] = fn
+	}
+
+	// PyTorch: every op under every setting, briefly; each op then runs at
+	// its own best setting.
+	best := map[string]threadSetting{}
+	if s.torch != nil {
+		probe := map[string]map[threadSetting]float64{}
+		for _, set := range settingsUpTo(s.rep.Machine.Cores) {
+			times, errs, err := s.torchOps(ctx, ops, set, s.plan.opProbeSec)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				for i := range res {
+					res[i].TorchError = err.Error()
+				}
+				continue
+			}
+			for i := range res {
+				if e, ok := errs[res[i].ID]; ok {
+					res[i].TorchError = e
+				}
+			}
+			for id, t := range times {
+				if probe[id] == nil {
+					probe[id] = map[threadSetting]float64{}
+				}
+				probe[id][set] = t
+			}
+			s.log.Info().Str("setting", set.String()).Int("ops", len(times)).Msg("PyTorch op probe")
+		}
+		for i := range res {
+			r := &res[i]
+			p := probe[r.ID]
+			if len(p) == 0 {
+				continue
+			}
+			r.TorchError = ""
+			r.TorchProbe = map[string]float64{}
+			bt := math.Inf(1)
+			for set, t := range p {
+				r.TorchProbe[set.String()] = t
+				if t < bt || (t == bt && set.String() < best[r.ID].String()) {
+					bt, best[r.ID] = t, set
+				}
+			}
+			r.TorchSetting = best[r.ID].String()
+		}
+	} else {
+		for i := range res {
+			res[i].TorchError = s.rep.Settings.TorchMissing
+		}
+	}
+
+	kilnRuns := make([][]float64, len(ops))
+	torchRuns := make([][]float64, len(ops))
+	dur := time.Duration(s.plan.opSec * float64(time.Second))
+	for round := range s.plan.rounds {
+		for i, fn := range kilnFns {
+			if fn == nil || res[i].KilnError != "" {
+				continue
+			}
+			t, err := timeCalls(fn, dur, 3, 2)
+			if err != nil {
+				res[i].KilnError = err.Error()
+				continue
+			}
+			kilnRuns[i] = append(kilnRuns[i], t)
+		}
+		s.log.Info().Int("round", round+1).Int("ops", len(ops)).Msg("Kiln ops timed")
+		if s.torch == nil {
+			continue
+		}
+		groups := map[threadSetting][]opSpec{}
+		for _, o := range ops {
+			if set, ok := best[o.ID]; ok {
+				groups[set] = append(groups[set], o)
+			}
+		}
+		for _, set := range settingsUpTo(s.rep.Machine.Cores) {
+			group := groups[set]
+			if len(group) == 0 {
+				continue
+			}
+			times, errs, err := s.torchOps(ctx, group, set, s.plan.opSec)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				for _, o := range group {
+					res[indexOf(ops, o.ID)].TorchError = err.Error()
+				}
+				continue
+			}
+			for _, o := range group {
+				i := indexOf(ops, o.ID)
+				if e, ok := errs[o.ID]; ok {
+					res[i].TorchError = e
+				} else if t, ok := times[o.ID]; ok {
+					torchRuns[i] = append(torchRuns[i], t)
+				}
+			}
+		}
+		s.log.Info().Int("round", round+1).Msg("PyTorch ops timed")
+	}
+
+	peak := &s.rep.Peak
+	for i := range res {
+		r := &res[i]
+		if len(kilnRuns[i]) > 0 {
+			k := NewSample(kilnRuns[i])
+			r.Kiln = &k
+			r.KilnRate = r.Work / k.Median / 1e9
+		}
+		if len(torchRuns[i]) > 0 {
+			t := NewSample(torchRuns[i])
+			r.Torch = &t
+			r.TorchRate = r.Work / t.Median / 1e9
+		}
+		if r.Kiln != nil && r.Torch != nil {
+			r.Ratio = TimeRatio(*r.Kiln, *r.Torch)
+		}
+		if ops[i].Kind == "gemm" {
+			if r.KilnRate > peak.SGEMMGFLOPS {
+				peak.SGEMMGFLOPS, peak.SGEMMFrom = r.KilnRate, "Kiln "+r.Name
+			}
+			if r.TorchRate > peak.SGEMMGFLOPS {
+				peak.SGEMMGFLOPS, peak.SGEMMFrom = r.TorchRate, "PyTorch (OpenBLAS) "+r.Name
+			}
+		}
+	}
+	for i := range res {
+		r := &res[i]
+		ceiling := peak.CopyGBPS
+		if r.Unit == "GFLOP/s" {
+			ceiling = peak.SGEMMGFLOPS
+			if peak.FMAGFLOPS > 0 {
+				r.KilnFMA = r.KilnRate / peak.FMAGFLOPS
+			}
+		}
+		if ceiling > 0 {
+			r.KilnPeak, r.TorchPeak = r.KilnRate/ceiling, r.TorchRate/ceiling
+		}
+		ev := s.log.Info().Str("op", r.Name+" "+r.Pass)
+		if r.Kiln != nil {
+			ev = ev.Str("kiln_ms", fmtMS(r.Kiln.Median)).Float64("kiln_"+rateKey(r.Unit), round1(r.KilnRate))
+		}
+		if r.Torch != nil {
+			ev = ev.Str("torch_ms", fmtMS(r.Torch.Median)).Str("torch_setting", r.TorchSetting)
+		}
+		if r.Ratio != nil {
+			ev = ev.Float64("ratio", math.Round(r.Ratio.Median*100)/100)
+		}
+		ev.Msg("op")
+	}
+	s.rep.Ops = res
+	return nil
+}
+
+func rateKey(unit string) string {
+	if unit == "GB/s" {
+		return "gbps"
+	}
+	return "gflops"
+}
+
+func indexOf(ops []opSpec, id string) int {
+	for i, o := range ops {
+		if o.ID == id {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
+
+// ttaTask is one time-to-accuracy problem.
+type ttaTask struct {
+	ID      string
+	Model   string
+	Dataset string
+	Classes []int
+	Target  float64
+	Epochs  int     // the recipe's planned epochs (its schedule spans them)
+	Subset  float64 // quick mode: a fraction of the data
+}
+
+// ttaTasks are the three problems, each with the model and epoch budget of
+// its acceptance run (scripts/accuracy.sh) and the trainer's default recipe
+// for that model and data set.
+func ttaTasks(quick bool) []ttaTask {
+	if quick {
+		return []ttaTask{{ID: "mnist01-99.8", Model: "lenet", Dataset: "mnist", Classes: []int{0, 1}, Target: 0.998, Epochs: 1, Subset: 0.05}}
+	}
+	return []ttaTask{
+		{ID: "mnist-99", Model: "lenet", Dataset: "mnist", Target: 0.99, Epochs: 3},
+		{ID: "fashion-90", Model: "cnn", Dataset: "fashion-mnist", Target: 0.90, Epochs: 3},
+		{ID: "mnist01-99.8", Model: "lenet", Dataset: "mnist", Classes: []int{0, 1}, Target: 0.998, Epochs: 1},
+	}
+}
+
+// TTAResult is one time-to-accuracy problem, both engines.
+type TTAResult struct {
+	ID      string         `json:"id"`
+	Model   string         `json:"model"`
+	Dataset string         `json:"dataset"`
+	Classes []int          `json:"classes,omitempty"`
+	Subset  float64        `json:"subset,omitempty"`
+	Target  float64        `json:"target"`
+	Recipe  string         `json:"recipe"`
+	Config  trainer.Config `json:"config"`
+	Train   int            `json:"train_samples"`
+	Test    int            `json:"test_samples"`
+
+	Kiln      *trainer.TTAResult `json:"kiln,omitempty"`
+	KilnError string             `json:"kiln_error,omitempty"`
+
+	Torch        *trainer.TTAResult `json:"torch,omitempty"`
+	TorchSetting string             `json:"torch_setting,omitempty"`
+	TorchError   string             `json:"torch_error,omitempty"`
+}
+
+// recipeText describes c for the report.
+func recipeText(c trainer.Config, train int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s lr %g", c.Optimizer, c.LR)
+	if c.Optimizer == "sgd" && c.Momentum > 0 {
+		fmt.Fprintf(&b, " momentum %g", c.Momentum)
+		if c.Nesterov {
+			b.WriteString(" Nesterov")
+		}
+	}
+	if c.WeightDecay > 0 {
+		fmt.Fprintf(&b, ", weight decay %g (not on biases and norms)", c.WeightDecay)
+	}
+	fmt.Fprintf(&b, ", %s schedule over %d epochs, batch %d, seed %d, %d training images, test accuracy checked after each epoch",
+		c.Schedule, c.Epochs, c.Batch, c.Seed, train)
+	return b.String()
+}
+
+func (s *suite) runTTA(ctx context.Context) error {
+	for _, task := range ttaTasks(s.cfg.Quick) {
+		r := s.oneTTA(ctx, task)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.rep.TTA = append(s.rep.TTA, r)
+		if err := s.write(true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
+	cfg := trainer.DefaultConfigFor(task.Model, task.Dataset)
+	cfg.Epochs, cfg.Classes, cfg.Subset, cfg.ValFraction, cfg.Device = task.Epochs, task.Classes, task.Subset, 0, s.cfg.Device
+	r := TTAResult{ID: task.ID, Model: task.Model, Dataset: task.Dataset, Classes: task.Classes, Subset: task.Subset,
+		Target: task.Target, Config: cfg}
+	splits, err := data.Load(task.Dataset, data.Options{Classes: task.Classes, Subset: task.Subset, Seed: cfg.Seed})
+	if err != nil {
+		r.KilnError = "cannot run: " + err.Error()
+		r.TorchError = r.KilnError
+		s.note(fmt.Sprintf("time to accuracy %s: %s", task.ID, r.KilnError))
+		return r
+	}
+	r.Train, r.Test = splits.Train.Len(), splits.Test.Len()
+	r.Recipe = recipeText(cfg, r.Train)
+	s.log.Info().Str("task", task.ID).Str("model", task.Model).Float64("target", task.Target).Str("recipe", r.Recipe).Msg("time to accuracy")
+
+	switch {
+	case s.kilnCUDA != "":
+		r.KilnError = s.kilnCUDA
+	case s.cfg.Device == "cuda":
+		r.KilnError = "Kiln's time-to-accuracy runs in this process on the CPU engine; the CUDA trainer is not wired in"
+	default:
+		res, err := trainer.TimeToAccuracy(ctx, trainer.TTAConfig{Config: cfg, Train: splits.Train, Test: splits.Test,
+			Target: task.Target, OnEpoch: func(e trainer.TTAEpoch) {
+				s.log.Info().Str("task", task.ID).Str("engine", "kiln").Int("epoch", e.Epoch).
+					Float64("test_acc", e.TestAccuracy).Float64("seconds", math.Round(e.Seconds*10)/10).Msg("epoch")
+			}})
+		if err != nil {
+			r.KilnError = err.Error()
+		} else {
+			r.Kiln = res
+		}
+	}
+	if ctx.Err() != nil {
+		return r
+	}
+
+	if s.torch == nil {
+		r.TorchError = s.rep.Settings.TorchMissing
+		return r
+	}
+	dir, err := data.Locate(task.Dataset, "")
+	if err != nil {
+		r.TorchError = "cannot run: " + err.Error()
+		return r
+	}
+	// PyTorch's thread setting: the one that won the training probe for
+	// this model at this batch on 28×28×1, else probe now (quick mode takes
+	// all cores for torch and one OpenBLAS thread instead).
+	c := trainCase{task.Model, "28x28x1", cfg.Batch}
+	sets := settingsUpTo(s.rep.Machine.Cores)
+	if _, _, ok := s.bestSetting(c, sets); !ok && !s.cfg.Quick {
+		if _, err := s.probeTorch(ctx, []trainCase{c}, sets); err != nil {
+			r.TorchError = err.Error()
+			return r
+		}
+	}
+	set, _, ok := s.bestSetting(c, sets)
+	if !ok {
+		set = threadSetting{s.rep.Machine.Cores, 1}
+	}
+	r.TorchSetting = set.String()
+	spec := map[string]any{"config": cfg, "dir": dir, "mean": splits.Train.Mean[0], "std": splits.Train.Std[0],
+		"classes": task.Classes, "subset": task.Subset, "target": task.Target}
+	raw, err := s.torch.run(ctx, "tta", spec, set)
+	if err != nil {
+		r.TorchError = err.Error()
+		return r
+	}
+	var t trainer.TTAResult
+	if err := json.Unmarshal(raw, &t); err != nil {
+		r.TorchError = fmt.Sprintf("PyTorch tta answer: %v", err)
+		return r
+	}
+	for _, e := range t.PerEpoch {
+		t.BestAccuracy = max(t.BestAccuracy, e.TestAccuracy)
+	}
+	r.Torch = &t
+	if r.Kiln != nil && r.Kiln.Params != t.Params {
+		s.note(fmt.Sprintf("time to accuracy %s: parameter counts differ: Kiln %d, PyTorch %d", task.ID, r.Kiln.Params, t.Params))
+	}
+	s.log.Info().Str("task", task.ID).Str("engine", "torch").Bool("reached", t.Reached).Int("epochs", t.Epochs).
+		Float64("seconds", math.Round(t.Seconds*10)/10).Msg("time to accuracy")
+	return r
+}

@@ -1,0 +1,290 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os/exec"
+	"strconv"
+
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+// trainCase is one training-throughput workload: a zoo model on a fixed
+// synthetic batch, full steps of forward, cross-entropy, backward and SGD
+// with momentum 0.9, on both sides.
+type trainCase struct {
+	Model string `json:"model"`
+	Input string `json:"input"` // HxWxC
+	Batch int    `json:"batch"`
+}
+
+type trainKey = trainCase
+
+func (c trainCase) String() string { return fmt.Sprintf("%s %s batch %d", c.Model, c.Input, c.Batch) }
+
+// TrainResult is one model's training throughput and memory, side by side.
+type TrainResult struct {
+	Model       string `json:"model"`
+	Input       string `json:"input"`
+	Batch       int    `json:"batch"`
+	ParamsKiln  int    `json:"params_kiln,omitempty"`
+	ParamsTorch int    `json:"params_torch,omitempty"`
+
+	Kiln             *Sample `json:"kiln_images_per_sec,omitempty"`
+	KilnError        string  `json:"kiln_error,omitempty"`
+	KilnRSSPeakBytes int64   `json:"kiln_rss_peak_bytes,omitempty"`
+	KilnGoSysBytes   int64   `json:"kiln_go_sys_bytes,omitempty"`
+	KilnGoHeapBytes  int64   `json:"kiln_go_heap_bytes,omitempty"`
+	KilnAllocsStep   float64 `json:"kiln_allocs_per_step"`
+
+	Torch             *Sample            `json:"torch_images_per_sec,omitempty"`
+	TorchError        string             `json:"torch_error,omitempty"`
+	TorchSetting      string             `json:"torch_setting,omitempty"`
+	TorchProbe        map[string]float64 `json:"torch_probe,omitempty"`
+	TorchRSSPeakBytes int64              `json:"torch_rss_peak_bytes,omitempty"`
+
+	Ratio *Ratio `json:"ratio,omitempty"` // Kiln images/s over PyTorch's
+	Error string `json:"error,omitempty"` // e.g. parameter counts that differ
+}
+
+// trainCases are every zoo model on 28×28×1 (batch 64) and 32×32×3 (batch
+// 128, the gMLP and CBAM targets' batch). Quick: two small models, batch 8.
+func trainCases(quick bool) []trainCase {
+	if quick {
+		return []trainCase{{"lenet", "28x28x1", 8}, {"mlp", "28x28x1", 8}}
+	}
+	var cs []trainCase
+	for _, in := range []struct {
+		input string
+		batch int
+	}{{"28x28x1", 64}, {"32x32x3", 128}} {
+		for _, m := range layers.ModelNames() {
+			cs = append(cs, trainCase{m, in.input, in.batch})
+		}
+	}
+	return cs
+}
+
+// kilnLine is the one-model `kiln bench --json --memstats` line.
+type kilnLine struct {
+	trainer.BenchResult
+	trainer.MemoryStats
+}
+
+// kilnTrain runs one fresh `kiln bench` process. threads 0 is all cores.
+func (s *suite) kilnTrain(ctx context.Context, c trainCase, threads int, seconds float64, steps, warmup int) (*kilnLine, error) {
+	args := []string{"bench", "--model", c.Model, "--input", c.Input, "--batch", strconv.Itoa(c.Batch),
+		"--device", s.cfg.Device, "--threads", strconv.Itoa(threads), "--seconds", strconv.FormatFloat(seconds, 'g', -1, 64),
+		"--steps", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup), "--json", "--memstats"}
+	cmd := exec.CommandContext(ctx, s.cfg.Kiln, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		why := tail(stderr.String(), 300)
+		if why == "" {
+			why = err.Error()
+		}
+		if s.cfg.Device == "cuda" {
+			return nil, fmt.Errorf("no CUDA build/device: %s", why)
+		}
+		return nil, errors.New(why)
+	}
+	var l kilnLine
+	if err := json.Unmarshal([]byte(lastLine(stdout.String())), &l); err != nil {
+		return nil, fmt.Errorf("kiln bench printed no JSON line: %w", err)
+	}
+	return &l, nil
+}
+
+// torchTrainOut is the worker's `train` answer.
+type torchTrainOut struct {
+	Cases []struct {
+		trainCase
+		Params int     `json:"params"`
+		IPS    float64 `json:"train_images_per_sec"`
+		Error  string  `json:"error"`
+	} `json:"cases"`
+	RSSPeakBytes int64 `json:"rss_peak_bytes"`
+}
+
+// torchTrain runs cases in one PyTorch process with setting.
+func (s *suite) torchTrain(ctx context.Context, cases []trainCase, set threadSetting, seconds float64) (*torchTrainOut, error) {
+	raw, err := s.torch.run(ctx, "train", map[string]any{"cases": cases}, set,
+		"--seconds", strconv.FormatFloat(seconds, 'g', -1, 64), "--steps", strconv.Itoa(s.plan.trainSteps),
+		"--warmup", strconv.Itoa(s.plan.warmup))
+	if err != nil {
+		return nil, err
+	}
+	var out torchTrainOut
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("PyTorch train answer: %w", err)
+	}
+	if len(out.Cases) != len(cases) {
+		return nil, fmt.Errorf("PyTorch answered %d cases of %d", len(out.Cases), len(cases))
+	}
+	return &out, nil
+}
+
+// probeTorch measures cases under each setting not yet in the cache (one
+// process per setting, every case in it) and returns the errors by case.
+func (s *suite) probeTorch(ctx context.Context, cases []trainCase, settings []threadSetting) (map[trainKey]string, error) {
+	errs := map[trainKey]string{}
+	for _, set := range settings {
+		var todo []trainCase
+		for _, c := range cases {
+			if _, ok := s.trainProbe[c][set]; !ok {
+				todo = append(todo, c)
+			}
+		}
+		if len(todo) == 0 {
+			continue
+		}
+		out, err := s.torchTrain(ctx, todo, set, s.plan.probeSec)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			for _, c := range todo {
+				errs[c] = err.Error()
+			}
+			continue
+		}
+		for i, r := range out.Cases {
+			if r.Error != "" {
+				errs[todo[i]] = r.Error
+				continue
+			}
+			if s.trainProbe[todo[i]] == nil {
+				s.trainProbe[todo[i]] = map[threadSetting]float64{}
+			}
+			s.trainProbe[todo[i]][set] = r.IPS
+		}
+		s.log.Info().Str("setting", set.String()).Int("cases", len(todo)).Msg("PyTorch probe")
+	}
+	return errs, nil
+}
+
+// bestSetting is the fastest probed setting for c among settings.
+func (s *suite) bestSetting(c trainCase, settings []threadSetting) (threadSetting, float64, bool) {
+	var best threadSetting
+	bestIPS, ok := 0.0, false
+	for _, set := range settings {
+		if v, found := s.trainProbe[c][set]; found && v > bestIPS {
+			best, bestIPS, ok = set, v, true
+		}
+	}
+	return best, bestIPS, ok
+}
+
+func (s *suite) runTrain(ctx context.Context) error {
+	cases := trainCases(s.cfg.Quick)
+	settings := settingsUpTo(s.rep.Machine.Cores)
+	results := make([]TrainResult, len(cases))
+	kilnRuns := make([][]float64, len(cases))
+	torchRuns := make([][]float64, len(cases))
+	best := make([]threadSetting, len(cases))
+	haveTorch := make([]bool, len(cases))
+	for i, c := range cases {
+		results[i] = TrainResult{Model: c.Model, Input: c.Input, Batch: c.Batch}
+	}
+	if s.torch != nil {
+		s.log.Info().Int("settings", len(settings)).Int("cases", len(cases)).Msg("probing PyTorch thread settings for training")
+		errs, err := s.probeTorch(ctx, cases, settings)
+		if err != nil {
+			return err
+		}
+		for i, c := range cases {
+			r := &results[i]
+			if set, _, ok := s.bestSetting(c, settings); ok {
+				best[i], haveTorch[i] = set, true
+				r.TorchSetting = set.String()
+				r.TorchProbe = map[string]float64{}
+				for k, v := range s.trainProbe[c] {
+					r.TorchProbe[k.String()] = v
+				}
+			} else {
+				r.TorchError = errs[c]
+			}
+		}
+	} else {
+		for i := range results {
+			results[i].TorchError = s.rep.Settings.TorchMissing
+		}
+	}
+	for round := range s.plan.rounds {
+		for i, c := range cases {
+			r := &results[i]
+			if s.kilnCUDA != "" {
+				r.KilnError = s.kilnCUDA
+			} else if r.KilnError == "" {
+				k, err := s.kilnTrain(ctx, c, 0, s.plan.trainSec, s.plan.trainSteps, s.plan.warmup)
+				if err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					r.KilnError = err.Error()
+				} else {
+					kilnRuns[i] = append(kilnRuns[i], k.TrainImagesPerSec)
+					r.ParamsKiln = k.Params
+					r.KilnAllocsStep = k.AllocsPerStep
+					r.KilnRSSPeakBytes = max(r.KilnRSSPeakBytes, k.RSSPeakBytes)
+					r.KilnGoSysBytes = max(r.KilnGoSysBytes, k.GoSysBytes)
+					r.KilnGoHeapBytes = max(r.KilnGoHeapBytes, k.GoHeapBytes)
+				}
+			}
+			var tIPS float64
+			if haveTorch[i] && r.TorchError == "" {
+				out, err := s.torchTrain(ctx, []trainCase{c}, best[i], s.plan.trainSec)
+				switch {
+				case err != nil && ctx.Err() != nil:
+					return ctx.Err()
+				case err != nil:
+					r.TorchError = err.Error()
+				case out.Cases[0].Error != "":
+					r.TorchError = out.Cases[0].Error
+				default:
+					tIPS = out.Cases[0].IPS
+					torchRuns[i] = append(torchRuns[i], tIPS)
+					r.ParamsTorch = out.Cases[0].Params
+					r.TorchRSSPeakBytes = max(r.TorchRSSPeakBytes, out.RSSPeakBytes)
+				}
+			}
+			ev := s.log.Info().Int("round", round+1).Str("case", c.String())
+			if n := len(kilnRuns[i]); n > 0 && len(kilnRuns[i]) == round+1 {
+				ev = ev.Float64("kiln_img_s", math.Round(kilnRuns[i][n-1]))
+			}
+			if tIPS > 0 {
+				ev = ev.Float64("torch_img_s", math.Round(tIPS)).Str("torch_setting", best[i].String())
+			}
+			ev.Msg("training")
+		}
+	}
+	for i := range results {
+		r := &results[i]
+		if len(kilnRuns[i]) > 0 {
+			k := NewSample(kilnRuns[i])
+			r.Kiln = &k
+		}
+		if len(torchRuns[i]) > 0 {
+			t := NewSample(torchRuns[i])
+			r.Torch = &t
+		}
+		if r.Kiln != nil && r.Torch != nil {
+			r.Ratio = SpeedRatio(*r.Kiln, *r.Torch)
+		}
+		if r.ParamsKiln != 0 && r.ParamsTorch != 0 && r.ParamsKiln != r.ParamsTorch {
+			r.Error = fmt.Sprintf("parameter counts differ: Kiln %d, PyTorch %d — not the same architecture", r.ParamsKiln, r.ParamsTorch)
+			s.note(fmt.Sprintf("%s: %s", cases[i], r.Error))
+		}
+	}
+	s.rep.Train = results
+	return nil
+}

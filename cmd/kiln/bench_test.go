@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kiln-ml/kiln/bench"
+)
+
+// jsonKeys returns the keys of the flat JSON object in line, in order, and
+// fails on nesting.
+func jsonKeys(t *testing.T, line string) []string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("not a JSON object: %q", line)
+	}
+	var keys []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		v, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, nested := v.(json.Delim); nested {
+			t.Fatalf("%q is not flat in %q", k, line)
+		}
+	}
+	return keys
+}
+
+// The one-model line is read by other tools (issue 2): its fields and their
+// order stay as they are.
+func TestBenchJSONLineIsUnchanged(t *testing.T) {
+	want := []string{"model", "batch", "device", "input", "params", "threads", "steps", "seconds", "step_ms",
+		"train_images_per_sec", "allocs_per_step", "final_loss"}
+	r := mustRun(t, t.TempDir(), "bench", "--model", "lenet", "--batch", "2", "--steps", "1", "--warmup", "1",
+		"--seconds", "0", "--device", "cpu", "--json")
+	line := lastLineOf(r.stdout)
+	if got := jsonKeys(t, line); !slices.Equal(got, want) {
+		t.Fatalf("kiln bench --json keys\n got %v\nwant %v", got, want)
+	}
+	m := oneJSONLine(t, line+"\n")
+	if m["model"] != "lenet" || number(t, m, "batch") != 2 || m["device"] != "cpu" || number(t, m, "params") != 61706 ||
+		!(number(t, m, "train_images_per_sec") > 0) {
+		t.Fatalf("kiln bench --json: %v", m)
+	}
+	// The suite's form adds the memory figures after the same fields.
+	r = mustRun(t, t.TempDir(), "bench", "--model", "lenet", "--batch", "2", "--steps", "1", "--warmup", "1",
+		"--seconds", "0", "--json", "--memstats")
+	got := jsonKeys(t, lastLineOf(r.stdout))
+	if !slices.Equal(got[:len(want)], want) || !slices.Contains(got, "rss_peak_bytes") || !slices.Contains(got, "go_sys_bytes") {
+		t.Fatalf("kiln bench --json --memstats keys: %v", got)
+	}
+}
+
+func lastLineOf(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// The whole suite in quick mode without PyTorch: every section runs on
+// Kiln and the JSON, the markdown and the plots are written and well formed.
+func TestBenchSuiteQuick(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "results")
+	r := mustRun(t, t.TempDir(), "bench", "suite", "--quick", "--no-torch", "--out", out, "--name", "ci")
+	if !strings.Contains(r.stdout, "wrote ") || !strings.Contains(r.stdout, "time to accuracy") {
+		t.Fatalf("no terminal tables:\n%s", r.stdout)
+	}
+	matches, _ := filepath.Glob(filepath.Join(out, "ci-*-quick.json"))
+	if len(matches) != 1 {
+		t.Fatalf("want one JSON report in %s, found %v", out, matches)
+	}
+	b, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("report JSON: %v", err)
+	}
+	if rep.Partial || !rep.Settings.Quick || rep.Settings.Torch || !strings.Contains(rep.Settings.TorchMissing, "--no-torch") ||
+		rep.Machine.Name != "ci" || rep.Machine.Cores < 1 || rep.Versions.Go == "" || rep.Peak.CopyGBPS <= 0 {
+		t.Fatalf("report header: %+v %+v %+v %+v", rep.Settings, rep.Machine, rep.Versions, rep.Peak)
+	}
+	if len(rep.Ops) < 10 {
+		t.Fatalf("%d op results", len(rep.Ops))
+	}
+	for _, o := range rep.Ops {
+		if o.Kiln == nil || !(o.KilnRate > 0) || o.KilnError != "" || o.Torch != nil || o.Ratio != nil {
+			t.Errorf("op %s %s: %+v", o.Name, o.Pass, o)
+		}
+	}
+	if len(rep.Train) == 0 {
+		t.Fatal("no training results")
+	}
+	for _, tr := range rep.Train {
+		if tr.Kiln == nil || !(tr.Kiln.Median > 0) || tr.ParamsKiln == 0 || tr.KilnRSSPeakBytes <= 0 || tr.KilnError != "" {
+			t.Errorf("training %s: %+v", tr.Model, tr)
+		}
+	}
+	if rep.Scaling == nil || len(rep.Scaling.Batch) < 2 || len(rep.Scaling.Threads) == 0 || !(rep.Scaling.Batch[0].Kiln > 0) {
+		t.Fatalf("scaling: %+v", rep.Scaling)
+	}
+	if len(rep.TTA) != 1 {
+		t.Fatalf("time to accuracy: %+v", rep.TTA)
+	}
+	if tta := rep.TTA[0]; tta.Kiln == nil {
+		// Without MNIST the benchmark says why instead of giving a number.
+		if !strings.HasPrefix(tta.KilnError, "cannot run: ") {
+			t.Fatalf("time to accuracy neither ran nor said why: %+v", tta)
+		}
+	} else if tta.Kiln.Epochs != 1 || len(tta.Kiln.Curve) == 0 || tta.Recipe == "" {
+		t.Fatalf("time to accuracy: %+v", tta)
+	}
+	if len(rep.Files) < 3 || rep.Files[0] != filepath.Base(matches[0]) {
+		t.Fatalf("files: %v", rep.Files)
+	}
+	for _, f := range rep.Files[1:] {
+		b, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch filepath.Ext(f) {
+		case ".png":
+			if _, err := png.DecodeConfig(bytes.NewReader(b)); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
+		case ".md":
+			for _, want := range []string{"Quick mode", "## Machine peaks", "## Op level", "## Training throughput", "## Scaling",
+				"## Time to accuracy", "not compared: --no-torch", "![", "GEMM"} {
+				if !strings.Contains(string(b), want) {
+					t.Errorf("%s lacks %q", f, want)
+				}
+			}
+		}
+	}
+}
+
+func TestBenchSuiteUsageAndCUDA(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"bench", "suite", "--device", "tpu"},
+		{"bench", "suite", "--sections", "ops,nope"},
+		{"bench", "suite", "--rounds", "-1"},
+	} {
+		if r := kiln(t, dir, args...); r.code != 2 || len(errorLines(r.stderr)) != 1 {
+			t.Errorf("kiln %s: exit %d, stderr %q (want a usage error)", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	// --device cuda goes through to kiln bench; without a CUDA build or
+	// device every Kiln figure says so instead of a number.
+	out := filepath.Join(dir, "cuda")
+	mustRun(t, dir, "bench", "suite", "--quick", "--no-torch", "--device", "cuda", "--sections", "train", "--out", out, "--name", "gpu")
+	matches, _ := filepath.Glob(filepath.Join(out, "gpu-*.json"))
+	if len(matches) != 1 {
+		t.Fatalf("reports: %v", matches)
+	}
+	b, _ := os.ReadFile(matches[0])
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Settings.Device != "cuda" || len(rep.Train) == 0 {
+		t.Fatalf("cuda report: %+v", rep)
+	}
+	for _, tr := range rep.Train {
+		if tr.Kiln == nil && !strings.Contains(tr.KilnError, "no CUDA build/device") {
+			t.Errorf("%s on cuda: neither a figure nor the reason: %q", tr.Model, tr.KilnError)
+		}
+	}
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-ml/kiln/bench"
+)
+
+func benchSuiteCmd() *cobra.Command {
+	var (
+		cfg      bench.Config
+		sections string
+	)
+	cmd := &cobra.Command{
+		Use:   "suite",
+		Short: "Run the whole benchmark suite, side by side with PyTorch, and write the report",
+		Long: `Runs the benchmark suite: op-level timings (convolution, pooling, SGU gating,
+GEMM, batch norm, layer norm) against the machine's measured peaks, training
+images/s and peak memory of every zoo model, time to accuracy (MNIST 99%,
+Fashion-MNIST 90%, MNIST 0-vs-1 99.8%) and scaling with batch size and
+threads. When a python3 with torch is found (Debian's python3-torch), the
+same work runs in PyTorch in the same invocation, at its best thread
+setting, alternating with Kiln's runs; ratios are Kiln's speed over
+PyTorch's.
+
+Writes <out>/<machine>-<date>.json and .md with PNG plots, and prints the
+tables. The full suite takes about 20 minutes on 2 cores (about 5 without
+PyTorch); --quick is a smoke test of a few seconds whose numbers mean nothing.`,
+		Example: `  make bench                               # the full suite into bench/results
+  kiln bench suite --quick --no-torch      # a smoke test
+  kiln bench suite --sections ops,train    # some sections only`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Device != "cpu" && cfg.Device != "cuda" {
+				return usageError{fmt.Errorf("--device %q: want cpu or cuda", cfg.Device)}
+			}
+			if cfg.Threads < 0 || cfg.Rounds < 0 {
+				return usageError{fmt.Errorf("--threads and --rounds must not be negative")}
+			}
+			if sections != "" {
+				cfg.Sections = strings.Split(sections, ",")
+				for _, s := range cfg.Sections {
+					if !slices.Contains(bench.Sections, s) {
+						return usageError{fmt.Errorf("--sections: unknown %q (have %s)", s, strings.Join(bench.Sections, ", "))}
+					}
+				}
+			}
+			cfg.Log = logger()
+			cfg.Stdout = os.Stdout
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			rep, err := bench.Run(ctx, cfg)
+			if err != nil {
+				if rep != nil && len(rep.Files) > 0 {
+					fmt.Fprintf(os.Stderr, "kiln: the suite stopped; what it measured is in %s\n", strings.Join(rep.FilePaths(cfg.Out), ", "))
+				}
+				return err
+			}
+			fmt.Printf("\nwrote %s\n", strings.Join(rep.FilePaths(cfg.Out), ", "))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Device, "device", "cpu", "cpu or cuda (passed to kiln bench and to PyTorch)")
+	f.StringVar(&cfg.Out, "out", "bench/results", "folder for the JSON, the markdown report and the plots")
+	f.BoolVar(&cfg.Quick, "quick", false, "a smoke test: tiny shapes, short timings, one round (seconds)")
+	f.BoolVar(&cfg.NoTorch, "no-torch", false, "do not run PyTorch: Kiln's figures alone")
+	f.StringVar(&cfg.Python, "python", "", "python3 with torch (default /usr/bin/python3, then python3 on PATH)")
+	f.StringVar(&cfg.Name, "name", "", "machine label for the file names (default: from the CPU model and cores)")
+	f.IntVar(&cfg.Threads, "threads", 0, "Kiln's CPU threads (0: all cores)")
+	f.IntVar(&cfg.Rounds, "rounds", 0, "alternating Kiln/PyTorch rounds (0: 3, or 1 with --quick)")
+	f.StringVar(&sections, "sections", "", "comma-separated subset of "+strings.Join(bench.Sections, ","))
+	return cmd
+}
