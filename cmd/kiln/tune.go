@@ -133,6 +133,10 @@ finished trial runs again, a running one continues from its checkpoint.`,
 			if tu, err = tune.Start(dir, base, space, set); err != nil {
 				return usageError{err}
 			}
+			if n := space.GridSize(); strategy == "grid" && trials > 0 && trials < n {
+				log := logger()
+				log.Warn().Int("trials", trials).Int("grid", n).Msg("running only the first --trials points of the grid")
+			}
 		}
 		return runTune(tu, parallel, cf.c.Threads)
 	}
@@ -172,6 +176,11 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 	if p < parallel {
 		console.Warn().Int("asked", parallel).Int("parallel", p).Int("threads", t).Int("cores", cores).
 			Msg("fewer trials at once, so that threads × parallel ≤ cores")
+	}
+	if dev, _, _ := engine.ParseDevice(tu.State.Base.Device); dev == engine.CUDA && p > 1 {
+		// One GPU: trials take turns on it rather than split its memory.
+		console.Warn().Int("asked", parallel).Msg("--device cuda: one trial at a time")
+		p = 1
 	}
 	engine.SetThreads(t)
 	tu.Parallel, tu.Threads, tu.Log = p, t, console

@@ -127,3 +127,39 @@ func TestHalvingNeedsARungBelowTheRunLength(t *testing.T) {
 		t.Fatal("halving without a validation split was accepted")
 	}
 }
+
+// A trial that passed a rung alone is stopped at its next validation once
+// later trials push it out of that rung's top 1/eta.
+func TestHalvingStopsARunningTrialOvertakenAtAPassedRung(t *testing.T) {
+	set := Settings{Strategy: "halving", Trials: 4, Metric: "val_loss", Seed: 1, Eta: 2, MinResource: 1, Unit: "epochs"}
+	base := trainer.DefaultConfig()
+	base.Epochs = 4
+	tu, err := Start(t.TempDir(), base, mustSpace(t, "lr: [0.1, 0.01, 0.001, 0.0001]"), set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tu.State.Trials
+	at := func(epoch float64, loss float64) Report {
+		return Report{Epoch: epoch, Metrics: map[string]float64{"val_loss": loss}}
+	}
+	if tu.report(tr[0], at(1, 2.0)) {
+		t.Fatal("the first trial at a rung was stopped")
+	}
+	if tu.report(tr[0], at(1.5, 1.9)) || tr[0].Rung != 1 {
+		t.Fatalf("trial 1 stopped with no peers (rung %d)", tr[0].Rung)
+	}
+	// Three better trials reach epoch 1 while trial 1 runs on (the second
+	// and third of them behind the first: ⌊3/2⌋ = 1, ⌊4/2⌋ = 2): trial 1
+	// is now last of four.
+	for i, loss := range []float64{1.0, 1.1, 1.2} {
+		if stop := tu.report(tr[i+1], at(1, loss)); stop != (i > 0) {
+			t.Fatalf("trial %d at loss %v: stop %v", i+2, loss, stop)
+		}
+	}
+	if !tu.report(tr[0], at(1.75, 1.8)) || tr[0].StopAt != 1 {
+		t.Fatalf("trial 1, overtaken at rung 1, was not stopped (stop_at %d)", tr[0].StopAt)
+	}
+	if tu.report(tr[1], at(1.75, 0.9)) {
+		t.Fatal("trial 2, the best at rung 1, was stopped")
+	}
+}

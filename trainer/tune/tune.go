@@ -18,7 +18,10 @@
 // that have reported at that rung so far (the best always continues);
 // otherwise the callback stops it. No trial waits for others, so parallel
 // workers stay busy; the price is that early trials are judged against fewer
-// peers, as in every asynchronous variant.
+// peers. To narrow that, a trial still running stays subject to the rungs it
+// has passed: once later trials push it out of a rung's top ⌊n/η⌋, its next
+// validation stops it. A trial that finished before its peers arrived keeps
+// its result (with one worker, every trial but the last few).
 //
 // Trials run in this process, up to Parallel at a time. The engine's worker
 // pool is shared: the caller sizes it to cores/Parallel threads, a trial
@@ -443,6 +446,14 @@ func (tu *Tuner) save() error {
 	return tu.State.save(tu.Dir)
 }
 
+func (r *Rung) values() []float64 {
+	out := make([]float64, 0, len(r.Values))
+	for _, v := range r.Values {
+		out = append(out, v)
+	}
+	return out
+}
+
 // rungResource is the epochs or steps of rung k (0-based).
 func (set Settings) rungResource(k int) float64 {
 	return set.MinResource * math.Pow(float64(set.Eta), float64(k))
@@ -470,6 +481,20 @@ func (tu *Tuner) report(t *Trial, r Report) bool {
 	}
 	changed := false
 	maximize := Maximize(set.Metric)
+	// A rung passed early, against few peers, is judged again as more
+	// trials report there: a running trial that has fallen out of a rung's
+	// top 1/eta stops now rather than run on.
+	for k := 0; k < t.Rung && k < len(tu.State.Rungs); k++ {
+		if v, ok := tu.State.Rungs[k].Values[t.ID]; ok && !promoted(tu.State.Rungs[k].values(), v, set.Eta, maximize) {
+			t.StopAt = k + 1
+			tu.Log.Info().Str("trial", t.Name()).Int("rung", k+1).Float64(valMetric(set.Metric), v).
+				Int("reported", len(tu.State.Rungs[k].Values)).Msg("stopped by successive halving: overtaken at a rung it had passed")
+			if err := tu.save(); err != nil {
+				tu.Log.Error().Err(err).Msg("saving the tune state")
+			}
+			return true
+		}
+	}
 	for {
 		k := t.Rung
 		need := set.rungResource(k)
@@ -481,10 +506,7 @@ func (tu *Tuner) report(t *Trial, r Report) bool {
 		}
 		rung := tu.State.Rungs[k]
 		rung.Values[t.ID] = value
-		values := make([]float64, 0, len(rung.Values))
-		for _, v := range rung.Values {
-			values = append(values, v)
-		}
+		values := rung.values()
 		changed = true
 		ev := tu.Log.Info().Str("trial", t.Name()).Int("rung", k+1).Float64(set.Unit, need).
 			Float64(valMetric(set.Metric), value).Int("reported", len(values))
