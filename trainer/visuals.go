@@ -157,10 +157,22 @@ func (t *Trainer) openVisuals(s *data.Splits, step int) {
 	v := &visualState{pictures: !t.Config.NoVisuals, lastLR: -1, doneStep: -1}
 	t.vis = v
 	ev, err := tbevents.Create(t.Run.Path)
+	if err == nil {
+		// TensorBoard drops what earlier event files hold past this step.
+		err = ev.SessionStart(int64(step) + 1)
+	}
 	if err != nil {
 		t.Log.Error().Err(err).Msg("tensorboard event file; continuing without it")
 	} else {
 		v.events = ev
+	}
+	if !t.Resume {
+		// A run that ended before its first checkpoint may have left these.
+		for _, f := range []string{HistogramsFile, VisualsFile} {
+			if err := os.Remove(t.Run.File(f)); err != nil && !os.IsNotExist(err) {
+				t.Log.Error().Err(err).Msg("removing an earlier run's " + f)
+			}
+		}
 	}
 	if !v.pictures {
 		return

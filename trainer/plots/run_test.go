@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,7 +100,7 @@ func written(t *testing.T, rep *Report, want ...string) map[string]string {
 }
 
 func TestPlotsOfALeNetRun(t *testing.T) {
-	dir := train(t, "lenet", 640, 120, 8, 0, 0)
+	dir := train(t, "lenet", 320, 64, 5, 0, 0)
 	rep, err := WriteRun(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +116,7 @@ func TestPlotsOfALeNetRun(t *testing.T) {
 	}
 	v := visuals(t, dir)
 	fw, fh := filtersSize(6, 5, 5)
-	fw = max(fw, textWidth("conv1.weight: 6 filters 5x5, step 40")+2*pad)
+	fw = max(fw, textWidth(fmt.Sprintf("conv1.weight: 6 filters 5x5, step %d", v.Step))+2*pad)
 	decodePNG(t, files[FiltersPNG], fw, fh)
 	sw, sh := samplesSize(64, 28, 28)
 	if sw != pad+8*(84+pad) || sh != titleH+8*(84+captionH+pad) {
@@ -127,7 +128,7 @@ func TestPlotsOfALeNetRun(t *testing.T) {
 		t.Errorf("first sample's frame is (%d,%d,%d), not red", r>>8, g>>8, b>>8)
 	}
 	cw, ch := confusionSize(10, v.Classes)
-	decodePNG(t, files[ConfusionPNG], max(cw, textWidth("confusion at step 40: rows true, columns predicted")+2*pad), ch)
+	decodePNG(t, files[ConfusionPNG], max(cw, textWidth(fmt.Sprintf("confusion at step %d: rows true, columns predicted", v.Step))+2*pad), ch)
 	hw, hh := histogramsSize(10)
 	decodePNG(t, files[HistogramsPNG], hw, hh)
 

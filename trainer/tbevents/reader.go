@@ -20,6 +20,8 @@ type Event struct {
 	Step        int64
 	FileVersion string
 	Values      []Value
+	// SessionStatus is session_log.status (1: START), 0 when absent.
+	SessionStatus int
 }
 
 // Value is one Summary.Value: a scalar (HasScalar) or a histogram.
@@ -96,6 +98,13 @@ func ParseEvent(b []byte) (Event, error) {
 			e.Step = int64(v)
 		case field == 3 && wire == wireBytes:
 			e.FileVersion = string(bs)
+		case field == 7 && wire == wireBytes:
+			return walkFields(bs, func(field, wire int, v uint64, _ []byte) error {
+				if field == 1 && wire == wireVarint {
+					e.SessionStatus = int(v)
+				}
+				return nil
+			})
 		case field == 5 && wire == wireBytes:
 			return walkFields(bs, func(field, wire int, _ uint64, bs []byte) error {
 				if field != 1 || wire != wireBytes {

@@ -17,7 +17,9 @@
 // The few protobuf messages are encoded by hand (they are a dozen fields,
 // all listed below), so the module needs no protobuf dependency:
 //
-//	Event           1 wall_time double, 2 step int64, 3 file_version string, 5 summary Summary
+//	Event           1 wall_time double, 2 step int64, 3 file_version string, 5 summary Summary,
+//	                7 session_log SessionLog
+//	SessionLog      1 status enum (START = 1)
 //	Summary         1 value repeated Value
 //	Summary.Value   1 tag string, 2 simple_value float, 5 histo HistogramProto
 //	HistogramProto  1 min, 2 max, 3 num, 4 sum, 5 sum_squares double,
@@ -151,6 +153,24 @@ func (w *Writer) Histogram(tag string, step int64, h Histogram) error {
 		})
 	}))
 }
+
+// SessionStart records that a run (re)starts at step: TensorBoard then
+// drops what earlier files of the directory hold from that step on, as it
+// does for a TensorFlow job restarted from a checkpoint (an Event with
+// session_log{status: START}, field 7, status field 1 = START).
+func (w *Writer) SessionStart(step int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.write(w.event(step, func(b []byte) []byte {
+		return appendMessage(b, 7, func(b []byte) []byte {
+			b = appendTag(b, 1, wireVarint)
+			return append(b, sessionStart)
+		})
+	}))
+}
+
+// sessionStart is SessionLog.SessionStatus START.
+const sessionStart = 1
 
 // Flush hands buffered records to the OS.
 func (w *Writer) Flush() error {

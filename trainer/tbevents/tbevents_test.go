@@ -75,12 +75,15 @@ func TestBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Now = fixedClock(1.5, 2)
+	w.Now = fixedClock(1.5, 2, 3)
 	if err := w.Scalar("loss", 7, 0.5); err != nil {
 		t.Fatal(err)
 	}
 	h := Histogram{Min: -1, Max: 1, Num: 3, Sum: 0.5, SumSquares: 2.25, Limits: []float64{0, 1}, Counts: []float64{1, 2}}
 	if err := w.Histogram("h", 300, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SessionStart(5); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -140,7 +143,10 @@ func TestBytes(t *testing.T) {
 	rec2 = append(rec2, 0x2a, byte(len(summary)))
 	rec2 = append(rec2, summary...)
 
-	want := append(append(frame(rec0), frame(rec1)...), frame(rec2)...)
+	// Record 3: Event{wall_time 3, step 5, session_log{status START}}.
+	rec3 := append(dbl(0x09, 3), 0x10, 0x05, 0x3a, 2, 0x08, 0x01)
+
+	want := append(append(append(frame(rec0), frame(rec1)...), frame(rec2)...), frame(rec3)...)
 	if !bytes.Equal(got, want) {
 		for i := range min(len(got), len(want)) {
 			if got[i] != want[i] {
@@ -155,7 +161,7 @@ func TestBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ev) != 3 || ev[0].FileVersion != FileVersion || ev[1].Step != 7 || ev[1].WallTime != 1.5 ||
+	if len(ev) != 4 || ev[3].SessionStatus != 1 || ev[3].Step != 5 || ev[0].FileVersion != FileVersion || ev[1].Step != 7 || ev[1].WallTime != 1.5 ||
 		len(ev[1].Values) != 1 || ev[1].Values[0].Tag != "loss" || !ev[1].Values[0].HasScalar || ev[1].Values[0].Scalar != 0.5 {
 		t.Fatalf("read back %+v", ev)
 	}
