@@ -154,7 +154,7 @@ func Conv2DForward(out, x, w, b *Tensor, p Conv2DParams) error {
 	if out == nil || x == nil || w == nil {
 		return shapeErr(op, "out, x and w are required", "out", out, "x", x, "w", w, "b", b)
 	}
-	_, dt, err := agree(op, out, x, w, b)
+	dev, dt, err := agreeDev(op, out, x, w, b)
 	if err != nil {
 		return err
 	}
@@ -167,6 +167,10 @@ func Conv2DForward(out, x, w, b *Tensor, p Conv2DParams) error {
 	}
 	if msg != "" {
 		return shapeErr(op, msg, "out", out, "x", x, "w", w, "b", b, "params", p)
+	}
+	if dev == CUDA {
+		return runCUDA(op, func() error { return conv2DForwardCUDA(&g, out, x, w, b) },
+			func(h []*Tensor) error { return Conv2DForward(h[0], h[1], h[2], h[3], p) }, out, x, w, b)
 	}
 	if dt == Float64 {
 		conv2D(&g, false, out.f64, x.f64, w.f64, b.f64Or(), nil, nil, nil)
@@ -187,7 +191,7 @@ func Conv2DBackward(dx, dw, db, dout, x, w *Tensor, p Conv2DParams) error {
 		return shapeErr(op, "dout, x and w are required",
 			"dx", dx, "dw", dw, "db", db, "dout", dout, "x", x, "w", w)
 	}
-	_, dt, err := agree(op, dx, dw, db, dout, x, w)
+	dev, dt, err := agreeDev(op, dx, dw, db, dout, x, w)
 	if err != nil {
 		return err
 	}
@@ -208,6 +212,11 @@ func Conv2DBackward(dx, dw, db, dout, x, w *Tensor, p Conv2DParams) error {
 	}
 	if dx == nil && dw == nil && db == nil {
 		return nil
+	}
+	if dev == CUDA {
+		return runCUDA(op, func() error { return conv2DBackwardCUDA(&g, dx, dw, db, dout, x, w) },
+			func(h []*Tensor) error { return Conv2DBackward(h[0], h[1], h[2], h[3], h[4], h[5], p) },
+			dx, dw, db, dout, x, w)
 	}
 	if dt == Float64 {
 		conv2D(&g, true, dout.f64, x.f64, w.f64, nil, dx.f64Or(), dw.f64Or(), db.f64Or())

@@ -7,13 +7,17 @@ package engine
 //	out: (N, O)  x: (N, I)  w: (O, I)  b: (O) or nil
 func LinearForward(out, x, w, b *Tensor) error {
 	const op = "LinearForward"
-	_, dt, err := agree(op, out, x, w, b)
+	dev, dt, err := agreeDev(op, out, x, w, b)
 	if err != nil {
 		return err
 	}
 	if x.Rank() != 2 || w.Rank() != 2 || out.Rank() != 2 || x.Dim(1) != w.Dim(1) ||
 		!out.SameShape(x.Dim(0), w.Dim(0)) || (b != nil && !b.SameShape(w.Dim(0))) {
 		return shapeErr(op, "want x (N,I), w (O,I), b (O), out (N,O)", "out", out, "x", x, "w", w, "b", b)
+	}
+	if dev == CUDA {
+		return runCUDA(op, func() error { return linearForwardCUDA(out, x, w, b) },
+			func(h []*Tensor) error { return LinearForward(h[0], h[1], h[2], h[3]) }, out, x, w, b)
 	}
 	if dt == Float64 {
 		linearForward(out.f64, x.f64, w.f64, b.f64Or(), x.Dim(0), x.Dim(1), w.Dim(0))
@@ -29,7 +33,7 @@ func LinearForward(out, x, w, b *Tensor) error {
 //	dx: (N, I)  dw: (O, I)  db: (O)  dout: (N, O)  x: (N, I)  w: (O, I)
 func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
 	const op = "LinearBackward"
-	_, dt, err := agree(op, dx, dw, db, dout, x, w)
+	dev, dt, err := agreeDev(op, dx, dw, db, dout, x, w)
 	if err != nil {
 		return err
 	}
@@ -38,6 +42,11 @@ func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
 		(db != nil && !db.SameShape(w.Dim(0))) {
 		return shapeErr(op, "want dout (N,O), x/dx (N,I), w/dw (O,I), db (O)",
 			"dx", dx, "dw", dw, "db", db, "dout", dout, "x", x, "w", w)
+	}
+	if dev == CUDA {
+		return runCUDA(op, func() error { return linearBackwardCUDA(dx, dw, db, dout, x, w) },
+			func(h []*Tensor) error { return LinearBackward(h[0], h[1], h[2], h[3], h[4], h[5]) },
+			dx, dw, db, dout, x, w)
 	}
 	n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
 	if dt == Float64 {

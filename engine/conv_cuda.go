@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/kiln-ml/kiln/cuda"
+)
+
+// Conv2D on the GPU (kernels/conv.cu): implicit GEMMs on the tiling of
+// kernels/gemm_tile.cuh, one launch per pass covering every image and group
+// (grid z = group), so the products are as wide as the batch and no im2col
+// matrix is ever written:
+//
+//	forward      M = Cout/groups, N = batch·OH·OW, K = Cin/groups·KH·KW
+//	input grad   M = Cin/groups,  N = batch·H·W,   K = Cout/groups·KH·KW (gather; no atomics)
+//	weight grad  M = Cout/groups, N = Cin/groups·KH·KW, K = batch·OH·OW (split over K)
+//	bias grad    one block per output channel
+//
+// Every pass is deterministic. Tensors must have fewer than 2^31 elements
+// (the kernels index in 32 bits).
+
+var (
+	kConvForward   = declareGemm("conv2d_forward")
+	kConvInputGrad = declareGemm("conv2d_input_grad")
+	kConvWeightGrd = declareGemm("conv2d_weight_grad")
+	kConvBiasGrad  = cuda.K("conv2d_bias_grad_f32")
+)
+
+// convIndexable reports an error when a tensor is too large for the
+// kernels' 32-bit indices.
+func convIndexable(op string, ts ...*Tensor) error {
+	for _, t := range ts {
+		if t != nil && t.Len() > math.MaxInt32 {
+			return fmt.Errorf("%s on cuda: tensor %v has %d elements, the kernels index at most 2^31-1 (split the batch)", op, t.shape, t.Len())
+		}
+	}
+	return nil
+}
+
+// shapeArgs appends the geometry in the kernels' parameter order.
+func (g *convGeom) shapeArgs(a *cuda.Args) *cuda.Args {
+	return a.Int(g.n).Int(g.cin).Int(g.h).Int(g.w).Int(g.cout).Int(g.kh).Int(g.kw).Int(g.oh).Int(g.ow).
+		Int(g.sh).Int(g.sw).Int(g.ph).Int(g.pw).Int(g.dh).Int(g.dw).Int(g.groups)
+}
+
+// conv2DForwardCUDA: out = conv(x, w) + b; shapes checked by Conv2DForward.
+func conv2DForwardCUDA(g *convGeom, out, x, w, b *Tensor) error {
+	if err := convIndexable("Conv2DForward", out, x, w); err != nil {
+		return err
+	}
+	if g.n == 0 {
+		return nil
+	}
+	p, err := planGemm(kConvForward, g.mg, g.n*g.p, g.kg, g.groups, false)
+	if err != nil {
+		return err
+	}
+	var a cuda.Args
+	a.Ptr(out.dptr()).Ptr(x.dptr()).Ptr(w.dptr()).Ptr(b.dptrOr())
+	return cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a))
+}
+
+// conv2DBackwardCUDA: dx = ∂L/∂x (overwritten), dw += ∂L/∂w, db += ∂L/∂b;
+// any of them may be nil. Shapes checked by Conv2DBackward.
+func conv2DBackwardCUDA(g *convGeom, dx, dw, db, dout, x, w *Tensor) error {
+	if err := convIndexable("Conv2DBackward", dx, dout, x, w); err != nil {
+		return err
+	}
+	if g.n == 0 {
+		return nil // dx is empty, nothing adds to dw and db
+	}
+	if db != nil {
+		var a cuda.Args
+		a.Ptr(db.dptr()).Ptr(dout.dptr()).Int(g.n).Int(g.cout).Int(g.p)
+		if err := cuda.Launch(kConvBiasGrad, cuda.D1(min(g.cout, 65535)), cuda.D1(256), 0, &a); err != nil {
+			return err
+		}
+	}
+	if dx != nil {
+		p, err := planGemm(kConvInputGrad, g.cg, g.n*g.inPlane, g.mg*g.kh*g.kw, g.groups, false)
+		if err != nil {
+			return err
+		}
+		var a cuda.Args
+		a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(w.dptr())
+		if err := cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a)); err != nil {
+			return err
+		}
+	}
+	if dw != nil {
+		m, n := g.mg, g.kg
+		p, err := planGemm(kConvWeightGrd, m, n, g.n*g.p, g.groups, true)
+		if err != nil {
+			return err
+		}
+		ws, wsBytes, err := p.workspace(g.groups, m, n)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if ws != 0 {
+				cuda.Free(ws, wsBytes)
+			}
+		}()
+		var a cuda.Args
+		a.Ptr(dw.dptr()).Ptr(dout.dptr()).Ptr(x.dptr()).Ptr(ws).Int(p.splits)
+		if err := cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a)); err != nil {
+			return err
+		}
+		if p.splits > 1 {
+			return splitKReduce(dw.dptr(), g.kg, int64(m*n), ws, m, n, g.groups, p.splits, 1, 1)
+		}
+	}
+	return nil
+}
+
+// dptrOr is a possibly-nil tensor's device pointer, 0 for nil.
+func (t *Tensor) dptrOr() cuda.Ptr {
+	if t == nil {
+		return 0
+	}
+	return t.dptr()
+}

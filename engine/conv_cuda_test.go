@@ -1,0 +1,188 @@
+package engine_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// convRun is one convolution's tensors on the CPU and their GPU copies.
+type convRun struct {
+	c                    convCase
+	x, w, b, dout        *engine.Tensor // CPU float32
+	dx, dw, db, out      *engine.Tensor // CPU results
+	gx, gw, gb, gdout    *engine.Tensor // GPU inputs
+	gdx, gdw, gdb, gout  *engine.Tensor // GPU results
+	kFwd, kDgrad, kWgrad int            // reduction lengths
+}
+
+func newConvRun(t *testing.T, rng *rand.Rand, c convCase) *convRun {
+	t.Helper()
+	r := &convRun{c: c}
+	xs, ws := c.shapes()
+	os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+	opsMust(t, err)
+	r.x, r.gx = devRand(t, rng, xs...)
+	r.w, r.gw = devRand(t, rng, ws...)
+	if c.bias {
+		r.b, r.gb = devRand(t, rng, c.cout)
+	}
+	r.dout, r.gdout = devRand(t, rng, os...)
+	r.out, r.gout = engine.New(engine.Float32, os...), dev(t, engine.New(engine.Float32, os...))
+	r.out.Fill(math.NaN()) // must be overwritten
+	r.gout.Fill(math.NaN())
+	r.dx, r.gdx = engine.New(engine.Float32, xs...), dev(t, engine.New(engine.Float32, xs...))
+	r.dx.Fill(math.NaN())
+	r.gdx.Fill(math.NaN())
+	// Parameter gradients start non-zero: backward must add to them.
+	r.dw, r.gdw = devRand(t, rng, ws...)
+	r.db, r.gdb = devRand(t, rng, c.cout)
+	g := max(c.p.Groups, 1)
+	r.kFwd = c.cin / g * c.kh * c.kw
+	r.kDgrad = c.cout / g * c.kh * c.kw
+	r.kWgrad = os[0] * os[2] * os[3]
+	return r
+}
+
+func convKernel(pass string, tile int, tf32 bool) string {
+	dt := "f32"
+	if tf32 {
+		dt = "tf32"
+	}
+	return fmt.Sprintf("conv2d_%s_%dx%d_%s", pass, tile, tile, dt)
+}
+
+// check compares the GPU results with the CPU ones. scale multiplies the
+// fp32 tolerances (2 after two backward passes: the sums doubled).
+func (r *convRun) check(t *testing.T, name string, tile int, splits bool, tf32 bool, fwd, bwd bool) {
+	t.Helper()
+	tol := func(k int) (float64, float64) {
+		if tf32 {
+			return 2e-3 * (1 + math.Sqrt(float64(k))), 2e-3
+		}
+		a, rt := gemmTol(k)
+		return 2 * a, rt
+	}
+	if fwd {
+		a, rt := tol(r.kFwd + 1)
+		checkKernels(t, []string{convKernel("forward", tile, tf32)}, name+" out", r.gout, r.out, a, rt)
+	}
+	if !bwd {
+		return
+	}
+	if r.gdx != nil {
+		a, rt := tol(r.kDgrad)
+		checkKernels(t, []string{convKernel("input_grad", tile, tf32)}, name+" dx", r.gdx, r.dx, a, rt)
+	}
+	if r.gdw != nil {
+		ks := []string{convKernel("weight_grad", tile, tf32)}
+		if splits {
+			ks = append(ks, "gemm_splitk_reduce_f32")
+		}
+		a, rt := tol(2 * r.kWgrad)
+		checkKernels(t, ks, name+" dw", r.gdw, r.dw, a, rt)
+	}
+	if r.gdb != nil {
+		a, rt := gemmTol(2 * r.kWgrad)
+		checkKernels(t, []string{"conv2d_bias_grad_f32"}, name+" db", r.gdb, r.db, a, rt)
+	}
+}
+
+func (r *convRun) forward(t *testing.T) {
+	t.Helper()
+	opsMust(t, engine.Conv2DForward(r.out, r.x, r.w, r.b, r.c.p))
+	opsMust(t, engine.Conv2DForward(r.gout, r.gx, r.gw, r.gb, r.c.p))
+}
+
+func (r *convRun) backward(t *testing.T) {
+	t.Helper()
+	opsMust(t, engine.Conv2DBackward(r.dx, r.dw, r.db, r.dout, r.x, r.w, r.c.p))
+	opsMust(t, engine.Conv2DBackward(r.gdx, r.gdw, r.gdb, r.gdout, r.gx, r.gw, r.c.p))
+}
+
+// Every case of the CPU tests (odd sizes, batch 1, stride, padding,
+// dilation, groups, depthwise, 1×1, a kernel that fills the input), forward
+// and backward (dw and db start random and must be added to; every third
+// case runs backward twice), on the 64 tile with the automatic plan; four of
+// them (stride 2, depthwise, 1×1 stride 2, one-axis padding) again on the
+// 128 tile with the weight gradient split three ways.
+func TestCUDAConv2D(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	for _, plan := range []struct{ tile, splits int }{{64, 0}, {128, 3}} {
+		restore := engine.SetGemmPlanForTest(plan.tile, plan.splits)
+		for i, c := range convCases {
+			if plan.tile == 128 && i%4 != 1 {
+				continue
+			}
+			rng := rand.New(rand.NewPCG(21, uint64(i)))
+			r := newConvRun(t, rng, c)
+			r.forward(t)
+			r.backward(t)
+			if i%3 == 0 {
+				r.backward(t)
+			}
+			steps := (r.kWgrad + 7) / 8
+			split := plan.splits > 1 && steps > 1
+			r.check(t, fmt.Sprintf("%s tile %d", c.name, plan.tile), plan.tile, split, false, true, true)
+		}
+		restore()
+	}
+}
+
+// Nil gradients: each of dx, dw, db asked for alone.
+func TestCUDAConv2DPartialGradients(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	c := convCases[4] // groups2, with bias
+	for _, which := range []string{"dx", "dw", "db"} {
+		rng := rand.New(rand.NewPCG(22, 0))
+		r := newConvRun(t, rng, c)
+		dx, dw, db, gdx, gdw, gdb := r.dx, r.dw, r.db, r.gdx, r.gdw, r.gdb
+		switch which {
+		case "dx":
+			dw, db, gdw, gdb = nil, nil, nil, nil
+		case "dw":
+			dx, db, gdx, gdb = nil, nil, nil, nil
+		case "db":
+			dx, dw, gdx, gdw = nil, nil, nil, nil
+		}
+		opsMust(t, engine.Conv2DBackward(dx, dw, db, r.dout, r.x, r.w, c.p))
+		opsMust(t, engine.Conv2DBackward(gdx, gdw, gdb, r.gdout, r.gx, r.gw, c.p))
+		r.gdx, r.gdw, r.gdb = gdx, gdw, gdb
+		r.check(t, c.name+" only "+which, 64, false, false, false, true)
+	}
+}
+
+// TF32 convolutions against the fp32 CPU op, at TF32 precision.
+func TestCUDAConv2DTF32(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(true)
+	defer engine.SetCUDATF32(false)
+	restore := engine.SetGemmPlanForTest(128, 0)
+	defer restore()
+	for _, i := range []int{1, 3, 4, 9} { // stride2-pad1, dilation2, groups2, 1x1-stride2
+		c := convCases[i]
+		rng := rand.New(rand.NewPCG(23, uint64(i)))
+		r := newConvRun(t, rng, c)
+		r.forward(t)
+		r.backward(t)
+		r.check(t, c.name+" tf32", 128, false, true, true, true)
+	}
+}
+
+// The debug switch KILN_CUDA_CHECK reruns Conv2D on the CPU and compares;
+// it must pass a correct kernel (and so its CPU rerun must be wired right).
+func TestCUDAConv2DCheckSwitch(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDACheck(true)
+	defer engine.SetCUDACheck(false)
+	c := convCases[1]
+	r := newConvRun(t, rand.New(rand.NewPCG(24, 0)), c)
+	opsMust(t, engine.Conv2DForward(r.gout, r.gx, r.gw, r.gb, c.p))
+	opsMust(t, engine.Conv2DBackward(r.gdx, r.gdw, r.gdb, r.gdout, r.gx, r.gw, c.p))
+	opsMust(t, engine.Conv2DBackward(nil, nil, r.gdb, r.gdout, r.gx, r.gw, c.p))
+}

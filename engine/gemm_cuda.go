@@ -1,0 +1,181 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/kiln-ml/kiln/cuda"
+)
+
+// The GPU matrix product (kernels/gemm.cu, tiling in kernels/gemm_tile.cuh):
+// gemm's twin on device buffers, used by Linear and, through the same tiling,
+// by the implicit-GEMM convolution (conv_cuda.go).
+//
+// Plan: a 64×64 tile by default, 128×128 (8×8 outputs per thread) once the
+// product has enough 128-tiles to fill the GPU; when the tile grid is still
+// small and k is long (weight gradients: k is the batch), k is split over up
+// to 64 blocks per tile, each writing a partial product that a second kernel
+// adds up in order. The plan depends only on the shapes, never on the GPU
+// model or timing, so a result is the same on every run and every card.
+//
+// TF32: with KILN_TF32=1 (or SetCUDATF32(true)) products planned on the
+// 128×128 tile use the TF32 tensor-core kernels (sm_80+: mma.sync m16n8k8),
+// several times the fp32 rate, with inputs rounded to 10 mantissa bits (about
+// 1e-3 relative error per product, as PyTorch's allow_tf32). Off by default:
+// fp32 is what the CPU reference and the gradient checks agree with.
+
+// gemmKernels are one op's kernels: 64×64 fp32, 128×128 fp32, 128×128 tf32.
+type gemmKernels struct{ k64, k128, tf32 *cuda.Kernel }
+
+func declareGemm(prefix string) gemmKernels {
+	return gemmKernels{cuda.K(prefix + "_64x64_f32"), cuda.K(prefix + "_128x128_f32"), cuda.K(prefix + "_128x128_tf32")}
+}
+
+var (
+	// kGemm[transA][transB]
+	kGemm = [2][2]gemmKernels{
+		{declareGemm("gemm_nn"), declareGemm("gemm_nt")},
+		{declareGemm("gemm_tn"), declareGemm("gemm_tt")},
+	}
+	kGemmSplitKReduce = cuda.K("gemm_splitk_reduce_f32")
+)
+
+const (
+	gemmThreads = 256
+	gemmBK      = 8
+	// gemmTargetBlocks is the tile grid the plan aims for: two waves of an
+	// H100's 132 SMs. A constant (not the SM count) so that the split, and
+	// so the summation order, is the same on every GPU.
+	gemmTargetBlocks = 264
+	gemmMaxSplits    = 64
+	// gemmMinSplitSteps: a split covers at least this many k-steps of 8.
+	gemmMinSplitSteps = 16
+	// gemmMaxWorkspace bounds the split-K partial products (bytes).
+	gemmMaxWorkspace = 256 << 20
+	gridMaxYZ        = 65535
+)
+
+var cudaTF32 = os.Getenv("KILN_TF32") == "1"
+
+// SetCUDATF32 turns the TF32 tensor-core path of the GPU matrix products
+// (GEMM, Linear, Conv2D) on or off; KILN_TF32=1 sets it at start-up. TF32
+// rounds each input to 10 mantissa bits: faster on sm_80+ GPUs, about 1e-3
+// relative error per product instead of fp32's 6e-8.
+func SetCUDATF32(on bool) { cudaTF32 = on }
+
+// CUDATF32 reports whether the TF32 path is on.
+func CUDATF32() bool { return cudaTF32 }
+
+// gemmForceTile and gemmForceSplits override the plan (tests: every kernel
+// variant on small shapes). Zero means automatic.
+var gemmForceTile, gemmForceSplits int
+
+type gemmPlan struct {
+	k      *cuda.Kernel
+	tile   int // BM = BN
+	splits int
+	grid   cuda.Dim3
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// planGemm picks the tile and the split for an m×n×k product repeated over
+// batch groups; split says whether the op can take a split-K workspace.
+func planGemm(ks gemmKernels, m, n, k, batch int, split bool) (gemmPlan, error) {
+	p := gemmPlan{k: ks.k64, tile: 64, splits: 1}
+	big := m >= 128 && n >= 128 && ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= gemmTargetBlocks/2
+	if gemmForceTile != 0 {
+		big = gemmForceTile == 128
+	}
+	if big {
+		p.k, p.tile = ks.k128, 128
+		if cudaTF32 {
+			p.k = ks.tf32
+		}
+	}
+	blocks := ceilDiv(m, p.tile) * ceilDiv(n, p.tile) * batch
+	steps := ceilDiv(k, gemmBK)
+	if split && steps > 1 {
+		s := 1
+		if blocks < gemmTargetBlocks/2 { // under one wave
+			s = min(ceilDiv(gemmTargetBlocks, blocks), steps/gemmMinSplitSteps, gemmMaxSplits)
+		}
+		if gemmForceSplits != 0 {
+			s = gemmForceSplits
+		}
+		for s > 1 && int64(s)*int64(batch)*int64(m)*int64(n)*4 > gemmMaxWorkspace {
+			s /= 2
+		}
+		if s > 1 {
+			per := ceilDiv(steps, s)
+			p.splits = ceilDiv(steps, per) // no split left empty
+		}
+	}
+	gx, gy, gz := ceilDiv(n, p.tile), ceilDiv(m, p.tile), batch*p.splits
+	if gy > gridMaxYZ || gz > gridMaxYZ || gx > math.MaxInt32 {
+		return p, fmt.Errorf("gemm %d×%d×%d (batch %d): grid %d×%d×%d exceeds the device's limits", m, n, k, batch, gx, gy, gz)
+	}
+	p.grid = cuda.Dim3{X: uint32(gx), Y: uint32(gy), Z: uint32(gz)}
+	return p, nil
+}
+
+// workspace allocates a plan's split-K buffer (none for one split).
+func (p gemmPlan) workspace(batch, m, n int) (cuda.Ptr, int64, error) {
+	if p.splits <= 1 {
+		return 0, 0, nil
+	}
+	bytes := int64(p.splits) * int64(batch) * int64(m) * int64(n) * 4
+	ws, err := cuda.Alloc(bytes)
+	return ws, bytes, err
+}
+
+// splitKReduce finishes a split product: C[b] = alpha·Σ partials + beta·C[b].
+func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, splits int, alpha, beta float32) error {
+	var a cuda.Args
+	a.Ptr(c).Int(ldc).I64(sc).Ptr(ws).Int(m).Int(n).Int(batch).Int(splits).F32(alpha).F32(beta)
+	return launchElt(kGemmSplitKReduce, batch*m*n, &a)
+}
+
+// gemmCUDA is gemm on device buffers, batch times: for each b,
+// C_b = alpha·op(A_b)·op(B_b) + beta·C_b with X_b = X + b·sX (elements). The
+// same conventions as gemm: row-major, op(A) m×k, op(B) k×n, beta == 0
+// overwrites C without reading it. The launches are queued; the caller's
+// buffers must stay alive until the stream reaches them (as every op's do).
+func gemmCUDA(transA, transB bool, m, n, k, batch int, alpha float32, a cuda.Ptr, lda int, sa int64,
+	b cuda.Ptr, ldb int, sb int64, beta float32, c cuda.Ptr, ldc int, sc int64) error {
+	if m == 0 || n == 0 || batch == 0 {
+		return nil
+	}
+	ks := kGemm[b2i(transA)][b2i(transB)]
+	p, err := planGemm(ks, m, n, k, batch, true)
+	if err != nil {
+		return err
+	}
+	ws, wsBytes, err := p.workspace(batch, m, n)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if ws != 0 {
+			cuda.Free(ws, wsBytes)
+		}
+	}()
+	var args cuda.Args
+	args.Ptr(a).Int(lda).I64(sa).Ptr(b).Int(ldb).I64(sb).Ptr(c).Int(ldc).I64(sc).
+		Int(m).Int(n).Int(k).F32(alpha).F32(beta).Int(p.splits).Ptr(ws)
+	if err := cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, &args); err != nil {
+		return err
+	}
+	if p.splits > 1 {
+		return splitKReduce(c, ldc, sc, ws, m, n, batch, p.splits, alpha, beta)
+	}
+	return nil
+}
+
+func b2i(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,278 @@
+package engine_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kiln-ml/kiln/cuda"
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// fp32 products against the CPU gemm: both sum k float32 products in
+// different orders (the CPU in blocks of its micro-kernel, the GPU in k order
+// per split), so they differ by a few ulp of the partial sums, growing like
+// √k. Inputs are in [-1,1), so |C| is about √k/3; the tolerance allows ~8 ulp
+// of that per element.
+func gemmTol(k int) (atol, rtol float64) {
+	return 1e-6 * (1 + math.Sqrt(float64(k))), 1e-5
+}
+
+type gemmCase struct {
+	m, n, k int
+}
+
+// Sizes around and inside the 64 and 128 tiles and the k-step of 8, and one.
+// Kept small: the emulator pays a thread switch per thread per k-step.
+var gemmCases = []gemmCase{{1, 1, 1}, {17, 33, 5}, {33, 17, 20}, {65, 3, 17}, {130, 66, 9}}
+
+func gemmKernelName(ta, tb bool, tile int, tf32 bool) string {
+	t := func(v bool) string {
+		if v {
+			return "t"
+		}
+		return "n"
+	}
+	dt := "f32"
+	if tf32 {
+		dt = "tf32"
+	}
+	return fmt.Sprintf("gemm_%s%s_%dx%d_%s", t(ta), t(tb), tile, tile, dt)
+}
+
+// gemmOperands returns random A, B, C (CPU and GPU) for batch products with
+// leading dimensions padded by 3 and the matrices 5 elements apart beyond
+// their extent, so strides are exercised.
+type gemmOperands struct {
+	lda, ldb, ldc, sa, sb, sc int
+	a, b, c, da, db, dc       *engine.Tensor
+}
+
+func newGemmOperands(t *testing.T, rng *rand.Rand, ta, tb bool, m, n, k, batch int) *gemmOperands {
+	o := &gemmOperands{}
+	ar, ac := m, k
+	if ta {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if tb {
+		br, bc = n, k
+	}
+	o.lda, o.ldb, o.ldc = ac+3, bc+3, n+3
+	o.sa, o.sb, o.sc = ar*o.lda+5, br*o.ldb+5, m*o.ldc+5
+	o.a, o.da = devRand(t, rng, batch*o.sa)
+	o.b, o.db = devRand(t, rng, batch*o.sb)
+	o.c, o.dc = devRand(t, rng, batch*o.sc)
+	return o
+}
+
+func (o *gemmOperands) run(t *testing.T, ta, tb bool, m, n, k, batch int, alpha, beta float32) {
+	t.Helper()
+	opsMust(t, engine.GemmForTest(ta, tb, m, n, k, batch, alpha, o.a, o.lda, o.sa, o.b, o.ldb, o.sb, beta, o.c, o.ldc, o.sc))
+	opsMust(t, engine.GemmForTest(ta, tb, m, n, k, batch, alpha, o.da, o.lda, o.sa, o.db, o.ldb, o.sb, beta, o.dc, o.ldc, o.sc))
+}
+
+func TestCUDAGemm(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, tile := range []int{64, 128} {
+		restore := engine.SetGemmPlanForTest(tile, 0)
+		for _, ta := range []bool{false, true} {
+			for _, tb := range []bool{false, true} {
+				kernels := []string{gemmKernelName(ta, tb, tile, false)}
+				for ci, c := range gemmCases {
+					name := fmt.Sprintf("%s %dx%dx%d", kernels[0], c.m, c.n, c.k)
+					atol, rtol := gemmTol(c.k)
+					// Accumulate: alpha and beta away from 0 and 1; C random.
+					o := newGemmOperands(t, rng, ta, tb, c.m, c.n, c.k, 1)
+					o.run(t, ta, tb, c.m, c.n, c.k, 1, -0.75, 1.5)
+					ks := kernels
+					if _, splits, _ := engine.GemmPlanForTest(c.m, c.n, c.k, 1); splits > 1 && tile == 64 {
+						ks = append(ks, "gemm_splitk_reduce_f32")
+					}
+					checkKernels(t, ks, name+" alpha=-0.75 beta=1.5", o.dc, o.c, atol, rtol)
+					if ci%2 == 1 {
+						continue
+					}
+					// Overwrite: beta 0 must not read C, so NaNs there stay out.
+					o.c.Fill(math.NaN())
+					o.dc.Fill(math.NaN())
+					o.run(t, ta, tb, c.m, c.n, c.k, 1, 1, 0)
+					checkKernels(t, kernels, name+" beta=0 over NaN", o.dc, o.c, atol, rtol)
+				}
+			}
+		}
+		restore()
+	}
+}
+
+// A batch of products with strides, and forced splits (7 of 2 k-steps each
+// over k = 109, 3 of uneven length) with alpha and beta through the
+// reduction.
+func TestCUDAGemmBatchAndSplitK(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, c := range []struct {
+		m, n, k, splits int
+		beta            float32
+	}{{5, 9, 21, 1, 0.5}, {19, 2, 61, 3, 0}, {5, 9, 109, 7, 0.5}} {
+		restore := engine.SetGemmPlanForTest(64, c.splits)
+		o := newGemmOperands(t, rng, false, true, c.m, c.n, c.k, 3)
+		o.run(t, false, true, c.m, c.n, c.k, 3, 2, c.beta)
+		restore()
+		ks := []string{"gemm_nt_64x64_f32"}
+		if c.splits > 1 {
+			ks = append(ks, "gemm_splitk_reduce_f32")
+		}
+		atol, rtol := gemmTol(c.k)
+		checkKernels(t, ks, fmt.Sprintf("batch 3 %dx%dx%d splits %d beta %g", c.m, c.n, c.k, c.splits, c.beta),
+			o.dc, o.c, 2*atol, rtol)
+	}
+	// k = 0: C = beta·C.
+	o := newGemmOperands(t, rng, false, false, 4, 6, 0, 1)
+	o.run(t, false, false, 4, 6, 0, 1, 1, 0.5)
+	checkKernels(t, []string{"gemm_nn_64x64_f32"}, "k=0", o.dc, o.c, 0, 0)
+}
+
+// The automatic plan: small products keep one split and the 64 tile; a
+// weight-gradient shape (small m·n, long k) splits; a large product takes
+// the 128 tile.
+func TestCUDAGemmPlan(t *testing.T) {
+	cudaOrSkip(t)
+	for _, c := range []struct {
+		m, n, k, tile, minSplits, maxSplits int
+	}{
+		{17, 33, 5, 64, 1, 1},
+		{6, 25, 60000, 64, 64, 64},
+		{64, 576, 128 * 3136, 64, 2, 64},
+		{2048, 2048, 512, 128, 1, 1},
+	} {
+		tile, splits, err := engine.GemmPlanForTest(c.m, c.n, c.k, 1)
+		if err != nil || tile != c.tile || splits < c.minSplits || splits > c.maxSplits {
+			t.Errorf("plan %dx%dx%d: tile %d splits %d err %v; want tile %d, splits in [%d,%d]",
+				c.m, c.n, c.k, tile, splits, err, c.tile, c.minSplits, c.maxSplits)
+		}
+	}
+}
+
+// roundTF32 is cvt.rna.tf32.f32: 10 mantissa bits, nearest, ties away.
+func roundTF32(v float64) float64 {
+	u := math.Float32bits(float32(v))
+	if u&0x7f800000 != 0x7f800000 {
+		u = (u + 0x1000) & 0xffffe000
+	}
+	return float64(math.Float32frombits(u))
+}
+
+func tf32Copy(x *engine.Tensor) *engine.Tensor {
+	v := x.Values()
+	y := engine.New(engine.Float64, x.Shape()...)
+	for i, e := range v {
+		y.SetAt(i, roundTF32(e))
+	}
+	return y
+}
+
+// TF32 kernels: exact products of TF32-rounded inputs summed in fp32, so they
+// match a float64 product of the rounded inputs to fp32 summation error
+// (this checks the tiling, the fragment layout of mma.sync on sm_80+ and its
+// portable twin alike), and the fp32 CPU product to TF32 precision: inputs
+// lose up to 2^-11 relatively each, so the error grows as 1e-3·√k·|terms|.
+func TestCUDAGemmTF32(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(true)
+	defer engine.SetCUDATF32(false)
+	restore := engine.SetGemmPlanForTest(128, 0)
+	defer restore()
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, ta := range []bool{false, true} {
+		for _, tb := range []bool{false, true} {
+			for _, c := range []gemmCase{{1, 1, 1}, {17, 33, 13}, {130, 9, 40}} {
+				k := []string{gemmKernelName(ta, tb, 128, true)}
+				name := fmt.Sprintf("%s %dx%dx%d", k[0], c.m, c.n, c.k)
+				o := newGemmOperands(t, rng, ta, tb, c.m, c.n, c.k, 1)
+				c0 := o.c.Clone()
+				o.run(t, ta, tb, c.m, c.n, c.k, 1, 1, 1)
+				// float64 reference on the rounded inputs.
+				ref := c0.As(engine.Float64)
+				ra, rb := tf32Copy(o.a), tf32Copy(o.b)
+				for i := 0; i < c.m; i++ {
+					for j := 0; j < c.n; j++ {
+						s := 0.0
+						for p := 0; p < c.k; p++ {
+							var av, bv float64
+							if ta {
+								av = ra.At(p*o.lda + i)
+							} else {
+								av = ra.At(i*o.lda + p)
+							}
+							if tb {
+								bv = rb.At(j*o.ldb + p)
+							} else {
+								bv = rb.At(p*o.ldb + j)
+							}
+							s += av * bv
+						}
+						ref.SetAt(i*o.ldc+j, c0.At(i*o.ldc+j)+s)
+					}
+				}
+				atol, rtol := gemmTol(c.k)
+				checkKernels(t, k, name+" vs rounded float64", o.dc, ref.As(engine.Float32), atol, rtol)
+				checkKernels(t, k, name+" vs fp32 CPU", o.dc, o.c, 2e-3*(1+math.Sqrt(float64(c.k))), 2e-3)
+			}
+		}
+	}
+}
+
+// On a real GPU: the tensor-core TF32 kernel against the fp32 kernel on a
+// product large enough to take the 128 tile by itself. The emulator already
+// checks the portable twin (TestCUDAGemmTF32); this checks mma.sync and
+// cvt.rna on the card, and that TF32 is really in use (results not
+// identical to fp32).
+func TestCUDAGemmTF32TensorCores(t *testing.T) {
+	cudaOrSkip(t)
+	if cuda.Device().Backend != "cuda" {
+		t.Skip("skipped: needs a real GPU (sm_80+); the emulator runs the portable twin in TestCUDAGemmTF32")
+	}
+	rng := rand.New(rand.NewPCG(13, 14))
+	const m, n, k = 1000, 1100, 777
+	for _, ta := range []bool{false, true} {
+		for _, tb := range []bool{false, true} {
+			o := newGemmOperands(t, rng, ta, tb, m, n, k, 1)
+			restore := engine.SetGemmPlanForTest(128, 1)
+			engine.SetCUDATF32(false)
+			fp := o.dc.Clone()
+			opsMust(t, engine.GemmForTest(ta, tb, m, n, k, 1, 1, o.da, o.lda, o.sa, o.db, o.ldb, o.sb, 0, fp, o.ldc, o.sc))
+			engine.SetCUDATF32(true)
+			tc := o.dc.Clone()
+			opsMust(t, engine.GemmForTest(ta, tb, m, n, k, 1, 1, o.da, o.lda, o.sa, o.db, o.ldb, o.sb, 0, tc, o.ldc, o.sc))
+			engine.SetCUDATF32(false)
+			restore()
+			fpv, tcv := fp.Values(), tc.Values()
+			same := true
+			for i := range fpv {
+				if fpv[i] != tcv[i] {
+					same = false
+					break
+				}
+			}
+			if same {
+				t.Errorf("%s: TF32 result identical to fp32; the tensor-core path did not run", gemmKernelName(ta, tb, 128, true))
+			}
+			checkKernels(t, []string{gemmKernelName(ta, tb, 128, true), gemmKernelName(ta, tb, 128, false)},
+				"tf32 vs fp32 on the GPU", tc, toHost(t, fp), 2e-3*math.Sqrt(k), 2e-3)
+		}
+	}
+}
+
+func toHost(t *testing.T, x *engine.Tensor) *engine.Tensor {
+	t.Helper()
+	h, err := x.To(engine.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}

@@ -1,0 +1,39 @@
+package engine
+
+import "fmt"
+
+// Test hooks for the GPU matrix product, which has no exported op of its own
+// (its callers are Linear and Conv2D); the external tests in
+// gemm_cuda_test.go reach it through these.
+
+// GemmForTest runs gemm (the CPU kernel) or gemmCUDA, by c's device, on flat
+// tensors: batch products C_b = alpha·op(A_b)·op(B_b) + beta·C_b with
+// X_b starting at element b·sX.
+func GemmForTest(transA, transB bool, m, n, k, batch int, alpha float32, a *Tensor, lda, sa int,
+	b *Tensor, ldb, sb int, beta float32, c *Tensor, ldc, sc int) error {
+	if c.device == CUDA {
+		return gemmCUDA(transA, transB, m, n, k, batch, alpha, a.dptr(), lda, int64(sa), b.dptr(), ldb, int64(sb),
+			beta, c.dptr(), ldc, int64(sc))
+	}
+	if a.dtype != Float32 || b.dtype != Float32 || c.dtype != Float32 {
+		return fmt.Errorf("GemmForTest: float32 only")
+	}
+	for i := 0; i < batch; i++ {
+		gemm(transA, transB, m, n, k, alpha, a.f32[i*sa:], lda, b.f32[i*sb:], ldb, beta, c.f32[i*sc:], ldc)
+	}
+	return nil
+}
+
+// SetGemmPlanForTest forces the tile (64 or 128; 0: automatic) and the
+// split count (0: automatic) of every GPU product, and returns a function
+// that restores the automatic plan.
+func SetGemmPlanForTest(tile, splits int) (restore func()) {
+	gemmForceTile, gemmForceSplits = tile, splits
+	return func() { gemmForceTile, gemmForceSplits = 0, 0 }
+}
+
+// GemmPlanForTest reports the tile and split count the plan picks.
+func GemmPlanForTest(m, n, k, batch int) (tile, splits int, err error) {
+	p, err := planGemm(kGemm[0][0], m, n, k, batch, true)
+	return p.tile, p.splits, err
+}

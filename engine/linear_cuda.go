@@ -1,0 +1,48 @@
+package engine
+
+import "github.com/kiln-ml/kiln/cuda"
+
+// Linear on the GPU: the three products go through gemmCUDA (the weight
+// gradient, whose k is the batch, splits over k when its tile grid is
+// small); the bias add and the bias gradient are small kernels in
+// kernels/gemm.cu, the gradient's column sums in a fixed order.
+
+var (
+	kLinearBiasAdd  = cuda.K("linear_bias_add_f32")
+	kLinearBiasGrad = cuda.K("linear_bias_grad_f32")
+)
+
+// linearForwardCUDA: out = x·Wᵀ + b; shapes checked by LinearForward.
+func linearForwardCUDA(out, x, w, b *Tensor) error {
+	n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
+	if err := gemmCUDA(false, true, n, o, in, 1, 1, x.dptr(), in, 0, w.dptr(), in, 0, 0, out.dptr(), o, 0); err != nil {
+		return err
+	}
+	if b == nil || n*o == 0 {
+		return nil
+	}
+	var a cuda.Args
+	return launchElt(kLinearBiasAdd, n*o, a.Ptr(out.dptr()).Ptr(b.dptr()).Int(n).Int(o))
+}
+
+// linearBackwardCUDA: dx = dout·W, dw += doutᵀ·x, db += Σ_n dout; any of dx,
+// dw, db may be nil. Shapes checked by LinearBackward.
+func linearBackwardCUDA(dx, dw, db, dout, x, w *Tensor) error {
+	n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
+	if dx != nil {
+		if err := gemmCUDA(false, false, n, in, o, 1, 1, dout.dptr(), o, 0, w.dptr(), in, 0, 0, dx.dptr(), in, 0); err != nil {
+			return err
+		}
+	}
+	if dw != nil {
+		if err := gemmCUDA(true, false, o, in, n, 1, 1, dout.dptr(), o, 0, x.dptr(), in, 0, 1, dw.dptr(), in, 0); err != nil {
+			return err
+		}
+	}
+	if db != nil && n > 0 && o > 0 {
+		var a cuda.Args
+		a.Ptr(db.dptr()).Ptr(dout.dptr()).Int(n).Int(o)
+		return cuda.Launch(kLinearBiasGrad, cuda.D1(min(ceilDiv(o, 32), 4096)), cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a)
+	}
+	return nil
+}

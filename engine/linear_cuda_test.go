@@ -1,0 +1,94 @@
+package engine_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// Linear forward and backward against the CPU op: batch 1, sizes around the
+// tiles, one feature, and a batch long enough that the weight gradient
+// splits over k; backward twice so dw and db must accumulate.
+func TestCUDALinear(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	for i, c := range []struct {
+		n, in, o int
+		bias     bool
+	}{
+		{1, 1, 1, true}, {1, 17, 5, false}, {3, 33, 17, true}, {7, 5, 65, true}, {300, 3, 2, true}, {66, 9, 130, false},
+	} {
+		rng := rand.New(rand.NewPCG(31, uint64(i)))
+		name := fmt.Sprintf("linear n=%d in=%d out=%d", c.n, c.in, c.o)
+		x, gx := devRand(t, rng, c.n, c.in)
+		w, gw := devRand(t, rng, c.o, c.in)
+		var b, gb *engine.Tensor
+		if c.bias {
+			b, gb = devRand(t, rng, c.o)
+		}
+		out, gout := engine.New(engine.Float32, c.n, c.o), dev(t, engine.New(engine.Float32, c.n, c.o))
+		out.Fill(math.NaN())
+		gout.Fill(math.NaN())
+		opsMust(t, engine.LinearForward(out, x, w, b))
+		opsMust(t, engine.LinearForward(gout, gx, gw, gb))
+		a, r := gemmTol(c.in + 1)
+		fk := []string{"gemm_nt_64x64_f32"}
+		if c.bias {
+			fk = append(fk, "linear_bias_add_f32")
+		}
+		checkKernels(t, fk, name+" out", gout, out, a, r)
+
+		dout, gdout := devRand(t, rng, c.n, c.o)
+		dx, gdx := engine.New(engine.Float32, c.n, c.in), dev(t, engine.New(engine.Float32, c.n, c.in))
+		dx.Fill(math.NaN())
+		gdx.Fill(math.NaN())
+		dw, gdw := devRand(t, rng, c.o, c.in)
+		db, gdb := devRand(t, rng, c.o)
+		for range 2 {
+			opsMust(t, engine.LinearBackward(dx, dw, db, dout, x, w))
+			opsMust(t, engine.LinearBackward(gdx, gdw, gdb, gdout, gx, gw))
+		}
+		a, r = gemmTol(c.o)
+		checkKernels(t, []string{"gemm_nn_64x64_f32"}, name+" dx", gdx, dx, a, r)
+		wk := []string{"gemm_tn_64x64_f32"}
+		if _, splits, _ := engine.GemmPlanForTest(c.o, c.in, c.n, 1); splits > 1 {
+			wk = append(wk, "gemm_splitk_reduce_f32")
+		}
+		a, r = gemmTol(2 * c.n)
+		checkKernels(t, wk, name+" dw", gdw, dw, a, r)
+		checkKernels(t, []string{"linear_bias_grad_f32"}, name+" db", gdb, db, a, r)
+
+		if i%2 == 1 {
+			continue
+		}
+		// Nil gradients: only db, then only dw.
+		opsMust(t, engine.LinearBackward(nil, nil, db, dout, x, w))
+		opsMust(t, engine.LinearBackward(nil, nil, gdb, gdout, gx, gw))
+		opsMust(t, engine.LinearBackward(nil, dw, nil, dout, x, w))
+		opsMust(t, engine.LinearBackward(nil, gdw, nil, gdout, gx, gw))
+		a, r = gemmTol(3 * c.n)
+		checkKernels(t, []string{"linear_bias_grad_f32"}, name+" db alone", gdb, db, a, r)
+		checkKernels(t, wk, name+" dw alone", gdw, dw, a, r)
+	}
+}
+
+// The debug switch reruns Linear on the CPU and compares.
+func TestCUDALinearCheckSwitch(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDACheck(true)
+	defer engine.SetCUDACheck(false)
+	rng := rand.New(rand.NewPCG(32, 0))
+	_, gx := devRand(t, rng, 5, 7)
+	_, gw := devRand(t, rng, 3, 7)
+	_, gb := devRand(t, rng, 3)
+	_, gdout := devRand(t, rng, 5, 3)
+	gout := dev(t, engine.New(engine.Float32, 5, 3))
+	opsMust(t, engine.LinearForward(gout, gx, gw, gb))
+	gdx := dev(t, engine.New(engine.Float32, 5, 7))
+	gdw := dev(t, engine.New(engine.Float32, 3, 7))
+	gdb := dev(t, engine.New(engine.Float32, 3))
+	opsMust(t, engine.LinearBackward(gdx, gdw, gdb, gdout, gx, gw))
+}

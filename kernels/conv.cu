@@ -1,0 +1,288 @@
+// Conv2D on NCHW float32 tensors, PyTorch's cross-correlation with stride,
+// zero padding, dilation and groups (engine/conv.go is the CPU op), as
+// implicit GEMMs on the tiling of gemm_tile.cuh: the im2col matrix is never
+// written, each tile load computes where its element lives (or that it is
+// padding, a zero). Per group g (blockIdx.z / splits), with
+// kg = Cg·KH·KW rows k = (c, kh, kw) and columns over every image at once:
+//
+//	forward       out[n, co, pix] = Σ_k W[co, k]·x(k; n, pix) + b[co]
+//	              M = Cout/groups, N = batch·OH·OW, K = kg
+//	input grad    dx[n, c, ih, iw] = Σ_(co,kh,kw) W[co, c, kh, kw]·dout[n, co, oh, ow]
+//	              over the taps whose (oh, ow) exist: the gather form of
+//	              col2im, each dx element summed by one thread in a fixed
+//	              order, no atomics. M = Cg, N = batch·H·W, K = Cout/groups·KH·KW
+//	weight grad   dW[co, k] += Σ_(n,pix) dout[n, co, pix]·x(k; n, pix)
+//	              M = Cout/groups, N = kg, K = batch·OH·OW, split over K when
+//	              the tile grid is small (partials added by
+//	              gemm_splitk_reduce_f32 in split order)
+//	bias grad     db[co] += Σ_(n,pix) dout[n, co, pix], one block per channel
+//
+// Launch: the gemm kernels take 256 threads, grid (⌈N/BN⌉, ⌈M/BM⌉,
+// groups·splits); conv2d_bias_grad_f32 takes 256 threads, any grid. Every
+// tensor must have fewer than 2^31 elements (the launcher checks): indices
+// are 32-bit.
+//
+// Numerics: fp32 accumulation in k order (input grad: co, then kh, kw);
+// deterministic. The forward adds the bias after the sum.
+#include "gemm_tile.cuh"
+
+namespace kiln_conv {
+
+using kiln_gemm::CStore;
+
+struct Shape {
+	int n, cin, h, w, cout, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw, groups;
+	int cg, mg, kk, kg, p, hw;
+
+	__device__ __forceinline__ void finish() {
+		cg = cin / groups;
+		mg = cout / groups;
+		kk = kh * kw;
+		kg = cg * kk;
+		p = oh * ow;
+		hw = h * w;
+	}
+};
+
+#define KILN_CONV_SHAPE_PARAMS                                                                           \
+	int n, int cin, int h, int w, int cout, int kh, int kw, int oh, int ow, int sh, int sw, int ph, int pw, \
+	    int dh, int dw, int groups
+#define KILN_CONV_SHAPE {n, cin, h, w, cout, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw, groups, 0, 0, 0, 0, 0, 0}
+
+__device__ __forceinline__ bool inside(int v, int n) { return (unsigned)v < (unsigned)n; }
+
+// out (N, Cout, OH, OW) = conv(x (N, Cin, H, W), w (Cout, Cg, KH, KW)) + bias.
+struct Forward {
+	static constexpr bool A_ALONG_K = true, B_ALONG_K = false, NEEDS_KTAB = true;
+	struct Col {
+		int base, ih0, iw0;  // x offset of tap (0,0) of the group's channel 0; its row, column
+	};
+	struct OutCol {
+		int off;  // n·Cout·P + pix
+	};
+	Shape s;
+	float* out;
+	const float* x;
+	const float* wt;
+	const float* bias;
+	int M, N, K, splits;
+
+	// k = (c, kh, kw) → x offset from tap (0,0), and the tap's row and column shift.
+	__device__ __forceinline__ void krow(int, int k, int* t) const {
+		int c = k / s.kk, r = k - c * s.kk, ki = r / s.kw, kj = r - ki * s.kw;
+		t[1] = ki * s.dh;
+		t[2] = kj * s.dw;
+		t[0] = c * s.hw + t[1] * s.w + t[2];
+	}
+	__device__ __forceinline__ void col(int g, int j, Col& c) const {
+		int n = j / s.p, pix = j - n * s.p, oh = pix / s.ow, ow = pix - oh * s.ow;
+		c.ih0 = oh * s.sh - s.ph;
+		c.iw0 = ow * s.sw - s.pw;
+		c.base = (n * s.cin + g * s.cg) * s.hw + c.ih0 * s.w + c.iw0;
+	}
+	__device__ __forceinline__ void out_col(int, int j, OutCol& o) const {
+		int n = j / s.p;
+		o.off = n * s.cout * s.p + (j - n * s.p);
+	}
+	__device__ __forceinline__ float a(int g, int i, int k, const int*) const {
+		return wt[(g * s.mg + i) * s.kg + k];
+	}
+	__device__ __forceinline__ float b(int, int, int, const int* t, const Col& c) const {
+		return inside(c.ih0 + t[1], s.h) && inside(c.iw0 + t[2], s.w) ? x[c.base + t[0]] : 0.0f;
+	}
+	__device__ __forceinline__ void store(int g, int, int i, int, const OutCol& o, float acc) const {
+		int co = g * s.mg + i;
+		out[o.off + co * s.p] = bias ? acc + bias[co] : acc;
+	}
+};
+
+// dx (N, Cin, H, W) = Σ over taps of Wᵀ·dout, overwritten.
+struct InputGrad {
+	static constexpr bool A_ALONG_K = true, B_ALONG_K = false, NEEDS_KTAB = true;
+	struct Col {
+		int base, ihp, iwp;  // dout offset of the image and group; padded input row, column
+	};
+	struct OutCol {
+		int off;  // n·Cin·H·W + input pixel
+	};
+	Shape s;
+	float* dx;
+	const float* dout;
+	const float* wt;
+	int M, N, K, splits;
+
+	// k = (co, kh, kw) → W offset within the group (without c), row and column shift, dout plane.
+	__device__ __forceinline__ void krow(int, int k, int* t) const {
+		int co = k / s.kk, r = k - co * s.kk, ki = r / s.kw, kj = r - ki * s.kw;
+		t[0] = co * s.kg + r;
+		t[1] = ki * s.dh;
+		t[2] = kj * s.dw;
+		t[3] = co * s.p;
+	}
+	__device__ __forceinline__ void col(int g, int j, Col& c) const {
+		int n = j / s.hw, pin = j - n * s.hw, ih = pin / s.w, iw = pin - ih * s.w;
+		c.base = (n * s.cout + g * s.mg) * s.p;
+		c.ihp = ih + s.ph;
+		c.iwp = iw + s.pw;
+	}
+	__device__ __forceinline__ void out_col(int, int j, OutCol& o) const {
+		int n = j / s.hw;
+		o.off = n * s.cin * s.hw + (j - n * s.hw);
+	}
+	__device__ __forceinline__ float a(int g, int i, int, const int* t) const {
+		return wt[g * s.mg * s.kg + t[0] + i * s.kk];
+	}
+	// The output pixel (oh, ow) this tap maps the input pixel to, if any:
+	// ih + ph = oh·sh + kh·dh.
+	__device__ __forceinline__ float b(int, int, int, const int* t, const Col& c) const {
+		int th = c.ihp - t[1], tw = c.iwp - t[2];
+		if (th < 0 || tw < 0) return 0.0f;
+		int oh = th, ow = tw;
+		if (s.sh != 1) {
+			oh = th / s.sh;
+			if (oh * s.sh != th) return 0.0f;
+		}
+		if (s.sw != 1) {
+			ow = tw / s.sw;
+			if (ow * s.sw != tw) return 0.0f;
+		}
+		if (oh >= s.oh || ow >= s.ow) return 0.0f;
+		return dout[c.base + t[3] + oh * s.ow + ow];
+	}
+	__device__ __forceinline__ void store(int g, int, int i, int, const OutCol& o, float acc) const {
+		dx[o.off + (g * s.cg + i) * s.hw] = acc;
+	}
+};
+
+// dw (Cout, Cg, KH, KW) += dout · im2col(x)ᵀ.
+struct WeightGrad {
+	static constexpr bool A_ALONG_K = true, B_ALONG_K = true, NEEDS_KTAB = true;
+	struct Col {
+		int off, khd, kwd;  // x offset of tap (c, kh, kw) from the pixel's tap (0,0); shifts
+	};
+	struct OutCol {};
+	Shape s;
+	const float* dout;
+	const float* x;
+	CStore out;
+	int M, N, K, splits;
+
+	// q = (n, oh, ow) → dout offset (without co), x offset of tap (0,0) of the
+	// group's channel 0, and that tap's row and column.
+	__device__ __forceinline__ void krow(int g, int q, int* t) const {
+		int n = q / s.p, pix = q - n * s.p, oh = pix / s.ow, ow = pix - oh * s.ow;
+		t[0] = n * s.cout * s.p + pix;
+		t[2] = oh * s.sh - s.ph;
+		t[3] = ow * s.sw - s.pw;
+		t[1] = (n * s.cin + g * s.cg) * s.hw + t[2] * s.w + t[3];
+	}
+	__device__ __forceinline__ void col(int, int k, Col& c) const {
+		int ch = k / s.kk, r = k - ch * s.kk, ki = r / s.kw, kj = r - ki * s.kw;
+		c.khd = ki * s.dh;
+		c.kwd = kj * s.dw;
+		c.off = ch * s.hw + c.khd * s.w + c.kwd;
+	}
+	__device__ __forceinline__ void out_col(int, int, OutCol&) const {}
+	__device__ __forceinline__ float a(int g, int i, int, const int* t) const {
+		return dout[t[0] + (g * s.mg + i) * s.p];
+	}
+	__device__ __forceinline__ float b(int, int, int, const int* t, const Col& c) const {
+		return inside(t[2] + c.khd, s.h) && inside(t[3] + c.kwd, s.w) ? x[t[1] + c.off] : 0.0f;
+	}
+	__device__ __forceinline__ void store(int g, int sp, int i, int j, const OutCol&, float acc) const {
+		out.put(g, sp, i, j, acc);
+	}
+};
+
+template <class T>
+__device__ __forceinline__ void forward(float* out, const float* x, const float* wt, const float* bias, Shape s) {
+	s.finish();
+	Forward op;
+	op.s = s;
+	op.out = out;
+	op.x = x;
+	op.wt = wt;
+	op.bias = bias;
+	op.M = s.mg;
+	op.N = s.n * s.p;
+	op.K = s.kg;
+	op.splits = 1;
+	kiln_gemm::gemm_tile<T>(op);
+}
+
+template <class T>
+__device__ __forceinline__ void input_grad(float* dx, const float* dout, const float* wt, Shape s) {
+	s.finish();
+	InputGrad op;
+	op.s = s;
+	op.dx = dx;
+	op.dout = dout;
+	op.wt = wt;
+	op.M = s.cg;
+	op.N = s.n * s.hw;
+	op.K = s.mg * s.kk;
+	op.splits = 1;
+	kiln_gemm::gemm_tile<T>(op);
+}
+
+template <class T>
+__device__ __forceinline__ void weight_grad(float* dw, const float* dout, const float* x, float* ws, int splits,
+                                            Shape s) {
+	s.finish();
+	WeightGrad op;
+	op.s = s;
+	op.dout = dout;
+	op.x = x;
+	op.M = s.mg;
+	op.N = s.kg;
+	op.K = s.n * s.p;
+	op.splits = splits;
+	// dw of group g is rows g·mg.. of (Cout, kg): accumulate (beta 1).
+	op.out = CStore{dw, s.kg, (long long)s.mg * s.kg, 1.0f, 1.0f, ws, splits, op.M, op.N};
+	kiln_gemm::gemm_tile<T>(op);
+}
+
+}  // namespace kiln_conv
+
+#define KILN_CONV_KERNELS(suffix, TILE, MINB)                                                            \
+	KILN_KERNEL __launch_bounds__(256, MINB) conv2d_forward_##suffix(                                    \
+	    float* out, const float* x, const float* wt, const float* bias, KILN_CONV_SHAPE_PARAMS) {         \
+		kiln_conv::forward<TILE>(out, x, wt, bias, kiln_conv::Shape KILN_CONV_SHAPE);                       \
+	}                                                                                                      \
+	KILN_KERNEL __launch_bounds__(256, MINB) conv2d_input_grad_##suffix(                                 \
+	    float* dx, const float* dout, const float* wt, KILN_CONV_SHAPE_PARAMS) {                           \
+		kiln_conv::input_grad<TILE>(dx, dout, wt, kiln_conv::Shape KILN_CONV_SHAPE);                        \
+	}                                                                                                      \
+	KILN_KERNEL __launch_bounds__(256, MINB) conv2d_weight_grad_##suffix(                                \
+	    float* dwt, const float* dout, const float* x, float* ws, int splits, KILN_CONV_SHAPE_PARAMS) {    \
+		kiln_conv::weight_grad<TILE>(dwt, dout, x, ws, splits, kiln_conv::Shape KILN_CONV_SHAPE);           \
+	}
+
+KILN_CONV_KERNELS(64x64_f32, kiln_gemm::Tile64, 1)
+KILN_CONV_KERNELS(128x128_f32, kiln_gemm::Tile128, 2)
+KILN_CONV_KERNELS(128x128_tf32, kiln_gemm::Tile128TF32, 2)
+
+// db[co] += Σ_n Σ_pix dout[n, co, pix], dout (N, Cout, P). Block 256
+// threads, one block per channel (grid-stride over channels): each thread
+// sums a fixed strided subset, then warps and the block reduce in a fixed
+// order, so the sum is the same every run.
+KILN_KERNEL conv2d_bias_grad_f32(float* db, const float* dout, int n, int cout, int p) {
+	__shared__ float warp_sums[32];
+	for (int co = blockIdx.x; co < cout; co += gridDim.x) {
+		float s = 0.0f;
+		for (int i = 0; i < n; i++) {
+			const float* d = dout + ((long long)i * cout + co) * p;
+			for (int q = threadIdx.x; q < p; q += blockDim.x) s += d[q];
+		}
+		s = kiln_warp_sum(s);
+		unsigned int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+		if (lane == 0) warp_sums[warp] = s;
+		__syncthreads();
+		if (warp == 0) {
+			s = lane < (blockDim.x + 31) / 32 ? warp_sums[lane] : 0.0f;
+			s = kiln_warp_sum(s);
+			if (lane == 0) db[co] += s;
+		}
+		__syncthreads();
+	}
+}

@@ -1,0 +1,135 @@
+// Matrix products on row-major float32 matrices, the GPU twin of the CPU
+// gemm (engine/gemm.go):
+//
+//	C = alpha·op(A)·op(B) + beta·C,  op(A) m×k, op(B) k×n,
+//
+// with A stored k×m when transposed (t) and B stored n×k when transposed;
+// lda, ldb, ldc are row strides, and a batch of products sits sa, sb, sc
+// elements apart (blockIdx.z). beta == 0 overwrites C without reading it. Also
+// the Linear epilogues (bias add, bias gradient) and the split-K reduction.
+//
+// Kernels gemm_<ta><tb>_<BM>x<BN>_<f32|tf32>: the tiling of gemm_tile.cuh.
+// Launch: block 256 threads, grid (⌈n/BN⌉, ⌈m/BM⌉, batch·splits); with
+// splits > 1 the kernel writes partial products to ws (splits·batch·m·n
+// floats) and gemm_splitk_reduce_f32 finishes C. The tf32 kernels (128×128
+// only) use tensor cores on sm_80+; they are opt-in (KILN_TF32=1) because
+// TF32 keeps 10 mantissa bits of each input (relative error about 1e-3 per
+// product, not fp32's 6e-8).
+//
+// Numerics: fp32 accumulation in k order within a split, splits added in
+// order: deterministic, and within a few ulp·√k of the CPU's sum.
+#include "gemm_tile.cuh"
+
+namespace kiln_gemm {
+
+template <bool TA, bool TB>
+struct GemmOp {
+	static constexpr bool A_ALONG_K = !TA, B_ALONG_K = TB, NEEDS_KTAB = false;
+	struct Col {};
+	struct OutCol {};
+	const float* A;
+	int lda;
+	long long sa;
+	const float* B;
+	int ldb;
+	long long sb;
+	CStore out;
+	int M, N, K, splits;
+
+	__device__ __forceinline__ void krow(int, int, int*) const {}
+	__device__ __forceinline__ void col(int, int, Col&) const {}
+	__device__ __forceinline__ void out_col(int, int, OutCol&) const {}
+	__device__ __forceinline__ float a(int g, int i, int p, const int*) const {
+		return TA ? A[g * sa + (long long)p * lda + i] : A[g * sa + (long long)i * lda + p];
+	}
+	__device__ __forceinline__ float b(int g, int p, int j, const int*, const Col&) const {
+		return TB ? B[g * sb + (long long)j * ldb + p] : B[g * sb + (long long)p * ldb + j];
+	}
+	__device__ __forceinline__ void store(int g, int s, int i, int j, const OutCol&, float acc) const {
+		out.put(g, s, i, j, acc);
+	}
+};
+
+template <class T, bool TA, bool TB>
+__device__ __forceinline__ void gemm_run(const float* A, int lda, long long sa, const float* B, int ldb,
+                                         long long sb, float* C, int ldc, long long sc, int M, int N, int K,
+                                         float alpha, float beta, int splits, float* ws) {
+	GemmOp<TA, TB> op;
+	op.A = A;
+	op.lda = lda;
+	op.sa = sa;
+	op.B = B;
+	op.ldb = ldb;
+	op.sb = sb;
+	op.out = CStore{C, ldc, sc, alpha, beta, ws, splits, M, N};
+	op.M = M;
+	op.N = N;
+	op.K = K;
+	op.splits = splits;
+	gemm_tile<T>(op);
+}
+
+}  // namespace kiln_gemm
+
+#define KILN_GEMM_KERNEL(name, TILE, TA, TB, MINB)                                                         \
+	KILN_KERNEL __launch_bounds__(256, MINB)                                                               \
+	    name(const float* A, int lda, long long sa, const float* B, int ldb, long long sb, float* C, int ldc, \
+	         long long sc, int M, int N, int K, float alpha, float beta, int splits, float* ws) {           \
+		kiln_gemm::gemm_run<TILE, TA, TB>(A, lda, sa, B, ldb, sb, C, ldc, sc, M, N, K, alpha, beta, splits, ws); \
+	}
+
+KILN_GEMM_KERNEL(gemm_nn_64x64_f32, kiln_gemm::Tile64, false, false, 1)
+KILN_GEMM_KERNEL(gemm_nt_64x64_f32, kiln_gemm::Tile64, false, true, 1)
+KILN_GEMM_KERNEL(gemm_tn_64x64_f32, kiln_gemm::Tile64, true, false, 1)
+KILN_GEMM_KERNEL(gemm_tt_64x64_f32, kiln_gemm::Tile64, true, true, 1)
+KILN_GEMM_KERNEL(gemm_nn_128x128_f32, kiln_gemm::Tile128, false, false, 2)
+KILN_GEMM_KERNEL(gemm_nt_128x128_f32, kiln_gemm::Tile128, false, true, 2)
+KILN_GEMM_KERNEL(gemm_tn_128x128_f32, kiln_gemm::Tile128, true, false, 2)
+KILN_GEMM_KERNEL(gemm_tt_128x128_f32, kiln_gemm::Tile128, true, true, 2)
+KILN_GEMM_KERNEL(gemm_nn_128x128_tf32, kiln_gemm::Tile128TF32, false, false, 2)
+KILN_GEMM_KERNEL(gemm_nt_128x128_tf32, kiln_gemm::Tile128TF32, false, true, 2)
+KILN_GEMM_KERNEL(gemm_tn_128x128_tf32, kiln_gemm::Tile128TF32, true, false, 2)
+KILN_GEMM_KERNEL(gemm_tt_128x128_tf32, kiln_gemm::Tile128TF32, true, true, 2)
+
+// C[b] = alpha·Σ_s ws[b, s] + beta·C[b] over a batch of m×n matrices, the
+// splits added in order. Any grid; grid-stride over batch·m·n.
+KILN_KERNEL gemm_splitk_reduce_f32(float* C, int ldc, long long sc, const float* ws, int M, int N, int batch,
+                                   int splits, float alpha, float beta) {
+	long long mn = (long long)M * N;
+	KILN_FOR(e, batch * mn) {
+		long long g = e / mn, r = e - g * mn;
+		int i = (int)(r / N), j = (int)(r - (long long)i * N);
+		const float* w = ws + g * splits * mn + r;
+		float s = 0.0f;
+		for (int z = 0; z < splits; z++) s += w[z * mn];
+		float* p = C + g * sc + (long long)i * ldc + j;
+		*p = beta == 0.0f ? alpha * s : alpha * s + beta * *p;
+	}
+}
+
+// Linear: out[i, j] += b[j] over an n×o row-major matrix. Any grid.
+KILN_KERNEL linear_bias_add_f32(float* out, const float* b, int n, int o) {
+	KILN_FOR(e, (long long)n * o) out[e] += b[e % o];
+}
+
+// Linear: db[j] += Σ_i dout[i, j]. Block (32, 8): 32 columns, 8 row
+// partitions summed in a fixed order through shared memory; grid
+// ⌈o/32⌉ (capped, grid-stride over column blocks).
+KILN_KERNEL linear_bias_grad_f32(float* db, const float* dout, int n, int o) {
+	__shared__ float part[8][33];
+	const int tx = threadIdx.x, ty = threadIdx.y;
+	for (int j0 = blockIdx.x * 32; j0 < o; j0 += gridDim.x * 32) {
+		int j = j0 + tx;
+		float s = 0.0f;
+		if (j < o)
+			for (int i = ty; i < n; i += 8) s += dout[(long long)i * o + j];
+		part[ty][tx] = s;
+		__syncthreads();
+		if (ty == 0 && j < o) {
+			float t = part[0][tx];
+			for (int r = 1; r < 8; r++) t += part[r][tx];
+			db[j] += t;
+		}
+		__syncthreads();
+	}
+}

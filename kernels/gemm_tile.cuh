@@ -1,0 +1,319 @@
+// gemm_tile.cuh: the block-tiled matrix product every GEMM-shaped kernel
+// shares (kernels/gemm.cu: plain GEMM; kernels/conv.cu: implicit-GEMM
+// convolution, forward and both gradients). An operation ("op") says how to
+// read element (i, p) of A and (p, j) of B and where result (i, j) goes; this
+// file does the tiling, so a convolution never materialises its im2col matrix.
+//
+// Tiling: a block of 256 threads owns a BM×BN tile of C and walks K in steps
+// of BK = 8. Each step the tiles of A (BM×8) and B (8×BN) go through
+// registers into shared memory, k-major, with 4 (fp32) or 8 (tf32) floats of
+// row padding so that neither the stores nor the reads of a warp collide on a
+// bank. The loads of step s+1 are issued before step s is multiplied (register
+// prefetch), and per-k index tables (where an op needs div/mod to find an
+// element, e.g. k → (c, kh, kw)) are built once per step by 8 threads into a
+// double-buffered shared table instead of by every thread for every element.
+// Out-of-range rows, columns and k read as zero, so any M, N, K works.
+//
+//   - fp32: each thread accumulates TM×TN = 8×8 (128×128 tile) or 4×4 (64×64)
+//     outputs in registers, in two interleaved 4-wide chunks per axis so the
+//     float4 shared reads of a warp are conflict-free.
+//   - tf32 (sm_80+, opt-in): the 8 warps sit 2×4 over the tile, each warp
+//     issues mma.sync.m16n8k8 TF32 tensor-core products (64×32 per warp for
+//     the 128×128 tile). Inputs are rounded to TF32 (cvt.rna) as they enter
+//     shared memory. The portable twin (emulator, or a GPU below sm_80) runs
+//     the same tiling with scalar FMAs on the same rounded values; products of
+//     two TF32 values are exact in fp32, so both differ only in summation
+//     order.
+//
+// Split K: blockIdx.z = group·splits + split; split s covers a contiguous run
+// of whole k-steps and writes its partial tile to a workspace that
+// gemm_splitk_reduce_f32 adds up in split order. Nothing is atomic: every
+// result is the same run after run.
+//
+// Numerics: float accumulation, one fmaf per product, k ascending within a
+// split. Indices are 32-bit inside ops whose tensors the Go launcher has
+// checked to be below 2^31 elements; the plain GEMM uses 64-bit offsets.
+#pragma once
+#include "common.cuh"
+
+#ifdef KILN_EMU
+#ifndef __align__
+#define __align__(n) __attribute__((aligned(n)))
+#endif
+#endif
+
+namespace kiln_gemm {
+
+constexpr int BK = 8;
+constexpr int THREADS = 256;
+constexpr int KTAB = 4;  // ints of per-k table an op may fill
+
+template <int BM_, int BN_, bool TF32_>
+struct Tile {
+	static constexpr int BM = BM_, BN = BN_;
+	static constexpr bool TF32 = TF32_;
+	static constexpr int TM = BM * BN / THREADS == 64 ? 8 : 4;  // outputs per thread per axis
+	static constexpr int TN = TM;
+	static constexpr int PAD = TF32 ? 8 : 4;
+	static_assert(TM * TN * THREADS == BM * BN, "tile does not split evenly over 256 threads");
+	static_assert(THREADS % BM == 0 && THREADS % BN == 0, "tile edge must divide 256");
+};
+typedef Tile<64, 64, false> Tile64;
+typedef Tile<128, 128, false> Tile128;
+typedef Tile<128, 128, true> Tile128TF32;
+
+// Round to TF32 (10 mantissa bits), nearest with ties away from zero, as
+// cvt.rna.tf32.f32 does. Infinities and NaNs pass through.
+__device__ __forceinline__ float to_tf32(float x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+	unsigned int u;
+	asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(x));
+	return __uint_as_float(u);
+#else
+	unsigned int u = __float_as_uint(x);
+	if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+	return __uint_as_float(u);
+#endif
+}
+
+// Four consecutive floats of shared memory (16-byte aligned).
+__device__ __forceinline__ void load4(const float* p, float* v) {
+#ifdef __CUDACC__
+	float4 q = *reinterpret_cast<const float4*>(p);
+	v[0] = q.x;
+	v[1] = q.y;
+	v[2] = q.z;
+	v[3] = q.w;
+#else
+	v[0] = p[0];
+	v[1] = p[1];
+	v[2] = p[2];
+	v[3] = p[3];
+#endif
+}
+
+// d[0..3] += A(16×8, row) · B(8×8, col), one warp; fragments as in the PTX
+// ISA for mma.m16n8k8 .tf32 (gid = lane/4, tig = lane%4):
+//   a0 (gid, tig) a1 (gid+8, tig) a2 (gid, tig+4) a3 (gid+8, tig+4)
+//   b0 (k=tig, n=gid) b1 (k=tig+4, n=gid)
+//   d0 (gid, 2tig) d1 (gid, 2tig+1) d2 (gid+8, 2tig) d3 (gid+8, 2tig+1)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+__device__ __forceinline__ void mma_tf32(float* d, const float* a, const float* b) {
+	asm volatile(
+	    "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+	    "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+	    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+	    : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])),
+	      "r"(__float_as_uint(a[3])), "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
+}
+#define KILN_GEMM_MMA 1
+#endif
+
+// The C side of a plain product: C = alpha·acc + beta·C (beta == 0 does not
+// read C, so a fresh buffer's NaNs stay out), or the split's partial tile.
+struct CStore {
+	float* c;
+	int ldc;
+	long long sc;  // elements between the matrices of a batch
+	float alpha, beta;
+	float* ws;  // splits × batch partial tiles (M×N each) when splits > 1
+	int splits, M, N;
+
+	__device__ __forceinline__ void put(int g, int s, int i, int j, float acc) const {
+		if (splits > 1) {
+			ws[(((long long)g * splits + s) * M + i) * N + j] = acc;
+			return;
+		}
+		float* p = c + g * sc + (long long)i * ldc + j;
+		*p = beta == 0.0f ? alpha * acc : alpha * acc + beta * *p;
+	}
+};
+
+// gemm_tile runs one block of op's product. Op provides:
+//   M, N, K, splits                      sizes per group; blockIdx.z = group·splits + split
+//   A_ALONG_K, B_ALONG_K                 which way consecutive threads walk when loading
+//                                        (along k or along i / j), for coalescing
+//   struct Col, struct OutCol            per-thread column facts, computed once
+//   krow(g, p, int t[KTAB])              per-k table entry (only if NEEDS_KTAB)
+//   col(g, j, Col&), out_col(g, j, OutCol&)
+//   a(g, i, p, t), b(g, p, j, t, Col)    elements, called only in range
+//   store(g, s, i, j, OutCol, acc)
+template <class T, class Op>
+__device__ __forceinline__ void gemm_tile(const Op& op) {
+	constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
+	constexpr int LA = BM * BK / THREADS, LB = BK * BN / THREADS;
+	constexpr int NCB = Op::B_ALONG_K ? LB : 1;
+	__shared__ __align__(16) float As[BK][BM + T::PAD];
+	__shared__ __align__(16) float Bs[BK][BN + T::PAD];
+	__shared__ int ktab[2][BK][KTAB];
+
+	const int tid = threadIdx.x;
+	const int M = op.M, N = op.N, K = op.K, splits = op.splits;
+	const int g = blockIdx.z / splits, s = blockIdx.z % splits;
+	const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+	const int steps = (K + BK - 1) / BK, per = (steps + splits - 1) / splits;
+	const int kbeg = min(K, s * per * BK), kend = min(K, kbeg + per * BK);
+
+	// Where this thread loads from: fixed across steps except for k.
+	int ail[LA], apl[LA], bjl[LB], bpl[LB];
+#pragma unroll
+	for (int r = 0; r < LA; r++) {
+		if (Op::A_ALONG_K) {
+			apl[r] = tid % BK;
+			ail[r] = tid / BK + r * (THREADS / BK);
+		} else {
+			ail[r] = tid % BM;
+			apl[r] = tid / BM + r * (THREADS / BM);
+		}
+	}
+#pragma unroll
+	for (int r = 0; r < LB; r++) {
+		if (Op::B_ALONG_K) {
+			bpl[r] = tid % BK;
+			bjl[r] = tid / BK + r * (THREADS / BK);
+		} else {
+			bjl[r] = tid % BN;
+			bpl[r] = tid / BN + r * (THREADS / BN);
+		}
+	}
+	typename Op::Col bc[NCB] = {};
+#pragma unroll
+	for (int r = 0; r < NCB; r++)
+		if (n0 + bjl[r] < N) op.col(g, n0 + bjl[r], bc[r]);
+
+	float ra[LA], rb[LB];
+	auto table = [&](int k0, int buf) {
+		if (Op::NEEDS_KTAB && tid < BK && k0 + tid < kend) op.krow(g, k0 + tid, ktab[buf][tid]);
+	};
+	auto fetch = [&](int k0, int buf) {
+#pragma unroll
+		for (int r = 0; r < LA; r++) {
+			int i = m0 + ail[r], p = k0 + apl[r];
+			ra[r] = i < M && p < kend ? op.a(g, i, p, ktab[buf][apl[r]]) : 0.0f;
+		}
+#pragma unroll
+		for (int r = 0; r < LB; r++) {
+			int j = n0 + bjl[r], p = k0 + bpl[r];
+			rb[r] = j < N && p < kend ? op.b(g, p, j, ktab[buf][bpl[r]], bc[Op::B_ALONG_K ? r : 0]) : 0.0f;
+		}
+	};
+	auto stash = [&]() {
+#pragma unroll
+		for (int r = 0; r < LA; r++) As[apl[r]][ail[r]] = T::TF32 ? to_tf32(ra[r]) : ra[r];
+#pragma unroll
+		for (int r = 0; r < LB; r++) Bs[bpl[r]][bjl[r]] = T::TF32 ? to_tf32(rb[r]) : rb[r];
+	};
+
+	// This thread's outputs: rows row(m), columns col(c) of the tile.
+	const int warp = tid / 32, lane = tid % 32, gid = lane >> 2, tig = lane & 3;
+	const int tx = tid % (BN / TN), ty = tid / (BN / TN);
+	auto row = [&](int m) {
+		if (T::TF32) return (warp / 4) * (BM / 2) + (m >> 1) * 16 + gid + 8 * (m & 1);
+		return (m >> 2) * (4 * BM / TM) + ty * 4 + (m & 3);
+	};
+	auto col = [&](int c) {
+		if (T::TF32) return (warp % 4) * (BN / 4) + (c >> 1) * 8 + 2 * tig + (c & 1);
+		return (c >> 2) * (4 * BN / TN) + tx * 4 + (c & 3);
+	};
+
+	float acc[TM][TN];
+#pragma unroll
+	for (int m = 0; m < TM; m++)
+#pragma unroll
+		for (int c = 0; c < TN; c++) acc[m][c] = 0.0f;
+
+	auto multiply = [&]() {
+		if (!T::TF32) {
+#pragma unroll
+			for (int kk = 0; kk < BK; kk++) {
+				float a[TM], b[TN];
+#pragma unroll
+				for (int q = 0; q < TM / 4; q++) load4(&As[kk][q * (4 * BM / TM) + ty * 4], a + 4 * q);
+#pragma unroll
+				for (int q = 0; q < TN / 4; q++) load4(&Bs[kk][q * (4 * BN / TN) + tx * 4], b + 4 * q);
+#pragma unroll
+				for (int m = 0; m < TM; m++)
+#pragma unroll
+					for (int c = 0; c < TN; c++) acc[m][c] = fmaf(a[m], b[c], acc[m][c]);
+			}
+			return;
+		}
+		// TF32: TM/2 × TN/2 fragments of 16×8 per warp.
+#ifdef KILN_GEMM_MMA
+		constexpr int MT = TM / 2, NT = TN / 2;
+		const int wr = (warp / 4) * (BM / 2), wc = (warp % 4) * (BN / 4);
+		float fa[MT][4], fb[NT][2];
+#pragma unroll
+		for (int mt = 0; mt < MT; mt++) {
+			int r0 = wr + mt * 16 + gid;
+			fa[mt][0] = As[tig][r0];
+			fa[mt][1] = As[tig][r0 + 8];
+			fa[mt][2] = As[tig + 4][r0];
+			fa[mt][3] = As[tig + 4][r0 + 8];
+		}
+#pragma unroll
+		for (int nt = 0; nt < NT; nt++) {
+			int c0 = wc + nt * 8 + gid;
+			fb[nt][0] = Bs[tig][c0];
+			fb[nt][1] = Bs[tig + 4][c0];
+		}
+#pragma unroll
+		for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+			for (int nt = 0; nt < NT; nt++) {
+				float d[4] = {acc[2 * mt][2 * nt], acc[2 * mt][2 * nt + 1], acc[2 * mt + 1][2 * nt],
+				              acc[2 * mt + 1][2 * nt + 1]};
+				mma_tf32(d, fa[mt], fb[nt]);
+				acc[2 * mt][2 * nt] = d[0];
+				acc[2 * mt][2 * nt + 1] = d[1];
+				acc[2 * mt + 1][2 * nt] = d[2];
+				acc[2 * mt + 1][2 * nt + 1] = d[3];
+			}
+#else
+		// Portable twin: the same outputs per thread, scalar FMAs.
+#pragma unroll
+		for (int kk = 0; kk < BK; kk++)
+#pragma unroll
+			for (int m = 0; m < TM; m++) {
+				float a = As[kk][row(m)];
+#pragma unroll
+				for (int c = 0; c < TN; c++) acc[m][c] = fmaf(a, Bs[kk][col(c)], acc[m][c]);
+			}
+#endif
+	};
+
+	if (kbeg < kend) {  // the same for every thread of the block
+		table(kbeg, 0);
+		table(kbeg + BK, 1);
+		__syncthreads();
+		fetch(kbeg, 0);
+		stash();
+		__syncthreads();
+		for (int k0 = kbeg, t = 0; k0 < kend; k0 += BK, t++) {
+			bool more = k0 + BK < kend;
+			if (more) fetch(k0 + BK, (t + 1) & 1);
+			multiply();
+			__syncthreads();  // everyone is done with As/Bs and with table t&1
+			if (more) stash();
+			table(k0 + 2 * BK, t & 1);
+			__syncthreads();
+		}
+	}
+
+	typename Op::OutCol oc[TN];
+#pragma unroll
+	for (int c = 0; c < TN; c++)
+		if (n0 + col(c) < N) op.out_col(g, n0 + col(c), oc[c]);
+#pragma unroll
+	for (int m = 0; m < TM; m++) {
+		int i = m0 + row(m);
+		if (i >= M) continue;
+#pragma unroll
+		for (int c = 0; c < TN; c++) {
+			int j = n0 + col(c);
+			if (j < N) op.store(g, s, i, j, oc[c], acc[m][c]);
+		}
+	}
+}
+
+}  // namespace kiln_gemm
