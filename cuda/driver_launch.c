@@ -1,0 +1,67 @@
+//go:build cuda && cgo
+
+// The C half of the driver backend (backend_driver.go): kernel launches with
+// exact-sized arguments and no allocation, and a guard that keeps
+// gorgonia.org/cu's package initialiser from ending the process.
+
+#define _GNU_SOURCE
+#include <cuda.h>
+#include <dlfcn.h>
+#include <stdint.h>
+
+#include "driver.h"
+
+// gorgonia.org/cu calls cuInit(0) in its package init() and, when that fails
+// (no GPU, an empty CUDA_VISIBLE_DEVICES, a driver too old), prints a message
+// and calls os.Exit(1) before main runs, so the binary could never fall back
+// to the CPU. This definition of cuInit, in the executable, is the one cu's
+// cgo code links to: it calls the driver's own cuInit (found with
+// dlsym(RTLD_NEXT)), keeps the result for kiln_cuda_init_result, and reports
+// success to the caller. Nothing else in cu runs before our backend's init,
+// which checks the kept result first and never touches the driver after a
+// failed cuInit.
+static int kiln_cuinit_done;
+static CUresult kiln_cuinit_rc = CUDA_ERROR_NOT_INITIALIZED;
+
+CUresult CUDAAPI cuInit(unsigned int flags) {
+	if (!kiln_cuinit_done) {
+		CUresult (*real)(unsigned int) = (CUresult(*)(unsigned int))dlsym(RTLD_NEXT, "cuInit");
+		kiln_cuinit_rc = real ? real(flags) : CUDA_ERROR_NOT_FOUND;
+		kiln_cuinit_done = 1;
+	}
+	return CUDA_SUCCESS;
+}
+
+int kiln_cuda_init_result(void) {
+	cuInit(0);
+	return (int)kiln_cuinit_rc;
+}
+
+int kiln_cuda_launch(uintptr_t ctx, uintptr_t fn, unsigned gx, unsigned gy, unsigned gz,
+                     unsigned bx, unsigned by, unsigned bz, unsigned shmem, uint64_t* slots,
+                     int n) {
+	// The goroutine that calls this may run on any OS thread: make the
+	// context current here, in the same C call as the launch.
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	if (n < 0 || n > KILN_MAX_ARGS) return (int)CUDA_ERROR_INVALID_VALUE;
+	// One pointer per 8-byte slot; the driver reads each at the kernel
+	// parameter's own size (4 bytes for int and float: the low half of the
+	// slot on this little-endian machine).
+	void* params[KILN_MAX_ARGS];
+	for (int i = 0; i < n; i++) params[i] = &slots[i];
+	return (int)cuLaunchKernel((CUfunction)fn, gx, gy, gz, bx, by, bz, shmem, (CUstream)0, params,
+	                           (void**)0);
+}
+
+const char* kiln_cuda_error_name(int rc) {
+	const char* s = 0;
+	if (cuGetErrorName((CUresult)rc, &s) != CUDA_SUCCESS || s == 0) return "CUDA_ERROR_UNKNOWN";
+	return s;
+}
+
+const char* kiln_cuda_error_string(int rc) {
+	const char* s = 0;
+	if (cuGetErrorString((CUresult)rc, &s) != CUDA_SUCCESS || s == 0) return "unknown error";
+	return s;
+}
