@@ -66,7 +66,7 @@ func BroadcastMultiplyForward(out, x, g *Tensor) error {
 	if out == nil || x == nil || g == nil {
 		return shapeErr(op, "out, x and g are required", "out", out, "x", x, "g", g)
 	}
-	_, dt, err := agree(op, out, x, g)
+	dev, dt, err := agreeDev(op, out, x, g)
 	if err != nil {
 		return err
 	}
@@ -77,6 +77,10 @@ func BroadcastMultiplyForward(out, x, g *Tensor) error {
 	}
 	if x.Len() == 0 {
 		return nil
+	}
+	if dev == CUDA {
+		return runCUDAInPlace(op, func() error { return broadcastMulCUDA(op, &p, out, x, g) },
+			func(h []*Tensor) error { return BroadcastMultiplyForward(h[0], h[1], h[2]) }, out, x, g)
 	}
 	if dt == Float64 {
 		broadcastMultiply(&p, out.f64, x.f64, g.f64)
@@ -97,7 +101,7 @@ func BroadcastMultiplyBackward(dx, dg, dout, x, g *Tensor) error {
 	if dout == nil || x == nil || g == nil {
 		return shapeErr(op, "dout, x and g are required", "dout", dout, "x", x, "g", g)
 	}
-	_, dt, err := agree(op, dx, dg, dout, x, g)
+	dev, dt, err := agreeDev(op, dx, dg, dout, x, g)
 	if err != nil {
 		return err
 	}
@@ -112,6 +116,10 @@ func BroadcastMultiplyBackward(dx, dg, dout, x, g *Tensor) error {
 	}
 	if x.Len() == 0 || (dx == nil && dg == nil) {
 		return nil
+	}
+	if dev == CUDA {
+		return runCUDAInPlace(op, func() error { return broadcastMulBackwardCUDA(&p, dx, dg, dout, x, g) },
+			func(h []*Tensor) error { return BroadcastMultiplyBackward(h[0], h[1], h[2], h[3], h[4]) }, dx, dg, dout, x, g)
 	}
 	if dt == Float64 {
 		broadcastMultiplyBackward(&p, dx.f64Or(), dg.f64Or(), dout.f64, x.f64, g.f64)

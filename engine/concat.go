@@ -37,6 +37,9 @@ func ConcatForward(out *Tensor, xs []*Tensor) error {
 	if err != nil {
 		return err
 	}
+	if out.device == CUDA {
+		return concatForwardCUDA(out, xs)
+	}
 	n, outBlock := out.shape[0], out.Len()/max(out.shape[0], 1)
 	at := 0
 	for _, x := range xs {
@@ -60,6 +63,9 @@ func ConcatBackward(dxs []*Tensor, dout *Tensor) error {
 	dt, err := checkConcat(op, dout, dxs)
 	if err != nil {
 		return err
+	}
+	if dout.device == CUDA {
+		return concatBackwardCUDA(dxs, dout)
 	}
 	n, outBlock := dout.shape[0], dout.Len()/max(dout.shape[0], 1)
 	at := 0
@@ -98,7 +104,7 @@ func checkConcat(op string, cat *Tensor, xs []*Tensor) (DType, error) {
 	if cat == nil || len(xs) == 0 {
 		return 0, shapeErr(op, "need the concatenation and at least one part", "cat", cat, "parts", len(xs))
 	}
-	_, dt, err := agree(op, cat)
+	_, dt, err := agreeDev(op, cat)
 	if err != nil {
 		return 0, err
 	}
@@ -109,7 +115,7 @@ func checkConcat(op string, cat *Tensor, xs []*Tensor) (DType, error) {
 			nils++
 			continue
 		}
-		if _, _, err := agree(op, cat, x); err != nil {
+		if _, _, err := agreeDev(op, cat, x); err != nil {
 			return 0, err
 		}
 		bad = bad || x.Rank() != cat.Rank() || x.shape[0] != cat.shape[0] || !sameShape(x.shape[2:], cat.shape[2:])

@@ -133,7 +133,7 @@ func testCUDARegressionLoss(t *testing.T, l1 bool) {
 	fwd := []string{name + "_forward_f32"}
 	bwd := []string{name + "_backward_f32"}
 	rng := rand.New(rand.NewPCG(25, 26))
-	for _, n := range eltSizes {
+	for _, n := range cudaEltSizes {
 		pred, dpred := devRand(t, rng, n)
 		target, dtarget := devRand(t, rng, n)
 		if n > 3 { // sign(0) = 0 for L1

@@ -23,7 +23,7 @@ func TestCUDASGD(t *testing.T) {
 		{LR: 0.05},                    // no momentum: no buffer
 		{LR: 0.05, WeightDecay: 1e-2}, // no momentum, decay
 	} {
-		for _, n := range []int{1, 255, 257, 4099} {
+		for _, n := range cudaEltSizes {
 			w, dw := devRand(t, rng, n)
 			var buf, dbuf *engine.Tensor
 			if c.Momentum != 0 {
@@ -51,7 +51,7 @@ func TestCUDAAdamW(t *testing.T) {
 		{LR: 1e-2, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 1e-2},
 		{LR: 2e-3, Beta1: 0.8, Beta2: 0.99, Eps: 1e-6},
 	} {
-		for _, n := range []int{1, 255, 257, 4099} {
+		for _, n := range cudaEltSizes {
 			w, dw := devRand(t, rng, n)
 			m, v := engine.New(engine.Float32, n), engine.New(engine.Float32, n)
 			dm, dv := dev(t, m), dev(t, v)

@@ -9,8 +9,8 @@
 // are exact, and let a NaN through as the CPU op does (no fmaxf).
 #include "common.cuh"
 
-#define KILN_INV_SQRT2 0.70710678118654752f
-#define KILN_INV_SQRT2PI 0.3989422804014327f
+#define ACTIVATION_INV_SQRT2 0.70710678118654752f
+#define ACTIVATION_INV_SQRT2PI 0.3989422804014327f
 
 // out = max(x, 0), NaN kept.
 KILN_KERNEL relu_forward_f32(float* out, const float* x, long long n) {
@@ -29,7 +29,7 @@ KILN_KERNEL relu_backward_f32(float* dx, const float* dout, const float* y, long
 KILN_KERNEL gelu_forward_f32(float* out, const float* x, long long n) {
 	KILN_FOR(i, n) {
 		float v = x[i];
-		out[i] = 0.5f * v * (1.0f + erff(v * KILN_INV_SQRT2));
+		out[i] = 0.5f * v * (1.0f + erff(v * ACTIVATION_INV_SQRT2));
 	}
 }
 
@@ -37,8 +37,8 @@ KILN_KERNEL gelu_forward_f32(float* out, const float* x, long long n) {
 KILN_KERNEL gelu_backward_f32(float* dx, const float* dout, const float* x, long long n) {
 	KILN_FOR(i, n) {
 		float v = x[i];
-		float cdf = 0.5f * (1.0f + erff(v * KILN_INV_SQRT2));
-		float pdf = KILN_INV_SQRT2PI * expf(-0.5f * v * v);
+		float cdf = 0.5f * (1.0f + erff(v * ACTIVATION_INV_SQRT2));
+		float pdf = ACTIVATION_INV_SQRT2PI * expf(-0.5f * v * v);
 		dx[i] = dout[i] * (cdf + v * pdf);
 	}
 }
