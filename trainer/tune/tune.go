@@ -30,6 +30,7 @@
 package tune
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -176,7 +177,7 @@ func Start(dir string, base trainer.Config, space *Space, set Settings) (*Tuner,
 		t.Config = c
 		if err != nil {
 			t.Status, t.Error = Invalid, err.Error()
-			firstErr = cmpOr(firstErr, fmt.Errorf("trial %s: %w", t.Name(), err))
+			firstErr = cmp.Or(firstErr, fmt.Errorf("trial %s: %w", t.Name(), err))
 		} else {
 			valid++
 		}
@@ -192,13 +193,6 @@ func Start(dir string, base trainer.Config, space *Space, set Settings) (*Tuner,
 		return nil, err
 	}
 	return &Tuner{Dir: dir, State: st, Parallel: 1, Log: zerolog.Nop()}, nil
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 func checkSettings(set *Settings, base trainer.Config, space *Space) error {
