@@ -381,7 +381,7 @@ func (t *Trainer) writeHistograms(step int, epoch float64) {
 			if kind == "grad" {
 				x = p.Grad
 			}
-			if x == nil || !hostReadable(x) {
+			if x = hostCopy(x); x == nil {
 				continue
 			}
 			h, tb := histogram(x)
@@ -497,10 +497,10 @@ func (t *Trainer) writeVisuals(ds *data.Dataset, step int, r EvalResult) error {
 	out := Visuals{Step: step, Samples: []VisualSample{}}
 	if v.filter != "" {
 		for i, name := range v.names {
-			if name != v.filter || !hostReadable(v.params[i].Value) {
+			w := hostCopy(v.params[i].Value)
+			if name != v.filter || w == nil {
 				continue
 			}
-			w := v.params[i].Value
 			shape := slices.Clone(w.Shape())
 			shape[0] = min(shape[0], MaxFilters)
 			out.Filters = &FilterWeights{Name: name, Shape: shape, Data: floatsOf(w, numel(shape))}
@@ -536,8 +536,8 @@ func (t *Trainer) writeVisuals(ds *data.Dataset, step int, r EvalResult) error {
 	}
 	v.collecting = false
 	for _, s := range v.sgus {
-		w := s.layer.Mixing()
-		if w == nil || w.Rank() != 2 || !hostReadable(w) {
+		w := hostCopy(s.layer.Mixing())
+		if w == nil || w.Rank() != 2 {
 			continue
 		}
 		out.SGU = append(out.SGU, SpatialWeight{Layer: s.name, Shape: slices.Clone(w.Shape()), Data: floatsOf(w, w.Len())})
@@ -567,8 +567,14 @@ func (t *Trainer) attentionMaps(ds *data.Dataset, samples []VisualSample) ([]Att
 	if err != nil {
 		return nil, err
 	}
-	if len(v.params) > 0 && v.params[0].Value.DType() != engine.Float32 {
-		xt = xt.As(v.params[0].Value.DType())
+	if len(v.params) > 0 {
+		if p := v.params[0].Value; p.Device() != engine.CPU {
+			if xt, err = xt.To(p.Device()); err != nil {
+				return nil, err
+			}
+		} else if p.DType() != engine.Float32 {
+			xt = xt.As(p.DType())
+		}
 	}
 	t.Model.SetTraining(false)
 	_, err = t.Model.Forward(xt)
@@ -578,8 +584,8 @@ func (t *Trainer) attentionMaps(ds *data.Dataset, samples []VisualSample) ([]Att
 	}
 	var maps []AttentionMap
 	for _, s := range v.spatial {
-		m := s.layer.Map() // (N,1,H,W)
-		if m == nil || m.Rank() != 4 || m.Dim(0) != n || !hostReadable(m) {
+		m := hostCopy(s.layer.Map()) // (N,1,H,W)
+		if m == nil || m.Rank() != 4 || m.Dim(0) != n {
 			continue
 		}
 		h, w := m.Dim(2), m.Dim(3)
@@ -616,6 +622,19 @@ func floatsOf(x *engine.Tensor, n int) Floats {
 		out[i] = float32(x.At(i))
 	}
 	return out
+}
+
+// hostCopy returns x, or a copy of it in host memory when it lives on a GPU
+// (nil if that fails or x is nil).
+func hostCopy(x *engine.Tensor) *engine.Tensor {
+	if x == nil || hostReadable(x) {
+		return x
+	}
+	h, err := x.To(engine.CPU)
+	if err != nil || !hostReadable(h) {
+		return nil
+	}
+	return h
 }
 
 // hostReadable reports whether x's values are in host memory.
