@@ -68,16 +68,17 @@ type plan struct {
 	opSec, opProbeSec            float64
 	trainSec, probeSec, scaleSec float64
 	trainSteps, warmup           int
+	ttaCap                       float64 // seconds of training per engine and task
 	fmaDur                       time.Duration
 	copyBytes                    int64
 }
 
 func newPlan(c Config) plan {
 	p := plan{rounds: 3, opSec: 0.3, opProbeSec: 0.1, trainSec: 2, probeSec: 0.8, scaleSec: 1,
-		trainSteps: 5, warmup: 3, fmaDur: 200 * time.Millisecond, copyBytes: 256 << 20}
+		trainSteps: 5, warmup: 3, fmaDur: 200 * time.Millisecond, copyBytes: 256 << 20, ttaCap: 360}
 	if c.Quick {
 		p = plan{rounds: 1, opSec: 0.005, opProbeSec: 0.005, trainSec: 0.02, probeSec: 0.02, scaleSec: 0.02,
-			trainSteps: 2, warmup: 1, fmaDur: 10 * time.Millisecond, copyBytes: 8 << 20}
+			trainSteps: 2, warmup: 1, fmaDur: 10 * time.Millisecond, copyBytes: 8 << 20, ttaCap: 30}
 	}
 	if c.Rounds > 0 {
 		p.rounds = c.Rounds
@@ -87,16 +88,17 @@ func newPlan(c Config) plan {
 
 // Settings record how the run was made.
 type Settings struct {
-	Device       string   `json:"device"`
-	Quick        bool     `json:"quick"`
-	Sections     []string `json:"sections"`
-	Torch        bool     `json:"torch"`
-	TorchMissing string   `json:"torch_missing,omitempty"` // why PyTorch was not compared
-	Rounds       int      `json:"rounds"`
-	KilnThreads  int      `json:"kiln_threads"`
-	TorchProbe   []string `json:"torch_settings_probed,omitempty"`
-	OpSeconds    float64  `json:"op_seconds"`
-	TrainSeconds float64  `json:"train_seconds"`
+	Device        string   `json:"device"`
+	Quick         bool     `json:"quick"`
+	Sections      []string `json:"sections"`
+	Torch         bool     `json:"torch"`
+	TorchMissing  string   `json:"torch_missing,omitempty"` // why PyTorch was not compared
+	Rounds        int      `json:"rounds"`
+	KilnThreads   int      `json:"kiln_threads"`
+	TorchProbe    []string `json:"torch_settings_probed,omitempty"`
+	OpSeconds     float64  `json:"op_seconds"`
+	TrainSeconds  float64  `json:"train_seconds"`
+	TTACapSeconds float64  `json:"tta_cap_seconds"`
 }
 
 // Report is everything one run measured: the JSON file's contents.
@@ -173,7 +175,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Machine:  DescribeMachine(ctx),
 		Versions: Versions{Go: runtime.Version(), Kiln: rev, KilnDirty: dirty},
 		Settings: Settings{Device: cfg.Device, Quick: cfg.Quick, Sections: cfg.Sections, Rounds: s.plan.rounds,
-			KilnThreads: engine.Threads(), OpSeconds: s.plan.opSec, TrainSeconds: s.plan.trainSec},
+			KilnThreads: engine.Threads(), OpSeconds: s.plan.opSec, TrainSeconds: s.plan.trainSec,
+			TTACapSeconds: s.plan.ttaCap},
 	}
 	if cfg.Name != "" {
 		s.rep.Machine.Name = slug(cfg.Name)
@@ -274,7 +277,7 @@ func (s *suite) setupTorch(ctx context.Context, tmp string) {
 	}
 	s.torch = r
 	set.Torch = true
-	for _, t := range settingsUpTo(runtime.NumCPU()) {
+	for _, t := range settingsUpTo(engine.Threads()) {
 		set.TorchProbe = append(set.TorchProbe, t.String())
 	}
 	v := &s.rep.Versions

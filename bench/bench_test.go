@@ -162,7 +162,7 @@ func sampleReport() *Report {
 		Schema: 1, Date: "2026-11-25T12:00:00Z", Seconds: 60,
 		Machine:  Machine{Name: "test-2core", CPU: "Test CPU", Cores: 2, OS: "linux/amd64"},
 		Versions: Versions{Go: "go1.26", Kiln: "abc", Torch: "1.13", OpenBLAS: "OpenBLAS 0.3.21"},
-		Settings: Settings{Device: "cpu", Torch: true, Rounds: 3, KilnThreads: 2, TorchProbe: []string{"torch 1 / OpenBLAS 1"}},
+		Settings: Settings{Device: "cpu", Torch: true, Rounds: 3, TTACapSeconds: 360, KilnThreads: 2, TorchProbe: []string{"torch 1 / OpenBLAS 1"}},
 		Peak:     Peak{Threads: 2, FMAGFLOPS: 230, FMAKind: "AVX2 FMA", SGEMMGFLOPS: 70, SGEMMFrom: "Kiln GEMM 1024", CopyGBPS: 50, CopyBytes: 256 << 20},
 		Ops: []OpResult{
 			{ID: "conv_fwd", Name: "conv | LeNet 1", Pass: "forward", Shape: "x", Unit: "GFLOP/s", Work: 1e8, Kiln: kiln, KilnRate: 100, KilnPeak: 1.4,

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/kiln-ml/kiln/engine"
 )
 
 // OpResult is one op and pass, side by side. Times are seconds per call.
@@ -88,7 +90,7 @@ func (s *suite) runOps(ctx context.Context) error {
 	best := map[string]threadSetting{}
 	if s.torch != nil {
 		probe := map[string]map[threadSetting]float64{}
-		for _, set := range settingsUpTo(s.rep.Machine.Cores) {
+		for _, set := range settingsUpTo(engine.Threads()) {
 			times, errs, err := s.torchOps(ctx, ops, set, s.plan.opProbeSec)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -160,7 +162,7 @@ func (s *suite) runOps(ctx context.Context) error {
 				groups[set] = append(groups[set], o)
 			}
 		}
-		for _, set := range settingsUpTo(s.rep.Machine.Cores) {
+		for _, set := range settingsUpTo(engine.Threads()) {
 			group := groups[set]
 			if len(group) == 0 {
 				continue

@@ -70,7 +70,7 @@ func (s *suite) runScaling(ctx context.Context) error {
 	}
 	for _, c := range batchCases {
 		p := ScalePoint{Batch: c.Batch}
-		s.kilnPoint(ctx, c, 0, &p)
+		s.kilnPoint(ctx, c, s.cfg.Threads, &p)
 		s.torchPoint(c, all, torchErrs, &p)
 		if ctx.Err() != nil {
 			return ctx.Err()

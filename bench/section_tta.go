@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
+	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
 )
@@ -112,7 +114,7 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 		r.KilnError = "Kiln's time-to-accuracy runs in this process on the CPU engine; the CUDA trainer is not wired in"
 	default:
 		res, err := trainer.TimeToAccuracy(ctx, trainer.TTAConfig{Config: cfg, Train: splits.Train, Test: splits.Test,
-			Target: task.Target, OnEpoch: func(e trainer.TTAEpoch) {
+			Target: task.Target, MaxSeconds: s.plan.ttaCap, OnEpoch: func(e trainer.TTAEpoch) {
 				s.log.Info().Str("task", task.ID).Str("engine", "kiln").Int("epoch", e.Epoch).
 					Float64("test_acc", e.TestAccuracy).Float64("seconds", math.Round(e.Seconds*10)/10).Msg("epoch")
 			}})
@@ -139,7 +141,7 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 	// this model at this batch on 28×28×1, else probe now (quick mode takes
 	// all cores for torch and one OpenBLAS thread instead).
 	c := trainCase{task.Model, "28x28x1", cfg.Batch}
-	sets := settingsUpTo(s.rep.Machine.Cores)
+	sets := settingsUpTo(engine.Threads())
 	if _, _, ok := s.bestSetting(c, sets); !ok && !s.cfg.Quick {
 		if _, err := s.probeTorch(ctx, []trainCase{c}, sets); err != nil {
 			r.TorchError = err.Error()
@@ -148,12 +150,12 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 	}
 	set, _, ok := s.bestSetting(c, sets)
 	if !ok {
-		set = threadSetting{s.rep.Machine.Cores, 1}
+		set = threadSetting{engine.Threads(), 1}
 	}
 	r.TorchSetting = set.String()
 	spec := map[string]any{"config": cfg, "dir": dir, "mean": splits.Train.Mean[0], "std": splits.Train.Std[0],
 		"classes": task.Classes, "subset": task.Subset, "target": task.Target}
-	raw, err := s.torch.run(ctx, "tta", spec, set)
+	raw, err := s.torch.run(ctx, "tta", spec, set, "--max-seconds", strconv.FormatFloat(s.plan.ttaCap, 'g', -1, 64))
 	if err != nil {
 		r.TorchError = err.Error()
 		return r

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 
+	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
 )
@@ -186,7 +187,7 @@ func (s *suite) bestSetting(c trainCase, settings []threadSetting) (threadSettin
 
 func (s *suite) runTrain(ctx context.Context) error {
 	cases := trainCases(s.cfg.Quick)
-	settings := settingsUpTo(s.rep.Machine.Cores)
+	settings := settingsUpTo(engine.Threads())
 	results := make([]TrainResult, len(cases))
 	kilnRuns := make([][]float64, len(cases))
 	torchRuns := make([][]float64, len(cases))
@@ -225,7 +226,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 			if s.kilnCUDA != "" {
 				r.KilnError = s.kilnCUDA
 			} else if r.KilnError == "" {
-				k, err := s.kilnTrain(ctx, c, 0, s.plan.trainSec, s.plan.trainSteps, s.plan.warmup)
+				k, err := s.kilnTrain(ctx, c, s.cfg.Threads, s.plan.trainSec, s.plan.trainSteps, s.plan.warmup)
 				if err != nil {
 					if ctx.Err() != nil {
 						return ctx.Err()

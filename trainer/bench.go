@@ -146,6 +146,9 @@ type TTAConfig struct {
 	// LossEvery records the mean training loss every this many steps (0:
 	// about 20 points per epoch).
 	LossEvery int
+	// MaxSeconds caps the training time: past it the run stops mid-epoch,
+	// checks the test set once more and reports Capped (0: no cap).
+	MaxSeconds float64
 	// OnEpoch, when set, sees each epoch's test check as it happens.
 	OnEpoch func(TTAEpoch)
 }
@@ -171,8 +174,9 @@ type TTAEpoch struct {
 type TTAResult struct {
 	Params       int        `json:"params"`
 	Reached      bool       `json:"reached"`
-	Epochs       int        `json:"epochs"`  // epochs run (the one that reached Target, if any)
-	Seconds      float64    `json:"seconds"` // training time, test checks and data loading excluded
+	Capped       bool       `json:"capped,omitempty"` // stopped at MaxSeconds
+	Epochs       int        `json:"epochs"`           // epochs run (the one that reached Target, if any; a capped one counts)
+	Seconds      float64    `json:"seconds"`          // training time, test checks and data loading excluded
 	CheckSeconds float64    `json:"check_seconds"`
 	Steps        int        `json:"steps"`
 	ImagesPerSec float64    `json:"images_per_sec"`
@@ -230,12 +234,16 @@ func TimeToAccuracy(ctx context.Context, c TTAConfig) (*TTAResult, error) {
 	res := &TTAResult{Params: layers.CountParams(model)}
 	model.SetTraining(true)
 	step, images, wall, lossSum, lossN := 0, 0, 0.0, 0.0, 0
-	for epoch := 0; epoch < cfg.Epochs && !res.Reached; epoch++ {
+	for epoch := 0; epoch < cfg.Epochs && !res.Reached && !res.Capped; epoch++ {
 		epochLoss, epochN := 0.0, 0
 		start := time.Now()
 		for b := range loader.Batches(epoch, 0) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
+			}
+			if c.MaxSeconds > 0 && wall+time.Since(start).Seconds() >= c.MaxSeconds {
+				res.Capped = true
+				break
 			}
 			loss, _, err := t.classifier.TrainStep(b.X, b.Labels, sched.LR(step))
 			if err != nil {

@@ -78,3 +78,16 @@ func TestProcessMemoryReadsTheHighWaterMark(t *testing.T) {
 		t.Fatalf("implausible memory figures %+v", m)
 	}
 }
+
+func TestTimeToAccuracyStopsAtTheTimeCap(t *testing.T) {
+	c := blobConfig()
+	c.Hidden, c.Epochs = 32, 50
+	res, err := TimeToAccuracy(context.Background(), TTAConfig{Config: c, Train: blobs(t, 512, 1), Test: blobs(t, 256, 3),
+		Target: 1, MaxSeconds: 1e-9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Capped || res.Epochs != 1 || len(res.PerEpoch) != 1 || res.Steps > 1 {
+		t.Fatalf("want a run capped in its first epoch, got %+v", res)
+	}
+}

@@ -10,7 +10,7 @@ runs with Kiln's. Nothing here decides what is compared; the Go side does.
     suite.py info
     suite.py ops   --spec ops.json --threads 2 --seconds 0.3
     suite.py train --spec cases.json --threads 2 --seconds 2
-    suite.py tta   --spec tta.json --threads 2
+    suite.py tta   --spec tta.json --threads 2 --max-seconds 360
 
 --device cuda runs on torch.cuda (synchronising around every timed region)
 and fails with a clear message when torch has no CUDA device.
@@ -341,7 +341,8 @@ def cmd_tta(args):
     smoothing = cfg.get("label_smoothing", 0) or 0
     clip = cfg.get("clip_norm", 0) or 0
     curve, per_epoch = [], []
-    wall, step, reached, loss_sum, loss_n = 0.0, 0, False, 0.0, 0
+    wall, step, reached, capped, loss_sum, loss_n = 0.0, 0, False, False, 0.0, 0
+    cap = args.max_seconds
     g = torch.Generator().manual_seed(cfg.get("seed", 1))
 
     def evaluate():
@@ -361,6 +362,9 @@ def cmd_tta(args):
         sync()
         t0 = time.perf_counter()
         for b in range(nb):
+            if cap > 0 and wall + time.perf_counter() - t0 >= cap:
+                capped = True
+                break
             idx = perm[b * batch:(b + 1) * batch]
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
@@ -383,8 +387,9 @@ def cmd_tta(args):
         print(f"torch epoch {epoch + 1}: test accuracy {acc:.4f} after {wall:.1f} s", file=sys.stderr, flush=True)
         if acc >= spec["target"]:
             reached = True
+        if reached or capped:
             break
-    print(json.dumps({"params": params, "reached": reached, "epochs": len(per_epoch), "seconds": wall,
+    print(json.dumps({"params": params, "reached": reached, "capped": capped, "epochs": len(per_epoch), "seconds": wall,
                       "per_epoch": per_epoch, "curve": curve, "steps": step,
                       "images_per_sec": step * batch / max(wall, 1e-9) if nb else 0,
                       "threads": torch.get_num_threads()}))
@@ -398,6 +403,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=1.0, help="time each measurement at least this long")
     ap.add_argument("--steps", type=int, default=3, help="train: timed steps (at least)")
     ap.add_argument("--warmup", type=int, default=3, help="train: untimed steps")
+    ap.add_argument("--max-seconds", type=float, default=0, help="tta: stop training after this long (0: no cap)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     try:
