@@ -159,7 +159,9 @@ func (t *Trainer) openVisuals(s *data.Splits, step int) {
 	ev, err := tbevents.Create(t.Run.Path)
 	if err == nil {
 		// TensorBoard drops what earlier event files hold past this step.
-		err = ev.SessionStart(int64(step) + 1)
+		if err = ev.SessionStart(int64(step) + 1); err != nil {
+			ev.Close()
+		}
 	}
 	if err != nil {
 		t.Log.Error().Err(err).Msg("tensorboard event file; continuing without it")
