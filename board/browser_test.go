@@ -121,13 +121,13 @@ func TestBoardInABrowser(t *testing.T) {
 	start := time.Now()
 	logdir := t.TempDir()
 	var wg sync.WaitGroup
-	for _, m := range []string{"lenet", "gmlp", "cbam"} {
+	for name := range realRuns {
 		wg.Add(1)
-		go func() { defer wg.Done(); trainRealRun(m) }()
+		go func() { defer wg.Done(); trainRealRun(name) }()
 	}
 	wg.Wait()
-	for _, m := range []string{"cbam", "gmlp", "lenet"} {
-		copyRun(t, trainedRun(t, m), filepath.Join(logdir, m+"-mnist"))
+	for _, name := range []string{"cbam-mnist", "gmlp-mnist", "lenet-mnist"} {
+		copyRun(t, trainedRun(t, name), filepath.Join(logdir, name))
 	}
 	writeFixtureTune(t, filepath.Join(logdir, "sweep"), 4)
 	t.Logf("real runs trained in %v", time.Since(start).Round(time.Millisecond))
@@ -332,6 +332,36 @@ func TestBoardInABrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, wait(fmt.Sprintf(`document.querySelector('.chart[data-metric="loss"]').dataset.points === '%d'`, before+1), 10*time.Second)); err != nil {
 		t.Errorf("the loss chart did not take the new point (had %d): %v", before, err)
 	}
+
+	// A new run appears while the page is open (a regression run: RMSE, and
+	// samples ranked by error rather than right or wrong); it joins the
+	// overlaid runs on its own.
+	copyRun(t, trainedRun(t, "lenet-mnist-rotation"), filepath.Join(logdir, "lenet-mnist-rotation"))
+	rmseSeries := 0
+	b, err = os.ReadFile(filepath.Join(logdir, "lenet-mnist-rotation", trainer.MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, split := range []string{`"split":"train"`, `"split":"val"`} {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, split) && strings.Contains(line, `"rmse"`) {
+				rmseSeries++
+				break
+			}
+		}
+	}
+	if rmseSeries == 0 {
+		t.Fatalf("the regression run's metrics hold no rmse: %s", b)
+	}
+	if err := chromedp.Do(ctx, wait(fmt.Sprintf(`document.querySelector('.run[data-run="lenet-mnist-rotation"] input:checked') && document.querySelector('.chart[data-metric="rmse"]')?.dataset.series === '%d'`, rmseSeries), 10*time.Second)); err != nil {
+		t.Errorf("the new run did not show up: %v", err)
+	}
+	f = focus("lenet-mnist-rotation")
+	checkVisuals(t, filepath.Join(logdir, "lenet-mnist-rotation"), f)
+	if f.Samples == 0 || f.Wrong != 0 || f.FirstWrong != "" || f.Cells != 0 {
+		t.Errorf("regression run: %d samples, %d marked wrong, %d confusion cells", f.Samples, f.Wrong, f.Cells)
+	}
+	shot("board-rotation.png")
 
 	// CBAM: spatial attention maps over their input images.
 	f = focus("cbam-mnist")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -41,21 +42,34 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// trainedRun returns the directory of a finished real run of model.
-func trainedRun(t *testing.T, model string) string {
+// The real runs the tests use, by name: model and data set.
+var realRuns = map[string][2]string{
+	"lenet-mnist":          {"lenet", "mnist"},
+	"gmlp-mnist":           {"gmlp", "mnist"},
+	"cbam-mnist":           {"cbam", "mnist"},
+	"lenet-mnist-rotation": {"lenet", "mnist-rotation"},
+}
+
+// trainedRun returns the directory of a finished real run.
+func trainedRun(t *testing.T, name string) string {
 	t.Helper()
-	dir, err := trainRealRun(model)
+	dir, err := trainRealRun(name)
 	if err != nil {
-		t.Fatalf("training a real %s run: %v", model, err)
+		t.Fatalf("training the real run %s: %v", name, err)
 	}
 	return dir
 }
 
-// trainRealRun trains model once per test binary (any goroutine may call it).
-func trainRealRun(model string) (string, error) {
-	v, _ := realOnce.LoadOrStore(model, &realRun{})
+// trainRealRun trains a run once per test binary (any goroutine may call it).
+func trainRealRun(name string) (string, error) {
+	v, _ := realOnce.LoadOrStore(name, &realRun{})
 	r := v.(*realRun)
 	r.once.Do(func() {
+		md, ok := realRuns[name]
+		if !ok {
+			r.err = errors.New("no such real run")
+			return
+		}
 		realMu.Lock()
 		if realBase == "" {
 			realBase, r.err = os.MkdirTemp("", "kiln-board-runs-")
@@ -65,29 +79,61 @@ func trainRealRun(model string) (string, error) {
 		if r.err != nil {
 			return
 		}
-		r.dir = filepath.Join(base, model+"-mnist")
-		r.err = trainRun(r.dir, model)
+		r.dir = filepath.Join(base, name)
+		r.err = trainRun(r.dir, md[0], md[1])
 	})
 	return r.dir, r.err
 }
 
-// trainRun trains model on 2% of MNIST (960 training, 240 validation and 200
-// test images) for two epochs of 30 steps, validating every 10 steps; cbam,
-// thirty times slower a step, on 0.5% for one epoch of 6 steps.
-func trainRun(dir, model string) error {
-	c := trainer.DefaultConfigFor(model, "mnist")
+// splits loads 2% of a data set (960 training, 240 validation and 200 test
+// images) once per test binary: decoding all of MNIST is most of a real
+// run's cost under the race detector.
+var splitCache sync.Map // dataset -> func() (*data.Splits, error)
+
+func splits(dataset string) (*data.Splits, error) {
+	v, _ := splitCache.LoadOrStore(dataset, sync.OnceValues(func() (*data.Splits, error) {
+		return data.Load(dataset, data.Options{Subset: 0.02, ValFraction: 0.2, Seed: 1})
+	}))
+	return v.(func() (*data.Splits, error))()
+}
+
+// first keeps the first n samples of d.
+func first(d *data.Dataset, n int) (*data.Dataset, error) {
+	idx := make([]int, min(n, d.Len()))
+	for i := range idx {
+		idx[i] = i
+	}
+	return d.Select(idx)
+}
+
+// trainRun trains model for two epochs of 30 steps, validating every 10
+// steps; cbam, thirty times slower a step, for one epoch of 6 steps on 192
+// images, validating on 48 at its end, with no test set.
+func trainRun(dir, model, dataset string) error {
+	c := trainer.DefaultConfigFor(model, dataset)
 	c.Subset, c.ValFraction, c.Epochs, c.Batch, c.ValEvery, c.Schedule = 0.02, 0.2, 2, 32, 10, "cosine"
+	c.Regression = dataset == "mnist-rotation"
+	s, err := splits(dataset)
+	if err != nil {
+		return err
+	}
 	switch model {
 	case "gmlp":
 		c.Hidden, c.Depth = 32, 1
 	case "cbam":
-		c.Subset, c.Epochs, c.ValEvery = 0.005, 1, 3
+		c.Epochs, c.ValEvery = 1, 0
+		small := &data.Splits{}
+		if small.Train, err = first(s.Train, 192); err != nil {
+			return err
+		}
+		if small.Val, err = first(s.Val, 48); err != nil {
+			return err
+		}
+		s = small
 	}
-	splits, err := data.Load("mnist", data.Options{Subset: c.Subset, ValFraction: c.ValFraction, Seed: c.Seed})
-	if err != nil {
-		return err
-	}
-	net, err := layers.Build(model, layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Seed: c.Seed, Hidden: c.Hidden, Depth: c.Depth})
+	tr0 := s.Train
+	net, err := layers.Build(model, layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
+		Regression: c.Regression, Seed: c.Seed, Hidden: c.Hidden, Depth: c.Depth})
 	if err != nil {
 		return err
 	}
@@ -104,7 +150,7 @@ func trainRun(dir, model string) error {
 	if y, err := c.YAML(); err == nil {
 		trainer.WriteFileAtomic(run.File(trainer.ConfigFile), y)
 	}
-	_, err = tr.Fit(context.Background(), splits)
+	_, err = tr.Fit(context.Background(), s)
 	return err
 }
 
@@ -134,7 +180,7 @@ func copyRun(t *testing.T, from, to string) {
 // types: the board and the writer agree on the contract.
 func TestBoardServesARealRun(t *testing.T) {
 	logdir := t.TempDir()
-	copyRun(t, trainedRun(t, "lenet"), filepath.Join(logdir, "lenet"))
+	copyRun(t, trainedRun(t, "lenet-mnist"), filepath.Join(logdir, "lenet"))
 	_, ts := newTestServer(t, logdir)
 
 	_, body, _ := get(t, ts.URL+"/api/runs")

@@ -480,7 +480,7 @@ function renderHistograms() {
     const canvas = h('canvas', { dataset: { kind: state.histKind } });
     const first = snaps[0], last = snaps[snaps.length - 1];
     const card = h('div', { class: 'hist-card', dataset: { param: name } }, h('h3', {}, name), canvas,
-      h('div', { class: 'cap' }, `${snaps.length} snapshots, step ${first.step} → ${last.step} · last range [${fmt(last.min, 3)}, ${fmt(last.max, 3)}]`));
+      h('div', { class: 'cap' }, `steps ${first.step}–${last.step} (${snaps.length}) · now [${fmt(last.min, 3)}, ${fmt(last.max, 3)}]`));
     box.append(card);
     drawRidges(canvas, snaps, color);
   }
@@ -504,7 +504,7 @@ function drawRidges(canvas, all, color) {
     snaps = [];
     for (let i = 0; i < maxRidges; i++) snaps.push(all[Math.round((i * (all.length - 1)) / (maxRidges - 1))]);
   }
-  const W = canvas.parentElement.clientWidth - 20 || 300, H = 170;
+  const W = canvas.parentElement.clientWidth - 20 || 300, H = 150;
   const ctx = setupCanvas(canvas, W, H);
   const padL = 6, padR = 46, padT = 6, padB = 18;
   let lo = Infinity, hi = -Infinity;
@@ -609,7 +609,7 @@ function renderFilters(v) {
   }
   const [o, i, kh, kw] = shape;
   const rgb = i === 3;
-  const grid = h('div', { class: 'filters' });
+  const grid = h('div', { class: 'filters', style: `--tile:${o <= 16 ? 72 : o <= 32 ? 56 : 46}px` });
   for (let k = 0; k < o; k++) {
     const w = f.data.slice(k * i * kh * kw, (k + 1) * i * kh * kw);
     let canvas;
@@ -785,6 +785,8 @@ function renderSamples(v) {
     return;
   }
   const classify = Array.isArray(v.classes) && v.classes.length > 0;
+  $('#samples-note').textContent = classify ? 'misclassified first, most confident first' : 'largest error first';
+  $('#only-wrong-label').hidden = !classify;
   const wrong = (s) => classify && s.label !== s.pred;
   const err = (s) => Math.abs((s.pred ?? 0) - (truth(s) ?? 0));
   const sorted = samples.map((s, i) => ({ s, i })).sort((a, b) => {
