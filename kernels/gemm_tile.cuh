@@ -154,32 +154,16 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 	const int steps = (K + BK - 1) / BK, per = (steps + splits - 1) / splits;
 	const int kbeg = min(K, s * per * BK), kend = min(K, kbeg + per * BK);
 
-	// Where this thread loads from: fixed across steps except for k.
-	int ail[LA], apl[LA], bjl[LB], bpl[LB];
-#pragma unroll
-	for (int r = 0; r < LA; r++) {
-		if (Op::A_ALONG_K) {
-			apl[r] = tid % BK;
-			ail[r] = tid / BK + r * (THREADS / BK);
-		} else {
-			ail[r] = tid % BM;
-			apl[r] = tid / BM + r * (THREADS / BM);
-		}
-	}
-#pragma unroll
-	for (int r = 0; r < LB; r++) {
-		if (Op::B_ALONG_K) {
-			bpl[r] = tid % BK;
-			bjl[r] = tid / BK + r * (THREADS / BK);
-		} else {
-			bjl[r] = tid % BN;
-			bpl[r] = tid / BN + r * (THREADS / BN);
-		}
-	}
+	// Where this thread loads from: fixed across steps except for k (cheap
+	// to recompute, so not kept in registers).
+	auto ail = [&](int r) { return Op::A_ALONG_K ? tid / BK + r * (THREADS / BK) : tid % BM; };
+	auto apl = [&](int r) { return Op::A_ALONG_K ? tid % BK : tid / BM + r * (THREADS / BM); };
+	auto bjl = [&](int r) { return Op::B_ALONG_K ? tid / BK + r * (THREADS / BK) : tid % BN; };
+	auto bpl = [&](int r) { return Op::B_ALONG_K ? tid % BK : tid / BN + r * (THREADS / BN); };
 	typename Op::Col bc[NCB] = {};
 #pragma unroll
 	for (int r = 0; r < NCB; r++)
-		if (n0 + bjl[r] < N) op.col(g, n0 + bjl[r], bc[r]);
+		if (n0 + bjl(r) < N) op.col(g, n0 + bjl(r), bc[r]);
 
 	float ra[LA], rb[LB];
 	auto table = [&](int k0, int buf) {
@@ -188,20 +172,20 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 	auto fetch = [&](int k0, int buf) {
 #pragma unroll
 		for (int r = 0; r < LA; r++) {
-			int i = m0 + ail[r], p = k0 + apl[r];
-			ra[r] = i < M && p < kend ? op.a(g, i, p, ktab[buf][apl[r]]) : 0.0f;
+			int i = m0 + ail(r), p = k0 + apl(r);
+			ra[r] = i < M && p < kend ? op.a(g, i, p, ktab[buf][apl(r)]) : 0.0f;
 		}
 #pragma unroll
 		for (int r = 0; r < LB; r++) {
-			int j = n0 + bjl[r], p = k0 + bpl[r];
-			rb[r] = j < N && p < kend ? op.b(g, p, j, ktab[buf][bpl[r]], bc[Op::B_ALONG_K ? r : 0]) : 0.0f;
+			int j = n0 + bjl(r), p = k0 + bpl(r);
+			rb[r] = j < N && p < kend ? op.b(g, p, j, ktab[buf][bpl(r)], bc[Op::B_ALONG_K ? r : 0]) : 0.0f;
 		}
 	};
 	auto stash = [&]() {
 #pragma unroll
-		for (int r = 0; r < LA; r++) As[apl[r]][ail[r]] = T::TF32 ? to_tf32(ra[r]) : ra[r];
+		for (int r = 0; r < LA; r++) As[apl(r)][ail(r)] = T::TF32 ? to_tf32(ra[r]) : ra[r];
 #pragma unroll
-		for (int r = 0; r < LB; r++) Bs[bpl[r]][bjl[r]] = T::TF32 ? to_tf32(rb[r]) : rb[r];
+		for (int r = 0; r < LB; r++) Bs[bpl(r)][bjl(r)] = T::TF32 ? to_tf32(rb[r]) : rb[r];
 	};
 
 	// This thread's outputs: rows row(m), columns col(c) of the tile.
@@ -236,8 +220,7 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 #pragma unroll
 					for (int c = 0; c < TN; c++) acc[m][c] = fmaf(a[m], b[c], acc[m][c]);
 			}
-			return;
-		}
+		} else {
 		// TF32: TM/2 × TN/2 fragments of 16×8 per warp.
 #ifdef KILN_GEMM_MMA
 		constexpr int MT = TM / 2, NT = TN / 2;
@@ -280,6 +263,7 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 				for (int c = 0; c < TN; c++) acc[m][c] = fmaf(a, Bs[kk][col(c)], acc[m][c]);
 			}
 #endif
+		}
 	};
 
 	if (kbeg < kend) {  // the same for every thread of the block
