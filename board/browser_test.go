@@ -119,7 +119,7 @@ func TestBoardInABrowser(t *testing.T) {
 		t.Skip("no chromium on PATH: apt-get install chromium (REQUIRE_BROWSER=1 makes this a failure)")
 	}
 	start := time.Now()
-	logdir := t.TempDir()
+	logdir := filepath.Join(t.TempDir(), "runs")
 	var wg sync.WaitGroup
 	for name := range realRuns {
 		wg.Add(1)

@@ -181,7 +181,9 @@ async function refresh(l) {
 
 function render() {
   document.body.dataset.focus = state.focus || '';
-  $('#logdir').textContent = state.listing.logdir;
+  const ld = $('#logdir');
+  ld.textContent = state.listing.logdir.split(/[\\/]/).filter(Boolean).pop() || state.listing.logdir;
+  ld.title = 'log directory ' + state.listing.logdir;
   renderRunList();
   renderOverview();
   renderScalars();
