@@ -25,6 +25,12 @@ type Peak struct {
 	// fraction of it.
 	CopyGBPS  float64 `json:"copy_gbps"`
 	CopyBytes int64   `json:"copy_bytes"`
+	// With --device cuda: the GPU's fp32 GEMM rate (TF32 off) and copy
+	// bandwidth as PyTorch reaches them, or why they were not measured.
+	GPU       string  `json:"gpu,omitempty"`
+	GPUGFLOPS float64 `json:"gpu_sgemm_gflops,omitempty"`
+	GPUGBPS   float64 `json:"gpu_copy_gbps,omitempty"`
+	GPUError  string  `json:"gpu_error,omitempty"`
 }
 
 // measureFMA runs the FMA loop on threads OS threads at once for about dur

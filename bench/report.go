@@ -190,6 +190,12 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 	}
 	p("- Memory bandwidth: **%.1f GB/s**, a parallel copy of %d MiB counted as read + write. Memory-bound ops are given as a fraction of it.\n",
 		pk.CopyGBPS, pk.CopyBytes>>20)
+	switch {
+	case pk.GPUGFLOPS > 0:
+		p("- GPU (%s), through PyTorch: fp32 GEMM **%.0f GFLOP/s** (TF32 off), copy **%.0f GB/s** (read + write).\n", mdEscape(pk.GPU), pk.GPUGFLOPS, pk.GPUGBPS)
+	case pk.GPUError != "":
+		p("- GPU peaks: not measured: %s.\n", mdEscape(pk.GPUError))
+	}
 
 	var foot []string
 	why := func(side, msg string) {

@@ -211,6 +211,9 @@ func (s *suite) runOps(ctx context.Context) error {
 			}
 			if r.TorchRate > peak.SGEMMGFLOPS {
 				peak.SGEMMGFLOPS, peak.SGEMMFrom = r.TorchRate, "PyTorch (OpenBLAS) "+r.Name
+				if s.cfg.Device == "cuda" {
+					peak.SGEMMFrom = "PyTorch on the GPU " + r.Name
+				}
 			}
 		}
 	}

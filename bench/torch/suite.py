@@ -8,6 +8,7 @@ reads the last line of standard output (one JSON object) and alternates these
 runs with Kiln's. Nothing here decides what is compared; the Go side does.
 
     suite.py info
+    suite.py peak  --device cuda
     suite.py ops   --spec ops.json --threads 2 --seconds 0.3
     suite.py train --spec cases.json --threads 2 --seconds 2
     suite.py tta   --spec tta.json --threads 2 --max-seconds 360
@@ -183,6 +184,25 @@ def cmd_ops(args):
         except Exception as e:  # a benchmark that cannot run says why
             results.append({"id": op["id"], "error": f"{type(e).__name__}: {e}"})
     print(json.dumps({"ops": results, "threads": torch.get_num_threads()}))
+
+
+def cmd_peak(args):
+    """The GPU's peaks as torch reaches them: fp32 GEMM (TF32 off) and a
+    large device-to-device copy (bytes read + written)."""
+    torch, dev, sync = setup(args)
+    if dev.type != "cuda":
+        fail("peak: only meaningful with --device cuda (the CPU peaks are measured by Kiln itself)")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    best = 0.0
+    for n in (4096, 8192):
+        a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+        sec, _ = timeit(lambda: torch.mm(a, b), args.seconds, sync)
+        best = max(best, 2 * n ** 3 / sec / 1e9)
+    x = torch.empty(256 << 20, device=dev)  # 1 GiB of float32
+    y = torch.empty_like(x)
+    sec, _ = timeit(lambda: y.copy_(x), args.seconds, sync)
+    print(json.dumps({"sgemm_gflops": best, "copy_gbps": 2 * x.numel() * 4 / sec / 1e9,
+                      "device": torch.cuda.get_device_name(0)}))
 
 
 # ---- training steps -----------------------------------------------------------
@@ -397,7 +417,7 @@ def cmd_tta(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["info", "ops", "train", "tta"])
+    ap.add_argument("mode", choices=["info", "peak", "ops", "train", "tta"])
     ap.add_argument("--spec", help="JSON file describing the work")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--seconds", type=float, default=1.0, help="time each measurement at least this long")
@@ -410,7 +430,7 @@ def main():
         import torch  # noqa: F401
     except ImportError as e:
         fail(f"PyTorch is not importable: {e}")
-    {"info": cmd_info, "ops": cmd_ops, "train": cmd_train, "tta": cmd_tta}[args.mode](args)
+    {"info": cmd_info, "peak": cmd_peak, "ops": cmd_ops, "train": cmd_train, "tta": cmd_tta}[args.mode](args)
 
 
 if __name__ == "__main__":

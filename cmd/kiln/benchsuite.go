@@ -31,8 +31,9 @@ setting, alternating with Kiln's runs; ratios are Kiln's speed over
 PyTorch's.
 
 Writes <out>/<machine>-<date>.json and .md with PNG plots, and prints the
-tables. The full suite takes about 20 minutes on 2 cores (about 5 without
-PyTorch); --quick is a smoke test of a few seconds whose numbers mean nothing.`,
+tables. The full suite takes about 20 minutes on 2 cores (under 10 without
+PyTorch) and logs its progress; run it on a quiet machine. --quick is a smoke
+test of a few seconds whose numbers mean nothing.`,
 		Example: `  make bench                               # the full suite into bench/results
   kiln bench suite --quick --no-torch      # a smoke test
   kiln bench suite --sections ops,train    # some sections only`,
