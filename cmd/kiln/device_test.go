@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kiln-ml/kiln/cuda"
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// The plain build's device choice. The test binary has no kiln-cuda next to
+// it, so a request for the GPU never hands over here; the handover itself
+// is checked end to end by scripts/check-cpu-fallback.sh (CI).
+func TestResolveDevicePlainBuild(t *testing.T) {
+	if cuda.Built() {
+		t.Skip("this build has a CUDA backend; the plain build's fallback is what is tested here")
+	}
+	t.Setenv(envDevice, "")
+	t.Setenv(envHandoff, "")
+	run := func(flag string) (engine.Device, string, error) {
+		var buf bytes.Buffer
+		d, err := resolveDevice(flag, zerolog.New(&buf))
+		return d, buf.String(), err
+	}
+	if d, log, err := run("cpu"); err != nil || d != engine.CPU || log != "" {
+		t.Errorf("cpu: %v %q %v, want the CPU, silently", d, log, err)
+	}
+	for _, flag := range []string{"auto", "", " AUTO "} {
+		d, log, err := run(flag)
+		if err != nil || d != engine.CPU {
+			t.Errorf("%q: %v %v, want the CPU", flag, d, err)
+		}
+		if strings.Count(log, "\n") != 1 || !strings.Contains(log, "running on the CPU") ||
+			!(strings.Contains(log, "no CUDA backend") || strings.Contains(log, "NVIDIA driver")) {
+			t.Errorf("%q: log %q, want one line saying why the CPU", flag, log)
+		}
+	}
+	_, log, err := run("cuda")
+	if err == nil || !strings.Contains(err.Error(), "--device cuda") || log != "" {
+		t.Errorf("cuda: %v (log %q), want an error saying what is missing", err, log)
+	}
+	if _, _, err := run("tpu"); !errors.As(err, new(usageError)) {
+		t.Errorf("tpu: %v, want a usage error", err)
+	}
+
+	t.Setenv(envDevice, "cpu")
+	if d, log, err := run("auto"); err != nil || d != engine.CPU || log != "" {
+		t.Errorf("KILN_DEVICE=cpu, auto: %v %q %v, want the CPU, silently", d, log, err)
+	}
+	t.Setenv(envDevice, "cuda")
+	if d, _, err := run("cpu"); err != nil || d != engine.CPU {
+		t.Errorf("KILN_DEVICE=cuda, --device cpu: %v %v, want the flag to win", d, err)
+	}
+	if _, _, err := run("auto"); err == nil {
+		t.Errorf("KILN_DEVICE=cuda, auto: no error, want the explicit cuda's error")
+	}
+	t.Setenv(envDevice, "gpu0")
+	if _, _, err := run("auto"); !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), envDevice) {
+		t.Errorf("KILN_DEVICE=gpu0: %v, want a usage error naming %s", err, envDevice)
+	}
+
+	t.Setenv(envDevice, "")
+	t.Setenv(envHandoff, "/opt/kiln")
+	if _, log, _ := run("auto"); !strings.Contains(log, "/opt/kiln handed over") {
+		t.Errorf("after a handover: log %q, want it to say so", log)
+	}
+}
+
+func TestGPUOpsNames(t *testing.T) {
+	got := gpuOps([]string{"relu_forward_f32", "relu_backward_f32", "gemm_nt_128x128_tf32", "gemm_nn_64x64",
+		"conv2d_input_grad_128x128", "sgd_step_f32", "fill_f32"})
+	want := "conv2d_input_grad fill gemm relu sgd_step"
+	if strings.Join(got, " ") != want {
+		t.Errorf("gpuOps = %q, want %q", got, want)
+	}
+}
