@@ -23,7 +23,12 @@ metrics.jsonl, tune trials included): scalar curves with smoothing, weight and
 gradient histograms, first-layer filters, attention maps, sample predictions,
 the confusion matrix and tune results. The page updates while runs train.
 It listens on 127.0.0.1 unless --addr says otherwise, and works offline.`,
-		Args: cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("board takes no arguments (got %q): the log directory is --logdir", args)}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if st, err := os.Stat(logdir); err != nil || !st.IsDir() {
 				return usageError{fmt.Errorf("--logdir %s: no such directory", logdir)}
