@@ -426,7 +426,7 @@ func writeTerminal(w io.Writer, r *Report) {
 	} else {
 		p("\nPyTorch not compared: %s\n", r.Settings.TorchMissing)
 	}
-	p("peak: FMA %.0f GFLOP/s, SGEMM %.0f GFLOP/s, copy %.1f GB/s\n", r.Peak.FMAGFLOPS, r.Peak.SGEMMGFLOPS, r.Peak.CopyGBPS)
+	p("peak: FMA %s GFLOP/s, SGEMM %s GFLOP/s, copy %s GB/s\n", fmtRate(r.Peak.FMAGFLOPS), fmtRate(r.Peak.SGEMMGFLOPS), fmtRate(r.Peak.CopyGBPS))
 	ratio := func(x *Ratio) string {
 		if x == nil {
 			return "-"
