@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -24,6 +26,56 @@ std::map<std::string, Entry>& registry() {
 	return r;
 }
 std::mutex launch_mu;
+
+// Workers are the OS threads that play a block's CUDA threads. They are
+// made once and kept (a launch used to create and join up to 1024 threads,
+// which cost more than most kernels); each launch wakes the first n.
+class Workers {
+public:
+	void run(unsigned n, const std::function<void(unsigned)>& job) {
+		std::unique_lock<std::mutex> l(mu_);
+		while (threads_.size() < n) {
+			unsigned id = static_cast<unsigned>(threads_.size());
+			threads_.emplace_back([this, id] { loop(id); });
+		}
+		job_ = &job;
+		n_ = n;
+		remaining_ = n;
+		gen_++;
+		start_.notify_all();
+		done_.wait(l, [this] { return remaining_ == 0; });
+		job_ = nullptr;
+	}
+
+private:
+	void loop(unsigned id) {
+		uint64_t seen = 0;
+		std::unique_lock<std::mutex> l(mu_);
+		for (;;) {
+			start_.wait(l, [&] { return gen_ != seen; });
+			seen = gen_;
+			if (id >= n_) continue;
+			const std::function<void(unsigned)>* job = job_;
+			l.unlock();
+			(*job)(id);
+			l.lock();
+			if (--remaining_ == 0) done_.notify_one();
+		}
+	}
+
+	std::mutex mu_;
+	std::condition_variable start_, done_;
+	std::vector<std::thread> threads_;
+	const std::function<void(unsigned)>* job_ = nullptr;
+	unsigned n_ = 0, remaining_ = 0;
+	uint64_t gen_ = 0;
+};
+
+// Never destroyed: the workers wait for launches until the process exits.
+Workers& workers() {
+	static Workers* w = new Workers;
+	return *w;
+}
 }  // namespace
 
 extern "C" void kiln_emu_register(const char* name, void* fn, kiln_emu_invoke_fn invoke, int nparams) {
@@ -87,7 +139,7 @@ extern "C" int kiln_emu_launch(uintptr_t handle, unsigned gx, unsigned gy, unsig
 	blockDim = launch.block;
 	gridDim = launch.grid;
 
-	auto body = [&](unsigned t) {
+	std::function<void(unsigned)> body = [&](unsigned t) {
 		threadIdx = dim3{t % bx, (t / bx) % by, t / (bx * by)};
 		for (unsigned z = 0; z < gz; z++)
 			for (unsigned y = 0; y < gy; y++)
@@ -97,10 +149,7 @@ extern "C" int kiln_emu_launch(uintptr_t handle, unsigned gx, unsigned gy, unsig
 					block_barrier.arrive_and_wait();  // the block ends for everyone
 				}
 	};
-	std::vector<std::thread> threads;
-	threads.reserve(nthreads);
-	for (unsigned t = 0; t < nthreads; t++) threads.emplace_back(body, t);
-	for (auto& th : threads) th.join();
+	workers().run(nthreads, body);
 
 	kiln_emu_current = nullptr;
 	for (auto* b : warp_barriers) delete b;
