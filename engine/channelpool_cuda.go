@@ -42,7 +42,7 @@ func channelPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
 			return err
 		}
 		var a cuda.Args
-		return launchElt(kChannelPoolForward, total, a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total)).
+		return launchFit(kChannelPoolForward, total, a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total)).
 			Int(c).Int(hw).F32(1/float32(c)))
 	}, func(h []*Tensor) error {
 		cpu := make([]int32, len(argmax))
@@ -67,7 +67,7 @@ func channelPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
 		}
 		defer done()
 		var a cuda.Args
-		return launchElt(kChannelPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).
+		return launchFit(kChannelPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).
 			Int(c).Int(hw).F32(1/float32(c)))
 	}, func(h []*Tensor) error {
 		idx, err := hostIndices(argmax)
@@ -115,7 +115,7 @@ func globalMaxPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
 		}
 		defer done()
 		var a cuda.Args
-		return launchElt(kGlobalMaxPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).Int(hw))
+		return launchFit(kGlobalMaxPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).Int(hw))
 	}, func(h []*Tensor) error {
 		idx, err := hostIndices(argmax)
 		if err != nil {

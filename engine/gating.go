@@ -54,6 +54,9 @@ func SpatialGatingForward(out *Tensor, saved *SpatialGatingSaved, z, gamma, beta
 	if !(eps >= 0) {
 		return &ShapeError{Op: op, Msg: fmt.Sprintf("negative eps %v", eps)}
 	}
+	if z.device == CUDA {
+		return spatialGatingForwardCUDA(out, saved, z, gamma, beta, w, b, eps)
+	}
 	n, t, d := z.shape[0], z.shape[1], z.shape[2]/2
 	if dt == Float64 {
 		runSpatialGating(&spatialGatingTask[float64]{out: out.f64, z: z.f64, gamma: gamma.f64Or(), beta: beta.f64Or(),
@@ -83,11 +86,14 @@ func SpatialGatingBackward(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved *Sp
 		err = errGatingShape
 	}
 	if err == nil {
-		_, _, err = agree(op, z, dz, dw)
+		_, _, err = agreeDev(op, z, dz, dw)
 	}
 	if err != nil {
 		return shapeErrGating(op, err, "dz", dz, "dgamma", dgamma, "dbeta", dbeta, "dw", dw, "db", db,
 			"dout", dout, "z", z, "gamma", gamma, "w", w, saved)
+	}
+	if z.device == CUDA {
+		return spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z, saved, gamma, w)
 	}
 	n, t, d := z.shape[0], z.shape[1], z.shape[2]/2
 	if dt == Float64 {
@@ -114,7 +120,7 @@ func checkSpatialGating(op string, s *SpatialGatingSaved, z, gamma, w *Tensor, n
 	if s.Norm == nil || s.Mixed == nil || s.Mean == nil || s.RStd == nil {
 		return 0, errGatingShape
 	}
-	_, dt, err := agree(op, z, gamma, w, nd[0], nd[1], nd[2], perD[0], perD[1], perD[2], perT[0], perT[1],
+	_, dt, err := agreeDev(op, z, gamma, w, nd[0], nd[1], nd[2], perD[0], perD[1], perD[2], perT[0], perT[1],
 		s.Norm, s.Mixed, s.Mean, s.RStd)
 	if err != nil {
 		return 0, err

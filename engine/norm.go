@@ -52,6 +52,9 @@ func BatchNorm2DForward(out, saveMean, saveInvStd, x, gamma, beta, runMean, runV
 	if n*hw < 2 {
 		return shapeErr(op, "training needs more than one value per channel", "x", x)
 	}
+	if x.device == CUDA {
+		return batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar, momentum, eps)
+	}
 	if dt == Float64 {
 		runBatchNorm(&batchNormTask[float64]{mode: batchNormTrain, out: out.f64, x: x.f64,
 			gamma: gamma.f64Or(), beta: beta.f64Or(), mean: saveMean.f64, invStd: saveInvStd.f64,
@@ -80,6 +83,9 @@ func BatchNorm2DEvalForward(out, x, gamma, beta, runMean, runVar *Tensor, eps fl
 	}
 	if err != nil {
 		return err
+	}
+	if x.device == CUDA {
+		return batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar, eps)
 	}
 	n, c, hw := batchNormDims(x)
 	if dt == Float64 {
@@ -118,6 +124,9 @@ func BatchNorm2DBackward(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma
 	if err != nil {
 		return err
 	}
+	if x.device == CUDA {
+		return batchNormTrainBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma)
+	}
 	n, c, hw := batchNormDims(x)
 	if dt == Float64 {
 		runBatchNorm(&batchNormTask[float64]{mode: batchNormBackward, out: dx.f64Or(), x: x.f64,
@@ -154,6 +163,9 @@ func BatchNorm2DEvalBackward(dx, dgamma, dbeta, dout, x, gamma, runMean, runVar 
 	if err != nil {
 		return err
 	}
+	if x.device == CUDA {
+		return batchNormEvalBackwardCUDA(dx, dgamma, dbeta, dout, x, gamma, runMean, runVar, eps)
+	}
 	n, c, hw := batchNormDims(x)
 	if dt == Float64 {
 		runBatchNorm(&batchNormTask[float64]{mode: batchNormEvalBackward, out: dx.f64Or(), x: x.f64,
@@ -177,7 +189,7 @@ func checkBatchNorm(op string, x *Tensor, full [2]*Tensor, perC [6]*Tensor) (DTy
 	if x == nil {
 		return 0, shapeErr(op, "x is required", "x", x)
 	}
-	_, dt, err := agree(op, x, full[0], full[1], perC[0], perC[1], perC[2], perC[3], perC[4], perC[5])
+	_, dt, err := agreeDev(op, x, full[0], full[1], perC[0], perC[1], perC[2], perC[3], perC[4], perC[5])
 	if err != nil {
 		return 0, err
 	}
@@ -392,7 +404,7 @@ func LayerNormForward(out, mean, rstd, x, gamma, beta *Tensor, eps float64) erro
 	if x == nil {
 		return shapeErr(op, "x is required", "x", x)
 	}
-	_, dt, err := agree(op, out, mean, rstd, x, gamma, beta)
+	_, dt, err := agreeDev(op, out, mean, rstd, x, gamma, beta)
 	if err != nil {
 		return err
 	}
@@ -403,6 +415,9 @@ func LayerNormForward(out, mean, rstd, x, gamma, beta *Tensor, eps float64) erro
 	}
 	if !(eps >= 0) {
 		return &ShapeError{Op: op, Msg: fmt.Sprintf("negative eps %v", eps)}
+	}
+	if x.device == CUDA {
+		return layerNormForwardCUDA(out, mean, rstd, x, gamma, beta, rows, d, eps)
 	}
 	if dt == Float64 {
 		runLayerNorm(&layerNormTask[float64]{out: out.f64, x: x.f64, mean: mean.f64Or(), rstd: rstd.f64Or(),
@@ -431,7 +446,7 @@ func LayerNormBackward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma *Tensor) er
 	if x == nil {
 		return shapeErr(op, "x is required", "x", x)
 	}
-	_, dt, err := agree(op, dx, dgamma, dbeta, dout, x, mean, rstd, gamma)
+	_, dt, err := agreeDev(op, dx, dgamma, dbeta, dout, x, mean, rstd, gamma)
 	if err != nil {
 		return err
 	}
@@ -439,6 +454,9 @@ func LayerNormBackward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma *Tensor) er
 	if !ok {
 		return shapeErr(op, "want dx, dout and x (…,D), mean and rstd one per row, gamma and its gradients (D)",
 			"dx", dx, "dgamma", dgamma, "dbeta", dbeta, "dout", dout, "x", x, "mean", mean, "rstd", rstd, "gamma", gamma)
+	}
+	if x.device == CUDA {
+		return layerNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, rows, d)
 	}
 	if dt == Float64 {
 		runLayerNorm(&layerNormTask[float64]{backward: true, out: dx.f64Or(), x: x.f64, dout: dout.f64,

@@ -176,7 +176,7 @@ func maxPool2DForwardCUDA(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams
 		}
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total))
-		return launchElt(kMaxPoolForward, total, poolArgs(&a, g))
+		return launchFit(kMaxPoolForward, total, poolArgs(&a, g))
 	}, func(h []*Tensor) error {
 		var cpu []int32
 		if argmax != nil {
@@ -224,7 +224,7 @@ func maxPool2DBackwardCUDA(dx, dout *Tensor, argmax []int32, p Pool2DParams, g *
 		defer done()
 		var a cuda.Args
 		a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total))
-		return launchElt(kMaxPoolBackward, total, poolArgs(&a, g))
+		return launchFit(kMaxPoolBackward, total, poolArgs(&a, g))
 	}, func(h []*Tensor) error {
 		idx, err := hostIndices(argmax)
 		if err != nil {
@@ -239,7 +239,7 @@ func avgPool2DForwardCUDA(out, x *Tensor, p Pool2DParams, g *poolGeom) error {
 		total := out.Len()
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(x.dptr()).I64(int64(total))
-		return launchElt(kAvgPoolForward, total, poolArgs(&a, g))
+		return launchFit(kAvgPoolForward, total, poolArgs(&a, g))
 	}, func(h []*Tensor) error { return AvgPool2DForward(h[0], h[1], p) }, out, x)
 }
 
@@ -248,7 +248,7 @@ func avgPool2DBackwardCUDA(dx, dout *Tensor, p Pool2DParams, g *poolGeom) error 
 		total := dx.Len()
 		var a cuda.Args
 		a.Ptr(dx.dptr()).Ptr(dout.dptr()).I64(int64(total))
-		return launchElt(kAvgPoolBackward, total, poolArgs(&a, g))
+		return launchFit(kAvgPoolBackward, total, poolArgs(&a, g))
 	}, func(h []*Tensor) error { return AvgPool2DBackward(h[0], h[1], p) }, dx, dout)
 }
 
@@ -274,6 +274,6 @@ func globalAvgPoolBackwardCUDA(dx, dout *Tensor, g *poolGeom) error {
 	return runCUDA("GlobalAvgPoolBackward", func() error {
 		total := dx.Len()
 		var a cuda.Args
-		return launchElt(kGlobalAvgPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).I64(int64(total)).Int(g.h*g.w))
+		return launchFit(kGlobalAvgPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).I64(int64(total)).Int(g.h*g.w))
 	}, func(h []*Tensor) error { return GlobalAvgPoolBackward(h[0], h[1]) }, dx, dout)
 }

@@ -1,0 +1,133 @@
+package engine
+
+import "github.com/kiln-ml/kiln/cuda"
+
+// The GPU side of gating.go: kernels/gating.cu, with the layer norm of v run
+// by the kernels of norm.cu on the strided v half of z.
+
+var (
+	kSGUMixForward   = cuda.K("sgu_mix_forward_f32")
+	kSGUMixBackward  = cuda.K("sgu_mix_backward_f32")
+	kSGUGateBackward = cuda.K("sgu_gate_backward_f32")
+	kSGUWeightGrad   = cuda.K("sgu_weight_grad_f32")
+)
+
+// EnsureOn is Ensure for the device and dtype of like (z): the saved tensors
+// follow z to the GPU.
+func (s *SpatialGatingSaved) EnsureOn(like *Tensor, n, t, d int) error {
+	var err error
+	if s.Norm, err = EnsureOn(s.Norm, like, n, t, d); err != nil {
+		return err
+	}
+	if s.Mixed, err = EnsureOn(s.Mixed, like, n, t, d); err != nil {
+		return err
+	}
+	if s.Mean, err = EnsureOn(s.Mean, like, n, t); err != nil {
+		return err
+	}
+	s.RStd, err = EnsureOn(s.RStd, like, n, t)
+	return err
+}
+
+// sguMixGrid covers (T,D) with 32×32 tiles; the samples go in z, looped by
+// the kernel beyond the grid's limit.
+func sguMixGrid(n, t, d int) cuda.Dim3 {
+	return cuda.Dim3{X: uint32((d + 31) / 32), Y: uint32((t + 31) / 32), Z: uint32(min(n, 65535))}
+}
+
+var sguBlock = cuda.Dim3{X: 16, Y: 16, Z: 1}
+
+func spatialGatingForwardCUDA(out *Tensor, saved *SpatialGatingSaved, z, gamma, beta, w, b *Tensor, eps float64) error {
+	n, t, d := z.shape[0], z.shape[1], z.shape[2]/2
+	return runCUDA("SpatialGatingForward", func() error {
+		rows := n * t
+		if rows == 0 {
+			return nil
+		}
+		v := z.dptr() + cuda.Ptr(4*d)
+		if err := layerNormRowsForward(saved.Norm.dptr(), saved.Mean.dptr(), saved.RStd.dptr(), v, optPtr(gamma),
+			optPtr(beta), rows, d, 2*d, d, eps); err != nil {
+			return err
+		}
+		var a cuda.Args
+		a.Ptr(saved.Mixed.dptr()).Ptr(out.dptr()).Ptr(w.dptr()).Ptr(saved.Norm.dptr()).Ptr(optPtr(b)).Ptr(z.dptr()).
+			Int(n).Int(t).Int(d)
+		return cuda.Launch(kSGUMixForward, sguMixGrid(n, t, d), sguBlock, 0, &a)
+	}, func(h []*Tensor) error {
+		s := &SpatialGatingSaved{Norm: h[6], Mixed: h[7], Mean: h[8], RStd: h[9]}
+		return SpatialGatingForward(h[0], s, h[1], h[2], h[3], h[4], h[5], eps)
+	}, out, z, gamma, beta, w, b, saved.Norm, saved.Mixed, saved.Mean, saved.RStd)
+}
+
+// sguWeightGradBlocks is about how many blocks the weight gradient wants in
+// flight (two per H100 SM); the samples are split into chunks to get there.
+const sguWeightGradBlocks = 264
+
+func spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved *SpatialGatingSaved, gamma, w *Tensor) error {
+	n, t, d := z.shape[0], z.shape[1], z.shape[2]/2
+	return runCUDA("SpatialGatingBackward", func() error {
+		rows := n * t
+		if rows == 0 {
+			return nil
+		}
+		tmp, free, err := devTemp(2*rows*d + rows)
+		if err != nil {
+			return err
+		}
+		defer free()
+		dvm, dvn := tmp, tmp+cuda.Ptr(4*rows*d)
+		rowsum := dvn + cuda.Ptr(4*rows*d)
+
+		// dvm = dout ⊙ u, du = dout ⊙ vm, db += Σ_{s,d} dvm.
+		var a cuda.Args
+		a.Ptr(dvm).Ptr(optPtr(dz)).Ptr(rowsum).Ptr(dout.dptr()).Ptr(z.dptr()).Ptr(saved.Mixed.dptr()).Int(rows).Int(d)
+		grid, block := rowLaunch(rows)
+		if err := cuda.Launch(kSGUGateBackward, grid, block, 0, &a); err != nil {
+			return err
+		}
+		if err := addPartials(optPtr(db), rowsum, n, t, t); err != nil {
+			return err
+		}
+
+		// dW += Σ_s dvm_s·vn_sᵀ, per chunk of samples, chunks added in order.
+		if dw != nil {
+			tiles := (t + 31) / 32
+			chunks := min(n, max(1, sguWeightGradBlocks/(tiles*tiles)))
+			perChunk := (n + chunks - 1) / chunks
+			chunks = (n + perChunk - 1) / perChunk
+			partial, freeP, err := devTemp(chunks * t * t)
+			if err != nil {
+				return err
+			}
+			defer freeP()
+			var g cuda.Args
+			g.Ptr(partial).Ptr(dvm).Ptr(saved.Norm.dptr()).Int(n).Int(t).Int(d).Int(perChunk)
+			grid := cuda.Dim3{X: uint32(tiles), Y: uint32(tiles), Z: uint32(chunks)}
+			if err := cuda.Launch(kSGUWeightGrad, grid, sguBlock, 0, &g); err != nil {
+				return err
+			}
+			if err := addPartials(dw.dptr(), partial, chunks, t*t, t*t); err != nil {
+				return err
+			}
+		}
+
+		// dvn = Wᵀ·dvm, then the layer norm's backward pass into dz[…, D:].
+		if dz == nil && dgamma == nil && dbeta == nil {
+			return nil
+		}
+		var m cuda.Args
+		m.Ptr(dvn).Ptr(w.dptr()).Ptr(dvm).Int(n).Int(t).Int(d)
+		if err := cuda.Launch(kSGUMixBackward, sguMixGrid(n, t, d), sguBlock, 0, &m); err != nil {
+			return err
+		}
+		var dv cuda.Ptr
+		if dz != nil {
+			dv = dz.dptr() + cuda.Ptr(4*d)
+		}
+		return layerNormRowsBackward(dv, optPtr(dgamma), optPtr(dbeta), dvn, z.dptr()+cuda.Ptr(4*d),
+			saved.Mean.dptr(), saved.RStd.dptr(), optPtr(gamma), rows, d, 2*d, d, 2*d)
+	}, func(h []*Tensor) error {
+		s := &SpatialGatingSaved{Norm: h[9], Mixed: h[10], Mean: h[11], RStd: h[12]}
+		return SpatialGatingBackward(h[0], h[1], h[2], h[3], h[4], h[5], h[6], s, h[7], h[8])
+	}, dz, dgamma, dbeta, dw, db, dout, z, gamma, w, saved.Norm, saved.Mixed, saved.Mean, saved.RStd)
+}

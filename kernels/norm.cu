@@ -1,0 +1,300 @@
+// Normalisation on float32 tensors: batch norm (training with batch
+// statistics and the running-statistics update, evaluation with the running
+// statistics, both backward passes) over (N,C,HW) and layer norm over rows of
+// D values, forward and backward. The Go launchers are engine/norm_cuda.go;
+// the spatial gating unit (engine/gating_cuda.go) runs the layer-norm kernels
+// on strided rows.
+//
+// Launch assumptions: the block reductions take whole warps (blockDim.x a
+// multiple of 32, at most 1024); layer-norm rows are one warp each (any 1-D
+// grid of whole warps, grid-stride over rows); layernorm_backward_params
+// takes blocks of at most 32×8, grid (⌈d/blockDim.x⌉, chunks); the
+// batch-norm reductions take grid (chunks, C), `chunk` values of a channel
+// per block; the element and per-channel kernels any 1-D grid.
+//
+// Determinism: no atomics. Every reduction has a fixed shape (per warp, per
+// block, then partial sums added in index order by one thread), so a result
+// depends only on the shapes, never on timing.
+//
+// Numerics: sums in float (FP32 accumulation, tree order within a block);
+// the per-channel batch-norm finishing steps (combining chunk statistics,
+// running statistics, the affine coefficients) in double, as the CPU does,
+// since they are O(C) work. Each chunk's variance is two-pass (mean, then
+// squared deviations) and the chunks are combined with Chan's formula, so a
+// large mean does not cancel the variance away.
+#include "common.cuh"
+
+// Sum over the block; every thread gets the total. scratch is __shared__
+// float[32]; the trailing barrier lets the caller reuse it at once.
+static __device__ float norm_block_sum(float v, float* scratch) {
+	unsigned int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+	v = kiln_warp_sum(v);
+	if (lane == 0) scratch[warp] = v;
+	__syncthreads();
+	v = lane < nwarps ? scratch[lane] : 0.0f;
+	v = kiln_warp_sum(v);
+	__syncthreads();
+	return v;
+}
+
+// ---- Layer norm -----------------------------------------------------------
+
+// One warp per row r: out[r·out_stride + j] = (x − mean)·rstd·γ[j] + β[j]
+// over the row's d values x[r·x_stride + j]. mean, rstd (one per row), gamma
+// and beta may be null. out may be x (same stride): each lane rewrites only
+// what it has read.
+KILN_KERNEL layernorm_forward_f32(float* out, float* mean, float* rstd, const float* x, const float* gamma,
+                                  const float* beta, int rows, int d, int x_stride, int out_stride, float eps) {
+	int lane = threadIdx.x % 32;
+	long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+	long long nwarps = (long long)gridDim.x * blockDim.x / 32;
+	for (long long r = warp; r < rows; r += nwarps) {
+		const float* xr = x + r * x_stride;
+		float* orow = out + r * out_stride;
+		float s = 0.0f;
+		for (int j = lane; j < d; j += 32) s += xr[j];
+		float mu = kiln_warp_sum(s) / (float)d;
+		float ss = 0.0f;
+		for (int j = lane; j < d; j += 32) {
+			float c = xr[j] - mu;
+			ss += c * c;
+		}
+		float rs = 1.0f / sqrtf(kiln_warp_sum(ss) / (float)d + eps);
+		for (int j = lane; j < d; j += 32) {
+			float y = (xr[j] - mu) * rs;
+			if (gamma) y *= gamma[j];
+			if (beta) y += beta[j];
+			orow[j] = y;
+		}
+		if (lane == 0) {
+			if (mean) mean[r] = mu;
+			if (rstd) rstd[r] = rs;
+		}
+	}
+}
+
+// One warp per row: dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = dout·γ
+// and x̂ = (x − mean)·rstd. dx may be dout (same stride).
+KILN_KERNEL layernorm_backward_dx_f32(float* dx, const float* dout, const float* x, const float* mean,
+                                      const float* rstd, const float* gamma, int rows, int d, int dx_stride,
+                                      int dout_stride, int x_stride) {
+	int lane = threadIdx.x % 32;
+	long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+	long long nwarps = (long long)gridDim.x * blockDim.x / 32;
+	for (long long r = warp; r < rows; r += nwarps) {
+		const float* xr = x + r * x_stride;
+		const float* gr = dout + r * dout_stride;
+		float* dr = dx + r * dx_stride;
+		float mu = mean[r], rs = rstd[r];
+		float sg = 0.0f, sgx = 0.0f;
+		for (int j = lane; j < d; j += 32) {
+			float g = gamma ? gr[j] * gamma[j] : gr[j];
+			sg += g;
+			sgx += g * ((xr[j] - mu) * rs);
+		}
+		float a = kiln_warp_sum(sg) / (float)d, b = kiln_warp_sum(sgx) / (float)d;
+		for (int j = lane; j < d; j += 32) {
+			float g = gamma ? gr[j] * gamma[j] : gr[j];
+			float xh = (xr[j] - mu) * rs;
+			dr[j] = rs * (g - a - xh * b);
+		}
+	}
+}
+
+// Per chunk of rows, the column sums Σ dout·x̂ (into partial[chunk·2d + j])
+// and Σ dout (into partial[chunk·2d + d + j]) for dgamma and dbeta; the
+// chunks are added in order by norm_partials_add_f32. Block (X ≤ 32) × (Y ≤
+// 8), grid (⌈d/X⌉, chunks): the X threads of a block row read consecutive
+// columns, the Y block rows stride through the chunk, and their Y sums are
+// added in row order.
+KILN_KERNEL layernorm_backward_params_f32(float* partial, const float* dout, const float* x, const float* mean,
+                                          const float* rstd, int rows, int d, int dout_stride, int x_stride,
+                                          int rows_per_chunk) {
+	__shared__ float sg[8][33];
+	__shared__ float sb[8][33];
+	int tx = threadIdx.x, ty = threadIdx.y;
+	int j = blockIdx.x * blockDim.x + tx;
+	long long r0 = (long long)blockIdx.y * rows_per_chunk;
+	long long r1 = min(r0 + rows_per_chunk, (long long)rows);
+	float g = 0.0f, b = 0.0f;
+	if (j < d) {
+		for (long long r = r0 + ty; r < r1; r += blockDim.y) {
+			float o = dout[r * dout_stride + j];
+			g += o * ((x[r * x_stride + j] - mean[r]) * rstd[r]);
+			b += o;
+		}
+	}
+	sg[ty][tx] = g;
+	sb[ty][tx] = b;
+	__syncthreads();
+	if (ty == 0 && j < d) {
+		for (unsigned int k = 1; k < blockDim.y; k++) g += sg[k][tx], b += sb[k][tx];
+		partial[(long long)blockIdx.y * 2 * d + j] = g;
+		partial[(long long)blockIdx.y * 2 * d + d + j] = b;
+	}
+}
+
+// dst[i] += Σ_k partial[k·stride + i], k = 0 … chunks−1 in order: the last,
+// fixed-order stage of every parameter-gradient reduction (layer norm, batch
+// norm, the spatial gating unit's bias and weights).
+KILN_KERNEL norm_partials_add_f32(float* dst, const float* partial, int chunks, long long n, long long stride) {
+	KILN_FOR(i, n) {
+		float s = 0.0f;
+		for (int k = 0; k < chunks; k++) s += partial[k * stride + i];
+		dst[i] += s;
+	}
+}
+
+// ---- Batch norm -----------------------------------------------------------
+//
+// Channel c's M = N·hw values are x[(n·C + c)·hw + j]; a flat index m in
+// [0, M) is (n, j) = (m / hw, m % hw). Block (k, c) of the statistics and
+// reduction kernels covers m in [k·chunk, (k+1)·chunk).
+
+static __device__ __forceinline__ long long norm_bn_index(long long m, int c, int C, int hw) {
+	return (m / hw * C + c) * hw + m % hw;
+}
+
+// Per chunk: its mean and its sum of squared deviations from that mean
+// (partial[(c·chunks + k)·2 + {0,1}]).
+KILN_KERNEL batchnorm_stats_f32(float* partial, const float* x, int N, int C, int hw, int chunk) {
+	__shared__ float scratch[32];
+	int k = blockIdx.x, c = blockIdx.y;
+	long long M = (long long)N * hw;
+	long long m0 = (long long)k * chunk, m1 = min(m0 + chunk, M);
+	float s = 0.0f;
+	for (long long m = m0 + threadIdx.x; m < m1; m += blockDim.x) s += x[norm_bn_index(m, c, C, hw)];
+	float mu = norm_block_sum(s, scratch) / (float)(m1 - m0);
+	float ss = 0.0f;
+	for (long long m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
+		float v = x[norm_bn_index(m, c, C, hw)] - mu;
+		ss += v * v;
+	}
+	ss = norm_block_sum(ss, scratch);
+	if (threadIdx.x == 0) {
+		long long at = ((long long)c * gridDim.x + k) * 2;
+		partial[at] = mu;
+		partial[at + 1] = ss;
+	}
+}
+
+// One thread per channel: combines the chunks in order (Chan et al.), saves
+// mean and 1/√(var+ε) (biased variance), updates the running statistics with
+// the unbiased variance, run = (1−momentum)·run + momentum·stat, and writes
+// the affine coefficients coef[2c] = γ·invstd, coef[2c+1] = β − mean·γ·invstd
+// for batchnorm_apply_f32. gamma, beta, run_mean, run_var may be null.
+KILN_KERNEL batchnorm_stats_finalize_f32(float* coef, float* save_mean, float* save_invstd, float* run_mean,
+                                         float* run_var, const float* partial, const float* gamma,
+                                         const float* beta, int C, int chunks, long long M, int chunk,
+                                         float momentum, float eps) {
+	KILN_FOR(c, C) {
+		double n = 0, mean = 0, m2 = 0;
+		for (int k = 0; k < chunks; k++) {
+			double nb = (double)min((long long)chunk, M - (long long)k * chunk);
+			double mb = partial[(c * chunks + k) * 2], m2b = partial[(c * chunks + k) * 2 + 1];
+			double delta = mb - mean, tot = n + nb;
+			mean += delta * nb / tot;
+			m2 += m2b + delta * delta * n * nb / tot;
+			n = tot;
+		}
+		double invstd = 1.0 / sqrt(m2 / (double)M + (double)eps);
+		save_mean[c] = (float)mean;
+		save_invstd[c] = (float)invstd;
+		if (run_mean) {
+			double mo = momentum;
+			run_mean[c] = (float)((1 - mo) * (double)run_mean[c] + mo * mean);
+			run_var[c] = (float)((1 - mo) * (double)run_var[c] + mo * m2 / (double)(M - 1));
+		}
+		double g = gamma ? (double)gamma[c] : 1.0, b = beta ? (double)beta[c] : 0.0;
+		coef[2 * c] = (float)(g * invstd);
+		coef[2 * c + 1] = (float)(b - mean * g * invstd);
+	}
+}
+
+// Evaluation mode: coef[2c] = γ/√(run_var+ε), coef[2c+1] = β − run_mean·coef[2c].
+KILN_KERNEL batchnorm_eval_coef_f32(float* coef, const float* gamma, const float* beta, const float* run_mean,
+                                    const float* run_var, int C, float eps) {
+	KILN_FOR(c, C) {
+		double g = gamma ? (double)gamma[c] : 1.0, b = beta ? (double)beta[c] : 0.0;
+		double a = g / sqrt((double)run_var[c] + (double)eps);
+		coef[2 * c] = (float)a;
+		coef[2 * c + 1] = (float)(b - (double)run_mean[c] * a);
+	}
+}
+
+// out = coef[2c]·x + coef[2c+1]; out may be x. total = N·C·hw.
+KILN_KERNEL batchnorm_apply_f32(float* out, const float* x, const float* coef, int C, int hw, long long total) {
+	KILN_FOR(i, total) {
+		int c = (int)(i / hw % C);
+		out[i] = coef[2 * c] * x[i] + coef[2 * c + 1];
+	}
+}
+
+// Per chunk: Σ dout and Σ dout·(x − mean[c]) (partial[(c·chunks + k)·2 + {0,1}]).
+// mean is the saved batch mean (training) or the running mean (evaluation).
+KILN_KERNEL batchnorm_backward_reduce_f32(float* partial, const float* dout, const float* x, const float* mean,
+                                          int N, int C, int hw, int chunk) {
+	__shared__ float scratch[32];
+	int k = blockIdx.x, c = blockIdx.y;
+	long long M = (long long)N * hw;
+	long long m0 = (long long)k * chunk, m1 = min(m0 + chunk, M);
+	float mu = mean[c];
+	float sd = 0.0f, sdx = 0.0f;
+	for (long long m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
+		long long i = norm_bn_index(m, c, C, hw);
+		float d = dout[i];
+		sd += d;
+		sdx += d * (x[i] - mu);
+	}
+	sd = norm_block_sum(sd, scratch);
+	sdx = norm_block_sum(sdx, scratch);
+	if (threadIdx.x == 0) {
+		long long at = ((long long)c * gridDim.x + k) * 2;
+		partial[at] = sd;
+		partial[at + 1] = sdx;
+	}
+}
+
+// One thread per channel: adds the chunks in order, dbeta += Σ dout, dgamma
+// += Σ dout·x̂, and writes coef[3c..3c+2] = (k, a, b) for
+// batchnorm_backward_apply_f32. Training (run_var null): invstd is the saved
+// one and dx = k·dout + a·x + b with k = γ·invstd, a = −k·invstd·Σdout·x̂/M,
+// b = −k·Σdout/M − a·mean. Evaluation (run_var given): invstd =
+// 1/√(run_var+ε) and dx = k·dout (a = b = 0). partial may be null when
+// chunks is 0 (no parameter gradient wanted).
+KILN_KERNEL batchnorm_backward_finalize_f32(float* coef, float* dgamma, float* dbeta, const float* partial,
+                                            const float* mean, const float* save_invstd, const float* run_var,
+                                            const float* gamma, int C, int chunks, long long M, float eps) {
+	KILN_FOR(c, C) {
+		double sd = 0, sdx = 0;
+		for (int k = 0; k < chunks; k++) {
+			sd += partial[(c * chunks + k) * 2];
+			sdx += partial[(c * chunks + k) * 2 + 1];
+		}
+		double invstd = run_var ? 1.0 / sqrt((double)run_var[c] + (double)eps) : (double)save_invstd[c];
+		sdx *= invstd;  // Σ dout·x̂
+		if (dbeta) dbeta[c] += (float)sd;
+		if (dgamma) dgamma[c] += (float)sdx;
+		double g = gamma ? (double)gamma[c] : 1.0;
+		double k = g * invstd, a = 0, b = 0;
+		if (!run_var) {
+			a = -k * invstd * sdx / (double)M;
+			b = -k * sd / (double)M - a * (double)mean[c];
+		}
+		coef[3 * c] = (float)k;
+		coef[3 * c + 1] = (float)a;
+		coef[3 * c + 2] = (float)b;
+	}
+}
+
+// dx = k·dout + a·x + b (training) or k·dout (x null, evaluation); dx may be
+// dout. total = N·C·hw.
+KILN_KERNEL batchnorm_backward_apply_f32(float* dx, const float* dout, const float* x, const float* coef, int C,
+                                         int hw, long long total) {
+	KILN_FOR(i, total) {
+		int c = (int)(i / hw % C);
+		float v = coef[3 * c] * dout[i];
+		if (x) v = v + coef[3 * c + 1] * x[i] + coef[3 * c + 2];
+		dx[i] = v;
+	}
+}
