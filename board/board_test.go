@@ -95,7 +95,7 @@ func TestListingFindsRunsTunesAndTrials(t *testing.T) {
 	for _, r := range l.Runs {
 		ids = append(ids, r.ID+"@"+r.Tune)
 	}
-	want := []string{"a@", "group/b@", "sweep/trials/trial-000@sweep", "sweep/trials/trial-001@sweep", "sweep/trials/trial-002@sweep", "sweep2/trials/0@sweep2"}
+	want := []string{"a@", "group/b@", "sweep/trials/000@sweep", "sweep/trials/001@sweep", "sweep/trials/002@sweep", "sweep2/trials/0@sweep2"}
 	if !slices.Equal(ids, want) {
 		t.Fatalf("runs %v, want %v", ids, want)
 	}

@@ -289,14 +289,15 @@ func TestBoardInABrowser(t *testing.T) {
 	}
 
 	// The tune table and its parallel coordinates; a click on a header sorts.
-	if f.TuneRows != 4 || f.TuneLines != 4 || !slices.Equal(f.TuneHeaders, []string{"trial", "status", "val_acc", "val_loss", "lr", "batch", "optimizer"}) {
+	// The empty error column is left out of the table.
+	if f.TuneRows != 4 || f.TuneLines != 4 || !slices.Equal(f.TuneHeaders, []string{"trial", "status", "val_acc", "epochs", "steps", "seconds", "val_loss", "batch", "lr", "optimizer"}) {
 		t.Errorf("tune: %d rows, %d lines, headers %v", f.TuneRows, f.TuneLines, f.TuneHeaders)
 	}
-	header := chromedp.Click(chromedp.CSS(`table.results th:nth-child(4)`))
+	header := chromedp.Click(chromedp.CSS(`table.results th:nth-child(7)`))
 	if err := chromedp.Do(ctx, header, header); err != nil {
 		t.Fatal(err)
 	}
-	order, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('table.results tbody tr')].map((r) => r.children[3].textContent)`))
+	order, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('table.results tbody tr')].map((r) => r.children[6].textContent)`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,6 +306,16 @@ func TestBoardInABrowser(t *testing.T) {
 		t.Errorf("val_loss sorted descending: %v", order)
 	}
 
+	// A row of the table opens its trial's run.
+	trial, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('table.results tbody tr.linked td').textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`table.results tbody tr.linked`)),
+		wait(fmt.Sprintf(`document.body.dataset.focus === 'sweep/trials/%s' && document.body.dataset.ready === 'true'`, trial), 10*time.Second)); err != nil {
+		t.Errorf("clicking trial %s in the table: %v", trial, err)
+	}
+	focus("lenet-mnist")
 	png := shot("board-lenet.png")
 	if os.Getenv("KILN_UPDATE_SCREENSHOT") == "1" {
 		if err := os.WriteFile(filepath.Join("testdata", "screenshot.png"), png, 0o644); err != nil {

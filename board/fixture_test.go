@@ -170,19 +170,22 @@ func writeFixtureRun(t *testing.T, dir string, f fixture) {
 	}
 }
 
-// writeFixtureTune writes DIR/results.csv and a trial run per row.
+// writeFixtureTune writes DIR/results.csv as kiln tune does (trial, status,
+// the metric, epochs, steps, seconds, other metrics, error, then the searched
+// settings; best first) and a trial run directory DIR/trials/NNN per row.
 func writeFixtureTune(t *testing.T, dir string, trials int) {
 	t.Helper()
 	var csv strings.Builder
-	csv.WriteString("trial,status,val_acc,val_loss,lr,batch,optimizer\n")
+	csv.WriteString("trial,status,val_acc,epochs,steps,seconds,val_loss,error,batch,lr,optimizer\n")
 	opts := []string{"sgd", "adamw"}
-	for i := 0; i < trials; i++ {
-		status := "done"
-		if i == trials-1 {
-			status = "pruned"
+	for i := trials - 1; i >= 0; i-- {
+		status, epochs := "done", 3
+		if i == 0 {
+			status, epochs = "stopped", 1
 		}
-		fmt.Fprintf(&csv, "%d,%s,%.4f,%.4f,%g,%d,%s\n", i, status, 0.9+0.01*float64(i%4), 0.3-0.02*float64(i%4), 0.001*math.Pow(3, float64(i)), 32<<(i%3), opts[i%2])
-		writeFixtureRun(t, filepath.Join(dir, "trials", fmt.Sprintf("trial-%03d", i)), fixture{Steps: 40 + 10*i, Classes: 10, Summary: status == "done"})
+		fmt.Fprintf(&csv, "%03d,%s,%.4f,%d,%d,%.2f,%.4f,,%d,%g,%s\n", i, status, 0.9+0.01*float64(i%4), epochs, 20*epochs, 1.5*float64(epochs),
+			0.3-0.02*float64(i%4), 32<<(i%3), 0.001*math.Pow(3, float64(i)), opts[i%2])
+		writeFixtureRun(t, filepath.Join(dir, "trials", fmt.Sprintf("%03d", i)), fixture{Steps: 40 + 10*i, Classes: 10, Summary: true})
 	}
 	writeFile(t, filepath.Join(dir, "results.csv"), []byte(csv.String()))
 }

@@ -845,13 +845,16 @@ function tuneTable() {
   const cols = (head || []).map((name, j) => {
     const vals = body.map((r) => r[j] ?? '');
     const numeric = vals.some((x) => x !== '') && vals.every((x) => x === '' || isNum(x));
-    return { name, j, numeric, constant: new Set(vals).size <= 1 };
-  });
+    return { name, j, numeric, constant: new Set(vals).size <= 1, empty: vals.every((x) => x === '') };
+  }).filter((c) => !c.empty);
   return { tune: t, cols, rows: body };
 }
 
-// The metric column: the first numeric column whose name says it is one.
+// The metric column: kiln tune writes it right after status; any other
+// table, the first numeric column whose name says it is a metric.
 function metricColumn(cols) {
+  const st = cols.findIndex((c) => /^status$/i.test(c.name));
+  if (st >= 0 && cols[st + 1] && cols[st + 1].numeric) return cols[st + 1];
   const re = /(loss|acc|rmse|mae|r2|metric|score|objective)/i;
   return cols.find((c) => c.numeric && re.test(c.name) && !/^trial/i.test(c.name)) || cols.filter((c) => c.numeric && !/^trial/i.test(c.name)).pop();
 }
@@ -918,7 +921,7 @@ function renderTune() {
     }, cols.map((c) => {
       const x = r[c.j] ?? '';
       if (/^status$/i.test(c.name)) return h('td', { class: 'text' }, h('span', { class: 'pill ' + x.toLowerCase() }, x));
-      return h('td', { class: c.numeric ? '' : 'text' }, c.numeric && x !== '' ? fmt(Number(x)) : x);
+      return h('td', { class: c.numeric ? '' : 'text' }, c.numeric && c !== trialCol && x !== '' ? fmt(Number(x)) : x);
     })));
   }
   el.append(tbody);
