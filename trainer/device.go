@@ -13,6 +13,16 @@ import (
 // into one reused device buffer and brings back only the loss and the count
 // of correct predictions. Evaluation brings back the logits for the metrics.
 
+// defaultDevice is where NewTrainer puts a model (the CLI's --device).
+var defaultDevice engine.Device
+
+// SetDefaultDevice makes NewTrainer place every model on d (open it first,
+// e.g. with engine.OpenDevice).
+func SetDefaultDevice(d engine.Device) { defaultDevice = d }
+
+// DefaultDevice is where NewTrainer places models.
+func DefaultDevice() engine.Device { return defaultDevice }
+
 // SetDevice moves the model to device d (opening it first). Call it before
 // Fit, Evaluate or Predict; the optimiser's state is made on the device on
 // its first step, and a resumed checkpoint is copied into it.

@@ -112,6 +112,11 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 		t.classifier.Smoothing, t.classifier.ClipNorm = c.LabelSmoothing, c.ClipNorm
 		t.params = t.classifier.Params()
 	}
+	if defaultDevice != engine.CPU {
+		if err := t.SetDevice(defaultDevice); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
 }
 

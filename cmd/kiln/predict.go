@@ -23,6 +23,7 @@ import (
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
 )
 
@@ -247,6 +248,14 @@ func forwardAll(model *layers.Model, x *engine.Tensor) (*engine.Tensor, error) {
 		xb, err := engine.FromFloat32(x.Float32()[lo*per:hi*per], hi-lo, x.Dim(1), x.Dim(2), x.Dim(3))
 		if err != nil {
 			return nil, err
+		}
+		if dev := trainer.DefaultDevice(); dev != engine.CPU {
+			if err := layers.ToDevice(model, dev); err != nil {
+				return nil, err
+			}
+			if xb, err = xb.To(dev); err != nil {
+				return nil, err
+			}
 		}
 		out, err := model.Forward(xb)
 		if err != nil {

@@ -250,16 +250,11 @@ func runTrain(c trainer.Config, resume bool) error {
 
 // selectDevice resolves --device once, at start-up, and says what it chose.
 func selectDevice(s string, log zerolog.Logger) error {
-	dev, auto, err := engine.ParseDevice(s)
+	dev, err := resolveDevice(s, log)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
-	if dev == engine.CUDA {
-		return fmt.Errorf("--device cuda: this build has no CUDA backend (build with GPU=1); use --device cpu or auto")
-	}
-	if auto {
-		log.Info().Msg("device auto: no CUDA backend in this build; training on the CPU")
-	}
+	trainer.SetDefaultDevice(dev)
 	return nil
 }
 

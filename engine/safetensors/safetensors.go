@@ -477,8 +477,6 @@ func buildHeader(tensors map[string]*engine.Tensor, meta map[string]string) ([]b
 			return nil, nil, fmt.Errorf("safetensors: a tensor may not be called %q", metadataKey)
 		case t == nil:
 			return nil, nil, fmt.Errorf("safetensors: tensor %q is nil", name)
-		case t.Device() != engine.CPU:
-			return nil, nil, fmt.Errorf("safetensors: tensor %q is on %v; copy it to the CPU first", name, t.Device())
 		case t.DType() != engine.Float32 && t.DType() != engine.Float64:
 			return nil, nil, fmt.Errorf("safetensors: tensor %q has unsupported dtype %v", name, t.DType())
 		case !utf8.ValidString(name):
