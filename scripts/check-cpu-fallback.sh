@@ -19,18 +19,18 @@ expect_cpu() {
   local name=$1; shift
   "$@" --run-dir "$tmp/$name" >"$tmp/$name.out" 2>"$tmp/$name.err"
   local rc=$?
-  [ $rc -eq 0 ] || { cat "$tmp/$name.err"; fail "$name: exit status $rc"; }
+  [ $rc -eq 0 ] || { tail -20 "$tmp/$name.err"; fail "$name: exit status $rc"; }
   grep -q 'test accuracy' "$tmp/$name.out" || { cat "$tmp/$name.out"; fail "$name: no test accuracy"; }
   local n
   n=$(grep -c 'device auto: .*running on the CPU' "$tmp/$name.err")
-  [ "$n" -eq 1 ] || { cat "$tmp/$name.err"; fail "$name: want one 'device auto: ... running on the CPU' line, got $n"; }
+  [ "$n" -eq 1 ] || { tail -20 "$tmp/$name.err"; fail "$name: want one 'device auto: ... running on the CPU' line, got $n"; }
   echo "check-cpu-fallback: $name: $(grep -o 'device auto: .*running on the CPU' "$tmp/$name.err")"
 }
 # expect_error NAME PATTERN CMD...: a non-zero exit with PATTERN in the message.
 expect_error() {
   local name=$1 pat=$2; shift 2
   "$@" --run-dir "$tmp/$name" >"$tmp/$name.out" 2>"$tmp/$name.err" && fail "$name: succeeded, want an error"
-  grep -qE "$pat" "$tmp/$name.err" || { cat "$tmp/$name.err"; fail "$name: the error does not match /$pat/"; }
+  grep -qE "$pat" "$tmp/$name.err" || { tail -20 "$tmp/$name.err"; fail "$name: the error does not match /$pat/"; }
   echo "check-cpu-fallback: $name: $(grep -E "$pat" "$tmp/$name.err" | head -1)"
 }
 
