@@ -61,7 +61,7 @@ func (r *convRun) check(t *testing.T, name string, tile int, splits bool, tf32 b
 	t.Helper()
 	tol := func(k int) (float64, float64) {
 		if tf32 {
-			return 2e-3 * (1 + math.Sqrt(float64(k))), 2e-3
+			return tf32Tol(k)
 		}
 		a, rt := gemmTol(k)
 		return 2 * a, rt
@@ -157,20 +157,47 @@ func TestCUDAConv2DPartialGradients(t *testing.T) {
 	}
 }
 
-// TF32 convolutions against the fp32 CPU op, at TF32 precision.
+// TF32 convolutions: against the float64 CPU op on TF32-rounded inputs to
+// fp32 summation error (products of TF32 values are exact, so this checks
+// the tiling and the rounding on the way into shared memory), and against
+// the fp32 CPU op to TF32 precision (see TestCUDAGemmTF32). The bias and its
+// gradient stay fp32.
 func TestCUDAConv2DTF32(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(true)
 	defer engine.SetCUDATF32(false)
-	restore := engine.SetGemmPlanForTest(128, 0)
-	defer restore()
-	for _, i := range []int{1, 3, 4, 9} { // stride2-pad1, dilation2, groups2, 1x1-stride2
-		c := convCases[i]
-		rng := rand.New(rand.NewPCG(23, uint64(i)))
+	for _, tc := range []struct{ tile, i int }{
+		{64, 1}, {64, 4}, {128, 3}, {128, 9}, // stride2-pad1, groups2, dilation2, 1x1-stride2
+	} {
+		restore := engine.SetGemmPlanForTest(tc.tile, 0)
+		c := convCases[tc.i]
+		rng := rand.New(rand.NewPCG(23, uint64(tc.i)))
 		r := newConvRun(t, rng, c)
+		dw0 := r.dw.As(engine.Float64)
 		r.forward(t)
 		r.backward(t)
-		r.check(t, c.name+" tf32", 128, false, true, true, true)
+		restore()
+		name := fmt.Sprintf("%s tf32 tile %d", c.name, tc.tile)
+		r.check(t, name, tc.tile, false, true, true, true)
+
+		xr, wr, doutr := tf32Copy(r.x), tf32Copy(r.w), tf32Copy(r.dout)
+		var b64 *engine.Tensor
+		if r.b != nil {
+			b64 = r.b.As(engine.Float64)
+		}
+		out := engine.New(engine.Float64, r.out.Shape()...)
+		dx := engine.New(engine.Float64, r.x.Shape()...)
+		opsMust(t, engine.Conv2DForward(out, xr, wr, b64, c.p))
+		opsMust(t, engine.Conv2DBackward(dx, dw0, nil, doutr, xr, wr, c.p))
+		for _, z := range []struct {
+			pass      string
+			k         int
+			got, want *engine.Tensor
+		}{{"forward", r.kFwd + 1, r.gout, out}, {"input_grad", r.kDgrad, r.gdx, dx}, {"weight_grad", r.kWgrad + 1, r.gdw, dw0}} {
+			atol, rtol := gemmTol(z.k)
+			checkKernels(t, []string{convKernel(z.pass, tc.tile, true)}, name+" "+z.pass+" vs rounded float64",
+				z.got, z.want.As(engine.Float32), atol, rtol)
+		}
 	}
 }
 

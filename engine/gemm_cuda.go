@@ -19,17 +19,19 @@ import (
 // adds up in order. The plan depends only on the shapes, never on the GPU
 // model or timing, so a result is the same on every run and every card.
 //
-// TF32: with KILN_TF32=1 (or SetCUDATF32(true)) products planned on the
-// 128×128 tile use the TF32 tensor-core kernels (sm_80+: mma.sync m16n8k8),
+// TF32: with KILN_TF32=1 (or SetCUDATF32(true)) every product uses the TF32
+// tensor-core kernels of its tile (sm_80+: mma.sync m16n8k8),
 // several times the fp32 rate, with inputs rounded to 10 mantissa bits (about
 // 1e-3 relative error per product, as PyTorch's allow_tf32). Off by default:
 // fp32 is what the CPU reference and the gradient checks agree with.
 
-// gemmKernels are one op's kernels: 64×64 fp32, 128×128 fp32, 128×128 tf32.
-type gemmKernels struct{ k64, k128, tf32 *cuda.Kernel }
+// gemmKernels are one op's kernels: fp32 and tf32 on the 64×64 and 128×128
+// tiles.
+type gemmKernels struct{ k64, k128, tf64, tf128 *cuda.Kernel }
 
 func declareGemm(prefix string) gemmKernels {
-	return gemmKernels{cuda.K(prefix + "_64x64_f32"), cuda.K(prefix + "_128x128_f32"), cuda.K(prefix + "_128x128_tf32")}
+	return gemmKernels{cuda.K(prefix + "_64x64_f32"), cuda.K(prefix + "_128x128_f32"),
+		cuda.K(prefix + "_64x64_tf32"), cuda.K(prefix + "_128x128_tf32")}
 }
 
 var (
@@ -88,11 +90,13 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool) (gemmPlan, error) 
 	if gemmForceTile != 0 {
 		big = gemmForceTile == 128
 	}
-	if big {
+	switch {
+	case big && cudaTF32:
+		p.k, p.tile = ks.tf128, 128
+	case big:
 		p.k, p.tile = ks.k128, 128
-		if cudaTF32 {
-			p.k = ks.tf32
-		}
+	case cudaTF32:
+		p.k = ks.tf64
 	}
 	blocks := ceilDiv(m, p.tile) * ceilDiv(n, p.tile) * batch
 	steps := ceilDiv(k, gemmBK)

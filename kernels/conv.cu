@@ -260,6 +260,7 @@ __device__ __forceinline__ void weight_grad(float* dw, const float* dout, const 
 
 KILN_CONV_KERNELS(64x64_f32, kiln_gemm::Tile64, 1)
 KILN_CONV_KERNELS(128x128_f32, kiln_gemm::Tile128, 2)
+KILN_CONV_KERNELS(64x64_tf32, kiln_gemm::Tile64TF32, 1)
 KILN_CONV_KERNELS(128x128_tf32, kiln_gemm::Tile128TF32, 2)
 
 // db[co] += Σ_n Σ_pix dout[n, co, pix], dout (N, Cout, P). Block 256

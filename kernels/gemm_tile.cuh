@@ -19,11 +19,11 @@
 //     float4 shared reads of a warp are conflict-free.
 //   - tf32 (sm_80+, opt-in): the 8 warps sit 2×4 over the tile, each warp
 //     issues mma.sync.m16n8k8 TF32 tensor-core products (64×32 per warp for
-//     the 128×128 tile). Inputs are rounded to TF32 (cvt.rna) as they enter
-//     shared memory. The portable twin (emulator, or a GPU below sm_80) runs
-//     the same tiling with scalar FMAs on the same rounded values; products of
-//     two TF32 values are exact in fp32, so both differ only in summation
-//     order.
+//     the 128×128 tile, 32×16 for 64×64). Inputs are rounded to TF32
+//     (cvt.rna) as they enter shared memory. The portable twin (emulator, or
+//     a GPU below sm_80) runs the same tiling with scalar FMAs on the same
+//     rounded values; products of two TF32 values are exact in fp32, so both
+//     differ only in summation order.
 //
 // Split K: blockIdx.z = group·splits + split; split s covers a contiguous run
 // of whole k-steps and writes its partial tile to a workspace that
@@ -60,6 +60,7 @@ struct Tile {
 };
 typedef Tile<64, 64, false> Tile64;
 typedef Tile<128, 128, false> Tile128;
+typedef Tile<64, 64, true> Tile64TF32;
 typedef Tile<128, 128, true> Tile128TF32;
 
 // Round to TF32 (10 mantissa bits), nearest with ties away from zero, as
