@@ -151,8 +151,21 @@ KILN_KERNEL norm_partials_add_f32(float* dst, const float* partial, int chunks, 
 // [0, M) is (n, j) = (m / hw, m % hw). Block (k, c) of the statistics and
 // reduction kernels covers m in [k·chunk, (k+1)·chunk).
 
-static __device__ __forceinline__ long long norm_bn_index(long long m, int c, int C, int hw) {
+// The index of value m of channel c. small (m < 2^31, uniform per launch)
+// divides in 32 bits: a 64-bit division per element would make the
+// bandwidth-bound kernels compute-bound on the GPU.
+static __device__ __forceinline__ long long norm_bn_index(long long m, int c, int C, int hw, bool small) {
+	if (small) {
+		unsigned int u = (unsigned int)m;
+		return ((long long)(u / (unsigned int)hw) * C + c) * hw + u % (unsigned int)hw;
+	}
 	return (m / hw * C + c) * hw + m % hw;
+}
+
+// The channel of element i of (N,C,hw); small as above.
+static __device__ __forceinline__ int norm_bn_channel(long long i, int C, int hw, bool small) {
+	if (small) return (int)((unsigned int)i / (unsigned int)hw % (unsigned int)C);
+	return (int)(i / hw % C);
 }
 
 // Per chunk: its mean and its sum of squared deviations from that mean
@@ -162,12 +175,13 @@ KILN_KERNEL batchnorm_stats_f32(float* partial, const float* x, int N, int C, in
 	int k = blockIdx.x, c = blockIdx.y;
 	long long M = (long long)N * hw;
 	long long m0 = (long long)k * chunk, m1 = min(m0 + chunk, M);
+	bool small = M <= 0x7fffffffLL;
 	float s = 0.0f;
-	for (long long m = m0 + threadIdx.x; m < m1; m += blockDim.x) s += x[norm_bn_index(m, c, C, hw)];
+	for (long long m = m0 + threadIdx.x; m < m1; m += blockDim.x) s += x[norm_bn_index(m, c, C, hw, small)];
 	float mu = norm_block_sum(s, scratch) / (float)(m1 - m0);
 	float ss = 0.0f;
 	for (long long m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
-		float v = x[norm_bn_index(m, c, C, hw)] - mu;
+		float v = x[norm_bn_index(m, c, C, hw, small)] - mu;
 		ss += v * v;
 	}
 	ss = norm_block_sum(ss, scratch);
@@ -224,8 +238,9 @@ KILN_KERNEL batchnorm_eval_coef_f32(float* coef, const float* gamma, const float
 
 // out = coef[2c]·x + coef[2c+1]; out may be x. total = N·C·hw.
 KILN_KERNEL batchnorm_apply_f32(float* out, const float* x, const float* coef, int C, int hw, long long total) {
+	bool small = total <= 0x7fffffffLL;
 	KILN_FOR(i, total) {
-		int c = (int)(i / hw % C);
+		int c = norm_bn_channel(i, C, hw, small);
 		out[i] = coef[2 * c] * x[i] + coef[2 * c + 1];
 	}
 }
@@ -238,10 +253,11 @@ KILN_KERNEL batchnorm_backward_reduce_f32(float* partial, const float* dout, con
 	int k = blockIdx.x, c = blockIdx.y;
 	long long M = (long long)N * hw;
 	long long m0 = (long long)k * chunk, m1 = min(m0 + chunk, M);
+	bool small = M <= 0x7fffffffLL;
 	float mu = mean[c];
 	float sd = 0.0f, sdx = 0.0f;
 	for (long long m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
-		long long i = norm_bn_index(m, c, C, hw);
+		long long i = norm_bn_index(m, c, C, hw, small);
 		float d = dout[i];
 		sd += d;
 		sdx += d * (x[i] - mu);
@@ -291,8 +307,9 @@ KILN_KERNEL batchnorm_backward_finalize_f32(float* coef, float* dgamma, float* d
 // dout. total = N·C·hw.
 KILN_KERNEL batchnorm_backward_apply_f32(float* dx, const float* dout, const float* x, const float* coef, int C,
                                          int hw, long long total) {
+	bool small = total <= 0x7fffffffLL;
 	KILN_FOR(i, total) {
-		int c = (int)(i / hw % C);
+		int c = norm_bn_channel(i, C, hw, small);
 		float v = coef[3 * c] * dout[i];
 		if (x) v = v + coef[3 * c + 1] * x[i] + coef[3 * c + 2];
 		dx[i] = v;

@@ -40,6 +40,21 @@ static __device__ __forceinline__ float pool_mul_rn(float a, float b) {
 #endif
 }
 
+// q = i / d and *rem = i % d, in 32 bits when small (i < 2^31): a 64-bit
+// division costs several times more instructions on the GPU, enough to make
+// these bandwidth-bound kernels compute-bound. small is uniform per launch.
+static __device__ __forceinline__ long long pool_divmod(long long i, int d, int* rem, bool small) {
+	if (small) {
+		unsigned int u = (unsigned int)i;
+		*rem = (int)(u % (unsigned int)d);
+		return u / (unsigned int)d;
+	}
+	*rem = (int)(i % d);
+	return i / d;
+}
+
+static __device__ __forceinline__ bool pool_small(long long total) { return total <= 0x7fffffffLL; }
+
 static __device__ __forceinline__ float pool_neg_inf() { return __int_as_float((int)0xff800000u); }
 
 // Output rows (or columns) whose window holds input row i: [lo, hi].
@@ -54,11 +69,10 @@ static __device__ __forceinline__ void pool_reach(int i, int pad, int k, int str
 // total = planes·OH·OW.
 KILN_KERNEL maxpool2d_forward_f32(float* out, int* argmax, const float* x, long long total, int H, int W, int OH,
                                   int OW, int kh, int kw, int sh, int sw, int ph, int pw) {
+	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		int ow = (int)(i % OW);
-		long long r = i / OW;
-		int oh = (int)(r % OH);
-		long long plane = r / OH;
+		int ow, oh;
+		long long plane = pool_divmod(pool_divmod(i, OW, &ow, small), OH, &oh, small);
 		int h0 = oh * sh - ph, w0 = ow * sw - pw;
 		int h1 = min(h0 + kh, H), w1 = min(w0 + kw, W);
 		h0 = max(h0, 0);
@@ -84,11 +98,10 @@ KILN_KERNEL maxpool2d_forward_f32(float* out, int* argmax, const float* x, long 
 // output order (the CPU's order of `dx[a] += dout`). total = planes·H·W.
 KILN_KERNEL maxpool2d_backward_f32(float* dx, const float* dout, const int* argmax, long long total, int H, int W,
                                    int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw) {
+	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		int iw = (int)(i % W);
-		long long r = i / W;
-		int ih = (int)(r % H);
-		long long plane = r / H;
+		int iw, ih;
+		long long plane = pool_divmod(pool_divmod(i, W, &iw, small), H, &ih, small);
 		int oh0, oh1, ow0, ow1;
 		pool_reach(ih, ph, kh, sh, OH, &oh0, &oh1);
 		pool_reach(iw, pw, kw, sw, OW, &ow0, &ow1);
@@ -109,11 +122,10 @@ KILN_KERNEL maxpool2d_backward_f32(float* dx, const float* dout, const int* argm
 KILN_KERNEL avgpool2d_forward_f32(float* out, const float* x, long long total, int H, int W, int OH, int OW, int kh,
                                   int kw, int sh, int sw, int ph, int pw) {
 	float div = (float)(kh * kw);
+	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		int ow = (int)(i % OW);
-		long long r = i / OW;
-		int oh = (int)(r % OH);
-		long long plane = r / OH;
+		int ow, oh;
+		long long plane = pool_divmod(pool_divmod(i, OW, &ow, small), OH, &oh, small);
 		int h0 = oh * sh - ph, w0 = ow * sw - pw;
 		int h1 = min(h0 + kh, H), w1 = min(w0 + kw, W);
 		h0 = max(h0, 0);
@@ -131,11 +143,10 @@ KILN_KERNEL avgpool2d_forward_f32(float* out, const float* x, long long total, i
 KILN_KERNEL avgpool2d_backward_f32(float* dx, const float* dout, long long total, int H, int W, int OH, int OW,
                                    int kh, int kw, int sh, int sw, int ph, int pw) {
 	float div = (float)(kh * kw);
+	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		int iw = (int)(i % W);
-		long long r = i / W;
-		int ih = (int)(r % H);
-		long long plane = r / H;
+		int iw, ih;
+		long long plane = pool_divmod(pool_divmod(i, W, &iw, small), H, &ih, small);
 		int oh0, oh1, ow0, ow1;
 		pool_reach(ih, ph, kh, sh, OH, &oh0, &oh1);
 		pool_reach(iw, pw, kw, sw, OW, &ow0, &ow1);
@@ -176,7 +187,11 @@ KILN_KERNEL global_avgpool_forward_f32(float* out, const float* x, int planes, i
 // dx (overwritten) = dout[plane]/hw. total = planes·hw.
 KILN_KERNEL global_avgpool_backward_f32(float* dx, const float* dout, long long total, int hw) {
 	float div = (float)hw;
-	KILN_FOR(i, total) dx[i] = pool_div_rn(dout[i / hw], div);
+	bool small = pool_small(total);
+	KILN_FOR(i, total) {
+		int j;
+		dx[i] = pool_div_rn(dout[pool_divmod(i, hw, &j, small)], div);
+	}
 }
 
 // Whether candidate (vb, ib) beats (va, ia) for global max pooling: a NaN
@@ -227,9 +242,11 @@ KILN_KERNEL global_maxpool_forward_f32(float* out, int* argmax, const float* x, 
 
 // dx (overwritten): dout[plane] at the plane's argmax, zero elsewhere.
 KILN_KERNEL global_maxpool_backward_f32(float* dx, const float* dout, const int* argmax, long long total, int hw) {
+	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		long long p = i / hw;
-		dx[i] = (int)(i % hw) == argmax[p] ? dout[p] : 0.0f;
+		int j;
+		long long p = pool_divmod(i, hw, &j, small);
+		dx[i] = j == argmax[p] ? dout[p] : 0.0f;
 	}
 }
 
@@ -239,9 +256,10 @@ KILN_KERNEL global_maxpool_backward_f32(float* dx, const float* dout, const int*
 // argmax[n,p] = its channel. inv_c = 1/C rounded on the host as the CPU does.
 KILN_KERNEL channelpool_forward_f32(float* out, int* argmax, const float* x, long long total, int C, int hw,
                                     float inv_c) {
+	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		long long n = i / hw;
-		int p = (int)(i % hw);
+		int p;
+		long long n = pool_divmod(i, hw, &p, small);
 		const float* xp = x + n * C * hw + p;
 		float s = xp[0], m = xp[0];
 		int am = 0;
@@ -260,11 +278,10 @@ KILN_KERNEL channelpool_forward_f32(float* out, int* argmax, const float* x, lon
 // the pixel's argmax. total = N·C·hw.
 KILN_KERNEL channelpool_backward_f32(float* dx, const float* dout, const int* argmax, long long total, int C, int hw,
                                      float inv_c) {
+	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		int p = (int)(i % hw);
-		long long r = i / hw;
-		int c = (int)(r % C);
-		long long n = r / C;
+		int p, c;
+		long long n = pool_divmod(pool_divmod(i, hw, &p, small), C, &c, small);
 		float v = pool_mul_rn(dout[2 * n * hw + p], inv_c);
 		if (argmax[n * hw + p] == c) v += dout[2 * n * hw + hw + p];
 		dx[i] = v;
