@@ -154,30 +154,22 @@ KILN_KERNEL broadcast_mul_backward_f32(float* dg, const float* dout, const float
                                        unsigned long long d5, unsigned long long d6, unsigned long long d7) {
 	BcastPlan p = bcast_plan(k, d0, d1, d2, d3, d4, d5, d6, d7);
 	if (per_thread) {
-		// The broadcast axes as an odometer (innermost last), so the loop over
-		// r adds strides instead of dividing.
-		int nb = 0;
-		long long bsize[BCAST_MAX_RANK], bstride[BCAST_MAX_RANK];
-#pragma unroll
-		for (int a = 0; a < BCAST_MAX_RANK; a++) {
-			if (a < p.k && p.gstride[a] == 0) {
-				bsize[nb] = p.size[a];
-				bstride[nb] = p.xstride[a];
-				nb++;
-			}
-		}
 		KILN_FOR(e, G) {
-			const long long base = bcast_xoff(p, e, false);
+			// The broadcast axes as an odometer (unrolled, so idx stays in
+			// registers): the loop over r adds strides instead of dividing.
 			long long idx[BCAST_MAX_RANK] = {0, 0, 0, 0, 0, 0, 0, 0};
-			long long off = base;
+			long long off = bcast_xoff(p, e, false);
 			float s = 0.0f;
 			for (long long r = 0; r < R; r++) {
 				s += dout[off] * x[off];
-				for (int a = nb - 1; a >= 0; a--) {  // next r: carry outwards
-					off += bstride[a];
-					if (++idx[a] < bsize[a]) break;
-					off -= bstride[a] * bsize[a];
-					idx[a] = 0;
+#pragma unroll
+				for (int a = BCAST_MAX_RANK - 1; a >= 0; a--) {  // next r: carry outwards
+					if (a < p.k && p.gstride[a] == 0) {
+						off += p.xstride[a];
+						if (++idx[a] < p.size[a]) break;
+						off -= p.xstride[a] * p.size[a];
+						idx[a] = 0;
+					}
 				}
 			}
 			dg[e] = s;
