@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -391,6 +392,21 @@ func TestBoardInABrowser(t *testing.T) {
 		t.Errorf("dark theme: %v", err)
 	}
 	shot("board-gmlp-dark.png")
+
+	// An empty log directory: the page says so instead of failing.
+	empty, err := New(t.TempDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	emptySrv := httptest.NewServer(empty.Handler())
+	defer func() {
+		empty.Close()
+		emptySrv.Close()
+	}()
+	if err := chromedp.Do(ctx, chromedp.Navigate(emptySrv.URL+"/"),
+		wait(`document.body.dataset.ready === 'true' && document.querySelector('#runs .empty').textContent.includes('No runs yet')`, 10*time.Second)); err != nil {
+		t.Errorf("empty log directory: %v", err)
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
