@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"runtime"
 	"unsafe"
 
@@ -92,25 +93,27 @@ func (d *driverBackend) init() (Info, error) {
 	if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok && v == "" {
 		return Info{}, fmt.Errorf("%w: CUDA_VISIBLE_DEVICES is set and empty", ErrNoDevice)
 	}
+	// Up to a context on device 0, a failure means no usable GPU here
+	// (ErrNoDevice: --device auto falls back to the CPU).
 	switch rc := int(C.kiln_cuda_init_result()); rc {
 	case 0:
 	case int(C.CUDA_ERROR_NO_DEVICE):
 		return Info{}, fmt.Errorf("%w: %w", ErrNoDevice, &cudaError{"cuInit", rc})
 	default:
-		return Info{}, fmt.Errorf("the NVIDIA driver did not start: %w", &cudaError{"cuInit", rc})
+		return Info{}, fmt.Errorf("%w: the NVIDIA driver did not start: %w", ErrNoDevice, &cudaError{"cuInit", rc})
 	}
 	n, err := cu.NumDevices()
 	if err != nil {
-		return Info{}, cuErr("cuDeviceGetCount", err)
+		return Info{}, fmt.Errorf("%w: %w", ErrNoDevice, cuErr("cuDeviceGetCount", err))
 	}
 	if n == 0 {
 		return Info{}, fmt.Errorf("%w: the driver reports 0 devices", ErrNoDevice)
 	}
 	if d.dev, err = cu.GetDevice(0); err != nil {
-		return Info{}, cuErr("cuDeviceGet(0)", err)
+		return Info{}, fmt.Errorf("%w: %w", ErrNoDevice, cuErr("cuDeviceGet(0)", err))
 	}
 	if d.ctx, err = d.dev.RetainPrimaryCtx(); err != nil {
-		return Info{}, cuErr("cuDevicePrimaryCtxRetain", err)
+		return Info{}, fmt.Errorf("%w: %w (is the GPU in exclusive mode and busy?)", ErrNoDevice, cuErr("cuDevicePrimaryCtxRetain", err))
 	}
 	d.rawc = *(*uintptr)(unsafe.Pointer(&d.ctx))
 	if err := d.bind(); err != nil {
@@ -141,10 +144,30 @@ func (d *driverBackend) init() (Info, error) {
 		return Info{}, errors.New("the embedded kernel module (cuda/kernels.fatbin) is empty: rebuild with `make kernels`")
 	}
 	if d.mod, err = cu.LoadData(fatbin); err != nil {
-		return Info{}, fmt.Errorf("loading the kernels (%s) on a compute %s GPU: %w (the fat binary has code for sm_80 and sm_90 and PTX for compute_90; an older GPU or driver cannot run it)",
-			inf.Fatbin, inf.Capability, cuErr("cuModuleLoadData", err))
+		err = fmt.Errorf("loading the kernels (%s) on %s (compute %s): %w", inf.Fatbin, inf.Name, inf.Capability, cuErr("cuModuleLoadData", err))
+		if tooOld(err) {
+			// A GPU older than sm_80, or a driver too old for the PTX:
+			// not a usable device for this build.
+			return Info{}, fmt.Errorf("%w: %w (the kernels are built for sm_80 and sm_90, with PTX for compute_90 that needs a CUDA 11.8 driver or newer)", ErrNoDevice, err)
+		}
+		return Info{}, err
 	}
 	return inf, nil
+}
+
+// tooOld reports whether a module load failed because the GPU or the driver
+// cannot run this build's code (rather than a damaged module).
+func tooOld(err error) bool {
+	if errors.Is(err, cu.NoBinaryForGpu) || errors.Is(err, cu.InvalidPtx) {
+		return true
+	}
+	// CUDA_ERROR_UNSUPPORTED_PTX_VERSION is newer than cu's list of results.
+	var r error
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		r = e
+	}
+	v := reflect.ValueOf(r)
+	return v.Kind() == reflect.Int && v.Int() == int64(C.CUDA_ERROR_UNSUPPORTED_PTX_VERSION)
 }
 
 func (d *driverBackend) exact() bool { return false }
