@@ -25,6 +25,7 @@ type BenchConfig struct {
 	Steps  int           // timed steps (at least this many)
 	MinDur time.Duration // and at least this long
 	LR     float64
+	Device engine.Device // CPU by default; CUDA must be open (engine.OpenDevice)
 }
 
 // BenchResult is what one measurement found.
@@ -65,6 +66,16 @@ func Bench(c BenchConfig) (BenchResult, error) {
 	if c.LR == 0 {
 		c.LR = 0.01
 	}
+	if c.Device != engine.CPU {
+		// Parameters, optimiser state and the batch live on the device; each
+		// step brings back only the loss (which also waits for the step).
+		if err := layers.ToDevice(net, c.Device); err != nil {
+			return BenchResult{}, err
+		}
+		if x, err = x.To(c.Device); err != nil {
+			return BenchResult{}, err
+		}
+	}
 	step := NewClassifier(net, &SGD{Momentum: 0.9})
 	var loss float64
 	for i := 0; i < max(c.Warmup, 1); i++ {
@@ -85,7 +96,7 @@ func Bench(c BenchConfig) (BenchResult, error) {
 	el := time.Since(start).Seconds()
 	runtime.ReadMemStats(&after)
 	return BenchResult{
-		Model: c.Model, Batch: c.Batch, Device: "cpu",
+		Model: c.Model, Batch: c.Batch, Device: c.Device.String(),
 		Input:             fmt.Sprintf("%dx%dx%d", s.Height, s.Width, s.Channels),
 		Params:            layers.CountParams(net),
 		Threads:           engine.Threads(),

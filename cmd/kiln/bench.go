@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -40,14 +41,10 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 				return usageError{err}
 			}
 			spec.Classes = classes
-			dev, auto, err := engine.ParseDevice(device)
+			dev, err := resolveDevice(device, zerolog.Nop())
 			if err != nil {
-				return usageError{err}
+				return err
 			}
-			if dev != engine.CPU {
-				return fmt.Errorf("--device %s: this build has no CUDA backend; use --device cpu", device)
-			}
-			_ = auto
 			if batch < 1 || steps < 0 || warmup < 0 || seconds < 0 {
 				return usageError{fmt.Errorf("--batch must be positive and --steps, --warmup, --seconds not negative")}
 			}
@@ -67,7 +64,7 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 			}
 			res, err := trainer.Bench(trainer.BenchConfig{
 				Model: model, Spec: spec, Batch: batch, Warmup: warmup, Steps: steps,
-				MinDur: time.Duration(seconds * float64(time.Second)),
+				MinDur: time.Duration(seconds * float64(time.Second)), Device: dev,
 			})
 			if err != nil {
 				return err
