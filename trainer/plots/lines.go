@@ -61,7 +61,7 @@ func LinesPNG(title, xlabel, ylabel string, logX bool, series ...Series) ([]byte
 	p.Y.Label.Text = ylabel
 	if logX {
 		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.X.Tick.Marker = plot.LogTicks{Prec: 2} // 1e-05, not 9.999999999999999e-06
 	}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
