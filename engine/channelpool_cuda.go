@@ -105,15 +105,15 @@ func globalMaxPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
 	const op = "GlobalMaxPoolBackward"
 	hw := dx.Dim(2) * dx.Dim(3)
 	return runCUDA(op, func() error {
-		total := dx.Len()
-		if total == 0 {
-			return nil
-		}
 		am, done, err := indicesForBackward(argmax, indexRange(op, hw))
 		if err != nil {
 			return err
 		}
 		defer done()
+		total := dx.Len()
+		if total == 0 {
+			return nil
+		}
 		var a cuda.Args
 		return launchFit(kGlobalMaxPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).Int(hw))
 	}, func(h []*Tensor) error {

@@ -113,6 +113,9 @@ func indicesForBackward(idx []int32, valid func([]int32) error) (p cuda.Ptr, don
 	if err := valid(idx); err != nil {
 		return 0, nil, err
 	}
+	if len(idx) == 0 {
+		return 0, func() {}, nil
+	}
 	bytes := int64(4 * len(idx))
 	if p, err = cuda.Alloc(bytes); err != nil {
 		return 0, nil, err

@@ -260,3 +260,25 @@ func TestCUDACheckSwitchPooling(t *testing.T) {
 	opsMust(t, engine.GlobalAvgPoolForward(gm, dx))
 	opsMust(t, engine.GlobalAvgPoolBackward(grad, gm))
 }
+
+// Empty batches and planes are no work and no error, as on the CPU.
+func TestCUDAPoolingEmpty(t *testing.T) {
+	cudaOrSkip(t)
+	p := engine.Pool2DSquare(2, 0, 0)
+	x := dev(t, engine.New(engine.Float32, 0, 3, 4, 4))
+	out := dev(t, engine.New(engine.Float32, 0, 3, 2, 2))
+	opsMust(t, engine.MaxPool2DForward(out, []int32{}, x, p))
+	opsMust(t, engine.MaxPool2DBackward(x, out, []int32{}, p))
+	opsMust(t, engine.AvgPool2DForward(out, x, p))
+	opsMust(t, engine.AvgPool2DBackward(x, out, p))
+	opsMust(t, engine.ChannelPoolForward(dev(t, engine.New(engine.Float32, 0, 2, 4, 4)), []int32{}, x))
+	opsMust(t, engine.ChannelPoolBackward(x, dev(t, engine.New(engine.Float32, 0, 2, 4, 4)), []int32{}))
+	opsMust(t, engine.GlobalMaxPoolForward(dev(t, engine.New(engine.Float32, 0, 3)), []int32{}, x))
+	opsMust(t, engine.GlobalMaxPoolBackward(x, dev(t, engine.New(engine.Float32, 0, 3)), []int32{}))
+	opsMust(t, engine.Transpose12(dev(t, engine.New(engine.Float32, 0, 4, 3)), dev(t, engine.New(engine.Float32, 0, 3, 4))))
+	// An empty plane has no element to pick.
+	flat := dev(t, engine.New(engine.Float32, 1, 2, 0, 3))
+	if err := engine.GlobalMaxPoolBackward(flat, dev(t, engine.New(engine.Float32, 1, 2)), []int32{0, 0}); err == nil {
+		t.Fatal("GlobalMaxPoolBackward accepted argmax into empty planes")
+	}
+}
