@@ -92,8 +92,9 @@ func spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved
 		// dW += Σ_s dvm_s·vn_sᵀ, per chunk of samples, chunks added in order.
 		if dw != nil {
 			tiles := (t + 31) / 32
-			chunks := min(n, max(1, sguWeightGradBlocks/(tiles*tiles)))
-			perChunk := (n + chunks - 1) / chunks
+			// At least two samples a chunk: fewer blocks of more work each.
+			chunks := max(1, sguWeightGradBlocks/(tiles*tiles))
+			perChunk := max(2, (n+chunks-1)/chunks)
 			chunks = (n + perChunk - 1) / perChunk
 			partial, freeP, err := devTemp(chunks * t * t)
 			if err != nil {

@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/kiln-ml/kiln/cuda"
+import (
+	"math"
+
+	"github.com/kiln-ml/kiln/cuda"
+)
 
 // The GPU side of norm.go: kernels/norm.cu. Parameter gradients are reduced
 // in fixed-shape stages (per block, then chunk partials added in order by
@@ -177,7 +181,7 @@ func batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, ru
 		var f cuda.Args
 		f.Ptr(coef).Ptr(saveMean.dptr()).Ptr(saveInvStd.dptr()).Ptr(optPtr(runMean)).Ptr(optPtr(runVar)).Ptr(partial).
 			Ptr(optPtr(gamma)).Ptr(optPtr(beta)).Int(c).Int(chunks).I64(int64(m)).Int(bnChunk).
-			F32(float32(momentum)).F32(float32(eps))
+			U64(math.Float64bits(momentum)).U64(math.Float64bits(eps))
 		if err := launchFit(kBatchNormStatsFinalize, c, &f); err != nil {
 			return err
 		}
@@ -205,7 +209,7 @@ func batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar *Tensor, eps 
 		}
 		defer free()
 		var a cuda.Args
-		a.Ptr(coef).Ptr(optPtr(gamma)).Ptr(optPtr(beta)).Ptr(runMean.dptr()).Ptr(runVar.dptr()).Int(c).F32(float32(eps))
+		a.Ptr(coef).Ptr(optPtr(gamma)).Ptr(optPtr(beta)).Ptr(runMean.dptr()).Ptr(runVar.dptr()).Int(c).U64(math.Float64bits(eps))
 		if err := launchFit(kBatchNormEvalCoef, c, &a); err != nil {
 			return err
 		}
@@ -244,7 +248,7 @@ func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, invStd, runVar, gam
 	}
 	var f cuda.Args
 	f.Ptr(coef).Ptr(optPtr(dgamma)).Ptr(optPtr(dbeta)).Ptr(partial).Ptr(mean.dptr()).Ptr(optPtr(invStd)).
-		Ptr(optPtr(runVar)).Ptr(optPtr(gamma)).Int(c).Int(chunks).I64(int64(m)).F32(float32(eps))
+		Ptr(optPtr(runVar)).Ptr(optPtr(gamma)).Int(c).Int(chunks).I64(int64(m)).U64(math.Float64bits(eps))
 	if err := launchFit(kBatchNormBackwardFinal, c, &f); err != nil {
 		return err
 	}

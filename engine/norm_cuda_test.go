@@ -130,7 +130,7 @@ func TestCUDALayerNorm(t *testing.T) {
 	fwd := []string{"layernorm_forward_f32"}
 	bwd := []string{"layernorm_backward_dx_f32"}
 	params := []string{"layernorm_backward_params_f32", "norm_partials_add_f32"}
-	for si, shape := range [][]int{{1, 1}, {3, 7}, {2, 5, 33}, {1, 70}, {20, 9}} {
+	for si, shape := range [][]int{{1, 1}, {3, 7}, {2, 5, 33}, {1, 70}, {20, 9}, {130, 5}} {
 		d := shape[len(shape)-1]
 		rows := 1
 		for _, v := range shape[:len(shape)-1] {

@@ -18,7 +18,8 @@
 //
 // Numerics: sums in float (FP32 accumulation, tree order within a block);
 // the per-channel batch-norm finishing steps (combining chunk statistics,
-// running statistics, the affine coefficients) in double, as the CPU does,
+// running statistics, the affine coefficients) in double with the CPU's
+// double momentum and ε,
 // since they are O(C) work. Each chunk's variance is two-pass (mean, then
 // squared deviations) and the chunks are combined with Chan's formula, so a
 // large mean does not cancel the variance away.
@@ -200,7 +201,7 @@ KILN_KERNEL batchnorm_stats_f32(float* partial, const float* x, int N, int C, in
 KILN_KERNEL batchnorm_stats_finalize_f32(float* coef, float* save_mean, float* save_invstd, float* run_mean,
                                          float* run_var, const float* partial, const float* gamma,
                                          const float* beta, int C, int chunks, long long M, int chunk,
-                                         float momentum, float eps) {
+                                         double momentum, double eps) {
 	KILN_FOR(c, C) {
 		double n = 0, mean = 0, m2 = 0;
 		for (int k = 0; k < chunks; k++) {
@@ -211,13 +212,12 @@ KILN_KERNEL batchnorm_stats_finalize_f32(float* coef, float* save_mean, float* s
 			m2 += m2b + delta * delta * n * nb / tot;
 			n = tot;
 		}
-		double invstd = 1.0 / sqrt(m2 / (double)M + (double)eps);
+		double invstd = 1.0 / sqrt(m2 / (double)M + eps);
 		save_mean[c] = (float)mean;
 		save_invstd[c] = (float)invstd;
 		if (run_mean) {
-			double mo = momentum;
-			run_mean[c] = (float)((1 - mo) * (double)run_mean[c] + mo * mean);
-			run_var[c] = (float)((1 - mo) * (double)run_var[c] + mo * m2 / (double)(M - 1));
+			run_mean[c] = (float)((1 - momentum) * (double)run_mean[c] + momentum * mean);
+			run_var[c] = (float)((1 - momentum) * (double)run_var[c] + momentum * m2 / (double)(M - 1));
 		}
 		double g = gamma ? (double)gamma[c] : 1.0, b = beta ? (double)beta[c] : 0.0;
 		coef[2 * c] = (float)(g * invstd);
@@ -227,10 +227,10 @@ KILN_KERNEL batchnorm_stats_finalize_f32(float* coef, float* save_mean, float* s
 
 // Evaluation mode: coef[2c] = γ/√(run_var+ε), coef[2c+1] = β − run_mean·coef[2c].
 KILN_KERNEL batchnorm_eval_coef_f32(float* coef, const float* gamma, const float* beta, const float* run_mean,
-                                    const float* run_var, int C, float eps) {
+                                    const float* run_var, int C, double eps) {
 	KILN_FOR(c, C) {
 		double g = gamma ? (double)gamma[c] : 1.0, b = beta ? (double)beta[c] : 0.0;
-		double a = g / sqrt((double)run_var[c] + (double)eps);
+		double a = g / sqrt((double)run_var[c] + eps);
 		coef[2 * c] = (float)a;
 		coef[2 * c + 1] = (float)(b - (double)run_mean[c] * a);
 	}
@@ -280,14 +280,14 @@ KILN_KERNEL batchnorm_backward_reduce_f32(float* partial, const float* dout, con
 // chunks is 0 (no parameter gradient wanted).
 KILN_KERNEL batchnorm_backward_finalize_f32(float* coef, float* dgamma, float* dbeta, const float* partial,
                                             const float* mean, const float* save_invstd, const float* run_var,
-                                            const float* gamma, int C, int chunks, long long M, float eps) {
+                                            const float* gamma, int C, int chunks, long long M, double eps) {
 	KILN_FOR(c, C) {
 		double sd = 0, sdx = 0;
 		for (int k = 0; k < chunks; k++) {
 			sd += partial[(c * chunks + k) * 2];
 			sdx += partial[(c * chunks + k) * 2 + 1];
 		}
-		double invstd = run_var ? 1.0 / sqrt((double)run_var[c] + (double)eps) : (double)save_invstd[c];
+		double invstd = run_var ? 1.0 / sqrt((double)run_var[c] + eps) : (double)save_invstd[c];
 		sdx *= invstd;  // Σ dout·x̂
 		if (dbeta) dbeta[c] += (float)sd;
 		if (dgamma) dgamma[c] += (float)sdx;
