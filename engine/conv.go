@@ -301,6 +301,9 @@ var convTasks = [2]taskPool{
 }
 
 func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
+	if conv2DFast(g, backward, y, x, w, b, dx, dw, db) {
+		return
+	}
 	pool := &convTasks[dtypeIndex[T]()]
 	t := pool.Get().(*convTask[T])
 	t.g, t.backward = *g, backward

@@ -1,0 +1,248 @@
+// conv_fast.c: float32 convolution kernels for the wide (stride-1) lowering
+// that read the input in place instead of through a col matrix (an implicit
+// GEMM). Row k = (r, t) of the product's right-hand side is the run of plane
+// r of b that starts at tap t's offset, so
+//
+//	C[i, col] = init[i] + Σ_r Σ_t A[i, r, t] · b[r·ldbr + toff[t] + col]
+//
+// with toff[t] = base + (t / kw)·sh + (t % kw)·sw. Forward is A = W, b the
+// (padded) input; the input gradient is the same sum with A = Wᵀ per tap and
+// b the output gradient in a zero-margined wide frame (a full correlation).
+// The weight gradient is the transposed product
+//
+//	dw[i, k] += Σ_col a[i, col] · b[r·ldbr + toff[t] + col]
+//
+// as dot products. Columns run over segments: nrows rows of rowlen columns,
+// each row of b (and of C or a) a fixed stride after the previous one, so the
+// same code serves the wide frame (one long row) and row-by-row output.
+//
+// Numerics: each element of C is one FMA chain over k = (r, t) in increasing
+// order starting from init; each dw element is eight lane chains over the
+// columns in order, added in a fixed tree at the end. Nothing depends on
+// timing or threads. The AVX2/FMA code is compiled through a target
+// attribute and only called when the CPU has both (kiln_conv_fast_ok).
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "conv_fast.h"
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+enum { MR = 6, NR = 16, DMR = 4, DNR = 3, MAXK = 4096 };
+
+int kiln_conv_fast_ok(void) {
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+int kiln_conv_fast_maxk(void) { return MAXK; }
+
+// kiln_conv_pack writes A(i, r, t) = a[i·si + r·sr + t] as 6-row panels,
+// k = r·nt + t major within a panel; rows past m are zero. dst holds
+// ⌈m/6⌉·6·nr·nt floats.
+void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr) {
+	for (long p = 0; p < m; p += MR)
+		for (long r = 0; r < nr; r++)
+			for (long t = 0; t < nt; t++)
+				for (long i = 0; i < MR; i++) *dst++ = p + i < m ? a[(p + i) * si + r * sr + t] : 0;
+}
+
+// offsets fills koff[k] = r·ldbr + toff[t] for k = r·nt + t.
+static void offsets(int32_t *koff, long nr, long nt, long ldbr, long kw, long base, long sh, long sw) {
+	for (long r = 0; r < nr; r++)
+		for (long t = 0; t < nt; t++) koff[r * nt + t] = (int32_t)(r * ldbr + base + (t / kw) * sh + (t % kw) * sw);
+}
+
+AVX2 INLINE __m256i lanes_below(int n) {
+	return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// tile computes rows [0, mr) by up to 16 columns of C. nv is the number of
+// ymm column vectors (1 or 2); masked says the last one holds fewer than 8
+// valid columns, per mask. The accumulators are named variables, not an
+// array: gcc keeps an array of vectors in memory and stores it every step.
+#define ACC_DECL(I)                                                                   \
+	__m256 a##I##0 = _mm256_setzero_ps(), a##I##1 = _mm256_setzero_ps();               \
+	if (mr > I && init) a##I##0 = a##I##1 = _mm256_broadcast_ss(init + I);
+#define ACC_FMA(I)                                                                    \
+	if (mr > I) {                                                                     \
+		__m256 av = _mm256_broadcast_ss(a + I);                                        \
+		a##I##0 = _mm256_fmadd_ps(av, b0, a##I##0);                                    \
+		if (nv == 2) a##I##1 = _mm256_fmadd_ps(av, b1, a##I##1);                       \
+	}
+#define ACC_STORE(I)                                                                  \
+	if (mr > I) {                                                                     \
+		float *ci = c + I * ldc;                                                      \
+		if (nv == 1) {                                                                \
+			if (masked)                                                               \
+				_mm256_maskstore_ps(ci, mask, a##I##0);                               \
+			else                                                                      \
+				_mm256_storeu_ps(ci, a##I##0);                                        \
+		} else {                                                                      \
+			_mm256_storeu_ps(ci, a##I##0);                                            \
+			if (masked)                                                               \
+				_mm256_maskstore_ps(ci + 8, mask, a##I##1);                           \
+			else                                                                      \
+				_mm256_storeu_ps(ci + 8, a##I##1);                                    \
+		}                                                                             \
+	}
+
+AVX2 INLINE void tile(const int mr, const int nv, const int masked, long k, const float *ap, const float *b,
+                      const int32_t *koff, const float *init, float *c, long ldc, __m256i mask) {
+	ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5)
+	for (long p = 0; p < k; p++) {
+		const float *bp = b + koff[p];
+		__m256 b0, b1 = _mm256_setzero_ps();
+		if (nv == 1) {
+			b0 = masked ? _mm256_maskload_ps(bp, mask) : _mm256_loadu_ps(bp);
+		} else {
+			b0 = _mm256_loadu_ps(bp);
+			b1 = masked ? _mm256_maskload_ps(bp + 8, mask) : _mm256_loadu_ps(bp + 8);
+		}
+		const float *a = ap + p * MR;
+		ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5)
+	}
+	ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5)
+}
+
+#define TILE_CASES(NV, MASKED)                                                          \
+	switch (mr) {                                                                       \
+	case 1: tile(1, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
+	case 2: tile(2, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
+	case 3: tile(3, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
+	case 4: tile(4, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
+	case 5: tile(5, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
+	default: tile(6, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;            \
+	}
+
+AVX2 static void tile_any(int mr, int ncols, long k, const float *ap, const float *b, const int32_t *koff,
+                          const float *init, float *c, long ldc) {
+	if (ncols == 16) {
+		__m256i mask = _mm256_setzero_si256();
+		TILE_CASES(2, 0)
+	} else if (ncols > 8) {
+		__m256i mask = lanes_below(ncols - 8);
+		TILE_CASES(2, 1)
+	} else if (ncols == 8) {
+		__m256i mask = _mm256_setzero_si256();
+		TILE_CASES(1, 0)
+	} else {
+		__m256i mask = lanes_below(ncols);
+		TILE_CASES(1, 1)
+	}
+}
+
+AVX2 static void shift_gemm_avx2(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b,
+                                 long ldbr, long kw, long base, long sh, long sw, const float *init, long nrows,
+                                 long rowlen, long brs, long crs) {
+	const long k = nr * nt;
+	int32_t koff[k];
+	offsets(koff, nr, nt, ldbr, kw, base, sh, sw);
+	for (long p = 0; p < m; p += MR) {
+		const int mr = m - p < MR ? (int)(m - p) : MR;
+		const float *app = ap + p * k;
+		const float *ini = init ? init + p : 0;
+		for (long y = 0; y < nrows; y++) {
+			const float *by = b + y * brs;
+			float *cy = c + p * ldc + y * crs;
+			for (long j = 0; j < rowlen; j += NR) {
+				const int nc = rowlen - j < NR ? (int)(rowlen - j) : NR;
+				tile_any(mr, nc, k, app, by + j, koff, ini, cy + j, ldc);
+			}
+		}
+	}
+}
+
+int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long ldbr,
+                         long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen, long brs,
+                         long crs) {
+	if (nr * nt > MAXK) return 0;
+	shift_gemm_avx2(c, ldc, m, ap, nr, nt, b, ldbr, kw, base, sh, sw, init, nrows, rowlen, brs, crs);
+	return 1;
+}
+
+// dtile adds to dw rows [0, mr) × k columns [0, nc) the dot products of a's
+// rows with the shifted runs of b over every segment.
+#define D_DECL(I) __m256 d##I##0 = _mm256_setzero_ps(), d##I##1 = d##I##0, d##I##2 = d##I##0;
+#define D_FMA(I, LOAD)                                                                \
+	if (mr > I) {                                                                     \
+		__m256 av = LOAD(ay + I * lda + q);                                           \
+		d##I##0 = _mm256_fmadd_ps(av, b0, d##I##0);                                    \
+		if (nc > 1) d##I##1 = _mm256_fmadd_ps(av, b1, d##I##1);                        \
+		if (nc > 2) d##I##2 = _mm256_fmadd_ps(av, b2, d##I##2);                        \
+	}
+#define D_STEP(LOAD)                                                                  \
+	{                                                                                 \
+		__m256 b0 = LOAD(by + koff[0] + q), b1 = b0, b2 = b0;                          \
+		if (nc > 1) b1 = LOAD(by + koff[1] + q);                                       \
+		if (nc > 2) b2 = LOAD(by + koff[2] + q);                                       \
+		D_FMA(0, LOAD) D_FMA(1, LOAD) D_FMA(2, LOAD) D_FMA(3, LOAD)                    \
+	}
+#define LOADU(p) _mm256_loadu_ps(p)
+#define LOADM(p) _mm256_maskload_ps(p, mask)
+#define D_OUT(I, J)                                                                   \
+	if (mr > I && nc > J) dw[I * ldw + J] += hsum(d##I##J);
+
+AVX2 INLINE float hsum(__m256 v) {
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+AVX2 INLINE void dtile(const int mr, const int nc, const float *a, long lda, const float *b, const int32_t *koff,
+                       long nrows, long rowlen, long ars, long brs, float *dw, long ldw) {
+	D_DECL(0) D_DECL(1) D_DECL(2) D_DECL(3)
+	const long full = rowlen & ~7L;
+	const __m256i mask = lanes_below((int)(rowlen - full));
+	for (long y = 0; y < nrows; y++) {
+		const float *ay = a + y * ars;
+		const float *by = b + y * brs;
+		long q = 0;
+		for (; q < full; q += 8) D_STEP(LOADU)
+		if (q < rowlen) D_STEP(LOADM)
+	}
+	D_OUT(0, 0) D_OUT(0, 1) D_OUT(0, 2) D_OUT(1, 0) D_OUT(1, 1) D_OUT(1, 2)
+	D_OUT(2, 0) D_OUT(2, 1) D_OUT(2, 2) D_OUT(3, 0) D_OUT(3, 1) D_OUT(3, 2)
+}
+
+#define DTILE(MR_, NC_) dtile(MR_, NC_, a, lda, b, koff, nrows, rowlen, ars, brs, dw, ldw)
+#define DTILE_NC(MR_)                          \
+	switch (nc) {                              \
+	case 1: DTILE(MR_, 1); break;              \
+	case 2: DTILE(MR_, 2); break;              \
+	default: DTILE(MR_, 3); break;             \
+	}
+
+AVX2 static void dtile_any(int mr, int nc, const float *a, long lda, const float *b, const int32_t *koff,
+                           long nrows, long rowlen, long ars, long brs, float *dw, long ldw) {
+	switch (mr) {
+	case 1: DTILE_NC(1) break;
+	case 2: DTILE_NC(2) break;
+	case 3: DTILE_NC(3) break;
+	default: DTILE_NC(4) break;
+	}
+}
+
+AVX2 static void shift_dw_avx2(float *dw, long ldw, long m, const float *a, long lda, long nr, long nt,
+                               const float *b, long ldbr, long kw, long base, long sh, long sw, long nrows,
+                               long rowlen, long ars, long brs) {
+	const long k = nr * nt;
+	int32_t koff[k];
+	offsets(koff, nr, nt, ldbr, kw, base, sh, sw);
+	for (long i = 0; i < m; i += DMR) {
+		const int mr = m - i < DMR ? (int)(m - i) : DMR;
+		for (long j = 0; j < k; j += DNR) {
+			const int nc = k - j < DNR ? (int)(k - j) : DNR;
+			dtile_any(mr, nc, a + i * lda, lda, b, koff + j, nrows, rowlen, ars, brs, dw + i * ldw + j, ldw);
+		}
+	}
+}
+
+int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, long nr, long nt, const float *b,
+                       long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long ars, long brs) {
+	if (nr * nt > MAXK) return 0;
+	shift_dw_avx2(dw, ldw, m, a, lda, nr, nt, b, ldbr, kw, base, sh, sw, nrows, rowlen, ars, brs);
+	return 1;
+}

@@ -1,0 +1,246 @@
+package engine
+
+// The float32 fast path of the wide (stride-1) convolution lowering: the C
+// kernels of conv_fast.c read the input in place at each kernel tap's offset
+// (an implicit GEMM) instead of copying Cg·KH·KW shifted runs into a col
+// matrix and packing that again inside the GEMM. For LeNet's small layers the
+// copies and per-tap products cost more than the arithmetic.
+//
+//   - forward: out[co, ·] = b[co] + Σ_(c,tap) W[co, c, tap] · xp[c, tap offset + ·],
+//     written row by row straight into out, or over the wide frame and then
+//     narrowed, whichever computes fewer columns;
+//   - weight gradient: dw[co, (c, tap)] += Σ dout[co, ·] · xp[c, tap offset + ·],
+//     dot products over the output rows (or the wide frame);
+//   - input gradient: the full correlation of dout, laid out in the wide frame
+//     with zero margins of the largest tap offset on both sides, with the
+//     weights transposed per tap: dx[c, p] = Σ_(co,tap) W[co, c, tap] ·
+//     doutp[co, p + maxoff − tap offset], no per-tap products accumulating
+//     into a padded dx and no crop.
+//
+// Images are split over threads as in conv2D, each part summing dw and db
+// into its own buffer, added in part order afterwards; every element is a
+// fixed chain of FMAs, so results are bit-identical run after run.
+
+type convFastTask struct {
+	g          convGeom
+	backward   bool
+	y, x, w, b []float32 // y is out in forward, dout in backward
+	dx, dw, db []float32
+	scratch    []float32
+	l          convFastLayout
+	// ap holds, per group, W packed in 6-row panels for forward, or Wᵀ per tap
+	// for the input gradient; apGroup is one group's length.
+	ap      []float32
+	apGroup int
+	// fwdRows: forward writes out row by row (else wide frame, then narrow);
+	// dwRows: the weight gradient reads dout row by row (else the wide frame).
+	fwdRows, dwRows bool
+	taps, maxOff    int // KH·KW; largest tap offset in the wide frame
+	dyLen           int // one channel of the zero-margined wide dout
+}
+
+// convFastLayout places one part's scratch; each field is an offset, the
+// next one's offset its end.
+type convFastLayout struct {
+	pad, yb, dyp, dw, db, size int
+}
+
+var convFastTasks = taskPool{New: func() any { return new(convFastTask) }}
+
+// convFastFor reports whether the float32 kernels take g.
+func convFastFor(g *convGeom) bool {
+	return haveConvFast && g.lowering == lowerWide && g.kg <= convFastMaxK && g.mg*g.kh*g.kw <= convFastMaxK &&
+		g.groups*g.cg*g.hp*g.wp < 1<<30
+}
+
+// conv2DFast runs conv2D's work through conv_fast.c and reports true, or
+// reports false (float64, no AVX2, another lowering) and does nothing.
+func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) bool {
+	if isFloat64[T]() || !convFastFor(g) {
+		return false
+	}
+	t := convFastTasks.Get().(*convFastTask)
+	t.g, t.backward = *g, backward
+	t.y, t.x, t.w, t.b = asF32(y), asF32(x), asF32(w), asF32(b)
+	t.dx, t.dw, t.db = asF32(dx), asF32(dw), asF32(db)
+	if b == nil {
+		t.b = nil
+	}
+	if dx == nil {
+		t.dx = nil
+	}
+	if dw == nil {
+		t.dw = nil
+	}
+	if db == nil {
+		t.db = nil
+	}
+	t.taps = g.kh * g.kw
+	t.maxOff = (g.kh-1)*g.dh*g.wp + (g.kw-1)*g.dw
+	t.dyLen = g.nw + 2*t.maxOff
+	// Columns computed: 16 per tile in products, 8 per vector in dot products.
+	t.fwdRows = g.oh*ceilDiv(g.ow, 16) <= ceilDiv(g.nw, 16)
+	t.dwRows = g.oh*ceilDiv(g.ow, 8) <= ceilDiv(g.nw, 8)
+
+	var l convFastLayout
+	needX := !backward || t.dw != nil
+	if g.padded && needX {
+		l.yb = g.cg * g.hp * g.wp
+	}
+	l.dyp = l.yb
+	if !backward && !t.fwdRows {
+		l.dyp += g.mg * g.nw
+	}
+	l.dw = l.dyp
+	if backward && (t.dx != nil || t.dw != nil && !t.dwRows) {
+		l.dw += g.mg * t.dyLen
+	}
+	l.db = l.dw + len(t.dw)
+	l.size = l.db + len(t.db)
+	t.l = l
+
+	np := parts(g.n)
+	packM, packR := g.mg, g.cg
+	if backward {
+		packM, packR = g.cg, g.mg
+	}
+	t.apGroup = 0
+	if !backward || t.dx != nil {
+		t.apGroup = ceilDiv(packM, 6) * 6 * packR * t.taps
+	}
+	t.scratch = takeScratch[float32](np*l.size + g.groups*t.apGroup) // zeroed: margins stay so
+	t.ap = t.scratch[np*l.size:]
+	if t.apGroup > 0 {
+		for gi := 0; gi < g.groups; gi++ {
+			wg := t.w[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
+			if backward {
+				convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg)
+			} else {
+				convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps)
+			}
+		}
+	}
+	parallelFor(g.n, t)
+	if backward {
+		for part := 0; part < np; part++ {
+			s := t.scratch[part*l.size:]
+			for i, v := range s[l.dw : l.dw+len(t.dw)] {
+				t.dw[i] += v
+			}
+			for i, v := range s[l.db : l.db+len(t.db)] {
+				t.db[i] += v
+			}
+		}
+	}
+	giveScratch(t.scratch)
+	*t = convFastTask{}
+	convFastTasks.Put(t)
+	return true
+}
+
+func (t *convFastTask) run(part, lo, hi int) {
+	s := t.scratch[part*t.l.size : (part+1)*t.l.size]
+	if t.backward {
+		t.backwardImages(s, lo, hi)
+	} else {
+		t.forwardImages(s, lo, hi)
+	}
+}
+
+// input returns image n's group gi as the kernels read it: x itself, or its
+// padded copy in the part's scratch.
+func (t *convFastTask) input(s []float32, n, gi int) []float32 {
+	g := &t.g
+	xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
+	if !g.padded {
+		return xg
+	}
+	xp := s[t.l.pad:t.l.yb]
+	padPlanes(xp, xg, g)
+	return xp
+}
+
+// xTaps reads the input's planes at the forward tap offsets.
+func (t *convFastTask) xTaps() shiftTaps {
+	g := &t.g
+	return shiftTaps{nr: g.cg, nt: t.taps, ldbr: g.hp * g.wp, kw: g.kw, sh: g.dh * g.wp, sw: g.dw}
+}
+
+func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
+	g := &t.g
+	taps := t.xTaps()
+	for n := lo; n < hi; n++ {
+		for gi := 0; gi < g.groups; gi++ {
+			src := t.input(s, n, gi)
+			yg := t.y[n*g.outPlanes+gi*g.mg*g.p:][:g.mg*g.p]
+			ap := t.ap[gi*t.apGroup:]
+			var bias []float32
+			if t.b != nil {
+				bias = t.b[gi*g.mg : (gi+1)*g.mg]
+			}
+			if t.fwdRows {
+				convShiftGemm(yg, g.p, g.mg, ap, src, taps, bias, shiftSegs{g.oh, g.ow, g.wp, g.ow})
+				continue
+			}
+			yb := s[t.l.yb:t.l.dyp]
+			convShiftGemm(yb, g.nw, g.mg, ap, src, taps, bias, shiftSegs{1, g.nw, 0, 0})
+			narrowRows(yg, yb, g)
+		}
+	}
+}
+
+func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
+	g := &t.g
+	var dwp, dbp []float32
+	if t.dw != nil {
+		dwp = s[t.l.dw:t.l.db]
+	}
+	if t.db != nil {
+		dbp = s[t.l.db:t.l.size]
+	}
+	dyp := s[t.l.dyp:t.l.dw]
+	wide := len(dyp) > 0
+	xTaps := t.xTaps()
+	// The input gradient reads the margined dout at maxOff − tap offset.
+	dxTaps := shiftTaps{nr: g.mg, nt: t.taps, ldbr: t.dyLen, kw: g.kw, base: t.maxOff, sh: -g.dh * g.wp, sw: -g.dw}
+	for n := lo; n < hi; n++ {
+		dyn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
+		if dbp != nil {
+			for co := range dbp {
+				dbp[co] += sumSlice(dyn[co*g.p : (co+1)*g.p])
+			}
+		}
+		for gi := 0; gi < g.groups; gi++ {
+			dyg := dyn[gi*g.mg*g.p : (gi+1)*g.mg*g.p]
+			if wide {
+				// dout into the wide frame; margins and junk columns stay zero.
+				for co := 0; co < g.mg; co++ {
+					for oh := 0; oh < g.oh; oh++ {
+						copy(dyp[co*t.dyLen+t.maxOff+oh*g.wp:][:g.ow], dyg[co*g.p+oh*g.ow:][:g.ow])
+					}
+				}
+			}
+			if dwp != nil {
+				src := t.input(s, n, gi)
+				dwg := dwp[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
+				if t.dwRows {
+					convShiftDw(dwg, g.kg, g.mg, dyg, g.p, src, xTaps, shiftSegs{g.oh, g.ow, g.wp, g.ow})
+				} else {
+					convShiftDw(dwg, g.kg, g.mg, dyp[t.maxOff:], t.dyLen, src, xTaps, shiftSegs{1, g.nw, 0, 0})
+				}
+			}
+			if t.dx == nil {
+				continue
+			}
+			dxg := t.dx[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
+			ap := t.ap[gi*t.apGroup:]
+			if !g.padded {
+				// The whole plane is one run of the wide frame.
+				convShiftGemm(dxg, g.inPlane, g.cg, ap, dyp, dxTaps, nil, shiftSegs{1, g.inPlane, 0, 0})
+			} else {
+				convShiftGemm(dxg, g.inPlane, g.cg, ap, dyp[g.ph*g.wp+g.pw:], dxTaps, nil,
+					shiftSegs{g.h, g.w, g.wp, g.w})
+			}
+		}
+	}
+}

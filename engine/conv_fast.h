@@ -1,0 +1,8 @@
+int kiln_conv_fast_ok(void);
+int kiln_conv_fast_maxk(void);
+void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr);
+int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long ldbr,
+                         long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen, long brs,
+                         long crs);
+int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, long nr, long nt, const float *b,
+                       long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long ars, long brs);

@@ -1,0 +1,55 @@
+//go:build cgo && amd64
+
+package engine
+
+/*
+#cgo CFLAGS: -O3
+#cgo noescape kiln_conv_pack
+#cgo nocallback kiln_conv_pack
+#cgo noescape kiln_conv_shift_gemm
+#cgo nocallback kiln_conv_shift_gemm
+#cgo noescape kiln_conv_shift_dw
+#cgo nocallback kiln_conv_shift_dw
+#include "conv_fast.h"
+*/
+import "C"
+
+import "unsafe"
+
+// haveConvFast says whether conv_fast.c's AVX2 kernels can run here.
+var haveConvFast = C.kiln_conv_fast_ok() != 0
+
+// convFastMaxK is the longest reduction (Cin/groups·KH·KW, or Cout/groups·
+// KH·KW for the input gradient) the kernels take.
+var convFastMaxK = int(C.kiln_conv_fast_maxk())
+
+func fptr(s []float32) *C.float {
+	if s == nil {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(unsafe.SliceData(s)))
+}
+
+// shiftTaps places the kernel taps: tap t = (t/kw, t%kw) reads plane r at
+// r·ldbr + base + (t/kw)·sh + (t%kw)·sw.
+type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw int }
+
+// shiftSegs are the columns of one product: nrows runs of rowlen columns,
+// each run brs further in b and crs (or ars) further in the other operand.
+type shiftSegs struct{ nrows, rowlen, brs, crs int }
+
+func convPack(dst, a []float32, m, nr, nt, si, sr int) {
+	C.kiln_conv_pack(fptr(dst), fptr(a), C.long(m), C.long(nr), C.long(nt), C.long(si), C.long(sr))
+}
+
+func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init []float32, s shiftSegs) {
+	C.kiln_conv_shift_gemm(fptr(c), C.long(ldc), C.long(m), fptr(ap), C.long(t.nr), C.long(t.nt), fptr(b),
+		C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw), fptr(init),
+		C.long(s.nrows), C.long(s.rowlen), C.long(s.brs), C.long(s.crs))
+}
+
+func convShiftDw(dw []float32, ldw, m int, a []float32, lda int, b []float32, t shiftTaps, s shiftSegs) {
+	C.kiln_conv_shift_dw(fptr(dw), C.long(ldw), C.long(m), fptr(a), C.long(lda), C.long(t.nr), C.long(t.nt),
+		fptr(b), C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw),
+		C.long(s.nrows), C.long(s.rowlen), C.long(s.crs), C.long(s.brs))
+}

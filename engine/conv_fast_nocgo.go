@@ -1,0 +1,19 @@
+//go:build !cgo || !amd64
+
+package engine
+
+const haveConvFast = false
+
+const convFastMaxK = 0
+
+type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw int }
+
+type shiftSegs struct{ nrows, rowlen, brs, crs int }
+
+func convPack(dst, a []float32, m, nr, nt, si, sr int) {}
+
+func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init []float32, s shiftSegs) {
+}
+
+func convShiftDw(dw []float32, ldw, m int, a []float32, lda int, b []float32, t shiftTaps, s shiftSegs) {
+}

@@ -1,0 +1,79 @@
+package engine_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/gradcheck"
+)
+
+// Shapes aimed at conv_fast.c's float32 kernels: output channels not a
+// multiple of the 6-row tile, rows longer than one 16-column tile with a
+// ragged tail, row-by-row and wide-frame columns, padding, dilation, groups,
+// and the CBAM/LeNet layer shapes.
+var convFastCases = []convCase{
+	{"rows-ragged", 2, 3, 9, 37, 13, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+	{"wide-frame", 3, 6, 14, 14, 16, 5, 5, engine.Conv2DParams{}, true},
+	{"cbam-stem", 2, 3, 32, 32, 32, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+	{"spatial-attention", 2, 2, 16, 16, 1, 7, 7, engine.Conv2DSquare(1, 3, 1, 1), false},
+	{"dilated-groups", 2, 6, 11, 10, 9, 3, 3, engine.Conv2DParams{PadH: 2, PadW: 1, DilationH: 2, Groups: 3}, true},
+	{"five-by-five-pad", 1, 8, 16, 16, 8, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
+	{"tiny-row", 2, 4, 3, 5, 7, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+}
+
+func TestConv2DFastMatchesNaive(t *testing.T) {
+	for i, c := range convFastCases {
+		rng := rand.New(rand.NewPCG(9, uint64(i)))
+		xs, ws := c.shapes()
+		x, w := randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...)
+		var b *engine.Tensor
+		var bv []float64
+		if c.bias {
+			b = randTensor(rng, engine.Float32, c.cout)
+			bv = b.Values()
+		}
+		os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dout := randTensor(rng, engine.Float32, os...)
+		wantOut, wantDx, wantDw, wantDb := naiveConv(c, x.Values(), w.Values(), bv, dout.Values())
+		out := engine.New(engine.Float32, os...)
+		out.Fill(math.NaN())
+		if err := engine.Conv2DForward(out, x, w, b, c.p); err != nil {
+			t.Fatal(err)
+		}
+		dx := engine.New(engine.Float32, xs...)
+		dx.Fill(math.NaN())
+		dw, db := engine.New(engine.Float32, ws...), engine.New(engine.Float32, c.cout)
+		dw.Fill(0.5)
+		db.Fill(0.5)
+		if err := engine.Conv2DBackward(dx, dw, db, dout, x, w, c.p); err != nil {
+			t.Fatal(err)
+		}
+		for _, cmp := range []struct {
+			name      string
+			got, want []float64
+			offset    float64
+		}{{"out", out.Values(), wantOut, 0}, {"dx", dx.Values(), wantDx, 0},
+			{"dw", dw.Values(), wantDw, 0.5}, {"db", db.Values(), wantDb, 0.5}} {
+			want := make([]float64, len(cmp.want))
+			for j, v := range cmp.want {
+				want[j] = v + cmp.offset
+			}
+			if msg := gradcheck.Close(cmp.got, want, 1e-4, 1e-4); msg != "" {
+				t.Errorf("%s %s: %s", c.name, cmp.name, msg)
+			}
+		}
+		// Weight gradient alone (no dx), as for a network's first layer.
+		dw2 := engine.New(engine.Float32, ws...)
+		if err := engine.Conv2DBackward(nil, dw2, nil, dout, x, w, c.p); err != nil {
+			t.Fatal(err)
+		}
+		if msg := gradcheck.Close(dw2.Values(), wantDw, 1e-4, 1e-4); msg != "" {
+			t.Errorf("%s dw only: %s", c.name, msg)
+		}
+	}
+}
