@@ -7,17 +7,71 @@
 // the compares into blends (see activation.c).
 #pragma GCC optimize("no-trapping-math")
 
+#include <immintrin.h>
+
+// pool_row_avx2 does one output row of ow ≥ 8 outputs eight at a time (the
+// last eight overlap the previous block when ow is not a multiple of 8; they
+// are recomputed to the same values): the two input rows are split into even
+// and odd columns (a, b from r0; c, d from r1) and the first largest picked
+// with strict compares and blends, as in the scalar loop. It returns non-zero
+// when a NaN was met.
+__attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int32_t *restrict ai,
+                                                          const float *r0, const float *r1, int32_t rowbase,
+                                                          int w, int ow) {
+	__m256 nan = _mm256_setzero_ps();
+	const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+	const __m256i one = _mm256_set1_epi32(1), wv = _mm256_set1_epi32(w);
+	for (int j0 = 0; j0 < ow; j0 += 8) {
+		const int j = j0 + 8 <= ow ? j0 : ow - 8;
+		__m256 p0 = _mm256_loadu_ps(r0 + 2 * j), p1 = _mm256_loadu_ps(r0 + 2 * j + 8);
+		__m256 q0 = _mm256_loadu_ps(r1 + 2 * j), q1 = _mm256_loadu_ps(r1 + 2 * j + 8);
+		// shuffle_ps works per 128-bit lane; the 64-bit permute restores order.
+		__m256 a = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0x88)), 0xd8));
+		__m256 b = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0xdd)), 0xd8));
+		__m256 c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(q0, q1, 0x88)), 0xd8));
+		__m256 d = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(q0, q1, 0xdd)), 0xd8));
+		nan = _mm256_or_ps(nan, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+		__m256 m = a;
+		__m256i at = _mm256_add_epi32(_mm256_set1_epi32(rowbase + 2 * j), lane2);
+		__m256 gt = _mm256_cmp_ps(b, m, _CMP_GT_OQ);
+		m = _mm256_blendv_ps(m, b, gt);
+		__m256i res = _mm256_castps_si256(
+		    _mm256_blendv_ps(_mm256_castsi256_ps(at), _mm256_castsi256_ps(_mm256_add_epi32(at, one)), gt));
+		__m256i ac = _mm256_add_epi32(at, wv);
+		gt = _mm256_cmp_ps(c, m, _CMP_GT_OQ);
+		m = _mm256_blendv_ps(m, c, gt);
+		res = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(res), _mm256_castsi256_ps(ac), gt));
+		gt = _mm256_cmp_ps(d, m, _CMP_GT_OQ);
+		m = _mm256_blendv_ps(m, d, gt);
+		res = _mm256_castps_si256(
+		    _mm256_blendv_ps(_mm256_castsi256_ps(res), _mm256_castsi256_ps(_mm256_add_epi32(ac, one)), gt));
+		_mm256_storeu_ps(o + j, m);
+		if (ai) _mm256_storeu_si256((__m256i *)(ai + j), res);
+	}
+	return _mm256_movemask_ps(nan);
+}
+
+static int pool_avx2 = -1;
+
 // The first largest of a, b, c, d in that order wins, as in PyTorch; -0 and
 // +0 tie. Returns 0, with out unspecified, when the plane holds a NaN: the
 // caller then runs the ordered Go loop, which propagates NaN as PyTorch does.
 __attribute__((target_clones("avx2", "default")))
 int kiln_maxpool2x2_f32(float* restrict out, int32_t* restrict am, const float* restrict x, int w, int oh, int ow) {
 	int nan = 0;
+	if (pool_avx2 < 0) {
+		__builtin_cpu_init();
+		pool_avx2 = __builtin_cpu_supports("avx2");
+	}
 	for (int i = 0; i < oh; i++) {
 		const float* r0 = x + 2 * i * w;
 		const float* r1 = r0 + w;
 		float* o = out + i * ow;
 		int32_t rowbase = 2 * i * w;
+		if (pool_avx2 && ow >= 8) {
+			nan |= pool_row_avx2(o, am ? am + i * ow : 0, r0, r1, rowbase, w, ow);
+			continue;
+		}
 		if (am) {
 			int32_t* ai = am + i * ow;
 			for (int j = 0; j < ow; j++) {
