@@ -231,9 +231,13 @@ func (a *spatialGatingTask[T]) forwardRange(lo, hi int) {
 		z := a.z[s*t*2*d : (s+1)*t*2*d]
 		vn := a.norm[s*t*d : (s+1)*t*d]
 		vm := a.mixed[s*t*d : (s+1)*t*d]
-		for i := 0; i < t; i++ {
-			mean, rstd := layerNormRow(vn[i*d:i*d+d], z[i*2*d+d:i*2*d+2*d], a.gamma, a.beta, a.eps)
-			a.mean[s*t+i], a.rstd[s*t+i] = T(mean), T(rstd)
+		rows := lnRows[T]{out: vn, x: z[d:], mean: a.mean[s*t:], rstd: a.rstd[s*t:],
+			gamma: a.gamma, beta: a.beta, ldo: d, ldx: 2 * d, rows: t, d: d, eps: a.eps}
+		if !layerNormC(&rows, false, nil, nil) {
+			for i := 0; i < t; i++ {
+				mean, rstd := layerNormRow(vn[i*d:i*d+d], z[i*2*d+d:i*2*d+2*d], a.gamma, a.beta, a.eps)
+				a.mean[s*t+i], a.rstd[s*t+i] = T(mean), T(rstd)
+			}
 		}
 		gemm(false, false, t, d, t, 1, a.w, t, vn, d, 0, vm, d)
 		out := a.out[s*t*d : (s+1)*t*d]
@@ -297,6 +301,14 @@ func (a *spatialGatingTask[T]) backwardRange(part, lo, hi int) {
 			continue
 		}
 		gemm(true, false, t, d, t, 1, a.w, t, dvm, d, 0, dvn, d) // dvn = Wᵀ·dvm
+		rows := lnRows[T]{x: z[d:], dout: dvn, mean: a.mean[s*t:], rstd: a.rstd[s*t:], gamma: a.gamma,
+			ldo: 2 * d, ldx: 2 * d, ldd: d, rows: t, d: d}
+		if dz != nil {
+			rows.out = dz[d:]
+		}
+		if layerNormC(&rows, true, dgp, dbetap) {
+			continue
+		}
 		for i := 0; i < t; i++ {
 			var dv []T
 			if dz != nil {

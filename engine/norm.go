@@ -554,6 +554,9 @@ func (t *layerNormTask[T]) run(part, lo, hi int) {
 		dg = t.partial[2*part*d : (2*part+1)*d]
 		db = t.partial[(2*part+1)*d : (2*part+2)*d]
 	}
+	if layerNormRowsC(t, dg, db, lo, hi) {
+		return
+	}
 	for r := lo; r < hi; r++ {
 		x := t.x[r*d : r*d+d]
 		if t.backward {

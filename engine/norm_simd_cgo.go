@@ -1,0 +1,79 @@
+//go:build cgo && amd64
+
+package engine
+
+/*
+#cgo CFLAGS: -O3
+#cgo LDFLAGS: -lm
+#cgo noescape kiln_ln_forward_f32
+#cgo nocallback kiln_ln_forward_f32
+#cgo noescape kiln_ln_backward_f32
+#cgo nocallback kiln_ln_backward_f32
+#include "norm_simd.h"
+*/
+import "C"
+
+import "unsafe"
+
+var haveNormC = C.kiln_norm_simd_ok() != 0
+
+// lnRows is a run of LayerNorm rows of length d: row r of x starts at r·ldx,
+// of out (dx in backward) at r·ldo, of dout at r·ldd; mean and rstd hold one
+// value per row.
+type lnRows[T Float] struct {
+	out, x, dout, mean, rstd, gamma, beta []T
+	ldo, ldx, ldd, rows, d                int
+	eps                                   float64
+}
+
+func cf32[T Float](s []T) *C.float {
+	if s == nil {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(unsafe.SliceData(s)))
+}
+
+func cf64(s []float64) *C.double {
+	if s == nil {
+		return nil
+	}
+	return (*C.double)(unsafe.Pointer(unsafe.SliceData(s)))
+}
+
+// layerNormC runs the rows forward (or backward, adding into the float64
+// partials dg and db, each may be nil) through norm_simd.c and reports true;
+// it reports false (float64, no AVX2) and does nothing otherwise.
+func layerNormC[T Float](r *lnRows[T], backward bool, dg, db []float64) bool {
+	if isFloat64[T]() || !haveNormC || r.rows <= 0 {
+		return false
+	}
+	if backward {
+		C.kiln_ln_backward_f32(cf32(r.out), C.long(r.ldo), cf64(dg), cf64(db), cf32(r.dout), C.long(r.ldd),
+			cf32(r.x), C.long(r.ldx), cf32(r.mean), cf32(r.rstd), cf32(r.gamma), C.long(r.rows), C.long(r.d))
+	} else {
+		C.kiln_ln_forward_f32(cf32(r.out), C.long(r.ldo), cf32(r.mean), cf32(r.rstd), cf32(r.x), C.long(r.ldx),
+			cf32(r.gamma), cf32(r.beta), C.long(r.rows), C.long(r.d), C.double(r.eps))
+	}
+	return true
+}
+
+// layerNormRowsC runs rows [lo, hi) of a float32 LayerNorm task through
+// layerNormC; dg and db are the part's float64 partials or nil.
+func layerNormRowsC[T Float](t *layerNormTask[T], dg, db []float64, lo, hi int) bool {
+	d := t.d
+	r := lnRows[T]{x: t.x[lo*d:], gamma: t.gamma, beta: t.beta, ldo: d, ldx: d, ldd: d, rows: hi - lo, d: d, eps: t.eps}
+	if t.out != nil {
+		r.out = t.out[lo*d:]
+	}
+	if t.backward {
+		r.dout, r.mean, r.rstd = t.dout[lo*d:], t.mean[lo:], t.rstd[lo:]
+	} else {
+		if t.mean != nil {
+			r.mean = t.mean[lo:]
+		}
+		if t.rstd != nil {
+			r.rstd = t.rstd[lo:]
+		}
+	}
+	return layerNormC(&r, t.backward, dg, db)
+}
