@@ -241,15 +241,17 @@ func (a *spatialGatingTask[T]) forwardRange(lo, hi int) {
 		}
 		gemm(false, false, t, d, t, 1, a.w, t, vn, d, 0, vm, d)
 		out := a.out[s*t*d : (s+1)*t*d]
-		for i := 0; i < t; i++ {
-			var bi T
-			if a.b != nil {
-				bi = a.b[i]
-			}
-			u, m, o := z[i*2*d:i*2*d+d], vm[i*d:i*d+d], out[i*d:i*d+d]
-			for j := range m {
-				m[j] += bi
-				o[j] = u[j] * m[j]
+		if !sguGateC(out, vm, z, a.b, t, d) {
+			for i := 0; i < t; i++ {
+				var bi T
+				if a.b != nil {
+					bi = a.b[i]
+				}
+				u, m, o := z[i*2*d:i*2*d+d], vm[i*d:i*d+d], out[i*d:i*d+d]
+				for j := range m {
+					m[j] += bi
+					o[j] = u[j] * m[j]
+				}
 			}
 		}
 	}
@@ -277,19 +279,21 @@ func (a *spatialGatingTask[T]) backwardRange(part, lo, hi int) {
 			dz = a.dz[s*t*2*d : (s+1)*t*2*d]
 		}
 		// dvm = dout ⊙ u, du = dout ⊙ vm, db += Σ_d dvm.
-		for i := 0; i < t; i++ {
-			u, g, m := z[i*2*d:i*2*d+d], dout[i*d:i*d+d], vm[i*d:i*d+d]
-			dm := dvm[i*d : i*d+d]
-			sum := 0.0
-			for j, v := range g {
-				dm[j] = v * u[j]
-				sum += float64(dm[j])
-			}
-			dbp[i] += sum
-			if dz != nil {
-				du := dz[i*2*d : i*2*d+d]
+		if !sguGateBackwardC(dvm, dz, dbp, dout, z, vm, t, d) {
+			for i := 0; i < t; i++ {
+				u, g, m := z[i*2*d:i*2*d+d], dout[i*d:i*d+d], vm[i*d:i*d+d]
+				dm := dvm[i*d : i*d+d]
+				sum := 0.0
 				for j, v := range g {
-					du[j] = v * m[j]
+					dm[j] = v * u[j]
+					sum += float64(dm[j])
+				}
+				dbp[i] += sum
+				if dz != nil {
+					du := dz[i*2*d : i*2*d+d]
+					for j, v := range g {
+						du[j] = v * m[j]
+					}
 				}
 			}
 		}
