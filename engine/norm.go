@@ -281,6 +281,9 @@ func (t *batchNormTask[T]) affine(ch int) (g, b float64) {
 // apply writes out = a·x + b over channel ch.
 func (t *batchNormTask[T]) apply(ch int, a, b float64) {
 	aT, bT := T(a), T(b)
+	if bnApplyC(t, ch, aT, bT) {
+		return
+	}
 	for i := 0; i < t.n; i++ {
 		x, out := t.plane(t.x, i, ch), t.plane(t.out, i, ch)
 		for j, v := range x {
@@ -291,18 +294,20 @@ func (t *batchNormTask[T]) apply(ch int, a, b float64) {
 
 func (t *batchNormTask[T]) train(ch int) {
 	m := float64(t.n * t.hw)
-	sum := 0.0
-	for i := 0; i < t.n; i++ {
-		for _, v := range t.plane(t.x, i, ch) {
-			sum += float64(v)
+	mean, ss, ok := bnMomentsC(t, ch)
+	if !ok {
+		sum := 0.0
+		for i := 0; i < t.n; i++ {
+			for _, v := range t.plane(t.x, i, ch) {
+				sum += float64(v)
+			}
 		}
-	}
-	mean := sum / m
-	ss := 0.0
-	for i := 0; i < t.n; i++ {
-		for _, v := range t.plane(t.x, i, ch) {
-			d := float64(v) - mean
-			ss += d * d
+		mean = sum / m
+		for i := 0; i < t.n; i++ {
+			for _, v := range t.plane(t.x, i, ch) {
+				d := float64(v) - mean
+				ss += d * d
+			}
 		}
 	}
 	invStd := 1 / math.Sqrt(ss/m+t.eps)
@@ -324,12 +329,14 @@ func (t *batchNormTask[T]) eval(ch int) {
 
 func (t *batchNormTask[T]) backward(ch int) {
 	mean, invStd := float64(t.mean[ch]), float64(t.invStd[ch])
-	sumD, sumDX := 0.0, 0.0
-	for i := 0; i < t.n; i++ {
-		x, dout := t.plane(t.x, i, ch), t.plane(t.dout, i, ch)
-		for j, d := range dout {
-			sumD += float64(d)
-			sumDX += float64(d) * (float64(x[j]) - mean)
+	sumD, sumDX, ok := bnBackwardSumsC(t, ch, mean)
+	if !ok {
+		for i := 0; i < t.n; i++ {
+			x, dout := t.plane(t.x, i, ch), t.plane(t.dout, i, ch)
+			for j, d := range dout {
+				sumD += float64(d)
+				sumDX += float64(d) * (float64(x[j]) - mean)
+			}
 		}
 	}
 	sumDX *= invStd // Σ dout·x̂
@@ -349,6 +356,9 @@ func (t *batchNormTask[T]) backward(ch int) {
 	a := -k * invStd * sumDX / m
 	b := -k*sumD/m - a*mean
 	kT, aT, bT := T(k), T(a), T(b)
+	if bnBackwardDxC(t, ch, kT, aT, bT) {
+		return
+	}
 	for i := 0; i < t.n; i++ {
 		x, dout, dx := t.plane(t.x, i, ch), t.plane(t.dout, i, ch), t.plane(t.out, i, ch)
 		for j, d := range dout {

@@ -159,3 +159,115 @@ void kiln_ln_backward_f32(float *dx, long lddx, double *dg, double *db, const fl
 	for (long r = 0; r < rows; r++)
 		ln_row_backward(dx ? dx + r * lddx : 0, dg, db, dout + r * lddout, x + r * ldx, mean[r], rstd[r], gamma, d);
 }
+
+// ---------------------------------------------------------------------------
+// Batch norm, one channel at a time: the channel's block in sample i is
+// x + i·stride, hw long. Sums in double lanes, as above.
+
+// sum_lanes adds a block into eight double lanes (and a scalar tail).
+AVX2 static inline __attribute__((always_inline)) void sum_block(const float *x, long hw, __m256d *s0, __m256d *s1,
+                                                                 double *tail) {
+	const long h8 = hw & ~7L;
+	for (long j = 0; j < h8; j += 8) {
+		LOAD8(x + j, a, b);
+		*s0 = _mm256_add_pd(*s0, a);
+		*s1 = _mm256_add_pd(*s1, b);
+	}
+	for (long j = h8; j < hw; j++) *tail += x[j];
+}
+
+AVX2 static void bn_moments(const float *x, long n, long stride, long hw, double *meanp, double *ssp) {
+	__m256d s0 = _mm256_setzero_pd(), s1 = s0;
+	double tail = 0;
+	for (long i = 0; i < n; i++) sum_block(x + i * stride, hw, &s0, &s1, &tail);
+	const double m = (double)(n * hw), mean = (hsum2(s0, s1) + tail) / m;
+	const __m256d mv = _mm256_set1_pd(mean);
+	const long h8 = hw & ~7L;
+	s0 = s1 = _mm256_setzero_pd();
+	tail = 0;
+	for (long i = 0; i < n; i++) {
+		const float *xi = x + i * stride;
+		for (long j = 0; j < h8; j += 8) {
+			LOAD8(xi + j, a, b);
+			a = _mm256_sub_pd(a, mv);
+			b = _mm256_sub_pd(b, mv);
+			s0 = _mm256_fmadd_pd(a, a, s0);
+			s1 = _mm256_fmadd_pd(b, b, s1);
+		}
+		for (long j = h8; j < hw; j++) tail += (xi[j] - mean) * (xi[j] - mean);
+	}
+	*meanp = mean;
+	*ssp = hsum2(s0, s1) + tail;
+}
+
+void kiln_bn_moments_f32(const float *x, long n, long stride, long hw, double *mean, double *ss) {
+	bn_moments(x, n, stride, hw, mean, ss);
+}
+
+// out = a·x + b in float32 (a fused multiply-add).
+AVX2 static void bn_apply(float *out, const float *x, long n, long stride, long hw, float a, float b) {
+	const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+	const long h8 = hw & ~7L;
+	for (long i = 0; i < n; i++) {
+		const float *xi = x + i * stride;
+		float *oi = out + i * stride;
+		for (long j = 0; j < h8; j += 8) _mm256_storeu_ps(oi + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(xi + j), bv));
+		for (long j = h8; j < hw; j++) oi[j] = __builtin_fmaf(a, xi[j], b);
+	}
+}
+
+void kiln_bn_apply_f32(float *out, const float *x, long n, long stride, long hw, float a, float b) {
+	bn_apply(out, x, n, stride, hw, a, b);
+}
+
+// Σ dout and Σ dout·(x − mean) over the channel.
+AVX2 static void bn_backward_sums(const float *x, const float *dout, long n, long stride, long hw, double mean,
+                                  double *sumD, double *sumDX) {
+	const __m256d mv = _mm256_set1_pd(mean);
+	__m256d d0 = _mm256_setzero_pd(), d1 = d0, x0 = d0, x1 = d0;
+	double td = 0, tx = 0;
+	const long h8 = hw & ~7L;
+	for (long i = 0; i < n; i++) {
+		const float *xi = x + i * stride, *gi = dout + i * stride;
+		for (long j = 0; j < h8; j += 8) {
+			LOAD8(gi + j, ga, gb);
+			LOAD8(xi + j, xa, xb);
+			d0 = _mm256_add_pd(d0, ga);
+			d1 = _mm256_add_pd(d1, gb);
+			x0 = _mm256_fmadd_pd(ga, _mm256_sub_pd(xa, mv), x0);
+			x1 = _mm256_fmadd_pd(gb, _mm256_sub_pd(xb, mv), x1);
+		}
+		for (long j = h8; j < hw; j++) {
+			td += gi[j];
+			tx += (double)gi[j] * (xi[j] - mean);
+		}
+	}
+	*sumD = hsum2(d0, d1) + td;
+	*sumDX = hsum2(x0, x1) + tx;
+}
+
+void kiln_bn_backward_sums_f32(const float *x, const float *dout, long n, long stride, long hw, double mean,
+                               double *sumD, double *sumDX) {
+	bn_backward_sums(x, dout, n, stride, hw, mean, sumD, sumDX);
+}
+
+// dx = k·dout + a·x + b in float32.
+AVX2 static void bn_backward_dx(float *dx, const float *x, const float *dout, long n, long stride, long hw, float k,
+                                float a, float b) {
+	const __m256 kv = _mm256_set1_ps(k), av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+	const long h8 = hw & ~7L;
+	for (long i = 0; i < n; i++) {
+		const float *xi = x + i * stride, *gi = dout + i * stride;
+		float *di = dx + i * stride;
+		for (long j = 0; j < h8; j += 8) {
+			__m256 v = _mm256_fmadd_ps(av, _mm256_loadu_ps(xi + j), bv);
+			_mm256_storeu_ps(di + j, _mm256_fmadd_ps(kv, _mm256_loadu_ps(gi + j), v));
+		}
+		for (long j = h8; j < hw; j++) di[j] = __builtin_fmaf(k, gi[j], __builtin_fmaf(a, xi[j], b));
+	}
+}
+
+void kiln_bn_backward_dx_f32(float *dx, const float *x, const float *dout, long n, long stride, long hw, float k,
+                             float a, float b) {
+	bn_backward_dx(dx, x, dout, n, stride, hw, k, a, b);
+}

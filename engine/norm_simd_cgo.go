@@ -9,6 +9,14 @@ package engine
 #cgo nocallback kiln_ln_forward_f32
 #cgo noescape kiln_ln_backward_f32
 #cgo nocallback kiln_ln_backward_f32
+#cgo noescape kiln_bn_moments_f32
+#cgo nocallback kiln_bn_moments_f32
+#cgo noescape kiln_bn_apply_f32
+#cgo nocallback kiln_bn_apply_f32
+#cgo noescape kiln_bn_backward_sums_f32
+#cgo nocallback kiln_bn_backward_sums_f32
+#cgo noescape kiln_bn_backward_dx_f32
+#cgo nocallback kiln_bn_backward_dx_f32
 #include "norm_simd.h"
 */
 import "C"
@@ -76,4 +84,45 @@ func layerNormRowsC[T Float](t *layerNormTask[T], dg, db []float64, lo, hi int) 
 		}
 	}
 	return layerNormC(&r, t.backward, dg, db)
+}
+
+// Batch norm channel kernels for float32: channel ch's block of sample i
+// starts at (i·C + ch)·HW. Each reports false (float64, no AVX2) and does
+// nothing otherwise.
+
+func bnMomentsC[T Float](t *batchNormTask[T], ch int) (mean, ss float64, ok bool) {
+	if isFloat64[T]() || !haveNormC || t.n*t.hw == 0 {
+		return 0, 0, false
+	}
+	var m, s C.double
+	C.kiln_bn_moments_f32(cf32(t.x[ch*t.hw:]), C.long(t.n), C.long(t.c*t.hw), C.long(t.hw), &m, &s)
+	return float64(m), float64(s), true
+}
+
+func bnApplyC[T Float](t *batchNormTask[T], ch int, a, b T) bool {
+	if isFloat64[T]() || !haveNormC || t.n*t.hw == 0 {
+		return false
+	}
+	C.kiln_bn_apply_f32(cf32(t.out[ch*t.hw:]), cf32(t.x[ch*t.hw:]), C.long(t.n), C.long(t.c*t.hw), C.long(t.hw),
+		C.float(a), C.float(b))
+	return true
+}
+
+func bnBackwardSumsC[T Float](t *batchNormTask[T], ch int, mean float64) (sumD, sumDX float64, ok bool) {
+	if isFloat64[T]() || !haveNormC || t.n*t.hw == 0 {
+		return 0, 0, false
+	}
+	var d, dx C.double
+	C.kiln_bn_backward_sums_f32(cf32(t.x[ch*t.hw:]), cf32(t.dout[ch*t.hw:]), C.long(t.n), C.long(t.c*t.hw),
+		C.long(t.hw), C.double(mean), &d, &dx)
+	return float64(d), float64(dx), true
+}
+
+func bnBackwardDxC[T Float](t *batchNormTask[T], ch int, k, a, b T) bool {
+	if isFloat64[T]() || !haveNormC || t.n*t.hw == 0 {
+		return false
+	}
+	C.kiln_bn_backward_dx_f32(cf32(t.out[ch*t.hw:]), cf32(t.x[ch*t.hw:]), cf32(t.dout[ch*t.hw:]), C.long(t.n),
+		C.long(t.c*t.hw), C.long(t.hw), C.float(k), C.float(a), C.float(b))
+	return true
 }
