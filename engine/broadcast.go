@@ -131,6 +131,9 @@ func BroadcastMultiplyBackward(dx, dg, dout, x, g *Tensor) error {
 
 // broadcastMultiply writes out = x ⊙ g over the plan.
 func broadcastMultiply[T Float](p *broadcastPlan, out, x, g []T) {
+	if broadcastMulC(p, out, x, g) {
+		return
+	}
 	inner := p.size[p.k-1]
 	scalar := p.bcast[p.k-1]
 	var idx [maxBroadcastRank]int
@@ -155,6 +158,9 @@ func broadcastMultiply[T Float](p *broadcastPlan, out, x, g []T) {
 // broadcastMultiplyBackward writes dx = dout ⊙ g and adds dout ⊙ x into the
 // zeroed dg, reading each element before writing dx so that dx may alias.
 func broadcastMultiplyBackward[T Float](p *broadcastPlan, dx, dg, dout, x, g []T) {
+	if broadcastMulBackwardC(p, dx, dg, dout, x, g) {
+		return
+	}
 	inner := p.size[p.k-1]
 	scalar := p.bcast[p.k-1]
 	var idx [maxBroadcastRank]int

@@ -1,0 +1,75 @@
+// broadcast_simd.c: broadcast multiply (broadcast.go) for float32, walking
+// the same plan (merged axes, g's strides, the innermost run contiguous in x)
+// with loops gcc vectorises. The sum of a broadcast scalar's gradient runs in
+// eight fixed lanes added in a fixed tree; the AVX2 and default clones do the
+// same arithmetic, so the bits do not depend on the CPU. out may be x, and
+// dx may be dout (each element is read before it is written).
+#include "broadcast_simd.h"
+
+#define CLONES __attribute__((target_clones("avx2", "default")))
+
+// next advances the outer index and returns g's offset for the next run.
+static long next(long k, const long *size, const long *stride, long *idx, long goff) {
+	for (long d = k - 2; d >= 0; d--) {
+		idx[d]++;
+		goff += stride[d];
+		if (idx[d] < size[d]) return goff;
+		goff -= stride[d] * size[d];
+		idx[d] = 0;
+	}
+	return goff;
+}
+
+CLONES void kiln_bmul_f32(float *out, const float *x, const float *g, long len, long k,
+                          const long *size, const long *stride, int scalar) {
+	const long inner = size[k - 1];
+	long idx[8] = {0}, goff = 0;
+	for (long xo = 0; xo < len; xo += inner) {
+		const float *xs = x + xo;
+		float *os = out + xo;
+		if (scalar) {
+			const float gv = g[goff];
+			for (long i = 0; i < inner; i++) os[i] = xs[i] * gv;
+		} else {
+			const float *gs = g + goff;
+			for (long i = 0; i < inner; i++) os[i] = xs[i] * gs[i];
+		}
+		goff = next(k, size, stride, idx, goff);
+	}
+}
+
+// dot8 is Σ d[i]·x[i] in eight lanes, the tail in lane 0, then a fixed tree.
+static inline float dot8(const float *d, const float *x, long n) {
+	float acc[8] = {0};
+	long i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int l = 0; l < 8; l++) acc[l] += d[i + l] * x[i + l];
+	for (; i < n; i++) acc[0] += d[i] * x[i];
+	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+CLONES void kiln_bmul_backward_f32(float *dx, float *dg, const float *dout,
+                                   const float *x, const float *g, long len, long k,
+                                   const long *size, const long *stride, int scalar) {
+	const long inner = size[k - 1];
+	long idx[8] = {0}, goff = 0;
+	for (long xo = 0; xo < len; xo += inner) {
+		const float *xs = x + xo, *ds = dout + xo;
+		float *dxs = dx ? dx + xo : 0;
+		if (scalar) {
+			const float gv = g[goff];
+			if (dg) dg[goff] += dot8(ds, xs, inner);
+			if (dxs)
+				for (long i = 0; i < inner; i++) dxs[i] = ds[i] * gv;
+		} else {
+			const float *gs = g + goff;
+			if (dg) {
+				float *dgs = dg + goff;
+				for (long i = 0; i < inner; i++) dgs[i] += ds[i] * xs[i];
+			}
+			if (dxs)
+				for (long i = 0; i < inner; i++) dxs[i] = ds[i] * gs[i];
+		}
+		goff = next(k, size, stride, idx, goff);
+	}
+}
