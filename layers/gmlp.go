@@ -43,7 +43,9 @@ func (s *SpatialGatingUnit) Forward(z *engine.Tensor) (*engine.Tensor, error) {
 	}
 	n, t, d := z.Dim(0), z.Dim(1), z.Dim(2)/2
 	s.z = z
-	s.saved.Ensure(z.DType(), n, t, d)
+	if err := s.saved.EnsureOn(z, n, t, d); err != nil {
+		return nil, err
+	}
 	s.out = engine.EnsureLike(s.out, z, n, t, d)
 	return s.out, engine.SpatialGatingForward(s.out, &s.saved, z, s.NormWeight.Value, s.NormBias.Value,
 		s.ProjWeight.Value, s.ProjBias.Value, s.Eps)
