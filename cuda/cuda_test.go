@@ -42,7 +42,7 @@ func download(t *testing.T, p Ptr, n int) []float32 {
 	return v
 }
 
-func TestLaunchArgumentsAtTheirSizes(t *testing.T) {
+func TestCUDALaunchArgumentsAtTheirSizes(t *testing.T) {
 	openOrSkip(t)
 	const n = 1000 // not a multiple of the block
 	a := make([]float32, n)
@@ -71,7 +71,7 @@ func TestLaunchArgumentsAtTheirSizes(t *testing.T) {
 	}
 }
 
-func TestSharedMemoryAndWarpShuffles(t *testing.T) {
+func TestCUDASharedMemoryAndWarpShuffles(t *testing.T) {
 	openOrSkip(t)
 	const n = 777
 	x := make([]float32, n)
@@ -101,7 +101,7 @@ func TestSharedMemoryAndWarpShuffles(t *testing.T) {
 	}
 }
 
-func TestOutOfMemorySaysHowMuch(t *testing.T) {
+func TestCUDAOutOfMemorySaysHowMuch(t *testing.T) {
 	inf := openOrSkip(t)
 	_, err := Alloc(inf.MemoryTotal + 1<<30)
 	var oom *OutOfMemoryError
@@ -114,7 +114,7 @@ func TestOutOfMemorySaysHowMuch(t *testing.T) {
 	t.Log(err)
 }
 
-func TestAllocatorReusesFreedBlocks(t *testing.T) {
+func TestCUDAAllocatorReusesFreedBlocks(t *testing.T) {
 	openOrSkip(t)
 	p, err := Alloc(4096)
 	if err != nil {

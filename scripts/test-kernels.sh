@@ -13,7 +13,7 @@ log=$(mktemp /tmp/kiln-test-kernels.XXXXXX)
 export CGO_CXXFLAGS="${CGO_CXXFLAGS:--O2 -g} -DKILN_KERNELS_SHA=$(cat kernels/*.cu kernels/*.cuh kernels/*.h 2>/dev/null | sha256sum | cut -c1-16)"
 # The whole-model and layer CUDA tests live outside engine/; -run keeps to
 # the CUDA tests (names contain CUDA), which is all that changes with the tag.
-KILN_KERNEL_COVERAGE=1 $GO test -asan -tags cudaemu -count=1 -timeout 30m \
+KILN_KERNEL_COVERAGE=1 $GO test -v -asan -tags cudaemu -count=1 -timeout 30m \
   -run 'CUDA' ./cuda/... ./engine/... ./layers/... ./trainer/... >"$log" 2>&1
 rc=$?
 grep -E ' max_err=' "$log" | sort
@@ -22,6 +22,6 @@ if [ $rc -ne 0 ]; then
   grep -vE ' max_err=' "$log" | tail -60
   exit $rc
 fi
-grep -E '^(ok|---|FAIL)' "$log"
+grep -E '^(ok|--- FAIL|FAIL)' "$log"
 n=$(grep -cE ' max_err=.* ok$' "$log")
 echo "test-kernels: $n kernels ok under the emulator with AddressSanitizer"
