@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -325,7 +324,7 @@ With --json, standard output is one JSON object on one line.`,
 		if threads < 0 {
 			return usageError{fmt.Errorf("--threads %d: must not be negative", threads)}
 		}
-		if err := selectDevice(device, zerolog.Nop()); err != nil {
+		if err := selectDevice(device, logger()); err != nil {
 			return err
 		}
 		if threads > 0 {

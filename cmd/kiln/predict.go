@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -105,7 +104,7 @@ With --json each sample is one JSON line.`,
 				return bad("--image %s: no such file", imagePath)
 			}
 		}
-		if err := selectDevice(device, zerolog.Nop()); err != nil {
+		if err := selectDevice(device, logger()); err != nil {
 			return err
 		}
 		var (
