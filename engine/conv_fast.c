@@ -246,3 +246,106 @@ int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, lo
 	shift_dw_avx2(dw, ldw, m, a, lda, nr, nt, b, ldbr, kw, base, sh, sw, nrows, rowlen, ars, brs);
 	return 1;
 }
+
+// ---------------------------------------------------------------------------
+// Weight gradient as a product with the output gradient transposed: with
+// dyT (Q × ldt, ldt a multiple of 8, zero past Cout) holding dout[co, q] at
+// [q, co],
+//
+//	dwT[k, co] += Σ_q b[koff[k] + seg(q)] · dyT[q, co]
+//
+// in 6×16 register tiles that stay in registers over all of Q: no horizontal
+// sums, no reloads of partial results. q runs over the segments in order
+// (q = y·rowlen + x reads b at y·brs + x).
+
+#define W_DECL(I) __m256 w##I##0 = _mm256_setzero_ps(), w##I##1 = _mm256_setzero_ps();
+#define W_FMA(I)                                                                      \
+	if (mr > I) {                                                                     \
+		__m256 av = _mm256_broadcast_ss(p##I + x);                                     \
+		w##I##0 = _mm256_fmadd_ps(av, d0, w##I##0);                                    \
+		if (nv == 2) w##I##1 = _mm256_fmadd_ps(av, d1, w##I##1);                       \
+	}
+#define W_PTR(I) const float *p##I = mr > I ? by + koff[I] : by;
+#define W_OUT(I)                                                                      \
+	if (mr > I) {                                                                     \
+		float *ci = c + I * ldw;                                                      \
+		_mm256_storeu_ps(ci, _mm256_add_ps(_mm256_loadu_ps(ci), w##I##0));            \
+		if (nv == 2) _mm256_storeu_ps(ci + 8, _mm256_add_ps(_mm256_loadu_ps(ci + 8), w##I##1)); \
+	}
+
+AVX2 INLINE void wtile(const int mr, const int nv, const float *b, const int32_t *koff, const float *dyt, long ldt,
+                       long nrows, long rowlen, long brs, float *c, long ldw) {
+	W_DECL(0) W_DECL(1) W_DECL(2) W_DECL(3) W_DECL(4) W_DECL(5)
+	const float *dq = dyt;
+	for (long y = 0; y < nrows; y++) {
+		const float *by = b + y * brs;
+		W_PTR(0) W_PTR(1) W_PTR(2) W_PTR(3) W_PTR(4) W_PTR(5)
+		for (long x = 0; x < rowlen; x++, dq += ldt) {
+			__m256 d0 = _mm256_loadu_ps(dq), d1 = d0;
+			if (nv == 2) d1 = _mm256_loadu_ps(dq + 8);
+			W_FMA(0) W_FMA(1) W_FMA(2) W_FMA(3) W_FMA(4) W_FMA(5)
+		}
+	}
+	W_OUT(0) W_OUT(1) W_OUT(2) W_OUT(3) W_OUT(4) W_OUT(5)
+}
+
+#define WTILE(MR_)                                                                    \
+	if (nv == 2)                                                                      \
+		wtile(MR_, 2, b, koff, dyt, ldt, nrows, rowlen, brs, c, ldw);                 \
+	else                                                                              \
+		wtile(MR_, 1, b, koff, dyt, ldt, nrows, rowlen, brs, c, ldw);
+
+AVX2 static void wtile_any(int mr, int nv, const float *b, const int32_t *koff, const float *dyt, long ldt,
+                           long nrows, long rowlen, long brs, float *c, long ldw) {
+	switch (mr) {
+	case 1: WTILE(1) break;
+	case 2: WTILE(2) break;
+	case 3: WTILE(3) break;
+	case 4: WTILE(4) break;
+	case 5: WTILE(5) break;
+	default: WTILE(6) break;
+	}
+}
+
+AVX2 static void shift_dwt_avx2(float *dwt, long ldw, float *db, const float *dyt, long ldt, long nr, long nt,
+                                const float *b, long ldbr, long kw, long base, long sh, long sw, long nrows,
+                                long rowlen, long brs) {
+	const long k = nr * nt;
+	int32_t koff[k];
+	offsets(koff, nr, nt, ldbr, kw, base, sh, sw);
+	for (long i = 0; i < k; i += MR) {
+		const int mr = k - i < MR ? (int)(k - i) : MR;
+		for (long j = 0; j < ldt; j += NR) {
+			const int nv = ldt - j >= NR ? 2 : 1;
+			wtile_any(mr, nv, b, koff + i, dyt + j, ldt, nrows, rowlen, brs, dwt + i * ldw + j, ldw);
+		}
+	}
+	if (!db) return;
+	const long q = nrows * rowlen;
+	for (long j = 0; j < ldt; j += 8) {
+		__m256 s = _mm256_setzero_ps();
+		for (long p = 0; p < q; p++) s = _mm256_add_ps(s, _mm256_loadu_ps(dyt + p * ldt + j));
+		_mm256_storeu_ps(db + j, _mm256_add_ps(_mm256_loadu_ps(db + j), s));
+	}
+}
+
+// kiln_conv_shift_dwt adds the weight gradient, transposed (K × ldw), and
+// when db is not NULL the bias gradient (ldt wide), from one image group.
+int kiln_conv_shift_dwt(float *dwt, long ldw, float *db, const float *dyt, long ldt, long nr, long nt, const float *b,
+                        long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long brs) {
+	if (nr * nt > MAXK || ldt % 8 != 0) return 0;
+	shift_dwt_avx2(dwt, ldw, db, dyt, ldt, nr, nt, b, ldbr, kw, base, sh, sw, nrows, rowlen, brs);
+	return 1;
+}
+
+// kiln_conv_dyt writes dyT[q, co] = dy[co, ·] for co < m (columns m..ldt-1
+// are left alone, zero in the caller's scratch): q runs over the output rows
+// (oh, ow) → oh·qrow + ow, with qrow = OW for row-by-row segments or Wp for
+// the wide frame (whose junk rows stay zero).
+void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, long ow, long qrow) {
+	for (long co = 0; co < m; co++) {
+		const float *d = dy + co * oh * ow;
+		for (long y = 0; y < oh; y++)
+			for (long x = 0; x < ow; x++) dyt[(y * qrow + x) * ldt + co] = d[y * ow + x];
+	}
+}

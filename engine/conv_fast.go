@@ -9,8 +9,11 @@ package engine
 //   - forward: out[co, ·] = b[co] + Σ_(c,tap) W[co, c, tap] · xp[c, tap offset + ·],
 //     written row by row straight into out, or over the wide frame and then
 //     narrowed, whichever computes fewer columns;
-//   - weight gradient: dw[co, (c, tap)] += Σ dout[co, ·] · xp[c, tap offset + ·],
-//     dot products over the output rows (or the wide frame);
+//   - weight gradient: dwᵀ[(c, tap), co] += Σ_q xp[c, tap offset + q] · doutᵀ[q, co]
+//     over the output pixels q, with dout transposed per image (Cout padded
+//     to a multiple of 8) and dwᵀ kept per part for the whole call, so the
+//     register tiles never need a horizontal sum; the bias gradient is the
+//     column sums of doutᵀ;
 //   - input gradient: the full correlation of dout, laid out in the wide frame
 //     with zero margins of the largest tap offset on both sides, with the
 //     weights transposed per tap: dx[c, p] = Σ_(co,tap) W[co, c, tap] ·
@@ -32,17 +35,20 @@ type convFastTask struct {
 	// for the input gradient; apGroup is one group's length.
 	ap      []float32
 	apGroup int
-	// fwdRows: forward writes out row by row (else wide frame, then narrow);
-	// dwRows: the weight gradient reads dout row by row (else the wide frame).
-	fwdRows, dwRows bool
-	taps, maxOff    int // KH·KW; largest tap offset in the wide frame
-	dyLen           int // one channel of the zero-margined wide dout
+	// fwdRows: forward writes out row by row (else wide frame, then narrow).
+	// dwT: the weight gradient goes through doutᵀ (else dot products of dout
+	// rows, better for few output channels); dwRows: those dot products run
+	// over the output rows (else the wide frame).
+	fwdRows, dwT, dwRows bool
+	taps, maxOff         int // KH·KW; largest tap offset in the wide frame
+	dyLen                int // one channel of the zero-margined wide dout
+	ldt                  int // Cout/groups rounded up to 8: the row length of doutᵀ and dwᵀ
 }
 
 // convFastLayout places one part's scratch; each field is an offset, the
 // next one's offset its end.
 type convFastLayout struct {
-	pad, yb, dyp, dw, db, size int
+	pad, yb, dyp, dyt, dw, db, size int // dw: dwᵀ (groups × K × ldt); db: groups × ldt
 }
 
 var convFastTasks = taskPool{New: func() any { return new(convFastTask) }}
@@ -80,6 +86,8 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 	t.dyLen = g.nw + 2*t.maxOff
 	// Columns computed: 16 per tile in products, 8 per vector in dot products.
 	t.fwdRows = g.oh*ceilDiv(g.ow, 16) <= ceilDiv(g.nw, 16)
+	t.ldt = ceilDiv(g.mg, 8) * 8
+	t.dwT = g.mg >= 16
 	t.dwRows = g.oh*ceilDiv(g.ow, 8) <= ceilDiv(g.nw, 8)
 
 	var l convFastLayout
@@ -91,12 +99,22 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 	if !backward && !t.fwdRows {
 		l.dyp += g.mg * g.nw
 	}
-	l.dw = l.dyp
-	if backward && (t.dx != nil || t.dw != nil && !t.dwRows) {
-		l.dw += g.mg * t.dyLen
+	l.dyt = l.dyp
+	if backward && (t.dx != nil || t.dw != nil && !t.dwT && !t.dwRows) {
+		l.dyt += g.mg * t.dyLen
 	}
-	l.db = l.dw + len(t.dw)
-	l.size = l.db + len(t.db)
+	l.dw = l.dyt
+	if t.dw != nil && t.dwT {
+		l.dw += g.p * t.ldt
+	}
+	l.db = l.dw
+	if t.dw != nil {
+		l.db += g.groups * g.kg * t.ldt
+	}
+	l.size = l.db
+	if t.db != nil {
+		l.size += g.groups * t.ldt
+	}
 	t.l = l
 
 	np := parts(g.n)
@@ -124,11 +142,24 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 	if backward {
 		for part := 0; part < np; part++ {
 			s := t.scratch[part*l.size:]
-			for i, v := range s[l.dw : l.dw+len(t.dw)] {
-				t.dw[i] += v
+			if !t.dwT {
+				for i, v := range s[l.dw : l.dw+len(t.dw)] {
+					t.dw[i] += v
+				}
 			}
-			for i, v := range s[l.db : l.db+len(t.db)] {
-				t.db[i] += v
+			for gi := 0; gi < g.groups && t.dw != nil && t.dwT; gi++ {
+				dwt := s[l.dw+gi*g.kg*t.ldt:]
+				for co := 0; co < g.mg; co++ {
+					dw := t.dw[(gi*g.mg+co)*g.kg : (gi*g.mg+co+1)*g.kg]
+					for k := range dw {
+						dw[k] += dwt[k*t.ldt+co]
+					}
+				}
+			}
+			for gi := 0; gi < g.groups && t.db != nil; gi++ {
+				for co, v := range s[l.db+gi*t.ldt : l.db+gi*t.ldt+g.mg] {
+					t.db[gi*g.mg+co] += v
+				}
 			}
 		}
 	}
@@ -198,16 +229,18 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 	if t.db != nil {
 		dbp = s[t.l.db:t.l.size]
 	}
-	dyp := s[t.l.dyp:t.l.dw]
-	wide := len(dyp) > 0
+	dyp, dyt := s[t.l.dyp:t.l.dyt], s[t.l.dyt:t.l.dw]
+	wide := len(dyp) > 0 // dx, or dot products over the wide frame
 	xTaps := t.xTaps()
 	// The input gradient reads the margined dout at maxOff − tap offset.
 	dxTaps := shiftTaps{nr: g.mg, nt: t.taps, ldbr: t.dyLen, kw: g.kw, base: t.maxOff, sh: -g.dh * g.wp, sw: -g.dw}
 	for n := lo; n < hi; n++ {
 		dyn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
-		if dbp != nil {
-			for co := range dbp {
-				dbp[co] += sumSlice(dyn[co*g.p : (co+1)*g.p])
+		if dbp != nil && (dwp == nil || !t.dwT) {
+			for gi := 0; gi < g.groups; gi++ {
+				for co := 0; co < g.mg; co++ {
+					dbp[gi*t.ldt+co] += sumSlice(dyn[(gi*g.mg+co)*g.p : (gi*g.mg+co+1)*g.p])
+				}
 			}
 		}
 		for gi := 0; gi < g.groups; gi++ {
@@ -220,7 +253,7 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 					}
 				}
 			}
-			if dwp != nil {
+			if dwp != nil && !t.dwT {
 				src := t.input(s, n, gi)
 				dwg := dwp[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
 				if t.dwRows {
@@ -228,6 +261,17 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 				} else {
 					convShiftDw(dwg, g.kg, g.mg, dyp[t.maxOff:], t.dyLen, src, xTaps, shiftSegs{1, g.nw, 0, 0})
 				}
+			}
+			if dwp != nil && t.dwT {
+				// dwᵀ += X·doutᵀ (and db += column sums of doutᵀ).
+				src := t.input(s, n, gi)
+				convTransposeOut(dyt, t.ldt, dyg, g.mg, g.oh, g.ow)
+				var dbg []float32
+				if dbp != nil && t.dwT {
+					dbg = dbp[gi*t.ldt : (gi+1)*t.ldt]
+				}
+				convShiftDwt(dwp[gi*g.kg*t.ldt:(gi+1)*g.kg*t.ldt], t.ldt, dbg, dyt, src, xTaps,
+					shiftSegs{g.oh, g.ow, g.wp, 0})
 			}
 			if t.dx == nil {
 				continue

@@ -6,3 +6,6 @@ int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, l
                          long crs);
 int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, long nr, long nt, const float *b,
                        long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long ars, long brs);
+int kiln_conv_shift_dwt(float *dwt, long ldw, float *db, const float *dyt, long ldt, long nr, long nt, const float *b,
+                        long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long brs);
+void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, long ow, long qrow);

@@ -10,6 +10,10 @@ package engine
 #cgo nocallback kiln_conv_shift_gemm
 #cgo noescape kiln_conv_shift_dw
 #cgo nocallback kiln_conv_shift_dw
+#cgo noescape kiln_conv_shift_dwt
+#cgo nocallback kiln_conv_shift_dwt
+#cgo noescape kiln_conv_dyt
+#cgo nocallback kiln_conv_dyt
 #include "conv_fast.h"
 */
 import "C"
@@ -52,4 +56,17 @@ func convShiftDw(dw []float32, ldw, m int, a []float32, lda int, b []float32, t 
 	C.kiln_conv_shift_dw(fptr(dw), C.long(ldw), C.long(m), fptr(a), C.long(lda), C.long(t.nr), C.long(t.nt),
 		fptr(b), C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw),
 		C.long(s.nrows), C.long(s.rowlen), C.long(s.crs), C.long(s.brs))
+}
+
+// convShiftDwt adds Xᵀ-shaped products into dwt (K × ldt) and, when db is not
+// nil, the column sums of dyt (ldt wide) into db.
+func convShiftDwt(dwt []float32, ldt int, db, dyt, b []float32, t shiftTaps, s shiftSegs) {
+	C.kiln_conv_shift_dwt(fptr(dwt), C.long(ldt), fptr(db), fptr(dyt), C.long(ldt), C.long(t.nr), C.long(t.nt),
+		fptr(b), C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw),
+		C.long(s.nrows), C.long(s.rowlen), C.long(s.brs))
+}
+
+// convTransposeOut writes dyt[q, co] = dy[co, q] for co < m (q = oh·OW + ow).
+func convTransposeOut(dyt []float32, ldt int, dy []float32, m, oh, ow int) {
+	C.kiln_conv_dyt(fptr(dyt), C.long(ldt), fptr(dy), C.long(m), C.long(oh), C.long(ow), C.long(ow))
 }

@@ -17,3 +17,7 @@ func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init [
 
 func convShiftDw(dw []float32, ldw, m int, a []float32, lda int, b []float32, t shiftTaps, s shiftSegs) {
 }
+
+func convShiftDwt(dwt []float32, ldt int, db, dyt, b []float32, t shiftTaps, s shiftSegs) {}
+
+func convTransposeOut(dyt []float32, ldt int, dy []float32, m, oh, ow int) {}

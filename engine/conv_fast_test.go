@@ -12,6 +12,8 @@ import (
 // Shapes aimed at conv_fast.c's float32 kernels: output channels not a
 // multiple of the 6-row tile, rows longer than one 16-column tile with a
 // ragged tail, row-by-row and wide-frame columns, padding, dilation, groups,
+// weight gradients through dot products (few output channels) and through
+// the transposed output gradient (16 and more, ragged past a multiple of 8),
 // and the CBAM/LeNet layer shapes.
 var convFastCases = []convCase{
 	{"rows-ragged", 2, 3, 9, 37, 13, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
@@ -21,6 +23,8 @@ var convFastCases = []convCase{
 	{"dilated-groups", 2, 6, 11, 10, 9, 3, 3, engine.Conv2DParams{PadH: 2, PadW: 1, DilationH: 2, Groups: 3}, true},
 	{"five-by-five-pad", 1, 8, 16, 16, 8, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
 	{"tiny-row", 2, 4, 3, 5, 7, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+	{"transposed-dw-groups", 2, 4, 9, 12, 40, 3, 3, engine.Conv2DSquare(1, 1, 1, 2), true},
+	{"transposed-dw-ragged", 3, 5, 7, 6, 17, 3, 2, engine.Conv2DParams{PadW: 1}, true},
 }
 
 func TestConv2DFastMatchesNaive(t *testing.T) {
