@@ -39,13 +39,14 @@ int kiln_conv_fast_ok(void) {
 int kiln_conv_fast_maxk(void) { return MAXK; }
 
 // kiln_conv_pack writes A(i, r, t) = a[i·si + r·sr + t] as 6-row panels,
-// k = r·nt + t major within a panel; rows past m are zero. dst holds
-// ⌈m/6⌉·6·nr·nt floats.
-void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr) {
+// k = r·nt + t (or k = t·nr + r when tapmajor) within a panel; rows past m
+// are zero. dst holds ⌈m/6⌉·6·nr·nt floats.
+void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, int tapmajor) {
 	for (long p = 0; p < m; p += MR)
-		for (long r = 0; r < nr; r++)
-			for (long t = 0; t < nt; t++)
-				for (long i = 0; i < MR; i++) *dst++ = p + i < m ? a[(p + i) * si + r * sr + t] : 0;
+		for (long k = 0; k < nr * nt; k++) {
+			const long r = tapmajor ? k % nr : k / nt, t = tapmajor ? k / nr : k % nt;
+			for (long i = 0; i < MR; i++) *dst++ = p + i < m ? a[(p + i) * si + r * sr + t] : 0;
+		}
 }
 
 // offsets fills koff[k] = r·ldbr + toff[t] for k = r·nt + t.
@@ -159,6 +160,46 @@ int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, l
                          long crs) {
 	if (nr * nt > MAXK) return 0;
 	shift_gemm_avx2(c, ldc, m, ap, nr, nt, b, ldbr, kw, base, sh, sw, init, nrows, rowlen, brs, crs);
+	return 1;
+}
+
+// kiln_conv_shift_gemm_dx is the input gradient's product, row by row, with
+// A packed tap-major (k = t·nr + r, kiln_conv_pack) so that the kernel rows
+// kh that read only the zero margins of the output gradient for output row y
+// (those with y + ph − kh·dh outside [0, oh)) form a contiguous range of k
+// and are skipped: they would add exact zeros.
+AVX2 static void shift_gemm_dx_avx2(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw,
+                                    const float *b, long ldbr, long base, long sh, long sw, long nrows, long rowlen,
+                                    long brs, long crs, long ph, long dh, long oh) {
+	const long nt = khn * kw, k = nr * nt;
+	int32_t koff[k];
+	for (long t = 0; t < nt; t++)
+		for (long r = 0; r < nr; r++) koff[t * nr + r] = (int32_t)(r * ldbr + base + (t / kw) * sh + (t % kw) * sw);
+	for (long p = 0; p < m; p += MR) {
+		const int mr = m - p < MR ? (int)(m - p) : MR;
+		const float *app = ap + p * k;
+		for (long y = 0; y < nrows; y++) {
+			// Valid kernel rows: y + ph − oh < kh·dh ≤ y + ph.
+			long lo = y + ph - oh + 1;
+			lo = lo <= 0 ? 0 : (lo + dh - 1) / dh;
+			long hi = (y + ph) / dh;
+			hi = hi > khn - 1 ? khn - 1 : hi;
+			const float *by = b + y * brs;
+			float *cy = c + p * ldc + y * crs;
+			const long k0 = lo * kw * nr, k1 = hi < lo ? k0 : (hi + 1) * kw * nr;
+			for (long j = 0; j < rowlen; j += NR) {
+				const int nc = rowlen - j < NR ? (int)(rowlen - j) : NR;
+				tile_any(mr, nc, k1 - k0, app + k0 * MR, by + j, koff + k0, 0, cy + j, ldc);
+			}
+		}
+	}
+}
+
+int kiln_conv_shift_gemm_dx(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw, const float *b,
+                            long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs, long crs,
+                            long ph, long dh, long oh) {
+	if (nr * khn * kw > MAXK) return 0;
+	shift_gemm_dx_avx2(c, ldc, m, ap, nr, khn, kw, b, ldbr, base, sh, sw, nrows, rowlen, brs, crs, ph, dh, oh);
 	return 1;
 }
 

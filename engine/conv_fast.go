@@ -40,9 +40,13 @@ type convFastTask struct {
 	// rows, better for few output channels); dwRows: those dot products run
 	// over the output rows (else the wide frame).
 	fwdRows, dwT, dwRows bool
-	taps, maxOff         int // KH·KW; largest tap offset in the wide frame
-	dyLen                int // one channel of the zero-margined wide dout
-	ldt                  int // Cout/groups rounded up to 8: the row length of doutᵀ and dwᵀ
+	// dxSkip: the input gradient runs row by row, skipping the kernel rows
+	// that read only margins, worth it when they are a tenth of the work or
+	// more (else row by row with padding, one run over the plane without).
+	dxSkip       bool
+	taps, maxOff int // KH·KW; largest tap offset in the wide frame
+	dyLen        int // one channel of the zero-margined wide dout
+	ldt          int // Cout/groups rounded up to 8: the row length of doutᵀ and dwᵀ
 }
 
 // convFastLayout places one part's scratch; each field is an offset, the
@@ -89,6 +93,7 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 	t.ldt = ceilDiv(g.mg, 8) * 8
 	t.dwT = g.mg >= 16
 	t.dwRows = g.oh*ceilDiv(g.ow, 8) <= ceilDiv(g.nw, 8)
+	t.dxSkip = 10*dxRowTaps(g) <= 9*g.h*g.kh
 
 	var l convFastLayout
 	needX := !backward || t.dw != nil
@@ -132,9 +137,9 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 		for gi := 0; gi < g.groups; gi++ {
 			wg := t.w[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
 			if backward {
-				convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg)
+				convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, t.dxSkip)
 			} else {
-				convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps)
+				convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, false)
 			}
 		}
 	}
@@ -278,13 +283,31 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 			}
 			dxg := t.dx[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
 			ap := t.ap[gi*t.apGroup:]
-			if !g.padded {
+			switch {
+			case t.dxSkip:
+				convShiftGemmDx(dxg, g.inPlane, g.cg, ap, dyp[g.ph*g.wp+g.pw:], dxTaps, g.kh,
+					shiftSegs{g.h, g.w, g.wp, g.w}, g.ph, g.dh, g.oh)
+			case !g.padded:
 				// The whole plane is one run of the wide frame.
 				convShiftGemm(dxg, g.inPlane, g.cg, ap, dyp, dxTaps, nil, shiftSegs{1, g.inPlane, 0, 0})
-			} else {
+			default:
 				convShiftGemm(dxg, g.inPlane, g.cg, ap, dyp[g.ph*g.wp+g.pw:], dxTaps, nil,
 					shiftSegs{g.h, g.w, g.wp, g.w})
 			}
 		}
 	}
+}
+
+// dxRowTaps counts the (input row, kernel row) pairs of the input gradient
+// that read the output gradient rather than its zero margins.
+func dxRowTaps(g *convGeom) int {
+	n := 0
+	for y := 0; y < g.h; y++ {
+		for kh := 0; kh < g.kh; kh++ {
+			if r := y + g.ph - kh*g.dh; r >= 0 && r < g.oh {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -8,6 +8,8 @@ package engine
 #cgo nocallback kiln_conv_pack
 #cgo noescape kiln_conv_shift_gemm
 #cgo nocallback kiln_conv_shift_gemm
+#cgo noescape kiln_conv_shift_gemm_dx
+#cgo nocallback kiln_conv_shift_gemm_dx
 #cgo noescape kiln_conv_shift_dw
 #cgo nocallback kiln_conv_shift_dw
 #cgo noescape kiln_conv_shift_dwt
@@ -42,8 +44,22 @@ type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw int }
 // each run brs further in b and crs (or ars) further in the other operand.
 type shiftSegs struct{ nrows, rowlen, brs, crs int }
 
-func convPack(dst, a []float32, m, nr, nt, si, sr int) {
-	C.kiln_conv_pack(fptr(dst), fptr(a), C.long(m), C.long(nr), C.long(nt), C.long(si), C.long(sr))
+func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool) {
+	tm := C.int(0)
+	if tapMajor {
+		tm = 1
+	}
+	C.kiln_conv_pack(fptr(dst), fptr(a), C.long(m), C.long(nr), C.long(nt), C.long(si), C.long(sr), tm)
+}
+
+// convShiftGemmDx is convShiftGemm for the input gradient, row by row, with
+// A packed tap-major and the kernel rows that read only margins skipped: t
+// has the taps as KH rows of kw; ph, dh and oh place the output gradient's
+// rows.
+func convShiftGemmDx(c []float32, ldc, m int, ap, b []float32, t shiftTaps, khn int, s shiftSegs, ph, dh, oh int) {
+	C.kiln_conv_shift_gemm_dx(fptr(c), C.long(ldc), C.long(m), fptr(ap), C.long(t.nr), C.long(khn), C.long(t.kw),
+		fptr(b), C.long(t.ldbr), C.long(t.base), C.long(t.sh), C.long(t.sw), C.long(s.nrows), C.long(s.rowlen),
+		C.long(s.brs), C.long(s.crs), C.long(ph), C.long(dh), C.long(oh))
 }
 
 func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init []float32, s shiftSegs) {

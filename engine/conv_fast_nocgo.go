@@ -10,7 +10,10 @@ type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw int }
 
 type shiftSegs struct{ nrows, rowlen, brs, crs int }
 
-func convPack(dst, a []float32, m, nr, nt, si, sr int) {}
+func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool) {}
+
+func convShiftGemmDx(c []float32, ldc, m int, ap, b []float32, t shiftTaps, khn int, s shiftSegs, ph, dh, oh int) {
+}
 
 func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init []float32, s shiftSegs) {
 }
