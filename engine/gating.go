@@ -168,6 +168,9 @@ type spatialGatingTask[T Float] struct {
 	partial                   []float64 // per part: db (T), dgamma (D), dbeta (D) partials
 	eps                       float64
 	n, t, d                   int
+	// inParts: the samples are split over the workers, so each part's
+	// products run on its own thread instead of splitting again.
+	inParts bool
 }
 
 var spatialGatingTasks = [2]taskPool{
@@ -194,6 +197,7 @@ func runSpatialGating[T Float](args *spatialGatingTask[T]) {
 		pl := &spatialGatingTasks[dtypeIndex[T]()]
 		task := pl.Get().(*spatialGatingTask[T])
 		*task = *args
+		task.inParts = true
 		parallelFor(args.n, task)
 		*task = spatialGatingTask[T]{}
 		pl.Put(task)
@@ -239,7 +243,7 @@ func (a *spatialGatingTask[T]) forwardRange(lo, hi int) {
 				a.mean[s*t+i], a.rstd[s*t+i] = T(mean), T(rstd)
 			}
 		}
-		gemm(false, false, t, d, t, 1, a.w, t, vn, d, 0, vm, d)
+		gemmIn(a.inParts, false, false, t, d, t, 1, a.w, t, vn, d, 0, vm, d)
 		out := a.out[s*t*d : (s+1)*t*d]
 		if !sguGateC(out, vm, z, a.b, t, d) {
 			for i := 0; i < t; i++ {
@@ -299,12 +303,12 @@ func (a *spatialGatingTask[T]) backwardRange(part, lo, hi int) {
 		}
 		vn := a.norm[s*t*d : (s+1)*t*d]
 		if a.dw != nil { // dW += dvm·vnᵀ
-			gemm(false, true, t, t, d, 1, dvm, d, vn, d, 1, dwp, t)
+			gemmIn(a.inParts, false, true, t, t, d, 1, dvm, d, vn, d, 1, dwp, t)
 		}
 		if !needNorm {
 			continue
 		}
-		gemm(true, false, t, d, t, 1, a.w, t, dvm, d, 0, dvn, d) // dvn = Wᵀ·dvm
+		gemmIn(a.inParts, true, false, t, d, t, 1, a.w, t, dvm, d, 0, dvn, d) // dvn = Wᵀ·dvm
 		rows := lnRows[T]{x: z[d:], dout: dvn, mean: a.mean[s*t:], rstd: a.rstd[s*t:], gamma: a.gamma,
 			ldo: 2 * d, ldx: 2 * d, ldd: d, rows: t, d: d}
 		if dz != nil {

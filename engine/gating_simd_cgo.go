@@ -9,6 +9,7 @@ package engine
 #cgo noescape kiln_sgu_gate_backward_f32
 #cgo nocallback kiln_sgu_gate_backward_f32
 #include "gating_simd.h"
+#include "sgemm.h"
 */
 import "C"
 
@@ -31,4 +32,19 @@ func sguGateBackwardC[T Float](dvm, dz []T, db []float64, dout, z, vm []T, t, d 
 	}
 	C.kiln_sgu_gate_backward_f32(cf32(dvm), cf32(dz), cf64(db), cf32(dout), cf32(z), cf32(vm), C.long(t), C.long(d))
 	return true
+}
+
+// gemmIn is gemm, but on the calling thread alone when inPart says the caller
+// already is one of several parallel parts: splitting its products again
+// would put a third thread on the cores (the C pool's) and make the parts
+// wait on each other.
+func gemmIn[T Float](inPart, transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if !inPart || isFloat64[T]() || m == 0 || n == 0 {
+		gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	a32, b32, c32 := asF32(a), asF32(b), asF32(c)
+	checkGemmArgs(transA, transB, m, n, k, len(a32), lda, len(b32), ldb, len(c32), ldc)
+	C.kiln_sgemm(1, cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
+		cptr(a32), C.long(lda), cptr(b32), C.long(ldb), C.float(beta), cptr(c32), C.long(ldc))
 }
