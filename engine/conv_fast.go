@@ -57,10 +57,14 @@ type convFastLayout struct {
 
 var convFastTasks = taskPool{New: func() any { return new(convFastTask) }}
 
-// convFastFor reports whether the float32 kernels take g.
+// convFastFor reports whether the float32 kernels take g: the reductions fit
+// the kernels' offset tables and every offset fits an int32.
 func convFastFor(g *convGeom) bool {
-	return haveConvFast && g.lowering == lowerWide && g.kg <= convFastMaxK && g.mg*g.kh*g.kw <= convFastMaxK &&
-		g.groups*g.cg*g.hp*g.wp < 1<<30
+	if !haveConvFast || g.lowering != lowerWide || g.kg > convFastMaxK || g.mg*g.kh*g.kw > convFastMaxK {
+		return false
+	}
+	maxOff := (g.kh-1)*g.dh*g.wp + (g.kw-1)*g.dw
+	return g.cg*g.hp*g.wp < 1<<30 && g.mg*(g.nw+2*maxOff) < 1<<30
 }
 
 // conv2DFast runs conv2D's work through conv_fast.c and reports true, or

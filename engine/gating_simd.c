@@ -8,15 +8,8 @@
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-static int have_avx2 = -1;
-
-static int avx2(void) {
-	if (have_avx2 < 0) {
-		__builtin_cpu_init();
-		have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-	}
-	return have_avx2;
-}
+// libgcc's constructor has filled in the CPU model before any call.
+static int avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 // Portable loops: the same operations, element by element.
 static void gate_portable(float *out, float *vm, const float *z, const float *b, long t, long d) {

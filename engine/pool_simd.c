@@ -51,24 +51,19 @@ __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int3
 	return _mm256_movemask_ps(nan);
 }
 
-static int pool_avx2 = -1;
-
 // The first largest of a, b, c, d in that order wins, as in PyTorch; -0 and
 // +0 tie. Returns 0, with out unspecified, when the plane holds a NaN: the
 // caller then runs the ordered Go loop, which propagates NaN as PyTorch does.
 __attribute__((target_clones("avx2", "default")))
 int kiln_maxpool2x2_f32(float* restrict out, int32_t* restrict am, const float* restrict x, int w, int oh, int ow) {
 	int nan = 0;
-	if (pool_avx2 < 0) {
-		__builtin_cpu_init();
-		pool_avx2 = __builtin_cpu_supports("avx2");
-	}
+	const int avx2 = __builtin_cpu_supports("avx2"); // libgcc's constructor has run cpu_init
 	for (int i = 0; i < oh; i++) {
 		const float* r0 = x + 2 * i * w;
 		const float* r1 = r0 + w;
 		float* o = out + i * ow;
 		int32_t rowbase = 2 * i * w;
-		if (pool_avx2 && ow >= 8) {
+		if (avx2 && ow >= 8) {
 			nan |= pool_row_avx2(o, am ? am + i * ow : 0, r0, r1, rowbase, w, ow);
 			continue;
 		}
