@@ -8,8 +8,10 @@
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-// libgcc's constructor has filled in the CPU model before any call.
-static int avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+static int avx2(void) {
+	__builtin_cpu_init(); // returns at once after the first call
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
 
 // Portable loops: the same operations, element by element.
 static void gate_portable(float *out, float *vm, const float *z, const float *b, long t, long d) {

@@ -57,7 +57,8 @@ __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int3
 __attribute__((target_clones("avx2", "default")))
 int kiln_maxpool2x2_f32(float* restrict out, int32_t* restrict am, const float* restrict x, int w, int oh, int ow) {
 	int nan = 0;
-	const int avx2 = __builtin_cpu_supports("avx2"); // libgcc's constructor has run cpu_init
+	__builtin_cpu_init(); // returns at once after the first call
+	const int avx2 = __builtin_cpu_supports("avx2");
 	for (int i = 0; i < oh; i++) {
 		const float* r0 = x + 2 * i * w;
 		const float* r1 = r0 + w;
