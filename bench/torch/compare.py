@@ -155,7 +155,13 @@ def main():
               "seconds_per_run": args.seconds, "results": results}
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.date.today().isoformat()
-    base = os.path.join(args.out, f"cpu-{cores}core-{stamp}")
+    # One file per run: the date and commit name it, and a rerun of the same commit adds a
+    # number instead of replacing the earlier figures.
+    base = os.path.join(args.out, f"cpu-{cores}core-{stamp}-{rev or 'nogit'}")
+    n = 2
+    while os.path.exists(base + ".json"):
+        base = os.path.join(args.out, f"cpu-{cores}core-{stamp}-{rev or 'nogit'}-{n}")
+        n += 1
     with open(base + ".json", "w") as f:
         json.dump(report, f, indent=2)
     with open(base + ".md", "w") as f:
