@@ -79,7 +79,7 @@ func BroadcastMultiplyForward(out, x, g *Tensor) error {
 		return nil
 	}
 	if dev == CUDA {
-		return runCUDAInPlace(op, func() error { return broadcastMulCUDA(op, &p, out, x, g) },
+		return runCUDA(op, func() error { return broadcastMulCUDA(op, &p, out, x, g) },
 			func(h []*Tensor) error { return BroadcastMultiplyForward(h[0], h[1], h[2]) }, out, x, g)
 	}
 	if dt == Float64 {
@@ -118,7 +118,7 @@ func BroadcastMultiplyBackward(dx, dg, dout, x, g *Tensor) error {
 		return nil
 	}
 	if dev == CUDA {
-		return runCUDAInPlace(op, func() error { return broadcastMulBackwardCUDA(&p, dx, dg, dout, x, g) },
+		return runCUDA(op, func() error { return broadcastMulBackwardCUDA(&p, dx, dg, dout, x, g) },
 			func(h []*Tensor) error { return BroadcastMultiplyBackward(h[0], h[1], h[2], h[3], h[4]) }, dx, dg, dout, x, g)
 	}
 	if dt == Float64 {

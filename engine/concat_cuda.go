@@ -62,7 +62,7 @@ func concatForwardCUDA(out *Tensor, xs []*Tensor) error {
 	if !checkCUDA {
 		return gpu()
 	}
-	return runCUDAInPlace("ConcatForward", gpu, func(h []*Tensor) error { return ConcatForward(h[0], h[1:]) },
+	return runCUDA("ConcatForward", gpu, func(h []*Tensor) error { return ConcatForward(h[0], h[1:]) },
 		append([]*Tensor{out}, xs...)...)
 }
 
@@ -71,6 +71,6 @@ func concatBackwardCUDA(dxs []*Tensor, dout *Tensor) error {
 	if !checkCUDA {
 		return gpu()
 	}
-	return runCUDAInPlace("ConcatBackward", gpu, func(h []*Tensor) error { return ConcatBackward(h[1:], h[0]) },
+	return runCUDA("ConcatBackward", gpu, func(h []*Tensor) error { return ConcatBackward(h[1:], h[0]) },
 		append([]*Tensor{dout}, dxs...)...)
 }

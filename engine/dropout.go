@@ -76,7 +76,7 @@ func DropoutForward(out, mask, x *Tensor, p float64, train bool, rng *DropoutRNG
 	}
 	if dev == CUDA {
 		r := *rng // the CPU rerun of KILN_CUDA_CHECK draws from the same place
-		err := runCUDAInPlace(op, func() error {
+		err := runCUDA(op, func() error {
 			return dropoutForwardCUDA(out, mask, x, rng.Seed, rng.Offset, threshold, float32(scale))
 		}, func(h []*Tensor) error { return DropoutForward(h[0], h[1], h[2], p, train, &r) }, out, mask, x)
 		if err == nil {
@@ -116,7 +116,7 @@ func DropoutBackward(dx, dout, mask *Tensor) error {
 		return nil
 	}
 	if dev == CUDA {
-		return runCUDAInPlace(op, func() error { return dropoutBackwardCUDA(dx, dout, mask) },
+		return runCUDA(op, func() error { return dropoutBackwardCUDA(dx, dout, mask) },
 			func(h []*Tensor) error { return DropoutBackward(h[0], h[1], h[2]) }, dx, dout, mask)
 	}
 	if dt == Float64 {

@@ -119,7 +119,7 @@ func softmaxCrossEntropyForwardCUDA(probs, logits *Tensor, labels []int32, eps f
 		loss /= float64(n)
 		return nil
 	}
-	err = runCUDAInPlace(op, gpu, func(h []*Tensor) error {
+	err = runCUDA(op, gpu, func(h []*Tensor) error {
 		l, c, err := SoftmaxCrossEntropyForward(h[0], h[1], labels, eps)
 		if err != nil {
 			return err
@@ -151,7 +151,7 @@ func softmaxCrossEntropyBackwardCUDA(dlogits, probs *Tensor, labels []int32, eps
 		a.Ptr(dlogits.dptr()).Ptr(probs.dptr()).Ptr(st.labels).F32(float32(s)).F32(off).F32(on).Int(n).Int(k)
 		return launchElt(kXentBackward, n*k, &a)
 	}
-	return runCUDAInPlace(op, gpu, func(h []*Tensor) error {
+	return runCUDA(op, gpu, func(h []*Tensor) error {
 		return SoftmaxCrossEntropyBackward(h[0], h[1], labels, eps, scale)
 	}, dlogits, probs)
 }
@@ -212,7 +212,7 @@ func regressionLossBackwardCUDA(dpred, pred, target *Tensor, scale float64, l1 b
 	if l1 {
 		op, k, cf = "L1Backward", kL1Backward, float32(c)
 	}
-	return runCUDAInPlace(op, func() error {
+	return runCUDA(op, func() error {
 		var a cuda.Args
 		return launchElt(k, n, a.Ptr(dpred.dptr()).Ptr(pred.dptr()).Ptr(target.dptr()).F32(cf).I64(int64(n)))
 	}, func(h []*Tensor) error {

@@ -130,7 +130,7 @@ func layerNormParams(dgamma, dbeta, dout, x, mean, rstd cuda.Ptr, rows, d, doutS
 }
 
 func layerNormForwardCUDA(out, mean, rstd, x, gamma, beta *Tensor, rows, d int, eps float64) error {
-	return runCUDAInPlace("LayerNormForward", func() error {
+	return runCUDA("LayerNormForward", func() error {
 		return layerNormRowsForward(out.dptr(), optPtr(mean), optPtr(rstd), x.dptr(), optPtr(gamma), optPtr(beta),
 			rows, d, d, d, eps)
 	}, func(h []*Tensor) error {
@@ -139,7 +139,7 @@ func layerNormForwardCUDA(out, mean, rstd, x, gamma, beta *Tensor, rows, d int, 
 }
 
 func layerNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, rstd, gamma *Tensor, rows, d int) error {
-	return runCUDAInPlace("LayerNormBackward", func() error {
+	return runCUDA("LayerNormBackward", func() error {
 		return layerNormRowsBackward(optPtr(dx), optPtr(dgamma), optPtr(dbeta), dout.dptr(), x.dptr(), mean.dptr(),
 			rstd.dptr(), optPtr(gamma), rows, d, d, d, d)
 	}, func(h []*Tensor) error {
@@ -199,7 +199,7 @@ func batchNormApply(out, x *Tensor, coef cuda.Ptr, c, hw int) error {
 
 func batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar *Tensor, eps float64) error {
 	_, c, hw := batchNormDims(x)
-	return runCUDAInPlace("BatchNorm2DEvalForward", func() error {
+	return runCUDA("BatchNorm2DEvalForward", func() error {
 		if c == 0 {
 			return nil
 		}
@@ -265,7 +265,7 @@ func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, invStd, runVar, gam
 }
 
 func batchNormTrainBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma *Tensor) error {
-	return runCUDAInPlace("BatchNorm2DBackward", func() error {
+	return runCUDA("BatchNorm2DBackward", func() error {
 		return batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, nil, gamma, 0)
 	}, func(h []*Tensor) error {
 		return BatchNorm2DBackward(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
@@ -273,7 +273,7 @@ func batchNormTrainBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd
 }
 
 func batchNormEvalBackwardCUDA(dx, dgamma, dbeta, dout, x, gamma, runMean, runVar *Tensor, eps float64) error {
-	return runCUDAInPlace("BatchNorm2DEvalBackward", func() error {
+	return runCUDA("BatchNorm2DEvalBackward", func() error {
 		return batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, runMean, nil, runVar, gamma, eps)
 	}, func(h []*Tensor) error {
 		return BatchNorm2DEvalBackward(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], eps)

@@ -304,15 +304,42 @@ func SetCUDACheck(on bool) { checkCUDA = on }
 // runCUDA runs an op's GPU implementation. With the check on, it also runs
 // cpu (the same exported op, which dispatches to the CPU for CPU tensors) on
 // host copies of args and compares every argument afterwards: outputs must
-// match, inputs must be unchanged on both.
+// match, inputs must be unchanged on both. Arguments that are one tensor (an
+// in-place activation, dx = dout) share one host copy, so an in-place call is
+// checked as the in-place call it is rather than as two copies of which one
+// changed.
 func runCUDA(op string, gpu func() error, cpu func(args []*Tensor) error, args ...*Tensor) error {
 	if !checkCUDA {
 		return gpu()
 	}
-	hosts := make([]*Tensor, len(args))
+	var uniq []*Tensor // distinct arguments, each with one host copy below
+	var first []int    // the index in args where each one first appears
+	at := make([]int, len(args))
 	for i, a := range args {
-		if a != nil {
-			hosts[i] = a.host().Clone()
+		at[i] = -1
+		if a == nil {
+			continue
+		}
+		for j, u := range uniq {
+			if u == a || (sameData(u, a) && sameShape(u.shape, a.shape)) {
+				at[i] = j
+				break
+			}
+		}
+		if at[i] < 0 {
+			at[i] = len(uniq)
+			uniq = append(uniq, a)
+			first = append(first, i)
+		}
+	}
+	copies := make([]*Tensor, len(uniq))
+	for j, u := range uniq {
+		copies[j] = u.host().Clone()
+	}
+	hosts := make([]*Tensor, len(args))
+	for i, j := range at {
+		if j >= 0 {
+			hosts[i] = copies[j]
 		}
 	}
 	if err := gpu(); err != nil {
@@ -321,23 +348,21 @@ func runCUDA(op string, gpu func() error, cpu func(args []*Tensor) error, args .
 	if err := cpu(hosts); err != nil {
 		return fmt.Errorf("%s: KILN_CUDA_CHECK: the CPU rerun failed: %w", op, err)
 	}
-	for i, a := range args {
-		if a == nil {
-			continue
-		}
-		got, want := a.host(), hosts[i]
-		worst, at := 0.0, -1
+	for j, a := range uniq {
+		i := first[j]
+		got, want := a.host(), copies[j]
+		worst, bad := 0.0, -1
 		for j := range got.f32 {
 			g, w := float64(got.f32[j]), want.At(j)
 			d := math.Abs(g - w)
 			if d > 1e-3+1e-3*math.Abs(w) || (g != g) != (w != w) {
-				if d > worst || at < 0 {
-					worst, at = d, j
+				if d > worst || bad < 0 {
+					worst, bad = d, j
 				}
 			}
 		}
-		if at >= 0 {
-			return fmt.Errorf("%s: KILN_CUDA_CHECK: argument %d %v differs from the CPU: element %d gpu=%g cpu=%g", op, i, a.shape, at, got.f32[at], want.At(at))
+		if bad >= 0 {
+			return fmt.Errorf("%s: KILN_CUDA_CHECK: argument %d %v differs from the CPU: element %d gpu=%g cpu=%g", op, i, a.shape, bad, got.f32[bad], want.At(bad))
 		}
 	}
 	return nil
