@@ -2,12 +2,16 @@ package engine
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/kiln-ml/kiln/cuda"
 )
 
-var kGatherRows = cuda.K("gather_rows_f32")
+var (
+	kGatherRows = cuda.K("gather_rows_f32")
+	gatherIdx   sync.Pool // *[]int32 host buffers for gatherRowsCUDA
+)
 
 // GatherRows copies rows idx of src into out: out[i] = src[idx[i]] along
 // axis 0. The trainer uses it to cut batches from a data set that lives on
@@ -51,7 +55,17 @@ func gatherRowsCUDA(out, src *Tensor, idx []int, row int) error {
 	if len(idx) == 0 {
 		return nil
 	}
-	idx32 := make([]int32, len(idx))
+	// The indices go up as int32 through a reused host buffer: one batch per
+	// step would otherwise allocate one per step.
+	bp, _ := gatherIdx.Get().(*[]int32)
+	if bp == nil {
+		bp = new([]int32)
+	}
+	defer gatherIdx.Put(bp)
+	if cap(*bp) < len(idx) {
+		*bp = make([]int32, len(idx))
+	}
+	idx32 := (*bp)[:len(idx)]
 	for i, r := range idx {
 		idx32[i] = int32(r)
 	}
