@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/kiln-ml/kiln/layers"
 )
 
 // The run directory is a contract other tools rely on:
@@ -210,4 +212,14 @@ func WriteFileAtomic(path string, data []byte) error {
 		d.Close()
 	}
 	return nil
+}
+
+// ModelJSON describes an architecture so that weights can be rebuilt into the
+// right model: a run's model.json and the sidecar of exported weights.
+func ModelJSON(model string, s layers.Spec) []byte {
+	b, _ := json.MarshalIndent(struct {
+		Model string      `json:"model"`
+		Spec  layers.Spec `json:"spec"`
+	}{model, s}, "", "  ")
+	return append(b, '\n')
 }

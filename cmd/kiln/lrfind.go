@@ -17,10 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/kiln-ml/kiln/engine"
-	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
-	"github.com/kiln-ml/kiln/trainer/data"
 	"github.com/kiln-ml/kiln/trainer/plots"
 )
 
@@ -73,33 +70,15 @@ afresh and nothing is kept: train with kiln train --lr <suggested>.`,
 
 func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	console := logger()
-	if err := selectDevice(c.Device, console); err != nil {
-		return err
-	}
-	if c.Threads > 0 {
-		engine.SetThreads(c.Threads)
-	}
 	dir := c.RunDir
 	if dir == "" {
 		dir = filepath.Join("runs", fmt.Sprintf("lr-find-%s-%s", c.Model, time.Now().Format("20060102-150405")))
 	}
-	splits, err := data.Load(c.Dataset, data.Options{Dir: c.DataDir, Classes: c.Classes, Subset: c.Subset,
-		ValFraction: c.ValFraction, Seed: c.Seed})
+	ts, err := setupTraining(&c, console)
 	if err != nil {
 		return err
 	}
-	tr0 := splits.Train
-	c.Regression = tr0.Task == data.Regression
-	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
-		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout, Seed: c.Seed}
-	model, err := layers.Build(c.Model, spec)
-	if err != nil {
-		return err
-	}
-	tr, err := trainer.NewTrainer(c, model)
-	if err != nil {
-		return usageError{err}
-	}
+	tr, tr0 := ts.tr, ts.splits.Train
 	tr.Log = console
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("lr-find directory: %w", err)

@@ -173,34 +173,55 @@ func trainCmd() *cobra.Command {
 	return cmd
 }
 
-func runTrain(c trainer.Config, resume bool) error {
-	console := logger()
+// trainingSetup is what kiln train and kiln lr-find both build from a
+// config before they differ: the device and threads chosen, the data loaded,
+// and a model shaped for that data inside a trainer.
+type trainingSetup struct {
+	splits *data.Splits
+	spec   layers.Spec
+	tr     *trainer.Trainer
+}
+
+// setupTraining selects the device and threads, loads the data set and builds
+// the model and its trainer. It sets c.Regression from the data (a csv
+// decides from its target column).
+func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, error) {
 	if err := selectDevice(c.Device, console); err != nil {
-		return err
+		return nil, err
 	}
 	if c.Threads > 0 {
 		engine.SetThreads(c.Threads)
 	}
-	if c.RunDir == "" {
-		c.RunDir = filepath.Join("runs", fmt.Sprintf("%s-%s", c.Model, time.Now().Format("20060102-150405")))
-	}
 	splits, err := data.Load(c.Dataset, data.Options{Dir: c.DataDir, Classes: c.Classes, Subset: c.Subset,
 		ValFraction: c.ValFraction, Seed: c.Seed})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tr0 := splits.Train
-	c.Regression = tr0.Task == data.Regression // csv decides from its target column
+	c.Regression = tr0.Task == data.Regression
 	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
 		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout, Seed: c.Seed}
 	model, err := layers.Build(c.Model, spec)
 	if err != nil {
+		return nil, err
+	}
+	tr, err := trainer.NewTrainer(*c, model)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return &trainingSetup{splits: splits, spec: spec, tr: tr}, nil
+}
+
+func runTrain(c trainer.Config, resume bool) error {
+	console := logger()
+	if c.RunDir == "" {
+		c.RunDir = filepath.Join("runs", fmt.Sprintf("%s-%s", c.Model, time.Now().Format("20060102-150405")))
+	}
+	ts, err := setupTraining(&c, console)
+	if err != nil {
 		return err
 	}
-	tr, err := trainer.NewTrainer(c, model)
-	if err != nil {
-		return usageError{err}
-	}
+	splits, spec, tr, tr0 := ts.splits, ts.spec, ts.tr, ts.splits.Train
 	run, err := trainer.OpenRunDir(c.RunDir, resume)
 	if err != nil {
 		return err
@@ -221,7 +242,7 @@ func runTrain(c trainer.Config, resume bool) error {
 		if err := trainer.WriteFileAtomic(run.File(trainer.ConfigFile), y); err != nil {
 			return err
 		}
-		if err := trainer.WriteFileAtomic(run.File("model.json"), modelJSON(c.Model, spec)); err != nil {
+		if err := trainer.WriteFileAtomic(run.File("model.json"), trainer.ModelJSON(c.Model, spec)); err != nil {
 			return err
 		}
 	}

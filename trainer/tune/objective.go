@@ -87,7 +87,7 @@ func (o *Trainer) run(ctx context.Context, r Run) (Outcome, error) {
 		if err := trainer.WriteFileAtomic(run.File(trainer.ConfigFile), y); err != nil {
 			return Outcome{}, err
 		}
-		if err := trainer.WriteFileAtomic(run.File("model.json"), ModelJSON(c.Model, spec)); err != nil {
+		if err := trainer.WriteFileAtomic(run.File("model.json"), trainer.ModelJSON(c.Model, spec)); err != nil {
 			return Outcome{}, err
 		}
 	}
@@ -104,16 +104,6 @@ func (o *Trainer) run(ctx context.Context, r Run) (Outcome, error) {
 		return Outcome{}, err
 	}
 	return OutcomeFromRunDir(r.Dir)
-}
-
-// ModelJSON is a run's model.json, as kiln train writes it: the model's name
-// and the Spec to rebuild it with (kiln eval, predict and export read it).
-func ModelJSON(model string, s layers.Spec) []byte {
-	b, _ := json.MarshalIndent(struct {
-		Model string      `json:"model"`
-		Spec  layers.Spec `json:"spec"`
-	}{model, s}, "", "  ")
-	return append(b, '\n')
 }
 
 // recordMetrics names a metrics record's figures split_loss, split_acc, …
