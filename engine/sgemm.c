@@ -235,6 +235,30 @@ KINLINE void ukernel(const int mr, const int nv, long k, const float *a, const l
 }
 
 
+// One step p of kernel_6x16: B's row p (two vectors of 8) times each of A's
+// six packed values at byte offsets a0…a5, into accumulators ymm4…ymm15.
+#define ASM_6X16_STEP(a0, a1, a2, a3, a4, a5)                  \
+	"vmovups (%[b]), %%ymm0\n\t"                           \
+	"vmovups 32(%[b]), %%ymm1\n\t"                         \
+	"vbroadcastss " #a0 "(%[a]), %%ymm2\n\t"               \
+	"vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"               \
+	"vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"               \
+	"vbroadcastss " #a1 "(%[a]), %%ymm3\n\t"               \
+	"vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"               \
+	"vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"               \
+	"vbroadcastss " #a2 "(%[a]), %%ymm2\n\t"               \
+	"vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"               \
+	"vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"               \
+	"vbroadcastss " #a3 "(%[a]), %%ymm3\n\t"               \
+	"vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"              \
+	"vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"              \
+	"vbroadcastss " #a4 "(%[a]), %%ymm2\n\t"               \
+	"vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"              \
+	"vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"              \
+	"vbroadcastss " #a5 "(%[a]), %%ymm3\n\t"               \
+	"vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"              \
+	"vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+
 // kernel_6x16: the full micro-tile, A packed (6 floats per p) and B rows of
 // 16 floats at b + p·rsb, in assembly because the compiler spills an
 // accumulator when B's stride is a run-time value. mode 1 stores the sums to
@@ -260,89 +284,13 @@ static void kernel_6x16(long k, const float *a, const float *b, long rsb, float 
 	    "test %[k4], %[k4]\n\t"
 	    "jz 2f\n\t"
 	    "1:\n\t"
-	    "vmovups (%[b]), %%ymm0\n\t"
-	    "vmovups 32(%[b]), %%ymm1\n\t"
-	    "vbroadcastss 0(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
-	    "vbroadcastss 4(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
-	    "vbroadcastss 8(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
-	    "vbroadcastss 12(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
-	    "vbroadcastss 16(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
-	    "vbroadcastss 20(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    ASM_6X16_STEP(0, 4, 8, 12, 16, 20)
 	    "add %[rsb], %[b]\n\t"
-	    "vmovups (%[b]), %%ymm0\n\t"
-	    "vmovups 32(%[b]), %%ymm1\n\t"
-	    "vbroadcastss 24(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
-	    "vbroadcastss 28(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
-	    "vbroadcastss 32(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
-	    "vbroadcastss 36(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
-	    "vbroadcastss 40(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
-	    "vbroadcastss 44(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    ASM_6X16_STEP(24, 28, 32, 36, 40, 44)
 	    "add %[rsb], %[b]\n\t"
-	    "vmovups (%[b]), %%ymm0\n\t"
-	    "vmovups 32(%[b]), %%ymm1\n\t"
-	    "vbroadcastss 48(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
-	    "vbroadcastss 52(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
-	    "vbroadcastss 56(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
-	    "vbroadcastss 60(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
-	    "vbroadcastss 64(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
-	    "vbroadcastss 68(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    ASM_6X16_STEP(48, 52, 56, 60, 64, 68)
 	    "add %[rsb], %[b]\n\t"
-	    "vmovups (%[b]), %%ymm0\n\t"
-	    "vmovups 32(%[b]), %%ymm1\n\t"
-	    "vbroadcastss 72(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
-	    "vbroadcastss 76(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
-	    "vbroadcastss 80(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
-	    "vbroadcastss 84(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
-	    "vbroadcastss 88(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
-	    "vbroadcastss 92(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    ASM_6X16_STEP(72, 76, 80, 84, 88, 92)
 	    "add %[rsb], %[b]\n\t"
 	    "add $96, %[a]\n\t"
 	    "dec %[k4]\n\t"
@@ -351,26 +299,7 @@ static void kernel_6x16(long k, const float *a, const float *b, long rsb, float 
 	    "test %[kr], %[kr]\n\t"
 	    "jz 4f\n\t"
 	    "3:\n\t"
-	    "vmovups (%[b]), %%ymm0\n\t"
-	    "vmovups 32(%[b]), %%ymm1\n\t"
-	    "vbroadcastss 0(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"
-	    "vbroadcastss 4(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"
-	    "vbroadcastss 8(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"
-	    "vbroadcastss 12(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"
-	    "vbroadcastss 16(%[a]), %%ymm2\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"
-	    "vbroadcastss 20(%[a]), %%ymm3\n\t"
-	    "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"
-	    "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+	    ASM_6X16_STEP(0, 4, 8, 12, 16, 20)
 	    "add %[rsb], %[b]\n\t"
 	    "add $24, %[a]\n\t"
 	    "dec %[kr]\n\t"

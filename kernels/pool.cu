@@ -64,6 +64,33 @@ static __device__ __forceinline__ void pool_reach(int i, int pad, int k, int str
 	*hi = min((i + pad) / stride, n_out - 1);
 }
 
+// Output element i (of planes·OH·OW): its plane, and its window clipped to
+// the input, rows [h0, h1) and columns [w0, w1).
+static __device__ __forceinline__ long long pool_window(long long i, int H, int W, int OH, int OW, int kh, int kw,
+                                                        int sh, int sw, int ph, int pw, bool small, int* h0, int* h1,
+                                                        int* w0, int* w1) {
+	int ow, oh;
+	long long plane = pool_divmod(pool_divmod(i, OW, &ow, small), OH, &oh, small);
+	int r = oh * sh - ph, c = ow * sw - pw;
+	*h1 = min(r + kh, H);
+	*w1 = min(c + kw, W);
+	*h0 = max(r, 0);
+	*w0 = max(c, 0);
+	return plane;
+}
+
+// Input element i (of planes·H·W): its plane, its row and column, and the
+// output rows [oh0, oh1] and columns [ow0, ow1] whose windows hold it.
+static __device__ __forceinline__ long long pool_reach_window(long long i, int H, int W, int OH, int OW, int kh,
+                                                              int kw, int sh, int sw, int ph, int pw, bool small,
+                                                              int* ih, int* iw, int* oh0, int* oh1, int* ow0,
+                                                              int* ow1) {
+	long long plane = pool_divmod(pool_divmod(i, W, iw, small), H, ih, small);
+	pool_reach(*ih, ph, kh, sh, OH, oh0, oh1);
+	pool_reach(*iw, pw, kw, sw, OW, ow0, ow1);
+	return plane;
+}
+
 // out = max of each window, the first maximum on ties; a NaN wins and a later
 // NaN replaces an earlier one (the CPU's `v > m || v != v`). argmax may be null.
 // total = planes·OH·OW.
@@ -71,12 +98,8 @@ KILN_KERNEL maxpool2d_forward_f32(float* out, int* argmax, const float* x, long 
                                   int OW, int kh, int kw, int sh, int sw, int ph, int pw) {
 	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		int ow, oh;
-		long long plane = pool_divmod(pool_divmod(i, OW, &ow, small), OH, &oh, small);
-		int h0 = oh * sh - ph, w0 = ow * sw - pw;
-		int h1 = min(h0 + kh, H), w1 = min(w0 + kw, W);
-		h0 = max(h0, 0);
-		w0 = max(w0, 0);
+		int h0, h1, w0, w1;
+		long long plane = pool_window(i, H, W, OH, OW, kh, kw, sh, sw, ph, pw, small, &h0, &h1, &w0, &w1);
 		const float* xp = x + plane * H * W;
 		float m = pool_neg_inf();
 		int at = h0 * W + w0;
@@ -100,11 +123,9 @@ KILN_KERNEL maxpool2d_backward_f32(float* dx, const float* dout, const int* argm
                                    int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw) {
 	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		int iw, ih;
-		long long plane = pool_divmod(pool_divmod(i, W, &iw, small), H, &ih, small);
-		int oh0, oh1, ow0, ow1;
-		pool_reach(ih, ph, kh, sh, OH, &oh0, &oh1);
-		pool_reach(iw, pw, kw, sw, OW, &ow0, &ow1);
+		int ih, iw, oh0, oh1, ow0, ow1;
+		long long plane = pool_reach_window(i, H, W, OH, OW, kh, kw, sh, sw, ph, pw, small, &ih, &iw, &oh0, &oh1,
+		                                    &ow0, &ow1);
 		const float* d = dout + plane * OH * OW;
 		const int* a = argmax + plane * OH * OW;
 		int self = ih * W + iw;
@@ -124,12 +145,8 @@ KILN_KERNEL avgpool2d_forward_f32(float* out, const float* x, long long total, i
 	float div = (float)(kh * kw);
 	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		int ow, oh;
-		long long plane = pool_divmod(pool_divmod(i, OW, &ow, small), OH, &oh, small);
-		int h0 = oh * sh - ph, w0 = ow * sw - pw;
-		int h1 = min(h0 + kh, H), w1 = min(w0 + kw, W);
-		h0 = max(h0, 0);
-		w0 = max(w0, 0);
+		int h0, h1, w0, w1;
+		long long plane = pool_window(i, H, W, OH, OW, kh, kw, sh, sw, ph, pw, small, &h0, &h1, &w0, &w1);
 		const float* xp = x + plane * H * W;
 		float s = 0.0f;
 		for (int ih = h0; ih < h1; ih++) {
@@ -145,11 +162,9 @@ KILN_KERNEL avgpool2d_backward_f32(float* dx, const float* dout, long long total
 	float div = (float)(kh * kw);
 	bool small = pool_small(total);
 	KILN_FOR(i, total) {
-		int iw, ih;
-		long long plane = pool_divmod(pool_divmod(i, W, &iw, small), H, &ih, small);
-		int oh0, oh1, ow0, ow1;
-		pool_reach(ih, ph, kh, sh, OH, &oh0, &oh1);
-		pool_reach(iw, pw, kw, sw, OW, &ow0, &ow1);
+		int ih, iw, oh0, oh1, ow0, ow1;
+		long long plane = pool_reach_window(i, H, W, OH, OW, kh, kw, sh, sw, ph, pw, small, &ih, &iw, &oh0, &oh1,
+		                                    &ow0, &ow1);
 		const float* d = dout + plane * OH * OW;
 		float s = 0.0f;
 		for (int oh = oh0; oh <= oh1; oh++) {

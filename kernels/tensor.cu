@@ -16,6 +16,16 @@
 // fixed shuffle tree), never with atomics. blockDim.x a multiple of 32.
 #include "common.cuh"
 
+// Which of the (up to four) parts column j of a sample's slice falls in; j
+// becomes the column within that part.
+static __device__ __forceinline__ int concat_part(long long* j, long long b0, long long b1, long long b2) {
+	if (*j < b0) return 0;
+	if ((*j -= b0) < b1) return 1;
+	if ((*j -= b1) < b2) return 2;
+	*j -= b2;
+	return 3;
+}
+
 // Copies the parts into columns [at, at + Σb) of each catBlock-long sample
 // of cat. A part with b = 0 is skipped.
 KILN_KERNEL concat_forward_f32(float* cat, int n, long long catBlock, long long at, const float* p0, long long b0,
@@ -27,18 +37,9 @@ KILN_KERNEL concat_forward_f32(float* cat, int n, long long catBlock, long long 
 		for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < w;
 		     j += (long long)blockDim.x * gridDim.x) {
 			long long jj = j;
-			const float* p;
-			long long b;
-			if (jj < b0) {
-				p = p0, b = b0;
-			} else if ((jj -= b0) < b1) {
-				p = p1, b = b1;
-			} else if ((jj -= b1) < b2) {
-				p = p2, b = b2;
-			} else {
-				jj -= b2;
-				p = p3, b = b3;
-			}
+			int q = concat_part(&jj, b0, b1, b2);
+			const float* p = q == 0 ? p0 : q == 1 ? p1 : q == 2 ? p2 : p3;
+			long long b = q == 0 ? b0 : q == 1 ? b1 : q == 2 ? b2 : b3;
 			row[j] = p[s * b + jj];
 		}
 	}
@@ -54,18 +55,9 @@ KILN_KERNEL concat_backward_f32(const float* cat, int n, long long catBlock, lon
 		for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < w;
 		     j += (long long)blockDim.x * gridDim.x) {
 			long long jj = j;
-			float* p;
-			long long b;
-			if (jj < b0) {
-				p = p0, b = b0;
-			} else if ((jj -= b0) < b1) {
-				p = p1, b = b1;
-			} else if ((jj -= b1) < b2) {
-				p = p2, b = b2;
-			} else {
-				jj -= b2;
-				p = p3, b = b3;
-			}
+			int q = concat_part(&jj, b0, b1, b2);
+			float* p = q == 0 ? p0 : q == 1 ? p1 : q == 2 ? p2 : p3;
+			long long b = q == 0 ? b0 : q == 1 ? b1 : q == 2 ? b2 : b3;
 			if (p != nullptr) p[s * b + jj] = row[j];
 		}
 	}
