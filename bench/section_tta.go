@@ -22,19 +22,24 @@ type ttaTask struct {
 	Target  float64
 	Epochs  int     // the recipe's planned epochs (its schedule spans them)
 	Subset  float64 // quick mode: a fraction of the data
+	LR      float64 // 0: the default recipe's
 }
 
 // ttaTasks are the three problems, each with the model and epoch budget of
 // its acceptance run (scripts/accuracy.sh) and the trainer's default recipe
-// for that model and data set.
+// for that model and data set. The two-class task learns at 0.01: at the
+// default 0.05 its one-epoch one-cycle schedule kills the ReLUs on some
+// seeds in both engines (2 of 6 seeds for Kiln, 1 of 6 for PyTorch, the
+// test accuracy stuck at the share of ones, 53.66%); at 0.01 all 6 reach
+// 99.8% in both.
 func ttaTasks(quick bool) []ttaTask {
 	if quick {
-		return []ttaTask{{ID: "mnist01-99.8", Model: "lenet", Dataset: "mnist", Classes: []int{0, 1}, Target: 0.998, Epochs: 1, Subset: 0.05}}
+		return []ttaTask{{ID: "mnist01-99.8", Model: "lenet", Dataset: "mnist", Classes: []int{0, 1}, Target: 0.998, Epochs: 1, Subset: 0.05, LR: 0.01}}
 	}
 	return []ttaTask{
 		{ID: "mnist-99", Model: "lenet", Dataset: "mnist", Target: 0.99, Epochs: 3},
 		{ID: "fashion-90", Model: "cnn", Dataset: "fashion-mnist", Target: 0.90, Epochs: 3},
-		{ID: "mnist01-99.8", Model: "lenet", Dataset: "mnist", Classes: []int{0, 1}, Target: 0.998, Epochs: 1},
+		{ID: "mnist01-99.8", Model: "lenet", Dataset: "mnist", Classes: []int{0, 1}, Target: 0.998, Epochs: 1, LR: 0.01},
 	}
 }
 
@@ -94,6 +99,9 @@ func (s *suite) runTTA(ctx context.Context) error {
 func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 	cfg := trainer.DefaultConfigFor(task.Model, task.Dataset)
 	cfg.Epochs, cfg.Classes, cfg.Subset, cfg.ValFraction, cfg.Device = task.Epochs, task.Classes, task.Subset, 0, s.cfg.Device
+	if task.LR > 0 {
+		cfg.LR = task.LR
+	}
 	r := TTAResult{ID: task.ID, Model: task.Model, Dataset: task.Dataset, Classes: task.Classes, Subset: task.Subset,
 		Target: task.Target, Config: cfg}
 	splits, err := data.Load(task.Dataset, data.Options{Classes: task.Classes, Subset: task.Subset, Seed: cfg.Seed})
