@@ -236,9 +236,9 @@ func (d *driverBackend) memsetZero(p Ptr, bytes int64) error {
 	return cuErr("cuMemsetD8", cu.MemsetD8(cu.DevicePtr(p), 0, bytes))
 }
 
-// function finds a kernel in the module. The driver API of CUDA 11.8 cannot
-// count a kernel's parameters (cuFuncGetParamInfo came with 12.4), so
-// nparams is -1 and the argument count is the launch site's to get right.
+// function finds a kernel in the module and counts its parameters where the
+// driver can (cuFuncGetParamInfo, 12.4 and later: a driver older than that
+// gives -1, and the argument count is the launch site's to get right).
 func (d *driverBackend) function(name string) (uintptr, int, error) {
 	if err := d.bind(); err != nil {
 		return 0, -1, err
@@ -248,7 +248,8 @@ func (d *driverBackend) function(name string) (uintptr, int, error) {
 	if err != nil {
 		return 0, -1, cuErr(fmt.Sprintf("cuModuleGetFunction(%s)", name), err)
 	}
-	return *(*uintptr)(unsafe.Pointer(&f)), -1, nil
+	h := *(*uintptr)(unsafe.Pointer(&f))
+	return h, int(C.kiln_cuda_param_count(C.uintptr_t(h))), nil
 }
 
 func (d *driverBackend) launch(h uintptr, grid, block Dim3, shmem int, slots *uint64, n int) error {

@@ -278,6 +278,10 @@ func Launch(k *Kernel, grid, block Dim3, shmem int, a *Args) error {
 	return nil
 }
 
+// Params is the number of parameters the kernel takes, or -1 where the
+// backend cannot tell (a driver older than CUDA 12.4) or it is not loaded.
+func (k *Kernel) Params() int { return k.nparams }
+
 // Blocks is the number of blocks of size block that cover n items, capped
 // at max (kernels loop with a grid stride).
 func Blocks(n, block, max int) int {

@@ -15,5 +15,9 @@ int kiln_cuda_launch(uintptr_t ctx, uintptr_t fn, unsigned gx, unsigned gy, unsi
                      unsigned bx, unsigned by, unsigned bz, unsigned shmem, uint64_t* slots,
                      int n);
 
+// The number of parameters kernel fn takes, or -1 where the driver cannot
+// say (cuFuncGetParamInfo arrived with CUDA 12.4).
+int kiln_cuda_param_count(uintptr_t fn);
+
 const char* kiln_cuda_error_name(int rc);
 const char* kiln_cuda_error_string(int rc);

@@ -54,6 +54,26 @@ int kiln_cuda_launch(uintptr_t ctx, uintptr_t fn, unsigned gx, unsigned gy, unsi
 	                           (void**)0);
 }
 
+// cuFuncGetParamInfo (driver API 12.4 and later) looked up at run time: the
+// toolkit headers CI builds with (11.8) do not declare it. A launch with
+// fewer arguments than the kernel takes makes cuLaunchKernel read past the
+// parameter array and crash the process, so Launch checks the count first.
+typedef CUresult (*kiln_param_info_fn)(CUfunction, size_t, size_t*, size_t*);
+
+int kiln_cuda_param_count(uintptr_t fn) {
+	static kiln_param_info_fn info;
+	static int looked;
+	if (!looked) {
+		info = (kiln_param_info_fn)dlsym(RTLD_DEFAULT, "cuFuncGetParamInfo");
+		looked = 1;
+	}
+	if (!info) return -1;
+	size_t off, size;
+	int n = 0;
+	while (n <= KILN_MAX_ARGS && info((CUfunction)fn, (size_t)n, &off, &size) == CUDA_SUCCESS) n++;
+	return n;
+}
+
 const char* kiln_cuda_error_name(int rc) {
 	const char* s = 0;
 	if (cuGetErrorName((CUresult)rc, &s) != CUDA_SUCCESS || s == 0) return "CUDA_ERROR_UNKNOWN";
