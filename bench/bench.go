@@ -283,7 +283,7 @@ func (s *suite) setupTorch(ctx context.Context, tmp string) {
 	}
 	s.torch = r
 	set.Torch = true
-	for _, t := range settingsUpTo(engine.Threads()) {
+	for _, t := range s.torchSettings(engine.Threads()) {
 		set.TorchProbe = append(set.TorchProbe, t.String())
 	}
 	v := &s.rep.Versions
@@ -325,8 +325,8 @@ func (s *suite) measurePeak() {
 		Int("threads", p.Threads).Msg("peak")
 }
 
-// measureGPUPeak asks PyTorch for the GPU's GEMM rate and copy bandwidth
-// (Kiln's CUDA backend has no op-level entry points to time here).
+// measureGPUPeak asks PyTorch for the GPU's GEMM rate (cuBLAS) and copy
+// bandwidth: the ceilings the op-level section measures the GPU ops against.
 func (s *suite) measureGPUPeak(ctx context.Context) {
 	p := &s.rep.Peak
 	if s.torch == nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-ml/kiln/cuda"
+	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/trainer"
 )
 
@@ -78,11 +80,11 @@ func TestOpWork(t *testing.T) {
 // Every op of the quick list runs on Kiln's engine and takes time.
 func TestKilnOpsRun(t *testing.T) {
 	for _, o := range opList(true) {
-		fn, err := kilnOp(o)
+		fn, err := kilnOp(o, engine.CPU)
 		if err != nil {
 			t.Fatalf("%s: %v", o.ID, err)
 		}
-		sec, err := timeCalls(fn, 0, 1, 1)
+		sec, err := timeCalls(fn, nil, 0, 1, 1)
 		if err != nil || !(sec > 0) {
 			t.Fatalf("%s: %v s, %v", o.ID, sec, err)
 		}
@@ -90,8 +92,31 @@ func TestKilnOpsRun(t *testing.T) {
 			t.Fatalf("%s: work %v, shape %q, unit %q", o.ID, o.Work(), o.ShapeText(), o.Unit())
 		}
 	}
-	if _, err := kilnOp(opSpec{Kind: "fft"}); err == nil {
+	if _, err := kilnOp(opSpec{Kind: "fft"}, engine.CPU); err == nil {
 		t.Fatal("an unknown op kind must be an error")
+	}
+}
+
+// The same ops on the GPU (or the emulator in a cudaemu build): the suite's
+// --device cuda op timings. The kernels' results are checked against the
+// CPU in engine's CUDA tests; this checks that every op builds on the device
+// and its timing waits for the queued work.
+func TestKilnOpsRunOnCUDA(t *testing.T) {
+	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
+		if os.Getenv("REQUIRE_CUDA") == "1" {
+			t.Fatalf("REQUIRE_CUDA=1 but no CUDA device: %v", err)
+		}
+		t.Skipf("skipped: no CUDA device (%v)", err)
+	}
+	for _, o := range opList(true) {
+		fn, err := kilnOp(o, engine.CUDA)
+		if err != nil {
+			t.Fatalf("%s: %v", o.ID, err)
+		}
+		sec, err := timeCalls(fn, cuda.Synchronize, 0, 1, 1)
+		if err != nil || !(sec > 0) {
+			t.Fatalf("%s on CUDA: %v s, %v", o.ID, sec, err)
+		}
 	}
 }
 

@@ -196,17 +196,39 @@ func opList(quick bool) []opSpec {
 	return ops
 }
 
-// kilnOp builds op on Kiln's CPU engine and returns one call of it.
-func kilnOp(o opSpec) (func() error, error) {
+// kilnOp builds op on Kiln's engine on device dev (its tensors made there)
+// and returns one call of it. On the GPU a call only queues the kernels:
+// time it with timeCalls and cuda.Synchronize.
+func kilnOp(o opSpec, dev engine.Device) (fn func() error, err error) {
 	rng := rand.New(rand.NewPCG(1, 1))
-	rnd := func(shape ...int) *engine.Tensor {
+	// The first failure to make a tensor on the device (out of memory, say)
+	// is the op's error, whatever the builders below go on to return.
+	var placeErr error
+	place := func(t *engine.Tensor) *engine.Tensor {
+		if dev == engine.CPU || placeErr != nil {
+			return t
+		}
+		d, e := t.To(dev)
+		if e != nil {
+			placeErr = e
+			return t
+		}
+		return d
+	}
+	randHost := func(shape ...int) *engine.Tensor {
 		t := engine.New(engine.Float32, shape...)
 		for i := range t.Float32() {
 			t.Float32()[i] = float32(rng.NormFloat64())
 		}
 		return t
 	}
-	zero := func(shape ...int) *engine.Tensor { return engine.New(engine.Float32, shape...) }
+	rnd := func(shape ...int) *engine.Tensor { return place(randHost(shape...)) }
+	zero := func(shape ...int) *engine.Tensor { return place(engine.New(engine.Float32, shape...)) }
+	defer func() {
+		if placeErr != nil {
+			fn, err = nil, placeErr
+		}
+	}()
 	fwd := o.Pass == "forward"
 	switch o.Kind {
 	case "gemm":
@@ -260,11 +282,17 @@ func kilnOp(o opSpec) (func() error, error) {
 		return func() error { return engine.MaxPool2DBackward(dx, dout, argmax, p) }, nil
 	case "sgu":
 		z, gamma, beta := rnd(o.N, o.T, 2*o.D), rnd(o.D), rnd(o.D)
-		w, b := rnd(o.T, o.T), rnd(o.T)
-		engine.Scale(w, 1e-3)
+		wh := randHost(o.T, o.T)
+		engine.Scale(wh, 1e-3)
+		w, b := place(wh), rnd(o.T)
 		out := zero(o.N, o.T, o.D)
+		if placeErr != nil {
+			return nil, placeErr
+		}
 		saved := &engine.SpatialGatingSaved{}
-		saved.Ensure(engine.Float32, o.N, o.T, o.D)
+		if err := saved.EnsureOn(z, o.N, o.T, o.D); err != nil {
+			return nil, err
+		}
 		if err := engine.SpatialGatingForward(out, saved, z, gamma, beta, w, b, engine.DefaultNormEps); err != nil {
 			return nil, err
 		}
@@ -311,12 +339,19 @@ func kilnOp(o opSpec) (func() error, error) {
 }
 
 // timeCalls runs fn warm times untimed, then times at least minCalls calls
-// and at least dur, and returns the mean seconds per call.
-func timeCalls(fn func() error, dur time.Duration, minCalls, warm int) (float64, error) {
+// and at least dur, and returns the mean seconds per call. sync, when not
+// nil, waits for queued GPU work: before the clock starts and before it stops.
+func timeCalls(fn, sync func() error, dur time.Duration, minCalls, warm int) (float64, error) {
+	if sync == nil {
+		sync = func() error { return nil }
+	}
 	for range warm {
 		if err := fn(); err != nil {
 			return 0, err
 		}
+	}
+	if err := sync(); err != nil {
+		return 0, err
 	}
 	n, start := 0, time.Now()
 	for n < minCalls || time.Since(start) < dur {
@@ -324,6 +359,9 @@ func timeCalls(fn func() error, dur time.Duration, minCalls, warm int) (float64,
 			return 0, err
 		}
 		n++
+	}
+	if err := sync(); err != nil {
+		return 0, err
 	}
 	return time.Since(start).Seconds() / float64(n), nil
 }

@@ -92,6 +92,9 @@ func fmtMiB(b int64) string {
 	if b <= 0 {
 		return "—"
 	}
+	if m := float64(b) / (1 << 20); m < 10 {
+		return fmt.Sprintf("%.1f", m)
+	}
 	return fmt.Sprintf("%.0f", float64(b)/(1<<20))
 }
 
@@ -165,7 +168,14 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 	}
 	p("| Kiln | %s%s, %s, %d threads, device %s |\n", r.Versions.Kiln, dirty, r.Versions.Go, r.Settings.KilnThreads, r.Settings.Device)
 	if r.Settings.Torch {
-		p("| PyTorch | %s (Python %s), %s |\n", r.Versions.Torch, r.Versions.Python, mdEscape(r.Versions.OpenBLAS))
+		extra := []string{"Python " + r.Versions.Python}
+		if r.Versions.CUDA != "" {
+			extra = append(extra, "CUDA "+r.Versions.CUDA)
+		}
+		if r.Versions.OpenBLAS != "" {
+			extra = append(extra, mdEscape(r.Versions.OpenBLAS))
+		}
+		p("| PyTorch | %s (%s) |\n", r.Versions.Torch, strings.Join(extra, ", "))
 		p("| method | medians of %d alternating rounds (Kiln, then PyTorch, per workload); spread is the runs' range; warm-up excluded; PyTorch at its best thread setting per workload, probed among %s |\n",
 			r.Settings.Rounds, strings.Join(r.Settings.TorchProbe, ", "))
 	} else {
@@ -173,6 +183,10 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		p("| method | medians of %d rounds; warm-up excluded |\n", r.Settings.Rounds)
 	}
 	p("\nRatios are Kiln's speed over PyTorch's (above 1: Kiln is faster), the median with the range the runs allow.\n")
+	if r.Settings.Device == "cuda" {
+		p("\nOn the GPU both sides compute in plain fp32: Kiln's default (TF32 only with `KILN_TF32=1`), and PyTorch with TF32 off in cuBLAS and cuDNN, cuDNN in benchmark mode. ")
+		p("The host threads only launch kernels there, so PyTorch runs one thread setting (1 / 1) and the thread scan is left to the CPU report.\n")
+	}
 
 	pk := r.Peak
 	p("\n## Machine peaks, measured in this run\n\n")
@@ -181,18 +195,29 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 	} else if pk.FMAError != "" {
 		p("- Arithmetic ceiling: not measured: %s.\n", pk.FMAError)
 	}
+	onGPU := r.Settings.Device == "cuda"
 	if pk.SGEMMGFLOPS > 0 {
 		p("- SGEMM peak: **%.0f GFLOP/s** (%s)", pk.SGEMMGFLOPS, pk.SGEMMFrom)
-		if pk.FMAGFLOPS > 0 {
+		if pk.FMAGFLOPS > 0 && !onGPU {
 			p(", %.0f%% of the ceiling", 100*pk.SGEMMGFLOPS/pk.FMAGFLOPS)
 		}
-		p(". Compute-bound ops below are given as a fraction of it.\n")
+		if !onGPU {
+			p(". Compute-bound ops below are given as a fraction of it")
+		}
+		p(".\n")
 	}
-	p("- Memory bandwidth: **%.1f GB/s**, a parallel copy of %d MiB counted as read + write. Memory-bound ops are given as a fraction of it.\n",
-		pk.CopyGBPS, pk.CopyBytes>>20)
+	p("- Memory bandwidth (CPU): **%.1f GB/s**, a parallel copy of %d MiB counted as read + write.", pk.CopyGBPS, pk.CopyBytes>>20)
+	if !onGPU {
+		p(" Memory-bound ops are given as a fraction of it.")
+	}
+	p("\n")
 	switch {
 	case pk.GPUGFLOPS > 0:
-		p("- GPU (%s), through PyTorch: fp32 GEMM **%.0f GFLOP/s** (TF32 off), copy **%.0f GB/s** (read + write).\n", mdEscape(pk.GPU), pk.GPUGFLOPS, pk.GPUGBPS)
+		p("- GPU (%s), through PyTorch: fp32 GEMM **%.0f GFLOP/s** (TF32 off), copy **%.0f GB/s** (read + write).", mdEscape(pk.GPU), pk.GPUGFLOPS, pk.GPUGBPS)
+		if onGPU {
+			p(" The ops below are given as a fraction of these: compute-bound ones of the larger of this GEMM rate and the SGEMM peak above.")
+		}
+		p("\n")
 	case pk.GPUError != "":
 		p("- GPU peaks: not measured: %s.\n", mdEscape(pk.GPUError))
 	}
@@ -206,7 +231,7 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 
 	if len(r.Ops) > 0 {
 		p("\n## Op level\n\n")
-		p("Kiln's ops are called directly (`engine.*Forward/*Backward`); PyTorch's are `torch.nn.functional` calls (forward under `no_grad`, backward through `torch.autograd.grad` on a kept graph). ")
+		p("Kiln's ops are called directly (`engine.*Forward/*Backward`, on the run's device; on the GPU each timing waits for the queued kernels); PyTorch's are `torch.nn.functional` calls (forward under `no_grad`, backward through `torch.autograd.grad` on a kept graph). ")
 		p("GEMM is x·Wᵀ (`engine.LinearForward`, `F.linear`). Ratio > 1: Kiln faster.\n\n")
 		p("| op | pass | shape | Kiln ms | Kiln rate | of peak | PyTorch ms | PyTorch rate | PyTorch setting | Kiln/PyTorch |\n")
 		p("|---|---|---|---|---|---|---|---|---|---|\n")
@@ -240,9 +265,15 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		p("\n## Training throughput and memory\n\n")
 		p("Full training steps (forward, cross-entropy, backward, SGD with momentum 0.9) on a fixed synthetic batch; images/s. ")
 		p("Each run is a fresh process (`kiln bench --json`; one PyTorch process), so the peak resident memory (VmHWM) is that model's alone; ")
-		p("PyTorch's includes the torch library itself. Go heap is the Go runtime's heap in use at the end.\n\n")
-		p("| model | input | batch | params Kiln / PyTorch | Kiln img/s | PyTorch img/s | PyTorch setting | Kiln/PyTorch | Kiln RSS MiB | Go heap MiB | PyTorch RSS MiB |\n")
-		p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+		p("PyTorch's includes the torch library itself. Go heap is the Go runtime's heap in use at the end.")
+		onGPU := r.Settings.Device == "cuda"
+		gpuHead, gpuRule := "", ""
+		if onGPU {
+			p(" GPU MiB is device memory at its peak as each allocator counts it (Kiln's caching allocator, PyTorch's `max_memory_allocated`; cached free blocks not counted).")
+			gpuHead, gpuRule = " Kiln GPU MiB | PyTorch GPU MiB |", "---|---|"
+		}
+		p("\n\n| model | input | batch | params Kiln / PyTorch | Kiln img/s | PyTorch img/s | PyTorch setting | Kiln/PyTorch | Kiln RSS MiB | Go heap MiB | PyTorch RSS MiB |%s\n", gpuHead)
+		p("|---|---|---|---|---|---|---|---|---|---|---|%s\n", gpuRule)
 		for _, t := range r.Train {
 			k, tt := "—", "—"
 			if t.Kiln != nil {
@@ -259,9 +290,13 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 				params += " ⚠"
 				why(t.Model+" "+t.Input, t.Error)
 			}
-			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.Model, t.Input, t.Batch, params,
+			gpuCells := ""
+			if onGPU {
+				gpuCells = fmt.Sprintf(" %s | %s |", fmtMiB(t.KilnGPUPeakBytes), fmtMiB(t.TorchGPUPeakBytes))
+			}
+			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |%s\n", t.Model, t.Input, t.Batch, params,
 				cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, fmtRatio(t.Ratio),
-				fmtMiB(t.KilnRSSPeakBytes), fmtMiB(t.KilnGoHeapBytes), fmtMiB(t.TorchRSSPeakBytes))
+				fmtMiB(t.KilnRSSPeakBytes), fmtMiB(t.KilnGoHeapBytes), fmtMiB(t.TorchRSSPeakBytes), gpuCells)
 			why("Kiln "+t.Model+" "+t.Input, t.KilnError)
 			if r.Settings.Torch {
 				why("PyTorch "+t.Model+" "+t.Input, t.TorchError)
@@ -285,8 +320,12 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		if hasFile(r, name+"-scaling-batch.png") {
 			p("\n![images/s against batch size](%s-scaling-batch.png)\n", name)
 		}
-		p("\nThreads (Kiln `--threads t`; PyTorch's best with at most t threads of either kind):\n\n")
-		p("| model | input | batch | threads | Kiln img/s | Kiln speed-up | PyTorch img/s | PyTorch setting | Kiln/PyTorch |\n|---|---|---|---|---|---|---|---|---|\n")
+		if sc.ThreadsSkipped != "" {
+			p("\nThreads: not measured (%s).\n", sc.ThreadsSkipped)
+		} else {
+			p("\nThreads (Kiln `--threads t`; PyTorch's best with at most t threads of either kind):\n\n")
+			p("| model | input | batch | threads | Kiln img/s | Kiln speed-up | PyTorch img/s | PyTorch setting | Kiln/PyTorch |\n|---|---|---|---|---|---|---|---|---|\n")
+		}
 		for _, ts := range sc.Threads {
 			base := 0.0
 			if len(ts.Points) > 0 {

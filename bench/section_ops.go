@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kiln-ml/kiln/cuda"
 	"github.com/kiln-ml/kiln/engine"
 )
 
@@ -72,12 +73,20 @@ func (s *suite) runOps(ctx context.Context) error {
 		res[i] = OpResult{ID: o.ID, Name: o.Name, Pass: o.Pass, Shape: o.ShapeText(), Unit: o.Unit(), Work: o.Work()}
 	}
 	kilnFns := make([]func() error, len(ops))
+	dev, sync, devErr := engine.CPU, func() error { return nil }, ""
+	if s.cfg.Device == "cuda" {
+		// The op timings run in this process: it must be the CUDA build.
+		dev, sync = engine.CUDA, cuda.Synchronize
+		if _, err := engine.OpenDevice(engine.CUDA); err != nil {
+			devErr = fmt.Sprintf("no CUDA device in this process (run the suite from the CUDA build, kiln-cuda): %v", err)
+		}
+	}
 	for i, o := range ops {
-		if s.cfg.Device == "cuda" {
-			res[i].KilnError = "Kiln's op-level timings call the CPU engine directly; on CUDA they need the CUDA backend's ops (no CUDA build/device for them here)"
+		if devErr != "" {
+			res[i].KilnError = devErr
 			continue
 		}
-		fn, err := kilnOp(o)
+		fn, err := kilnOp(o, dev)
 		if err != nil {
 			res[i].KilnError = err.Error()
 			continue
@@ -90,7 +99,7 @@ func (s *suite) runOps(ctx context.Context) error {
 	best := map[string]threadSetting{}
 	if s.torch != nil {
 		probe := map[string]map[threadSetting]float64{}
-		for _, set := range settingsUpTo(engine.Threads()) {
+		for _, set := range s.torchSettings(engine.Threads()) {
 			times, errs, err := s.torchOps(ctx, ops, set, s.plan.opProbeSec)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -145,7 +154,7 @@ func (s *suite) runOps(ctx context.Context) error {
 			if fn == nil || res[i].KilnError != "" {
 				continue
 			}
-			t, err := timeCalls(fn, dur, 3, 2)
+			t, err := timeCalls(fn, sync, dur, 3, 2)
 			if err != nil {
 				res[i].KilnError = err.Error()
 				continue
@@ -162,7 +171,7 @@ func (s *suite) runOps(ctx context.Context) error {
 				groups[set] = append(groups[set], o)
 			}
 		}
-		for _, set := range settingsUpTo(engine.Threads()) {
+		for _, set := range s.torchSettings(engine.Threads()) {
 			group := groups[set]
 			if len(group) == 0 {
 				continue
@@ -220,7 +229,12 @@ func (s *suite) runOps(ctx context.Context) error {
 	for i := range res {
 		r := &res[i]
 		ceiling := peak.CopyGBPS
-		if r.Unit == "GFLOP/s" {
+		switch {
+		case s.cfg.Device == "cuda" && r.Unit == "GFLOP/s":
+			ceiling = max(peak.GPUGFLOPS, peak.SGEMMGFLOPS)
+		case s.cfg.Device == "cuda":
+			ceiling = peak.GPUGBPS
+		case r.Unit == "GFLOP/s":
 			ceiling = peak.SGEMMGFLOPS
 			if peak.FMAGFLOPS > 0 {
 				r.KilnFMA = r.KilnRate / peak.FMAGFLOPS

@@ -12,6 +12,8 @@ type Scaling struct {
 	BatchInput string          `json:"batch_input"`
 	Batch      []ScalePoint    `json:"batch"`
 	Threads    []ThreadScaling `json:"threads"`
+	// ThreadsSkipped says why the thread scan did not run (on the GPU).
+	ThreadsSkipped string `json:"threads_skipped,omitempty"`
 }
 
 // ThreadScaling is one model's throughput at each thread count.
@@ -51,8 +53,12 @@ func (s *suite) runScaling(ctx context.Context) error {
 		batches = []int{8, 16}
 		threadCases = []trainCase{{"lenet", "28x28x1", 8}}
 	}
+	if s.cfg.Device == "cuda" {
+		threadCases = nil
+		sc.ThreadsSkipped = "on the GPU the host threads only launch kernels: the thread scan is a CPU measurement"
+	}
 	cores := s.rep.Machine.Cores
-	all := settingsUpTo(cores)
+	all := s.torchSettings(cores)
 
 	// Batch sweep: Kiln on all cores; PyTorch at its best setting, probed
 	// per batch size.

@@ -115,14 +115,17 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 	r.Recipe = recipeText(cfg, r.Train)
 	s.log.Info().Str("task", task.ID).Str("model", task.Model).Float64("target", task.Target).Str("recipe", r.Recipe).Msg("time to accuracy")
 
+	dev := engine.CPU
+	if s.cfg.Device == "cuda" {
+		dev = engine.CUDA
+	}
 	switch {
 	case s.kilnCUDA != "":
 		r.KilnError = s.kilnCUDA
-	case s.cfg.Device == "cuda":
-		r.KilnError = "Kiln's time-to-accuracy runs in this process on the CPU engine; the CUDA trainer is not wired in"
 	default:
+		// In this process: on the GPU it must be the CUDA build (kiln-cuda).
 		res, err := trainer.TimeToAccuracy(ctx, trainer.TTAConfig{Config: cfg, Train: splits.Train, Test: splits.Test,
-			Target: task.Target, MaxSeconds: s.plan.ttaCap, OnEpoch: func(e trainer.TTAEpoch) {
+			Device: dev, Target: task.Target, MaxSeconds: s.plan.ttaCap, OnEpoch: func(e trainer.TTAEpoch) {
 				s.log.Info().Str("task", task.ID).Str("engine", "kiln").Int("epoch", e.Epoch).
 					Float64("test_acc", e.TestAccuracy).Float64("seconds", math.Round(e.Seconds*10)/10).Msg("epoch")
 			}})
@@ -149,7 +152,7 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 	// this model at this batch on 28×28×1, else probe now (quick mode takes
 	// all cores for torch and one OpenBLAS thread instead).
 	c := trainCase{task.Model, "28x28x1", cfg.Batch}
-	sets := settingsUpTo(engine.Threads())
+	sets := s.torchSettings(engine.Threads())
 	if _, _, ok := s.bestSetting(c, sets); !ok && !s.cfg.Quick {
 		if _, err := s.probeTorch(ctx, []trainCase{c}, sets); err != nil {
 			r.TorchError = err.Error()

@@ -48,6 +48,16 @@ func settingsUpTo(n int) []threadSetting {
 	return s
 }
 
+// torchSettings are the PyTorch thread settings probed for a workload that
+// Kiln runs on n threads. On the GPU the host threads only launch kernels,
+// so one setting (1 / 1) stands for all.
+func (s *suite) torchSettings(n int) []threadSetting {
+	if s.cfg.Device == "cuda" {
+		return settingsUpTo(1)
+	}
+	return settingsUpTo(n)
+}
+
 // torchRunner starts PyTorch workers: `python suite.py MODE --spec FILE`.
 type torchRunner struct {
 	python, dir, device string

@@ -42,12 +42,14 @@ type TrainResult struct {
 	KilnGoSysBytes   int64   `json:"kiln_go_sys_bytes,omitempty"`
 	KilnGoHeapBytes  int64   `json:"kiln_go_heap_bytes,omitempty"`
 	KilnAllocsStep   float64 `json:"kiln_allocs_per_step"`
+	KilnGPUPeakBytes int64   `json:"kiln_gpu_peak_bytes,omitempty"` // device memory at its peak (--device cuda)
 
 	Torch             *Sample            `json:"torch_images_per_sec,omitempty"`
 	TorchError        string             `json:"torch_error,omitempty"`
 	TorchSetting      string             `json:"torch_setting,omitempty"`
 	TorchProbe        map[string]float64 `json:"torch_probe,omitempty"`
 	TorchRSSPeakBytes int64              `json:"torch_rss_peak_bytes,omitempty"`
+	TorchGPUPeakBytes int64              `json:"torch_gpu_peak_bytes,omitempty"` // torch.cuda.max_memory_allocated
 
 	Ratio *Ratio `json:"ratio,omitempty"` // Kiln images/s over PyTorch's
 	Error string `json:"error,omitempty"` // e.g. parameter counts that differ
@@ -109,9 +111,10 @@ func (s *suite) kilnTrain(ctx context.Context, c trainCase, threads int, seconds
 type torchTrainOut struct {
 	Cases []struct {
 		trainCase
-		Params int     `json:"params"`
-		IPS    float64 `json:"train_images_per_sec"`
-		Error  string  `json:"error"`
+		Params  int     `json:"params"`
+		IPS     float64 `json:"train_images_per_sec"`
+		GPUPeak int64   `json:"gpu_peak_bytes"`
+		Error   string  `json:"error"`
 	} `json:"cases"`
 	RSSPeakBytes int64 `json:"rss_peak_bytes"`
 }
@@ -187,7 +190,7 @@ func (s *suite) bestSetting(c trainCase, settings []threadSetting) (threadSettin
 
 func (s *suite) runTrain(ctx context.Context) error {
 	cases := trainCases(s.cfg.Quick)
-	settings := settingsUpTo(engine.Threads())
+	settings := s.torchSettings(engine.Threads())
 	results := make([]TrainResult, len(cases))
 	kilnRuns := make([][]float64, len(cases))
 	torchRuns := make([][]float64, len(cases))
@@ -196,6 +199,9 @@ func (s *suite) runTrain(ctx context.Context) error {
 	for i, c := range cases {
 		results[i] = TrainResult{Model: c.Model, Input: c.Input, Batch: c.Batch}
 	}
+	// Whatever was measured goes into the report, also when the run is
+	// interrupted half-way (Ctrl-C writes a partial report).
+	defer func() { s.rep.Train = summariseTrain(cases, results, kilnRuns, torchRuns, s.note) }()
 	if s.torch != nil {
 		s.log.Info().Int("settings", len(settings)).Int("cases", len(cases)).Msg("probing PyTorch thread settings for training")
 		errs, err := s.probeTorch(ctx, cases, settings)
@@ -239,6 +245,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 					r.KilnRSSPeakBytes = max(r.KilnRSSPeakBytes, k.RSSPeakBytes)
 					r.KilnGoSysBytes = max(r.KilnGoSysBytes, k.GoSysBytes)
 					r.KilnGoHeapBytes = max(r.KilnGoHeapBytes, k.GoHeapBytes)
+					r.KilnGPUPeakBytes = max(r.KilnGPUPeakBytes, k.GPUPeakBytes)
 				}
 			}
 			var tIPS float64
@@ -256,6 +263,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 					torchRuns[i] = append(torchRuns[i], tIPS)
 					r.ParamsTorch = out.Cases[0].Params
 					r.TorchRSSPeakBytes = max(r.TorchRSSPeakBytes, out.RSSPeakBytes)
+					r.TorchGPUPeakBytes = max(r.TorchGPUPeakBytes, out.Cases[0].GPUPeak)
 				}
 			}
 			ev := s.log.Info().Int("round", round+1).Str("case", c.String())
@@ -268,6 +276,11 @@ func (s *suite) runTrain(ctx context.Context) error {
 			ev.Msg("training")
 		}
 	}
+	return nil
+}
+
+// summariseTrain turns each case's runs into its medians and ratio.
+func summariseTrain(cases []trainCase, results []TrainResult, kilnRuns, torchRuns [][]float64, note func(string)) []TrainResult {
 	for i := range results {
 		r := &results[i]
 		if len(kilnRuns[i]) > 0 {
@@ -283,9 +296,8 @@ func (s *suite) runTrain(ctx context.Context) error {
 		}
 		if r.ParamsKiln != 0 && r.ParamsTorch != 0 && r.ParamsKiln != r.ParamsTorch {
 			r.Error = fmt.Sprintf("parameter counts differ: Kiln %d, PyTorch %d — not the same architecture", r.ParamsKiln, r.ParamsTorch)
-			s.note(fmt.Sprintf("%s: %s", cases[i], r.Error))
+			note(fmt.Sprintf("%s: %s", cases[i], r.Error))
 		}
 	}
-	s.rep.Train = results
-	return nil
+	return results
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-ml/kiln/cuda"
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/data"
@@ -117,6 +118,10 @@ type MemoryStats struct {
 	GoSysBytes    int64 `json:"go_sys_bytes"`      // memory the Go runtime obtained from the OS
 	GoHeapBytes   int64 `json:"go_heap_bytes"`     // live heap objects now
 	GoHeapSysPeak int64 `json:"go_heap_sys_bytes"` // heap spans obtained (the heap's high-water)
+	// GPUPeakBytes is the most device memory Kiln's allocator had handed out
+	// at once (cached free blocks not counted, as PyTorch's
+	// max_memory_allocated); 0 when no GPU was used.
+	GPUPeakBytes int64 `json:"gpu_peak_bytes,omitempty"`
 }
 
 // ProcessMemory reads this process's memory figures.
@@ -126,6 +131,7 @@ func ProcessMemory() MemoryStats {
 	return MemoryStats{
 		RSSPeakBytes: procStatusBytes("VmHWM:"),
 		GoSysBytes:   int64(ms.Sys), GoHeapBytes: int64(ms.HeapAlloc), GoHeapSysPeak: int64(ms.HeapSys),
+		GPUPeakBytes: cuda.Memory().Peak,
 	}
 }
 
@@ -162,6 +168,10 @@ type TTAConfig struct {
 	MaxSeconds float64
 	// OnEpoch, when set, sees each epoch's test check as it happens.
 	OnEpoch func(TTAEpoch)
+	// Device is where the model trains (zero: the CPU, or the default that
+	// SetDefaultDevice set). On the GPU the training set is kept in device
+	// memory when it fits, as in Fit.
+	Device engine.Device
 }
 
 // TTAPoint is one point of the training-loss curve: the mean loss of the
@@ -223,6 +233,12 @@ func TimeToAccuracy(ctx context.Context, c TTAConfig) (*TTAResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Device != engine.CPU {
+		if err := t.SetDevice(c.Device); err != nil {
+			return nil, fmt.Errorf("time to accuracy: %w", err)
+		}
+	}
+	gdata := t.dataOnDevice(c.Train)
 	loader, err := data.NewLoader(c.Train, data.LoaderOptions{BatchSize: cfg.Batch, Shuffle: true,
 		DropLast: cfg.DropLast, Augment: cfg.Augment, Seed: cfg.Seed})
 	if err != nil {
@@ -256,7 +272,11 @@ func TimeToAccuracy(ctx context.Context, c TTAConfig) (*TTAResult, error) {
 				res.Capped = true
 				break
 			}
-			loss, _, err := t.classifier.TrainStep(b.X, b.Labels, sched.LR(step))
+			x, err := t.batchOnDevice(gdata, b)
+			if err != nil {
+				return nil, fmt.Errorf("time to accuracy: epoch %d, step %d: %w", epoch+1, step, err)
+			}
+			loss, _, err := t.classifier.TrainStep(x, b.Labels, sched.LR(step))
 			if err != nil {
 				return nil, fmt.Errorf("time to accuracy: epoch %d, step %d: %w", epoch+1, step, err)
 			}

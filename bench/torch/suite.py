@@ -43,6 +43,13 @@ def setup(args):
             fail("torch has no CUDA device (torch.cuda.is_available() is False)")
         dev = torch.device("cuda")
         sync = torch.cuda.synchronize
+        # The same arithmetic on both sides: Kiln computes in plain fp32 on
+        # the GPU (TF32 only with KILN_TF32=1), while PyTorch lets cuDNN's
+        # convolutions use TF32 by default. cuDNN picks its fastest
+        # algorithms (benchmark mode); the warm-up steps absorb the search.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
     else:
         dev = torch.device("cpu")
         def sync():
@@ -231,6 +238,8 @@ def cmd_train(args):
                 loss.backward()
                 opt.step()
 
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             for _ in range(max(args.warmup, 1)):
                 step()
             sync()

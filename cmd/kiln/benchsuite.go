@@ -55,6 +55,15 @@ test of a few seconds whose numbers mean nothing.`,
 			}
 			cfg.Log = logger()
 			cfg.Stdout = os.Stdout
+			if cfg.Device == "cuda" {
+				// The op timings and time to accuracy run in this process:
+				// the plain build hands the whole suite over to kiln-cuda.
+				// Where the GPU cannot open, the suite still runs and every
+				// Kiln measurement on it says why.
+				if _, err := resolveDevice("cuda", cfg.Log); err != nil {
+					cfg.Log.Warn().Err(err).Msg("Kiln's side of the suite has no GPU")
+				}
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			rep, err := bench.Run(ctx, cfg)
