@@ -80,6 +80,7 @@ func TestGradientModels(t *testing.T) {
 		{"cbam", Spec{Channels: 2, Height: 8, Width: 8, Classes: 3}},
 		{"gmlp", Spec{Channels: 1, Height: 8, Width: 8, Classes: 3, Hidden: 4, Depth: 2}},
 		{"inception", Spec{Channels: 1, Height: 8, Width: 8, Classes: 3}},
+		{"mlp", Spec{Channels: 1, Height: 6, Width: 6, Classes: 3, Hidden: 5}},
 	} {
 		for seed := uint64(0); seed < 3; seed++ {
 			c.s.Seed = seed
@@ -135,6 +136,32 @@ func TestZooRejectsBadInputs(t *testing.T) {
 					t.Errorf("%s: error %q does not name the model", name, err)
 				}
 			}()
+		}
+	}
+}
+
+// No zoo model computes the input gradient of its first layer: nothing reads
+// it, and for an MLP behind its Flatten it is a third of the first Linear's
+// backward work.
+func TestZooSkipsTheInputGradient(t *testing.T) {
+	for _, name := range ModelNames() {
+		s := Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Seed: 1}
+		m, err := Build(name, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetTraining(true)
+		x := engine.New(engine.Float32, 2, 1, 28, 28)
+		y, err := m.Forward(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dx, err := m.Backward(engine.New(engine.Float32, y.Shape()...))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if dx != nil {
+			t.Errorf("%s: the backward pass computed the input gradient %v", name, dx)
 		}
 	}
 }
