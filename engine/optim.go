@@ -37,7 +37,44 @@ func SGDStep(w, g, buf *Tensor, c SGDConfig) error {
 	return nil
 }
 
+// The updates are memory-bound: large parameters are split over the workers,
+// and the float32 loops run in C (optim_simd.c), which gcc vectorises.
+
+type sgdTask[T Float] struct {
+	w, g, buf []T
+	c         SGDConfig
+}
+
+func (t *sgdTask[T]) run(_, lo, hi int) {
+	sgdStepPart(t.w[lo:hi], t.g[lo:hi], subOrNil(t.buf, lo, hi), t.c)
+}
+
+var sgdTasks = [2]taskPool{
+	{New: func() any { return new(sgdTask[float32]) }},
+	{New: func() any { return new(sgdTask[float64]) }},
+}
+
 func sgdStep[T Float](w, g, buf []T, c SGDConfig) {
+	g = g[:len(w)]
+	if buf != nil {
+		buf = buf[:len(w)]
+	}
+	if len(w) < parallelMinElems {
+		sgdStepPart(w, g, buf, c)
+		return
+	}
+	p := &sgdTasks[dtypeIndex[T]()]
+	t := p.Get().(*sgdTask[T])
+	*t = sgdTask[T]{w, g, buf, c}
+	parallelFor(len(w), t)
+	*t = sgdTask[T]{}
+	p.Put(t)
+}
+
+func sgdStepPart[T Float](w, g, buf []T, c SGDConfig) {
+	if sgdStepC(w, g, buf, c) {
+		return
+	}
 	lr, mu, wd := T(c.LR), T(c.Momentum), T(c.WeightDecay)
 	g = g[:len(w)]
 	if buf == nil {
@@ -96,15 +133,46 @@ func AdamWStep(w, g, m, v *Tensor, c AdamWConfig) error {
 	return nil
 }
 
+// adamWConsts are one AdamW step's constants in the parameter's precision.
+type adamWConsts[T Float] struct{ b1, b2, stepSize, rbc2, decay, eps T }
+
+type adamWTask[T Float] struct {
+	w, g, m, v []T
+	k          adamWConsts[T]
+}
+
+func (t *adamWTask[T]) run(_, lo, hi int) {
+	adamWStepPart(t.w[lo:hi], t.g[lo:hi], t.m[lo:hi], t.v[lo:hi], t.k)
+}
+
+var adamWTasks = [2]taskPool{
+	{New: func() any { return new(adamWTask[float32]) }},
+	{New: func() any { return new(adamWTask[float64]) }},
+}
+
 func adamWStep[T Float](w, g, m, v []T, c AdamWConfig) {
-	b1, b2 := T(c.Beta1), T(c.Beta2)
 	bc1 := 1 - math.Pow(c.Beta1, float64(c.Step))
 	bc2 := 1 - math.Pow(c.Beta2, float64(c.Step))
-	stepSize := T(c.LR / bc1)
-	rbc2 := T(1 / math.Sqrt(bc2))
-	decay := T(1 - c.LR*c.WeightDecay)
-	eps := T(c.Eps)
+	k := adamWConsts[T]{b1: T(c.Beta1), b2: T(c.Beta2), stepSize: T(c.LR / bc1), rbc2: T(1 / math.Sqrt(bc2)),
+		decay: T(1 - c.LR*c.WeightDecay), eps: T(c.Eps)}
 	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
+	if len(w) < parallelMinElems {
+		adamWStepPart(w, g, m, v, k)
+		return
+	}
+	p := &adamWTasks[dtypeIndex[T]()]
+	t := p.Get().(*adamWTask[T])
+	*t = adamWTask[T]{w, g, m, v, k}
+	parallelFor(len(w), t)
+	*t = adamWTask[T]{}
+	p.Put(t)
+}
+
+func adamWStepPart[T Float](w, g, m, v []T, k adamWConsts[T]) {
+	if adamWStepC(w, g, m, v, k) {
+		return
+	}
+	b1, b2, stepSize, rbc2, decay, eps := k.b1, k.b2, k.stepSize, k.rbc2, k.decay, k.eps
 	for i := range w {
 		gi := g[i]
 		mi := b1*m[i] + (1-b1)*gi
