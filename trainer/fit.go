@@ -233,6 +233,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 	}
 
 	summary := &Summary{Model: c.Model, Dataset: s.Train.Name, Params: layers.CountParams(t.Model)}
+	warnedCollapse := false // say it once per run
 	validate := func(epoch float64) (stop string, err error) {
 		if s.Val == nil {
 			return "", nil
@@ -261,6 +262,9 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 			}
 		}
 		ev.Msg("validation")
+		if !c.Regression && !warnedCollapse {
+			warnedCollapse = t.warnIfCollapsed("validation", r.Confusion, s.Val.Classes)
+		}
 		record(rec)
 		t.visualValidation(s.Val, step, epoch, r)
 		sched.Observe(r.Loss)
@@ -460,6 +464,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 		record(rec)
 		if !c.Regression {
 			t.Log.Info().Msg("confusion matrix (rows: true class, columns: predicted)\n" + formatConfusion(r.Confusion, s.Test.Classes))
+			t.warnIfCollapsed("test", r.Confusion, s.Test.Classes)
 		}
 	}
 	t.finishVisuals(s, step, summary.Weights == BestWeights)
@@ -528,6 +533,48 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 		return EvalResult{Loss: rm.Loss(), RMSE: rm.RMSE(), MAE: rm.MAE(), R2: rm.R2(), Count: rm.Count}, nil
 	}
 	return EvalResult{Loss: cm.Loss(), Accuracy: cm.Accuracy(), Top5: cm.Top5Accuracy(), Confusion: cm.Confusion, Count: cm.Count}, nil
+}
+
+// collapsedClass reports the one class a classifier predicted for every
+// sample of a confusion matrix ([true][predicted]) that holds at least two
+// true classes: a run that has collapsed (dead ReLUs after too large a
+// learning rate, say) and now scores the share of that class.
+func collapsedClass(conf [][]int) (int, bool) {
+	predicted, trueClasses := -1, 0
+	for _, row := range conf {
+		n := 0
+		for p, v := range row {
+			if v == 0 {
+				continue
+			}
+			n += v
+			if predicted != -1 && p != predicted {
+				return 0, false
+			}
+			predicted = p
+		}
+		if n > 0 {
+			trueClasses++
+		}
+	}
+	return predicted, predicted >= 0 && trueClasses >= 2
+}
+
+// warnIfCollapsed logs a warning when every prediction of split fell in one
+// class, and reports whether it did.
+func (t *Trainer) warnIfCollapsed(split string, conf [][]int, names []string) bool {
+	k, ok := collapsedClass(conf)
+	if !ok {
+		return false
+	}
+	name := fmt.Sprint(k)
+	if k < len(names) {
+		name = names[k]
+	}
+	t.Log.Warn().Str("split", split).Str("class", name).
+		Msgf("the model predicts class %s for every %s sample: training has collapsed (dead ReLUs or diverged weights); "+
+			"try a lower --lr, or another --seed", name, split)
+	return true
 }
 
 func lenOf(d *data.Dataset) int {
