@@ -231,9 +231,13 @@ func Conv2DBackward(dx, dw, db, dout, x, w *Tensor, p Conv2DParams) error {
 // and db that the caller sums in part order, so results never depend on
 // timing.
 type convTask[T Float] struct {
-	g          convGeom
-	l          convLayout
-	backward   bool
+	g        convGeom
+	l        convLayout
+	backward bool
+	// inPart: the images are split over several parts, so each part's
+	// products run on its own thread (gemmIn) rather than splitting again
+	// into the C pool's threads, which would oversubscribe the cores.
+	inPart     bool
 	y, x, w, b []T // y is out in forward, dout in backward
 	dx, dw, db []T
 	scratch    []T
@@ -311,6 +315,7 @@ func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 	t.biasRow = !backward && b != nil && g.lowering != lowerPointwise
 	t.l = newConvLayout(g, backward, t.biasRow, dx != nil, len(dw), len(db))
 	np := parts(g.n)
+	t.inPart = np > 1
 	wxLen := 0
 	switch {
 	case backward && dx != nil && g.lowering == lowerWide:
@@ -405,10 +410,7 @@ func (t *convTask[T]) forwardImages(s []T, lo, hi int) {
 		if t.b != nil && !t.biasRow {
 			// Start from the bias and let the product accumulate onto it.
 			for co, bv := range t.b {
-				row := yn[co*g.p : (co+1)*g.p]
-				for i := range row {
-					row[i] = bv
-				}
+				fillDoubling(yn[co*g.p:(co+1)*g.p], bv)
 			}
 			beta = 1
 		}
@@ -417,13 +419,25 @@ func (t *convTask[T]) forwardImages(s []T, lo, hi int) {
 			wg := w[gi*g.mg*k : (gi+1)*g.mg*k]
 			yg := yn[gi*outGroup : (gi+1)*outGroup]
 			if g.lowering != lowerWide {
-				gemm(false, false, g.mg, g.p, k, 1, wg, k, src, g.p, beta, yg, g.p)
+				gemmIn(t.inPart, false, false, g.mg, g.p, k, 1, wg, k, src, g.p, beta, yg, g.p)
 				continue
 			}
 			yb := s[t.l.yb:t.l.dxp]
-			gemm(false, false, g.mg, g.nw, k, 1, wg, k, src, g.nw, 0, yb, g.nw)
+			gemmIn(t.inPart, false, false, g.mg, g.nw, k, 1, wg, k, src, g.nw, 0, yb, g.nw)
 			narrowRows(yg, yb, g)
 		}
+	}
+}
+
+// fillDoubling sets every element of s to v by doubling copies, which run
+// as vectorised memmoves where the plain loop stores one element at a time.
+func fillDoubling[T Float](s []T, v T) {
+	if len(s) == 0 {
+		return
+	}
+	s[0] = v
+	for n := 1; n < len(s); n *= 2 {
+		copy(s[n:], s[:n])
 	}
 }
 
@@ -468,7 +482,7 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 			if dwp != nil {
 				// dw[co, k] += Σ_p dout[co, p] · col[k, p]
 				src := t.source(s, xn[gi*g.cg*g.inPlane:(gi+1)*g.cg*g.inPlane])
-				gemm(false, true, g.mg, g.kg, ldy, 1, dym, ldy, src, ldy, 1,
+				gemmIn(t.inPart, false, true, g.mg, g.kg, ldy, 1, dym, ldy, src, ldy, 1,
 					dwp[gi*wGroup:(gi+1)*wGroup], g.kg)
 			}
 			if dxn == nil {
@@ -477,11 +491,11 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 			dxg := dxn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
 			switch g.lowering {
 			case lowerPointwise:
-				gemm(true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, dxg, g.p)
+				gemmIn(t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, dxg, g.p)
 			case lowerCol:
 				// dcol[k, p] = Σ_co W[co, k] · dout[co, p], then scattered back.
 				col := s[t.l.col:t.l.pad]
-				gemm(true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
+				gemmIn(t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
 				col2im(dxg, col, g)
 			case lowerWide:
 				dxp := dxg
@@ -511,7 +525,7 @@ func (t *convTask[T]) wideInputGrad(dxp, dyw []T, gi int) {
 	for ki := 0; ki < g.kh; ki++ {
 		for kj := 0; kj < g.kw; kj++ {
 			k := ki*g.kw + kj
-			gemm(false, false, g.cg, g.nw, g.mg, 1, wt[k*tap:(k+1)*tap], g.mg, dyw, g.nw, 1,
+			gemmIn(t.inPart, false, false, g.cg, g.nw, g.mg, 1, wt[k*tap:(k+1)*tap], g.mg, dyw, g.nw, 1,
 				dxp[ki*g.dh*g.wp+kj*g.dw:], plane)
 		}
 	}

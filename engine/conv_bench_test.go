@@ -100,3 +100,19 @@ func BenchmarkMaxPool2DLeNet(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)*64/b.Elapsed().Seconds(), "img/s")
 }
+
+// The suite's pointwise layer (bench/ops.go conv_1x1): 32×64×16×16, 64→128.
+func conv1x1() *convBench {
+	return newConvBench(32, 64, 16, 16, 128, 1, engine.Conv2DParams{}, true)
+}
+
+func BenchmarkConv2D1x1Forward(b *testing.B)  { conv1x1().run(b, true, false) }
+func BenchmarkConv2D1x1Backward(b *testing.B) { conv1x1().run(b, false, true) }
+
+// The suite's strided layer (conv_3x3_s2): 32×64×32×32, 64→128, 3×3 stride 2 pad 1.
+func conv3x3s2() *convBench {
+	return newConvBench(32, 64, 32, 32, 128, 3, engine.Conv2DSquare(2, 1, 1, 1), true)
+}
+
+func BenchmarkConv2D3x3Stride2Forward(b *testing.B)  { conv3x3s2().run(b, true, false) }
+func BenchmarkConv2D3x3Stride2Backward(b *testing.B) { conv3x3s2().run(b, false, true) }
