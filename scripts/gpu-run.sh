@@ -1,0 +1,52 @@
+#!/bin/bash
+# Runs on the GPU machine what scripts/gpu-pack.sh packed: every CUDA test
+# with REQUIRE_CUDA=1 (all kernels against the CPU, the driver, training and
+# time to accuracy on the GPU, the suite's ops on CUDA), then the benchmark
+# suite on the GPU. Results go to $OUT (the device tool's output folder) as
+# one tarball, rewritten after each stage so a run cut short keeps what it did.
+#
+#   bash scripts/gpu-run.sh                      # tests, then the whole suite, one round
+#   bash scripts/gpu-run.sh tests                # tests only (about a minute)
+#   SUITE_ARGS="--sections train --rounds 3" bash scripts/gpu-run.sh
+#
+# The suite stops (SIGINT, keeping what it measured) after SUITE_SECONDS
+# (default 420); PyTorch is the machine's python3.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+G=$PWD/.gpu
+R=$(mktemp -d)/gpu-results
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$R" "$OUT"
+save() { tar czf "$OUT/gpu-results.tgz" -C "$(dirname "$R")" gpu-results; }
+for f in "$G"/*.xz; do
+	[[ -e $f ]] || continue
+	xz -d -f "$f" 2>/dev/null ||
+		python3 -c "import lzma,sys; open(sys.argv[1][:-3],'wb').write(lzma.open(sys.argv[1]).read())" "$f"
+done
+chmod +x "$G"/kiln-cuda "$G"/*.test
+{
+	date -u
+	cat "$G/commit" "$G/fatbin.sha256" 2>/dev/null
+	nvidia-smi
+	python3 -c 'import torch,sys; print(sys.executable, torch.__version__, torch.version.cuda)'
+} >"$R/env.txt" 2>&1
+"$G/kiln-cuda" info >"$R/kiln-info.txt" 2>&1
+export REQUIRE_CUDA=1 KILN_KERNEL_COVERAGE=1
+[[ -d $G/data ]] && export KILN_DATA_DIR=$G/data
+for p in cuda engine trainer bench; do
+	run=CUDA
+	[[ $p == cuda ]] && run=.
+	(cd "$p" && timeout 300 "$G/$p.test" -test.v -test.count=1 -test.run "$run") >"$R/$p-tests.log" 2>&1
+	echo "$p tests: rc=$?"
+	grep -hE '^(--- FAIL|FAIL|panic|SIGSEGV)' "$R/$p-tests.log" | head -20
+done
+grep -E ' (ok|FAIL)$' "$R/engine-tests.log" | grep -c ' ok$' | sed 's/^/kernels ok: /'
+grep -E ' FAIL$' "$R/engine-tests.log"
+save
+[[ ${1:-} == tests ]] && exit 0
+# shellcheck disable=SC2086
+timeout -s INT "${SUITE_SECONDS:-420}" "$G/kiln-cuda" bench suite --device cuda --python python3 \
+	--out "$R/bench" ${SUITE_ARGS:---rounds 1} >"$R/bench.log" 2>&1
+echo "suite: rc=$?"
+grep -v 'INF' "$R/bench.log" | tail -60
+save
