@@ -1,21 +1,16 @@
-//go:build cgo
+//go:build cgo && amd64
 
 package engine
 
 /*
 #cgo CFLAGS: -O3
+#cgo noescape kiln_sgd_step_f32
+#cgo nocallback kiln_sgd_step_f32
+#cgo noescape kiln_adamw_step_f32
+#cgo nocallback kiln_adamw_step_f32
 #include "optim_simd.h"
 */
 import "C"
-
-import "unsafe"
-
-func f32ptr[T Float](s []T) *C.float {
-	if s == nil {
-		return nil
-	}
-	return (*C.float)(unsafe.Pointer(unsafe.SliceData(s)))
-}
 
 // sgdStepC runs optim_simd.c's SGD on float32 and reports true, or reports
 // false for float64 (which stays in Go).
@@ -27,7 +22,7 @@ func sgdStepC[T Float](w, g, buf []T, c SGDConfig) bool {
 	if c.Nesterov {
 		nesterov = 1
 	}
-	C.kiln_sgd_step_f32(f32ptr(w), f32ptr(g), f32ptr(buf), C.size_t(len(w)), C.float(c.LR),
+	C.kiln_sgd_step_f32(cf32(w), cf32(g), cf32(buf), C.size_t(len(w)), C.float(c.LR),
 		C.float(c.Momentum), C.float(c.WeightDecay), C.int(nesterov))
 	return true
 }
@@ -38,7 +33,7 @@ func adamWStepC[T Float](w, g, m, v []T, k adamWConsts[T]) bool {
 	if isFloat64[T]() {
 		return false
 	}
-	C.kiln_adamw_step_f32(f32ptr(w), f32ptr(g), f32ptr(m), f32ptr(v), C.size_t(len(w)), C.float(k.b1),
+	C.kiln_adamw_step_f32(cf32(w), cf32(g), cf32(m), cf32(v), C.size_t(len(w)), C.float(k.b1),
 		C.float(k.b2), C.float(k.stepSize), C.float(k.rbc2), C.float(k.decay), C.float(k.eps))
 	return true
 }
