@@ -1,0 +1,35 @@
+package userfile
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestReadFileRefusesWhatIsNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"/dev/zero": "a device", fifo: "a named pipe", dir: "a directory"} {
+		if _, err := ReadFile(path, 1<<20); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ReadFile(%s) = %v, want an error saying %q", path, err, want)
+		}
+	}
+}
+
+func TestReadFileBoundsTheSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile(path, 100); err != nil || len(b) != 100 {
+		t.Fatalf("ReadFile at the limit: %d bytes, %v", len(b), err)
+	}
+	if _, err := ReadFile(path, 99); err == nil || !strings.Contains(err.Error(), "100 bytes") {
+		t.Fatalf("ReadFile past the limit: %v", err)
+	}
+}
