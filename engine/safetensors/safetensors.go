@@ -35,7 +35,6 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -44,14 +43,13 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/durable"
 )
 
 // MaxHeaderSize is the largest JSON header Read accepts (the limit of the
@@ -546,63 +544,17 @@ func writeJSONString(b *bytes.Buffer, s string) {
 	b.Truncate(b.Len() - 1) // Encode's newline
 }
 
-// WriteFile writes tensors and meta to path atomically: it writes a temporary
-// file in the same directory, syncs it, renames it over path and syncs the
-// directory, so a crash leaves either the old file or the new one, never a
-// torn one.
-func WriteFile(path string, tensors map[string]*engine.Tensor, meta map[string]string) (err error) {
+// WriteFile writes tensors and meta to path atomically (internal/durable: a
+// temporary file, fsync, rename, fsync of the directory), so a crash leaves
+// either the old file or the new one, never a torn one.
+func WriteFile(path string, tensors map[string]*engine.Tensor, meta map[string]string) error {
 	// Check the tensors before touching the disk.
 	if _, _, err := buildHeader(tensors, meta); err != nil {
 		return err
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	err := durable.WriteStream(path, func(w io.Writer) error { return Write(w, tensors, meta) })
 	if err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = withFile(path, err)
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err = Write(bw, tensors, meta); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable. Windows cannot open directories for
-// syncing, and its renames need no such step.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }

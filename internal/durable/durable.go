@@ -1,0 +1,279 @@
+// Package durable is the one place where Kiln changes files that must
+// survive a kill or a full disk: a run directory's checkpoints, weights,
+// metrics and logs, a tune's state. A file is either replaced whole
+// (WriteFile, WriteStream: a temporary file, fsync, rename, fsync of the
+// directory, so a kill at any moment leaves the old version or the new one)
+// or appended to (Append), and nothing else.
+//
+// Every mutation (create, write, sync, rename, remove, truncate) passes
+// through one hook, so that a test can kill the process, or fail the write as
+// a full disk does, at each of them in turn (fault.go, build tag
+// faultinject). Without the tag the hook does nothing.
+package durable
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Kinds of mutation, as the fault hook sees them.
+const (
+	OpCreate   = "create"
+	OpWrite    = "write"
+	OpSync     = "sync"
+	OpRename   = "rename"
+	OpRemove   = "remove"
+	OpTruncate = "truncate"
+)
+
+// TempPrefix and tempInfix make a temporary file's name: ".<base>.tmp<digits>".
+// TempOf recognises them, so that what a kill left behind can be removed.
+const (
+	TempPrefix = "."
+	tempInfix  = ".tmp"
+)
+
+// TempOf reports whether name is a temporary file of WriteStream's, and the
+// name of the file it was to replace.
+func TempOf(name string) (base string, ok bool) {
+	rest, ok := strings.CutPrefix(name, TempPrefix)
+	if !ok {
+		return "", false
+	}
+	i := strings.LastIndex(rest, tempInfix)
+	if i <= 0 {
+		return "", false
+	}
+	digits := rest[i+len(tempInfix):]
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return "", false
+	}
+	return rest[:i], true
+}
+
+// WriteFile replaces path with data, atomically.
+func WriteFile(path string, data []byte) error {
+	return WriteStream(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteStream replaces path with what write writes (through a buffer),
+// atomically: a temporary file in the same directory, fsync, rename, fsync
+// of the directory. On any error the temporary file is removed and path is
+// as it was.
+func WriteStream(path string, write func(io.Writer) error) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if err := hook(OpCreate, path); err != nil {
+		return wrap(path, err)
+	}
+	f, err := os.CreateTemp(dir, TempPrefix+base+tempInfix+"*")
+	if err != nil {
+		return wrap(path, err)
+	}
+	file := &File{f: f, path: path}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			err = wrap(path, err)
+		}
+	}()
+	bw := bufio.NewWriterSize(file, 1<<20)
+	if err = write(bw); err != nil {
+		return err
+	}
+	if err = bw.Flush(); err != nil {
+		return err
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = file.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// File is a file opened for appending; its writes and syncs pass through the
+// fault hook.
+type File struct {
+	f    *os.File
+	path string
+}
+
+// Append opens path for appending, creating it when missing.
+func Append(path string) (*File, error) {
+	if err := hook(OpCreate, path); err != nil {
+		return nil, wrap(path, err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &File{f: f, path: path}, nil
+}
+
+// CreateNew creates path, which must not exist yet, for appending.
+func CreateNew(path string) (*File, error) {
+	if err := hook(OpCreate, path); err != nil {
+		return nil, wrap(path, err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &File{f: f, path: path}, nil
+}
+
+// Name is the file's path.
+func (f *File) Name() string { return f.path }
+
+// Write writes b in one write call, so a concurrent reader sees whole lines.
+func (f *File) Write(b []byte) (int, error) {
+	if err := hook(OpWrite, f.path); err != nil {
+		return 0, wrap(f.path, err)
+	}
+	return f.f.Write(b)
+}
+
+// Sync makes what was written durable.
+func (f *File) Sync() error {
+	if err := hook(OpSync, f.path); err != nil {
+		return wrap(f.path, err)
+	}
+	return f.f.Sync()
+}
+
+// Size is the file's current size.
+func (f *File) Size() (int64, error) {
+	fi, err := f.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// Close closes the file.
+func (f *File) Close() error { return f.f.Close() }
+
+// Rename renames oldpath to newpath.
+func Rename(oldpath, newpath string) error {
+	if err := hook(OpRename, newpath); err != nil {
+		return wrap(newpath, err)
+	}
+	return os.Rename(oldpath, newpath)
+}
+
+// Remove removes path; a missing file is not an error.
+func Remove(path string) error {
+	if err := hook(OpRemove, path); err != nil {
+		return wrap(path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Truncate cuts path down to size bytes and syncs it; a file already no
+// longer than that is left alone.
+func Truncate(path string, size int64) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() <= size {
+		return err
+	}
+	if err := hook(OpTruncate, path); err != nil {
+		return wrap(path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// SyncDir makes the renames and creations in dir durable.
+func SyncDir(dir string) error {
+	if err := hook(OpSync, dir); err != nil {
+		return wrap(dir, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// hook is called before each mutation; fault.go sets it in builds with the
+// faultinject tag.
+var hook = func(op, path string) error { return nil }
+
+// wrap adds the path to an error that lacks it, and, for a full disk, how
+// much space is left where path lives.
+func wrap(path string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return &DiskFullError{Path: path, Err: err}
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return fmt.Errorf("write %s: %w", path, err)
+}
+
+// DiskFullError is a write that failed because the file system holding Path
+// is full (or the user's quota is spent).
+type DiskFullError struct {
+	Path string
+	Err  error
+}
+
+func (e *DiskFullError) Error() string {
+	dir := filepath.Dir(e.Path)
+	msg := fmt.Sprintf("writing %s: the disk holding %s is full (%v)", e.Path, dir, e.Err)
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) == nil {
+		msg += fmt.Sprintf("; %s free there", formatBytes(int64(st.Bavail)*int64(st.Bsize)))
+	}
+	return msg
+}
+
+func (e *DiskFullError) Unwrap() error { return e.Err }
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

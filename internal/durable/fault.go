@@ -1,0 +1,56 @@
+//go:build faultinject
+
+package durable
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Fault injection, compiled only into test builds (-tags faultinject) and
+// driven by KILN_FAULT:
+//
+//	count:FILE   append "N op path" to FILE for each mutation (N from 1)
+//	kill:N       SIGKILL this process just before mutation N
+//	enospc:N     from mutation N on, fail every create and write with ENOSPC,
+//	             as a disk that has filled up does
+//
+// The fault-injection tests run a training once with count to learn how
+// many mutations it makes, then once per mutation with kill or enospc.
+func init() {
+	spec := os.Getenv("KILN_FAULT")
+	if spec == "" {
+		return
+	}
+	mode, arg, _ := strings.Cut(spec, ":")
+	var mu sync.Mutex
+	n := 0
+	at, _ := strconv.Atoi(arg)
+	hook = func(op, path string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		switch mode {
+		case "count":
+			f, err := os.OpenFile(arg, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err == nil {
+				fmt.Fprintf(f, "%d %s %s\n", n, op, path)
+				f.Close()
+			}
+		case "kill":
+			if n == at {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {} // the signal is on its way
+			}
+		case "enospc":
+			if n >= at && (op == OpCreate || op == OpWrite) {
+				return &os.PathError{Op: op, Path: path, Err: syscall.ENOSPC}
+			}
+		}
+		return nil
+	}
+}
