@@ -56,10 +56,12 @@ type Trial struct {
 	Steps   int                `json:"steps,omitempty"`
 	Seconds float64            `json:"seconds,omitempty"`
 	// Rung is how many rungs of successive halving the trial has passed;
-	// StopAt is the rung that stopped it (0: none).
-	Rung   int    `json:"rung,omitempty"`
-	StopAt int    `json:"stop_at,omitempty"`
-	Error  string `json:"error,omitempty"`
+	// StopAt is the rung that stopped it (0: none), StopStep the step of the
+	// validation at which it did: where a run of it again must stop.
+	Rung     int    `json:"rung,omitempty"`
+	StopAt   int    `json:"stop_at,omitempty"`
+	StopStep int    `json:"stop_step,omitempty"`
+	Error    string `json:"error,omitempty"`
 	// Starts counts how often the trial was started: 1 for a trial that ran
 	// once, more when a resumed tune restarted it.
 	Starts   int    `json:"starts"`

@@ -8,7 +8,11 @@
 // file: finished trials are never run again, and a trial that was running
 // continues from its checkpoint when its directory has one (the trainer's
 // resume, which ends with exactly the weights of an uninterrupted run), or
-// starts again from scratch when it has none.
+// starts again from scratch when it has none. A trial is finished only once
+// tune.json holds its final figures, and its run has ended only once its
+// directory holds summary.json: a trial whose run ended is recorded from it,
+// and one that successive halving had stopped but whose run had not ended
+// runs again from scratch to the validation that stopped it.
 //
 // Successive halving is ASHA's stopping variant (Li et al., "A System for
 // Massively Parallel Hyperparameter Tuning", 2020; Ray Tune's
@@ -32,8 +36,10 @@ package tune
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -74,6 +80,9 @@ type Outcome struct {
 	Metrics map[string]float64 // val_*, test_* at the run's end
 	Epochs  int
 	Steps   int
+	// Seconds is the run's training time over all its starts, when known
+	// (0: unknown): the tune times only the starts that end in this process.
+	Seconds float64
 }
 
 // Objective runs one trial. It returns trainer.ErrInterrupted (or any error
@@ -332,36 +341,28 @@ func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
 	}
 	dir := filepath.Join(tu.Dir, t.Dir)
 	tu.mu.Lock()
-	_, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile))
-	resume := err == nil
-	if t.StopAt > 0 {
-		// Halving stopped it, then the tune was killed before it ended:
-		// what its run directory holds is its result.
-		out, err := OutcomeFromRunDir(dir)
-		tu.finish(t, out, err, 0)
+	ended, err := tu.recordEnded(t, dir)
+	if ended {
 		tu.mu.Unlock()
 		tu.ended(t)
 		return tu.saveErr()
 	}
-	t.Status, t.Error, t.Resumed = Running, "", resume
-	t.Starts++
-	t.Started = time.Now().UTC().Format(time.RFC3339)
-	if err := tu.save(); err != nil {
-		tu.mu.Unlock()
+	var run Run
+	if err == nil {
+		run, err = tu.startRun(t, dir)
+	}
+	tu.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	c := t.Config
-	c.RunDir, c.Threads = dir, tu.Threads
-	tu.mu.Unlock()
 
-	ev := tu.Log.Info().Str("trial", t.Name()).Bool("resume", resume)
+	ev := tu.Log.Info().Str("trial", t.Name()).Bool("resume", run.Resume)
 	for _, k := range tu.State.Space.Keys() {
 		ev = ev.Str(k, String(t.Params[k]))
 	}
 	ev.Msg("trial started")
 	start := time.Now()
-	out, err := tu.Objective(ctx, Run{Dir: dir, Config: c, Resume: resume,
-		Report: func(r Report) bool { return tu.report(t, r) }})
+	out, err := tu.Objective(ctx, run)
 
 	tu.mu.Lock()
 	if err != nil && (errors.Is(err, trainer.ErrInterrupted) || ctx.Err() != nil) {
@@ -378,6 +379,92 @@ func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
 	return tu.saveErr()
 }
 
+// recordEnded records the end of a trial whose run ended but was killed
+// before the tune wrote that down, and reports whether it did. Only the run
+// directory's summary.json says a run ended: the trainer writes it last,
+// after the test evaluation, so a stop decision in tune.json does not.
+// Called with the lock held.
+func (tu *Tuner) recordEnded(t *Trial, dir string) (bool, error) {
+	if t.Starts == 0 {
+		return false, nil
+	}
+	_, err := os.Stat(filepath.Join(dir, trainer.SummaryFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("trial %s: %w", t.Name(), err)
+	}
+	out, err := OutcomeFromRunDir(dir)
+	if err == nil {
+		out.Seconds, err = trainSeconds(dir)
+	}
+	tu.finish(t, out, err, 0)
+	return true, nil
+}
+
+// trainSeconds is the training time a run directory's summary.json records:
+// that of all the run's starts, those a kill cut short included, which the
+// tune could not time.
+func trainSeconds(dir string) (float64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, trainer.SummaryFile))
+	if err != nil {
+		return 0, err
+	}
+	var sum trainer.Summary
+	if err := json.Unmarshal(b, &sum); err != nil {
+		return 0, fmt.Errorf("run %s: %s: %w", dir, trainer.SummaryFile, err)
+	}
+	return sum.TrainSeconds, nil
+}
+
+// startRun records that t starts and returns its run: continued from its
+// checkpoint when it has one, except for a trial successive halving had
+// stopped, which runs again from scratch to the validation that stopped it.
+// That trial's checkpoint, when there is one, was written at the stop, and
+// the trainer would continue it past the stop; a fresh run of the same
+// configuration reproduces the stopped one exactly. Called with the lock
+// held.
+func (tu *Tuner) startRun(t *Trial, dir string) (Run, error) {
+	report := func(r Report) bool { return tu.report(t, r) }
+	if t.StopAt > 0 {
+		err := os.Remove(filepath.Join(dir, trainer.CheckpointFile))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return Run{}, fmt.Errorf("trial %s: running it again to its stop: %w", t.Name(), err)
+		}
+		report = tu.replay(t)
+	}
+	_, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile))
+	resume := err == nil
+	t.Status, t.Error, t.Resumed = Running, "", resume
+	t.Starts++
+	t.Started = time.Now().UTC().Format(time.RFC3339)
+	if err := tu.save(); err != nil {
+		return Run{}, err
+	}
+	c := t.Config
+	c.RunDir, c.Threads = dir, tu.Threads
+	return Run{Dir: dir, Config: c, Resume: resume, Report: report}, nil
+}
+
+// replay is the Report of a stopped trial run again: the rungs hold its
+// values already, so it only stops the run where successive halving did.
+func (tu *Tuner) replay(t *Trial) func(Report) bool {
+	set, step := tu.State.Settings, t.StopStep
+	need := set.rungResource(t.StopAt - 1)
+	return func(r Report) bool {
+		if step > 0 {
+			return r.Step >= step
+		}
+		// A tune.json that predates stop_step: the stop rung's validation.
+		res := r.Epoch
+		if set.Unit == "steps" {
+			res = float64(r.Step)
+		}
+		return res+1e-9 >= need
+	}
+}
+
 // finish records a trial's end, saves the state and the results. Called
 // with the lock held.
 func (tu *Tuner) finish(t *Trial, out Outcome, err error, seconds float64) {
@@ -386,6 +473,9 @@ func (tu *Tuner) finish(t *Trial, out Outcome, err error, seconds float64) {
 	t.Finished = time.Now().UTC().Format(time.RFC3339)
 	if err == nil {
 		t.Metrics, t.Epochs, t.Steps = out.Metrics, out.Epochs, out.Steps
+		// The starts a kill cut short went untimed; the run's own time
+		// counts them.
+		t.Seconds = max(t.Seconds, out.Seconds)
 		if v, ok := out.Metrics[metric]; ok && !math.IsNaN(v) {
 			t.Metric = &v
 		} else {
@@ -480,7 +570,7 @@ func (tu *Tuner) report(t *Trial, r Report) bool {
 	// top 1/eta stops now rather than run on.
 	for k := 0; k < t.Rung && k < len(tu.State.Rungs); k++ {
 		if v, ok := tu.State.Rungs[k].Values[t.ID]; ok && !promoted(tu.State.Rungs[k].values(), v, set.Eta, maximize) {
-			t.StopAt = k + 1
+			t.StopAt, t.StopStep = k+1, r.Step
 			tu.Log.Info().Str("trial", t.Name()).Int("rung", k+1).Float64(valMetric(set.Metric), v).
 				Int("reported", len(tu.State.Rungs[k].Values)).Msg("stopped by successive halving: overtaken at a rung it had passed")
 			if err := tu.save(); err != nil {
@@ -509,7 +599,7 @@ func (tu *Tuner) report(t *Trial, r Report) bool {
 			ev.Msg("promoted")
 			continue
 		}
-		t.StopAt = k + 1
+		t.StopAt, t.StopStep = k+1, r.Step
 		ev.Msg("stopped by successive halving")
 		break
 	}
