@@ -42,7 +42,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +49,7 @@ import (
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/durable"
+	"github.com/kiln-ml/kiln/internal/userfile"
 )
 
 // MaxHeaderSize is the largest JSON header Read accepts (the limit of the
@@ -126,12 +126,8 @@ func Decode(data []byte) (map[string]*engine.Tensor, map[string]string, error) {
 		return nil, nil, formatErr("", "truncated: %d bytes, need 8 for the header length", len(data))
 	}
 	n := binary.LittleEndian.Uint64(data)
-	rest := uint64(len(data) - 8)
-	switch {
-	case n > MaxHeaderSize:
-		return nil, nil, formatErr("", "header length %d exceeds the %d-byte limit", n, MaxHeaderSize)
-	case n > rest:
-		return nil, nil, formatErr("", "header length %d exceeds the %d bytes after it (truncated file?)", n, rest)
+	if err := checkHeaderLen(n, int64(len(data)-8)); err != nil {
+		return nil, nil, err
 	}
 	header, body := data[8:8+n], data[8+n:]
 	entries, meta, err := parseHeader(header)
@@ -141,36 +137,130 @@ func Decode(data []byte) (map[string]*engine.Tensor, map[string]string, error) {
 	if err := checkLayout(entries, len(body)); err != nil {
 		return nil, nil, err
 	}
+	tensors, err := decodeAll(entries, body)
+	return tensors, meta, err
+}
+
+// checkHeaderLen refuses a header length beyond the limit or, when rest (the
+// bytes after the length) is known, beyond the input: before it is trusted
+// with an allocation.
+func checkHeaderLen(n uint64, rest int64) error {
+	switch {
+	case n > MaxHeaderSize:
+		return formatErr("", "header length %d exceeds the %d-byte limit", n, MaxHeaderSize)
+	case rest >= 0 && n > uint64(rest):
+		return formatErr("", "header length %d exceeds the %d bytes after it (truncated file?)", n, rest)
+	}
+	return nil
+}
+
+func decodeAll(entries []entry, body []byte) (map[string]*engine.Tensor, error) {
 	tensors := make(map[string]*engine.Tensor, len(entries))
 	for _, e := range entries {
 		t, err := decodeTensor(e, body[e.begin:e.end])
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		tensors[e.name] = t
 	}
-	return tensors, meta, nil
+	return tensors, nil
 }
 
-// Read reads a whole safetensors stream to EOF and decodes it.
+// Read reads a safetensors stream and decodes it. It reads what the header
+// says the tensors hold, then checks that the stream ends there, so an
+// endless or oversized stream is an error rather than a read that never ends.
 func Read(r io.Reader) (map[string]*engine.Tensor, map[string]string, error) {
-	// io.ReadAll grows with what actually arrives, so a corrupt header
-	// length cannot make Read allocate more than the input holds.
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, nil, fmt.Errorf("safetensors: %w", err)
-	}
-	return Decode(data)
+	return readFrom(r, -1)
 }
 
-// ReadFile reads and decodes the safetensors file at path. Errors name path.
+// ReadFile reads and decodes the safetensors file at path, which must be a
+// regular file: a FIFO or a device is refused before it is opened. The
+// header is checked against the file's size before the tensors are read.
+// Errors name path.
 func ReadFile(path string) (map[string]*engine.Tensor, map[string]string, error) {
-	data, err := os.ReadFile(path)
+	f, fi, err := userfile.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("safetensors: %w", err)
 	}
-	ts, meta, err := Decode(data)
+	defer f.Close()
+	ts, meta, err := readFrom(f, fi.Size())
 	return ts, meta, withFile(path, err)
+}
+
+// readFrom decodes a stream of size bytes (-1: unknown), allocating only
+// what the header claims and, when the size is known, only once the claims
+// fit it; with the size unknown, buffers grow with what actually arrives.
+func readFrom(r io.Reader, size int64) (map[string]*engine.Tensor, map[string]string, error) {
+	var lenBuf [8]byte
+	if k, err := io.ReadFull(r, lenBuf[:]); err != nil {
+		return nil, nil, readErr(err, "truncated: %d bytes, need 8 for the header length", k)
+	}
+	n := binary.LittleEndian.Uint64(lenBuf[:])
+	rest := int64(-1)
+	if size >= 0 {
+		rest = max(size-8, 0)
+	}
+	if err := checkHeaderLen(n, rest); err != nil {
+		return nil, nil, err
+	}
+	header, err := readN(r, int64(n), size >= 0)
+	if err != nil {
+		return nil, nil, readErr(err, "header length %d exceeds the %d bytes after it (truncated file?)", n, len(header))
+	}
+	entries, meta, err := parseHeader(header)
+	if err != nil {
+		return nil, nil, err
+	}
+	bodyLen := 0
+	for _, e := range entries {
+		bodyLen = max(bodyLen, e.end)
+	}
+	if size >= 0 {
+		bodyLen = int(size - 8 - int64(n))
+	}
+	if err := checkLayout(entries, bodyLen); err != nil {
+		return nil, nil, err
+	}
+	body, err := readN(r, int64(bodyLen), size >= 0)
+	if err != nil {
+		if lerr := checkLayout(entries, len(body)); lerr != nil {
+			err = lerr
+		}
+		return nil, nil, readErr(err, "truncated data section")
+	}
+	if k, _ := io.ReadFull(r, lenBuf[:1]); k > 0 {
+		return nil, nil, formatErr("", "tensors cover %d bytes of data but more follow after the header", bodyLen)
+	}
+	tensors, err := decodeAll(entries, body)
+	return tensors, meta, err
+}
+
+// readN reads n bytes into a buffer of n (known: the size was checked) or
+// one that grows as bytes arrive.
+func readN(r io.Reader, n int64, known bool) ([]byte, error) {
+	if known {
+		b := make([]byte, n)
+		k, err := io.ReadFull(r, b)
+		return b[:k], err
+	}
+	b, err := io.ReadAll(io.LimitReader(r, n))
+	if err == nil && int64(len(b)) < n {
+		err = io.ErrUnexpectedEOF
+	}
+	return b, err
+}
+
+// readErr turns the end of the input into a format error, and leaves other
+// errors (I/O failures, format errors already) as they are.
+func readErr(err error, format string, args ...any) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return formatErr("", format, args...)
+	}
+	var fe *FormatError
+	if errors.As(err, &fe) {
+		return err
+	}
+	return fmt.Errorf("safetensors: %w", err)
 }
 
 func parseHeader(header []byte) ([]entry, map[string]string, error) {

@@ -5,7 +5,6 @@
 package imagefile
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -13,34 +12,80 @@ import (
 	_ "image/jpeg" // JPEG too, at no cost
 	_ "image/png"
 	"io"
-	"os"
+
+	"github.com/kiln-ml/kiln/internal/userfile"
 )
 
-// ReadFile decodes a PGM (P2 or P5) or anything the image package knows
-// (PNG, JPEG).
+// The largest image predict reads. The model sees a few dozen pixels a
+// side, so a larger image only costs memory: its decoded pixels and the
+// float planes of the resize, about 16 bytes a pixel, 512 MiB at the limit.
+const (
+	MaxSide   = 16384
+	MaxPixels = 1 << 25 // 32 Mi pixels: a 12-megapixel photo fits, twice
+	// MaxFileBytes bounds the file itself, before any decoding.
+	MaxFileBytes = 256 << 20
+)
+
+// limits bounds the image a decoder may allocate: the real ones, or small
+// ones for fuzzing, where every input allocating its 32 Mi pixels would
+// make the search crawl.
+type limits struct{ side, pixels int }
+
+var predictLimits = limits{MaxSide, MaxPixels}
+
+// check refuses a w×h image beyond l, saying what the limits are.
+func (l limits) check(w, h int) error {
+	if w > l.side || h > l.side || w*h > l.pixels {
+		return fmt.Errorf("%d×%d pixels: larger than predict takes (at most %d pixels a side and %d pixels in all); scale it down first",
+			w, h, l.side, l.pixels)
+	}
+	return nil
+}
+
+// ReadFile reads and decodes a PGM (P2 or P5) or anything the image package
+// knows (PNG, JPEG) from a regular file of at most MaxFileBytes. An image
+// larger than MaxSide a side or MaxPixels in all is an error, found from its
+// header before any pixel is allocated. Errors name the file.
 func ReadFile(path string) (image.Image, error) {
-	b, err := os.ReadFile(path)
+	b, err := userfile.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, err
 	}
+	img, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return img, nil
+}
+
+// Decode decodes the bytes of a PGM, PNG or JPEG file within the limits
+// ReadFile applies.
+func Decode(b []byte) (image.Image, error) { return decode(b, predictLimits) }
+
+func decode(b []byte, lim limits) (image.Image, error) {
 	if len(b) >= 2 && b[0] == 'P' && (b[1] == '2' || b[1] == '5') {
-		img, err := decodePGM(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return img, nil
+		return decodePGM(b, lim)
+	}
+	// The decoders allocate every pixel the header declares before they
+	// read one: check the declaration first.
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("not a PNG, PGM or JPEG image: %w", err)
+	}
+	if err := lim.check(cfg.Width, cfg.Height); err != nil {
+		return nil, err
 	}
 	img, _, err := image.Decode(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a PNG, PGM or JPEG image: %w", path, err)
+		return nil, fmt.Errorf("not a PNG, PGM or JPEG image: %w", err)
 	}
 	return img, nil
 }
 
 // decodePGM reads a binary (P5) or plain (P2) PGM with any maxval up to
 // 65535, scaling values to 8 bits.
-func decodePGM(b []byte) (*image.Gray, error) {
-	r := bufio.NewReader(bytes.NewReader(b))
+func decodePGM(b []byte, lim limits) (*image.Gray, error) {
+	r := bytes.NewReader(b)
 	magic, _ := r.ReadByte()
 	kind, _ := r.ReadByte()
 	if magic != 'P' || (kind != '2' && kind != '5') {
@@ -55,10 +100,12 @@ func decodePGM(b []byte) (*image.Gray, error) {
 		hdr[i] = v
 	}
 	w, h, maxval := hdr[0], hdr[1], hdr[2]
-	if w < 1 || h < 1 || w > 1<<15 || h > 1<<15 || maxval < 1 || maxval > 65535 {
+	if w < 1 || h < 1 || maxval < 1 || maxval > 65535 {
 		return nil, fmt.Errorf("PGM: bad header %d×%d, maxval %d", w, h, maxval)
 	}
-	img := image.NewGray(image.Rect(0, 0, w, h))
+	if err := lim.check(w, h); err != nil {
+		return nil, fmt.Errorf("PGM: %w", err)
+	}
 	scale := func(v int) (uint8, error) {
 		if v > maxval {
 			return 0, fmt.Errorf("PGM: value %d above maxval %d", v, maxval)
@@ -66,28 +113,14 @@ func decodePGM(b []byte) (*image.Gray, error) {
 		return uint8((v*255 + maxval/2) / maxval), nil
 	}
 	if kind == '5' {
-		// Exactly one whitespace byte follows maxval; pgmInt consumed it.
-		size := 1
-		if maxval > 255 {
-			size = 2
-		}
-		raw := make([]byte, w*h*size)
-		if _, err := io.ReadFull(r, raw); err != nil {
-			return nil, fmt.Errorf("PGM: %d×%d pixels need %d bytes: %w", w, h, len(raw), err)
-		}
-		for i := range img.Pix {
-			v := int(raw[i])
-			if size == 2 {
-				v = int(raw[2*i])<<8 | int(raw[2*i+1])
-			}
-			p, err := scale(v)
-			if err != nil {
-				return nil, err
-			}
-			img.Pix[i] = p
-		}
-		return img, nil
+		return pgmBinary(b[len(b)-r.Len():], w, h, maxval > 255, scale)
 	}
+	// Each value takes a digit and all but the last a separator: a file
+	// too short for that is refused before its pixels are allocated.
+	if n := w * h; 2*n-1 > r.Len() {
+		return nil, fmt.Errorf("PGM: %d×%d pixels need at least %d bytes, the file has %d after its header", w, h, 2*n-1, r.Len())
+	}
+	img := image.NewGray(image.Rect(0, 0, w, h))
 	for i := range img.Pix {
 		v, err := pgmInt(r)
 		if err != nil {
@@ -100,14 +133,44 @@ func decodePGM(b []byte) (*image.Gray, error) {
 	return img, nil
 }
 
+// pgmBinary decodes the pixels of a P5 file, raw being what follows the one
+// whitespace byte after maxval (pgmInt consumed it): one byte a pixel, or
+// two, big-endian, when wide.
+func pgmBinary(raw []byte, w, h int, wide bool, scale func(int) (uint8, error)) (*image.Gray, error) {
+	size := 1
+	if wide {
+		size = 2
+	}
+	if len(raw) < w*h*size {
+		return nil, fmt.Errorf("PGM: %d×%d pixels need %d bytes, the file has %d after its header", w, h, w*h*size, len(raw))
+	}
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		v := int(raw[i])
+		if wide {
+			v = int(raw[2*i])<<8 | int(raw[2*i+1])
+		}
+		p, err := scale(v)
+		if err != nil {
+			return nil, err
+		}
+		img.Pix[i] = p
+	}
+	return img, nil
+}
+
 // pgmInt reads a decimal number after whitespace and # comments, and the
 // one whitespace byte that ends it.
-func pgmInt(r *bufio.Reader) (int, error) {
+func pgmInt(r *bytes.Reader) (int, error) {
 	space := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 	c, err := r.ReadByte()
 	for err == nil && (space(c) || c == '#') {
-		if c == '#' {
-			_, err = r.ReadString('\n')
+		for err == nil && c == '#' { // a comment runs to the end of the line
+			if c, err = r.ReadByte(); err == nil && c == '\n' {
+				c = ' '
+			} else {
+				c = '#'
+			}
 		}
 		if err == nil {
 			c, err = r.ReadByte()

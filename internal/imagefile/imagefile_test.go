@@ -1,13 +1,26 @@
 package imagefile
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"image"
+	"image/jpeg"
+	"image/png"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/kiln-ml/kiln/internal/userfile/userfiletest"
 )
 
 func TestDecodePGM(t *testing.T) {
 	plain := "P2\n# a comment\n3 2 # another\n15\n0 15 7\n 8 1 15\n"
-	img, err := decodePGM([]byte(plain))
+	img, err := decodePGM([]byte(plain), predictLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,11 +30,11 @@ func TestDecodePGM(t *testing.T) {
 	}
 
 	raw := append([]byte("P5 2 2 255\n"), 0, 10, 200, 255)
-	if img, err = decodePGM(raw); err != nil || !slices.Equal(img.Pix, []uint8{0, 10, 200, 255}) {
+	if img, err = decodePGM(raw, predictLimits); err != nil || !slices.Equal(img.Pix, []uint8{0, 10, 200, 255}) {
 		t.Errorf("P5: %v %v", img, err)
 	}
 	wide := append([]byte("P5\n2 1\n65535\n"), 0xff, 0xff, 0x80, 0x00)
-	if img, err = decodePGM(wide); err != nil || !slices.Equal(img.Pix, []uint8{255, 128}) {
+	if img, err = decodePGM(wide, predictLimits); err != nil || !slices.Equal(img.Pix, []uint8{255, 128}) {
 		t.Errorf("16-bit P5: %v %v", img, err)
 	}
 
@@ -34,8 +47,142 @@ func TestDecodePGM(t *testing.T) {
 		"above maxval":     "P2 1 1 15\n16",
 		"not a number":     "P2 1 x 15\n1",
 	} {
-		if _, err := decodePGM([]byte(bad)); err == nil {
+		if _, err := decodePGM([]byte(bad), predictLimits); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// pngSized is a real 1×1 PNG whose header claims w×h (the IHDR CRC
+// recomputed, so the decoder believes it): what a corrupt or hostile file
+// looks like.
+func pngSized(t testing.TB, w, h uint32) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	// Signature (8), IHDR length (4), "IHDR" (4), width, height, …, CRC.
+	ihdr := b[12 : 12+4+13]
+	binary.BigEndian.PutUint32(ihdr[4:], w)
+	binary.BigEndian.PutUint32(ihdr[8:], h)
+	binary.BigEndian.PutUint32(b[12+4+13:], crc32.ChecksumIEEE(ihdr))
+	return b
+}
+
+// jpegSized is a real 16×16 JPEG whose SOF0 claims w×h.
+func jpegSized(t testing.TB, w, h uint16) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, image.NewGray(image.Rect(0, 0, 16, 16)), nil); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	i := bytes.Index(b, []byte{0xff, 0xc0})
+	if i < 0 {
+		t.Fatal("no SOF0 in the encoded JPEG")
+	}
+	// FF C0, length (2), precision (1), height (2), width (2).
+	binary.BigEndian.PutUint16(b[i+5:], h)
+	binary.BigEndian.PutUint16(b[i+7:], w)
+	return b
+}
+
+func writeFile(t testing.TB, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A small file whose header claims a huge image is refused from the header,
+// before the decoder allocates the pixels, with the limit in the error.
+func TestReadFileRefusesHugeImages(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"huge.png", pngSized(t, 100000, 100000), "at most 16384 pixels a side"},
+		{"wide.png", pngSized(t, 16384, 16384), "33554432 pixels in all"},
+		{"huge.jpg", jpegSized(t, 60000, 60000), "at most 16384 pixels a side"},
+		{"huge.pgm", []byte("P5 32768 32768 255\n\x00"), "at most 16384 pixels a side"},
+		{"wide.pgm", []byte("P2\n16384 16384 255\n0 0 0\n"), "33554432 pixels in all"},
+	} {
+		path := writeFile(t, c.name, c.b)
+		var err error
+		alloc, _ := userfiletest.Allocated(func() error {
+			_, err = ReadFile(path)
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s (%d bytes): %v, want an error naming the file and saying %q", c.name, len(c.b), err, c.want)
+		}
+		if alloc > 1<<20 {
+			t.Errorf("%s (%d bytes): %d bytes allocated before the error", c.name, len(c.b), alloc)
+		}
+	}
+}
+
+// A PGM within the limits but with fewer bytes than its pixels need is
+// refused before its pixels are allocated.
+func TestReadFileRefusesShortPGM(t *testing.T) {
+	for name, b := range map[string]string{
+		"short.pgm":  "P5 4000 4000 255\n\x00\x01",
+		"short2.pgm": "P5 4000 4000 65535\n" + strings.Repeat("\x00", 16e6),
+		"plain.pgm":  "P2 4000 4000 255\n1 2 3\n",
+	} {
+		path := writeFile(t, name, []byte(b))
+		var err error
+		alloc, _ := userfiletest.Allocated(func() error {
+			_, err = ReadFile(path)
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: %v, want an error naming the file", name, err)
+		}
+		if alloc > 1<<20+uint64(len(b)) {
+			t.Errorf("%s: %d bytes allocated for a %d-byte file", name, alloc, len(b))
+		}
+	}
+}
+
+func TestReadFileRefusesWhatIsNotARegularFile(t *testing.T) {
+	for _, s := range userfiletest.Specials(t) {
+		err := userfiletest.Promptly(t, 5*time.Second, func() error {
+			_, err := ReadFile(s.Path)
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), s.Path) || !strings.Contains(err.Error(), s.Kind) {
+			t.Errorf("ReadFile(%s) = %v, want an error naming it %s", s.Path, err, s.Kind)
+		}
+	}
+	big := filepath.Join(t.TempDir(), "big.png")
+	if err := os.WriteFile(big, pngSized(t, 1, 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, MaxFileBytes+1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(big); err == nil || !strings.Contains(err.Error(), fmt.Sprint(MaxFileBytes)) {
+		t.Errorf("a file over %d bytes: %v", MaxFileBytes, err)
+	}
+}
+
+// Images at the limits still decode.
+func TestReadFileAtTheLimits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("decodes a 32-megapixel image")
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, MaxSide, MaxPixels/MaxSide))); err != nil {
+		t.Fatal(err)
+	}
+	img, err := ReadFile(writeFile(t, "limit.png", buf.Bytes()))
+	if err != nil || img.Bounds().Dx() != MaxSide {
+		t.Fatalf("a %d×%d PNG: %v", MaxSide, MaxPixels/MaxSide, err)
 	}
 }

@@ -45,8 +45,7 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 	if fi.Size() > limit {
 		return nil, fmt.Errorf("%s: %d bytes, more than the %d this file may have", path, fi.Size(), limit)
 	}
-	// Read at most limit+1 bytes: the file may grow after the Stat.
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	b, err := readAll(f, fi.Size(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -54,6 +53,27 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: more than the %d bytes this file may have", path, limit)
 	}
 	return b, nil
+}
+
+// readAll reads f to its end into one buffer of the size it had when
+// stat'ed (io.ReadAll would grow one, allocating twice the file), growing it
+// only for a file that grew since, and reading at most limit+1 bytes.
+func readAll(f io.Reader, size, limit int64) ([]byte, error) {
+	b := make([]byte, 0, size+1) // +1: the read that finds the end
+	r := io.LimitReader(f, limit+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 func kind(m os.FileMode) string {

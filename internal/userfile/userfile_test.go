@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kiln-ml/kiln/internal/userfile/userfiletest"
 )
 
 func TestReadFileRefusesWhatIsNotARegularFile(t *testing.T) {
@@ -31,5 +33,25 @@ func TestReadFileBoundsTheSize(t *testing.T) {
 	}
 	if _, err := ReadFile(path, 99); err == nil || !strings.Contains(err.Error(), "100 bytes") {
 		t.Fatalf("ReadFile past the limit: %v", err)
+	}
+}
+
+// A file is read into one buffer of its size, not grown into one: a 16 MB
+// file costs 16 MB.
+func TestReadFileAllocatesWhatTheFileHolds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 16<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	alloc, err := userfiletest.Allocated(func() (err error) {
+		b, err = ReadFile(path, 1<<30)
+		return err
+	})
+	if err != nil || len(b) != 16<<20 {
+		t.Fatalf("ReadFile: %d bytes, %v", len(b), err)
+	}
+	if alloc > 17<<20 {
+		t.Errorf("%d bytes allocated to read a 16 MiB file", alloc)
 	}
 }

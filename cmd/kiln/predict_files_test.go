@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"image"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-ml/kiln/internal/userfile/userfiletest"
+)
+
+// hugePNG is a 1×1 PNG whose header claims 100000×100000 pixels (40 GB as
+// RGBA), its CRC fixed so that a decoder believes it.
+func hugePNG(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	ihdr := b[12 : 12+4+13] // after the signature and the chunk length
+	binary.BigEndian.PutUint32(ihdr[4:], 100000)
+	binary.BigEndian.PutUint32(ihdr[8:], 100000)
+	binary.BigEndian.PutUint32(b[12+4+13:], crc32.ChecksumIEEE(ihdr))
+	return b
+}
+
+// kilnWithin runs kiln like kiln does, but kills it after d: a command that
+// hangs on a FIFO or reads /dev/zero forever fails the test.
+func kilnWithin(t *testing.T, d time.Duration, dir string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kilnBin, args...)
+	cmd.Dir = dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("kiln %s: still running after %v", strings.Join(args, " "), d)
+	}
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("kiln %v: %v", args, err)
+	}
+	if strings.Contains(r.stderr, "panic:") || strings.Contains(r.stderr, "goroutine ") {
+		t.Fatalf("kiln %s crashed:\n%s", strings.Join(args, " "), r.stderr)
+	}
+	return r
+}
+
+// Image and weights files are checked before they are read: a small PNG
+// claiming 100000×100000 pixels, a FIFO, /dev/zero or a directory is an
+// error naming the file, at once, never a hang or an exhausted memory.
+func TestPredictRefusesBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	writePNG(t, filepath.Join(dir, "digit.png"), image.NewGray(image.Rect(0, 0, 28, 28)))
+	if err := os.WriteFile(filepath.Join(dir, "huge.png"), hugePNG(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The image is read before the weights: these need only exist.
+	if err := os.WriteFile(filepath.Join(dir, "w.safetensors"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type bad struct{ flag, path, want string }
+	cases := []bad{{"--image", "huge.png", "at most 16384 pixels a side"}}
+	for _, s := range userfiletest.Specials(t) {
+		cases = append(cases, bad{"--image", s.Path, s.Kind}, bad{"--weights", s.Path, s.Kind})
+	}
+	for _, c := range cases {
+		args := []string{"predict", "--model", "lenet", "--dataset", "mnist", "--device", "cpu",
+			"--image", "digit.png", "--weights", "w.safetensors", c.flag, c.path}
+		r := kilnWithin(t, 30*time.Second, dir, args...)
+		msg := strings.Join(errorLines(r.stderr), "\n")
+		if r.code == 0 || !strings.Contains(msg, c.path) || !strings.Contains(msg, c.want) {
+			t.Errorf("%s %s: exit %d, %q; want an error naming the file and saying %q", c.flag, c.path, r.code, r.stderr, c.want)
+		}
+	}
+}
