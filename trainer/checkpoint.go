@@ -3,6 +3,9 @@ package trainer
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+
+	"github.com/kiln-ml/kiln/internal/durable"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/engine/safetensors"
@@ -19,6 +22,71 @@ type RunState struct {
 	EarlyStop *EarlyStopping     `json:"early_stop,omitempty"`
 	Config    json.RawMessage    `json:"config,omitempty"` // the run's configuration, checked on resume
 	Elapsed   float64            `json:"elapsed_seconds"`  // training time so far
+	// StopReason is why training ended before its last epoch (early
+	// stopping, a callback): a resumed run does not train on.
+	StopReason string `json:"stop_reason,omitempty"`
+	// Train holds the current epoch's training figures so far, for a
+	// checkpoint written mid-epoch (Ctrl-C).
+	Train epochSums `json:"train"`
+	// Files are the sizes of the run directory's appended files when the
+	// checkpoint was written (rundir.go).
+	Files map[string]int64 `json:"files,omitempty"`
+}
+
+// epochSums are an epoch's training figures so far.
+type epochSums struct {
+	LossSum float64 `json:"loss_sum"`
+	Count   int     `json:"count"`
+	Correct int     `json:"correct"`
+}
+
+// ReadRunState reads a checkpoint's run state alone, not its tensors.
+func ReadRunState(path string) (RunState, error) {
+	meta, err := safetensors.ReadMetadata(path)
+	if err != nil {
+		return RunState{}, err
+	}
+	return parseRunState(path, meta)
+}
+
+func parseRunState(path string, meta map[string]string) (RunState, error) {
+	raw, ok := meta[checkpointKey]
+	if !ok {
+		return RunState{}, fmt.Errorf("%s: not a Kiln checkpoint (no %s metadata)", path, checkpointKey)
+	}
+	var st RunState
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		return RunState{}, fmt.Errorf("%s: bad checkpoint metadata: %w", path, err)
+	}
+	return st, nil
+}
+
+// check refuses a state that no run of epochs epochs of batches steps each
+// could have written (a hand-edited or foreign checkpoint).
+func (st RunState) check(epochs, batches int) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("checkpoint metadata: "+format+" (was the file edited?)", args...)
+	}
+	switch {
+	case st.Epoch < 0 || st.Epoch > epochs:
+		return bad("epoch %d is outside this run's 0..%d", st.Epoch, epochs)
+	case st.Step < 0 || st.Step > epochs*batches:
+		return bad("step %d is outside this run's 0..%d", st.Step, epochs*batches)
+	case st.StopReason == "" && st.Epoch < epochs && (st.Step < st.Epoch*batches || st.Step >= (st.Epoch+1)*batches):
+		return bad("step %d is not within epoch %d (%d steps an epoch)", st.Step, st.Epoch+1, batches)
+	case st.StopReason == "" && st.Epoch == epochs && st.Step != epochs*batches:
+		return bad("step %d does not end the run's %d steps", st.Step, epochs*batches)
+	case st.StopReason != "" && (st.Epoch == 0 || st.Step <= (st.Epoch-1)*batches || st.Step > st.Epoch*batches):
+		return bad("step %d does not end epoch %d", st.Step, st.Epoch)
+	case !(st.Elapsed >= 0) || st.Train.Count < 0 || st.Train.Correct < 0 || st.Train.Correct > st.Train.Count:
+		return bad("elapsed %v s, %d of %d samples right", st.Elapsed, st.Train.Correct, st.Train.Count)
+	}
+	for name, n := range st.Files {
+		if n < 0 || !appendedFile(name) {
+			return bad("file %q of %d bytes", name, n)
+		}
+	}
+	return nil
 }
 
 const checkpointKey = "kiln.checkpoint"
@@ -40,7 +108,9 @@ func SaveCheckpoint(path string, model layers.Layer, opt Optimizer, params []*la
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return safetensors.WriteFile(path, tensors, map[string]string{checkpointKey: string(meta), "format": "kiln-checkpoint"})
+	return durable.WriteStream(path, func(w io.Writer) error {
+		return safetensors.Write(w, tensors, map[string]string{checkpointKey: string(meta), "format": "kiln-checkpoint"})
+	})
 }
 
 // LoadCheckpoint restores what SaveCheckpoint wrote into model and opt and
@@ -50,13 +120,9 @@ func LoadCheckpoint(path string, model layers.Layer, opt Optimizer, params []*la
 	if err != nil {
 		return RunState{}, err
 	}
-	var st RunState
-	raw, ok := meta[checkpointKey]
-	if !ok {
-		return RunState{}, fmt.Errorf("%s: not a Kiln checkpoint (no %s metadata)", path, checkpointKey)
-	}
-	if err := json.Unmarshal([]byte(raw), &st); err != nil {
-		return RunState{}, fmt.Errorf("%s: bad checkpoint metadata: %w", path, err)
+	st, err := parseRunState(path, meta)
+	if err != nil {
+		return RunState{}, err
 	}
 	modelState := map[string]*engine.Tensor{}
 	optState := map[string]*engine.Tensor{}

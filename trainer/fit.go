@@ -75,7 +75,6 @@ type Trainer struct {
 	Run       *RunDir
 	Progress  io.Writer
 	Callbacks Callbacks
-	Resume    bool
 
 	opt        Optimizer
 	classifier *Classifier
@@ -129,8 +128,61 @@ func resumeKey(c Config) json.RawMessage {
 }
 
 // Fit trains on s.Train, validates on s.Val (when present) and evaluates the
-// chosen weights on s.Test (when present).
+// chosen weights on s.Test (when present). It runs in phases, each a method
+// of fitRun below: prepare, resume (from the run directory's checkpoint),
+// the epochs, and the end (final weights, test pass, summary). A run
+// resumed at any point, its end included, finishes as if never stopped.
 func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
+	f, err := t.prepareFit(s)
+	if err != nil {
+		return nil, err
+	}
+	defer f.loader.Close()
+	if err := f.resume(); err != nil {
+		return nil, err
+	}
+	t.openVisuals(s, f.step)
+	defer t.closeVisuals()
+	f.logStart()
+	t.Model.SetTraining(true)
+	for !f.trainingDone() {
+		if err := f.runEpoch(ctx); err != nil {
+			return nil, err
+		}
+		if f.pausing() {
+			return f.pause(), nil
+		}
+	}
+	return f.finish()
+}
+
+// fitRun is one call of Fit: its settings and where the run has got to.
+type fitRun struct {
+	t       *Trainer
+	c       Config
+	s       *data.Splits
+	loader  *data.Loader
+	gdata   *gpuData
+	nb      int // batches per epoch
+	sched   *Schedule
+	monitor string // the early-stopping metric
+	stopper *EarlyStopping
+	bar     *progressbar.ProgressBar
+
+	epochs     int     // epochs completed
+	step       int     // optimiser steps taken
+	elapsed    float64 // training seconds, over every part of the run
+	stopReason string  // why training ended early
+	sums       epochSums
+
+	start          time.Time // of this process's part of the run
+	images         int       // trained on in this part
+	warnedCollapse bool      // said once per run
+}
+
+// prepareFit checks the data against the model and builds the loader, the
+// schedule and the early stopping.
+func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	c := t.Config
 	if s == nil || s.Train == nil || s.Train.Len() == 0 {
 		return nil, fmt.Errorf("fit: no training data")
@@ -138,342 +190,429 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 	if c.Regression != (s.Train.Task == data.Regression) {
 		return nil, fmt.Errorf("fit: data set %s is %v but the model has a %s head", s.Train.Name, s.Train.Task, map[bool]string{true: "regression", false: "classification"}[c.Regression])
 	}
+	if err := t.checkMemory(s.Train); err != nil {
+		return nil, err
+	}
 	loader, err := data.NewLoader(s.Train, data.LoaderOptions{BatchSize: c.Batch, Shuffle: true, DropLast: c.DropLast,
 		Augment: c.Augment, Seed: c.Seed})
 	if err != nil {
 		return nil, err
 	}
-	defer loader.Close()
-	nb := loader.BatchesPerEpoch()
-	gdata := t.dataOnDevice(s.Train)
-	total := nb * c.Epochs
-	if nb == 0 {
+	f := &fitRun{t: t, c: c, s: s, loader: loader, nb: loader.BatchesPerEpoch(), start: time.Now()}
+	if f.nb == 0 {
+		loader.Close()
 		return nil, fmt.Errorf("fit: %d training samples make no batch of %d with drop-last", s.Train.Len(), c.Batch)
 	}
-	sched, err := NewSchedule(ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: total, Warmup: c.Warmup,
+	f.sched, err = NewSchedule(ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: f.nb * c.Epochs, Warmup: c.Warmup,
 		StepSize: c.StepSize, Milestones: c.Milestones, Gamma: c.Gamma})
 	if err != nil {
+		loader.Close()
 		return nil, err
 	}
-	monitor := c.EarlyStop
-	if monitor == "" && s.Val != nil {
-		monitor = "val_loss"
+	f.monitor = c.EarlyStop
+	if f.monitor == "" && s.Val != nil {
+		f.monitor = "val_loss"
 	}
-	var stopper *EarlyStopping
-	if monitor != "" {
-		stopper = &EarlyStopping{Metric: monitor}
+	if f.monitor != "" {
+		f.stopper = &EarlyStopping{Metric: f.monitor}
 		if c.EarlyStop != "" {
-			stopper.Patience, stopper.MinDelta, stopper.Target = c.Patience, c.MinDelta, c.Target
+			f.stopper.Patience, f.stopper.MinDelta, f.stopper.Target = c.Patience, c.MinDelta, c.Target
 		}
 	}
-	if c.Batch&(c.Batch-1) != 0 {
-		t.Log.Warn().Int("batch", c.Batch).Msg("batch size is not a power of two; kernels are tuned for powers of two")
-	}
-	if err := t.checkMemory(s.Train); err != nil {
-		return nil, err
-	}
+	f.gdata = t.dataOnDevice(s.Train)
+	return f, nil
+}
 
-	epoch0, step, elapsed := 0, 0, 0.0
-	if t.Resume {
-		if t.Run == nil {
-			return nil, fmt.Errorf("resume: no run directory")
+// resume restores the model, the optimiser and where the run had got to
+// from the run directory's checkpoint, when it is resuming one.
+func (f *fitRun) resume() error {
+	t := f.t
+	if t.Run == nil || !t.Run.Resuming() {
+		if t.Run != nil && t.Run.Restarted() {
+			t.Log.Warn().Msg("--resume: the run was stopped before its first checkpoint; starting from step 0")
 		}
-		st, err := LoadCheckpoint(t.Run.File(CheckpointFile), t.Model, t.opt, t.params)
-		if err != nil {
-			return nil, fmt.Errorf("resume: %w", err)
-		}
-		if string(st.Config) != string(resumeKey(c)) {
-			return nil, fmt.Errorf("resume: the configuration differs from the run in %s (only --run-dir, --threads, --device, --data-dir and --stop-after-epoch may change)", t.Run.Path)
-		}
-		epoch0, step, elapsed = st.Epoch, st.Step, st.Elapsed
-		if st.Schedule != nil {
-			sched.PlateauScale, sched.PlateauBest, sched.PlateauBad, sched.PlateauSeen =
-				st.Schedule.PlateauScale, st.Schedule.PlateauBest, st.Schedule.PlateauBad, st.Schedule.PlateauSeen
-		}
-		if st.EarlyStop != nil && stopper != nil {
-			stopper.Best, stopper.BestStep, stopper.BestEpoch, stopper.Bad, stopper.Seen =
-				st.EarlyStop.Best, st.EarlyStop.BestStep, st.EarlyStop.BestEpoch, st.EarlyStop.Bad, st.EarlyStop.Seen
-		}
-		t.Log.Info().Int("epoch", epoch0).Int("step", step).Msg("resumed from checkpoint")
+		return nil
 	}
-	t.openVisuals(s, step)
-	defer t.closeVisuals()
+	path := t.Run.File(CheckpointFile)
+	st, err := LoadCheckpoint(path, t.Model, t.opt, t.params)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if string(st.Config) != string(resumeKey(f.c)) {
+		return fmt.Errorf("resume: the configuration differs from the run in %s (only --run-dir, --threads, --device, --data-dir and --stop-after-epoch may change)", t.Run.Path)
+	}
+	if err := st.check(f.c.Epochs, f.nb); err != nil {
+		return fmt.Errorf("resume: %s: %w", path, err)
+	}
+	f.epochs, f.step, f.elapsed, f.stopReason, f.sums = st.Epoch, st.Step, st.Elapsed, st.StopReason, st.Train
+	if st.Schedule != nil {
+		f.sched.PlateauScale, f.sched.PlateauBest, f.sched.PlateauBad, f.sched.PlateauSeen =
+			st.Schedule.PlateauScale, st.Schedule.PlateauBest, st.Schedule.PlateauBad, st.Schedule.PlateauSeen
+	}
+	if st.EarlyStop != nil && f.stopper != nil {
+		e := st.EarlyStop
+		f.stopper.Best, f.stopper.BestStep, f.stopper.BestEpoch, f.stopper.Bad, f.stopper.Seen = e.Best, e.BestStep, e.BestEpoch, e.Bad, e.Seen
+	}
+	t.Log.Info().Int("epoch", f.epochs).Int("step", f.step).Msg("resumed from checkpoint")
+	return nil
+}
+
+func (f *fitRun) logStart() {
+	t, c, s := f.t, f.c, f.s
 	t.Log.Info().Str("model", c.Model).Str("dataset", s.Train.Name).Int("params", layers.CountParams(t.Model)).
 		Int("train", s.Train.Len()).Int("val", lenOf(s.Val)).Int("test", lenOf(s.Test)).
-		Int("batches_per_epoch", nb).Int("epochs", c.Epochs).Int("total_steps", total).
-		Str("schedule", sched.Config().Kind).Float64("lr", c.LR).Str("optimizer", c.Optimizer).
+		Int("batches_per_epoch", f.nb).Int("epochs", c.Epochs).Int("total_steps", f.nb*c.Epochs).
+		Str("schedule", f.sched.Config().Kind).Float64("lr", c.LR).Str("optimizer", c.Optimizer).
 		Int("threads", engine.Threads()).Msg("training")
-
-	checkpoint := func(epochsDone int) error {
-		if t.Run == nil {
-			return nil
-		}
-		return SaveCheckpoint(t.Run.File(CheckpointFile), t.Model, t.opt, t.params, RunState{
-			Epoch: epochsDone, Step: step, Schedule: sched, EarlyStop: stopper,
-			Config: resumeKey(c), Elapsed: elapsed,
-		})
-	}
-	record := func(r MetricsRecord) {
-		t.visualRecord(r)
-		if t.Run != nil {
-			if err := t.Run.Record(r); err != nil {
-				t.Log.Error().Err(err).Msg("writing metrics")
-			}
-		}
-	}
-
-	var bar *progressbar.ProgressBar
-	if t.Progress != nil {
+	if t.Progress != nil && !f.trainingDone() {
 		// Counted in images, so the rate it shows is images/s.
-		bar = progressbar.NewOptions(loader.SamplesPerEpoch()*c.Epochs, progressbar.OptionSetWriter(t.Progress),
+		f.bar = progressbar.NewOptions(f.loader.SamplesPerEpoch()*c.Epochs, progressbar.OptionSetWriter(t.Progress),
 			progressbar.OptionShowIts(), progressbar.OptionSetItsString("img"),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond),
 			progressbar.OptionSetWidth(30), progressbar.OptionClearOnFinish())
-		_ = bar.Set(step * c.Batch)
+		_ = f.bar.Set(f.step * c.Batch)
 	}
+}
 
-	summary := &Summary{Model: c.Model, Dataset: s.Train.Name, Params: layers.CountParams(t.Model)}
-	warnedCollapse := false // say it once per run
-	validate := func(epoch float64) (stop string, err error) {
-		if s.Val == nil {
-			return "", nil
-		}
-		if bar != nil {
-			_ = bar.Clear()
-		}
-		r, err := t.Evaluate(s.Val)
-		if err != nil {
-			return "", err
-		}
-		rec := MetricsRecord{Step: step, Epoch: epoch, Split: "val", Loss: r.Loss, LR: sched.LR(step - 1), Wall: elapsed}
-		ev := t.Log.Info().Int("step", step).Float64("epoch", round3(epoch)).Float64("val_loss", r.Loss)
-		value := r.Loss
-		if c.Regression {
-			rec.RMSE, rec.MAE, rec.R2 = ptr(r.RMSE), ptr(r.MAE), ptr(r.R2)
-			ev = ev.Float64("val_rmse", r.RMSE).Float64("val_mae", r.MAE)
-			if monitor == "val_rmse" {
-				value = r.RMSE
-			}
-		} else {
-			rec.Accuracy = ptr(r.Accuracy)
-			ev = ev.Float64("val_acc", r.Accuracy)
-			if monitor == "val_acc" {
-				value = r.Accuracy
-			}
-		}
-		ev.Msg("validation")
-		if !c.Regression && !warnedCollapse {
-			warnedCollapse = t.warnIfCollapsed("validation", r.Confusion, s.Val.Classes)
-		}
-		record(rec)
-		t.visualValidation(s.Val, step, epoch, r)
-		sched.Observe(r.Loss)
-		if stopper != nil && monitor != "train_loss" {
-			improved, why := stopper.Observe(value, int(math.Ceil(epoch)), step)
-			if improved && t.Run != nil {
-				summary.BestEpoch = int(math.Ceil(epoch))
-				if err := layers.SaveWeights(t.Model, t.Run.File(BestWeights), map[string]string{"model": c.Model, "step": fmt.Sprint(step)}); err != nil {
-					return "", err
-				}
-			}
-			stop = why
-		}
-		if t.Callbacks.OnValidation != nil && t.Callbacks.OnValidation(rec) && stop == "" {
-			stop = "stopped by a callback"
-		}
-		return stop, nil
-	}
+func (f *fitRun) trainingDone() bool { return f.epochs >= f.c.Epochs || f.stopReason != "" }
 
-	t.Model.SetTraining(true)
-	start := time.Now()
-	stepsThisRun, imagesThisRun := 0, 0
-	stopReason, epochsRun := "", epoch0
-	for epoch := epoch0; epoch < c.Epochs && stopReason == ""; epoch++ {
-		skip := 0
-		if epoch == epoch0 {
-			skip = step - epoch0*nb
+// runEpoch trains the next epoch (or what is left of it), validating every
+// ValEvery steps, and ends it.
+func (f *fitRun) runEpoch(ctx context.Context) error {
+	epoch := f.epochs
+	skip := f.step - epoch*f.nb
+	if skip == 0 {
+		f.sums = epochSums{}
+	}
+	tEpoch := time.Now()
+	for b := range f.loader.Batches(epoch, skip) {
+		if ctx.Err() != nil {
+			f.elapsed += time.Since(tEpoch).Seconds()
+			return f.interrupt()
 		}
-		var cm *ClassMetrics
-		var rm RegressionMetrics
-		if !c.Regression {
-			cm = NewClassMetrics(max(s.Train.NumClasses(), 1))
+		if err := f.trainStep(b); err != nil {
+			return err
 		}
-		tEpoch := time.Now()
-		for b := range loader.Batches(epoch, skip) {
-			if err := ctx.Err(); err != nil {
-				elapsed += time.Since(tEpoch).Seconds()
-				if cerr := checkpoint(epoch); cerr != nil {
-					return nil, cerr
-				}
-				t.Log.Warn().Int("epoch", epoch).Int("step", step).Msg("interrupted: checkpoint written")
-				return nil, ErrInterrupted
+		if f.c.ValEvery > 0 && f.step%f.c.ValEvery == 0 && f.step%f.nb != 0 {
+			f.elapsed += time.Since(tEpoch).Seconds()
+			tEpoch = time.Now()
+			if err := f.validate(float64(epoch) + float64(f.step-epoch*f.nb)/float64(f.nb)); err != nil {
+				return err
 			}
-			lr := sched.LR(step)
-			if c.Regression {
-				x, err := t.batchOnDevice(gdata, b)
-				if err != nil {
-					return nil, err
-				}
-				y, err := t.onDevice(&t.yDev, b.Targets)
-				if err != nil {
-					return nil, err
-				}
-				loss, err := t.regressor.TrainStep(x, y, lr)
-				if err != nil {
-					return nil, t.stepError(err, epoch, step)
-				}
-				rm.LossSum += loss * float64(b.Size())
-				rm.Count += b.Size()
-			} else {
-				x, err := t.batchOnDevice(gdata, b)
-				if err != nil {
-					return nil, err
-				}
-				loss, correct, err := t.classifier.TrainStep(x, b.Labels, lr)
-				if err != nil {
-					return nil, t.stepError(err, epoch, step)
-				}
-				cm.LossSum += loss * float64(b.Size())
-				cm.Count += b.Size()
-				cm.Correct += correct
+			if f.stopReason != "" {
+				break
 			}
-			step++
-			stepsThisRun++
-			imagesThisRun += b.Size()
-			if bar != nil {
-				_ = bar.Add(b.Size())
-			}
-			if c.ValEvery > 0 && step%c.ValEvery == 0 && step%nb != 0 {
-				elapsed += time.Since(tEpoch).Seconds()
-				tEpoch = time.Now()
-				why, err := validate(float64(epoch) + float64(step-epoch*nb)/float64(nb))
-				if err != nil {
-					return nil, err
-				}
-				if why != "" {
-					stopReason = why
-					break
-				}
-			}
-		}
-		elapsed += time.Since(tEpoch).Seconds()
-		epochsRun = epoch + 1
-		ips := float64(imagesThisRun) / time.Since(start).Seconds()
-		tr := MetricsRecord{Step: step, Epoch: float64(epoch + 1), Split: "train", LR: sched.LR(step - 1), Wall: elapsed, ImagesPS: ips}
-		ev := t.Log.Info().Int("epoch", epoch+1).Int("step", step)
-		if c.Regression {
-			tr.Loss = rm.Loss()
-			ev = ev.Float64("train_loss", tr.Loss)
-		} else {
-			tr.Loss, tr.Accuracy = cm.Loss(), ptr(cm.Accuracy())
-			ev = ev.Float64("train_loss", tr.Loss).Float64("train_acc", cm.Accuracy())
-		}
-		ev.Float64("lr", tr.LR).Float64("images_per_sec", math.Round(ips)).Msg("epoch done")
-		record(tr)
-		if stopReason == "" {
-			why, err := validate(float64(epoch + 1))
-			if err != nil {
-				return nil, err
-			}
-			stopReason = why
-		}
-		if stopper != nil && monitor == "train_loss" && stopReason == "" {
-			improved, why := stopper.Observe(tr.Loss, epoch+1, step)
-			if improved && t.Run != nil {
-				summary.BestEpoch = epoch + 1
-				if err := layers.SaveWeights(t.Model, t.Run.File(BestWeights), map[string]string{"model": c.Model}); err != nil {
-					return nil, err
-				}
-			}
-			stopReason = why
-		}
-		if t.Callbacks.OnEpochEnd != nil && t.Callbacks.OnEpochEnd(tr) && stopReason == "" {
-			stopReason = "stopped by a callback"
-		}
-		if err := checkpoint(epoch + 1); err != nil {
-			return nil, err
-		}
-		if t.Run != nil {
-			if err := layers.SaveWeights(t.Model, t.Run.File(LastWeights), map[string]string{"model": c.Model}); err != nil {
-				return nil, err
-			}
-		}
-		if c.StopAfterEpoch > 0 && epoch+1 == c.StopAfterEpoch && epoch+1 < c.Epochs {
-			if bar != nil {
-				_ = bar.Clear()
-			}
-			t.Log.Info().Int("epoch", epoch+1).Msg("stopping after this epoch as asked; resume with --resume")
-			summary.EpochsRun = epochsRun
-			summary.StopReason = "stop-after-epoch"
-			return summary, nil
 		}
 	}
-	if bar != nil {
-		_ = bar.Finish()
+	f.elapsed += time.Since(tEpoch).Seconds()
+	return f.endEpoch()
+}
+
+// trainStep takes one optimiser step on batch b.
+func (f *fitRun) trainStep(b *data.Batch) error {
+	t := f.t
+	lr := f.sched.LR(f.step)
+	x, err := t.batchOnDevice(f.gdata, b)
+	if err != nil {
+		return err
 	}
-	summary.EpochsRun = epochsRun
-	summary.Steps = step
-	summary.TrainSeconds = elapsed
-	summary.TrainImagesPerSec = float64(imagesThisRun) / math.Max(time.Since(start).Seconds(), 1e-9)
-	summary.StoppedEarly = stopReason != ""
-	summary.StopReason = stopReason
-	if stopReason == "" {
-		summary.StopReason = fmt.Sprintf("completed %d epochs", c.Epochs)
+	var loss float64
+	correct := 0
+	if f.c.Regression {
+		var y *engine.Tensor
+		if y, err = t.onDevice(&t.yDev, b.Targets); err != nil {
+			return err
+		}
+		loss, err = t.regressor.TrainStep(x, y, lr)
 	} else {
-		ev := t.Log.Info().Str("reason", stopReason)
-		if stopper != nil {
-			ev = ev.Str("metric", stopper.Metric).Float64("best", stopper.Best).Int("best_epoch", stopper.BestEpoch).Int("best_step", stopper.BestStep)
+		loss, correct, err = t.classifier.TrainStep(x, b.Labels, lr)
+	}
+	if err != nil {
+		return t.stepError(err, f.epochs, f.step)
+	}
+	f.sums.LossSum += loss * float64(b.Size())
+	f.sums.Count += b.Size()
+	f.sums.Correct += correct
+	f.step++
+	f.images += b.Size()
+	if f.bar != nil {
+		_ = f.bar.Add(b.Size())
+	}
+	return nil
+}
+
+// interrupt ends a run stopped by its context (Ctrl-C) with a checkpoint of
+// where it got to.
+func (f *fitRun) interrupt() error {
+	if err := f.checkpoint(); err != nil {
+		return err
+	}
+	f.t.Log.Warn().Int("epoch", f.epochs).Int("step", f.step).Msg("interrupted: checkpoint written")
+	return ErrInterrupted
+}
+
+// endEpoch records the epoch's training figures, validates, observes early
+// stopping and writes the checkpoint and the last weights.
+func (f *fitRun) endEpoch() error {
+	t := f.t
+	f.epochs++
+	tr := f.trainRecord()
+	if err := f.record(tr); err != nil {
+		return err
+	}
+	if f.stopReason == "" {
+		if err := f.validate(float64(f.epochs)); err != nil {
+			return err
 		}
-		ev.Msg("early stop")
 	}
-	if stopper != nil {
-		summary.BestEpoch = stopper.BestEpoch
+	if f.stopper != nil && f.monitor == "train_loss" && f.stopReason == "" {
+		improved, why := f.stopper.Observe(tr.Loss, f.epochs, f.step)
+		if improved {
+			if err := f.saveWeights(BestWeights, map[string]string{"model": f.c.Model}); err != nil {
+				return err
+			}
+		}
+		f.stopReason = why
 	}
-	summary.Weights = LastWeights
+	if cb := t.Callbacks.OnEpochEnd; cb != nil && cb(tr) && f.stopReason == "" {
+		f.stopReason = "stopped by a callback"
+	}
+	if err := f.checkpoint(); err != nil {
+		return err
+	}
+	return f.saveWeights(LastWeights, map[string]string{"model": f.c.Model})
+}
+
+// trainRecord is the metrics record of the epoch just ended, logged.
+func (f *fitRun) trainRecord() MetricsRecord {
+	ips := float64(f.images) / time.Since(f.start).Seconds()
+	tr := MetricsRecord{Step: f.step, Epoch: float64(f.epochs), Split: "train", LR: f.sched.LR(f.step - 1), Wall: f.elapsed, ImagesPS: ips}
+	tr.Loss = f.sums.LossSum / float64(max(f.sums.Count, 1))
+	ev := f.t.Log.Info().Int("epoch", f.epochs).Int("step", f.step).Float64("train_loss", tr.Loss)
+	if !f.c.Regression {
+		tr.Accuracy = ptr(float64(f.sums.Correct) / float64(max(f.sums.Count, 1)))
+		ev = ev.Float64("train_acc", *tr.Accuracy)
+	}
+	ev.Float64("lr", tr.LR).Float64("images_per_sec", math.Round(ips)).Msg("epoch done")
+	return tr
+}
+
+// validate evaluates the validation set, records it, and lets the schedule,
+// early stopping and the callback see it.
+func (f *fitRun) validate(epoch float64) error {
+	t, c, s := f.t, f.c, f.s
+	if s.Val == nil {
+		return nil
+	}
+	if f.bar != nil {
+		_ = f.bar.Clear()
+	}
+	r, err := t.Evaluate(s.Val)
+	if err != nil {
+		return err
+	}
+	rec := MetricsRecord{Step: f.step, Epoch: epoch, Split: "val", Loss: r.Loss, LR: f.sched.LR(f.step - 1), Wall: f.elapsed}
+	ev := t.Log.Info().Int("step", f.step).Float64("epoch", round3(epoch)).Float64("val_loss", r.Loss)
+	value := r.Loss
+	if c.Regression {
+		rec.RMSE, rec.MAE, rec.R2 = ptr(r.RMSE), ptr(r.MAE), ptr(r.R2)
+		ev = ev.Float64("val_rmse", r.RMSE).Float64("val_mae", r.MAE)
+		if f.monitor == "val_rmse" {
+			value = r.RMSE
+		}
+	} else {
+		rec.Accuracy = ptr(r.Accuracy)
+		ev = ev.Float64("val_acc", r.Accuracy)
+		if f.monitor == "val_acc" {
+			value = r.Accuracy
+		}
+	}
+	ev.Msg("validation")
+	if !c.Regression && !f.warnedCollapse {
+		f.warnedCollapse = t.warnIfCollapsed("validation", r.Confusion, s.Val.Classes)
+	}
+	if err := f.record(rec); err != nil {
+		return err
+	}
+	t.visualValidation(s.Val, f.step, epoch, r)
+	return f.observe(rec, value, epoch)
+}
+
+// observe hands a validation to the schedule, early stopping (which may save
+// the best weights) and the callback, and notes whether the run should stop.
+func (f *fitRun) observe(rec MetricsRecord, value, epoch float64) error {
+	f.sched.Observe(rec.Loss)
+	if f.stopper != nil && f.monitor != "train_loss" {
+		improved, why := f.stopper.Observe(value, int(math.Ceil(epoch)), f.step)
+		if improved {
+			if err := f.saveWeights(BestWeights, map[string]string{"model": f.c.Model, "step": fmt.Sprint(f.step)}); err != nil {
+				return err
+			}
+		}
+		if why != "" {
+			f.stopReason = why
+		}
+	}
+	if cb := f.t.Callbacks.OnValidation; cb != nil && cb(rec) && f.stopReason == "" {
+		f.stopReason = "stopped by a callback"
+	}
+	return nil
+}
+
+// record writes a metrics record to the event file and metrics.jsonl. A
+// failed write stops the run: its checkpoint is kept.
+func (f *fitRun) record(r MetricsRecord) error {
+	t := f.t
+	t.visualRecord(r)
+	if t.Run == nil {
+		return nil
+	}
+	if err := t.Run.Record(r); err != nil {
+		return err
+	}
+	return t.Run.Err()
+}
+
+// checkpoint writes the resumable state, with the sizes of the appended
+// files, unless an earlier write failed.
+func (f *fitRun) checkpoint() error {
+	t := f.t
+	if t.Run == nil {
+		return nil
+	}
+	if err := t.Run.Err(); err != nil {
+		return err
+	}
+	if err := t.syncEvents(); err != nil {
+		return err
+	}
+	files, err := t.Run.appendedSizes()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return SaveCheckpoint(t.Run.File(CheckpointFile), t.Model, t.opt, t.params, RunState{
+		Epoch: f.epochs, Step: f.step, Schedule: f.sched, EarlyStop: f.stopper,
+		Config: resumeKey(f.c), Elapsed: f.elapsed, StopReason: f.stopReason, Train: f.sums, Files: files,
+	})
+}
+
+func (f *fitRun) saveWeights(name string, meta map[string]string) error {
+	if f.t.Run == nil {
+		return nil
+	}
+	return layers.SaveWeights(f.t.Model, f.t.Run.File(name), meta)
+}
+
+// pausing reports whether the run ends here as --stop-after-epoch asks.
+func (f *fitRun) pausing() bool {
+	return f.c.StopAfterEpoch > 0 && f.epochs == f.c.StopAfterEpoch && !f.trainingDone()
+}
+
+func (f *fitRun) pause() *Summary {
+	if f.bar != nil {
+		_ = f.bar.Clear()
+	}
+	f.t.Log.Info().Int("epoch", f.epochs).Msg("stopping after this epoch as asked; resume with --resume")
+	return &Summary{Model: f.c.Model, Dataset: f.s.Train.Name, Params: layers.CountParams(f.t.Model),
+		EpochsRun: f.epochs, StopReason: "stop-after-epoch"}
+}
+
+// finish ends a run whose training is done: the final weights, the best ones
+// restored when asked, the test pass, the pictures and summary.json, which
+// is written last.
+func (f *fitRun) finish() (*Summary, error) {
+	t, c := f.t, f.c
+	if f.bar != nil {
+		_ = f.bar.Finish()
+	}
+	// Written at each epoch's end too; again here for a run resumed after
+	// its last checkpoint, whose last weights may predate it.
+	if err := f.saveWeights(LastWeights, map[string]string{"model": c.Model}); err != nil {
+		return nil, err
+	}
+	sum := f.summary()
 	if c.RestoreBest && t.Run != nil {
 		if _, err := os.Stat(t.Run.File(BestWeights)); err == nil {
 			if _, err := layers.LoadWeights(t.Model, t.Run.File(BestWeights)); err != nil {
 				return nil, err
 			}
-			summary.Weights = BestWeights
-			t.Log.Info().Int("best_epoch", summary.BestEpoch).Msg("restored the best weights")
+			sum.Weights = BestWeights
+			t.Log.Info().Int("best_epoch", sum.BestEpoch).Msg("restored the best weights")
 		}
 	}
-	if s.Test != nil {
-		r, err := t.Evaluate(s.Test)
-		if err != nil {
-			return nil, err
+	if err := f.test(sum); err != nil {
+		return nil, err
+	}
+	t.finishVisuals(f.s, f.step, sum.Weights == BestWeights)
+	if t.Run == nil {
+		return sum, nil
+	}
+	if err := t.Run.Err(); err != nil {
+		return nil, err
+	}
+	if err := t.Run.WriteJSON(SummaryFile, sum); err != nil {
+		return nil, err
+	}
+	return sum, nil
+}
+
+// summary is the run's summary before the test pass.
+func (f *fitRun) summary() *Summary {
+	c := f.c
+	sum := &Summary{Model: c.Model, Dataset: f.s.Train.Name, Params: layers.CountParams(f.t.Model),
+		EpochsRun: f.epochs, Steps: f.step, TrainSeconds: f.elapsed, Weights: LastWeights,
+		TrainImagesPerSec: float64(f.images) / math.Max(time.Since(f.start).Seconds(), 1e-9),
+		StoppedEarly:      f.stopReason != "", StopReason: f.stopReason}
+	if f.stopReason == "" {
+		sum.StopReason = fmt.Sprintf("completed %d epochs", c.Epochs)
+	} else {
+		ev := f.t.Log.Info().Str("reason", f.stopReason)
+		if f.stopper != nil {
+			ev = ev.Str("metric", f.stopper.Metric).Float64("best", f.stopper.Best).Int("best_epoch", f.stopper.BestEpoch).Int("best_step", f.stopper.BestStep)
 		}
-		summary.TestLoss = r.Loss
-		rec := MetricsRecord{Step: step, Epoch: float64(epochsRun), Split: "test", Loss: r.Loss, Wall: elapsed}
-		ev := t.Log.Info().Float64("test_loss", r.Loss)
-		if c.Regression {
-			summary.TestRMSE, summary.TestMAE, summary.TestR2 = ptr(r.RMSE), ptr(r.MAE), ptr(r.R2)
-			rec.RMSE, rec.MAE, rec.R2 = summary.TestRMSE, summary.TestMAE, summary.TestR2
-			ev = ev.Float64("test_rmse", r.RMSE).Float64("test_mae", r.MAE).Float64("test_r2", r.R2)
-		} else {
-			summary.TestAccuracy, summary.Confusion = ptr(r.Accuracy), r.Confusion
-			rec.Accuracy = summary.TestAccuracy
-			ev = ev.Float64("test_acc", r.Accuracy)
-			if s.Test.NumClasses() > 5 {
-				summary.TestTop5, rec.Top5 = ptr(r.Top5), ptr(r.Top5)
-				ev = ev.Float64("test_top5", r.Top5)
-			}
-		}
-		ev.Str("weights", summary.Weights).Msg("test")
-		record(rec)
-		if !c.Regression {
-			t.Log.Info().Msg("confusion matrix (rows: true class, columns: predicted)\n" + formatConfusion(r.Confusion, s.Test.Classes))
-			t.warnIfCollapsed("test", r.Confusion, s.Test.Classes)
+		ev.Msg("early stop")
+	}
+	if f.stopper != nil {
+		sum.BestEpoch = f.stopper.BestEpoch
+	}
+	return sum
+}
+
+// test evaluates the final weights on the test set, when there is one.
+func (f *fitRun) test(sum *Summary) error {
+	t, c, s := f.t, f.c, f.s
+	if s.Test == nil {
+		return nil
+	}
+	r, err := t.Evaluate(s.Test)
+	if err != nil {
+		return err
+	}
+	sum.TestLoss = r.Loss
+	rec := MetricsRecord{Step: f.step, Epoch: float64(f.epochs), Split: "test", Loss: r.Loss, Wall: f.elapsed}
+	ev := t.Log.Info().Float64("test_loss", r.Loss)
+	if c.Regression {
+		sum.TestRMSE, sum.TestMAE, sum.TestR2 = ptr(r.RMSE), ptr(r.MAE), ptr(r.R2)
+		rec.RMSE, rec.MAE, rec.R2 = sum.TestRMSE, sum.TestMAE, sum.TestR2
+		ev = ev.Float64("test_rmse", r.RMSE).Float64("test_mae", r.MAE).Float64("test_r2", r.R2)
+	} else {
+		sum.TestAccuracy, sum.Confusion = ptr(r.Accuracy), r.Confusion
+		rec.Accuracy = sum.TestAccuracy
+		ev = ev.Float64("test_acc", r.Accuracy)
+		if s.Test.NumClasses() > 5 {
+			sum.TestTop5, rec.Top5 = ptr(r.Top5), ptr(r.Top5)
+			ev = ev.Float64("test_top5", r.Top5)
 		}
 	}
-	t.finishVisuals(s, step, summary.Weights == BestWeights)
-	if t.Run != nil {
-		if err := t.Run.WriteJSON(SummaryFile, summary); err != nil {
-			return nil, err
-		}
+	ev.Str("weights", sum.Weights).Msg("test")
+	if err := f.record(rec); err != nil {
+		return err
 	}
-	return summary, nil
+	if !c.Regression {
+		t.Log.Info().Msg("confusion matrix (rows: true class, columns: predicted)\n" + formatConfusion(r.Confusion, s.Test.Classes))
+		t.warnIfCollapsed("test", r.Confusion, s.Test.Classes)
+	}
+	return nil
 }
 
 func (t *Trainer) stepError(err error, epoch, step int) error {
@@ -515,6 +654,9 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 			if err != nil {
 				return EvalResult{}, err
 			}
+			if err := finiteLoss(ds, loss); err != nil {
+				return EvalResult{}, err
+			}
 			pred, targ = pred[:0], targ[:0]
 			for i := 0; i < b.Size(); i++ {
 				pred = append(pred, ds.TargetValue(out.At(i)))
@@ -527,12 +669,25 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 		if err != nil {
 			return EvalResult{}, err
 		}
+		if err := finiteLoss(ds, loss); err != nil {
+			return EvalResult{}, err
+		}
 		cm.Add(loss, out, b.Labels)
 	}
 	if c.Regression {
 		return EvalResult{Loss: rm.Loss(), RMSE: rm.RMSE(), MAE: rm.MAE(), R2: rm.R2(), Count: rm.Count}, nil
 	}
 	return EvalResult{Loss: cm.Loss(), Accuracy: cm.Accuracy(), Top5: cm.Top5Accuracy(), Confusion: cm.Confusion, Count: cm.Count}, nil
+}
+
+// finiteLoss refuses a non-finite loss: the model's outputs hold NaN or
+// infinities (diverged or damaged weights), and no accuracy computed from
+// them means anything.
+func finiteLoss(ds *data.Dataset, loss float64) error {
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return fmt.Errorf("evaluating on %s: the loss is %v: the model's outputs are not finite numbers (NaN or infinite weights?)", ds.Name, loss)
+	}
+	return nil
 }
 
 // collapsedClass reports the one class a classifier predicted for every

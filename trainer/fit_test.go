@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -56,15 +57,25 @@ func newBlobTrainer(t *testing.T, c Config, dir string, resume bool) *Trainer {
 		t.Fatal(err)
 	}
 	if dir != "" {
+		// The run before this one in dir has ended, as its process would
+		// have: its lock goes.
+		if prev, ok := openRuns.LoadAndDelete(dir); ok {
+			prev.(*RunDir).Close()
+		}
 		run, err := OpenRunDir(dir, resume)
 		if err != nil {
 			t.Fatal(err)
 		}
+		openRuns.Store(dir, run)
 		t.Cleanup(func() { run.Close() })
-		tr.Run, tr.Resume = run, resume
+		tr.Run = run
 	}
 	return tr
 }
+
+// openRuns holds the last run directory newBlobTrainer opened in each
+// directory.
+var openRuns sync.Map
 
 func blobConfig() Config {
 	c := DefaultConfig()
@@ -110,6 +121,7 @@ func TestFitLearnsAndWritesTheRunDirectory(t *testing.T) {
 		}
 	}
 	// A second run into the same directory is refused: nothing is overwritten.
+	tr.Run.Close()
 	if _, err := OpenRunDir(dir, false); err == nil {
 		t.Fatal("run directory reused without --resume")
 	}

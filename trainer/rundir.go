@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/layers"
 )
 
@@ -21,7 +22,11 @@ import (
 //	config.yaml       the resolved configuration
 //	last.safetensors  weights at the end; best.safetensors the best by the monitored metric
 //	checkpoint.safetensors  the resumable state
-//	summary.json      the outcome (test figures, epochs, stop reason, speed)
+//	model.json        the architecture, to rebuild the model from weights
+//	summary.json      the outcome (test figures, epochs, stop reason, speed);
+//	                  written last, so its presence says the run has finished
+//	kiln.lock         the lock of the one process that owns the run (its pid
+//	                  inside); its presence marks a directory as Kiln's
 //	histograms.jsonl  weight and gradient histograms, one line per validation
 //	visuals.json      the latest pictures: filters, samples, confusion, attention
 //	events.out.tfevents.<unix>.<hostname>  TensorBoard's event file
@@ -30,7 +35,14 @@ import (
 // Files are replaced atomically (temporary file, fsync, rename), so a kill at
 // any moment leaves the previous version whole; train.log, histograms.jsonl
 // and the event file are appended (a reader skips a last line that has no
-// newline yet, or a last record cut short).
+// newline yet, or a last record cut short). Every change goes through
+// internal/durable, where the fault-injection tests kill the process or fill
+// the disk at each change in turn.
+//
+// A checkpoint records the size of each appended file (metrics.jsonl
+// included) when it was written; a resumed run cuts them back to those sizes
+// and removes event files made after it, so a run killed at any moment and
+// resumed holds exactly the records of one that was never interrupted.
 //
 // histograms.jsonl (visuals.go), one line per validation (per epoch when
 // there is no validation set), for every trainable parameter, its values
@@ -42,7 +54,6 @@ import (
 // edges are equally spaced from min to max (widened slightly around a
 // constant); counts[i] counts values in [edges[i], edges[i+1]), the last
 // bucket closed; counts sum to the parameter's size (NaN/Inf left out).
-// A resumed run drops the lines past its checkpoint's step.
 //
 // visuals.json, rewritten at each validation and at the end (the final
 // weights, on the validation set, else the test set):
@@ -77,6 +88,8 @@ const (
 	LastWeights    = "last.safetensors"
 	BestWeights    = "best.safetensors"
 	CheckpointFile = "checkpoint.safetensors"
+	ModelFile      = "model.json"
+	LockFile       = "kiln.lock"
 	SummaryFile    = "summary.json"
 	HistogramsFile = "histograms.jsonl"
 	VisualsFile    = "visuals.json"
@@ -101,49 +114,133 @@ type MetricsRecord struct {
 	ImagesPS float64  `json:"images_per_sec,omitempty"`
 }
 
-// RunDir writes a run's files.
+// RunDir writes a run's files. One process owns a run directory at a time
+// (kiln.lock, flock), from OpenRunDir to Close.
 type RunDir struct {
-	Path    string
-	mu      sync.Mutex
-	metrics []byte // every line so far, rewritten atomically on each record
-	logFile *os.File
+	Path string
+
+	mu       sync.Mutex
+	metrics  []byte // every line so far, rewritten atomically on each record
+	log      *durable.File
+	lock     *os.File
+	err      error     // the first write that failed; the run stops on it
+	state    *RunState // the checkpoint's, when resuming
+	finished bool
+	restart  bool
 }
 
-// OpenRunDir creates dir (or, with resume, reopens it). A directory that
-// already holds a run is refused unless resuming, so nothing is overwritten.
+// OpenRunDir opens dir for a run, creating it when needed, and locks it
+// against other processes. Without resume, a directory that already holds a
+// checkpoint is refused, so nothing is overwritten; with resume it is cut
+// back to its checkpoint (see the top of this file). A directory where an
+// earlier run was killed before its first checkpoint starts over. A file
+// that Kiln would write, already there but not written by a Kiln run, is
+// refused by name.
 func OpenRunDir(dir string, resume bool) (*RunDir, error) {
-	_, err := os.Stat(filepath.Join(dir, CheckpointFile))
-	exists := err == nil
-	switch {
-	case resume && !exists:
-		return nil, fmt.Errorf("--resume: %s holds no checkpoint to resume", dir)
-	case !resume && exists:
-		return nil, fmt.Errorf("%s already holds a run: pass --resume to continue it, or choose another --run-dir", dir)
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	r := &RunDir{Path: dir}
-	if resume {
-		if b, err := os.ReadFile(filepath.Join(dir, MetricsFile)); err == nil {
-			r.metrics = b
-		}
-	}
-	r.logFile, err = os.OpenFile(filepath.Join(dir, LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	kilns, err := isKilnDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("run directory: %w", err)
+		return nil, err
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	r := &RunDir{Path: dir, lock: lock}
+	if err := r.open(resume, kilns); err != nil {
+		r.Close()
+		return nil, err
 	}
 	return r, nil
 }
 
+// open decides, under the lock, whether the run resumes, and readies the
+// files for it.
+func (r *RunDir) open(resume, kilns bool) error {
+	_, err := os.Stat(r.File(CheckpointFile))
+	hasCheckpoint := err == nil
+	switch {
+	case resume && !hasCheckpoint && !kilns:
+		return fmt.Errorf("--resume: %s holds no run to resume", r.Path)
+	case !resume && hasCheckpoint:
+		return fmt.Errorf("%s already holds a run: pass --resume to continue it, or choose another --run-dir", r.Path)
+	}
+	if err := removeTemps(r.Path); err != nil {
+		return err
+	}
+	r.restart = resume && !hasCheckpoint
+	if hasCheckpoint {
+		st, err := ReadRunState(r.File(CheckpointFile))
+		if err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		r.state = &st
+		_, err = os.Stat(r.File(SummaryFile))
+		r.finished = err == nil
+		if b, err := os.ReadFile(r.File(MetricsFile)); err == nil {
+			r.metrics = b
+		}
+		if !r.finished {
+			if err := r.cutBack(st.Files); err != nil {
+				return err
+			}
+		}
+	} else if err := removeRunFiles(r.Path); err != nil {
+		return err
+	}
+	r.log, err = durable.Append(r.File(LogFile))
+	if err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	return nil
+}
+
+// Resuming reports whether the run continues from a checkpoint.
+func (r *RunDir) Resuming() bool { return r.state != nil }
+
+// Finished reports whether the run being resumed had already ended
+// (summary.json is written last): there is nothing left to do.
+func (r *RunDir) Finished() bool { return r.finished }
+
+// Restarted reports whether --resume found a run killed before its first
+// checkpoint, which therefore starts from step 0.
+func (r *RunDir) Restarted() bool { return r.restart }
+
+// WriteStart writes config.yaml and model.json at the start of a new run;
+// a resumed run keeps those it has.
+func (r *RunDir) WriteStart(c Config, model string, spec layers.Spec) error {
+	if r.Resuming() {
+		return nil
+	}
+	y, err := c.YAML()
+	if err != nil {
+		return err
+	}
+	if err := r.write(ConfigFile, y); err != nil {
+		return err
+	}
+	return r.write(ModelFile, ModelJSON(model, spec))
+}
+
 // Logger returns a logger writing JSON lines to train.log and, when console
-// is not nil, human-readable lines there too.
+// is not nil, human-readable lines there too. A failed write to train.log
+// becomes the run's error (Err).
 func (r *RunDir) Logger(console io.Writer) zerolog.Logger {
-	var w io.Writer = r.logFile
+	var w io.Writer = logWriter{r}
 	if console != nil {
-		w = zerolog.MultiLevelWriter(r.logFile, zerolog.ConsoleWriter{Out: console, TimeFormat: "15:04:05"})
+		w = zerolog.MultiLevelWriter(w, zerolog.ConsoleWriter{Out: console, TimeFormat: "15:04:05"})
 	}
 	return zerolog.New(w).With().Timestamp().Logger()
+}
+
+type logWriter struct{ r *RunDir }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	n, err := w.r.log.Write(b)
+	w.r.Fail(err)
+	return n, err
 }
 
 // Record appends one line to metrics.jsonl.
@@ -156,9 +253,10 @@ func (r *RunDir) Record(m MetricsRecord) error {
 		return err
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.metrics = append(append(r.metrics, line...), '\n')
-	return WriteFileAtomic(filepath.Join(r.Path, MetricsFile), r.metrics)
+	metrics := r.metrics
+	r.mu.Unlock()
+	return r.write(MetricsFile, metrics)
 }
 
 // WriteJSON writes v as indented JSON to name, atomically.
@@ -167,52 +265,59 @@ func (r *RunDir) WriteJSON(name string, v any) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(r.Path, name), append(b, '\n'))
+	return r.write(name, append(b, '\n'))
+}
+
+// write replaces a file of the run atomically; a failure is also the run's
+// error.
+func (r *RunDir) write(name string, data []byte) error {
+	err := durable.WriteFile(r.File(name), data)
+	r.Fail(err)
+	return err
+}
+
+// Fail records err, when not nil, as the run's error, unless an earlier one
+// is already recorded. Writes that are not the training's own (pictures,
+// histograms, log lines) report here, so that a full disk stops the run at
+// its next check instead of leaving gaps in its files.
+func (r *RunDir) Fail(err error) {
+	if err == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+// Err is the first write to the run directory that failed, or nil.
+func (r *RunDir) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
 
 // File returns the path of a file in the run directory.
 func (r *RunDir) File(name string) string { return filepath.Join(r.Path, name) }
 
-// Close closes the log.
-func (r *RunDir) Close() error { return r.logFile.Close() }
+// Close closes the log and releases the lock.
+func (r *RunDir) Close() error {
+	var err error
+	if r.log != nil {
+		err = r.log.Close()
+		r.log = nil
+	}
+	if r.lock != nil {
+		r.lock.Close() // releases the flock
+		r.lock = nil
+	}
+	return err
+}
 
 // WriteFileAtomic replaces path with data: a temporary file in the same
 // directory, fsync, rename, fsync of the directory.
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
+func WriteFileAtomic(path string, data []byte) error { return durable.WriteFile(path, data) }
 
 // ModelJSON describes an architecture so that weights can be rebuilt into the
 // right model: a run's model.json and the sidecar of exported weights.

@@ -1,12 +1,9 @@
 package trainer
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/data"
 	"github.com/kiln-ml/kiln/trainer/tbevents"
@@ -164,17 +162,9 @@ func (t *Trainer) openVisuals(s *data.Splits, step int) {
 		}
 	}
 	if err != nil {
-		t.Log.Error().Err(err).Msg("tensorboard event file; continuing without it")
+		t.writeFailed("tensorboard event file", err)
 	} else {
 		v.events = ev
-	}
-	if !t.Resume {
-		// A run that ended before its first checkpoint may have left these.
-		for _, f := range []string{HistogramsFile, VisualsFile} {
-			if err := os.Remove(t.Run.File(f)); err != nil && !os.IsNotExist(err) {
-				t.Log.Error().Err(err).Msg("removing an earlier run's " + f)
-			}
-		}
 	}
 	if !v.pictures {
 		return
@@ -190,11 +180,14 @@ func (t *Trainer) openVisuals(s *data.Splits, step int) {
 	if s != nil {
 		v.collect = s.Val
 	}
-	if t.Resume {
-		if err := trimHistograms(t.Run.File(HistogramsFile), step); err != nil {
-			t.Log.Error().Err(err).Msg("trimming histograms.jsonl after resume")
-		}
-	}
+}
+
+// writeFailed logs a failed write of the pictures and makes it the run's
+// error: pictures do not stop a run, but a disk that cannot take them will
+// not take the next checkpoint either, and a gap in a file is a loss.
+func (t *Trainer) writeFailed(what string, err error) {
+	t.Log.Error().Err(err).Msg(what)
+	t.Run.Fail(err)
 }
 
 // closeVisuals closes the event file.
@@ -222,7 +215,7 @@ func (t *Trainer) visualRecord(r MetricsRecord) {
 		put := func(tag string, x *float64) {
 			if x != nil {
 				if err := ev.Scalar(tag, step, *x); err != nil {
-					t.Log.Error().Err(err).Msg("tensorboard event file")
+					t.writeFailed("tensorboard event file", err)
 				}
 			}
 		}
@@ -236,7 +229,7 @@ func (t *Trainer) visualRecord(r MetricsRecord) {
 			v.lastLR = r.Step
 		}
 		if err := ev.Flush(); err != nil {
-			t.Log.Error().Err(err).Msg("tensorboard event file")
+			t.writeFailed("tensorboard event file", err)
 		}
 	}
 	if r.Split == "train" && v.collect == nil && v.pictures {
@@ -328,7 +321,7 @@ func (t *Trainer) visualValidation(ds *data.Dataset, step int, epoch float64, r 
 		start := time.Now()
 		t.writeHistograms(step, epoch)
 		if err := t.writeVisuals(ds, step, r); err != nil {
-			t.Log.Error().Err(err).Msg("writing visuals.json")
+			t.writeFailed("writing visuals.json", err)
 		}
 		t.Log.Debug().Dur("took", time.Since(start)).Msg("visuals written")
 	}
@@ -367,9 +360,18 @@ func (t *Trainer) finishVisuals(s *data.Splits, step int, restored bool) {
 func (t *Trainer) flushEvents() {
 	if t.vis != nil && t.vis.events != nil {
 		if err := t.vis.events.Flush(); err != nil {
-			t.Log.Error().Err(err).Msg("tensorboard event file")
+			t.writeFailed("tensorboard event file", err)
 		}
 	}
+}
+
+// syncEvents makes the event file durable before a checkpoint records its
+// size.
+func (t *Trainer) syncEvents() error {
+	if t.vis == nil || t.vis.events == nil {
+		return nil
+	}
+	return t.vis.events.Sync()
 }
 
 // writeHistograms appends a line to histograms.jsonl and the same
@@ -391,7 +393,7 @@ func (t *Trainer) writeHistograms(step int, epoch float64) {
 			rec.Params = append(rec.Params, h)
 			if v.events != nil {
 				if err := v.events.Histogram(kind+"/"+h.Name, int64(step), tb); err != nil {
-					t.Log.Error().Err(err).Msg("tensorboard event file")
+					t.writeFailed("tensorboard event file", err)
 				}
 			}
 		}
@@ -401,14 +403,14 @@ func (t *Trainer) writeHistograms(step int, epoch float64) {
 		err = appendLine(t.Run.File(HistogramsFile), line)
 	}
 	if err != nil {
-		t.Log.Error().Err(err).Msg("writing histograms.jsonl")
+		t.writeFailed("writing histograms.jsonl", err)
 	}
 }
 
 // appendLine appends line and a newline in one write, so a concurrent
 // reader sees whole lines (or a last line still without its newline).
 func appendLine(path string, line []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := durable.Append(path)
 	if err != nil {
 		return err
 	}
@@ -417,34 +419,6 @@ func appendLine(path string, line []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-// trimHistograms drops the lines of a resumed run past its checkpoint's
-// step (they will be written again) and any torn last line.
-func trimHistograms(path string, step int) error {
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var keep []byte
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, len(b)+1)
-	for sc.Scan() {
-		var h struct {
-			Step int `json:"step"`
-		}
-		if json.Unmarshal(sc.Bytes(), &h) != nil || h.Step > step {
-			continue
-		}
-		keep = append(append(keep, sc.Bytes()...), '\n')
-	}
-	if len(keep) == len(b) {
-		return nil
-	}
-	return WriteFileAtomic(path, keep)
 }
 
 // histogram bins a tensor's finite values into HistogramBins equal buckets.

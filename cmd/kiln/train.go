@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -227,24 +228,18 @@ func runTrain(c trainer.Config, resume bool) error {
 		return err
 	}
 	defer run.Close()
+	if run.Finished() {
+		return printFinished(c.RunDir)
+	}
 	var progress *os.File
 	if isatty.IsTerminal(os.Stderr.Fd()) {
 		progress = os.Stderr
 		tr.Progress = progress
 	}
 	tr.Log = run.Logger(os.Stderr)
-	tr.Run, tr.Resume = run, resume
-	if !resume {
-		y, err := c.YAML()
-		if err != nil {
-			return err
-		}
-		if err := trainer.WriteFileAtomic(run.File(trainer.ConfigFile), y); err != nil {
-			return err
-		}
-		if err := trainer.WriteFileAtomic(run.File("model.json"), trainer.ModelJSON(c.Model, spec)); err != nil {
-			return err
-		}
+	tr.Run = run
+	if err := run.WriteStart(c, c.Model, spec); err != nil {
+		return err
 	}
 	tr.Log.Info().Str("run_dir", c.RunDir).Str("data", tr0.Source).Msg("run")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -256,17 +251,40 @@ func runTrain(c trainer.Config, resume bool) error {
 	if err != nil {
 		return err
 	}
+	printSummary(sum, c.RunDir)
+	return nil
+}
+
+// printFinished answers --resume of a run that has ended: its outcome, and
+// nothing changed.
+func printFinished(dir string) error {
+	var sum trainer.Summary
+	b, err := os.ReadFile(filepath.Join(dir, trainer.SummaryFile))
+	if err == nil {
+		err = json.Unmarshal(b, &sum)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", trainer.SummaryFile, err)
+	}
+	fmt.Printf("%s has finished (%s); nothing to resume\n", dir, sum.StopReason)
+	printSummary(&sum, dir)
+	return nil
+}
+
+// printSummary prints a run's outcome on one line.
+func printSummary(sum *trainer.Summary, dir string) {
 	switch {
 	case sum.TestAccuracy != nil:
 		fmt.Printf("test accuracy %.2f%%  loss %.4f  (%s, %d epochs, %.0f images/s)  → %s\n",
-			100**sum.TestAccuracy, sum.TestLoss, sum.Weights, sum.EpochsRun, sum.TrainImagesPerSec, c.RunDir)
+			100**sum.TestAccuracy, sum.TestLoss, sum.Weights, sum.EpochsRun, sum.TrainImagesPerSec, dir)
 	case sum.TestRMSE != nil:
 		fmt.Printf("test RMSE %.3f  MAE %.3f  R² %.4f  (%s, %d epochs)  → %s\n",
-			*sum.TestRMSE, *sum.TestMAE, *sum.TestR2, sum.Weights, sum.EpochsRun, c.RunDir)
+			*sum.TestRMSE, *sum.TestMAE, *sum.TestR2, sum.Weights, sum.EpochsRun, dir)
+	case sum.StopReason == "stop-after-epoch":
+		fmt.Printf("stopped after epoch %d → %s (resume with --resume)\n", sum.EpochsRun, dir)
 	default:
-		fmt.Printf("stopped after epoch %d → %s (resume with --resume)\n", sum.EpochsRun, c.RunDir)
+		fmt.Printf("finished after %d epochs (%s), no test set → %s\n", sum.EpochsRun, sum.StopReason, dir)
 	}
-	return nil
 }
 
 // selectDevice resolves --device once, at start-up, and says what it chose.

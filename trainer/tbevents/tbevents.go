@@ -42,6 +42,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kiln-ml/kiln/internal/durable"
 )
 
 // FileVersion is the file_version of every event file's first record.
@@ -74,7 +76,7 @@ type Writer struct {
 	Now func() time.Time
 
 	mu   sync.Mutex
-	f    *os.File
+	f    *durable.File
 	w    *bufio.Writer
 	path string
 	buf  []byte // scratch for one record
@@ -97,10 +99,10 @@ func Create(dir string) (*Writer, error) {
 	}, host)
 	now := time.Now()
 	base := fmt.Sprintf("%s%d.%s", FilePrefix, now.Unix(), host)
-	var f *os.File
+	var f *durable.File
 	path := filepath.Join(dir, base)
 	for i := 1; ; i++ {
-		f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		f, err = durable.CreateNew(path)
 		if err == nil || !os.IsExist(err) || i > 1000 {
 			break
 		}
@@ -183,6 +185,19 @@ func (w *Writer) Flush() error {
 		return fmt.Errorf("tensorboard event file %s: closed", w.path)
 	}
 	if err := w.w.Flush(); err != nil {
+		w.err = fmt.Errorf("tensorboard event file %s: %w", w.path, err)
+	}
+	return w.err
+}
+
+// Sync flushes and makes what was written durable.
+func (w *Writer) Sync() error {
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.f.Sync(); err != nil && w.err == nil {
 		w.err = fmt.Errorf("tensorboard event file %s: %w", w.path, err)
 	}
 	return w.err

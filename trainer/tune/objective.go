@@ -78,18 +78,9 @@ func (o *Trainer) run(ctx context.Context, r Run) (Outcome, error) {
 	}
 	defer run.Close()
 	tr.Log = run.Logger(nil)
-	tr.Run, tr.Resume = run, r.Resume
-	if !r.Resume {
-		y, err := c.YAML()
-		if err != nil {
-			return Outcome{}, err
-		}
-		if err := trainer.WriteFileAtomic(run.File(trainer.ConfigFile), y); err != nil {
-			return Outcome{}, err
-		}
-		if err := trainer.WriteFileAtomic(run.File("model.json"), trainer.ModelJSON(c.Model, spec)); err != nil {
-			return Outcome{}, err
-		}
+	tr.Run = run
+	if err := run.WriteStart(c, c.Model, spec); err != nil {
+		return Outcome{}, err
 	}
 	nb := tr0.Len() / c.Batch
 	if !c.DropLast && tr0.Len()%c.Batch != 0 {
@@ -150,7 +141,7 @@ func OutcomeFromRunDir(dir string) (Outcome, error) {
 		if err := json.Unmarshal(b, &sum); err != nil {
 			return out, fmt.Errorf("run %s: %s: %w", dir, trainer.SummaryFile, err)
 		}
-		out.Steps, out.Epochs = sum.Steps, sum.EpochsRun
+		out.Steps, out.Epochs, out.Seconds = sum.Steps, sum.EpochsRun, sum.TrainSeconds
 	}
 	return out, nil
 }

@@ -1,0 +1,253 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine/safetensors"
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/tbevents"
+)
+
+// Issue 12, item 2: one process owns a run directory.
+func TestRunDirIsLockedWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	first, err := OpenRunDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenRunDir(dir, false)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second open: %v; want a refusal naming pid %d", err, os.Getpid())
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenRunDir(dir, false)
+	if err != nil {
+		t.Fatalf("after Close: %v", err)
+	}
+	again.Close()
+}
+
+// Issue 12, item 3: a directory of the user's own files is not a run's.
+func TestRunDirRefusesTheUsersOwnFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("notes.txt", "mine")
+	run, err := OpenRunDir(dir, false)
+	if err != nil {
+		t.Fatalf("a directory with only a user's notes: %v", err)
+	}
+	run.Close()
+	dir = t.TempDir()
+	write("config.yaml", "epochs: 99\n")
+	write("notes.txt", "mine")
+	for _, resume := range []bool{false, true} {
+		_, err = OpenRunDir(dir, resume)
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "config.yaml")) {
+			t.Fatalf("resume=%v: %v; want a refusal naming config.yaml", resume, err)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Fatalf("the refusal changed the directory: %v", entries)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "config.yaml")); string(b) != "epochs: 99\n" {
+		t.Fatalf("config.yaml now holds %q", b)
+	}
+}
+
+// Issue 12, item 6: temporary files a kill left are removed, only Kiln's.
+func TestRunDirRemovesTemporaryFilesOfKills(t *testing.T) {
+	dir := t.TempDir()
+	run, err := OpenRunDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Close()
+	for _, name := range []string{".metrics.jsonl.tmp12345", ".checkpoint.safetensors.tmp9", ".mine.tmp77", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run, err = OpenRunDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Close()
+	var names []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{".mine.tmp77", LockFile, "notes.txt", LogFile}) {
+		t.Fatalf("directory holds %v", names)
+	}
+}
+
+// Issue 12, item 4: --resume of a run stopped before its first checkpoint
+// starts over; of a directory that never held a run, it is an error.
+func TestResumeWithoutACheckpoint(t *testing.T) {
+	if _, err := OpenRunDir(filepath.Join(t.TempDir(), "none"), true); err == nil || !strings.Contains(err.Error(), "holds no run") {
+		t.Fatalf("resume of nothing: %v", err)
+	}
+	dir := t.TempDir()
+	run, err := OpenRunDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Record(MetricsRecord{Step: 5, Split: "val"}); err != nil {
+		t.Fatal(err)
+	}
+	run.Close()
+	run, err = OpenRunDir(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	if run.Resuming() || !run.Restarted() {
+		t.Fatalf("resuming %v, restarted %v; want a restart", run.Resuming(), run.Restarted())
+	}
+	if _, err := os.Stat(filepath.Join(dir, MetricsFile)); !os.IsNotExist(err) {
+		t.Fatalf("the earlier attempt's metrics.jsonl is still there: %v", err)
+	}
+}
+
+// Issue 12, item 4: what a run appended after its checkpoint is cut away on
+// resume, so the resumed run's records equal an uninterrupted run's.
+func TestResumeCutsTheAppendedFilesBackToTheCheckpoint(t *testing.T) {
+	c := blobConfig()
+	c.ValEvery = 5
+	splits := blobSplits(t)
+	straight := t.TempDir()
+	if _, err := newBlobTrainer(t, c, straight, false).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c1 := c
+	c1.StopAfterEpoch = 2
+	if _, err := newBlobTrainer(t, c1, dir, false).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	// What a run killed in its third epoch would have added, torn lines too.
+	appendTo := func(name, text string) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString(text)
+		f.Close()
+	}
+	appendTo(MetricsFile, `{"step":35,"epoch":2.2,"split":"val","loss":1,"lr":0.01}`+"\n"+`{"step":40,"ep`)
+	appendTo(LogFile, `{"level":"info","message":"from the killed part"}`+"\n")
+	appendTo(HistogramsFile, `{"step":35,"epoch":2.2,"params":[]}`+"\n")
+	appendTo(EventsPrefix+"9999999999.killed", "a session that died")
+	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	want, got := metricsOf(t, straight), metricsOf(t, dir)
+	if !slices.Equal(want, got) {
+		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if want, got := scalarsOf(t, straight), scalarsOf(t, dir); !slices.Equal(want, got) {
+		t.Fatalf("TensorBoard scalars after resume:\n%v\nuninterrupted:\n%v", got, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, LogFile)); strings.Contains(string(b), "from the killed part") {
+		t.Fatal("train.log keeps a line written after the checkpoint")
+	}
+}
+
+// metricsOf is a run's metrics.jsonl with the timings left out.
+func metricsOf(t *testing.T, dir string) []string {
+	var out []string
+	for _, r := range readJSONLines[MetricsRecord](t, filepath.Join(dir, MetricsFile)) {
+		r.Time, r.Wall, r.ImagesPS = "", 0, 0
+		b, _ := json.Marshal(r)
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// scalarsOf lists the scalars of a run's event files, in file order.
+func scalarsOf(t *testing.T, dir string) []string {
+	files, _ := filepath.Glob(filepath.Join(dir, EventsPrefix+"*"))
+	slices.Sort(files)
+	var out []string
+	for _, f := range files {
+		events, err := tbevents.ReadFile(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, e := range events {
+			for _, v := range e.Values {
+				if v.HasScalar {
+					out = append(out, fmt.Sprintf("%s@%d=%g", v.Tag, e.Step, v.Scalar))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Issue 12, item 11: a checkpoint whose metadata no run could have written
+// is refused on resume.
+func TestResumeRefusesEditedCheckpointMetadata(t *testing.T) {
+	c := blobConfig()
+	c.StopAfterEpoch = 1
+	splits := blobSplits(t)
+	for name, edit := range map[string]func(*RunState){
+		"negative step":  func(st *RunState) { st.Step = -16 },
+		"epoch past run": func(st *RunState) { st.Epoch, st.Step = 9, 9*16 },
+		"step off epoch": func(st *RunState) { st.Step = 40 },
+	} {
+		dir := t.TempDir()
+		if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), splits); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, CheckpointFile)
+		tensors, meta, err := safetensors.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st RunState
+		if err := json.Unmarshal([]byte(meta[checkpointKey]), &st); err != nil {
+			t.Fatal(err)
+		}
+		edit(&st)
+		b, _ := json.Marshal(st)
+		meta[checkpointKey] = string(b)
+		if err := safetensors.WriteFile(path, tensors, meta); err != nil {
+			t.Fatal(err)
+		}
+		c2 := c
+		c2.StopAfterEpoch = 0
+		_, err = newBlobTrainer(t, c2, dir, true).Fit(context.Background(), splits)
+		if err == nil || !strings.Contains(err.Error(), "was the file edited") {
+			t.Errorf("%s: resume gave %v", name, err)
+		}
+	}
+}
+
+// Issue 12, item 11: NaN weights are an error, not a loss of NaN and a
+// top-5 accuracy of 100%.
+func TestEvaluateRefusesNonFiniteOutputs(t *testing.T) {
+	tr := newBlobTrainer(t, blobConfig(), "", false)
+	_, params := layers.Params(tr.Model)
+	params[0].Value.SetAt(0, math.NaN())
+	_, err := tr.Evaluate(blobSplits(t).Test)
+	if err == nil || !strings.Contains(err.Error(), "not finite") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -1,0 +1,189 @@
+package trainer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/kiln-ml/kiln/internal/durable"
+)
+
+// Who owns a run directory, and what a resumed run keeps of it.
+//
+// A directory is a Kiln run directory when it holds kiln.lock (written when
+// a run first opens it) or, for runs from before the lock, a Kiln
+// checkpoint. Any other directory becomes one only while it holds none of
+// the files a run writes: a user's config.yaml is never overwritten. Other
+// files there (notes, a redirected log) are left alone.
+
+// runFiles are the names a run writes directly in its directory.
+var runFiles = []string{MetricsFile, LogFile, ConfigFile, ModelFile, LastWeights, BestWeights,
+	CheckpointFile, SummaryFile, HistogramsFile, VisualsFile, PlotsDir}
+
+func isRunFile(name string) bool {
+	return slices.Contains(runFiles, name) || strings.HasPrefix(name, EventsPrefix)
+}
+
+// appendedFile reports the files a run appends to; a checkpoint records
+// their sizes. metrics.jsonl is rewritten whole, but only ever grows.
+func appendedFile(name string) bool {
+	return name == MetricsFile || name == LogFile || name == HistogramsFile || strings.HasPrefix(name, EventsPrefix)
+}
+
+// isKilnDir reports whether dir is already a Kiln run directory, and refuses
+// one that holds a run file Kiln did not write.
+func isKilnDir(dir string) (bool, error) {
+	if _, err := os.Stat(filepath.Join(dir, LockFile)); err == nil {
+		return true, nil
+	}
+	if _, err := ReadRunState(filepath.Join(dir, CheckpointFile)); err == nil {
+		return true, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("run directory: %w", err)
+	}
+	for _, e := range entries {
+		if isRunFile(e.Name()) {
+			return false, fmt.Errorf("%s exists and was not written by a Kiln run (%s has no %s): "+
+				"choose another --run-dir, or move the file away", filepath.Join(dir, e.Name()), dir, LockFile)
+		}
+	}
+	return false, nil
+}
+
+// lockDir takes dir's kiln.lock for the life of this process's run (the
+// kernel releases a flock when its holder dies, however it dies) and writes
+// the pid into it for the message a second process gets.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b := make([]byte, 32)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			pid := strings.TrimSpace(string(b[:n]))
+			return nil, fmt.Errorf("%s is in use by another Kiln process (pid %s holds %s): "+
+				"wait for it to end, or choose another --run-dir", dir, pid, path)
+		}
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	// The pid is for the message above only: the flock is the lock.
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
+}
+
+// removeTemps removes the temporary files that a kill during an atomic
+// write left in dir (only those of run files: nobody else's).
+func removeTemps(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	for _, e := range entries {
+		if base, ok := durable.TempOf(e.Name()); ok && isRunFile(base) {
+			if err := durable.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("run directory: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// removeRunFiles clears what a run that never reached its first checkpoint
+// left, before its directory is used again from step 0. config.yaml and
+// model.json are rewritten, plots/ is kiln plot's.
+func removeRunFiles(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !isRunFile(name) || name == ConfigFile || name == ModelFile || name == PlotsDir {
+			continue
+		}
+		if err := durable.Remove(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("run directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// appendedSizes are the sizes of the appended files now: what a checkpoint
+// records. The caller has flushed the event file.
+func (r *RunDir) appendedSizes() (map[string]int64, error) {
+	if err := r.log.Sync(); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(r.Path)
+	if err != nil {
+		return nil, err
+	}
+	sizes := map[string]int64{}
+	for _, e := range entries {
+		if !appendedFile(e.Name()) || e.Name() == MetricsFile {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		sizes[e.Name()] = fi.Size()
+	}
+	r.mu.Lock()
+	sizes[MetricsFile] = int64(len(r.metrics))
+	r.mu.Unlock()
+	return sizes, nil
+}
+
+// cutBack returns the appended files to the sizes a checkpoint recorded:
+// what was written after it will be written again. Files made after it go.
+// A checkpoint from before sizes were recorded (nil) cuts nothing.
+func (r *RunDir) cutBack(sizes map[string]int64) error {
+	if sizes == nil {
+		return nil
+	}
+	if n := sizes[MetricsFile]; int64(len(r.metrics)) > n {
+		// A last line torn by a full disk is dropped with what follows.
+		r.metrics = r.metrics[:n]
+		if i := bytes.LastIndexByte(r.metrics, '\n'); i+1 != len(r.metrics) {
+			r.metrics = r.metrics[:i+1]
+		}
+		if err := r.write(MetricsFile, r.metrics); err != nil {
+			return err
+		}
+	}
+	entries, err := os.ReadDir(r.Path)
+	if err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !appendedFile(name) || name == MetricsFile {
+			continue
+		}
+		path := filepath.Join(r.Path, name)
+		n, ok := sizes[name]
+		if !ok {
+			err = durable.Remove(path)
+		} else {
+			err = durable.Truncate(path, n)
+		}
+		if err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+	}
+	return nil
+}
