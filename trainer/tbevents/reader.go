@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
+
+	"github.com/kiln-ml/kiln/internal/userfile"
 )
 
 // ErrTruncated reports a file that ends inside a record: what a reader sees
@@ -52,8 +53,13 @@ func ReadRecords(r io.Reader) ([][]byte, error) {
 		if size > 1<<30 {
 			return out, fmt.Errorf("record %d: implausible length %d", n, size)
 		}
-		data := make([]byte, size+4)
-		if _, err := io.ReadFull(br, data); err != nil {
+		// The length is only a claim (its CRC guards against flipped bits,
+		// not against a lying writer): grow the buffer with what arrives.
+		data, err := io.ReadAll(io.LimitReader(br, int64(size)+4))
+		if err != nil {
+			return out, fmt.Errorf("record %d: %w", n, err)
+		}
+		if uint64(len(data)) < size+4 {
 			return out, fmt.Errorf("record %d: %w", n, ErrTruncated)
 		}
 		data, foot := data[:size], data[size:]
@@ -64,9 +70,10 @@ func ReadRecords(r io.Reader) ([][]byte, error) {
 	}
 }
 
-// ReadFile reads and decodes every event of an event file.
+// ReadFile reads and decodes every event of an event file, which must be a
+// regular file: a FIFO would block, /dev/zero never end.
 func ReadFile(path string) ([]Event, error) {
-	f, err := os.Open(path)
+	f, _, err := userfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
