@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+// Issue 12, item 2: a second kiln train into a directory in use is refused,
+// naming the process that holds it, and the first run is unharmed.
+func TestSecondTrainIntoABusyRunDirIsRefused(t *testing.T) {
+	csv := faultCSV(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	args := faultArgs(csv, dir)
+	args = append(args[:len(args):len(args)], "--epochs", "400", "--no-visuals")
+	first := exec.Command(kilnBin, args...)
+	var firstErr bytes.Buffer
+	first.Stderr = &firstErr
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Process.Kill()
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, trainer.LockFile))
+		return strings.TrimSpace(string(b)) == strconv.Itoa(first.Process.Pid)
+	})
+	for _, resume := range []bool{false, true} {
+		second := args
+		if resume {
+			second = append(second[:len(second):len(second)], "--resume")
+		}
+		r := kiln(t, "", second...)
+		want := "pid " + strconv.Itoa(first.Process.Pid)
+		if r.code == 0 || !strings.Contains(r.stderr, "in use by another Kiln process ("+want) {
+			t.Fatalf("second run (resume %v): exit %d, want a refusal naming %s:\n%s", resume, r.code, want, r.stderr)
+		}
+	}
+	// The first still runs; Ctrl-C ends it with its checkpoint, and the lock
+	// goes with it: a resume then gets as far as the configuration check.
+	first.Process.Signal(os.Interrupt)
+	if err := first.Wait(); err == nil || first.ProcessState.ExitCode() != 130 {
+		t.Fatalf("first run: %v\n%s", err, firstErr.String())
+	}
+	r := kiln(t, "", append(args[:len(args):len(args)], "--resume", "--lr", "0.5")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "the configuration differs") {
+		t.Fatalf("resume after the first ended: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("timed out")
+}
+
+// Issue 12, item 3: --run-dir . beside a user's own config.yaml is refused
+// by name, and nothing there changes.
+func TestRunDirOfTheUsersOwnFilesIsRefused(t *testing.T) {
+	csv := faultCSV(t)
+	dir := t.TempDir()
+	files := map[string]string{"config.yaml": "model: mine\n", "notes.md": "my notes\n"}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := kiln(t, dir, faultArgs(csv, ".")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "config.yaml exists and was not written by a Kiln run") {
+		t.Fatalf("exit %d, want a refusal naming config.yaml:\n%s", r.code, r.stderr)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != len(files) {
+		t.Fatalf("the directory changed: %v", entries)
+	}
+	for name, text := range files {
+		if b, _ := os.ReadFile(filepath.Join(dir, name)); string(b) != text {
+			t.Fatalf("%s now holds %q", name, b)
+		}
+	}
+}
+
+// Issue 12, item 4: --resume of a finished run exits 0 and changes nothing;
+// of a run killed before its first checkpoint, it starts from step 0 and
+// says so.
+func TestResumeOfAFinishedRunChangesNothing(t *testing.T) {
+	csv := faultCSV(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	mustRun(t, "", faultArgs(csv, dir)...)
+	before := dirHashes(t, dir)
+	r := mustRun(t, "", append(faultArgs(csv, dir), "--resume")...)
+	if !strings.Contains(r.stdout, "has finished") || !strings.Contains(r.stdout, "test accuracy") {
+		t.Fatalf("resume of a finished run printed:\n%s", r.stdout)
+	}
+	if after := dirHashes(t, dir); after != before {
+		t.Fatalf("resume of a finished run changed its files:\n%s\nwas\n%s", after, before)
+	}
+}
+
+func TestResumeBeforeTheFirstCheckpointStartsOver(t *testing.T) {
+	csv := faultCSV(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	// Killed at its first change to the run directory.
+	if r := runWithFault(t, faultKiln(t), "kill:1", faultArgs(csv, dir)...); !r.killed {
+		t.Fatalf("not killed: exit %d\n%s", r.code, r.stderr)
+	}
+	r := mustRun(t, "", append(faultArgs(csv, dir), "--resume")...)
+	if !strings.Contains(r.stderr, "starting from step 0") {
+		t.Fatalf("resume did not say it starts over:\n%s", r.stderr)
+	}
+}
+
+// dirHashes lists a directory's files with their hashes (kiln.lock aside:
+// it holds the pid of the last process that opened the run).
+func dirHashes(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || e.Name() == trainer.LockFile {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := e.Info()
+		b.WriteString(e.Name() + " " + fi.ModTime().String() + " ")
+		sum := sha256.Sum256(data)
+		b.WriteString(string(sum[:4]) + "\n")
+	}
+	return b.String()
+}
