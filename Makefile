@@ -11,7 +11,7 @@ KERNEL_SRCS := $(sort $(filter-out kernels/all.cu,$(wildcard kernels/*.cu)))
 NVCCFLAGS := -fatbin -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
 	-gencode arch=compute_90,code=compute_90
 
-.PHONY: build build-cuda kernels train test vet accuracy bench bench-torch golden clean test-kernels FORCE
+.PHONY: build build-cuda kernels train test vet fuzz accuracy bench bench-torch golden clean test-kernels FORCE
 
 build: $(if $(filter 1,$(GPU)),build-cuda)
 	$(GO) build -o $(BIN) ./cmd/kiln
@@ -50,6 +50,13 @@ vet:
 test: vet
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'Alloc' ./...
+
+# Every fuzz target (func FuzzX in a _test.go file) for FUZZTIME each; the
+# crashers it finds land in the package's testdata/fuzz/ and become
+# regression cases of make test. CI runs it.
+FUZZTIME ?= 8s
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
 
 # Every CUDA kernel run on the CPU under the emulation header with
 # AddressSanitizer, compared with its CPU op; one line per kernel.
