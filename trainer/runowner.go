@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,6 +83,16 @@ func lockDir(dir string) (*os.File, error) {
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return f, nil
+}
+
+// LockDir takes the lock of dir (made when missing) for a process that owns
+// a directory other than a run's, a tune's: a second process is refused as
+// OpenRunDir refuses one. Closing releases it.
+func LockDir(dir string) (io.Closer, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return lockDir(dir)
 }
 
 // removeTemps removes the temporary files that a kill during an atomic

@@ -145,3 +145,30 @@ func dirHashes(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// Issue 12, item 2, for tunes: a tune directory in use is refused too, and
+// a tune that never started leaves no directory behind.
+func TestTuneIntoABusyDirIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tune")
+	lock, err := trainer.LockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	want := "in use by another Kiln process (pid " + strconv.Itoa(os.Getpid())
+	for _, args := range [][]string{
+		{"tune", "--param", "lr=0.1,0.01", "--run-dir", dir},
+		{"tune", "--resume", "--run-dir", dir},
+	} {
+		if r := kiln(t, "", args...); r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("kiln %v: exit %d, want %q:\n%s", args, r.code, want, r.stderr)
+		}
+	}
+	fresh := filepath.Join(t.TempDir(), "never")
+	if r := kiln(t, "", "tune", "--param", "lr=0.1,0.01", "--strategy", "nope", "--run-dir", fresh); r.code == 0 {
+		t.Fatal("a bad --strategy was accepted")
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("a tune that never started left %s: %v", fresh, err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/tune"
 )
 
@@ -88,7 +89,11 @@ finished trial runs again, a running one continues from its checkpoint.`,
 				return usageError{fmt.Errorf("--resume continues the tune as %s records it; only --parallel and --threads may be given (not %s)",
 					filepath.Join(dir, tune.StateFile), strings.Join(extra, ", "))}
 			}
-			var err error
+			release, err := lockTuneDir(dir)
+			if err != nil {
+				return err
+			}
+			defer release(true)
 			if tu, err = tune.Open(dir); err != nil {
 				return err
 			}
@@ -130,6 +135,11 @@ finished trial runs again, a running one continues from its checkpoint.`,
 			base.RunDir = ""
 			set := tune.Settings{Strategy: strategy, Trials: trials, Metric: metric, Seed: searchSeed,
 				Eta: eta, MinResource: minResource, Unit: unit}
+			release, err := lockTuneDir(dir)
+			if err != nil {
+				return err
+			}
+			defer func() { release(tu != nil) }()
 			if tu, err = tune.Start(dir, base, space, set); err != nil {
 				return usageError{err}
 			}
@@ -141,6 +151,26 @@ finished trial runs again, a running one continues from its checkpoint.`,
 		return runTune(tu, parallel, cf.c.Threads)
 	}
 	return cmd
+}
+
+// lockTuneDir takes the tune directory's lock (making it when missing) for
+// the command's life, so that a second tune into it is refused. release
+// drops the lock, and the directory too when it was made here for a tune
+// that never started.
+func lockTuneDir(dir string) (release func(started bool), err error) {
+	_, statErr := os.Stat(dir)
+	made := errors.Is(statErr, os.ErrNotExist)
+	lock, err := trainer.LockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return func(started bool) {
+		lock.Close()
+		if made && !started {
+			os.Remove(filepath.Join(dir, trainer.LockFile))
+			os.Remove(dir)
+		}
+	}, nil
 }
 
 // markParsed makes fs, whose flags cobra parsed as part of the command's
