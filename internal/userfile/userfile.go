@@ -5,10 +5,30 @@
 package userfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 )
+
+// ErrNotRegular is wrapped by the error about a path that is not a regular
+// file (a directory, a FIFO, a device, a socket).
+var ErrNotRegular = errors.New("not a regular file")
+
+// Error is what is wrong with a file Open or ReadFile refused: Error()
+// names the path, Err says the rest, for callers that name the path
+// themselves.
+type Error struct {
+	Path string
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// afterStat runs between Open's Stat and its open: tests swap the file
+// there.
+var afterStat = func(string) {}
 
 // Open opens path for reading after checking that it is a regular file (a
 // symlink to one is fine). The caller closes the file.
@@ -17,19 +37,26 @@ func Open(path string) (*os.File, os.FileInfo, error) {
 	// comes.
 	fi, err := os.Stat(path)
 	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			pe.Op = "open" // what the caller asked for; the Stat is ours
+		}
 		return nil, nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("%s: not a regular file (%s)", path, kind(fi.Mode()))
+		return nil, nil, &Error{path, fmt.Errorf("%w (%s)", ErrNotRegular, kind(fi.Mode()))}
 	}
-	f, err := os.Open(path)
+	afterStat(path)
+	// Non-blocking, in case a FIFO took the file's place since the Stat:
+	// the open then returns at once and the check below refuses it. Reads
+	// of a regular file do not block whatever the flag.
+	f, err := os.OpenFile(path, os.O_RDONLY|nonBlock, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	// The path may have been swapped between the two calls.
 	if fi, err = f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, nil, fmt.Errorf("%s: not a regular file", path)
+		return nil, nil, &Error{path, fmt.Errorf("%w (it changed while being opened)", ErrNotRegular)}
 	}
 	return f, fi, nil
 }
@@ -43,14 +70,14 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 	}
 	defer f.Close()
 	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s: %d bytes, more than the %d this file may have", path, fi.Size(), limit)
+		return nil, &Error{path, fmt.Errorf("%d bytes, more than the %d this file may have", fi.Size(), limit)}
 	}
 	b, err := readAll(f, fi.Size(), limit)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, &Error{path, err}
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: more than the %d bytes this file may have", path, limit)
+		return nil, &Error{path, fmt.Errorf("more than the %d bytes this file may have", limit)}
 	}
 	return b, nil
 }

@@ -1,11 +1,13 @@
 package userfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kiln-ml/kiln/internal/userfile/userfiletest"
 )
@@ -53,5 +55,34 @@ func TestReadFileAllocatesWhatTheFileHolds(t *testing.T) {
 	}
 	if alloc > 17<<20 {
 		t.Errorf("%d bytes allocated to read a 16 MiB file", alloc)
+	}
+}
+
+// A FIFO put in the file's place between the check and the open is refused,
+// not waited on.
+func TestOpenRefusesAFileSwappedForAFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	afterStat = func(p string) {
+		if err := os.Remove(p); err != nil {
+			t.Error(err)
+		}
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { afterStat = func(string) {} }()
+	err := userfiletest.Promptly(t, 5*time.Second, func() error {
+		f, _, err := Open(path)
+		if err == nil {
+			f.Close()
+		}
+		return err
+	})
+	var ue *Error
+	if !errors.Is(err, ErrNotRegular) || !errors.As(err, &ue) || ue.Path != path {
+		t.Errorf("Open of a file swapped for a FIFO: %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/kiln-ml/kiln/internal/userfile"
 )
 
 // CIFAR-10 binary format: records of one label byte and 3072 pixel bytes, the
@@ -28,6 +30,10 @@ var (
 var cifarTrainFiles = []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"}
 
 const cifarTestFile = "test_batch.bin"
+
+// maxCIFARBytes bounds one batch file (CIFAR-10's are 30 MB), checked
+// before it is read.
+const maxCIFARBytes = 1 << 30
 
 // findCIFARFiles checks that dir holds all six batch files.
 func findCIFARFiles(dir string) (missing string) {
@@ -63,7 +69,7 @@ func readCIFAR(dir string, files []string, classes []string) (*Dataset, error) {
 	n := 0
 	for i, f := range files {
 		p := filepath.Join(dir, f)
-		raw, err := os.ReadFile(p)
+		raw, err := userfile.ReadFile(p, maxCIFARBytes)
 		if err != nil {
 			return nil, fileErr(p, "%s", ioProblem(err))
 		}
@@ -117,7 +123,7 @@ func cifarDataset(raws [][]byte, n int, classes []string) *Dataset {
 // cifarClassNames reads batches.meta.txt (one class name per line) when it is
 // there and well formed; otherwise the standard names.
 func cifarClassNames(dir string) []string {
-	raw, err := os.ReadFile(filepath.Join(dir, "batches.meta.txt"))
+	raw, err := userfile.ReadFile(filepath.Join(dir, "batches.meta.txt"), 64<<10)
 	if err != nil {
 		return cifarClasses
 	}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kiln-ml/kiln/internal/userfile"
 )
 
 // CSVOptions configure the csv data set.
@@ -442,6 +444,10 @@ func labelsOf(t *csvTable, index map[string]int32, train *csvTable) ([]int32, er
 	return out, nil
 }
 
+// maxCSVBytes bounds a CSV file, checked before it is read: the parsed
+// table takes several times the text.
+const maxCSVBytes = 1 << 32
+
 // csvFiles resolves the training and test files.
 func csvFiles(o Options) (train, test string, err error) {
 	if o.CSV.Train != "" {
@@ -479,7 +485,7 @@ func loadCSV(o Options) (train, test *Dataset, err error) {
 		return nil, nil, err
 	}
 	read := func(p string, like *csvTable) (*csvTable, error) {
-		raw, err := os.ReadFile(p)
+		raw, err := userfile.ReadFile(p, maxCSVBytes)
 		if err != nil {
 			return nil, fileErr(p, "%s", ioProblem(err))
 		}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/kiln-ml/kiln/internal/userfile"
 )
 
 // IDX files (the MNIST format): a big-endian header — two zero bytes, the
@@ -27,13 +29,14 @@ const (
 	// is allocated up front.
 	maxDeflateRatio = 1100
 
-	// maxIDXBytes caps the declared payload of one file (16 GiB).
+	// maxIDXBytes caps the declared payload of one file (16 GiB), and the
+	// file itself.
 	maxIDXBytes = 1 << 34
 )
 
 // readIDX reads an IDX file (gzipped or not) of ndims dimensions.
 func readIDX(path string, ndims int) (dims []int, payload []byte, err error) {
-	raw, err := os.ReadFile(path)
+	raw, err := userfile.ReadFile(path, maxIDXBytes)
 	if err != nil {
 		return nil, nil, fileErr(path, "%s", ioProblem(err))
 	}
@@ -48,7 +51,11 @@ func readIDX(path string, ndims int) (dims []int, payload []byte, err error) {
 // the path, which the FileError already names.
 func ioProblem(err error) string {
 	var pe *os.PathError
-	if errors.As(err, &pe) {
+	var ue *userfile.Error
+	switch {
+	case errors.As(err, &ue):
+		return ue.Err.Error()
+	case errors.As(err, &pe):
 		return fmt.Sprintf("cannot %s: %v", pe.Op, pe.Err)
 	}
 	return err.Error()
