@@ -76,22 +76,29 @@ func (m *Model) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 // Build makes a model of the zoo by name, initialised from s.Seed. Its first
 // layer skips the input gradient, which no one needs.
 func Build(name string, s Spec) (*Model, error) {
-	b, ok := zoo[strings.ToLower(name)]
-	if !ok {
-		return nil, fmt.Errorf("unknown model %q (have %s)", name, strings.Join(ModelNames(), ", "))
+	if err := checkSpec(name, s); err != nil {
+		return nil, err
 	}
-	if s.Channels < 1 || s.Height < 1 || s.Width < 1 {
-		return nil, fmt.Errorf("model %s: bad input shape %dx%dx%d", name, s.Height, s.Width, s.Channels)
-	}
-	if s.Outputs() < 1 {
-		return nil, fmt.Errorf("model %s: need at least one output class", name)
-	}
-	m, err := b(rand.New(rand.NewPCG(s.Seed, 0x6b696c6e)), s)
+	m, err := zoo[strings.ToLower(name)](rand.New(rand.NewPCG(s.Seed, 0x6b696c6e)), s)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	m.SkipInputGrad(true)
 	return &Model{Sequential: m, Name: strings.ToLower(name), Spec: s}, nil
+}
+
+// checkSpec is what every model of the zoo asks of its name and input.
+func checkSpec(name string, s Spec) error {
+	if _, ok := zoo[strings.ToLower(name)]; !ok {
+		return fmt.Errorf("unknown model %q (have %s)", name, strings.Join(ModelNames(), ", "))
+	}
+	if s.Channels < 1 || s.Height < 1 || s.Width < 1 {
+		return fmt.Errorf("model %s: bad input shape %dx%dx%d", name, s.Height, s.Width, s.Channels)
+	}
+	if s.Outputs() < 1 {
+		return fmt.Errorf("model %s: need at least one output class", name)
+	}
+	return nil
 }
 
 // pooled is a size after n 2×2 max-pools (floor, as PyTorch).
@@ -106,11 +113,10 @@ func pooled(size, n int) int {
 // conv 5×5 → 16, ReLU, max-pool 2, linear 400 → 120 → 84 → classes with ReLU.
 // Names conv1, conv2, fc1, fc2, fc3 match the usual PyTorch definition.
 func buildLeNet(rng *rand.Rand, s Spec) (*Sequential, error) {
-	h, w := (s.Height)/2-4, (s.Width)/2-4 // after pool, the unpadded 5×5 conv
-	if h < 2 || w < 2 {
-		return nil, fmt.Errorf("input %dx%d too small for LeNet", s.Height, s.Width)
+	flat, err := lenetFlat(s)
+	if err != nil {
+		return nil, err
 	}
-	flat := 16 * (h / 2) * (w / 2)
 	return (&Sequential{}).
 		Append("conv1", NewConv2D(rng, s.Channels, 6, 5, ConvOptions{Padding: 2})).
 		Append("relu1", NewReLU()).
@@ -126,16 +132,35 @@ func buildLeNet(rng *rand.Rand, s Spec) (*Sequential, error) {
 		Append("fc3", NewLinear(rng, 84, s.Outputs(), true)), nil
 }
 
+// lenetFlat is the width of LeNet's flattened features, 16 maps after two
+// 5×5 convolutions (the first padded) and two 2×2 pools.
+func lenetFlat(s Spec) (int, error) {
+	h, w := (s.Height)/2-4, (s.Width)/2-4 // after pool, the unpadded 5×5 conv
+	if h < 2 || w < 2 {
+		return 0, fmt.Errorf("input %dx%d too small for LeNet", s.Height, s.Width)
+	}
+	return 16 * (h / 2) * (w / 2), nil
+}
+
+// mlpWidths are the hidden widths: 256, 128 by default; Hidden alone makes
+// two layers of that width, Depth with it makes Depth of them.
+func mlpWidths(s Spec) (width, depth int, defaults bool) {
+	switch {
+	case s.Hidden <= 0:
+		return 0, 2, true
+	case s.Depth > 0:
+		return s.Hidden, s.Depth, false
+	}
+	return s.Hidden, 2, false
+}
+
 // buildMLP: flatten, then hidden layers (default 256, 128) with ReLU.
 func buildMLP(rng *rand.Rand, s Spec) (*Sequential, error) {
 	widths := []int{256, 128}
-	if s.Hidden > 0 {
-		widths = []int{s.Hidden, s.Hidden}
-		if s.Depth > 0 {
-			widths = widths[:0]
-			for i := 0; i < s.Depth; i++ {
-				widths = append(widths, s.Hidden)
-			}
+	if w, d, def := mlpWidths(s); !def {
+		widths = widths[:0]
+		for i := 0; i < d; i++ {
+			widths = append(widths, w)
 		}
 	}
 	m := (&Sequential{}).Append("flatten", &Flatten{})
@@ -151,16 +176,13 @@ func buildMLP(rng *rand.Rand, s Spec) (*Sequential, error) {
 // buildCNN: two stages of two 3×3 conv+BN+ReLU (32 then 64 channels), each
 // ending in a 2×2 max-pool, then linear 128, ReLU, dropout 0.3, the head.
 func buildCNN(rng *rand.Rand, s Spec) (*Sequential, error) {
-	if s.Height < 4 || s.Width < 4 {
-		return nil, fmt.Errorf("input %dx%d too small", s.Height, s.Width)
-	}
-	hidden := 128
-	if s.Hidden > 0 {
-		hidden = s.Hidden
+	hidden, err := cnnHidden(s)
+	if err != nil {
+		return nil, err
 	}
 	m := &Sequential{}
 	in := s.Channels
-	for i, c := range []int{32, 32, 64, 64} {
+	for i, c := range cnnChannels {
 		n := fmt.Sprint(i + 1)
 		m.Append("conv"+n, NewConv2D(rng, in, c, 3, ConvOptions{Padding: 1, NoBias: true}))
 		m.Append("bn"+n, NewBatchNorm2D(c))
@@ -178,11 +200,31 @@ func buildCNN(rng *rand.Rand, s Spec) (*Sequential, error) {
 		Append("fc2", NewLinear(rng, hidden, s.Outputs(), true)), nil
 }
 
+// cnnChannels are the cnn's four convolutions' widths.
+var cnnChannels = [4]int{32, 32, 64, 64}
+
+// cnnHidden checks the cnn's input and returns the width of its hidden
+// linear layer.
+func cnnHidden(s Spec) (int, error) {
+	if s.Height < 4 || s.Width < 4 {
+		return 0, fmt.Errorf("input %dx%d too small", s.Height, s.Width)
+	}
+	if s.Hidden > 0 {
+		return s.Hidden, nil
+	}
+	return 128, nil
+}
+
 // buildInception: a 3×3 conv+BN+ReLU stem (32), max-pool, two Inception
 // modules (56 then 112 channels), max-pool, global average pool, linear head.
+var (
+	inceptionModule1 = InceptionConfig{Out1x1: 16, Reduce3x3: 16, Out3x3: 24, Reduce5x5: 4, Out5x5: 8, PoolProj: 8}
+	inceptionModule2 = InceptionConfig{Out1x1: 32, Reduce3x3: 24, Out3x3: 48, Reduce5x5: 8, Out5x5: 16, PoolProj: 16}
+	cbamModule       = InceptionConfig{Out1x1: 16, Reduce3x3: 16, Out3x3: 32, Reduce5x5: 8, Out5x5: 8, PoolProj: 8}
+)
+
 func buildInception(rng *rand.Rand, s Spec) (*Sequential, error) {
-	i1 := InceptionConfig{Out1x1: 16, Reduce3x3: 16, Out3x3: 24, Reduce5x5: 4, Out5x5: 8, PoolProj: 8}
-	i2 := InceptionConfig{Out1x1: 32, Reduce3x3: 24, Out3x3: 48, Reduce5x5: 8, Out5x5: 16, PoolProj: 16}
+	i1, i2 := inceptionModule1, inceptionModule2
 	return (&Sequential{}).
 		Append("stem", NewConvBNReLU(rng, s.Channels, 32, 3, ConvOptions{Padding: 1})).
 		Append("pool1", NewMaxPool2D(2, 2, 0)).
@@ -196,7 +238,7 @@ func buildInception(rng *rand.Rand, s Spec) (*Sequential, error) {
 // buildCBAM: a conv stem with CBAM attention, max-pool, one Inception module,
 // a conv+BN+ReLU with CBAM again, max-pool, global average pool, linear head.
 func buildCBAM(rng *rand.Rand, s Spec) (*Sequential, error) {
-	inc := InceptionConfig{Out1x1: 16, Reduce3x3: 16, Out3x3: 32, Reduce5x5: 8, Out5x5: 8, PoolProj: 8}
+	inc := cbamModule
 	return (&Sequential{}).
 		Append("stem", NewConvBNReLU(rng, s.Channels, 32, 3, ConvOptions{Padding: 1})).
 		Append("cbam1", NewCBAM(rng, 32, 8)).
@@ -213,8 +255,30 @@ func buildCBAM(rng *rand.Rand, s Spec) (*Sequential, error) {
 // LayerNorm, mean over tokens, linear head. Hidden and Depth override width
 // and block count.
 func buildGMLP(rng *rand.Rand, s Spec) (*Sequential, error) {
-	const patch = 4
-	width, depth := 128, 4
+	width, depth, tokens, err := gmlpShape(s)
+	if err != nil {
+		return nil, err
+	}
+	blocks := &Sequential{}
+	for i := 0; i < depth; i++ {
+		blocks.Append(fmt.Sprint(i), NewGMLPBlock(rng, tokens, width, 2*width))
+	}
+	return (&Sequential{}).
+		Append("patch", NewPatchEmbed(rng, s.Channels, gmlpPatch, width)).
+		Append("blocks", blocks).
+		Append("norm", NewLayerNorm(width)).
+		Append("pool", &TokenMean{}).
+		Append("head", NewLinear(rng, width, s.Outputs(), true)), nil
+}
+
+// gmlpPatch is the side of gmlp's square patches.
+const gmlpPatch = 4
+
+// gmlpShape checks gmlp's input and returns its width, block count and
+// token count.
+func gmlpShape(s Spec) (width, depth, tokens int, err error) {
+	const patch = gmlpPatch
+	width, depth = 128, 4
 	if s.Hidden > 0 {
 		width = s.Hidden
 	}
@@ -222,17 +286,7 @@ func buildGMLP(rng *rand.Rand, s Spec) (*Sequential, error) {
 		depth = s.Depth
 	}
 	if s.Height%patch != 0 || s.Width%patch != 0 {
-		return nil, fmt.Errorf("input %dx%d is not a multiple of the %d×%d patch", s.Height, s.Width, patch, patch)
+		return 0, 0, 0, fmt.Errorf("input %dx%d is not a multiple of the %d×%d patch", s.Height, s.Width, patch, patch)
 	}
-	tokens := (s.Height / patch) * (s.Width / patch)
-	blocks := &Sequential{}
-	for i := 0; i < depth; i++ {
-		blocks.Append(fmt.Sprint(i), NewGMLPBlock(rng, tokens, width, 2*width))
-	}
-	return (&Sequential{}).
-		Append("patch", NewPatchEmbed(rng, s.Channels, patch, width)).
-		Append("blocks", blocks).
-		Append("norm", NewLayerNorm(width)).
-		Append("pool", &TokenMean{}).
-		Append("head", NewLinear(rng, width, s.Outputs(), true)), nil
+	return width, depth, (s.Height / patch) * (s.Width / patch), nil
 }
