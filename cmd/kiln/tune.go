@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,14 +23,7 @@ import (
 )
 
 func tuneCmd() *cobra.Command {
-	var (
-		configPath, spacePath, strategy, metric, unit string
-		params                                        []string
-		trials, parallel, eta                         int
-		resume                                        bool
-		searchSeed                                    uint64
-		minResource                                   float64
-	)
+	var tf tuneFlags
 	cmd := &cobra.Command{
 		Use:   "tune",
 		Short: "Search training settings: grid, random or successive halving, each trial a run directory",
@@ -58,99 +52,131 @@ finished trial runs again, a running one continues from its checkpoint.`,
 	_ = cfs.MarkHidden("stop-after-epoch")
 	f := cmd.Flags()
 	f.AddFlagSet(cfs)
-	f.StringVar(&configPath, "config", "", "YAML or JSON training configuration the trials start from (flags given override it)")
-	f.StringVar(&spacePath, "space", "", "search space, a YAML file")
-	f.StringArrayVarP(&params, "param", "p", nil, "a search dimension KEY=VALUES, e.g. lr=1e-4..0.3:log, batch=16..128:pow2, optimizer=sgd,adamw (repeatable)")
-	f.StringVar(&strategy, "strategy", "random", "grid, random or halving (ASHA successive halving)")
-	f.IntVar(&trials, "trials", 0, "number of trials (grid: 0 runs the whole grid; random and halving default 8)")
-	f.IntVar(&parallel, "parallel", 1, "trials run at once (capped so that threads × parallel ≤ cores)")
-	f.BoolVar(&resume, "resume", false, "continue the tune in --run-dir")
-	f.StringVar(&metric, "metric", "", "metric to rank by: "+strings.Join(tune.Metrics, ", ")+" (default val_acc, val_rmse for regression)")
-	f.Uint64Var(&searchSeed, "search-seed", 1, "seed of the random draws (--seed seeds the trials' training)")
-	f.IntVar(&eta, "eta", 3, "halving: keep the top 1/eta at each rung")
-	f.Float64Var(&minResource, "min-resource", 1, "halving: the first rung, in --rung-unit")
-	f.StringVar(&unit, "rung-unit", "epochs", "halving: rungs counted in epochs or steps")
+	f.StringVar(&tf.configPath, "config", "", "YAML or JSON training configuration the trials start from (flags given override it)")
+	f.StringVar(&tf.spacePath, "space", "", "search space, a YAML file")
+	f.StringArrayVarP(&tf.params, "param", "p", nil, "a search dimension KEY=VALUES, e.g. lr=1e-4..0.3:log, batch=16..128:pow2, optimizer=sgd,adamw (repeatable)")
+	f.StringVar(&tf.strategy, "strategy", "random", "grid, random or halving (ASHA successive halving)")
+	f.IntVar(&tf.trials, "trials", 0, "number of trials (grid: 0 runs the whole grid; random and halving default 8)")
+	f.IntVar(&tf.parallel, "parallel", 1, "trials run at once (capped so that threads × parallel ≤ cores)")
+	f.BoolVar(&tf.resume, "resume", false, "continue the tune in --run-dir")
+	f.StringVar(&tf.metric, "metric", "", "metric to rank by: "+strings.Join(tune.Metrics, ", ")+" (default val_acc, val_rmse for regression)")
+	f.Uint64Var(&tf.searchSeed, "search-seed", 1, "seed of the random draws (--seed seeds the trials' training)")
+	f.IntVar(&tf.eta, "eta", 3, "halving: keep the top 1/eta at each rung")
+	f.Float64Var(&tf.minResource, "min-resource", 1, "halving: the first rung, in --rung-unit")
+	f.StringVar(&tf.unit, "rung-unit", "epochs", "halving: rungs counted in epochs or steps")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		markParsed(cfs)
-		dir := cf.c.RunDir
-		var tu *tune.Tuner
-		if resume {
-			if dir == "" {
-				return usageError{errors.New("--resume needs --run-dir (the tune directory)")}
-			}
-			var extra []string
-			f.Visit(func(fl *pflag.Flag) {
-				if !slices.Contains([]string{"resume", "run-dir", "parallel", "threads"}, fl.Name) {
-					extra = append(extra, "--"+fl.Name)
-				}
-			})
-			if len(extra) > 0 {
-				return usageError{fmt.Errorf("--resume continues the tune as %s records it; only --parallel and --threads may be given (not %s)",
-					filepath.Join(dir, tune.StateFile), strings.Join(extra, ", "))}
-			}
-			release, err := lockTuneDir(dir)
-			if err != nil {
-				return err
-			}
-			defer release(true)
-			if tu, err = tune.Open(dir); err != nil {
-				return err
-			}
-		} else {
-			base, err := cf.resolve(cfs, configPath)
-			if err != nil {
-				return usageError{err}
-			}
-			space := &tune.Space{}
-			if spacePath != "" {
-				if space, err = tune.LoadSpace(spacePath); err != nil {
-					return usageError{err}
-				}
-			}
-			for _, p := range params {
-				d, err := tune.ParseParam(p)
-				if err == nil {
-					err = space.Add(d)
-				}
-				if err != nil {
-					return usageError{err}
-				}
-			}
-			if len(space.Dims) == 0 {
-				return usageError{errors.New("no search space: give --space FILE or --param KEY=VALUES")}
-			}
-			if metric == "" {
-				metric = "val_acc"
-				if base.Regression {
-					metric = "val_rmse"
-				}
-			}
-			if trials == 0 && strategy != "grid" {
-				trials = 8
-			}
-			if dir == "" {
-				dir = filepath.Join("runs", "tune-"+time.Now().Format("20060102-150405"))
-			}
-			base.RunDir = ""
-			set := tune.Settings{Strategy: strategy, Trials: trials, Metric: metric, Seed: searchSeed,
-				Eta: eta, MinResource: minResource, Unit: unit}
-			release, err := lockTuneDir(dir)
-			if err != nil {
-				return err
-			}
-			defer func() { release(tu != nil) }()
-			if tu, err = tune.Start(dir, base, space, set); err != nil {
-				return usageError{err}
-			}
-			if n := space.GridSize(); strategy == "grid" && trials > 0 && trials < n {
-				log := logger()
-				log.Warn().Int("trials", trials).Int("grid", n).Msg("running only the first --trials points of the grid")
-			}
+		if tf.resume {
+			return tf.resumeTune(f, cf.c.RunDir, cf.c.Threads)
 		}
-		return runTune(tu, parallel, cf.c.Threads)
+		return tf.startTune(cfs, cf)
 	}
 	return cmd
+}
+
+// tuneFlags are kiln tune's own flags (the training flags are in a
+// configFlags).
+type tuneFlags struct {
+	configPath, spacePath, strategy, metric, unit string
+	params                                        []string
+	trials, parallel, eta                         int
+	resume                                        bool
+	searchSeed                                    uint64
+	minResource                                   float64
+}
+
+// resumeTune continues the tune in dir; only --parallel and --threads may
+// change.
+func (tf *tuneFlags) resumeTune(f *pflag.FlagSet, dir string, threads int) error {
+	if dir == "" {
+		return usageError{errors.New("--resume needs --run-dir (the tune directory)")}
+	}
+	var extra []string
+	f.Visit(func(fl *pflag.Flag) {
+		if !slices.Contains([]string{"resume", "run-dir", "parallel", "threads"}, fl.Name) {
+			extra = append(extra, "--"+fl.Name)
+		}
+	})
+	if len(extra) > 0 {
+		return usageError{fmt.Errorf("--resume continues the tune as %s records it; only --parallel and --threads may be given (not %s)",
+			filepath.Join(dir, tune.StateFile), strings.Join(extra, ", "))}
+	}
+	release, err := lockTuneDir(dir)
+	if err != nil {
+		return err
+	}
+	defer release(true)
+	tu, err := tune.Open(dir)
+	if err != nil {
+		return err
+	}
+	return runTune(tu, tf.parallel, threads)
+}
+
+// startTune builds the space and the trials from the flags and runs them.
+func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
+	base, err := cf.resolve(cfs, tf.configPath)
+	if err != nil {
+		return usageError{err}
+	}
+	space, err := tf.space()
+	if err != nil {
+		return usageError{err}
+	}
+	metric, trials := tf.metric, tf.trials
+	if metric == "" {
+		metric = "val_acc"
+		if base.Regression {
+			metric = "val_rmse"
+		}
+	}
+	if trials == 0 && tf.strategy != "grid" {
+		trials = 8
+	}
+	dir := cmp.Or(cf.c.RunDir, filepath.Join("runs", "tune-"+time.Now().Format("20060102-150405")))
+	base.RunDir = ""
+	set := tune.Settings{Strategy: tf.strategy, Trials: trials, Metric: metric, Seed: tf.searchSeed,
+		Eta: tf.eta, MinResource: tf.minResource, Unit: tf.unit}
+	release, err := lockTuneDir(dir)
+	if err != nil {
+		return err
+	}
+	tu, err := tune.Start(dir, base, space, set)
+	if err != nil {
+		release(false)
+		return usageError{err}
+	}
+	defer release(true)
+	if n := space.GridSize(); tf.strategy == "grid" && trials > 0 && trials < n {
+		log := logger()
+		log.Warn().Int("trials", trials).Int("grid", n).Msg("running only the first --trials points of the grid")
+	}
+	return runTune(tu, tf.parallel, cf.c.Threads)
+}
+
+// space is the search space of --space and the --param flags.
+func (tf *tuneFlags) space() (*tune.Space, error) {
+	space := &tune.Space{}
+	if tf.spacePath != "" {
+		var err error
+		if space, err = tune.LoadSpace(tf.spacePath); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range tf.params {
+		d, err := tune.ParseParam(p)
+		if err == nil {
+			err = space.Add(d)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(space.Dims) == 0 {
+		return nil, errors.New("no search space: give --space FILE or --param KEY=VALUES")
+	}
+	return space, nil
 }
 
 // lockTuneDir takes the tune directory's lock (making it when missing) for
