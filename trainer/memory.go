@@ -3,8 +3,10 @@ package trainer
 import (
 	"bufio"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -14,34 +16,44 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// EstimateMemory measures what one training step of batch size `batch` needs:
-// parameters, gradients and optimiser state, plus the activations and
-// gradients of a probe step on two samples, scaled to the batch. The model's
-// state is restored afterwards, so the probe changes nothing.
+// EstimateMemory is what training on ds in batches of `batch` holds at its
+// peak, to compare with the process's peak RSS: parameters, gradients and
+// optimiser state; the samples of ds; the loader's two batches (one filled
+// ahead); and the activations and gradients of a probe step on two samples,
+// scaled to the batch. The probe changes no parameter and restores the
+// buffers it moves (batch-norm statistics, dropout streams), so it changes
+// nothing.
 func (t *Trainer) EstimateMemory(ds *data.Dataset, batch int) (int64, error) {
 	params := int64(0)
 	for _, p := range t.params {
 		params += int64(p.Value.Len())
 	}
-	states := int64(1)
-	switch t.opt.(type) {
-	case *AdamW:
-		states = 2
-	case *SGD:
-		if t.Config.Momentum == 0 {
-			states = 0
-		}
-	}
-	fixed := params * 4 * (2 + states)
+	fixed := ModelMemory(params, t.Config) + datasetBytes(ds) + loaderBytes(ds, batch)
 	probe := min(2, ds.Len())
 	if probe == 0 {
 		return fixed, nil
 	}
-	saved := map[string]*engine.Tensor{}
-	for name, v := range layers.FullState(t.Model) {
-		saved[name] = v.Clone()
+	perSample, err := t.probeMemory(ds, probe)
+	if err != nil {
+		return 0, fmt.Errorf("memory probe: %w", err)
 	}
-	x := engine.New(engine.Float32, probe, ds.Channels, ds.Height, ds.Width)
+	// Scratch buffers roughly double the per-sample figure.
+	return fixed + 2*perSample*int64(batch), nil
+}
+
+// probeMemory runs a forward and backward pass on the first n samples and
+// returns the bytes it allocated per sample. It saves only the buffers: a
+// copy of the parameters (which the probe leaves alone) would be a whole
+// model's worth of garbage, still on the heap when the optimiser allocates
+// its state, and so on the peak.
+func (t *Trainer) probeMemory(ds *data.Dataset, n int) (int64, error) {
+	saved := map[*layers.Param]*engine.Tensor{}
+	t.Model.Walk("", func(_ string, p *layers.Param) {
+		if p.Grad == nil {
+			saved[p] = p.Value.Clone()
+		}
+	})
+	x := engine.New(engine.Float32, n, ds.Channels, ds.Height, ds.Width)
 	copy(x.Float32(), ds.Images[:x.Len()])
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -52,16 +64,23 @@ func (t *Trainer) EstimateMemory(ds *data.Dataset, batch int) (int64, error) {
 	}
 	runtime.ReadMemStats(&after)
 	layers.ZeroGrad(t.Model)
-	if lerr := layers.LoadState(t.Model, saved); lerr != nil && err == nil {
-		err = lerr
+	for p, v := range saved {
+		if cerr := p.Value.CopyFrom(v); cerr != nil && err == nil {
+			err = cerr
+		}
 	}
-	if err != nil {
-		return 0, fmt.Errorf("memory probe: %w", err)
-	}
-	perSample := int64(after.TotalAlloc-before.TotalAlloc) / int64(probe)
-	// Scratch buffers and the data loader's prefetch roughly double the
-	// per-sample figure.
-	return fixed + 2*perSample*int64(batch), nil
+	return int64(after.TotalAlloc-before.TotalAlloc) / int64(n), err
+}
+
+// datasetBytes is what ds's samples and labels or targets take.
+func datasetBytes(ds *data.Dataset) int64 {
+	return 4 * int64(len(ds.Images)+len(ds.Labels)+len(ds.Targets))
+}
+
+// loaderBytes is the training loader's buffers: two batches of samples (the
+// one in use and the one prefetched).
+func loaderBytes(ds *data.Dataset, batch int) int64 {
+	return 2 * 4 * int64(min(batch, ds.Len())) * int64(ds.SampleSize())
 }
 
 func (t *Trainer) checkMemory(ds *data.Dataset) error {
@@ -75,6 +94,12 @@ func (t *Trainer) checkMemory(ds *data.Dataset) error {
 		return err
 	}
 	avail, source := availableMemory()
+	if avail > 0 {
+		// When Fit checks, the model's values and gradients, the samples
+		// and the loader are already allocated: MemAvailable no longer
+		// counts them, the estimate does.
+		avail += 8*int64(layers.CountParams(t.Model)) + datasetBytes(ds) + loaderBytes(ds, t.Config.Batch)
+	}
 	if t.Config.MemoryLimitMB > 0 {
 		avail, source = int64(t.Config.MemoryLimitMB)<<20, "--memory-limit-mb"
 	}
@@ -87,6 +112,100 @@ func (t *Trainer) checkMemory(ds *data.Dataset) error {
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// optimizerStates is how many tensors the size of the parameters the
+// optimiser keeps: SGD's momentum buffer (none without momentum), Adam's two
+// moments.
+func optimizerStates(c Config) int64 {
+	switch {
+	case c.Optimizer == "adam" || c.Optimizer == "adamw":
+		return 2
+	case c.Momentum == 0:
+		return 0
+	}
+	return 1
+}
+
+// ModelMemory is what n parameters take while they train under c: float32
+// values and gradients and the optimiser's state, saturating at MaxInt64.
+func ModelMemory(n int64, c Config) int64 {
+	per := 4 * (2 + optimizerStates(c))
+	if n > math.MaxInt64/per {
+		return math.MaxInt64
+	}
+	return n * per
+}
+
+// BuildModel builds the zoo model c.Model for spec after checking, from the
+// configuration alone, that its parameters, gradients and optimiser state
+// fit in memory: a width no machine could hold is refused with a message,
+// not met by a crash in the middle of allocating it. Every command that
+// builds a model to train it goes through here.
+func BuildModel(c Config, spec layers.Spec) (*layers.Model, error) {
+	n, err := layers.CountParamsFor(c.Model, spec)
+	if err != nil {
+		return nil, err
+	}
+	need := ModelMemory(n, c)
+	if defaultDevice != engine.CPU {
+		// The model is built on the host and then moved: values and
+		// gradients pass through host memory; the device's allocator
+		// reports its own shortfall.
+		need = min(need, ModelMemory(n, Config{Optimizer: "sgd"}))
+	}
+	avail, source := availableMemory()
+	if c.MemoryLimitMB > 0 {
+		avail, source = int64(c.MemoryLimitMB)<<20, "--memory-limit-mb"
+	}
+	if avail > 0 && need > avail {
+		return nil, fmt.Errorf("model %s%s: %s parameters need about %s for weights, gradients and %s state, but only %s is available (%s)",
+			c.Model, sizeKnobs(c), count(n), size(need), c.Optimizer, size(avail), source)
+	}
+	// Loading the data (parsing a csv above all) leaves garbage in pieces
+	// that the model's large tensors cannot reuse: returned to the system
+	// now, it does not stay resident beside them and raise the peak.
+	debug.FreeOSMemory()
+	return layers.Build(c.Model, spec)
+}
+
+// sizeKnobs names the settings that made a model large, for the message.
+func sizeKnobs(c Config) string {
+	var knobs []string
+	if c.Hidden > 0 {
+		knobs = append(knobs, fmt.Sprintf("--hidden %d", c.Hidden))
+	}
+	if c.Depth > 0 {
+		knobs = append(knobs, fmt.Sprintf("--depth %d", c.Depth))
+	}
+	if len(knobs) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(knobs, ", ") + ")"
+}
+
+// count writes a parameter count for a person to read.
+func count(n int64) string {
+	switch {
+	case n >= 1e12:
+		return strconv.FormatFloat(float64(n), 'e', 2, 64)
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f billion", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2f million", float64(n)/1e6)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// size writes a byte count in MiB, GiB or TiB.
+func size(b int64) string {
+	switch {
+	case b >= 1<<40:
+		return fmt.Sprintf("%.3g TiB", float64(b)/(1<<40))
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+	}
+	return mib(b)
+}
 
 // availableMemory reads MemAvailable from /proc/meminfo (0 when unknown).
 func availableMemory() (int64, string) {

@@ -1,0 +1,113 @@
+package trainer
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
+
+// wide is a csv-like data set: n samples of f features (C=f, H=W=1).
+func wide(t *testing.T, n, f int) *data.Dataset {
+	t.Helper()
+	x := engine.New(engine.Float32, n, f, 1, 1)
+	labels := make([]int32, n)
+	for i := range labels {
+		labels[i] = int32(i % 3)
+	}
+	ds, err := data.NewClassification("wide", x, labels, []string{"a", "b", "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+func wideTrainer(t *testing.T, ds *data.Dataset, hidden int) *Trainer {
+	t.Helper()
+	c := DefaultConfig()
+	c.Model, c.Dataset, c.Hidden = "mlp", "csv", hidden
+	m, err := layers.Build("mlp", layers.Spec{Channels: ds.Channels, Height: 1, Width: 1, Classes: 3, Hidden: hidden})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(c, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// The estimate is of what the run holds at its peak, so it counts the data
+// set the run trains on and the loader's batches as well as the model: on a
+// wide csv the samples outweigh a small network.
+func TestEstimateMemoryCountsTheDataAndTheLoader(t *testing.T) {
+	ds := wide(t, 2000, 4096) // 32 MiB of samples
+	tr := wideTrainer(t, ds, 16)
+	got, err := tr.EstimateMemory(ds, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := int64(layers.CountParams(tr.Model))
+	samples := int64(len(ds.Images)+len(ds.Labels)) * 4
+	loader := int64(2 * 64 * ds.SampleSize() * 4)
+	if want := params*4*3 + samples + loader; got < want {
+		t.Errorf("estimate %d bytes; the parameters, gradients and momentum (%d), the samples (%d) and the loader's two batches (%d) alone are %d",
+			got, params*4*3, samples, loader, want)
+	}
+}
+
+// The memory probe must not copy the parameters to restore them (it changes
+// none of them): the copy is garbage the collector may not reclaim before
+// the optimiser's state is allocated, so on a large model it raised the
+// peak by a whole model's size.
+func TestMemoryProbeDoesNotCopyTheParameters(t *testing.T) {
+	ds := wide(t, 8, 2048)
+	tr := wideTrainer(t, ds, 2048) // 8.4 M parameters, 34 MB
+	params := int64(layers.CountParams(tr.Model)) * 4
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := tr.EstimateMemory(ds, 64); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := int64(after.TotalAlloc - before.TotalAlloc); alloc > params/4 {
+		t.Errorf("the probe allocated %d bytes for a model of %d bytes of parameters", alloc, params)
+	}
+}
+
+// A model that cannot fit is refused from its configuration, before a byte
+// of it is allocated, with the knob that made it large in the message.
+func TestBuildModelRefusesBeforeAllocating(t *testing.T) {
+	c := DefaultConfig()
+	c.Model, c.Hidden = "mlp", 100_000_000
+	spec := layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Hidden: c.Hidden}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	m, err := BuildModel(c, spec)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatalf("built a model of %d parameters", layers.CountParams(m))
+	}
+	for _, want := range []string{"mlp", "parameters", "--hidden"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Errorf("allocated %d bytes before refusing", alloc)
+	}
+
+	// A limit refuses what the machine would take, and a model within it
+	// builds.
+	c.Hidden, spec.Hidden, c.MemoryLimitMB = 512, 512, 1
+	if _, err := BuildModel(c, spec); err == nil || !strings.Contains(err.Error(), "--memory-limit-mb") {
+		t.Errorf("a 0.7M-parameter model under a 1 MiB limit: %v", err)
+	}
+	c.MemoryLimitMB = 64
+	if m, err := BuildModel(c, spec); err != nil || layers.CountParams(m) == 0 {
+		t.Errorf("a 0.7M-parameter model under a 64 MiB limit: %v", err)
+	}
+}
