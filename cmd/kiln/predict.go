@@ -61,7 +61,9 @@ An image is converted to the model's input: grayscale for a 1-channel model,
 RGB for 3 channels, resized to the input size with a bilinear filter (widened
 when shrinking, so that strokes are averaged, not skipped), scaled to [0,1]
 and normalised with the data set's constants (--dataset, default mnist).
-MNIST digits are light on dark: --invert a dark-on-light drawing.
+MNIST digits are light on dark: --invert a dark-on-light drawing. An image
+may have at most 16384 pixels a side and 33554432 (2^25) in all, and its file
+256 MiB: a larger one is refused from its header, before it is decoded.
 
   kiln predict --run runs/x --image digit.png
   kiln predict --model lenet --weights w.safetensors --dataset mnist --index 0 --count 5

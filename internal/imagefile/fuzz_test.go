@@ -24,6 +24,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("P2\n# a comment\n3 2 # another\n15\n0 15 7\n 8 1 15\n"))
 	f.Add(append([]byte("P5 2 2 255\n"), 0, 10, 200, 255))
 	f.Add(append([]byte("P5\n2 1\n65535\n"), 0xff, 0xff, 0x80, 0x00))
+	f.Add([]byte("P5 32768 32768 255\n\x00"))
+	f.Add([]byte("P2 4000 4000 255\n1 2 3\n"))
 	f.Add(pngSized(f, 100000, 100000))
 	f.Add(jpegSized(f, 60000, 60000))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -191,3 +191,10 @@ func TestReadFileAtTheLimits(t *testing.T) {
 		}
 	}
 }
+
+// predict's help states the limits: keep it in step.
+func TestLimitsAsDocumented(t *testing.T) {
+	if MaxSide != 16384 || MaxPixels != 33554432 || MaxFileBytes != 256<<20 {
+		t.Errorf("limits %d a side, %d in all, %d-byte files: update kiln predict's help", MaxSide, MaxPixels, MaxFileBytes)
+	}
+}

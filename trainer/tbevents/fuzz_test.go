@@ -2,6 +2,7 @@ package tbevents
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"testing"
 )
@@ -41,6 +42,9 @@ func FuzzReadRecords(f *testing.F) {
 	f.Add(file)
 	f.Add(file[:len(file)-3])
 	f.Add(frame(nil))
+	// A length whose CRC checks out, claiming a gigabyte that is not there.
+	l := binary.LittleEndian.AppendUint64(nil, 1<<30)
+	f.Add(append(binary.LittleEndian.AppendUint32(l, MaskedCRC(l)), "a few bytes"...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		recs, err := ReadRecords(bytes.NewReader(b))
 		var again []byte
