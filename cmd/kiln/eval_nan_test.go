@@ -34,3 +34,24 @@ func TestEvalOfNaNWeightsIsAnError(t *testing.T) {
 		}
 	}
 }
+
+// And of kiln predict: no probabilities made of NaN.
+func TestPredictWithNaNWeightsIsAnError(t *testing.T) {
+	run := tinyRun(t)
+	dir := t.TempDir()
+	tensors, meta, err := safetensors.ReadFile(filepath.Join(run, trainer.LastWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range tensors {
+		w.SetAt(0, math.NaN())
+	}
+	weights := filepath.Join(dir, "nan.safetensors")
+	if err := safetensors.WriteFile(weights, tensors, meta); err != nil {
+		t.Fatal(err)
+	}
+	r := kiln(t, "", "predict", "--model", "lenet", "--weights", weights, "--dataset", "mnist", "--index", "0", "--count", "2")
+	if r.code == 0 || !strings.Contains(r.stderr, "NaN or infinite") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+}

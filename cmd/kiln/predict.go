@@ -258,7 +258,11 @@ func forwardAll(model *layers.Model, x *engine.Tensor) (*engine.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, v := range out.Values() {
+		k := out.Len() / (hi - lo)
+		for i, v := range out.Values() {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("the model's output for sample %d is %v: its weights (or the input) hold NaN or infinite values", lo+i/k, v)
+			}
 			all = append(all, float32(v))
 		}
 	}
