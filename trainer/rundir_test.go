@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -249,5 +250,35 @@ func TestEvaluateRefusesNonFiniteOutputs(t *testing.T) {
 	_, err := tr.Evaluate(blobSplits(t).Test)
 	if err == nil || !strings.Contains(err.Error(), "not finite") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A run interrupted mid-epoch (Ctrl-C) and resumed records that epoch's
+// training figures over the whole epoch, as an uninterrupted run does.
+func TestInterruptedMidEpochResumesToTheSameRecords(t *testing.T) {
+	c := blobConfig()
+	c.ValEvery = 5
+	splits := blobSplits(t)
+	straight := t.TempDir()
+	if _, err := newBlobTrainer(t, c, straight, false).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := newBlobTrainer(t, c, dir, false)
+	tr.Callbacks.OnValidation = func(r MetricsRecord) bool {
+		if r.Step == 25 { // the tenth step of the second epoch
+			cancel()
+		}
+		return false
+	}
+	if _, err := tr.Fit(ctx, splits); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("got %v, want ErrInterrupted", err)
+	}
+	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	if want, got := metricsOf(t, straight), metricsOf(t, dir); !slices.Equal(want, got) {
+		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
