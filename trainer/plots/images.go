@@ -2,6 +2,7 @@ package plots
 
 import (
 	"bytes"
+	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
@@ -37,10 +38,20 @@ var (
 	grey  = color.RGBA{110, 110, 110, 255}
 )
 
-func newImage(w, h int) *image.RGBA {
+// maxPixels bounds a picture: 40 million pixels (160 MB) is past any real
+// run's (1,000 classes make a 6,000×6,000 confusion matrix), and a
+// visuals.json whose shapes ask for more is not drawn rather than taking
+// the machine's memory.
+const maxPixels = 40_000_000
+
+// newImage is a white w×h picture, or an error when w×h is past maxPixels.
+func newImage(w, h int) (*image.RGBA, error) {
+	if w < 1 || h < 1 || w > maxPixels/h {
+		return nil, fmt.Errorf("a picture of %d×%d pixels is too large to draw", w, h)
+	}
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	draw.Draw(img, img.Bounds(), image.NewUniform(white), image.Point{}, draw.Src)
-	return img
+	return img, nil
 }
 
 // text draws s with its top-left corner at (x, y), cut to maxW pixels.

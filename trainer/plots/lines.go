@@ -10,10 +10,12 @@ package plots
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"image/color"
 	"math"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -70,21 +72,16 @@ func LinesPNG(title, xlabel, ylabel string, logX bool, series ...Series) ([]byte
 		if len(s.X) != len(s.Y) {
 			return nil, fmt.Errorf("series %q: %d x values but %d y values", s.Name, len(s.X), len(s.Y))
 		}
-		pts := make(plotter.XYs, 0, len(s.X))
-		for j := range s.X {
-			x, y := s.X[j], s.Y[j]
-			if !finite(x) || !finite(y) || (logX && x <= 0) {
-				continue
-			}
-			pts = append(pts, plotter.XY{X: x, Y: y})
-		}
+		pts := points(s, logX)
 		if len(pts) == 0 {
 			continue
 		}
-		l, err := plotter.NewLine(pts)
+		pts = decimate(pts, LineWidth, logX)
+		line, err := plotter.NewLine(pts)
 		if err != nil {
 			return nil, fmt.Errorf("series %q: %w", s.Name, err)
 		}
+		l := chunkedLine{line}
 		l.Color = plotutil.Color(i)
 		l.Width = vg.Points(1.5)
 		p.Add(l)
@@ -104,7 +101,43 @@ func LinesPNG(title, xlabel, ylabel string, logX bool, series ...Series) ([]byte
 	if drawn == 0 {
 		return nil, errors.New("no finite points to draw")
 	}
+	widen(&p.X.Min, &p.X.Max, logX)
+	widen(&p.Y.Min, &p.Y.Max, false)
 	return render(p, LineWidth, LineHeight)
+}
+
+// extreme bounds the values drawn: gonum's tick marks loop for ever on a
+// range wider than float64 can hold (from -1e308 to 1e308), so values past
+// ±extreme are drawn at ±extreme, which no real curve reaches.
+const extreme = math.MaxFloat64 / 4
+
+// points are the series' finite points (positive X on a log axis), within
+// ±extreme.
+func points(s Series, logX bool) plotter.XYs {
+	pts := make(plotter.XYs, 0, len(s.X))
+	for j := range s.X {
+		x, y := s.X[j], s.Y[j]
+		if !finite(x) || !finite(y) || (logX && x <= 0) {
+			continue
+		}
+		pts = append(pts, plotter.XY{X: min(max(x, -extreme), extreme), Y: min(max(y, -extreme), extreme)})
+	}
+	return pts
+}
+
+// widen makes a range of one value a range gonum can draw: it widens by ±1
+// itself, which is lost past 2^53 and then panics ("illegal range").
+func widen(lo, hi *float64, log bool) {
+	if *lo < *hi {
+		return
+	}
+	v := *lo
+	if log {
+		*lo, *hi = v/2, v*2
+		return
+	}
+	pad := max(1, math.Abs(v)/10)
+	*lo, *hi = v-pad, v+pad
 }
 
 // render draws p on a w×h pixel canvas and encodes it as PNG.
@@ -118,5 +151,83 @@ func render(p *plot.Plot, w, h int) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// decimate thins a line of more points than the chart has pixel columns:
+// of each of cols equal slices of X it keeps the lowest and the highest
+// point, in their order, and the first and last points of all. The line
+// through them covers the same pixels, give or take one, and the
+// rasteriser's cost, which grows faster than the number of segments, stays
+// that of a few thousand. Points are taken in X order (a line chart's).
+func decimate(pts plotter.XYs, cols int, logX bool) plotter.XYs {
+	if len(pts) <= 2*cols+2 {
+		return pts
+	}
+	if !slices.IsSortedFunc(pts, byXY) {
+		pts = slices.Clone(pts)
+		slices.SortStableFunc(pts, byXY)
+	}
+	at := func(x float64) float64 {
+		if logX {
+			return math.Log(x)
+		}
+		return x
+	}
+	lo, hi := at(pts[0].X), at(pts[len(pts)-1].X)
+	width := (hi - lo) / float64(cols)
+	if !(width > 0) || math.IsInf(width, 0) {
+		width = math.Inf(1) // one column: every X the same, or a span past float64
+	}
+	out := make(plotter.XYs, 0, 2*cols+2)
+	out = append(out, pts[0])
+	for i := 1; i < len(pts)-1; {
+		col := math.Floor((at(pts[i].X) - lo) / width)
+		low, high := i, i
+		j := i + 1
+		for ; j < len(pts)-1 && math.Floor((at(pts[j].X)-lo)/width) == col; j++ {
+			if pts[j].Y < pts[low].Y {
+				low = j
+			}
+			if pts[j].Y > pts[high].Y {
+				high = j
+			}
+		}
+		out = append(out, pts[min(low, high)])
+		if low != high {
+			out = append(out, pts[max(low, high)])
+		}
+		i = j
+	}
+	return append(out, pts[len(pts)-1])
+}
+
+// chunkedLine strokes its line in pieces of chunkPoints points. The
+// rasteriser keeps each pixel row's cells in a list it searches linearly,
+// so one stroke of a noisy line costs the square of its length; pieces
+// keep that cost linear. Joins between pieces are one line width wide,
+// which at this width is less than a pixel.
+type chunkedLine struct{ *plotter.Line }
+
+const chunkPoints = 32
+
+func (l chunkedLine) Plot(c draw.Canvas, plt *plot.Plot) {
+	trX, trY := plt.Transforms(&c)
+	ps := make([]vg.Point, len(l.XYs))
+	for i, p := range l.XYs {
+		ps[i] = vg.Point{X: trX(p.X), Y: trY(p.Y)}
+	}
+	var pieces [][]vg.Point
+	for _, line := range c.ClipLinesXY(ps) {
+		for len(line) > chunkPoints {
+			pieces = append(pieces, line[:chunkPoints])
+			line = line[chunkPoints-1:] // the next piece starts where this one ends
+		}
+		if len(line) > 0 {
+			pieces = append(pieces, line)
+		}
+	}
+	c.StrokeLines(l.LineStyle, pieces...)
+}
+
+func byXY(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -7,7 +7,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
+
+	"gonum.org/v1/plot/plotter"
 )
 
 // decodePNG reads a PNG and checks its size and that it is not one colour.
@@ -83,5 +87,91 @@ func TestLinesErrors(t *testing.T) {
 	// Log axis: points at x ≤ 0 are left out, so only non-positive x fails.
 	if err := Lines(filepath.Join(dir, "y.png"), "t", "x", "y", true, Series{X: []float64{0, -1}, Y: []float64{1, 2}}); err == nil {
 		t.Error("log axis with no positive x: no error")
+	}
+}
+
+// decimate keeps, per pixel column, the lowest and highest point, and the
+// first and last of all, in X order; a short line is left alone.
+func TestDecimate(t *testing.T) {
+	const n, cols = 100_000, 800
+	pts := make(plotter.XYs, n)
+	for i := range pts {
+		x := float64(n - i) // backwards: decimate sorts
+		pts[i] = plotter.XY{X: x, Y: math.Sin(x) * x}
+	}
+	got := decimate(pts, cols, false)
+	if len(got) > 2*cols+2 || len(got) < cols {
+		t.Fatalf("%d points kept of %d for %d columns", len(got), n, cols)
+	}
+	if got[0].X != 1 || got[len(got)-1].X != n {
+		t.Errorf("first %v, last %v", got[0], got[len(got)-1])
+	}
+	if !slices.IsSortedFunc(got, byXY) {
+		t.Error("not in X order")
+	}
+	kept := map[plotter.XY]bool{}
+	for _, p := range got {
+		kept[p] = true
+	}
+	// Every column's extremes are kept.
+	width := float64(n-1) / cols
+	lo, hi := map[int]plotter.XY{}, map[int]plotter.XY{}
+	for _, p := range pts[1 : n-1] {
+		c := int((p.X - 1) / width)
+		if l, ok := lo[c]; !ok || p.Y < l.Y {
+			lo[c] = p
+		}
+		if h, ok := hi[c]; !ok || p.Y > h.Y {
+			hi[c] = p
+		}
+	}
+	for c := range lo {
+		if !kept[lo[c]] || !kept[hi[c]] {
+			t.Fatalf("column %d: min %v or max %v left out", c, lo[c], hi[c])
+		}
+	}
+	short := pts[:2*cols]
+	if got := decimate(short, cols, false); len(got) != len(short) {
+		t.Errorf("a line of %d points thinned to %d", len(short), len(got))
+	}
+	// A log axis thins by columns of log X; a constant X is one column.
+	if got := decimate(pts, cols, true); len(got) > 2*cols+2 {
+		t.Errorf("log axis: %d points kept", len(got))
+	}
+	flat := make(plotter.XYs, 5000)
+	for i := range flat {
+		flat[i] = plotter.XY{X: 3, Y: float64(i % 7)}
+	}
+	if got := decimate(flat, cols, false); len(got) != 4 {
+		t.Errorf("constant X: %d points kept, want first, min, max, last", len(got))
+	}
+}
+
+// Values a diverged run can record: gonum's tick marks panicked on a range
+// of one value past 2^53 and looped for ever on a range wider than float64.
+func TestLinesOfExtremeValues(t *testing.T) {
+	for name, s := range map[string]Series{
+		"one huge loss":        {X: []float64{10}, Y: []float64{1e17}},
+		"constant huge":        {X: []float64{1, 2, 3}, Y: []float64{1e300, 1e300, 1e300}},
+		"a huge step":          {X: []float64{1e17}, Y: []float64{1}},
+		"past float64's range": {X: []float64{1, 2}, Y: []float64{-1.7e308, 1.7e308}},
+		"denormals":            {X: []float64{1, 2}, Y: []float64{5e-324, 1e-323}},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := LinesPNG("t", "x", "y", false, s)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s: still drawing after 20 s", name)
+		}
+	}
+	if _, err := LinesPNG("t", "lr", "loss", true, Series{X: []float64{1e300}, Y: []float64{2}}); err != nil {
+		t.Errorf("log axis, one point: %v", err)
 	}
 }

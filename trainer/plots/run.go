@@ -1,12 +1,10 @@
 package plots
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -36,15 +34,22 @@ const (
 type Report struct {
 	Written []string          // paths of the PNG files written
 	Skipped map[string]string // file name → why it was not written
+	Notes   []string          // what was wrong with the run's files: bad records skipped
+}
+
+func (r *Report) note(b Bad) {
+	if s := b.String(); s != "" {
+		r.Notes = append(r.Notes, s)
+	}
 }
 
 // WriteRun draws a run directory's pictures as PNG files in dir/plots: the
 // curves from metrics.jsonl, the pictures in visuals.json, and the weight
 // histograms from histograms.jsonl. A picture whose data the run does not
-// have (yet) is skipped and said so; a directory with no metrics.jsonl is
-// not a run directory and is an error.
+// have (yet) is skipped and said so; bad records are skipped and noted; a
+// directory with no metrics.jsonl is not a run directory and is an error.
 func WriteRun(dir string) (*Report, error) {
-	metrics, err := ReadMetrics(filepath.Join(dir, trainer.MetricsFile))
+	metrics, bad, err := ReadMetrics(filepath.Join(dir, trainer.MetricsFile))
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a run directory (or has not recorded anything yet): %w", dir, err)
 	}
@@ -53,6 +58,7 @@ func WriteRun(dir string) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Skipped: map[string]string{}}
+	rep.note(bad)
 	do := func(name string, draw func(path string) error) {
 		path := filepath.Join(out, name)
 		if err := draw(path); err != nil {
@@ -73,20 +79,24 @@ func WriteRun(dir string) (*Report, error) {
 		})
 	}
 	do(LRPNG, func(p string) error { return lrPlot(p, dir, metrics) })
+	visualPictures(rep, dir, regression, do)
+	hs, bad, herr := ReadHistograms(filepath.Join(dir, trainer.HistogramsFile))
+	rep.note(bad)
+	do(HistogramsPNG, func(p string) error { return histogramsPicture(p, hs, herr) })
+	return rep, nil
+}
 
-	var vis *trainer.Visuals
-	b, verr := os.ReadFile(filepath.Join(dir, trainer.VisualsFile))
-	if verr == nil {
-		vis = &trainer.Visuals{}
-		if err := json.Unmarshal(b, vis); err != nil {
-			verr = fmt.Errorf("%s: %w", trainer.VisualsFile, err)
-			vis = nil
-		}
+// visualPictures draws the pictures of visuals.json, or says why not.
+func visualPictures(rep *Report, dir string, regression bool, do func(string, func(string) error)) {
+	vis, bad, verr := ReadVisuals(filepath.Join(dir, trainer.VisualsFile))
+	rep.note(bad)
+	if verr != nil && !errors.Is(verr, fs.ErrNotExist) {
+		rep.Notes = append(rep.Notes, verr.Error()+" (its pictures skipped)")
 	}
 	needVis := func(name string, draw func(path string, v *trainer.Visuals) error) {
 		if vis == nil {
 			why := "no " + trainer.VisualsFile + " (trained with --no-visuals, or no validation yet)"
-			if verr != nil && !os.IsNotExist(verr) {
+			if !errors.Is(verr, fs.ErrNotExist) {
 				why = verr.Error()
 			}
 			rep.Skipped[name] = why
@@ -105,59 +115,6 @@ func WriteRun(dir string) (*Report, error) {
 	if vis == nil || len(vis.SGU) > 0 {
 		needVis(SGUPNG, sguPicture)
 	}
-	do(HistogramsPNG, func(p string) error { return histogramsPicture(p, filepath.Join(dir, trainer.HistogramsFile)) })
-	return rep, nil
-}
-
-// ReadMetrics reads metrics.jsonl, skipping a torn last line.
-func ReadMetrics(path string) ([]trainer.MetricsRecord, error) {
-	var out []trainer.MetricsRecord
-	err := readLines(path, func(line []byte) error {
-		var m trainer.MetricsRecord
-		if err := json.Unmarshal(line, &m); err != nil {
-			return err
-		}
-		out = append(out, m)
-		return nil
-	})
-	return out, err
-}
-
-// ReadHistograms reads histograms.jsonl, skipping a torn last line.
-func ReadHistograms(path string) ([]trainer.HistogramRecord, error) {
-	var out []trainer.HistogramRecord
-	err := readLines(path, func(line []byte) error {
-		var h trainer.HistogramRecord
-		if err := json.Unmarshal(line, &h); err != nil {
-			return err
-		}
-		out = append(out, h)
-		return nil
-	})
-	return out, err
-}
-
-// readLines calls parse on each complete line; a last line without its
-// newline is still being written and is skipped.
-func readLines(path string, parse func([]byte) error) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if i := bytes.LastIndexByte(b, '\n'); i < len(b)-1 {
-		b = b[:i+1]
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, len(b)+1)
-	for n := 1; sc.Scan(); n++ {
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-			continue
-		}
-		if err := parse(sc.Bytes()); err != nil {
-			return fmt.Errorf("%s line %d: %w", path, n, err)
-		}
-	}
-	return sc.Err()
 }
 
 func split(ms []trainer.MetricsRecord, split string, get func(trainer.MetricsRecord) *float64) Series {
@@ -237,8 +194,8 @@ func rebuiltLR(dir string, ms []trainer.MetricsRecord) (Series, bool) {
 			perEpoch = m.Step
 		}
 	}
-	if perEpoch <= 0 {
-		return Series{}, false
+	if perEpoch <= 0 || perEpoch > math.MaxInt32 || c.Epochs > math.MaxInt32 {
+		return Series{}, false // no schedule runs that long: a step that is not one
 	}
 	total := perEpoch * c.Epochs
 	sched, err := trainer.NewSchedule(trainer.ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: total, Warmup: c.Warmup,
@@ -271,23 +228,27 @@ func filtersPicture(path string, v *trainer.Visuals) error {
 	if f == nil || len(f.Shape) != 4 {
 		return errors.New("the model has no convolution filters")
 	}
-	o, in, kh, kw := f.Shape[0], f.Shape[1], f.Shape[2], f.Shape[3]
-	if o*in*kh*kw != len(f.Data) || o < 1 {
+	if !shapeFits(f.Shape, 4, len(f.Data)) {
 		return fmt.Errorf("filters: %d values for shape %v", len(f.Data), f.Shape)
 	}
+	o, in, kh, kw := f.Shape[0], f.Shape[1], f.Shape[2], f.Shape[3]
 	w, h := filtersSize(o, kh, kw)
 	title := fmt.Sprintf("%s: %d filters %dx%d, step %d", f.Name, o, kh, kw, v.Step)
 	w = max(w, textWidth(title)+2*pad)
-	img := newImage(w, h)
+	img, err := newImage(w, h)
+	if err != nil {
+		return err
+	}
 	text(img, pad, 4, title, black, 0)
 	scale := scaleFor(max(kh, kw), filterBox)
+	cell := filterCell(kh, kw)
 	cols := gridCols(o)
 	size := in * kh * kw
 	for k := 0; k < o; k++ {
 		data := f.Data[k*size : (k+1)*size]
 		m := maxAbs(data)
-		x0 := pad + (k%cols)*(filterBox+pad)
-		y0 := titleH + (k/cols)*(filterBox+pad)
+		x0 := pad + (k%cols)*(cell+pad)
+		y0 := titleH + (k/cols)*(cell+pad)
 		blit(img, x0, y0, kw, kh, scale, func(x, y int) colorRGBA {
 			at := func(c int) float64 { return 0.5 + 0.5*float64(data[c*kh*kw+y*kw+x])/m }
 			if in == 3 {
@@ -304,8 +265,13 @@ func filtersPicture(path string, v *trainer.Visuals) error {
 func filtersSize(o, kh, kw int) (int, int) {
 	cols := gridCols(o)
 	rows := (o + cols - 1) / cols
-	return pad + cols*(filterBox+pad), titleH + rows*(filterBox+pad)
+	cell := filterCell(kh, kw)
+	return pad + cols*(cell+pad), titleH + rows*(cell+pad)
 }
+
+// filterCell is the side of a filter's cell: filterBox, or a kernel larger
+// than that at one pixel a weight.
+func filterCell(kh, kw int) int { return max(filterBox, kh, kw) }
 
 func gridCols(n int) int { return max(1, int(math.Ceil(math.Sqrt(float64(n))))) }
 
@@ -316,14 +282,17 @@ func samplesPicture(path string, v *trainer.Visuals) error {
 		return errors.New("no samples in visuals.json")
 	}
 	s0 := v.Samples[0]
-	if len(s0.Shape) != 3 {
-		return fmt.Errorf("sample shape %v is not (c,h,w)", s0.Shape)
+	if !shapeFits(s0.Shape, 3, len(s0.Pixels)) {
+		return fmt.Errorf("sample shape %v is not (c,h,w) of its %d pixels", s0.Shape, len(s0.Pixels))
 	}
 	c, h, w := s0.Shape[0], s0.Shape[1], s0.Shape[2]
 	scale := scaleFor(max(h, w), tileSize)
 	cw, ch := w*scale, h*scale
 	W, H := samplesSize(len(v.Samples), h, w)
-	img := newImage(W, H)
+	img, err := newImage(W, H)
+	if err != nil {
+		return err
+	}
 	wrong := 0
 	for _, s := range v.Samples {
 		if s.Label != nil && float64(*s.Label) != s.Pred {
@@ -397,7 +366,10 @@ func confusionPicture(path string, v *trainer.Visuals) error {
 	W, H := confusionSize(k, v.Classes)
 	title := fmt.Sprintf("confusion at step %d: rows true, columns predicted", v.Step)
 	W = max(W, textWidth(title)+2*pad)
-	img := newImage(W, H)
+	img, err := newImage(W, H)
+	if err != nil {
+		return err
+	}
 	text(img, pad, 4, title, black, 0)
 	for j := 0; j < k; j++ {
 		if cell >= 14 {
@@ -447,71 +419,97 @@ func attentionPicture(path string, v *trainer.Visuals) error {
 	if len(v.Attention) == 0 {
 		return errors.New("the model has no CBAM attention maps")
 	}
+	// Layers and samples in order of appearance; one map per pair, the last.
 	var layers []string
 	var samples []int
-	for _, a := range v.Attention {
-		if !slices.Contains(layers, a.Layer) {
+	type key struct {
+		layer  string
+		sample int
+	}
+	maps := map[key]*trainer.AttentionMap{}
+	seenLayer, seenSample := map[string]bool{}, map[int]bool{}
+	for i := range v.Attention {
+		a := &v.Attention[i]
+		if len(a.Shape) != 2 || !shapeFits(a.Shape, 2, len(a.Data)) {
+			continue
+		}
+		if !seenLayer[a.Layer] {
+			seenLayer[a.Layer] = true
 			layers = append(layers, a.Layer)
 		}
-		if !slices.Contains(samples, a.Sample) {
+		if !seenSample[a.Sample] {
+			seenSample[a.Sample] = true
 			samples = append(samples, a.Sample)
 		}
+		maps[key{a.Layer, a.Sample}] = a
+	}
+	if len(layers) == 0 {
+		return errors.New("no attention map fits its shape")
 	}
 	byIndex := map[int]trainer.VisualSample{}
 	for _, s := range v.Samples {
 		byIndex[s.Index] = s
 	}
 	c, h, w := 1, 0, 0
-	if len(v.Samples) > 0 && len(v.Samples[0].Shape) == 3 {
+	if len(v.Samples) > 0 && shapeFits(v.Samples[0].Shape, 3, len(v.Samples[0].Pixels)) {
 		c, h, w = v.Samples[0].Shape[0], v.Samples[0].Shape[1], v.Samples[0].Shape[2]
-	}
-	if h == 0 { // no inputs: draw the maps at their own size
-		h, w = v.Attention[0].Shape[0], v.Attention[0].Shape[1]
+	} else { // no inputs: draw the maps at the first one's size
+		a := maps[key{layers[0], samples[0]}]
+		if a == nil {
+			for _, m := range maps {
+				a = m
+				break
+			}
+		}
+		h, w = a.Shape[0], a.Shape[1]
 	}
 	scale := scaleFor(max(h, w), tileSize)
-	cw, ch := w*scale, h*scale
 	colW := attentionColumn(layers, h, w)
 	W, H := attentionSize(len(samples), layers, h, w)
 	title := fmt.Sprintf("CBAM attention, step %d (maps scaled to their range)", v.Step)
 	W = max(W, textWidth(title)+2*pad)
-	img := newImage(W, H)
+	img, err := newImage(W, H)
+	if err != nil {
+		return err
+	}
 	text(img, pad, 4, title, black, 0)
 	text(img, pad, titleH, "input", grey, colW)
 	for j, l := range layers {
 		text(img, pad+(j+1)*(colW+pad), titleH, l, grey, colW)
 	}
 	for i, idx := range samples {
-		y0 := titleH + captionH + i*(ch+pad)
-		s, ok := byIndex[idx]
-		hasImg := ok && len(s.Pixels) == c*h*w
-		base := func(x, y int) colorRGBA { return colorRGBA{} }
-		if hasImg {
+		y0 := titleH + captionH + i*(h*scale+pad)
+		var base func(x, y int) colorRGBA
+		if s, ok := byIndex[idx]; ok && len(s.Pixels) == c*h*w {
 			base = sampleColor(s.Pixels, c, h, w)
 			blit(img, pad, y0, w, h, scale, base)
 		}
 		for j, l := range layers {
-			for _, a := range v.Attention {
-				if a.Layer != l || a.Sample != idx || len(a.Shape) != 2 || len(a.Data) != a.Shape[0]*a.Shape[1] || len(a.Data) == 0 {
-					continue
-				}
-				ah, aw := a.Shape[0], a.Shape[1]
-				lo, hi := float64(slices.Min(a.Data)), float64(slices.Max(a.Data))
-				if hi <= lo {
-					hi = lo + 1
-				}
-				blit(img, pad+(j+1)*(colW+pad), y0, w, h, scale, func(x, y int) colorRGBA {
-					m := (float64(a.Data[min(y*ah/h, ah-1)*aw+min(x*aw/w, aw-1)]) - lo) / (hi - lo)
-					hc, b := heat(m), base(x, y)
-					if !hasImg {
-						return hc
-					}
-					return rgb(uint8((int(hc.R)*3+int(b.R)*2)/5), uint8((int(hc.G)*3+int(b.G)*2)/5), uint8((int(hc.B)*3+int(b.B)*2)/5))
-				})
+			if a := maps[key{l, idx}]; a != nil {
+				blit(img, pad+(j+1)*(colW+pad), y0, w, h, scale, attentionColor(a, h, w, base))
 			}
 		}
 	}
-	_ = cw
 	return encodePNG(path, img)
+}
+
+// attentionColor reads a map, scaled to its range, at pixel (x, y) of an
+// h×w input, in heat colours blended with the input's own when there is one.
+func attentionColor(a *trainer.AttentionMap, h, w int, base func(x, y int) colorRGBA) func(x, y int) colorRGBA {
+	ah, aw := a.Shape[0], a.Shape[1]
+	lo, hi := float64(slices.Min(a.Data)), float64(slices.Max(a.Data))
+	if hi <= lo {
+		hi = lo + 1
+	}
+	return func(x, y int) colorRGBA {
+		m := (float64(a.Data[min(y*ah/h, ah-1)*aw+min(x*aw/w, aw-1)]) - lo) / (hi - lo)
+		hc := heat(m)
+		if base == nil {
+			return hc
+		}
+		b := base(x, y)
+		return rgb(uint8((int(hc.R)*3+int(b.R)*2)/5), uint8((int(hc.G)*3+int(b.G)*2)/5), uint8((int(hc.B)*3+int(b.B)*2)/5))
+	}
 }
 
 // attentionColumn is the width of a column: the map, or its layer's name.
@@ -536,7 +534,7 @@ func sguPicture(path string, v *trainer.Visuals) error {
 	}
 	t := 0
 	for _, s := range v.SGU {
-		if len(s.Shape) != 2 || s.Shape[0]*s.Shape[1] != len(s.Data) {
+		if !shapeFits(s.Shape, 2, len(s.Data)) {
 			return fmt.Errorf("%s: %d values for shape %v", s.Layer, len(s.Data), s.Shape)
 		}
 		t = max(t, s.Shape[0], s.Shape[1])
@@ -544,7 +542,10 @@ func sguPicture(path string, v *trainer.Visuals) error {
 	W, H := sguSize(len(v.SGU), t)
 	title := fmt.Sprintf("gMLP spatial gating weights at step %d (rows: output token; blue < 0 < red)", v.Step)
 	W = max(W, textWidth(title)+2*pad)
-	img := newImage(W, H)
+	img, err := newImage(W, H)
+	if err != nil {
+		return err
+	}
 	text(img, pad, 4, title, black, 0)
 	scale := scaleFor(t, sguBox)
 	box := sguCell(t)
@@ -580,20 +581,49 @@ func sguSize(n, t int) (int, int) {
 // histogramsPicture draws, for each parameter (values, not gradients), its
 // histogram at every recorded step as one row of a heat map: time flows
 // down, the value axis runs across from the smallest to the largest value
-// ever recorded for it.
-func histogramsPicture(path, file string) error {
-	recs, err := ReadHistograms(file)
-	if os.IsNotExist(err) {
+// ever recorded for it. err is the file's, when it could not be read.
+func histogramsPicture(path string, recs []trainer.HistogramRecord, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
 		return errors.New("no histograms.jsonl (trained with --no-visuals, or no validation yet)")
 	}
 	if err != nil {
 		return err
 	}
 	if len(recs) == 0 {
-		return errors.New("histograms.jsonl is empty")
+		return errors.New("histograms.jsonl holds no records")
 	}
-	var names []string
-	lo, hi := map[string]float64{}, map[string]float64{}
+	names, lo, hi := weightRanges(recs)
+	if len(names) == 0 {
+		return errors.New("histograms.jsonl holds no weights")
+	}
+	names = names[:min(len(names), histMaxPanels)]
+	W, H := histogramsSize(len(names))
+	img, err := newImage(W, H)
+	if err != nil {
+		return err
+	}
+	text(img, pad, 4, fmt.Sprintf("weight histograms, steps %d to %d (time flows down)", recs[0].Step, recs[len(recs)-1].Step), black, W-2*pad)
+	for k, name := range names {
+		x0 := pad + (k%histCols)*(histPanelW+2*pad)
+		y0 := titleH + (k/histCols)*(histPanelH+2*captionH+2*pad)
+		text(img, x0, y0, name, black, histPanelW)
+		a, b := lo[name], hi[name]
+		if b <= a {
+			a, b = a-0.5, b+0.5
+		}
+		axis := y0 + captionH + histPanelH + 1
+		text(img, x0, axis, short(a), grey, histPanelW/2)
+		hs := short(b)
+		text(img, x0+histPanelW-textWidth(hs), axis, hs, grey, histPanelW/2)
+	}
+	histogramRows(img, recs, names, lo, hi)
+	return encodePNG(path, img)
+}
+
+// weightRanges lists the weights' names in order of appearance, with the
+// smallest and largest value each ever had.
+func weightRanges(recs []trainer.HistogramRecord) (names []string, lo, hi map[string]float64) {
+	lo, hi = map[string]float64{}, map[string]float64{}
 	for _, r := range recs {
 		for _, p := range r.Params {
 			if p.Kind != "weight" {
@@ -606,54 +636,55 @@ func histogramsPicture(path, file string) error {
 			lo[p.Name], hi[p.Name] = min(lo[p.Name], p.Min), max(hi[p.Name], p.Max)
 		}
 	}
-	if len(names) == 0 {
-		return errors.New("histograms.jsonl holds no weights")
-	}
-	names = names[:min(len(names), histMaxPanels)]
-	W, H := histogramsSize(len(names))
-	img := newImage(W, H)
-	text(img, pad, 4, fmt.Sprintf("weight histograms, steps %d to %d (time flows down)", recs[0].Step, recs[len(recs)-1].Step), black, W-2*pad)
+	return names, lo, hi
+}
+
+// histogramRows draws each panel's rows. A panel has histPanelH pixel rows:
+// with more records than that, each row shows the last record that falls on
+// it (the others would be drawn over), so the cost does not grow with the
+// number of records beyond reading them.
+func histogramRows(img *image.RGBA, recs []trainer.HistogramRecord, names []string, lo, hi map[string]float64) {
+	rows := min(len(recs), histPanelH)
 	rowH := max(1, histPanelH/len(recs))
-	for k, name := range names {
-		x0 := pad + (k%histCols)*(histPanelW+2*pad)
-		y0 := titleH + (k/histCols)*(histPanelH+2*captionH+2*pad)
-		text(img, x0, y0, name, black, histPanelW)
-		a, b := lo[name], hi[name]
-		if b <= a {
-			a, b = a-0.5, b+0.5
-		}
-		for i, r := range recs {
-			var p *trainer.ParamHistogram
-			for j := range r.Params {
-				if r.Params[j].Name == name && r.Params[j].Kind == "weight" {
-					p = &r.Params[j]
-				}
+	for row := range rows {
+		i := ((row+1)*len(recs) - 1) / rows // the last record on this row
+		r := &recs[i]
+		byName := make(map[string]*trainer.ParamHistogram, len(r.Params))
+		for j := range r.Params {
+			if r.Params[j].Kind == "weight" {
+				byName[r.Params[j].Name] = &r.Params[j]
 			}
-			if p == nil || len(p.Edges) != len(p.Counts)+1 {
+		}
+		for k, name := range names {
+			p := byName[name]
+			if p == nil {
 				continue
 			}
-			row := rebin(p, a, b, histPanelW)
-			top := 0.0
-			for _, x := range row {
-				top = max(top, x)
+			a, b := lo[name], hi[name]
+			if b <= a {
+				a, b = a-0.5, b+0.5
 			}
-			y := y0 + captionH + i*histPanelH/len(recs)
-			for x, cnt := range row {
-				col := heat(cnt / max(top, 1e-12))
-				if cnt == 0 {
-					col = rgb(245, 245, 245)
-				}
-				for dy := 0; dy < rowH; dy++ {
-					img.SetRGBA(x0+x, y+dy, col)
-				}
-			}
+			x0 := pad + (k%histCols)*(histPanelW+2*pad)
+			y := titleH + (k/histCols)*(histPanelH+2*captionH+2*pad) + captionH + row*histPanelH/rows
+			histogramRow(img, x0, y, rowH, rebin(p, a, b, histPanelW))
 		}
-		axis := y0 + captionH + histPanelH + 1
-		text(img, x0, axis, short(a), grey, histPanelW/2)
-		hs := short(b)
-		text(img, x0+histPanelW-textWidth(hs), axis, hs, grey, histPanelW/2)
 	}
-	return encodePNG(path, img)
+}
+
+func histogramRow(img *image.RGBA, x0, y, h int, row []float64) {
+	top := 0.0
+	for _, x := range row {
+		top = max(top, x)
+	}
+	for x, cnt := range row {
+		col := heat(cnt / max(top, 1e-12))
+		if cnt == 0 {
+			col = rgb(245, 245, 245)
+		}
+		for dy := 0; dy < h; dy++ {
+			img.SetRGBA(x0+x, y+dy, col)
+		}
+	}
 }
 
 const (
@@ -697,6 +728,9 @@ func Names() []string {
 // String lists the report for a terminal.
 func (r *Report) String() string {
 	var b strings.Builder
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "%s\n", n)
+	}
 	for _, p := range r.Written {
 		fmt.Fprintf(&b, "wrote %s\n", p)
 	}
