@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -30,11 +33,11 @@ It listens on 127.0.0.1 unless --addr says otherwise, and works offline.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if st, err := os.Stat(logdir); err != nil || !st.IsDir() {
-				return usageError{fmt.Errorf("--logdir %s: no such directory", logdir)}
+			if err := dirFlag("--logdir", logdir); err != nil {
+				return err
 			}
-			if _, _, err := net.SplitHostPort(addr); err != nil {
-				return usageError{fmt.Errorf("--addr %q: want host:port, as in 127.0.0.1:6006", addr)}
+			if err := addrFlag(addr); err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -51,4 +54,35 @@ It listens on 127.0.0.1 unless --addr says otherwise, and works offline.`,
 	f.StringVar(&logdir, "logdir", "runs", "directory holding the run directories")
 	f.StringVar(&addr, "addr", "127.0.0.1:6006", "address to listen on (host:port; port 0 picks a free one)")
 	return cmd
+}
+
+// dirFlag checks a flag that names an existing directory, and says what is
+// wrong when it does not: missing, a file, or the system's own error.
+func dirFlag(flag, dir string) error {
+	if dir == "" {
+		return usageError{fmt.Errorf("%s is empty: it names a directory", flag)}
+	}
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return usageError{fmt.Errorf("%s %s: no such directory", flag, dir)}
+	case err != nil:
+		return usageError{fmt.Errorf("%s %s: %w", flag, dir, err)}
+	case !st.IsDir():
+		return usageError{fmt.Errorf("%s %s: is a file, not a directory", flag, dir)}
+	}
+	return nil
+}
+
+// addrFlag checks --addr before listening, so that a mistyped port is a
+// usage error rather than a failure to listen.
+func addrFlag(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usageError{fmt.Errorf("--addr %q: want host:port, as in 127.0.0.1:6006", addr)}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return usageError{fmt.Errorf("--addr %q: the port is a number from 0 to 65535 (0 picks a free one)", addr)}
+	}
+	return nil
 }

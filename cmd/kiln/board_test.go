@@ -84,11 +84,19 @@ func TestBoardServesRunsUntilInterrupted(t *testing.T) {
 
 func TestBoardUsageErrors(t *testing.T) {
 	dir := t.TempDir()
+	file := filepath.Join(dir, "metrics.jsonl")
+	if err := os.WriteFile(file, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"board", "--logdir", filepath.Join(dir, "nope")}, "--logdir"},
+		{[]string{"board", "--logdir", filepath.Join(dir, "nope")}, "no such directory"},
+		{[]string{"board", "--logdir", file}, "is a file, not a directory"},
+		{[]string{"board", "--logdir", ""}, "--logdir"},
+		{[]string{"board", "--logdir", dir, "--addr", "127.0.0.1:http6006"}, "--addr"},
+		{[]string{"board", "--logdir", dir, "--addr", "127.0.0.1:70000"}, "--addr"},
 		{[]string{"board", "--logdir", dir, "--addr", "6006"}, "--addr"},
 		{[]string{"board", "--logdir", dir, "extra"}, "no arguments"},
 	} {

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -24,8 +23,8 @@ It can run while the run is still training; pictures it has no data for yet are 
 			if run == "" {
 				return usageError{errors.New("--run DIR is required (a run directory, e.g. runs/lenet-…)")}
 			}
-			if st, err := os.Stat(run); err != nil || !st.IsDir() {
-				return usageError{fmt.Errorf("--run %s: not a directory", run)}
+			if err := dirFlag("--run", run); err != nil {
+				return err
 			}
 			rep, err := plots.WriteRun(run)
 			if err != nil {

@@ -37,12 +37,36 @@ func TestPlot(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"plot"}, 2, "--run DIR is required"},
-		{[]string{"plot", "--run", filepath.Join(workDir, "no-such-run")}, 2, "not a directory"},
+		{[]string{"plot", "--run", filepath.Join(workDir, "no-such-run")}, 2, "no such directory"},
+		{[]string{"plot", "--run", filepath.Join(dir, "metrics.jsonl")}, 2, "is a file, not a directory"},
 		{[]string{"plot", "--run", t.TempDir()}, 1, "not a run directory"},
 	} {
 		r := kiln(t, workDir, c.args...)
 		if r.code != c.code || !strings.Contains(strings.Join(errorLines(r.stderr), "\n"), c.msg) {
 			t.Errorf("kiln %s: exit %d, %q; want exit %d and %q", strings.Join(c.args, " "), r.code, r.stderr, c.code, c.msg)
 		}
+	}
+}
+
+// A run with bad lines in metrics.jsonl is drawn from its good ones, and
+// kiln plot says which lines it skipped.
+func TestPlotSkipsBadRecords(t *testing.T) {
+	src := tinyRun(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(src, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	bad := append([]string{lines[0], "null\n", "{\"step\": garbage\n"}, lines[1:]...)
+	if err := os.WriteFile(filepath.Join(dir, "metrics.jsonl"), []byte(strings.Join(bad, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, workDir, "plot", "--run", dir)
+	if !strings.Contains(r.stdout, "metrics.jsonl: skipped 2 bad records (lines 2, 3)") || !strings.Contains(r.stdout, "wrote "+filepath.Join(dir, "plots", "loss.png")) {
+		t.Errorf("kiln plot of a run with two bad lines:\n%s", r.stdout)
 	}
 }
