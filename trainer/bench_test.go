@@ -58,7 +58,7 @@ func TestTimeToAccuracyRefusesBadInput(t *testing.T) {
 	}{
 		{"no test data", TTAConfig{Config: c, Train: train, Target: 0.9}, "need training and test data"},
 		{"target above 1", TTAConfig{Config: c, Train: train, Test: test, Target: 99}, "not an accuracy"},
-		{"bad batch", TTAConfig{Config: func() Config { c := c; c.Batch = 0; return c }(), Train: train, Test: test, Target: 0.9}, "--batch"},
+		{"bad batch", TTAConfig{Config: func() Config { c := c; c.Batch = 0; return c }(), Train: train, Test: test, Target: 0.9}, "batch 0"},
 		{"unknown model", TTAConfig{Config: func() Config { c := c; c.Model = "nope"; return c }(), Train: train, Test: test, Target: 0.9}, "nope"},
 	} {
 		if _, err := TimeToAccuracy(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {

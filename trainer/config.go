@@ -2,16 +2,19 @@ package trainer
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/kiln-ml/kiln/internal/userfile"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/data"
 )
@@ -94,20 +97,35 @@ func DefaultConfigFor(model, dataset string) Config {
 	return c
 }
 
+// Limits on a configuration file, checked before it is parsed: a
+// configuration is a flat map of a few hundred bytes, and the YAML parser's
+// memory grows with both the size and the nesting of what it is given.
+const (
+	MaxConfigBytes = 256 << 10
+	MaxConfigDepth = 8
+)
+
 // LoadConfigFile reads YAML or JSON (by extension; YAML otherwise) over base,
 // refusing unknown keys so that a typo is an error, not a silent default.
+// The file must be a regular file within MaxConfigBytes whose collections
+// nest at most MaxConfigDepth deep; a number of the wrong kind (epochs: 1.5,
+// seed: -1) is a *SettingError naming its key.
 func LoadConfigFile(path string, base Config) (Config, error) {
-	data, err := os.ReadFile(path)
+	b, err := ReadConfigFile(path)
 	if err != nil {
 		return base, fmt.Errorf("config: %w", err)
 	}
+	isJSON := strings.EqualFold(filepath.Ext(path), ".json")
+	if err := checkNumbers(b, isJSON); err != nil {
+		return base, fmt.Errorf("config %s: %w", path, err)
+	}
 	c := base
-	if strings.EqualFold(filepath.Ext(path), ".json") {
-		dec := json.NewDecoder(bytes.NewReader(data))
+	if isJSON {
+		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		err = dec.Decode(&c)
 	} else {
-		err = yaml.UnmarshalWithOptions(data, &c, yaml.Strict())
+		err = decodeYAML(b, &c, yaml.Strict())
 	}
 	if err != nil {
 		return base, fmt.Errorf("config %s: %w", path, err)
@@ -115,79 +133,217 @@ func LoadConfigFile(path string, base Config) (Config, error) {
 	return c, nil
 }
 
+// ReadConfigFile reads a file of settings (a configuration, kiln tune's
+// search space) for parsing: a regular file of at most MaxConfigBytes whose
+// collections nest at most MaxConfigDepth deep (JSON by the extension .json,
+// YAML otherwise). Errors name the file and the limit.
+func ReadConfigFile(path string) ([]byte, error) {
+	b, err := userfile.ReadFile(path, MaxConfigBytes)
+	if err != nil {
+		var ue *userfile.Error
+		if errors.As(err, &ue) {
+			return nil, fmt.Errorf("%w (a file of settings is a regular file of at most %d KiB)", err, MaxConfigBytes>>10)
+		}
+		return nil, err
+	}
+	if err := checkNesting(b, MaxConfigDepth, strings.EqualFold(filepath.Ext(path), ".json")); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
 // YAML renders the configuration as config.yaml records it.
 func (c Config) YAML() ([]byte, error) { return yaml.Marshal(c) }
+
+// SettingError is a setting the configuration cannot take. Key is its
+// configuration key (min_delta); Name, when set, is how the user gave it (a
+// flag, --min-delta), and the message uses it instead.
+type SettingError struct {
+	Key, Name string
+	Value     string // as given
+	Problem   string // what is wrong, with the valid range: "must be in [0, 1)"
+}
+
+func (e *SettingError) Error() string {
+	return fmt.Sprintf("%s %s: %s", cmp.Or(e.Name, e.Key), e.Value, e.Problem)
+}
+
+func settingErr(key string, value any, format string, args ...any) *SettingError {
+	return &SettingError{Key: key, Value: fmt.Sprint(value), Problem: fmt.Sprintf(format, args...)}
+}
 
 // Validate checks every value and says which one is wrong and why,
 // including that the model and data set are ones Kiln knows by name.
 func (c Config) Validate() error {
 	if !slices.Contains(layers.ModelNames(), c.Model) {
-		return fmt.Errorf("--model %q: unknown (have %s)", c.Model, strings.Join(layers.ModelNames(), ", "))
+		return settingErr("model", strconv.Quote(c.Model), "unknown (have %s)", strings.Join(layers.ModelNames(), ", "))
 	}
 	if !slices.Contains(data.Names(), c.Dataset) {
-		return fmt.Errorf("--dataset %q: unknown (have %s)", c.Dataset, strings.Join(data.Names(), ", "))
+		return settingErr("dataset", strconv.Quote(c.Dataset), "unknown (have %s)", strings.Join(data.Names(), ", "))
 	}
 	return c.ValidateTraining()
 }
 
 // ValidateTraining checks the training settings alone: what a program that
-// brings its own model and data (the Go API) must get right.
+// brings its own model and data (the Go API) must get right. Every numeric
+// setting is checked against its range (NaN and infinities included) here,
+// before any work; errors are *SettingError.
 func (c Config) ValidateTraining() error {
-	bad := func(format string, args ...any) error { return fmt.Errorf(format, args...) }
-	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-	switch {
-	case c.Epochs < 1:
-		return bad("--epochs %d: must be at least 1", c.Epochs)
-	case c.Batch < 1:
-		return bad("--batch %d: must be at least 1", c.Batch)
-	case !(c.LR > 0) || !finite(c.LR):
-		return bad("--lr %v: must be a positive number", c.LR)
-	case c.Momentum < 0 || c.Momentum >= 1:
-		return bad("--momentum %v: must be in [0, 1)", c.Momentum)
-	case c.WeightDecay < 0 || !finite(c.WeightDecay):
-		return bad("--weight-decay %v: must not be negative", c.WeightDecay)
-	case c.ClipNorm < 0:
-		return bad("--clip-norm %v: must not be negative", c.ClipNorm)
-	case c.Dropout < 0 || c.Dropout >= 1:
-		return bad("--dropout %v: must be in [0, 1)", c.Dropout)
-	case c.LabelSmoothing < 0 || c.LabelSmoothing >= 1:
-		return bad("--label-smoothing %v: must be in [0, 1)", c.LabelSmoothing)
-	case c.Subset < 0 || c.Subset > 1:
-		return bad("--subset %v: must be a fraction in (0, 1]", c.Subset)
-	case c.ValFraction < 0 || c.ValFraction >= 1:
-		return bad("--val-fraction %v: must be in [0, 1)", c.ValFraction)
-	case c.ValEvery < 0:
-		return bad("--val-every %d: must not be negative", c.ValEvery)
-	case c.StopAfterEpoch < 0 || c.StopAfterEpoch > c.Epochs:
-		return bad("--stop-after-epoch %d: must be between 1 and --epochs (%d)", c.StopAfterEpoch, c.Epochs)
-	case c.Threads < 0:
-		return bad("--threads %d: must not be negative", c.Threads)
+	for _, r := range numberRules {
+		if v := r.value(&c); !r.ok(v) {
+			return settingErr(r.key, r.format(&c), "must be %s", r.want)
+		}
+	}
+	if c.StopAfterEpoch > c.Epochs {
+		return settingErr("stop_after_epoch", c.StopAfterEpoch, "must be in [0, %d] (at most epochs)", c.Epochs)
+	}
+	if err := c.validateLists(); err != nil {
+		return err
 	}
 	switch c.Optimizer {
 	case "sgd", "adam", "adamw":
 	default:
-		return bad("--optimizer %q: want sgd, adam or adamw", c.Optimizer)
+		return settingErr("optimizer", strconv.Quote(c.Optimizer), "want sgd, adam or adamw")
 	}
 	// Momentum and Nesterov belong to SGD; the Adam family ignores them.
 	if c.Nesterov && c.Optimizer == "sgd" && c.Momentum == 0 {
-		return bad("--nesterov needs --momentum > 0")
+		return settingErr("nesterov", true, "needs momentum > 0")
 	}
-	if c.EarlyStop != "" {
-		e := EarlyStopping{Metric: c.EarlyStop, Patience: c.Patience, MinDelta: c.MinDelta, Target: c.Target}
-		if err := e.Validate(); err != nil {
-			return err
-		}
-		if strings.HasPrefix(c.EarlyStop, "val_") && c.ValFraction == 0 {
-			return bad("--early-stop %s needs a validation split (--val-fraction > 0)", c.EarlyStop)
-		}
+	if err := c.validateSchedule(); err != nil {
+		return err
 	}
-	if c.RestoreBest && c.EarlyStop == "" {
-		return bad("--restore-best needs --early-stop")
+	return c.validateEarlyStop()
+}
+
+func (c Config) validateLists() error {
+	if c.Classes != nil && len(c.Classes) == 0 {
+		return settingErr("classes", "[]", "must list at least one class (leave it out to keep them all)")
 	}
 	for _, k := range c.Classes {
 		if k < 0 {
-			return bad("--classes: %d is not a class", k)
+			return settingErr("classes", k, "must be %s", SettingRange("classes"))
+		}
+	}
+	for i, m := range c.Milestones {
+		if m < 1 {
+			return settingErr("milestones", m, "must be %s", SettingRange("milestones"))
+		}
+		if i > 0 && m <= c.Milestones[i-1] {
+			return settingErr("milestones", fmt.Sprint(c.Milestones), "must be %s", SettingRange("milestones"))
 		}
 	}
 	return nil
+}
+
+func (c Config) validateSchedule() error {
+	if !slices.Contains(ScheduleKinds, strings.ToLower(c.Schedule)) {
+		return settingErr("schedule", strconv.Quote(c.Schedule), "unknown (have %s)", strings.Join(ScheduleKinds, ", "))
+	}
+	switch strings.ToLower(c.Schedule) {
+	case "step":
+		if c.StepSize < 1 {
+			return settingErr("step_size", c.StepSize, "must be at least 1 with the step schedule")
+		}
+	case "multistep":
+		if len(c.Milestones) == 0 {
+			return settingErr("milestones", "[]", "must list at least one step with the multistep schedule")
+		}
+	case "onecycle":
+		if c.Warmup != 0 {
+			return settingErr("warmup", c.Warmup, "must be 0 with the onecycle schedule, which has its own warm-up")
+		}
+	}
+	return nil
+}
+
+func (c Config) validateEarlyStop() error {
+	if c.EarlyStop != "" {
+		if !slices.Contains(EarlyStopMetrics, c.EarlyStop) {
+			return settingErr("early_stop", strconv.Quote(c.EarlyStop), "want one of %s", strings.Join(EarlyStopMetrics, ", "))
+		}
+		if strings.HasPrefix(c.EarlyStop, "val_") && c.ValFraction == 0 {
+			return settingErr("early_stop", c.EarlyStop, "needs a validation split (val_fraction > 0)")
+		}
+		if c.EarlyStop == "val_acc" && c.Target > 1 {
+			return settingErr("target", c.Target, "must be in [0, 1] for val_acc")
+		}
+	}
+	if c.RestoreBest && c.EarlyStop == "" {
+		return settingErr("restore_best", true, "needs early_stop")
+	}
+	return nil
+}
+
+// numberRule is the valid range of one numeric setting.
+type numberRule struct {
+	key   string
+	value func(c *Config) float64
+	ok    func(v float64) bool
+	want  string
+	whole bool // an integer setting
+}
+
+func (r numberRule) format(c *Config) string { return strconv.FormatFloat(r.value(c), 'g', -1, 64) }
+
+// The predicates are false for NaN, and each bounds infinity out.
+func atLeast(lo float64) func(float64) bool {
+	return func(v float64) bool { return v >= lo && v <= math.MaxFloat64 }
+}
+func positive(v float64) bool { return v > 0 && v <= math.MaxFloat64 }
+func closedOpen(lo, hi float64) func(float64) bool {
+	return func(v float64) bool { return v >= lo && v < hi }
+}
+func closed(lo, hi float64) func(float64) bool {
+	return func(v float64) bool { return v >= lo && v <= hi }
+}
+
+// MaxThreads bounds --threads: each thread is a worker the engine starts.
+const MaxThreads = 1024
+
+// numberRules lists every numeric setting but the lists (classes,
+// milestones) in the order Config declares them.
+var numberRules = []numberRule{
+	{"subset", func(c *Config) float64 { return c.Subset }, closed(0, 1), "in [0, 1] (0 keeps everything)", false},
+	{"val_fraction", func(c *Config) float64 { return c.ValFraction }, closedOpen(0, 1), "in [0, 1)", false},
+	{"hidden", func(c *Config) float64 { return float64(c.Hidden) }, atLeast(0), "at least 0 (0: the model's default)", true},
+	{"depth", func(c *Config) float64 { return float64(c.Depth) }, atLeast(0), "at least 0 (0: the model's default)", true},
+	{"dropout", func(c *Config) float64 { return c.Dropout }, closedOpen(0, 1), "in [0, 1) (0: the model's default)", false},
+	{"epochs", func(c *Config) float64 { return float64(c.Epochs) }, atLeast(1), "at least 1", true},
+	{"batch", func(c *Config) float64 { return float64(c.Batch) }, atLeast(1), "at least 1", true},
+	{"lr", func(c *Config) float64 { return c.LR }, positive, "a finite number > 0", false},
+	{"momentum", func(c *Config) float64 { return c.Momentum }, closedOpen(0, 1), "in [0, 1)", false},
+	{"weight_decay", func(c *Config) float64 { return c.WeightDecay }, atLeast(0), "a finite number ≥ 0", false},
+	{"clip_norm", func(c *Config) float64 { return c.ClipNorm }, atLeast(0), "a finite number ≥ 0 (0: off)", false},
+	{"label_smoothing", func(c *Config) float64 { return c.LabelSmoothing }, closedOpen(0, 1), "in [0, 1)", false},
+	{"warmup", func(c *Config) float64 { return float64(c.Warmup) }, atLeast(0), "at least 0", true},
+	{"step_size", func(c *Config) float64 { return float64(c.StepSize) }, atLeast(0), "at least 0", true},
+	{"gamma", func(c *Config) float64 { return c.Gamma }, closed(0, 1), "in [0, 1] (0: the schedule's default)", false},
+	{"patience", func(c *Config) float64 { return float64(c.Patience) }, atLeast(0), "at least 0", true},
+	{"min_delta", func(c *Config) float64 { return c.MinDelta }, atLeast(0), "a finite number ≥ 0", false},
+	{"target", func(c *Config) float64 { return c.Target }, atLeast(0), "a finite number ≥ 0 (0: none)", false},
+	{"val_every", func(c *Config) float64 { return float64(c.ValEvery) }, atLeast(0), "at least 0 (0: at epoch ends only)", true},
+	{"seed", func(c *Config) float64 { return float64(c.Seed) }, atLeast(0), "in [0, 18446744073709551615]", true},
+	{"threads", func(c *Config) float64 { return float64(c.Threads) }, closed(0, MaxThreads), fmt.Sprintf("in [0, %d] (0: all cores)", MaxThreads), true},
+	{"stop_after_epoch", func(c *Config) float64 { return float64(c.StopAfterEpoch) }, atLeast(0), "in [0, epochs] (0: run them all)", true},
+	{"memory_limit_mb", func(c *Config) float64 { return float64(c.MemoryLimitMB) }, atLeast(0), "at least 0 (0: the memory available)", true},
+}
+
+// SettingRange says what a numeric setting accepts, by its configuration
+// key ("" for a key that is not a numeric setting).
+func SettingRange(key string) string {
+	switch key {
+	case "classes":
+		return "whole numbers, each at least 0"
+	case "milestones":
+		return "whole numbers, each at least 1, increasing"
+	}
+	for _, r := range numberRules {
+		if r.key == key {
+			if r.whole {
+				return "a whole number " + r.want
+			}
+			return r.want
+		}
+	}
+	return ""
 }

@@ -1,23 +1,31 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kiln-ml/kiln/trainer"
 )
 
 // writeCSV writes a small classification csv (three features, classes
-// 0..classes-1 in turn) and returns its path.
-func writeCSV(t *testing.T, dir string, rows, classes int) string {
+// 0..classes-1 in turn) as dir/name and returns its path.
+func writeCSV(t *testing.T, dir, name string, rows, classes int) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("a,b,c,label\n")
 	for i := range rows {
 		fmt.Fprintf(&b, "%d,%d,%d,%d\n", i%7, i%5, i%3, i%classes)
 	}
-	p := filepath.Join(dir, "small.csv")
+	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +36,7 @@ func writeCSV(t *testing.T, dir string, rows, classes int) string {
 // it is built, by every command that builds one to train.
 func TestTooWideAModelIsRefusedBeforeItIsBuilt(t *testing.T) {
 	dir := t.TempDir()
-	csv := writeCSV(t, dir, 40, 2)
+	csv := writeCSV(t, dir, "small.csv", 40, 2)
 	for _, cmd := range []string{"train", "lr-find"} {
 		r := kiln(t, dir, cmd, "--model", "mlp", "--hidden", "100000000", "--dataset", "csv", "--data-dir", csv,
 			"--device", "cpu", "--run-dir", filepath.Join(dir, cmd))
@@ -40,6 +48,137 @@ func TestTooWideAModelIsRefusedBeforeItIsBuilt(t *testing.T) {
 			if !strings.Contains(lines[0], want) {
 				t.Errorf("%s: %q does not mention %q", cmd, lines[0], want)
 			}
+		}
+	}
+}
+
+// resolveArgs parses training flags (and --config) as kiln train does and
+// resolves them.
+func resolveArgs(args ...string) (trainer.Config, error) {
+	f := pflag.NewFlagSet("train", pflag.ContinueOnError)
+	f.SetOutput(io.Discard)
+	cf := addConfigFlags(f)
+	var configPath string
+	f.StringVar(&configPath, "config", "", "")
+	if err := f.Parse(args); err != nil {
+		return trainer.Config{}, err
+	}
+	return cf.resolve(f, configPath)
+}
+
+// flagCases gives, for every numeric setting, a value out of its range and
+// what the message must say of the range.
+var flagCases = map[string]struct{ bad, want string }{
+	"subset": {"1.5", "in [0, 1]"}, "val_fraction": {"1", "in [0, 1)"}, "hidden": {"-1", "at least 0"},
+	"depth": {"-1", "at least 0"}, "dropout": {"1", "in [0, 1)"}, "epochs": {"0", "at least 1"},
+	"batch": {"0", "at least 1"}, "lr": {"0", "> 0"}, "momentum": {"1", "in [0, 1)"},
+	"weight_decay": {"-1", "≥ 0"}, "clip_norm": {"-1", "≥ 0"}, "label_smoothing": {"1", "in [0, 1)"},
+	"warmup": {"-1", "at least 0"}, "step_size": {"-1", "at least 0"}, "gamma": {"2", "in [0, 1]"},
+	"patience": {"-1", "at least 0"}, "min_delta": {"-1", "≥ 0"}, "target": {"-1", "≥ 0"},
+	"val_every": {"-1", "at least 0"}, "seed": {"-1", "in [0, 18446744073709551615]"},
+	"threads": {"5000", "in [0, 1024]"}, "stop_after_epoch": {"9", "in [0, "},
+	"memory_limit_mb": {"-1", "at least 0"}, "classes": {"-1", "at least 0"}, "milestones": {"0", "at least 1"},
+}
+
+// Every numeric training flag refuses NaN, ±Inf and a value out of range
+// at once, naming the flag and its range; the same setting from a
+// configuration file is named by its key. Nothing is loaded or built first.
+func TestEveryNumericSettingIsValidatedByName(t *testing.T) {
+	typ := reflect.TypeFor[trainer.Config]()
+	for i := range typ.NumField() {
+		fld := typ.Field(i)
+		key := strings.Split(fld.Tag.Get("yaml"), ",")[0]
+		if k := fld.Type.Kind(); k == reflect.String || k == reflect.Bool {
+			continue
+		}
+		c, ok := flagCases[key]
+		if !ok {
+			t.Errorf("numeric setting %s has no case", key)
+			continue
+		}
+		flag := "--" + strings.ReplaceAll(key, "_", "-")
+		extra := []string{"--early-stop", "val_loss"}
+		for _, v := range []string{c.bad, "NaN", "+Inf", "-Inf"} {
+			_, err := resolveArgs(append([]string{flag + "=" + v}, extra...)...)
+			if err == nil || !strings.Contains(err.Error(), flag) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s=%s: %v; want it named with its range %q", flag, v, err, c.want)
+			}
+		}
+		yv := map[string]string{"NaN": ".nan", "+Inf": ".inf", "-Inf": "-.inf"}
+		for _, v := range []string{c.bad, "NaN", "+Inf", "-Inf"} {
+			val := cmp.Or(yv[v], v)
+			if key == "classes" || key == "milestones" {
+				val = "[" + val + "]"
+			}
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(path, []byte(key+": "+val+"\nearly_stop: val_loss\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := resolveArgs("--config", path)
+			if err == nil || !strings.Contains(err.Error(), key+" ") || strings.Contains(err.Error(), flag) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s: %s in a file: %v; want it named %s with its range %q", key, val, err, key, c.want)
+			}
+		}
+	}
+}
+
+// A list flag with nothing in it, or an empty entry, is an error: it must
+// not quietly mean every class.
+func TestEmptyListFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--classes", ",,,"}, {"--classes", ""}, {"--classes", "0,,1"}, {"--classes", " , "},
+		{"--milestones", "100,,200", "--schedule", "multistep"}, {"--milestones", "", "--schedule", "multistep"},
+	} {
+		if c, err := resolveArgs(args...); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%q: classes %v, milestones %v, error %v", args, c.Classes, c.Milestones, err)
+		}
+	}
+	if c, err := resolveArgs("--classes", "3, 5"); err != nil || !slices.Equal(c.Classes, []int{3, 5}) {
+		t.Errorf("--classes '3, 5': %v, %v", c.Classes, err)
+	}
+}
+
+// The original report: a NaN --min-delta trained a whole epoch, then failed
+// writing the checkpoint. Now it, and lr-find's own numbers, stop kiln
+// before it reads any data (the data directory here does not exist).
+func TestNaNFlagsStopBeforeAnyWork(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "no-such.csv")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train", "--early-stop", "val_loss", "--min-delta", "NaN"}, "--min-delta NaN: must be a finite number ≥ 0"},
+		{[]string{"train", "--momentum", "Inf"}, "--momentum +Inf: must be in [0, 1)"},
+		{[]string{"train", "--epochs", "NaN"}, `invalid argument "NaN" for "--epochs" flag: must be a whole number at least 1`},
+		{[]string{"lr-find", "--start", "NaN"}, "--start NaN"},
+		{[]string{"lr-find", "--end", "Inf"}, "--end +Inf"},
+		{[]string{"lr-find", "--steps", "0"}, "--steps 0"},
+		{[]string{"tune", "--clip-norm", "-Inf", "--param", "lr=0.1,0.2"}, "--clip-norm -Inf"},
+	} {
+		r := kiln(t, dir, append(c.args, "--dataset", "csv", "--data-dir", missing)...)
+		lines := errorLines(r.stderr)
+		if r.code != 2 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+			t.Errorf("%q: exit %d, want 2 and one error line with %q:\n%s", c.args, r.code, c.want, r.stderr)
+		}
+	}
+}
+
+// A run on one class would report 100% accuracy; kiln train and lr-find
+// refuse it, naming the class, whether the file has one class or --classes
+// keeps one.
+func TestOneClassIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	one, four := writeCSV(t, dir, "one.csv", 40, 1), writeCSV(t, dir, "four.csv", 40, 4)
+	for _, args := range [][]string{
+		{"train", "--data-dir", one},
+		{"lr-find", "--data-dir", one},
+		{"train", "--data-dir", four, "--classes", "2"},
+	} {
+		r := kiln(t, dir, append(args, "--model", "mlp", "--dataset", "csv", "--epochs", "1", "--device", "cpu", "--run-dir", filepath.Join(dir, "r"))...)
+		lines := errorLines(r.stderr)
+		if r.code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "of class") || !strings.Contains(lines[0], "nothing to learn") {
+			t.Errorf("%q: exit %d, want 2 and an error naming the one class:\n%s%s", args, r.code, r.stdout, r.stderr)
 		}
 	}
 }

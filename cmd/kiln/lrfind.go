@@ -60,12 +60,29 @@ afresh and nothing is kept: train with kiln train --lr <suggested>.`,
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		markParsed(cfs)
 		c, err := cf.resolve(cfs, configPath)
+		if err == nil {
+			err = checkLRFindFlags(o)
+		}
 		if err != nil {
 			return usageError{err}
 		}
 		return runLRFind(c, o)
 	}
 	return cmd
+}
+
+// checkLRFindFlags refuses the range test's own numbers before any work:
+// FindLR would, but only after the data set is loaded and the model built.
+func checkLRFindFlags(o trainer.LRFindOptions) error {
+	switch {
+	case !(o.Start > 0 && o.Start <= math.MaxFloat64):
+		return fmt.Errorf("--start %v: must be a finite number > 0", o.Start)
+	case !(o.End > o.Start && o.End <= math.MaxFloat64):
+		return fmt.Errorf("--end %v: must be a finite number > --start (%v)", o.End, o.Start)
+	case o.Steps < 10:
+		return fmt.Errorf("--steps %d: must be at least 10", o.Steps)
+	}
+	return nil
 }
 
 func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {

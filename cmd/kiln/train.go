@@ -50,11 +50,11 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	f.Float64Var(&c.Subset, "subset", 0, "keep a seeded fraction of the data, e.g. 0.1")
 	f.Float64Var(&c.ValFraction, "val-fraction", c.ValFraction, "fraction of the training data held out for validation")
 	f.BoolVar(&c.Augment, "augment", false, "random crop (pad 4) and horizontal flip (32×32 images)")
-	f.IntVar(&c.Hidden, "hidden", 0, "width of mlp hidden layers / gmlp channels (0: model default)")
-	f.IntVar(&c.Depth, "depth", 0, "number of mlp hidden layers / gmlp blocks (0: model default)")
+	intFlag(f, &c.Hidden, "hidden", "width of mlp hidden layers / gmlp channels (0: model default)")
+	intFlag(f, &c.Depth, "depth", "number of mlp hidden layers / gmlp blocks (0: model default)")
 	f.Float64Var(&c.Dropout, "dropout", 0, "cnn's dropout before the head (0: model default 0.3)")
-	f.IntVar(&c.Epochs, "epochs", c.Epochs, "epochs")
-	f.IntVar(&c.Batch, "batch", c.Batch, "batch size")
+	intFlag(f, &c.Epochs, "epochs", "epochs")
+	intFlag(f, &c.Batch, "batch", "batch size")
 	f.BoolVar(&c.DropLast, "drop-last", false, "drop each epoch's last, short batch")
 	f.Float64Var(&c.LR, "lr", c.LR, "learning rate (the peak, for onecycle)")
 	f.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "sgd, adam or adamw")
@@ -64,86 +64,44 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	f.Float64Var(&c.ClipNorm, "clip-norm", 0, "clip the global gradient norm (0: off)")
 	f.Float64Var(&c.LabelSmoothing, "label-smoothing", 0, "label smoothing ε")
 	f.StringVar(&c.Schedule, "schedule", c.Schedule, "LR schedule: "+strings.Join(trainer.ScheduleKinds, ", "))
-	f.IntVar(&c.Warmup, "warmup", 0, "linear warm-up steps")
-	f.IntVar(&c.StepSize, "step-size", 0, "step schedule: decay every N steps")
+	intFlag(f, &c.Warmup, "warmup", "linear warm-up steps")
+	intFlag(f, &c.StepSize, "step-size", "step schedule: decay every N steps")
 	f.StringVar(&cf.miles, "milestones", "", "multistep schedule: steps at which to decay, e.g. 1000,2000")
 	f.Float64Var(&c.Gamma, "gamma", 0, "step/multistep/exp decay factor")
 	f.StringVar(&c.EarlyStop, "early-stop", "", "stop early on val_loss, val_acc, train_loss or val_rmse")
-	f.IntVar(&c.Patience, "patience", 0, "checks without improvement before stopping")
+	intFlag(f, &c.Patience, "patience", "checks without improvement before stopping")
 	f.Float64Var(&c.MinDelta, "min-delta", 0, "smallest change that counts as an improvement")
 	f.Float64Var(&c.Target, "target", 0, "stop once the early-stop metric reaches this")
 	f.BoolVar(&c.RestoreBest, "restore-best", false, "end with the best weights, not the last")
-	f.IntVar(&c.ValEvery, "val-every", 0, "also validate every N steps (0: at epoch ends only)")
-	f.Uint64Var(&c.Seed, "seed", c.Seed, "random seed")
+	intFlag(f, &c.ValEvery, "val-every", "also validate every N steps (0: at epoch ends only)")
+	f.Var(&uintFlag{&c.Seed, "seed"}, "seed", "random seed")
 	f.StringVar(&c.Device, "device", c.Device, "cpu, cuda or auto")
-	f.IntVar(&c.Threads, "threads", 0, "CPU threads (0: all cores)")
+	intFlag(f, &c.Threads, "threads", "CPU threads (0: all cores)")
 	f.StringVar(&c.RunDir, "run-dir", "", "run directory (default runs/<model>-<time>)")
-	f.IntVar(&c.StopAfterEpoch, "stop-after-epoch", 0, "end the run after this epoch, resumable")
-	f.IntVar(&c.MemoryLimitMB, "memory-limit-mb", 0, "refuse runs estimated to need more (default: available memory)")
+	intFlag(f, &c.StopAfterEpoch, "stop-after-epoch", "end the run after this epoch, resumable")
+	intFlag(f, &c.MemoryLimitMB, "memory-limit-mb", "refuse runs estimated to need more (default: available memory)")
 	f.BoolVar(&c.NoVisuals, "no-visuals", false, "skip histograms.jsonl and visuals.json (the pictures of kiln plot and kiln board)")
 	return cf
 }
 
-// resolve builds the run's configuration: defaults, then the config file,
-// then the flags that were given.
-func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Config, error) {
-	// The model's own recipe is the base: find the model first (flag, then
-	// config file, then the default), then lay the file and the flags over it.
-	model, dataset := trainer.DefaultConfig().Model, trainer.DefaultConfig().Dataset
-	if configPath != "" {
-		fc, err := trainer.LoadConfigFile(configPath, trainer.DefaultConfig())
-		if err != nil {
-			return fc, err
-		}
-		model, dataset = fc.Model, fc.Dataset
-	}
-	if f.Changed("model") {
-		model = cf.c.Model
-	}
-	if f.Changed("dataset") {
-		dataset = cf.c.Dataset
-	}
-	c := trainer.DefaultConfigFor(model, dataset)
-	if configPath != "" {
-		var err error
-		if c, err = trainer.LoadConfigFile(configPath, c); err != nil {
-			return c, err
-		}
-	}
-	var err error
-	f.Visit(func(fl *pflag.Flag) {
-		if err != nil {
-			return
-		}
-		switch fl.Name {
-		case "classes":
-			c.Classes, err = parseInts(cf.classes, "--classes")
-		case "milestones":
-			c.Milestones, err = parseInts(cf.miles, "--milestones")
-		case "config", "resume", "json":
-		default:
-			err = copyFlag(&c, &cf.c, fl.Name)
-		}
-	})
-	if err != nil {
-		return c, err
-	}
-	if c.Dataset == "mnist-rotation" {
-		c.Regression = true
-	}
-	return c, c.Validate()
-}
-
+// parseInts reads the comma-separated list of a list flag (--classes,
+// --milestones): nil for an empty string, an error for an empty entry
+// ("--classes ,,," must not mean every class). A flag given as "" is an
+// empty list that Validate refuses; resolve sees to that.
 func parseInts(s, flag string) ([]int, error) {
+	key := strings.TrimPrefix(flag, "--")
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
 	var out []int
 	for _, p := range strings.Split(s, ",") {
 		p = strings.TrimSpace(p)
 		if p == "" {
-			continue
+			return nil, fmt.Errorf("%s %q: has an empty entry; want %s separated by commas", flag, s, trainer.SettingRange(key))
 		}
 		n, err := strconv.Atoi(p)
 		if err != nil {
-			return nil, fmt.Errorf("%s %q: %q is not an integer", flag, s, p)
+			return nil, fmt.Errorf("%s %q: %q is not an integer; want %s separated by commas", flag, s, p, trainer.SettingRange(key))
 		}
 		out = append(out, n)
 	}
@@ -199,6 +157,9 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 		return nil, err
 	}
 	tr0 := splits.Train
+	if err := tr0.CheckClasses(); err != nil {
+		return nil, usageError{err}
+	}
 	c.Regression = tr0.Task == data.Regression
 	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
 		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout, Seed: c.Seed}

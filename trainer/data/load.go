@@ -1,6 +1,9 @@
 package data
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // Options choose where a data set is read from and how it is narrowed down.
 type Options struct {
@@ -83,6 +86,29 @@ func Load(name string, o Options) (*Splits, error) {
 		}
 	}
 	return s, nil
+}
+
+// CheckClasses refuses a classification set whose samples all carry one
+// label, naming it: a classifier trained on it scores 100% by answering that
+// class and learns nothing, which PyTorch and Keras users would not expect
+// to pass in silence. A data set of one class, or the samples that --classes
+// or --subset left of several, are both refused. Regression sets pass.
+func (d *Dataset) CheckClasses() error {
+	if d.Task != Classification || len(d.Labels) == 0 {
+		return nil
+	}
+	first := d.Labels[0]
+	for _, l := range d.Labels[1:] {
+		if l != first {
+			return nil
+		}
+	}
+	name := fmt.Sprint(first)
+	if int(first) < len(d.Classes) {
+		name = strconv.Quote(d.Classes[first])
+	}
+	return fmt.Errorf("data: %s: every one of the %d training samples is of class %s (label %d of %d): a classifier has nothing to learn; keep at least two classes",
+		d.Name, len(d.Labels), name, first, len(d.Classes))
 }
 
 // loadRaw reads the full training and test splits.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"reflect"
 	"slices"
 	"sort"
@@ -111,7 +110,9 @@ func isNumeric(k reflect.Kind) bool { return isInt(k) || k == reflect.Float64 ||
 //	weight_decay: {min: 1e-5, max: 1e-2, scale: log, steps: 4}
 //	epochs: 2
 func LoadSpace(path string) (*Space, error) {
-	b, err := os.ReadFile(path)
+	// Bounded like a configuration: the YAML parser's memory grows with the
+	// file's size and nesting.
+	b, err := trainer.ReadConfigFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("space: %w", err)
 	}

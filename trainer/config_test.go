@@ -1,0 +1,198 @@
+package trainer
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A configuration is a flat map of a few hundred bytes: a file far larger,
+// or nested deeper than a list in a map, is refused before the parser sees
+// it (the parser's memory grows with both: 200 KB of brackets took it past
+// 2 GB), with the limit in the message.
+func TestLoadConfigFileBoundsSizeAndNesting(t *testing.T) {
+	deep := func(open, close string, n int) string {
+		return strings.Repeat(open, n) + strings.Repeat(close, n)
+	}
+	block := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			b.WriteString(strings.Repeat(" ", 2*i) + "a:\n")
+		}
+		return b.String()
+	}
+	dashes := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			b.WriteString(strings.Repeat("  ", i) + "- \n")
+		}
+		return b.String()
+	}
+	for _, c := range []struct{ name, file, content, want string }{
+		{"large", "big.yaml", "epochs: 1\n" + strings.Repeat("# padding\n", 40_000), "256 KiB"},
+		{"flow", "flow.yaml", "model: " + deep("[", "]", 20) + "\n", "nested deeper than 8"},
+		{"flow maps", "maps.yaml", "model: " + deep("{a: ", "}", 20) + "\n", "nested deeper than 8"},
+		{"block", "block.yaml", block(20), "nested deeper than 8"},
+		{"sequences", "seq.yaml", "classes:\n" + dashes(20), "nested deeper than 8"},
+		{"inline sequences", "seq2.yaml", "classes:\n" + strings.Repeat("- ", 20) + "1\n", "nested deeper than 8"},
+		{"closers do not hide openers", "hide.yaml", "model: ]]]]]]]]]]]]\ndataset: " + deep("[", "]", 20) + "\n", "nested deeper than 8"},
+		{"200 KB of brackets", "huge.yaml", "model: " + deep("[", "]", 100_000) + "\n", "nested deeper than 8"},
+		{"json", "deep.json", `{"model": ` + deep("[", "]", 20) + `}`, "nested deeper than 8"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := LoadConfigFile(writeConfig(t, c.file, c.content), DefaultConfig())
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one mentioning %q", err, c.want)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("took %v to refuse", d)
+			}
+		})
+	}
+	if _, err := LoadConfigFile(t.TempDir(), DefaultConfig()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a directory: %v", err)
+	}
+	// What a real configuration holds still loads, lists, quotes and
+	// comments included.
+	ok := "# a run\nmodel: mlp   # [not a list]\ndataset: csv\ndata_dir: \"data/[x]{y}.csv\"\nclasses: [0, 1, 2]\nmilestones:\n  - 100\n  - 200\nrun_dir: 'runs/a#b'\n"
+	c, err := LoadConfigFile(writeConfig(t, "ok.yaml", ok), DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "data/[x]{y}.csv" || !reflect.DeepEqual(c.Classes, []int{0, 1, 2}) || !reflect.DeepEqual(c.Milestones, []int{100, 200}) {
+		t.Errorf("loaded %+v", c)
+	}
+}
+
+// numericCase is one numeric setting with a value outside its range and
+// what the message must say of the range.
+type numericCase struct {
+	key, bad, want string
+}
+
+// numericCases covers every numeric field of Config (TestEveryNumericField
+// checks that none is missing).
+var numericCases = []numericCase{
+	{"subset", "1.5", "in [0, 1]"},
+	{"val_fraction", "1", "in [0, 1)"},
+	{"hidden", "-1", "at least 0"},
+	{"depth", "-1", "at least 0"},
+	{"dropout", "1", "in [0, 1)"},
+	{"epochs", "0", "at least 1"},
+	{"batch", "0", "at least 1"},
+	{"lr", "0", "> 0"},
+	{"momentum", "1", "in [0, 1)"},
+	{"weight_decay", "-1", "≥ 0"},
+	{"clip_norm", "-1", "≥ 0"},
+	{"label_smoothing", "1", "in [0, 1)"},
+	{"warmup", "-1", "at least 0"},
+	{"step_size", "-1", "at least 0"},
+	{"gamma", "2", "in [0, 1]"},
+	{"patience", "-1", "at least 0"},
+	{"min_delta", "-1", "≥ 0"},
+	{"target", "-1", "≥ 0"},
+	{"val_every", "-1", "at least 0"},
+	{"seed", "-1", "in [0, 18446744073709551615]"},
+	{"threads", "5000", "in [0, 1024]"},
+	{"stop_after_epoch", "9", "in [0, "},
+	{"memory_limit_mb", "-1", "at least 0"},
+	{"classes", "[-1]", "at least 0"},
+	{"milestones", "[0]", "at least 1"},
+}
+
+func TestEveryNumericFieldHasACase(t *testing.T) {
+	have := map[string]bool{}
+	for _, c := range numericCases {
+		have[c.key] = true
+	}
+	typ := reflect.TypeFor[Config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		key := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		switch k := f.Type.Kind(); {
+		case k == reflect.String || k == reflect.Bool:
+		case !have[key]:
+			t.Errorf("numeric setting %s (%v) has no case in numericCases", key, f.Type)
+		}
+	}
+}
+
+// Every numeric setting of a configuration file is checked when it is
+// loaded and validated, before any work: NaN, ±Inf and a value out of range
+// are refused with a message that names the key as the file spells it and
+// says what the key accepts.
+func TestEveryNumericSettingIsValidatedFromAFile(t *testing.T) {
+	for _, c := range numericCases {
+		values := []string{c.bad, ".nan", ".inf", "-.inf"}
+		if strings.HasPrefix(c.bad, "[") {
+			values = []string{c.bad, "[.nan]", "[.inf]", "[-.inf]"}
+		}
+		for _, v := range values {
+			content := c.key + ": " + v + "\n"
+			if c.key == "target" || c.key == "min_delta" || c.key == "patience" {
+				content += "early_stop: val_loss\n"
+			}
+			conf, err := LoadConfigFile(writeConfig(t, "c.yaml", content), DefaultConfig())
+			if err == nil {
+				err = conf.Validate()
+			}
+			if err == nil {
+				t.Errorf("%s: %s accepted", c.key, v)
+				continue
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, c.key) || !strings.Contains(msg, c.want) {
+				t.Errorf("%s: %s: %q does not name %s and its range %q", c.key, v, msg, c.key, c.want)
+			}
+			if strings.Contains(msg, "--") {
+				t.Errorf("%s: %s: %q names a flag for a file's key", c.key, v, msg)
+			}
+		}
+	}
+}
+
+// The same checks reach a program that fills a Config itself, as a
+// *SettingError naming the key.
+func TestValidateTrainingNamesTheKey(t *testing.T) {
+	c := DefaultConfig()
+	c.MinDelta, c.EarlyStop = -0.5, "val_loss"
+	err := c.ValidateTraining()
+	var se *SettingError
+	if !errors.As(err, &se) || se.Key != "min_delta" || !strings.Contains(err.Error(), "min_delta -0.5") {
+		t.Errorf("min_delta -0.5: %v", err)
+	}
+	c = DefaultConfig()
+	c.Classes = []int{}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "classes") {
+		t.Errorf("an empty list of classes: %v", err)
+	}
+	c = DefaultConfig()
+	c.StopAfterEpoch = 9
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "in [0, 3]") {
+		t.Errorf("stop_after_epoch past epochs: %v", err)
+	}
+	c = DefaultConfig()
+	c.Milestones, c.Schedule = []int{300, 200}, "multistep"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "increasing") {
+		t.Errorf("decreasing milestones: %v", err)
+	}
+	c = DefaultConfig()
+	c.Schedule = "bogus"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "schedule") {
+		t.Errorf("an unknown schedule: %v", err)
+	}
+}
