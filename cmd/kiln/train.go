@@ -84,6 +84,60 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	return cf
 }
 
+// resolve builds the run's configuration: defaults, then the config file,
+// then the flags that were given.
+func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Config, error) {
+	// The model's own recipe is the base: find the model first (flag, then
+	// config file, then the default), then lay the file and the flags over it.
+	model, dataset := trainer.DefaultConfig().Model, trainer.DefaultConfig().Dataset
+	if configPath != "" {
+		fc, err := trainer.LoadConfigFile(configPath, trainer.DefaultConfig())
+		if err != nil {
+			return fc, err
+		}
+		model, dataset = fc.Model, fc.Dataset
+	}
+	if f.Changed("model") {
+		model = cf.c.Model
+	}
+	if f.Changed("dataset") {
+		dataset = cf.c.Dataset
+	}
+	c := trainer.DefaultConfigFor(model, dataset)
+	if configPath != "" {
+		var err error
+		if c, err = trainer.LoadConfigFile(configPath, c); err != nil {
+			return c, err
+		}
+	}
+	var err error
+	f.Visit(func(fl *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		switch fl.Name {
+		case "classes":
+			if c.Classes, err = parseInts(cf.classes, "--classes"); c.Classes == nil {
+				c.Classes = []int{} // given, and empty
+			}
+		case "milestones":
+			if c.Milestones, err = parseInts(cf.miles, "--milestones"); c.Milestones == nil {
+				c.Milestones = []int{}
+			}
+		case "config", "resume", "json":
+		default:
+			err = copyFlag(&c, &cf.c, fl.Name)
+		}
+	})
+	if err != nil {
+		return c, err
+	}
+	if c.Dataset == "mnist-rotation" {
+		c.Regression = true
+	}
+	return c, nameSetting(c.Validate(), f, configPath)
+}
+
 // parseInts reads the comma-separated list of a list flag (--classes,
 // --milestones): nil for an empty string, an error for an empty entry
 // ("--classes ,,," must not mean every class). A flag given as "" is an
