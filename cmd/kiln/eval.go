@@ -16,6 +16,7 @@ import (
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/engine/safetensors"
+	"github.com/kiln-ml/kiln/internal/userfile"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
@@ -107,7 +108,7 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return usageError{fmt.Errorf("--run %s: no such directory", dir)}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "model.json"))
+	b, err := userfile.ReadFile(filepath.Join(dir, trainer.ModelFile), 1<<20)
 	if err != nil {
 		return usageError{fmt.Errorf("--run %s: no model.json there (is it a kiln train run directory?)", dir)}
 	}
@@ -158,7 +159,7 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 	var sum struct {
 		Weights string `json:"weights"`
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, trainer.SummaryFile)); err == nil && json.Unmarshal(b, &sum) == nil && sum.Weights != "" {
+	if b, err := userfile.ReadFile(filepath.Join(dir, trainer.SummaryFile), maxSummaryBytes); err == nil && json.Unmarshal(b, &sum) == nil && sum.Weights != "" {
 		choices = append(choices, filepath.Base(sum.Weights))
 	}
 	for _, name := range append(choices, trainer.BestWeights, trainer.LastWeights) {

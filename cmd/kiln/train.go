@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/userfile"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
@@ -274,7 +275,7 @@ func runTrain(c trainer.Config, resume bool) error {
 // nothing changed.
 func printFinished(dir string) error {
 	var sum trainer.Summary
-	b, err := os.ReadFile(filepath.Join(dir, trainer.SummaryFile))
+	b, err := userfile.ReadFile(filepath.Join(dir, trainer.SummaryFile), maxSummaryBytes)
 	if err == nil {
 		err = json.Unmarshal(b, &sum)
 	}
@@ -285,6 +286,10 @@ func printFinished(dir string) error {
 	printSummary(&sum, dir)
 	return nil
 }
+
+// maxSummaryBytes bounds a summary.json read back: its confusion matrix
+// grows with the square of the classes.
+const maxSummaryBytes = 64 << 20
 
 // printSummary prints a run's outcome on one line.
 func printSummary(sum *trainer.Summary, dir string) {
