@@ -113,98 +113,134 @@ func isNumber(s string) bool { _, p := parseNumber(s); return p == "" }
 
 // parseCSV reads a CSV file's bytes. Errors are *FileError naming path. A
 // test file is parsed with like, the training table, whose layout it must
-// share.
+// share. Each row becomes numbers as it is read: holding every field as a
+// string first (a slice header and a string per field) made the parse of a
+// wide file, at five times its size, the peak of a whole run.
 func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable, error) {
 	r := csv.NewReader(bytes.NewReader(raw))
 	if o.Comma != 0 {
 		r.Comma = o.Comma
 	}
 	r.TrimLeadingSpace = true
-	var records [][]string
-	var lines []int
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return nil, fileErr(path, "line %d: %v", pe.Line, pe.Err)
-			}
-			return nil, fileErr(path, "%v", err)
-		}
-		line, _ := r.FieldPos(0)
-		records = append(records, rec)
-		lines = append(lines, line)
-	}
-	if len(records) == 0 {
+	r.ReuseRecord = true
+	first, line0, err := nextRecord(r, path)
+	if err == io.EOF {
 		return nil, fileErr(path, "no rows")
 	}
-	t := &csvTable{path: path, numCols: len(records[0])}
+	if err != nil {
+		return nil, err
+	}
+	first = slices.Clone(first)
+	second, line1, err := nextRecord(r, path)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	second = slices.Clone(second)
+	t := &csvTable{path: path, numCols: len(first)}
 	if like != nil && t.numCols != like.numCols {
 		return nil, fileErr(path, "has %d columns but %s has %d", t.numCols, like.path, like.numCols)
 	}
 	if t.numCols < 2 {
-		return nil, fileErr(path, "line %d: %d column; want at least one feature column and a target column", lines[0], t.numCols)
+		return nil, fileErr(path, "line %d: %d column; want at least one feature column and a target column", line0, t.numCols)
 	}
-	header := false
-	switch o.Header {
-	case "yes":
-		header = true
-	case "no":
-	default:
-		if len(records) == 1 {
-			header = !slices.ContainsFunc(records[0], isNumber)
-		}
-		for j := 0; len(records) > 1 && j < t.numCols; j++ {
-			if !isNumber(records[0][j]) && isNumber(records[1][j]) {
-				header = true
-				break
-			}
-		}
-	}
+	header := hasHeader(o.Header, first, second)
 	if header {
 		t.header = make([]string, t.numCols)
-		for j, h := range records[0] {
+		for j, h := range first {
 			t.header[j] = strings.TrimSpace(h)
 		}
-		records, lines = records[1:], lines[1:]
 	}
-	if len(records) == 0 {
-		return nil, fileErr(path, "a header and no data rows")
-	}
-	col, err := targetColumn(o.Target, t.header, t.numCols)
-	if err != nil {
+	if t.targetCol, err = targetColumn(o.Target, t.header, t.numCols); err != nil {
 		return nil, fileErr(path, "%v", err)
 	}
-	t.targetCol = col
-	f := t.numCols - 1
-	t.features = make([]float64, len(records)*f)
-	t.targets = make([]string, len(records))
-	t.lines = lines
-	for i, rec := range records {
-		k := 0
-		for j, s := range rec {
-			if j == col {
-				t.targets[i] = strings.TrimSpace(s)
-				if v, problem := parseNumber(s); problem == "" {
-					t.targets[i] = strconv.FormatFloat(v, 'f', -1, 64) // "1.0" and "1" are one class
-				}
-				continue
-			}
-			v, problem := parseNumber(s)
-			if problem != "" {
-				return nil, fileErr(path, "line %d, %s: %s", lines[i], t.featureName(k), problem)
-			}
-			t.features[i*f+k] = v
-			k++
-		}
-		if t.targets[i] == "" {
-			return nil, fileErr(path, "line %d, target column %d: is empty (missing value)", lines[i], col+1)
+	// Room for every row: at most one per line, and each row takes at least
+	// numCols bytes (its separators and newline).
+	rows := min(bytes.Count(raw, []byte{'\n'})+1, len(raw)/t.numCols+1)
+	t.features = make([]float64, 0, rows*(t.numCols-1))
+	t.targets, t.lines = make([]string, 0, rows), make([]int, 0, rows)
+	if !header {
+		if err := t.add(first, line0); err != nil {
+			return nil, err
 		}
 	}
+	for rec, line := second, line1; rec != nil; {
+		if err := t.add(rec, line); err != nil {
+			return nil, err
+		}
+		if rec, line, err = nextRecord(r, path); err != nil && err != io.EOF {
+			return nil, err
+		}
+	}
+	if t.rows() == 0 {
+		return nil, fileErr(path, "a header and no data rows")
+	}
 	return t, nil
+}
+
+// nextRecord reads a record and the line it starts on; io.EOF at the end.
+func nextRecord(r *csv.Reader, path string) ([]string, int, error) {
+	rec, err := r.Read()
+	if err == io.EOF {
+		return nil, 0, io.EOF
+	}
+	if err != nil {
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			return nil, 0, fileErr(path, "line %d: %v", pe.Line, pe.Err)
+		}
+		return nil, 0, fileErr(path, "%v", err)
+	}
+	line, _ := r.FieldPos(0)
+	return rec, line, nil
+}
+
+// hasHeader decides whether the first row is a header: as told, or (auto)
+// when one of its fields is not a number where the second row's is, or, in a
+// one-row file, when none of its fields is a number.
+func hasHeader(mode string, first, second []string) bool {
+	switch mode {
+	case "yes":
+		return true
+	case "no":
+		return false
+	}
+	if second == nil {
+		return !slices.ContainsFunc(first, isNumber)
+	}
+	for j := range first {
+		if !isNumber(first[j]) && isNumber(second[j]) {
+			return true
+		}
+	}
+	return false
+}
+
+// add appends a data row: its features as numbers, its target as text (a
+// copy: a slice of the row would keep the whole row's text alive).
+func (t *csvTable) add(rec []string, line int) error {
+	target := ""
+	k := 0
+	for j, s := range rec {
+		if j == t.targetCol {
+			target = strings.Clone(strings.TrimSpace(s))
+			if v, problem := parseNumber(s); problem == "" {
+				target = strconv.FormatFloat(v, 'f', -1, 64) // "1.0" and "1" are one class
+			}
+			continue
+		}
+		v, problem := parseNumber(s)
+		if problem != "" {
+			return fileErr(t.path, "line %d, %s: %s", line, t.featureName(k), problem)
+		}
+		t.features = append(t.features, v)
+		k++
+	}
+	if target == "" {
+		return fileErr(t.path, "line %d, target column %d: is empty (missing value)", line, t.targetCol+1)
+	}
+	t.targets = append(t.targets, target)
+	t.lines = append(t.lines, line)
+	return nil
 }
 
 // targetColumn resolves CSVOptions.Target against a header (nil if none).
