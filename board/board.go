@@ -11,6 +11,9 @@
 // itself. Keeping the formats in one place — the run directory contract in
 // trainer/rundir.go — means the board never drifts from what the trainer
 // writes, and a run directory copied from another machine shows the same.
+// The page reads those files as kiln plot does (trainer/plots/records.go):
+// a bad record (null, a stray line, a wrong type, a number out of range) is
+// skipped, counted and said under the run's title, never thrown.
 //
 // Live updates are Server-Sent Events: the server rescans the log directory
 // about once a second and sends the listing (every board file's size and

@@ -111,7 +111,20 @@ const factsJS = `(() => {
   };
 })()`
 
-func TestBoardInABrowser(t *testing.T) {
+// browser is a headless chromium page whose exceptions, console errors and
+// warnings, and browser log errors (a refused load, a Content-Security-Policy
+// violation) are collected: a test fails on any of them.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	mu   sync.Mutex
+	errs []string
+}
+
+// newBrowser starts chromium for the test (and skips the test when there is
+// none, unless REQUIRE_BROWSER=1); it stops at the test's end or timeout.
+func newBrowser(t *testing.T, timeout time.Duration) *browser {
+	t.Helper()
 	exe := chromiumPath()
 	if exe == "" {
 		if os.Getenv("REQUIRE_BROWSER") == "1" {
@@ -119,20 +132,118 @@ func TestBoardInABrowser(t *testing.T) {
 		}
 		t.Skip("no chromium on PATH: apt-get install chromium (REQUIRE_BROWSER=1 makes this a failure)")
 	}
-	start := time.Now()
-	logdir := filepath.Join(t.TempDir(), "runs")
-	var wg sync.WaitGroup
-	for name := range realRuns {
-		wg.Add(1)
-		go func() { defer wg.Done(); trainRealRun(name) }()
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1440, 1000))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	ctx, cancel := context.WithTimeout(bctx, timeout)
+	t.Cleanup(func() {
+		cancel()
+		cancelBrowser()
+		cancelAlloc()
+	})
+	b := &browser{t: t, ctx: ctx}
+	if err := chromedp.Listen(ctx, b.listen); err != nil {
+		t.Fatalf("starting chromium (%s): %v", exe, err)
 	}
-	wg.Wait()
-	for _, name := range []string{"cbam-mnist", "gmlp-mnist", "lenet-mnist"} {
-		copyRun(t, trainedRun(t, name), filepath.Join(logdir, name))
-	}
-	writeFixtureTune(t, filepath.Join(logdir, "sweep"), 4)
-	t.Logf("real runs trained in %v", time.Since(start).Round(time.Millisecond))
+	return b
+}
 
+func (b *browser) listen(ev any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch ev := ev.(type) {
+	case *runtime.EventExceptionThrown:
+		d := ev.ExceptionDetails
+		msg := d.Text
+		if d.Exception != nil {
+			msg += " " + d.Exception.Description
+		}
+		b.errs = append(b.errs, fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, msg))
+	case *runtime.EventConsoleAPICalled:
+		if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
+			var parts []string
+			for _, a := range ev.Args {
+				parts = append(parts, string(a.Value)+a.Description)
+			}
+			b.errs = append(b.errs, string(ev.Type)+": "+strings.Join(parts, " "))
+		}
+	case *cdplog.EventEntryAdded:
+		if ev.Entry.Level == cdplog.EntryLevelError {
+			b.errs = append(b.errs, fmt.Sprintf("log %s: %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
+		}
+	}
+}
+
+// errors returns what the page logged so far, and forgets it.
+func (b *browser) errors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	errs := b.errs
+	b.errs = nil
+	return errs
+}
+
+func (b *browser) facts() pageFacts {
+	b.t.Helper()
+	f, err := chromedp.Run(b.ctx, chromedp.Evaluate[pageFacts](factsJS))
+	if err != nil {
+		b.t.Fatalf("reading the page: %v", err)
+	}
+	return f
+}
+
+// focus clicks a run in the list and waits until the page shows it.
+func (b *browser) focus(id string) pageFacts {
+	b.t.Helper()
+	err := chromedp.Do(b.ctx,
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`.run[data-run=%q] .name`, id))),
+		wait(fmt.Sprintf(`document.body.dataset.focus === %q && document.body.dataset.ready === 'true'`, id), 10*time.Second))
+	if err != nil {
+		b.t.Fatalf("focusing %s: %v", id, err)
+	}
+	return b.facts()
+}
+
+// shot takes the whole page as name in KILN_ARTIFACTS (else the test's
+// temporary directory): the viewport is stretched to the page's height
+// first, so the sticky bar and run list stay where they belong.
+func (b *browser) shot(name string) []byte {
+	t := b.t
+	t.Helper()
+	art := os.Getenv("KILN_ARTIFACTS")
+	if art == "" {
+		art = t.TempDir()
+	}
+	if err := os.MkdirAll(art, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	height, err := chromedp.Run(b.ctx, chromedp.Evaluate[int64](`document.documentElement.scrollHeight`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(1440, height), wait(`new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => ok(true))))`, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(1440, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(art, name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s (%d KB)", p, len(png)/1024)
+	return png
+}
+
+// serveBoard serves logdir on a loopback port for the test; it returns the
+// page's URL.
+func serveBoard(t *testing.T, logdir string) string {
+	t.Helper()
 	s, err := New(logdir, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -148,111 +259,57 @@ func TestBoardInABrowser(t *testing.T) {
 		s.Close()
 		srv.Close()
 	})
-	url := "http://" + ln.Addr().String() + "/"
+	return "http://" + ln.Addr().String() + "/"
+}
 
-	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1440, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
-	defer cancel()
-
-	// Exceptions, console errors and warnings, and browser log errors (a
-	// refused load, a Content-Security-Policy violation) all fail the test.
-	var mu sync.Mutex
-	var jsErrors []string
-	if err := chromedp.Listen(ctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			msg := d.Text
-			if d.Exception != nil {
-				msg += " " + d.Exception.Description
-			}
-			jsErrors = append(jsErrors, fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, msg))
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
-				var parts []string
-				for _, a := range ev.Args {
-					parts = append(parts, string(a.Value)+a.Description)
-				}
-				jsErrors = append(jsErrors, string(ev.Type)+": "+strings.Join(parts, " "))
-			}
-		case *cdplog.EventEntryAdded:
-			if ev.Entry.Level == cdplog.EntryLevelError {
-				jsErrors = append(jsErrors, fmt.Sprintf("log %s: %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
-			}
-		}
-	}); err != nil {
-		t.Fatalf("starting chromium (%s): %v", exe, err)
+func TestBoardInABrowser(t *testing.T) {
+	br := newBrowser(t, 60*time.Second)
+	start := time.Now()
+	logdir := filepath.Join(t.TempDir(), "runs")
+	var wg sync.WaitGroup
+	for name := range realRuns {
+		wg.Add(1)
+		go func() { defer wg.Done(); trainRealRun(name) }()
 	}
-
-	art := os.Getenv("KILN_ARTIFACTS")
-	if art == "" {
-		art = t.TempDir()
+	wg.Wait()
+	for _, name := range []string{"cbam-mnist", "gmlp-mnist", "lenet-mnist"} {
+		copyRun(t, trainedRun(t, name), filepath.Join(logdir, name))
 	}
-	if err := os.MkdirAll(art, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// shot takes the whole page: the viewport is stretched to the page's
-	// height first, so the sticky bar and run list stay where they belong.
-	shot := func(name string) []byte {
-		height, err := chromedp.Run(ctx, chromedp.Evaluate[int64](`document.documentElement.scrollHeight`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1440, height), wait(`new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => ok(true))))`, 5*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1440, 1000)); err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(art, name)
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot %s (%d KB)", p, len(png)/1024)
-		return png
-	}
-	facts := func() pageFacts {
-		f, err := chromedp.Run(ctx, chromedp.Evaluate[pageFacts](factsJS))
-		if err != nil {
-			t.Fatalf("reading the page: %v", err)
-		}
-		return f
-	}
-	// focus clicks a run in the list and waits until the page shows it.
-	focus := func(id string) pageFacts {
-		t.Helper()
-		err := chromedp.Do(ctx,
-			chromedp.Click(chromedp.CSS(fmt.Sprintf(`.run[data-run=%q] .name`, id))),
-			wait(fmt.Sprintf(`document.body.dataset.focus === %q && document.body.dataset.ready === 'true'`, id), 10*time.Second))
-		if err != nil {
-			t.Fatalf("focusing %s: %v", id, err)
-		}
-		return facts()
-	}
+	writeFixtureTune(t, filepath.Join(logdir, "sweep"), 4)
+	t.Logf("real runs trained in %v", time.Since(start).Round(time.Millisecond))
+	url := serveBoard(t, logdir)
 
 	loadStart := time.Now()
-	if err := chromedp.Do(ctx,
+	if err := chromedp.Do(br.ctx,
 		chromedp.Navigate(url),
 		wait(`document.body.dataset.ready === 'true' && document.querySelectorAll('.chart .uplot canvas').length >= 3`, 15*time.Second),
 	); err != nil {
 		t.Fatalf("loading %s: %v", url, err)
 	}
 	t.Logf("page rendered in %v", time.Since(loadStart).Round(time.Millisecond))
+	f := checkScalars(t, br, logdir)
+	checkTune(t, br, f)
+	br.focus("lenet-mnist")
+	png := br.shot("board-lenet.png")
+	if os.Getenv("KILN_UPDATE_SCREENSHOT") == "1" {
+		if err := os.WriteFile(filepath.Join("testdata", "screenshot.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkLive(t, br, logdir, f)
+	checkModels(t, br, logdir)
+	checkEmptyLogdir(t, br)
+	if errs := br.errors(); len(errs) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
+	}
+	t.Logf("browser test took %v", time.Since(start).Round(time.Millisecond))
+}
 
-	// Scalars: the three real runs overlaid (the tune's trials are left to
-	// its table), train and validation for loss and accuracy, one lr line each.
-	f := focus("lenet-mnist")
+// checkScalars: the three real runs overlaid (the tune's trials are left to
+// its table), train and validation for loss and accuracy, one lr line each.
+func checkScalars(t *testing.T, br *browser, logdir string) pageFacts {
+	ctx, facts := br.ctx, br.facts
+	f := br.focus("lenet-mnist")
 	if f.Runs != 7 || f.Checked != 3 {
 		t.Errorf("run list: %d runs, %d ticked; want 7 and 3", f.Runs, f.Checked)
 	}
@@ -289,8 +346,14 @@ func TestBoardInABrowser(t *testing.T) {
 		t.Errorf("lenet: %d filters, %d samples, %d confusion cells", f.Filters, f.Samples, f.Cells)
 	}
 
-	// The tune table and its parallel coordinates; a click on a header sorts.
-	// The empty error column is left out of the table.
+	return f
+}
+
+// checkTune: the tune table and its parallel coordinates; a click on a
+// header sorts; a row opens its trial's run. The empty error column is left
+// out of the table.
+func checkTune(t *testing.T, br *browser, f pageFacts) {
+	ctx := br.ctx
 	if f.TuneRows != 4 || f.TuneLines != 4 || !slices.Equal(f.TuneHeaders, []string{"trial", "status", "val_acc", "epochs", "steps", "seconds", "val_loss", "batch", "lr", "optimizer"}) {
 		t.Errorf("tune: %d rows, %d lines, headers %v", f.TuneRows, f.TuneLines, f.TuneHeaders)
 	}
@@ -316,16 +379,12 @@ func TestBoardInABrowser(t *testing.T) {
 		wait(fmt.Sprintf(`document.body.dataset.focus === 'sweep/trials/%s' && document.body.dataset.ready === 'true'`, trial), 10*time.Second)); err != nil {
 		t.Errorf("clicking trial %s in the table: %v", trial, err)
 	}
-	focus("lenet-mnist")
-	png := shot("board-lenet.png")
-	if os.Getenv("KILN_UPDATE_SCREENSHOT") == "1" {
-		if err := os.WriteFile(filepath.Join("testdata", "screenshot.png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+}
 
-	// Live: the run validates once more; the loss chart takes the new point
-	// without a reload.
+// checkLive: the run validates once more and the loss chart takes the new
+// point without a reload; a new run appears while the page is open.
+func checkLive(t *testing.T, br *browser, logdir string, f pageFacts) {
+	ctx := br.ctx
 	before := 0
 	for _, c := range f.Charts {
 		if c.Metric == "loss" {
@@ -368,32 +427,40 @@ func TestBoardInABrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, wait(fmt.Sprintf(`document.querySelector('.run[data-run="lenet-mnist-rotation"] input:checked') && document.querySelector('.chart[data-metric="rmse"]')?.dataset.series === '%d'`, rmseSeries), 10*time.Second)); err != nil {
 		t.Errorf("the new run did not show up: %v", err)
 	}
-	f = focus("lenet-mnist-rotation")
+	f = br.focus("lenet-mnist-rotation")
 	checkVisuals(t, filepath.Join(logdir, "lenet-mnist-rotation"), f)
 	if f.Samples == 0 || f.Wrong != 0 || f.FirstWrong != "" || f.Cells != 0 {
 		t.Errorf("regression run: %d samples, %d marked wrong, %d confusion cells", f.Samples, f.Wrong, f.Cells)
 	}
-	shot("board-rotation.png")
+	br.shot("board-rotation.png")
 
+}
+
+// checkModels: CBAM's attention maps, gMLP's spatial gating weights, and the
+// dark theme.
+func checkModels(t *testing.T, br *browser, logdir string) {
 	// CBAM: spatial attention maps over their input images.
-	f = focus("cbam-mnist")
+	f := br.focus("cbam-mnist")
 	checkVisuals(t, filepath.Join(logdir, "cbam-mnist"), f)
 	if f.Attention == 0 {
 		t.Error("cbam: no attention maps shown")
 	}
-	shot("board-cbam.png")
+	br.shot("board-cbam.png")
 	// gMLP: the spatial gating unit's weights, and the dark theme.
-	f = focus("gmlp-mnist")
+	f = br.focus("gmlp-mnist")
 	checkVisuals(t, filepath.Join(logdir, "gmlp-mnist"), f)
 	if f.SGU == 0 {
 		t.Error("gmlp: no SGU weights shown")
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#theme`)), wait(`document.documentElement.dataset.theme === 'dark' && document.querySelectorAll('.chart .uplot').length >= 3`, 5*time.Second)); err != nil {
+	if err := chromedp.Do(br.ctx, chromedp.Click(chromedp.CSS(`#theme`)), wait(`document.documentElement.dataset.theme === 'dark' && document.querySelectorAll('.chart .uplot').length >= 3`, 5*time.Second)); err != nil {
 		t.Errorf("dark theme: %v", err)
 	}
-	shot("board-gmlp-dark.png")
+	br.shot("board-gmlp-dark.png")
 
-	// An empty log directory: the page says so instead of failing.
+}
+
+// checkEmptyLogdir: the page says there are no runs instead of failing.
+func checkEmptyLogdir(t *testing.T, br *browser) {
 	empty, err := New(t.TempDir(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -403,17 +470,11 @@ func TestBoardInABrowser(t *testing.T) {
 		empty.Close()
 		emptySrv.Close()
 	}()
-	if err := chromedp.Do(ctx, chromedp.Navigate(emptySrv.URL+"/"),
+	if err := chromedp.Do(br.ctx, chromedp.Navigate(emptySrv.URL+"/"),
 		wait(`document.body.dataset.ready === 'true' && document.querySelector('#runs .empty').textContent.includes('No runs yet')`, 10*time.Second)); err != nil {
 		t.Errorf("empty log directory: %v", err)
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(jsErrors) > 0 {
-		t.Errorf("the page logged errors:\n%s", strings.Join(jsErrors, "\n"))
-	}
-	t.Logf("browser test took %v", time.Since(start).Round(time.Millisecond))
 }
 
 func ptr(v float64) *float64 { return &v }
@@ -481,5 +542,195 @@ func checkVisuals(t *testing.T, dir string, f pageFacts) {
 		t.Errorf("%s: %d attention tiles, want %d", name, f.Attention, len(v.Attention))
 	case f.SGU != len(v.SGU):
 		t.Errorf("%s: %d SGU cards, want %d", name, f.SGU, len(v.SGU))
+	}
+}
+
+// A run whose files hold bad records, as a crash, a copy or a hand edit
+// leaves them: the page shows the other records, says under the run's title
+// what it skipped, and throws nothing.
+func TestBoardSkipsBadRecordsInABrowser(t *testing.T) {
+	br := newBrowser(t, 60*time.Second)
+	logdir := filepath.Join(t.TempDir(), "runs")
+	run := filepath.Join(logdir, "broken")
+	copyRun(t, trainedRun(t, "lenet-mnist"), run)
+	points, torn := breakMetrics(t, filepath.Join(run, trainer.MetricsFile))
+	hists := breakHistograms(t, filepath.Join(run, trainer.HistogramsFile))
+	samples := breakVisuals(t, filepath.Join(run, trainer.VisualsFile))
+	summary := filepath.Join(run, trainer.SummaryFile)
+	b, err := os.ReadFile(summary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, summary, b[:len(b)/2])
+	writeFixtureTune(t, filepath.Join(logdir, "sweep"), 3)
+	csv := filepath.Join(logdir, "sweep", "results.csv")
+	b, err = os.ReadFile(csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, csv, append(b, "9,done,0.5\n"...))
+
+	if err := chromedp.Do(br.ctx, chromedp.Navigate(serveBoard(t, logdir)),
+		wait(`document.body.dataset.ready === 'true' && document.querySelector('.chart[data-metric="loss"]')`, 15*time.Second)); err != nil {
+		t.Fatalf("loading the page: %v (page errors: %v)", err, br.errors())
+	}
+	f := br.focus("broken")
+	for _, c := range f.Charts {
+		if c.Metric == "loss" && c.Points != points {
+			t.Errorf("loss chart: %d points, want the %d good records", c.Points, points)
+		}
+	}
+	if len(f.Hists) == 0 || f.Samples != samples || f.Attention != 0 || f.TuneRows != 3 {
+		t.Errorf("page: %d histogram cards, %d samples (want %d), %d attention maps, %d tune rows", len(f.Hists), f.Samples, samples, f.Attention, f.TuneRows)
+	}
+	caption, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.querySelector('.hist-card .cap').textContent`))
+	if err != nil || !strings.Contains(caption, fmt.Sprintf("(%d)", hists)) {
+		t.Errorf("histogram caption %q (%v), want the %d good records", caption, err, hists)
+	}
+	br.shot("board-bad-records.png")
+	notes := badNotes(t, br)
+	for _, want := range []string{
+		fmt.Sprintf("metrics.jsonl: skipped 3 bad records (lines 2, 4, 5); the last line (%d) cut short", torn),
+		"histograms.jsonl: skipped 2 bad records (lines 2, 3)",
+		fmt.Sprintf("visuals.json: skipped 2 bad records (samples[%d], attention[0])", samples),
+		"summary.json: skipped, not JSON",
+		"results.csv: skipped 1 bad row (line 5)",
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("the page does not say %q; it says:\n%s", want, notes)
+		}
+	}
+
+	// The run goes on: the torn line is finished and a null line follows.
+	// The new record is drawn, the next bad line counted where it is.
+	m := filepath.Join(run, trainer.MetricsFile)
+	b, err = os.ReadFile(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, m, append(b, `ss":0.5,"lr":0.01,"wall_seconds":99}`+"\nnull\n"...))
+	if err := chromedp.Do(br.ctx, wait(fmt.Sprintf(`document.querySelector('.chart[data-metric="loss"]').dataset.points === '%d'`, points+1), 10*time.Second)); err != nil {
+		t.Errorf("the finished line was not drawn: %v", err)
+	}
+	if notes := badNotes(t, br); !strings.Contains(notes, fmt.Sprintf("metrics.jsonl: skipped 4 bad records (lines 2, 4, 5, %d)", torn+1)) {
+		t.Errorf("after the run went on, the page says:\n%s", notes)
+	}
+	if errs := br.errors(); len(errs) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
+// badNotes is what the page says it skipped: under the run's title and
+// under the tune's table.
+func badNotes(t *testing.T, br *browser) string {
+	t.Helper()
+	s, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('.bad-records')].map((e) => e.textContent).join('\n')`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// breakMetrics puts a null line (2), a garbage line (4), a line of wrong
+// types (5) and a torn last line among a real run's records. It returns the
+// points the loss chart has from the good records, and the torn line's number.
+func breakMetrics(t *testing.T, path string) (points, torn int) {
+	t.Helper()
+	lines := readLines(t, path)
+	seen := map[string]bool{}
+	for _, l := range lines {
+		var m trainer.MetricsRecord
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if key := fmt.Sprint(m.Split, m.Step); m.Split != "test" && !seen[key] {
+			seen[key] = true
+			points++
+		}
+	}
+	out := []string{lines[0], "null", lines[1], `{"step": garbage`, `{"step":"12","split":"val","loss":1}`}
+	out = append(out, lines[2:]...)
+	writeFile(t, path, []byte(strings.Join(out, "\n")+"\n"+`{"step":999,"split":"val","lo`))
+	return points, len(out) + 1
+}
+
+// breakHistograms puts a null line (2) and a garbage line (3) among a real
+// run's histograms; it returns how many good ones there are.
+func breakHistograms(t *testing.T, path string) int {
+	t.Helper()
+	lines := readLines(t, path)
+	out := append([]string{lines[0], "null", "][garbage"}, lines[1:]...)
+	writeFile(t, path, []byte(strings.Join(out, "\n")+"\n"))
+	return len(lines)
+}
+
+// breakVisuals adds a sample with too few pixels and an attention map with
+// no shape to a real run's visuals.json; it returns the good samples.
+func breakVisuals(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	samples := v["samples"].([]any)
+	v["samples"] = append(samples, map[string]any{"index": 1, "label": 1, "pred": 1, "shape": []int{1, 28, 28}, "pixels": []float64{0.5}})
+	v["attention"] = []any{map[string]any{"layer": "x", "sample": 0, "shape": []int{3}, "data": []float64{1}}}
+	writeJSON(t, path, v)
+	return len(samples)
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// A JSON-lines file rewritten rather than appended to (a resumed run drops
+// the records past its checkpoint, then goes on) and longer than before is
+// read again whole: the page shows the new records, not the old ones with a
+// piece of the new file glued on.
+func TestBoardRereadsARewrittenFile(t *testing.T) {
+	br := newBrowser(t, 60*time.Second)
+	logdir := filepath.Join(t.TempDir(), "runs")
+	run := filepath.Join(logdir, "r")
+	writeFixtureRun(t, run, fixture{Steps: 60, Classes: 3})
+	if err := chromedp.Do(br.ctx, chromedp.Navigate(serveBoard(t, logdir)),
+		wait(`document.body.dataset.ready === 'true' && document.querySelector('.chart[data-metric="loss"]')`, 15*time.Second)); err != nil {
+		t.Fatalf("loading the page: %v %v", err, br.errors())
+	}
+	// Resumed at step 20: the lines up to it kept, then validations every 5
+	// steps, more of them than were dropped.
+	var m strings.Builder
+	points := 0
+	for _, line := range readLines(t, filepath.Join(run, trainer.MetricsFile)) {
+		var r trainer.MetricsRecord
+		if json.Unmarshal([]byte(line), &r) == nil && r.Step <= 20 {
+			m.WriteString(line + "\n")
+			points++
+		}
+	}
+	for s := 25; s <= 120; s += 5 {
+		m.WriteString(metricsLine(s, float64(s)/20, "val", 1/float64(s), 0.9, 0.01))
+		points++
+	}
+	if err := trainer.WriteFileAtomic(filepath.Join(run, trainer.MetricsFile), []byte(m.String())); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(br.ctx, wait(fmt.Sprintf(`document.querySelector('.chart[data-metric="loss"]').dataset.points === '%d'`, points), 10*time.Second)); err != nil {
+		got, _ := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.querySelector('.chart[data-metric="loss"]').dataset.points`))
+		t.Errorf("after the rewrite the loss chart has %s points, want %d: %v", got, points, err)
+	}
+	if notes := badNotes(t, br); notes != "" {
+		t.Errorf("the page says %q of a good file", notes)
+	}
+	if errs := br.errors(); len(errs) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
 	}
 }

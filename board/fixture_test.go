@@ -26,7 +26,7 @@ type fixture struct {
 	Summary   bool
 }
 
-func writeFile(t *testing.T, path string, b []byte) {
+func writeFile(t testing.TB, path string, b []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -36,7 +36,7 @@ func writeFile(t *testing.T, path string, b []byte) {
 	}
 }
 
-func writeJSON(t *testing.T, path string, v any) {
+func writeJSON(t testing.TB, path string, v any) {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -58,7 +58,7 @@ func metricsLine(step int, epoch float64, split string, loss, acc, lr float64) s
 	return string(b) + "\n"
 }
 
-func writeFixtureRun(t *testing.T, dir string, f fixture) {
+func writeFixtureRun(t testing.TB, dir string, f fixture) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(uint64(len(dir)), 7))
 	var metrics strings.Builder

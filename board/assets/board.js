@@ -65,44 +65,190 @@ const fileURL = (p) => 'api/file?path=' + encodeURIComponent(p);
 const joinPath = (dir, name) => (dir === '.' ? name : dir + '/' + name);
 const decoder = new TextDecoder();
 
-function parseLines(bytes, into) {
-  for (const line of decoder.decode(bytes).split('\n')) {
-    if (!line.trim()) continue;
-    try { into.push(JSON.parse(line)); } catch (e) { /* a torn line: skipped */ }
+// ---------- records ----------
+
+// A run's files are read while they are written, copied between machines and
+// edited by hand: a bad record (null, a stray line, a wrong type, a number out
+// of range) is skipped, counted and said on the page, never thrown. The rules
+// are kiln plot's (trainer/plots/records.go).
+const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isCount = (v) => Number.isInteger(v) && v >= 0;
+const optNum = (v) => v == null || finite(v);
+const optStr = (v) => v == null || typeof v === 'string';
+const optInt = (v) => v == null || Number.isInteger(v);
+const METRIC_NUMBERS = ['epoch', 'loss', 'accuracy', 'top5', 'rmse', 'mae', 'r2', 'lr', 'wall_seconds', 'images_per_sec'];
+
+function validMetric(m) {
+  return isObj(m) && isCount(m.step) && typeof m.split === 'string' && m.split !== '' && optStr(m.time) && METRIC_NUMBERS.every((k) => optNum(m[k]));
+}
+
+// A histogram record is bad as a whole when one of its parameters is: its
+// line is written whole or not at all.
+function validHistogram(r) {
+  return isObj(r) && Number.isInteger(r.step) && optNum(r.epoch) && Array.isArray(r.params) && r.params.every(validParam);
+}
+function validParam(p) {
+  if (!isObj(p) || typeof p.name !== 'string' || p.name === '' || typeof p.kind !== 'string' || !finite(p.min) || !finite(p.max)) return false;
+  const e = p.edges, c = p.counts;
+  if (!Array.isArray(e) || !Array.isArray(c) || e.length < 2 || c.length !== e.length - 1) return false;
+  for (let i = 0; i < e.length; i++) if (!finite(e[i]) || (i > 0 && e[i] < e[i - 1])) return false;
+  return c.every(isCount);
+}
+const VALID_LINE = { 'metrics.jsonl': validMetric, 'histograms.jsonl': validHistogram };
+
+const newBad = () => ({ count: 0, where: [] });
+const MAX_LISTED = 10;
+function addBad(bad, where) {
+  bad.count++;
+  if (bad.where.length < MAX_LISTED) bad.where.push(where);
+}
+
+// parseLines parses the complete lines of bytes, the first of them line
+// number first, into records; it returns the number of lines read.
+function parseLines(bytes, into, first, bad, valid) {
+  const lines = decoder.decode(bytes).split('\n');
+  lines.pop(); // what follows the last newline: nothing, as bytes ends with one
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    let r;
+    try { r = JSON.parse(line); } catch (e) { r = undefined; }
+    if (r !== undefined && valid(r)) into.push(r); else addBad(bad, first + i);
+  });
+  return lines.length;
+}
+
+// shapeFits: rank dimensions, each an integer ≥ 1, holding exactly data's
+// values (numbers, or null for NaN).
+function shapeFits(shape, rank, data) {
+  if (!Array.isArray(shape) || shape.length !== rank || !Array.isArray(data)) return false;
+  let n = 1;
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 1) return false;
+    n *= d;
   }
+  return n === data.length && data.every((x) => x === null || finite(x));
+}
+
+// cleanVisuals keeps the good parts of visuals.json: a bad filters,
+// confusion or classes is left out, and so is each bad sample, attention
+// map or SGU matrix.
+function cleanVisuals(raw, bad) {
+  const v = {};
+  if (!isObj(raw)) { bad.unreadable = 'not a JSON object'; return v; }
+  const part = (name, ok) => {
+    if (raw[name] == null) return;
+    if (ok(raw[name])) v[name] = raw[name]; else addBad(bad, name);
+  };
+  part('step', Number.isInteger);
+  part('classes', (c) => Array.isArray(c) && c.every((x) => typeof x === 'string'));
+  part('filters', (f) => isObj(f) && optStr(f.name) && shapeFits(f.shape, 4, f.data));
+  part('confusion', (m) => Array.isArray(m) && m.every((row) => Array.isArray(row) && row.length === m.length && row.every(isCount)));
+  let first = null; // kiln plot draws samples of one shape, the first's
+  v.samples = goodItems(raw, 'samples', bad, (s) => {
+    if (!(optInt(s.index) && shapeFits(s.shape, 3, s.pixels) && (s.label == null || isCount(s.label)) && optNum(s.pred) && optNum(s.target) && optNum(s.prob))) return false;
+    first = first || s.shape;
+    return s.shape.every((d, i) => d === first[i]);
+  });
+  v.attention = goodItems(raw, 'attention', bad, (a) => optStr(a.layer) && optStr(a.kind) && optInt(a.sample) && shapeFits(a.shape, 2, a.data));
+  v.sgu = goodItems(raw, 'sgu', bad, (g) => optStr(g.layer) && shapeFits(g.shape, 2, g.data));
+  return v;
+}
+function goodItems(raw, name, bad, ok) {
+  const x = raw[name];
+  if (x == null) return [];
+  if (!Array.isArray(x)) { addBad(bad, name); return []; }
+  return x.filter((item, i) => {
+    if (isObj(item) && ok(item)) return true;
+    addBad(bad, `${name}[${i}]`);
+    return false;
+  });
+}
+
+const SUMMARY_NUMBERS = ['params', 'test_accuracy', 'test_top5', 'test_rmse', 'test_mae', 'test_r2', 'test_loss', 'train_images_per_sec'];
+function cleanSummary(raw, bad) {
+  const ok = isObj(raw) && SUMMARY_NUMBERS.every((k) => optNum(raw[k])) && ['model', 'dataset', 'stop_reason'].every((k) => optStr(raw[k])) &&
+    (raw.stopped_early == null || typeof raw.stopped_early === 'boolean');
+  if (ok) return raw;
+  bad.unreadable = 'not the summary a run writes';
+  return null;
+}
+const CLEAN_JSON = { 'visuals.json': cleanVisuals, 'summary.json': cleanSummary };
+
+// parseJSON reads a whole-file record: a text that is not JSON, or not what
+// the file holds, is skipped and said.
+function parseJSON(path, text, bad) {
+  let raw;
+  try { raw = JSON.parse(text); } catch (e) {
+    bad.unreadable = `not JSON (${e.message})`;
+    return null;
+  }
+  const clean = CLEAN_JSON[path.split('/').pop()];
+  return clean ? clean(raw, bad) : raw;
+}
+
+// badNote is the page's line for what a file's reader skipped, as kiln plot
+// says it: "metrics.jsonl: skipped 1 bad record (line 7)"; null when nothing.
+function badNote(name, bad, torn = 0, unit = 'record') {
+  if (!bad) return null;
+  if (bad.unreadable) return `${name}: skipped, ${bad.unreadable}`;
+  const parts = [];
+  if (bad.count) {
+    const lines = bad.where.length && Number.isInteger(bad.where[0]);
+    const list = (lines ? (bad.count > 1 ? 'lines ' : 'line ') : '') + bad.where.join(', ');
+    const more = bad.count - bad.where.length;
+    parts.push(`${bad.count} bad ${unit}${bad.count > 1 ? 's' : ''} (${list}${more > 0 ? ` and ${more} more` : ''})`);
+  }
+  if (torn) parts.push(`the last line (${torn}) cut short`);
+  return parts.length ? `${name}: skipped ${parts.join('; ')}` : null;
+}
+
+// fileNote says what was skipped in a loaded file; a JSON-lines file whose
+// last line has no newline yet says so too.
+function fileNote(path) {
+  const f = state.files.get(path);
+  if (!f) return null;
+  const torn = f.records && f.size > f.offset ? f.line + 1 : 0;
+  return badNote(path.split('/').pop(), f.bad, torn);
 }
 
 // load fetches a file when the listing says it changed. JSON-lines files that
-// only grew are fetched from where the last complete line ended.
+// only grew are fetched from where the last complete line ended; the lines
+// and bad records counted so far carry on. A file that grew is fetched from a
+// little before that point, and read whole again unless those bytes are still
+// the ones read last: it was rewritten (a resumed run trims histograms.jsonl),
+// not appended to.
 async function load(path, info) {
   const c = state.files.get(path);
   if (!info) { state.files.delete(path); return null; }
   if (c && c.size === info.size && c.modified === info.modified) return c;
   const jsonl = path.endsWith('.jsonl');
+  const valid = VALID_LINE[path.split('/').pop()] || isObj;
   try {
     if (jsonl && c && c.offset > 0 && info.size > c.offset) {
-      const res = await fetch(fileURL(path), { headers: { Range: `bytes=${c.offset}-` }, cache: 'no-store' });
-      if (res.status === 206) {
-        const buf = new Uint8Array(await res.arrayBuffer());
+      const res = await fetch(fileURL(path), { headers: { Range: `bytes=${c.offset - c.tail.length}-` }, cache: 'no-store' });
+      const all = res.status === 206 ? new Uint8Array(await res.arrayBuffer()) : null;
+      if (all && all.length >= c.tail.length && c.tail.every((x, i) => all[i] === x)) {
+        const buf = all.subarray(c.tail.length);
         const end = buf.lastIndexOf(10) + 1;
-        const records = c.records.slice();
-        parseLines(buf.subarray(0, end), records);
-        const next = { size: info.size, modified: info.modified, offset: c.offset + end, records };
+        const next = { size: info.size, modified: info.modified, offset: c.offset + end, records: c.records.slice(), bad: { count: c.bad.count, where: c.bad.where.slice() } };
+        next.line = c.line + parseLines(buf.subarray(0, end), next.records, c.line + 1, next.bad, valid);
+        next.tail = tailOf(c.tail, buf.subarray(0, end));
         state.files.set(path, next);
         return next;
       }
     }
     const res = await fetch(fileURL(path), { cache: 'no-store' });
     if (!res.ok) throw new Error(`${path}: ${res.status}`);
-    const next = { size: info.size, modified: info.modified };
+    const next = { size: info.size, modified: info.modified, bad: newBad() };
     if (jsonl) {
       const buf = new Uint8Array(await res.arrayBuffer());
       const end = buf.lastIndexOf(10) + 1;
       next.records = [];
-      parseLines(buf.subarray(0, end), next.records);
+      next.line = parseLines(buf.subarray(0, end), next.records, 1, next.bad, valid);
       next.offset = end;
+      next.tail = tailOf(new Uint8Array(0), buf.subarray(0, end));
     } else if (path.endsWith('.json')) {
-      next.json = JSON.parse(await res.text());
+      next.json = parseJSON(path, await res.text(), next.bad);
     } else {
       next.text = await res.text();
     }
@@ -112,6 +258,17 @@ async function load(path, info) {
     console.warn('board: loading', path, e);
     return c || null;
   }
+}
+
+// tailOf is the last TAIL bytes of what was read: prev, then chunk.
+const TAIL = 256;
+function tailOf(prev, chunk) {
+  if (chunk.length >= TAIL) return chunk.slice(chunk.length - TAIL);
+  const t = new Uint8Array(Math.min(TAIL, prev.length + chunk.length));
+  const keep = t.length - chunk.length;
+  t.set(prev.subarray(prev.length - keep), 0);
+  t.set(chunk, keep);
+  return t;
 }
 
 const runByID = (id) => state.listing && state.listing.runs.find((r) => r.id === id);
@@ -226,6 +383,7 @@ function renderRunList() {
         h('span', { class: 'dot', style: `background:${state.colors.get(r.id)}` }),
         h('span', { class: 'name' }, name),
         live ? h('span', { class: 'pulse', title: 'training' }) : null,
+        metrics && metrics.bad.count ? h('span', { class: 'warn', title: fileNote(joinPath(r.id, 'metrics.jsonl')) }, '!') : null,
         h('span', { class: 'meta' }, meta));
       row.addEventListener('click', () => focusRun(r.id));
       el.append(row);
@@ -284,6 +442,8 @@ function renderOverview() {
     h('span', { class: 'dot', style: `display:inline-block;width:12px;height:12px;border-radius:3px;background:${state.colors.get(r.id)}` }),
     h('h1', {}, r.name), h('span', { class: 'state' }, [s && s.model, s && s.dataset, status].filter(Boolean).join(' · '))));
   box.append(h('div', { class: 'stats', id: 'stats' }, stats));
+  const notes = ['metrics.jsonl', 'histograms.jsonl', 'visuals.json', 'summary.json'].map((name) => fileNote(joinPath(r.id, name))).filter(Boolean);
+  if (notes.length) box.append(h('div', { class: 'bad-records', id: 'bad-records', title: 'records the page could not read, left out' }, notes.map((n) => h('div', {}, n))));
   const cfg = runFile(r.id, 'config.yaml');
   if (cfg && cfg.text) box.append(h('details', { class: 'config' }, h('summary', {}, 'config.yaml'), h('pre', {}, cfg.text)));
 }
@@ -841,13 +1001,16 @@ function tuneTable() {
   if (!t) return null;
   const f = runFile(t.id, 'results.csv');
   if (!f || !f.text) return { tune: t, cols: [], rows: [] };
-  const [head, ...body] = parseCSV(f.text);
-  const cols = (head || []).map((name, j) => {
+  const [head = [], ...all] = parseCSV(f.text);
+  // A row of another length than the header's is not one trial: skipped.
+  const bad = newBad();
+  const body = all.filter((r, i) => r.length === head.length || (addBad(bad, i + 2), false));
+  const cols = head.map((name, j) => {
     const vals = body.map((r) => r[j] ?? '');
     const numeric = vals.some((x) => x !== '') && vals.every((x) => x === '' || isNum(x));
     return { name, j, numeric, constant: new Set(vals).size <= 1, empty: vals.every((x) => x === '') };
   }).filter((c) => !c.empty);
-  return { tune: t, cols, rows: body };
+  return { tune: t, cols, rows: body, note: badNote('results.csv', bad, 0, 'row') };
 }
 
 // The metric column: kiln tune writes it right after status; any other
@@ -886,6 +1049,7 @@ function renderTune() {
     pick.append(sel);
   } else pick.append(h('small', {}, tunes[0].name));
   const tt = tuneTable();
+  if (tt && tt.note) table.append(h('p', { class: 'bad-records' }, tt.note));
   if (!tt || !tt.cols.length) {
     table.append(h('p', { class: 'empty' }, 'No results.csv yet: trials are still running.'));
     return;
@@ -903,7 +1067,7 @@ function renderTune() {
     });
   }
   const metric = metricColumn(cols);
-  const colorCol = cols.find((c) => c.name === state.colorBy) || metric;
+  const colorCol = cols.find((c) => c.name === state.colorBy) || metric || cols[0];
   const trialCol = cols.find((c) => /^trial/i.test(c.name)) || cols[0];
   const el = h('table', { class: 'results' });
   el.append(h('thead', {}, h('tr', {}, cols.map((c, k) => h('th', {
