@@ -223,3 +223,24 @@ func TestFiltersLargerThanACell(t *testing.T) {
 	w = max(w, textWidth(fmt.Sprintf("big: 3 filters 100x60, step %d", 7))+2*pad)
 	decodePNG(t, filepath.Join(dir, trainer.PlotsDir, FiltersPNG), w, h)
 }
+
+// A config.yaml that cannot be read leaves the learning rate as recorded,
+// and the report says why.
+func TestWriteRunSaysWhyTheLRIsAsRecorded(t *testing.T) {
+	dir := t.TempDir()
+	writeRunFile(t, dir, trainer.MetricsFile, metricsJSON(10, "train", 2)+"\n"+metricsJSON(20, "train", 1)+"\n")
+	writeRunFile(t, dir, trainer.ConfigFile, "epochs: [\n")
+	rep, err := WriteRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written(t, rep, LossPNG, AccuracyPNG, LRPNG)
+	if out := rep.String(); !strings.Contains(out, "config.yaml") || !strings.Contains(out, "learning rate drawn as recorded") {
+		t.Errorf("the report does not say why the learning rate is as recorded:\n%s", out)
+	}
+	// No config.yaml at all (a run copied without it) is no news.
+	os.Remove(filepath.Join(dir, trainer.ConfigFile))
+	if rep, err := WriteRun(dir); err != nil || len(rep.Notes) != 0 {
+		t.Errorf("without config.yaml: %v\n%s", err, rep)
+	}
+}

@@ -78,7 +78,7 @@ func WriteRun(dir string) (*Report, error) {
 			return metricPlot(p, metrics, "accuracy", func(m trainer.MetricsRecord) *float64 { return m.Accuracy })
 		})
 	}
-	do(LRPNG, func(p string) error { return lrPlot(p, dir, metrics) })
+	do(LRPNG, func(p string) error { return lrPlot(p, dir, metrics, rep) })
 	visualPictures(rep, dir, regression, do)
 	hs, bad, herr := ReadHistograms(filepath.Join(dir, trainer.HistogramsFile))
 	rep.note(bad)
@@ -162,7 +162,7 @@ func metricPlot(path string, ms []trainer.MetricsRecord, name string, get func(t
 // schedule and the steps per epoch seen in metrics.jsonl; a plateau
 // schedule (which follows the losses) or a run without its config shows the
 // recorded values instead.
-func lrPlot(path, dir string, ms []trainer.MetricsRecord) error {
+func lrPlot(path, dir string, ms []trainer.MetricsRecord, rep *Report) error {
 	var rec Series
 	seen := map[int]bool{}
 	for _, m := range ms {
@@ -173,8 +173,12 @@ func lrPlot(path, dir string, ms []trainer.MetricsRecord) error {
 		}
 	}
 	sort.Sort(byX(rec))
-	if s, ok := rebuiltLR(dir, ms); ok {
+	s, ok, err := rebuiltLR(dir, ms)
+	if ok {
 		return Lines(path, "learning rate ("+s.Name+" schedule)", "step", "learning rate", false, s)
+	}
+	if err != nil {
+		rep.Notes = append(rep.Notes, err.Error()+": learning rate drawn as recorded")
 	}
 	if len(rec.X) == 0 {
 		return errors.New("no learning rate recorded yet")
@@ -183,10 +187,19 @@ func lrPlot(path, dir string, ms []trainer.MetricsRecord) error {
 	return Lines(path, "learning rate (as recorded)", "step", "learning rate", false, rec)
 }
 
-func rebuiltLR(dir string, ms []trainer.MetricsRecord) (Series, bool) {
+// rebuiltLR is the schedule of config.yaml over the run's steps; false when
+// there is none to rebuild, with an error when config.yaml is there but
+// cannot be used (a missing one is a run copied without it: no news).
+func rebuiltLR(dir string, ms []trainer.MetricsRecord) (Series, bool, error) {
 	c, err := trainer.LoadConfigFile(filepath.Join(dir, trainer.ConfigFile), trainer.Config{})
-	if err != nil || c.Schedule == "plateau" || c.Epochs < 1 {
-		return Series{}, false
+	if errors.Is(err, fs.ErrNotExist) {
+		return Series{}, false, nil
+	}
+	if err != nil {
+		return Series{}, false, err
+	}
+	if c.Schedule == "plateau" || c.Epochs < 1 {
+		return Series{}, false, nil
 	}
 	perEpoch := 0
 	for _, m := range ms {
@@ -195,13 +208,13 @@ func rebuiltLR(dir string, ms []trainer.MetricsRecord) (Series, bool) {
 		}
 	}
 	if perEpoch <= 0 || perEpoch > math.MaxInt32 || c.Epochs > math.MaxInt32 {
-		return Series{}, false // no schedule runs that long: a step that is not one
+		return Series{}, false, nil // no schedule runs that long: a step that is not one
 	}
 	total := perEpoch * c.Epochs
 	sched, err := trainer.NewSchedule(trainer.ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: total, Warmup: c.Warmup,
 		StepSize: c.StepSize, Milestones: c.Milestones, Gamma: c.Gamma})
 	if err != nil {
-		return Series{}, false
+		return Series{}, false, fmt.Errorf("%s: %w", trainer.ConfigFile, err)
 	}
 	every := max(1, total/2000)
 	s := Series{Name: c.Schedule}
@@ -209,7 +222,7 @@ func rebuiltLR(dir string, ms []trainer.MetricsRecord) (Series, bool) {
 		s.X = append(s.X, float64(step+1))
 		s.Y = append(s.Y, sched.LR(step))
 	}
-	return s, true
+	return s, true, nil
 }
 
 type byX Series
