@@ -177,8 +177,9 @@ func lrPlot(path, dir string, ms []trainer.MetricsRecord, rep *Report) error {
 	if ok {
 		return Lines(path, "learning rate ("+s.Name+" schedule)", "step", "learning rate", false, s)
 	}
-	if err != nil {
-		rep.Notes = append(rep.Notes, err.Error()+": learning rate drawn as recorded")
+	if err != nil { // one line: a YAML error draws the line it is on under it
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		rep.Notes = append(rep.Notes, first+": learning rate drawn as recorded")
 	}
 	if len(rec.X) == 0 {
 		return errors.New("no learning rate recorded yet")
