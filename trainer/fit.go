@@ -190,6 +190,9 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	if c.Regression != (s.Train.Task == data.Regression) {
 		return nil, fmt.Errorf("fit: data set %s is %v but the model has a %s head", s.Train.Name, s.Train.Task, map[bool]string{true: "regression", false: "classification"}[c.Regression])
 	}
+	if err := s.Train.CheckClasses(); err != nil {
+		return nil, err
+	}
 	if err := t.checkMemory(s.Train); err != nil {
 		return nil, err
 	}

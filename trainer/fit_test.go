@@ -201,3 +201,17 @@ func TestNaNLossStopsWithAClearError(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A training split of one class is refused by Fit itself (the Go API and
+// tune trials too), not trained to "100%".
+func TestFitRefusesOneClass(t *testing.T) {
+	x := engine.New(engine.Float32, 8, 1, 8, 8)
+	one, err := data.NewClassification("one", x, make([]int32, 8), []string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = newBlobTrainer(t, blobConfig(), "", false).Fit(context.Background(), &data.Splits{Train: one})
+	if err == nil || !strings.Contains(err.Error(), "class") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -209,7 +209,9 @@ func (s *modelSetup) build(meta *data.Dataset) (*layers.Model, error) {
 		spec.Channels, spec.Height, spec.Width = meta.Channels, meta.Height, meta.Width
 		spec.Classes, spec.Regression = meta.NumClasses(), meta.Task == data.Regression
 	}
-	model, err := layers.Build(s.name, spec)
+	// Checked against memory before it is allocated: values and gradients,
+	// no optimiser state.
+	model, err := trainer.BuildModel(trainer.Config{Model: s.name, Optimizer: "sgd"}, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -322,8 +324,8 @@ With --json, standard output is one JSON object on one line.`,
 		if batch < 1 {
 			return usageError{fmt.Errorf("--batch %d: must be at least 1", batch)}
 		}
-		if threads < 0 {
-			return usageError{fmt.Errorf("--threads %d: must not be negative", threads)}
+		if threads < 0 || threads > trainer.MaxThreads {
+			return usageError{fmt.Errorf("--threads %d: must be in [0, %d] (0: all cores)", threads, trainer.MaxThreads)}
 		}
 		if err := selectDevice(device, logger()); err != nil {
 			return err

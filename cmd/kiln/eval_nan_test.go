@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,5 +54,21 @@ func TestPredictWithNaNWeightsIsAnError(t *testing.T) {
 	r := kiln(t, "", "predict", "--model", "lenet", "--weights", weights, "--dataset", "mnist", "--index", "0", "--count", "2")
 	if r.code == 0 || !strings.Contains(r.stderr, "NaN or infinite") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// Issue 12, item 8, for eval and predict: a model too wide for memory is
+// refused before it is built.
+func TestEvalOfATooWideModelIsRefused(t *testing.T) {
+	needMNIST(t)
+	weights := filepath.Join(t.TempDir(), "w.safetensors")
+	if err := os.WriteFile(weights, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"eval"}, {"predict", "--index", "0"}} {
+		r := kiln(t, "", append(args, "--model", "mlp", "--hidden", "100000000", "--dataset", "mnist", "--weights", weights)...)
+		if r.code == 0 || !strings.Contains(r.stderr, "available") {
+			t.Fatalf("kiln %v: exit %d\n%s", args, r.code, r.stderr)
+		}
 	}
 }

@@ -64,7 +64,7 @@ func (o *Trainer) run(ctx context.Context, r Run) (Outcome, error) {
 	c.Regression = tr0.Task == data.Regression
 	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
 		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout, Seed: c.Seed}
-	model, err := layers.Build(c.Model, spec)
+	model, err := trainer.BuildModel(c, spec)
 	if err != nil {
 		return Outcome{}, err
 	}
