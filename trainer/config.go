@@ -125,7 +125,7 @@ func LoadConfigFile(path string, base Config) (Config, error) {
 		dec.DisallowUnknownFields()
 		err = dec.Decode(&c)
 	} else {
-		err = decodeYAML(b, &c, yaml.Strict())
+		err = DecodeYAML(b, &c, yaml.Strict())
 	}
 	if err != nil {
 		return base, fmt.Errorf("config %s: %w", path, err)

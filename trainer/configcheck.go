@@ -119,7 +119,7 @@ func checkNumbers(b []byte, isJSON bool) error {
 		if dec.Decode(&m) != nil {
 			return nil // the struct decoder reports it
 		}
-	} else if decodeYAML(b, &m) != nil {
+	} else if DecodeYAML(b, &m) != nil {
 		return nil
 	}
 	keys := make([]string, 0, len(m))
@@ -212,11 +212,19 @@ func wholeNumber(v any, unsigned bool) (float64, bool) {
 	return f, err == nil && f == math.Trunc(f) && math.Abs(f) < math.MaxInt64
 }
 
-// decodeYAML is yaml.UnmarshalWithOptions that returns the decoder's panic
+// DecodeYAML is yaml.UnmarshalWithOptions that returns the decoder's panic
 // as an error: goccy/go-yaml v1.19.2 dereferences nil on a tag with no value
 // where a list belongs ("classes: !a" and a newline, found by
 // FuzzLoadConfig).
-func decodeYAML(b []byte, v any, opts ...yaml.DecodeOption) (err error) {
+// Every YAML that Kiln decodes passes here, so the size and nesting limits
+// of a file of settings hold for text from flags too (kiln tune --param).
+func DecodeYAML(b []byte, v any, opts ...yaml.DecodeOption) (err error) {
+	if len(b) > MaxConfigBytes {
+		return fmt.Errorf("%d bytes of YAML, more than the %d KiB a file of settings may have", len(b), MaxConfigBytes>>10)
+	}
+	if err := checkNesting(b, MaxConfigDepth, false); err != nil {
+		return err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("the YAML decoder failed on this file (%v)", r)

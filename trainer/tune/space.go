@@ -126,7 +126,7 @@ func LoadSpace(path string) (*Space, error) {
 // ParseSpace parses a search space in LoadSpace's format.
 func ParseSpace(b []byte) (*Space, error) {
 	var m yaml.MapSlice
-	if err := yaml.UnmarshalWithOptions(b, &m, yaml.UseOrderedMap()); err != nil {
+	if err := trainer.DecodeYAML(b, &m, yaml.UseOrderedMap()); err != nil {
 		return nil, err
 	}
 	s := &Space{}
@@ -182,14 +182,14 @@ func ParseParam(s string) (Dimension, error) {
 	}
 	var v any
 	if strings.ContainsAny(spec, "{[") {
-		if err := yaml.UnmarshalWithOptions([]byte(spec), &v, yaml.UseOrderedMap()); err != nil {
+		if err := trainer.DecodeYAML([]byte(spec), &v, yaml.UseOrderedMap()); err != nil {
 			return Dimension{}, fmt.Errorf("--param %q: %v", s, err)
 		}
 	} else {
 		var vs []any
 		for _, p := range strings.Split(spec, ",") {
 			var x any
-			if err := yaml.Unmarshal([]byte(strings.TrimSpace(p)), &x); err != nil {
+			if err := trainer.DecodeYAML([]byte(strings.TrimSpace(p)), &x); err != nil {
 				return Dimension{}, fmt.Errorf("--param %q: %v", s, err)
 			}
 			vs = append(vs, x)
