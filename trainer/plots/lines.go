@@ -35,7 +35,8 @@ const (
 )
 
 // Series is one named line of a chart. X and Y have the same length; points
-// where either is NaN or infinite (or X ≤ 0 on a log axis) are left out.
+// where either is NaN or infinite (or X ≤ 0 on a log axis) are left out, and
+// values past ±extreme are drawn at ±extreme.
 type Series struct {
 	Name string
 	X, Y []float64
@@ -43,7 +44,9 @@ type Series struct {
 
 // Lines draws series as a LineWidth×LineHeight PNG at path (written
 // atomically), with a legend when there is more than one series or the one
-// series is named. logX puts X on a log scale (the LR range test).
+// series is named. logX puts X on a log scale (the LR range test). A line of
+// more points than the chart has pixel columns is thinned to what can be
+// seen (decimate), so the time to draw does not grow with the points.
 func Lines(path, title, xlabel, ylabel string, logX bool, series ...Series) error {
 	b, err := LinesPNG(title, xlabel, ylabel, logX, series...)
 	if err != nil {
