@@ -115,11 +115,21 @@ func LoadConfigFile(path string, base Config) (Config, error) {
 	if err != nil {
 		return base, fmt.Errorf("config: %w", err)
 	}
-	isJSON := strings.EqualFold(filepath.Ext(path), ".json")
-	if err := checkNumbers(b, isJSON); err != nil {
+	c, err := ParseConfig(b, strings.EqualFold(filepath.Ext(path), ".json"), base)
+	if err != nil {
 		return base, fmt.Errorf("config %s: %w", path, err)
 	}
+	return c, nil
+}
+
+// ParseConfig reads the settings in b (JSON when isJSON, YAML otherwise)
+// over base, as LoadConfigFile does with a file's bytes.
+func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
+	if err := checkNumbers(b, isJSON); err != nil {
+		return base, err
+	}
 	c := base
+	var err error
 	if isJSON {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
@@ -128,7 +138,7 @@ func LoadConfigFile(path string, base Config) (Config, error) {
 		err = DecodeYAML(b, &c, yaml.Strict())
 	}
 	if err != nil {
-		return base, fmt.Errorf("config %s: %w", path, err)
+		return base, err
 	}
 	return c, nil
 }
