@@ -165,7 +165,8 @@ func TestFullDiskAtEveryWriteAndResume(t *testing.T) {
 	forEachFault(t, len(writes), func(k int, dir string) string {
 		i := writes[k-1]
 		r := runWithFault(t, bin, "enospc:"+strconv.Itoa(i), faultArgs(csv, dir)...)
-		if r.code == 0 || r.killed || !strings.Contains(r.stderr, "is full") || !strings.Contains(r.stderr, "no space left on device") {
+		if r.code == 0 || r.killed || !strings.Contains(r.stderr, "is full") || !strings.Contains(r.stderr, "no space left on device") ||
+			!strings.Contains(r.stderr, "--resume") {
 			return fmt.Sprintf("full disk at change %d (%s): exit %d, want a message naming the full disk:\n%s", i, muts[i-1], r.code, r.stderr)
 		}
 		return resumeAndCompare(t, csv, dir, want, muts[i-1])

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/internal/userfile"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
@@ -230,10 +231,20 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 }
 
 func runTrain(c trainer.Config, resume bool) error {
-	console := logger()
 	if c.RunDir == "" {
 		c.RunDir = filepath.Join("runs", fmt.Sprintf("%s-%s", c.Model, time.Now().Format("20060102-150405")))
 	}
+	err := train(c, resume)
+	var full *durable.DiskFullError
+	if errors.As(err, &full) {
+		return fmt.Errorf("%w\nthe last checkpoint, if there is one, is kept: free some space, then kiln train --run-dir %s --resume", err, c.RunDir)
+	}
+	return err
+}
+
+// train is kiln train once its run directory is named.
+func train(c trainer.Config, resume bool) error {
+	console := logger()
 	ts, err := setupTraining(&c, console)
 	if err != nil {
 		return err
