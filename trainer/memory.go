@@ -13,7 +13,6 @@ import (
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/data"
-	"gorgonia.org/tensor"
 )
 
 // EstimateMemory is what training on ds in batches of `batch` holds at its
@@ -225,34 +224,4 @@ func availableMemory() (int64, string) {
 		}
 	}
 	return 0, "unknown"
-}
-
-// Predict runs the model in evaluation mode on a batch (N,C,H,W) and returns
-// its outputs (N, classes) as a new Dense: logits, or the scaled target for
-// regression.
-func (t *Trainer) Predict(x *tensor.Dense) (*tensor.Dense, error) {
-	in, err := engine.FromDense(x)
-	if err != nil {
-		return nil, err
-	}
-	if in.DType() != engine.Float32 {
-		in = in.As(engine.Float32)
-	}
-	if in, err = t.onDevice(&t.evX, in); err != nil {
-		return nil, err
-	}
-	t.Model.SetTraining(false)
-	defer t.Model.SetTraining(true)
-	out, err := t.Model.Forward(in)
-	if err != nil {
-		return nil, err
-	}
-	if out.Device() != engine.CPU {
-		h, err := engine.ToCPU(nil, out)
-		if err != nil {
-			return nil, err
-		}
-		return h.Dense(), nil
-	}
-	return out.Clone().Dense(), nil
 }
