@@ -1,65 +1,9 @@
 package main
 
 import (
-	"image"
-	"image/color"
 	"math"
-	"slices"
 	"testing"
 )
-
-func TestResizePlane(t *testing.T) {
-	src := []float32{1, 2, 3, 4}
-	if got := resizePlane(src, 2, 2, 2, 2); &got[0] != &src[0] {
-		t.Error("same size should return the plane itself")
-	}
-	// Upscaling is plain bilinear on pixel centres, edges clamped.
-	if got := resizePlane([]float32{0, 255}, 1, 2, 1, 4); !slices.Equal(got, []float32{0, 63.75, 191.25, 255}) {
-		t.Errorf("1×2 → 1×4: %v", got)
-	}
-	// Downscaling averages: a one-pixel line survives a 4× shrink.
-	line := make([]float32, 8*8)
-	for x := 0; x < 8; x++ {
-		line[3*8+x] = 255
-	}
-	got := resizePlane(line, 8, 8, 2, 2)
-	if got[0] < 20 || got[0] != got[1] || got[2] != 0 && got[2] >= got[0] {
-		t.Errorf("thin line shrunk 8×8 → 2×2: %v", got)
-	}
-	// A constant plane stays constant either way.
-	flat := make([]float32, 5*7)
-	for i := range flat {
-		flat[i] = 100
-	}
-	for _, sz := range [][2]int{{28, 28}, {3, 2}, {5, 7}, {1, 1}} {
-		for _, v := range resizePlane(flat, 5, 7, sz[0], sz[1]) {
-			if math.Abs(float64(v)-100) > 1e-3 {
-				t.Fatalf("constant plane → %v: value %v", sz, v)
-			}
-		}
-	}
-}
-
-func TestImagePixels(t *testing.T) {
-	img := image.NewRGBA(image.Rect(0, 0, 2, 1))
-	img.Set(0, 0, color.RGBA{255, 0, 0, 255})
-	img.Set(1, 0, color.RGBA{10, 20, 30, 255})
-	gray, err := imagePixels(img, 1, 1, 2, false)
-	if err != nil || !slices.Equal(gray, []byte{76, 18}) { // luma 0.299 R + 0.587 G + 0.114 B
-		t.Errorf("gray: %v %v", gray, err)
-	}
-	rgb, err := imagePixels(img, 3, 1, 2, false)
-	if err != nil || !slices.Equal(rgb, []byte{255, 10, 0, 20, 0, 30}) { // R plane, G plane, B plane
-		t.Errorf("rgb planes: %v %v", rgb, err)
-	}
-	inv, err := imagePixels(img, 1, 1, 2, true)
-	if err != nil || !slices.Equal(inv, []byte{179, 237}) {
-		t.Errorf("inverted: %v %v", inv, err)
-	}
-	if _, err := imagePixels(img, 2, 1, 2, false); err == nil {
-		t.Error("2 channels: no error")
-	}
-}
 
 func TestSoftmaxTopK(t *testing.T) {
 	p := softmax([]float64{1, 3, 2, 3, 1000})

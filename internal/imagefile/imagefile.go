@@ -1,7 +1,9 @@
 // Package imagefile reads the image files a user gives kiln predict: PGM
-// (P2 or P5) and whatever the image package decodes (PNG, JPEG). It lives
+// (P2 or P5) and whatever the image package decodes (PNG, JPEG), and turns
+// them into a model's input planes (grayscale or RGB, resized). It lives
 // apart from cmd/kiln so that its fuzz target runs without building the
-// command.
+// command, and apart from trainer/data, whose loaders read data sets, not
+// single pictures, and need no image decoders.
 package imagefile
 
 import (
