@@ -168,6 +168,7 @@ type fitRun struct {
 	monitor string // the early-stopping metric
 	stopper *EarlyStopping
 	bar     *progressbar.ProgressBar
+	task    task
 
 	epochs     int     // epochs completed
 	step       int     // optimiser steps taken
@@ -201,7 +202,7 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &fitRun{t: t, c: c, s: s, loader: loader, nb: loader.BatchesPerEpoch(), start: time.Now()}
+	f := &fitRun{t: t, c: c, s: s, loader: loader, nb: loader.BatchesPerEpoch(), start: time.Now(), task: t.newTask()}
 	if f.nb == 0 {
 		loader.Close()
 		return nil, fmt.Errorf("fit: %d training samples make no batch of %d with drop-last", s.Train.Len(), c.Batch)
@@ -319,17 +320,7 @@ func (f *fitRun) trainStep(b *data.Batch) error {
 	if err != nil {
 		return err
 	}
-	var loss float64
-	correct := 0
-	if f.c.Regression {
-		var y *engine.Tensor
-		if y, err = t.onDevice(&t.yDev, b.Targets); err != nil {
-			return err
-		}
-		loss, err = t.regressor.TrainStep(x, y, lr)
-	} else {
-		loss, correct, err = t.classifier.TrainStep(x, b.Labels, lr)
-	}
+	loss, correct, err := f.task.trainStep(x, b, lr)
 	if err != nil {
 		return t.stepError(err, f.epochs, f.step)
 	}
@@ -392,10 +383,7 @@ func (f *fitRun) trainRecord() MetricsRecord {
 	tr := MetricsRecord{Step: f.step, Epoch: float64(f.epochs), Split: "train", LR: f.sched.LR(f.step - 1), Wall: f.elapsed, ImagesPS: ips}
 	tr.Loss = f.sums.LossSum / float64(max(f.sums.Count, 1))
 	ev := f.t.Log.Info().Int("epoch", f.epochs).Int("step", f.step).Float64("train_loss", tr.Loss)
-	if !f.c.Regression {
-		tr.Accuracy = ptr(float64(f.sums.Correct) / float64(max(f.sums.Count, 1)))
-		ev = ev.Float64("train_acc", *tr.Accuracy)
-	}
+	ev = f.task.trainFigures(f.sums, &tr, ev)
 	ev.Float64("lr", tr.LR).Float64("images_per_sec", math.Round(ips)).Msg("epoch done")
 	return tr
 }
@@ -403,7 +391,7 @@ func (f *fitRun) trainRecord() MetricsRecord {
 // validate evaluates the validation set, records it, and lets the schedule,
 // early stopping and the callback see it.
 func (f *fitRun) validate(epoch float64) error {
-	t, c, s := f.t, f.c, f.s
+	t, s := f.t, f.s
 	if s.Val == nil {
 		return nil
 	}
@@ -416,29 +404,15 @@ func (f *fitRun) validate(epoch float64) error {
 	}
 	rec := MetricsRecord{Step: f.step, Epoch: epoch, Split: "val", Loss: r.Loss, LR: f.sched.LR(f.step - 1), Wall: f.elapsed}
 	ev := t.Log.Info().Int("step", f.step).Float64("epoch", round3(epoch)).Float64("val_loss", r.Loss)
-	value := r.Loss
-	if c.Regression {
-		rec.RMSE, rec.MAE, rec.R2 = ptr(r.RMSE), ptr(r.MAE), ptr(r.R2)
-		ev = ev.Float64("val_rmse", r.RMSE).Float64("val_mae", r.MAE)
-		if f.monitor == "val_rmse" {
-			value = r.RMSE
-		}
-	} else {
-		rec.Accuracy = ptr(r.Accuracy)
-		ev = ev.Float64("val_acc", r.Accuracy)
-		if f.monitor == "val_acc" {
-			value = r.Accuracy
-		}
-	}
-	ev.Msg("validation")
-	if !c.Regression && !f.warnedCollapse {
+	f.task.describe(r, "val", false, &rec, ev).Msg("validation")
+	if r.Confusion != nil && !f.warnedCollapse {
 		f.warnedCollapse = t.warnIfCollapsed("validation", r.Confusion, s.Val.Classes)
 	}
 	if err := f.record(rec); err != nil {
 		return err
 	}
 	t.visualValidation(s.Val, f.step, epoch, r)
-	return f.observe(rec, value, epoch)
+	return f.observe(rec, f.task.monitored(r, f.monitor), epoch)
 }
 
 // observe hands a validation to the schedule, early stopping (which may save
@@ -583,7 +557,7 @@ func (f *fitRun) summary() *Summary {
 
 // test evaluates the final weights on the test set, when there is one.
 func (f *fitRun) test(sum *Summary) error {
-	t, c, s := f.t, f.c, f.s
+	t, s := f.t, f.s
 	if s.Test == nil {
 		return nil
 	}
@@ -592,26 +566,15 @@ func (f *fitRun) test(sum *Summary) error {
 		return err
 	}
 	sum.TestLoss = r.Loss
+	top5 := s.Test.NumClasses() > 5
+	f.task.summarize(r, sum, top5)
 	rec := MetricsRecord{Step: f.step, Epoch: float64(f.epochs), Split: "test", Loss: r.Loss, Wall: f.elapsed}
 	ev := t.Log.Info().Float64("test_loss", r.Loss)
-	if c.Regression {
-		sum.TestRMSE, sum.TestMAE, sum.TestR2 = ptr(r.RMSE), ptr(r.MAE), ptr(r.R2)
-		rec.RMSE, rec.MAE, rec.R2 = sum.TestRMSE, sum.TestMAE, sum.TestR2
-		ev = ev.Float64("test_rmse", r.RMSE).Float64("test_mae", r.MAE).Float64("test_r2", r.R2)
-	} else {
-		sum.TestAccuracy, sum.Confusion = ptr(r.Accuracy), r.Confusion
-		rec.Accuracy = sum.TestAccuracy
-		ev = ev.Float64("test_acc", r.Accuracy)
-		if s.Test.NumClasses() > 5 {
-			sum.TestTop5, rec.Top5 = ptr(r.Top5), ptr(r.Top5)
-			ev = ev.Float64("test_top5", r.Top5)
-		}
-	}
-	ev.Str("weights", sum.Weights).Msg("test")
+	f.task.describe(r, "test", top5, &rec, ev).Str("weights", sum.Weights).Msg("test")
 	if err := f.record(rec); err != nil {
 		return err
 	}
-	if !c.Regression {
+	if r.Confusion != nil {
 		t.Log.Info().Msg("confusion matrix (rows: true class, columns: predicted)\n" + formatConfusion(r.Confusion, s.Test.Classes))
 		t.warnIfCollapsed("test", r.Confusion, s.Test.Classes)
 	}
@@ -633,12 +596,7 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 	defer loader.Close()
 	t.Model.SetTraining(false)
 	defer t.Model.SetTraining(true)
-	var cm *ClassMetrics
-	var rm RegressionMetrics
-	if !c.Regression {
-		cm = NewClassMetrics(max(ds.NumClasses(), 1))
-	}
-	var pred, targ []float64
+	acc := t.newTask().newEvaluation(ds)
 	for b := range loader.Batches(0, 0) {
 		x, err := t.onDevice(&t.evX, b.X)
 		if err != nil {
@@ -652,35 +610,11 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 			return EvalResult{}, err
 		}
 		t.observeEval(ds, b, out)
-		if c.Regression {
-			loss, err := engine.MSEForward(out, b.Targets)
-			if err != nil {
-				return EvalResult{}, err
-			}
-			if err := finiteLoss(ds, loss); err != nil {
-				return EvalResult{}, err
-			}
-			pred, targ = pred[:0], targ[:0]
-			for i := 0; i < b.Size(); i++ {
-				pred = append(pred, ds.TargetValue(out.At(i)))
-				targ = append(targ, ds.TargetValue(b.Targets.At(i)))
-			}
-			rm.Add(loss, pred, targ)
-			continue
-		}
-		loss, _, err := engine.SoftmaxCrossEntropyForward(nil, out, b.Labels, 0)
-		if err != nil {
+		if err := acc.add(out, b); err != nil {
 			return EvalResult{}, err
 		}
-		if err := finiteLoss(ds, loss); err != nil {
-			return EvalResult{}, err
-		}
-		cm.Add(loss, out, b.Labels)
 	}
-	if c.Regression {
-		return EvalResult{Loss: rm.Loss(), RMSE: rm.RMSE(), MAE: rm.MAE(), R2: rm.R2(), Count: rm.Count}, nil
-	}
-	return EvalResult{Loss: cm.Loss(), Accuracy: cm.Accuracy(), Top5: cm.Top5Accuracy(), Confusion: cm.Confusion, Count: cm.Count}, nil
+	return acc.result(), nil
 }
 
 // finiteLoss refuses a non-finite loss: the model's outputs hold NaN or

@@ -37,34 +37,55 @@ func (c *Classifier) Params() []*layers.Param { return c.params }
 //
 //	x: the model's input batch (N, …)  labels: N class indices
 func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (loss float64, correct int, err error) {
-	for _, p := range c.params {
+	loss, err = step(c.Net, c.params, c.Opt, c.ClipNorm, x, lr, func(logits *engine.Tensor) (float64, *engine.Tensor, error) {
+		c.probs = engine.EnsureLike(c.probs, logits, logits.Shape()...)
+		c.dlogits = engine.EnsureLike(c.dlogits, logits, logits.Shape()...)
+		loss, n, err := engine.SoftmaxCrossEntropyForward(c.probs, logits, labels, c.Smoothing)
+		correct = n
+		if err != nil {
+			return 0, nil, err
+		}
+		if err := finiteTrainingLoss(loss); err != nil {
+			return loss, nil, err
+		}
+		return loss, c.dlogits, engine.SoftmaxCrossEntropyBackward(c.dlogits, c.probs, labels, c.Smoothing, 1)
+	})
+	return loss, correct, err
+}
+
+// step is what every training step shares: zero the gradients, forward,
+// the loss and the gradient of the outputs (lossGrad), backward, clip, and
+// update.
+func step(net layers.Layer, params []*layers.Param, opt Optimizer, clipNorm float64, x *engine.Tensor, lr float64,
+	lossGrad func(out *engine.Tensor) (float64, *engine.Tensor, error)) (float64, error) {
+	for _, p := range params {
 		p.Grad.Zero()
 	}
-	logits, err := c.Net.Forward(x)
+	out, err := net.Forward(x)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	c.probs = engine.EnsureLike(c.probs, logits, logits.Shape()...)
-	c.dlogits = engine.EnsureLike(c.dlogits, logits, logits.Shape()...)
-	loss, correct, err = engine.SoftmaxCrossEntropyForward(c.probs, logits, labels, c.Smoothing)
+	loss, dout, err := lossGrad(out)
 	if err != nil {
-		return 0, 0, err
+		return loss, err
 	}
-	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return loss, correct, fmt.Errorf("loss is %v", loss)
+	if _, err := net.Backward(dout); err != nil {
+		return 0, err
 	}
-	if err := engine.SoftmaxCrossEntropyBackward(c.dlogits, c.probs, labels, c.Smoothing, 1); err != nil {
-		return 0, 0, err
-	}
-	if _, err := c.Net.Backward(c.dlogits); err != nil {
-		return 0, 0, err
-	}
-	if c.ClipNorm > 0 {
+	if clipNorm > 0 {
 		// Only when clipping: the norm is a pass over every gradient (on the
 		// GPU, a device-to-host copy per parameter) that nothing else reads.
-		ClipGradNorm(c.params, c.ClipNorm)
+		ClipGradNorm(params, clipNorm)
 	}
-	return loss, correct, c.Opt.Step(c.params, lr)
+	return loss, opt.Step(params, lr)
+}
+
+// finiteTrainingLoss stops a run whose loss has diverged.
+func finiteTrainingLoss(loss float64) error {
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return fmt.Errorf("loss is %v", loss)
+	}
+	return nil
 }
 
 // ClipGradNorm scales all gradients down so that their global L2 norm is at
@@ -108,29 +129,15 @@ func (r *Regressor) Params() []*layers.Param { return r.params }
 // TrainStep runs one step on predictions (N,1) against targets (N,1) and
 // returns the batch's mean squared error.
 func (r *Regressor) TrainStep(x, targets *engine.Tensor, lr float64) (float64, error) {
-	for _, p := range r.params {
-		p.Grad.Zero()
-	}
-	pred, err := r.Net.Forward(x)
-	if err != nil {
-		return 0, err
-	}
-	loss, err := engine.MSEForward(pred, targets)
-	if err != nil {
-		return 0, err
-	}
-	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return loss, fmt.Errorf("loss is %v", loss)
-	}
-	r.dpred = engine.EnsureLike(r.dpred, pred, pred.Shape()...)
-	if err := engine.MSEBackward(r.dpred, pred, targets, 1); err != nil {
-		return 0, err
-	}
-	if _, err := r.Net.Backward(r.dpred); err != nil {
-		return 0, err
-	}
-	if r.ClipNorm > 0 {
-		ClipGradNorm(r.params, r.ClipNorm)
-	}
-	return loss, r.Opt.Step(r.params, lr)
+	return step(r.Net, r.params, r.Opt, r.ClipNorm, x, lr, func(pred *engine.Tensor) (float64, *engine.Tensor, error) {
+		loss, err := engine.MSEForward(pred, targets)
+		if err != nil {
+			return 0, nil, err
+		}
+		if err := finiteTrainingLoss(loss); err != nil {
+			return loss, nil, err
+		}
+		r.dpred = engine.EnsureLike(r.dpred, pred, pred.Shape()...)
+		return loss, r.dpred, engine.MSEBackward(r.dpred, pred, targets, 1)
+	})
 }
