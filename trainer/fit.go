@@ -93,15 +93,7 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 	if err := c.ValidateTraining(); err != nil {
 		return nil, err
 	}
-	t := &Trainer{Config: c, Model: model, Log: zerolog.Nop()}
-	switch c.Optimizer {
-	case "sgd":
-		t.opt = &SGD{Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov}
-	case "adam":
-		t.opt = &AdamW{WeightDecay: c.WeightDecay, L2: true}
-	default:
-		t.opt = &AdamW{WeightDecay: c.WeightDecay}
-	}
+	t := &Trainer{Config: c, Model: model, Log: zerolog.Nop(), opt: newOptimizer(c)}
 	if c.Regression {
 		t.regressor = NewRegressor(model, t.opt)
 		t.regressor.ClipNorm = c.ClipNorm

@@ -99,28 +99,7 @@ func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptio
 		_ = layers.LoadState(t.Model, saved)
 	}()
 
-	var opt Optimizer
-	switch c.Optimizer {
-	case "sgd":
-		opt = &SGD{Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov}
-	case "adam":
-		opt = &AdamW{WeightDecay: c.WeightDecay, L2: true}
-	default:
-		opt = &AdamW{WeightDecay: c.WeightDecay}
-	}
-	var step func(b *data.Batch, lr float64) (float64, error)
-	if c.Regression {
-		r := NewRegressor(t.Model, opt)
-		r.ClipNorm = c.ClipNorm
-		step = func(b *data.Batch, lr float64) (float64, error) { return r.TrainStep(b.X, b.Targets, lr) }
-	} else {
-		cl := NewClassifier(t.Model, opt)
-		cl.Smoothing, cl.ClipNorm = c.LabelSmoothing, c.ClipNorm
-		step = func(b *data.Batch, lr float64) (float64, error) {
-			loss, _, err := cl.TrainStep(b.X, b.Labels, lr)
-			return loss, err
-		}
-	}
+	step := lrFindStep(t.Model, c)
 	loader, err := data.NewLoader(train, data.LoaderOptions{BatchSize: c.Batch, Shuffle: true, DropLast: c.DropLast,
 		Augment: c.Augment, Seed: c.Seed})
 	if err != nil {
@@ -132,6 +111,39 @@ func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptio
 	}
 
 	t.Model.SetTraining(true)
+	res, err := rangeTest(ctx, loader, o, step)
+	if err != nil {
+		return nil, err
+	}
+	t.Log.Info().Int("steps", len(res.Points)).Bool("diverged", res.Diverged).Msg("lr range test")
+	if len(res.Points) == 0 {
+		return nil, fmt.Errorf("lr-find: the loss was not finite at the first step (lr %g)", o.Start)
+	}
+	res.Suggested, res.MinLossLR = suggestLR(res.Points)
+	return res, nil
+}
+
+// lrFindStep is a training step of model under c with an optimiser of its
+// own, so that the range test leaves the trainer's optimiser state alone.
+func lrFindStep(model layers.Layer, c Config) func(b *data.Batch, lr float64) (float64, error) {
+	opt := newOptimizer(c)
+	if c.Regression {
+		r := NewRegressor(model, opt)
+		r.ClipNorm = c.ClipNorm
+		return func(b *data.Batch, lr float64) (float64, error) { return r.TrainStep(b.X, b.Targets, lr) }
+	}
+	cl := NewClassifier(model, opt)
+	cl.Smoothing, cl.ClipNorm = c.LabelSmoothing, c.ClipNorm
+	return func(b *data.Batch, lr float64) (float64, error) {
+		loss, _, err := cl.TrainStep(b.X, b.Labels, lr)
+		return loss, err
+	}
+}
+
+// rangeTest takes o.Steps steps at learning rates rising exponentially from
+// o.Start to o.End and records the loss and its smoothed curve, stopping
+// early when the smoothed loss passes o.Diverge times its best.
+func rangeTest(ctx context.Context, loader *data.Loader, o LRFindOptions, step func(*data.Batch, float64) (float64, error)) (*LRFindResult, error) {
 	res := &LRFindResult{}
 	ratio := math.Log(o.End / o.Start)
 	avg, best := 0.0, math.Inf(1)
@@ -164,11 +176,6 @@ func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptio
 			}
 		}
 	}
-	t.Log.Info().Int("steps", len(res.Points)).Bool("diverged", res.Diverged).Msg("lr range test")
-	if len(res.Points) == 0 {
-		return nil, fmt.Errorf("lr-find: the loss was not finite at the first step (lr %g)", o.Start)
-	}
-	res.Suggested, res.MinLossLR = suggestLR(res.Points)
 	return res, nil
 }
 

@@ -129,3 +129,14 @@ func (o *AdamW) Step(params []*layers.Param, lr float64) error {
 	}
 	return nil
 }
+
+// newOptimizer is the optimiser c names, with its settings.
+func newOptimizer(c Config) Optimizer {
+	switch c.Optimizer {
+	case "sgd":
+		return &SGD{Momentum: c.Momentum, WeightDecay: c.WeightDecay, Nesterov: c.Nesterov}
+	case "adam":
+		return &AdamW{WeightDecay: c.WeightDecay, L2: true}
+	}
+	return &AdamW{WeightDecay: c.WeightDecay}
+}
