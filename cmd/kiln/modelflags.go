@@ -1,0 +1,264 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kiln-ml/kiln/engine/safetensors"
+	"github.com/kiln-ml/kiln/internal/userfile"
+	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
+
+// modelFlags are the flags eval, predict and export share: which model,
+// built for which data, with which weights.
+type modelFlags struct {
+	model, dataset, dataDir string
+	weights, run, classes   string
+	hidden, depth           int
+	seed                    uint64
+	subset                  float64 // eval only
+}
+
+func addModelFlags(f *pflag.FlagSet) *modelFlags {
+	m := &modelFlags{}
+	f.StringVar(&m.model, "model", "lenet", "model: "+strings.Join(layers.ModelNames(), ", "))
+	f.StringVar(&m.dataset, "dataset", "mnist", "data set (its shape, classes and normalisation): "+strings.Join(data.Names(), ", "))
+	f.StringVar(&m.dataDir, "data-dir", "", "where the data files are (default: $KILN_DATA_DIR, ./data, then well-known places)")
+	f.StringVar(&m.weights, "weights", "", "safetensors weights: a run's best/last.safetensors or an export")
+	f.StringVar(&m.run, "run", "", "run directory: model from its model.json, data set from its config.yaml, weights as its summary.json names them (else best, else last)")
+	f.StringVar(&m.classes, "classes", "", "the classes the model was trained on, e.g. 0,1 (relabelled 0..k-1)")
+	f.IntVar(&m.hidden, "hidden", 0, "width of mlp hidden layers / gmlp channels, as trained (0: model default)")
+	f.IntVar(&m.depth, "depth", 0, "number of mlp hidden layers / gmlp blocks, as trained (0: model default)")
+	f.Uint64Var(&m.seed, "seed", 1, "seed of the data set's --subset draw and held-out rows (as in training)")
+	return m
+}
+
+// modelSetup is what the model flags resolve to.
+type modelSetup struct {
+	name    string
+	spec    *layers.Spec // from a run's model.json; nil: derived from the data
+	hidden  int
+	depth   int
+	seed    uint64
+	dataset string
+	opts    data.Options // Dir, Classes, Subset, Seed
+	weights string
+}
+
+// resolve applies --run (when given) under the flags that were set and
+// checks every value. Mistakes are usage errors.
+func (m *modelFlags) resolve(f *pflag.FlagSet) (*modelSetup, error) {
+	classes, err := parseInts(m.classes, "--classes")
+	if err != nil {
+		return nil, usageError{err}
+	}
+	s := &modelSetup{name: strings.ToLower(m.model), hidden: m.hidden, depth: m.depth, seed: m.seed,
+		dataset: m.dataset, weights: m.weights,
+		opts: data.Options{Dir: m.dataDir, Classes: classes, Subset: m.subset, Seed: m.seed}}
+	if m.run != "" {
+		if err := s.fromRun(m.run, f); err != nil {
+			return nil, err
+		}
+	}
+	bad := func(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+	switch {
+	case !slices.Contains(layers.ModelNames(), s.name):
+		return nil, bad("--model %q: unknown (have %s)", s.name, strings.Join(layers.ModelNames(), ", "))
+	case !slices.Contains(data.Names(), s.dataset):
+		return nil, bad("--dataset %q: unknown (have %s)", s.dataset, strings.Join(data.Names(), ", "))
+	case s.hidden < 0 || s.depth < 0:
+		return nil, bad("--hidden and --depth must not be negative")
+	case !(s.opts.Subset >= 0 && s.opts.Subset <= 1):
+		return nil, bad("--subset %v: must be a fraction in (0, 1]", s.opts.Subset)
+	case s.weights == "":
+		return nil, bad("--weights FILE (or --run DIR) is required")
+	}
+	for _, k := range s.opts.Classes {
+		if k < 0 {
+			return nil, bad("--classes: %d is not a class", k)
+		}
+	}
+	if st, err := os.Stat(s.weights); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, bad("--weights %s: no such file", s.weights)
+		}
+		return nil, bad("--weights: %v", err)
+	} else if st.IsDir() {
+		return nil, bad("--weights %s is a directory (for a run directory use --run)", s.weights)
+	}
+	return s, nil
+}
+
+// fromRun takes the model, its spec, the data set and the weights from a run
+// directory, except where a flag was given.
+func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return usageError{fmt.Errorf("--run %s: no such directory", dir)}
+	}
+	b, err := userfile.ReadFile(filepath.Join(dir, trainer.ModelFile), 1<<20)
+	if err != nil {
+		return usageError{fmt.Errorf("--run %s: no model.json there (is it a kiln train run directory?)", dir)}
+	}
+	var mj struct {
+		Model string      `json:"model"`
+		Spec  layers.Spec `json:"spec"`
+	}
+	if err := json.Unmarshal(b, &mj); err != nil || mj.Model == "" {
+		return fmt.Errorf("--run %s: model.json does not describe a model: %v", dir, err)
+	}
+	set := f.Changed
+	if !set("model") {
+		s.name = strings.ToLower(mj.Model)
+	}
+	spec := mj.Spec
+	if set("hidden") {
+		spec.Hidden = s.hidden
+	}
+	if set("depth") {
+		spec.Depth = s.depth
+	}
+	s.spec = &spec
+	if _, err := os.Stat(filepath.Join(dir, trainer.ConfigFile)); err == nil {
+		c, err := trainer.LoadConfigFile(filepath.Join(dir, trainer.ConfigFile), trainer.DefaultConfig())
+		if err != nil {
+			return err
+		}
+		if !set("dataset") {
+			s.dataset = c.Dataset
+		}
+		if !set("data-dir") {
+			s.opts.Dir = c.DataDir
+		}
+		if !set("classes") {
+			s.opts.Classes = c.Classes
+		}
+		if !set("seed") {
+			s.opts.Seed = c.Seed
+		}
+		if f.Lookup("subset") != nil && !set("subset") {
+			s.opts.Subset = c.Subset
+		}
+	}
+	if set("weights") {
+		return nil
+	}
+	var choices []string
+	var sum struct {
+		Weights string `json:"weights"`
+	}
+	if b, err := userfile.ReadFile(filepath.Join(dir, trainer.SummaryFile), maxSummaryBytes); err == nil && json.Unmarshal(b, &sum) == nil && sum.Weights != "" {
+		choices = append(choices, filepath.Base(sum.Weights))
+	}
+	for _, name := range append(choices, trainer.BestWeights, trainer.LastWeights) {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			s.weights = filepath.Join(dir, name)
+			return nil
+		}
+	}
+	return fmt.Errorf("--run %s: no %s or %s there (the run has not finished an epoch)", dir, trainer.BestWeights, trainer.LastWeights)
+}
+
+// describe returns the data set's metadata (shape, classes, normalisation)
+// after --classes, reading files only for csv, whose shape lives in its file.
+func (s *modelSetup) describe() (*data.Dataset, error) {
+	if s.dataset == "csv" {
+		sp, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed})
+		if err != nil {
+			return nil, err
+		}
+		return sp.Train, nil
+	}
+	d, err := data.Describe(s.dataset)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.opts.Classes) > 0 {
+		return d.KeepClasses(s.opts.Classes)
+	}
+	return d, nil
+}
+
+// build makes the model for the data meta describes (a loaded split or
+// data.Describe's metadata; nil when unknown), then loads the weights.
+func (s *modelSetup) build(meta *data.Dataset) (*layers.Model, error) {
+	spec := layers.Spec{Hidden: s.hidden, Depth: s.depth, Seed: s.seed}
+	switch {
+	case s.spec != nil:
+		spec = *s.spec
+		if meta != nil {
+			if err := specFits(spec, meta); err != nil {
+				return nil, err
+			}
+		}
+	case meta == nil:
+		return nil, fmt.Errorf("no model spec: give --dataset or --run")
+	default:
+		spec.Channels, spec.Height, spec.Width = meta.Channels, meta.Height, meta.Width
+		spec.Classes, spec.Regression = meta.NumClasses(), meta.Task == data.Regression
+	}
+	// Checked against memory before it is allocated: values and gradients,
+	// no optimiser state.
+	model, err := trainer.BuildModel(trainer.Config{Model: s.name, Optimizer: "sgd"}, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadWeights(model, s.weights); err != nil {
+		return nil, err
+	}
+	return model, nil
+}
+
+// specFits checks that a run's model takes the data set's samples.
+func specFits(spec layers.Spec, d *data.Dataset) error {
+	switch {
+	case spec.Channels != d.Channels || spec.Height != d.Height || spec.Width != d.Width:
+		return fmt.Errorf("the model was built for %s inputs but %s has %d×%d×%d", specDesc(spec), d.Name, d.Channels, d.Height, d.Width)
+	case spec.Regression != (d.Task == data.Regression):
+		return fmt.Errorf("the model has a %s head but %s is a %v set", headName(spec), d.Name, d.Task)
+	case !spec.Regression && spec.Classes != d.NumClasses():
+		return fmt.Errorf("the model has %d outputs but the %s data here has %d classes (pass the --classes it was trained with)", spec.Classes, d.Name, d.NumClasses())
+	}
+	return nil
+}
+
+func headName(s layers.Spec) string {
+	if s.Regression {
+		return "regression"
+	}
+	return "classification"
+}
+
+func specDesc(s layers.Spec) string {
+	in := fmt.Sprintf("%d×%d×%d", s.Channels, s.Height, s.Width)
+	if s.Regression {
+		return in + " with a regression head"
+	}
+	return fmt.Sprintf("%s with %d classes", in, s.Classes)
+}
+
+// loadWeights reads a safetensors state_dict into model and explains a
+// mismatch in terms of the flags that cause it.
+func loadWeights(model *layers.Model, path string) error {
+	state, meta, err := safetensors.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--weights: %w", err)
+	}
+	if m := meta["model"]; m != "" && !strings.EqualFold(m, model.Name) {
+		return fmt.Errorf("%s holds weights of a %s model, not %s (use --model %s)", path, m, model.Name, m)
+	}
+	if err := layers.LoadState(model, state); err != nil {
+		return fmt.Errorf("%s does not fit %s built for %s: %w (use the --model, --dataset, --classes, --hidden and --depth it was trained with, or --run DIR)",
+			path, model.Name, specDesc(model.Spec), err)
+	}
+	return nil
+}
