@@ -70,31 +70,30 @@ func (m *modelFlags) resolve(f *pflag.FlagSet) (*modelSetup, error) {
 			return nil, err
 		}
 	}
-	bad := func(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 	switch {
 	case !slices.Contains(layers.ModelNames(), s.name):
-		return nil, bad("--model %q: unknown (have %s)", s.name, strings.Join(layers.ModelNames(), ", "))
+		return nil, usagef("--model %q: unknown (have %s)", s.name, strings.Join(layers.ModelNames(), ", "))
 	case !slices.Contains(data.Names(), s.dataset):
-		return nil, bad("--dataset %q: unknown (have %s)", s.dataset, strings.Join(data.Names(), ", "))
+		return nil, usagef("--dataset %q: unknown (have %s)", s.dataset, strings.Join(data.Names(), ", "))
 	case s.hidden < 0 || s.depth < 0:
-		return nil, bad("--hidden and --depth must not be negative")
+		return nil, usagef("--hidden and --depth must not be negative")
 	case !(s.opts.Subset >= 0 && s.opts.Subset <= 1):
-		return nil, bad("--subset %v: must be a fraction in (0, 1]", s.opts.Subset)
+		return nil, usagef("--subset %v: must be a fraction in (0, 1]", s.opts.Subset)
 	case s.weights == "":
-		return nil, bad("--weights FILE (or --run DIR) is required")
+		return nil, usagef("--weights FILE (or --run DIR) is required")
 	}
 	for _, k := range s.opts.Classes {
 		if k < 0 {
-			return nil, bad("--classes: %d is not a class", k)
+			return nil, usagef("--classes: %d is not a class", k)
 		}
 	}
 	if st, err := os.Stat(s.weights); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, bad("--weights %s: no such file", s.weights)
+			return nil, usagef("--weights %s: no such file", s.weights)
 		}
-		return nil, bad("--weights: %v", err)
+		return nil, usagef("--weights: %v", err)
 	} else if st.IsDir() {
-		return nil, bad("--weights %s is a directory (for a run directory use --run)", s.weights)
+		return nil, usagef("--weights %s is a directory (for a run directory use --run)", s.weights)
 	}
 	return s, nil
 }
@@ -262,3 +261,6 @@ func loadWeights(model *layers.Model, path string) error {
 	}
 	return nil
 }
+
+// usagef is a usageError: a mistake in the flags, exit status 2.
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/imagefile"
-	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
 )
@@ -41,12 +39,15 @@ type classProb struct {
 	Prob  float64 `json:"prob"`
 }
 
+// predictFlags are predict's own flags, beside the model flags.
+type predictFlags struct {
+	imagePath, device string
+	index, count, top int
+	invert, asJSON    bool
+}
+
 func predictCmd() *cobra.Command {
-	var (
-		imagePath, device string
-		index, count, top int
-		invert, asJSON    bool
-	)
+	var pf predictFlags
 	cmd := &cobra.Command{
 		Use:   "predict",
 		Short: "Classify an image file or a slice of a data set's test split",
@@ -71,134 +72,184 @@ With --json each sample is one JSON line.`,
 	}
 	f := cmd.Flags()
 	mf := addModelFlags(f)
-	f.StringVar(&imagePath, "image", "", "image file to classify (PNG, PGM or JPEG)")
-	f.IntVar(&index, "index", 0, "first test-split sample to classify (after --classes)")
-	f.IntVar(&count, "count", 1, "number of test-split samples from --index")
-	f.IntVar(&top, "top", 3, "classes to print per sample")
-	f.BoolVar(&invert, "invert", false, "invert the image (dark strokes on a light background)")
-	f.StringVar(&device, "device", "auto", "cpu, cuda or auto")
-	f.BoolVar(&asJSON, "json", false, "print one JSON line per sample")
+	f.StringVar(&pf.imagePath, "image", "", "image file to classify (PNG, PGM or JPEG)")
+	f.IntVar(&pf.index, "index", 0, "first test-split sample to classify (after --classes)")
+	f.IntVar(&pf.count, "count", 1, "number of test-split samples from --index")
+	f.IntVar(&pf.top, "top", 3, "classes to print per sample")
+	f.BoolVar(&pf.invert, "invert", false, "invert the image (dark strokes on a light background)")
+	f.StringVar(&pf.device, "device", "auto", "cpu, cuda or auto")
+	f.BoolVar(&pf.asJSON, "json", false, "print one JSON line per sample")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		s, err := mf.resolve(cmd.Flags())
 		if err != nil {
 			return err
 		}
-		bad := func(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 		fromData := cmd.Flags().Changed("index") || cmd.Flags().Changed("count")
-		switch {
-		case (imagePath == "") == !fromData:
-			return bad("give either --image FILE or --index I (with --count N)")
-		case top < 1:
-			return bad("--top %d: must be at least 1", top)
-		case count < 1:
-			return bad("--count %d: must be at least 1", count)
-		case fromData && index < 0:
-			return bad("--index %d: must not be negative", index)
-		}
-		if imagePath != "" {
-			if _, err := os.Stat(imagePath); errors.Is(err, fs.ErrNotExist) {
-				return bad("--image %s: no such file", imagePath)
-			}
-		}
-		if err := selectDevice(device, logger()); err != nil {
+		if err := pf.check(fromData); err != nil {
 			return err
 		}
-		var (
-			meta   *data.Dataset
-			x      *engine.Tensor
-			labels []int
-			preds  []prediction
-		)
-		if fromData {
-			splits, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed})
-			if err != nil {
-				return err
-			}
-			meta = splits.Test
-			if index+count > meta.Len() {
-				return bad("--index %d --count %d: the %s test split has %d samples", index, count, s.dataset, meta.Len())
-			}
-			idx := make([]int, count)
-			for i := range idx {
-				idx[i] = index + i
-				preds = append(preds, prediction{Source: fmt.Sprintf("test[%d]", index+i), Index: &idx[i]})
-			}
-			sel, err := meta.Select(idx)
-			if err != nil {
-				return err
-			}
-			if x, err = sel.ImagesTensor(); err != nil {
-				return err
-			}
-			for i := range idx {
-				if meta.Task == data.Regression {
-					v := meta.TargetValue(float64(sel.Targets[i]))
-					preds[i].Target = &v
-				} else {
-					labels = append(labels, int(sel.Labels[i]))
-				}
-			}
+		if err := selectDevice(pf.device, logger()); err != nil {
+			return err
+		}
+		in, err := pf.input(s, fromData)
+		if err != nil {
+			return err
+		}
+		if err := in.predict(s, pf.top); err != nil {
+			return err
+		}
+		return printPredictions(in.preds, pf.asJSON)
+	}
+	return cmd
+}
+
+// check refuses flags that contradict each other, before any file is read
+// but the image's existence.
+func (pf *predictFlags) check(fromData bool) error {
+	switch {
+	case (pf.imagePath == "") == !fromData:
+		return usagef("give either --image FILE or --index I (with --count N)")
+	case pf.top < 1:
+		return usagef("--top %d: must be at least 1", pf.top)
+	case pf.count < 1:
+		return usagef("--count %d: must be at least 1", pf.count)
+	case fromData && pf.index < 0:
+		return usagef("--index %d: must not be negative", pf.index)
+	}
+	if pf.imagePath != "" {
+		if _, err := os.Stat(pf.imagePath); errors.Is(err, fs.ErrNotExist) {
+			return usagef("--image %s: no such file", pf.imagePath)
+		}
+	}
+	return nil
+}
+
+// predictInput is what the model runs on: the samples, the metadata of
+// their data set, and a prediction per sample to fill in.
+type predictInput struct {
+	meta   *data.Dataset
+	x      *engine.Tensor // (N, C, H, W)
+	labels []int          // the true classes of a classification set's samples; nil for an image
+	preds  []prediction
+}
+
+func (pf *predictFlags) input(s *modelSetup, fromData bool) (*predictInput, error) {
+	if fromData {
+		return testSamples(s, pf.index, pf.count)
+	}
+	return imageInput(s, pf.imagePath, pf.invert)
+}
+
+// testSamples is samples index..index+count-1 of the test split.
+func testSamples(s *modelSetup, index, count int) (*predictInput, error) {
+	splits, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed})
+	if err != nil {
+		return nil, err
+	}
+	in := &predictInput{meta: splits.Test}
+	if index+count > in.meta.Len() {
+		return nil, usagef("--index %d --count %d: the %s test split has %d samples", index, count, s.dataset, in.meta.Len())
+	}
+	idx := make([]int, count)
+	for i := range idx {
+		idx[i] = index + i
+		in.preds = append(in.preds, prediction{Source: fmt.Sprintf("test[%d]", index+i), Index: &idx[i]})
+	}
+	sel, err := in.meta.Select(idx)
+	if err != nil {
+		return nil, err
+	}
+	if in.x, err = sel.ImagesTensor(); err != nil {
+		return nil, err
+	}
+	for i := range idx {
+		if in.meta.Task == data.Regression {
+			v := in.meta.TargetValue(float64(sel.Targets[i]))
+			in.preds[i].Target = &v
 		} else {
-			if meta, err = s.describe(); err != nil {
-				return err
-			}
-			if meta.Height == 1 && meta.Width == 1 {
-				return bad("--image: %s samples are feature rows, not images; use --index", s.dataset)
-			}
-			img, err := imagefile.ReadFile(imagePath)
-			if err != nil {
-				return err
-			}
-			pixels, err := imagefile.Pixels(img, meta.Channels, meta.Height, meta.Width, invert)
-			if err != nil {
-				return fmt.Errorf("%s: %w", imagePath, err)
-			}
-			if !invert && imagefile.LightBackground(pixels) && meta.Channels == 1 {
-				fmt.Fprintf(os.Stderr, "note: %s is mostly light; %s images are light on a dark background: try --invert\n", imagePath, s.dataset)
-			}
-			x = engine.New(engine.Float32, 1, meta.Channels, meta.Height, meta.Width)
-			if err := meta.NormalizeImage(x.Float32(), pixels); err != nil {
-				return err
-			}
-			preds = []prediction{{Source: imagePath}}
+			in.labels = append(in.labels, int(sel.Labels[i]))
 		}
-		model, err := s.build(meta)
-		if err != nil {
-			return err
-		}
-		out, err := forwardAll(model, x)
-		if err != nil {
-			return err
-		}
-		k, values := out.Len()/len(preds), out.Values()
-		for i := range preds {
-			p := &preds[i]
-			row := values[i*k : (i+1)*k]
-			if model.Spec.Regression {
-				v := meta.TargetValue(row[0])
-				p.Prediction, p.Unit = &v, meta.TargetName
-				continue
-			}
-			p.Top = topK(softmax(row), top, meta.Classes)
-			if labels != nil {
-				l, ok := labels[i], labels[i] == p.Top[0].Class
-				p.Label, p.LabelName, p.Correct = &l, className(meta.Classes, l), &ok
-			}
-		}
-		for _, p := range preds {
-			if asJSON {
-				b, err := json.Marshal(p)
-				if err != nil {
-					return err
-				}
-				fmt.Println(string(b))
-				continue
-			}
-			fmt.Println(p.String())
+	}
+	return in, nil
+}
+
+// imageInput is an image file as the model's input: converted, resized and
+// normalised as the data set's samples are.
+func imageInput(s *modelSetup, path string, invert bool) (*predictInput, error) {
+	meta, err := s.describe()
+	if err != nil {
+		return nil, err
+	}
+	if meta.Height == 1 && meta.Width == 1 {
+		return nil, usagef("--image: %s samples are feature rows, not images; use --index", s.dataset)
+	}
+	img, err := imagefile.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	x, light, err := imagefile.Input(img, meta, invert)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if light && !invert {
+		fmt.Fprintf(os.Stderr, "note: %s is mostly light; %s images are light on a dark background: try --invert\n", path, s.dataset)
+	}
+	return &predictInput{meta: meta, x: x, preds: []prediction{{Source: path}}}, nil
+}
+
+// predict builds the model, runs it over the input and fills in the
+// predictions: the top classes, or a regression's value in its unit.
+func (in *predictInput) predict(s *modelSetup, top int) error {
+	model, err := s.build(in.meta)
+	if err != nil {
+		return err
+	}
+	c := trainer.DefaultConfig()
+	c.Model, c.Dataset, c.Regression = model.Name, s.dataset, model.Spec.Regression
+	tr, err := trainer.NewTrainer(c, model)
+	if err != nil {
+		return err
+	}
+	out, err := tr.Outputs(in.x)
+	if err != nil {
+		return err
+	}
+	if model.Spec.Regression {
+		for i := range in.preds {
+			v := in.meta.TargetValue(out.At(i * out.Dim(1)))
+			in.preds[i].Prediction, in.preds[i].Unit = &v, in.meta.TargetName
 		}
 		return nil
 	}
-	return cmd
+	probs, err := trainer.Softmax(out)
+	if err != nil {
+		return err
+	}
+	k := probs.Dim(1)
+	for i := range in.preds {
+		p := &in.preds[i]
+		p.Top = topK(probs.Float64()[i*k:(i+1)*k], top, in.meta.Classes)
+		if in.labels != nil {
+			l, ok := in.labels[i], in.labels[i] == p.Top[0].Class
+			p.Label, p.LabelName, p.Correct = &l, className(in.meta.Classes, l), &ok
+		}
+	}
+	return nil
+}
+
+func printPredictions(preds []prediction, asJSON bool) error {
+	for _, p := range preds {
+		if !asJSON {
+			fmt.Println(p.String())
+			continue
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(b))
+	}
+	return nil
 }
 
 // String is the readable form of a prediction.
@@ -229,60 +280,6 @@ func (p prediction) String() string {
 		fmt.Fprintf(&b, "  (true %s %s)", p.LabelName, mark)
 	}
 	return b.String()
-}
-
-// forwardAll runs the model in evaluation mode over x in batches and returns
-// all outputs, (N, outputs).
-func forwardAll(model *layers.Model, x *engine.Tensor) (*engine.Tensor, error) {
-	const batch = 256
-	model.SetTraining(false)
-	n, per := x.Dim(0), x.Len()/x.Dim(0)
-	var all []float32
-	for lo := 0; lo < n; lo += batch {
-		hi := min(n, lo+batch)
-		xb, err := engine.FromFloat32(x.Float32()[lo*per:hi*per], hi-lo, x.Dim(1), x.Dim(2), x.Dim(3))
-		if err != nil {
-			return nil, err
-		}
-		if dev := trainer.DefaultDevice(); dev != engine.CPU {
-			if err := layers.ToDevice(model, dev); err != nil {
-				return nil, err
-			}
-			if xb, err = xb.To(dev); err != nil {
-				return nil, err
-			}
-		}
-		out, err := model.Forward(xb)
-		if err != nil {
-			return nil, err
-		}
-		k := out.Len() / (hi - lo)
-		for i, v := range out.Values() {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("the model's output for sample %d is %v: its weights (or the input) hold NaN or infinite values", lo+i/k, v)
-			}
-			all = append(all, float32(v))
-		}
-	}
-	return engine.FromFloat32(all, n, len(all)/n)
-}
-
-// softmax turns logits into probabilities (max subtracted, in float64).
-func softmax(logits []float64) []float64 {
-	m := math.Inf(-1)
-	for _, v := range logits {
-		m = math.Max(m, v)
-	}
-	p := make([]float64, len(logits))
-	sum := 0.0
-	for i, v := range logits {
-		p[i] = math.Exp(v - m)
-		sum += p[i]
-	}
-	for i := range p {
-		p[i] /= sum
-	}
-	return p
 }
 
 // topK returns the k most probable classes, most probable first (ties by

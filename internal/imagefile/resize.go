@@ -6,11 +6,29 @@ import (
 	"image"
 	"image/color"
 	"math"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 // The conversion from a decoded image to a model's input lives beside the
-// decoder: MaxPixels bounds what it allocates (the float planes below), and
-// a data set's normalisation (data.Dataset.NormalizeImage) takes its bytes.
+// decoder: MaxPixels bounds what it allocates (the float planes below).
+
+// Input is img as one sample of d, (1, C, H, W) float32: Pixels at d's
+// shape, normalised exactly as d's images are. light reports a grayscale
+// picture that is mostly light (LightBackground, after any invert), most
+// likely dark ink on paper where d's images are light on dark.
+func Input(img image.Image, d *data.Dataset, invert bool) (x *engine.Tensor, light bool, err error) {
+	pixels, err := Pixels(img, d.Channels, d.Height, d.Width, invert)
+	if err != nil {
+		return nil, false, err
+	}
+	x = engine.New(engine.Float32, 1, d.Channels, d.Height, d.Width)
+	if err := d.NormalizeImage(x.Float32(), pixels); err != nil {
+		return nil, false, err
+	}
+	return x, d.Channels == 1 && LightBackground(pixels), nil
+}
 
 // Pixels converts img to c planes (1: grayscale luma, 3: RGB) of h×w bytes,
 // resizing as needed; invert maps v to 255-v first. Transparent pixels count

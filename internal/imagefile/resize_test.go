@@ -6,6 +6,8 @@ import (
 	"math"
 	"slices"
 	"testing"
+
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 func TestResizePlane(t *testing.T) {
@@ -67,5 +69,35 @@ func TestPixels(t *testing.T) {
 func TestLightBackground(t *testing.T) {
 	if !LightBackground([]byte{255, 200, 0}) || LightBackground([]byte{255, 0}) || LightBackground([]byte{0, 10, 130}) {
 		t.Error("light means more than half the pixels at 128 or above")
+	}
+}
+
+// Input normalises the resized picture as the data set's images are.
+func TestInput(t *testing.T) {
+	mnist, err := data.Describe("mnist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	white := image.NewGray(image.Rect(0, 0, 56, 40))
+	for i := range white.Pix {
+		white.Pix[i] = 255
+	}
+	x, light, err := Input(white, mnist, false)
+	if err != nil || !x.SameShape(1, 1, 28, 28) || !light {
+		t.Fatalf("a white 56×40 picture: %v, light %v, %v", x, light, err)
+	}
+	want := float32((1 - mnist.Mean[0]) / mnist.Std[0])
+	if x.Float32()[0] != want || x.Float32()[28*28-1] != want {
+		t.Errorf("white normalised to %v…%v, want %v", x.Float32()[0], x.Float32()[28*28-1], want)
+	}
+	if _, light, err := Input(white, mnist, true); err != nil || light {
+		t.Errorf("inverted, the picture is dark: light %v, %v", light, err)
+	}
+	cifar, err := data.Describe("cifar10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, light, err := Input(white, cifar, false); err != nil || !x.SameShape(1, 3, 32, 32) || light {
+		t.Errorf("for cifar10: %v, light %v (only grayscale models want light on dark), %v", x, light, err)
 	}
 }
