@@ -34,6 +34,11 @@ type evalOutput struct {
 	MAE       *float64 `json:"mae,omitempty"`
 	R2        *float64 `json:"r2,omitempty"`
 	Confusion [][]int  `json:"confusion,omitempty"`
+
+	// The readable line prints the figures as they are, NaN included.
+	result     trainer.EvalResult
+	regression bool
+	unit       string // the regression target's
 }
 
 func evalCmd() *cobra.Command {
@@ -67,11 +72,11 @@ With --json, standard output is one JSON object on one line.`,
 		if err != nil {
 			return err
 		}
-		if batch < 1 {
-			return usageError{fmt.Errorf("--batch %d: must be at least 1", batch)}
-		}
-		if threads < 0 || threads > trainer.MaxThreads {
-			return usageError{fmt.Errorf("--threads %d: must be in [0, %d] (0: all cores)", threads, trainer.MaxThreads)}
+		switch {
+		case batch < 1:
+			return usagef("--batch %d: must be at least 1", batch)
+		case threads < 0 || threads > trainer.MaxThreads:
+			return usagef("--threads %d: must be in [0, %d] (0: all cores)", threads, trainer.MaxThreads)
 		}
 		if err := selectDevice(device, logger()); err != nil {
 			return err
@@ -79,57 +84,73 @@ With --json, standard output is one JSON object on one line.`,
 		if threads > 0 {
 			engine.SetThreads(threads)
 		}
-		splits, err := data.Load(s.dataset, s.opts)
+		out, err := evaluate(s, batch)
 		if err != nil {
 			return err
 		}
-		test := splits.Test
-		model, err := s.build(test)
-		if err != nil {
-			return err
-		}
-		c := trainer.DefaultConfig()
-		c.Model, c.Dataset, c.Batch, c.Regression = model.Name, s.dataset, batch, model.Spec.Regression
-		tr, err := trainer.NewTrainer(c, model)
-		if err != nil {
-			return err
-		}
-		r, err := tr.Evaluate(test)
-		if err != nil {
-			return err
-		}
-		out := evalOutput{Model: model.Name, Dataset: s.dataset, Split: "test", Weights: s.weights, Count: r.Count, Loss: finite(r.Loss)}
-		if model.Spec.Regression {
-			out.RMSE, out.MAE, out.R2 = finite(r.RMSE), finite(r.MAE), finite(r.R2)
-		} else {
-			out.Accuracy, out.Confusion = finite(r.Accuracy), r.Confusion
-			if test.NumClasses() > 5 {
-				out.Top5 = finite(r.Top5)
-			}
-		}
-		if asJSON {
-			b, err := json.Marshal(out)
-			if err != nil {
-				return err
-			}
-			fmt.Println(string(b))
-			return nil
-		}
-		where := fmt.Sprintf("(%d samples; %s, %s)", r.Count, model.Name, s.weights)
-		if model.Spec.Regression {
-			unit := test.TargetName
-			if unit == "" {
-				unit = "target"
-			}
-			fmt.Printf("%s test: RMSE %#.4g  MAE %#.4g  R² %.4f  loss %#.4g  [%s]  %s\n", s.dataset, r.RMSE, r.MAE, r.R2, r.Loss, unit, where)
-			return nil
-		}
-		top5 := ""
-		if out.Top5 != nil {
-			top5 = fmt.Sprintf("  top-5 %.2f%%", 100*r.Top5)
-		}
-		fmt.Printf("%s test: accuracy %.2f%%%s  loss %.4f  %s\n", s.dataset, 100*r.Accuracy, top5, r.Loss, where)
-		return nil
+		return out.print(asJSON)
 	}
 	return cmd
+}
+
+// evaluate builds the model for the test split and evaluates its weights.
+func evaluate(s *modelSetup, batch int) (*evalOutput, error) {
+	splits, err := data.Load(s.dataset, s.opts)
+	if err != nil {
+		return nil, err
+	}
+	test := splits.Test
+	model, err := s.build(test)
+	if err != nil {
+		return nil, err
+	}
+	c := trainer.DefaultConfig()
+	c.Model, c.Dataset, c.Batch, c.Regression = model.Name, s.dataset, batch, model.Spec.Regression
+	tr, err := trainer.NewTrainer(c, model)
+	if err != nil {
+		return nil, err
+	}
+	r, err := tr.Evaluate(test)
+	if err != nil {
+		return nil, err
+	}
+	out := &evalOutput{Model: model.Name, Dataset: s.dataset, Split: "test", Weights: s.weights, Count: r.Count, Loss: finite(r.Loss),
+		result: r, regression: model.Spec.Regression, unit: test.TargetName}
+	if model.Spec.Regression {
+		out.RMSE, out.MAE, out.R2 = finite(r.RMSE), finite(r.MAE), finite(r.R2)
+	} else {
+		out.Accuracy, out.Confusion = finite(r.Accuracy), r.Confusion
+		if test.NumClasses() > 5 {
+			out.Top5 = finite(r.Top5)
+		}
+	}
+	return out, nil
+}
+
+// print writes the result as one JSON line or one readable line.
+func (out *evalOutput) print(asJSON bool) error {
+	if asJSON {
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(b))
+		return nil
+	}
+	r := out.result
+	where := fmt.Sprintf("(%d samples; %s, %s)", r.Count, out.Model, out.Weights)
+	if out.regression {
+		unit := out.unit
+		if unit == "" {
+			unit = "target"
+		}
+		fmt.Printf("%s test: RMSE %#.4g  MAE %#.4g  R² %.4f  loss %#.4g  [%s]  %s\n", out.Dataset, r.RMSE, r.MAE, r.R2, r.Loss, unit, where)
+		return nil
+	}
+	top5 := ""
+	if out.Top5 != nil {
+		top5 = fmt.Sprintf("  top-5 %.2f%%", 100*r.Top5)
+	}
+	fmt.Printf("%s test: accuracy %.2f%%%s  loss %.4f  %s\n", out.Dataset, 100*r.Accuracy, top5, r.Loss, where)
+	return nil
 }
