@@ -1,0 +1,41 @@
+package trainer
+
+import "github.com/kiln-ml/kiln/trainer/data"
+
+// A training loop of one's own (the benchmarks' time to accuracy, Keras's
+// train_on_batch) takes Fit's steps through TrainOnBatch: the same
+// optimiser, clipping, label smoothing and device as Fit, with the caller
+// choosing the batches and the learning rate.
+
+// DeviceData is a training set held in device memory, as Fit holds its own,
+// so that each step gathers its batch there from the batch's indices instead
+// of uploading the images. A nil *DeviceData means the set stays on the host.
+type DeviceData struct{ g *gpuData }
+
+// KeepOnDevice copies ds into device memory when the trainer runs on the GPU,
+// the configuration does not augment (augmented batches differ from the
+// stored images) and ds takes under a quarter of the free device memory.
+// Otherwise, or if the copy fails (logged), it returns nil and batches are
+// uploaded one at a time: either way TrainOnBatch gives the same steps.
+func (t *Trainer) KeepOnDevice(ds *data.Dataset) *DeviceData {
+	if g := t.dataOnDevice(ds); g != nil {
+		return &DeviceData{g: g}
+	}
+	return nil
+}
+
+// TrainOnBatch takes one optimiser step on batch b at learning rate lr, as
+// Fit does, and returns the batch's mean loss and, for classification, the
+// count of correct answers. d is ds kept on the device by KeepOnDevice, or
+// nil. A loss that is not finite is an error.
+func (t *Trainer) TrainOnBatch(d *DeviceData, b *data.Batch, lr float64) (loss float64, correct int, err error) {
+	var g *gpuData
+	if d != nil {
+		g = d.g
+	}
+	x, err := t.batchOnDevice(g, b)
+	if err != nil {
+		return 0, 0, err
+	}
+	return t.newTask().trainStep(x, b, lr)
+}
