@@ -14,7 +14,6 @@ import (
 
 	"github.com/kiln-ml/kiln/cuda"
 	"github.com/kiln-ml/kiln/engine"
-	"github.com/kiln-ml/kiln/trainer"
 )
 
 func TestSampleAndRatios(t *testing.T) {
@@ -174,10 +173,10 @@ func TestLastLineAndTail(t *testing.T) {
 // sampleReport is a finished report with both engines, as the writers see it.
 func sampleReport() *Report {
 	s := func(v ...float64) *Sample { x := NewSample(v); return &x }
-	curve := func(scale float64) []trainer.TTAPoint {
-		var c []trainer.TTAPoint
+	curve := func(scale float64) []TTAPoint {
+		var c []TTAPoint
 		for i := 1; i <= 10; i++ {
-			c = append(c, trainer.TTAPoint{Step: 10 * i, Seconds: scale * float64(i), Loss: 2 / float64(i)})
+			c = append(c, TTAPoint{Step: 10 * i, Seconds: scale * float64(i), Loss: 2 / float64(i)})
 		}
 		return c
 	}
@@ -206,8 +205,8 @@ func sampleReport() *Report {
 			Threads: []ThreadScaling{{Model: "lenet", Input: "28x28x1", Batch: 64,
 				Points: []ScalePoint{{Batch: 64, Threads: 1, Kiln: 11000, Torch: 10000}, {Batch: 64, Threads: 2, Kiln: 20000, Torch: 15000}}}}},
 		TTA: []TTAResult{{ID: "mnist-99", Model: "lenet", Dataset: "mnist", Target: 0.99, Recipe: "sgd",
-			Kiln:  &trainer.TTAResult{Reached: true, Epochs: 2, Seconds: 10, BestAccuracy: 0.991, Curve: curve(1), PerEpoch: []trainer.TTAEpoch{{Epoch: 2, TestAccuracy: 0.991}}},
-			Torch: &trainer.TTAResult{Reached: true, Epochs: 3, Seconds: 30, BestAccuracy: 0.992, Curve: curve(3), PerEpoch: []trainer.TTAEpoch{{Epoch: 3, TestAccuracy: 0.992}}}}},
+			Kiln:  &TTARun{Reached: true, Epochs: 2, Seconds: 10, BestAccuracy: 0.991, Curve: curve(1), PerEpoch: []TTAEpoch{{Epoch: 2, TestAccuracy: 0.991}}},
+			Torch: &TTARun{Reached: true, Epochs: 3, Seconds: 30, BestAccuracy: 0.992, Curve: curve(3), PerEpoch: []TTAEpoch{{Epoch: 3, TestAccuracy: 0.992}}}}},
 		Notes: []string{"a note"},
 	}
 }

@@ -89,7 +89,7 @@ func writePlots(base string, r *Report) (paths []string, errs []string) {
 		var series []plots.Series
 		for _, side := range []struct {
 			name string
-			res  *trainer.TTAResult
+			res  *TTARun
 		}{{"Kiln", t.Kiln}, {"PyTorch", t.Torch}} {
 			if side.res == nil || len(side.res.Curve) == 0 {
 				continue

@@ -350,7 +350,7 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 	if len(r.TTA) > 0 {
 		p("\n## Time to accuracy\n\n")
 		p("Wall time of training alone (data loading and the per-epoch test checks excluded) until the test accuracy first reaches the target. ")
-		p("Kiln runs the trainer's default recipe for the model and data set (`trainer.DefaultConfigFor`, the `kiln train` defaults) through `trainer.TimeToAccuracy`; ")
+		p("Kiln runs the trainer's default recipe for the model and data set (`trainer.DefaultConfigFor`, the `kiln train` defaults) through `bench.TimeToAccuracy`; ")
 		p("PyTorch runs the same recipe written in torch (same model, optimiser, schedule, batch and epochs; its own initialisation and data order). One run each; ")
 		p("a run stops at a cap on training time (%.0f s in this run), with a last test check there.\n\n", r.Settings.TTACapSeconds)
 		p("| task | model | target | Kiln | PyTorch | PyTorch setting | Kiln speed-up |\n|---|---|---|---|---|---|---|\n")
@@ -419,7 +419,7 @@ func plainRatio(k, t float64) string {
 	return "—"
 }
 
-func ttaCell(t *trainer.TTAResult) string {
+func ttaCell(t *TTARun) string {
 	if t == nil {
 		return "—"
 	}

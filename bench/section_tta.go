@@ -56,12 +56,12 @@ type TTAResult struct {
 	Train   int            `json:"train_samples"`
 	Test    int            `json:"test_samples"`
 
-	Kiln      *trainer.TTAResult `json:"kiln,omitempty"`
-	KilnError string             `json:"kiln_error,omitempty"`
+	Kiln      *TTARun `json:"kiln,omitempty"`
+	KilnError string  `json:"kiln_error,omitempty"`
 
-	Torch        *trainer.TTAResult `json:"torch,omitempty"`
-	TorchSetting string             `json:"torch_setting,omitempty"`
-	TorchError   string             `json:"torch_error,omitempty"`
+	Torch        *TTARun `json:"torch,omitempty"`
+	TorchSetting string  `json:"torch_setting,omitempty"`
+	TorchError   string  `json:"torch_error,omitempty"`
 }
 
 // recipeText describes c for the report.
@@ -124,8 +124,8 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 		r.KilnError = s.kilnCUDA
 	default:
 		// In this process: on the GPU it must be the CUDA build (kiln-cuda).
-		res, err := trainer.TimeToAccuracy(ctx, trainer.TTAConfig{Config: cfg, Train: splits.Train, Test: splits.Test,
-			Device: dev, Target: task.Target, MaxSeconds: s.plan.ttaCap, OnEpoch: func(e trainer.TTAEpoch) {
+		res, err := TimeToAccuracy(ctx, TTAConfig{Config: cfg, Train: splits.Train, Test: splits.Test,
+			Device: dev, Target: task.Target, MaxSeconds: s.plan.ttaCap, OnEpoch: func(e TTAEpoch) {
 				s.log.Info().Str("task", task.ID).Str("engine", "kiln").Int("epoch", e.Epoch).
 					Float64("test_acc", e.TestAccuracy).Float64("seconds", math.Round(e.Seconds*10)/10).Msg("epoch")
 			}})
@@ -171,7 +171,7 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 		r.TorchError = err.Error()
 		return r
 	}
-	var t trainer.TTAResult
+	var t TTARun
 	if err := json.Unmarshal(raw, &t); err != nil {
 		r.TorchError = fmt.Sprintf("PyTorch tta answer: %v", err)
 		return r

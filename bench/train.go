@@ -12,7 +12,6 @@ import (
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
-	"github.com/kiln-ml/kiln/trainer"
 )
 
 // trainCase is one training-throughput workload: a zoo model on a fixed
@@ -75,8 +74,8 @@ func trainCases(quick bool) []trainCase {
 
 // kilnLine is the one-model `kiln bench --json --memstats` line.
 type kilnLine struct {
-	trainer.BenchResult
-	trainer.MemoryStats
+	StepTiming
+	MemoryStats
 }
 
 // kilnTrain runs one fresh `kiln bench` process. threads 0 is all cores.

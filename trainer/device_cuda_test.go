@@ -1,7 +1,6 @@
 package trainer
 
 import (
-	"context"
 	"math"
 	"os"
 	"testing"
@@ -84,37 +83,5 @@ func TestCUDATrainingFollowsTheCPU(t *testing.T) {
 			}
 			t.Logf("%s: cpu losses %.5f, gpu losses %.5f, max |Δw| %.2g", name, cpu, gpu, worst)
 		})
-	}
-}
-
-// Time to accuracy on the GPU (the benchmark suite's --device cuda) follows
-// the CPU run: the same batches, steps and test checks, with the training
-// set gathered on the device.
-func TestCUDATimeToAccuracyFollowsTheCPU(t *testing.T) {
-	cudaOrSkip(t)
-	c := blobConfig()
-	c.Hidden, c.Epochs = 32, 2
-	train, test := blobs(t, 512, 1), blobs(t, 256, 3)
-	run := func(d engine.Device) *TTAResult {
-		res, err := TimeToAccuracy(context.Background(), TTAConfig{Config: c, Train: train, Test: test,
-			Target: 1, LossEvery: 4, Device: d})
-		if err != nil {
-			t.Fatalf("on %v: %v", d, err)
-		}
-		return res
-	}
-	cpu, gpu := run(engine.CPU), run(engine.CUDA)
-	t.Logf("cpu epochs %+v\ngpu epochs %+v", cpu.PerEpoch, gpu.PerEpoch)
-	if len(cpu.Curve) == 0 || len(gpu.Curve) == 0 {
-		t.Fatalf("no loss curve: cpu %d points, gpu %d", len(cpu.Curve), len(gpu.Curve))
-	}
-	if a, b := cpu.Curve[0].Loss, gpu.Curve[0].Loss; math.Abs(a-b) > 1e-3*math.Max(1, math.Abs(a)) {
-		t.Fatalf("first loss point: cpu %v, gpu %v", a, b)
-	}
-	for i := range min(len(cpu.PerEpoch), len(gpu.PerEpoch)) {
-		a, b := cpu.PerEpoch[i], gpu.PerEpoch[i]
-		if math.Abs(a.TestAccuracy-b.TestAccuracy) > 2.0/256 || math.Abs(a.TestLoss-b.TestLoss) > 1e-2*math.Max(1, a.TestLoss) {
-			t.Fatalf("epoch %d: cpu %+v, gpu %+v", i+1, a, b)
-		}
 	}
 }

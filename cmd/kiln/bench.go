@@ -12,9 +12,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-ml/kiln/bench"
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
-	"github.com/kiln-ml/kiln/trainer"
 )
 
 func benchCmd() *cobra.Command {
@@ -35,7 +35,7 @@ With --json the last line of standard output is one flat JSON object.
 
 kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			spec, err := parseInput(input)
 			if err != nil {
 				return usageError{err}
@@ -52,42 +52,29 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 				engine.SetThreads(threads)
 			}
 			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
+				f, cerr := os.Create(cpuProfile)
+				if cerr != nil {
+					return cerr
 				}
-				defer f.Close()
+				// err is RunE's result: a profile that did not reach the disk fails the command.
+				defer func() {
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+				}()
 				if err := pprof.StartCPUProfile(f); err != nil {
 					return err
 				}
 				defer pprof.StopCPUProfile()
 			}
-			res, err := trainer.Bench(trainer.BenchConfig{
+			res, err := bench.TimeSteps(bench.StepTimingConfig{
 				Model: model, Spec: spec, Batch: batch, Warmup: warmup, Steps: steps,
 				MinDur: time.Duration(seconds * float64(time.Second)), Device: dev,
 			})
 			if err != nil {
 				return err
 			}
-			if asJSON && memStats {
-				// The suite's form (bench.Run): the same fields, then the
-				// process's memory, read after the timed steps.
-				b, _ := json.Marshal(struct {
-					trainer.BenchResult
-					trainer.MemoryStats
-				}{res, trainer.ProcessMemory()})
-				fmt.Fprintln(os.Stdout, string(b))
-				return nil
-			}
-			if asJSON {
-				b, _ := json.Marshal(res)
-				fmt.Fprintln(os.Stdout, string(b))
-				return nil
-			}
-			fmt.Printf("%s  input %s  batch %d  params %d  threads %d\n", res.Model, res.Input, res.Batch, res.Params, res.Threads)
-			fmt.Printf("%d steps in %.2fs: %.2f ms/step, %.0f images/s, %.1f allocations/step\n",
-				res.Steps, res.Seconds, res.StepMillis, res.TrainImagesPerSec, res.AllocsPerStep)
-			return nil
+			return printStepTiming(res, asJSON, memStats)
 		},
 	}
 	f := cmd.Flags()
@@ -106,6 +93,31 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 	_ = f.MarkHidden("memstats")
 	cmd.AddCommand(benchSuiteCmd())
 	return cmd
+}
+
+// printStepTiming prints res: as text, as one JSON line (--json), or as
+// the suite's line with the process's memory (--json --memstats, read after
+// the timed steps; bench.Run parses it).
+func printStepTiming(res bench.StepTiming, asJSON, memStats bool) error {
+	if !asJSON {
+		fmt.Printf("%s  input %s  batch %d  params %d  threads %d\n", res.Model, res.Input, res.Batch, res.Params, res.Threads)
+		fmt.Printf("%d steps in %.2fs: %.2f ms/step, %.0f images/s, %.1f allocations/step\n",
+			res.Steps, res.Seconds, res.StepMillis, res.TrainImagesPerSec, res.AllocsPerStep)
+		return nil
+	}
+	var line any = res
+	if memStats {
+		line = struct {
+			bench.StepTiming
+			bench.MemoryStats
+		}{res, bench.ProcessMemory()}
+	}
+	b, err := json.Marshal(line)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	fmt.Fprintln(os.Stdout, string(b))
+	return nil
 }
 
 // parseInput reads HxWxC.

@@ -1,10 +1,49 @@
-package trainer
+package bench
 
 import (
 	"context"
+	"math"
+	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/data"
 )
+
+// blobs is n 8×8 images in noise, class c (of four) brightening rows 2c
+// and 2c+1 and column 2c: an MLP learns it in a few epochs (trainer's tests
+// use the same set).
+func blobs(t *testing.T, n int, seed uint64) *data.Dataset {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	x := engine.New(engine.Float32, n, 1, 8, 8)
+	labels := make([]int32, n)
+	for i := 0; i < n; i++ {
+		c := rng.IntN(4)
+		labels[i] = int32(c)
+		img := x.Float32()[i*64 : (i+1)*64]
+		for p := range img {
+			v := rng.NormFloat64() * 0.5
+			if (p/16 == c) || (p%8 == 2*c) {
+				v += 1.5
+			}
+			img[p] = float32(v)
+		}
+	}
+	ds, err := data.NewClassification("blobs", x, labels, []string{"a", "b", "c", "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+func blobConfig() trainer.Config {
+	c := trainer.DefaultConfig()
+	c.Model, c.Dataset, c.Epochs, c.Batch, c.LR, c.Schedule = "mlp", "blobs", 4, 32, 0.05, "cosine"
+	return c
+}
 
 func TestTimeToAccuracyStopsAtTheTarget(t *testing.T) {
 	c := blobConfig()
@@ -58,8 +97,8 @@ func TestTimeToAccuracyRefusesBadInput(t *testing.T) {
 	}{
 		{"no test data", TTAConfig{Config: c, Train: train, Target: 0.9}, "need training and test data"},
 		{"target above 1", TTAConfig{Config: c, Train: train, Test: test, Target: 99}, "not an accuracy"},
-		{"bad batch", TTAConfig{Config: func() Config { c := c; c.Batch = 0; return c }(), Train: train, Test: test, Target: 0.9}, "batch 0"},
-		{"unknown model", TTAConfig{Config: func() Config { c := c; c.Model = "nope"; return c }(), Train: train, Test: test, Target: 0.9}, "nope"},
+		{"bad batch", TTAConfig{Config: func() trainer.Config { c := c; c.Batch = 0; return c }(), Train: train, Test: test, Target: 0.9}, "batch 0"},
+		{"unknown model", TTAConfig{Config: func() trainer.Config { c := c; c.Model = "nope"; return c }(), Train: train, Test: test, Target: 0.9}, "nope"},
 	} {
 		if _, err := TimeToAccuracy(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
@@ -69,13 +108,6 @@ func TestTimeToAccuracyRefusesBadInput(t *testing.T) {
 	cancel()
 	if _, err := TimeToAccuracy(ctx, TTAConfig{Config: c, Train: train, Test: test, Target: 0.9}); err == nil {
 		t.Error("a cancelled context: want an error")
-	}
-}
-
-func TestProcessMemoryReadsTheHighWaterMark(t *testing.T) {
-	m := ProcessMemory()
-	if m.RSSPeakBytes < 1<<20 || m.GoSysBytes < 1<<20 || m.GoHeapBytes <= 0 {
-		t.Fatalf("implausible memory figures %+v", m)
 	}
 }
 
@@ -89,5 +121,42 @@ func TestTimeToAccuracyStopsAtTheTimeCap(t *testing.T) {
 	}
 	if !res.Capped || res.Epochs != 1 || len(res.PerEpoch) != 1 || res.Steps > 1 {
 		t.Fatalf("want a run capped in its first epoch, got %+v", res)
+	}
+}
+
+// Time to accuracy on the GPU (the benchmark suite's --device cuda) follows
+// the CPU run: the same batches, steps and test checks, with the training
+// set gathered on the device.
+func TestCUDATimeToAccuracyFollowsTheCPU(t *testing.T) {
+	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
+		if os.Getenv("REQUIRE_CUDA") == "1" {
+			t.Fatalf("REQUIRE_CUDA=1 but no CUDA device: %v", err)
+		}
+		t.Skipf("skipped: no CUDA device (%v)", err)
+	}
+	c := blobConfig()
+	c.Hidden, c.Epochs = 32, 2
+	train, test := blobs(t, 512, 1), blobs(t, 256, 3)
+	run := func(d engine.Device) *TTARun {
+		res, err := TimeToAccuracy(context.Background(), TTAConfig{Config: c, Train: train, Test: test,
+			Target: 1, LossEvery: 4, Device: d})
+		if err != nil {
+			t.Fatalf("on %v: %v", d, err)
+		}
+		return res
+	}
+	cpu, gpu := run(engine.CPU), run(engine.CUDA)
+	t.Logf("cpu epochs %+v\ngpu epochs %+v", cpu.PerEpoch, gpu.PerEpoch)
+	if len(cpu.Curve) == 0 || len(gpu.Curve) == 0 {
+		t.Fatalf("no loss curve: cpu %d points, gpu %d", len(cpu.Curve), len(gpu.Curve))
+	}
+	if a, b := cpu.Curve[0].Loss, gpu.Curve[0].Loss; math.Abs(a-b) > 1e-3*math.Max(1, math.Abs(a)) {
+		t.Fatalf("first loss point: cpu %v, gpu %v", a, b)
+	}
+	for i := range min(len(cpu.PerEpoch), len(gpu.PerEpoch)) {
+		a, b := cpu.PerEpoch[i], gpu.PerEpoch[i]
+		if math.Abs(a.TestAccuracy-b.TestAccuracy) > 2.0/256 || math.Abs(a.TestLoss-b.TestLoss) > 1e-2*math.Max(1, a.TestLoss) {
+			t.Fatalf("epoch %d: cpu %+v, gpu %+v", i+1, a, b)
+		}
 	}
 }
