@@ -114,7 +114,10 @@ normalisation constants and class names.
 				return err
 			}
 		}
-		specJSON, _ := json.Marshal(model.Spec)
+		specJSON, err := json.Marshal(model.Spec)
+		if err != nil {
+			return err
+		}
 		if err := layers.SaveWeights(model, out, map[string]string{"model": model.Name, "spec": string(specJSON)}); err != nil {
 			return err
 		}
