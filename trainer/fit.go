@@ -154,8 +154,8 @@ type fitRun struct {
 	c       Config
 	s       *data.Splits
 	loader  *data.Loader
-	gdata   *gpuData
-	nb      int // batches per epoch
+	data    *DeviceData // the training set on the device, or nil
+	nb      int         // batches per epoch
 	sched   *Schedule
 	monitor string // the early-stopping metric
 	stopper *EarlyStopping
@@ -215,7 +215,7 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 			f.stopper.Patience, f.stopper.MinDelta, f.stopper.Target = c.Patience, c.MinDelta, c.Target
 		}
 	}
-	f.gdata = t.dataOnDevice(s.Train)
+	f.data = t.KeepOnDevice(s.Train)
 	return f, nil
 }
 
@@ -307,12 +307,7 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 // trainStep takes one optimiser step on batch b.
 func (f *fitRun) trainStep(b *data.Batch) error {
 	t := f.t
-	lr := f.sched.LR(f.step)
-	x, err := t.batchOnDevice(f.gdata, b)
-	if err != nil {
-		return err
-	}
-	loss, correct, err := f.task.trainStep(x, b, lr)
+	loss, correct, err := t.TrainOnBatch(f.data, b, f.sched.LR(f.step))
 	if err != nil {
 		return t.stepError(err, f.epochs, f.step)
 	}
