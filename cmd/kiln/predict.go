@@ -78,8 +78,8 @@ With --json each sample is one JSON line.`,
 	return cmd
 }
 
-// check refuses flags that contradict each other, before any file is read
-// but the image's existence.
+// check refuses contradictory or out-of-range flags, and a missing image,
+// before anything is loaded.
 func (pf *predictFlags) check(fromData bool) error {
 	switch {
 	case (pf.imagePath == "") == !fromData:
@@ -108,6 +108,7 @@ type predictInput struct {
 	preds  []prediction
 }
 
+// input is the image or the test samples the flags name.
 func (pf *predictFlags) input(s *modelSetup, fromData bool) (*predictInput, error) {
 	if fromData {
 		return testSamples(s, pf.index, pf.count)
