@@ -180,8 +180,8 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	if s == nil || s.Train == nil || s.Train.Len() == 0 {
 		return nil, fmt.Errorf("fit: no training data")
 	}
-	if c.Regression != (s.Train.Task == data.Regression) {
-		return nil, fmt.Errorf("fit: data set %s is %v but the model has a %s head", s.Train.Name, s.Train.Task, map[bool]string{true: "regression", false: "classification"}[c.Regression])
+	if err := checkHead(c, s.Train); err != nil {
+		return nil, fmt.Errorf("fit: %w", err)
 	}
 	if err := s.Train.CheckClasses(); err != nil {
 		return nil, err
@@ -602,6 +602,18 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 		}
 	}
 	return acc.result(), nil
+}
+
+// checkHead refuses a data set of another task than the model's head.
+func checkHead(c Config, ds *data.Dataset) error {
+	head := data.Classification
+	if c.Regression {
+		head = data.Regression
+	}
+	if ds.Task != head {
+		return fmt.Errorf("data set %s is %v but the model has a %v head", ds.Name, ds.Task, head)
+	}
+	return nil
 }
 
 // finiteLoss refuses a non-finite loss: the model's outputs hold NaN or

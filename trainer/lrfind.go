@@ -86,9 +86,8 @@ func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptio
 	if train == nil || train.Len() == 0 {
 		return nil, fmt.Errorf("lr-find: no training data")
 	}
-	if c.Regression != (train.Task == data.Regression) {
-		return nil, fmt.Errorf("lr-find: data set %s is %v but the model has a %s head", train.Name, train.Task,
-			map[bool]string{true: "regression", false: "classification"}[c.Regression])
+	if err := checkHead(c, train); err != nil {
+		return nil, fmt.Errorf("lr-find: %w", err)
 	}
 	saved := map[string]*engine.Tensor{}
 	for name, v := range layers.FullState(t.Model) {

@@ -113,7 +113,10 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 		Spec  layers.Spec `json:"spec"`
 	}
 	if err := json.Unmarshal(b, &mj); err != nil || mj.Model == "" {
-		return fmt.Errorf("--run %s: model.json does not describe a model: %v", dir, err)
+		if err == nil {
+			err = errors.New(`no "model" in it`)
+		}
+		return fmt.Errorf("--run %s: model.json does not describe a model: %w", dir, err)
 	}
 	set := f.Changed
 	if !set("model") {
