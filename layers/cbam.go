@@ -161,9 +161,14 @@ func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	return a.dx, engine.Add(a.dx, a.dx, a.dmax)
 }
 
+// Children names the two layers of the shared MLP fc1 and fc2.
+func (a *ChannelAttention) Children(visit func(string, Layer)) {
+	visit("fc1", a.FC1)
+	visit("fc2", a.FC2)
+}
+
 func (a *ChannelAttention) Walk(prefix string, visit func(string, *Param)) {
-	a.FC1.Walk(join(prefix, "fc1"), visit)
-	a.FC2.Walk(join(prefix, "fc2"), visit)
+	walkChildren(a, prefix, visit)
 }
 
 func (a *ChannelAttention) SetTraining(bool) {}
@@ -252,9 +257,15 @@ func (s *SpatialAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	return s.dx, engine.Add(s.dx, s.dx, s.dpool)
 }
 
+// Children names the 7×7 convolution conv.
+func (s *SpatialAttention) Children(visit func(string, Layer)) { visit("conv", s.Conv) }
+
 func (s *SpatialAttention) Walk(prefix string, visit func(string, *Param)) {
-	s.Conv.Walk(join(prefix, "conv"), visit)
+	walkChildren(s, prefix, visit)
 }
+
+// MapKind says what Map holds: CBAM's spatial attention.
+func (s *SpatialAttention) MapKind() string { return "cbam_spatial" }
 
 func (s *SpatialAttention) SetTraining(bool) {}
 

@@ -52,11 +52,14 @@ func (s *Sequential) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	return dout, nil
 }
 
-func (s *Sequential) Walk(prefix string, visit func(string, *Param)) {
+// Children visits the children under the names they were appended with.
+func (s *Sequential) Children(visit func(string, Layer)) {
 	for i, l := range s.layers {
-		l.Walk(join(prefix, s.names[i]), visit)
+		visit(s.names[i], l)
 	}
 }
+
+func (s *Sequential) Walk(prefix string, visit func(string, *Param)) { walkChildren(s, prefix, visit) }
 
 func (s *Sequential) SetTraining(t bool) {
 	for _, l := range s.layers {
@@ -112,9 +115,10 @@ func (r *Residual) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	return r.dx, engine.Add(r.dx, dout, d)
 }
 
-func (r *Residual) Walk(prefix string, visit func(string, *Param)) {
-	r.Body.Walk(prefix, visit)
-}
+// Children visits the body under the residual's own name.
+func (r *Residual) Children(visit func(string, Layer)) { visit("", r.Body) }
+
+func (r *Residual) Walk(prefix string, visit func(string, *Param)) { walkChildren(r, prefix, visit) }
 
 func (r *Residual) SetTraining(t bool) { r.Body.SetTraining(t) }
 

@@ -141,8 +141,12 @@ func (b *GMLPBlock) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	return b.residual.Forward(x)
 }
 func (b *GMLPBlock) Backward(d *engine.Tensor) (*engine.Tensor, error) { return b.residual.Backward(d) }
-func (b *GMLPBlock) Walk(prefix string, visit func(string, *Param))    { b.body.Walk(prefix, visit) }
-func (b *GMLPBlock) SetTraining(t bool)                                { b.body.SetTraining(t) }
+func (b *GMLPBlock) Walk(prefix string, visit func(string, *Param))    { walkChildren(b, prefix, visit) }
+
+// Children visits the block's layers (norm, proj_in, act, sgu, proj_out)
+// under the block's own name: the residual adds nothing to the names.
+func (b *GMLPBlock) Children(visit func(string, Layer)) { visit("", b.body) }
+func (b *GMLPBlock) SetTraining(t bool)                 { b.body.SetTraining(t) }
 
 // PatchEmbed cuts an image into p×p patches and projects each to d channels
 // (a stride-p convolution, named proj), giving tokens (N, H/p·W/p, d).
@@ -185,11 +189,12 @@ func (e *PatchEmbed) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	return e.Proj.Backward(e.dmap4)
 }
 
-func (e *PatchEmbed) Walk(prefix string, visit func(string, *Param)) {
-	e.Proj.Walk(join(prefix, "proj"), visit)
-}
-func (e *PatchEmbed) SetTraining(bool)        {}
-func (e *PatchEmbed) SkipInputGrad(skip bool) { e.Proj.SkipInputGrad(skip) }
+// Children names the patch projection proj.
+func (e *PatchEmbed) Children(visit func(string, Layer)) { visit("proj", e.Proj) }
+
+func (e *PatchEmbed) Walk(prefix string, visit func(string, *Param)) { walkChildren(e, prefix, visit) }
+func (e *PatchEmbed) SetTraining(bool)                               {}
+func (e *PatchEmbed) SkipInputGrad(skip bool)                        { e.Proj.SkipInputGrad(skip) }
 
 // TokenMean averages tokens: (N,T,D) → (N,D).
 type TokenMean struct {

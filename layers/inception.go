@@ -103,12 +103,14 @@ func (m *Inception) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	return m.dx, nil
 }
 
-// Walk names the branches branch1 … branch4, as torchvision does.
-func (m *Inception) Walk(prefix string, visit func(string, *Param)) {
+// Children names the branches branch1 … branch4, as torchvision does.
+func (m *Inception) Children(visit func(string, Layer)) {
 	for i, b := range m.branches {
-		b.Walk(join(prefix, "branch"+string(rune('1'+i))), visit)
+		visit("branch"+string(rune('1'+i)), b)
 	}
 }
+
+func (m *Inception) Walk(prefix string, visit func(string, *Param)) { walkChildren(m, prefix, visit) }
 
 func (m *Inception) SetTraining(t bool) {
 	for _, b := range m.branches {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -129,8 +128,8 @@ type visualState struct {
 	names    []string
 	params   []*layers.Param
 	filter   string // name of the first convolution's weight
-	spatial  []namedLayer[*layers.SpatialAttention]
-	sgus     []namedLayer[*layers.SpatialGatingUnit]
+	spatial  []namedLayer[layers.AttentionMapper]
+	sgus     []namedLayer[layers.TokenMixer]
 	lastLR   int // step of the last lr scalar
 
 	// Collection during a validation pass over collect.
@@ -570,7 +569,7 @@ func (t *Trainer) attentionMaps(ds *data.Dataset, samples []VisualSample) ([]Att
 			for j := range d {
 				d[j] = float32(m.At(i*h*w + j))
 			}
-			maps = append(maps, AttentionMap{Layer: s.name, Kind: "cbam_spatial", Sample: samples[i].Index, Shape: []int{h, w}, Data: d})
+			maps = append(maps, AttentionMap{Layer: s.name, Kind: s.layer.MapKind(), Sample: samples[i].Index, Shape: []int{h, w}, Data: d})
 		}
 	}
 	return maps, nil
@@ -627,40 +626,19 @@ func numel(shape []int) int {
 	return n
 }
 
-// findVisualLayers finds the CBAM spatial gates and gMLP spatial gating
-// units in a model, named as their parameters are (cbam1.spatial,
-// blocks.0.sgu): the layer tree is walked through the containers Kiln has,
-// and each layer is named by finding its own parameter in the model's Walk.
-func findVisualLayers(model layers.Layer) (spatial []namedLayer[*layers.SpatialAttention], sgus []namedLayer[*layers.SpatialGatingUnit]) {
-	names := map[*layers.Param]string{}
-	model.Walk("", func(name string, p *layers.Param) { names[p] = name })
-	var visit func(l layers.Layer)
-	visit = func(l layers.Layer) {
-		switch x := l.(type) {
-		case *layers.Model:
-			visit(x.Sequential)
-		case *layers.Sequential:
-			for _, c := range x.Layers() {
-				visit(c)
-			}
-		case *layers.Residual:
-			visit(x.Body)
-		case *layers.GMLPBlock:
-			visit(x.SGU)
-		case *layers.SpatialAttention:
-			if x.Conv != nil {
-				if n, ok := names[x.Conv.Weight]; ok {
-					spatial = append(spatial, namedLayer[*layers.SpatialAttention]{strings.TrimSuffix(n, ".conv.weight"), x})
-				}
-			}
-		case *layers.SpatialGatingUnit:
-			if n, ok := names[x.ProjWeight]; ok {
-				sgus = append(sgus, namedLayer[*layers.SpatialGatingUnit]{strings.TrimSuffix(n, ".proj.weight"), x})
-			}
+// findVisualLayers lists the layers that show themselves (attention maps,
+// token-mixing weights) with their names (cbam1.spatial, blocks.0.sgu): by
+// interface, so a layer of one's own that implements one is drawn too.
+func findVisualLayers(model layers.Layer) (maps []namedLayer[layers.AttentionMapper], mixers []namedLayer[layers.TokenMixer]) {
+	layers.WalkLayers(model, func(name string, l layers.Layer) {
+		if m, ok := l.(layers.AttentionMapper); ok {
+			maps = append(maps, namedLayer[layers.AttentionMapper]{name, m})
 		}
-	}
-	visit(model)
-	return spatial, sgus
+		if m, ok := l.(layers.TokenMixer); ok {
+			mixers = append(mixers, namedLayer[layers.TokenMixer]{name, m})
+		}
+	})
+	return maps, mixers
 }
 
 // String describes a histogram line briefly (for logs and test failures).
