@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,7 +12,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kiln-ml/kiln/engine/safetensors"
-	"github.com/kiln-ml/kiln/internal/userfile"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
@@ -104,25 +102,14 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return usageError{fmt.Errorf("--run %s: no such directory", dir)}
 	}
-	b, err := userfile.ReadFile(filepath.Join(dir, trainer.ModelFile), 1<<20)
+	model, spec, err := trainer.ReadModelJSON(dir)
 	if err != nil {
-		return usageError{fmt.Errorf("--run %s: no model.json there (is it a kiln train run directory?)", dir)}
-	}
-	var mj struct {
-		Model string      `json:"model"`
-		Spec  layers.Spec `json:"spec"`
-	}
-	if err := json.Unmarshal(b, &mj); err != nil || mj.Model == "" {
-		if err == nil {
-			err = errors.New(`no "model" in it`)
-		}
-		return fmt.Errorf("--run %s: model.json does not describe a model: %w", dir, err)
+		return usageError{fmt.Errorf("--run %s: %w", dir, err)}
 	}
 	set := f.Changed
 	if !set("model") {
-		s.name = strings.ToLower(mj.Model)
+		s.name = strings.ToLower(model)
 	}
-	spec := mj.Spec
 	if set("hidden") {
 		spec.Hidden = s.hidden
 	}
@@ -154,20 +141,12 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 	if set("weights") {
 		return nil
 	}
-	var choices []string
-	var sum struct {
-		Weights string `json:"weights"`
+	w, err := trainer.RunWeights(dir)
+	if err != nil {
+		return fmt.Errorf("--run %s: %w", dir, err)
 	}
-	if b, err := userfile.ReadFile(filepath.Join(dir, trainer.SummaryFile), maxSummaryBytes); err == nil && json.Unmarshal(b, &sum) == nil && sum.Weights != "" {
-		choices = append(choices, filepath.Base(sum.Weights))
-	}
-	for _, name := range append(choices, trainer.BestWeights, trainer.LastWeights) {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			s.weights = filepath.Join(dir, name)
-			return nil
-		}
-	}
-	return fmt.Errorf("--run %s: no %s or %s there (the run has not finished an epoch)", dir, trainer.BestWeights, trainer.LastWeights)
+	s.weights = w
+	return nil
 }
 
 // describe returns the data set's metadata (shape, classes, normalisation)

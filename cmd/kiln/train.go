@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/durable"
-	"github.com/kiln-ml/kiln/internal/userfile"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
@@ -285,22 +283,14 @@ func train(c trainer.Config, resume bool) error {
 // printFinished answers --resume of a run that has ended: its outcome, and
 // nothing changed.
 func printFinished(dir string) error {
-	var sum trainer.Summary
-	b, err := userfile.ReadFile(filepath.Join(dir, trainer.SummaryFile), maxSummaryBytes)
-	if err == nil {
-		err = json.Unmarshal(b, &sum)
-	}
+	sum, err := trainer.ReadSummary(dir)
 	if err != nil {
-		return fmt.Errorf("%s: %w", trainer.SummaryFile, err)
+		return err
 	}
 	fmt.Printf("%s has finished (%s); nothing to resume\n", dir, sum.StopReason)
-	printSummary(&sum, dir)
+	printSummary(sum, dir)
 	return nil
 }
-
-// maxSummaryBytes bounds a summary.json read back: its confusion matrix
-// grows with the square of the classes.
-const maxSummaryBytes = 64 << 20
 
 // printSummary prints a run's outcome on one line.
 func printSummary(sum *trainer.Summary, dir string) {

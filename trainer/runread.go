@@ -1,0 +1,67 @@
+package trainer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/kiln-ml/kiln/internal/userfile"
+	"github.com/kiln-ml/kiln/layers"
+)
+
+// Reading a run directory back, for kiln eval, predict and export --run and
+// a --resume of a finished run; rundir.go says what each file holds.
+
+// maxSummaryBytes bounds a summary.json read back: its confusion matrix
+// grows with the square of the classes.
+const maxSummaryBytes = 64 << 20
+
+// ReadModelJSON reads dir's model.json: the model's name and its spec.
+func ReadModelJSON(dir string) (model string, spec layers.Spec, err error) {
+	b, err := userfile.ReadFile(filepath.Join(dir, ModelFile), 1<<20)
+	if err != nil {
+		return "", spec, fmt.Errorf("no %s there (is it a kiln train run directory?): %w", ModelFile, err)
+	}
+	var mj struct {
+		Model string      `json:"model"`
+		Spec  layers.Spec `json:"spec"`
+	}
+	if err := json.Unmarshal(b, &mj); err != nil || mj.Model == "" {
+		if err == nil {
+			err = errors.New(`no "model" in it`)
+		}
+		return "", spec, fmt.Errorf("%s does not describe a model: %w", ModelFile, err)
+	}
+	return mj.Model, mj.Spec, nil
+}
+
+// ReadSummary reads dir's summary.json, which a finished run wrote last.
+func ReadSummary(dir string) (*Summary, error) {
+	b, err := userfile.ReadFile(filepath.Join(dir, SummaryFile), maxSummaryBytes)
+	if err != nil {
+		return nil, err
+	}
+	var sum Summary
+	if err := json.Unmarshal(b, &sum); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, SummaryFile), err)
+	}
+	return &sum, nil
+}
+
+// RunWeights is the path of the weights a run offers: those its summary
+// names (best.safetensors after --restore-best), else best.safetensors,
+// else last.safetensors.
+func RunWeights(dir string) (string, error) {
+	var choices []string
+	if sum, err := ReadSummary(dir); err == nil && sum.Weights != "" {
+		choices = append(choices, filepath.Base(sum.Weights))
+	}
+	for _, name := range append(choices, BestWeights, LastWeights) {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return filepath.Join(dir, name), nil
+		}
+	}
+	return "", fmt.Errorf("no %s or %s there (the run has not finished an epoch)", BestWeights, LastWeights)
+}
