@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-ml/kiln/cuda"
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/trainer"
 )
 
 // Choosing the device at start-up.
@@ -146,4 +147,14 @@ func handOverToCUDA() string {
 	env := append(os.Environ(), envHandoff+"="+self)
 	err := syscall.Exec(p.binary, argv, env)
 	return fmt.Sprintf("starting %s: %v", p.binary, err)
+}
+
+// selectDevice resolves --device once, at start-up, and says what it chose.
+func selectDevice(s string, log zerolog.Logger) error {
+	dev, err := resolveDevice(s, log)
+	if err != nil {
+		return err
+	}
+	trainer.SetDefaultDevice(dev)
+	return nil
 }
