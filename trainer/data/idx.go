@@ -79,35 +79,17 @@ func decodeIDX(raw []byte, ndims int) (dims []int, payload []byte, err error) {
 		return nil, nil, headerProblem(err, n, gzipped, read)
 	}
 	read += 4
-	magic := binary.BigEndian.Uint32(hdr[:])
-	want := uint32(0x0800 | ndims)
-	if magic != want {
-		what := "unsigned bytes"
-		if hdr[0] != 0 || hdr[1] != 0 {
-			what = "not an IDX file"
-		} else if hdr[2] != 0x08 {
-			what = fmt.Sprintf("element type 0x%02x, not unsigned bytes", hdr[2])
-		} else {
-			what = fmt.Sprintf("%d dimensions, want %d", hdr[3], ndims)
-		}
-		return nil, nil, fmt.Errorf("wrong magic number 0x%08x, want 0x%08x (%s)", magic, want, what)
+	if err := checkIDXMagic(hdr, ndims); err != nil {
+		return nil, nil, err
 	}
 	dimBytes := make([]byte, 4*ndims)
 	if n, err := readFull(r, dimBytes); err != nil {
 		return nil, nil, headerProblem(err, n, gzipped, read)
 	}
 	read += len(dimBytes)
-	dims = make([]int, ndims)
-	total := 1
-	for i := range dims {
-		dims[i] = int(binary.BigEndian.Uint32(dimBytes[4*i:]))
-		if dims[i] == 0 {
-			return nil, nil, fmt.Errorf("header declares a size of 0 in dimension %d: no items", i)
-		}
-		if dims[i] > maxIDXBytes/total {
-			return nil, nil, fmt.Errorf("header declares an impossible size %s", dimString(dims[:i+1]))
-		}
-		total *= dims[i]
+	dims, total, err := idxDims(dimBytes)
+	if err != nil {
+		return nil, nil, err
 	}
 	short := func(got int) error {
 		return fmt.Errorf("too few items: the header declares %s (%d bytes of data) but the file holds %d bytes of data", dimString(dims), total, got)
@@ -148,6 +130,41 @@ func decodeIDX(raw []byte, ndims int) (dims []int, payload []byte, err error) {
 		return nil, nil, fmt.Errorf("%d bytes of unexpected data after the %d the header declares (%s)", extra, total, dimString(dims))
 	}
 	return dims, payload, nil
+}
+
+// checkIDXMagic refuses a header that is not of unsigned bytes in ndims
+// dimensions, saying which part is wrong.
+func checkIDXMagic(hdr [4]byte, ndims int) error {
+	magic := binary.BigEndian.Uint32(hdr[:])
+	want := uint32(0x0800 | ndims)
+	if magic == want {
+		return nil
+	}
+	what := fmt.Sprintf("%d dimensions, want %d", hdr[3], ndims)
+	if hdr[0] != 0 || hdr[1] != 0 {
+		what = "not an IDX file"
+	} else if hdr[2] != 0x08 {
+		what = fmt.Sprintf("element type 0x%02x, not unsigned bytes", hdr[2])
+	}
+	return fmt.Errorf("wrong magic number 0x%08x, want 0x%08x (%s)", magic, want, what)
+}
+
+// idxDims reads the header's dimensions (big-endian uint32s) and their
+// product, refusing an empty or impossibly large size.
+func idxDims(dimBytes []byte) (dims []int, total int, err error) {
+	dims = make([]int, len(dimBytes)/4)
+	total = 1
+	for i := range dims {
+		dims[i] = int(binary.BigEndian.Uint32(dimBytes[4*i:]))
+		if dims[i] == 0 {
+			return nil, 0, fmt.Errorf("header declares a size of 0 in dimension %d: no items", i)
+		}
+		if dims[i] > maxIDXBytes/total {
+			return nil, 0, fmt.Errorf("header declares an impossible size %s", dimString(dims[:i+1]))
+		}
+		total *= dims[i]
+	}
+	return dims, total, nil
 }
 
 // readFull reads len(buf) bytes. Unlike io.ReadFull it returns io.EOF for a
