@@ -4,6 +4,10 @@
 // error below 1.5e-7), so every loop is straight-line code that vectorises.
 // The float64 reference path stays in Go (activation.go) and the tests hold
 // the two together.
+
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
 #include "activation.h"
 // No code here reads floating-point exception flags; without trapping math
 // gcc turns the clamps and selects into blends and vectorises every loop.
@@ -104,3 +108,5 @@ CLONES void kiln_act_backward_f32(float *restrict dx, const float *restrict dout
 		break;
 	}
 }
+
+#endif // __x86_64__

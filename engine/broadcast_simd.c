@@ -4,6 +4,10 @@
 // eight fixed lanes added in a fixed tree; the AVX2 and default clones do the
 // same arithmetic, so the bits do not depend on the CPU. out may be x, and
 // dx may be dout (each element is read before it is written).
+
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
 #include "broadcast_simd.h"
 
 #define CLONES __attribute__((target_clones("avx2", "default")))
@@ -73,3 +77,5 @@ CLONES void kiln_bmul_backward_f32(float *dx, float *dg, const float *dout,
 		goff = next(k, size, stride, idx, goff);
 	}
 }
+
+#endif // __x86_64__

@@ -21,6 +21,10 @@
 // columns in order, added in a fixed tree at the end. Nothing depends on
 // timing or threads. The AVX2/FMA code is compiled through a target
 // attribute and only called when the CPU has both (kiln_conv_fast_ok).
+
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -390,3 +394,5 @@ void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, long 
 			for (long x = 0; x < ow; x++) dyt[(y * qrow + x) * ldt + co] = d[y * ow + x];
 	}
 }
+
+#endif // __x86_64__

@@ -2,6 +2,10 @@
 // (gating.go): the gate out = u ⊙ (W·v̂ + b) and its backward, where u is the
 // first half of each row of z (length 2D). The bias gradient sums in eight
 // double lanes over each row, then a fixed tree: deterministic.
+
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
 #include <immintrin.h>
 
 #include "gating_simd.h"
@@ -106,3 +110,5 @@ void kiln_sgu_gate_backward_f32(float *dvm, float *dz, double *db, const float *
 	else
 		gate_backward_portable(dvm, dz, db, dout, z, vm, t, d);
 }
+
+#endif // __x86_64__

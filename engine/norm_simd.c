@@ -5,6 +5,10 @@
 // after them, and the lanes are added in a fixed tree: deterministic, though
 // not the bits of the Go loop's single chain. Rows may be strided (the SGU
 // normalises the v half of rows twice as long).
+
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
 #include <immintrin.h>
 #include <math.h>
 
@@ -271,3 +275,5 @@ void kiln_bn_backward_dx_f32(float *dx, const float *x, const float *dout, long 
                              float a, float b) {
 	bn_backward_dx(dx, x, dout, n, stride, hw, k, a, b);
 }
+
+#endif // __x86_64__

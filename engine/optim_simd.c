@@ -1,3 +1,6 @@
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
 #include "optim_simd.h"
 // No code here reads floating-point exception flags or errno: gcc may then
 // vectorise sqrtf and keep every loop straight-line.
@@ -43,3 +46,5 @@ CLONES void kiln_adamw_step_f32(float* restrict w, const float* restrict g, floa
 		w[i] = w[i] * decay - step_size * mi / (sqrtf(vi) * rbc2 + eps);
 	}
 }
+
+#endif // __x86_64__

@@ -1,5 +1,9 @@
 // The 2×2, stride-2 max pool forward in C, because gcc vectorises this loop
 // (compare and blend, 8 outputs at a time with AVX2) and Go does not.
+
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
 #include <stdint.h>
 #include "pool_simd.h"
 
@@ -96,3 +100,5 @@ int kiln_maxpool2x2_f32(float* restrict out, int32_t* restrict am, const float* 
 	}
 	return !nan;
 }
+
+#endif // __x86_64__

@@ -24,6 +24,10 @@
 // when the CPU reports both; elsewhere a portable C loop runs. (The flags are
 // not package-wide -mavx2 so that the portable path and any other C in the
 // package stay runnable on CPUs without AVX2.)
+
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
 #include <immintrin.h>
 #include <pthread.h>
 #include <sched.h>
@@ -940,3 +944,5 @@ void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k, flo
 				for (long x = 0; x < n; x++) dst[x] += src[x];
 			}
 }
+
+#endif // __x86_64__
