@@ -86,58 +86,7 @@ func TestGradientConv2D(t *testing.T) {
 	}
 }
 
-// naiveConv is the textbook seven-loop convolution and its adjoint, the
-// oracle the im2col kernels are compared with.
-func naiveConv(c convCase, x, w, b, dout []float64) (out, dx, dw, db []float64) {
-	g := max(c.p.Groups, 1)
-	sh, sw := max(c.p.StrideH, 1), max(c.p.StrideW, 1)
-	dh, dwl := max(c.p.DilationH, 1), max(c.p.DilationW, 1)
-	oh := (c.h+2*c.p.PadH-dh*(c.kh-1)-1)/sh + 1
-	ow := (c.w+2*c.p.PadW-dwl*(c.kw-1)-1)/sw + 1
-	cg, mg := c.cin/g, c.cout/g
-	out = make([]float64, c.n*c.cout*oh*ow)
-	dx = make([]float64, len(x))
-	dw = make([]float64, len(w))
-	db = make([]float64, c.cout)
-	for n := 0; n < c.n; n++ {
-		for co := 0; co < c.cout; co++ {
-			gi := co / mg
-			for i := 0; i < oh; i++ {
-				for j := 0; j < ow; j++ {
-					o := ((n*c.cout+co)*oh+i)*ow + j
-					s := 0.0
-					if b != nil {
-						s = b[co]
-					}
-					var dy float64
-					if dout != nil {
-						dy = dout[o]
-						db[co] += dy
-					}
-					for ci := 0; ci < cg; ci++ {
-						for ki := 0; ki < c.kh; ki++ {
-							for kj := 0; kj < c.kw; kj++ {
-								ih, iw := i*sh-c.p.PadH+ki*dh, j*sw-c.p.PadW+kj*dwl
-								if ih < 0 || ih >= c.h || iw < 0 || iw >= c.w {
-									continue
-								}
-								xi := ((n*c.cin+gi*cg+ci)*c.h+ih)*c.w + iw
-								wi := ((co*cg+ci)*c.kh+ki)*c.kw + kj
-								s += w[wi] * x[xi]
-								dx[xi] += w[wi] * dy
-								dw[wi] += x[xi] * dy
-							}
-						}
-					}
-					out[o] = s
-				}
-			}
-		}
-	}
-	return out, dx, dw, db
-}
-
-// Forward and backward against the naive oracle in both dtypes, with larger
+// Forward and backward against the reference (Conv2DReference) in both dtypes, with larger
 // shapes than the gradient check can afford (LeNet's second layer included).
 func TestConv2DMatchesNaive(t *testing.T) {
 	cases := append([]convCase{
@@ -159,11 +108,10 @@ func TestConv2DMatchesNaive(t *testing.T) {
 				t.Fatal(err)
 			}
 			dout := randTensor(rng, dt, os...)
-			var bv []float64
-			if b != nil {
-				bv = b.Values()
+			wantOut, wantDx, wantDw, wantDb, err := engine.Conv2DReference(x, w, b, dout, c.p)
+			if err != nil {
+				t.Fatal(err)
 			}
-			wantOut, wantDx, wantDw, wantDb := naiveConv(c, x.Values(), w.Values(), bv, dout.Values())
 
 			out := engine.New(dt, os...)
 			out.Fill(math.NaN()) // must be overwritten
@@ -445,5 +393,47 @@ func TestConv2DEmpty(t *testing.T) {
 		if db.At(0) != 8 || dw.At(0) != 0 {
 			t.Fatalf("%v: db %v dw %v, want 8s and 0s", dt, db.Values(), dw.Values())
 		}
+	}
+}
+
+// The reference's adjoint is the gradient of its forward, by central
+// differences: the oracle is checked too.
+func TestConv2DReferenceGradients(t *testing.T) {
+	for i, c := range convCases {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, uint64(i)))
+			xs, ws := c.shapes()
+			x, w := gradcheck.Rand(rng, -1, 1, xs...), gradcheck.Rand(rng, -1, 1, ws...)
+			inputs := []*engine.Tensor{x, w}
+			var b *engine.Tensor
+			if c.bias {
+				b = gradcheck.Rand(rng, -1, 1, c.cout)
+				inputs = append(inputs, b)
+			}
+			os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tensor := func(v []float64, shape ...int) *engine.Tensor {
+				out := engine.New(engine.Float64, shape...)
+				for j, x := range v {
+					out.SetAt(j, x)
+				}
+				return out
+			}
+			gradcheck.Check(t, inputs,
+				func() (*engine.Tensor, error) {
+					out, _, _, _, err := engine.Conv2DReference(x, w, b, nil, c.p)
+					return tensor(out, os...), err
+				},
+				func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+					_, dx, dw, db, err := engine.Conv2DReference(x, w, b, dy, c.p)
+					grads := []*engine.Tensor{tensor(dx, xs...), tensor(dw, ws...)}
+					if b != nil {
+						grads = append(grads, tensor(db, c.cout))
+					}
+					return grads, err
+				}, gradcheck.Options{Names: []string{"x", "w", "b"}})
+		})
 	}
 }
