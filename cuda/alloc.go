@@ -1,6 +1,10 @@
 package cuda
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
 
 // The caching allocator: freed blocks wait in a free list per size for the
 // next request of that size, so a training step that allocates the same
@@ -46,11 +50,17 @@ func Alloc(bytes int64) (Ptr, error) {
 	p, err := be.alloc(size)
 	if err == errOOM {
 		held := cached
-		emptyCacheLocked()
+		if err := emptyCacheLocked(); err != nil {
+			return 0, fmt.Errorf("cuda: releasing the cache to retry an allocation of %s: %w", human(bytes), err)
+		}
 		p, err = be.alloc(size)
 		if err == errOOM {
-			free, total := be.memInfo()
-			return 0, &OutOfMemoryError{Requested: bytes, Free: free, Total: total, Cached: held}
+			free, total, infoErr := be.memInfo()
+			oom := &OutOfMemoryError{Requested: bytes, Free: free, Total: total, Cached: held}
+			if infoErr != nil {
+				return 0, errors.Join(oom, infoErr) // the figures are not the device's
+			}
+			return 0, oom
 		}
 	}
 	if err != nil {
@@ -74,21 +84,26 @@ func Free(p Ptr, bytes int64) {
 	inUse -= size
 }
 
-// EmptyCache returns every cached block to the driver.
-func EmptyCache() {
+// EmptyCache returns every cached block to the driver, and the first error
+// the driver gave (a failed free means a broken context).
+func EmptyCache() error {
 	allocMu.Lock()
 	defer allocMu.Unlock()
-	emptyCacheLocked()
+	return emptyCacheLocked()
 }
 
-func emptyCacheLocked() {
+func emptyCacheLocked() error {
+	var first error
 	for size, l := range freeLists {
 		for _, p := range l {
-			be.free(p)
+			if err := be.free(p); err != nil && first == nil {
+				first = err
+			}
 		}
 		delete(freeLists, size)
 	}
 	cached = 0
+	return first
 }
 
 // MemoryStats is the allocator's view: bytes handed out now, at most so far,

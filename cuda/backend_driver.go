@@ -187,21 +187,21 @@ func (d *driverBackend) alloc(bytes int64) (Ptr, error) {
 	return Ptr(p), nil
 }
 
-func (d *driverBackend) free(p Ptr) {
-	if d.bind() != nil {
-		return
+func (d *driverBackend) free(p Ptr) error {
+	if err := d.bind(); err != nil {
+		return err
 	}
 	defer unbind()
-	_ = cu.MemFree(cu.DevicePtr(p)) // an error here is a sticky context error: the next call reports it
+	return cuErr("cuMemFree", cu.MemFree(cu.DevicePtr(p)))
 }
 
-func (d *driverBackend) memInfo() (free, total int64) {
-	if d.bind() != nil {
-		return 0, 0
+func (d *driverBackend) memInfo() (free, total int64, err error) {
+	if err := d.bind(); err != nil {
+		return 0, 0, err
 	}
 	defer unbind()
-	free, total, _ = cu.MemInfo()
-	return free, total
+	free, total, err = cu.MemInfo()
+	return free, total, cuErr("cuMemGetInfo", err)
 }
 
 func (d *driverBackend) htod(dst Ptr, src unsafe.Pointer, bytes int64) error {

@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -78,33 +79,69 @@ func (e *emuBackend) alloc(bytes int64) (Ptr, error) {
 	return p, nil
 }
 
-func (e *emuBackend) free(p Ptr) {
+func (e *emuBackend) free(p Ptr) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.used -= e.sizes[p]
 	delete(e.sizes, p)
 	C.kiln_emu_free(C.uintptr_t(p))
+	return nil
 }
 
-func (e *emuBackend) memInfo() (int64, int64) {
+func (e *emuBackend) memInfo() (int64, int64, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.total - e.used, e.total
+	return e.total - e.used, e.total, nil
+}
+
+// emuFault is the error the emulator's copies, memsets and launches return
+// while a test has set it (FailDeviceCallsForTest): the real driver fails
+// those calls, the emulator's memcpy never does.
+var emuFault atomic.Pointer[error]
+
+// FailDeviceCallsForTest makes every later copy, memset and launch fail with
+// err, until it is called with nil, so that tests can check that a failing
+// device call's error reaches the caller. Emulator builds only.
+func FailDeviceCallsForTest(err error) {
+	if err == nil {
+		emuFault.Store(nil)
+		return
+	}
+	emuFault.Store(&err)
+}
+
+func emuFailure() error {
+	if p := emuFault.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (e *emuBackend) htod(dst Ptr, src unsafe.Pointer, n int64) error {
+	if err := emuFailure(); err != nil {
+		return err
+	}
 	C.kiln_emu_htod(C.uintptr_t(dst), src, C.size_t(n))
 	return nil
 }
 func (e *emuBackend) dtoh(dst unsafe.Pointer, src Ptr, n int64) error {
+	if err := emuFailure(); err != nil {
+		return err
+	}
 	C.kiln_emu_dtoh(dst, C.uintptr_t(src), C.size_t(n))
 	return nil
 }
 func (e *emuBackend) dtod(dst, src Ptr, n int64) error {
+	if err := emuFailure(); err != nil {
+		return err
+	}
 	C.kiln_emu_dtod(C.uintptr_t(dst), C.uintptr_t(src), C.size_t(n))
 	return nil
 }
 func (e *emuBackend) memsetZero(p Ptr, n int64) error {
+	if err := emuFailure(); err != nil {
+		return err
+	}
 	C.kiln_emu_zero(C.uintptr_t(p), C.size_t(n))
 	return nil
 }
@@ -121,6 +158,9 @@ func (e *emuBackend) function(name string) (uintptr, int, error) {
 }
 
 func (e *emuBackend) launch(h uintptr, grid, block Dim3, shmem int, slots *uint64, n int) error {
+	if err := emuFailure(); err != nil {
+		return err
+	}
 	rc := C.kiln_emu_launch(C.uintptr_t(h), C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
 		C.uint(block.X), C.uint(block.Y), C.uint(block.Z), C.uint(shmem), (*C.uint64_t)(unsafe.Pointer(slots)), C.int(n))
 	switch rc {

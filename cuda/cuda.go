@@ -77,8 +77,8 @@ func human(b int64) string {
 type backend interface {
 	init() (Info, error)
 	alloc(bytes int64) (Ptr, error) // returns errOOM when the device is full
-	free(p Ptr)
-	memInfo() (free, total int64)
+	free(p Ptr) error
+	memInfo() (free, total int64, err error)
 	htod(dst Ptr, src unsafe.Pointer, bytes int64) error
 	dtoh(dst unsafe.Pointer, src Ptr, bytes int64) error
 	dtod(dst, src Ptr, bytes int64) error
@@ -103,6 +103,7 @@ type Kernel struct {
 	Name    string
 	h       uintptr
 	nparams int
+	err     error // why a kernel declared after Init did not resolve
 }
 
 var (
@@ -125,8 +126,8 @@ func K(name string) *Kernel {
 	}
 	k := &Kernel{Name: name, nparams: -1}
 	kernels[name] = k
-	if be != nil { // declared after the device opened: resolve now
-		k.h, k.nparams, _ = be.function(name)
+	if be != nil { // declared after the device opened: resolve now, and fail at launch
+		k.h, k.nparams, k.err = be.function(name)
 	}
 	return k
 }
@@ -196,8 +197,15 @@ func Device() Info {
 	mu.Lock()
 	defer mu.Unlock()
 	i := info
-	if be != nil {
-		i.MemoryFree, i.MemoryTotal = be.memInfo()
+	if be == nil {
+		return i
+	}
+	// Info has no room for an error: a device that cannot report its memory
+	// shows none free, and the next device call returns the driver's error.
+	if free, total, err := be.memInfo(); err == nil {
+		i.MemoryFree, i.MemoryTotal = free, total
+	} else {
+		i.MemoryFree = 0
 	}
 	return i
 }
@@ -262,6 +270,9 @@ func Launch(k *Kernel, grid, block Dim3, shmem int, a *Args) error {
 	}
 	if err := ready(); err != nil {
 		return err
+	}
+	if k.err != nil {
+		return fmt.Errorf("launch %s: %w", k.Name, k.err)
 	}
 	if k.h == 0 {
 		return fmt.Errorf("launch %s: no such kernel in the module (rebuild with `make kernels`)", k.Name)

@@ -3,6 +3,7 @@ package cuda
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -141,5 +142,37 @@ func TestCUDAAllocatorReusesFreedBlocks(t *testing.T) {
 	defer Free(q, 4096)
 	if p != q {
 		t.Fatalf("a freed block of the same size was not reused: %x then %x", p, q)
+	}
+}
+
+// A kernel declared after the device opened that the module lacks fails at
+// its launch, with the lookup's error.
+func TestCUDAKernelDeclaredLateFailsAtLaunch(t *testing.T) {
+	openOrSkip(t)
+	k := K("kiln_test_no_such_kernel")
+	var a Args
+	err := Launch(k, D1(1), D1(1), 0, &a)
+	if err == nil || !strings.Contains(err.Error(), "kiln_test_no_such_kernel") {
+		t.Fatalf("launching a kernel the module lacks: %v, want an error naming it", err)
+	}
+}
+
+// EmptyCache hands every cached block back to the driver and reports no
+// error from a healthy device.
+func TestCUDAEmptyCacheReleasesTheCache(t *testing.T) {
+	openOrSkip(t)
+	p, err := Alloc(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Free(p, 4096)
+	if Memory().Cached == 0 {
+		t.Fatal("a freed block is not in the cache")
+	}
+	if err := EmptyCache(); err != nil {
+		t.Fatalf("EmptyCache: %v", err)
+	}
+	if c := Memory().Cached; c != 0 {
+		t.Fatalf("%d bytes cached after EmptyCache", c)
 	}
 }
