@@ -89,6 +89,23 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 	if db == nil {
 		t.db = nil
 	}
+	t.plan(g)
+	t.l = t.layout(g)
+	np := parts(g.n)
+	t.packWeights(g, np)
+	parallelFor(g.n, t)
+	if backward {
+		t.sumParts(g, np)
+	}
+	giveScratch(t.scratch)
+	*t = convFastTask{}
+	convFastTasks.Put(t)
+	return true
+}
+
+// plan chooses, from g's shape, how each pass computes: rows or long runs,
+// a transposed weight gradient, the input gradient's skipped taps.
+func (t *convFastTask) plan(g *convGeom) {
 	t.taps = g.kh * g.kw
 	t.maxOff = (g.kh-1)*g.dh*g.wp + (g.kw-1)*g.dw
 	t.dyLen = g.nw + 2*t.maxOff
@@ -98,18 +115,22 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 	t.dwT = g.mg >= 16
 	t.dwRows = g.oh*ceilDiv(g.ow, 8) <= ceilDiv(g.nw, 8)
 	t.dxSkip = 10*dxRowTaps(g) <= 9*g.h*g.kh
+}
 
+// layout places the buffers of one part in its scratch: the padded input,
+// the padded and transposed output gradients, the part's dw and db.
+func (t *convFastTask) layout(g *convGeom) convFastLayout {
 	var l convFastLayout
-	needX := !backward || t.dw != nil
+	needX := !t.backward || t.dw != nil
 	if g.padded && needX {
 		l.yb = g.cg * g.hp * g.wp
 	}
 	l.dyp = l.yb
-	if !backward && !t.fwdRows {
+	if !t.backward && !t.fwdRows {
 		l.dyp += g.mg * g.nw
 	}
 	l.dyt = l.dyp
-	if backward && (t.dx != nil || t.dw != nil && !t.dwT && !t.dwRows) {
+	if t.backward && (t.dx != nil || t.dw != nil && !t.dwT && !t.dwRows) {
 		l.dyt += g.mg * t.dyLen
 	}
 	l.dw = l.dyt
@@ -124,58 +145,58 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 	if t.db != nil {
 		l.size += g.groups * t.ldt
 	}
-	t.l = l
+	return l
+}
 
-	np := parts(g.n)
+// packWeights takes the scratch of np parts and packs each group's weights
+// tap-major for the products that read them.
+func (t *convFastTask) packWeights(g *convGeom, np int) {
 	packM, packR := g.mg, g.cg
-	if backward {
+	if t.backward {
 		packM, packR = g.cg, g.mg
 	}
 	t.apGroup = 0
-	if !backward || t.dx != nil {
+	if !t.backward || t.dx != nil {
 		t.apGroup = ceilDiv(packM, 6) * 6 * packR * t.taps
 	}
-	t.scratch = takeScratch[float32](np*l.size + g.groups*t.apGroup) // zeroed: margins stay so
-	t.ap = t.scratch[np*l.size:]
-	if t.apGroup > 0 {
-		for gi := 0; gi < g.groups; gi++ {
-			wg := t.w[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
-			if backward {
-				convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, t.dxSkip)
-			} else {
-				convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, false)
-			}
+	t.scratch = takeScratch[float32](np*t.l.size + g.groups*t.apGroup) // zeroed: margins stay so
+	t.ap = t.scratch[np*t.l.size:]
+	for gi := 0; gi < g.groups && t.apGroup > 0; gi++ {
+		wg := t.w[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
+		if t.backward {
+			convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, t.dxSkip)
+		} else {
+			convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, false)
 		}
 	}
-	parallelFor(g.n, t)
-	if backward {
-		for part := 0; part < np; part++ {
-			s := t.scratch[part*l.size:]
-			if !t.dwT {
-				for i, v := range s[l.dw : l.dw+len(t.dw)] {
-					t.dw[i] += v
-				}
+}
+
+// sumParts adds each part's dw and db into the caller's, in part order, so
+// results are the same run after run.
+func (t *convFastTask) sumParts(g *convGeom, np int) {
+	l := t.l
+	for part := 0; part < np; part++ {
+		s := t.scratch[part*l.size:]
+		if !t.dwT {
+			for i, v := range s[l.dw : l.dw+len(t.dw)] {
+				t.dw[i] += v
 			}
-			for gi := 0; gi < g.groups && t.dw != nil && t.dwT; gi++ {
-				dwt := s[l.dw+gi*g.kg*t.ldt:]
-				for co := 0; co < g.mg; co++ {
-					dw := t.dw[(gi*g.mg+co)*g.kg : (gi*g.mg+co+1)*g.kg]
-					for k := range dw {
-						dw[k] += dwt[k*t.ldt+co]
-					}
-				}
-			}
-			for gi := 0; gi < g.groups && t.db != nil; gi++ {
-				for co, v := range s[l.db+gi*t.ldt : l.db+gi*t.ldt+g.mg] {
-					t.db[gi*g.mg+co] += v
+		}
+		for gi := 0; gi < g.groups && t.dw != nil && t.dwT; gi++ {
+			dwt := s[l.dw+gi*g.kg*t.ldt:]
+			for co := 0; co < g.mg; co++ {
+				dw := t.dw[(gi*g.mg+co)*g.kg : (gi*g.mg+co+1)*g.kg]
+				for k := range dw {
+					dw[k] += dwt[k*t.ldt+co]
 				}
 			}
 		}
+		for gi := 0; gi < g.groups && t.db != nil; gi++ {
+			for co, v := range s[l.db+gi*t.ldt : l.db+gi*t.ldt+g.mg] {
+				t.db[gi*g.mg+co] += v
+			}
+		}
 	}
-	giveScratch(t.scratch)
-	*t = convFastTask{}
-	convFastTasks.Put(t)
-	return true
 }
 
 func (t *convFastTask) run(part, lo, hi int) {
