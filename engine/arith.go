@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"math"
+	"fmt"
 
 	"github.com/kiln-ml/kiln/cuda"
 )
@@ -42,12 +42,17 @@ func addSlices[T Float](out, a, b []T) {
 	}
 }
 
-// Scale computes t *= s in place.
-func Scale(t *Tensor, s float64) {
+// Scale computes t *= s in place. Only a CUDA tensor can fail.
+func Scale(t *Tensor, s float64) error {
 	if t.device == CUDA {
+		if t.err != nil {
+			return fmt.Errorf("Scale: %w", t.err)
+		}
 		var args cuda.Args
-		_ = launchElt(kScale, t.Len(), args.Ptr(t.dptr()).F32(float32(s)).I64(int64(t.Len())))
-		return
+		if err := launchElt(kScale, t.Len(), args.Ptr(t.dptr()).F32(float32(s)).I64(int64(t.Len()))); err != nil {
+			return fmt.Errorf("Scale %v: %w", t.shape, err)
+		}
+		return nil
 	}
 	for i := range t.f32 {
 		t.f32[i] *= float32(s)
@@ -55,16 +60,21 @@ func Scale(t *Tensor, s float64) {
 	for i := range t.f64 {
 		t.f64[i] *= s
 	}
+	return nil
 }
 
-// SumSquares returns Σ t², accumulated in float64 in a fixed order.
-func SumSquares(t *Tensor) float64 {
+// SumSquares returns Σ t², accumulated in float64 in a fixed order. Only a
+// CUDA tensor can fail.
+func SumSquares(t *Tensor) (float64, error) {
 	if t.device == CUDA {
+		if t.err != nil {
+			return 0, fmt.Errorf("SumSquares: %w", t.err)
+		}
 		s, err := sumSquaresCUDA(t)
 		if err != nil {
-			return math.NaN()
+			return 0, fmt.Errorf("SumSquares %v: %w", t.shape, err)
 		}
-		return s
+		return s, nil
 	}
 	s := 0.0
 	for _, v := range t.f32 {
@@ -73,7 +83,7 @@ func SumSquares(t *Tensor) float64 {
 	for _, v := range t.f64 {
 		s += v * v
 	}
-	return s
+	return s, nil
 }
 
 // AddScaled computes dst += alpha·src (axpy).

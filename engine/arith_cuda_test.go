@@ -28,22 +28,25 @@ func TestCUDAArith(t *testing.T) {
 		opsMust(t, engine.AddScaled(da, db, -0.25))
 		checkKernels(t, []string{"axpy_f32"}, "AddScaled", da, a, 1e-7, 1e-6)
 
-		engine.Scale(a, 1.5)
-		engine.Scale(da, 1.5)
+		opsMust(t, engine.Scale(a, 1.5))
+		opsMust(t, engine.Scale(da, 1.5))
 		checkKernels(t, []string{"scale_f32"}, "Scale", da, a, 1e-7, 1e-6)
 
-		a.Fill(0.5)
-		da.Fill(0.5)
+		opsMust(t, a.Fill(0.5))
+		opsMust(t, da.Fill(0.5))
 		checkKernels(t, []string{"fill_f32"}, "Fill", da, a, 0, 0)
 
-		s, ds := engine.SumSquares(b), engine.SumSquares(db)
+		s, err := engine.SumSquares(b)
+		opsMust(t, err)
+		ds, err := engine.SumSquares(db)
+		opsMust(t, err)
 		if math.Abs(s-ds) > 1e-5*s+1e-6 {
 			t.Errorf("SumSquares n=%d: gpu %v cpu %v", n, ds, s)
 		}
 		one := engine.New(engine.Float32, 1)
-		one.SetAt(0, ds)
+		opsMust(t, one.SetAt(0, ds))
 		ref := engine.New(engine.Float32, 1)
-		ref.SetAt(0, s)
+		opsMust(t, ref.SetAt(0, s))
 		checkKernels(t, []string{"sum_squares_f32"}, "SumSquares", dev(t, one), ref, 1e-6, 1e-5)
 	}
 }
@@ -57,14 +60,14 @@ func TestCUDATensorRoundTripAndViews(t *testing.T) {
 	opsClose(t, "round trip", back, x, 0, 0)
 	v, err := dx.Reshape(15, 7)
 	opsMust(t, err)
-	v.SetAt(8, 42)
+	opsMust(t, v.SetAt(8, 42))
 	if dx.At(8) != 42 {
 		t.Fatal("a reshaped CUDA tensor does not share its data")
 	}
-	if engine.SumSquares(dx) == 0 || dx.HasNaN() {
+	if s, err := engine.SumSquares(dx); err != nil || s == 0 || dx.HasNaN() {
 		t.Fatal("HasNaN/SumSquares on a CUDA tensor")
 	}
-	dx.SetAt(3, math.NaN())
+	opsMust(t, dx.SetAt(3, math.NaN()))
 	if !dx.HasNaN() {
 		t.Fatal("HasNaN missed a NaN on the GPU")
 	}

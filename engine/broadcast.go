@@ -1,5 +1,7 @@
 package engine
 
+import "fmt"
+
 // Broadcast multiply out = x ⊙ g, where g's shape, aligned to x's from the
 // right, has each axis either 1 or equal to x's. It is the gate of channel
 // attention (g: (N,C,1,1)) and spatial attention (g: (N,1,H,W)) on x:
@@ -112,7 +114,9 @@ func BroadcastMultiplyBackward(dx, dg, dout, x, g *Tensor) error {
 			"dx", dx, "dg", dg, "dout", dout, "x", x, "g", g)
 	}
 	if dg != nil {
-		dg.Zero()
+		if err := dg.Zero(); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
 	}
 	if x.Len() == 0 || (dx == nil && dg == nil) {
 		return nil

@@ -60,10 +60,12 @@ func DropoutForward(out, mask, x *Tensor, p float64, train bool, rng *DropoutRNG
 	}
 	if !drop {
 		if train && mask != nil {
-			mask.Fill(1)
+			if err := mask.Fill(1); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
 		}
 		if out != x {
-			_ = out.CopyFrom(x)
+			return out.CopyFrom(x)
 		}
 		return nil
 	}
@@ -111,7 +113,7 @@ func DropoutBackward(dx, dout, mask *Tensor) error {
 	}
 	if mask == nil {
 		if dx != dout {
-			_ = dx.CopyFrom(dout)
+			return dx.CopyFrom(dout)
 		}
 		return nil
 	}

@@ -160,21 +160,33 @@ func sameData(a, b *Tensor) bool {
 	return len(a.f32) == len(b.f32) && (len(a.f32) == 0 || &a.f32[0] == &b.f32[0])
 }
 
-// Zero sets every element to 0.
-func (t *Tensor) Zero() {
+// Zero sets every element to 0. Only a CUDA tensor can fail (the device
+// call's error, or the allocation error an EnsureLike tensor carries).
+func (t *Tensor) Zero() error {
 	if t.device == CUDA {
-		_ = cuda.Zero(t.dptr(), int64(4*t.Len()))
-		return
+		if t.err != nil {
+			return t.err
+		}
+		if err := cuda.Zero(t.dptr(), int64(4*t.Len())); err != nil {
+			return fmt.Errorf("engine.Zero %v: %w", t.shape, err)
+		}
+		return nil
 	}
 	clear(t.f32)
 	clear(t.f64)
+	return nil
 }
 
-// Fill sets every element to v.
-func (t *Tensor) Fill(v float64) {
+// Fill sets every element to v. Only a CUDA tensor can fail, as with Zero.
+func (t *Tensor) Fill(v float64) error {
 	if t.device == CUDA {
-		_ = fillCUDA(t, float32(v))
-		return
+		if t.err != nil {
+			return t.err
+		}
+		if err := fillCUDA(t, float32(v)); err != nil {
+			return fmt.Errorf("engine.Fill %v: %w", t.shape, err)
+		}
+		return nil
 	}
 	for i := range t.f32 {
 		t.f32[i] = float32(v)
@@ -182,6 +194,7 @@ func (t *Tensor) Fill(v float64) {
 	for i := range t.f64 {
 		t.f64[i] = v
 	}
+	return nil
 }
 
 // CopyFrom copies src's values into t; shapes must have the same element
@@ -193,6 +206,13 @@ func (t *Tensor) CopyFrom(src *Tensor) error {
 	if t.device == CUDA || src.device == CUDA {
 		return t.copyCUDA(src)
 	}
+	t.copyHost(src)
+	return nil
+}
+
+// copyHost is CopyFrom between two CPU tensors of equal length, which
+// cannot fail.
+func (t *Tensor) copyHost(src *Tensor) {
 	switch {
 	case t.dtype == Float32 && src.dtype == Float32:
 		copy(t.f32, src.f32)
@@ -207,56 +227,86 @@ func (t *Tensor) CopyFrom(src *Tensor) error {
 			t.f64[i] = float64(v)
 		}
 	}
-	return nil
 }
 
-// Clone returns a copy with its own data.
+// Clone returns a copy with its own data. A CUDA copy that fails carries the
+// device error (Err, and the next op given it returns it), as EnsureLike's
+// tensors do; a CUDA tensor the device has no room to copy is copied to the
+// CPU instead.
 func (t *Tensor) Clone() *Tensor {
 	if t.device == CUDA {
 		c, err := NewOn(CUDA, Float32, t.shape...)
 		if err != nil {
 			return t.host().Clone() // out of device memory: a CPU copy
 		}
-		_ = c.CopyFrom(t)
+		if err := c.copyCUDA(t); err != nil {
+			c.err = fmt.Errorf("engine.Clone %v: %w", t.shape, err)
+		}
 		return c
 	}
 	c := New(t.dtype, t.shape...)
-	_ = c.CopyFrom(t)
+	c.copyHost(t)
+	c.err = t.err
 	return c
 }
 
-// As returns a copy converted to dtype dt, on the CPU.
+// As returns a copy converted to dtype dt, on the CPU. The copy of a CUDA
+// tensor whose download failed carries the error, as Clone's does.
 func (t *Tensor) As(dt DType) *Tensor {
+	h := t.host()
 	c := New(dt, t.shape...)
-	_ = c.CopyFrom(t.host())
+	c.copyHost(h)
+	c.err = h.err
 	return c
 }
 
 // At returns element i of the flat data as float64 (for tests and metrics).
+// A CUDA read that fails gives NaN, which a metric shows; Get returns the
+// error instead.
 func (t *Tensor) At(i int) float64 {
-	if t.device == CUDA {
-		var v float32
-		_ = cuda.CopyDtoH(unsafe.Pointer(&v), t.dptr()+cuda.Ptr(4*i), 4)
-		return float64(v)
+	v, err := t.Get(i)
+	if err != nil {
+		return math.NaN()
 	}
-	if t.dtype == Float64 {
-		return t.f64[i]
-	}
-	return float64(t.f32[i])
+	return v
 }
 
-// SetAt sets element i of the flat data.
-func (t *Tensor) SetAt(i int, v float64) {
+// Get is At with the error of a CUDA read.
+func (t *Tensor) Get(i int) (float64, error) {
 	if t.device == CUDA {
+		if t.err != nil {
+			return math.NaN(), t.err
+		}
+		var v float32
+		if err := cuda.CopyDtoH(unsafe.Pointer(&v), t.dptr()+cuda.Ptr(4*i), 4); err != nil {
+			return math.NaN(), fmt.Errorf("engine.Get %v element %d: %w", t.shape, i, err)
+		}
+		return float64(v), nil
+	}
+	if t.dtype == Float64 {
+		return t.f64[i], nil
+	}
+	return float64(t.f32[i]), nil
+}
+
+// SetAt sets element i of the flat data. Only a CUDA tensor can fail.
+func (t *Tensor) SetAt(i int, v float64) error {
+	if t.device == CUDA {
+		if t.err != nil {
+			return t.err
+		}
 		f := float32(v)
-		_ = cuda.CopyHtoD(t.dptr()+cuda.Ptr(4*i), unsafe.Pointer(&f), 4)
-		return
+		if err := cuda.CopyHtoD(t.dptr()+cuda.Ptr(4*i), unsafe.Pointer(&f), 4); err != nil {
+			return fmt.Errorf("engine.SetAt %v element %d: %w", t.shape, i, err)
+		}
+		return nil
 	}
 	if t.dtype == Float64 {
 		t.f64[i] = v
 	} else {
 		t.f32[i] = float32(v)
 	}
+	return nil
 }
 
 // Values returns the data as a new []float64 (for tests and export).

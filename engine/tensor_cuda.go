@@ -230,13 +230,24 @@ func (t *Tensor) copyCUDA(src *Tensor) error {
 	}
 }
 
-// host returns a CPU copy of a CUDA tensor (t itself on the CPU).
+// host returns a CPU copy of a CUDA tensor (t itself on the CPU). A
+// download that fails leaves NaN in the copy, so Values, Dense and At show
+// it, and the error in it, so As, Clone and the next op return it.
 func (t *Tensor) host() *Tensor {
 	if t.device == CPU {
 		return t
 	}
 	h := New(Float32, t.shape...)
-	_ = h.copyCUDA(t)
+	err := t.err
+	if err == nil {
+		err = h.copyCUDA(t)
+	}
+	if err != nil {
+		h.err = fmt.Errorf("copy %v to the CPU: %w", t.shape, err)
+		for i := range h.f32 {
+			h.f32[i] = float32(math.NaN())
+		}
+	}
 	return h
 }
 
@@ -351,6 +362,9 @@ func runCUDA(op string, gpu func() error, cpu func(args []*Tensor) error, args .
 	for j, a := range uniq {
 		i := first[j]
 		got, want := a.host(), copies[j]
+		if got.err != nil {
+			return fmt.Errorf("%s: KILN_CUDA_CHECK: %w", op, got.err)
+		}
 		worst, bad := 0.0, -1
 		for j := range got.f32 {
 			g, w := float64(got.f32[j]), want.At(j)

@@ -26,10 +26,15 @@ func (d *Dropout) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	}
 	d.mask = engine.EnsureLike(d.mask, x, x.Shape()...)
 	// Offsets stay below 2⁵³, so the float64 buffer holds them exactly.
-	d.rng.Offset = uint64(d.offset.Value.At(0))
-	err := engine.DropoutForward(d.out, d.mask, x, d.P, true, &d.rng)
-	d.offset.Value.SetAt(0, float64(d.rng.Offset))
-	return d.out, err
+	off, err := d.offset.Value.Get(0)
+	if err != nil {
+		return d.out, err
+	}
+	d.rng.Offset = uint64(off)
+	if err := engine.DropoutForward(d.out, d.mask, x, d.P, true, &d.rng); err != nil {
+		return d.out, err
+	}
+	return d.out, d.offset.Value.SetAt(0, float64(d.rng.Offset))
 }
 
 func (d *Dropout) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
@@ -52,7 +57,7 @@ func (d *Dropout) RNGState() engine.DropoutRNG {
 }
 
 // SetRNGState moves the mask stream to a position saved by RNGState.
-func (d *Dropout) SetRNGState(s engine.DropoutRNG) {
+func (d *Dropout) SetRNGState(s engine.DropoutRNG) error {
 	d.rng.Seed = s.Seed
-	d.offset.Value.SetAt(0, float64(s.Offset))
+	return d.offset.Value.SetAt(0, float64(s.Offset))
 }

@@ -28,9 +28,9 @@ func NewSpatialGatingUnit(rng *rand.Rand, tokens, dim int) *SpatialGatingUnit {
 		ProjBias:   newParam(engine.Float32, true, tokens),
 		Eps:        1e-5,
 	}
-	s.NormWeight.Value.Fill(1)
+	fillNew(s.NormWeight.Value, 1)
 	uniform(s.ProjWeight.Value, rng, 1e-3)
-	s.ProjBias.Value.Fill(1)
+	fillNew(s.ProjBias.Value, 1)
 	return s
 }
 

@@ -179,13 +179,16 @@ func ToDevice(l Layer, d engine.Device) error {
 	return err
 }
 
-// ZeroGrad clears every parameter gradient.
-func ZeroGrad(l Layer) {
+// ZeroGrad clears every parameter gradient and returns the first error (a
+// failed device call).
+func ZeroGrad(l Layer) error {
+	var err error
 	l.Walk("", func(_ string, p *Param) {
-		if p.Grad != nil {
-			p.Grad.Zero()
+		if p.Grad != nil && err == nil {
+			err = p.Grad.Zero()
 		}
 	})
+	return err
 }
 
 // CountParams is the number of trainable scalars.
@@ -201,10 +204,27 @@ func CountParams(l Layer) int {
 
 // uniform fills t with U(-bound, bound): PyTorch's default initialisation of
 // convolution and linear layers uses bound = 1/sqrt(fan_in) for both weight
-// (kaiming_uniform with a=√5) and bias.
+// (kaiming_uniform with a=√5) and bias. t is a CPU tensor (constructors and
+// tests initialise parameters before ToDevice), written in place, so
+// nothing can fail.
 func uniform(t *engine.Tensor, rng *rand.Rand, bound float64) {
+	f32, f64 := t.Float32(), t.Float64()
 	for i := 0; i < t.Len(); i++ {
-		t.SetAt(i, (rng.Float64()*2-1)*bound)
+		v := (rng.Float64()*2 - 1) * bound
+		if f64 != nil {
+			f64[i] = v
+		} else {
+			f32[i] = float32(v)
+		}
+	}
+}
+
+// fillNew sets every element of a float32 parameter a constructor has just
+// made: it is on the CPU, where nothing can fail.
+func fillNew(t *engine.Tensor, v float32) {
+	d := t.Float32()
+	for i := range d {
+		d[i] = v
 	}
 }
 

@@ -24,8 +24,8 @@ func NewBatchNorm2D(channels int) *BatchNorm2D {
 		Eps:         1e-5,
 		training:    true,
 	}
-	b.Weight.Value.Fill(1)
-	b.RunningVar.Value.Fill(1)
+	fillNew(b.Weight.Value, 1)
+	fillNew(b.RunningVar.Value, 1)
 	return b
 }
 
@@ -73,7 +73,7 @@ type LayerNorm struct {
 // NewLayerNorm starts with weight 1 and bias 0.
 func NewLayerNorm(dim int) *LayerNorm {
 	l := &LayerNorm{Weight: newParam(engine.Float32, true, dim), Bias: newParam(engine.Float32, true, dim), Eps: 1e-5}
-	l.Weight.Value.Fill(1)
+	fillNew(l.Weight.Value, 1)
 	return l
 }
 

@@ -59,7 +59,9 @@ func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (lo
 func step(net layers.Layer, params []*layers.Param, opt Optimizer, clipNorm float64, x *engine.Tensor, lr float64,
 	lossGrad func(out *engine.Tensor) (float64, *engine.Tensor, error)) (float64, error) {
 	for _, p := range params {
-		p.Grad.Zero()
+		if err := p.Grad.Zero(); err != nil {
+			return 0, err
+		}
 	}
 	out, err := net.Forward(x)
 	if err != nil {
@@ -75,7 +77,9 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, clipNorm floa
 	if clipNorm > 0 {
 		// Only when clipping: the norm is a pass over every gradient (on the
 		// GPU, a device-to-host copy per parameter) that nothing else reads.
-		ClipGradNorm(params, clipNorm)
+		if _, err := ClipGradNorm(params, clipNorm); err != nil {
+			return loss, err
+		}
 	}
 	return loss, opt.Step(params, lr)
 }
@@ -90,20 +94,27 @@ func finiteTrainingLoss(loss float64) error {
 
 // ClipGradNorm scales all gradients down so that their global L2 norm is at
 // most maxNorm (torch.nn.utils.clip_grad_norm_), and returns the norm before
-// clipping. maxNorm 0 only measures.
-func ClipGradNorm(params []*layers.Param, maxNorm float64) float64 {
+// clipping. maxNorm 0 only measures. A failing device call stops it with the
+// error, never with a NaN norm that would skip the clipping.
+func ClipGradNorm(params []*layers.Param, maxNorm float64) (float64, error) {
 	s := 0.0
 	for _, p := range params {
-		s += engine.SumSquares(p.Grad)
+		ss, err := engine.SumSquares(p.Grad)
+		if err != nil {
+			return 0, err
+		}
+		s += ss
 	}
 	norm := math.Sqrt(s)
 	if maxNorm > 0 && norm > maxNorm {
 		scale := maxNorm / (norm + 1e-6)
 		for _, p := range params {
-			engine.Scale(p.Grad, scale)
+			if err := engine.Scale(p.Grad, scale); err != nil {
+				return norm, err
+			}
 		}
 	}
-	return norm
+	return norm, nil
 }
 
 // Regressor is Classifier's counterpart for a one-output model trained with
