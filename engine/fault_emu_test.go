@@ -64,3 +64,19 @@ func TestCUDACheckReportsAFailingDownload(t *testing.T) {
 		t.Errorf("Add with the device failing under KILN_CUDA_CHECK: %v, want the device's error", err)
 	}
 }
+
+// A copy made while the device failed carries the failure into the CopyFrom
+// that would restore it, instead of restoring garbage.
+func TestCUDAFailedCloneIsNotCopiedBack(t *testing.T) {
+	cudaOrSkip(t)
+	x := dev(t, engine.New(engine.Float32, 4))
+	failDevice(t)
+	saved, onHost := x.Clone(), x.As(engine.Float32)
+	cuda.FailDeviceCallsForTest(nil)
+	if err := x.CopyFrom(saved); !errors.Is(err, errInjected) {
+		t.Errorf("CopyFrom a failed Clone: %v, want the device's error", err)
+	}
+	if err := x.CopyFrom(onHost); !errors.Is(err, errInjected) {
+		t.Errorf("CopyFrom a failed As: %v, want the device's error", err)
+	}
+}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -198,8 +199,13 @@ func (t *Tensor) Fill(v float64) error {
 }
 
 // CopyFrom copies src's values into t; shapes must have the same element
-// count, and dtypes may differ (values are converted).
+// count, and dtypes may differ (values are converted). A tensor carrying an
+// error (EnsureLike, a failed Clone or As) is neither source nor target: its
+// data is not what it claims.
 func (t *Tensor) CopyFrom(src *Tensor) error {
+	if err := cmp.Or(src.err, t.err); err != nil {
+		return fmt.Errorf("CopyFrom: %w", err)
+	}
 	if src.Len() != t.Len() {
 		return shapeErr("CopyFrom", "element count differs", "dst", t, "src", src)
 	}
