@@ -283,7 +283,9 @@ func kilnOp(o opSpec, dev engine.Device) (fn func() error, err error) {
 	case "sgu":
 		z, gamma, beta := rnd(o.N, o.T, 2*o.D), rnd(o.D), rnd(o.D)
 		wh := randHost(o.T, o.T)
-		engine.Scale(wh, 1e-3)
+		if err := engine.Scale(wh, 1e-3); err != nil {
+			return nil, err
+		}
 		w, b := place(wh), rnd(o.T)
 		out := zero(o.N, o.T, o.D)
 		if placeErr != nil {

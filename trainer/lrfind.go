@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -78,7 +79,7 @@ func (o *LRFindOptions) defaults() error {
 // size and optimiser kind, and returns the loss curve and a suggested
 // learning rate. It uses an optimiser of its own and puts the model's
 // weights and buffers back afterwards, so t is as it was.
-func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptions) (*LRFindResult, error) {
+func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptions) (res *LRFindResult, err error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
@@ -94,10 +95,18 @@ func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptio
 		saved[name] = v.Clone()
 	}
 	defer func() {
-		layers.ZeroGrad(t.Model)
-		_ = layers.LoadState(t.Model, saved)
+		// The range test's own result stands; a model that cannot be put
+		// back says so in its error.
+		if rerr := errors.Join(layers.ZeroGrad(t.Model), layers.LoadState(t.Model, saved)); rerr != nil && err == nil {
+			res, err = nil, fmt.Errorf("lr-find: putting the model back: %w", rerr)
+		}
 	}()
+	return t.rangeTestOn(ctx, train, o)
+}
 
+// rangeTestOn runs the range test on train and suggests a learning rate.
+func (t *Trainer) rangeTestOn(ctx context.Context, train *data.Dataset, o LRFindOptions) (*LRFindResult, error) {
+	c := t.Config
 	step := lrFindStep(t.Model, c)
 	loader, err := data.NewLoader(train, data.LoaderOptions{BatchSize: c.Batch, Shuffle: true, DropLast: c.DropLast,
 		Augment: c.Augment, Seed: c.Seed})

@@ -62,7 +62,9 @@ func (t *Trainer) probeMemory(ds *data.Dataset, n int) (int64, error) {
 		_, err = t.Model.Backward(dy)
 	}
 	runtime.ReadMemStats(&after)
-	layers.ZeroGrad(t.Model)
+	if zerr := layers.ZeroGrad(t.Model); zerr != nil && err == nil {
+		err = zerr
+	}
 	for p, v := range saved {
 		if cerr := p.Value.CopyFrom(v); cerr != nil && err == nil {
 			err = cerr

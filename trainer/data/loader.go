@@ -361,8 +361,13 @@ func (l *Loader) fill(b *buffer, epoch, i int) {
 		if n < len(b.indices) {
 			t = b.tShort
 		}
+		// Host tensors, as the images above: written through their slices.
 		for j, k := range idx {
-			t.SetAt(j, float64(ds.Targets[k]))
+			if t.DType() == engine.Float64 {
+				t.Float64()[j] = float64(ds.Targets[k])
+			} else {
+				t.Float32()[j] = ds.Targets[k]
+			}
 		}
 		b.batch.Targets = t
 	} else {
