@@ -39,6 +39,14 @@ func seedLines(f *testing.F, real []byte, extra ...string) {
 	}
 }
 
+// keepNoPictures makes the pictures drawn during f be encoded but not
+// written: the drawing is what is fuzzed, not the disk.
+func keepNoPictures(f *testing.F) {
+	save := savePicture
+	savePicture = func(string, []byte) error { return nil }
+	f.Cleanup(func() { savePicture = save })
+}
+
 // lineCount is the number of lines parseLines sees.
 func lineCount(b []byte) int {
 	return bytes.Count(b, []byte{'\n'}) + 1
@@ -81,6 +89,7 @@ func FuzzParseHistograms(f *testing.F) {
 		`{"step":1,"params":[`+p+`"edges":[-1e308,1e308],"counts":[5]}]}`+"\n",
 		`{"step":1,"params":[`+p+`"edges":[3,3,3],"counts":[0,0]}]}`+"\n",
 		`{"step":1,"params":[{"name":"w","kind":"weight","min":5,"max":-5,"edges":[0,1],"counts":[2]}]}`+"\n")
+	keepNoPictures(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		hs, bad := ParseHistograms(b)
 		if len(hs)+bad.Count > lineCount(b) {
@@ -115,6 +124,7 @@ func FuzzParseVisuals(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	keepNoPictures(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, bad, err := ParseVisuals(b)
 		if err != nil {
