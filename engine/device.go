@@ -41,7 +41,8 @@ func ParseDevice(s string) (Device, bool, error) {
 }
 
 // agree checks that every non-nil tensor is on the same device with the same
-// dtype, and returns them. Ops call it first, then switch once on the device.
+// dtype, and returns them; a device other than the CPU is an error
+// (ErrNoKernel). Ops with a CUDA path call agreeDev instead.
 func agree(op string, ts ...*Tensor) (Device, DType, error) {
 	var dev Device
 	var dt DType
