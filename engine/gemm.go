@@ -8,7 +8,7 @@ import "unsafe"
 // without reading it (so NaNs in a fresh buffer do not leak).
 //
 // Every heavy CPU op reduces to this call. Float32 goes to the C kernel
-// (sgemm.c); float64, used only by the reference checks, stays in Go.
+// (gemm_cpu.c); float64, used only by the reference checks, stays in Go.
 func gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if m == 0 || n == 0 {
 		return

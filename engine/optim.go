@@ -38,7 +38,7 @@ func SGDStep(w, g, buf *Tensor, c SGDConfig) error {
 }
 
 // The updates are memory-bound: large parameters are split over the workers,
-// and the float32 loops run in C (optim_simd.c), which gcc vectorises.
+// and the float32 loops run in C (optim_cpu.c), which gcc vectorises.
 
 type sgdTask[T Float] struct {
 	w, g, buf []T

@@ -1,7 +1,7 @@
 package engine
 
 // The float32 fast path of the wide (stride-1) convolution lowering: the C
-// kernels of conv_fast.c read the input in place at each kernel tap's offset
+// kernels of conv_cpu.c read the input in place at each kernel tap's offset
 // (an implicit GEMM) instead of copying Cg·KH·KW shifted runs into a col
 // matrix and packing that again inside the GEMM. For LeNet's small layers the
 // copies and per-tap products cost more than the arithmetic.
@@ -67,7 +67,7 @@ func convFastFor(g *convGeom) bool {
 	return g.cg*g.hp*g.wp < 1<<30 && g.mg*(g.nw+2*maxOff) < 1<<30
 }
 
-// conv2DFast runs conv2D's work through conv_fast.c and reports true, or
+// conv2DFast runs conv2D's work through conv_cpu.c and reports true, or
 // reports false (float64, no AVX2, another lowering) and does nothing.
 func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) bool {
 	if isFloat64[T]() || !convFastFor(g) {

@@ -1,4 +1,4 @@
-// conv_fast.c: float32 convolution kernels for the wide (stride-1) lowering
+// conv_cpu.c: float32 convolution kernels for the wide (stride-1) lowering
 // that read the input in place instead of through a col matrix (an implicit
 // GEMM). Row k = (r, t) of the product's right-hand side is the run of plane
 // r of b that starts at tap t's offset, so
@@ -20,7 +20,7 @@
 // order starting from init; each dw element is eight lane chains over the
 // columns in order, added in a fixed tree at the end. Nothing depends on
 // timing or threads. The AVX2/FMA code is compiled through a target
-// attribute and only called when the CPU has both (kiln_conv_fast_ok).
+// attribute and only called when the CPU has both (kiln_conv_cpu_ok).
 
 // The C fast paths are x86's: other architectures take the Go paths (the
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
@@ -28,19 +28,19 @@
 #include <immintrin.h>
 #include <stdint.h>
 
-#include "conv_fast.h"
+#include "conv_cpu.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
 enum { MR = 6, NR = 16, DMR = 4, DNR = 3, MAXK = 4096 };
 
-int kiln_conv_fast_ok(void) {
+int kiln_conv_cpu_ok(void) {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-int kiln_conv_fast_maxk(void) { return MAXK; }
+int kiln_conv_cpu_maxk(void) { return MAXK; }
 
 // kiln_conv_pack writes A(i, r, t) = a[i·si + r·sr + t] as 6-row panels,
 // k = r·nt + t (or k = t·nr + r when tapmajor) within a panel; rows past m

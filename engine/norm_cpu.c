@@ -1,4 +1,4 @@
-// norm_simd.c: LayerNorm rows for float32 tensors, vectorised with AVX2 but
+// norm_cpu.c: LayerNorm rows for float32 tensors, vectorised with AVX2 but
 // computed in double precision like the Go loops of norm.go (sums, x̂ and the
 // gradient terms are doubles; only the stored results round to float). Sums
 // run in eight double lanes (two ymm) over the row in order, a scalar tail
@@ -12,11 +12,11 @@
 #include <immintrin.h>
 #include <math.h>
 
-#include "norm_simd.h"
+#include "norm_cpu.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-int kiln_norm_simd_ok(void) {
+int kiln_norm_cpu_ok(void) {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }

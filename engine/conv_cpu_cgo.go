@@ -16,18 +16,18 @@ package engine
 #cgo nocallback kiln_conv_shift_dwt
 #cgo noescape kiln_conv_dyt
 #cgo nocallback kiln_conv_dyt
-#include "conv_fast.h"
+#include "conv_cpu.h"
 */
 import "C"
 
 import "unsafe"
 
-// haveConvFast says whether conv_fast.c's AVX2 kernels can run here.
-var haveConvFast = C.kiln_conv_fast_ok() != 0
+// haveConvFast says whether conv_cpu.c's AVX2 kernels can run here.
+var haveConvFast = C.kiln_conv_cpu_ok() != 0
 
 // convFastMaxK is the longest reduction (Cin/groups·KH·KW, or Cout/groups·
 // KH·KW for the input gradient) the kernels take.
-var convFastMaxK = int(C.kiln_conv_fast_maxk())
+var convFastMaxK = int(C.kiln_conv_cpu_maxk())
 
 func fptr(s []float32) *C.float {
 	if s == nil {

@@ -1,4 +1,4 @@
-// sgemm.c: Kiln's float32 matrix multiply, C = alpha·op(A)·op(B) + beta·C,
+// gemm_cpu.c: Kiln's float32 matrix multiply, C = alpha·op(A)·op(B) + beta·C,
 // row-major, on up to the caller's thread count (a small pthread pool).
 //
 // The AVX2/FMA path follows BLIS/GotoBLAS: the k dimension is cut into KC
@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sgemm.h"
+#include "gemm_cpu.h"
 
 // Blocking sizes (overridable with -D for tuning).
 #ifndef KILN_KC

@@ -5,10 +5,10 @@
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
 #if defined(__x86_64__)
 #include <stdint.h>
-#include "pool_simd.h"
+#include "pool_cpu.h"
 
 // No code reads FP exception flags; with trapping math on, gcc will not turn
-// the compares into blends (see activation.c).
+// the compares into blends (see activation_cpu.c).
 #pragma GCC optimize("no-trapping-math")
 
 #include <immintrin.h>

@@ -1,7 +1,7 @@
 // The C fast paths are x86's: other architectures take the Go paths (the
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
 #if defined(__x86_64__)
-#include "optim_simd.h"
+#include "optim_cpu.h"
 // No code here reads floating-point exception flags or errno: gcc may then
 // vectorise sqrtf and keep every loop straight-line.
 #pragma GCC optimize("no-trapping-math", "no-math-errno")

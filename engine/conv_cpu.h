@@ -1,5 +1,5 @@
-int kiln_conv_fast_ok(void);
-int kiln_conv_fast_maxk(void);
+int kiln_conv_cpu_ok(void);
+int kiln_conv_cpu_maxk(void);
 void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, int tapmajor);
 int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long ldbr,
                          long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen, long brs,

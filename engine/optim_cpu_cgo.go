@@ -8,11 +8,11 @@ package engine
 #cgo nocallback kiln_sgd_step_f32
 #cgo noescape kiln_adamw_step_f32
 #cgo nocallback kiln_adamw_step_f32
-#include "optim_simd.h"
+#include "optim_cpu.h"
 */
 import "C"
 
-// sgdStepC runs optim_simd.c's SGD on float32 and reports true, or reports
+// sgdStepC runs optim_cpu.c's SGD on float32 and reports true, or reports
 // false for float64 (which stays in Go).
 func sgdStepC[T Float](w, g, buf []T, c SGDConfig) bool {
 	if isFloat64[T]() {

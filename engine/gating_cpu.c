@@ -1,4 +1,4 @@
-// gating_simd.c: the elementwise parts of the spatial gating unit for float32
+// gating_cpu.c: the elementwise parts of the spatial gating unit for float32
 // (gating.go): the gate out = u ⊙ (W·v̂ + b) and its backward, where u is the
 // first half of each row of z (length 2D). The bias gradient sums in eight
 // double lanes over each row, then a fixed tree: deterministic.
@@ -8,7 +8,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#include "gating_simd.h"
+#include "gating_cpu.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 

@@ -4,7 +4,7 @@ package engine
 
 /*
 #cgo CFLAGS: -O3
-#include "sgemm.h"
+#include "gemm_cpu.h"
 */
 import "C"
 
@@ -14,7 +14,7 @@ import (
 )
 
 // sgemm is the float32 matrix multiply (see gemm): one call into the C kernel
-// in sgemm.c, which splits big products across Threads() threads with a
+// in gemm_cpu.c, which splits big products across Threads() threads with a
 // partition fixed by the shape and the thread count.
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m <= 0 || n <= 0 {

@@ -1,4 +1,4 @@
-// broadcast_simd.c: broadcast multiply (broadcast.go) for float32, walking
+// broadcast_cpu.c: broadcast multiply (broadcast.go) for float32, walking
 // the same plan (merged axes, g's strides, the innermost run contiguous in x)
 // with loops gcc vectorises. The sum of a broadcast scalar's gradient runs in
 // eight fixed lanes added in a fixed tree; the AVX2 and default clones do the
@@ -8,7 +8,7 @@
 // The C fast paths are x86's: other architectures take the Go paths (the
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
 #if defined(__x86_64__)
-#include "broadcast_simd.h"
+#include "broadcast_cpu.h"
 
 #define CLONES __attribute__((target_clones("avx2", "default")))
 

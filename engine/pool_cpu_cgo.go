@@ -6,13 +6,13 @@ package engine
 #cgo CFLAGS: -O3
 #cgo noescape kiln_maxpool2x2_f32
 #cgo nocallback kiln_maxpool2x2_f32
-#include "pool_simd.h"
+#include "pool_cpu.h"
 */
 import "C"
 
 import "unsafe"
 
-// maxPlane2x2C runs pool_simd.c's vectorised 2×2 max pool on one plane and
+// maxPlane2x2C runs pool_cpu.c's vectorised 2×2 max pool on one plane and
 // reports false when the plane holds a NaN (out is then to be redone).
 func maxPlane2x2C(out []float32, am []int32, x []float32, g *poolGeom) bool {
 	if g.oh == 0 || g.ow == 0 {

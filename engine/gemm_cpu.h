@@ -1,12 +1,12 @@
-// sgemm.h: Kiln's float32 matrix multiply (see sgemm.c).
-#ifndef KILN_SGEMM_H
-#define KILN_SGEMM_H
+// gemm_cpu.h: Kiln's float32 matrix multiply (see gemm_cpu.c).
+#ifndef KILN_GEMM_CPU_H
+#define KILN_GEMM_CPU_H
 
 // kiln_sgemm computes C = alpha·op(A)·op(B) + beta·C on row-major matrices.
 // op(A) is m×k (A stored k×m when transA), op(B) is k×n (B stored n×k when
 // transB); lda, ldb, ldc are row strides in elements. beta == 0 overwrites C
 // without reading it. Products big enough are split across up to threads
-// threads (see sgemm.c); results are bit-identical for a given thread count.
+// threads (see gemm_cpu.c); results are bit-identical for a given thread count.
 void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k,
                 float alpha, const float *a, long lda, const float *b, long ldb,
                 float beta, float *c, long ldc);

@@ -17,13 +17,13 @@ package engine
 #cgo nocallback kiln_bn_backward_sums_f32
 #cgo noescape kiln_bn_backward_dx_f32
 #cgo nocallback kiln_bn_backward_dx_f32
-#include "norm_simd.h"
+#include "norm_cpu.h"
 */
 import "C"
 
 import "unsafe"
 
-var haveNormC = C.kiln_norm_simd_ok() != 0
+var haveNormC = C.kiln_norm_cpu_ok() != 0
 
 // lnRows is a run of LayerNorm rows of length d: row r of x starts at r·ldx,
 // of out (dx in backward) at r·ldo, of dout at r·ldd; mean and rstd hold one
@@ -49,7 +49,7 @@ func cf64(s []float64) *C.double {
 }
 
 // layerNormC runs the rows forward (or backward, adding into the float64
-// partials dg and db, each may be nil) through norm_simd.c and reports true;
+// partials dg and db, each may be nil) through norm_cpu.c and reports true;
 // it reports false (float64, no AVX2) and does nothing otherwise.
 func layerNormC[T Float](r *lnRows[T], backward bool, dg, db []float64) bool {
 	if isFloat64[T]() || !haveNormC || r.rows <= 0 {

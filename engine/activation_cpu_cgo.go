@@ -5,13 +5,13 @@ package engine
 /*
 #cgo CFLAGS: -O3
 #cgo LDFLAGS: -lm
-#include "activation.h"
+#include "activation_cpu.h"
 */
 import "C"
 
 import "unsafe"
 
-// activationC runs the float32 kernels of activation.c and reports true, or
+// activationC runs the float32 kernels of activation_cpu.c and reports true, or
 // reports false for float64 (which stays in Go).
 func activationC[T Float](dst, a, x, y []T, kind Activation, backward bool) bool {
 	if isFloat64[T]() || len(dst) == 0 {

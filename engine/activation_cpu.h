@@ -1,7 +1,7 @@
 // Float32 activations in C: branch-free loops that gcc vectorises, built
 // for AVX2 and for plain x86-64 (target_clones picks at load time).
-#ifndef KILN_ACTIVATION_H
-#define KILN_ACTIVATION_H
+#ifndef KILN_ACTIVATION_CPU_H
+#define KILN_ACTIVATION_CPU_H
 #include <stddef.h>
 
 // kind: 1 ReLU, 2 GELU (exact erf form), 3 sigmoid, 4 tanh — engine.Activation's values.

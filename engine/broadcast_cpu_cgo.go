@@ -8,7 +8,7 @@ package engine
 #cgo nocallback kiln_bmul_f32
 #cgo noescape kiln_bmul_backward_f32
 #cgo nocallback kiln_bmul_backward_f32
-#include "broadcast_simd.h"
+#include "broadcast_cpu.h"
 */
 import "C"
 
@@ -23,7 +23,7 @@ func cflag(b bool) C.int {
 	return 0
 }
 
-// broadcastMulC runs broadcastMultiply in broadcast_simd.c for float32 and
+// broadcastMulC runs broadcastMultiply in broadcast_cpu.c for float32 and
 // reports true; false for float64.
 func broadcastMulC[T Float](p *broadcastPlan, out, x, g []T) bool {
 	if isFloat64[T]() || len(x) == 0 {
@@ -34,7 +34,7 @@ func broadcastMulC[T Float](p *broadcastPlan, out, x, g []T) bool {
 	return true
 }
 
-// broadcastMulBackwardC runs broadcastMultiplyBackward in broadcast_simd.c
+// broadcastMulBackwardC runs broadcastMultiplyBackward in broadcast_cpu.c
 // for float32 and reports true; false for float64.
 func broadcastMulBackwardC[T Float](p *broadcastPlan, dx, dg, dout, x, g []T) bool {
 	if isFloat64[T]() || len(x) == 0 {

@@ -8,7 +8,7 @@
 // The C fast paths are x86's: other architectures take the Go paths (the
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
 #if defined(__x86_64__)
-#include "activation.h"
+#include "activation_cpu.h"
 // No code here reads floating-point exception flags; without trapping math
 // gcc turns the clamps and selects into blends and vectorises every loop.
 #pragma GCC optimize("no-trapping-math")

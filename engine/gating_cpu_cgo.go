@@ -8,8 +8,8 @@ package engine
 #cgo nocallback kiln_sgu_gate_f32
 #cgo noescape kiln_sgu_gate_backward_f32
 #cgo nocallback kiln_sgu_gate_backward_f32
-#include "gating_simd.h"
-#include "sgemm.h"
+#include "gating_cpu.h"
+#include "gemm_cpu.h"
 */
 import "C"
 

@@ -9,7 +9,7 @@ import (
 	"github.com/kiln-ml/kiln/internal/gradcheck"
 )
 
-// Shapes aimed at conv_fast.c's float32 kernels: output channels not a
+// Shapes aimed at conv_cpu.c's float32 kernels: output channels not a
 // multiple of the 6-row tile, rows longer than one 16-column tile with a
 // ragged tail, row-by-row and wide-frame columns, padding, dilation, groups,
 // weight gradients through dot products (few output channels) and through
