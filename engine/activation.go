@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"unsafe"
 )
 
 // Activation functions applied element by element: ReLU, GELU (the exact erf
@@ -86,11 +85,7 @@ func ActivationForward(out, x *Tensor, kind Activation) error {
 		return runCUDA(op, func() error { return activationForwardCUDA(out, x, kind) },
 			func(h []*Tensor) error { return ActivationForward(h[0], h[1], kind) }, out, x)
 	}
-	if dt == Float64 {
-		runActivation(out.f64, x.f64, nil, nil, kind, false)
-	} else {
-		runActivation(out.f32, x.f32, nil, nil, kind, false)
-	}
+	pick(dt, runActivation[float32], runActivation[float64])(out, x, nil, nil, kind, false)
 	return nil
 }
 
@@ -131,11 +126,7 @@ func ActivationBackward(dx, dout, x, out *Tensor, kind Activation) error {
 		return runCUDA(op, func() error { return activationBackwardCUDA(dx, dout, x, out, kind) },
 			func(h []*Tensor) error { return ActivationBackward(h[0], h[1], h[2], h[3], kind) }, dx, dout, x, out)
 	}
-	if dt == Float64 {
-		runActivation(dx.f64, dout.f64, x.f64Or(), out.f64Or(), kind, true)
-	} else {
-		runActivation(dx.f32, dout.f32, x.f32Or(), out.f32Or(), kind, true)
-	}
+	pick(dt, runActivation[float32], runActivation[float64])(dx, dout, x, out, kind, true)
 	return nil
 }
 
@@ -164,7 +155,8 @@ var activationTasks = [2]taskPool{
 
 // runActivation runs the forward (dst = f(a)) or backward (dst = a·f'(x, y))
 // kernel, split over the workers when the tensor is large.
-func runActivation[T Float](dst, a, x, y []T, kind Activation, backward bool) {
+func runActivation[T Float](dstT, aT, xT, yT *Tensor, kind Activation, backward bool) {
+	dst, a, x, y := dataAs[T](dstT), dataAs[T](aT), dataAs[T](xT), dataAs[T](yT)
 	n := len(dst)
 	if n < parallelMinElems {
 		if backward {
@@ -262,25 +254,4 @@ func subOrNil[T Float](s []T, lo, hi int) []T {
 		return nil
 	}
 	return s[lo:hi]
-}
-
-// dtypeIndex is 0 for float32 and 1 for float64: it picks a kernel's taskPool
-// of task structs.
-func dtypeIndex[T Float]() int {
-	if isFloat64[T]() {
-		return 1
-	}
-	return 0
-}
-
-// dataAs returns a tensor's CPU data as []T (nil for a nil tensor); the caller
-// has checked that T matches the dtype.
-func dataAs[T Float](t *Tensor) []T {
-	if t == nil {
-		return nil
-	}
-	if isFloat64[T]() {
-		return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(t.f64))), len(t.f64))
-	}
-	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(t.f32))), len(t.f32))
 }

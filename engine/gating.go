@@ -58,15 +58,8 @@ func SpatialGatingForward(out *Tensor, saved *SpatialGatingSaved, z, gamma, beta
 		return spatialGatingForwardCUDA(out, saved, z, gamma, beta, w, b, eps)
 	}
 	n, t, d := z.shape[0], z.shape[1], z.shape[2]/2
-	if dt == Float64 {
-		runSpatialGating(&spatialGatingTask[float64]{out: out.f64, z: z.f64, gamma: gamma.f64Or(), beta: beta.f64Or(),
-			w: w.f64, b: b.f64Or(), norm: saved.Norm.f64, mixed: saved.Mixed.f64, mean: saved.Mean.f64,
-			rstd: saved.RStd.f64, eps: eps, n: n, t: t, d: d})
-	} else {
-		runSpatialGating(&spatialGatingTask[float32]{out: out.f32, z: z.f32, gamma: gamma.f32Or(), beta: beta.f32Or(),
-			w: w.f32, b: b.f32Or(), norm: saved.Norm.f32, mixed: saved.Mixed.f32, mean: saved.Mean.f32,
-			rstd: saved.RStd.f32, eps: eps, n: n, t: t, d: d})
-	}
+	pick(dt, runSpatialGating[float32], runSpatialGating[float64])(spatialGatingArgs{
+		out: out, z: z, gamma: gamma, beta: beta, w: w, b: b, saved: saved, eps: eps, n: n, t: t, d: d})
 	return nil
 }
 
@@ -96,17 +89,9 @@ func SpatialGatingBackward(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved *Sp
 		return spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z, saved, gamma, w)
 	}
 	n, t, d := z.shape[0], z.shape[1], z.shape[2]/2
-	if dt == Float64 {
-		runSpatialGating(&spatialGatingTask[float64]{backward: true, dz: dz.f64Or(), dgamma: dgamma.f64Or(),
-			dbeta: dbeta.f64Or(), dw: dw.f64Or(), db: db.f64Or(), out: dout.f64, z: z.f64, gamma: gamma.f64Or(),
-			w: w.f64, norm: saved.Norm.f64, mixed: saved.Mixed.f64, mean: saved.Mean.f64, rstd: saved.RStd.f64,
-			n: n, t: t, d: d})
-	} else {
-		runSpatialGating(&spatialGatingTask[float32]{backward: true, dz: dz.f32Or(), dgamma: dgamma.f32Or(),
-			dbeta: dbeta.f32Or(), dw: dw.f32Or(), db: db.f32Or(), out: dout.f32, z: z.f32, gamma: gamma.f32Or(),
-			w: w.f32, norm: saved.Norm.f32, mixed: saved.Mixed.f32, mean: saved.Mean.f32, rstd: saved.RStd.f32,
-			n: n, t: t, d: d})
-	}
+	pick(dt, runSpatialGating[float32], runSpatialGating[float64])(spatialGatingArgs{backward: true,
+		dz: dz, dgamma: dgamma, dbeta: dbeta, dw: dw, db: db, out: dout, z: z, gamma: gamma, w: w, saved: saved,
+		n: n, t: t, d: d})
 	return nil
 }
 
@@ -178,10 +163,26 @@ var spatialGatingTasks = [2]taskPool{
 	{New: func() any { return new(spatialGatingTask[float64]) }},
 }
 
+// spatialGatingArgs are one call of the unit: its tensors (nil where unused)
+// and sizes, bound to a spatialGatingTask of their dtype by runSpatialGating.
+type spatialGatingArgs struct {
+	backward                  bool
+	out, z, gamma, beta, w, b *Tensor // out is dout in the backward pass
+	saved                     *SpatialGatingSaved
+	dz, dgamma, dbeta, dw, db *Tensor
+	eps                       float64
+	n, t, d                   int
+}
+
 // runSpatialGating splits the samples over the workers; in the backward pass
 // each part sums its parameter gradients apart and the parts are added in
 // order afterwards.
-func runSpatialGating[T Float](args *spatialGatingTask[T]) {
+func runSpatialGating[T Float](a spatialGatingArgs) {
+	args := &spatialGatingTask[T]{backward: a.backward, out: dataAs[T](a.out), z: dataAs[T](a.z),
+		gamma: dataAs[T](a.gamma), beta: dataAs[T](a.beta), w: dataAs[T](a.w), b: dataAs[T](a.b),
+		norm: dataAs[T](a.saved.Norm), mixed: dataAs[T](a.saved.Mixed), mean: dataAs[T](a.saved.Mean),
+		rstd: dataAs[T](a.saved.RStd), dz: dataAs[T](a.dz), dgamma: dataAs[T](a.dgamma), dbeta: dataAs[T](a.dbeta),
+		dw: dataAs[T](a.dw), db: dataAs[T](a.db), eps: a.eps, n: a.n, t: a.t, d: a.d}
 	t, d := args.t, args.d
 	p := 1
 	if args.n*t*t*d >= 1<<16 {

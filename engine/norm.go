@@ -55,15 +55,9 @@ func BatchNorm2DForward(out, saveMean, saveInvStd, x, gamma, beta, runMean, runV
 	if x.device == CUDA {
 		return batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar, momentum, eps)
 	}
-	if dt == Float64 {
-		runBatchNorm(&batchNormTask[float64]{mode: batchNormTrain, out: out.f64, x: x.f64,
-			gamma: gamma.f64Or(), beta: beta.f64Or(), mean: saveMean.f64, invStd: saveInvStd.f64,
-			runMean: runMean.f64Or(), runVar: runVar.f64Or(), momentum: momentum, eps: eps, n: n, c: c, hw: hw})
-	} else {
-		runBatchNorm(&batchNormTask[float32]{mode: batchNormTrain, out: out.f32, x: x.f32,
-			gamma: gamma.f32Or(), beta: beta.f32Or(), mean: saveMean.f32, invStd: saveInvStd.f32,
-			runMean: runMean.f32Or(), runVar: runVar.f32Or(), momentum: momentum, eps: eps, n: n, c: c, hw: hw})
-	}
+	pick(dt, runBatchNorm[float32], runBatchNorm[float64])(batchNormArgs{mode: batchNormTrain, out: out, x: x,
+		gamma: gamma, beta: beta, mean: saveMean, invStd: saveInvStd,
+		runMean: runMean, runVar: runVar, momentum: momentum, eps: eps, n: n, c: c, hw: hw})
 	return nil
 }
 
@@ -88,15 +82,8 @@ func BatchNorm2DEvalForward(out, x, gamma, beta, runMean, runVar *Tensor, eps fl
 		return batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar, eps)
 	}
 	n, c, hw := batchNormDims(x)
-	if dt == Float64 {
-		runBatchNorm(&batchNormTask[float64]{mode: batchNormEval, out: out.f64, x: x.f64,
-			gamma: gamma.f64Or(), beta: beta.f64Or(), runMean: runMean.f64, runVar: runVar.f64,
-			eps: eps, n: n, c: c, hw: hw})
-	} else {
-		runBatchNorm(&batchNormTask[float32]{mode: batchNormEval, out: out.f32, x: x.f32,
-			gamma: gamma.f32Or(), beta: beta.f32Or(), runMean: runMean.f32, runVar: runVar.f32,
-			eps: eps, n: n, c: c, hw: hw})
-	}
+	pick(dt, runBatchNorm[float32], runBatchNorm[float64])(batchNormArgs{mode: batchNormEval, out: out, x: x,
+		gamma: gamma, beta: beta, runMean: runMean, runVar: runVar, eps: eps, n: n, c: c, hw: hw})
 	return nil
 }
 
@@ -128,15 +115,9 @@ func BatchNorm2DBackward(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma
 		return batchNormTrainBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma)
 	}
 	n, c, hw := batchNormDims(x)
-	if dt == Float64 {
-		runBatchNorm(&batchNormTask[float64]{mode: batchNormBackward, out: dx.f64Or(), x: x.f64,
-			dout: dout.f64, gamma: gamma.f64Or(), dgamma: dgamma.f64Or(), dbeta: dbeta.f64Or(),
-			mean: saveMean.f64, invStd: saveInvStd.f64, n: n, c: c, hw: hw})
-	} else {
-		runBatchNorm(&batchNormTask[float32]{mode: batchNormBackward, out: dx.f32Or(), x: x.f32,
-			dout: dout.f32, gamma: gamma.f32Or(), dgamma: dgamma.f32Or(), dbeta: dbeta.f32Or(),
-			mean: saveMean.f32, invStd: saveInvStd.f32, n: n, c: c, hw: hw})
-	}
+	pick(dt, runBatchNorm[float32], runBatchNorm[float64])(batchNormArgs{mode: batchNormBackward, out: dx, x: x,
+		dout: dout, gamma: gamma, dgamma: dgamma, dbeta: dbeta,
+		mean: saveMean, invStd: saveInvStd, n: n, c: c, hw: hw})
 	return nil
 }
 
@@ -167,15 +148,9 @@ func BatchNorm2DEvalBackward(dx, dgamma, dbeta, dout, x, gamma, runMean, runVar 
 		return batchNormEvalBackwardCUDA(dx, dgamma, dbeta, dout, x, gamma, runMean, runVar, eps)
 	}
 	n, c, hw := batchNormDims(x)
-	if dt == Float64 {
-		runBatchNorm(&batchNormTask[float64]{mode: batchNormEvalBackward, out: dx.f64Or(), x: x.f64,
-			dout: dout.f64, gamma: gamma.f64Or(), dgamma: dgamma.f64Or(), dbeta: dbeta.f64Or(),
-			runMean: runMean.f64, runVar: runVar.f64, eps: eps, n: n, c: c, hw: hw})
-	} else {
-		runBatchNorm(&batchNormTask[float32]{mode: batchNormEvalBackward, out: dx.f32Or(), x: x.f32,
-			dout: dout.f32, gamma: gamma.f32Or(), dgamma: dgamma.f32Or(), dbeta: dbeta.f32Or(),
-			runMean: runMean.f32, runVar: runVar.f32, eps: eps, n: n, c: c, hw: hw})
-	}
+	pick(dt, runBatchNorm[float32], runBatchNorm[float64])(batchNormArgs{mode: batchNormEvalBackward, out: dx, x: x,
+		dout: dout, gamma: gamma, dgamma: dgamma, dbeta: dbeta,
+		runMean: runMean, runVar: runVar, eps: eps, n: n, c: c, hw: hw})
 	return nil
 }
 
@@ -231,9 +206,24 @@ var batchNormTasks = [2]taskPool{
 	{New: func() any { return new(batchNormTask[float64]) }},
 }
 
+// batchNormArgs are one batch norm call: its tensors (nil where the mode reads
+// none) and sizes, bound to a batchNormTask of their dtype by runBatchNorm.
+type batchNormArgs struct {
+	mode                          int
+	out, x, dout                  *Tensor // out is dx in the backward pass
+	gamma, beta, dgamma, dbeta    *Tensor
+	mean, invStd, runMean, runVar *Tensor
+	momentum, eps                 float64
+	n, c, hw                      int
+}
+
 // runBatchNorm splits the channels over the workers; channels are
 // independent, so the result does not depend on the split.
-func runBatchNorm[T Float](args *batchNormTask[T]) {
+func runBatchNorm[T Float](a batchNormArgs) {
+	args := &batchNormTask[T]{mode: a.mode, out: dataAs[T](a.out), x: dataAs[T](a.x), dout: dataAs[T](a.dout),
+		gamma: dataAs[T](a.gamma), beta: dataAs[T](a.beta), dgamma: dataAs[T](a.dgamma), dbeta: dataAs[T](a.dbeta),
+		mean: dataAs[T](a.mean), invStd: dataAs[T](a.invStd), runMean: dataAs[T](a.runMean),
+		runVar: dataAs[T](a.runVar), momentum: a.momentum, eps: a.eps, n: a.n, c: a.c, hw: a.hw}
 	if args.n*args.c*args.hw < parallelMinElems {
 		args.run(0, 0, args.c)
 		return
@@ -429,13 +419,8 @@ func LayerNormForward(out, mean, rstd, x, gamma, beta *Tensor, eps float64) erro
 	if x.device == CUDA {
 		return layerNormForwardCUDA(out, mean, rstd, x, gamma, beta, rows, d, eps)
 	}
-	if dt == Float64 {
-		runLayerNorm(&layerNormTask[float64]{out: out.f64, x: x.f64, mean: mean.f64Or(), rstd: rstd.f64Or(),
-			gamma: gamma.f64Or(), beta: beta.f64Or(), eps: eps, rows: rows, d: d})
-	} else {
-		runLayerNorm(&layerNormTask[float32]{out: out.f32, x: x.f32, mean: mean.f32Or(), rstd: rstd.f32Or(),
-			gamma: gamma.f32Or(), beta: beta.f32Or(), eps: eps, rows: rows, d: d})
-	}
+	pick(dt, runLayerNorm[float32], runLayerNorm[float64])(layerNormArgs{out: out, x: x, mean: mean, rstd: rstd,
+		gamma: gamma, beta: beta, eps: eps, rows: rows, d: d})
 	return nil
 }
 
@@ -468,15 +453,8 @@ func LayerNormBackward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma *Tensor) er
 	if x.device == CUDA {
 		return layerNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, rows, d)
 	}
-	if dt == Float64 {
-		runLayerNorm(&layerNormTask[float64]{backward: true, out: dx.f64Or(), x: x.f64, dout: dout.f64,
-			mean: mean.f64, rstd: rstd.f64, gamma: gamma.f64Or(), dgamma: dgamma.f64Or(), dbeta: dbeta.f64Or(),
-			rows: rows, d: d})
-	} else {
-		runLayerNorm(&layerNormTask[float32]{backward: true, out: dx.f32Or(), x: x.f32, dout: dout.f32,
-			mean: mean.f32, rstd: rstd.f32, gamma: gamma.f32Or(), dgamma: dgamma.f32Or(), dbeta: dbeta.f32Or(),
-			rows: rows, d: d})
-	}
+	pick(dt, runLayerNorm[float32], runLayerNorm[float64])(layerNormArgs{backward: true, out: dx, x: x, dout: dout,
+		mean: mean, rstd: rstd, gamma: gamma, dgamma: dgamma, dbeta: dbeta, rows: rows, d: d})
 	return nil
 }
 
@@ -516,9 +494,23 @@ var layerNormTasks = [2]taskPool{
 	{New: func() any { return new(layerNormTask[float64]) }},
 }
 
+// layerNormArgs are one layer norm call: its tensors (nil where unused) and
+// sizes, bound to a layerNormTask of their dtype by runLayerNorm.
+type layerNormArgs struct {
+	backward                 bool
+	out, x, dout, mean, rstd *Tensor // out is dx in the backward pass
+	gamma, beta              *Tensor
+	dgamma, dbeta            *Tensor
+	eps                      float64
+	rows, d                  int
+}
+
 // runLayerNorm splits the rows over the workers. The backward pass sums each
 // part's dgamma and dbeta apart, then adds the parts in order.
-func runLayerNorm[T Float](args *layerNormTask[T]) {
+func runLayerNorm[T Float](a layerNormArgs) {
+	args := &layerNormTask[T]{backward: a.backward, out: dataAs[T](a.out), x: dataAs[T](a.x), dout: dataAs[T](a.dout),
+		mean: dataAs[T](a.mean), rstd: dataAs[T](a.rstd), gamma: dataAs[T](a.gamma), beta: dataAs[T](a.beta),
+		dgamma: dataAs[T](a.dgamma), dbeta: dataAs[T](a.dbeta), eps: a.eps, rows: a.rows, d: a.d}
 	p := 1
 	if args.rows*args.d >= parallelMinElems {
 		p = parts(args.rows)

@@ -117,11 +117,7 @@ func MaxPool2DForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) er
 	if x.device == CUDA {
 		return maxPool2DForwardCUDA(out, argmax, x, p, &g)
 	}
-	if dt == Float64 {
-		runPool(&g, poolMaxForward, out.f64, x.f64, argmax)
-	} else {
-		runPool(&g, poolMaxForward, out.f32, x.f32, argmax)
-	}
+	pick(dt, runPool[float32], runPool[float64])(g, poolMaxForward, out, x, argmax)
 	return nil
 }
 
@@ -141,12 +137,7 @@ func MaxPool2DBackward(dx, dout *Tensor, argmax []int32, p Pool2DParams) error {
 	if dx.device == CUDA {
 		return maxPool2DBackwardCUDA(dx, dout, argmax, p, &g)
 	}
-	var bad bool
-	if dt == Float64 {
-		bad = runPool(&g, poolMaxBackward, dx.f64, dout.f64, argmax)
-	} else {
-		bad = runPool(&g, poolMaxBackward, dx.f32, dout.f32, argmax)
-	}
+	bad := pick(dt, runPool[float32], runPool[float64])(g, poolMaxBackward, dx, dout, argmax)
 	if bad {
 		return shapeErr(op, "argmax holds an index outside the input plane", "dx", dx, "dout", dout)
 	}
@@ -167,11 +158,7 @@ func AvgPool2DForward(out, x *Tensor, p Pool2DParams) error {
 	if x.device == CUDA {
 		return avgPool2DForwardCUDA(out, x, p, &g)
 	}
-	if dt == Float64 {
-		runPool(&g, poolAvgForward, out.f64, x.f64, nil)
-	} else {
-		runPool(&g, poolAvgForward, out.f32, x.f32, nil)
-	}
+	pick(dt, runPool[float32], runPool[float64])(g, poolAvgForward, out, x, nil)
 	return nil
 }
 
@@ -188,11 +175,7 @@ func AvgPool2DBackward(dx, dout *Tensor, p Pool2DParams) error {
 	if dx.device == CUDA {
 		return avgPool2DBackwardCUDA(dx, dout, p, &g)
 	}
-	if dt == Float64 {
-		runPool(&g, poolAvgBackward, dx.f64, dout.f64, nil)
-	} else {
-		runPool(&g, poolAvgBackward, dx.f32, dout.f32, nil)
-	}
+	pick(dt, runPool[float32], runPool[float64])(g, poolAvgBackward, dx, dout, nil)
 	return nil
 }
 
@@ -225,11 +208,7 @@ func GlobalAvgPoolForward(out, x *Tensor) error {
 	if x.device == CUDA {
 		return globalAvgPoolForwardCUDA(out, x, &g)
 	}
-	if dt == Float64 {
-		runPool(&g, poolGlobalForward, out.f64, x.f64, nil)
-	} else {
-		runPool(&g, poolGlobalForward, out.f32, x.f32, nil)
-	}
+	pick(dt, runPool[float32], runPool[float64])(g, poolGlobalForward, out, x, nil)
 	return nil
 }
 
@@ -245,11 +224,7 @@ func GlobalAvgPoolBackward(dx, dout *Tensor) error {
 	if dx.device == CUDA {
 		return globalAvgPoolBackwardCUDA(dx, dout, &g)
 	}
-	if dt == Float64 {
-		runPool(&g, poolGlobalBackward, dx.f64, dout.f64, nil)
-	} else {
-		runPool(&g, poolGlobalBackward, dx.f32, dout.f32, nil)
-	}
+	pick(dt, runPool[float32], runPool[float64])(g, poolGlobalBackward, dx, dout, nil)
 	return nil
 }
 
@@ -286,10 +261,10 @@ const poolParallelMin = 1 << 14
 
 // runPool runs kind over every plane and reports whether a bad argmax index
 // was met.
-func runPool[T Float](g *poolGeom, kind poolKind, a, b []T, argmax []int32) bool {
+func runPool[T Float](g poolGeom, kind poolKind, a, b *Tensor, argmax []int32) bool {
 	tasks := &poolTasks[dtypeIndex[T]()]
 	t := tasks.Get().(*poolTask[T])
-	t.g, t.kind, t.a, t.b, t.argmax = *g, kind, a, b, argmax
+	t.g, t.kind, t.a, t.b, t.argmax = g, kind, dataAs[T](a), dataAs[T](b), argmax
 	t.bad.Store(false)
 	serial := g.planes*g.h*g.w < poolParallelMin
 	var rows []float64
