@@ -14,22 +14,17 @@ import "fmt"
 // dw += dout·colᵀ, and dx is W ᵀ·dout scattered back through the lowering.
 // Images are split across threads; each part sums its dw and db into its own
 // buffer and the parts are added in order, so results are bit-identical run
-// after run. There are three lowerings:
+// after run. There are two lowerings:
 //
 //   - pointwise: a 1×1, stride-1, unpadded convolution needs no col matrix,
 //     the input plane stack already is one.
-//   - wide (stride 1): output pixel (oh, ow) reads the padded input at
-//     (oh + kh·dh, ow + kw·dw). Numbering output columns q = oh·Wp + ow over
-//     the padded width Wp instead of OW makes every col row one contiguous
-//     run of the padded plane, Nw = (OH−1)·Wp + OW long, starting at
-//     kh·dh·Wp + kw·dw: one copy per row instead of one per output row, which
-//     matters for the small planes of LeNet-sized nets. Columns with ow ≥ OW
-//     are junk: forward drops them when it moves the product into out, and
-//     backward gives them a zero output gradient so they add nothing. The
-//     input gradient is one product per kernel tap accumulating straight into
-//     the padded planes (wideInputGrad), with no col matrix at all. Used when
-//     the junk is at most as large as the real output (Nw ≤ 2·OH·OW).
 //   - col: classic im2col and its adjoint col2im, for everything else.
+//
+// Stride-1 shapes whose "wide" frame is small (see convGeom.nw) go to the
+// float32 C path (conv_cpu.go) where the machine has it; elsewhere (float64,
+// builds without cgo on amd64) they take the col lowering. A Go version of
+// the wide lowering was measured against col on the zoo's shapes and did not
+// pay: bench/results/*-conv-lowerings.md.
 
 // Conv2DParams are a convolution's hyper-parameters. The zero value is
 // PyTorch's default: stride 1, no padding, dilation 1, one group, so zero
@@ -63,13 +58,19 @@ type convGeom struct {
 	cg, mg, kg, p      int // per group: input channels, output channels, col rows; pixels OH·OW
 	inPlane, outPlanes int // H·W, Cout·OH·OW
 	lowering           int
-	padded             bool // wide lowering with padding: x goes through a padded copy
-	hp, wp, nw         int  // wide lowering: padded plane Hp×Wp, col row length Nw
+	// The C path's wide frame (lowerWide): output pixel (oh, ow) reads the
+	// padded input at (oh + kh·dh, ow + kw·dw), so numbering output columns
+	// q = oh·Wp + ow over the padded width Wp makes each tap's inputs one
+	// contiguous run of the padded plane, Nw = (OH−1)·Wp + OW long; the
+	// columns with ow ≥ OW are junk. Chosen when the junk is at most as large
+	// as the real output (Nw ≤ 2·OH·OW).
+	padded     bool // with padding: x goes through a padded copy
+	hp, wp, nw int  // padded plane Hp×Wp, frame length Nw
 }
 
 const (
-	lowerCol = iota
-	lowerWide
+	lowerCol  = iota
+	lowerWide // the C path's; the Go loops run it as lowerCol
 	lowerPointwise
 )
 
@@ -241,9 +242,8 @@ type convTask[T Float] struct {
 	y, x, w, b []T // y is out in forward, dout in backward
 	dx, dw, db []T
 	scratch    []T
-	// wx is w rearranged for the kernel, shared by all parts: regrouped by
-	// kernel tap for the wide input gradient (tapWeights), or with the bias
-	// appended to each row when biasRow is set.
+	// wx is w with the bias appended to each row when biasRow is set, shared
+	// by all parts.
 	wx []T
 	// biasRow: forward through a col matrix with a bias. The col matrix gets
 	// a last row of ones and wx is (Cout, kg+1) with the bias last, so the
@@ -254,10 +254,7 @@ type convTask[T Float] struct {
 // convLayout places one part's scratch buffers; each field is an offset, the
 // next one's offset its end.
 type convLayout struct {
-	col  int // im2col matrix, kg (+1 with biasRow) × P, or × Nw wide; dcol too
-	pad  int // wide: padded input group (Cg × Hp × Wp), margins stay zero
-	yb   int // wide: product (forward) or widened dout (backward), mg × Nw
-	dxp  int // wide: padded dx group
+	col  int // im2col matrix, kg (+1 with biasRow) × P; dcol too
 	dw   int // partial dw
 	db   int // partial db
 	size int
@@ -265,35 +262,15 @@ type convLayout struct {
 
 func newConvLayout(g *convGeom, backward, biasRow, hasDx bool, dw, db int) convLayout {
 	var l convLayout
-	var col, pad, yb, dxp int
-	needX := !backward || dw > 0
+	col := 0
 	rows := g.kg
 	if biasRow {
 		rows++
 	}
-	switch g.lowering {
-	case lowerCol:
-		if needX || hasDx {
-			col = rows * g.p
-		}
-	case lowerWide:
-		if needX {
-			col = rows * g.nw
-		}
-		if g.padded && needX {
-			pad = g.cg * g.hp * g.wp
-		}
-		if !backward || dw > 0 || hasDx {
-			yb = g.mg * g.nw
-		}
-		if g.padded && hasDx {
-			dxp = g.cg * g.hp * g.wp
-		}
+	if g.lowering == lowerCol && (!backward || dw > 0 || hasDx) {
+		col = rows * g.p
 	}
-	l.pad = l.col + col
-	l.yb = l.pad + pad
-	l.dxp = l.yb + yb
-	l.dw = l.dxp + dxp
+	l.dw = l.col + col
 	l.db = l.dw + dw
 	l.size = l.db + db
 	return l
@@ -308,6 +285,11 @@ func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 	if conv2DFast(g, backward, y, x, w, b, dx, dw, db) {
 		return
 	}
+	if g.lowering == lowerWide {
+		gc := *g
+		gc.lowering = lowerCol
+		g = &gc
+	}
 	pool := &convTasks[dtypeIndex[T]()]
 	t := pool.Get().(*convTask[T])
 	t.g, t.backward = *g, backward
@@ -317,24 +299,17 @@ func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 	np := parts(g.n)
 	t.inPart = np > 1
 	wxLen := 0
-	switch {
-	case backward && dx != nil && g.lowering == lowerWide:
-		wxLen = len(w)
-	case t.biasRow:
+	if t.biasRow {
 		wxLen = len(w) + len(b)
 	}
 	if t.l.size+wxLen > 0 {
-		t.scratch = takeScratch[T](np*t.l.size + wxLen) // zeroed: the pad margins stay so
+		t.scratch = takeScratch[T](np*t.l.size + wxLen) // zeroed: the partial dw and db start so
 	}
-	if wxLen > 0 {
+	if t.biasRow {
 		t.wx = t.scratch[np*t.l.size:]
-		if t.biasRow {
-			for co, bv := range b {
-				copy(t.wx[co*(g.kg+1):], w[co*g.kg:(co+1)*g.kg])
-				t.wx[co*(g.kg+1)+g.kg] = bv
-			}
-		} else {
-			tapWeights(t.wx, w, g)
+		for co, bv := range b {
+			copy(t.wx[co*(g.kg+1):], w[co*g.kg:(co+1)*g.kg])
+			t.wx[co*(g.kg+1)+g.kg] = bv
 		}
 	}
 	parallelFor(g.n, t)
@@ -362,7 +337,7 @@ func (t *convTask[T]) run(part, lo, hi int) {
 		s = t.scratch[part*t.l.size : (part+1)*t.l.size]
 	}
 	if t.biasRow {
-		ones := s[t.l.col:t.l.pad]
+		ones := s[t.l.col:t.l.dw]
 		ones = ones[len(ones)-len(ones)/(t.g.kg+1):]
 		for i := range ones {
 			ones[i] = 1
@@ -377,22 +352,11 @@ func (t *convTask[T]) run(part, lo, hi int) {
 
 // source returns the col matrix (or the input itself) for image group xg.
 func (t *convTask[T]) source(s, xg []T) []T {
-	g := &t.g
-	switch g.lowering {
-	case lowerPointwise:
+	if t.g.lowering == lowerPointwise {
 		return xg
-	case lowerWide:
-		col := s[t.l.col:t.l.pad]
-		src := xg
-		if g.padded {
-			src = s[t.l.pad:t.l.yb]
-			padPlanes(src, xg, g)
-		}
-		wideCols(col, src, g)
-		return col
 	}
-	col := s[t.l.col:t.l.pad]
-	im2col(col, xg, g)
+	col := s[t.l.col:t.l.dw]
+	im2col(col, xg, &t.g)
 	return col
 }
 
@@ -418,13 +382,7 @@ func (t *convTask[T]) forwardImages(s []T, lo, hi int) {
 			src := t.source(s, xn[gi*g.cg*g.inPlane:(gi+1)*g.cg*g.inPlane])
 			wg := w[gi*g.mg*k : (gi+1)*g.mg*k]
 			yg := yn[gi*outGroup : (gi+1)*outGroup]
-			if g.lowering != lowerWide {
-				gemmIn(t.inPart, false, false, g.mg, g.p, k, 1, wg, k, src, g.p, beta, yg, g.p)
-				continue
-			}
-			yb := s[t.l.yb:t.l.dxp]
-			gemmIn(t.inPart, false, false, g.mg, g.nw, k, 1, wg, k, src, g.nw, 0, yb, g.nw)
-			narrowRows(yg, yb, g)
+			gemmIn(t.inPart, false, false, g.mg, g.p, k, 1, wg, k, src, g.p, beta, yg, g.p)
 		}
 	}
 }
@@ -465,84 +423,31 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 		var dxn []T
 		if t.dx != nil {
 			dxn = t.dx[n*inImage : (n+1)*inImage]
-			if g.lowering == lowerCol || (g.lowering == lowerWide && !g.padded) {
+			if g.lowering == lowerCol {
 				clear(dxn) // the scatter accumulates into it
 			}
 		}
 		for gi := 0; gi < g.groups; gi++ {
 			dyg := dyn[gi*outGroup : (gi+1)*outGroup]
 			wg := t.w[gi*wGroup : (gi+1)*wGroup]
-			// The output gradient as the product's right-hand side: dout itself,
-			// or widened to Nw columns with zeros under the junk ones.
-			dym, ldy := dyg, g.p
-			if g.lowering == lowerWide {
-				dym, ldy = s[t.l.yb:t.l.dxp], g.nw
-				widenRows(dym, dyg, g)
-			}
 			if dwp != nil {
 				// dw[co, k] += Σ_p dout[co, p] · col[k, p]
 				src := t.source(s, xn[gi*g.cg*g.inPlane:(gi+1)*g.cg*g.inPlane])
-				gemmIn(t.inPart, false, true, g.mg, g.kg, ldy, 1, dym, ldy, src, ldy, 1,
+				gemmIn(t.inPart, false, true, g.mg, g.kg, g.p, 1, dyg, g.p, src, g.p, 1,
 					dwp[gi*wGroup:(gi+1)*wGroup], g.kg)
 			}
 			if dxn == nil {
 				continue
 			}
 			dxg := dxn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
-			switch g.lowering {
-			case lowerPointwise:
+			if g.lowering == lowerPointwise {
 				gemmIn(t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, dxg, g.p)
-			case lowerCol:
-				// dcol[k, p] = Σ_co W[co, k] · dout[co, p], then scattered back.
-				col := s[t.l.col:t.l.pad]
-				gemmIn(t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
-				col2im(dxg, col, g)
-			case lowerWide:
-				dxp := dxg
-				if g.padded {
-					dxp = s[t.l.dxp:t.l.dw]
-					clear(dxp)
-				}
-				t.wideInputGrad(dxp, dym, gi)
-				if g.padded {
-					cropPlanes(dxg, dxp, g)
-				}
+				continue
 			}
-		}
-	}
-}
-
-// wideInputGrad adds group gi's input gradient into the padded planes dxp
-// (Cg, Hp, Wp) from the widened output gradient dyw (mg, Nw). Kernel tap
-// (kh, kw) adds W[:, :, kh, kw]ᵀ · dyw to the run of every plane that starts
-// at kh·dh·Wp + kw·dw: one product per tap accumulating straight into dxp (the
-// planes are its rows, Hp·Wp apart), where the col route would write a
-// Cg·KH·KW × Nw matrix and then add it back element by element.
-func (t *convTask[T]) wideInputGrad(dxp, dyw []T, gi int) {
-	g := &t.g
-	plane, tap := g.hp*g.wp, g.cg*g.mg
-	wt := t.wx[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
-	for ki := 0; ki < g.kh; ki++ {
-		for kj := 0; kj < g.kw; kj++ {
-			k := ki*g.kw + kj
-			gemmIn(t.inPart, false, false, g.cg, g.nw, g.mg, 1, wt[k*tap:(k+1)*tap], g.mg, dyw, g.nw, 1,
-				dxp[ki*g.dh*g.wp+kj*g.dw:], plane)
-		}
-	}
-}
-
-// tapWeights regroups w (Cout, Cg, KH, KW) as wt (groups, KH·KW, Cg, mg): for
-// each group and kernel tap, the Cg × mg matrix W[:, :, kh, kw]ᵀ.
-func tapWeights[T Float](wt, w []T, g *convGeom) {
-	taps := g.kh * g.kw
-	for gi := 0; gi < g.groups; gi++ {
-		for co := 0; co < g.mg; co++ {
-			wr := w[(gi*g.mg+co)*g.kg : (gi*g.mg+co+1)*g.kg]
-			for c := 0; c < g.cg; c++ {
-				for k := 0; k < taps; k++ {
-					wt[((gi*taps+k)*g.cg+c)*g.mg+co] = wr[c*taps+k]
-				}
-			}
+			// dcol[k, p] = Σ_co W[co, k] · dout[co, p], then scattered back.
+			col := s[t.l.col:t.l.dw]
+			gemmIn(t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
+			col2im(dxg, col, g)
 		}
 	}
 }
@@ -629,7 +534,7 @@ func col2im[T Float](dx, col []T, g *convGeom) {
 }
 
 // padPlanes copies x (Cg, H, W) into the interior of xp (Cg, Hp, Wp), whose
-// margins are zero and never written.
+// margins are zero and never written (for the C path's wide frame).
 func padPlanes[T Float](xp, x []T, g *convGeom) {
 	plane := g.hp * g.wp
 	for c := 0; c < g.cg; c++ {
@@ -639,47 +544,12 @@ func padPlanes[T Float](xp, x []T, g *convGeom) {
 	}
 }
 
-// cropPlanes copies the interior of xp (Cg, Hp, Wp) into x (Cg, H, W).
-func cropPlanes[T Float](x, xp []T, g *convGeom) {
-	plane := g.hp * g.wp
-	for c := 0; c < g.cg; c++ {
-		for ih := 0; ih < g.h; ih++ {
-			copy(x[c*g.inPlane+ih*g.w:][:g.w], xp[c*plane+(ih+g.ph)*g.wp+g.pw:][:g.w])
-		}
-	}
-}
-
-// wideCols writes the wide col matrix (Cg·KH·KW, Nw) from a padded image
-// group xp (Cg, Hp, Wp): row (c, kh, kw) is the run of xp's plane c starting
-// at kh·dh·Wp + kw·dw.
-func wideCols[T Float](col, xp []T, g *convGeom) {
-	plane, r := g.hp*g.wp, 0
-	for c := 0; c < g.cg; c++ {
-		for ki := 0; ki < g.kh; ki++ {
-			for kj := 0; kj < g.kw; kj++ {
-				copy(col[r*g.nw:(r+1)*g.nw], xp[c*plane+ki*g.dh*g.wp+kj*g.dw:][:g.nw])
-				r++
-			}
-		}
-	}
-}
-
-// narrowRows moves the wide product yb (mg, Nw) into y (mg, OH·OW), dropping
-// the junk columns.
+// narrowRows moves the C path's wide product yb (mg, Nw) into y (mg, OH·OW),
+// dropping the junk columns.
 func narrowRows[T Float](y, yb []T, g *convGeom) {
 	for co := 0; co < g.mg; co++ {
 		for oh := 0; oh < g.oh; oh++ {
 			copy(y[co*g.p+oh*g.ow:][:g.ow], yb[co*g.nw+oh*g.wp:][:g.ow])
-		}
-	}
-}
-
-// widenRows spreads dy (mg, OH·OW) over the valid columns of dyw (mg, Nw);
-// the junk columns are never written, so they keep the zeros of the scratch.
-func widenRows[T Float](dyw, dy []T, g *convGeom) {
-	for co := 0; co < g.mg; co++ {
-		for oh := 0; oh < g.oh; oh++ {
-			copy(dyw[co*g.nw+oh*g.wp:][:g.ow], dy[co*g.p+oh*g.ow:][:g.ow])
 		}
 	}
 }
