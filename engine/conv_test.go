@@ -10,6 +10,11 @@ import (
 	"github.com/kiln-ml/kiln/internal/gradcheck"
 )
 
+// Convolution's oracle is Conv2DReference (conv_ref.go), whose adjoint is
+// itself gradient-checked below. Against it: the Go lowerings (col and
+// pointwise, float64 and float32) here, the C path in conv_cpu_test.go (run
+// these with CGO_ENABLED=0 too, for the portable path) and the CUDA kernels
+// in conv_cuda_test.go, on the awkward cases of convCases.
 type convCase struct {
 	name                       string
 	n, cin, h, w, cout, kh, kw int
@@ -88,7 +93,7 @@ func TestGradientConv2D(t *testing.T) {
 
 // Forward and backward against the reference (Conv2DReference) in both dtypes, with larger
 // shapes than the gradient check can afford (LeNet's second layer included).
-func TestConv2DMatchesNaive(t *testing.T) {
+func TestConv2DMatchesReference(t *testing.T) {
 	cases := append([]convCase{
 		{"lenet-conv1", 3, 1, 28, 28, 6, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
 		{"lenet-conv2", 5, 6, 14, 14, 16, 5, 5, engine.Conv2DParams{}, true},
