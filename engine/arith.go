@@ -26,11 +26,7 @@ func Add(out, a, b *Tensor) error {
 			return launchElt(kAdd, n, args.Ptr(out.dptr()).Ptr(a.dptr()).Ptr(b.dptr()).I64(int64(n)))
 		}, func(h []*Tensor) error { return Add(h[0], h[1], h[2]) }, out, a, b)
 	}
-	if dt == Float64 {
-		runSamples(kindAdd, n, n, out.f64, a.f64, b.f64, nil, 0, 0)
-	} else {
-		runSamples(kindAdd, n, n, out.f32, a.f32, b.f32, nil, 0, 0)
-	}
+	pick(dt, runSamplesOn[float32], runSamplesOn[float64])(kindAdd, n, n, out, a, b, nil, 0, 0)
 	return nil
 }
 
@@ -54,13 +50,15 @@ func Scale(t *Tensor, s float64) error {
 		}
 		return nil
 	}
-	for i := range t.f32 {
-		t.f32[i] *= float32(s)
-	}
-	for i := range t.f64 {
-		t.f64[i] *= s
-	}
+	pick(t.dtype, scaleInPlace[float32], scaleInPlace[float64])(t, s)
 	return nil
+}
+
+func scaleInPlace[T Float](t *Tensor, s float64) {
+	x, sT := dataAs[T](t), T(s)
+	for i := range x {
+		x[i] *= sT
+	}
 }
 
 // SumSquares returns Σ t², accumulated in float64 in a fixed order. Only a
@@ -76,14 +74,15 @@ func SumSquares(t *Tensor) (float64, error) {
 		}
 		return s, nil
 	}
+	return pick(t.dtype, sumSquares[float32], sumSquares[float64])(t), nil
+}
+
+func sumSquares[T Float](t *Tensor) float64 {
 	s := 0.0
-	for _, v := range t.f32 {
+	for _, v := range dataAs[T](t) {
 		s += float64(v) * float64(v)
 	}
-	for _, v := range t.f64 {
-		s += v * v
-	}
-	return s, nil
+	return s
 }
 
 // AddScaled computes dst += alpha·src (axpy).
@@ -103,17 +102,19 @@ func AddScaled(dst, src *Tensor, alpha float64) error {
 			return launchElt(kAxpy, n, args.Ptr(dst.dptr()).Ptr(src.dptr()).F32(float32(alpha)).I64(int64(n)))
 		}, func(h []*Tensor) error { return AddScaled(h[0], h[1], alpha) }, dst, src)
 	}
-	if dt == Float64 {
-		axpy(dst.f64, src.f64, alpha)
-	} else {
-		axpy(dst.f32, src.f32, float32(alpha))
-	}
+	pick(dt, axpy[float32], axpy[float64])(dst, src, alpha)
 	return nil
 }
 
-func axpy[T Float](dst, src []T, alpha T) {
-	src = src[:len(dst)]
+func axpy[T Float](dstT, srcT *Tensor, alpha float64) {
+	dst, a := dataAs[T](dstT), T(alpha)
+	src := dataAs[T](srcT)[:len(dst)]
 	for i := range dst {
-		dst[i] += alpha * src[i]
+		dst[i] += a * src[i]
 	}
+}
+
+// runSamplesOn is runSamples on the tensors' data, for pick.
+func runSamplesOn[T Float](kind, n, size int, a, b, c *Tensor, idx []int32, ch, hw int) {
+	runSamples(kind, n, size, dataAs[T](a), dataAs[T](b), dataAs[T](c), idx, ch, hw)
 }

@@ -84,11 +84,7 @@ func BroadcastMultiplyForward(out, x, g *Tensor) error {
 		return runCUDA(op, func() error { return broadcastMulCUDA(op, &p, out, x, g) },
 			func(h []*Tensor) error { return BroadcastMultiplyForward(h[0], h[1], h[2]) }, out, x, g)
 	}
-	if dt == Float64 {
-		broadcastMultiply(&p, out.f64, x.f64, g.f64)
-	} else {
-		broadcastMultiply(&p, out.f32, x.f32, g.f32)
-	}
+	pick(dt, broadcastMultiply[float32], broadcastMultiply[float64])(p, out, x, g)
 	return nil
 }
 
@@ -125,17 +121,14 @@ func BroadcastMultiplyBackward(dx, dg, dout, x, g *Tensor) error {
 		return runCUDA(op, func() error { return broadcastMulBackwardCUDA(&p, dx, dg, dout, x, g) },
 			func(h []*Tensor) error { return BroadcastMultiplyBackward(h[0], h[1], h[2], h[3], h[4]) }, dx, dg, dout, x, g)
 	}
-	if dt == Float64 {
-		broadcastMultiplyBackward(&p, dx.f64Or(), dg.f64Or(), dout.f64, x.f64, g.f64)
-	} else {
-		broadcastMultiplyBackward(&p, dx.f32Or(), dg.f32Or(), dout.f32, x.f32, g.f32)
-	}
+	pick(dt, broadcastMultiplyBackward[float32], broadcastMultiplyBackward[float64])(p, dx, dg, dout, x, g)
 	return nil
 }
 
 // broadcastMultiply writes out = x ⊙ g over the plan.
-func broadcastMultiply[T Float](p *broadcastPlan, out, x, g []T) {
-	if broadcastMulC(p, out, x, g) {
+func broadcastMultiply[T Float](p broadcastPlan, outT, xT, gT *Tensor) {
+	out, x, g := dataAs[T](outT), dataAs[T](xT), dataAs[T](gT)
+	if broadcastMulC(&p, out, x, g) {
 		return
 	}
 	inner := p.size[p.k-1]
@@ -161,8 +154,9 @@ func broadcastMultiply[T Float](p *broadcastPlan, out, x, g []T) {
 
 // broadcastMultiplyBackward writes dx = dout ⊙ g and adds dout ⊙ x into the
 // zeroed dg, reading each element before writing dx so that dx may alias.
-func broadcastMultiplyBackward[T Float](p *broadcastPlan, dx, dg, dout, x, g []T) {
-	if broadcastMulBackwardC(p, dx, dg, dout, x, g) {
+func broadcastMultiplyBackward[T Float](p broadcastPlan, dxT, dgT, doutT, xT, gT *Tensor) {
+	dx, dg, dout, x, g := dataAs[T](dxT), dataAs[T](dgT), dataAs[T](doutT), dataAs[T](xT), dataAs[T](gT)
+	if broadcastMulBackwardC(&p, dx, dg, dout, x, g) {
 		return
 	}
 	inner := p.size[p.k-1]

@@ -21,11 +21,7 @@ func ChannelPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
 		return channelPoolForwardCUDA(out, argmax, x)
 	}
 	n, c, hw := x.Dim(0), x.Dim(1), x.Dim(2)*x.Dim(3)
-	if dt == Float64 {
-		runSamples(kindChannelPoolForward, n, x.Len(), out.f64, x.f64, nil, argmax, c, hw)
-	} else {
-		runSamples(kindChannelPoolForward, n, x.Len(), out.f32, x.f32, nil, argmax, c, hw)
-	}
+	pick(dt, runSamplesOn[float32], runSamplesOn[float64])(kindChannelPoolForward, n, x.Len(), out, x, nil, argmax, c, hw)
 	return nil
 }
 
@@ -47,11 +43,7 @@ func ChannelPoolBackward(dx, dout *Tensor, argmax []int32) error {
 		return channelPoolBackwardCUDA(dx, dout, argmax)
 	}
 	n, c, hw := dx.Dim(0), dx.Dim(1), dx.Dim(2)*dx.Dim(3)
-	if dt == Float64 {
-		runSamples(kindChannelPoolBackward, n, dx.Len(), dx.f64, dout.f64, nil, argmax, c, hw)
-	} else {
-		runSamples(kindChannelPoolBackward, n, dx.Len(), dx.f32, dout.f32, nil, argmax, c, hw)
-	}
+	pick(dt, runSamplesOn[float32], runSamplesOn[float64])(kindChannelPoolBackward, n, dx.Len(), dx, dout, nil, argmax, c, hw)
 	return nil
 }
 
@@ -117,15 +109,12 @@ func Transpose12(out, x *Tensor) error {
 	if x.device == CUDA {
 		return transpose12CUDA(out, x)
 	}
-	if dt == Float64 {
-		transpose12(out.f64, x.f64, x.Dim(0), x.Dim(1), x.Dim(2))
-	} else {
-		transpose12(out.f32, x.f32, x.Dim(0), x.Dim(1), x.Dim(2))
-	}
+	pick(dt, transpose12[float32], transpose12[float64])(out, x, x.Dim(0), x.Dim(1), x.Dim(2))
 	return nil
 }
 
-func transpose12[T Float](out, x []T, n, a, b int) {
+func transpose12[T Float](outT, xT *Tensor, n, a, b int) {
+	out, x := dataAs[T](outT), dataAs[T](xT)
 	const tile = 32
 	for i := 0; i < n; i++ {
 		xi, oi := x[i*a*b:(i+1)*a*b], out[i*a*b:(i+1)*a*b]
@@ -159,11 +148,7 @@ func GlobalMaxPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
 		return globalMaxPoolForwardCUDA(out, argmax, x)
 	}
 	planes, hw := out.Len(), x.Dim(2)*x.Dim(3)
-	if dt == Float64 {
-		runSamples(kindGlobalMaxForward, planes, x.Len(), out.f64, x.f64, nil, argmax, 0, hw)
-	} else {
-		runSamples(kindGlobalMaxForward, planes, x.Len(), out.f32, x.f32, nil, argmax, 0, hw)
-	}
+	pick(dt, runSamplesOn[float32], runSamplesOn[float64])(kindGlobalMaxForward, planes, x.Len(), out, x, nil, argmax, 0, hw)
 	return nil
 }
 
@@ -189,11 +174,7 @@ func GlobalMaxPoolBackward(dx, dout *Tensor, argmax []int32) error {
 			return shapeErr(op, "argmax index outside the plane", "dx", dx, "index", a)
 		}
 	}
-	if dt == Float64 {
-		runSamples(kindGlobalMaxBackward, planes, dx.Len(), dx.f64, dout.f64, nil, argmax, 0, hw)
-	} else {
-		runSamples(kindGlobalMaxBackward, planes, dx.Len(), dx.f32, dout.f32, nil, argmax, 0, hw)
-	}
+	pick(dt, runSamplesOn[float32], runSamplesOn[float64])(kindGlobalMaxBackward, planes, dx.Len(), dx, dout, nil, argmax, 0, hw)
 	return nil
 }
 

@@ -44,11 +44,7 @@ func ConcatForward(out *Tensor, xs []*Tensor) error {
 	at := 0
 	for _, x := range xs {
 		block := x.Len() / max(n, 1)
-		if dt == Float64 {
-			concatCopy(out.f64, x.f64, n, outBlock, block, at, true)
-		} else {
-			concatCopy(out.f32, x.f32, n, outBlock, block, at, true)
-		}
+		pick(dt, concatCopy[float32], concatCopy[float64])(out, x, n, outBlock, block, at, true)
 		at += block
 	}
 	return nil
@@ -76,11 +72,7 @@ func ConcatBackward(dxs []*Tensor, dout *Tensor) error {
 			continue
 		}
 		block := dx.Len() / max(n, 1)
-		if dt == Float64 {
-			concatCopy(dout.f64, dx.f64, n, outBlock, block, at, false)
-		} else {
-			concatCopy(dout.f32, dx.f32, n, outBlock, block, at, false)
-		}
+		pick(dt, concatCopy[float32], concatCopy[float64])(dout, dx, n, outBlock, block, at, false)
 		at += block
 	}
 	return nil
@@ -139,7 +131,8 @@ func checkConcat(op string, cat *Tensor, xs []*Tensor) (DType, error) {
 
 // concatCopy copies block values per sample between a part and its place at
 // offset at of each outBlock-sized sample of cat (toCat chooses the way).
-func concatCopy[T Float](cat, part []T, n, outBlock, block, at int, toCat bool) {
+func concatCopy[T Float](catT, partT *Tensor, n, outBlock, block, at int, toCat bool) {
+	cat, part := dataAs[T](catT), dataAs[T](partT)
 	for i := 0; i < n; i++ {
 		c := cat[i*outBlock+at : i*outBlock+at+block]
 		p := part[i*block : i*block+block]

@@ -12,9 +12,9 @@ import "unsafe"
 // The body takes the tensors and reads their data with dataAs[T]. An
 // instantiated generic function is a static function value, so the pick
 // allocates nothing; but the call through it is indirect, and escape analysis
-// then moves whatever its pointer arguments point to onto the heap: pass
-// tensors (already there), slices and small structs by value, never the
-// address of a local.
+// then moves whatever its arguments point to onto the heap: tensors and the
+// callers' index slices live there already; pass small structs by value,
+// never the address of a local.
 func pick[F any](dt DType, f32, f64 F) F {
 	if dt == Float64 {
 		return f64
@@ -41,4 +41,20 @@ func dtypeIndex[T Float]() int {
 		return 1
 	}
 	return 0
+}
+
+// f32Or and f64Or return a possibly-nil tensor's data, nil for a nil tensor:
+// the older dispatch, which conv.go still uses; dataAs replaces them.
+func (t *Tensor) f32Or() []float32 {
+	if t == nil {
+		return nil
+	}
+	return t.f32
+}
+
+func (t *Tensor) f64Or() []float64 {
+	if t == nil {
+		return nil
+	}
+	return t.f64
 }

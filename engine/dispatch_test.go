@@ -51,7 +51,7 @@ func dispatchCases(dt DType) []dispatchCase {
 	gw, gb, dz := ten(4, 4), ten(4), ten(2, 4, 8)
 	gout, gamma4, beta4 := ten(2, 4, 4), ten(4), ten(4)
 	buf, m := ten(5, 48), ten(5, 48)
-	gathered := ten(1, 4, 8)
+	gathered, rowIdx := ten(1, 4, 8), []int{1} // slices passed to an op escape (see pick)
 	r238, r283, r68 := view(rows, 2, 3, 8), view(ten(6, 8), 2, 8, 3), view(ten(6, 8), 6, 8)
 	posVar, posV := ones(ten(3)), ones(ten(5, 48))
 	cat := ten(2, 6, 4, 4)
@@ -72,7 +72,7 @@ func dispatchCases(dt DType) []dispatchCase {
 		{"ConcatBackward", func() { mustOK(ConcatBackward(parts, cat)) }},
 		{"DropoutForward", func() { mustOK(DropoutForward(out, mask, x, 0.5, true, rng)) }},
 		{"DropoutBackward", func() { mustOK(DropoutBackward(dx, dout, mask)) }},
-		{"GatherRows", func() { mustOK(GatherRows(gathered, z, []int{1})) }},
+		{"GatherRows", func() { mustOK(GatherRows(gathered, z, rowIdx)) }},
 		{"SpatialGatingForward", func() { mustOK(SpatialGatingForward(gout, saved, z, gamma4, beta4, gw, gb, 1e-5)) }},
 		{"SpatialGatingBackward", func() {
 			mustOK(SpatialGatingBackward(dz, gamma4, beta4, gw, gb, gout, z, saved, gamma4, gw))

@@ -86,11 +86,7 @@ func DropoutForward(out, mask, x *Tensor, p float64, train bool, rng *DropoutRNG
 		}
 		return err
 	}
-	if dt == Float64 {
-		runDropout(out.f64, mask.f64, x.f64, rng.Seed, rng.Offset, threshold, scale)
-	} else {
-		runDropout(out.f32, mask.f32, x.f32, rng.Seed, rng.Offset, threshold, scale)
-	}
+	pick(dt, runDropout[float32], runDropout[float64])(out, mask, x, rng.Seed, rng.Offset, threshold, scale)
 	rng.Offset += uint64(n)
 	return nil
 }
@@ -121,11 +117,7 @@ func DropoutBackward(dx, dout, mask *Tensor) error {
 		return runCUDA(op, func() error { return dropoutBackwardCUDA(dx, dout, mask) },
 			func(h []*Tensor) error { return DropoutBackward(h[0], h[1], h[2]) }, dx, dout, mask)
 	}
-	if dt == Float64 {
-		runDropoutBackward(dx.f64, dout.f64, mask.f64)
-	} else {
-		runDropoutBackward(dx.f32, dout.f32, mask.f32)
-	}
+	pick(dt, runDropoutBackward[float32], runDropoutBackward[float64])(dx, dout, mask)
 	return nil
 }
 
@@ -149,7 +141,8 @@ func (t *dropoutTask[T]) run(_, lo, hi int) {
 	dropoutDraw(t.out[lo:hi], t.mask[lo:hi], t.x[lo:hi], t.seed, t.offset+uint64(lo), t.threshold, T(t.scale))
 }
 
-func runDropout[T Float](out, mask, x []T, seed, offset, threshold uint64, scale float64) {
+func runDropout[T Float](outT, maskT, xT *Tensor, seed, offset, threshold uint64, scale float64) {
+	out, mask, x := dataAs[T](outT), dataAs[T](maskT), dataAs[T](xT)
 	if len(x) < parallelMinElems {
 		dropoutDraw(out, mask, x, seed, offset, threshold, T(scale))
 		return
@@ -162,7 +155,8 @@ func runDropout[T Float](out, mask, x []T, seed, offset, threshold uint64, scale
 	p.Put(t)
 }
 
-func runDropoutBackward[T Float](dx, dout, mask []T) {
+func runDropoutBackward[T Float](dxT, doutT, maskT *Tensor) {
+	dx, dout, mask := dataAs[T](dxT), dataAs[T](doutT), dataAs[T](maskT)
 	if len(dout) < parallelMinElems {
 		dropoutMul(dx, dout, mask)
 		return

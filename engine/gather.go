@@ -41,14 +41,15 @@ func GatherRows(out, src *Tensor, idx []int) error {
 		return runCUDA(op, func() error { return gatherRowsCUDA(out, src, idx, row) },
 			func(h []*Tensor) error { return GatherRows(h[0], h[1], idx) }, out, src)
 	}
-	for i, r := range idx {
-		if dt == Float64 {
-			copy(out.f64[i*row:(i+1)*row], src.f64[r*row:(r+1)*row])
-		} else {
-			copy(out.f32[i*row:(i+1)*row], src.f32[r*row:(r+1)*row])
-		}
-	}
+	pick(dt, gatherRows[float32], gatherRows[float64])(out, src, idx, row)
 	return nil
+}
+
+func gatherRows[T Float](outT, srcT *Tensor, idx []int, row int) {
+	out, src := dataAs[T](outT), dataAs[T](srcT)
+	for i, r := range idx {
+		copy(out[i*row:(i+1)*row], src[r*row:(r+1)*row])
+	}
 }
 
 func gatherRowsCUDA(out, src *Tensor, idx []int, row int) error {

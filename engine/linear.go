@@ -19,11 +19,7 @@ func LinearForward(out, x, w, b *Tensor) error {
 		return runCUDA(op, func() error { return linearForwardCUDA(out, x, w, b) },
 			func(h []*Tensor) error { return LinearForward(h[0], h[1], h[2], h[3]) }, out, x, w, b)
 	}
-	if dt == Float64 {
-		linearForward(out.f64, x.f64, w.f64, b.f64Or(), x.Dim(0), x.Dim(1), w.Dim(0))
-	} else {
-		linearForward(out.f32, x.f32, w.f32, b.f32Or(), x.Dim(0), x.Dim(1), w.Dim(0))
-	}
+	pick(dt, linearForward[float32], linearForward[float64])(out, x, w, b, x.Dim(0), x.Dim(1), w.Dim(0))
 	return nil
 }
 
@@ -49,15 +45,12 @@ func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
 			dx, dw, db, dout, x, w)
 	}
 	n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
-	if dt == Float64 {
-		linearBackward(dx.f64Or(), dw.f64Or(), db.f64Or(), dout.f64, x.f64, w.f64, n, in, o)
-	} else {
-		linearBackward(dx.f32Or(), dw.f32Or(), db.f32Or(), dout.f32, x.f32, w.f32, n, in, o)
-	}
+	pick(dt, linearBackward[float32], linearBackward[float64])(dx, dw, db, dout, x, w, n, in, o)
 	return nil
 }
 
-func linearForward[T Float](out, x, w, b []T, n, in, o int) {
+func linearForward[T Float](outT, xT, wT, bT *Tensor, n, in, o int) {
+	out, x, w, b := dataAs[T](outT), dataAs[T](xT), dataAs[T](wT), dataAs[T](bT)
 	gemm(false, true, n, o, in, 1, x, in, w, in, 0, out, o)
 	if b != nil {
 		for i := 0; i < n; i++ {
@@ -69,7 +62,9 @@ func linearForward[T Float](out, x, w, b []T, n, in, o int) {
 	}
 }
 
-func linearBackward[T Float](dx, dw, db, dout, x, w []T, n, in, o int) {
+func linearBackward[T Float](dxT, dwT, dbT, doutT, xT, wT *Tensor, n, in, o int) {
+	dx, dw, db := dataAs[T](dxT), dataAs[T](dwT), dataAs[T](dbT)
+	dout, x, w := dataAs[T](doutT), dataAs[T](xT), dataAs[T](wT)
 	if dx != nil {
 		gemm(false, false, n, in, o, 1, dout, o, w, in, 0, dx, in)
 	}
@@ -84,20 +79,4 @@ func linearBackward[T Float](dx, dw, db, dout, x, w []T, n, in, o int) {
 			}
 		}
 	}
-}
-
-// f32Or and f64Or return a possibly-nil tensor's data, nil for a nil tensor,
-// so optional arguments pass straight into the generic kernels.
-func (t *Tensor) f32Or() []float32 {
-	if t == nil {
-		return nil
-	}
-	return t.f32
-}
-
-func (t *Tensor) f64Or() []float64 {
-	if t == nil {
-		return nil
-	}
-	return t.f64
 }

@@ -39,11 +39,8 @@ func SoftmaxCrossEntropyForward(probs, logits *Tensor, labels []int32, smoothing
 		return softmaxCrossEntropyForwardCUDA(probs, logits, labels, smoothing)
 	}
 	n, k := logits.shape[0], logits.shape[1]
-	if dt == Float64 {
-		loss, correct = softmaxCrossEntropyForward(probs.f64Or(), logits.f64, labels, smoothing, n, k)
-	} else {
-		loss, correct = softmaxCrossEntropyForward(probs.f32Or(), logits.f32, labels, smoothing, n, k)
-	}
+	loss, correct = pick(dt, softmaxCrossEntropyForward[float32], softmaxCrossEntropyForward[float64])(
+		probs, logits, labels, smoothing, n, k)
 	return loss, correct, nil
 }
 
@@ -69,11 +66,7 @@ func SoftmaxCrossEntropyBackward(dlogits, probs *Tensor, labels []int32, smoothi
 		return softmaxCrossEntropyBackwardCUDA(dlogits, probs, labels, smoothing, scale)
 	}
 	n, k := probs.shape[0], probs.shape[1]
-	if dt == Float64 {
-		softmaxCrossEntropyBackward(dlogits.f64, probs.f64, labels, smoothing, scale, n, k)
-	} else {
-		softmaxCrossEntropyBackward(dlogits.f32, probs.f32, labels, smoothing, scale, n, k)
-	}
+	pick(dt, softmaxCrossEntropyBackward[float32], softmaxCrossEntropyBackward[float64])(dlogits, probs, labels, smoothing, scale, n, k)
 	return nil
 }
 
@@ -97,7 +90,8 @@ func checkCrossEntropy(op string, out, x *Tensor, labels []int32, smoothing floa
 	return nil
 }
 
-func softmaxCrossEntropyForward[T Float](probs, logits []T, labels []int32, eps float64, n, k int) (float64, int) {
+func softmaxCrossEntropyForward[T Float](probsT, logitsT *Tensor, labels []int32, eps float64, n, k int) (float64, int) {
+	probs, logits := dataAs[T](probsT), dataAs[T](logitsT)
 	total, correct := 0.0, 0
 	for i := 0; i < n; i++ {
 		row := logits[i*k : i*k+k]
@@ -132,7 +126,8 @@ func softmaxCrossEntropyForward[T Float](probs, logits []T, labels []int32, eps 
 	return total / float64(n), correct
 }
 
-func softmaxCrossEntropyBackward[T Float](dlogits, probs []T, labels []int32, eps, scale float64, n, k int) {
+func softmaxCrossEntropyBackward[T Float](dlogitsT, probsT *Tensor, labels []int32, eps, scale float64, n, k int) {
+	dlogits, probs := dataAs[T](dlogitsT), dataAs[T](probsT)
 	s := scale / float64(n)
 	off := T(s * eps / float64(k)) // the uniform part of s·q
 	on := T(s * (1 - eps))         // the label's extra part
@@ -159,10 +154,7 @@ func MSEForward(pred, target *Tensor) (float64, error) {
 	if pred.device == CUDA {
 		return regressionLossCUDA(pred, target, false)
 	}
-	if dt == Float64 {
-		return regressionLoss(pred.f64, target.f64, false), nil
-	}
-	return regressionLoss(pred.f32, target.f32, false), nil
+	return pick(dt, regressionLoss[float32], regressionLoss[float64])(pred, target, false), nil
 }
 
 // MSEBackward computes dpred = scale·2(pred − target)/numel, overwriting
@@ -177,11 +169,7 @@ func MSEBackward(dpred, pred, target *Tensor, scale float64) error {
 	if pred.device == CUDA {
 		return regressionLossBackwardCUDA(dpred, pred, target, scale, false)
 	}
-	if dt == Float64 {
-		regressionLossBackward(dpred.f64, pred.f64, target.f64, scale, false)
-	} else {
-		regressionLossBackward(dpred.f32, pred.f32, target.f32, scale, false)
-	}
+	pick(dt, regressionLossBackward[float32], regressionLossBackward[float64])(dpred, pred, target, scale, false)
 	return nil
 }
 
@@ -197,10 +185,7 @@ func L1Forward(pred, target *Tensor) (float64, error) {
 	if pred.device == CUDA {
 		return regressionLossCUDA(pred, target, true)
 	}
-	if dt == Float64 {
-		return regressionLoss(pred.f64, target.f64, true), nil
-	}
-	return regressionLoss(pred.f32, target.f32, true), nil
+	return pick(dt, regressionLoss[float32], regressionLoss[float64])(pred, target, true), nil
 }
 
 // L1Backward computes dpred = scale·sign(pred − target)/numel with sign(0) = 0
@@ -215,11 +200,7 @@ func L1Backward(dpred, pred, target *Tensor, scale float64) error {
 	if pred.device == CUDA {
 		return regressionLossBackwardCUDA(dpred, pred, target, scale, true)
 	}
-	if dt == Float64 {
-		regressionLossBackward(dpred.f64, pred.f64, target.f64, scale, true)
-	} else {
-		regressionLossBackward(dpred.f32, pred.f32, target.f32, scale, true)
-	}
+	pick(dt, regressionLossBackward[float32], regressionLossBackward[float64])(dpred, pred, target, scale, true)
 	return nil
 }
 
@@ -242,8 +223,9 @@ func checkRegressionLoss(op string, dpred, pred, target *Tensor) (DType, error) 
 	return dt, nil
 }
 
-func regressionLoss[T Float](pred, target []T, l1 bool) float64 {
-	target = target[:len(pred)]
+func regressionLoss[T Float](predT, targetT *Tensor, l1 bool) float64 {
+	pred := dataAs[T](predT)
+	target := dataAs[T](targetT)[:len(pred)]
 	s := 0.0
 	for i, p := range pred {
 		d := float64(p) - float64(target[i])
@@ -256,9 +238,9 @@ func regressionLoss[T Float](pred, target []T, l1 bool) float64 {
 	return s / float64(len(pred))
 }
 
-func regressionLossBackward[T Float](dpred, pred, target []T, scale float64, l1 bool) {
-	target = target[:len(pred)]
-	dpred = dpred[:len(pred)]
+func regressionLossBackward[T Float](dpredT, predT, targetT *Tensor, scale float64, l1 bool) {
+	pred := dataAs[T](predT)
+	dpred, target := dataAs[T](dpredT)[:len(pred)], dataAs[T](targetT)[:len(pred)]
 	c := scale / float64(len(pred))
 	if !l1 {
 		c2 := T(2 * c)

@@ -29,11 +29,7 @@ func SGDStep(w, g, buf *Tensor, c SGDConfig) error {
 		return runCUDA(op, func() error { return sgdStepCUDA(w, g, buf, c) },
 			func(h []*Tensor) error { return SGDStep(h[0], h[1], h[2], c) }, w, g, buf)
 	}
-	if dt == Float64 {
-		sgdStep(w.f64, g.f64, buf.f64Or(), c)
-	} else {
-		sgdStep(w.f32, g.f32, buf.f32Or(), c)
-	}
+	pick(dt, sgdStep[float32], sgdStep[float64])(w, g, buf, c)
 	return nil
 }
 
@@ -54,8 +50,9 @@ var sgdTasks = [2]taskPool{
 	{New: func() any { return new(sgdTask[float64]) }},
 }
 
-func sgdStep[T Float](w, g, buf []T, c SGDConfig) {
-	g = g[:len(w)]
+func sgdStep[T Float](wT, gT, bufT *Tensor, c SGDConfig) {
+	w, buf := dataAs[T](wT), dataAs[T](bufT)
+	g := dataAs[T](gT)[:len(w)]
 	if buf != nil {
 		buf = buf[:len(w)]
 	}
@@ -125,11 +122,7 @@ func AdamWStep(w, g, m, v *Tensor, c AdamWConfig) error {
 		return runCUDA(op, func() error { return adamWStepCUDA(w, g, m, v, c) },
 			func(h []*Tensor) error { return AdamWStep(h[0], h[1], h[2], h[3], c) }, w, g, m, v)
 	}
-	if dt == Float64 {
-		adamWStep(w.f64, g.f64, m.f64, v.f64, c)
-	} else {
-		adamWStep(w.f32, g.f32, m.f32, v.f32, c)
-	}
+	pick(dt, adamWStep[float32], adamWStep[float64])(w, g, m, v, c)
 	return nil
 }
 
@@ -150,7 +143,8 @@ var adamWTasks = [2]taskPool{
 	{New: func() any { return new(adamWTask[float64]) }},
 }
 
-func adamWStep[T Float](w, g, m, v []T, c AdamWConfig) {
+func adamWStep[T Float](wT, gT, mT, vT *Tensor, c AdamWConfig) {
+	w, g, m, v := dataAs[T](wT), dataAs[T](gT), dataAs[T](mT), dataAs[T](vT)
 	bc1 := 1 - math.Pow(c.Beta1, float64(c.Step))
 	bc2 := 1 - math.Pow(c.Beta2, float64(c.Step))
 	k := adamWConsts[T]{b1: T(c.Beta1), b2: T(c.Beta2), stepSize: T(c.LR / bc1), rbc2: T(1 / math.Sqrt(bc2)),
