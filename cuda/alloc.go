@@ -3,6 +3,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 )
 
@@ -11,12 +12,19 @@ import (
 // buffers every time reaches the driver only in its first step. Sizes round
 // up to 512 bytes (less rounding, more lists; these are the shapes of one
 // model); the emulator keeps exact sizes so AddressSanitizer sees overruns.
+//
+// KILN_CUDA_NOCACHE=1 turns the cache off: Free hands each block straight
+// back to the driver (the emulator: to the C heap), so that a use after
+// release is a use after free that AddressSanitizer reports, instead of a
+// read of some other tensor's block. For debugging only: it is slow on a GPU.
 var (
 	allocMu   sync.Mutex
 	freeLists = map[int64][]Ptr{}
 	cached    int64
 	inUse     int64
 	peakInUse int64
+	noCache   = os.Getenv("KILN_CUDA_NOCACHE") == "1"
+	freeErr   error // a failed free without the cache, for the next Alloc
 )
 
 func roundSize(bytes int64) int64 {
@@ -39,6 +47,10 @@ func Alloc(bytes int64) (Ptr, error) {
 	size := roundSize(bytes)
 	allocMu.Lock()
 	defer allocMu.Unlock()
+	if err := freeErr; err != nil {
+		freeErr = nil
+		return 0, fmt.Errorf("cuda: an earlier free failed: %w", err)
+	}
 	if l := freeLists[size]; len(l) > 0 {
 		p := l[len(l)-1]
 		freeLists[size] = l[:len(l)-1]
@@ -71,7 +83,8 @@ func Alloc(bytes int64) (Ptr, error) {
 	return p, nil
 }
 
-// Free gives memory from Alloc(bytes) back to the cache.
+// Free gives memory from Alloc(bytes) back to the cache (to the device with
+// KILN_CUDA_NOCACHE=1, where a failed free is the next Alloc's error).
 func Free(p Ptr, bytes int64) {
 	if p == 0 || be == nil {
 		return
@@ -79,9 +92,15 @@ func Free(p Ptr, bytes int64) {
 	size := roundSize(bytes)
 	allocMu.Lock()
 	defer allocMu.Unlock()
+	inUse -= size
+	if noCache {
+		if err := be.free(p); err != nil && freeErr == nil {
+			freeErr = err
+		}
+		return
+	}
 	freeLists[size] = append(freeLists[size], p)
 	cached += size
-	inUse -= size
 }
 
 // EmptyCache returns every cached block to the driver, and the first error

@@ -2,10 +2,8 @@ package engine
 
 import (
 	"fmt"
-	"runtime"
 	"sync"
 	"unsafe"
-	"weak"
 
 	"github.com/kiln-ml/kiln/cuda"
 )
@@ -15,24 +13,31 @@ import (
 // indices in device memory attached to the slice's backing array and does not
 // write the slice: copying them to the host and back every step would stall
 // the GPU for nothing. The GPU backward pass finds them through the same
-// slice. The device memory goes back to the cache when the slice is garbage.
-// ArgmaxToHost copies the indices into the slice for whoever wants to read
-// them; a backward pass given a slice no GPU forward pass wrote uploads it.
+// slice. ArgmaxToHost copies the indices into the slice for whoever wants to
+// read them; a backward pass given a slice no GPU forward pass wrote uploads
+// it.
+//
+// The device indices belong to whoever owns the slice (the pooling layer),
+// which frees them with ReleaseArgmax when it replaces the slice or is
+// released itself: the attachment keeps the slice's backing array reachable
+// until then. A slice reused from step to step (the same first element)
+// keeps its device buffer, so a training step allocates nothing here.
 
 type deviceIndex struct {
 	ptr cuda.Ptr
 	n   int
 }
 
+// deviceIndices maps a slice's first element to its device indices.
 var deviceIndices = struct {
 	sync.Mutex
-	m map[weak.Pointer[int32]]*deviceIndex
-}{m: map[weak.Pointer[int32]]*deviceIndex{}}
+	m map[*int32]*deviceIndex
+}{m: map[*int32]*deviceIndex{}}
 
 // indicesOnDevice returns the device buffer attached to idx (non-empty),
 // attaching one first if there is none or it is too small.
 func indicesOnDevice(idx []int32) (cuda.Ptr, error) {
-	key := weak.Make(&idx[0])
+	key := &idx[0]
 	deviceIndices.Lock()
 	defer deviceIndices.Unlock()
 	e := deviceIndices.m[key]
@@ -49,11 +54,18 @@ func indicesOnDevice(idx []int32) (cuda.Ptr, error) {
 		return p, nil
 	}
 	deviceIndices.m[key] = &deviceIndex{ptr: p, n: len(idx)}
-	runtime.AddCleanup(&idx[0], releaseIndices, key)
 	return p, nil
 }
 
-func releaseIndices(key weak.Pointer[int32]) {
+// ReleaseArgmax frees the device indices a GPU forward pass attached to
+// argmax (MaxPool2DForward, GlobalMaxPoolForward, ChannelPoolForward on
+// CUDA tensors), if any. Call it before dropping or replacing such a slice;
+// the slice itself stays usable (a later GPU pass attaches new indices).
+func ReleaseArgmax(argmax []int32) {
+	if cap(argmax) == 0 {
+		return
+	}
+	key := &argmax[:1][0]
 	deviceIndices.Lock()
 	e := deviceIndices.m[key]
 	delete(deviceIndices.m, key)
@@ -71,7 +83,7 @@ func attachedIndices(idx []int32) (cuda.Ptr, bool) {
 	}
 	deviceIndices.Lock()
 	defer deviceIndices.Unlock()
-	e := deviceIndices.m[weak.Make(&idx[0])]
+	e := deviceIndices.m[&idx[0]]
 	if e == nil || e.n < len(idx) {
 		return 0, false
 	}

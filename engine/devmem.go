@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"unsafe"
 
@@ -12,18 +11,36 @@ import (
 
 // Tensors on the GPU. A CUDA tensor is float32 only (float64 exists for the
 // CPU gradient checks) and its data is device memory from cuda's caching
-// allocator; views made by Reshape share it. The memory goes back to the
-// cache when the last tensor using it is garbage, or at once with Release.
+// allocator; views made by Reshape, Rows and View share it.
+//
+// Device memory has one owner and goes back to the cache at a known point,
+// never when the garbage collector gets round to it (a GPU has no swap, and
+// a step that allocates must find the same blocks free every time):
+//   - the tensor NewOn (To, Clone, EnsureOn, EnsureLike) returned owns the
+//     memory and frees it with Release; a view's Release does nothing, so
+//     code that holds views of other tensors may release them without
+//     knowing which they are;
+//   - EnsureOn and EnsureLike release the buffer they replace, so a layer's
+//     buffers (its own, through these two) follow its input's shape without
+//     piling up, and a buffer reused from step to step stays reused;
+//   - whoever made a tensor otherwise releases it: layers.Release frees a
+//     model's parameters, gradients and buffers, the optimisers their state,
+//     the trainer its batch uploads and results (trainer.Trainer.Release);
+//   - argmax indices kept on the GPU belong to the slice's owner, which
+//     releases them with ReleaseArgmax (devindex.go).
+//
+// A tensor nobody releases keeps its memory to the end of the process.
+// Memory released is not touched again by the engine: a released buffer
+// passed to EnsureOn is replaced, not reused, and KILN_CUDA_NOCACHE=1 makes
+// cuda.Free return it to the device at once, so that AddressSanitizer (the
+// emulator under `make test-kernels`) reports any use after release.
 
 // devMem is device memory shared by a tensor and its views.
 type devMem struct {
-	ptr   cuda.Ptr
-	bytes int64
-}
-
-type devRelease struct {
-	ptr   cuda.Ptr
-	bytes int64
+	ptr      cuda.Ptr
+	bytes    int64
+	owner    *Tensor // the one tensor whose Release frees it
+	released bool
 }
 
 func newDevMem(bytes int64) (*devMem, error) {
@@ -31,9 +48,7 @@ func newDevMem(bytes int64) (*devMem, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &devMem{ptr: p, bytes: bytes}
-	runtime.AddCleanup(m, func(r devRelease) { cuda.Free(r.ptr, r.bytes) }, devRelease{p, bytes})
-	return m, nil
+	return &devMem{ptr: p, bytes: bytes}, nil
 }
 
 // OpenDevice resolves a device choice. For CUDA it opens the GPU (or the
@@ -66,18 +81,23 @@ func NewOn(d Device, dt DType, shape ...int) (*Tensor, error) {
 		return nil, err
 	}
 	if err := cuda.Zero(m.ptr, int64(4*n)); err != nil {
+		cuda.Free(m.ptr, m.bytes)
 		return nil, err
 	}
-	return &Tensor{shape: append([]int(nil), shape...), dtype: Float32, device: CUDA, mem: m}, nil
+	t := &Tensor{shape: append([]int(nil), shape...), dtype: Float32, device: CUDA, mem: m}
+	m.owner = t
+	return t, nil
 }
 
 // EnsureOn returns t when it already matches like's device and dtype and has
-// the given shape, and a new zeroed tensor there otherwise. It is Ensure for
-// layers whose buffers follow their input to whatever device it is on.
+// the given shape, and a new zeroed tensor there otherwise, releasing t: it
+// is Ensure for layers whose buffers follow their input to whatever device
+// it is on, and t must be the caller's own buffer.
 func EnsureOn(t, like *Tensor, shape ...int) (*Tensor, error) {
-	if t != nil && t.dtype == like.dtype && t.device == like.device && sameShape(t.shape, shape) {
+	if t != nil && t.dtype == like.dtype && t.device == like.device && sameShape(t.shape, shape) && !t.Released() {
 		return t, nil
 	}
+	t.Release()
 	return NewOn(like.device, like.dtype, shape...)
 }
 
@@ -96,22 +116,36 @@ func (t *Tensor) To(d Device) (*Tensor, error) {
 		return nil, err
 	}
 	if err := c.CopyFrom(t); err != nil {
+		c.Release()
 		return nil, err
 	}
 	return c, nil
 }
 
-// Release gives a CUDA tensor's memory back to the cache now instead of
-// when the garbage collector finds it. The tensor and every view of it must
-// not be used afterwards.
+// Release gives a CUDA tensor's memory back to the cache now. Only the
+// tensor that owns the memory (the one NewOn returned) releases it; for a
+// view, a CPU tensor or nil it does nothing, as it does the second time.
+// Neither the tensor nor any view of it may be used on the device
+// afterwards.
 func (t *Tensor) Release() {
-	if t == nil || t.mem == nil || t.mem.ptr == 0 {
+	if t == nil || t.mem == nil || t.mem.owner != t || t.mem.released {
 		return
 	}
-	// The cleanup still runs later; make it free nothing twice.
-	p, b := t.mem.ptr, t.mem.bytes
-	t.mem.ptr = 0
-	cuda.Free(p, b)
+	t.mem.released = true
+	cuda.Free(t.mem.ptr, t.mem.bytes)
+}
+
+// Released reports whether t's device memory has been released (by t or
+// by the tensor it views).
+func (t *Tensor) Released() bool { return t != nil && t.mem != nil && t.mem.released }
+
+// Drop releases each buffer and forgets it (sets it to nil), so that the
+// next EnsureLike makes a new one: how a layer frees the buffers it owns.
+func Drop(bufs ...**Tensor) {
+	for _, b := range bufs {
+		(*b).Release()
+		*b = nil
+	}
 }
 
 func (t *Tensor) dptr() cuda.Ptr {
@@ -124,9 +158,13 @@ func (t *Tensor) dptr() cuda.Ptr {
 // EnsureLike is Ensure for a tensor that follows like's device and dtype:
 // the way layers keep their buffers wherever their input lives. When device
 // memory runs out it returns a tensor that carries the error, and the first
-// op given it returns that error, so layers need no extra error paths.
+// op given it returns that error, so layers need no extra error paths. The
+// buffer t it replaces is released (see EnsureOn).
 func EnsureLike(t, like *Tensor, shape ...int) *Tensor {
 	if like.device == CPU {
+		if t != nil && t.device == CUDA {
+			t.Release() // the model moved back to the CPU
+		}
 		return Ensure(t, like.dtype, shape...)
 	}
 	r, err := EnsureOn(t, like, shape...)
