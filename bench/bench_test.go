@@ -79,10 +79,11 @@ func TestOpWork(t *testing.T) {
 // Every op of the quick list runs on Kiln's engine and takes time.
 func TestKilnOpsRun(t *testing.T) {
 	for _, o := range opList(true) {
-		fn, err := kilnOp(o, engine.CPU)
+		fn, release, err := kilnOp(o, engine.CPU)
 		if err != nil {
 			t.Fatalf("%s: %v", o.ID, err)
 		}
+		defer release()
 		sec, err := timeCalls(fn, nil, 0, 1, 1)
 		if err != nil || !(sec > 0) {
 			t.Fatalf("%s: %v s, %v", o.ID, sec, err)
@@ -91,7 +92,7 @@ func TestKilnOpsRun(t *testing.T) {
 			t.Fatalf("%s: work %v, shape %q, unit %q", o.ID, o.Work(), o.ShapeText(), o.Unit())
 		}
 	}
-	if _, err := kilnOp(opSpec{Kind: "fft"}, engine.CPU); err == nil {
+	if _, _, err := kilnOp(opSpec{Kind: "fft"}, engine.CPU); err == nil {
 		t.Fatal("an unknown op kind must be an error")
 	}
 }
@@ -108,10 +109,11 @@ func TestKilnOpsRunOnCUDA(t *testing.T) {
 		t.Skipf("skipped: no CUDA device (%v)", err)
 	}
 	for _, o := range opList(true) {
-		fn, err := kilnOp(o, engine.CUDA)
+		fn, release, err := kilnOp(o, engine.CUDA)
 		if err != nil {
 			t.Fatalf("%s: %v", o.ID, err)
 		}
+		defer release()
 		sec, err := timeCalls(fn, cuda.Synchronize, 0, 1, 1)
 		if err != nil || !(sec > 0) {
 			t.Fatalf("%s on CUDA: %v s, %v", o.ID, sec, err)

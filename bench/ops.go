@@ -197,9 +197,41 @@ func opList(quick bool) []opSpec {
 }
 
 // kilnOp builds op on Kiln's engine on device dev (its tensors made there)
-// and returns one call of it. On the GPU a call only queues the kernels:
-// time it with timeCalls and cuda.Synchronize.
-func kilnOp(o opSpec, dev engine.Device) (fn func() error, err error) {
+// and returns one call of it, and release, which frees the op's device
+// memory once it is timed. On the GPU a call only queues the kernels: time
+// it with timeCalls and cuda.Synchronize.
+func kilnOp(o opSpec, dev engine.Device) (fn func() error, release func(), err error) {
+	var own opMemory
+	fn, err = buildKilnOp(o, dev, &own)
+	if err != nil {
+		own.release()
+		return nil, nil, err
+	}
+	return fn, own.release, nil
+}
+
+// opMemory is the device memory of one op's tensors, argmax and saved
+// activations.
+type opMemory struct {
+	tensors []*engine.Tensor
+	argmax  [][]int32
+	saved   []*engine.SpatialGatingSaved
+}
+
+func (m *opMemory) release() {
+	for _, t := range m.tensors {
+		t.Release()
+	}
+	for _, a := range m.argmax {
+		engine.ReleaseArgmax(a)
+	}
+	for _, s := range m.saved {
+		engine.Drop(&s.Norm, &s.Mixed, &s.Mean, &s.RStd)
+	}
+	*m = opMemory{}
+}
+
+func buildKilnOp(o opSpec, dev engine.Device, own *opMemory) (fn func() error, err error) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	// The first failure to make a tensor on the device (out of memory, say)
 	// is the op's error, whatever the builders below go on to return.
@@ -213,6 +245,7 @@ func kilnOp(o opSpec, dev engine.Device) (fn func() error, err error) {
 			placeErr = e
 			return t
 		}
+		own.tensors = append(own.tensors, d)
 		return d
 	}
 	randHost := func(shape ...int) *engine.Tensor {
@@ -273,6 +306,7 @@ func kilnOp(o opSpec, dev engine.Device) (fn func() error, err error) {
 			return func() error { return engine.AvgPool2DBackward(dx, dout, p) }, nil
 		}
 		argmax := make([]int32, out.Len())
+		own.argmax = append(own.argmax, argmax)
 		if err := engine.MaxPool2DForward(out, argmax, x, p); err != nil {
 			return nil, err
 		}
@@ -292,6 +326,7 @@ func kilnOp(o opSpec, dev engine.Device) (fn func() error, err error) {
 			return nil, placeErr
 		}
 		saved := &engine.SpatialGatingSaved{}
+		own.saved = append(own.saved, saved)
 		if err := saved.EnsureOn(z, o.N, o.T, o.D); err != nil {
 			return nil, err
 		}

@@ -86,11 +86,12 @@ func (s *suite) runOps(ctx context.Context) error {
 			res[i].KilnError = devErr
 			continue
 		}
-		fn, err := kilnOp(o, dev)
+		fn, release, err := kilnOp(o, dev)
 		if err != nil {
 			res[i].KilnError = err.Error()
 			continue
 		}
+		defer release()
 		kilnFns[i] = fn
 	}
 

@@ -69,11 +69,16 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		if err := layers.ToDevice(net, c.Device); err != nil {
 			return StepTiming{}, err
 		}
+		defer layers.Release(net)
 		if x, err = x.To(c.Device); err != nil {
 			return StepTiming{}, err
 		}
+		defer x.Release()
 	}
-	step := trainer.NewClassifier(net, &trainer.SGD{Momentum: 0.9})
+	opt := &trainer.SGD{Momentum: 0.9}
+	step := trainer.NewClassifier(net, opt)
+	defer opt.Release()
+	defer step.ReleaseBuffers()
 	var loss float64
 	for i := 0; i < max(c.Warmup, 1); i++ {
 		if loss, _, err = step.TrainStep(x, labels, c.LR); err != nil {

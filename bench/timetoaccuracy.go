@@ -75,6 +75,9 @@ func TimeToAccuracy(ctx context.Context, c TTAConfig) (res *TTARun, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The suite trains several models in this process, one after another.
+	defer l.t.Release()
+	defer l.onDev.Release()
 	defer func() {
 		if cerr := l.loader.Close(); cerr != nil && err == nil {
 			res, err = nil, cerr
@@ -154,6 +157,8 @@ func newTTALoop(c TTAConfig) (*ttaLoop, error) {
 		if cerr := loader.Close(); cerr != nil {
 			err = fmt.Errorf("%w (and closing the loader: %v)", err, cerr)
 		}
+		onDev.Release()
+		t.Release()
 		return nil, err
 	}
 	l := &ttaLoop{c: c, t: t, onDev: onDev, loader: loader, sched: sched, every: c.LossEvery,

@@ -48,10 +48,10 @@ func (a *ChannelAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 		return nil, err
 	}
 	a.gmpOut = engine.EnsureLike(a.gmpOut, x, n, c)
-	if cap(a.maxArg) < n*c {
+	if len(a.maxArg) != n*c {
+		engine.ReleaseArgmax(a.maxArg) // a new shape: new indices (MaxPool2D.Forward)
 		a.maxArg = make([]int32, n*c)
 	}
-	a.maxArg = a.maxArg[:n*c]
 	if err := engine.GlobalMaxPoolForward(a.gmpOut, a.maxArg, x); err != nil {
 		return nil, err
 	}
@@ -217,10 +217,10 @@ func (s *SpatialAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	n, h, w := x.Dim(0), x.Dim(2), x.Dim(3)
 	s.x = x
 	s.pooled = engine.EnsureLike(s.pooled, x, n, 2, h, w)
-	if cap(s.argmax) < n*h*w {
+	if len(s.argmax) != n*h*w {
+		engine.ReleaseArgmax(s.argmax) // a new shape: new indices (MaxPool2D.Forward)
 		s.argmax = make([]int32, n*h*w)
 	}
-	s.argmax = s.argmax[:n*h*w]
 	if err := engine.ChannelPoolForward(s.pooled, s.argmax, x); err != nil {
 		return nil, err
 	}

@@ -169,11 +169,20 @@ func ToDevice(l Layer, d engine.Device) error {
 			err = fmt.Errorf("move %s to %v: %w", name, d, e)
 			return
 		}
+		if v != p.Value {
+			p.Value.Release() // leaving the GPU: the copy replaces it
+		}
 		p.Value = v
 		if p.Grad != nil {
-			if p.Grad, e = p.Grad.To(d); e != nil {
+			g, e := p.Grad.To(d)
+			if e != nil {
 				err = fmt.Errorf("move %s's gradient to %v: %w", name, d, e)
+				return
 			}
+			if g != p.Grad {
+				p.Grad.Release()
+			}
+			p.Grad = g
 		}
 	})
 	return err

@@ -23,10 +23,12 @@ func (m *MaxPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 		return nil, err
 	}
 	m.out = engine.EnsureLike(m.out, x, shape...)
-	if cap(m.argmax) < m.out.Len() {
+	if len(m.argmax) != m.out.Len() {
+		// A new slice for a new shape, as EnsureLike makes a new buffer:
+		// its device indices then have the new size too.
+		engine.ReleaseArgmax(m.argmax)
 		m.argmax = make([]int32, m.out.Len())
 	}
-	m.argmax = m.argmax[:m.out.Len()]
 	m.inShape = append(m.inShape[:0], x.Shape()...)
 	return m.out, engine.MaxPool2DForward(m.out, m.argmax, x, m.P)
 }

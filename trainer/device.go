@@ -44,12 +44,13 @@ func (t *Trainer) SetDevice(d engine.Device) error {
 func (t *Trainer) Device() engine.Device { return t.device }
 
 // onDevice returns x on the trainer's device, uploading it into *buf (made
-// once, reused while the shape stays).
+// once, reused while the shape stays, released when it changes).
 func (t *Trainer) onDevice(buf **engine.Tensor, x *engine.Tensor) (*engine.Tensor, error) {
 	if x == nil || x.Device() == t.device {
 		return x, nil
 	}
-	if *buf == nil || !(*buf).SameShape(x.Shape()...) {
+	if *buf == nil || !(*buf).SameShape(x.Shape()...) || (*buf).Released() {
+		engine.Drop(buf)
 		b, err := engine.NewOn(t.device, engine.Float32, x.Shape()...)
 		if err != nil {
 			return nil, fmt.Errorf("batch to %v: %w", t.device, err)
@@ -108,6 +109,7 @@ func (t *Trainer) dataOnDevice(ds *data.Dataset) *gpuData {
 func (g *gpuData) gather(b *data.Batch) (*engine.Tensor, error) {
 	shape := b.X.Shape()
 	if g.batch == nil || !g.batch.SameShape(shape...) {
+		engine.Drop(&g.batch)
 		x, err := engine.NewOn(engine.CUDA, engine.Float32, shape...)
 		if err != nil {
 			return nil, err

@@ -82,8 +82,9 @@ type Trainer struct {
 	params     []*layers.Param
 	vis        *visualState // pictures and TensorBoard events (visuals.go)
 
-	device                   engine.Device  // device.go
-	xDev, yDev, evX, evY, ev *engine.Tensor // batches on the device, results back
+	device     engine.Device  // device.go
+	xDev, yDev *engine.Tensor // training batches on the device (reused)
+	evX, ev    *engine.Tensor // an evaluation's batch on the device, results back
 }
 
 // NewTrainer prepares a trainer for model, which may be any network (not
@@ -130,6 +131,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 		return nil, err
 	}
 	defer f.loader.Close()
+	defer f.data.Release()
 	if err := f.resume(); err != nil {
 		return nil, err
 	}
@@ -583,6 +585,7 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 	defer loader.Close()
 	t.Model.SetTraining(false)
 	defer t.Model.SetTraining(true)
+	defer engine.Drop(&t.evX) // an evaluation leaves device memory as it found it
 	acc := t.newTask().newEvaluation(ds)
 	for b := range loader.Batches(0, 0) {
 		x, err := t.onDevice(&t.evX, b.X)

@@ -29,6 +29,7 @@ func (t *Trainer) Outputs(x *engine.Tensor) (*engine.Tensor, error) {
 		dev, host *engine.Tensor // reused while the batch shape stays
 		all       []float32
 	)
+	defer engine.Drop(&dev)
 	for lo := 0; lo < n; lo += batch {
 		xb, err := x.Rows(lo, min(batch, n-lo))
 		if err != nil {

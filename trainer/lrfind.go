@@ -100,6 +100,9 @@ func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptio
 		if rerr := errors.Join(layers.ZeroGrad(t.Model), layers.LoadState(t.Model, saved)); rerr != nil && err == nil {
 			res, err = nil, fmt.Errorf("lr-find: putting the model back: %w", rerr)
 		}
+		for _, v := range saved {
+			v.Release()
+		}
 	}()
 	return t.rangeTestOn(ctx, train, o)
 }
@@ -107,7 +110,8 @@ func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptio
 // rangeTestOn runs the range test on train and suggests a learning rate.
 func (t *Trainer) rangeTestOn(ctx context.Context, train *data.Dataset, o LRFindOptions) (*LRFindResult, error) {
 	c := t.Config
-	step := lrFindStep(t.Model, c)
+	step, release := lrFindStep(t.Model, c)
+	defer release()
 	loader, err := data.NewLoader(train, data.LoaderOptions{BatchSize: c.Batch, Shuffle: true, DropLast: c.DropLast,
 		Augment: c.Augment, Seed: c.Seed})
 	if err != nil {
@@ -132,20 +136,22 @@ func (t *Trainer) rangeTestOn(ctx context.Context, train *data.Dataset, o LRFind
 }
 
 // lrFindStep is a training step of model under c with an optimiser of its
-// own, so that the range test leaves the trainer's optimiser state alone.
-func lrFindStep(model layers.Layer, c Config) func(b *data.Batch, lr float64) (float64, error) {
+// own, so that the range test leaves the trainer's optimiser state alone;
+// release frees that optimiser's state and the step's buffers.
+func lrFindStep(model layers.Layer, c Config) (step func(b *data.Batch, lr float64) (float64, error), release func()) {
 	opt := newOptimizer(c)
 	if c.Regression {
 		r := NewRegressor(model, opt)
 		r.ClipNorm = c.ClipNorm
-		return func(b *data.Batch, lr float64) (float64, error) { return r.TrainStep(b.X, b.Targets, lr) }
+		return func(b *data.Batch, lr float64) (float64, error) { return r.TrainStep(b.X, b.Targets, lr) },
+			func() { ReleaseOptimizer(opt); r.ReleaseBuffers() }
 	}
 	cl := NewClassifier(model, opt)
 	cl.Smoothing, cl.ClipNorm = c.LabelSmoothing, c.ClipNorm
 	return func(b *data.Batch, lr float64) (float64, error) {
 		loss, _, err := cl.TrainStep(b.X, b.Labels, lr)
 		return loss, err
-	}
+	}, func() { ReleaseOptimizer(opt); cl.ReleaseBuffers() }
 }
 
 // rangeTest takes o.Steps steps at learning rates rising exponentially from

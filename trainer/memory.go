@@ -69,6 +69,7 @@ func (t *Trainer) probeMemory(ds *data.Dataset, n int) (int64, error) {
 		if cerr := p.Value.CopyFrom(v); cerr != nil && err == nil {
 			err = cerr
 		}
+		v.Release()
 	}
 	return int64(after.TotalAlloc-before.TotalAlloc) / int64(n), err
 }

@@ -16,6 +16,7 @@ func (t *Trainer) Predict(x *tensor.Dense) (*tensor.Dense, error) {
 	if in.DType() != engine.Float32 {
 		in = in.As(engine.Float32)
 	}
+	defer engine.Drop(&t.evX)
 	if in, err = t.onDevice(&t.evX, in); err != nil {
 		return nil, err
 	}

@@ -547,6 +547,7 @@ func (t *Trainer) attentionMaps(ds *data.Dataset, samples []VisualSample) ([]Att
 			if xt, err = xt.To(p.Device()); err != nil {
 				return nil, err
 			}
+			defer xt.Release() // this function's upload
 		} else if p.DType() != engine.Float32 {
 			xt = xt.As(p.DType())
 		}

@@ -72,6 +72,7 @@ func (o *Trainer) run(ctx context.Context, r Run) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
+	defer tr.Release() // trials run one after another in this process, each on its own model
 	run, err := trainer.OpenRunDir(r.Dir, r.Resume)
 	if err != nil {
 		return Outcome{}, err
