@@ -116,3 +116,25 @@ func conv3x3s2() *convBench {
 
 func BenchmarkConv2D3x3Stride2Forward(b *testing.B)  { conv3x3s2().run(b, true, false) }
 func BenchmarkConv2D3x3Stride2Backward(b *testing.B) { conv3x3s2().run(b, false, true) }
+
+// The zoo's convolutions (layers/zoo.go: lenet on 1×28×28, cnn, inception and
+// cbam on 3×32×32) at batch 8, forward then backward, float32: the shapes
+// bench/results/*-conv-lowerings.md measured each lowering on. A first
+// layer computes no dx.
+func BenchmarkConv2DZoo(b *testing.B) {
+	for _, s := range []struct {
+		name                    string
+		cin, h, cout, k, stride int
+		pad                     int
+		dx                      bool
+	}{
+		{"lenet1", 1, 28, 6, 5, 1, 2, false}, {"lenet2", 6, 14, 16, 5, 1, 0, true},
+		{"cnn1", 3, 32, 32, 3, 1, 1, false}, {"cnn2", 32, 32, 32, 3, 1, 1, true}, {"cnn4", 64, 16, 64, 3, 1, 1, true},
+		{"inception-3x3", 24, 16, 48, 3, 1, 1, true}, {"inception-5x5", 8, 16, 16, 5, 1, 2, true},
+		{"inception-1x1", 56, 16, 32, 1, 1, 0, true}, {"cbam-spatial", 2, 32, 1, 7, 1, 3, true},
+		{"gmlp-patch", 3, 32, 128, 4, 4, 0, false},
+	} {
+		c := newConvBench(8, s.cin, s.h, s.h, s.cout, s.k, engine.Conv2DSquare(s.stride, s.pad, 1, 1), s.dx)
+		b.Run(s.name, func(b *testing.B) { c.run(b, true, true) })
+	}
+}
