@@ -29,10 +29,13 @@
 // # Dispatch
 //
 // Each op switches once on its tensors' device. The CPU backend is the
-// reference: generic Go code instantiated for float32 and float64, with the
-// float32 matrix multiply in C (AVX2/FMA) because everything heavy reduces to
-// it. A tensor on a device whose kernel is missing is an error, never a
-// silent trip to the CPU.
+// reference: generic Go code instantiated for float32 and float64, the
+// instantiation picked once per call from the dtype (pick, in dispatch.go),
+// with the float32 matrix multiply in C (AVX2/FMA) because everything heavy
+// reduces to it. A family X whose float32 loops also need C has them in
+// X_cpu.c, called from X_cpu_cgo.go (cgo on amd64) with X_cpu_nocgo.go as its
+// stand-in elsewhere. A tensor on a device whose kernel is missing is an
+// error, never a silent trip to the CPU.
 //
 // # Determinism
 //

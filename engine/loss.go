@@ -66,7 +66,8 @@ func SoftmaxCrossEntropyBackward(dlogits, probs *Tensor, labels []int32, smoothi
 		return softmaxCrossEntropyBackwardCUDA(dlogits, probs, labels, smoothing, scale)
 	}
 	n, k := probs.shape[0], probs.shape[1]
-	pick(dt, softmaxCrossEntropyBackward[float32], softmaxCrossEntropyBackward[float64])(dlogits, probs, labels, smoothing, scale, n, k)
+	pick(dt, softmaxCrossEntropyBackward[float32], softmaxCrossEntropyBackward[float64])(
+		dlogits, probs, labels, smoothing, scale, n, k)
 	return nil
 }
 
