@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"os"
 	"testing"
 
 	"github.com/kiln-ml/kiln/cuda"
@@ -40,15 +41,15 @@ func passOnDevice(t *testing.T, m *Model, n int) {
 // Every layer of the zoo owns its device buffers: a pass of another batch
 // size replaces them rather than adding to them, ReleaseBuffers frees them
 // all (and the model still runs), and Release frees the parameters too.
-func TestModelsReleaseTheirDeviceMemory(t *testing.T) {
+func TestCUDAModelsReleaseTheirDeviceMemory(t *testing.T) {
 	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
 		t.Skipf("skipped: no CUDA device (%v)", err)
 	}
 	inUse := func() int64 { return cuda.Memory().InUse }
 	for _, name := range ModelNames() {
 		t.Run(name, func(t *testing.T) {
-			if testing.Short() && name != "lenet" && name != "mlp" && name != "gmlp" {
-				t.Skip("-short: a convolutional model takes half a minute on the emulator")
+			if name != "lenet" && name != "mlp" && name != "gmlp" && !engine.CUDADeviceIsReal() && os.Getenv("KILN_CUDA_ALL_MODELS") != "1" {
+				t.Skip("half a minute on the emulator: KILN_CUDA_ALL_MODELS=1 runs it")
 			}
 			base := inUse()
 			m, err := Build(name, Spec{Channels: 1, Height: 12, Width: 12, Classes: 10, Hidden: 16, Depth: 1, Seed: 1}) // small: the emulator is slow

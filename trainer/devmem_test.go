@@ -52,7 +52,7 @@ func firstSamples(t *testing.T, ds *data.Dataset, n int) *data.Dataset {
 // to them, and releasing the trainer gives back everything the model, its
 // optimiser and the trainer took. On the emulator it runs every kernel on
 // the CPU against the real caching allocator.
-func TestDeviceMemoryHasOwners(t *testing.T) {
+func TestCUDADeviceMemoryHasOwners(t *testing.T) {
 	cudaOrSkip(t)
 	mn := smallMNIST(t)
 	train, val := firstSamples(t, mn.Train, 64), firstSamples(t, mn.Val, 16)

@@ -13,7 +13,7 @@ import (
 // Trials run one after another in one process, each on a model of its own:
 // on the device (the emulator in CI) each gives back all the memory it took,
 // so a long tune does not fill the GPU with finished trials' models.
-func TestTrialsOnTheDeviceGiveTheirMemoryBack(t *testing.T) {
+func TestCUDATrialsGiveTheirMemoryBack(t *testing.T) {
 	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
 		t.Skipf("skipped: no CUDA device (%v)", err)
 	}
