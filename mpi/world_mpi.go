@@ -99,16 +99,19 @@ var (
 )
 
 // reproducible are the Open MPI settings Init makes unless the user already
-// chose (an OMPI_MCA_ variable, which mpirun's --mca also sets): the tuned
+// chose (an OMPI_MCA_ variable, which mpirun's --mca also sets). The tuned
 // component's fixed decision picks the all-reduce algorithm from the message
-// size and world size, and each algorithm adds in its own order, so a sum's
-// last bits could change with a buffer's length class. Forced to ring (4),
-// every element is reduced along one fixed path and the result gathered, so
-// all ranks hold the same bits and a run repeats bit for bit at a fixed world
-// size. Ring is also the bandwidth-optimal choice for gradient-sized buffers;
-// for buffers shorter than the world Open MPI's ring falls back to recursive
-// doubling, which keeps operands in rank order, so ranks still agree.
-// Other collectives move bytes without arithmetic and keep Open MPI's choice.
+// size and world size, and each algorithm adds in its own order: with 3
+// ranks (Open MPI 4.1.4) ring, recursive doubling and linear give different
+// last bits, and the fixed decision took recursive doubling for 1000
+// float32s but ring for 1000 float64s, so a buffer's length class would
+// decide its bits. Forced to ring (4), every element is reduced along one
+// fixed path and the result gathered, so all ranks hold the same bits and a
+// run repeats bit for bit at a fixed world size and buffer length. Ring is
+// also the bandwidth-optimal choice for gradient-sized buffers; for buffers
+// shorter than the world Open MPI's ring falls back to recursive doubling,
+// which keeps operands in rank order, so ranks still agree. Other
+// collectives move bytes without arithmetic and keep Open MPI's choice.
 // Where another component outranks tuned (HCOLL or UCC on some clusters),
 // these settings do not apply and reproducibility is that component's.
 var reproducible = [][2]string{
@@ -125,11 +128,12 @@ const maxCount = 1 << 30
 // Threads: Go moves goroutines between OS threads, so MPI_THREAD_FUNNELED
 // (every call from the thread that called Init) would need a goroutine
 // locked to its thread for the life of the process and every call handed to
-// it. Kiln asks for MPI_THREAD_SERIALIZED instead (calls from any thread,
-// never two at once), which the World's mutex guarantees. Open MPI 4 and
-// later always provide it (thread support is always built in), and it costs
-// nothing over FUNNELED: only MPI_THREAD_MULTIPLE turns Open MPI's own
-// locks on.
+// it. Kiln asks for MPI_THREAD_SERIALIZED instead: calls from any thread,
+// never two at once, which the World's mutex guarantees. Like FUNNELED it
+// promises MPI that calls never overlap, so an MPI need not lock for it
+// as it must for MPI_THREAD_MULTIPLE. Open MPI grants every level since 3.0
+// (ompi_info: "MPI_THREAD_MULTIPLE: yes"); an MPI that grants less is an
+// error here.
 func Init() (*World, error) {
 	initOnce.Lock()
 	defer initOnce.Unlock()
