@@ -70,7 +70,9 @@ func buildMPITest(t *testing.T, out string, flags ...string) string {
 		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	args := append(append([]string{"build", "-o", out}, flags...), "./internal/mpitest")
-	if msg, err := exec.Command(goTool, args...).CombinedOutput(); err != nil {
+	cmd := exec.Command(goTool, args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1") // the mpi build is cgo, whatever the test's build is
+	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, msg)
 	}
 	return out
