@@ -18,6 +18,10 @@
 // when a launcher clearly started several processes, so that a build
 // without MPI never trains N independent copies by accident.
 //
+// Launched reads the launcher's environment without touching MPI: outside
+// mpirun or srun a program need not call Init at all, and a GPU build picks
+// its device from the local rank before it does.
+//
 // Every rank must make the same collective calls in the same order with
 // buffers of the same length; MPI errors come back as Go errors, and a
 // rank that dies makes mpirun end the others.
