@@ -94,7 +94,7 @@ type World struct {
 
 var (
 	errFinalized = errors.New("mpi: world used after Finalize")
-	initOnce     sync.Mutex
+	initMu     sync.Mutex
 	initialized  bool
 )
 
@@ -138,8 +138,8 @@ const maxCount = 1 << 30
 // (ompi_info: "MPI_THREAD_MULTIPLE: yes"); an MPI that grants less is an
 // error here.
 func Init() (*World, error) {
-	initOnce.Lock()
-	defer initOnce.Unlock()
+	initMu.Lock()
+	defer initMu.Unlock()
 	if initialized {
 		return nil, errors.New("mpi: Init called twice (MPI starts once per process)")
 	}
