@@ -94,7 +94,7 @@ type World struct {
 
 var (
 	errFinalized = errors.New("mpi: world used after Finalize")
-	initMu     sync.Mutex
+	initMu       sync.Mutex
 	initialized  bool
 )
 
