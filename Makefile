@@ -5,6 +5,12 @@ BIN := kiln
 # with the kernels embedded; kiln hands --device cuda|auto over to it where
 # the NVIDIA driver (libcuda.so.1) loads. nvcc: Debian's 11.8 (see .ci/run).
 GPU ?=
+# MPI=1: kiln (and kiln-cuda) with MPI (Open MPI through cgo, package mpi/),
+# for data-parallel training under mpirun; without it kiln refuses to start
+# as one of several mpirun processes.
+MPI ?=
+comma := ,
+MPITAG := $(if $(filter 1,$(MPI)),mpi)
 NVCC ?= nvcc
 FATBIN := cuda/kernels.fatbin
 KERNEL_SRCS := $(sort $(filter-out kernels/all.cu,$(wildcard kernels/*.cu)))
@@ -14,11 +20,11 @@ NVCCFLAGS := -fatbin -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compu
 .PHONY: build build-cuda kernels train test vet fuzz accuracy bench bench-torch golden clean test-kernels FORCE
 
 build: $(if $(filter 1,$(GPU)),build-cuda)
-	$(GO) build -o $(BIN) ./cmd/kiln
+	$(GO) build $(if $(MPITAG),-tags $(MPITAG)) -o $(BIN) ./cmd/kiln
 
 # The CUDA build; its kernel list is checked against the fat binary's symbols.
 build-cuda: kernels
-	$(GO) build -tags cuda -o $(BIN)-cuda ./cmd/kiln
+	$(GO) build -tags cuda$(if $(MPITAG),$(comma)mpi) -o $(BIN)-cuda ./cmd/kiln
 	scripts/check-fatbin.sh ./$(BIN)-cuda $(FATBIN)
 
 # Every kernels/*.cu family in one translation unit (kernels/all.cu, written
@@ -44,6 +50,7 @@ train: build
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	if pkg-config --exists ompi-c 2>/dev/null; then $(GO) vet -tags mpi ./mpi/...; fi
 
 # The test command: formatting, vet, every test with the race detector, then
 # the allocation tests again without it (the detector allocates by itself).
