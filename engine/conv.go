@@ -173,11 +173,7 @@ func Conv2DForward(out, x, w, b *Tensor, p Conv2DParams) error {
 		return runCUDA(op, func() error { return conv2DForwardCUDA(&g, out, x, w, b) },
 			func(h []*Tensor) error { return Conv2DForward(h[0], h[1], h[2], h[3], p) }, out, x, w, b)
 	}
-	if dt == Float64 {
-		conv2D(&g, false, out.f64, x.f64, w.f64, b.f64Or(), nil, nil, nil)
-	} else {
-		conv2D(&g, false, out.f32, x.f32, w.f32, b.f32Or(), nil, nil, nil)
-	}
+	pick(dt, conv2D[float32], conv2D[float64])(g, false, out, x, w, b, nil, nil, nil)
 	return nil
 }
 
@@ -219,11 +215,7 @@ func Conv2DBackward(dx, dw, db, dout, x, w *Tensor, p Conv2DParams) error {
 			func(h []*Tensor) error { return Conv2DBackward(h[0], h[1], h[2], h[3], h[4], h[5], p) },
 			dx, dw, db, dout, x, w)
 	}
-	if dt == Float64 {
-		conv2D(&g, true, dout.f64, x.f64, w.f64, nil, dx.f64Or(), dw.f64Or(), db.f64Or())
-	} else {
-		conv2D(&g, true, dout.f32, x.f32, w.f32, nil, dx.f32Or(), dw.f32Or(), db.f32Or())
-	}
+	pick(dt, conv2D[float32], conv2D[float64])(g, true, dout, x, w, nil, dx, dw, db)
 	return nil
 }
 
@@ -281,21 +273,24 @@ var convTasks = [2]taskPool{
 	{New: func() any { return new(convTask[float64]) }},
 }
 
-func conv2D[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
-	if conv2DFast(g, backward, y, x, w, b, dx, dw, db) {
+// conv2D is the CPU body of Conv2DForward (yT is out; dx, dw, db nil) and of
+// Conv2DBackward (yT is dout; b nil). g comes by value: its address through
+// pick would move it to the heap (dispatch.go).
+func conv2D[T Float](g convGeom, backward bool, yT, xT, wT, bT, dxT, dwT, dbT *Tensor) {
+	y, x, w, b := dataAs[T](yT), dataAs[T](xT), dataAs[T](wT), dataAs[T](bT)
+	dx, dw, db := dataAs[T](dxT), dataAs[T](dwT), dataAs[T](dbT)
+	if conv2DFast(&g, backward, y, x, w, b, dx, dw, db) {
 		return
 	}
 	if g.lowering == lowerWide {
-		gc := *g
-		gc.lowering = lowerCol
-		g = &gc
+		g.lowering = lowerCol
 	}
 	pool := &convTasks[dtypeIndex[T]()]
 	t := pool.Get().(*convTask[T])
-	t.g, t.backward = *g, backward
+	t.g, t.backward = g, backward
 	t.y, t.x, t.w, t.b, t.dx, t.dw, t.db = y, x, w, b, dx, dw, db
 	t.biasRow = !backward && b != nil && g.lowering != lowerPointwise
-	t.l = newConvLayout(g, backward, t.biasRow, dx != nil, len(dw), len(db))
+	t.l = newConvLayout(&g, backward, t.biasRow, dx != nil, len(dw), len(db))
 	np := parts(g.n)
 	t.inPart = np > 1
 	wxLen := 0

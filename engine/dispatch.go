@@ -45,19 +45,3 @@ func dtypeIndex[T Float]() int {
 	}
 	return 0
 }
-
-// f32Or and f64Or return a possibly-nil tensor's data, nil for a nil tensor:
-// the older dispatch, which conv.go still uses; dataAs replaces them.
-func (t *Tensor) f32Or() []float32 {
-	if t == nil {
-		return nil
-	}
-	return t.f32
-}
-
-func (t *Tensor) f64Or() []float64 {
-	if t == nil {
-		return nil
-	}
-	return t.f64
-}

@@ -55,6 +55,13 @@ func dispatchCases(dt DType) []dispatchCase {
 	r238, r283, r68 := view(rows, 2, 3, 8), view(ten(6, 8), 2, 8, 3), view(ten(6, 8), 6, 8)
 	posVar, posV := ones(ten(3)), ones(ten(5, 48))
 	cat := ten(2, 6, 4, 4)
+	// Convolutions: 3×3 padded (the C path in float32, col in float64), strided
+	// (col), 1×1 (pointwise).
+	cw, cb, cdw, cdb := ten(4, 3, 3, 3), ten(4), ten(4, 3, 3, 3), ten(4)
+	cOut, cDout := ten(2, 4, 4, 4), ten(2, 4, 4, 4)
+	same, strided := Conv2DSquare(1, 1, 1, 1), Conv2DSquare(2, 1, 1, 1)
+	sOut, sDout := ten(2, 4, 2, 2), ten(2, 4, 2, 2)
+	pw, pdw := ten(4, 3, 1, 1), ten(4, 3, 1, 1)
 	parts := []*Tensor{x, out}
 	return []dispatchCase{
 		{"ActivationForward", func() { mustOK(ActivationForward(out, x, GELU)) }},
@@ -97,6 +104,12 @@ func dispatchCases(dt DType) []dispatchCase {
 		{"AdamWStep", func() {
 			mustOK(AdamWStep(w, dw, m, posV, AdamWConfig{LR: 0.1, Beta1: 0.9, Beta2: 0.99, Eps: 1e-8, Step: 1}))
 		}},
+		{"Conv2DForward", func() { mustOK(Conv2DForward(cOut, x, cw, cb, same)) }},
+		{"Conv2DBackward", func() { mustOK(Conv2DBackward(dx, cdw, cdb, cDout, x, cw, same)) }},
+		{"Conv2DForward/strided", func() { mustOK(Conv2DForward(sOut, x, cw, cb, strided)) }},
+		{"Conv2DBackward/strided", func() { mustOK(Conv2DBackward(dx, cdw, cdb, sDout, x, cw, strided)) }},
+		{"Conv2DForward/pointwise", func() { mustOK(Conv2DForward(cOut, x, pw, cb, Conv2DParams{})) }},
+		{"Conv2DBackward/pointwise", func() { mustOK(Conv2DBackward(dx, pdw, cdb, cDout, x, pw, Conv2DParams{})) }},
 		{"MaxPool2DForward", func() { mustOK(MaxPool2DForward(pooled, argmax, x, p)) }},
 		{"MaxPool2DBackward", func() { mustOK(MaxPool2DBackward(dx, pooled, argmax, p)) }},
 		{"AvgPool2DForward", func() { mustOK(AvgPool2DForward(pooled, x, p)) }},
