@@ -20,11 +20,11 @@ import "fmt"
 //     the input plane stack already is one.
 //   - col: classic im2col and its adjoint col2im, for everything else.
 //
-// Stride-1 shapes whose "wide" frame is small (see convGeom.nw) go to the
+// Stride-1 shapes whose "wide" frame is small (convGeom.wide) go to the
 // float32 C path (conv_cpu.go) where the machine has it; elsewhere (float64,
-// builds without cgo on amd64) they take the col lowering. A Go version of
-// the wide lowering was measured against col on the zoo's shapes and did not
-// pay: bench/results/*-conv-lowerings.md.
+// builds without cgo or off amd64, no AVX2) they take the col lowering. A Go
+// version of the wide lowering was measured against col on the zoo's shapes
+// and did not pay: bench/results/*-conv-lowerings.md.
 
 // Conv2DParams are a convolution's hyper-parameters. The zero value is
 // PyTorch's default: stride 1, no padding, dilation 1, one group, so zero
@@ -57,22 +57,20 @@ type convGeom struct {
 	dh, dw, groups     int
 	cg, mg, kg, p      int // per group: input channels, output channels, col rows; pixels OH·OW
 	inPlane, outPlanes int // H·W, Cout·OH·OW
-	lowering           int
-	// The C path's wide frame (lowerWide): output pixel (oh, ow) reads the
-	// padded input at (oh + kh·dh, ow + kw·dw), so numbering output columns
-	// q = oh·Wp + ow over the padded width Wp makes each tap's inputs one
-	// contiguous run of the padded plane, Nw = (OH−1)·Wp + OW long; the
-	// columns with ow ≥ OW are junk. Chosen when the junk is at most as large
-	// as the real output (Nw ≤ 2·OH·OW).
+	// pointwise: 1×1, stride 1, unpadded; the Go loops need no col matrix.
+	pointwise bool
+	// wide: a stride-1 shape whose wide frame is small, the shapes the float32
+	// C path takes (conv_cpu.go; the Go loops run them through col). Output
+	// pixel (oh, ow) reads the padded input at (oh + kh·dh, ow + kw·dw), so
+	// numbering output columns q = oh·Wp + ow over the padded width Wp makes
+	// each tap's inputs one contiguous run of the padded plane,
+	// Nw = (OH−1)·Wp + OW long; the columns with ow ≥ OW are junk. Set when
+	// the junk is at most as large as the real output (Nw ≤ 2·OH·OW); the
+	// fields below are set only then.
+	wide       bool
 	padded     bool // with padding: x goes through a padded copy
 	hp, wp, nw int  // padded plane Hp×Wp, frame length Nw
 }
-
-const (
-	lowerCol  = iota
-	lowerWide // the C path's; the Go loops run it as lowerCol
-	lowerPointwise
-)
 
 func orOne(v int) int {
 	if v == 0 {
@@ -125,9 +123,9 @@ func convGeometry(x, w []int, p Conv2DParams) (convGeom, string) {
 	g.inPlane, g.outPlanes = g.h*g.w, g.cout*g.p
 	switch {
 	case g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0:
-		g.lowering = lowerPointwise
+		g.pointwise = true
 	case g.sh == 1 && g.sw == 1 && (g.oh-1)*(g.w+2*g.pw)+g.ow <= 2*g.p:
-		g.lowering = lowerWide
+		g.wide = true
 		g.padded = g.ph > 0 || g.pw > 0
 		g.hp, g.wp = g.h+2*g.ph, g.w+2*g.pw
 		g.nw = (g.oh-1)*g.wp + g.ow
@@ -259,7 +257,7 @@ func newConvLayout(g *convGeom, backward, biasRow, hasDx bool, dw, db int) convL
 	if biasRow {
 		rows++
 	}
-	if g.lowering == lowerCol && (!backward || dw > 0 || hasDx) {
+	if !g.pointwise && (!backward || dw > 0 || hasDx) {
 		col = rows * g.p
 	}
 	l.dw = l.col + col
@@ -282,14 +280,11 @@ func conv2D[T Float](g convGeom, backward bool, yT, xT, wT, bT, dxT, dwT, dbT *T
 	if conv2DFast(&g, backward, y, x, w, b, dx, dw, db) {
 		return
 	}
-	if g.lowering == lowerWide {
-		g.lowering = lowerCol
-	}
 	pool := &convTasks[dtypeIndex[T]()]
 	t := pool.Get().(*convTask[T])
 	t.g, t.backward = g, backward
 	t.y, t.x, t.w, t.b, t.dx, t.dw, t.db = y, x, w, b, dx, dw, db
-	t.biasRow = !backward && b != nil && g.lowering != lowerPointwise
+	t.biasRow = !backward && b != nil && !g.pointwise
 	t.l = newConvLayout(&g, backward, t.biasRow, dx != nil, len(dw), len(db))
 	np := parts(g.n)
 	t.inPart = np > 1
@@ -347,7 +342,7 @@ func (t *convTask[T]) run(part, lo, hi int) {
 
 // source returns the col matrix (or the input itself) for image group xg.
 func (t *convTask[T]) source(s, xg []T) []T {
-	if t.g.lowering == lowerPointwise {
+	if t.g.pointwise {
 		return xg
 	}
 	col := s[t.l.col:t.l.dw]
@@ -418,7 +413,7 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 		var dxn []T
 		if t.dx != nil {
 			dxn = t.dx[n*inImage : (n+1)*inImage]
-			if g.lowering == lowerCol {
+			if !g.pointwise {
 				clear(dxn) // the scatter accumulates into it
 			}
 		}
@@ -435,7 +430,7 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 				continue
 			}
 			dxg := dxn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
-			if g.lowering == lowerPointwise {
+			if g.pointwise {
 				gemmIn(t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, dxg, g.p)
 				continue
 			}

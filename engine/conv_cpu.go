@@ -1,10 +1,14 @@
 package engine
 
-// The float32 fast path of the wide (stride-1) convolution lowering: the C
+// The convolution's fast CPU path, float32 on amd64 with AVX2 and FMA, for
+// the stride-1 shapes whose wide frame is small (convGeom.wide): the C
 // kernels of conv_cpu.c read the input in place at each kernel tap's offset
-// (an implicit GEMM) instead of copying Cg·KH·KW shifted runs into a col
-// matrix and packing that again inside the GEMM. For LeNet's small layers the
-// copies and per-tap products cost more than the arithmetic.
+// (an implicit GEMM), where conv.go's col lowering copies Cg·KH·KW shifted
+// runs into a col matrix that the GEMM then packs again. On the zoo's shapes
+// it takes 0.05–0.8 of col's time (col with the C sgemm), the small-channel
+// layers (LeNet's, CBAM's 7×7 spatial attention) the least; one pass, the
+// backward of cnn's 3→32-channel 3×3 stem, takes twice col's:
+// bench/results/*-conv-lowerings.md, table E.
 //
 //   - forward: out[co, ·] = b[co] + Σ_(c,tap) W[co, c, tap] · xp[c, tap offset + ·],
 //     written row by row straight into out, or over the wide frame and then
@@ -17,8 +21,7 @@ package engine
 //   - input gradient: the full correlation of dout, laid out in the wide frame
 //     with zero margins of the largest tap offset on both sides, with the
 //     weights transposed per tap: dx[c, p] = Σ_(co,tap) W[co, c, tap] ·
-//     doutp[co, p + maxoff − tap offset], no per-tap products accumulating
-//     into a padded dx and no crop.
+//     doutp[co, p + maxoff − tap offset], written straight into dx.
 //
 // Images are split over threads as in conv2D, each part summing dw and db
 // into its own buffer, added in part order afterwards; every element is a
@@ -60,7 +63,7 @@ var convFastTasks = taskPool{New: func() any { return new(convFastTask) }}
 // convFastFor reports whether the float32 kernels take g: the reductions fit
 // the kernels' offset tables and every offset fits an int32.
 func convFastFor(g *convGeom) bool {
-	if !haveConvFast || g.lowering != lowerWide || g.kg > convFastMaxK || g.mg*g.kh*g.kw > convFastMaxK {
+	if !haveConvFast || !g.wide || g.kg > convFastMaxK || g.mg*g.kh*g.kw > convFastMaxK {
 		return false
 	}
 	maxOff := (g.kh-1)*g.dh*g.wp + (g.kw-1)*g.dw
@@ -68,7 +71,7 @@ func convFastFor(g *convGeom) bool {
 }
 
 // conv2DFast runs conv2D's work through conv_cpu.c and reports true, or
-// reports false (float64, no AVX2, another lowering) and does nothing.
+// reports false (float64, no AVX2, not a wide shape) and does nothing.
 func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T) bool {
 	if isFloat64[T]() || !convFastFor(g) {
 		return false

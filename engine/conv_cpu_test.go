@@ -27,7 +27,9 @@ var convFastCases = []convCase{
 	{"transposed-dw-ragged", 3, 5, 7, 6, 17, 3, 2, engine.Conv2DParams{PadW: 1}, true},
 }
 
-func TestConv2DFastMatchesNaive(t *testing.T) {
+// Float32 forward and backward against Conv2DReference, float64 sums; where
+// the C path is not built (CGO_ENABLED=0, off amd64) the same shapes run col.
+func TestConv2DFastMatchesReference(t *testing.T) {
 	for i, c := range convFastCases {
 		rng := rand.New(rand.NewPCG(9, uint64(i)))
 		xs, ws := c.shapes()
