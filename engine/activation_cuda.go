@@ -6,16 +6,16 @@ import "github.com/kiln-ml/kiln/cuda"
 
 var (
 	kActForward = [...]*cuda.Kernel{
-		ReLU:    cuda.K("relu_forward_f32"),
-		GELU:    cuda.K("gelu_forward_f32"),
-		Sigmoid: cuda.K("sigmoid_forward_f32"),
-		Tanh:    cuda.K("tanh_forward_f32"),
+		ReLU:    kern.relu_forward_f32,
+		GELU:    kern.gelu_forward_f32,
+		Sigmoid: kern.sigmoid_forward_f32,
+		Tanh:    kern.tanh_forward_f32,
 	}
 	kActBackward = [...]*cuda.Kernel{
-		ReLU:    cuda.K("relu_backward_f32"),
-		GELU:    cuda.K("gelu_backward_f32"),
-		Sigmoid: cuda.K("sigmoid_backward_f32"),
-		Tanh:    cuda.K("tanh_backward_f32"),
+		ReLU:    kern.relu_backward_f32,
+		GELU:    kern.gelu_backward_f32,
+		Sigmoid: kern.sigmoid_backward_f32,
+		Tanh:    kern.tanh_backward_f32,
 	}
 )
 

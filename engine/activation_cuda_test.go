@@ -41,12 +41,19 @@ var activationTol = map[engine.Activation][2]float64{
 	engine.Tanh:    {1e-6, 1e-5},
 }
 
+// activationKernels are each kind's forward and backward kernels.
+var activationKernels = map[engine.Activation][2]string{
+	engine.ReLU:    {"relu_forward_f32", "relu_backward_f32"},
+	engine.GELU:    {"gelu_forward_f32", "gelu_backward_f32"},
+	engine.Sigmoid: {"sigmoid_forward_f32", "sigmoid_backward_f32"},
+	engine.Tanh:    {"tanh_forward_f32", "tanh_backward_f32"},
+}
+
 func TestCUDAActivation(t *testing.T) {
 	cudaOrSkip(t)
 	rng := rand.New(rand.NewPCG(11, 12))
 	for _, kind := range activationKinds {
-		fwd := []string{kind.String() + "_forward_f32"}
-		bwd := []string{kind.String() + "_backward_f32"}
+		fwd, bwd := []string{activationKernels[kind][0]}, []string{activationKernels[kind][1]}
 		tol := activationTol[kind]
 		for _, n := range cudaEltSizes {
 			x, dx := devRandRange(t, rng, 4, activationSpecials, n)

@@ -7,14 +7,9 @@ import (
 	"github.com/kiln-ml/kiln/cuda"
 )
 
-// The GPU side of broadcast.go: kernels/tensor.cu. The kernels take the
+// The GPU side of broadcast.go: kernels/broadcast.cu. The kernels take the
 // broadcast plan as its axis count and eight descriptors size<<32 | g stride,
 // outermost first.
-
-var (
-	kBroadcastMulForward  = cuda.K("broadcast_mul_forward_f32")
-	kBroadcastMulBackward = cuda.K("broadcast_mul_backward_f32")
-)
 
 // packPlan appends the plan to a kernel's arguments.
 func packPlan(op string, a *cuda.Args, p *broadcastPlan) error {
@@ -40,7 +35,7 @@ func broadcastMulCUDA(op string, p *broadcastPlan, out, x, g *Tensor) error {
 	if err := packPlan(op, &a, p); err != nil {
 		return err
 	}
-	return launchElt(kBroadcastMulForward, n, &a)
+	return launchElt(kern.broadcast_mul_forward_f32, n, &a)
 }
 
 // broadcastMulBackwardCUDA writes dg (the reduction, first: dx may alias dout
@@ -63,7 +58,7 @@ func broadcastMulBackwardCUDA(p *broadcastPlan, dx, dg, dout, x, g *Tensor) erro
 		if err := packPlan(op, &a, p); err != nil {
 			return err
 		}
-		if err := cuda.Launch(kBroadcastMulBackward, cuda.D1(blocks), cuda.D1(eltBlock), 0, &a); err != nil {
+		if err := cuda.Launch(kern.broadcast_mul_backward_f32, cuda.D1(blocks), cuda.D1(eltBlock), 0, &a); err != nil {
 			return err
 		}
 	}

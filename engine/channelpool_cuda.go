@@ -6,16 +6,8 @@ import (
 	"github.com/kiln-ml/kiln/cuda"
 )
 
-// The GPU side of channelpool.go: kernels/pool.cu. The argmax slices stay on
-// the GPU as in pool_cuda.go.
-
-var (
-	kChannelPoolForward    = cuda.K("channelpool_forward_f32")
-	kChannelPoolBackward   = cuda.K("channelpool_backward_f32")
-	kGlobalMaxPoolForward  = cuda.K("global_maxpool_forward_f32")
-	kGlobalMaxPoolBackward = cuda.K("global_maxpool_backward_f32")
-	kTranspose12           = cuda.K("transpose12_f32")
-)
+// The GPU side of channelpool.go: kernels/channelpool.cu. The argmax slices
+// stay on the GPU as in pool_cuda.go.
 
 // indexRange accepts host indices in [0, n).
 func indexRange(op string, n int) func([]int32) error {
@@ -42,7 +34,7 @@ func channelPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
 			return err
 		}
 		var a cuda.Args
-		return launchFit(kChannelPoolForward, total, a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total)).
+		return launchFit(kern.channelpool_forward_f32, total, a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total)).
 			Int(c).Int(hw).F32(1/float32(c)))
 	}, func(h []*Tensor) error {
 		cpu := make([]int32, len(argmax))
@@ -67,7 +59,7 @@ func channelPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
 		}
 		defer done()
 		var a cuda.Args
-		return launchFit(kChannelPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).
+		return launchFit(kern.channelpool_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).
 			Int(c).Int(hw).F32(1/float32(c)))
 	}, func(h []*Tensor) error {
 		idx, err := hostIndices(argmax)
@@ -90,7 +82,7 @@ func globalMaxPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
 			return err
 		}
 		var a cuda.Args
-		return cuda.Launch(kGlobalMaxPoolForward, cuda.D1(min(planes, planeGridMax)), cuda.D1(planeBlock(hw)), 0,
+		return cuda.Launch(kern.global_maxpool_forward_f32, cuda.D1(min(planes, planeGridMax)), cuda.D1(planeBlock(hw)), 0,
 			a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).Int(planes).Int(hw))
 	}, func(h []*Tensor) error {
 		cpu := make([]int32, len(argmax))
@@ -115,7 +107,7 @@ func globalMaxPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
 			return nil
 		}
 		var a cuda.Args
-		return launchFit(kGlobalMaxPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).Int(hw))
+		return launchFit(kern.global_maxpool_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).Int(hw))
 	}, func(h []*Tensor) error {
 		idx, err := hostIndices(argmax)
 		if err != nil {
@@ -130,7 +122,7 @@ func transpose12CUDA(out, x *Tensor) error {
 	return runCUDA("Transpose12", func() error {
 		grid := cuda.Dim3{X: uint32((b + 31) / 32), Y: uint32((a + 31) / 32), Z: uint32(min(n, 65535))}
 		var args cuda.Args
-		return cuda.Launch(kTranspose12, grid, cuda.Dim3{X: 32, Y: 8, Z: 1}, 0,
+		return cuda.Launch(kern.transpose12_f32, grid, cuda.Dim3{X: 32, Y: 8, Z: 1}, 0,
 			args.Ptr(out.dptr()).Ptr(x.dptr()).Int(n).Int(a).Int(b))
 	}, func(h []*Tensor) error { return Transpose12(h[0], h[1]) }, out, x)
 }

@@ -2,13 +2,8 @@ package engine
 
 import "github.com/kiln-ml/kiln/cuda"
 
-// The GPU side of concat.go: kernels/tensor.cu copies up to four parts per
+// The GPU side of concat.go: kernels/concat.cu copies up to four parts per
 // launch.
-
-var (
-	kConcatForward  = cuda.K("concat_forward_f32")
-	kConcatBackward = cuda.K("concat_backward_f32")
-)
 
 // concatPartsPerLaunch is how many parts one concat kernel launch takes.
 const concatPartsPerLaunch = 4
@@ -22,9 +17,9 @@ func concatCUDA(cat *Tensor, parts []*Tensor, forward bool) error {
 	}
 	catBlock := cat.Len() / n
 	perChannel := catBlock / max(cat.shape[1], 1)
-	k := kConcatBackward
+	k := kern.concat_backward_f32
 	if forward {
-		k = kConcatForward
+		k = kern.concat_forward_f32
 	}
 	at := 0
 	for lo := 0; lo < len(parts); lo += concatPartsPerLaunch {

@@ -20,11 +20,15 @@ import (
 // Every pass is deterministic. Tensors must have fewer than 2^31 elements
 // (the kernels index in 32 bits).
 
+// The implicit-GEMM kernels of each pass, one per tile and precision (see
+// gemmKernels).
 var (
-	kConvForward   = declareGemm("conv2d_forward")
-	kConvInputGrad = declareGemm("conv2d_input_grad")
-	kConvWeightGrd = declareGemm("conv2d_weight_grad")
-	kConvBiasGrad  = cuda.K("conv2d_bias_grad_f32")
+	kConvForward = gemmKernels{kern.conv2d_forward_64x64_f32, kern.conv2d_forward_128x128_f32,
+		kern.conv2d_forward_64x64_tf32, kern.conv2d_forward_128x128_tf32}
+	kConvInputGrad = gemmKernels{kern.conv2d_input_grad_64x64_f32, kern.conv2d_input_grad_128x128_f32,
+		kern.conv2d_input_grad_64x64_tf32, kern.conv2d_input_grad_128x128_tf32}
+	kConvWeightGrad = gemmKernels{kern.conv2d_weight_grad_64x64_f32, kern.conv2d_weight_grad_128x128_f32,
+		kern.conv2d_weight_grad_64x64_tf32, kern.conv2d_weight_grad_128x128_tf32}
 )
 
 // convIndexable reports an error when a tensor is too large for the
@@ -73,7 +77,7 @@ func conv2DBackwardCUDA(g *convGeom, dx, dw, db, dout, x, w *Tensor) error {
 	if db != nil {
 		var a cuda.Args
 		a.Ptr(db.dptr()).Ptr(dout.dptr()).Int(g.n).Int(g.cout).Int(g.p)
-		if err := cuda.Launch(kConvBiasGrad, cuda.D1(min(g.cout, 65535)), cuda.D1(256), 0, &a); err != nil {
+		if err := cuda.Launch(kern.conv2d_bias_grad_f32, cuda.D1(min(g.cout, 65535)), cuda.D1(256), 0, &a); err != nil {
 			return err
 		}
 	}
@@ -90,7 +94,7 @@ func conv2DBackwardCUDA(g *convGeom, dx, dw, db, dout, x, w *Tensor) error {
 	}
 	if dw != nil {
 		m, n := g.mg, g.kg
-		p, err := planGemm(kConvWeightGrd, m, n, g.n*g.p, g.groups, true)
+		p, err := planGemm(kConvWeightGrad, m, n, g.n*g.p, g.groups, true)
 		if err != nil {
 			return err
 		}

@@ -3,8 +3,10 @@ package engine_test
 // The harness every CUDA kernel test uses. The same tests run on a real GPU
 // (go test -tags cuda) and on the emulator (go test -tags cudaemu, which
 // `make test-kernels` runs under AddressSanitizer); a plain build skips them,
-// saying so. Each comparison is booked against the kernels it covers, and
-// the run ends with one line per kernel:
+// saying so. Each comparison is booked against the kernels it covers (a name
+// that is not a declared kernel fails the test: the declarations, in
+// kernels_gen.go, are generated from kernels/*.cu), and the run ends with one
+// line per declared kernel:
 //
 //	<kernel symbol> max_err=<x> tol=<y> ok|FAIL
 //
@@ -89,6 +91,12 @@ func checkKernels(t testing.TB, kernels []string, what string, got, want *engine
 	if !got.SameShape(want.Shape()...) {
 		t.Fatalf("%s: shape %v, want %v", what, got.Shape(), want.Shape())
 	}
+	declared := cuda.Declared()
+	for _, k := range kernels {
+		if i := sort.SearchStrings(declared, k); i == len(declared) || declared[i] != k {
+			t.Fatalf("%s: %q is not a kernel of kernels/*.cu (see engine/kernels_gen.go)", what, k)
+		}
+	}
 	g, w := got.Values(), want.Values()
 	worstRatio, worstErr, worstTol, at := 0.0, 0.0, atol, -1
 	for i := range w {
@@ -127,17 +135,7 @@ func printKernelReport() bool {
 	reportMu.Lock()
 	defer reportMu.Unlock()
 	ok := true
-	names := cuda.Declared()
-	seen := map[string]bool{}
-	for _, n := range names {
-		seen[n] = true
-	}
-	for n := range report {
-		if !seen[n] {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
+	names := cuda.Declared() // sorted; checkKernels books no other name
 	coverage := os.Getenv("KILN_KERNEL_COVERAGE") == "1"
 	for _, n := range names {
 		r := report[n]

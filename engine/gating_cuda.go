@@ -5,13 +5,6 @@ import "github.com/kiln-ml/kiln/cuda"
 // The GPU side of gating.go: kernels/gating.cu, with the layer norm of v run
 // by the kernels of norm.cu on the strided v half of z.
 
-var (
-	kSGUMixForward   = cuda.K("sgu_mix_forward_f32")
-	kSGUMixBackward  = cuda.K("sgu_mix_backward_f32")
-	kSGUGateBackward = cuda.K("sgu_gate_backward_f32")
-	kSGUWeightGrad   = cuda.K("sgu_weight_grad_f32")
-)
-
 // EnsureOn is Ensure for the device and dtype of like (z): the saved tensors
 // follow z to the GPU.
 func (s *SpatialGatingSaved) EnsureOn(like *Tensor, n, t, d int) error {
@@ -52,7 +45,7 @@ func spatialGatingForwardCUDA(out *Tensor, saved *SpatialGatingSaved, z, gamma, 
 		var a cuda.Args
 		a.Ptr(saved.Mixed.dptr()).Ptr(out.dptr()).Ptr(w.dptr()).Ptr(saved.Norm.dptr()).Ptr(optPtr(b)).Ptr(z.dptr()).
 			Int(n).Int(t).Int(d)
-		return cuda.Launch(kSGUMixForward, sguMixGrid(n, t, d), sguBlock, 0, &a)
+		return cuda.Launch(kern.sgu_mix_forward_f32, sguMixGrid(n, t, d), sguBlock, 0, &a)
 	}, func(h []*Tensor) error {
 		s := &SpatialGatingSaved{Norm: h[6], Mixed: h[7], Mean: h[8], RStd: h[9]}
 		return SpatialGatingForward(h[0], s, h[1], h[2], h[3], h[4], h[5], eps)
@@ -82,7 +75,7 @@ func spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved
 		var a cuda.Args
 		a.Ptr(dvm).Ptr(optPtr(dz)).Ptr(rowsum).Ptr(dout.dptr()).Ptr(z.dptr()).Ptr(saved.Mixed.dptr()).Int(rows).Int(d)
 		grid, block := rowLaunch(rows)
-		if err := cuda.Launch(kSGUGateBackward, grid, block, 0, &a); err != nil {
+		if err := cuda.Launch(kern.sgu_gate_backward_f32, grid, block, 0, &a); err != nil {
 			return err
 		}
 		if err := addPartials(optPtr(db), rowsum, n, t, t); err != nil {
@@ -104,7 +97,7 @@ func spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved
 			var g cuda.Args
 			g.Ptr(partial).Ptr(dvm).Ptr(saved.Norm.dptr()).Int(n).Int(t).Int(d).Int(perChunk)
 			grid := cuda.Dim3{X: uint32(tiles), Y: uint32(tiles), Z: uint32(chunks)}
-			if err := cuda.Launch(kSGUWeightGrad, grid, sguBlock, 0, &g); err != nil {
+			if err := cuda.Launch(kern.sgu_weight_grad_f32, grid, sguBlock, 0, &g); err != nil {
 				return err
 			}
 			if err := addPartials(dw.dptr(), partial, chunks, t*t, t*t); err != nil {
@@ -118,7 +111,7 @@ func spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved
 		}
 		var m cuda.Args
 		m.Ptr(dvn).Ptr(w.dptr()).Ptr(dvm).Int(n).Int(t).Int(d)
-		if err := cuda.Launch(kSGUMixBackward, sguMixGrid(n, t, d), sguBlock, 0, &m); err != nil {
+		if err := cuda.Launch(kern.sgu_mix_backward_f32, sguMixGrid(n, t, d), sguBlock, 0, &m); err != nil {
 			return err
 		}
 		var dv cuda.Ptr

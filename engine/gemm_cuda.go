@@ -30,19 +30,17 @@ import (
 // tiles.
 type gemmKernels struct{ k64, k128, tf64, tf128 *cuda.Kernel }
 
-func declareGemm(prefix string) gemmKernels {
-	return gemmKernels{cuda.K(prefix + "_64x64_f32"), cuda.K(prefix + "_128x128_f32"),
-		cuda.K(prefix + "_64x64_tf32"), cuda.K(prefix + "_128x128_tf32")}
+// kGemm[transA][transB]
+var kGemm = [2][2]gemmKernels{
+	{
+		{kern.gemm_nn_64x64_f32, kern.gemm_nn_128x128_f32, kern.gemm_nn_64x64_tf32, kern.gemm_nn_128x128_tf32},
+		{kern.gemm_nt_64x64_f32, kern.gemm_nt_128x128_f32, kern.gemm_nt_64x64_tf32, kern.gemm_nt_128x128_tf32},
+	},
+	{
+		{kern.gemm_tn_64x64_f32, kern.gemm_tn_128x128_f32, kern.gemm_tn_64x64_tf32, kern.gemm_tn_128x128_tf32},
+		{kern.gemm_tt_64x64_f32, kern.gemm_tt_128x128_f32, kern.gemm_tt_64x64_tf32, kern.gemm_tt_128x128_tf32},
+	},
 }
-
-var (
-	// kGemm[transA][transB]
-	kGemm = [2][2]gemmKernels{
-		{declareGemm("gemm_nn"), declareGemm("gemm_nt")},
-		{declareGemm("gemm_tn"), declareGemm("gemm_tt")},
-	}
-	kGemmSplitKReduce = cuda.K("gemm_splitk_reduce_f32")
-)
 
 const (
 	gemmThreads = 256
@@ -139,7 +137,7 @@ func (p gemmPlan) workspace(batch, m, n int) (cuda.Ptr, int64, error) {
 func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, splits int, alpha, beta float32) error {
 	var a cuda.Args
 	a.Ptr(c).Int(ldc).I64(sc).Ptr(ws).Int(m).Int(n).Int(batch).Int(splits).F32(alpha).F32(beta)
-	return launchElt(kGemmSplitKReduce, batch*m*n, &a)
+	return launchElt(kern.gemm_splitk_reduce_f32, batch*m*n, &a)
 }
 
 // gemmCUDA is gemm on device buffers, batch times: for each b,

@@ -5,12 +5,7 @@ import "github.com/kiln-ml/kiln/cuda"
 // Linear on the GPU: the three products go through gemmCUDA (the weight
 // gradient, whose k is the batch, splits over k when its tile grid is
 // small); the bias add and the bias gradient are small kernels in
-// kernels/gemm.cu, the gradient's column sums in a fixed order.
-
-var (
-	kLinearBiasAdd  = cuda.K("linear_bias_add_f32")
-	kLinearBiasGrad = cuda.K("linear_bias_grad_f32")
-)
+// kernels/linear.cu, the gradient's column sums in a fixed order.
 
 // linearForwardCUDA: out = x·Wᵀ + b; shapes checked by LinearForward.
 func linearForwardCUDA(out, x, w, b *Tensor) error {
@@ -22,7 +17,7 @@ func linearForwardCUDA(out, x, w, b *Tensor) error {
 		return nil
 	}
 	var a cuda.Args
-	return launchElt(kLinearBiasAdd, n*o, a.Ptr(out.dptr()).Ptr(b.dptr()).Int(n).Int(o))
+	return launchElt(kern.linear_bias_add_f32, n*o, a.Ptr(out.dptr()).Ptr(b.dptr()).Int(n).Int(o))
 }
 
 // linearBackwardCUDA: dx = dout·W, dw += doutᵀ·x, db += Σ_n dout; any of dx,
@@ -42,7 +37,7 @@ func linearBackwardCUDA(dx, dw, db, dout, x, w *Tensor) error {
 	if db != nil && n > 0 && o > 0 {
 		var a cuda.Args
 		a.Ptr(db.dptr()).Ptr(dout.dptr()).Int(n).Int(o)
-		return cuda.Launch(kLinearBiasGrad, cuda.D1(min(ceilDiv(o, 32), 4096)), cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a)
+		return cuda.Launch(kern.linear_bias_grad_f32, cuda.D1(min(ceilDiv(o, 32), 4096)), cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a)
 	}
 	return nil
 }

@@ -12,15 +12,6 @@ import (
 
 // The GPU side of loss.go: kernels/loss.cu.
 
-var (
-	kXentForward  = cuda.K("softmax_xent_forward_f32")
-	kXentBackward = cuda.K("softmax_xent_backward_f32")
-	kMSEForward   = cuda.K("mse_forward_f32")
-	kL1Forward    = cuda.K("l1_forward_f32")
-	kMSEBackward  = cuda.K("mse_backward_f32")
-	kL1Backward   = cuda.K("l1_backward_f32")
-)
-
 // xentState keeps the device copy of the last labels and the per-row result
 // buffers between calls: a training step's forward and backward pass share
 // one upload, and a steady-state step allocates nothing. The mutex is held
@@ -102,7 +93,7 @@ func softmaxCrossEntropyForwardCUDA(probs, logits *Tensor, labels []int32, eps f
 		var a cuda.Args
 		a.Ptr(p).Ptr(s.rows).Ptr(s.rows + cuda.Ptr(8*n)).Ptr(logits.dptr()).Ptr(s.labels).
 			F32(float32(1 - eps)).F32(float32(eps / float64(k))).Int(n).Int(k)
-		if err := cuda.Launch(kXentForward, cuda.D1(min(n, 65535)), cuda.D1(xentBlock(k)), 0, &a); err != nil {
+		if err := cuda.Launch(kern.softmax_xent_forward_f32, cuda.D1(min(n, 65535)), cuda.D1(xentBlock(k)), 0, &a); err != nil {
 			return err
 		}
 		res := s.results[:12*n]
@@ -149,7 +140,7 @@ func softmaxCrossEntropyBackwardCUDA(dlogits, probs *Tensor, labels []int32, eps
 		}
 		var a cuda.Args
 		a.Ptr(dlogits.dptr()).Ptr(probs.dptr()).Ptr(st.labels).F32(float32(s)).F32(off).F32(on).Int(n).Int(k)
-		return launchElt(kXentBackward, n*k, &a)
+		return launchElt(kern.softmax_xent_backward_f32, n*k, &a)
 	}
 	return runCUDA(op, gpu, func(h []*Tensor) error {
 		return SoftmaxCrossEntropyBackward(h[0], h[1], labels, eps, scale)
@@ -159,9 +150,9 @@ func softmaxCrossEntropyBackwardCUDA(dlogits, probs *Tensor, labels []int32, eps
 // regressionLossCUDA is MSEForward (l1 false) or L1Forward on the GPU: one
 // partial sum per block, added on the host in block order.
 func regressionLossCUDA(pred, target *Tensor, l1 bool) (float64, error) {
-	op, k := "MSEForward", kMSEForward
+	op, k := "MSEForward", kern.mse_forward_f32
 	if l1 {
-		op, k = "L1Forward", kL1Forward
+		op, k = "L1Forward", kern.l1_forward_f32
 	}
 	n := pred.Len()
 	var loss float64
@@ -208,9 +199,9 @@ func regressionLossCUDA(pred, target *Tensor, l1 bool) (float64, error) {
 func regressionLossBackwardCUDA(dpred, pred, target *Tensor, scale float64, l1 bool) error {
 	n := pred.Len()
 	c := scale / float64(n)
-	op, k, cf := "MSEBackward", kMSEBackward, float32(2*c)
+	op, k, cf := "MSEBackward", kern.mse_backward_f32, float32(2*c)
 	if l1 {
-		op, k, cf = "L1Backward", kL1Backward, float32(c)
+		op, k, cf = "L1Backward", kern.l1_backward_f32, float32(c)
 	}
 	return runCUDA(op, func() error {
 		var a cuda.Args

@@ -127,11 +127,11 @@ func TestCUDAL1(t *testing.T)  { testCUDARegressionLoss(t, true) }
 func testCUDARegressionLoss(t *testing.T, l1 bool) {
 	cudaOrSkip(t)
 	name, fwdF, bwdF := "mse", engine.MSEForward, engine.MSEBackward
+	fwd, bwd := []string{"mse_forward_f32"}, []string{"mse_backward_f32"}
 	if l1 {
 		name, fwdF, bwdF = "l1", engine.L1Forward, engine.L1Backward
+		fwd, bwd = []string{"l1_forward_f32"}, []string{"l1_backward_f32"}
 	}
-	fwd := []string{name + "_forward_f32"}
-	bwd := []string{name + "_backward_f32"}
 	rng := rand.New(rand.NewPCG(25, 26))
 	for _, n := range cudaEltSizes {
 		pred, dpred := devRand(t, rng, n)

@@ -10,20 +10,6 @@ import (
 // in fixed-shape stages (per block, then chunk partials added in order by
 // norm_partials_add_f32), never with atomics, so they are the same every run.
 
-var (
-	kLayerNormForward        = cuda.K("layernorm_forward_f32")
-	kLayerNormBackwardDx     = cuda.K("layernorm_backward_dx_f32")
-	kLayerNormBackwardParams = cuda.K("layernorm_backward_params_f32")
-	kPartialsAdd             = cuda.K("norm_partials_add_f32")
-	kBatchNormStats          = cuda.K("batchnorm_stats_f32")
-	kBatchNormStatsFinalize  = cuda.K("batchnorm_stats_finalize_f32")
-	kBatchNormEvalCoef       = cuda.K("batchnorm_eval_coef_f32")
-	kBatchNormApply          = cuda.K("batchnorm_apply_f32")
-	kBatchNormBackwardReduce = cuda.K("batchnorm_backward_reduce_f32")
-	kBatchNormBackwardFinal  = cuda.K("batchnorm_backward_finalize_f32")
-	kBatchNormBackwardApply  = cuda.K("batchnorm_backward_apply_f32")
-)
-
 // optPtr is t's device pointer, or null for a nil tensor (an optional
 // argument the kernel skips).
 func optPtr(t *Tensor) cuda.Ptr {
@@ -58,7 +44,7 @@ func addPartials(dst, partial cuda.Ptr, chunks, n, stride int) error {
 		return nil
 	}
 	var a cuda.Args
-	return launchFit(kPartialsAdd, n, a.Ptr(dst).Ptr(partial).Int(chunks).I64(int64(n)).I64(int64(stride)))
+	return launchFit(kern.norm_partials_add_f32, n, a.Ptr(dst).Ptr(partial).Int(chunks).I64(int64(n)).I64(int64(stride)))
 }
 
 // ---- Layer norm over strided rows (shared with the spatial gating unit) ----
@@ -79,7 +65,7 @@ func layerNormRowsForward(out, mean, rstd, x, gamma, beta cuda.Ptr, rows, d, xSt
 	var a cuda.Args
 	a.Ptr(out).Ptr(mean).Ptr(rstd).Ptr(x).Ptr(gamma).Ptr(beta).Int(rows).Int(d).Int(xStride).Int(outStride).F32(float32(eps))
 	grid, block := rowLaunch(rows)
-	return cuda.Launch(kLayerNormForward, grid, block, 0, &a)
+	return cuda.Launch(kern.layernorm_forward_f32, grid, block, 0, &a)
 }
 
 // layerNormRowsBackward writes dx (if not null) and adds Σ dout·x̂ into dgamma
@@ -98,7 +84,7 @@ func layerNormRowsBackward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma cuda.Pt
 	var a cuda.Args
 	a.Ptr(dx).Ptr(dout).Ptr(x).Ptr(mean).Ptr(rstd).Ptr(gamma).Int(rows).Int(d).Int(dxStride).Int(doutStride).Int(xStride)
 	grid, block := rowLaunch(rows)
-	return cuda.Launch(kLayerNormBackwardDx, grid, block, 0, &a)
+	return cuda.Launch(kern.layernorm_backward_dx_f32, grid, block, 0, &a)
 }
 
 // layerNormParams adds Σ dout·x̂ into dgamma and Σ dout into dbeta (either
@@ -119,7 +105,7 @@ func layerNormParams(dgamma, dbeta, dout, x, mean, rstd cuda.Ptr, rows, d, doutS
 	var a cuda.Args
 	a.Ptr(partial).Ptr(dout).Ptr(x).Ptr(mean).Ptr(rstd).Int(rows).Int(d).Int(doutStride).Int(xStride).Int(perChunk)
 	bx := min(32, d)
-	if err := cuda.Launch(kLayerNormBackwardParams, cuda.Dim3{X: uint32((d + bx - 1) / bx), Y: uint32(chunks), Z: 1},
+	if err := cuda.Launch(kern.layernorm_backward_params_f32, cuda.Dim3{X: uint32((d + bx - 1) / bx), Y: uint32(chunks), Z: 1},
 		cuda.Dim3{X: uint32(bx), Y: 8, Z: 1}, 0, &a); err != nil {
 		return err
 	}
@@ -175,14 +161,14 @@ func batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, ru
 		coef := partial + cuda.Ptr(4*2*chunks*c)
 		var a cuda.Args
 		a.Ptr(partial).Ptr(x.dptr()).Int(n).Int(c).Int(hw).Int(bnChunk)
-		if err := cuda.Launch(kBatchNormStats, cuda.Dim3{X: uint32(chunks), Y: uint32(c), Z: 1}, cuda.D1(bnBlockFor(m)), 0, &a); err != nil {
+		if err := cuda.Launch(kern.batchnorm_stats_f32, cuda.Dim3{X: uint32(chunks), Y: uint32(c), Z: 1}, cuda.D1(bnBlockFor(m)), 0, &a); err != nil {
 			return err
 		}
 		var f cuda.Args
 		f.Ptr(coef).Ptr(saveMean.dptr()).Ptr(saveInvStd.dptr()).Ptr(optPtr(runMean)).Ptr(optPtr(runVar)).Ptr(partial).
 			Ptr(optPtr(gamma)).Ptr(optPtr(beta)).Int(c).Int(chunks).I64(int64(m)).Int(bnChunk).
 			U64(math.Float64bits(momentum)).U64(math.Float64bits(eps))
-		if err := launchFit(kBatchNormStatsFinalize, c, &f); err != nil {
+		if err := launchFit(kern.batchnorm_stats_finalize_f32, c, &f); err != nil {
 			return err
 		}
 		return batchNormApply(out, x, coef, c, hw)
@@ -194,7 +180,7 @@ func batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, ru
 func batchNormApply(out, x *Tensor, coef cuda.Ptr, c, hw int) error {
 	total := x.Len()
 	var a cuda.Args
-	return launchFit(kBatchNormApply, total, a.Ptr(out.dptr()).Ptr(x.dptr()).Ptr(coef).Int(c).Int(hw).I64(int64(total)))
+	return launchFit(kern.batchnorm_apply_f32, total, a.Ptr(out.dptr()).Ptr(x.dptr()).Ptr(coef).Int(c).Int(hw).I64(int64(total)))
 }
 
 func batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar *Tensor, eps float64) error {
@@ -210,7 +196,7 @@ func batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar *Tensor, eps 
 		defer free()
 		var a cuda.Args
 		a.Ptr(coef).Ptr(optPtr(gamma)).Ptr(optPtr(beta)).Ptr(runMean.dptr()).Ptr(runVar.dptr()).Int(c).U64(math.Float64bits(eps))
-		if err := launchFit(kBatchNormEvalCoef, c, &a); err != nil {
+		if err := launchFit(kern.batchnorm_eval_coef_f32, c, &a); err != nil {
 			return err
 		}
 		return batchNormApply(out, x, coef, c, hw)
@@ -242,14 +228,14 @@ func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, invStd, runVar, gam
 	if chunks > 0 {
 		var a cuda.Args
 		a.Ptr(partial).Ptr(dout.dptr()).Ptr(x.dptr()).Ptr(mean.dptr()).Int(n).Int(c).Int(hw).Int(bnChunk)
-		if err := cuda.Launch(kBatchNormBackwardReduce, cuda.Dim3{X: uint32(chunks), Y: uint32(c), Z: 1}, cuda.D1(bnBlockFor(m)), 0, &a); err != nil {
+		if err := cuda.Launch(kern.batchnorm_backward_reduce_f32, cuda.Dim3{X: uint32(chunks), Y: uint32(c), Z: 1}, cuda.D1(bnBlockFor(m)), 0, &a); err != nil {
 			return err
 		}
 	}
 	var f cuda.Args
 	f.Ptr(coef).Ptr(optPtr(dgamma)).Ptr(optPtr(dbeta)).Ptr(partial).Ptr(mean.dptr()).Ptr(optPtr(invStd)).
 		Ptr(optPtr(runVar)).Ptr(optPtr(gamma)).Int(c).Int(chunks).I64(int64(m)).U64(math.Float64bits(eps))
-	if err := launchFit(kBatchNormBackwardFinal, c, &f); err != nil {
+	if err := launchFit(kern.batchnorm_backward_finalize_f32, c, &f); err != nil {
 		return err
 	}
 	if dx == nil {
@@ -261,7 +247,7 @@ func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, invStd, runVar, gam
 	}
 	total := dout.Len()
 	var a cuda.Args
-	return launchFit(kBatchNormBackwardApply, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(xp).Ptr(coef).Int(c).Int(hw).I64(int64(total)))
+	return launchFit(kern.batchnorm_backward_apply_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(xp).Ptr(coef).Int(c).Int(hw).I64(int64(total)))
 }
 
 func batchNormTrainBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma *Tensor) error {

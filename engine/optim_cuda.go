@@ -9,11 +9,6 @@ import (
 // The GPU side of optim.go: kernels/optim.cu, with the hyper-parameters
 // rounded to float32 exactly as the CPU's float32 path rounds them.
 
-var (
-	kSGDStep   = cuda.K("sgd_step_f32")
-	kAdamWStep = cuda.K("adamw_step_f32")
-)
-
 func sgdStepCUDA(w, g, buf *Tensor, c SGDConfig) error {
 	n := w.Len()
 	var bp cuda.Ptr
@@ -27,7 +22,7 @@ func sgdStepCUDA(w, g, buf *Tensor, c SGDConfig) error {
 	var a cuda.Args
 	a.Ptr(w.dptr()).Ptr(g.dptr()).Ptr(bp).F32(float32(c.LR)).F32(float32(c.Momentum)).F32(float32(c.WeightDecay)).
 		Int(nesterov).I64(int64(n))
-	return launchElt(kSGDStep, n, &a)
+	return launchElt(kern.sgd_step_f32, n, &a)
 }
 
 func adamWStepCUDA(w, g, m, v *Tensor, c AdamWConfig) error {
@@ -38,5 +33,5 @@ func adamWStepCUDA(w, g, m, v *Tensor, c AdamWConfig) error {
 	a.Ptr(w.dptr()).Ptr(g.dptr()).Ptr(m.dptr()).Ptr(v.dptr()).F32(float32(c.Beta1)).F32(float32(c.Beta2)).
 		F32(float32(c.LR / bc1)).F32(float32(1 / math.Sqrt(bc2))).F32(float32(1 - c.LR*c.WeightDecay)).
 		F32(float32(c.Eps)).I64(int64(n))
-	return launchElt(kAdamWStep, n, &a)
+	return launchElt(kern.adamw_step_f32, n, &a)
 }

@@ -8,15 +8,6 @@ import (
 
 // The GPU side of pool.go: kernels/pool.cu.
 
-var (
-	kMaxPoolForward        = cuda.K("maxpool2d_forward_f32")
-	kMaxPoolBackward       = cuda.K("maxpool2d_backward_f32")
-	kAvgPoolForward        = cuda.K("avgpool2d_forward_f32")
-	kAvgPoolBackward       = cuda.K("avgpool2d_backward_f32")
-	kGlobalAvgPoolForward  = cuda.K("global_avgpool_forward_f32")
-	kGlobalAvgPoolBackward = cuda.K("global_avgpool_backward_f32")
-)
-
 // poolArgs packs the geometry every 2-D pooling kernel takes after its
 // pointers and element count.
 func poolArgs(a *cuda.Args, g *poolGeom) *cuda.Args {
@@ -39,7 +30,7 @@ func maxPool2DForwardCUDA(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams
 		}
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total))
-		return launchFit(kMaxPoolForward, total, poolArgs(&a, g))
+		return launchFit(kern.maxpool2d_forward_f32, total, poolArgs(&a, g))
 	}, func(h []*Tensor) error {
 		var cpu []int32
 		if argmax != nil {
@@ -87,7 +78,7 @@ func maxPool2DBackwardCUDA(dx, dout *Tensor, argmax []int32, p Pool2DParams, g *
 		defer done()
 		var a cuda.Args
 		a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total))
-		return launchFit(kMaxPoolBackward, total, poolArgs(&a, g))
+		return launchFit(kern.maxpool2d_backward_f32, total, poolArgs(&a, g))
 	}, func(h []*Tensor) error {
 		idx, err := hostIndices(argmax)
 		if err != nil {
@@ -102,7 +93,7 @@ func avgPool2DForwardCUDA(out, x *Tensor, p Pool2DParams, g *poolGeom) error {
 		total := out.Len()
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(x.dptr()).I64(int64(total))
-		return launchFit(kAvgPoolForward, total, poolArgs(&a, g))
+		return launchFit(kern.avgpool2d_forward_f32, total, poolArgs(&a, g))
 	}, func(h []*Tensor) error { return AvgPool2DForward(h[0], h[1], p) }, out, x)
 }
 
@@ -111,7 +102,7 @@ func avgPool2DBackwardCUDA(dx, dout *Tensor, p Pool2DParams, g *poolGeom) error 
 		total := dx.Len()
 		var a cuda.Args
 		a.Ptr(dx.dptr()).Ptr(dout.dptr()).I64(int64(total))
-		return launchFit(kAvgPoolBackward, total, poolArgs(&a, g))
+		return launchFit(kern.avgpool2d_backward_f32, total, poolArgs(&a, g))
 	}, func(h []*Tensor) error { return AvgPool2DBackward(h[0], h[1], p) }, dx, dout)
 }
 
@@ -128,7 +119,7 @@ func globalAvgPoolForwardCUDA(out, x *Tensor, g *poolGeom) error {
 	return runCUDA("GlobalAvgPoolForward", func() error {
 		hw := g.h * g.w
 		var a cuda.Args
-		return cuda.Launch(kGlobalAvgPoolForward, cuda.D1(min(g.planes, planeGridMax)), cuda.D1(planeBlock(hw)), 0,
+		return cuda.Launch(kern.global_avgpool_forward_f32, cuda.D1(min(g.planes, planeGridMax)), cuda.D1(planeBlock(hw)), 0,
 			a.Ptr(out.dptr()).Ptr(x.dptr()).Int(g.planes).Int(hw))
 	}, func(h []*Tensor) error { return GlobalAvgPoolForward(h[0], h[1]) }, out, x)
 }
@@ -137,6 +128,6 @@ func globalAvgPoolBackwardCUDA(dx, dout *Tensor, g *poolGeom) error {
 	return runCUDA("GlobalAvgPoolBackward", func() error {
 		total := dx.Len()
 		var a cuda.Args
-		return launchFit(kGlobalAvgPoolBackward, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).I64(int64(total)).Int(g.h*g.w))
+		return launchFit(kern.global_avgpool_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).I64(int64(total)).Int(g.h*g.w))
 	}, func(h []*Tensor) error { return GlobalAvgPoolBackward(h[0], h[1]) }, dx, dout)
 }

@@ -2,9 +2,14 @@
 // under g++ (make test-kernels, go test -tags cudaemu) it pulls in the
 // emulation header, so the same source runs on the CPU.
 //
-// Conventions for kernel files (kernels/<family>.cu):
+// Conventions for kernel files (kernels/<family>.cu, launched from
+// engine/<family>_cuda.go):
 //   - every kernel is `extern "C" __global__` with a name that says its op and
-//     dtype (conv2d_im2col_f32), so the Go side finds it by name;
+//     dtype (maxpool2d_forward_f32), so the Go side finds it by name;
+//   - that name is written out in full where the kernel is defined, as
+//     `KILN_KERNEL name(` or as the first argument of a KILN_<X>_KERNEL(name,
+//     ...) macro: internal/kernelgen reads it there and writes the engine's
+//     declaration and the emulator's registration (go generate ./engine);
 //   - arguments are device pointers, int (32-bit) sizes and float scalars, in
 //     the order the Go launcher packs them (engine/*_cuda.go);
 //   - a grid-stride loop or an explicit bounds check in every kernel: grids are

@@ -244,24 +244,36 @@ __device__ __forceinline__ void weight_grad(float* dw, const float* dout, const 
 
 }  // namespace kiln_conv
 
-#define KILN_CONV_KERNELS(suffix, TILE, MINB)                                                            \
-	KILN_KERNEL __launch_bounds__(256, MINB) conv2d_forward_##suffix(                                    \
-	    float* out, const float* x, const float* wt, const float* bias, KILN_CONV_SHAPE_PARAMS) {         \
-		kiln_conv::forward<TILE>(out, x, wt, bias, kiln_conv::Shape KILN_CONV_SHAPE);                       \
-	}                                                                                                      \
-	KILN_KERNEL __launch_bounds__(256, MINB) conv2d_input_grad_##suffix(                                 \
-	    float* dx, const float* dout, const float* wt, KILN_CONV_SHAPE_PARAMS) {                           \
-		kiln_conv::input_grad<TILE>(dx, dout, wt, kiln_conv::Shape KILN_CONV_SHAPE);                        \
-	}                                                                                                      \
-	KILN_KERNEL __launch_bounds__(256, MINB) conv2d_weight_grad_##suffix(                                \
-	    float* dwt, const float* dout, const float* x, float* ws, int splits, KILN_CONV_SHAPE_PARAMS) {    \
-		kiln_conv::weight_grad<TILE>(dwt, dout, x, ws, splits, kiln_conv::Shape KILN_CONV_SHAPE);           \
+// One macro per pass, each taking the kernel's full name, so that every
+// kernel symbol is written out once (grep and the generator find it).
+#define KILN_CONV_FORWARD_KERNEL(name, TILE, MINB)                                                              \
+	KILN_KERNEL __launch_bounds__(256, MINB)                                                                    \
+	    name(float* out, const float* x, const float* wt, const float* bias, KILN_CONV_SHAPE_PARAMS) {          \
+		kiln_conv::forward<TILE>(out, x, wt, bias, kiln_conv::Shape KILN_CONV_SHAPE);                           \
+	}
+#define KILN_CONV_INPUT_GRAD_KERNEL(name, TILE, MINB)                                                           \
+	KILN_KERNEL __launch_bounds__(256, MINB)                                                                    \
+	    name(float* dx, const float* dout, const float* wt, KILN_CONV_SHAPE_PARAMS) {                           \
+		kiln_conv::input_grad<TILE>(dx, dout, wt, kiln_conv::Shape KILN_CONV_SHAPE);                            \
+	}
+#define KILN_CONV_WEIGHT_GRAD_KERNEL(name, TILE, MINB)                                                          \
+	KILN_KERNEL __launch_bounds__(256, MINB)                                                                    \
+	    name(float* dwt, const float* dout, const float* x, float* ws, int splits, KILN_CONV_SHAPE_PARAMS) {    \
+		kiln_conv::weight_grad<TILE>(dwt, dout, x, ws, splits, kiln_conv::Shape KILN_CONV_SHAPE);               \
 	}
 
-KILN_CONV_KERNELS(64x64_f32, kiln_gemm::Tile64, 1)
-KILN_CONV_KERNELS(128x128_f32, kiln_gemm::Tile128, 2)
-KILN_CONV_KERNELS(64x64_tf32, kiln_gemm::Tile64TF32, 1)
-KILN_CONV_KERNELS(128x128_tf32, kiln_gemm::Tile128TF32, 2)
+KILN_CONV_FORWARD_KERNEL(conv2d_forward_64x64_f32, kiln_gemm::Tile64, 1)
+KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_64x64_f32, kiln_gemm::Tile64, 1)
+KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_64x64_f32, kiln_gemm::Tile64, 1)
+KILN_CONV_FORWARD_KERNEL(conv2d_forward_128x128_f32, kiln_gemm::Tile128, 2)
+KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_128x128_f32, kiln_gemm::Tile128, 2)
+KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_128x128_f32, kiln_gemm::Tile128, 2)
+KILN_CONV_FORWARD_KERNEL(conv2d_forward_64x64_tf32, kiln_gemm::Tile64TF32, 1)
+KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_64x64_tf32, kiln_gemm::Tile64TF32, 1)
+KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_64x64_tf32, kiln_gemm::Tile64TF32, 1)
+KILN_CONV_FORWARD_KERNEL(conv2d_forward_128x128_tf32, kiln_gemm::Tile128TF32, 2)
+KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_128x128_tf32, kiln_gemm::Tile128TF32, 2)
+KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_128x128_tf32, kiln_gemm::Tile128TF32, 2)
 
 // db[co] += Σ_n Σ_pix dout[n, co, pix], dout (N, Cout, P). Block 256
 // threads, one block per channel (grid-stride over channels): each thread

@@ -1,20 +1,18 @@
 package engine
 
+// What every GPU launcher (engine/<family>_cuda.go) shares: the element-wise
+// launch shape, the KILN_CUDA_CHECK rerun on the CPU (runCUDA), and what the
+// open device reports. The kernels themselves are declared in kernels_gen.go,
+// which internal/kernelgen writes from kernels/*.cu:
+//
+//go:generate go run ../internal/kernelgen
+
 import (
 	"fmt"
 	"math"
 	"os"
-	"unsafe"
 
 	"github.com/kiln-ml/kiln/cuda"
-)
-
-var (
-	kFill       = cuda.K("fill_f32")
-	kAdd        = cuda.K("add_f32")
-	kScale      = cuda.K("scale_f32")
-	kAxpy       = cuda.K("axpy_f32")
-	kSumSquares = cuda.K("sum_squares_f32")
 )
 
 // Element-wise kernels use 256 threads and at most this many blocks, looping
@@ -26,39 +24,6 @@ const (
 
 func launchElt(k *cuda.Kernel, n int, a *cuda.Args) error {
 	return cuda.Launch(k, cuda.D1(cuda.Blocks(n, eltBlock, eltMaxBlocks)), cuda.D1(eltBlock), 0, a)
-}
-
-func fillCUDA(t *Tensor, v float32) error {
-	var a cuda.Args
-	return launchElt(kFill, t.Len(), a.Ptr(t.dptr()).F32(v).I64(int64(t.Len())))
-}
-
-// sumSquaresCUDA reduces in two fixed stages (per block on the device, the
-// block partials in order on the host), so the result is the same every run.
-func sumSquaresCUDA(t *Tensor) (float64, error) {
-	n := t.Len()
-	if n == 0 {
-		return 0, nil
-	}
-	blocks := cuda.Blocks(n, eltBlock, 256)
-	partial, err := cuda.Alloc(int64(4 * blocks))
-	if err != nil {
-		return 0, err
-	}
-	defer cuda.Free(partial, int64(4*blocks))
-	var a cuda.Args
-	if err := cuda.Launch(kSumSquares, cuda.D1(blocks), cuda.D1(eltBlock), 0, a.Ptr(partial).Ptr(t.dptr()).I64(int64(n))); err != nil {
-		return 0, err
-	}
-	var buf [256]float32
-	if err := cuda.CopyDtoH(unsafe.Pointer(&buf[0]), partial, int64(4*blocks)); err != nil {
-		return 0, err
-	}
-	s := 0.0
-	for _, v := range buf[:blocks] {
-		s += float64(v)
-	}
-	return s, nil
 }
 
 // checkCUDA is the debug switch KILN_CUDA_CHECK=1: every op that runs on the
