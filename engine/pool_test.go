@@ -94,63 +94,25 @@ func TestGradientGlobalAvgPool(t *testing.T) {
 	}
 }
 
-// naivePool is the oracle: PyTorch's definition written out directly, max
-// over the padded window (padding is -inf) or its sum over KernelH·KernelW.
-func naivePool(c poolCase, x []float64, isMax bool) []float64 {
-	sh, sw := c.p.StrideH, c.p.StrideW
-	if sh == 0 {
-		sh = c.p.KernelH
-	}
-	if sw == 0 {
-		sw = c.p.KernelW
-	}
-	oh := (c.h+2*c.p.PadH-c.p.KernelH)/sh + 1
-	ow := (c.w+2*c.p.PadW-c.p.KernelW)/sw + 1
-	out := make([]float64, 0, c.n*c.c*oh*ow)
-	for pl := 0; pl < c.n*c.c; pl++ {
-		for i := 0; i < oh; i++ {
-			for j := 0; j < ow; j++ {
-				m, s := math.Inf(-1), 0.0
-				for ki := 0; ki < c.p.KernelH; ki++ {
-					for kj := 0; kj < c.p.KernelW; kj++ {
-						ih, iw := i*sh-c.p.PadH+ki, j*sw-c.p.PadW+kj
-						if ih < 0 || ih >= c.h || iw < 0 || iw >= c.w {
-							continue
-						}
-						v := x[(pl*c.h+ih)*c.w+iw]
-						m = math.Max(m, v)
-						s += v
-					}
-				}
-				if isMax {
-					out = append(out, m)
-				} else {
-					out = append(out, s/float64(c.p.KernelH*c.p.KernelW))
-				}
-			}
-		}
-	}
-	return out
-}
-
-// Forward against the oracle in both dtypes (a large case crosses the
-// threshold where planes are split between workers), and float32 backward
-// against float64.
-func TestPool2DMatchesNaive(t *testing.T) {
-	cases := append([]poolCase{{"lenet", 64, 6, 28, 28, engine.Pool2DSquare(2, 0, 0)}}, poolCases...)
-	for i, c := range cases {
+// The gradient checks' shapes (distinct values, so no ties) in both dtypes,
+// forward and backward against Pool2DReference; pool_ref_test.go holds the
+// awkward shapes, the ties, the global pool and a batch split over workers.
+func TestPool2DGradientCasesMatchReference(t *testing.T) {
+	for i, c := range poolCases {
 		rng := rand.New(rand.NewPCG(13, uint64(i)))
 		x64 := distinct(rng, c.n, c.c, c.h, c.w)
 		os := c.outShape(t)
 		dout64 := gradcheck.Rand(rng, -1, 1, os...)
 		for _, isMax := range []bool{true, false} {
-			want := naivePool(c, x64.Values(), isMax)
-			var grads [2][]float64
-			for k, dt := range []engine.DType{engine.Float64, engine.Float32} {
+			for _, dt := range []engine.DType{engine.Float64, engine.Float32} {
+				// The reference reads the inputs as rounded to dt.
 				x, dout := x64.As(dt), dout64.As(dt)
+				want, wantDx, err := engine.Pool2DReference(x, dout, c.p, isMax)
+				if err != nil {
+					t.Fatal(err)
+				}
 				out, dx := engine.New(dt, os...), engine.New(dt, x.Shape()...)
 				dx.Fill(math.NaN()) // must be overwritten
-				var err error
 				if isMax {
 					argmax := make([]int32, out.Len())
 					if err = engine.MaxPool2DForward(out, argmax, x, c.p); err == nil {
@@ -169,30 +131,10 @@ func TestPool2DMatchesNaive(t *testing.T) {
 				if msg := gradcheck.Close(out.Values(), want, tol, tol); msg != "" {
 					t.Errorf("%s max=%v %v forward: %s", c.name, isMax, dt, msg)
 				}
-				grads[k] = dx.Values()
+				if msg := gradcheck.Close(dx.Values(), wantDx, tol, tol); msg != "" {
+					t.Errorf("%s max=%v %v backward: %s", c.name, isMax, dt, msg)
+				}
 			}
-			if msg := gradcheck.Close(grads[1], grads[0], 1e-6, 1e-6); msg != "" {
-				t.Errorf("%s max=%v: float32 backward vs float64: %s", c.name, isMax, msg)
-			}
-		}
-	}
-	// Global average pooling, float32 against float64.
-	rng := rand.New(rand.NewPCG(14, 14))
-	x64, dout64 := gradcheck.Rand(rng, -1, 1, 9, 7, 5, 3), gradcheck.Rand(rng, -1, 1, 9, 7)
-	var res [2][2][]float64
-	for k, dt := range []engine.DType{engine.Float64, engine.Float32} {
-		out, dx := engine.New(dt, 9, 7), engine.New(dt, 9, 7, 5, 3)
-		if err := engine.GlobalAvgPoolForward(out, x64.As(dt)); err != nil {
-			t.Fatal(err)
-		}
-		if err := engine.GlobalAvgPoolBackward(dx, dout64.As(dt)); err != nil {
-			t.Fatal(err)
-		}
-		res[k] = [2][]float64{out.Values(), dx.Values()}
-	}
-	for j, name := range []string{"forward", "backward"} {
-		if msg := gradcheck.Close(res[1][j], res[0][j], 1e-6, 1e-6); msg != "" {
-			t.Errorf("global average pool %s float32 vs float64: %s", name, msg)
 		}
 	}
 }
