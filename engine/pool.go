@@ -333,7 +333,7 @@ func (t *poolTask[T]) run(part, lo, hi int) {
 }
 
 // maxPlaneAny runs the branch-free float32 kernels where they apply and the
-// ordered ones otherwise (float64, or a plane holding a NaN).
+// ordered loop, maxPlane, otherwise (float64, or a plane holding a NaN).
 func maxPlaneAny[T Float](out []T, am []int32, x []T, rows []int64, g *poolGeom) {
 	if !isFloat64[T]() {
 		o32, x32 := asF32(out), asF32(x)
@@ -341,11 +341,7 @@ func maxPlaneAny[T Float](out []T, am []int32, x []T, rows []int64, g *poolGeom)
 			return
 		}
 	}
-	if g.pairs {
-		maxPlane2x2(out, am, x, g)
-	} else {
-		maxPlane(out, am, x, g)
-	}
+	maxPlane(out, am, x, g)
 }
 
 // window clips the window of output index o to the input: [lo, hi).
@@ -424,35 +420,6 @@ func avgPlaneBackward[T Float](dx, dout []T, g *poolGeom) {
 	}
 }
 
-// maxPlane2x2 is maxPlane for 2×2 windows at stride 2 without padding, with
-// the same comparisons in the same order.
-func maxPlane2x2[T Float](out []T, am []int32, x []T, g *poolGeom) {
-	w := g.w
-	for oh := 0; oh < g.oh; oh++ {
-		r0 := x[2*oh*w : 2*oh*w+w]
-		r1 := x[(2*oh+1)*w : (2*oh+1)*w+w]
-		o := out[oh*g.ow : (oh+1)*g.ow]
-		base := 2 * oh * w
-		for ow := range o {
-			i := 2 * ow
-			m, at := r0[i], base+i
-			if v := r0[i+1]; v > m || v != v {
-				m, at = v, base+i+1
-			}
-			if v := r1[i]; v > m || v != v {
-				m, at = v, base+w+i
-			}
-			if v := r1[i+1]; v > m || v != v {
-				m, at = v, base+w+i+1
-			}
-			o[ow] = m
-			if am != nil {
-				am[oh*g.ow+ow] = int32(at)
-			}
-		}
-	}
-}
-
 // avgPlane2x2 is avgPlane for 2×2 windows at stride 2 without padding.
 func avgPlane2x2[T Float](out, x []T, g *poolGeom) {
 	w := g.w
@@ -489,11 +456,12 @@ func avgPlane2x2Backward[T Float](dx, dout []T, g *poolGeom) {
 	}
 }
 
-// maxPlane2x2Float32 is maxPlane2x2 without data-dependent branches (on
-// random data the float compares' branches mispredict half the time): each
-// element's bits become an integer key with the same order, −0 and +0 both 0,
-// and the maximum and its index are picked with masks. It reports false,
-// leaving the work to maxPlane2x2, when the plane holds a NaN.
+// maxPlane2x2Float32 is maxPlane for 2×2 windows at stride 2 without
+// padding, without data-dependent branches (on random data the float
+// compares' branches mispredict half the time): each element's bits become an
+// integer key with the same order, −0 and +0 both 0, and the maximum and its
+// index are picked with masks. It reports false, leaving the work to
+// maxPlane, when the plane holds a NaN.
 func maxPlane2x2Float32(out []float32, am []int32, xf []float32, g *poolGeom) bool {
 	if haveMaxPool2x2C {
 		return maxPlane2x2C(out, am, xf, g)
