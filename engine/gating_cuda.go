@@ -22,6 +22,38 @@ func (s *SpatialGatingSaved) EnsureOn(like *Tensor, n, t, d int) error {
 	return err
 }
 
+// sguArgs names the tensors of a spatial gating pass (nil where a pass has
+// none) for runCUDA, which hands the CPU rerun their host copies as a list:
+// list and sguArgsOf both walk fields, so neither side counts positions.
+type sguArgs struct {
+	out, dz, dgamma, dbeta, dw, db, dout, z, gamma, beta, w, b *Tensor
+	saved                                                      SpatialGatingSaved
+}
+
+func (a *sguArgs) fields() []**Tensor {
+	return []**Tensor{&a.out, &a.dz, &a.dgamma, &a.dbeta, &a.dw, &a.db, &a.dout, &a.z, &a.gamma, &a.beta, &a.w, &a.b,
+		&a.saved.Norm, &a.saved.Mixed, &a.saved.Mean, &a.saved.RStd}
+}
+
+// list is the tensors in fields' order, runCUDA's arguments.
+func (a sguArgs) list() []*Tensor {
+	var l []*Tensor
+	for _, f := range a.fields() {
+		l = append(l, *f)
+	}
+	return l
+}
+
+// sguArgsOf names the tensors of a list made by list (their host copies,
+// in the CPU rerun).
+func sguArgsOf(h []*Tensor) sguArgs {
+	var a sguArgs
+	for i, f := range a.fields() {
+		*f = h[i]
+	}
+	return a
+}
+
 // sguMixGrid covers (T,D) with 32×32 tiles; the samples go in z, looped by
 // the kernel beyond the grid's limit.
 func sguMixGrid(n, t, d int) cuda.Dim3 {
@@ -47,9 +79,9 @@ func spatialGatingForwardCUDA(out *Tensor, saved *SpatialGatingSaved, z, gamma, 
 			Int(n).Int(t).Int(d)
 		return cuda.Launch(kern.sgu_mix_forward_f32, sguMixGrid(n, t, d), sguBlock, 0, &a)
 	}, func(h []*Tensor) error {
-		s := &SpatialGatingSaved{Norm: h[6], Mixed: h[7], Mean: h[8], RStd: h[9]}
-		return SpatialGatingForward(h[0], s, h[1], h[2], h[3], h[4], h[5], eps)
-	}, out, z, gamma, beta, w, b, saved.Norm, saved.Mixed, saved.Mean, saved.RStd)
+		c := sguArgsOf(h)
+		return SpatialGatingForward(c.out, &c.saved, c.z, c.gamma, c.beta, c.w, c.b, eps)
+	}, sguArgs{out: out, z: z, gamma: gamma, beta: beta, w: w, b: b, saved: *saved}.list()...)
 }
 
 // sguWeightGradBlocks is about how many blocks the weight gradient wants in
@@ -121,7 +153,8 @@ func spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved
 		return layerNormRowsBackward(dv, optPtr(dgamma), optPtr(dbeta), dvn, z.dptr()+cuda.Ptr(4*d),
 			saved.Mean.dptr(), saved.RStd.dptr(), optPtr(gamma), rows, d, 2*d, d, 2*d)
 	}, func(h []*Tensor) error {
-		s := &SpatialGatingSaved{Norm: h[9], Mixed: h[10], Mean: h[11], RStd: h[12]}
-		return SpatialGatingBackward(h[0], h[1], h[2], h[3], h[4], h[5], h[6], s, h[7], h[8])
-	}, dz, dgamma, dbeta, dw, db, dout, z, gamma, w, saved.Norm, saved.Mixed, saved.Mean, saved.RStd)
+		c := sguArgsOf(h)
+		return SpatialGatingBackward(c.dz, c.dgamma, c.dbeta, c.dw, c.db, c.dout, c.z, &c.saved, c.gamma, c.w)
+	}, sguArgs{dz: dz, dgamma: dgamma, dbeta: dbeta, dw: dw, db: db, dout: dout, z: z, gamma: gamma, w: w,
+		saved: *saved}.list()...)
 }
