@@ -266,9 +266,10 @@ func (t *Tensor) As(dt DType) *Tensor {
 	return c
 }
 
-// At returns element i of the flat data as float64 (for tests and metrics).
-// A CUDA read that fails gives NaN, which a metric shows; Get returns the
-// error instead.
+// At returns element i of the flat data as float64: for CPU tensors, where
+// it cannot fail, and tests. On a CUDA tensor a read that fails gives NaN,
+// which cannot be told from a NaN in the data: code that may be given a
+// device tensor calls Get, which returns the error.
 func (t *Tensor) At(i int) float64 {
 	v, err := t.Get(i)
 	if err != nil {
@@ -315,37 +316,69 @@ func (t *Tensor) SetAt(i int, v float64) error {
 	return nil
 }
 
-// Values returns the data as a new []float64 (for tests and export).
+// Values returns the data as a new []float64: for CPU tensors and tests. On
+// a CUDA tensor a download that fails gives NaN in every element; code that
+// may be given a device tensor calls ValuesErr.
 func (t *Tensor) Values() []float64 {
 	if t.device == CUDA {
-		return t.host().Values()
+		return t.host().hostValues() // NaN where the download failed
 	}
+	return t.hostValues()
+}
+
+// ValuesErr is Values with the error of a CUDA download (the values are
+// then NaN) or the one a failed copy carries.
+func (t *Tensor) ValuesErr() ([]float64, error) {
+	h := t.host()
+	return h.hostValues(), h.err
+}
+
+func (t *Tensor) hostValues() []float64 {
 	out := make([]float64, t.Len())
-	for i := range out {
-		out[i] = t.At(i)
+	if t.dtype == Float64 {
+		copy(out, t.f64)
+		return out
+	}
+	for i, v := range t.f32 {
+		out[i] = float64(v)
 	}
 	return out
 }
 
-// HasNaN reports whether any element is NaN or ±Inf.
+// HasNaN reports whether any element is NaN or ±Inf: for CPU tensors and
+// tests. On a CUDA tensor whose check fails it panics with the device's
+// error rather than blame the data; NonFinite returns that error.
 func (t *Tensor) HasNaN() bool {
+	bad, err := t.NonFinite()
+	if err != nil {
+		panic(fmt.Sprintf("engine.HasNaN: the device check failed (use NonFinite): %v", err))
+	}
+	return bad
+}
+
+// NonFinite reports whether any element is NaN or ±Inf, and the error of a
+// CUDA check that failed (a failed check is not a NaN).
+func (t *Tensor) NonFinite() (bool, error) {
 	if t.device == CUDA {
 		// Σx² is NaN or Inf exactly when some element is (or overflows,
 		// which training must treat the same way).
 		s, err := sumSquaresCUDA(t)
-		return err != nil || math.IsNaN(s) || math.IsInf(s, 0)
+		if err != nil {
+			return false, fmt.Errorf("engine.NonFinite %v: %w", t.shape, err)
+		}
+		return math.IsNaN(s) || math.IsInf(s, 0), nil
 	}
 	for _, v := range t.f32 {
 		if v != v || math.IsInf(float64(v), 0) {
-			return true
+			return true, nil
 		}
 	}
 	for _, v := range t.f64 {
 		if v != v || math.IsInf(v, 0) {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 func (t *Tensor) String() string { return "Tensor" + t.describe() }
@@ -376,11 +409,21 @@ func FromDense(d *tensor.Dense) (*Tensor, error) {
 	return nil, fmt.Errorf("engine.FromDense: unsupported dtype %v (want float32 or float64)", d.Dtype())
 }
 
-// Dense returns the tensor as a gorgonia.org/tensor Dense sharing its data.
+// Dense returns the tensor as a gorgonia.org/tensor Dense sharing its data:
+// for CPU tensors and tests. A CUDA tensor's Dense is a copy, NaN where the
+// download failed; code that may be given a device tensor calls DenseErr.
 func (t *Tensor) Dense() *tensor.Dense {
-	if t.device == CUDA {
-		return t.host().Dense()
-	}
+	return t.host().denseOnHost() // NaN where the download failed
+}
+
+// DenseErr is Dense with the error of a CUDA download or the one a failed
+// copy carries.
+func (t *Tensor) DenseErr() (*tensor.Dense, error) {
+	h := t.host()
+	return h.denseOnHost(), h.err
+}
+
+func (t *Tensor) denseOnHost() *tensor.Dense {
 	shape := append([]int(nil), t.shape...)
 	if len(shape) == 0 {
 		shape = []int{1}

@@ -53,6 +53,8 @@ func (d *Dropout) SetTraining(t bool) { d.training = t }
 
 // RNGState returns the mask stream's position.
 func (d *Dropout) RNGState() engine.DropoutRNG {
+	// The offset is internal run state, which ToDevice leaves on the CPU:
+	// reading it cannot fail.
 	return engine.DropoutRNG{Seed: d.rng.Seed, Offset: uint64(d.offset.Value.At(0))}
 }
 

@@ -56,7 +56,11 @@ func (t *Trainer) Outputs(x *engine.Tensor) (*engine.Tensor, error) {
 // non-finite one; first is the batch's first sample.
 func appendFinite(all []float32, out *engine.Tensor, first int) ([]float32, error) {
 	k := out.Len() / out.Dim(0)
-	for i, v := range out.Values() {
+	vals, err := out.ValuesErr()
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range vals {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, fmt.Errorf("the model's output for sample %d is %v: its weights (or the input) hold NaN or infinite values", first+i/k, v)
 		}

@@ -25,21 +25,26 @@ func NewClassMetrics(k int) *ClassMetrics {
 	return m
 }
 
-// Add records a batch: its mean loss, logits (N,K) and labels.
-func (m *ClassMetrics) Add(meanLoss float64, logits *engine.Tensor, labels []int32) {
+// Add records a batch: its mean loss, logits (N,K) and labels. The logits
+// may be on the device; a failed download is the error, and nothing is
+// recorded.
+func (m *ClassMetrics) Add(meanLoss float64, logits *engine.Tensor, labels []int32) error {
 	n, k := logits.Dim(0), logits.Dim(1)
+	l, err := logits.ValuesErr()
+	if err != nil {
+		return err
+	}
 	m.LossSum += meanLoss * float64(n)
 	m.Count += n
 	for i := 0; i < n; i++ {
 		y := int(labels[i])
 		best, above := 0, 0
-		ly := logits.At(i*k + y)
-		for j := 0; j < k; j++ {
-			v := logits.At(i*k + j)
-			if v > logits.At(i*k+best) {
+		row := l[i*k : (i+1)*k]
+		for j, v := range row {
+			if v > row[best] {
 				best = j
 			}
-			if v > ly || (v == ly && j < y) {
+			if v > row[y] || (v == row[y] && j < y) {
 				above++
 			}
 		}
@@ -53,6 +58,7 @@ func (m *ClassMetrics) Add(meanLoss float64, logits *engine.Tensor, labels []int
 			m.Confusion[y][best]++
 		}
 	}
+	return nil
 }
 
 // Loss is the mean loss.

@@ -31,7 +31,7 @@ func (t *Trainer) Predict(x *tensor.Dense) (*tensor.Dense, error) {
 		if err != nil {
 			return nil, err
 		}
-		return h.Dense(), nil
+		return h.DenseErr()
 	}
-	return out.Clone().Dense(), nil
+	return out.Clone().DenseErr()
 }

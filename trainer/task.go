@@ -97,8 +97,7 @@ func (e *classEvaluation) add(out *engine.Tensor, b *data.Batch) error {
 	if err := finiteLoss(e.ds, loss); err != nil {
 		return err
 	}
-	e.m.Add(loss, out, b.Labels)
-	return nil
+	return e.m.Add(loss, out, b.Labels)
 }
 
 func (e *classEvaluation) result() EvalResult {
@@ -159,10 +158,18 @@ func (e *regressionEvaluation) add(out *engine.Tensor, b *data.Batch) error {
 	if err := finiteLoss(e.ds, loss); err != nil {
 		return err
 	}
+	pred, err := out.ValuesErr() // on the host after Evaluate's copy, but said so
+	if err != nil {
+		return err
+	}
+	targ, err := b.Targets.ValuesErr()
+	if err != nil {
+		return err
+	}
 	e.pred, e.targ = e.pred[:0], e.targ[:0]
 	for i := 0; i < b.Size(); i++ {
-		e.pred = append(e.pred, e.ds.TargetValue(out.At(i)))
-		e.targ = append(e.targ, e.ds.TargetValue(b.Targets.At(i)))
+		e.pred = append(e.pred, e.ds.TargetValue(pred[i]))
+		e.targ = append(e.targ, e.ds.TargetValue(targ[i]))
 	}
 	e.m.Add(loss, e.pred, e.targ)
 	return nil
