@@ -10,6 +10,10 @@ import (
 	"github.com/kiln-ml/kiln/internal/gradcheck"
 )
 
+// The activations' reference is their float64 Go loop (activation.go),
+// gradient-checked and held to known values here; the float32 paths are held
+// to it on lengths awkward for a vector kernel in activation_ref_test.go.
+
 // Helpers shared by the op-family tests (activation, loss, norm, dropout,
 // concat, broadcast, gating).
 

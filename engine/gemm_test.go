@@ -7,6 +7,12 @@ import (
 	"testing"
 )
 
+// The matrix product's reference is gemmGo in float64 (gemm.go). The float32
+// C kernel (each plan, and its portable C path) and, without cgo on amd64,
+// gemmGo in float32 are held to it here; there is no gemm_ref_test.go: the
+// awkward sizes (tiny, ragged, the blocking boundaries, padded rows) are
+// randomGemmCases'.
+
 // gemmCase is one product: shapes, layouts, scalars and extra stride padding.
 type gemmCase struct {
 	transA, transB bool

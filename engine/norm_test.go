@@ -9,6 +9,10 @@ import (
 	"github.com/kiln-ml/kiln/internal/gradcheck"
 )
 
+// The norms' reference is their float64 Go loop (norm.go), gradient-checked
+// and held to PyTorch's running statistics here; the float32 paths are held to
+// it on awkward planes in norm_ref_test.go (batch norm) and on awkward row
+// lengths in norm_cpu_test.go (layer norm).
 func TestGradientBatchNorm2D(t *testing.T) {
 	for _, shape := range [][]int{{2, 3, 3, 5}, {1, 5, 3, 3}, {4, 3}, {3, 2, 7}} {
 		for _, affine := range []bool{true, false} {

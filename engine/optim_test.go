@@ -9,6 +9,11 @@ import (
 	"github.com/kiln-ml/kiln/engine"
 )
 
+// The optimisers' reference is their float64 Go loop (optim.go), held here to
+// PyTorch's recurrences; the float32 steps are held to it on lengths awkward
+// for a vector kernel in optim_ref_test.go, and on sizes either side of the
+// parallel threshold below.
+
 // Expected values follow torch.optim.SGD and AdamW step by step on scalars.
 func TestSGDStepMatchesPyTorchRecurrence(t *testing.T) {
 	for _, nesterov := range []bool{false, true} {
