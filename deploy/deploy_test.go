@@ -69,7 +69,8 @@ func trainFlags(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !flags["run-dir"] || !flags["resume"] && len(flags) < 10 {
+	_, resume := flags["resume"]
+	if !flags["run-dir"] || !resume || len(flags) < 10 {
 		t.Fatalf("kiln train --help parsed into %v: the flag table's format changed?", flags)
 	}
 	return flags
