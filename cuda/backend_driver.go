@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"runtime"
 	"unsafe"
 
@@ -29,11 +28,14 @@ import (
 // moves memory; kernel launches go through kiln_cuda_launch
 // (driver_launch.c), which packs each argument at its parameter's size and
 // makes the context current on the calling OS thread in the same C call.
+// Where cu falls short (its init, its opaque handles, its list of results)
+// the workarounds are in cu_workarounds.go.
 //
 // The binary links libcuda.so.1, which only the NVIDIA driver provides:
 // cmd/kiln starts this build only where that library loads (see
 // cmd/kiln/device.go). Where it loads but sees no GPU, cuInit's error comes
-// back from Init and the caller falls back to the CPU.
+// back from Init (kept by the interposed cuInit, cu_workarounds.go) and the
+// caller falls back to the CPU.
 
 func init() { newBackend = func() backend { return &driverBackend{} } }
 
@@ -41,12 +43,6 @@ func init() { newBackend = func() backend { return &driverBackend{} } }
 var (
 	_ [C.KILN_MAX_ARGS - maxArgs]struct{}
 	_ [maxArgs - C.KILN_MAX_ARGS]struct{}
-)
-
-// cu's handle types are one C pointer each; the launcher takes them raw.
-var (
-	_ [unsafe.Sizeof(cu.Function{}) - unsafe.Sizeof(uintptr(0))]struct{}
-	_ [unsafe.Sizeof(cu.CUContext{}) - unsafe.Sizeof(uintptr(0))]struct{}
 )
 
 type driverBackend struct {
@@ -115,7 +111,7 @@ func (d *driverBackend) init() (Info, error) {
 	if d.ctx, err = d.dev.RetainPrimaryCtx(); err != nil {
 		return Info{}, fmt.Errorf("%w: %w (is the GPU in exclusive mode and busy?)", ErrNoDevice, cuErr("cuDevicePrimaryCtxRetain", err))
 	}
-	d.rawc = *(*uintptr)(unsafe.Pointer(&d.ctx))
+	d.rawc = rawContext(d.ctx) // cu_workarounds.go
 	if err := d.bind(); err != nil {
 		return Info{}, err
 	}
@@ -161,13 +157,7 @@ func tooOld(err error) bool {
 	if errors.Is(err, cu.NoBinaryForGpu) || errors.Is(err, cu.InvalidPtx) {
 		return true
 	}
-	// CUDA_ERROR_UNSUPPORTED_PTX_VERSION is newer than cu's list of results.
-	var r error
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		r = e
-	}
-	v := reflect.ValueOf(r)
-	return v.Kind() == reflect.Int && v.Int() == int64(C.CUDA_ERROR_UNSUPPORTED_PTX_VERSION)
+	return unsupportedPTX(err) // newer than cu's list of results: cu_workarounds.go
 }
 
 func (d *driverBackend) exact() bool { return false }
@@ -248,7 +238,7 @@ func (d *driverBackend) function(name string) (uintptr, int, error) {
 	if err != nil {
 		return 0, -1, cuErr(fmt.Sprintf("cuModuleGetFunction(%s)", name), err)
 	}
-	h := *(*uintptr)(unsafe.Pointer(&f))
+	h := rawFunction(f) // cu_workarounds.go
 	return h, int(C.kiln_cuda_param_count(C.uintptr_t(h))), nil
 }
 

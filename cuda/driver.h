@@ -6,7 +6,8 @@
 // The most kernel arguments one launch packs (cuda.maxArgs on the Go side).
 #define KILN_MAX_ARGS 24
 
-// The result of the driver's cuInit(0), made once (a CUresult).
+// The result of the driver's cuInit(0), made once (a CUresult): the
+// interposed cuInit of cu_workarounds.go keeps it.
 int kiln_cuda_init_result(void);
 
 // cuLaunchKernel on the legacy default stream with ctx made current on the

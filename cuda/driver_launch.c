@@ -1,8 +1,9 @@
 //go:build cuda && cgo
 
 // The C half of the driver backend (backend_driver.go): kernel launches with
-// exact-sized arguments and no allocation, and a guard that keeps
-// gorgonia.org/cu's package initialiser from ending the process.
+// exact-sized arguments and no allocation. (The guard that keeps
+// gorgonia.org/cu's package initialiser from ending the process, an
+// interposed cuInit, is in cu_workarounds.go with cu's other workarounds.)
 
 #define _GNU_SOURCE
 #include <cuda.h>
@@ -10,32 +11,6 @@
 #include <stdint.h>
 
 #include "driver.h"
-
-// gorgonia.org/cu calls cuInit(0) in its package init() and, when that fails
-// (no GPU, an empty CUDA_VISIBLE_DEVICES, a driver too old), prints a message
-// and calls os.Exit(1) before main runs, so the binary could never fall back
-// to the CPU. This definition of cuInit, in the executable, is the one cu's
-// cgo code links to: it calls the driver's own cuInit (found with
-// dlsym(RTLD_NEXT)), keeps the result for kiln_cuda_init_result, and reports
-// success to the caller. Nothing else in cu runs before our backend's init,
-// which checks the kept result first and never touches the driver after a
-// failed cuInit.
-static int kiln_cuinit_done;
-static CUresult kiln_cuinit_rc = CUDA_ERROR_NOT_INITIALIZED;
-
-CUresult CUDAAPI cuInit(unsigned int flags) {
-	if (!kiln_cuinit_done) {
-		CUresult (*real)(unsigned int) = (CUresult(*)(unsigned int))dlsym(RTLD_NEXT, "cuInit");
-		kiln_cuinit_rc = real ? real(flags) : CUDA_ERROR_NOT_FOUND;
-		kiln_cuinit_done = 1;
-	}
-	return CUDA_SUCCESS;
-}
-
-int kiln_cuda_init_result(void) {
-	cuInit(0);
-	return (int)kiln_cuinit_rc;
-}
 
 int kiln_cuda_launch(uintptr_t ctx, uintptr_t fn, unsigned gx, unsigned gy, unsigned gz,
                      unsigned bx, unsigned by, unsigned bz, unsigned shmem, uint64_t* slots,
