@@ -72,8 +72,8 @@ func human(b int64) string {
 	return fmt.Sprintf("%d B", b)
 }
 
-// backend is what a build provides (backend_driver.go, backend_emu.go,
-// backend_none.go).
+// backend is what a build provides: backend_driver.go (tag cuda) or
+// backend_emu.go (tag cudaemu); a plain build has none.
 type backend interface {
 	init() (Info, error)
 	alloc(bytes int64) (Ptr, error) // returns errOOM when the device is full
