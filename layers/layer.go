@@ -10,6 +10,9 @@
 //     accumulates (+=) the gradients of the layer's parameters.
 //   - Parameters and buffers carry PyTorch's names and layouts, so a model's
 //     state_dict and Kiln's safetensors files are interchangeable.
+//   - On the GPU a layer owns the buffers it makes with engine.EnsureLike and
+//     frees them in ReleaseBuffers (BufferOwner, release.go); Release frees
+//     a whole model, parameters included.
 package layers
 
 import (
