@@ -24,14 +24,17 @@ type dispatchCase struct {
 	op   func()
 }
 
-func dispatchCases(dt DType) []dispatchCase {
-	ten := func(shape ...int) *Tensor {
-		x := New(dt, shape...)
-		for i := range x.Len() {
-			mustOK(x.SetAt(i, float64(i%7)/4+0.25))
-		}
-		return x
+// filled is a tensor holding small positive values.
+func filled(dt DType, shape ...int) *Tensor {
+	x := New(dt, shape...)
+	for i := range x.Len() {
+		mustOK(x.SetAt(i, float64(i%7)/4+0.25))
 	}
+	return x
+}
+
+func dispatchCases(dt DType) []dispatchCase {
+	ten := func(shape ...int) *Tensor { return filled(dt, shape...) }
 	x, out, dx, dout := ten(2, 3, 4, 4), ten(2, 3, 4, 4), ten(2, 3, 4, 4), ten(2, 3, 4, 4)
 	g3, dg3 := ten(3), ten(3)
 	pooled, argmax := ten(2, 3, 2, 2), make([]int32, 2*3*2*2)
@@ -55,15 +58,8 @@ func dispatchCases(dt DType) []dispatchCase {
 	r238, r283, r68 := view(rows, 2, 3, 8), view(ten(6, 8), 2, 8, 3), view(ten(6, 8), 6, 8)
 	posVar, posV := ones(ten(3)), ones(ten(5, 48))
 	cat := ten(2, 6, 4, 4)
-	// Convolutions: 3×3 padded (the C path in float32, col in float64), strided
-	// (col), 1×1 (pointwise).
-	cw, cb, cdw, cdb := ten(4, 3, 3, 3), ten(4), ten(4, 3, 3, 3), ten(4)
-	cOut, cDout := ten(2, 4, 4, 4), ten(2, 4, 4, 4)
-	same, strided := Conv2DSquare(1, 1, 1, 1), Conv2DSquare(2, 1, 1, 1)
-	sOut, sDout := ten(2, 4, 2, 2), ten(2, 4, 2, 2)
-	pw, pdw := ten(4, 3, 1, 1), ten(4, 3, 1, 1)
 	parts := []*Tensor{x, out}
-	return []dispatchCase{
+	return append([]dispatchCase{
 		{"ActivationForward", func() { mustOK(ActivationForward(out, x, GELU)) }},
 		{"ActivationBackward", func() { mustOK(ActivationBackward(dx, dout, x, out, Tanh)) }},
 		{"Add", func() { mustOK(Add(out, x, dout)) }},
@@ -104,18 +100,32 @@ func dispatchCases(dt DType) []dispatchCase {
 		{"AdamWStep", func() {
 			mustOK(AdamWStep(w, dw, m, posV, AdamWConfig{LR: 0.1, Beta1: 0.9, Beta2: 0.99, Eps: 1e-8, Step: 1}))
 		}},
-		{"Conv2DForward", func() { mustOK(Conv2DForward(cOut, x, cw, cb, same)) }},
-		{"Conv2DBackward", func() { mustOK(Conv2DBackward(dx, cdw, cdb, cDout, x, cw, same)) }},
-		{"Conv2DForward/strided", func() { mustOK(Conv2DForward(sOut, x, cw, cb, strided)) }},
-		{"Conv2DBackward/strided", func() { mustOK(Conv2DBackward(dx, cdw, cdb, sDout, x, cw, strided)) }},
-		{"Conv2DForward/pointwise", func() { mustOK(Conv2DForward(cOut, x, pw, cb, Conv2DParams{})) }},
-		{"Conv2DBackward/pointwise", func() { mustOK(Conv2DBackward(dx, pdw, cdb, cDout, x, pw, Conv2DParams{})) }},
 		{"MaxPool2DForward", func() { mustOK(MaxPool2DForward(pooled, argmax, x, p)) }},
 		{"MaxPool2DBackward", func() { mustOK(MaxPool2DBackward(dx, pooled, argmax, p)) }},
 		{"AvgPool2DForward", func() { mustOK(AvgPool2DForward(pooled, x, p)) }},
 		{"AvgPool2DBackward", func() { mustOK(AvgPool2DBackward(dx, pooled, p)) }},
 		{"GlobalAvgPoolForward", func() { mustOK(GlobalAvgPoolForward(planes, x)) }},
 		{"GlobalAvgPoolBackward", func() { mustOK(GlobalAvgPoolBackward(dx, planes)) }},
+	}, convDispatchCases(dt)...)
+}
+
+// convDispatchCases are the convolution's: 3×3 padded (the C path in
+// float32, col in float64), strided (col), 1×1 (pointwise).
+func convDispatchCases(dt DType) []dispatchCase {
+	ten := func(shape ...int) *Tensor { return filled(dt, shape...) }
+	x, dx := ten(2, 3, 4, 4), ten(2, 3, 4, 4)
+	w, b, dw, db := ten(4, 3, 3, 3), ten(4), ten(4, 3, 3, 3), ten(4)
+	out, dout := ten(2, 4, 4, 4), ten(2, 4, 4, 4)
+	same, strided := Conv2DSquare(1, 1, 1, 1), Conv2DSquare(2, 1, 1, 1)
+	sOut, sDout := ten(2, 4, 2, 2), ten(2, 4, 2, 2)
+	pw, pdw := ten(4, 3, 1, 1), ten(4, 3, 1, 1)
+	return []dispatchCase{
+		{"Conv2DForward", func() { mustOK(Conv2DForward(out, x, w, b, same)) }},
+		{"Conv2DBackward", func() { mustOK(Conv2DBackward(dx, dw, db, dout, x, w, same)) }},
+		{"Conv2DForward/strided", func() { mustOK(Conv2DForward(sOut, x, w, b, strided)) }},
+		{"Conv2DBackward/strided", func() { mustOK(Conv2DBackward(dx, dw, db, sDout, x, w, strided)) }},
+		{"Conv2DForward/pointwise", func() { mustOK(Conv2DForward(out, x, pw, b, Conv2DParams{})) }},
+		{"Conv2DBackward/pointwise", func() { mustOK(Conv2DBackward(dx, pdw, db, dout, x, pw, Conv2DParams{})) }},
 	}
 }
 
