@@ -10,7 +10,7 @@ import (
 )
 
 // Every CPU pooling path against Pool2DReference: float64 runs the ordered
-// plane loops (the 2×2 ones for 2×2 stride-2 windows), float32 the branch-free
+// plane loops (maxPlane; avgPlane2x2 for 2×2 stride-2 average), float32 the branch-free
 // Go loops or, built with cgo on amd64, the C 2×2 kernel (run the test with
 // CGO_ENABLED=0 too for the portable path). The shapes are awkward on
 // purpose: planes of one element, odd sides that floor mode cuts, widths
