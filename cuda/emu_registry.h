@@ -1,6 +1,8 @@
 // emu_registry.h: how an emulated kernel file makes its kernels launchable by
-// name. A wrapper cuda/emu_<family>.cc includes kernels/<family>.cu and lists
-// each kernel once with KILN_EMU_KERNEL(name).
+// name. Each wrapper cuda/emu_<family>.cc includes kernels/<family>.cu and
+// registers its kernels with KILN_EMU_KERNEL(name); internal/kernelgen writes
+// the wrappers from the .cu files (go generate ./engine), so none is edited
+// by hand.
 #pragma once
 #include <cstddef>
 #include <type_traits>

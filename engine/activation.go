@@ -82,8 +82,7 @@ func ActivationForward(out, x *Tensor, kind Activation) error {
 		return shapeErr(op, "out and x differ in shape", "out", out, "x", x)
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return activationForwardCUDA(out, x, kind) },
-			func(h []*Tensor) error { return ActivationForward(h[0], h[1], kind) }, out, x)
+		return activationForwardCUDA(out, x, kind)
 	}
 	pick(dt, runActivation[float32], runActivation[float64])(out, x, nil, nil, kind, false)
 	return nil
@@ -123,8 +122,7 @@ func ActivationBackward(dx, dout, x, out *Tensor, kind Activation) error {
 		return shapeErr(op, "dx, dout, x and out differ in shape", "dx", dx, "dout", dout, "x", x, "out", out)
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return activationBackwardCUDA(dx, dout, x, out, kind) },
-			func(h []*Tensor) error { return ActivationBackward(h[0], h[1], h[2], h[3], kind) }, dx, dout, x, out)
+		return activationBackwardCUDA(dx, dout, x, out, kind)
 	}
 	pick(dt, runActivation[float32], runActivation[float64])(dx, dout, x, out, kind, true)
 	return nil

@@ -22,19 +22,23 @@ var (
 // activationForwardCUDA launches out = f(x); kind is valid and the shapes
 // checked.
 func activationForwardCUDA(out, x *Tensor, kind Activation) error {
-	n := x.Len()
-	var a cuda.Args
-	return launchElt(kActForward[kind], n, a.Ptr(out.dptr()).Ptr(x.dptr()).I64(int64(n)))
+	return runCUDA("ActivationForward", func() error {
+		n := x.Len()
+		var a cuda.Args
+		return launchElt(kActForward[kind], n, a.Ptr(out.dptr()).Ptr(x.dptr()).I64(int64(n)))
+	}, func(h []*Tensor) error { return ActivationForward(h[0], h[1], kind) }, out, x)
 }
 
 // activationBackwardCUDA launches dx = dout·f'. The kernel reads x for GELU
 // and the forward output y for the others (ReLU: y, or x when y is nil).
 func activationBackwardCUDA(dx, dout, x, y *Tensor, kind Activation) error {
-	src := y
-	if kind == GELU || src == nil {
-		src = x
-	}
-	n := dout.Len()
-	var a cuda.Args
-	return launchElt(kActBackward[kind], n, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(src.dptr()).I64(int64(n)))
+	return runCUDA("ActivationBackward", func() error {
+		src := y
+		if kind == GELU || src == nil {
+			src = x
+		}
+		n := dout.Len()
+		var a cuda.Args
+		return launchElt(kActBackward[kind], n, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(src.dptr()).I64(int64(n)))
+	}, func(h []*Tensor) error { return ActivationBackward(h[0], h[1], h[2], h[3], kind) }, dx, dout, x, y)
 }

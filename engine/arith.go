@@ -1,10 +1,6 @@
 package engine
 
-import (
-	"fmt"
-
-	"github.com/kiln-ml/kiln/cuda"
-)
+import "fmt"
 
 // Element-wise arithmetic on same-shaped tensors: the glue of residual
 // connections and gradient sums.
@@ -21,10 +17,7 @@ func Add(out, a, b *Tensor) error {
 	}
 	n := a.Len()
 	if dev == CUDA {
-		return runCUDA(op, func() error {
-			var args cuda.Args
-			return launchElt(kAdd, n, args.Ptr(out.dptr()).Ptr(a.dptr()).Ptr(b.dptr()).I64(int64(n)))
-		}, func(h []*Tensor) error { return Add(h[0], h[1], h[2]) }, out, a, b)
+		return addCUDA(out, a, b)
 	}
 	pick(dt, runSamplesOn[float32], runSamplesOn[float64])(kindAdd, n, n, out, a, b, nil, 0, 0)
 	return nil
@@ -44,11 +37,7 @@ func Scale(t *Tensor, s float64) error {
 		if t.err != nil {
 			return fmt.Errorf("Scale: %w", t.err)
 		}
-		var args cuda.Args
-		if err := launchElt(kScale, t.Len(), args.Ptr(t.dptr()).F32(float32(s)).I64(int64(t.Len()))); err != nil {
-			return fmt.Errorf("Scale %v: %w", t.shape, err)
-		}
-		return nil
+		return scaleCUDA(t, s)
 	}
 	pick(t.dtype, scaleInPlace[float32], scaleInPlace[float64])(t, s)
 	return nil
@@ -96,11 +85,7 @@ func AddScaled(dst, src *Tensor, alpha float64) error {
 		return shapeErr(op, "element counts differ", "dst", dst, "src", src)
 	}
 	if dev == CUDA {
-		n := dst.Len()
-		return runCUDA(op, func() error {
-			var args cuda.Args
-			return launchElt(kAxpy, n, args.Ptr(dst.dptr()).Ptr(src.dptr()).F32(float32(alpha)).I64(int64(n)))
-		}, func(h []*Tensor) error { return AddScaled(h[0], h[1], alpha) }, dst, src)
+		return addScaledCUDA(dst, src, alpha)
 	}
 	pick(dt, axpy[float32], axpy[float64])(dst, src, alpha)
 	return nil

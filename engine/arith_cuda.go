@@ -1,21 +1,41 @@
 package engine
 
 import (
+	"fmt"
 	"unsafe"
 
 	"github.com/kiln-ml/kiln/cuda"
 )
 
-// The GPU side of arith.go and Tensor.Fill: kernels/arith.cu (whose
-// gather_rows_f32 GatherRows launches from gather.go).
+// The GPU side of arith.go and Tensor.Fill: kernels/arith.cu.
 
-// kAdd, kScale and kAxpy are launched directly in arith.go's runCUDA
-// closures; they go when those launches move into launchers here.
-var (
-	kAdd   = kern.add_f32
-	kScale = kern.scale_f32
-	kAxpy  = kern.axpy_f32
-)
+func addCUDA(out, a, b *Tensor) error {
+	n := a.Len()
+	return runCUDA("Add", func() error {
+		var args cuda.Args
+		return launchElt(kern.add_f32, n, args.Ptr(out.dptr()).Ptr(a.dptr()).Ptr(b.dptr()).I64(int64(n)))
+	}, func(h []*Tensor) error { return Add(h[0], h[1], h[2]) }, out, a, b)
+}
+
+// scaleCUDA, like fillCUDA and sumSquaresCUDA, runs without the
+// KILN_CUDA_CHECK rerun, as Scale always has: the check covers the ops with
+// an output argument to compare, and wrapping these would change what
+// KILN_CUDA_CHECK=1 reruns.
+func scaleCUDA(t *Tensor, s float64) error {
+	var args cuda.Args
+	if err := launchElt(kern.scale_f32, t.Len(), args.Ptr(t.dptr()).F32(float32(s)).I64(int64(t.Len()))); err != nil {
+		return fmt.Errorf("Scale %v: %w", t.shape, err)
+	}
+	return nil
+}
+
+func addScaledCUDA(dst, src *Tensor, alpha float64) error {
+	n := dst.Len()
+	return runCUDA("AddScaled", func() error {
+		var args cuda.Args
+		return launchElt(kern.axpy_f32, n, args.Ptr(dst.dptr()).Ptr(src.dptr()).F32(float32(alpha)).I64(int64(n)))
+	}, func(h []*Tensor) error { return AddScaled(h[0], h[1], alpha) }, dst, src)
+}
 
 func fillCUDA(t *Tensor, v float32) error {
 	var a cuda.Args

@@ -81,8 +81,7 @@ func BroadcastMultiplyForward(out, x, g *Tensor) error {
 		return nil
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return broadcastMulCUDA(op, &p, out, x, g) },
-			func(h []*Tensor) error { return BroadcastMultiplyForward(h[0], h[1], h[2]) }, out, x, g)
+		return broadcastMultiplyForwardCUDA(&p, out, x, g)
 	}
 	pick(dt, broadcastMultiply[float32], broadcastMultiply[float64])(p, out, x, g)
 	return nil
@@ -118,8 +117,7 @@ func BroadcastMultiplyBackward(dx, dg, dout, x, g *Tensor) error {
 		return nil
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return broadcastMulBackwardCUDA(&p, dx, dg, dout, x, g) },
-			func(h []*Tensor) error { return BroadcastMultiplyBackward(h[0], h[1], h[2], h[3], h[4]) }, dx, dg, dout, x, g)
+		return broadcastMultiplyBackwardCUDA(&p, dx, dg, dout, x, g)
 	}
 	pick(dt, broadcastMultiplyBackward[float32], broadcastMultiplyBackward[float64])(p, dx, dg, dout, x, g)
 	return nil

@@ -27,8 +27,14 @@ func packPlan(op string, a *cuda.Args, p *broadcastPlan) error {
 	return nil
 }
 
-// broadcastMulCUDA launches out = x ⊙ g over the plan (also dx = dout ⊙ g).
-func broadcastMulCUDA(op string, p *broadcastPlan, out, x, g *Tensor) error {
+func broadcastMultiplyForwardCUDA(p *broadcastPlan, out, x, g *Tensor) error {
+	const op = "BroadcastMultiplyForward"
+	return runCUDA(op, func() error { return broadcastMul(op, p, out, x, g) },
+		func(h []*Tensor) error { return BroadcastMultiplyForward(h[0], h[1], h[2]) }, out, x, g)
+}
+
+// broadcastMul launches out = x ⊙ g over the plan (also dx = dout ⊙ g).
+func broadcastMul(op string, p *broadcastPlan, out, x, g *Tensor) error {
 	n := x.Len()
 	var a cuda.Args
 	a.Ptr(out.dptr()).Ptr(x.dptr()).Ptr(g.dptr()).I64(int64(n))
@@ -38,32 +44,36 @@ func broadcastMulCUDA(op string, p *broadcastPlan, out, x, g *Tensor) error {
 	return launchElt(kern.broadcast_mul_forward_f32, n, &a)
 }
 
-// broadcastMulBackwardCUDA writes dg (the reduction, first: dx may alias dout
+// broadcastMultiplyBackwardCUDA writes dg (the reduction, first: dx may alias dout
 // or x) and then dx; either may be nil. x is not empty.
-func broadcastMulBackwardCUDA(p *broadcastPlan, dx, dg, dout, x, g *Tensor) error {
+func broadcastMultiplyBackwardCUDA(p *broadcastPlan, dx, dg, dout, x, g *Tensor) error {
 	const op = "BroadcastMultiplyBackward"
-	if dg != nil {
-		G := g.Len()
-		R := x.Len() / G
-		// A thread per element of g when neighbouring elements of g multiply
-		// neighbouring elements of x (or there is little to add); a warp per
-		// element, its lanes striding a contiguous run, otherwise.
-		perThread := !p.bcast[p.k-1] || R < 32
-		blocks, flag := cuda.Blocks(G, eltBlock, eltMaxBlocks), 1
-		if !perThread {
-			blocks, flag = cuda.Blocks(G, eltBlock/32, eltMaxBlocks), 0
+	return runCUDA(op, func() error {
+		if dg != nil {
+			G := g.Len()
+			R := x.Len() / G
+			// A thread per element of g when neighbouring elements of g multiply
+			// neighbouring elements of x (or there is little to add); a warp per
+			// element, its lanes striding a contiguous run, otherwise.
+			perThread := !p.bcast[p.k-1] || R < 32
+			blocks, flag := cuda.Blocks(G, eltBlock, eltMaxBlocks), 1
+			if !perThread {
+				blocks, flag = cuda.Blocks(G, eltBlock/32, eltMaxBlocks), 0
+			}
+			var a cuda.Args
+			a.Ptr(dg.dptr()).Ptr(dout.dptr()).Ptr(x.dptr()).I64(int64(G)).I64(int64(R)).Int(flag)
+			if err := packPlan(op, &a, p); err != nil {
+				return err
+			}
+			if err := cuda.Launch(kern.broadcast_mul_backward_f32, cuda.D1(blocks), cuda.D1(eltBlock), 0, &a); err != nil {
+				return err
+			}
 		}
-		var a cuda.Args
-		a.Ptr(dg.dptr()).Ptr(dout.dptr()).Ptr(x.dptr()).I64(int64(G)).I64(int64(R)).Int(flag)
-		if err := packPlan(op, &a, p); err != nil {
-			return err
+		if dx != nil {
+			return broadcastMul(op, p, dx, dout, g)
 		}
-		if err := cuda.Launch(kern.broadcast_mul_backward_f32, cuda.D1(blocks), cuda.D1(eltBlock), 0, &a); err != nil {
-			return err
-		}
-	}
-	if dx != nil {
-		return broadcastMulCUDA(op, p, dx, dout, g)
-	}
-	return nil
+		return nil
+	}, func(h []*Tensor) error {
+		return BroadcastMultiplyBackward(h[0], h[1], h[2], h[3], h[4])
+	}, dx, dg, dout, x, g)
 }

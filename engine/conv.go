@@ -168,8 +168,7 @@ func Conv2DForward(out, x, w, b *Tensor, p Conv2DParams) error {
 		return shapeErr(op, msg, "out", out, "x", x, "w", w, "b", b, "params", p)
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return conv2DForwardCUDA(&g, out, x, w, b) },
-			func(h []*Tensor) error { return Conv2DForward(h[0], h[1], h[2], h[3], p) }, out, x, w, b)
+		return conv2DForwardCUDA(&g, p, out, x, w, b)
 	}
 	pick(dt, conv2D[float32], conv2D[float64])(g, false, out, x, w, b, nil, nil, nil)
 	return nil
@@ -209,9 +208,7 @@ func Conv2DBackward(dx, dw, db, dout, x, w *Tensor, p Conv2DParams) error {
 		return nil
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return conv2DBackwardCUDA(&g, dx, dw, db, dout, x, w) },
-			func(h []*Tensor) error { return Conv2DBackward(h[0], h[1], h[2], h[3], h[4], h[5], p) },
-			dx, dw, db, dout, x, w)
+		return conv2DBackwardCUDA(&g, p, dx, dw, db, dout, x, w)
 	}
 	pick(dt, conv2D[float32], conv2D[float64])(g, true, dout, x, w, nil, dx, dw, db)
 	return nil

@@ -49,74 +49,80 @@ func (g *convGeom) shapeArgs(a *cuda.Args) *cuda.Args {
 }
 
 // conv2DForwardCUDA: out = conv(x, w) + b; shapes checked by Conv2DForward.
-func conv2DForwardCUDA(g *convGeom, out, x, w, b *Tensor) error {
-	if err := convIndexable("Conv2DForward", out, x, w); err != nil {
-		return err
-	}
-	if g.n == 0 {
-		return nil
-	}
-	p, err := planGemm(kConvForward, g.mg, g.n*g.p, g.kg, g.groups, false)
-	if err != nil {
-		return err
-	}
-	var a cuda.Args
-	a.Ptr(out.dptr()).Ptr(x.dptr()).Ptr(w.dptr()).Ptr(b.dptrOr())
-	return cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a))
+func conv2DForwardCUDA(g *convGeom, params Conv2DParams, out, x, w, b *Tensor) error {
+	return runCUDA("Conv2DForward", func() error {
+		if err := convIndexable("Conv2DForward", out, x, w); err != nil {
+			return err
+		}
+		if g.n == 0 {
+			return nil
+		}
+		p, err := planGemm(kConvForward, g.mg, g.n*g.p, g.kg, g.groups, false)
+		if err != nil {
+			return err
+		}
+		var a cuda.Args
+		a.Ptr(out.dptr()).Ptr(x.dptr()).Ptr(w.dptr()).Ptr(b.dptrOr())
+		return cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a))
+	}, func(h []*Tensor) error { return Conv2DForward(h[0], h[1], h[2], h[3], params) }, out, x, w, b)
 }
 
 // conv2DBackwardCUDA: dx = ∂L/∂x (overwritten), dw += ∂L/∂w, db += ∂L/∂b;
 // any of them may be nil. Shapes checked by Conv2DBackward.
-func conv2DBackwardCUDA(g *convGeom, dx, dw, db, dout, x, w *Tensor) error {
-	if err := convIndexable("Conv2DBackward", dx, dout, x, w); err != nil {
-		return err
-	}
-	if g.n == 0 {
-		return nil // dx is empty, nothing adds to dw and db
-	}
-	if db != nil {
-		var a cuda.Args
-		a.Ptr(db.dptr()).Ptr(dout.dptr()).Int(g.n).Int(g.cout).Int(g.p)
-		if err := cuda.Launch(kern.conv2d_bias_grad_f32, cuda.D1(min(g.cout, 65535)), cuda.D1(256), 0, &a); err != nil {
+func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w *Tensor) error {
+	return runCUDA("Conv2DBackward", func() error {
+		if err := convIndexable("Conv2DBackward", dx, dout, x, w); err != nil {
 			return err
 		}
-	}
-	if dx != nil {
-		p, err := planGemm(kConvInputGrad, g.cg, g.n*g.inPlane, g.mg*g.kh*g.kw, g.groups, false)
-		if err != nil {
-			return err
+		if g.n == 0 {
+			return nil // dx is empty, nothing adds to dw and db
 		}
-		var a cuda.Args
-		a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(w.dptr())
-		if err := cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a)); err != nil {
-			return err
-		}
-	}
-	if dw != nil {
-		m, n := g.mg, g.kg
-		p, err := planGemm(kConvWeightGrad, m, n, g.n*g.p, g.groups, true)
-		if err != nil {
-			return err
-		}
-		ws, wsBytes, err := p.workspace(g.groups, m, n)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if ws != 0 {
-				cuda.Free(ws, wsBytes)
+		if db != nil {
+			var a cuda.Args
+			a.Ptr(db.dptr()).Ptr(dout.dptr()).Int(g.n).Int(g.cout).Int(g.p)
+			if err := cuda.Launch(kern.conv2d_bias_grad_f32, cuda.D1(min(g.cout, 65535)), cuda.D1(256), 0, &a); err != nil {
+				return err
 			}
-		}()
-		var a cuda.Args
-		a.Ptr(dw.dptr()).Ptr(dout.dptr()).Ptr(x.dptr()).Ptr(ws).Int(p.splits)
-		if err := cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a)); err != nil {
-			return err
 		}
-		if p.splits > 1 {
-			return splitKReduce(dw.dptr(), g.kg, int64(m*n), ws, m, n, g.groups, p.splits, 1, 1)
+		if dx != nil {
+			p, err := planGemm(kConvInputGrad, g.cg, g.n*g.inPlane, g.mg*g.kh*g.kw, g.groups, false)
+			if err != nil {
+				return err
+			}
+			var a cuda.Args
+			a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(w.dptr())
+			if err := cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a)); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		if dw != nil {
+			m, n := g.mg, g.kg
+			p, err := planGemm(kConvWeightGrad, m, n, g.n*g.p, g.groups, true)
+			if err != nil {
+				return err
+			}
+			ws, wsBytes, err := p.workspace(g.groups, m, n)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if ws != 0 {
+					cuda.Free(ws, wsBytes)
+				}
+			}()
+			var a cuda.Args
+			a.Ptr(dw.dptr()).Ptr(dout.dptr()).Ptr(x.dptr()).Ptr(ws).Int(p.splits)
+			if err := cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a)); err != nil {
+				return err
+			}
+			if p.splits > 1 {
+				return splitKReduce(dw.dptr(), g.kg, int64(m*n), ws, m, n, g.groups, p.splits, 1, 1)
+			}
+		}
+		return nil
+	}, func(h []*Tensor) error {
+		return Conv2DBackward(h[0], h[1], h[2], h[3], h[4], h[5], params)
+	}, dx, dw, db, dout, x, w)
 }
 
 // dptrOr is a possibly-nil tensor's device pointer, 0 for nil.

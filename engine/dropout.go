@@ -77,14 +77,7 @@ func DropoutForward(out, mask, x *Tensor, p float64, train bool, rng *DropoutRNG
 		scale = 1 / (1 - p)
 	}
 	if dev == CUDA {
-		r := *rng // the CPU rerun of KILN_CUDA_CHECK draws from the same place
-		err := runCUDA(op, func() error {
-			return dropoutForwardCUDA(out, mask, x, rng.Seed, rng.Offset, threshold, float32(scale))
-		}, func(h []*Tensor) error { return DropoutForward(h[0], h[1], h[2], p, train, &r) }, out, mask, x)
-		if err == nil {
-			rng.Offset += uint64(n)
-		}
-		return err
+		return dropoutForwardCUDA(out, mask, x, p, rng, threshold, scale)
 	}
 	pick(dt, runDropout[float32], runDropout[float64])(out, mask, x, rng.Seed, rng.Offset, threshold, scale)
 	rng.Offset += uint64(n)
@@ -114,8 +107,7 @@ func DropoutBackward(dx, dout, mask *Tensor) error {
 		return nil
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return dropoutBackwardCUDA(dx, dout, mask) },
-			func(h []*Tensor) error { return DropoutBackward(h[0], h[1], h[2]) }, dx, dout, mask)
+		return dropoutBackwardCUDA(dx, dout, mask)
 	}
 	pick(dt, runDropoutBackward[float32], runDropoutBackward[float64])(dx, dout, mask)
 	return nil

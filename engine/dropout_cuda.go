@@ -5,17 +5,26 @@ import "github.com/kiln-ml/kiln/cuda"
 // The GPU side of dropout.go: kernels/dropout.cu draws the CPU's mask bit for
 // bit from the same counter-based stream.
 
-// dropoutForwardCUDA draws the mask and writes out = x·mask for the stream at
-// offset; the caller advances its DropoutRNG.
-func dropoutForwardCUDA(out, mask, x *Tensor, seed, offset, threshold uint64, scale float32) error {
+// dropoutForwardCUDA draws the mask (p in (0,1], training) and writes
+// out = x·mask for rng's stream, advancing rng when it succeeds.
+func dropoutForwardCUDA(out, mask, x *Tensor, p float64, rng *DropoutRNG, threshold uint64, scale float64) error {
 	n := x.Len()
-	var a cuda.Args
-	a.Ptr(out.dptr()).Ptr(mask.dptr()).Ptr(x.dptr()).U64(seed).U64(offset).U64(threshold).F32(scale).I64(int64(n))
-	return launchElt(kern.dropout_forward_f32, n, &a)
+	r := *rng // the CPU rerun of KILN_CUDA_CHECK draws from the same place
+	err := runCUDA("DropoutForward", func() error {
+		var a cuda.Args
+		a.Ptr(out.dptr()).Ptr(mask.dptr()).Ptr(x.dptr()).U64(rng.Seed).U64(rng.Offset).U64(threshold).F32(float32(scale)).I64(int64(n))
+		return launchElt(kern.dropout_forward_f32, n, &a)
+	}, func(h []*Tensor) error { return DropoutForward(h[0], h[1], h[2], p, true, &r) }, out, mask, x)
+	if err == nil {
+		rng.Offset += uint64(n)
+	}
+	return err
 }
 
 func dropoutBackwardCUDA(dx, dout, mask *Tensor) error {
-	n := dout.Len()
-	var a cuda.Args
-	return launchElt(kern.dropout_backward_f32, n, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(mask.dptr()).I64(int64(n)))
+	return runCUDA("DropoutBackward", func() error {
+		n := dout.Len()
+		var a cuda.Args
+		return launchElt(kern.dropout_backward_f32, n, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(mask.dptr()).I64(int64(n)))
+	}, func(h []*Tensor) error { return DropoutBackward(h[0], h[1], h[2]) }, dx, dout, mask)
 }

@@ -1,17 +1,6 @@
 package engine
 
-import (
-	"fmt"
-	"sync"
-	"unsafe"
-
-	"github.com/kiln-ml/kiln/cuda"
-)
-
-var (
-	kGatherRows = cuda.K("gather_rows_f32")
-	gatherIdx   sync.Pool // *[]int32 host buffers for gatherRowsCUDA
-)
+import "fmt"
 
 // GatherRows copies rows idx of src into out: out[i] = src[idx[i]] along
 // axis 0. The trainer uses it to cut batches from a data set that lives on
@@ -38,8 +27,7 @@ func GatherRows(out, src *Tensor, idx []int) error {
 		row *= d
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return gatherRowsCUDA(out, src, idx, row) },
-			func(h []*Tensor) error { return GatherRows(h[0], h[1], idx) }, out, src)
+		return gatherRowsCUDA(out, src, idx, row)
 	}
 	pick(dt, gatherRows[float32], gatherRows[float64])(out, src, idx, row)
 	return nil
@@ -50,34 +38,4 @@ func gatherRows[T Float](outT, srcT *Tensor, idx []int, row int) {
 	for i, r := range idx {
 		copy(out[i*row:(i+1)*row], src[r*row:(r+1)*row])
 	}
-}
-
-func gatherRowsCUDA(out, src *Tensor, idx []int, row int) error {
-	if len(idx) == 0 {
-		return nil
-	}
-	// The indices go up as int32 through a reused host buffer: one batch per
-	// step would otherwise allocate one per step.
-	bp, _ := gatherIdx.Get().(*[]int32)
-	if bp == nil {
-		bp = new([]int32)
-	}
-	defer gatherIdx.Put(bp)
-	if cap(*bp) < len(idx) {
-		*bp = make([]int32, len(idx))
-	}
-	idx32 := (*bp)[:len(idx)]
-	for i, r := range idx {
-		idx32[i] = int32(r)
-	}
-	d, err := cuda.Alloc(int64(4 * len(idx)))
-	if err != nil {
-		return err
-	}
-	defer cuda.Free(d, int64(4*len(idx)))
-	if err := cuda.CopyHtoD(d, unsafe.Pointer(&idx32[0]), int64(4*len(idx))); err != nil {
-		return err
-	}
-	var a cuda.Args
-	return launchElt(kGatherRows, len(idx)*row, a.Ptr(out.dptr()).Ptr(src.dptr()).Ptr(d).Int(len(idx)).I64(int64(row)))
 }

@@ -24,7 +24,6 @@ var kern = struct {
 	scale_f32       *cuda.Kernel
 	axpy_f32        *cuda.Kernel
 	sum_squares_f32 *cuda.Kernel
-	gather_rows_f32 *cuda.Kernel
 
 	// kernels/broadcast.cu
 	broadcast_mul_forward_f32  *cuda.Kernel
@@ -59,6 +58,9 @@ var kern = struct {
 	// kernels/dropout.cu
 	dropout_forward_f32  *cuda.Kernel
 	dropout_backward_f32 *cuda.Kernel
+
+	// kernels/gather.cu
+	gather_rows_f32 *cuda.Kernel
 
 	// kernels/gating.cu
 	sgu_mix_forward_f32   *cuda.Kernel
@@ -135,7 +137,6 @@ var kern = struct {
 	scale_f32:                       cuda.K("scale_f32"),
 	axpy_f32:                        cuda.K("axpy_f32"),
 	sum_squares_f32:                 cuda.K("sum_squares_f32"),
-	gather_rows_f32:                 cuda.K("gather_rows_f32"),
 	broadcast_mul_forward_f32:       cuda.K("broadcast_mul_forward_f32"),
 	broadcast_mul_backward_f32:      cuda.K("broadcast_mul_backward_f32"),
 	global_maxpool_forward_f32:      cuda.K("global_maxpool_forward_f32"),
@@ -160,6 +161,7 @@ var kern = struct {
 	conv2d_bias_grad_f32:            cuda.K("conv2d_bias_grad_f32"),
 	dropout_forward_f32:             cuda.K("dropout_forward_f32"),
 	dropout_backward_f32:            cuda.K("dropout_backward_f32"),
+	gather_rows_f32:                 cuda.K("gather_rows_f32"),
 	sgu_mix_forward_f32:             cuda.K("sgu_mix_forward_f32"),
 	sgu_mix_backward_f32:            cuda.K("sgu_mix_backward_f32"),
 	sgu_gate_backward_f32:           cuda.K("sgu_gate_backward_f32"),

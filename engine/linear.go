@@ -16,8 +16,7 @@ func LinearForward(out, x, w, b *Tensor) error {
 		return shapeErr(op, "want x (N,I), w (O,I), b (O), out (N,O)", "out", out, "x", x, "w", w, "b", b)
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return linearForwardCUDA(out, x, w, b) },
-			func(h []*Tensor) error { return LinearForward(h[0], h[1], h[2], h[3]) }, out, x, w, b)
+		return linearForwardCUDA(out, x, w, b)
 	}
 	pick(dt, linearForward[float32], linearForward[float64])(out, x, w, b, x.Dim(0), x.Dim(1), w.Dim(0))
 	return nil
@@ -40,9 +39,7 @@ func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
 			"dx", dx, "dw", dw, "db", db, "dout", dout, "x", x, "w", w)
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return linearBackwardCUDA(dx, dw, db, dout, x, w) },
-			func(h []*Tensor) error { return LinearBackward(h[0], h[1], h[2], h[3], h[4], h[5]) },
-			dx, dw, db, dout, x, w)
+		return linearBackwardCUDA(dx, dw, db, dout, x, w)
 	}
 	n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
 	pick(dt, linearBackward[float32], linearBackward[float64])(dx, dw, db, dout, x, w, n, in, o)

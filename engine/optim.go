@@ -26,8 +26,7 @@ func SGDStep(w, g, buf *Tensor, c SGDConfig) error {
 		return shapeErr(op, "w, g and momentum buffer must match", "w", w, "g", g, "buf", buf)
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return sgdStepCUDA(w, g, buf, c) },
-			func(h []*Tensor) error { return SGDStep(h[0], h[1], h[2], c) }, w, g, buf)
+		return sgdStepCUDA(w, g, buf, c)
 	}
 	pick(dt, sgdStep[float32], sgdStep[float64])(w, g, buf, c)
 	return nil
@@ -119,8 +118,7 @@ func AdamWStep(w, g, m, v *Tensor, c AdamWConfig) error {
 		return shapeErr(op, "step counts from 1", "step", c.Step)
 	}
 	if dev == CUDA {
-		return runCUDA(op, func() error { return adamWStepCUDA(w, g, m, v, c) },
-			func(h []*Tensor) error { return AdamWStep(h[0], h[1], h[2], h[3], c) }, w, g, m, v)
+		return adamWStepCUDA(w, g, m, v, c)
 	}
 	pick(dt, adamWStep[float32], adamWStep[float64])(w, g, m, v, c)
 	return nil

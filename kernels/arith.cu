@@ -1,4 +1,5 @@
-// Element-wise arithmetic on flat float32 buffers: fill, add, scale, axpy.
+// Element-wise arithmetic on flat float32 buffers: fill, add, scale, axpy,
+// and the sum of squares.
 #include "common.cuh"
 
 KILN_KERNEL fill_f32(float* out, float v, long long n) {
@@ -32,13 +33,5 @@ KILN_KERNEL sum_squares_f32(float* partial, const float* x, long long n) {
 		s = lane < (blockDim.x + 31) / 32 ? warp_sums[lane] : 0.0f;
 		s = kiln_warp_sum(s);
 		if (lane == 0) partial[blockIdx.x] = s;
-	}
-}
-
-// out[r,:] = src[idx[r],:] — a batch gathered from a data set kept on the GPU.
-KILN_KERNEL gather_rows_f32(float* out, const float* src, const int* idx, int rows, long long rowlen) {
-	KILN_FOR(i, (long long)rows * rowlen) {
-		long long r = i / rowlen, c = i - r * rowlen;
-		out[i] = src[(long long)idx[r] * rowlen + c];
 	}
 }
