@@ -130,6 +130,9 @@ func TestCUDAOutOfMemorySaysHowMuch(t *testing.T) {
 
 func TestCUDAAllocatorReusesFreedBlocks(t *testing.T) {
 	openOrSkip(t)
+	if noCache {
+		t.Skip("KILN_CUDA_NOCACHE=1: the allocator has no cache to test")
+	}
 	p, err := Alloc(4096)
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +164,9 @@ func TestCUDAKernelDeclaredLateFailsAtLaunch(t *testing.T) {
 // error from a healthy device.
 func TestCUDAEmptyCacheReleasesTheCache(t *testing.T) {
 	openOrSkip(t)
+	if noCache {
+		t.Skip("KILN_CUDA_NOCACHE=1: the allocator has no cache to test")
+	}
 	p, err := Alloc(4096)
 	if err != nil {
 		t.Fatal(err)

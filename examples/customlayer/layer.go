@@ -20,6 +20,12 @@ type ChannelScale struct {
 	x, out, dx *engine.Tensor // the last input, and buffers reused each step
 }
 
+// ChannelScale is a layer, and owns buffers a GPU run must be able to free.
+var (
+	_ layers.Layer       = (*ChannelScale)(nil)
+	_ layers.BufferOwner = (*ChannelScale)(nil)
+)
+
 // NewChannelScale makes the layer for c channels of dtype dt.
 func NewChannelScale(dt engine.DType, c int) *ChannelScale {
 	g := &layers.Param{Value: engine.New(dt, c), Grad: engine.New(dt, c), NoDecay: true}
@@ -56,6 +62,14 @@ func (s *ChannelScale) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 		s.dx.SetAt(i, dout.At(i)*s.Gamma.Value.At(ch))
 	}
 	return s.dx, nil
+}
+
+// ReleaseBuffers frees the buffers Forward and Backward keep
+// (layers.BufferOwner), so layers.Release frees everything a model with this
+// layer holds on a GPU; the next Forward makes them again.
+func (s *ChannelScale) ReleaseBuffers() {
+	engine.Drop(&s.out, &s.dx)
+	s.x = nil
 }
 
 // Walk names the gains "gamma" under the layer's name, so checkpoints,
