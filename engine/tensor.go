@@ -20,7 +20,7 @@ type Tensor struct {
 	device Device
 	f32    []float32
 	f64    []float64
-	mem    *devMem // CUDA data (tensor_cuda.go)
+	mem    *devMem // CUDA data (devmem.go)
 	off    int     // first element of a CUDA view within mem
 	err    error   // why this tensor could not be made (EnsureLike); ops return it
 }
