@@ -26,7 +26,7 @@ func activationForwardCUDA(out, x *Tensor, kind Activation) error {
 		n := x.Len()
 		var a cuda.Args
 		return launchElt(kActForward[kind], n, a.Ptr(out.dptr()).Ptr(x.dptr()).I64(int64(n)))
-	}, func(h []*Tensor) error { return ActivationForward(h[0], h[1], kind) }, out, x)
+	}, func(host hostCopy) error { return ActivationForward(host(out), host(x), kind) }, out, x)
 }
 
 // activationBackwardCUDA launches dx = dout·f'. The kernel reads x for GELU
@@ -40,5 +40,5 @@ func activationBackwardCUDA(dx, dout, x, y *Tensor, kind Activation) error {
 		n := dout.Len()
 		var a cuda.Args
 		return launchElt(kActBackward[kind], n, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(src.dptr()).I64(int64(n)))
-	}, func(h []*Tensor) error { return ActivationBackward(h[0], h[1], h[2], h[3], kind) }, dx, dout, x, y)
+	}, func(host hostCopy) error { return ActivationBackward(host(dx), host(dout), host(x), host(y), kind) }, dx, dout, x, y)
 }

@@ -14,7 +14,7 @@ func addCUDA(out, a, b *Tensor) error {
 	return runCUDA("Add", func() error {
 		var args cuda.Args
 		return launchElt(kern.add_f32, n, args.Ptr(out.dptr()).Ptr(a.dptr()).Ptr(b.dptr()).I64(int64(n)))
-	}, func(h []*Tensor) error { return Add(h[0], h[1], h[2]) }, out, a, b)
+	}, func(host hostCopy) error { return Add(host(out), host(a), host(b)) }, out, a, b)
 }
 
 // scaleCUDA, like fillCUDA and sumSquaresCUDA, runs without the
@@ -34,7 +34,7 @@ func addScaledCUDA(dst, src *Tensor, alpha float64) error {
 	return runCUDA("AddScaled", func() error {
 		var args cuda.Args
 		return launchElt(kern.axpy_f32, n, args.Ptr(dst.dptr()).Ptr(src.dptr()).F32(float32(alpha)).I64(int64(n)))
-	}, func(h []*Tensor) error { return AddScaled(h[0], h[1], alpha) }, dst, src)
+	}, func(host hostCopy) error { return AddScaled(host(dst), host(src), alpha) }, dst, src)
 }
 
 func fillCUDA(t *Tensor, v float32) error {

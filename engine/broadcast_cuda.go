@@ -30,7 +30,7 @@ func packPlan(op string, a *cuda.Args, p *broadcastPlan) error {
 func broadcastMultiplyForwardCUDA(p *broadcastPlan, out, x, g *Tensor) error {
 	const op = "BroadcastMultiplyForward"
 	return runCUDA(op, func() error { return broadcastMul(op, p, out, x, g) },
-		func(h []*Tensor) error { return BroadcastMultiplyForward(h[0], h[1], h[2]) }, out, x, g)
+		func(host hostCopy) error { return BroadcastMultiplyForward(host(out), host(x), host(g)) }, out, x, g)
 }
 
 // broadcastMul launches out = x ⊙ g over the plan (also dx = dout ⊙ g).
@@ -73,7 +73,7 @@ func broadcastMultiplyBackwardCUDA(p *broadcastPlan, dx, dg, dout, x, g *Tensor)
 			return broadcastMul(op, p, dx, dout, g)
 		}
 		return nil
-	}, func(h []*Tensor) error {
-		return BroadcastMultiplyBackward(h[0], h[1], h[2], h[3], h[4])
+	}, func(host hostCopy) error {
+		return BroadcastMultiplyBackward(host(dx), host(dg), host(dout), host(x), host(g))
 	}, dx, dg, dout, x, g)
 }

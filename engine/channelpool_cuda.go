@@ -36,9 +36,9 @@ func channelPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
 		var a cuda.Args
 		return launchFit(kern.channelpool_forward_f32, total, a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total)).
 			Int(c).Int(hw).F32(1/float32(c)))
-	}, func(h []*Tensor) error {
+	}, func(host hostCopy) error {
 		cpu := make([]int32, len(argmax))
-		if err := ChannelPoolForward(h[0], cpu, h[1]); err != nil {
+		if err := ChannelPoolForward(host(out), cpu, host(x)); err != nil {
 			return err
 		}
 		return sameIndices(op, argmax, cpu)
@@ -61,12 +61,12 @@ func channelPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
 		var a cuda.Args
 		return launchFit(kern.channelpool_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).
 			Int(c).Int(hw).F32(1/float32(c)))
-	}, func(h []*Tensor) error {
+	}, func(host hostCopy) error {
 		idx, err := hostIndices(argmax)
 		if err != nil {
 			return err
 		}
-		return ChannelPoolBackward(h[0], h[1], idx)
+		return ChannelPoolBackward(host(dx), host(dout), idx)
 	}, dx, dout)
 }
 
@@ -84,9 +84,9 @@ func globalMaxPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
 		var a cuda.Args
 		return cuda.Launch(kern.global_maxpool_forward_f32, cuda.D1(min(planes, planeGridMax)), cuda.D1(planeBlock(hw)), 0,
 			a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).Int(planes).Int(hw))
-	}, func(h []*Tensor) error {
+	}, func(host hostCopy) error {
 		cpu := make([]int32, len(argmax))
-		if err := GlobalMaxPoolForward(h[0], cpu, h[1]); err != nil {
+		if err := GlobalMaxPoolForward(host(out), cpu, host(x)); err != nil {
 			return err
 		}
 		return sameIndices(op, argmax, cpu)
@@ -108,12 +108,12 @@ func globalMaxPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
 		}
 		var a cuda.Args
 		return launchFit(kern.global_maxpool_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).Int(hw))
-	}, func(h []*Tensor) error {
+	}, func(host hostCopy) error {
 		idx, err := hostIndices(argmax)
 		if err != nil {
 			return err
 		}
-		return GlobalMaxPoolBackward(h[0], h[1], idx)
+		return GlobalMaxPoolBackward(host(dx), host(dout), idx)
 	}, dx, dout)
 }
 
@@ -124,5 +124,5 @@ func transpose12CUDA(out, x *Tensor) error {
 		var args cuda.Args
 		return cuda.Launch(kern.transpose12_f32, grid, cuda.Dim3{X: 32, Y: 8, Z: 1}, 0,
 			args.Ptr(out.dptr()).Ptr(x.dptr()).Int(n).Int(a).Int(b))
-	}, func(h []*Tensor) error { return Transpose12(h[0], h[1]) }, out, x)
+	}, func(host hostCopy) error { return Transpose12(host(out), host(x)) }, out, x)
 }

@@ -57,7 +57,7 @@ func concatForwardCUDA(out *Tensor, xs []*Tensor) error {
 	if !checkCUDA {
 		return gpu()
 	}
-	return runCUDA("ConcatForward", gpu, func(h []*Tensor) error { return ConcatForward(h[0], h[1:]) },
+	return runCUDA("ConcatForward", gpu, func(host hostCopy) error { return ConcatForward(host(out), host.all(xs)) },
 		append([]*Tensor{out}, xs...)...)
 }
 
@@ -66,6 +66,6 @@ func concatBackwardCUDA(dxs []*Tensor, dout *Tensor) error {
 	if !checkCUDA {
 		return gpu()
 	}
-	return runCUDA("ConcatBackward", gpu, func(h []*Tensor) error { return ConcatBackward(h[1:], h[0]) },
+	return runCUDA("ConcatBackward", gpu, func(host hostCopy) error { return ConcatBackward(host.all(dxs), host(dout)) },
 		append([]*Tensor{dout}, dxs...)...)
 }

@@ -64,7 +64,7 @@ func conv2DForwardCUDA(g *convGeom, params Conv2DParams, out, x, w, b *Tensor) e
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(x.dptr()).Ptr(w.dptr()).Ptr(b.dptrOr())
 		return cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a))
-	}, func(h []*Tensor) error { return Conv2DForward(h[0], h[1], h[2], h[3], params) }, out, x, w, b)
+	}, func(host hostCopy) error { return Conv2DForward(host(out), host(x), host(w), host(b), params) }, out, x, w, b)
 }
 
 // conv2DBackwardCUDA: dx = ∂L/∂x (overwritten), dw += ∂L/∂w, db += ∂L/∂b;
@@ -120,8 +120,8 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 			}
 		}
 		return nil
-	}, func(h []*Tensor) error {
-		return Conv2DBackward(h[0], h[1], h[2], h[3], h[4], h[5], params)
+	}, func(host hostCopy) error {
+		return Conv2DBackward(host(dx), host(dw), host(db), host(dout), host(x), host(w), params)
 	}, dx, dw, db, dout, x, w)
 }
 

@@ -14,7 +14,7 @@ func dropoutForwardCUDA(out, mask, x *Tensor, p float64, rng *DropoutRNG, thresh
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(mask.dptr()).Ptr(x.dptr()).U64(rng.Seed).U64(rng.Offset).U64(threshold).F32(float32(scale)).I64(int64(n))
 		return launchElt(kern.dropout_forward_f32, n, &a)
-	}, func(h []*Tensor) error { return DropoutForward(h[0], h[1], h[2], p, true, &r) }, out, mask, x)
+	}, func(host hostCopy) error { return DropoutForward(host(out), host(mask), host(x), p, true, &r) }, out, mask, x)
 	if err == nil {
 		rng.Offset += uint64(n)
 	}
@@ -26,5 +26,5 @@ func dropoutBackwardCUDA(dx, dout, mask *Tensor) error {
 		n := dout.Len()
 		var a cuda.Args
 		return launchElt(kern.dropout_backward_f32, n, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(mask.dptr()).I64(int64(n)))
-	}, func(h []*Tensor) error { return DropoutBackward(h[0], h[1], h[2]) }, dx, dout, mask)
+	}, func(host hostCopy) error { return DropoutBackward(host(dx), host(dout), host(mask)) }, dx, dout, mask)
 }

@@ -42,5 +42,5 @@ func gatherRowsCUDA(out, src *Tensor, idx []int, row int) error {
 		}
 		var a cuda.Args
 		return launchElt(kern.gather_rows_f32, len(idx)*row, a.Ptr(out.dptr()).Ptr(src.dptr()).Ptr(d).Int(len(idx)).I64(int64(row)))
-	}, func(h []*Tensor) error { return GatherRows(h[0], h[1], idx) }, out, src)
+	}, func(host hostCopy) error { return GatherRows(host(out), host(src), idx) }, out, src)
 }

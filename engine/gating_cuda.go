@@ -22,36 +22,12 @@ func (s *SpatialGatingSaved) EnsureOn(like *Tensor, n, t, d int) error {
 	return err
 }
 
-// sguArgs names the tensors of a spatial gating pass (nil where a pass has
-// none) for runCUDA, which hands the CPU rerun their host copies as a list:
-// list and sguArgsOf both walk fields, so neither side counts positions.
-type sguArgs struct {
-	out, dz, dgamma, dbeta, dw, db, dout, z, gamma, beta, w, b *Tensor
-	saved                                                      SpatialGatingSaved
-}
+// tensors lists the saved tensors for runCUDA; onHost is the same set made of
+// their host copies, for the CPU rerun.
+func (s *SpatialGatingSaved) tensors() []*Tensor { return []*Tensor{s.Norm, s.Mixed, s.Mean, s.RStd} }
 
-func (a *sguArgs) fields() []**Tensor {
-	return []**Tensor{&a.out, &a.dz, &a.dgamma, &a.dbeta, &a.dw, &a.db, &a.dout, &a.z, &a.gamma, &a.beta, &a.w, &a.b,
-		&a.saved.Norm, &a.saved.Mixed, &a.saved.Mean, &a.saved.RStd}
-}
-
-// list is the tensors in fields' order, runCUDA's arguments.
-func (a sguArgs) list() []*Tensor {
-	var l []*Tensor
-	for _, f := range a.fields() {
-		l = append(l, *f)
-	}
-	return l
-}
-
-// sguArgsOf names the tensors of a list made by list (their host copies,
-// in the CPU rerun).
-func sguArgsOf(h []*Tensor) sguArgs {
-	var a sguArgs
-	for i, f := range a.fields() {
-		*f = h[i]
-	}
-	return a
+func (s *SpatialGatingSaved) onHost(host hostCopy) *SpatialGatingSaved {
+	return &SpatialGatingSaved{Norm: host(s.Norm), Mixed: host(s.Mixed), Mean: host(s.Mean), RStd: host(s.RStd)}
 }
 
 // sguMixGrid covers (T,D) with 32×32 tiles; the samples go in z, looped by
@@ -78,10 +54,9 @@ func spatialGatingForwardCUDA(out *Tensor, saved *SpatialGatingSaved, z, gamma, 
 		a.Ptr(saved.Mixed.dptr()).Ptr(out.dptr()).Ptr(w.dptr()).Ptr(saved.Norm.dptr()).Ptr(optPtr(b)).Ptr(z.dptr()).
 			Int(n).Int(t).Int(d)
 		return cuda.Launch(kern.sgu_mix_forward_f32, sguMixGrid(n, t, d), sguBlock, 0, &a)
-	}, func(h []*Tensor) error {
-		c := sguArgsOf(h)
-		return SpatialGatingForward(c.out, &c.saved, c.z, c.gamma, c.beta, c.w, c.b, eps)
-	}, sguArgs{out: out, z: z, gamma: gamma, beta: beta, w: w, b: b, saved: *saved}.list()...)
+	}, func(host hostCopy) error {
+		return SpatialGatingForward(host(out), saved.onHost(host), host(z), host(gamma), host(beta), host(w), host(b), eps)
+	}, append([]*Tensor{out, z, gamma, beta, w, b}, saved.tensors()...)...)
 }
 
 // sguWeightGradBlocks is about how many blocks the weight gradient wants in
@@ -152,9 +127,8 @@ func spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved
 		}
 		return layerNormRowsBackward(dv, optPtr(dgamma), optPtr(dbeta), dvn, z.dptr()+cuda.Ptr(4*d),
 			saved.Mean.dptr(), saved.RStd.dptr(), optPtr(gamma), rows, d, 2*d, d, 2*d)
-	}, func(h []*Tensor) error {
-		c := sguArgsOf(h)
-		return SpatialGatingBackward(c.dz, c.dgamma, c.dbeta, c.dw, c.db, c.dout, c.z, &c.saved, c.gamma, c.w)
-	}, sguArgs{dz: dz, dgamma: dgamma, dbeta: dbeta, dw: dw, db: db, dout: dout, z: z, gamma: gamma, w: w,
-		saved: *saved}.list()...)
+	}, func(host hostCopy) error {
+		return SpatialGatingBackward(host(dz), host(dgamma), host(dbeta), host(dw), host(db), host(dout), host(z),
+			saved.onHost(host), host(gamma), host(w))
+	}, append([]*Tensor{dz, dgamma, dbeta, dw, db, dout, z, gamma, w}, saved.tensors()...)...)
 }

@@ -35,14 +35,30 @@ var checkCUDA = os.Getenv("KILN_CUDA_CHECK") == "1"
 // SetCUDACheck turns the GPU-against-CPU check on or off (see checkCUDA).
 func SetCUDACheck(on bool) { checkCUDA = on }
 
-// runCUDA runs an op's GPU implementation. With the check on, it also runs
-// cpu (the same exported op, which dispatches to the CPU for CPU tensors) on
-// host copies of args and compares every argument afterwards: outputs must
-// match, inputs must be unchanged on both. Arguments that are one tensor (an
-// in-place activation, dx = dout) share one host copy, so an in-place call is
-// checked as the in-place call it is rather than as two copies of which one
-// changed.
-func runCUDA(op string, gpu func() error, cpu func(args []*Tensor) error, args ...*Tensor) error {
+// hostCopy maps each argument of runCUDA to its host copy (nil to nil), so
+// a CPU rerun names the tensors it takes, as the GPU closure does, instead of
+// counting positions. A tensor that is not an argument has no copy: asking
+// for one is a bug in the launcher, and panics.
+type hostCopy func(*Tensor) *Tensor
+
+// all is the host copies of ts, in order.
+func (host hostCopy) all(ts []*Tensor) []*Tensor {
+	out := make([]*Tensor, len(ts))
+	for i, t := range ts {
+		out[i] = host(t)
+	}
+	return out
+}
+
+// runCUDA runs an op's GPU implementation (every launcher in
+// engine/<family>_cuda.go goes through it; the entry files do not call it).
+// With the check on, it also runs cpu (the same exported op, which
+// dispatches to the CPU for CPU tensors) on host copies of args and compares
+// every argument afterwards: outputs must match, inputs must be unchanged on
+// both. Arguments that are one tensor (an in-place activation, dx = dout)
+// share one host copy, so an in-place call is checked as the in-place call it
+// is rather than as two copies of which one changed.
+func runCUDA(op string, gpu func() error, cpu func(host hostCopy) error, args ...*Tensor) error {
 	if !checkCUDA {
 		return gpu()
 	}
@@ -79,7 +95,18 @@ func runCUDA(op string, gpu func() error, cpu func(args []*Tensor) error, args .
 	if err := gpu(); err != nil {
 		return err
 	}
-	if err := cpu(hosts); err != nil {
+	host := func(t *Tensor) *Tensor {
+		if t == nil {
+			return nil
+		}
+		for i, a := range args {
+			if a == t {
+				return hosts[i]
+			}
+		}
+		panic(op + ": KILN_CUDA_CHECK: the CPU rerun asked for a tensor that is not an argument")
+	}
+	if err := cpu(host); err != nil {
 		return fmt.Errorf("%s: KILN_CUDA_CHECK: the CPU rerun failed: %w", op, err)
 	}
 	for j, a := range uniq {

@@ -19,7 +19,7 @@ func linearForwardCUDA(out, x, w, b *Tensor) error {
 		}
 		var a cuda.Args
 		return launchElt(kern.linear_bias_add_f32, n*o, a.Ptr(out.dptr()).Ptr(b.dptr()).Int(n).Int(o))
-	}, func(h []*Tensor) error { return LinearForward(h[0], h[1], h[2], h[3]) }, out, x, w, b)
+	}, func(host hostCopy) error { return LinearForward(host(out), host(x), host(w), host(b)) }, out, x, w, b)
 }
 
 // linearBackwardCUDA: dx = dout·W, dw += doutᵀ·x, db += Σ_n dout; any of dx,
@@ -43,7 +43,7 @@ func linearBackwardCUDA(dx, dw, db, dout, x, w *Tensor) error {
 			return cuda.Launch(kern.linear_bias_grad_f32, cuda.D1(min(ceilDiv(o, 32), 4096)), cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a)
 		}
 		return nil
-	}, func(h []*Tensor) error {
-		return LinearBackward(h[0], h[1], h[2], h[3], h[4], h[5])
+	}, func(host hostCopy) error {
+		return LinearBackward(host(dx), host(dw), host(db), host(dout), host(x), host(w))
 	}, dx, dw, db, dout, x, w)
 }

@@ -110,8 +110,8 @@ func softmaxCrossEntropyForwardCUDA(probs, logits *Tensor, labels []int32, eps f
 		loss /= float64(n)
 		return nil
 	}
-	err = runCUDA(op, gpu, func(h []*Tensor) error {
-		l, c, err := SoftmaxCrossEntropyForward(h[0], h[1], labels, eps)
+	err = runCUDA(op, gpu, func(host hostCopy) error {
+		l, c, err := SoftmaxCrossEntropyForward(host(probs), host(logits), labels, eps)
 		if err != nil {
 			return err
 		}
@@ -142,8 +142,8 @@ func softmaxCrossEntropyBackwardCUDA(dlogits, probs *Tensor, labels []int32, eps
 		a.Ptr(dlogits.dptr()).Ptr(probs.dptr()).Ptr(st.labels).F32(float32(s)).F32(off).F32(on).Int(n).Int(k)
 		return launchElt(kern.softmax_xent_backward_f32, n*k, &a)
 	}
-	return runCUDA(op, gpu, func(h []*Tensor) error {
-		return SoftmaxCrossEntropyBackward(h[0], h[1], labels, eps, scale)
+	return runCUDA(op, gpu, func(host hostCopy) error {
+		return SoftmaxCrossEntropyBackward(host(dlogits), host(probs), labels, eps, scale)
 	}, dlogits, probs)
 }
 
@@ -178,13 +178,13 @@ func regressionLossCUDA(pred, target *Tensor, l1 bool) (float64, error) {
 		loss = s / float64(n)
 		return nil
 	}
-	err := runCUDA(op, gpu, func(h []*Tensor) error {
+	err := runCUDA(op, gpu, func(host hostCopy) error {
 		var l float64
 		var err error
 		if l1 {
-			l, err = L1Forward(h[0], h[1])
+			l, err = L1Forward(host(pred), host(target))
 		} else {
-			l, err = MSEForward(h[0], h[1])
+			l, err = MSEForward(host(pred), host(target))
 		}
 		if err == nil && math.Abs(l-loss) > 1e-3+1e-3*math.Abs(l) {
 			err = fmt.Errorf("%s: KILN_CUDA_CHECK: gpu loss %v, cpu %v", op, loss, l)
@@ -206,10 +206,10 @@ func regressionLossBackwardCUDA(dpred, pred, target *Tensor, scale float64, l1 b
 	return runCUDA(op, func() error {
 		var a cuda.Args
 		return launchElt(k, n, a.Ptr(dpred.dptr()).Ptr(pred.dptr()).Ptr(target.dptr()).F32(cf).I64(int64(n)))
-	}, func(h []*Tensor) error {
+	}, func(host hostCopy) error {
 		if l1 {
-			return L1Backward(h[0], h[1], h[2], scale)
+			return L1Backward(host(dpred), host(pred), host(target), scale)
 		}
-		return MSEBackward(h[0], h[1], h[2], scale)
+		return MSEBackward(host(dpred), host(pred), host(target), scale)
 	}, dpred, pred, target)
 }

@@ -119,8 +119,8 @@ func layerNormForwardCUDA(out, mean, rstd, x, gamma, beta *Tensor, rows, d int, 
 	return runCUDA("LayerNormForward", func() error {
 		return layerNormRowsForward(out.dptr(), optPtr(mean), optPtr(rstd), x.dptr(), optPtr(gamma), optPtr(beta),
 			rows, d, d, d, eps)
-	}, func(h []*Tensor) error {
-		return LayerNormForward(h[0], h[1], h[2], h[3], h[4], h[5], eps)
+	}, func(host hostCopy) error {
+		return LayerNormForward(host(out), host(mean), host(rstd), host(x), host(gamma), host(beta), eps)
 	}, out, mean, rstd, x, gamma, beta)
 }
 
@@ -128,8 +128,8 @@ func layerNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, rstd, gamma *Tensor
 	return runCUDA("LayerNormBackward", func() error {
 		return layerNormRowsBackward(optPtr(dx), optPtr(dgamma), optPtr(dbeta), dout.dptr(), x.dptr(), mean.dptr(),
 			rstd.dptr(), optPtr(gamma), rows, d, d, d, d)
-	}, func(h []*Tensor) error {
-		return LayerNormBackward(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
+	}, func(host hostCopy) error {
+		return LayerNormBackward(host(dx), host(dgamma), host(dbeta), host(dout), host(x), host(mean), host(rstd), host(gamma))
 	}, dx, dgamma, dbeta, dout, x, mean, rstd, gamma)
 }
 
@@ -172,8 +172,8 @@ func batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, ru
 			return err
 		}
 		return batchNormApply(out, x, coef, c, hw)
-	}, func(h []*Tensor) error {
-		return BatchNorm2DForward(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], momentum, eps)
+	}, func(host hostCopy) error {
+		return BatchNorm2DForward(host(out), host(saveMean), host(saveInvStd), host(x), host(gamma), host(beta), host(runMean), host(runVar), momentum, eps)
 	}, out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar)
 }
 
@@ -200,8 +200,8 @@ func batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar *Tensor, eps 
 			return err
 		}
 		return batchNormApply(out, x, coef, c, hw)
-	}, func(h []*Tensor) error {
-		return BatchNorm2DEvalForward(h[0], h[1], h[2], h[3], h[4], h[5], eps)
+	}, func(host hostCopy) error {
+		return BatchNorm2DEvalForward(host(out), host(x), host(gamma), host(beta), host(runMean), host(runVar), eps)
 	}, out, x, gamma, beta, runMean, runVar)
 }
 
@@ -253,15 +253,15 @@ func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, invStd, runVar, gam
 func batchNormTrainBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma *Tensor) error {
 	return runCUDA("BatchNorm2DBackward", func() error {
 		return batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, nil, gamma, 0)
-	}, func(h []*Tensor) error {
-		return BatchNorm2DBackward(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
+	}, func(host hostCopy) error {
+		return BatchNorm2DBackward(host(dx), host(dgamma), host(dbeta), host(dout), host(x), host(saveMean), host(saveInvStd), host(gamma))
 	}, dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma)
 }
 
 func batchNormEvalBackwardCUDA(dx, dgamma, dbeta, dout, x, gamma, runMean, runVar *Tensor, eps float64) error {
 	return runCUDA("BatchNorm2DEvalBackward", func() error {
 		return batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, runMean, nil, runVar, gamma, eps)
-	}, func(h []*Tensor) error {
-		return BatchNorm2DEvalBackward(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], eps)
+	}, func(host hostCopy) error {
+		return BatchNorm2DEvalBackward(host(dx), host(dgamma), host(dbeta), host(dout), host(x), host(gamma), host(runMean), host(runVar), eps)
 	}, dx, dgamma, dbeta, dout, x, gamma, runMean, runVar)
 }

@@ -24,7 +24,7 @@ func sgdStepCUDA(w, g, buf *Tensor, c SGDConfig) error {
 		a.Ptr(w.dptr()).Ptr(g.dptr()).Ptr(bp).F32(float32(c.LR)).F32(float32(c.Momentum)).F32(float32(c.WeightDecay)).
 			Int(nesterov).I64(int64(n))
 		return launchElt(kern.sgd_step_f32, n, &a)
-	}, func(h []*Tensor) error { return SGDStep(h[0], h[1], h[2], c) }, w, g, buf)
+	}, func(host hostCopy) error { return SGDStep(host(w), host(g), host(buf), c) }, w, g, buf)
 }
 
 func adamWStepCUDA(w, g, m, v *Tensor, c AdamWConfig) error {
@@ -37,5 +37,5 @@ func adamWStepCUDA(w, g, m, v *Tensor, c AdamWConfig) error {
 			F32(float32(c.LR / bc1)).F32(float32(1 / math.Sqrt(bc2))).F32(float32(1 - c.LR*c.WeightDecay)).
 			F32(float32(c.Eps)).I64(int64(n))
 		return launchElt(kern.adamw_step_f32, n, &a)
-	}, func(h []*Tensor) error { return AdamWStep(h[0], h[1], h[2], h[3], c) }, w, g, m, v)
+	}, func(host hostCopy) error { return AdamWStep(host(w), host(g), host(m), host(v), c) }, w, g, m, v)
 }

@@ -31,12 +31,12 @@ func maxPool2DForwardCUDA(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total))
 		return launchFit(kern.maxpool2d_forward_f32, total, poolArgs(&a, g))
-	}, func(h []*Tensor) error {
+	}, func(host hostCopy) error {
 		var cpu []int32
 		if argmax != nil {
 			cpu = make([]int32, len(argmax))
 		}
-		if err := MaxPool2DForward(h[0], cpu, h[1], p); err != nil {
+		if err := MaxPool2DForward(host(out), cpu, host(x), p); err != nil {
 			return err
 		}
 		if argmax == nil {
@@ -79,12 +79,12 @@ func maxPool2DBackwardCUDA(dx, dout *Tensor, argmax []int32, p Pool2DParams, g *
 		var a cuda.Args
 		a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total))
 		return launchFit(kern.maxpool2d_backward_f32, total, poolArgs(&a, g))
-	}, func(h []*Tensor) error {
+	}, func(host hostCopy) error {
 		idx, err := hostIndices(argmax)
 		if err != nil {
 			return err
 		}
-		return MaxPool2DBackward(h[0], h[1], idx, p)
+		return MaxPool2DBackward(host(dx), host(dout), idx, p)
 	}, dx, dout)
 }
 
@@ -94,7 +94,7 @@ func avgPool2DForwardCUDA(out, x *Tensor, p Pool2DParams, g *poolGeom) error {
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(x.dptr()).I64(int64(total))
 		return launchFit(kern.avgpool2d_forward_f32, total, poolArgs(&a, g))
-	}, func(h []*Tensor) error { return AvgPool2DForward(h[0], h[1], p) }, out, x)
+	}, func(host hostCopy) error { return AvgPool2DForward(host(out), host(x), p) }, out, x)
 }
 
 func avgPool2DBackwardCUDA(dx, dout *Tensor, p Pool2DParams, g *poolGeom) error {
@@ -103,7 +103,7 @@ func avgPool2DBackwardCUDA(dx, dout *Tensor, p Pool2DParams, g *poolGeom) error 
 		var a cuda.Args
 		a.Ptr(dx.dptr()).Ptr(dout.dptr()).I64(int64(total))
 		return launchFit(kern.avgpool2d_backward_f32, total, poolArgs(&a, g))
-	}, func(h []*Tensor) error { return AvgPool2DBackward(h[0], h[1], p) }, dx, dout)
+	}, func(host hostCopy) error { return AvgPool2DBackward(host(dx), host(dout), p) }, dx, dout)
 }
 
 // planeBlock is the block size of the one-block-per-plane reductions: the
@@ -121,7 +121,7 @@ func globalAvgPoolForwardCUDA(out, x *Tensor, g *poolGeom) error {
 		var a cuda.Args
 		return cuda.Launch(kern.global_avgpool_forward_f32, cuda.D1(min(g.planes, planeGridMax)), cuda.D1(planeBlock(hw)), 0,
 			a.Ptr(out.dptr()).Ptr(x.dptr()).Int(g.planes).Int(hw))
-	}, func(h []*Tensor) error { return GlobalAvgPoolForward(h[0], h[1]) }, out, x)
+	}, func(host hostCopy) error { return GlobalAvgPoolForward(host(out), host(x)) }, out, x)
 }
 
 func globalAvgPoolBackwardCUDA(dx, dout *Tensor, g *poolGeom) error {
@@ -129,5 +129,5 @@ func globalAvgPoolBackwardCUDA(dx, dout *Tensor, g *poolGeom) error {
 		total := dx.Len()
 		var a cuda.Args
 		return launchFit(kern.global_avgpool_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).I64(int64(total)).Int(g.h*g.w))
-	}, func(h []*Tensor) error { return GlobalAvgPoolBackward(h[0], h[1]) }, dx, dout)
+	}, func(host hostCopy) error { return GlobalAvgPoolBackward(host(dx), host(dout)) }, dx, dout)
 }
