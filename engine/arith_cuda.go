@@ -18,9 +18,8 @@ func addCUDA(out, a, b *Tensor) error {
 }
 
 // scaleCUDA, like fillCUDA and sumSquaresCUDA, runs without the
-// KILN_CUDA_CHECK rerun, as Scale always has: the check covers the ops with
-// an output argument to compare, and wrapping these would change what
-// KILN_CUDA_CHECK=1 reruns.
+// KILN_CUDA_CHECK rerun, as Scale did before its launch moved here: moving
+// the launch was not to change what KILN_CUDA_CHECK=1 checks.
 func scaleCUDA(t *Tensor, s float64) error {
 	var args cuda.Args
 	if err := launchElt(kern.scale_f32, t.Len(), args.Ptr(t.dptr()).F32(float32(s)).I64(int64(t.Len()))); err != nil {

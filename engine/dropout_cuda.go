@@ -12,7 +12,8 @@ func dropoutForwardCUDA(out, mask, x *Tensor, p float64, rng *DropoutRNG, thresh
 	r := *rng // the CPU rerun of KILN_CUDA_CHECK draws from the same place
 	err := runCUDA("DropoutForward", func() error {
 		var a cuda.Args
-		a.Ptr(out.dptr()).Ptr(mask.dptr()).Ptr(x.dptr()).U64(rng.Seed).U64(rng.Offset).U64(threshold).F32(float32(scale)).I64(int64(n))
+		a.Ptr(out.dptr()).Ptr(mask.dptr()).Ptr(x.dptr()).U64(rng.Seed).U64(rng.Offset).U64(threshold).
+			F32(float32(scale)).I64(int64(n))
 		return launchElt(kern.dropout_forward_f32, n, &a)
 	}, func(host hostCopy) error { return DropoutForward(host(out), host(mask), host(x), p, true, &r) }, out, mask, x)
 	if err == nil {
