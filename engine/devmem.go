@@ -139,6 +139,13 @@ func (t *Tensor) Release() {
 // by the tensor it views).
 func (t *Tensor) Released() bool { return t != nil && t.mem != nil && t.mem.released }
 
+// ReleaseScratch gives back the device scratch ops keep between calls so a
+// steady step allocates nothing (today the cross-entropy's labels and
+// per-row results, sized by the largest batch seen). The next op that needs
+// it allocates it again. Trainer.Release calls it: with it, releasing the
+// last model returns every byte.
+func ReleaseScratch() { releaseXentScratch() }
+
 // Drop releases each buffer and forgets it (sets it to nil), so that the
 // next EnsureLike makes a new one: how a layer frees the buffers it owns.
 func Drop(bufs ...**Tensor) {

@@ -63,6 +63,21 @@ func xentUpload(labels []int32) error {
 	return nil
 }
 
+// releaseXentScratch frees the device labels and per-row results; the next
+// cross-entropy allocates them again.
+func releaseXentScratch() {
+	s := &xentState
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cap == 0 {
+		return
+	}
+	cuda.Free(s.labels, int64(4*s.cap))
+	cuda.Free(s.rows, int64(12*s.cap))
+	s.labels, s.rows, s.cap, s.valid = 0, 0, 0, false
+	s.host, s.results = nil, nil
+}
+
 // xentBlock is the block size for rows of k classes: a warp for small k, up
 // to 256 threads (a few values each) for large k.
 func xentBlock(k int) int {

@@ -12,8 +12,10 @@ import (
 // (or whoever called KeepOnDevice) is done with it. Release frees the rest.
 
 // Release frees the device memory of the trainer and its model: parameters,
-// gradients and layer buffers (layers.Release), the optimiser's state and
-// the trainer's own buffers. Neither may be used on the device afterwards.
+// gradients and layer buffers (layers.Release), the optimiser's state, the
+// trainer's own buffers and the engine's op scratch (engine.ReleaseScratch,
+// made again by the next op that needs it). Neither the trainer nor its
+// model may be used on the device afterwards.
 // A process that trains several models in turn (kiln tune, the benchmarks)
 // calls it after each.
 func (t *Trainer) Release() {
@@ -26,6 +28,7 @@ func (t *Trainer) Release() {
 		t.regressor.ReleaseBuffers()
 	}
 	engine.Drop(&t.xDev, &t.yDev, &t.evX)
+	engine.ReleaseScratch()
 }
 
 // ReleaseOptimizer frees an optimiser's device state, if it keeps any

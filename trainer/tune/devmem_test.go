@@ -28,8 +28,9 @@ func TestCUDATrialsGiveTheirMemoryBack(t *testing.T) {
 			t.Fatalf("trial %s: %v", name, err)
 		}
 	}
-	// The first trial also makes what the process keeps for good: the
-	// cross-entropy's scratch, sized by the batch.
+	// A first trial, so that what a process makes once (the data set's
+	// caches) is made before the baseline; Trainer.Release returns the rest,
+	// the engine's op scratch included.
 	run("warm", c)
 	base := cuda.Memory().InUse
 	for i, opt := range []string{"sgd", "adamw"} {
