@@ -75,12 +75,16 @@ type Trainer struct {
 	Run       *RunDir
 	Progress  io.Writer
 	Callbacks Callbacks
+	// World is the ranks that train together (data parallel, world.go);
+	// nil is this process alone.
+	World World
 
 	opt        Optimizer
 	classifier *Classifier
 	regressor  *Regressor
 	params     []*layers.Param
 	vis        *visualState // pictures and TensorBoard events (visuals.go)
+	grads      gradBuffer   // the flat buffer the ranks reduce (world.go)
 
 	device     engine.Device  // device.go
 	xDev, yDev *engine.Tensor // training batches on the device (reused)

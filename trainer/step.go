@@ -17,6 +17,9 @@ type Classifier struct {
 	Opt       Optimizer
 	Smoothing float64 // label smoothing ε
 	ClipNorm  float64 // clip the global gradient norm to this (0: off)
+	// Reduce, when set, runs between backward and clipping: data-parallel
+	// training averages the gradients over the ranks there.
+	Reduce func(params []*layers.Param) error
 
 	params  []*layers.Param
 	probs   *engine.Tensor
@@ -37,7 +40,7 @@ func (c *Classifier) Params() []*layers.Param { return c.params }
 //
 //	x: the model's input batch (N, …)  labels: N class indices
 func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (loss float64, correct int, err error) {
-	loss, err = step(c.Net, c.params, c.Opt, c.ClipNorm, x, lr, func(logits *engine.Tensor) (float64, *engine.Tensor, error) {
+	loss, err = step(c.Net, c.params, c.Opt, stepAfter{c.ClipNorm, c.Reduce}, x, lr, func(logits *engine.Tensor) (float64, *engine.Tensor, error) {
 		c.probs = engine.EnsureLike(c.probs, logits, logits.Shape()...)
 		c.dlogits = engine.EnsureLike(c.dlogits, logits, logits.Shape()...)
 		loss, n, err := engine.SoftmaxCrossEntropyForward(c.probs, logits, labels, c.Smoothing)
@@ -53,15 +56,19 @@ func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (lo
 	return loss, correct, err
 }
 
+// stepAfter is what a step does between backward and the update.
+type stepAfter struct {
+	clipNorm float64
+	reduce   func(params []*layers.Param) error
+}
+
 // step is what every training step shares: zero the gradients, forward,
-// the loss and the gradient of the outputs (lossGrad), backward, clip, and
-// update.
-func step(net layers.Layer, params []*layers.Param, opt Optimizer, clipNorm float64, x *engine.Tensor, lr float64,
+// the loss and the gradient of the outputs (lossGrad), backward, reduce
+// over the ranks, clip, and update.
+func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAfter, x *engine.Tensor, lr float64,
 	lossGrad func(out *engine.Tensor) (float64, *engine.Tensor, error)) (float64, error) {
-	for _, p := range params {
-		if err := p.Grad.Zero(); err != nil {
-			return 0, err
-		}
+	if err := zeroGrads(params); err != nil {
+		return 0, err
 	}
 	out, err := net.Forward(x)
 	if err != nil {
@@ -74,14 +81,43 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, clipNorm floa
 	if _, err := net.Backward(dout); err != nil {
 		return 0, err
 	}
-	if clipNorm > 0 {
-		// Only when clipping: the norm is a pass over every gradient (on the
-		// GPU, a device-to-host copy per parameter) that nothing else reads.
-		if _, err := ClipGradNorm(params, clipNorm); err != nil {
-			return loss, err
+	return loss, update(params, opt, after, lr)
+}
+
+// update is a step's end, from reduced gradients: clip, then the optimiser.
+func update(params []*layers.Param, opt Optimizer, after stepAfter, lr float64) error {
+	if after.reduce != nil {
+		if err := after.reduce(params); err != nil {
+			return err
 		}
 	}
-	return loss, opt.Step(params, lr)
+	if after.clipNorm > 0 {
+		// Only when clipping: the norm is a pass over every gradient (on the
+		// GPU, a device-to-host copy per parameter) that nothing else reads.
+		if _, err := ClipGradNorm(params, after.clipNorm); err != nil {
+			return err
+		}
+	}
+	return opt.Step(params, lr)
+}
+
+func zeroGrads(params []*layers.Param) error {
+	for _, p := range params {
+		if err := p.Grad.Zero(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// idleStep is the step of a rank whose shard of a short last batch is
+// empty: no forward or backward, a zero gradient into the reduction, and the
+// same update as every other rank.
+func idleStep(params []*layers.Param, opt Optimizer, after stepAfter, lr float64) error {
+	if err := zeroGrads(params); err != nil {
+		return err
+	}
+	return update(params, opt, after, lr)
 }
 
 // finiteTrainingLoss stops a run whose loss has diverged.
@@ -123,6 +159,7 @@ type Regressor struct {
 	Net      layers.Layer
 	Opt      Optimizer
 	ClipNorm float64
+	Reduce   func(params []*layers.Param) error // as Classifier's
 
 	params []*layers.Param
 	dpred  *engine.Tensor
@@ -140,7 +177,7 @@ func (r *Regressor) Params() []*layers.Param { return r.params }
 // TrainStep runs one step on predictions (N,1) against targets (N,1) and
 // returns the batch's mean squared error.
 func (r *Regressor) TrainStep(x, targets *engine.Tensor, lr float64) (float64, error) {
-	return step(r.Net, r.params, r.Opt, r.ClipNorm, x, lr, func(pred *engine.Tensor) (float64, *engine.Tensor, error) {
+	return step(r.Net, r.params, r.Opt, stepAfter{r.ClipNorm, r.Reduce}, x, lr, func(pred *engine.Tensor) (float64, *engine.Tensor, error) {
 		loss, err := engine.MSEForward(pred, targets)
 		if err != nil {
 			return 0, nil, err

@@ -29,6 +29,12 @@ type LoaderOptions struct {
 	// DType of the batch tensors: engine.Float32 (the default) or
 	// engine.Float64 (values converted).
 	DType engine.DType
+	// Shards > 1 serves shard Shard (from 0) of every batch, for data
+	// parallel training: BatchSize is the global batch, which Shards must
+	// divide, and every shard is a contiguous, disjoint part of it (a short
+	// last batch split as evenly as possible, the first shards taking one
+	// more), so the order of the samples does not depend on Shards.
+	Shard, Shards int
 }
 
 // Batch is one batch of samples. It and everything in it are reused: see
@@ -40,6 +46,7 @@ type Batch struct {
 	Indices []int          // the data set index of each sample
 	Epoch   int            // the epoch it belongs to
 	Index   int            // its position in the epoch, from 0
+	Total   int            // the samples of the whole batch, when this is one shard of it
 }
 
 // Size is the number of samples in the batch.
@@ -105,10 +112,25 @@ func NewLoader(ds *Dataset, o LoaderOptions) (*Loader, error) {
 	if o.Prefetch >= 0 {
 		nbuf = 1 + max(1, o.Prefetch)
 	}
-	bs := min(o.BatchSize, n)
+	if o.Shards <= 1 {
+		o.Shard, o.Shards = 0, 1
+	}
+	if o.BatchSize%o.Shards != 0 || o.Shard < 0 || o.Shard >= o.Shards {
+		return nil, fmt.Errorf("data: shard %d of %d of a batch of %d: the shards must divide the batch", o.Shard, o.Shards, o.BatchSize)
+	}
+	l.opts = o
+	bs := min(o.BatchSize, n) / o.Shards
 	short := n % o.BatchSize
 	if o.DropLast || n < o.BatchSize {
 		short = 0
+	}
+	if o.Shards > 1 {
+		// A data set smaller than one batch is one short batch.
+		if n < o.BatchSize {
+			short = n
+		}
+		_, short = shardOf(short, o.Shard, o.Shards)
+		bs = max(o.BatchSize/o.Shards, short)
 	}
 	c, h, w := ds.Channels, ds.Height, ds.Width
 	s := ds.SampleSize()
@@ -323,7 +345,10 @@ func (l *Loader) fill(b *buffer, epoch, i int) {
 	bs := l.opts.BatchSize
 	lo := i * bs
 	hi := min(lo+bs, ds.Len())
-	n := hi - lo
+	total := hi - lo
+	off, n := shardOf(total, l.opts.Shard, l.opts.Shards)
+	lo += off
+	hi = lo + n
 	idx := b.indices[:n]
 	copy(idx, l.perm[lo:hi])
 	x := b.xFull
@@ -332,7 +357,9 @@ func (l *Loader) fill(b *buffer, epoch, i int) {
 	}
 	s := ds.SampleSize()
 	var scratch []float32
-	if x.DType() == engine.Float64 {
+	if n == 0 { // an empty shard of a short batch: nil tensors
+		x = nil
+	} else if x.DType() == engine.Float64 {
 		scratch = l.scratchBuf
 	}
 	for j, k := range idx {
@@ -355,11 +382,11 @@ func (l *Loader) fill(b *buffer, epoch, i int) {
 			}
 		}
 	}
-	b.batch = Batch{X: x, Indices: idx, Epoch: epoch, Index: i}
+	b.batch = Batch{X: x, Indices: idx, Epoch: epoch, Index: i, Total: total}
 	if ds.Task == Regression {
 		t := b.tFull
 		if n < len(b.indices) {
-			t = b.tShort
+			t = b.tShort // nil for an empty shard: the loop does not run
 		}
 		// Host tensors, as the images above: written through their slices.
 		for j, k := range idx {
@@ -377,6 +404,20 @@ func (l *Loader) fill(b *buffer, epoch, i int) {
 		}
 		b.batch.Labels = labels
 	}
+}
+
+// shardOf is where shard k of shards starts in a batch of total samples,
+// and how many it takes: an even split, the first shards one more.
+func shardOf(total, k, shards int) (off, n int) {
+	q, r := total/shards, total%shards
+	return k*q + min(k, r), q + btoi(k < r)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // augment writes src randomly cropped (from the image padded with black by

@@ -1,0 +1,114 @@
+package trainer
+
+import (
+	"fmt"
+	"hash/fnv"
+
+	"github.com/kiln-ml/kiln/layers"
+)
+
+// World is the set of processes that train one model together, data
+// parallel: what Fit needs of MPI and nothing more. The trainer never
+// imports MPI itself (it is cgo and a build tag): kiln train hands it
+// package mpi's World under mpirun, and a one-process world otherwise.
+// Every rank makes the same calls in the same order with buffers of the
+// same length.
+type World interface {
+	Rank() int
+	Size() int
+	// AllreduceSumFloat32 replaces buf on every rank by the element-wise
+	// sum of every rank's buf, with the same bits on every rank.
+	AllreduceSumFloat32(buf []float32) error
+	AllreduceSumFloat64(buf []float64) error
+	// BroadcastFloat32 copies root's buf into every rank's buf.
+	BroadcastFloat32(buf []float32, root int) error
+	// Agree is nil on every rank when every rank passed the same bytes, an
+	// error naming the ranks that differ otherwise.
+	Agree(what string, value []byte) error
+}
+
+// Solo is the world of one process: every collective leaves its buffer as
+// it is. A Trainer without a World runs in it.
+type Solo struct{}
+
+func (Solo) Rank() int                             { return 0 }
+func (Solo) Size() int                             { return 1 }
+func (Solo) AllreduceSumFloat32([]float32) error   { return nil }
+func (Solo) AllreduceSumFloat64([]float64) error   { return nil }
+func (Solo) BroadcastFloat32([]float32, int) error { return nil }
+func (Solo) Agree(string, []byte) error            { return nil }
+
+// world is the trainer's world, Solo when none was set.
+func (t *Trainer) world() World {
+	if t.World == nil {
+		return Solo{}
+	}
+	return t.World
+}
+
+// distributed reports whether the trainer shares its steps with other ranks.
+func (t *Trainer) distributed() bool { return t.world().Size() > 1 }
+
+// gradBuffer is every parameter's gradient in one flat buffer, in the
+// parameters' order: built once, reduced in one call per step.
+type gradBuffer struct {
+	flat []float32
+}
+
+// reduceGrads replaces every rank's gradients by their weighted sum over the
+// ranks, each rank's scaled by scale (its share of the global batch), so
+// that every rank holds the gradient of the global batch's mean loss, bit
+// for bit the same. CPU tensors only.
+func (t *Trainer) reduceGrads(params []*layers.Param, scale float64) error {
+	n := 0
+	for _, p := range params {
+		n += p.Grad.Len()
+	}
+	if len(t.grads.flat) != n {
+		t.grads.flat = make([]float32, n)
+	}
+	flat, off := t.grads.flat, 0
+	s := float32(scale)
+	for _, p := range params {
+		g := p.Grad.Float32()
+		if g == nil {
+			return fmt.Errorf("data-parallel training needs float32 gradients on the CPU, not %v", p.Grad.DType())
+		}
+		for i, v := range g {
+			flat[off+i] = v * s
+		}
+		off += len(g)
+	}
+	if err := t.world().AllreduceSumFloat32(flat); err != nil {
+		return fmt.Errorf("all-reduce of the gradients: %w", err)
+	}
+	off = 0
+	for _, p := range params {
+		g := p.Grad.Float32()
+		copy(g, flat[off:off+len(g)])
+		off += len(g)
+	}
+	return nil
+}
+
+// broadcastParams copies rank 0's parameters and buffers to every rank.
+func (t *Trainer) broadcastParams() error {
+	for i, p := range t.params {
+		v := p.Value.Float32()
+		if v == nil {
+			return fmt.Errorf("data-parallel training needs float32 parameters on the CPU, not %v", p.Value.DType())
+		}
+		if err := t.world().BroadcastFloat32(v, 0); err != nil {
+			return fmt.Errorf("broadcast of parameter %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// agreeHash checks that every rank holds the same thing, by a hash of its
+// bytes.
+func agreeHash(w World, what string, b []byte) error {
+	h := fnv.New128a()
+	h.Write(b)
+	return w.Agree(what, h.Sum(nil))
+}
