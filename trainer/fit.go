@@ -51,6 +51,7 @@ type Summary struct {
 	TrainImagesPerSec float64  `json:"train_images_per_sec"`
 	TrainSeconds      float64  `json:"train_seconds"`
 	Confusion         [][]int  `json:"confusion,omitempty"`
+	WorldSize         int      `json:"world_size,omitempty"` // ranks that trained it, when more than one
 }
 
 // EvalResult holds a model's figures on one data set.
@@ -85,6 +86,7 @@ type Trainer struct {
 	params     []*layers.Param
 	vis        *visualState // pictures and TensorBoard events (visuals.go)
 	grads      gradBuffer   // the flat buffer the ranks reduce (world.go)
+	gradScale  float64      // this rank's share of the step's global batch
 
 	device     engine.Device  // device.go
 	xDev, yDev *engine.Tensor // training batches on the device (reused)
@@ -195,8 +197,12 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	if err := t.checkMemory(s.Train); err != nil {
 		return nil, err
 	}
+	if err := t.prepareWorld(s); err != nil {
+		return nil, err
+	}
+	w := t.world()
 	loader, err := data.NewLoader(s.Train, data.LoaderOptions{BatchSize: c.Batch, Shuffle: true, DropLast: c.DropLast,
-		Augment: c.Augment, Seed: c.Seed})
+		Augment: c.Augment, Seed: c.Seed, Shard: w.Rank(), Shards: w.Size()})
 	if err != nil {
 		return nil, err
 	}
@@ -321,9 +327,10 @@ func (f *fitRun) trainStep(b *data.Batch) error {
 	f.sums.Count += b.Size()
 	f.sums.Correct += correct
 	f.step++
-	f.images += b.Size()
+	n := max(b.Total, b.Size()) // every rank's images
+	f.images += n
 	if f.bar != nil {
-		_ = f.bar.Add(b.Size())
+		_ = f.bar.Add(n)
 	}
 	return nil
 }
@@ -343,6 +350,9 @@ func (f *fitRun) interrupt() error {
 func (f *fitRun) endEpoch() error {
 	t := f.t
 	f.epochs++
+	if err := t.reduceSums(&f.sums); err != nil {
+		return err
+	}
 	tr := f.trainRecord()
 	if err := f.record(tr); err != nil {
 		return err
@@ -533,6 +543,9 @@ func (f *fitRun) summary() *Summary {
 		EpochsRun: f.epochs, Steps: f.step, TrainSeconds: f.elapsed, Weights: LastWeights,
 		TrainImagesPerSec: float64(f.images) / math.Max(time.Since(f.start).Seconds(), 1e-9),
 		StoppedEarly:      f.stopReason != "", StopReason: f.stopReason}
+	if w := f.t.world().Size(); w > 1 {
+		sum.WorldSize = w
+	}
 	if f.stopReason == "" {
 		sum.StopReason = fmt.Sprintf("completed %d epochs", c.Epochs)
 	} else {
@@ -582,7 +595,9 @@ func (t *Trainer) stepError(err error, epoch, step int) error {
 // Evaluate runs the model in evaluation mode over ds and returns its figures.
 func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 	c := t.Config
-	loader, err := data.NewLoader(ds, data.LoaderOptions{BatchSize: max(c.Batch, 256), Prefetch: -1})
+	w := t.world() // each rank evaluates its shard of every batch
+	loader, err := data.NewLoader(ds, data.LoaderOptions{BatchSize: max(c.Batch, 256) * w.Size(), Prefetch: -1,
+		Shard: w.Rank(), Shards: w.Size()})
 	if err != nil {
 		return EvalResult{}, err
 	}
@@ -592,6 +607,9 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 	defer engine.Drop(&t.evX) // an evaluation leaves device memory as it found it
 	acc := t.newTask().newEvaluation(ds)
 	for b := range loader.Batches(0, 0) {
+		if b.Size() == 0 {
+			continue
+		}
 		x, err := t.onDevice(&t.evX, b.X)
 		if err != nil {
 			return EvalResult{}, err
@@ -607,6 +625,9 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
 		if err := acc.add(out, b); err != nil {
 			return EvalResult{}, err
 		}
+	}
+	if err := acc.reduce(w); err != nil {
+		return EvalResult{}, err
 	}
 	return acc.result(), nil
 }

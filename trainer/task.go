@@ -34,6 +34,9 @@ type evaluation interface {
 	// add takes a batch's outputs (on the host); the batch's mean loss must
 	// be finite.
 	add(out *engine.Tensor, b *data.Batch) error
+	// reduce adds up every rank's sums, so that result is the whole data
+	// set's (each rank added its shard).
+	reduce(w World) error
 	result() EvalResult
 }
 
@@ -98,6 +101,31 @@ func (e *classEvaluation) add(out *engine.Tensor, b *data.Batch) error {
 		return err
 	}
 	return e.m.Add(loss, out, b.Labels)
+}
+
+func (e *classEvaluation) reduce(w World) error {
+	if w.Size() == 1 {
+		return nil
+	}
+	m := e.m
+	buf := []float64{m.LossSum, float64(m.Count), float64(m.Correct), float64(m.Top5)}
+	for _, row := range m.Confusion {
+		for _, v := range row {
+			buf = append(buf, float64(v))
+		}
+	}
+	if err := w.AllreduceSumFloat64(buf); err != nil {
+		return err
+	}
+	m.LossSum, m.Count, m.Correct, m.Top5 = buf[0], int(buf[1]), int(buf[2]), int(buf[3])
+	k := 4
+	for _, row := range m.Confusion {
+		for j := range row {
+			row[j] = int(buf[k])
+			k++
+		}
+	}
+	return nil
 }
 
 func (e *classEvaluation) result() EvalResult {
@@ -172,6 +200,19 @@ func (e *regressionEvaluation) add(out *engine.Tensor, b *data.Batch) error {
 		e.targ = append(e.targ, e.ds.TargetValue(targ[i]))
 	}
 	e.m.Add(loss, e.pred, e.targ)
+	return nil
+}
+
+func (e *regressionEvaluation) reduce(w World) error {
+	if w.Size() == 1 {
+		return nil
+	}
+	m := &e.m
+	buf := []float64{float64(m.Count), m.SumSq, m.SumAbs, m.SumY, m.SumYY, m.LossSum}
+	if err := w.AllreduceSumFloat64(buf); err != nil {
+		return err
+	}
+	m.Count, m.SumSq, m.SumAbs, m.SumY, m.SumYY, m.LossSum = int(buf[0]), buf[1], buf[2], buf[3], buf[4], buf[5]
 	return nil
 }
 

@@ -28,7 +28,16 @@ func (t *Trainer) KeepOnDevice(ds *data.Dataset) *DeviceData {
 // Fit does, and returns the batch's mean loss and, for classification, the
 // count of correct answers. d is ds kept on the device by KeepOnDevice, or
 // nil. A loss that is not finite is an error.
+//
+// In a world of several ranks (Trainer.World) every rank calls it at once
+// with its shard of the same global batch, an empty one included: the
+// gradients are averaged over the ranks, each weighted by its share of
+// the samples, before the update, and the loss and count are this rank's.
 func (t *Trainer) TrainOnBatch(d *DeviceData, b *data.Batch, lr float64) (loss float64, correct int, err error) {
+	t.gradScale = t.shareOf(b)
+	if b.Size() == 0 {
+		return 0, 0, t.idleStep(lr)
+	}
 	var g *gpuData
 	if d != nil {
 		g = d.g

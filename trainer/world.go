@@ -1,10 +1,16 @@
 package trainer
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"hash"
 	"hash/fnv"
+	"math"
 
+	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 // World is the set of processes that train one model together, data
@@ -111,4 +117,99 @@ func agreeHash(w World, what string, b []byte) error {
 	h := fnv.New128a()
 	h.Write(b)
 	return w.Agree(what, h.Sum(nil))
+}
+
+// prepareWorld readies a data-parallel run before its first step: the
+// global batch must divide among the ranks, every rank must hold the same
+// configuration and data, every rank starts from rank 0's parameters, and
+// each step reduces the gradients. A one-process world needs none of it.
+func (t *Trainer) prepareWorld(s *data.Splits) error {
+	w := t.world()
+	if w.Size() == 1 {
+		return nil
+	}
+	c := t.Config
+	if t.device != engine.CPU {
+		return fmt.Errorf("data-parallel training runs on the CPU so far (%v asked; NCCL for GPUs is to come)", t.device)
+	}
+	if c.Batch%w.Size() != 0 {
+		return fmt.Errorf("--batch %d is the global batch, split evenly across the %d ranks: it must be a multiple of %d (say --batch %d)",
+			c.Batch, w.Size(), w.Size(), (c.Batch/w.Size()+1)*w.Size())
+	}
+	if err := agreeHash(w, "the configuration", resumeKey(c)); err != nil {
+		return err
+	}
+	if err := agreeHash(w, "the data set", splitsBytes(s)); err != nil {
+		return err
+	}
+	if err := t.broadcastParams(); err != nil {
+		return err
+	}
+	reduce := func(ps []*layers.Param) error { return t.reduceGrads(ps, t.gradScale) }
+	if t.classifier != nil {
+		t.classifier.Reduce = reduce
+	} else {
+		t.regressor.Reduce = reduce
+	}
+	return nil
+}
+
+// splitsBytes is what identifies the data of a run, for agreeHash: every
+// split's samples, labels and targets.
+func splitsBytes(s *data.Splits) []byte {
+	h := sha256.New()
+	for _, ds := range []*data.Dataset{s.Train, s.Val, s.Test} {
+		if ds == nil {
+			h.Write([]byte{0})
+			continue
+		}
+		fmt.Fprintf(h, "%s %d %d %d %d;", ds.Name, ds.Len(), ds.Channels, ds.Height, ds.Width)
+		writeFloats(h, ds.Images)
+		writeFloats(h, ds.Targets)
+		for _, l := range ds.Labels {
+			h.Write([]byte{byte(l), byte(l >> 8), byte(l >> 16), byte(l >> 24)})
+		}
+	}
+	return h.Sum(nil)
+}
+
+func writeFloats(h hash.Hash, v []float32) {
+	var b [4 << 10]byte
+	for len(v) > 0 {
+		n := min(len(v), len(b)/4)
+		for i, f := range v[:n] {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+		}
+		h.Write(b[:4*n])
+		v = v[n:]
+	}
+}
+
+// shareOf is the weight of batch b's gradient in the global batch's: its
+// share of the samples (b is one rank's shard of it).
+func (t *Trainer) shareOf(b *data.Batch) float64 {
+	if b.Total > 0 {
+		return float64(b.Size()) / float64(b.Total)
+	}
+	return 1 / float64(t.world().Size())
+}
+
+// reduceSums adds up every rank's epoch sums.
+func (t *Trainer) reduceSums(s *epochSums) error {
+	buf := []float64{s.LossSum, float64(s.Count), float64(s.Correct)}
+	if err := t.world().AllreduceSumFloat64(buf); err != nil {
+		return err
+	}
+	s.LossSum, s.Count, s.Correct = buf[0], int(buf[1]), int(buf[2])
+	return nil
+}
+
+// idleStep is TrainOnBatch's step on an empty shard.
+func (t *Trainer) idleStep(lr float64) error {
+	if t.classifier != nil {
+		c := t.classifier
+		return idleStep(c.params, c.Opt, stepAfter{c.ClipNorm, c.Reduce}, lr)
+	}
+	r := t.regressor
+	return idleStep(r.params, r.Opt, stepAfter{r.ClipNorm, r.Reduce}, lr)
 }

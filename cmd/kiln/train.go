@@ -17,6 +17,7 @@ import (
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/mpi"
 	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
 )
@@ -105,8 +106,20 @@ func runTrain(c trainer.Config, resume bool) error {
 	return err
 }
 
-// train is kiln train once its run directory is named.
+// train is kiln train once its run directory is named. Under mpirun it is
+// one rank of a data-parallel run (world.go), and rank 0 alone writes the
+// run directory.
 func train(c trainer.Config, resume bool) error {
+	world, err := joinWorld(resume)
+	if err != nil {
+		return err
+	}
+	if world != nil {
+		defer world.Finalize()
+		if world.Rank() != 0 {
+			return trainRank(c, world)
+		}
+	}
 	console := logger()
 	ts, err := setupTraining(&c, console)
 	if err != nil {
@@ -128,6 +141,7 @@ func train(c trainer.Config, resume bool) error {
 	}
 	tr.Log = run.Logger(os.Stderr)
 	tr.Run = run
+	useWorld(world, c, tr)
 	if err := run.WriteStart(c, c.Model, spec); err != nil {
 		return err
 	}
@@ -143,6 +157,24 @@ func train(c trainer.Config, resume bool) error {
 	}
 	printSummary(sum, c.RunDir)
 	return nil
+}
+
+// trainRank is kiln train on a rank other than 0: the same steps, with no
+// run directory, progress bar or summary.
+func trainRank(c trainer.Config, world *mpi.World) error {
+	ts, err := setupTraining(&c, rankLogger())
+	if err != nil {
+		return err
+	}
+	ts.tr.Log = rankLogger()
+	useWorld(world, c, ts.tr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err = ts.tr.Fit(ctx, ts.splits)
+	if errors.Is(err, trainer.ErrInterrupted) {
+		return exitError{err, 130}
+	}
+	return err
 }
 
 // printFinished answers --resume of a run that has ended: its outcome, and

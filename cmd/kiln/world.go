@@ -1,0 +1,53 @@
+package main
+
+import (
+	"errors"
+	"runtime"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/mpi"
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+// The MPI world is what the trainer asks of one (both builds: without the
+// mpi build tag it is one process).
+var _ trainer.World = (*mpi.World)(nil)
+
+// joinWorld joins the ranks that mpirun (or srun) started with this one, for
+// data-parallel training; outside a launcher, or as its only process, it
+// returns nil and touches no MPI. A build without MPI started as one of
+// several ranks is refused (mpi.Init says how to build one that can).
+func joinWorld(resume bool) (*mpi.World, error) {
+	if l, ok := mpi.Launched(); !ok || l.Size <= 1 {
+		return nil, nil
+	}
+	w, err := mpi.Init()
+	if err != nil {
+		return nil, err
+	}
+	if resume && w.Size() > 1 {
+		_ = w.Finalize()
+		return nil, usageError{errors.New("--resume of a data-parallel run is not supported yet: resume it without mpirun")}
+	}
+	return w, nil
+}
+
+// useWorld hands the world to the trainer: --threads defaults to the cores
+// divided among the ranks on this machine, and every log line carries the
+// rank.
+func useWorld(w *mpi.World, c trainer.Config, tr *trainer.Trainer) {
+	if w == nil {
+		return
+	}
+	tr.World = w
+	if c.Threads == 0 {
+		engine.SetThreads(max(1, runtime.NumCPU()/w.LocalSize()))
+	}
+	tr.Log = tr.Log.With().Int("rank", w.Rank()).Logger()
+}
+
+// rankLogger is the console logger of a rank other than 0, which writes no
+// run directory.
+func rankLogger() zerolog.Logger { return logger() }
