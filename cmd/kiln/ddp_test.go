@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-ml/kiln/engine/safetensors"
+)
+
+// Data-parallel training (issue 18) with real ranks: kiln built with the
+// mpi tag, run by mpirun -np 2 on this machine over loopback, against one
+// process at the same global batch, on a model without batch norm. Skips,
+// saying why, without mpirun or Open MPI's headers, unless REQUIRE_MPI=1.
+func TestDataParallelTwoRanks(t *testing.T) {
+	mpirun := needMPIRun(t)
+	needMNIST(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kiln-mpi")
+	build := exec.Command(goTool(), "build", "-tags", "mpi", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags mpi: %v\n%s", err, out)
+	}
+	// 540 training images in batches of 64: 9 steps an epoch, the last
+	// short (28, 14 a rank); 6 epochs, 54 steps.
+	args := func(run string) []string {
+		return []string{"train", "--model", "mlp", "--dataset", "mnist", "--subset", "0.01", "--epochs", "6", "--batch", "64",
+			"--seed", "1", "--device", "cpu", "--threads", "1", "--no-visuals", "--run-dir", filepath.Join(dir, run)}
+	}
+	if out, err := exec.Command(bin, args("one")...).CombinedOutput(); err != nil {
+		t.Fatalf("one process: %v\n%s", err, out)
+	}
+	out := mpiRun(t, mpirun, 2, bin, args("two")...)
+	mpiRun(t, mpirun, 2, bin, args("again")...)
+
+	compareMetrics(t, filepath.Join(dir, "one"), filepath.Join(dir, "two"), 1e-5)
+	compareWeights(t, filepath.Join(dir, "one", "last.safetensors"), filepath.Join(dir, "two", "last.safetensors"), 1e-5)
+	compareWeights(t, filepath.Join(dir, "two", "last.safetensors"), filepath.Join(dir, "again", "last.safetensors"), 0)
+
+	var sum struct {
+		WorldSize int `json:"world_size"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "two", "summary.json"))
+	if err != nil || json.Unmarshal(b, &sum) != nil || sum.WorldSize != 2 {
+		t.Errorf("summary.json of the 2-rank run: world_size %d (%v), want 2", sum.WorldSize, err)
+	}
+	plain := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(out, "")
+	for _, r := range []string{"rank=0", "rank=1"} {
+		if !strings.Contains(plain, r) {
+			t.Errorf("no log line carries %s; output:\n%s", r, plain)
+		}
+	}
+
+	t.Run("batch that does not divide", func(t *testing.T) {
+		a := append(args("odd"), "--batch", "63")
+		out, err := runMPIErr(t, mpirun, 2, bin, a...)
+		if err == nil || !strings.Contains(out, "--batch 63 is the global batch") {
+			t.Errorf("--batch 63 on 2 ranks: %v, want a refusal naming it; output:\n%s", err, out)
+		}
+	})
+}
+
+// needMPIRun returns mpirun's path, or skips (fails with REQUIRE_MPI=1)
+// when MPI cannot be run or built against here.
+func needMPIRun(t *testing.T) string {
+	t.Helper()
+	missing := func(what string) {
+		if os.Getenv("REQUIRE_MPI") == "1" {
+			t.Fatalf("REQUIRE_MPI=1 but %s (Debian: apt-get install openmpi-bin libopenmpi-dev)", what)
+		}
+		t.Skipf("skipping the data-parallel tests: %s (Debian: apt-get install openmpi-bin libopenmpi-dev)", what)
+	}
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		missing("mpirun is not on PATH")
+	}
+	if err := exec.Command("pkg-config", "--exists", "ompi-c").Run(); err != nil {
+		missing("pkg-config finds no ompi-c (Open MPI's headers)")
+	}
+	return mpirun
+}
+
+// runMPIErr runs prog under mpirun with np ranks on this machine and ends
+// it after two minutes at most.
+func runMPIErr(t *testing.T, mpirun string, np int, prog string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mpirun, append([]string{"--allow-run-as-root", "--oversubscribe",
+		"-np", strconv.Itoa(np), prog}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("mpirun -np %d still running after two minutes; output:\n%s", np, out)
+	}
+	return string(out), err
+}
+
+func mpiRun(t *testing.T, mpirun string, np int, prog string, args ...string) string {
+	t.Helper()
+	out, err := runMPIErr(t, mpirun, np, prog, args...)
+	if err != nil {
+		t.Fatalf("mpirun -np %d kiln %s: %v\n%s", np, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// compareMetrics checks that two runs recorded the same records with losses
+// within tol relative.
+func compareMetrics(t *testing.T, a, b string, tol float64) {
+	t.Helper()
+	ra, rb := readMetrics(t, a), readMetrics(t, b)
+	if len(ra) != len(rb) || len(ra) == 0 {
+		t.Fatalf("%d metrics records against %d", len(ra), len(rb))
+	}
+	for i := range ra {
+		x, y := ra[i], rb[i]
+		if x.Split != y.Split || x.Step != y.Step {
+			t.Fatalf("record %d: %s at step %d against %s at step %d", i, x.Split, x.Step, y.Split, y.Step)
+		}
+		if d := math.Abs(x.Loss-y.Loss) / math.Abs(x.Loss); d > tol {
+			t.Errorf("%s loss at step %d: %v against %v (%.2g relative)", x.Split, x.Step, x.Loss, y.Loss, d)
+		}
+	}
+}
+
+type metricLine struct {
+	Split string  `json:"split"`
+	Step  int     `json:"step"`
+	Loss  float64 `json:"loss"`
+}
+
+func readMetrics(t *testing.T, run string) []metricLine {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(run, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []metricLine
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m metricLine
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// compareWeights checks every tensor of two weight files: each element
+// within tol of the tensor's largest magnitude (tol 0: the same bits).
+func compareWeights(t *testing.T, a, b string, tol float64) {
+	t.Helper()
+	ta, _, err := safetensors.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, _, err := safetensors.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ta) != len(tb) || len(ta) == 0 {
+		t.Fatalf("%d tensors against %d", len(ta), len(tb))
+	}
+	for name, x := range ta {
+		y, ok := tb[name]
+		if !ok {
+			t.Fatalf("%s missing from %s", name, b)
+		}
+		xv, yv := x.Values(), y.Values()
+		if tol == 0 {
+			if !slices.Equal(xv, yv) {
+				t.Errorf("%s: the two 2-rank runs' weights differ", name)
+			}
+			continue
+		}
+		scale, worst := 0.0, 0.0
+		for i := range xv {
+			scale = max(scale, math.Abs(xv[i]))
+			worst = max(worst, math.Abs(xv[i]-yv[i]))
+		}
+		if worst > tol*scale {
+			t.Errorf("%s: weights differ by %.3g, %.2g of the largest (%.3g)", name, worst, worst/scale, scale)
+		}
+	}
+}
