@@ -67,6 +67,10 @@ type Config struct {
 	// NoVisuals skips histograms.jsonl, visuals.json and the event file's
 	// histograms (scalars are still written): for speed-sensitive runs.
 	NoVisuals bool `json:"no_visuals,omitempty" yaml:"no_visuals,omitempty"`
+	// WorldSize is the number of ranks that train the run together (data
+	// parallel, under mpirun), when more than one. kiln train sets it from
+	// the launcher, not from a flag; config.yaml records it.
+	WorldSize int `json:"world_size,omitempty" yaml:"world_size,omitempty"`
 }
 
 // DefaultConfig is `kiln train` with no flags: LeNet on MNIST on the CPU,
@@ -336,6 +340,7 @@ var numberRules = []numberRule{
 	{"threads", func(c *Config) float64 { return float64(c.Threads) }, closed(0, MaxThreads), fmt.Sprintf("in [0, %d] (0: all cores)", MaxThreads), true},
 	{"stop_after_epoch", func(c *Config) float64 { return float64(c.StopAfterEpoch) }, atLeast(0), "in [0, epochs] (0: run them all)", true},
 	{"memory_limit_mb", func(c *Config) float64 { return float64(c.MemoryLimitMB) }, atLeast(0), "at least 0 (0: the memory available)", true},
+	{"world_size", func(c *Config) float64 { return float64(c.WorldSize) }, atLeast(0), "at least 0 (set by the launcher)", true},
 }
 
 // SettingRange says what a numeric setting accepts, by its configuration

@@ -110,6 +110,7 @@ var numericCases = []numericCase{
 	{"threads", "5000", "in [0, 1024]"},
 	{"stop_after_epoch", "9", "in [0, "},
 	{"memory_limit_mb", "-1", "at least 0"},
+	{"world_size", "-1", "at least 0"},
 	{"classes", "[-1]", "at least 0"},
 	{"milestones", "[0]", "at least 1"},
 }

@@ -54,6 +54,9 @@ func TestDataParallelTwoRanks(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &sum) != nil || sum.WorldSize != 2 {
 		t.Errorf("summary.json of the 2-rank run: world_size %d (%v), want 2", sum.WorldSize, err)
 	}
+	if b, err := os.ReadFile(filepath.Join(dir, "two", "config.yaml")); err != nil || !strings.Contains(string(b), "world_size: 2\n") {
+		t.Errorf("config.yaml of the 2-rank run does not record world_size: 2 (%v):\n%s", err, b)
+	}
 	plain := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(out, "")
 	for _, r := range []string{"rank=0", "rank=1"} {
 		if !strings.Contains(plain, r) {

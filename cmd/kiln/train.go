@@ -114,6 +114,10 @@ func train(c trainer.Config, resume bool) error {
 	if err != nil {
 		return err
 	}
+	c.WorldSize = 0
+	if world != nil && world.Size() > 1 {
+		c.WorldSize = world.Size()
+	}
 	if world != nil {
 		defer world.Finalize()
 		if world.Rank() != 0 {

@@ -64,6 +64,7 @@ var untunable = map[string]string{
 	"device":           "the tune runs every trial on one device",
 	"stop_after_epoch": "the tune runs trials to the end or stops them itself",
 	"memory_limit_mb":  "set it for the whole tune",
+	"world_size":       "it is the number of ranks mpirun starts, not a setting",
 }
 
 // configFields maps each Config setting's name to its Go kind.
