@@ -1,0 +1,170 @@
+package trainer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kiln-ml/kiln/layers"
+)
+
+// memGroup is a world of ranks that are goroutines of this process: what
+// the MPI world does, for tests without MPI. Sums add in rank order.
+type memGroup struct {
+	n     int
+	mu    sync.Mutex
+	count int
+	gen   chan struct{}
+	slots []any
+}
+
+func newMemWorlds(n int) []World {
+	g := &memGroup{n: n, gen: make(chan struct{}), slots: make([]any, n)}
+	ws := make([]World, n)
+	for r := range ws {
+		ws[r] = memWorld{r, g}
+	}
+	return ws
+}
+
+// wait returns once every rank has called it.
+func (g *memGroup) wait() {
+	g.mu.Lock()
+	ch := g.gen
+	if g.count++; g.count == g.n {
+		g.count, g.gen = 0, make(chan struct{})
+		close(ch)
+	}
+	g.mu.Unlock()
+	<-ch
+}
+
+type memWorld struct {
+	rank int
+	g    *memGroup
+}
+
+func (w memWorld) Rank() int { return w.rank }
+func (w memWorld) Size() int { return w.g.n }
+
+// exchange puts v in the rank's slot and returns every rank's, once all
+// have; the slots stay until every rank has read them.
+func exchange[T any](w memWorld, v T, read func(all []T)) {
+	w.g.slots[w.rank] = v
+	w.g.wait()
+	all := make([]T, w.g.n)
+	for r := range all {
+		all[r] = w.g.slots[r].(T)
+	}
+	read(all)
+	w.g.wait()
+}
+
+func sumInto[T float32 | float64](w memWorld, buf []T) error {
+	exchange(w, slices.Clone(buf), func(all [][]T) {
+		for i := range buf {
+			var s T
+			for _, b := range all {
+				s += b[i]
+			}
+			buf[i] = s
+		}
+	})
+	return nil
+}
+
+func (w memWorld) AllreduceSumFloat32(buf []float32) error { return sumInto(w, buf) }
+func (w memWorld) AllreduceSumFloat64(buf []float64) error { return sumInto(w, buf) }
+
+func (w memWorld) BroadcastFloat32(buf []float32, root int) error {
+	exchange(w, slices.Clone(buf), func(all [][]float32) { copy(buf, all[root]) })
+	return nil
+}
+
+func (w memWorld) Agree(what string, value []byte) error {
+	var err error
+	exchange(w, value, func(all [][]byte) {
+		for r, v := range all {
+			if !bytes.Equal(v, all[0]) {
+				err = fmt.Errorf("ranks disagree on %s: rank %d", what, r)
+			}
+		}
+	})
+	return err
+}
+
+// fitRanks runs Fit on every rank of a world at once, each with the
+// configuration change asks of its rank, and returns the ranks' trainers
+// and errors.
+func fitRanks(t *testing.T, ws []World, change func(rank int, c *Config)) ([]*Trainer, []*Summary, []error) {
+	t.Helper()
+	trs, sums, errs := make([]*Trainer, len(ws)), make([]*Summary, len(ws)), make([]error, len(ws))
+	var wg sync.WaitGroup
+	for r, w := range ws {
+		c := blobConfig()
+		c.Batch, c.Epochs = 30, 2
+		change(r, &c)
+		trs[r] = newBlobTrainer(t, c, "", false)
+		trs[r].World = w
+		wg.Go(func() { sums[r], errs[r] = trs[r].Fit(context.Background(), blobSplits(t)) })
+	}
+	wg.Wait()
+	return trs, sums, errs
+}
+
+// Three ranks at a global batch of 30 train as one process does: 512
+// samples make a last batch of 2, whose third shard is empty.
+func TestThreeRanksTrainAsOneProcess(t *testing.T) {
+	one, sums1, errs := fitRanks(t, []World{Solo{}}, func(int, *Config) {})
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	trs, sums, errs := fitRanks(t, newMemWorlds(3), func(int, *Config) {})
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	want := layers.State(one[0].Model)
+	for r, tr := range trs {
+		if d := math.Abs(sums[r].TestLoss-sums1[0].TestLoss) / sums1[0].TestLoss; d > 1e-5 {
+			t.Errorf("rank %d: test loss %v, one process %v", r, sums[r].TestLoss, sums1[0].TestLoss)
+		}
+		if sums[r].WorldSize != 3 || sums[r].Steps != sums1[0].Steps {
+			t.Errorf("rank %d: world_size %d, %d steps (one process: %d)", r, sums[r].WorldSize, sums[r].Steps, sums1[0].Steps)
+		}
+		for name, v := range layers.State(tr.Model) {
+			a, b := want[name].Values(), v.Values()
+			scale, worst := 0.0, 0.0
+			for i := range a {
+				scale, worst = max(scale, math.Abs(a[i])), max(worst, math.Abs(a[i]-b[i]))
+			}
+			if worst > 1e-5*scale {
+				t.Errorf("rank %d: %s differs from one process's by %.2g of its largest", r, name, worst/scale)
+			}
+			if r > 0 && !slices.Equal(b, layers.State(trs[0].Model)[name].Values()) {
+				t.Errorf("rank %d: %s differs from rank 0's", r, name)
+			}
+		}
+	}
+}
+
+func TestRanksThatDisagreeAreRefused(t *testing.T) {
+	_, _, errs := fitRanks(t, newMemWorlds(2), func(r int, c *Config) { c.LR += float64(r) })
+	for r, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "disagree on the configuration") {
+			t.Errorf("rank %d: %v, want the configurations' disagreement", r, err)
+		}
+	}
+	_, _, errs = fitRanks(t, newMemWorlds(2), func(_ int, c *Config) { c.Batch = 31 })
+	for r, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "--batch 31 is the global batch") {
+			t.Errorf("rank %d: %v, want --batch 31 refused", r, err)
+		}
+	}
+}
