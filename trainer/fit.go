@@ -295,7 +295,7 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 	}
 	tEpoch := time.Now()
 	for b := range f.loader.Batches(epoch, skip) {
-		if ctx.Err() != nil {
+		if f.t.stopping(ctx) {
 			f.elapsed += time.Since(tEpoch).Seconds()
 			return f.interrupt()
 		}
@@ -339,6 +339,9 @@ func (f *fitRun) trainStep(b *data.Batch) error {
 // interrupt ends a run stopped by its context (Ctrl-C) with a checkpoint of
 // where it got to.
 func (f *fitRun) interrupt() error {
+	if err := f.t.reduceSums(&f.sums); err != nil {
+		return err
+	}
 	if err := f.checkpoint(); err != nil {
 		return err
 	}

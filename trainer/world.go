@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -212,4 +213,22 @@ func (t *Trainer) idleStep(lr float64) error {
 	}
 	r := t.regressor
 	return idleStep(r.params, r.Opt, stepAfter{r.ClipNorm, r.Reduce}, lr)
+}
+
+// stopping reports whether the run stops here, cancelled: in a world of
+// several ranks, every rank learns whether any was cancelled (Ctrl-C
+// reaches each rank at its own step), so that all stop before the same
+// step and none waits in a collective for a rank that has gone.
+func (t *Trainer) stopping(ctx context.Context) bool {
+	if !t.distributed() {
+		return ctx.Err() != nil
+	}
+	buf := []float64{0}
+	if ctx.Err() != nil {
+		buf[0] = 1
+	}
+	if err := t.world().AllreduceSumFloat64(buf); err != nil {
+		return true // the next collective reports it
+	}
+	return buf[0] > 0
 }

@@ -3,6 +3,7 @@ package trainer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -103,6 +104,11 @@ func (w memWorld) Agree(what string, value []byte) error {
 // and errors.
 func fitRanks(t *testing.T, ws []World, change func(rank int, c *Config)) ([]*Trainer, []*Summary, []error) {
 	t.Helper()
+	return fitRanksCtx(t, ws, change, func(int) context.Context { return context.Background() })
+}
+
+func fitRanksCtx(t *testing.T, ws []World, change func(rank int, c *Config), ctx func(rank int) context.Context) ([]*Trainer, []*Summary, []error) {
+	t.Helper()
 	trs, sums, errs := make([]*Trainer, len(ws)), make([]*Summary, len(ws)), make([]error, len(ws))
 	var wg sync.WaitGroup
 	for r, w := range ws {
@@ -111,7 +117,7 @@ func fitRanks(t *testing.T, ws []World, change func(rank int, c *Config)) ([]*Tr
 		change(r, &c)
 		trs[r] = newBlobTrainer(t, c, "", false)
 		trs[r].World = w
-		wg.Go(func() { sums[r], errs[r] = trs[r].Fit(context.Background(), blobSplits(t)) })
+		wg.Go(func() { sums[r], errs[r] = trs[r].Fit(ctx(r), blobSplits(t)) })
 	}
 	wg.Wait()
 	return trs, sums, errs
@@ -165,6 +171,24 @@ func TestRanksThatDisagreeAreRefused(t *testing.T) {
 	for r, err := range errs {
 		if err == nil || !strings.Contains(err.Error(), "--batch 31 is the global batch") {
 			t.Errorf("rank %d: %v, want --batch 31 refused", r, err)
+		}
+	}
+}
+
+// Ctrl-C reaches each rank at its own step: every rank stops before the
+// same one, none left waiting in an all-reduce.
+func TestOneRankCancelledStopsEveryRank(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, errs := fitRanksCtx(t, newMemWorlds(2), func(int, *Config) {}, func(r int) context.Context {
+		if r == 1 {
+			return cancelled
+		}
+		return context.Background()
+	})
+	for r, err := range errs {
+		if !errors.Is(err, ErrInterrupted) {
+			t.Errorf("rank %d: %v, want ErrInterrupted", r, err)
 		}
 	}
 }
