@@ -64,6 +64,18 @@ func TestDataParallelTwoRanks(t *testing.T) {
 		}
 	}
 
+	t.Run("rank 0 fails alone", func(t *testing.T) {
+		// Only rank 0 opens the run directory: the existing run refuses it
+		// while rank 1 waits in a collective; MPI_Abort must end both.
+		start := time.Now()
+		out, err := runMPIErr(t, mpirun, 2, bin, args("two")...)
+		if err == nil || !strings.Contains(out, "kiln: rank 0 of 2:") || !strings.Contains(out, "already holds a run") {
+			t.Errorf("a 2-rank run into a finished run's directory: %v, want rank 0's error; output:\n%s", err, out)
+		}
+		if took := time.Since(start); took > 30*time.Second {
+			t.Errorf("took %v to end", took)
+		}
+	})
 	t.Run("batch that does not divide", func(t *testing.T) {
 		a := append(args("odd"), "--batch", "63")
 		out, err := runMPIErr(t, mpirun, 2, bin, a...)

@@ -27,16 +27,22 @@ func main() {
 	root.AddCommand(tuneCmd(), lrFindCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln:", err)
-		var u usageError
-		var x exitError
-		switch {
-		case errors.As(err, &u):
-			os.Exit(2)
-		case errors.As(err, &x):
-			os.Exit(x.code)
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is the exit status of err: 2 for a usage error, an exitError's
+// own, 1 otherwise.
+func exitCode(err error) int {
+	var u usageError
+	var x exitError
+	switch {
+	case errors.As(err, &u):
+		return 2
+	case errors.As(err, &x):
+		return x.code
+	}
+	return 1
 }
 
 func logger() zerolog.Logger {

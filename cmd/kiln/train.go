@@ -109,7 +109,7 @@ func runTrain(c trainer.Config, resume bool) error {
 // train is kiln train once its run directory is named. Under mpirun it is
 // one rank of a data-parallel run (world.go), and rank 0 alone writes the
 // run directory.
-func train(c trainer.Config, resume bool) error {
+func train(c trainer.Config, resume bool) (err error) {
 	world, err := joinWorld(resume)
 	if err != nil {
 		return err
@@ -119,7 +119,7 @@ func train(c trainer.Config, resume bool) error {
 		c.WorldSize = world.Size()
 	}
 	if world != nil {
-		defer world.Finalize()
+		defer func() { err = endWorld(world, err) }()
 		if world.Rank() != 0 {
 			return trainRank(c, world)
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"runtime"
 
 	"github.com/rs/zerolog"
@@ -46,6 +48,23 @@ func useWorld(w *mpi.World, c trainer.Config, tr *trainer.Trainer) {
 		engine.SetThreads(max(1, runtime.NumCPU()/w.LocalSize()))
 	}
 	tr.Log = tr.Log.With().Int("rank", w.Rank()).Logger()
+}
+
+// endWorld ends this rank's part of the run: MPI_Finalize after an end
+// every rank shares (done, interrupted), MPI_Abort after an error, which
+// may be this rank's alone while the others wait in a collective for it
+// (Finalize would wait with them): the error is printed first, naming the
+// rank, and mpirun ends every rank.
+func endWorld(w *mpi.World, err error) error {
+	if err == nil || errors.Is(err, trainer.ErrInterrupted) {
+		if ferr := w.Finalize(); err == nil {
+			return ferr
+		}
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "kiln: rank %d of %d: %v\n", w.Rank(), w.Size(), err)
+	w.Abort(exitCode(err))
+	return err // not reached
 }
 
 // rankLogger is the console logger of a rank other than 0, which writes no
