@@ -524,6 +524,12 @@ func (f *fitRun) finish() (*Summary, error) {
 			t.Log.Info().Int("best_epoch", sum.BestEpoch).Msg("restored the best weights")
 		}
 	}
+	if c.RestoreBest && t.distributed() {
+		// Rank 0 alone has the run directory and so the best weights.
+		if err := t.broadcastState(); err != nil {
+			return nil, err
+		}
+	}
 	if err := f.test(sum); err != nil {
 		return nil, err
 	}
@@ -597,9 +603,15 @@ func (t *Trainer) stepError(err error, epoch, step int) error {
 }
 
 // Evaluate runs the model in evaluation mode over ds and returns its figures.
-func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) {
+// In a world of several ranks every rank calls it and evaluates its shard
+// of ds; the figures are the whole of ds's.
+func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) { return t.evaluate(ds, t.world()) }
+
+// evaluate is Evaluate shared among the ranks of w (Solo: this rank alone,
+// over the whole of ds).
+func (t *Trainer) evaluate(ds *data.Dataset, w World) (EvalResult, error) {
 	c := t.Config
-	w := t.world() // each rank evaluates its shard of every batch
+	// Each rank evaluates its shard of every batch.
 	loader, err := data.NewLoader(ds, data.LoaderOptions{BatchSize: max(c.Batch, 256) * w.Size(), Prefetch: -1,
 		Shard: w.Rank(), Shards: w.Size()})
 	if err != nil {

@@ -346,7 +346,8 @@ func (t *Trainer) finishVisuals(s *data.Splits, step int, restored bool) {
 	if ds != nil {
 		v.collect = ds
 		var err error
-		if r, err = t.Evaluate(ds); err != nil {
+		// Rank 0's alone, when there are several: the others have ended.
+		if r, err = t.evaluate(ds, Solo{}); err != nil {
 			t.Log.Error().Err(err).Msg("final visuals")
 			return
 		}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
@@ -98,15 +100,22 @@ func (t *Trainer) reduceGrads(params []*layers.Param, scale float64) error {
 	return nil
 }
 
-// broadcastParams copies rank 0's parameters and buffers to every rank.
-func (t *Trainer) broadcastParams() error {
-	for i, p := range t.params {
-		v := p.Value.Float32()
-		if v == nil {
-			return fmt.Errorf("data-parallel training needs float32 parameters on the CPU, not %v", p.Value.DType())
+// broadcastState copies rank 0's parameters and float32 buffers (batch
+// norm's running statistics) to every rank, in the order of their names.
+// Internal float64 run state (a dropout layer's stream position) stays each
+// rank's.
+func (t *Trainer) broadcastState() error {
+	state := layers.FullState(t.Model)
+	for _, name := range slices.Sorted(maps.Keys(state)) {
+		v := state[name]
+		if v.DType() != engine.Float32 {
+			continue
 		}
-		if err := t.world().BroadcastFloat32(v, 0); err != nil {
-			return fmt.Errorf("broadcast of parameter %d: %w", i, err)
+		if v.Float32() == nil {
+			return fmt.Errorf("data-parallel training needs %s on the CPU", name)
+		}
+		if err := t.world().BroadcastFloat32(v.Float32(), 0); err != nil {
+			return fmt.Errorf("broadcast of %s: %w", name, err)
 		}
 	}
 	return nil
@@ -143,7 +152,7 @@ func (t *Trainer) prepareWorld(s *data.Splits) error {
 	if err := agreeHash(w, "the data set", splitsBytes(s)); err != nil {
 		return err
 	}
-	if err := t.broadcastParams(); err != nil {
+	if err := t.broadcastState(); err != nil {
 		return err
 	}
 	reduce := func(ps []*layers.Param) error { return t.reduceGrads(ps, t.gradScale) }
