@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -139,7 +140,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 	}
 	defer f.loader.Close()
 	defer f.data.Release()
-	if err := f.resume(); err != nil {
+	if err := f.resumeShared(); err != nil {
 		return nil, err
 	}
 	t.openVisuals(s, f.step)
@@ -242,13 +243,18 @@ func (f *fitRun) resume() error {
 		}
 		return nil
 	}
-	path := t.Run.File(CheckpointFile)
+	return f.resumeFrom(t.Run.File(CheckpointFile))
+}
+
+// resumeFrom restores the run from the checkpoint at path.
+func (f *fitRun) resumeFrom(path string) error {
+	t := f.t
 	st, err := LoadCheckpoint(path, t.Model, t.opt, t.params)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	if string(st.Config) != string(resumeKey(f.c)) {
-		return fmt.Errorf("resume: the configuration differs from the run in %s (only --run-dir, --threads, --device, --data-dir and --stop-after-epoch may change)", t.Run.Path)
+		return fmt.Errorf("resume: the configuration differs from the run in %s (only --run-dir, --threads, --device, --data-dir and --stop-after-epoch may change)", filepath.Dir(path))
 	}
 	if err := st.check(f.c.Epochs, f.nb); err != nil {
 		return fmt.Errorf("resume: %s: %w", path, err)

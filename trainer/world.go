@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"math"
+	"os"
 	"slices"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -31,6 +32,9 @@ type World interface {
 	AllreduceSumFloat64(buf []float64) error
 	// BroadcastFloat32 copies root's buf into every rank's buf.
 	BroadcastFloat32(buf []float32, root int) error
+	// BroadcastBytes returns root's buf on every rank (the others' buf is
+	// ignored).
+	BroadcastBytes(buf []byte, root int) ([]byte, error)
 	// Agree is nil on every rank when every rank passed the same bytes, an
 	// error naming the ranks that differ otherwise.
 	Agree(what string, value []byte) error
@@ -40,12 +44,13 @@ type World interface {
 // it is. A Trainer without a World runs in it.
 type Solo struct{}
 
-func (Solo) Rank() int                             { return 0 }
-func (Solo) Size() int                             { return 1 }
-func (Solo) AllreduceSumFloat32([]float32) error   { return nil }
-func (Solo) AllreduceSumFloat64([]float64) error   { return nil }
-func (Solo) BroadcastFloat32([]float32, int) error { return nil }
-func (Solo) Agree(string, []byte) error            { return nil }
+func (Solo) Rank() int                                      { return 0 }
+func (Solo) Size() int                                      { return 1 }
+func (Solo) AllreduceSumFloat32([]float32) error            { return nil }
+func (Solo) AllreduceSumFloat64([]float64) error            { return nil }
+func (Solo) BroadcastFloat32([]float32, int) error          { return nil }
+func (Solo) BroadcastBytes(b []byte, _ int) ([]byte, error) { return b, nil }
+func (Solo) Agree(string, []byte) error                     { return nil }
 
 // world is the trainer's world, Solo when none was set.
 func (t *Trainer) world() World {
@@ -240,4 +245,46 @@ func (t *Trainer) stopping(ctx context.Context) bool {
 		return true // the next collective reports it
 	}
 	return buf[0] > 0
+}
+
+// resumeShared is resume in a world of several ranks: rank 0, which alone
+// has the run directory, sends its checkpoint to every rank and each
+// restores the run from it. The checkpoint does not depend on the number of
+// ranks (global steps, one data order, sums over every rank), so a run
+// resumes with another number of ranks.
+func (f *fitRun) resumeShared() error {
+	t := f.t
+	if !t.distributed() {
+		return f.resume()
+	}
+	var ckpt []byte
+	if t.world().Rank() == 0 {
+		if err := f.resume(); err != nil {
+			return err // the other ranks wait in the broadcast: kiln train aborts the job
+		}
+		if t.Run != nil && t.Run.Resuming() {
+			b, err := os.ReadFile(t.Run.File(CheckpointFile))
+			if err != nil {
+				return err
+			}
+			ckpt = b
+		}
+	}
+	ckpt, err := t.world().BroadcastBytes(ckpt, 0)
+	if err != nil || len(ckpt) == 0 || t.world().Rank() == 0 {
+		return err
+	}
+	tmp, err := os.CreateTemp("", "kiln-checkpoint-*.safetensors")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(ckpt)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("resume: rank 0's checkpoint: %w", err)
+	}
+	return f.resumeFrom(tmp.Name())
 }

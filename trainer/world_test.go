@@ -87,6 +87,12 @@ func (w memWorld) BroadcastFloat32(buf []float32, root int) error {
 	return nil
 }
 
+func (w memWorld) BroadcastBytes(buf []byte, root int) ([]byte, error) {
+	var out []byte
+	exchange(w, slices.Clone(buf), func(all [][]byte) { out = slices.Clone(all[root]) })
+	return out, nil
+}
+
 func (w memWorld) Agree(what string, value []byte) error {
 	var err error
 	exchange(w, value, func(all [][]byte) {
@@ -196,6 +202,50 @@ func TestOneRankCancelledStopsEveryRank(t *testing.T) {
 	for r, err := range errs {
 		if !errors.Is(err, ErrInterrupted) {
 			t.Errorf("rank %d: %v, want ErrInterrupted", r, err)
+		}
+	}
+}
+
+// A run paused by three ranks resumes with two from rank 0's checkpoint,
+// which rank 0 alone can read, and ends as one process's uninterrupted run.
+func TestRanksResumeWithAnotherWorldSize(t *testing.T) {
+	dir := t.TempDir()
+	run := func(ws []World, resume bool, stopAfter int) []*Trainer {
+		trs, errs := make([]*Trainer, len(ws)), make([]error, len(ws))
+		var wg sync.WaitGroup
+		for r, w := range ws {
+			c := blobConfig()
+			c.Batch, c.Epochs, c.StopAfterEpoch = 30, 3, stopAfter
+			d := ""
+			if r == 0 {
+				d = dir
+			}
+			trs[r] = newBlobTrainer(t, c, d, resume)
+			trs[r].World = w
+			wg.Go(func() { _, errs[r] = trs[r].Fit(context.Background(), blobSplits(t)) })
+		}
+		wg.Wait()
+		for r, err := range errs {
+			if err != nil {
+				t.Fatalf("rank %d of %d: %v", r, len(ws), err)
+			}
+		}
+		return trs
+	}
+	run(newMemWorlds(3), false, 1)
+	resumed := run(newMemWorlds(2), true, 0)
+	dir = ""
+	want := layers.State(run([]World{Solo{}}, false, 0)[0].Model)
+	for r, tr := range resumed {
+		for name, v := range layers.State(tr.Model) {
+			a, b := want[name].Values(), v.Values()
+			scale, worst := 0.0, 0.0
+			for i := range a {
+				scale, worst = max(scale, math.Abs(a[i])), max(worst, math.Abs(a[i]-b[i]))
+			}
+			if worst > 1e-5*scale {
+				t.Errorf("rank %d: %s differs from one process's by %.2g of its largest", r, name, worst/scale)
+			}
 		}
 	}
 }

@@ -64,6 +64,25 @@ func TestDataParallelTwoRanks(t *testing.T) {
 		}
 	}
 
+	t.Run("resume", func(t *testing.T) {
+		// Paused after 2 of 6 epochs by 2 ranks: resumed by 2 ranks it ends
+		// with the uninterrupted run's bits, by one process within 1e-5.
+		for _, run := range []string{"paused2", "paused1"} {
+			mpiRun(t, mpirun, 2, bin, append(args(run), "--stop-after-epoch", "2")...)
+		}
+		mpiRun(t, mpirun, 2, bin, append(args("paused2"), "--resume")...)
+		if out, err := exec.Command(bin, append(args("paused1"), "--resume")...).CombinedOutput(); err != nil {
+			t.Fatalf("one process resuming a 2-rank run: %v\n%s", err, out)
+		}
+		compareWeights(t, filepath.Join(dir, "two", "last.safetensors"), filepath.Join(dir, "paused2", "last.safetensors"), 0)
+		compareMetrics(t, filepath.Join(dir, "two"), filepath.Join(dir, "paused1"), 1e-5)
+		compareWeights(t, filepath.Join(dir, "two", "last.safetensors"), filepath.Join(dir, "paused1", "last.safetensors"), 1e-5)
+		// A finished run: every rank says so and stops.
+		out := mpiRun(t, mpirun, 2, bin, append(args("paused2"), "--resume")...)
+		if !strings.Contains(out, "nothing to resume") {
+			t.Errorf("--resume of a finished run under mpirun:\n%s", out)
+		}
+	})
 	t.Run("rank 0 fails alone", func(t *testing.T) {
 		// Only rank 0 opens the run directory: the existing run refuses it
 		// while rank 1 waits in a collective; MPI_Abort must end both.

@@ -110,7 +110,7 @@ func runTrain(c trainer.Config, resume bool) error {
 // one rank of a data-parallel run (world.go), and rank 0 alone writes the
 // run directory.
 func train(c trainer.Config, resume bool) (err error) {
-	world, err := joinWorld(resume)
+	world, err := joinWorld()
 	if err != nil {
 		return err
 	}
@@ -135,6 +135,11 @@ func train(c trainer.Config, resume bool) (err error) {
 		return err
 	}
 	defer run.Close()
+	if world != nil {
+		if _, err := shareFinished(world, run.Finished()); err != nil {
+			return err
+		}
+	}
 	if run.Finished() {
 		return printFinished(c.RunDir)
 	}
@@ -166,6 +171,9 @@ func train(c trainer.Config, resume bool) (err error) {
 // trainRank is kiln train on a rank other than 0: the same steps, with no
 // run directory, progress bar or summary.
 func trainRank(c trainer.Config, world *mpi.World) error {
+	if finished, err := shareFinished(world, false); err != nil || finished {
+		return err
+	}
 	ts, err := setupTraining(&c, rankLogger())
 	if err != nil {
 		return err

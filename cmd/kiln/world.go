@@ -21,19 +21,26 @@ var _ trainer.World = (*mpi.World)(nil)
 // data-parallel training; outside a launcher, or as its only process, it
 // returns nil and touches no MPI. A build without MPI started as one of
 // several ranks is refused (mpi.Init says how to build one that can).
-func joinWorld(resume bool) (*mpi.World, error) {
+func joinWorld() (*mpi.World, error) {
 	if l, ok := mpi.Launched(); !ok || l.Size <= 1 {
 		return nil, nil
 	}
-	w, err := mpi.Init()
-	if err != nil {
-		return nil, err
+	return mpi.Init()
+}
+
+// shareFinished tells every rank whether rank 0 found the run directory's
+// run finished (--resume of a run that has ended), when it is nothing to
+// train; rank 0 passes what it found, the others false.
+func shareFinished(w *mpi.World, finished bool) (bool, error) {
+	b, err := w.BroadcastBytes([]byte{btoi(finished)}, 0)
+	return err == nil && len(b) == 1 && b[0] == 1, err
+}
+
+func btoi(b bool) byte {
+	if b {
+		return 1
 	}
-	if resume && w.Size() > 1 {
-		_ = w.Finalize()
-		return nil, usageError{errors.New("--resume of a data-parallel run is not supported yet: resume it without mpirun")}
-	}
-	return w, nil
+	return 0
 }
 
 // useWorld hands the world to the trainer: --threads defaults to the cores
