@@ -286,5 +286,11 @@ func (f *fitRun) resumeShared() error {
 	if err != nil {
 		return fmt.Errorf("resume: rank 0's checkpoint: %w", err)
 	}
-	return f.resumeFrom(tmp.Name())
+	if err := f.resumeFrom(tmp.Name()); err != nil {
+		return err
+	}
+	// The checkpoint's epoch sums are every rank's so far: rank 0 carries
+	// them, and the epoch's end adds the ranks' sums up.
+	f.sums = epochSums{}
+	return nil
 }

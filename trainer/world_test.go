@@ -3,9 +3,12 @@ package trainer
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -246,6 +249,84 @@ func TestRanksResumeWithAnotherWorldSize(t *testing.T) {
 			if worst > 1e-5*scale {
 				t.Errorf("rank %d: %s differs from one process's by %.2g of its largest", r, name, worst/scale)
 			}
+		}
+	}
+}
+
+// cancelAfter is a context cancelled from its n+1st look on: a Ctrl-C at a
+// chosen step.
+type cancelAfter struct {
+	context.Context
+	n, seen int
+}
+
+func (c *cancelAfter) Err() error {
+	if c.seen++; c.seen > c.n {
+		return context.Canceled
+	}
+	return nil
+}
+
+// Interrupted mid-epoch by 2 ranks and resumed by 2: the epochs' training
+// losses are an uninterrupted process's (the checkpoint's sums counted once).
+func TestRanksInterruptedMidEpochRecordTheSameLosses(t *testing.T) {
+	dirs := []string{t.TempDir(), t.TempDir()}
+	run := func(ws []World, dir string, resume bool, ctx func(r int) context.Context) error {
+		errs := make([]error, len(ws))
+		var wg sync.WaitGroup
+		for r, w := range ws {
+			c := blobConfig()
+			c.Batch, c.Epochs = 30, 3
+			d := ""
+			if r == 0 {
+				d = dir
+			}
+			tr := newBlobTrainer(t, c, d, resume)
+			tr.World = w
+			wg.Go(func() { _, errs[r] = tr.Fit(ctx(r), blobSplits(t)) })
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	bg := func(int) context.Context { return context.Background() }
+	if err := run([]World{Solo{}}, dirs[0], false, bg); err != nil {
+		t.Fatal(err)
+	}
+	err := run(newMemWorlds(2), dirs[1], false, func(r int) context.Context {
+		if r == 0 {
+			return &cancelAfter{Context: context.Background(), n: 25}
+		}
+		return context.Background()
+	})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted: %v", err)
+	}
+	if err := run(newMemWorlds(2), dirs[1], true, bg); err != nil {
+		t.Fatal(err)
+	}
+	losses := func(dir string) (out []float64) {
+		b, err := os.ReadFile(filepath.Join(dir, MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r MetricsRecord
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Split == "train" {
+				out = append(out, r.Loss)
+			}
+		}
+		return out
+	}
+	want, got := losses(dirs[0]), losses(dirs[1])
+	if len(want) != 3 || len(got) != 3 {
+		t.Fatalf("train records: %v against %v", got, want)
+	}
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-5*want[i] {
+			t.Errorf("epoch %d: train loss %v, one process %v", i+1, got[i], want[i])
 		}
 	}
 }
