@@ -351,7 +351,11 @@ func (f *fitRun) interrupt() error {
 	if err := f.checkpoint(); err != nil {
 		return err
 	}
-	f.t.Log.Warn().Int("epoch", f.epochs).Int("step", f.step).Msg("interrupted: checkpoint written")
+	msg := "interrupted: checkpoint written"
+	if f.t.Run == nil {
+		msg = "interrupted" // a rank other than 0, or a run without a directory
+	}
+	f.t.Log.Warn().Int("epoch", f.epochs).Int("step", f.step).Msg(msg)
 	return ErrInterrupted
 }
 

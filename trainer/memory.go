@@ -91,7 +91,10 @@ func (t *Trainer) checkMemory(ds *data.Dataset) error {
 		// with the figures, at the step that makes it.
 		return nil
 	}
-	need, err := t.EstimateMemory(ds, t.Config.Batch)
+	// A rank holds its shard of the global batch.
+	w := t.world().Size()
+	batch := (t.Config.Batch + w - 1) / w
+	need, err := t.EstimateMemory(ds, batch)
 	if err != nil {
 		return err
 	}
@@ -100,7 +103,7 @@ func (t *Trainer) checkMemory(ds *data.Dataset) error {
 		// When Fit checks, the model's values and gradients, the samples
 		// and the loader are already allocated: MemAvailable no longer
 		// counts them, the estimate does.
-		avail += 8*int64(layers.CountParams(t.Model)) + datasetBytes(ds) + loaderBytes(ds, t.Config.Batch)
+		avail += 8*int64(layers.CountParams(t.Model)) + datasetBytes(ds) + loaderBytes(ds, batch)
 	}
 	if t.Config.MemoryLimitMB > 0 {
 		avail, source = int64(t.Config.MemoryLimitMB)<<20, "--memory-limit-mb"
