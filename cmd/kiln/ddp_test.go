@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kiln-ml/kiln/engine/safetensors"
+	"github.com/kiln-ml/kiln/mpi"
 )
 
 // Data-parallel training (issue 18) with real ranks: kiln built with the
@@ -93,6 +94,15 @@ func TestDataParallelTwoRanks(t *testing.T) {
 		}
 		if took := time.Since(start); took > 30*time.Second {
 			t.Errorf("took %v to end", took)
+		}
+	})
+	t.Run("built without MPI", func(t *testing.T) {
+		out, err := runMPIErr(t, mpirun, 2, kilnBin, args("plain")...)
+		if err == nil || !strings.Contains(out, mpi.NotBuiltMessage) {
+			t.Errorf("a kiln built without MPI under mpirun -np 2: %v, want %q; output:\n%s", err, mpi.NotBuiltMessage, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "plain")); err == nil {
+			t.Error("it made a run directory")
 		}
 	})
 	t.Run("batch that does not divide", func(t *testing.T) {
