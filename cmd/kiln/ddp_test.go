@@ -105,6 +105,28 @@ func TestDataParallelTwoRanks(t *testing.T) {
 			t.Error("it made a run directory")
 		}
 	})
+	t.Run("ranks that disagree", func(t *testing.T) {
+		other := filepath.Join(dir, "kiln-mpi-other")
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(other, append(b, 0), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct{ prog, lr, want string }{
+			{other, "0.05", "ranks disagree on the kiln binary"},
+			{bin, "0.02", "ranks disagree on the configuration"},
+		} {
+			// Open MPI's MPMD form: rank 0 one command line, rank 1 another.
+			mpmd := append(append([]string{"--allow-run-as-root", "--oversubscribe", "-np", "1", bin}, args("differ")...), ":", "-np", "1", tc.prog)
+			cmd := exec.Command(mpirun, append(append(mpmd, args("differ")...), "--lr", tc.lr)...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("%s: %v, want %q; output:\n%s", tc.want, err, tc.want, out)
+			}
+		}
+	})
 	t.Run("batch that does not divide", func(t *testing.T) {
 		a := append(args("odd"), "--batch", "63")
 		out, err := runMPIErr(t, mpirun, 2, bin, a...)

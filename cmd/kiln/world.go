@@ -1,8 +1,10 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 
@@ -25,7 +27,38 @@ func joinWorld() (*mpi.World, error) {
 	if l, ok := mpi.Launched(); !ok || l.Size <= 1 {
 		return nil, nil
 	}
-	return mpi.Init()
+	w, err := mpi.Init()
+	if err != nil {
+		return nil, err
+	}
+	// Ranks running different kilns are refused (the trainer checks the
+	// configuration and the data).
+	sum, err := binaryHash()
+	if err == nil {
+		err = w.Agree("the kiln binary", sum)
+	}
+	if err != nil {
+		return nil, endWorld(w, err)
+	}
+	return w, nil
+}
+
+// binaryHash is the SHA-256 of this executable.
+func binaryHash() ([]byte, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
 }
 
 // shareFinished tells every rank whether rank 0 found the run directory's
