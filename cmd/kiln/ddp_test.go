@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -82,6 +84,43 @@ func TestDataParallelTwoRanks(t *testing.T) {
 		out := mpiRun(t, mpirun, 2, bin, append(args("paused2"), "--resume")...)
 		if !strings.Contains(out, "nothing to resume") {
 			t.Errorf("--resume of a finished run under mpirun:\n%s", out)
+		}
+	})
+	t.Run("ctrl-c", func(t *testing.T) {
+		// mpirun gets SIGINT once an epoch has ended: both ranks stop
+		// before the same step, rank 0 with a checkpoint, and the job ends
+		// without MPI_Abort.
+		a := append(args("ctrlc"), "--epochs", "1000")
+		cmd := exec.Command(mpirun, append([]string{"--allow-run-as-root", "--oversubscribe", "-np", "2", bin}, a...)...)
+		pipe, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout = cmd.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+		defer timer.Stop()
+		var all strings.Builder
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "epoch done") {
+				cmd.Process.Signal(os.Interrupt)
+				break
+			}
+		}
+		rest, _ := io.ReadAll(pipe)
+		all.Write(rest)
+		err = cmd.Wait()
+		out := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(all.String(), "")
+		steps := regexp.MustCompile(`WRN interrupted.* rank=(\d) step=(\d+)`).FindAllStringSubmatch(out, -1)
+		if err == nil || len(steps) != 2 || steps[0][2] != steps[1][2] || strings.Contains(out, "MPI_ABORT") {
+			t.Fatalf("want both ranks interrupted before the same step, no abort: %v, %v\n%s", err, steps, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "ctrlc", "checkpoint.safetensors")); err != nil {
+			t.Error(err)
 		}
 	})
 	t.Run("rank 0 fails alone", func(t *testing.T) {

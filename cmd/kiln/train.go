@@ -28,6 +28,8 @@ type exitError struct {
 	code int
 }
 
+func (e exitError) Unwrap() error { return e.error }
+
 func trainCmd() *cobra.Command {
 	var configPath string
 	var resume bool
