@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/mpi"
@@ -110,3 +112,18 @@ func endWorld(w *mpi.World, err error) error {
 // rankLogger is the console logger of a rank other than 0, which writes no
 // run directory.
 func rankLogger() zerolog.Logger { return logger() }
+
+// oneProcess refuses every command but train when the launcher started this
+// process as one of several: each rank would run its own tune, lr-find or
+// export over the same files. Data parallel is for kiln train alone.
+func oneProcess(cmd *cobra.Command, _ []string) error {
+	if cmd.Name() == "train" {
+		return nil
+	}
+	if l, ok := mpi.Launched(); ok && l.Size > 1 {
+		name := strings.TrimPrefix(cmd.CommandPath(), "kiln ")
+		return usageError{fmt.Errorf("%s runs as one process, but mpirun or srun started it as one of %d: only kiln train runs data parallel; start it without the launcher",
+			name, l.Size)}
+	}
+	return nil
+}
