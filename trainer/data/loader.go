@@ -119,8 +119,33 @@ func NewLoader(ds *Dataset, o LoaderOptions) (*Loader, error) {
 		return nil, fmt.Errorf("data: shard %d of %d of a batch of %d: the shards must divide the batch", o.Shard, o.Shards, o.BatchSize)
 	}
 	l.opts = o
-	bs := min(o.BatchSize, n) / o.Shards
-	short := n % o.BatchSize
+	bs, short := shardRows(o, n)
+	for range nbuf {
+		b, err := newBuffer(ds, o.DType, bs, short)
+		if err != nil {
+			return nil, err
+		}
+		l.bufs = append(l.bufs, b)
+	}
+	if o.DType == engine.Float64 {
+		l.scratchBuf = make([]float32, ds.SampleSize()) // only one batch is filled at a time
+	}
+	l.padValue = make([]float32, ds.Channels)
+	for ch := range l.padValue {
+		l.padValue[ch] = float32(-ds.Mean[ch] / ds.Std[ch])
+	}
+	if o.Prefetch >= 0 {
+		l.free = make(chan *buffer, nbuf)
+		l.ready = make(chan *buffer, nbuf+1)
+	}
+	return l, nil
+}
+
+// shardRows is the rows of this shard's batch buffers (bs) and of its part of
+// an epoch's short last batch (0 when there is none).
+func shardRows(o LoaderOptions, n int) (bs, short int) {
+	bs = min(o.BatchSize, n) / o.Shards
+	short = n % o.BatchSize
 	if o.DropLast || n < o.BatchSize {
 		short = 0
 	}
@@ -132,39 +157,31 @@ func NewLoader(ds *Dataset, o LoaderOptions) (*Loader, error) {
 		_, short = shardOf(short, o.Shard, o.Shards)
 		bs = max(o.BatchSize/o.Shards, short)
 	}
+	return bs, short
+}
+
+// newBuffer makes one batch buffer of bs samples of ds, with views of its
+// first short samples for the epoch's short last batch.
+func newBuffer(ds *Dataset, dt engine.DType, bs, short int) (*buffer, error) {
 	c, h, w := ds.Channels, ds.Height, ds.Width
 	s := ds.SampleSize()
-	for range nbuf {
-		b := &buffer{indices: make([]int, bs)}
-		var err error
-		if b.xFull, err = newTensor(o.DType, bs*s, bs, c, h, w); err != nil {
-			return nil, err
-		}
+	b := &buffer{indices: make([]int, bs)}
+	var err error
+	if b.xFull, err = newTensor(dt, bs*s, bs, c, h, w); err != nil {
+		return nil, err
+	}
+	if short > 0 {
+		b.xShort, _ = viewTensor(b.xFull, short*s, short, c, h, w)
+	}
+	if ds.Task == Regression {
+		b.tFull, _ = newTensor(dt, bs, bs, 1)
 		if short > 0 {
-			b.xShort, _ = viewTensor(b.xFull, short*s, short, c, h, w)
+			b.tShort, _ = viewTensor(b.tFull, short, short, 1)
 		}
-		if ds.Task == Regression {
-			b.tFull, _ = newTensor(o.DType, bs, bs, 1)
-			if short > 0 {
-				b.tShort, _ = viewTensor(b.tFull, short, short, 1)
-			}
-		} else {
-			b.labels = make([]int32, bs)
-		}
-		l.bufs = append(l.bufs, b)
+	} else {
+		b.labels = make([]int32, bs)
 	}
-	if o.DType == engine.Float64 {
-		l.scratchBuf = make([]float32, s) // only one batch is filled at a time
-	}
-	l.padValue = make([]float32, c)
-	for ch := range l.padValue {
-		l.padValue[ch] = float32(-ds.Mean[ch] / ds.Std[ch])
-	}
-	if o.Prefetch >= 0 {
-		l.free = make(chan *buffer, nbuf)
-		l.ready = make(chan *buffer, nbuf+1)
-	}
-	return l, nil
+	return b, nil
 }
 
 func newTensor(dt engine.DType, n int, shape ...int) (*engine.Tensor, error) {
