@@ -2,7 +2,6 @@ package mpi
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,10 +9,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-ml/kiln/mpi/mpitesting"
 )
 
 // TestUnderMPIRun runs internal/mpitest, built with and without the mpi
@@ -21,7 +21,7 @@ import (
 // rank killed mid all-reduce, and a build without MPI refusing to start.
 // Without mpirun and Open MPI's headers it skips, unless REQUIRE_MPI=1.
 func TestUnderMPIRun(t *testing.T) {
-	mpirun := needMPI(t)
+	mpirun := mpitesting.MPIRun(t)
 	dir := t.TempDir()
 	withMPI := buildMPITest(t, filepath.Join(dir, "mpitest-mpi"), "-tags", "mpi")
 	withoutMPI := buildMPITest(t, filepath.Join(dir, "mpitest"))
@@ -45,25 +45,6 @@ func TestUnderMPIRun(t *testing.T) {
 	})
 }
 
-// needMPI returns mpirun's path, or skips (fails with REQUIRE_MPI=1) when
-// MPI cannot be run or built against here.
-func needMPI(t *testing.T) string {
-	missing := func(what string) {
-		if os.Getenv("REQUIRE_MPI") == "1" {
-			t.Fatalf("REQUIRE_MPI=1 but %s (Debian: apt-get install openmpi-bin libopenmpi-dev)", what)
-		}
-		t.Skipf("skipping the MPI tests: %s (Debian: apt-get install openmpi-bin libopenmpi-dev)", what)
-	}
-	mpirun, err := exec.LookPath("mpirun")
-	if err != nil {
-		missing("mpirun is not on PATH")
-	}
-	if err := exec.Command("pkg-config", "--exists", "ompi-c").Run(); err != nil {
-		missing("pkg-config finds no ompi-c (Open MPI's headers)")
-	}
-	return mpirun
-}
-
 func buildMPITest(t *testing.T, out string, flags ...string) string {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -81,16 +62,8 @@ func buildMPITest(t *testing.T, out string, flags ...string) string {
 // runMPI runs prog under mpirun with np ranks on this machine, as root
 // where the tests run as root (CI does), and ends it after a minute at most.
 func runMPI(t *testing.T, mpirun string, np int, prog string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, mpirun, append([]string{"--allow-run-as-root", "--oversubscribe",
-		"-np", strconv.Itoa(np), prog}, args...)...)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("mpirun -np %d %s %v still running after a minute; output:\n%s", np, prog, args, out)
-	}
-	return string(out), err
+	t.Helper()
+	return mpitesting.Run(t, mpirun, np, time.Minute, prog, args...)
 }
 
 // checkRanks runs `mpitest check` and returns the sums' hashes, which every

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"io"
 	"math"
@@ -11,13 +10,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kiln-ml/kiln/engine/safetensors"
 	"github.com/kiln-ml/kiln/mpi"
+	"github.com/kiln-ml/kiln/mpi/mpitesting"
 )
 
 // Data-parallel training (issue 18) with real ranks: kiln built with the
@@ -26,7 +25,7 @@ import (
 // and weights within 1e-5 relative, two 2-rank runs bit-identical. Skips,
 // saying why, without mpirun or Open MPI's headers, unless REQUIRE_MPI=1.
 func TestDataParallelTwoRanks(t *testing.T) {
-	mpirun := needMPIRun(t)
+	mpirun := mpitesting.MPIRun(t)
 	needMNIST(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "kiln-mpi")
@@ -196,40 +195,10 @@ func ddpBatchIndivisible(t *testing.T, e ddpEnv) {
 	}
 }
 
-// needMPIRun returns mpirun's path, or skips (fails with REQUIRE_MPI=1)
-// when MPI cannot be run or built against here.
-func needMPIRun(t *testing.T) string {
-	t.Helper()
-	missing := func(what string) {
-		if os.Getenv("REQUIRE_MPI") == "1" {
-			t.Fatalf("REQUIRE_MPI=1 but %s (Debian: apt-get install openmpi-bin libopenmpi-dev)", what)
-		}
-		t.Skipf("skipping the data-parallel tests: %s (Debian: apt-get install openmpi-bin libopenmpi-dev)", what)
-	}
-	mpirun, err := exec.LookPath("mpirun")
-	if err != nil {
-		missing("mpirun is not on PATH")
-	}
-	if err := exec.Command("pkg-config", "--exists", "ompi-c").Run(); err != nil {
-		missing("pkg-config finds no ompi-c (Open MPI's headers)")
-	}
-	return mpirun
-}
-
-// runMPIErr runs prog under mpirun with np ranks on this machine and ends
-// it after two minutes at most.
+// runMPIErr runs prog as np ranks, ending it after two minutes at most.
 func runMPIErr(t *testing.T, mpirun string, np int, prog string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, mpirun, append([]string{"--allow-run-as-root", "--oversubscribe",
-		"-np", strconv.Itoa(np), prog}, args...)...)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("mpirun -np %d still running after two minutes; output:\n%s", np, out)
-	}
-	return string(out), err
+	return mpitesting.Run(t, mpirun, np, 2*time.Minute, prog, args...)
 }
 
 func mpiRun(t *testing.T, mpirun string, np int, prog string, args ...string) string {
