@@ -211,6 +211,9 @@ func (c Config) ValidateTraining() error {
 	if c.StopAfterEpoch > c.Epochs {
 		return settingErr("stop_after_epoch", c.StopAfterEpoch, "must be in [0, %d] (at most epochs)", c.Epochs)
 	}
+	if err := checkGlobalBatch(c.Batch, c.WorldSize); err != nil { // before a run directory is made
+		return err
+	}
 	if err := c.validateLists(); err != nil {
 		return err
 	}

@@ -134,6 +134,16 @@ func agreeHash(w World, what string, b []byte) error {
 	return w.Agree(what, h.Sum(nil))
 }
 
+// checkGlobalBatch refuses a global batch that does not split evenly across
+// the ranks.
+func checkGlobalBatch(batch, ranks int) error {
+	if ranks > 1 && batch%ranks != 0 {
+		return fmt.Errorf("--batch %d is the global batch, split evenly across the %d ranks: it must be a multiple of %d (say --batch %d)",
+			batch, ranks, ranks, (batch/ranks+1)*ranks)
+	}
+	return nil
+}
+
 // prepareWorld readies a data-parallel run before its first step: the
 // global batch must divide among the ranks, every rank must hold the same
 // configuration and data, every rank starts from rank 0's parameters, and
@@ -147,9 +157,8 @@ func (t *Trainer) prepareWorld(s *data.Splits) error {
 	if t.device != engine.CPU {
 		return fmt.Errorf("data-parallel training runs on the CPU so far (%v asked; NCCL for GPUs is to come)", t.device)
 	}
-	if c.Batch%w.Size() != 0 {
-		return fmt.Errorf("--batch %d is the global batch, split evenly across the %d ranks: it must be a multiple of %d (say --batch %d)",
-			c.Batch, w.Size(), w.Size(), (c.Batch/w.Size()+1)*w.Size())
+	if err := checkGlobalBatch(c.Batch, w.Size()); err != nil {
+		return err
 	}
 	if err := agreeHash(w, "the configuration", resumeKey(c)); err != nil {
 		return err

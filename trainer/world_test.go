@@ -330,3 +330,17 @@ func TestRanksInterruptedMidEpochRecordTheSameLosses(t *testing.T) {
 		}
 	}
 }
+
+// The configuration itself refuses a global batch the ranks cannot share,
+// so kiln train says so before it makes a run directory.
+func TestValidateTrainingRefusesAnUnevenGlobalBatch(t *testing.T) {
+	c := DefaultConfig()
+	c.Batch, c.WorldSize = 63, 2
+	if err := c.ValidateTraining(); err == nil || !strings.Contains(err.Error(), "--batch 64") {
+		t.Errorf("batch 63 on 2 ranks: %v, want a refusal suggesting --batch 64", err)
+	}
+	c.Batch = 64
+	if err := c.ValidateTraining(); err != nil {
+		t.Errorf("batch 64 on 2 ranks: %v", err)
+	}
+}
