@@ -148,6 +148,26 @@ func (t *Tensor) View(v *Tensor, shape ...int) (*Tensor, error) {
 	return t.Reshape(shape...)
 }
 
+// ViewsAt reports whether v's data is t's elements [off, off+v.Len()): a
+// view Rows (of a flat t) and Reshape made. It allocates nothing, so a
+// training step can check its views every time.
+func (v *Tensor) ViewsAt(t *Tensor, off int) bool {
+	n := v.Len()
+	if v.device != t.device || v.dtype != t.dtype || off < 0 || off+n > t.Len() {
+		return false
+	}
+	switch {
+	case v.device == CUDA:
+		return v.mem == t.mem && v.off == t.off+off
+	case n == 0:
+		return true
+	case v.dtype == Float64:
+		return &v.f64[0] == &t.f64[off]
+	default:
+		return &v.f32[0] == &t.f32[off]
+	}
+}
+
 func sameData(a, b *Tensor) bool {
 	if a.device != b.device {
 		return false

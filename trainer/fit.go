@@ -86,7 +86,7 @@ type Trainer struct {
 	regressor  *Regressor
 	params     []*layers.Param
 	vis        *visualState // pictures and TensorBoard events (visuals.go)
-	grads      gradBuffer   // the flat buffer the ranks reduce (world.go)
+	grads      GradReducer  // the flat gradient buffer the ranks reduce (gradreduce.go)
 	gradScale  float64      // this rank's share of the step's global batch
 
 	device     engine.Device  // device.go

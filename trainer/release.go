@@ -27,6 +27,7 @@ func (t *Trainer) Release() {
 	if t.regressor != nil {
 		t.regressor.ReleaseBuffers()
 	}
+	t.grads.Release()
 	engine.Drop(&t.xDev, &t.yDev, &t.evX)
 	engine.ReleaseScratch()
 }

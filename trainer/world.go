@@ -63,48 +63,6 @@ func (t *Trainer) world() World {
 // distributed reports whether the trainer shares its steps with other ranks.
 func (t *Trainer) distributed() bool { return t.world().Size() > 1 }
 
-// gradBuffer is every parameter's gradient in one flat buffer, in the
-// parameters' order: built once, reduced in one call per step.
-type gradBuffer struct {
-	flat []float32
-}
-
-// reduceGrads replaces every rank's gradients by their weighted sum over the
-// ranks, each rank's scaled by scale (its share of the global batch), so
-// that every rank holds the gradient of the global batch's mean loss, bit
-// for bit the same. CPU tensors only.
-func (t *Trainer) reduceGrads(params []*layers.Param, scale float64) error {
-	n := 0
-	for _, p := range params {
-		n += p.Grad.Len()
-	}
-	if len(t.grads.flat) != n {
-		t.grads.flat = make([]float32, n)
-	}
-	flat, off := t.grads.flat, 0
-	s := float32(scale)
-	for _, p := range params {
-		g := p.Grad.Float32()
-		if g == nil {
-			return fmt.Errorf("data-parallel training needs float32 gradients on the CPU, not %v", p.Grad.DType())
-		}
-		for i, v := range g {
-			flat[off+i] = v * s
-		}
-		off += len(g)
-	}
-	if err := t.world().AllreduceSumFloat32(flat); err != nil {
-		return fmt.Errorf("all-reduce of the gradients: %w", err)
-	}
-	off = 0
-	for _, p := range params {
-		g := p.Grad.Float32()
-		copy(g, flat[off:off+len(g)])
-		off += len(g)
-	}
-	return nil
-}
-
 // broadcastState copies rank 0's parameters and float32 buffers (batch
 // norm's running statistics) to every rank, in the order of their names.
 // Internal float64 run state (a dropout layer's stream position) stays each
@@ -169,7 +127,8 @@ func (t *Trainer) prepareWorld(s *data.Splits) error {
 	if err := t.broadcastState(); err != nil {
 		return err
 	}
-	reduce := func(ps []*layers.Param) error { return t.reduceGrads(ps, t.gradScale) }
+	t.grads.World = w
+	reduce := func(ps []*layers.Param) error { return t.grads.Reduce(ps, t.gradScale) }
 	if t.classifier != nil {
 		t.classifier.Reduce = reduce
 	} else {

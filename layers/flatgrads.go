@@ -1,0 +1,77 @@
+package layers
+
+import (
+	"fmt"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// FlattenGrads moves the gradients of params into one flat buffer on their
+// device, in their order, and makes each Param.Grad a view of its part, so
+// that clearing every gradient, scaling them or all-reducing them across
+// ranks is one call on the buffer instead of one per parameter. The values
+// are kept. The caller owns the buffer (Release it); the views need no
+// release. A later ToDevice or Convert replaces the views with tensors of
+// their own: GradsIn tells.
+func FlattenGrads(params []*Param) (*engine.Tensor, error) {
+	n := 0
+	for _, p := range params {
+		n += p.Grad.Len()
+	}
+	if len(params) == 0 {
+		return nil, fmt.Errorf("flatten gradients: no parameters")
+	}
+	first := params[0].Grad
+	flat, err := engine.NewOn(first.Device(), first.DType(), n)
+	if err != nil {
+		return nil, fmt.Errorf("flatten gradients: %w", err)
+	}
+	off := 0
+	for _, p := range params {
+		g, err := gradView(flat, p.Grad, off)
+		if err != nil {
+			flat.Release()
+			return nil, err
+		}
+		p.Grad.Release() // a view of an earlier buffer releases nothing
+		p.Grad = g
+		off += g.Len()
+	}
+	return flat, nil
+}
+
+// gradView is flat's part [off, off+len(g)) shaped like g, holding g's values.
+func gradView(flat, g *engine.Tensor, off int) (*engine.Tensor, error) {
+	if g.Device() != flat.Device() || g.DType() != flat.DType() {
+		return nil, fmt.Errorf("flatten gradients: a %v gradient on %v among %v ones on %v",
+			g.DType(), g.Device(), flat.DType(), flat.Device())
+	}
+	part, err := flat.Rows(off, g.Len())
+	if err != nil {
+		return nil, err
+	}
+	v, err := part.Reshape(g.Shape()...)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.CopyFrom(g); err != nil {
+		return nil, fmt.Errorf("flatten gradients: %w", err)
+	}
+	return v, nil
+}
+
+// GradsIn reports whether every gradient of params still is its view of
+// flat, in order, as FlattenGrads left them.
+func GradsIn(flat *engine.Tensor, params []*Param) bool {
+	if flat == nil {
+		return false
+	}
+	off := 0
+	for _, p := range params {
+		if !p.Grad.ViewsAt(flat, off) {
+			return false
+		}
+		off += p.Grad.Len()
+	}
+	return off == flat.Len()
+}

@@ -1,0 +1,84 @@
+package trainer
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
+)
+
+// TensorAllreducer is a World that sums device tensors where they live
+// (NCCL on GPUs), without a copy through host memory.
+type TensorAllreducer interface {
+	AllreduceSumTensor(t *engine.Tensor) error
+}
+
+// GradReducer sums the gradients of data-parallel training over the ranks:
+// every parameter's gradient lives in one flat buffer (layers.FlattenGrads),
+// each rank scales it by its share of the global batch, and one all-reduce
+// per step sums it, so that every rank holds the gradient of the global
+// batch's mean loss, bit for bit the same.
+type GradReducer struct {
+	World World
+	flat  *engine.Tensor
+	host  *engine.Tensor // flat's copy on the host, for device tensors without a TensorAllreducer
+
+	// Comm is the time spent in the all-reduce calls (with the copies
+	// through host memory, if any), Calls their number: the communication
+	// share of a step that the benchmark reports.
+	Comm  time.Duration
+	Calls int
+}
+
+// Reduce replaces the gradients of params by their weighted sum over the
+// ranks, this rank's weighted by share.
+func (g *GradReducer) Reduce(params []*layers.Param, share float64) error {
+	if !layers.GradsIn(g.flat, params) {
+		g.Release()
+		flat, err := layers.FlattenGrads(params)
+		if err != nil {
+			return err
+		}
+		g.flat = flat
+	}
+	if err := engine.Scale(g.flat, share); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := g.allreduce()
+	g.Comm += time.Since(start)
+	g.Calls++
+	if err != nil {
+		return fmt.Errorf("all-reduce of the gradients: %w", err)
+	}
+	return nil
+}
+
+func (g *GradReducer) allreduce() error {
+	if g.flat.Device() == engine.CPU {
+		if g.flat.Float32() == nil {
+			return fmt.Errorf("data-parallel training needs float32 gradients, not %v", g.flat.DType())
+		}
+		return g.World.AllreduceSumFloat32(g.flat.Float32())
+	}
+	if d, ok := g.World.(TensorAllreducer); ok {
+		return d.AllreduceSumTensor(g.flat)
+	}
+	host, err := engine.ToCPU(g.host, g.flat)
+	if err != nil {
+		return err
+	}
+	g.host = host
+	if err := g.World.AllreduceSumFloat32(host.Float32()); err != nil {
+		return err
+	}
+	return g.flat.CopyFrom(host)
+}
+
+// Release frees the flat buffer (the parameters' gradients are its views:
+// the next Reduce makes them anew).
+func (g *GradReducer) Release() {
+	g.flat.Release()
+	g.flat, g.host = nil, nil
+}
