@@ -8,7 +8,8 @@ import (
 	"testing"
 )
 
-// Every command but train refuses to run as one of several processes a
+// Every command but train and bench (timing data-parallel steps) refuses to
+// run as one of several processes a
 // launcher started: each would run its own copy over the same files.
 func TestOneProcessCommandsRefuseALauncher(t *testing.T) {
 	dir := t.TempDir()

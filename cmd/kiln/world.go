@@ -113,16 +113,17 @@ func endWorld(w *mpi.World, err error) error {
 // run directory.
 func rankLogger() zerolog.Logger { return logger() }
 
-// oneProcess refuses every command but train when the launcher started this
-// process as one of several: each rank would run its own tune, lr-find or
-// export over the same files. Data parallel is for kiln train alone.
+// oneProcess refuses every command but train and bench (the step timing of
+// data-parallel training) when the launcher started this process as one of
+// several: each rank would run its own tune, lr-find or export over the
+// same files.
 func oneProcess(cmd *cobra.Command, _ []string) error {
-	if cmd.Name() == "train" {
+	if cmd.Name() == "train" || cmd.CommandPath() == "kiln bench" {
 		return nil
 	}
 	if l, ok := mpi.Launched(); ok && l.Size > 1 {
 		name := strings.TrimPrefix(cmd.CommandPath(), "kiln ")
-		return usageError{fmt.Errorf("%s runs as one process, but mpirun or srun started it as one of %d: only kiln train runs data parallel; start it without the launcher",
+		return usageError{fmt.Errorf("%s runs as one process, but mpirun or srun started it as one of %d: only kiln train (and kiln bench, timing its steps) runs data parallel; start it without the launcher",
 			name, l.Size)}
 	}
 	return nil
