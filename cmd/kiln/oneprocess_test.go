@@ -9,8 +9,8 @@ import (
 )
 
 // Every command but train and bench (timing data-parallel steps) refuses to
-// run as one of several processes a
-// launcher started: each would run its own copy over the same files.
+// run as one of several processes a launcher started: each would run its
+// own copy over the same files.
 func TestOneProcessCommandsRefuseALauncher(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct {
