@@ -3,7 +3,9 @@ package layers
 import "github.com/kiln-ml/kiln/engine"
 
 // BatchNorm2D is nn.BatchNorm2d (momentum 0.1, eps 1e-5, affine, tracking
-// running statistics). It also accepts (N,C) inputs, as BatchNorm1d.
+// running statistics). It also accepts (N,C) inputs, as BatchNorm1d. Given a
+// reducer (SyncBatchNorm, syncbn.go) it normalises with the statistics of the
+// global batch of all data-parallel ranks, as nn.SyncBatchNorm.
 type BatchNorm2D struct {
 	Weight, Bias            *Param
 	RunningMean, RunningVar *Param
@@ -11,6 +13,7 @@ type BatchNorm2D struct {
 	training                bool
 	x, out, dx              *engine.Tensor
 	mean, invStd            *engine.Tensor
+	sync                    batchNormSync // set by SyncBatchNorm (syncbn.go)
 }
 
 // NewBatchNorm2D starts with weight 1, bias 0, running mean 0 and variance 1.
@@ -39,6 +42,10 @@ func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	c := b.Weight.Value.Len()
 	b.mean = engine.EnsureLike(b.mean, x, c)
 	b.invStd = engine.EnsureLike(b.invStd, x, c)
+	b.sync.synced = b.sync.reduce != nil
+	if b.sync.synced {
+		return b.out, b.syncForward(x)
+	}
 	return b.out, engine.BatchNorm2DForward(b.out, b.mean, b.invStd, x, b.Weight.Value, b.Bias.Value,
 		b.RunningMean.Value, b.RunningVar.Value, b.Momentum, b.Eps)
 }
@@ -48,6 +55,9 @@ func (b *BatchNorm2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 		return nil, &engine.ShapeError{Op: "BatchNorm2D.Backward", Msg: "backward in evaluation mode is not supported"}
 	}
 	b.dx = engine.EnsureLike(b.dx, dout, dout.Shape()...)
+	if b.sync.synced {
+		return b.dx, b.syncBackward(dout)
+	}
 	return b.dx, engine.BatchNorm2DBackward(b.dx, b.Weight.Grad, b.Bias.Grad, dout, b.x, b.mean, b.invStd, b.Weight.Value)
 }
 
