@@ -302,3 +302,26 @@ func TestSyncBatchNormRefusesCUDA(t *testing.T) {
 		t.Errorf("Forward on CUDA: %v, want the CPU-only error", err)
 	}
 }
+
+// BenchmarkBatchNormStep is a training step of a plain and of a synchronised
+// (one rank, the all-reduce the identity) batch norm: the cost of the split
+// passes, without communication.
+func BenchmarkBatchNormStep(b *testing.B) {
+	x := gradcheck.Rand(rand.New(rand.NewPCG(3, 3)), -1, 1, 32, 16, 28, 28).As(engine.Float32)
+	for _, synced := range []bool{false, true} {
+		bn := newTestBatchNorm(engine.Float32, 16, 1)
+		if synced {
+			SyncBatchNorm(bn, func([]float64) error { return nil })
+		}
+		b.Run(fmt.Sprintf("synced=%v", synced), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := bn.Forward(x); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := bn.Backward(x); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
