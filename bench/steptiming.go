@@ -23,6 +23,11 @@ type StepTimingConfig struct {
 	MinDur time.Duration // and at least this long
 	LR     float64
 	Device engine.Device // CPU by default; CUDA must be open (engine.OpenDevice)
+	// World, when it has more than one rank, makes the steps data parallel:
+	// Batch is the global batch, each rank steps its own Batch/Size rows and
+	// the gradients are all-reduced every step (trainer.GradReducer). Every
+	// rank calls TimeSteps with the same configuration.
+	World trainer.World
 }
 
 // StepTiming is what one training-speed measurement found.
@@ -39,65 +44,75 @@ type StepTiming struct {
 	TrainImagesPerSec float64 `json:"train_images_per_sec"`
 	AllocsPerStep     float64 `json:"allocs_per_step"`
 	FinalLoss         float64 `json:"final_loss"`
+	// Data-parallel steps only (the one-process line keeps its fields):
+	// the ranks, the share of the timed seconds spent in the gradients'
+	// all-reduce (the mean over ranks), and the gradient bytes each
+	// all-reduce sums (fp32).
+	Ranks                 int     `json:"ranks,omitempty"`
+	CommShare             float64 `json:"comm_share,omitempty"`
+	AllreduceBytesPerStep int64   `json:"allreduce_bytes_per_step,omitempty"`
+}
+
+// stepRun is a model ready to step on this rank's synthetic batch.
+type stepRun struct {
+	step    *trainer.Classifier
+	x       *engine.Tensor
+	labels  []int32
+	reducer *trainer.GradReducer // nil in one process
+	release func()
 }
 
 // TimeSteps builds the model, warms up, and times training steps.
 func TimeSteps(c StepTimingConfig) (StepTiming, error) {
-	if c.Batch < 1 {
-		return StepTiming{}, fmt.Errorf("bench: batch must be positive, got %d", c.Batch)
+	rows, err := rankRows(c.World, c.Batch)
+	if err != nil {
+		return StepTiming{}, err
 	}
 	net, err := layers.Build(c.Model, c.Spec)
 	if err != nil {
 		return StepTiming{}, err
 	}
-	s := c.Spec
-	x := engine.New(engine.Float32, c.Batch, s.Channels, s.Height, s.Width)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range x.Float32() {
-		x.Float32()[i] = float32(rng.NormFloat64())
-	}
-	labels := make([]int32, c.Batch)
-	for i := range labels {
-		labels[i] = int32(rng.IntN(max(s.Outputs(), 1)))
-	}
 	if c.LR == 0 {
 		c.LR = 0.01
 	}
-	if c.Device != engine.CPU {
-		// Parameters, optimiser state and the batch live on the device; each
-		// step brings back only the loss (which also waits for the step).
-		if err := layers.ToDevice(net, c.Device); err != nil {
-			return StepTiming{}, err
-		}
-		defer layers.Release(net)
-		if x, err = x.To(c.Device); err != nil {
-			return StepTiming{}, err
-		}
-		defer x.Release()
+	r, err := newStepRun(net, c, rows)
+	if err != nil {
+		return StepTiming{}, err
 	}
-	opt := &trainer.SGD{Momentum: 0.9}
-	step := trainer.NewClassifier(net, opt)
-	defer opt.Release()
-	defer step.ReleaseBuffers()
+	defer r.release()
 	var loss float64
+	warm := time.Now()
 	for i := 0; i < max(c.Warmup, 1); i++ {
-		if loss, _, err = step.TrainStep(x, labels, c.LR); err != nil {
+		if i == 1 {
+			warm = time.Now() // the first step allocates: the rest say what a step costs
+		}
+		if loss, _, err = r.step.TrainStep(r.x, r.labels, c.LR); err != nil {
 			return StepTiming{}, err
 		}
 	}
+	perStep := time.Since(warm) / time.Duration(max(c.Warmup-1, 1))
+	count, err := timedStepCount(c.World, c.Steps, c.MinDur, perStep)
+	if err != nil {
+		return StepTiming{}, err
+	}
+	r.resetComm()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
+	more := func(n int) bool { return n < c.Steps || time.Since(start) < c.MinDur }
+	if count > 0 {
+		more = func(n int) bool { return n < count }
+	}
 	n := 0
-	for n < c.Steps || time.Since(start) < c.MinDur {
-		if loss, _, err = step.TrainStep(x, labels, c.LR); err != nil {
+	for ; n == 0 || more(n); n++ {
+		if loss, _, err = r.step.TrainStep(r.x, r.labels, c.LR); err != nil {
 			return StepTiming{}, err
 		}
-		n++
 	}
 	el := time.Since(start).Seconds()
 	runtime.ReadMemStats(&after)
-	return StepTiming{
+	s := c.Spec
+	res := StepTiming{
 		Model: c.Model, Batch: c.Batch, Device: c.Device.String(),
 		Input:             fmt.Sprintf("%dx%dx%d", s.Height, s.Width, s.Channels),
 		Params:            layers.CountParams(net),
@@ -108,5 +123,55 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		TrainImagesPerSec: float64(n*c.Batch) / el,
 		AllocsPerStep:     float64(after.Mallocs-before.Mallocs) / float64(n),
 		FinalLoss:         loss,
-	}, nil
+	}
+	return res, r.rankFigures(c.World, &res)
+}
+
+// newStepRun makes this rank's batch of rows (seeded by the rank, so ranks
+// step different data), moves everything to the device, and hooks the
+// gradients' all-reduce into the step when there are several ranks. The
+// ranks' weights start the same without a broadcast: layers.Build is seeded.
+func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, error) {
+	s := c.Spec
+	x := engine.New(engine.Float32, rows, s.Channels, s.Height, s.Width)
+	rng := rand.New(rand.NewPCG(1+uint64(rankOf(c.World)), 2))
+	for i := range x.Float32() {
+		x.Float32()[i] = float32(rng.NormFloat64())
+	}
+	labels := make([]int32, rows)
+	for i := range labels {
+		labels[i] = int32(rng.IntN(max(s.Outputs(), 1)))
+	}
+	var frees []func()
+	if c.Device != engine.CPU {
+		// Parameters, optimiser state and the batch live on the device; each
+		// step brings back only the loss (which also waits for the step).
+		if err := layers.ToDevice(net, c.Device); err != nil {
+			return nil, err
+		}
+		frees = append(frees, func() { layers.Release(net) })
+		dx, err := x.To(c.Device)
+		if err != nil {
+			layers.Release(net)
+			return nil, err
+		}
+		x = dx
+		frees = append(frees, dx.Release)
+	}
+	opt := &trainer.SGD{Momentum: 0.9}
+	step := trainer.NewClassifier(net, opt)
+	r := &stepRun{step: step, x: x, labels: labels}
+	if ranks := sizeOf(c.World); ranks > 1 {
+		r.reducer = &trainer.GradReducer{World: c.World}
+		share := 1 / float64(ranks)
+		step.Reduce = func(params []*layers.Param) error { return r.reducer.Reduce(params, share) }
+		frees = append(frees, r.reducer.Release)
+	}
+	frees = append(frees, opt.Release, step.ReleaseBuffers)
+	r.release = func() {
+		for i := len(frees) - 1; i >= 0; i-- {
+			frees[i]()
+		}
+	}
+	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -15,17 +16,12 @@ import (
 	"github.com/kiln-ml/kiln/bench"
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/mpi"
+	"github.com/kiln-ml/kiln/trainer"
 )
 
 func benchCmd() *cobra.Command {
-	var (
-		model, input, device string
-		batch, steps, warmup int
-		threads, classes     int
-		seconds              float64
-		asJSON, memStats     bool
-		cpuProfile           string
-	)
+	var o benchFlags
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Time full training steps of a model on a fixed synthetic batch",
@@ -33,66 +29,144 @@ func benchCmd() *cobra.Command {
 update with momentum 0.9) on a fixed synthetic batch of the model's input shape.
 With --json the last line of standard output is one flat JSON object.
 
+Under mpirun (kiln built with MPI: make build MPI=1) the steps are data
+parallel: --batch is the global batch, each rank steps its share of it on
+its own synthetic rows, and the gradients are all-reduced every step. Rank 0
+prints, adding the ranks, the all-reduce's share of the time (comm_share)
+and the bytes it sums a step.
+
 kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			spec, err := parseInput(input)
-			if err != nil {
-				return usageError{err}
-			}
-			spec.Classes = classes
-			dev, err := resolveDevice(device, zerolog.Nop())
-			if err != nil {
-				return err
-			}
-			if batch < 1 || steps < 0 || warmup < 0 || seconds < 0 {
-				return usageError{fmt.Errorf("--batch must be positive and --steps, --warmup, --seconds not negative")}
-			}
-			if threads > 0 {
-				engine.SetThreads(threads)
-			}
-			if cpuProfile != "" {
-				f, cerr := os.Create(cpuProfile)
-				if cerr != nil {
-					return cerr
-				}
-				// err is RunE's result: a profile that did not reach the disk fails the command.
-				defer func() {
-					if cerr := f.Close(); err == nil {
-						err = cerr
-					}
-				}()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
-			res, err := bench.TimeSteps(bench.StepTimingConfig{
-				Model: model, Spec: spec, Batch: batch, Warmup: warmup, Steps: steps,
-				MinDur: time.Duration(seconds * float64(time.Second)), Device: dev,
-			})
-			if err != nil {
-				return err
-			}
-			return printStepTiming(res, asJSON, memStats)
-		},
+		RunE: func(*cobra.Command, []string) error { return runBench(o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&model, "model", "lenet", "model: "+strings.Join(layers.ModelNames(), ", "))
-	f.StringVar(&input, "input", "28x28x1", "input shape HxWxC, e.g. 28x28x1 or 32x32x3")
-	f.StringVar(&device, "device", "cpu", "cpu, cuda or auto")
-	f.IntVar(&batch, "batch", 64, "batch size")
-	f.IntVar(&classes, "classes", 10, "number of classes")
-	f.IntVar(&steps, "steps", 20, "timed steps (at least)")
-	f.IntVar(&warmup, "warmup", 3, "untimed warm-up steps")
-	f.Float64Var(&seconds, "seconds", 2, "time for at least this long")
-	f.IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
-	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
-	f.BoolVar(&memStats, "memstats", false, "with --json, add the process's peak memory (for kiln bench suite)")
+	f.StringVar(&o.model, "model", "lenet", "model: "+strings.Join(layers.ModelNames(), ", "))
+	f.StringVar(&o.input, "input", "28x28x1", "input shape HxWxC, e.g. 28x28x1 or 32x32x3")
+	f.StringVar(&o.device, "device", "cpu", "cpu, cuda or auto")
+	f.IntVar(&o.batch, "batch", 64, "batch size")
+	f.IntVar(&o.classes, "classes", 10, "number of classes")
+	f.IntVar(&o.steps, "steps", 20, "timed steps (at least)")
+	f.IntVar(&o.warmup, "warmup", 3, "untimed warm-up steps")
+	f.Float64Var(&o.seconds, "seconds", 2, "time for at least this long")
+	f.IntVar(&o.threads, "threads", 0, "CPU threads (0: all cores)")
+	f.BoolVar(&o.asJSON, "json", false, "print one JSON object as the last line")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
+	f.BoolVar(&o.memStats, "memstats", false, "with --json, add the process's peak memory (for kiln bench suite)")
 	_ = f.MarkHidden("memstats")
 	cmd.AddCommand(benchSuiteCmd())
 	return cmd
+}
+
+// benchFlags are kiln bench's flags.
+type benchFlags struct {
+	model, input, device string
+	batch, steps, warmup int
+	threads, classes     int
+	seconds              float64
+	asJSON, memStats     bool
+	cpuProfile           string
+}
+
+// runBench times the steps in this process, or in this rank of a world.
+func runBench(o benchFlags) (err error) {
+	spec, err := parseInput(o.input)
+	if err != nil {
+		return usageError{err}
+	}
+	spec.Classes = o.classes
+	dev, err := resolveDevice(o.device, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	if o.batch < 1 || o.steps < 0 || o.warmup < 0 || o.seconds < 0 {
+		return usageError{fmt.Errorf("--batch must be positive and --steps, --warmup, --seconds not negative")}
+	}
+	if err := checkBenchRanks(o.batch, dev); err != nil {
+		return err
+	}
+	world, err := joinWorld()
+	if err != nil {
+		return err
+	}
+	if world != nil {
+		defer func() { err = endWorld(world, err) }()
+	}
+	setBenchThreads(o.threads, world)
+	rank0 := world == nil || world.Rank() == 0 // prints and profiles
+	if o.cpuProfile != "" && rank0 {
+		stop, perr := startProfile(o.cpuProfile)
+		if perr != nil {
+			return perr
+		}
+		// err is runBench's result: a profile that did not reach the disk fails the command.
+		defer func() {
+			if cerr := stop(); err == nil {
+				err = cerr
+			}
+		}()
+	}
+	res, err := bench.TimeSteps(bench.StepTimingConfig{
+		Model: o.model, Spec: spec, Batch: o.batch, Warmup: o.warmup, Steps: o.steps,
+		MinDur: time.Duration(o.seconds * float64(time.Second)), Device: dev, World: benchWorld(world),
+	})
+	if err != nil || !rank0 {
+		return err
+	}
+	return printStepTiming(res, o.asJSON, o.memStats)
+}
+
+// startProfile starts a CPU profile into path; stop ends it, failing when
+// the profile did not reach the disk.
+func startProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
+}
+
+// checkBenchRanks refuses, before any rank joins the world, what kiln bench
+// cannot time under mpirun: a global batch the ranks cannot share evenly,
+// and GPUs (the ranks would share one).
+func checkBenchRanks(batch int, dev engine.Device) error {
+	l, ok := mpi.Launched()
+	if !ok || l.Size <= 1 {
+		return nil
+	}
+	if batch%l.Size != 0 {
+		return usageError{fmt.Errorf("--batch %d is the global batch and does not divide among the %d ranks: use a multiple of %d", batch, l.Size, l.Size)}
+	}
+	if dev != engine.CPU {
+		return usageError{fmt.Errorf("kiln bench under mpirun times CPU ranks; --device %v is not supported there yet", dev)}
+	}
+	return nil
+}
+
+// setBenchThreads sets the engine's threads: --threads, or by default the
+// cores divided among the ranks on this machine (as kiln train does).
+func setBenchThreads(threads int, w *mpi.World) {
+	switch {
+	case threads > 0:
+		engine.SetThreads(threads)
+	case w != nil:
+		engine.SetThreads(max(1, runtime.NumCPU()/w.LocalSize()))
+	}
+}
+
+// benchWorld is w for the step timing: nil (one process) when there is no
+// world, not a nil pointer in an interface.
+func benchWorld(w *mpi.World) trainer.World {
+	if w == nil {
+		return nil
+	}
+	return w
 }
 
 // printStepTiming prints res: as text, as one JSON line (--json), or as
