@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-ml/kiln/mpi/mpitesting"
+)
+
+// kiln bench under mpirun -np 2 (kiln built with MPI) times data-parallel
+// steps: rank 0 alone prints one JSON line, with the ranks, the all-reduce's
+// share of the time and its bytes, and the global batch's images/s; a global
+// batch the ranks cannot share is refused. Skips without mpirun.
+func TestBenchTwoRanks(t *testing.T) {
+	mpirun := mpitesting.MPIRun(t)
+	bin := filepath.Join(t.TempDir(), "kiln-mpi")
+	build := exec.Command(goTool(), "build", "-tags", "mpi", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags mpi: %v\n%s", err, out)
+	}
+	args := []string{"bench", "--model", "lenet", "--batch", "16", "--threads", "1",
+		"--steps", "5", "--warmup", "2", "--seconds", "0.2", "--json"}
+	stdout, stderr, err := mpirunSplit(t, mpirun, 2, bin, args...)
+	if err != nil {
+		t.Fatalf("mpirun -np 2 kiln %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	m := oneJSONLine(t, stdout) // one line: rank 1 prints nothing
+	if number(t, m, "ranks") != 2 || number(t, m, "batch") != 16 || number(t, m, "threads") != 1 {
+		t.Errorf("ranks, batch, threads: %v", m)
+	}
+	if s := number(t, m, "comm_share"); !(s > 0 && s < 1) {
+		t.Errorf("comm_share %v, want within (0, 1)", s)
+	}
+	if b := number(t, m, "allreduce_bytes_per_step"); b != 4*number(t, m, "params") {
+		t.Errorf("allreduce_bytes_per_step %v, want 4 bytes a parameter", b)
+	}
+	steps, sec, ips := number(t, m, "steps"), number(t, m, "seconds"), number(t, m, "train_images_per_sec")
+	if !(ips > 0) || steps < 5 || ips < 0.99*steps*16/sec || ips > 1.01*steps*16/sec {
+		t.Errorf("%v steps of the global batch 16 in %v s: %v images/s", steps, sec, ips)
+	}
+
+	odd := []string{"bench", "--model", "lenet", "--batch", "15", "--threads", "1", "--json"}
+	stdout, stderr, err = mpirunSplit(t, mpirun, 2, bin, odd...)
+	if err == nil || !strings.Contains(stderr, "--batch 15 is the global batch") || stdout != "" {
+		t.Errorf("--batch 15 on 2 ranks: %v, stdout %q; want a refusal naming it; stderr:\n%s", err, stdout, stderr)
+	}
+}
+
+// mpirunSplit runs prog as np ranks with their standard output and error
+// apart, failing t after two minutes.
+func mpirunSplit(t *testing.T, mpirun string, np int, prog string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mpirun, append([]string{"--allow-run-as-root", "--oversubscribe",
+		"-np", strconv.Itoa(np), prog}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("mpirun -np %d kiln %s still running after 2 minutes:\n%s", np, strings.Join(args, " "), e.String())
+	}
+	return o.String(), e.String(), err
+}
