@@ -99,6 +99,8 @@ func resumeAlone(t *testing.T, run string) {
 	if err != nil || !strings.Contains(string(out), "resumed from checkpoint") {
 		t.Fatalf("one process resuming the killed run: %v\n%s", err, out)
 	}
+	plain := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(string(out), "")
+	t.Logf("one process: %s", regexp.MustCompile(`resumed from checkpoint.*`).FindString(plain))
 	if s := readSummary(t, run); s.EpochsRun != 3 || s.TestAccuracy == nil {
 		t.Errorf("resumed run: %d epochs run, test accuracy %v; want 3 and a test accuracy", s.EpochsRun, s.TestAccuracy)
 	}
