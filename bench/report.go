@@ -345,6 +345,7 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		if hasFile(r, name+"-scaling-threads.png") {
 			p("\n![images/s against threads](%s-scaling-threads.png)\n", name)
 		}
+		writeRanksMarkdown(p, sc, why)
 	}
 
 	if len(r.TTA) > 0 {
@@ -522,6 +523,7 @@ func writeTerminal(w io.Writer, r *Report) {
 				p("%s threads %d\t%s\t%s\t\n", ts.Model, pt.Threads, fmtIPS(pt.Kiln), fmtIPS(pt.Torch))
 			}
 		}
+		writeRanksTerminal(p, sc)
 	}
 	if len(r.TTA) > 0 {
 		p("\ntime to accuracy\ttarget\tKiln\tPyTorch\t\n")

@@ -14,6 +14,10 @@ type Scaling struct {
 	Threads    []ThreadScaling `json:"threads"`
 	// ThreadsSkipped says why the thread scan did not run (on the GPU).
 	ThreadsSkipped string `json:"threads_skipped,omitempty"`
+	// Ranks is data-parallel throughput at 1 and 2 ranks (ranks_scan.go);
+	// RanksSkipped says why it did not run.
+	Ranks        []RankScaling `json:"ranks,omitempty"`
+	RanksSkipped string        `json:"ranks_skipped,omitempty"`
 }
 
 // ThreadScaling is one model's throughput at each thread count.
@@ -111,6 +115,9 @@ func (s *suite) runScaling(ctx context.Context) error {
 			ts.Points = append(ts.Points, p)
 		}
 		sc.Threads = append(sc.Threads, ts)
+	}
+	if err := s.runRanks(ctx, sc); err != nil {
+		return err
 	}
 	s.rep.Scaling = sc
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-ml/kiln/bench"
+	"github.com/kiln-ml/kiln/mpi"
 	"github.com/kiln-ml/kiln/mpi/mpitesting"
 )
 
@@ -47,10 +50,48 @@ func TestBenchTwoRanks(t *testing.T) {
 		t.Errorf("%v steps of the global batch 16 in %v s: %v images/s", steps, sec, ips)
 	}
 
+	t.Run("suite", func(t *testing.T) { benchSuiteRanks(t, bin) })
+
 	odd := []string{"bench", "--model", "lenet", "--batch", "15", "--threads", "1", "--json"}
 	stdout, stderr, err = mpirunSplit(t, mpirun, 2, bin, odd...)
 	if err == nil || !strings.Contains(stderr, "--batch 15 is the global batch") || stdout != "" {
 		t.Errorf("--batch 15 on 2 ranks: %v, stdout %q; want a refusal naming it; stderr:\n%s", err, stdout, stderr)
+	}
+}
+
+// benchSuiteRanks checks the suite's ranks scan: with a kiln built with MPI
+// it measures 1 and 2 ranks, with one built without it says why not.
+func benchSuiteRanks(t *testing.T, mpiBin string) {
+	for _, tc := range []struct {
+		name, bin string
+	}{{"MPI", mpiBin}, {"plain", kilnBin}} {
+		out := filepath.Join(t.TempDir(), "results")
+		cmd := exec.Command(tc.bin, "bench", "suite", "--quick", "--no-torch", "--sections", "scaling", "--out", out, "--name", "m")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: kiln bench suite: %v\n%s", tc.name, err, b)
+		}
+		b, err := os.ReadFile(filepath.Join(out, "m-"+time.Now().UTC().Format("2006-01-02")+"-quick.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep bench.Report
+		if err := json.Unmarshal(b, &rep); err != nil || rep.Scaling == nil {
+			t.Fatalf("%s: the report has no scaling section (%v)", tc.name, err)
+		}
+		sc := rep.Scaling
+		if tc.bin == kilnBin {
+			if len(sc.Ranks) != 0 || !strings.Contains(sc.RanksSkipped, mpi.NotBuiltMessage) {
+				t.Errorf("plain kiln: ranks %v, skipped %q; want the scan skipped for want of MPI", sc.Ranks, sc.RanksSkipped)
+			}
+			continue
+		}
+		if sc.RanksSkipped != "" || len(sc.Ranks) != 1 || len(sc.Ranks[0].Points) != 2 {
+			t.Fatalf("kiln with MPI: ranks %+v, skipped %q; want lenet at 1 and 2 ranks", sc.Ranks, sc.RanksSkipped)
+		}
+		one, two := sc.Ranks[0].Points[0], sc.Ranks[0].Points[1]
+		if one.Ranks != 1 || !(one.Kiln > 0) || two.Ranks != 2 || !(two.Kiln > 0) || !(two.CommShare > 0 && two.CommShare < 1) {
+			t.Errorf("kiln with MPI: 1 rank %+v, 2 ranks %+v", one, two)
+		}
 	}
 }
 
