@@ -85,28 +85,40 @@ func (d *driverBackend) bind() error {
 
 func unbind() { runtime.UnlockOSThread() }
 
-func (d *driverBackend) init() (Info, error) {
+// devices counts the GPUs the driver shows this process. Up to a context,
+// a failure means no usable GPU here (ErrNoDevice: --device auto falls back
+// to the CPU).
+func (d *driverBackend) devices() (int, error) {
 	if v, ok := os.LookupEnv("CUDA_VISIBLE_DEVICES"); ok && v == "" {
-		return Info{}, fmt.Errorf("%w: CUDA_VISIBLE_DEVICES is set and empty", ErrNoDevice)
+		return 0, fmt.Errorf("%w: CUDA_VISIBLE_DEVICES is set and empty", ErrNoDevice)
 	}
-	// Up to a context on device 0, a failure means no usable GPU here
-	// (ErrNoDevice: --device auto falls back to the CPU).
 	switch rc := int(C.kiln_cuda_init_result()); rc {
 	case 0:
 	case int(C.CUDA_ERROR_NO_DEVICE):
-		return Info{}, fmt.Errorf("%w: %w", ErrNoDevice, &cudaError{"cuInit", rc})
+		return 0, fmt.Errorf("%w: %w", ErrNoDevice, &cudaError{"cuInit", rc})
 	default:
-		return Info{}, fmt.Errorf("%w: the NVIDIA driver did not start: %w", ErrNoDevice, &cudaError{"cuInit", rc})
+		return 0, fmt.Errorf("%w: the NVIDIA driver did not start: %w", ErrNoDevice, &cudaError{"cuInit", rc})
 	}
 	n, err := cu.NumDevices()
 	if err != nil {
-		return Info{}, fmt.Errorf("%w: %w", ErrNoDevice, cuErr("cuDeviceGetCount", err))
+		return 0, fmt.Errorf("%w: %w", ErrNoDevice, cuErr("cuDeviceGetCount", err))
 	}
 	if n == 0 {
-		return Info{}, fmt.Errorf("%w: the driver reports 0 devices", ErrNoDevice)
+		return 0, fmt.Errorf("%w: the driver reports 0 devices", ErrNoDevice)
 	}
-	if d.dev, err = cu.GetDevice(0); err != nil {
-		return Info{}, fmt.Errorf("%w: %w", ErrNoDevice, cuErr("cuDeviceGet(0)", err))
+	return n, nil
+}
+
+func (d *driverBackend) init() (Info, error) {
+	n, err := d.devices()
+	if err != nil {
+		return Info{}, err
+	}
+	if ordinal >= n {
+		return Info{}, fmt.Errorf("%w: device %d asked, the driver sees %d (CUDA_VISIBLE_DEVICES=%q)", ErrNoDevice, ordinal, n, os.Getenv("CUDA_VISIBLE_DEVICES"))
+	}
+	if d.dev, err = cu.GetDevice(ordinal); err != nil {
+		return Info{}, fmt.Errorf("%w: %w", ErrNoDevice, cuErr(fmt.Sprintf("cuDeviceGet(%d)", ordinal), err))
 	}
 	if d.ctx, err = d.dev.RetainPrimaryCtx(); err != nil {
 		return Info{}, fmt.Errorf("%w: %w (is the GPU in exclusive mode and busy?)", ErrNoDevice, cuErr("cuDevicePrimaryCtxRetain", err))

@@ -48,7 +48,31 @@ type emuBackend struct {
 	total int64
 }
 
+// devices is 1, or KILN_EMU_DEVICES: emulated devices for tests of one
+// rank per device (each process emulates the one it opens).
+func (e *emuBackend) devices() (int, error) {
+	s := os.Getenv("KILN_EMU_DEVICES")
+	if s == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("KILN_EMU_DEVICES=%q: want a device count", s)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%w: KILN_EMU_DEVICES=0", ErrNoDevice)
+	}
+	return n, nil
+}
+
 func (e *emuBackend) init() (Info, error) {
+	n, err := e.devices()
+	if err != nil {
+		return Info{}, err
+	}
+	if ordinal >= n {
+		return Info{}, fmt.Errorf("%w: emulated device %d asked, there are %d (KILN_EMU_DEVICES)", ErrNoDevice, ordinal, n)
+	}
 	e.sizes = map[Ptr]int64{}
 	e.total = 4 << 30
 	if s := os.Getenv("KILN_EMU_MEMORY"); s != "" {

@@ -40,6 +40,7 @@ type Info struct {
 	Driver      string
 	Capability  string // "9.0"
 	SMs         int
+	Ordinal     int // its index among the visible devices (SelectDevice)
 	Kernels     int // kernels loaded (every registered name was found)
 	Fatbin      string
 }
@@ -75,7 +76,8 @@ func human(b int64) string {
 // backend is what a build provides: backend_driver.go (tag cuda) or
 // backend_emu.go (tag cudaemu); a plain build has none.
 type backend interface {
-	init() (Info, error)
+	init() (Info, error) // opens device ordinal
+	devices() (int, error)
 	alloc(bytes int64) (Ptr, error) // returns errOOM when the device is full
 	free(p Ptr) error
 	memInfo() (free, total int64, err error)
@@ -181,6 +183,7 @@ func Init() (Info, error) {
 		return info, initErr
 	}
 	inf.Kernels = len(kernels)
+	inf.Ordinal = ordinal
 	be, info = b, inf
 	return info, nil
 }
