@@ -39,20 +39,24 @@ func rankRows(w trainer.World, batch int) (int, error) {
 	return batch / ranks, nil
 }
 
-// timedStepCount is the number of timed steps every rank runs, 0 for a
-// time-limited loop in one process. Ranks must agree on it (a rank that
-// stopped early would leave the others in an all-reduce for ever), so rank 0
-// decides it from its warm-up steps, at least steps and at least minDur long,
-// and broadcasts it.
-func timedStepCount(w trainer.World, steps int, minDur, perStep time.Duration) (int, error) {
-	if sizeOf(w) <= 1 {
+// nextSteps is how many timed steps to run next, after done steps in
+// elapsed, 0 when there have been enough: at least c.Steps and c.MinDur. In
+// one process that is one step at a time until then. Ranks must agree on it
+// (a rank that stopped first would leave the others in an all-reduce for
+// ever), so rank 0 decides and broadcasts it, in chunks: a check per step
+// would add a collective to every step.
+func nextSteps(c StepTimingConfig, done int, elapsed, warmStep time.Duration) (int, error) {
+	if sizeOf(c.World) <= 1 {
+		if done < c.Steps || elapsed < c.MinDur {
+			return 1, nil
+		}
 		return 0, nil
 	}
-	n := max(steps, 1)
-	if perStep > 0 {
-		n = max(n, int(math.Ceil(float64(minDur)/float64(perStep))))
+	var n uint64
+	if c.World.Rank() == 0 {
+		n = uint64(chunkSteps(done, c.Steps, c.MinDur, elapsed, warmStep))
 	}
-	buf, err := w.BroadcastBytes(binary.LittleEndian.AppendUint64(nil, uint64(n)), 0)
+	buf, err := c.World.BroadcastBytes(binary.LittleEndian.AppendUint64(nil, n), 0)
 	if err != nil {
 		return 0, fmt.Errorf("bench: agreeing on the number of timed steps: %w", err)
 	}
@@ -60,6 +64,27 @@ func timedStepCount(w trainer.World, steps int, minDur, perStep time.Duration) (
 		return 0, fmt.Errorf("bench: rank 0 sent %d bytes for the number of timed steps", len(buf))
 	}
 	return int(binary.LittleEndian.Uint64(buf)), nil
+}
+
+// chunkSteps is rank 0's next chunk: the steps still owed, or those the
+// time still owed takes at the pace measured so far. The first chunk has
+// only the warm-up's pace, which a busy moment can make several times too
+// slow or fast, so it aims at half the time and the next ones correct it.
+func chunkSteps(done, steps int, minDur, elapsed, warmStep time.Duration) int {
+	if done >= steps && elapsed >= minDur {
+		return 0
+	}
+	n := max(steps-done, 1)
+	left, pace := minDur-elapsed, warmStep
+	if done > 1 {
+		pace = elapsed / time.Duration(done)
+	} else {
+		left /= 2
+	}
+	if left > 0 && pace > 0 {
+		n = max(n, int(math.Ceil(float64(left)/float64(pace))))
+	}
+	return n
 }
 
 // resetComm starts the all-reduce's clock with the timed steps.

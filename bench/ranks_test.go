@@ -123,8 +123,8 @@ func TestTimeStepsTwoRanks(t *testing.T) {
 		}
 	}
 	r0, r1 := res[0], res[1]
-	if r0.Steps != r1.Steps || r0.Steps < 4 {
-		t.Errorf("timed steps: rank 0 %d, rank 1 %d; want the same, at least 4", r0.Steps, r1.Steps)
+	if r0.Steps != r1.Steps || r0.Steps < 4 || r0.Seconds < 0.05 {
+		t.Errorf("timed steps: rank 0 %d in %v s, rank 1 %d; want the same, at least 4 and 50 ms", r0.Steps, r0.Seconds, r1.Steps)
 	}
 	if r0.Ranks != 2 || !(r0.CommShare > 0 && r0.CommShare < 1) || r0.CommShare != r1.CommShare {
 		t.Errorf("ranks %d, comm share %v (rank 1: %v); want 2 and one share in (0, 1)", r0.Ranks, r0.CommShare, r1.CommShare)
@@ -161,6 +161,31 @@ func TestTimeStepsRefusesABatchTheRanksCannotShare(t *testing.T) {
 	for r, err := range errs {
 		if err == nil || !strings.Contains(err.Error(), "does not divide among 2 ranks") {
 			t.Errorf("rank %d: batch 15 over 2 ranks: %v", r, err)
+		}
+	}
+}
+
+// Rank 0's chunks of timed steps: what is owed in steps or time, the first
+// aiming at half the time at the warm-up's pace, the next at the pace
+// measured; none once both are met.
+func TestChunkSteps(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		done, steps             int
+		minDur, elapsed, warmup time.Duration
+		want                    int
+	}{
+		{0, 20, time.Second, 0, ms, 500},
+		{1, 20, time.Second, 0, 10 * ms, 50},
+		{100, 20, time.Second, 200 * ms, ms, 400},
+		{5, 20, time.Second, 2 * time.Second, ms, 15},
+		{30, 20, time.Second, 999 * ms, ms, 1},
+		{20, 20, time.Second, time.Second, ms, 0},
+		{0, 3, 0, 0, ms, 3},
+	} {
+		if got := chunkSteps(c.done, c.steps, c.minDur, c.elapsed, c.warmup); got != c.want {
+			t.Errorf("chunkSteps(done %d, steps %d, %v, elapsed %v, warm-up step %v) = %d, want %d",
+				c.done, c.steps, c.minDur, c.elapsed, c.warmup, got, c.want)
 		}
 	}
 }

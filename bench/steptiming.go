@@ -90,22 +90,20 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 			return StepTiming{}, err
 		}
 	}
-	perStep := time.Since(warm) / time.Duration(max(c.Warmup-1, 1))
-	count, err := timedStepCount(c.World, c.Steps, c.MinDur, perStep)
-	if err != nil {
-		return StepTiming{}, err
-	}
+	warmStep := time.Since(warm) / time.Duration(max(c.Warmup-1, 1))
 	r.resetComm()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	more := func(n int) bool { return n < c.Steps || time.Since(start) < c.MinDur }
-	if count > 0 {
-		more = func(n int) bool { return n < count }
-	}
 	n := 0
-	for ; n == 0 || more(n); n++ {
-		if loss, _, err = r.step.TrainStep(r.x, r.labels, c.LR); err != nil {
+	for more := 1; more > 0; {
+		for range more {
+			if loss, _, err = r.step.TrainStep(r.x, r.labels, c.LR); err != nil {
+				return StepTiming{}, err
+			}
+		}
+		n += more
+		if more, err = nextSteps(c, n, time.Since(start), warmStep); err != nil {
 			return StepTiming{}, err
 		}
 	}
