@@ -71,6 +71,9 @@ type Config struct {
 	// parallel, under mpirun), when more than one. kiln train sets it from
 	// the launcher, not from a flag; config.yaml records it.
 	WorldSize int `json:"world_size,omitempty" yaml:"world_size,omitempty"`
+	// SyncBN makes batch norm take its statistics over the global batch of
+	// every rank (nn.SyncBatchNorm) instead of each rank's shard.
+	SyncBN bool `json:"sync_bn,omitempty" yaml:"sync_bn,omitempty"`
 }
 
 // DefaultConfig is `kiln train` with no flags: LeNet on MNIST on the CPU,

@@ -123,7 +123,7 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 // continues: everything but where and how fast it runs.
 func resumeKey(c Config) json.RawMessage {
 	c.RunDir, c.Threads, c.Device, c.StopAfterEpoch, c.DataDir, c.NoVisuals = "", 0, "", 0, "", false
-	c.WorldSize = 0 // issue 18: a run resumes with another number of ranks
+	c.WorldSize, c.SyncBN = 0, false // issue 18: a run resumes with another number of ranks
 	b, _ := json.Marshal(c)
 	return b
 }

@@ -71,16 +71,43 @@ func (t *Trainer) broadcastState() error {
 	state := layers.FullState(t.Model)
 	for _, name := range slices.Sorted(maps.Keys(state)) {
 		v := state[name]
-		if v.DType() != engine.Float32 {
+		if v.DType() != engine.Float32 && v.Device() == engine.CPU {
 			continue
 		}
-		if v.Float32() == nil {
-			return fmt.Errorf("data-parallel training needs %s on the CPU", name)
-		}
-		if err := t.world().BroadcastFloat32(v.Float32(), 0); err != nil {
+		if err := t.broadcastTensor(v); err != nil {
 			return fmt.Errorf("broadcast of %s: %w", name, err)
 		}
 	}
+	return nil
+}
+
+// broadcastTensor copies rank 0's v into every rank's, through host memory
+// for a device tensor (once, at the start).
+func (t *Trainer) broadcastTensor(v *engine.Tensor) error {
+	host, err := engine.ToCPU(nil, v)
+	if err != nil {
+		return err
+	}
+	if err := t.world().BroadcastFloat32(host.Float32(), 0); err != nil {
+		return err
+	}
+	if host == v {
+		return nil
+	}
+	return v.CopyFrom(host)
+}
+
+// syncBatchNorm has every batch norm layer take its statistics over the
+// global batch (--sync-bn): two small all-reduces a layer a step.
+func (t *Trainer) syncBatchNorm() error {
+	if !t.Config.SyncBN {
+		return nil
+	}
+	if t.device != engine.CPU {
+		return fmt.Errorf("--sync-bn runs on the CPU so far (the model is on %v)", t.device)
+	}
+	n := layers.SyncBatchNorm(t.Model, t.world().AllreduceSumFloat64)
+	t.Log.Info().Int("layers", n).Msg("sync-bn: batch norm statistics over every rank's samples")
 	return nil
 }
 
@@ -112,9 +139,6 @@ func (t *Trainer) prepareWorld(s *data.Splits) error {
 		return nil
 	}
 	c := t.Config
-	if t.device != engine.CPU {
-		return fmt.Errorf("data-parallel training runs on the CPU so far (%v asked; NCCL for GPUs is to come)", t.device)
-	}
 	if err := checkGlobalBatch(c.Batch, w.Size()); err != nil {
 		return err
 	}
@@ -125,6 +149,9 @@ func (t *Trainer) prepareWorld(s *data.Splits) error {
 		return err
 	}
 	if err := t.broadcastState(); err != nil {
+		return err
+	}
+	if err := t.syncBatchNorm(); err != nil {
 		return err
 	}
 	t.grads.World = w

@@ -101,6 +101,7 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	intFlag(f, &c.Epochs, "epochs", "epochs")
 	intFlag(f, &c.Batch, "batch", "batch size")
 	f.BoolVar(&c.DropLast, "drop-last", false, "drop each epoch's last, short batch")
+	f.BoolVar(&c.SyncBN, "sync-bn", false, "under mpirun: batch norm statistics over every rank's samples (nn.SyncBatchNorm), not each rank's own")
 	f.Float64Var(&c.LR, "lr", c.LR, "learning rate (the peak, for onecycle)")
 	f.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "sgd, adam or adamw")
 	f.Float64Var(&c.Momentum, "momentum", c.Momentum, "SGD momentum")

@@ -46,12 +46,9 @@ const cudaBinaryName = "kiln-cuda"
 // kiln-cuda with the same arguments. Call it first, before anything is
 // written or started.
 func resolveDevice(flag string, log zerolog.Logger) (engine.Device, error) {
-	s := strings.TrimSpace(flag)
-	if env := strings.TrimSpace(os.Getenv(envDevice)); env != "" && (s == "" || strings.EqualFold(s, "auto")) {
-		if _, _, err := engine.ParseDevice(env); err != nil {
-			return engine.CPU, usageError{fmt.Errorf("$%s: %w", envDevice, err)}
-		}
-		s = env
+	s, err := deviceRequest(flag)
+	if err != nil {
+		return engine.CPU, err
 	}
 	dev, auto, err := engine.ParseDevice(s)
 	if err != nil {
@@ -86,13 +83,25 @@ func resolveDevice(flag string, log zerolog.Logger) (engine.Device, error) {
 	return engine.CUDA, nil
 }
 
+// deviceRequest is the --device value, or $KILN_DEVICE in place of auto.
+func deviceRequest(flag string) (string, error) {
+	s := strings.TrimSpace(flag)
+	if env := strings.TrimSpace(os.Getenv(envDevice)); env != "" && (s == "" || strings.EqualFold(s, "auto")) {
+		if _, _, err := engine.ParseDevice(env); err != nil {
+			return "", usageError{fmt.Errorf("$%s: %w", envDevice, err)}
+		}
+		s = env
+	}
+	return s, nil
+}
+
 // describeDevice is one line about an opened device.
 func describeDevice(inf cuda.Info) string {
 	if inf.Backend != "cuda" {
-		return fmt.Sprintf("%s (%s, %d kernels)", inf.Name, inf.Backend, inf.Kernels)
+		return fmt.Sprintf("%s (%s, device %d, %d kernels)", inf.Name, inf.Backend, inf.Ordinal, inf.Kernels)
 	}
-	return fmt.Sprintf("%s, %.1f GiB, compute %s, %d SMs, driver %s, %d kernels",
-		inf.Name, float64(inf.MemoryTotal)/(1<<30), inf.Capability, inf.SMs, inf.Driver, inf.Kernels)
+	return fmt.Sprintf("GPU %d: %s, %.1f GiB, compute %s, %d SMs, driver %s, %d kernels",
+		inf.Ordinal, inf.Name, float64(inf.MemoryTotal)/(1<<30), inf.Capability, inf.SMs, inf.Driver, inf.Kernels)
 }
 
 // gpuProbe is what the plain build can find out about the GPU build without

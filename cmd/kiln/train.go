@@ -112,6 +112,7 @@ func runTrain(c trainer.Config, resume bool) error {
 // one rank of a data-parallel run (world.go), and rank 0 alone writes the
 // run directory.
 func train(c trainer.Config, resume bool) (err error) {
+	handOverBeforeMPI(c.Device)
 	world, err := joinWorld()
 	if err != nil {
 		return err
@@ -122,6 +123,9 @@ func train(c trainer.Config, resume bool) (err error) {
 	}
 	if world != nil {
 		defer func() { err = endWorld(world, err) }()
+		if err := pickGPU(world, c.Device); err != nil {
+			return err
+		}
 		if world.Rank() != 0 {
 			return trainRank(c, world)
 		}
@@ -152,7 +156,11 @@ func train(c trainer.Config, resume bool) (err error) {
 	}
 	tr.Log = run.Logger(os.Stderr)
 	tr.Run = run
-	useWorld(world, c, tr)
+	leave, err := useWorld(world, c, tr)
+	if err != nil {
+		return err
+	}
+	defer leaveTogether(&err, leave)
 	if err := run.WriteStart(c, c.Model, spec); err != nil {
 		return err
 	}
@@ -172,7 +180,7 @@ func train(c trainer.Config, resume bool) (err error) {
 
 // trainRank is kiln train on a rank other than 0: the same steps, with no
 // run directory, progress bar or summary.
-func trainRank(c trainer.Config, world *mpi.World) error {
+func trainRank(c trainer.Config, world *mpi.World) (err error) {
 	if finished, err := shareFinished(world, false); err != nil || finished {
 		return err
 	}
@@ -181,7 +189,11 @@ func trainRank(c trainer.Config, world *mpi.World) error {
 		return err
 	}
 	ts.tr.Log = rankLogger()
-	useWorld(world, c, ts.tr)
+	leave, err := useWorld(world, c, ts.tr)
+	if err != nil {
+		return err
+	}
+	defer leaveTogether(&err, leave)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	_, err = ts.tr.Fit(ctx, ts.splits)

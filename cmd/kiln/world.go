@@ -79,17 +79,40 @@ func btoi(b bool) byte {
 }
 
 // useWorld hands the world to the trainer: --threads defaults to the cores
-// divided among the ranks on this machine, and every log line carries the
-// rank.
-func useWorld(w *mpi.World, c trainer.Config, tr *trainer.Trainer) {
+// divided among the ranks on this machine, every log line carries the
+// rank, and ranks on GPUs sum through NCCL (gpuWorld). The caller calls
+// leave when training ends.
+func useWorld(w *mpi.World, c trainer.Config, tr *trainer.Trainer) (leave func() error, err error) {
 	if w == nil {
-		return
+		return func() error { return nil }, nil
 	}
 	tr.World = w
 	if c.Threads == 0 {
 		engine.SetThreads(max(1, runtime.NumCPU()/w.LocalSize()))
 	}
 	tr.Log = tr.Log.With().Int("rank", w.Rank()).Logger()
+	if tr.Device() != engine.CUDA || w.Size() == 1 {
+		return func() error { return nil }, nil
+	}
+	world, leave, err := gpuWorld(w, tr.Log)
+	if err != nil {
+		return nil, err
+	}
+	tr.World = world
+	return leave, nil
+}
+
+// leaveTogether runs leave as its caller returns, when the ranks end alike
+// (done, or interrupted before the same step): after an error endWorld
+// aborts the job, and leaving NCCL could wait for a rank that has gone. Its
+// error becomes the caller's unless the caller already has one.
+func leaveTogether(err *error, leave func() error) {
+	if *err != nil && !errors.Is(*err, trainer.ErrInterrupted) {
+		return
+	}
+	if lerr := leave(); *err == nil {
+		*err = lerr
+	}
 }
 
 // endWorld ends this rank's part of the run: MPI_Finalize after an end

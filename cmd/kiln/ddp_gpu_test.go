@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kiln-ml/kiln/mpi/mpitesting"
+)
+
+// Data-parallel ranks on GPUs (issue 18), run on the CUDA emulator: each
+// rank opens the device its index on the machine names (the emulator shows
+// KILN_EMU_DEVICES of them), the emulator has no NCCL, so the ranks say so
+// and sum the flat gradient buffer through host memory over MPI; they
+// train as one process on the emulated GPU does, within 1e-5. Two ranks
+// where the machine has one GPU are refused, as is --sync-bn on the GPU.
+// (NCCL itself runs only on a real GPU: cuda.TestNCCLOneRank.)
+func TestDataParallelGPURanksEmulated(t *testing.T) {
+	mpirun := mpitesting.MPIRun(t)
+	needMNIST(t)
+	bin := kilnMPIEmu(t)
+	dir := t.TempDir()
+	e := ddpEnv{mpirun: mpirun, bin: bin, dir: dir}
+	args := func(run string) []string {
+		return append(e.args(run), "--device", "cuda", "--epochs", "1")
+	}
+	if out, err := exec.Command(bin, args("one")...).CombinedOutput(); err != nil {
+		t.Fatalf("one process on the emulated GPU: %v\n%s", err, out)
+	}
+	t.Setenv("KILN_EMU_DEVICES", "2") // mpirun passes its environment to local ranks
+	out := mpiRun(t, mpirun, 2, bin, args("two")...)
+	for _, want := range []string{"NCCL is not in use", "the CUDA emulator has none", "device 0", "device 1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the 2-rank output lacks %q:\n%s", want, out)
+		}
+	}
+	compareMetrics(t, filepath.Join(dir, "one"), filepath.Join(dir, "two"), 1e-5)
+	compareWeights(t, filepath.Join(dir, "one", "last.safetensors"), filepath.Join(dir, "two", "last.safetensors"), 1e-5)
+
+	out, err := runMPIErr(t, mpirun, 2, bin, append(args("sync"), "--sync-bn")...)
+	if err == nil || !strings.Contains(out, "--sync-bn runs on the CPU so far") {
+		t.Errorf("--sync-bn on GPU ranks: %v, want a refusal; output:\n%s", err, out)
+	}
+	t.Setenv("KILN_EMU_DEVICES", "1")
+	out, err = runMPIErr(t, mpirun, 2, bin, args("shared")...)
+	if err == nil || !strings.Contains(out, "2 ranks on this machine and 1 GPUs") {
+		t.Errorf("two ranks on one GPU: %v, want a refusal; output:\n%s", err, out)
+	}
+}
+
+var (
+	mpiEmuOnce sync.Once
+	mpiEmuBin  string
+	mpiEmuErr  string
+)
+
+// kilnMPIEmu is kiln built with MPI and the CUDA emulator, once per test
+// binary.
+func kilnMPIEmu(t *testing.T) string {
+	t.Helper()
+	mpiEmuOnce.Do(func() {
+		bin := filepath.Join(workDir, "kiln-mpi-emu")
+		build := exec.Command(goTool(), "build", "-tags", "mpi,cudaemu", "-o", bin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := build.CombinedOutput(); err != nil {
+			mpiEmuErr = fmt.Sprintf("go build -tags mpi,cudaemu: %v\n%s", err, out)
+			return
+		}
+		mpiEmuBin = bin
+	})
+	if mpiEmuBin == "" {
+		t.Fatal(mpiEmuErr)
+	}
+	return mpiEmuBin
+}
