@@ -32,6 +32,16 @@ chmod +x "$G"/kiln-cuda "$G"/*.test
 } >"$R/env.txt" 2>&1
 "$G/kiln-cuda" info >"$R/kiln-info.txt" 2>&1
 export REQUIRE_CUDA=1 KILN_KERNEL_COVERAGE=1
+# NCCL for cuda.TestNCCLOneRank (issue 18): the machine has no Open MPI, but
+# its PyTorch ships NCCL (the nvidia-nccl wheel, or inside torch/lib).
+if [[ -z ${KILN_NCCL_LIBRARY:-} ]]; then
+	nccl=$(python3 -c 'import glob, os, torch
+d = os.path.dirname(os.path.dirname(torch.__file__))
+c = glob.glob(d + "/nvidia/nccl/lib/libnccl.so*") + glob.glob(os.path.dirname(torch.__file__) + "/lib/libnccl*.so*")
+print(c[0] if c else "")' 2>/dev/null)
+	[[ -n $nccl ]] && export KILN_NCCL_LIBRARY=$nccl REQUIRE_NCCL=1
+fi
+echo "NCCL: ${KILN_NCCL_LIBRARY:-none found}" >>"$R/env.txt"
 [[ -d $G/data ]] && export KILN_DATA_DIR=$G/data
 for p in cuda engine trainer bench; do
 	run=CUDA
