@@ -8,6 +8,7 @@ type Dropout struct {
 	P        float64
 	rng      engine.DropoutRNG
 	offset   *Param // the stream position, kept in checkpoints
+	shard    dropoutShard
 	training bool
 	mask     *engine.Tensor
 	out, dx  *engine.Tensor
@@ -30,11 +31,61 @@ func (d *Dropout) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if err != nil {
 		return d.out, err
 	}
-	d.rng.Offset = uint64(off)
+	row := uint64(x.Len() / max(x.Dim(0), 1))
+	d.shard.row = row
+	d.rng.Offset = uint64(off) + uint64(d.shard.start)*row
 	if err := engine.DropoutForward(d.out, d.mask, x, d.P, true, &d.rng); err != nil {
 		return d.out, err
 	}
-	return d.out, d.offset.Value.SetAt(0, float64(d.rng.Offset))
+	next := d.rng.Offset
+	if d.shard.total > 0 {
+		next = uint64(off) + uint64(d.shard.total)*row
+	}
+	return d.out, d.offset.Value.SetAt(0, float64(next))
+}
+
+// dropoutShard places a rank's input in the global batch of data-parallel
+// training: rows [start, start+n) of total (total 0: the input is the
+// whole batch).
+type dropoutShard struct {
+	start, total int
+	row          uint64 // the units of one row of the last input
+}
+
+// Shard says that the next inputs are rows [start, start+n) of a global
+// batch of total rows that several ranks share. The layer then draws those
+// rows' masks from the stream one process would draw the whole batch's
+// from, and moves its stream past the whole batch: the ranks drop
+// different units, every rank's stream stays at the same place, and the
+// ranks together drop what one process would. Shard(0, 0) undoes it.
+func (d *Dropout) Shard(start, total int) {
+	d.shard.start, d.shard.total = start, total
+}
+
+// SkipBatch is the step of a rank whose shard of the global batch is empty:
+// it moves the stream past the whole batch as the other ranks' Forward
+// does, so all stay together. (A rank that has never had a row to drop from
+// knows no row size; it keeps none, as its stream is never read.)
+func (d *Dropout) SkipBatch() error {
+	if !d.training || d.P == 0 || d.shard.total == 0 {
+		return nil
+	}
+	off, err := d.offset.Value.Get(0)
+	if err != nil {
+		return err
+	}
+	return d.offset.Value.SetAt(0, off+float64(uint64(d.shard.total)*d.shard.row))
+}
+
+// Dropouts returns the dropout layers of l, in walk order.
+func Dropouts(l Layer) []*Dropout {
+	var ds []*Dropout
+	WalkLayers(l, func(_ string, l Layer) {
+		if d, ok := l.(*Dropout); ok {
+			ds = append(ds, d)
+		}
+	})
+	return ds
 }
 
 func (d *Dropout) Backward(dout *engine.Tensor) (*engine.Tensor, error) {

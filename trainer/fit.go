@@ -85,9 +85,10 @@ type Trainer struct {
 	classifier *Classifier
 	regressor  *Regressor
 	params     []*layers.Param
-	vis        *visualState // pictures and TensorBoard events (visuals.go)
-	grads      GradReducer  // the flat gradient buffer the ranks reduce (gradreduce.go)
-	gradScale  float64      // this rank's share of the step's global batch
+	vis        *visualState      // pictures and TensorBoard events (visuals.go)
+	grads      GradReducer       // the flat gradient buffer the ranks reduce (gradreduce.go)
+	gradScale  float64           // this rank's share of the step's global batch
+	dropouts   []*layers.Dropout // told each step where the rank's shard lies (world.go)
 
 	device     engine.Device  // device.go
 	xDev, yDev *engine.Tensor // training batches on the device (reused)

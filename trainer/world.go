@@ -99,12 +99,19 @@ func (t *Trainer) broadcastTensor(v *engine.Tensor) error {
 
 // syncBatchNorm has every batch norm layer take its statistics over the
 // global batch (--sync-bn): two small all-reduces a layer a step.
-func (t *Trainer) syncBatchNorm() error {
-	if !t.Config.SyncBN {
+func (t *Trainer) syncBatchNorm(s *data.Splits) error {
+	c := t.Config
+	if !c.SyncBN {
 		return nil
 	}
 	if t.device != engine.CPU {
 		return fmt.Errorf("--sync-bn runs on the CPU so far (the model is on %v)", t.device)
+	}
+	// A rank with no samples would have no pass to take part in.
+	ranks := t.world().Size()
+	if last := s.Train.Len() % c.Batch; last > 0 && last < ranks && !c.DropLast {
+		return fmt.Errorf("--sync-bn: each epoch's last batch has %d samples, fewer than the %d ranks, so a rank would have none to normalise: add --drop-last or change --batch",
+			last, ranks)
 	}
 	n := layers.SyncBatchNorm(t.Model, t.world().AllreduceSumFloat64)
 	t.Log.Info().Int("layers", n).Msg("sync-bn: batch norm statistics over every rank's samples")
@@ -151,9 +158,10 @@ func (t *Trainer) prepareWorld(s *data.Splits) error {
 	if err := t.broadcastState(); err != nil {
 		return err
 	}
-	if err := t.syncBatchNorm(); err != nil {
+	if err := t.syncBatchNorm(s); err != nil {
 		return err
 	}
+	t.dropouts = layers.Dropouts(t.Model)
 	t.grads.World = w
 	reduce := func(ps []*layers.Param) error { return t.grads.Reduce(ps, t.gradScale) }
 	if t.classifier != nil {
@@ -216,6 +224,11 @@ func (t *Trainer) reduceSums(s *epochSums) error {
 
 // idleStep is TrainOnBatch's step on an empty shard.
 func (t *Trainer) idleStep(lr float64) error {
+	for _, d := range t.dropouts {
+		if err := d.SkipBatch(); err != nil {
+			return err
+		}
+	}
 	if t.classifier != nil {
 		c := t.classifier
 		return idleStep(c.params, c.Opt, stepAfter{c.ClipNorm, c.Reduce}, lr)

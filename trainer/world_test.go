@@ -344,3 +344,21 @@ func TestValidateTrainingRefusesAnUnevenGlobalBatch(t *testing.T) {
 		t.Errorf("batch 64 on 2 ranks: %v", err)
 	}
 }
+
+// --sync-bn refuses an epoch whose last batch has fewer samples than there
+// are ranks (512 samples in batches of 30 on 3 ranks: 2 left): a rank with
+// none would have no batch-norm pass to take part in. --drop-last drops it.
+func TestSyncBNRefusesAnEmptyShard(t *testing.T) {
+	_, _, errs := fitRanks(t, newMemWorlds(3), func(_ int, c *Config) { c.SyncBN = true })
+	for r, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "2 samples, fewer than the 3 ranks") {
+			t.Errorf("rank %d: %v, want the empty shard refused", r, err)
+		}
+	}
+	_, _, errs = fitRanks(t, newMemWorlds(3), func(_ int, c *Config) { c.SyncBN, c.DropLast = true, true })
+	for r, err := range errs {
+		if err != nil {
+			t.Errorf("rank %d with --drop-last: %v", r, err)
+		}
+	}
+}

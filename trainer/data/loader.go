@@ -47,6 +47,7 @@ type Batch struct {
 	Epoch   int            // the epoch it belongs to
 	Index   int            // its position in the epoch, from 0
 	Total   int            // the samples of the whole batch, when this is one shard of it
+	Start   int            // the shard's first row within the whole batch
 }
 
 // Size is the number of samples in the batch.
@@ -399,7 +400,7 @@ func (l *Loader) fill(b *buffer, epoch, i int) {
 			}
 		}
 	}
-	b.batch = Batch{X: x, Indices: idx, Epoch: epoch, Index: i, Total: total}
+	b.batch = Batch{X: x, Indices: idx, Epoch: epoch, Index: i, Total: total, Start: off}
 	if ds.Task == Regression {
 		t := b.tFull
 		if n < len(b.indices) {
