@@ -54,9 +54,11 @@ RUN mkdir -p /out/data/mnist \
 
 FROM nvidia/cuda:${CUDA_VERSION}-base-${UBUNTU}
 # openmpi-bin brings mpirun and libmpi, which both binaries link; ssh is how
-# mpirun reaches the other pods under Kubeflow (Slurm's srun needs none).
+# mpirun reaches the other pods under Kubeflow (Slurm's srun needs none);
+# libnccl2 (NVIDIA's CUDA repository, set up in this base image) is what
+# GPU ranks sum their gradients with, loaded at run time.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openmpi-bin openssh-server openssh-client \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openmpi-bin openssh-server openssh-client libnccl2 \
  && rm -rf /var/lib/apt/lists/*
 # The MPI runtime mounts its keys (a Secret, read-only) on ~/.ssh, so no
 # known_hosts can be written there, and each job's pods are new hosts.
