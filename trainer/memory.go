@@ -100,20 +100,34 @@ func (t *Trainer) checkMemory(ds *data.Dataset) error {
 	}
 	avail, source := availableMemory()
 	if avail > 0 {
-		// When Fit checks, the model's values and gradients, the samples
-		// and the loader are already allocated: MemAvailable no longer
-		// counts them, the estimate does.
+		// The ranks on this machine share what it has left. When Fit
+		// checks, the model's values and gradients, the samples and the
+		// loader are already allocated: MemAvailable no longer counts
+		// them, the estimate does.
+		if local := t.localRanks(); local > 1 {
+			avail /= int64(local)
+			source = fmt.Sprintf("%s, shared by the %d ranks on this machine", source, local)
+		}
 		avail += 8*int64(layers.CountParams(t.Model)) + datasetBytes(ds) + loaderBytes(ds, batch)
 	}
 	if t.Config.MemoryLimitMB > 0 {
-		avail, source = int64(t.Config.MemoryLimitMB)<<20, "--memory-limit-mb"
+		avail, source = int64(t.Config.MemoryLimitMB)<<20, "--memory-limit-mb, each rank's"
 	}
 	t.Log.Info().Str("estimate", mib(need)).Str("available", mib(avail)).Str("from", source).Msg("memory")
 	if avail > 0 && need > avail {
-		return fmt.Errorf("batch %d needs about %s but only %s is available (%s); use a smaller --batch",
+		return fmt.Errorf("batch %d needs about %s a process but only %s is available (%s); use a smaller --batch",
 			t.Config.Batch, mib(need), mib(avail), source)
 	}
 	return nil
+}
+
+// localRanks is the number of ranks on this machine (1 in a world that
+// cannot say: each then checks against the machine's memory alone).
+func (t *Trainer) localRanks() int {
+	if l, ok := t.world().(interface{ LocalSize() int }); ok {
+		return max(l.LocalSize(), 1)
+	}
+	return 1
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }

@@ -362,3 +362,27 @@ func TestSyncBNRefusesAnEmptyShard(t *testing.T) {
 		}
 	}
 }
+
+// crowdedWorld is a world whose ranks say that many of them share this
+// machine.
+type crowdedWorld struct {
+	World
+	local int
+}
+
+func (w crowdedWorld) LocalSize() int { return w.local }
+
+// The ranks on one machine share its memory: each checks its estimate
+// against its part (a million ranks leave each too little), not the whole.
+func TestRanksShareTheMachinesMemory(t *testing.T) {
+	ws := newMemWorlds(2)
+	for i := range ws {
+		ws[i] = crowdedWorld{ws[i], 1 << 20}
+	}
+	_, _, errs := fitRanks(t, ws, func(int, *Config) {})
+	for r, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "shared by the 1048576 ranks on this machine") {
+			t.Errorf("rank %d: %v, want the memory check to divide the machine's memory", r, err)
+		}
+	}
+}
