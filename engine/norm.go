@@ -286,19 +286,7 @@ func (t *batchNormTask[T]) train(ch int) {
 	m := float64(t.n * t.hw)
 	mean, ss, ok := bnMomentsC(t, ch)
 	if !ok {
-		sum := 0.0
-		for i := 0; i < t.n; i++ {
-			for _, v := range t.plane(t.x, i, ch) {
-				sum += float64(v)
-			}
-		}
-		mean = sum / m
-		for i := 0; i < t.n; i++ {
-			for _, v := range t.plane(t.x, i, ch) {
-				d := float64(v) - mean
-				ss += d * d
-			}
-		}
+		mean, ss = bnPlaneMoments(t, ch, m) // norm_sync.go
 	}
 	invStd := 1 / math.Sqrt(ss/m+t.eps)
 	t.mean[ch], t.invStd[ch] = T(mean), T(invStd)

@@ -263,6 +263,8 @@ func (t *bnSyncTask[T]) localSums(ch int) {
 	t.sums[ch], t.sums[c+ch], t.sums[2*c+ch] = m, m*mean, ss+m*mean*mean
 }
 
+// bnPlaneMoments is channel ch's mean and Σ(x−mean)² over its m values, in
+// two passes in float64: the Go path where the C one does not apply.
 func bnPlaneMoments[T Float](bn *batchNormTask[T], ch int, m float64) (mean, ss float64) {
 	sum := 0.0
 	for i := 0; i < bn.n; i++ {

@@ -182,29 +182,36 @@ func rankPID(bin, run string, rank int) (int, error) {
 	return found[0], nil
 }
 
-var (
-	mpiBinOnce sync.Once
-	mpiBin     string
-	mpiBinErr  string
-)
+// kilnBuilds are the kiln binaries the data-parallel tests build, one per
+// set of build tags.
+var kilnBuilds sync.Map // tags → *kilnBuild
 
-// kilnMPI builds kiln with the mpi tag once for the tests of this file and
-// ddp_accuracy_test.go (as TestDataParallelTwoRanks does for its own), with
-// go build, so without -race even under go test -race.
-func kilnMPI(t *testing.T) string {
+type kilnBuild struct {
+	once     sync.Once
+	bin, err string
+}
+
+// kilnWithTags builds kiln with these tags once per test binary, with go
+// build, so without -race even under go test -race.
+func kilnWithTags(t *testing.T, tags string) string {
 	t.Helper()
-	mpiBinOnce.Do(func() {
-		bin := filepath.Join(workDir, "kiln-mpi")
-		build := exec.Command(goTool(), "build", "-tags", "mpi", "-o", bin, ".")
+	v, _ := kilnBuilds.LoadOrStore(tags, &kilnBuild{})
+	b := v.(*kilnBuild)
+	b.once.Do(func() {
+		bin := filepath.Join(workDir, "kiln-"+strings.ReplaceAll(tags, ",", "-"))
+		build := exec.Command(goTool(), "build", "-tags", tags, "-o", bin, ".")
 		build.Env = append(os.Environ(), "CGO_ENABLED=1")
 		if out, err := build.CombinedOutput(); err != nil {
-			mpiBinErr = fmt.Sprintf("go build -tags mpi: %v\n%s", err, out)
+			b.err = fmt.Sprintf("go build -tags %s: %v\n%s", tags, err, out)
 			return
 		}
-		mpiBin = bin
+		b.bin = bin
 	})
-	if mpiBin == "" {
-		t.Fatal(mpiBinErr)
+	if b.bin == "" {
+		t.Fatal(b.err)
 	}
-	return mpiBin
+	return b.bin
 }
+
+// kilnMPI is kiln built with MPI.
+func kilnMPI(t *testing.T) string { return kilnWithTags(t, "mpi") }

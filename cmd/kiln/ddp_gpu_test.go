@@ -1,12 +1,9 @@
 package main
 
 import (
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kiln-ml/kiln/mpi/mpitesting"
@@ -22,7 +19,7 @@ import (
 func TestDataParallelGPURanksEmulated(t *testing.T) {
 	mpirun := mpitesting.MPIRun(t)
 	needMNIST(t)
-	bin := kilnMPIEmu(t)
+	bin := kilnWithTags(t, "mpi,cudaemu")
 	dir := t.TempDir()
 	e := ddpEnv{mpirun: mpirun, bin: bin, dir: dir}
 	args := func(run string) []string {
@@ -52,32 +49,6 @@ func TestDataParallelGPURanksEmulated(t *testing.T) {
 	}
 }
 
-var (
-	mpiEmuOnce sync.Once
-	mpiEmuBin  string
-	mpiEmuErr  string
-)
-
-// kilnMPIEmu is kiln built with MPI and the CUDA emulator, once per test
-// binary.
-func kilnMPIEmu(t *testing.T) string {
-	t.Helper()
-	mpiEmuOnce.Do(func() {
-		bin := filepath.Join(workDir, "kiln-mpi-emu")
-		build := exec.Command(goTool(), "build", "-tags", "mpi,cudaemu", "-o", bin, ".")
-		build.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := build.CombinedOutput(); err != nil {
-			mpiEmuErr = fmt.Sprintf("go build -tags mpi,cudaemu: %v\n%s", err, out)
-			return
-		}
-		mpiEmuBin = bin
-	})
-	if mpiEmuBin == "" {
-		t.Fatal(mpiEmuErr)
-	}
-	return mpiEmuBin
-}
-
 // Two ranks on two real GPUs with NCCL (issue 18's GPU test): kiln-cuda
 // built with MPI, one GPU a rank, the gradients summed by NCCL, the run
 // within 1e-5 of one process on one GPU. Skips, saying why, unless this
@@ -91,12 +62,7 @@ func TestDataParallelTwoGPUs(t *testing.T) {
 		t.Skipf("skipped: two GPUs needed (nvidia-smi -L: %d, %v)", gpus, err)
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "kiln-cuda-mpi")
-	build := exec.Command(goTool(), "build", "-tags", "mpi,cuda", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags mpi,cuda: %v\n%s", err, out)
-	}
+	bin := kilnWithTags(t, "mpi,cuda")
 	e := ddpEnv{mpirun: mpirun, bin: bin, dir: dir}
 	args := func(run string) []string { return append(e.args(run), "--device", "cuda", "--epochs", "2") }
 	if out, err := exec.Command(bin, args("one")...).CombinedOutput(); err != nil {

@@ -28,12 +28,7 @@ func TestDataParallelTwoRanks(t *testing.T) {
 	mpirun := mpitesting.MPIRun(t)
 	needMNIST(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "kiln-mpi")
-	build := exec.Command(goTool(), "build", "-tags", "mpi", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags mpi: %v\n%s", err, out)
-	}
+	bin := kilnMPI(t)
 	e := ddpEnv{mpirun: mpirun, bin: bin, dir: dir}
 	args := e.args
 	if out, err := exec.Command(bin, args("one")...).CombinedOutput(); err != nil {
