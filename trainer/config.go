@@ -74,6 +74,21 @@ type Config struct {
 	// SyncBN makes batch norm take its statistics over the global batch of
 	// every rank (nn.SyncBatchNorm) instead of each rank's shard.
 	SyncBN bool `json:"sync_bn,omitempty" yaml:"sync_bn,omitempty"`
+
+	// An image folder (--dataset folder): the size its images are brought
+	// to ("HxW"; "": the model's input size, 28x28 or 32x32), how (crop:
+	// resize the shorter side and cut the centre; pad: resize the longer
+	// side and pad), and whether one bad file stops the run (strict)
+	// instead of being skipped, counted and named.
+	ImageSize string `json:"image_size,omitempty" yaml:"image_size,omitempty"`
+	ImageFit  string `json:"image_fit,omitempty" yaml:"image_fit,omitempty"`
+	Strict    bool   `json:"strict,omitempty" yaml:"strict,omitempty"`
+
+	// LogEvery logs the training loss, accuracy, learning rate and images/s
+	// every so many steps (0: at epoch ends only); LogLevel is the
+	// console's least level: debug, info (""), warn.
+	LogEvery int    `json:"log_every,omitempty" yaml:"log_every,omitempty"`
+	LogLevel string `json:"log_level,omitempty" yaml:"log_level,omitempty"`
 }
 
 // DefaultConfig is `kiln train` with no flags: LeNet on MNIST on the CPU,
@@ -232,7 +247,48 @@ func (c Config) ValidateTraining() error {
 	if err := c.validateSchedule(); err != nil {
 		return err
 	}
+	if err := c.validateWords(); err != nil {
+		return err
+	}
 	return c.validateEarlyStop()
+}
+
+// validateWords checks the settings that are words or sizes.
+func (c Config) validateWords() error {
+	if c.ImageSize != "" {
+		if _, _, err := ParseImageSize(c.ImageSize); err != nil {
+			return settingErr("image_size", strconv.Quote(c.ImageSize), "%v", err)
+		}
+	}
+	switch c.ImageFit {
+	case "", "crop", "pad":
+	default:
+		return settingErr("image_fit", strconv.Quote(c.ImageFit), "want crop or pad")
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn":
+	default:
+		return settingErr("log_level", strconv.Quote(c.LogLevel), "want debug, info or warn")
+	}
+	return nil
+}
+
+// MaxImageSide bounds --image-size: a side the loaders and models take.
+const MaxImageSide = 4096
+
+// ParseImageSize reads --image-size: "HxW" (or one number for a square),
+// each side in [1, MaxImageSide].
+func ParseImageSize(s string) (h, w int, err error) {
+	hs, ws, ok := strings.Cut(strings.ToLower(strings.TrimSpace(s)), "x")
+	if !ok {
+		ws = hs
+	}
+	h, errH := strconv.Atoi(hs)
+	w, errW := strconv.Atoi(ws)
+	if errH != nil || errW != nil || h < 1 || w < 1 || h > MaxImageSide || w > MaxImageSide {
+		return 0, 0, fmt.Errorf("want HxW, e.g. 28x28, each side in [1, %d]", MaxImageSide)
+	}
+	return h, w, nil
 }
 
 func (c Config) validateLists() error {
@@ -347,6 +403,7 @@ var numberRules = []numberRule{
 	{"stop_after_epoch", func(c *Config) float64 { return float64(c.StopAfterEpoch) }, atLeast(0), "in [0, epochs] (0: run them all)", true},
 	{"memory_limit_mb", func(c *Config) float64 { return float64(c.MemoryLimitMB) }, atLeast(0), "at least 0 (0: the memory available)", true},
 	{"world_size", func(c *Config) float64 { return float64(c.WorldSize) }, atLeast(0), "at least 0 (set by the launcher)", true},
+	{"log_every", func(c *Config) float64 { return float64(c.LogEvery) }, atLeast(0), "at least 0 (0: at epoch ends only)", true},
 }
 
 // SettingRange says what a numeric setting accepts, by its configuration

@@ -111,6 +111,7 @@ var numericCases = []numericCase{
 	{"stop_after_epoch", "9", "in [0, "},
 	{"memory_limit_mb", "-1", "at least 0"},
 	{"world_size", "-1", "at least 0"},
+	{"log_every", "-1", "at least 0"},
 	{"classes", "[-1]", "at least 0"},
 	{"milestones", "[0]", "at least 1"},
 }
@@ -195,5 +196,32 @@ func TestValidateTrainingNamesTheKey(t *testing.T) {
 	c.Schedule = "bogus"
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "schedule") {
 		t.Errorf("an unknown schedule: %v", err)
+	}
+}
+
+// The word and size settings refuse what they cannot use, naming the key.
+func TestWordSettingsAreChecked(t *testing.T) {
+	for _, c := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.ImageSize = "28" }, ""},
+		{func(c *Config) { c.ImageSize = "32x24" }, ""},
+		{func(c *Config) { c.ImageSize = "0x28" }, "image_size"},
+		{func(c *Config) { c.ImageSize = "28xx" }, "image_size"},
+		{func(c *Config) { c.ImageSize = "5000x5000" }, "image_size"},
+		{func(c *Config) { c.ImageFit = "stretch" }, "image_fit"},
+		{func(c *Config) { c.LogLevel = "trace" }, "log_level"},
+		{func(c *Config) { c.LogLevel = "debug" }, ""},
+	} {
+		cfg := DefaultConfig()
+		c.change(&cfg)
+		err := cfg.Validate()
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want an error naming %q", cfg, err, c.want)
+		}
+	}
+	if h, w, err := ParseImageSize("24X32"); err != nil || h != 24 || w != 32 {
+		t.Errorf("ParseImageSize(24X32) = %d, %d, %v", h, w, err)
 	}
 }

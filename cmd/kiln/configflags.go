@@ -95,6 +95,9 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	f.Float64Var(&c.Subset, "subset", 0, "keep a seeded fraction of the data, e.g. 0.1")
 	f.Float64Var(&c.ValFraction, "val-fraction", c.ValFraction, "fraction of the training data held out for validation")
 	f.BoolVar(&c.Augment, "augment", false, "random crop (pad 4) and horizontal flip (32×32 images)")
+	f.StringVar(&c.ImageSize, "image-size", "", "image folder: bring every image to HxW (default: the model's input, 28x28 or 32x32)")
+	f.StringVar(&c.ImageFit, "image-fit", "", "image folder: crop (resize the shorter side, cut the centre; default) or pad")
+	f.BoolVar(&c.Strict, "strict", false, "image folder: stop at the first bad file instead of skipping it")
 	intFlag(f, &c.Hidden, "hidden", "width of mlp hidden layers / gmlp channels (0: model default)")
 	intFlag(f, &c.Depth, "depth", "number of mlp hidden layers / gmlp blocks (0: model default)")
 	f.Float64Var(&c.Dropout, "dropout", 0, "cnn's dropout before the head (0: model default 0.3)")
@@ -126,6 +129,8 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	f.StringVar(&c.RunDir, "run-dir", "", "run directory (default runs/<model>-<time>)")
 	intFlag(f, &c.StopAfterEpoch, "stop-after-epoch", "end the run after this epoch, resumable")
 	intFlag(f, &c.MemoryLimitMB, "memory-limit-mb", "refuse runs estimated to need more (default: available memory)")
+	intFlag(f, &c.LogEvery, "log-every", "log training loss, accuracy, LR and images/s every N steps (0: per epoch)")
+	f.StringVar(&c.LogLevel, "log-level", "", "console log level: debug, info (default) or warn")
 	f.BoolVar(&c.NoVisuals, "no-visuals", false, "skip histograms.jsonl and visuals.json (the pictures of kiln plot and kiln board)")
 	return cf
 }
