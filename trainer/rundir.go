@@ -13,6 +13,7 @@ import (
 
 	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 // The run directory is a contract other tools rely on:
@@ -210,7 +211,7 @@ func (r *RunDir) Restarted() bool { return r.restart }
 
 // WriteStart writes config.yaml and model.json at the start of a new run;
 // a resumed run keeps those it has.
-func (r *RunDir) WriteStart(c Config, model string, spec layers.Spec) error {
+func (r *RunDir) WriteStart(c Config, m ModelInfo) error {
 	if r.Resuming() {
 		return nil
 	}
@@ -221,7 +222,7 @@ func (r *RunDir) WriteStart(c Config, model string, spec layers.Spec) error {
 	if err := r.write(ConfigFile, y); err != nil {
 		return err
 	}
-	return r.write(ModelFile, ModelJSON(model, spec))
+	return r.write(ModelFile, ModelJSON(m))
 }
 
 // Logger returns a logger writing JSON lines to train.log and, when console
@@ -319,12 +320,31 @@ func (r *RunDir) Close() error {
 // directory, fsync, rename, fsync of the directory.
 func WriteFileAtomic(path string, data []byte) error { return durable.WriteFile(path, data) }
 
-// ModelJSON describes an architecture so that weights can be rebuilt into the
-// right model: a run's model.json and the sidecar of exported weights.
-func ModelJSON(model string, s layers.Spec) []byte {
-	b, _ := json.MarshalIndent(struct {
-		Model string      `json:"model"`
-		Spec  layers.Spec `json:"spec"`
-	}{model, s}, "", "  ")
+// ModelInfo is a run's model.json: the architecture, so that weights can be
+// rebuilt into the right model, and what its inputs and outputs mean, for
+// kiln predict and the exports.
+type ModelInfo struct {
+	Model string      `json:"model"`
+	Spec  layers.Spec `json:"spec"`
+	// Classes names the outputs of a classifier in label order.
+	Classes []string `json:"classes,omitempty"`
+	// Mean and Std are the per-channel normalisation the model's inputs
+	// had: a pixel value v in [0, 1] went in as (v − Mean[c]) / Std[c].
+	Mean []float64 `json:"mean,omitempty"`
+	Std  []float64 `json:"std,omitempty"`
+}
+
+// ModelInfoOf is the model.json of a model trained on ds.
+func ModelInfoOf(model string, spec layers.Spec, ds *data.Dataset) ModelInfo {
+	m := ModelInfo{Model: model, Spec: spec, Mean: ds.Mean, Std: ds.Std}
+	if ds.Task == data.Classification {
+		m.Classes = ds.Classes
+	}
+	return m
+}
+
+// ModelJSON is m as model.json holds it.
+func ModelJSON(m ModelInfo) []byte {
+	b, _ := json.MarshalIndent(m, "", "  ")
 	return append(b, '\n')
 }

@@ -20,21 +20,24 @@ const maxSummaryBytes = 64 << 20
 
 // ReadModelJSON reads dir's model.json: the model's name and its spec.
 func ReadModelJSON(dir string) (model string, spec layers.Spec, err error) {
+	m, err := ReadModelInfo(dir)
+	return m.Model, m.Spec, err
+}
+
+// ReadModelInfo reads dir's model.json.
+func ReadModelInfo(dir string) (ModelInfo, error) {
+	var m ModelInfo
 	b, err := userfile.ReadFile(filepath.Join(dir, ModelFile), 1<<20)
 	if err != nil {
-		return "", spec, fmt.Errorf("no %s there (is it a kiln train run directory?): %w", ModelFile, err)
+		return m, fmt.Errorf("no %s there (is it a kiln train run directory?): %w", ModelFile, err)
 	}
-	var mj struct {
-		Model string      `json:"model"`
-		Spec  layers.Spec `json:"spec"`
-	}
-	if err := json.Unmarshal(b, &mj); err != nil || mj.Model == "" {
+	if err := json.Unmarshal(b, &m); err != nil || m.Model == "" {
 		if err == nil {
 			err = errors.New(`no "model" in it`)
 		}
-		return "", spec, fmt.Errorf("%s does not describe a model: %w", ModelFile, err)
+		return m, fmt.Errorf("%s does not describe a model: %w", ModelFile, err)
 	}
-	return mj.Model, mj.Spec, nil
+	return m, nil
 }
 
 // ReadSummary reads dir's summary.json, which a finished run wrote last.

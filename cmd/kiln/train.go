@@ -161,7 +161,7 @@ func train(c trainer.Config, resume bool) (err error) {
 		return err
 	}
 	defer leaveTogether(&err, leave)
-	if err := run.WriteStart(c, c.Model, spec); err != nil {
+	if err := run.WriteStart(c, trainer.ModelInfoOf(c.Model, spec, tr0)); err != nil {
 		return err
 	}
 	tr.Log.Info().Str("run_dir", c.RunDir).Str("data", tr0.Source).Msg("run")

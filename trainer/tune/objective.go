@@ -80,7 +80,7 @@ func (o *Trainer) run(ctx context.Context, r Run) (Outcome, error) {
 	defer run.Close()
 	tr.Log = run.Logger(nil)
 	tr.Run = run
-	if err := run.WriteStart(c, c.Model, spec); err != nil {
+	if err := run.WriteStart(c, trainer.ModelInfoOf(c.Model, spec, tr0)); err != nil {
 		return Outcome{}, err
 	}
 	nb := tr0.Len() / c.Batch
