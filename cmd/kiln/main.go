@@ -24,7 +24,7 @@ func main() {
 	root.PersistentPreRunE = oneProcess
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(trainCmd(), evalCmd(), predictCmd(), exportCmd(), benchCmd(), infoCmd(), boardCmd())
-	root.AddCommand(plotCmd())
+	root.AddCommand(plotCmd(), summaryCmd())
 	root.AddCommand(tuneCmd(), lrFindCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln:", err)
