@@ -332,6 +332,9 @@ type ModelInfo struct {
 	// had: a pixel value v in [0, 1] went in as (v − Mean[c]) / Std[c].
 	Mean []float64 `json:"mean,omitempty"`
 	Std  []float64 `json:"std,omitempty"`
+	// Summary is the layer table kiln summary prints: output shapes,
+	// parameters and FLOPs for one sample (kiln train fills it).
+	Summary *layers.Summary `json:"summary,omitempty"`
 }
 
 // ModelInfoOf is the model.json of a model trained on ds.
