@@ -34,6 +34,14 @@ static int kiln_sum_f64(double *buf, int n) {
 	return MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 
+static int kiln_isum_f32(float *buf, int n, MPI_Request *req) {
+	return MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, req);
+}
+
+static int kiln_test(MPI_Request *req, int *done) { return MPI_Test(req, done, MPI_STATUS_IGNORE); }
+
+static int kiln_wait(MPI_Request *req) { return MPI_Wait(req, MPI_STATUS_IGNORE); }
+
 static int kiln_bcast_f32(float *buf, int n, int root) {
 	return MPI_Bcast(buf, n, MPI_FLOAT, root, MPI_COMM_WORLD);
 }
@@ -75,6 +83,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -117,6 +126,8 @@ var (
 var reproducible = [][2]string{
 	{"OMPI_MCA_coll_tuned_use_dynamic_rules", "1"},
 	{"OMPI_MCA_coll_tuned_allreduce_algorithm", "4"},
+	// The nonblocking all-reduce (libnbc) likewise, ring (1).
+	{"OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1"},
 }
 
 // maxCount is the most elements one MPI call moves: MPI counts are C ints.
@@ -199,6 +210,75 @@ func (w *World) AllreduceSumFloat32(buf []float32) error {
 			return C.kiln_sum_f32((*C.float)(ptr(buf[lo:hi])), C.int(hi-lo))
 		})
 	})
+}
+
+// Pending is an all-reduce under way (IallreduceSumFloat32): its buffer
+// must not be touched until Wait returns or Test reports it done.
+type Pending struct {
+	w    *World
+	reqs []C.MPI_Request
+	pin  runtime.Pinner // MPI keeps the buffer's address after the call returns
+	done bool
+}
+
+// IallreduceSumFloat32 starts AllreduceSumFloat32 on buf and returns at
+// once, so that the caller computes while the sum goes on; it progresses in
+// later MPI calls (Test) and ends in Wait. Every rank starts the same
+// all-reduces in the same order.
+func (w *World) IallreduceSumFloat32(buf []float32) (*Pending, error) {
+	p := &Pending{w: w}
+	if len(buf) > 0 {
+		p.pin.Pin(&buf[0])
+	}
+	err := chunks(len(buf), func(lo, hi int) error {
+		p.reqs = append(p.reqs, nil)
+		req := &p.reqs[len(p.reqs)-1]
+		return w.call("MPI_Iallreduce", func() C.int {
+			return C.kiln_isum_f32((*C.float)(ptr(buf[lo:hi])), C.int(hi-lo), req)
+		})
+	})
+	if err != nil {
+		p.pin.Unpin()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Test moves the all-reduce on and reports whether it has ended.
+func (p *Pending) Test() (bool, error) {
+	for len(p.reqs) > 0 && !p.done {
+		var flag C.int
+		req := &p.reqs[0]
+		if err := p.w.call("MPI_Test", func() C.int { return C.kiln_test(req, &flag) }); err != nil {
+			return false, err
+		}
+		if flag == 0 {
+			return false, nil
+		}
+		p.reqs = p.reqs[1:]
+	}
+	p.finish()
+	return true, nil
+}
+
+// Wait returns when the all-reduce has ended.
+func (p *Pending) Wait() error {
+	for len(p.reqs) > 0 && !p.done {
+		req := &p.reqs[0]
+		if err := p.w.call("MPI_Wait", func() C.int { return C.kiln_wait(req) }); err != nil {
+			return err
+		}
+		p.reqs = p.reqs[1:]
+	}
+	p.finish()
+	return nil
+}
+
+func (p *Pending) finish() {
+	if !p.done {
+		p.done = true
+		p.pin.Unpin()
+	}
 }
 
 // AllreduceSumFloat64 is AllreduceSumFloat32 for float64.

@@ -60,7 +60,7 @@ func check(w *mpi.World) error {
 	r, n := w.Rank(), w.Size()
 	fmt.Printf("rank %d size %d local %d %d\n", r, n, w.LocalRank(), w.LocalSize())
 	steps := []func(*mpi.World) error{checkSettings, checkGoSignals, checkExactSums,
-		checkAwkwardSums, checkBroadcast, checkGather, checkAgree, checkOtherThread}
+		checkAwkwardSums, checkNonblockingSums, checkBroadcast, checkGather, checkAgree, checkOtherThread}
 	for _, step := range steps {
 		if err := step(w); err != nil {
 			return err
@@ -90,9 +90,14 @@ func checkSettings(w *mpi.World) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("rank %d settings dynamic %d allreduce %d\n", w.Rank(), dyn&0xff, alg)
-	if dyn&0xff == 0 || alg != 4 {
-		return fmt.Errorf("Open MPI runs with use_dynamic_rules=%d allreduce_algorithm=%d, want 1 and 4", dyn&0xff, alg)
+	ialg, err := cvar("coll_libnbc_iallreduce_algorithm")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rank %d settings dynamic %d allreduce %d iallreduce %d\n", w.Rank(), dyn&0xff, alg, ialg)
+	if dyn&0xff == 0 || alg != 4 || ialg != 1 {
+		return fmt.Errorf("Open MPI runs with use_dynamic_rules=%d allreduce_algorithm=%d iallreduce_algorithm=%d, want 1, 4 and 1",
+			dyn&0xff, alg, ialg)
 	}
 	return nil
 }
@@ -171,6 +176,58 @@ func checkAwkwardSums(w *mpi.World) error {
 			}
 		}
 		fmt.Printf("rank %d awkward %d float32 %x float64 %x\n", r, length, hash(f32), hash(f64))
+	}
+	return nil
+}
+
+// checkNonblockingSums starts two all-reduces at once, as overlapped
+// gradient buckets do, moves them on with Test while "computing", and checks
+// their sums against the blocking all-reduce's: the hashes must agree
+// across ranks and runs as the blocking sums' do.
+func checkNonblockingSums(w *mpi.World) error {
+	r, n := w.Rank(), w.Size()
+	for _, length := range []int{1, 7, 100003} {
+		bufs := [2][]float32{make([]float32, length), make([]float32, length)}
+		for b := range bufs {
+			rng := rand.New(rand.NewPCG(uint64(r), uint64(length+b)))
+			for i := range bufs[b] {
+				bufs[b][i] = float32(awkward(rng))
+			}
+		}
+		blocking, mass := slices.Clone(bufs[1]), make([]float32, length)
+		for i, v := range bufs[1] {
+			mass[i] = float32(math.Abs(float64(v))) // rounding is relative to the sum of magnitudes
+		}
+		if err := w.AllreduceSumFloat32(blocking); err != nil {
+			return err
+		}
+		if err := w.AllreduceSumFloat32(mass); err != nil {
+			return err
+		}
+		var pending [2]*mpi.Pending
+		for b := range bufs {
+			p, err := w.IallreduceSumFloat32(bufs[b])
+			if err != nil {
+				return err
+			}
+			pending[b] = p
+		}
+		for spin := 0; spin < 100; spin++ {
+			if _, err := pending[0].Test(); err != nil {
+				return err
+			}
+		}
+		for _, p := range pending {
+			if err := p.Wait(); err != nil {
+				return err
+			}
+		}
+		for i, v := range bufs[1] {
+			if d := math.Abs(float64(v - blocking[i])); d > 1e-6*float64(n)*float64(mass[i]) {
+				return fmt.Errorf("nonblocking length %d element %d: %v, the blocking sum %v", length, i, v, blocking[i])
+			}
+		}
+		fmt.Printf("rank %d isum %d float32 %x %x\n", r, length, hash(bufs[0]), hash(bufs[1]))
 	}
 	return nil
 }
