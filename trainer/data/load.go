@@ -24,17 +24,23 @@ type Options struct {
 	Seed uint64
 	// CSV configures the csv data set.
 	CSV CSVOptions
+	// Folder configures the folder data set.
+	Folder FolderOptions
 }
 
 // Splits are the parts of a loaded data set. Val is nil without a validation
-// fraction.
+// fraction (or a folder set's val/); Test is nil for a folder set without
+// test/.
 type Splits struct {
 	Train, Val, Test *Dataset
+	// Skipped counts the bad image files a folder set left out; nil for the
+	// other sets and for a folder without any.
+	Skipped *Skipped
 }
 
 // Names lists the data sets Load knows.
 func Names() []string {
-	return []string{"mnist", "fashion-mnist", "cifar10", "mnist-rotation", "csv"}
+	return []string{"mnist", "fashion-mnist", "cifar10", "mnist-rotation", "csv", "folder"}
 }
 
 func (o Options) check() error {
@@ -49,34 +55,33 @@ func (o Options) check() error {
 
 // Load reads data set name and returns its training, validation and test
 // splits, narrowed down as Options say (classes, then subset, then the
-// validation split, which is always taken from the training samples).
+// validation split, which is always taken from the training samples unless
+// a folder set has its own val/).
 func Load(name string, o Options) (*Splits, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	train, test, err := loadRaw(name, o)
+	s, err := loadSplits(name, o)
 	if err != nil {
 		return nil, err
 	}
-	if len(o.Classes) > 0 {
-		if train, err = train.KeepClasses(o.Classes); err != nil {
-			return nil, err
+	for i, d := range []**Dataset{&s.Train, &s.Val, &s.Test} {
+		if *d == nil {
+			continue
 		}
-		if test, err = test.KeepClasses(o.Classes); err != nil {
-			return nil, err
+		if len(o.Classes) > 0 {
+			if *d, err = (*d).KeepClasses(o.Classes); err != nil {
+				return nil, err
+			}
+		}
+		if o.Subset > 0 && o.Subset < 1 {
+			if *d, err = (*d).sample(o.Subset, o.Seed, []uint64{splitTrain, splitVal, splitTest}[i]); err != nil {
+				return nil, err
+			}
 		}
 	}
-	if o.Subset > 0 && o.Subset < 1 {
-		if train, err = train.sample(o.Subset, o.Seed, splitTrain); err != nil {
-			return nil, err
-		}
-		if test, err = test.sample(o.Subset, o.Seed, splitTest); err != nil {
-			return nil, err
-		}
-	}
-	s := &Splits{Train: train, Test: test}
-	if o.ValFraction > 0 {
-		if s.Train, s.Val, err = train.Split(o.ValFraction, o.Seed); err != nil {
+	if o.ValFraction > 0 && s.Val == nil {
+		if s.Train, s.Val, err = s.Train.Split(o.ValFraction, o.Seed); err != nil {
 			return nil, err
 		}
 	}
@@ -85,6 +90,36 @@ func Load(name string, o Options) (*Splits, error) {
 			return nil, fmt.Errorf("data: %s: no samples left in a split after classes %v, subset %v, validation fraction %v", name, o.Classes, o.Subset, o.ValFraction)
 		}
 	}
+	if name == "folder" {
+		normalizeFromTrain(s)
+	}
+	return s, nil
+}
+
+// splitVal draws a folder set's own validation subset apart from the
+// training and test ones.
+const splitVal uint64 = 3
+
+// loadSplits reads the full splits: training and test, and a folder set's
+// own validation split.
+func loadSplits(name string, o Options) (*Splits, error) {
+	if name != "folder" {
+		train, test, err := loadRaw(name, o)
+		if err != nil {
+			return nil, err
+		}
+		return &Splits{Train: train, Test: test}, nil
+	}
+	img, err := loadFolder(o)
+	if err != nil {
+		return nil, err
+	}
+	d := img.datasets(o.Dir)
+	s := &Splits{Train: d[0], Val: d[1], Test: d[2]}
+	if img.Skipped.Count > 0 {
+		s.Skipped = &img.Skipped
+	}
+	noteFolder(o, img, s)
 	return s, nil
 }
 
@@ -161,6 +196,8 @@ func Describe(name string) (*Dataset, error) {
 		return rotationDataset(&idxPart{}, 0, 0), nil
 	case "csv":
 		return nil, fmt.Errorf("data: csv has no fixed shape: load the file to learn it")
+	case "folder":
+		return nil, fmt.Errorf("data: folder has no fixed shape or classes: load the folder, or read a run's model.json")
 	}
 	return nil, unknownName(name)
 }

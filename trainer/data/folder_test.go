@@ -1,0 +1,369 @@
+package data
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// greyPNG is a w×h grey PNG whose pixels are v, v+1, … (mod 256).
+func greyPNG(t testing.TB, w, h int, v byte) []byte {
+	t.Helper()
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = v + byte(i)
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// rgbPNG is a w×h opaque RGB PNG of one colour.
+func rgbPNG(t testing.TB, w, h int, c color.RGBA) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := 0; i < len(img.Pix); i += 4 {
+		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = c.R, c.G, c.B, 255
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// pngClaiming is a real 1×1 PNG whose header claims w×h.
+func pngClaiming(t testing.TB, w, h uint32) []byte {
+	b := greyPNG(t, 1, 1, 0)
+	ihdr := b[12 : 12+4+13]
+	binary.BigEndian.PutUint32(ihdr[4:], w)
+	binary.BigEndian.PutUint32(ihdr[8:], h)
+	binary.BigEndian.PutUint32(b[12+4+13:], crc32.ChecksumIEEE(ihdr))
+	return b
+}
+
+// writeFiles writes name → contents under dir, making folders.
+func writeFiles(t testing.TB, dir string, files map[string][]byte) {
+	t.Helper()
+	for name, b := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// smallFolder is a grey two-class set: train/ with 3 cats and 3 dogs (one a
+// JPEG), test/ with one of each.
+func smallFolder(t testing.TB) string {
+	dir := t.TempDir()
+	var jb bytes.Buffer
+	if err := jpeg.Encode(&jb, image.NewGray(image.Rect(0, 0, 28, 28)), &jpeg.Options{Quality: 95}); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, dir, map[string][]byte{
+		"train/cat/a.png": greyPNG(t, 28, 28, 0), "train/cat/b.png": greyPNG(t, 28, 28, 10), "train/cat/c.PNG": greyPNG(t, 56, 28, 20),
+		"train/dog/a.png": greyPNG(t, 28, 28, 100), "train/dog/b.png": greyPNG(t, 14, 14, 110), "train/dog/c.jpg": jb.Bytes(),
+		"test/cat/x.png": greyPNG(t, 28, 28, 5), "test/dog/y.png": greyPNG(t, 28, 28, 105),
+		"train/dog/notes.txt": []byte("not an image"),
+	})
+	return dir
+}
+
+// loadNotes loads the folder set at dir and returns what it said.
+func loadNotes(t testing.TB, dir string, o Options) (*Splits, []string, error) {
+	t.Helper()
+	var notes []string
+	o.Dir = dir
+	o.Folder.Note = func(m string) { notes = append(notes, m) }
+	if o.Folder.CacheDir == "" {
+		o.Folder.CacheDir = filepath.Join(dir, "..", "usercache")
+	}
+	s, err := Load("folder", o)
+	return s, notes, err
+}
+
+func TestFolderLoadsClassesShapesAndNormalisation(t *testing.T) {
+	dir := smallFolder(t)
+	s, notes, err := loadNotes(t, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := s.Train
+	if strings.Join(tr.Classes, ",") != "cat,dog" || tr.Len() != 6 || s.Test.Len() != 2 || s.Val != nil {
+		t.Fatalf("classes %v, train %d, test %d, val %v", tr.Classes, tr.Len(), s.Test.Len(), s.Val)
+	}
+	if tr.Channels != 1 || tr.Height != 28 || tr.Width != 28 {
+		t.Fatalf("shape %d×%d×%d, want 1×28×28 for a grey set", tr.Channels, tr.Height, tr.Width)
+	}
+	if want := []int32{0, 0, 0, 1, 1, 1}; !equalInts(tr.Labels, want) {
+		t.Errorf("labels %v, want %v", tr.Labels, want)
+	}
+	if err := tr.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// The stored values are normalised with the training split's own
+	// figures: their mean is 0 and their spread 1.
+	var sum, sq float64
+	for _, v := range tr.Images {
+		sum += float64(v)
+		sq += float64(v) * float64(v)
+	}
+	n := float64(len(tr.Images))
+	if m, sd := sum/n, math.Sqrt(sq/n-(sum/n)*(sum/n)); math.Abs(m) > 1e-4 || math.Abs(sd-1) > 1e-4 {
+		t.Errorf("normalised training values have mean %v, std %v", m, sd)
+	}
+	if s.Test.Mean[0] != tr.Mean[0] || tr.Mean[0] <= 0 || tr.Std[0] <= 0 {
+		t.Errorf("test mean %v, train mean %v std %v", s.Test.Mean, tr.Mean, tr.Std)
+	}
+	// Pixel 3 of train/cat/a.png is 3: stored as NormalizeImage stores it.
+	want := byteTable(tr.Mean[0], tr.Std[0])[3]
+	if got := tr.Image(0)[3]; got != want {
+		t.Errorf("pixel 3 is %v, want %v", got, want)
+	}
+	if !anyContains(notes, "not images") || !anyContains(notes, "notes.txt") {
+		t.Errorf("no note of the text file left out: %q", notes)
+	}
+}
+
+func equalInts(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func anyContains(notes []string, s string) bool {
+	for _, n := range notes {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestFolderValFolderAndMissingTest(t *testing.T) {
+	dir := smallFolder(t)
+	if err := os.Rename(filepath.Join(dir, "test"), filepath.Join(dir, "val")); err != nil {
+		t.Fatal(err)
+	}
+	s, notes, err := loadNotes(t, dir, Options{ValFraction: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Test != nil || s.Val == nil || s.Val.Len() != 2 || s.Train.Len() != 6 {
+		t.Fatalf("test %v, val %v, train %d: want val/ as the validation split and no test", s.Test, s.Val, s.Train.Len())
+	}
+	if !anyContains(notes, "no test/ folder") || !anyContains(notes, "--val-fraction 0.1 is not used") {
+		t.Errorf("notes %q do not say that val/ replaces --val-fraction and that there is no test", notes)
+	}
+	os.RemoveAll(filepath.Join(dir, "val"))
+	s, _, err = loadNotes(t, dir, Options{ValFraction: 0.5, Seed: 3})
+	if err != nil || s.Val == nil || s.Val.Len() != 3 || s.Train.Len() != 3 {
+		t.Fatalf("without val/, --val-fraction 0.5 of 6: %v %v", s, err)
+	}
+}
+
+func TestFolderImageSizeFitAndRGB(t *testing.T) {
+	dir := t.TempDir()
+	red, blue := color.RGBA{200, 10, 10, 255}, color.RGBA{10, 10, 200, 255}
+	writeFiles(t, dir, map[string][]byte{
+		"train/red/1.png": rgbPNG(t, 40, 20, red), "train/red/2.png": rgbPNG(t, 20, 20, red),
+		"train/blue/1.png": rgbPNG(t, 20, 40, blue), "train/blue/2.png": rgbPNG(t, 30, 30, blue),
+		"train/blue/3.png": greyPNG(t, 30, 30, 7),
+	})
+	s, notes, err := loadNotes(t, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := s.Train; tr.Channels != 3 || tr.Height != 32 || tr.Width != 32 {
+		t.Fatalf("shape %d×%d×%d, want 3×32×32 for an RGB set", tr.Channels, tr.Height, tr.Width)
+	}
+	if !anyContains(notes, "1 images are grey") || !anyContains(notes, "3.png") {
+		t.Errorf("no note of the grey image converted to RGB: %q", notes)
+	}
+	s, _, err = loadNotes(t, dir, Options{Folder: FolderOptions{Size: "10x16", Fit: "pad"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := s.Train
+	if tr.Height != 10 || tr.Width != 16 {
+		t.Fatalf("size %dx%d, want 10x16", tr.Height, tr.Width)
+	}
+	// blue/1.png is 20×40 (tall): padded, its first column is black.
+	black := byteTable(tr.Mean[2], tr.Std[2])[0]
+	if got := tr.Image(0)[2*160]; got != black {
+		t.Errorf("padded corner %v, want black %v", got, black)
+	}
+	if _, _, err := loadNotes(t, dir, Options{Folder: FolderOptions{Fit: "stretch"}}); err == nil || !strings.Contains(err.Error(), "crop or pad") {
+		t.Errorf("fit stretch: %v", err)
+	}
+}
+
+// TestFolderRefusesBadLayouts: each mistake in the folders is an error that
+// names the folder at fault.
+func TestFolderRefusesBadLayouts(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		make       func(dir string)
+	}{
+		{"no train", "no train/ folder", func(dir string) { os.RemoveAll(filepath.Join(dir, "train")) }},
+		{"no class folders", "train: no class folders", func(dir string) {
+			os.RemoveAll(filepath.Join(dir, "train"))
+			writeFiles(t, dir, map[string][]byte{"train/a.png": greyPNG(t, 4, 4, 0)})
+		}},
+		{"empty class", "train/emu: an empty class folder", func(dir string) { os.MkdirAll(filepath.Join(dir, "train", "emu"), 0o755) }},
+		{"class only in test", `test/cow: class "cow" is not among train/'s classes`, func(dir string) {
+			writeFiles(t, dir, map[string][]byte{"test/cow/1.png": greyPNG(t, 4, 4, 0)})
+		}},
+		{"symlink loop", "train/cat/up: a symlink loop", func(dir string) {
+			os.Symlink("..", filepath.Join(dir, "train", "cat", "up"))
+		}},
+		{"not a directory", "not a directory", func(dir string) {
+			os.RemoveAll(dir)
+			os.WriteFile(dir, nil, 0o644)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := smallFolder(t)
+			tc.make(dir)
+			_, _, err := loadNotes(t, dir, Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Load("folder", Options{}); err == nil || !strings.Contains(err.Error(), "--data-dir DIR is required") {
+		t.Errorf("no directory: %v", err)
+	}
+}
+
+// badFiles are one of each kind of bad image file, by name.
+func badFiles(t testing.TB) map[string][]byte {
+	good := greyPNG(t, 28, 28, 0)
+	return map[string][]byte{
+		"train/cat/garbage.png":   []byte("this is not a picture at all"),
+		"train/cat/truncated.png": good[:len(good)/2],
+		"train/cat/empty.png":     nil,
+		"train/cat/zero.png":      pngClaiming(t, 0, 28),
+		"train/dog/huge.png":      pngClaiming(t, 100000, 100000),
+	}
+}
+
+func TestFolderSkipsBadFilesOrStopsWhenStrict(t *testing.T) {
+	dir := smallFolder(t)
+	writeFiles(t, dir, badFiles(t))
+	if err := os.Symlink("self.png", filepath.Join(dir, "train", "dog", "self.png")); err != nil {
+		t.Fatal(err)
+	}
+	s, notes, err := loadNotes(t, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Train.Len() != 6 || s.Skipped == nil || s.Skipped.Count != 6 {
+		t.Fatalf("train %d, skipped %+v: want the 6 good images kept and 6 bad files counted", s.Train.Len(), s.Skipped)
+	}
+	all := strings.Join(s.Skipped.First, "\n")
+	for _, want := range []string{
+		"garbage.png: not a PNG, JPEG, GIF, BMP or WebP image",
+		"truncated.png: a png image that does not decode",
+		"empty.png: an empty file",
+		"zero.png: ",
+		"huge.png: png header says 100000×100000 pixels: larger than",
+		"self.png: too many levels of symbolic links",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("skipped files do not say %q:\n%s", want, all)
+		}
+	}
+	if !anyContains(notes, "6 bad image files were skipped") || !anyContains(notes, "garbage.png") {
+		t.Errorf("notes %q do not name the skipped files", notes)
+	}
+	_, _, err = loadNotes(t, dir, Options{Folder: FolderOptions{Strict: true}})
+	if err == nil || !strings.Contains(err.Error(), "self.png") || !strings.Contains(err.Error(), "5 more bad files") {
+		t.Fatalf("strict: %v, want an error naming the first bad file", err)
+	}
+}
+
+// TestFolderCache: the second load reads the cache; touching, rewriting or
+// adding a file decodes again; a cache that cannot go beside the data goes
+// to the user's cache directory.
+func TestFolderCache(t *testing.T) {
+	dir := smallFolder(t)
+	load := func() (*Splits, []string) {
+		t.Helper()
+		s, notes, err := loadNotes(t, dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, notes
+	}
+	first, notes := load()
+	if !anyContains(notes, "cached in "+filepath.Join(dir, ".kiln-cache-auto-crop")) {
+		t.Fatalf("first load: %q", notes)
+	}
+	second, notes := load()
+	if !anyContains(notes, "read from the cache") || !equalFloats(first.Train.Images, second.Train.Images) || !anyContains(notes, "not images") {
+		t.Fatalf("second load did not read the same images from the cache: %q", notes)
+	}
+	a := filepath.Join(dir, "train", "cat", "a.png")
+	later := time.Now().Add(time.Hour)
+	for _, change := range []func(){
+		func() { os.Chtimes(a, later, later) },
+		func() { os.WriteFile(a, greyPNG(t, 28, 28, 99), 0o644) },
+		func() { writeFiles(t, dir, map[string][]byte{"train/cat/new.png": greyPNG(t, 28, 28, 1)}) },
+	} {
+		change()
+		if _, notes := load(); anyContains(notes, "read from the cache") {
+			t.Fatalf("a changed folder was read from the cache: %q", notes)
+		}
+		if _, notes := load(); !anyContains(notes, "read from the cache") {
+			t.Fatalf("the re-decoded folder was not cached: %q", notes)
+		}
+	}
+	if s, notes := load(); s.Train.Len() != 7 || s.Train.Image(0)[0] == first.Train.Image(0)[0] {
+		t.Fatalf("the cache kept the old images: %d, notes %q", s.Train.Len(), notes)
+	}
+	// A directory where the cache file would go: it cannot be written there.
+	os.Remove(filepath.Join(dir, ".kiln-cache-16x16-crop"))
+	os.Mkdir(filepath.Join(dir, ".kiln-cache-16x16-crop"), 0o755)
+	o := Options{Folder: FolderOptions{Size: "16x16"}}
+	if _, notes, err := loadNotes(t, dir, o); err != nil || !anyContains(notes, "cached in "+filepath.Join(dir, "..", "usercache")) {
+		t.Fatalf("read-only beside the data: %v %q", err, notes)
+	}
+	if _, notes, err := loadNotes(t, dir, o); err != nil || !anyContains(notes, "read from the cache "+filepath.Join(dir, "..", "usercache")) {
+		t.Fatalf("second load from the user cache: %v %q", err, notes)
+	}
+}
+
+func equalFloats(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,260 @@
+package data
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// folderImages is a folder set decoded: each split's labels and its images'
+// bytes (C×H×W each, resized), what the cache file holds.
+type folderImages struct {
+	Version                 int
+	Key                     [32]byte
+	Classes                 []string
+	Channels, Height, Width int
+	Present                 [3]bool
+	Labels                  [3][]int32
+	Pixels                  [3][]byte
+	Skipped                 Skipped
+	Notes                   []string // what decoding found, said again on every load
+}
+
+// folderCacheVersion changes when folderImages or the decoding changes, so
+// that an old cache is decoded again instead of misread.
+const folderCacheVersion = 1
+
+// loadFolder reads the folder set at o.Dir, from its cache when the files
+// are as they were.
+func loadFolder(o Options) (*folderImages, error) {
+	f := o.Folder
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	l, err := listFolder(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	key := l.key(f)
+	if img, where := readFolderCache(l.dir, f, key); img != nil {
+		f.note("decoded images read from the cache %s", where)
+		return img, nil
+	}
+	img, err := decodeListing(l, f)
+	if err != nil {
+		return nil, err
+	}
+	img.Key = key
+	if where, err := writeFolderCache(l.dir, f, img); err != nil {
+		f.note("the decoded images could not be cached, so the next run decodes them again: %v", err)
+	} else {
+		f.note("decoded images cached in %s", where)
+	}
+	return img, nil
+}
+
+// decodeListing decodes every file of l over all cores: headers first
+// (their channels decide the set's, and huge or empty images are refused
+// before decoding), then the pixels, resized.
+func decodeListing(l *folderListing, f FolderOptions) (*folderImages, error) {
+	n := len(l.files)
+	headers, errs := make([]imageHeader, n), make([]error, n)
+	parallel(n, "reading image headers", func(i int) { headers[i], errs[i] = readHeader(l.files[i].path) })
+	img := &folderImages{Version: folderCacheVersion, Classes: l.classes, Present: l.present, Channels: 3}
+	grey, total := 0, 0
+	for i, fl := range l.files {
+		if errs[i] == nil && fl.split == 0 {
+			total++
+			grey += btoi(headers[i].grey)
+		}
+	}
+	if 2*grey > total {
+		img.Channels = 1
+	}
+	h, w, _ := f.size()
+	if h == 0 {
+		h, w = 32, 32
+		if img.Channels == 1 {
+			h, w = 28, 28
+		}
+	}
+	img.Height, img.Width = h, w
+	img.noteConversions(l, headers, errs)
+	s := img.Channels * h * w
+	pix := make([]byte, n*s)
+	parallel(n, "decoding images", func(i int) {
+		if errs[i] != nil {
+			return
+		}
+		planes, sh, sw, err := decodeFile(l.files[i].path, img.Channels)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		for c, p := range planes {
+			copy(pix[i*s+c*h*w:], fitPlane(p, sh, sw, h, w, f.Fit == "pad"))
+		}
+	})
+	if err := img.collect(l, f, pix, errs); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// noteConversions records a note for the images whose channels differ from
+// the set's, which decoding converts.
+func (img *folderImages) noteConversions(l *folderListing, headers []imageHeader, errs []error) {
+	other, first := 0, ""
+	for i, fl := range l.files {
+		if errs[i] == nil && headers[i].grey != (img.Channels == 1) {
+			if other++; other == 1 {
+				first = fl.rel
+			}
+		}
+	}
+	if other == 0 {
+		return
+	}
+	kind, to := "RGB", "grey (Pillow's convert(\"L\") luma)"
+	if img.Channels == 3 {
+		kind, to = "grey", "RGB (the grey value in each channel)"
+	}
+	img.Notes = append(img.Notes, fmt.Sprintf("%d images are %s where most of train/'s are not: converted to %s (the first: %s)", other, kind, to, first))
+}
+
+// collect keeps the good images of each split, in order, and counts the
+// bad ones, or stops at the first with Strict.
+func (img *folderImages) collect(l *folderListing, f FolderOptions, pix []byte, errs []error) error {
+	bad := append([]string(nil), l.broken...)
+	s := img.Channels * img.Height * img.Width
+	kept := 0
+	perClass := make([]int, len(l.classes))
+	for i, fl := range l.files {
+		if errs[i] != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", fl.path, errs[i]))
+			continue
+		}
+		copy(pix[kept*s:(kept+1)*s], pix[i*s:(i+1)*s])
+		kept++
+		img.Labels[fl.split] = append(img.Labels[fl.split], int32(fl.class))
+		if fl.split == 0 {
+			perClass[fl.class]++
+		}
+	}
+	if len(bad) > 0 && f.Strict {
+		return fmt.Errorf("data: %s (and %d more bad files; without --strict they are skipped)", bad[0], len(bad)-1)
+	}
+	img.Skipped.Count = len(bad)
+	img.Skipped.First = bad[:min(len(bad), maxSkippedNames)]
+	for k, c := range perClass {
+		if c == 0 {
+			return fileErr(filepath.Join(l.dir, "train", l.classes[k]), "no image in this class folder could be read (%d skipped in all; the first: %s)", len(bad), bad[0])
+		}
+	}
+	at := 0
+	for sp := range img.Pixels {
+		n := len(img.Labels[sp]) * s
+		img.Pixels[sp] = pix[at : at+n : at+n]
+		at += n
+	}
+	if len(l.ignored) > 0 {
+		img.Notes = append(img.Notes, fmt.Sprintf("%d files are not images (%s) and were left out (the first: %s)", len(l.ignored), strings.Join(imageExts, ", "), l.ignored[0]))
+	}
+	return nil
+}
+
+// datasets makes the decoded splits into data sets of values in [0, 1]
+// (Mean 0, Std 1): Load normalises them with the training split's figures
+// once it has taken the validation split out.
+func (img *folderImages) datasets(dir string) [3]*Dataset {
+	var out [3]*Dataset
+	lut := byteTable(0, 1)
+	for sp, present := range img.Present {
+		if !present {
+			continue
+		}
+		d := &Dataset{Name: "folder", Source: filepath.Join(dir, folderSplitNames[sp]), Task: Classification,
+			Classes: append([]string(nil), img.Classes...), Channels: img.Channels, Height: img.Height, Width: img.Width,
+			Mean: make([]float64, img.Channels), Std: make([]float64, img.Channels), Labels: img.Labels[sp]}
+		for c := range d.Std {
+			d.Std[c] = 1
+		}
+		d.Images = make([]float32, len(img.Pixels[sp]))
+		for i, b := range img.Pixels[sp] {
+			d.Images[i] = lut[b]
+		}
+		out[sp] = d
+	}
+	return out
+}
+
+// noteFolder says what a run on the folder set should know: the bad files
+// left out, what decoding converted, and which split stands in for a
+// missing test/.
+func noteFolder(o Options, img *folderImages, s *Splits) {
+	f := o.Folder
+	for _, n := range img.Notes {
+		f.note("%s", n)
+	}
+	if k := img.Skipped.Count; k > 0 {
+		f.note("%d bad image files were skipped (--strict stops instead); the first %d:\n  %s", k, len(img.Skipped.First), strings.Join(img.Skipped.First, "\n  "))
+	}
+	if s.Val != nil && o.ValFraction > 0 {
+		f.note("%s has a val/ folder: it is the validation split, and --val-fraction %v is not used", o.Dir, o.ValFraction)
+	}
+	if s.Test == nil {
+		if s.Val != nil || o.ValFraction > 0 {
+			f.note("%s has no test/ folder: there is no test pass, and the validation figures are the run's result", o.Dir)
+		} else {
+			f.note("%s has neither test/ nor val/, and --val-fraction is 0: the run is not evaluated on held-out images", o.Dir)
+		}
+	}
+}
+
+// normalizeFromTrain normalises a folder set's splits (values in [0, 1])
+// per channel with the training split's mean and standard deviation, which
+// they then carry, as the built-in sets carry theirs. The values go through
+// NormalizeImage's table, so that kiln predict's images match to the bit.
+func normalizeFromTrain(s *Splits) {
+	tr := s.Train
+	hw := tr.Height * tr.Width
+	mean, std := make([]float64, tr.Channels), make([]float64, tr.Channels)
+	for c := range mean {
+		var hist [256]int64
+		for i := range tr.Len() {
+			for _, v := range tr.Image(i)[c*hw : (c+1)*hw] {
+				hist[toByte(v)]++
+			}
+		}
+		var n, sum, sq float64
+		for b, k := range hist {
+			v := float64(b) / 255
+			n, sum, sq = n+float64(k), sum+float64(k)*v, sq+float64(k)*v*v
+		}
+		mean[c] = sum / n
+		std[c] = math.Sqrt(math.Max(sq/n-mean[c]*mean[c], 0))
+		if std[c] < 1e-6 { // a constant channel: nothing to scale
+			std[c] = 1
+		}
+	}
+	for _, d := range []*Dataset{s.Train, s.Val, s.Test} {
+		if d == nil {
+			continue
+		}
+		for c := range mean {
+			lut := byteTable(mean[c], std[c])
+			for i := range d.Len() {
+				p := d.Image(i)[c*hw : (c+1)*hw]
+				for j, v := range p {
+					p[j] = lut[toByte(v)]
+				}
+			}
+		}
+		d.Mean, d.Std = slices.Clone(mean), slices.Clone(std)
+	}
+}
+
+// toByte recovers the byte b of a value b/255.
+func toByte(v float32) byte { return byte(math.Round(float64(v) * 255)) }
