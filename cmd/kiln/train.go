@@ -74,7 +74,8 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 		engine.SetThreads(c.Threads)
 	}
 	splits, err := data.Load(c.Dataset, data.Options{Dir: c.DataDir, Classes: c.Classes, Subset: c.Subset,
-		ValFraction: c.ValFraction, Seed: c.Seed})
+		ValFraction: c.ValFraction, Seed: c.Seed, Folder: data.FolderOptions{Size: c.ImageSize, Fit: c.ImageFit,
+			Strict: c.Strict, Note: func(m string) { console.Info().Msg(m) }}})
 	if err != nil {
 		return nil, err
 	}
