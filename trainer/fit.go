@@ -80,6 +80,10 @@ type Trainer struct {
 	// World is the ranks that train together (data parallel, world.go);
 	// nil is this process alone.
 	World World
+	// BucketBytes is the size of the gradient buckets whose all-reduce
+	// starts during the backward pass (gradbuckets.go): 0 is
+	// DefaultBucketBytes, negative one all-reduce after the pass.
+	BucketBytes int
 
 	opt        Optimizer
 	classifier *Classifier
@@ -178,6 +182,7 @@ type fitRun struct {
 	elapsed    float64 // training seconds, over every part of the run
 	stopReason string  // why training ended early
 	sums       epochSums
+	window     stepWindow // the steps since the last --log-every record (steplog.go)
 
 	start          time.Time // of this process's part of the run
 	images         int       // trained on in this part
@@ -309,6 +314,9 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 		if err := f.trainStep(b); err != nil {
 			return err
 		}
+		if err := f.logStep(f.elapsed + time.Since(tEpoch).Seconds()); err != nil {
+			return err
+		}
 		if f.c.ValEvery > 0 && f.step%f.c.ValEvery == 0 && f.step%f.nb != 0 {
 			f.elapsed += time.Since(tEpoch).Seconds()
 			tEpoch = time.Now()
@@ -327,6 +335,7 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 // trainStep takes one optimiser step on batch b.
 func (f *fitRun) trainStep(b *data.Batch) error {
 	t := f.t
+	t0 := time.Now()
 	loss, correct, err := t.TrainOnBatch(f.data, b, f.sched.LR(f.step))
 	if err != nil {
 		return t.stepError(err, f.epochs, f.step)
@@ -337,6 +346,7 @@ func (f *fitRun) trainStep(b *data.Batch) error {
 	f.step++
 	n := max(b.Total, b.Size()) // every rank's images
 	f.images += n
+	f.window.add(loss, b.Size(), correct, n, time.Since(t0))
 	if f.bar != nil {
 		_ = f.bar.Add(n)
 	}
