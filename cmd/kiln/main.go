@@ -47,5 +47,5 @@ func exitCode(err error) int {
 }
 
 func logger() zerolog.Logger {
-	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05"}).With().Timestamp().Logger()
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05"}).Level(consoleLevel).With().Timestamp().Logger()
 }
