@@ -155,14 +155,14 @@ func train(c trainer.Config, resume bool) (err error) {
 		progress = os.Stderr
 		tr.Progress = progress
 	}
-	tr.Log = run.Logger(os.Stderr)
+	tr.Log = run.Logger(consoleAt(c.LogLevel))
 	tr.Run = run
 	leave, err := useWorld(world, c, tr)
 	if err != nil {
 		return err
 	}
 	defer leaveTogether(&err, leave)
-	if err := run.WriteStart(c, trainer.ModelInfoOf(c.Model, spec, tr0)); err != nil {
+	if err := run.WriteStart(c, withSummary(trainer.ModelInfoOf(c.Model, spec, tr0))); err != nil {
 		return err
 	}
 	tr.Log.Info().Str("run_dir", c.RunDir).Str("data", tr0.Source).Msg("run")
