@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/onnx"
 	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
 )
@@ -67,36 +68,40 @@ func sidecarPath(out string) string {
 }
 
 func exportCmd() *cobra.Command {
-	var out string
+	var out, format string
 	cmd := &cobra.Command{
 		Use:   "export",
-		Short: "Write weights as float32 safetensors with a JSON sidecar describing the architecture",
+		Short: "Write a model as float32 safetensors with a JSON sidecar, or as an ONNX file",
 		Long: `Loads the weights into the model (so a file that does not fit is refused), then
-writes them to --out as float32 safetensors with PyTorch's state_dict names,
-and beside it FILE.json: the model and its spec, the input shape, every
-tensor's name and shape, the parameter count, and the data set's
-normalisation constants and class names.
+writes it to --out.
+
+--format safetensors (the default): float32 safetensors with PyTorch's
+state_dict names, and beside it FILE.json: the model and its spec, the input
+shape, every tensor's name and shape, the parameter count, and the data
+set's normalisation constants and class names.
+
+--format onnx: an ONNX model (IR version 8, opset 17) of the evaluation-mode
+forward pass: float32 input "input" (N, C, H, W) holding the normalised
+image, N dynamic; output "logits" (N, outputs) in the order of the class
+names; metadata_props mean, std and classes as JSON arrays, from the run's
+model.json or else the data set's constants (left out when unknown).
 
   kiln export --run runs/x --out lenet.safetensors
+  kiln export --run runs/x --format onnx --out lenet.onnx
   kiln export --model lenet --dataset mnist --weights w.safetensors --out lenet.safetensors`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
 	mf := addModelFlags(f)
-	f.StringVar(&out, "out", "", "output .safetensors file (the sidecar goes to the same name with .json)")
+	f.StringVar(&out, "out", "", "output file: FILE.safetensors (the sidecar goes to FILE.json) or FILE.onnx")
+	f.StringVar(&format, "format", "safetensors", "safetensors (PyTorch's state_dict and a JSON sidecar) or onnx")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		s, err := mf.resolve(cmd.Flags())
 		if err != nil {
 			return err
 		}
-		switch {
-		case out == "":
-			return usageError{fmt.Errorf("--out FILE.safetensors is required")}
-		case sidecarPath(out) == out:
-			return usageError{fmt.Errorf("--out %s: the weights and the .json sidecar would share the name", out)}
-		}
-		if st, err := os.Stat(out); err == nil && st.IsDir() {
-			return usageError{fmt.Errorf("--out %s is a directory", out)}
+		if err := checkExportOut(format, out); err != nil {
+			return err
 		}
 		meta, err := s.describe()
 		if err != nil && s.spec == nil {
@@ -114,26 +119,52 @@ normalisation constants and class names.
 				return err
 			}
 		}
-		specJSON, err := json.Marshal(model.Spec)
-		if err != nil {
-			return err
+		if format == "onnx" {
+			return exportONNX(model, out, mf.run, s.dataset, meta)
 		}
-		if err := layers.SaveWeights(model, out, map[string]string{"model": model.Name, "spec": string(specJSON)}); err != nil {
-			return err
-		}
-		sc := sidecar(model, filepath.Base(out), s.dataset, meta)
-		b, err := json.MarshalIndent(sc, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := trainer.WriteFileAtomic(sidecarPath(out), append(b, '\n')); err != nil {
-			return err
-		}
-		fmt.Printf("%s: %s, %d parameters in %d tensors (float32); architecture in %s\n",
-			out, model.Name, sc.Params, len(sc.Tensors), sidecarPath(out))
-		return nil
+		return exportSafetensors(model, out, s.dataset, meta)
 	}
 	return cmd
+}
+
+// checkExportOut checks --format and --out before anything is loaded.
+func checkExportOut(format, out string) error {
+	switch {
+	case format != "safetensors" && format != "onnx":
+		return usagef("--format %q: want safetensors or onnx", format)
+	case out == "" && format == "onnx":
+		return usagef("--out FILE.onnx is required")
+	case out == "":
+		return usagef("--out FILE.safetensors is required")
+	case format == "safetensors" && sidecarPath(out) == out:
+		return usagef("--out %s: the weights and the .json sidecar would share the name", out)
+	}
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		return usagef("--out %s is a directory", out)
+	}
+	return nil
+}
+
+// exportSafetensors writes the weights and their JSON sidecar.
+func exportSafetensors(model *layers.Model, out, dataset string, meta *data.Dataset) error {
+	specJSON, err := json.Marshal(model.Spec)
+	if err != nil {
+		return err
+	}
+	if err := layers.SaveWeights(model, out, map[string]string{"model": model.Name, "spec": string(specJSON)}); err != nil {
+		return err
+	}
+	sc := sidecar(model, filepath.Base(out), dataset, meta)
+	b, err := json.MarshalIndent(sc, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := trainer.WriteFileAtomic(sidecarPath(out), append(b, '\n')); err != nil {
+		return err
+	}
+	fmt.Printf("%s: %s, %d parameters in %d tensors (float32); architecture in %s\n",
+		out, model.Name, sc.Params, len(sc.Tensors), sidecarPath(out))
+	return nil
 }
 
 func sidecar(model *layers.Model, weights, dataset string, meta *data.Dataset) sidecarFile {
@@ -160,4 +191,67 @@ func sidecar(model *layers.Model, weights, dataset string, meta *data.Dataset) s
 		sc.Target = &sidecarTarget{Name: meta.TargetName, Scale: scale, Shift: meta.TargetShift}
 	}
 	return sc
+}
+
+// exportONNX writes the model's evaluation-mode forward pass as an ONNX
+// file and says where its metadata came from.
+func exportONNX(model *layers.Model, out, runDir, dataset string, meta *data.Dataset) error {
+	info, notes := onnxInfo(model, runDir, dataset, meta)
+	m, err := layers.ExportONNX(model, info)
+	if err != nil {
+		return err
+	}
+	b, err := onnx.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := trainer.WriteFileAtomic(out, b); err != nil {
+		return err
+	}
+	sp := model.Spec
+	fmt.Printf("%s: %s as ONNX (IR version %d, opset %d), input %q (N,%d,%d,%d) normalised, output %q (N,%d); %d parameters\n",
+		out, model.Name, onnx.IRVersion, onnx.Opset, layers.ONNXInput, sp.Channels, sp.Height, sp.Width,
+		layers.ONNXOutput, sp.Outputs(), layers.CountParams(model))
+	fmt.Printf("metadata: %s\n", strings.Join(notes, "; "))
+	return nil
+}
+
+// onnxInfo gathers the metadata an ONNX file carries: the class names and
+// normalisation of the run's model.json, else those of the data set (known
+// for the built-in sets), else none. notes says which, for the user.
+func onnxInfo(model *layers.Model, runDir, dataset string, meta *data.Dataset) (layers.ONNXInfo, []string) {
+	var info layers.ONNXInfo
+	normFrom, classesFrom := "", ""
+	if runDir != "" {
+		if mi, err := trainer.ReadModelInfo(runDir); err == nil {
+			if mi.Mean != nil && mi.Std != nil {
+				info.Mean, info.Std, normFrom = mi.Mean, mi.Std, "the run's model.json"
+			}
+			if mi.Classes != nil {
+				info.Classes, classesFrom = mi.Classes, "the run's model.json"
+			}
+		}
+	}
+	if meta != nil && info.Mean == nil && meta.Mean != nil && meta.Std != nil {
+		info.Mean, info.Std, normFrom = meta.Mean, meta.Std, "the "+dataset+" data set"
+	}
+	if meta != nil && info.Classes == nil && meta.Classes != nil {
+		info.Classes, classesFrom = meta.Classes, "the "+dataset+" data set"
+	}
+	var notes []string
+	if normFrom != "" {
+		notes = append(notes, "mean and std from "+normFrom)
+	} else {
+		notes = append(notes, "mean and std left out (unknown: normalise inputs as in training)")
+	}
+	switch {
+	case model.Spec.Regression:
+		info.Classes = nil
+		notes = append(notes, "no classes (a regression head)")
+	case classesFrom != "":
+		notes = append(notes, "classes from "+classesFrom)
+	default:
+		notes = append(notes, "classes left out (unknown)")
+	}
+	return info, notes
 }
