@@ -215,3 +215,22 @@ func showProgress(what string, n int, done *atomic.Int64, stop <-chan struct{}) 
 		}
 	}
 }
+
+// ImagePixels converts a decoded image as the folder set converts its
+// files: c planes (1: grey, 3: RGB) of h×w bytes, made that size by a centred
+// crop or, with pad, by padding with black, resized as Pillow's BILINEAR
+// does. kiln predict gives a folder-trained model its images this way.
+func ImagePixels(img image.Image, c, h, w int, pad bool) ([]byte, error) {
+	if c != 1 && c != 3 {
+		return nil, fmt.Errorf("the model takes %d channels; an image gives 1 (grey) or 3 (RGB)", c)
+	}
+	r := img.Bounds()
+	if err := checkDims(r.Dx(), r.Dy()); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, c*h*w)
+	for _, p := range toPlanes(img, c) {
+		out = append(out, fitPlane(p, r.Dy(), r.Dx(), h, w, pad)...)
+	}
+	return out, nil
+}
