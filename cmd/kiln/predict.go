@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +19,8 @@ import (
 
 // predictFlags are predict's own flags, beside the model flags.
 type predictFlags struct {
-	imagePath, device string
+	images            []string
+	dir, device       string
 	index, count, top int
 	invert, asJSON    bool
 }
@@ -25,65 +29,87 @@ func predictCmd() *cobra.Command {
 	var pf predictFlags
 	cmd := &cobra.Command{
 		Use:   "predict",
-		Short: "Classify an image file or a slice of a data set's test split",
-		Long: `Runs the model on an image file (PNG, PGM or JPEG) or on test-split samples
-and prints the top-k classes with their probabilities (the softmax of the
-logits), with the true label for data-set samples; a regression model prints
-its prediction in the target's unit.
+		Short: "Classify image files or a slice of a data set's test split",
+		Long: `Runs the model on image files (PNG, JPEG, GIF, BMP, WebP or PGM) or on
+test-split samples and prints the top-k classes by name with their
+probabilities (the softmax of the logits), with the true label for data-set
+samples; a regression model prints its prediction in the target's unit.
+
+--image takes one or more files (--image a.jpg b.png, or --image repeated);
+--dir takes every image file under a folder, sorted by path. An --image
+file that cannot be read is an error; one under --dir is named on stderr and
+left out, and predict exits 1 after printing the others.
 
 An image is converted to the model's input: grayscale for a 1-channel model,
-RGB for 3 channels, resized to the input size with a bilinear filter (widened
-when shrinking, so that strokes are averaged, not skipped), scaled to [0,1]
-and normalised with the data set's constants (--dataset, default mnist).
-MNIST digits are light on dark: --invert a dark-on-light drawing. An image
-may have at most 16384 pixels a side and 33554432 (2^25) in all, and its file
-256 MiB: a larger one is refused from its header, before it is decoded.
+RGB for 3 channels, resized to the input size, scaled to [0,1] and
+normalised as the training data was. A model trained on an image folder
+(--dataset folder) takes its class names, normalisation, size and crop or pad
+from its run (--run DIR), and its images are resized exactly as training
+resized them (Pillow's bilinear). For the built-in sets the constants are the
+data set's (--dataset, default mnist) and the resize is bilinear, widened
+when shrinking. MNIST digits are light on dark: --invert a dark-on-light
+drawing. An image may have at most 16384 pixels a side and 33554432 (2^25) in
+all, and its file 256 MiB: a larger one is refused from its header, before it
+is decoded.
 
-  kiln predict --run runs/x --image digit.png
+  kiln predict --run runs/x --image digit.png other.png
+  kiln predict --run runs/pets --dir photos/ --top 2 --json
   kiln predict --model lenet --weights w.safetensors --dataset mnist --index 0 --count 5
 
 With --json each sample is one JSON line.`,
-		Args: cobra.NoArgs,
+		Args: cobra.ArbitraryArgs,
 	}
 	f := cmd.Flags()
 	mf := addModelFlags(f)
-	f.StringVar(&pf.imagePath, "image", "", "image file to classify (PNG, PGM or JPEG)")
+	f.StringArrayVar(&pf.images, "image", nil, "image files to classify (more may follow as arguments)")
+	f.StringVar(&pf.dir, "dir", "", "classify every image file under this folder")
 	f.IntVar(&pf.index, "index", 0, "first test-split sample to classify (after --classes)")
 	f.IntVar(&pf.count, "count", 1, "number of test-split samples from --index")
 	f.IntVar(&pf.top, "top", 3, "classes to print per sample")
 	f.BoolVar(&pf.invert, "invert", false, "invert the image (dark strokes on a light background)")
 	f.StringVar(&pf.device, "device", "auto", "cpu, cuda or auto")
 	f.BoolVar(&pf.asJSON, "json", false, "print one JSON line per sample")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		s, err := mf.resolve(cmd.Flags())
 		if err != nil {
 			return err
 		}
 		fromData := cmd.Flags().Changed("index") || cmd.Flags().Changed("count")
-		if err := pf.check(fromData); err != nil {
+		if err := pf.check(fromData, args); err != nil {
 			return err
 		}
 		if err := selectDevice(pf.device, logger()); err != nil {
 			return err
 		}
-		in, err := pf.input(s, fromData)
+		in, err := pf.input(s, mf.run, fromData)
 		if err != nil {
 			return err
 		}
 		if err := in.predict(s, pf.top); err != nil {
 			return err
 		}
-		return printPredictions(in.preds, pf.asJSON)
+		if err := printPredictions(in.preds, pf.asJSON); err != nil {
+			return err
+		}
+		if in.unread > 0 {
+			return fmt.Errorf("%d of %d image files could not be read (named above)", in.unread, in.unread+len(in.preds))
+		}
+		return nil
 	}
 	return cmd
 }
 
-// check refuses contradictory or out-of-range flags, and a missing image,
-// before anything is loaded.
-func (pf *predictFlags) check(fromData bool) error {
+// check refuses contradictory or out-of-range flags, and missing images,
+// before anything is loaded. Arguments are more --image files.
+func (pf *predictFlags) check(fromData bool, args []string) error {
+	if len(args) > 0 && len(pf.images) == 0 {
+		return usagef("unexpected arguments %q: image files follow --image", args)
+	}
+	pf.images = append(pf.images, args...)
+	files := len(pf.images) > 0 || pf.dir != ""
 	switch {
-	case (pf.imagePath == "") == !fromData:
-		return usagef("give either --image FILE or --index I (with --count N)")
+	case files == fromData:
+		return usagef("give either --image FILE... or --dir DIR, or --index I (with --count N)")
 	case pf.top < 1:
 		return usagef("--top %d: must be at least 1", pf.top)
 	case pf.count < 1:
@@ -91,9 +117,14 @@ func (pf *predictFlags) check(fromData bool) error {
 	case fromData && pf.index < 0:
 		return usagef("--index %d: must not be negative", pf.index)
 	}
-	if pf.imagePath != "" {
-		if _, err := os.Stat(pf.imagePath); errors.Is(err, fs.ErrNotExist) {
-			return usagef("--image %s: no such file", pf.imagePath)
+	for _, p := range pf.images {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return usagef("--image %s: no such file", p)
+		}
+	}
+	if pf.dir != "" {
+		if st, err := os.Stat(pf.dir); err != nil || !st.IsDir() {
+			return usagef("--dir %s: no such directory", pf.dir)
 		}
 	}
 	return nil
@@ -104,23 +135,84 @@ func (pf *predictFlags) check(fromData bool) error {
 type predictInput struct {
 	meta   *data.Dataset
 	x      *engine.Tensor // (N, C, H, W)
-	labels []int          // the true classes of a classification set's samples; nil for an image
+	labels []int          // the true classes of a classification set's samples; nil for images
 	preds  []prediction
+	unread int // image files left out, named on stderr
 }
 
-// input is the image or the test samples the flags name.
-func (pf *predictFlags) input(s *modelSetup, fromData bool) (*predictInput, error) {
-	if fromData {
-		return testSamples(s, pf.index, pf.count)
+// input is the images or the test samples the flags name.
+func (pf *predictFlags) input(s *modelSetup, run string, fromData bool) (*predictInput, error) {
+	folder, err := folderOptions(s, run)
+	if err != nil {
+		return nil, err
 	}
-	return imageInput(s, pf.imagePath, pf.invert)
+	if fromData {
+		return testSamples(s, folder, pf.index, pf.count)
+	}
+	paths := pf.images
+	if pf.dir != "" {
+		found, err := imagesUnder(pf.dir)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, found...)
+	}
+	if len(paths) == 0 {
+		return nil, usagef("--dir %s: no image files (PNG, JPEG, GIF, BMP, WebP, PGM) in it", pf.dir)
+	}
+	return imageFiles(s, run, folder, paths, len(pf.images), pf.invert)
+}
+
+// folderOptions are the folder set's settings of the run that trained the
+// model (its config.yaml), so that its images are read as training read
+// them; zero for the other sets.
+func folderOptions(s *modelSetup, run string) (data.FolderOptions, error) {
+	var f data.FolderOptions
+	if s.dataset != "folder" || run == "" {
+		return f, nil
+	}
+	c, err := trainer.LoadConfigFile(filepath.Join(run, trainer.ConfigFile), trainer.DefaultConfig())
+	if err != nil {
+		return f, fmt.Errorf("--run %s: %w", run, err)
+	}
+	f.Size, f.Fit = c.ImageSize, c.ImageFit
+	f.Note = func(m string) { fmt.Fprintln(os.Stderr, "note: "+m) }
+	return f, nil
+}
+
+// predictExts are the file endings --dir picks up.
+var predictExts = []string{".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".pgm"}
+
+// imagesUnder lists the image files under dir, sorted (WalkDir's order);
+// symlinks to folders are not followed, so a loop cannot trap it.
+func imagesUnder(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), ".") && p != dir {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.IsDir() && slices.Contains(predictExts, strings.ToLower(filepath.Ext(p))) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // testSamples is samples index..index+count-1 of the test split.
-func testSamples(s *modelSetup, index, count int) (*predictInput, error) {
-	splits, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed})
+func testSamples(s *modelSetup, folder data.FolderOptions, index, count int) (*predictInput, error) {
+	splits, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed, Folder: folder})
 	if err != nil {
 		return nil, err
+	}
+	if splits.Test == nil {
+		return nil, usagef("--index: %s has no test split (no test/ folder)", s.opts.Dir)
 	}
 	in := &predictInput{meta: splits.Test}
 	if index+count > in.meta.Len() {
@@ -149,28 +241,100 @@ func testSamples(s *modelSetup, index, count int) (*predictInput, error) {
 	return in, nil
 }
 
-// imageInput is an image file as the model's input: converted, resized and
-// normalised as the data set's samples are.
-func imageInput(s *modelSetup, path string, invert bool) (*predictInput, error) {
-	meta, err := s.describe()
+// imageMeta is the metadata image files are converted with: the run's
+// model.json (class names, normalisation) for a folder-trained model, the
+// data set's description otherwise.
+func imageMeta(s *modelSetup, run string) (*data.Dataset, error) {
+	if s.dataset != "folder" {
+		return s.describe()
+	}
+	if run == "" || s.spec == nil {
+		return nil, usagef("a model trained on an image folder takes its classes, normalisation and image size from its run: give --run DIR")
+	}
+	info, err := trainer.ReadModelInfo(run)
+	if err != nil {
+		return nil, fmt.Errorf("--run %s: %w", run, err)
+	}
+	sp := s.spec
+	if len(info.Mean) != sp.Channels || len(info.Std) != sp.Channels || len(info.Classes) != sp.Classes {
+		return nil, fmt.Errorf("--run %s: %s has %d means, %d stds and %d class names for a model of %d channels and %d classes",
+			run, trainer.ModelFile, len(info.Mean), len(info.Std), len(info.Classes), sp.Channels, sp.Classes)
+	}
+	return &data.Dataset{Name: "folder", Task: data.Classification, Classes: info.Classes,
+		Channels: sp.Channels, Height: sp.Height, Width: sp.Width, Mean: info.Mean, Std: info.Std}, nil
+}
+
+// imageFiles are image files as the model's input: converted, resized and
+// normalised as the data set's samples are. The first named files must be
+// read; a later one (found under --dir) that cannot be is named on stderr
+// and left out.
+func imageFiles(s *modelSetup, run string, folder data.FolderOptions, paths []string, named int, invert bool) (*predictInput, error) {
+	meta, err := imageMeta(s, run)
 	if err != nil {
 		return nil, err
 	}
 	if meta.Height == 1 && meta.Width == 1 {
 		return nil, usagef("--image: %s samples are feature rows, not images; use --index", s.dataset)
 	}
+	in := &predictInput{meta: meta}
+	size := meta.SampleSize()
+	var xs []float32
+	var light []string
+	for i, p := range paths {
+		x, isLight, err := imageSample(p, meta, s.dataset == "folder", folder.Fit == "pad", invert)
+		if err != nil && i < named {
+			return nil, err
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "error: %v (left out)\n", err)
+			in.unread++
+			continue
+		}
+		xs = append(xs, x...)
+		in.preds = append(in.preds, prediction{Source: p})
+		if isLight && !invert {
+			light = append(light, p)
+		}
+	}
+	if len(light) > 0 {
+		fmt.Fprintf(os.Stderr, "note: %s is mostly light (%d of %d images are); %s images are light on a dark background: try --invert\n",
+			light[0], len(light), len(in.preds), s.dataset)
+	}
+	if len(in.preds) == 0 {
+		return nil, fmt.Errorf("none of the %d image files could be read", len(paths))
+	}
+	in.x = engine.New(engine.Float32, len(in.preds), meta.Channels, meta.Height, meta.Width)
+	copy(in.x.Float32(), xs[:len(in.preds)*size])
+	return in, nil
+}
+
+// imageSample reads one image file as a normalised sample of meta: as the
+// folder set reads its files (Pillow's resize, crop or pad) for a
+// folder-trained model, else as imagefile converts it. light reports a
+// grayscale picture that is mostly light, for the built-in sets' note.
+func imageSample(path string, meta *data.Dataset, folder, pad, invert bool) (x []float32, light bool, err error) {
 	img, err := imagefile.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	x, light, err := imagefile.Input(img, meta, invert)
+	if !folder {
+		t, light, err := imagefile.Input(img, meta, invert)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", path, err)
+		}
+		return t.Float32(), light, nil
+	}
+	pixels, err := data.ImagePixels(img, meta.Channels, meta.Height, meta.Width, pad)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, false, fmt.Errorf("%s: %w", path, err)
 	}
-	if light && !invert {
-		fmt.Fprintf(os.Stderr, "note: %s is mostly light; %s images are light on a dark background: try --invert\n", path, s.dataset)
+	if invert {
+		for i, b := range pixels {
+			pixels[i] = 255 - b
+		}
 	}
-	return &predictInput{meta: meta, x: x, preds: []prediction{{Source: path}}}, nil
+	x = make([]float32, meta.SampleSize())
+	return x, false, meta.NormalizeImage(x, pixels)
 }
 
 // predict builds the model, runs it over the input and fills in the
