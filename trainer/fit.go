@@ -53,6 +53,9 @@ type Summary struct {
 	TrainSeconds      float64  `json:"train_seconds"`
 	Confusion         [][]int  `json:"confusion,omitempty"`
 	WorldSize         int      `json:"world_size,omitempty"` // ranks that trained it, when more than one
+	// SkippedFiles counts and names the bad image files an image folder's
+	// load left out (absent when none).
+	SkippedFiles *data.Skipped `json:"skipped_files,omitempty"`
 }
 
 // EvalResult holds a model's figures on one data set.
@@ -574,6 +577,7 @@ func (f *fitRun) summary() *Summary {
 		EpochsRun: f.epochs, Steps: f.step, TrainSeconds: f.elapsed, Weights: LastWeights,
 		TrainImagesPerSec: float64(f.images) / math.Max(time.Since(f.start).Seconds(), 1e-9),
 		StoppedEarly:      f.stopReason != "", StopReason: f.stopReason}
+	sum.SkippedFiles = f.s.Skipped
 	if w := f.t.world().Size(); w > 1 {
 		sum.WorldSize = w
 	}
