@@ -309,6 +309,7 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 		f.sums = epochSums{}
 	}
 	tEpoch := time.Now()
+	f.window.clock = tEpoch
 	for b := range f.loader.Batches(epoch, skip) {
 		if f.t.stopping(ctx) {
 			f.elapsed += time.Since(tEpoch).Seconds()
@@ -330,6 +331,7 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 				break
 			}
 		}
+		f.window.clock = time.Now() // the next step's time starts here
 	}
 	f.elapsed += time.Since(tEpoch).Seconds()
 	return f.endEpoch()
@@ -338,7 +340,6 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 // trainStep takes one optimiser step on batch b.
 func (f *fitRun) trainStep(b *data.Batch) error {
 	t := f.t
-	t0 := time.Now()
 	loss, correct, err := t.TrainOnBatch(f.data, b, f.sched.LR(f.step))
 	if err != nil {
 		return t.stepError(err, f.epochs, f.step)
@@ -349,7 +350,7 @@ func (f *fitRun) trainStep(b *data.Batch) error {
 	f.step++
 	n := max(b.Total, b.Size()) // every rank's images
 	f.images += n
-	f.window.add(loss, b.Size(), correct, n, time.Since(t0))
+	f.window.add(loss, b.Size(), correct, n)
 	if f.bar != nil {
 		_ = f.bar.Add(n)
 	}

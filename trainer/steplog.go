@@ -10,9 +10,10 @@ import (
 const StepSplit = "train_step"
 
 // stepWindow gathers the steps since the last step record (Config.LogEvery):
-// their loss and accuracy sums, images (every rank's) and time in the
-// training steps themselves (validations, checkpoints and waits for the
-// loader left out, so images/s is the steps' own pace).
+// their loss and accuracy sums, images (every rank's) and time: each step's
+// from the end of the loop's previous turn (the wait for its batch
+// included; validations, checkpoints, step records and the time between
+// epochs left out).
 //
 // The window is not in the checkpoint: after a --resume the first record
 // averages the steps since the resume. Records already in metrics.jsonl
@@ -22,16 +23,17 @@ type stepWindow struct {
 	sums    epochSums
 	images  int
 	seconds float64
+	clock   time.Time // where the next step's time starts (fitRun.runEpoch)
 }
 
-// add counts one training step: its mean loss over size samples, its
-// correct predictions, every rank's images and its duration.
-func (w *stepWindow) add(loss float64, size, correct, images int, took time.Duration) {
+// add counts the training step just taken: its mean loss over size
+// samples, its correct predictions and every rank's images.
+func (w *stepWindow) add(loss float64, size, correct, images int) {
 	w.sums.LossSum += loss * float64(size)
 	w.sums.Count += size
 	w.sums.Correct += correct
 	w.images += images
-	w.seconds += took.Seconds()
+	w.seconds += time.Since(w.clock).Seconds()
 }
 
 // logStep writes the step record when the step just taken ends a window
@@ -46,7 +48,7 @@ func (f *fitRun) logStep(wall float64) error {
 		return nil
 	}
 	w := f.window
-	f.window = stepWindow{}
+	f.window = stepWindow{clock: w.clock}
 	if err := f.t.reduceSums(&w.sums); err != nil {
 		return err
 	}
