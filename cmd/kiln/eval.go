@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +35,12 @@ type evalOutput struct {
 	MAE       *float64 `json:"mae,omitempty"`
 	R2        *float64 `json:"r2,omitempty"`
 	Confusion [][]int  `json:"confusion,omitempty"`
+	// Per-class precision, recall and F1 from the confusion matrix, and
+	// their unweighted means over the classes (classification only).
+	PerClass       []classFigures `json:"per_class,omitempty"`
+	MacroPrecision *float64       `json:"macro_precision,omitempty"`
+	MacroRecall    *float64       `json:"macro_recall,omitempty"`
+	MacroF1        *float64       `json:"macro_f1,omitempty"`
 
 	// The readable line prints the figures as they are, NaN included.
 	result     trainer.EvalResult
@@ -120,6 +127,7 @@ func evaluate(s *modelSetup, batch int) (*evalOutput, error) {
 		out.RMSE, out.MAE, out.R2 = finite(r.RMSE), finite(r.MAE), finite(r.R2)
 	} else {
 		out.Accuracy, out.Confusion = finite(r.Accuracy), r.Confusion
+		out.setClassFigures(r.Confusion, test.Classes)
 		if test.NumClasses() > 5 {
 			out.Top5 = finite(r.Top5)
 		}
@@ -151,6 +159,67 @@ func (out *evalOutput) print(asJSON bool) error {
 	if out.Top5 != nil {
 		top5 = fmt.Sprintf("  top-5 %.2f%%", 100*r.Top5)
 	}
-	fmt.Printf("%s test: accuracy %.2f%%%s  loss %.4f  %s\n", out.Dataset, 100*r.Accuracy, top5, r.Loss, where)
+	macro := ""
+	if out.MacroF1 != nil {
+		macro = fmt.Sprintf("  macro P/R/F1 %.2f/%.2f/%.2f%%", 100**out.MacroPrecision, 100**out.MacroRecall, 100**out.MacroF1)
+	}
+	fmt.Printf("%s test: accuracy %.2f%%%s%s  loss %.4f  %s\n", out.Dataset, 100*r.Accuracy, top5, macro, r.Loss, where)
 	return nil
 }
+
+// classFigures are one class's figures in eval's JSON: of the samples
+// predicted as the class, the fraction that are (precision); of the
+// class's samples, the fraction predicted as it (recall); their harmonic
+// mean (F1); and the class's sample count (support).
+type classFigures struct {
+	Class     string  `json:"class"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	F1        float64 `json:"f1"`
+	Support   int     `json:"support"`
+}
+
+// setClassFigures fills PerClass and the macro averages from a confusion
+// matrix (rows: true class, columns: predicted). A ratio of 0/0 (a class
+// never predicted, or absent from the split) counts 0, as scikit-learn's
+// classification_report has it with zero_division=0, and enters the macro
+// averages as 0.
+func (out *evalOutput) setClassFigures(conf [][]int, names []string) {
+	k := len(conf)
+	if k == 0 {
+		return
+	}
+	predicted := make([]int, k)
+	for _, row := range conf {
+		for j, n := range row {
+			predicted[j] += n
+		}
+	}
+	var p, r, f1 float64
+	out.PerClass = make([]classFigures, k)
+	for i, row := range conf {
+		support := 0
+		for _, n := range row {
+			support += n
+		}
+		tp := row[i]
+		c := classFigures{Class: strconv.Itoa(i), Precision: ratio(tp, predicted[i]), Recall: ratio(tp, support),
+			F1: ratio(2*tp, predicted[i]+support), Support: support}
+		if i < len(names) {
+			c.Class = names[i]
+		}
+		out.PerClass[i] = c
+		p, r, f1 = p+c.Precision, r+c.Recall, f1+c.F1
+	}
+	out.MacroPrecision, out.MacroRecall, out.MacroF1 = ptrTo(p/float64(k)), ptrTo(r/float64(k)), ptrTo(f1/float64(k))
+}
+
+// ratio is a/b, 0 for 0/0.
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func ptrTo(v float64) *float64 { return &v }
