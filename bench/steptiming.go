@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -28,6 +29,9 @@ type StepTimingConfig struct {
 	// the gradients are all-reduced every step (trainer.GradReducer). Every
 	// rank calls TimeSteps with the same configuration.
 	World trainer.World
+	// BucketBytes is the trainer's (Trainer.BucketBytes): the gradient
+	// buckets whose all-reduce starts during the backward pass.
+	BucketBytes int
 }
 
 // StepTiming is what one training-speed measurement found.
@@ -160,8 +164,11 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 	step := trainer.NewClassifier(net, opt)
 	r := &stepRun{step: step, x: x, labels: labels}
 	if ranks := sizeOf(c.World); ranks > 1 {
-		r.reducer = &trainer.GradReducer{World: c.World}
 		share := 1 / float64(ranks)
+		r.reducer = &trainer.GradReducer{World: c.World, BucketBytes: cmp.Or(c.BucketBytes, trainer.DefaultBucketBytes), Share: share}
+		if c.Device == engine.CPU {
+			r.reducer.Overlap(net, step.Params())
+		}
 		step.Reduce = func(params []*layers.Param) error { return r.reducer.Reduce(params, share) }
 		frees = append(frees, r.reducer.Release)
 	}

@@ -10,6 +10,11 @@ import (
 type Sequential struct {
 	names  []string
 	layers []Layer
+	// AfterBackward, when set, runs after child i's Backward (i counts
+	// down): the gradients of children i and after are final then, which
+	// data-parallel training uses to start summing them across ranks while
+	// the earlier children's backward runs.
+	AfterBackward func(i int) error
 }
 
 // NewSequential names its children "0", "1", … as nn.Sequential does.
@@ -47,6 +52,11 @@ func (s *Sequential) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	for i := len(s.layers) - 1; i >= 0; i-- {
 		if dout, err = s.layers[i].Backward(dout); err != nil {
 			return nil, err
+		}
+		if s.AfterBackward != nil {
+			if err := s.AfterBackward(i); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return dout, nil

@@ -21,8 +21,19 @@ type TensorAllreducer interface {
 // batch's mean loss, bit for bit the same.
 type GradReducer struct {
 	World World
-	flat  *engine.Tensor
-	host  *engine.Tensor // flat's copy on the host, for device tensors without a TensorAllreducer
+	// BucketBytes, with a World that can start an all-reduce and compute
+	// meanwhile (AsyncWorld) and a model on the CPU, sends the gradients in
+	// buckets of about this size as the backward pass finishes them
+	// (Overlap); 0 sums them in one all-reduce after the pass.
+	BucketBytes int
+	// Share is this rank's share of the step's global batch, set before the
+	// step when buckets go out during its backward pass.
+	Share float64
+
+	params  []*layers.Param
+	buckets buckets
+	flat    *engine.Tensor
+	host    *engine.Tensor // flat's copy on the host, for device tensors without a TensorAllreducer
 
 	// Comm is the time spent in the all-reduce calls (with the copies
 	// through host memory, if any), Calls their number: the communication
@@ -34,24 +45,45 @@ type GradReducer struct {
 // Reduce replaces the gradients of params by their weighted sum over the
 // ranks, this rank's weighted by share.
 func (g *GradReducer) Reduce(params []*layers.Param, share float64) error {
-	if !layers.GradsIn(g.flat, params) {
-		g.Release()
-		flat, err := layers.FlattenGrads(params)
-		if err != nil {
-			return err
-		}
-		g.flat = flat
-	}
-	if err := engine.Scale(g.flat, share); err != nil {
-		return err
-	}
 	start := time.Now()
-	err := g.allreduce()
+	var err error
+	if g.buckets.bounds != nil {
+		g.Share = share
+		err = g.finish()
+	} else {
+		err = g.reduceAll(params, share)
+	}
 	g.Comm += time.Since(start)
 	g.Calls++
 	if err != nil {
 		return fmt.Errorf("all-reduce of the gradients: %w", err)
 	}
+	return nil
+}
+
+// reduceAll is the whole buffer scaled and summed in one all-reduce.
+func (g *GradReducer) reduceAll(params []*layers.Param, share float64) error {
+	if err := g.ensureFlat(params); err != nil {
+		return err
+	}
+	if err := engine.Scale(g.flat, share); err != nil {
+		return err
+	}
+	return g.allreduce()
+}
+
+// ensureFlat makes the gradients of params views of the flat buffer, unless
+// they are already.
+func (g *GradReducer) ensureFlat(params []*layers.Param) error {
+	if layers.GradsIn(g.flat, params) {
+		return nil
+	}
+	g.Release()
+	flat, err := layers.FlattenGrads(params)
+	if err != nil {
+		return err
+	}
+	g.flat = flat
 	return nil
 }
 

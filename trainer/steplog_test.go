@@ -92,3 +92,30 @@ func TestNoStepRecordsByDefault(t *testing.T) {
 		t.Errorf("%d step records without --log-every", len(recs))
 	}
 }
+
+// Under three ranks the step records hold every rank's figures (summed by
+// an all-reduce at each record), as one process's, and rank 0 alone writes.
+func TestStepRecordsOfRanksAreGlobal(t *testing.T) {
+	every := func(_ int, c *Config) { c.LogEvery = 4 }
+	one, _, errs := fitRanks(t, []World{Solo{}}, every)
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	trs, _, errs := fitRanks(t, newMemWorlds(3), every)
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	want, got := stepRecords(t, one[0].Run.Path), stepRecords(t, trs[0].Run.Path)
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("%d step records under 3 ranks, %d in one process", len(got), len(want))
+	}
+	for i := range want {
+		w, g := want[i], got[i]
+		if g.Step != w.Step || math.Abs(g.Loss-w.Loss) > 1e-5*w.Loss || math.Abs(*g.Accuracy-*w.Accuracy) > 1e-9 {
+			t.Errorf("record %d: step %d loss %v acc %v; one process: step %d loss %v acc %v",
+				i, g.Step, g.Loss, *g.Accuracy, w.Step, w.Loss, *w.Accuracy)
+		}
+	}
+}

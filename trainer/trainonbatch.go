@@ -35,6 +35,7 @@ func (t *Trainer) KeepOnDevice(ds *data.Dataset) *DeviceData {
 // the samples, before the update, and the loss and count are this rank's.
 func (t *Trainer) TrainOnBatch(d *DeviceData, b *data.Batch, lr float64) (loss float64, correct int, err error) {
 	t.gradScale = t.shareOf(b)
+	t.grads.Share = t.gradScale
 	for _, d := range t.dropouts {
 		d.Shard(b.Start, b.Total)
 	}

@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -163,6 +164,12 @@ func (t *Trainer) prepareWorld(s *data.Splits) error {
 	}
 	t.dropouts = layers.Dropouts(t.Model)
 	t.grads.World = w
+	if t.device == engine.CPU {
+		t.grads.BucketBytes = cmp.Or(t.BucketBytes, DefaultBucketBytes)
+		if m, ok := t.Model.(*layers.Model); ok {
+			t.grads.Overlap(m, t.params)
+		}
+	}
 	reduce := func(ps []*layers.Param) error { return t.grads.Reduce(ps, t.gradScale) }
 	if t.classifier != nil {
 		t.classifier.Reduce = reduce

@@ -116,7 +116,9 @@ func fitRanks(t *testing.T, ws []World, change func(rank int, c *Config)) ([]*Tr
 	return fitRanksCtx(t, ws, change, func(int) context.Context { return context.Background() })
 }
 
-func fitRanksCtx(t *testing.T, ws []World, change func(rank int, c *Config), ctx func(rank int) context.Context) ([]*Trainer, []*Summary, []error) {
+// fitRanksCtx is fitRanks with a context per rank. bucketBytes, when set,
+// is every trainer's BucketBytes.
+func fitRanksCtx(t *testing.T, ws []World, change func(rank int, c *Config), ctx func(rank int) context.Context, bucketBytes ...int) ([]*Trainer, []*Summary, []error) {
 	t.Helper()
 	trs, sums, errs := make([]*Trainer, len(ws)), make([]*Summary, len(ws)), make([]error, len(ws))
 	var wg sync.WaitGroup
@@ -130,6 +132,9 @@ func fitRanksCtx(t *testing.T, ws []World, change func(rank int, c *Config), ctx
 		}
 		trs[r] = newBlobTrainer(t, c, dir, false)
 		trs[r].World = w
+		if len(bucketBytes) > 0 {
+			trs[r].BucketBytes = bucketBytes[0]
+		}
 		wg.Go(func() { sums[r], errs[r] = trs[r].Fit(ctx(r), blobSplits(t)) })
 	}
 	wg.Wait()
@@ -383,6 +388,57 @@ func TestRanksShareTheMachinesMemory(t *testing.T) {
 	for r, err := range errs {
 		if err == nil || !strings.Contains(err.Error(), "shared by the 1048576 ranks on this machine") {
 			t.Errorf("rank %d: %v, want the memory check to divide the machine's memory", r, err)
+		}
+	}
+}
+
+// asyncMemWorld starts an all-reduce by doing it (in-process ranks have
+// nothing to overlap), so that the trainer takes its bucketed path.
+type asyncMemWorld struct{ memWorld }
+
+type donePending struct{}
+
+func (donePending) Test() (bool, error) { return true, nil }
+func (donePending) Wait() error         { return nil }
+
+func (w asyncMemWorld) StartAllreduceSumFloat32(buf []float32) (Pending, error) {
+	return donePending{}, sumInto(w.memWorld, buf)
+}
+
+// Gradients sent in buckets during the backward pass give the bits of one
+// all-reduce after it: buckets of a layer each (4 bytes) and of two or
+// three layers, on 3 ranks whose last shard of each epoch is empty (the
+// idle rank must send the same buckets, or the collectives would not
+// match: sumInto's type assertion and lengths would fail).
+func TestBucketedGradientsEqualOneAllreduce(t *testing.T) {
+	background := func(int) context.Context { return context.Background() }
+	whole, _, errs := fitRanksCtx(t, newMemWorlds(3), func(int, *Config) {}, background, -1)
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("one all-reduce, rank %d: %v", r, err)
+		}
+	}
+	want := layers.State(whole[0].Model)
+	for _, bucket := range []int{4, 8 << 10} {
+		ws := newMemWorlds(3)
+		for i := range ws {
+			ws[i] = asyncMemWorld{ws[i].(memWorld)}
+		}
+		trs, _, errs := fitRanksCtx(t, ws, func(int, *Config) {}, background, bucket)
+		for r, err := range errs {
+			if err != nil {
+				t.Fatalf("buckets of %d bytes, rank %d: %v", bucket, r, err)
+			}
+		}
+		if len(trs[0].grads.buckets.bounds) < 3 {
+			t.Fatalf("buckets of %d bytes: the reducer did not overlap (bounds %v)", bucket, trs[0].grads.buckets.bounds)
+		}
+		for r, tr := range trs {
+			for name, v := range layers.State(tr.Model) {
+				if !slices.Equal(v.Values(), want[name].Values()) {
+					t.Errorf("buckets of %d bytes, rank %d: %s differs from one all-reduce's", bucket, r, name)
+				}
+			}
 		}
 	}
 }

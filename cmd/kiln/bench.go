@@ -105,9 +105,13 @@ func runBench(o benchFlags) (err error) {
 			}
 		}()
 	}
+	buckets, err := bucketBytes()
+	if err != nil {
+		return err
+	}
 	res, err := bench.TimeSteps(bench.StepTimingConfig{
 		Model: o.model, Spec: spec, Batch: o.batch, Warmup: o.warmup, Steps: o.steps,
-		MinDur: time.Duration(o.seconds * float64(time.Second)), Device: dev, World: benchWorld(world),
+		MinDur: time.Duration(o.seconds * float64(time.Second)), Device: dev, World: benchWorld(world), BucketBytes: buckets,
 	})
 	if err != nil || !rank0 {
 		return err
@@ -166,7 +170,7 @@ func benchWorld(w *mpi.World) trainer.World {
 	if w == nil {
 		return nil
 	}
-	return w
+	return mpiWorld{w}
 }
 
 // printStepTiming prints res: as text, as one JSON line (--json), or as

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -18,8 +19,39 @@ import (
 )
 
 // The MPI world is what the trainer asks of one (both builds: without the
-// mpi build tag it is one process).
-var _ trainer.World = (*mpi.World)(nil)
+// mpi build tag it is one process), and it can overlap the gradients'
+// all-reduce with the backward pass.
+var (
+	_ trainer.World      = mpiWorld{}
+	_ trainer.AsyncWorld = mpiWorld{}
+)
+
+// mpiWorld is the MPI world as the trainer takes it.
+type mpiWorld struct{ *mpi.World }
+
+func (w mpiWorld) StartAllreduceSumFloat32(buf []float32) (trainer.Pending, error) {
+	p, err := w.IallreduceSumFloat32(buf)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// bucketBytes is $KILN_BUCKET_BYTES, the size of the gradient buckets whose
+// all-reduce starts during the backward pass on CPU ranks (0 or unset:
+// Kiln's default; negative: one all-reduce after the pass), for measuring
+// the overlap.
+func bucketBytes() (int, error) {
+	s := os.Getenv("KILN_BUCKET_BYTES")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, usageError{fmt.Errorf("$KILN_BUCKET_BYTES=%q: want a whole number of bytes", s)}
+	}
+	return n, nil
+}
 
 // joinWorld joins the ranks that mpirun (or srun) started with this one, for
 // data-parallel training; outside a launcher, or as its only process, it
@@ -86,7 +118,10 @@ func useWorld(w *mpi.World, c trainer.Config, tr *trainer.Trainer) (leave func()
 	if w == nil {
 		return func() error { return nil }, nil
 	}
-	tr.World = w
+	tr.World = mpiWorld{w}
+	if tr.BucketBytes, err = bucketBytes(); err != nil {
+		return nil, err
+	}
 	if c.Threads == 0 {
 		engine.SetThreads(max(1, runtime.NumCPU()/w.LocalSize()))
 	}
