@@ -341,6 +341,7 @@ func TestExportONNXRun(t *testing.T) {
 		}
 		checkONNXFile(t, out, model, want.Mean, want.Std, want.Classes)
 	}
+	comparePredict(t, dir, filepath.Join(dir, "old"), filepath.Join(dir, "old.onnx"))
 	for _, c := range []struct {
 		args []string
 		want string
@@ -353,4 +354,94 @@ func TestExportONNXRun(t *testing.T) {
 			t.Errorf("kiln export %v: exit %d, want 2 naming %s:\n%s", c.args, r.code, c.want, r.stderr)
 		}
 	}
+}
+
+// comparePredict runs kiln predict on an image file and the exported model
+// in ONNX Runtime on the same image, normalised as the file's metadata
+// says, and compares predict's probabilities with the softmax of the
+// logits.
+func comparePredict(t *testing.T, dir, run, file string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(9, 9))
+	pixels := make([]byte, 28*28)
+	for i := range pixels {
+		pixels[i] = byte(rng.IntN(256))
+	}
+	img := filepath.Join(dir, "digit.pgm")
+	if err := os.WriteFile(img, append([]byte("P5 28 28 255\n"), pixels...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var pred struct {
+		Top []struct {
+			Class int     `json:"class"`
+			Prob  float64 `json:"prob"`
+		} `json:"top"`
+	}
+	out := mustRun(t, dir, "predict", "--run", run, "--image", img, "--top", "10", "--json").stdout
+	if err := json.Unmarshal([]byte(out), &pred); err != nil || len(pred.Top) != 10 {
+		t.Fatalf("kiln predict --json: %v (%d classes):\n%s", err, len(pred.Top), out)
+	}
+	mean, std := onnxNormalisation(t, file)
+	x := make([]float32, len(pixels))
+	for i, p := range pixels {
+		x[i] = float32((float64(p)/255 - mean) / std)
+	}
+	_, res := onnxtest.FindRuntime(t).Run(t, []onnxtest.Case{{Name: "predict", Model: file, Input: layers.ONNXInput,
+		Output: layers.ONNXOutput, Inputs: []onnxtest.Tensor{{Dims: []int{1, 1, 28, 28}, Data: x}}}})
+	r := res["predict"]
+	if r.Error != "" || len(r.Outputs) != 1 || len(r.Outputs[0].Data) != 10 {
+		t.Fatalf("ONNX Runtime: %+v", r)
+	}
+	probs := softmax(r.Outputs[0].Data)
+	for _, p := range pred.Top {
+		if d := math.Abs(p.Prob - probs[p.Class]); !(d <= onnxTolerance) {
+			t.Errorf("class %d: kiln predict %.6f, ONNX Runtime %.6f", p.Class, p.Prob, probs[p.Class])
+		}
+	}
+}
+
+// onnxNormalisation reads a one-channel model's mean and std from its
+// metadata_props.
+func onnxNormalisation(t *testing.T, file string) (mean, std float64) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnx.Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var means, stds []float64
+	for _, p := range m.MetadataProps {
+		switch p.GetKey() {
+		case "mean":
+			err = json.Unmarshal([]byte(p.GetValue()), &means)
+		case "std":
+			err = json.Unmarshal([]byte(p.GetValue()), &stds)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(means) != 1 || len(stds) != 1 {
+		t.Fatalf("%s: mean %v, std %v", file, means, stds)
+	}
+	return means[0], stds[0]
+}
+
+func softmax(logits []float32) []float64 {
+	top := math.Inf(-1)
+	for _, v := range logits {
+		top = max(top, float64(v))
+	}
+	out, sum := make([]float64, len(logits)), 0.0
+	for i, v := range logits {
+		out[i] = math.Exp(float64(v) - top)
+		sum += out[i]
+	}
+	for i := range out {
+		out[i] /= sum
+	}
+	return out
 }
