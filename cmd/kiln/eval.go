@@ -58,8 +58,10 @@ func evalCmd() *cobra.Command {
 		Use:   "eval",
 		Short: "Evaluate weights on a data set's test split",
 		Long: `Builds the model for the data set, loads the weights and evaluates them on the
-test split: loss and accuracy (top-5 too with more than 5 classes), or for a
-regression set RMSE, MAE and R² in the target's unit.
+test split: loss and accuracy (top-5 too with more than 5 classes) and the
+macro-averaged precision, recall and F1, or for a regression set RMSE, MAE and
+R² in the target's unit. The JSON adds the confusion matrix and each class's
+precision, recall, F1 and support (per_class).
 
   kiln eval --model lenet --dataset mnist --weights runs/x/best.safetensors --json
   kiln eval --run runs/x          # model, data set, classes, subset and seed of the run
