@@ -79,7 +79,7 @@ func lineLevel(p []byte) zerolog.Level {
 func withSummary(m trainer.ModelInfo) trainer.ModelInfo {
 	s, err := modelSummary(m.Model, m.Spec)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "kiln: no model summary:", err)
+		fmt.Fprintln(os.Stderr, "no model summary:", err)
 		return m
 	}
 	m.Summary = s
