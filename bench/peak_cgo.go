@@ -14,8 +14,11 @@ func fmaLoop(iters int64) float64 {
 }
 
 func fmaKind() string {
-	if C.kiln_peak_kind() == 1 {
-		return "AVX2 FMA, 12 independent 8-lane accumulators"
+	switch C.kiln_peak_kind() {
+	case 2:
+		return "AVX-512 FMA, 12 independent 16-lane accumulators"
+	case 1:
+		return "AVX2 FMA, 12 independent 8-lane accumulators (no AVX-512)"
 	}
 	return "portable multiply-add loop (no AVX2+FMA found)"
 }
