@@ -27,13 +27,14 @@ type Graph struct {
 	outputs []*ValueInfoProto
 	inits   []*TensorProto
 	nodes   []*NodeProto
-	names   map[string]bool // every value name in use
+	names   map[string]bool // every name in use: values, and nodes with several outputs
+	values  map[string]bool // inputs, weights and node outputs
 	made    map[string]int  // node index making each node output
 }
 
 // NewGraph starts an empty graph called name.
 func NewGraph(name string) *Graph {
-	return &Graph{name: name, names: map[string]bool{}, made: map[string]int{}}
+	return &Graph{name: name, names: map[string]bool{}, values: map[string]bool{}, made: map[string]int{}}
 }
 
 // Dim is one dimension of a graph input or output: a fixed size, or, when
@@ -48,7 +49,7 @@ func (g *Graph) Input(name string, dims ...Dim) (string, error) {
 	if g.names[name] {
 		return "", fmt.Errorf("onnx: input %q: the name is taken", name)
 	}
-	g.names[name] = true
+	g.names[name], g.values[name] = true, true
 	g.inputs = append(g.inputs, floatValueInfo(name, dims))
 	return name, nil
 }
@@ -57,7 +58,7 @@ func (g *Graph) Input(name string, dims ...Dim) (string, error) {
 // value is renamed to give it name, so no Identity node is needed unless
 // value is a graph input or a weight.
 func (g *Graph) Output(name, value string, dims ...Dim) error {
-	if !g.names[value] {
+	if !g.values[value] {
 		return fmt.Errorf("onnx: output %q: no value %q", name, value)
 	}
 	if name != value {
@@ -69,7 +70,7 @@ func (g *Graph) Output(name, value string, dims ...Dim) error {
 		} else {
 			g.nodes = append(g.nodes, &NodeProto{Name: proto.String(name), OpType: proto.String("Identity"),
 				Input: []string{value}, Output: []string{name}})
-			g.names[name] = true
+			g.names[name], g.values[name] = true, true
 		}
 	}
 	g.outputs = append(g.outputs, floatValueInfo(name, dims))
@@ -87,7 +88,8 @@ func (g *Graph) rename(from, to string) {
 	delete(g.made, from)
 	g.made[to] = i
 	delete(g.names, from)
-	g.names[to] = true
+	delete(g.values, from)
+	g.names[to], g.values[to] = true, true
 	for _, n := range g.nodes {
 		for k, in := range n.Input {
 			if in == from {
@@ -161,7 +163,7 @@ func (g *Graph) checkTensor(name string, dims []int64, n int) error {
 }
 
 func (g *Graph) addInit(name string, dt TensorProto_DataType, dims []int64, raw []byte) {
-	g.names[name] = true
+	g.names[name], g.values[name] = true, true
 	g.inits = append(g.inits, &TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(dt)),
 		Dims: slices.Clone(dims), RawData: raw})
 }
@@ -181,7 +183,7 @@ func (g *Graph) Node(op, name string, inputs []string, attrs ...*AttributeProto)
 // in Node).
 func (g *Graph) NodeN(op, name string, inputs []string, n int, attrs ...*AttributeProto) ([]string, error) {
 	for _, in := range inputs {
-		if in != "" && !g.names[in] { // "" leaves an optional input out
+		if in != "" && !g.values[in] { // "" leaves an optional input out
 			return nil, fmt.Errorf("onnx: %s node %q: no value %q", op, name, in)
 		}
 	}
@@ -194,10 +196,10 @@ func (g *Graph) NodeN(op, name string, inputs []string, n int, attrs ...*Attribu
 		}
 	}
 	for _, o := range outs {
-		g.names[o] = true
+		g.names[o], g.values[o] = true, true
 		g.made[o] = len(g.nodes)
 	}
-	g.names[base] = true
+	g.names[base] = true // the node's name, also when it is no value
 	g.nodes = append(g.nodes, &NodeProto{Name: proto.String(base), OpType: proto.String(op),
 		Input: slices.Clone(inputs), Output: outs, Attribute: attrs})
 	return outs, nil

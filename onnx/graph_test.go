@@ -154,3 +154,24 @@ func TestGraphErrors(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestSplitNames: a node of several outputs names them name:i; its own name
+// is taken but is no value.
+func TestSplitNames(t *testing.T) {
+	g := NewGraph("split")
+	x, err := g.Input("x", Dim{Size: 4})
+	must(t, err)
+	outs, err := g.NodeN("Split", "split", []string{x}, 2, AttrInt("axis", 0))
+	must(t, err)
+	if !slices.Equal(outs, []string{"split:0", "split:1"}) {
+		t.Errorf("outputs %v", outs)
+	}
+	if err := g.Output("y", "split"); err == nil {
+		t.Error(`"split" passed for a value`)
+	}
+	y, err := g.Node("Add", "split", outs)
+	must(t, err)
+	if y != "split_1" {
+		t.Errorf("a node named like the split makes %q", y)
+	}
+}
