@@ -33,6 +33,8 @@
 //     class names); any other numeric target makes a regression set whose
 //     target is standardised (TargetShift is the mean, TargetScale the
 //     standard deviation). CSVOptions.Task overrides the guess.
+//   - folder: your own images, DIR/train/<class>/<image> (see Image folders
+//     below).
 //
 // Images are first scaled to [0, 1] (a byte b becomes b/255), then each
 // channel c becomes (v - Mean[c]) / Std[c].
@@ -78,6 +80,53 @@
 // CIFAR file whose size is not a multiple of 3073) gives one *FileError that
 // names the file and the problem. Loaders never panic on bad input; the fuzz
 // tests (FuzzIDX, FuzzCIFAR, FuzzCSV) hold them to that.
+//
+// # Image folders
+//
+// The folder set reads your own pictures from Options.Dir laid out as every
+// tool lays them out: DIR/train/<class>/<image>, and optionally
+// DIR/val/<class>/<image> and DIR/test/<class>/<image>. The class names are
+// train/'s folder names, sorted (label i is the i-th); a class folder may
+// hold subfolders (symlinks are followed; one that leads back up is an
+// error). Files ending .png, .jpg, .jpeg, .gif, .bmp or .webp (any case)
+// are images; other files, and names starting with a dot, are left out.
+// With val/ the validation split is val/ and ValFraction is not used
+// (a note says so); without it ValFraction splits train/ as for the other
+// sets. Without test/ Splits.Test is nil: the trainer then has no test pass
+// and a note says that the validation figures are the run's result.
+//
+// Each image is checked from its header first (an empty or zero-size image,
+// one over 16384 pixels a side or 2^25 in all, or a file over 256 MiB is
+// bad), then decoded and made grey or RGB: the set has the channels most of
+// train/'s images have (RGB on a tie); the others are converted, with a
+// note: RGB to grey as Pillow's convert("L") (ITU-R 601-2 luma), grey to RGB
+// by repeating it; alpha is dropped, as convert("RGB") does. FolderOptions.Size
+// ("HxW"; default 28x28 for a grey set, 32x32 for RGB, the zoo's two inputs)
+// and Fit say how each becomes the input size: "crop" (the default) is
+// Pillow's ImageOps.fit, the largest centred part of the right aspect ratio
+// resized; "pad" is ImageOps.pad, the whole image resized to fit and centred
+// on black. The resize is Pillow's Image.resize with BILINEAR on 8-bit
+// images (its support widens with the scale when shrinking), in the same
+// fixed-point arithmetic, so it gives Pillow's bytes exactly (resize_test.go
+// compares with fixtures Debian's python3-pil 9.4 made). Images are then
+// normalised per channel with the mean and standard deviation of the
+// training split (after Classes, Subset and the validation split), which
+// Dataset.Mean and Std carry into model.json.
+//
+// A bad image file is skipped: counted and named in Splits.Skipped (the
+// count and the first ten, each with its problem) and through
+// FolderOptions.Note; with Strict the first one is an error instead. A
+// layout that cannot be a data set is always an error naming the folder: no
+// train/, no class folders, a class folder without images, a class in val/
+// or test/ that train/ lacks, a symlink loop.
+//
+// Decoding runs over every core, with a progress line on stderr when it is
+// a terminal, once: the decoded bytes go to a cache file beside the data,
+// DIR/.kiln-cache-<size>-<fit>, or, when DIR cannot be written, to
+// os.UserCacheDir()/kiln (FolderOptions.CacheDir in tests). The cache is
+// keyed by every image file's path, size and modification time, the
+// unreadable entries, and Size, Fit and Strict; any change decodes again and
+// replaces it (atomically, so concurrent runs are safe).
 //
 // # Batches
 //
