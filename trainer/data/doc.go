@@ -125,7 +125,7 @@
 // DIR/.kiln-cache-<size>-<fit>, or, when DIR cannot be written, to
 // os.UserCacheDir()/kiln (FolderOptions.CacheDir in tests). The cache is
 // keyed by every image file's path, size and modification time, the
-// unreadable entries, and Size, Fit and Strict; any change decodes again and
+// unreadable entries, and Size and Fit; any change decodes again and
 // replaces it (atomically, so concurrent runs are safe).
 //
 // # Batches

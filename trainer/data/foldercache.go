@@ -20,7 +20,7 @@ import (
 // that change the pixels. Any change decodes again.
 func (l *folderListing) key(f FolderOptions) [32]byte {
 	h := sha256.New()
-	fmt.Fprintf(h, "kiln folder cache %d\x00%s\x00%s\x00%v\n", folderCacheVersion, f.Size, f.Fit, f.Strict)
+	fmt.Fprintf(h, "kiln folder cache %d\x00%s\x00%s\n", folderCacheVersion, f.Size, f.Fit)
 	for _, fl := range l.files {
 		fmt.Fprintf(h, "%d\x00%s\x00%d\x00%d\n", fl.split, fl.rel, fl.size, fl.mtime)
 	}

@@ -39,6 +39,9 @@ func loadFolder(o Options) (*folderImages, error) {
 	}
 	key := l.key(f)
 	if img, where := readFolderCache(l.dir, f, key); img != nil {
+		if f.Strict && img.Skipped.Count > 0 {
+			return nil, fmt.Errorf("data: %s (and %d more bad files; without --strict they are skipped)", img.Skipped.First[0], img.Skipped.Count-1)
+		}
 		f.note("decoded images read from the cache %s", where)
 		return img, nil
 	}
