@@ -25,6 +25,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -288,6 +289,10 @@ func (s *suite) setupTorch(ctx context.Context, tmp string) {
 	}
 	v := &s.rep.Versions
 	v.Torch, v.Python, v.OpenBLAS = r.info.Torch, r.info.Python, r.info.OpenBLAS
+	if r.info.BLASKind != "" {
+		v.TorchBLAS = r.info.BLASKind + " (" + r.info.BLASLibrary + ")"
+		v.TorchCPU = "ATen " + cmp.Or(r.info.ATenCPU, "?") + ", oneDNN " + cmp.Or(r.info.OneDNNISA, "?")
+	}
 	if r.info.CUDA {
 		v.CUDA = r.info.CUDAVer
 	}

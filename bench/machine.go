@@ -33,7 +33,9 @@ type Versions struct {
 	KilnDirty bool   `json:"kiln_dirty,omitempty"`
 	Torch     string `json:"torch,omitempty"`
 	Python    string `json:"python,omitempty"`
-	OpenBLAS  string `json:"openblas,omitempty"` // as torch's OpenBLAS reports itself
+	OpenBLAS  string `json:"openblas,omitempty"`   // as torch's OpenBLAS reports itself
+	TorchBLAS string `json:"torch_blas,omitempty"` // the BLAS torch's sgemm reaches, and its library
+	TorchCPU  string `json:"torch_cpu,omitempty"`  // ATen's kernel level and oneDNN's ISA
 	CUDA      string `json:"torch_cuda,omitempty"`
 }
 

@@ -172,6 +172,9 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		if r.Versions.CUDA != "" {
 			extra = append(extra, "CUDA "+r.Versions.CUDA)
 		}
+		if r.Versions.TorchBLAS != "" {
+			extra = append(extra, "BLAS "+mdEscape(r.Versions.TorchBLAS), mdEscape(r.Versions.TorchCPU))
+		}
 		if r.Versions.OpenBLAS != "" {
 			extra = append(extra, mdEscape(r.Versions.OpenBLAS))
 		}

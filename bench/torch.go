@@ -16,7 +16,7 @@ import (
 // The PyTorch side ships inside the binary, so `kiln bench suite` runs the
 // scripts it was built with from any directory.
 //
-//go:embed torch/suite.py torch/models.py
+//go:embed torch/suite.py torch/models.py torch/blasinfo.py
 var torchScripts embed.FS
 
 // threadSetting is one way of running PyTorch: its own intra-op threads and
@@ -65,9 +65,17 @@ type torchRunner struct {
 }
 
 type torchInfo struct {
-	Torch      string `json:"torch"`
-	Python     string `json:"python"`
-	OpenBLAS   string `json:"openblas"`
+	Torch    string `json:"torch"`
+	Python   string `json:"python"`
+	OpenBLAS string `json:"openblas"`
+	// The BLAS torch's sgemm reaches (openblas, mkl, blis, atlas,
+	// reference or unknown: torch/blasinfo.py), the ATen kernels' level
+	// and oneDNN's instruction set.
+	BLASKind    string `json:"blas_kind"`
+	BLASLibrary string `json:"blas_library"`
+	ATenCPU     string `json:"aten_cpu"`
+	OneDNNISA   string `json:"onednn_isa"`
+
 	CUDA       bool   `json:"cuda"`
 	CUDADevice string `json:"cuda_device"`
 	CUDAVer    string `json:"cuda_version"`
@@ -76,7 +84,7 @@ type torchInfo struct {
 // newTorchRunner unpacks the scripts into dir and checks that python can
 // import torch; the error says why PyTorch cannot be compared.
 func newTorchRunner(ctx context.Context, python, dir, device string) (*torchRunner, error) {
-	for _, name := range []string{"suite.py", "models.py"} {
+	for _, name := range []string{"suite.py", "models.py", "blasinfo.py"} {
 		b, err := torchScripts.ReadFile("torch/" + name)
 		if err != nil {
 			return nil, err
@@ -95,6 +103,9 @@ func newTorchRunner(ctx context.Context, python, dir, device string) (*torchRunn
 	}
 	if device == "cuda" && !r.info.CUDA {
 		return nil, fmt.Errorf("PyTorch %s has no CUDA device", r.info.Torch)
+	}
+	if r.info.BLASKind == "reference" && device != "cuda" {
+		return nil, errReferenceBLAS(r.info.BLASLibrary)
 	}
 	return r, nil
 }
@@ -180,4 +191,13 @@ func tail(s string, n int) string {
 		s = "…" + s[len(s)-n:]
 	}
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// errReferenceBLAS refuses a CPU comparison against PyTorch on the
+// reference BLAS (Debian's python3-torch without libopenblas0-pthread):
+// about ten times slower than it should be, it would make every ratio a lie
+// (torch/blasinfo.py says the same to compare.py's users).
+func errReferenceBLAS(lib string) error {
+	return fmt.Errorf("PyTorch runs on the reference BLAS (%s), about 10x slower than on OpenBLAS: ratios against it would mean nothing. "+
+		"Install OpenBLAS (Debian: apt-get install libopenblas0-pthread), then check that `readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3` names openblas", lib)
 }

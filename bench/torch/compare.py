@@ -113,6 +113,12 @@ def main():
         torch_version = torch.__version__
     except ImportError:
         sys.exit("PyTorch not found: install Debian's python3-torch to compare (Kiln alone: kiln bench)")
+    from blasinfo import REFERENCE_BLAS_ADVICE, blas_info
+    blas = blas_info(torch)
+    if blas["blas_kind"] == "reference":
+        sys.exit(REFERENCE_BLAS_ADVICE.format(lib=blas["blas_library"]))
+    print(f"PyTorch {torch_version} on {blas['blas_kind']} ({blas['openblas'] or blas['blas_library']}), "
+          f"ATen {blas['aten_cpu'] or '?'}, oneDNN {blas['onednn_isa'] or '?'}", flush=True)
     cores = os.cpu_count() or 1
     combos = sorted({(t, b) for t in (1, cores) for b in (1, cores)})
     results = []
@@ -151,7 +157,7 @@ def main():
 
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine(), "torch": torch_version, "kiln_commit": rev, "rounds": args.rounds,
+              "machine": machine(), "torch": torch_version, "torch_blas": blas, "kiln_commit": rev, "rounds": args.rounds,
               "seconds_per_run": args.seconds, "results": results}
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.date.today().isoformat()
@@ -166,7 +172,9 @@ def main():
         json.dump(report, f, indent=2)
     with open(base + ".md", "w") as f:
         f.write(f"# Kiln vs PyTorch {torch_version}, training images/s ({stamp})\n\n")
-        f.write(f"Machine: {report['machine']['cpu']}, {cores} cores. Kiln {rev}. "
+        f.write(f"Machine: {report['machine']['cpu']}, {cores} cores. Kiln {rev}. PyTorch on "
+                f"{blas['blas_kind']} ({blas['openblas'] or blas['blas_library']}), ATen {blas['aten_cpu'] or '?'}, "
+                f"oneDNN {blas['onednn_isa'] or '?'}. "
                 f"Medians of {args.rounds} alternating runs of ≥{args.seconds:g} s each; "
                 "synthetic batch; SGD momentum 0.9.\n\n")
         f.write("| model | batch | input | params | Kiln | PyTorch (best setting) | Kiln/PyTorch |\n|---|---|---|---|---|---|---|\n")

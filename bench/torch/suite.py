@@ -17,7 +17,6 @@ runs with Kiln's. Nothing here decides what is compared; the Go side does.
 and fails with a clear message when torch has no CUDA device.
 """
 import argparse
-import ctypes
 import gzip
 import json
 import math
@@ -69,29 +68,11 @@ def rss_peak_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def openblas_config():
-    """The OpenBLAS build torch runs on, from the library it has loaded."""
-    try:
-        with open("/proc/self/maps") as f:
-            libs = sorted({l.split()[-1] for l in f if "libopenblas" in l})
-    except OSError:
-        libs = []
-    for lib in libs:
-        if not os.path.exists(lib):
-            continue
-        try:
-            fn = ctypes.CDLL(lib).openblas_get_config
-            fn.restype = ctypes.c_char_p
-            return fn().decode()
-        except (OSError, AttributeError):
-            continue
-    return ""
-
-
 def cmd_info(args):
     import torch
+    from blasinfo import blas_info
     out = {"torch": torch.__version__, "python": platform.python_version(),
-           "openblas": openblas_config(), "cuda": torch.cuda.is_available()}
+           "cuda": torch.cuda.is_available(), **blas_info(torch)}
     if out["cuda"]:
         out["cuda_device"] = torch.cuda.get_device_name(0)
         out["cuda_version"] = torch.version.cuda
