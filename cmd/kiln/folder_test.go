@@ -104,7 +104,7 @@ func mnistFolder(t *testing.T) string {
 
 // Issue 14's bar on real pictures: LeNet trained 3 epochs on MNIST written
 // out as PNG and JPEG files reaches 99.0% test accuracy, as the built-in
-// loader's run does (99.15% in the README); model.json carries the folder
+// loader's run does (99.11% with the same settings); model.json carries the folder
 // names and the training split's mean and std, summary.json the broken
 // file; a second run reads the decoded cache; kiln predict names classes.
 func TestFolderMNISTAccuracy(t *testing.T) {
