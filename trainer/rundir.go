@@ -229,9 +229,16 @@ func (r *RunDir) WriteStart(c Config, m ModelInfo) error {
 // is not nil, human-readable lines there too. A failed write to train.log
 // becomes the run's error (Err).
 func (r *RunDir) Logger(console io.Writer) zerolog.Logger {
+	return r.LoggerAt(console, zerolog.DebugLevel)
+}
+
+// LoggerAt is Logger with the console showing level and above only
+// (--log-level); train.log still gets every line.
+func (r *RunDir) LoggerAt(console io.Writer, level zerolog.Level) zerolog.Logger {
 	var w io.Writer = logWriter{r}
 	if console != nil {
-		w = zerolog.MultiLevelWriter(w, zerolog.ConsoleWriter{Out: console, TimeFormat: "15:04:05"})
+		cw := zerolog.LevelWriterAdapter{Writer: zerolog.ConsoleWriter{Out: console, TimeFormat: "15:04:05"}}
+		w = zerolog.MultiLevelWriter(w, &zerolog.FilteredLevelWriter{Writer: cw, Level: level})
 	}
 	return zerolog.New(w).With().Timestamp().Logger()
 }

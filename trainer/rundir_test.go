@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/kiln-ml/kiln/engine/safetensors"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/tbevents"
+	"github.com/rs/zerolog"
 )
 
 // Issue 12, item 2: one process owns a run directory.
@@ -280,5 +282,31 @@ func TestInterruptedMidEpochResumesToTheSameRecords(t *testing.T) {
 	}
 	if want, got := metricsOf(t, straight), metricsOf(t, dir); !slices.Equal(want, got) {
 		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// LoggerAt hides the lines below its level from the console only:
+// train.log keeps every line.
+func TestLoggerAtFiltersTheConsoleOnly(t *testing.T) {
+	dir := t.TempDir()
+	run, err := OpenRunDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var console bytes.Buffer
+	log := run.LoggerAt(&console, zerolog.WarnLevel)
+	log.Debug().Msg("a debug line")
+	log.Info().Msg("an info line")
+	log.Warn().Msg("a warning")
+	if err := run.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := console.String()
+	if strings.Contains(got, "debug line") || strings.Contains(got, "info line") || !strings.Contains(got, "a warning") {
+		t.Errorf("console at warn: %q", got)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, LogFile))
+	if err != nil || !bytes.Contains(b, []byte("a debug line")) || !bytes.Contains(b, []byte("an info line")) {
+		t.Errorf("train.log lost lines the console hid (%v):\n%s", err, b)
 	}
 }

@@ -7,31 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
-
 	"github.com/kiln-ml/kiln/trainer"
 )
-
-// The filter reads the level of zerolog's console lines, coloured or not.
-func TestLevelFilter(t *testing.T) {
-	for _, noColor := range []bool{false, true} {
-		var out bytes.Buffer
-		log := zerolog.New(zerolog.ConsoleWriter{Out: levelFilter{out: &out, min: zerolog.InfoLevel}, NoColor: noColor}).
-			With().Timestamp().Logger()
-		log.Debug().Msg("hidden")
-		log.Info().Int("n", 1).Msg("shown")
-		log.Warn().Msg("warned")
-		log.Log().Msg("no level")
-		got := out.String()
-		if strings.Contains(got, "hidden") || !strings.Contains(got, "shown") || !strings.Contains(got, "warned") ||
-			!strings.Contains(got, "no level") {
-			t.Errorf("noColor %v: %q", noColor, got)
-		}
-	}
-	if l := lineLevel([]byte("\x1b[90m04:52:00\x1b[0m \x1b[33mWRN\x1b[0m \x1b[1mx\x1b[0m\n")); l != zerolog.WarnLevel {
-		t.Errorf("level %v, want warn", l)
-	}
-}
 
 // kiln train: the layer table at the top and in model.json, a step line
 // every --log-every steps, debug lines (visuals written) on the console only

@@ -155,7 +155,7 @@ func train(c trainer.Config, resume bool) (err error) {
 		progress = os.Stderr
 		tr.Progress = progress
 	}
-	tr.Log = run.Logger(consoleAt(c.LogLevel))
+	tr.Log = run.LoggerAt(os.Stderr, setConsoleLevel(c.LogLevel))
 	tr.Run = run
 	leave, err := useWorld(world, c, tr)
 	if err != nil {
