@@ -371,3 +371,37 @@ func equalFloats(a, b []float32) bool {
 	}
 	return true
 }
+
+// TestFolderFormatsDecodeAlike: the same pictures saved by Pillow as PNG,
+// lossless WebP, BMP and GIF decode to the same planes.
+func TestFolderFormatsDecodeAlike(t *testing.T) {
+	dir := filepath.Join("testdata", "pilresize")
+	for _, tc := range []struct {
+		name string
+		c    int
+		exts []string
+	}{
+		{"l-13x57", 1, []string{".webp", ".bmp", ".gif"}},
+		{"rgb-13x57", 3, []string{".webp", ".bmp"}},
+	} {
+		want, h, w, err := decodeFile(filepath.Join(dir, tc.name+".png"), tc.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ext := range tc.exts {
+			p := filepath.Join(dir, tc.name+ext)
+			if _, err := readHeader(p); err != nil {
+				t.Errorf("%s: header: %v", p, err)
+			}
+			got, gh, gw, err := decodeFile(p, tc.c)
+			if err != nil || gh != h || gw != w {
+				t.Fatalf("%s: %d×%d, %v; want %d×%d", p, gw, gh, err, w, h)
+			}
+			for c := range want {
+				if i := firstDiff(got[c], want[c]); i >= 0 {
+					t.Errorf("%s channel %d: pixel %d is %d, the PNG's %d", p, c, i, got[c][i], want[c][i])
+				}
+			}
+		}
+	}
+}

@@ -27,3 +27,12 @@ for mode in ("L", "RGB"):
         for (tw, th) in TARGETS:
             ImageOps.fit(im, (tw, th), Image.BILINEAR).save(f"{name}-crop-{th}x{tw}.png")
             ImageOps.pad(im, (tw, th), Image.BILINEAR, color=0).save(f"{name}-pad-{th}x{tw}.png")
+
+# The same pictures as lossless WebP, BMP and GIF (grey only: GIF is
+# paletted), for the test that every format decodes to the PNG's pixels.
+for name in ("l-13x57", "rgb-13x57"):
+    im = Image.open(f"{name}.png")
+    im.save(f"{name}.webp", lossless=True)
+    im.save(f"{name}.bmp")
+    if im.mode == "L":
+        im.save(f"{name}.gif")
