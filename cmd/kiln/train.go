@@ -113,6 +113,7 @@ func runTrain(c trainer.Config, resume bool) error {
 // one rank of a data-parallel run (world.go), and rank 0 alone writes the
 // run directory.
 func train(c trainer.Config, resume bool) (err error) {
+	setConsoleLevel(c.LogLevel) // before the first line: the device's
 	handOverBeforeMPI(c.Device)
 	world, err := joinWorld()
 	if err != nil {
