@@ -405,3 +405,14 @@ func TestFolderFormatsDecodeAlike(t *testing.T) {
 		}
 	}
 }
+
+// toByte must give back every byte the folder set stored as b/255, or the
+// normalisation would move pixels to their neighbours' values.
+func TestToByteRecoversEveryByte(t *testing.T) {
+	lut := byteTable(0, 1)
+	for b := range 256 {
+		if got := toByte(lut[b]); got != byte(b) {
+			t.Fatalf("toByte(%v) = %d, want %d", lut[b], got, b)
+		}
+	}
+}

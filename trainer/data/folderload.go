@@ -259,5 +259,6 @@ func normalizeFromTrain(s *Splits) {
 	}
 }
 
-// toByte recovers the byte b of a value b/255.
-func toByte(v float32) byte { return byte(math.Round(float64(v) * 255)) }
+// toByte recovers the byte b of a value b/255 (within float32 rounding of
+// it, far from the half-way points).
+func toByte(v float32) byte { return byte(v*255 + 0.5) }
