@@ -78,6 +78,7 @@ var flagCases = map[string]struct{ bad, want string }{
 	"val_every": {"-1", "at least 0"}, "seed": {"-1", "in [0, 18446744073709551615]"},
 	"threads": {"5000", "in [0, 1024]"}, "stop_after_epoch": {"9", "in [0, "},
 	"memory_limit_mb": {"-1", "at least 0"}, "classes": {"-1", "at least 0"}, "milestones": {"0", "at least 1"},
+	"log_every": {"-1", "at least 0"},
 }
 
 // Every numeric training flag refuses NaN, ±Inf and a value out of range
