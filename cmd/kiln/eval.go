@@ -93,6 +93,9 @@ With --json, standard output is one JSON object on one line.`,
 		if threads > 0 {
 			engine.SetThreads(threads)
 		}
+		if s.opts.Folder, err = folderOptions(s, mf.run); err != nil {
+			return err
+		}
 		out, err := evaluate(s, batch)
 		if err != nil {
 			return err
@@ -109,6 +112,9 @@ func evaluate(s *modelSetup, batch int) (*evalOutput, error) {
 		return nil, err
 	}
 	test := splits.Test
+	if test == nil {
+		return nil, fmt.Errorf("%s has no test split (an image folder without test/): kiln eval evaluates the test split; the run's summary.json holds its validation figures", s.dataset)
+	}
 	model, err := s.build(test)
 	if err != nil {
 		return nil, err

@@ -62,6 +62,12 @@ func TestPredictFolderModel(t *testing.T) {
 	if !strings.Contains(r.stderr, "no test/ folder") {
 		t.Errorf("training without test/ does not say so:\n%s", r.stderr)
 	}
+	// kiln eval of a folder without test/ says so; with one, it evaluates at
+	// the run's --image-size and --image-fit (20x24 padded: the model takes
+	// nothing else).
+	if r := kiln(t, dir, "eval", "--run", run, "--device", "cpu"); r.code == 0 || !strings.Contains(r.stderr, "has no test split") {
+		t.Errorf("kiln eval without test/: exit %d, stderr %q", r.code, r.stderr)
+	}
 	a, b := filepath.Join(dir, "train", "across", "03.png"), filepath.Join(dir, "train", "down", "07.png")
 	r = mustRun(t, dir, "predict", "--run", run, "--device", "cpu", "--image", a, b, "--top", "1")
 	if want := a + ": across "; !strings.HasPrefix(r.stdout, want) || !strings.Contains(r.stdout, "\n"+b+": down ") {
@@ -97,5 +103,11 @@ func TestPredictFolderModel(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("predict %v: exit %d, %q; want %q", c.args, r.code, r.stderr, c.want)
 		}
+	}
+	if err := os.CopyFS(filepath.Join(dir, "test"), os.DirFS(filepath.Join(dir, "train"))); err != nil {
+		t.Fatal(err)
+	}
+	if r := kiln(t, dir, "eval", "--run", run, "--device", "cpu", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"accuracy"`) {
+		t.Errorf("kiln eval with test/: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
