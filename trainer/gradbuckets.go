@@ -16,7 +16,10 @@ import (
 // all-reduces in the same order, an idle rank (an empty shard) included.
 
 // DefaultBucketBytes is the bucket size of data-parallel training on CPUs
-// (Trainer.BucketBytes 0): measured in bench/results (…-ranks-overlap.md).
+// (Trainer.BucketBytes 0). On one machine's cores the buckets neither won
+// nor cost anything measurable (bench/results/intel-xeon-2core-2026-12-02-
+// ranks-overlap.md: the time in the all-reduce there is one rank waiting for
+// the other); across machines the transfer itself is what they hide.
 const DefaultBucketBytes = 64 << 10
 
 // AsyncWorld is a World that can start an all-reduce and let its caller
