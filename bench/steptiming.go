@@ -42,6 +42,7 @@ type StepTiming struct {
 	Input             string  `json:"input"`
 	Params            int     `json:"params"`
 	Threads           int     `json:"threads"`
+	CPUISA            string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
 	Steps             int     `json:"steps"`
 	Seconds           float64 `json:"seconds"`
 	StepMillis        float64 `json:"step_ms"`
@@ -119,6 +120,7 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		Input:             fmt.Sprintf("%dx%dx%d", s.Height, s.Width, s.Channels),
 		Params:            layers.CountParams(net),
 		Threads:           engine.Threads(),
+		CPUISA:            engine.CPUISA(),
 		Steps:             n,
 		Seconds:           el,
 		StepMillis:        el / float64(n) * 1e3,

@@ -11,11 +11,16 @@
 #include "activation_cpu.h"
 // No code here reads floating-point exception flags; without trapping math
 // gcc turns the clamps and selects into blends and vectorises every loop.
-#pragma GCC optimize("no-trapping-math")
+// Products and sums stay separate roundings at every level (no fused
+// multiply-add), so the levels give the same bits.
+#pragma GCC optimize("no-trapping-math", "fp-contract=off")
 #include <stdint.h>
 #include <string.h>
 
-#define CLONES __attribute__((target_clones("avx2", "default")))
+#include "isa_cpu.h"
+
+// Each loop is compiled once per ISA level (KILN_ISA_DISPATCH at the end).
+#define BODY static inline __attribute__((always_inline))
 
 static inline float exp_approx(float x) {
 	// Clamp to keep 2^n representable; beyond these, expf is 0 or +Inf anyway.
@@ -46,7 +51,7 @@ static inline float erf_approx(float x) {
 	return x < 0 ? -r : r;
 }
 
-CLONES void kiln_act_forward_f32(float *restrict out, const float *restrict x, size_t n, int kind) {
+BODY void kiln_act_forward_f32_body(float *restrict out, const float *restrict x, size_t n, int kind) {
 	switch (kind) {
 	case 1:
 		for (size_t i = 0; i < n; i++) {
@@ -79,7 +84,7 @@ CLONES void kiln_act_forward_f32(float *restrict out, const float *restrict x, s
 	}
 }
 
-CLONES void kiln_act_backward_f32(float *restrict dx, const float *restrict dout, const float *restrict x,
+BODY void kiln_act_backward_f32_body(float *restrict dx, const float *restrict dout, const float *restrict x,
                                   const float *restrict y, size_t n, int kind) {
 	switch (kind) {
 	case 1:
@@ -108,5 +113,8 @@ CLONES void kiln_act_backward_f32(float *restrict dx, const float *restrict dout
 		break;
 	}
 }
+
+KILN_ISA_DISPATCH(kiln_act_forward_f32, (float *restrict out, const float *restrict x, size_t n, int kind), (out, x, n, kind))
+KILN_ISA_DISPATCH(kiln_act_backward_f32, (float *restrict dx, const float *restrict dout, const float *restrict x, const float *restrict y, size_t n, int kind), (dx, dout, x, y, n, kind))
 
 #endif // __x86_64__

@@ -9,8 +9,14 @@
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
 #if defined(__x86_64__)
 #include "broadcast_cpu.h"
+// Products and sums stay separate roundings at every level (no fused
+// multiply-add), so the levels give the same bits.
+#pragma GCC optimize("fp-contract=off")
 
-#define CLONES __attribute__((target_clones("avx2", "default")))
+#include "isa_cpu.h"
+
+// Each loop is compiled once per ISA level (KILN_ISA_DISPATCH at the end).
+#define BODY static inline __attribute__((always_inline))
 
 // next advances the outer index and returns g's offset for the next run.
 static long next(long k, const long *size, const long *stride, long *idx, long goff) {
@@ -24,7 +30,7 @@ static long next(long k, const long *size, const long *stride, long *idx, long g
 	return goff;
 }
 
-CLONES void kiln_bmul_f32(float *out, const float *x, const float *g, long len, long k,
+BODY void kiln_bmul_f32_body(float *out, const float *x, const float *g, long len, long k,
                           const long *size, const long *stride, int scalar) {
 	const long inner = size[k - 1];
 	long idx[8] = {0}, goff = 0;
@@ -52,7 +58,7 @@ static inline float dot8(const float *d, const float *x, long n) {
 	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-CLONES void kiln_bmul_backward_f32(float *dx, float *dg, const float *dout,
+BODY void kiln_bmul_backward_f32_body(float *dx, float *dg, const float *dout,
                                    const float *x, const float *g, long len, long k,
                                    const long *size, const long *stride, int scalar) {
 	const long inner = size[k - 1];
@@ -77,5 +83,8 @@ CLONES void kiln_bmul_backward_f32(float *dx, float *dg, const float *dout,
 		goff = next(k, size, stride, idx, goff);
 	}
 }
+
+KILN_ISA_DISPATCH(kiln_bmul_f32, (float *out, const float *x, const float *g, long len, long k, const long *size, const long *stride, int scalar), (out, x, g, len, k, size, stride, scalar))
+KILN_ISA_DISPATCH(kiln_bmul_backward_f32, (float *dx, float *dg, const float *dout, const float *x, const float *g, long len, long k, const long *size, const long *stride, int scalar), (dx, dg, dout, x, g, len, k, size, stride, scalar))
 
 #endif // __x86_64__

@@ -29,16 +29,13 @@
 #include <stdint.h>
 
 #include "conv_cpu.h"
+#include "isa_cpu.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
 enum { MR = 6, NR = 16, DMR = 4, DNR = 3, MAXK = 4096 };
 
-int kiln_conv_cpu_ok(void) {
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 
 int kiln_conv_cpu_maxk(void) { return MAXK; }
 

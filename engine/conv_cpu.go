@@ -63,7 +63,7 @@ var convFastTasks = taskPool{New: func() any { return new(convFastTask) }}
 // convFastFor reports whether the float32 kernels take g: the reductions fit
 // the kernels' offset tables and every offset fits an int32.
 func convFastFor(g *convGeom) bool {
-	if !haveConvFast || !g.wide || g.kg > convFastMaxK || g.mg*g.kh*g.kw > convFastMaxK {
+	if !haveConvFast() || !g.wide || g.kg > convFastMaxK || g.mg*g.kh*g.kw > convFastMaxK {
 		return false
 	}
 	maxOff := (g.kh-1)*g.dh*g.wp + (g.kw-1)*g.dw

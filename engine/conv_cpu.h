@@ -1,4 +1,3 @@
-int kiln_conv_cpu_ok(void);
 int kiln_conv_cpu_maxk(void);
 void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, int tapmajor);
 int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long ldbr,

@@ -22,8 +22,9 @@ import "C"
 
 import "unsafe"
 
-// haveConvFast says whether conv_cpu.c's AVX2 kernels can run here.
-var haveConvFast = C.kiln_conv_cpu_ok() != 0
+// haveConvFast says whether conv_cpu.c's AVX2 kernels run: the ISA level
+// in use (isa.go) is AVX2 or higher.
+func haveConvFast() bool { return atISA(isaAVX2) }
 
 // convFastMaxK is the longest reduction (Cin/groups·KH·KW, or Cout/groups·
 // KH·KW for the input gradient) the kernels take.

@@ -2,7 +2,7 @@
 
 package engine
 
-const haveConvFast = false
+func haveConvFast() bool { return false }
 
 const convFastMaxK = 0
 

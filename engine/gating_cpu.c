@@ -9,13 +9,11 @@
 #include <immintrin.h>
 
 #include "gating_cpu.h"
+#include "isa_cpu.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-static int avx2(void) {
-	__builtin_cpu_init(); // returns at once after the first call
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+static int avx2(void) { return kiln_isa() >= KILN_ISA_AVX2; }
 
 // Portable loops: the same operations, element by element.
 static void gate_portable(float *out, float *vm, const float *z, const float *b, long t, long d) {

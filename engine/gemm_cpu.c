@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "gemm_cpu.h"
+#include "isa_cpu.h"
 
 // Blocking sizes (overridable with -D for tuning).
 #ifndef KILN_KC
@@ -689,17 +690,6 @@ static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, lon
 // ---------------------------------------------------------------------------
 // Entry points.
 
-static int use_avx2 = -1; // -1: not yet decided
-
-int kiln_sgemm_has_avx2(void) {
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-int kiln_sgemm_set_path(int avx2) {
-	use_avx2 = avx2 && kiln_sgemm_has_avx2();
-	return use_avx2;
-}
 
 static void scale_c(long m, long n, float beta, float *c, long ldc) {
 	for (long i = 0; i < m; i++) {
@@ -734,8 +724,7 @@ void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k, fl
 		scale_c(m, n, beta, c, ldc);
 		return;
 	}
-	if (use_avx2 < 0) use_avx2 = kiln_sgemm_has_avx2();
-	if (!use_avx2) {
+	if (kiln_isa() < KILN_ISA_AVX2) {
 		sgemm_portable(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 	} else if ((plan & KILN_SGEMM_DOT) && transB && !transA) {
 		sgemm_dot(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

@@ -16,12 +16,6 @@ void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k,
 int kiln_sgemm_split(int transA, int transB, long m, long n, long k, long ldb,
                      int threads);
 
-// kiln_sgemm_has_avx2 reports whether the CPU (and OS) support AVX2 and FMA.
-int kiln_sgemm_has_avx2(void);
-
-// kiln_sgemm_set_path picks the kernel: 1 AVX2/FMA (ignored without CPU
-// support), 0 portable C. Returns the path now in use. For tests.
-int kiln_sgemm_set_path(int avx2);
 
 // A plan picks the algorithm from the whole product's shape; kiln_sgemm makes
 // it once and hands it to every part so all parts do the same arithmetic.

@@ -72,10 +72,6 @@ func sgemmSplitOf(transA, transB bool, m, n, k int) int {
 	return int(C.kiln_sgemm_split(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.long(ldb), C.int(Threads())))
 }
 
-// sgemmSetAVX2 switches between the AVX2 kernel and the portable C path (for
-// tests); it reports whether AVX2 is now in use.
-func sgemmSetAVX2(on bool) bool { return C.kiln_sgemm_set_path(cbool(on)) != 0 }
-
 // sgemmPlans lists the algorithm choices sgemmForced accepts (for tests).
 var sgemmPlans = []int{0, C.KILN_SGEMM_PACK_A, C.KILN_SGEMM_PACK_B, C.KILN_SGEMM_PACK_A | C.KILN_SGEMM_PACK_B, C.KILN_SGEMM_DOT}
 

@@ -181,11 +181,7 @@ func TestSgemmPackingVariants(t *testing.T) {
 }
 
 func TestSgemmPortablePath(t *testing.T) {
-	if !sgemmSetAVX2(true) {
-		t.Log("no AVX2 kernel: the portable path is the only one")
-	}
-	defer sgemmSetAVX2(true)
-	sgemmSetAVX2(false)
+	defer forceISA(t, "generic")()
 	rng := rand.New(rand.NewPCG(9, 9))
 	for _, g := range randomGemmCases(rng, 60) {
 		o := newGemmOperands(rng, g)
@@ -328,6 +324,30 @@ func TestSgemmConcurrentCallers(t *testing.T) {
 	for g := 0; g < 4; g++ {
 		if e := <-errs; e != "" {
 			t.Fatal(e)
+		}
+	}
+}
+
+// The GEMM at every ISA level this CPU runs (the AVX2 kernels, or the
+// portable loop) against the float64 reference.
+func TestSgemmAtEveryISALevel(t *testing.T) {
+	for _, level := range CPUISAs() {
+		t.Run(level, func(t *testing.T) {
+			defer forceISA(t, level)()
+			TestSgemmMatchesFloat64Reference(t)
+		})
+	}
+}
+
+// forceISA sets the ISA level in use and returns a func that restores it.
+func forceISA(t *testing.T, level string) func() {
+	was := CPUISA()
+	if err := SetCPUISA(level); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := SetCPUISA(was); err != nil {
+			t.Error(err)
 		}
 	}
 }

@@ -13,13 +13,10 @@
 #include <math.h>
 
 #include "norm_cpu.h"
+#include "isa_cpu.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-int kiln_norm_cpu_ok(void) {
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 
 AVX2 static inline double hsum2(__m256d a, __m256d b) {
 	__m256d s = _mm256_add_pd(a, b);

@@ -23,7 +23,9 @@ import "C"
 
 import "unsafe"
 
-var haveNormC = C.kiln_norm_cpu_ok() != 0
+// haveNormC says whether norm_cpu.c's AVX2 kernels run: the ISA level in
+// use (isa.go) is AVX2 or higher.
+func haveNormC() bool { return atISA(isaAVX2) }
 
 // lnRows is a run of LayerNorm rows of length d: row r of x starts at r·ldx,
 // of out (dx in backward) at r·ldo, of dout at r·ldd; mean and rstd hold one
@@ -52,7 +54,7 @@ func cf64(s []float64) *C.double {
 // partials dg and db, each may be nil) through norm_cpu.c and reports true;
 // it reports false (float64, no AVX2) and does nothing otherwise.
 func layerNormC[T Float](r *lnRows[T], backward bool, dg, db []float64) bool {
-	if isFloat64[T]() || !haveNormC || r.rows <= 0 {
+	if isFloat64[T]() || !haveNormC() || r.rows <= 0 {
 		return false
 	}
 	if backward {
@@ -91,7 +93,7 @@ func layerNormRowsC[T Float](t *layerNormTask[T], dg, db []float64, lo, hi int) 
 // nothing otherwise.
 
 func bnMomentsC[T Float](t *batchNormTask[T], ch int) (mean, ss float64, ok bool) {
-	if isFloat64[T]() || !haveNormC || t.n*t.hw == 0 {
+	if isFloat64[T]() || !haveNormC() || t.n*t.hw == 0 {
 		return 0, 0, false
 	}
 	var m, s C.double
@@ -100,7 +102,7 @@ func bnMomentsC[T Float](t *batchNormTask[T], ch int) (mean, ss float64, ok bool
 }
 
 func bnApplyC[T Float](t *batchNormTask[T], ch int, a, b T) bool {
-	if isFloat64[T]() || !haveNormC || t.n*t.hw == 0 {
+	if isFloat64[T]() || !haveNormC() || t.n*t.hw == 0 {
 		return false
 	}
 	C.kiln_bn_apply_f32(cf32(t.out[ch*t.hw:]), cf32(t.x[ch*t.hw:]), C.long(t.n), C.long(t.c*t.hw), C.long(t.hw),
@@ -109,7 +111,7 @@ func bnApplyC[T Float](t *batchNormTask[T], ch int, a, b T) bool {
 }
 
 func bnBackwardSumsC[T Float](t *batchNormTask[T], ch int, mean float64) (sumD, sumDX float64, ok bool) {
-	if isFloat64[T]() || !haveNormC || t.n*t.hw == 0 {
+	if isFloat64[T]() || !haveNormC() || t.n*t.hw == 0 {
 		return 0, 0, false
 	}
 	var d, dx C.double
@@ -119,7 +121,7 @@ func bnBackwardSumsC[T Float](t *batchNormTask[T], ch int, mean float64) (sumD, 
 }
 
 func bnBackwardDxC[T Float](t *batchNormTask[T], ch int, k, a, b T) bool {
-	if isFloat64[T]() || !haveNormC || t.n*t.hw == 0 {
+	if isFloat64[T]() || !haveNormC() || t.n*t.hw == 0 {
 		return false
 	}
 	C.kiln_bn_backward_dx_f32(cf32(t.out[ch*t.hw:]), cf32(t.x[ch*t.hw:]), cf32(t.dout[ch*t.hw:]), C.long(t.n),

@@ -4,14 +4,19 @@
 #include "optim_cpu.h"
 // No code here reads floating-point exception flags or errno: gcc may then
 // vectorise sqrtf and keep every loop straight-line.
-#pragma GCC optimize("no-trapping-math", "no-math-errno")
+// Products and sums stay separate roundings at every level (no fused
+// multiply-add), as optim.go does them.
+#pragma GCC optimize("no-trapping-math", "no-math-errno", "fp-contract=off")
 #include <math.h>
 
-#define CLONES __attribute__((target_clones("avx2", "default")))
+#include "isa_cpu.h"
+
+// Each loop is compiled once per ISA level (KILN_ISA_DISPATCH at the end).
+#define BODY static inline __attribute__((always_inline))
 
 // The same arithmetic, in the same order, as sgdStep in optim.go; the
 // Nesterov choice is made once, outside the loop.
-CLONES void kiln_sgd_step_f32(float* restrict w, const float* restrict g, float* restrict buf,
+BODY void kiln_sgd_step_f32_body(float* restrict w, const float* restrict g, float* restrict buf,
                               size_t n, float lr, float mu, float wd, int nesterov) {
 	if (!buf) {
 		for (size_t i = 0; i < n; i++) w[i] -= lr * (g[i] + wd * w[i]);
@@ -34,7 +39,7 @@ CLONES void kiln_sgd_step_f32(float* restrict w, const float* restrict g, float*
 	}
 }
 
-CLONES void kiln_adamw_step_f32(float* restrict w, const float* restrict g, float* restrict m,
+BODY void kiln_adamw_step_f32_body(float* restrict w, const float* restrict g, float* restrict m,
                                 float* restrict v, size_t n, float b1, float b2, float step_size,
                                 float rbc2, float decay, float eps) {
 	for (size_t i = 0; i < n; i++) {
@@ -46,5 +51,8 @@ CLONES void kiln_adamw_step_f32(float* restrict w, const float* restrict g, floa
 		w[i] = w[i] * decay - step_size * mi / (sqrtf(vi) * rbc2 + eps);
 	}
 }
+
+KILN_ISA_DISPATCH(kiln_sgd_step_f32, (float *restrict w, const float *restrict g, float *restrict buf, size_t n, float lr, float mu, float wd, int nesterov), (w, g, buf, n, lr, mu, wd, nesterov))
+KILN_ISA_DISPATCH(kiln_adamw_step_f32, (float *restrict w, const float *restrict g, float *restrict m, float *restrict v, size_t n, float b1, float b2, float step_size, float rbc2, float decay, float eps), (w, g, m, v, n, b1, b2, step_size, rbc2, decay, eps))
 
 #endif // __x86_64__

@@ -6,6 +6,7 @@
 #if defined(__x86_64__)
 #include <stdint.h>
 #include "pool_cpu.h"
+#include "isa_cpu.h"
 
 // No code reads FP exception flags; with trapping math on, gcc will not turn
 // the compares into blends (see activation_cpu.c).
@@ -58,11 +59,9 @@ __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int3
 // The first largest of a, b, c, d in that order wins, as in PyTorch; -0 and
 // +0 tie. Returns 0, with out unspecified, when the plane holds a NaN: the
 // caller then runs the ordered Go loop, which propagates NaN as PyTorch does.
-__attribute__((target_clones("avx2", "default")))
 int kiln_maxpool2x2_f32(float* restrict out, int32_t* restrict am, const float* restrict x, int w, int oh, int ow) {
 	int nan = 0;
-	__builtin_cpu_init(); // returns at once after the first call
-	const int avx2 = __builtin_cpu_supports("avx2");
+	const int avx2 = kiln_isa() >= KILN_ISA_AVX2;
 	for (int i = 0; i < oh; i++) {
 		const float* r0 = x + 2 * i * w;
 		const float* r1 = r0 + w;

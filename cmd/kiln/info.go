@@ -170,8 +170,9 @@ func isTile(tok string) bool {
 	return ok && digits(a) && digits(b)
 }
 
-// simdLevel is the CPU's vector instruction sets that the engine's kernels
-// use (SGEMM and the activations pick AVX2+FMA when present).
+// simdLevel is the ISA level the engine's C fast paths run at (engine.CPUISA:
+// the CPU's highest, or KILN_CPU_ISA's), the levels the CPU runs, and its
+// vector instruction sets.
 func simdLevel() string {
 	if runtime.GOARCH != "amd64" {
 		return runtime.GOARCH + " (portable kernels)"
@@ -185,9 +186,10 @@ func simdLevel() string {
 			have = append(have, f.name)
 		}
 	}
-	level := "portable C/Go kernels (no AVX2+FMA)"
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		level = "AVX2+FMA kernels"
+	forced := ""
+	if os.Getenv("KILN_CPU_ISA") != "" {
+		forced = ", set by KILN_CPU_ISA"
 	}
-	return fmt.Sprintf("%s (cpu has %s)", level, strings.Join(have, " "))
+	return fmt.Sprintf("kernels at ISA level %s%s (of %s; cpu has %s)", engine.CPUISA(), forced,
+		strings.Join(engine.CPUISAs(), ", "), strings.Join(have, " "))
 }

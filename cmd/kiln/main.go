@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/kiln-ml/kiln/engine"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
@@ -21,7 +22,12 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentPreRunE = oneProcess
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if err := engine.CPUISAEnvError(); err != nil {
+			return usageError{err}
+		}
+		return oneProcess(cmd, args)
+	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(trainCmd(), evalCmd(), predictCmd(), exportCmd(), benchCmd(), infoCmd(), boardCmd())
 	root.AddCommand(plotCmd(), summaryCmd())

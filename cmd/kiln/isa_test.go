@@ -1,0 +1,36 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// KILN_CPU_ISA forces the C fast paths' level: kiln info and kiln bench
+// --json say which runs; a level the CPU lacks, or a misspelt one, stops
+// kiln with exit 2 before it does anything.
+func TestCPUISAFromTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	levels := engine.CPUISAs()
+	lowest := levels[0]
+	t.Setenv("KILN_CPU_ISA", lowest)
+	if r := mustRun(t, dir, "info", "--device", "cpu"); !strings.Contains(r.stdout, "ISA level "+lowest+", set by KILN_CPU_ISA") {
+		t.Errorf("kiln info with KILN_CPU_ISA=%s:\n%s", lowest, r.stdout)
+	}
+	if r := mustRun(t, dir, "bench", "--model", "mlp", "--batch", "4", "--seconds", "0", "--steps", "1", "--json"); !strings.Contains(r.stdout, `"cpu_isa":"`+lowest+`"`) {
+		t.Errorf("kiln bench --json with KILN_CPU_ISA=%s:\n%s", lowest, r.stdout)
+	}
+	for _, bad := range []string{"avx9", "sse"} {
+		t.Setenv("KILN_CPU_ISA", bad)
+		if r := kiln(t, dir, "info"); r.code != 2 || !strings.Contains(r.stderr, "$KILN_CPU_ISA") {
+			t.Errorf("KILN_CPU_ISA=%s: exit %d, %q", bad, r.code, r.stderr)
+		}
+	}
+	if len(levels) < 3 {
+		t.Setenv("KILN_CPU_ISA", "avx512")
+		if r := kiln(t, dir, "info"); r.code != 2 || !strings.Contains(r.stderr, "this CPU runs") {
+			t.Errorf("KILN_CPU_ISA=avx512 on a CPU without it: exit %d, %q", r.code, r.stderr)
+		}
+	}
+}
