@@ -11,7 +11,6 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	gemmGo(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-
 // sgemmPlans lists the C kernel's algorithm choices; there is only one here.
 var sgemmPlans = []int{0}
 
