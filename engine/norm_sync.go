@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math"
 )
@@ -70,14 +71,25 @@ func BatchNormSyncStats(saveMean, saveInvStd, runMean, runVar *Tensor, sums []fl
 		}
 		mean := sums[c+ch] / m
 		ss := max(sums[2*c+ch]-m*mean*mean, 0) // Σ(x−mean)²
-		saveMean.SetAt(ch, mean)
-		saveInvStd.SetAt(ch, 1/math.Sqrt(ss/m+eps))
-		if runMean != nil {
-			runMean.SetAt(ch, (1-momentum)*runMean.At(ch)+momentum*mean)
-			runVar.SetAt(ch, (1-momentum)*runVar.At(ch)+momentum*ss/(m-1))
+		if err := setSyncStats(ch, mean, ss, m, saveMean, saveInvStd, runMean, runVar, momentum, eps); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// setSyncStats stores channel ch's global statistics (mean, Σ(x−mean)² over
+// m values): the saved mean and 1/σ, and the running statistics, updated
+// with the unbiased variance as PyTorch does. The tensors are on the CPU
+// (BatchNorm2D checks), so SetAt cannot fail there; an error reaches the
+// caller all the same.
+func setSyncStats(ch int, mean, ss, m float64, saveMean, saveInvStd, runMean, runVar *Tensor, momentum, eps float64) error {
+	err := errors.Join(saveMean.SetAt(ch, mean), saveInvStd.SetAt(ch, 1/math.Sqrt(ss/m+eps)))
+	if runMean != nil {
+		err = errors.Join(err, runMean.SetAt(ch, (1-momentum)*runMean.At(ch)+momentum*mean),
+			runVar.SetAt(ch, (1-momentum)*runVar.At(ch)+momentum*ss/(m-1)))
+	}
+	return err
 }
 
 // BatchNormNormalize writes out = γ·(x − mean)·invStd + β with each channel's
