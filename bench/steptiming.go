@@ -42,13 +42,13 @@ type StepTiming struct {
 	Input             string  `json:"input"`
 	Params            int     `json:"params"`
 	Threads           int     `json:"threads"`
-	CPUISA            string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
 	Steps             int     `json:"steps"`
 	Seconds           float64 `json:"seconds"`
 	StepMillis        float64 `json:"step_ms"`
 	TrainImagesPerSec float64 `json:"train_images_per_sec"`
 	AllocsPerStep     float64 `json:"allocs_per_step"`
 	FinalLoss         float64 `json:"final_loss"`
+	CPUISA            string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
 	// Data-parallel steps only (the one-process line keeps its fields):
 	// the ranks, the share of the timed seconds spent in the gradients'
 	// all-reduce (the mean over ranks), and the gradient bytes each

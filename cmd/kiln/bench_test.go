@@ -40,10 +40,10 @@ func jsonKeys(t *testing.T, line string) []string {
 }
 
 // The one-model line is read by other tools (issue 2): its fields and their
-// order stay as they are.
+// order stay as they are; a new field comes at the end (cpu_isa, issue 16).
 func TestBenchJSONLineIsUnchanged(t *testing.T) {
 	want := []string{"model", "batch", "device", "input", "params", "threads", "steps", "seconds", "step_ms",
-		"train_images_per_sec", "allocs_per_step", "final_loss"}
+		"train_images_per_sec", "allocs_per_step", "final_loss", "cpu_isa"}
 	r := mustRun(t, t.TempDir(), "bench", "--model", "lenet", "--batch", "2", "--steps", "1", "--warmup", "1",
 		"--seconds", "0", "--device", "cpu", "--json")
 	line := lastLineOf(r.stdout)

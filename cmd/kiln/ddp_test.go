@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,9 +100,11 @@ func ddpResume(t *testing.T, e ddpEnv) {
 }
 
 func ddpCtrlC(t *testing.T, e ddpEnv) {
-	// mpirun gets SIGINT once an epoch has ended: both ranks stop
-	// before the same step, rank 0 with a checkpoint, and the job ends
-	// without MPI_Abort.
+	// Rank 1 alone gets SIGINT once an epoch has ended (Ctrl-C reaches each
+	// rank at its own step): both ranks stop before the same step, rank 0
+	// with a checkpoint, and the job ends without MPI_Abort. (Signalling
+	// mpirun would make it SIGTERM the ranks and SIGKILL them a second
+	// later, a race with the checkpoint on a loaded machine.)
 	a := append(e.args("ctrlc"), "--epochs", "1000")
 	cmd := exec.Command(e.mpirun, append([]string{"--allow-run-as-root", "--oversubscribe", "-np", "2", e.bin}, a...)...)
 	pipe, err := cmd.StderrPipe()
@@ -119,7 +122,14 @@ func ddpCtrlC(t *testing.T, e ddpEnv) {
 	for sc.Scan() {
 		all.WriteString(sc.Text() + "\n")
 		if strings.Contains(sc.Text(), "epoch done") {
-			cmd.Process.Signal(os.Interrupt)
+			pid, err := rankPID(e.bin, filepath.Join(e.dir, "ctrlc"), 1)
+			if err != nil {
+				cmd.Process.Kill()
+				t.Fatal(err)
+			}
+			if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
 			break
 		}
 	}
