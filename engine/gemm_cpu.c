@@ -613,9 +613,56 @@ static void sgemm_dot(long m, long n, long k, float alpha, const float *a, long 
 	}
 }
 
+// tile_6x32: C[0:6, 0:32] = alpha·Σ_p A[i, p]·B[p, j] + beta·C from a
+// packed A panel and two adjacent packed B panels (b0, b1: 16 columns each),
+// in 12 zmm accumulators (AVX-512 has 32 registers, so no assembly is
+// needed). Each element is the same chain of FMAs as tile_6x16's and the
+// same store as store_row's, so the AVX2 and AVX-512 levels give the same
+// bits.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline)) static void tile_6x32(
+    long k, const float *a, const float *b0, const float *b1, float *c, long ldc, float alpha, float beta) {
+	__m512 acc[6][2];
+	for (int i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+	for (long p = 0; p < k; p++) {
+		const __m512 x0 = _mm512_loadu_ps(b0 + 16 * p), x1 = _mm512_loadu_ps(b1 + 16 * p);
+		for (int i = 0; i < 6; i++) {
+			const __m512 ai = _mm512_set1_ps(a[MR * p + i]);
+			acc[i][0] = _mm512_fmadd_ps(ai, x0, acc[i][0]);
+			acc[i][1] = _mm512_fmadd_ps(ai, x1, acc[i][1]);
+		}
+	}
+	const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+	for (int i = 0; i < 6; i++) {
+		float *ci = c + i * ldc;
+		for (int v = 0; v < 2; v++) {
+			__m512 x = _mm512_mul_ps(va, acc[i][v]);
+			if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16 * v), x);
+			_mm512_storeu_ps(ci + 16 * v, x);
+		}
+	}
+}
+
+// panels_6x32 is the macro-kernel's step over two full packed B panels at
+// the AVX-512 level: 6×32 tiles, the last rows (mr < 6) panel by panel.
+static void panels_6x32(long mc, long kc, const float *ap, const float *bj, float *cj, long ldc, float alpha,
+                        float beta) {
+	for (long ir = 0; ir < mc; ir += MR) {
+		const long mr = mc - ir < MR ? mc - ir : MR;
+		const float *ai = ap + ir * kc;
+		float *cc = cj + ir * ldc;
+		if (mr == MR) {
+			tile_6x32(kc, ai, bj, bj + NR * kc, cc, ldc, alpha, beta);
+			continue;
+		}
+		kernel_pp(mr, NR, kc, ai, 1, MR, bj, NR, cc, ldc, alpha, beta);
+		kernel_pp(mr, NR, kc, ai, 1, MR, bj + NR * kc, NR, cc + NR, ldc, alpha, beta);
+	}
+}
+
 static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, long k, float alpha, const float *a,
                        long lda, const float *b, long ldb, float beta, float *c, long ldc) {
 	if (tb) packB = 1; // columns of a transposed B are strided: always pack
+	const int zmm = kiln_isa() >= KILN_ISA_AVX512;
 	const long kcmax = k < KC ? k : KC;
 	const long ncmax = n < NC ? n : NC;
 	const long mcmax = m < MC ? m : MC;
@@ -646,6 +693,11 @@ static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, lon
 				const long mc = packA ? (m - ic < MC ? m - ic : MC) : m;
 				if (packA) pack_a(ta, mc, kc, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, ap);
 				for (long jr = 0; jr < nc; jr += NR) {
+					if (zmm && packA && packB && nc - jr >= 2 * NR) {
+						panels_6x32(mc, kc, ap, bp + jr * kc, c + ic * ldc + jc + jr, ldc, alpha, bet);
+						jr += NR; // and the loop's NR: two panels
+						continue;
+					}
 					const long nr = nc - jr < NR ? nc - jr : NR;
 					const float *bj;
 					long rsb = NR;
