@@ -22,12 +22,8 @@ type NCCLID [128]byte
 
 // NCCLComm is one rank's place in an NCCL communicator.
 type NCCLComm struct {
-	handle     uintptr
-	rank, size int
+	handle uintptr
 }
-
-// Size is the number of ranks in the communicator.
-func (c *NCCLComm) Size() int { return c.size }
 
 // ncclLibrary is the library LoadNCCL opens.
 func ncclLibrary() string {

@@ -68,7 +68,7 @@ func NewNCCLComm(id NCCLID, rank, size int) (*NCCLComm, error) {
 	if rc := C.kiln_nccl_comm_init(C.uintptr_t(d.rawc), &h, C.int(size), &cid, C.int(rank), &cuRC); rc != 0 {
 		return nil, ncclErr("ncclCommInitRank", rc, cuRC)
 	}
-	return &NCCLComm{handle: uintptr(h), rank: rank, size: size}, nil
+	return &NCCLComm{handle: uintptr(h)}, nil
 }
 
 // AllreduceSumFloat32 replaces the n floats at p on every rank by their
