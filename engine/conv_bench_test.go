@@ -138,3 +138,27 @@ func BenchmarkConv2DZoo(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) { c.run(b, true, true) })
 	}
 }
+
+// cnn's convolutions (layers/zoo.go on 3×32×32) at the suite's batch 128,
+// each pass alone, in GFLOP/s (a multiply-add counts 2): the figure to hold
+// against the machine's FMA peak (bench/peak.c).
+func BenchmarkConv2DCNNPasses(b *testing.B) {
+	for _, s := range []struct {
+		name         string
+		cin, h, cout int
+		dx           bool
+	}{{"cnn1", 3, 32, 32, false}, {"cnn2", 32, 32, 32, true}, {"cnn3", 32, 16, 64, true}, {"cnn4", 64, 16, 64, true}} {
+		c := newConvBench(128, s.cin, s.h, s.h, s.cout, 3, engine.Conv2DSquare(1, 1, 1, 1), s.dx)
+		flop := 2 * float64(128*s.cout*s.h*s.h*s.cin*9)
+		b.Run(s.name+"/forward", func(b *testing.B) { c.run(b, true, false); reportGFLOPs(b, flop) })
+		passes := 1.0 // dw (db is a sum)
+		if s.dx {
+			passes = 2
+		}
+		b.Run(s.name+"/backward", func(b *testing.B) { c.run(b, false, true); reportGFLOPs(b, passes*flop) })
+	}
+}
+
+func reportGFLOPs(b *testing.B, flop float64) {
+	b.ReportMetric(float64(b.N)*flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}

@@ -17,14 +17,25 @@
 // same code serves the wide frame (one long row) and row-by-row output.
 //
 // Numerics: each element of C is one FMA chain over k = (r, t) in increasing
-// order starting from init; each dw element is eight lane chains over the
-// columns in order, added in a fixed tree at the end. Nothing depends on
-// timing or threads. The AVX2/FMA code is compiled through a target
-// attribute and only called when the CPU has both (kiln_conv_cpu_ok).
+// order starting from init, and each element of the transposed weight
+// gradient one chain over the columns in order, so those give the same bits
+// at every vector width; a dot-product dw element is VL lane chains over the
+// columns, added in a fixed tree at the end. Nothing depends on timing or
+// threads.
+//
+// Each kernel is written once, in the second half of this file, in terms of
+// a vector of VL floats (V, V_FMA, ...), and compiled twice by including this
+// file into itself: VL = 8 (ymm, AVX2 and FMA) and VL = 16 (zmm, AVX-512).
+// The exported functions pick one at each call by kiln_isa(); the Go side
+// calls them only at AVX2 or above (haveConvFast).
 
 // The C fast paths are x86's: other architectures take the Go paths (the
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
 #if defined(__x86_64__)
+#ifndef CONV_VL
+// ---------------------------------------------------------------------------
+// Shared by both widths, and the exported entry points.
+
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -34,19 +45,28 @@
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-enum { MR = 6, NR = 16, DMR = 4, DNR = 3, MAXK = 4096 };
-
+enum { DMR = 4, DNR = 3, MAXK = 4096 };
 
 int kiln_conv_cpu_maxk(void) { return MAXK; }
 
-// kiln_conv_pack writes A(i, r, t) = a[i·si + r·sr + t] as 6-row panels,
+// The caller reads the width once per convolution (kiln_conv_cpu_lanes) and
+// passes it to every kernel it calls, so that the weights it packed and the
+// products that read them agree even if the level changes meanwhile.
+int kiln_conv_cpu_lanes(void) { return kiln_isa() >= KILN_ISA_AVX512 ? 16 : 8; }
+
+// kiln_conv_cpu_panel is the rows of C a tile holds at width vl: 6 × 2
+// vectors fill AVX2's 16 ymm registers with the operands; AVX-512's 32 zmm
+// hold 8 × 2 (and 32 and 64 channels are whole panels of 8).
+int kiln_conv_cpu_panel(int vl) { return vl == 16 ? 8 : 6; }
+
+// kiln_conv_pack writes A(i, r, t) = a[i·si + r·sr + t] as mr-row panels,
 // k = r·nt + t (or k = t·nr + r when tapmajor) within a panel; rows past m
-// are zero. dst holds ⌈m/6⌉·6·nr·nt floats.
-void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, int tapmajor) {
-	for (long p = 0; p < m; p += MR)
+// are zero. dst holds ⌈m/mr⌉·mr·nr·nt floats.
+void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, int tapmajor, int mr) {
+	for (long p = 0; p < m; p += mr)
 		for (long k = 0; k < nr * nt; k++) {
 			const long r = tapmajor ? k % nr : k / nt, t = tapmajor ? k / nr : k % nt;
-			for (long i = 0; i < MR; i++) *dst++ = p + i < m ? a[(p + i) * si + r * sr + t] : 0;
+			for (long i = 0; i < mr; i++) *dst++ = p + i < m ? a[(p + i) * si + r * sr + t] : 0;
 		}
 }
 
@@ -56,111 +76,124 @@ static void offsets(int32_t *koff, long nr, long nt, long ldbr, long kw, long ba
 		for (long t = 0; t < nt; t++) koff[r * nt + t] = (int32_t)(r * ldbr + base + (t / kw) * sh + (t % kw) * sw);
 }
 
-AVX2 INLINE __m256i lanes_below(int n) {
-	return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+// dx_rows gives the range [k0, k1) of tap-major k that output-gradient row y
+// reads inside [0, oh): kernel rows kh with y + ph − oh < kh·dh ≤ y + ph.
+static void dx_rows(long y, long ph, long dh, long oh, long khn, long kwnr, long *k0, long *k1) {
+	long lo = y + ph - oh + 1;
+	lo = lo <= 0 ? 0 : (lo + dh - 1) / dh;
+	long hi = (y + ph) / dh;
+	hi = hi > khn - 1 ? khn - 1 : hi;
+	*k0 = lo * kwnr;
+	*k1 = hi < lo ? *k0 : (hi + 1) * kwnr;
 }
 
-// tile computes rows [0, mr) by up to 16 columns of C. nv is the number of
-// ymm column vectors (1 or 2); masked says the last one holds fewer than 8
-// valid columns, per mask. The accumulators are named variables, not an
-// array: gcc keeps an array of vectors in memory and stores it every step.
+// The tile macros, expanded in each width's kernels. A tile is rows [0, mr ≤ 8)
+// of C by nv vectors of columns: the first at b and c, the second boff
+// further in b and coff in c (the next VL columns, or the next row when
+// rows are short); m0 and m1 say which of them hold fewer than VL valid
+// columns, per mask. The accumulators are named variables, not an array:
+// gcc keeps an array of vectors in memory and stores it every step.
 #define ACC_DECL(I)                                                                   \
-	__m256 a##I##0 = _mm256_setzero_ps(), a##I##1 = _mm256_setzero_ps();               \
-	if (mr > I && init) a##I##0 = a##I##1 = _mm256_broadcast_ss(init + I);
+	V a##I##0 = V_ZERO(), a##I##1 = V_ZERO();                                         \
+	if (mr > I && init) a##I##0 = a##I##1 = V_BCAST(init + I);
 #define ACC_FMA(I)                                                                    \
 	if (mr > I) {                                                                     \
-		__m256 av = _mm256_broadcast_ss(a + I);                                        \
-		a##I##0 = _mm256_fmadd_ps(av, b0, a##I##0);                                    \
-		if (nv == 2) a##I##1 = _mm256_fmadd_ps(av, b1, a##I##1);                       \
+		V av = V_BCAST(a + I);                                                        \
+		a##I##0 = V_FMA(av, b0, a##I##0);                                             \
+		if (nv == 2) a##I##1 = V_FMA(av, b1, a##I##1);                                \
 	}
+#define V_PUT(p, masked, v)                                                           \
+	if (masked)                                                                       \
+		V_STOREM(p, mask, v);                                                         \
+	else                                                                              \
+		V_STORE(p, v);
 #define ACC_STORE(I)                                                                  \
 	if (mr > I) {                                                                     \
 		float *ci = c + I * ldc;                                                      \
-		if (nv == 1) {                                                                \
-			if (masked)                                                               \
-				_mm256_maskstore_ps(ci, mask, a##I##0);                               \
-			else                                                                      \
-				_mm256_storeu_ps(ci, a##I##0);                                        \
-		} else {                                                                      \
-			_mm256_storeu_ps(ci, a##I##0);                                            \
-			if (masked)                                                               \
-				_mm256_maskstore_ps(ci + 8, mask, a##I##1);                           \
-			else                                                                      \
-				_mm256_storeu_ps(ci + 8, a##I##1);                                    \
-		}                                                                             \
+		V_PUT(ci, m0, a##I##0)                                                        \
+		if (nv == 2) V_PUT(ci + coff, m1, a##I##1)                                     \
 	}
-
-AVX2 INLINE void tile(const int mr, const int nv, const int masked, long k, const float *ap, const float *b,
-                      const int32_t *koff, const float *init, float *c, long ldc, __m256i mask) {
-	ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5)
-	for (long p = 0; p < k; p++) {
-		const float *bp = b + koff[p];
-		__m256 b0, b1 = _mm256_setzero_ps();
-		if (nv == 1) {
-			b0 = masked ? _mm256_maskload_ps(bp, mask) : _mm256_loadu_ps(bp);
-		} else {
-			b0 = _mm256_loadu_ps(bp);
-			b1 = masked ? _mm256_maskload_ps(bp + 8, mask) : _mm256_loadu_ps(bp + 8);
-		}
-		const float *a = ap + p * MR;
-		ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5)
-	}
-	ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5)
-}
-
-#define TILE_CASES(NV, MASKED)                                                          \
+#define V_GET(p, masked) ((masked) ? V_LOADM(p, mask) : V_LOAD(p))
+#define TILE_ARGS k, ap, b, boff, koff, init, c, coff, ldc, mask
+#define TILE_CASES(NV, M0, M1)                                                          \
 	switch (mr) {                                                                       \
-	case 1: tile(1, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
-	case 2: tile(2, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
-	case 3: tile(3, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
-	case 4: tile(4, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
-	case 5: tile(5, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;             \
-	default: tile(6, NV, MASKED, k, ap, b, koff, init, c, ldc, mask); break;            \
+	case 1: L(tile)(1, NV, M0, M1, TILE_ARGS); break;                                   \
+	case 2: L(tile)(2, NV, M0, M1, TILE_ARGS); break;                                   \
+	case 3: L(tile)(3, NV, M0, M1, TILE_ARGS); break;                                   \
+	case 4: L(tile)(4, NV, M0, M1, TILE_ARGS); break;                                   \
+	case 5: L(tile)(5, NV, M0, M1, TILE_ARGS); break;                                   \
+	case 6: L(tile)(6, NV, M0, M1, TILE_ARGS); break;                                   \
+	case 7: L(tile)(7, NV, M0, M1, TILE_ARGS); break;                                   \
+	default: L(tile)(8, NV, M0, M1, TILE_ARGS); break;                                  \
 	}
 
-AVX2 static void tile_any(int mr, int ncols, long k, const float *ap, const float *b, const int32_t *koff,
-                          const float *init, float *c, long ldc) {
-	if (ncols == 16) {
-		__m256i mask = _mm256_setzero_si256();
-		TILE_CASES(2, 0)
-	} else if (ncols > 8) {
-		__m256i mask = lanes_below(ncols - 8);
-		TILE_CASES(2, 1)
-	} else if (ncols == 8) {
-		__m256i mask = _mm256_setzero_si256();
-		TILE_CASES(1, 0)
-	} else {
-		__m256i mask = lanes_below(ncols);
-		TILE_CASES(1, 1)
+// The dot-product tile's macros (dtile).
+#define D_DECL(I) V d##I##0 = V_ZERO(), d##I##1 = d##I##0, d##I##2 = d##I##0;
+#define D_FMA(I, M)                                                                   \
+	if (mr > I) {                                                                     \
+		V av = V_GET(ay + I * lda + q, M);                                            \
+		d##I##0 = V_FMA(av, b0, d##I##0);                                             \
+		if (nc > 1) d##I##1 = V_FMA(av, b1, d##I##1);                                 \
+		if (nc > 2) d##I##2 = V_FMA(av, b2, d##I##2);                                 \
 	}
-}
+#define D_STEP(M)                                                                     \
+	{                                                                                 \
+		V b0 = V_GET(by + koff[0] + q, M), b1 = b0, b2 = b0;                          \
+		if (nc > 1) b1 = V_GET(by + koff[1] + q, M);                                  \
+		if (nc > 2) b2 = V_GET(by + koff[2] + q, M);                                  \
+		D_FMA(0, M) D_FMA(1, M) D_FMA(2, M) D_FMA(3, M)                               \
+	}
+#define D_OUT(I, J)                                                                   \
+	if (mr > I && nc > J) dw[I * ldw + J] += V_HSUM(d##I##J);
+#define DTILE(MR_, NC_) L(dtile)(MR_, NC_, a, lda, b, koff, nrows, rowlen, ars, brs, dw, ldw)
+#define DTILE_NC(MR_)                          \
+	switch (nc) {                              \
+	case 1: DTILE(MR_, 1); break;              \
+	case 2: DTILE(MR_, 2); break;              \
+	default: DTILE(MR_, 3); break;             \
+	}
 
-AVX2 static void shift_gemm_avx2(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b,
-                                 long ldbr, long kw, long base, long sh, long sw, const float *init, long nrows,
-                                 long rowlen, long brs, long crs) {
-	const long k = nr * nt;
-	int32_t koff[k];
-	offsets(koff, nr, nt, ldbr, kw, base, sh, sw);
-	for (long p = 0; p < m; p += MR) {
-		const int mr = m - p < MR ? (int)(m - p) : MR;
-		const float *app = ap + p * k;
-		const float *ini = init ? init + p : 0;
-		for (long y = 0; y < nrows; y++) {
-			const float *by = b + y * brs;
-			float *cy = c + p * ldc + y * crs;
-			for (long j = 0; j < rowlen; j += NR) {
-				const int nc = rowlen - j < NR ? (int)(rowlen - j) : NR;
-				tile_any(mr, nc, k, app, by + j, koff, ini, cy + j, ldc);
-			}
-		}
+// The transposed weight gradient's tile macros (wtile).
+#define W_DECL(I) V w##I##0 = V_ZERO(), w##I##1 = V_ZERO();
+#define W_FMA(I)                                                                      \
+	if (mr > I) {                                                                     \
+		V av = V_BCAST(p##I + x);                                                     \
+		w##I##0 = V_FMA(av, d0, w##I##0);                                             \
+		if (nv == 2) w##I##1 = V_FMA(av, d1, w##I##1);                                \
 	}
-}
+#define W_PTR(I) const float *p##I = mr > I ? by + koff[I] : by;
+#define W_OUT(I)                                                                      \
+	if (mr > I) {                                                                     \
+		float *ci = c + I * ldw;                                                      \
+		V_PUT(ci, m0, V_ADD(V_GET(ci, m0), w##I##0))                                  \
+		if (nv == 2) V_PUT(ci + VL, m1, V_ADD(V_GET(ci + VL, m1), w##I##1))           \
+	}
+#define WTILE(MR_, NV, M0, M1) L(wtile)(MR_, NV, M0, M1, b, koff, dyt, ldt, nrows, rowlen, brs, c, ldw, mask)
+#define WTILE_CASES(NV, M0, M1)                          \
+	switch (mr) {                                        \
+	case 1: WTILE(1, NV, M0, M1); break;                 \
+	case 2: WTILE(2, NV, M0, M1); break;                 \
+	case 3: WTILE(3, NV, M0, M1); break;                 \
+	case 4: WTILE(4, NV, M0, M1); break;                 \
+	case 5: WTILE(5, NV, M0, M1); break;                 \
+	case 6: WTILE(6, NV, M0, M1); break;                 \
+	case 7: WTILE(7, NV, M0, M1); break;                 \
+	default: WTILE(8, NV, M0, M1); break;                \
+	}
+
+#define CONV_VL 8
+#include "conv_cpu.c"
+#undef CONV_VL
+#define CONV_VL 16
+#include "conv_cpu.c"
+#undef CONV_VL
 
 int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long ldbr,
                          long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen, long brs,
-                         long crs) {
+                         long crs, int vl) {
 	if (nr * nt > MAXK) return 0;
-	shift_gemm_avx2(c, ldc, m, ap, nr, nt, b, ldbr, kw, base, sh, sw, init, nrows, rowlen, brs, crs);
+	(vl == 16 ? shift_gemm_16 : shift_gemm_8)(c, ldc, m, ap, nr, nt, b, ldbr, kw, base, sh, sw, init, nrows, rowlen,
+	                                       brs, crs);
 	return 1;
 }
 
@@ -169,96 +202,259 @@ int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, l
 // kh that read only the zero margins of the output gradient for output row y
 // (those with y + ph − kh·dh outside [0, oh)) form a contiguous range of k
 // and are skipped: they would add exact zeros.
-AVX2 static void shift_gemm_dx_avx2(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw,
+int kiln_conv_shift_gemm_dx(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw, const float *b,
+                            long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs, long crs,
+                            long ph, long dh, long oh, int vl) {
+	if (nr * khn * kw > MAXK) return 0;
+	(vl == 16 ? shift_gemm_dx_16 : shift_gemm_dx_8)(c, ldc, m, ap, nr, khn, kw, b, ldbr, base, sh, sw, nrows, rowlen,
+	                                             brs, crs, ph, dh, oh);
+	return 1;
+}
+
+int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, long nr, long nt, const float *b,
+                       long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long ars, long brs,
+                       int vl) {
+	if (nr * nt > MAXK) return 0;
+	(vl == 16 ? shift_dw_16 : shift_dw_8)(dw, ldw, m, a, lda, nr, nt, b, ldbr, kw, base, sh, sw, nrows, rowlen, ars,
+	                                   brs);
+	return 1;
+}
+
+// kiln_conv_shift_dwt adds the weight gradient, transposed (K × ldw), and
+// when db is not NULL the bias gradient (ldt wide), from one image group.
+// The bias sums are 8-lane chains at both widths: the same bits.
+AVX2 static void dwt_bias(float *db, const float *dyt, long ldt, long q) {
+	for (long j = 0; j < ldt; j += 8) {
+		__m256 s = _mm256_setzero_ps();
+		for (long p = 0; p < q; p++) s = _mm256_add_ps(s, _mm256_loadu_ps(dyt + p * ldt + j));
+		_mm256_storeu_ps(db + j, _mm256_add_ps(_mm256_loadu_ps(db + j), s));
+	}
+}
+
+int kiln_conv_shift_dwt(float *dwt, long ldw, float *db, const float *dyt, long ldt, long nr, long nt, const float *b,
+                        long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long brs, int vl) {
+	if (nr * nt > MAXK || ldt % 8 != 0) return 0;
+	(vl == 16 ? shift_dwt_16 : shift_dwt_8)(dwt, ldw, dyt, ldt, nr, nt, b, ldbr, kw, base, sh, sw, nrows, rowlen, brs);
+	if (db) dwt_bias(db, dyt, ldt, nrows * rowlen);
+	return 1;
+}
+
+// transpose8 writes dst[j·ldd + i] = src[i·lds + j] for i, j < 8.
+AVX2 static void transpose8(float *dst, long ldd, const float *src, long lds) {
+	__m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds),
+	       r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds),
+	       r5 = _mm256_loadu_ps(src + 5 * lds), r6 = _mm256_loadu_ps(src + 6 * lds),
+	       r7 = _mm256_loadu_ps(src + 7 * lds);
+	__m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+	       t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+	       t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+	__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+	       u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+	       u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+	       u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+	_mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+	_mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+	_mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+	_mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+	_mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+	_mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+	_mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+	_mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+// kiln_conv_dyt writes dyT[q, co] = dy[co, ·] for co < m (columns m..ldt-1
+// are left alone, zero in the caller's scratch): q runs over the output rows
+// (oh, ow) → oh·qrow + ow, with qrow = OW for row-by-row segments or Wp for
+// the wide frame (whose junk rows stay zero). With qrow = OW both sides are
+// one run of oh·ow and go 8×8 blocks at a time.
+AVX2 void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, long ow, long qrow) {
+	const long q = oh * ow;
+	long co = 0, p0 = 0;
+	if (qrow == ow) {
+		for (; co + 8 <= m; co += 8)
+			for (long p = 0; p + 8 <= q; p += 8) transpose8(dyt + p * ldt + co, ldt, dy + co * q + p, q);
+		p0 = q & ~7L; // the columns past the last block, for the channels done so far
+		for (long c = 0; c < co; c++)
+			for (long p = p0; p < q; p++) dyt[p * ldt + c] = dy[c * q + p];
+	}
+	for (; co < m; co++) {
+		const float *d = dy + co * q;
+		for (long y = 0; y < oh; y++)
+			for (long x = 0; x < ow; x++) dyt[(y * qrow + x) * ldt + co] = d[y * ow + x];
+	}
+}
+
+#else // CONV_VL
+// ---------------------------------------------------------------------------
+// The kernels, once per vector width VL: L(name) is name_VL.
+
+#if CONV_VL == 8
+#define TARGET __attribute__((target("avx2,fma")))
+#define V __m256
+#define VMASK __m256i
+#define V_ZERO() _mm256_setzero_ps()
+#define V_BCAST(p) _mm256_broadcast_ss(p)
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_LOADM(p, m) _mm256_maskload_ps(p, m)
+#define V_STORE(p, v) _mm256_storeu_ps(p, v)
+#define V_STOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_ADD(a, b) _mm256_add_ps(a, b)
+#define V_NOMASK() _mm256_setzero_si256()
+#define V_BELOW(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define V_HSUM(v) hsum8(v)
+#define L(name) name##_8
+#define TMR 6
+
+TARGET INLINE float hsum8(__m256 v) {
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+#else
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+#define V __m512
+#define VMASK __mmask16
+#define V_ZERO() _mm512_setzero_ps()
+#define V_BCAST(p) _mm512_set1_ps(*(p))
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_LOADM(p, m) _mm512_maskz_loadu_ps(m, p)
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define V_STOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_ADD(a, b) _mm512_add_ps(a, b)
+#define V_NOMASK() ((__mmask16)0)
+#define V_BELOW(n) ((__mmask16)((1u << (n)) - 1))
+#define V_HSUM(v) _mm512_reduce_add_ps(v)
+#define L(name) name##_16
+#define TMR 8
+#endif
+#define VL CONV_VL
+
+TARGET INLINE void L(tile)(const int mr, const int nv, const int m0, const int m1, long k, const float *ap,
+                           const float *b, long boff, const int32_t *koff, const float *init, float *c, long coff,
+                           long ldc, VMASK mask) {
+	ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6) ACC_DECL(7)
+	for (long p = 0; p < k; p++) {
+		const float *bp = b + koff[p];
+		V b0 = V_GET(bp, m0), b1 = V_ZERO();
+		if (nv == 2) b1 = V_GET(bp + boff, m1);
+		const float *a = ap + p * TMR;
+		ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5) ACC_FMA(6) ACC_FMA(7)
+	}
+	ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
+}
+
+// tile_cols computes a tile over ncols ≤ 2·VL adjacent columns.
+TARGET static void L(tile_cols)(int mr, int ncols, long k, const float *ap, const float *b, const int32_t *koff,
+                                const float *init, float *c, long ldc) {
+	const long boff = VL, coff = VL;
+	if (ncols == 2 * VL) {
+		VMASK mask = V_NOMASK();
+		TILE_CASES(2, 0, 0)
+	} else if (ncols > VL) {
+		VMASK mask = V_BELOW(ncols - VL);
+		TILE_CASES(2, 0, 1)
+	} else if (ncols == VL) {
+		VMASK mask = V_NOMASK();
+		TILE_CASES(1, 0, 0)
+	} else {
+		VMASK mask = V_BELOW(ncols);
+		TILE_CASES(1, 1, 0)
+	}
+}
+
+// tile_rows2 computes a tile over two rows of ncols ≤ VL columns, the second
+// boff after the first in b and coff in c: short rows still fill the 2·mr
+// accumulators that keep both FMA pipes busy.
+TARGET static void L(tile_rows2)(int mr, int ncols, long k, const float *ap, const float *b, long boff,
+                                 const int32_t *koff, const float *init, float *c, long coff, long ldc) {
+	if (ncols == VL) {
+		VMASK mask = V_NOMASK();
+		TILE_CASES(2, 0, 0)
+	} else {
+		VMASK mask = V_BELOW(ncols);
+		TILE_CASES(2, 1, 1)
+	}
+}
+
+// tile_row computes one row of C's rows [0, mr), tile after tile.
+TARGET static void L(tile_row)(int mr, long rowlen, long k, const float *ap, const float *b, const int32_t *koff,
+                               const float *init, float *c, long ldc) {
+	for (long j = 0; j < rowlen; j += 2 * VL) {
+		const int nc = rowlen - j < 2 * VL ? (int)(rowlen - j) : 2 * VL;
+		L(tile_cols)(mr, nc, k, ap, b + j, koff, init, c + j, ldc);
+	}
+}
+
+TARGET static void L(shift_gemm)(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b,
+                                 long ldbr, long kw, long base, long sh, long sw, const float *init, long nrows,
+                                 long rowlen, long brs, long crs) {
+	const long k = nr * nt;
+	int32_t koff[k];
+	offsets(koff, nr, nt, ldbr, kw, base, sh, sw);
+	for (long p = 0; p < m; p += TMR) {
+		const int mr = m - p < TMR ? (int)(m - p) : TMR;
+		const float *app = ap + p * k;
+		const float *ini = init ? init + p : 0;
+		float *cp = c + p * ldc;
+		long y = 0;
+		for (; rowlen <= VL && y + 1 < nrows; y += 2)
+			L(tile_rows2)(mr, (int)rowlen, k, app, b + y * brs, brs, koff, ini, cp + y * crs, crs, ldc);
+		for (; y < nrows; y++) L(tile_row)(mr, rowlen, k, app, b + y * brs, koff, ini, cp + y * crs, ldc);
+	}
+}
+
+TARGET static void L(shift_gemm_dx)(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw,
                                     const float *b, long ldbr, long base, long sh, long sw, long nrows, long rowlen,
                                     long brs, long crs, long ph, long dh, long oh) {
 	const long nt = khn * kw, k = nr * nt;
 	int32_t koff[k];
 	for (long t = 0; t < nt; t++)
 		for (long r = 0; r < nr; r++) koff[t * nr + r] = (int32_t)(r * ldbr + base + (t / kw) * sh + (t % kw) * sw);
-	for (long p = 0; p < m; p += MR) {
-		const int mr = m - p < MR ? (int)(m - p) : MR;
+	const int pairs = rowlen <= VL;
+	for (long p = 0; p < m; p += TMR) {
+		const int mr = m - p < TMR ? (int)(m - p) : TMR;
 		const float *app = ap + p * k;
+		float *cp = c + p * ldc;
 		for (long y = 0; y < nrows; y++) {
-			// Valid kernel rows: y + ph − oh < kh·dh ≤ y + ph.
-			long lo = y + ph - oh + 1;
-			lo = lo <= 0 ? 0 : (lo + dh - 1) / dh;
-			long hi = (y + ph) / dh;
-			hi = hi > khn - 1 ? khn - 1 : hi;
-			const float *by = b + y * brs;
-			float *cy = c + p * ldc + y * crs;
-			const long k0 = lo * kw * nr, k1 = hi < lo ? k0 : (hi + 1) * kw * nr;
-			for (long j = 0; j < rowlen; j += NR) {
-				const int nc = rowlen - j < NR ? (int)(rowlen - j) : NR;
-				tile_any(mr, nc, k1 - k0, app + k0 * MR, by + j, koff + k0, 0, cy + j, ldc);
+			long k0, k1, n0, n1;
+			dx_rows(y, ph, dh, oh, khn, kw * nr, &k0, &k1);
+			const float *apk = app + k0 * TMR, *by = b + y * brs;
+			if (pairs && y + 1 < nrows) {
+				dx_rows(y + 1, ph, dh, oh, khn, kw * nr, &n0, &n1);
+				if (n0 == k0 && n1 == k1) { // the same taps: one tile for both rows
+					L(tile_rows2)(mr, (int)rowlen, k1 - k0, apk, by, brs, koff + k0, 0, cp + y * crs, crs, ldc);
+					y++;
+					continue;
+				}
 			}
+			L(tile_row)(mr, rowlen, k1 - k0, apk, by, koff + k0, 0, cp + y * crs, ldc);
 		}
 	}
 }
 
-int kiln_conv_shift_gemm_dx(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw, const float *b,
-                            long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs, long crs,
-                            long ph, long dh, long oh) {
-	if (nr * khn * kw > MAXK) return 0;
-	shift_gemm_dx_avx2(c, ldc, m, ap, nr, khn, kw, b, ldbr, base, sh, sw, nrows, rowlen, brs, crs, ph, dh, oh);
-	return 1;
-}
-
 // dtile adds to dw rows [0, mr) × k columns [0, nc) the dot products of a's
 // rows with the shifted runs of b over every segment.
-#define D_DECL(I) __m256 d##I##0 = _mm256_setzero_ps(), d##I##1 = d##I##0, d##I##2 = d##I##0;
-#define D_FMA(I, LOAD)                                                                \
-	if (mr > I) {                                                                     \
-		__m256 av = LOAD(ay + I * lda + q);                                           \
-		d##I##0 = _mm256_fmadd_ps(av, b0, d##I##0);                                    \
-		if (nc > 1) d##I##1 = _mm256_fmadd_ps(av, b1, d##I##1);                        \
-		if (nc > 2) d##I##2 = _mm256_fmadd_ps(av, b2, d##I##2);                        \
-	}
-#define D_STEP(LOAD)                                                                  \
-	{                                                                                 \
-		__m256 b0 = LOAD(by + koff[0] + q), b1 = b0, b2 = b0;                          \
-		if (nc > 1) b1 = LOAD(by + koff[1] + q);                                       \
-		if (nc > 2) b2 = LOAD(by + koff[2] + q);                                       \
-		D_FMA(0, LOAD) D_FMA(1, LOAD) D_FMA(2, LOAD) D_FMA(3, LOAD)                    \
-	}
-#define LOADU(p) _mm256_loadu_ps(p)
-#define LOADM(p) _mm256_maskload_ps(p, mask)
-#define D_OUT(I, J)                                                                   \
-	if (mr > I && nc > J) dw[I * ldw + J] += hsum(d##I##J);
-
-AVX2 INLINE float hsum(__m256 v) {
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
-
-AVX2 INLINE void dtile(const int mr, const int nc, const float *a, long lda, const float *b, const int32_t *koff,
-                       long nrows, long rowlen, long ars, long brs, float *dw, long ldw) {
+TARGET INLINE void L(dtile)(const int mr, const int nc, const float *a, long lda, const float *b, const int32_t *koff,
+                            long nrows, long rowlen, long ars, long brs, float *dw, long ldw) {
 	D_DECL(0) D_DECL(1) D_DECL(2) D_DECL(3)
-	const long full = rowlen & ~7L;
-	const __m256i mask = lanes_below((int)(rowlen - full));
+	const long full = rowlen & ~(long)(VL - 1);
+	const VMASK mask = V_BELOW((int)(rowlen - full));
 	for (long y = 0; y < nrows; y++) {
 		const float *ay = a + y * ars;
 		const float *by = b + y * brs;
 		long q = 0;
-		for (; q < full; q += 8) D_STEP(LOADU)
-		if (q < rowlen) D_STEP(LOADM)
+		for (; q < full; q += VL) D_STEP(0)
+		if (q < rowlen) D_STEP(1)
 	}
 	D_OUT(0, 0) D_OUT(0, 1) D_OUT(0, 2) D_OUT(1, 0) D_OUT(1, 1) D_OUT(1, 2)
 	D_OUT(2, 0) D_OUT(2, 1) D_OUT(2, 2) D_OUT(3, 0) D_OUT(3, 1) D_OUT(3, 2)
 }
 
-#define DTILE(MR_, NC_) dtile(MR_, NC_, a, lda, b, koff, nrows, rowlen, ars, brs, dw, ldw)
-#define DTILE_NC(MR_)                          \
-	switch (nc) {                              \
-	case 1: DTILE(MR_, 1); break;              \
-	case 2: DTILE(MR_, 2); break;              \
-	default: DTILE(MR_, 3); break;             \
-	}
-
-AVX2 static void dtile_any(int mr, int nc, const float *a, long lda, const float *b, const int32_t *koff,
-                           long nrows, long rowlen, long ars, long brs, float *dw, long ldw) {
+TARGET static void L(dtile_any)(int mr, int nc, const float *a, long lda, const float *b, const int32_t *koff,
+                                long nrows, long rowlen, long ars, long brs, float *dw, long ldw) {
 	switch (mr) {
 	case 1: DTILE_NC(1) break;
 	case 2: DTILE_NC(2) break;
@@ -267,7 +463,7 @@ AVX2 static void dtile_any(int mr, int nc, const float *a, long lda, const float
 	}
 }
 
-AVX2 static void shift_dw_avx2(float *dw, long ldw, long m, const float *a, long lda, long nr, long nt,
+TARGET static void L(shift_dw)(float *dw, long ldw, long m, const float *a, long lda, long nr, long nt,
                                const float *b, long ldbr, long kw, long base, long sh, long sw, long nrows,
                                long rowlen, long ars, long brs) {
 	const long k = nr * nt;
@@ -277,16 +473,9 @@ AVX2 static void shift_dw_avx2(float *dw, long ldw, long m, const float *a, long
 		const int mr = m - i < DMR ? (int)(m - i) : DMR;
 		for (long j = 0; j < k; j += DNR) {
 			const int nc = k - j < DNR ? (int)(k - j) : DNR;
-			dtile_any(mr, nc, a + i * lda, lda, b, koff + j, nrows, rowlen, ars, brs, dw + i * ldw + j, ldw);
+			L(dtile_any)(mr, nc, a + i * lda, lda, b, koff + j, nrows, rowlen, ars, brs, dw + i * ldw + j, ldw);
 		}
 	}
-}
-
-int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, long nr, long nt, const float *b,
-                       long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long ars, long brs) {
-	if (nr * nt > MAXK) return 0;
-	shift_dw_avx2(dw, ldw, m, a, lda, nr, nt, b, ldbr, kw, base, sh, sw, nrows, rowlen, ars, brs);
-	return 1;
 }
 
 // ---------------------------------------------------------------------------
@@ -296,100 +485,75 @@ int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, lo
 //
 //	dwT[k, co] += Σ_q b[koff[k] + seg(q)] · dyT[q, co]
 //
-// in 6×16 register tiles that stay in registers over all of Q: no horizontal
-// sums, no reloads of partial results. q runs over the segments in order
-// (q = y·rowlen + x reads b at y·brs + x).
+// in TMR×2·VL register tiles that stay in registers over all of Q: no
+// horizontal sums, no reloads of partial results. q runs over the segments
+// in order (q = y·rowlen + x reads b at y·brs + x).
 
-#define W_DECL(I) __m256 w##I##0 = _mm256_setzero_ps(), w##I##1 = _mm256_setzero_ps();
-#define W_FMA(I)                                                                      \
-	if (mr > I) {                                                                     \
-		__m256 av = _mm256_broadcast_ss(p##I + x);                                     \
-		w##I##0 = _mm256_fmadd_ps(av, d0, w##I##0);                                    \
-		if (nv == 2) w##I##1 = _mm256_fmadd_ps(av, d1, w##I##1);                       \
-	}
-#define W_PTR(I) const float *p##I = mr > I ? by + koff[I] : by;
-#define W_OUT(I)                                                                      \
-	if (mr > I) {                                                                     \
-		float *ci = c + I * ldw;                                                      \
-		_mm256_storeu_ps(ci, _mm256_add_ps(_mm256_loadu_ps(ci), w##I##0));            \
-		if (nv == 2) _mm256_storeu_ps(ci + 8, _mm256_add_ps(_mm256_loadu_ps(ci + 8), w##I##1)); \
-	}
-
-AVX2 INLINE void wtile(const int mr, const int nv, const float *b, const int32_t *koff, const float *dyt, long ldt,
-                       long nrows, long rowlen, long brs, float *c, long ldw) {
-	W_DECL(0) W_DECL(1) W_DECL(2) W_DECL(3) W_DECL(4) W_DECL(5)
+TARGET INLINE void L(wtile)(const int mr, const int nv, const int m0, const int m1, const float *b,
+                            const int32_t *koff, const float *dyt, long ldt, long nrows, long rowlen, long brs,
+                            float *c, long ldw, VMASK mask) {
+	W_DECL(0) W_DECL(1) W_DECL(2) W_DECL(3) W_DECL(4) W_DECL(5) W_DECL(6) W_DECL(7)
 	const float *dq = dyt;
 	for (long y = 0; y < nrows; y++) {
 		const float *by = b + y * brs;
-		W_PTR(0) W_PTR(1) W_PTR(2) W_PTR(3) W_PTR(4) W_PTR(5)
+		W_PTR(0) W_PTR(1) W_PTR(2) W_PTR(3) W_PTR(4) W_PTR(5) W_PTR(6) W_PTR(7)
 		for (long x = 0; x < rowlen; x++, dq += ldt) {
-			__m256 d0 = _mm256_loadu_ps(dq), d1 = d0;
-			if (nv == 2) d1 = _mm256_loadu_ps(dq + 8);
-			W_FMA(0) W_FMA(1) W_FMA(2) W_FMA(3) W_FMA(4) W_FMA(5)
+			V d0 = V_GET(dq, m0), d1 = d0;
+			if (nv == 2) d1 = V_GET(dq + VL, m1);
+			W_FMA(0) W_FMA(1) W_FMA(2) W_FMA(3) W_FMA(4) W_FMA(5) W_FMA(6) W_FMA(7)
 		}
 	}
-	W_OUT(0) W_OUT(1) W_OUT(2) W_OUT(3) W_OUT(4) W_OUT(5)
+	W_OUT(0) W_OUT(1) W_OUT(2) W_OUT(3) W_OUT(4) W_OUT(5) W_OUT(6) W_OUT(7)
 }
 
-#define WTILE(MR_)                                                                    \
-	if (nv == 2)                                                                      \
-		wtile(MR_, 2, b, koff, dyt, ldt, nrows, rowlen, brs, c, ldw);                 \
-	else                                                                              \
-		wtile(MR_, 1, b, koff, dyt, ldt, nrows, rowlen, brs, c, ldw);
-
-AVX2 static void wtile_any(int mr, int nv, const float *b, const int32_t *koff, const float *dyt, long ldt,
-                           long nrows, long rowlen, long brs, float *c, long ldw) {
-	switch (mr) {
-	case 1: WTILE(1) break;
-	case 2: WTILE(2) break;
-	case 3: WTILE(3) break;
-	case 4: WTILE(4) break;
-	case 5: WTILE(5) break;
-	default: WTILE(6) break;
+// wtile_cols adds a tile over ncols ≤ 2·VL adjacent output channels.
+TARGET static void L(wtile_cols)(int mr, int ncols, const float *b, const int32_t *koff, const float *dyt, long ldt,
+                                 long nrows, long rowlen, long brs, float *c, long ldw) {
+	if (ncols == 2 * VL) {
+		VMASK mask = V_NOMASK();
+		WTILE_CASES(2, 0, 0)
+	} else if (ncols > VL) {
+		VMASK mask = V_BELOW(ncols - VL);
+		WTILE_CASES(2, 0, 1)
+	} else if (ncols == VL) {
+		VMASK mask = V_NOMASK();
+		WTILE_CASES(1, 0, 0)
+	} else {
+		VMASK mask = V_BELOW(ncols);
+		WTILE_CASES(1, 1, 0)
 	}
 }
 
-AVX2 static void shift_dwt_avx2(float *dwt, long ldw, float *db, const float *dyt, long ldt, long nr, long nt,
-                                const float *b, long ldbr, long kw, long base, long sh, long sw, long nrows,
-                                long rowlen, long brs) {
+TARGET static void L(shift_dwt)(float *dwt, long ldw, const float *dyt, long ldt, long nr, long nt, const float *b,
+                                long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long brs) {
 	const long k = nr * nt;
 	int32_t koff[k];
 	offsets(koff, nr, nt, ldbr, kw, base, sh, sw);
-	for (long i = 0; i < k; i += MR) {
-		const int mr = k - i < MR ? (int)(k - i) : MR;
-		for (long j = 0; j < ldt; j += NR) {
-			const int nv = ldt - j >= NR ? 2 : 1;
-			wtile_any(mr, nv, b, koff + i, dyt + j, ldt, nrows, rowlen, brs, dwt + i * ldw + j, ldw);
+	for (long i = 0; i < k; i += TMR) {
+		const int mr = k - i < TMR ? (int)(k - i) : TMR;
+		for (long j = 0; j < ldt; j += 2 * VL) {
+			const int nc = ldt - j < 2 * VL ? (int)(ldt - j) : 2 * VL;
+			L(wtile_cols)(mr, nc, b, koff + i, dyt + j, ldt, nrows, rowlen, brs, dwt + i * ldw + j, ldw);
 		}
 	}
-	if (!db) return;
-	const long q = nrows * rowlen;
-	for (long j = 0; j < ldt; j += 8) {
-		__m256 s = _mm256_setzero_ps();
-		for (long p = 0; p < q; p++) s = _mm256_add_ps(s, _mm256_loadu_ps(dyt + p * ldt + j));
-		_mm256_storeu_ps(db + j, _mm256_add_ps(_mm256_loadu_ps(db + j), s));
-	}
 }
 
-// kiln_conv_shift_dwt adds the weight gradient, transposed (K × ldw), and
-// when db is not NULL the bias gradient (ldt wide), from one image group.
-int kiln_conv_shift_dwt(float *dwt, long ldw, float *db, const float *dyt, long ldt, long nr, long nt, const float *b,
-                        long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long brs) {
-	if (nr * nt > MAXK || ldt % 8 != 0) return 0;
-	shift_dwt_avx2(dwt, ldw, db, dyt, ldt, nr, nt, b, ldbr, kw, base, sh, sw, nrows, rowlen, brs);
-	return 1;
-}
-
-// kiln_conv_dyt writes dyT[q, co] = dy[co, ·] for co < m (columns m..ldt-1
-// are left alone, zero in the caller's scratch): q runs over the output rows
-// (oh, ow) → oh·qrow + ow, with qrow = OW for row-by-row segments or Wp for
-// the wide frame (whose junk rows stay zero).
-void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, long ow, long qrow) {
-	for (long co = 0; co < m; co++) {
-		const float *d = dy + co * oh * ow;
-		for (long y = 0; y < oh; y++)
-			for (long x = 0; x < ow; x++) dyt[(y * qrow + x) * ldt + co] = d[y * ow + x];
-	}
-}
-
+#undef TARGET
+#undef V
+#undef VMASK
+#undef V_ZERO
+#undef V_BCAST
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_FMA
+#undef V_ADD
+#undef V_NOMASK
+#undef V_BELOW
+#undef V_HSUM
+#undef L
+#undef VL
+#undef TMR
+#endif // CONV_VL
 #endif // __x86_64__

@@ -34,7 +34,7 @@ type convFastTask struct {
 	dx, dw, db []float32
 	scratch    []float32
 	l          convFastLayout
-	// ap holds, per group, W packed in 6-row panels for forward, or Wᵀ per tap
+	// ap holds, per group, W packed in mr-row panels for forward, or Wᵀ per tap
 	// for the input gradient; apGroup is one group's length.
 	ap      []float32
 	apGroup int
@@ -47,6 +47,7 @@ type convFastTask struct {
 	// that read only margins, worth it when they are a tenth of the work or
 	// more (else row by row with padding, one run over the plane without).
 	dxSkip       bool
+	vl, mr       int // the kernels' vector width and tile rows (convLanes, convPanel)
 	taps, maxOff int // KH·KW; largest tap offset in the wide frame
 	dyLen        int // one channel of the zero-margined wide dout
 	ldt          int // Cout/groups rounded up to 8: the row length of doutᵀ and dwᵀ
@@ -112,11 +113,19 @@ func (t *convFastTask) plan(g *convGeom) {
 	t.taps = g.kh * g.kw
 	t.maxOff = (g.kh-1)*g.dh*g.wp + (g.kw-1)*g.dw
 	t.dyLen = g.nw + 2*t.maxOff
-	// Columns computed: 16 per tile in products, 8 per vector in dot products.
-	t.fwdRows = g.oh*ceilDiv(g.ow, 16) <= ceilDiv(g.nw, 16)
+	// Columns computed: two vectors per tile in products (rows of one vector
+	// or less go two to a tile), one vector at a time in dot products.
+	t.vl = convLanes()
+	t.mr = convPanel(t.vl)
+	vl := t.vl
+	rowTiles := g.oh * ceilDiv(g.ow, 2*vl)
+	if g.ow <= vl {
+		rowTiles = ceilDiv(g.oh, 2)
+	}
+	t.fwdRows = rowTiles <= ceilDiv(g.nw, 2*vl)
 	t.ldt = ceilDiv(g.mg, 8) * 8
 	t.dwT = g.mg >= 16
-	t.dwRows = g.oh*ceilDiv(g.ow, 8) <= ceilDiv(g.nw, 8)
+	t.dwRows = g.oh*ceilDiv(g.ow, vl) <= ceilDiv(g.nw, vl)
 	t.dxSkip = 10*dxRowTaps(g) <= 9*g.h*g.kh
 }
 
@@ -160,16 +169,16 @@ func (t *convFastTask) packWeights(g *convGeom, np int) {
 	}
 	t.apGroup = 0
 	if !t.backward || t.dx != nil {
-		t.apGroup = ceilDiv(packM, 6) * 6 * packR * t.taps
+		t.apGroup = ceilDiv(packM, t.mr) * t.mr * packR * t.taps
 	}
 	t.scratch = takeScratch[float32](np*t.l.size + g.groups*t.apGroup) // zeroed: margins stay so
 	t.ap = t.scratch[np*t.l.size:]
 	for gi := 0; gi < g.groups && t.apGroup > 0; gi++ {
 		wg := t.w[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
 		if t.backward {
-			convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, t.dxSkip)
+			convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, t.dxSkip, t.mr)
 		} else {
-			convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, false)
+			convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, false, t.mr)
 		}
 	}
 }
@@ -227,7 +236,7 @@ func (t *convFastTask) input(s []float32, n, gi int) []float32 {
 // xTaps reads the input's planes at the forward tap offsets.
 func (t *convFastTask) xTaps() shiftTaps {
 	g := &t.g
-	return shiftTaps{nr: g.cg, nt: t.taps, ldbr: g.hp * g.wp, kw: g.kw, sh: g.dh * g.wp, sw: g.dw}
+	return shiftTaps{nr: g.cg, nt: t.taps, ldbr: g.hp * g.wp, kw: g.kw, sh: g.dh * g.wp, sw: g.dw, vl: t.vl}
 }
 
 func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
@@ -266,7 +275,8 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 	wide := len(dyp) > 0 // dx, or dot products over the wide frame
 	xTaps := t.xTaps()
 	// The input gradient reads the margined dout at maxOff − tap offset.
-	dxTaps := shiftTaps{nr: g.mg, nt: t.taps, ldbr: t.dyLen, kw: g.kw, base: t.maxOff, sh: -g.dh * g.wp, sw: -g.dw}
+	dxTaps := shiftTaps{nr: g.mg, nt: t.taps, ldbr: t.dyLen, kw: g.kw, base: t.maxOff, sh: -g.dh * g.wp, sw: -g.dw,
+		vl: t.vl}
 	for n := lo; n < hi; n++ {
 		dyn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
 		if dbp != nil && (dwp == nil || !t.dwT) {

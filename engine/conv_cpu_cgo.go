@@ -30,6 +30,15 @@ func haveConvFast() bool { return atISA(isaAVX2) }
 // KH·KW for the input gradient) the kernels take.
 var convFastMaxK = int(C.kiln_conv_cpu_maxk())
 
+// convLanes is the kernels' vector width at the ISA level in use, in floats:
+// 8 (AVX2) or 16 (AVX-512). A product tile covers twice that many columns.
+// A convolution reads it once and passes it to each kernel (shiftTaps.vl).
+func convLanes() int { return int(C.kiln_conv_cpu_lanes()) }
+
+// convPanel is the rows of a product tile at width vl: the panel height
+// convPack packs the weights in.
+func convPanel(vl int) int { return int(C.kiln_conv_cpu_panel(C.int(vl))) }
+
 func fptr(s []float32) *C.float {
 	if s == nil {
 		return nil
@@ -38,19 +47,19 @@ func fptr(s []float32) *C.float {
 }
 
 // shiftTaps places the kernel taps: tap t = (t/kw, t%kw) reads plane r at
-// r·ldbr + base + (t/kw)·sh + (t%kw)·sw.
-type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw int }
+// r·ldbr + base + (t/kw)·sh + (t%kw)·sw; the products run vl floats wide.
+type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw, vl int }
 
 // shiftSegs are the columns of one product: nrows runs of rowlen columns,
 // each run brs further in b and crs (or ars) further in the other operand.
 type shiftSegs struct{ nrows, rowlen, brs, crs int }
 
-func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool) {
+func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool, mr int) {
 	tm := C.int(0)
 	if tapMajor {
 		tm = 1
 	}
-	C.kiln_conv_pack(fptr(dst), fptr(a), C.long(m), C.long(nr), C.long(nt), C.long(si), C.long(sr), tm)
+	C.kiln_conv_pack(fptr(dst), fptr(a), C.long(m), C.long(nr), C.long(nt), C.long(si), C.long(sr), tm, C.int(mr))
 }
 
 // convShiftGemmDx is convShiftGemm for the input gradient, row by row, with
@@ -60,19 +69,19 @@ func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool) {
 func convShiftGemmDx(c []float32, ldc, m int, ap, b []float32, t shiftTaps, khn int, s shiftSegs, ph, dh, oh int) {
 	C.kiln_conv_shift_gemm_dx(fptr(c), C.long(ldc), C.long(m), fptr(ap), C.long(t.nr), C.long(khn), C.long(t.kw),
 		fptr(b), C.long(t.ldbr), C.long(t.base), C.long(t.sh), C.long(t.sw), C.long(s.nrows), C.long(s.rowlen),
-		C.long(s.brs), C.long(s.crs), C.long(ph), C.long(dh), C.long(oh))
+		C.long(s.brs), C.long(s.crs), C.long(ph), C.long(dh), C.long(oh), C.int(t.vl))
 }
 
 func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init []float32, s shiftSegs) {
 	C.kiln_conv_shift_gemm(fptr(c), C.long(ldc), C.long(m), fptr(ap), C.long(t.nr), C.long(t.nt), fptr(b),
 		C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw), fptr(init),
-		C.long(s.nrows), C.long(s.rowlen), C.long(s.brs), C.long(s.crs))
+		C.long(s.nrows), C.long(s.rowlen), C.long(s.brs), C.long(s.crs), C.int(t.vl))
 }
 
 func convShiftDw(dw []float32, ldw, m int, a []float32, lda int, b []float32, t shiftTaps, s shiftSegs) {
 	C.kiln_conv_shift_dw(fptr(dw), C.long(ldw), C.long(m), fptr(a), C.long(lda), C.long(t.nr), C.long(t.nt),
 		fptr(b), C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw),
-		C.long(s.nrows), C.long(s.rowlen), C.long(s.crs), C.long(s.brs))
+		C.long(s.nrows), C.long(s.rowlen), C.long(s.crs), C.long(s.brs), C.int(t.vl))
 }
 
 // convShiftDwt adds Xᵀ-shaped products into dwt (K × ldt) and, when db is not
@@ -80,7 +89,7 @@ func convShiftDw(dw []float32, ldw, m int, a []float32, lda int, b []float32, t 
 func convShiftDwt(dwt []float32, ldt int, db, dyt, b []float32, t shiftTaps, s shiftSegs) {
 	C.kiln_conv_shift_dwt(fptr(dwt), C.long(ldt), fptr(db), fptr(dyt), C.long(ldt), C.long(t.nr), C.long(t.nt),
 		fptr(b), C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw),
-		C.long(s.nrows), C.long(s.rowlen), C.long(s.brs))
+		C.long(s.nrows), C.long(s.rowlen), C.long(s.brs), C.int(t.vl))
 }
 
 // convTransposeOut writes dyt[q, co] = dy[co, q] for co < m (q = oh·OW + ow).

@@ -6,11 +6,15 @@ func haveConvFast() bool { return false }
 
 const convFastMaxK = 0
 
-type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw int }
+func convLanes() int { return 8 }
+
+func convPanel(vl int) int { return 6 }
+
+type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw, vl int }
 
 type shiftSegs struct{ nrows, rowlen, brs, crs int }
 
-func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool) {}
+func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool, mr int) {}
 
 func convShiftGemmDx(c []float32, ldc, m int, ap, b []float32, t shiftTaps, khn int, s shiftSegs, ph, dh, oh int) {
 }

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -10,8 +11,8 @@ import (
 )
 
 // Shapes aimed at conv_cpu.c's float32 kernels: output channels not a
-// multiple of the 6-row tile, rows longer than one 16-column tile with a
-// ragged tail, row-by-row and wide-frame columns, padding, dilation, groups,
+// multiple of the 6-row tile, rows longer than one tile (16 columns at
+// AVX2, 32 at AVX-512) with a ragged tail, row-by-row and wide-frame columns, padding, dilation, groups,
 // weight gradients through dot products (few output channels) and through
 // the transposed output gradient (16 and more, ragged past a multiple of 8),
 // and the CBAM/LeNet layer shapes.
@@ -25,6 +26,13 @@ var convFastCases = []convCase{
 	{"tiny-row", 2, 4, 3, 5, 7, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
 	{"transposed-dw-groups", 2, 4, 9, 12, 40, 3, 3, engine.Conv2DSquare(1, 1, 1, 2), true},
 	{"transposed-dw-ragged", 3, 5, 7, 6, 17, 3, 2, engine.Conv2DParams{PadW: 1}, true},
+	// For AVX-512's 16-float vectors: rows of exactly 16 and of 12 (two to a
+	// tile; an odd count leaves one), rows past 32 with a ragged tail, and
+	// 56 output channels (doutᵀ 56 wide: 32 + 16 + 8).
+	{"rows-of-16", 2, 5, 16, 16, 13, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+	{"odd-rows-of-12", 3, 3, 9, 12, 19, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+	{"rows-of-35", 1, 4, 6, 35, 56, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+	{"five-by-five-rows-of-11", 2, 6, 15, 11, 16, 5, 5, engine.Conv2DParams{}, true},
 }
 
 // Float32 forward and backward against Conv2DReference, float64 sums; where
@@ -81,6 +89,51 @@ func TestConv2DFastMatchesReference(t *testing.T) {
 		}
 		if msg := gradcheck.Close(dw2.Values(), wantDw, 1e-4, 1e-4); msg != "" {
 			t.Errorf("%s dw only: %s", c.name, msg)
+		}
+	}
+}
+
+// At AVX-512 the kernels run 16-float vectors and 8-row tiles where AVX2 runs
+// 8 and 6, but each output and input-gradient element is the same FMA chain,
+// and so is each weight-gradient element where it goes through doutᵀ (16
+// output channels a group or more): the two levels give the same bits.
+// Fewer channels take dot products, whose lane sums differ with the width.
+func TestConv2DFastAVX512GivesTheAVX2Bits(t *testing.T) {
+	if !slices.Contains(engine.CPUISAs(), "avx512") {
+		t.Skip("skipped: this CPU has no AVX-512")
+	}
+	defer restoreISA(t)()
+	cases := append(slices.Clone(convFastCases),
+		convCase{"cnn2", 2, 32, 32, 32, 32, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+		convCase{"cnn4", 2, 64, 16, 16, 64, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true})
+	for i, c := range cases {
+		rng := rand.New(rand.NewPCG(11, uint64(i)))
+		xs, ws := c.shapes()
+		x, w, b := randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...), randTensor(rng, engine.Float32, c.cout)
+		os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dout := randTensor(rng, engine.Float32, os...)
+		var results [2][]*engine.Tensor
+		for j, level := range []string{"avx2", "avx512"} {
+			if err := engine.SetCPUISA(level); err != nil {
+				t.Fatal(err)
+			}
+			out, dx := engine.New(engine.Float32, os...), engine.New(engine.Float32, xs...)
+			dw, db := engine.New(engine.Float32, ws...), engine.New(engine.Float32, c.cout)
+			opsMust(t, engine.Conv2DForward(out, x, w, b, c.p))
+			opsMust(t, engine.Conv2DBackward(dx, dw, db, dout, x, w, c.p))
+			results[j] = []*engine.Tensor{out, dx, db, dw}
+		}
+		names := []string{"out", "dx", "db", "dw"}
+		if c.cout/max(c.p.Groups, 1) < 16 {
+			names = names[:3]
+		}
+		for k, name := range names {
+			if !slices.Equal(results[0][k].Float32(), results[1][k].Float32()) {
+				t.Errorf("%s %s: AVX-512 and AVX2 results differ", c.name, name)
+			}
 		}
 	}
 }
