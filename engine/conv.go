@@ -520,27 +520,6 @@ func col2im[T Float](dx, col []T, g *convGeom) {
 	}
 }
 
-// padPlanes copies x (Cg, H, W) into the interior of xp (Cg, Hp, Wp), whose
-// margins are zero and never written (for the C path's wide frame).
-func padPlanes[T Float](xp, x []T, g *convGeom) {
-	plane := g.hp * g.wp
-	for c := 0; c < g.cg; c++ {
-		for ih := 0; ih < g.h; ih++ {
-			copy(xp[c*plane+(ih+g.ph)*g.wp+g.pw:][:g.w], x[c*g.inPlane+ih*g.w:][:g.w])
-		}
-	}
-}
-
-// narrowRows moves the C path's wide product yb (mg, Nw) into y (mg, OH·OW),
-// dropping the junk columns.
-func narrowRows[T Float](y, yb []T, g *convGeom) {
-	for co := 0; co < g.mg; co++ {
-		for oh := 0; oh < g.oh; oh++ {
-			copy(y[co*g.p+oh*g.ow:][:g.ow], yb[co*g.nw+oh*g.wp:][:g.ow])
-		}
-	}
-}
-
 // sumSlice adds s up in four interleaved chains (a fixed order, so still
 // deterministic): one chain would wait on the adder's latency at every step.
 func sumSlice[T Float](s []T) T {

@@ -38,6 +38,7 @@
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "conv_cpu.h"
 #include "isa_cpu.h"
@@ -237,6 +238,17 @@ int kiln_conv_shift_dwt(float *dwt, long ldw, float *db, const float *dyt, long 
 	(vl == 16 ? shift_dwt_16 : shift_dwt_8)(dwt, ldw, dyt, ldt, nr, nt, b, ldbr, kw, base, sh, sw, nrows, rowlen, brs);
 	if (db) dwt_bias(db, dyt, ldt, nrows * rowlen);
 	return 1;
+}
+
+// kiln_conv_copy_rows copies np planes of nrows rows of rowlen floats, the
+// rows drow (srow) apart and the planes dplane (splane) apart: the padded
+// input, the wide frame narrowed, the output gradient into its wide frame.
+// Go's copy per row costs more than the copy on rows of a few dozen floats.
+void kiln_conv_copy_rows(float *dst, long dplane, long drow, const float *src, long splane, long srow, long np,
+                         long nrows, long rowlen) {
+	for (long p = 0; p < np; p++)
+		for (long y = 0; y < nrows; y++)
+			memcpy(dst + p * dplane + y * drow, src + p * splane + y * srow, rowlen * sizeof(float));
 }
 
 // transpose8 writes dst[j·ldd + i] = src[i·lds + j] for i, j < 8.

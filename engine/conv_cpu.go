@@ -229,7 +229,7 @@ func (t *convFastTask) input(s []float32, n, gi int) []float32 {
 		return xg
 	}
 	xp := s[t.l.pad:t.l.yb]
-	padPlanes(xp, xg, g)
+	convCopyRows(xp[g.ph*g.wp+g.pw:], g.hp*g.wp, g.wp, xg, g.inPlane, g.w, g.cg, g.h, g.w)
 	return xp
 }
 
@@ -257,7 +257,7 @@ func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
 			}
 			yb := s[t.l.yb:t.l.dyp]
 			convShiftGemm(yb, g.nw, g.mg, ap, src, taps, bias, shiftSegs{1, g.nw, 0, 0})
-			narrowRows(yg, yb, g)
+			convCopyRows(yg, g.p, g.ow, yb, g.nw, g.wp, g.mg, g.oh, g.ow) // drop the junk columns
 		}
 	}
 }
@@ -290,11 +290,7 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 			dyg := dyn[gi*g.mg*g.p : (gi+1)*g.mg*g.p]
 			if wide {
 				// dout into the wide frame; margins and junk columns stay zero.
-				for co := 0; co < g.mg; co++ {
-					for oh := 0; oh < g.oh; oh++ {
-						copy(dyp[co*t.dyLen+t.maxOff+oh*g.wp:][:g.ow], dyg[co*g.p+oh*g.ow:][:g.ow])
-					}
-				}
+				convCopyRows(dyp[t.maxOff:], t.dyLen, g.wp, dyg, g.p, g.ow, g.mg, g.oh, g.ow)
 			}
 			if dwp != nil && !t.dwT {
 				src := t.input(s, n, gi)

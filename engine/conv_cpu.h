@@ -14,3 +14,5 @@ void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, long 
 int kiln_conv_shift_gemm_dx(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw, const float *b,
                             long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs, long crs,
                             long ph, long dh, long oh, int vl);
+void kiln_conv_copy_rows(float *dst, long dplane, long drow, const float *src, long splane, long srow, long np,
+                         long nrows, long rowlen);

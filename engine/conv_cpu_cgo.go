@@ -15,6 +15,8 @@ package engine
 #cgo noescape kiln_conv_shift_dwt
 #cgo nocallback kiln_conv_shift_dwt
 #cgo noescape kiln_conv_dyt
+#cgo noescape kiln_conv_copy_rows
+#cgo nocallback kiln_conv_copy_rows
 #cgo nocallback kiln_conv_dyt
 #include "conv_cpu.h"
 */
@@ -95,4 +97,16 @@ func convShiftDwt(dwt []float32, ldt int, db, dyt, b []float32, t shiftTaps, s s
 // convTransposeOut writes dyt[q, co] = dy[co, q] for co < m (q = oh·OW + ow).
 func convTransposeOut(dyt []float32, ldt int, dy []float32, m, oh, ow int) {
 	C.kiln_conv_dyt(fptr(dyt), C.long(ldt), fptr(dy), C.long(m), C.long(oh), C.long(ow), C.long(ow))
+}
+
+// convCopyRows copies np planes of nrows rows of rowlen floats from src to
+// dst; rows and planes are the given strides apart on each side.
+func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, np, nrows, rowlen int) {
+	if np == 0 || nrows == 0 || rowlen == 0 {
+		return
+	}
+	_ = dst[(np-1)*dplane+(nrows-1)*drow+rowlen-1]
+	_ = src[(np-1)*splane+(nrows-1)*srow+rowlen-1]
+	C.kiln_conv_copy_rows(fptr(dst), C.long(dplane), C.long(drow), fptr(src), C.long(splane), C.long(srow),
+		C.long(np), C.long(nrows), C.long(rowlen))
 }

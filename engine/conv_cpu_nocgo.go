@@ -28,3 +28,5 @@ func convShiftDw(dw []float32, ldw, m int, a []float32, lda int, b []float32, t 
 func convShiftDwt(dwt []float32, ldt int, db, dyt, b []float32, t shiftTaps, s shiftSegs) {}
 
 func convTransposeOut(dyt []float32, ldt int, dy []float32, m, oh, ow int) {}
+
+func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, np, nrows, rowlen int) {}
