@@ -48,6 +48,12 @@ var sgemmBenchShapes = func() []sgemmBenchShape {
 		sgemmBenchShape{name: "fc2_fwd", transB: true, m: 64, n: 84, k: 120},
 		sgemmBenchShape{name: "fc2_dx", m: 64, n: 120, k: 84},
 		sgemmBenchShape{name: "fc2_dw", transA: true, m: 84, n: 120, k: 64},
+		// The zoo's mlp on 32×32×3 at batch 128 (3072→256→128→10).
+		sgemmBenchShape{name: "mlp_fc1_fwd", transB: true, m: 128, n: 256, k: 3072},
+		sgemmBenchShape{name: "mlp_fc1_dw", transA: true, m: 256, n: 3072, k: 128},
+		sgemmBenchShape{name: "mlp_fc2_fwd", transB: true, m: 128, n: 128, k: 256},
+		sgemmBenchShape{name: "mlp_fc2_dx", m: 128, n: 256, k: 128},
+		sgemmBenchShape{name: "mlp_fc2_dw", transA: true, m: 128, n: 256, k: 128},
 	)
 }()
 
