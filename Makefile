@@ -90,7 +90,7 @@ bench-engine:
 
 # Three models against PyTorch, side by side (needs Debian's python3-torch).
 bench-torch: build
-	/usr/bin/python3 bench/torch/compare.py --kiln ./$(BIN)
+	/usr/bin/python3 bench/torch/compare.py --kiln ./$(BIN) $(ARGS)
 
 # Regenerate the PyTorch golden files (needs Debian's python3-torch).
 golden:

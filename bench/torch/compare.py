@@ -9,6 +9,10 @@ threads and OpenBLAS's oversubscribe two cores otherwise).
 
     make bench-torch          # or
     /usr/bin/python3 bench/torch/compare.py --kiln ./kiln
+
+--isa avx2 stands in for an AVX2-only machine on one with AVX-512: Kiln runs
+with KILN_CPU_ISA=avx2, PyTorch with ATEN_CPU_CAPABILITY=avx2,
+ONEDNN_MAX_CPU_ISA=AVX2 and OpenBLAS's Haswell kernels (OPENBLAS_CORETYPE).
 """
 import argparse
 import datetime
@@ -22,6 +26,22 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CASES = "lenet:64:28x28x1,gmlp:128:32x32x3,cbam:128:32x32x3"
+
+# The environment that caps both sides at an ISA level (--isa); "native"
+# clears it, so each side runs the widest code the CPU has.
+ISA_ENV = {
+    "native": {},
+    "avx2": {"KILN_CPU_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "OPENBLAS_CORETYPE": "Haswell"},
+}
+ISA_VARS = sorted({k for env in ISA_ENV.values() for k in env})
+
+
+def set_isa_env(isa):
+    """Caps this process (and so every child) at the level isa names."""
+    for k in ISA_VARS:
+        os.environ.pop(k, None)
+    os.environ.update(ISA_ENV[isa])
 
 
 def worker(args):
@@ -59,7 +79,6 @@ def worker(args):
 
 def run_torch(model, batch, inp, tt, bt, seconds):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(bt), OMP_NUM_THREADS=str(tt))
-    env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_L2_SIZE", None)
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "--model", model,
                           "--batch", str(batch), "--input", inp, "--torch-threads", str(tt),
@@ -104,9 +123,12 @@ def main():
     ap.add_argument("--cases", default=DEFAULT_CASES, help="model:batch:HxWxC,…")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per model")
     ap.add_argument("--out", default=os.path.join(HERE, "..", "results"), help="results folder")
+    ap.add_argument("--isa", choices=sorted(ISA_ENV), default="native",
+                    help="cap both sides at this ISA level (avx2: stand in for an AVX2-only machine)")
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    set_isa_env(args.isa)  # before torch is imported: ATen and OpenBLAS read it when they load
 
     try:
         import torch
@@ -118,7 +140,7 @@ def main():
     if blas["blas_kind"] == "reference":
         sys.exit(REFERENCE_BLAS_ADVICE.format(lib=blas["blas_library"]))
     print(f"PyTorch {torch_version} on {blas['blas_kind']} ({blas['openblas'] or blas['blas_library']}), "
-          f"ATen {blas['aten_cpu'] or '?'}, oneDNN {blas['onednn_isa'] or '?'}", flush=True)
+          f"ATen {blas['aten_cpu'] or '?'}, oneDNN {blas['onednn_isa'] or '?'}; --isa {args.isa}", flush=True)
     cores = os.cpu_count() or 1
     combos = sorted({(t, b) for t in (1, cores) for b in (1, cores)})
     results = []
@@ -132,17 +154,17 @@ def main():
             probe[f"torch{tt}/openblas{bt}"] = r["train_images_per_sec"]
             print(f"   probe torch threads {tt}, OpenBLAS threads {bt}: {r['train_images_per_sec']:.0f} images/s", flush=True)
         best = max(combos, key=lambda c: probe[f"torch{c[0]}/openblas{c[1]}"])
-        kiln_runs, torch_runs, kparams, tparams = [], [], None, None
+        kiln_runs, torch_runs, kparams, tparams, kisa = [], [], None, None, None
         for _ in range(args.rounds):
             k = run_kiln(args.kiln, model, batch, inp, args.seconds)
             t = run_torch(model, batch, inp, best[0], best[1], args.seconds)
             kiln_runs.append(k["train_images_per_sec"])
             torch_runs.append(t["train_images_per_sec"])
-            kparams, tparams = k["params"], t["params"]
+            kparams, tparams, kisa = k["params"], t["params"], k.get("cpu_isa")
         km, tm = statistics.median(kiln_runs), statistics.median(torch_runs)
         row = {
             "model": model, "batch": batch, "input": inp,
-            "params_kiln": kparams, "params_torch": tparams,
+            "params_kiln": kparams, "params_torch": tparams, "kiln_cpu_isa": kisa,
             "kiln_images_per_sec": km, "kiln_runs": kiln_runs,
             "torch_images_per_sec": tm, "torch_runs": torch_runs,
             "torch_setting": f"torch threads {best[0]}, OPENBLAS_NUM_THREADS={best[1]}",
@@ -151,22 +173,24 @@ def main():
         if kparams != tparams:
             row["error"] = f"parameter counts differ: kiln {kparams}, torch {tparams}"
         results.append(row)
-        print(f"   kiln  {km:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in kiln_runs)})")
+        print(f"   kiln  {km:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in kiln_runs)}; ISA {kisa})")
         print(f"   torch {tm:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in torch_runs)}; {row['torch_setting']})")
         print(f"   ratio kiln/torch = {km / tm:.2f}" + (f"   !! {row['error']}" if "error" in row else ""), flush=True)
 
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "torch": torch_version, "torch_blas": blas, "kiln_commit": rev, "rounds": args.rounds,
+              "isa": args.isa, "isa_env": ISA_ENV[args.isa],
               "seconds_per_run": args.seconds, "results": results}
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.date.today().isoformat()
     # One file per run: the date and commit name it, and a rerun of the same commit adds a
     # number instead of replacing the earlier figures.
-    base = os.path.join(args.out, f"cpu-{cores}core-{stamp}-{rev or 'nogit'}")
+    name = f"cpu-{cores}core-{stamp}-{rev or 'nogit'}" + ("" if args.isa == "native" else f"-{args.isa}")
+    base = os.path.join(args.out, name)
     n = 2
     while os.path.exists(base + ".json"):
-        base = os.path.join(args.out, f"cpu-{cores}core-{stamp}-{rev or 'nogit'}-{n}")
+        base = os.path.join(args.out, f"{name}-{n}")
         n += 1
     with open(base + ".json", "w") as f:
         json.dump(report, f, indent=2)
@@ -174,7 +198,9 @@ def main():
         f.write(f"# Kiln vs PyTorch {torch_version}, training images/s ({stamp})\n\n")
         f.write(f"Machine: {report['machine']['cpu']}, {cores} cores. Kiln {rev}. PyTorch on "
                 f"{blas['blas_kind']} ({blas['openblas'] or blas['blas_library']}), ATen {blas['aten_cpu'] or '?'}, "
-                f"oneDNN {blas['onednn_isa'] or '?'}. "
+                f"oneDNN {blas['onednn_isa'] or '?'}; Kiln at ISA level {results[0]['kiln_cpu_isa'] if results else '?'}"
+                + (f" (--isa {args.isa}: {' '.join(f'{k}={v}' for k, v in ISA_ENV[args.isa].items())})"
+                   if args.isa != "native" else "") + ". "
                 f"Medians of {args.rounds} alternating runs of ≥{args.seconds:g} s each; "
                 "synthetic batch; SGD momentum 0.9.\n\n")
         f.write("| model | batch | input | params | Kiln | PyTorch (best setting) | Kiln/PyTorch |\n|---|---|---|---|---|---|---|\n")
