@@ -23,9 +23,14 @@ func Add(out, a, b *Tensor) error {
 	return nil
 }
 
+// addSlices computes out = a + b: in C for float32 (elementwise_cpu.c, the
+// same bits), else this loop.
 func addSlices[T Float](out, a, b []T) {
 	b = b[:len(a)]
 	out = out[:len(a)]
+	if addC(out, a, b) {
+		return
+	}
 	for i := range a {
 		out[i] = a[i] + b[i]
 	}
@@ -45,6 +50,9 @@ func Scale(t *Tensor, s float64) error {
 
 func scaleInPlace[T Float](t *Tensor, s float64) {
 	x, sT := dataAs[T](t), T(s)
+	if scaleC(x, sT) {
+		return
+	}
 	for i := range x {
 		x[i] *= sT
 	}

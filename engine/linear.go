@@ -50,11 +50,21 @@ func linearForward[T Float](outT, xT, wT, bT *Tensor, n, in, o int) {
 	out, x, w, b := dataAs[T](outT), dataAs[T](xT), dataAs[T](wT), dataAs[T](bT)
 	gemm(false, true, n, o, in, 1, x, in, w, in, 0, out, o)
 	if b != nil {
-		for i := 0; i < n; i++ {
-			row := out[i*o : i*o+o]
-			for j := range row {
-				row[j] += b[j]
-			}
+		addRowBias(out, b, n, o)
+	}
+}
+
+// addRowBias adds b (o) to each of the n rows of out (n, o): in C for
+// float32 (elementwise_cpu.c, the same bits), else this loop.
+func addRowBias[T Float](out, b []T, n, o int) {
+	out, b = out[:n*o], b[:o]
+	if addRowBiasC(out, b, n, o) {
+		return
+	}
+	for i := 0; i < n; i++ {
+		row := out[i*o : i*o+o]
+		for j := range row {
+			row[j] += b[j]
 		}
 	}
 }
@@ -69,11 +79,22 @@ func linearBackward[T Float](dxT, dwT, dbT, doutT, xT, wT *Tensor, n, in, o int)
 		gemm(true, false, o, in, n, 1, dout, o, x, in, 1, dw, in)
 	}
 	if db != nil {
-		for i := 0; i < n; i++ {
-			row := dout[i*o : i*o+o]
-			for j, v := range row {
-				db[j] += v
-			}
+		sumRows(db, dout, n, o)
+	}
+}
+
+// sumRows adds the n rows of dout (n, o) into db (o), one row after the
+// other (the same order for every element at every level): in C for float32
+// (elementwise_cpu.c, the same bits), else this loop.
+func sumRows[T Float](db, dout []T, n, o int) {
+	db, dout = db[:o], dout[:n*o]
+	if sumRowsC(db, dout, n, o) {
+		return
+	}
+	for i := 0; i < n; i++ {
+		row := dout[i*o : i*o+o]
+		for j, v := range row {
+			db[j] += v
 		}
 	}
 }
