@@ -29,4 +29,5 @@ func convShiftDwt(dwt []float32, ldt int, db, dyt, b []float32, t shiftTaps, s s
 
 func convTransposeOut(dyt []float32, ldt int, dy []float32, m, oh, ow int) {}
 
-func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, np, nrows, rowlen int) {}
+func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, np, nrows, rowlen int) {
+}

@@ -1,79 +1,176 @@
-// norm_cpu.c: LayerNorm rows for float32 tensors, vectorised with AVX2 but
-// computed in double precision like the Go loops of norm.go (sums, x̂ and the
-// gradient terms are doubles; only the stored results round to float). Sums
-// run in eight double lanes (two ymm) over the row in order, a scalar tail
-// after them, and the lanes are added in a fixed tree: deterministic, though
-// not the bits of the Go loop's single chain. Rows may be strided (the SGU
-// normalises the v half of rows twice as long).
+// norm_cpu.c: LayerNorm rows and batch-norm channels for float32 tensors,
+// vectorised but computed in double precision like the Go loops of norm.go
+// (sums, x̂ and the gradient terms are doubles; only the stored results round
+// to float). Sums run in eight double lanes over the row in order, a scalar
+// tail after them, and the lanes are added in a fixed tree: deterministic,
+// though not the bits of the Go loop's single chain. Rows may be strided (the
+// SGU normalises the v half of rows twice as long).
+//
+// The kernels are written once, over "d8" (eight doubles: two ymm at AVX2,
+// one zmm at AVX-512) and "f8" (float32 vectors of FL lanes for the
+// batch-norm's float arithmetic), and compiled twice by including this file
+// into itself. Both widths give the same eight double lanes and the same
+// per-element float operations, so the AVX2 and AVX-512 levels give the
+// same bits; AVX-512 does each eight in one instruction instead of two.
 
 // The C fast paths are x86's: other architectures take the Go paths (the
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
 #if defined(__x86_64__)
+#ifndef NORM_W
 #include <immintrin.h>
 #include <math.h>
 
 #include "norm_cpu.h"
 #include "isa_cpu.h"
 
-#define AVX2 __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline))
 
+#define NORM_W 8
+#include "norm_cpu.c"
+#undef NORM_W
+#define NORM_W 16
+#include "norm_cpu.c"
+#undef NORM_W
 
-AVX2 static inline double hsum2(__m256d a, __m256d b) {
-	__m256d s = _mm256_add_pd(a, b);
+static int zmm(void) { return kiln_isa() >= KILN_ISA_AVX512; }
+
+void kiln_ln_forward_f32(float *out, long ldo, float *mean, float *rstd, const float *x, long ldx, const float *gamma,
+                         const float *beta, long rows, long d, double eps) {
+	for (long r = 0; r < rows; r++) {
+		double m, s;
+		(zmm() ? ln_row_16 : ln_row_8)(out + r * ldo, &m, &s, x + r * ldx, gamma, beta, d, eps);
+		if (mean) mean[r] = (float)m;
+		if (rstd) rstd[r] = (float)s;
+	}
+}
+
+void kiln_ln_backward_f32(float *dx, long lddx, double *dg, double *db, const float *dout, long lddout, const float *x,
+                          long ldx, const float *mean, const float *rstd, const float *gamma, long rows, long d) {
+	void (*row)(float *, double *, double *, const float *, const float *, double, double, const float *, long) =
+	    zmm() ? ln_row_backward_16 : ln_row_backward_8;
+	for (long r = 0; r < rows; r++)
+		row(dx ? dx + r * lddx : 0, dg, db, dout + r * lddout, x + r * ldx, mean[r], rstd[r], gamma, d);
+}
+
+void kiln_bn_moments_f32(const float *x, long n, long stride, long hw, double *mean, double *ss) {
+	(zmm() ? bn_moments_16 : bn_moments_8)(x, n, stride, hw, mean, ss);
+}
+
+void kiln_bn_apply_f32(float *out, const float *x, long n, long stride, long hw, float a, float b) {
+	(zmm() ? bn_apply_16 : bn_apply_8)(out, x, n, stride, hw, a, b);
+}
+
+void kiln_bn_backward_sums_f32(const float *x, const float *dout, long n, long stride, long hw, double mean,
+                               double *sumD, double *sumDX) {
+	(zmm() ? bn_backward_sums_16 : bn_backward_sums_8)(x, dout, n, stride, hw, mean, sumD, sumDX);
+}
+
+void kiln_bn_backward_dx_f32(float *dx, const float *x, const float *dout, long n, long stride, long hw, float k,
+                             float a, float b) {
+	(zmm() ? bn_backward_dx_16 : bn_backward_dx_8)(dx, x, dout, n, stride, hw, k, a, b);
+}
+
+#else // NORM_W: the kernels, once per width; L(name) is name_W.
+
+#if NORM_W == 8
+#define TARGET __attribute__((target("avx2,fma")))
+#define L(name) name##_8
+// Eight doubles as two ymm.
+typedef struct {
+	__m256d lo, hi;
+} d8_8;
+#define d8 d8_8
+TARGET INLINE d8 L(d8_load)(const float *p) {
+	__m256 v = _mm256_loadu_ps(p);
+	return (d8){_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))};
+}
+TARGET INLINE d8 L(d8_set1)(double v) { return (d8){_mm256_set1_pd(v), _mm256_set1_pd(v)}; }
+TARGET INLINE d8 L(d8_add)(d8 a, d8 b) { return (d8){_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)}; }
+TARGET INLINE d8 L(d8_sub)(d8 a, d8 b) { return (d8){_mm256_sub_pd(a.lo, b.lo), _mm256_sub_pd(a.hi, b.hi)}; }
+TARGET INLINE d8 L(d8_mul)(d8 a, d8 b) { return (d8){_mm256_mul_pd(a.lo, b.lo), _mm256_mul_pd(a.hi, b.hi)}; }
+TARGET INLINE d8 L(d8_fma)(d8 a, d8 b, d8 c) {
+	return (d8){_mm256_fmadd_pd(a.lo, b.lo, c.lo), _mm256_fmadd_pd(a.hi, b.hi, c.hi)};
+}
+TARGET INLINE d8 L(d8_loadd)(const double *p) { return (d8){_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4)}; }
+TARGET INLINE void L(d8_stored)(double *p, d8 v) {
+	_mm256_storeu_pd(p, v.lo);
+	_mm256_storeu_pd(p + 4, v.hi);
+}
+TARGET INLINE void L(d8_storef)(float *p, d8 v) {
+	_mm256_storeu_ps(p, _mm256_set_m128(_mm256_cvtpd_ps(v.hi), _mm256_cvtpd_ps(v.lo)));
+}
+// The fixed tree: lanes i and i+4, then the 128-bit halves, then the pair.
+TARGET INLINE double L(d8_sum)(d8 v) {
+	__m256d s = _mm256_add_pd(v.lo, v.hi);
 	__m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
 	return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
-
-// load8 reads eight floats at p as two vectors of four doubles.
-#define LOAD8(p, lo, hi) __m256d lo, hi; load8(p, &lo, &hi)
-AVX2 static inline __attribute__((always_inline)) void load8(const float *p, __m256d *lo, __m256d *hi) {
-	__m256 v = _mm256_loadu_ps(p);
-	*lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-	*hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+// Float32 vectors for the batch norm's float arithmetic.
+#define FL 8
+#define F __m256
+#define F_LOAD _mm256_loadu_ps
+#define F_STORE _mm256_storeu_ps
+#define F_SET1 _mm256_set1_ps
+#define F_FMA _mm256_fmadd_ps
+#else
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+#define L(name) name##_16
+// Eight doubles as one zmm: the same lanes as the two ymm above.
+#define d8 __m512d
+TARGET INLINE d8 L(d8_load)(const float *p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+TARGET INLINE d8 L(d8_set1)(double v) { return _mm512_set1_pd(v); }
+TARGET INLINE d8 L(d8_add)(d8 a, d8 b) { return _mm512_add_pd(a, b); }
+TARGET INLINE d8 L(d8_sub)(d8 a, d8 b) { return _mm512_sub_pd(a, b); }
+TARGET INLINE d8 L(d8_mul)(d8 a, d8 b) { return _mm512_mul_pd(a, b); }
+TARGET INLINE d8 L(d8_fma)(d8 a, d8 b, d8 c) { return _mm512_fmadd_pd(a, b, c); }
+TARGET INLINE d8 L(d8_loadd)(const double *p) { return _mm512_loadu_pd(p); }
+TARGET INLINE void L(d8_stored)(double *p, d8 v) { _mm512_storeu_pd(p, v); }
+TARGET INLINE void L(d8_storef)(float *p, d8 v) { _mm256_storeu_ps(p, _mm512_cvtpd_ps(v)); }
+TARGET INLINE double L(d8_sum)(d8 v) {
+	__m256d s = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+	__m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+	return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
+#define FL 16
+#define F __m512
+#define F_LOAD _mm512_loadu_ps
+#define F_STORE _mm512_storeu_ps
+#define F_SET1 _mm512_set1_ps
+#define F_FMA _mm512_fmadd_ps
+#endif
+#define LOAD L(d8_load)
+#define SET1 L(d8_set1)
+#define ADD L(d8_add)
+#define SUB L(d8_sub)
+#define MUL L(d8_mul)
+#define FMA L(d8_fma)
+#define SUM L(d8_sum)
 
-AVX2 static void ln_row(float *out, double *meanp, double *rstdp, const float *x, const float *gamma,
-                        const float *beta, long d, double eps) {
-	const long d8 = d & ~7L;
-	__m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-	for (long j = 0; j < d8; j += 8) {
-		LOAD8(x + j, a, b);
-		s0 = _mm256_add_pd(s0, a);
-		s1 = _mm256_add_pd(s1, b);
-	}
+TARGET static void L(ln_row)(float *out, double *meanp, double *rstdp, const float *x, const float *gamma,
+                             const float *beta, long d, double eps) {
+	const long d8n = d & ~7L;
+	d8 s = SET1(0);
+	for (long j = 0; j < d8n; j += 8) s = ADD(s, LOAD(x + j));
 	double tail = 0;
-	for (long j = d8; j < d; j++) tail += x[j];
-	const double mean = (hsum2(s0, s1) + tail) / (double)d;
-	const __m256d mv = _mm256_set1_pd(mean);
-	s0 = s1 = _mm256_setzero_pd();
-	for (long j = 0; j < d8; j += 8) {
-		LOAD8(x + j, a, b);
-		a = _mm256_sub_pd(a, mv);
-		b = _mm256_sub_pd(b, mv);
-		s0 = _mm256_fmadd_pd(a, a, s0);
-		s1 = _mm256_fmadd_pd(b, b, s1);
+	for (long j = d8n; j < d; j++) tail += x[j];
+	const double mean = (SUM(s) + tail) / (double)d;
+	const d8 mv = SET1(mean);
+	s = SET1(0);
+	for (long j = 0; j < d8n; j += 8) {
+		d8 a = SUB(LOAD(x + j), mv);
+		s = FMA(a, a, s);
 	}
 	tail = 0;
-	for (long j = d8; j < d; j++) tail += (x[j] - mean) * (x[j] - mean);
-	const double rstd = 1 / sqrt((hsum2(s0, s1) + tail) / (double)d + eps);
-	const __m256d rv = _mm256_set1_pd(rstd);
-	for (long j = 0; j < d8; j += 8) {
-		LOAD8(x + j, a, b);
-		a = _mm256_mul_pd(_mm256_sub_pd(a, mv), rv);
-		b = _mm256_mul_pd(_mm256_sub_pd(b, mv), rv);
-		if (gamma) {
-			LOAD8(gamma + j, ga, gb);
-			a = _mm256_mul_pd(a, ga);
-			b = _mm256_mul_pd(b, gb);
-		}
-		if (beta) {
-			LOAD8(beta + j, ba, bb);
-			a = _mm256_add_pd(a, ba);
-			b = _mm256_add_pd(b, bb);
-		}
-		_mm256_storeu_ps(out + j, _mm256_set_m128(_mm256_cvtpd_ps(b), _mm256_cvtpd_ps(a)));
+	for (long j = d8n; j < d; j++) tail += (x[j] - mean) * (x[j] - mean);
+	const double rstd = 1 / sqrt((SUM(s) + tail) / (double)d + eps);
+	const d8 rv = SET1(rstd);
+	for (long j = 0; j < d8n; j += 8) {
+		d8 a = MUL(SUB(LOAD(x + j), mv), rv);
+		if (gamma) a = MUL(a, LOAD(gamma + j));
+		if (beta) a = ADD(a, LOAD(beta + j));
+		L(d8_storef)(out + j, a);
 	}
-	for (long j = d8; j < d; j++) {
+	for (long j = d8n; j < d; j++) {
 		double y = (x[j] - mean) * rstd;
 		if (gamma) y *= gamma[j];
 		if (beta) y += beta[j];
@@ -83,46 +180,22 @@ AVX2 static void ln_row(float *out, double *meanp, double *rstdp, const float *x
 	*rstdp = rstd;
 }
 
-void kiln_ln_forward_f32(float *out, long ldo, float *mean, float *rstd, const float *x, long ldx, const float *gamma,
-                         const float *beta, long rows, long d, double eps) {
-	for (long r = 0; r < rows; r++) {
-		double m, s;
-		ln_row(out + r * ldo, &m, &s, x + r * ldx, gamma, beta, d, eps);
-		if (mean) mean[r] = (float)m;
-		if (rstd) rstd[r] = (float)s;
-	}
-}
-
-AVX2 static void ln_row_backward(float *dx, double *dg, double *db, const float *dout, const float *x, double mean,
-                                 double rstd, const float *gamma, long d) {
-	const long d8 = d & ~7L;
-	const __m256d mv = _mm256_set1_pd(mean), rv = _mm256_set1_pd(rstd);
-	__m256d sg0 = _mm256_setzero_pd(), sg1 = sg0, sx0 = sg0, sx1 = sg0;
-	for (long j = 0; j < d8; j += 8) {
-		LOAD8(x + j, xa, xb);
-		LOAD8(dout + j, ga, gb);
-		xa = _mm256_mul_pd(_mm256_sub_pd(xa, mv), rv);
-		xb = _mm256_mul_pd(_mm256_sub_pd(xb, mv), rv);
-		if (dg) {
-			_mm256_storeu_pd(dg + j, _mm256_fmadd_pd(ga, xa, _mm256_loadu_pd(dg + j)));
-			_mm256_storeu_pd(dg + j + 4, _mm256_fmadd_pd(gb, xb, _mm256_loadu_pd(dg + j + 4)));
-		}
-		if (db) {
-			_mm256_storeu_pd(db + j, _mm256_add_pd(_mm256_loadu_pd(db + j), ga));
-			_mm256_storeu_pd(db + j + 4, _mm256_add_pd(_mm256_loadu_pd(db + j + 4), gb));
-		}
-		if (gamma) {
-			LOAD8(gamma + j, wa, wb);
-			ga = _mm256_mul_pd(ga, wa);
-			gb = _mm256_mul_pd(gb, wb);
-		}
-		sg0 = _mm256_add_pd(sg0, ga);
-		sg1 = _mm256_add_pd(sg1, gb);
-		sx0 = _mm256_fmadd_pd(ga, xa, sx0);
-		sx1 = _mm256_fmadd_pd(gb, xb, sx1);
+TARGET static void L(ln_row_backward)(float *dx, double *dg, double *db, const float *dout, const float *x,
+                                      double mean, double rstd, const float *gamma, long d) {
+	const long d8n = d & ~7L;
+	const d8 mv = SET1(mean), rv = SET1(rstd);
+	d8 sg = SET1(0), sx = sg;
+	for (long j = 0; j < d8n; j += 8) {
+		const d8 xa = MUL(SUB(LOAD(x + j), mv), rv);
+		d8 ga = LOAD(dout + j);
+		if (dg) L(d8_stored)(dg + j, FMA(ga, xa, L(d8_loadd)(dg + j)));
+		if (db) L(d8_stored)(db + j, ADD(L(d8_loadd)(db + j), ga));
+		if (gamma) ga = MUL(ga, LOAD(gamma + j));
+		sg = ADD(sg, ga);
+		sx = FMA(ga, xa, sx);
 	}
 	double tg = 0, tx = 0;
-	for (long j = d8; j < d; j++) {
+	for (long j = d8n; j < d; j++) {
 		double xh = (x[j] - mean) * rstd, g = dout[j];
 		if (dg) dg[j] += g * xh;
 		if (db) db[j] += g;
@@ -131,146 +204,114 @@ AVX2 static void ln_row_backward(float *dx, double *dg, double *db, const float 
 		tx += g * xh;
 	}
 	if (!dx) return;
-	const double a = (hsum2(sg0, sg1) + tg) / (double)d, b = (hsum2(sx0, sx1) + tx) / (double)d;
-	const __m256d av = _mm256_set1_pd(a), bv = _mm256_set1_pd(b);
-	for (long j = 0; j < d8; j += 8) {
-		LOAD8(x + j, xa, xb);
-		LOAD8(dout + j, ga, gb);
-		xa = _mm256_mul_pd(_mm256_sub_pd(xa, mv), rv);
-		xb = _mm256_mul_pd(_mm256_sub_pd(xb, mv), rv);
-		if (gamma) {
-			LOAD8(gamma + j, wa, wb);
-			ga = _mm256_mul_pd(ga, wa);
-			gb = _mm256_mul_pd(gb, wb);
-		}
+	const double a = (SUM(sg) + tg) / (double)d, b = (SUM(sx) + tx) / (double)d;
+	const d8 av = SET1(a), bv = SET1(b);
+	for (long j = 0; j < d8n; j += 8) {
+		const d8 xa = MUL(SUB(LOAD(x + j), mv), rv);
+		d8 ga = LOAD(dout + j);
+		if (gamma) ga = MUL(ga, LOAD(gamma + j));
 		// rstd·(g − a − x̂·b)
-		ga = _mm256_mul_pd(rv, _mm256_sub_pd(_mm256_sub_pd(ga, av), _mm256_mul_pd(xa, bv)));
-		gb = _mm256_mul_pd(rv, _mm256_sub_pd(_mm256_sub_pd(gb, av), _mm256_mul_pd(xb, bv)));
-		_mm256_storeu_ps(dx + j, _mm256_set_m128(_mm256_cvtpd_ps(gb), _mm256_cvtpd_ps(ga)));
+		L(d8_storef)(dx + j, MUL(rv, SUB(SUB(ga, av), MUL(xa, bv))));
 	}
-	for (long j = d8; j < d; j++) {
+	for (long j = d8n; j < d; j++) {
 		double xh = (x[j] - mean) * rstd, g = dout[j];
 		if (gamma) g *= gamma[j];
 		dx[j] = (float)(rstd * (g - a - xh * b));
 	}
 }
 
-void kiln_ln_backward_f32(float *dx, long lddx, double *dg, double *db, const float *dout, long lddout, const float *x,
-                          long ldx, const float *mean, const float *rstd, const float *gamma, long rows, long d) {
-	for (long r = 0; r < rows; r++)
-		ln_row_backward(dx ? dx + r * lddx : 0, dg, db, dout + r * lddout, x + r * ldx, mean[r], rstd[r], gamma, d);
-}
-
 // ---------------------------------------------------------------------------
 // Batch norm, one channel at a time: the channel's block in sample i is
 // x + i·stride, hw long. Sums in double lanes, as above.
 
-// sum_lanes adds a block into eight double lanes (and a scalar tail).
-AVX2 static inline __attribute__((always_inline)) void sum_block(const float *x, long hw, __m256d *s0, __m256d *s1,
-                                                                 double *tail) {
+TARGET static void L(bn_moments)(const float *x, long n, long stride, long hw, double *meanp, double *ssp) {
 	const long h8 = hw & ~7L;
-	for (long j = 0; j < h8; j += 8) {
-		LOAD8(x + j, a, b);
-		*s0 = _mm256_add_pd(*s0, a);
-		*s1 = _mm256_add_pd(*s1, b);
-	}
-	for (long j = h8; j < hw; j++) *tail += x[j];
-}
-
-AVX2 static void bn_moments(const float *x, long n, long stride, long hw, double *meanp, double *ssp) {
-	__m256d s0 = _mm256_setzero_pd(), s1 = s0;
+	d8 s = SET1(0);
 	double tail = 0;
-	for (long i = 0; i < n; i++) sum_block(x + i * stride, hw, &s0, &s1, &tail);
-	const double m = (double)(n * hw), mean = (hsum2(s0, s1) + tail) / m;
-	const __m256d mv = _mm256_set1_pd(mean);
-	const long h8 = hw & ~7L;
-	s0 = s1 = _mm256_setzero_pd();
+	for (long i = 0; i < n; i++) {
+		const float *xi = x + i * stride;
+		for (long j = 0; j < h8; j += 8) s = ADD(s, LOAD(xi + j));
+		for (long j = h8; j < hw; j++) tail += xi[j];
+	}
+	const double m = (double)(n * hw), mean = (SUM(s) + tail) / m;
+	const d8 mv = SET1(mean);
+	s = SET1(0);
 	tail = 0;
 	for (long i = 0; i < n; i++) {
 		const float *xi = x + i * stride;
 		for (long j = 0; j < h8; j += 8) {
-			LOAD8(xi + j, a, b);
-			a = _mm256_sub_pd(a, mv);
-			b = _mm256_sub_pd(b, mv);
-			s0 = _mm256_fmadd_pd(a, a, s0);
-			s1 = _mm256_fmadd_pd(b, b, s1);
+			d8 a = SUB(LOAD(xi + j), mv);
+			s = FMA(a, a, s);
 		}
 		for (long j = h8; j < hw; j++) tail += (xi[j] - mean) * (xi[j] - mean);
 	}
 	*meanp = mean;
-	*ssp = hsum2(s0, s1) + tail;
+	*ssp = SUM(s) + tail;
 }
 
-void kiln_bn_moments_f32(const float *x, long n, long stride, long hw, double *mean, double *ss) {
-	bn_moments(x, n, stride, hw, mean, ss);
-}
-
-// out = a·x + b in float32 (a fused multiply-add).
-AVX2 static void bn_apply(float *out, const float *x, long n, long stride, long hw, float a, float b) {
-	const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
-	const long h8 = hw & ~7L;
+// out = a·x + b in float32 (a fused multiply-add), FL lanes at a time.
+TARGET static void L(bn_apply)(float *out, const float *x, long n, long stride, long hw, float a, float b) {
+	const F av = F_SET1(a), bv = F_SET1(b);
+	const long hv = hw & ~(long)(FL - 1);
 	for (long i = 0; i < n; i++) {
 		const float *xi = x + i * stride;
 		float *oi = out + i * stride;
-		for (long j = 0; j < h8; j += 8) _mm256_storeu_ps(oi + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(xi + j), bv));
-		for (long j = h8; j < hw; j++) oi[j] = __builtin_fmaf(a, xi[j], b);
+		for (long j = 0; j < hv; j += FL) F_STORE(oi + j, F_FMA(av, F_LOAD(xi + j), bv));
+		for (long j = hv; j < hw; j++) oi[j] = __builtin_fmaf(a, xi[j], b);
 	}
 }
 
-void kiln_bn_apply_f32(float *out, const float *x, long n, long stride, long hw, float a, float b) {
-	bn_apply(out, x, n, stride, hw, a, b);
-}
-
 // Σ dout and Σ dout·(x − mean) over the channel.
-AVX2 static void bn_backward_sums(const float *x, const float *dout, long n, long stride, long hw, double mean,
-                                  double *sumD, double *sumDX) {
-	const __m256d mv = _mm256_set1_pd(mean);
-	__m256d d0 = _mm256_setzero_pd(), d1 = d0, x0 = d0, x1 = d0;
+TARGET static void L(bn_backward_sums)(const float *x, const float *dout, long n, long stride, long hw, double mean,
+                                       double *sumD, double *sumDX) {
+	const d8 mv = SET1(mean);
+	d8 sd = SET1(0), sx = sd;
 	double td = 0, tx = 0;
 	const long h8 = hw & ~7L;
 	for (long i = 0; i < n; i++) {
 		const float *xi = x + i * stride, *gi = dout + i * stride;
 		for (long j = 0; j < h8; j += 8) {
-			LOAD8(gi + j, ga, gb);
-			LOAD8(xi + j, xa, xb);
-			d0 = _mm256_add_pd(d0, ga);
-			d1 = _mm256_add_pd(d1, gb);
-			x0 = _mm256_fmadd_pd(ga, _mm256_sub_pd(xa, mv), x0);
-			x1 = _mm256_fmadd_pd(gb, _mm256_sub_pd(xb, mv), x1);
+			const d8 g = LOAD(gi + j);
+			sd = ADD(sd, g);
+			sx = FMA(g, SUB(LOAD(xi + j), mv), sx);
 		}
 		for (long j = h8; j < hw; j++) {
 			td += gi[j];
 			tx += (double)gi[j] * (xi[j] - mean);
 		}
 	}
-	*sumD = hsum2(d0, d1) + td;
-	*sumDX = hsum2(x0, x1) + tx;
+	*sumD = SUM(sd) + td;
+	*sumDX = SUM(sx) + tx;
 }
 
-void kiln_bn_backward_sums_f32(const float *x, const float *dout, long n, long stride, long hw, double mean,
-                               double *sumD, double *sumDX) {
-	bn_backward_sums(x, dout, n, stride, hw, mean, sumD, sumDX);
-}
-
-// dx = k·dout + a·x + b in float32.
-AVX2 static void bn_backward_dx(float *dx, const float *x, const float *dout, long n, long stride, long hw, float k,
-                                float a, float b) {
-	const __m256 kv = _mm256_set1_ps(k), av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
-	const long h8 = hw & ~7L;
+// dx = k·dout + a·x + b in float32, FL lanes at a time.
+TARGET static void L(bn_backward_dx)(float *dx, const float *x, const float *dout, long n, long stride, long hw,
+                                     float k, float a, float b) {
+	const F kv = F_SET1(k), av = F_SET1(a), bv = F_SET1(b);
+	const long hv = hw & ~(long)(FL - 1);
 	for (long i = 0; i < n; i++) {
 		const float *xi = x + i * stride, *gi = dout + i * stride;
 		float *di = dx + i * stride;
-		for (long j = 0; j < h8; j += 8) {
-			__m256 v = _mm256_fmadd_ps(av, _mm256_loadu_ps(xi + j), bv);
-			_mm256_storeu_ps(di + j, _mm256_fmadd_ps(kv, _mm256_loadu_ps(gi + j), v));
-		}
-		for (long j = h8; j < hw; j++) di[j] = __builtin_fmaf(k, gi[j], __builtin_fmaf(a, xi[j], b));
+		for (long j = 0; j < hv; j += FL) F_STORE(di + j, F_FMA(kv, F_LOAD(gi + j), F_FMA(av, F_LOAD(xi + j), bv)));
+		for (long j = hv; j < hw; j++) di[j] = __builtin_fmaf(k, gi[j], __builtin_fmaf(a, xi[j], b));
 	}
 }
 
-void kiln_bn_backward_dx_f32(float *dx, const float *x, const float *dout, long n, long stride, long hw, float k,
-                             float a, float b) {
-	bn_backward_dx(dx, x, dout, n, stride, hw, k, a, b);
-}
-
+#undef TARGET
+#undef L
+#undef d8
+#undef FL
+#undef F
+#undef F_LOAD
+#undef F_STORE
+#undef F_SET1
+#undef F_FMA
+#undef LOAD
+#undef SET1
+#undef ADD
+#undef SUB
+#undef MUL
+#undef FMA
+#undef SUM
+#endif // NORM_W
 #endif // __x86_64__

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -12,7 +13,7 @@ import (
 // float64 loops for rows shorter than a vector, with a ragged tail and a
 // whole number of vectors, with and without gamma and beta.
 func TestLayerNormFloat32RowLengths(t *testing.T) {
-	for _, d := range []int{3, 8, 20, 64} {
+	for _, d := range []int{3, 8, 17, 20, 64, 131} {
 		for _, affine := range []bool{false, true} {
 			rng := rand.New(rand.NewPCG(18, uint64(d)))
 			rows := 7
@@ -45,6 +46,40 @@ func TestLayerNormFloat32RowLengths(t *testing.T) {
 			for i := range want {
 				opsClose(t, "layer norm", got[i], want[i], 1e-5, 1e-4)
 			}
+		}
+	}
+}
+
+// The norm kernels keep eight double lanes at AVX2 (two ymm) and AVX-512 (one
+// zmm), added in the same tree, and the same float operations per element:
+// the two levels give the same bits.
+func TestNormsAVX512GiveTheAVX2Bits(t *testing.T) {
+	if !slices.Contains(engine.CPUISAs(), "avx512") {
+		t.Skip("skipped: this CPU has no AVX-512")
+	}
+	defer restoreISA(t)()
+	rng := rand.New(rand.NewPCG(19, 3))
+	x, dout := gradcheck.Rand(rng, -2, 3, 6, 4, 9, 11), gradcheck.Rand(rng, -1, 1, 6, 4, 9, 11)
+	gamma, beta := gradcheck.Rand(rng, 0.5, 1.5, 4), gradcheck.Rand(rng, -1, 1, 4)
+	lx, ldout := gradcheck.Rand(rng, -2, 3, 5, 131), gradcheck.Rand(rng, -1, 1, 5, 131)
+	lgamma, lbeta := gradcheck.Rand(rng, 0.5, 1.5, 131), gradcheck.Rand(rng, -1, 1, 131)
+	var results [2][]*engine.Tensor
+	for i, level := range []string{"avx2", "avx512"} {
+		if err := engine.SetCPUISA(level); err != nil {
+			t.Fatal(err)
+		}
+		results[i] = runBatchNorm(t, engine.Float32, x, dout, gamma, beta)
+		out, dx := engine.New(engine.Float32, 5, 131), engine.New(engine.Float32, 5, 131)
+		mean, rstd := engine.New(engine.Float32, 5), engine.New(engine.Float32, 5)
+		dg, db := engine.New(engine.Float32, 131), engine.New(engine.Float32, 131)
+		f32 := func(v *engine.Tensor) *engine.Tensor { return v.As(engine.Float32) }
+		opsMust(t, engine.LayerNormForward(out, mean, rstd, f32(lx), f32(lgamma), f32(lbeta), 1e-5))
+		opsMust(t, engine.LayerNormBackward(dx, dg, db, f32(ldout), f32(lx), mean, rstd, f32(lgamma)))
+		results[i] = append(results[i], out, dx, mean, rstd, dg, db)
+	}
+	for k := range results[0] {
+		if !slices.Equal(results[0][k].Float32(), results[1][k].Float32()) {
+			t.Errorf("result %d: AVX-512 and AVX2 differ", k)
 		}
 	}
 }

@@ -25,6 +25,7 @@ func TestBatchNormFloat32MatchesFloat64Loop(t *testing.T) {
 	}{
 		{[]int{5, 3}, true}, {[]int{6, 3, 1, 1}, true}, {[]int{3, 2, 1, 3}, true}, {[]int{2, 4, 3, 3}, false},
 		{[]int{1, 3, 2, 4}, true}, {[]int{4, 2, 4, 4}, true}, {[]int{2, 3, 5, 7}, true}, {[]int{1, 2, 17, 1}, false},
+		{[]int{2, 3, 9, 9}, true}, {[]int{3, 2, 16, 16}, true}, // AVX-512's 16-float vectors and a tail
 	} {
 		t.Run(fmt.Sprintf("%v/affine=%v", c.shape, c.affine), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(45, uint64(i)))
