@@ -3,6 +3,7 @@ package engine_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -75,4 +76,27 @@ func runGating(t *testing.T, a gatingArgs, dout *engine.Tensor, dt engine.DType)
 	opsMust(t, engine.SpatialGatingForward(out, &saved, as(a.z), as(a.gamma), as(a.beta), as(a.w), as(a.b), 1e-5))
 	opsMust(t, engine.SpatialGatingBackward(dz, dgamma, dbeta, dw, db, as(dout), as(a.z), &saved, as(a.gamma), as(a.w)))
 	return []*engine.Tensor{out, dz, dgamma, dbeta, dw, db}
+}
+
+// The unit's float32 path (the GEMM tiles, the layer norm and the gate) gives
+// the same bits at AVX2 and AVX-512.
+func TestSpatialGatingAVX512GivesTheAVX2Bits(t *testing.T) {
+	if !slices.Contains(engine.CPUISAs(), "avx512") {
+		t.Skip("skipped: this CPU has no AVX-512")
+	}
+	defer restoreISA(t)()
+	a := newGatingArgs(7, 4, 64, 40)
+	dout := gradcheck.Rand(rand.New(rand.NewPCG(44, 1)), -1, 1, 4, 64, 40)
+	var results [2][]*engine.Tensor
+	for i, level := range []string{"avx2", "avx512"} {
+		if err := engine.SetCPUISA(level); err != nil {
+			t.Fatal(err)
+		}
+		results[i] = runGating(t, a, dout, engine.Float32)
+	}
+	for k, name := range []string{"out", "dz", "dgamma", "dbeta", "dw", "db"} {
+		if !slices.Equal(results[0][k].Float32(), results[1][k].Float32()) {
+			t.Errorf("%s: AVX-512 and AVX2 differ", name)
+		}
+	}
 }
