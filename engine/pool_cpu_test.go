@@ -14,7 +14,7 @@ import (
 func TestMaxPool2x2VectorPicksLikeFloat64(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 17))
 	vals := []float64{0, math.Copysign(0, -1), 1, -1, 2, math.Inf(1), math.Inf(-1), -2}
-	for _, w := range []int{32, 37, 34} {
+	for _, w := range []int{32, 37, 34, 66} {
 		x64 := engine.New(engine.Float64, 2, 3, 5, w)
 		for i := range x64.Float64() {
 			x64.Float64()[i] = vals[rng.IntN(len(vals))]
