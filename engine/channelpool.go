@@ -28,7 +28,7 @@ func ChannelPoolForward(out *Tensor, argmax []int32, x *Tensor) error {
 // ChannelPoolBackward computes dx (overwritten): dout[:,0]/C to every channel,
 // plus dout[:,1] to the channel that won the max.
 //
-//	dx: (N,C,H,W)  dout: (N,2,H,W)  argmax: from the forward pass
+//	dx: (N,C,H,W)  dout: (N,2,H,W)  argmax: from the forward pass, each in [0,C)
 func ChannelPoolBackward(dx, dout *Tensor, argmax []int32) error {
 	const op = "ChannelPoolBackward"
 	_, dt, err := agreeDev(op, dx, dout)
@@ -43,9 +43,17 @@ func ChannelPoolBackward(dx, dout *Tensor, argmax []int32) error {
 		return channelPoolBackwardCUDA(dx, dout, argmax)
 	}
 	n, c, hw := dx.Dim(0), dx.Dim(1), dx.Dim(2)*dx.Dim(3)
+	// The C loop routes dmax by a select, not an index: a channel outside
+	// [0,C) would drop its gradient unseen.
+	if err := indexRange(op, c)(argmax); err != nil {
+		return err
+	}
 	pick(dt, runSamplesOn[float32], runSamplesOn[float64])(kindChannelPoolBackward, n, dx.Len(), dx, dout, nil, argmax, c, hw)
 	return nil
 }
+
+// The Go loops below are the reference: float64 runs them, and float32's C
+// loops (channelpool_cpu.c) give their bits.
 
 func channelPoolForward[T Float](out []T, argmax []int32, x []T, n, c, hw int) {
 	inv := 1 / T(c)
@@ -109,8 +117,16 @@ func Transpose12(out, x *Tensor) error {
 	if x.device == CUDA {
 		return transpose12CUDA(out, x)
 	}
-	pick(dt, transpose12[float32], transpose12[float64])(out, x, x.Dim(0), x.Dim(1), x.Dim(2))
+	pick(dt, transpose12Fast[float32], transpose12Fast[float64])(out, x, x.Dim(0), x.Dim(1), x.Dim(2))
 	return nil
+}
+
+// transpose12Fast runs transpose12 in C for float32 (8×8 register
+// transposes at AVX2 and above), in Go otherwise.
+func transpose12Fast[T Float](outT, xT *Tensor, n, a, b int) {
+	if !transpose12C(dataAs[T](outT), dataAs[T](xT), n, a, b) {
+		transpose12[T](outT, xT, n, a, b)
+	}
 }
 
 func transpose12[T Float](outT, xT *Tensor, n, a, b int) {

@@ -29,12 +29,21 @@ func (t *sampleTask[T]) run(_, lo, hi int) {
 		addSlices(t.a[lo:hi], t.b[lo:hi], t.c[lo:hi])
 	case kindChannelPoolForward: // a: out (N,2,HW), b: x (N,C,HW); lo..hi samples
 		s := t.ch * t.hw
-		channelPoolForward(t.a[lo*2*t.hw:hi*2*t.hw], t.idx[lo*t.hw:hi*t.hw], t.b[lo*s:hi*s], hi-lo, t.ch, t.hw)
+		out, am, x := t.a[lo*2*t.hw:hi*2*t.hw], t.idx[lo*t.hw:hi*t.hw], t.b[lo*s:hi*s]
+		if !channelPoolForwardC(out, am, x, hi-lo, t.ch, t.hw) {
+			channelPoolForward(out, am, x, hi-lo, t.ch, t.hw)
+		}
 	case kindChannelPoolBackward: // a: dx (N,C,HW), b: dout (N,2,HW)
 		s := t.ch * t.hw
-		channelPoolBackward(t.a[lo*s:hi*s], t.b[lo*2*t.hw:hi*2*t.hw], t.idx[lo*t.hw:hi*t.hw], hi-lo, t.ch, t.hw)
+		dx, dout, am := t.a[lo*s:hi*s], t.b[lo*2*t.hw:hi*2*t.hw], t.idx[lo*t.hw:hi*t.hw]
+		if !channelPoolBackwardC(dx, dout, am, hi-lo, t.ch, t.hw) {
+			channelPoolBackward(dx, dout, am, hi-lo, t.ch, t.hw)
+		}
 	case kindGlobalMaxForward: // a: out (planes), b: x (planes, HW); lo..hi planes
-		globalMaxForward(t.a[lo:hi], t.idx[lo:hi], t.b[lo*t.hw:hi*t.hw], t.hw)
+		out, am, x := t.a[lo:hi], t.idx[lo:hi], t.b[lo*t.hw:hi*t.hw]
+		if !globalMaxForwardC(out, am, x, t.hw) {
+			globalMaxForward(out, am, x, t.hw)
+		}
 	case kindGlobalMaxBackward: // a: dx (planes, HW), b: dout (planes)
 		globalMaxBackward(t.a[lo*t.hw:hi*t.hw], t.b[lo:hi], t.idx[lo:hi], t.hw)
 	}
