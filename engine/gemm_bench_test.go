@@ -54,6 +54,19 @@ var sgemmBenchShapes = func() []sgemmBenchShape {
 		sgemmBenchShape{name: "mlp_fc2_fwd", transB: true, m: 128, n: 128, k: 256},
 		sgemmBenchShape{name: "mlp_fc2_dx", m: 128, n: 256, k: 128},
 		sgemmBenchShape{name: "mlp_fc2_dw", transA: true, m: 128, n: 256, k: 128},
+		// The zoo's gmlp on 32×32×3 at batch 128: 64 tokens of 128, proj_in
+		// 128→256 and proj_out 128→128 over all 8192 tokens.
+		sgemmBenchShape{name: "gmlp_in_fwd", transB: true, m: 8192, n: 256, k: 128},
+		sgemmBenchShape{name: "gmlp_in_dx", m: 8192, n: 128, k: 256},
+		sgemmBenchShape{name: "gmlp_in_dw", transA: true, m: 256, n: 128, k: 8192},
+		sgemmBenchShape{name: "gmlp_out_fwd", transB: true, m: 8192, n: 128, k: 128},
+		sgemmBenchShape{name: "gmlp_out_dx", m: 8192, n: 128, k: 128},
+		sgemmBenchShape{name: "gmlp_out_dw", transA: true, m: 128, n: 128, k: 8192},
+		// Its spatial gating unit, per sample: 64 tokens mixed by a 64×64
+		// matrix over 128 channels.
+		sgemmBenchShape{name: "sgu_fwd", m: 64, n: 128, k: 64},
+		sgemmBenchShape{name: "sgu_dv", transA: true, m: 64, n: 128, k: 64},
+		sgemmBenchShape{name: "sgu_dw", transB: true, m: 64, n: 64, k: 128},
 	)
 }()
 

@@ -59,6 +59,7 @@ enum {
 	MC = KILN_MC,  // rows of packed A per block: MC·KC·4 B = 144 KiB (L2)
 	NC = KILN_NC,  // columns of packed B per block: KC·NC·4 B = 4 MiB (L3)
 	DOT_KC = 4096, // k slice of the unpacked A·Bᵀ path
+	ZMM_PACK_A_MIN = 128 * 1024, // at AVX-512, A of m·k floats up to this stays in place
 };
 
 // ---------------------------------------------------------------------------
@@ -613,20 +614,23 @@ static void sgemm_dot(long m, long n, long k, float alpha, const float *a, long 
 	}
 }
 
-// tile_6x32: C[0:6, 0:32] = alpha·Σ_p A[i, p]·B[p, j] + beta·C from a
-// packed A panel and two adjacent packed B panels (b0, b1: 16 columns each),
-// in 12 zmm accumulators (AVX-512 has 32 registers, so no assembly is
-// needed). Each element is the same chain of FMAs as tile_6x16's and the
-// same store as store_row's, so the AVX2 and AVX-512 levels give the same
-// bits.
+// tile_6x32: C[0:6, 0:32] = alpha·Σ_p A[i, p]·B[p, j] + beta·C from B's 32
+// columns in two runs of 16, b0 + p·rsb and b1 + p·rsb (two adjacent packed
+// panels: rsb 16, b1 = b0 + 16·k; or B's rows in place: rsb ldb, b1 = b0 +
+// 16), and A at a[i·rsa + p·csa]: a packed panel (1, 6), rows in place (lda,
+// 1) or a transposed A's columns in place (1, lda), in 12 zmm accumulators
+// (AVX-512 has 32 registers, so no assembly is needed). Each element is the same chain of
+// FMAs as tile_6x16's and the same store as store_row's, so the AVX2 and
+// AVX-512 levels give the same bits.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline)) static void tile_6x32(
-    long k, const float *a, const float *b0, const float *b1, float *c, long ldc, float alpha, float beta) {
+    long k, const float *a, long rsa, long csa, const float *b0, const float *b1, long rsb, float *c, long ldc,
+    float alpha, float beta) {
 	__m512 acc[6][2];
 	for (int i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 	for (long p = 0; p < k; p++) {
-		const __m512 x0 = _mm512_loadu_ps(b0 + 16 * p), x1 = _mm512_loadu_ps(b1 + 16 * p);
+		const __m512 x0 = _mm512_loadu_ps(b0 + rsb * p), x1 = _mm512_loadu_ps(b1 + rsb * p);
 		for (int i = 0; i < 6; i++) {
-			const __m512 ai = _mm512_set1_ps(a[MR * p + i]);
+			const __m512 ai = _mm512_set1_ps(a[i * rsa + p * csa]);
 			acc[i][0] = _mm512_fmadd_ps(ai, x0, acc[i][0]);
 			acc[i][1] = _mm512_fmadd_ps(ai, x1, acc[i][1]);
 		}
@@ -642,20 +646,42 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline))
 	}
 }
 
-// panels_6x32 is the macro-kernel's step over two full packed B panels at
-// the AVX-512 level: 6×32 tiles, the last rows (mr < 6) panel by panel.
-static void panels_6x32(long mc, long kc, const float *ap, const float *bj, float *cj, long ldc, float alpha,
-                        float beta) {
+// panels_6x32 is the macro-kernel's step over 32 columns of B at the
+// AVX-512 level: 6×32 tiles, the last rows (mr < 6) 16 columns at a time. A
+// is packed (ap, with ta ignored) or read in place at a (lda apart; ta: A
+// stored transposed); B is two full packed panels (rsb NR) or 32 columns of
+// its rows in place (rsb ldb).
+static void panels_6x32(long mc, long kc, const float *ap, const float *a, long lda, int ta, const float *bj,
+                        long rsb, float *cj, long ldc, float alpha, float beta) {
+	const float *b1 = rsb == NR ? bj + NR * kc : bj + NR;
 	for (long ir = 0; ir < mc; ir += MR) {
 		const long mr = mc - ir < MR ? mc - ir : MR;
-		const float *ai = ap + ir * kc;
 		float *cc = cj + ir * ldc;
-		if (mr == MR) {
-			tile_6x32(kc, ai, bj, bj + NR * kc, cc, ldc, alpha, beta);
-			continue;
+		if (ap) {
+			const float *ai = ap + ir * kc;
+			if (mr == MR) {
+				tile_6x32(kc, ai, 1, MR, bj, b1, rsb, cc, ldc, alpha, beta);
+				continue;
+			}
+			kernel_ps(mr, NR, kc, ai, 1, MR, bj, rsb, cc, ldc, alpha, beta);
+			kernel_ps(mr, NR, kc, ai, 1, MR, b1, rsb, cc + NR, ldc, alpha, beta);
+		} else if (ta) {
+			const float *ai = a + ir;
+			if (mr == MR) {
+				tile_6x32(kc, ai, 1, lda, bj, b1, rsb, cc, ldc, alpha, beta);
+				continue;
+			}
+			kernel_cs(mr, NR, kc, ai, 1, lda, bj, rsb, cc, ldc, alpha, beta);
+			kernel_cs(mr, NR, kc, ai, 1, lda, b1, rsb, cc + NR, ldc, alpha, beta);
+		} else {
+			const float *ai = a + ir * lda;
+			if (mr == MR) {
+				tile_6x32(kc, ai, lda, 1, bj, b1, rsb, cc, ldc, alpha, beta);
+				continue;
+			}
+			kernel_rs(mr, NR, kc, ai, lda, 1, bj, rsb, cc, ldc, alpha, beta);
+			kernel_rs(mr, NR, kc, ai, lda, 1, b1, rsb, cc + NR, ldc, alpha, beta);
 		}
-		kernel_pp(mr, NR, kc, ai, 1, MR, bj, NR, cc, ldc, alpha, beta);
-		kernel_pp(mr, NR, kc, ai, 1, MR, bj + NR * kc, NR, cc + NR, ldc, alpha, beta);
 	}
 }
 
@@ -693,8 +719,11 @@ static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, lon
 				const long mc = packA ? (m - ic < MC ? m - ic : MC) : m;
 				if (packA) pack_a(ta, mc, kc, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, ap);
 				for (long jr = 0; jr < nc; jr += NR) {
-					if (zmm && packA && packB && nc - jr >= 2 * NR) {
-						panels_6x32(mc, kc, ap, bp + jr * kc, c + ic * ldc + jc + jr, ldc, alpha, bet);
+					if (zmm && nc - jr >= 2 * NR) {
+						const float *ain = ta ? a + pc * lda + ic : a + ic * lda + pc;
+						const float *bin = packB ? bp + jr * kc : b + pc * ldb + jc + jr;
+						panels_6x32(mc, kc, packA ? ap : NULL, ain, lda, ta, bin, packB ? NR : ldb,
+						            c + ic * ldc + jc + jr, ldc, alpha, bet);
 						jr += NR; // and the loop's NR: two panels
 						continue;
 					}
@@ -766,6 +795,11 @@ int kiln_sgemm_plan(int transA, int transB, long m, long n, long k, long ldb) {
 	int plan = 0;
 	if (n > 2 * NR) plan |= KILN_SGEMM_PACK_A;
 	if (transB || m > 128 || (m >= 48 && aliased)) plan |= KILN_SGEMM_PACK_B;
+	// At AVX-512 the 6×32 tile reads A in place as well as packed (six rows,
+	// or six adjacent floats of a transposed A, per step); packing A pays
+	// only on big blocks, whose rows alias in L1 and the TLB. The SGU's
+	// 64×128×64 products ran 1.4–2x faster unpacked (GEMM.md).
+	if (kiln_isa() >= KILN_ISA_AVX512 && m * k <= ZMM_PACK_A_MIN) plan &= ~KILN_SGEMM_PACK_A;
 	return plan;
 }
 
