@@ -29,7 +29,21 @@ const DefaultBatchNormMomentum = 0.1
 //	out: (N,C,…)  saveMean, saveInvStd: (C)  x: (N,C,…)
 //	gamma, beta: (C) or nil (no affine)  runMean, runVar: (C) or nil
 func BatchNorm2DForward(out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar *Tensor, momentum, eps float64) error {
-	const op = "BatchNorm2DForward"
+	return batchNormForward("BatchNorm2DForward", false, out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar,
+		momentum, eps)
+}
+
+// BatchNorm2DReLUForward is BatchNorm2DForward then ReLU in one pass:
+// out = max(BN(x), 0), the bits of the two ops one after the other, without
+// the separate pass over the activations that ReLU would take. Its backward
+// is BatchNorm2DReLUBackward.
+func BatchNorm2DReLUForward(out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar *Tensor, momentum, eps float64) error {
+	return batchNormForward("BatchNorm2DReLUForward", true, out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar,
+		momentum, eps)
+}
+
+func batchNormForward(op string, relu bool, out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar *Tensor,
+	momentum, eps float64) error {
 	if out == nil || saveMean == nil || saveInvStd == nil {
 		return shapeErr(op, "out, saveMean and saveInvStd are required",
 			"out", out, "saveMean", saveMean, "saveInvStd", saveInvStd)
@@ -53,10 +67,13 @@ func BatchNorm2DForward(out, saveMean, saveInvStd, x, gamma, beta, runMean, runV
 		return shapeErr(op, "training needs more than one value per channel", "x", x)
 	}
 	if x.device == CUDA {
-		return batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar, momentum, eps)
+		if err := batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar, momentum, eps); err != nil || !relu {
+			return err
+		}
+		return ActivationForward(out, out, ReLU)
 	}
-	pick(dt, runBatchNorm[float32], runBatchNorm[float64])(batchNormArgs{mode: batchNormTrain, out: out, x: x,
-		gamma: gamma, beta: beta, mean: saveMean, invStd: saveInvStd,
+	pick(dt, runBatchNorm[float32], runBatchNorm[float64])(batchNormArgs{mode: batchNormTrain, relu: relu, out: out,
+		x: x, gamma: gamma, beta: beta, mean: saveMean, invStd: saveInvStd,
 		runMean: runMean, runVar: runVar, momentum: momentum, eps: eps, n: n, c: c, hw: hw})
 	return nil
 }
@@ -98,7 +115,25 @@ func BatchNorm2DEvalForward(out, x, gamma, beta, runMean, runVar *Tensor, eps fl
 //
 //	dx: (N,C,…)  dgamma, dbeta: (C)  dout, x: (N,C,…)  saveMean, saveInvStd, gamma: (C)
 func BatchNorm2DBackward(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma *Tensor) error {
-	const op = "BatchNorm2DBackward"
+	return batchNormTrainBackward("BatchNorm2DBackward", dx, dgamma, dbeta, dout, nil, x, saveMean, saveInvStd, gamma)
+}
+
+// BatchNorm2DReLUBackward is the backward pass of BatchNorm2DReLUForward:
+// dout is the gradient of its output out, which passes where out > 0 (as
+// ReLU's backward) into BatchNorm2DBackward's sums and dx, in the same
+// passes. On a CUDA tensor dx is required (it holds the masked gradient).
+//
+//	dx: (N,C,…)  dgamma, dbeta: (C)  dout, out, x: (N,C,…)  saveMean, saveInvStd, gamma: (C)
+func BatchNorm2DReLUBackward(dx, dgamma, dbeta, dout, out, x, saveMean, saveInvStd, gamma *Tensor) error {
+	const op = "BatchNorm2DReLUBackward"
+	if out == nil || dout == nil || !out.SameShape(dout.Shape()...) {
+		return shapeErr(op, "want out (the forward's output) shaped as dout", "out", out, "dout", dout)
+	}
+	return batchNormTrainBackward(op, dx, dgamma, dbeta, dout, out, x, saveMean, saveInvStd, gamma)
+}
+
+// batchNormTrainBackward runs the backward pass; a non-nil reluOut masks dout.
+func batchNormTrainBackward(op string, dx, dgamma, dbeta, dout, reluOut, x, saveMean, saveInvStd, gamma *Tensor) error {
 	if dout == nil || saveMean == nil || saveInvStd == nil {
 		return shapeErr(op, "dout, saveMean and saveInvStd are required",
 			"dout", dout, "saveMean", saveMean, "saveInvStd", saveInvStd)
@@ -111,12 +146,26 @@ func BatchNorm2DBackward(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma
 	if err != nil {
 		return err
 	}
+	if reluOut != nil {
+		if _, _, err := agreeDev(op, reluOut, x); err != nil {
+			return err
+		}
+	}
 	if x.device == CUDA {
+		if reluOut != nil {
+			if dx == nil {
+				return shapeErr(op, "dx is required on CUDA", "dx", dx)
+			}
+			if err := ActivationBackward(dx, dout, nil, reluOut, ReLU); err != nil {
+				return err
+			}
+			dout = dx
+		}
 		return batchNormTrainBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma)
 	}
 	n, c, hw := batchNormDims(x)
 	pick(dt, runBatchNorm[float32], runBatchNorm[float64])(batchNormArgs{mode: batchNormBackward, out: dx, x: x,
-		dout: dout, gamma: gamma, dgamma: dgamma, dbeta: dbeta,
+		dout: dout, reluOut: reluOut, gamma: gamma, dgamma: dgamma, dbeta: dbeta,
 		mean: saveMean, invStd: saveInvStd, n: n, c: c, hw: hw})
 	return nil
 }
@@ -194,7 +243,9 @@ const (
 
 type batchNormTask[T Float] struct {
 	mode                          int
-	out, x, dout                  []T // out is dx in the backward pass
+	relu                          bool // forward: out = max(BN(x), 0)
+	out, x, dout                  []T  // out is dx in the backward pass
+	reluOut                       []T  // backward: dout passes where reluOut > 0 (nil: everywhere)
 	gamma, beta, dgamma, dbeta    []T
 	mean, invStd, runMean, runVar []T
 	momentum, eps                 float64
@@ -210,7 +261,8 @@ var batchNormTasks = [2]taskPool{
 // none) and sizes, bound to a batchNormTask of their dtype by runBatchNorm.
 type batchNormArgs struct {
 	mode                          int
-	out, x, dout                  *Tensor // out is dx in the backward pass
+	relu                          bool
+	out, x, dout, reluOut         *Tensor // out is dx in the backward pass
 	gamma, beta, dgamma, dbeta    *Tensor
 	mean, invStd, runMean, runVar *Tensor
 	momentum, eps                 float64
@@ -220,7 +272,8 @@ type batchNormArgs struct {
 // runBatchNorm splits the channels over the workers; channels are
 // independent, so the result does not depend on the split.
 func runBatchNorm[T Float](a batchNormArgs) {
-	args := &batchNormTask[T]{mode: a.mode, out: dataAs[T](a.out), x: dataAs[T](a.x), dout: dataAs[T](a.dout),
+	args := &batchNormTask[T]{mode: a.mode, relu: a.relu, out: dataAs[T](a.out), x: dataAs[T](a.x),
+		dout: dataAs[T](a.dout), reluOut: dataAs[T](a.reluOut),
 		gamma: dataAs[T](a.gamma), beta: dataAs[T](a.beta), dgamma: dataAs[T](a.dgamma), dbeta: dataAs[T](a.dbeta),
 		mean: dataAs[T](a.mean), invStd: dataAs[T](a.invStd), runMean: dataAs[T](a.runMean),
 		runVar: dataAs[T](a.runVar), momentum: a.momentum, eps: a.eps, n: a.n, c: a.c, hw: a.hw}
@@ -268,7 +321,8 @@ func (t *batchNormTask[T]) affine(ch int) (g, b float64) {
 	return g, b
 }
 
-// apply writes out = a·x + b over channel ch.
+// apply writes out = a·x + b over channel ch (then max(·, 0) with relu, as
+// ReLU does it: a NaN passes).
 func (t *batchNormTask[T]) apply(ch int, a, b float64) {
 	aT, bT := T(a), T(b)
 	if bnApplyC(t, ch, aT, bT) {
@@ -277,9 +331,22 @@ func (t *batchNormTask[T]) apply(ch int, a, b float64) {
 	for i := 0; i < t.n; i++ {
 		x, out := t.plane(t.x, i, ch), t.plane(t.out, i, ch)
 		for j, v := range x {
-			out[j] = aT*v + bT
+			y := aT*v + bT
+			if t.relu && y < 0 {
+				y = 0
+			}
+			out[j] = y
 		}
 	}
+}
+
+// gradAt is dout's element j of sample i's block of channel ch, zero where
+// the fused ReLU's output was not positive.
+func (t *batchNormTask[T]) gradAt(dout []T, i, ch, j int) T {
+	if t.reluOut != nil && !(t.plane(t.reluOut, i, ch)[j] > 0) {
+		return 0
+	}
+	return dout[j]
 }
 
 func (t *batchNormTask[T]) train(ch int) {
@@ -311,7 +378,8 @@ func (t *batchNormTask[T]) backward(ch int) {
 	if !ok {
 		for i := 0; i < t.n; i++ {
 			x, dout := t.plane(t.x, i, ch), t.plane(t.dout, i, ch)
-			for j, d := range dout {
+			for j := range dout {
+				d := t.gradAt(dout, i, ch, j)
 				sumD += float64(d)
 				sumDX += float64(d) * (float64(x[j]) - mean)
 			}
@@ -339,8 +407,8 @@ func (t *batchNormTask[T]) backward(ch int) {
 	}
 	for i := 0; i < t.n; i++ {
 		x, dout, dx := t.plane(t.x, i, ch), t.plane(t.dout, i, ch), t.plane(t.out, i, ch)
-		for j, d := range dout {
-			dx[j] = kT*d + aT*x[j] + bT
+		for j := range dout {
+			dx[j] = kT*t.gradAt(dout, i, ch, j) + aT*x[j] + bT
 		}
 	}
 }

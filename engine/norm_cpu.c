@@ -56,18 +56,18 @@ void kiln_bn_moments_f32(const float *x, long n, long stride, long hw, double *m
 	(zmm() ? bn_moments_16 : bn_moments_8)(x, n, stride, hw, mean, ss);
 }
 
-void kiln_bn_apply_f32(float *out, const float *x, long n, long stride, long hw, float a, float b) {
-	(zmm() ? bn_apply_16 : bn_apply_8)(out, x, n, stride, hw, a, b);
+void kiln_bn_apply_f32(float *out, const float *x, long n, long stride, long hw, float a, float b, int relu) {
+	(zmm() ? bn_apply_16 : bn_apply_8)(out, x, n, stride, hw, a, b, relu);
 }
 
-void kiln_bn_backward_sums_f32(const float *x, const float *dout, long n, long stride, long hw, double mean,
-                               double *sumD, double *sumDX) {
-	(zmm() ? bn_backward_sums_16 : bn_backward_sums_8)(x, dout, n, stride, hw, mean, sumD, sumDX);
+void kiln_bn_backward_sums_f32(const float *x, const float *dout, const float *y, long n, long stride, long hw,
+                               double mean, double *sumD, double *sumDX) {
+	(zmm() ? bn_backward_sums_16 : bn_backward_sums_8)(x, dout, y, n, stride, hw, mean, sumD, sumDX);
 }
 
-void kiln_bn_backward_dx_f32(float *dx, const float *x, const float *dout, long n, long stride, long hw, float k,
-                             float a, float b) {
-	(zmm() ? bn_backward_dx_16 : bn_backward_dx_8)(dx, x, dout, n, stride, hw, k, a, b);
+void kiln_bn_backward_dx_f32(float *dx, const float *x, const float *dout, const float *y, long n, long stride,
+                             long hw, float k, float a, float b) {
+	(zmm() ? bn_backward_dx_16 : bn_backward_dx_8)(dx, x, dout, y, n, stride, hw, k, a, b);
 }
 
 #else // NORM_W: the kernels, once per width; L(name) is name_W.
@@ -80,8 +80,7 @@ typedef struct {
 	__m256d lo, hi;
 } d8_8;
 #define d8 d8_8
-TARGET INLINE d8 L(d8_load)(const float *p) {
-	__m256 v = _mm256_loadu_ps(p);
+TARGET INLINE d8 L(d8_cvt)(__m256 v) {
 	return (d8){_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))};
 }
 TARGET INLINE d8 L(d8_set1)(double v) { return (d8){_mm256_set1_pd(v), _mm256_set1_pd(v)}; }
@@ -112,12 +111,14 @@ TARGET INLINE double L(d8_sum)(d8 v) {
 #define F_STORE _mm256_storeu_ps
 #define F_SET1 _mm256_set1_ps
 #define F_FMA _mm256_fmadd_ps
+#define F_MAX0(v) _mm256_max_ps(_mm256_setzero_ps(), v) // v < 0 ? 0 : v, a NaN passes
+#define F_WHERE_POS(g, y) _mm256_and_ps(g, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ))
 #else
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
 #define L(name) name##_16
 // Eight doubles as one zmm: the same lanes as the two ymm above.
 #define d8 __m512d
-TARGET INLINE d8 L(d8_load)(const float *p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+TARGET INLINE d8 L(d8_cvt)(__m256 v) { return _mm512_cvtps_pd(v); }
 TARGET INLINE d8 L(d8_set1)(double v) { return _mm512_set1_pd(v); }
 TARGET INLINE d8 L(d8_add)(d8 a, d8 b) { return _mm512_add_pd(a, b); }
 TARGET INLINE d8 L(d8_sub)(d8 a, d8 b) { return _mm512_sub_pd(a, b); }
@@ -137,8 +138,17 @@ TARGET INLINE double L(d8_sum)(d8 v) {
 #define F_STORE _mm512_storeu_ps
 #define F_SET1 _mm512_set1_ps
 #define F_FMA _mm512_fmadd_ps
+#define F_MAX0(v) _mm512_max_ps(_mm512_setzero_ps(), v)
+#define F_WHERE_POS(g, y) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g)
 #endif
-#define LOAD L(d8_load)
+// Eight floats of the gradient g, zero where the fused ReLU's output y is
+// not positive (y NULL: all of g), as doubles.
+TARGET INLINE d8 L(d8_grad)(const float *g, const float *y) {
+	__m256 v = _mm256_loadu_ps(g);
+	if (y) v = _mm256_and_ps(v, _mm256_cmp_ps(_mm256_loadu_ps(y), _mm256_setzero_ps(), _CMP_GT_OQ));
+	return L(d8_cvt)(v);
+}
+#define LOAD(p) L(d8_cvt)(_mm256_loadu_ps(p))
 #define SET1 L(d8_set1)
 #define ADD L(d8_add)
 #define SUB L(d8_sub)
@@ -249,52 +259,85 @@ TARGET static void L(bn_moments)(const float *x, long n, long stride, long hw, d
 	*ssp = SUM(s) + tail;
 }
 
-// out = a·x + b in float32 (a fused multiply-add), FL lanes at a time.
-TARGET static void L(bn_apply)(float *out, const float *x, long n, long stride, long hw, float a, float b) {
+// out = a·x + b in float32 (a fused multiply-add), FL lanes at a time, then
+// with relu max(·, 0) as ReLU takes it (v < 0 ? 0 : v).
+TARGET INLINE void L(bn_apply_rows)(float *out, const float *x, long n, long stride, long hw, float a, float b,
+                                   const int relu) {
 	const F av = F_SET1(a), bv = F_SET1(b);
 	const long hv = hw & ~(long)(FL - 1);
 	for (long i = 0; i < n; i++) {
 		const float *xi = x + i * stride;
 		float *oi = out + i * stride;
-		for (long j = 0; j < hv; j += FL) F_STORE(oi + j, F_FMA(av, F_LOAD(xi + j), bv));
-		for (long j = hv; j < hw; j++) oi[j] = __builtin_fmaf(a, xi[j], b);
+		for (long j = 0; j < hv; j += FL) {
+			F v = F_FMA(av, F_LOAD(xi + j), bv);
+			F_STORE(oi + j, relu ? F_MAX0(v) : v);
+		}
+		for (long j = hv; j < hw; j++) {
+			const float v = __builtin_fmaf(a, xi[j], b);
+			oi[j] = relu && v < 0 ? 0 : v;
+		}
 	}
 }
 
-// Σ dout and Σ dout·(x − mean) over the channel.
-TARGET static void L(bn_backward_sums)(const float *x, const float *dout, long n, long stride, long hw, double mean,
-                                       double *sumD, double *sumDX) {
+TARGET static void L(bn_apply)(float *out, const float *x, long n, long stride, long hw, float a, float b, int relu) {
+	if (relu)
+		L(bn_apply_rows)(out, x, n, stride, hw, a, b, 1);
+	else
+		L(bn_apply_rows)(out, x, n, stride, hw, a, b, 0);
+}
+
+// Σ dout and Σ dout·(x − mean) over the channel, dout taken only where the
+// fused ReLU's output y is positive when y is not NULL.
+TARGET static void L(bn_backward_sums)(const float *x, const float *dout, const float *y, long n, long stride,
+                                       long hw, double mean, double *sumD, double *sumDX) {
 	const d8 mv = SET1(mean);
 	d8 sd = SET1(0), sx = sd;
 	double td = 0, tx = 0;
 	const long h8 = hw & ~7L;
 	for (long i = 0; i < n; i++) {
-		const float *xi = x + i * stride, *gi = dout + i * stride;
+		const float *xi = x + i * stride, *gi = dout + i * stride, *yi = y ? y + i * stride : 0;
 		for (long j = 0; j < h8; j += 8) {
-			const d8 g = LOAD(gi + j);
+			const d8 g = L(d8_grad)(gi + j, yi ? yi + j : 0);
 			sd = ADD(sd, g);
 			sx = FMA(g, SUB(LOAD(xi + j), mv), sx);
 		}
 		for (long j = h8; j < hw; j++) {
-			td += gi[j];
-			tx += (double)gi[j] * (xi[j] - mean);
+			const float g = yi && !(yi[j] > 0) ? 0 : gi[j];
+			td += g;
+			tx += (double)g * (xi[j] - mean);
 		}
 	}
 	*sumD = SUM(sd) + td;
 	*sumDX = SUM(sx) + tx;
 }
 
-// dx = k·dout + a·x + b in float32, FL lanes at a time.
-TARGET static void L(bn_backward_dx)(float *dx, const float *x, const float *dout, long n, long stride, long hw,
-                                     float k, float a, float b) {
+// dx = k·dout + a·x + b in float32, FL lanes at a time; dout is taken
+// only where y is positive when y is not NULL (the fused ReLU).
+TARGET INLINE void L(bn_dx_rows)(float *dx, const float *x, const float *dout, const float *y, long n, long stride,
+                                 long hw, float k, float a, float b, const int masked) {
 	const F kv = F_SET1(k), av = F_SET1(a), bv = F_SET1(b);
 	const long hv = hw & ~(long)(FL - 1);
 	for (long i = 0; i < n; i++) {
-		const float *xi = x + i * stride, *gi = dout + i * stride;
+		const float *xi = x + i * stride, *gi = dout + i * stride, *yi = masked ? y + i * stride : 0;
 		float *di = dx + i * stride;
-		for (long j = 0; j < hv; j += FL) F_STORE(di + j, F_FMA(kv, F_LOAD(gi + j), F_FMA(av, F_LOAD(xi + j), bv)));
-		for (long j = hv; j < hw; j++) di[j] = __builtin_fmaf(k, gi[j], __builtin_fmaf(a, xi[j], b));
+		for (long j = 0; j < hv; j += FL) {
+			F g = F_LOAD(gi + j);
+			if (masked) g = F_WHERE_POS(g, F_LOAD(yi + j));
+			F_STORE(di + j, F_FMA(kv, g, F_FMA(av, F_LOAD(xi + j), bv)));
+		}
+		for (long j = hv; j < hw; j++) {
+			const float g = masked && !(yi[j] > 0) ? 0 : gi[j];
+			di[j] = __builtin_fmaf(k, g, __builtin_fmaf(a, xi[j], b));
+		}
 	}
+}
+
+TARGET static void L(bn_backward_dx)(float *dx, const float *x, const float *dout, const float *y, long n,
+                                     long stride, long hw, float k, float a, float b) {
+	if (y)
+		L(bn_dx_rows)(dx, x, dout, y, n, stride, hw, k, a, b, 1);
+	else
+		L(bn_dx_rows)(dx, x, dout, y, n, stride, hw, k, a, b, 0);
 }
 
 #undef TARGET
@@ -306,6 +349,8 @@ TARGET static void L(bn_backward_dx)(float *dx, const float *x, const float *dou
 #undef F_STORE
 #undef F_SET1
 #undef F_FMA
+#undef F_MAX0
+#undef F_WHERE_POS
 #undef LOAD
 #undef SET1
 #undef ADD

@@ -106,7 +106,7 @@ func bnApplyC[T Float](t *batchNormTask[T], ch int, a, b T) bool {
 		return false
 	}
 	C.kiln_bn_apply_f32(cf32(t.out[ch*t.hw:]), cf32(t.x[ch*t.hw:]), C.long(t.n), C.long(t.c*t.hw), C.long(t.hw),
-		C.float(a), C.float(b))
+		C.float(a), C.float(b), cflag(t.relu))
 	return true
 }
 
@@ -115,8 +115,8 @@ func bnBackwardSumsC[T Float](t *batchNormTask[T], ch int, mean float64) (sumD, 
 		return 0, 0, false
 	}
 	var d, dx C.double
-	C.kiln_bn_backward_sums_f32(cf32(t.x[ch*t.hw:]), cf32(t.dout[ch*t.hw:]), C.long(t.n), C.long(t.c*t.hw),
-		C.long(t.hw), C.double(mean), &d, &dx)
+	C.kiln_bn_backward_sums_f32(cf32(t.x[ch*t.hw:]), cf32(t.dout[ch*t.hw:]), t.reluPlanes(ch), C.long(t.n),
+		C.long(t.c*t.hw), C.long(t.hw), C.double(mean), &d, &dx)
 	return float64(d), float64(dx), true
 }
 
@@ -124,7 +124,15 @@ func bnBackwardDxC[T Float](t *batchNormTask[T], ch int, k, a, b T) bool {
 	if isFloat64[T]() || !haveNormC() || t.n*t.hw == 0 {
 		return false
 	}
-	C.kiln_bn_backward_dx_f32(cf32(t.out[ch*t.hw:]), cf32(t.x[ch*t.hw:]), cf32(t.dout[ch*t.hw:]), C.long(t.n),
-		C.long(t.c*t.hw), C.long(t.hw), C.float(k), C.float(a), C.float(b))
+	C.kiln_bn_backward_dx_f32(cf32(t.out[ch*t.hw:]), cf32(t.x[ch*t.hw:]), cf32(t.dout[ch*t.hw:]), t.reluPlanes(ch),
+		C.long(t.n), C.long(t.c*t.hw), C.long(t.hw), C.float(k), C.float(a), C.float(b))
 	return true
+}
+
+// reluPlanes is the fused ReLU's output from channel ch on, or NULL.
+func (t *batchNormTask[T]) reluPlanes(ch int) *C.float {
+	if t.reluOut == nil {
+		return nil
+	}
+	return cf32(t.reluOut[ch*t.hw:])
 }
