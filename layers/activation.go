@@ -8,6 +8,10 @@ type Act struct {
 	Kind    engine.Activation
 	x       *engine.Tensor
 	out, dx *engine.Tensor
+	// fused is set by the BatchNorm2D this ReLU follows in a Sequential
+	// when that step ran batch norm and ReLU as one op: forward and backward
+	// pass through (the batch norm applied and masks).
+	fused bool
 }
 
 // NewReLU, NewGELU, NewSigmoid and NewTanh make activation layers.
@@ -17,12 +21,18 @@ func NewSigmoid() *Act { return &Act{Kind: engine.Sigmoid} }
 func NewTanh() *Act    { return &Act{Kind: engine.Tanh} }
 
 func (a *Act) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	if a.fused {
+		return x, nil
+	}
 	a.x = x
 	a.out = engine.EnsureLike(a.out, x, x.Shape()...)
 	return a.out, engine.ActivationForward(a.out, x, a.Kind)
 }
 
 func (a *Act) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	if a.fused {
+		return dout, nil
+	}
 	a.dx = engine.EnsureLike(a.dx, dout, dout.Shape()...)
 	return a.dx, engine.ActivationBackward(a.dx, dout, a.x, a.out, a.Kind)
 }

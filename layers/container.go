@@ -29,6 +29,11 @@ func NewSequential(children ...Layer) *Sequential {
 // Append adds a child under a name of its own (e.g. "conv1"), which becomes
 // the prefix of its parameters' names.
 func (s *Sequential) Append(name string, l Layer) *Sequential {
+	if a, ok := l.(*Act); ok && a.Kind == engine.ReLU && len(s.layers) > 0 {
+		if b, ok := s.layers[len(s.layers)-1].(*BatchNorm2D); ok {
+			b.relu = a // batch norm then ReLU: one op where it can (norm.go)
+		}
+	}
 	s.names = append(s.names, name)
 	s.layers = append(s.layers, l)
 	return s

@@ -14,6 +14,12 @@ type BatchNorm2D struct {
 	x, out, dx              *engine.Tensor
 	mean, invStd            *engine.Tensor
 	sync                    batchNormSync // set by SyncBatchNorm (syncbn.go)
+	// relu is the ReLU right after this layer in a Sequential (Append links
+	// them). A training step on the CPU then runs both as one op
+	// (engine.BatchNorm2DReLUForward), the same bits with one pass over
+	// the activations fewer each way; fused says this step did.
+	relu  *Act
+	fused bool
 }
 
 // NewBatchNorm2D starts with weight 1, bias 0, running mean 0 and variance 1.
@@ -35,6 +41,10 @@ func NewBatchNorm2D(channels int) *BatchNorm2D {
 func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	b.x = x
 	b.out = engine.EnsureLike(b.out, x, x.Shape()...)
+	b.fused = b.relu != nil && b.training && b.sync.reduce == nil && x.Device() == engine.CPU
+	if b.relu != nil {
+		b.relu.fused = b.fused
+	}
 	if !b.training {
 		return b.out, engine.BatchNorm2DEvalForward(b.out, x, b.Weight.Value, b.Bias.Value,
 			b.RunningMean.Value, b.RunningVar.Value, b.Eps)
@@ -46,7 +56,11 @@ func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if b.sync.synced {
 		return b.out, b.syncForward(x)
 	}
-	return b.out, engine.BatchNorm2DForward(b.out, b.mean, b.invStd, x, b.Weight.Value, b.Bias.Value,
+	forward := engine.BatchNorm2DForward
+	if b.fused {
+		forward = engine.BatchNorm2DReLUForward
+	}
+	return b.out, forward(b.out, b.mean, b.invStd, x, b.Weight.Value, b.Bias.Value,
 		b.RunningMean.Value, b.RunningVar.Value, b.Momentum, b.Eps)
 }
 
@@ -57,6 +71,10 @@ func (b *BatchNorm2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	b.dx = engine.EnsureLike(b.dx, dout, dout.Shape()...)
 	if b.sync.synced {
 		return b.dx, b.syncBackward(dout)
+	}
+	if b.fused {
+		return b.dx, engine.BatchNorm2DReLUBackward(b.dx, b.Weight.Grad, b.Bias.Grad, dout, b.out, b.x, b.mean,
+			b.invStd, b.Weight.Value)
 	}
 	return b.dx, engine.BatchNorm2DBackward(b.dx, b.Weight.Grad, b.Bias.Grad, dout, b.x, b.mean, b.invStd, b.Weight.Value)
 }

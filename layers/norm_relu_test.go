@@ -1,0 +1,90 @@
+package layers
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/gradcheck"
+)
+
+// A BatchNorm2D followed by a ReLU in a Sequential runs as one op in a CPU
+// training step (batch norm's apply takes the max, its backward masks):
+// every zoo model with batch norm gives the same logits, input gradient and
+// parameter gradients, bit for bit, as the same model with the pair unlinked
+// (two ops), over two steps (the second reuses the buffers).
+func TestBatchNormReLUFusedGivesTheSameBits(t *testing.T) {
+	for _, name := range []string{"cnn", "inception", "cbam"} {
+		spec := Spec{Channels: 3, Height: 16, Width: 16, Classes: 10, Seed: 5}
+		fused, err := Build(name, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := Build(name, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs := 0
+		WalkLayers(fused, func(_ string, l Layer) {
+			if b, ok := l.(*BatchNorm2D); ok && b.relu != nil {
+				pairs++
+			}
+		})
+		WalkLayers(plain, func(_ string, l Layer) {
+			if b, ok := l.(*BatchNorm2D); ok {
+				b.relu = nil
+			}
+		})
+		if pairs == 0 {
+			t.Fatalf("%s: no batch norm is linked to the ReLU after it", name)
+		}
+		rng := rand.New(rand.NewPCG(6, 7))
+		for step := 0; step < 2; step++ {
+			x := gradcheck.Rand(rng, -1, 1, 4, 3, 16, 16).As(engine.Float32)
+			dout := gradcheck.Rand(rng, -1, 1, 4, 10).As(engine.Float32)
+			got, want := stepBits(t, fused, x, dout), stepBits(t, plain, x, dout)
+			ran := 0
+			WalkLayers(fused, func(_ string, l Layer) {
+				if b, ok := l.(*BatchNorm2D); ok && b.fused && b.relu.fused {
+					ran++
+				}
+			})
+			if ran != pairs {
+				t.Errorf("%s: %d of %d linked pairs ran fused", name, ran, pairs)
+			}
+			for i := range want {
+				if !slices.Equal(got[i], want[i]) {
+					t.Errorf("%s step %d: result %d differs between fused and separate batch norm and ReLU", name, step, i)
+				}
+			}
+		}
+	}
+}
+
+// stepBits runs m forward and backward on x with the gradient dout and
+// returns the logits and every parameter gradient (zeroed first).
+func stepBits(t *testing.T, m *Model, x, dout *engine.Tensor) [][]float32 {
+	var res [][]float32
+	m.Walk("", func(_ string, p *Param) {
+		if p.Grad != nil {
+			if err := p.Grad.Zero(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	y, err := m.Forward(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = append(res, slices.Clone(y.Float32()))
+	if _, err := m.Backward(dout); err != nil {
+		t.Fatal(err)
+	}
+	m.Walk("", func(_ string, p *Param) {
+		if p.Grad != nil {
+			res = append(res, slices.Clone(p.Grad.Float32()))
+		}
+	})
+	return res
+}
