@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+)
+
+// bfloat16, the upper half of a float32, is what the mixed-precision paths
+// will compute in (issue 13). Kiln rounds float32 to bf16 one way on every
+// path: the Go reference here, the C loop and the CPU's AVX512_BF16
+// instruction (bf16_cpu.c), and the CUDA and emulator kernels to come. The
+// rule is VCVTNEPS2BF16's, so the hardware can run it: round to nearest
+// even; a zero or denormal gives a zero of its sign; an infinity stays; a
+// NaN keeps its sign and upper payload and is made quiet. (PyTorch's own
+// rounding keeps bf16 denormals and turns every NaN into 0x7fc0.)
+
+// BF16 holds a bfloat16 value's bits.
+type BF16 uint16
+
+// ToBF16 rounds f to bfloat16.
+func ToBF16(f float32) BF16 {
+	b := math.Float32bits(f)
+	switch exp := b >> 23 & 0xff; {
+	case exp == 0: // zero or denormal
+		return BF16(b >> 16 & 0x8000)
+	case exp == 0xff && b&0x7fffff != 0: // NaN: quiet, sign and payload kept
+		return BF16(b>>16 | 0x40)
+	case exp == 0xff: // infinity
+		return BF16(b >> 16)
+	}
+	return BF16((b + 0x7fff + (b >> 16 & 1)) >> 16) // a carry past the mantissa rounds up
+}
+
+// Float32 widens h, exactly.
+func (h BF16) Float32() float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// ToBF16Slice rounds each element of src into dst, which must be as long.
+func ToBF16Slice(dst []BF16, src []float32) error {
+	if len(dst) != len(src) {
+		return fmt.Errorf("ToBF16Slice: dst has %d elements, src %d", len(dst), len(src))
+	}
+	if !toBF16C(dst, src) {
+		for i, f := range src {
+			dst[i] = ToBF16(f)
+		}
+	}
+	return nil
+}
+
+// BF16ToFloat32Slice widens each element of src into dst, which must be as
+// long.
+func BF16ToFloat32Slice(dst []float32, src []BF16) error {
+	if len(dst) != len(src) {
+		return fmt.Errorf("BF16ToFloat32Slice: dst has %d elements, src %d", len(dst), len(src))
+	}
+	if !fromBF16C(dst, src) {
+		for i, h := range src {
+			dst[i] = h.Float32()
+		}
+	}
+	return nil
+}
+
+// CPUHasBF16 reports whether this CPU converts and multiplies bf16 in
+// hardware (AVX512_BF16) and the ISA level in use lets Kiln use it.
+func CPUHasBF16() bool { return cpuBF16() }
