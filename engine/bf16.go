@@ -64,3 +64,47 @@ func BF16ToFloat32Slice(dst []float32, src []BF16) error {
 // CPUHasBF16 reports whether this CPU converts and multiplies bf16 in
 // hardware (AVX512_BF16) and the ISA level in use lets Kiln use it.
 func CPUHasBF16() bool { return cpuBF16() }
+
+// sgemmBF16 is gemm's float32 product with A and B rounded to bf16 and the
+// products summed in float32 (gemm_bf16_cpu.c), its columns split over the
+// threads in 32-column tiles; false, having done nothing, where this CPU has
+// no bf16 arithmetic (CPUHasBF16).
+func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
+	beta float32, c []float32, ldc int) bool {
+	if !CPUHasBF16() {
+		return false
+	}
+	checkGemmArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	t := &bf16GemmTask{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+		ldb: ldb, beta: beta, c: c, ldc: ldc}
+	tiles := (n + bf16TileCols - 1) / bf16TileCols
+	if m*n*k < 1<<19 {
+		t.run(0, 0, tiles)
+	} else {
+		parallelFor(tiles, t)
+	}
+	return true
+}
+
+// bf16TileCols is the bf16 tile's width: parts split the columns on it.
+const bf16TileCols = 32
+
+type bf16GemmTask struct {
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b, c        []float32
+	lda, ldb, ldc  int
+}
+
+func (t *bf16GemmTask) run(_, lo, hi int) {
+	j0, j1 := lo*bf16TileCols, min(hi*bf16TileCols, t.n)
+	if j0 >= j1 {
+		return
+	}
+	b := t.b[j0:]
+	if t.transB {
+		b = t.b[j0*t.ldb:]
+	}
+	sgemmBF16C(t.transA, t.transB, t.m, j1-j0, t.k, t.alpha, t.a, t.lda, b, t.ldb, t.beta, t.c[j0:], t.ldc)
+}

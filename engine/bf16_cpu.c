@@ -25,15 +25,8 @@ int kiln_cpu_bf16(void) {
 	return h && kiln_isa() >= KILN_ISA_AVX512;
 }
 
-BODY uint16_t round_bf16(uint32_t b) {
-	const uint32_t exp = b >> 23 & 0xff;
-	if (exp == 0) return (uint16_t)(b >> 16 & 0x8000);
-	if (exp == 0xff) return (uint16_t)(b & 0x7fffff ? b >> 16 | 0x40 : b >> 16);
-	return (uint16_t)((b + 0x7fff + (b >> 16 & 1)) >> 16);
-}
-
 BODY void f32_to_bf16_loop_body(uint16_t *restrict dst, const uint32_t *restrict src, long n) {
-	for (long i = 0; i < n; i++) dst[i] = round_bf16(src[i]);
+	for (long i = 0; i < n; i++) dst[i] = kiln_round_bf16(src[i]);
 }
 KILN_ISA_DISPATCH(f32_to_bf16_loop, (uint16_t *restrict dst, const uint32_t *restrict src, long n), (dst, src, n))
 

@@ -109,3 +109,14 @@ func BenchmarkSgemm(b *testing.B) {
 		sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
 	})
 }
+
+// The bf16 product on the same shapes (AVX512_BF16 CPUs only): compare with
+// BenchmarkSgemm in the same run.
+func BenchmarkSgemmBF16(b *testing.B) {
+	if !CPUHasBF16() {
+		b.Skip("skipped: this CPU has no AVX512_BF16")
+	}
+	benchSgemmWith(b, func(s sgemmBenchShape, a, bm, c []float32, lda, ldb int) {
+		sgemmBF16(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
+	})
+}

@@ -1,0 +1,184 @@
+// gemm_bf16_cpu.c: C = alpha·op(A)·op(B) + beta·C with A and B rounded to
+// bfloat16 (bf16.go's rule) and the products summed in float32 by
+// AVX512_BF16's VDPBF16PS: the CPU half of --precision bf16 (issue 13), for
+// CPUs that have it (kiln_cpu_bf16). Autocast semantics: float32 in and out,
+// bf16 only inside the product, so the rounding happens while packing.
+//
+// Layout: k is taken in pairs. A packed panel holds, per pair p, six 32-bit
+// words: row i's bf16 at k = 2p (low half) and 2p+1 (high half); a packed B
+// panel holds, per pair, 32 such words, one per column. The 6×32 tile keeps
+// 12 zmm accumulators; one VDPBF16PS adds two products to 16 of them.
+//
+// Numerics (what TestSgemmBF16MatchesEmulation checks bit for bit): within
+// each slice of KC values of k, an element of C starts at zero and, pair by
+// pair in order, adds the product at 2p+1 then the one at 2p, each add
+// rounded to nearest even (the products of two bf16 are exact in float32;
+// denormal sums flush to zero); then c = alpha·acc (+ beta·c, one fused
+// rounding; beta is 1 after the first slice). An odd k pads a zero.
+
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <string.h>
+
+#include "bf16_cpu.h"
+
+#define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
+
+enum { BMR = 6, BNR = 32, BKC = 256, BMC = 144, BNC = 1024 };
+
+// The packing rounds with VCVTNEPS2BF16 (the bits of bf16.go's ToBF16, as
+// TestBF16SlicesMatchToBF16 checks) and writes 32-bit words: bf16 at k = 2p
+// in the low half, 2p+1 in the high half; values past kc are zero.
+
+// words16 rounds the 16 floats at lo (k = 2p) and hi (2p+1, or zeros when
+// hi is NULL) and returns their 16 interleaved words; m masks the columns.
+BF16 static inline __m512i words16(const float *lo, const float *hi, __mmask16 m) {
+	const __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, lo));
+	const __m256i h = hi ? (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, hi)) : _mm256_setzero_si256();
+	const __m256i ul = _mm256_unpacklo_epi16(l, h), uh = _mm256_unpackhi_epi16(l, h); // per 128-bit lane
+	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(ul, uh, 0x20)),
+	                          _mm256_permute2x128_si256(ul, uh, 0x31), 1);
+}
+
+// run_words rounds the kc floats of a run (stride 1) into (kc + 1) / 2
+// words, written stride words apart.
+BF16 static void run_words(uint32_t *dst, long stride, const float *x, long kc) {
+	uint32_t w[16];
+	for (long q = 0; q < kc; q += 32) {
+		const long left = kc - q < 32 ? kc - q : 32;
+		// Pairs are adjacent floats: round 32 and read them back as 16 words.
+		const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+		const __mmask16 m1 = left <= 16 ? 0 : left >= 32 ? 0xffff : (__mmask16)((1u << (left - 16)) - 1);
+		const __m256i b0 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m0, x + q));
+		const __m256i b1 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m1, x + q + 16));
+		_mm256_storeu_si256((__m256i *)w, b0);
+		_mm256_storeu_si256((__m256i *)(w + 8), b1);
+		for (long p = 0; p < (left + 1) / 2; p++) dst[(q / 2 + p) * stride] = w[p];
+	}
+}
+
+// pack_a writes op(A)[0:mc, 0:kc] as 6-row panels of pairs: A's rows in
+// place (ta 0: each row's k contiguous) or A transposed (ta 1: each k's rows
+// contiguous); rows past mc are zero.
+BF16 static void pack_a(uint32_t *dst, int ta, const float *a, long lda, long mc, long kc) {
+	const long np = (kc + 1) / 2;
+	for (long i0 = 0; i0 < mc; i0 += BMR, dst += BMR * np) {
+		const long mr = mc - i0 < BMR ? mc - i0 : BMR;
+		if (!ta) {
+			for (long i = 0; i < BMR; i++) {
+				if (i < mr)
+					run_words(dst + i, BMR, a + (i0 + i) * lda, kc);
+				else
+					for (long p = 0; p < np; p++) dst[p * BMR + i] = 0;
+			}
+			continue;
+		}
+		const __mmask16 m = (__mmask16)((1u << mr) - 1);
+		for (long p = 0; p < np; p++) {
+			const float *lo = a + 2 * p * lda + i0, *hi = 2 * p + 1 < kc ? lo + lda : NULL;
+			_mm512_mask_storeu_epi32(dst + p * BMR, 0x3f, words16(lo, hi, m));
+		}
+	}
+}
+
+// pack_b writes op(B)[0:kc, 0:nc] as 32-column panels of pairs: B's rows in
+// place (tb 0: each k's columns contiguous) or B transposed (tb 1: each
+// column's k contiguous); columns past nc are zero.
+BF16 static void pack_b(uint32_t *dst, int tb, const float *b, long ldb, long kc, long nc) {
+	const long np = (kc + 1) / 2;
+	for (long j0 = 0; j0 < nc; j0 += BNR, dst += BNR * np) {
+		const long nr = nc - j0 < BNR ? nc - j0 : BNR;
+		if (tb) {
+			for (long j = 0; j < BNR; j++) {
+				if (j < nr)
+					run_words(dst + j, BNR, b + (j0 + j) * ldb, kc);
+				else
+					for (long p = 0; p < np; p++) dst[p * BNR + j] = 0;
+			}
+			continue;
+		}
+		const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+		const __mmask16 m1 = nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1);
+		for (long p = 0; p < np; p++) {
+			const float *lo = b + 2 * p * ldb + j0, *hi = 2 * p + 1 < kc ? lo + ldb : NULL;
+			_mm512_storeu_si512(dst + p * BNR, words16(lo, hi, m0));
+			_mm512_storeu_si512(dst + p * BNR + 16, words16(lo + 16, hi ? hi + 16 : NULL, m1));
+		}
+	}
+}
+
+// tile computes the 6×32 products of one A panel and one B panel over np
+// pairs and writes c = alpha·acc + beta·c (c unread when beta is 0) for
+// its mr × nr corner.
+BF16 static void tile(long np, const uint32_t *ap, const uint32_t *bp, float *c, long ldc, long mr, long nr,
+                      float alpha, float beta) {
+	__m512 acc[BMR][2];
+	for (int i = 0; i < BMR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+	for (long p = 0; p < np; p++) {
+		const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * BNR);
+		const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * BNR + 16);
+		for (int i = 0; i < BMR; i++) {
+			const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ap[p * BMR + i]);
+			acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+			acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+		}
+	}
+	const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+	const __mmask16 m[2] = {nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1),
+	                        nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1)};
+	for (int i = 0; i < mr; i++)
+		for (int v = 0; v < 2; v++) {
+			float *ci = c + i * ldc + 16 * v;
+			__m512 x = _mm512_mul_ps(va, acc[i][v]);
+			if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m[v], ci), x);
+			_mm512_mask_storeu_ps(ci, m[v], x);
+		}
+}
+
+BF16 static void gemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
+                      long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
+	for (long jc = 0; jc < n; jc += BNC) {
+		const long nc = n - jc < BNC ? n - jc : BNC;
+		for (long pc = 0; pc < k; pc += BKC) {
+			const long kc = k - pc < BKC ? k - pc : BKC, np = (kc + 1) / 2;
+			const float bet = pc == 0 ? beta : 1.0f;
+			pack_b(bp, tb, tb ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc);
+			for (long ic = 0; ic < m; ic += BMC) {
+				const long mc = m - ic < BMC ? m - ic : BMC;
+				pack_a(ap, ta, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, mc, kc);
+				for (long jr = 0; jr < nc; jr += BNR)
+					for (long ir = 0; ir < mc; ir += BMR)
+						tile(np, ap + ir * np, bp + jr * np, c + (ic + ir) * ldc + jc + jr, ldc,
+						     mc - ir < BMR ? mc - ir : BMR, nc - jr < BNR ? nc - jr : BNR, alpha, bet);
+			}
+		}
+	}
+}
+
+// kiln_sgemm_bf16_words gives the panel buffers' sizes for an m × n
+// product, in 32-bit words: *aw for A's, *bw for B's.
+void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw) {
+	const long kp = (BKC + 1) / 2, mcap = m < BMC ? m : BMC, ncap = n < BNC ? n : BNC;
+	*aw = (mcap + BMR - 1) / BMR * BMR * kp;
+	*bw = (ncap + BNR - 1) / BNR * BNR * kp;
+}
+
+// kiln_sgemm_bf16 runs the product with the caller's panel buffers
+// (kiln_sgemm_bf16_words) and returns 1, or returns 0, having done
+// nothing, where the CPU lacks AVX512_BF16.
+int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
+                    long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
+	if (!kiln_cpu_bf16()) return 0;
+	if (m <= 0 || n <= 0) return 1;
+	if (k <= 0) {
+		for (long i = 0; i < m; i++)
+			for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
+		return 1;
+	}
+	gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
+	return 1;
+}
+
+#endif // __x86_64__
