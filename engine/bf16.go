@@ -65,6 +65,10 @@ func BF16ToFloat32Slice(dst []float32, src []BF16) error {
 // hardware (AVX512_BF16) and the ISA level in use lets Kiln use it.
 func CPUHasBF16() bool { return cpuBF16() }
 
+// CPUHasAMX reports whether bf16 products run on AMX tiles (AMX-BF16, with
+// the tile state granted by the kernel), which CPUHasBF16 implies.
+func CPUHasAMX() bool { return cpuAMX() }
+
 // sgemmBF16 is gemm's float32 product with A and B rounded to bf16 and the
 // products summed in float32 (gemm_bf16_cpu.c), its columns split over the
 // threads in 32-column tiles; false, having done nothing, where this CPU has

@@ -2,6 +2,8 @@
 int kiln_cpu_bf16(void);
 void kiln_f32_to_bf16(uint16_t *dst, const float *src, long n);
 void kiln_bf16_to_f32(float *dst, const uint16_t *src, long n);
+int kiln_cpu_amx(void);
+void kiln_bf16_use_amx(int on);
 void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw);
 int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
                     long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp);

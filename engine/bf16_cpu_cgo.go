@@ -20,6 +20,11 @@ import "unsafe"
 
 func cpuBF16() bool { return C.kiln_cpu_bf16() != 0 }
 
+func cpuAMX() bool { return C.kiln_cpu_amx() != 0 }
+
+// useAMX turns the bf16 product's AMX path off or back on (tests).
+func useAMX(on bool) { C.kiln_bf16_use_amx(cbool(on)) }
+
 func toBF16C(dst []BF16, src []float32) bool {
 	if len(src) == 0 {
 		return true

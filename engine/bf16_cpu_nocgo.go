@@ -4,6 +4,10 @@ package engine
 
 func cpuBF16() bool { return false }
 
+func cpuAMX() bool { return false }
+
+func useAMX(on bool) {}
+
 func toBF16C(dst []BF16, src []float32) bool { return false }
 
 func fromBF16C(dst []float32, src []BF16) bool { return false }

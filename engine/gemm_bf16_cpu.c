@@ -83,12 +83,14 @@ BF16 static void pack_a(uint32_t *dst, int ta, const float *a, long lda, long mc
 	}
 }
 
-// pack_b writes op(B)[0:kc, 0:nc] as 32-column panels of pairs: B's rows in
-// place (tb 0: each k's columns contiguous) or B transposed (tb 1: each
-// column's k contiguous); columns past nc are zero.
-BF16 static void pack_b(uint32_t *dst, int tb, const float *b, long ldb, long kc, long nc) {
+// pack_b writes op(B)[0:kc, 0:nc] as 32-column panels of npad pairs (npad
+// ≥ (kc + 1) / 2; AMX tiles take 16 at a time): B's rows in place (tb 0:
+// each k's columns contiguous) or B transposed (tb 1: each column's k
+// contiguous); columns past nc and pairs past kc are zero.
+BF16 static void pack_b(uint32_t *dst, int tb, const float *b, long ldb, long kc, long nc, long npad) {
 	const long np = (kc + 1) / 2;
-	for (long j0 = 0; j0 < nc; j0 += BNR, dst += BNR * np) {
+	for (long j0 = 0; j0 < nc; j0 += BNR, dst += BNR * npad) {
+		memset(dst + BNR * np, 0, (size_t)(npad - np) * BNR * 4);
 		const long nr = nc - j0 < BNR ? nc - j0 : BNR;
 		if (tb) {
 			for (long j = 0; j < BNR; j++) {
@@ -144,7 +146,7 @@ BF16 static void gemm(int ta, int tb, long m, long n, long k, float alpha, const
 		for (long pc = 0; pc < k; pc += BKC) {
 			const long kc = k - pc < BKC ? k - pc : BKC, np = (kc + 1) / 2;
 			const float bet = pc == 0 ? beta : 1.0f;
-			pack_b(bp, tb, tb ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc);
+			pack_b(bp, tb, tb ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc, np);
 			for (long ic = 0; ic < m; ic += BMC) {
 				const long mc = m - ic < BMC ? m - ic : BMC;
 				pack_a(ap, ta, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, mc, kc);
@@ -157,17 +159,165 @@ BF16 static void gemm(int ta, int tb, long m, long n, long k, float alpha, const
 	}
 }
 
+// ---------------------------------------------------------------------------
+// AMX: TDPBF16PS on 16×16 float32 tiles, where the CPU has AMX-BF16 and the
+// kernel grants the tile state (arch_prctl ARCH_REQ_XCOMP_PERM). A block of
+// 32 rows × 32 columns keeps four C tiles; per 32 values of k it loads two A
+// tiles (16 rows × 16 pairs, from pack_a_amx) and two B tiles (16 pairs × 16
+// columns: pack_b's panels, 128 bytes a pair) and runs four products.
+//
+// Numerics: within a KC slice an element of C starts at zero and gathers
+// its products in TDPBF16PS's accumulator, whose order and rounding inside a
+// tile Intel does not spell out (a sequential float32 sum, even or odd
+// first, and an exact sum per tile step all differ from it in the last
+// bits); then c = alpha·acc + beta·c as above. The result is the same run
+// after run, and within float32 accumulation's bound of the float64 product
+// (TestSgemmBF16MatchesEmulation).
+
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
+
+enum { AKC = BKC, ABLK = 32, AMC = 128 }; // AMC: rows of packed A per block, whole 32-row blocks
+
+static int amx_state = -1; // -1 not asked, 0 no, 1 granted
+static int amx_off;        // set by kiln_bf16_use_amx(0) (tests)
+
+static void amx_ask(void) {
+	int ok = 0;
+	__builtin_cpu_init();
+	if (kiln_cpu_bf16() && __builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("amx-tile"))
+		ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+	__atomic_store_n(&amx_state, ok, __ATOMIC_RELEASE);
+}
+
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+// kiln_cpu_amx reports whether the bf16 product runs on AMX tiles.
+int kiln_cpu_amx(void) {
+	pthread_once(&amx_once, amx_ask);
+	return __atomic_load_n(&amx_state, __ATOMIC_ACQUIRE) == 1 && !__atomic_load_n(&amx_off, __ATOMIC_RELAXED) &&
+	       kiln_cpu_bf16();
+}
+
+// kiln_bf16_use_amx turns the AMX path off (0) or back on (1), for tests
+// that check both paths.
+void kiln_bf16_use_amx(int on) { __atomic_store_n(&amx_off, !on, __ATOMIC_RELAXED); }
+
+typedef struct {
+	uint8_t palette, start;
+	uint8_t reserved[14];
+	uint16_t colsb[16];
+	uint8_t rows[16];
+} tile_config;
+
+// pack_a_amx writes op(A)[0:mc, 0:kc] as rows of npad words of k pairs
+// (npad a multiple of 16), whole 32-row blocks: rows past mc and pairs past
+// kc are zero.
+BF16 static void pack_a_amx(uint32_t *dst, int ta, const float *a, long lda, long mc, long kc, long npad) {
+	const long np = (kc + 1) / 2;
+	const long rows = (mc + ABLK - 1) / ABLK * ABLK;
+	for (long i = 0; i < rows; i++) {
+		uint32_t *row = dst + i * npad;
+		if (i < mc && !ta) run_words(row, 1, a + i * lda, kc);
+		for (long p = i < mc && !ta ? np : 0; p < npad; p++) row[p] = 0;
+	}
+	if (!ta) return;
+	for (long i0 = 0; i0 < mc; i0 += 16) {
+		const long mr = mc - i0 < 16 ? mc - i0 : 16;
+		const __mmask16 m = (__mmask16)((1u << mr) - 1);
+		const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+		                                       _mm512_set1_epi32((int)npad));
+		for (long p = 0; p < np; p++) {
+			const float *lo = a + 2 * p * lda + i0, *hi = 2 * p + 1 < kc ? lo + lda : NULL;
+			_mm512_mask_i32scatter_epi32(dst + i0 * npad + p, m, idx, words16(lo, hi, m), 4);
+		}
+	}
+}
+
+// amx_block computes a 32 × 32 block of products over npad pairs: A rows
+// at ap (two groups of 16, npad words a row), B at bp (a 32-column panel,
+// 32 words a pair), into acc (32 × 32 float32).
+AMX static void amx_block(long npad, const uint32_t *ap, const uint32_t *bp, float *acc) {
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (long p = 0; p < npad; p += 16) {
+		_tile_loadd(4, ap + p, npad * 4);
+		_tile_loadd(5, ap + 16 * npad + p, npad * 4);
+		_tile_loadd(6, bp + p * BNR, BNR * 4);
+		_tile_loadd(7, bp + p * BNR + 16, BNR * 4);
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
+	}
+	_tile_stored(0, acc, ABLK * 4);
+	_tile_stored(1, acc + 16, ABLK * 4);
+	_tile_stored(2, acc + 16 * ABLK, ABLK * 4);
+	_tile_stored(3, acc + 16 * ABLK + 16, ABLK * 4);
+}
+
+// amx_store writes c = alpha·acc + beta·c (c unread when beta is 0) for the
+// block's mr × nr corner, as tile()'s store does.
+BF16 static void amx_store(float *c, long ldc, const float *acc, long mr, long nr, float alpha, float beta) {
+	const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+	const __mmask16 m[2] = {nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1),
+	                        nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1)};
+	for (long i = 0; i < mr; i++)
+		for (int v = 0; v < 2; v++) {
+			float *ci = c + i * ldc + 16 * v;
+			__m512 x = _mm512_mul_ps(va, _mm512_loadu_ps(acc + i * ABLK + 16 * v));
+			if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m[v], ci), x);
+			_mm512_mask_storeu_ps(ci, m[v], x);
+		}
+}
+
+AMX static void gemm_amx(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda,
+                         const float *b, long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
+	tile_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.palette = 1;
+	for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+	_tile_loadconfig(&cfg);
+	float acc[ABLK * ABLK];
+	for (long jc = 0; jc < n; jc += BNC) {
+		const long nc = n - jc < BNC ? n - jc : BNC;
+		for (long pc = 0; pc < k; pc += AKC) {
+			const long kc = k - pc < AKC ? k - pc : AKC, npad = ((kc + 1) / 2 + 15) / 16 * 16;
+			const float bet = pc == 0 ? beta : 1.0f;
+			pack_b(bp, tb, tb ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc, npad);
+			for (long ic = 0; ic < m; ic += AMC) {
+				const long mc = m - ic < AMC ? m - ic : AMC;
+				pack_a_amx(ap, ta, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, mc, kc, npad);
+				for (long jr = 0; jr < nc; jr += BNR)
+					for (long ir = 0; ir < mc; ir += ABLK) {
+						amx_block(npad, ap + ir * npad, bp + jr * npad, acc);
+						amx_store(c + (ic + ir) * ldc + jc + jr, ldc, acc, mc - ir < ABLK ? mc - ir : ABLK,
+						          nc - jr < BNR ? nc - jr : BNR, alpha, bet);
+					}
+			}
+		}
+	}
+	_tile_release();
+}
+
 // kiln_sgemm_bf16_words gives the panel buffers' sizes for an m × n
-// product, in 32-bit words: *aw for A's, *bw for B's.
+// product, in 32-bit words: *aw for A's, *bw for B's (either path).
 void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw) {
-	const long kp = (BKC + 1) / 2, mcap = m < BMC ? m : BMC, ncap = n < BNC ? n : BNC;
-	*aw = (mcap + BMR - 1) / BMR * BMR * kp;
-	*bw = (ncap + BNR - 1) / BNR * BNR * kp;
+	const long kp = (BKC + 1) / 2, npad = (kp + 15) / 16 * 16, ncap = n < BNC ? n : BNC;
+	const long a6 = ((m < BMC ? m : BMC) + BMR - 1) / BMR * BMR * kp;
+	const long a32 = ((m < AMC ? m : AMC) + ABLK - 1) / ABLK * ABLK * npad;
+	*aw = a6 > a32 ? a6 : a32;
+	*bw = (ncap + BNR - 1) / BNR * BNR * npad;
 }
 
 // kiln_sgemm_bf16 runs the product with the caller's panel buffers
-// (kiln_sgemm_bf16_words) and returns 1, or returns 0, having done
-// nothing, where the CPU lacks AVX512_BF16.
+// (kiln_sgemm_bf16_words), on AMX tiles where it can, and returns 1; or
+// returns 0, having done nothing, where the CPU lacks AVX512_BF16.
 int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
                     long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
 	if (!kiln_cpu_bf16()) return 0;
@@ -177,7 +327,10 @@ int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const f
 			for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
 		return 1;
 	}
-	gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
+	if (kiln_cpu_amx())
+		gemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
+	else
+		gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
 	return 1;
 }
 

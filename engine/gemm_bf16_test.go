@@ -3,18 +3,34 @@ package engine
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
-// The bf16 product gives, bit for bit, what its documented arithmetic gives
-// (gemm_bf16_cpu.c): A and B rounded by ToBF16, per slice of 256 values of k
-// pairs added in order, the product at 2p+1 then at 2p, each add rounded in
-// float32, then alpha·acc + beta·c. All four transpose cases, edges of the
+// The AVX512_BF16 product gives, bit for bit, what its documented
+// arithmetic gives (gemm_bf16_cpu.c): A and B rounded by ToBF16, per slice
+// of 256 values of k pairs added in order, the product at 2p+1 then at 2p,
+// each add rounded in float32, then alpha·acc + beta·c. The AMX product,
+// where the CPU has it, is held to the float64 product of the rounded
+// operands within float32 accumulation's bound, and to its own bits on a
+// second run. All four transpose cases, edges of the
 // 6×32 tile, odd k, k past one slice, and splits over the threads.
 func TestSgemmBF16MatchesEmulation(t *testing.T) {
 	if !CPUHasBF16() {
 		t.Skip("skipped: this CPU has no AVX512_BF16 (or the ISA level in use is below avx512)")
 	}
+	defer useAMX(true)
+	paths := []string{"avx512bf16"}
+	if CPUHasAMX() {
+		paths = append(paths, "amx")
+	}
+	for _, path := range paths {
+		useAMX(path == "amx")
+		t.Run(path, func(t *testing.T) { checkSgemmBF16(t, path == "amx") })
+	}
+}
+
+func checkSgemmBF16(t *testing.T, amx bool) {
 	rng := rand.New(rand.NewPCG(12, 13))
 	for _, c := range []struct {
 		ta, tb      bool
@@ -39,6 +55,18 @@ func TestSgemmBF16MatchesEmulation(t *testing.T) {
 		if !sgemmBF16(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, ac, b, bc, c.beta, got, c.n) {
 			t.Fatal("sgemmBF16 did not run on a CPU with bf16")
 		}
+		if CPUHasAMX() != amx {
+			t.Fatalf("the AMX path is %v, want %v", CPUHasAMX(), amx)
+		}
+		if amx {
+			checkBF16Bound(t, c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, ac, b, bc, c.beta, want, got)
+			again := slices.Clone(want)
+			sgemmBF16(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, ac, b, bc, c.beta, again, c.n)
+			if !slices.Equal(again, got) {
+				t.Errorf("%+v: a second run gives other bits", c)
+			}
+			continue
+		}
 		emulateSgemmBF16(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, ac, b, bc, c.beta, want, c.n)
 		bad := 0
 		for i := range got {
@@ -62,7 +90,45 @@ func TestSgemmBF16MatchesEmulation(t *testing.T) {
 	}
 }
 
-// emulateSgemmBF16 is the bf16 product's arithmetic written out in Go.
+// checkBF16Bound holds an AMX result got (c0 the C it started from) to the
+// float64 product of the bf16-rounded operands: within k float32 roundings
+// of Σ|a·b| per element (TDPBF16PS's order of additions inside a tile is
+// not documented: the bits differ from a sequential float32 sum's).
+func checkBF16Bound(t *testing.T, ta, tb bool, m, n, k int, alpha float32, a []float32, lda int, b []float32,
+	ldb int, beta float32, c0, got []float32) {
+	t.Helper()
+	ra, rb := bf16Rounded(a), bf16Rounded(b)
+	ref, abs := make([]float64, m*n), make([]float64, m*n)
+	gemmGo(ta, tb, m, n, k, 1, ra, lda, rb, ldb, 0, ref, n)
+	gemmGo(ta, tb, m, n, k, 1, absAll(ra), lda, absAll(rb), ldb, 0, abs, n)
+	for i := range ref {
+		want := float64(alpha)*ref[i] + float64(beta)*float64(c0[i])
+		tol := float64(k+2)*math.Ldexp(1, -24)*(math.Abs(float64(alpha))*abs[i]+math.Abs(float64(beta*c0[i]))) + 1e-30
+		if d := math.Abs(float64(got[i]) - want); d > tol {
+			t.Errorf("c[%d] = %g, float64 gives %g (tolerance %g)", i, got[i], want, tol)
+			return
+		}
+	}
+}
+
+func bf16Rounded(s []float32) []float64 {
+	d := make([]float64, len(s))
+	for i, v := range s {
+		d[i] = float64(ToBF16(v).Float32())
+	}
+	return d
+}
+
+func absAll(s []float64) []float64 {
+	d := make([]float64, len(s))
+	for i, v := range s {
+		d[i] = math.Abs(v)
+	}
+	return d
+}
+
+// emulateSgemmBF16 is the AVX512_BF16 product's arithmetic written out in
+// Go: per pair the product at 2p+1 first (VDPBF16PS's order).
 func emulateSgemmBF16(ta, tb bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
 	beta float32, c []float32, ldc int) {
 	at := func(i, q int) float32 {
