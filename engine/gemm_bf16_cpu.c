@@ -53,6 +53,12 @@ BF16 static void run_words(uint32_t *dst, long stride, const float *x, long kc) 
 		const __mmask16 m1 = left <= 16 ? 0 : left >= 32 ? 0xffff : (__mmask16)((1u << (left - 16)) - 1);
 		const __m256i b0 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m0, x + q));
 		const __m256i b1 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m1, x + q + 16));
+		if (stride == 1) { // the words in place: AMX's A rows
+			const long nw = (left + 1) / 2;
+			_mm256_mask_storeu_epi32(dst + q / 2, nw >= 8 ? 0xff : (__mmask8)((1u << nw) - 1), b0);
+			if (nw > 8) _mm256_mask_storeu_epi32(dst + q / 2 + 8, (__mmask8)((1u << (nw - 8)) - 1), b1);
+			continue;
+		}
 		_mm256_storeu_si256((__m256i *)w, b0);
 		_mm256_storeu_si256((__m256i *)(w + 8), b1);
 		for (long p = 0; p < (left + 1) / 2; p++) dst[(q / 2 + p) * stride] = w[p];
