@@ -9,6 +9,7 @@
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
 #if defined(__x86_64__)
 #include "channelpool_cpu.h"
+#include "transpose_cpu.h"
 // No code here reads floating-point exception flags; without trapping math
 // gcc turns the selects into blends and vectorises the loops. No fused
 // multiply-add, so every level rounds as Go does.
@@ -171,30 +172,6 @@ static void transpose_plain(float *restrict out, const float *restrict x, long a
 		}
 }
 
-// transpose8x8 writes dst[j·ldd + i] = src[i·lds + j] for i, j < 8.
-__attribute__((target("avx2"))) static inline void transpose8x8(float *dst, long ldd, const float *src, long lds) {
-	__m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds),
-	       r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds),
-	       r5 = _mm256_loadu_ps(src + 5 * lds), r6 = _mm256_loadu_ps(src + 6 * lds),
-	       r7 = _mm256_loadu_ps(src + 7 * lds);
-	// Pairs of rows interleaved, then pairs of pairs, then the 128-bit halves.
-	__m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-	       t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-	       t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-	__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-	       u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-	       u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-	       u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-	_mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
-	_mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
-	_mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
-	_mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
-	_mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
-	_mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
-	_mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
-	_mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
-}
-
 // transpose_avx2 moves the whole 8×8 blocks, tile by tile, then the rows
 // past the last block and the columns past it.
 __attribute__((target("avx2"))) static void transpose_avx2(float *restrict out, const float *restrict x, long a,
@@ -205,7 +182,7 @@ __attribute__((target("avx2"))) static void transpose_avx2(float *restrict out, 
 			long pe = pt + TRANSPOSE_TILE < a8 ? pt + TRANSPOSE_TILE : a8;
 			long qe = qt + TRANSPOSE_TILE < b8 ? qt + TRANSPOSE_TILE : b8;
 			for (long p = pt; p < pe; p += 8)
-				for (long q = qt; q < qe; q += 8) transpose8x8(out + q * a + p, a, x + p * b + q, b);
+				for (long q = qt; q < qe; q += 8) kiln_transpose8(out + q * a + p, a, x + p * b + q, b);
 		}
 	transpose_plain(out, x, a, b, 0, a8, b8, b);
 	transpose_plain(out, x, a, b, a8, a, 0, b);

@@ -42,6 +42,7 @@
 
 #include "conv_cpu.h"
 #include "isa_cpu.h"
+#include "transpose_cpu.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
@@ -251,29 +252,6 @@ void kiln_conv_copy_rows(float *dst, long dplane, long drow, const float *src, l
 			memcpy(dst + p * dplane + y * drow, src + p * splane + y * srow, rowlen * sizeof(float));
 }
 
-// transpose8 writes dst[j·ldd + i] = src[i·lds + j] for i, j < 8.
-AVX2 static void transpose8(float *dst, long ldd, const float *src, long lds) {
-	__m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds),
-	       r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds),
-	       r5 = _mm256_loadu_ps(src + 5 * lds), r6 = _mm256_loadu_ps(src + 6 * lds),
-	       r7 = _mm256_loadu_ps(src + 7 * lds);
-	__m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-	       t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-	       t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-	__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-	       u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-	       u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-	       u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-	_mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
-	_mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
-	_mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
-	_mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
-	_mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
-	_mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
-	_mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
-	_mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
-}
-
 // kiln_conv_dyt writes dyT[q, co] = dy[co, ·] for co < m (columns m..ldt-1
 // are left alone, zero in the caller's scratch): q runs over the output rows
 // (oh, ow) → oh·qrow + ow, with qrow = OW for row-by-row segments or Wp for
@@ -284,7 +262,7 @@ AVX2 void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, 
 	long co = 0, p0 = 0;
 	if (qrow == ow) {
 		for (; co + 8 <= m; co += 8)
-			for (long p = 0; p + 8 <= q; p += 8) transpose8(dyt + p * ldt + co, ldt, dy + co * q + p, q);
+			for (long p = 0; p + 8 <= q; p += 8) kiln_transpose8(dyt + p * ldt + co, ldt, dy + co * q + p, q);
 		p0 = q & ~7L; // the columns past the last block, for the channels done so far
 		for (long c = 0; c < co; c++)
 			for (long p = p0; p < q; p++) dyt[p * ldt + c] = dy[c * q + p];
