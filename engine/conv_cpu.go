@@ -1,6 +1,7 @@
 package engine
 
-// The convolution's fast CPU path, float32 on amd64 with AVX2 and FMA, for
+// The convolution's fast CPU path, float32 on amd64 with AVX2 and FMA (ymm,
+// 6-row tiles) or AVX-512 (zmm, 8-row tiles; the same bits), for
 // the stride-1 shapes whose wide frame is small (convGeom.wide): the C
 // kernels of conv_cpu.c read the input in place at each kernel tap's offset
 // (an implicit GEMM), where conv.go's col lowering copies Cg·KH·KW shifted

@@ -11,9 +11,9 @@ import (
 
 // A BatchNorm2D followed by a ReLU in a Sequential runs as one op in a CPU
 // training step (batch norm's apply takes the max, its backward masks):
-// every zoo model with batch norm gives the same logits, input gradient and
-// parameter gradients, bit for bit, as the same model with the pair unlinked
-// (two ops), over two steps (the second reuses the buffers).
+// every zoo model with batch norm gives the same logits and parameter
+// gradients, bit for bit, as the same model with the pair unlinked (two
+// ops), over two steps (the second reuses the buffers).
 func TestBatchNormReLUFusedGivesTheSameBits(t *testing.T) {
 	for _, name := range []string{"cnn", "inception", "cbam"} {
 		spec := Spec{Channels: 3, Height: 16, Width: 16, Classes: 10, Seed: 5}
