@@ -78,7 +78,7 @@ func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 	if !CPUHasBF16() {
 		return false
 	}
-	checkGemmArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	checkBF16GemmArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	t := &bf16GemmTask{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
 		ldb: ldb, beta: beta, c: c, ldc: ldc}
 	tiles := (n + bf16TileCols - 1) / bf16TileCols

@@ -52,3 +52,10 @@ func sgemmBF16C(transA, transB bool, m, n, k int, alpha float32, a []float32, ld
 		cptr(a), C.long(lda), cptr(b), C.long(ldb), C.float(beta), cptr(c), C.long(ldc), words,
 		(*C.uint32_t)(unsafe.Add(unsafe.Pointer(words), 4*aw))) != 0
 }
+
+// checkBF16GemmArgs panics, as sgemm does, when a slice is too short for the
+// product.
+func checkBF16GemmArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32,
+	ldc int) {
+	checkGemmArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+}

@@ -16,3 +16,7 @@ func sgemmBF16C(transA, transB bool, m, n, k int, alpha float32, a []float32, ld
 	beta float32, c []float32, ldc int) bool {
 	return false
 }
+
+func checkBF16GemmArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32,
+	ldc int) {
+}
