@@ -73,6 +73,7 @@ func printInfo(w io.Writer, dev engine.Device, auto bool, handover string, verbo
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "cpu:      %d threads for ops, %s\n", engine.Threads(), simdLevel())
+	fmt.Fprintf(w, "bf16:     %s\n", bf16Support())
 
 	if !cuda.Built() {
 		p := probeGPU()
@@ -168,6 +169,23 @@ func isTile(tok string) bool {
 	a, b, ok := strings.Cut(tok, "x")
 	digits := func(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
 	return ok && digits(a) && digits(b)
+}
+
+// bf16Support says how this CPU would compute bf16 products (issue 13's
+// --precision bf16, which training does not take yet): on AMX tiles, with
+// AVX512_BF16, or not at all.
+func bf16Support() string {
+	const notYet = " (training runs float32 only so far)"
+	switch {
+	case engine.CPUHasAMX():
+		return "products on AMX tiles" + notYet
+	case engine.CPUHasBF16():
+		return "products with AVX512_BF16" + notYet
+	}
+	if engine.CPUISA() != "avx512" {
+		return "none at ISA level " + engine.CPUISA() + " (AVX512_BF16 and AMX need avx512)"
+	}
+	return "none: this CPU has neither AVX512_BF16 nor AMX"
 }
 
 // simdLevel is the ISA level the engine's C fast paths run at (engine.CPUISA:

@@ -15,7 +15,8 @@ func TestCPUISAFromTheEnvironment(t *testing.T) {
 	levels := engine.CPUISAs()
 	lowest := levels[0]
 	t.Setenv("KILN_CPU_ISA", lowest)
-	if r := mustRun(t, dir, "info", "--device", "cpu"); !strings.Contains(r.stdout, "ISA level "+lowest+", set by KILN_CPU_ISA") {
+	if r := mustRun(t, dir, "info", "--device", "cpu"); !strings.Contains(r.stdout, "ISA level "+lowest+", set by KILN_CPU_ISA") ||
+		!strings.Contains(r.stdout, "bf16:     none at ISA level "+lowest) {
 		t.Errorf("kiln info with KILN_CPU_ISA=%s:\n%s", lowest, r.stdout)
 	}
 	if r := mustRun(t, dir, "bench", "--model", "mlp", "--batch", "4", "--seconds", "0", "--steps", "1", "--json"); !strings.Contains(r.stdout, `"cpu_isa":"`+lowest+`"`) {
