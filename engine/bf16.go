@@ -79,7 +79,8 @@ func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 		return false
 	}
 	checkBF16GemmArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
-	t := &bf16GemmTask{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+	t := bf16GemmTasks.Get().(*bf16GemmTask)
+	*t = bf16GemmTask{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
 		ldb: ldb, beta: beta, c: c, ldc: ldc}
 	tiles := (n + bf16TileCols - 1) / bf16TileCols
 	if m*n*k < 1<<19 {
@@ -87,8 +88,12 @@ func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 	} else {
 		parallelFor(tiles, t)
 	}
+	*t = bf16GemmTask{}
+	bf16GemmTasks.Put(t)
 	return true
 }
+
+var bf16GemmTasks = taskPool{New: func() any { return new(bf16GemmTask) }}
 
 // bf16TileCols is the bf16 tile's width: parts split the columns on it.
 const bf16TileCols = 32
