@@ -24,6 +24,9 @@ type StepTimingConfig struct {
 	MinDur time.Duration // and at least this long
 	LR     float64
 	Device engine.Device // CPU by default; CUDA must be open (engine.OpenDevice)
+	// Precision is what the model's products compute in
+	// (layers.SetPrecision); FP32 by default.
+	Precision engine.Precision
 	// World, when it has more than one rank, makes the steps data parallel:
 	// Batch is the global batch, each rank steps its own Batch/Size rows and
 	// the gradients are all-reduced every step (trainer.GradReducer). Every
@@ -49,6 +52,7 @@ type StepTiming struct {
 	AllocsPerStep     float64 `json:"allocs_per_step"`
 	FinalLoss         float64 `json:"final_loss"`
 	CPUISA            string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
+	Precision         string  `json:"precision"`
 	// Data-parallel steps only (the one-process line keeps its fields):
 	// the ranks, the share of the timed seconds spent in the gradients'
 	// all-reduce (the mean over ranks), and the gradient bytes each
@@ -121,6 +125,7 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		Params:            layers.CountParams(net),
 		Threads:           engine.Threads(),
 		CPUISA:            engine.CPUISA(),
+		Precision:         c.Precision.String(),
 		Steps:             n,
 		Seconds:           el,
 		StepMillis:        el / float64(n) * 1e3,
@@ -161,6 +166,12 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 		}
 		x = dx
 		frees = append(frees, dx.Release)
+	}
+	if err := layers.SetPrecision(net, c.Precision); err != nil {
+		for _, f := range frees {
+			f()
+		}
+		return nil, err
 	}
 	opt := &trainer.SGD{Momentum: 0.9}
 	step := trainer.NewClassifier(net, opt)

@@ -14,28 +14,28 @@ import (
 // NaN keeps its sign and upper payload and is made quiet. (PyTorch's own
 // rounding keeps bf16 denormals and turns every NaN into 0x7fc0.)
 
-// BF16 holds a bfloat16 value's bits.
-type BF16 uint16
+// Bfloat16 holds a bfloat16 value's bits.
+type Bfloat16 uint16
 
 // ToBF16 rounds f to bfloat16.
-func ToBF16(f float32) BF16 {
+func ToBF16(f float32) Bfloat16 {
 	b := math.Float32bits(f)
 	switch exp := b >> 23 & 0xff; {
 	case exp == 0: // zero or denormal
-		return BF16(b >> 16 & 0x8000)
+		return Bfloat16(b >> 16 & 0x8000)
 	case exp == 0xff && b&0x7fffff != 0: // NaN: quiet, sign and payload kept
-		return BF16(b>>16 | 0x40)
+		return Bfloat16(b>>16 | 0x40)
 	case exp == 0xff: // infinity
-		return BF16(b >> 16)
+		return Bfloat16(b >> 16)
 	}
-	return BF16((b + 0x7fff + (b >> 16 & 1)) >> 16) // a carry past the mantissa rounds up
+	return Bfloat16((b + 0x7fff + (b >> 16 & 1)) >> 16) // a carry past the mantissa rounds up
 }
 
 // Float32 widens h, exactly.
-func (h BF16) Float32() float32 { return math.Float32frombits(uint32(h) << 16) }
+func (h Bfloat16) Float32() float32 { return math.Float32frombits(uint32(h) << 16) }
 
 // ToBF16Slice rounds each element of src into dst, which must be as long.
-func ToBF16Slice(dst []BF16, src []float32) error {
+func ToBF16Slice(dst []Bfloat16, src []float32) error {
 	if len(dst) != len(src) {
 		return fmt.Errorf("ToBF16Slice: dst has %d elements, src %d", len(dst), len(src))
 	}
@@ -49,7 +49,7 @@ func ToBF16Slice(dst []BF16, src []float32) error {
 
 // BF16ToFloat32Slice widens each element of src into dst, which must be as
 // long.
-func BF16ToFloat32Slice(dst []float32, src []BF16) error {
+func BF16ToFloat32Slice(dst []float32, src []Bfloat16) error {
 	if len(dst) != len(src) {
 		return fmt.Errorf("BF16ToFloat32Slice: dst has %d elements, src %d", len(dst), len(src))
 	}
@@ -71,9 +71,9 @@ func CPUHasAMX() bool { return cpuAMX() }
 
 // sgemmBF16 is gemm's float32 product with A and B rounded to bf16 and the
 // products summed in float32 (gemm_bf16_cpu.c), its columns split over the
-// threads in 32-column tiles; false, having done nothing, where this CPU has
-// no bf16 arithmetic (CPUHasBF16).
-func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
+// threads in 32-column tiles unless inPart (as gemmIn); false, having done
+// nothing, where this CPU has no bf16 arithmetic (CPUHasBF16).
+func sgemmBF16(inPart, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
 	beta float32, c []float32, ldc int) bool {
 	if !CPUHasBF16() {
 		return false
@@ -83,7 +83,7 @@ func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 	*t = bf16GemmTask{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
 		ldb: ldb, beta: beta, c: c, ldc: ldc}
 	tiles := (n + bf16TileCols - 1) / bf16TileCols
-	if m*n*k < 1<<19 {
+	if inPart || m*n*k < 1<<19 {
 		t.run(0, 0, tiles)
 	} else {
 		parallelFor(tiles, t)

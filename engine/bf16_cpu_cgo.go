@@ -25,7 +25,7 @@ func cpuAMX() bool { return C.kiln_cpu_amx() != 0 }
 // useAMX turns the bf16 product's AMX path off or back on (tests).
 func useAMX(on bool) { C.kiln_bf16_use_amx(cbool(on)) }
 
-func toBF16C(dst []BF16, src []float32) bool {
+func toBF16C(dst []Bfloat16, src []float32) bool {
 	if len(src) == 0 {
 		return true
 	}
@@ -33,7 +33,7 @@ func toBF16C(dst []BF16, src []float32) bool {
 	return true
 }
 
-func fromBF16C(dst []float32, src []BF16) bool {
+func fromBF16C(dst []float32, src []Bfloat16) bool {
 	if len(src) == 0 {
 		return true
 	}

@@ -14,7 +14,7 @@ import (
 func TestToBF16Rounding(t *testing.T) {
 	for _, c := range []struct {
 		in   uint32
-		want engine.BF16
+		want engine.Bfloat16
 	}{
 		{0x3f800000, 0x3f80}, // 1
 		{0x3f808000, 0x3f80}, // 1 + 2⁻⁸: a tie, to the even 1
@@ -40,7 +40,7 @@ func TestToBF16Rounding(t *testing.T) {
 		if got != c.want {
 			t.Errorf("ToBF16(%#08x) = %#04x, want %#04x", c.in, got, c.want)
 		}
-		one := []engine.BF16{0}
+		one := []engine.Bfloat16{0}
 		opsMust(t, engine.ToBF16Slice(one, []float32{math.Float32frombits(c.in)}))
 		if one[0] != c.want {
 			t.Errorf("ToBF16Slice(%#08x) = %#04x, want %#04x", c.in, one[0], c.want)
@@ -63,13 +63,13 @@ func TestBF16SlicesMatchToBF16(t *testing.T) {
 	for range 100003 { // odd: a ragged tail for the 16-wide loop
 		src = append(src, math.Float32frombits(rng.Uint32()))
 	}
-	want := make([]engine.BF16, len(src))
+	want := make([]engine.Bfloat16, len(src))
 	for i, f := range src {
 		want[i] = engine.ToBF16(f)
 	}
 	for _, level := range engine.CPUISAs() {
 		opsMust(t, engine.SetCPUISA(level))
-		got := make([]engine.BF16, len(src))
+		got := make([]engine.Bfloat16, len(src))
 		opsMust(t, engine.ToBF16Slice(got, src))
 		bad := 0
 		for i := range got {
@@ -88,7 +88,7 @@ func TestBF16SlicesMatchToBF16(t *testing.T) {
 			}
 		}
 	}
-	if err := engine.ToBF16Slice(make([]engine.BF16, 2), make([]float32, 3)); err == nil {
+	if err := engine.ToBF16Slice(make([]engine.Bfloat16, 2), make([]float32, 3)); err == nil {
 		t.Error("ToBF16Slice took slices of different lengths")
 	}
 	t.Logf("hardware bf16 conversion at avx512: %v", engine.CPUHasBF16())

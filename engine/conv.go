@@ -70,6 +70,10 @@ type convGeom struct {
 	wide       bool
 	padded     bool // with padding: x goes through a padded copy
 	hp, wp, nw int  // padded plane Hp×Wp, frame length Nw
+	// prec is the weight's (Tensor.SetPrecision): bf16 products go through
+	// the col matrix and sgemmBF16, as the float32 C kernels have no bf16
+	// twin yet.
+	prec Precision
 }
 
 func orOne(v int) int {
@@ -167,6 +171,9 @@ func Conv2DForward(out, x, w, b *Tensor, p Conv2DParams) error {
 	if msg != "" {
 		return shapeErr(op, msg, "out", out, "x", x, "w", w, "b", b, "params", p)
 	}
+	if g.prec, err = checkPrecision(op, w); err != nil {
+		return err
+	}
 	if dev == CUDA {
 		return conv2DForwardCUDA(&g, p, out, x, w, b)
 	}
@@ -206,6 +213,9 @@ func Conv2DBackward(dx, dw, db, dout, x, w *Tensor, p Conv2DParams) error {
 	}
 	if dx == nil && dw == nil && db == nil {
 		return nil
+	}
+	if g.prec, err = checkPrecision(op, w); err != nil {
+		return err
 	}
 	if dev == CUDA {
 		return conv2DBackwardCUDA(&g, p, dx, dw, db, dout, x, w)
@@ -274,14 +284,14 @@ var convTasks = [2]taskPool{
 func conv2D[T Float](g convGeom, backward bool, yT, xT, wT, bT, dxT, dwT, dbT *Tensor) {
 	y, x, w, b := dataAs[T](yT), dataAs[T](xT), dataAs[T](wT), dataAs[T](bT)
 	dx, dw, db := dataAs[T](dxT), dataAs[T](dwT), dataAs[T](dbT)
-	if conv2DFast(&g, backward, y, x, w, b, dx, dw, db) {
+	if g.prec == FP32 && conv2DFast(&g, backward, y, x, w, b, dx, dw, db) {
 		return
 	}
 	pool := &convTasks[dtypeIndex[T]()]
 	t := pool.Get().(*convTask[T])
 	t.g, t.backward = g, backward
 	t.y, t.x, t.w, t.b, t.dx, t.dw, t.db = y, x, w, b, dx, dw, db
-	t.biasRow = !backward && b != nil && !g.pointwise
+	t.biasRow = !backward && b != nil && !g.pointwise && g.prec == FP32 // bf16 would round the bias
 	t.l = newConvLayout(&g, backward, t.biasRow, dx != nil, len(dw), len(db))
 	np := parts(g.n)
 	t.inPart = np > 1
@@ -369,7 +379,7 @@ func (t *convTask[T]) forwardImages(s []T, lo, hi int) {
 			src := t.source(s, xn[gi*g.cg*g.inPlane:(gi+1)*g.cg*g.inPlane])
 			wg := w[gi*g.mg*k : (gi+1)*g.mg*k]
 			yg := yn[gi*outGroup : (gi+1)*outGroup]
-			gemmIn(t.inPart, false, false, g.mg, g.p, k, 1, wg, k, src, g.p, beta, yg, g.p)
+			gemmAt(t.g.prec, t.inPart, false, false, g.mg, g.p, k, 1, wg, k, src, g.p, beta, yg, g.p)
 		}
 	}
 }
@@ -420,7 +430,7 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 			if dwp != nil {
 				// dw[co, k] += Σ_p dout[co, p] · col[k, p]
 				src := t.source(s, xn[gi*g.cg*g.inPlane:(gi+1)*g.cg*g.inPlane])
-				gemmIn(t.inPart, false, true, g.mg, g.kg, g.p, 1, dyg, g.p, src, g.p, 1,
+				gemmAt(t.g.prec, t.inPart, false, true, g.mg, g.kg, g.p, 1, dyg, g.p, src, g.p, 1,
 					dwp[gi*wGroup:(gi+1)*wGroup], g.kg)
 			}
 			if dxn == nil {
@@ -428,12 +438,12 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 			}
 			dxg := dxn[gi*g.cg*g.inPlane : (gi+1)*g.cg*g.inPlane]
 			if g.pointwise {
-				gemmIn(t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, dxg, g.p)
+				gemmAt(t.g.prec, t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, dxg, g.p)
 				continue
 			}
 			// dcol[k, p] = Σ_co W[co, k] · dout[co, p], then scattered back.
 			col := s[t.l.col:t.l.dw]
-			gemmIn(t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
+			gemmAt(t.g.prec, t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
 			col2im(dxg, col, g)
 		}
 	}

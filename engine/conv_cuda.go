@@ -57,7 +57,7 @@ func conv2DForwardCUDA(g *convGeom, params Conv2DParams, out, x, w, b *Tensor) e
 		if g.n == 0 {
 			return nil
 		}
-		p, err := planGemm(kConvForward, g.mg, g.n*g.p, g.kg, g.groups, false)
+		p, err := planGemm(kConvForward, g.mg, g.n*g.p, g.kg, g.groups, false, w.prec == TF32)
 		if err != nil {
 			return err
 		}
@@ -85,7 +85,7 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 			}
 		}
 		if dx != nil {
-			p, err := planGemm(kConvInputGrad, g.cg, g.n*g.inPlane, g.mg*g.kh*g.kw, g.groups, false)
+			p, err := planGemm(kConvInputGrad, g.cg, g.n*g.inPlane, g.mg*g.kh*g.kw, g.groups, false, w.prec == TF32)
 			if err != nil {
 				return err
 			}
@@ -97,7 +97,7 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 		}
 		if dw != nil {
 			m, n := g.mg, g.kg
-			p, err := planGemm(kConvWeightGrad, m, n, g.n*g.p, g.groups, true)
+			p, err := planGemm(kConvWeightGrad, m, n, g.n*g.p, g.groups, true, w.prec == TF32)
 			if err != nil {
 				return err
 			}

@@ -54,12 +54,16 @@ func SpatialGatingForward(out *Tensor, saved *SpatialGatingSaved, z, gamma, beta
 	if !(eps >= 0) {
 		return &ShapeError{Op: op, Msg: fmt.Sprintf("negative eps %v", eps)}
 	}
+	prec, err := checkPrecision(op, w)
+	if err != nil {
+		return err
+	}
 	if z.device == CUDA {
 		return spatialGatingForwardCUDA(out, saved, z, gamma, beta, w, b, eps)
 	}
 	n, t, d := z.shape[0], z.shape[1], z.shape[2]/2
 	pick(dt, runSpatialGating[float32], runSpatialGating[float64])(spatialGatingArgs{
-		out: out, z: z, gamma: gamma, beta: beta, w: w, b: b, saved: saved, eps: eps, n: n, t: t, d: d})
+		out: out, z: z, gamma: gamma, beta: beta, w: w, b: b, saved: saved, eps: eps, n: n, t: t, d: d, prec: prec})
 	return nil
 }
 
@@ -85,13 +89,17 @@ func SpatialGatingBackward(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved *Sp
 		return shapeErrGating(op, err, "dz", dz, "dgamma", dgamma, "dbeta", dbeta, "dw", dw, "db", db,
 			"dout", dout, "z", z, "gamma", gamma, "w", w, saved)
 	}
+	prec, err := checkPrecision(op, w)
+	if err != nil {
+		return err
+	}
 	if z.device == CUDA {
 		return spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z, saved, gamma, w)
 	}
 	n, t, d := z.shape[0], z.shape[1], z.shape[2]/2
 	pick(dt, runSpatialGating[float32], runSpatialGating[float64])(spatialGatingArgs{backward: true,
 		dz: dz, dgamma: dgamma, dbeta: dbeta, dw: dw, db: db, out: dout, z: z, gamma: gamma, w: w, saved: saved,
-		n: n, t: t, d: d})
+		n: n, t: t, d: d, prec: prec})
 	return nil
 }
 
@@ -156,6 +164,7 @@ type spatialGatingTask[T Float] struct {
 	// inParts: the samples are split over the workers, so each part's
 	// products run on its own thread instead of splitting again.
 	inParts bool
+	prec    Precision // of the token products (w's)
 }
 
 var spatialGatingTasks = [2]taskPool{
@@ -172,6 +181,7 @@ type spatialGatingArgs struct {
 	dz, dgamma, dbeta, dw, db *Tensor
 	eps                       float64
 	n, t, d                   int
+	prec                      Precision
 }
 
 // runSpatialGating splits the samples over the workers; in the backward pass
@@ -182,7 +192,7 @@ func runSpatialGating[T Float](a spatialGatingArgs) {
 		gamma: dataAs[T](a.gamma), beta: dataAs[T](a.beta), w: dataAs[T](a.w), b: dataAs[T](a.b),
 		norm: dataAs[T](a.saved.Norm), mixed: dataAs[T](a.saved.Mixed), mean: dataAs[T](a.saved.Mean),
 		rstd: dataAs[T](a.saved.RStd), dz: dataAs[T](a.dz), dgamma: dataAs[T](a.dgamma), dbeta: dataAs[T](a.dbeta),
-		dw: dataAs[T](a.dw), db: dataAs[T](a.db), eps: a.eps, n: a.n, t: a.t, d: a.d}
+		dw: dataAs[T](a.dw), db: dataAs[T](a.db), eps: a.eps, n: a.n, t: a.t, d: a.d, prec: a.prec}
 	t, d := args.t, args.d
 	p := 1
 	if args.n*t*t*d >= 1<<16 {
@@ -244,7 +254,7 @@ func (a *spatialGatingTask[T]) forwardRange(lo, hi int) {
 				a.mean[s*t+i], a.rstd[s*t+i] = T(mean), T(rstd)
 			}
 		}
-		gemmIn(a.inParts, false, false, t, d, t, 1, a.w, t, vn, d, 0, vm, d)
+		gemmAt(a.prec, a.inParts, false, false, t, d, t, 1, a.w, t, vn, d, 0, vm, d)
 		out := a.out[s*t*d : (s+1)*t*d]
 		if !sguGateC(out, vm, z, a.b, t, d) {
 			for i := 0; i < t; i++ {
@@ -304,12 +314,12 @@ func (a *spatialGatingTask[T]) backwardRange(part, lo, hi int) {
 		}
 		vn := a.norm[s*t*d : (s+1)*t*d]
 		if a.dw != nil { // dW += dvm·vnᵀ
-			gemmIn(a.inParts, false, true, t, t, d, 1, dvm, d, vn, d, 1, dwp, t)
+			gemmAt(a.prec, a.inParts, false, true, t, t, d, 1, dvm, d, vn, d, 1, dwp, t)
 		}
 		if !needNorm {
 			continue
 		}
-		gemmIn(a.inParts, true, false, t, d, t, 1, a.w, t, dvm, d, 0, dvn, d) // dvn = Wᵀ·dvm
+		gemmAt(a.prec, a.inParts, true, false, t, d, t, 1, a.w, t, dvm, d, 0, dvn, d) // dvn = Wᵀ·dvm
 		rows := lnRows[T]{x: z[d:], dout: dvn, mean: a.mean[s*t:], rstd: a.rstd[s*t:], gamma: a.gamma,
 			ldo: 2 * d, ldx: 2 * d, ldd: d, rows: t, d: d}
 		if dz != nil {

@@ -21,6 +21,22 @@ func gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	gemmGo(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
+// gemmAt is gemmIn with op(A) and op(B) rounded to prec first (BF16:
+// sgemmBF16), the products summed in float32. The op that calls it has
+// checked prec against the CPU (checkPrecision): no product falls back to
+// float32 unasked.
+func gemmAt[T Float](prec Precision, inPart, transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int,
+	beta T, c []T, ldc int) {
+	if prec != BF16 || isFloat64[T]() || m == 0 || n == 0 {
+		gemmIn(inPart, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	if !sgemmBF16(inPart, transA, transB, m, n, k, float32(alpha), asF32(a), lda, asF32(b), ldb, float32(beta),
+		asF32(c), ldc) {
+		panic("engine: a bf16 product on a CPU without AVX512_BF16 (checkPrecision was skipped)")
+	}
+}
+
 func asF32[T Float](s []T) []float32 {
 	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(s))), len(s))
 }

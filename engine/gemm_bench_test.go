@@ -117,6 +117,6 @@ func BenchmarkSgemmBF16(b *testing.B) {
 		b.Skip("skipped: this CPU has no AVX512_BF16")
 	}
 	benchSgemmWith(b, func(s sgemmBenchShape, a, bm, c []float32, lda, ldb int) {
-		sgemmBF16(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
+		sgemmBF16(false, s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
 	})
 }

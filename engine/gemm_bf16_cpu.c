@@ -26,7 +26,7 @@
 
 #define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
 
-enum { BMR = 6, BNR = 32, BKC = 256, BMC = 144, BNC = 1024 };
+enum { BMR = 8, BNR = 32, BKC = 256, BMC = 144, BNC = 1024 };
 
 // The packing rounds with VCVTNEPS2BF16 (the bits of bf16.go's ToBF16, as
 // TestBF16SlicesMatchToBF16 checks) and writes 32-bit words: bf16 at k = 2p
@@ -84,7 +84,7 @@ BF16 static void pack_a(uint32_t *dst, int ta, const float *a, long lda, long mc
 		const __mmask16 m = (__mmask16)((1u << mr) - 1);
 		for (long p = 0; p < np; p++) {
 			const float *lo = a + 2 * p * lda + i0, *hi = 2 * p + 1 < kc ? lo + lda : NULL;
-			_mm512_mask_storeu_epi32(dst + p * BMR, 0x3f, words16(lo, hi, m));
+			_mm512_mask_storeu_epi32(dst + p * BMR, (__mmask16)((1u << BMR) - 1), words16(lo, hi, m));
 		}
 	}
 }

@@ -52,7 +52,7 @@ func checkSgemmBF16(t *testing.T, amx bool) {
 		a, b := randF32(rng, ar*ac), randF32(rng, br*bc)
 		got, want := randF32(rng, c.m*c.n), make([]float32, c.m*c.n)
 		copy(want, got)
-		if !sgemmBF16(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, ac, b, bc, c.beta, got, c.n) {
+		if !sgemmBF16(false, c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, ac, b, bc, c.beta, got, c.n) {
 			t.Fatal("sgemmBF16 did not run on a CPU with bf16")
 		}
 		if CPUHasAMX() != amx {
@@ -61,7 +61,7 @@ func checkSgemmBF16(t *testing.T, amx bool) {
 		if amx {
 			checkBF16Bound(t, c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, ac, b, bc, c.beta, want, got)
 			again := slices.Clone(want)
-			sgemmBF16(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, ac, b, bc, c.beta, again, c.n)
+			sgemmBF16(false, c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, ac, b, bc, c.beta, again, c.n)
 			if !slices.Equal(again, got) {
 				t.Errorf("%+v: a second run gives other bits", c)
 			}

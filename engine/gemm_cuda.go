@@ -83,18 +83,19 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // planGemm picks the tile and the split for an m×n×k product repeated over
 // batch groups; split says whether the op can take a split-K workspace.
-func planGemm(ks gemmKernels, m, n, k, batch int, split bool) (gemmPlan, error) {
+func planGemm(ks gemmKernels, m, n, k, batch int, split, tf32 bool) (gemmPlan, error) {
 	p := gemmPlan{k: ks.k64, tile: 64, splits: 1}
+	tf32 = tf32 || cudaTF32
 	big := m >= 128 && n >= 128 && ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= gemmTargetBlocks/2
 	if gemmForceTile != 0 {
 		big = gemmForceTile == 128
 	}
 	switch {
-	case big && cudaTF32:
+	case big && tf32:
 		p.k, p.tile = ks.tf128, 128
 	case big:
 		p.k, p.tile = ks.k128, 128
-	case cudaTF32:
+	case tf32:
 		p.k = ks.tf64
 	}
 	blocks := ceilDiv(m, p.tile) * ceilDiv(n, p.tile) * batch
@@ -145,13 +146,13 @@ func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, split
 // same conventions as gemm: row-major, op(A) m×k, op(B) k×n, beta == 0
 // overwrites C without reading it. The launches are queued; the caller's
 // buffers must stay alive until the stream reaches them (as every op's do).
-func gemmCUDA(transA, transB bool, m, n, k, batch int, alpha float32, a cuda.Ptr, lda int, sa int64,
+func gemmCUDA(tf32, transA, transB bool, m, n, k, batch int, alpha float32, a cuda.Ptr, lda int, sa int64,
 	b cuda.Ptr, ldb int, sb int64, beta float32, c cuda.Ptr, ldc int, sc int64) error {
 	if m == 0 || n == 0 || batch == 0 {
 		return nil
 	}
 	ks := kGemm[b2i(transA)][b2i(transB)]
-	p, err := planGemm(ks, m, n, k, batch, true)
+	p, err := planGemm(ks, m, n, k, batch, true, tf32)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import "fmt"
 func GemmForTest(transA, transB bool, m, n, k, batch int, alpha float32, a *Tensor, lda, sa int,
 	b *Tensor, ldb, sb int, beta float32, c *Tensor, ldc, sc int) error {
 	if c.device == CUDA {
-		return gemmCUDA(transA, transB, m, n, k, batch, alpha, a.dptr(), lda, int64(sa), b.dptr(), ldb, int64(sb),
+		return gemmCUDA(false, transA, transB, m, n, k, batch, alpha, a.dptr(), lda, int64(sa), b.dptr(), ldb, int64(sb),
 			beta, c.dptr(), ldc, int64(sc))
 	}
 	if a.dtype != Float32 || b.dtype != Float32 || c.dtype != Float32 {
@@ -34,6 +34,6 @@ func SetGemmPlanForTest(tile, splits int) (restore func()) {
 
 // GemmPlanForTest reports the tile and split count the plan picks.
 func GemmPlanForTest(m, n, k, batch int) (tile, splits int, err error) {
-	p, err := planGemm(kGemm[0][0], m, n, k, batch, true)
+	p, err := planGemm(kGemm[0][0], m, n, k, batch, true, false)
 	return p.tile, p.splits, err
 }

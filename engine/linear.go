@@ -15,10 +15,14 @@ func LinearForward(out, x, w, b *Tensor) error {
 		!out.SameShape(x.Dim(0), w.Dim(0)) || (b != nil && !b.SameShape(w.Dim(0))) {
 		return shapeErr(op, "want x (N,I), w (O,I), b (O), out (N,O)", "out", out, "x", x, "w", w, "b", b)
 	}
+	prec, err := checkPrecision(op, w)
+	if err != nil {
+		return err
+	}
 	if dev == CUDA {
 		return linearForwardCUDA(out, x, w, b)
 	}
-	pick(dt, linearForward[float32], linearForward[float64])(out, x, w, b, x.Dim(0), x.Dim(1), w.Dim(0))
+	pick(dt, linearForward[float32], linearForward[float64])(prec, out, x, w, b, x.Dim(0), x.Dim(1), w.Dim(0))
 	return nil
 }
 
@@ -38,17 +42,21 @@ func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
 		return shapeErr(op, "want dout (N,O), x/dx (N,I), w/dw (O,I), db (O)",
 			"dx", dx, "dw", dw, "db", db, "dout", dout, "x", x, "w", w)
 	}
+	prec, err := checkPrecision(op, w)
+	if err != nil {
+		return err
+	}
 	if dev == CUDA {
 		return linearBackwardCUDA(dx, dw, db, dout, x, w)
 	}
 	n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
-	pick(dt, linearBackward[float32], linearBackward[float64])(dx, dw, db, dout, x, w, n, in, o)
+	pick(dt, linearBackward[float32], linearBackward[float64])(prec, dx, dw, db, dout, x, w, n, in, o)
 	return nil
 }
 
-func linearForward[T Float](outT, xT, wT, bT *Tensor, n, in, o int) {
+func linearForward[T Float](prec Precision, outT, xT, wT, bT *Tensor, n, in, o int) {
 	out, x, w, b := dataAs[T](outT), dataAs[T](xT), dataAs[T](wT), dataAs[T](bT)
-	gemm(false, true, n, o, in, 1, x, in, w, in, 0, out, o)
+	gemmAt(prec, false, false, true, n, o, in, 1, x, in, w, in, 0, out, o)
 	if b != nil {
 		addRowBias(out, b, n, o)
 	}
@@ -69,14 +77,14 @@ func addRowBias[T Float](out, b []T, n, o int) {
 	}
 }
 
-func linearBackward[T Float](dxT, dwT, dbT, doutT, xT, wT *Tensor, n, in, o int) {
+func linearBackward[T Float](prec Precision, dxT, dwT, dbT, doutT, xT, wT *Tensor, n, in, o int) {
 	dx, dw, db := dataAs[T](dxT), dataAs[T](dwT), dataAs[T](dbT)
 	dout, x, w := dataAs[T](doutT), dataAs[T](xT), dataAs[T](wT)
 	if dx != nil {
-		gemm(false, false, n, in, o, 1, dout, o, w, in, 0, dx, in)
+		gemmAt(prec, false, false, false, n, in, o, 1, dout, o, w, in, 0, dx, in)
 	}
 	if dw != nil {
-		gemm(true, false, o, in, n, 1, dout, o, x, in, 1, dw, in)
+		gemmAt(prec, false, true, false, o, in, n, 1, dout, o, x, in, 1, dw, in)
 	}
 	if db != nil {
 		sumRows(db, dout, n, o)

@@ -20,9 +20,10 @@ type Tensor struct {
 	device Device
 	f32    []float32
 	f64    []float64
-	mem    *devMem // CUDA data (devmem.go)
-	off    int     // first element of a CUDA view within mem
-	err    error   // why this tensor could not be made (EnsureLike); ops return it
+	mem    *devMem   // CUDA data (devmem.go)
+	off    int       // first element of a CUDA view within mem
+	err    error     // why this tensor could not be made (EnsureLike); ops return it
+	prec   Precision // of the products this tensor is a weight in (precision.go)
 }
 
 // New returns a zeroed CPU tensor.
@@ -136,7 +137,8 @@ func (t *Tensor) Reshape(shape ...int) (*Tensor, error) {
 	if numel(s) != t.Len() {
 		return nil, shapeErr("Reshape", "element count differs", "x", t, "shape", s)
 	}
-	return &Tensor{shape: s, dtype: t.dtype, device: t.device, f32: t.f32, f64: t.f64, mem: t.mem, off: t.off, err: t.err}, nil
+	return &Tensor{shape: s, dtype: t.dtype, device: t.device, f32: t.f32, f64: t.f64, mem: t.mem, off: t.off, err: t.err,
+		prec: t.prec}, nil
 }
 
 // View is Reshape into a tensor kept by the caller: it reuses v when v already

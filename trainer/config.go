@@ -14,6 +14,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/userfile"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/data"
@@ -58,8 +59,12 @@ type Config struct {
 	RestoreBest bool    `json:"restore_best,omitempty" yaml:"restore_best,omitempty"`
 	ValEvery    int     `json:"val_every,omitempty" yaml:"val_every,omitempty"`
 
-	Seed           uint64 `json:"seed" yaml:"seed"`
-	Device         string `json:"device" yaml:"device"`
+	Seed   uint64 `json:"seed" yaml:"seed"`
+	Device string `json:"device" yaml:"device"`
+	// Precision is what convolutions, linear layers and the SGU's token
+	// mixing multiply in: fp32 (""), tf32 (GPU) or bf16 (engine.Precision).
+	// Parameters, optimiser state and checkpoints stay float32.
+	Precision      string `json:"precision,omitempty" yaml:"precision,omitempty"`
 	Threads        int    `json:"threads,omitempty" yaml:"threads,omitempty"`
 	RunDir         string `json:"run_dir,omitempty" yaml:"run_dir,omitempty"`
 	StopAfterEpoch int    `json:"stop_after_epoch,omitempty" yaml:"stop_after_epoch,omitempty"`
@@ -269,6 +274,9 @@ func (c Config) validateWords() error {
 	case "", "debug", "info", "warn":
 	default:
 		return settingErr("log_level", strconv.Quote(c.LogLevel), "want debug, info or warn")
+	}
+	if _, err := engine.ParsePrecision(c.Precision); err != nil {
+		return settingErr("precision", strconv.Quote(c.Precision), "want fp32, tf32 or bf16")
 	}
 	return nil
 }

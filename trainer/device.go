@@ -37,8 +37,21 @@ func (t *Trainer) SetDevice(d engine.Device) error {
 		return err
 	}
 	t.device = d
+	return layers.SetPrecision(t.Model, t.precision) // the move made fp32 tensors
+}
+
+// SetPrecision makes the model's products compute in p (layers.SetPrecision):
+// an error, changing nothing, when the trainer's device cannot.
+func (t *Trainer) SetPrecision(p engine.Precision) error {
+	if err := layers.SetPrecision(t.Model, p); err != nil {
+		return err
+	}
+	t.precision = p
 	return nil
 }
+
+// Precision is what the model's products compute in.
+func (t *Trainer) Precision() engine.Precision { return t.precision }
 
 // Device is where the trainer runs.
 func (t *Trainer) Device() engine.Device { return t.device }

@@ -97,7 +97,8 @@ type Trainer struct {
 	gradScale  float64           // this rank's share of the step's global batch
 	dropouts   []*layers.Dropout // told each step where the rank's shard lies (world.go)
 
-	device     engine.Device  // device.go
+	device     engine.Device // device.go
+	precision  engine.Precision
 	xDev, yDev *engine.Tensor // training batches on the device (reused)
 	evX, ev    *engine.Tensor // an evaluation's batch on the device, results back
 }
@@ -124,13 +125,18 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 			return nil, err
 		}
 	}
-	return t, nil
+	p, err := engine.ParsePrecision(c.Precision)
+	if err == nil {
+		err = t.SetPrecision(p)
+	}
+	return t, err
 }
 
 // resumeKey is the configuration a resumed run must share with the run it
 // continues: everything but where and how fast it runs.
 func resumeKey(c Config) json.RawMessage {
 	c.RunDir, c.Threads, c.Device, c.StopAfterEpoch, c.DataDir, c.NoVisuals = "", 0, "", 0, "", false
+	c.Precision = ""                 // the checkpoint holds float32 masters whatever the precision
 	c.WorldSize, c.SyncBN = 0, false // issue 18: a run resumes with another number of ranks
 	b, _ := json.Marshal(c)
 	return b
@@ -287,7 +293,7 @@ func (f *fitRun) logStart() {
 		Int("train", s.Train.Len()).Int("val", lenOf(s.Val)).Int("test", lenOf(s.Test)).
 		Int("batches_per_epoch", f.nb).Int("epochs", c.Epochs).Int("total_steps", f.nb*c.Epochs).
 		Str("schedule", f.sched.Config().Kind).Float64("lr", c.LR).Str("optimizer", c.Optimizer).
-		Int("threads", engine.Threads()).Msg("training")
+		Int("threads", engine.Threads()).Stringer("precision", t.precision).Msg("training")
 	if t.Progress != nil && !f.trainingDone() {
 		// Counted in images, so the rate it shows is images/s.
 		f.bar = progressbar.NewOptions(f.loader.SamplesPerEpoch()*c.Epochs, progressbar.OptionSetWriter(t.Progress),

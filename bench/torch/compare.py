@@ -13,8 +13,13 @@ threads and OpenBLAS's oversubscribe two cores otherwise).
 --isa avx2 stands in for an AVX2-only machine on one with AVX-512: Kiln runs
 with KILN_CPU_ISA=avx2, PyTorch with ATEN_CPU_CAPABILITY=avx2,
 ONEDNN_MAX_CPU_ISA=AVX2 and OpenBLAS's Haswell kernels (OPENBLAS_CORETYPE).
+
+--precision bf16 runs Kiln with --precision bf16 against PyTorch under
+torch.autocast("cpu", dtype=torch.bfloat16), and Kiln fp32 in the same rounds,
+so both ratios (Kiln/PyTorch in bf16, Kiln bf16/Kiln fp32) come from one run.
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -59,9 +64,13 @@ def worker(args):
     x = torch.randn(args.batch, c, h, w)
     y = torch.randint(0, 10, (args.batch,))
 
+    # bf16: PyTorch's CPU autocast, what a PyTorch user trains mixed precision with.
+    cast = torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
+
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        with cast:
+            loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         return loss
@@ -77,20 +86,20 @@ def worker(args):
                       "train_images_per_sec": n * args.batch / el}))
 
 
-def run_torch(model, batch, inp, tt, bt, seconds):
+def run_torch(model, batch, inp, tt, bt, seconds, precision):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(bt), OMP_NUM_THREADS=str(tt))
     env.pop("OPENBLAS_L2_SIZE", None)
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "--model", model,
                           "--batch", str(batch), "--input", inp, "--torch-threads", str(tt),
-                          "--seconds", str(seconds)], env=env, capture_output=True, text=True)
+                          "--seconds", str(seconds), "--precision", precision], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"torch worker failed: {out.stderr.strip()[-500:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_kiln(kiln, model, batch, inp, seconds):
+def run_kiln(kiln, model, batch, inp, seconds, precision):
     out = subprocess.run([kiln, "bench", "--model", model, "--batch", str(batch), "--input", inp,
-                          "--device", "cpu", "--seconds", str(seconds), "--json"],
+                          "--device", "cpu", "--seconds", str(seconds), "--json", "--precision", precision],
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"kiln bench failed: {out.stderr.strip()[-500:]}")
@@ -125,6 +134,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "..", "results"), help="results folder")
     ap.add_argument("--isa", choices=sorted(ISA_ENV), default="native",
                     help="cap both sides at this ISA level (avx2: stand in for an AVX2-only machine)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: Kiln --precision bf16 against PyTorch's CPU autocast bf16, with Kiln fp32 in the same rounds")
     args = ap.parse_args()
     if args.worker:
         return worker(args)
@@ -150,14 +161,16 @@ def main():
         print(f"== {model} batch {batch} input {inp}", flush=True)
         probe = {}
         for tt, bt in combos:
-            r = run_torch(model, batch, inp, tt, bt, args.seconds / 2)
+            r = run_torch(model, batch, inp, tt, bt, args.seconds / 2, args.precision)
             probe[f"torch{tt}/openblas{bt}"] = r["train_images_per_sec"]
             print(f"   probe torch threads {tt}, OpenBLAS threads {bt}: {r['train_images_per_sec']:.0f} images/s", flush=True)
         best = max(combos, key=lambda c: probe[f"torch{c[0]}/openblas{c[1]}"])
-        kiln_runs, torch_runs, kparams, tparams, kisa = [], [], None, None, None
+        kiln_runs, torch_runs, fp32_runs, kparams, tparams, kisa = [], [], [], None, None, None
         for _ in range(args.rounds):
-            k = run_kiln(args.kiln, model, batch, inp, args.seconds)
-            t = run_torch(model, batch, inp, best[0], best[1], args.seconds)
+            k = run_kiln(args.kiln, model, batch, inp, args.seconds, args.precision)
+            if args.precision != "fp32":
+                fp32_runs.append(run_kiln(args.kiln, model, batch, inp, args.seconds, "fp32")["train_images_per_sec"])
+            t = run_torch(model, batch, inp, best[0], best[1], args.seconds, args.precision)
             kiln_runs.append(k["train_images_per_sec"])
             torch_runs.append(t["train_images_per_sec"])
             kparams, tparams, kisa = k["params"], t["params"], k.get("cpu_isa")
@@ -168,25 +181,31 @@ def main():
             "kiln_images_per_sec": km, "kiln_runs": kiln_runs,
             "torch_images_per_sec": tm, "torch_runs": torch_runs,
             "torch_setting": f"torch threads {best[0]}, OPENBLAS_NUM_THREADS={best[1]}",
-            "torch_probe": probe, "ratio": km / tm,
+            "torch_probe": probe, "ratio": km / tm, "precision": args.precision,
         }
+        if fp32_runs:
+            row["kiln_fp32_images_per_sec"], row["kiln_fp32_runs"] = statistics.median(fp32_runs), fp32_runs
+            row["kiln_over_kiln_fp32"] = km / row["kiln_fp32_images_per_sec"]
         if kparams != tparams:
             row["error"] = f"parameter counts differ: kiln {kparams}, torch {tparams}"
         results.append(row)
         print(f"   kiln  {km:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in kiln_runs)}; ISA {kisa})")
         print(f"   torch {tm:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in torch_runs)}; {row['torch_setting']})")
+        if fp32_runs:
+            print(f"   kiln fp32 {row['kiln_fp32_images_per_sec']:8.0f} images/s  ({args.precision}/fp32 = {row['kiln_over_kiln_fp32']:.2f})")
         print(f"   ratio kiln/torch = {km / tm:.2f}" + (f"   !! {row['error']}" if "error" in row else ""), flush=True)
 
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "torch": torch_version, "torch_blas": blas, "kiln_commit": rev, "rounds": args.rounds,
-              "isa": args.isa, "isa_env": ISA_ENV[args.isa],
+              "isa": args.isa, "isa_env": ISA_ENV[args.isa], "precision": args.precision,
               "seconds_per_run": args.seconds, "results": results}
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.date.today().isoformat()
     # One file per run: the date and commit name it, and a rerun of the same commit adds a
     # number instead of replacing the earlier figures.
-    name = f"cpu-{cores}core-{stamp}-{rev or 'nogit'}" + ("" if args.isa == "native" else f"-{args.isa}")
+    name = (f"cpu-{cores}core-{stamp}-{rev or 'nogit'}" + ("" if args.isa == "native" else f"-{args.isa}")
+            + ("" if args.precision == "fp32" else f"-{args.precision}"))
     base = os.path.join(args.out, name)
     n = 2
     while os.path.exists(base + ".json"):
@@ -202,12 +221,17 @@ def main():
                 + (f" (--isa {args.isa}: {' '.join(f'{k}={v}' for k, v in ISA_ENV[args.isa].items())})"
                    if args.isa != "native" else "") + ". "
                 f"Medians of {args.rounds} alternating runs of ≥{args.seconds:g} s each; "
-                "synthetic batch; SGD momentum 0.9.\n\n")
-        f.write("| model | batch | input | params | Kiln | PyTorch (best setting) | Kiln/PyTorch |\n|---|---|---|---|---|---|---|\n")
+                f"synthetic batch; SGD momentum 0.9; precision {args.precision}"
+                + (" (Kiln --precision bf16; PyTorch torch.autocast('cpu', bfloat16); Kiln fp32 in the same rounds)"
+                   if args.precision != "fp32" else "") + ".\n\n")
+        bf = args.precision != "fp32"
+        f.write("| model | batch | input | params | Kiln | PyTorch (best setting) | Kiln/PyTorch |"
+                + (" Kiln fp32 | Kiln bf16/fp32 |\n|---|---|---|---|---|---|---|---|---|\n" if bf else "\n|---|---|---|---|---|---|---|\n"))
         for r in results:
             f.write(f"| {r['model']} | {r['batch']} | {r['input']} | {r['params_kiln']} | "
                     f"{r['kiln_images_per_sec']:.0f} | {r['torch_images_per_sec']:.0f} ({r['torch_setting']}) | "
-                    f"**{r['ratio']:.2f}** |\n")
+                    f"**{r['ratio']:.2f}** |"
+                    + (f" {r['kiln_fp32_images_per_sec']:.0f} | **{r['kiln_over_kiln_fp32']:.2f}** |\n" if bf else "\n"))
     print(f"wrote {base}.json and {base}.md")
     if any("error" in r for r in results):
         sys.exit(1)

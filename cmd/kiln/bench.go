@@ -43,6 +43,7 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 	f.StringVar(&o.model, "model", "lenet", "model: "+strings.Join(layers.ModelNames(), ", "))
 	f.StringVar(&o.input, "input", "28x28x1", "input shape HxWxC, e.g. 28x28x1 or 32x32x3")
 	f.StringVar(&o.device, "device", "cpu", "cpu, cuda or auto")
+	f.StringVar(&o.precision, "precision", "fp32", "what the products multiply in: fp32, tf32 (GPU) or bf16")
 	f.IntVar(&o.batch, "batch", 64, "batch size")
 	f.IntVar(&o.classes, "classes", 10, "number of classes")
 	f.IntVar(&o.steps, "steps", 20, "timed steps (at least)")
@@ -60,6 +61,7 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 // benchFlags are kiln bench's flags.
 type benchFlags struct {
 	model, input, device string
+	precision            string
 	batch, steps, warmup int
 	threads, classes     int
 	seconds              float64
@@ -77,6 +79,13 @@ func runBench(o benchFlags) (err error) {
 	dev, err := resolveDevice(o.device, zerolog.Nop())
 	if err != nil {
 		return err
+	}
+	prec, err := engine.ParsePrecision(o.precision)
+	if err == nil {
+		err = prec.Check(dev)
+	}
+	if err != nil {
+		return usageError{err}
 	}
 	if o.batch < 1 || o.steps < 0 || o.warmup < 0 || o.seconds < 0 {
 		return usageError{fmt.Errorf("--batch must be positive and --steps, --warmup, --seconds not negative")}
@@ -112,6 +121,7 @@ func runBench(o benchFlags) (err error) {
 	res, err := bench.TimeSteps(bench.StepTimingConfig{
 		Model: o.model, Spec: spec, Batch: o.batch, Warmup: o.warmup, Steps: o.steps,
 		MinDur: time.Duration(o.seconds * float64(time.Second)), Device: dev, World: benchWorld(world), BucketBytes: buckets,
+		Precision: prec,
 	})
 	if err != nil || !rank0 {
 		return err
@@ -178,7 +188,8 @@ func benchWorld(w *mpi.World) trainer.World {
 // the timed steps; bench.Run parses it).
 func printStepTiming(res bench.StepTiming, asJSON, memStats bool) error {
 	if !asJSON {
-		fmt.Printf("%s  input %s  batch %d  params %d  threads %d\n", res.Model, res.Input, res.Batch, res.Params, res.Threads)
+		fmt.Printf("%s  input %s  batch %d  params %d  threads %d  precision %s\n", res.Model, res.Input, res.Batch,
+			res.Params, res.Threads, res.Precision)
 		fmt.Printf("%d steps in %.2fs: %.2f ms/step, %.0f images/s, %.1f allocations/step\n",
 			res.Steps, res.Seconds, res.StepMillis, res.TrainImagesPerSec, res.AllocsPerStep)
 		return nil

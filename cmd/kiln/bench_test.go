@@ -40,10 +40,11 @@ func jsonKeys(t *testing.T, line string) []string {
 }
 
 // The one-model line is read by other tools (issue 2): its fields and their
-// order stay as they are; a new field comes at the end (cpu_isa, issue 16).
+// order stay as they are; a new field comes at the end (cpu_isa, issue 16;
+// precision, issue 13).
 func TestBenchJSONLineIsUnchanged(t *testing.T) {
 	want := []string{"model", "batch", "device", "input", "params", "threads", "steps", "seconds", "step_ms",
-		"train_images_per_sec", "allocs_per_step", "final_loss", "cpu_isa"}
+		"train_images_per_sec", "allocs_per_step", "final_loss", "cpu_isa", "precision"}
 	r := mustRun(t, t.TempDir(), "bench", "--model", "lenet", "--batch", "2", "--steps", "1", "--warmup", "1",
 		"--seconds", "0", "--device", "cpu", "--json")
 	line := lastLineOf(r.stdout)
@@ -51,6 +52,9 @@ func TestBenchJSONLineIsUnchanged(t *testing.T) {
 		t.Fatalf("kiln bench --json keys\n got %v\nwant %v", got, want)
 	}
 	m := oneJSONLine(t, line+"\n")
+	if m["precision"] != "fp32" {
+		t.Errorf("precision %v, want fp32 by default", m["precision"])
+	}
 	if m["model"] != "lenet" || number(t, m, "batch") != 2 || m["device"] != "cpu" || number(t, m, "params") != 61706 ||
 		!(number(t, m, "train_images_per_sec") > 0) {
 		t.Fatalf("kiln bench --json: %v", m)

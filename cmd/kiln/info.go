@@ -74,6 +74,7 @@ func printInfo(w io.Writer, dev engine.Device, auto bool, handover string, verbo
 	}
 	fmt.Fprintf(w, "cpu:      %d threads for ops, %s\n", engine.Threads(), simdLevel())
 	fmt.Fprintf(w, "bf16:     %s\n", bf16Support())
+	fmt.Fprintf(w, "precision: %s (--precision)\n", precisionsLine())
 
 	if !cuda.Built() {
 		p := probeGPU()
@@ -175,17 +176,34 @@ func isTile(tok string) bool {
 // --precision bf16, which training does not take yet): on AMX tiles, with
 // AVX512_BF16, or not at all.
 func bf16Support() string {
-	const notYet = " (training runs float32 only so far)"
 	switch {
 	case engine.CPUHasAMX():
-		return "products on AMX tiles" + notYet
+		return "products on AMX tiles"
 	case engine.CPUHasBF16():
-		return "products with AVX512_BF16" + notYet
+		return "products with AVX512_BF16"
 	}
 	if engine.CPUISA() != "avx512" {
 		return "none at ISA level " + engine.CPUISA() + " (AVX512_BF16 and AMX need avx512)"
 	}
 	return "none: this CPU has neither AVX512_BF16 nor AMX"
+}
+
+// precisionsLine lists what each device's products compute in: the CPU's
+// here, the GPU's as the CUDA build has them.
+func precisionsLine() string {
+	var devs []string
+	for _, d := range []engine.Device{engine.CPU, engine.CUDA} {
+		var names []string
+		for _, p := range engine.Precisions(d) {
+			names = append(names, p.String())
+		}
+		line := d.String() + " " + strings.Join(names, ", ")
+		if d == engine.CUDA && !cuda.Built() {
+			line += " in the CUDA build"
+		}
+		devs = append(devs, line)
+	}
+	return strings.Join(devs, "; ")
 }
 
 // simdLevel is the ISA level the engine's C fast paths run at (engine.CPUISA:

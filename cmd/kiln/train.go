@@ -70,6 +70,9 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	if err := selectDevice(c.Device, console); err != nil {
 		return nil, err
 	}
+	if err := checkPrecision(c.Precision); err != nil { // before the data set is read
+		return nil, usageError{err}
+	}
 	if c.Threads > 0 {
 		engine.SetThreads(c.Threads)
 	}
@@ -95,6 +98,15 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 		return nil, usageError{err}
 	}
 	return &trainingSetup{splits: splits, spec: spec, tr: tr}, nil
+}
+
+// checkPrecision refuses a precision the chosen device cannot compute in.
+func checkPrecision(name string) error {
+	p, err := engine.ParsePrecision(name)
+	if err != nil {
+		return err
+	}
+	return p.Check(trainer.DefaultDevice())
 }
 
 func runTrain(c trainer.Config, resume bool) error {

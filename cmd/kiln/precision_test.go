@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+// A precision the device lacks, or a misspelt one, stops kiln train and
+// kiln bench with exit 2 and a reason, before any run directory is made.
+func TestPrecisionRefusedWithAReason(t *testing.T) {
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	cases := [][]string{
+		{"train", "--device", "cpu", "--precision", "tf32", "--run-dir", run},
+		{"train", "--device", "cpu", "--precision", "fp16", "--run-dir", run},
+		{"bench", "--device", "cpu", "--precision", "tf32", "--steps", "1", "--seconds", "0"},
+	}
+	want := []string{"tf32 is not available on the cpu", `"fp16": want fp32, tf32 or bf16`, "tf32 is not available on the cpu"}
+	if !engine.CPUHasBF16() {
+		cases = append(cases, []string{"train", "--device", "cpu", "--precision", "bf16", "--run-dir", run})
+		want = append(want, "precision bf16 is not available")
+	}
+	for i, args := range cases {
+		r := kiln(t, dir, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, want[i]) {
+			t.Errorf("kiln %v: exit %d, stderr %q; want exit 2 and %q", args, r.code, r.stderr, want[i])
+		}
+		if _, err := os.Stat(run); err == nil {
+			t.Fatalf("kiln %v made %s", args, run)
+		}
+	}
+	if engine.CPUHasBF16() {
+		t.Setenv("KILN_CPU_ISA", "avx2")
+		if r := kiln(t, dir, "train", "--precision", "bf16", "--run-dir", run); r.code != 2 || !strings.Contains(r.stderr, "ISA level avx2") {
+			t.Errorf("bf16 at KILN_CPU_ISA=avx2: exit %d, %q", r.code, r.stderr)
+		}
+	}
+}
+
+// A bf16 run stopped after its first epoch and resumed ends with the bits of
+// the same run trained straight through; config.yaml and the bench line say
+// bf16, and the weights stay float32.
+func TestBF16RunResumesBitExact(t *testing.T) {
+	if !engine.CPUHasBF16() {
+		t.Skip("skipped: this CPU has no AVX512_BF16 (or the ISA level in use is below avx512)")
+	}
+	needMNIST(t)
+	dir := t.TempDir()
+	args := func(run string) []string {
+		return []string{"train", "--model", "lenet", "--dataset", "mnist", "--subset", "0.02", "--epochs", "2", "--seed", "3",
+			"--device", "cpu", "--precision", "bf16", "--run-dir", filepath.Join(dir, run)}
+	}
+	mustRun(t, dir, args("straight")...)
+	mustRun(t, dir, append(args("stopped"), "--stop-after-epoch", "1")...)
+	mustRun(t, dir, append(args("stopped"), "--resume")...)
+	want, err := os.ReadFile(filepath.Join(dir, "straight", trainer.LastWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "stopped", trainer.LastWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("the resumed bf16 run's weights differ from the straight run's")
+	}
+	if cfg, _ := os.ReadFile(filepath.Join(dir, "straight", "config.yaml")); !strings.Contains(string(cfg), "precision: bf16") {
+		t.Errorf("config.yaml does not record the precision:\n%s", cfg)
+	}
+	if s := readSummary(t, filepath.Join(dir, "straight")); s.TestAccuracy == nil || *s.TestAccuracy < 0.6 {
+		t.Errorf("bf16 lenet on 2%% of MNIST, 2 epochs: test accuracy below 0.6 (%s)", filepath.Join(dir, "straight"))
+	}
+	r := mustRun(t, dir, "bench", "--model", "cnn", "--batch", "4", "--steps", "1", "--seconds", "0", "--precision", "bf16", "--json")
+	if !strings.Contains(r.stdout, `"precision":"bf16"`) {
+		t.Errorf("kiln bench --precision bf16 --json: %s", r.stdout)
+	}
+}
