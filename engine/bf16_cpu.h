@@ -6,7 +6,7 @@ int kiln_cpu_amx(void);
 void kiln_bf16_use_amx(int on);
 void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw);
 int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
-                    long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp);
+                    long ldb, const int32_t *boff, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp);
 
 // kiln_round_bf16 is bf16.go's ToBF16 on a float32's bits.
 static inline uint16_t kiln_round_bf16(uint32_t b) {

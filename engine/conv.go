@@ -287,6 +287,9 @@ func conv2D[T Float](g convGeom, backward bool, yT, xT, wT, bT, dxT, dwT, dbT *T
 	if g.prec == FP32 && conv2DFast(&g, backward, y, x, w, b, dx, dw, db) {
 		return
 	}
+	if g.prec == BF16 && conv2DBF16(&g, backward, asF32(y), asF32(x), asF32(w), asF32(b), asF32(dx), asF32(dw), asF32(db)) {
+		return
+	}
 	pool := &convTasks[dtypeIndex[T]()]
 	t := pool.Get().(*convTask[T])
 	t.g, t.backward = g, backward
