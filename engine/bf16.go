@@ -115,34 +115,5 @@ func (t *bf16GemmTask) run(_, lo, hi int) {
 	if t.transB {
 		b = t.b[j0*t.ldb:]
 	}
-	sgemmBF16C(t.transA, t.transB, t.m, j1-j0, t.k, t.alpha, t.a, t.lda, b, t.ldb, nil, t.beta, t.c[j0:], t.ldc)
-}
-
-// sgemmBF16Taps is sgemmBF16 on the calling thread with B's stored rows
-// (op(B)'s rows with transB false, its columns with transB true) read in
-// place at b[off[r]:], the taps of a convolution (conv_bf16.go).
-func sgemmBF16Taps(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, off []int32,
-	beta float32, c []float32, ldc int) {
-	rows, run := k, n
-	if transB {
-		rows, run = n, k
-	}
-	if len(off) < rows {
-		panic(fmt.Sprintf("sgemmBF16Taps: %d row offsets for %d rows", len(off), rows))
-	}
-	for _, o := range off[:rows] {
-		if o < 0 || int(o)+run > len(b) {
-			panic(fmt.Sprintf("sgemmBF16Taps: a row at %d of %d elements overruns b (%d)", o, run, len(b)))
-		}
-	}
-	ar, ac := m, k
-	if transA {
-		ar, ac = k, m
-	}
-	if m > 0 && (ar-1)*lda+ac > len(a) || (m-1)*ldc+n > len(c) && m > 0 {
-		panic(fmt.Sprintf("sgemmBF16Taps: a (%d) or c (%d) too short for %d×%d×%d", len(a), len(c), m, n, k))
-	}
-	if !sgemmBF16C(transA, transB, m, n, k, 1, a, lda, b, 0, off, beta, c, ldc) {
-		panic("engine: a bf16 product on a CPU without AVX512_BF16 (checkPrecision was skipped)")
-	}
+	sgemmBF16C(t.transA, t.transB, t.m, j1-j0, t.k, t.alpha, t.a, t.lda, b, t.ldb, t.beta, t.c[j0:], t.ldc)
 }

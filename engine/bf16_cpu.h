@@ -6,7 +6,7 @@ int kiln_cpu_amx(void);
 void kiln_bf16_use_amx(int on);
 void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw);
 int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
-                    long ldb, const int32_t *boff, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp);
+                    long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp);
 
 // kiln_round_bf16 is bf16.go's ToBF16 on a float32's bits.
 static inline uint16_t kiln_round_bf16(uint32_t b) {
@@ -15,3 +15,15 @@ static inline uint16_t kiln_round_bf16(uint32_t b) {
 	if (exp == 0xff) return (uint16_t)(b & 0x7fffff ? b >> 16 | 0x40 : b >> 16);
 	return (uint16_t)((b + 0x7fff + (b >> 16 & 1)) >> 16);
 }
+
+// The bf16 convolution's implicit GEMM (conv_bf16_cpu.c).
+void kiln_conv_bf16_pack_w(uint32_t *ap, const float *w, long m, long rs, long nch, long cs, long taps);
+void kiln_bf16_pair_rows(uint32_t *dst, long dplane, long drow, const float *src, long splane, long srow,
+                         long nplanes, long nrows, long rowlen);
+void kiln_bf16_rows(uint16_t *dst, long dplane, long drow, const float *src, long splane, long srow, long nplanes,
+                    long nrows, long rowlen);
+void kiln_conv_bf16_gemm_bx(long m, long n, long np, const uint32_t *ap, const uint32_t *x2, const int32_t *poff,
+                            float *c, long ldc, float beta);
+void kiln_conv_bf16_pack_dout(uint32_t *bp, const uint32_t *dy, long ldy, long m, long np);
+void kiln_conv_bf16_gemm_ax(long m, long n, long np, const uint16_t *xb, const int32_t *aoff, const uint32_t *bp,
+                            float *c, long ldc, float beta);

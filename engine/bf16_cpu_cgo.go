@@ -42,14 +42,14 @@ func fromBF16C(dst []float32, src []Bfloat16) bool {
 }
 
 func sgemmBF16C(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
-	boff []int32, beta float32, c []float32, ldc int) bool {
+	beta float32, c []float32, ldc int) bool {
 	var aw, bw C.long
 	C.kiln_sgemm_bf16_words(C.long(m), C.long(n), &aw, &bw)
 	buf := takeScratch[float32](int(aw + bw)) // 32-bit words of packed bf16 pairs
 	defer giveScratch(buf)
 	words := (*C.uint32_t)(unsafe.Pointer(unsafe.SliceData(buf)))
 	return C.kiln_sgemm_bf16(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
-		cptr(a), C.long(lda), cptr(b), C.long(ldb), ci32(boff), C.float(beta), cptr(c), C.long(ldc), words,
+		cptr(a), C.long(lda), cptr(b), C.long(ldb), C.float(beta), cptr(c), C.long(ldc), words,
 		(*C.uint32_t)(unsafe.Add(unsafe.Pointer(words), 4*aw))) != 0
 }
 

@@ -1,22 +1,27 @@
 package engine
 
+import "unsafe"
+
 // The convolution in bf16 (--precision bf16) for the stride-1 shapes whose
-// wide frame is small (convGeom.wide): conv_cpu.go's implicit GEMM, with
-// sgemmBF16 as the product and B's rows read in place at each kernel tap's
-// offset (sgemmBF16Taps), so no col matrix is built and nothing is packed
-// twice. The other shapes take conv.go's col matrix.
+// wide frame is small (convGeom.wide): conv_cpu.go's implicit GEMM with
+// VDPBF16PS (conv_bf16_cpu.c), which multiplies pairs of bf16 in one word.
+// The other shapes take conv.go's col matrix and sgemmBF16.
 //
-//   - forward: outWide = W · taps(xp), started from the bias (added in
-//     float32), then narrowed into out;
-//   - weight gradient: dW += doutWide · taps(xp)ᵀ, summed over the wide
-//     frame's columns, whose junk ones are zero in doutWide; the bias
-//     gradient sums dout in float32;
-//   - input gradient: dxWide = Wᵀ · taps(doutp) over the margined wide dout
-//     (conv_cpu.go's input gradient, as one product), narrowed into dx.
+//   - forward: outWide = W · taps(xp2), started from the bias (float32), then
+//     narrowed into out; xp2 is the padded input as channel-pair words;
+//   - input gradient: dxWide = Wᵀ · taps(doutp2) over the margined wide dout
+//     as channel-pair words (conv_cpu.go's full correlation), narrowed into dx;
+//   - weight gradient: dWᵀ += taps(xpb) · doutWideᵀ, pairs of neighbouring
+//     pixels of the padded input in bf16 and of the wide dout, whose junk
+//     columns are zero; the bias gradient sums dout in float32.
 //
-// Images are split over the threads as in conv2D, each part summing its dW
+// Images are split over the threads as in conv2D, each part summing its dWᵀ
 // and db into its own buffer, added in part order: the same bits run after
-// run.
+// run, at any thread count.
+
+// convBF16Rows is the kernels' tile height: packed weights come in panels
+// of it.
+const convBF16Rows = 8
 
 type convBF16Task struct {
 	g          convGeom
@@ -25,17 +30,21 @@ type convBF16Task struct {
 	dx, dw, db []float32
 	scratch    []float32
 	l          convBF16Layout
-	wt         []float32 // per group, Wᵀ for the input gradient: (Cg, Mg·taps), columns (co, tap)
-	xOff       []int32   // the input's tap offsets, B's rows of the forward and weight-gradient products
-	dyOff      []int32   // the margined dout's, B's rows of the input gradient
-	maxOff     int       // largest tap offset in the wide frame
-	dyLen      int       // one channel of the margined wide dout
-	nx         int       // the input gradient's wide run: (H−1)·Wp + W
+	ap         []uint32 // per group: W (forward) or Wᵀ (input gradient) packed in pairs
+	apGroup    int
+	xOff       []int32 // forward: the pair-rows (c2, tap) in xp2
+	dyOff      []int32 // input gradient: the pair-rows (co2, tap) in doutp2
+	aOff       []int32 // weight gradient: the rows (c, tap) of xpb, in bf16 elements
+	taps       int
+	maxOff     int // largest tap offset in the wide frame
+	dyLen      int // one channel of the margined wide dout
+	nx         int // the input gradient's wide run: (H−1)·Wp + W
+	nwe        int // nw rounded up to even: the weight gradient's pixel pairs ×2
 }
 
-// convBF16Layout places one part's scratch; each field is an offset, the
-// next one's offset its end.
-type convBF16Layout struct{ yb, dyp, dxw, dw, db, size int }
+// convBF16Layout places one part's scratch, in float32 units (words and
+// bf16 pairs alike); each field is an offset, the next one's offset its end.
+type convBF16Layout struct{ xp2, yb, dyp2, dxw, xpb, dyb, bp, dwt, db, size int }
 
 var convBF16Tasks = taskPool{New: func() any { return new(convBF16Task) }}
 
@@ -43,7 +52,7 @@ var convBF16Tasks = taskPool{New: func() any { return new(convBF16Task) }}
 // offsets fit an int32.
 func convBF16For(g *convGeom) bool {
 	maxOff := (g.kh-1)*g.dh*g.wp + (g.kw-1)*g.dw
-	return g.wide && g.cg*g.hp*g.wp < 1<<30 && g.mg*(g.nw+2*maxOff) < 1<<30
+	return g.wide && g.cg*g.hp*g.wp < 1<<29 && g.mg*(g.nw+2*maxOff) < 1<<29
 }
 
 // conv2DBF16 is conv2D's work in bf16 for the wide shapes; false, having
@@ -53,89 +62,107 @@ func conv2DBF16(g *convGeom, backward bool, y, x, w, b, dx, dw, db []float32) bo
 		return false
 	}
 	t := convBF16Tasks.Get().(*convBF16Task)
-	t.g, t.backward = *g, backward
-	t.y, t.x, t.w, t.b, t.dx, t.dw, t.db = y, x, w, b, dx, dw, db
+	*t = convBF16Task{g: *g, backward: backward, y: y, x: x, w: w, b: b, dx: dx, dw: dw, db: db,
+		xOff: t.xOff[:0], dyOff: t.dyOff[:0], aOff: t.aOff[:0]} // the offset tables' memory is kept
 	t.plan()
 	np := parts(g.n)
-	wtLen := 0
-	if dx != nil {
-		wtLen = g.groups * g.cg * g.mg * g.kh * g.kw
-	}
-	t.scratch = takeScratch[float32](np*t.l.size + wtLen) // zeroed: margins and junk columns stay so
-	t.wt = t.scratch[np*t.l.size:]
-	t.transposeWeights()
+	t.scratch = takeScratch[float32](np*t.l.size + g.groups*t.apGroup) // zeroed: margins and junk stay so
+	t.ap = asWords(t.scratch[np*t.l.size:])
+	t.packWeights()
 	parallelFor(g.n, t)
 	if backward {
 		t.sumParts(np)
 	}
 	giveScratch(t.scratch)
-	*t = convBF16Task{xOff: t.xOff[:0], dyOff: t.dyOff[:0]} // the offset tables' memory is kept
+	*t = convBF16Task{xOff: t.xOff[:0], dyOff: t.dyOff[:0], aOff: t.aOff[:0]}
 	convBF16Tasks.Put(t)
 	return true
 }
 
-// plan lays out a part's scratch and fills the offset tables.
+func asWords(s []float32) []uint32 {
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(s))), len(s))
+}
+
+func asHalves(s []float32) []uint16 {
+	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(s))), 2*len(s))
+}
+
+// plan fills the offset tables and lays out a part's scratch.
 func (t *convBF16Task) plan() {
 	g := &t.g
-	taps := g.kh * g.kw
+	t.taps = g.kh * g.kw
 	t.maxOff = (g.kh-1)*g.dh*g.wp + (g.kw-1)*g.dw
 	t.dyLen = g.nw + 2*t.maxOff
 	t.nx = (g.h-1)*g.wp + g.w
-	t.xOff = t.xOff[:0]
-	for c := 0; c < g.cg; c++ {
-		for kh := 0; kh < g.kh; kh++ {
-			for kw := 0; kw < g.kw; kw++ {
-				t.xOff = append(t.xOff, int32(c*g.hp*g.wp+kh*g.dh*g.wp+kw*g.dw))
-			}
+	t.nwe = (g.nw + 1) / 2 * 2
+	plane := g.hp * g.wp
+	tapOff := func(tap int) int { return tap/g.kw*g.dh*g.wp + tap%g.kw*g.dw }
+	fwd, dxOn, dwOn := !t.backward, t.backward && t.dx != nil, t.backward && t.dw != nil
+	for c2 := 0; fwd && c2 < (g.cg+1)/2; c2++ {
+		for tap := 0; tap < t.taps; tap++ {
+			t.xOff = append(t.xOff, int32(c2*plane+tapOff(tap)))
 		}
 	}
-	// dx at padded position q reads dout at q − tap offset, stored at
-	// maxOff + that in the margined frame; the run starts at q0.
+	// dx at padded position q0 + j reads dout at q0 + j − tap offset, stored
+	// at maxOff + that in the margined frame.
 	q0 := g.ph*g.wp + g.pw
-	t.dyOff = t.dyOff[:0]
-	for co := 0; co < g.mg && t.dx != nil; co++ {
-		for tap := 0; tap < taps; tap++ {
-			off := int(t.xOff[tap])
-			t.dyOff = append(t.dyOff, int32(co*t.dyLen+t.maxOff-off+q0))
+	for co2 := 0; dxOn && co2 < (g.mg+1)/2; co2++ {
+		for tap := 0; tap < t.taps; tap++ {
+			t.dyOff = append(t.dyOff, int32(co2*t.dyLen+t.maxOff-tapOff(tap)+q0))
+		}
+	}
+	for c := 0; dwOn && c < g.cg; c++ {
+		for tap := 0; tap < t.taps; tap++ {
+			t.aOff = append(t.aOff, int32(c*plane+tapOff(tap)))
 		}
 	}
 	var l convBF16Layout
-	needX := !t.backward || t.dw != nil
-	if g.padded && needX {
-		l.yb = g.cg * g.hp * g.wp
+	if fwd {
+		l.yb = (g.cg + 1) / 2 * plane
 	}
-	l.dyp = l.yb
-	if !t.backward {
-		l.dyp += g.mg * g.nw
+	l.dyp2 = l.yb
+	if fwd {
+		l.dyp2 += g.mg * g.nw
 	}
-	l.dxw = l.dyp
-	if t.backward && (t.dx != nil || t.dw != nil) {
-		l.dxw += g.mg * t.dyLen
+	l.dxw = l.dyp2
+	if dxOn {
+		l.dxw += (g.mg + 1) / 2 * t.dyLen
 	}
-	l.dw = l.dxw
-	if t.dx != nil {
-		l.dw += g.cg * t.nx
+	l.xpb = l.dxw
+	if dxOn {
+		l.xpb += g.cg * t.nx
 	}
-	l.db = l.dw + len(t.dw)
+	l.dyb, l.bp, l.dwt = l.xpb, l.xpb, l.xpb
+	if dwOn {
+		l.dyb += (g.cg*plane + 2 + 1) / 2 // bf16 pairs; 2 spare for the last pair's read
+		l.bp = l.dyb + g.mg*t.nwe/2
+		l.dwt = l.bp + ceilDiv(g.mg, 32)*32*t.nwe/2
+	}
+	l.db = l.dwt
+	if dwOn {
+		l.db += g.groups * g.kg * g.mg
+	}
 	l.size = l.db + len(t.db)
 	t.l = l
+	t.apGroup = 0
+	switch {
+	case fwd:
+		t.apGroup = ceilDiv(g.mg, convBF16Rows) * convBF16Rows * (g.cg + 1) / 2 * t.taps
+	case dxOn:
+		t.apGroup = ceilDiv(g.cg, convBF16Rows) * convBF16Rows * (g.mg + 1) / 2 * t.taps
+	}
 }
 
-// transposeWeights writes, per group, Wᵀ with columns (co, tap) into t.wt
-// (empty without an input gradient).
-func (t *convBF16Task) transposeWeights() {
+// packWeights packs each group's W (forward: rows co, channel pairs c) or
+// Wᵀ (input gradient: rows c, channel pairs co) for the products.
+func (t *convBF16Task) packWeights() {
 	g := &t.g
-	if t.dx == nil {
-		return
-	}
-	taps := g.kh * g.kw
-	for gi := 0; gi < g.groups; gi++ {
-		wg := t.w[gi*g.mg*g.kg:]
-		wt := t.wt[gi*g.cg*g.mg*taps:]
-		for co := 0; co < g.mg; co++ {
-			for c := 0; c < g.cg; c++ {
-				copy(wt[c*g.mg*taps+co*taps:][:taps], wg[co*g.kg+c*taps:][:taps])
-			}
+	for gi := 0; gi < g.groups && t.apGroup > 0; gi++ {
+		wg, ap := t.w[gi*g.mg*g.kg:], t.ap[gi*t.apGroup:]
+		if t.backward {
+			convBF16PackW(ap, wg, g.cg, t.taps, g.mg, g.kg, t.taps)
+		} else {
+			convBF16PackW(ap, wg, g.mg, g.kg, g.cg, t.taps, t.taps)
 		}
 	}
 }
@@ -149,25 +176,15 @@ func (t *convBF16Task) run(part, lo, hi int) {
 	}
 }
 
-// input returns image n's group gi as the products read it: x itself, or
-// its padded copy in the part's scratch.
-func (t *convBF16Task) input(s []float32, n, gi int) []float32 {
-	g := &t.g
-	xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
-	if !g.padded {
-		return xg
-	}
-	xp := s[:t.l.yb]
-	convCopyRows(xp[g.ph*g.wp+g.pw:], g.hp*g.wp, g.wp, xg, g.inPlane, g.w, g.cg, g.h, g.w)
-	return xp
-}
-
 func (t *convBF16Task) forwardImages(s []float32, lo, hi int) {
 	g := &t.g
-	yb := s[t.l.yb:t.l.dyp]
+	plane := g.hp * g.wp
+	xp2, yb := asWords(s[t.l.xp2:t.l.yb]), s[t.l.yb:t.l.dyp2]
+	np := (g.cg + 1) / 2 * t.taps
 	for n := lo; n < hi; n++ {
 		for gi := 0; gi < g.groups; gi++ {
-			src := t.input(s, n, gi)
+			xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
+			bf16PairRows(xp2[g.ph*g.wp+g.pw:], plane, g.wp, xg, g.inPlane, g.w, g.cg, g.h, g.w)
 			var beta float32
 			if t.b != nil {
 				for co := 0; co < g.mg; co++ {
@@ -175,7 +192,7 @@ func (t *convBF16Task) forwardImages(s []float32, lo, hi int) {
 				}
 				beta = 1
 			}
-			sgemmBF16Taps(false, false, g.mg, g.nw, g.kg, t.w[gi*g.mg*g.kg:], g.kg, src, t.xOff, beta, yb, g.nw)
+			convBF16GemmBx(g.mg, g.nw, np, t.ap[gi*t.apGroup:], xp2, t.xOff, yb, g.nw, beta)
 			yg := t.y[n*g.outPlanes+gi*g.mg*g.p:][:g.mg*g.p]
 			convCopyRows(yg, g.p, g.ow, yb, g.nw, g.wp, g.mg, g.oh, g.ow) // drop the junk columns
 		}
@@ -184,28 +201,28 @@ func (t *convBF16Task) forwardImages(s []float32, lo, hi int) {
 
 func (t *convBF16Task) backwardImages(s []float32, lo, hi int) {
 	g := &t.g
-	dyp, dxw := s[t.l.dyp:t.l.dxw], s[t.l.dxw:t.l.dw]
-	dwp, dbp := s[t.l.dw:t.l.db], s[t.l.db:t.l.size]
-	taps := g.kh * g.kw
+	plane := g.hp * g.wp
+	dyp2, dxw := asWords(s[t.l.dyp2:t.l.dxw]), s[t.l.dxw:t.l.xpb]
+	xpb, dyb, bp := asHalves(s[t.l.xpb:t.l.dyb]), asHalves(s[t.l.dyb:t.l.bp]), asWords(s[t.l.bp:t.l.dwt])
+	dwt, dbp := s[t.l.dwt:t.l.db], s[t.l.db:t.l.size]
 	for n := lo; n < hi; n++ {
 		for gi := 0; gi < g.groups; gi++ {
 			dyg := t.y[n*g.outPlanes+gi*g.mg*g.p:][:g.mg*g.p]
 			for co := 0; co < g.mg && t.db != nil; co++ {
 				dbp[gi*g.mg+co] += sumSlice(dyg[co*g.p : (co+1)*g.p])
 			}
-			if t.dw == nil && t.dx == nil {
-				continue
-			}
-			// dout into the margined wide frame; margins and junk columns stay zero.
-			convCopyRows(dyp[t.maxOff:], t.dyLen, g.wp, dyg, g.p, g.ow, g.mg, g.oh, g.ow)
 			if t.dw != nil {
-				src := t.input(s, n, gi)
-				sgemmBF16Taps(false, true, g.mg, g.kg, g.nw, dyp[t.maxOff:], t.dyLen, src, t.xOff, 1,
-					dwp[gi*g.mg*g.kg:], g.kg)
+				xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
+				bf16Rows(xpb[g.ph*g.wp+g.pw:], plane, g.wp, xg, g.inPlane, g.w, g.cg, g.h, g.w)
+				bf16Rows(dyb, t.nwe, g.wp, dyg, g.p, g.ow, g.mg, g.oh, g.ow) // junk columns stay zero
+				convBF16PackDout(bp, asWords(s[t.l.dyb:t.l.bp]), t.nwe/2, g.mg, t.nwe/2)
+				convBF16GemmAx(g.kg, g.mg, t.nwe/2, xpb, t.aOff, bp, dwt[gi*g.kg*g.mg:], g.mg, 1)
 			}
 			if t.dx != nil {
-				k := g.mg * taps
-				sgemmBF16Taps(false, false, g.cg, t.nx, k, t.wt[gi*g.cg*k:], k, dyp, t.dyOff, 0, dxw, t.nx)
+				// dout into the margined wide frame; margins and junk columns stay zero.
+				bf16PairRows(dyp2[t.maxOff:], t.dyLen, g.wp, dyg, g.p, g.ow, g.mg, g.oh, g.ow)
+				np := (g.mg + 1) / 2 * t.taps
+				convBF16GemmBx(g.cg, t.nx, np, t.ap[gi*t.apGroup:], dyp2, t.dyOff, dxw, t.nx, 0)
 				dxg := t.dx[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
 				convCopyRows(dxg, g.inPlane, g.w, dxw, t.nx, g.wp, g.cg, g.h, g.w)
 			}
@@ -213,12 +230,20 @@ func (t *convBF16Task) backwardImages(s []float32, lo, hi int) {
 	}
 }
 
-// sumParts adds each part's dW and db into the caller's, in part order.
+// sumParts adds each part's dWᵀ (transposed back) and db into the caller's,
+// in part order.
 func (t *convBF16Task) sumParts(np int) {
+	g := &t.g
 	for part := 0; part < np; part++ {
 		s := t.scratch[part*t.l.size:]
-		for i, v := range s[t.l.dw:t.l.db] {
-			t.dw[i] += v
+		for gi := 0; gi < g.groups && t.dw != nil; gi++ {
+			dwt := s[t.l.dwt+gi*g.kg*g.mg:]
+			for co := 0; co < g.mg; co++ {
+				dw := t.dw[(gi*g.mg+co)*g.kg : (gi*g.mg+co+1)*g.kg]
+				for k := range dw {
+					dw[k] += dwt[k*g.mg+co]
+				}
+			}
 		}
 		for i, v := range s[t.l.db:t.l.size] {
 			t.db[i] += v

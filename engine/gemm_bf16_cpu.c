@@ -89,22 +89,11 @@ BF16 static void pack_a(uint32_t *dst, int ta, const float *a, long lda, long mc
 	}
 }
 
-// bsrc says where B's stored rows start (k's with tb 0, n's with tb 1):
-// row r at b + r·ldb, or at b + roff[r] when roff is set: a convolution's
-// taps, each a run of the image at its own offset, read in place.
-typedef struct {
-	const float *b;
-	long ldb;
-	const int32_t *roff;
-} bsrc;
-
-static inline const float *brow(const bsrc *s, long r) { return s->b + (s->roff ? (long)s->roff[r] : r * s->ldb); }
-
-// pack_b writes op(B)[pc:pc+kc, jc:jc+nc] as 32-column panels of npad pairs
-// (npad ≥ (kc + 1) / 2; AMX tiles take 16 at a time): B's rows in place (tb
-// 0: each k's columns contiguous) or B transposed (tb 1: each column's k
+// pack_b writes op(B)[0:kc, 0:nc] as 32-column panels of npad pairs (npad
+// ≥ (kc + 1) / 2; AMX tiles take 16 at a time): B's rows in place (tb 0:
+// each k's columns contiguous) or B transposed (tb 1: each column's k
 // contiguous); columns past nc and pairs past kc are zero.
-BF16 static void pack_b(uint32_t *dst, int tb, const bsrc *src, long pc, long jc, long kc, long nc, long npad) {
+BF16 static void pack_b(uint32_t *dst, int tb, const float *b, long ldb, long kc, long nc, long npad) {
 	const long np = (kc + 1) / 2;
 	for (long j0 = 0; j0 < nc; j0 += BNR, dst += BNR * npad) {
 		memset(dst + BNR * np, 0, (size_t)(npad - np) * BNR * 4);
@@ -112,7 +101,7 @@ BF16 static void pack_b(uint32_t *dst, int tb, const bsrc *src, long pc, long jc
 		if (tb) {
 			for (long j = 0; j < BNR; j++) {
 				if (j < nr)
-					run_words(dst + j, BNR, brow(src, jc + j0 + j) + pc, kc);
+					run_words(dst + j, BNR, b + (j0 + j) * ldb, kc);
 				else
 					for (long p = 0; p < np; p++) dst[p * BNR + j] = 0;
 			}
@@ -121,8 +110,7 @@ BF16 static void pack_b(uint32_t *dst, int tb, const bsrc *src, long pc, long jc
 		const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
 		const __mmask16 m1 = nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1);
 		for (long p = 0; p < np; p++) {
-			const float *lo = brow(src, pc + 2 * p) + jc + j0;
-			const float *hi = 2 * p + 1 < kc ? brow(src, pc + 2 * p + 1) + jc + j0 : NULL;
+			const float *lo = b + 2 * p * ldb + j0, *hi = 2 * p + 1 < kc ? lo + ldb : NULL;
 			_mm512_storeu_si512(dst + p * BNR, words16(lo, hi, m0));
 			_mm512_storeu_si512(dst + p * BNR + 16, words16(lo + 16, hi ? hi + 16 : NULL, m1));
 		}
@@ -157,14 +145,14 @@ BF16 static void tile(long np, const uint32_t *ap, const uint32_t *bp, float *c,
 		}
 }
 
-BF16 static void gemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const bsrc *b,
-                      float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
+BF16 static void gemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
+                      long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
 	for (long jc = 0; jc < n; jc += BNC) {
 		const long nc = n - jc < BNC ? n - jc : BNC;
 		for (long pc = 0; pc < k; pc += BKC) {
 			const long kc = k - pc < BKC ? k - pc : BKC, np = (kc + 1) / 2;
 			const float bet = pc == 0 ? beta : 1.0f;
-			pack_b(bp, tb, b, pc, jc, kc, nc, np);
+			pack_b(bp, tb, tb ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc, np);
 			for (long ic = 0; ic < m; ic += BMC) {
 				const long mc = m - ic < BMC ? m - ic : BMC;
 				pack_a(ap, ta, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, mc, kc);
@@ -295,7 +283,7 @@ BF16 static void amx_store(float *c, long ldc, const float *acc, long mr, long n
 }
 
 AMX static void gemm_amx(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda,
-                         const bsrc *b, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
+                         const float *b, long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
 	tile_config cfg;
 	memset(&cfg, 0, sizeof cfg);
 	cfg.palette = 1;
@@ -307,7 +295,7 @@ AMX static void gemm_amx(int ta, int tb, long m, long n, long k, float alpha, co
 		for (long pc = 0; pc < k; pc += AKC) {
 			const long kc = k - pc < AKC ? k - pc : AKC, npad = ((kc + 1) / 2 + 15) / 16 * 16;
 			const float bet = pc == 0 ? beta : 1.0f;
-			pack_b(bp, tb, b, pc, jc, kc, nc, npad);
+			pack_b(bp, tb, tb ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc, npad);
 			for (long ic = 0; ic < m; ic += AMC) {
 				const long mc = m - ic < AMC ? m - ic : AMC;
 				pack_a_amx(ap, ta, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, mc, kc, npad);
@@ -335,10 +323,9 @@ void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw) {
 
 // kiln_sgemm_bf16 runs the product with the caller's panel buffers
 // (kiln_sgemm_bf16_words), on AMX tiles where it can, and returns 1; or
-// returns 0, having done nothing, where the CPU lacks AVX512_BF16. With
-// boff, B's stored row r starts at b + boff[r] (ldb unused).
+// returns 0, having done nothing, where the CPU lacks AVX512_BF16.
 int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
-                    long ldb, const int32_t *boff, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
+                    long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
 	if (!kiln_cpu_bf16()) return 0;
 	if (m <= 0 || n <= 0) return 1;
 	if (k <= 0) {
@@ -346,11 +333,10 @@ int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const f
 			for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
 		return 1;
 	}
-	const bsrc src = {b, ldb, boff};
 	if (kiln_cpu_amx())
-		gemm_amx(ta, tb, m, n, k, alpha, a, lda, &src, beta, c, ldc, ap, bp);
+		gemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
 	else
-		gemm(ta, tb, m, n, k, alpha, a, lda, &src, beta, c, ldc, ap, bp);
+		gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
 	return 1;
 }
 

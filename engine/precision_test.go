@@ -163,8 +163,8 @@ func TestConv2DBF16MultipliesRoundedInputs(t *testing.T) {
 		{[]int{3, 4, 8, 7}, []int{6, 2, 3, 3}, Conv2DSquare(2, 1, 1, 2)},
 		{[]int{2, 16, 5, 5}, []int{20, 16, 1, 1}, Conv2DSquare(1, 0, 1, 1)},
 		{[]int{1, 1, 28, 28}, []int{6, 1, 5, 5}, Conv2DSquare(1, 2, 1, 1)},
-		{[]int{5, 4, 10, 11}, []int{6, 2, 3, 3}, Conv2DSquare(1, 2, 2, 2)}, // dilated, grouped
-		{[]int{2, 40, 6, 6}, []int{33, 40, 3, 3}, Conv2DSquare(1, 1, 1, 1)},  // k past one slice
+		{[]int{5, 4, 10, 11}, []int{6, 2, 3, 3}, Conv2DSquare(1, 2, 2, 2)},  // dilated, grouped
+		{[]int{2, 40, 6, 6}, []int{33, 40, 3, 3}, Conv2DSquare(1, 1, 1, 1)}, // k past one slice
 	} {
 		ys, _ := Conv2DOutputShape(c.x, c.w, c.p)
 		xs, ws, bs, ds := randF32(rng, numel(c.x)), randF32(rng, numel(c.w)), randF32(rng, c.w[0]), randF32(rng, numel(ys))

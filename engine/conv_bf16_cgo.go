@@ -1,0 +1,100 @@
+//go:build cgo && amd64
+
+package engine
+
+/*
+#cgo CFLAGS: -O3
+#cgo noescape kiln_conv_bf16_pack_w
+#cgo nocallback kiln_conv_bf16_pack_w
+#cgo noescape kiln_bf16_pair_rows
+#cgo nocallback kiln_bf16_pair_rows
+#cgo noescape kiln_bf16_rows
+#cgo nocallback kiln_bf16_rows
+#cgo noescape kiln_conv_bf16_gemm_bx
+#cgo nocallback kiln_conv_bf16_gemm_bx
+#cgo noescape kiln_conv_bf16_pack_dout
+#cgo nocallback kiln_conv_bf16_pack_dout
+#cgo noescape kiln_conv_bf16_gemm_ax
+#cgo nocallback kiln_conv_bf16_gemm_ax
+#include "bf16_cpu.h"
+*/
+import "C"
+
+import "unsafe"
+
+// The bf16 convolution's kernels (conv_bf16_cpu.c). Each wrapper checks,
+// by indexing the last element it may touch, that its slices hold what the
+// C loops read and write.
+
+func cu32(s []uint32) *C.uint32_t { return (*C.uint32_t)(unsafe.Pointer(unsafe.SliceData(s))) }
+func cu16(s []uint16) *C.uint16_t { return (*C.uint16_t)(unsafe.Pointer(unsafe.SliceData(s))) }
+
+// convBF16PackW: ap gets m rows (in 8-row panels) of nch channels paired, taps taps.
+func convBF16PackW(ap []uint32, w []float32, m, rs, nch, cs, taps int) {
+	np := (nch + 1) / 2 * taps
+	_ = ap[ceilDiv(m, convBF16Rows)*convBF16Rows*np-1]
+	_ = w[(m-1)*rs+(nch-1)*cs+taps-1]
+	C.kiln_conv_bf16_pack_w(cu32(ap), cptr(w), C.long(m), C.long(rs), C.long(nch), C.long(cs), C.long(taps))
+}
+
+func bf16PairRows(dst []uint32, dplane, drow int, src []float32, splane, srow, nplanes, nrows, rowlen int) {
+	if nplanes == 0 || nrows == 0 || rowlen == 0 {
+		return
+	}
+	_ = dst[((nplanes+1)/2-1)*dplane+(nrows-1)*drow+rowlen-1]
+	_ = src[(nplanes-1)*splane+(nrows-1)*srow+rowlen-1]
+	C.kiln_bf16_pair_rows(cu32(dst), C.long(dplane), C.long(drow), cptr(src), C.long(splane), C.long(srow),
+		C.long(nplanes), C.long(nrows), C.long(rowlen))
+}
+
+func bf16Rows(dst []uint16, dplane, drow int, src []float32, splane, srow, nplanes, nrows, rowlen int) {
+	if nplanes == 0 || nrows == 0 || rowlen == 0 {
+		return
+	}
+	_ = dst[(nplanes-1)*dplane+(nrows-1)*drow+rowlen-1]
+	_ = src[(nplanes-1)*splane+(nrows-1)*srow+rowlen-1]
+	C.kiln_bf16_rows(cu16(dst), C.long(dplane), C.long(drow), cptr(src), C.long(splane), C.long(srow),
+		C.long(nplanes), C.long(nrows), C.long(rowlen))
+}
+
+// convBF16GemmBx: c (m × n, ldc) = A·B (+ beta·c), B's pair-row p at x2[poff[p]:].
+func convBF16GemmBx(m, n, np int, ap, x2 []uint32, poff []int32, c []float32, ldc int, beta float32) {
+	if m == 0 || n == 0 {
+		return
+	}
+	_ = ap[ceilDiv(m, convBF16Rows)*convBF16Rows*np-1]
+	for _, o := range poff[:np] {
+		_ = x2[int(o)+n-1]
+		_ = x2[o]
+	}
+	_ = c[(m-1)*ldc+n-1]
+	C.kiln_conv_bf16_gemm_bx(C.long(m), C.long(n), C.long(np), cu32(ap), cu32(x2), ci32(poff), cptr(c), C.long(ldc),
+		C.float(beta))
+}
+
+// convBF16PackDout: bp gets the np words of m rows of dy (stride ldy)
+// transposed into 32-column panels.
+func convBF16PackDout(bp, dy []uint32, ldy, m, np int) {
+	if m == 0 || np == 0 {
+		return
+	}
+	_ = bp[ceilDiv(m, 32)*32*np-1]
+	_ = dy[(m-1)*ldy+np-1]
+	C.kiln_conv_bf16_pack_dout(cu32(bp), cu32(dy), C.long(ldy), C.long(m), C.long(np))
+}
+
+// convBF16GemmAx: c (m × n, ldc) = A·B (+ beta·c), A's row i the np pixel
+// pairs at xb[aoff[i]:], B packed by convBF16PackDout.
+func convBF16GemmAx(m, n, np int, xb []uint16, aoff []int32, bp []uint32, c []float32, ldc int, beta float32) {
+	if m == 0 || n == 0 {
+		return
+	}
+	for _, o := range aoff[:m] {
+		_ = xb[int(o)+2*np-1]
+		_ = xb[o]
+	}
+	_ = bp[ceilDiv(n, 32)*32*np-1]
+	_ = c[(m-1)*ldc+n-1]
+	C.kiln_conv_bf16_gemm_ax(C.long(m), C.long(n), C.long(np), cu16(xb), ci32(aoff), cu32(bp), cptr(c), C.long(ldc),
+		C.float(beta))
+}

@@ -1,0 +1,224 @@
+// conv_bf16_cpu.c: the bf16 convolution's implicit GEMM (conv_bf16.go), on
+// CPUs with AVX512_BF16. VDPBF16PS multiplies pairs of bf16 held in one
+// 32-bit word, so each product pairs two values of its reduction:
+//
+//   - forward and input gradient pair channels. The image (or the margined
+//     output gradient) is copied once per image into channel-pair planes,
+//     word (c2, q) = (x[2·c2, q], x[2·c2 + 1, q]), so the pair-row (c2, tap)
+//     of the right-hand side is one run of words at c2·plane + tap offset:
+//     read in place, 32 columns by two loads, never packed. The weights are
+//     packed once per call into 8-row panels of the same pairs.
+//   - the weight gradient pairs neighbouring pixels: dWᵀ[(c, tap), co] =
+//     Σ_p x[c, off + 2p .. 2p+1] · dout[co, 2p .. 2p+1], A's words read in
+//     place from a bf16 copy of the image at each tap's offset (broadcast),
+//     B the output gradient's words transposed into 32-column panels once
+//     per image.
+//
+// Numerics: each element of C is one chain of VDPBF16PS over its pairs in
+// order from zero (then + beta·C): float32 sums of exact bf16 products,
+// independent of tiling and threads. A lone last channel pairs with zero.
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "bf16_cpu.h"
+
+#define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
+
+enum { CMR = 8, CNR = 32 };
+
+static inline uint32_t pair_word(float lo, float hi) {
+	uint32_t l, h;
+	memcpy(&l, &lo, 4);
+	memcpy(&h, &hi, 4);
+	return (uint32_t)kiln_round_bf16(l) | (uint32_t)kiln_round_bf16(h) << 16;
+}
+
+// kiln_conv_bf16_pack_w packs A[i, (c2, t)] = (w[i·rs + 2c2·cs + t],
+// w[i·rs + (2c2+1)·cs + t]) for m rows, nch channels (a lone last one paired
+// with zero) and taps taps, as 8-row panels: panel i0's word (p, i) at
+// ap[i0·np + p·8 + i], np = ⌈nch/2⌉·taps; rows past m are zero.
+void kiln_conv_bf16_pack_w(uint32_t *ap, const float *w, long m, long rs, long nch, long cs, long taps) {
+	const long nc2 = (nch + 1) / 2, np = nc2 * taps;
+	for (long i0 = 0; i0 < m; i0 += CMR)
+		for (long c2 = 0; c2 < nc2; c2++)
+			for (long t = 0; t < taps; t++)
+				for (long i = 0; i < CMR; i++) {
+					uint32_t word = 0;
+					if (i0 + i < m) {
+						const float *wi = w + (i0 + i) * rs + 2 * c2 * cs + t;
+						word = pair_word(wi[0], 2 * c2 + 1 < nch ? wi[cs] : 0.0f);
+					}
+					ap[i0 * np + (c2 * taps + t) * CMR + i] = word;
+				}
+}
+
+// kiln_bf16_pair_rows copies nplanes planes of nrows rows of rowlen floats
+// (src, strides splane and srow) into ⌈nplanes/2⌉ planes of channel-pair
+// words (dst, strides dplane and drow); a lone last plane pairs with zero.
+// What it does not write (margins) it leaves as it is.
+BF16 void kiln_bf16_pair_rows(uint32_t *dst, long dplane, long drow, const float *src, long splane, long srow,
+                              long nplanes, long nrows, long rowlen) {
+	for (long c = 0; c < nplanes; c += 2) {
+		const int two = c + 1 < nplanes;
+		for (long r = 0; r < nrows; r++) {
+			const float *lo = src + c * splane + r * srow, *hi = lo + splane;
+			uint32_t *d = dst + c / 2 * dplane + r * drow;
+			for (long j = 0; j < rowlen; j += 16) {
+				const __mmask16 m = rowlen - j >= 16 ? 0xffff : (__mmask16)((1u << (rowlen - j)) - 1);
+				const __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, lo + j));
+				const __m256i h = two ? (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, hi + j))
+				                      : _mm256_setzero_si256();
+				const __m512i w = _mm512_or_si512(_mm512_cvtepu16_epi32(l),
+				                                  _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+				_mm512_mask_storeu_epi32(d + j, m, w);
+			}
+		}
+	}
+}
+
+// kiln_bf16_rows is kiln_bf16_pair_rows without the pairing: plane by plane
+// into bf16.
+BF16 void kiln_bf16_rows(uint16_t *dst, long dplane, long drow, const float *src, long splane, long srow,
+                         long nplanes, long nrows, long rowlen) {
+	for (long c = 0; c < nplanes; c++)
+		for (long r = 0; r < nrows; r++) {
+			const float *s = src + c * splane + r * srow;
+			uint16_t *d = dst + c * dplane + r * drow;
+			for (long j = 0; j < rowlen; j += 16) {
+				const __mmask16 m = rowlen - j >= 16 ? 0xffff : (__mmask16)((1u << (rowlen - j)) - 1);
+				_mm256_mask_storeu_epi16(d + j, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s + j)));
+			}
+		}
+}
+
+// A tile's 8 × 32 accumulators are 16 named registers, not an array: gcc
+// -O3 keeps an array of them in memory as well and stores all 16 at every
+// step. TILE_STEP adds row i's word A_WORD(i) times the pair-rows b0, b1.
+#define TILE_ACCUMULATORS                                                                          \
+	__m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, \
+	       c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00
+#define TILE_ROW(i)                                                                                \
+	do {                                                                                           \
+		const __m512bh a_ = (__m512bh)_mm512_set1_epi32((int)A_WORD(i));                           \
+		c##i##0 = _mm512_dpbf16_ps(c##i##0, a_, b0);                                               \
+		c##i##1 = _mm512_dpbf16_ps(c##i##1, a_, b1);                                               \
+	} while (0)
+#define TILE_STEP                                                                                  \
+	TILE_ROW(0);                                                                                   \
+	TILE_ROW(1);                                                                                   \
+	TILE_ROW(2);                                                                                   \
+	TILE_ROW(3);                                                                                   \
+	TILE_ROW(4);                                                                                   \
+	TILE_ROW(5);                                                                                   \
+	TILE_ROW(6);                                                                                   \
+	TILE_ROW(7)
+// TILE_STORE writes c = acc (+ beta·c) for the tile's first mr rows, the
+// columns masked by cm.
+#define TILE_STORE(c, ldc, mr, cm, beta)                                                           \
+	do {                                                                                           \
+		const __m512 acc_[CMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},               \
+		                             {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};              \
+		store_rows(acc_, c, ldc, mr, cm, beta);                                                    \
+	} while (0)
+
+BF16 static void store_rows(const __m512 acc[CMR][2], float *c, long ldc, long mr, const __mmask16 cm[2],
+                            float beta) {
+	const __m512 vb = _mm512_set1_ps(beta);
+	for (long i = 0; i < mr; i++)
+		for (int v = 0; v < 2; v++) {
+			float *ci = c + i * ldc + 16 * v;
+			__m512 x = acc[i][v];
+			if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(cm[v], ci), x);
+			_mm512_mask_storeu_ps(ci, cm[v], x);
+		}
+}
+
+static inline void col_masks(long nr, __mmask16 cm[2]) {
+	cm[0] = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+	cm[1] = nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1);
+}
+
+// kiln_conv_bf16_gemm_bx: C[i, j] = Σ_p A[i, p]·B[p, j] (+ beta·C) for m × n,
+// A packed by kiln_conv_bf16_pack_w (np pairs), B's pair-row p the words at
+// x2 + poff[p] (read in place, columns 0..n−1).
+// tile_bx is one 8 × 32 tile of kiln_conv_bf16_gemm_bx.
+BF16 static void tile_bx(long np, const uint32_t *a, const uint32_t *x2, const int32_t *poff, long j0,
+                         const __mmask16 cm[2], float *c, long ldc, long mr, float beta) {
+	TILE_ACCUMULATORS;
+	for (long p = 0; p < np; p++) {
+		const uint32_t *b = x2 + poff[p] + j0;
+		const __m512bh b0 = (__m512bh)_mm512_maskz_loadu_epi32(cm[0], b);
+		const __m512bh b1 = (__m512bh)_mm512_maskz_loadu_epi32(cm[1], b + 16);
+		const uint32_t *ap = a + p * CMR;
+#define A_WORD(i) ap[i]
+		TILE_STEP;
+#undef A_WORD
+	}
+	TILE_STORE(c, ldc, mr, cm, beta);
+}
+
+BF16 void kiln_conv_bf16_gemm_bx(long m, long n, long np, const uint32_t *ap, const uint32_t *x2, const int32_t *poff,
+                                 float *c, long ldc, float beta) {
+	for (long j0 = 0; j0 < n; j0 += CNR) {
+		__mmask16 cm[2];
+		col_masks(n - j0 < CNR ? n - j0 : CNR, cm);
+		for (long i0 = 0; i0 < m; i0 += CMR)
+			tile_bx(np, ap + i0 * np, x2, poff, j0, cm, c + i0 * ldc + j0, ldc, m - i0 < CMR ? m - i0 : CMR, beta);
+	}
+}
+
+// kiln_conv_bf16_pack_dout transposes the words of m rows (row i at dy +
+// i·ldy, np words) into 32-column panels: panel j0's word (p, j) at
+// bp[j0·np + p·32 + j]; columns past m are zero.
+void kiln_conv_bf16_pack_dout(uint32_t *bp, const uint32_t *dy, long ldy, long m, long np) {
+	for (long j0 = 0; j0 < m; j0 += CNR)
+		for (long j = 0; j < CNR; j++) {
+			uint32_t *d = bp + j0 * np + j;
+			if (j0 + j >= m) {
+				for (long p = 0; p < np; p++) d[p * CNR] = 0;
+				continue;
+			}
+			const uint32_t *s = dy + (j0 + j) * ldy;
+			for (long p = 0; p < np; p++) d[p * CNR] = s[p];
+		}
+}
+
+static inline uint32_t load_word(const uint16_t *p) {
+	uint32_t w;
+	memcpy(&w, p, 4);
+	return w;
+}
+
+// tile_ax is one 8 × 32 tile of kiln_conv_bf16_gemm_ax.
+BF16 static void tile_ax(long np, const uint16_t *xb, const int32_t *aoff, const uint32_t *b, const __mmask16 cm[2],
+                         float *c, long ldc, long mr, float beta) {
+	const uint16_t *row[CMR];
+	for (long i = 0; i < CMR; i++) row[i] = xb + aoff[i < mr ? i : 0];
+	TILE_ACCUMULATORS;
+	for (long p = 0; p < np; p++) {
+		const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * CNR);
+		const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p * CNR + 16);
+#define A_WORD(i) load_word(row[i] + 2 * p)
+		TILE_STEP;
+#undef A_WORD
+	}
+	TILE_STORE(c, ldc, mr, cm, beta);
+}
+
+// kiln_conv_bf16_gemm_ax: C[i, j] = Σ_p A[i, p]·B[p, j] (+ beta·C) for m × n,
+// A's row i the words at xb + aoff[i] (bf16 elements: pixel pairs, read in
+// place), B packed by kiln_conv_bf16_pack_dout (np pairs).
+BF16 void kiln_conv_bf16_gemm_ax(long m, long n, long np, const uint16_t *xb, const int32_t *aoff, const uint32_t *bp,
+                                 float *c, long ldc, float beta) {
+	for (long j0 = 0; j0 < n; j0 += CNR) {
+		__mmask16 cm[2];
+		col_masks(n - j0 < CNR ? n - j0 : CNR, cm);
+		for (long i0 = 0; i0 < m; i0 += CMR)
+			tile_ax(np, xb, aoff + i0, bp + j0 * np, cm, c + i0 * ldc + j0, ldc, m - i0 < CMR ? m - i0 : CMR, beta);
+	}
+}
+
+#endif // __x86_64__
