@@ -70,9 +70,11 @@ func CPUHasBF16() bool { return cpuBF16() }
 func CPUHasAMX() bool { return cpuAMX() }
 
 // sgemmBF16 is gemm's float32 product with A and B rounded to bf16 and the
-// products summed in float32 (gemm_bf16_cpu.c), its columns split over the
-// threads in 32-column tiles unless inPart (as gemmIn); false, having done
-// nothing, where this CPU has no bf16 arithmetic (CPUHasBF16).
+// products summed in float32 (gemm_bf16_cpu.c), split over the threads
+// unless inPart (as gemmIn): by 32-column tiles, or by 64-row blocks when C
+// has more rows than columns, so that each thread packs its own share of
+// the larger operand rather than all of it. False, having done nothing,
+// where this CPU has no bf16 arithmetic (CPUHasBF16).
 func sgemmBF16(inPart, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
 	beta float32, c []float32, ldc int) bool {
 	if !CPUHasBF16() {
@@ -82,7 +84,11 @@ func sgemmBF16(inPart, transA, transB bool, m, n, k int, alpha float32, a []floa
 	t := bf16GemmTasks.Get().(*bf16GemmTask)
 	*t = bf16GemmTask{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
 		ldb: ldb, beta: beta, c: c, ldc: ldc}
-	tiles := (n + bf16TileCols - 1) / bf16TileCols
+	t.byRows = m > n
+	tiles := ceilDiv(n, bf16TileCols)
+	if t.byRows {
+		tiles = ceilDiv(m, bf16TileRows)
+	}
 	if inPart || m*n*k < 1<<19 {
 		t.run(0, 0, tiles)
 	} else {
@@ -95,8 +101,12 @@ func sgemmBF16(inPart, transA, transB bool, m, n, k int, alpha float32, a []floa
 
 var bf16GemmTasks = taskPool{New: func() any { return new(bf16GemmTask) }}
 
-// bf16TileCols is the bf16 tile's width: parts split the columns on it.
-const bf16TileCols = 32
+// Parts split the columns on the bf16 tile's width, the rows on a multiple
+// of every tile's height (8, and AMX's 32).
+const (
+	bf16TileCols = 32
+	bf16TileRows = 64
+)
 
 type bf16GemmTask struct {
 	transA, transB bool
@@ -104,9 +114,22 @@ type bf16GemmTask struct {
 	alpha, beta    float32
 	a, b, c        []float32
 	lda, ldb, ldc  int
+	byRows         bool
 }
 
 func (t *bf16GemmTask) run(_, lo, hi int) {
+	if t.byRows {
+		i0, i1 := lo*bf16TileRows, min(hi*bf16TileRows, t.m)
+		if i0 >= i1 {
+			return
+		}
+		a := t.a[i0:] // A stored k×m: its column i0
+		if !t.transA {
+			a = t.a[i0*t.lda:]
+		}
+		sgemmBF16C(t.transA, t.transB, i1-i0, t.n, t.k, t.alpha, a, t.lda, t.b, t.ldb, t.beta, t.c[i0*t.ldc:], t.ldc)
+		return
+	}
 	j0, j1 := lo*bf16TileCols, min(hi*bf16TileCols, t.n)
 	if j0 >= j1 {
 		return

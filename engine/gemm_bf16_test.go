@@ -14,7 +14,8 @@ import (
 // where the CPU has it, is held to the float64 product of the rounded
 // operands within float32 accumulation's bound, and to its own bits on a
 // second run. All four transpose cases, edges of the
-// 6×32 tile, odd k, k past one slice, and splits over the threads.
+// 6×32 tile, odd k, k past one slice, and splits over the threads by
+// columns and by rows.
 func TestSgemmBF16MatchesEmulation(t *testing.T) {
 	if !CPUHasBF16() {
 		t.Skip("skipped: this CPU has no AVX512_BF16 (or the ISA level in use is below avx512)")
@@ -40,6 +41,7 @@ func checkSgemmBF16(t *testing.T, amx bool) {
 		{false, false, 6, 32, 8, 1, 0}, {false, false, 7, 33, 9, 1, 0}, {true, false, 13, 70, 300, 1, 1},
 		{false, true, 64, 128, 64, 1, 0}, {true, true, 5, 31, 1, 1, 1}, {false, false, 150, 300, 513, 1, 0},
 		{false, true, 128, 256, 3072, 1, 0}, {true, false, 64, 64, 129, 2, 0}, {false, false, 1, 1, 2, 1, 1},
+		{false, true, 300, 40, 200, 1, 1}, {true, false, 200, 64, 100, 1, 0}, // split by rows
 	} {
 		ar, ac := c.m, c.k
 		if c.ta {
