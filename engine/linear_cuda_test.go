@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -91,4 +92,46 @@ func TestCUDALinearCheckSwitch(t *testing.T) {
 	gdw := dev(t, engine.New(engine.Float32, 3, 7))
 	gdb := dev(t, engine.New(engine.Float32, 3))
 	opsMust(t, engine.LinearBackward(gdx, gdw, gdb, gdout, gx, gw))
+}
+
+// A weight set to TF32 (Tensor.SetPrecision, --precision tf32) runs its
+// Linear and Conv2D products on the TF32 kernels with the global switch
+// off: the same bits as KILN_TF32's, not fp32's. A bf16 weight on the GPU is
+// refused.
+func TestCUDAPrecisionTF32PerWeight(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	rng := rand.New(rand.NewPCG(41, 1))
+	_, gx := devRand(t, rng, 70, 150)
+	_, gw := devRand(t, rng, 90, 150)
+	_, cx := devRand(t, rng, 2, 8, 9, 9)
+	_, cw := devRand(t, rng, 16, 8, 3, 3)
+	run := func(tf32Weight, global bool) (lin, conv []float32) {
+		engine.SetCUDATF32(global)
+		defer engine.SetCUDATF32(false)
+		p := engine.FP32
+		if tf32Weight {
+			p = engine.TF32
+		}
+		gw.SetPrecision(p)
+		cw.SetPrecision(p)
+		out := dev(t, engine.New(engine.Float32, 70, 90))
+		opsMust(t, engine.LinearForward(out, gx, gw, nil))
+		y := dev(t, engine.New(engine.Float32, 2, 16, 9, 9))
+		opsMust(t, engine.Conv2DForward(y, cx, cw, nil, engine.Conv2DSquare(1, 1, 1, 1)))
+		return out.As(engine.Float32).Float32(), y.As(engine.Float32).Float32()
+	}
+	l32, c32 := run(false, false)
+	lw, cwt := run(true, false)
+	lg, cg := run(false, true)
+	if !slices.Equal(lw, lg) || !slices.Equal(cwt, cg) {
+		t.Error("a TF32 weight's products differ from KILN_TF32's")
+	}
+	if slices.Equal(lw, l32) || slices.Equal(cwt, c32) {
+		t.Error("a TF32 weight's products give the fp32 kernels' bits")
+	}
+	gw.SetPrecision(engine.BF16)
+	if err := engine.LinearForward(dev(t, engine.New(engine.Float32, 70, 90)), gx, gw, nil); err == nil {
+		t.Error("a bf16 weight on the GPU ran")
+	}
 }
