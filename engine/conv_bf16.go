@@ -3,7 +3,7 @@ package engine
 import "unsafe"
 
 // The convolution in bf16 (--precision bf16) for the stride-1 shapes whose
-// wide frame is small (convGeom.wide): conv_cpu.go's implicit GEMM with
+// wide frame is small (convGeom.wide) and the 1×1 ones: conv_cpu.go's implicit GEMM with
 // VDPBF16PS (conv_bf16_cpu.c), which multiplies pairs of bf16 in one word.
 // The other shapes take conv.go's col matrix and sgemmBF16.
 //
@@ -58,11 +58,15 @@ func convBF16For(g *convGeom) bool {
 // conv2DBF16 is conv2D's work in bf16 for the wide shapes; false, having
 // done nothing, for the others.
 func conv2DBF16(g *convGeom, backward bool, y, x, w, b, dx, dw, db []float32) bool {
-	if !convBF16For(g) {
+	gw := *g
+	if gw.pointwise { // a 1×1 convolution is its own wide frame: no junk, no margins
+		gw.wide, gw.hp, gw.wp, gw.nw = true, g.h, g.w, g.p
+	}
+	if !convBF16For(&gw) {
 		return false
 	}
 	t := convBF16Tasks.Get().(*convBF16Task)
-	*t = convBF16Task{g: *g, backward: backward, y: y, x: x, w: w, b: b, dx: dx, dw: dw, db: db,
+	*t = convBF16Task{g: gw, backward: backward, y: y, x: x, w: w, b: b, dx: dx, dw: dw, db: db,
 		xOff: t.xOff[:0], dyOff: t.dyOff[:0], aOff: t.aOff[:0]} // the offset tables' memory is kept
 	t.plan()
 	np := parts(g.n)
