@@ -19,10 +19,23 @@ runs=(
   "inception|test_accuracy >= 0.89|--model inception --dataset fashion-mnist --epochs 3 --seed 1"
   "rotation|test_rmse <= 6|--model cnn --dataset mnist-rotation --epochs 5 --seed 1"
   "earlystop|stopped_early == true|--early-stop val_acc --patience 2 --epochs 30 --subset 0.2 --seed 1"
+  # --precision bf16 (CPUs with AVX512_BF16 or AMX): the bars of issue 13, and
+  # within 0.3 points of the fp32 run of the same name when it ran too.
+  "lenet-bf16|test_accuracy >= 0.989|--model lenet --dataset mnist --epochs 3 --seed 1 --precision bf16"
+  "cnn-bf16|test_accuracy >= 0.91|--model cnn --dataset fashion-mnist --epochs 3 --seed 1 --precision bf16"
+  "gmlp-bf16|test_accuracy >= 0.89|--model gmlp --dataset fashion-mnist --epochs 3 --seed 1 --precision bf16"
+  "cbam-bf16|test_accuracy >= 0.89|--model cbam --dataset fashion-mnist --epochs 3 --seed 1 --precision bf16"
+  "inception-bf16|test_accuracy >= 0.89|--model inception --dataset fashion-mnist --epochs 3 --seed 1 --precision bf16"
 )
+has_bf16=0
+info=$($K info 2>/dev/null) # whole, first: grep -q on a pipe would SIGPIPE kiln under pipefail
+grep -q '^precision: cpu fp32, bf16' <<<"$info" && has_bf16=1
 for r in "${runs[@]}"; do
   IFS='|' read -r name bar flags <<<"$r"
   if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
+  if [[ $name == *-bf16 ]] && [ $has_bf16 = 0 ]; then
+    echo "skip $name: this CPU has no bf16 arithmetic (kiln info)"; continue
+  fi
   dir="$OUT/$name"
   rm -rf "$dir"
   # shellcheck disable=SC2086
@@ -34,6 +47,15 @@ for r in "${runs[@]}"; do
   if awk -v g="$got" -v w="$want" -v op="$op" 'BEGIN {
       if (op == ">=") exit !(g + 0 >= w + 0); if (op == "<=") exit !(g + 0 <= w + 0); exit !(g == w) }'; then
     echo "ok   $name: $key = $got ($op $want)"
+    fp32="$OUT/${name%-bf16}/summary.json"
+    if [[ $name == *-bf16 ]] && [ -f "$fp32" ]; then
+      ref=$(grep -o "\"$key\": [^,]*" "$fp32" | head -1 | sed 's/.*: //')
+      if awk -v g="$got" -v r="$ref" 'BEGIN { d = g - r; exit !(d <= 0.003 + 1e-9 && d >= -0.003 - 1e-9) }'; then
+        echo "ok   $name: within 0.3 points of fp32 ($ref)"
+      else
+        echo "FAIL $name: $got is more than 0.3 points from fp32's $ref"; fail=1
+      fi
+    fi
   else
     echo "FAIL $name: $key = $got, want $op $want"; fail=1
   fi
