@@ -66,6 +66,12 @@ def worker(args):
 
     # bf16: PyTorch's CPU autocast, what a PyTorch user trains mixed precision with.
     cast = torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
+    if args.precision == "bf16":
+        # PyTorch 1.13's CPU autocast hands layer_norm a bf16 input beside fp32 weights and fails
+        # ("expected scalar type BFloat16 but found Float"); PyTorch 2's autocast runs layer_norm
+        # in fp32, as Kiln does, so the gMLP runs it so here.
+        layer_norm = F.layer_norm
+        F.layer_norm = lambda x, *a, **k: layer_norm(x.float(), *a, **k)
 
     def step():
         opt.zero_grad(set_to_none=True)
