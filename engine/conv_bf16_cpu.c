@@ -170,19 +170,24 @@ BF16 void kiln_conv_bf16_gemm_bx(long m, long n, long np, const uint32_t *ap, co
 	}
 }
 
+// dout_panel is the weight gradient's panel width: 16 columns when there
+// are no more (few output channels), else 32.
+static inline long dout_panel(long m) { return m <= 16 ? 16 : CNR; }
+
 // kiln_conv_bf16_pack_dout transposes the words of m rows (row i at dy +
-// i·ldy, np words) into 32-column panels: panel j0's word (p, j) at
-// bp[j0·np + p·32 + j]; columns past m are zero.
+// i·ldy, np words) into panels of w = dout_panel(m) columns: panel j0's
+// word (p, j) at bp[j0·np + p·w + j]; columns past m are zero.
 void kiln_conv_bf16_pack_dout(uint32_t *bp, const uint32_t *dy, long ldy, long m, long np) {
-	for (long j0 = 0; j0 < m; j0 += CNR)
-		for (long j = 0; j < CNR; j++) {
+	const long w = dout_panel(m);
+	for (long j0 = 0; j0 < m; j0 += w)
+		for (long j = 0; j < w; j++) {
 			uint32_t *d = bp + j0 * np + j;
 			if (j0 + j >= m) {
-				for (long p = 0; p < np; p++) d[p * CNR] = 0;
+				for (long p = 0; p < np; p++) d[p * w] = 0;
 				continue;
 			}
 			const uint32_t *s = dy + (j0 + j) * ldy;
-			for (long p = 0; p < np; p++) d[p * CNR] = s[p];
+			for (long p = 0; p < np; p++) d[p * w] = s[p];
 		}
 }
 
@@ -208,11 +213,41 @@ BF16 static void tile_ax(long np, const uint16_t *xb, const int32_t *aoff, const
 	TILE_STORE(c, ldc, mr, cm, beta);
 }
 
+// tile_ax16 is one 16 × 16 tile of kiln_conv_bf16_gemm_ax, for C of 16
+// columns or fewer (the tiles of 32 would be half empty or worse).
+BF16 static void tile_ax16(long np, const uint16_t *xb, const int32_t *aoff, const uint32_t *b, __mmask16 cm,
+                           float *c, long ldc, long mr, float beta) {
+	const uint16_t *row[16];
+	for (long i = 0; i < 16; i++) row[i] = xb + aoff[i < mr ? i : 0];
+	__m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0, c8 = c0, c9 = c0,
+	       c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0, c15 = c0;
+	for (long p = 0; p < np; p++) {
+		const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * 16);
+#define ROW16(i) c##i = _mm512_dpbf16_ps(c##i, (__m512bh)_mm512_set1_epi32((int)load_word(row[i] + 2 * p)), b0)
+		ROW16(0); ROW16(1); ROW16(2); ROW16(3); ROW16(4); ROW16(5); ROW16(6); ROW16(7);
+		ROW16(8); ROW16(9); ROW16(10); ROW16(11); ROW16(12); ROW16(13); ROW16(14); ROW16(15);
+#undef ROW16
+	}
+	const __m512 acc[16] = {c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15};
+	const __m512 vb = _mm512_set1_ps(beta);
+	for (long i = 0; i < mr; i++) {
+		__m512 x = acc[i];
+		if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(cm, c + i * ldc), x);
+		_mm512_mask_storeu_ps(c + i * ldc, cm, x);
+	}
+}
+
 // kiln_conv_bf16_gemm_ax: C[i, j] = Σ_p A[i, p]·B[p, j] (+ beta·C) for m × n,
 // A's row i the words at xb + aoff[i] (bf16 elements: pixel pairs, read in
 // place), B packed by kiln_conv_bf16_pack_dout (np pairs).
 BF16 void kiln_conv_bf16_gemm_ax(long m, long n, long np, const uint16_t *xb, const int32_t *aoff, const uint32_t *bp,
                                  float *c, long ldc, float beta) {
+	if (dout_panel(n) == 16) {
+		const __mmask16 cm = (__mmask16)((1u << n) - 1);
+		for (long i0 = 0; i0 < m; i0 += 16)
+			tile_ax16(np, xb, aoff + i0, bp, cm, c + i0 * ldc, ldc, m - i0 < 16 ? m - i0 : 16, beta);
+		return;
+	}
 	for (long j0 = 0; j0 < n; j0 += CNR) {
 		__mmask16 cm[2];
 		col_masks(n - j0 < CNR ? n - j0 : CNR, cm);
