@@ -91,7 +91,7 @@ func asHalves(s []float32) []uint16 {
 	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(s))), 2*len(s))
 }
 
-// plan fills the offset tables and lays out a part's scratch.
+// plan fills the offset tables and lays out a part's scratch (layout).
 func (t *convBF16Task) plan() {
 	g := &t.g
 	t.taps = g.kh * g.kw
@@ -120,6 +120,13 @@ func (t *convBF16Task) plan() {
 			t.aOff = append(t.aOff, int32(c*plane+tapOff(tap)))
 		}
 	}
+	t.layout(fwd, dxOn, dwOn)
+}
+
+// layout places a part's scratch and sizes the packed weights.
+func (t *convBF16Task) layout(fwd, dxOn, dwOn bool) {
+	g := &t.g
+	plane := g.hp * g.wp
 	var l convBF16Layout
 	if fwd {
 		l.yb = (g.cg + 1) / 2 * plane
@@ -151,9 +158,9 @@ func (t *convBF16Task) plan() {
 	t.apGroup = 0
 	switch {
 	case fwd:
-		t.apGroup = ceilDiv(g.mg, convBF16Rows) * convBF16Rows * (g.cg + 1) / 2 * t.taps
+		t.apGroup = ceilDiv(g.mg, convBF16Rows) * convBF16Rows * ((g.cg + 1) / 2) * t.taps
 	case dxOn:
-		t.apGroup = ceilDiv(g.cg, convBF16Rows) * convBF16Rows * (g.mg + 1) / 2 * t.taps
+		t.apGroup = ceilDiv(g.cg, convBF16Rows) * convBF16Rows * ((g.mg + 1) / 2) * t.taps
 	}
 }
 
