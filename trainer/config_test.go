@@ -197,6 +197,11 @@ func TestValidateTrainingNamesTheKey(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "schedule") {
 		t.Errorf("an unknown schedule: %v", err)
 	}
+	c = DefaultConfig()
+	c.Precision = "fp16"
+	if err := c.ValidateTraining(); !errors.As(err, &se) || se.Key != "precision" {
+		t.Errorf("precision fp16: %v", err)
+	}
 }
 
 // The word and size settings refuse what they cannot use, naming the key.

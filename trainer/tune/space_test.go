@@ -229,6 +229,9 @@ func TestApplySetsConfigValues(t *testing.T) {
 	if _, err := (Params{"optimizer": 3.0}).Apply(base); err == nil || !strings.Contains(err.Error(), "optimizer") {
 		t.Errorf("a number for optimizer: %v", err)
 	}
+	if c, err := (Params{"precision": "bf16"}).Apply(base); err != nil || c.Precision != "bf16" {
+		t.Errorf("precision bf16: %q, %v", c.Precision, err)
+	}
 }
 
 func TestSizeAndDropoutSettingsOnlyForModelsThatHaveThem(t *testing.T) {
