@@ -125,6 +125,45 @@ def machine():
     return {"cpu": model, "cores": os.cpu_count(), "system": platform.platform()}
 
 
+def run_case(args, model, batch, inp, combos):
+    """One case: PyTorch's thread settings probed, then alternating rounds; its results row."""
+    probe = {}
+    for tt, bt in combos:
+        r = run_torch(model, batch, inp, tt, bt, args.seconds / 2, args.precision)
+        probe[f"torch{tt}/openblas{bt}"] = r["train_images_per_sec"]
+        print(f"   probe torch threads {tt}, OpenBLAS threads {bt}: {r['train_images_per_sec']:.0f} images/s", flush=True)
+    best = max(combos, key=lambda c: probe[f"torch{c[0]}/openblas{c[1]}"])
+    kiln_runs, torch_runs, fp32_runs, kparams, tparams, kisa = [], [], [], None, None, None
+    for _ in range(args.rounds):
+        k = run_kiln(args.kiln, model, batch, inp, args.seconds, args.precision)
+        if args.precision != "fp32":
+            fp32_runs.append(run_kiln(args.kiln, model, batch, inp, args.seconds, "fp32")["train_images_per_sec"])
+        t = run_torch(model, batch, inp, best[0], best[1], args.seconds, args.precision)
+        kiln_runs.append(k["train_images_per_sec"])
+        torch_runs.append(t["train_images_per_sec"])
+        kparams, tparams, kisa = k["params"], t["params"], k.get("cpu_isa")
+    km, tm = statistics.median(kiln_runs), statistics.median(torch_runs)
+    row = {
+        "model": model, "batch": batch, "input": inp,
+        "params_kiln": kparams, "params_torch": tparams, "kiln_cpu_isa": kisa,
+        "kiln_images_per_sec": km, "kiln_runs": kiln_runs,
+        "torch_images_per_sec": tm, "torch_runs": torch_runs,
+        "torch_setting": f"torch threads {best[0]}, OPENBLAS_NUM_THREADS={best[1]}",
+        "torch_probe": probe, "ratio": km / tm, "precision": args.precision,
+    }
+    if fp32_runs:
+        row["kiln_fp32_images_per_sec"], row["kiln_fp32_runs"] = statistics.median(fp32_runs), fp32_runs
+        row["kiln_over_kiln_fp32"] = km / row["kiln_fp32_images_per_sec"]
+    if kparams != tparams:
+        row["error"] = f"parameter counts differ: kiln {kparams}, torch {tparams}"
+    print(f"   kiln  {km:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in kiln_runs)}; ISA {kisa})")
+    print(f"   torch {tm:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in torch_runs)}; {row['torch_setting']})")
+    if fp32_runs:
+        print(f"   kiln fp32 {row['kiln_fp32_images_per_sec']:8.0f} images/s  ({args.precision}/fp32 = {row['kiln_over_kiln_fp32']:.2f})")
+    print(f"   ratio kiln/torch = {km / tm:.2f}" + (f"   !! {row['error']}" if "error" in row else ""), flush=True)
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -165,41 +204,11 @@ def main():
         model, batch, inp = case.split(":")
         batch = int(batch)
         print(f"== {model} batch {batch} input {inp}", flush=True)
-        probe = {}
-        for tt, bt in combos:
-            r = run_torch(model, batch, inp, tt, bt, args.seconds / 2, args.precision)
-            probe[f"torch{tt}/openblas{bt}"] = r["train_images_per_sec"]
-            print(f"   probe torch threads {tt}, OpenBLAS threads {bt}: {r['train_images_per_sec']:.0f} images/s", flush=True)
-        best = max(combos, key=lambda c: probe[f"torch{c[0]}/openblas{c[1]}"])
-        kiln_runs, torch_runs, fp32_runs, kparams, tparams, kisa = [], [], [], None, None, None
-        for _ in range(args.rounds):
-            k = run_kiln(args.kiln, model, batch, inp, args.seconds, args.precision)
-            if args.precision != "fp32":
-                fp32_runs.append(run_kiln(args.kiln, model, batch, inp, args.seconds, "fp32")["train_images_per_sec"])
-            t = run_torch(model, batch, inp, best[0], best[1], args.seconds, args.precision)
-            kiln_runs.append(k["train_images_per_sec"])
-            torch_runs.append(t["train_images_per_sec"])
-            kparams, tparams, kisa = k["params"], t["params"], k.get("cpu_isa")
-        km, tm = statistics.median(kiln_runs), statistics.median(torch_runs)
-        row = {
-            "model": model, "batch": batch, "input": inp,
-            "params_kiln": kparams, "params_torch": tparams, "kiln_cpu_isa": kisa,
-            "kiln_images_per_sec": km, "kiln_runs": kiln_runs,
-            "torch_images_per_sec": tm, "torch_runs": torch_runs,
-            "torch_setting": f"torch threads {best[0]}, OPENBLAS_NUM_THREADS={best[1]}",
-            "torch_probe": probe, "ratio": km / tm, "precision": args.precision,
-        }
-        if fp32_runs:
-            row["kiln_fp32_images_per_sec"], row["kiln_fp32_runs"] = statistics.median(fp32_runs), fp32_runs
-            row["kiln_over_kiln_fp32"] = km / row["kiln_fp32_images_per_sec"]
-        if kparams != tparams:
-            row["error"] = f"parameter counts differ: kiln {kparams}, torch {tparams}"
-        results.append(row)
-        print(f"   kiln  {km:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in kiln_runs)}; ISA {kisa})")
-        print(f"   torch {tm:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in torch_runs)}; {row['torch_setting']})")
-        if fp32_runs:
-            print(f"   kiln fp32 {row['kiln_fp32_images_per_sec']:8.0f} images/s  ({args.precision}/fp32 = {row['kiln_over_kiln_fp32']:.2f})")
-        print(f"   ratio kiln/torch = {km / tm:.2f}" + (f"   !! {row['error']}" if "error" in row else ""), flush=True)
+        try:
+            results.append(run_case(args, model, batch, inp, combos))
+        except RuntimeError as e:  # this case's row says why; the others still run
+            results.append({"model": model, "batch": batch, "input": inp, "precision": args.precision, "error": str(e)})
+            print(f"   !! {e}", flush=True)
 
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -223,7 +232,7 @@ def main():
         f.write(f"# Kiln vs PyTorch {torch_version}, training images/s ({stamp})\n\n")
         f.write(f"Machine: {report['machine']['cpu']}, {cores} cores. Kiln {rev}. PyTorch on "
                 f"{blas['blas_kind']} ({blas['openblas'] or blas['blas_library']}), ATen {blas['aten_cpu'] or '?'}, "
-                f"oneDNN {blas['onednn_isa'] or '?'}; Kiln at ISA level {results[0]['kiln_cpu_isa'] if results else '?'}"
+                f"oneDNN {blas['onednn_isa'] or '?'}; Kiln at ISA level {next((r['kiln_cpu_isa'] for r in results if 'kiln_cpu_isa' in r), '?')}"
                 + (f" (--isa {args.isa}: {' '.join(f'{k}={v}' for k, v in ISA_ENV[args.isa].items())})"
                    if args.isa != "native" else "") + ". "
                 f"Medians of {args.rounds} alternating runs of ≥{args.seconds:g} s each; "
@@ -234,6 +243,10 @@ def main():
         f.write("| model | batch | input | params | Kiln | PyTorch (best setting) | Kiln/PyTorch |"
                 + (" Kiln fp32 | Kiln bf16/fp32 |\n|---|---|---|---|---|---|---|---|---|\n" if bf else "\n|---|---|---|---|---|---|---|\n"))
         for r in results:
+            if "kiln_images_per_sec" not in r:
+                last = r["error"].strip().splitlines()[-1].replace("|", "/")[-200:]  # one table cell
+                f.write(f"| {r['model']} | {r['batch']} | {r['input']} | failed: {last} |\n")
+                continue
             f.write(f"| {r['model']} | {r['batch']} | {r['input']} | {r['params_kiln']} | "
                     f"{r['kiln_images_per_sec']:.0f} | {r['torch_images_per_sec']:.0f} ({r['torch_setting']}) | "
                     f"**{r['ratio']:.2f}** |"
