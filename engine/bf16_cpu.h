@@ -8,6 +8,11 @@ void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw);
 int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
                     long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp);
 
+// kiln_mask16 is the lane mask of the first n of 16 columns (none for n ≤ 0,
+// all for n ≥ 16): a tile's column masks are kiln_mask16(nr) and
+// kiln_mask16(nr − 16).
+static inline uint16_t kiln_mask16(long n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (uint16_t)((1u << n) - 1); }
+
 // kiln_round_bf16 is bf16.go's ToBF16 on a float32's bits.
 static inline uint16_t kiln_round_bf16(uint32_t b) {
 	const uint32_t exp = b >> 23 & 0xff;

@@ -70,9 +70,9 @@ type convGeom struct {
 	wide       bool
 	padded     bool // with padding: x goes through a padded copy
 	hp, wp, nw int  // padded plane Hp×Wp, frame length Nw
-	// prec is the weight's (Tensor.SetPrecision): bf16 products go through
-	// the col matrix and sgemmBF16, as the float32 C kernels have no bf16
-	// twin yet.
+	// prec is the weight's (Tensor.SetPrecision): in bf16 the wide and 1×1
+	// shapes take conv_bf16.go's kernels, the others the col matrix and
+	// sgemmBF16.
 	prec Precision
 }
 

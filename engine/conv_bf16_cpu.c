@@ -67,7 +67,7 @@ BF16 void kiln_bf16_pair_rows(uint32_t *dst, long dplane, long drow, const float
 			const float *lo = src + c * splane + r * srow, *hi = lo + splane;
 			uint32_t *d = dst + c / 2 * dplane + r * drow;
 			for (long j = 0; j < rowlen; j += 16) {
-				const __mmask16 m = rowlen - j >= 16 ? 0xffff : (__mmask16)((1u << (rowlen - j)) - 1);
+				const __mmask16 m = kiln_mask16(rowlen - j);
 				const __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, lo + j));
 				const __m256i h = two ? (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, hi + j))
 				                      : _mm256_setzero_si256();
@@ -88,7 +88,7 @@ BF16 void kiln_bf16_rows(uint16_t *dst, long dplane, long drow, const float *src
 			const float *s = src + c * splane + r * srow;
 			uint16_t *d = dst + c * dplane + r * drow;
 			for (long j = 0; j < rowlen; j += 16) {
-				const __mmask16 m = rowlen - j >= 16 ? 0xffff : (__mmask16)((1u << (rowlen - j)) - 1);
+				const __mmask16 m = kiln_mask16(rowlen - j);
 				_mm256_mask_storeu_epi16(d + j, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s + j)));
 			}
 		}
@@ -136,11 +136,6 @@ BF16 static void store_rows(const __m512 acc[CMR][2], float *c, long ldc, long m
 		}
 }
 
-static inline void col_masks(long nr, __mmask16 cm[2]) {
-	cm[0] = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-	cm[1] = nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1);
-}
-
 // kiln_conv_bf16_gemm_bx: C[i, j] = Σ_p A[i, p]·B[p, j] (+ beta·C) for m × n,
 // A packed by kiln_conv_bf16_pack_w (np pairs), B's pair-row p the words at
 // x2 + poff[p] (read in place, columns 0..n−1).
@@ -163,8 +158,7 @@ BF16 static void tile_bx(long np, const uint32_t *a, const uint32_t *x2, const i
 BF16 void kiln_conv_bf16_gemm_bx(long m, long n, long np, const uint32_t *ap, const uint32_t *x2, const int32_t *poff,
                                  float *c, long ldc, float beta) {
 	for (long j0 = 0; j0 < n; j0 += CNR) {
-		__mmask16 cm[2];
-		col_masks(n - j0 < CNR ? n - j0 : CNR, cm);
+		const __mmask16 cm[2] = {kiln_mask16(n - j0), kiln_mask16(n - j0 - 16)};
 		for (long i0 = 0; i0 < m; i0 += CMR)
 			tile_bx(np, ap + i0 * np, x2, poff, j0, cm, c + i0 * ldc + j0, ldc, m - i0 < CMR ? m - i0 : CMR, beta);
 	}
@@ -243,14 +237,13 @@ BF16 static void tile_ax16(long np, const uint16_t *xb, const int32_t *aoff, con
 BF16 void kiln_conv_bf16_gemm_ax(long m, long n, long np, const uint16_t *xb, const int32_t *aoff, const uint32_t *bp,
                                  float *c, long ldc, float beta) {
 	if (dout_panel(n) == 16) {
-		const __mmask16 cm = (__mmask16)((1u << n) - 1);
+		const __mmask16 cm = kiln_mask16(n);
 		for (long i0 = 0; i0 < m; i0 += 16)
 			tile_ax16(np, xb, aoff + i0, bp, cm, c + i0 * ldc, ldc, m - i0 < 16 ? m - i0 : 16, beta);
 		return;
 	}
 	for (long j0 = 0; j0 < n; j0 += CNR) {
-		__mmask16 cm[2];
-		col_masks(n - j0 < CNR ? n - j0 : CNR, cm);
+		const __mmask16 cm[2] = {kiln_mask16(n - j0), kiln_mask16(n - j0 - 16)};
 		for (long i0 = 0; i0 < m; i0 += CMR)
 			tile_ax(np, xb, aoff + i0, bp + j0 * np, cm, c + i0 * ldc + j0, ldc, m - i0 < CMR ? m - i0 : CMR, beta);
 	}

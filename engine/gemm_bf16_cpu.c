@@ -49,8 +49,7 @@ BF16 static void run_words(uint32_t *dst, long stride, const float *x, long kc) 
 	for (long q = 0; q < kc; q += 32) {
 		const long left = kc - q < 32 ? kc - q : 32;
 		// Pairs are adjacent floats: round 32 and read them back as 16 words.
-		const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-		const __mmask16 m1 = left <= 16 ? 0 : left >= 32 ? 0xffff : (__mmask16)((1u << (left - 16)) - 1);
+		const __mmask16 m0 = kiln_mask16(left), m1 = kiln_mask16(left - 16);
 		const __m256i b0 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m0, x + q));
 		const __m256i b1 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m1, x + q + 16));
 		if (stride == 1) { // the words in place: AMX's A rows
@@ -107,8 +106,7 @@ BF16 static void pack_b(uint32_t *dst, int tb, const float *b, long ldb, long kc
 			}
 			continue;
 		}
-		const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-		const __mmask16 m1 = nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1);
+		const __mmask16 m0 = kiln_mask16(nr), m1 = kiln_mask16(nr - 16);
 		for (long p = 0; p < np; p++) {
 			const float *lo = b + 2 * p * ldb + j0, *hi = 2 * p + 1 < kc ? lo + ldb : NULL;
 			_mm512_storeu_si512(dst + p * BNR, words16(lo, hi, m0));
@@ -134,8 +132,7 @@ BF16 static void tile(long np, const uint32_t *ap, const uint32_t *bp, float *c,
 		}
 	}
 	const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-	const __mmask16 m[2] = {nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1),
-	                        nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1)};
+	const __mmask16 m[2] = {kiln_mask16(nr), kiln_mask16(nr - 16)};
 	for (int i = 0; i < mr; i++)
 		for (int v = 0; v < 2; v++) {
 			float *ci = c + i * ldc + 16 * v;
@@ -271,8 +268,7 @@ AMX static void amx_block(long npad, const uint32_t *ap, const uint32_t *bp, flo
 // block's mr × nr corner, as tile()'s store does.
 BF16 static void amx_store(float *c, long ldc, const float *acc, long mr, long nr, float alpha, float beta) {
 	const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-	const __mmask16 m[2] = {nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1),
-	                        nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1)};
+	const __mmask16 m[2] = {kiln_mask16(nr), kiln_mask16(nr - 16)};
 	for (long i = 0; i < mr; i++)
 		for (int v = 0; v < 2; v++) {
 			float *ci = c + i * ldc + 16 * v;

@@ -80,10 +80,7 @@ func runBench(o benchFlags) (err error) {
 	if err != nil {
 		return err
 	}
-	prec, err := engine.ParsePrecision(o.precision)
-	if err == nil {
-		err = prec.Check(dev)
-	}
+	prec, err := parsePrecision(o.precision, dev)
 	if err != nil {
 		return usageError{err}
 	}

@@ -172,9 +172,8 @@ func isTile(tok string) bool {
 	return ok && digits(a) && digits(b)
 }
 
-// bf16Support says how this CPU would compute bf16 products (issue 13's
-// --precision bf16, which training does not take yet): on AMX tiles, with
-// AVX512_BF16, or not at all.
+// bf16Support says how this CPU computes bf16 products (--precision bf16):
+// on AMX tiles, with AVX512_BF16, or not at all.
 func bf16Support() string {
 	switch {
 	case engine.CPUHasAMX():

@@ -70,7 +70,7 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	if err := selectDevice(c.Device, console); err != nil {
 		return nil, err
 	}
-	if err := checkPrecision(c.Precision); err != nil { // before the data set is read
+	if _, err := parsePrecision(c.Precision, trainer.DefaultDevice()); err != nil { // before the data set is read
 		return nil, usageError{err}
 	}
 	if c.Threads > 0 {
@@ -100,13 +100,13 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	return &trainingSetup{splits: splits, spec: spec, tr: tr}, nil
 }
 
-// checkPrecision refuses a precision the chosen device cannot compute in.
-func checkPrecision(name string) error {
+// parsePrecision reads --precision, refusing one dev cannot compute in.
+func parsePrecision(name string, dev engine.Device) (engine.Precision, error) {
 	p, err := engine.ParsePrecision(name)
 	if err != nil {
-		return err
+		return p, err
 	}
-	return p.Check(trainer.DefaultDevice())
+	return p, p.Check(dev)
 }
 
 func runTrain(c trainer.Config, resume bool) error {
