@@ -117,7 +117,31 @@ func MaxPool2DForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) er
 	if x.device == CUDA {
 		return maxPool2DForwardCUDA(out, argmax, x, p, &g)
 	}
-	pick(dt, runPool[float32], runPool[float64])(g, poolMaxForward, out, x, argmax)
+	pick(dt, runPool[float32], runPool[float64])(g, poolMaxForward, out, x, nil, argmax)
+	return nil
+}
+
+// MaxPool2DReLUForward is ReLU then MaxPool2DForward in one pass over x:
+// ReLU and max commute, so out = max(0, max over each window) is what the two
+// ops give, and x itself is never rectified. A window whose largest value is
+// 0 or less gives +0 (the two ops give −0 when the window's first input is
+// −0); NaN propagates. argmax is required: MaxPool2DReLUBackward reads it
+// with out. CPU tensors only: on CUDA run the two ops.
+//
+//	out: (N, C, OH, OW)  argmax: N·C·OH·OW int32s  x: (N, C, H, W)
+func MaxPool2DReLUForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) error {
+	const op = "MaxPool2DReLUForward"
+	g, dt, err := poolCheck(op, p, "out", out, "x", x)
+	if err != nil {
+		return err
+	}
+	if len(argmax) != out.Len() {
+		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), out.Len()), "out", out, "x", x)
+	}
+	if x.device == CUDA {
+		return fmt.Errorf("%s: CUDA tensors (run MaxPool2DForward and ReLU): %w", op, ErrNoKernel)
+	}
+	pick(dt, runPool[float32], runPool[float64])(g, poolMaxReLUForward, out, x, nil, argmax)
 	return nil
 }
 
@@ -137,8 +161,35 @@ func MaxPool2DBackward(dx, dout *Tensor, argmax []int32, p Pool2DParams) error {
 	if dx.device == CUDA {
 		return maxPool2DBackwardCUDA(dx, dout, argmax, p, &g)
 	}
-	bad := pick(dt, runPool[float32], runPool[float64])(g, poolMaxBackward, dx, dout, argmax)
+	bad := pick(dt, runPool[float32], runPool[float64])(g, poolMaxBackward, dx, dout, nil, argmax)
 	if bad {
+		return shapeErr(op, "argmax holds an index outside the input plane", "dx", dx, "dout", dout)
+	}
+	return nil
+}
+
+// MaxPool2DReLUBackward is the backward of MaxPool2DReLUForward, given its
+// out and argmax: each dout element goes to the input its window picked
+// where out > 0, as ReLU's backward then the pool's would send it. dx is
+// overwritten. CPU tensors only.
+//
+//	dx: (N, C, H, W)  dout, out: (N, C, OH, OW)  argmax: from MaxPool2DReLUForward
+func MaxPool2DReLUBackward(dx, dout, out *Tensor, argmax []int32, p Pool2DParams) error {
+	const op = "MaxPool2DReLUBackward"
+	g, dt, err := poolCheck(op, p, "dout", dout, "dx", dx)
+	if err != nil {
+		return err
+	}
+	if out == nil || !sameShape(out.shape, dout.shape) || out.dtype != dt || out.device != dout.device {
+		return shapeErr(op, "out must be the forward's output, like dout", "dout", dout, "out", out)
+	}
+	if len(argmax) != dout.Len() {
+		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), dout.Len()), "dx", dx, "dout", dout)
+	}
+	if dx.device == CUDA {
+		return fmt.Errorf("%s: CUDA tensors (run ReLU's and MaxPool2D's backward): %w", op, ErrNoKernel)
+	}
+	if pick(dt, runPool[float32], runPool[float64])(g, poolMaxBackward, dx, dout, out, argmax) {
 		return shapeErr(op, "argmax holds an index outside the input plane", "dx", dx, "dout", dout)
 	}
 	return nil
@@ -158,7 +209,7 @@ func AvgPool2DForward(out, x *Tensor, p Pool2DParams) error {
 	if x.device == CUDA {
 		return avgPool2DForwardCUDA(out, x, p, &g)
 	}
-	pick(dt, runPool[float32], runPool[float64])(g, poolAvgForward, out, x, nil)
+	pick(dt, runPool[float32], runPool[float64])(g, poolAvgForward, out, x, nil, nil)
 	return nil
 }
 
@@ -175,7 +226,7 @@ func AvgPool2DBackward(dx, dout *Tensor, p Pool2DParams) error {
 	if dx.device == CUDA {
 		return avgPool2DBackwardCUDA(dx, dout, p, &g)
 	}
-	pick(dt, runPool[float32], runPool[float64])(g, poolAvgBackward, dx, dout, nil)
+	pick(dt, runPool[float32], runPool[float64])(g, poolAvgBackward, dx, dout, nil, nil)
 	return nil
 }
 
@@ -208,7 +259,7 @@ func GlobalAvgPoolForward(out, x *Tensor) error {
 	if x.device == CUDA {
 		return globalAvgPoolForwardCUDA(out, x, &g)
 	}
-	pick(dt, runPool[float32], runPool[float64])(g, poolGlobalForward, out, x, nil)
+	pick(dt, runPool[float32], runPool[float64])(g, poolGlobalForward, out, x, nil, nil)
 	return nil
 }
 
@@ -224,7 +275,7 @@ func GlobalAvgPoolBackward(dx, dout *Tensor) error {
 	if dx.device == CUDA {
 		return globalAvgPoolBackwardCUDA(dx, dout, &g)
 	}
-	pick(dt, runPool[float32], runPool[float64])(g, poolGlobalBackward, dx, dout, nil)
+	pick(dt, runPool[float32], runPool[float64])(g, poolGlobalBackward, dx, dout, nil, nil)
 	return nil
 }
 
@@ -232,6 +283,7 @@ type poolKind uint8
 
 const (
 	poolMaxForward poolKind = iota
+	poolMaxReLUForward
 	poolMaxBackward
 	poolAvgForward
 	poolAvgBackward
@@ -240,11 +292,13 @@ const (
 )
 
 // poolTask runs one pooling kind over a range of planes. a is the output of
-// the pass (out or dx), b its input (x or dout).
+// the pass (out or dx), b its input (x or dout); keep, in a max backward, is
+// the fused ReLU's forward output (a gradient passes where it is > 0).
 type poolTask[T Float] struct {
 	g      poolGeom
 	kind   poolKind
 	a, b   []T
+	keep   []T
 	argmax []int32
 	bad    atomic.Bool
 	rows   []int64 // float32 max forward: per part, maxPlaneFloat32's work space
@@ -261,14 +315,14 @@ const poolParallelMin = 1 << 14
 
 // runPool runs kind over every plane and reports whether a bad argmax index
 // was met.
-func runPool[T Float](g poolGeom, kind poolKind, a, b *Tensor, argmax []int32) bool {
+func runPool[T Float](g poolGeom, kind poolKind, a, b, keep *Tensor, argmax []int32) bool {
 	tasks := &poolTasks[dtypeIndex[T]()]
 	t := tasks.Get().(*poolTask[T])
-	t.g, t.kind, t.a, t.b, t.argmax = g, kind, dataAs[T](a), dataAs[T](b), argmax
+	t.g, t.kind, t.a, t.b, t.keep, t.argmax = g, kind, dataAs[T](a), dataAs[T](b), dataAs[T](keep), argmax
 	t.bad.Store(false)
 	serial := g.planes*g.h*g.w < poolParallelMin
 	var rows []float64
-	if kind == poolMaxForward && !isFloat64[T]() && !g.pairs {
+	if (kind == poolMaxForward || kind == poolMaxReLUForward) && !isFloat64[T]() && !g.pairs {
 		np := 1
 		if !serial {
 			np = parts(g.planes)
@@ -283,65 +337,117 @@ func runPool[T Float](g poolGeom, kind poolKind, a, b *Tensor, argmax []int32) b
 	}
 	giveScratch(rows)
 	bad := t.bad.Load()
-	t.a, t.b, t.argmax, t.rows = nil, nil, nil, nil
+	t.a, t.b, t.keep, t.argmax, t.rows = nil, nil, nil, nil, nil
 	tasks.Put(t)
 	return bad
 }
 
 func (t *poolTask[T]) run(part, lo, hi int) {
 	g := &t.g
-	in, on := g.h*g.w, g.oh*g.ow
 	var rows []int64
 	if t.rows != nil {
 		n := g.h*g.w + (g.h+1)*g.ow
 		rows = t.rows[part*n : (part+1)*n]
 	}
+	c2x2 := haveMaxPool2x2C && g.pairs && !isFloat64[T]() && (t.kind == poolMaxForward || t.kind == poolMaxReLUForward || t.kind == poolMaxBackward)
 	for pl := lo; pl < hi; pl++ {
-		switch t.kind {
-		case poolMaxForward:
-			var am []int32
-			if t.argmax != nil {
-				am = t.argmax[pl*on : (pl+1)*on]
+		if c2x2 {
+			if pl += t.run2x2C(pl, hi); pl == hi {
+				break
 			}
-			maxPlaneAny(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], rows, g)
-		case poolMaxBackward:
-			if !maxPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], t.argmax[pl*on:(pl+1)*on]) {
-				t.bad.Store(true)
-			}
-		case poolAvgForward:
-			if g.pairs {
-				avgPlane2x2(t.a[pl*on:(pl+1)*on], t.b[pl*in:(pl+1)*in], g)
-			} else {
-				avgPlane(t.a[pl*on:(pl+1)*on], t.b[pl*in:(pl+1)*in], g)
-			}
-		case poolAvgBackward:
-			if g.pairs {
-				avgPlane2x2Backward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
-			} else {
-				avgPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
-			}
-		case poolGlobalForward:
-			t.a[pl] = sumSlice(t.b[pl*in:(pl+1)*in]) / T(in)
-		case poolGlobalBackward:
-			v := t.b[pl] / T(in)
-			d := t.a[pl*in : (pl+1)*in]
-			for i := range d {
-				d[i] = v
-			}
+		}
+		t.plane(pl, rows)
+	}
+}
+
+// run2x2C runs float32 2×2 max-pool planes from lo in C, until hi or up to a
+// plane C gives back (a NaN, an index outside its window), and returns how
+// many it ran.
+func (t *poolTask[T]) run2x2C(lo, hi int) int {
+	g := &t.g
+	in, on := g.h*g.w, g.oh*g.ow
+	a, b, am := asF32(t.a), asF32(t.b), t.argmax
+	if t.kind == poolMaxBackward {
+		keep := asF32(t.keep)
+		if keep != nil {
+			keep = keep[lo*on:]
+		}
+		return maxPool2x2BackwardC(a[lo*in:], b[lo*on:], keep, am[lo*on:], g, hi-lo)
+	}
+	if am != nil {
+		am = am[lo*on:]
+	}
+	return maxPool2x2C(a[lo*on:], am, b[lo*in:], g, hi-lo, t.kind == poolMaxReLUForward)
+}
+
+// plane runs the task's kind on plane pl.
+func (t *poolTask[T]) plane(pl int, rows []int64) {
+	g := &t.g
+	in, on := g.h*g.w, g.oh*g.ow
+	switch t.kind {
+	case poolMaxForward, poolMaxReLUForward:
+		var am []int32
+		if t.argmax != nil {
+			am = t.argmax[pl*on : (pl+1)*on]
+		}
+		maxPlaneAny(t.a[pl*on:(pl+1)*on], am, t.b[pl*in:(pl+1)*in], rows, g, t.kind == poolMaxReLUForward)
+	case poolMaxBackward:
+		var keep []T
+		if t.keep != nil {
+			keep = t.keep[pl*on : (pl+1)*on]
+		}
+		if !maxPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], keep, t.argmax[pl*on:(pl+1)*on]) {
+			t.bad.Store(true)
+		}
+	case poolAvgForward:
+		if g.pairs {
+			avgPlane2x2(t.a[pl*on:(pl+1)*on], t.b[pl*in:(pl+1)*in], g)
+		} else {
+			avgPlane(t.a[pl*on:(pl+1)*on], t.b[pl*in:(pl+1)*in], g)
+		}
+	case poolAvgBackward:
+		if g.pairs {
+			avgPlane2x2Backward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
+		} else {
+			avgPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
+		}
+	case poolGlobalForward:
+		t.a[pl] = sumSlice(t.b[pl*in:(pl+1)*in]) / T(in)
+	case poolGlobalBackward:
+		v := t.b[pl] / T(in)
+		d := t.a[pl*in : (pl+1)*in]
+		for i := range d {
+			d[i] = v
 		}
 	}
 }
 
 // maxPlaneAny runs the branch-free float32 kernels where they apply and the
-// ordered loop, maxPlane, otherwise (float64, or a plane holding a NaN).
-func maxPlaneAny[T Float](out []T, am []int32, x []T, rows []int64, g *poolGeom) {
+// ordered loop, maxPlane, otherwise (float64, or a plane holding a NaN); then
+// ReLU when relu is set.
+func maxPlaneAny[T Float](out []T, am []int32, x []T, rows []int64, g *poolGeom, relu bool) {
 	if !isFloat64[T]() {
 		o32, x32 := asF32(out), asF32(x)
 		if g.pairs && maxPlane2x2Float32(o32, am, x32, g) || !g.pairs && maxPlaneFloat32(o32, am, x32, rows, g) {
+			reluPlane(out, relu)
 			return
 		}
 	}
 	maxPlane(out, am, x, g)
+	reluPlane(out, relu)
+}
+
+// reluPlane sets the outputs that are 0 or less to +0 (NaN stays), when relu
+// is set.
+func reluPlane[T Float](out []T, relu bool) {
+	if !relu {
+		return
+	}
+	for i, v := range out {
+		if v <= 0 {
+			out[i] = 0
+		}
+	}
 }
 
 // window clips the window of output index o to the input: [lo, hi).
@@ -373,14 +479,18 @@ func maxPlane[T Float](out []T, am []int32, x []T, g *poolGeom) {
 	}
 }
 
-func maxPlaneBackward[T Float](dx, dout []T, am []int32) bool {
+// maxPlaneBackward sends each dout element to its argmax (where keep > 0,
+// when keep is given: the fused ReLU's output).
+func maxPlaneBackward[T Float](dx, dout, keep []T, am []int32) bool {
 	clear(dx)
 	for i, v := range dout {
 		a := int(am[i])
 		if uint(a) >= uint(len(dx)) {
 			return false
 		}
-		dx[a] += v
+		if keep == nil || keep[i] > 0 {
+			dx[a] += v
+		}
 	}
 	return true
 }
@@ -463,9 +573,6 @@ func avgPlane2x2Backward[T Float](dx, dout []T, g *poolGeom) {
 // index are picked with masks. It reports false, leaving the work to
 // maxPlane, when the plane holds a NaN.
 func maxPlane2x2Float32(out []float32, am []int32, xf []float32, g *poolGeom) bool {
-	if haveMaxPool2x2C {
-		return maxPlane2x2C(out, am, xf, g)
-	}
 	x := unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(xf))), len(xf))
 	w := g.w
 	var nan int64 // negative once a NaN is seen

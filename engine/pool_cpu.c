@@ -22,7 +22,7 @@
 // when a NaN was met.
 __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int32_t *restrict ai,
                                                           const float *r0, const float *r1, int32_t rowbase,
-                                                          int w, int ow) {
+                                                          int w, int ow, int relu) {
 	__m256 nan = _mm256_setzero_ps();
 	const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
 	const __m256i one = _mm256_set1_epi32(1), wv = _mm256_set1_epi32(w);
@@ -50,6 +50,7 @@ __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int3
 		m = _mm256_blendv_ps(m, d, gt);
 		res = _mm256_castps_si256(
 		    _mm256_blendv_ps(_mm256_castsi256_ps(res), _mm256_castsi256_ps(_mm256_add_epi32(ac, one)), gt));
+		if (relu) m = _mm256_and_ps(m, _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ));
 		_mm256_storeu_ps(o + j, m);
 		if (ai) _mm256_storeu_si256((__m256i *)(ai + j), res);
 	}
@@ -60,7 +61,8 @@ __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int3
 // even and odd columns come out of two-register permutes, the picks are
 // mask blends; the same compares in the same order, so the same results.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int pool_row_avx512(
-    float *restrict o, int32_t *restrict ai, const float *r0, const float *r1, int32_t rowbase, int w, int ow) {
+    float *restrict o, int32_t *restrict ai, const float *r0, const float *r1, int32_t rowbase, int w, int ow,
+    int relu) {
 	__mmask16 nan = 0;
 	const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
 	const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -84,16 +86,19 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int po
 		gt = _mm512_cmp_ps_mask(d, m, _CMP_GT_OQ);
 		m = _mm512_mask_blend_ps(gt, m, d);
 		res = _mm512_mask_blend_epi32(gt, res, _mm512_add_epi32(ac, one));
+		if (relu) m = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), m);
 		_mm512_storeu_ps(o + j, m);
 		if (ai) _mm512_storeu_si512((void *)(ai + j), res);
 	}
 	return nan != 0;
 }
 
-// The first largest of a, b, c, d in that order wins, as in PyTorch; -0 and
-// +0 tie. Returns 0, with out unspecified, when the plane holds a NaN: the
-// caller then runs the ordered Go loop, which propagates NaN as PyTorch does.
-int kiln_maxpool2x2_f32(float* restrict out, int32_t* restrict am, const float* restrict x, int w, int oh, int ow) {
+// pool_plane does one plane. The first largest of a, b, c, d in that order
+// wins, as in PyTorch; -0 and +0 tie. With relu, each output is then
+// max(m, 0) (a zero is +0). Returns 0, with out unspecified, when the plane
+// holds a NaN.
+static int pool_plane(float* restrict out, int32_t* restrict am, const float* restrict x, int w, int oh, int ow,
+                      int relu) {
 	int nan = 0;
 	const int avx2 = kiln_isa() >= KILN_ISA_AVX2, avx512 = kiln_isa() >= KILN_ISA_AVX512;
 	for (int i = 0; i < oh; i++) {
@@ -102,11 +107,11 @@ int kiln_maxpool2x2_f32(float* restrict out, int32_t* restrict am, const float* 
 		float* o = out + i * ow;
 		int32_t rowbase = 2 * i * w;
 		if (avx512 && ow >= 16) {
-			nan |= pool_row_avx512(o, am ? am + i * ow : 0, r0, r1, rowbase, w, ow);
+			nan |= pool_row_avx512(o, am ? am + i * ow : 0, r0, r1, rowbase, w, ow, relu);
 			continue;
 		}
 		if (avx2 && ow >= 8) {
-			nan |= pool_row_avx2(o, am ? am + i * ow : 0, r0, r1, rowbase, w, ow);
+			nan |= pool_row_avx2(o, am ? am + i * ow : 0, r0, r1, rowbase, w, ow, relu);
 			continue;
 		}
 		if (am) {
@@ -120,7 +125,7 @@ int kiln_maxpool2x2_f32(float* restrict out, int32_t* restrict am, const float* 
 				if (b > m) { m = b; at = base + 1; }
 				if (c > m) { m = c; at = base + w; }
 				if (d > m) { m = d; at = base + w + 1; }
-				o[j] = m;
+				o[j] = relu && !(m > 0) ? 0.0f : m;
 				ai[j] = at;
 			}
 		} else {
@@ -131,11 +136,114 @@ int kiln_maxpool2x2_f32(float* restrict out, int32_t* restrict am, const float* 
 				if (b > m) m = b;
 				if (c > m) m = c;
 				if (d > m) m = d;
-				o[j] = m;
+				o[j] = relu && !(m > 0) ? 0.0f : m;
 			}
 		}
 	}
 	return !nan;
+}
+
+// One row of the 2×2 backward: each gradient goes to the input its window
+// picked and the window's other three inputs get 0, so the plane is written
+// once instead of cleared and scattered into. 0 + g, as the scatter's sum
+// into a cleared plane gives (−0 becomes +0). With keep (the fused ReLU's
+// output), a gradient passes only where keep > 0. Returns non-zero when an
+// index lies outside its window. Scalar: gcc's vectorisation of this loop
+// (interleaved, conditional stores) ran several times slower.
+__attribute__((optimize("no-tree-vectorize"))) static int back_row_scalar(float *restrict r0, float *restrict r1,
+                                                                        const float *restrict g,
+                                                                        const float *restrict keep,
+                                                                        const int32_t *restrict am,
+                                                                        int32_t rowbase, int w, int ow) {
+	int bad = 0;
+	for (int j = 0; j < ow; j++) {
+		const int32_t pos = am[j] - (rowbase + 2 * j);
+		float v = 0.0f + g[j];
+		if (keep && !(keep[j] > 0.0f)) v = 0.0f;
+		r0[2 * j] = pos == 0 ? v : 0.0f;
+		r0[2 * j + 1] = pos == 1 ? v : 0.0f;
+		r1[2 * j] = pos == w ? v : 0.0f;
+		r1[2 * j + 1] = pos == w + 1 ? v : 0.0f;
+		bad |= (pos != 0) & (pos != 1) & (pos != w) & (pos != w + 1);
+	}
+	return bad;
+}
+
+// back_row_avx512 is back_row_scalar sixteen outputs at a time (the last
+// block masked): the four candidates' values are picked with compares and
+// interleaved back into the two input rows with two-register permutes.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int back_row_avx512(
+    float *restrict r0, float *restrict r1, const float *restrict g, const float *restrict keep,
+    const int32_t *restrict am, int32_t rowbase, int w, int ow) {
+	const __m512i lane2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+	const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+	const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+	const __m512i one = _mm512_set1_epi32(1), wv = _mm512_set1_epi32(w), w1 = _mm512_set1_epi32(w + 1);
+	__mmask16 bad = 0;
+	for (int j = 0; j < ow; j += 16) {
+		const int n = ow - j < 16 ? ow - j : 16;
+		const __mmask16 m = (__mmask16)((1u << n) - 1);
+		const __mmask16 mlo = (__mmask16)((1u << (2 * n < 16 ? 2 * n : 16)) - 1);
+		const __mmask16 mhi = (__mmask16)((1u << (2 * n > 16 ? 2 * n - 16 : 0)) - 1);
+		__m512 v = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(m, g + j));
+		if (keep) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, keep + j), _mm512_setzero_ps(),
+		                                                     _CMP_GT_OQ), v);
+		const __m512i pos = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, am + j),
+		                                     _mm512_add_epi32(_mm512_set1_epi32(rowbase + 2 * j), lane2));
+		const __mmask16 ka = _mm512_cmpeq_epi32_mask(pos, _mm512_setzero_si512());
+		const __mmask16 kb = _mm512_cmpeq_epi32_mask(pos, one);
+		const __mmask16 kc = _mm512_cmpeq_epi32_mask(pos, wv);
+		const __mmask16 kd = _mm512_cmpeq_epi32_mask(pos, w1);
+		bad |= m & ~(ka | kb | kc | kd);
+		const __m512 a = _mm512_maskz_mov_ps(ka, v), b = _mm512_maskz_mov_ps(kb, v);
+		const __m512 c = _mm512_maskz_mov_ps(kc, v), d = _mm512_maskz_mov_ps(kd, v);
+		_mm512_mask_storeu_ps(r0 + 2 * j, mlo, _mm512_permutex2var_ps(a, lo, b));
+		_mm512_mask_storeu_ps(r0 + 2 * j + 16, mhi, _mm512_permutex2var_ps(a, hi, b));
+		_mm512_mask_storeu_ps(r1 + 2 * j, mlo, _mm512_permutex2var_ps(c, lo, d));
+		_mm512_mask_storeu_ps(r1 + 2 * j + 16, mhi, _mm512_permutex2var_ps(c, hi, d));
+	}
+	return bad != 0;
+}
+
+// back_plane writes the whole dx plane (h×w) from dout (oh×ow) and argmax,
+// the columns and rows no window covers as 0. Returns 0 when an index lies
+// outside its window.
+static int back_plane(float *restrict dx, const float *restrict dout, const float *restrict keep,
+                      const int32_t *restrict am, int w, int h, int oh, int ow) {
+	int miss = 0;
+	const int avx512 = kiln_isa() >= KILN_ISA_AVX512;
+	for (int i = 0; i < oh; i++) {
+		float *r0 = dx + 2 * i * w;
+		const float *k = keep ? keep + i * ow : 0;
+		if (avx512)
+			miss |= back_row_avx512(r0, r0 + w, dout + i * ow, k, am + i * ow, 2 * i * w, w, ow);
+		else
+			miss |= back_row_scalar(r0, r0 + w, dout + i * ow, k, am + i * ow, 2 * i * w, w, ow);
+		for (int j = 2 * ow; j < w; j++) r0[j] = r0[w + j] = 0.0f;
+	}
+	for (int r = 2 * oh; r < h; r++)
+		for (int j = 0; j < w; j++) dx[r * w + j] = 0.0f;
+	return !miss;
+}
+
+// The entry points run consecutive planes in one call (a cgo call costs as
+// much as pooling a small plane) and return how many they finished: fewer
+// than planes when the next one holds a NaN (forward) or an index outside its
+// window (backward), for the caller to redo in Go and go on after it.
+int kiln_maxpool2x2_f32(float *restrict out, int32_t *restrict am, const float *restrict x, int w, int h, int oh,
+                        int ow, int planes, int relu) {
+	const long in = (long)h * w, on = (long)oh * ow;
+	for (int p = 0; p < planes; p++)
+		if (!pool_plane(out + p * on, am ? am + p * on : 0, x + p * in, w, oh, ow, relu)) return p;
+	return planes;
+}
+
+int kiln_maxpool2x2_backward_f32(float *restrict dx, const float *restrict dout, const float *restrict keep,
+                                 const int32_t *restrict am, int w, int h, int oh, int ow, int planes) {
+	const long in = (long)h * w, on = (long)oh * ow;
+	for (int p = 0; p < planes; p++)
+		if (!back_plane(dx + p * in, dout + p * on, keep ? keep + p * on : 0, am + p * on, w, h, oh, ow)) return p;
+	return planes;
 }
 
 #endif // __x86_64__

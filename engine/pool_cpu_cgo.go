@@ -6,24 +6,39 @@ package engine
 #cgo CFLAGS: -O3
 #cgo noescape kiln_maxpool2x2_f32
 #cgo nocallback kiln_maxpool2x2_f32
+#cgo noescape kiln_maxpool2x2_backward_f32
+#cgo nocallback kiln_maxpool2x2_backward_f32
 #include "pool_cpu.h"
 */
 import "C"
 
 import "unsafe"
 
-// maxPlane2x2C runs pool_cpu.c's vectorised 2×2 max pool on one plane and
-// reports false when the plane holds a NaN (out is then to be redone).
-func maxPlane2x2C(out []float32, am []int32, x []float32, g *poolGeom) bool {
-	if g.oh == 0 || g.ow == 0 {
-		return true
-	}
+// maxPool2x2C runs pool_cpu.c's vectorised 2×2 max pool (then ReLU, with
+// relu) over planes consecutive planes and returns how many it finished:
+// fewer when the next one holds a NaN, for the caller to redo.
+func maxPool2x2C(out []float32, am []int32, x []float32, g *poolGeom, planes int, relu bool) int {
 	var amp *C.int32_t
 	if am != nil {
 		amp = (*C.int32_t)(unsafe.Pointer(unsafe.SliceData(am)))
 	}
-	return C.kiln_maxpool2x2_f32((*C.float)(unsafe.Pointer(unsafe.SliceData(out))), amp,
-		(*C.float)(unsafe.Pointer(unsafe.SliceData(x))), C.int(g.w), C.int(g.oh), C.int(g.ow)) != 0
+	return int(C.kiln_maxpool2x2_f32((*C.float)(unsafe.Pointer(unsafe.SliceData(out))), amp,
+		(*C.float)(unsafe.Pointer(unsafe.SliceData(x))), C.int(g.w), C.int(g.h), C.int(g.oh), C.int(g.ow),
+		C.int(planes), C.int(b2i(relu))))
+}
+
+// maxPool2x2BackwardC writes planes consecutive dx planes of the 2×2 max
+// pool's backward (with keep, the fused ReLU's output: only where keep > 0)
+// and returns how many it finished: fewer when the next one has an index
+// outside its window, for the caller to redo.
+func maxPool2x2BackwardC(dx, dout, keep []float32, am []int32, g *poolGeom, planes int) int {
+	var kp *C.float
+	if keep != nil {
+		kp = (*C.float)(unsafe.Pointer(unsafe.SliceData(keep)))
+	}
+	return int(C.kiln_maxpool2x2_backward_f32((*C.float)(unsafe.Pointer(unsafe.SliceData(dx))),
+		(*C.float)(unsafe.Pointer(unsafe.SliceData(dout))), kp, (*C.int32_t)(unsafe.Pointer(unsafe.SliceData(am))),
+		C.int(g.w), C.int(g.h), C.int(g.oh), C.int(g.ow), C.int(planes)))
 }
 
 const haveMaxPool2x2C = true

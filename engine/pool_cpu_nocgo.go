@@ -2,6 +2,10 @@
 
 package engine
 
-func maxPlane2x2C(out []float32, am []int32, x []float32, g *poolGeom) bool { return false }
+func maxPool2x2C(out []float32, am []int32, x []float32, g *poolGeom, planes int, relu bool) int {
+	return 0
+}
+
+func maxPool2x2BackwardC(dx, dout, keep []float32, am []int32, g *poolGeom, planes int) int { return 0 }
 
 const haveMaxPool2x2C = false

@@ -12,6 +12,11 @@ type Act struct {
 	// when that step ran batch norm and ReLU as one op: forward and backward
 	// pass through (the batch norm applied and masks).
 	fused bool
+	// pool is the MaxPool2D right after this ReLU in a Sequential; pooled
+	// says this step leaves the ReLU to it (engine.MaxPool2DReLUForward):
+	// forward and backward pass through.
+	pool   *MaxPool2D
+	pooled bool
 }
 
 // NewReLU, NewGELU, NewSigmoid and NewTanh make activation layers.
@@ -21,16 +26,17 @@ func NewSigmoid() *Act { return &Act{Kind: engine.Sigmoid} }
 func NewTanh() *Act    { return &Act{Kind: engine.Tanh} }
 
 func (a *Act) Forward(x *engine.Tensor) (*engine.Tensor, error) {
-	if a.fused {
+	a.x = x
+	a.pooled = a.pool != nil && !a.fused && x.Device() == engine.CPU
+	if a.fused || a.pooled {
 		return x, nil
 	}
-	a.x = x
 	a.out = engine.EnsureLike(a.out, x, x.Shape()...)
 	return a.out, engine.ActivationForward(a.out, x, a.Kind)
 }
 
 func (a *Act) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
-	if a.fused {
+	if a.fused || a.pooled {
 		return dout, nil
 	}
 	a.dx = engine.EnsureLike(a.dx, dout, dout.Shape()...)

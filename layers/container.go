@@ -34,6 +34,11 @@ func (s *Sequential) Append(name string, l Layer) *Sequential {
 			b.relu = a // batch norm then ReLU: one op where it can (norm.go)
 		}
 	}
+	if m, ok := l.(*MaxPool2D); ok && len(s.layers) > 0 {
+		if a, ok := s.layers[len(s.layers)-1].(*Act); ok && a.Kind == engine.ReLU {
+			a.pool, m.relu = m, a // ReLU then max pool: one op where it can (pool.go)
+		}
+	}
 	s.names = append(s.names, name)
 	s.layers = append(s.layers, l)
 	return s

@@ -10,6 +10,13 @@ type MaxPool2D struct {
 	inShape []int
 	out, dx *engine.Tensor
 	shapes  shapeCache
+	// relu is the ReLU right before this layer in a Sequential (Append
+	// links them). On the CPU both then run as one op: the ReLU passes x
+	// through and this layer applies it to the pooled values, a quarter of
+	// the elements for a 2×2 pool (engine.MaxPool2DReLUForward); fused says
+	// this step did.
+	relu  *Act
+	fused bool
 }
 
 // NewMaxPool2D makes a square max-pooling window.
@@ -30,11 +37,18 @@ func (m *MaxPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 		m.argmax = make([]int32, m.out.Len())
 	}
 	m.inShape = append(m.inShape[:0], x.Shape()...)
+	m.fused = m.relu != nil && m.relu.pooled
+	if m.fused {
+		return m.out, engine.MaxPool2DReLUForward(m.out, m.argmax, x, m.P)
+	}
 	return m.out, engine.MaxPool2DForward(m.out, m.argmax, x, m.P)
 }
 
 func (m *MaxPool2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	m.dx = engine.EnsureLike(m.dx, dout, m.inShape...)
+	if m.fused {
+		return m.dx, engine.MaxPool2DReLUBackward(m.dx, dout, m.out, m.argmax, m.P)
+	}
 	return m.dx, engine.MaxPool2DBackward(m.dx, dout, m.argmax, m.P)
 }
 

@@ -161,6 +161,9 @@ func layerOutput(l Layer) *engine.Tensor {
 	case *GlobalAvgPool:
 		return l.out
 	case *Act:
+		if l.pooled || l.fused {
+			return l.x // not rectified, but the output's shape
+		}
 		return l.out
 	case *Dropout:
 		return l.out
