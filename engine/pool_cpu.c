@@ -5,6 +5,7 @@
 // *_nocgo.go files), and this guard keeps their cgo builds compiling.
 #if defined(__x86_64__)
 #include <stdint.h>
+#include <string.h>
 #include "pool_cpu.h"
 #include "isa_cpu.h"
 
@@ -147,29 +148,71 @@ static int pool_plane(float* restrict out, int32_t* restrict am, const float* re
 // picked and the window's other three inputs get 0, so the plane is written
 // once instead of cleared and scattered into. 0 + g, as the scatter's sum
 // into a cleared plane gives (−0 becomes +0). With keep (the fused ReLU's
-// output), a gradient passes only where keep > 0. Returns non-zero when an
-// index lies outside its window. Scalar: gcc's vectorisation of this loop
-// (interleaved, conditional stores) ran several times slower.
-__attribute__((optimize("no-tree-vectorize"))) static int back_row_scalar(float *restrict r0, float *restrict r1,
-                                                                        const float *restrict g,
-                                                                        const float *restrict keep,
-                                                                        const int32_t *restrict am,
-                                                                        int32_t rowbase, int w, int ow) {
+// output), a gradient passes only where keep > 0. Each returns non-zero when
+// an index lies outside its window. The picks are bit masks, not branches:
+// the index is random on real data.
+static inline float pick_if(int c, float v) {
+	uint32_t u;
+	memcpy(&u, &v, sizeof u);
+	u &= -(uint32_t)c;
+	memcpy(&v, &u, sizeof v);
+	return v;
+}
+
+static int back_row_scalar(float *restrict r0, float *restrict r1, const float *restrict g,
+                           const float *restrict keep, const int32_t *restrict am, int32_t rowbase, int w, int j,
+                           int ow) {
 	int bad = 0;
-	for (int j = 0; j < ow; j++) {
+	for (; j < ow; j++) {
 		const int32_t pos = am[j] - (rowbase + 2 * j);
 		float v = 0.0f + g[j];
-		if (keep && !(keep[j] > 0.0f)) v = 0.0f;
-		r0[2 * j] = pos == 0 ? v : 0.0f;
-		r0[2 * j + 1] = pos == 1 ? v : 0.0f;
-		r1[2 * j] = pos == w ? v : 0.0f;
-		r1[2 * j + 1] = pos == w + 1 ? v : 0.0f;
+		if (keep) v = pick_if(keep[j] > 0.0f, v);
+		r0[2 * j] = pick_if(pos == 0, v);
+		r0[2 * j + 1] = pick_if(pos == 1, v);
+		r1[2 * j] = pick_if(pos == w, v);
+		r1[2 * j + 1] = pick_if(pos == w + 1, v);
 		bad |= (pos != 0) & (pos != 1) & (pos != w) & (pos != w + 1);
 	}
 	return bad;
 }
 
-// back_row_avx512 is back_row_scalar sixteen outputs at a time (the last
+// back_row_avx2 does eight outputs at a time (the last eight overlap the
+// previous block when ow is not a multiple of 8: the same values again), and
+// rows narrower than eight in back_row_scalar.
+__attribute__((target("avx2"))) static int back_row_avx2(float *restrict r0, float *restrict r1,
+                                                          const float *restrict g, const float *restrict keep,
+                                                          const int32_t *restrict am, int32_t rowbase, int w,
+                                                          int ow) {
+	if (ow < 8) return back_row_scalar(r0, r1, g, keep, am, rowbase, w, 0, ow);
+	const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+	const __m256i one = _mm256_set1_epi32(1), wv = _mm256_set1_epi32(w), w1 = _mm256_set1_epi32(w + 1);
+	__m256 none = _mm256_setzero_ps();
+	for (int j0 = 0; j0 < ow; j0 += 8) {
+		const int j = j0 + 8 <= ow ? j0 : ow - 8;
+		__m256 v = _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(g + j));
+		if (keep) v = _mm256_and_ps(v, _mm256_cmp_ps(_mm256_loadu_ps(keep + j), _mm256_setzero_ps(), _CMP_GT_OQ));
+		const __m256i pos = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(am + j)),
+		                                     _mm256_add_epi32(_mm256_set1_epi32(rowbase + 2 * j), lane2));
+		const __m256 ka = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, _mm256_setzero_si256()));
+		const __m256 kb = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, one));
+		const __m256 kc = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, wv));
+		const __m256 kd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, w1));
+		none = _mm256_or_ps(none, _mm256_andnot_ps(_mm256_or_ps(_mm256_or_ps(ka, kb), _mm256_or_ps(kc, kd)),
+		                                           _mm256_castsi256_ps(_mm256_set1_epi32(-1))));
+		const __m256 a = _mm256_and_ps(ka, v), b = _mm256_and_ps(kb, v);
+		const __m256 c = _mm256_and_ps(kc, v), d = _mm256_and_ps(kd, v);
+		// unpack works per 128-bit lane; permute2f128 puts the halves in order.
+		const __m256 ablo = _mm256_unpacklo_ps(a, b), abhi = _mm256_unpackhi_ps(a, b);
+		const __m256 cdlo = _mm256_unpacklo_ps(c, d), cdhi = _mm256_unpackhi_ps(c, d);
+		_mm256_storeu_ps(r0 + 2 * j, _mm256_permute2f128_ps(ablo, abhi, 0x20));
+		_mm256_storeu_ps(r0 + 2 * j + 8, _mm256_permute2f128_ps(ablo, abhi, 0x31));
+		_mm256_storeu_ps(r1 + 2 * j, _mm256_permute2f128_ps(cdlo, cdhi, 0x20));
+		_mm256_storeu_ps(r1 + 2 * j + 8, _mm256_permute2f128_ps(cdlo, cdhi, 0x31));
+	}
+	return _mm256_movemask_ps(none) != 0;
+}
+
+// back_row_avx512 is back_row_avx2 sixteen outputs at a time (the last
 // block masked): the four candidates' values are picked with compares and
 // interleaved back into the two input rows with two-register permutes.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int back_row_avx512(
@@ -211,14 +254,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int ba
 static int back_plane(float *restrict dx, const float *restrict dout, const float *restrict keep,
                       const int32_t *restrict am, int w, int h, int oh, int ow) {
 	int miss = 0;
-	const int avx512 = kiln_isa() >= KILN_ISA_AVX512;
+	const int avx2 = kiln_isa() >= KILN_ISA_AVX2, avx512 = kiln_isa() >= KILN_ISA_AVX512;
 	for (int i = 0; i < oh; i++) {
 		float *r0 = dx + 2 * i * w;
 		const float *k = keep ? keep + i * ow : 0;
 		if (avx512)
 			miss |= back_row_avx512(r0, r0 + w, dout + i * ow, k, am + i * ow, 2 * i * w, w, ow);
+		else if (avx2)
+			miss |= back_row_avx2(r0, r0 + w, dout + i * ow, k, am + i * ow, 2 * i * w, w, ow);
 		else
-			miss |= back_row_scalar(r0, r0 + w, dout + i * ow, k, am + i * ow, 2 * i * w, w, ow);
+			miss |= back_row_scalar(r0, r0 + w, dout + i * ow, k, am + i * ow, 2 * i * w, w, 0, ow);
 		for (int j = 2 * ow; j < w; j++) r0[j] = r0[w + j] = 0.0f;
 	}
 	for (int r = 2 * oh; r < h; r++)
