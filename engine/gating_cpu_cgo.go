@@ -45,6 +45,5 @@ func gemmIn[T Float](inPart, transA, transB bool, m, n, k int, alpha T, a []T, l
 	}
 	a32, b32, c32 := asF32(a), asF32(b), asF32(c)
 	checkGemmArgs(transA, transB, m, n, k, len(a32), lda, len(b32), ldb, len(c32), ldc)
-	C.kiln_sgemm(1, cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
-		cptr(a32), C.long(lda), cptr(b32), C.long(ldb), C.float(beta), cptr(c32), C.long(ldc))
+	sgemmOne(transA, transB, m, n, k, float32(alpha), a32, lda, b32, ldb, float32(beta), c32, ldc)
 }

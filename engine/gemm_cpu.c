@@ -1,5 +1,5 @@
 // gemm_cpu.c: Kiln's float32 matrix multiply, C = alpha·op(A)·op(B) + beta·C,
-// row-major, on up to the caller's thread count (a small pthread pool).
+// row-major, in parts that the Go side runs on its worker threads.
 //
 // The AVX2/FMA path follows BLIS/GotoBLAS: the k dimension is cut into KC
 // slices; for each slice a KC×NC block of op(B) is packed into 16-column
@@ -30,9 +30,6 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
-#include <time.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -96,12 +93,12 @@ static void sgemm_portable(int ta, int tb, long m, long n, long k, float alpha,
 // Per-thread packing buffers: allocated on first use, grown when needed, freed
 // when the thread exits. A cgo call runs on one OS thread from start to end.
 
-typedef struct {
-	float *p[2];
-	size_t cap[2];
-} thread_buffer;
+enum { BUF_PACK, BUF_SLOTS }; // packing panels
 
-enum { BUF_PACK, BUF_PARTIAL }; // packing panels; partial products of a K split
+typedef struct {
+	float *p[BUF_SLOTS];
+	size_t cap[BUF_SLOTS];
+} thread_buffer;
 
 static pthread_key_t buffer_key;
 static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
@@ -109,8 +106,7 @@ static int buffer_key_ok;
 
 static void buffer_free(void *v) {
 	thread_buffer *t = v;
-	free(t->p[0]);
-	free(t->p[1]);
+	for (int i = 0; i < BUF_SLOTS; i++) free(t->p[i]);
 	free(t);
 }
 
@@ -827,33 +823,18 @@ void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k, fl
 // along K for a long reduction into a small C (parts after the first write
 // partial products that are added in part order: bit-identical for a given
 // thread count). The parts are fixed by the shape and the thread count; who
-// runs them is not. Part 0 runs on the caller, the others on a small pool of
-// pthreads that poll for 50 µs after each job before sleeping: waking a
-// sleeping thread costs 10–50 µs on a virtual machine, as much as a whole
-// mid-sized product (Go's worker pool measured 12–45 µs from hand-off to
-// start). A part no worker has claimed by the time the caller finishes its own
-// is taken back by the caller, so a late or busy worker never stalls a small
-// product. If another caller holds the pool, the parts run one after another
-// on this caller's thread.
+// runs them is not. The Go side runs them on its worker pool (sgemm in
+// gemm_cpu_cgo.go), the one set of threads every CPU op shares: a second,
+// C-side pool spun beside Go's workers, and three spinning threads on two
+// cores cost mlp a quarter of its step.
 
 enum { SPLIT_NONE, SPLIT_N, SPLIT_M, SPLIT_K };
-enum { MAX_THREADS = 64 };
 
 // A product of m·n·k below PARALLEL_MIN (about 10 µs of work) stays on one
 // thread.
 #ifndef PARALLEL_MIN
 #define PARALLEL_MIN (1L << 19)
 #endif
-// How long an idle pool thread polls for the next job before sleeping.
-#define SPIN_NS 50000L
-
-typedef struct {
-	int plan, split, ta, tb, parts;
-	long m, n, k, lda, ldb, ldc, tiles;
-	float alpha, beta;
-	const float *a, *b;
-	float *c, *partial;
-} sgemm_job;
 
 int kiln_sgemm_split(int transA, int transB, long m, long n, long k, long ldb, int threads) {
 	const int plan = kiln_sgemm_plan(transA, transB, m, n, k, ldb);
@@ -866,158 +847,57 @@ int kiln_sgemm_split(int transA, int transB, long m, long n, long k, long ldb, i
 	return SPLIT_NONE;
 }
 
-static void run_part(const sgemm_job *j, int part) {
-	const long lo = part * j->tiles / j->parts, hi = (part + 1) * j->tiles / j->parts;
-	if (lo >= hi) return;
-	switch (j->split) {
-	case SPLIT_N: {
-		const long j0 = lo * NR, j1 = hi * NR < j->n ? hi * NR : j->n;
-		kiln_sgemm_run(j->plan, j->ta, j->tb, j->m, j1 - j0, j->k, j->alpha, j->a, j->lda,
-		               j->tb ? j->b + j0 * j->ldb : j->b + j0, j->ldb, j->beta, j->c + j0, j->ldc);
-		break;
+long kiln_sgemm_tiles(int split, long m, long n, long k) {
+	switch (split) {
+	case SPLIT_N: return (n + NR - 1) / NR;
+	case SPLIT_M: return (m + MR - 1) / MR;
+	case SPLIT_K: return (k + KC - 1) / KC;
 	}
-	case SPLIT_M: {
-		const long i0 = lo * MR, i1 = hi * MR < j->m ? hi * MR : j->m;
-		kiln_sgemm_run(j->plan, j->ta, j->tb, i1 - i0, j->n, j->k, j->alpha, j->ta ? j->a + i0 : j->a + i0 * j->lda,
-		               j->lda, j->b, j->ldb, j->beta, j->c + i0 * j->ldc, j->ldc);
-		break;
-	}
-	case SPLIT_K: {
-		const long p0 = lo * KC, p1 = hi * KC < j->k ? hi * KC : j->k;
-		const float *a = j->ta ? j->a + p0 * j->lda : j->a + p0;
-		const float *b = j->tb ? j->b + p0 : j->b + p0 * j->ldb;
-		if (part == 0)
-			kiln_sgemm_run(j->plan, j->ta, j->tb, j->m, j->n, p1 - p0, j->alpha, a, j->lda, b, j->ldb, j->beta, j->c,
-			               j->ldc);
-		else
-			kiln_sgemm_run(j->plan, j->ta, j->tb, j->m, j->n, p1 - p0, j->alpha, a, j->lda, b, j->ldb, 0,
-			               j->partial + (part - 1) * j->m * j->n, j->n);
-		break;
-	}
-	}
-}
-
-enum { PART_OPEN, PART_RUNNING, PART_TAKEN, PART_DONE }; // claim states, below the generation
-
-static struct {
-	pthread_mutex_t busy; // held by the one caller using the workers
-	pthread_mutex_t mu;   // guards sleeping workers
-	pthread_cond_t cv;
-	int workers;                                  // started (under busy)
-	sgemm_job job;                                // the current job (written under busy)
-	_Atomic unsigned long gen;                    // bumped once per job
-	_Atomic unsigned long claim[MAX_THREADS];     // per part: gen·4 + PART_*
-	_Atomic int sleepers;                         // workers blocked on cv
-	unsigned long start_gen[MAX_THREADS];         // gen when each worker was started
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
-
-static long now_ns(void) {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000000000L + t.tv_nsec;
-}
-
-static inline void cpu_relax(void) { __builtin_ia32_pause(); }
-
-// A worker owns one part number. For each new job it claims its part if the
-// caller has not taken it already, runs it and marks it done.
-static void *pool_worker(void *arg) {
-	const int id = (int)(intptr_t)arg;
-	unsigned long seen = pool.start_gen[id];
-	for (;;) {
-		// Poll for a while, then sleep until the generation moves.
-		unsigned long g = atomic_load(&pool.gen);
-		for (long t0 = now_ns(), i = 0; g == seen; g = atomic_load(&pool.gen)) {
-			cpu_relax();
-			if (++i % 256 == 0 && now_ns() - t0 > SPIN_NS) {
-				pthread_mutex_lock(&pool.mu);
-				atomic_fetch_add(&pool.sleepers, 1);
-				while ((g = atomic_load(&pool.gen)) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
-				atomic_fetch_sub(&pool.sleepers, 1);
-				pthread_mutex_unlock(&pool.mu);
-				break;
-			}
-		}
-		seen = g;
-		unsigned long open = g * 4 + PART_OPEN;
-		if (atomic_compare_exchange_strong(&pool.claim[id], &open, g * 4 + PART_RUNNING)) {
-			run_part(&pool.job, id);
-			atomic_store(&pool.claim[id], g * 4 + PART_DONE);
-		}
-	}
-	return NULL;
-}
-
-// pool_run runs the job's parts: part 0 on the caller, the others on the
-// workers, except parts a worker has not claimed by the time the caller is
-// done, which the caller takes back. A small job therefore never waits for a
-// sleeping worker; it wakes it, so that it polls for the next one. Who runs a
-// part does not change its result. Returns 0 if another caller holds the pool.
-static int pool_run(const sgemm_job *j) {
-	if (pthread_mutex_trylock(&pool.busy) != 0) return 0;
-	while (pool.workers < j->parts - 1) {
-		pthread_t t;
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		pool.start_gen[pool.workers + 1] = atomic_load(&pool.gen);
-		const int ok = pthread_create(&t, &at, pool_worker, (void *)(intptr_t)(pool.workers + 1)) == 0;
-		pthread_attr_destroy(&at);
-		if (!ok) break; // the caller takes the parts nobody claims
-		pool.workers++;
-	}
-	pool.job = *j;
-	const unsigned long g = atomic_load(&pool.gen) + 1;
-	for (int i = 1; i < j->parts; i++) atomic_store(&pool.claim[i], g * 4 + PART_OPEN);
-	atomic_store(&pool.gen, g);
-	if (atomic_load(&pool.sleepers) > 0) {
-		pthread_mutex_lock(&pool.mu);
-		pthread_cond_broadcast(&pool.cv);
-		pthread_mutex_unlock(&pool.mu);
-	}
-	run_part(j, 0);
-	for (int i = 1; i < j->parts; i++) {
-		unsigned long open = g * 4 + PART_OPEN;
-		if (atomic_compare_exchange_strong(&pool.claim[i], &open, g * 4 + PART_TAKEN)) run_part(j, i);
-	}
-	for (int i = 1; i < j->parts; i++)
-		for (long n = 0; atomic_load(&pool.claim[i]) == g * 4 + PART_RUNNING; n++) {
-			cpu_relax();
-			if (n > 4096) sched_yield();
-		}
-	pthread_mutex_unlock(&pool.busy);
 	return 1;
 }
 
-void kiln_sgemm(int threads, int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
-                const float *b, long ldb, float beta, float *c, long ldc) {
-	if (m <= 0 || n <= 0) return;
-	if (threads > MAX_THREADS) threads = MAX_THREADS;
-	const int plan = kiln_sgemm_plan(transA, transB, m, n, k, ldb);
-	const int split = k > 0 ? kiln_sgemm_split(transA, transB, m, n, k, ldb, threads) : SPLIT_NONE;
-	if (split == SPLIT_NONE) {
-		kiln_sgemm_run(plan, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-		return;
+void kiln_sgemm_part(int split, int parts, int part, int ta, int tb, long m, long n, long k, float alpha,
+                     const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc,
+                     float *partial) {
+	const int plan = kiln_sgemm_plan(ta, tb, m, n, k, ldb);
+	const long tiles = kiln_sgemm_tiles(split, m, n, k);
+	const long lo = part * tiles / parts, hi = (part + 1) * tiles / parts;
+	if (lo >= hi) return;
+	switch (split) {
+	case SPLIT_N: {
+		const long j0 = lo * NR, j1 = hi * NR < n ? hi * NR : n;
+		kiln_sgemm_run(plan, ta, tb, m, j1 - j0, k, alpha, a, lda, tb ? b + j0 * ldb : b + j0, ldb, beta, c + j0,
+		               ldc);
+		break;
 	}
-	sgemm_job j = {plan, split, transA, transB, 0, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c, NULL};
-	j.tiles = split == SPLIT_N ? (n + NR - 1) / NR : split == SPLIT_M ? (m + MR - 1) / MR : (k + KC - 1) / KC;
-	j.parts = j.tiles < threads ? (int)j.tiles : threads;
-	if (split == SPLIT_K) {
-		j.partial = thread_buf(BUF_PARTIAL, (size_t)(j.parts - 1) * m * n);
-		if (!j.partial) {
-			kiln_sgemm_run(plan, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-			return;
+	case SPLIT_M: {
+		const long i0 = lo * MR, i1 = hi * MR < m ? hi * MR : m;
+		kiln_sgemm_run(plan, ta, tb, i1 - i0, n, k, alpha, ta ? a + i0 : a + i0 * lda, lda, b, ldb, beta,
+		               c + i0 * ldc, ldc);
+		break;
+	}
+	case SPLIT_K: {
+		const long p0 = lo * KC, p1 = hi * KC < k ? hi * KC : k;
+		const float *ap = ta ? a + p0 * lda : a + p0;
+		const float *bp = tb ? b + p0 : b + p0 * ldb;
+		if (part == 0)
+			kiln_sgemm_run(plan, ta, tb, m, n, p1 - p0, alpha, ap, lda, bp, ldb, beta, c, ldc);
+		else
+			kiln_sgemm_run(plan, ta, tb, m, n, p1 - p0, alpha, ap, lda, bp, ldb, 0, partial + (part - 1) * m * n, n);
+		break;
+	}
+	default:
+		kiln_sgemm_run(plan, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	}
+}
+
+void kiln_sgemm_sum_parts(int parts, long m, long n, const float *partial, float *c, long ldc) {
+	for (long i = 0; i < m; i++)
+		for (int part = 1; part < parts; part++) {
+			const float *src = partial + ((part - 1) * m + i) * n;
+			float *dst = c + i * ldc;
+			for (long x = 0; x < n; x++) dst[x] += src[x];
 		}
-	}
-	if (!pool_run(&j))
-		for (int part = 0; part < j.parts; part++) run_part(&j, part);
-	if (split == SPLIT_K)
-		for (long i = 0; i < m; i++)
-			for (int part = 1; part < j.parts; part++) {
-				const float *src = j.partial + ((part - 1) * m + i) * n;
-				float *dst = c + i * ldc;
-				for (long x = 0; x < n; x++) dst[x] += src[x];
-			}
 }
 
 #endif // __x86_64__

@@ -13,15 +13,63 @@ import (
 	"unsafe"
 )
 
-// sgemm is the float32 matrix multiply (see gemm): one call into the C kernel
-// in gemm_cpu.c, which splits big products across Threads() threads with a
-// partition fixed by the shape and the thread count.
+// sgemm is the float32 matrix multiply (see gemm): the C kernel in
+// gemm_cpu.c, split into parts fixed by the shape and Threads(), which run on
+// the worker pool every CPU op shares (parallelFor).
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m <= 0 || n <= 0 {
 		return
 	}
 	checkGemmArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
-	C.kiln_sgemm(C.int(Threads()), cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
+	split := splitNone
+	if k > 0 {
+		split = int(C.kiln_sgemm_split(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.long(ldb),
+			C.int(Threads())))
+	}
+	if split == splitNone {
+		sgemmOne(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	parts := min(int(C.kiln_sgemm_tiles(C.int(split), C.long(m), C.long(n), C.long(k))), Threads())
+	t := gemmTasks.Get().(*gemmTask)
+	*t = gemmTask{split: split, parts: parts, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+		a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
+	if split == splitK {
+		t.partial = takeScratch[float32]((parts - 1) * m * n)
+	}
+	parallelFor(parts, t)
+	if split == splitK {
+		C.kiln_sgemm_sum_parts(C.int(parts), C.long(m), C.long(n), cptr(t.partial), cptr(c), C.long(ldc))
+		giveScratch(t.partial)
+	}
+	*t = gemmTask{}
+	gemmTasks.Put(t)
+}
+
+// gemmTask is one split product; its parts are parallelFor's items.
+type gemmTask struct {
+	split, parts     int
+	transA, transB   bool
+	m, n, k          int
+	alpha, beta      float32
+	a, b, c, partial []float32
+	lda, ldb, ldc    int
+}
+
+var gemmTasks = taskPool{New: func() any { return new(gemmTask) }}
+
+func (t *gemmTask) run(_, lo, hi int) {
+	for part := lo; part < hi; part++ {
+		C.kiln_sgemm_part(C.int(t.split), C.int(t.parts), C.int(part), cbool(t.transA), cbool(t.transB), C.long(t.m),
+			C.long(t.n), C.long(t.k), C.float(t.alpha), cptr(t.a), C.long(t.lda), cptr(t.b), C.long(t.ldb),
+			C.float(t.beta), cptr(t.c), C.long(t.ldc), cptr(t.partial))
+	}
+}
+
+// sgemmOne runs the product on the calling thread.
+func sgemmOne(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	plan := C.kiln_sgemm_plan(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.long(ldb))
+	C.kiln_sgemm_run(plan, cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
 		cptr(a), C.long(lda), cptr(b), C.long(ldb), C.float(beta), cptr(c), C.long(ldc))
 }
 

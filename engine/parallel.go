@@ -3,6 +3,7 @@ package engine
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,21 +12,32 @@ import (
 // workers allocates nothing.
 type rangeTask interface{ run(part, lo, hi int) }
 
-// The worker pool: persistent goroutines fed over channels. Work is split into
-// parts by the index count and the thread count alone, never by timing, so a
-// result is the same whether the parts run in parallel or one after another
-// (as they do when another goroutine holds the pool).
+// The worker pool: persistent goroutines fed over channels, the one set of
+// threads every CPU op runs on (the C kernels' products included, through
+// cgo calls from the workers). Work is split into parts by the index count
+// and the thread count alone, never by timing, so a result is the same
+// whether the parts run in parallel or one after another (as they do when
+// another goroutine holds the pool).
+//
+// Part 0 runs on the caller. Each other part is offered to a worker and
+// claimed by whoever gets to it first: the worker, or the caller once its own
+// part is done, so a worker that is parked or descheduled never stalls a
+// small op (waking a parked goroutine takes 12–45 µs on a virtual machine).
+// The caller then spins, not parks, until the claimed parts finish.
 var pool struct {
 	mu      sync.Mutex // held by the one caller using the workers
 	threads int
 	work    []chan poolJob
-	wg      sync.WaitGroup
+	claim   []atomic.Uint64 // per worker: the job's generation·2, +1 once claimed
+	gen     uint64          // bumped per parallelFor (under mu)
+	pending atomic.Int32    // claimed parts still running
 	once    sync.Once
 }
 
 type poolJob struct {
 	task         rangeTask
 	part, lo, hi int
+	gen          uint64
 }
 
 // SetThreads sets how many threads CPU ops use (default GOMAXPROCS). Call it
@@ -48,10 +60,17 @@ func Threads() int {
 }
 
 func startPool(n int) {
+	if len(pool.claim) < n-1 {
+		claim := make([]atomic.Uint64, n-1)
+		for i := range pool.claim {
+			claim[i].Store(pool.claim[i].Load())
+		}
+		pool.claim = claim
+	}
 	for len(pool.work) < n-1 {
 		ch := make(chan poolJob, 1)
 		pool.work = append(pool.work, ch)
-		go worker(ch)
+		go worker(len(pool.work)-1, ch)
 	}
 	pool.threads = n
 }
@@ -61,7 +80,7 @@ func startPool(n int) {
 // of a small model's step, which come back to back.
 const workerSpin = 50 * time.Microsecond
 
-func worker(ch chan poolJob) {
+func worker(id int, ch chan poolJob) {
 	for {
 		var j poolJob
 		ok := false
@@ -73,19 +92,26 @@ func worker(ch chan poolJob) {
 					return
 				}
 			default:
+				// Poll; every 64th time yield the P (a goroutine may be
+				// waiting for it: Gosched takes the scheduler's lock, too
+				// dear to call on every poll) and see whether to park.
 				if i == 0 {
 					start = time.Now()
-				} else if i%32 == 0 && time.Since(start) > workerSpin {
-					if j, ok = <-ch; !ok {
-						return
+				} else if i%64 == 0 {
+					if time.Since(start) > workerSpin {
+						if j, ok = <-ch; !ok {
+							return
+						}
+						continue
 					}
-					continue
+					runtime.Gosched()
 				}
-				runtime.Gosched()
 			}
 		}
-		j.task.run(j.part, j.lo, j.hi)
-		pool.wg.Done()
+		if pool.claim[id].CompareAndSwap(j.gen*2, j.gen*2+1) {
+			j.task.run(j.part, j.lo, j.hi)
+			pool.pending.Add(-1)
+		}
 	}
 }
 
@@ -108,11 +134,27 @@ func parallelFor(n int, task rangeTask) {
 		}
 		return
 	}
-	pool.wg.Add(p - 1)
+	pool.gen++
+	g := pool.gen
 	for i := 1; i < p; i++ {
-		pool.work[i-1] <- poolJob{task, i, i * n / p, (i + 1) * n / p}
+		pool.claim[i-1].Store(g * 2)
+		select {
+		case pool.work[i-1] <- poolJob{task, i, i * n / p, (i + 1) * n / p, g}:
+		default: // the worker has not taken its last offer yet: the caller will run this part
+		}
 	}
 	task.run(0, 0, n/p)
-	pool.wg.Wait()
+	for i := 1; i < p; i++ {
+		if pool.claim[i-1].CompareAndSwap(g*2, g*2+1) {
+			task.run(i, i*n/p, (i+1)*n/p)
+		} else {
+			pool.pending.Add(1) // the worker's: it subtracts 1 when done, maybe already
+		}
+	}
+	for i := 1; pool.pending.Load() != 0; i++ {
+		if i%64 == 0 {
+			runtime.Gosched() // lets a worker on this P run (GOMAXPROCS below the threads)
+		}
+	}
 	pool.mu.Unlock()
 }

@@ -42,3 +42,35 @@ func TestParallelForCoversEveryIndexOnceWithoutAllocating(t *testing.T) {
 		t.Fatalf("parallelFor allocates %v times per call", a)
 	}
 }
+
+// countTask counts how often each part runs.
+type countTask struct{ runs []int }
+
+func (c *countTask) run(part, _, _ int) { c.runs[part]++ }
+
+// A part whose worker has not taken its last offer (a parked or descheduled
+// worker: its channel is still full) is run by the caller, exactly once, and
+// the stale offer is dropped when the worker gets to it: each part of each
+// call runs once, whoever runs it.
+func TestParallelForTakesBackPartsAWorkerHasNotTaken(t *testing.T) {
+	if Threads() < 2 {
+		t.Skip("skipped: one thread, no workers")
+	}
+	parallelFor(Threads(), &countTask{runs: make([]int, Threads())}) // every part of this call is claimed
+	pool.mu.Lock()
+	stale := &countTask{runs: make([]int, Threads())}
+	pool.work[0] <- poolJob{task: stale, part: 1, gen: pool.gen} // an offer of that finished call
+	pool.mu.Unlock()
+	for call := 0; call < 50; call++ {
+		c := &countTask{runs: make([]int, Threads())}
+		parallelFor(Threads(), c)
+		for part, n := range c.runs {
+			if n != 1 {
+				t.Fatalf("call %d: part %d ran %d times", call, part, n)
+			}
+		}
+	}
+	if stale.runs[1] != 0 {
+		t.Fatalf("the stale offer ran %d times", stale.runs[1])
+	}
+}
