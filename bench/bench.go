@@ -56,12 +56,16 @@ type Config struct {
 	Python  string // the python3 that has torch; empty: /usr/bin/python3, then python3 on PATH
 	// Kiln is the kiln binary: training throughput runs `Kiln bench --json`
 	// in a fresh process per measurement.
-	Kiln     string
-	Threads  int      // Kiln's CPU threads (0: all cores)
-	Rounds   int      // alternating rounds (0: 3, or 1 with Quick)
-	Sections []string // a subset of Sections (empty: all)
-	Log      zerolog.Logger
-	Stdout   io.Writer // the terminal tables (nil: none)
+	Kiln    string
+	Threads int // Kiln's CPU threads (0: all cores)
+	// Precisions are what the training section's models compute their
+	// products in, each model once per precision (empty: fp32): Kiln's
+	// --precision against PyTorch's autocast.
+	Precisions []engine.Precision
+	Rounds     int      // alternating rounds (0: 3, or 1 with Quick)
+	Sections   []string // a subset of Sections (empty: all)
+	Log        zerolog.Logger
+	Stdout     io.Writer // the terminal tables (nil: none)
 }
 
 // plan holds the durations a run uses; Quick shrinks every one.
@@ -96,6 +100,7 @@ type Settings struct {
 	Torch         bool     `json:"torch"`
 	TorchMissing  string   `json:"torch_missing,omitempty"` // why PyTorch was not compared
 	Rounds        int      `json:"rounds"`
+	Precisions    []string `json:"precisions,omitempty"` // the training section's
 	KilnThreads   int      `json:"kiln_threads"`
 	TorchProbe    []string `json:"torch_settings_probed,omitempty"`
 	OpSeconds     float64  `json:"op_seconds"`
@@ -166,6 +171,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Threads > 0 {
 		engine.SetThreads(cfg.Threads)
 	}
+	if len(cfg.Precisions) == 0 {
+		cfg.Precisions = []engine.Precision{engine.FP32}
+	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
 	}
@@ -177,6 +185,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Machine:  DescribeMachine(ctx),
 		Versions: Versions{Go: runtime.Version(), Kiln: rev, KilnDirty: dirty},
 		Settings: Settings{Device: cfg.Device, Quick: cfg.Quick, Sections: cfg.Sections, Rounds: s.plan.rounds,
+			Precisions:  precisionNames(cfg.Precisions),
 			KilnThreads: engine.Threads(), OpSeconds: s.plan.opSec, TrainSeconds: s.plan.trainSec,
 			TTACapSeconds: s.plan.ttaCap},
 	}

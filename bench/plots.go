@@ -37,7 +37,7 @@ func writePlots(base string, r *Report) (paths []string, errs []string) {
 	}
 	for _, t := range r.Train {
 		if t.Ratio != nil {
-			labels, values = append(labels, "train "+t.Model+" "+t.Input), append(values, t.Ratio.Median)
+			labels, values = append(labels, "train "+t.Model+" "+t.Input+" "+precisionCell(t.Precision)), append(values, t.Ratio.Median)
 		}
 	}
 	if len(values) > 0 {

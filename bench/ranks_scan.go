@@ -80,9 +80,9 @@ func (s *suite) runRanks(ctx context.Context, sc *Scaling) error {
 		sc.RanksSkipped = why
 		return nil
 	}
-	cases := []trainCase{{"lenet", "28x28x1", 64}, {"cnn", "32x32x3", 128}, {"gmlp", "32x32x3", 128}}
+	cases := []trainCase{{"lenet", "28x28x1", 64, "fp32"}, {"cnn", "32x32x3", 128, "fp32"}, {"gmlp", "32x32x3", 128, "fp32"}}
 	if s.cfg.Quick {
-		cases = []trainCase{{"lenet", "28x28x1", 8}}
+		cases = []trainCase{{"lenet", "28x28x1", 8, "fp32"}}
 	}
 	for _, c := range cases {
 		rs := RankScaling{Model: c.Model, Input: c.Input, Batch: c.Batch}

@@ -268,15 +268,16 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		p("\n## Training throughput and memory\n\n")
 		p("Full training steps (forward, cross-entropy, backward, SGD with momentum 0.9) on a fixed synthetic batch; images/s. ")
 		p("Each run is a fresh process (`kiln bench --json`; one PyTorch process), so the peak resident memory (VmHWM) is that model's alone; ")
-		p("PyTorch's includes the torch library itself. Go heap is the Go runtime's heap in use at the end.")
+		p("PyTorch's includes the torch library itself. Go heap is the Go runtime's heap in use at the end. ")
+		p("Precision: what the products compute in, Kiln's `--precision` against PyTorch's autocast for bf16 (fp32 eager otherwise).")
 		onGPU := r.Settings.Device == "cuda"
 		gpuHead, gpuRule := "", ""
 		if onGPU {
 			p(" GPU MiB is device memory at its peak as each allocator counts it (Kiln's caching allocator, PyTorch's `max_memory_allocated`; cached free blocks not counted).")
 			gpuHead, gpuRule = " Kiln GPU MiB | PyTorch GPU MiB |", "---|---|"
 		}
-		p("\n\n| model | input | batch | params Kiln / PyTorch | Kiln img/s | PyTorch img/s | PyTorch setting | Kiln/PyTorch | Kiln RSS MiB | Go heap MiB | PyTorch RSS MiB |%s\n", gpuHead)
-		p("|---|---|---|---|---|---|---|---|---|---|---|%s\n", gpuRule)
+		p("\n\n| model | input | batch | precision | params Kiln / PyTorch | Kiln img/s | PyTorch img/s | PyTorch setting | Kiln/PyTorch | Kiln RSS MiB | Go heap MiB | PyTorch RSS MiB |%s\n", gpuHead)
+		p("|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", gpuRule)
 		for _, t := range r.Train {
 			k, tt := "—", "—"
 			if t.Kiln != nil {
@@ -297,7 +298,7 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 			if onGPU {
 				gpuCells = fmt.Sprintf(" %s | %s |", fmtMiB(t.KilnGPUPeakBytes), fmtMiB(t.TorchGPUPeakBytes))
 			}
-			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |%s\n", t.Model, t.Input, t.Batch, params,
+			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |%s\n", t.Model, t.Input, t.Batch, precisionCell(t.Precision), params,
 				cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, fmtRatio(t.Ratio),
 				fmtMiB(t.KilnRSSPeakBytes), fmtMiB(t.KilnGoHeapBytes), fmtMiB(t.TorchRSSPeakBytes), gpuCells)
 			why("Kiln "+t.Model+" "+t.Input, t.KilnError)
@@ -498,7 +499,7 @@ func writeTerminal(w io.Writer, r *Report) {
 		}
 	}
 	if len(r.Train) > 0 {
-		p("\nmodel\tinput\tbatch\tparams\tKiln img/s\tPyTorch img/s\tKiln/PyTorch\tKiln RSS MiB\t\n")
+		p("\nmodel\tinput\tbatch\tprecision\tparams\tKiln img/s\tPyTorch img/s\tKiln/PyTorch\tKiln RSS MiB\t\n")
 		for _, t := range r.Train {
 			k, tt := "-", "-"
 			if t.Kiln != nil {
@@ -513,7 +514,8 @@ func writeTerminal(w io.Writer, r *Report) {
 			if t.ParamsKiln > 0 {
 				params = fmt.Sprint(t.ParamsKiln)
 			}
-			p("%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", t.Model, t.Input, t.Batch, params, k, tt, ratio(t.Ratio), fmtMiB(t.KilnRSSPeakBytes))
+			p("%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", t.Model, t.Input, t.Batch, precisionCell(t.Precision), params, k, tt,
+				ratio(t.Ratio), fmtMiB(t.KilnRSSPeakBytes))
 		}
 	}
 	if sc := r.Scaling; sc != nil && len(sc.Batch) > 0 {
@@ -541,4 +543,13 @@ func writeTerminal(w io.Writer, r *Report) {
 			p("%s\t%.1f%%\t%s\t%s\t\n", t.ID, 100*t.Target, k, tt)
 		}
 	}
+}
+
+// precisionCell is a training row's precision; reports from before the
+// column were all fp32.
+func precisionCell(p string) string {
+	if p == "" {
+		return "fp32"
+	}
+	return p
 }

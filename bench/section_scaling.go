@@ -52,10 +52,10 @@ func threadCounts(cores int) []int {
 func (s *suite) runScaling(ctx context.Context) error {
 	sc := &Scaling{BatchModel: "lenet", BatchInput: "28x28x1"}
 	batches := []int{8, 16, 32, 64, 128, 256, 512, 1024}
-	threadCases := []trainCase{{"lenet", "28x28x1", 64}, {"gmlp", "32x32x3", 128}, {"cbam", "32x32x3", 128}}
+	threadCases := []trainCase{{"lenet", "28x28x1", 64, "fp32"}, {"gmlp", "32x32x3", 128, "fp32"}, {"cbam", "32x32x3", 128, "fp32"}}
 	if s.cfg.Quick {
 		batches = []int{8, 16}
-		threadCases = []trainCase{{"lenet", "28x28x1", 8}}
+		threadCases = []trainCase{{"lenet", "28x28x1", 8, "fp32"}}
 	}
 	if s.cfg.Device == "cuda" {
 		threadCases = nil
@@ -68,7 +68,7 @@ func (s *suite) runScaling(ctx context.Context) error {
 	// per batch size.
 	var batchCases []trainCase
 	for _, b := range batches {
-		batchCases = append(batchCases, trainCase{sc.BatchModel, sc.BatchInput, b})
+		batchCases = append(batchCases, trainCase{sc.BatchModel, sc.BatchInput, b, "fp32"})
 	}
 	torchErrs := map[trainKey]string{}
 	if s.torch != nil {

@@ -151,7 +151,7 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 	// PyTorch's thread setting: the one that won the training probe for
 	// this model at this batch on 28×28×1, else probe now (quick mode takes
 	// all cores for torch and one OpenBLAS thread instead).
-	c := trainCase{task.Model, "28x28x1", cfg.Batch}
+	c := trainCase{task.Model, "28x28x1", cfg.Batch, "fp32"}
 	sets := s.torchSettings(engine.Threads())
 	if _, _, ok := s.bestSetting(c, sets); !ok && !s.cfg.Quick {
 		if _, err := s.probeTorch(ctx, []trainCase{c}, sets); err != nil {

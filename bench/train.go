@@ -16,22 +16,27 @@ import (
 
 // trainCase is one training-throughput workload: a zoo model on a fixed
 // synthetic batch, full steps of forward, cross-entropy, backward and SGD
-// with momentum 0.9, on both sides.
+// with momentum 0.9, on both sides, its products in Precision (Kiln's
+// --precision; PyTorch's autocast for bf16).
 type trainCase struct {
-	Model string `json:"model"`
-	Input string `json:"input"` // HxWxC
-	Batch int    `json:"batch"`
+	Model     string `json:"model"`
+	Input     string `json:"input"` // HxWxC
+	Batch     int    `json:"batch"`
+	Precision string `json:"precision"`
 }
 
 type trainKey = trainCase
 
-func (c trainCase) String() string { return fmt.Sprintf("%s %s batch %d", c.Model, c.Input, c.Batch) }
+func (c trainCase) String() string {
+	return fmt.Sprintf("%s %s batch %d %s", c.Model, c.Input, c.Batch, c.Precision)
+}
 
 // TrainResult is one model's training throughput and memory, side by side.
 type TrainResult struct {
 	Model       string `json:"model"`
 	Input       string `json:"input"`
 	Batch       int    `json:"batch"`
+	Precision   string `json:"precision,omitempty"`
 	ParamsKiln  int    `json:"params_kiln,omitempty"`
 	ParamsTorch int    `json:"params_torch,omitempty"`
 
@@ -55,21 +60,33 @@ type TrainResult struct {
 }
 
 // trainCases are every zoo model on 28×28×1 (batch 64) and 32×32×3 (batch
-// 128, the gMLP and CBAM targets' batch). Quick: two small models, batch 8.
-func trainCases(quick bool) []trainCase {
-	if quick {
-		return []trainCase{{"lenet", "28x28x1", 8}, {"mlp", "28x28x1", 8}}
-	}
+// 128, the gMLP and CBAM targets' batch), once per precision. Quick: two
+// small models, batch 8.
+func trainCases(quick bool, precisions []engine.Precision) []trainCase {
 	var cs []trainCase
-	for _, in := range []struct {
-		input string
-		batch int
-	}{{"28x28x1", 64}, {"32x32x3", 128}} {
-		for _, m := range layers.ModelNames() {
-			cs = append(cs, trainCase{m, in.input, in.batch})
+	for _, p := range precisions {
+		if quick {
+			cs = append(cs, trainCase{"lenet", "28x28x1", 8, p.String()}, trainCase{"mlp", "28x28x1", 8, p.String()})
+			continue
+		}
+		for _, in := range []struct {
+			input string
+			batch int
+		}{{"28x28x1", 64}, {"32x32x3", 128}} {
+			for _, m := range layers.ModelNames() {
+				cs = append(cs, trainCase{m, in.input, in.batch, p.String()})
+			}
 		}
 	}
 	return cs
+}
+
+func precisionNames(ps []engine.Precision) []string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.String()
+	}
+	return names
 }
 
 // kilnLine is the one-model `kiln bench --json --memstats` line.
@@ -82,7 +99,8 @@ type kilnLine struct {
 func (s *suite) kilnTrain(ctx context.Context, c trainCase, threads int, seconds float64, steps, warmup int) (*kilnLine, error) {
 	args := []string{"bench", "--model", c.Model, "--input", c.Input, "--batch", strconv.Itoa(c.Batch),
 		"--device", s.cfg.Device, "--threads", strconv.Itoa(threads), "--seconds", strconv.FormatFloat(seconds, 'g', -1, 64),
-		"--steps", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup), "--json", "--memstats"}
+		"--steps", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup), "--json", "--memstats",
+		"--precision", c.Precision}
 	cmd := exec.CommandContext(ctx, s.cfg.Kiln, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -188,7 +206,7 @@ func (s *suite) bestSetting(c trainCase, settings []threadSetting) (threadSettin
 }
 
 func (s *suite) runTrain(ctx context.Context) error {
-	cases := trainCases(s.cfg.Quick)
+	cases := trainCases(s.cfg.Quick, s.cfg.Precisions)
 	settings := s.torchSettings(engine.Threads())
 	results := make([]TrainResult, len(cases))
 	kilnRuns := make([][]float64, len(cases))
@@ -196,7 +214,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 	best := make([]threadSetting, len(cases))
 	haveTorch := make([]bool, len(cases))
 	for i, c := range cases {
-		results[i] = TrainResult{Model: c.Model, Input: c.Input, Batch: c.Batch}
+		results[i] = TrainResult{Model: c.Model, Input: c.Input, Batch: c.Batch, Precision: c.Precision}
 	}
 	// Whatever was measured goes into the report, also when the run is
 	// interrupted half-way (Ctrl-C writes a partial report).

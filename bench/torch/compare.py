@@ -19,7 +19,6 @@ torch.autocast("cpu", dtype=torch.bfloat16), and Kiln fp32 in the same rounds,
 so both ratios (Kiln/PyTorch in bf16, Kiln bf16/Kiln fp32) come from one run.
 """
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -53,7 +52,7 @@ def worker(args):
     import torch
     import torch.nn.functional as F
     sys.path.insert(0, HERE)
-    from models import build
+    from models import autocast, build
 
     torch.set_num_threads(args.torch_threads)
     torch.manual_seed(0)
@@ -64,14 +63,7 @@ def worker(args):
     x = torch.randn(args.batch, c, h, w)
     y = torch.randint(0, 10, (args.batch,))
 
-    # bf16: PyTorch's CPU autocast, what a PyTorch user trains mixed precision with.
-    cast = torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
-    if args.precision == "bf16":
-        # PyTorch 1.13's CPU autocast hands layer_norm a bf16 input beside fp32 weights and fails
-        # ("expected scalar type BFloat16 but found Float"); PyTorch 2's autocast runs layer_norm
-        # in fp32, as Kiln does, so the gMLP runs it so here.
-        layer_norm = F.layer_norm
-        F.layer_norm = lambda x, *a, **k: layer_norm(x.float(), *a, **k)
+    cast = autocast("cpu", args.precision)
 
     def step():
         opt.zero_grad(set_to_none=True)

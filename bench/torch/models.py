@@ -176,3 +176,26 @@ ZOO = {"lenet": lenet, "mlp": mlp, "cnn": cnn, "inception": inception, "cbam": c
 
 def build(name, c, h, w, out=10):
     return ZOO[name](c, h, w, out)
+
+
+def autocast(device_type, precision):
+    """The context a training step's forward runs in for Kiln's --precision:
+    PyTorch's autocast for bf16, what a PyTorch user trains mixed precision
+    with; nothing for fp32."""
+    import contextlib
+    if precision in (None, "", "fp32"):
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise ValueError(f"precision {precision!r}: PyTorch's side runs fp32 or bf16")
+    if device_type == "cpu" and not getattr(F.layer_norm, "kiln_fp32", False):
+        # PyTorch 1.13's CPU autocast hands layer_norm a bf16 input beside fp32 weights and fails
+        # ("expected scalar type BFloat16 but found Float"); PyTorch 2's autocast runs layer_norm
+        # in fp32, as Kiln does, so the gMLP runs it so here.
+        layer_norm = F.layer_norm
+
+        def fp32_layer_norm(x, *a, **k):
+            return layer_norm(x.float(), *a, **k)
+
+        fp32_layer_norm.kiln_fp32 = True
+        F.layer_norm = fp32_layer_norm
+    return torch.autocast(device_type, dtype=torch.bfloat16)

@@ -199,7 +199,7 @@ def cmd_train(args):
     import torch.nn.functional as F
     torch, dev, sync = setup(args)
     sys.path.insert(0, HERE)
-    from models import build
+    from models import autocast, build
     spec = json.load(open(args.spec))
     results = []
     for case in spec["cases"]:
@@ -213,9 +213,12 @@ def cmd_train(args):
             x = torch.randn(batch, c, h, w).to(dev)
             y = torch.randint(0, case.get("classes", 10), (batch,)).to(dev)
 
+            cast = autocast(dev.type, case.get("precision", "fp32"))
+
             def step():
                 opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(x), y)
+                with cast:
+                    loss = F.cross_entropy(model(x), y)
                 loss.backward()
                 opt.step()
 
@@ -230,7 +233,8 @@ def cmd_train(args):
                 n += 1
             sync()
             el = time.perf_counter() - t0
-            r = {"model": case["model"], "input": case["input"], "batch": batch, "params": params,
+            r = {"model": case["model"], "input": case["input"], "batch": batch,
+                 "precision": case.get("precision", "fp32"), "params": params,
                  "steps": n, "seconds": el, "train_images_per_sec": n * batch / el}
             if dev.type == "cuda":
                 r["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
@@ -333,7 +337,7 @@ def cmd_tta(args):
     import torch.nn.functional as F
     torch, dev, sync = setup(args)
     sys.path.insert(0, HERE)
-    from models import build
+    from models import autocast, build
     spec = json.load(open(args.spec))
     cfg = spec["config"]
     xtr, ytr = load_split(torch, spec, "train")

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kiln-ml/kiln/bench"
+	"github.com/kiln-ml/kiln/engine"
 )
 
 // jsonKeys returns the keys of the flat JSON object in line, in order, and
@@ -157,6 +159,8 @@ func TestBenchSuiteUsageAndCUDA(t *testing.T) {
 		{"bench", "suite", "--device", "tpu"},
 		{"bench", "suite", "--sections", "ops,nope"},
 		{"bench", "suite", "--rounds", "-1"},
+		{"bench", "suite", "--precision", "fp16"},
+		{"bench", "suite", "--precision", "fp32,tf32"}, // tf32 is the GPU's
 	} {
 		if r := kiln(t, dir, args...); r.code != 2 || len(errorLines(r.stderr)) != 1 {
 			t.Errorf("kiln %s: exit %d, stderr %q (want a usage error)", strings.Join(args, " "), r.code, r.stderr)
@@ -182,5 +186,52 @@ func TestBenchSuiteUsageAndCUDA(t *testing.T) {
 		if tr.Kiln == nil && !strings.Contains(tr.KilnError, "no CUDA build/device") {
 			t.Errorf("%s on cuda: neither a figure nor the reason: %q", tr.Model, tr.KilnError)
 		}
+	}
+}
+
+// --precision fp32,bf16 runs the training section once per precision: Kiln's
+// --precision against PyTorch's autocast (real PyTorch where it is installed),
+// a row per model and precision in the JSON and the tables.
+func TestBenchSuitePrecisions(t *testing.T) {
+	if !engine.CPUHasBF16() {
+		t.Skip("skipped: this CPU has no AVX512_BF16, so bf16 is refused (TestBenchSuiteUsageAndCUDA checks refusals)")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "results")
+	args := []string{"bench", "suite", "--quick", "--sections", "train", "--precision", "fp32,bf16", "--out", out, "--name", "p"}
+	withTorch := exec.Command("/usr/bin/python3", "-c", "import torch").Run() == nil
+	if !withTorch {
+		args = append(args, "--no-torch")
+	}
+	r := mustRun(t, dir, args...)
+	matches, _ := filepath.Glob(filepath.Join(out, "p-*.json"))
+	if len(matches) != 1 {
+		t.Fatalf("reports: %v", matches)
+	}
+	b, _ := os.ReadFile(matches[0])
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Settings.Precisions, []string{"fp32", "bf16"}) {
+		t.Fatalf("settings precisions %v", rep.Settings.Precisions)
+	}
+	var rows []string
+	for _, tr := range rep.Train {
+		rows = append(rows, tr.Model+" "+tr.Precision)
+		if tr.Kiln == nil || tr.KilnError != "" {
+			t.Errorf("Kiln %s %s: %+v", tr.Model, tr.Precision, tr)
+		}
+		if withTorch && (tr.Torch == nil || tr.Ratio == nil || tr.TorchError != "") {
+			t.Errorf("PyTorch %s %s: %+v", tr.Model, tr.Precision, tr)
+		}
+	}
+	if want := []string{"lenet fp32", "mlp fp32", "lenet bf16", "mlp bf16"}; !slices.Equal(rows, want) {
+		t.Fatalf("training rows %v, want %v", rows, want)
+	}
+	md, _ := os.ReadFile(strings.TrimSuffix(matches[0], ".json") + ".md")
+	if !strings.Contains(string(md), "| precision |") || !strings.Contains(string(md), "| 8 | bf16 |") ||
+		!strings.Contains(r.stdout, "\tbf16\t") && !strings.Contains(r.stdout, " bf16 ") {
+		t.Fatalf("no precision column in the report:\n%s\n%s", md, r.stdout)
 	}
 }

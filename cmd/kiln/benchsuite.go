@@ -11,12 +11,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-ml/kiln/bench"
+	"github.com/kiln-ml/kiln/engine"
 )
 
 func benchSuiteCmd() *cobra.Command {
 	var (
-		cfg      bench.Config
-		sections string
+		cfg        bench.Config
+		sections   string
+		precisions string
 	)
 	cmd := &cobra.Command{
 		Use:   "suite",
@@ -28,7 +30,9 @@ Fashion-MNIST 90%, MNIST 0-vs-1 99.8%) and scaling with batch size and
 threads. When a python3 with torch is found (Debian's python3-torch), the
 same work runs in PyTorch in the same invocation, at its best thread
 setting, alternating with Kiln's runs; ratios are Kiln's speed over
-PyTorch's.
+PyTorch's. With --precision fp32,bf16 the training section runs every model
+in each precision (Kiln's --precision; PyTorch under torch.autocast for
+bf16) and the tables gain a row per model and precision.
 
 Writes <out>/<machine>-<date>.json and .md with PNG plots, and prints the
 tables. The full suite takes about 20 minutes on 2 cores (under 10 without
@@ -36,7 +40,8 @@ PyTorch) and logs its progress; run it on a quiet machine. --quick is a smoke
 test of a few seconds whose numbers mean nothing.`,
 		Example: `  make bench                               # the full suite into bench/results
   kiln bench suite --quick --no-torch      # a smoke test
-  kiln bench suite --sections ops,train    # some sections only`,
+  kiln bench suite --sections ops,train    # some sections only
+  kiln bench suite --sections train --precision fp32,bf16`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Device != "cpu" && cfg.Device != "cuda" {
@@ -51,6 +56,19 @@ test of a few seconds whose numbers mean nothing.`,
 					if !slices.Contains(bench.Sections, s) {
 						return usageError{fmt.Errorf("--sections: unknown %q (have %s)", s, strings.Join(bench.Sections, ", "))}
 					}
+				}
+			}
+			dev := engine.CPU
+			if cfg.Device == "cuda" {
+				dev = engine.CUDA
+			}
+			for _, name := range strings.Split(precisions, ",") {
+				p, err := parsePrecision(strings.TrimSpace(name), dev)
+				if err != nil {
+					return usageError{fmt.Errorf("--precision: %w", err)}
+				}
+				if !slices.Contains(cfg.Precisions, p) {
+					cfg.Precisions = append(cfg.Precisions, p)
 				}
 			}
 			cfg.Log = logger()
@@ -87,5 +105,6 @@ test of a few seconds whose numbers mean nothing.`,
 	f.IntVar(&cfg.Threads, "threads", 0, "Kiln's CPU threads (0: all cores)")
 	f.IntVar(&cfg.Rounds, "rounds", 0, "alternating Kiln/PyTorch rounds (0: 3, or 1 with --quick)")
 	f.StringVar(&sections, "sections", "", "comma-separated subset of "+strings.Join(bench.Sections, ","))
+	f.StringVar(&precisions, "precision", "fp32", "the training section's precisions, comma-separated: fp32, tf32 (GPU), bf16")
 	return cmd
 }
