@@ -349,10 +349,11 @@ func (t *poolTask[T]) run(part, lo, hi int) {
 		n := g.h*g.w + (g.h+1)*g.ow
 		rows = t.rows[part*n : (part+1)*n]
 	}
-	c2x2 := haveMaxPool2x2C && g.pairs && !isFloat64[T]() && (t.kind == poolMaxForward || t.kind == poolMaxReLUForward || t.kind == poolMaxBackward)
+	forward := t.kind == poolMaxForward || t.kind == poolMaxReLUForward
+	inC := haveMaxPool2x2C && !isFloat64[T]() && (forward || g.pairs && t.kind == poolMaxBackward)
 	for pl := lo; pl < hi; pl++ {
-		if c2x2 {
-			if pl += t.run2x2C(pl, hi); pl == hi {
+		if inC {
+			if pl += t.runC(pl, hi, rows); pl == hi {
 				break
 			}
 		}
@@ -360,10 +361,11 @@ func (t *poolTask[T]) run(part, lo, hi int) {
 	}
 }
 
-// run2x2C runs float32 2×2 max-pool planes from lo in C, until hi or up to a
+// runC runs float32 max-pool planes from lo in C (the 2×2 pool's both ways,
+// any other's forward, with rows as its work space), until hi or up to a
 // plane C gives back (a NaN, an index outside its window), and returns how
 // many it ran.
-func (t *poolTask[T]) run2x2C(lo, hi int) int {
+func (t *poolTask[T]) runC(lo, hi int, rows []int64) int {
 	g := &t.g
 	in, on := g.h*g.w, g.oh*g.ow
 	a, b, am := asF32(t.a), asF32(t.b), t.argmax
@@ -376,6 +378,9 @@ func (t *poolTask[T]) run2x2C(lo, hi int) int {
 	}
 	if am != nil {
 		am = am[lo*on:]
+	}
+	if !g.pairs {
+		return maxPoolC(a[lo*on:], am, b[lo*in:], rows, g, hi-lo, t.kind == poolMaxReLUForward)
 	}
 	return maxPool2x2C(a[lo*on:], am, b[lo*in:], g, hi-lo, t.kind == poolMaxReLUForward)
 }

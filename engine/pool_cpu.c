@@ -144,6 +144,96 @@ static int pool_plane(float* restrict out, int32_t* restrict am, const float* re
 	return !nan;
 }
 
+// The general max pool forward (any window, stride and padding) per plane:
+// the order keys and the two passes of maxPlaneFloat32 in pool.go, so the
+// same picks, with the 64-bit maxima in loops gcc vectorises at each ISA
+// level. Each input becomes its order key (−0 and +0 both 0, NaN above +Inf)
+// times 2³² plus 0x7fffffff minus its index, so a plain integer maximum is
+// the window's first largest input. work holds h·w + (h+1)·ow int64s.
+// Returns 0 when the plane holds a NaN.
+#define BODY static inline __attribute__((always_inline))
+
+static inline int64_t imax64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+// clipped_max is the largest of the n keys from k[lo] that lie in [0, w).
+static inline int64_t clipped_max(const int64_t *k, int lo, int n, int w) {
+	int hi = lo + n;
+	lo = lo < 0 ? 0 : lo;
+	hi = hi > w ? w : hi;
+	int64_t m = k[lo];
+	for (int j = lo + 1; j < hi; j++) m = imax64(m, k[j]);
+	return m;
+}
+
+BODY void kiln_maxpool_plane_body(float *restrict out, int32_t *restrict am, const float *restrict xf,
+                                  int64_t *restrict work, const int *restrict g, int relu, int *restrict ok) {
+	const int h = g[0], w = g[1], oh = g[2], ow = g[3], kh = g[4], kw = g[5], sh = g[6], sw = g[7], ph = g[8],
+	          pw = g[9];
+	const int32_t *x = (const int32_t *)xf;
+	int64_t *keys = work, *rows = work + (long)h * w, *acc = rows + (long)h * ow;
+	int64_t nan = 0;
+	for (long i = 0; i < (long)h * w; i++) {
+		int64_t kb = x[i];
+		const int64_t sb = kb >> 63;
+		kb &= 0x7fffffff;
+		nan |= 0x7f800000 - kb;
+		keys[i] = (int64_t)((uint64_t)((kb ^ sb) - sb) << 32) | (int64_t)(0x7fffffff - i);
+	}
+	if (nan < 0) {
+		*ok = 0;
+		return;
+	}
+	// Columns whose window lies inside the row: [o0, o1).
+	int o0 = (pw + sw - 1) / sw, o1 = w - kw + pw >= 0 ? (w - kw + pw) / sw + 1 : 0;
+	if (o1 > ow) o1 = ow;
+	if (o0 > o1) o0 = o1;
+	for (int ih = 0; ih < h; ih++) {
+		const int64_t *kr = keys + (long)ih * w;
+		int64_t *rr = rows + (long)ih * ow;
+		for (int o = 0; o < o0; o++) rr[o] = clipped_max(kr, o * sw - pw, kw, w);
+		for (int o = o1; o < ow; o++) rr[o] = clipped_max(kr, o * sw - pw, kw, w);
+		for (int o = o0; o < o1; o++) rr[o] = kr[o * sw - pw];
+		for (int t = 1; t < kw; t++)
+			for (int o = o0; o < o1; o++) rr[o] = imax64(rr[o], kr[o * sw - pw + t]);
+	}
+	for (int r = 0; r < oh; r++) {
+		int lo = r * sh - ph, hi = lo + kh;
+		lo = lo < 0 ? 0 : lo;
+		hi = hi > h ? h : hi;
+		for (int o = 0; o < ow; o++) acc[o] = rows[(long)lo * ow + o];
+		for (int ih = lo + 1; ih < hi; ih++)
+			for (int o = 0; o < ow; o++) acc[o] = imax64(acc[o], rows[(long)ih * ow + o]);
+		for (int o = 0; o < ow; o++) {
+			const int32_t at = 0x7fffffff - (int32_t)(acc[o] & 0xffffffff);
+			const float v = xf[at];
+			out[(long)r * ow + o] = relu && !(v > 0.0f) ? 0.0f : v;
+			if (am) am[(long)r * ow + o] = at;
+		}
+	}
+	*ok = 1;
+}
+
+KILN_ISA_DISPATCH(kiln_maxpool_plane,
+                  (float *restrict out, int32_t *restrict am, const float *restrict xf, int64_t *restrict work,
+                   const int *restrict g, int relu, int *restrict ok),
+                  (out, am, xf, work, g, relu, ok))
+
+// kiln_maxpool_f32 runs planes consecutive planes of the general max pool
+// (geom: h, w, oh, ow, kh, kw, sh, sw, ph, pw) and returns how many it
+// finished: fewer when the next one holds a NaN, for the caller to redo.
+int kiln_maxpool_f32(float *restrict out, int32_t *restrict am, const float *restrict x, int64_t *restrict work,
+                     int h, int w, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int planes,
+                     int relu) {
+	const int g[10] = {h, w, oh, ow, kh, kw, sh, sw, ph, pw};
+	const long in = (long)h * w, on = (long)oh * ow;
+	for (int p = 0; p < planes; p++) {
+		int ok = 0;
+		kiln_maxpool_plane(out + p * on, am ? am + p * on : 0, x + p * in, work, g, relu, &ok);
+		if (!ok) return p;
+	}
+	return planes;
+}
+
 // One row of the 2×2 backward: each gradient goes to the input its window
 // picked and the window's other three inputs get 0, so the plane is written
 // once instead of cleared and scattered into. 0 + g, as the scatter's sum

@@ -8,6 +8,8 @@ package engine
 #cgo nocallback kiln_maxpool2x2_f32
 #cgo noescape kiln_maxpool2x2_backward_f32
 #cgo nocallback kiln_maxpool2x2_backward_f32
+#cgo noescape kiln_maxpool_f32
+#cgo nocallback kiln_maxpool_f32
 #include "pool_cpu.h"
 */
 import "C"
@@ -42,3 +44,17 @@ func maxPool2x2BackwardC(dx, dout, keep []float32, am []int32, g *poolGeom, plan
 }
 
 const haveMaxPool2x2C = true
+
+// maxPoolC runs pool_cpu.c's general max pool (any window; then ReLU, with
+// relu) over planes consecutive planes, with work (H·W + (H+1)·OW int64s),
+// and returns how many it finished: fewer when the next one holds a NaN.
+func maxPoolC(out []float32, am []int32, x []float32, work []int64, g *poolGeom, planes int, relu bool) int {
+	var amp *C.int32_t
+	if am != nil {
+		amp = (*C.int32_t)(unsafe.Pointer(unsafe.SliceData(am)))
+	}
+	return int(C.kiln_maxpool_f32((*C.float)(unsafe.Pointer(unsafe.SliceData(out))), amp,
+		(*C.float)(unsafe.Pointer(unsafe.SliceData(x))), (*C.int64_t)(unsafe.Pointer(unsafe.SliceData(work))),
+		C.int(g.h), C.int(g.w), C.int(g.oh), C.int(g.ow), C.int(g.kh), C.int(g.kw), C.int(g.sh), C.int(g.sw),
+		C.int(g.ph), C.int(g.pw), C.int(planes), C.int(b2i(relu))))
+}

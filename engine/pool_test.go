@@ -275,6 +275,14 @@ func TestPool2DEmpty(t *testing.T) {
 // ordered float64 ones pick, on data full of ties, signed zeros, infinities
 // and, in a second round, a NaN.
 func TestMaxPool2DFloat32PicksLikeFloat64(t *testing.T) {
+	defer restoreISA(t)()
+	for _, level := range engine.CPUISAs() {
+		opsMust(t, engine.SetCPUISA(level))
+		t.Run(level, maxPoolFloat32PicksLikeFloat64)
+	}
+}
+
+func maxPoolFloat32PicksLikeFloat64(t *testing.T) {
 	rng := rand.New(rand.NewPCG(16, 16))
 	vals := []float64{0, math.Copysign(0, -1), 1, -1, 2, math.Inf(1), math.Inf(-1), -2}
 	x64 := engine.New(engine.Float64, 2, 3, 7, 8)
@@ -288,6 +296,8 @@ func TestMaxPool2DFloat32PicksLikeFloat64(t *testing.T) {
 		for _, p := range []engine.Pool2DParams{
 			engine.Pool2DSquare(2, 0, 0),
 			engine.Pool2DSquare(3, 1, 1),
+			engine.Pool2DSquare(3, 2, 0),
+			engine.Pool2DSquare(5, 1, 2),
 			{KernelH: 2, KernelW: 3, StrideH: 1, StrideW: 2, PadW: 1},
 		} {
 			os, _ := engine.Pool2DOutputShape(x64.Shape(), p)
