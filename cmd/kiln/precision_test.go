@@ -11,8 +11,9 @@ import (
 	"github.com/kiln-ml/kiln/trainer"
 )
 
-// A precision the device lacks, or a misspelt one, stops kiln train and
-// kiln bench with exit 2 and a reason, before any run directory is made.
+// A precision the device lacks, or a misspelt one, stops kiln train, kiln
+// bench and kiln tune (a precision in its space) with exit 2 and a reason,
+// before any run directory is made.
 func TestPrecisionRefusedWithAReason(t *testing.T) {
 	dir := t.TempDir()
 	run := filepath.Join(dir, "run")
@@ -20,8 +21,10 @@ func TestPrecisionRefusedWithAReason(t *testing.T) {
 		{"train", "--device", "cpu", "--precision", "tf32", "--run-dir", run},
 		{"train", "--device", "cpu", "--precision", "fp16", "--run-dir", run},
 		{"bench", "--device", "cpu", "--precision", "tf32", "--steps", "1", "--seconds", "0"},
+		{"tune", "--device", "cpu", "--param", "precision=fp32,tf32", "--epochs", "1", "--run-dir", run},
 	}
-	want := []string{"tf32 is not available on the cpu", `"fp16": want fp32, tf32 or bf16`, "tf32 is not available on the cpu"}
+	want := []string{"tf32 is not available on the cpu", `"fp16": want fp32, tf32 or bf16`, "tf32 is not available on the cpu",
+		"search space: precision tf32 is not available on the cpu"}
 	if !engine.CPUHasBF16() {
 		cases = append(cases, []string{"train", "--device", "cpu", "--precision", "bf16", "--run-dir", run})
 		want = append(want, "precision bf16 is not available")

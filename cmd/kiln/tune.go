@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -119,6 +120,9 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 	if err != nil {
 		return usageError{err}
 	}
+	if err := checkSpacePrecisions(space, base.Device); err != nil {
+		return usageError{err}
+	}
 	metric, trials := tf.metric, tf.trials
 	if metric == "" {
 		metric = "val_acc"
@@ -148,6 +152,27 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 		log.Warn().Int("trials", trials).Int("grid", n).Msg("running only the first --trials points of the grid")
 	}
 	return runTune(tu, tf.parallel, cf.c.Threads)
+}
+
+// checkSpacePrecisions refuses, before the tune starts, a precision in the
+// space that the trials' device lacks (tf32 on the CPU, bf16 without
+// AVX512_BF16): every such trial would otherwise fail on its own.
+func checkSpacePrecisions(space *tune.Space, device string) error {
+	for _, d := range space.Dims {
+		if d.Key != "precision" {
+			continue
+		}
+		dev, err := resolveDevice(device, zerolog.Nop())
+		if err != nil {
+			return err
+		}
+		for _, v := range d.Values {
+			if _, err := parsePrecision(fmt.Sprint(v), dev); err != nil {
+				return fmt.Errorf("search space: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // space is the search space of --space and the --param flags.
