@@ -16,15 +16,7 @@ import (
 // ops), over two steps (the second reuses the buffers).
 func TestBatchNormReLUFusedGivesTheSameBits(t *testing.T) {
 	for _, name := range []string{"cnn", "inception", "cbam"} {
-		spec := Spec{Channels: 3, Height: 16, Width: 16, Classes: 10, Seed: 5}
-		fused, err := Build(name, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plain, err := Build(name, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		fused, plain := buildTwice(t, name, Spec{Channels: 3, Height: 16, Width: 16, Classes: 10, Seed: 5})
 		pairs := 0
 		WalkLayers(fused, func(_ string, l Layer) {
 			if b, ok := l.(*BatchNorm2D); ok && b.relu != nil {
@@ -87,4 +79,18 @@ func stepBits(t *testing.T, m *Model, x, dout *engine.Tensor) [][]float32 {
 		}
 	})
 	return res
+}
+
+// buildTwice builds two identical models.
+func buildTwice(t *testing.T, name string, spec Spec) (*Model, *Model) {
+	t.Helper()
+	a, err := Build(name, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Build(name, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b
 }

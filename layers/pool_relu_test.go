@@ -16,15 +16,7 @@ import (
 // unlinked, over two steps, in training and in evaluation.
 func TestReLUMaxPoolFusedGivesTheSameBits(t *testing.T) {
 	for _, name := range []string{"lenet", "cnn"} {
-		spec := Spec{Channels: 3, Height: 28, Width: 28, Classes: 10, Seed: 9}
-		fused, err := Build(name, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plain, err := Build(name, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		fused, plain := buildTwice(t, name, Spec{Channels: 3, Height: 28, Width: 28, Classes: 10, Seed: 9})
 		pairs := 0
 		WalkLayers(fused, func(_ string, l Layer) {
 			if b, ok := l.(*BatchNorm2D); ok {

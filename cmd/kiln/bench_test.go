@@ -170,15 +170,7 @@ func TestBenchSuiteUsageAndCUDA(t *testing.T) {
 	// device every Kiln figure says so instead of a number.
 	out := filepath.Join(dir, "cuda")
 	mustRun(t, dir, "bench", "suite", "--quick", "--no-torch", "--device", "cuda", "--sections", "train", "--out", out, "--name", "gpu")
-	matches, _ := filepath.Glob(filepath.Join(out, "gpu-*.json"))
-	if len(matches) != 1 {
-		t.Fatalf("reports: %v", matches)
-	}
-	b, _ := os.ReadFile(matches[0])
-	var rep bench.Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, _ := suiteReport(t, out, "gpu")
 	if rep.Settings.Device != "cuda" || len(rep.Train) == 0 {
 		t.Fatalf("cuda report: %+v", rep)
 	}
@@ -204,15 +196,7 @@ func TestBenchSuitePrecisions(t *testing.T) {
 		args = append(args, "--no-torch")
 	}
 	r := mustRun(t, dir, args...)
-	matches, _ := filepath.Glob(filepath.Join(out, "p-*.json"))
-	if len(matches) != 1 {
-		t.Fatalf("reports: %v", matches)
-	}
-	b, _ := os.ReadFile(matches[0])
-	var rep bench.Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, path := suiteReport(t, out, "p")
 	if !slices.Equal(rep.Settings.Precisions, []string{"fp32", "bf16"}) {
 		t.Fatalf("settings precisions %v", rep.Settings.Precisions)
 	}
@@ -229,9 +213,24 @@ func TestBenchSuitePrecisions(t *testing.T) {
 	if want := []string{"lenet fp32", "mlp fp32", "lenet bf16", "mlp bf16"}; !slices.Equal(rows, want) {
 		t.Fatalf("training rows %v, want %v", rows, want)
 	}
-	md, _ := os.ReadFile(strings.TrimSuffix(matches[0], ".json") + ".md")
+	md, _ := os.ReadFile(strings.TrimSuffix(path, ".json") + ".md")
 	if !strings.Contains(string(md), "| precision |") || !strings.Contains(string(md), "| 8 | bf16 |") ||
 		!strings.Contains(r.stdout, "\tbf16\t") && !strings.Contains(r.stdout, " bf16 ") {
 		t.Fatalf("no precision column in the report:\n%s\n%s", md, r.stdout)
 	}
+}
+
+// suiteReport reads the one JSON report named name-* in out.
+func suiteReport(t *testing.T, out, name string) (bench.Report, string) {
+	t.Helper()
+	matches, _ := filepath.Glob(filepath.Join(out, name+"-*.json"))
+	if len(matches) != 1 {
+		t.Fatalf("reports: %v", matches)
+	}
+	b, _ := os.ReadFile(matches[0])
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep, matches[0]
 }

@@ -58,18 +58,9 @@ test of a few seconds whose numbers mean nothing.`,
 					}
 				}
 			}
-			dev := engine.CPU
-			if cfg.Device == "cuda" {
-				dev = engine.CUDA
-			}
-			for _, name := range strings.Split(precisions, ",") {
-				p, err := parsePrecision(strings.TrimSpace(name), dev)
-				if err != nil {
-					return usageError{fmt.Errorf("--precision: %w", err)}
-				}
-				if !slices.Contains(cfg.Precisions, p) {
-					cfg.Precisions = append(cfg.Precisions, p)
-				}
+			var err error
+			if cfg.Precisions, err = parsePrecisions(precisions, cfg.Device); err != nil {
+				return usageError{fmt.Errorf("--precision: %w", err)}
 			}
 			cfg.Log = logger()
 			cfg.Stdout = os.Stdout
@@ -107,4 +98,24 @@ test of a few seconds whose numbers mean nothing.`,
 	f.StringVar(&sections, "sections", "", "comma-separated subset of "+strings.Join(bench.Sections, ","))
 	f.StringVar(&precisions, "precision", "fp32", "the training section's precisions, comma-separated: fp32, tf32 (GPU), bf16")
 	return cmd
+}
+
+// parsePrecisions reads a comma-separated --precision list, refusing a
+// precision device ("cpu" or "cuda") cannot compute in.
+func parsePrecisions(list, device string) ([]engine.Precision, error) {
+	dev := engine.CPU
+	if device == "cuda" {
+		dev = engine.CUDA
+	}
+	var ps []engine.Precision
+	for _, name := range strings.Split(list, ",") {
+		p, err := parsePrecision(strings.TrimSpace(name), dev)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(ps, p) {
+			ps = append(ps, p)
+		}
+	}
+	return ps, nil
 }
