@@ -28,9 +28,9 @@ var pool struct {
 	mu      sync.Mutex // held by the one caller using the workers
 	threads int
 	work    []chan poolJob
-	claim   []atomic.Uint64 // per worker: the job's generation·2, +1 once claimed
-	gen     uint64          // bumped per parallelFor (under mu)
-	pending atomic.Int32    // claimed parts still running
+	claim   []*atomic.Uint64 // per worker, its own: the job's generation·2, +1 once claimed
+	gen     uint64           // bumped per parallelFor (under mu)
+	pending atomic.Int32     // claimed parts still running
 	once    sync.Once
 }
 
@@ -60,17 +60,10 @@ func Threads() int {
 }
 
 func startPool(n int) {
-	if len(pool.claim) < n-1 {
-		claim := make([]atomic.Uint64, n-1)
-		for i := range pool.claim {
-			claim[i].Store(pool.claim[i].Load())
-		}
-		pool.claim = claim
-	}
 	for len(pool.work) < n-1 {
-		ch := make(chan poolJob, 1)
-		pool.work = append(pool.work, ch)
-		go worker(len(pool.work)-1, ch)
+		ch, claim := make(chan poolJob, 1), new(atomic.Uint64)
+		pool.work, pool.claim = append(pool.work, ch), append(pool.claim, claim)
+		go worker(claim, ch) // the worker never reads pool's slices, which grow under mu
 	}
 	pool.threads = n
 }
@@ -80,7 +73,7 @@ func startPool(n int) {
 // of a small model's step, which come back to back.
 const workerSpin = 50 * time.Microsecond
 
-func worker(id int, ch chan poolJob) {
+func worker(claim *atomic.Uint64, ch chan poolJob) {
 	for {
 		var j poolJob
 		ok := false
@@ -108,7 +101,7 @@ func worker(id int, ch chan poolJob) {
 				}
 			}
 		}
-		if pool.claim[id].CompareAndSwap(j.gen*2, j.gen*2+1) {
+		if claim.CompareAndSwap(j.gen*2, j.gen*2+1) {
 			j.task.run(j.part, j.lo, j.hi)
 			pool.pending.Add(-1)
 		}

@@ -74,3 +74,26 @@ func TestParallelForTakesBackPartsAWorkerHasNotTaken(t *testing.T) {
 		t.Fatalf("the stale offer ran %d times", stale.runs[1])
 	}
 }
+
+// Growing the pool while a worker still holds a stale offer is safe (the
+// race detector watches): each worker claims through its own word, never
+// through the pool's slices, which SetThreads grows.
+func TestParallelForSurvivesAGrowingPool(t *testing.T) {
+	was := Threads()
+	defer SetThreads(was)
+	SetThreads(2)
+	parallelFor(2, &countTask{runs: make([]int, 2)})
+	pool.mu.Lock()
+	pool.work[0] <- poolJob{task: &countTask{runs: make([]int, 2)}, part: 1, gen: pool.gen}
+	pool.mu.Unlock()
+	SetThreads(6)
+	for call := 0; call < 20; call++ {
+		c := &countTask{runs: make([]int, 6)}
+		parallelFor(6, c)
+		for part, n := range c.runs {
+			if n != 1 {
+				t.Fatalf("call %d: part %d ran %d times", call, part, n)
+			}
+		}
+	}
+}
