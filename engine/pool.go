@@ -106,19 +106,7 @@ func poolCheck(op string, p Pool2DParams, outName string, outT *Tensor, inName s
 //
 //	out: (N, C, OH, OW)  argmax: N·C·OH·OW int32s or nil  x: (N, C, H, W)
 func MaxPool2DForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) error {
-	const op = "MaxPool2DForward"
-	g, dt, err := poolCheck(op, p, "out", out, "x", x)
-	if err != nil {
-		return err
-	}
-	if argmax != nil && len(argmax) != out.Len() {
-		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), out.Len()), "out", out, "x", x)
-	}
-	if x.device == CUDA {
-		return maxPool2DForwardCUDA(out, argmax, x, p, &g)
-	}
-	pick(dt, runPool[float32], runPool[float64])(g, poolMaxForward, out, x, nil, argmax)
-	return nil
+	return maxPoolForward("MaxPool2DForward", false, out, argmax, x, p)
 }
 
 // MaxPool2DReLUForward is ReLU then MaxPool2DForward in one pass over x:
@@ -130,18 +118,29 @@ func MaxPool2DForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) er
 //
 //	out: (N, C, OH, OW)  argmax: N·C·OH·OW int32s  x: (N, C, H, W)
 func MaxPool2DReLUForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) error {
-	const op = "MaxPool2DReLUForward"
+	return maxPoolForward("MaxPool2DReLUForward", true, out, argmax, x, p)
+}
+
+// maxPoolForward is MaxPool2DForward, and with relu MaxPool2DReLUForward
+// (argmax required, CPU only).
+func maxPoolForward(op string, relu bool, out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) error {
 	g, dt, err := poolCheck(op, p, "out", out, "x", x)
 	if err != nil {
 		return err
 	}
-	if len(argmax) != out.Len() {
+	if (argmax != nil || relu) && len(argmax) != out.Len() {
 		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), out.Len()), "out", out, "x", x)
 	}
-	if x.device == CUDA {
+	kind := poolMaxForward
+	switch {
+	case x.device == CUDA && relu:
 		return fmt.Errorf("%s: CUDA tensors (run MaxPool2DForward and ReLU): %w", op, ErrNoKernel)
+	case x.device == CUDA:
+		return maxPool2DForwardCUDA(out, argmax, x, p, &g)
+	case relu:
+		kind = poolMaxReLUForward
 	}
-	pick(dt, runPool[float32], runPool[float64])(g, poolMaxReLUForward, out, x, nil, argmax)
+	pick(dt, runPool[float32], runPool[float64])(g, kind, out, x, nil, argmax)
 	return nil
 }
 
@@ -150,22 +149,7 @@ func MaxPool2DReLUForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams
 //
 //	dx: (N, C, H, W)  dout: (N, C, OH, OW)  argmax: from MaxPool2DForward
 func MaxPool2DBackward(dx, dout *Tensor, argmax []int32, p Pool2DParams) error {
-	const op = "MaxPool2DBackward"
-	g, dt, err := poolCheck(op, p, "dout", dout, "dx", dx)
-	if err != nil {
-		return err
-	}
-	if len(argmax) != dout.Len() {
-		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), dout.Len()), "dx", dx, "dout", dout)
-	}
-	if dx.device == CUDA {
-		return maxPool2DBackwardCUDA(dx, dout, argmax, p, &g)
-	}
-	bad := pick(dt, runPool[float32], runPool[float64])(g, poolMaxBackward, dx, dout, nil, argmax)
-	if bad {
-		return shapeErr(op, "argmax holds an index outside the input plane", "dx", dx, "dout", dout)
-	}
-	return nil
+	return maxPoolBackward("MaxPool2DBackward", dx, dout, nil, argmax, p)
 }
 
 // MaxPool2DReLUBackward is the backward of MaxPool2DReLUForward, given its
@@ -175,21 +159,32 @@ func MaxPool2DBackward(dx, dout *Tensor, argmax []int32, p Pool2DParams) error {
 //
 //	dx: (N, C, H, W)  dout, out: (N, C, OH, OW)  argmax: from MaxPool2DReLUForward
 func MaxPool2DReLUBackward(dx, dout, out *Tensor, argmax []int32, p Pool2DParams) error {
-	const op = "MaxPool2DReLUBackward"
+	if out == nil {
+		return shapeErr("MaxPool2DReLUBackward", "out must be the forward's output, like dout", "dout", dout, "out", out)
+	}
+	return maxPoolBackward("MaxPool2DReLUBackward", dx, dout, out, argmax, p)
+}
+
+// maxPoolBackward is MaxPool2DBackward, and given keep (the fused forward's
+// out) MaxPool2DReLUBackward (CPU only).
+func maxPoolBackward(op string, dx, dout, keep *Tensor, argmax []int32, p Pool2DParams) error {
 	g, dt, err := poolCheck(op, p, "dout", dout, "dx", dx)
 	if err != nil {
 		return err
 	}
-	if out == nil || !sameShape(out.shape, dout.shape) || out.dtype != dt || out.device != dout.device {
-		return shapeErr(op, "out must be the forward's output, like dout", "dout", dout, "out", out)
+	if keep != nil && (!sameShape(keep.shape, dout.shape) || keep.dtype != dt || keep.device != dout.device) {
+		return shapeErr(op, "out must be the forward's output, like dout", "dout", dout, "out", keep)
 	}
 	if len(argmax) != dout.Len() {
 		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), dout.Len()), "dx", dx, "dout", dout)
 	}
-	if dx.device == CUDA {
+	switch {
+	case dx.device == CUDA && keep != nil:
 		return fmt.Errorf("%s: CUDA tensors (run ReLU's and MaxPool2D's backward): %w", op, ErrNoKernel)
+	case dx.device == CUDA:
+		return maxPool2DBackwardCUDA(dx, dout, argmax, p, &g)
 	}
-	if pick(dt, runPool[float32], runPool[float64])(g, poolMaxBackward, dx, dout, out, argmax) {
+	if pick(dt, runPool[float32], runPool[float64])(g, poolMaxBackward, dx, dout, keep, argmax) {
 		return shapeErr(op, "argmax holds an index outside the input plane", "dx", dx, "dout", dout)
 	}
 	return nil
@@ -350,7 +345,7 @@ func (t *poolTask[T]) run(part, lo, hi int) {
 		rows = t.rows[part*n : (part+1)*n]
 	}
 	forward := t.kind == poolMaxForward || t.kind == poolMaxReLUForward
-	inC := haveMaxPool2x2C && !isFloat64[T]() && (forward || g.pairs && t.kind == poolMaxBackward)
+	inC := haveMaxPoolC && !isFloat64[T]() && (forward || g.pairs && t.kind == poolMaxBackward)
 	for pl := lo; pl < hi; pl++ {
 		if inC {
 			if pl += t.runC(pl, hi, rows); pl == hi {
@@ -433,7 +428,8 @@ func (t *poolTask[T]) plane(pl int, rows []int64) {
 func maxPlaneAny[T Float](out []T, am []int32, x []T, rows []int64, g *poolGeom, relu bool) {
 	if !isFloat64[T]() {
 		o32, x32 := asF32(out), asF32(x)
-		if g.pairs && maxPlane2x2Float32(o32, am, x32, g) || !g.pairs && maxPlaneFloat32(o32, am, x32, rows, g) {
+		// With C these would only find the NaN that sent the plane here.
+		if !haveMaxPoolC && (g.pairs && maxPlane2x2Float32(o32, am, x32, g) || !g.pairs && maxPlaneFloat32(o32, am, x32, rows, g)) {
 			reluPlane(out, relu)
 			return
 		}

@@ -250,10 +250,9 @@ static inline float pick_if(int c, float v) {
 }
 
 static int back_row_scalar(float *restrict r0, float *restrict r1, const float *restrict g,
-                           const float *restrict keep, const int32_t *restrict am, int32_t rowbase, int w, int j,
-                           int ow) {
+                           const float *restrict keep, const int32_t *restrict am, int32_t rowbase, int w, int ow) {
 	int bad = 0;
-	for (; j < ow; j++) {
+	for (int j = 0; j < ow; j++) {
 		const int32_t pos = am[j] - (rowbase + 2 * j);
 		float v = 0.0f + g[j];
 		if (keep) v = pick_if(keep[j] > 0.0f, v);
@@ -273,7 +272,7 @@ __attribute__((target("avx2"))) static int back_row_avx2(float *restrict r0, flo
                                                           const float *restrict g, const float *restrict keep,
                                                           const int32_t *restrict am, int32_t rowbase, int w,
                                                           int ow) {
-	if (ow < 8) return back_row_scalar(r0, r1, g, keep, am, rowbase, w, 0, ow);
+	if (ow < 8) return back_row_scalar(r0, r1, g, keep, am, rowbase, w, ow);
 	const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
 	const __m256i one = _mm256_set1_epi32(1), wv = _mm256_set1_epi32(w), w1 = _mm256_set1_epi32(w + 1);
 	__m256 none = _mm256_setzero_ps();
@@ -353,7 +352,7 @@ static int back_plane(float *restrict dx, const float *restrict dout, const floa
 		else if (avx2)
 			miss |= back_row_avx2(r0, r0 + w, dout + i * ow, k, am + i * ow, 2 * i * w, w, ow);
 		else
-			miss |= back_row_scalar(r0, r0 + w, dout + i * ow, k, am + i * ow, 2 * i * w, w, 0, ow);
+			miss |= back_row_scalar(r0, r0 + w, dout + i * ow, k, am + i * ow, 2 * i * w, w, ow);
 		for (int j = 2 * ow; j < w; j++) r0[j] = r0[w + j] = 0.0f;
 	}
 	for (int r = 2 * oh; r < h; r++)

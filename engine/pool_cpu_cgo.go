@@ -43,7 +43,9 @@ func maxPool2x2BackwardC(dx, dout, keep []float32, am []int32, g *poolGeom, plan
 		C.int(g.w), C.int(g.h), C.int(g.oh), C.int(g.ow), C.int(planes)))
 }
 
-const haveMaxPool2x2C = true
+// haveMaxPoolC says the float32 max pools run in pool_cpu.c (the Go
+// branch-free loops are the fallback without cgo).
+const haveMaxPoolC = true
 
 // maxPoolC runs pool_cpu.c's general max pool (any window; then ReLU, with
 // relu) over planes consecutive planes, with work (H·W + (H+1)·OW int64s),
