@@ -10,4 +10,5 @@ KILN_EMU_KERNEL(fill_f32);
 KILN_EMU_KERNEL(add_f32);
 KILN_EMU_KERNEL(scale_f32);
 KILN_EMU_KERNEL(axpy_f32);
+KILN_EMU_KERNEL(round_bf16_f32);
 KILN_EMU_KERNEL(sum_squares_f32);

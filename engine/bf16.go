@@ -140,3 +140,31 @@ func (t *bf16GemmTask) run(_, lo, hi int) {
 	}
 	sgemmBF16C(t.transA, t.transB, t.m, j1-j0, t.k, t.alpha, t.a, t.lda, b, t.ldb, t.beta, t.c[j0:], t.ldc)
 }
+
+// RoundBF16 writes each element of x rounded to bfloat16 (ToBF16's rule) and
+// widened back into out, which may be x: the rounding every bf16 product
+// applies to its inputs, the same bits on the CPU, the GPU and the emulator.
+func RoundBF16(out, x *Tensor) error {
+	const op = "RoundBF16"
+	dev, dt, err := agreeDev(op, out, x)
+	if err != nil {
+		return err
+	}
+	if out.Len() != x.Len() {
+		return shapeErr(op, "element counts differ", "out", out, "x", x)
+	}
+	if dev == CUDA {
+		return roundBF16CUDA(out, x)
+	}
+	if dt == Float32 {
+		xs, os := x.f32, out.f32
+		for i, v := range xs {
+			os[i] = ToBF16(v).Float32()
+		}
+		return nil
+	}
+	for i, v := range x.f64 {
+		out.f64[i] = float64(ToBF16(float32(v)).Float32())
+	}
+	return nil
+}

@@ -24,11 +24,14 @@ import (
 // gemmKernels).
 var (
 	kConvForward = gemmKernels{kern.conv2d_forward_64x64_f32, kern.conv2d_forward_128x128_f32,
-		kern.conv2d_forward_64x64_tf32, kern.conv2d_forward_128x128_tf32}
+		kern.conv2d_forward_64x64_tf32, kern.conv2d_forward_128x128_tf32,
+		kern.conv2d_forward_64x64_bf16, kern.conv2d_forward_128x128_bf16}
 	kConvInputGrad = gemmKernels{kern.conv2d_input_grad_64x64_f32, kern.conv2d_input_grad_128x128_f32,
-		kern.conv2d_input_grad_64x64_tf32, kern.conv2d_input_grad_128x128_tf32}
+		kern.conv2d_input_grad_64x64_tf32, kern.conv2d_input_grad_128x128_tf32,
+		kern.conv2d_input_grad_64x64_bf16, kern.conv2d_input_grad_128x128_bf16}
 	kConvWeightGrad = gemmKernels{kern.conv2d_weight_grad_64x64_f32, kern.conv2d_weight_grad_128x128_f32,
-		kern.conv2d_weight_grad_64x64_tf32, kern.conv2d_weight_grad_128x128_tf32}
+		kern.conv2d_weight_grad_64x64_tf32, kern.conv2d_weight_grad_128x128_tf32,
+		kern.conv2d_weight_grad_64x64_bf16, kern.conv2d_weight_grad_128x128_bf16}
 )
 
 // convIndexable reports an error when a tensor is too large for the
@@ -57,7 +60,7 @@ func conv2DForwardCUDA(g *convGeom, params Conv2DParams, out, x, w, b *Tensor) e
 		if g.n == 0 {
 			return nil
 		}
-		p, err := planGemm(kConvForward, g.mg, g.n*g.p, g.kg, g.groups, false, w.prec == TF32)
+		p, err := planGemm(kConvForward, g.mg, g.n*g.p, g.kg, g.groups, false, w.prec)
 		if err != nil {
 			return err
 		}
@@ -85,7 +88,7 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 			}
 		}
 		if dx != nil {
-			p, err := planGemm(kConvInputGrad, g.cg, g.n*g.inPlane, g.mg*g.kh*g.kw, g.groups, false, w.prec == TF32)
+			p, err := planGemm(kConvInputGrad, g.cg, g.n*g.inPlane, g.mg*g.kh*g.kw, g.groups, false, w.prec)
 			if err != nil {
 				return err
 			}
@@ -97,7 +100,7 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 		}
 		if dw != nil {
 			m, n := g.mg, g.kg
-			p, err := planGemm(kConvWeightGrad, m, n, g.n*g.p, g.groups, true, w.prec == TF32)
+			p, err := planGemm(kConvWeightGrad, m, n, g.n*g.p, g.groups, true, w.prec)
 			if err != nil {
 				return err
 			}

@@ -47,38 +47,37 @@ func newConvRun(t *testing.T, rng *rand.Rand, c convCase) *convRun {
 	return r
 }
 
-func convKernel(pass string, tile int, tf32 bool) string {
-	dt := "f32"
-	if tf32 {
-		dt = "tf32"
-	}
+// convKernel names a pass's kernel; dt is f32, tf32 or bf16.
+func convKernel(pass string, tile int, dt string) string {
 	return fmt.Sprintf("conv2d_%s_%dx%d_%s", pass, tile, tile, dt)
 }
 
-// check compares the GPU results with the CPU ones. scale multiplies the
-// fp32 tolerances (2 after two backward passes: the sums doubled).
-func (r *convRun) check(t *testing.T, name string, tile int, splits bool, tf32 bool, fwd, bwd bool) {
+// check compares the GPU results, computed by the kernels of lp (nil:
+// fp32), with the CPU's fp32 ones: at lp's tolerance, or twice fp32's (after
+// two backward passes the sums doubled).
+func (r *convRun) check(t *testing.T, name string, tile int, splits bool, lp *lowPrecision, fwd, bwd bool) {
 	t.Helper()
+	dt := "f32"
 	tol := func(k int) (float64, float64) {
-		if tf32 {
-			return tf32Tol(k)
-		}
 		a, rt := gemmTol(k)
 		return 2 * a, rt
 	}
+	if lp != nil {
+		dt, tol = lp.dt, lp.tol
+	}
 	if fwd {
 		a, rt := tol(r.kFwd + 1)
-		checkKernels(t, []string{convKernel("forward", tile, tf32)}, name+" out", r.gout, r.out, a, rt)
+		checkKernels(t, []string{convKernel("forward", tile, dt)}, name+" out", r.gout, r.out, a, rt)
 	}
 	if !bwd {
 		return
 	}
 	if r.gdx != nil {
 		a, rt := tol(r.kDgrad)
-		checkKernels(t, []string{convKernel("input_grad", tile, tf32)}, name+" dx", r.gdx, r.dx, a, rt)
+		checkKernels(t, []string{convKernel("input_grad", tile, dt)}, name+" dx", r.gdx, r.dx, a, rt)
 	}
 	if r.gdw != nil {
-		ks := []string{convKernel("weight_grad", tile, tf32)}
+		ks := []string{convKernel("weight_grad", tile, dt)}
 		if splits {
 			ks = append(ks, "gemm_splitk_reduce_f32")
 		}
@@ -121,7 +120,7 @@ func TestCUDAConv2D(t *testing.T) {
 			r.backward(t)
 			steps := (r.kWgrad + 7) / 8
 			split := plan.splits > 1 && steps > 1
-			r.check(t, fmt.Sprintf("%s tile %d", c.name, plan.tile), plan.tile, split, false, true, true)
+			r.check(t, fmt.Sprintf("%s tile %d", c.name, plan.tile), plan.tile, split, nil, true, true)
 		}
 		restore()
 	}
@@ -147,7 +146,7 @@ func TestCUDAConv2DPartialGradients(t *testing.T) {
 		opsMust(t, engine.Conv2DBackward(dx, dw, db, r.dout, r.x, r.w, c.p))
 		opsMust(t, engine.Conv2DBackward(gdx, gdw, gdb, r.gdout, r.gx, r.gw, c.p))
 		r.gdx, r.gdw, r.gdb = gdx, gdw, gdb
-		r.check(t, c.name+" only "+which, 64, false, false, false, true)
+		r.check(t, c.name+" only "+which, 64, false, nil, false, true)
 	}
 }
 
@@ -160,6 +159,20 @@ func TestCUDAConv2DTF32(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(true)
 	defer engine.SetCUDATF32(false)
+	checkConvLowPrecision(t, tf32Setting, func(*engine.Tensor) {})
+}
+
+// bf16 convolutions (the weight's --precision bf16): the same checks with
+// inputs rounded to bf16.
+func TestCUDAConv2DBF16(t *testing.T) {
+	cudaOrSkip(t)
+	checkConvLowPrecision(t, bf16Setting, func(w *engine.Tensor) { w.SetPrecision(engine.BF16) })
+}
+
+// checkConvLowPrecision runs cases with stride 2 and padding, groups,
+// dilation and a strided 1×1 on both tiles, with prepare applied to the GPU
+// weight, against the float64 CPU op on rounded inputs and the fp32 CPU op.
+func checkConvLowPrecision(t *testing.T, lp lowPrecision, prepare func(w *engine.Tensor)) {
 	for _, tc := range []struct{ tile, i int }{
 		{64, 1}, {64, 4}, {128, 3}, {128, 9}, // stride2-pad1, groups2, dilation2, 1x1-stride2
 	} {
@@ -167,14 +180,15 @@ func TestCUDAConv2DTF32(t *testing.T) {
 		c := convCases[tc.i]
 		rng := rand.New(rand.NewPCG(23, uint64(tc.i)))
 		r := newConvRun(t, rng, c)
+		prepare(r.gw)
 		dw0 := r.dw.As(engine.Float64)
 		r.forward(t)
 		r.backward(t)
 		restore()
-		name := fmt.Sprintf("%s tf32 tile %d", c.name, tc.tile)
-		r.check(t, name, tc.tile, false, true, true, true)
+		name := fmt.Sprintf("%s %s tile %d", c.name, lp.dt, tc.tile)
+		r.check(t, name, tc.tile, false, &lp, true, true)
 
-		xr, wr, doutr := tf32Copy(r.x), tf32Copy(r.w), tf32Copy(r.dout)
+		xr, wr, doutr := roundedCopy(r.x, lp.round), roundedCopy(r.w, lp.round), roundedCopy(r.dout, lp.round)
 		var b64 *engine.Tensor
 		if r.b != nil {
 			b64 = r.b.As(engine.Float64)
@@ -189,7 +203,7 @@ func TestCUDAConv2DTF32(t *testing.T) {
 			got, want *engine.Tensor
 		}{{"forward", r.kFwd + 1, r.gout, out}, {"input_grad", r.kDgrad, r.gdx, dx}, {"weight_grad", r.kWgrad + 1, r.gdw, dw0}} {
 			atol, rtol := gemmTol(z.k)
-			checkKernels(t, []string{convKernel(z.pass, tc.tile, true)}, name+" "+z.pass+" vs rounded float64",
+			checkKernels(t, []string{convKernel(z.pass, tc.tile, lp.dt)}, name+" "+z.pass+" vs rounded float64",
 				z.got, z.want.As(engine.Float32), atol, rtol)
 		}
 	}

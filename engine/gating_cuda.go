@@ -38,6 +38,16 @@ func sguMixGrid(n, t, d int) cuda.Dim3 {
 
 var sguBlock = cuda.Dim3{X: 16, Y: 16, Z: 1}
 
+// sguKernel picks a token product's kernel by the precision of the token
+// weight w: bf16 rounds both operands (checked by the caller); fp32 and TF32
+// run in fp32 (the SGU has no TF32 kernel).
+func sguKernel(w *Tensor, fp32, bf16 *cuda.Kernel) *cuda.Kernel {
+	if w.prec == BF16 {
+		return bf16
+	}
+	return fp32
+}
+
 func spatialGatingForwardCUDA(out *Tensor, saved *SpatialGatingSaved, z, gamma, beta, w, b *Tensor, eps float64) error {
 	n, t, d := z.shape[0], z.shape[1], z.shape[2]/2
 	return runCUDA("SpatialGatingForward", func() error {
@@ -53,7 +63,8 @@ func spatialGatingForwardCUDA(out *Tensor, saved *SpatialGatingSaved, z, gamma, 
 		var a cuda.Args
 		a.Ptr(saved.Mixed.dptr()).Ptr(out.dptr()).Ptr(w.dptr()).Ptr(saved.Norm.dptr()).Ptr(optPtr(b)).Ptr(z.dptr()).
 			Int(n).Int(t).Int(d)
-		return cuda.Launch(kern.sgu_mix_forward_f32, sguMixGrid(n, t, d), sguBlock, 0, &a)
+		return cuda.Launch(sguKernel(w, kern.sgu_mix_forward_f32, kern.sgu_mix_forward_bf16), sguMixGrid(n, t, d),
+			sguBlock, 0, &a)
 	}, func(host hostCopy) error {
 		return SpatialGatingForward(host(out), saved.onHost(host), host(z), host(gamma), host(beta), host(w), host(b), eps)
 	}, append([]*Tensor{out, z, gamma, beta, w, b}, saved.tensors()...)...)
@@ -104,7 +115,8 @@ func spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved
 			var g cuda.Args
 			g.Ptr(partial).Ptr(dvm).Ptr(saved.Norm.dptr()).Int(n).Int(t).Int(d).Int(perChunk)
 			grid := cuda.Dim3{X: uint32(tiles), Y: uint32(tiles), Z: uint32(chunks)}
-			if err := cuda.Launch(kern.sgu_weight_grad_f32, grid, sguBlock, 0, &g); err != nil {
+			k := sguKernel(w, kern.sgu_weight_grad_f32, kern.sgu_weight_grad_bf16)
+			if err := cuda.Launch(k, grid, sguBlock, 0, &g); err != nil {
 				return err
 			}
 			if err := addPartials(dw.dptr(), partial, chunks, t*t, t*t); err != nil {
@@ -118,7 +130,8 @@ func spatialGatingBackwardCUDA(dz, dgamma, dbeta, dw, db, dout, z *Tensor, saved
 		}
 		var m cuda.Args
 		m.Ptr(dvn).Ptr(w.dptr()).Ptr(dvm).Int(n).Int(t).Int(d)
-		if err := cuda.Launch(kern.sgu_mix_backward_f32, sguMixGrid(n, t, d), sguBlock, 0, &m); err != nil {
+		k := sguKernel(w, kern.sgu_mix_backward_f32, kern.sgu_mix_backward_bf16)
+		if err := cuda.Launch(k, sguMixGrid(n, t, d), sguBlock, 0, &m); err != nil {
 			return err
 		}
 		var dv cuda.Ptr

@@ -114,3 +114,68 @@ func TestCUDACheckSwitchGating(t *testing.T) {
 		t.Fatal("SpatialGatingForward mixed CPU saved tensors with CUDA inputs")
 	}
 }
+
+// The token products in bf16 (the token weight's --precision bf16): mixed
+// and the weight gradient against float64 sums of the bf16-rounded
+// operands the kernels read (the GPU's own normalised v, and dvm = dout ⊙ u,
+// one float32 product), to fp32 summation error; dz, through the layer
+// norm's backward pass, against the fp32 CPU op to bf16 precision.
+func TestCUDAGatingBF16(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(53, 54))
+	for _, c := range [][3]int{{2, 5, 3}, {3, 33, 40}} {
+		n, tk, d := c[0], c[1], c[2]
+		cpu := sguTensors{z: randTensor(rng, engine.Float32, n, tk, 2*d), w: randTensor(rng, engine.Float32, tk, tk),
+			b: randTensor(rng, engine.Float32, tk)}
+		gpu := cpu.dev(t)
+		gpu.w.SetPrecision(engine.BF16)
+		var saved, dsaved engine.SpatialGatingSaved
+		saved.Ensure(engine.Float32, n, tk, d)
+		opsMust(t, dsaved.EnsureOn(gpu.z, n, tk, d))
+		out := engine.New(engine.Float32, n, tk, d)
+		dout := dev(t, out)
+		opsMust(t, engine.SpatialGatingForward(out, &saved, cpu.z, nil, nil, cpu.w, cpu.b, 1e-5))
+		opsMust(t, engine.SpatialGatingForward(dout, &dsaved, gpu.z, nil, nil, gpu.w, gpu.b, 1e-5))
+
+		g, dg := devRand(t, rng, n, tk, d)
+		dz, pw := engine.New(engine.Float32, n, tk, 2*d), engine.New(engine.Float32, tk, tk)
+		ddz, dpw := dev(t, dz), dev(t, pw)
+		opsMust(t, engine.SpatialGatingBackward(dz, nil, nil, pw, nil, g, cpu.z, &saved, nil, cpu.w))
+		opsMust(t, engine.SpatialGatingBackward(ddz, nil, nil, dpw, nil, dg, gpu.z, &dsaved, nil, gpu.w))
+
+		vn, z, gv := toHost(t, dsaved.Norm).Values(), cpu.z.Values(), g.Values()
+		w, b := cpu.w.Values(), cpu.b.Values()
+		mixed, dw := engine.New(engine.Float32, n, tk, d), engine.New(engine.Float32, tk, tk)
+		dvm := make([]float64, n*tk*d)
+		for s := range n {
+			for t1 := range tk {
+				for j := range d {
+					sum := b[t1]
+					for k := range tk {
+						sum += roundBF16(w[t1*tk+k]) * roundBF16(vn[(s*tk+k)*d+j])
+					}
+					mixed.SetAt((s*tk+t1)*d+j, sum)
+					dvm[(s*tk+t1)*d+j] = float64(float32(gv[(s*tk+t1)*d+j]) * float32(z[(s*tk+t1)*2*d+j]))
+				}
+			}
+		}
+		for t1 := range tk {
+			for t2 := range tk {
+				sum := 0.0
+				for s := range n {
+					for j := range d {
+						sum += roundBF16(dvm[(s*tk+t1)*d+j]) * roundBF16(vn[(s*tk+t2)*d+j])
+					}
+				}
+				dw.SetAt(t1*tk+t2, sum)
+			}
+		}
+		checkKernels(t, []string{"sgu_mix_forward_bf16"}, "SpatialGatingForward bf16 mixed vs rounded float64",
+			dsaved.Mixed, mixed, sguAtol, sguRtol)
+		checkKernels(t, []string{"sgu_weight_grad_bf16", "norm_partials_add_f32"},
+			"SpatialGatingBackward bf16 dw vs rounded float64", dpw, dw, sguAtol, sguRtol)
+		atol, rtol := bf16Tol(tk)
+		checkKernels(t, []string{"sgu_mix_backward_bf16", "layernorm_backward_dx_f32"},
+			"SpatialGatingBackward bf16 dz vs fp32 CPU", ddz, dz, atol, rtol)
+	}
+}

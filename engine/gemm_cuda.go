@@ -19,26 +19,35 @@ import (
 // adds up in order. The plan depends only on the shapes, never on the GPU
 // model or timing, so a result is the same on every run and every card.
 //
-// TF32: with KILN_TF32=1 (or SetCUDATF32(true)) every product uses the TF32
+// Precision, per weight (Tensor.SetPrecision): TF32 and bf16 products run
+// the tensor-core kernels of their tile (sm_80+: mma.sync m16n8k8, with a
+// portable twin for the emulator and older GPUs); bf16 rounds each input to
+// 8 significant bits and sums in fp32, as autocast does.
+//
+// TF32: with KILN_TF32=1 (or SetCUDATF32(true)) every fp32 product uses the TF32
 // tensor-core kernels of its tile (sm_80+: mma.sync m16n8k8),
 // several times the fp32 rate, with inputs rounded to 10 mantissa bits (about
 // 1e-3 relative error per product, as PyTorch's allow_tf32). Off by default:
 // fp32 is what the CPU reference and the gradient checks agree with (the
 // KILN_CUDA_CHECK comparison, 1e-3, can flag TF32 on long reductions).
 
-// gemmKernels are one op's kernels: fp32 and tf32 on the 64×64 and 128×128
-// tiles.
-type gemmKernels struct{ k64, k128, tf64, tf128 *cuda.Kernel }
+// gemmKernels are one op's kernels: fp32, tf32 and bf16 on the 64×64 and
+// 128×128 tiles.
+type gemmKernels struct{ k64, k128, tf64, tf128, bf64, bf128 *cuda.Kernel }
 
 // kGemm[transA][transB]
 var kGemm = [2][2]gemmKernels{
 	{
-		{kern.gemm_nn_64x64_f32, kern.gemm_nn_128x128_f32, kern.gemm_nn_64x64_tf32, kern.gemm_nn_128x128_tf32},
-		{kern.gemm_nt_64x64_f32, kern.gemm_nt_128x128_f32, kern.gemm_nt_64x64_tf32, kern.gemm_nt_128x128_tf32},
+		{kern.gemm_nn_64x64_f32, kern.gemm_nn_128x128_f32, kern.gemm_nn_64x64_tf32, kern.gemm_nn_128x128_tf32,
+			kern.gemm_nn_64x64_bf16, kern.gemm_nn_128x128_bf16},
+		{kern.gemm_nt_64x64_f32, kern.gemm_nt_128x128_f32, kern.gemm_nt_64x64_tf32, kern.gemm_nt_128x128_tf32,
+			kern.gemm_nt_64x64_bf16, kern.gemm_nt_128x128_bf16},
 	},
 	{
-		{kern.gemm_tn_64x64_f32, kern.gemm_tn_128x128_f32, kern.gemm_tn_64x64_tf32, kern.gemm_tn_128x128_tf32},
-		{kern.gemm_tt_64x64_f32, kern.gemm_tt_128x128_f32, kern.gemm_tt_64x64_tf32, kern.gemm_tt_128x128_tf32},
+		{kern.gemm_tn_64x64_f32, kern.gemm_tn_128x128_f32, kern.gemm_tn_64x64_tf32, kern.gemm_tn_128x128_tf32,
+			kern.gemm_tn_64x64_bf16, kern.gemm_tn_128x128_bf16},
+		{kern.gemm_tt_64x64_f32, kern.gemm_tt_128x128_f32, kern.gemm_tt_64x64_tf32, kern.gemm_tt_128x128_tf32,
+			kern.gemm_tt_64x64_bf16, kern.gemm_tt_128x128_bf16},
 	},
 }
 
@@ -82,22 +91,18 @@ type gemmPlan struct {
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // planGemm picks the tile and the split for an m×n×k product repeated over
-// batch groups; split says whether the op can take a split-K workspace.
-func planGemm(ks gemmKernels, m, n, k, batch int, split, tf32 bool) (gemmPlan, error) {
-	p := gemmPlan{k: ks.k64, tile: 64, splits: 1}
-	tf32 = tf32 || cudaTF32
+// batch groups, in precision prec (FP32 becomes TF32 under KILN_TF32); split
+// says whether the op can take a split-K workspace.
+func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (gemmPlan, error) {
+	p := gemmPlan{tile: 64, splits: 1}
 	big := m >= 128 && n >= 128 && ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= gemmTargetBlocks/2
 	if gemmForceTile != 0 {
 		big = gemmForceTile == 128
 	}
-	switch {
-	case big && tf32:
-		p.k, p.tile = ks.tf128, 128
-	case big:
-		p.k, p.tile = ks.k128, 128
-	case tf32:
-		p.k = ks.tf64
+	if big {
+		p.tile = 128
 	}
+	p.k = ks.pick(big, prec)
 	blocks := ceilDiv(m, p.tile) * ceilDiv(n, p.tile) * batch
 	steps := ceilDiv(k, gemmBK)
 	if split && steps > 1 {
@@ -124,6 +129,15 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split, tf32 bool) (gemmPlan, e
 	return p, nil
 }
 
+// pick is the kernel of a tile size and precision.
+func (ks gemmKernels) pick(big bool, prec Precision) *cuda.Kernel {
+	if prec == FP32 && cudaTF32 {
+		prec = TF32
+	}
+	k := [3][2]*cuda.Kernel{FP32: {ks.k64, ks.k128}, TF32: {ks.tf64, ks.tf128}, BF16: {ks.bf64, ks.bf128}}
+	return k[prec][b2i(big)]
+}
+
 // workspace allocates a plan's split-K buffer (none for one split).
 func (p gemmPlan) workspace(batch, m, n int) (cuda.Ptr, int64, error) {
 	if p.splits <= 1 {
@@ -146,13 +160,13 @@ func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, split
 // same conventions as gemm: row-major, op(A) m×k, op(B) k×n, beta == 0
 // overwrites C without reading it. The launches are queued; the caller's
 // buffers must stay alive until the stream reaches them (as every op's do).
-func gemmCUDA(tf32, transA, transB bool, m, n, k, batch int, alpha float32, a cuda.Ptr, lda int, sa int64,
+func gemmCUDA(prec Precision, transA, transB bool, m, n, k, batch int, alpha float32, a cuda.Ptr, lda int, sa int64,
 	b cuda.Ptr, ldb int, sb int64, beta float32, c cuda.Ptr, ldc int, sc int64) error {
 	if m == 0 || n == 0 || batch == 0 {
 		return nil
 	}
 	ks := kGemm[b2i(transA)][b2i(transB)]
-	p, err := planGemm(ks, m, n, k, batch, true, tf32)
+	p, err := planGemm(ks, m, n, k, batch, true, prec)
 	if err != nil {
 		return err
 	}

@@ -28,16 +28,13 @@ type gemmCase struct {
 // a thread switch per thread per k-step.
 var gemmCases = []gemmCase{{1, 1, 1}, {17, 33, 5}, {33, 17, 20}, {65, 3, 17}, {130, 66, 9}, {3, 5, 300}}
 
-func gemmKernelName(ta, tb bool, tile int, tf32 bool) string {
+// gemmKernelName names a product's kernel; dt is f32, tf32 or bf16.
+func gemmKernelName(ta, tb bool, tile int, dt string) string {
 	t := func(v bool) string {
 		if v {
 			return "t"
 		}
 		return "n"
-	}
-	dt := "f32"
-	if tf32 {
-		dt = "tf32"
 	}
 	return fmt.Sprintf("gemm_%s%s_%dx%d_%s", t(ta), t(tb), tile, tile, dt)
 }
@@ -82,7 +79,7 @@ func TestCUDAGemm(t *testing.T) {
 		restore := engine.SetGemmPlanForTest(tile, 0)
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
-				kernels := []string{gemmKernelName(ta, tb, tile, false)}
+				kernels := []string{gemmKernelName(ta, tb, tile, "f32")}
 				for _, c := range gemmCases {
 					name := fmt.Sprintf("%s %dx%dx%d", kernels[0], c.m, c.n, c.k)
 					atol, rtol := gemmTol(c.k)
@@ -173,14 +170,41 @@ func roundTF32(v float64) float64 {
 	return float64(math.Float32frombits(u))
 }
 
-func tf32Copy(x *engine.Tensor) *engine.Tensor {
+func tf32Copy(x *engine.Tensor) *engine.Tensor { return roundedCopy(x, roundTF32) }
+
+// bf16Tol is the bf16-against-fp32 tolerance, as tf32Tol's: each input keeps
+// 8 significant bits (relative error ≤ 2^-9).
+func bf16Tol(k int) (atol, rtol float64) {
+	return 8e-3 * (1 + math.Sqrt(float64(k))), 8e-3
+}
+
+// roundBF16 is engine.ToBF16, widened.
+func roundBF16(v float64) float64 { return float64(engine.ToBF16(float32(v)).Float32()) }
+
+func bf16Copy(x *engine.Tensor) *engine.Tensor { return roundedCopy(x, roundBF16) }
+
+// roundedCopy is x with round applied to each element, in float64.
+func roundedCopy(x *engine.Tensor, round func(float64) float64) *engine.Tensor {
 	v := x.Values()
 	y := engine.New(engine.Float64, x.Shape()...)
 	for i, e := range v {
-		y.SetAt(i, roundTF32(e))
+		y.SetAt(i, round(e))
 	}
 	return y
 }
+
+// lowPrecision is a tensor-core precision's test setting: its kernels'
+// suffix, its rounding of the inputs and its tolerance against fp32.
+type lowPrecision struct {
+	dt    string
+	round func(float64) float64
+	tol   func(k int) (atol, rtol float64)
+}
+
+var (
+	tf32Setting = lowPrecision{"tf32", roundTF32, tf32Tol}
+	bf16Setting = lowPrecision{"bf16", roundBF16, bf16Tol}
+)
 
 // TF32 kernels: exact products of TF32-rounded inputs summed in fp32, so they
 // match a float64 product of the rounded inputs to fp32 summation error
@@ -191,7 +215,18 @@ func TestCUDAGemmTF32(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(true)
 	defer engine.SetCUDATF32(false)
-	rng := rand.New(rand.NewPCG(11, 12))
+	checkGemmLowPrecision(t, tf32Setting, rand.New(rand.NewPCG(11, 12)))
+}
+
+// bf16 kernels (a weight's --precision bf16): the same checks with inputs
+// rounded to bf16 (engine.ToBF16's rule, which kiln_to_bf16 follows).
+func TestCUDAGemmBF16(t *testing.T) {
+	cudaOrSkip(t)
+	defer engine.SetGemmPrecisionForTest(engine.BF16)()
+	checkGemmLowPrecision(t, bf16Setting, rand.New(rand.NewPCG(15, 16)))
+}
+
+func checkGemmLowPrecision(t *testing.T, lp lowPrecision, rng *rand.Rand) {
 	for _, tile := range []int{64, 128} {
 		restore := engine.SetGemmPlanForTest(tile, 0)
 		defer restore()
@@ -201,14 +236,14 @@ func TestCUDAGemmTF32(t *testing.T) {
 					if tile == 64 && ci != 2-ti {
 						continue // the 64 tile: one shape per transpose pair
 					}
-					k := []string{gemmKernelName(ta, tb, tile, true)}
+					k := []string{gemmKernelName(ta, tb, tile, lp.dt)}
 					name := fmt.Sprintf("%s %dx%dx%d", k[0], c.m, c.n, c.k)
 					o := newGemmOperands(t, rng, ta, tb, c.m, c.n, c.k, 1)
 					c0 := o.c.Clone()
 					o.run(t, ta, tb, c.m, c.n, c.k, 1, 1, 1)
 					// float64 reference on the rounded inputs.
 					ref := c0.As(engine.Float64)
-					ra, rb := tf32Copy(o.a), tf32Copy(o.b)
+					ra, rb := roundedCopy(o.a, lp.round), roundedCopy(o.b, lp.round)
 					for i := 0; i < c.m; i++ {
 						for j := 0; j < c.n; j++ {
 							s := 0.0
@@ -231,7 +266,7 @@ func TestCUDAGemmTF32(t *testing.T) {
 					}
 					atol, rtol := gemmTol(c.k)
 					checkKernels(t, k, name+" vs rounded float64", o.dc, ref.As(engine.Float32), atol, rtol)
-					atol, rtol = tf32Tol(c.k)
+					atol, rtol = lp.tol(c.k)
 					checkKernels(t, k, name+" vs fp32 CPU", o.dc, o.c, atol, rtol)
 				}
 			}
@@ -239,29 +274,41 @@ func TestCUDAGemmTF32(t *testing.T) {
 	}
 }
 
-// On a real GPU: the tensor-core TF32 kernel against the fp32 kernel on a
-// product large enough to take the 128 tile by itself. The emulator already
-// checks the portable twin (TestCUDAGemmTF32); this checks mma.sync and
-// cvt.rna on the card, and that TF32 is really in use (results not
-// identical to fp32).
-func TestCUDAGemmTF32TensorCores(t *testing.T) {
+// On a real GPU: the tensor-core TF32 and bf16 kernels against the fp32
+// kernel on a product large enough to take the 128 tile by itself. The
+// emulator already checks the portable twins (TestCUDAGemmTF32, …BF16);
+// this checks mma.sync, its fragment layouts and the rounding on the card,
+// and that the tensor cores are really in use (results not identical to
+// fp32).
+func TestCUDAGemmTensorCores(t *testing.T) {
 	cudaOrSkip(t)
 	if cuda.Device().Backend != "cuda" {
-		t.Skip("skipped: needs a real GPU (sm_80+); the emulator runs the portable twin in TestCUDAGemmTF32")
+		t.Skip("skipped: needs a real GPU (sm_80+); the emulator runs the portable twins in TestCUDAGemmTF32 and TestCUDAGemmBF16")
 	}
+	checkTensorCores(t, tf32Setting, engine.SetCUDATF32)
+	checkTensorCores(t, bf16Setting, func(on bool) {
+		if on {
+			engine.SetGemmPrecisionForTest(engine.BF16)
+		} else {
+			engine.SetGemmPrecisionForTest(engine.FP32)
+		}
+	})
+}
+
+func checkTensorCores(t *testing.T, lp lowPrecision, set func(on bool)) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	const m, n, k = 1000, 1100, 777
 	for _, ta := range []bool{false, true} {
 		for _, tb := range []bool{false, true} {
 			o := newGemmOperands(t, rng, ta, tb, m, n, k, 1)
 			restore := engine.SetGemmPlanForTest(128, 1)
-			engine.SetCUDATF32(false)
+			set(false)
 			fp := o.dc.Clone()
 			opsMust(t, engine.GemmForTest(ta, tb, m, n, k, 1, 1, o.da, o.lda, o.sa, o.db, o.ldb, o.sb, 0, fp, o.ldc, o.sc))
-			engine.SetCUDATF32(true)
+			set(true)
 			tc := o.dc.Clone()
 			opsMust(t, engine.GemmForTest(ta, tb, m, n, k, 1, 1, o.da, o.lda, o.sa, o.db, o.ldb, o.sb, 0, tc, o.ldc, o.sc))
-			engine.SetCUDATF32(false)
+			set(false)
 			restore()
 			fpv, tcv := fp.Values(), tc.Values()
 			same := true
@@ -271,16 +318,16 @@ func TestCUDAGemmTF32TensorCores(t *testing.T) {
 					break
 				}
 			}
+			name := gemmKernelName(ta, tb, 128, lp.dt)
 			if same {
-				t.Errorf("%s: TF32 result identical to fp32; the tensor-core path did not run", gemmKernelName(ta, tb, 128, true))
+				t.Errorf("%s: result identical to fp32; the tensor-core path did not run", name)
 			}
-			checkKernels(t, []string{gemmKernelName(ta, tb, 128, true), gemmKernelName(ta, tb, 128, false)},
-				"tf32 vs fp32 on the GPU", tc, toHost(t, fp), tf32AtolK(k), 1e-3)
+			atol, rtol := lp.tol(k)
+			checkKernels(t, []string{name, gemmKernelName(ta, tb, 128, "f32")},
+				lp.dt+" vs fp32 on the GPU", tc, toHost(t, fp), atol, rtol)
 		}
 	}
 }
-
-func tf32AtolK(k int) float64 { a, _ := tf32Tol(k); return a }
 
 func toHost(t *testing.T, x *engine.Tensor) *engine.Tensor {
 	t.Helper()

@@ -12,7 +12,7 @@ import "fmt"
 func GemmForTest(transA, transB bool, m, n, k, batch int, alpha float32, a *Tensor, lda, sa int,
 	b *Tensor, ldb, sb int, beta float32, c *Tensor, ldc, sc int) error {
 	if c.device == CUDA {
-		return gemmCUDA(false, transA, transB, m, n, k, batch, alpha, a.dptr(), lda, int64(sa), b.dptr(), ldb, int64(sb),
+		return gemmCUDA(gemmTestPrecision, transA, transB, m, n, k, batch, alpha, a.dptr(), lda, int64(sa), b.dptr(), ldb, int64(sb),
 			beta, c.dptr(), ldc, int64(sc))
 	}
 	if a.dtype != Float32 || b.dtype != Float32 || c.dtype != Float32 {
@@ -22,6 +22,16 @@ func GemmForTest(transA, transB bool, m, n, k, batch int, alpha float32, a *Tens
 		gemm(transA, transB, m, n, k, alpha, a.f32[i*sa:], lda, b.f32[i*sb:], ldb, beta, c.f32[i*sc:], ldc)
 	}
 	return nil
+}
+
+// gemmTestPrecision is what GemmForTest's GPU products multiply in.
+var gemmTestPrecision = FP32
+
+// SetGemmPrecisionForTest sets the precision of GemmForTest's GPU products
+// and returns a function that restores fp32.
+func SetGemmPrecisionForTest(p Precision) (restore func()) {
+	gemmTestPrecision = p
+	return func() { gemmTestPrecision = FP32 }
 }
 
 // SetGemmPlanForTest forces the tile (64 or 128; 0: automatic) and the
@@ -34,6 +44,6 @@ func SetGemmPlanForTest(tile, splits int) (restore func()) {
 
 // GemmPlanForTest reports the tile and split count the plan picks.
 func GemmPlanForTest(m, n, k, batch int) (tile, splits int, err error) {
-	p, err := planGemm(kGemm[0][0], m, n, k, batch, true, false)
+	p, err := planGemm(kGemm[0][0], m, n, k, batch, true, FP32)
 	return p.tile, p.splits, err
 }

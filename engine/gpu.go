@@ -85,6 +85,11 @@ func runCUDA(op string, gpu func() error, cpu func(host hostCopy) error, args ..
 	copies := make([]*Tensor, len(uniq))
 	for j, u := range uniq {
 		copies[j] = u.host().Clone()
+		// The rerun multiplies as the GPU did where the CPU can (bf16 on
+		// AVX512_BF16); TF32, which no CPU has, reruns in fp32.
+		if u.prec.Check(CPU) == nil {
+			copies[j].prec = u.prec
+		}
 	}
 	hosts := make([]*Tensor, len(args))
 	for i, j := range at {

@@ -23,6 +23,7 @@ var kern = struct {
 	add_f32         *cuda.Kernel
 	scale_f32       *cuda.Kernel
 	axpy_f32        *cuda.Kernel
+	round_bf16_f32  *cuda.Kernel
 	sum_squares_f32 *cuda.Kernel
 
 	// kernels/broadcast.cu
@@ -53,6 +54,12 @@ var kern = struct {
 	conv2d_forward_128x128_tf32     *cuda.Kernel
 	conv2d_input_grad_128x128_tf32  *cuda.Kernel
 	conv2d_weight_grad_128x128_tf32 *cuda.Kernel
+	conv2d_forward_64x64_bf16       *cuda.Kernel
+	conv2d_input_grad_64x64_bf16    *cuda.Kernel
+	conv2d_weight_grad_64x64_bf16   *cuda.Kernel
+	conv2d_forward_128x128_bf16     *cuda.Kernel
+	conv2d_input_grad_128x128_bf16  *cuda.Kernel
+	conv2d_weight_grad_128x128_bf16 *cuda.Kernel
 	conv2d_bias_grad_f32            *cuda.Kernel
 
 	// kernels/dropout.cu
@@ -64,9 +71,12 @@ var kern = struct {
 
 	// kernels/gating.cu
 	sgu_mix_forward_f32   *cuda.Kernel
+	sgu_mix_forward_bf16  *cuda.Kernel
 	sgu_mix_backward_f32  *cuda.Kernel
+	sgu_mix_backward_bf16 *cuda.Kernel
 	sgu_gate_backward_f32 *cuda.Kernel
 	sgu_weight_grad_f32   *cuda.Kernel
+	sgu_weight_grad_bf16  *cuda.Kernel
 
 	// kernels/gemm.cu
 	gemm_nn_64x64_f32      *cuda.Kernel
@@ -85,6 +95,14 @@ var kern = struct {
 	gemm_nt_128x128_tf32   *cuda.Kernel
 	gemm_tn_128x128_tf32   *cuda.Kernel
 	gemm_tt_128x128_tf32   *cuda.Kernel
+	gemm_nn_64x64_bf16     *cuda.Kernel
+	gemm_nt_64x64_bf16     *cuda.Kernel
+	gemm_tn_64x64_bf16     *cuda.Kernel
+	gemm_tt_64x64_bf16     *cuda.Kernel
+	gemm_nn_128x128_bf16   *cuda.Kernel
+	gemm_nt_128x128_bf16   *cuda.Kernel
+	gemm_tn_128x128_bf16   *cuda.Kernel
+	gemm_tt_128x128_bf16   *cuda.Kernel
 	gemm_splitk_reduce_f32 *cuda.Kernel
 
 	// kernels/linear.cu
@@ -136,6 +154,7 @@ var kern = struct {
 	add_f32:                         cuda.K("add_f32"),
 	scale_f32:                       cuda.K("scale_f32"),
 	axpy_f32:                        cuda.K("axpy_f32"),
+	round_bf16_f32:                  cuda.K("round_bf16_f32"),
 	sum_squares_f32:                 cuda.K("sum_squares_f32"),
 	broadcast_mul_forward_f32:       cuda.K("broadcast_mul_forward_f32"),
 	broadcast_mul_backward_f32:      cuda.K("broadcast_mul_backward_f32"),
@@ -158,14 +177,23 @@ var kern = struct {
 	conv2d_forward_128x128_tf32:     cuda.K("conv2d_forward_128x128_tf32"),
 	conv2d_input_grad_128x128_tf32:  cuda.K("conv2d_input_grad_128x128_tf32"),
 	conv2d_weight_grad_128x128_tf32: cuda.K("conv2d_weight_grad_128x128_tf32"),
+	conv2d_forward_64x64_bf16:       cuda.K("conv2d_forward_64x64_bf16"),
+	conv2d_input_grad_64x64_bf16:    cuda.K("conv2d_input_grad_64x64_bf16"),
+	conv2d_weight_grad_64x64_bf16:   cuda.K("conv2d_weight_grad_64x64_bf16"),
+	conv2d_forward_128x128_bf16:     cuda.K("conv2d_forward_128x128_bf16"),
+	conv2d_input_grad_128x128_bf16:  cuda.K("conv2d_input_grad_128x128_bf16"),
+	conv2d_weight_grad_128x128_bf16: cuda.K("conv2d_weight_grad_128x128_bf16"),
 	conv2d_bias_grad_f32:            cuda.K("conv2d_bias_grad_f32"),
 	dropout_forward_f32:             cuda.K("dropout_forward_f32"),
 	dropout_backward_f32:            cuda.K("dropout_backward_f32"),
 	gather_rows_f32:                 cuda.K("gather_rows_f32"),
 	sgu_mix_forward_f32:             cuda.K("sgu_mix_forward_f32"),
+	sgu_mix_forward_bf16:            cuda.K("sgu_mix_forward_bf16"),
 	sgu_mix_backward_f32:            cuda.K("sgu_mix_backward_f32"),
+	sgu_mix_backward_bf16:           cuda.K("sgu_mix_backward_bf16"),
 	sgu_gate_backward_f32:           cuda.K("sgu_gate_backward_f32"),
 	sgu_weight_grad_f32:             cuda.K("sgu_weight_grad_f32"),
+	sgu_weight_grad_bf16:            cuda.K("sgu_weight_grad_bf16"),
 	gemm_nn_64x64_f32:               cuda.K("gemm_nn_64x64_f32"),
 	gemm_nt_64x64_f32:               cuda.K("gemm_nt_64x64_f32"),
 	gemm_tn_64x64_f32:               cuda.K("gemm_tn_64x64_f32"),
@@ -182,6 +210,14 @@ var kern = struct {
 	gemm_nt_128x128_tf32:            cuda.K("gemm_nt_128x128_tf32"),
 	gemm_tn_128x128_tf32:            cuda.K("gemm_tn_128x128_tf32"),
 	gemm_tt_128x128_tf32:            cuda.K("gemm_tt_128x128_tf32"),
+	gemm_nn_64x64_bf16:              cuda.K("gemm_nn_64x64_bf16"),
+	gemm_nt_64x64_bf16:              cuda.K("gemm_nt_64x64_bf16"),
+	gemm_tn_64x64_bf16:              cuda.K("gemm_tn_64x64_bf16"),
+	gemm_tt_64x64_bf16:              cuda.K("gemm_tt_64x64_bf16"),
+	gemm_nn_128x128_bf16:            cuda.K("gemm_nn_128x128_bf16"),
+	gemm_nt_128x128_bf16:            cuda.K("gemm_nt_128x128_bf16"),
+	gemm_tn_128x128_bf16:            cuda.K("gemm_tn_128x128_bf16"),
+	gemm_tt_128x128_bf16:            cuda.K("gemm_tt_128x128_bf16"),
 	gemm_splitk_reduce_f32:          cuda.K("gemm_splitk_reduce_f32"),
 	linear_bias_add_f32:             cuda.K("linear_bias_add_f32"),
 	linear_bias_grad_f32:            cuda.K("linear_bias_grad_f32"),

@@ -11,8 +11,7 @@ import "github.com/kiln-ml/kiln/cuda"
 func linearForwardCUDA(out, x, w, b *Tensor) error {
 	return runCUDA("LinearForward", func() error {
 		n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
-		tf32 := w.prec == TF32
-		if err := gemmCUDA(tf32, false, true, n, o, in, 1, 1, x.dptr(), in, 0, w.dptr(), in, 0, 0, out.dptr(), o, 0); err != nil {
+		if err := gemmCUDA(w.prec, false, true, n, o, in, 1, 1, x.dptr(), in, 0, w.dptr(), in, 0, 0, out.dptr(), o, 0); err != nil {
 			return err
 		}
 		if b == nil || n*o == 0 {
@@ -28,14 +27,13 @@ func linearForwardCUDA(out, x, w, b *Tensor) error {
 func linearBackwardCUDA(dx, dw, db, dout, x, w *Tensor) error {
 	return runCUDA("LinearBackward", func() error {
 		n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
-		tf32 := w.prec == TF32
 		if dx != nil {
-			if err := gemmCUDA(tf32, false, false, n, in, o, 1, 1, dout.dptr(), o, 0, w.dptr(), in, 0, 0, dx.dptr(), in, 0); err != nil {
+			if err := gemmCUDA(w.prec, false, false, n, in, o, 1, 1, dout.dptr(), o, 0, w.dptr(), in, 0, 0, dx.dptr(), in, 0); err != nil {
 				return err
 			}
 		}
 		if dw != nil {
-			if err := gemmCUDA(tf32, true, false, o, in, n, 1, 1, dout.dptr(), o, 0, x.dptr(), in, 0, 1, dw.dptr(), in, 0); err != nil {
+			if err := gemmCUDA(w.prec, true, false, o, in, n, 1, 1, dout.dptr(), o, 0, x.dptr(), in, 0, 1, dw.dptr(), in, 0); err != nil {
 				return err
 			}
 		}

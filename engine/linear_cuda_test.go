@@ -96,9 +96,9 @@ func TestCUDALinearCheckSwitch(t *testing.T) {
 
 // A weight set to TF32 (Tensor.SetPrecision, --precision tf32) runs its
 // Linear and Conv2D products on the TF32 kernels with the global switch
-// off: the same bits as KILN_TF32's, not fp32's. A bf16 weight on the GPU is
-// refused.
-func TestCUDAPrecisionTF32PerWeight(t *testing.T) {
+// off: the same bits as KILN_TF32's, not fp32's. A bf16 weight runs the bf16
+// kernels, whatever KILN_TF32 says.
+func TestCUDAPrecisionPerWeight(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(false)
 	rng := rand.New(rand.NewPCG(41, 1))
@@ -106,13 +106,9 @@ func TestCUDAPrecisionTF32PerWeight(t *testing.T) {
 	_, gw := devRand(t, rng, 90, 150)
 	_, cx := devRand(t, rng, 2, 8, 9, 9)
 	_, cw := devRand(t, rng, 16, 8, 3, 3)
-	run := func(tf32Weight, global bool) (lin, conv []float32) {
+	run := func(p engine.Precision, global bool) (lin, conv []float32) {
 		engine.SetCUDATF32(global)
 		defer engine.SetCUDATF32(false)
-		p := engine.FP32
-		if tf32Weight {
-			p = engine.TF32
-		}
 		gw.SetPrecision(p)
 		cw.SetPrecision(p)
 		out := dev(t, engine.New(engine.Float32, 70, 90))
@@ -121,17 +117,20 @@ func TestCUDAPrecisionTF32PerWeight(t *testing.T) {
 		opsMust(t, engine.Conv2DForward(y, cx, cw, nil, engine.Conv2DSquare(1, 1, 1, 1)))
 		return out.As(engine.Float32).Float32(), y.As(engine.Float32).Float32()
 	}
-	l32, c32 := run(false, false)
-	lw, cwt := run(true, false)
-	lg, cg := run(false, true)
+	l32, c32 := run(engine.FP32, false)
+	lw, cwt := run(engine.TF32, false)
+	lg, cg := run(engine.FP32, true)
+	lb, cb := run(engine.BF16, false)
 	if !slices.Equal(lw, lg) || !slices.Equal(cwt, cg) {
 		t.Error("a TF32 weight's products differ from KILN_TF32's")
 	}
 	if slices.Equal(lw, l32) || slices.Equal(cwt, c32) {
 		t.Error("a TF32 weight's products give the fp32 kernels' bits")
 	}
-	gw.SetPrecision(engine.BF16)
-	if err := engine.LinearForward(dev(t, engine.New(engine.Float32, 70, 90)), gx, gw, nil); err == nil {
-		t.Error("a bf16 weight on the GPU ran")
+	if slices.Equal(lb, l32) || slices.Equal(cb, c32) || slices.Equal(lb, lw) || slices.Equal(cb, cwt) {
+		t.Error("a bf16 weight's products give the fp32 or TF32 kernels' bits")
+	}
+	if lb2, cb2 := run(engine.BF16, true); !slices.Equal(lb, lb2) || !slices.Equal(cb, cb2) {
+		t.Error("KILN_TF32 changed a bf16 weight's products")
 	}
 }

@@ -25,7 +25,7 @@ const (
 	// cores; the CPU has no TF32.
 	TF32
 	// BF16 rounds the inputs to bfloat16 (7 mantissa bits) and sums in
-	// float32: AVX512_BF16 or AMX on the CPU.
+	// float32: AVX512_BF16 or AMX on the CPU, tensor cores on the GPU.
 	BF16
 )
 
@@ -71,11 +71,8 @@ func (p Precision) Check(dev Device) error {
 		return nil
 	case int(p) >= len(precisionNames):
 		return fmt.Errorf("unknown precision %v", p)
-	case dev == CUDA && p == TF32:
-		return nil
 	case dev == CUDA:
-		return fmt.Errorf("precision %v is not available on cuda: Kiln's bf16 GPU kernels are not written yet "+
-			"(use tf32 on the GPU, or bf16 on a CPU with AVX512_BF16)", p)
+		return nil // tensor cores on sm_80+, the kernels' portable twins elsewhere
 	case p == TF32:
 		return fmt.Errorf("precision tf32 is not available on the cpu: TF32 is a GPU tensor-core format " +
 			"(use fp32, or bf16 on a CPU with AVX512_BF16)")

@@ -1,5 +1,5 @@
 // Element-wise arithmetic on flat float32 buffers: fill, add, scale, axpy,
-// and the sum of squares.
+// bf16 rounding, and the sum of squares.
 #include "common.cuh"
 
 KILN_KERNEL fill_f32(float* out, float v, long long n) {
@@ -17,6 +17,11 @@ KILN_KERNEL scale_f32(float* x, float s, long long n) {
 // dst += alpha·src
 KILN_KERNEL axpy_f32(float* dst, const float* src, float alpha, long long n) {
 	KILN_FOR(i, n) dst[i] += alpha * src[i];
+}
+
+// out = x rounded to bf16 (kiln_to_bf16), widened back to float32.
+KILN_KERNEL round_bf16_f32(float* out, const float* x, long long n) {
+	KILN_FOR(i, n) out[i] = kiln_to_bf16(x[i]);
 }
 
 // One partial sum of squares per block into partial[blockIdx.x]; the host

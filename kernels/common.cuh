@@ -40,3 +40,14 @@ __device__ __forceinline__ float kiln_warp_max(float v) {
 	for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
 	return v;
 }
+
+// Round to bfloat16 and widen back, exactly engine.ToBF16 (bf16.go): round
+// to nearest even; a zero or denormal gives a zero of its sign; an infinity
+// stays; a NaN keeps its sign and upper payload and is made quiet. Integer
+// arithmetic, so the GPU, the emulator and the CPU give the same bits.
+__device__ __forceinline__ float kiln_to_bf16(float x) {
+	unsigned int u = __float_as_uint(x), e = u & 0x7f800000u;
+	if (e == 0) return __uint_as_float(u & 0x80000000u);
+	if (e == 0x7f800000u) return __uint_as_float((u & 0x7fffffu) ? (u | 0x400000u) & 0xffff0000u : u);
+	return __uint_as_float((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
+}

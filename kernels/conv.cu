@@ -274,6 +274,12 @@ KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_64x64_tf32, kiln_gemm::Tile64TF3
 KILN_CONV_FORWARD_KERNEL(conv2d_forward_128x128_tf32, kiln_gemm::Tile128TF32, 2)
 KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_128x128_tf32, kiln_gemm::Tile128TF32, 2)
 KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_128x128_tf32, kiln_gemm::Tile128TF32, 2)
+KILN_CONV_FORWARD_KERNEL(conv2d_forward_64x64_bf16, kiln_gemm::Tile64BF16, 1)
+KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_64x64_bf16, kiln_gemm::Tile64BF16, 1)
+KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_64x64_bf16, kiln_gemm::Tile64BF16, 1)
+KILN_CONV_FORWARD_KERNEL(conv2d_forward_128x128_bf16, kiln_gemm::Tile128BF16, 2)
+KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_128x128_bf16, kiln_gemm::Tile128BF16, 2)
+KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_128x128_bf16, kiln_gemm::Tile128BF16, 2)
 
 // db[co] += Σ_n Σ_pix dout[n, co, pix], dout (N, Cout, P). Block 256
 // threads, one block per channel (grid-stride over channels): each thread

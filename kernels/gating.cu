@@ -14,6 +14,11 @@
 // grid (⌈T/32⌉, ⌈T/32⌉, chunks); sgu_gate_backward_f32 one warp per row of D
 // (any 1-D grid of whole warps).
 //
+// bf16 (--precision bf16 on the token weight W): the *_bf16 kernels round
+// both operands of each of the three products to bf16 (kiln_to_bf16) as they
+// enter shared memory and sum in float, as the CPU's bf16 SGU does; the
+// products of two bf16 are exact in float.
+//
 // Numerics: float accumulation. The products sum over T (mixing) or over
 // chunk samples × D (weight gradient) in a fixed order; the weight and bias
 // gradients are per-chunk partials added in order by norm_partials_add_f32,
@@ -30,7 +35,12 @@
 
 // acc[i][j] (rows ty + 16i, columns tx + 16j of the tile) = Σ_k A[t][k]·V[k][d]
 // for one sample, A = W (TRANS_W false) or Wᵀ (true), V: (T,D) row-major.
-template <bool TRANS_W>
+template <bool BF16>
+static __device__ __forceinline__ float sgu_in(float x) {
+	return BF16 ? kiln_to_bf16(x) : x;
+}
+
+template <bool TRANS_W, bool BF16>
 static __device__ __forceinline__ void sgu_mix_tile(float acc[2][2], const float* w, const float* v, int T, int D,
                                                     int t0, int d0, float (*as)[SGU_K + 1],
                                                     float (*vs)[SGU_TILE + 1]) {
@@ -49,13 +59,13 @@ static __device__ __forceinline__ void sgu_mix_tile(float acc[2][2], const float
 			int t = t0 + r, kk = k0 + k;
 			float a = 0.0f;
 			if (t < T && kk < T) a = TRANS_W ? w[(long long)kk * T + t] : w[(long long)t * T + kk];
-			as[r][k] = a;
+			as[r][k] = sgu_in<BF16>(a);
 		}
 		// V tile: 16 rows k × 32 columns d.
 		for (int e = tid; e < SGU_K * SGU_TILE; e += 256) {
 			int k = e / SGU_TILE, c = e % SGU_TILE;
 			int kk = k0 + k, d = d0 + c;
-			vs[k][c] = kk < T && d < D ? v[(long long)kk * D + d] : 0.0f;
+			vs[k][c] = kk < T && d < D ? sgu_in<BF16>(v[(long long)kk * D + d]) : 0.0f;
 		}
 		__syncthreads();
 		for (int k = 0; k < SGU_K; k++) {
@@ -72,15 +82,16 @@ static __device__ __forceinline__ void sgu_mix_tile(float acc[2][2], const float
 
 // mixed = W·vn + b (b may be null) and out = u ⊙ mixed, u = z[…, :D] (row
 // stride 2D). mixed and out: (N,T,D).
-KILN_KERNEL sgu_mix_forward_f32(float* mixed, float* out, const float* w, const float* vn, const float* bias,
-                                const float* z, int N, int T, int D) {
+template <bool BF16>
+static __device__ __forceinline__ void sgu_mix_forward(float* mixed, float* out, const float* w, const float* vn,
+                                                       const float* bias, const float* z, int N, int T, int D) {
 	__shared__ float as[SGU_TILE][SGU_K + 1];
 	__shared__ float vs[SGU_K][SGU_TILE + 1];
 	int t0 = blockIdx.y * SGU_TILE, d0 = blockIdx.x * SGU_TILE;
 	for (int s = blockIdx.z; s < N; s += gridDim.z) {
 		float acc[2][2];
 		long long base = (long long)s * T * D;
-		sgu_mix_tile<false>(acc, w, vn + base, T, D, t0, d0, as, vs);
+		sgu_mix_tile<false, BF16>(acc, w, vn + base, T, D, t0, d0, as, vs);
 		for (int i = 0; i < 2; i++) {
 			int t = t0 + threadIdx.y + 16 * i;
 			if (t >= T) continue;
@@ -97,15 +108,26 @@ KILN_KERNEL sgu_mix_forward_f32(float* mixed, float* out, const float* w, const 
 	}
 }
 
+KILN_KERNEL sgu_mix_forward_f32(float* mixed, float* out, const float* w, const float* vn, const float* bias,
+                                const float* z, int N, int T, int D) {
+	sgu_mix_forward<false>(mixed, out, w, vn, bias, z, N, T, D);
+}
+KILN_KERNEL sgu_mix_forward_bf16(float* mixed, float* out, const float* w, const float* vn, const float* bias,
+                                 const float* z, int N, int T, int D) {
+	sgu_mix_forward<true>(mixed, out, w, vn, bias, z, N, T, D);
+}
+
 // dvn = Wᵀ·dvm per sample; dvn and dvm: (N,T,D).
-KILN_KERNEL sgu_mix_backward_f32(float* dvn, const float* w, const float* dvm, int N, int T, int D) {
+template <bool BF16>
+static __device__ __forceinline__ void sgu_mix_backward(float* dvn, const float* w, const float* dvm, int N, int T,
+                                                        int D) {
 	__shared__ float as[SGU_TILE][SGU_K + 1];
 	__shared__ float vs[SGU_K][SGU_TILE + 1];
 	int t0 = blockIdx.y * SGU_TILE, d0 = blockIdx.x * SGU_TILE;
 	for (int s = blockIdx.z; s < N; s += gridDim.z) {
 		float acc[2][2];
 		long long base = (long long)s * T * D;
-		sgu_mix_tile<true>(acc, w, dvm + base, T, D, t0, d0, as, vs);
+		sgu_mix_tile<true, BF16>(acc, w, dvm + base, T, D, t0, d0, as, vs);
 		for (int i = 0; i < 2; i++) {
 			int t = t0 + threadIdx.y + 16 * i;
 			for (int j = 0; j < 2; j++) {
@@ -114,6 +136,13 @@ KILN_KERNEL sgu_mix_backward_f32(float* dvn, const float* w, const float* dvm, i
 			}
 		}
 	}
+}
+
+KILN_KERNEL sgu_mix_backward_f32(float* dvn, const float* w, const float* dvm, int N, int T, int D) {
+	sgu_mix_backward<false>(dvn, w, dvm, N, T, D);
+}
+KILN_KERNEL sgu_mix_backward_bf16(float* dvn, const float* w, const float* dvm, int N, int T, int D) {
+	sgu_mix_backward<true>(dvn, w, dvm, N, T, D);
 }
 
 // One warp per row r of (N·T): dvm = dout ⊙ u; du = dout ⊙ mixed into
@@ -142,8 +171,9 @@ KILN_KERNEL sgu_gate_backward_f32(float* dvm, float* dz, float* rowsum, const fl
 // partial[chunk][t1][t2] = Σ_{s in chunk} Σ_d dvm[s,t1,d]·vn[s,t2,d], the
 // chunk's share of dW = Σ_s dvm_s·vn_sᵀ. Block (x, y) computes the 32×32
 // tile (t1 from y, t2 from x); samples [chunk·per_chunk, …) of blockIdx.z.
-KILN_KERNEL sgu_weight_grad_f32(float* partial, const float* dvm, const float* vn, int N, int T, int D,
-                                int per_chunk) {
+template <bool BF16>
+static __device__ __forceinline__ void sgu_weight_grad(float* partial, const float* dvm, const float* vn, int N,
+                                                       int T, int D, int per_chunk) {
 	__shared__ float as[SGU_TILE][SGU_K + 1];  // dvm rows t1, columns d
 	__shared__ float bs[SGU_TILE][SGU_K + 1];  // vn rows t2, columns d
 	int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;
@@ -157,8 +187,8 @@ KILN_KERNEL sgu_weight_grad_f32(float* partial, const float* dvm, const float* v
 			for (int e = tid; e < SGU_TILE * SGU_K; e += 256) {
 				int r = e / SGU_K, k = e % SGU_K;
 				int d = k0 + k;
-				as[r][k] = t1_0 + r < T && d < D ? a[(long long)(t1_0 + r) * D + d] : 0.0f;
-				bs[r][k] = t2_0 + r < T && d < D ? b[(long long)(t2_0 + r) * D + d] : 0.0f;
+				as[r][k] = t1_0 + r < T && d < D ? sgu_in<BF16>(a[(long long)(t1_0 + r) * D + d]) : 0.0f;
+				bs[r][k] = t2_0 + r < T && d < D ? sgu_in<BF16>(b[(long long)(t2_0 + r) * D + d]) : 0.0f;
 			}
 			__syncthreads();
 			for (int k = 0; k < SGU_K; k++) {
@@ -180,4 +210,12 @@ KILN_KERNEL sgu_weight_grad_f32(float* partial, const float* dvm, const float* v
 			if (t1 < T && t2 < T) p[(long long)t1 * T + t2] = acc[i][j];
 		}
 	}
+}
+KILN_KERNEL sgu_weight_grad_f32(float* partial, const float* dvm, const float* vn, int N, int T, int D,
+                                int per_chunk) {
+	sgu_weight_grad<false>(partial, dvm, vn, N, T, D, per_chunk);
+}
+KILN_KERNEL sgu_weight_grad_bf16(float* partial, const float* dvm, const float* vn, int N, int T, int D,
+                                 int per_chunk) {
+	sgu_weight_grad<true>(partial, dvm, vn, N, T, D, per_chunk);
 }

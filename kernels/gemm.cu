@@ -8,13 +8,14 @@
 // elements apart (blockIdx.z). beta == 0 overwrites C without reading it. Also
 // the split-K reduction; Linear's bias kernels are in linear.cu.
 //
-// Kernels gemm_<ta><tb>_<BM>x<BN>_<f32|tf32>: the tiling of gemm_tile.cuh.
+// Kernels gemm_<ta><tb>_<BM>x<BN>_<f32|tf32|bf16>: the tiling of gemm_tile.cuh.
 // Launch: block 256 threads, grid (⌈n/BN⌉, ⌈m/BM⌉, batch·splits); with
 // splits > 1 the kernel writes partial products to ws (splits·batch·m·n
 // floats) and gemm_splitk_reduce_f32 finishes C. The tf32 kernels use tensor
 // cores on sm_80+; they are opt-in (KILN_TF32=1) because TF32 keeps 10
 // mantissa bits of each input (relative error about 1e-3 per product, not
-// fp32's 6e-8).
+// fp32's 6e-8). The bf16 kernels (--precision bf16, per weight) round each
+// input to bf16 (8 significant bits) and sum in fp32, as autocast does.
 //
 // Numerics: fp32 accumulation in k order within a split, splits added in
 // order: deterministic, and within a few ulp·√k of the CPU's sum.
@@ -94,6 +95,14 @@ KILN_GEMM_KERNEL(gemm_nn_128x128_tf32, kiln_gemm::Tile128TF32, false, false, 2)
 KILN_GEMM_KERNEL(gemm_nt_128x128_tf32, kiln_gemm::Tile128TF32, false, true, 2)
 KILN_GEMM_KERNEL(gemm_tn_128x128_tf32, kiln_gemm::Tile128TF32, true, false, 2)
 KILN_GEMM_KERNEL(gemm_tt_128x128_tf32, kiln_gemm::Tile128TF32, true, true, 2)
+KILN_GEMM_KERNEL(gemm_nn_64x64_bf16, kiln_gemm::Tile64BF16, false, false, 1)
+KILN_GEMM_KERNEL(gemm_nt_64x64_bf16, kiln_gemm::Tile64BF16, false, true, 1)
+KILN_GEMM_KERNEL(gemm_tn_64x64_bf16, kiln_gemm::Tile64BF16, true, false, 1)
+KILN_GEMM_KERNEL(gemm_tt_64x64_bf16, kiln_gemm::Tile64BF16, true, true, 1)
+KILN_GEMM_KERNEL(gemm_nn_128x128_bf16, kiln_gemm::Tile128BF16, false, false, 2)
+KILN_GEMM_KERNEL(gemm_nt_128x128_bf16, kiln_gemm::Tile128BF16, false, true, 2)
+KILN_GEMM_KERNEL(gemm_tn_128x128_bf16, kiln_gemm::Tile128BF16, true, false, 2)
+KILN_GEMM_KERNEL(gemm_tt_128x128_bf16, kiln_gemm::Tile128BF16, true, true, 2)
 
 // C[b] = alpha·Σ_s ws[b, s] + beta·C[b] over a batch of m×n matrices, the
 // splits added in order. Any grid; grid-stride over batch·m·n.

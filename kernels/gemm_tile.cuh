@@ -6,12 +6,13 @@
 //
 // Tiling: a block of 256 threads owns a BM×BN tile of C and walks K in steps
 // of BK = 8. Each step the tiles of A (BM×8) and B (8×BN) go through
-// registers into shared memory, k-major, with 4 (fp32) or 8 (tf32) floats of
-// row padding so that neither the stores nor the reads of a warp collide on a
-// bank. The loads of step s+1 are issued before step s is multiplied (register
-// prefetch), and per-k index tables (where an op needs div/mod to find an
-// element, e.g. k → (c, kh, kw)) are built once per step by 8 threads into a
-// double-buffered shared table instead of by every thread for every element.
+// registers into shared memory, k-major, with 4 (fp32, bf16) or 8 (tf32)
+// floats of row padding so that neither the stores nor the reads of a warp
+// collide on a bank. The loads of step s+1 are issued before step s is
+// multiplied (register prefetch), and per-k index tables (where an op needs
+// div/mod to find an element, e.g. k → (c, kh, kw)) are built once per step
+// by 8 threads into a double-buffered shared table instead of by every thread
+// for every element.
 // Out-of-range rows, columns and k read as zero, so any M, N, K works.
 //
 //   - fp32: each thread accumulates TM×TN = 8×8 (128×128 tile) or 4×4 (64×64)
@@ -24,6 +25,13 @@
 //     a GPU below sm_80) runs the same tiling with scalar FMAs on the same
 //     rounded values; products of two TF32 values are exact in fp32, so both
 //     differ only in summation order.
+//   - bf16 (sm_80+, --precision bf16): the same warp layout and accumulators,
+//     mma.sync.m16n8k8 with bf16 inputs, each register two bf16 of
+//     consecutive k. Inputs are rounded to bf16 (kiln_to_bf16, the rule of
+//     every Kiln path) as they enter shared memory, kept there as floats
+//     whose low half is zero, and paired as the fragments are read. The
+//     portable twin is the TF32 one: products of two bf16 are exact in fp32
+//     too.
 //
 // Split K: blockIdx.z = group·splits + split; split s covers a contiguous run
 // of whole k-steps and writes its partial tile to a workspace that
@@ -48,20 +56,28 @@ constexpr int BK = 8;
 constexpr int THREADS = 256;
 constexpr int KTAB = 4;  // ints of per-k table an op may fill
 
-template <int BM_, int BN_, bool TF32_>
+// What a tile's products multiply in (engine.Precision).
+enum Prec { F32, TF32, BF16 };
+
+template <int BM_, int BN_, Prec P_>
 struct Tile {
 	static constexpr int BM = BM_, BN = BN_;
-	static constexpr bool TF32 = TF32_;
+	static constexpr Prec P = P_;
+	static constexpr bool MMA = P != F32;  // the tensor-core warp layout (or its twin)
 	static constexpr int TM = BM * BN / THREADS == 64 ? 8 : 4;  // outputs per thread per axis
 	static constexpr int TN = TM;
-	static constexpr int PAD = TF32 ? 8 : 4;
+	// bf16 fragments read rows 2·tig and 2·tig+1: with 4 floats of padding
+	// the four tig of a warp land 8 banks apart, as tf32's rows tig do at 8.
+	static constexpr int PAD = P == TF32 ? 8 : 4;
 	static_assert(TM * TN * THREADS == BM * BN, "tile does not split evenly over 256 threads");
 	static_assert(THREADS % BM == 0 && THREADS % BN == 0, "tile edge must divide 256");
 };
-typedef Tile<64, 64, false> Tile64;
-typedef Tile<128, 128, false> Tile128;
-typedef Tile<64, 64, true> Tile64TF32;
-typedef Tile<128, 128, true> Tile128TF32;
+typedef Tile<64, 64, F32> Tile64;
+typedef Tile<128, 128, F32> Tile128;
+typedef Tile<64, 64, TF32> Tile64TF32;
+typedef Tile<128, 128, TF32> Tile128TF32;
+typedef Tile<64, 64, BF16> Tile64BF16;
+typedef Tile<128, 128, BF16> Tile128BF16;
 
 // Round to TF32 (10 mantissa bits), nearest with ties away from zero, as
 // cvt.rna.tf32.f32 does. Infinities and NaNs pass through.
@@ -75,6 +91,12 @@ __device__ __forceinline__ float to_tf32(float x) {
 	if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
 	return __uint_as_float(u);
 #endif
+}
+
+// round_in rounds a value entering a tile of precision P.
+template <Prec P>
+__device__ __forceinline__ float round_in(float x) {
+	return P == TF32 ? to_tf32(x) : P == BF16 ? kiln_to_bf16(x) : x;
 }
 
 // Four consecutive floats of shared memory (16-byte aligned).
@@ -107,7 +129,90 @@ __device__ __forceinline__ void mma_tf32(float* d, const float* a, const float* 
 	    : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])),
 	      "r"(__float_as_uint(a[3])), "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
 }
+
+// The same for bf16 inputs (mma.m16n8k8 .bf16): each register holds two
+// bf16, the lower k in the low half:
+//   a0 (gid, 2tig..2tig+1) a1 (gid+8, 2tig..2tig+1)   b0 (k=2tig..2tig+1, n=gid)
+// with d as for tf32.
+__device__ __forceinline__ void mma_bf16(float* d, const unsigned int* a, unsigned int b) {
+	asm volatile(
+	    "mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 "
+	    "{%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+	    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+	    : "r"(a[0]), "r"(a[1]), "r"(b));
+}
+
+// bf16_pair packs the bf16 values lo (k) and hi (k+1), floats whose low half
+// is zero, into one register: lo's upper half low, hi's high.
+__device__ __forceinline__ unsigned int bf16_pair(float lo, float hi) {
+	return __byte_perm(__float_as_uint(lo), __float_as_uint(hi), 0x7632);
+}
 #define KILN_GEMM_MMA 1
+#endif
+
+#ifdef KILN_GEMM_MMA
+// for_fragments runs mma(d, mt, nt) on each 16×8 fragment's four
+// accumulators d (rows 2mt, 2mt+1 by columns 2nt, 2nt+1 of acc).
+template <class T, class F>
+__device__ __forceinline__ void for_fragments(float (&acc)[T::TM][T::TN], F mma) {
+#pragma unroll
+	for (int mt = 0; mt < T::TM / 2; mt++)
+#pragma unroll
+		for (int nt = 0; nt < T::TN / 2; nt++) {
+			float d[4] = {acc[2 * mt][2 * nt], acc[2 * mt][2 * nt + 1], acc[2 * mt + 1][2 * nt],
+			              acc[2 * mt + 1][2 * nt + 1]};
+			mma(d, mt, nt);
+			acc[2 * mt][2 * nt] = d[0];
+			acc[2 * mt][2 * nt + 1] = d[1];
+			acc[2 * mt + 1][2 * nt] = d[2];
+			acc[2 * mt + 1][2 * nt + 1] = d[3];
+		}
+}
+
+// One k-step of 8 of a warp's TM/2 × TN/2 fragments of 16×8, rows from wr
+// and columns from wc of the tile, on TF32 tensor cores.
+template <class T>
+__device__ __forceinline__ void warp_mma_tf32(float (&acc)[T::TM][T::TN], const float (*As)[T::BM + T::PAD],
+                                              const float (*Bs)[T::BN + T::PAD], int wr, int wc, int gid, int tig) {
+	constexpr int MT = T::TM / 2, NT = T::TN / 2;
+	float fa[MT][4], fb[NT][2];
+#pragma unroll
+	for (int mt = 0; mt < MT; mt++) {
+		int r0 = wr + mt * 16 + gid;
+		fa[mt][0] = As[tig][r0];
+		fa[mt][1] = As[tig][r0 + 8];
+		fa[mt][2] = As[tig + 4][r0];
+		fa[mt][3] = As[tig + 4][r0 + 8];
+	}
+#pragma unroll
+	for (int nt = 0; nt < NT; nt++) {
+		int c0 = wc + nt * 8 + gid;
+		fb[nt][0] = Bs[tig][c0];
+		fb[nt][1] = Bs[tig + 4][c0];
+	}
+	for_fragments<T>(acc, [&](float* d, int mt, int nt) { mma_tf32(d, fa[mt], fb[nt]); });
+}
+
+// The same step on bf16 tensor cores: each fragment register pairs rows
+// 2·tig and 2·tig+1 of the k-step.
+template <class T>
+__device__ __forceinline__ void warp_mma_bf16(float (&acc)[T::TM][T::TN], const float (*As)[T::BM + T::PAD],
+                                              const float (*Bs)[T::BN + T::PAD], int wr, int wc, int gid, int tig) {
+	constexpr int MT = T::TM / 2, NT = T::TN / 2;
+	unsigned int fa[MT][2], fb[NT];
+#pragma unroll
+	for (int mt = 0; mt < MT; mt++) {
+		int r0 = wr + mt * 16 + gid;
+		fa[mt][0] = bf16_pair(As[2 * tig][r0], As[2 * tig + 1][r0]);
+		fa[mt][1] = bf16_pair(As[2 * tig][r0 + 8], As[2 * tig + 1][r0 + 8]);
+	}
+#pragma unroll
+	for (int nt = 0; nt < NT; nt++) {
+		int c0 = wc + nt * 8 + gid;
+		fb[nt] = bf16_pair(Bs[2 * tig][c0], Bs[2 * tig + 1][c0]);
+	}
+	for_fragments<T>(acc, [&](float* d, int mt, int nt) { mma_bf16(d, fa[mt], fb[nt]); });
+}
 #endif
 
 // The C side of a plain product: C = alpha·acc + beta·C (beta == 0 does not
@@ -184,20 +289,20 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 	};
 	auto stash = [&]() {
 #pragma unroll
-		for (int r = 0; r < LA; r++) As[apl(r)][ail(r)] = T::TF32 ? to_tf32(ra[r]) : ra[r];
+		for (int r = 0; r < LA; r++) As[apl(r)][ail(r)] = round_in<T::P>(ra[r]);
 #pragma unroll
-		for (int r = 0; r < LB; r++) Bs[bpl(r)][bjl(r)] = T::TF32 ? to_tf32(rb[r]) : rb[r];
+		for (int r = 0; r < LB; r++) Bs[bpl(r)][bjl(r)] = round_in<T::P>(rb[r]);
 	};
 
 	// This thread's outputs: rows row(m), columns col(c) of the tile.
 	const int warp = tid / 32, lane = tid % 32, gid = lane >> 2, tig = lane & 3;
 	const int tx = tid % (BN / TN), ty = tid / (BN / TN);
 	auto row = [&](int m) {
-		if (T::TF32) return (warp / 4) * (BM / 2) + (m >> 1) * 16 + gid + 8 * (m & 1);
+		if (T::MMA) return (warp / 4) * (BM / 2) + (m >> 1) * 16 + gid + 8 * (m & 1);
 		return (m >> 2) * (4 * BM / TM) + ty * 4 + (m & 3);
 	};
 	auto col = [&](int c) {
-		if (T::TF32) return (warp % 4) * (BN / 4) + (c >> 1) * 8 + 2 * tig + (c & 1);
+		if (T::MMA) return (warp % 4) * (BN / 4) + (c >> 1) * 8 + 2 * tig + (c & 1);
 		return (c >> 2) * (4 * BN / TN) + tx * 4 + (c & 3);
 	};
 
@@ -208,7 +313,7 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 		for (int c = 0; c < TN; c++) acc[m][c] = 0.0f;
 
 	auto multiply = [&]() {
-		if (!T::TF32) {
+		if (!T::MMA) {
 #pragma unroll
 			for (int kk = 0; kk < BK; kk++) {
 				float a[TM], b[TN];
@@ -222,37 +327,13 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 					for (int c = 0; c < TN; c++) acc[m][c] = fmaf(a[m], b[c], acc[m][c]);
 			}
 		} else {
-		// TF32: TM/2 × TN/2 fragments of 16×8 per warp.
+		// TF32 or bf16: TM/2 × TN/2 fragments of 16×8 per warp.
 #ifdef KILN_GEMM_MMA
-		constexpr int MT = TM / 2, NT = TN / 2;
 		const int wr = (warp / 4) * (BM / 2), wc = (warp % 4) * (BN / 4);
-		float fa[MT][4], fb[NT][2];
-#pragma unroll
-		for (int mt = 0; mt < MT; mt++) {
-			int r0 = wr + mt * 16 + gid;
-			fa[mt][0] = As[tig][r0];
-			fa[mt][1] = As[tig][r0 + 8];
-			fa[mt][2] = As[tig + 4][r0];
-			fa[mt][3] = As[tig + 4][r0 + 8];
-		}
-#pragma unroll
-		for (int nt = 0; nt < NT; nt++) {
-			int c0 = wc + nt * 8 + gid;
-			fb[nt][0] = Bs[tig][c0];
-			fb[nt][1] = Bs[tig + 4][c0];
-		}
-#pragma unroll
-		for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-			for (int nt = 0; nt < NT; nt++) {
-				float d[4] = {acc[2 * mt][2 * nt], acc[2 * mt][2 * nt + 1], acc[2 * mt + 1][2 * nt],
-				              acc[2 * mt + 1][2 * nt + 1]};
-				mma_tf32(d, fa[mt], fb[nt]);
-				acc[2 * mt][2 * nt] = d[0];
-				acc[2 * mt][2 * nt + 1] = d[1];
-				acc[2 * mt + 1][2 * nt] = d[2];
-				acc[2 * mt + 1][2 * nt + 1] = d[3];
-			}
+		if (T::P == BF16)
+			warp_mma_bf16<T>(acc, As, Bs, wr, wc, gid, tig);
+		else
+			warp_mma_tf32<T>(acc, As, Bs, wr, wc, gid, tig);
 #else
 		// Portable twin: the same outputs per thread, scalar FMAs.
 #pragma unroll

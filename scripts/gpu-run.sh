@@ -8,6 +8,7 @@
 #   bash scripts/gpu-run.sh                      # tests, then the whole suite, one round
 #   bash scripts/gpu-run.sh tests                # tests only (about a minute)
 #   SUITE_ARGS="--sections train --rounds 3" bash scripts/gpu-run.sh
+#   SUITE_ARGS="--sections train --precision fp32,bf16" bash scripts/gpu-run.sh  # issue 13's GPU figures
 #
 # The suite stops (SIGINT, keeping what it measured) after SUITE_SECONDS
 # (default 420); PyTorch is the machine's python3.

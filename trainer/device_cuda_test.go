@@ -22,14 +22,19 @@ func cudaOrSkip(t *testing.T) {
 }
 
 // stepLosses trains model name for steps steps on one fixed batch on device
-// d, returning the loss of each step and the final first-layer weights.
-func stepLosses(t *testing.T, name string, s layers.Spec, batch, steps int, opt Optimizer, d engine.Device) ([]float64, []float64) {
+// d in precision p, returning the loss of each step and the final
+// first-layer weights.
+func stepLosses(t *testing.T, name string, s layers.Spec, batch, steps int, opt Optimizer, d engine.Device,
+	p engine.Precision) ([]float64, []float64) {
 	t.Helper()
 	m, err := layers.Build(name, s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := layers.ToDevice(m, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := layers.SetPrecision(m, p); err != nil {
 		t.Fatal(err)
 	}
 	c := NewClassifier(m, opt)
@@ -66,22 +71,45 @@ func TestCUDATrainingFollowsTheCPU(t *testing.T) {
 			if name == "mlp" {
 				s.Hidden = 16
 			}
-			const batch, steps = 3, 3
-			cpu, wcpu := stepLosses(t, name, s, batch, steps, &SGD{Momentum: 0.9}, engine.CPU)
-			gpu, wgpu := stepLosses(t, name, s, batch, steps, &SGD{Momentum: 0.9}, engine.CUDA)
-			for i := range cpu {
-				if math.Abs(cpu[i]-gpu[i]) > 1e-3+1e-3*math.Abs(cpu[i]) {
-					t.Errorf("step %d: loss on the GPU %.6f, on the CPU %.6f", i, gpu[i], cpu[i])
-				}
-			}
-			worst := 0.0
-			for i := range wcpu {
-				worst = max(worst, math.Abs(wcpu[i]-wgpu[i]))
-			}
-			if worst > 1e-3 {
-				t.Errorf("first-layer weights differ by up to %.3g after %d steps", worst, steps)
-			}
-			t.Logf("%s: cpu losses %.5f, gpu losses %.5f, max |Δw| %.2g", name, cpu, gpu, worst)
+			followsTheCPU(t, name, s, engine.FP32, 1e-3)
+		})
+	}
+}
+
+// followsTheCPU trains name three steps on the CPU and on the GPU in
+// precision p and holds the losses and first-layer weights within tol.
+func followsTheCPU(t *testing.T, name string, s layers.Spec, p engine.Precision, tol float64) {
+	const batch, steps = 3, 3
+	cpu, wcpu := stepLosses(t, name, s, batch, steps, &SGD{Momentum: 0.9}, engine.CPU, p)
+	gpu, wgpu := stepLosses(t, name, s, batch, steps, &SGD{Momentum: 0.9}, engine.CUDA, p)
+	for i := range cpu {
+		if math.Abs(cpu[i]-gpu[i]) > tol+tol*math.Abs(cpu[i]) {
+			t.Errorf("step %d: loss on the GPU %.6f, on the CPU %.6f", i, gpu[i], cpu[i])
+		}
+	}
+	worst := 0.0
+	for i := range wcpu {
+		worst = max(worst, math.Abs(wcpu[i]-wgpu[i]))
+	}
+	if worst > tol {
+		t.Errorf("first-layer weights differ by up to %.3g after %d steps", worst, steps)
+	}
+	t.Logf("%s %v: cpu losses %.5f, gpu losses %.5f, max |Δw| %.2g", name, p, cpu, gpu, worst)
+}
+
+// The same in bf16, on models with a convolution, linear layers and the
+// SGU's token products: the GPU's bf16 kernels against the CPU's bf16 path
+// (AVX512_BF16). Both round the same operands; an input a float32 rounding
+// apart on the two devices may round to neighbouring bf16 values, hence
+// the wider tolerance.
+func TestCUDATrainingFollowsTheCPUInBF16(t *testing.T) {
+	cudaOrSkip(t)
+	if !engine.CPUHasBF16() {
+		t.Skip("skipped: this CPU has no AVX512_BF16, so there is no bf16 reference to follow")
+	}
+	for _, name := range []string{"lenet", "gmlp"} {
+		t.Run(name, func(t *testing.T) {
+			followsTheCPU(t, name, layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Seed: 3}, engine.BF16, 2e-3)
 		})
 	}
 }

@@ -125,7 +125,7 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	intFlag(f, &c.ValEvery, "val-every", "also validate every N steps (0: at epoch ends only)")
 	f.Var(&uintFlag{&c.Seed, "seed"}, "seed", "random seed")
 	f.StringVar(&c.Device, "device", c.Device, "cpu, cuda or auto")
-	f.StringVar(&c.Precision, "precision", "", "what convolutions and linear layers multiply in: fp32 (default), tf32 (GPU) or bf16 (CPU with AVX512_BF16 or AMX)")
+	f.StringVar(&c.Precision, "precision", "", "what convolutions and linear layers multiply in: fp32 (default), tf32 (GPU) or bf16 (GPU, or a CPU with AVX512_BF16 or AMX)")
 	intFlag(f, &c.Threads, "threads", "CPU threads (0: all cores)")
 	f.StringVar(&c.RunDir, "run-dir", "", "run directory (default runs/<model>-<time>)")
 	intFlag(f, &c.StopAfterEpoch, "stop-after-epoch", "end the run after this epoch, resumable")
