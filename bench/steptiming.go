@@ -35,6 +35,9 @@ type StepTimingConfig struct {
 	// BucketBytes is the trainer's (Trainer.BucketBytes): the gradient
 	// buckets whose all-reduce starts during the backward pass.
 	BucketBytes int
+	// Profile, on the GPU, runs a few more steps under the kernel profiler
+	// after the timed ones (StepTiming.Profile).
+	Profile bool
 }
 
 // StepTiming is what one training-speed measurement found.
@@ -60,6 +63,8 @@ type StepTiming struct {
 	Ranks                 int     `json:"ranks,omitempty"`
 	CommShare             float64 `json:"comm_share,omitempty"`
 	AllreduceBytesPerStep int64   `json:"allreduce_bytes_per_step,omitempty"`
+	// Profile is the kernel profile (StepTimingConfig.Profile).
+	Profile *KernelProfile `json:"profile,omitempty"`
 }
 
 // stepRun is a model ready to step on this rank's synthetic batch.
@@ -132,6 +137,14 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		TrainImagesPerSec: float64(n*c.Batch) / el,
 		AllocsPerStep:     float64(after.Mallocs-before.Mallocs) / float64(n),
 		FinalLoss:         loss,
+	}
+	if c.Profile {
+		if c.Device != engine.CUDA {
+			return StepTiming{}, fmt.Errorf("the kernel profile times GPU kernels; on the %v use a CPU profile", c.Device)
+		}
+		if res.Profile, err = profileSteps(r, c.LR, profiledSteps); err != nil {
+			return StepTiming{}, err
+		}
 	}
 	return res, r.rankFigures(c.World, &res)
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -261,6 +262,27 @@ func (d *driverBackend) launch(h uintptr, grid, block Dim3, shmem int, slots *ui
 		return &cudaError{"cuLaunchKernel", int(rc)}
 	}
 	return nil
+}
+
+// The profiler's marks are CUDA events recorded on the launch stream.
+func (d *driverBackend) mark() (mark, error) {
+	var ev C.uintptr_t
+	if rc := C.kiln_cuda_event_record(C.uintptr_t(d.rawc), &ev); rc != 0 {
+		return 0, &cudaError{"cuEventRecord", int(rc)}
+	}
+	return mark(ev), nil
+}
+
+func (d *driverBackend) between(a, b mark) (time.Duration, error) {
+	var ms C.float
+	if rc := C.kiln_cuda_event_elapsed(C.uintptr_t(d.rawc), C.uintptr_t(a), C.uintptr_t(b), &ms); rc != 0 {
+		return 0, &cudaError{"cuEventElapsedTime", int(rc)}
+	}
+	return time.Duration(float64(ms) * float64(time.Millisecond)), nil
+}
+
+func (d *driverBackend) dropMark(m mark) {
+	C.kiln_cuda_event_destroy(C.uintptr_t(d.rawc), C.uintptr_t(m))
 }
 
 func (d *driverBackend) sync() error {

@@ -19,6 +19,7 @@ import (
 	"math"
 	"sort"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -89,6 +90,11 @@ type backend interface {
 	function(name string) (h uintptr, nparams int, err error)
 	launch(h uintptr, grid, block Dim3, shmem int, slots *uint64, n int) error
 	sync() error
+	// mark records a point on the stream; between, after a sync, is the
+	// device time from a to b; dropMark frees a mark (the profiler's).
+	mark() (mark, error)
+	between(a, b mark) (time.Duration, error)
+	dropMark(m mark)
 	// exact reports whether allocations must not be rounded up (the
 	// emulator: AddressSanitizer sees one byte past a buffer).
 	exact() bool
@@ -286,7 +292,13 @@ func Launch(k *Kernel, grid, block Dim3, shmem int, a *Args) error {
 	if grid.X == 0 || grid.Y == 0 || grid.Z == 0 {
 		return nil // nothing to do: an empty tensor
 	}
-	if err := be.launch(k.h, grid, block, shmem, &a.slots[0], a.n); err != nil {
+	var err error
+	if profiling.Load() {
+		err = profiledLaunch(func() error { return be.launch(k.h, grid, block, shmem, &a.slots[0], a.n) }, k)
+	} else {
+		err = be.launch(k.h, grid, block, shmem, &a.slots[0], a.n)
+	}
+	if err != nil {
 		return fmt.Errorf("launch %s grid %v block %v: %w", k.Name, grid, block, err)
 	}
 	return nil
@@ -327,6 +339,7 @@ func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 	if bytes == 0 {
 		return nil
 	}
+	count(uploads)
 	return be.htod(dst, src, bytes)
 }
 
@@ -338,6 +351,7 @@ func CopyDtoH(dst unsafe.Pointer, src Ptr, bytes int64) error {
 	if bytes == 0 {
 		return nil
 	}
+	count(copies)
 	return be.dtoh(dst, src, bytes)
 }
 
@@ -360,5 +374,6 @@ func Zero(p Ptr, bytes int64) error {
 	if bytes == 0 {
 		return nil
 	}
+	count(memsets)
 	return be.memsetZero(p, bytes)
 }

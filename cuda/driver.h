@@ -20,5 +20,12 @@ int kiln_cuda_launch(uintptr_t ctx, uintptr_t fn, unsigned gx, unsigned gy, unsi
 // say (cuFuncGetParamInfo arrived with CUDA 12.4).
 int kiln_cuda_param_count(uintptr_t fn);
 
+// A CUDA event created and recorded on the launch stream (the profiler's
+// marks), the milliseconds between two recorded events once the stream has
+// passed both, and an event's end. Each makes ctx current first.
+int kiln_cuda_event_record(uintptr_t ctx, uintptr_t* ev);
+int kiln_cuda_event_elapsed(uintptr_t ctx, uintptr_t a, uintptr_t b, float* ms);
+void kiln_cuda_event_destroy(uintptr_t ctx, uintptr_t ev);
+
 const char* kiln_cuda_error_name(int rc);
 const char* kiln_cuda_error_string(int rc);

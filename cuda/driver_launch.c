@@ -49,6 +49,29 @@ int kiln_cuda_param_count(uintptr_t fn) {
 	return n;
 }
 
+int kiln_cuda_event_record(uintptr_t ctx, uintptr_t* ev) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	CUevent e;
+	if ((rc = cuEventCreate(&e, CU_EVENT_DEFAULT)) != CUDA_SUCCESS) return (int)rc;
+	if ((rc = cuEventRecord(e, (CUstream)0)) != CUDA_SUCCESS) {
+		cuEventDestroy(e);
+		return (int)rc;
+	}
+	*ev = (uintptr_t)e;
+	return 0;
+}
+
+int kiln_cuda_event_elapsed(uintptr_t ctx, uintptr_t a, uintptr_t b, float* ms) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	return (int)cuEventElapsedTime(ms, (CUevent)a, (CUevent)b);
+}
+
+void kiln_cuda_event_destroy(uintptr_t ctx, uintptr_t ev) {
+	if (cuCtxSetCurrent((CUcontext)ctx) == CUDA_SUCCESS) cuEventDestroy((CUevent)ev);
+}
+
 const char* kiln_cuda_error_name(int rc) {
 	const char* s = 0;
 	if (cuGetErrorName((CUresult)rc, &s) != CUDA_SUCCESS || s == 0) return "CUDA_ERROR_UNKNOWN";

@@ -11,10 +11,11 @@ log=$(mktemp /tmp/kiln-test-kernels.XXXXXX)
 # package, so Go's build cache does not see them change; a hash of them in
 # the C++ flags makes an edited kernel recompile.
 export CGO_CXXFLAGS="${CGO_CXXFLAGS:--O2 -g} -DKILN_KERNELS_SHA=$(cat kernels/*.cu kernels/*.cuh kernels/*.h 2>/dev/null | sha256sum | cut -c1-16)"
-# The whole-model and layer CUDA tests live outside engine/; -run keeps to
-# the CUDA tests (names contain CUDA), which is all that changes with the tag.
+# The whole-model, layer and benchmark (kernel profile) CUDA tests live
+# outside engine/; -run keeps to the CUDA tests (names contain CUDA), which
+# is all that changes with the tag.
 KILN_KERNEL_COVERAGE=1 $GO test -v -asan -tags cudaemu -count=1 -timeout 30m \
-  -run 'CUDA' ./cuda/... ./engine/... ./layers/... ./trainer/... >"$log" 2>&1
+  -run 'CUDA' ./cuda/... ./engine/... ./layers/... ./trainer/... ./bench/... >"$log" 2>&1
 rc=$?
 grep -E ' max_err=' "$log" | sort
 if [ $rc -ne 0 ]; then

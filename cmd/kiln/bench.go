@@ -3,11 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -35,6 +37,12 @@ its own synthetic rows, and the gradients are all-reduced every step. Rank 0
 prints, adding the ranks, the all-reduce's share of the time (comm_share)
 and the bytes it sums a step.
 
+With --profile on the GPU, ten more steps after the timed ones run under
+the kernel profiler: per kernel, its launches a step, its device time
+(CUDA events around each launch) and its share of the step, then the host
+time between launches and the copies, uploads and memsets a step. (The JSON
+line then holds it as the object "profile".)
+
 kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return runBench(o) },
@@ -52,6 +60,7 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 	f.IntVar(&o.threads, "threads", 0, "CPU threads (0: all cores)")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON object as the last line")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
+	f.BoolVar(&o.kernelProfile, "profile", false, "on the GPU: profile the kernels of ten more steps (device time per kernel)")
 	f.BoolVar(&o.memStats, "memstats", false, "with --json, add the process's peak memory (for kiln bench suite)")
 	_ = f.MarkHidden("memstats")
 	cmd.AddCommand(benchSuiteCmd())
@@ -66,6 +75,7 @@ type benchFlags struct {
 	threads, classes     int
 	seconds              float64
 	asJSON, memStats     bool
+	kernelProfile        bool
 	cpuProfile           string
 }
 
@@ -89,6 +99,9 @@ func runBench(o benchFlags) (err error) {
 	}
 	if err := checkBenchRanks(o.batch, dev); err != nil {
 		return err
+	}
+	if o.kernelProfile && dev != engine.CUDA {
+		return usageError{fmt.Errorf("--profile times GPU kernels and needs --device cuda (on the CPU use --cpuprofile)")}
 	}
 	world, err := joinWorld()
 	if err != nil {
@@ -118,7 +131,7 @@ func runBench(o benchFlags) (err error) {
 	res, err := bench.TimeSteps(bench.StepTimingConfig{
 		Model: o.model, Spec: spec, Batch: o.batch, Warmup: o.warmup, Steps: o.steps,
 		MinDur: time.Duration(o.seconds * float64(time.Second)), Device: dev, World: benchWorld(world), BucketBytes: buckets,
-		Precision: prec,
+		Precision: prec, Profile: o.kernelProfile,
 	})
 	if err != nil || !rank0 {
 		return err
@@ -189,6 +202,9 @@ func printStepTiming(res bench.StepTiming, asJSON, memStats bool) error {
 			res.Params, res.Threads, res.Precision)
 		fmt.Printf("%d steps in %.2fs: %.2f ms/step, %.0f images/s, %.1f allocations/step\n",
 			res.Steps, res.Seconds, res.StepMillis, res.TrainImagesPerSec, res.AllocsPerStep)
+		if res.Profile != nil {
+			printKernelProfile(os.Stdout, res.Profile)
+		}
 		return nil
 	}
 	var line any = res
@@ -221,4 +237,19 @@ func parseInput(s string) (layers.Spec, error) {
 		v[i] = n
 	}
 	return layers.Spec{Height: v[0], Width: v[1], Channels: v[2]}, nil
+}
+
+// printKernelProfile prints kiln bench --profile's table.
+func printKernelProfile(w io.Writer, p *bench.KernelProfile) {
+	fmt.Fprintf(w, "\nkernel profile, %d steps after the timed ones (the events add a little): %.3f ms/step, "+
+		"kernels %.3f ms (%.0f%%), host between launches %.3f ms\n", p.Steps, p.StepMillis, p.KernelMillis,
+		100*p.KernelMillis/p.StepMillis, p.HostGapMillis)
+	fmt.Fprintf(w, "a step: %.1f launches, %.1f copies to the host, %.1f uploads, %.1f memsets\n\n",
+		p.LaunchesPerStep, p.CopiesPerStep, p.UploadsPerStep, p.MemsetsPerStep)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "launches/step\tms/step\tmean µs\tof step\t  kernel")
+	for _, k := range p.Kernels {
+		fmt.Fprintf(tw, "%.1f\t%.3f\t%.1f\t%.1f%%\t  %s\n", k.LaunchesPerStep, k.Millis, k.MeanMicros, 100*k.Share, k.Name)
+	}
+	tw.Flush()
 }
