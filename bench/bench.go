@@ -310,7 +310,7 @@ func (s *suite) setupTorch(ctx context.Context, tmp string) {
 // checkKilnCUDA asks the kiln binary for one CUDA training step; when it
 // cannot, every Kiln measurement on CUDA says why.
 func (s *suite) checkKilnCUDA(ctx context.Context) {
-	_, err := s.kilnTrain(ctx, trainCase{Model: "lenet", Input: "28x28x1", Batch: 8}, 0, 0, 1, 0)
+	_, err := s.kilnTrain(ctx, trainCase{Model: "lenet", Input: "28x28x1", Batch: 8}, 0, 0, 1, 0, false)
 	if err != nil {
 		s.kilnCUDA = err.Error()
 		s.note("Kiln on CUDA: " + s.kilnCUDA)

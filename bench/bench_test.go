@@ -199,7 +199,10 @@ func sampleReport() *Report {
 		Train: []TrainResult{
 			{Model: "lenet", Input: "28x28x1", Batch: 64, ParamsKiln: 61706, ParamsTorch: 61706, Kiln: s(20000, 21000, 19000),
 				Torch: s(18000, 17000, 19000), TorchSetting: "torch 2 / OpenBLAS 1", Ratio: SpeedRatio(*s(20000, 21000, 19000), *s(18000, 17000, 19000)),
-				KilnRSSPeakBytes: 40 << 20, TorchRSSPeakBytes: 300 << 20},
+				KilnRSSPeakBytes: 40 << 20, TorchRSSPeakBytes: 300 << 20,
+				KilnProfile: kernelProfile(cuda.Profile{Kernels: []cuda.KernelTime{{Name: "conv2d_forward_64x64_f32", Launches: 4,
+					Device: 2 * time.Millisecond}}, Launches: 118, Copies: 2, Memsets: 20, Device: 2 * time.Millisecond,
+					Wall: 4 * time.Millisecond}, 2)},
 			{Model: "gmlp", Input: "32x32x3", Batch: 128, KilnError: "kiln bench failed: boom", TorchError: "torch failed"},
 		},
 		Scaling: &Scaling{BatchModel: "lenet", BatchInput: "28x28x1",
@@ -253,6 +256,8 @@ func TestWriteReportFiles(t *testing.T) {
 		"10.0 s, 2 epochs (99.10%)", "**3.00×**", // time to accuracy: 30 s against 10 s
 		"n/a¹", "- Kiln gmlp 32x32x3: kiln bench failed: boom", "- PyTorch layer norm backward: RuntimeError: no kernel",
 		"230 GFLOP/s", "a note",
+		"## Kiln's kernels in a training step (GPU)", "59 launches, 1 copies back, 0 uploads, 10 memsets a step",
+		"| `conv2d_forward_64x64_f32` | 2.0 | 1.000 | 500.0 | 50.0% |",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("markdown lacks %q", want)

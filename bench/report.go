@@ -308,6 +308,8 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		}
 	}
 
+	writeKernelProfiles(p, r.Train)
+
 	if sc := r.Scaling; sc != nil {
 		p("\n## Scaling\n\n")
 		p("One run per point (the table above has the repeated figures). PyTorch at its best setting for each point.\n\n")
@@ -552,4 +554,36 @@ func precisionCell(p string) string {
 		return "fp32"
 	}
 	return p
+}
+
+// kernelProfileTop is how many kernels of each step the report lists.
+const kernelProfileTop = 6
+
+// writeKernelProfiles writes the GPU runs' kernel profiles (kiln bench
+// --profile in the last round): per case, what a step launches and waits
+// for, and the kernels that take most of it.
+func writeKernelProfiles(p func(string, ...any), train []TrainResult) {
+	head := false
+	for _, t := range train {
+		kp := t.KilnProfile
+		if kp == nil {
+			continue
+		}
+		if !head {
+			p("\n## Kiln's kernels in a training step (GPU)\n\n")
+			p("`kiln bench --profile`: %d steps after the timed ones, each launch between two CUDA events; ", kp.Steps)
+			p("host gaps are the host's time between a launch's return and the next launch. The events cost a little, ")
+			p("so these steps are a bit slower than the timed ones. The %d kernels with the most device time:\n", kernelProfileTop)
+			head = true
+		}
+		p("\n%s %s batch %d %s: %.3f ms a step, kernels %.3f ms (%.0f%%), host gaps %.3f ms; "+
+			"%.0f launches, %.0f copies back, %.0f uploads, %.0f memsets a step\n\n",
+			t.Model, t.Input, t.Batch, precisionCell(t.Precision), kp.StepMillis, kp.KernelMillis,
+			100*kp.KernelMillis/kp.StepMillis, kp.HostGapMillis, kp.LaunchesPerStep, kp.CopiesPerStep,
+			kp.UploadsPerStep, kp.MemsetsPerStep)
+		p("| kernel | launches a step | ms a step | mean µs | of the step |\n|---|---|---|---|---|\n")
+		for _, k := range kp.Kernels[:min(len(kp.Kernels), kernelProfileTop)] {
+			p("| `%s` | %.1f | %.3f | %.1f | %.1f%% |\n", k.Name, k.LaunchesPerStep, k.Millis, k.MeanMicros, 100*k.Share)
+		}
+	}
 }

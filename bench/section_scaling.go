@@ -128,7 +128,7 @@ func (s *suite) kilnPoint(ctx context.Context, c trainCase, threads int, p *Scal
 		p.KilnError = s.kilnCUDA
 		return
 	}
-	k, err := s.kilnTrain(ctx, c, threads, s.plan.scaleSec, s.plan.trainSteps, s.plan.warmup)
+	k, err := s.kilnTrain(ctx, c, threads, s.plan.scaleSec, s.plan.trainSteps, s.plan.warmup, false)
 	if err != nil {
 		p.KilnError = err.Error()
 		return

@@ -47,6 +47,8 @@ type TrainResult struct {
 	KilnGoHeapBytes  int64   `json:"kiln_go_heap_bytes,omitempty"`
 	KilnAllocsStep   float64 `json:"kiln_allocs_per_step"`
 	KilnGPUPeakBytes int64   `json:"kiln_gpu_peak_bytes,omitempty"` // device memory at its peak (--device cuda)
+	// KilnProfile is the kernel profile of the last round (--device cuda).
+	KilnProfile *KernelProfile `json:"kiln_kernel_profile,omitempty"`
 
 	Torch             *Sample            `json:"torch_images_per_sec,omitempty"`
 	TorchError        string             `json:"torch_error,omitempty"`
@@ -95,12 +97,17 @@ type kilnLine struct {
 	MemoryStats
 }
 
-// kilnTrain runs one fresh `kiln bench` process. threads 0 is all cores.
-func (s *suite) kilnTrain(ctx context.Context, c trainCase, threads int, seconds float64, steps, warmup int) (*kilnLine, error) {
+// kilnTrain runs one fresh `kiln bench` process. threads 0 is all cores;
+// profile adds the kernel profile (the GPU's).
+func (s *suite) kilnTrain(ctx context.Context, c trainCase, threads int, seconds float64, steps, warmup int,
+	profile bool) (*kilnLine, error) {
 	args := []string{"bench", "--model", c.Model, "--input", c.Input, "--batch", strconv.Itoa(c.Batch),
 		"--device", s.cfg.Device, "--threads", strconv.Itoa(threads), "--seconds", strconv.FormatFloat(seconds, 'g', -1, 64),
 		"--steps", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup), "--json", "--memstats",
 		"--precision", c.Precision}
+	if profile {
+		args = append(args, "--profile")
+	}
 	cmd := exec.CommandContext(ctx, s.cfg.Kiln, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -249,7 +256,8 @@ func (s *suite) runTrain(ctx context.Context) error {
 			if s.kilnCUDA != "" {
 				r.KilnError = s.kilnCUDA
 			} else if r.KilnError == "" {
-				k, err := s.kilnTrain(ctx, c, s.cfg.Threads, s.plan.trainSec, s.plan.trainSteps, s.plan.warmup)
+				profile := s.cfg.Device == "cuda" && round == s.plan.rounds-1
+				k, err := s.kilnTrain(ctx, c, s.cfg.Threads, s.plan.trainSec, s.plan.trainSteps, s.plan.warmup, profile)
 				if err != nil {
 					if ctx.Err() != nil {
 						return ctx.Err()
@@ -263,6 +271,9 @@ func (s *suite) runTrain(ctx context.Context) error {
 					r.KilnGoSysBytes = max(r.KilnGoSysBytes, k.GoSysBytes)
 					r.KilnGoHeapBytes = max(r.KilnGoHeapBytes, k.GoHeapBytes)
 					r.KilnGPUPeakBytes = max(r.KilnGPUPeakBytes, k.GPUPeakBytes)
+					if k.Profile != nil {
+						r.KilnProfile = k.Profile
+					}
 				}
 			}
 			var tIPS float64
