@@ -102,12 +102,7 @@ func TestKilnOpsRun(t *testing.T) {
 // CPU in engine's CUDA tests; this checks that every op builds on the device
 // and its timing waits for the queued work.
 func TestKilnOpsRunOnCUDA(t *testing.T) {
-	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
-		if os.Getenv("REQUIRE_CUDA") == "1" {
-			t.Fatalf("REQUIRE_CUDA=1 but no CUDA device: %v", err)
-		}
-		t.Skipf("skipped: no CUDA device (%v)", err)
-	}
+	cudaOrSkip(t)
 	for _, o := range opList(true) {
 		fn, release, err := kilnOp(o, engine.CUDA)
 		if err != nil {

@@ -38,12 +38,7 @@ func TestKernelProfilePerStep(t *testing.T) {
 // lenet step is in the profile, the convolutions among them, and the loss
 // read back each step is one copy.
 func TestCUDATimeStepsProfile(t *testing.T) {
-	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
-		if os.Getenv("REQUIRE_CUDA") == "1" {
-			t.Fatalf("REQUIRE_CUDA=1 but no CUDA device: %v", err)
-		}
-		t.Skipf("skipped: no CUDA device (%v)", err)
-	}
+	cudaOrSkip(t)
 	res, err := TimeSteps(StepTimingConfig{Model: "lenet", Spec: layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10},
 		Batch: 2, Warmup: 1, Steps: 1, Device: engine.CUDA, Profile: true})
 	if err != nil {
@@ -69,5 +64,17 @@ func TestCUDATimeStepsProfile(t *testing.T) {
 	if _, err := TimeSteps(StepTimingConfig{Model: "lenet", Spec: layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10},
 		Batch: 2, Steps: 1, Profile: true}); err == nil || !strings.Contains(err.Error(), "GPU kernels") {
 		t.Errorf("a kernel profile on the CPU: %v", err)
+	}
+}
+
+// cudaOrSkip opens the GPU (or the emulator in a cudaemu build) or skips,
+// saying why; REQUIRE_CUDA=1 makes the skip a failure.
+func cudaOrSkip(t *testing.T) {
+	t.Helper()
+	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
+		if os.Getenv("REQUIRE_CUDA") == "1" {
+			t.Fatalf("REQUIRE_CUDA=1 but no CUDA device: %v", err)
+		}
+		t.Skipf("skipped: no CUDA device (%v)", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 
@@ -128,12 +127,7 @@ func TestTimeToAccuracyStopsAtTheTimeCap(t *testing.T) {
 // the CPU run: the same batches, steps and test checks, with the training
 // set gathered on the device.
 func TestCUDATimeToAccuracyFollowsTheCPU(t *testing.T) {
-	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
-		if os.Getenv("REQUIRE_CUDA") == "1" {
-			t.Fatalf("REQUIRE_CUDA=1 but no CUDA device: %v", err)
-		}
-		t.Skipf("skipped: no CUDA device (%v)", err)
-	}
+	cudaOrSkip(t)
 	c := blobConfig()
 	c.Hidden, c.Epochs = 32, 2
 	train, test := blobs(t, 512, 1), blobs(t, 256, 3)
