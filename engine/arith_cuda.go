@@ -7,7 +7,8 @@ import (
 	"github.com/kiln-ml/kiln/cuda"
 )
 
-// The GPU side of arith.go and Tensor.Fill: kernels/arith.cu.
+// The GPU side of arith.go, Tensor.Fill and RoundBF16 (bf16.go):
+// kernels/arith.cu.
 
 func addCUDA(out, a, b *Tensor) error {
 	n := a.Len()
@@ -67,4 +68,12 @@ func sumSquaresCUDA(t *Tensor) (float64, error) {
 		s += float64(v)
 	}
 	return s, nil
+}
+
+func roundBF16CUDA(out, x *Tensor) error {
+	n := x.Len()
+	return runCUDA("RoundBF16", func() error {
+		var args cuda.Args
+		return launchElt(kern.round_bf16_f32, n, args.Ptr(out.dptr()).Ptr(x.dptr()).I64(int64(n)))
+	}, func(host hostCopy) error { return RoundBF16(host(out), host(x)) }, out, x)
 }
