@@ -98,7 +98,7 @@ func followsTheCPU(t *testing.T, name string, s layers.Spec, p engine.Precision,
 }
 
 // The same in bf16, on models with a convolution, linear layers and the
-// SGU's token products: the GPU's bf16 kernels against the CPU's bf16 path
+// SGU's token products (every model on a real GPU): the GPU's bf16 kernels against the CPU's bf16 path
 // (AVX512_BF16). Both round the same operands; an input a float32 rounding
 // apart on the two devices may round to neighbouring bf16 values, hence
 // the wider tolerance.
@@ -107,7 +107,11 @@ func TestCUDATrainingFollowsTheCPUInBF16(t *testing.T) {
 	if !engine.CPUHasBF16() {
 		t.Skip("skipped: this CPU has no AVX512_BF16, so there is no bf16 reference to follow")
 	}
-	for _, name := range []string{"lenet", "gmlp"} {
+	models := []string{"lenet", "gmlp"}
+	if os.Getenv("KILN_CUDA_ALL_MODELS") == "1" || engine.CUDADeviceIsReal() {
+		models = layers.ModelNames()
+	}
+	for _, name := range models {
 		t.Run(name, func(t *testing.T) {
 			followsTheCPU(t, name, layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Seed: 3}, engine.BF16, 2e-3)
 		})
