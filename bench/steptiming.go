@@ -78,6 +78,9 @@ type stepRun struct {
 
 // TimeSteps builds the model, warms up, and times training steps.
 func TimeSteps(c StepTimingConfig) (StepTiming, error) {
+	if c.Profile && c.Device != engine.CUDA {
+		return StepTiming{}, fmt.Errorf("the kernel profile times GPU kernels; on the %v use a CPU profile", c.Device)
+	}
 	rows, err := rankRows(c.World, c.Batch)
 	if err != nil {
 		return StepTiming{}, err
@@ -139,9 +142,6 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		FinalLoss:         loss,
 	}
 	if c.Profile {
-		if c.Device != engine.CUDA {
-			return StepTiming{}, fmt.Errorf("the kernel profile times GPU kernels; on the %v use a CPU profile", c.Device)
-		}
 		if res.Profile, err = profileSteps(r, c.LR, profiledSteps); err != nil {
 			return StepTiming{}, err
 		}

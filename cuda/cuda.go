@@ -339,7 +339,7 @@ func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 	if bytes == 0 {
 		return nil
 	}
-	count(uploads)
+	count(&prof.uploads)
 	return be.htod(dst, src, bytes)
 }
 
@@ -351,7 +351,7 @@ func CopyDtoH(dst unsafe.Pointer, src Ptr, bytes int64) error {
 	if bytes == 0 {
 		return nil
 	}
-	count(copies)
+	count(&prof.copies)
 	return be.dtoh(dst, src, bytes)
 }
 
@@ -374,6 +374,6 @@ func Zero(p Ptr, bytes int64) error {
 	if bytes == 0 {
 		return nil
 	}
-	count(memsets)
+	count(&prof.memsets)
 	return be.memsetZero(p, bytes)
 }

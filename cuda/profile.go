@@ -13,8 +13,9 @@ import (
 // stream on a GPU; on the emulator, whose launches run to completion before
 // they return, the host clock), the host time from one launch's return to
 // the next launch is summed, and the device-to-host copies (each one a wait
-// for the device), the uploads and the memsets are counted. The marks cost a little device and host time
-// per launch: profile a few steps apart from the timed ones.
+// for the device), the uploads and the memsets are counted. The marks cost a
+// little device and host time per launch: profile a few steps apart from the
+// timed ones.
 
 // KernelTime is one kernel's part of a profile.
 type KernelTime struct {
@@ -44,12 +45,12 @@ type launchRecord struct {
 	start, end mark
 }
 
-// profiling is prof.on for Launch's check without the lock.
+// profiling says a profile runs; it changes only under prof's lock, and
+// Launch reads it without the lock.
 var profiling atomic.Bool
 
 var prof struct {
 	sync.Mutex
-	on         bool
 	records    []launchRecord
 	copies     int
 	uploads    int
@@ -66,10 +67,10 @@ func StartProfile() error {
 	}
 	prof.Lock()
 	defer prof.Unlock()
-	if prof.on {
+	if profiling.Load() {
 		return errors.New("cuda: a profile is already running")
 	}
-	prof.on, prof.records, prof.copies, prof.uploads, prof.memsets, prof.hostGaps = true, prof.records[:0], 0, 0, 0, 0
+	prof.records, prof.copies, prof.uploads, prof.memsets, prof.hostGaps = prof.records[:0], 0, 0, 0, 0
 	prof.started, prof.lastReturn = time.Now(), time.Time{}
 	profiling.Store(true)
 	return nil
@@ -80,10 +81,9 @@ func StartProfile() error {
 func StopProfile() (Profile, error) {
 	prof.Lock()
 	defer prof.Unlock()
-	if !prof.on {
+	if !profiling.Load() {
 		return Profile{}, errors.New("cuda: no profile is running")
 	}
-	prof.on = false
 	profiling.Store(false)
 	defer releaseMarks()
 	if err := be.sync(); err != nil {
@@ -128,7 +128,7 @@ func releaseMarks() {
 func profiledLaunch(launch func() error, k *Kernel) error {
 	prof.Lock()
 	defer prof.Unlock()
-	if !prof.on {
+	if !profiling.Load() { // stopped since Launch looked
 		return launch()
 	}
 	now := time.Now()
@@ -153,19 +153,15 @@ func profiledLaunch(launch func() error, k *Kernel) error {
 	return nil
 }
 
-// count adds one to a counter of the running profile (copies, uploads or
-// memsets), if one runs.
-func count(counter func() *int) {
+// count adds one to n, a counter of prof (copies, uploads or memsets), if a
+// profile runs.
+func count(n *int) {
 	if !profiling.Load() {
 		return
 	}
 	prof.Lock()
-	if prof.on {
-		*counter()++
+	if profiling.Load() {
+		*n++
 	}
 	prof.Unlock()
 }
-
-func copies() *int  { return &prof.copies }
-func uploads() *int { return &prof.uploads }
-func memsets() *int { return &prof.memsets }

@@ -24,10 +24,10 @@ import (
 // portable twin for the emulator and older GPUs); bf16 rounds each input to
 // 8 significant bits and sums in fp32, as autocast does.
 //
-// TF32: with KILN_TF32=1 (or SetCUDATF32(true)) every fp32 product uses the TF32
-// tensor-core kernels of its tile (sm_80+: mma.sync m16n8k8),
-// several times the fp32 rate, with inputs rounded to 10 mantissa bits (about
-// 1e-3 relative error per product, as PyTorch's allow_tf32). Off by default:
+// TF32: with KILN_TF32=1 (or SetCUDATF32(true)) every fp32 product uses the
+// TF32 tensor-core kernels of its tile, several times the fp32 rate, with
+// inputs rounded to 10 mantissa bits (about 1e-3 relative error per product,
+// as PyTorch's allow_tf32). Off by default:
 // fp32 is what the CPU reference and the gradient checks agree with (the
 // KILN_CUDA_CHECK comparison, 1e-3, can flag TF32 on long reductions).
 
