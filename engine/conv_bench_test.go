@@ -142,14 +142,19 @@ func BenchmarkConv2DZoo(b *testing.B) {
 // cnn's convolutions (layers/zoo.go on 3×32×32) at the suite's batch 128,
 // each pass alone, in GFLOP/s (a multiply-add counts 2): the figure to hold
 // against the machine's FMA peak (bench/peak.c).
+// BenchmarkConv2DCNNPasses times each of the cnn's convolutions at the two
+// shapes the PyTorch comparison trains (32x32x3 at batch 128, 28x28x1 at 64).
 func BenchmarkConv2DCNNPasses(b *testing.B) {
 	for _, s := range []struct {
-		name         string
-		cin, h, cout int
-		dx           bool
-	}{{"cnn1", 3, 32, 32, false}, {"cnn2", 32, 32, 32, true}, {"cnn3", 32, 16, 64, true}, {"cnn4", 64, 16, 64, true}} {
-		c := newConvBench(128, s.cin, s.h, s.h, s.cout, 3, engine.Conv2DSquare(1, 1, 1, 1), s.dx)
-		flop := 2 * float64(128*s.cout*s.h*s.h*s.cin*9)
+		name            string
+		n, cin, h, cout int
+		dx              bool
+	}{
+		{"cnn1", 128, 3, 32, 32, false}, {"cnn2", 128, 32, 32, 32, true}, {"cnn3", 128, 32, 16, 64, true}, {"cnn4", 128, 64, 16, 64, true},
+		{"cnn1-28", 64, 1, 28, 32, false}, {"cnn2-28", 64, 32, 28, 32, true}, {"cnn3-28", 64, 32, 14, 64, true}, {"cnn4-28", 64, 64, 14, 64, true},
+	} {
+		c := newConvBench(s.n, s.cin, s.h, s.h, s.cout, 3, engine.Conv2DSquare(1, 1, 1, 1), s.dx)
+		flop := 2 * float64(s.n*s.cout*s.h*s.h*s.cin*9)
 		b.Run(s.name+"/forward", func(b *testing.B) { c.run(b, true, false); reportGFLOPs(b, flop) })
 		passes := 1.0 // dw (db is a sum)
 		if s.dx {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"runtime"
 	"testing"
 )
 
@@ -95,5 +96,33 @@ func TestParallelForSurvivesAGrowingPool(t *testing.T) {
 				t.Fatalf("call %d: part %d ran %d times", call, part, n)
 			}
 		}
+	}
+}
+
+// The pool keeps a P spare beside its threads, and restores it when
+// GOMAXPROCS is lowered behind its back (as testing does per benchmark).
+func TestPoolKeepsASpareP(t *testing.T) {
+	was, procs := Threads(), runtime.GOMAXPROCS(0)
+	defer func() { SetThreads(was); runtime.GOMAXPROCS(procs) }()
+	runtime.GOMAXPROCS(1)
+	SetThreads(3)
+	if got := runtime.GOMAXPROCS(0); got != 4 {
+		t.Fatalf("3 threads: GOMAXPROCS %d, want 4", got)
+	}
+	runtime.GOMAXPROCS(2)
+	c := &countTask{runs: make([]int, 3)}
+	parallelFor(3, c)
+	if got := runtime.GOMAXPROCS(0); got != 4 {
+		t.Fatalf("after GOMAXPROCS(2) and an op: GOMAXPROCS %d, want 4", got)
+	}
+	for part, n := range c.runs {
+		if n != 1 {
+			t.Fatalf("part %d ran %d times", part, n)
+		}
+	}
+	runtime.GOMAXPROCS(8)
+	SetThreads(2)
+	if got := runtime.GOMAXPROCS(0); got != 8 {
+		t.Fatalf("a higher GOMAXPROCS is kept: got %d, want 8", got)
 	}
 }
