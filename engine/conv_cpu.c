@@ -78,6 +78,13 @@ static void offsets(int32_t *koff, long nr, long nt, long ldbr, long kw, long ba
 		for (long t = 0; t < nt; t++) koff[r * nt + t] = (int32_t)(r * ldbr + base + (t / kw) * sh + (t % kw) * sw);
 }
 
+// max_offset is the largest of koff[0..k).
+static long max_offset(const int32_t *koff, long k) {
+	long m = koff[0];
+	for (long i = 1; i < k; i++) m = koff[i] > m ? koff[i] : m;
+	return m;
+}
+
 // dx_rows gives the range [k0, k1) of tap-major k that output-gradient row y
 // reads inside [0, oh): kernel rows kh with y + ph − oh < kh·dh ≤ y + ph.
 static void dx_rows(long y, long ph, long dh, long oh, long khn, long kwnr, long *k0, long *k1) {
@@ -115,7 +122,10 @@ static void dx_rows(long y, long ph, long dh, long oh, long khn, long kwnr, long
 		V_PUT(ci, m0, a##I##0)                                                        \
 		if (nv == 2) V_PUT(ci + coff, m1, a##I##1)                                     \
 	}
-#define V_GET(p, masked) ((masked) ? V_LOADM(p, mask) : V_LOAD(p))
+// A tile's m0/m1: 0 a whole vector; 1 fewer than VL columns, loaded and
+// stored under the mask; 2 the same stored under the mask but loaded whole,
+// reading past the columns (the caller has checked that b goes on that far).
+#define V_GET(p, masked) ((masked) == 1 ? V_LOADM(p, mask) : V_LOAD(p))
 #define TILE_ARGS k, ap, b, boff, koff, init, c, coff, ldc, mask
 #define TILE_CASES(NV, M0, M1)                                                          \
 	switch (mr) {                                                                       \
@@ -190,12 +200,12 @@ static void dx_rows(long y, long ph, long dh, long oh, long khn, long kwnr, long
 #include "conv_cpu.c"
 #undef CONV_VL
 
-int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long ldbr,
-                         long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen, long brs,
-                         long crs, int vl) {
+int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long blen,
+                         long ldbr, long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen,
+                         long brs, long crs, int vl) {
 	if (nr * nt > MAXK) return 0;
-	(vl == 16 ? shift_gemm_16 : shift_gemm_8)(c, ldc, m, ap, nr, nt, b, ldbr, kw, base, sh, sw, init, nrows, rowlen,
-	                                       brs, crs);
+	(vl == 16 ? shift_gemm_16 : shift_gemm_8)(c, ldc, m, ap, nr, nt, b, blen, ldbr, kw, base, sh, sw, init, nrows,
+	                                       rowlen, brs, crs);
 	return 1;
 }
 
@@ -205,11 +215,11 @@ int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, l
 // (those with y + ph − kh·dh outside [0, oh)) form a contiguous range of k
 // and are skipped: they would add exact zeros.
 int kiln_conv_shift_gemm_dx(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw, const float *b,
-                            long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs, long crs,
-                            long ph, long dh, long oh, int vl) {
+                            long blen, long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs,
+                            long crs, long ph, long dh, long oh, int vl) {
 	if (nr * khn * kw > MAXK) return 0;
-	(vl == 16 ? shift_gemm_dx_16 : shift_gemm_dx_8)(c, ldc, m, ap, nr, khn, kw, b, ldbr, base, sh, sw, nrows, rowlen,
-	                                             brs, crs, ph, dh, oh);
+	(vl == 16 ? shift_gemm_dx_16 : shift_gemm_dx_8)(c, ldc, m, ap, nr, khn, kw, b, blen, ldbr, base, sh, sw, nrows,
+	                                             rowlen, brs, crs, ph, dh, oh);
 	return 1;
 }
 
@@ -336,33 +346,44 @@ TARGET INLINE void L(tile)(const int mr, const int nv, const int m0, const int m
 	ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
 }
 
-// tile_cols computes a tile over ncols ≤ 2·VL adjacent columns.
-TARGET static void L(tile_cols)(int mr, int ncols, long k, const float *ap, const float *b, const int32_t *koff,
-                                const float *init, float *c, long ldc) {
+// tile_cols computes a tile over ncols ≤ 2·VL adjacent columns; over says
+// that b may be read a whole vector past them (AVX2 uses it).
+TARGET static void L(tile_cols)(int mr, int ncols, int over, long k, const float *ap, const float *b,
+                                const int32_t *koff, const float *init, float *c, long ldc) {
 	const long boff = VL, coff = VL;
+	over = over && VL == 8;
 	if (ncols == 2 * VL) {
 		VMASK mask = V_NOMASK();
 		TILE_CASES(2, 0, 0)
 	} else if (ncols > VL) {
 		VMASK mask = V_BELOW(ncols - VL);
-		TILE_CASES(2, 0, 1)
+		if (over)
+			TILE_CASES(2, 0, 2)
+		else
+			TILE_CASES(2, 0, 1)
 	} else if (ncols == VL) {
 		VMASK mask = V_NOMASK();
 		TILE_CASES(1, 0, 0)
 	} else {
 		VMASK mask = V_BELOW(ncols);
-		TILE_CASES(1, 1, 0)
+		if (over)
+			TILE_CASES(1, 2, 0)
+		else
+			TILE_CASES(1, 1, 0)
 	}
 }
 
 // tile_rows2 computes a tile over two rows of ncols ≤ VL columns, the second
 // boff after the first in b and coff in c: short rows still fill the 2·mr
 // accumulators that keep both FMA pipes busy.
-TARGET static void L(tile_rows2)(int mr, int ncols, long k, const float *ap, const float *b, long boff,
+TARGET static void L(tile_rows2)(int mr, int ncols, int over, long k, const float *ap, const float *b, long boff,
                                  const int32_t *koff, const float *init, float *c, long coff, long ldc) {
 	if (ncols == VL) {
 		VMASK mask = V_NOMASK();
 		TILE_CASES(2, 0, 0)
+	} else if (over && VL == 8) {
+		VMASK mask = V_BELOW(ncols);
+		TILE_CASES(2, 2, 2)
 	} else {
 		VMASK mask = V_BELOW(ncols);
 		TILE_CASES(2, 1, 1)
@@ -370,20 +391,21 @@ TARGET static void L(tile_rows2)(int mr, int ncols, long k, const float *ap, con
 }
 
 // tile_row computes one row of C's rows [0, mr), tile after tile.
-TARGET static void L(tile_row)(int mr, long rowlen, long k, const float *ap, const float *b, const int32_t *koff,
-                               const float *init, float *c, long ldc) {
+TARGET static void L(tile_row)(int mr, long rowlen, long room, long k, const float *ap, const float *b,
+                               const int32_t *koff, const float *init, float *c, long ldc) {
 	for (long j = 0; j < rowlen; j += 2 * VL) {
 		const int nc = rowlen - j < 2 * VL ? (int)(rowlen - j) : 2 * VL;
-		L(tile_cols)(mr, nc, k, ap, b + j, koff, init, c + j, ldc);
+		L(tile_cols)(mr, nc, j + 2 * VL <= room, k, ap, b + j, koff, init, c + j, ldc);
 	}
 }
 
 TARGET static void L(shift_gemm)(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b,
-                                 long ldbr, long kw, long base, long sh, long sw, const float *init, long nrows,
-                                 long rowlen, long brs, long crs) {
+                                 long blen, long ldbr, long kw, long base, long sh, long sw, const float *init,
+                                 long nrows, long rowlen, long brs, long crs) {
 	const long k = nr * nt;
 	int32_t koff[k];
 	offsets(koff, nr, nt, ldbr, kw, base, sh, sw);
+	const long reach = blen - max_offset(koff, k);
 	for (long p = 0; p < m; p += TMR) {
 		const int mr = m - p < TMR ? (int)(m - p) : TMR;
 		const float *app = ap + p * k;
@@ -391,18 +413,21 @@ TARGET static void L(shift_gemm)(float *c, long ldc, long m, const float *ap, lo
 		float *cp = c + p * ldc;
 		long y = 0;
 		for (; rowlen <= VL && y + 1 < nrows; y += 2)
-			L(tile_rows2)(mr, (int)rowlen, k, app, b + y * brs, brs, koff, ini, cp + y * crs, crs, ldc);
-		for (; y < nrows; y++) L(tile_row)(mr, rowlen, k, app, b + y * brs, koff, ini, cp + y * crs, ldc);
+			L(tile_rows2)(mr, (int)rowlen, (y + 1) * brs + VL <= reach, k, app, b + y * brs, brs, koff, ini,
+			              cp + y * crs, crs, ldc);
+		for (; y < nrows; y++)
+			L(tile_row)(mr, rowlen, reach - y * brs, k, app, b + y * brs, koff, ini, cp + y * crs, ldc);
 	}
 }
 
 TARGET static void L(shift_gemm_dx)(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw,
-                                    const float *b, long ldbr, long base, long sh, long sw, long nrows, long rowlen,
-                                    long brs, long crs, long ph, long dh, long oh) {
+                                    const float *b, long blen, long ldbr, long base, long sh, long sw, long nrows,
+                                    long rowlen, long brs, long crs, long ph, long dh, long oh) {
 	const long nt = khn * kw, k = nr * nt;
 	int32_t koff[k];
 	for (long t = 0; t < nt; t++)
 		for (long r = 0; r < nr; r++) koff[t * nr + r] = (int32_t)(r * ldbr + base + (t / kw) * sh + (t % kw) * sw);
+	const long reach = blen - max_offset(koff, k);
 	const int pairs = rowlen <= VL;
 	for (long p = 0; p < m; p += TMR) {
 		const int mr = m - p < TMR ? (int)(m - p) : TMR;
@@ -415,12 +440,13 @@ TARGET static void L(shift_gemm_dx)(float *c, long ldc, long m, const float *ap,
 			if (pairs && y + 1 < nrows) {
 				dx_rows(y + 1, ph, dh, oh, khn, kw * nr, &n0, &n1);
 				if (n0 == k0 && n1 == k1) { // the same taps: one tile for both rows
-					L(tile_rows2)(mr, (int)rowlen, k1 - k0, apk, by, brs, koff + k0, 0, cp + y * crs, crs, ldc);
+					L(tile_rows2)(mr, (int)rowlen, (y + 1) * brs + VL <= reach, k1 - k0, apk, by, brs, koff + k0, 0,
+					              cp + y * crs, crs, ldc);
 					y++;
 					continue;
 				}
 			}
-			L(tile_row)(mr, rowlen, k1 - k0, apk, by, koff + k0, 0, cp + y * crs, ldc);
+			L(tile_row)(mr, rowlen, reach - y * brs, k1 - k0, apk, by, koff + k0, 0, cp + y * crs, ldc);
 		}
 	}
 }

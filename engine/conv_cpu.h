@@ -2,9 +2,9 @@ int kiln_conv_cpu_maxk(void);
 int kiln_conv_cpu_lanes(void);
 int kiln_conv_cpu_panel(int vl);
 void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, int tapmajor, int mr);
-int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long ldbr,
-                         long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen, long brs,
-                         long crs, int vl);
+int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long blen,
+                         long ldbr, long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen,
+                         long brs, long crs, int vl);
 int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, long nr, long nt, const float *b,
                        long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long ars, long brs,
                        int vl);
@@ -12,7 +12,7 @@ int kiln_conv_shift_dwt(float *dwt, long ldw, float *db, const float *dyt, long 
                         long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long brs, int vl);
 void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, long ow, long qrow);
 int kiln_conv_shift_gemm_dx(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw, const float *b,
-                            long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs, long crs,
-                            long ph, long dh, long oh, int vl);
+                            long blen, long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs,
+                            long crs, long ph, long dh, long oh, int vl);
 void kiln_conv_copy_rows(float *dst, long dplane, long drow, const float *src, long splane, long srow, long np,
                          long nrows, long rowlen);

@@ -70,13 +70,13 @@ func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool, mr int) {
 // rows.
 func convShiftGemmDx(c []float32, ldc, m int, ap, b []float32, t shiftTaps, khn int, s shiftSegs, ph, dh, oh int) {
 	C.kiln_conv_shift_gemm_dx(fptr(c), C.long(ldc), C.long(m), fptr(ap), C.long(t.nr), C.long(khn), C.long(t.kw),
-		fptr(b), C.long(t.ldbr), C.long(t.base), C.long(t.sh), C.long(t.sw), C.long(s.nrows), C.long(s.rowlen),
-		C.long(s.brs), C.long(s.crs), C.long(ph), C.long(dh), C.long(oh), C.int(t.vl))
+		fptr(b), C.long(len(b)), C.long(t.ldbr), C.long(t.base), C.long(t.sh), C.long(t.sw), C.long(s.nrows),
+		C.long(s.rowlen), C.long(s.brs), C.long(s.crs), C.long(ph), C.long(dh), C.long(oh), C.int(t.vl))
 }
 
 func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init []float32, s shiftSegs) {
 	C.kiln_conv_shift_gemm(fptr(c), C.long(ldc), C.long(m), fptr(ap), C.long(t.nr), C.long(t.nt), fptr(b),
-		C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw), fptr(init),
+		C.long(len(b)), C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw), fptr(init),
 		C.long(s.nrows), C.long(s.rowlen), C.long(s.brs), C.long(s.crs), C.int(t.vl))
 }
 

@@ -1,0 +1,74 @@
+//go:build linux
+
+package engine_test
+
+import (
+	"math/rand/v2"
+	"slices"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"github.com/kiln-ml/kiln/engine"
+)
+
+// guardedFloats returns n floats that end where an unreadable page begins,
+// so a kernel that reads past them faults instead of reading neighbours.
+func guardedFloats(t *testing.T, n int) []float32 {
+	page := syscall.Getpagesize()
+	size := (n*4+page-1)/page*page + page
+	mem, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Munmap(mem) })
+	if err := syscall.Mprotect(mem[size-page:], syscall.PROT_NONE); err != nil {
+		t.Fatal(err)
+	}
+	all := unsafe.Slice((*float32)(unsafe.Pointer(&mem[0])), (size-page)/4)
+	return all[len(all)-n:]
+}
+
+// The AVX2 products read whole vectors past a ragged tile's columns where b
+// goes on that far (kiln_conv_shift_gemm's blen). An unpadded input is read
+// in place, so its last row ends at the end of x: here, at a page no one may
+// read (the test dies of SIGSEGV when a kernel reads past it; it did, with
+// the check removed). Each shape's results must equal those of the same
+// input elsewhere.
+func TestConv2DFastReadsNoFurtherThanItsInput(t *testing.T) {
+	if !slices.Contains(engine.CPUISAs(), "avx2") {
+		t.Skip("skipped: no AVX2, the kernels that read past a tile do not run")
+	}
+	defer restoreISA(t)()
+	opsMust(t, engine.SetCPUISA("avx2"))
+	for i, c := range []convCase{
+		{"rows-of-6", 2, 3, 8, 8, 8, 3, 3, engine.Conv2DParams{}, true},            // two 6-wide rows to a tile, the last pair last
+		{"wide-frame-ragged", 2, 4, 12, 12, 13, 3, 3, engine.Conv2DParams{}, true}, // the frame's last tile ragged
+		{"rows-of-14", 1, 5, 16, 16, 7, 3, 3, engine.Conv2DParams{}, true},
+	} {
+		rng := rand.New(rand.NewPCG(13, uint64(i)))
+		xs, ws := c.shapes()
+		x, w := randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...)
+		b := randTensor(rng, engine.Float32, c.cout)
+		guarded := guardedFloats(t, x.Len())
+		copy(guarded, x.Float32())
+		xg, err := engine.FromFloat32(guarded, xs...)
+		opsMust(t, err)
+		os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+		opsMust(t, err)
+		dout := randTensor(rng, engine.Float32, os...)
+		var got [2][]*engine.Tensor
+		for j, in := range []*engine.Tensor{x, xg} {
+			out, dx := engine.New(engine.Float32, os...), engine.New(engine.Float32, xs...)
+			dw, db := engine.New(engine.Float32, ws...), engine.New(engine.Float32, c.cout)
+			opsMust(t, engine.Conv2DForward(out, in, w, b, c.p))
+			opsMust(t, engine.Conv2DBackward(dx, dw, db, dout, in, w, c.p))
+			got[j] = []*engine.Tensor{out, dx, dw, db}
+		}
+		for k, name := range []string{"out", "dx", "dw", "db"} {
+			if !slices.Equal(got[0][k].Float32(), got[1][k].Float32()) {
+				t.Errorf("%s %s: differs with the input before an unreadable page", c.name, name)
+			}
+		}
+	}
+}
