@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -145,6 +146,7 @@ func BenchmarkConv2DZoo(b *testing.B) {
 // BenchmarkConv2DCNNPasses times each of the cnn's convolutions at the two
 // shapes the PyTorch comparison trains (32x32x3 at batch 128, 28x28x1 at 64).
 func BenchmarkConv2DCNNPasses(b *testing.B) {
+	engine.SetThreads(runtime.GOMAXPROCS(0)) // testing has just set GOMAXPROCS: keep the pool's spare P
 	for _, s := range []struct {
 		name            string
 		n, cin, h, cout int

@@ -80,8 +80,9 @@ func startPool(n int) {
 // from 110–130 to 140–153 GFLOP/s, and cnn's training step from 785 to 1,041
 // images/s (medians of 5 alternating runs).
 //
-// parallelFor restores the spare P where GOMAXPROCS has been lowered since
-// (testing does so per benchmark).
+// Only SetThreads and the pool's start set it, never an op: where GOMAXPROCS
+// is lowered later (testing does so per benchmark and in AllocsPerRun), the
+// ops run without the spare until SetThreads is called again.
 func spareP(n int) {
 	if runtime.GOMAXPROCS(0) <= n {
 		runtime.GOMAXPROCS(n + 1)
@@ -165,9 +166,6 @@ func parallelFor(n int, task rangeTask) {
 			task.run(i, i*n/p, (i+1)*n/p)
 		}
 		return
-	}
-	if runtime.GOMAXPROCS(0) <= pool.threads {
-		spareP(pool.threads) // lowered since the pool started (as testing does per benchmark)
 	}
 	yieldP(&pool.lastYield)
 	pool.gen++
