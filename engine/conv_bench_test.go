@@ -142,9 +142,8 @@ func BenchmarkConv2DZoo(b *testing.B) {
 
 // cnn's convolutions (layers/zoo.go on 3×32×32) at the suite's batch 128,
 // each pass alone, in GFLOP/s (a multiply-add counts 2): the figure to hold
-// against the machine's FMA peak (bench/peak.c).
-// BenchmarkConv2DCNNPasses times each of the cnn's convolutions at the two
-// shapes the PyTorch comparison trains (32x32x3 at batch 128, 28x28x1 at 64).
+// against the machine's FMA peak (bench/peak.c); also at 28×28×1, batch 64,
+// the comparison's other shape.
 func BenchmarkConv2DCNNPasses(b *testing.B) {
 	engine.SetThreads(runtime.GOMAXPROCS(0)) // testing has just set GOMAXPROCS: keep the pool's spare P
 	for _, s := range []struct {
