@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"math/rand/v2"
-	"runtime"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -35,6 +34,7 @@ func newConvBench(n, cin, h, w, cout, k int, p engine.Conv2DParams, wantDx bool)
 }
 
 func (c *convBench) run(b *testing.B, forward, backward bool) {
+	engine.BenchThreads()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -145,7 +145,6 @@ func BenchmarkConv2DZoo(b *testing.B) {
 // against the machine's FMA peak (bench/peak.c); also at 28×28×1, batch 64,
 // the comparison's other shape.
 func BenchmarkConv2DCNNPasses(b *testing.B) {
-	engine.SetThreads(runtime.GOMAXPROCS(0)) // testing has just set GOMAXPROCS: keep the pool's spare P
 	for _, s := range []struct {
 		name            string
 		n, cin, h, cout int

@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 )
 
@@ -30,6 +29,10 @@ var sgemmBenchShapes = func() []sgemmBenchShape {
 	var s []sgemmBenchShape
 	for _, n := range []int{64, 256, 512, 1024, 2048} {
 		s = append(s, sgemmBenchShape{name: "square", m: n, n: n, k: n})
+	}
+	// x·Wᵀ, as a linear layer and the benchmark suite's GEMM rows run it.
+	for _, n := range []int{256, 1024, 2048} {
+		s = append(s, sgemmBenchShape{name: "square", transB: true, m: n, n: n, k: n})
 	}
 	// LeNet-5 training step, batch 64 (im2col convolutions per image and
 	// batched, linear layers).
@@ -74,10 +77,10 @@ var sgemmBenchShapes = func() []sgemmBenchShape {
 // follows GOMAXPROCS, so -cpu 1,2 compares one and two threads.
 func benchSgemmWith(b *testing.B, f func(s sgemmBenchShape, a, bm, c []float32, lda, ldb int)) {
 	old := Threads()
-	SetThreads(runtime.GOMAXPROCS(0))
 	defer SetThreads(old)
 	for _, s := range sgemmBenchShapes {
 		b.Run(s.String(), func(b *testing.B) {
+			BenchThreads()
 			rng := rand.New(rand.NewPCG(1, 2))
 			rnd := func(n int) []float32 {
 				x := make([]float32, n)
