@@ -200,6 +200,68 @@ func (t *Tensor) Zero() error {
 	return nil
 }
 
+// ZeroAll zeroes every tensor in ts, as Zero does one at a time, with the
+// CPU tensors' elements split over the worker pool: a model's gradients
+// are megabytes, and zeroing mlp's 3.3 MB on one core, with the other idle,
+// took 6% of its step.
+func ZeroAll(ts []*Tensor) error {
+	n := 0
+	for _, t := range ts {
+		if t.device == CUDA {
+			if err := t.Zero(); err != nil {
+				return err
+			}
+			continue
+		}
+		n += t.Len()
+	}
+	if n < zeroAllMin {
+		for _, t := range ts {
+			if t.device != CUDA {
+				_ = t.Zero() // a CPU tensor's Zero cannot fail
+			}
+		}
+		return nil
+	}
+	z := zeroTasks.Get().(*zeroTask)
+	z.ts = ts
+	parallelFor(ceilDiv(n, zeroChunk), z)
+	z.ts = nil
+	zeroTasks.Put(z)
+	return nil
+}
+
+// Below zeroAllMin elements ZeroAll stays on the caller (a hand-off costs
+// more); a part is whole chunks of zeroChunk.
+const zeroAllMin, zeroChunk = 1 << 16, 1 << 14
+
+// zeroTask zeroes chunks [lo, hi) of the CPU tensors of ts laid end to end.
+type zeroTask struct{ ts []*Tensor }
+
+var zeroTasks = taskPool{New: func() any { return new(zeroTask) }}
+
+func (z *zeroTask) run(_, lo, hi int) {
+	lo, hi = lo*zeroChunk, hi*zeroChunk
+	off := 0
+	for _, t := range z.ts {
+		if off >= hi {
+			return
+		}
+		if t.device == CUDA {
+			continue
+		}
+		n := t.Len()
+		if a, b := max(lo-off, 0), min(hi-off, n); a < b {
+			if t.dtype == Float64 {
+				clear(t.f64[a:b])
+			} else {
+				clear(t.f32[a:b])
+			}
+		}
+		off += n
+	}
+}
+
 // Fill sets every element to v. Only a CUDA tensor can fail, as with Zero.
 func (t *Tensor) Fill(v float64) error {
 	if t.device == CUDA {

@@ -5,6 +5,7 @@ package trainer
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
@@ -101,14 +102,23 @@ func update(params []*layers.Param, opt Optimizer, after stepAfter, lr float64) 
 	return opt.Step(params, lr)
 }
 
+// zeroGrads zeroes the gradients on every thread (engine.ZeroAll). The list
+// is gathered each step, since a reducer may have replaced the tensors with
+// views of its flat buffer, into a pooled slice: a step allocates nothing.
 func zeroGrads(params []*layers.Param) error {
+	lp := gradLists.Get().(*[]*engine.Tensor)
+	grads := (*lp)[:0]
 	for _, p := range params {
-		if err := p.Grad.Zero(); err != nil {
-			return err
-		}
+		grads = append(grads, p.Grad)
 	}
-	return nil
+	err := engine.ZeroAll(grads)
+	clear(grads)
+	*lp = grads[:0]
+	gradLists.Put(lp)
+	return err
 }
+
+var gradLists = sync.Pool{New: func() any { return new([]*engine.Tensor) }}
 
 // idleStep is the step of a rank whose shard of a short last batch is
 // empty: no forward or backward, a zero gradient into the reduction, and the
