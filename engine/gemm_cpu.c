@@ -621,6 +621,13 @@ static void sgemm_dot(long m, long n, long k, float alpha, const float *a, long 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline)) static void tile_6x32(
     long k, const float *a, long rsa, long csa, const float *b0, const float *b1, long rsb, float *c, long ldc,
     float alpha, float beta) {
+	// C's rows are far apart and, in a big product, out of cache: fetch their
+	// lines (three when a row of 32 straddles them) while the sums run.
+	for (int i = 0; i < 6; i++) {
+		_mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+		_mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+		_mm_prefetch((const char *)(c + i * ldc + 31), _MM_HINT_T0);
+	}
 	__m512 acc[6][2];
 	for (int i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 	for (long p = 0; p < k; p++) {
