@@ -218,7 +218,8 @@ func ZeroAll(ts []*Tensor) error {
 	if n < zeroAllMin {
 		for _, t := range ts {
 			if t.device != CUDA {
-				_ = t.Zero() // a CPU tensor's Zero cannot fail
+				clear(t.f32)
+				clear(t.f64)
 			}
 		}
 		return nil

@@ -74,8 +74,9 @@ func TestZeroAll(t *testing.T) {
 			ts = append(ts, engine.New(dt, n))
 		}
 		spare := engine.New(engine.Float32, 100)
+		all := append(append([]*engine.Tensor{}, ts...), spare)
 		fill := func() {
-			for _, x := range append(ts, spare) {
+			for _, x := range all {
 				if err := x.Fill(1); err != nil {
 					t.Fatal(err)
 				}
