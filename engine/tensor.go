@@ -215,18 +215,13 @@ func ZeroAll(ts []*Tensor) error {
 		}
 		n += t.Len()
 	}
-	if n < zeroAllMin {
-		for _, t := range ts {
-			if t.device != CUDA {
-				clear(t.f32)
-				clear(t.f64)
-			}
-		}
-		return nil
-	}
 	z := zeroTasks.Get().(*zeroTask)
 	z.ts = ts
-	parallelFor(ceilDiv(n, zeroChunk), z)
+	if chunks := ceilDiv(n, zeroChunk); n < zeroAllMin {
+		z.run(0, 0, chunks)
+	} else {
+		parallelFor(chunks, z)
+	}
 	z.ts = nil
 	zeroTasks.Put(z)
 	return nil

@@ -127,3 +127,23 @@ func BenchmarkZeroAll(b *testing.B) {
 		}
 	})
 }
+
+// Below the hand-off size ZeroAll runs on the caller: still every element.
+func TestZeroAllSmallList(t *testing.T) {
+	ts := []*engine.Tensor{engine.New(engine.Float32, 3), engine.New(engine.Float64, 20000), engine.New(engine.Float32, 17)}
+	for _, x := range ts {
+		if err := x.Fill(1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := engine.ZeroAll(ts); err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range ts {
+		for j, v := range x.Values() {
+			if v != 0 {
+				t.Fatalf("tensor %d element %d is %v after ZeroAll", i, j, v)
+			}
+		}
+	}
+}
