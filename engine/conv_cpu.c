@@ -61,14 +61,28 @@ int kiln_conv_cpu_lanes(void) { return kiln_isa() >= KILN_ISA_AVX512 ? 16 : 8; }
 // hold 8 × 2 (and 32 and 64 channels are whole panels of 8).
 int kiln_conv_cpu_panel(int vl) { return vl == 16 ? 8 : 6; }
 
-// kiln_conv_pack writes A(i, r, t) = a[i·si + r·sr + t] as mr-row panels,
-// k = r·nt + t (or k = t·nr + r when tapmajor) within a panel; rows past m
-// are zero. dst holds ⌈m/mr⌉·mr·nr·nt floats.
-void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, int tapmajor, int mr) {
-	for (long p = 0; p < m; p += mr)
-		for (long k = 0; k < nr * nt; k++) {
-			const long r = tapmajor ? k % nr : k / nt, t = tapmajor ? k / nr : k % nt;
-			for (long i = 0; i < mr; i++) *dst++ = p + i < m ? a[(p + i) * si + r * sr + t] : 0;
+// FLAT_RB is how many planes flat_gemm takes a tap over before the next tap
+// (conv_cpu.c's flat paths: k in blocks of FLAT_RB planes, tap-major inside
+// a block). Tap-major over all planes strided the loads by whole planes,
+// which alias in L1 when a plane is a multiple of 4 KiB (32×32): cnn's 32×32
+// convolution ran a third slower at AVX2.
+enum { FLAT_RB = 8 };
+
+long kiln_conv_flat_block(void) { return FLAT_RB; }
+
+// kiln_conv_pack writes A(i, r, t) = a[i·si + r·sr + t] as mr-row panels, k
+// within a panel running over blocks of rb planes, tap-major inside each: k
+// = r0·nt + t·len + (r − r0) for the block [r0, r0 + len) holding r. rb = 1
+// is k = r·nt + t, rb = nr is k = t·nr + r. Rows past m are zero. dst holds
+// ⌈m/mr⌉·mr·nr·nt floats.
+void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, long rb, int mr) {
+	for (long p = 0; p < m; p += mr, dst += mr * nr * nt)
+		for (long r = 0; r < nr; r++) {
+			const long r0 = r / rb * rb, len = nr - r0 < rb ? nr - r0 : rb;
+			for (long t = 0; t < nt; t++) {
+				float *d = dst + (r0 * nt + t * len + r - r0) * mr;
+				for (long i = 0; i < mr; i++) d[i] = p + i < m ? a[(p + i) * si + r * sr + t] : 0;
+			}
 		}
 }
 
@@ -209,6 +223,34 @@ int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, l
 	return 1;
 }
 
+// kiln_conv_flat_mask_bytes is the size of flat_masks' table for an h×w
+// plane and nt taps at width vl.
+long kiln_conv_flat_mask_bytes(long h, long w, long nt, int vl) {
+	return (h * w + vl - 1) / vl * nt * (vl == 16 ? (long)sizeof(__mmask16) : (long)sizeof(__m256i));
+}
+
+void kiln_conv_flat_masks(void *dst, long h, long w, long kh, long kw, long ph, long pw, int neg, int vl) {
+	(vl == 16 ? flat_masks_16 : flat_masks_8)(dst, h, w, kh, kw, ph, pw, neg);
+}
+
+// kiln_conv_flat_gemm is a "same" stride-1 convolution's product over the
+// unpadded h×w planes of b (ldbr apart): tap t = (i, j) reads at the flat
+// offset (i − ph)·w + (j − pw), negated for the input gradient (neg), in the
+// lanes masks (kiln_conv_flat_masks, same neg) allows.
+int kiln_conv_flat_gemm(float *c, long ldc, long m, const float *ap, long nr, long kh, long kw, long ph, long pw,
+                        int neg, const float *b, long ldbr, long w, const void *masks, const float *init, long nq,
+                        int vl) {
+	const long nt = kh * kw;
+	if (nr * nt > MAXK) return 0;
+	int32_t toff[nt];
+	for (long t = 0; t < nt; t++) {
+		const long off = (t / kw - ph) * w + (t % kw - pw);
+		toff[t] = (int32_t)(neg ? -off : off);
+	}
+	(vl == 16 ? flat_gemm_16 : flat_gemm_8)(c, ldc, m, ap, nr, nt, b, ldbr, toff, masks, init, nq);
+	return 1;
+}
+
 // kiln_conv_shift_gemm_dx is the input gradient's product, row by row, with
 // A packed tap-major (k = t·nr + r, kiln_conv_pack) so that the kernel rows
 // kh that read only the zero margins of the output gradient for output row y
@@ -305,6 +347,8 @@ AVX2 void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, 
 #define V_HSUM(v) hsum8(v)
 #define L(name) name##_8
 #define TMR 6
+#define MK_GET(tab, i) _mm256_loadu_si256((const __m256i *)(tab) + (i))
+#define MK_FULL(k) (_mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF)
 
 TARGET INLINE float hsum8(__m256 v) {
 	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -329,6 +373,8 @@ TARGET INLINE float hsum8(__m256 v) {
 #define V_HSUM(v) _mm512_reduce_add_ps(v)
 #define L(name) name##_16
 #define TMR 8
+#define MK_GET(tab, i) (((const __mmask16 *)(tab))[i])
+#define MK_FULL(k) ((k) == (__mmask16)0xFFFF)
 #endif
 #define VL CONV_VL
 
@@ -554,6 +600,151 @@ TARGET static void L(shift_dwt)(float *dwt, long ldw, const float *dyt, long ldt
 	}
 }
 
+// ---------------------------------------------------------------------------
+// A "same" stride-1 convolution over the planes laid flat, without a padded
+// copy: C[i, q] = init[i] + Σ_(t,r) A[i, (t,r)] · b[r·ldbr + q + toff[t]],
+// the term of tap t taken only in the lanes where its read is inside the
+// plane (mk: the lane masks of each vector of columns, per tap; masked lanes
+// load zero and fault nothing). k runs tap-major within blocks of FLAT_RB
+// planes (kiln_conv_pack) so that a tap's two masks are read once per block:
+// read per k, they cost a tenth of the product. Each element is one FMA
+// chain in that order, at both widths.
+TARGET INLINE void L(ftile)(const int mr, const int nv, const int m0, const int m1, long nr, long nt,
+                            const float *ap, const float *b, long ldbr, const int32_t *toff, const void *mk0,
+                            const void *mk1, const float *init, float *c, long ldc, VMASK mask, int inner) {
+	const long coff = VL;
+	(void)inner;
+	ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6) ACC_DECL(7)
+	for (long r0 = 0; r0 < nr; r0 += FLAT_RB) {
+		const long len = nr - r0 < FLAT_RB ? nr - r0 : FLAT_RB;
+		const float *br = b + r0 * ldbr, *ab = ap + r0 * nt * TMR;
+		for (long t = 0; t < nt; t++) {
+			const VMASK k0 = MK_GET(mk0, t), k1 = nv == 2 ? MK_GET(mk1, t) : V_NOMASK();
+			const float *bp = br + toff[t], *a = ab + t * len * TMR;
+			if (MK_FULL(k0) && (nv == 1 || MK_FULL(k1))) { // inside the plane: plain loads cost less
+				for (long r = 0; r < len; r++, bp += ldbr, a += TMR) {
+					V b0 = V_LOAD(bp), b1 = V_ZERO();
+					if (nv == 2) b1 = V_LOAD(bp + VL);
+					ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5) ACC_FMA(6) ACC_FMA(7)
+				}
+				continue;
+			}
+#if CONV_VL == 8
+			// AVX2 has too few registers to hold the masks beside the tile,
+			// and VMASKMOVPS costs a third of the product on Zen 4: inside
+			// the plane (inner: every read of the tile within its planes)
+			// whole loads are safe and AND with the masks in memory instead.
+			// The masks are read again at each step: the empty asm hides that
+			// they do not change, or gcc would keep them in two of the 16
+			// registers and spill the accumulators instead.
+			const float *f0 = (const float *)mk0 + 8 * t, *f1 = (const float *)mk1 + 8 * t;
+			if (inner) {
+				for (long r = 0; r < len; r++, bp += ldbr, a += TMR) {
+					__asm__("" : "+r"(f0), "+r"(f1));
+					V b0 = _mm256_and_ps(V_LOAD(bp), V_LOAD(f0)), b1 = V_ZERO();
+					if (nv == 2) b1 = _mm256_and_ps(V_LOAD(bp + VL), V_LOAD(f1));
+					ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5) ACC_FMA(6) ACC_FMA(7)
+				}
+				continue;
+			}
+			for (long r = 0; r < len; r++, bp += ldbr, a += TMR) {
+				__asm__("" : "+r"(f0), "+r"(f1));
+				V b0 = V_LOADM(bp, _mm256_castps_si256(V_LOAD(f0))), b1 = V_ZERO();
+				if (nv == 2) b1 = V_LOADM(bp + VL, _mm256_castps_si256(V_LOAD(f1)));
+				ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5) ACC_FMA(6) ACC_FMA(7)
+			}
+			continue;
+#endif
+			for (long r = 0; r < len; r++, bp += ldbr, a += TMR) {
+				V b0 = V_LOADM(bp, k0), b1 = V_ZERO();
+				if (nv == 2) b1 = V_LOADM(bp + VL, k1);
+				ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5) ACC_FMA(6) ACC_FMA(7)
+			}
+		}
+	}
+	ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
+}
+
+#define FTILE_ARGS nr, nt, ap, b, ldbr, toff, mk0, mk1, init, c, ldc, mask, inner
+#define FTILE_CASES(NV, M0, M1)                                                         \
+	switch (mr) {                                                                       \
+	case 1: L(ftile)(1, NV, M0, M1, FTILE_ARGS); break;                                 \
+	case 2: L(ftile)(2, NV, M0, M1, FTILE_ARGS); break;                                 \
+	case 3: L(ftile)(3, NV, M0, M1, FTILE_ARGS); break;                                 \
+	case 4: L(ftile)(4, NV, M0, M1, FTILE_ARGS); break;                                 \
+	case 5: L(ftile)(5, NV, M0, M1, FTILE_ARGS); break;                                 \
+	case 6: L(ftile)(6, NV, M0, M1, FTILE_ARGS); break;                                 \
+	case 7: L(ftile)(7, NV, M0, M1, FTILE_ARGS); break;                                 \
+	default: L(ftile)(8, NV, M0, M1, FTILE_ARGS); break;                                \
+	}
+
+// ftile_cols runs a tile over the ncols ≤ 2·VL columns from c (and b): whole
+// vectors stored whole, a last short one under the mask.
+TARGET static void L(ftile_cols)(int mr, int ncols, long nr, long nt, const float *ap, const float *b, long ldbr,
+                                 const int32_t *toff, const void *mk0, const void *mk1, const float *init, float *c,
+                                 long ldc, int inner) {
+	if (ncols == 2 * VL) {
+		VMASK mask = V_NOMASK();
+		FTILE_CASES(2, 0, 0)
+	} else if (ncols > VL) {
+		VMASK mask = V_BELOW(ncols - VL);
+		FTILE_CASES(2, 0, 1)
+	} else if (ncols == VL) {
+		VMASK mask = V_NOMASK();
+		FTILE_CASES(1, 0, 0)
+	} else {
+		VMASK mask = V_BELOW(ncols);
+		FTILE_CASES(1, 1, 0)
+	}
+}
+
+// flat_gemm: C (m × nq, rows ldc apart) over the flat planes of b, masks
+// holding nt masks per vector of VL columns (flat_masks).
+TARGET static void L(flat_gemm)(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b,
+                                long ldbr, const int32_t *toff, const void *masks, const float *init, long nq) {
+	const long k = nr * nt, msz = VL == 16 ? sizeof(__mmask16) : sizeof(__m256i);
+	long reach = 0; // the farthest a tap reads from its column
+	for (long t = 0; t < nt; t++) reach = toff[t] > reach ? toff[t] : -toff[t] > reach ? -toff[t] : reach;
+	for (long p = 0; p < m; p += TMR) {
+		const int mr = m - p < TMR ? (int)(m - p) : TMR;
+		const float *app = ap + p * k, *ini = init ? init + p : 0;
+		for (long q = 0; q < nq; q += 2 * VL) {
+			const int nc = nq - q < 2 * VL ? (int)(nq - q) : 2 * VL;
+			const char *mk = (const char *)masks + q / VL * nt * msz;
+			const int inner = q >= reach && q + 2 * VL + reach <= nq;
+			L(ftile_cols)(mr, nc, nr, nt, app, b + q, ldbr, toff, mk, mk + nt * msz, ini, c + p * ldc + q, ldc, inner);
+		}
+	}
+}
+
+// flat_masks writes, for each vector v of VL columns of an h×w plane and
+// each tap t = (i, j) of a kh×kw kernel, the lanes q = v·VL + l (q < h·w) whose
+// read at (y + di, x + dj) is inside the plane, with (di, dj) = (i − ph,
+// j − pw) forward, or its negation for the input gradient (neg).
+TARGET static void L(flat_masks)(void *dst, long h, long w, long kh, long kw, long ph, long pw, int neg) {
+	const long nq = h * w, nv = (nq + VL - 1) / VL;
+	for (long v = 0; v < nv; v++)
+		for (long t = 0; t < kh * kw; t++) {
+			long di = t / kw - ph, dj = t % kw - pw;
+			if (neg) di = -di, dj = -dj;
+			int32_t lanes[VL];
+			unsigned bits = 0;
+			for (long l = 0; l < VL; l++) {
+				const long q = v * VL + l, y = q / w + di, x = q % w + dj;
+				const int in = q < nq && y >= 0 && y < h && x >= 0 && x < w;
+				lanes[l] = in ? -1 : 0;
+				bits |= (unsigned)in << l;
+			}
+#if CONV_VL == 8
+			memcpy((char *)dst + (v * kh * kw + t) * sizeof(__m256i), lanes, sizeof(lanes));
+			(void)bits;
+#else
+			((__mmask16 *)dst)[v * kh * kw + t] = (__mmask16)bits;
+			(void)lanes;
+#endif
+		}
+}
+
 #undef TARGET
 #undef V
 #undef VMASK
@@ -571,5 +762,7 @@ TARGET static void L(shift_dwt)(float *dwt, long ldw, const float *dyt, long ldt
 #undef L
 #undef VL
 #undef TMR
+#undef MK_GET
+#undef MK_FULL
 #endif // CONV_VL
 #endif // __x86_64__

@@ -13,7 +13,11 @@ package engine
 //
 //   - forward: out[co, ·] = b[co] + Σ_(c,tap) W[co, c, tap] · xp[c, tap offset + ·],
 //     written row by row straight into out, or over the wide frame and then
-//     narrowed, whichever computes fewer columns;
+//     narrowed, whichever computes fewer columns; or, for a "same"
+//     convolution (output the input's size) whose rows are not whole tiles,
+//     over the unpadded planes laid flat, each tap's reads outside the plane
+//     masked to zero in the vector lanes (flat_gemm: no padded copy, no junk
+//     columns; cnn's 28×28 and 14×14 layers);
 //   - weight gradient: dwᵀ[(c, tap), co] += Σ_q xp[c, tap offset + q] · doutᵀ[q, co]
 //     over the output pixels q, with dout transposed per image (Cout padded
 //     to a multiple of 8) and dwᵀ kept per part for the whole call, so the
@@ -22,7 +26,8 @@ package engine
 //   - input gradient: the full correlation of dout, laid out in the wide frame
 //     with zero margins of the largest tap offset on both sides, with the
 //     weights transposed per tap: dx[c, p] = Σ_(co,tap) W[co, c, tap] ·
-//     doutp[co, p + maxoff − tap offset], written straight into dx.
+//     doutp[co, p + maxoff − tap offset], written straight into dx; or flat
+//     over dout itself where the forward is flat.
 //
 // Images are split over threads as in conv2D, each part summing dw and db
 // into its own buffer, added in part order afterwards; every element is a
@@ -47,7 +52,13 @@ type convFastTask struct {
 	// dxSkip: the input gradient runs row by row, skipping the kernel rows
 	// that read only margins, worth it when they are a tenth of the work or
 	// more (else row by row with padding, one run over the plane without).
-	dxSkip       bool
+	dxSkip bool
+	// flat: a "same" stride-1 shape (output the input's size) whose forward,
+	// and input gradient unless dxSkip, read the unpadded planes under lane
+	// masks (conv_cpu.c's flat_gemm): no padded copy, no junk columns, no
+	// wide output gradient; ft places its taps.
+	flat         bool
+	ft           flatTaps
 	vl, mr       int // the kernels' vector width and tile rows (convLanes, convPanel)
 	taps, maxOff int // KH·KW; largest tap offset in the wide frame
 	dyLen        int // one channel of the zero-margined wide dout
@@ -98,11 +109,16 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 	t.l = t.layout(g)
 	np := parts(g.n)
 	t.packWeights(g, np)
+	if t.flat {
+		t.ft.masks = takeScratch[float32](t.ft.maskWords())
+		t.ft.fillMasks()
+	}
 	parallelFor(g.n, t)
 	if backward {
 		t.sumParts(g, np)
 	}
 	giveScratch(t.scratch)
+	giveScratch(t.ft.masks)
 	*t = convFastTask{}
 	convFastTasks.Put(t)
 	return true
@@ -128,22 +144,41 @@ func (t *convFastTask) plan(g *convGeom) {
 	t.dwT = g.mg >= 16
 	t.dwRows = g.oh*ceilDiv(g.ow, vl) <= ceilDiv(g.nw, vl)
 	t.dxSkip = 10*dxRowTaps(g) <= 9*g.h*g.kh
+	// Flat where rows are not whole tiles at both widths (32 columns): there
+	// the row path wastes lanes and the wide frame computes junk columns.
+	// Rows of whole tiles keep the row path, which needs no masks (at AVX2 a
+	// third of the flat tile's loads), and so do products over fewer planes
+	// than a block, whose masks per tap would cost more than the product
+	// (LeNet's 1-channel 5×5 stem: its step 10% slower). The choice is the
+	// shape's alone, so AVX2 and AVX-512 still give the same bits.
+	same := g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.oh == g.h && g.ow == g.w
+	planes := g.cg // the product's k runs over these planes, times the taps
+	if t.backward {
+		planes = g.mg
+	}
+	t.flat = g.padded && same && g.w%32 != 0 && planes >= convFlatBlock && (!t.backward || t.dx != nil && !t.dxSkip)
+	if t.flat {
+		t.ft = flatTaps{nr: g.cg, ldbr: g.inPlane, h: g.h, w: g.w, kh: g.kh, kw: g.kw, ph: g.ph, pw: g.pw, vl: vl}
+		if t.backward {
+			t.ft.nr, t.ft.ldbr, t.ft.neg = g.mg, g.p, true
+		}
+	}
 }
 
 // layout places the buffers of one part in its scratch: the padded input,
 // the padded and transposed output gradients, the part's dw and db.
 func (t *convFastTask) layout(g *convGeom) convFastLayout {
 	var l convFastLayout
-	needX := !t.backward || t.dw != nil
+	needX := !t.backward && !t.flat || t.backward && t.dw != nil
 	if g.padded && needX {
 		l.yb = g.cg * g.hp * g.wp
 	}
 	l.dyp = l.yb
-	if !t.backward && !t.fwdRows {
+	if !t.backward && !t.fwdRows && !t.flat {
 		l.dyp += g.mg * g.nw
 	}
 	l.dyt = l.dyp
-	if t.backward && (t.dx != nil || t.dw != nil && !t.dwT && !t.dwRows) {
+	if t.backward && (t.dx != nil && !t.flat || t.dw != nil && !t.dwT && !t.dwRows) {
 		l.dyt += g.mg * t.dyLen
 	}
 	l.dw = l.dyt
@@ -174,12 +209,19 @@ func (t *convFastTask) packWeights(g *convGeom, np int) {
 	}
 	t.scratch = takeScratch[float32](np*t.l.size + g.groups*t.apGroup) // zeroed: margins stay so
 	t.ap = t.scratch[np*t.l.size:]
+	rb := 1 // planes per block of k (convPack)
+	switch {
+	case t.flat:
+		rb = convFlatBlock
+	case t.backward && t.dxSkip:
+		rb = packR
+	}
 	for gi := 0; gi < g.groups && t.apGroup > 0; gi++ {
 		wg := t.w[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
 		if t.backward {
-			convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, t.dxSkip, t.mr)
+			convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, rb, t.mr)
 		} else {
-			convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, false, t.mr)
+			convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, rb, t.mr)
 		}
 	}
 }
@@ -245,13 +287,17 @@ func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
 	taps := t.xTaps()
 	for n := lo; n < hi; n++ {
 		for gi := 0; gi < g.groups; gi++ {
-			src := t.input(s, n, gi)
 			yg := t.y[n*g.outPlanes+gi*g.mg*g.p:][:g.mg*g.p]
 			ap := t.ap[gi*t.apGroup:]
 			var bias []float32
 			if t.b != nil {
 				bias = t.b[gi*g.mg : (gi+1)*g.mg]
 			}
+			if t.flat {
+				convFlatGemm(yg, g.p, g.mg, ap, t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane], &t.ft, bias)
+				continue
+			}
+			src := t.input(s, n, gi)
 			if t.fwdRows {
 				convShiftGemm(yg, g.p, g.mg, ap, src, taps, bias, shiftSegs{g.oh, g.ow, g.wp, g.ow})
 				continue
@@ -319,6 +365,8 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 			dxg := t.dx[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
 			ap := t.ap[gi*t.apGroup:]
 			switch {
+			case t.flat:
+				convFlatGemm(dxg, g.inPlane, g.cg, ap, dyg, &t.ft, nil)
 			case t.dxSkip:
 				convShiftGemmDx(dxg, g.inPlane, g.cg, ap, dyp[g.ph*g.wp+g.pw:], dxTaps, g.kh,
 					shiftSegs{g.h, g.w, g.wp, g.w}, g.ph, g.dh, g.oh)

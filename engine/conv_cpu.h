@@ -1,7 +1,9 @@
+#include <stdint.h>
 int kiln_conv_cpu_maxk(void);
 int kiln_conv_cpu_lanes(void);
 int kiln_conv_cpu_panel(int vl);
-void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, int tapmajor, int mr);
+void kiln_conv_pack(float *dst, const float *a, long m, long nr, long nt, long si, long sr, long rb, int mr);
+long kiln_conv_flat_block(void);
 int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, long nt, const float *b, long blen,
                          long ldbr, long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen,
                          long brs, long crs, int vl);
@@ -10,6 +12,11 @@ int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, lo
                        int vl);
 int kiln_conv_shift_dwt(float *dwt, long ldw, float *db, const float *dyt, long ldt, long nr, long nt, const float *b,
                         long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long brs, int vl);
+long kiln_conv_flat_mask_bytes(long h, long w, long nt, int vl);
+void kiln_conv_flat_masks(void *dst, long h, long w, long kh, long kw, long ph, long pw, int neg, int vl);
+int kiln_conv_flat_gemm(float *c, long ldc, long m, const float *ap, long nr, long kh, long kw, long ph, long pw,
+                        int neg, const float *b, long ldbr, long w, const void *masks, const float *init, long nq,
+                        int vl);
 void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, long ow, long qrow);
 int kiln_conv_shift_gemm_dx(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw, const float *b,
                             long blen, long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs,

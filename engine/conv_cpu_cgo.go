@@ -6,6 +6,8 @@ package engine
 #cgo CFLAGS: -O3
 #cgo noescape kiln_conv_pack
 #cgo nocallback kiln_conv_pack
+#cgo noescape kiln_conv_flat_block
+#cgo nocallback kiln_conv_flat_block
 #cgo noescape kiln_conv_shift_gemm
 #cgo nocallback kiln_conv_shift_gemm
 #cgo noescape kiln_conv_shift_gemm_dx
@@ -15,6 +17,12 @@ package engine
 #cgo noescape kiln_conv_shift_dwt
 #cgo nocallback kiln_conv_shift_dwt
 #cgo noescape kiln_conv_dyt
+#cgo noescape kiln_conv_flat_gemm
+#cgo nocallback kiln_conv_flat_gemm
+#cgo noescape kiln_conv_flat_masks
+#cgo noescape kiln_conv_flat_mask_bytes
+#cgo nocallback kiln_conv_flat_mask_bytes
+#cgo nocallback kiln_conv_flat_masks
 #cgo noescape kiln_conv_copy_rows
 #cgo nocallback kiln_conv_copy_rows
 #cgo nocallback kiln_conv_dyt
@@ -56,13 +64,15 @@ type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw, vl int }
 // each run brs further in b and crs (or ars) further in the other operand.
 type shiftSegs struct{ nrows, rowlen, brs, crs int }
 
-func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool, mr int) {
-	tm := C.int(0)
-	if tapMajor {
-		tm = 1
-	}
-	C.kiln_conv_pack(fptr(dst), fptr(a), C.long(m), C.long(nr), C.long(nt), C.long(si), C.long(sr), tm, C.int(mr))
+// convPack packs A(i, r, t) = a[i·si + r·sr + t] in mr-row panels, k over
+// blocks of rb planes, tap-major inside each (1: k = r·nt + t; nr: k =
+// t·nr + r; convFlatBlock for the flat paths).
+func convPack(dst, a []float32, m, nr, nt, si, sr, rb, mr int) {
+	C.kiln_conv_pack(fptr(dst), fptr(a), C.long(m), C.long(nr), C.long(nt), C.long(si), C.long(sr), C.long(rb), C.int(mr))
 }
+
+// convFlatBlock is how many planes the flat paths take a tap over at a time.
+var convFlatBlock = int(C.kiln_conv_flat_block())
 
 // convShiftGemmDx is convShiftGemm for the input gradient, row by row, with
 // A packed tap-major and the kernel rows that read only margins skipped: t
@@ -78,6 +88,43 @@ func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init [
 	C.kiln_conv_shift_gemm(fptr(c), C.long(ldc), C.long(m), fptr(ap), C.long(t.nr), C.long(t.nt), fptr(b),
 		C.long(len(b)), C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw), fptr(init),
 		C.long(s.nrows), C.long(s.rowlen), C.long(s.brs), C.long(s.crs), C.int(t.vl))
+}
+
+// flatTaps are a "same" stride-1 convolution's taps over unpadded h×w
+// planes, ldbr apart (conv_cpu.c's flat_gemm): tap (i, j) reads at the flat
+// offset (i − ph)·w + (j − pw), negated for the input gradient (neg), in the
+// lanes of each vector that masks (convFlatMasks) marks as inside the plane.
+type flatTaps struct {
+	nr, ldbr, h, w, kh, kw, ph, pw, vl int
+	neg                                bool
+	masks                              []float32 // the C lane masks, in float32-sized words
+}
+
+// maskWords is the length in float32 words of t's mask table.
+func (t *flatTaps) maskWords() int {
+	return ceilDiv(int(C.kiln_conv_flat_mask_bytes(C.long(t.h), C.long(t.w), C.long(t.kh*t.kw), C.int(t.vl))), 4)
+}
+
+// fillMasks computes t.masks, maskWords long.
+func (t *flatTaps) fillMasks() {
+	_ = t.masks[t.maskWords()-1]
+	C.kiln_conv_flat_masks(unsafe.Pointer(unsafe.SliceData(t.masks)), C.long(t.h), C.long(t.w), C.long(t.kh),
+		C.long(t.kw), C.long(t.ph), C.long(t.pw), cBool(t.neg), C.int(t.vl))
+}
+
+func cBool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// convFlatGemm computes c (m × h·w, rows ldc apart) = init + A·(b's planes at
+// the taps), A packed as for convShiftGemm (k = r·nt + t).
+func convFlatGemm(c []float32, ldc, m int, ap, b []float32, t *flatTaps, init []float32) {
+	C.kiln_conv_flat_gemm(fptr(c), C.long(ldc), C.long(m), fptr(ap), C.long(t.nr), C.long(t.kh), C.long(t.kw),
+		C.long(t.ph), C.long(t.pw), cBool(t.neg), fptr(b), C.long(t.ldbr), C.long(t.w),
+		unsafe.Pointer(unsafe.SliceData(t.masks)), fptr(init), C.long(t.h*t.w), C.int(t.vl))
 }
 
 func convShiftDw(dw []float32, ldw, m int, a []float32, lda int, b []float32, t shiftTaps, s shiftSegs) {

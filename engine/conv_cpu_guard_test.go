@@ -15,18 +15,85 @@ import (
 // guardedFloats returns n floats that end where an unreadable page begins,
 // so a kernel that reads past them faults instead of reading neighbours.
 func guardedFloats(t *testing.T, n int) []float32 {
+	all := guardedPages(t, n)
+	return all[len(all)-n:]
+}
+
+// floatsAfterGuard returns n floats that start where an unreadable page
+// ends, so a kernel that reads before them faults.
+func floatsAfterGuard(t *testing.T, n int) []float32 { return guardedPages(t, n)[:n] }
+
+// guardedPages maps whole pages for at least n floats between two pages no
+// one may read.
+func guardedPages(t *testing.T, n int) []float32 {
 	page := syscall.Getpagesize()
-	size := (n*4+page-1)/page*page + page
+	size := (n*4+page-1)/page*page + 2*page
 	mem, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Munmap(mem) })
-	if err := syscall.Mprotect(mem[size-page:], syscall.PROT_NONE); err != nil {
-		t.Fatal(err)
+	for _, guard := range [][]byte{mem[:page], mem[size-page:]} {
+		if err := syscall.Mprotect(guard, syscall.PROT_NONE); err != nil {
+			t.Fatal(err)
+		}
 	}
-	all := unsafe.Slice((*float32)(unsafe.Pointer(&mem[0])), (size-page)/4)
-	return all[len(all)-n:]
+	return unsafe.Slice((*float32)(unsafe.Pointer(&mem[page])), (size-2*page)/4)
+}
+
+// The flat paths (a "same" convolution's forward and input gradient over
+// the unpadded planes) load whole vectors only where every lane of the tile
+// stays inside its planes, and under masks that fault nothing elsewhere: an
+// input and an output gradient that begin right after an unreadable page,
+// or end right before one, give the results they give elsewhere (a kernel
+// that read outside them would die of SIGSEGV: the AVX2 path did, with its
+// check removed).
+func TestConv2DFlatReadsOnlyItsPlanes(t *testing.T) {
+	if !slices.Contains(engine.CPUISAs(), "avx2") {
+		t.Skip("skipped: no AVX2, the flat kernels do not run")
+	}
+	defer restoreISA(t)()
+	for _, level := range engine.CPUISAs()[1:] {
+		opsMust(t, engine.SetCPUISA(level))
+		for i, c := range []convCase{
+			{"28x28", 1, 8, 28, 28, 8, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+			{"64x16", 2, 9, 64, 16, 10, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+			{"5x5-pad2", 1, 8, 9, 40, 12, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
+		} {
+			rng := rand.New(rand.NewPCG(17, uint64(i)))
+			xs, ws := c.shapes()
+			x, w := randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...)
+			os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+			opsMust(t, err)
+			dout := randTensor(rng, engine.Float32, os...)
+			var want []*engine.Tensor
+			for j, place := range []func(*testing.T, int) []float32{nil, guardedFloats, floatsAfterGuard} {
+				xin, din := x, dout
+				if place != nil {
+					xg, dg := place(t, x.Len()), place(t, dout.Len())
+					copy(xg, x.Float32())
+					copy(dg, dout.Float32())
+					xin, err = engine.FromFloat32(xg, xs...)
+					opsMust(t, err)
+					din, err = engine.FromFloat32(dg, os...)
+					opsMust(t, err)
+				}
+				out, dx := engine.New(engine.Float32, os...), engine.New(engine.Float32, xs...)
+				opsMust(t, engine.Conv2DForward(out, xin, w, nil, c.p))
+				opsMust(t, engine.Conv2DBackward(dx, nil, nil, din, xin, w, c.p))
+				if j == 0 {
+					want = []*engine.Tensor{out, dx}
+					continue
+				}
+				for k, got := range []*engine.Tensor{out, dx} {
+					if !slices.Equal(want[k].Float32(), got.Float32()) {
+						t.Errorf("%s %s placement %d: %s differs beside an unreadable page", level, c.name, j,
+							[]string{"out", "dx"}[k])
+					}
+				}
+			}
+		}
+	}
 }
 
 // The AVX2 products read whole vectors past a ragged tile's columns where b

@@ -14,7 +14,9 @@ type shiftTaps struct{ nr, nt, ldbr, kw, base, sh, sw, vl int }
 
 type shiftSegs struct{ nrows, rowlen, brs, crs int }
 
-func convPack(dst, a []float32, m, nr, nt, si, sr int, tapMajor bool, mr int) {}
+func convPack(dst, a []float32, m, nr, nt, si, sr, rb, mr int) {}
+
+const convFlatBlock = 8
 
 func convShiftGemmDx(c []float32, ldc, m int, ap, b []float32, t shiftTaps, khn int, s shiftSegs, ph, dh, oh int) {
 }
@@ -31,3 +33,15 @@ func convTransposeOut(dyt []float32, ldt int, dy []float32, m, oh, ow int) {}
 
 func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, np, nrows, rowlen int) {
 }
+
+type flatTaps struct {
+	nr, ldbr, h, w, kh, kw, ph, pw, vl int
+	neg                                bool
+	masks                              []float32
+}
+
+func (t *flatTaps) maskWords() int { return 0 }
+
+func (t *flatTaps) fillMasks() {}
+
+func convFlatGemm(c []float32, ldc, m int, ap, b []float32, t *flatTaps, init []float32) {}

@@ -1,0 +1,82 @@
+package engine_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/gradcheck"
+)
+
+// The flat paths (conv_cpu.c's flat_gemm: a "same" stride-1 convolution's
+// forward and input gradient over the unpadded planes, the padding done by
+// lane masks) against the float64 reference, and the same bits at AVX2 and
+// AVX-512. Shapes: planes smaller than, equal to and ragged past a vector
+// (8 or 16 lanes) and a tile (twice that), one row or one column, planes of
+// 4 KiB (whose loads alias in L1), kernels 1×3 to 7×7, groups, channel
+// counts off the 6- and 8-row tiles and the 8-plane blocks (the flat paths
+// take 8 planes and more).
+func TestConv2DFlatMatchesReference(t *testing.T) {
+	type flatCase struct {
+		n, cin, h, w, cout, kh, kw, groups int
+		bias                               bool
+	}
+	cases := []flatCase{
+		{2, 8, 28, 28, 32, 3, 3, 1, false}, {2, 32, 14, 14, 64, 3, 3, 1, false}, {1, 32, 64, 16, 32, 3, 3, 1, true},
+		{1, 8, 1, 1, 9, 3, 3, 1, true}, {1, 9, 1, 9, 10, 3, 3, 1, false}, {1, 12, 9, 1, 8, 3, 3, 1, true},
+		{2, 10, 3, 5, 11, 5, 5, 1, true}, {1, 16, 16, 16, 16, 5, 5, 2, false}, {1, 8, 16, 16, 8, 7, 7, 1, false},
+		{1, 13, 4, 33, 9, 1, 3, 1, true}, {1, 16, 7, 5, 18, 3, 5, 2, true}, {1, 19, 6, 7, 9, 3, 3, 1, false},
+	}
+	rng := rand.New(rand.NewPCG(3, 17))
+	for len(cases) < 48 {
+		k := []int{1, 3, 5, 7}
+		g := 1 + rng.IntN(2)
+		cases = append(cases, flatCase{1 + rng.IntN(2), g * (8 + rng.IntN(12)), 1 + rng.IntN(20), 1 + rng.IntN(40),
+			g * (8 + rng.IntN(16)), k[1+rng.IntN(3)], k[rng.IntN(4)], g, rng.IntN(2) == 0})
+	}
+	defer restoreISA(t)()
+	levels := engine.CPUISAs()[1:] // the levels the C kernels run at (none without AVX2)
+	for i, c := range cases {
+		p := engine.Conv2DParams{PadH: c.kh / 2, PadW: c.kw / 2, Groups: c.groups}
+		x, w := randTensor(rng, engine.Float32, c.n, c.cin, c.h, c.w), randTensor(rng, engine.Float32, c.cout, c.cin/c.groups, c.kh, c.kw)
+		dout := randTensor(rng, engine.Float32, c.n, c.cout, c.h, c.w)
+		var b *engine.Tensor
+		if c.bias {
+			b = randTensor(rng, engine.Float32, c.cout)
+		}
+		wantOut, wantDx, _, _, err := engine.Conv2DReference(x, w, b, dout, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first []*engine.Tensor
+		for _, level := range levels {
+			if err := engine.SetCPUISA(level); err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("case %d %s %dx%dx%dx%d k%dx%d g%d co%d", i, level, c.n, c.cin, c.h, c.w, c.kh, c.kw, c.groups, c.cout)
+			out, dx := engine.New(engine.Float32, c.n, c.cout, c.h, c.w), engine.New(engine.Float32, c.n, c.cin, c.h, c.w)
+			out.Fill(math.NaN())
+			dx.Fill(math.NaN())
+			opsMust(t, engine.Conv2DForward(out, x, w, b, p))
+			opsMust(t, engine.Conv2DBackward(dx, nil, nil, dout, x, w, p))
+			if msg := gradcheck.Close(out.Values(), wantOut, 1e-4, 1e-4); msg != "" {
+				t.Errorf("%s out: %s", name, msg)
+			}
+			if msg := gradcheck.Close(dx.Values(), wantDx, 1e-4, 1e-4); msg != "" {
+				t.Errorf("%s dx: %s", name, msg)
+			}
+			if first == nil {
+				first = []*engine.Tensor{out, dx}
+				continue
+			}
+			for k, got := range []*engine.Tensor{out, dx} {
+				if !slices.Equal(first[k].Float32(), got.Float32()) {
+					t.Errorf("%s: %s differs from %s's bits", name, []string{"out", "dx"}[k], levels[0])
+				}
+			}
+		}
+	}
+}
