@@ -149,14 +149,17 @@ func (t *convFastTask) plan(g *convGeom) {
 	// Rows of whole tiles keep the row path, which needs no masks (at AVX2 a
 	// third of the flat tile's loads), and so do products over fewer planes
 	// than a block, whose masks per tap would cost more than the product
-	// (LeNet's 1-channel 5×5 stem: its step 10% slower). The choice is the
-	// shape's alone, so AVX2 and AVX-512 still give the same bits.
+	// (LeNet's 1-channel 5×5 stem: its step 10% slower), and planes whose
+	// mask table would be large (a ymm of mask per 8 pixels and tap: 256 KiB
+	// at flatMaxPixelTaps). The choice is the shape's alone, so AVX2 and
+	// AVX-512 still give the same bits.
 	same := g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.oh == g.h && g.ow == g.w
 	planes := g.cg // the product's k runs over these planes, times the taps
 	if t.backward {
 		planes = g.mg
 	}
-	t.flat = g.padded && same && g.w%32 != 0 && planes >= convFlatBlock && (!t.backward || t.dx != nil && !t.dxSkip)
+	t.flat = g.padded && same && g.w%32 != 0 && planes >= convFlatBlock && g.inPlane*t.taps <= flatMaxPixelTaps &&
+		(!t.backward || t.dx != nil && !t.dxSkip)
 	if t.flat {
 		t.ft = flatTaps{nr: g.cg, ldbr: g.inPlane, h: g.h, w: g.w, kh: g.kh, kw: g.kw, ph: g.ph, pw: g.pw, vl: vl}
 		if t.backward {
@@ -380,6 +383,10 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 		}
 	}
 }
+
+// flatMaxPixelTaps bounds a flat convolution's plane times its taps (an
+// 85×85 plane at 3×3, 36×36 at 7×7), and with it the mask table.
+const flatMaxPixelTaps = 1 << 16
 
 // dxRowTaps counts the (input row, kernel row) pairs of the input gradient
 // that read the output gradient rather than its zero margins.
