@@ -727,20 +727,16 @@ TARGET static void L(flat_masks)(void *dst, long h, long w, long kh, long kw, lo
 		for (long t = 0; t < kh * kw; t++) {
 			long di = t / kw - ph, dj = t % kw - pw;
 			if (neg) di = -di, dj = -dj;
-			int32_t lanes[VL];
 			unsigned bits = 0;
 			for (long l = 0; l < VL; l++) {
 				const long q = v * VL + l, y = q / w + di, x = q % w + dj;
-				const int in = q < nq && y >= 0 && y < h && x >= 0 && x < w;
-				lanes[l] = in ? -1 : 0;
-				bits |= (unsigned)in << l;
+				bits |= (unsigned)(q < nq && y >= 0 && y < h && x >= 0 && x < w) << l;
 			}
-#if CONV_VL == 8
-			memcpy((char *)dst + (v * kh * kw + t) * sizeof(__m256i), lanes, sizeof(lanes));
-			(void)bits;
+#if CONV_VL == 8 // a lane of all ones per bit, as VMASKMOVPS and the AND take it
+			int32_t *lanes = (int32_t *)((char *)dst + (v * kh * kw + t) * sizeof(__m256i));
+			for (long l = 0; l < VL; l++) lanes[l] = bits >> l & 1 ? -1 : 0;
 #else
 			((__mmask16 *)dst)[v * kh * kw + t] = (__mmask16)bits;
-			(void)lanes;
 #endif
 		}
 }

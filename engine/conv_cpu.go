@@ -33,6 +33,8 @@ package engine
 // into its own buffer, added in part order afterwards; every element is a
 // fixed chain of FMAs, so results are bit-identical run after run.
 
+import "sync"
+
 type convFastTask struct {
 	g          convGeom
 	backward   bool
@@ -110,15 +112,13 @@ func conv2DFast[T Float](g *convGeom, backward bool, y, x, w, b, dx, dw, db []T)
 	np := parts(g.n)
 	t.packWeights(g, np)
 	if t.flat {
-		t.ft.masks = takeScratch[float32](t.ft.maskWords())
-		t.ft.fillMasks()
+		t.ft.masks = flatMasksFor(&t.ft)
 	}
 	parallelFor(g.n, t)
 	if backward {
 		t.sumParts(g, np)
 	}
 	giveScratch(t.scratch)
-	giveScratch(t.ft.masks)
 	*t = convFastTask{}
 	convFastTasks.Put(t)
 	return true
@@ -161,11 +161,42 @@ func (t *convFastTask) plan(g *convGeom) {
 	t.flat = g.padded && same && g.w%32 != 0 && planes >= convFlatBlock && g.inPlane*t.taps <= flatMaxPixelTaps &&
 		(!t.backward || t.dx != nil && !t.dxSkip)
 	if t.flat {
-		t.ft = flatTaps{nr: g.cg, ldbr: g.inPlane, h: g.h, w: g.w, kh: g.kh, kw: g.kw, ph: g.ph, pw: g.pw, vl: vl}
-		if t.backward {
-			t.ft.nr, t.ft.ldbr, t.ft.neg = g.mg, g.p, true
-		}
+		t.ft = flatTaps{nr: planes, h: g.h, w: g.w, kh: g.kh, kw: g.kw, ph: g.ph, pw: g.pw, vl: vl, neg: t.backward}
 	}
+}
+
+// flatMasks keeps the flat paths' mask tables, one per shape, level and
+// direction: the same every step (computing one took 15 µs on the caller
+// while the workers waited, six times a cnn step). Tables are at most 256
+// KiB (flatMaxPixelTaps); past flatMaskTables shapes the cache starts over.
+var flatMasks struct {
+	sync.Mutex
+	tables map[flatMaskKey][]float32
+}
+
+// flatMaskKey is what a mask table depends on.
+type flatMaskKey struct {
+	h, w, kh, kw, ph, pw, vl int
+	neg                      bool
+}
+
+const flatMaskTables = 64
+
+// flatMasksFor returns t's mask table, read-only, computed on first use.
+func flatMasksFor(t *flatTaps) []float32 {
+	key := flatMaskKey{t.h, t.w, t.kh, t.kw, t.ph, t.pw, t.vl, t.neg}
+	flatMasks.Lock()
+	defer flatMasks.Unlock()
+	if m, ok := flatMasks.tables[key]; ok {
+		return m
+	}
+	if len(flatMasks.tables) >= flatMaskTables || flatMasks.tables == nil {
+		flatMasks.tables = make(map[flatMaskKey][]float32)
+	}
+	m := make([]float32, t.maskWords())
+	t.fillMasks(m)
+	flatMasks.tables[key] = m
+	return m
 }
 
 // layout places the buffers of one part in its scratch: the padded input,

@@ -91,13 +91,14 @@ func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init [
 }
 
 // flatTaps are a "same" stride-1 convolution's taps over unpadded h×w
-// planes, ldbr apart (conv_cpu.c's flat_gemm): tap (i, j) reads at the flat
-// offset (i − ph)·w + (j − pw), negated for the input gradient (neg), in the
-// lanes of each vector that masks (convFlatMasks) marks as inside the plane.
+// planes laid end to end (conv_cpu.c's flat_gemm): tap (i, j) reads at the
+// flat offset (i − ph)·w + (j − pw), negated for the input gradient (neg), in
+// the lanes of each vector that masks (flatMasksFor) marks as inside the
+// plane; nr planes.
 type flatTaps struct {
-	nr, ldbr, h, w, kh, kw, ph, pw, vl int
-	neg                                bool
-	masks                              []float32 // the C lane masks, in float32-sized words
+	nr, h, w, kh, kw, ph, pw, vl int
+	neg                          bool
+	masks                        []float32 // the C lane masks, in float32-sized words
 }
 
 // maskWords is the length in float32 words of t's mask table.
@@ -105,25 +106,18 @@ func (t *flatTaps) maskWords() int {
 	return ceilDiv(int(C.kiln_conv_flat_mask_bytes(C.long(t.h), C.long(t.w), C.long(t.kh*t.kw), C.int(t.vl))), 4)
 }
 
-// fillMasks computes t.masks, maskWords long.
-func (t *flatTaps) fillMasks() {
-	_ = t.masks[t.maskWords()-1]
-	C.kiln_conv_flat_masks(unsafe.Pointer(unsafe.SliceData(t.masks)), C.long(t.h), C.long(t.w), C.long(t.kh),
-		C.long(t.kw), C.long(t.ph), C.long(t.pw), cBool(t.neg), C.int(t.vl))
-}
-
-func cBool(b bool) C.int {
-	if b {
-		return 1
-	}
-	return 0
+// fillMasks computes dst, maskWords long, as t's mask table.
+func (t *flatTaps) fillMasks(dst []float32) {
+	_ = dst[t.maskWords()-1]
+	C.kiln_conv_flat_masks(unsafe.Pointer(unsafe.SliceData(dst)), C.long(t.h), C.long(t.w), C.long(t.kh),
+		C.long(t.kw), C.long(t.ph), C.long(t.pw), cbool(t.neg), C.int(t.vl))
 }
 
 // convFlatGemm computes c (m × h·w, rows ldc apart) = init + A·(b's planes at
-// the taps), A packed as for convShiftGemm (k = r·nt + t).
+// the taps), A packed in blocks of convFlatBlock planes (convPack).
 func convFlatGemm(c []float32, ldc, m int, ap, b []float32, t *flatTaps, init []float32) {
 	C.kiln_conv_flat_gemm(fptr(c), C.long(ldc), C.long(m), fptr(ap), C.long(t.nr), C.long(t.kh), C.long(t.kw),
-		C.long(t.ph), C.long(t.pw), cBool(t.neg), fptr(b), C.long(t.ldbr), C.long(t.w),
+		C.long(t.ph), C.long(t.pw), cbool(t.neg), fptr(b), C.long(t.h*t.w), C.long(t.w),
 		unsafe.Pointer(unsafe.SliceData(t.masks)), fptr(init), C.long(t.h*t.w), C.int(t.vl))
 }
 

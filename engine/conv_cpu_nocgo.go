@@ -35,13 +35,13 @@ func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, 
 }
 
 type flatTaps struct {
-	nr, ldbr, h, w, kh, kw, ph, pw, vl int
-	neg                                bool
-	masks                              []float32
+	nr, h, w, kh, kw, ph, pw, vl int
+	neg                          bool
+	masks                        []float32
 }
 
 func (t *flatTaps) maskWords() int { return 0 }
 
-func (t *flatTaps) fillMasks() {}
+func (t *flatTaps) fillMasks(dst []float32) {}
 
 func convFlatGemm(c []float32, ldc, m int, ap, b []float32, t *flatTaps, init []float32) {}
