@@ -8,3 +8,5 @@
 
 KILN_EMU_KERNEL(sgd_step_f32);
 KILN_EMU_KERNEL(adamw_step_f32);
+KILN_EMU_KERNEL(sgd_step_multi_f32);
+KILN_EMU_KERNEL(adamw_step_multi_f32);

@@ -141,10 +141,14 @@ func (t *Tensor) Released() bool { return t != nil && t.mem != nil && t.mem.rele
 
 // ReleaseScratch gives back the device scratch ops keep between calls so a
 // steady step allocates nothing (today the cross-entropy's labels and
-// per-row results, sized by the largest batch seen). The next op that needs
+// per-row results, sized by the largest batch seen, and the multi-tensor
+// optimiser steps' chunk tables). The next op that needs
 // it allocates it again. Trainer.Release calls it: with it, releasing the
 // last model returns every byte.
-func ReleaseScratch() { releaseXentScratch() }
+func ReleaseScratch() {
+	releaseXentScratch()
+	releaseOptimTables()
+}
 
 // Drop releases each buffer and forgets it (sets it to nil), so that the
 // next EnsureLike makes a new one: how a layer frees the buffers it owns.

@@ -131,8 +131,10 @@ var kern = struct {
 	batchnorm_backward_apply_f32    *cuda.Kernel
 
 	// kernels/optim.cu
-	sgd_step_f32   *cuda.Kernel
-	adamw_step_f32 *cuda.Kernel
+	sgd_step_f32         *cuda.Kernel
+	adamw_step_f32       *cuda.Kernel
+	sgd_step_multi_f32   *cuda.Kernel
+	adamw_step_multi_f32 *cuda.Kernel
 
 	// kernels/pool.cu
 	maxpool2d_forward_f32       *cuda.Kernel
@@ -240,6 +242,8 @@ var kern = struct {
 	batchnorm_backward_apply_f32:    cuda.K("batchnorm_backward_apply_f32"),
 	sgd_step_f32:                    cuda.K("sgd_step_f32"),
 	adamw_step_f32:                  cuda.K("adamw_step_f32"),
+	sgd_step_multi_f32:              cuda.K("sgd_step_multi_f32"),
+	adamw_step_multi_f32:            cuda.K("adamw_step_multi_f32"),
 	maxpool2d_forward_f32:           cuda.K("maxpool2d_forward_f32"),
 	maxpool2d_backward_f32:          cuda.K("maxpool2d_backward_f32"),
 	avgpool2d_forward_f32:           cuda.K("avgpool2d_forward_f32"),

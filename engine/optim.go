@@ -1,6 +1,9 @@
 package engine
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // Fused optimiser updates, one pass over a parameter, its gradient and its
 // state, with PyTorch's semantics (torch.optim.SGD and AdamW).
@@ -172,4 +175,116 @@ func adamWStepPart[T Float](w, g, m, v []T, k adamWConsts[T]) {
 		m[i], v[i] = mi, vi
 		w[i] = w[i]*decay - stepSize*mi/(T(math.Sqrt(float64(vi)))*rbc2+eps)
 	}
+}
+
+// SGDParam is one parameter of SGDStepAll: its value, gradient and momentum
+// buffer (nil without momentum), and whether weight decay skips it.
+type SGDParam struct {
+	W, G, Buf *Tensor
+	NoDecay   bool
+}
+
+// SGDStepAll is SGDStep on every parameter of ps with one configuration
+// (c.WeightDecay taken as 0 for NoDecay ones): on the GPU one launch for all
+// of them, the same bits as one SGDStep each.
+func SGDStepAll(ps []SGDParam, c SGDConfig) error {
+	const op = "SGDStepAll"
+	dev, err := agreeAll(op, len(ps), func(i int) error {
+		p := ps[i]
+		if p.W == nil || p.G == nil {
+			return shapeErr(op, "every parameter needs w and g", "parameter", i)
+		}
+		if p.G.Len() != p.W.Len() || (p.Buf != nil && p.Buf.Len() != p.W.Len()) || (p.Buf == nil && c.Momentum != 0) {
+			return shapeErr(op, "w, g and momentum buffer must match", "parameter", i, "w", p.W, "g", p.G, "buf", p.Buf)
+		}
+		return nil
+	}, func(i int) [4]*Tensor { return [4]*Tensor{ps[i].W, ps[i].G, ps[i].Buf} })
+	if err != nil {
+		return err
+	}
+	if dev == CUDA {
+		return sgdStepAllCUDA(ps, c)
+	}
+	for _, p := range ps {
+		if err := SGDStep(p.W, p.G, p.Buf, p.config(c)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p SGDParam) config(c SGDConfig) SGDConfig {
+	if p.NoDecay {
+		c.WeightDecay = 0
+	}
+	return c
+}
+
+// AdamWParam is one parameter of AdamWStepAll: value, gradient, moment
+// estimates, and whether weight decay skips it.
+type AdamWParam struct {
+	W, G, M, V *Tensor
+	NoDecay    bool
+}
+
+// AdamWStepAll is AdamWStep on every parameter of ps with one configuration
+// (c.WeightDecay taken as 0 for NoDecay ones): on the GPU one launch for all
+// of them, the same bits as one AdamWStep each.
+func AdamWStepAll(ps []AdamWParam, c AdamWConfig) error {
+	const op = "AdamWStepAll"
+	if c.Step < 1 {
+		return shapeErr(op, "step counts from 1", "step", c.Step)
+	}
+	dev, err := agreeAll(op, len(ps), func(i int) error {
+		p := ps[i]
+		if p.W == nil || p.G == nil || p.M == nil || p.V == nil {
+			return shapeErr(op, "every parameter needs w, g, m and v", "parameter", i)
+		}
+		if n := p.W.Len(); p.G.Len() != n || p.M.Len() != n || p.V.Len() != n {
+			return shapeErr(op, "w, g, m and v must match", "parameter", i, "w", p.W, "g", p.G, "m", p.M, "v", p.V)
+		}
+		return nil
+	}, func(i int) [4]*Tensor { return [4]*Tensor{ps[i].W, ps[i].G, ps[i].M, ps[i].V} })
+	if err != nil {
+		return err
+	}
+	if dev == CUDA {
+		return adamWStepAllCUDA(ps, c)
+	}
+	for _, p := range ps {
+		if err := AdamWStep(p.W, p.G, p.M, p.V, p.config(c)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p AdamWParam) config(c AdamWConfig) AdamWConfig {
+	if p.NoDecay {
+		c.WeightDecay = 0
+	}
+	return c
+}
+
+// agreeAll checks the n parameters of a multi-tensor op (check, one by one)
+// and that all their tensors (of, nil for none) share the first one's
+// device and dtype; it returns the device.
+func agreeAll(op string, n int, check func(i int) error, of func(i int) [4]*Tensor) (Device, error) {
+	dev := CPU
+	var first *Tensor
+	for i := range n {
+		if err := check(i); err != nil {
+			return dev, err
+		}
+		ts := of(i)
+		if first == nil {
+			first = ts[0]
+		}
+		d, _, err := agreeDev(op, ts[0], ts[1], ts[2], ts[3], first)
+		if err != nil {
+			return dev, fmt.Errorf("parameter %d: %w", i, err)
+		}
+		dev = d
+	}
+	return dev, nil
 }

@@ -38,3 +38,75 @@ KILN_KERNEL adamw_step_f32(float* w, const float* g, float* m, float* v, float b
 		w[i] = w[i] * decay - step * mi / (sqrtf(vi) * rbc2 + eps);
 	}
 }
+
+// The multi-tensor updates: every parameter of a model in one launch. The
+// host cuts the parameters into chunks of at most KILN_OPTIM_CHUNK elements
+// (engine/optim_cuda.go, the same layout), uploads the table once for a set
+// of tensors, and each block takes chunks grid-stride. Each element gets the
+// one-tensor kernel's arithmetic, so a step gives the same bits either way.
+#define KILN_OPTIM_CHUNK 65536
+
+struct kiln_sgd_chunk {
+	float* w;
+	const float* g;
+	float* buf; // null without momentum
+	long long n;
+	float wd;
+	int pad;
+};
+
+struct kiln_adamw_chunk {
+	float* w;
+	const float* g;
+	float* m;
+	float* v;
+	long long n;
+	float decay; // 1 − lr·wd, or 1 for a parameter without decay
+	int pad;
+};
+
+// engine/optim_cuda.go builds the tables with these layouts (sgdChunk,
+// adamWChunk; TestOptimChunkLayout holds the Go side to the same numbers).
+static_assert(sizeof(kiln_sgd_chunk) == 40 && offsetof(kiln_sgd_chunk, wd) == 32, "kiln_sgd_chunk layout");
+static_assert(sizeof(kiln_adamw_chunk) == 48 && offsetof(kiln_adamw_chunk, decay) == 40, "kiln_adamw_chunk layout");
+
+KILN_KERNEL sgd_step_multi_f32(const kiln_sgd_chunk* chunks, int nchunks, float lr, float mu, int nesterov) {
+	for (int c = blockIdx.x; c < nchunks; c += gridDim.x) {
+		float* w = chunks[c].w;
+		const float* g = chunks[c].g;
+		float* buf = chunks[c].buf;
+		const long long n = chunks[c].n;
+		const float wd = chunks[c].wd;
+		if (buf == nullptr) {
+			for (long long i = threadIdx.x; i < n; i += blockDim.x) w[i] -= lr * (g[i] + wd * w[i]);
+			continue;
+		}
+		for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+			float d = g[i] + wd * w[i];
+			float b = mu * buf[i] + d;
+			buf[i] = b;
+			d = nesterov ? d + mu * b : b;
+			w[i] -= lr * d;
+		}
+	}
+}
+
+KILN_KERNEL adamw_step_multi_f32(const kiln_adamw_chunk* chunks, int nchunks, float b1, float b2, float step,
+                                 float rbc2, float eps) {
+	for (int c = blockIdx.x; c < nchunks; c += gridDim.x) {
+		float* w = chunks[c].w;
+		const float* g = chunks[c].g;
+		float* m = chunks[c].m;
+		float* v = chunks[c].v;
+		const long long n = chunks[c].n;
+		const float decay = chunks[c].decay;
+		for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+			float gi = g[i];
+			float mi = b1 * m[i] + (1.0f - b1) * gi;
+			float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+			m[i] = mi;
+			v[i] = vi;
+			w[i] = w[i] * decay - step * mi / (sqrtf(vi) * rbc2 + eps);
+		}
+	}
+}

@@ -24,6 +24,7 @@ type SGD struct {
 	Momentum, WeightDecay float64
 	Nesterov              bool
 	bufs                  []*engine.Tensor
+	all                   []engine.SGDParam // the step's list, kept: a step allocates nothing
 }
 
 func (o *SGD) init(params []*layers.Param) {
@@ -46,20 +47,22 @@ func (o *SGD) State(params []*layers.Param) (map[string]*engine.Tensor, map[stri
 
 func (o *SGD) SetScalars(map[string]float64) {}
 
+// Step updates every parameter in one engine call: on the GPU, one launch.
 func (o *SGD) Step(params []*layers.Param, lr float64) error {
 	o.init(params)
+	o.all = o.all[:0]
 	for i, p := range params {
-		c := engine.SGDConfig{LR: lr, Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov}
-		if p.NoDecay {
-			c.WeightDecay = 0
-		}
 		var buf *engine.Tensor
 		if o.Momentum != 0 {
 			buf = o.bufs[i]
 		}
-		if err := engine.SGDStep(p.Value, p.Grad, buf, c); err != nil {
-			return fmt.Errorf("sgd: parameter %d: %w", i, err)
-		}
+		o.all = append(o.all, engine.SGDParam{W: p.Value, G: p.Grad, Buf: buf, NoDecay: p.NoDecay})
+	}
+	c := engine.SGDConfig{LR: lr, Momentum: o.Momentum, WeightDecay: o.WeightDecay, Nesterov: o.Nesterov}
+	err := engine.SGDStepAll(o.all, c)
+	clear(o.all) // hold no tensors between steps
+	if err != nil {
+		return fmt.Errorf("sgd: %w", err)
 	}
 	return nil
 }
@@ -72,6 +75,7 @@ type AdamW struct {
 	L2                             bool
 	step                           int
 	m, v                           []*engine.Tensor
+	all                            []engine.AdamWParam // the step's list, kept: a step allocates nothing
 }
 
 func (o *AdamW) init(params []*layers.Param) {
@@ -110,22 +114,19 @@ func (o *AdamW) Step(params []*layers.Param, lr float64) error {
 	if c.Eps == 0 {
 		c.Eps = 1e-8
 	}
+	o.all = o.all[:0]
 	for i, p := range params {
-		ci := c
-		if p.NoDecay {
-			ci.WeightDecay = 0
-		}
-		if o.L2 {
-			if ci.WeightDecay != 0 {
-				if err := engine.AddScaled(p.Grad, p.Value, ci.WeightDecay); err != nil {
-					return err
-				}
+		if o.L2 && !p.NoDecay && c.WeightDecay != 0 {
+			if err := engine.AddScaled(p.Grad, p.Value, c.WeightDecay); err != nil {
+				return err
 			}
-			ci.WeightDecay = 0
 		}
-		if err := engine.AdamWStep(p.Value, p.Grad, o.m[i], o.v[i], ci); err != nil {
-			return fmt.Errorf("adamw: parameter %d: %w", i, err)
-		}
+		o.all = append(o.all, engine.AdamWParam{W: p.Value, G: p.Grad, M: o.m[i], V: o.v[i], NoDecay: p.NoDecay || o.L2})
+	}
+	err := engine.AdamWStepAll(o.all, c)
+	clear(o.all)
+	if err != nil {
+		return fmt.Errorf("adamw: %w", err)
 	}
 	return nil
 }
