@@ -71,6 +71,36 @@ func SoftmaxCrossEntropyBackward(dlogits, probs *Tensor, labels []int32, smoothi
 	return nil
 }
 
+// SoftmaxCrossEntropy is SoftmaxCrossEntropyForward into probs, then
+// SoftmaxCrossEntropyBackward into dlogits with the same labels and
+// smoothing and this scale, in one call: on the GPU one launch, the same
+// bits as the two. A training step that needs both takes this.
+//
+//	probs, dlogits: (N,K), written  logits: (N,K)  labels: N class indices
+func SoftmaxCrossEntropy(probs, dlogits, logits *Tensor, labels []int32, smoothing, scale float64) (loss float64, correct int, err error) {
+	const op = "SoftmaxCrossEntropy"
+	if probs == nil || dlogits == nil || logits == nil {
+		return 0, 0, shapeErr(op, "probs, dlogits and logits are required", "probs", probs, "dlogits", dlogits, "logits", logits)
+	}
+	dev, _, err := agreeDev(op, probs, dlogits, logits)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := checkCrossEntropy(op, probs, logits, labels, smoothing); err != nil {
+		return 0, 0, err
+	}
+	if err := checkCrossEntropy(op, dlogits, logits, labels, smoothing); err != nil {
+		return 0, 0, err
+	}
+	if dev == CUDA {
+		return softmaxCrossEntropyCUDA(probs, dlogits, logits, labels, smoothing, scale)
+	}
+	if loss, correct, err = SoftmaxCrossEntropyForward(probs, logits, labels, smoothing); err != nil {
+		return loss, correct, err
+	}
+	return loss, correct, SoftmaxCrossEntropyBackward(dlogits, probs, labels, smoothing, scale)
+}
+
 // checkCrossEntropy checks a (N,K) pair, the labels and ε; out may be nil.
 func checkCrossEntropy(op string, out, x *Tensor, labels []int32, smoothing float64) error {
 	if x.Rank() != 2 || x.shape[0] == 0 || x.shape[1] == 0 || (out != nil && !sameShape(out.shape, x.shape)) {

@@ -93,49 +93,89 @@ func xentBlock(k int) int {
 // row order in float64, as the CPU adds them.
 func softmaxCrossEntropyForwardCUDA(probs, logits *Tensor, labels []int32, eps float64) (loss float64, correct int, err error) {
 	const op = "SoftmaxCrossEntropyForward"
-	n, k := logits.shape[0], logits.shape[1]
-	gpu := func() error {
-		s := &xentState
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if err := xentUpload(labels); err != nil {
-			return err
-		}
-		var p cuda.Ptr
-		if probs != nil {
-			p = probs.dptr()
-		}
-		var a cuda.Args
-		a.Ptr(p).Ptr(s.rows).Ptr(s.rows + cuda.Ptr(8*n)).Ptr(logits.dptr()).Ptr(s.labels).
-			F32(float32(1 - eps)).F32(float32(eps / float64(k))).Int(n).Int(k)
-		if err := cuda.Launch(kern.softmax_xent_forward_f32, cuda.D1(min(n, 65535)), cuda.D1(xentBlock(k)), 0, &a); err != nil {
-			return err
-		}
-		res := s.results[:12*n]
-		if err := cuda.CopyDtoH(unsafe.Pointer(&res[0]), s.rows, int64(12*n)); err != nil {
-			return err
-		}
-		rowLoss := unsafe.Slice((*float64)(unsafe.Pointer(&res[0])), n)
-		rowCorrect := unsafe.Slice((*int32)(unsafe.Pointer(&res[8*n])), n)
-		loss, correct = 0, 0
-		for i := range n {
-			loss += rowLoss[i]
-			correct += int(rowCorrect[i])
-		}
-		loss /= float64(n)
-		return nil
+	gpu := func() (err error) {
+		loss, correct, err = xentCUDA(probs, nil, logits, labels, eps, 0)
+		return err
 	}
 	err = runCUDA(op, gpu, func(host hostCopy) error {
 		l, c, err := SoftmaxCrossEntropyForward(host(probs), host(logits), labels, eps)
 		if err != nil {
 			return err
 		}
-		if math.Abs(l-loss) > 1e-3+1e-3*math.Abs(l) || c != correct {
-			return fmt.Errorf("%s: KILN_CUDA_CHECK: gpu loss %v (%d correct), cpu %v (%d correct)", op, loss, correct, l, c)
-		}
-		return nil
+		return checkXentLoss(op, loss, correct, l, c)
 	}, probs, logits)
 	return loss, correct, err
+}
+
+// softmaxCrossEntropyCUDA is SoftmaxCrossEntropy on the GPU, arguments
+// checked: the forward kernel writes the gradient too, one launch.
+func softmaxCrossEntropyCUDA(probs, dlogits, logits *Tensor, labels []int32, eps, scale float64) (loss float64, correct int, err error) {
+	const op = "SoftmaxCrossEntropy"
+	gpu := func() (err error) {
+		loss, correct, err = xentCUDA(probs, dlogits, logits, labels, eps, scale)
+		return err
+	}
+	err = runCUDA(op, gpu, func(host hostCopy) error {
+		l, c, err := SoftmaxCrossEntropy(host(probs), host(dlogits), host(logits), labels, eps, scale)
+		if err != nil {
+			return err
+		}
+		return checkXentLoss(op, loss, correct, l, c)
+	}, probs, dlogits, logits)
+	return loss, correct, err
+}
+
+// checkXentLoss is KILN_CUDA_CHECK's comparison of a loss and its count.
+func checkXentLoss(op string, loss float64, correct int, l float64, c int) error {
+	if math.Abs(l-loss) > 1e-3+1e-3*math.Abs(l) || c != correct {
+		return fmt.Errorf("%s: KILN_CUDA_CHECK: gpu loss %v (%d correct), cpu %v (%d correct)", op, loss, correct, l, c)
+	}
+	return nil
+}
+
+// xentConsts are the backward pass's constants exactly as the CPU computes
+// them: s = scale/N, off = s·ε/K, on = s·(1−ε).
+func xentConsts(n, k int, eps, scale float64) (s, off, on float32) {
+	s64 := scale / float64(n)
+	return float32(s64), float32(s64 * eps / float64(k)), float32(s64 * (1 - eps))
+}
+
+// xentCUDA launches the forward kernel (with the backward pass when dlogits
+// is not nil) and adds up the row results.
+func xentCUDA(probs, dlogits, logits *Tensor, labels []int32, eps, scale float64) (loss float64, correct int, err error) {
+	n, k := logits.shape[0], logits.shape[1]
+	s := &xentState
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := xentUpload(labels); err != nil {
+		return 0, 0, err
+	}
+	var p, d cuda.Ptr
+	if probs != nil {
+		p = probs.dptr()
+	}
+	var ds, off, on float32
+	if dlogits != nil {
+		d = dlogits.dptr()
+		ds, off, on = xentConsts(n, k, eps, scale)
+	}
+	var a cuda.Args
+	a.Ptr(p).Ptr(s.rows).Ptr(s.rows + cuda.Ptr(8*n)).Ptr(logits.dptr()).Ptr(s.labels).
+		F32(float32(1 - eps)).F32(float32(eps / float64(k))).Int(n).Int(k).Ptr(d).F32(ds).F32(off).F32(on)
+	if err := cuda.Launch(kern.softmax_xent_forward_f32, cuda.D1(min(n, 65535)), cuda.D1(xentBlock(k)), 0, &a); err != nil {
+		return 0, 0, err
+	}
+	res := s.results[:12*n]
+	if err := cuda.CopyDtoH(unsafe.Pointer(&res[0]), s.rows, int64(12*n)); err != nil {
+		return 0, 0, err
+	}
+	rowLoss := unsafe.Slice((*float64)(unsafe.Pointer(&res[0])), n)
+	rowCorrect := unsafe.Slice((*int32)(unsafe.Pointer(&res[8*n])), n)
+	for i := range n {
+		loss += rowLoss[i]
+		correct += int(rowCorrect[i])
+	}
+	return loss / float64(n), correct, nil
 }
 
 // softmaxCrossEntropyBackwardCUDA is SoftmaxCrossEntropyBackward on the GPU,
@@ -143,9 +183,7 @@ func softmaxCrossEntropyForwardCUDA(probs, logits *Tensor, labels []int32, eps f
 func softmaxCrossEntropyBackwardCUDA(dlogits, probs *Tensor, labels []int32, eps, scale float64) error {
 	const op = "SoftmaxCrossEntropyBackward"
 	n, k := probs.shape[0], probs.shape[1]
-	// The constants exactly as the CPU computes them.
-	s := scale / float64(n)
-	off, on := float32(s*eps/float64(k)), float32(s*(1-eps))
+	s, off, on := xentConsts(n, k, eps, scale)
 	gpu := func() error {
 		st := &xentState
 		st.mu.Lock()
@@ -154,7 +192,7 @@ func softmaxCrossEntropyBackwardCUDA(dlogits, probs *Tensor, labels []int32, eps
 			return err
 		}
 		var a cuda.Args
-		a.Ptr(dlogits.dptr()).Ptr(probs.dptr()).Ptr(st.labels).F32(float32(s)).F32(off).F32(on).Int(n).Int(k)
+		a.Ptr(dlogits.dptr()).Ptr(probs.dptr()).Ptr(st.labels).F32(s).F32(off).F32(on).Int(n).Int(k)
 		return launchElt(kern.softmax_xent_backward_f32, n*k, &a)
 	}
 	return runCUDA(op, gpu, func(host hostCopy) error {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/kiln-ml/kiln/cuda"
 	"github.com/kiln-ml/kiln/engine"
 )
 
@@ -172,7 +173,65 @@ func TestCUDACheckSwitchLosses(t *testing.T) {
 	_, _, err := engine.SoftmaxCrossEntropyForward(dp, dl, labels, 0.1)
 	opsMust(t, err)
 	opsMust(t, engine.SoftmaxCrossEntropyBackward(dp, dp, labels, 0.1, 1))
+	_, _, err = engine.SoftmaxCrossEntropy(dp, dev(t, engine.New(engine.Float32, 4, 7)), dl, labels, 0.1, 1)
+	opsMust(t, err)
 	_, err = engine.MSEForward(dl, dp)
 	opsMust(t, err)
 	opsMust(t, engine.L1Backward(dl, dl, dp, 1))
+}
+
+// TestCUDASoftmaxCrossEntropyFused: the forward and backward passes in one
+// launch give the bits of the two launches apart on the same device, and
+// agree with the CPU as those do.
+func TestCUDASoftmaxCrossEntropyFused(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(25, 26))
+	fused := []string{"softmax_xent_forward_f32"}
+	for _, c := range []struct {
+		n, k    int
+		eps, sc float64
+	}{{1, 3, 0, 1}, {5, 10, 0.1, 1}, {37, 10, 0, 0.5}, {3, 1000, 0.1, 2}} {
+		logits, dlogits := devRandRange(t, rng, 5, nil, c.n, c.k)
+		labels := make([]int32, c.n)
+		for i := range labels {
+			labels[i] = int32(rng.IntN(c.k))
+		}
+		newDev := func() *engine.Tensor { return dev(t, engine.New(engine.Float32, c.n, c.k)) }
+		probs, grad := newDev(), newDev()
+		opsMust(t, cuda.StartProfile())
+		loss, correct, err := engine.SoftmaxCrossEntropy(probs, grad, dlogits, labels, c.eps, c.sc)
+		p, perr := cuda.StopProfile()
+		opsMust(t, err)
+		opsMust(t, perr)
+		if p.Launches != 1 {
+			t.Errorf("N=%d K=%d: %d launches, want 1", c.n, c.k, p.Launches)
+		}
+		apartProbs, apartGrad := newDev(), newDev()
+		aloss, acorrect, err := engine.SoftmaxCrossEntropyForward(apartProbs, dlogits, labels, c.eps)
+		opsMust(t, err)
+		opsMust(t, engine.SoftmaxCrossEntropyBackward(apartGrad, apartProbs, labels, c.eps, c.sc))
+		if loss != aloss || correct != acorrect {
+			t.Errorf("N=%d K=%d: fused loss %v (%d correct), apart %v (%d)", c.n, c.k, loss, correct, aloss, acorrect)
+		}
+		for _, pair := range [][2]*engine.Tensor{{probs, apartProbs}, {grad, apartGrad}} {
+			g, err := engine.ToCPU(nil, pair[0])
+			opsMust(t, err)
+			w, err := engine.ToCPU(nil, pair[1])
+			opsMust(t, err)
+			if !bitsEqual(g, w) {
+				t.Fatalf("N=%d K=%d: the fused launch's output differs from the two launches'", c.n, c.k)
+			}
+		}
+		cpuProbs, cpuGrad := engine.New(engine.Float32, c.n, c.k), engine.New(engine.Float32, c.n, c.k)
+		closs, ccorrect, err := engine.SoftmaxCrossEntropy(cpuProbs, cpuGrad, logits, labels, c.eps, c.sc)
+		opsMust(t, err)
+		if ccorrect != correct {
+			t.Errorf("N=%d K=%d: %d correct on the GPU, %d on the CPU", c.n, c.k, correct, ccorrect)
+		}
+		g, w := scalarPair(t, loss, closs)
+		checkKernels(t, fused, "fused cross-entropy loss", g, w, 1e-6, 1e-6)
+		checkKernels(t, fused, "fused softmax probs", probs, cpuProbs, 1e-9, 2e-6)
+		// As the backward test's bound, plus the probabilities' own 2e-6.
+		checkKernels(t, fused, "fused cross-entropy gradient", grad, cpuGrad, 1.2e-7*c.sc/float64(c.n), 3e-6)
+	}
 }

@@ -63,11 +63,23 @@ __device__ __forceinline__ void loss_block_argmax(float& v, int& i, float* sh, i
 	}
 }
 
+// One element of the cross-entropy's gradient from its probability p: the
+// one expression both kernels use, so fused and apart give the same bits.
+__device__ __forceinline__ float xent_dlogit(float p, bool label, float s, float off, float on) {
+	float d = s * p - off;
+	if (label) d -= on;
+	return d;
+}
+
 // Per row n: probs[n,:] = softmax(logits[n,:]) (unless probs is null),
 // rowloss[n] = logsumexp − a·x[label] − b·Σx with a = 1−ε, b = ε/K, and
 // rowcorrect[n] = 1 when the first arg-max is the label. probs may be logits.
+// With dlogits (not null, nor probs or logits) the backward pass comes in the
+// same launch: dlogits[n,:] as softmax_xent_backward_f32 writes it from these
+// probabilities (s, off, on as there), the same bits.
 KILN_KERNEL softmax_xent_forward_f32(float* probs, double* rowloss, int* rowcorrect, const float* logits,
-                                     const int* labels, float a, float b, int N, int K) {
+                                     const int* labels, float a, float b, int N, int K, float* dlogits, float s,
+                                     float off, float on) {
 	__shared__ float sh[32];
 	__shared__ int shi[32];
 	for (int row = blockIdx.x; row < N; row += gridDim.x) {
@@ -89,17 +101,22 @@ KILN_KERNEL softmax_xent_forward_f32(float* probs, double* rowloss, int* rowcorr
 			best = x0;
 		}
 		sumx = loss_block_sum(sumx, sh);
-		float s = 0.0f;
-		for (int j = threadIdx.x; j < K; j += blockDim.x) s += expf(x[j] - best);
-		s = loss_block_sum(s, sh);
+		float sum = 0.0f;
+		for (int j = threadIdx.x; j < K; j += blockDim.x) sum += expf(x[j] - best);
+		sum = loss_block_sum(sum, sh);
 		if (threadIdx.x == 0) {
-			rowloss[row] = (double)best + log((double)s) - (double)a * xy - (double)b * sumx;
+			rowloss[row] = (double)best + log((double)sum) - (double)a * xy - (double)b * sumx;
 			rowcorrect[row] = arg == y;
 		}
 		if (probs != nullptr) {
-			float inv = 1.0f / s;
+			float inv = 1.0f / sum;
 			float* p = probs + (long long)row * K;
-			for (int j = threadIdx.x; j < K; j += blockDim.x) p[j] = expf(x[j] - best) * inv;
+			float* d = dlogits + (long long)row * K;  // used only when dlogits is set
+			for (int j = threadIdx.x; j < K; j += blockDim.x) {
+				float pj = expf(x[j] - best) * inv;
+				p[j] = pj;
+				if (dlogits != nullptr) d[j] = xent_dlogit(pj, j == y, s, off, on);
+			}
 		}
 		__syncthreads();  // the next row's reads after this row's writes
 	}
@@ -112,9 +129,7 @@ KILN_KERNEL softmax_xent_backward_f32(float* dlogits, const float* probs, const 
 	KILN_FOR(i, (long long)N * K) {
 		long long row = i / K;
 		int j = (int)(i - row * K);
-		float d = s * probs[i] - off;
-		if (j == labels[row]) d -= on;
-		dlogits[i] = d;
+		dlogits[i] = xent_dlogit(probs[i], j == labels[row], s, off, on);
 	}
 }
 

@@ -44,7 +44,9 @@ func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (lo
 	loss, err = step(c.Net, c.params, c.Opt, stepAfter{c.ClipNorm, c.Reduce}, x, lr, func(logits *engine.Tensor) (float64, *engine.Tensor, error) {
 		c.probs = engine.EnsureLike(c.probs, logits, logits.Shape()...)
 		c.dlogits = engine.EnsureLike(c.dlogits, logits, logits.Shape()...)
-		loss, n, err := engine.SoftmaxCrossEntropyForward(c.probs, logits, labels, c.Smoothing)
+		// The loss and its gradient in one call (one launch on the GPU); a
+		// loss that is not finite stops the step before the backward pass.
+		loss, n, err := engine.SoftmaxCrossEntropy(c.probs, c.dlogits, logits, labels, c.Smoothing, 1)
 		correct = n
 		if err != nil {
 			return 0, nil, err
@@ -52,7 +54,7 @@ func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (lo
 		if err := finiteTrainingLoss(loss); err != nil {
 			return loss, nil, err
 		}
-		return loss, c.dlogits, engine.SoftmaxCrossEntropyBackward(c.dlogits, c.probs, labels, c.Smoothing, 1)
+		return loss, c.dlogits, nil
 	})
 	return loss, correct, err
 }
