@@ -204,16 +204,17 @@ func (t *Tensor) Zero() error {
 // CPU tensors' elements split over the worker pool: a model's gradients
 // are megabytes, and zeroing mlp's 3.3 MB on one core, with the other idle,
 // took 6% of its step.
+// On the GPU, tensors that follow each other in one allocation (the views
+// of a flat gradient buffer, layers.FlattenGrads) are cleared by one memset.
 func ZeroAll(ts []*Tensor) error {
+	if err := zeroDeviceRuns(ts); err != nil {
+		return err
+	}
 	n := 0
 	for _, t := range ts {
-		if t.device == CUDA {
-			if err := t.Zero(); err != nil {
-				return err
-			}
-			continue
+		if t.device != CUDA {
+			n += t.Len()
 		}
-		n += t.Len()
 	}
 	z := zeroTasks.Get().(*zeroTask)
 	z.ts = ts
@@ -224,6 +225,41 @@ func ZeroAll(ts []*Tensor) error {
 	}
 	z.ts = nil
 	zeroTasks.Put(z)
+	return nil
+}
+
+// zeroDeviceRuns zeroes the CUDA tensors of ts, one memset per run of them
+// that are adjacent in one allocation, in order.
+func zeroDeviceRuns(ts []*Tensor) error {
+	var run *Tensor // the run's first tensor
+	n := 0          // the run's elements
+	for _, t := range ts {
+		if t == nil || t.device != CUDA {
+			continue
+		}
+		if t.err != nil {
+			return t.err
+		}
+		if run != nil && t.mem == run.mem && t.off == run.off+n {
+			n += t.Len()
+			continue
+		}
+		if err := zeroDevice(run, n); err != nil {
+			return err
+		}
+		run, n = t, t.Len()
+	}
+	return zeroDevice(run, n)
+}
+
+// zeroDevice zeroes n float32 elements from t's first.
+func zeroDevice(t *Tensor, n int) error {
+	if t == nil || n == 0 {
+		return nil
+	}
+	if err := cuda.Zero(t.dptr(), int64(4*n)); err != nil {
+		return fmt.Errorf("engine.ZeroAll %v: %w", t.shape, err)
+	}
 	return nil
 }
 

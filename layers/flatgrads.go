@@ -75,3 +75,33 @@ func GradsIn(flat *engine.Tensor, params []*Param) bool {
 	}
 	return off == flat.Len()
 }
+
+// FlattenModelGrads makes the gradients of params, a model's (Params, in
+// its order), views of one flat buffer that the model owns, so that zeroing
+// them on the GPU is one memset (engine.ZeroAll): Release frees the buffer
+// with the model, and ToDevice, which gives the gradients tensors of their
+// own, frees it then. It does nothing when they already are its views; a
+// buffer they left (another FlattenGrads took them) is freed here.
+func FlattenModelGrads(params []*Param) error {
+	if len(params) == 0 || GradsIn(params[0].gradBuf, params) {
+		return nil
+	}
+	flat, err := FlattenGrads(params)
+	if err != nil {
+		return err
+	}
+	old := params[0].gradBuf
+	params[0].gradBuf = flat
+	old.Release()
+	return nil
+}
+
+// releaseStaleGradBufs frees the flat gradient buffer of l's parameters if
+// their gradients are no longer its views (ToDevice made them their own).
+func releaseStaleGradBufs(l Layer) {
+	_, params := Params(l)
+	if len(params) > 0 && params[0].gradBuf != nil && !GradsIn(params[0].gradBuf, params) {
+		params[0].gradBuf.Release()
+		params[0].gradBuf = nil
+	}
+}

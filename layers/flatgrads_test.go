@@ -3,6 +3,7 @@ package layers
 import (
 	"testing"
 
+	"github.com/kiln-ml/kiln/cuda"
 	"github.com/kiln-ml/kiln/engine"
 )
 
@@ -88,5 +89,96 @@ func TestCUDAFlattenGrads(t *testing.T) {
 	last := params[len(params)-1].Grad
 	if v, err := last.ValuesErr(); err != nil || v[len(v)-1] != 3 {
 		t.Errorf("the last gradient after filling the buffer: %v (%v), want 3s", v, err)
+	}
+}
+
+// FlattenModelGrads on the GPU: the model owns the buffer (its gradients'
+// values kept, a second call is no work), Release frees every byte, and a
+// move to the CPU gives the gradients their own tensors, their values, and
+// frees the buffer; another buffer taking the gradients is freed next call.
+func TestCUDAFlattenModelGradsOwnership(t *testing.T) {
+	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
+		t.Skipf("skipped: no CUDA device (%v)", err)
+	}
+	inUse := func() int64 { return cuda.Memory().InUse }
+	build := func() (*Model, []*Param) {
+		m, err := Build("lenet", Spec{Channels: 1, Height: 12, Width: 12, Classes: 10, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ToDevice(m, engine.CUDA); err != nil {
+			t.Fatal(err)
+		}
+		_, params := Params(m)
+		for i, p := range params {
+			if err := p.Grad.Fill(float64(i + 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return m, params
+	}
+	gradBytes := func(params []*Param) (n int64) {
+		for _, p := range params {
+			n += int64(4 * p.Grad.Len())
+		}
+		return n
+	}
+	checkGrads := func(what string, params []*Param) {
+		t.Helper()
+		for i, p := range params {
+			if got := p.Grad.At(p.Grad.Len() - 1); got != float64(i+1) {
+				t.Fatalf("%s: gradient %d holds %v, want %v", what, i, got, i+1)
+			}
+		}
+	}
+
+	base := inUse()
+	m, params := build()
+	withModel := inUse()
+	if err := FlattenModelGrads(params); err != nil {
+		t.Fatal(err)
+	}
+	if !GradsIn(params[0].gradBuf, params) {
+		t.Fatal("the gradients are not views of the model's buffer")
+	}
+	checkGrads("flattened", params)
+	buf := params[0].gradBuf
+	if err := FlattenModelGrads(params); err != nil || params[0].gradBuf != buf {
+		t.Fatalf("a second call made a new buffer (err %v)", err)
+	}
+	// The gradients' own tensors went back to the cache; the buffer holds
+	// them all (rounded up by the allocator).
+	if got := inUse() - withModel; got < 0 || got > gradBytes(params) {
+		t.Errorf("flattening changed the memory in use by %d bytes; the gradients take %d", got, gradBytes(params))
+	}
+	other, err := FlattenGrads(params) // someone else's buffer takes the gradients
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := FlattenModelGrads(params); err != nil || params[0].gradBuf == buf || !buf.Released() {
+		t.Fatalf("after another buffer took the gradients: err %v, old buffer released %v", err, buf.Released())
+	}
+	other.Release()
+	checkGrads("flattened again", params)
+	Release(m)
+	if got := inUse(); got != base {
+		t.Errorf("after Release %d bytes in use, %d before the model", got, base)
+	}
+
+	m, params = build()
+	defer Release(m)
+	if err := FlattenModelGrads(params); err != nil {
+		t.Fatal(err)
+	}
+	buf = params[0].gradBuf
+	if err := ToDevice(m, engine.CPU); err != nil {
+		t.Fatal(err)
+	}
+	if !buf.Released() || params[0].gradBuf != nil || params[0].Grad.Device() != engine.CPU {
+		t.Fatalf("after the move to the CPU: buffer released %v, still held %v", buf.Released(), params[0].gradBuf != nil)
+	}
+	checkGrads("moved to the CPU", params)
+	if got := inUse(); got != base {
+		t.Errorf("after the move to the CPU %d bytes in use, %d before the model", got, base)
 	}
 }

@@ -52,6 +52,9 @@ type Param struct {
 	// Internal marks run state that checkpoints keep but weight files and
 	// state_dicts leave out (a dropout layer's random-stream position).
 	Internal bool
+	// gradBuf, on the first of a model's parameters, is the flat buffer
+	// its gradients are views of (FlattenModelGrads): the model owns it.
+	gradBuf *engine.Tensor
 }
 
 func newParam(dt engine.DType, noDecay bool, shape ...int) *Param {
@@ -163,6 +166,7 @@ func Convert(l Layer, dt engine.DType) {
 // own buffers follow their inputs on the next Forward.
 func ToDevice(l Layer, d engine.Device) error {
 	var err error
+	defer releaseStaleGradBufs(l)
 	l.Walk("", func(name string, p *Param) {
 		if err != nil || p.Internal {
 			return

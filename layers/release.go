@@ -38,6 +38,7 @@ func Release(l Layer) {
 	l.Walk("", func(_ string, p *Param) {
 		p.Value.Release()
 		p.Grad.Release()
+		p.gradBuf.Release() // the flat buffer of FlattenModelGrads, if any
 	})
 }
 

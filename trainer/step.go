@@ -70,6 +70,9 @@ type stepAfter struct {
 // over the ranks, clip, and update.
 func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAfter, x *engine.Tensor, lr float64,
 	lossGrad func(out *engine.Tensor) (float64, *engine.Tensor, error)) (float64, error) {
+	if err := flattenDeviceGrads(params, after); err != nil {
+		return 0, err
+	}
 	if err := zeroGrads(params); err != nil {
 		return 0, err
 	}
@@ -102,6 +105,20 @@ func update(params []*layers.Param, opt Optimizer, after stepAfter, lr float64) 
 		}
 	}
 	return opt.Step(params, lr)
+}
+
+// flattenDeviceGrads puts a model's gradients on the GPU into one buffer
+// the model owns (layers.FlattenModelGrads, once), so that zeroing them is
+// one memset, not one per parameter. A reducer keeps its own flat buffer,
+// the one it all-reduces.
+func flattenDeviceGrads(params []*layers.Param, after stepAfter) error {
+	if after.reduce != nil || len(params) == 0 || params[0].Grad.Device() != engine.CUDA {
+		return nil
+	}
+	if err := layers.FlattenModelGrads(params); err != nil {
+		return fmt.Errorf("flat gradient buffer: %w", err)
+	}
+	return nil
 }
 
 // zeroGrads zeroes the gradients on every thread (engine.ZeroAll). The list
