@@ -114,7 +114,7 @@ func MaxPool2DForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) er
 // ops give, and x itself is never rectified. A window whose largest value is
 // 0 or less gives +0 (the two ops give −0 when the window's first input is
 // −0); NaN propagates. argmax is required: MaxPool2DReLUBackward reads it
-// with out. CPU tensors only: on CUDA run the two ops.
+// with out.
 //
 //	out: (N, C, OH, OW)  argmax: N·C·OH·OW int32s  x: (N, C, H, W)
 func MaxPool2DReLUForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) error {
@@ -122,7 +122,7 @@ func MaxPool2DReLUForward(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams
 }
 
 // maxPoolForward is MaxPool2DForward, and with relu MaxPool2DReLUForward
-// (argmax required, CPU only).
+// (argmax required).
 func maxPoolForward(op string, relu bool, out *Tensor, argmax []int32, x *Tensor, p Pool2DParams) error {
 	g, dt, err := poolCheck(op, p, "out", out, "x", x)
 	if err != nil {
@@ -133,10 +133,8 @@ func maxPoolForward(op string, relu bool, out *Tensor, argmax []int32, x *Tensor
 	}
 	kind := poolMaxForward
 	switch {
-	case x.device == CUDA && relu:
-		return fmt.Errorf("%s: CUDA tensors (run MaxPool2DForward and ReLU): %w", op, ErrNoKernel)
 	case x.device == CUDA:
-		return maxPool2DForwardCUDA(out, argmax, x, p, &g)
+		return maxPool2DForwardCUDA(op, relu, out, argmax, x, p, &g)
 	case relu:
 		kind = poolMaxReLUForward
 	}
@@ -155,7 +153,7 @@ func MaxPool2DBackward(dx, dout *Tensor, argmax []int32, p Pool2DParams) error {
 // MaxPool2DReLUBackward is the backward of MaxPool2DReLUForward, given its
 // out and argmax: each dout element goes to the input its window picked
 // where out > 0, as ReLU's backward then the pool's would send it. dx is
-// overwritten. CPU tensors only.
+// overwritten.
 //
 //	dx: (N, C, H, W)  dout, out: (N, C, OH, OW)  argmax: from MaxPool2DReLUForward
 func MaxPool2DReLUBackward(dx, dout, out *Tensor, argmax []int32, p Pool2DParams) error {
@@ -166,7 +164,7 @@ func MaxPool2DReLUBackward(dx, dout, out *Tensor, argmax []int32, p Pool2DParams
 }
 
 // maxPoolBackward is MaxPool2DBackward, and given keep (the fused forward's
-// out) MaxPool2DReLUBackward (CPU only).
+// out) MaxPool2DReLUBackward.
 func maxPoolBackward(op string, dx, dout, keep *Tensor, argmax []int32, p Pool2DParams) error {
 	g, dt, err := poolCheck(op, p, "dout", dout, "dx", dx)
 	if err != nil {
@@ -178,11 +176,8 @@ func maxPoolBackward(op string, dx, dout, keep *Tensor, argmax []int32, p Pool2D
 	if len(argmax) != dout.Len() {
 		return shapeErr(op, fmt.Sprintf("argmax has %d entries, want %d", len(argmax), dout.Len()), "dx", dx, "dout", dout)
 	}
-	switch {
-	case dx.device == CUDA && keep != nil:
-		return fmt.Errorf("%s: CUDA tensors (run ReLU's and MaxPool2D's backward): %w", op, ErrNoKernel)
-	case dx.device == CUDA:
-		return maxPool2DBackwardCUDA(dx, dout, argmax, p, &g)
+	if dx.device == CUDA {
+		return maxPool2DBackwardCUDA(op, dx, dout, keep, argmax, p, &g)
 	}
 	if pick(dt, runPool[float32], runPool[float64])(g, poolMaxBackward, dx, dout, keep, argmax) {
 		return shapeErr(op, "argmax holds an index outside the input plane", "dx", dx, "dout", dout)

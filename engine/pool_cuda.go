@@ -14,8 +14,9 @@ func poolArgs(a *cuda.Args, g *poolGeom) *cuda.Args {
 	return a.Int(g.h).Int(g.w).Int(g.oh).Int(g.ow).Int(g.kh).Int(g.kw).Int(g.sh).Int(g.sw).Int(g.ph).Int(g.pw)
 }
 
-func maxPool2DForwardCUDA(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams, g *poolGeom) error {
-	const op = "MaxPool2DForward"
+// maxPool2DForwardCUDA is MaxPool2DForward on the GPU, and with relu
+// MaxPool2DReLUForward (op names which).
+func maxPool2DForwardCUDA(op string, relu bool, out *Tensor, argmax []int32, x *Tensor, p Pool2DParams, g *poolGeom) error {
 	return runCUDA(op, func() error {
 		total := out.Len()
 		if total == 0 {
@@ -28,15 +29,19 @@ func maxPool2DForwardCUDA(out *Tensor, argmax []int32, x *Tensor, p Pool2DParams
 				return err
 			}
 		}
+		r := 0
+		if relu {
+			r = 1
+		}
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total))
-		return launchFit(kern.maxpool2d_forward_f32, total, poolArgs(&a, g))
+		return launchFit(kern.maxpool2d_forward_f32, total, poolArgs(&a, g).Int(r))
 	}, func(host hostCopy) error {
 		var cpu []int32
 		if argmax != nil {
 			cpu = make([]int32, len(argmax))
 		}
-		if err := MaxPool2DForward(host(out), cpu, host(x), p); err != nil {
+		if err := maxPoolForward(op, relu, host(out), cpu, host(x), p); err != nil {
 			return err
 		}
 		if argmax == nil {
@@ -64,8 +69,9 @@ func poolWindowCheck(op string, g *poolGeom) func([]int32) error {
 	}
 }
 
-func maxPool2DBackwardCUDA(dx, dout *Tensor, argmax []int32, p Pool2DParams, g *poolGeom) error {
-	const op = "MaxPool2DBackward"
+// maxPool2DBackwardCUDA is MaxPool2DBackward on the GPU, and given keep (the
+// fused forward's out) MaxPool2DReLUBackward (op names which).
+func maxPool2DBackwardCUDA(op string, dx, dout, keep *Tensor, argmax []int32, p Pool2DParams, g *poolGeom) error {
 	return runCUDA(op, func() error {
 		total := dx.Len()
 		if total == 0 {
@@ -76,16 +82,20 @@ func maxPool2DBackwardCUDA(dx, dout *Tensor, argmax []int32, p Pool2DParams, g *
 			return err
 		}
 		defer done()
+		var kp cuda.Ptr
+		if keep != nil {
+			kp = keep.dptr()
+		}
 		var a cuda.Args
 		a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total))
-		return launchFit(kern.maxpool2d_backward_f32, total, poolArgs(&a, g))
+		return launchFit(kern.maxpool2d_backward_f32, total, poolArgs(&a, g).Ptr(kp))
 	}, func(host hostCopy) error {
 		idx, err := hostIndices(argmax)
 		if err != nil {
 			return err
 		}
-		return MaxPool2DBackward(host(dx), host(dout), idx, p)
-	}, dx, dout)
+		return maxPoolBackward(op, host(dx), host(dout), host(keep), idx, p)
+	}, dx, dout, keep)
 }
 
 func avgPool2DForwardCUDA(out, x *Tensor, p Pool2DParams, g *poolGeom) error {

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -246,6 +247,8 @@ func TestCUDACheckSwitchPooling(t *testing.T) {
 	_, dg := devRand(t, rng, shape...)
 	grad := dev(t, engine.New(engine.Float32, x.Shape()...))
 	opsMust(t, engine.MaxPool2DBackward(grad, dg, am, c.p))
+	opsMust(t, engine.MaxPool2DReLUForward(out, am, dx, c.p))
+	opsMust(t, engine.MaxPool2DReLUBackward(grad, dg, out, am, c.p))
 	opsMust(t, engine.AvgPool2DForward(out, dx, c.p))
 	opsMust(t, engine.AvgPool2DBackward(grad, dg, c.p))
 
@@ -280,5 +283,46 @@ func TestCUDAPoolingEmpty(t *testing.T) {
 	flat := dev(t, engine.New(engine.Float32, 1, 2, 0, 3))
 	if err := engine.GlobalMaxPoolBackward(flat, dev(t, engine.New(engine.Float32, 1, 2)), []int32{0, 0}); err == nil {
 		t.Fatal("GlobalMaxPoolBackward accepted argmax into empty planes")
+	}
+}
+
+// TestCUDAMaxPool2DReLU: the fused ReLU and max pool on the GPU against the
+// CPU's fused op, bit for bit: ties, all-negative windows, zeros, NaN and
+// infinities, on every pooling case; the argmax too.
+func TestCUDAMaxPool2DReLU(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(23, 24))
+	fwd, bwd := []string{"maxpool2d_forward_f32"}, []string{"maxpool2d_backward_f32"}
+	for ci, c := range poolCUDACases {
+		for variant := range 3 { // random, ties and zeros, with NaN and ±inf
+			x := randTensor(rng, engine.Float32, c.n, c.c, c.h, c.w)
+			if variant > 0 {
+				quantised(x)
+				for i := 0; i < x.Len(); i += 5 {
+					x.SetAt(i, 0)
+				}
+			}
+			if variant == 2 {
+				for i := 0; i < x.Len(); i += 7 {
+					x.SetAt(i, []float64{math.NaN(), math.Inf(-1), math.Inf(1)}[i%3])
+				}
+			}
+			shape, err := engine.Pool2DOutputShape(x.Shape(), c.p)
+			opsMust(t, err)
+			out, am := engine.New(engine.Float32, shape...), make([]int32, engine.New(engine.Float32, shape...).Len())
+			opsMust(t, engine.MaxPool2DReLUForward(out, am, x, c.p))
+			dout, dam := dev(t, engine.New(engine.Float32, shape...)), make([]int32, len(am))
+			opsMust(t, engine.MaxPool2DReLUForward(dout, dam, dev(t, x), c.p))
+			checkKernels(t, fwd, fmt.Sprintf("case %d/%d MaxPool2DReLUForward", ci, variant), dout, out, 0, 0)
+			poolArgmax(t, "MaxPool2DReLUForward", dam, am)
+
+			g, dg := devRand(t, rng, shape...)
+			want := engine.New(engine.Float32, x.Shape()...)
+			opsMust(t, engine.MaxPool2DReLUBackward(want, g, out, am, c.p))
+			got := dev(t, engine.New(engine.Float32, x.Shape()...))
+			opsMust(t, got.Fill(7)) // overwritten, not added to
+			opsMust(t, engine.MaxPool2DReLUBackward(got, dg, dout, dam, c.p))
+			checkKernels(t, bwd, fmt.Sprintf("case %d/%d MaxPool2DReLUBackward", ci, variant), got, want, 0, 0)
+		}
 	}
 }

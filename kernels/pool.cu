@@ -67,7 +67,7 @@ static __device__ __forceinline__ long long pool_reach_window(long long i, int H
 // NaN replaces an earlier one (the CPU's `v > m || v != v`). argmax may be null.
 // total = planes·OH·OW.
 KILN_KERNEL maxpool2d_forward_f32(float* out, int* argmax, const float* x, long long total, int H, int W, int OH,
-                                  int OW, int kh, int kw, int sh, int sw, int ph, int pw) {
+                                  int OW, int kh, int kw, int sh, int sw, int ph, int pw, int relu) {
 	bool small = pool_small(total);
 	KILN_FOR(i, total) {
 		int h0, h1, w0, w1;
@@ -84,15 +84,18 @@ KILN_KERNEL maxpool2d_forward_f32(float* out, int* argmax, const float* x, long 
 				}
 			}
 		}
-		out[i] = m;
+		out[i] = relu && m <= 0.0f ? 0.0f : m;  // ReLU on the pooled value: +0, NaN stays
 		if (argmax) argmax[i] = at;
 	}
 }
 
 // dx (overwritten): each input sums dout over the windows that picked it, in
 // output order (the CPU's order of `dx[a] += dout`). total = planes·H·W.
+// With keep (the fused ReLU's pooled output) only the windows whose output
+// is > 0 send their dout, as ReLU's backward then the pool's would.
 KILN_KERNEL maxpool2d_backward_f32(float* dx, const float* dout, const int* argmax, long long total, int H, int W,
-                                   int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw) {
+                                   int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,
+                                   const float* keep) {
 	bool small = pool_small(total);
 	KILN_FOR(i, total) {
 		int ih, iw, oh0, oh1, ow0, ow1;
@@ -100,11 +103,13 @@ KILN_KERNEL maxpool2d_backward_f32(float* dx, const float* dout, const int* argm
 		                                    &ow0, &ow1);
 		const float* d = dout + plane * OH * OW;
 		const int* a = argmax + plane * OH * OW;
+		const float* k = keep + plane * OH * OW;  // read only when keep is set
 		int self = ih * W + iw;
 		float s = 0.0f;
 		for (int oh = oh0; oh <= oh1; oh++) {
 			for (int ow = ow0; ow <= ow1; ow++) {
-				if (a[oh * OW + ow] == self) s += d[oh * OW + ow];
+				int o = oh * OW + ow;
+				if (a[o] == self && (keep == nullptr || k[o] > 0.0f)) s += d[o];
 			}
 		}
 		dx[i] = s;

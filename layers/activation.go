@@ -27,7 +27,7 @@ func NewTanh() *Act    { return &Act{Kind: engine.Tanh} }
 
 func (a *Act) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	a.x = x
-	a.pooled = a.pool != nil && !a.fused && x.Device() == engine.CPU
+	a.pooled = a.pool != nil && !a.fused
 	if a.fused || a.pooled {
 		return x, nil
 	}

@@ -11,8 +11,7 @@ type MaxPool2D struct {
 	out, dx *engine.Tensor
 	shapes  shapeCache
 	// relu is the ReLU right before this layer in a Sequential (Append
-	// links them). On the CPU both then run as one op: the ReLU passes x
-	// through and this layer applies it to the pooled values, a quarter of
+	// links them). Both then run as one op: the ReLU passes x through and this layer applies it to the pooled values, a quarter of
 	// the elements for a 2×2 pool (engine.MaxPool2DReLUForward); fused says
 	// this step did.
 	relu  *Act
