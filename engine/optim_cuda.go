@@ -49,7 +49,7 @@ func adamWStepCUDA(w, g, m, v *Tensor, c AdamWConfig) error {
 // it changes: a training loop steps the same tensors with the same decay,
 // so after its first step a step is one launch and no copy.
 
-// optimChunk is kernels/optim.cu's KILN_OPTIM_CHUNK.
+// optimChunk is the most elements of one chunk: a block's work.
 const optimChunk = 65536
 
 // sgdChunk is kernels/optim.cu's kiln_sgd_chunk, field for field.
