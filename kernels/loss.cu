@@ -74,9 +74,10 @@ __device__ __forceinline__ float xent_dlogit(float p, bool label, float s, float
 // Per row n: probs[n,:] = softmax(logits[n,:]) (unless probs is null),
 // rowloss[n] = logsumexp − a·x[label] − b·Σx with a = 1−ε, b = ε/K, and
 // rowcorrect[n] = 1 when the first arg-max is the label. probs may be logits.
-// With dlogits (not null, nor probs or logits) the backward pass comes in the
-// same launch: dlogits[n,:] as softmax_xent_backward_f32 writes it from these
-// probabilities (s, off, on as there), the same bits.
+// With dlogits (and probs) the backward pass comes in the same launch:
+// dlogits[n,:] as softmax_xent_backward_f32 writes it from these
+// probabilities (s, off, on as there), the same bits. dlogits may be probs
+// or logits: each thread reads its element before it writes it.
 KILN_KERNEL softmax_xent_forward_f32(float* probs, double* rowloss, int* rowcorrect, const float* logits,
                                      const int* labels, float a, float b, int N, int K, float* dlogits, float s,
                                      float off, float on) {
