@@ -234,7 +234,7 @@ func zeroDeviceRuns(ts []*Tensor) error {
 	var run *Tensor // the run's first tensor
 	n := 0          // the run's elements
 	for _, t := range ts {
-		if t == nil || t.device != CUDA {
+		if t.device != CUDA {
 			continue
 		}
 		if t.err != nil {

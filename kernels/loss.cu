@@ -112,11 +112,10 @@ KILN_KERNEL softmax_xent_forward_f32(float* probs, double* rowloss, int* rowcorr
 		if (probs != nullptr) {
 			float inv = 1.0f / sum;
 			float* p = probs + (long long)row * K;
-			float* d = dlogits + (long long)row * K;  // used only when dlogits is set
 			for (int j = threadIdx.x; j < K; j += blockDim.x) {
 				float pj = expf(x[j] - best) * inv;
 				p[j] = pj;
-				if (dlogits != nullptr) d[j] = xent_dlogit(pj, j == y, s, off, on);
+				if (dlogits != nullptr) dlogits[(long long)row * K + j] = xent_dlogit(pj, j == y, s, off, on);
 			}
 		}
 		__syncthreads();  // the next row's reads after this row's writes

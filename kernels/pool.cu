@@ -103,13 +103,12 @@ KILN_KERNEL maxpool2d_backward_f32(float* dx, const float* dout, const int* argm
 		                                    &ow0, &ow1);
 		const float* d = dout + plane * OH * OW;
 		const int* a = argmax + plane * OH * OW;
-		const float* k = keep + plane * OH * OW;  // read only when keep is set
 		int self = ih * W + iw;
 		float s = 0.0f;
 		for (int oh = oh0; oh <= oh1; oh++) {
 			for (int ow = ow0; ow <= ow1; ow++) {
 				int o = oh * OW + ow;
-				if (a[o] == self && (keep == nullptr || k[o] > 0.0f)) s += d[o];
+				if (a[o] == self && (keep == nullptr || keep[plane * OH * OW + o] > 0.0f)) s += d[o];
 			}
 		}
 		dx[i] = s;
