@@ -111,6 +111,7 @@ var kern = struct {
 
 	// kernels/loss.cu
 	softmax_xent_forward_f32  *cuda.Kernel
+	xent_log_step             *cuda.Kernel
 	softmax_xent_backward_f32 *cuda.Kernel
 	mse_forward_f32           *cuda.Kernel
 	l1_forward_f32            *cuda.Kernel
@@ -224,6 +225,7 @@ var kern = struct {
 	linear_bias_add_f32:             cuda.K("linear_bias_add_f32"),
 	linear_bias_grad_f32:            cuda.K("linear_bias_grad_f32"),
 	softmax_xent_forward_f32:        cuda.K("softmax_xent_forward_f32"),
+	xent_log_step:                   cuda.K("xent_log_step"),
 	softmax_xent_backward_f32:       cuda.K("softmax_xent_backward_f32"),
 	mse_forward_f32:                 cuda.K("mse_forward_f32"),
 	l1_forward_f32:                  cuda.K("l1_forward_f32"),

@@ -143,26 +143,11 @@ func xentConsts(n, k int, eps, scale float64) (s, off, on float32) {
 // xentCUDA launches the forward kernel (with the backward pass when dlogits
 // is not nil) and adds up the row results.
 func xentCUDA(probs, dlogits, logits *Tensor, labels []int32, eps, scale float64) (loss float64, correct int, err error) {
-	n, k := logits.shape[0], logits.shape[1]
+	n := logits.shape[0]
 	s := &xentState
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := xentUpload(labels); err != nil {
-		return 0, 0, err
-	}
-	var p, d cuda.Ptr
-	if probs != nil {
-		p = probs.dptr()
-	}
-	var ds, off, on float32
-	if dlogits != nil {
-		d = dlogits.dptr()
-		ds, off, on = xentConsts(n, k, eps, scale)
-	}
-	var a cuda.Args
-	a.Ptr(p).Ptr(s.rows).Ptr(s.rows + cuda.Ptr(8*n)).Ptr(logits.dptr()).Ptr(s.labels).
-		F32(float32(1 - eps)).F32(float32(eps / float64(k))).Int(n).Int(k).Ptr(d).F32(ds).F32(off).F32(on)
-	if err := cuda.Launch(kern.softmax_xent_forward_f32, cuda.D1(min(n, 65535)), cuda.D1(xentBlock(k)), 0, &a); err != nil {
+	if err := xentLaunch(probs, dlogits, logits, labels, eps, scale); err != nil {
 		return 0, 0, err
 	}
 	res := s.results[:12*n]
@@ -176,6 +161,29 @@ func xentCUDA(probs, dlogits, logits *Tensor, labels []int32, eps, scale float64
 		correct += int(rowCorrect[i])
 	}
 	return loss / float64(n), correct, nil
+}
+
+// xentLaunch uploads the labels and launches the forward kernel, which
+// leaves its row results in xentState.rows. The caller holds xentState.mu.
+func xentLaunch(probs, dlogits, logits *Tensor, labels []int32, eps, scale float64) error {
+	n, k := logits.shape[0], logits.shape[1]
+	s := &xentState
+	if err := xentUpload(labels); err != nil {
+		return err
+	}
+	var p, d cuda.Ptr
+	if probs != nil {
+		p = probs.dptr()
+	}
+	var ds, off, on float32
+	if dlogits != nil {
+		d = dlogits.dptr()
+		ds, off, on = xentConsts(n, k, eps, scale)
+	}
+	var a cuda.Args
+	a.Ptr(p).Ptr(s.rows).Ptr(s.rows + cuda.Ptr(8*n)).Ptr(logits.dptr()).Ptr(s.labels).
+		F32(float32(1 - eps)).F32(float32(eps / float64(k))).Int(n).Int(k).Ptr(d).F32(ds).F32(off).F32(on)
+	return cuda.Launch(kern.softmax_xent_forward_f32, cuda.D1(min(n, 65535)), cuda.D1(xentBlock(k)), 0, &a)
 }
 
 // softmaxCrossEntropyBackwardCUDA is SoftmaxCrossEntropyBackward on the GPU,
@@ -265,4 +273,72 @@ func regressionLossBackwardCUDA(dpred, pred, target *Tensor, scale float64, l1 b
 		}
 		return MSEBackward(host(dpred), host(pred), host(target), scale)
 	}, dpred, pred, target)
+}
+
+// The GPU side of losslog.go: the fused cross-entropy's row results added
+// into a device slot by kernels/loss.cu's xent_log_step.
+
+// softmaxCrossEntropyLoggedCUDA runs the fused forward and backward kernel
+// and adds its rows into the log's next slot. The caller holds log.mu and
+// has checked that the slot exists.
+func softmaxCrossEntropyLoggedCUDA(probs, dlogits, logits *Tensor, labels []int32, eps, scale float64, log *LossLog) error {
+	const op = "SoftmaxCrossEntropyLogged"
+	if err := log.gpu.ensure(log.cap); err != nil {
+		return err
+	}
+	slot := log.gpu.slots + cuda.Ptr(16*len(log.rows))
+	gpu := func() error {
+		n := logits.shape[0]
+		s := &xentState
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := xentLaunch(probs, dlogits, logits, labels, eps, scale); err != nil {
+			return err
+		}
+		var a cuda.Args
+		a.Ptr(s.rows).Ptr(s.rows + cuda.Ptr(8*n)).Int(n).Ptr(slot)
+		return cuda.Launch(kern.xent_log_step, cuda.D1(1), cuda.D1(32), 0, &a)
+	}
+	return runCUDA(op, gpu, func(host hostCopy) error {
+		l, c, err := SoftmaxCrossEntropy(host(probs), host(dlogits), host(logits), labels, eps, scale)
+		if err != nil {
+			return err
+		}
+		var rec lossSlot
+		if err := cuda.CopyDtoH(unsafe.Pointer(&rec), slot, 16); err != nil {
+			return err
+		}
+		return checkXentLoss(op, rec.sum/float64(logits.shape[0]), int(rec.correct), l, c)
+	}, probs, dlogits, logits)
+}
+
+// ensure allocates the log's slots on the device once.
+func (g *lossLogGPU) ensure(capacity int) error {
+	if g.cap == capacity {
+		return nil
+	}
+	g.release()
+	p, err := cuda.Alloc(int64(16 * capacity))
+	if err != nil {
+		return err
+	}
+	g.slots, g.cap = p, capacity
+	return nil
+}
+
+// readCUDA copies the pending slots back and turns each into a step's mean
+// loss, dividing as xentCUDA divides. The caller holds l.mu.
+func (l *LossLog) readCUDA(dst []StepLoss) ([]StepLoss, error) {
+	n := len(l.rows)
+	if cap(l.buf) < n {
+		l.buf = make([]lossSlot, l.cap)
+	}
+	buf := l.buf[:n]
+	if err := cuda.CopyDtoH(unsafe.Pointer(&buf[0]), l.gpu.slots, int64(16*n)); err != nil {
+		return dst, err
+	}
+	for i, r := range buf {
+		dst = append(dst, StepLoss{Loss: r.sum / float64(l.rows[i]), Correct: int(r.correct)})
+	}
+	return dst, nil
 }

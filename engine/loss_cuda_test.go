@@ -175,6 +175,9 @@ func TestCUDACheckSwitchLosses(t *testing.T) {
 	opsMust(t, engine.SoftmaxCrossEntropyBackward(dp, dp, labels, 0.1, 1))
 	_, _, err = engine.SoftmaxCrossEntropy(dp, dev(t, engine.New(engine.Float32, 4, 7)), dl, labels, 0.1, 1)
 	opsMust(t, err)
+	log := engine.NewLossLog(1)
+	defer log.Release()
+	opsMust(t, engine.SoftmaxCrossEntropyLogged(dp, dev(t, engine.New(engine.Float32, 4, 7)), dl, labels, 0.1, 1, log))
 	_, err = engine.MSEForward(dl, dp)
 	opsMust(t, err)
 	opsMust(t, engine.L1Backward(dl, dl, dp, 1))
@@ -233,5 +236,74 @@ func TestCUDASoftmaxCrossEntropyFused(t *testing.T) {
 		checkKernels(t, fused, "fused softmax probs", probs, cpuProbs, 1e-9, 2e-6)
 		// As the backward test's bound, plus the probabilities' own 2e-6.
 		checkKernels(t, fused, "fused cross-entropy gradient", grad, cpuGrad, 1.2e-7*c.sc/float64(c.n), 3e-6)
+	}
+}
+
+// On the GPU a logged step copies nothing to the host: two launches (the
+// fused loss and the row sum), then one copy for all the steps at the read.
+// Its records have the bits of SoftmaxCrossEntropy's own results on the GPU
+// and agree with the CPU's; a log with records of one device refuses a step
+// on the other.
+func TestCUDALossLogCopiesOnceAtTheRead(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(43, 44))
+	log := engine.NewLossLog(4)
+	defer log.Release()
+	var want, cpuWant []engine.StepLoss
+	for step, c := range []struct{ n, k int }{{1, 3}, {37, 10}, {300, 10}, {3, 1000}} {
+		logits, dlogits := devRandRange(t, rng, 5, nil, c.n, c.k)
+		labels := randLabels(rng, c.n, c.k)
+		newDev := func() *engine.Tensor { return dev(t, engine.New(engine.Float32, c.n, c.k)) }
+		p, g := newDev(), newDev()
+		loss, correct, err := engine.SoftmaxCrossEntropy(p, g, dlogits, labels, 0.1, 1)
+		opsMust(t, err)
+		want = append(want, engine.StepLoss{Loss: loss, Correct: correct})
+		cp, cg := engine.New(engine.Float32, c.n, c.k), engine.New(engine.Float32, c.n, c.k)
+		closs, ccorrect, err := engine.SoftmaxCrossEntropy(cp, cg, logits, labels, 0.1, 1)
+		opsMust(t, err)
+		cpuWant = append(cpuWant, engine.StepLoss{Loss: closs, Correct: ccorrect})
+
+		lp, lg := newDev(), newDev()
+		opsMust(t, cuda.StartProfile())
+		err = engine.SoftmaxCrossEntropyLogged(lp, lg, dlogits, labels, 0.1, 1, log)
+		prof, perr := cuda.StopProfile()
+		opsMust(t, err)
+		opsMust(t, perr)
+		if prof.Launches != 2 || prof.Copies != 0 {
+			t.Errorf("step %d: %d launches and %d copies to the host, want 2 and 0", step, prof.Launches, prof.Copies)
+		}
+		for _, pair := range [][2]*engine.Tensor{{p, lp}, {g, lg}} {
+			a, err := engine.ToCPU(nil, pair[0])
+			opsMust(t, err)
+			b, err := engine.ToCPU(nil, pair[1])
+			opsMust(t, err)
+			if !bitsEqual(a, b) {
+				t.Fatalf("step %d: the logged call's probabilities or gradient differ", step)
+			}
+		}
+	}
+	cpuLogits := engine.New(engine.Float32, 1, 3)
+	err := engine.SoftmaxCrossEntropyLogged(engine.New(engine.Float32, 1, 3), engine.New(engine.Float32, 1, 3), cpuLogits, []int32{0}, 0, 1, log)
+	if err == nil {
+		t.Error("a CPU step into a log of GPU records: no error")
+	}
+	opsMust(t, cuda.StartProfile())
+	got, err := log.Read(nil)
+	prof, perr := cuda.StopProfile()
+	opsMust(t, err)
+	opsMust(t, perr)
+	if prof.Copies != 1 {
+		t.Errorf("the read made %d copies to the host, want 1", prof.Copies)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if math.Float64bits(got[i].Loss) != math.Float64bits(want[i].Loss) || got[i].Correct != want[i].Correct {
+			t.Errorf("record %d: %+v, SoftmaxCrossEntropy gave %+v", i, got[i], want[i])
+		}
+		if got[i].Correct != cpuWant[i].Correct || math.Abs(got[i].Loss-cpuWant[i].Loss) > 1e-6*(1+math.Abs(cpuWant[i].Loss)) {
+			t.Errorf("record %d: %+v, the CPU gave %+v", i, got[i], cpuWant[i])
+		}
 	}
 }
