@@ -18,11 +18,11 @@ import (
 type LossLog struct {
 	mu   sync.Mutex
 	cap  int
-	dev  Device      // where the pending records are; set by the first one
-	rows []int       // each pending record's rows: its loss is a sum until Read
-	cpu  []StepLoss  // the CPU's pending records
-	gpu  lossLogGPU  // the GPU's (losslog_cuda.go)
-	buf  []lossSlot  // Read's host copy of the GPU records
+	dev  Device     // where the pending records are; set by the first one
+	rows []int      // each pending record's rows: its loss is a sum until Read
+	cpu  []StepLoss // the CPU's pending records
+	gpu  lossLogGPU // the GPU's (losslog_cuda.go)
+	buf  []lossSlot // Read's host copy of the GPU records
 }
 
 // StepLoss is one training step's mean loss and its count of correct
