@@ -98,6 +98,19 @@ func SoftmaxCrossEntropyLogged(probs, dlogits, logits *Tensor, labels []int32, s
 	return nil
 }
 
+// Add puts a record made on the host (a loss already read back, as a
+// regression step's is) behind those pending. It cannot follow GPU records.
+func (l *LossLog) Add(r StepLoss) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.room("LossLog.Add", CPU); err != nil {
+		return err
+	}
+	l.cpu = append(l.cpu, r)
+	l.rows = append(l.rows, 1)
+	return nil
+}
+
 // room checks that one more record fits and that it is on the device of
 // those pending. The caller holds l.mu.
 func (l *LossLog) room(op string, dev Device) error {

@@ -154,6 +154,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 	}
 	defer f.loader.Close()
 	defer f.data.Release()
+	defer f.losses.Release()
 	if err := f.resumeShared(); err != nil {
 		return nil, err
 	}
@@ -191,7 +192,10 @@ type fitRun struct {
 	elapsed    float64 // training seconds, over every part of the run
 	stopReason string  // why training ended early
 	sums       epochSums
-	window     stepWindow // the steps since the last --log-every record (steplog.go)
+	window     stepWindow      // the steps since the last --log-every record (steplog.go)
+	losses     *engine.LossLog // the steps' losses, read in batches (lossread.go)
+	unread     []loggedStep    // the steps in losses
+	read       []engine.StepLoss
 
 	start          time.Time // of this process's part of the run
 	images         int       // trained on in this part
@@ -245,6 +249,7 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 		}
 	}
 	f.data = t.KeepOnDevice(s.Train)
+	f.newLossLog()
 	return f, nil
 }
 
@@ -343,20 +348,22 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 	return f.endEpoch()
 }
 
-// trainStep takes one optimiser step on batch b.
+// trainStep takes one optimiser step on batch b; its loss is read later
+// (readLosses).
 func (f *fitRun) trainStep(b *data.Batch) error {
 	t := f.t
-	loss, correct, err := t.TrainOnBatch(f.data, b, f.sched.LR(f.step))
-	if err != nil {
+	if err := t.trainOnBatchLogged(f.data, b, f.sched.LR(f.step), f.losses); err != nil {
 		return t.stepError(err, f.epochs, f.step)
 	}
-	f.sums.LossSum += loss * float64(b.Size())
-	f.sums.Count += b.Size()
-	f.sums.Correct += correct
+	if b.Size() > 0 {
+		if err := f.logged(f.step, b.Size()); err != nil {
+			return err
+		}
+	}
 	f.step++
 	n := max(b.Total, b.Size()) // every rank's images
 	f.images += n
-	f.window.add(loss, b.Size(), correct, n)
+	f.window.add(n)
 	if f.bar != nil {
 		_ = f.bar.Add(n)
 	}
@@ -366,6 +373,9 @@ func (f *fitRun) trainStep(b *data.Batch) error {
 // interrupt ends a run stopped by its context (Ctrl-C) with a checkpoint of
 // where it got to.
 func (f *fitRun) interrupt() error {
+	if err := f.readLosses(); err != nil {
+		return err
+	}
 	if err := f.t.reduceSums(&f.sums); err != nil {
 		return err
 	}
@@ -384,6 +394,9 @@ func (f *fitRun) interrupt() error {
 // stopping and writes the checkpoint and the last weights.
 func (f *fitRun) endEpoch() error {
 	t := f.t
+	if err := f.readLosses(); err != nil {
+		return err
+	}
 	f.epochs++
 	if err := t.reduceSums(&f.sums); err != nil {
 		return err
@@ -432,6 +445,9 @@ func (f *fitRun) validate(epoch float64) error {
 	t, s := f.t, f.s
 	if s.Val == nil {
 		return nil
+	}
+	if err := f.readLosses(); err != nil { // a NaN stops the run before any best weights
+		return err
 	}
 	if f.bar != nil {
 		_ = f.bar.Clear()

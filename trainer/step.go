@@ -59,6 +59,19 @@ func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (lo
 	return loss, correct, err
 }
 
+// TrainStepLogged is TrainStep whose loss and correct count go into log
+// (engine.SoftmaxCrossEntropyLogged) instead of coming back, so that a step
+// on the GPU waits for nothing: Fit reads the log every so many steps. A
+// loss that is not finite does not stop the step; the log's reader sees it.
+func (c *Classifier) TrainStepLogged(x *engine.Tensor, labels []int32, lr float64, log *engine.LossLog) error {
+	_, err := step(c.Net, c.params, c.Opt, stepAfter{c.ClipNorm, c.Reduce}, x, lr, func(logits *engine.Tensor) (float64, *engine.Tensor, error) {
+		c.probs = engine.EnsureLike(c.probs, logits, logits.Shape()...)
+		c.dlogits = engine.EnsureLike(c.dlogits, logits, logits.Shape()...)
+		return 0, c.dlogits, engine.SoftmaxCrossEntropyLogged(c.probs, c.dlogits, logits, labels, c.Smoothing, 1, log)
+	})
+	return err
+}
+
 // stepAfter is what a step does between backward and the update.
 type stepAfter struct {
 	clipNorm float64

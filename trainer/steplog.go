@@ -26,12 +26,9 @@ type stepWindow struct {
 	clock   time.Time // where the next step's time starts (fitRun.runEpoch)
 }
 
-// add counts the training step just taken: its mean loss over size
-// samples, its correct predictions and every rank's images.
-func (w *stepWindow) add(loss float64, size, correct, images int) {
-	w.sums.LossSum += loss * float64(size)
-	w.sums.Count += size
-	w.sums.Correct += correct
+// add counts the training step just taken: every rank's images and its
+// time. Its loss and correct count come when they are read (readLosses).
+func (w *stepWindow) add(images int) {
 	w.images += images
 	w.seconds += time.Since(w.clock).Seconds()
 }
@@ -46,6 +43,9 @@ func (f *fitRun) logStep(wall float64) error {
 	every := f.c.LogEvery
 	if every <= 0 || f.step%every != 0 {
 		return nil
+	}
+	if err := f.readLosses(); err != nil {
+		return err
 	}
 	w := f.window
 	f.window = stepWindow{clock: w.clock}

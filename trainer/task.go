@@ -15,6 +15,9 @@ type task interface {
 	// trainStep takes one optimiser step on batch b, whose samples are x
 	// (on the trainer's device).
 	trainStep(x *engine.Tensor, b *data.Batch, lr float64) (loss float64, correct int, err error)
+	// trainStepLogged is trainStep with the loss and correct count put
+	// into log, where a GPU step can leave them on the device.
+	trainStepLogged(x *engine.Tensor, b *data.Batch, lr float64, log *engine.LossLog) error
 	// trainFigures puts an epoch's training figures besides the loss into
 	// rec and ev.
 	trainFigures(sums epochSums, rec *MetricsRecord, ev *zerolog.Event) *zerolog.Event
@@ -52,6 +55,10 @@ type classification struct{ t *Trainer }
 
 func (c classification) trainStep(x *engine.Tensor, b *data.Batch, lr float64) (float64, int, error) {
 	return c.t.classifier.TrainStep(x, b.Labels, lr)
+}
+
+func (c classification) trainStepLogged(x *engine.Tensor, b *data.Batch, lr float64, log *engine.LossLog) error {
+	return c.t.classifier.TrainStepLogged(x, b.Labels, lr, log)
 }
 
 func (classification) trainFigures(s epochSums, rec *MetricsRecord, ev *zerolog.Event) *zerolog.Event {
@@ -142,6 +149,16 @@ func (r regression) trainStep(x *engine.Tensor, b *data.Batch, lr float64) (floa
 	}
 	loss, err := r.t.regressor.TrainStep(x, y, lr)
 	return loss, 0, err
+}
+
+// trainStepLogged: a regression step reads its loss back (MSEForward), and
+// logs it on the host.
+func (r regression) trainStepLogged(x *engine.Tensor, b *data.Batch, lr float64, log *engine.LossLog) error {
+	loss, _, err := r.trainStep(x, b, lr)
+	if err != nil {
+		return err
+	}
+	return log.Add(engine.StepLoss{Loss: loss})
 }
 
 func (regression) trainFigures(_ epochSums, _ *MetricsRecord, ev *zerolog.Event) *zerolog.Event {

@@ -1,6 +1,9 @@
 package trainer
 
-import "github.com/kiln-ml/kiln/trainer/data"
+import (
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/trainer/data"
+)
 
 // A training loop of one's own (the benchmarks' time to accuracy, Keras's
 // train_on_batch) takes Fit's steps through TrainOnBatch: the same
@@ -34,21 +37,40 @@ func (t *Trainer) KeepOnDevice(ds *data.Dataset) *DeviceData {
 // gradients are averaged over the ranks, each weighted by its share of
 // the samples, before the update, and the loss and count are this rank's.
 func (t *Trainer) TrainOnBatch(d *DeviceData, b *data.Batch, lr float64) (loss float64, correct int, err error) {
+	x, err := t.batchStep(d, b, lr)
+	if err != nil || x == nil {
+		return 0, 0, err
+	}
+	return t.newTask().trainStep(x, b, lr)
+}
+
+// trainOnBatchLogged is Fit's TrainOnBatch: the step's loss and correct
+// count go into log, read every so many steps, so that a GPU step waits for
+// nothing (task.trainStepLogged). A rank's idle step on an empty shard
+// logs nothing.
+func (t *Trainer) trainOnBatchLogged(d *DeviceData, b *data.Batch, lr float64, log *engine.LossLog) error {
+	x, err := t.batchStep(d, b, lr)
+	if err != nil || x == nil {
+		return err
+	}
+	return t.newTask().trainStepLogged(x, b, lr, log)
+}
+
+// batchStep is what every step on batch b does first: this rank's share of
+// the gradient, the dropout masks' place, and the samples on the device. A
+// rank with an empty shard takes its idle step here and gets no samples.
+func (t *Trainer) batchStep(d *DeviceData, b *data.Batch, lr float64) (*engine.Tensor, error) {
 	t.gradScale = t.shareOf(b)
 	t.grads.Share = t.gradScale
 	for _, d := range t.dropouts {
 		d.Shard(b.Start, b.Total)
 	}
 	if b.Size() == 0 && t.distributed() {
-		return 0, 0, t.idleStep(lr)
+		return nil, t.idleStep(lr)
 	}
 	var g *gpuData
 	if d != nil {
 		g = d.g
 	}
-	x, err := t.batchOnDevice(g, b)
-	if err != nil {
-		return 0, 0, err
-	}
-	return t.newTask().trainStep(x, b, lr)
+	return t.batchOnDevice(g, b)
 }
