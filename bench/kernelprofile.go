@@ -39,11 +39,9 @@ func profileSteps(r *stepRun, lr float64, steps int) (*KernelProfile, error) {
 	if err := cuda.StartProfile(); err != nil {
 		return nil, err
 	}
-	for range steps {
-		if _, _, err := r.step.TrainStep(r.x, r.labels, lr); err != nil {
-			_, _ = cuda.StopProfile()
-			return nil, err
-		}
+	if _, err := r.steps(steps, lr); err != nil {
+		_, _ = cuda.StopProfile()
+		return nil, err
 	}
 	p, err := cuda.StopProfile()
 	if err != nil {

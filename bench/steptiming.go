@@ -3,6 +3,7 @@ package bench
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"time"
@@ -72,6 +73,8 @@ type stepRun struct {
 	step    *trainer.Classifier
 	x       *engine.Tensor
 	labels  []int32
+	losses  *engine.LossLog // as Fit keeps them: a GPU step waits for nothing
+	read    []engine.StepLoss
 	reducer *trainer.GradReducer // nil in one process
 	release func()
 }
@@ -103,7 +106,7 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		if i == 1 {
 			warm = time.Now() // the first step allocates: the rest say what a step costs
 		}
-		if loss, _, err = r.step.TrainStep(r.x, r.labels, c.LR); err != nil {
+		if loss, err = r.steps(1, c.LR); err != nil {
 			return StepTiming{}, err
 		}
 	}
@@ -114,10 +117,8 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 	start := time.Now()
 	n := 0
 	for more := 1; more > 0; {
-		for range more {
-			if loss, _, err = r.step.TrainStep(r.x, r.labels, c.LR); err != nil {
-				return StepTiming{}, err
-			}
+		if loss, err = r.steps(more, c.LR); err != nil {
+			return StepTiming{}, err
 		}
 		n += more
 		if more, err = nextSteps(c, n, time.Since(start), warmStep); err != nil {
@@ -149,6 +150,32 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 	return res, r.rankFigures(c.World, &res)
 }
 
+// steps takes n training steps as Fit takes them, reading the losses back
+// when the log is full and after the last step (which waits for the
+// device), and returns the last step's loss.
+func (r *stepRun) steps(n int, lr float64) (float64, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	for i := range n {
+		if err := r.step.TrainStepLogged(r.x, r.labels, lr, r.losses); err != nil {
+			return 0, err
+		}
+		if r.losses.Len() == r.losses.Cap() || i == n-1 {
+			var err error
+			if r.read, err = r.losses.Read(r.read[:0]); err != nil {
+				return 0, err
+			}
+			for _, l := range r.read {
+				if math.IsNaN(l.Loss) || math.IsInf(l.Loss, 0) {
+					return l.Loss, fmt.Errorf("loss is %v", l.Loss)
+				}
+			}
+		}
+	}
+	return r.read[len(r.read)-1].Loss, nil
+}
+
 // newStepRun makes this rank's batch of rows (seeded by the rank, so ranks
 // step different data), moves everything to the device, and hooks the
 // gradients' all-reduce into the step when there are several ranks. The
@@ -166,8 +193,8 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 	}
 	var frees []func()
 	if c.Device != engine.CPU {
-		// Parameters, optimiser state and the batch live on the device; each
-		// step brings back only the loss (which also waits for the step).
+		// Parameters, optimiser state and the batch live on the device; the
+		// losses come back every so many steps (stepRun.steps).
 		if err := layers.ToDevice(net, c.Device); err != nil {
 			return nil, err
 		}
@@ -188,7 +215,7 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 	}
 	opt := &trainer.SGD{Momentum: 0.9}
 	step := trainer.NewClassifier(net, opt)
-	r := &stepRun{step: step, x: x, labels: labels}
+	r := &stepRun{step: step, x: x, labels: labels, losses: engine.NewLossLog(50)}
 	if ranks := sizeOf(c.World); ranks > 1 {
 		share := 1 / float64(ranks)
 		r.reducer = &trainer.GradReducer{World: c.World, BucketBytes: cmp.Or(c.BucketBytes, trainer.DefaultBucketBytes), Share: share}
@@ -198,7 +225,7 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 		step.Reduce = func(params []*layers.Param) error { return r.reducer.Reduce(params, share) }
 		frees = append(frees, r.reducer.Release)
 	}
-	frees = append(frees, opt.Release, step.ReleaseBuffers)
+	frees = append(frees, opt.Release, step.ReleaseBuffers, r.losses.Release)
 	r.release = func() {
 		for i := len(frees) - 1; i >= 0; i-- {
 			frees[i]()
