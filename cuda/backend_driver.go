@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -47,11 +48,34 @@ var (
 )
 
 type driverBackend struct {
-	dev  cu.Device
-	ctx  cu.CUContext
-	rawc uintptr // ctx as the C launcher takes it
-	mod  cu.Module
+	dev    cu.Device
+	ctx    cu.CUContext
+	rawc   uintptr // ctx as the C launcher takes it
+	stream uintptr // Kiln's stream (kiln_cuda_stream_create)
+	mod    cu.Module
+	stage  staging
 }
+
+// staging is the ring of pinned host buffers that uploads go through, so
+// that an upload queues on the stream and returns without waiting for the
+// device (issue 17, item 4): a step's labels and batch indices no longer
+// wait for the step before them. Each buffer is reused once the device has
+// read its previous upload, so the host runs at most len(slots) uploads
+// ahead. Uploads larger than maxStaged (a training set going to the
+// device once) are copied synchronously from pageable memory instead of
+// pinning that much.
+type staging struct {
+	mu    sync.Mutex
+	slots [4]stagingSlot
+	next  int
+}
+
+type stagingSlot struct {
+	host  unsafe.Pointer // pinned
+	bytes int64
+	done  uintptr // the event recorded after its last upload
+}
+
 
 // cudaError is a driver call that failed, with the driver's own name for the
 // result (CUDA_ERROR_...).
@@ -129,6 +153,11 @@ func (d *driverBackend) init() (Info, error) {
 		return Info{}, err
 	}
 	defer unbind()
+	var st C.uintptr_t
+	if rc := C.kiln_cuda_stream_create(C.uintptr_t(d.rawc), &st); rc != 0 {
+		return Info{}, &cudaError{"cuStreamCreate", int(rc)}
+	}
+	d.stream = uintptr(st)
 
 	inf := Info{Backend: "cuda"}
 	if inf.Name, err = d.dev.Name(); err != nil {
@@ -207,36 +236,73 @@ func (d *driverBackend) memInfo() (free, total int64, err error) {
 	return free, total, cuErr("cuMemGetInfo", err)
 }
 
+// htod stages bytes up to maxStaged through pinned memory and returns
+// before the device has them (src may be reused at once: it was copied);
+// a larger upload goes synchronously.
 func (d *driverBackend) htod(dst Ptr, src unsafe.Pointer, bytes int64) error {
-	if err := d.bind(); err != nil {
-		return err
+	if bytes > maxStaged {
+		if rc := C.kiln_cuda_htod(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), C.uintptr_t(dst), src, C.size_t(bytes)); rc != 0 {
+			return &cudaError{"cuMemcpyHtoDAsync", int(rc)}
+		}
+		return nil
 	}
-	defer unbind()
-	return cuErr("cuMemcpyHtoD", cu.MemcpyHtoD(cu.DevicePtr(dst), src, bytes))
+	st := &d.stage
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	slot := &st.slots[st.next]
+	st.next = (st.next + 1) % len(st.slots)
+	if slot.bytes < bytes {
+		if err := d.growSlot(slot, bytes); err != nil {
+			return err
+		}
+	}
+	if rc := C.kiln_cuda_stage_upload(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), slot.host, C.uintptr_t(slot.done),
+		C.uintptr_t(dst), src, C.size_t(bytes)); rc != 0 {
+		return &cudaError{"cuMemcpyHtoDAsync", int(rc)}
+	}
+	return nil
 }
 
-func (d *driverBackend) dtoh(dst unsafe.Pointer, src Ptr, bytes int64) error {
-	if err := d.bind(); err != nil {
-		return err
+// growSlot replaces a staging buffer with one of at least bytes (rounded up
+// to a power of two from 64 KiB, so that a few sizes settle it).
+func (d *driverBackend) growSlot(slot *stagingSlot, bytes int64) error {
+	if slot.host != nil {
+		C.kiln_cuda_stage_free(C.uintptr_t(d.rawc), slot.host, C.uintptr_t(slot.done))
+		*slot = stagingSlot{}
 	}
-	defer unbind()
-	return cuErr("cuMemcpyDtoH", cu.MemcpyDtoH(dst, cu.DevicePtr(src), bytes))
+	size := int64(64 << 10)
+	for size < bytes {
+		size *= 2
+	}
+	var host unsafe.Pointer
+	var done C.uintptr_t
+	if rc := C.kiln_cuda_stage_alloc(C.uintptr_t(d.rawc), C.size_t(size), &host, &done); rc != 0 {
+		return &cudaError{fmt.Sprintf("cuMemAllocHost(%s)", human(size)), int(rc)}
+	}
+	*slot = stagingSlot{host: host, bytes: size, done: uintptr(done)}
+	return nil
+}
+
+// dtoh waits for the stream to reach the copy and for the copy itself.
+func (d *driverBackend) dtoh(dst unsafe.Pointer, src Ptr, bytes int64) error {
+	if rc := C.kiln_cuda_dtoh(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), dst, C.uintptr_t(src), C.size_t(bytes)); rc != 0 {
+		return &cudaError{"cuMemcpyDtoHAsync", int(rc)}
+	}
+	return nil
 }
 
 func (d *driverBackend) dtod(dst, src Ptr, bytes int64) error {
-	if err := d.bind(); err != nil {
-		return err
+	if rc := C.kiln_cuda_dtod(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), C.uintptr_t(dst), C.uintptr_t(src), C.size_t(bytes)); rc != 0 {
+		return &cudaError{"cuMemcpyDtoDAsync", int(rc)}
 	}
-	defer unbind()
-	return cuErr("cuMemcpyDtoD", cu.MemcpyDtoD(cu.DevicePtr(dst), cu.DevicePtr(src), bytes))
+	return nil
 }
 
 func (d *driverBackend) memsetZero(p Ptr, bytes int64) error {
-	if err := d.bind(); err != nil {
-		return err
+	if rc := C.kiln_cuda_zero(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), C.uintptr_t(p), C.size_t(bytes)); rc != 0 {
+		return &cudaError{"cuMemsetD8Async", int(rc)}
 	}
-	defer unbind()
-	return cuErr("cuMemsetD8", cu.MemsetD8(cu.DevicePtr(p), 0, bytes))
+	return nil
 }
 
 // function finds a kernel in the module and counts its parameters where the
@@ -256,7 +322,7 @@ func (d *driverBackend) function(name string) (uintptr, int, error) {
 }
 
 func (d *driverBackend) launch(h uintptr, grid, block Dim3, shmem int, slots *uint64, n int) error {
-	rc := C.kiln_cuda_launch(C.uintptr_t(d.rawc), C.uintptr_t(h), C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
+	rc := C.kiln_cuda_launch(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), C.uintptr_t(h), C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
 		C.uint(block.X), C.uint(block.Y), C.uint(block.Z), C.uint(shmem), (*C.uint64_t)(unsafe.Pointer(slots)), C.int(n))
 	if rc != 0 {
 		return &cudaError{"cuLaunchKernel", int(rc)}
@@ -267,7 +333,7 @@ func (d *driverBackend) launch(h uintptr, grid, block Dim3, shmem int, slots *ui
 // The profiler's marks are CUDA events recorded on the launch stream.
 func (d *driverBackend) mark() (mark, error) {
 	var ev C.uintptr_t
-	if rc := C.kiln_cuda_event_record(C.uintptr_t(d.rawc), &ev); rc != 0 {
+	if rc := C.kiln_cuda_event_record(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), &ev); rc != 0 {
 		return 0, &cudaError{"cuEventRecord", int(rc)}
 	}
 	return mark(ev), nil

@@ -8,9 +8,10 @@
 //     g++ under kernels/cuda_emu.h, device memory on the heap. CI runs every
 //     kernel test this way, with AddressSanitizer (`make test-kernels`).
 //
-// A plain build has neither, and Init says so. Launches are serialised, as on
-// one stream; the engine's ops are synchronous from Go's point of view only
-// where they read results back.
+// A plain build has neither, and Init says so. Launches, uploads, memsets
+// and copies are serialised on one stream (a GPU's is one Kiln creates);
+// the engine's ops are synchronous from Go's point of view only where they
+// read results back.
 package cuda
 
 import (
@@ -331,7 +332,14 @@ func Synchronize() error {
 
 // Copies. Sizes are in bytes.
 
-// CopyHtoD copies host memory to the device.
+// maxStaged is the largest upload the GPU backend stages through pinned
+// memory without waiting (backend_driver.go's staging); larger ones wait.
+const maxStaged = 16 << 20
+
+// CopyHtoD copies host memory to the device. src may be reused as soon as it
+// returns; on a GPU an upload of up to 16 MiB may return before the device
+// has the data (it is queued in order with the launches), so it does not
+// wait for the kernels before it.
 func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 	if err := ready(); err != nil {
 		return err

@@ -182,3 +182,48 @@ func TestCUDAEmptyCacheReleasesTheCache(t *testing.T) {
 		t.Fatalf("%d bytes cached after EmptyCache", c)
 	}
 }
+
+// Uploads return before the device has the data (through the staging ring
+// on a GPU): the source may be overwritten at once, and each upload still
+// lands, in order with the launches between them. 64 uploads from one host
+// buffer cycle the ring many times over; the last upload, above maxStaged,
+// takes the synchronous path.
+func TestCUDAUploadsMayReuseTheirSourceAtOnce(t *testing.T) {
+	openOrSkip(t)
+	const n = 1 << 10
+	dst, err := Alloc(4 * 64 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(dst, 4*64*n)
+	src := make([]float32, n)
+	for i := range 64 {
+		for j := range src {
+			src[j] = float32(i*n + j)
+		}
+		p := dst + Ptr(4*i*n)
+		if err := CopyHtoD(p, unsafe.Pointer(&src[0]), 4*n); err != nil {
+			t.Fatal(err)
+		}
+		// A launch between uploads: it scales the slice just uploaded by
+		// 1, reading it after the upload and before the next one.
+		var a Args
+		if err := Launch(K("scale_f32"), D1(Blocks(n, 128, 8)), D1(128), 0, a.Ptr(p).F32(1).I64(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := download(t, dst, 64*n)
+	for i, v := range got {
+		if v != float32(i) {
+			t.Fatalf("element %d is %v after the uploads", i, v)
+		}
+	}
+	big := make([]float32, maxStaged/4+1)
+	big[len(big)-1] = 7
+	pb := upload(t, big)
+	defer Free(pb, int64(4*len(big)))
+	big[len(big)-1] = 0
+	if v := download(t, pb+Ptr(4*(len(big)-1)), 1); v[0] != 7 {
+		t.Fatalf("the synchronous upload's last element is %v", v[0])
+	}
+}

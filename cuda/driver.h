@@ -10,11 +10,37 @@
 // interposed cuInit of cu_workarounds.go keeps it.
 int kiln_cuda_init_result(void);
 
-// cuLaunchKernel on the legacy default stream with ctx made current on the
-// calling thread; slots holds n arguments of 8 bytes each. Returns a CUresult.
-int kiln_cuda_launch(uintptr_t ctx, uintptr_t fn, unsigned gx, unsigned gy, unsigned gz,
-                     unsigned bx, unsigned by, unsigned bz, unsigned shmem, uint64_t* slots,
-                     int n);
+// The stream every launch, memset, device copy and staged upload goes on:
+// created blocking (CU_STREAM_DEFAULT), so that the legacy stream's
+// synchronous calls (cuMemcpyDtoH, large uploads, NCCL) stay ordered with it.
+int kiln_cuda_stream_create(uintptr_t ctx, uintptr_t* stream);
+
+// cuLaunchKernel on stream with ctx made current on the calling thread;
+// slots holds n arguments of 8 bytes each. Returns a CUresult.
+int kiln_cuda_launch(uintptr_t ctx, uintptr_t stream, uintptr_t fn, unsigned gx, unsigned gy,
+                     unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shmem,
+                     uint64_t* slots, int n);
+
+// A staging buffer of pinned host memory and the event that says when the
+// device has read it (kiln_cuda_stage_upload).
+int kiln_cuda_stage_alloc(uintptr_t ctx, size_t bytes, void** host, uintptr_t* done);
+void kiln_cuda_stage_free(uintptr_t ctx, void* host, uintptr_t done);
+
+// An upload that does not wait for the device: it waits for the staging
+// buffer's previous upload to be read (done), copies src into it, queues the
+// copy to dst on stream and records done after it. src may be reused on
+// return.
+int kiln_cuda_stage_upload(uintptr_t ctx, uintptr_t stream, void* host, uintptr_t done,
+                           uintptr_t dst, const void* src, size_t bytes);
+
+// A copy to pageable host memory (dtoh) or from it (htod) queued on stream,
+// returning once it is done.
+int kiln_cuda_dtoh(uintptr_t ctx, uintptr_t stream, void* dst, uintptr_t src, size_t bytes);
+int kiln_cuda_htod(uintptr_t ctx, uintptr_t stream, uintptr_t dst, const void* src, size_t bytes);
+
+// cuMemsetD8Async(p, 0) and cuMemcpyDtoDAsync on stream.
+int kiln_cuda_zero(uintptr_t ctx, uintptr_t stream, uintptr_t p, size_t bytes);
+int kiln_cuda_dtod(uintptr_t ctx, uintptr_t stream, uintptr_t dst, uintptr_t src, size_t bytes);
 
 // The number of parameters kernel fn takes, or -1 where the driver cannot
 // say (cuFuncGetParamInfo arrived with CUDA 12.4).
@@ -23,7 +49,7 @@ int kiln_cuda_param_count(uintptr_t fn);
 // A CUDA event created and recorded on the launch stream (the profiler's
 // marks), the milliseconds between two recorded events once the stream has
 // passed both, and an event's end. Each makes ctx current first.
-int kiln_cuda_event_record(uintptr_t ctx, uintptr_t* ev);
+int kiln_cuda_event_record(uintptr_t ctx, uintptr_t stream, uintptr_t* ev);
 int kiln_cuda_event_elapsed(uintptr_t ctx, uintptr_t a, uintptr_t b, float* ms);
 void kiln_cuda_event_destroy(uintptr_t ctx, uintptr_t ev);
 

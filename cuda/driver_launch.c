@@ -9,12 +9,22 @@
 #include <cuda.h>
 #include <dlfcn.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "driver.h"
 
-int kiln_cuda_launch(uintptr_t ctx, uintptr_t fn, unsigned gx, unsigned gy, unsigned gz,
-                     unsigned bx, unsigned by, unsigned bz, unsigned shmem, uint64_t* slots,
-                     int n) {
+int kiln_cuda_stream_create(uintptr_t ctx, uintptr_t* stream) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	CUstream s;
+	if ((rc = cuStreamCreate(&s, CU_STREAM_DEFAULT)) != CUDA_SUCCESS) return (int)rc;
+	*stream = (uintptr_t)s;
+	return 0;
+}
+
+int kiln_cuda_launch(uintptr_t ctx, uintptr_t stream, uintptr_t fn, unsigned gx, unsigned gy,
+                     unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shmem,
+                     uint64_t* slots, int n) {
 	// The goroutine that calls this may run on any OS thread: make the
 	// context current here, in the same C call as the launch.
 	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
@@ -25,8 +35,67 @@ int kiln_cuda_launch(uintptr_t ctx, uintptr_t fn, unsigned gx, unsigned gy, unsi
 	// slot on this little-endian machine).
 	void* params[KILN_MAX_ARGS];
 	for (int i = 0; i < n; i++) params[i] = &slots[i];
-	return (int)cuLaunchKernel((CUfunction)fn, gx, gy, gz, bx, by, bz, shmem, (CUstream)0, params,
+	return (int)cuLaunchKernel((CUfunction)fn, gx, gy, gz, bx, by, bz, shmem, (CUstream)stream, params,
 	                           (void**)0);
+}
+
+int kiln_cuda_stage_alloc(uintptr_t ctx, size_t bytes, void** host, uintptr_t* done) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	if ((rc = cuMemAllocHost(host, bytes)) != CUDA_SUCCESS) return (int)rc;
+	CUevent e;
+	if ((rc = cuEventCreate(&e, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS) {
+		cuMemFreeHost(*host);
+		*host = 0;
+		return (int)rc;
+	}
+	*done = (uintptr_t)e;
+	return 0;
+}
+
+void kiln_cuda_stage_free(uintptr_t ctx, void* host, uintptr_t done) {
+	if (cuCtxSetCurrent((CUcontext)ctx) != CUDA_SUCCESS) return;
+	// The last upload from host must have been read before it goes.
+	cuEventSynchronize((CUevent)done);
+	cuEventDestroy((CUevent)done);
+	cuMemFreeHost(host);
+}
+
+int kiln_cuda_stage_upload(uintptr_t ctx, uintptr_t stream, void* host, uintptr_t done,
+                           uintptr_t dst, const void* src, size_t bytes) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	// An event never recorded is complete: the first use does not wait.
+	if ((rc = cuEventSynchronize((CUevent)done)) != CUDA_SUCCESS) return (int)rc;
+	memcpy(host, src, bytes);
+	if ((rc = cuMemcpyHtoDAsync((CUdeviceptr)dst, host, bytes, (CUstream)stream)) != CUDA_SUCCESS) return (int)rc;
+	return (int)cuEventRecord((CUevent)done, (CUstream)stream);
+}
+
+int kiln_cuda_dtoh(uintptr_t ctx, uintptr_t stream, void* dst, uintptr_t src, size_t bytes) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	if ((rc = cuMemcpyDtoHAsync(dst, (CUdeviceptr)src, bytes, (CUstream)stream)) != CUDA_SUCCESS) return (int)rc;
+	return (int)cuStreamSynchronize((CUstream)stream);
+}
+
+int kiln_cuda_htod(uintptr_t ctx, uintptr_t stream, uintptr_t dst, const void* src, size_t bytes) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	if ((rc = cuMemcpyHtoDAsync((CUdeviceptr)dst, src, bytes, (CUstream)stream)) != CUDA_SUCCESS) return (int)rc;
+	return (int)cuStreamSynchronize((CUstream)stream);
+}
+
+int kiln_cuda_zero(uintptr_t ctx, uintptr_t stream, uintptr_t p, size_t bytes) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	return (int)cuMemsetD8Async((CUdeviceptr)p, 0, bytes, (CUstream)stream);
+}
+
+int kiln_cuda_dtod(uintptr_t ctx, uintptr_t stream, uintptr_t dst, uintptr_t src, size_t bytes) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	return (int)cuMemcpyDtoDAsync((CUdeviceptr)dst, (CUdeviceptr)src, bytes, (CUstream)stream);
 }
 
 // cuFuncGetParamInfo (driver API 12.4 and later) looked up at run time: the
@@ -49,12 +118,12 @@ int kiln_cuda_param_count(uintptr_t fn) {
 	return n;
 }
 
-int kiln_cuda_event_record(uintptr_t ctx, uintptr_t* ev) {
+int kiln_cuda_event_record(uintptr_t ctx, uintptr_t stream, uintptr_t* ev) {
 	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
 	if (rc != CUDA_SUCCESS) return (int)rc;
 	CUevent e;
 	if ((rc = cuEventCreate(&e, CU_EVENT_DEFAULT)) != CUDA_SUCCESS) return (int)rc;
-	if ((rc = cuEventRecord(e, (CUstream)0)) != CUDA_SUCCESS) {
+	if ((rc = cuEventRecord(e, (CUstream)stream)) != CUDA_SUCCESS) {
 		cuEventDestroy(e);
 		return (int)rc;
 	}

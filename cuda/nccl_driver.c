@@ -67,14 +67,14 @@ int kiln_nccl_comm_init(uintptr_t ctx, uintptr_t* comm, int nranks, const kiln_n
 	return rc;
 }
 
-// On the legacy default stream (NULL), as every kernel launch: the
-// optimiser's kernels that follow wait for the sum.
-int kiln_nccl_allreduce_sum_f32(uintptr_t ctx, uintptr_t comm, uintptr_t buf, uint64_t n, int* cu_rc) {
+// On Kiln's stream, as every kernel launch: the optimiser's kernels that
+// follow wait for the sum.
+int kiln_nccl_allreduce_sum_f32(uintptr_t ctx, uintptr_t stream, uintptr_t comm, uintptr_t buf, uint64_t n, int* cu_rc) {
 	*cu_rc = cuCtxSetCurrent((CUcontext)ctx);
 	if (*cu_rc != CUDA_SUCCESS) {
 		return -1;
 	}
-	return all_reduce((const void*)buf, (void*)buf, (size_t)n, ncclFloat32, ncclSum, (void*)comm, NULL);
+	return all_reduce((const void*)buf, (void*)buf, (size_t)n, ncclFloat32, ncclSum, (void*)comm, (void*)stream);
 }
 
 int kiln_nccl_comm_destroy(uintptr_t comm) { return comm_destroy((void*)comm); }

@@ -19,6 +19,6 @@ int kiln_nccl_version(int* version);
 int kiln_nccl_unique_id(kiln_nccl_id* id);
 int kiln_nccl_comm_init(uintptr_t ctx, uintptr_t* comm, int nranks, const kiln_nccl_id* id, int rank,
                         int* cu_rc);
-int kiln_nccl_allreduce_sum_f32(uintptr_t ctx, uintptr_t comm, uintptr_t buf, uint64_t n, int* cu_rc);
+int kiln_nccl_allreduce_sum_f32(uintptr_t ctx, uintptr_t stream, uintptr_t comm, uintptr_t buf, uint64_t n, int* cu_rc);
 int kiln_nccl_comm_destroy(uintptr_t comm);
 const char* kiln_nccl_error_string(int rc);
