@@ -76,7 +76,6 @@ type stagingSlot struct {
 	done  uintptr // the event recorded after its last upload
 }
 
-
 // cudaError is a driver call that failed, with the driver's own name for the
 // result (CUDA_ERROR_...).
 type cudaError struct {
