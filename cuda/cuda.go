@@ -263,6 +263,14 @@ func (a *Args) Int(v int) *Args {
 	return a.put(uint64(uint32(int32(v))))
 }
 
+// Bool adds a flag as a 32-bit int: 1 or 0.
+func (a *Args) Bool(v bool) *Args {
+	if v {
+		return a.put(1)
+	}
+	return a.put(0)
+}
+
 // I64 adds a 64-bit int (long long).
 func (a *Args) I64(v int64) *Args { return a.put(uint64(v)) }
 

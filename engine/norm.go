@@ -67,10 +67,7 @@ func batchNormForward(op string, relu bool, out, saveMean, saveInvStd, x, gamma,
 		return shapeErr(op, "training needs more than one value per channel", "x", x)
 	}
 	if x.device == CUDA {
-		if err := batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar, momentum, eps); err != nil || !relu {
-			return err
-		}
-		return ActivationForward(out, out, ReLU)
+		return batchNormForwardCUDA(op, relu, out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar, momentum, eps)
 	}
 	pick(dt, runBatchNorm[float32], runBatchNorm[float64])(batchNormArgs{mode: batchNormTrain, relu: relu, out: out,
 		x: x, gamma: gamma, beta: beta, mean: saveMean, invStd: saveInvStd,
@@ -121,7 +118,7 @@ func BatchNorm2DBackward(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma
 // BatchNorm2DReLUBackward is the backward pass of BatchNorm2DReLUForward:
 // dout is the gradient of its output out, which passes where out > 0 (as
 // ReLU's backward) into BatchNorm2DBackward's sums and dx, in the same
-// passes. On a CUDA tensor dx is required (it holds the masked gradient).
+// passes.
 //
 //	dx: (N,C,…)  dgamma, dbeta: (C)  dout, out, x: (N,C,…)  saveMean, saveInvStd, gamma: (C)
 func BatchNorm2DReLUBackward(dx, dgamma, dbeta, dout, out, x, saveMean, saveInvStd, gamma *Tensor) error {
@@ -152,16 +149,7 @@ func batchNormTrainBackward(op string, dx, dgamma, dbeta, dout, reluOut, x, save
 		}
 	}
 	if x.device == CUDA {
-		if reluOut != nil {
-			if dx == nil {
-				return shapeErr(op, "dx is required on CUDA", "dx", dx)
-			}
-			if err := ActivationBackward(dx, dout, nil, reluOut, ReLU); err != nil {
-				return err
-			}
-			dout = dx
-		}
-		return batchNormTrainBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma)
+		return batchNormTrainBackwardCUDA(op, dx, dgamma, dbeta, dout, reluOut, x, saveMean, saveInvStd, gamma)
 	}
 	n, c, hw := batchNormDims(x)
 	pick(dt, runBatchNorm[float32], runBatchNorm[float64])(batchNormArgs{mode: batchNormBackward, out: dx, x: x,

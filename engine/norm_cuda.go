@@ -145,9 +145,12 @@ func bnBlockFor(m int) int { return min(256, max(32, (min(m, bnChunk)+31)/32*32)
 
 func bnChunks(m int) int { return (m + bnChunk - 1) / bnChunk }
 
-func batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar *Tensor, momentum, eps float64) error {
+// batchNormForwardCUDA is BatchNorm2DForward on the GPU, or with relu
+// BatchNorm2DReLUForward: the ReLU applied by the same pass.
+func batchNormForwardCUDA(op string, relu bool, out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar *Tensor,
+	momentum, eps float64) error {
 	n, c, hw := batchNormDims(x)
-	return runCUDA("BatchNorm2DForward", func() error {
+	return runCUDA(op, func() error {
 		if c == 0 {
 			return nil
 		}
@@ -171,16 +174,21 @@ func batchNormForwardCUDA(out, saveMean, saveInvStd, x, gamma, beta, runMean, ru
 		if err := launchFit(kern.batchnorm_stats_finalize_f32, c, &f); err != nil {
 			return err
 		}
-		return batchNormApply(out, x, coef, c, hw)
+		return batchNormApply(out, x, coef, c, hw, relu)
 	}, func(host hostCopy) error {
-		return BatchNorm2DForward(host(out), host(saveMean), host(saveInvStd), host(x), host(gamma), host(beta), host(runMean), host(runVar), momentum, eps)
+		forward := BatchNorm2DForward
+		if relu {
+			forward = BatchNorm2DReLUForward
+		}
+		return forward(host(out), host(saveMean), host(saveInvStd), host(x), host(gamma), host(beta), host(runMean), host(runVar), momentum, eps)
 	}, out, saveMean, saveInvStd, x, gamma, beta, runMean, runVar)
 }
 
-func batchNormApply(out, x *Tensor, coef cuda.Ptr, c, hw int) error {
+func batchNormApply(out, x *Tensor, coef cuda.Ptr, c, hw int, relu bool) error {
 	total := x.Len()
 	var a cuda.Args
-	return launchFit(kern.batchnorm_apply_f32, total, a.Ptr(out.dptr()).Ptr(x.dptr()).Ptr(coef).Int(c).Int(hw).I64(int64(total)))
+	a.Ptr(out.dptr()).Ptr(x.dptr()).Ptr(coef).Int(c).Int(hw).I64(int64(total)).Bool(relu)
+	return launchFit(kern.batchnorm_apply_f32, total, &a)
 }
 
 func batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar *Tensor, eps float64) error {
@@ -199,7 +207,7 @@ func batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar *Tensor, eps 
 		if err := launchFit(kern.batchnorm_eval_coef_f32, c, &a); err != nil {
 			return err
 		}
-		return batchNormApply(out, x, coef, c, hw)
+		return batchNormApply(out, x, coef, c, hw, false)
 	}, func(host hostCopy) error {
 		return BatchNorm2DEvalForward(host(out), host(x), host(gamma), host(beta), host(runMean), host(runVar), eps)
 	}, out, x, gamma, beta, runMean, runVar)
@@ -207,8 +215,9 @@ func batchNormEvalForwardCUDA(out, x, gamma, beta, runMean, runVar *Tensor, eps 
 
 // batchNormBackwardCUDA is both backward passes: training (runVar nil; mean
 // and invStd the saved batch statistics) and evaluation (mean the running
-// mean, runVar given, invStd nil).
-func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, invStd, runVar, gamma *Tensor, eps float64) error {
+// mean, runVar given, invStd nil). A non-nil reluOut masks dout, as ReLU's
+// backward, in the same passes.
+func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, reluOut, x, mean, invStd, runVar, gamma *Tensor, eps float64) error {
 	n, c, hw := batchNormDims(x)
 	m := n * hw
 	if c == 0 {
@@ -227,7 +236,7 @@ func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, invStd, runVar, gam
 	coef := partial + cuda.Ptr(4*2*chunks*c)
 	if chunks > 0 {
 		var a cuda.Args
-		a.Ptr(partial).Ptr(dout.dptr()).Ptr(x.dptr()).Ptr(mean.dptr()).Int(n).Int(c).Int(hw).Int(bnChunk)
+		a.Ptr(partial).Ptr(dout.dptr()).Ptr(x.dptr()).Ptr(mean.dptr()).Int(n).Int(c).Int(hw).Int(bnChunk).Ptr(optPtr(reluOut))
 		if err := cuda.Launch(kern.batchnorm_backward_reduce_f32, cuda.Dim3{X: uint32(chunks), Y: uint32(c), Z: 1}, cuda.D1(bnBlockFor(m)), 0, &a); err != nil {
 			return err
 		}
@@ -247,20 +256,26 @@ func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, invStd, runVar, gam
 	}
 	total := dout.Len()
 	var a cuda.Args
-	return launchFit(kern.batchnorm_backward_apply_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(xp).Ptr(coef).Int(c).Int(hw).I64(int64(total)))
+	a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(xp).Ptr(coef).Int(c).Int(hw).I64(int64(total)).Ptr(optPtr(reluOut))
+	return launchFit(kern.batchnorm_backward_apply_f32, total, &a)
 }
 
-func batchNormTrainBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma *Tensor) error {
-	return runCUDA("BatchNorm2DBackward", func() error {
-		return batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, nil, gamma, 0)
+// batchNormTrainBackwardCUDA is BatchNorm2DBackward on the GPU, or with
+// reluOut BatchNorm2DReLUBackward.
+func batchNormTrainBackwardCUDA(op string, dx, dgamma, dbeta, dout, reluOut, x, saveMean, saveInvStd, gamma *Tensor) error {
+	return runCUDA(op, func() error {
+		return batchNormBackwardCUDA(dx, dgamma, dbeta, dout, reluOut, x, saveMean, saveInvStd, nil, gamma, 0)
 	}, func(host hostCopy) error {
+		if reluOut != nil {
+			return BatchNorm2DReLUBackward(host(dx), host(dgamma), host(dbeta), host(dout), host(reluOut), host(x), host(saveMean), host(saveInvStd), host(gamma))
+		}
 		return BatchNorm2DBackward(host(dx), host(dgamma), host(dbeta), host(dout), host(x), host(saveMean), host(saveInvStd), host(gamma))
-	}, dx, dgamma, dbeta, dout, x, saveMean, saveInvStd, gamma)
+	}, dx, dgamma, dbeta, dout, reluOut, x, saveMean, saveInvStd, gamma)
 }
 
 func batchNormEvalBackwardCUDA(dx, dgamma, dbeta, dout, x, gamma, runMean, runVar *Tensor, eps float64) error {
 	return runCUDA("BatchNorm2DEvalBackward", func() error {
-		return batchNormBackwardCUDA(dx, dgamma, dbeta, dout, x, runMean, nil, runVar, gamma, eps)
+		return batchNormBackwardCUDA(dx, dgamma, dbeta, dout, nil, x, runMean, nil, runVar, gamma, eps)
 	}, func(host hostCopy) error {
 		return BatchNorm2DEvalBackward(host(dx), host(dgamma), host(dbeta), host(dout), host(x), host(gamma), host(runMean), host(runVar), eps)
 	}, dx, dgamma, dbeta, dout, x, gamma, runMean, runVar)

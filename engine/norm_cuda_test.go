@@ -1,9 +1,12 @@
 package engine_test
 
 import (
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/kiln-ml/kiln/cuda"
 	"github.com/kiln-ml/kiln/engine"
 )
 
@@ -199,6 +202,9 @@ func TestCUDACheckSwitchNorm(t *testing.T) {
 	opsMust(t, engine.BatchNorm2DBackward(out, dg, db, out, x, mean, inv, g))
 	opsMust(t, engine.BatchNorm2DEvalForward(out, out, g, b, rm, rv, 1e-5))
 	opsMust(t, engine.BatchNorm2DEvalBackward(out, dg, db, out, x, g, rm, rv, 1e-5))
+	rout, rdx := dev(t, engine.New(engine.Float32, 2, 3, 4, 5)), dev(t, engine.New(engine.Float32, 2, 3, 4, 5))
+	opsMust(t, engine.BatchNorm2DReLUForward(rout, mean, inv, x, g, b, rm, rv, 0.1, 1e-5))
+	opsMust(t, engine.BatchNorm2DReLUBackward(rdx, dg, db, out, rout, x, mean, inv, g))
 
 	_, lx := devRand(t, rng, 6, 10)
 	_, lg := devRand(t, rng, 10)
@@ -207,4 +213,78 @@ func TestCUDACheckSwitchNorm(t *testing.T) {
 	opsMust(t, engine.LayerNormForward(lout, lm, ls, lx, lg, nil, 1e-5))
 	ldg := dev(t, engine.New(engine.Float32, 10))
 	opsMust(t, engine.LayerNormBackward(lout, ldg, nil, lout, lx, lm, ls, lg))
+}
+
+// On the GPU BatchNorm2DReLUForward and BatchNorm2DReLUBackward run in
+// batch norm's own launches (three each way, the ReLU inside the apply and
+// the reduce; two for a backward without dx), give the bits of batch norm
+// then ReLU on the GPU (NaN and zeros included), and agree with the CPU's
+// fused ops.
+func TestCUDABatchNormReLU(t *testing.T) {
+	cudaOrSkip(t)
+	for i, shape := range [][]int{{4, 3, 5, 7}, {3, 2, 16, 16}, {6, 5}, {1, 1, 45, 46}} {
+		rng := rand.New(rand.NewPCG(47, uint64(i)))
+		x, dout := randTensor(rng, engine.Float32, shape...), randTensor(rng, engine.Float32, shape...)
+		x.SetAt(3, 0)
+		if x.Len() > 40 {
+			x.SetAt(40, math.NaN())
+		}
+		ch := shape[1]
+		gamma, beta := randTensor(rng, engine.Float32, ch), randTensor(rng, engine.Float32, ch)
+		for j := range ch { // gammas away from 0
+			gamma.SetAt(j, 1+gamma.At(j))
+		}
+		place := func(t *engine.Tensor) *engine.Tensor { return t }
+		cpu := bnReLUOn(t, place, x, dout, gamma, beta, true)
+		onGPU := func(h *engine.Tensor) *engine.Tensor { return dev(t, h) }
+		opsMust(t, cuda.StartProfile())
+		fused := bnReLUOn(t, onGPU, x, dout, gamma, beta, true)
+		p, err := cuda.StopProfile()
+		opsMust(t, err)
+		if p.Launches != 3+3+2 {
+			t.Errorf("%v: the fused ops took %d launches, want 8 (3 forward, 3 backward, 2 without dx)", shape, p.Launches)
+		}
+		apart := bnReLUOn(t, onGPU, x, dout, gamma, beta, false)
+		names := []string{"out", "dx", "dgamma", "dbeta", "dgamma (no dx)", "dbeta (no dx)"}
+		for k, name := range names {
+			g, err := engine.ToCPU(nil, fused[k])
+			opsMust(t, err)
+			a, err := engine.ToCPU(nil, apart[k])
+			opsMust(t, err)
+			if !bitsEqual(g, a) {
+				t.Errorf("%v %s: fused and separate ops differ on the GPU", shape, name)
+			}
+			ks, atol, rtol := bnBackwardKernels, normBwdAtol, normBwdRtol
+			if k == 0 {
+				ks, atol, rtol = bnForwardKernels, normFwdAtol, normFwdRtol
+			}
+			checkKernels(t, ks, fmt.Sprintf("%v fused %s", shape, name), fused[k], cpu[k], atol, rtol)
+		}
+	}
+}
+
+// bnReLUOn is bnThenReLU with every tensor made by place (the device).
+func bnReLUOn(t testing.TB, place func(*engine.Tensor) *engine.Tensor, x, dout, gamma, beta *engine.Tensor, fused bool) []*engine.Tensor {
+	ch := x.Dim(1)
+	nw := func(shape ...int) *engine.Tensor { return place(engine.New(engine.Float32, shape...)) }
+	xd, g, b, dy := place(x), place(gamma), place(beta), place(dout)
+	out, dx := nw(x.Shape()...), nw(x.Shape()...)
+	mean, invStd, rm := nw(ch), nw(ch), nw(ch)
+	rvh := engine.New(engine.Float32, ch)
+	opsMust(t, rvh.Fill(1))
+	rv := place(rvh)
+	dg, db, dg2, db2 := nw(ch), nw(ch), nw(ch), nw(ch)
+	if fused {
+		opsMust(t, engine.BatchNorm2DReLUForward(out, mean, invStd, xd, g, b, rm, rv, 0.1, 1e-5))
+		opsMust(t, engine.BatchNorm2DReLUBackward(dx, dg, db, dy, out, xd, mean, invStd, g))
+		opsMust(t, engine.BatchNorm2DReLUBackward(nil, dg2, db2, dy, out, xd, mean, invStd, g))
+		return []*engine.Tensor{out, dx, dg, db, dg2, db2}
+	}
+	y, dyr := nw(x.Shape()...), nw(x.Shape()...)
+	opsMust(t, engine.BatchNorm2DForward(y, mean, invStd, xd, g, b, rm, rv, 0.1, 1e-5))
+	opsMust(t, engine.ActivationForward(out, y, engine.ReLU))
+	opsMust(t, engine.ActivationBackward(dyr, dy, y, out, engine.ReLU))
+	opsMust(t, engine.BatchNorm2DBackward(dx, dg, db, dyr, xd, mean, invStd, g))
+	opsMust(t, engine.BatchNorm2DBackward(nil, dg2, db2, dyr, xd, mean, invStd, g))
+	return []*engine.Tensor{out, dx, dg, db, dg2, db2}
 }

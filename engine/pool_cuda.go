@@ -29,13 +29,9 @@ func maxPool2DForwardCUDA(op string, relu bool, out *Tensor, argmax []int32, x *
 				return err
 			}
 		}
-		r := 0
-		if relu {
-			r = 1
-		}
 		var a cuda.Args
 		a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total))
-		return launchFit(kern.maxpool2d_forward_f32, total, poolArgs(&a, g).Int(r))
+		return launchFit(kern.maxpool2d_forward_f32, total, poolArgs(&a, g).Bool(relu))
 	}, func(host hostCopy) error {
 		var cpu []int32
 		if argmax != nil {

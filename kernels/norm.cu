@@ -236,19 +236,31 @@ KILN_KERNEL batchnorm_eval_coef_f32(float* coef, const float* gamma, const float
 	}
 }
 
-// out = coef[2c]·x + coef[2c+1]; out may be x. total = N·C·hw.
-KILN_KERNEL batchnorm_apply_f32(float* out, const float* x, const float* coef, int C, int hw, long long total) {
+// The ReLU that batch norm fuses, forward and backward, as relu_forward_f32
+// and relu_backward_f32 compute it (kernels/activation.cu): the same bits.
+__device__ __forceinline__ float norm_relu(float v) { return v < 0.0f ? 0.0f : v; }
+__device__ __forceinline__ float norm_relu_grad(float d, const float* relu_out, long long i) {
+	return relu_out == nullptr || relu_out[i] > 0.0f ? d : 0.0f;
+}
+
+// out = coef[2c]·x + coef[2c+1], then max(·, 0) when relu is set; out may be
+// x. total = N·C·hw.
+KILN_KERNEL batchnorm_apply_f32(float* out, const float* x, const float* coef, int C, int hw, long long total,
+                                int relu) {
 	bool small = total <= 0x7fffffffLL;
 	KILN_FOR(i, total) {
 		int c = norm_bn_channel(i, C, hw, small);
-		out[i] = coef[2 * c] * x[i] + coef[2 * c + 1];
+		float v = coef[2 * c] * x[i] + coef[2 * c + 1];
+		out[i] = relu ? norm_relu(v) : v;
 	}
 }
 
 // Per chunk: Σ dout and Σ dout·(x − mean[c]) (partial[(c·chunks + k)·2 + {0,1}]).
 // mean is the saved batch mean (training) or the running mean (evaluation).
+// With relu_out (the fused forward's output) dout passes only where it is
+// positive, as ReLU's backward.
 KILN_KERNEL batchnorm_backward_reduce_f32(float* partial, const float* dout, const float* x, const float* mean,
-                                          int N, int C, int hw, int chunk) {
+                                          int N, int C, int hw, int chunk, const float* relu_out) {
 	__shared__ float scratch[32];
 	int k = blockIdx.x, c = blockIdx.y;
 	long long M = (long long)N * hw;
@@ -258,7 +270,7 @@ KILN_KERNEL batchnorm_backward_reduce_f32(float* partial, const float* dout, con
 	float sd = 0.0f, sdx = 0.0f;
 	for (long long m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
 		long long i = norm_bn_index(m, c, C, hw, small);
-		float d = dout[i];
+		float d = norm_relu_grad(dout[i], relu_out, i);
 		sd += d;
 		sdx += d * (x[i] - mu);
 	}
@@ -303,14 +315,14 @@ KILN_KERNEL batchnorm_backward_finalize_f32(float* coef, float* dgamma, float* d
 	}
 }
 
-// dx = k·dout + a·x + b (training) or k·dout (x null, evaluation); dx may be
-// dout. total = N·C·hw.
+// dx = k·dout + a·x + b (training) or k·dout (x null, evaluation), dout
+// masked by relu_out as in the reduce; dx may be dout. total = N·C·hw.
 KILN_KERNEL batchnorm_backward_apply_f32(float* dx, const float* dout, const float* x, const float* coef, int C,
-                                         int hw, long long total) {
+                                         int hw, long long total, const float* relu_out) {
 	bool small = total <= 0x7fffffffLL;
 	KILN_FOR(i, total) {
 		int c = norm_bn_channel(i, C, hw, small);
-		float v = coef[3 * c] * dout[i];
+		float v = coef[3 * c] * norm_relu_grad(dout[i], relu_out, i);
 		if (x) v = v + coef[3 * c + 1] * x[i] + coef[3 * c + 2];
 		dx[i] = v;
 	}

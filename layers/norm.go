@@ -15,7 +15,7 @@ type BatchNorm2D struct {
 	mean, invStd            *engine.Tensor
 	sync                    batchNormSync // set by SyncBatchNorm (syncbn.go)
 	// relu is the ReLU right after this layer in a Sequential (Append links
-	// them). A training step on the CPU then runs both as one op
+	// them). A training step then runs both as one op
 	// (engine.BatchNorm2DReLUForward), the same bits with one pass over
 	// the activations fewer each way; fused says this step did.
 	relu  *Act
@@ -41,7 +41,7 @@ func NewBatchNorm2D(channels int) *BatchNorm2D {
 func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	b.x = x
 	b.out = engine.EnsureLike(b.out, x, x.Shape()...)
-	b.fused = b.relu != nil && b.training && b.sync.reduce == nil && x.Device() == engine.CPU
+	b.fused = b.relu != nil && b.training && b.sync.reduce == nil
 	if b.relu != nil {
 		b.relu.fused = b.fused
 	}

@@ -1,0 +1,116 @@
+package layers
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/gradcheck"
+)
+
+// On the GPU, as on the CPU, a BatchNorm2D or a MaxPool2D linked to its
+// ReLU runs fused in a training step, and the step gives the bits of the
+// same model with the pairs unlinked: cnn's batch norms take its ReLUs,
+// lenet's max pools take its.
+func TestCUDAFusedPairsGiveTheSameBits(t *testing.T) {
+	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
+		t.Skipf("skipped: no CUDA device (%v)", err)
+	}
+	for _, c := range []struct {
+		name string
+		size int // the smallest each takes: the emulator is slow
+	}{{"cnn", 8}, {"lenet", 12}} {
+		name := c.name
+		spec := Spec{Channels: 1, Height: c.size, Width: c.size, Classes: 10, Seed: 5}
+		fused, plain := buildTwice(t, name, spec)
+		WalkLayers(plain, func(_ string, l Layer) {
+			switch l := l.(type) {
+			case *BatchNorm2D:
+				l.relu = nil
+			case *MaxPool2D:
+				if l.relu != nil {
+					l.relu.pool, l.relu = nil, nil
+				}
+			}
+		})
+		for _, m := range []*Model{fused, plain} {
+			if err := ToDevice(m, engine.CUDA); err != nil {
+				t.Fatal(err)
+			}
+			defer Release(m)
+		}
+		rng := rand.New(rand.NewPCG(6, 7))
+		for step := range 2 {
+			x := gradcheck.Rand(rng, -1, 1, 2, 1, c.size, c.size).As(engine.Float32)
+			dout := gradcheck.Rand(rng, -1, 1, 2, 10).As(engine.Float32)
+			got, want := deviceStepBits(t, fused, x, dout), deviceStepBits(t, plain, x, dout)
+			ran := 0
+			WalkLayers(fused, func(_ string, l Layer) {
+				switch l := l.(type) {
+				case *BatchNorm2D:
+					if l.fused && l.relu.fused {
+						ran++
+					}
+				case *MaxPool2D:
+					if l.fused && l.relu.pooled {
+						ran++
+					}
+				}
+			})
+			if ran == 0 {
+				t.Errorf("%s step %d: no pair ran fused on the GPU", name, step)
+			}
+			for i := range want {
+				if !slices.Equal(got[i], want[i]) {
+					t.Errorf("%s step %d: result %d differs between the fused and the separate ops on the GPU", name, step, i)
+				}
+			}
+		}
+	}
+}
+
+// deviceStepBits is stepBits for a model on the GPU: x and dout go up, the
+// logits and gradients come back.
+func deviceStepBits(t *testing.T, m *Model, x, dout *engine.Tensor) [][]float32 {
+	t.Helper()
+	dx, err := x.To(engine.CUDA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dx.Release()
+	dd, err := dout.To(engine.CUDA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dd.Release()
+	var res [][]float32
+	m.Walk("", func(_ string, p *Param) {
+		if p.Grad != nil {
+			if err := p.Grad.Zero(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	host := func(d *engine.Tensor) []float32 {
+		h, err := engine.ToCPU(nil, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.Float32()
+	}
+	y, err := m.Forward(dx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = append(res, host(y))
+	if _, err := m.Backward(dd); err != nil {
+		t.Fatal(err)
+	}
+	m.Walk("", func(_ string, p *Param) {
+		if p.Grad != nil {
+			res = append(res, host(p.Grad))
+		}
+	})
+	return res
+}
