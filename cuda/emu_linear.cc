@@ -6,5 +6,4 @@
 #include "emu_registry.h"
 #include "../kernels/linear.cu"
 
-KILN_EMU_KERNEL(linear_bias_add_f32);
 KILN_EMU_KERNEL(linear_bias_grad_f32);

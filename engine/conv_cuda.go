@@ -119,7 +119,7 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 				return err
 			}
 			if p.splits > 1 {
-				return splitKReduce(dw.dptr(), g.kg, int64(m*n), ws, m, n, g.groups, p.splits, 1, 1)
+				return splitKReduce(dw.dptr(), g.kg, int64(m*n), ws, m, n, g.groups, p.splits, 1, 1, gemmEpilogue{})
 			}
 		}
 		return nil

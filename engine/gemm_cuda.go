@@ -148,20 +148,29 @@ func (p gemmPlan) workspace(batch, m, n int) (cuda.Ptr, int64, error) {
 	return ws, bytes, err
 }
 
-// splitKReduce finishes a split product: C[b] = alpha·Σ partials + beta·C[b].
-func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, splits int, alpha, beta float32) error {
+// gemmEpilogue is what a product does to C after alpha·AB + beta·C: add a
+// bias per column (bias 0: none), then ReLU.
+type gemmEpilogue struct {
+	bias cuda.Ptr
+	relu bool
+}
+
+// splitKReduce finishes a split product: C[b] = alpha·Σ partials + beta·C[b],
+// then the epilogue.
+func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, splits int, alpha, beta float32, ep gemmEpilogue) error {
 	var a cuda.Args
-	a.Ptr(c).Int(ldc).I64(sc).Ptr(ws).Int(m).Int(n).Int(batch).Int(splits).F32(alpha).F32(beta)
+	a.Ptr(c).Int(ldc).I64(sc).Ptr(ws).Int(m).Int(n).Int(batch).Int(splits).F32(alpha).F32(beta).Ptr(ep.bias).Bool(ep.relu)
 	return launchElt(kern.gemm_splitk_reduce_f32, batch*m*n, &a)
 }
 
 // gemmCUDA is gemm on device buffers, batch times: for each b,
 // C_b = alpha·op(A_b)·op(B_b) + beta·C_b with X_b = X + b·sX (elements). The
 // same conventions as gemm: row-major, op(A) m×k, op(B) k×n, beta == 0
-// overwrites C without reading it. The launches are queued; the caller's
-// buffers must stay alive until the stream reaches them (as every op's do).
+// overwrites C without reading it; then ep. The launches are queued; the
+// caller's buffers must stay alive until the stream reaches them (as every
+// op's do).
 func gemmCUDA(prec Precision, transA, transB bool, m, n, k, batch int, alpha float32, a cuda.Ptr, lda int, sa int64,
-	b cuda.Ptr, ldb int, sb int64, beta float32, c cuda.Ptr, ldc int, sc int64) error {
+	b cuda.Ptr, ldb int, sb int64, beta float32, c cuda.Ptr, ldc int, sc int64, ep gemmEpilogue) error {
 	if m == 0 || n == 0 || batch == 0 {
 		return nil
 	}
@@ -181,12 +190,12 @@ func gemmCUDA(prec Precision, transA, transB bool, m, n, k, batch int, alpha flo
 	}()
 	var args cuda.Args
 	args.Ptr(a).Int(lda).I64(sa).Ptr(b).Int(ldb).I64(sb).Ptr(c).Int(ldc).I64(sc).
-		Int(m).Int(n).Int(k).F32(alpha).F32(beta).Int(p.splits).Ptr(ws)
+		Int(m).Int(n).Int(k).F32(alpha).F32(beta).Int(p.splits).Ptr(ws).Ptr(ep.bias).Bool(ep.relu)
 	if err := cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, &args); err != nil {
 		return err
 	}
 	if p.splits > 1 {
-		return splitKReduce(c, ldc, sc, ws, m, n, batch, p.splits, alpha, beta)
+		return splitKReduce(c, ldc, sc, ws, m, n, batch, p.splits, alpha, beta, ep)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ func GemmForTest(transA, transB bool, m, n, k, batch int, alpha float32, a *Tens
 	b *Tensor, ldb, sb int, beta float32, c *Tensor, ldc, sc int) error {
 	if c.device == CUDA {
 		return gemmCUDA(gemmTestPrecision, transA, transB, m, n, k, batch, alpha, a.dptr(), lda, int64(sa), b.dptr(), ldb, int64(sb),
-			beta, c.dptr(), ldc, int64(sc))
+			beta, c.dptr(), ldc, int64(sc), gemmEpilogue{})
 	}
 	if a.dtype != Float32 || b.dtype != Float32 || c.dtype != Float32 {
 		return fmt.Errorf("GemmForTest: float32 only")

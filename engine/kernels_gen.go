@@ -106,7 +106,6 @@ var kern = struct {
 	gemm_splitk_reduce_f32 *cuda.Kernel
 
 	// kernels/linear.cu
-	linear_bias_add_f32  *cuda.Kernel
 	linear_bias_grad_f32 *cuda.Kernel
 
 	// kernels/loss.cu
@@ -222,7 +221,6 @@ var kern = struct {
 	gemm_tn_128x128_bf16:            cuda.K("gemm_tn_128x128_bf16"),
 	gemm_tt_128x128_bf16:            cuda.K("gemm_tt_128x128_bf16"),
 	gemm_splitk_reduce_f32:          cuda.K("gemm_splitk_reduce_f32"),
-	linear_bias_add_f32:             cuda.K("linear_bias_add_f32"),
 	linear_bias_grad_f32:            cuda.K("linear_bias_grad_f32"),
 	softmax_xent_forward_f32:        cuda.K("softmax_xent_forward_f32"),
 	xent_log_step:                   cuda.K("xent_log_step"),

@@ -6,7 +6,18 @@ package engine
 //
 //	out: (N, O)  x: (N, I)  w: (O, I)  b: (O) or nil
 func LinearForward(out, x, w, b *Tensor) error {
-	const op = "LinearForward"
+	return linearForwardOp("LinearForward", false, out, x, w, b)
+}
+
+// LinearReLUForward is LinearForward then ReLU, out = max(x·Wᵀ + b, 0): the
+// bits of the two ops one after the other. On the GPU the bias and the ReLU
+// are the product's epilogue, one launch. Its backward is
+// LinearReLUBackward.
+func LinearReLUForward(out, x, w, b *Tensor) error {
+	return linearForwardOp("LinearReLUForward", true, out, x, w, b)
+}
+
+func linearForwardOp(op string, relu bool, out, x, w, b *Tensor) error {
 	dev, dt, err := agreeDev(op, out, x, w, b)
 	if err != nil {
 		return err
@@ -20,9 +31,12 @@ func LinearForward(out, x, w, b *Tensor) error {
 		return err
 	}
 	if dev == CUDA {
-		return linearForwardCUDA(out, x, w, b)
+		return linearForwardCUDA(op, relu, out, x, w, b)
 	}
 	pick(dt, linearForward[float32], linearForward[float64])(prec, out, x, w, b, x.Dim(0), x.Dim(1), w.Dim(0))
+	if relu {
+		return ActivationForward(out, out, ReLU)
+	}
 	return nil
 }
 
@@ -31,8 +45,28 @@ func LinearForward(out, x, w, b *Tensor) error {
 //
 //	dx: (N, I)  dw: (O, I)  db: (O)  dout: (N, O)  x: (N, I)  w: (O, I)
 func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
-	const op = "LinearBackward"
-	dev, dt, err := agreeDev(op, dx, dw, db, dout, x, w)
+	return linearBackwardOp("LinearBackward", dx, dw, db, nil, dout, nil, x, w)
+}
+
+// LinearReLUBackward is the backward pass of LinearReLUForward: dout is the
+// gradient of its output out, which passes where out > 0 (as ReLU's
+// backward) into dpre, the gradient before the ReLU (overwritten; it may be
+// dout itself), and LinearBackward runs on dpre. On the GPU the masking is
+// done by the bias gradient's launch.
+//
+//	dpre, dout, out: (N, O)  the rest as LinearBackward
+func LinearReLUBackward(dx, dw, db, dpre, dout, out, x, w *Tensor) error {
+	const op = "LinearReLUBackward"
+	if dpre == nil || out == nil || dout == nil || !out.SameShape(dout.Shape()...) || !dpre.SameShape(dout.Shape()...) {
+		return shapeErr(op, "want dpre and out (the forward's output) shaped as dout", "dpre", dpre, "out", out, "dout", dout)
+	}
+	return linearBackwardOp(op, dx, dw, db, dpre, dout, out, x, w)
+}
+
+// linearBackwardOp runs the backward pass; a non-nil reluOut masks dout
+// into dpre first.
+func linearBackwardOp(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor) error {
+	dev, dt, err := agreeDev(op, dx, dw, db, dout, x, w, dpre, reluOut)
 	if err != nil {
 		return err
 	}
@@ -47,7 +81,13 @@ func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
 		return err
 	}
 	if dev == CUDA {
-		return linearBackwardCUDA(dx, dw, db, dout, x, w)
+		return linearBackwardCUDA(op, dx, dw, db, dpre, dout, reluOut, x, w)
+	}
+	if reluOut != nil {
+		if err := ActivationBackward(dpre, dout, nil, reluOut, ReLU); err != nil {
+			return err
+		}
+		dout = dpre
 	}
 	n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
 	pick(dt, linearBackward[float32], linearBackward[float64])(prec, dx, dw, db, dout, x, w, n, in, o)

@@ -4,46 +4,59 @@ import "github.com/kiln-ml/kiln/cuda"
 
 // Linear on the GPU: the three products go through gemmCUDA (the weight
 // gradient, whose k is the batch, splits over k when its tile grid is
-// small); the bias add and the bias gradient are small kernels in
-// kernels/linear.cu, the gradient's column sums in a fixed order.
+// small). The bias add and a fused ReLU are the forward product's epilogue;
+// the bias gradient (with a fused ReLU's mask) is kernels/linear.cu's, the
+// column sums in a fixed order.
 
-// linearForwardCUDA: out = x·Wᵀ + b; shapes checked by LinearForward.
-func linearForwardCUDA(out, x, w, b *Tensor) error {
-	return runCUDA("LinearForward", func() error {
+// linearForwardCUDA: out = x·Wᵀ + b, then ReLU when relu is set; shapes
+// checked by linearForwardOp.
+func linearForwardCUDA(op string, relu bool, out, x, w, b *Tensor) error {
+	return runCUDA(op, func() error {
 		n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
-		if err := gemmCUDA(w.prec, false, true, n, o, in, 1, 1, x.dptr(), in, 0, w.dptr(), in, 0, 0, out.dptr(), o, 0); err != nil {
-			return err
+		ep := gemmEpilogue{relu: relu}
+		if b != nil {
+			ep.bias = b.dptr()
 		}
-		if b == nil || n*o == 0 {
-			return nil
+		return gemmCUDA(w.prec, false, true, n, o, in, 1, 1, x.dptr(), in, 0, w.dptr(), in, 0, 0, out.dptr(), o, 0, ep)
+	}, func(host hostCopy) error {
+		if relu {
+			return LinearReLUForward(host(out), host(x), host(w), host(b))
 		}
-		var a cuda.Args
-		return launchElt(kern.linear_bias_add_f32, n*o, a.Ptr(out.dptr()).Ptr(b.dptr()).Int(n).Int(o))
-	}, func(host hostCopy) error { return LinearForward(host(out), host(x), host(w), host(b)) }, out, x, w, b)
+		return LinearForward(host(out), host(x), host(w), host(b))
+	}, out, x, w, b)
 }
 
 // linearBackwardCUDA: dx = dout·W, dw += doutᵀ·x, db += Σ_n dout; any of dx,
-// dw, db may be nil. Shapes checked by LinearBackward.
-func linearBackwardCUDA(dx, dw, db, dout, x, w *Tensor) error {
-	return runCUDA("LinearBackward", func() error {
+// dw, db may be nil. With reluOut, dout is first masked into dpre (in the
+// bias gradient's launch) and the products read dpre. Shapes checked by
+// linearBackwardOp.
+func linearBackwardCUDA(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor) error {
+	return runCUDA(op, func() error {
 		n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
+		if (db != nil || reluOut != nil) && n > 0 && o > 0 {
+			var a cuda.Args
+			a.Ptr(optPtr(db)).Ptr(dout.dptr()).Int(n).Int(o).Ptr(optPtr(dpre)).Ptr(optPtr(reluOut))
+			if err := cuda.Launch(kern.linear_bias_grad_f32, cuda.D1(min(ceilDiv(o, 32), 4096)), cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a); err != nil {
+				return err
+			}
+		}
+		g := dout
+		if reluOut != nil {
+			g = dpre
+		}
 		if dx != nil {
-			if err := gemmCUDA(w.prec, false, false, n, in, o, 1, 1, dout.dptr(), o, 0, w.dptr(), in, 0, 0, dx.dptr(), in, 0); err != nil {
+			if err := gemmCUDA(w.prec, false, false, n, in, o, 1, 1, g.dptr(), o, 0, w.dptr(), in, 0, 0, dx.dptr(), in, 0, gemmEpilogue{}); err != nil {
 				return err
 			}
 		}
 		if dw != nil {
-			if err := gemmCUDA(w.prec, true, false, o, in, n, 1, 1, dout.dptr(), o, 0, x.dptr(), in, 0, 1, dw.dptr(), in, 0); err != nil {
-				return err
-			}
-		}
-		if db != nil && n > 0 && o > 0 {
-			var a cuda.Args
-			a.Ptr(db.dptr()).Ptr(dout.dptr()).Int(n).Int(o)
-			return cuda.Launch(kern.linear_bias_grad_f32, cuda.D1(min(ceilDiv(o, 32), 4096)), cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a)
+			return gemmCUDA(w.prec, true, false, o, in, n, 1, 1, g.dptr(), o, 0, x.dptr(), in, 0, 1, dw.dptr(), in, 0, gemmEpilogue{})
 		}
 		return nil
 	}, func(host hostCopy) error {
+		if reluOut != nil {
+			return LinearReLUBackward(host(dx), host(dw), host(db), host(dpre), host(dout), host(reluOut), host(x), host(w))
+		}
 		return LinearBackward(host(dx), host(dw), host(db), host(dout), host(x), host(w))
-	}, dx, dw, db, dout, x, w)
+	}, dx, dw, db, dpre, dout, reluOut, x, w)
 }

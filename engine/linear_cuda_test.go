@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/kiln-ml/kiln/cuda"
 	"github.com/kiln-ml/kiln/engine"
 )
 
@@ -36,10 +37,7 @@ func TestCUDALinear(t *testing.T) {
 		opsMust(t, engine.LinearForward(out, x, w, b))
 		opsMust(t, engine.LinearForward(gout, gx, gw, gb))
 		a, r := gemmTol(c.in + 1)
-		fk := []string{"gemm_nt_64x64_f32"}
-		if c.bias {
-			fk = append(fk, "linear_bias_add_f32")
-		}
+		fk := []string{"gemm_nt_64x64_f32"} // the bias in its epilogue
 		checkKernels(t, fk, name+" out", gout, out, a, r)
 
 		dout, gdout := devRand(t, rng, c.n, c.o)
@@ -92,6 +90,8 @@ func TestCUDALinearCheckSwitch(t *testing.T) {
 	gdw := dev(t, engine.New(engine.Float32, 3, 7))
 	gdb := dev(t, engine.New(engine.Float32, 3))
 	opsMust(t, engine.LinearBackward(gdx, gdw, gdb, gdout, gx, gw))
+	opsMust(t, engine.LinearReLUForward(gout, gx, gw, gb))
+	opsMust(t, engine.LinearReLUBackward(gdx, gdw, gdb, gdout, gdout, gout, gx, gw)) // dpre = dout, in place
 }
 
 // A weight set to TF32 (Tensor.SetPrecision, --precision tf32) runs its
@@ -133,4 +133,84 @@ func TestCUDAPrecisionPerWeight(t *testing.T) {
 	if lb2, cb2 := run(engine.BF16, true); !slices.Equal(lb, lb2) || !slices.Equal(cb, cb2) {
 		t.Error("KILN_TF32 changed a bf16 weight's products")
 	}
+}
+
+// LinearReLUForward and LinearReLUBackward on the GPU: the forward is one
+// product launch with the bias and the ReLU in its epilogue (or in the
+// split-K reduce, when the product splits), the backward's mask rides in
+// the bias gradient's launch; both give the bits of Linear and ReLU one
+// after the other on the GPU, and agree with the CPU's fused ops.
+func TestCUDALinearReLU(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	for i, c := range []struct {
+		n, in, o int
+		bias     bool
+	}{{1, 1, 1, true}, {3, 33, 17, true}, {7, 5, 65, false}, {66, 9, 130, true}, {4, 4096, 8, true}} {
+		rng := rand.New(rand.NewPCG(33, uint64(i)))
+		name := fmt.Sprintf("linear+relu n=%d in=%d out=%d", c.n, c.in, c.o)
+		x, gx := devRand(t, rng, c.n, c.in)
+		w, gw := devRand(t, rng, c.o, c.in)
+		var b, gb *engine.Tensor
+		if c.bias {
+			b, gb = devRand(t, rng, c.o)
+		}
+		dout, gdout := devRand(t, rng, c.n, c.o)
+		newDev := func(shape ...int) *engine.Tensor { return dev(t, engine.New(engine.Float32, shape...)) }
+
+		// Fused on the GPU, counted.
+		fout, fdpre, fdx, fdw, fdb := newDev(c.n, c.o), newDev(c.n, c.o), newDev(c.n, c.in), newDev(c.o, c.in), newDev(c.o)
+		opsMust(t, cuda.StartProfile())
+		opsMust(t, engine.LinearReLUForward(fout, gx, gw, gb))
+		fwd, err := cuda.StopProfile()
+		opsMust(t, err)
+		_, fsplits, _ := engine.GemmPlanForTest(c.n, c.o, c.in, 1)
+		if want := 1 + b2i(fsplits > 1); fwd.Launches != want {
+			t.Errorf("%s: the forward took %d launches, want %d", name, fwd.Launches, want)
+		}
+		opsMust(t, engine.LinearReLUBackward(fdx, fdw, fdb, fdpre, gdout, fout, gx, gw))
+
+		// Apart on the GPU.
+		aout, ay, adpre, adx, adw, adb := newDev(c.n, c.o), newDev(c.n, c.o), newDev(c.n, c.o), newDev(c.n, c.in), newDev(c.o, c.in), newDev(c.o)
+		opsMust(t, engine.LinearForward(ay, gx, gw, gb))
+		opsMust(t, engine.ActivationForward(aout, ay, engine.ReLU))
+		opsMust(t, engine.ActivationBackward(adpre, gdout, ay, aout, engine.ReLU))
+		opsMust(t, engine.LinearBackward(adx, adw, adb, adpre, gx, gw))
+		names := []string{"out", "dpre", "dx", "dw", "db"}
+		fused, apart := []*engine.Tensor{fout, fdpre, fdx, fdw, fdb}, []*engine.Tensor{aout, adpre, adx, adw, adb}
+		for k := range names {
+			f, err := engine.ToCPU(nil, fused[k])
+			opsMust(t, err)
+			a, err := engine.ToCPU(nil, apart[k])
+			opsMust(t, err)
+			if !bitsEqual(f, a) {
+				t.Errorf("%s %s: fused and separate ops differ on the GPU", name, names[k])
+			}
+		}
+
+		// Against the CPU's fused ops.
+		out, dpre := engine.New(engine.Float32, c.n, c.o), engine.New(engine.Float32, c.n, c.o)
+		dx, dw, db := engine.New(engine.Float32, c.n, c.in), engine.New(engine.Float32, c.o, c.in), engine.New(engine.Float32, c.o)
+		opsMust(t, engine.LinearReLUForward(out, x, w, b))
+		opsMust(t, engine.LinearReLUBackward(dx, dw, db, dpre, dout, out, x, w))
+		fk := []string{"gemm_nt_64x64_f32"}
+		if fsplits > 1 {
+			fk = append(fk, "gemm_splitk_reduce_f32")
+		}
+		a, r := gemmTol(c.in + 1)
+		checkKernels(t, fk, name+" out", fout, out, a, r)
+		checkKernels(t, []string{"linear_bias_grad_f32"}, name+" dpre", fdpre, dpre, 0, 0)
+		a, r = gemmTol(c.o)
+		checkKernels(t, []string{"gemm_nn_64x64_f32"}, name+" dx", fdx, dx, a, r)
+		a, r = gemmTol(2 * c.n)
+		checkKernels(t, []string{"gemm_tn_64x64_f32"}, name+" dw", fdw, dw, a, r)
+		checkKernels(t, []string{"linear_bias_grad_f32"}, name+" db", fdb, db, a, r)
+	}
+}
+
+func b2i(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
 }

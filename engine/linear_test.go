@@ -73,3 +73,57 @@ func TestLinearShapeErrors(t *testing.T) {
 		t.Fatal("mixed dtypes accepted")
 	}
 }
+
+// LinearReLUForward and LinearReLUBackward: a numerical gradient check in
+// float64 (inputs kept away from ReLU's kink by the check's step), the
+// bits of Linear then ReLU in float32 (dpre given apart and as dout itself),
+// and a clear error without dpre or out.
+func TestLinearReLU(t *testing.T) {
+	for _, c := range []struct{ n, in, o int }{{1, 1, 1}, {3, 5, 7}, {4, 13, 9}} {
+		rng := rand.New(rand.NewPCG(3, uint64(c.in)))
+		x := gradcheck.Rand(rng, -1, 1, c.n, c.in)
+		w := gradcheck.Rand(rng, -1, 1, c.o, c.in)
+		b := gradcheck.Rand(rng, -1, 1, c.o)
+		out, dpre := engine.New(engine.Float64, c.n, c.o), engine.New(engine.Float64, c.n, c.o)
+		dx, dw, db := engine.New(engine.Float64, c.n, c.in), engine.New(engine.Float64, c.o, c.in), engine.New(engine.Float64, c.o)
+		gradcheck.Check(t, []*engine.Tensor{x, w, b},
+			func() (*engine.Tensor, error) { return out, engine.LinearReLUForward(out, x, w, b) },
+			func(dy *engine.Tensor) ([]*engine.Tensor, error) {
+				dw.Zero()
+				db.Zero()
+				return []*engine.Tensor{dx, dw, db}, engine.LinearReLUBackward(dx, dw, db, dpre, dy, out, x, w)
+			}, gradcheck.Options{Names: []string{"x", "w", "b"}})
+
+		x32, w32, b32 := x.As(engine.Float32), w.As(engine.Float32), b.As(engine.Float32)
+		dy := gradcheck.Rand(rng, -1, 1, c.n, c.o).As(engine.Float32)
+		nw := func(shape ...int) *engine.Tensor { return engine.New(engine.Float32, shape...) }
+		fout, fdpre, fdx, fdw, fdb := nw(c.n, c.o), nw(c.n, c.o), nw(c.n, c.in), nw(c.o, c.in), nw(c.o)
+		opsMust(t, engine.LinearReLUForward(fout, x32, w32, b32))
+		opsMust(t, engine.LinearReLUBackward(fdx, fdw, fdb, fdpre, dy, fout, x32, w32))
+		aout, ay, adpre, adx, adw, adb := nw(c.n, c.o), nw(c.n, c.o), nw(c.n, c.o), nw(c.n, c.in), nw(c.o, c.in), nw(c.o)
+		opsMust(t, engine.LinearForward(ay, x32, w32, b32))
+		opsMust(t, engine.ActivationForward(aout, ay, engine.ReLU))
+		opsMust(t, engine.ActivationBackward(adpre, dy, ay, aout, engine.ReLU))
+		opsMust(t, engine.LinearBackward(adx, adw, adb, adpre, x32, w32))
+		for k, pair := range [][2]*engine.Tensor{{fout, aout}, {fdpre, adpre}, {fdx, adx}, {fdw, adw}, {fdb, adb}} {
+			if !bitsEqual(pair[0], pair[1]) {
+				t.Errorf("%+v result %d: fused and separate ops differ", c, k)
+			}
+		}
+		inPlace := dy.Clone()
+		idx := nw(c.n, c.in)
+		opsMust(t, engine.LinearReLUBackward(idx, nw(c.o, c.in), nil, inPlace, inPlace, fout, x32, w32))
+		if !bitsEqual(idx, adx) || !bitsEqual(inPlace, adpre) {
+			t.Errorf("%+v: dpre as dout itself gives other bits", c)
+		}
+	}
+	x, w := engine.New(engine.Float32, 2, 3), engine.New(engine.Float32, 4, 3)
+	out := engine.New(engine.Float32, 2, 4)
+	var se *engine.ShapeError
+	if err := engine.LinearReLUBackward(nil, nil, nil, nil, out, out, x, w); !errors.As(err, &se) {
+		t.Errorf("no dpre: %v", err)
+	}
+	if err := engine.LinearReLUBackward(nil, nil, nil, out, out, nil, x, w); !errors.As(err, &se) {
+		t.Errorf("no out: %v", err)
+	}
+}

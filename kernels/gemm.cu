@@ -5,8 +5,11 @@
 //
 // with A stored k×m when transposed (t) and B stored n×k when transposed;
 // lda, ldb, ldc are row strides, and a batch of products sits sa, sb, sc
-// elements apart (blockIdx.z). beta == 0 overwrites C without reading it. Also
-// the split-K reduction; Linear's bias kernels are in linear.cu.
+// elements apart (blockIdx.z). beta == 0 overwrites C without reading it.
+// Every product ends with C's epilogue: + bias[j] per column (bias null:
+// none), then ReLU (relu set), Linear's forward in the one launch. Also the
+// split-K reduction, which applies the epilogue when the product is split;
+// Linear's bias gradient is in linear.cu.
 //
 // Kernels gemm_<ta><tb>_<BM>x<BN>_<f32|tf32|bf16>: the tiling of gemm_tile.cuh.
 // Launch: block 256 threads, grid (⌈n/BN⌉, ⌈m/BM⌉, batch·splits); with
@@ -54,7 +57,8 @@ struct GemmOp {
 template <class T, bool TA, bool TB>
 __device__ __forceinline__ void gemm_run(const float* A, int lda, long long sa, const float* B, int ldb,
                                          long long sb, float* C, int ldc, long long sc, int M, int N, int K,
-                                         float alpha, float beta, int splits, float* ws) {
+                                         float alpha, float beta, int splits, float* ws, const float* bias,
+                                         int relu) {
 	GemmOp<TA, TB> op;
 	op.A = A;
 	op.lda = lda;
@@ -62,7 +66,7 @@ __device__ __forceinline__ void gemm_run(const float* A, int lda, long long sa, 
 	op.B = B;
 	op.ldb = ldb;
 	op.sb = sb;
-	op.out = CStore{C, ldc, sc, alpha, beta, ws, splits, M, N};
+	op.out = CStore{C, ldc, sc, alpha, beta, ws, splits, M, N, bias, relu};
 	op.M = M;
 	op.N = N;
 	op.K = K;
@@ -75,8 +79,10 @@ __device__ __forceinline__ void gemm_run(const float* A, int lda, long long sa, 
 #define KILN_GEMM_KERNEL(name, TILE, TA, TB, MINB)                                                         \
 	KILN_KERNEL __launch_bounds__(256, MINB)                                                               \
 	    name(const float* A, int lda, long long sa, const float* B, int ldb, long long sb, float* C, int ldc, \
-	         long long sc, int M, int N, int K, float alpha, float beta, int splits, float* ws) {           \
-		kiln_gemm::gemm_run<TILE, TA, TB>(A, lda, sa, B, ldb, sb, C, ldc, sc, M, N, K, alpha, beta, splits, ws); \
+	         long long sc, int M, int N, int K, float alpha, float beta, int splits, float* ws,             \
+	         const float* bias, int relu) {                                                                \
+		kiln_gemm::gemm_run<TILE, TA, TB>(A, lda, sa, B, ldb, sb, C, ldc, sc, M, N, K, alpha, beta, splits, ws, \
+		                                  bias, relu);                                                      \
 	}
 
 KILN_GEMM_KERNEL(gemm_nn_64x64_f32, kiln_gemm::Tile64, false, false, 1)
@@ -105,9 +111,10 @@ KILN_GEMM_KERNEL(gemm_tn_128x128_bf16, kiln_gemm::Tile128BF16, true, false, 2)
 KILN_GEMM_KERNEL(gemm_tt_128x128_bf16, kiln_gemm::Tile128BF16, true, true, 2)
 
 // C[b] = alpha·Σ_s ws[b, s] + beta·C[b] over a batch of m×n matrices, the
-// splits added in order. Any grid; grid-stride over batch·m·n.
+// splits added in order, then the epilogue (bias per column, ReLU) as the
+// product's own. Any grid; grid-stride over batch·m·n.
 KILN_KERNEL gemm_splitk_reduce_f32(float* C, int ldc, long long sc, const float* ws, int M, int N, int batch,
-                                   int splits, float alpha, float beta) {
+                                   int splits, float alpha, float beta, const float* bias, int relu) {
 	long long mn = (long long)M * N;
 	KILN_FOR(e, batch * mn) {
 		long long g = e / mn, r = e - g * mn;
@@ -116,6 +123,7 @@ KILN_KERNEL gemm_splitk_reduce_f32(float* C, int ldc, long long sc, const float*
 		float s = 0.0f;
 		for (int z = 0; z < splits; z++) s += w[z * mn];
 		float* p = C + g * sc + (long long)i * ldc + j;
-		*p = beta == 0.0f ? alpha * s : alpha * s + beta * *p;
+		float v = beta == 0.0f ? alpha * s : alpha * s + beta * *p;
+		*p = kiln_gemm::gemm_epilogue(v, j, bias, relu);
 	}
 }

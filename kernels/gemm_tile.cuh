@@ -215,8 +215,19 @@ __device__ __forceinline__ void warp_mma_bf16(float (&acc)[T::TM][T::TN], const 
 }
 #endif
 
+// A product's epilogue on C's value v at column j: + bias[j] (bias may be
+// null), then max(·, 0) when relu is set. The add is rounded apart from the
+// product before it (no FMA), so a fused epilogue gives the bits of the
+// separate bias and ReLU kernels (linear.cu, activation.cu).
+__device__ __forceinline__ float gemm_epilogue(float v, int j, const float* bias, int relu) {
+	if (bias != nullptr) v = __fadd_rn(v, bias[j]);
+	if (relu) v = v < 0.0f ? 0.0f : v;
+	return v;
+}
+
 // The C side of a plain product: C = alpha·acc + beta·C (beta == 0 does not
-// read C, so a fresh buffer's NaNs stay out), or the split's partial tile.
+// read C, so a fresh buffer's NaNs stay out) then the epilogue, or the
+// split's partial tile (gemm_splitk_reduce_f32 applies the epilogue).
 struct CStore {
 	float* c;
 	int ldc;
@@ -224,6 +235,8 @@ struct CStore {
 	float alpha, beta;
 	float* ws;  // splits × batch partial tiles (M×N each) when splits > 1
 	int splits, M, N;
+	const float* bias;  // per column of C, or null
+	int relu;
 
 	__device__ __forceinline__ void put(int g, int s, int i, int j, float acc) const {
 		if (splits > 1) {
@@ -231,7 +244,8 @@ struct CStore {
 			return;
 		}
 		float* p = c + g * sc + (long long)i * ldc + j;
-		*p = beta == 0.0f ? alpha * acc : alpha * acc + beta * *p;
+		float v = beta == 0.0f ? alpha * acc : alpha * acc + beta * *p;
+		*p = gemm_epilogue(v, j, bias, relu);
 	}
 };
 

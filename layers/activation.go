@@ -8,9 +8,9 @@ type Act struct {
 	Kind    engine.Activation
 	x       *engine.Tensor
 	out, dx *engine.Tensor
-	// fused is set by the BatchNorm2D this ReLU follows in a Sequential
-	// when that step ran batch norm and ReLU as one op: forward and backward
-	// pass through (the batch norm applied and masks).
+	// fused is set by the BatchNorm2D or Linear this ReLU follows in a
+	// Sequential when that step ran it and the ReLU as one op: forward and
+	// backward pass through (that layer applied the ReLU and masks).
 	fused bool
 	// pool is the MaxPool2D right after this ReLU in a Sequential; pooled
 	// says this step leaves the ReLU to it (engine.MaxPool2DReLUForward):

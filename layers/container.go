@@ -30,8 +30,11 @@ func NewSequential(children ...Layer) *Sequential {
 // the prefix of its parameters' names.
 func (s *Sequential) Append(name string, l Layer) *Sequential {
 	if a, ok := l.(*Act); ok && a.Kind == engine.ReLU && len(s.layers) > 0 {
-		if b, ok := s.layers[len(s.layers)-1].(*BatchNorm2D); ok {
-			b.relu = a // batch norm then ReLU: one op where it can (norm.go)
+		switch prev := s.layers[len(s.layers)-1].(type) {
+		case *BatchNorm2D:
+			prev.relu = a // batch norm then ReLU: one op where it can (norm.go)
+		case *Linear:
+			prev.relu = a // Linear then ReLU: one op (linear.go)
 		}
 	}
 	if m, ok := l.(*MaxPool2D); ok && len(s.layers) > 0 {

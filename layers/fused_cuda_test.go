@@ -9,10 +9,10 @@ import (
 	"github.com/kiln-ml/kiln/internal/gradcheck"
 )
 
-// On the GPU, as on the CPU, a BatchNorm2D or a MaxPool2D linked to its
-// ReLU runs fused in a training step, and the step gives the bits of the
-// same model with the pairs unlinked: cnn's batch norms take its ReLUs,
-// lenet's max pools take its.
+// On the GPU, as on the CPU, a BatchNorm2D, a Linear or a MaxPool2D linked
+// to its ReLU runs fused in a training step, and the step gives the bits of
+// the same model with the pairs unlinked: cnn's batch norms and Linear take
+// their ReLUs, lenet's max pools and Linears take theirs.
 func TestCUDAFusedPairsGiveTheSameBits(t *testing.T) {
 	if _, err := engine.OpenDevice(engine.CUDA); err != nil {
 		t.Skipf("skipped: no CUDA device (%v)", err)
@@ -24,16 +24,7 @@ func TestCUDAFusedPairsGiveTheSameBits(t *testing.T) {
 		name := c.name
 		spec := Spec{Channels: 1, Height: c.size, Width: c.size, Classes: 10, Seed: 5}
 		fused, plain := buildTwice(t, name, spec)
-		WalkLayers(plain, func(_ string, l Layer) {
-			switch l := l.(type) {
-			case *BatchNorm2D:
-				l.relu = nil
-			case *MaxPool2D:
-				if l.relu != nil {
-					l.relu.pool, l.relu = nil, nil
-				}
-			}
-		})
+		unlinkReLUs(plain)
 		for _, m := range []*Model{fused, plain} {
 			if err := ToDevice(m, engine.CUDA); err != nil {
 				t.Fatal(err)
@@ -56,9 +47,13 @@ func TestCUDAFusedPairsGiveTheSameBits(t *testing.T) {
 					if l.fused && l.relu.pooled {
 						ran++
 					}
+				case *Linear:
+					if l.relu != nil && l.relu.fused {
+						ran++
+					}
 				}
 			})
-			if ran == 0 {
+			if ran < 2 {
 				t.Errorf("%s step %d: no pair ran fused on the GPU", name, step)
 			}
 			for i := range want {

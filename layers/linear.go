@@ -12,6 +12,12 @@ type Linear struct {
 	x            *engine.Tensor
 	out, dx      *engine.Tensor
 	skipDx       bool
+	// relu is the ReLU right after this layer in a Sequential (Append links
+	// them): both run as one op (engine.LinearReLUForward), the bias and the
+	// ReLU in the product's epilogue on the GPU; dpre is the gradient
+	// before the ReLU.
+	relu *Act
+	dpre *engine.Tensor
 }
 
 // NewLinear initialises like PyTorch: W and b from U(±1/√in).
@@ -28,6 +34,10 @@ func NewLinear(rng *rand.Rand, in, out int, bias bool) *Linear {
 func (l *Linear) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	l.x = x
 	l.out = engine.EnsureLike(l.out, x, x.Dim(0), l.Weight.Value.Dim(0))
+	if l.relu != nil {
+		l.relu.fused = true
+		return l.out, engine.LinearReLUForward(l.out, x, l.Weight.Value, valueOf(l.Bias))
+	}
 	return l.out, engine.LinearForward(l.out, x, l.Weight.Value, valueOf(l.Bias))
 }
 
@@ -36,6 +46,10 @@ func (l *Linear) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	if !l.skipDx {
 		l.dx = engine.EnsureLike(l.dx, l.x, l.x.Shape()...)
 		dx = l.dx
+	}
+	if l.relu != nil {
+		l.dpre = engine.EnsureLike(l.dpre, dout, dout.Shape()...)
+		return dx, engine.LinearReLUBackward(dx, l.Weight.Grad, gradOf(l.Bias), l.dpre, dout, l.out, l.x, l.Weight.Value)
 	}
 	return dx, engine.LinearBackward(dx, l.Weight.Grad, gradOf(l.Bias), dout, l.x, l.Weight.Value)
 }

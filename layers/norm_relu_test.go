@@ -94,3 +94,61 @@ func buildTwice(t *testing.T, name string, spec Spec) (*Model, *Model) {
 	}
 	return a, b
 }
+
+// unlinkReLUs makes every ReLU of m run as its own op.
+func unlinkReLUs(m *Model) {
+	WalkLayers(m, func(_ string, l Layer) {
+		switch l := l.(type) {
+		case *BatchNorm2D:
+			l.relu = nil
+		case *Linear:
+			if l.relu != nil {
+				l.relu.fused, l.relu = false, nil
+			}
+		case *MaxPool2D:
+			if l.relu != nil {
+				l.relu.pool, l.relu = nil, nil
+			}
+		}
+	})
+}
+
+// A Linear followed by a ReLU in a Sequential runs as one op
+// (engine.LinearReLUForward): mlp and lenet give the same logits and
+// parameter gradients, bit for bit, as the same model with every pair
+// unlinked, over two training steps and in evaluation.
+func TestLinearReLUFusedGivesTheSameBits(t *testing.T) {
+	for _, name := range []string{"mlp", "lenet"} {
+		spec := Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Seed: 4, Hidden: 32}
+		fused, plain := buildTwice(t, name, spec)
+		pairs := 0
+		WalkLayers(fused, func(_ string, l Layer) {
+			if lin, ok := l.(*Linear); ok && lin.relu != nil {
+				pairs++
+			}
+		})
+		unlinkReLUs(plain)
+		if pairs == 0 {
+			t.Fatalf("%s: no Linear is linked to the ReLU after it", name)
+		}
+		rng := rand.New(rand.NewPCG(10, 11))
+		for step := range 3 {
+			training := step < 2
+			fused.SetTraining(training)
+			plain.SetTraining(training)
+			x := gradcheck.Rand(rng, -1, 1, 4, 1, 28, 28).As(engine.Float32)
+			dout := gradcheck.Rand(rng, -1, 1, 4, 10).As(engine.Float32)
+			var got, want [][]float32
+			if training {
+				got, want = stepBits(t, fused, x, dout), stepBits(t, plain, x, dout)
+			} else {
+				got, want = [][]float32{forwardBits(t, fused, x)}, [][]float32{forwardBits(t, plain, x)}
+			}
+			for i := range want {
+				if !slices.Equal(got[i], want[i]) {
+					t.Errorf("%s step %d: result %d differs between fused and separate Linear and ReLU", name, step, i)
+				}
+			}
+		}
+	}
+}

@@ -112,7 +112,7 @@ func (m *Inception) ReleaseBuffers() {
 }
 
 func (l *Linear) ReleaseBuffers() {
-	engine.Drop(&l.out, &l.dx)
+	engine.Drop(&l.out, &l.dx, &l.dpre)
 	l.x = nil
 }
 
