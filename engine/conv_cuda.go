@@ -80,7 +80,12 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 		if g.n == 0 {
 			return nil // dx is empty, nothing adds to dw and db
 		}
-		if db != nil {
+		// An fp32 weight gradient takes the bias gradient as one more column
+		// of its product (kernels/conv.cu), split with it over the batch;
+		// otherwise (no dw, or products that round their inputs, which the
+		// bias sum must not) it is its own launch.
+		biasInProduct := db != nil && dw != nil && gemmPrecision(w.prec) == FP32
+		if db != nil && !biasInProduct {
 			var a cuda.Args
 			a.Ptr(db.dptr()).Ptr(dout.dptr()).Int(g.n).Int(g.cout).Int(g.p)
 			if err := cuda.Launch(kern.conv2d_bias_grad_f32, cuda.D1(min(g.cout, 65535)), cuda.D1(256), 0, &a); err != nil {
@@ -100,6 +105,10 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 		}
 		if dw != nil {
 			m, n := g.mg, g.kg
+			var dbp cuda.Ptr
+			if biasInProduct {
+				n, dbp = n+1, db.dptr()
+			}
 			p, err := planGemm(kConvWeightGrad, m, n, g.n*g.p, g.groups, true, w.prec)
 			if err != nil {
 				return err
@@ -114,12 +123,12 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 				}
 			}()
 			var a cuda.Args
-			a.Ptr(dw.dptr()).Ptr(dout.dptr()).Ptr(x.dptr()).Ptr(ws).Int(p.splits)
+			a.Ptr(dw.dptr()).Ptr(dbp).Ptr(dout.dptr()).Ptr(x.dptr()).Ptr(ws).Int(p.splits)
 			if err := cuda.Launch(p.k, p.grid, cuda.D1(gemmThreads), 0, g.shapeArgs(&a)); err != nil {
 				return err
 			}
 			if p.splits > 1 {
-				return splitKReduce(dw.dptr(), g.kg, int64(m*n), ws, m, n, g.groups, p.splits, 1, 1, gemmEpilogue{})
+				return splitKReduce(dw.dptr(), g.kg, int64(g.mg*g.kg), ws, m, n, g.groups, p.splits, 1, 1, gemmEpilogue{}, dbp)
 			}
 		}
 		return nil

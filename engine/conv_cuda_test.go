@@ -85,8 +85,16 @@ func (r *convRun) check(t *testing.T, name string, tile int, splits bool, lp *lo
 		checkKernels(t, ks, name+" dw", r.gdw, r.dw, a, rt)
 	}
 	if r.gdb != nil {
+		// An fp32 weight gradient takes the bias gradient as its last column.
+		ks := []string{"conv2d_bias_grad_f32"}
+		if r.gdw != nil && lp == nil {
+			ks = []string{convKernel("weight_grad", tile, dt)}
+			if splits {
+				ks = append(ks, "gemm_splitk_reduce_f32")
+			}
+		}
 		a, rt := gemmTol(2 * r.kWgrad)
-		checkKernels(t, []string{"conv2d_bias_grad_f32"}, name+" db", r.gdb, r.db, a, rt)
+		checkKernels(t, ks, name+" db", r.gdb, r.db, a, rt)
 	}
 }
 

@@ -14,9 +14,11 @@ import (
 //
 // Plan: a 64×64 tile by default, 128×128 (8×8 outputs per thread) once the
 // product has enough 128-tiles to fill the GPU; when the tile grid is still
-// small and k is long (weight gradients: k is the batch), k is split over up
-// to 64 blocks per tile, each writing a partial product that a second kernel
-// adds up in order. The plan depends only on the shapes, never on the GPU
+// small and k is long (weight gradients: k is the batch), k is split so that
+// the blocks fill two waves of an H100/H200 (264; no smaller cap, so a
+// weight gradient of few channels still spreads its batch over the whole
+// GPU), each split writing a partial product that a second kernel adds up in
+// order. The plan depends only on the shapes, never on the GPU
 // model or timing, so a result is the same on every run and every card.
 //
 // Precision, per weight (Tensor.SetPrecision): TF32 and bf16 products run
@@ -58,7 +60,7 @@ const (
 	// H100's 132 SMs. A constant (not the SM count) so that the split, and
 	// so the summation order, is the same on every GPU.
 	gemmTargetBlocks = 264
-	gemmMaxSplits    = 64
+	gemmMaxSplits    = gemmTargetBlocks
 	// gemmMinSplitSteps: a split covers at least this many k-steps of 8.
 	gemmMinSplitSteps = 16
 	// gemmMaxWorkspace bounds the split-K partial products (bytes).
@@ -131,11 +133,17 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (g
 
 // pick is the kernel of a tile size and precision.
 func (ks gemmKernels) pick(big bool, prec Precision) *cuda.Kernel {
-	if prec == FP32 && cudaTF32 {
-		prec = TF32
-	}
 	k := [3][2]*cuda.Kernel{FP32: {ks.k64, ks.k128}, TF32: {ks.tf64, ks.tf128}, BF16: {ks.bf64, ks.bf128}}
-	return k[prec][b2i(big)]
+	return k[gemmPrecision(prec)][b2i(big)]
+}
+
+// gemmPrecision is the precision a product of a weight in prec runs in:
+// fp32 becomes TF32 under KILN_TF32.
+func gemmPrecision(prec Precision) Precision {
+	if prec == FP32 && cudaTF32 {
+		return TF32
+	}
+	return prec
 }
 
 // workspace allocates a plan's split-K buffer (none for one split).
@@ -156,10 +164,13 @@ type gemmEpilogue struct {
 }
 
 // splitKReduce finishes a split product: C[b] = alpha·Σ partials + beta·C[b],
-// then the epilogue.
-func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, splits int, alpha, beta float32, ep gemmEpilogue) error {
+// then the epilogue. A non-zero lastCol takes column n−1 of each matrix
+// (lastCol[b·m + i]); C then holds the n−1 before it.
+func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, splits int, alpha, beta float32,
+	ep gemmEpilogue, lastCol cuda.Ptr) error {
 	var a cuda.Args
-	a.Ptr(c).Int(ldc).I64(sc).Ptr(ws).Int(m).Int(n).Int(batch).Int(splits).F32(alpha).F32(beta).Ptr(ep.bias).Bool(ep.relu)
+	a.Ptr(c).Int(ldc).I64(sc).Ptr(ws).Int(m).Int(n).Int(batch).Int(splits).F32(alpha).F32(beta).Ptr(ep.bias).Bool(ep.relu).
+		Ptr(lastCol)
 	return launchElt(kern.gemm_splitk_reduce_f32, batch*m*n, &a)
 }
 
@@ -195,7 +206,7 @@ func gemmCUDA(prec Precision, transA, transB bool, m, n, k, batch int, alpha flo
 		return err
 	}
 	if p.splits > 1 {
-		return splitKReduce(c, ldc, sc, ws, m, n, batch, p.splits, alpha, beta, ep)
+		return splitKReduce(c, ldc, sc, ws, m, n, batch, p.splits, alpha, beta, ep, 0)
 	}
 	return nil
 }

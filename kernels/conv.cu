@@ -14,8 +14,11 @@
 //	weight grad   dW[co, k] += Σ_(n,pix) dout[n, co, pix]·x(k; n, pix)
 //	              M = Cout/groups, N = kg, K = batch·OH·OW, split over K when
 //	              the tile grid is small (partials added by
-//	              gemm_splitk_reduce_f32 in split order)
+//	              gemm_splitk_reduce_f32 in split order); with db, an fp32
+//	              product takes the bias gradient as column kg, a column of
+//	              ones in im2col(x): N = kg + 1, split with the weights
 //	bias grad     db[co] += Σ_(n,pix) dout[n, co, pix], one block per channel
+//	              (when the weight gradient does not take it)
 //
 // Launch: the gemm kernels take 256 threads, grid (⌈N/BN⌉, ⌈M/BM⌉,
 // groups·splits); conv2d_bias_grad_f32 takes 256 threads, any grid. Every
@@ -154,16 +157,19 @@ struct InputGrad {
 	}
 };
 
-// dw (Cout, Cg, KH, KW) += dout · im2col(x)ᵀ.
+// dw (Cout, Cg, KH, KW) += dout · im2col(x)ᵀ; with db, db (Cout) += dout ·
+// 1 as the product's column kg.
 struct WeightGrad {
 	static constexpr bool A_ALONG_K = true, B_ALONG_K = true, NEEDS_KTAB = true;
 	struct Col {
 		int off, khd, kwd;  // x offset of tap (c, kh, kw) from the pixel's tap (0,0); shifts
+		bool ones;          // column kg: the bias gradient's
 	};
 	struct OutCol {};
 	Shape s;
 	const float* dout;
 	const float* x;
+	float* db;  // null: N = kg, no bias column
 	CStore out;
 	int M, N, K, splits;
 
@@ -177,6 +183,10 @@ struct WeightGrad {
 		t[1] = (n * s.cin + g * s.cg) * s.hw + t[2] * s.w + t[3];
 	}
 	__device__ __forceinline__ void col(int, int k, Col& c) const {
+		if (k == s.kg) {
+			c.ones = true;
+			return;
+		}
 		int ch = k / s.kk, r = k - ch * s.kk, ki = r / s.kw, kj = r - ki * s.kw;
 		c.khd = ki * s.dh;
 		c.kwd = kj * s.dw;
@@ -187,10 +197,16 @@ struct WeightGrad {
 		return dout[t[0] + (g * s.mg + i) * s.p];
 	}
 	__device__ __forceinline__ float b(int, int, int, const int* t, const Col& c) const {
+		if (c.ones) return 1.0f;
 		return inside(t[2] + c.khd, s.h) && inside(t[3] + c.kwd, s.w) ? x[t[1] + c.off] : 0.0f;
 	}
 	__device__ __forceinline__ void store(int g, int sp, int i, int j, const OutCol&, float acc) const {
-		out.put(g, sp, i, j, acc);
+		if (j == s.kg && splits == 1) {  // the bias column, unsplit: accumulate as dw does
+			float* p = db + g * s.mg + i;
+			*p = acc + *p;
+			return;
+		}
+		out.put(g, sp, i, j, acc);  // split partials: N = kg + 1 wide
 	}
 };
 
@@ -226,15 +242,16 @@ __device__ __forceinline__ void input_grad(float* dx, const float* dout, const f
 }
 
 template <class T>
-__device__ __forceinline__ void weight_grad(float* dw, const float* dout, const float* x, float* ws, int splits,
-                                            Shape s) {
+__device__ __forceinline__ void weight_grad(float* dw, float* db, const float* dout, const float* x, float* ws,
+                                            int splits, Shape s) {
 	s.finish();
 	WeightGrad op;
 	op.s = s;
 	op.dout = dout;
 	op.x = x;
+	op.db = db;
 	op.M = s.mg;
-	op.N = s.kg;
+	op.N = s.kg + (db != nullptr);
 	op.K = s.n * s.p;
 	op.splits = splits;
 	// dw of group g is rows g·mg.. of (Cout, kg): accumulate (beta 1).
@@ -258,8 +275,9 @@ __device__ __forceinline__ void weight_grad(float* dw, const float* dout, const 
 	}
 #define KILN_CONV_WEIGHT_GRAD_KERNEL(name, TILE, MINB)                                                          \
 	KILN_KERNEL __launch_bounds__(256, MINB)                                                                    \
-	    name(float* dwt, const float* dout, const float* x, float* ws, int splits, KILN_CONV_SHAPE_PARAMS) {    \
-		kiln_conv::weight_grad<TILE>(dwt, dout, x, ws, splits, kiln_conv::Shape KILN_CONV_SHAPE);               \
+	    name(float* dwt, float* db, const float* dout, const float* x, float* ws, int splits,                   \
+	         KILN_CONV_SHAPE_PARAMS) {                                                                         \
+		kiln_conv::weight_grad<TILE>(dwt, db, dout, x, ws, splits, kiln_conv::Shape KILN_CONV_SHAPE);           \
 	}
 
 KILN_CONV_FORWARD_KERNEL(conv2d_forward_64x64_f32, kiln_gemm::Tile64, 1)

@@ -112,9 +112,12 @@ KILN_GEMM_KERNEL(gemm_tt_128x128_bf16, kiln_gemm::Tile128BF16, true, true, 2)
 
 // C[b] = alpha·Σ_s ws[b, s] + beta·C[b] over a batch of m×n matrices, the
 // splits added in order, then the epilogue (bias per column, ReLU) as the
-// product's own. Any grid; grid-stride over batch·m·n.
+// product's own. With lastcol, column N−1 of matrix b goes to lastcol[b·M
+// + i] instead (a convolution's bias gradient, kernels/conv.cu), C holding
+// the N−1 columns before it. Any grid; grid-stride over batch·m·n.
 KILN_KERNEL gemm_splitk_reduce_f32(float* C, int ldc, long long sc, const float* ws, int M, int N, int batch,
-                                   int splits, float alpha, float beta, const float* bias, int relu) {
+                                   int splits, float alpha, float beta, const float* bias, int relu,
+                                   float* lastcol) {
 	long long mn = (long long)M * N;
 	KILN_FOR(e, batch * mn) {
 		long long g = e / mn, r = e - g * mn;
@@ -122,7 +125,7 @@ KILN_KERNEL gemm_splitk_reduce_f32(float* C, int ldc, long long sc, const float*
 		const float* w = ws + g * splits * mn + r;
 		float s = 0.0f;
 		for (int z = 0; z < splits; z++) s += w[z * mn];
-		float* p = C + g * sc + (long long)i * ldc + j;
+		float* p = lastcol != nullptr && j == N - 1 ? lastcol + g * M + i : C + g * sc + (long long)i * ldc + j;
 		float v = beta == 0.0f ? alpha * s : alpha * s + beta * *p;
 		*p = kiln_gemm::gemm_epilogue(v, j, bias, relu);
 	}
