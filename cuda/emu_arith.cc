@@ -12,3 +12,5 @@ KILN_EMU_KERNEL(scale_f32);
 KILN_EMU_KERNEL(axpy_f32);
 KILN_EMU_KERNEL(round_bf16_f32);
 KILN_EMU_KERNEL(sum_squares_f32);
+KILN_EMU_KERNEL(clip_coef_f32);
+KILN_EMU_KERNEL(scale_by_f32);

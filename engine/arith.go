@@ -1,6 +1,9 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Element-wise arithmetic on same-shaped tensors: the glue of residual
 // connections and gradient sums.
@@ -56,6 +59,44 @@ func scaleInPlace[T Float](t *Tensor, s float64) {
 	for i := range x {
 		x[i] *= sT
 	}
+}
+
+// ClipByGlobalNorm scales the tensors ts together so that their global L2
+// norm √Σ‖t‖² is at most maxNorm (torch.nn.utils.clip_grad_norm_): each by
+// maxNorm/(norm + 1e-6) when the norm is above maxNorm, none when it is
+// within (or NaN). On the GPU the norm is computed and applied on the device
+// and nothing is read back: a training step with clipping does not wait.
+// The tensors are all on one device; nil ones are skipped.
+func ClipByGlobalNorm(ts []*Tensor, maxNorm float64) error {
+	const op = "ClipByGlobalNorm"
+	if !(maxNorm > 0) {
+		return &ShapeError{Op: op, Msg: fmt.Sprintf("max norm %v is not positive", maxNorm)}
+	}
+	if len(ts) == 0 {
+		return nil
+	}
+	dev, dt, err := agreeDev(op, ts...)
+	if err != nil {
+		return err
+	}
+	if dev == CUDA {
+		return clipByGlobalNormCUDA(ts, maxNorm)
+	}
+	s := 0.0
+	for _, t := range ts {
+		if t != nil {
+			s += pick(dt, sumSquares[float32], sumSquares[float64])(t)
+		}
+	}
+	if norm := math.Sqrt(s); norm > maxNorm {
+		scale := maxNorm / (norm + 1e-6)
+		for _, t := range ts {
+			if t != nil {
+				pick(dt, scaleInPlace[float32], scaleInPlace[float64])(t, scale)
+			}
+		}
+	}
+	return nil
 }
 
 // SumSquares returns Σ t², accumulated in float64 in a fixed order. Only a

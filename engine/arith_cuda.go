@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/kiln-ml/kiln/cuda"
@@ -76,4 +77,44 @@ func roundBF16CUDA(out, x *Tensor) error {
 		var args cuda.Args
 		return launchElt(kern.round_bf16_f32, n, args.Ptr(out.dptr()).Ptr(x.dptr()).I64(int64(n)))
 	}, func(host hostCopy) error { return RoundBF16(host(out), host(x)) }, out, x)
+}
+
+// clipByGlobalNormCUDA: one sum_squares_f32 launch per run of adjacent
+// tensors (forDeviceRuns: one for a flat gradient buffer) into a device
+// list of partial sums, clip_coef_f32 turning them into the factor, and one
+// scale_by_f32 per run reading it: nothing comes back to the host.
+func clipByGlobalNormCUDA(ts []*Tensor, maxNorm float64) error {
+	const op = "ClipByGlobalNorm"
+	runs := 0
+	countRuns := func(*Tensor, int) error { runs++; return nil }
+	_ = forDeviceRuns(ts, countRuns)
+	return runCUDA(op, func() error {
+		const perRun = 256 // sum_squares_f32's most blocks
+		scratch, free, err := devTemp(runs*perRun + 1)
+		if err != nil {
+			return err
+		}
+		defer free()
+		coef := scratch + cuda.Ptr(4*runs*perRun)
+		parts := 0
+		sum := func(t *Tensor, n int) error {
+			blocks := cuda.Blocks(n, eltBlock, perRun)
+			var a cuda.Args
+			a.Ptr(scratch + cuda.Ptr(4*parts)).Ptr(t.dptr()).I64(int64(n))
+			parts += blocks
+			return cuda.Launch(kern.sum_squares_f32, cuda.D1(blocks), cuda.D1(eltBlock), 0, &a)
+		}
+		if err := forDeviceRuns(ts, sum); err != nil {
+			return err
+		}
+		var c cuda.Args
+		c.Ptr(coef).Ptr(scratch).Int(parts).U64(math.Float64bits(maxNorm))
+		if err := cuda.Launch(kern.clip_coef_f32, cuda.D1(1), cuda.D1(32), 0, &c); err != nil {
+			return err
+		}
+		return forDeviceRuns(ts, func(t *Tensor, n int) error {
+			var a cuda.Args
+			return launchElt(kern.scale_by_f32, n, a.Ptr(t.dptr()).Ptr(coef).I64(int64(n)))
+		})
+	}, func(host hostCopy) error { return ClipByGlobalNorm(host.all(ts), maxNorm) }, ts...)
 }

@@ -25,6 +25,8 @@ var kern = struct {
 	axpy_f32        *cuda.Kernel
 	round_bf16_f32  *cuda.Kernel
 	sum_squares_f32 *cuda.Kernel
+	clip_coef_f32   *cuda.Kernel
+	scale_by_f32    *cuda.Kernel
 
 	// kernels/broadcast.cu
 	broadcast_mul_forward_f32  *cuda.Kernel
@@ -158,6 +160,8 @@ var kern = struct {
 	axpy_f32:                        cuda.K("axpy_f32"),
 	round_bf16_f32:                  cuda.K("round_bf16_f32"),
 	sum_squares_f32:                 cuda.K("sum_squares_f32"),
+	clip_coef_f32:                   cuda.K("clip_coef_f32"),
+	scale_by_f32:                    cuda.K("scale_by_f32"),
 	broadcast_mul_forward_f32:       cuda.K("broadcast_mul_forward_f32"),
 	broadcast_mul_backward_f32:      cuda.K("broadcast_mul_backward_f32"),
 	global_maxpool_forward_f32:      cuda.K("global_maxpool_forward_f32"),

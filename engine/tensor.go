@@ -230,11 +230,17 @@ func ZeroAll(ts []*Tensor) error {
 
 // zeroDeviceRuns zeroes the CUDA tensors of ts, one memset per run of them
 // that are adjacent in one allocation, in order.
-func zeroDeviceRuns(ts []*Tensor) error {
+func zeroDeviceRuns(ts []*Tensor) error { return forDeviceRuns(ts, zeroDevice) }
+
+// forDeviceRuns calls do once per run of the CUDA tensors of ts that lie
+// end to end in one allocation, in order, with the run's first tensor and
+// its elements (a flat gradient buffer is one run). Nil and CPU tensors are
+// skipped.
+func forDeviceRuns(ts []*Tensor, do func(first *Tensor, n int) error) error {
 	var run *Tensor // the run's first tensor
 	n := 0          // the run's elements
 	for _, t := range ts {
-		if t.device != CUDA {
+		if t == nil || t.device != CUDA {
 			continue
 		}
 		if t.err != nil {
@@ -244,12 +250,17 @@ func zeroDeviceRuns(ts []*Tensor) error {
 			n += t.Len()
 			continue
 		}
-		if err := zeroDevice(run, n); err != nil {
-			return err
+		if run != nil {
+			if err := do(run, n); err != nil {
+				return err
+			}
 		}
 		run, n = t, t.Len()
 	}
-	return zeroDevice(run, n)
+	if run == nil {
+		return nil
+	}
+	return do(run, n)
 }
 
 // zeroDevice zeroes n float32 elements from t's first.

@@ -40,3 +40,24 @@ KILN_KERNEL sum_squares_f32(float* partial, const float* x, long long n) {
 		if (lane == 0) partial[blockIdx.x] = s;
 	}
 }
+
+// clip_coef_f32: coef[0] = the factor that brings the global L2 norm
+// √Σ partial down to max_norm, max_norm/(norm + 1e-6), or 1 when the norm
+// is within it (or NaN), as engine.ClipByGlobalNorm computes it on the CPU.
+// partial holds the sum_squares_f32 blocks of every tensor, added here in
+// order in double by one thread: the same sum every run.
+KILN_KERNEL clip_coef_f32(float* coef, const float* partial, int n, double max_norm) {
+	if (blockIdx.x != 0 || threadIdx.x != 0) return;
+	double s = 0.0;
+	for (int i = 0; i < n; i++) s += (double)partial[i];
+	double norm = sqrt(s);
+	coef[0] = norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.0f;
+}
+
+// x *= coef[0], a factor on the device (clip_coef_f32's); nothing to do
+// when it is 1.
+KILN_KERNEL scale_by_f32(float* x, const float* coef, long long n) {
+	float c = coef[0];
+	if (c == 1.0f) return;
+	KILN_FOR(i, n) x[i] *= c;
+}

@@ -39,12 +39,14 @@ func fitEpochs(t *testing.T, c Config, d engine.Device) ([]MetricsRecord, cuda.P
 	return recs, p, err
 }
 
-// Issue 17, item 4: Fit on the GPU reads its steps' losses back in one copy
-// per read, not one per step, and its training figures are the CPU's.
+// Issue 17, item 4: Fit on the GPU, gradient clipping included, reads its
+// steps' losses back in one copy per read, not one per step, and its
+// training figures are the CPU's.
 func TestCUDAFitReadsTheLossesInBatches(t *testing.T) {
 	cudaOrSkip(t)
 	c := blobConfig()
 	c.Epochs = 2 // 16 steps an epoch: one read at each epoch's end
+	c.ClipNorm = 0.5 // clipping too is done on the device
 	cpu, _, err := fitEpochs(t, c, engine.CPU)
 	if err != nil {
 		t.Fatal(err)

@@ -111,9 +111,10 @@ func update(params []*layers.Param, opt Optimizer, after stepAfter, lr float64) 
 		}
 	}
 	if after.clipNorm > 0 {
-		// Only when clipping: the norm is a pass over every gradient (on the
-		// GPU, a device-to-host copy per parameter) that nothing else reads.
-		if _, err := ClipGradNorm(params, after.clipNorm); err != nil {
+		// Only when clipping: the norm is a pass over every gradient that
+		// nothing else reads (on the GPU computed and applied there, with
+		// nothing read back).
+		if err := clipGrads(params, after.clipNorm); err != nil {
 			return err
 		}
 	}
@@ -151,6 +152,21 @@ func zeroGrads(params []*layers.Param) error {
 }
 
 var gradLists = sync.Pool{New: func() any { return new([]*engine.Tensor) }}
+
+// clipGrads scales the gradients to a global norm of at most maxNorm
+// (engine.ClipByGlobalNorm), listed into a pooled slice as zeroGrads does.
+func clipGrads(params []*layers.Param, maxNorm float64) error {
+	lp := gradLists.Get().(*[]*engine.Tensor)
+	grads := (*lp)[:0]
+	for _, p := range params {
+		grads = append(grads, p.Grad)
+	}
+	err := engine.ClipByGlobalNorm(grads, maxNorm)
+	clear(grads)
+	*lp = grads[:0]
+	gradLists.Put(lp)
+	return err
+}
 
 // idleStep is the step of a rank whose shard of a short last batch is
 // empty: no forward or backward, a zero gradient into the reduction, and the
