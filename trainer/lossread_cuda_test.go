@@ -45,7 +45,7 @@ func fitEpochs(t *testing.T, c Config, d engine.Device) ([]MetricsRecord, cuda.P
 func TestCUDAFitReadsTheLossesInBatches(t *testing.T) {
 	cudaOrSkip(t)
 	c := blobConfig()
-	c.Epochs = 2 // 16 steps an epoch: one read at each epoch's end
+	c.Epochs = 2     // 16 steps an epoch: one read at each epoch's end
 	c.ClipNorm = 0.5 // clipping too is done on the device
 	cpu, _, err := fitEpochs(t, c, engine.CPU)
 	if err != nil {
