@@ -93,7 +93,10 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 			}
 		}
 		if dx != nil {
-			p, err := planGemm(kConvInputGrad, g.cg, g.n*g.inPlane, g.mg*g.kh*g.kw, g.groups, false, w.prec)
+			// One product per stride phase (kernels/conv.cu), the grid sized
+			// for the largest: ⌈H/sh⌉·⌈W/sw⌉ pixels an image.
+			pix := ceilDiv(g.h, g.sh) * ceilDiv(g.w, g.sw)
+			p, err := planGemm(kConvInputGrad, g.cg, g.n*pix, g.mg*g.kh*g.kw, g.groups*g.sh*g.sw, false, w.prec)
 			if err != nil {
 				return err
 			}

@@ -40,6 +40,10 @@ var convCases = []convCase{
 	{"wide-stride", 2, 3, 9, 8, 2, 2, 3, engine.Conv2DParams{StrideH: 3, StrideW: 4, PadW: 1}, true},
 	{"pad-one-axis", 2, 3, 6, 7, 4, 2, 3, engine.Conv2DParams{PadW: 1, DilationH: 2}, true},
 	{"narrow-column", 2, 2, 6, 1, 3, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true}, // too much junk for wide
+	// Stride phases that no tap reaches (dilation 2 with stride 2: odd rows
+	// and columns get no gradient) and a phase with no pixels (H 1, stride 2).
+	{"stride2-dilation2", 2, 3, 9, 8, 3, 3, 3, engine.Conv2DParams{StrideH: 2, StrideW: 2, DilationH: 2, DilationW: 2, PadH: 2, PadW: 1}, true},
+	{"stride-over-input", 2, 2, 1, 5, 3, 1, 3, engine.Conv2DParams{StrideH: 2, StrideW: 3, PadW: 1}, true},
 }
 
 func (c convCase) shapes() (x, w []int) {

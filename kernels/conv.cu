@@ -10,7 +10,10 @@
 //	input grad    dx[n, c, ih, iw] = Σ_(co,kh,kw) W[co, c, kh, kw]·dout[n, co, oh, ow]
 //	              over the taps whose (oh, ow) exist: the gather form of
 //	              col2im, each dx element summed by one thread in a fixed
-//	              order, no atomics. M = Cg, N = batch·H·W, K = Cout/groups·KH·KW
+//	              order, no atomics. One product per stride phase (a strided
+//	              convolution's pixels of one (ih mod sh, iw mod sw) class,
+//	              with only the taps that reach them): M = Cg, N = batch·
+//	              (H/sh)·(W/sw), K = Cout/groups·(KH/sh)·(KW/sw), roughly
 //	weight grad   dW[co, k] += Σ_(n,pix) dout[n, co, pix]·x(k; n, pix)
 //	              M = Cout/groups, N = kg, K = batch·OH·OW, split over K when
 //	              the tile grid is small (partials added by
@@ -21,7 +24,8 @@
 //	              (when the weight gradient does not take it)
 //
 // Launch: the gemm kernels take 256 threads, grid (⌈N/BN⌉, ⌈M/BM⌉,
-// groups·splits); conv2d_bias_grad_f32 takes 256 threads, any grid. Every
+// groups·splits), the input gradient's (⌈N/BN⌉ of its largest phase, ⌈M/BM⌉,
+// groups·sh·sw); conv2d_bias_grad_f32 takes 256 threads, any grid. Every
 // tensor must have fewer than 2^31 elements (the launcher checks): indices
 // are 32-bit.
 //
@@ -99,7 +103,44 @@ struct Forward {
 	}
 };
 
-// dx (N, Cin, H, W) = Σ over taps of Wᵀ·dout, overwritten.
+// The stride phases of the input gradient, along one dimension: the input
+// rows ih with (ih + pad) ≡ r (mod stride) are reached only by the taps kh
+// with kh·dil ≡ r (mod stride); every other tap of theirs falls between
+// output rows. Phase r's rows are first, first + stride, … (count of them)
+// and its taps tap0, tap0 + step, … (taps of them; none when no kh solves
+// it). With stride 1 there is one phase: every row, every tap.
+struct Phase {
+	int first, count, tap0, step, taps;
+};
+
+__device__ __forceinline__ int conv_gcd(int a, int b) {
+	while (b != 0) {
+		int t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+__device__ __forceinline__ Phase conv_phase(int r, int size, int pad, int k, int dil, int stride) {
+	Phase p;
+	p.first = ((r - pad) % stride + stride) % stride;
+	p.count = p.first < size ? (size - p.first + stride - 1) / stride : 0;
+	p.step = stride / conv_gcd(dil, stride);
+	p.tap0 = -1;
+	for (int t = 0; t < k && t < p.step; t++)
+		if ((t * dil) % stride == r) {
+			p.tap0 = t;
+			break;
+		}
+	p.taps = p.tap0 < 0 ? 0 : (k - p.tap0 + p.step - 1) / p.step;
+	return p;
+}
+
+// dx (N, Cin, H, W) = Σ over taps of Wᵀ·dout, overwritten, one stride phase
+// (rows, cols) per block: blockIdx.z = group·phases + phase. Each phase is a
+// product over its own pixels and its own taps only, so a stride-2 gradient
+// multiplies a quarter of what every tap of every pixel would.
 struct InputGrad {
 	static constexpr bool A_ALONG_K = true, B_ALONG_K = false, NEEDS_KTAB = true;
 	struct Col {
@@ -112,48 +153,54 @@ struct InputGrad {
 	float* dx;
 	const float* dout;
 	const float* wt;
+	Phase rows, cols;
+	int phases;  // sh·sw
 	int M, N, K, splits;
 
-	// k = (co, kh, kw) → W offset within the group (without c), row and column shift, dout plane.
+	// k = (co, kh, kw) among the phase's taps → W offset within the group
+	// (without c), row and column shift, dout plane.
 	__device__ __forceinline__ void krow(int, int k, int* t) const {
-		int co = k / s.kk, r = k - co * s.kk, ki = r / s.kw, kj = r - ki * s.kw;
-		t[0] = co * s.kg + r;
+		int per = rows.taps * cols.taps, co = k / per, r = k - co * per, hi = r / cols.taps, wi = r - hi * cols.taps;
+		int ki = rows.tap0 + hi * rows.step, kj = cols.tap0 + wi * cols.step;
+		t[0] = co * s.kg + ki * s.kw + kj;
 		t[1] = ki * s.dh;
 		t[2] = kj * s.dw;
 		t[3] = co * s.p;
 	}
+	// j = (n, the phase's row, its column) → the input pixel.
+	__device__ __forceinline__ void pixel(int j, int& n, int& ih, int& iw) const {
+		int per = rows.count * cols.count;
+		n = j / per;
+		int q = j - n * per, hq = q / cols.count;
+		ih = rows.first + hq * s.sh;
+		iw = cols.first + (q - hq * cols.count) * s.sw;
+	}
 	__device__ __forceinline__ void col(int g, int j, Col& c) const {
-		int n = j / s.hw, pin = j - n * s.hw, ih = pin / s.w, iw = pin - ih * s.w;
-		c.base = (n * s.cout + g * s.mg) * s.p;
+		int n, ih, iw;
+		pixel(j, n, ih, iw);
+		c.base = (n * s.cout + g / phases * s.mg) * s.p;
 		c.ihp = ih + s.ph;
 		c.iwp = iw + s.pw;
 	}
 	__device__ __forceinline__ void out_col(int, int j, OutCol& o) const {
-		int n = j / s.hw;
-		o.off = n * s.cin * s.hw + (j - n * s.hw);
+		int n, ih, iw;
+		pixel(j, n, ih, iw);
+		o.off = n * s.cin * s.hw + ih * s.w + iw;
 	}
 	__device__ __forceinline__ float a(int g, int i, int, const int* t) const {
-		return wt[g * s.mg * s.kg + t[0] + i * s.kk];
+		return wt[g / phases * s.mg * s.kg + t[0] + i * s.kk];
 	}
 	// The output pixel (oh, ow) this tap maps the input pixel to, if any:
-	// ih + ph = oh·sh + kh·dh.
+	// ih + ph = oh·sh + kh·dh (the phase's taps divide exactly).
 	__device__ __forceinline__ float b(int, int, int, const int* t, const Col& c) const {
 		int th = c.ihp - t[1], tw = c.iwp - t[2];
 		if (th < 0 || tw < 0) return 0.0f;
-		int oh = th, ow = tw;
-		if (s.sh != 1) {
-			oh = th / s.sh;
-			if (oh * s.sh != th) return 0.0f;
-		}
-		if (s.sw != 1) {
-			ow = tw / s.sw;
-			if (ow * s.sw != tw) return 0.0f;
-		}
+		int oh = th / s.sh, ow = tw / s.sw;
 		if (oh >= s.oh || ow >= s.ow) return 0.0f;
 		return dout[c.base + t[3] + oh * s.ow + ow];
 	}
 	__device__ __forceinline__ void store(int g, int, int i, int, const OutCol& o, float acc) const {
-		dx[o.off + (g * s.cg + i) * s.hw] = acc;
+		dx[o.off + (g / phases * s.cg + i) * s.hw] = acc;
 	}
 };
 
@@ -234,10 +281,15 @@ __device__ __forceinline__ void input_grad(float* dx, const float* dout, const f
 	op.dx = dx;
 	op.dout = dout;
 	op.wt = wt;
+	op.phases = s.sh * s.sw;
+	int phase = blockIdx.z % op.phases;
+	op.rows = conv_phase(phase / s.sw, s.h, s.ph, s.kh, s.dh, s.sh);
+	op.cols = conv_phase(phase % s.sw, s.w, s.pw, s.kw, s.dw, s.sw);
 	op.M = s.cg;
-	op.N = s.n * s.hw;
-	op.K = s.mg * s.kk;
+	op.N = s.n * op.rows.count * op.cols.count;
+	op.K = s.mg * op.rows.taps * op.cols.taps;  // 0: the phase's dx is zero
 	op.splits = 1;
+	if ((long long)blockIdx.x * T::BN >= op.N) return;  // the grid covers the largest phase
 	kiln_gemm::gemm_tile<T>(op);
 }
 
