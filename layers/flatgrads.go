@@ -96,6 +96,16 @@ func FlattenModelGrads(params []*Param) error {
 	return nil
 }
 
+// ModelGradBuffer is the flat buffer FlattenModelGrads made for params, or
+// nil when their gradients are not its views (not flattened, or moved since).
+// The model owns it: data-parallel training all-reduces it in place.
+func ModelGradBuffer(params []*Param) *engine.Tensor {
+	if len(params) == 0 || !GradsIn(params[0].gradBuf, params) {
+		return nil
+	}
+	return params[0].gradBuf
+}
+
 // releaseStaleGradBufs frees the flat gradient buffer of l's parameters if
 // their gradients are no longer its views (ToDevice made them their own).
 func releaseStaleGradBufs(l Layer) {

@@ -15,10 +15,11 @@ type TensorAllreducer interface {
 }
 
 // GradReducer sums the gradients of data-parallel training over the ranks:
-// every parameter's gradient lives in one flat buffer (layers.FlattenGrads),
-// each rank scales it by its share of the global batch, and one all-reduce
-// per step sums it, so that every rank holds the gradient of the global
-// batch's mean loss, bit for bit the same.
+// every parameter's gradient lives in the model's one flat buffer
+// (layers.FlattenModelGrads, the buffer a one-process GPU step clears with
+// one memset: built once, for both), each rank scales it by its share of
+// the global batch, and one all-reduce per step sums it, so that every rank
+// holds the gradient of the global batch's mean loss, bit for bit the same.
 type GradReducer struct {
 	World World
 	// BucketBytes, with a World that can start an all-reduce and compute
@@ -32,7 +33,7 @@ type GradReducer struct {
 
 	params  []*layers.Param
 	buckets buckets
-	flat    *engine.Tensor
+	flat    *engine.Tensor // the model's (layers.ModelGradBuffer): not this reducer's to free
 	host    *engine.Tensor // flat's copy on the host, for device tensors without a TensorAllreducer
 
 	// Comm is the time spent in the all-reduce calls (with the copies
@@ -72,18 +73,17 @@ func (g *GradReducer) reduceAll(params []*layers.Param, share float64) error {
 	return g.allreduce()
 }
 
-// ensureFlat makes the gradients of params views of the flat buffer, unless
-// they are already.
+// ensureFlat makes the gradients of params, a model's in its order, views
+// of the model's flat buffer, unless they are already.
 func (g *GradReducer) ensureFlat(params []*layers.Param) error {
 	if layers.GradsIn(g.flat, params) {
 		return nil
 	}
 	g.Release()
-	flat, err := layers.FlattenGrads(params)
-	if err != nil {
+	if err := layers.FlattenModelGrads(params); err != nil {
 		return err
 	}
-	g.flat = flat
+	g.flat = layers.ModelGradBuffer(params)
 	return nil
 }
 
@@ -108,9 +108,8 @@ func (g *GradReducer) allreduce() error {
 	return g.flat.CopyFrom(host)
 }
 
-// Release frees the flat buffer (the parameters' gradients are its views:
-// the next Reduce makes them anew).
+// Release forgets the flat buffer, which the model owns and frees
+// (layers.Release), and drops the host copy.
 func (g *GradReducer) Release() {
-	g.flat.Release()
 	g.flat, g.host = nil, nil
 }

@@ -123,8 +123,8 @@ func update(params []*layers.Param, opt Optimizer, after stepAfter, lr float64) 
 
 // flattenDeviceGrads puts a model's gradients on the GPU into one buffer
 // the model owns (layers.FlattenModelGrads, once), so that zeroing them is
-// one memset, not one per parameter. A reducer keeps its own flat buffer,
-// the one it all-reduces.
+// one memset, not one per parameter. A reducer flattens the same buffer
+// itself, the one it all-reduces.
 func flattenDeviceGrads(params []*layers.Param, after stepAfter) error {
 	if after.reduce != nil || len(params) == 0 || params[0].Grad.Device() != engine.CUDA {
 		return nil
