@@ -128,3 +128,49 @@ func TestCUDADeviceMemoryHasOwners(t *testing.T) {
 		t.Errorf("after Release: %d bytes in use, %d before the model was built", got, base)
 	}
 }
+
+// The gradients have one flat buffer on the GPU, built once: a model whose
+// one-process steps flattened them (a memset's worth) and that then trains
+// data parallel all-reduces that same buffer, taking no second gradient's
+// memory, and the reducer's Release leaves it to the model.
+func TestCUDAReducerAllreducesTheModelsFlatBuffer(t *testing.T) {
+	cudaOrSkip(t)
+	s := layers.Spec{Channels: 1, Height: 12, Width: 12, Classes: 10, Seed: 1}
+	m, err := layers.Build("lenet", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layers.ToDevice(m, engine.CUDA); err != nil {
+		t.Fatal(err)
+	}
+	defer layers.Release(m)
+	c := NewClassifier(m, &SGD{})
+	defer c.ReleaseBuffers()
+	x, labels := syntheticBatch(2, s)
+	if x, err = x.To(engine.CUDA); err != nil {
+		t.Fatal(err)
+	}
+	defer x.Release()
+	if _, _, err := c.TrainStep(x, labels, 0.1); err != nil {
+		t.Fatal(err)
+	}
+	flat := layers.ModelGradBuffer(c.Params())
+	if flat == nil {
+		t.Fatal("a GPU step left the gradients outside one flat buffer")
+	}
+	before := cuda.Memory().InUse
+	r := &GradReducer{World: newMemWorlds(1)[0]}
+	if err := r.Reduce(c.Params(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if r.flat != flat || layers.ModelGradBuffer(c.Params()) != flat {
+		t.Error("the reducer all-reduced a buffer other than the model's")
+	}
+	r.Release()
+	if grew := cuda.Memory().InUse - before; grew > 0 {
+		t.Errorf("the reducer took %d bytes more than the model's flat buffer", grew)
+	}
+	if layers.ModelGradBuffer(c.Params()) != flat || flat.Released() {
+		t.Error("the reducer's Release freed the model's buffer")
+	}
+}
