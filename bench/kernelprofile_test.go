@@ -35,8 +35,9 @@ func TestKernelProfilePerStep(t *testing.T) {
 }
 
 // kiln bench --profile on the GPU (or the emulator): every launch of a
-// lenet step is in the profile, the convolutions among them, and the loss
-// read back each step is one copy.
+// lenet step is in the profile, the convolutions among them, and the ten
+// steps' losses come back in one copy at the end, as Fit reads them: a tenth
+// of a copy a step.
 func TestCUDATimeStepsProfile(t *testing.T) {
 	cudaOrSkip(t)
 	res, err := TimeSteps(StepTimingConfig{Model: "lenet", Spec: layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10},
@@ -45,7 +46,7 @@ func TestCUDATimeStepsProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	kp := res.Profile
-	if kp == nil || kp.Steps != profiledSteps || kp.LaunchesPerStep < 20 || kp.CopiesPerStep < 1 {
+	if kp == nil || kp.Steps != profiledSteps || kp.LaunchesPerStep < 20 || kp.CopiesPerStep != 1.0/profiledSteps {
 		t.Fatalf("profile %+v", kp)
 	}
 	launches, ms, conv := 0.0, 0.0, false

@@ -16,7 +16,7 @@ rm -rf .gpu && mkdir -p .gpu
 make kernels >/dev/null
 go build -tags cuda -ldflags="-s -w" -o .gpu/kiln-cuda ./cmd/kiln
 scripts/check-fatbin.sh .gpu/kiln-cuda cuda/kernels.fatbin
-for p in engine cuda trainer bench; do
+for p in engine cuda layers trainer bench; do
 	go test -c -tags cuda -ldflags="-s -w" -o ".gpu/$p.test" "./$p/"
 done
 xz -T0 -6 .gpu/kiln-cuda .gpu/*.test

@@ -1,12 +1,14 @@
 #!/bin/bash
 # Runs on the GPU machine what scripts/gpu-pack.sh packed: every CUDA test
-# with REQUIRE_CUDA=1 (all kernels against the CPU, the driver, training and
-# time to accuracy on the GPU, the suite's ops on CUDA), then the benchmark
-# suite on the GPU. Results go to $OUT (the device tool's output folder) as
+# with REQUIRE_CUDA=1 (all kernels against the CPU, the driver, the fused
+# layers, training and time to accuracy on the GPU, the suite's ops on
+# CUDA), kernel profiles of LeNet and cnn steps, then the benchmark suite on
+# the GPU. Results go to $OUT (the device tool's output folder) as
 # one tarball, rewritten after each stage so a run cut short keeps what it did.
 #
 #   bash scripts/gpu-run.sh                      # tests, then the whole suite, one round
 #   bash scripts/gpu-run.sh tests                # tests only (about a minute)
+#   bash scripts/gpu-run.sh profiles             # tests, then four kernel profiles (issue 17)
 #   SUITE_ARGS="--sections train --rounds 3" bash scripts/gpu-run.sh
 #   SUITE_ARGS="--sections train --precision fp32,bf16" bash scripts/gpu-run.sh  # issue 13's GPU figures
 #
@@ -44,7 +46,7 @@ print(c[0] if c else "")' 2>/dev/null)
 fi
 echo "NCCL: ${KILN_NCCL_LIBRARY:-none found}" >>"$R/env.txt"
 [[ -d $G/data ]] && export KILN_DATA_DIR=$G/data
-for p in cuda engine trainer bench; do
+for p in cuda engine layers trainer bench; do
 	run=CUDA
 	[[ $p == cuda ]] && run=.
 	(cd "$p" && timeout 300 "$G/$p.test" -test.v -test.count=1 -test.run "$run") >"$R/$p-tests.log" 2>&1
@@ -55,6 +57,16 @@ grep -E ' (ok|FAIL)$' "$R/engine-tests.log" | grep -c ' ok$' | sed 's/^/kernels 
 grep -E ' FAIL$' "$R/engine-tests.log"
 save
 [[ ${1:-} == tests ]] && exit 0
+# Kernel profiles of a step (issue 17): a small and a large batch of LeNet,
+# cnn at 32x32x3, fp32; each a few seconds.
+for spec in "lenet 64 28x28x1" "lenet 1024 28x28x1" "cnn 128 32x32x3" "cnn 1024 32x32x3"; do
+	read -r model batch input <<<"$spec"
+	timeout 60 "$G/kiln-cuda" bench --device cuda --model "$model" --batch "$batch" --input "$input" --profile \
+		--seconds 1 >"$R/profile-$model-$batch.txt" 2>&1
+	echo "profile $model b$batch: rc=$? $(grep -m1 'ms/step' "$R/profile-$model-$batch.txt")"
+done
+save
+[[ ${1:-} == profiles ]] && exit 0
 # shellcheck disable=SC2086
 timeout -s INT "${SUITE_SECONDS:-420}" "$G/kiln-cuda" bench suite --device cuda --python python3 \
 	--out "$R/bench" ${SUITE_ARGS:---rounds 1} >"$R/bench.log" 2>&1
