@@ -121,3 +121,36 @@ func TestCUDAActivationErrors(t *testing.T) {
 		t.Fatal("shapes 5 and 6 were accepted")
 	}
 }
+
+// ReLU takes four elements at a time on 16-byte aligned tensors and one at
+// a time on views that are not: the same bits (the emulator aborts on a
+// misaligned 128-bit access, as the GPU faults).
+func TestCUDAReLUFourAtATimeAndViews(t *testing.T) {
+	cudaOrSkip(t)
+	const n = 103
+	rng := rand.New(rand.NewPCG(13, 14))
+	hx, hd := randTensor(rng, engine.Float32, n), randTensor(rng, engine.Float32, n)
+	view := func(h *engine.Tensor) *engine.Tensor {
+		buf := dev(t, engine.New(engine.Float32, n+1))
+		v, err := buf.Rows(1, n)
+		opsMust(t, err)
+		opsMust(t, v.CopyFrom(h))
+		return v
+	}
+	whole := func(h *engine.Tensor) *engine.Tensor { return dev(t, h) }
+	var res [2][2]*engine.Tensor
+	for k, place := range []func(*engine.Tensor) *engine.Tensor{whole, view} {
+		x, d := place(hx), place(hd)
+		y, dx := place(engine.New(engine.Float32, n)), place(engine.New(engine.Float32, n))
+		opsMust(t, engine.ActivationForward(y, x, engine.ReLU))
+		opsMust(t, engine.ActivationBackward(dx, d, x, y, engine.ReLU))
+		for j, r := range []*engine.Tensor{y, dx} {
+			h, err := engine.ToCPU(nil, r)
+			opsMust(t, err)
+			res[k][j] = h
+		}
+	}
+	if !bitsEqual(res[0][0], res[1][0]) || !bitsEqual(res[0][1], res[1][1]) {
+		t.Error("ReLU on aligned tensors and on views one float in differ")
+	}
+}

@@ -288,3 +288,54 @@ func bnReLUOn(t testing.TB, place func(*engine.Tensor) *engine.Tensor, x, dout, 
 	opsMust(t, engine.BatchNorm2DBackward(nil, dg2, db2, dyr, xd, mean, invStd, g))
 	return []*engine.Tensor{out, dx, dg, db, dg2, db2}
 }
+
+// Batch norm's apply passes take four elements at a time where a plane's
+// size is a multiple of 4 and the tensors are 16-byte aligned, one at a
+// time otherwise: the same bits either way (x as a tensor of its own and as
+// a view one element into a buffer), forward and backward, fused ReLU too.
+// The emulator aborts on a misaligned 128-bit access, as the GPU faults.
+func TestCUDABatchNormFourAtATime(t *testing.T) {
+	cudaOrSkip(t)
+	shape := []int{2, 3, 4, 6} // hw 24
+	n := 2 * 3 * 4 * 6
+	rng := rand.New(rand.NewPCG(48, 49))
+	hx, hd := randTensor(rng, engine.Float32, shape...), randTensor(rng, engine.Float32, shape...)
+	g, b := dev(t, randTensor(rng, engine.Float32, 3)), dev(t, randTensor(rng, engine.Float32, 3))
+	// offset copies: every tensor of the pass one float into its buffer.
+	offset := func(h *engine.Tensor) *engine.Tensor {
+		buf := dev(t, engine.New(engine.Float32, n+1))
+		v, err := buf.Rows(1, n)
+		opsMust(t, err)
+		v, err = v.Reshape(shape...)
+		opsMust(t, err)
+		opsMust(t, v.CopyFrom(h))
+		return v
+	}
+	aligned := func(h *engine.Tensor) *engine.Tensor { return dev(t, h) }
+	run := func(place func(*engine.Tensor) *engine.Tensor, relu bool) []*engine.Tensor {
+		x, dout := place(hx), place(hd)
+		out, dx := place(engine.New(engine.Float32, shape...)), place(engine.New(engine.Float32, shape...))
+		mean, inv := dev(t, engine.New(engine.Float32, 3)), dev(t, engine.New(engine.Float32, 3))
+		dg, db := dev(t, engine.New(engine.Float32, 3)), dev(t, engine.New(engine.Float32, 3))
+		if relu {
+			opsMust(t, engine.BatchNorm2DReLUForward(out, mean, inv, x, g, b, nil, nil, 0.1, 1e-5))
+			opsMust(t, engine.BatchNorm2DReLUBackward(dx, dg, db, dout, out, x, mean, inv, g))
+		} else {
+			opsMust(t, engine.BatchNorm2DForward(out, mean, inv, x, g, b, nil, nil, 0.1, 1e-5))
+			opsMust(t, engine.BatchNorm2DBackward(dx, dg, db, dout, x, mean, inv, g))
+		}
+		return []*engine.Tensor{out, dx, dg, db}
+	}
+	for _, relu := range []bool{false, true} {
+		four, one := run(aligned, relu), run(offset, relu)
+		for k, name := range []string{"out", "dx", "dgamma", "dbeta"} {
+			a, err := engine.ToCPU(nil, four[k])
+			opsMust(t, err)
+			o, err := engine.ToCPU(nil, one[k])
+			opsMust(t, err)
+			if !bitsEqual(a, o) {
+				t.Errorf("relu %v %s: four at a time and one at a time differ", relu, name)
+			}
+		}
+	}
+}

@@ -31,6 +31,30 @@
 	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (long long)(n); \
 	     i += (long long)blockDim.x * gridDim.x)
 
+// 128-bit loads and stores of four floats; p must be 16-byte aligned (the
+// emulator aborts on one that is not, as the GPU would fault).
+__device__ __forceinline__ float4 kiln_ld4(const float* p) {
+#ifdef KILN_EMU
+	kiln_emu_check_align16(p);
+#endif
+	return *reinterpret_cast<const float4*>(p);
+}
+__device__ __forceinline__ void kiln_st4(float* p, float4 v) {
+#ifdef KILN_EMU
+	kiln_emu_check_align16(p);
+#endif
+	*reinterpret_cast<float4*>(p) = v;
+}
+
+// Whether every non-null pointer is 16-byte aligned: a kernel may then take
+// its elements four at a time (with n a multiple of 4).
+__device__ __forceinline__ bool kiln_aligned16(const void* a, const void* b = nullptr, const void* c = nullptr,
+                                              const void* d = nullptr) {
+	return ((reinterpret_cast<size_t>(a) | reinterpret_cast<size_t>(b) | reinterpret_cast<size_t>(c) |
+	         reinterpret_cast<size_t>(d)) &
+	        15) == 0;
+}
+
 // Sum of v over a warp, every lane gets the total.
 __device__ __forceinline__ float kiln_warp_sum(float v) {
 	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

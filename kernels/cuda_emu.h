@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -208,6 +209,15 @@ using std::max;
 using std::min;
 
 struct float2 { float x, y; };
-struct float4 { float x, y, z, w; };
+struct alignas(16) float4 { float x, y, z, w; };
+
+// A 128-bit access on a GPU faults (misaligned address) unless it is 16-byte
+// aligned; x86 does not care, so the emulator checks for it.
+inline void kiln_emu_check_align16(const void* p) {
+	if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
+		std::fprintf(stderr, "kiln emulator: misaligned 128-bit access at %p\n", p);
+		std::abort();
+	}
+}
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
