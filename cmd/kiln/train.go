@@ -13,6 +13,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/durable"
@@ -42,6 +43,9 @@ func trainCmd() *cobra.Command {
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML or JSON configuration file (flags given override it)")
 	cmd.Flags().BoolVar(&resume, "resume", false, "continue the run in --run-dir from its checkpoint")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if resume && configPath == "" {
+			configPath = runConfig(cmd.Flags())
+		}
 		c, err := cf.resolve(cmd.Flags(), configPath)
 		if err != nil {
 			return usageError{err}
@@ -52,6 +56,23 @@ func trainCmd() *cobra.Command {
 		return runTrain(c, resume)
 	}
 	return cmd
+}
+
+// runConfig is the configuration a run directory holds (its config.yaml),
+// the base of a --resume without --config: `kiln train --run-dir DIR
+// --resume` continues DIR's run as it was started, the flags given laid over
+// it (and refused at the checkpoint if they change what it trains). ""
+// when there is none (a run killed before it wrote one starts afresh).
+func runConfig(f *pflag.FlagSet) string {
+	dir, err := f.GetString("run-dir")
+	if err != nil || dir == "" {
+		return ""
+	}
+	path := filepath.Join(dir, trainer.ConfigFile)
+	if _, err := os.Stat(path); err != nil {
+		return ""
+	}
+	return path
 }
 
 // trainingSetup is what kiln train and kiln lr-find both build from a

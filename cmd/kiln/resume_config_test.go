@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+// `kiln train --run-dir DIR --resume` continues DIR's run as it was
+// started, from its config.yaml: a run of a model and data set other than
+// the defaults, stopped after its first epoch and resumed with no other
+// flag, ends with the bytes of the straight run. A flag that changes what
+// it trains is refused, naming the flags that may change.
+func TestResumeTakesTheRunsConfiguration(t *testing.T) {
+	needMNIST(t)
+	dir := t.TempDir()
+	args := func(run string) []string {
+		return []string{"train", "--model", "mlp", "--dataset", "mnist", "--subset", "0.02", "--epochs", "2", "--seed", "5",
+			"--lr", "0.02", "--device", "cpu", "--run-dir", filepath.Join(dir, run)}
+	}
+	mustRun(t, dir, args("straight")...)
+	mustRun(t, dir, append(args("stopped"), "--stop-after-epoch", "1")...)
+	if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--lr", "0.1"); r.code == 0 ||
+		!strings.Contains(r.stderr, "configuration differs") {
+		t.Errorf("a resume with another --lr: exit %d, %q", r.code, r.stderr)
+	}
+	mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume")
+	want, err := os.ReadFile(filepath.Join(dir, "straight", trainer.LastWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "stopped", trainer.LastWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("the run resumed with no flags ends with other weights than the straight run")
+	}
+}
