@@ -132,23 +132,6 @@ func TestLinearReLUFusedGivesTheSameBits(t *testing.T) {
 			t.Fatalf("%s: no Linear is linked to the ReLU after it", name)
 		}
 		rng := rand.New(rand.NewPCG(10, 11))
-		for step := range 3 {
-			training := step < 2
-			fused.SetTraining(training)
-			plain.SetTraining(training)
-			x := gradcheck.Rand(rng, -1, 1, 4, 1, 28, 28).As(engine.Float32)
-			dout := gradcheck.Rand(rng, -1, 1, 4, 10).As(engine.Float32)
-			var got, want [][]float32
-			if training {
-				got, want = stepBits(t, fused, x, dout), stepBits(t, plain, x, dout)
-			} else {
-				got, want = [][]float32{forwardBits(t, fused, x)}, [][]float32{forwardBits(t, plain, x)}
-			}
-			for i := range want {
-				if !slices.Equal(got[i], want[i]) {
-					t.Errorf("%s step %d: result %d differs between fused and separate Linear and ReLU", name, step, i)
-				}
-			}
-		}
+		sameBitsOverSteps(t, name+" (Linear and ReLU)", fused, plain, rng, []int{4, 1, 28, 28}, nil)
 	}
 }

@@ -38,18 +38,7 @@ func TestReLUMaxPoolFusedGivesTheSameBits(t *testing.T) {
 			t.Fatalf("%s: %d ReLUs linked to the max pool after them, want 2", name, pairs)
 		}
 		rng := rand.New(rand.NewPCG(8, 9))
-		for step := 0; step < 3; step++ {
-			training := step < 2
-			fused.SetTraining(training)
-			plain.SetTraining(training)
-			x := gradcheck.Rand(rng, -1, 1, 4, 3, 28, 28).As(engine.Float32)
-			dout := gradcheck.Rand(rng, -1, 1, 4, 10).As(engine.Float32)
-			var got, want [][]float32
-			if training {
-				got, want = stepBits(t, fused, x, dout), stepBits(t, plain, x, dout)
-			} else {
-				got, want = [][]float32{forwardBits(t, fused, x)}, [][]float32{forwardBits(t, plain, x)}
-			}
+		sameBitsOverSteps(t, name+" (ReLU and max pool)", fused, plain, rng, []int{4, 3, 28, 28}, func(step int) {
 			ran := 0
 			WalkLayers(fused, func(_ string, l Layer) {
 				if m, ok := l.(*MaxPool2D); ok && m.fused && m.relu.pooled {
@@ -59,10 +48,34 @@ func TestReLUMaxPoolFusedGivesTheSameBits(t *testing.T) {
 			if ran != pairs {
 				t.Errorf("%s step %d: %d of %d linked pairs ran fused", name, step, ran, pairs)
 			}
-			for i := range want {
-				if !slices.Equal(got[i], want[i]) {
-					t.Errorf("%s step %d: result %d differs between fused and separate ReLU and max pool", name, step, i)
-				}
+		})
+	}
+}
+
+// sameBitsOverSteps runs the two models on the same random batches of
+// inShape, two training steps and then one evaluation, and fails on any
+// logit or gradient that differs between them; after each step it calls
+// check (nil: none).
+func sameBitsOverSteps(t *testing.T, what string, fused, plain *Model, rng *rand.Rand, inShape []int, check func(step int)) {
+	t.Helper()
+	for step := range 3 {
+		training := step < 2
+		fused.SetTraining(training)
+		plain.SetTraining(training)
+		x := gradcheck.Rand(rng, -1, 1, inShape...).As(engine.Float32)
+		dout := gradcheck.Rand(rng, -1, 1, inShape[0], 10).As(engine.Float32)
+		var got, want [][]float32
+		if training {
+			got, want = stepBits(t, fused, x, dout), stepBits(t, plain, x, dout)
+		} else {
+			got, want = [][]float32{forwardBits(t, fused, x)}, [][]float32{forwardBits(t, plain, x)}
+		}
+		if check != nil {
+			check(step)
+		}
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) {
+				t.Errorf("%s step %d: result %d differs between the fused and the separate ops", what, step, i)
 			}
 		}
 	}
