@@ -86,8 +86,9 @@ func roundBF16CUDA(out, x *Tensor) error {
 func clipByGlobalNormCUDA(ts []*Tensor, maxNorm float64) error {
 	const op = "ClipByGlobalNorm"
 	runs := 0
-	countRuns := func(*Tensor, int) error { runs++; return nil }
-	_ = forDeviceRuns(ts, countRuns)
+	if err := forDeviceRuns(ts, func(*Tensor, int) error { runs++; return nil }); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	return runCUDA(op, func() error {
 		const perRun = 256 // sum_squares_f32's most blocks
 		scratch, free, err := devTemp(runs*perRun + 1)
