@@ -83,7 +83,7 @@ type stepAfter struct {
 // over the ranks, clip, and update.
 func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAfter, x *engine.Tensor, lr float64,
 	lossGrad func(out *engine.Tensor) (float64, *engine.Tensor, error)) (float64, error) {
-	if err := flattenDeviceGrads(params, after); err != nil {
+	if err := flattenDeviceGrads(params); err != nil {
 		return 0, err
 	}
 	if err := zeroGrads(params); err != nil {
@@ -123,10 +123,9 @@ func update(params []*layers.Param, opt Optimizer, after stepAfter, lr float64) 
 
 // flattenDeviceGrads puts a model's gradients on the GPU into one buffer
 // the model owns (layers.FlattenModelGrads, once), so that zeroing them is
-// one memset, not one per parameter. A reducer flattens the same buffer
-// itself, the one it all-reduces.
-func flattenDeviceGrads(params []*layers.Param, after stepAfter) error {
-	if after.reduce != nil || len(params) == 0 || params[0].Grad.Device() != engine.CUDA {
+// one memset, not one per parameter; a reducer all-reduces the same buffer.
+func flattenDeviceGrads(params []*layers.Param) error {
+	if len(params) == 0 || params[0].Grad.Device() != engine.CUDA {
 		return nil
 	}
 	if err := layers.FlattenModelGrads(params); err != nil {
@@ -135,16 +134,25 @@ func flattenDeviceGrads(params []*layers.Param, after stepAfter) error {
 	return nil
 }
 
-// zeroGrads zeroes the gradients on every thread (engine.ZeroAll). The list
-// is gathered each step, since a reducer may have replaced the tensors with
-// views of its flat buffer, into a pooled slice: a step allocates nothing.
-func zeroGrads(params []*layers.Param) error {
+// zeroGrads zeroes the gradients on every thread (engine.ZeroAll).
+func zeroGrads(params []*layers.Param) error { return withGrads(params, engine.ZeroAll) }
+
+// clipGrads scales the gradients to a global norm of at most maxNorm
+// (engine.ClipByGlobalNorm).
+func clipGrads(params []*layers.Param, maxNorm float64) error {
+	return withGrads(params, func(grads []*engine.Tensor) error { return engine.ClipByGlobalNorm(grads, maxNorm) })
+}
+
+// withGrads calls do with the gradients of params. The list is gathered
+// each call, since flattening may have replaced the tensors with views of a
+// flat buffer, into a pooled slice: a step allocates nothing.
+func withGrads(params []*layers.Param, do func([]*engine.Tensor) error) error {
 	lp := gradLists.Get().(*[]*engine.Tensor)
 	grads := (*lp)[:0]
 	for _, p := range params {
 		grads = append(grads, p.Grad)
 	}
-	err := engine.ZeroAll(grads)
+	err := do(grads)
 	clear(grads)
 	*lp = grads[:0]
 	gradLists.Put(lp)
@@ -152,21 +160,6 @@ func zeroGrads(params []*layers.Param) error {
 }
 
 var gradLists = sync.Pool{New: func() any { return new([]*engine.Tensor) }}
-
-// clipGrads scales the gradients to a global norm of at most maxNorm
-// (engine.ClipByGlobalNorm), listed into a pooled slice as zeroGrads does.
-func clipGrads(params []*layers.Param, maxNorm float64) error {
-	lp := gradLists.Get().(*[]*engine.Tensor)
-	grads := (*lp)[:0]
-	for _, p := range params {
-		grads = append(grads, p.Grad)
-	}
-	err := engine.ClipByGlobalNorm(grads, maxNorm)
-	clear(grads)
-	*lp = grads[:0]
-	gradLists.Put(lp)
-	return err
-}
 
 // idleStep is the step of a rank whose shard of a short last batch is
 // empty: no forward or backward, a zero gradient into the reduction, and the
