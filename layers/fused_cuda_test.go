@@ -35,7 +35,7 @@ func TestCUDAFusedPairsGiveTheSameBits(t *testing.T) {
 		for step := range 2 {
 			x := gradcheck.Rand(rng, -1, 1, 2, 1, c.size, c.size).As(engine.Float32)
 			dout := gradcheck.Rand(rng, -1, 1, 2, 10).As(engine.Float32)
-			got, want := deviceStepBits(t, fused, x, dout), deviceStepBits(t, plain, x, dout)
+			got, want := stepBitsOn(t, engine.CUDA, fused, x, dout), stepBitsOn(t, engine.CUDA, plain, x, dout)
 			ran := 0
 			WalkLayers(fused, func(_ string, l Layer) {
 				switch l := l.(type) {
@@ -63,49 +63,4 @@ func TestCUDAFusedPairsGiveTheSameBits(t *testing.T) {
 			}
 		}
 	}
-}
-
-// deviceStepBits is stepBits for a model on the GPU: x and dout go up, the
-// logits and gradients come back.
-func deviceStepBits(t *testing.T, m *Model, x, dout *engine.Tensor) [][]float32 {
-	t.Helper()
-	dx, err := x.To(engine.CUDA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dx.Release()
-	dd, err := dout.To(engine.CUDA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dd.Release()
-	var res [][]float32
-	m.Walk("", func(_ string, p *Param) {
-		if p.Grad != nil {
-			if err := p.Grad.Zero(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
-	host := func(d *engine.Tensor) []float32 {
-		h, err := engine.ToCPU(nil, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h.Float32()
-	}
-	y, err := m.Forward(dx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res = append(res, host(y))
-	if _, err := m.Backward(dd); err != nil {
-		t.Fatal(err)
-	}
-	m.Walk("", func(_ string, p *Param) {
-		if p.Grad != nil {
-			res = append(res, host(p.Grad))
-		}
-	})
-	return res
 }

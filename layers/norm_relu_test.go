@@ -55,8 +55,33 @@ func TestBatchNormReLUFusedGivesTheSameBits(t *testing.T) {
 }
 
 // stepBits runs m forward and backward on x with the gradient dout and
-// returns the logits and every parameter gradient (zeroed first).
+// returns the logits and every parameter gradient (zeroed first). x and
+// dout are host tensors; on the GPU (dev CUDA) they go up and the results
+// come back.
 func stepBits(t *testing.T, m *Model, x, dout *engine.Tensor) [][]float32 {
+	return stepBitsOn(t, engine.CPU, m, x, dout)
+}
+
+func stepBitsOn(t *testing.T, dev engine.Device, m *Model, x, dout *engine.Tensor) [][]float32 {
+	t.Helper()
+	on := func(h *engine.Tensor) *engine.Tensor {
+		if dev == engine.CPU {
+			return h
+		}
+		d, err := h.To(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Release)
+		return d
+	}
+	host := func(d *engine.Tensor) []float32 {
+		h, err := engine.ToCPU(nil, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(h.Float32())
+	}
 	var res [][]float32
 	m.Walk("", func(_ string, p *Param) {
 		if p.Grad != nil {
@@ -65,17 +90,17 @@ func stepBits(t *testing.T, m *Model, x, dout *engine.Tensor) [][]float32 {
 			}
 		}
 	})
-	y, err := m.Forward(x)
+	y, err := m.Forward(on(x))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res = append(res, slices.Clone(y.Float32()))
-	if _, err := m.Backward(dout); err != nil {
+	res = append(res, host(y))
+	if _, err := m.Backward(on(dout)); err != nil {
 		t.Fatal(err)
 	}
 	m.Walk("", func(_ string, p *Param) {
 		if p.Grad != nil {
-			res = append(res, slices.Clone(p.Grad.Float32()))
+			res = append(res, host(p.Grad))
 		}
 	})
 	return res
