@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
-	"github.com/kiln-ml/kiln/trainer"
 )
 
 // A precision the device lacks, or a misspelt one, stops kiln train, kiln
@@ -62,15 +60,7 @@ func TestBF16RunResumesBitExact(t *testing.T) {
 	mustRun(t, dir, args("straight")...)
 	mustRun(t, dir, append(args("stopped"), "--stop-after-epoch", "1")...)
 	mustRun(t, dir, append(args("stopped"), "--resume")...)
-	want, err := os.ReadFile(filepath.Join(dir, "straight", trainer.LastWeights))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(filepath.Join(dir, "stopped", trainer.LastWeights))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
+	if !sameLastWeights(t, filepath.Join(dir, "straight"), filepath.Join(dir, "stopped")) {
 		t.Error("the resumed bf16 run's weights differ from the straight run's")
 	}
 	if cfg, _ := os.ReadFile(filepath.Join(dir, "straight", "config.yaml")); !strings.Contains(string(cfg), "precision: bf16") {

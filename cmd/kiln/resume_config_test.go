@@ -29,15 +29,22 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 		t.Errorf("a resume with another --lr: exit %d, %q", r.code, r.stderr)
 	}
 	mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume")
-	want, err := os.ReadFile(filepath.Join(dir, "straight", trainer.LastWeights))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(filepath.Join(dir, "stopped", trainer.LastWeights))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
+	if !sameLastWeights(t, filepath.Join(dir, "straight"), filepath.Join(dir, "stopped")) {
 		t.Error("the run resumed with no flags ends with other weights than the straight run")
 	}
+}
+
+// sameLastWeights reports whether two run directories ended with the same
+// last.safetensors, byte for byte.
+func sameLastWeights(t *testing.T, a, b string) bool {
+	t.Helper()
+	want, err := os.ReadFile(filepath.Join(a, trainer.LastWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(b, trainer.LastWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(got, want)
 }
