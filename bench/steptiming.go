@@ -2,6 +2,7 @@ package bench
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -39,6 +40,9 @@ type StepTimingConfig struct {
 	// Profile, on the GPU, runs a few more steps under the kernel profiler
 	// after the timed ones (StepTiming.Profile).
 	Profile bool
+	// NoCUDAGraph launches a GPU step's kernels one by one instead of as
+	// one CUDA graph once the step repeats (engine.StepGraph).
+	NoCUDAGraph bool
 }
 
 // StepTiming is what one training-speed measurement found.
@@ -54,9 +58,12 @@ type StepTiming struct {
 	StepMillis        float64 `json:"step_ms"`
 	TrainImagesPerSec float64 `json:"train_images_per_sec"`
 	AllocsPerStep     float64 `json:"allocs_per_step"`
-	FinalLoss         float64 `json:"final_loss"`
-	CPUISA            string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
-	Precision         string  `json:"precision"`
+	// CUDAGraph says the timed GPU steps ran as CUDA graph launches: all
+	// of them replayed one graph.
+	CUDAGraph bool    `json:"cuda_graph"`
+	FinalLoss float64 `json:"final_loss"`
+	CPUISA    string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
+	Precision string  `json:"precision"`
 	// Data-parallel steps only (the one-process line keeps its fields):
 	// the ranks, the share of the timed seconds spent in the gradients'
 	// all-reduce (the mean over ranks), and the gradient bytes each
@@ -73,7 +80,8 @@ type stepRun struct {
 	step    *trainer.Classifier
 	x       *engine.Tensor
 	labels  []int32
-	losses  *engine.LossLog // as Fit keeps them: a GPU step waits for nothing
+	losses  *engine.LossLog   // as Fit keeps them: a GPU step waits for nothing
+	graph   *engine.StepGraph // as Fit: a GPU step as one graph launch
 	read    []engine.StepLoss
 	reducer *trainer.GradReducer // nil in one process
 	release func()
@@ -112,6 +120,7 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 	}
 	warmStep := time.Since(warm) / time.Duration(max(c.Warmup-1, 1))
 	r.resetComm()
+	graphBefore := r.graph.Stats()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
@@ -127,6 +136,7 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 	}
 	el := time.Since(start).Seconds()
 	runtime.ReadMemStats(&after)
+	graph := r.graph.Stats()
 	s := c.Spec
 	res := StepTiming{
 		Model: c.Model, Batch: c.Batch, Device: c.Device.String(),
@@ -141,6 +151,7 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		TrainImagesPerSec: float64(n*c.Batch) / el,
 		AllocsPerStep:     float64(after.Mallocs-before.Mallocs) / float64(n),
 		FinalLoss:         loss,
+		CUDAGraph:         graph.Err == nil && graph.Replays-graphBefore.Replays == n,
 	}
 	if c.Profile {
 		if res.Profile, err = profileSteps(r, c.LR, profiledSteps); err != nil {
@@ -158,7 +169,7 @@ func (r *stepRun) steps(n int, lr float64) (float64, error) {
 		return 0, nil
 	}
 	for i := range n {
-		if err := r.step.TrainStepLogged(r.x, r.labels, lr, r.losses); err != nil {
+		if err := r.graphStep(lr); err != nil {
 			return 0, err
 		}
 		if r.losses.Len() == r.losses.Cap() || i == n-1 {
@@ -174,6 +185,15 @@ func (r *stepRun) steps(n int, lr float64) (float64, error) {
 		}
 	}
 	return r.read[len(r.read)-1].Loss, nil
+}
+
+// graphStep is one step, bracketed by the step graph.
+func (r *stepRun) graphStep(lr float64) error {
+	if err := r.graph.Begin(); err != nil {
+		return err
+	}
+	err := r.step.TrainStepLogged(r.x, r.labels, lr, r.losses)
+	return errors.Join(err, r.graph.End())
 }
 
 // newStepRun makes this rank's batch of rows (seeded by the rank, so ranks
@@ -216,6 +236,11 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 	opt := &trainer.SGD{Momentum: 0.9}
 	step := trainer.NewClassifier(net, opt)
 	r := &stepRun{step: step, x: x, labels: labels, losses: engine.NewLossLog(50)}
+	graphDev := c.Device
+	if c.NoCUDAGraph || sizeOf(c.World) > 1 {
+		graphDev = engine.CPU // off: a step's all-reduce would end the graph
+	}
+	r.graph = engine.NewStepGraph(graphDev)
 	if ranks := sizeOf(c.World); ranks > 1 {
 		share := 1 / float64(ranks)
 		r.reducer = &trainer.GradReducer{World: c.World, BucketBytes: cmp.Or(c.BucketBytes, trainer.DefaultBucketBytes), Share: share}
@@ -225,7 +250,7 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 		step.Reduce = func(params []*layers.Param) error { return r.reducer.Reduce(params, share) }
 		frees = append(frees, r.reducer.Release)
 	}
-	frees = append(frees, opt.Release, step.ReleaseBuffers, r.losses.Release)
+	frees = append(frees, opt.Release, step.ReleaseBuffers, r.losses.Release, r.graph.Release)
 	r.release = func() {
 		for i := len(frees) - 1; i >= 0; i-- {
 			frees[i]()

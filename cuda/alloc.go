@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ import (
 var (
 	allocMu   sync.Mutex
 	freeLists = map[int64][]Ptr{}
+	live      = map[Ptr]int64{} // blocks handed out, by base: their sizes
 	cached    int64
 	inUse     int64
 	peakInUse int64
@@ -57,11 +59,17 @@ func Alloc(bytes int64) (Ptr, error) {
 		cached -= size
 		inUse += size
 		peakInUse = max(peakInUse, inUse)
+		live[p] = size
 		return p, nil
 	}
 	p, err := be.alloc(size)
 	if err == errOOM {
 		held := cached
+		// Cached blocks may be named by a step's held-back operations
+		// (graph.go): they run before the blocks go.
+		if err := settle("the cache released for an allocation"); err != nil {
+			return 0, err
+		}
 		if err := emptyCacheLocked(); err != nil {
 			return 0, fmt.Errorf("cuda: releasing the cache to retry an allocation of %s: %w", human(bytes), err)
 		}
@@ -80,7 +88,24 @@ func Alloc(bytes int64) (Ptr, error) {
 	}
 	inUse += size
 	peakInUse = max(peakInUse, inUse)
+	live[p] = size
 	return p, nil
+}
+
+// blockOf is the block that holds [p, p+bytes): [base, base+size) of an
+// allocation, or the range itself where none holds it.
+func blockOf(p Ptr, bytes int64) (lo, hi Ptr) {
+	allocMu.Lock()
+	defer allocMu.Unlock()
+	if size, ok := live[p]; ok {
+		return p, p + Ptr(size)
+	}
+	for base, size := range live {
+		if p >= base && p < base+Ptr(size) {
+			return base, base + Ptr(size)
+		}
+	}
+	return p, p + Ptr(bytes)
 }
 
 // Free gives memory from Alloc(bytes) back to the cache (to the device with
@@ -90,11 +115,17 @@ func Free(p Ptr, bytes int64) {
 		return
 	}
 	size := roundSize(bytes)
+	var settled error
+	if noCache {
+		// A step's held-back operations may name the block (graph.go).
+		settled = settle("a block going back to the driver")
+	}
 	allocMu.Lock()
 	defer allocMu.Unlock()
 	inUse -= size
+	delete(live, p)
 	if noCache {
-		if err := be.free(p); err != nil && freeErr == nil {
+		if err := cmp.Or(settled, be.free(p)); err != nil && freeErr == nil {
 			freeErr = err
 		}
 		return
@@ -106,6 +137,9 @@ func Free(p Ptr, bytes int64) {
 // EmptyCache returns every cached block to the driver, and the first error
 // the driver gave (a failed free means a broken context).
 func EmptyCache() error {
+	if err := settle("EmptyCache"); err != nil {
+		return err
+	}
 	allocMu.Lock()
 	defer allocMu.Unlock()
 	return emptyCacheLocked()

@@ -357,3 +357,52 @@ func (d *driverBackend) sync() error {
 	defer unbind()
 	return cuErr("cuCtxSynchronize", cu.Synchronize())
 }
+
+// cOp is o as kiln_cuda_graph_build takes it.
+func cOp(o *op) C.kiln_graph_op {
+	c := C.kiln_graph_op{kind: C.int(o.kind), n: C.int(o.n), dst: C.uintptr_t(o.dst), src: C.uintptr_t(o.src), bytes: C.size_t(o.bytes)}
+	if o.kind == opLaunch {
+		c.fn = C.uintptr_t(o.k.h)
+		c.grid = [3]C.uint{C.uint(o.grid.X), C.uint(o.grid.Y), C.uint(o.grid.Z)}
+		c.block = [3]C.uint{C.uint(o.block.X), C.uint(o.block.Y), C.uint(o.block.Z)}
+		c.shmem = C.uint(o.shmem)
+		for i, v := range o.slots {
+			c.slots[i] = C.uint64_t(v)
+		}
+	}
+	return c
+}
+
+func (d *driverBackend) buildGraph(ops []op) (uintptr, error) {
+	if len(ops) == 0 {
+		return 0, errors.New("an empty graph")
+	}
+	cops := make([]C.kiln_graph_op, len(ops))
+	for i := range ops {
+		cops[i] = cOp(&ops[i])
+	}
+	var g C.uintptr_t
+	if rc := C.kiln_cuda_graph_build(C.uintptr_t(d.rawc), &cops[0], C.int(len(cops)), &g); rc != 0 {
+		return 0, &cudaError{"cuGraphInstantiate", int(rc)}
+	}
+	return uintptr(g), nil
+}
+
+func (d *driverBackend) updateGraph(g uintptr, i int, o *op) error {
+	c := cOp(o)
+	if rc := C.kiln_cuda_graph_update(C.uintptr_t(d.rawc), C.uintptr_t(g), C.int(i), &c); rc != 0 {
+		return &cudaError{"cuGraphExecKernelNodeSetParams", int(rc)}
+	}
+	return nil
+}
+
+func (d *driverBackend) launchGraph(g uintptr) error {
+	if rc := C.kiln_cuda_graph_launch(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), C.uintptr_t(g)); rc != 0 {
+		return &cudaError{"cuGraphLaunch", int(rc)}
+	}
+	return nil
+}
+
+func (d *driverBackend) dropGraph(g uintptr) {
+	C.kiln_cuda_graph_destroy(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), C.uintptr_t(g))
+}

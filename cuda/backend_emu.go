@@ -43,10 +43,12 @@ func init() { newBackend = func() backend { return &emuBackend{} } }
 // size defaults to 4 GiB of address space (KILN_EMU_MEMORY=bytes to change),
 // so out-of-memory handling can be tested too.
 type emuBackend struct {
-	mu    sync.Mutex
-	sizes map[Ptr]int64
-	used  int64
-	total int64
+	mu     sync.Mutex
+	sizes  map[Ptr]int64
+	used   int64
+	total  int64
+	graphs map[uintptr][]op // built graphs, by handle
+	nextG  uintptr
 }
 
 // devices is 1, or KILN_EMU_DEVICES: emulated devices for tests of one
@@ -199,6 +201,50 @@ func (e *emuBackend) launch(h uintptr, grid, block Dim3, shmem int, slots *uint6
 }
 
 func (e *emuBackend) sync() error { return nil }
+
+// An emulated graph is its operations, copied, run in order at a launch.
+func (e *emuBackend) buildGraph(ops []op) (uintptr, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.graphs == nil {
+		e.graphs = map[uintptr][]op{}
+	}
+	e.nextG++
+	e.graphs[e.nextG] = append([]op(nil), ops...)
+	return e.nextG, nil
+}
+
+func (e *emuBackend) updateGraph(g uintptr, i int, o *op) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ops, ok := e.graphs[g]
+	if !ok || i < 0 || i >= len(ops) || !o.sameNode(&ops[i]) || o.kind != opLaunch {
+		return errors.New("no such kernel node")
+	}
+	ops[i] = *o
+	return nil
+}
+
+func (e *emuBackend) launchGraph(g uintptr) error {
+	e.mu.Lock()
+	ops, ok := e.graphs[g]
+	e.mu.Unlock()
+	if !ok {
+		return errors.New("no such graph")
+	}
+	for i := range ops {
+		if err := ops[i].issue(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *emuBackend) dropGraph(g uintptr) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.graphs, g)
+}
 
 // The emulator's launches have finished when they return, so its marks are
 // readings of the host's monotonic clock.

@@ -99,6 +99,12 @@ type backend interface {
 	// exact reports whether allocations must not be rounded up (the
 	// emulator: AddressSanitizer sees one byte past a buffer).
 	exact() bool
+	// A graph of recorded operations (graph.go): built once, its kernel
+	// node i given op's arguments, launched on the stream, dropped.
+	buildGraph(ops []op) (uintptr, error)
+	updateGraph(g uintptr, i int, o *op) error
+	launchGraph(g uintptr) error
+	dropGraph(g uintptr)
 }
 
 var errOOM = errors.New("out of device memory")
@@ -301,6 +307,12 @@ func Launch(k *Kernel, grid, block Dim3, shmem int, a *Args) error {
 	if grid.X == 0 || grid.Y == 0 || grid.Z == 0 {
 		return nil // nothing to do: an empty tensor
 	}
+	if g := active.Load(); g != nil {
+		o := op{kind: opLaunch, k: k, grid: grid, block: block, shmem: shmem, n: a.n, slots: a.slots}
+		if held, err := g.take(&o); held || err != nil {
+			return err
+		}
+	}
 	var err error
 	if profiling.Load() {
 		err = profiledLaunch(func() error { return be.launch(k.h, grid, block, shmem, &a.slots[0], a.n) }, k)
@@ -335,6 +347,9 @@ func Synchronize() error {
 	if err := ready(); err != nil {
 		return err
 	}
+	if err := settle("Synchronize"); err != nil {
+		return err
+	}
 	return be.sync()
 }
 
@@ -355,6 +370,9 @@ func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 	if bytes == 0 {
 		return nil
 	}
+	if err := settleFor(dst, bytes); err != nil {
+		return err
+	}
 	count(&prof.uploads)
 	return be.htod(dst, src, bytes)
 }
@@ -366,6 +384,9 @@ func CopyDtoH(dst unsafe.Pointer, src Ptr, bytes int64) error {
 	}
 	if bytes == 0 {
 		return nil
+	}
+	if err := settle("a copy to the host"); err != nil {
+		return err
 	}
 	count(&prof.copies)
 	return be.dtoh(dst, src, bytes)
@@ -379,6 +400,12 @@ func CopyDtoD(dst, src Ptr, bytes int64) error {
 	if bytes == 0 || dst == src {
 		return nil
 	}
+	if g := active.Load(); g != nil {
+		o := op{kind: opCopy, dst: dst, src: src, bytes: bytes}
+		if held, err := g.take(&o); held || err != nil {
+			return err
+		}
+	}
 	return be.dtod(dst, src, bytes)
 }
 
@@ -391,5 +418,11 @@ func Zero(p Ptr, bytes int64) error {
 		return nil
 	}
 	count(&prof.memsets)
+	if g := active.Load(); g != nil {
+		o := op{kind: opZero, dst: p, bytes: bytes}
+		if held, err := g.take(&o); held || err != nil {
+			return err
+		}
+	}
 	return be.memsetZero(p, bytes)
 }

@@ -55,3 +55,23 @@ void kiln_cuda_event_destroy(uintptr_t ctx, uintptr_t ev);
 
 const char* kiln_cuda_error_name(int rc);
 const char* kiln_cuda_error_string(int rc);
+
+// A step's operations as graph.go records them: a launch (kind 0), a memset
+// to zero (1) or a device copy (2).
+typedef struct {
+	int kind;
+	int n;
+	uintptr_t fn;
+	unsigned grid[3], block[3], shmem;
+	uint64_t slots[KILN_MAX_ARGS];
+	uintptr_t dst, src;
+	size_t bytes;
+} kiln_graph_op;
+
+// A graph of n operations, each node depending on the one before, built and
+// instantiated (*graph is Kiln's handle); node i's kernel given op's
+// grid and arguments; the graph launched on stream; and freed.
+int kiln_cuda_graph_build(uintptr_t ctx, const kiln_graph_op* ops, int n, uintptr_t* graph);
+int kiln_cuda_graph_update(uintptr_t ctx, uintptr_t graph, int i, const kiln_graph_op* op);
+int kiln_cuda_graph_launch(uintptr_t ctx, uintptr_t stream, uintptr_t graph);
+void kiln_cuda_graph_destroy(uintptr_t ctx, uintptr_t stream, uintptr_t graph);

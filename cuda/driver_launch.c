@@ -9,6 +9,7 @@
 #include <cuda.h>
 #include <dlfcn.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "driver.h"
@@ -151,4 +152,120 @@ const char* kiln_cuda_error_string(int rc) {
 	const char* s = 0;
 	if (cuGetErrorString((CUresult)rc, &s) != CUDA_SUCCESS || s == 0) return "unknown error";
 	return s;
+}
+
+// The graph of a step (graph.go): built node by node rather than captured
+// from the stream, so that each node's handle is kept for updates.
+typedef struct {
+	CUgraph g;
+	CUgraphExec exec;
+	int n;
+	CUgraphNode nodes[];
+} kiln_graph;
+
+static void kiln_kernel_params(const kiln_graph_op* op, void** params, CUDA_KERNEL_NODE_PARAMS* p) {
+	for (int i = 0; i < op->n; i++) params[i] = (void*)&op->slots[i];
+	memset(p, 0, sizeof *p);
+	p->func = (CUfunction)op->fn;
+	p->gridDimX = op->grid[0];
+	p->gridDimY = op->grid[1];
+	p->gridDimZ = op->grid[2];
+	p->blockDimX = op->block[0];
+	p->blockDimY = op->block[1];
+	p->blockDimZ = op->block[2];
+	p->sharedMemBytes = op->shmem;
+	p->kernelParams = params;
+}
+
+static CUresult kiln_graph_add(CUgraph g, CUcontext ctx, const kiln_graph_op* op, CUgraphNode* prev,
+                               CUgraphNode* node) {
+	size_t ndeps = *prev ? 1 : 0;
+	if (op->kind == 0) {
+		void* params[KILN_MAX_ARGS];
+		CUDA_KERNEL_NODE_PARAMS p;
+		if (op->n < 0 || op->n > KILN_MAX_ARGS) return CUDA_ERROR_INVALID_VALUE;
+		kiln_kernel_params(op, params, &p);
+		return cuGraphAddKernelNode(node, g, prev, ndeps, &p);
+	}
+	if (op->kind == 1) {
+		CUDA_MEMSET_NODE_PARAMS p;
+		memset(&p, 0, sizeof p);
+		int words = op->bytes % 4 == 0 && op->dst % 4 == 0;
+		p.dst = (CUdeviceptr)op->dst;
+		p.elementSize = words ? 4 : 1;
+		p.width = words ? op->bytes / 4 : op->bytes;
+		p.height = 1;
+		p.pitch = 0;
+		p.value = 0;
+		return cuGraphAddMemsetNode(node, g, prev, ndeps, &p, ctx);
+	}
+	CUDA_MEMCPY3D p;
+	memset(&p, 0, sizeof p);
+	p.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+	p.srcDevice = (CUdeviceptr)op->src;
+	p.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+	p.dstDevice = (CUdeviceptr)op->dst;
+	p.srcPitch = op->bytes;
+	p.dstPitch = op->bytes;
+	p.srcHeight = 1;
+	p.dstHeight = 1;
+	p.WidthInBytes = op->bytes;
+	p.Height = 1;
+	p.Depth = 1;
+	return cuGraphAddMemcpyNode(node, g, prev, ndeps, &p, ctx);
+}
+
+int kiln_cuda_graph_build(uintptr_t ctx, const kiln_graph_op* ops, int n, uintptr_t* graph) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	kiln_graph* kg = calloc(1, sizeof *kg + (size_t)n * sizeof(CUgraphNode));
+	if (!kg) return (int)CUDA_ERROR_OUT_OF_MEMORY;
+	kg->n = n;
+	if ((rc = cuGraphCreate(&kg->g, 0)) != CUDA_SUCCESS) {
+		free(kg);
+		return (int)rc;
+	}
+	CUgraphNode prev = 0;
+	for (int i = 0; i < n && rc == CUDA_SUCCESS; i++) {
+		rc = kiln_graph_add(kg->g, (CUcontext)ctx, &ops[i], &prev, &kg->nodes[i]);
+		prev = kg->nodes[i];
+	}
+	if (rc == CUDA_SUCCESS) rc = cuGraphInstantiateWithFlags(&kg->exec, kg->g, 0);
+	if (rc != CUDA_SUCCESS) {
+		cuGraphDestroy(kg->g);
+		free(kg);
+		return (int)rc;
+	}
+	*graph = (uintptr_t)kg;
+	return 0;
+}
+
+int kiln_cuda_graph_update(uintptr_t ctx, uintptr_t graph, int i, const kiln_graph_op* op) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	kiln_graph* kg = (kiln_graph*)graph;
+	if (i < 0 || i >= kg->n || op->kind != 0 || op->n < 0 || op->n > KILN_MAX_ARGS) return (int)CUDA_ERROR_INVALID_VALUE;
+	void* params[KILN_MAX_ARGS];
+	CUDA_KERNEL_NODE_PARAMS p;
+	kiln_kernel_params(op, params, &p);
+	return (int)cuGraphExecKernelNodeSetParams(kg->exec, kg->nodes[i], &p);
+}
+
+int kiln_cuda_graph_launch(uintptr_t ctx, uintptr_t stream, uintptr_t graph) {
+	CUresult rc = cuCtxSetCurrent((CUcontext)ctx);
+	if (rc != CUDA_SUCCESS) return (int)rc;
+	return (int)cuGraphLaunch(((kiln_graph*)graph)->exec, (CUstream)stream);
+}
+
+void kiln_cuda_graph_destroy(uintptr_t ctx, uintptr_t stream, uintptr_t graph) {
+	kiln_graph* kg = (kiln_graph*)graph;
+	if (cuCtxSetCurrent((CUcontext)ctx) == CUDA_SUCCESS) {
+		// Its last launch may still run: wait for it rather than lean on
+		// how the driver treats an executable graph freed in flight. A
+		// graph is dropped rarely (a new plan, Release).
+		cuStreamSynchronize((CUstream)stream);
+		cuGraphExecDestroy(kg->exec);
+		cuGraphDestroy(kg->g);
+	}
+	free(kg);
 }

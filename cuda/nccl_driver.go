@@ -78,6 +78,9 @@ func (c *NCCLComm) AllreduceSumFloat32(p Ptr, n int) error {
 	if err != nil {
 		return err
 	}
+	if err := settle("an NCCL all-reduce"); err != nil { // a step's held-back operations write p (graph.go)
+		return err
+	}
 	var cuRC C.int
 	if rc := C.kiln_nccl_allreduce_sum_f32(C.uintptr_t(d.rawc), C.uintptr_t(d.stream), C.uintptr_t(c.handle), C.uintptr_t(p), C.uint64_t(n), &cuRC); rc != 0 {
 		return ncclErr("ncclAllReduce", rc, cuRC)

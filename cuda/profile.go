@@ -65,6 +65,9 @@ func StartProfile() error {
 	if err := ready(); err != nil {
 		return err
 	}
+	if err := settle("the profiler's start"); err != nil { // a held-back step would escape the profile
+		return err
+	}
 	prof.Lock()
 	defer prof.Unlock()
 	if profiling.Load() {

@@ -8,7 +8,7 @@
 #
 #   bash scripts/gpu-run.sh                      # tests, then the whole suite, one round
 #   bash scripts/gpu-run.sh tests                # tests only (about a minute)
-#   bash scripts/gpu-run.sh profiles             # tests, then four kernel profiles (issue 17)
+#   bash scripts/gpu-run.sh profiles             # tests, four kernel profiles, graph on/off (issue 17)
 #   SUITE_ARGS="--sections train --rounds 3" bash scripts/gpu-run.sh
 #   SUITE_ARGS="--sections train --precision fp32,bf16" bash scripts/gpu-run.sh  # issue 13's GPU figures
 #
@@ -64,6 +64,17 @@ for spec in "lenet 64 28x28x1" "lenet 1024 28x28x1" "cnn 128 32x32x3" "cnn 1024 
 	timeout 60 "$G/kiln-cuda" bench --device cuda --model "$model" --batch "$batch" --input "$input" --profile \
 		--seconds 1 >"$R/profile-$model-$batch.txt" 2>&1
 	echo "profile $model b$batch: rc=$? $(grep -m1 'ms/step' "$R/profile-$model-$batch.txt")"
+done
+# The step as one CUDA graph against its launches one by one (issue 17,
+# item 6), alternating, a few seconds each.
+for spec in "lenet 64 28x28x1" "lenet 1024 28x28x1" "cnn 128 32x32x3"; do
+	read -r model batch input <<<"$spec"
+	for graph in "" --no-cuda-graph; do
+		# shellcheck disable=SC2086
+		timeout 60 "$G/kiln-cuda" bench --device cuda --model "$model" --batch "$batch" --input "$input" \
+			--seconds 2 $graph >>"$R/graph-ab.txt" 2>&1
+		echo "$model b$batch ${graph:-graph}: $(tail -1 "$R/graph-ab.txt")"
+	done
 done
 save
 [[ ${1:-} == profiles ]] && exit 0

@@ -72,6 +72,10 @@ type Config struct {
 	// NoVisuals skips histograms.jsonl, visuals.json and the event file's
 	// histograms (scalars are still written): for speed-sensitive runs.
 	NoVisuals bool `json:"no_visuals,omitempty" yaml:"no_visuals,omitempty"`
+	// NoCUDAGraph runs every GPU step as separate launches, not as one
+	// CUDA graph once the step repeats (engine.StepGraph). Either way the
+	// steps give the same bits.
+	NoCUDAGraph bool `json:"no_cuda_graph,omitempty" yaml:"no_cuda_graph,omitempty"`
 	// WorldSize is the number of ranks that train the run together (data
 	// parallel, under mpirun), when more than one. kiln train sets it from
 	// the launcher, not from a flag; config.yaml records it.

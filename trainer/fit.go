@@ -99,8 +99,9 @@ type Trainer struct {
 
 	device     engine.Device // device.go
 	precision  engine.Precision
-	xDev, yDev *engine.Tensor // training batches on the device (reused)
-	evX, ev    *engine.Tensor // an evaluation's batch on the device, results back
+	xDev, yDev *engine.Tensor    // training batches on the device (reused)
+	graphStats engine.GraphStats // what the last Fit's step graph did (stepgraph.go)
+	evX, ev    *engine.Tensor    // an evaluation's batch on the device, results back
 }
 
 // NewTrainer prepares a trainer for model, which may be any network (not
@@ -136,6 +137,7 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 // continues: everything but where and how fast it runs.
 func resumeKey(c Config) json.RawMessage {
 	c.RunDir, c.Threads, c.Device, c.StopAfterEpoch, c.DataDir, c.NoVisuals = "", 0, "", 0, "", false
+	c.NoCUDAGraph = false
 	c.Precision = ""                 // the checkpoint holds float32 masters whatever the precision
 	c.WorldSize, c.SyncBN = 0, false // issue 18: a run resumes with another number of ranks
 	b, _ := json.Marshal(c)
@@ -155,6 +157,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 	defer f.loader.Close()
 	defer f.data.Release()
 	defer f.losses.Release()
+	defer f.endGraph()
 	if err := f.resumeShared(); err != nil {
 		return nil, err
 	}
@@ -192,9 +195,10 @@ type fitRun struct {
 	elapsed    float64 // training seconds, over every part of the run
 	stopReason string  // why training ended early
 	sums       epochSums
-	window     stepWindow      // the steps since the last --log-every record (steplog.go)
-	losses     *engine.LossLog // the steps' losses, read in batches (lossread.go)
-	unread     []loggedStep    // the steps in losses
+	window     stepWindow        // the steps since the last --log-every record (steplog.go)
+	losses     *engine.LossLog   // the steps' losses, read in batches (lossread.go)
+	graph      *engine.StepGraph // the GPU step as one launch (stepgraph.go)
+	unread     []loggedStep      // the steps in losses
 	read       []engine.StepLoss
 
 	start          time.Time // of this process's part of the run
@@ -250,6 +254,7 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	}
 	f.data = t.KeepOnDevice(s.Train)
 	f.newLossLog()
+	f.newStepGraph()
 	return f, nil
 }
 
@@ -352,7 +357,7 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 // (readLosses).
 func (f *fitRun) trainStep(b *data.Batch) error {
 	t := f.t
-	if err := t.trainOnBatchLogged(f.data, b, f.sched.LR(f.step), f.losses); err != nil {
+	if err := f.graphStep(func() error { return t.trainOnBatchLogged(f.data, b, f.sched.LR(f.step), f.losses) }); err != nil {
 		return t.stepError(err, f.epochs, f.step)
 	}
 	if b.Size() > 0 {

@@ -61,6 +61,7 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON object as the last line")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
 	f.BoolVar(&o.kernelProfile, "profile", false, "on the GPU: profile the kernels of ten more steps (device time per kernel)")
+	f.BoolVar(&o.noCUDAGraph, "no-cuda-graph", false, "on the GPU: launch each step's kernels one by one, not as one CUDA graph")
 	f.BoolVar(&o.memStats, "memstats", false, "with --json, add the process's peak memory (for kiln bench suite)")
 	_ = f.MarkHidden("memstats")
 	cmd.AddCommand(benchSuiteCmd())
@@ -76,6 +77,7 @@ type benchFlags struct {
 	seconds              float64
 	asJSON, memStats     bool
 	kernelProfile        bool
+	noCUDAGraph          bool
 	cpuProfile           string
 }
 
@@ -131,7 +133,7 @@ func runBench(o benchFlags) (err error) {
 	res, err := bench.TimeSteps(bench.StepTimingConfig{
 		Model: o.model, Spec: spec, Batch: o.batch, Warmup: o.warmup, Steps: o.steps,
 		MinDur: time.Duration(o.seconds * float64(time.Second)), Device: dev, World: benchWorld(world), BucketBytes: buckets,
-		Precision: prec, Profile: o.kernelProfile,
+		Precision: prec, Profile: o.kernelProfile, NoCUDAGraph: o.noCUDAGraph,
 	})
 	if err != nil || !rank0 {
 		return err
@@ -198,8 +200,8 @@ func benchWorld(w *mpi.World) trainer.World {
 // the timed steps; bench.Run parses it).
 func printStepTiming(res bench.StepTiming, asJSON, memStats bool) error {
 	if !asJSON {
-		fmt.Printf("%s  input %s  batch %d  params %d  threads %d  precision %s\n", res.Model, res.Input, res.Batch,
-			res.Params, res.Threads, res.Precision)
+		fmt.Printf("%s  input %s  batch %d  params %d  threads %d  precision %s%s\n", res.Model, res.Input, res.Batch,
+			res.Params, res.Threads, res.Precision, map[bool]string{true: "  cuda graph"}[res.CUDAGraph])
 		fmt.Printf("%d steps in %.2fs: %.2f ms/step, %.0f images/s, %.1f allocations/step\n",
 			res.Steps, res.Seconds, res.StepMillis, res.TrainImagesPerSec, res.AllocsPerStep)
 		if res.Profile != nil {

@@ -133,6 +133,7 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	intFlag(f, &c.LogEvery, "log-every", "log training loss, accuracy, LR and images/s every N steps (0: per epoch)")
 	f.StringVar(&c.LogLevel, "log-level", "", "console log level: debug, info (default) or warn")
 	f.BoolVar(&c.NoVisuals, "no-visuals", false, "skip histograms.jsonl and visuals.json (the pictures of kiln plot and kiln board)")
+	f.BoolVar(&c.NoCUDAGraph, "no-cuda-graph", false, "on the GPU: launch each step's kernels one by one, not as one CUDA graph (the same results)")
 	return cf
 }
 
