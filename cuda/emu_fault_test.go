@@ -37,3 +37,33 @@ func TestCUDAEmulatorFailsDeviceCallsOnRequest(t *testing.T) {
 		t.Errorf("memory changed by failed calls: %v", got)
 	}
 }
+
+// A held-back step whose device calls fail returns the failure from End,
+// and the StepGraph turns graphs off rather than replay a graph that failed.
+func TestCUDAStepGraphFailureReachesEnd(t *testing.T) {
+	openOrSkip(t)
+	b := newGraphBufs(t, 64)
+	g := NewStepGraph()
+	defer g.Release()
+	injected := errors.New("injected")
+	for i := range 3 {
+		if err := g.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			FailDeviceCallsForTest(injected)
+		}
+		b.fill(t, b.x, float32(i)) // held back from step 1 on: no error yet
+		err := g.End()
+		FailDeviceCallsForTest(nil)
+		if i < 2 && err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if i == 2 && !errors.Is(err, injected) {
+			t.Fatalf("step %d: End gave %v, want the injected failure", i, err)
+		}
+	}
+	if s := g.Stats(); s.Err == nil || s.Replays != 1 {
+		t.Fatalf("stats %+v: want one replay, then graphs off", s)
+	}
+}

@@ -273,7 +273,11 @@ func (g *StepGraph) replay() error {
 	}
 	g.stale = g.stale[:0]
 	if err := be.launchGraph(g.exec); err != nil {
-		return fmt.Errorf("cuda: launching the step's graph: %w", err)
+		// Run the step as usual, and leave graphs off; a device that
+		// fails that too fails the step.
+		g.stats.Err = fmt.Errorf("cuda: launching the step's graph: %w", err)
+		g.dropGraph()
+		return g.issueHeld()
 	}
 	g.stats.Replays++
 	return nil
