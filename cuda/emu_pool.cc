@@ -8,6 +8,10 @@
 
 KILN_EMU_KERNEL(maxpool2d_forward_f32);
 KILN_EMU_KERNEL(maxpool2d_backward_f32);
+KILN_EMU_KERNEL(maxpool2x2_forward_f32);
+KILN_EMU_KERNEL(maxpool2x2_backward_f32);
+KILN_EMU_KERNEL(avgpool2x2_forward_f32);
+KILN_EMU_KERNEL(avgpool2x2_backward_f32);
 KILN_EMU_KERNEL(avgpool2d_forward_f32);
 KILN_EMU_KERNEL(avgpool2d_backward_f32);
 KILN_EMU_KERNEL(global_avgpool_forward_f32);

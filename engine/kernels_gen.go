@@ -141,6 +141,10 @@ var kern = struct {
 	// kernels/pool.cu
 	maxpool2d_forward_f32       *cuda.Kernel
 	maxpool2d_backward_f32      *cuda.Kernel
+	maxpool2x2_forward_f32      *cuda.Kernel
+	maxpool2x2_backward_f32     *cuda.Kernel
+	avgpool2x2_forward_f32      *cuda.Kernel
+	avgpool2x2_backward_f32     *cuda.Kernel
 	avgpool2d_forward_f32       *cuda.Kernel
 	avgpool2d_backward_f32      *cuda.Kernel
 	global_avgpool_forward_f32  *cuda.Kernel
@@ -250,6 +254,10 @@ var kern = struct {
 	adamw_step_multi_f32:            cuda.K("adamw_step_multi_f32"),
 	maxpool2d_forward_f32:           cuda.K("maxpool2d_forward_f32"),
 	maxpool2d_backward_f32:          cuda.K("maxpool2d_backward_f32"),
+	maxpool2x2_forward_f32:          cuda.K("maxpool2x2_forward_f32"),
+	maxpool2x2_backward_f32:         cuda.K("maxpool2x2_backward_f32"),
+	avgpool2x2_forward_f32:          cuda.K("avgpool2x2_forward_f32"),
+	avgpool2x2_backward_f32:         cuda.K("avgpool2x2_backward_f32"),
 	avgpool2d_forward_f32:           cuda.K("avgpool2d_forward_f32"),
 	avgpool2d_backward_f32:          cuda.K("avgpool2d_backward_f32"),
 	global_avgpool_forward_f32:      cuda.K("global_avgpool_forward_f32"),

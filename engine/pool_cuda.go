@@ -14,6 +14,14 @@ func poolArgs(a *cuda.Args, g *poolGeom) *cuda.Args {
 	return a.Int(g.h).Int(g.w).Int(g.oh).Int(g.ow).Int(g.kh).Int(g.kw).Int(g.sh).Int(g.sw).Int(g.ph).Int(g.pw)
 }
 
+// rowsOf4 says whether a 2-D pooling runs the 2×2 kernels that move four
+// floats of a row at a time (kernels/pool.cu): 2×2 windows with stride 2 and
+// no padding, rows of a multiple of 4, and the input (forward) or its
+// gradient (backward) 16-byte aligned.
+func rowsOf4(g *poolGeom, t *Tensor) bool {
+	return g.pairs && g.w%4 == 0 && g.oh > 0 && t.dptr()%16 == 0
+}
+
 // maxPool2DForwardCUDA is MaxPool2DForward on the GPU, and with relu
 // MaxPool2DReLUForward (op names which).
 func maxPool2DForwardCUDA(op string, relu bool, out *Tensor, argmax []int32, x *Tensor, p Pool2DParams, g *poolGeom) error {
@@ -30,7 +38,12 @@ func maxPool2DForwardCUDA(op string, relu bool, out *Tensor, argmax []int32, x *
 			}
 		}
 		var a cuda.Args
-		a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr()).I64(int64(total))
+		a.Ptr(out.dptr()).Ptr(am).Ptr(x.dptr())
+		if rowsOf4(g, x) {
+			a.I64(int64(total / 2)).Int(g.h).Int(g.w).Int(g.oh).Int(g.ow).Bool(relu)
+			return launchFit(kern.maxpool2x2_forward_f32, total/2, &a)
+		}
+		a.I64(int64(total))
 		return launchFit(kern.maxpool2d_forward_f32, total, poolArgs(&a, g).Bool(relu))
 	}, func(host hostCopy) error {
 		var cpu []int32
@@ -83,7 +96,13 @@ func maxPool2DBackwardCUDA(op string, dx, dout, keep *Tensor, argmax []int32, p 
 			kp = keep.dptr()
 		}
 		var a cuda.Args
-		a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total))
+		a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am)
+		if rowsOf4(g, dx) {
+			pairs := dout.Len() / 2
+			a.I64(int64(pairs)).Int(g.h).Int(g.w).Int(g.oh).Int(g.ow).Ptr(kp)
+			return launchFit(kern.maxpool2x2_backward_f32, pairs, &a)
+		}
+		a.I64(int64(total))
 		return launchFit(kern.maxpool2d_backward_f32, total, poolArgs(&a, g).Ptr(kp))
 	}, func(host hostCopy) error {
 		idx, err := hostIndices(argmax)
@@ -98,7 +117,12 @@ func avgPool2DForwardCUDA(out, x *Tensor, p Pool2DParams, g *poolGeom) error {
 	return runCUDA("AvgPool2DForward", func() error {
 		total := out.Len()
 		var a cuda.Args
-		a.Ptr(out.dptr()).Ptr(x.dptr()).I64(int64(total))
+		a.Ptr(out.dptr()).Ptr(x.dptr())
+		if rowsOf4(g, x) {
+			a.I64(int64(total / 2)).Int(g.h).Int(g.w).Int(g.oh).Int(g.ow)
+			return launchFit(kern.avgpool2x2_forward_f32, total/2, &a)
+		}
+		a.I64(int64(total))
 		return launchFit(kern.avgpool2d_forward_f32, total, poolArgs(&a, g))
 	}, func(host hostCopy) error { return AvgPool2DForward(host(out), host(x), p) }, out, x)
 }
@@ -107,7 +131,13 @@ func avgPool2DBackwardCUDA(dx, dout *Tensor, p Pool2DParams, g *poolGeom) error 
 	return runCUDA("AvgPool2DBackward", func() error {
 		total := dx.Len()
 		var a cuda.Args
-		a.Ptr(dx.dptr()).Ptr(dout.dptr()).I64(int64(total))
+		a.Ptr(dx.dptr()).Ptr(dout.dptr())
+		if rowsOf4(g, dx) {
+			pairs := dout.Len() / 2
+			a.I64(int64(pairs)).Int(g.h).Int(g.w).Int(g.oh).Int(g.ow)
+			return launchFit(kern.avgpool2x2_backward_f32, pairs, &a)
+		}
+		a.I64(int64(total))
 		return launchFit(kern.avgpool2d_backward_f32, total, poolArgs(&a, g))
 	}, func(host hostCopy) error { return AvgPool2DBackward(host(dx), host(dout), p) }, dx, dout)
 }

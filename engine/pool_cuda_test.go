@@ -326,3 +326,77 @@ func TestCUDAMaxPool2DReLU(t *testing.T) {
 		}
 	}
 }
+
+// The 2×2 pooling kernels that move four floats of a row at a time (rows
+// of a multiple of 4, the four-float side 16-byte aligned) give the CPU's
+// bits, as the general kernels do on a view one float into its buffer;
+// odd H leaves a last row that no window holds (zero in dx). Ties, NaN and
+// -inf are in the inputs.
+func TestCUDAPool2x2RowsOfFour(t *testing.T) {
+	cudaOrSkip(t)
+	p := engine.Pool2DSquare(2, 2, 0)
+	rng := rand.New(rand.NewPCG(77, 78))
+	for _, shape := range [][]int{{2, 3, 7, 8}, {1, 2, 6, 12}, {1, 1, 2, 4}} {
+		x := randTensor(rng, engine.Float32, shape...)
+		quantised(x)
+		for i := 0; i < x.Len(); i += 5 {
+			x.SetAt(i, []float64{math.NaN(), math.Inf(-1), -0.25, 0}[i%4])
+		}
+		oshape, err := engine.Pool2DOutputShape(shape, p)
+		opsMust(t, err)
+		g := randTensor(rng, engine.Float32, oshape...)
+		// place puts h on the device, aligned (the four-float kernels) or
+		// one float into a buffer (the general ones).
+		place := func(h *engine.Tensor, offset bool) *engine.Tensor {
+			if !offset {
+				return dev(t, h)
+			}
+			buf := dev(t, engine.New(engine.Float32, h.Len()+1))
+			v, err := buf.Rows(1, h.Len())
+			opsMust(t, err)
+			v, err = v.Reshape(h.Shape()...)
+			opsMust(t, err)
+			opsMust(t, v.CopyFrom(h))
+			return v
+		}
+		for _, relu := range []bool{false, true} {
+			// The CPU's answers.
+			out := engine.New(engine.Float32, oshape...)
+			am := make([]int32, out.Len())
+			dx := engine.New(engine.Float32, shape...)
+			fwd, bwd := engine.MaxPool2DForward, func(dx, dout, out *engine.Tensor, am []int32) error {
+				return engine.MaxPool2DBackward(dx, dout, am, p)
+			}
+			if relu {
+				fwd, bwd = engine.MaxPool2DReLUForward, func(dx, dout, out *engine.Tensor, am []int32) error {
+					return engine.MaxPool2DReLUBackward(dx, dout, out, am, p)
+				}
+			}
+			opsMust(t, fwd(out, am, x, p))
+			opsMust(t, bwd(dx, g, out, am))
+			for _, offset := range []bool{false, true} {
+				what := fmt.Sprintf("%v relu %v offset %v", shape, relu, offset)
+				dout, ddx := place(engine.New(engine.Float32, oshape...), offset), place(engine.New(engine.Float32, shape...), offset)
+				opsMust(t, ddx.Fill(7)) // overwritten, not added to
+				dam := make([]int32, out.Len())
+				opsMust(t, fwd(dout, dam, place(x, offset), p))
+				opsMust(t, bwd(ddx, place(g, offset), dout, dam))
+				checkKernels(t, []string{"maxpool2x2_forward_f32", "maxpool2d_forward_f32"}, "max forward "+what, dout, out, 0, 0)
+				poolArgmax(t, "max forward "+what, dam, am)
+				checkKernels(t, []string{"maxpool2x2_backward_f32", "maxpool2d_backward_f32"}, "max backward "+what, ddx, dx, 0, 0)
+			}
+		}
+		out, dx := engine.New(engine.Float32, oshape...), engine.New(engine.Float32, shape...)
+		opsMust(t, engine.AvgPool2DForward(out, x, p))
+		opsMust(t, engine.AvgPool2DBackward(dx, g, p))
+		for _, offset := range []bool{false, true} {
+			what := fmt.Sprintf("%v offset %v", shape, offset)
+			dout, ddx := place(engine.New(engine.Float32, oshape...), offset), place(engine.New(engine.Float32, shape...), offset)
+			opsMust(t, ddx.Fill(7))
+			opsMust(t, engine.AvgPool2DForward(dout, place(x, offset), p))
+			opsMust(t, engine.AvgPool2DBackward(ddx, place(g, offset), p))
+			checkKernels(t, []string{"avgpool2x2_forward_f32", "avgpool2d_forward_f32"}, "avg forward "+what, dout, out, 0, 0)
+			checkKernels(t, []string{"avgpool2x2_backward_f32", "avgpool2d_backward_f32"}, "avg backward "+what, ddx, dx, 0, 0)
+		}
+	}
+}

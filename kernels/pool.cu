@@ -115,6 +115,110 @@ KILN_KERNEL maxpool2d_backward_f32(float* dx, const float* dout, const int* argm
 	}
 }
 
+// The common 2×2, stride 2, unpadded pooling, four floats of a row at a time
+// (issue 17, item 7): one thread for two neighbouring outputs of a row, which
+// read two float4 (their windows' two rows) and, backward, write two. The
+// launcher takes these only for W a multiple of 4 with the four-float side
+// (x forward, dx backward) 16-byte aligned; the results are the general
+// kernels' bits (the same comparisons, sums and divisions in the same
+// order). pairs = planes·OH·OW/2; OW = W/2 is even.
+
+// The first output of pair p: its plane, row and column, and the offset of
+// its window's top-left input within the plane.
+static __device__ __forceinline__ long long pool2_pair(long long p, int H, int W, int OH, int OW, int* oh, int* ow,
+                                                       int* at) {
+	int half = OW / 2;
+	long long r = p / half;
+	*ow = 2 * (int)(p - r * half);
+	*oh = (int)(r % OH);
+	*at = 2 * *oh * W + 2 * *ow;
+	return r / OH;
+}
+
+// The max of one window's four values, in the general kernel's order and
+// with its rule (the first maximum; a NaN wins, a later one replaces it).
+static __device__ __forceinline__ float pool2_max(float a, float b, float c, float d, int at, int W, int* arg) {
+	float v[4] = {a, b, c, d};
+	int off[4] = {0, 1, W, W + 1};
+	float m = pool_neg_inf();
+	*arg = at;
+	for (int k = 0; k < 4; k++) {
+		if (v[k] > m || v[k] != v[k]) {
+			m = v[k];
+			*arg = at + off[k];
+		}
+	}
+	return m;
+}
+
+KILN_KERNEL maxpool2x2_forward_f32(float* out, int* argmax, const float* x, long long pairs, int H, int W, int OH,
+                                   int OW, int relu) {
+	KILN_FOR(p, pairs) {
+		int oh, ow, at, a0, a1;
+		long long plane = pool2_pair(p, H, W, OH, OW, &oh, &ow, &at);
+		const float* r0 = x + plane * H * W + at;
+		float4 u = kiln_ld4(r0), v = kiln_ld4(r0 + W);
+		float m0 = pool2_max(u.x, u.y, v.x, v.y, at, W, &a0);
+		float m1 = pool2_max(u.z, u.w, v.z, v.w, at + 2, W, &a1);
+		long long o = plane * OH * OW + (long long)oh * OW + ow;
+		out[o] = relu && m0 <= 0.0f ? 0.0f : m0;
+		out[o + 1] = relu && m1 <= 0.0f ? 0.0f : m1;
+		if (argmax) {
+			argmax[o] = a0;
+			argmax[o + 1] = a1;
+		}
+	}
+}
+
+// dx (overwritten): each input gets 0 + dout of the window that picked it
+// (as the gather's sum from zero), or 0; with keep, only where keep > 0. An
+// odd H's last row, which no window holds, gets zeros from the last row of
+// pairs.
+KILN_KERNEL maxpool2x2_backward_f32(float* dx, const float* dout, const int* argmax, long long pairs, int H, int W,
+                                    int OH, int OW, const float* keep) {
+	KILN_FOR(p, pairs) {
+		int oh, ow, at;
+		long long plane = pool2_pair(p, H, W, OH, OW, &oh, &ow, &at);
+		long long o = plane * OH * OW + (long long)oh * OW + ow;
+		float g[2] = {0.0f, 0.0f};
+		int a[2] = {argmax[o], argmax[o + 1]};
+		for (int k = 0; k < 2; k++) {
+			if (keep == nullptr || keep[o + k] > 0.0f) g[k] = 0.0f + dout[o + k];
+		}
+		float* r0 = dx + plane * H * W + at;
+		kiln_st4(r0, make_float4(a[0] == at ? g[0] : 0.0f, a[0] == at + 1 ? g[0] : 0.0f,
+		                         a[1] == at + 2 ? g[1] : 0.0f, a[1] == at + 3 ? g[1] : 0.0f));
+		kiln_st4(r0 + W, make_float4(a[0] == at + W ? g[0] : 0.0f, a[0] == at + W + 1 ? g[0] : 0.0f,
+		                             a[1] == at + W + 2 ? g[1] : 0.0f, a[1] == at + W + 3 ? g[1] : 0.0f));
+		if ((H & 1) && oh == OH - 1) kiln_st4(r0 + 2 * W, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+	}
+}
+
+KILN_KERNEL avgpool2x2_forward_f32(float* out, const float* x, long long pairs, int H, int W, int OH, int OW) {
+	KILN_FOR(p, pairs) {
+		int oh, ow, at;
+		long long plane = pool2_pair(p, H, W, OH, OW, &oh, &ow, &at);
+		const float* r0 = x + plane * H * W + at;
+		float4 u = kiln_ld4(r0), v = kiln_ld4(r0 + W);
+		long long o = plane * OH * OW + (long long)oh * OW + ow;
+		out[o] = pool_div_rn(0.0f + u.x + u.y + v.x + v.y, 4.0f);
+		out[o + 1] = pool_div_rn(0.0f + u.z + u.w + v.z + v.w, 4.0f);
+	}
+}
+
+KILN_KERNEL avgpool2x2_backward_f32(float* dx, const float* dout, long long pairs, int H, int W, int OH, int OW) {
+	KILN_FOR(p, pairs) {
+		int oh, ow, at;
+		long long plane = pool2_pair(p, H, W, OH, OW, &oh, &ow, &at);
+		long long o = plane * OH * OW + (long long)oh * OW + ow;
+		float g0 = 0.0f + pool_div_rn(dout[o], 4.0f), g1 = 0.0f + pool_div_rn(dout[o + 1], 4.0f);
+		float* r0 = dx + plane * H * W + at;
+		kiln_st4(r0, make_float4(g0, g0, g1, g1));
+		kiln_st4(r0 + W, make_float4(g0, g0, g1, g1));
+		if ((H & 1) && oh == OH - 1) kiln_st4(r0 + 2 * W, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+	}
+}
+
 // out = (sum of the window's inputs) / (kh·kw): padding counts as zeros.
 KILN_KERNEL avgpool2d_forward_f32(float* out, const float* x, long long total, int H, int W, int OH, int OW, int kh,
                                   int kw, int sh, int sw, int ph, int pw) {
