@@ -274,7 +274,8 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		gpuHead, gpuRule := "", ""
 		if onGPU {
 			p(" GPU MiB is device memory at its peak as each allocator counts it (Kiln's caching allocator, PyTorch's `max_memory_allocated`; cached free blocks not counted).")
-			gpuHead, gpuRule = " Kiln GPU MiB | PyTorch GPU MiB |", "---|---|"
+			p(" Kiln graph: whether Kiln's timed steps ran as one CUDA graph launch each (`--no-cuda-graph` turns it off).")
+			gpuHead, gpuRule = " Kiln GPU MiB | PyTorch GPU MiB | Kiln graph |", "---|---|---|"
 		}
 		p("\n\n| model | input | batch | precision | params Kiln / PyTorch | Kiln img/s | PyTorch img/s | PyTorch setting | Kiln/PyTorch | Kiln RSS MiB | Go heap MiB | PyTorch RSS MiB |%s\n", gpuHead)
 		p("|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", gpuRule)
@@ -296,7 +297,8 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 			}
 			gpuCells := ""
 			if onGPU {
-				gpuCells = fmt.Sprintf(" %s | %s |", fmtMiB(t.KilnGPUPeakBytes), fmtMiB(t.TorchGPUPeakBytes))
+				gpuCells = fmt.Sprintf(" %s | %s | %s |", fmtMiB(t.KilnGPUPeakBytes), fmtMiB(t.TorchGPUPeakBytes),
+					map[bool]string{true: "yes", false: "no"}[t.KilnCUDAGraph])
 			}
 			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |%s\n", t.Model, t.Input, t.Batch, precisionCell(t.Precision), params,
 				cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, fmtRatio(t.Ratio),

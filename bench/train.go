@@ -47,6 +47,9 @@ type TrainResult struct {
 	KilnGoHeapBytes  int64   `json:"kiln_go_heap_bytes,omitempty"`
 	KilnAllocsStep   float64 `json:"kiln_allocs_per_step"`
 	KilnGPUPeakBytes int64   `json:"kiln_gpu_peak_bytes,omitempty"` // device memory at its peak (--device cuda)
+	// KilnCUDAGraph: every timed step of the last round was one CUDA graph
+	// launch (--device cuda).
+	KilnCUDAGraph bool `json:"kiln_cuda_graph,omitempty"`
 	// KilnProfile is the kernel profile of the last round (--device cuda).
 	KilnProfile *KernelProfile `json:"kiln_kernel_profile,omitempty"`
 
@@ -271,6 +274,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 					r.KilnGoSysBytes = max(r.KilnGoSysBytes, k.GoSysBytes)
 					r.KilnGoHeapBytes = max(r.KilnGoHeapBytes, k.GoHeapBytes)
 					r.KilnGPUPeakBytes = max(r.KilnGPUPeakBytes, k.GPUPeakBytes)
+					r.KilnCUDAGraph = k.CUDAGraph
 					if k.Profile != nil {
 						r.KilnProfile = k.Profile
 					}
