@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -78,6 +80,8 @@ func TimeToAccuracy(ctx context.Context, c TTAConfig) (res *TTARun, err error) {
 	// The suite trains several models in this process, one after another.
 	defer l.t.Release()
 	defer l.onDev.Release()
+	defer l.losses.Release()
+	defer l.graph.Release()
 	defer func() {
 		if cerr := l.loader.Close(); cerr != nil && err == nil {
 			res, err = nil, cerr
@@ -108,6 +112,16 @@ type ttaLoop struct {
 	wall         float64 // training seconds, checks excluded
 	lossSum      float64 // since the last loss point
 	lossN        int
+
+	// The steps' losses wait where they were made (as Fit's do) and are
+	// read at each loss point, when the log is full and at an epoch's end,
+	// so that a GPU step waits for nothing; graph runs a GPU step that
+	// repeats as one CUDA graph.
+	losses            *engine.LossLog
+	graph             *engine.StepGraph
+	sizes             []int // the batch size of each step in losses
+	read              []engine.StepLoss
+	epochLoss, epochN float64
 }
 
 // newTTALoop checks c and builds the model, trainer, loader and schedule.
@@ -162,7 +176,7 @@ func newTTALoop(c TTAConfig) (*ttaLoop, error) {
 		return nil, err
 	}
 	l := &ttaLoop{c: c, t: t, onDev: onDev, loader: loader, sched: sched, every: c.LossEvery,
-		res: &TTARun{Params: layers.CountParams(model)}}
+		res: &TTARun{Params: layers.CountParams(model)}, losses: engine.NewLossLog(50), graph: t.NewStepGraph()}
 	if l.every <= 0 {
 		l.every = max(1, nb/20)
 	}
@@ -172,7 +186,7 @@ func newTTALoop(c TTAConfig) (*ttaLoop, error) {
 
 // epoch trains one epoch (or up to the time cap), then checks the test set.
 func (l *ttaLoop) epoch(ctx context.Context, epoch int) error {
-	epochLoss, epochN := 0.0, 0
+	l.epochLoss, l.epochN = 0, 0
 	start := time.Now()
 	for b := range l.loader.Batches(epoch, 0) {
 		if err := ctx.Err(); err != nil {
@@ -182,20 +196,55 @@ func (l *ttaLoop) epoch(ctx context.Context, epoch int) error {
 			l.res.Capped = true
 			break
 		}
-		loss, _, err := l.t.TrainOnBatch(l.onDev, b, l.sched.LR(l.step))
-		if err != nil {
+		if err := l.trainStep(b); err != nil {
 			return fmt.Errorf("time to accuracy: epoch %d, step %d: %w", epoch+1, l.step, err)
 		}
 		l.step, l.images = l.step+1, l.images+b.Size()
-		l.lossSum, l.lossN = l.lossSum+loss, l.lossN+1
-		epochLoss, epochN = epochLoss+loss*float64(b.Size()), epochN+b.Size()
+		if l.step%l.every == 0 || l.losses.Len() == l.losses.Cap() {
+			if err := l.readLosses(); err != nil {
+				return fmt.Errorf("time to accuracy: epoch %d, read at step %d: %w", epoch+1, l.step, err)
+			}
+		}
 		if l.step%l.every == 0 {
 			l.res.Curve = append(l.res.Curve, TTAPoint{Step: l.step, Seconds: l.wall + time.Since(start).Seconds(), Loss: l.lossSum / float64(l.lossN)})
 			l.lossSum, l.lossN = 0, 0
 		}
 	}
+	if err := l.readLosses(); err != nil { // waits for the epoch's last step
+		return fmt.Errorf("time to accuracy: epoch %d: %w", epoch+1, err)
+	}
 	l.wall += time.Since(start).Seconds()
-	return l.check(epoch, epochLoss/float64(max(epochN, 1)))
+	return l.check(epoch, l.epochLoss/max(l.epochN, 1))
+}
+
+// trainStep takes one step as Fit does, its loss left in l.losses.
+func (l *ttaLoop) trainStep(b *data.Batch) error {
+	if err := l.graph.Begin(); err != nil {
+		return err
+	}
+	err := errors.Join(l.t.TrainOnBatchLogged(l.onDev, b, l.sched.LR(l.step), l.losses), l.graph.End())
+	if err == nil && b.Size() > 0 {
+		l.sizes = append(l.sizes, b.Size())
+	}
+	return err
+}
+
+// readLosses adds the logged steps' losses to the curve's and the epoch's
+// sums; a loss that is not finite ends the run, as TrainOnBatch's would.
+func (l *ttaLoop) readLosses() error {
+	var err error
+	if l.read, err = l.losses.Read(l.read[:0]); err != nil {
+		return err
+	}
+	for i, r := range l.read {
+		if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) {
+			return fmt.Errorf("loss is %v", r.Loss)
+		}
+		l.lossSum, l.lossN = l.lossSum+r.Loss, l.lossN+1
+		l.epochLoss, l.epochN = l.epochLoss+r.Loss*float64(l.sizes[i]), l.epochN+float64(l.sizes[i])
+	}
+	l.sizes = l.sizes[:0]
+	return nil
 }
 
 // check evaluates the test set after epoch, off the clock.

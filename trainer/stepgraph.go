@@ -13,16 +13,20 @@ import (
 // for a run of several ranks (each step's all-reduce would end the graph
 // there) and for regression (whose step reads its loss back).
 
-// newStepGraph sets up the run's step graph, which is off unless the run
-// trains a classifier alone on the GPU.
-func (f *fitRun) newStepGraph() {
-	t := f.t
+// NewStepGraph makes the StepGraph for this trainer's steps: to bracket
+// each TrainOnBatchLogged (Begin, then End), and Release at the end. It does
+// nothing unless the trainer trains a classifier alone on the GPU, without
+// Config.NoCUDAGraph.
+func (t *Trainer) NewStepGraph() *engine.StepGraph {
 	dev := t.device
-	if f.c.NoCUDAGraph || t.distributed() || t.regressor != nil {
+	if t.Config.NoCUDAGraph || t.distributed() || t.regressor != nil {
 		dev = engine.CPU
 	}
-	f.graph = engine.NewStepGraph(dev)
+	return engine.NewStepGraph(dev)
 }
+
+// newStepGraph sets up the run's step graph.
+func (f *fitRun) newStepGraph() { f.graph = f.t.NewStepGraph() }
 
 // graphStep runs one step inside the graph's bracket.
 func (f *fitRun) graphStep(step func() error) error {

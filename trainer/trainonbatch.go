@@ -44,11 +44,13 @@ func (t *Trainer) TrainOnBatch(d *DeviceData, b *data.Batch, lr float64) (loss f
 	return t.newTask().trainStep(x, b, lr)
 }
 
-// trainOnBatchLogged is Fit's TrainOnBatch: the step's loss and correct
-// count go into log, read every so many steps, so that a GPU step waits for
-// nothing (task.trainStepLogged). A rank's idle step on an empty shard
-// logs nothing.
-func (t *Trainer) trainOnBatchLogged(d *DeviceData, b *data.Batch, lr float64, log *engine.LossLog) error {
+// TrainOnBatchLogged is TrainOnBatch as Fit takes its steps: the step's
+// loss and correct count go into log (engine.LossLog: Read it every so many
+// steps, and before it holds Cap records) instead of coming back, so that a
+// GPU step waits for nothing. A loss that is not finite is found at the
+// read. A rank's idle step on an empty shard logs nothing. Bracketed by a
+// StepGraph (NewStepGraph), a GPU step that repeats runs as one CUDA graph.
+func (t *Trainer) TrainOnBatchLogged(d *DeviceData, b *data.Batch, lr float64, log *engine.LossLog) error {
 	x, err := t.batchStep(d, b, lr)
 	if err != nil || x == nil {
 		return err
