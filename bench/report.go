@@ -275,7 +275,8 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		if onGPU {
 			p(" GPU MiB is device memory at its peak as each allocator counts it (Kiln's caching allocator, PyTorch's `max_memory_allocated`; cached free blocks not counted).")
 			p(" Kiln graph: whether Kiln's timed steps ran as one CUDA graph launch each (`--no-cuda-graph` turns it off).")
-			gpuHead, gpuRule = " Kiln GPU MiB | PyTorch GPU MiB | Kiln graph |", "---|---|---|"
+			p(" PyTorch graph: PyTorch's same step captured whole with `torch.cuda.graph` and replayed, PyTorch at its best; Kiln/PyTorch graph is Kiln against that.")
+			gpuHead, gpuRule = " Kiln GPU MiB | PyTorch GPU MiB | Kiln graph | PyTorch graph img/s | Kiln/PyTorch graph |", "---|---|---|---|---|"
 		}
 		p("\n\n| model | input | batch | precision | params Kiln / PyTorch | Kiln img/s | PyTorch img/s | PyTorch setting | Kiln/PyTorch | Kiln RSS MiB | Go heap MiB | PyTorch RSS MiB |%s\n", gpuHead)
 		p("|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", gpuRule)
@@ -297,8 +298,12 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 			}
 			gpuCells := ""
 			if onGPU {
-				gpuCells = fmt.Sprintf(" %s | %s | %s |", fmtMiB(t.KilnGPUPeakBytes), fmtMiB(t.TorchGPUPeakBytes),
-					map[bool]string{true: "yes", false: "no"}[t.KilnCUDAGraph])
+				tg := "—"
+				if t.TorchGraph != nil {
+					tg = fmtIPS(t.TorchGraph.Median) + fmtSpread(t.TorchGraph)
+				}
+				gpuCells = fmt.Sprintf(" %s | %s | %s | %s | %s |", fmtMiB(t.KilnGPUPeakBytes), fmtMiB(t.TorchGPUPeakBytes),
+					map[bool]string{true: "yes", false: "no"}[t.KilnCUDAGraph], tcell(tg, t.TorchGraphError), fmtRatio(t.RatioGraph))
 			}
 			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |%s\n", t.Model, t.Input, t.Batch, precisionCell(t.Precision), params,
 				cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, fmtRatio(t.Ratio),
@@ -306,6 +311,9 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 			why("Kiln "+t.Model+" "+t.Input, t.KilnError)
 			if r.Settings.Torch {
 				why("PyTorch "+t.Model+" "+t.Input, t.TorchError)
+				if onGPU {
+					why("PyTorch graph "+t.Model+" "+t.Input, t.TorchGraphError)
+				}
 			}
 		}
 	}

@@ -60,6 +60,12 @@ type TrainResult struct {
 	TorchRSSPeakBytes int64              `json:"torch_rss_peak_bytes,omitempty"`
 	TorchGPUPeakBytes int64              `json:"torch_gpu_peak_bytes,omitempty"` // torch.cuda.max_memory_allocated
 
+	// On the GPU, PyTorch's step captured as a CUDA graph too: PyTorch at
+	// its best beside its eager figure, and Kiln's ratio to it.
+	TorchGraph      *Sample `json:"torch_graph_images_per_sec,omitempty"`
+	TorchGraphError string  `json:"torch_graph_error,omitempty"`
+	RatioGraph      *Ratio  `json:"ratio_graph,omitempty"`
+
 	Ratio *Ratio `json:"ratio,omitempty"` // Kiln images/s over PyTorch's
 	Error string `json:"error,omitempty"` // e.g. parameter counts that differ
 }
@@ -142,6 +148,10 @@ type torchTrainOut struct {
 		IPS     float64 `json:"train_images_per_sec"`
 		GPUPeak int64   `json:"gpu_peak_bytes"`
 		Error   string  `json:"error"`
+		// The GPU's second figure: the step captured whole as a CUDA graph
+		// (torch.cuda.graphs), or why not.
+		GraphIPS   float64 `json:"train_images_per_sec_graph"`
+		GraphError string  `json:"graph_error"`
 	} `json:"cases"`
 	RSSPeakBytes int64 `json:"rss_peak_bytes"`
 }
@@ -221,6 +231,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 	results := make([]TrainResult, len(cases))
 	kilnRuns := make([][]float64, len(cases))
 	torchRuns := make([][]float64, len(cases))
+	graphRuns := make([][]float64, len(cases))
 	best := make([]threadSetting, len(cases))
 	haveTorch := make([]bool, len(cases))
 	for i, c := range cases {
@@ -228,7 +239,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 	}
 	// Whatever was measured goes into the report, also when the run is
 	// interrupted half-way (Ctrl-C writes a partial report).
-	defer func() { s.rep.Train = summariseTrain(cases, results, kilnRuns, torchRuns, s.note) }()
+	defer func() { s.rep.Train = summariseTrain(cases, results, kilnRuns, torchRuns, graphRuns, s.note) }()
 	if s.torch != nil {
 		s.log.Info().Int("settings", len(settings)).Int("cases", len(cases)).Msg("probing PyTorch thread settings for training")
 		errs, err := s.probeTorch(ctx, cases, settings)
@@ -296,6 +307,10 @@ func (s *suite) runTrain(ctx context.Context) error {
 					r.ParamsTorch = out.Cases[0].Params
 					r.TorchRSSPeakBytes = max(r.TorchRSSPeakBytes, out.RSSPeakBytes)
 					r.TorchGPUPeakBytes = max(r.TorchGPUPeakBytes, out.Cases[0].GPUPeak)
+					if g := out.Cases[0].GraphIPS; g > 0 {
+						graphRuns[i] = append(graphRuns[i], g)
+					}
+					r.TorchGraphError = out.Cases[0].GraphError
 				}
 			}
 			ev := s.log.Info().Int("round", round+1).Str("case", c.String())
@@ -312,7 +327,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 }
 
 // summariseTrain turns each case's runs into its medians and ratio.
-func summariseTrain(cases []trainCase, results []TrainResult, kilnRuns, torchRuns [][]float64, note func(string)) []TrainResult {
+func summariseTrain(cases []trainCase, results []TrainResult, kilnRuns, torchRuns, graphRuns [][]float64, note func(string)) []TrainResult {
 	for i := range results {
 		r := &results[i]
 		if len(kilnRuns[i]) > 0 {
@@ -325,6 +340,13 @@ func summariseTrain(cases []trainCase, results []TrainResult, kilnRuns, torchRun
 		}
 		if r.Kiln != nil && r.Torch != nil {
 			r.Ratio = SpeedRatio(*r.Kiln, *r.Torch)
+		}
+		if len(graphRuns[i]) > 0 {
+			g := NewSample(graphRuns[i])
+			r.TorchGraph = &g
+			if r.Kiln != nil {
+				r.RatioGraph = SpeedRatio(*r.Kiln, g)
+			}
 		}
 		if r.ParamsKiln != 0 && r.ParamsTorch != 0 && r.ParamsKiln != r.ParamsTorch {
 			r.Error = fmt.Sprintf("parameter counts differ: Kiln %d, PyTorch %d — not the same architecture", r.ParamsKiln, r.ParamsTorch)

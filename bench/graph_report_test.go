@@ -1,0 +1,33 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+)
+
+// On the GPU the training table says whether Kiln's steps ran as CUDA
+// graphs, and sets PyTorch's step captured as a graph (torch.cuda.graph)
+// beside its eager figure, with Kiln's ratio to it; a capture that failed
+// is a footnote.
+func TestGPUTrainingTableHasTheGraphColumns(t *testing.T) {
+	k, te, tg := NewSample([]float64{300000}), NewSample([]float64{200000}), NewSample([]float64{250000})
+	rep := &Report{Train: []TrainResult{
+		{Model: "lenet", Input: "28x28x1", Batch: 64, Precision: "fp32", Kiln: &k, Torch: &te, TorchGraph: &tg,
+			Ratio: SpeedRatio(k, te), RatioGraph: SpeedRatio(k, tg), KilnCUDAGraph: true},
+		{Model: "cnn", Input: "32x32x3", Batch: 128, Precision: "fp32", Kiln: &k, Torch: &te,
+			TorchGraphError: "RuntimeError: capture failed"},
+	}}
+	rep.Settings.Device, rep.Settings.Torch = "cuda", true
+	var md strings.Builder
+	writeMarkdown(&md, rep, "m", nil)
+	for _, want := range []string{
+		"| Kiln graph | PyTorch graph img/s | Kiln/PyTorch graph |",
+		"| yes | 250000 | **1.20×** (1.20–1.20) |",
+		"| no | n/a¹ | — |",
+		"PyTorch graph cnn 32x32x3: RuntimeError: capture failed",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, md.String())
+		}
+	}
+}
