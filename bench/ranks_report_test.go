@@ -15,23 +15,28 @@ func TestRanksTableInTheReport(t *testing.T) {
 		{Model: "gmlp", Input: "32x32x3", Batch: 128, Points: []RankPoint{
 			{Ranks: 1, Kiln: 500}, {Ranks: 2, KilnError: "rank 1 died"}}},
 	}}
-	var md strings.Builder
-	writeMarkdown(&md, &Report{Scaling: sc}, "m", nil)
-	for _, want := range []string{
+	reportHas(t, &Report{Scaling: sc},
 		"| model | input | global batch | 1 rank img/s | 2 ranks img/s | speed-up | comm share | all-reduce a step |",
 		"| lenet | 28x28x1 | 64 | 10000 | 15000 | 1.50× | 25% | 241 KiB |",
 		"| gmlp | 32x32x3 | 128 | 500 | n/a¹ | — | — | — |",
-		"Kiln gmlp 2 ranks: rank 1 died",
-	} {
-		if !strings.Contains(md.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, md.String())
-		}
-	}
+		"Kiln gmlp 2 ranks: rank 1 died")
 
-	md.Reset()
+	var md strings.Builder
 	sc.Ranks, sc.RanksSkipped = nil, "no mpirun"
 	writeMarkdown(&md, &Report{Scaling: sc}, "m", nil)
 	if !strings.Contains(md.String(), "Ranks: not measured (no mpirun).") || strings.Contains(md.String(), "1 rank img/s") {
 		t.Errorf("a skipped ranks scan:\n%s", md.String())
+	}
+}
+
+// reportHas fails unless rep's Markdown report holds every line of wants.
+func reportHas(t *testing.T, rep *Report, wants ...string) {
+	t.Helper()
+	var md strings.Builder
+	writeMarkdown(&md, rep, "m", nil)
+	for _, want := range wants {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, md.String())
+		}
 	}
 }

@@ -99,6 +99,14 @@ func stepsBothWays(t *testing.T, steps int, step func(b *graphBufs, i int)) Grap
 	return g.Stats()
 }
 
+// sameStats fails unless a StepGraph counted what the test expects.
+func sameStats(t *testing.T, got, want GraphStats) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("stats %+v, want %+v", got, want)
+	}
+}
+
 func TestCUDAStepGraphReplaysARepeatedStep(t *testing.T) {
 	// The fill's value changes every step: its node gets new arguments.
 	s := stepsBothWays(t, 6, func(b *graphBufs, i int) {
@@ -111,10 +119,7 @@ func TestCUDAStepGraphReplaysARepeatedStep(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	want := GraphStats{Steps: 6, Replays: 5, Builds: 1, Updates: 4, Nodes: 4}
-	if s != want {
-		t.Fatalf("stats %+v, want %+v", s, want)
-	}
+	sameStats(t, s, GraphStats{Steps: 6, Replays: 5, Builds: 1, Updates: 4, Nodes: 4})
 }
 
 func TestCUDAStepGraphIssuesWhatItHeldBeforeARead(t *testing.T) {
@@ -129,11 +134,8 @@ func TestCUDAStepGraphIssuesWhatItHeldBeforeARead(t *testing.T) {
 	})
 	// Step 2 left its plan at the read and ran as usual; step 3 was the
 	// graph's again, with the fill's node given its value.
-	want := GraphStats{Steps: 4, Replays: 2, Builds: 1, Updates: 1, Diverged: 1, Nodes: 2,
-		LastLeft: "operation 1: a copy to the host"}
-	if s != want {
-		t.Fatalf("stats %+v, want %+v", s, want)
-	}
+	sameStats(t, s, GraphStats{Steps: 4, Replays: 2, Builds: 1, Updates: 1, Diverged: 1, Nodes: 2,
+		LastLeft: "operation 1: a copy to the host"})
 }
 
 func TestCUDAStepGraphUploadsInStepOrder(t *testing.T) {
@@ -178,11 +180,8 @@ func TestCUDAStepGraphLeavesAChangedPlan(t *testing.T) {
 	// 0 recorded, 1 built and replayed, 2 left the plan, 3 replayed (the
 	// graph outlives a step that left it), 4 left it at End, 5 left it
 	// past its end, 6 replayed.
-	want := GraphStats{Steps: 7, Replays: 3, Builds: 1, Updates: 1, Diverged: 3, Nodes: 2,
-		LastLeft: "operation 2: kernel axpy_f32 past the plan's end"}
-	if s != want {
-		t.Fatalf("stats %+v, want %+v", s, want)
-	}
+	sameStats(t, s, GraphStats{Steps: 7, Replays: 3, Builds: 1, Updates: 1, Diverged: 3, Nodes: 2,
+		LastLeft: "operation 2: kernel axpy_f32 past the plan's end"})
 }
 
 func TestCUDAStepGraphTakesAPlanThatRepeats(t *testing.T) {
@@ -196,11 +195,8 @@ func TestCUDAStepGraphTakesAPlanThatRepeats(t *testing.T) {
 	// 0 recorded, 1 built and replayed, 2 replayed, 3 left the plan (the
 	// candidate), 4 left it and repeated the candidate, whose graph is
 	// built, 5 and 6 replayed.
-	want := GraphStats{Steps: 7, Replays: 4, Builds: 2, Updates: 3, Diverged: 2, Nodes: 3,
-		LastLeft: "operation 2: kernel axpy_f32 past the plan's end"}
-	if s != want {
-		t.Fatalf("stats %+v, want %+v", s, want)
-	}
+	sameStats(t, s, GraphStats{Steps: 7, Replays: 4, Builds: 2, Updates: 3, Diverged: 2, Nodes: 3,
+		LastLeft: "operation 2: kernel axpy_f32 past the plan's end"})
 }
 
 func TestCUDAStepGraphSettlesBeforeMemoryGoes(t *testing.T) {
