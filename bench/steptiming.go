@@ -58,12 +58,9 @@ type StepTiming struct {
 	StepMillis        float64 `json:"step_ms"`
 	TrainImagesPerSec float64 `json:"train_images_per_sec"`
 	AllocsPerStep     float64 `json:"allocs_per_step"`
-	// CUDAGraph says the timed GPU steps ran as CUDA graph launches: all
-	// of them replayed one graph.
-	CUDAGraph bool    `json:"cuda_graph"`
-	FinalLoss float64 `json:"final_loss"`
-	CPUISA    string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
-	Precision string  `json:"precision"`
+	FinalLoss         float64 `json:"final_loss"`
+	CPUISA            string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
+	Precision         string  `json:"precision"`
 	// Data-parallel steps only (the one-process line keeps its fields):
 	// the ranks, the share of the timed seconds spent in the gradients'
 	// all-reduce (the mean over ranks), and the gradient bytes each
@@ -71,6 +68,9 @@ type StepTiming struct {
 	Ranks                 int     `json:"ranks,omitempty"`
 	CommShare             float64 `json:"comm_share,omitempty"`
 	AllreduceBytesPerStep int64   `json:"allreduce_bytes_per_step,omitempty"`
+	// CUDAGraph says the timed GPU steps ran as CUDA graph launches: all
+	// of them replayed one graph (absent otherwise).
+	CUDAGraph bool `json:"cuda_graph,omitempty"`
 	// Profile is the kernel profile (StepTimingConfig.Profile).
 	Profile *KernelProfile `json:"profile,omitempty"`
 }
