@@ -2,7 +2,6 @@ package bench
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -169,7 +168,7 @@ func (r *stepRun) steps(n int, lr float64) (float64, error) {
 		return 0, nil
 	}
 	for i := range n {
-		if err := r.graphStep(lr); err != nil {
+		if err := r.graph.Step(func() error { return r.step.TrainStepLogged(r.x, r.labels, lr, r.losses) }); err != nil {
 			return 0, err
 		}
 		if r.losses.Len() == r.losses.Cap() || i == n-1 {
@@ -185,15 +184,6 @@ func (r *stepRun) steps(n int, lr float64) (float64, error) {
 		}
 	}
 	return r.read[len(r.read)-1].Loss, nil
-}
-
-// graphStep is one step, bracketed by the step graph.
-func (r *stepRun) graphStep(lr float64) error {
-	if err := r.graph.Begin(); err != nil {
-		return err
-	}
-	err := r.step.TrainStepLogged(r.x, r.labels, lr, r.losses)
-	return errors.Join(err, r.graph.End())
 }
 
 // newStepRun makes this rank's batch of rows (seeded by the rank, so ranks

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -219,10 +218,7 @@ func (l *ttaLoop) epoch(ctx context.Context, epoch int) error {
 
 // trainStep takes one step as Fit does, its loss left in l.losses.
 func (l *ttaLoop) trainStep(b *data.Batch) error {
-	if err := l.graph.Begin(); err != nil {
-		return err
-	}
-	err := errors.Join(l.t.TrainOnBatchLogged(l.onDev, b, l.sched.LR(l.step), l.losses), l.graph.End())
+	err := l.graph.Step(func() error { return l.t.TrainOnBatchLogged(l.onDev, b, l.sched.LR(l.step), l.losses) })
 	if err == nil && b.Size() > 0 {
 		l.sizes = append(l.sizes, b.Size())
 	}

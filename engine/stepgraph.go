@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/kiln-ml/kiln/cuda"
+import (
+	"errors"
+
+	"github.com/kiln-ml/kiln/cuda"
+)
 
 // StepGraph runs a GPU training step, once it repeats the step before, as
 // one CUDA graph launch (cuda.StepGraph: verified against the step as it
@@ -37,6 +41,16 @@ func (s *StepGraph) End() error {
 		return nil
 	}
 	return s.g.End()
+}
+
+// Step runs step between Begin and End; the error is step's, End's, or
+// both.
+func (s *StepGraph) Step(step func() error) error {
+	if err := s.Begin(); err != nil {
+		return err
+	}
+	err := step()
+	return errors.Join(err, s.End())
 }
 
 // Stats returns the counts so far (zero when off).

@@ -357,7 +357,7 @@ func (f *fitRun) runEpoch(ctx context.Context) error {
 // (readLosses).
 func (f *fitRun) trainStep(b *data.Batch) error {
 	t := f.t
-	if err := f.graphStep(func() error { return t.TrainOnBatchLogged(f.data, b, f.sched.LR(f.step), f.losses) }); err != nil {
+	if err := f.graph.Step(func() error { return t.TrainOnBatchLogged(f.data, b, f.sched.LR(f.step), f.losses) }); err != nil {
 		return t.stepError(err, f.epochs, f.step)
 	}
 	if b.Size() > 0 {

@@ -1,10 +1,6 @@
 package trainer
 
-import (
-	"errors"
-
-	"github.com/kiln-ml/kiln/engine"
-)
+import "github.com/kiln-ml/kiln/engine"
 
 // A GPU run's training steps go as one CUDA graph launch each once they
 // repeat (engine.StepGraph, issue 17): the step's Go code runs as always,
@@ -27,15 +23,6 @@ func (t *Trainer) NewStepGraph() *engine.StepGraph {
 
 // newStepGraph sets up the run's step graph.
 func (f *fitRun) newStepGraph() { f.graph = f.t.NewStepGraph() }
-
-// graphStep runs one step inside the graph's bracket.
-func (f *fitRun) graphStep(step func() error) error {
-	if err := f.graph.Begin(); err != nil {
-		return err
-	}
-	err := step()
-	return errors.Join(err, f.graph.End())
-}
 
 // endGraph logs what the graph did and frees it.
 func (f *fitRun) endGraph() {
