@@ -264,59 +264,7 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		}
 	}
 
-	if len(r.Train) > 0 {
-		p("\n## Training throughput and memory\n\n")
-		p("Full training steps (forward, cross-entropy, backward, SGD with momentum 0.9) on a fixed synthetic batch; images/s. ")
-		p("Each run is a fresh process (`kiln bench --json`; one PyTorch process), so the peak resident memory (VmHWM) is that model's alone; ")
-		p("PyTorch's includes the torch library itself. Go heap is the Go runtime's heap in use at the end. ")
-		p("Precision: what the products compute in, Kiln's `--precision` against PyTorch's autocast for bf16 (fp32 eager otherwise).")
-		onGPU := r.Settings.Device == "cuda"
-		gpuHead, gpuRule := "", ""
-		if onGPU {
-			p(" GPU MiB is device memory at its peak as each allocator counts it (Kiln's caching allocator, PyTorch's `max_memory_allocated`; cached free blocks not counted).")
-			p(" Kiln graph: whether Kiln's timed steps ran as one CUDA graph launch each (`--no-cuda-graph` turns it off).")
-			p(" PyTorch graph: PyTorch's same step captured whole with `torch.cuda.graph` and replayed, PyTorch at its best; Kiln/PyTorch graph is Kiln against that.")
-			gpuHead, gpuRule = " Kiln GPU MiB | PyTorch GPU MiB | Kiln graph | PyTorch graph img/s | Kiln/PyTorch graph |", "---|---|---|---|---|"
-		}
-		p("\n\n| model | input | batch | precision | params Kiln / PyTorch | Kiln img/s | PyTorch img/s | PyTorch setting | Kiln/PyTorch | Kiln RSS MiB | Go heap MiB | PyTorch RSS MiB |%s\n", gpuHead)
-		p("|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", gpuRule)
-		for _, t := range r.Train {
-			k, tt := "—", "—"
-			if t.Kiln != nil {
-				k = fmtIPS(t.Kiln.Median) + fmtSpread(t.Kiln)
-			}
-			if t.Torch != nil {
-				tt = fmtIPS(t.Torch.Median) + fmtSpread(t.Torch)
-			}
-			params := fmt.Sprintf("%d / %d", t.ParamsKiln, t.ParamsTorch)
-			if t.ParamsTorch == 0 {
-				params = fmt.Sprintf("%d / —", t.ParamsKiln)
-			}
-			if t.Error != "" {
-				params += " ⚠"
-				why(t.Model+" "+t.Input, t.Error)
-			}
-			gpuCells := ""
-			if onGPU {
-				tg := "—"
-				if t.TorchGraph != nil {
-					tg = fmtIPS(t.TorchGraph.Median) + fmtSpread(t.TorchGraph)
-				}
-				gpuCells = fmt.Sprintf(" %s | %s | %s | %s | %s |", fmtMiB(t.KilnGPUPeakBytes), fmtMiB(t.TorchGPUPeakBytes),
-					map[bool]string{true: "yes", false: "no"}[t.KilnCUDAGraph], tcell(tg, t.TorchGraphError), fmtRatio(t.RatioGraph))
-			}
-			p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |%s\n", t.Model, t.Input, t.Batch, precisionCell(t.Precision), params,
-				cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, fmtRatio(t.Ratio),
-				fmtMiB(t.KilnRSSPeakBytes), fmtMiB(t.KilnGoHeapBytes), fmtMiB(t.TorchRSSPeakBytes), gpuCells)
-			why("Kiln "+t.Model+" "+t.Input, t.KilnError)
-			if r.Settings.Torch {
-				why("PyTorch "+t.Model+" "+t.Input, t.TorchError)
-				if onGPU {
-					why("PyTorch graph "+t.Model+" "+t.Input, t.TorchGraphError)
-				}
-			}
-		}
-	}
+	writeTrainTable(p, r, tcell, why)
 
 	writeKernelProfiles(p, r.Train)
 
@@ -596,4 +544,61 @@ func writeKernelProfiles(p func(string, ...any), train []TrainResult) {
 			p("| `%s` | %.1f | %.3f | %.1f | %.1f%% |\n", k.Name, k.LaunchesPerStep, k.Millis, k.MeanMicros, 100*k.Share)
 		}
 	}
+}
+
+// writeTrainTable is the report's training table: a row per model, input
+// and precision, Kiln beside PyTorch, with the GPU's columns on a GPU run.
+func writeTrainTable(p func(string, ...any), r *Report, tcell func(v, why string) string, why func(side, msg string)) {
+	if len(r.Train) == 0 {
+		return
+	}
+	p("\n## Training throughput and memory\n\n")
+	p("Full training steps (forward, cross-entropy, backward, SGD with momentum 0.9) on a fixed synthetic batch; images/s. ")
+	p("Each run is a fresh process (`kiln bench --json`; one PyTorch process), so the peak resident memory (VmHWM) is that model's alone; ")
+	p("PyTorch's includes the torch library itself. Go heap is the Go runtime's heap in use at the end. ")
+	p("Precision: what the products compute in, Kiln's `--precision` against PyTorch's autocast for bf16 (fp32 eager otherwise).")
+	onGPU := r.Settings.Device == "cuda"
+	gpuHead, gpuRule := "", ""
+	if onGPU {
+		p(" GPU MiB is device memory at its peak as each allocator counts it (Kiln's caching allocator, PyTorch's `max_memory_allocated`; cached free blocks not counted).")
+		p(" Kiln graph: whether Kiln's timed steps ran as one CUDA graph launch each (`--no-cuda-graph` turns it off).")
+		p(" PyTorch graph: PyTorch's same step captured whole with `torch.cuda.graph` and replayed, PyTorch at its best; Kiln/PyTorch graph is Kiln against that.")
+		gpuHead, gpuRule = " Kiln GPU MiB | PyTorch GPU MiB | Kiln graph | PyTorch graph img/s | Kiln/PyTorch graph |", "---|---|---|---|---|"
+	}
+	p("\n\n| model | input | batch | precision | params Kiln / PyTorch | Kiln img/s | PyTorch img/s | PyTorch setting | Kiln/PyTorch | Kiln RSS MiB | Go heap MiB | PyTorch RSS MiB |%s\n", gpuHead)
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", gpuRule)
+	for _, t := range r.Train {
+		k, tt := ipsCell(t.Kiln), ipsCell(t.Torch)
+		params := fmt.Sprintf("%d / %d", t.ParamsKiln, t.ParamsTorch)
+		if t.ParamsTorch == 0 {
+			params = fmt.Sprintf("%d / —", t.ParamsKiln)
+		}
+		if t.Error != "" {
+			params += " ⚠"
+			why(t.Model+" "+t.Input, t.Error)
+		}
+		gpuCells := ""
+		if onGPU {
+			gpuCells = fmt.Sprintf(" %s | %s | %s | %s | %s |", fmtMiB(t.KilnGPUPeakBytes), fmtMiB(t.TorchGPUPeakBytes),
+				map[bool]string{true: "yes", false: "no"}[t.KilnCUDAGraph], tcell(ipsCell(t.TorchGraph), t.TorchGraphError), fmtRatio(t.RatioGraph))
+		}
+		p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |%s\n", t.Model, t.Input, t.Batch, precisionCell(t.Precision), params,
+			cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, fmtRatio(t.Ratio),
+			fmtMiB(t.KilnRSSPeakBytes), fmtMiB(t.KilnGoHeapBytes), fmtMiB(t.TorchRSSPeakBytes), gpuCells)
+		why("Kiln "+t.Model+" "+t.Input, t.KilnError)
+		if r.Settings.Torch {
+			why("PyTorch "+t.Model+" "+t.Input, t.TorchError)
+			if onGPU {
+				why("PyTorch graph "+t.Model+" "+t.Input, t.TorchGraphError)
+			}
+		}
+	}
+}
+
+// ipsCell is a sample's median images/s and spread, or "—" for none.
+func ipsCell(s *Sample) string {
+	if s == nil {
+		return "—"
+	}
+	return fmtIPS(s.Median) + fmtSpread(s)
 }
