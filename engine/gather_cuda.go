@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"sync"
 	"unsafe"
 
 	"github.com/kiln-ml/kiln/cuda"
@@ -9,7 +8,9 @@ import (
 
 // The GPU side of gather.go: kernels/gather.cu.
 
-var gatherIdx sync.Pool // *[]int32 host buffers for gatherRowsCUDA
+// gatherIdx holds *[]int32 host buffers for gatherRowsCUDA; a taskPool,
+// not a sync.Pool, so that a GC does not make the next step allocate.
+var gatherIdx = taskPool{New: func() any { return new([]int32) }}
 
 // gatherRowsCUDA launches out = src[idx] row by row; idx is in range and
 // row is the element count of one row.
@@ -20,10 +21,7 @@ func gatherRowsCUDA(out, src *Tensor, idx []int, row int) error {
 		}
 		// The indices go up as int32 through a reused host buffer: one batch per
 		// step would otherwise allocate one per step.
-		bp, _ := gatherIdx.Get().(*[]int32)
-		if bp == nil {
-			bp = new([]int32)
-		}
+		bp := gatherIdx.Get().(*[]int32)
 		defer gatherIdx.Put(bp)
 		if cap(*bp) < len(idx) {
 			*bp = make([]int32, len(idx))

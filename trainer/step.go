@@ -5,7 +5,6 @@ package trainer
 import (
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
@@ -23,6 +22,7 @@ type Classifier struct {
 	Reduce func(params []*layers.Param) error
 
 	params  []*layers.Param
+	grads   []*engine.Tensor // the step's gradient list, kept: a step allocates nothing
 	probs   *engine.Tensor
 	dlogits *engine.Tensor
 }
@@ -36,12 +36,14 @@ func NewClassifier(net layers.Layer, opt Optimizer) *Classifier {
 // Params returns the trainable parameters in a fixed order.
 func (c *Classifier) Params() []*layers.Param { return c.params }
 
+func (c *Classifier) after() stepAfter { return stepAfter{c.ClipNorm, c.Reduce, &c.grads} }
+
 // TrainStep runs forward, loss, backward and one optimiser update on a batch,
 // returning the mean loss and the number of correct predictions.
 //
 //	x: the model's input batch (N, …)  labels: N class indices
 func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (loss float64, correct int, err error) {
-	loss, err = step(c.Net, c.params, c.Opt, stepAfter{c.ClipNorm, c.Reduce}, x, lr, func(logits *engine.Tensor) (float64, *engine.Tensor, error) {
+	loss, err = step(c.Net, c.params, c.Opt, c.after(), x, lr, func(logits *engine.Tensor) (float64, *engine.Tensor, error) {
 		c.probs = engine.EnsureLike(c.probs, logits, logits.Shape()...)
 		c.dlogits = engine.EnsureLike(c.dlogits, logits, logits.Shape()...)
 		// The loss and its gradient in one call (one launch on the GPU); a
@@ -64,7 +66,7 @@ func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (lo
 // on the GPU waits for nothing: Fit reads the log every so many steps. A
 // loss that is not finite does not stop the step; the log's reader sees it.
 func (c *Classifier) TrainStepLogged(x *engine.Tensor, labels []int32, lr float64, log *engine.LossLog) error {
-	_, err := step(c.Net, c.params, c.Opt, stepAfter{c.ClipNorm, c.Reduce}, x, lr, func(logits *engine.Tensor) (float64, *engine.Tensor, error) {
+	_, err := step(c.Net, c.params, c.Opt, c.after(), x, lr, func(logits *engine.Tensor) (float64, *engine.Tensor, error) {
 		c.probs = engine.EnsureLike(c.probs, logits, logits.Shape()...)
 		c.dlogits = engine.EnsureLike(c.dlogits, logits, logits.Shape()...)
 		return 0, c.dlogits, engine.SoftmaxCrossEntropyLogged(c.probs, c.dlogits, logits, labels, c.Smoothing, 1, log)
@@ -72,10 +74,13 @@ func (c *Classifier) TrainStepLogged(x *engine.Tensor, labels []int32, lr float6
 	return err
 }
 
-// stepAfter is what a step does between backward and the update.
+// stepAfter is what a step does besides forward and backward: the list
+// it gathers the gradients into (to zero them before, to clip them after),
+// and between backward and the update, the reduction and the clipping.
 type stepAfter struct {
 	clipNorm float64
 	reduce   func(params []*layers.Param) error
+	grads    *[]*engine.Tensor
 }
 
 // step is what every training step shares: zero the gradients, forward,
@@ -86,7 +91,7 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAft
 	if err := flattenDeviceGrads(params); err != nil {
 		return 0, err
 	}
-	if err := zeroGrads(params); err != nil {
+	if err := zeroGrads(params, after.grads); err != nil {
 		return 0, err
 	}
 	out, err := net.Forward(x)
@@ -114,7 +119,7 @@ func update(params []*layers.Param, opt Optimizer, after stepAfter, lr float64) 
 		// Only when clipping: the norm is a pass over every gradient that
 		// nothing else reads (on the GPU computed and applied there, with
 		// nothing read back).
-		if err := clipGrads(params, after.clipNorm); err != nil {
+		if err := clipGrads(params, after.grads, after.clipNorm); err != nil {
 			return err
 		}
 	}
@@ -135,37 +140,38 @@ func flattenDeviceGrads(params []*layers.Param) error {
 }
 
 // zeroGrads zeroes the gradients on every thread (engine.ZeroAll).
-func zeroGrads(params []*layers.Param) error { return withGrads(params, engine.ZeroAll) }
+func zeroGrads(params []*layers.Param, list *[]*engine.Tensor) error {
+	return withGrads(params, list, engine.ZeroAll)
+}
 
 // clipGrads scales the gradients to a global norm of at most maxNorm
 // (engine.ClipByGlobalNorm).
-func clipGrads(params []*layers.Param, maxNorm float64) error {
-	return withGrads(params, func(grads []*engine.Tensor) error { return engine.ClipByGlobalNorm(grads, maxNorm) })
+func clipGrads(params []*layers.Param, list *[]*engine.Tensor, maxNorm float64) error {
+	return withGrads(params, list, func(grads []*engine.Tensor) error { return engine.ClipByGlobalNorm(grads, maxNorm) })
 }
 
-// withGrads calls do with the gradients of params. The list is gathered
-// each call, since flattening may have replaced the tensors with views of a
-// flat buffer, into a pooled slice: a step allocates nothing.
-func withGrads(params []*layers.Param, do func([]*engine.Tensor) error) error {
-	lp := gradLists.Get().(*[]*engine.Tensor)
-	grads := (*lp)[:0]
+// withGrads calls do with the gradients of params, gathered into list. They
+// are gathered each call, since flattening may have replaced the tensors
+// with views of a flat buffer. The list belongs to the Classifier or
+// Regressor, not to a sync.Pool: a pool empties at every GC, and refilling
+// it allocated in steps that should allocate nothing (a GC in CI's
+// allocation test, once).
+func withGrads(params []*layers.Param, list *[]*engine.Tensor, do func([]*engine.Tensor) error) error {
+	grads := (*list)[:0]
 	for _, p := range params {
 		grads = append(grads, p.Grad)
 	}
 	err := do(grads)
-	clear(grads)
-	*lp = grads[:0]
-	gradLists.Put(lp)
+	clear(grads) // hold no tensors between steps
+	*list = grads[:0]
 	return err
 }
-
-var gradLists = sync.Pool{New: func() any { return new([]*engine.Tensor) }}
 
 // idleStep is the step of a rank whose shard of a short last batch is
 // empty: no forward or backward, a zero gradient into the reduction, and the
 // same update as every other rank.
 func idleStep(params []*layers.Param, opt Optimizer, after stepAfter, lr float64) error {
-	if err := zeroGrads(params); err != nil {
+	if err := zeroGrads(params, after.grads); err != nil {
 		return err
 	}
 	return update(params, opt, after, lr)
@@ -213,6 +219,7 @@ type Regressor struct {
 	Reduce   func(params []*layers.Param) error // as Classifier's
 
 	params []*layers.Param
+	grads  []*engine.Tensor // as Classifier's
 	dpred  *engine.Tensor
 }
 
@@ -225,10 +232,12 @@ func NewRegressor(net layers.Layer, opt Optimizer) *Regressor {
 // Params returns the trainable parameters in a fixed order.
 func (r *Regressor) Params() []*layers.Param { return r.params }
 
+func (r *Regressor) after() stepAfter { return stepAfter{r.ClipNorm, r.Reduce, &r.grads} }
+
 // TrainStep runs one step on predictions (N,1) against targets (N,1) and
 // returns the batch's mean squared error.
 func (r *Regressor) TrainStep(x, targets *engine.Tensor, lr float64) (float64, error) {
-	return step(r.Net, r.params, r.Opt, stepAfter{r.ClipNorm, r.Reduce}, x, lr, func(pred *engine.Tensor) (float64, *engine.Tensor, error) {
+	return step(r.Net, r.params, r.Opt, r.after(), x, lr, func(pred *engine.Tensor) (float64, *engine.Tensor, error) {
 		loss, err := engine.MSEForward(pred, targets)
 		if err != nil {
 			return 0, nil, err

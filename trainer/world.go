@@ -238,10 +238,10 @@ func (t *Trainer) idleStep(lr float64) error {
 	}
 	if t.classifier != nil {
 		c := t.classifier
-		return idleStep(c.params, c.Opt, stepAfter{c.ClipNorm, c.Reduce}, lr)
+		return idleStep(c.params, c.Opt, c.after(), lr)
 	}
 	r := t.regressor
-	return idleStep(r.params, r.Opt, stepAfter{r.ClipNorm, r.Reduce}, lr)
+	return idleStep(r.params, r.Opt, r.after(), lr)
 }
 
 // stopping reports whether the run stops here, cancelled: in a world of
