@@ -102,6 +102,21 @@ func BenchmarkMaxPool2DLeNet(b *testing.B) {
 	b.ReportMetric(float64(b.N)*64/b.Elapsed().Seconds(), "img/s")
 }
 
+// The suite's avg pool 3×3 s1 (bench/ops.go), forward then backward.
+func BenchmarkAvgPool2D3x3(b *testing.B) {
+	rng := rand.New(rand.NewPCG(22, 22))
+	x := randTensor(rng, engine.Float32, 32, 64, 32, 32)
+	out, dx := engine.New(engine.Float32, 32, 64, 32, 32), engine.New(engine.Float32, 32, 64, 32, 32)
+	p := engine.Pool2DSquare(3, 1, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_ = engine.AvgPool2DForward(out, x, p)
+		_ = engine.AvgPool2DBackward(dx, out, p)
+	}
+	b.ReportMetric(float64(b.N)*32/b.Elapsed().Seconds(), "img/s")
+}
+
 // The suite's pointwise layer (bench/ops.go conv_1x1): 32×64×16×16, 64→128.
 func conv1x1() *convBench {
 	return newConvBench(32, 64, 16, 16, 128, 1, engine.Conv2DParams{}, true)

@@ -312,12 +312,12 @@ func runPool[T Float](g poolGeom, kind poolKind, a, b, keep *Tensor, argmax []in
 	t.bad.Store(false)
 	serial := g.planes*g.h*g.w < poolParallelMin
 	var rows []float64
-	if (kind == poolMaxForward || kind == poolMaxReLUForward) && !isFloat64[T]() && !g.pairs {
+	if n := t.workPerPart(); n > 0 {
 		np := 1
 		if !serial {
 			np = parts(g.planes)
 		}
-		rows = takeScratch[float64](np * (g.h*g.w + (g.h+1)*g.ow))
+		rows = takeScratch[float64](np * n)
 		t.rows = unsafe.Slice((*int64)(unsafe.Pointer(unsafe.SliceData(rows))), len(rows))
 	}
 	if serial {
@@ -332,15 +332,32 @@ func runPool[T Float](g poolGeom, kind poolKind, a, b, keep *Tensor, argmax []in
 	return bad
 }
 
+// workPerPart is the work space, in 8-byte words, that one part of the
+// task needs: the general float32 max pool's order keys and maxima, or the
+// general float32 average pool's row sums in C (zero: none).
+func (t *poolTask[T]) workPerPart() int {
+	g := &t.g
+	switch {
+	case isFloat64[T]() || g.pairs:
+		return 0
+	case t.kind == poolMaxForward || t.kind == poolMaxReLUForward:
+		return g.h*g.w + (g.h+1)*g.ow
+	case havePoolC && (t.kind == poolAvgForward || t.kind == poolAvgBackward):
+		return (g.h*g.ow + 1) / 2
+	}
+	return 0
+}
+
 func (t *poolTask[T]) run(part, lo, hi int) {
 	g := &t.g
 	var rows []int64
 	if t.rows != nil {
-		n := g.h*g.w + (g.h+1)*g.ow
+		n := t.workPerPart()
 		rows = t.rows[part*n : (part+1)*n]
 	}
 	forward := t.kind == poolMaxForward || t.kind == poolMaxReLUForward
-	inC := haveMaxPoolC && !isFloat64[T]() && (forward || g.pairs && t.kind == poolMaxBackward)
+	avg := !g.pairs && (t.kind == poolAvgForward || t.kind == poolAvgBackward)
+	inC := havePoolC && !isFloat64[T]() && (forward || avg || g.pairs && t.kind == poolMaxBackward)
 	for pl := lo; pl < hi; pl++ {
 		if inC {
 			if pl += t.runC(pl, hi, rows); pl == hi {
@@ -351,14 +368,22 @@ func (t *poolTask[T]) run(part, lo, hi int) {
 	}
 }
 
-// runC runs float32 max-pool planes from lo in C (the 2×2 pool's both ways,
-// any other's forward, with rows as its work space), until hi or up to a
-// plane C gives back (a NaN, an index outside its window), and returns how
-// many it ran.
+// runC runs float32 pooling planes from lo in C (the 2×2 max pool's both
+// ways, any other max pool's forward, any other average pool's both ways,
+// with rows as their work space), until hi or up to a plane C gives back (a
+// NaN, an index outside its window), and returns how many it ran.
 func (t *poolTask[T]) runC(lo, hi int, rows []int64) int {
 	g := &t.g
 	in, on := g.h*g.w, g.oh*g.ow
 	a, b, am := asF32(t.a), asF32(t.b), t.argmax
+	switch t.kind {
+	case poolAvgForward:
+		avgPoolC(a[lo*on:], b[lo*in:], asF32words(rows), g, hi-lo, false)
+		return hi - lo
+	case poolAvgBackward:
+		avgPoolC(a[lo*in:], b[lo*on:], asF32words(rows), g, hi-lo, true)
+		return hi - lo
+	}
 	if t.kind == poolMaxBackward {
 		keep := asF32(t.keep)
 		if keep != nil {
@@ -373,6 +398,11 @@ func (t *poolTask[T]) runC(lo, hi int, rows []int64) int {
 		return maxPoolC(a[lo*on:], am, b[lo*in:], rows, g, hi-lo, t.kind == poolMaxReLUForward)
 	}
 	return maxPool2x2C(a[lo*on:], am, b[lo*in:], g, hi-lo, t.kind == poolMaxReLUForward)
+}
+
+// asF32words views 8-byte work words as twice as many float32s.
+func asF32words(w []int64) []float32 {
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(w))), 2*len(w))
 }
 
 // plane runs the task's kind on plane pl.
@@ -424,7 +454,7 @@ func maxPlaneAny[T Float](out []T, am []int32, x []T, rows []int64, g *poolGeom,
 	if !isFloat64[T]() {
 		o32, x32 := asF32(out), asF32(x)
 		// With C these would only find the NaN that sent the plane here.
-		if !haveMaxPoolC && (g.pairs && maxPlane2x2Float32(o32, am, x32, g) || !g.pairs && maxPlaneFloat32(o32, am, x32, rows, g)) {
+		if !havePoolC && (g.pairs && maxPlane2x2Float32(o32, am, x32, g) || !g.pairs && maxPlaneFloat32(o32, am, x32, rows, g)) {
 			reluPlane(out, relu)
 			return
 		}

@@ -155,6 +155,15 @@ static int pool_plane(float* restrict out, int32_t* restrict am, const float* re
 
 static inline int64_t imax64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+// inside_cols sets [o0, o1) to the output columns whose window lies inside
+// the row: their loops need no clipping.
+static inline void inside_cols(int w, int ow, int kw, int sw, int pw, int *o0, int *o1) {
+	*o0 = (pw + sw - 1) / sw;
+	*o1 = w - kw + pw >= 0 ? (w - kw + pw) / sw + 1 : 0;
+	if (*o1 > ow) *o1 = ow;
+	if (*o0 > *o1) *o0 = *o1;
+}
+
 // clipped_max is the largest of the n keys from k[lo] that lie in [0, w).
 static inline int64_t clipped_max(const int64_t *k, int lo, int n, int w) {
 	int hi = lo + n;
@@ -183,10 +192,8 @@ BODY void kiln_maxpool_plane_body(float *restrict out, int32_t *restrict am, con
 		*ok = 0;
 		return;
 	}
-	// Columns whose window lies inside the row: [o0, o1).
-	int o0 = (pw + sw - 1) / sw, o1 = w - kw + pw >= 0 ? (w - kw + pw) / sw + 1 : 0;
-	if (o1 > ow) o1 = ow;
-	if (o0 > o1) o0 = o1;
+	int o0, o1;
+	inside_cols(w, ow, kw, sw, pw, &o0, &o1);
 	for (int ih = 0; ih < h; ih++) {
 		const int64_t *kr = keys + (long)ih * w;
 		int64_t *rr = rows + (long)ih * ow;
@@ -232,6 +239,118 @@ int kiln_maxpool_f32(float *restrict out, int32_t *restrict am, const float *res
 		if (!ok) return p;
 	}
 	return planes;
+}
+
+// The general average pool (any window, stride and padding), PyTorch's
+// AvgPool2d with count_include_pad: every window's sum is divided by kh·kw.
+// The sums are separable, so they are taken in two passes as the max pool's
+// maxima are: along each input row's windows into work (h·ow floats), then
+// down each window's rows, in loops gcc vectorises at each ISA level (the
+// Go loop summed each window on its own, 8 ns an output). Each output's sum
+// starts from +0, so a window of −0s gives +0 as PyTorch's does.
+
+// clipped_sum is the sum of the n inputs from x[lo] that lie in [0, w).
+static inline float clipped_sum(const float *x, int lo, int n, int w) {
+	int hi = lo + n;
+	lo = lo < 0 ? 0 : lo;
+	hi = hi > w ? w : hi;
+	float s = 0.0f;
+	for (int j = lo; j < hi; j++) s += x[j];
+	return s;
+}
+
+// clipped_spread adds v to the n inputs from dx[lo] that lie in [0, w).
+static inline void clipped_spread(float *dx, float v, int lo, int n, int w) {
+	int hi = lo + n;
+	lo = lo < 0 ? 0 : lo;
+	hi = hi > w ? w : hi;
+	for (int j = lo; j < hi; j++) dx[j] += v;
+}
+
+// rows_of clips output row r's window to the input's rows [*lo, *hi).
+static inline void rows_of(int r, int sh, int ph, int kh, int h, int *lo, int *hi) {
+	*lo = r * sh - ph;
+	*hi = *lo + kh;
+	*lo = *lo < 0 ? 0 : *lo;
+	*hi = *hi > h ? h : *hi;
+}
+
+BODY void kiln_avgpool_plane_body(float *restrict out, const float *restrict x, float *restrict work,
+                                  const int *restrict g) {
+	const int h = g[0], w = g[1], oh = g[2], ow = g[3], kh = g[4], kw = g[5], sh = g[6], sw = g[7], ph = g[8],
+	          pw = g[9];
+	const float div = (float)(kh * kw);
+	int o0, o1;
+	inside_cols(w, ow, kw, sw, pw, &o0, &o1);
+	for (int ih = 0; ih < h; ih++) {
+		const float *xr = x + (long)ih * w;
+		float *rr = work + (long)ih * ow;
+		for (int o = 0; o < o0; o++) rr[o] = clipped_sum(xr, o * sw - pw, kw, w);
+		for (int o = o1; o < ow; o++) rr[o] = clipped_sum(xr, o * sw - pw, kw, w);
+		for (int o = o0; o < o1; o++) rr[o] = xr[o * sw - pw];
+		for (int t = 1; t < kw; t++)
+			for (int o = o0; o < o1; o++) rr[o] += xr[o * sw - pw + t];
+	}
+	for (int r = 0; r < oh; r++) {
+		int lo, hi;
+		rows_of(r, sh, ph, kh, h, &lo, &hi);
+		float *o = out + (long)r * ow;
+		for (int c = 0; c < ow; c++) o[c] = 0.0f;
+		for (int ih = lo; ih < hi; ih++)
+			for (int c = 0; c < ow; c++) o[c] += work[(long)ih * ow + c];
+		for (int c = 0; c < ow; c++) o[c] /= div;
+	}
+}
+
+// The backward, the same two passes the other way round: each output's
+// gradient over kh·kw is summed down into the rows its window covers (into
+// work), then each row's sums are spread along their windows.
+BODY void kiln_avgpool_backward_plane_body(float *restrict dx, const float *restrict dout, float *restrict work,
+                                           const int *restrict g) {
+	const int h = g[0], w = g[1], oh = g[2], ow = g[3], kh = g[4], kw = g[5], sh = g[6], sw = g[7], ph = g[8],
+	          pw = g[9];
+	const float div = (float)(kh * kw);
+	for (long i = 0; i < (long)h * ow; i++) work[i] = 0.0f;
+	for (int r = 0; r < oh; r++) {
+		int lo, hi;
+		rows_of(r, sh, ph, kh, h, &lo, &hi);
+		const float *d = dout + (long)r * ow;
+		for (int ih = lo; ih < hi; ih++)
+			for (int c = 0; c < ow; c++) work[(long)ih * ow + c] += d[c] / div;
+	}
+	int o0, o1;
+	inside_cols(w, ow, kw, sw, pw, &o0, &o1);
+	for (int ih = 0; ih < h; ih++) {
+		float *dr = dx + (long)ih * w;
+		const float *cr = work + (long)ih * ow;
+		for (int j = 0; j < w; j++) dr[j] = 0.0f;
+		for (int t = 0; t < kw; t++)
+			for (int o = o0; o < o1; o++) dr[o * sw - pw + t] += cr[o];
+		for (int o = 0; o < o0; o++) clipped_spread(dr, cr[o], o * sw - pw, kw, w);
+		for (int o = o1; o < ow; o++) clipped_spread(dr, cr[o], o * sw - pw, kw, w);
+	}
+}
+
+KILN_ISA_DISPATCH(kiln_avgpool_plane,
+                  (float *restrict out, const float *restrict x, float *restrict work, const int *restrict g),
+                  (out, x, work, g))
+KILN_ISA_DISPATCH(kiln_avgpool_backward_plane,
+                  (float *restrict dx, const float *restrict dout, float *restrict work, const int *restrict g),
+                  (dx, dout, work, g))
+
+// kiln_avgpool_f32 runs planes consecutive planes of the general average
+// pool (geom as kiln_maxpool_f32's), forward or, with backward, dx from
+// dout; work holds h·ow floats.
+void kiln_avgpool_f32(float *restrict a, const float *restrict b, float *restrict work, int h, int w, int oh,
+                      int ow, int kh, int kw, int sh, int sw, int ph, int pw, int planes, int backward) {
+	const int g[10] = {h, w, oh, ow, kh, kw, sh, sw, ph, pw};
+	const long in = (long)h * w, on = (long)oh * ow;
+	for (int p = 0; p < planes; p++) {
+		if (backward)
+			kiln_avgpool_backward_plane(a + p * in, b + p * on, work, g);
+		else
+			kiln_avgpool_plane(a + p * on, b + p * in, work, g);
+	}
 }
 
 // One row of the 2×2 backward: each gradient goes to the input its window

@@ -10,6 +10,8 @@ package engine
 #cgo nocallback kiln_maxpool2x2_backward_f32
 #cgo noescape kiln_maxpool_f32
 #cgo nocallback kiln_maxpool_f32
+#cgo noescape kiln_avgpool_f32
+#cgo nocallback kiln_avgpool_f32
 #include "pool_cpu.h"
 */
 import "C"
@@ -43,9 +45,9 @@ func maxPool2x2BackwardC(dx, dout, keep []float32, am []int32, g *poolGeom, plan
 		C.int(g.w), C.int(g.h), C.int(g.oh), C.int(g.ow), C.int(planes)))
 }
 
-// haveMaxPoolC says the float32 max pools run in pool_cpu.c (the Go
-// branch-free loops are the fallback without cgo).
-const haveMaxPoolC = true
+// havePoolC says the float32 max pools and the general average pools run
+// in pool_cpu.c (the Go loops are the fallback without cgo).
+const havePoolC = true
 
 // maxPoolC runs pool_cpu.c's general max pool (any window; then ReLU, with
 // relu) over planes consecutive planes, with work (H·W + (H+1)·OW int64s),
@@ -59,4 +61,13 @@ func maxPoolC(out []float32, am []int32, x []float32, work []int64, g *poolGeom,
 		(*C.float)(unsafe.Pointer(unsafe.SliceData(x))), (*C.int64_t)(unsafe.Pointer(unsafe.SliceData(work))),
 		C.int(g.h), C.int(g.w), C.int(g.oh), C.int(g.ow), C.int(g.kh), C.int(g.kw), C.int(g.sh), C.int(g.sw),
 		C.int(g.ph), C.int(g.pw), C.int(planes), C.int(b2i(relu))))
+}
+
+// avgPoolC runs pool_cpu.c's general average pool over planes consecutive
+// planes with work (H·OW float32s): forward (a the output, b the input) or,
+// with backward, a = dx from b = dout.
+func avgPoolC(a, b, work []float32, g *poolGeom, planes int, backward bool) {
+	C.kiln_avgpool_f32((*C.float)(unsafe.Pointer(unsafe.SliceData(a))), (*C.float)(unsafe.Pointer(unsafe.SliceData(b))),
+		(*C.float)(unsafe.Pointer(unsafe.SliceData(work))), C.int(g.h), C.int(g.w), C.int(g.oh), C.int(g.ow),
+		C.int(g.kh), C.int(g.kw), C.int(g.sh), C.int(g.sw), C.int(g.ph), C.int(g.pw), C.int(planes), C.int(b2i(backward)))
 }

@@ -321,3 +321,70 @@ func maxPoolFloat32PicksLikeFloat64(t *testing.T) {
 		}
 	}
 }
+
+// The general float32 average pool (C's two separable passes where built
+// with cgo on amd64, the Go loops elsewhere) against the float64 reference
+// at every ISA level, on windows, strides and paddings of every kind and
+// widths around the 8- and 16-lane vector steps; and a window of −0s
+// averages to +0, as PyTorch's sum from zero gives.
+func TestAvgPool2DFloat32AtEveryISALevel(t *testing.T) {
+	defer restoreISA(t)()
+	for _, level := range engine.CPUISAs() {
+		opsMust(t, engine.SetCPUISA(level))
+		t.Run(level, avgPoolFloat32MatchesReference)
+	}
+}
+
+func avgPoolFloat32MatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 17))
+	for _, c := range []struct {
+		h, w int
+		p    engine.Pool2DParams
+	}{
+		{32, 32, engine.Pool2DSquare(3, 1, 1)},
+		{9, 33, engine.Pool2DSquare(3, 1, 1)},
+		{7, 17, engine.Pool2DSquare(3, 2, 1)},
+		{12, 40, engine.Pool2DSquare(5, 1, 2)},
+		{11, 23, engine.Pool2DSquare(5, 3, 2)},
+		{8, 8, engine.Pool2DSquare(4, 4, 0)},
+		{6, 31, engine.Pool2DSquare(2, 1, 0)},
+		{5, 16, engine.Pool2DSquare(1, 2, 0)},
+		{3, 1, engine.Pool2DSquare(3, 1, 1)},
+		{4, 19, engine.Pool2DParams{KernelH: 1, KernelW: 7, StrideH: 1, StrideW: 1, PadW: 3}},
+		{13, 6, engine.Pool2DParams{KernelH: 3, KernelW: 2, StrideH: 2, StrideW: 1, PadH: 1}},
+	} {
+		x := engine.New(engine.Float64, 2, 3, c.h, c.w)
+		for i := range x.Float64() {
+			x.Float64()[i] = rng.Float64()*4 - 2
+		}
+		os, err := engine.Pool2DOutputShape(x.Shape(), c.p)
+		opsMust(t, err)
+		dout := gradcheck.Rand(rng, -1, 1, os...).As(engine.Float32)
+		x32 := x.As(engine.Float32)
+		want, wantDx, err := engine.Pool2DReference(x32.As(engine.Float64), dout.As(engine.Float64), c.p, false)
+		opsMust(t, err)
+		out, dx := engine.New(engine.Float32, os...), engine.New(engine.Float32, x.Shape()...)
+		opsMust(t, engine.AvgPool2DForward(out, x32, c.p))
+		opsMust(t, engine.AvgPool2DBackward(dx, dout, c.p))
+		if msg := gradcheck.Close(out.Values(), want, 1e-6, 1e-6); msg != "" {
+			t.Errorf("%dx%d %v out: %s", c.h, c.w, c.p, msg)
+		}
+		if msg := gradcheck.Close(dx.Values(), wantDx, 1e-6, 1e-6); msg != "" {
+			t.Errorf("%dx%d %v dx: %s", c.h, c.w, c.p, msg)
+		}
+	}
+	negZero := engine.New(engine.Float32, 1, 1, 5, 20)
+	for i := range negZero.Float32() {
+		negZero.Float32()[i] = float32(math.Copysign(0, -1))
+	}
+	p := engine.Pool2DSquare(3, 1, 1)
+	os, _ := engine.Pool2DOutputShape(negZero.Shape(), p)
+	out, dx := engine.New(engine.Float32, os...), engine.New(engine.Float32, negZero.Shape()...)
+	opsMust(t, engine.AvgPool2DForward(out, negZero, p))
+	opsMust(t, engine.AvgPool2DBackward(dx, negZero, p))
+	for i, v := range append(out.Float32(), dx.Float32()...) {
+		if math.Float32bits(v) != 0 {
+			t.Fatalf("element %d of a pool of −0s is %v (bits %#x), want +0", i, v, math.Float32bits(v))
+		}
+	}
+}
