@@ -464,8 +464,17 @@ func validOut(off, stride, n, outN int) (lo, hi int) {
 	return min(lo, hi), hi
 }
 
-// im2col writes col (Cg·KH·KW, OH·OW) from one image group x (Cg, H, W).
+// im2col writes col (Cg·KH·KW, OH·OW) from one image group x (Cg, H, W):
+// in float32 with conv_col_cpu.c's loops where built (the same bits).
 func im2col[T Float](col, x []T, g *convGeom) {
+	if haveColC && !isFloat64[T]() {
+		im2colC(asF32(col), asF32(x), g)
+		return
+	}
+	im2colGo(col, x, g)
+}
+
+func im2colGo[T Float](col, x []T, g *convGeom) {
 	r := 0
 	for c := 0; c < g.cg; c++ {
 		xc := x[c*g.inPlane : (c+1)*g.inPlane]
@@ -499,8 +508,16 @@ func im2col[T Float](col, x []T, g *convGeom) {
 }
 
 // col2im adds col (Cg·KH·KW, OH·OW) back into the image group dx (Cg, H, W),
-// the adjoint of im2col.
+// the adjoint of im2col; in float32 in C where built, as im2col.
 func col2im[T Float](dx, col []T, g *convGeom) {
+	if haveColC && !isFloat64[T]() {
+		col2imC(asF32(dx), asF32(col), g)
+		return
+	}
+	col2imGo(dx, col, g)
+}
+
+func col2imGo[T Float](dx, col []T, g *convGeom) {
 	r := 0
 	for c := 0; c < g.cg; c++ {
 		dc := dx[c*g.inPlane : (c+1)*g.inPlane]

@@ -26,6 +26,10 @@ package engine
 #cgo noescape kiln_conv_copy_rows
 #cgo nocallback kiln_conv_copy_rows
 #cgo nocallback kiln_conv_dyt
+#cgo noescape kiln_conv_im2col
+#cgo nocallback kiln_conv_im2col
+#cgo noescape kiln_conv_col2im
+#cgo nocallback kiln_conv_col2im
 #include "conv_cpu.h"
 */
 import "C"
@@ -150,4 +154,22 @@ func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, 
 	_ = src[(np-1)*splane+(nrows-1)*srow+rowlen-1]
 	C.kiln_conv_copy_rows(fptr(dst), C.long(dplane), C.long(drow), fptr(src), C.long(splane), C.long(srow),
 		C.long(np), C.long(nrows), C.long(rowlen))
+}
+
+// haveColC says im2col and col2im run conv_col_cpu.c's loops in float32
+// (at every ISA level).
+const haveColC = true
+
+// im2colC is im2colGo in C: col (Cg·KH·KW, OH·OW) from the image group x.
+func im2colC(col, x []float32, g *convGeom) {
+	C.kiln_conv_im2col((*C.float)(unsafe.Pointer(unsafe.SliceData(col))), (*C.float)(unsafe.Pointer(unsafe.SliceData(x))),
+		C.int(g.cg), C.int(g.h), C.int(g.w), C.int(g.oh), C.int(g.ow), C.int(g.kh), C.int(g.kw),
+		C.int(g.sh), C.int(g.sw), C.int(g.ph), C.int(g.pw), C.int(g.dh), C.int(g.dw))
+}
+
+// col2imC is col2imGo in C: col added back into the image group dx.
+func col2imC(dx, col []float32, g *convGeom) {
+	C.kiln_conv_col2im((*C.float)(unsafe.Pointer(unsafe.SliceData(dx))), (*C.float)(unsafe.Pointer(unsafe.SliceData(col))),
+		C.int(g.cg), C.int(g.h), C.int(g.w), C.int(g.oh), C.int(g.ow), C.int(g.kh), C.int(g.kw),
+		C.int(g.sh), C.int(g.sw), C.int(g.ph), C.int(g.pw), C.int(g.dh), C.int(g.dw))
 }

@@ -45,3 +45,9 @@ func (t *flatTaps) maskWords() int { return 0 }
 func (t *flatTaps) fillMasks(dst []float32) {}
 
 func convFlatGemm(c []float32, ldc, m int, ap, b []float32, t *flatTaps, init []float32) {}
+
+const haveColC = false
+
+func im2colC(col, x []float32, g *convGeom) {}
+
+func col2imC(dx, col []float32, g *convGeom) {}
