@@ -6,6 +6,7 @@
 #include "emu_registry.h"
 #include "../kernels/conv.cu"
 
+KILN_EMU_KERNEL(conv2d_weight_grad_32x32_f32);
 KILN_EMU_KERNEL(conv2d_forward_64x64_f32);
 KILN_EMU_KERNEL(conv2d_input_grad_64x64_f32);
 KILN_EMU_KERNEL(conv2d_weight_grad_64x64_f32);

@@ -25,13 +25,17 @@ import (
 var (
 	kConvForward = gemmKernels{kern.conv2d_forward_64x64_f32, kern.conv2d_forward_128x128_f32,
 		kern.conv2d_forward_64x64_tf32, kern.conv2d_forward_128x128_tf32,
-		kern.conv2d_forward_64x64_bf16, kern.conv2d_forward_128x128_bf16}
+		kern.conv2d_forward_64x64_bf16, kern.conv2d_forward_128x128_bf16, nil}
 	kConvInputGrad = gemmKernels{kern.conv2d_input_grad_64x64_f32, kern.conv2d_input_grad_128x128_f32,
 		kern.conv2d_input_grad_64x64_tf32, kern.conv2d_input_grad_128x128_tf32,
-		kern.conv2d_input_grad_64x64_bf16, kern.conv2d_input_grad_128x128_bf16}
+		kern.conv2d_input_grad_64x64_bf16, kern.conv2d_input_grad_128x128_bf16, nil}
+	// The weight gradient alone has a 32 tile: its M and N are the channel
+	// counts and the kernel taps, small in early layers, and its long K is
+	// split over the batch.
 	kConvWeightGrad = gemmKernels{kern.conv2d_weight_grad_64x64_f32, kern.conv2d_weight_grad_128x128_f32,
 		kern.conv2d_weight_grad_64x64_tf32, kern.conv2d_weight_grad_128x128_tf32,
-		kern.conv2d_weight_grad_64x64_bf16, kern.conv2d_weight_grad_128x128_bf16}
+		kern.conv2d_weight_grad_64x64_bf16, kern.conv2d_weight_grad_128x128_bf16,
+		kern.conv2d_weight_grad_32x32_f32}
 )
 
 // convIndexable reports an error when a tensor is too large for the

@@ -134,6 +134,50 @@ func TestCUDAConv2D(t *testing.T) {
 	}
 }
 
+// The weight gradient on the 32 tile (the convolutions with few channels
+// take it), with its bias column, on every case, with the automatic split
+// and split three ways; two passes, so that it adds.
+func TestCUDAConv2DWeightGradSmallTile(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	for _, splits := range []int{0, 3} {
+		restore := engine.SetGemmPlanForTest(32, splits)
+		for i, c := range convCases {
+			rng := rand.New(rand.NewPCG(24, uint64(i)))
+			r := newConvRun(t, rng, c)
+			r.dx, r.gdx = nil, nil // the input gradient has no 32 tile
+			r.backward(t)
+			r.backward(t)
+			split := splits > 1 && (r.kWgrad+7)/8 > 1
+			r.check(t, fmt.Sprintf("%s tile 32 splits %d", c.name, splits), 32, split, nil, false, true)
+		}
+		restore()
+	}
+}
+
+// Which weight gradients take the 32 tile: the small ones, in fp32 only.
+func TestCUDAConv2DWeightGradTilePlan(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	for _, c := range []struct {
+		name       string
+		m, n, tile int
+		prec       engine.Precision
+	}{
+		{"lenet conv1 (6 × 25 taps + bias)", 6, 26, 32, engine.FP32},
+		{"lenet conv2 (16 × 150 + bias)", 16, 151, 32, engine.FP32},
+		{"cnn conv2 (32 × 288 + bias)", 32, 289, 32, engine.FP32},
+		{"cnn conv4 (64 × 576 + bias)", 64, 577, 64, engine.FP32},
+		{"lenet conv1 in bf16", 6, 25, 64, engine.BF16},
+	} {
+		tile, _, err := engine.ConvWeightGradPlanForTest(c.m, c.n, 64*28*28, c.prec)
+		opsMust(t, err)
+		if tile != c.tile {
+			t.Errorf("%s: tile %d, want %d", c.name, tile, c.tile)
+		}
+	}
+}
+
 // Nil gradients: each of dx, dw, db asked for alone.
 func TestCUDAConv2DPartialGradients(t *testing.T) {
 	cudaOrSkip(t)

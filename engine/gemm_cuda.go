@@ -34,22 +34,23 @@ import (
 // KILN_CUDA_CHECK comparison, 1e-3, can flag TF32 on long reductions).
 
 // gemmKernels are one op's kernels: fp32, tf32 and bf16 on the 64×64 and
-// 128×128 tiles.
-type gemmKernels struct{ k64, k128, tf64, tf128, bf64, bf128 *cuda.Kernel }
+// 128×128 tiles, and fp32 on the 32×32 tile where the op has it (k32; nil
+// otherwise).
+type gemmKernels struct{ k64, k128, tf64, tf128, bf64, bf128, k32 *cuda.Kernel }
 
 // kGemm[transA][transB]
 var kGemm = [2][2]gemmKernels{
 	{
 		{kern.gemm_nn_64x64_f32, kern.gemm_nn_128x128_f32, kern.gemm_nn_64x64_tf32, kern.gemm_nn_128x128_tf32,
-			kern.gemm_nn_64x64_bf16, kern.gemm_nn_128x128_bf16},
+			kern.gemm_nn_64x64_bf16, kern.gemm_nn_128x128_bf16, nil},
 		{kern.gemm_nt_64x64_f32, kern.gemm_nt_128x128_f32, kern.gemm_nt_64x64_tf32, kern.gemm_nt_128x128_tf32,
-			kern.gemm_nt_64x64_bf16, kern.gemm_nt_128x128_bf16},
+			kern.gemm_nt_64x64_bf16, kern.gemm_nt_128x128_bf16, nil},
 	},
 	{
 		{kern.gemm_tn_64x64_f32, kern.gemm_tn_128x128_f32, kern.gemm_tn_64x64_tf32, kern.gemm_tn_128x128_tf32,
-			kern.gemm_tn_64x64_bf16, kern.gemm_tn_128x128_bf16},
+			kern.gemm_tn_64x64_bf16, kern.gemm_tn_128x128_bf16, nil},
 		{kern.gemm_tt_64x64_f32, kern.gemm_tt_128x128_f32, kern.gemm_tt_64x64_tf32, kern.gemm_tt_128x128_tf32,
-			kern.gemm_tt_64x64_bf16, kern.gemm_tt_128x128_bf16},
+			kern.gemm_tt_64x64_bf16, kern.gemm_tt_128x128_bf16, nil},
 	},
 }
 
@@ -97,14 +98,14 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // says whether the op can take a split-K workspace.
 func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (gemmPlan, error) {
 	p := gemmPlan{tile: 64, splits: 1}
-	big := m >= 128 && n >= 128 && ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= gemmTargetBlocks/2
-	if gemmForceTile != 0 {
-		big = gemmForceTile == 128
-	}
-	if big {
+	switch {
+	case gemmForceTile == 32 && ks.k32 != nil && gemmPrecision(prec) == FP32, gemmForceTile == 0 && smallTilePays(ks, m, n, prec):
+		p.tile = 32
+	case gemmForceTile == 128, gemmForceTile == 0 && m >= 128 && n >= 128 &&
+		ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= gemmTargetBlocks/2:
 		p.tile = 128
 	}
-	p.k = ks.pick(big, prec)
+	p.k = ks.pick(p.tile, prec)
 	blocks := ceilDiv(m, p.tile) * ceilDiv(n, p.tile) * batch
 	steps := ceilDiv(k, gemmBK)
 	if split && steps > 1 {
@@ -131,10 +132,27 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (g
 	return p, nil
 }
 
-// pick is the kernel of a tile size and precision.
-func (ks gemmKernels) pick(big bool, prec Precision) *cuda.Kernel {
+// pick is the kernel of a tile size and precision (32: fp32 only).
+func (ks gemmKernels) pick(tile int, prec Precision) *cuda.Kernel {
+	if tile == 32 {
+		return ks.k32
+	}
 	k := [3][2]*cuda.Kernel{FP32: {ks.k64, ks.k128}, TF32: {ks.tf64, ks.tf128}, BF16: {ks.bf64, ks.bf128}}
-	return k[gemmPrecision(prec)][b2i(big)]
+	return k[gemmPrecision(prec)][b2i(tile == 128)]
+}
+
+// smallTilePays says whether an fp32 m×n product (of an op with a 32 tile)
+// takes it: when the 64 tile would spend at least twice the share of its
+// work out of range. A 32 tile's thread does a quarter of a 64 tile's
+// products for about the same shared-memory traffic and barriers a k-step,
+// so it needs twice the useful share to come out ahead (a model, not yet
+// measured on a GPU).
+func smallTilePays(ks gemmKernels, m, n int, prec Precision) bool {
+	if ks.k32 == nil || gemmPrecision(prec) != FP32 {
+		return false
+	}
+	used := func(t int) float64 { return float64(m*n) / float64(ceilDiv(m, t)*t*ceilDiv(n, t)*t) }
+	return used(32) >= 2*used(64)
 }
 
 // gemmPrecision is the precision a product of a weight in prec runs in:

@@ -34,12 +34,19 @@ func SetGemmPrecisionForTest(p Precision) (restore func()) {
 	return func() { gemmTestPrecision = FP32 }
 }
 
-// SetGemmPlanForTest forces the tile (64 or 128; 0: automatic) and the
+// SetGemmPlanForTest forces the tile (64 or 128, or 32 where an op has it; 0: automatic) and the
 // split count (0: automatic) of every GPU product, and returns a function
 // that restores the automatic plan.
 func SetGemmPlanForTest(tile, splits int) (restore func()) {
 	gemmForceTile, gemmForceSplits = tile, splits
 	return func() { gemmForceTile, gemmForceSplits = 0, 0 }
+}
+
+// ConvWeightGradPlanForTest reports the tile and split count the plan
+// picks for a convolution's m×n weight gradient over k pixels.
+func ConvWeightGradPlanForTest(m, n, k int, prec Precision) (tile, splits int, err error) {
+	p, err := planGemm(kConvWeightGrad, m, n, k, 1, true, prec)
+	return p.tile, p.splits, err
 }
 
 // GemmPlanForTest reports the tile and split count the plan picks.

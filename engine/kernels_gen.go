@@ -44,6 +44,7 @@ var kern = struct {
 	concat_backward_f32 *cuda.Kernel
 
 	// kernels/conv.cu
+	conv2d_weight_grad_32x32_f32    *cuda.Kernel
 	conv2d_forward_64x64_f32        *cuda.Kernel
 	conv2d_input_grad_64x64_f32     *cuda.Kernel
 	conv2d_weight_grad_64x64_f32    *cuda.Kernel
@@ -175,6 +176,7 @@ var kern = struct {
 	transpose12_f32:                 cuda.K("transpose12_f32"),
 	concat_forward_f32:              cuda.K("concat_forward_f32"),
 	concat_backward_f32:             cuda.K("concat_backward_f32"),
+	conv2d_weight_grad_32x32_f32:    cuda.K("conv2d_weight_grad_32x32_f32"),
 	conv2d_forward_64x64_f32:        cuda.K("conv2d_forward_64x64_f32"),
 	conv2d_input_grad_64x64_f32:     cuda.K("conv2d_input_grad_64x64_f32"),
 	conv2d_weight_grad_64x64_f32:    cuda.K("conv2d_weight_grad_64x64_f32"),

@@ -15,9 +15,10 @@
 // for every element.
 // Out-of-range rows, columns and k read as zero, so any M, N, K works.
 //
-//   - fp32: each thread accumulates TM×TN = 8×8 (128×128 tile) or 4×4 (64×64)
-//     outputs in registers, in two interleaved 4-wide chunks per axis so the
-//     float4 shared reads of a warp are conflict-free.
+//   - fp32: each thread accumulates TM×TN = 8×8 (128×128 tile), 4×4 (64×64)
+//     or 2×2 (32×32) outputs in registers, in interleaved chunks of up to 4
+//     per axis so the float4 (float2) shared reads of a warp are
+//     conflict-free.
 //   - tf32 (sm_80+, opt-in): the 8 warps sit 2×4 over the tile, each warp
 //     issues mma.sync.m16n8k8 TF32 tensor-core products (64×32 per warp for
 //     the 128×128 tile, 32×16 for 64×64). Inputs are rounded to TF32
@@ -64,13 +65,18 @@ struct Tile {
 	static constexpr int BM = BM_, BN = BN_;
 	static constexpr Prec P = P_;
 	static constexpr bool MMA = P != F32;  // the tensor-core warp layout (or its twin)
-	static constexpr int TM = BM * BN / THREADS == 64 ? 8 : 4;  // outputs per thread per axis
+	// Outputs per thread per axis: 8×8 (128×128), 4×4 (64×64) or 2×2 (32×32).
+	static constexpr int TM = BM * BN / THREADS == 64 ? 8 : BM * BN / THREADS == 16 ? 4 : 2;
 	static constexpr int TN = TM;
+	// A thread's rows (and columns) come in chunks of CH consecutive ones,
+	// read from shared memory in one load each.
+	static constexpr int CH = TM < 4 ? TM : 4;
 	// bf16 fragments read rows 2·tig and 2·tig+1: with 4 floats of padding
 	// the four tig of a warp land 8 banks apart, as tf32's rows tig do at 8.
 	static constexpr int PAD = P == TF32 ? 8 : 4;
 	static_assert(TM * TN * THREADS == BM * BN, "tile does not split evenly over 256 threads");
 	static_assert(THREADS % BM == 0 && THREADS % BN == 0, "tile edge must divide 256");
+	static_assert(!MMA || TM >= 4, "the tensor-core warp layout needs a 64 or 128 tile");
 };
 typedef Tile<64, 64, F32> Tile64;
 typedef Tile<128, 128, F32> Tile128;
@@ -78,6 +84,10 @@ typedef Tile<64, 64, TF32> Tile64TF32;
 typedef Tile<128, 128, TF32> Tile128TF32;
 typedef Tile<64, 64, BF16> Tile64BF16;
 typedef Tile<128, 128, BF16> Tile128BF16;
+// The small fp32 tile, for products whose M and N are both small (a
+// convolution's weight gradient with few channels, split over a long K):
+// a 64 tile would spend most of its work on rows and columns out of range.
+typedef Tile<32, 32, F32> Tile32;
 
 // Round to TF32 (10 mantissa bits), nearest with ties away from zero, as
 // cvt.rna.tf32.f32 does. Infinities and NaNs pass through.
@@ -99,19 +109,23 @@ __device__ __forceinline__ float round_in(float x) {
 	return P == TF32 ? to_tf32(x) : P == BF16 ? kiln_to_bf16(x) : x;
 }
 
-// Four consecutive floats of shared memory (16-byte aligned).
-__device__ __forceinline__ void load4(const float* p, float* v) {
+// N = 4 or 2 consecutive floats of shared memory (aligned to their size).
+template <int N>
+__device__ __forceinline__ void load_n(const float* p, float* v) {
 #ifdef __CUDACC__
-	float4 q = *reinterpret_cast<const float4*>(p);
+	if (N == 4) {
+		float4 q = *reinterpret_cast<const float4*>(p);
+		v[0] = q.x;
+		v[1] = q.y;
+		v[2] = q.z;
+		v[3] = q.w;
+		return;
+	}
+	float2 q = *reinterpret_cast<const float2*>(p);
 	v[0] = q.x;
 	v[1] = q.y;
-	v[2] = q.z;
-	v[3] = q.w;
 #else
-	v[0] = p[0];
-	v[1] = p[1];
-	v[2] = p[2];
-	v[3] = p[3];
+	for (int i = 0; i < N; i++) v[i] = p[i];
 #endif
 }
 
@@ -311,13 +325,14 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 	// This thread's outputs: rows row(m), columns col(c) of the tile.
 	const int warp = tid / 32, lane = tid % 32, gid = lane >> 2, tig = lane & 3;
 	const int tx = tid % (BN / TN), ty = tid / (BN / TN);
+	constexpr int CH = T::CH;
 	auto row = [&](int m) {
 		if (T::MMA) return (warp / 4) * (BM / 2) + (m >> 1) * 16 + gid + 8 * (m & 1);
-		return (m >> 2) * (4 * BM / TM) + ty * 4 + (m & 3);
+		return (m / CH) * (CH * BM / TM) + ty * CH + m % CH;
 	};
 	auto col = [&](int c) {
 		if (T::MMA) return (warp % 4) * (BN / 4) + (c >> 1) * 8 + 2 * tig + (c & 1);
-		return (c >> 2) * (4 * BN / TN) + tx * 4 + (c & 3);
+		return (c / CH) * (CH * BN / TN) + tx * CH + c % CH;
 	};
 
 	float acc[TM][TN];
@@ -332,9 +347,9 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 			for (int kk = 0; kk < BK; kk++) {
 				float a[TM], b[TN];
 #pragma unroll
-				for (int q = 0; q < TM / 4; q++) load4(&As[kk][q * (4 * BM / TM) + ty * 4], a + 4 * q);
+				for (int q = 0; q < TM / CH; q++) load_n<CH>(&As[kk][q * (CH * BM / TM) + ty * CH], a + CH * q);
 #pragma unroll
-				for (int q = 0; q < TN / 4; q++) load4(&Bs[kk][q * (4 * BN / TN) + tx * 4], b + 4 * q);
+				for (int q = 0; q < TN / CH; q++) load_n<CH>(&Bs[kk][q * (CH * BN / TN) + tx * CH], b + CH * q);
 #pragma unroll
 				for (int m = 0; m < TM; m++)
 #pragma unroll
