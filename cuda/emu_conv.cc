@@ -7,6 +7,9 @@
 #include "../kernels/conv.cu"
 
 KILN_EMU_KERNEL(conv2d_weight_grad_32x32_f32);
+KILN_EMU_KERNEL(conv2d_forward_32x128_f32);
+KILN_EMU_KERNEL(conv2d_input_grad_32x128_f32);
+KILN_EMU_KERNEL(conv2d_weight_grad_32x128_f32);
 KILN_EMU_KERNEL(conv2d_forward_64x64_f32);
 KILN_EMU_KERNEL(conv2d_input_grad_64x64_f32);
 KILN_EMU_KERNEL(conv2d_weight_grad_64x64_f32);

@@ -6,6 +6,14 @@
 #include "emu_registry.h"
 #include "../kernels/gemm.cu"
 
+KILN_EMU_KERNEL(gemm_nn_32x128_f32);
+KILN_EMU_KERNEL(gemm_nt_32x128_f32);
+KILN_EMU_KERNEL(gemm_tn_32x128_f32);
+KILN_EMU_KERNEL(gemm_tt_32x128_f32);
+KILN_EMU_KERNEL(gemm_nn_128x32_f32);
+KILN_EMU_KERNEL(gemm_nt_128x32_f32);
+KILN_EMU_KERNEL(gemm_tn_128x32_f32);
+KILN_EMU_KERNEL(gemm_tt_128x32_f32);
 KILN_EMU_KERNEL(gemm_nn_64x64_f32);
 KILN_EMU_KERNEL(gemm_nt_64x64_f32);
 KILN_EMU_KERNEL(gemm_tn_64x64_f32);

@@ -47,15 +47,19 @@ func newConvRun(t *testing.T, rng *rand.Rand, c convCase) *convRun {
 	return r
 }
 
-// convKernel names a pass's kernel; dt is f32, tf32 or bf16.
-func convKernel(pass string, tile int, dt string) string {
-	return fmt.Sprintf("conv2d_%s_%dx%d_%s", pass, tile, tile, dt)
+// convKernel names a pass's kernel on a tile ("64x64"); dt is f32, tf32 or
+// bf16.
+func convKernel(pass, tile, dt string) string {
+	return fmt.Sprintf("conv2d_%s_%s_%s", pass, tile, dt)
 }
+
+// square names a square tile.
+func square(tile int) string { return fmt.Sprintf("%dx%d", tile, tile) }
 
 // check compares the GPU results, computed by the kernels of lp (nil:
 // fp32), with the CPU's fp32 ones: at lp's tolerance, or twice fp32's (after
 // two backward passes the sums doubled).
-func (r *convRun) check(t *testing.T, name string, tile int, splits bool, lp *lowPrecision, fwd, bwd bool) {
+func (r *convRun) check(t *testing.T, name, tile string, splits bool, lp *lowPrecision, fwd, bwd bool) {
 	t.Helper()
 	dt := "f32"
 	tol := func(k int) (float64, float64) {
@@ -128,7 +132,7 @@ func TestCUDAConv2D(t *testing.T) {
 			r.backward(t)
 			steps := (r.kWgrad + 7) / 8
 			split := plan.splits > 1 && steps > 1
-			r.check(t, fmt.Sprintf("%s tile %d", c.name, plan.tile), plan.tile, split, nil, true, true)
+			r.check(t, fmt.Sprintf("%s tile %d", c.name, plan.tile), square(plan.tile), split, nil, true, true)
 		}
 		restore()
 	}
@@ -149,31 +153,57 @@ func TestCUDAConv2DWeightGradSmallTile(t *testing.T) {
 			r.backward(t)
 			r.backward(t)
 			split := splits > 1 && (r.kWgrad+7)/8 > 1
-			r.check(t, fmt.Sprintf("%s tile 32 splits %d", c.name, splits), 32, split, nil, false, true)
+			r.check(t, fmt.Sprintf("%s tile 32 splits %d", c.name, splits), "32x32", split, nil, false, true)
 		}
 		restore()
 	}
 }
 
-// Which weight gradients take the 32 tile: the small ones, in fp32 only.
-func TestCUDAConv2DWeightGradTilePlan(t *testing.T) {
+// The passes on the 32×128 tile (few channels: the forward's Cout, the
+// input gradient's Cin, the weight gradient's Cout), every case, forward
+// and two backward passes.
+func TestCUDAConv2DTile32x128(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	for _, splits := range []int{0, 3} {
+		restore := engine.SetGemmTileForTest(32, 128, splits)
+		for i, c := range convCases {
+			rng := rand.New(rand.NewPCG(25, uint64(i)))
+			r := newConvRun(t, rng, c)
+			r.forward(t)
+			r.backward(t)
+			r.backward(t)
+			split := splits > 1 && (r.kWgrad+7)/8 > 1
+			name := fmt.Sprintf("%s tile 32x128 splits %d", c.name, splits)
+			r.check(t, name, "32x128", split, nil, true, true)
+		}
+		restore()
+	}
+}
+
+// Which tile each pass's plan picks: the small and rectangular ones for
+// few channels and taps, in fp32 only.
+func TestCUDAConv2DTilePlan(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(false)
 	for _, c := range []struct {
-		name       string
-		m, n, tile int
-		prec       engine.Precision
+		name, pass     string
+		m, n, k        int
+		prec           engine.Precision
+		wantTM, wantTN int
 	}{
-		{"lenet conv1 (6 × 25 taps + bias)", 6, 26, 32, engine.FP32},
-		{"lenet conv2 (16 × 150 + bias)", 16, 151, 32, engine.FP32},
-		{"cnn conv2 (32 × 288 + bias)", 32, 289, 32, engine.FP32},
-		{"cnn conv4 (64 × 576 + bias)", 64, 577, 64, engine.FP32},
-		{"lenet conv1 in bf16", 6, 25, 64, engine.BF16},
+		{"lenet conv1 forward (6 channels, batch 64)", "forward", 6, 64 * 28 * 28, 25, engine.FP32, 32, 128},
+		{"lenet conv2 input gradient (6 channels)", "input_grad", 6, 64 * 14 * 14, 400, engine.FP32, 32, 128},
+		{"lenet conv1 weight gradient (6 × 25 taps + bias)", "weight_grad", 6, 26, 64 * 28 * 28, engine.FP32, 32, 32},
+		{"lenet conv2 weight gradient (16 × 150 + bias)", "weight_grad", 16, 151, 64 * 10 * 10, engine.FP32, 32, 128},
+		{"cnn conv4 weight gradient (64 × 576 + bias)", "weight_grad", 64, 577, 64 * 14 * 14, engine.FP32, 64, 64},
+		{"cnn conv4 forward (64 channels)", "forward", 64, 64 * 14 * 14, 576, engine.FP32, 64, 64},
+		{"lenet conv1 forward in bf16", "forward", 6, 64 * 28 * 28, 25, engine.BF16, 64, 64},
 	} {
-		tile, _, err := engine.ConvWeightGradPlanForTest(c.m, c.n, 64*28*28, c.prec)
+		tm, tn, _, err := engine.ConvPlanForTest(c.pass, c.m, c.n, c.k, c.prec)
 		opsMust(t, err)
-		if tile != c.tile {
-			t.Errorf("%s: tile %d, want %d", c.name, tile, c.tile)
+		if tm != c.wantTM || tn != c.wantTN {
+			t.Errorf("%s: tile %d×%d, want %d×%d", c.name, tm, tn, c.wantTM, c.wantTN)
 		}
 	}
 }
@@ -198,7 +228,7 @@ func TestCUDAConv2DPartialGradients(t *testing.T) {
 		opsMust(t, engine.Conv2DBackward(dx, dw, db, r.dout, r.x, r.w, c.p))
 		opsMust(t, engine.Conv2DBackward(gdx, gdw, gdb, r.gdout, r.gx, r.gw, c.p))
 		r.gdx, r.gdw, r.gdb = gdx, gdw, gdb
-		r.check(t, c.name+" only "+which, 64, false, nil, false, true)
+		r.check(t, c.name+" only "+which, "64x64", false, nil, false, true)
 	}
 }
 
@@ -238,7 +268,7 @@ func checkConvLowPrecision(t *testing.T, lp lowPrecision, prepare func(w *engine
 		r.backward(t)
 		restore()
 		name := fmt.Sprintf("%s %s tile %d", c.name, lp.dt, tc.tile)
-		r.check(t, name, tc.tile, false, &lp, true, true)
+		r.check(t, name, square(tc.tile), false, &lp, true, true)
 
 		xr, wr, doutr := roundedCopy(r.x, lp.round), roundedCopy(r.w, lp.round), roundedCopy(r.dout, lp.round)
 		var b64 *engine.Tensor
@@ -255,7 +285,7 @@ func checkConvLowPrecision(t *testing.T, lp lowPrecision, prepare func(w *engine
 			got, want *engine.Tensor
 		}{{"forward", r.kFwd + 1, r.gout, out}, {"input_grad", r.kDgrad, r.gdx, dx}, {"weight_grad", r.kWgrad + 1, r.gdw, dw0}} {
 			atol, rtol := gemmTol(z.k)
-			checkKernels(t, []string{convKernel(z.pass, tc.tile, lp.dt)}, name+" "+z.pass+" vs rounded float64",
+			checkKernels(t, []string{convKernel(z.pass, square(tc.tile), lp.dt)}, name+" "+z.pass+" vs rounded float64",
 				z.got, z.want.As(engine.Float32), atol, rtol)
 		}
 	}

@@ -34,23 +34,30 @@ import (
 // KILN_CUDA_CHECK comparison, 1e-3, can flag TF32 on long reductions).
 
 // gemmKernels are one op's kernels: fp32, tf32 and bf16 on the 64×64 and
-// 128×128 tiles, and fp32 on the 32×32 tile where the op has it (k32; nil
-// otherwise).
-type gemmKernels struct{ k64, k128, tf64, tf128, bf64, bf128, k32 *cuda.Kernel }
+// 128×128 tiles, and fp32 on the smaller and rectangular tiles where the op
+// has them (nil otherwise): 32×32, 32×128 (a small M) and 128×32 (a small N).
+type gemmKernels struct {
+	k64, k128, tf64, tf128, bf64, bf128 *cuda.Kernel
+	k32, k32x128, k128x32               *cuda.Kernel
+}
 
 // kGemm[transA][transB]
 var kGemm = [2][2]gemmKernels{
 	{
 		{kern.gemm_nn_64x64_f32, kern.gemm_nn_128x128_f32, kern.gemm_nn_64x64_tf32, kern.gemm_nn_128x128_tf32,
-			kern.gemm_nn_64x64_bf16, kern.gemm_nn_128x128_bf16, nil},
+			kern.gemm_nn_64x64_bf16, kern.gemm_nn_128x128_bf16,
+			nil, kern.gemm_nn_32x128_f32, kern.gemm_nn_128x32_f32},
 		{kern.gemm_nt_64x64_f32, kern.gemm_nt_128x128_f32, kern.gemm_nt_64x64_tf32, kern.gemm_nt_128x128_tf32,
-			kern.gemm_nt_64x64_bf16, kern.gemm_nt_128x128_bf16, nil},
+			kern.gemm_nt_64x64_bf16, kern.gemm_nt_128x128_bf16,
+			nil, kern.gemm_nt_32x128_f32, kern.gemm_nt_128x32_f32},
 	},
 	{
 		{kern.gemm_tn_64x64_f32, kern.gemm_tn_128x128_f32, kern.gemm_tn_64x64_tf32, kern.gemm_tn_128x128_tf32,
-			kern.gemm_tn_64x64_bf16, kern.gemm_tn_128x128_bf16, nil},
+			kern.gemm_tn_64x64_bf16, kern.gemm_tn_128x128_bf16,
+			nil, kern.gemm_tn_32x128_f32, kern.gemm_tn_128x32_f32},
 		{kern.gemm_tt_64x64_f32, kern.gemm_tt_128x128_f32, kern.gemm_tt_64x64_tf32, kern.gemm_tt_128x128_tf32,
-			kern.gemm_tt_64x64_bf16, kern.gemm_tt_128x128_bf16, nil},
+			kern.gemm_tt_64x64_bf16, kern.gemm_tt_128x128_bf16,
+			nil, kern.gemm_tt_32x128_f32, kern.gemm_tt_128x32_f32},
 	},
 }
 
@@ -80,13 +87,14 @@ func SetCUDATF32(on bool) { cudaTF32 = on }
 // CUDATF32 reports whether the TF32 path is on.
 func CUDATF32() bool { return cudaTF32 }
 
-// gemmForceTile and gemmForceSplits override the plan (tests: every kernel
-// variant on small shapes). Zero means automatic.
-var gemmForceTile, gemmForceSplits int
+// gemmForceTM×gemmForceTN and gemmForceSplits override the plan (tests:
+// every kernel variant on small shapes). Zero means automatic; a forced
+// tile the op lacks falls back to 64×64.
+var gemmForceTM, gemmForceTN, gemmForceSplits int
 
 type gemmPlan struct {
 	k      *cuda.Kernel
-	tile   int // BM = BN
+	tm, tn int // the tile: BM×BN
 	splits int
 	grid   cuda.Dim3
 }
@@ -97,16 +105,10 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // batch groups, in precision prec (FP32 becomes TF32 under KILN_TF32); split
 // says whether the op can take a split-K workspace.
 func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (gemmPlan, error) {
-	p := gemmPlan{tile: 64, splits: 1}
-	switch {
-	case gemmForceTile == 32 && ks.k32 != nil && gemmPrecision(prec) == FP32, gemmForceTile == 0 && smallTilePays(ks, m, n, prec):
-		p.tile = 32
-	case gemmForceTile == 128, gemmForceTile == 0 && m >= 128 && n >= 128 &&
-		ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= gemmTargetBlocks/2:
-		p.tile = 128
-	}
-	p.k = ks.pick(p.tile, prec)
-	blocks := ceilDiv(m, p.tile) * ceilDiv(n, p.tile) * batch
+	p := gemmPlan{splits: 1}
+	p.tm, p.tn = ks.tile(m, n, batch, prec)
+	p.k = ks.pick(p.tm, p.tn, prec)
+	blocks := ceilDiv(m, p.tm) * ceilDiv(n, p.tn) * batch
 	steps := ceilDiv(k, gemmBK)
 	if split && steps > 1 {
 		s := 1
@@ -124,7 +126,7 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (g
 			p.splits = ceilDiv(steps, per) // no split left empty
 		}
 	}
-	gx, gy, gz := ceilDiv(n, p.tile), ceilDiv(m, p.tile), batch*p.splits
+	gx, gy, gz := ceilDiv(n, p.tn), ceilDiv(m, p.tm), batch*p.splits
 	if gy > gridMaxYZ || gz > gridMaxYZ || gx > math.MaxInt32 {
 		return p, fmt.Errorf("gemm %d×%d×%d (batch %d): grid %d×%d×%d exceeds the device's limits", m, n, k, batch, gx, gy, gz)
 	}
@@ -132,27 +134,61 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (g
 	return p, nil
 }
 
-// pick is the kernel of a tile size and precision (32: fp32 only).
-func (ks gemmKernels) pick(tile int, prec Precision) *cuda.Kernel {
-	if tile == 32 {
-		return ks.k32
+// tile picks an m×n product's tile: 128×128 for a large product that
+// fills the GPU with them; otherwise, in fp32, whichever of 64×64 and the
+// op's smaller and rectangular tiles costs least, counting blocks (each
+// runs the whole k) weighted by a block's cost a k-step against the 64
+// tile's. A 32×32 block does a quarter of the products for about half the
+// time (the same shared-memory traffic and barriers a k-step), so it weighs
+// 0.5; the rectangular ones do as much as a 64 block. A model, not yet
+// measured on a GPU.
+func (ks gemmKernels) tile(m, n, batch int, prec Precision) (tm, tn int) {
+	if gemmForceTM != 0 {
+		if ks.pick(gemmForceTM, gemmForceTN, prec) != nil {
+			return gemmForceTM, gemmForceTN
+		}
+		return 64, 64
 	}
-	k := [3][2]*cuda.Kernel{FP32: {ks.k64, ks.k128}, TF32: {ks.tf64, ks.tf128}, BF16: {ks.bf64, ks.bf128}}
-	return k[gemmPrecision(prec)][b2i(tile == 128)]
+	if m >= 128 && n >= 128 && ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= gemmTargetBlocks/2 {
+		return 128, 128
+	}
+	tm, tn = 64, 64
+	if gemmPrecision(prec) != FP32 {
+		return tm, tn
+	}
+	best := float64(ceilDiv(m, 64) * ceilDiv(n, 64))
+	for _, c := range []struct {
+		tm, tn int
+		weight float64
+	}{{32, 128, 1}, {128, 32, 1}, {32, 32, 0.5}} {
+		if ks.pick(c.tm, c.tn, prec) == nil {
+			continue
+		}
+		if cost := c.weight * float64(ceilDiv(m, c.tm)*ceilDiv(n, c.tn)); cost < best {
+			best, tm, tn = cost, c.tm, c.tn
+		}
+	}
+	return tm, tn
 }
 
-// smallTilePays says whether an fp32 m×n product (of an op with a 32 tile)
-// takes it: when the 64 tile would spend at least twice the share of its
-// work out of range. A 32 tile's thread does a quarter of a 64 tile's
-// products for about the same shared-memory traffic and barriers a k-step,
-// so it needs twice the useful share to come out ahead (a model, not yet
-// measured on a GPU).
-func smallTilePays(ks gemmKernels, m, n int, prec Precision) bool {
-	if ks.k32 == nil || gemmPrecision(prec) != FP32 {
-		return false
+// pick is the kernel of a tile and precision (nil where the op has none:
+// the tiles other than 64×64 and 128×128 are fp32 only).
+func (ks gemmKernels) pick(tm, tn int, prec Precision) *cuda.Kernel {
+	p := gemmPrecision(prec)
+	switch {
+	case tm == 64 && tn == 64 || tm == 128 && tn == 128:
+		k := [3][2]*cuda.Kernel{FP32: {ks.k64, ks.k128}, TF32: {ks.tf64, ks.tf128}, BF16: {ks.bf64, ks.bf128}}
+		return k[p][b2i(tm == 128)]
+	case p != FP32:
+		return nil
+	case tm == 32 && tn == 32:
+		return ks.k32
+	case tm == 32 && tn == 128:
+		return ks.k32x128
+	case tm == 128 && tn == 32:
+		return ks.k128x32
 	}
-	used := func(t int) float64 { return float64(m*n) / float64(ceilDiv(m, t)*t*ceilDiv(n, t)*t) }
-	return used(32) >= 2*used(64)
+	return nil
 }
 
 // gemmPrecision is the precision a product of a weight in prec runs in:

@@ -28,15 +28,21 @@ type gemmCase struct {
 // a thread switch per thread per k-step.
 var gemmCases = []gemmCase{{1, 1, 1}, {17, 33, 5}, {33, 17, 20}, {65, 3, 17}, {130, 66, 9}, {3, 5, 300}}
 
-// gemmKernelName names a product's kernel; dt is f32, tf32 or bf16.
+// gemmKernelName names a product's kernel on a square tile; dt is f32,
+// tf32 or bf16.
 func gemmKernelName(ta, tb bool, tile int, dt string) string {
+	return gemmTileKernelName(ta, tb, tile, tile, dt)
+}
+
+// gemmTileKernelName names a product's kernel on a tm×tn tile.
+func gemmTileKernelName(ta, tb bool, tm, tn int, dt string) string {
 	t := func(v bool) string {
 		if v {
 			return "t"
 		}
 		return "n"
 	}
-	return fmt.Sprintf("gemm_%s%s_%dx%d_%s", t(ta), t(tb), tile, tile, dt)
+	return fmt.Sprintf("gemm_%s%s_%dx%d_%s", t(ta), t(tb), tm, tn, dt)
 }
 
 // gemmOperands returns random A, B, C (CPU and GPU) for batch products with
@@ -100,6 +106,65 @@ func TestCUDAGemm(t *testing.T) {
 			}
 		}
 		restore()
+	}
+}
+
+// The rectangular fp32 tiles (32×128 for a small M, 128×32 for a small N),
+// every transpose pair, on the same cases, accumulating, split three ways,
+// and overwriting.
+func TestCUDAGemmRectangularTiles(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	rng := rand.New(rand.NewPCG(7, 9))
+	for _, tile := range [][2]int{{32, 128}, {128, 32}} {
+		for _, splits := range []int{1, 3} {
+			restore := engine.SetGemmTileForTest(tile[0], tile[1], splits)
+			for _, ta := range []bool{false, true} {
+				for _, tb := range []bool{false, true} {
+					kernel := gemmTileKernelName(ta, tb, tile[0], tile[1], "f32")
+					for _, c := range gemmCases {
+						name := fmt.Sprintf("%s %dx%dx%d splits %d", kernel, c.m, c.n, c.k, splits)
+						atol, rtol := gemmTol(c.k)
+						o := newGemmOperands(t, rng, ta, tb, c.m, c.n, c.k, 1)
+						o.run(t, ta, tb, c.m, c.n, c.k, 1, -0.75, 1.5)
+						ks := []string{kernel}
+						if splits > 1 && (c.k+7)/8 > 1 {
+							ks = append(ks, "gemm_splitk_reduce_f32")
+						}
+						checkKernels(t, ks, name+" alpha=-0.75 beta=1.5", o.dc, o.c, atol, rtol)
+						o.c.Fill(math.NaN())
+						o.dc.Fill(math.NaN())
+						o.run(t, ta, tb, c.m, c.n, c.k, 1, 1, 0)
+						checkKernels(t, ks, name+" beta=0 over NaN", o.dc, o.c, atol, rtol)
+					}
+				}
+			}
+			restore()
+		}
+	}
+}
+
+// Which tile the automatic plan gives a product: 128×32 for a linear
+// layer's few outputs, 32×128 for its weight gradient, 64×64 otherwise.
+func TestCUDAGemmTilePlan(t *testing.T) {
+	cudaOrSkip(t)
+	engine.SetCUDATF32(false)
+	for _, c := range []struct {
+		name           string
+		ta, tb         bool
+		m, n, k        int
+		wantTM, wantTN int
+	}{
+		{"lenet fc3 forward (batch 1024, 84 → 10)", false, true, 1024, 10, 84, 128, 32},
+		{"lenet fc3 weight gradient (10 × 84)", true, false, 10, 84, 1024, 32, 128},
+		{"a square product", false, false, 512, 512, 512, 64, 64},
+		{"a large square product", false, false, 4096, 4096, 512, 128, 128},
+	} {
+		tm, tn, err := engine.GemmTileForTest(c.ta, c.tb, c.m, c.n, c.k, 1)
+		opsMust(t, err)
+		if tm != c.wantTM || tn != c.wantTN {
+			t.Errorf("%s: tile %d×%d, want %d×%d", c.name, tm, tn, c.wantTM, c.wantTN)
+		}
 	}
 }
 

@@ -34,23 +34,37 @@ func SetGemmPrecisionForTest(p Precision) (restore func()) {
 	return func() { gemmTestPrecision = FP32 }
 }
 
-// SetGemmPlanForTest forces the tile (64 or 128, or 32 where an op has it; 0: automatic) and the
-// split count (0: automatic) of every GPU product, and returns a function
-// that restores the automatic plan.
+// SetGemmPlanForTest forces the square tile (64 or 128, or 32 where an op
+// has it; 0: automatic) and the split count (0: automatic) of every GPU
+// product, and returns a function that restores the automatic plan.
 func SetGemmPlanForTest(tile, splits int) (restore func()) {
-	gemmForceTile, gemmForceSplits = tile, splits
-	return func() { gemmForceTile, gemmForceSplits = 0, 0 }
+	return SetGemmTileForTest(tile, tile, splits)
 }
 
-// ConvWeightGradPlanForTest reports the tile and split count the plan
-// picks for a convolution's m×n weight gradient over k pixels.
-func ConvWeightGradPlanForTest(m, n, k int, prec Precision) (tile, splits int, err error) {
-	p, err := planGemm(kConvWeightGrad, m, n, k, 1, true, prec)
-	return p.tile, p.splits, err
+// SetGemmTileForTest is SetGemmPlanForTest for any tile, rectangular ones
+// too (32×128, 128×32 where an op has them).
+func SetGemmTileForTest(tm, tn, splits int) (restore func()) {
+	gemmForceTM, gemmForceTN, gemmForceSplits = tm, tn, splits
+	return func() { gemmForceTM, gemmForceTN, gemmForceSplits = 0, 0, 0 }
+}
+
+// ConvPlanForTest reports the tile and split count the plan picks for a
+// convolution pass's m×n×k product ("forward", "input_grad" or
+// "weight_grad").
+func ConvPlanForTest(pass string, m, n, k int, prec Precision) (tm, tn, splits int, err error) {
+	ks := map[string]gemmKernels{"forward": kConvForward, "input_grad": kConvInputGrad, "weight_grad": kConvWeightGrad}[pass]
+	p, err := planGemm(ks, m, n, k, 1, pass == "weight_grad", prec)
+	return p.tm, p.tn, p.splits, err
 }
 
 // GemmPlanForTest reports the tile and split count the plan picks.
 func GemmPlanForTest(m, n, k, batch int) (tile, splits int, err error) {
 	p, err := planGemm(kGemm[0][0], m, n, k, batch, true, FP32)
-	return p.tile, p.splits, err
+	return p.tm, p.splits, err
+}
+
+// GemmTileForTest reports the tile the plan picks for an fp32 product.
+func GemmTileForTest(transA, transB bool, m, n, k, batch int) (tm, tn int, err error) {
+	p, err := planGemm(kGemm[b2i(transA)][b2i(transB)], m, n, k, batch, true, FP32)
+	return p.tm, p.tn, err
 }

@@ -45,6 +45,9 @@ var kern = struct {
 
 	// kernels/conv.cu
 	conv2d_weight_grad_32x32_f32    *cuda.Kernel
+	conv2d_forward_32x128_f32       *cuda.Kernel
+	conv2d_input_grad_32x128_f32    *cuda.Kernel
+	conv2d_weight_grad_32x128_f32   *cuda.Kernel
 	conv2d_forward_64x64_f32        *cuda.Kernel
 	conv2d_input_grad_64x64_f32     *cuda.Kernel
 	conv2d_weight_grad_64x64_f32    *cuda.Kernel
@@ -82,6 +85,14 @@ var kern = struct {
 	sgu_weight_grad_bf16  *cuda.Kernel
 
 	// kernels/gemm.cu
+	gemm_nn_32x128_f32     *cuda.Kernel
+	gemm_nt_32x128_f32     *cuda.Kernel
+	gemm_tn_32x128_f32     *cuda.Kernel
+	gemm_tt_32x128_f32     *cuda.Kernel
+	gemm_nn_128x32_f32     *cuda.Kernel
+	gemm_nt_128x32_f32     *cuda.Kernel
+	gemm_tn_128x32_f32     *cuda.Kernel
+	gemm_tt_128x32_f32     *cuda.Kernel
 	gemm_nn_64x64_f32      *cuda.Kernel
 	gemm_nt_64x64_f32      *cuda.Kernel
 	gemm_tn_64x64_f32      *cuda.Kernel
@@ -177,6 +188,9 @@ var kern = struct {
 	concat_forward_f32:              cuda.K("concat_forward_f32"),
 	concat_backward_f32:             cuda.K("concat_backward_f32"),
 	conv2d_weight_grad_32x32_f32:    cuda.K("conv2d_weight_grad_32x32_f32"),
+	conv2d_forward_32x128_f32:       cuda.K("conv2d_forward_32x128_f32"),
+	conv2d_input_grad_32x128_f32:    cuda.K("conv2d_input_grad_32x128_f32"),
+	conv2d_weight_grad_32x128_f32:   cuda.K("conv2d_weight_grad_32x128_f32"),
 	conv2d_forward_64x64_f32:        cuda.K("conv2d_forward_64x64_f32"),
 	conv2d_input_grad_64x64_f32:     cuda.K("conv2d_input_grad_64x64_f32"),
 	conv2d_weight_grad_64x64_f32:    cuda.K("conv2d_weight_grad_64x64_f32"),
@@ -206,6 +220,14 @@ var kern = struct {
 	sgu_gate_backward_f32:           cuda.K("sgu_gate_backward_f32"),
 	sgu_weight_grad_f32:             cuda.K("sgu_weight_grad_f32"),
 	sgu_weight_grad_bf16:            cuda.K("sgu_weight_grad_bf16"),
+	gemm_nn_32x128_f32:              cuda.K("gemm_nn_32x128_f32"),
+	gemm_nt_32x128_f32:              cuda.K("gemm_nt_32x128_f32"),
+	gemm_tn_32x128_f32:              cuda.K("gemm_tn_32x128_f32"),
+	gemm_tt_32x128_f32:              cuda.K("gemm_tt_32x128_f32"),
+	gemm_nn_128x32_f32:              cuda.K("gemm_nn_128x32_f32"),
+	gemm_nt_128x32_f32:              cuda.K("gemm_nt_128x32_f32"),
+	gemm_tn_128x32_f32:              cuda.K("gemm_tn_128x32_f32"),
+	gemm_tt_128x32_f32:              cuda.K("gemm_tt_128x32_f32"),
 	gemm_nn_64x64_f32:               cuda.K("gemm_nn_64x64_f32"),
 	gemm_nt_64x64_f32:               cuda.K("gemm_nt_64x64_f32"),
 	gemm_tn_64x64_f32:               cuda.K("gemm_tn_64x64_f32"),

@@ -333,6 +333,9 @@ __device__ __forceinline__ void weight_grad(float* dw, float* db, const float* d
 	}
 
 KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_32x32_f32, kiln_gemm::Tile32, 4)
+KILN_CONV_FORWARD_KERNEL(conv2d_forward_32x128_f32, kiln_gemm::Tile32x128, 1)
+KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_32x128_f32, kiln_gemm::Tile32x128, 1)
+KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_32x128_f32, kiln_gemm::Tile32x128, 1)
 KILN_CONV_FORWARD_KERNEL(conv2d_forward_64x64_f32, kiln_gemm::Tile64, 1)
 KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_64x64_f32, kiln_gemm::Tile64, 1)
 KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_64x64_f32, kiln_gemm::Tile64, 1)

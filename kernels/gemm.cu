@@ -85,6 +85,14 @@ __device__ __forceinline__ void gemm_run(const float* A, int lda, long long sa, 
 		                                  bias, relu);                                                      \
 	}
 
+KILN_GEMM_KERNEL(gemm_nn_32x128_f32, kiln_gemm::Tile32x128, false, false, 1)
+KILN_GEMM_KERNEL(gemm_nt_32x128_f32, kiln_gemm::Tile32x128, false, true, 1)
+KILN_GEMM_KERNEL(gemm_tn_32x128_f32, kiln_gemm::Tile32x128, true, false, 1)
+KILN_GEMM_KERNEL(gemm_tt_32x128_f32, kiln_gemm::Tile32x128, true, true, 1)
+KILN_GEMM_KERNEL(gemm_nn_128x32_f32, kiln_gemm::Tile128x32, false, false, 1)
+KILN_GEMM_KERNEL(gemm_nt_128x32_f32, kiln_gemm::Tile128x32, false, true, 1)
+KILN_GEMM_KERNEL(gemm_tn_128x32_f32, kiln_gemm::Tile128x32, true, false, 1)
+KILN_GEMM_KERNEL(gemm_tt_128x32_f32, kiln_gemm::Tile128x32, true, true, 1)
 KILN_GEMM_KERNEL(gemm_nn_64x64_f32, kiln_gemm::Tile64, false, false, 1)
 KILN_GEMM_KERNEL(gemm_nt_64x64_f32, kiln_gemm::Tile64, false, true, 1)
 KILN_GEMM_KERNEL(gemm_tn_64x64_f32, kiln_gemm::Tile64, true, false, 1)

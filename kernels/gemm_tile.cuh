@@ -15,10 +15,10 @@
 // for every element.
 // Out-of-range rows, columns and k read as zero, so any M, N, K works.
 //
-//   - fp32: each thread accumulates TM×TN = 8×8 (128×128 tile), 4×4 (64×64)
-//     or 2×2 (32×32) outputs in registers, in interleaved chunks of up to 4
-//     per axis so the float4 (float2) shared reads of a warp are
-//     conflict-free.
+//   - fp32: each thread accumulates TM×TN = 8×8 (128×128 tile), 4×4 (64×64),
+//     2×2 (32×32), 2×8 (32×128) or 8×2 (128×32) outputs in registers, in
+//     interleaved chunks of up to 4 per axis so the float4 (float2) shared
+//     reads of a warp are conflict-free.
 //   - tf32 (sm_80+, opt-in): the 8 warps sit 2×4 over the tile, each warp
 //     issues mma.sync.m16n8k8 TF32 tensor-core products (64×32 per warp for
 //     the 128×128 tile, 32×16 for 64×64). Inputs are rounded to TF32
@@ -60,23 +60,25 @@ constexpr int KTAB = 4;  // ints of per-k table an op may fill
 // What a tile's products multiply in (engine.Precision).
 enum Prec { F32, TF32, BF16 };
 
-template <int BM_, int BN_, Prec P_>
+// A tile of BM×BN outputs; each thread holds TM×TN of them (by default
+// square: 8×8 for 128×128, 4×4 for 64×64, 2×2 for 32×32).
+template <int BM_, int BN_, Prec P_, int TM_ = 0, int TN_ = 0>
 struct Tile {
 	static constexpr int BM = BM_, BN = BN_;
 	static constexpr Prec P = P_;
 	static constexpr bool MMA = P != F32;  // the tensor-core warp layout (or its twin)
-	// Outputs per thread per axis: 8×8 (128×128), 4×4 (64×64) or 2×2 (32×32).
-	static constexpr int TM = BM * BN / THREADS == 64 ? 8 : BM * BN / THREADS == 16 ? 4 : 2;
-	static constexpr int TN = TM;
-	// A thread's rows (and columns) come in chunks of CH consecutive ones,
-	// read from shared memory in one load each.
-	static constexpr int CH = TM < 4 ? TM : 4;
+	static constexpr int SQ = BM * BN / THREADS == 64 ? 8 : BM * BN / THREADS == 16 ? 4 : 2;
+	static constexpr int TM = TM_ ? TM_ : SQ, TN = TN_ ? TN_ : SQ;
+	// A thread's rows (columns) come in chunks of CHM (CHN) consecutive
+	// ones, read from shared memory in one load each.
+	static constexpr int CHM = TM < 4 ? TM : 4, CHN = TN < 4 ? TN : 4;
 	// bf16 fragments read rows 2·tig and 2·tig+1: with 4 floats of padding
 	// the four tig of a warp land 8 banks apart, as tf32's rows tig do at 8.
 	static constexpr int PAD = P == TF32 ? 8 : 4;
 	static_assert(TM * TN * THREADS == BM * BN, "tile does not split evenly over 256 threads");
 	static_assert(THREADS % BM == 0 && THREADS % BN == 0, "tile edge must divide 256");
-	static_assert(!MMA || TM >= 4, "the tensor-core warp layout needs a 64 or 128 tile");
+	static_assert(!MMA || (BM == BN && TM >= 4), "the tensor-core warp layout needs a 64 or 128 tile");
+	static_assert((BM / TM) * (BN / TN) == THREADS, "one thread per TM×TN outputs");
 };
 typedef Tile<64, 64, F32> Tile64;
 typedef Tile<128, 128, F32> Tile128;
@@ -88,6 +90,12 @@ typedef Tile<128, 128, BF16> Tile128BF16;
 // convolution's weight gradient with few channels, split over a long K):
 // a 64 tile would spend most of its work on rows and columns out of range.
 typedef Tile<32, 32, F32> Tile32;
+// Rectangular fp32 tiles for a product with a small M (32×128: a
+// convolution with few output channels, over a batch of pixels) or a small
+// N (128×32: a linear layer with few outputs): 16 outputs a thread, as the
+// 64 tile, with half as much of the tile out of range.
+typedef Tile<32, 128, F32, 2, 8> Tile32x128;
+typedef Tile<128, 32, F32, 8, 2> Tile128x32;
 
 // Round to TF32 (10 mantissa bits), nearest with ties away from zero, as
 // cvt.rna.tf32.f32 does. Infinities and NaNs pass through.
@@ -325,14 +333,14 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 	// This thread's outputs: rows row(m), columns col(c) of the tile.
 	const int warp = tid / 32, lane = tid % 32, gid = lane >> 2, tig = lane & 3;
 	const int tx = tid % (BN / TN), ty = tid / (BN / TN);
-	constexpr int CH = T::CH;
+	constexpr int CHM = T::CHM, CHN = T::CHN;
 	auto row = [&](int m) {
 		if (T::MMA) return (warp / 4) * (BM / 2) + (m >> 1) * 16 + gid + 8 * (m & 1);
-		return (m / CH) * (CH * BM / TM) + ty * CH + m % CH;
+		return (m / CHM) * (CHM * BM / TM) + ty * CHM + m % CHM;
 	};
 	auto col = [&](int c) {
 		if (T::MMA) return (warp % 4) * (BN / 4) + (c >> 1) * 8 + 2 * tig + (c & 1);
-		return (c / CH) * (CH * BN / TN) + tx * CH + c % CH;
+		return (c / CHN) * (CHN * BN / TN) + tx * CHN + c % CHN;
 	};
 
 	float acc[TM][TN];
@@ -347,9 +355,9 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 			for (int kk = 0; kk < BK; kk++) {
 				float a[TM], b[TN];
 #pragma unroll
-				for (int q = 0; q < TM / CH; q++) load_n<CH>(&As[kk][q * (CH * BM / TM) + ty * CH], a + CH * q);
+				for (int q = 0; q < TM / CHM; q++) load_n<CHM>(&As[kk][q * (CHM * BM / TM) + ty * CHM], a + CHM * q);
 #pragma unroll
-				for (int q = 0; q < TN / CH; q++) load_n<CH>(&Bs[kk][q * (CH * BN / TN) + tx * CH], b + CH * q);
+				for (int q = 0; q < TN / CHN; q++) load_n<CHN>(&Bs[kk][q * (CHN * BN / TN) + tx * CHN], b + CHN * q);
 #pragma unroll
 				for (int m = 0; m < TM; m++)
 #pragma unroll
