@@ -78,6 +78,11 @@ const (
 
 var cudaTF32 = os.Getenv("KILN_TF32") == "1"
 
+// cudaSquareTiles keeps the plan to the 64×64 and 128×128 tiles
+// (KILN_CUDA_SQUARE_TILES=1): the other side of an A/B of the smaller and
+// rectangular ones (scripts/gpu-run.sh profiles).
+var cudaSquareTiles = os.Getenv("KILN_CUDA_SQUARE_TILES") == "1"
+
 // SetCUDATF32 turns the TF32 tensor-core path of the GPU matrix products
 // (GEMM, Linear, Conv2D) on or off; KILN_TF32=1 sets it at start-up. TF32
 // rounds each input to 10 mantissa bits: faster on sm_80+ GPUs, about 1e-3
@@ -153,7 +158,7 @@ func (ks gemmKernels) tile(m, n, batch int, prec Precision) (tm, tn int) {
 		return 128, 128
 	}
 	tm, tn = 64, 64
-	if gemmPrecision(prec) != FP32 {
+	if gemmPrecision(prec) != FP32 || cudaSquareTiles {
 		return tm, tn
 	}
 	best := float64(ceilDiv(m, 64) * ceilDiv(n, 64))

@@ -166,6 +166,11 @@ func TestCUDAGemmTilePlan(t *testing.T) {
 			t.Errorf("%s: tile %d×%d, want %d×%d", c.name, tm, tn, c.wantTM, c.wantTN)
 		}
 	}
+	// KILN_CUDA_SQUARE_TILES=1 keeps to the square tiles.
+	defer engine.SetCUDASquareTilesForTest(true)()
+	if tm, tn, _ := engine.GemmTileForTest(false, true, 1024, 10, 84, 1); tm != 64 || tn != 64 {
+		t.Errorf("square tiles only: lenet fc3 forward on %d×%d, want 64×64", tm, tn)
+	}
 }
 
 // A batch of products with strides, and forced splits (7 of 2 k-steps each

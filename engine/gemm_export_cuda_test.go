@@ -63,6 +63,14 @@ func GemmPlanForTest(m, n, k, batch int) (tile, splits int, err error) {
 	return p.tm, p.splits, err
 }
 
+// SetCUDASquareTilesForTest sets KILN_CUDA_SQUARE_TILES's switch and
+// returns a function that puts it back.
+func SetCUDASquareTilesForTest(on bool) (restore func()) {
+	was := cudaSquareTiles
+	cudaSquareTiles = on
+	return func() { cudaSquareTiles = was }
+}
+
 // GemmTileForTest reports the tile the plan picks for an fp32 product.
 func GemmTileForTest(transA, transB bool, m, n, k, batch int) (tm, tn int, err error) {
 	p, err := planGemm(kGemm[b2i(transA)][b2i(transB)], m, n, k, batch, true, FP32)

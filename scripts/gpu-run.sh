@@ -8,7 +8,7 @@
 #
 #   bash scripts/gpu-run.sh                      # tests, then the whole suite, one round
 #   bash scripts/gpu-run.sh tests                # tests only (about a minute)
-#   bash scripts/gpu-run.sh profiles             # tests, four kernel profiles, graph on/off (issue 17)
+#   bash scripts/gpu-run.sh profiles             # tests, four kernel profiles, graph and tiles A/B (issue 17)
 #   SUITE_ARGS="--sections train --rounds 3" bash scripts/gpu-run.sh
 #   SUITE_ARGS="--sections train --precision fp32,bf16" bash scripts/gpu-run.sh  # issue 13's GPU figures
 #
@@ -74,6 +74,16 @@ for spec in "lenet 64 28x28x1" "lenet 1024 28x28x1" "cnn 128 32x32x3"; do
 		timeout 60 "$G/kiln-cuda" bench --device cuda --model "$model" --batch "$batch" --input "$input" \
 			--seconds 2 $graph >>"$R/graph-ab.txt" 2>&1
 		echo "$model b$batch ${graph:-graph}: $(tail -1 "$R/graph-ab.txt")"
+	done
+done
+# The tile planner's smaller and rectangular fp32 tiles against the 64 and
+# 128 tiles alone (issue 17, item 3), alternating, a few seconds each.
+for spec in "lenet 1024 28x28x1" "cnn 128 32x32x3"; do
+	read -r model batch input <<<"$spec"
+	for square in 0 1; do
+		KILN_CUDA_SQUARE_TILES=$square timeout 60 "$G/kiln-cuda" bench --device cuda --model "$model" \
+			--batch "$batch" --input "$input" --seconds 2 >>"$R/tiles-ab.txt" 2>&1
+		echo "$model b$batch square-only=$square: $(tail -1 "$R/tiles-ab.txt")"
 	done
 done
 save
