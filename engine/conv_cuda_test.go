@@ -117,13 +117,15 @@ func (r *convRun) backward(t *testing.T) {
 // Every case of the CPU tests (odd sizes, batch 1, stride, padding,
 // dilation, groups, depthwise, 1×1, a kernel that fills the input), forward
 // and two backward passes (dw and db start random and must be added to), on
-// the 64 tile with the automatic plan and on the 128 tile with the weight
-// gradient split three ways.
+// the 64 tile with the automatic plan, on the 128 tile with the weight
+// gradient split three ways, and on the 32×128 tile (the passes over few
+// channels) both ways.
 func TestCUDAConv2D(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(false)
-	for _, plan := range []struct{ tile, splits int }{{64, 0}, {128, 3}} {
-		restore := engine.SetGemmPlanForTest(plan.tile, plan.splits)
+	for _, plan := range []struct{ tm, tn, splits int }{{64, 64, 0}, {128, 128, 3}, {32, 128, 0}, {32, 128, 3}} {
+		restore := engine.SetGemmTileForTest(plan.tm, plan.tn, plan.splits)
+		tile := fmt.Sprintf("%dx%d", plan.tm, plan.tn)
 		for i, c := range convCases {
 			rng := rand.New(rand.NewPCG(21, uint64(i)))
 			r := newConvRun(t, rng, c)
@@ -132,7 +134,7 @@ func TestCUDAConv2D(t *testing.T) {
 			r.backward(t)
 			steps := (r.kWgrad + 7) / 8
 			split := plan.splits > 1 && steps > 1
-			r.check(t, fmt.Sprintf("%s tile %d", c.name, plan.tile), square(plan.tile), split, nil, true, true)
+			r.check(t, fmt.Sprintf("%s tile %s splits %d", c.name, tile, plan.splits), tile, split, nil, true, true)
 		}
 		restore()
 	}
@@ -154,28 +156,6 @@ func TestCUDAConv2DWeightGradSmallTile(t *testing.T) {
 			r.backward(t)
 			split := splits > 1 && (r.kWgrad+7)/8 > 1
 			r.check(t, fmt.Sprintf("%s tile 32 splits %d", c.name, splits), "32x32", split, nil, false, true)
-		}
-		restore()
-	}
-}
-
-// The passes on the 32×128 tile (few channels: the forward's Cout, the
-// input gradient's Cin, the weight gradient's Cout), every case, forward
-// and two backward passes.
-func TestCUDAConv2DTile32x128(t *testing.T) {
-	cudaOrSkip(t)
-	engine.SetCUDATF32(false)
-	for _, splits := range []int{0, 3} {
-		restore := engine.SetGemmTileForTest(32, 128, splits)
-		for i, c := range convCases {
-			rng := rand.New(rand.NewPCG(25, uint64(i)))
-			r := newConvRun(t, rng, c)
-			r.forward(t)
-			r.backward(t)
-			r.backward(t)
-			split := splits > 1 && (r.kWgrad+7)/8 > 1
-			name := fmt.Sprintf("%s tile 32x128 splits %d", c.name, splits)
-			r.check(t, name, "32x128", split, nil, true, true)
 		}
 		restore()
 	}

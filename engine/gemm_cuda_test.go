@@ -87,21 +87,11 @@ func TestCUDAGemm(t *testing.T) {
 			for _, tb := range []bool{false, true} {
 				kernels := []string{gemmKernelName(ta, tb, tile, "f32")}
 				for _, c := range gemmCases {
-					name := fmt.Sprintf("%s %dx%dx%d", kernels[0], c.m, c.n, c.k)
-					atol, rtol := gemmTol(c.k)
-					// Accumulate: alpha and beta away from 0 and 1; C random.
-					o := newGemmOperands(t, rng, ta, tb, c.m, c.n, c.k, 1)
-					o.run(t, ta, tb, c.m, c.n, c.k, 1, -0.75, 1.5)
 					ks := kernels
 					if _, splits, _ := engine.GemmPlanForTest(c.m, c.n, c.k, 1); splits > 1 && tile == 64 {
 						ks = append(ks, "gemm_splitk_reduce_f32")
 					}
-					checkKernels(t, ks, name+" alpha=-0.75 beta=1.5", o.dc, o.c, atol, rtol)
-					// Overwrite: beta 0 must not read C, so NaNs there stay out.
-					o.c.Fill(math.NaN())
-					o.dc.Fill(math.NaN())
-					o.run(t, ta, tb, c.m, c.n, c.k, 1, 1, 0)
-					checkKernels(t, kernels, name+" beta=0 over NaN", o.dc, o.c, atol, rtol)
+					accumulateThenOverwrite(t, rng, ta, tb, c, fmt.Sprintf("%s %dx%dx%d", kernels[0], c.m, c.n, c.k), ks, kernels)
 				}
 			}
 		}
@@ -123,19 +113,12 @@ func TestCUDAGemmRectangularTiles(t *testing.T) {
 				for _, tb := range []bool{false, true} {
 					kernel := gemmTileKernelName(ta, tb, tile[0], tile[1], "f32")
 					for _, c := range gemmCases {
-						name := fmt.Sprintf("%s %dx%dx%d splits %d", kernel, c.m, c.n, c.k, splits)
-						atol, rtol := gemmTol(c.k)
-						o := newGemmOperands(t, rng, ta, tb, c.m, c.n, c.k, 1)
-						o.run(t, ta, tb, c.m, c.n, c.k, 1, -0.75, 1.5)
 						ks := []string{kernel}
 						if splits > 1 && (c.k+7)/8 > 1 {
 							ks = append(ks, "gemm_splitk_reduce_f32")
 						}
-						checkKernels(t, ks, name+" alpha=-0.75 beta=1.5", o.dc, o.c, atol, rtol)
-						o.c.Fill(math.NaN())
-						o.dc.Fill(math.NaN())
-						o.run(t, ta, tb, c.m, c.n, c.k, 1, 1, 0)
-						checkKernels(t, ks, name+" beta=0 over NaN", o.dc, o.c, atol, rtol)
+						name := fmt.Sprintf("%s %dx%dx%d splits %d", kernel, c.m, c.n, c.k, splits)
+						accumulateThenOverwrite(t, rng, ta, tb, c, name, ks, ks)
 					}
 				}
 			}
@@ -171,6 +154,22 @@ func TestCUDAGemmTilePlan(t *testing.T) {
 	if tm, tn, _ := engine.GemmTileForTest(false, true, 1024, 10, 84, 1); tm != 64 || tn != 64 {
 		t.Errorf("square tiles only: lenet fc3 forward on %d×%d, want 64×64", tm, tn)
 	}
+}
+
+// accumulateThenOverwrite runs case c on the GPU and the CPU twice and
+// compares them: accumulating (alpha and beta away from 0 and 1, C random;
+// the kernels acc), then overwriting (beta 0 must not read C, so NaNs there
+// stay out; the kernels over).
+func accumulateThenOverwrite(t *testing.T, rng *rand.Rand, ta, tb bool, c gemmCase, name string, acc, over []string) {
+	t.Helper()
+	atol, rtol := gemmTol(c.k)
+	o := newGemmOperands(t, rng, ta, tb, c.m, c.n, c.k, 1)
+	o.run(t, ta, tb, c.m, c.n, c.k, 1, -0.75, 1.5)
+	checkKernels(t, acc, name+" alpha=-0.75 beta=1.5", o.dc, o.c, atol, rtol)
+	o.c.Fill(math.NaN())
+	o.dc.Fill(math.NaN())
+	o.run(t, ta, tb, c.m, c.n, c.k, 1, 1, 0)
+	checkKernels(t, over, name+" beta=0 over NaN", o.dc, o.c, atol, rtol)
 }
 
 // A batch of products with strides, and forced splits (7 of 2 k-steps each

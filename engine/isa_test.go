@@ -79,6 +79,16 @@ func elementwiseResults(t *testing.T) [][]float32 {
 	return append(out, slices.Clone(y.Float32()))
 }
 
+// atEveryISALevel runs f as a subtest at each level this CPU runs, then puts
+// back the level in use.
+func atEveryISALevel(t *testing.T, f func(t *testing.T)) {
+	defer restoreISA(t)()
+	for _, level := range engine.CPUISAs() {
+		opsMust(t, engine.SetCPUISA(level))
+		t.Run(level, f)
+	}
+}
+
 // restoreISA returns a func that puts back the level in use now.
 func restoreISA(t *testing.T) func() {
 	was := engine.CPUISA()

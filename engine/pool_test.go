@@ -275,11 +275,7 @@ func TestPool2DEmpty(t *testing.T) {
 // ordered float64 ones pick, on data full of ties, signed zeros, infinities
 // and, in a second round, a NaN.
 func TestMaxPool2DFloat32PicksLikeFloat64(t *testing.T) {
-	defer restoreISA(t)()
-	for _, level := range engine.CPUISAs() {
-		opsMust(t, engine.SetCPUISA(level))
-		t.Run(level, maxPoolFloat32PicksLikeFloat64)
-	}
+	atEveryISALevel(t, maxPoolFloat32PicksLikeFloat64)
 }
 
 func maxPoolFloat32PicksLikeFloat64(t *testing.T) {
@@ -328,11 +324,7 @@ func maxPoolFloat32PicksLikeFloat64(t *testing.T) {
 // widths around the 8- and 16-lane vector steps; and a window of −0s
 // averages to +0, as PyTorch's sum from zero gives.
 func TestAvgPool2DFloat32AtEveryISALevel(t *testing.T) {
-	defer restoreISA(t)()
-	for _, level := range engine.CPUISAs() {
-		opsMust(t, engine.SetCPUISA(level))
-		t.Run(level, avgPoolFloat32MatchesReference)
-	}
+	atEveryISALevel(t, avgPoolFloat32MatchesReference)
 }
 
 func avgPoolFloat32MatchesReference(t *testing.T) {
