@@ -139,6 +139,28 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		}
 		return cell(v, why)
 	}
+	var foot []string
+	why := func(side, msg string) {
+		if msg != "" {
+			foot = append(foot, side+": "+mdEscape(msg))
+		}
+	}
+	writeHeader(p, r)
+	writePeaks(p, r.Peak, r.Settings.Device == "cuda")
+	writeOpsTable(p, r, name, tcell, why)
+	writeTrainTable(p, r, tcell, why)
+	writeKernelProfiles(p, r.Train)
+	if r.Scaling != nil {
+		writeScaling(p, r, name, tcell, why)
+	}
+	writeTTA(p, r, name, tcell, why)
+	writeNotes(p, r.Notes, foot, plotErrs)
+	p("\nRaw figures: [%s.json](%s.json).\n", name, name)
+}
+
+// writeHeader is the report's title, its warnings and the table of what
+// ran where.
+func writeHeader(p func(string, ...any), r *Report) {
 	day := r.Date
 	if len(day) >= 10 {
 		day = day[:10]
@@ -191,14 +213,16 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		p("The host threads only launch kernels there, so PyTorch runs one thread setting (1 / 1) and the thread scan is left to the CPU report.\n")
 	}
 
-	pk := r.Peak
+}
+
+// writePeaks is the section of the machine's peaks measured in the run.
+func writePeaks(p func(string, ...any), pk Peak, onGPU bool) {
 	p("\n## Machine peaks, measured in this run\n\n")
 	if pk.FMAGFLOPS > 0 {
 		p("- Arithmetic ceiling: **%.0f GFLOP/s** fp32 on %d threads (%s).\n", pk.FMAGFLOPS, pk.Threads, pk.FMAKind)
 	} else if pk.FMAError != "" {
 		p("- Arithmetic ceiling: not measured: %s.\n", pk.FMAError)
 	}
-	onGPU := r.Settings.Device == "cuda"
 	if pk.SGEMMGFLOPS > 0 {
 		p("- SGEMM peak: **%.0f GFLOP/s** (%s)", pk.SGEMMGFLOPS, pk.SGEMMFrom)
 		if pk.FMAGFLOPS > 0 && !onGPU {
@@ -225,156 +249,160 @@ func writeMarkdown(w io.Writer, r *Report, name string, plotErrs []string) {
 		p("- GPU peaks: not measured: %s.\n", mdEscape(pk.GPUError))
 	}
 
-	var foot []string
-	why := func(side, msg string) {
-		if msg != "" {
-			foot = append(foot, side+": "+mdEscape(msg))
+}
+
+// writeOpsTable is the op-level table, Kiln beside PyTorch.
+func writeOpsTable(p func(string, ...any), r *Report, name string, tcell func(v, why string) string, why func(side, msg string)) {
+	if len(r.Ops) == 0 {
+		return
+	}
+	p("\n## Op level\n\n")
+	p("Kiln's ops are called directly (`engine.*Forward/*Backward`, on the run's device; on the GPU each timing waits for the queued kernels); PyTorch's are `torch.nn.functional` calls (forward under `no_grad`, backward through `torch.autograd.grad` on a kept graph). ")
+	p("GEMM is x·Wᵀ (`engine.LinearForward`, `F.linear`). Ratio > 1: Kiln faster.\n\n")
+	p("| op | pass | shape | Kiln ms | Kiln rate | of peak | PyTorch ms | PyTorch rate | PyTorch setting | Kiln/PyTorch |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, o := range r.Ops {
+		km, tm := "—", "—"
+		if o.Kiln != nil {
+			km = fmtMS(o.Kiln.Median) + fmtSpread(o.Kiln)
+		}
+		if o.Torch != nil {
+			tm = fmtMS(o.Torch.Median) + fmtSpread(o.Torch)
+		}
+		p("| %s | %s | %s | %s | %s %s | %s | %s | %s | %s | %s |\n", mdEscape(o.Name), o.Pass, mdEscape(o.Shape),
+			cell(km, o.KilnError), fmtRate(o.KilnRate), o.Unit, fmtPct(o.KilnPeak),
+			tcell(tm, o.TorchError), fmtRate(o.TorchRate), o.TorchSetting, fmtRatio(o.Ratio))
+		if o.KilnError != "" {
+			why("Kiln "+o.Name+" "+o.Pass, o.KilnError)
+		}
+		if o.TorchError != "" && r.Settings.Torch {
+			why("PyTorch "+o.Name+" "+o.Pass, o.TorchError)
 		}
 	}
+	if hasFile(r, name+"-ratios.png") {
+		p("\n![Kiln/PyTorch ratios](%s-ratios.png)\n", name)
+	}
+	if hasFile(r, name+"-peak.png") {
+		p("\n![Kiln's ops against the machine's peaks](%s-peak.png)\n", name)
+	}
+}
 
-	if len(r.Ops) > 0 {
-		p("\n## Op level\n\n")
-		p("Kiln's ops are called directly (`engine.*Forward/*Backward`, on the run's device; on the GPU each timing waits for the queued kernels); PyTorch's are `torch.nn.functional` calls (forward under `no_grad`, backward through `torch.autograd.grad` on a kept graph). ")
-		p("GEMM is x·Wᵀ (`engine.LinearForward`, `F.linear`). Ratio > 1: Kiln faster.\n\n")
-		p("| op | pass | shape | Kiln ms | Kiln rate | of peak | PyTorch ms | PyTorch rate | PyTorch setting | Kiln/PyTorch |\n")
-		p("|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, o := range r.Ops {
-			km, tm := "—", "—"
-			if o.Kiln != nil {
-				km = fmtMS(o.Kiln.Median) + fmtSpread(o.Kiln)
-			}
-			if o.Torch != nil {
-				tm = fmtMS(o.Torch.Median) + fmtSpread(o.Torch)
-			}
-			p("| %s | %s | %s | %s | %s %s | %s | %s | %s | %s | %s |\n", mdEscape(o.Name), o.Pass, mdEscape(o.Shape),
-				cell(km, o.KilnError), fmtRate(o.KilnRate), o.Unit, fmtPct(o.KilnPeak),
-				tcell(tm, o.TorchError), fmtRate(o.TorchRate), o.TorchSetting, fmtRatio(o.Ratio))
-			if o.KilnError != "" {
-				why("Kiln "+o.Name+" "+o.Pass, o.KilnError)
-			}
-			if o.TorchError != "" && r.Settings.Torch {
-				why("PyTorch "+o.Name+" "+o.Pass, o.TorchError)
-			}
-		}
-		if hasFile(r, name+"-ratios.png") {
-			p("\n![Kiln/PyTorch ratios](%s-ratios.png)\n", name)
-		}
-		if hasFile(r, name+"-peak.png") {
-			p("\n![Kiln's ops against the machine's peaks](%s-peak.png)\n", name)
+// writeScaling is the scaling section: batch size, threads and ranks.
+func writeScaling(p func(string, ...any), r *Report, name string, tcell func(v, why string) string, why func(side, msg string)) {
+	sc := r.Scaling
+	p("\n## Scaling\n\n")
+	p("One run per point (the table above has the repeated figures). PyTorch at its best setting for each point.\n\n")
+	p("Batch size, %s on %s, all cores:\n\n", sc.BatchModel, sc.BatchInput)
+	p("| batch | Kiln img/s | Kiln RSS MiB | PyTorch img/s | PyTorch setting | Kiln/PyTorch |\n|---|---|---|---|---|---|\n")
+	for _, pt := range sc.Batch {
+		p("| %d | %s | %s | %s | %s | %s |\n", pt.Batch, cell(fmtIPS(pt.Kiln), pt.KilnError), fmtMiB(pt.KilnRSSPeakBytes),
+			tcell(fmtIPS(pt.Torch), pt.TorchError), pt.TorchSetting, plainRatio(pt.Kiln, pt.Torch))
+		why(fmt.Sprintf("Kiln batch %d", pt.Batch), pt.KilnError)
+		if r.Settings.Torch {
+			why(fmt.Sprintf("PyTorch batch %d", pt.Batch), pt.TorchError)
 		}
 	}
-
-	writeTrainTable(p, r, tcell, why)
-
-	writeKernelProfiles(p, r.Train)
-
-	if sc := r.Scaling; sc != nil {
-		p("\n## Scaling\n\n")
-		p("One run per point (the table above has the repeated figures). PyTorch at its best setting for each point.\n\n")
-		p("Batch size, %s on %s, all cores:\n\n", sc.BatchModel, sc.BatchInput)
-		p("| batch | Kiln img/s | Kiln RSS MiB | PyTorch img/s | PyTorch setting | Kiln/PyTorch |\n|---|---|---|---|---|---|\n")
-		for _, pt := range sc.Batch {
-			p("| %d | %s | %s | %s | %s | %s |\n", pt.Batch, cell(fmtIPS(pt.Kiln), pt.KilnError), fmtMiB(pt.KilnRSSPeakBytes),
-				tcell(fmtIPS(pt.Torch), pt.TorchError), pt.TorchSetting, plainRatio(pt.Kiln, pt.Torch))
-			why(fmt.Sprintf("Kiln batch %d", pt.Batch), pt.KilnError)
-			if r.Settings.Torch {
-				why(fmt.Sprintf("PyTorch batch %d", pt.Batch), pt.TorchError)
-			}
-		}
-		if hasFile(r, name+"-scaling-batch.png") {
-			p("\n![images/s against batch size](%s-scaling-batch.png)\n", name)
-		}
-		if sc.ThreadsSkipped != "" {
-			p("\nThreads: not measured (%s).\n", sc.ThreadsSkipped)
-		} else {
-			p("\nThreads (Kiln `--threads t`; PyTorch's best with at most t threads of either kind):\n\n")
-			p("| model | input | batch | threads | Kiln img/s | Kiln speed-up | PyTorch img/s | PyTorch setting | Kiln/PyTorch |\n|---|---|---|---|---|---|---|---|---|\n")
-		}
-		for _, ts := range sc.Threads {
-			base := 0.0
-			if len(ts.Points) > 0 {
-				base = ts.Points[0].Kiln
-			}
-			for _, pt := range ts.Points {
-				speed := "—"
-				if base > 0 && pt.Kiln > 0 {
-					speed = fmt.Sprintf("%.2f×", pt.Kiln/base)
-				}
-				p("| %s | %s | %d | %d | %s | %s | %s | %s | %s |\n", ts.Model, ts.Input, ts.Batch, pt.Threads,
-					cell(fmtIPS(pt.Kiln), pt.KilnError), speed, tcell(fmtIPS(pt.Torch), pt.TorchError), pt.TorchSetting,
-					plainRatio(pt.Kiln, pt.Torch))
-				why(fmt.Sprintf("Kiln %s %d threads", ts.Model, pt.Threads), pt.KilnError)
-			}
-		}
-		if hasFile(r, name+"-scaling-threads.png") {
-			p("\n![images/s against threads](%s-scaling-threads.png)\n", name)
-		}
-		writeRanksMarkdown(p, sc, why)
+	if hasFile(r, name+"-scaling-batch.png") {
+		p("\n![images/s against batch size](%s-scaling-batch.png)\n", name)
 	}
-
-	if len(r.TTA) > 0 {
-		p("\n## Time to accuracy\n\n")
-		p("Wall time of training alone (data loading and the per-epoch test checks excluded) until the test accuracy first reaches the target. ")
-		p("Kiln runs the trainer's default recipe for the model and data set (`trainer.DefaultConfigFor`, the `kiln train` defaults) through `bench.TimeToAccuracy`; ")
-		p("PyTorch runs the same recipe written in torch (same model, optimiser, schedule, batch and epochs; its own initialisation and data order). One run each; ")
-		p("a run stops at a cap on training time (%.0f s in this run), with a last test check there.\n\n", r.Settings.TTACapSeconds)
-		p("| task | model | target | Kiln | PyTorch | PyTorch setting | Kiln speed-up |\n|---|---|---|---|---|---|---|\n")
-		for _, t := range r.TTA {
-			k, tt := ttaCell(t.Kiln), ttaCell(t.Torch)
+	if sc.ThreadsSkipped != "" {
+		p("\nThreads: not measured (%s).\n", sc.ThreadsSkipped)
+	} else {
+		p("\nThreads (Kiln `--threads t`; PyTorch's best with at most t threads of either kind):\n\n")
+		p("| model | input | batch | threads | Kiln img/s | Kiln speed-up | PyTorch img/s | PyTorch setting | Kiln/PyTorch |\n|---|---|---|---|---|---|---|---|---|\n")
+	}
+	for _, ts := range sc.Threads {
+		base := 0.0
+		if len(ts.Points) > 0 {
+			base = ts.Points[0].Kiln
+		}
+		for _, pt := range ts.Points {
 			speed := "—"
-			if k, pt := t.Kiln, t.Torch; k != nil && pt != nil {
-				switch {
-				case k.Reached && pt.Reached:
-					speed = fmt.Sprintf("**%.2f×**", pt.Seconds/k.Seconds)
-				case k.Reached && pt.Capped: // PyTorch would have needed longer still
-					speed = fmt.Sprintf("> %.2f×", pt.Seconds/k.Seconds)
-				case pt.Reached && k.Capped:
-					speed = fmt.Sprintf("< %.2f×", pt.Seconds/k.Seconds)
-				}
+			if base > 0 && pt.Kiln > 0 {
+				speed = fmt.Sprintf("%.2f×", pt.Kiln/base)
 			}
-			p("| %s | %s | %.1f%% | %s | %s | %s | %s |\n", t.ID, t.Model, 100*t.Target,
-				cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, speed)
-			why("Kiln "+t.ID, t.KilnError)
-			if r.Settings.Torch {
-				why("PyTorch "+t.ID, t.TorchError)
-			}
-		}
-		p("\nRecipes:\n\n")
-		for _, t := range r.TTA {
-			if t.Recipe != "" {
-				p("- %s (%s on %s", t.ID, t.Model, t.Dataset)
-				if len(t.Classes) > 0 {
-					p(", classes %v", t.Classes)
-				}
-				if t.Subset > 0 {
-					p(", subset %g", t.Subset)
-				}
-				p("): %s.\n", t.Recipe)
-			}
-		}
-		for _, t := range r.TTA {
-			if hasFile(r, name+"-loss-"+t.ID+".png") {
-				p("\n![training loss against wall time, %s](%s-loss-%s.png)\n", t.ID, name, t.ID)
-			}
+			p("| %s | %s | %d | %d | %s | %s | %s | %s | %s |\n", ts.Model, ts.Input, ts.Batch, pt.Threads,
+				cell(fmtIPS(pt.Kiln), pt.KilnError), speed, tcell(fmtIPS(pt.Torch), pt.TorchError), pt.TorchSetting,
+				plainRatio(pt.Kiln, pt.Torch))
+			why(fmt.Sprintf("Kiln %s %d threads", ts.Model, pt.Threads), pt.KilnError)
 		}
 	}
+	if hasFile(r, name+"-scaling-threads.png") {
+		p("\n![images/s against threads](%s-scaling-threads.png)\n", name)
+	}
+	writeRanksMarkdown(p, sc, why)
+}
 
-	if len(foot) > 0 || len(r.Notes) > 0 || len(plotErrs) > 0 {
-		p("\n## Why some figures are missing, and notes\n\n")
-		for _, n := range r.Notes {
-			p("- %s\n", mdEscape(n))
-		}
-		for i, f := range foot {
-			if i == 0 {
-				p("\n¹ n/a — the benchmark could not run:\n\n")
+// writeTTA is the time-to-accuracy table and its recipes.
+func writeTTA(p func(string, ...any), r *Report, name string, tcell func(v, why string) string, why func(side, msg string)) {
+	if len(r.TTA) == 0 {
+		return
+	}
+	p("\n## Time to accuracy\n\n")
+	p("Wall time of training alone (data loading and the per-epoch test checks excluded) until the test accuracy first reaches the target. ")
+	p("Kiln runs the trainer's default recipe for the model and data set (`trainer.DefaultConfigFor`, the `kiln train` defaults) through `bench.TimeToAccuracy`; ")
+	p("PyTorch runs the same recipe written in torch (same model, optimiser, schedule, batch and epochs; its own initialisation and data order). One run each; ")
+	p("a run stops at a cap on training time (%.0f s in this run), with a last test check there.\n\n", r.Settings.TTACapSeconds)
+	p("| task | model | target | Kiln | PyTorch | PyTorch setting | Kiln speed-up |\n|---|---|---|---|---|---|---|\n")
+	for _, t := range r.TTA {
+		k, tt := ttaCell(t.Kiln), ttaCell(t.Torch)
+		speed := "—"
+		if k, pt := t.Kiln, t.Torch; k != nil && pt != nil {
+			switch {
+			case k.Reached && pt.Reached:
+				speed = fmt.Sprintf("**%.2f×**", pt.Seconds/k.Seconds)
+			case k.Reached && pt.Capped: // PyTorch would have needed longer still
+				speed = fmt.Sprintf("> %.2f×", pt.Seconds/k.Seconds)
+			case pt.Reached && k.Capped:
+				speed = fmt.Sprintf("< %.2f×", pt.Seconds/k.Seconds)
 			}
-			p("- %s\n", f)
 		}
-		for _, e := range plotErrs {
-			p("- plot: %s\n", mdEscape(e))
+		p("| %s | %s | %.1f%% | %s | %s | %s | %s |\n", t.ID, t.Model, 100*t.Target,
+			cell(k, t.KilnError), tcell(tt, t.TorchError), t.TorchSetting, speed)
+		why("Kiln "+t.ID, t.KilnError)
+		if r.Settings.Torch {
+			why("PyTorch "+t.ID, t.TorchError)
 		}
 	}
-	p("\nRaw figures: [%s.json](%s.json).\n", name, name)
+	p("\nRecipes:\n\n")
+	for _, t := range r.TTA {
+		if t.Recipe != "" {
+			p("- %s (%s on %s", t.ID, t.Model, t.Dataset)
+			if len(t.Classes) > 0 {
+				p(", classes %v", t.Classes)
+			}
+			if t.Subset > 0 {
+				p(", subset %g", t.Subset)
+			}
+			p("): %s.\n", t.Recipe)
+		}
+	}
+	for _, t := range r.TTA {
+		if hasFile(r, name+"-loss-"+t.ID+".png") {
+			p("\n![training loss against wall time, %s](%s-loss-%s.png)\n", t.ID, name, t.ID)
+		}
+	}
+}
+
+// writeNotes lists the run's notes, the reasons figures are missing (foot)
+// and the plots that failed.
+func writeNotes(p func(string, ...any), notes, foot, plotErrs []string) {
+	if len(foot) == 0 && len(notes) == 0 && len(plotErrs) == 0 {
+		return
+	}
+	p("\n## Why some figures are missing, and notes\n\n")
+	for _, n := range notes {
+		p("- %s\n", mdEscape(n))
+	}
+	for i, f := range foot {
+		if i == 0 {
+			p("\n¹ n/a — the benchmark could not run:\n\n")
+		}
+		p("- %s\n", f)
+	}
+	for _, e := range plotErrs {
+		p("- plot: %s\n", mdEscape(e))
+	}
 }
 
 func plainRatio(k, t float64) string {
