@@ -164,6 +164,14 @@ static inline void inside_cols(int w, int ow, int kw, int sw, int pw, int *o0, i
 	if (*o0 > *o1) *o0 = *o1;
 }
 
+// rows_of clips output row r's window to the input's rows [*lo, *hi).
+static inline void rows_of(int r, int sh, int ph, int kh, int h, int *lo, int *hi) {
+	*lo = r * sh - ph;
+	*hi = *lo + kh;
+	*lo = *lo < 0 ? 0 : *lo;
+	*hi = *hi > h ? h : *hi;
+}
+
 // clipped_max is the largest of the n keys from k[lo] that lie in [0, w).
 static inline int64_t clipped_max(const int64_t *k, int lo, int n, int w) {
 	int hi = lo + n;
@@ -204,9 +212,8 @@ BODY void kiln_maxpool_plane_body(float *restrict out, int32_t *restrict am, con
 			for (int o = o0; o < o1; o++) rr[o] = imax64(rr[o], kr[o * sw - pw + t]);
 	}
 	for (int r = 0; r < oh; r++) {
-		int lo = r * sh - ph, hi = lo + kh;
-		lo = lo < 0 ? 0 : lo;
-		hi = hi > h ? h : hi;
+		int lo, hi;
+		rows_of(r, sh, ph, kh, h, &lo, &hi);
 		for (int o = 0; o < ow; o++) acc[o] = rows[(long)lo * ow + o];
 		for (int ih = lo + 1; ih < hi; ih++)
 			for (int o = 0; o < ow; o++) acc[o] = imax64(acc[o], rows[(long)ih * ow + o]);
@@ -265,14 +272,6 @@ static inline void clipped_spread(float *dx, float v, int lo, int n, int w) {
 	lo = lo < 0 ? 0 : lo;
 	hi = hi > w ? w : hi;
 	for (int j = lo; j < hi; j++) dx[j] += v;
-}
-
-// rows_of clips output row r's window to the input's rows [*lo, *hi).
-static inline void rows_of(int r, int sh, int ph, int kh, int h, int *lo, int *hi) {
-	*lo = r * sh - ph;
-	*hi = *lo + kh;
-	*lo = *lo < 0 ? 0 : *lo;
-	*hi = *hi > h ? h : *hi;
 }
 
 BODY void kiln_avgpool_plane_body(float *restrict out, const float *restrict x, float *restrict work,
