@@ -8,12 +8,14 @@
 #
 #   bash scripts/gpu-run.sh                      # tests, then the whole suite, one round
 #   bash scripts/gpu-run.sh tests                # tests only (about a minute)
-#   bash scripts/gpu-run.sh profiles             # tests, four kernel profiles, graph and tiles A/B (issue 17)
+#   bash scripts/gpu-run.sh profiles             # tests, four kernel profiles, graph, precision and tiles A/B (issues 13, 17)
+#   DEADLINE_S=480 bash scripts/gpu-run.sh       # all of it, the suite cut to end within 480 s of the start
 #   SUITE_ARGS="--sections train --rounds 3" bash scripts/gpu-run.sh
 #   SUITE_ARGS="--sections train --precision fp32,bf16" bash scripts/gpu-run.sh  # issue 13's GPU figures
 #
 # The suite stops (SIGINT, keeping what it measured) after SUITE_SECONDS
-# (default 420); PyTorch is the machine's python3.
+# (default 420), or earlier where DEADLINE_S (seconds from the start, for
+# the whole script) comes first; PyTorch is the machine's python3.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 G=$PWD/.gpu
@@ -76,6 +78,16 @@ for spec in "lenet 64 28x28x1" "lenet 1024 28x28x1" "cnn 128 32x32x3"; do
 		echo "$model b$batch ${graph:-graph}: $(tail -1 "$R/graph-ab.txt")"
 	done
 done
+# bf16 against fp32 products at batch 1024 (issue 13: at least 2x on the
+# conv models), alternating, a few seconds each.
+for spec in "cnn 1024 32x32x3" "inception 1024 32x32x3" "lenet 1024 28x28x1"; do
+	read -r model batch input <<<"$spec"
+	for prec in fp32 bf16; do
+		timeout 60 "$G/kiln-cuda" bench --device cuda --model "$model" --batch "$batch" --input "$input" \
+			--seconds 2 --precision "$prec" >>"$R/precision-ab.txt" 2>&1
+		echo "$model b$batch $prec: $(tail -1 "$R/precision-ab.txt")"
+	done
+done
 # The tile planner's smaller and rectangular fp32 tiles against the 64 and
 # 128 tiles alone (issue 17, item 3), alternating, a few seconds each.
 for spec in "lenet 1024 28x28x1" "cnn 128 32x32x3"; do
@@ -88,8 +100,13 @@ for spec in "lenet 1024 28x28x1" "cnn 128 32x32x3"; do
 done
 save
 [[ ${1:-} == profiles ]] && exit 0
+suite_s=${SUITE_SECONDS:-420}
+if [[ -n ${DEADLINE_S:-} ]] && ((DEADLINE_S - SECONDS - 15 < suite_s)); then
+	suite_s=$((DEADLINE_S - SECONDS - 15))
+fi
+echo "suite: $suite_s s"
 # shellcheck disable=SC2086
-timeout -s INT "${SUITE_SECONDS:-420}" "$G/kiln-cuda" bench suite --device cuda --python python3 \
+timeout -s INT "$suite_s" "$G/kiln-cuda" bench suite --device cuda --python python3 \
 	--out "$R/bench" ${SUITE_ARGS:---rounds 1} >"$R/bench.log" 2>&1
 echo "suite: rc=$?"
 grep -v 'INF' "$R/bench.log" | tail -60
