@@ -77,24 +77,45 @@ func TestCUDATrainingFollowsTheCPU(t *testing.T) {
 }
 
 // followsTheCPU trains name three steps on the CPU and on the GPU in
-// precision p and holds the losses and first-layer weights within tol.
+// precision p and holds the losses and first-layer weights within tol. In a
+// reduced precision the two devices may round an operand a float32 rounding
+// apart to neighbouring values, and a model whose steps amplify that (cnn's
+// batch norm over 3 images) drifts further: there the devices need only
+// agree within half of what the precision itself changes on the CPU (its
+// run against fp32's), a gap that a wrong kernel would exceed.
 func followsTheCPU(t *testing.T, name string, s layers.Spec, p engine.Precision, tol float64) {
 	const batch, steps = 3, 3
 	cpu, wcpu := stepLosses(t, name, s, batch, steps, &SGD{Momentum: 0.9}, engine.CPU, p)
 	gpu, wgpu := stepLosses(t, name, s, batch, steps, &SGD{Momentum: 0.9}, engine.CUDA, p)
+	lossEffect, weightEffect := make([]float64, steps), 0.0
+	if p != engine.FP32 {
+		full, wfull := stepLosses(t, name, s, batch, steps, &SGD{Momentum: 0.9}, engine.CPU, engine.FP32)
+		for i := range full {
+			lossEffect[i] = math.Abs(full[i] - cpu[i])
+		}
+		weightEffect = maxAbsDiff(wfull, wcpu)
+	}
 	for i := range cpu {
-		if math.Abs(cpu[i]-gpu[i]) > tol+tol*math.Abs(cpu[i]) {
-			t.Errorf("step %d: loss on the GPU %.6f, on the CPU %.6f", i, gpu[i], cpu[i])
+		if math.Abs(cpu[i]-gpu[i]) > max(tol+tol*math.Abs(cpu[i]), lossEffect[i]/2) {
+			t.Errorf("step %d: loss on the GPU %.6f, on the CPU %.6f (%v against fp32 on the CPU: %.3g)",
+				i, gpu[i], cpu[i], p, lossEffect[i])
 		}
 	}
+	worst := maxAbsDiff(wcpu, wgpu)
+	if worst > max(tol, weightEffect/2) {
+		t.Errorf("first-layer weights differ by up to %.3g after %d steps (%v against fp32 on the CPU: %.3g)",
+			worst, steps, p, weightEffect)
+	}
+	t.Logf("%s %v: cpu losses %.5f, gpu losses %.5f, max |Δw| %.2g (%v against fp32: %.2g)",
+		name, p, cpu, gpu, worst, p, weightEffect)
+}
+
+func maxAbsDiff(a, b []float64) float64 {
 	worst := 0.0
-	for i := range wcpu {
-		worst = max(worst, math.Abs(wcpu[i]-wgpu[i]))
+	for i := range a {
+		worst = max(worst, math.Abs(a[i]-b[i]))
 	}
-	if worst > tol {
-		t.Errorf("first-layer weights differ by up to %.3g after %d steps", worst, steps)
-	}
-	t.Logf("%s %v: cpu losses %.5f, gpu losses %.5f, max |Δw| %.2g", name, p, cpu, gpu, worst)
+	return worst
 }
 
 // The same in bf16, on models with a convolution, linear layers and the
