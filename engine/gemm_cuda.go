@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 
 	"github.com/kiln-ml/kiln/cuda"
 )
@@ -68,7 +69,6 @@ const (
 	// H100's 132 SMs. A constant (not the SM count) so that the split, and
 	// so the summation order, is the same on every GPU.
 	gemmTargetBlocks = 264
-	gemmMaxSplits    = gemmTargetBlocks
 	// gemmMinSplitSteps: a split covers at least this many k-steps of 8.
 	gemmMinSplitSteps = 16
 	// gemmMaxWorkspace bounds the split-K partial products (bytes).
@@ -77,6 +77,18 @@ const (
 )
 
 var cudaTF32 = os.Getenv("KILN_TF32") == "1"
+
+// gemmSplitBlocks is the grid a split-K plan aims for: gemmTargetBlocks, or
+// KILN_CUDA_SPLIT_BLOCKS for an A/B on a GPU (scripts/gpu-run.sh). Any value
+// gives the same result run after run; another value sums in another order.
+var gemmSplitBlocks = positiveEnv("KILN_CUDA_SPLIT_BLOCKS", gemmTargetBlocks)
+
+func positiveEnv(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
 
 // cudaSquareTiles keeps the plan to the 64×64 and 128×128 tiles
 // (KILN_CUDA_SQUARE_TILES=1): the other side of an A/B of the smaller and
@@ -117,8 +129,8 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (g
 	steps := ceilDiv(k, gemmBK)
 	if split && steps > 1 {
 		s := 1
-		if blocks < gemmTargetBlocks/2 { // under one wave
-			s = min(ceilDiv(gemmTargetBlocks, blocks), steps/gemmMinSplitSteps, gemmMaxSplits)
+		if blocks < gemmSplitBlocks/2 { // under one wave
+			s = min(ceilDiv(gemmSplitBlocks, blocks), steps/gemmMinSplitSteps, gemmSplitBlocks)
 		}
 		if gemmForceSplits != 0 {
 			s = gemmForceSplits

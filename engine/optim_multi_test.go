@@ -10,9 +10,10 @@ import (
 )
 
 // multiSizes are the parameter lengths of the multi-tensor tests: one
-// element, vector-awkward lengths, and one over a chunk of the GPU's table
-// (65,536 elements), so that a parameter spans two chunks.
-var multiSizes = []int{1, 7, 300, 65537, 33}
+// element, vector-awkward lengths, one just over a chunk of the GPU's table
+// (2,048 elements) and one of many chunks and a ragged end, so that a
+// parameter spans two chunks and more.
+var multiSizes = []int{1, 7, 300, 2049, 33, 65537}
 
 // TestSGDStepAllMatchesSGDStep: the multi-tensor step is each parameter's
 // SGDStep, bit for bit, with the decay skipped where NoDecay says.

@@ -108,9 +108,11 @@ struct Forward {
 // with kh·dil ≡ r (mod stride); every other tap of theirs falls between
 // output rows. Phase r's rows are first, first + stride, … (count of them)
 // and its taps tap0, tap0 + step, … (taps of them; none when no kh solves
-// it). With stride 1 there is one phase: every row, every tap.
+// it). With stride 1 there is one phase: every row, every tap. The phase's
+// row first + q·stride meets tap tap0 + i·step at output row q + shift0 -
+// i·dshift (an exact division, done here once).
 struct Phase {
-	int first, count, tap0, step, taps;
+	int first, count, tap0, step, taps, shift0, dshift;
 };
 
 __device__ __forceinline__ int conv_gcd(int a, int b) {
@@ -134,6 +136,8 @@ __device__ __forceinline__ Phase conv_phase(int r, int size, int pad, int k, int
 			break;
 		}
 	p.taps = p.tap0 < 0 ? 0 : (k - p.tap0 + p.step - 1) / p.step;
+	p.shift0 = p.tap0 < 0 ? 0 : (p.first + pad - p.tap0 * dil) / stride;
+	p.dshift = p.step * dil / stride;
 	return p;
 }
 
@@ -144,7 +148,8 @@ __device__ __forceinline__ Phase conv_phase(int r, int size, int pad, int k, int
 struct InputGrad {
 	static constexpr bool A_ALONG_K = true, B_ALONG_K = false, NEEDS_KTAB = true;
 	struct Col {
-		int base, ihp, iwp;  // dout offset of the image and group; padded input row, column
+		int base;    // dout offset of the image and group, plus the pixel's (hq, wq)
+		int hq, wq;  // the pixel's row and column among its phase's
 	};
 	struct OutCol {
 		int off;  // n·Cin·H·W + input pixel
@@ -158,46 +163,41 @@ struct InputGrad {
 	int M, N, K, splits;
 
 	// k = (co, kh, kw) among the phase's taps → W offset within the group
-	// (without c), row and column shift, dout plane.
+	// (without c); the output row and column the tap adds to the pixel's
+	// phase row and column; and the dout offset they make.
 	__device__ __forceinline__ void krow(int, int k, int* t) const {
 		int per = rows.taps * cols.taps, co = k / per, r = k - co * per, hi = r / cols.taps, wi = r - hi * cols.taps;
 		int ki = rows.tap0 + hi * rows.step, kj = cols.tap0 + wi * cols.step;
 		t[0] = co * s.kg + ki * s.kw + kj;
-		t[1] = ki * s.dh;
-		t[2] = kj * s.dw;
-		t[3] = co * s.p;
+		t[1] = rows.shift0 - hi * rows.dshift;
+		t[2] = cols.shift0 - wi * cols.dshift;
+		t[3] = co * s.p + t[1] * s.ow + t[2];
 	}
-	// j = (n, the phase's row, its column) → the input pixel.
-	__device__ __forceinline__ void pixel(int j, int& n, int& ih, int& iw) const {
+	// j = (n, the phase's row hq, its column wq) → the input pixel.
+	__device__ __forceinline__ void pixel(int j, int& n, int& hq, int& wq) const {
 		int per = rows.count * cols.count;
 		n = j / per;
-		int q = j - n * per, hq = q / cols.count;
-		ih = rows.first + hq * s.sh;
-		iw = cols.first + (q - hq * cols.count) * s.sw;
+		int q = j - n * per;
+		hq = q / cols.count;
+		wq = q - hq * cols.count;
 	}
 	__device__ __forceinline__ void col(int g, int j, Col& c) const {
-		int n, ih, iw;
-		pixel(j, n, ih, iw);
-		c.base = (n * s.cout + g / phases * s.mg) * s.p;
-		c.ihp = ih + s.ph;
-		c.iwp = iw + s.pw;
+		int n;
+		pixel(j, n, c.hq, c.wq);
+		c.base = (n * s.cout + g / phases * s.mg) * s.p + c.hq * s.ow + c.wq;
 	}
 	__device__ __forceinline__ void out_col(int, int j, OutCol& o) const {
-		int n, ih, iw;
-		pixel(j, n, ih, iw);
-		o.off = n * s.cin * s.hw + ih * s.w + iw;
+		int n, hq, wq;
+		pixel(j, n, hq, wq);
+		o.off = n * s.cin * s.hw + (rows.first + hq * s.sh) * s.w + cols.first + wq * s.sw;
 	}
 	__device__ __forceinline__ float a(int g, int i, int, const int* t) const {
 		return wt[g / phases * s.mg * s.kg + t[0] + i * s.kk];
 	}
-	// The output pixel (oh, ow) this tap maps the input pixel to, if any:
-	// ih + ph = oh·sh + kh·dh (the phase's taps divide exactly).
+	// The output pixel (oh, ow) = (hq, wq) + the tap's shift, if it exists:
+	// no division in the loop.
 	__device__ __forceinline__ float b(int, int, int, const int* t, const Col& c) const {
-		int th = c.ihp - t[1], tw = c.iwp - t[2];
-		if (th < 0 || tw < 0) return 0.0f;
-		int oh = th / s.sh, ow = tw / s.sw;
-		if (oh >= s.oh || ow >= s.ow) return 0.0f;
-		return dout[c.base + t[3] + oh * s.ow + ow];
+		return inside(c.hq + t[1], s.oh) && inside(c.wq + t[2], s.ow) ? dout[c.base + t[3]] : 0.0f;
 	}
 	__device__ __forceinline__ void store(int g, int, int i, int, const OutCol& o, float acc) const {
 		dx[o.off + (g / phases * s.cg + i) * s.hw] = acc;

@@ -49,7 +49,7 @@ KILN_KERNEL adamw_step_f32(float* w, const float* g, float* m, float* v, float b
 }
 
 // The multi-tensor updates: every parameter of a model in one launch. The
-// host cuts the parameters into chunks (engine/optim_cuda.go, 64K elements,
+// host cuts the parameters into chunks (engine/optim_cuda.go, 2048 elements,
 // these layouts), uploads the table once for a set of tensors, and each
 // block takes chunks grid-stride: any 1-D grid and block.
 
