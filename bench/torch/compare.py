@@ -114,7 +114,16 @@ def machine():
                     break
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "system": platform.platform()}
+    return {"cpu": model, "cores": usable_cores(), "system": platform.platform()}
+
+
+def usable_cores():
+    """The cores this process may run on (taskset, a container's cpuset), as
+    Kiln's Go runtime counts them; os.cpu_count() counts the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def run_case(args, model, batch, inp, combos):
@@ -189,7 +198,7 @@ def main():
         sys.exit(REFERENCE_BLAS_ADVICE.format(lib=blas["blas_library"]))
     print(f"PyTorch {torch_version} on {blas['blas_kind']} ({blas['openblas'] or blas['blas_library']}), "
           f"ATen {blas['aten_cpu'] or '?'}, oneDNN {blas['onednn_isa'] or '?'}; --isa {args.isa}", flush=True)
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     combos = sorted({(t, b) for t in (1, cores) for b in (1, cores)})
     results = []
     for case in args.cases.split(","):
