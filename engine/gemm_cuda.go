@@ -16,10 +16,10 @@ import (
 // Plan: a 64×64 tile by default, 128×128 (8×8 outputs per thread) once the
 // product has enough 128-tiles to fill the GPU; when the tile grid is still
 // small and k is long (weight gradients: k is the batch), k is split so that
-// the blocks fill two waves of an H100/H200 (264; no smaller cap, so a
-// weight gradient of few channels still spreads its batch over the whole
-// GPU), each split writing a partial product that a second kernel adds up in
-// order. The plan depends only on the shapes, never on the GPU
+// the blocks fill an H100/H200 several times over (gemmSplitBlocks; no
+// smaller cap, so a weight gradient of few channels still spreads its batch
+// over the whole GPU), each split writing a partial product that a second
+// kernel adds up in order. The plan depends only on the shapes, never on the GPU
 // model or timing, so a result is the same on every run and every card.
 //
 // Precision, per weight (Tensor.SetPrecision): TF32 and bf16 products run
@@ -65,9 +65,10 @@ var kGemm = [2][2]gemmKernels{
 const (
 	gemmThreads = 256
 	gemmBK      = 8
-	// gemmTargetBlocks is the tile grid the plan aims for: two waves of an
-	// H100's 132 SMs. A constant (not the SM count) so that the split, and
-	// so the summation order, is the same on every GPU.
+	// gemmTargetBlocks is the tile grid that counts as filling the GPU:
+	// two waves of an H100's 132 SMs (the 128 tile takes over above it; a
+	// grid under half of it is split). A constant (not the SM count) so
+	// that the split, and so the summation order, is the same on every GPU.
 	gemmTargetBlocks = 264
 	// gemmMinSplitSteps: a split covers at least this many k-steps of 8.
 	gemmMinSplitSteps = 16
@@ -78,10 +79,16 @@ const (
 
 var cudaTF32 = os.Getenv("KILN_TF32") == "1"
 
-// gemmSplitBlocks is the grid a split-K plan aims for: gemmTargetBlocks, or
-// KILN_CUDA_SPLIT_BLOCKS for an A/B on a GPU (scripts/gpu-run.sh). Any value
-// gives the same result run after run; another value sums in another order.
-var gemmSplitBlocks = positiveEnv("KILN_CUDA_SPLIT_BLOCKS", gemmTargetBlocks)
+// gemmSplitBlocks is the grid a split-K plan aims for when the tile grid is
+// under one wave: 1056, eight blocks for each of 132 SMs, so that the 64
+// tile's weight gradients fill two blocks an SM twice over and the 32×32
+// tile's (64 registers) four. On the H200 (cuda/results/nvidia-h200-
+// 2026-12-04/split-ab.txt) cnn b1024 stepped in 13.02 ms against 14.41 with
+// two waves of one block an SM (264), LeNet b1024 in 1.25 against 1.28.
+// KILN_CUDA_SPLIT_BLOCKS overrides it for such an A/B (scripts/gpu-run.sh).
+// Any value gives the same result run after run; another value sums in
+// another order.
+var gemmSplitBlocks = positiveEnv("KILN_CUDA_SPLIT_BLOCKS", 4*gemmTargetBlocks)
 
 func positiveEnv(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -129,7 +136,7 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (g
 	steps := ceilDiv(k, gemmBK)
 	if split && steps > 1 {
 		s := 1
-		if blocks < gemmSplitBlocks/2 { // under one wave
+		if blocks < gemmTargetBlocks/2 { // under one wave
 			s = min(ceilDiv(gemmSplitBlocks, blocks), steps/gemmMinSplitSteps, gemmSplitBlocks)
 		}
 		if gemmForceSplits != 0 {

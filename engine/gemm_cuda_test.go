@@ -203,17 +203,17 @@ func TestCUDAGemmBatchAndSplitK(t *testing.T) {
 
 // The automatic plan: small products keep one split and the 64 tile; a
 // weight-gradient shape (small m·n, long k) splits until its blocks fill
-// two waves (6×25 over k = 60000, LeNet's conv1 weights over about 104
-// images: 259 splits, not a fixed cap's 64); a large product takes the 128
-// tile.
+// the GPU several times over, each split at least 16 k-steps long (6×25
+// over k = 60000, LeNet's conv1 weights over about 104 images: 442 splits,
+// not a fixed cap's 64); a large product takes the 128 tile.
 func TestCUDAGemmPlan(t *testing.T) {
 	cudaOrSkip(t)
 	for _, c := range []struct {
 		m, n, k, tile, minSplits, maxSplits int
 	}{
 		{17, 33, 5, 64, 1, 1},
-		{6, 25, 60000, 64, 200, 264},
-		{64, 576, 128 * 3136, 64, 2, 64},
+		{6, 25, 60000, 64, 400, 469},
+		{64, 576, 128 * 3136, 64, 100, 118},
 		{2048, 2048, 512, 128, 1, 1},
 	} {
 		tile, splits, err := engine.GemmPlanForTest(c.m, c.n, c.k, 1)

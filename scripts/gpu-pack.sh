@@ -14,7 +14,9 @@ data=1
 [[ "${1:-}" == "--no-data" ]] && data=0
 rm -rf .gpu && mkdir -p .gpu
 make kernels >/dev/null
-go build -tags cuda -ldflags="-s -w" -o .gpu/kiln-cuda ./cmd/kiln
+# -buildvcs=true: the suite's report names the commit the binary was built
+# from (the GPU machine's copy of the tree may say another).
+go build -buildvcs=true -tags cuda -ldflags="-s -w" -o .gpu/kiln-cuda ./cmd/kiln
 scripts/check-fatbin.sh .gpu/kiln-cuda cuda/kernels.fatbin
 for p in engine cuda layers trainer bench; do
 	go test -c -tags cuda -ldflags="-s -w" -o ".gpu/$p.test" "./$p/"
