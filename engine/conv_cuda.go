@@ -93,9 +93,7 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 		// bias sum must not) it is its own launch.
 		biasInProduct := db != nil && dw != nil && gemmPrecision(w.prec) == FP32
 		if db != nil && !biasInProduct {
-			var a cuda.Args
-			a.Ptr(db.dptr()).Ptr(dout.dptr()).Int(g.n).Int(g.cout).Int(g.p)
-			if err := cuda.Launch(kern.conv2d_bias_grad_f32, cuda.D1(min(g.cout, 65535)), cuda.D1(256), 0, &a); err != nil {
+			if err := convBiasGradCUDA(db, dout, g); err != nil {
 				return err
 			}
 		}
@@ -146,6 +144,41 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 		return Conv2DBackward(host(dx), host(dw), host(db), host(dout), host(x), host(w), params)
 	}, dx, dw, db, dout, x, w)
 }
+
+// convBiasGradCUDA: db += Σ dout over images and pixels, split over the
+// batch into runs of at least convBiasMinSplit elements so that the blocks
+// come near gemmSplitBlocks: one block per channel walked every image
+// before (557 µs of LeNet's 2.6 ms bf16 step at batch 1024 on the H200).
+// The split depends only on the shapes: the same sum every run.
+func convBiasGradCUDA(db, dout *Tensor, g *convGeom) error {
+	channels := min(g.cout, 65535)
+	per := max(ceilDiv(g.n, ceilDiv(gemmSplitBlocks, channels)), ceilDiv(convBiasMinSplit, g.p), ceilDiv(g.n, gridMaxYZ))
+	splits := ceilDiv(g.n, per)
+	out, bytes := db.dptr(), int64(0)
+	if splits > 1 {
+		bytes = 4 * int64(splits) * int64(g.cout)
+		ws, err := cuda.Alloc(bytes)
+		if err != nil {
+			return err
+		}
+		defer cuda.Free(ws, bytes)
+		out = ws
+	}
+	var a cuda.Args
+	a.Ptr(out).Ptr(dout.dptr()).Int(g.n).Int(g.cout).Int(g.p).Int(per)
+	grid := cuda.Dim3{X: uint32(channels), Y: uint32(splits), Z: 1}
+	if err := cuda.Launch(kern.conv2d_bias_grad_f32, grid, cuda.D1(256), 0, &a); err != nil {
+		return err
+	}
+	if splits == 1 {
+		return nil
+	}
+	return splitKReduce(db.dptr(), g.cout, 0, out, 1, g.cout, 1, splits, 1, 1, gemmEpilogue{}, 0)
+}
+
+// convBiasMinSplit is the fewest elements of dout one split of a bias
+// gradient sums: 16 a thread.
+const convBiasMinSplit = 4096
 
 // dptrOr is a possibly-nil tensor's device pointer, 0 for nil.
 func (t *Tensor) dptrOr() cuda.Ptr {

@@ -231,6 +231,29 @@ func TestCUDAConv2DBF16(t *testing.T) {
 	checkConvLowPrecision(t, bf16Setting, func(w *engine.Tensor) { w.SetPrecision(engine.BF16) })
 }
 
+// The bias gradient in its own launch (bf16 weights; fp32 without a weight
+// gradient) over a batch long enough to split into runs of images (100
+// images of 132 pixels: 4 runs): the partials add up to the CPU's sum, and
+// dx beside it is untouched by the split.
+func TestCUDAConv2DBiasGradSplitsOverTheBatch(t *testing.T) {
+	cudaOrSkip(t)
+	c := convCase{"bias-split", 100, 2, 12, 11, 3, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true}
+	for _, bf16 := range []bool{true, false} {
+		r := newConvRun(t, rand.New(rand.NewPCG(29, 31)), c)
+		dw, gdw := r.dw, r.gdw
+		if bf16 {
+			r.gw.SetPrecision(engine.BF16)
+		} else {
+			dw, gdw = nil, nil
+		}
+		opsMust(t, engine.Conv2DBackward(r.dx, dw, r.db, r.dout, r.x, r.w, c.p))
+		opsMust(t, engine.Conv2DBackward(r.gdx, gdw, r.gdb, r.gdout, r.gx, r.gw, c.p))
+		atol, rtol := gemmTol(2 * r.kWgrad)
+		checkKernels(t, []string{"conv2d_bias_grad_f32", "gemm_splitk_reduce_f32"},
+			fmt.Sprintf("%s db (bf16 weights %v)", c.name, bf16), r.gdb, r.db, atol, rtol)
+	}
+}
+
 // checkConvLowPrecision runs cases with stride 2 and padding, groups,
 // dilation and a strided 1×1 on both tiles, with prepare applied to the GPU
 // weight, against the float64 CPU op on rounded inputs and the fp32 CPU op.

@@ -20,12 +20,13 @@
 //	              gemm_splitk_reduce_f32 in split order); with db, an fp32
 //	              product takes the bias gradient as column kg, a column of
 //	              ones in im2col(x): N = kg + 1, split with the weights
-//	bias grad     db[co] += Σ_(n,pix) dout[n, co, pix], one block per channel
-//	              (when the weight gradient does not take it)
+//	bias grad     db[co] += Σ_(n,pix) dout[n, co, pix], blocks per channel
+//	              and run of images, partials added in order (when the
+//	              weight gradient does not take it)
 //
 // Launch: the gemm kernels take 256 threads, grid (⌈N/BN⌉, ⌈M/BM⌉,
 // groups·splits), the input gradient's (⌈N/BN⌉ of its largest phase, ⌈M/BM⌉,
-// groups·sh·sw); conv2d_bias_grad_f32 takes 256 threads, any grid. Every
+// groups·sh·sw); conv2d_bias_grad_f32 takes 256 threads, grid (any, splits). Every
 // tensor must have fewer than 2^31 elements (the launcher checks): indices
 // are 32-bit.
 //
@@ -355,15 +356,18 @@ KILN_CONV_FORWARD_KERNEL(conv2d_forward_128x128_bf16, kiln_gemm::Tile128BF16, 2)
 KILN_CONV_INPUT_GRAD_KERNEL(conv2d_input_grad_128x128_bf16, kiln_gemm::Tile128BF16, 2)
 KILN_CONV_WEIGHT_GRAD_KERNEL(conv2d_weight_grad_128x128_bf16, kiln_gemm::Tile128BF16, 2)
 
-// db[co] += Σ_n Σ_pix dout[n, co, pix], dout (N, Cout, P). Block 256
-// threads, one block per channel (grid-stride over channels): each thread
-// sums a fixed strided subset, then warps and the block reduce in a fixed
-// order, so the sum is the same every run.
-KILN_KERNEL conv2d_bias_grad_f32(float* db, const float* dout, int n, int cout, int p) {
+// db[co] += Σ_n Σ_pix dout[n, co, pix], dout (N, Cout, P), split over the
+// batch: block (co, s) sums images [s·per, (s+1)·per) of channel co (grid-
+// stride over channels), each thread a fixed strided subset, then warps and
+// the block in a fixed order. One split (gridDim.y == 1) adds its sum to
+// out = db; more write out[s·Cout + co], which gemm_splitk_reduce_f32 adds
+// to db in split order. The same sum every run. Block 256 threads.
+KILN_KERNEL conv2d_bias_grad_f32(float* out, const float* dout, int n, int cout, int p, int per) {
 	__shared__ float warp_sums[32];
+	const int i0 = blockIdx.y * per, i1 = min(n, i0 + per);
 	for (int co = blockIdx.x; co < cout; co += gridDim.x) {
 		float s = 0.0f;
-		for (int i = 0; i < n; i++) {
+		for (int i = i0; i < i1; i++) {
 			const float* d = dout + ((long long)i * cout + co) * p;
 			for (int q = threadIdx.x; q < p; q += blockDim.x) s += d[q];
 		}
@@ -374,7 +378,12 @@ KILN_KERNEL conv2d_bias_grad_f32(float* db, const float* dout, int n, int cout, 
 		if (warp == 0) {
 			s = lane < (blockDim.x + 31) / 32 ? warp_sums[lane] : 0.0f;
 			s = kiln_warp_sum(s);
-			if (lane == 0) db[co] += s;
+			if (lane == 0) {
+				if (gridDim.y == 1)
+					out[co] += s;
+				else
+					out[blockIdx.y * cout + co] = s;
+			}
 		}
 		__syncthreads();
 	}
