@@ -34,9 +34,7 @@ func linearBackwardCUDA(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor
 	return runCUDA(op, func() error {
 		n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
 		if (db != nil || reluOut != nil) && n > 0 && o > 0 {
-			var a cuda.Args
-			a.Ptr(optPtr(db)).Ptr(dout.dptr()).Int(n).Int(o).Ptr(optPtr(dpre)).Ptr(optPtr(reluOut))
-			if err := cuda.Launch(kern.linear_bias_grad_f32, cuda.D1(min(ceilDiv(o, 32), 4096)), cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a); err != nil {
+			if err := linearBiasGradCUDA(db, dpre, dout, reluOut, n, o); err != nil {
 				return err
 			}
 		}
@@ -60,3 +58,38 @@ func linearBackwardCUDA(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor
 		return LinearBackward(host(dx), host(dw), host(db), host(dout), host(x), host(w))
 	}, dx, dw, db, dpre, dout, reluOut, x, w)
 }
+
+// linearBiasGradCUDA: db += Σ_n dout (db may be nil), with reluOut the
+// masked gradient into dpre, split over the rows in runs of at least
+// linearBiasMinRows so that the blocks come near gemmSplitBlocks (one block
+// per 32 columns walked every row before: LeNet's fc layers, 22 µs each at
+// batch 1024 on the H200). The split depends only on the shapes.
+func linearBiasGradCUDA(db, dpre, dout, reluOut *Tensor, n, o int) error {
+	colBlocks := min(ceilDiv(o, 32), 4096)
+	per := max(ceilDiv(n, ceilDiv(gemmSplitBlocks, colBlocks)), linearBiasMinRows, ceilDiv(n, gridMaxYZ))
+	splits := ceilDiv(n, per)
+	out := optPtr(db)
+	if db != nil && splits > 1 {
+		bytes := 4 * int64(splits) * int64(o)
+		ws, err := cuda.Alloc(bytes)
+		if err != nil {
+			return err
+		}
+		defer cuda.Free(ws, bytes)
+		out = ws
+	}
+	var a cuda.Args
+	a.Ptr(out).Ptr(dout.dptr()).Int(n).Int(o).Int(per).Ptr(optPtr(dpre)).Ptr(optPtr(reluOut))
+	grid := cuda.Dim3{X: uint32(colBlocks), Y: uint32(splits), Z: 1}
+	if err := cuda.Launch(kern.linear_bias_grad_f32, grid, cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a); err != nil {
+		return err
+	}
+	if db == nil || splits == 1 {
+		return nil
+	}
+	return splitKReduce(db.dptr(), o, 0, out, 1, o, 1, splits, 1, 1, gemmEpilogue{}, 0)
+}
+
+// linearBiasMinRows is the fewest rows one split of a bias gradient sums:
+// 8 for each of a block's row partitions.
+const linearBiasMinRows = 64

@@ -13,7 +13,8 @@ import (
 
 // Linear forward and backward against the CPU op: batch 1, sizes around the
 // tiles, one feature, and a batch long enough that the weight gradient
-// splits over k; backward twice so dw and db must accumulate.
+// splits over k and the bias gradient over its rows (300: 5 runs of 64);
+// backward twice so dw and db must accumulate.
 func TestCUDALinear(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(false)
