@@ -154,26 +154,12 @@ func convBiasGradCUDA(db, dout *Tensor, g *convGeom) error {
 	channels := min(g.cout, 65535)
 	per := max(ceilDiv(g.n, ceilDiv(gemmSplitBlocks, channels)), ceilDiv(convBiasMinSplit, g.p), ceilDiv(g.n, gridMaxYZ))
 	splits := ceilDiv(g.n, per)
-	out, bytes := db.dptr(), int64(0)
-	if splits > 1 {
-		bytes = 4 * int64(splits) * int64(g.cout)
-		ws, err := cuda.Alloc(bytes)
-		if err != nil {
-			return err
-		}
-		defer cuda.Free(ws, bytes)
-		out = ws
-	}
-	var a cuda.Args
-	a.Ptr(out).Ptr(dout.dptr()).Int(g.n).Int(g.cout).Int(g.p).Int(per)
 	grid := cuda.Dim3{X: uint32(channels), Y: uint32(splits), Z: 1}
-	if err := cuda.Launch(kern.conv2d_bias_grad_f32, grid, cuda.D1(256), 0, &a); err != nil {
-		return err
-	}
-	if splits == 1 {
-		return nil
-	}
-	return splitKReduce(db.dptr(), g.cout, 0, out, 1, g.cout, 1, splits, 1, 1, gemmEpilogue{}, 0)
+	return splitSum(db.dptr(), splits, g.cout, func(out cuda.Ptr) error {
+		var a cuda.Args
+		a.Ptr(out).Ptr(dout.dptr()).Int(g.n).Int(g.cout).Int(g.p).Int(per)
+		return cuda.Launch(kern.conv2d_bias_grad_f32, grid, cuda.D1(256), 0, &a)
+	})
 }
 
 // convBiasMinSplit is the fewest elements of dout one split of a bias

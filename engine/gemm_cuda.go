@@ -252,6 +252,25 @@ func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, split
 	return launchElt(kern.gemm_splitk_reduce_f32, batch*m*n, &a)
 }
 
+// splitSum runs launch(out) for a sum into the n values at db split into
+// splits parts: out is db itself for one split (or no db), else a workspace
+// of splits×n partials that are then added to db in split order.
+func splitSum(db cuda.Ptr, splits, n int, launch func(out cuda.Ptr) error) error {
+	if db == 0 || splits == 1 {
+		return launch(db)
+	}
+	bytes := 4 * int64(splits) * int64(n)
+	ws, err := cuda.Alloc(bytes)
+	if err != nil {
+		return err
+	}
+	defer cuda.Free(ws, bytes)
+	if err := launch(ws); err != nil {
+		return err
+	}
+	return splitKReduce(db, n, 0, ws, 1, n, 1, splits, 1, 1, gemmEpilogue{}, 0)
+}
+
 // gemmCUDA is gemm on device buffers, batch times: for each b,
 // C_b = alpha·op(A_b)·op(B_b) + beta·C_b with X_b = X + b·sX (elements). The
 // same conventions as gemm: row-major, op(A) m×k, op(B) k×n, beta == 0

@@ -68,26 +68,12 @@ func linearBiasGradCUDA(db, dpre, dout, reluOut *Tensor, n, o int) error {
 	colBlocks := min(ceilDiv(o, 32), 4096)
 	per := max(ceilDiv(n, ceilDiv(gemmSplitBlocks, colBlocks)), linearBiasMinRows, ceilDiv(n, gridMaxYZ))
 	splits := ceilDiv(n, per)
-	out := optPtr(db)
-	if db != nil && splits > 1 {
-		bytes := 4 * int64(splits) * int64(o)
-		ws, err := cuda.Alloc(bytes)
-		if err != nil {
-			return err
-		}
-		defer cuda.Free(ws, bytes)
-		out = ws
-	}
-	var a cuda.Args
-	a.Ptr(out).Ptr(dout.dptr()).Int(n).Int(o).Int(per).Ptr(optPtr(dpre)).Ptr(optPtr(reluOut))
 	grid := cuda.Dim3{X: uint32(colBlocks), Y: uint32(splits), Z: 1}
-	if err := cuda.Launch(kern.linear_bias_grad_f32, grid, cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a); err != nil {
-		return err
-	}
-	if db == nil || splits == 1 {
-		return nil
-	}
-	return splitKReduce(db.dptr(), o, 0, out, 1, o, 1, splits, 1, 1, gemmEpilogue{}, 0)
+	return splitSum(optPtr(db), splits, o, func(out cuda.Ptr) error {
+		var a cuda.Args
+		a.Ptr(out).Ptr(dout.dptr()).Int(n).Int(o).Int(per).Ptr(optPtr(dpre)).Ptr(optPtr(reluOut))
+		return cuda.Launch(kern.linear_bias_grad_f32, grid, cuda.Dim3{X: 32, Y: 8, Z: 1}, 0, &a)
+	})
 }
 
 // linearBiasMinRows is the fewest rows one split of a bias gradient sums:
