@@ -6,22 +6,27 @@
 # Everything that travels (the repository, tracked files, and .gpu) must fit
 # in the device tool's 64 MiB: this script says how much it packed.
 #
-#   scripts/gpu-pack.sh            # binaries and data
-#   scripts/gpu-pack.sh --no-data  # binaries only (no time-to-accuracy runs)
+#   scripts/gpu-pack.sh             # binaries and data
+#   scripts/gpu-pack.sh --no-data   # binaries only (no time-to-accuracy runs)
+#   scripts/gpu-pack.sh --no-tests  # kiln-cuda and data, no test binaries: room for
+#                                   # Fashion-MNIST beside MNIST (the suite's every task)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=1
+data=1 tests=1
 [[ "${1:-}" == "--no-data" ]] && data=0
+[[ "${1:-}" == "--no-tests" ]] && tests=0
 rm -rf .gpu && mkdir -p .gpu
 make kernels >/dev/null
 # -buildvcs=true: the suite's report names the commit the binary was built
 # from (the GPU machine's copy of the tree may say another).
 go build -buildvcs=true -tags cuda -ldflags="-s -w" -o .gpu/kiln-cuda ./cmd/kiln
 scripts/check-fatbin.sh .gpu/kiln-cuda cuda/kernels.fatbin
-for p in engine cuda layers trainer bench; do
-	go test -c -tags cuda -ldflags="-s -w" -o ".gpu/$p.test" "./$p/"
-done
-xz -T0 -6 .gpu/kiln-cuda .gpu/*.test
+if [[ $tests == 1 ]]; then
+	for p in engine cuda layers trainer bench; do
+		go test -c -tags cuda -ldflags="-s -w" -o ".gpu/$p.test" "./$p/"
+	done
+fi
+xz -T0 -6 .gpu/kiln-cuda $([[ $tests == 1 ]] && echo .gpu/*.test)
 tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 fits() { (($(du -sb .gpu | cut -f1) + tree + $1 <= 64 << 20)); }
 if [[ $data == 1 ]]; then
