@@ -233,8 +233,7 @@ func TestCUDAConv2DBF16(t *testing.T) {
 
 // The bias gradient in its own launch (bf16 weights; fp32 without a weight
 // gradient) over a batch long enough to split into runs of images (100
-// images of 132 pixels: 4 runs): the partials add up to the CPU's sum, and
-// dx beside it is untouched by the split.
+// images of 132 pixels: 4 runs): the partials add up to the CPU's sum.
 func TestCUDAConv2DBiasGradSplitsOverTheBatch(t *testing.T) {
 	cudaOrSkip(t)
 	c := convCase{"bias-split", 100, 2, 12, 11, 3, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true}
