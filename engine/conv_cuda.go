@@ -152,8 +152,7 @@ func conv2DBackwardCUDA(g *convGeom, params Conv2DParams, dx, dw, db, dout, x, w
 // The split depends only on the shapes: the same sum every run.
 func convBiasGradCUDA(db, dout *Tensor, g *convGeom) error {
 	channels := min(g.cout, 65535)
-	per := max(ceilDiv(g.n, ceilDiv(gemmSplitBlocks, channels)), ceilDiv(convBiasMinSplit, g.p), ceilDiv(g.n, gridMaxYZ))
-	splits := ceilDiv(g.n, per)
+	per, splits := biasSplit(g.n, channels, ceilDiv(convBiasMinSplit, g.p))
 	grid := cuda.Dim3{X: uint32(channels), Y: uint32(splits), Z: 1}
 	return splitSum(db.dptr(), splits, g.cout, func(out cuda.Ptr) error {
 		var a cuda.Args

@@ -252,6 +252,15 @@ func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, split
 	return launchElt(kern.gemm_splitk_reduce_f32, batch*m*n, &a)
 }
 
+// biasSplit is how a bias gradient's sum over n rows (images, or a linear
+// layer's batch) splits over blocks column blocks: runs of per rows, at
+// least minPer, so that the grid comes near gemmSplitBlocks with no more
+// runs than a grid's y allows. It depends only on the shapes.
+func biasSplit(n, blocks, minPer int) (per, splits int) {
+	per = max(ceilDiv(n, ceilDiv(gemmSplitBlocks, blocks)), minPer, ceilDiv(n, gridMaxYZ))
+	return per, ceilDiv(n, per)
+}
+
 // splitSum runs launch(out) for a sum into the n values at db split into
 // splits parts: out is db itself for one split (or no db), else a workspace
 // of splits×n partials that are then added to db in split order.

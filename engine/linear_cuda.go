@@ -66,8 +66,7 @@ func linearBackwardCUDA(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor
 // batch 1024 on the H200). The split depends only on the shapes.
 func linearBiasGradCUDA(db, dpre, dout, reluOut *Tensor, n, o int) error {
 	colBlocks := min(ceilDiv(o, 32), 4096)
-	per := max(ceilDiv(n, ceilDiv(gemmSplitBlocks, colBlocks)), linearBiasMinRows, ceilDiv(n, gridMaxYZ))
-	splits := ceilDiv(n, per)
+	per, splits := biasSplit(n, colBlocks, linearBiasMinRows)
 	grid := cuda.Dim3{X: uint32(colBlocks), Y: uint32(splits), Z: 1}
 	return splitSum(optPtr(db), splits, o, func(out cuda.Ptr) error {
 		var a cuda.Args
