@@ -57,6 +57,7 @@ enum {
 	NC = KILN_NC,  // columns of packed B per block: KC·NC·4 B = 4 MiB (L3)
 	DOT_KC = 4096, // k slice of the unpacked A·Bᵀ path
 	ZMM_PACK_A_MIN = 128 * 1024, // at AVX-512, A of m·k floats up to this stays in place
+	ZMM_PACK_A_MIN_N = 4 * 32,   // ... and any A whose product has at most this many columns
 };
 
 // ---------------------------------------------------------------------------
@@ -801,9 +802,12 @@ int kiln_sgemm_plan(int transA, int transB, long m, long n, long k, long ldb) {
 	if (transB || m > 128 || (m >= 48 && aliased)) plan |= KILN_SGEMM_PACK_B;
 	// At AVX-512 the 6×32 tile reads A in place as well as packed (six rows,
 	// or six adjacent floats of a transposed A, per step); packing A pays
-	// only on big blocks, whose rows alias in L1 and the TLB. The SGU's
-	// 64×128×64 products ran 1.4–2x faster unpacked (GEMM.md).
-	if (kiln_isa() >= KILN_ISA_AVX512 && m * k <= ZMM_PACK_A_MIN) plan &= ~KILN_SGEMM_PACK_A;
+	// only on big blocks, whose rows alias in L1 and the TLB, and that are
+	// swept by more than four pairs of B panels. The SGU's 64×128×64
+	// products ran 1.4–2x faster unpacked; with 128 columns or fewer,
+	// in place won at every m·k tried, 2–10% (GEMM.md).
+	if (kiln_isa() >= KILN_ISA_AVX512 && (m * k <= ZMM_PACK_A_MIN || n <= ZMM_PACK_A_MIN_N))
+		plan &= ~KILN_SGEMM_PACK_A;
 	return plan;
 }
 
@@ -864,6 +868,15 @@ long kiln_sgemm_tiles(int split, long m, long n, long k) {
 	return 1;
 }
 
+// columns_plan is the plan of a part that has n of the product's columns:
+// whether packing A pays depends on the columns that sweep it, which are
+// the part's own. Only that choice follows the part (packing changes no
+// arithmetic); the rest, a dot-product plan above all, stays the whole
+// product's, so every part does what a one-thread call would.
+static int columns_plan(int plan, int ta, int tb, long m, long n, long k, long ldb) {
+	return (plan & ~KILN_SGEMM_PACK_A) | (kiln_sgemm_plan(ta, tb, m, n, k, ldb) & KILN_SGEMM_PACK_A);
+}
+
 void kiln_sgemm_part(int split, int parts, int part, int ta, int tb, long m, long n, long k, float alpha,
                      const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc,
                      float *partial) {
@@ -874,8 +887,8 @@ void kiln_sgemm_part(int split, int parts, int part, int ta, int tb, long m, lon
 	switch (split) {
 	case SPLIT_N: {
 		const long j0 = lo * NR, j1 = hi * NR < n ? hi * NR : n;
-		kiln_sgemm_run(plan, ta, tb, m, j1 - j0, k, alpha, a, lda, tb ? b + j0 * ldb : b + j0, ldb, beta, c + j0,
-		               ldc);
+		kiln_sgemm_run(columns_plan(plan, ta, tb, m, j1 - j0, k, ldb), ta, tb, m, j1 - j0, k, alpha, a, lda,
+		               tb ? b + j0 * ldb : b + j0, ldb, beta, c + j0, ldc);
 		break;
 	}
 	case SPLIT_M: {

@@ -123,6 +123,9 @@ func sgemmSplitOf(transA, transB bool, m, n, k int) int {
 // sgemmPlans lists the algorithm choices sgemmForced accepts (for tests).
 var sgemmPlans = []int{0, C.KILN_SGEMM_PACK_A, C.KILN_SGEMM_PACK_B, C.KILN_SGEMM_PACK_A | C.KILN_SGEMM_PACK_B, C.KILN_SGEMM_DOT}
 
+// sgemmPlanDot marks the plan whose sums run in another order (dot products).
+const sgemmPlanDot = C.KILN_SGEMM_DOT
+
 // sgemmForced runs the C kernel single-threaded with the given plan instead of
 // the shape heuristic (for tests and tuning).
 func sgemmForced(plan int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {

@@ -14,6 +14,9 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // sgemmPlans lists the C kernel's algorithm choices; there is only one here.
 var sgemmPlans = []int{0}
 
+// sgemmPlanDot marks a plan whose sums run in another order (none here).
+const sgemmPlanDot = 4
+
 // sgemmForced stands in for the C kernel's forced-plan entry (tests call it).
 func sgemmForced(_ int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

@@ -167,16 +167,24 @@ func TestSgemmMatchesFloat64Reference(t *testing.T) {
 }
 
 // Each algorithm of the AVX2 kernel (normally picked by shape) must be
-// correct on every shape.
+// correct on every shape, and packing must change no bit: the planner picks
+// it per thread's part of a product (columns_plan), and a result may not
+// depend on the thread count.
 func TestSgemmPackingVariants(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	for _, g := range randomGemmCases(rng, 60) {
 		o := newGemmOperands(rng, g)
+		var unpacked []float32
 		for _, plan := range sgemmPlans {
 			c := o.run(func(c []float32) {
 				sgemmForced(plan, g.transA, g.transB, g.m, g.n, g.k, g.alpha, o.a, o.lda, o.b, o.ldb, g.beta, c, o.ldc)
 			})
 			o.check(t, fmt.Sprintf("plan %d", plan), c)
+			if plan == 0 {
+				unpacked = c
+			} else if plan&sgemmPlanDot == 0 {
+				sameBits(t, fmt.Sprintf("%+v: plan %d against plan 0", g, plan), len(c), c, unpacked)
+			}
 		}
 	}
 }
@@ -244,6 +252,10 @@ func TestSgemmDeterministic(t *testing.T) {
 		{gemmCase{m: 6, n: 784 * 16, k: 25, alpha: 1, beta: 0}, splitN},                 // conv1
 		{gemmCase{m: 33, n: 47, k: 700, transA: true, transB: true, alpha: -1}, splitM}, // ragged
 		{gemmCase{m: 16, n: 100, k: 150, alpha: 1}, splitNone},
+		// mlp's fc1: each part reads A unpacked at AVX-512 (columns_plan)
+		{gemmCase{m: 128, n: 256, k: 3072, transB: true, alpha: 1, beta: 0}, splitN},
+		// a part alone would be planned as dot products: it may not be
+		{gemmCase{m: 40, n: 200, k: 3000, transB: true, alpha: 1, beta: 0}, splitN},
 	}
 	bits := func(c []float32) []uint32 {
 		u := make([]uint32, len(c))
