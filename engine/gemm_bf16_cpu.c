@@ -4,10 +4,10 @@
 // CPUs that have it (kiln_cpu_bf16). Autocast semantics: float32 in and out,
 // bf16 only inside the product, so the rounding happens while packing.
 //
-// Layout: k is taken in pairs. A packed panel holds, per pair p, six 32-bit
+// Layout: k is taken in pairs. A packed panel holds, per pair p, eight 32-bit
 // words: row i's bf16 at k = 2p (low half) and 2p+1 (high half); a packed B
-// panel holds, per pair, 32 such words, one per column. The 6×32 tile keeps
-// 12 zmm accumulators; one VDPBF16PS adds two products to 16 of them.
+// panel holds, per pair, 32 such words, one per column. The 8×32 tile keeps
+// 16 zmm accumulators; one VDPBF16PS adds two products to 16 of them.
 //
 // Numerics (what TestSgemmBF16MatchesEmulation checks bit for bit): within
 // each slice of KC values of k, an element of C starts at zero and, pair by
@@ -42,29 +42,63 @@ BF16 static inline __m512i words16(const float *lo, const float *hi, __mmask16 m
 	                          _mm256_permute2x128_si256(ul, uh, 0x31), 1);
 }
 
-// run_words rounds the kc floats of a run (stride 1) into (kc + 1) / 2
-// words, written stride words apart.
-BF16 static void run_words(uint32_t *dst, long stride, const float *x, long kc) {
-	uint32_t w[16];
+// run_words rounds the kc floats of a run into its (kc + 1) / 2 words, in
+// place (AMX's A rows): pairs are adjacent floats, so 32 rounded floats read
+// back as 16 words.
+BF16 static void run_words(uint32_t *dst, const float *x, long kc) {
 	for (long q = 0; q < kc; q += 32) {
-		const long left = kc - q < 32 ? kc - q : 32;
-		// Pairs are adjacent floats: round 32 and read them back as 16 words.
+		const long left = kc - q < 32 ? kc - q : 32, nw = (left + 1) / 2;
 		const __mmask16 m0 = kiln_mask16(left), m1 = kiln_mask16(left - 16);
 		const __m256i b0 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m0, x + q));
 		const __m256i b1 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m1, x + q + 16));
-		if (stride == 1) { // the words in place: AMX's A rows
-			const long nw = (left + 1) / 2;
-			_mm256_mask_storeu_epi32(dst + q / 2, nw >= 8 ? 0xff : (__mmask8)((1u << nw) - 1), b0);
-			if (nw > 8) _mm256_mask_storeu_epi32(dst + q / 2 + 8, (__mmask8)((1u << (nw - 8)) - 1), b1);
-			continue;
-		}
-		_mm256_storeu_si256((__m256i *)w, b0);
-		_mm256_storeu_si256((__m256i *)(w + 8), b1);
-		for (long p = 0; p < (left + 1) / 2; p++) dst[(q / 2 + p) * stride] = w[p];
+		_mm256_mask_storeu_epi32(dst + q / 2, nw >= 8 ? 0xff : (__mmask8)((1u << nw) - 1), b0);
+		if (nw > 8) _mm256_mask_storeu_epi32(dst + q / 2 + 8, (__mmask8)((1u << (nw - 8)) - 1), b1);
 	}
 }
 
-// pack_a writes op(A)[0:mc, 0:kc] as 6-row panels of pairs: A's rows in
+// transpose8 transposes 8×8 32-bit words: r[i]'s word j becomes r[j]'s
+// word i.
+BF16 static inline void transpose8(__m256i r[8]) {
+	__m256 t[8], u[8];
+	for (int i = 0; i < 8; i += 2) {
+		t[i] = _mm256_unpacklo_ps((__m256)r[i], (__m256)r[i + 1]);
+		t[i + 1] = _mm256_unpackhi_ps((__m256)r[i], (__m256)r[i + 1]);
+	}
+	for (int i = 0; i < 8; i += 4) {
+		u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+		u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+		u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+		u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+	}
+	for (int i = 0; i < 4; i++) {
+		r[i] = (__m256i)_mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+		r[i + 4] = (__m256i)_mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+	}
+}
+
+// runs8_words rounds rows runs of kc floats (ld apart; up to 8, the rest
+// zero) into words and writes pair p's eight, one per run, at dst + p·stride:
+// run_words for eight runs at once, whose words leave through a transpose
+// instead of one scalar store each.
+BF16 static void runs8_words(uint32_t *dst, long stride, const float *x, long ld, long rows, long kc) {
+	for (long q = 0; q < kc; q += 32, dst += 16 * stride) {
+		const long left = kc - q < 32 ? kc - q : 32, np = (left + 1) / 2;
+		const __mmask16 m0 = kiln_mask16(left), m1 = kiln_mask16(left - 16);
+		__m256i lo[8], hi[8]; // run i's words of pairs 0–7 and 8–15 of this step
+		for (long i = 0; i < 8; i++) {
+			lo[i] = hi[i] = _mm256_setzero_si256();
+			if (i >= rows) continue;
+			const float *xi = x + i * ld + q;
+			lo[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m0, xi));
+			hi[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m1, xi + 16));
+		}
+		transpose8(lo);
+		transpose8(hi);
+		for (long p = 0; p < np; p++) _mm256_storeu_si256((__m256i *)(dst + p * stride), p < 8 ? lo[p] : hi[p - 8]);
+	}
+}
+
+// pack_a writes op(A)[0:mc, 0:kc] as 8-row panels of pairs: A's rows in
 // place (ta 0: each row's k contiguous) or A transposed (ta 1: each k's rows
 // contiguous); rows past mc are zero.
 BF16 static void pack_a(uint32_t *dst, int ta, const float *a, long lda, long mc, long kc) {
@@ -72,12 +106,7 @@ BF16 static void pack_a(uint32_t *dst, int ta, const float *a, long lda, long mc
 	for (long i0 = 0; i0 < mc; i0 += BMR, dst += BMR * np) {
 		const long mr = mc - i0 < BMR ? mc - i0 : BMR;
 		if (!ta) {
-			for (long i = 0; i < BMR; i++) {
-				if (i < mr)
-					run_words(dst + i, BMR, a + (i0 + i) * lda, kc);
-				else
-					for (long p = 0; p < np; p++) dst[p * BMR + i] = 0;
-			}
+			runs8_words(dst, BMR, a + i0 * lda, lda, mr, kc);
 			continue;
 		}
 		const __mmask16 m = (__mmask16)((1u << mr) - 1);
@@ -98,12 +127,8 @@ BF16 static void pack_b(uint32_t *dst, int tb, const float *b, long ldb, long kc
 		memset(dst + BNR * np, 0, (size_t)(npad - np) * BNR * 4);
 		const long nr = nc - j0 < BNR ? nc - j0 : BNR;
 		if (tb) {
-			for (long j = 0; j < BNR; j++) {
-				if (j < nr)
-					run_words(dst + j, BNR, b + (j0 + j) * ldb, kc);
-				else
-					for (long p = 0; p < np; p++) dst[p * BNR + j] = 0;
-			}
+			for (long g = 0; g < BNR; g += 8)
+				runs8_words(dst + g, BNR, b + (j0 + (g < nr ? g : 0)) * ldb, ldb, nr - g, kc);
 			continue;
 		}
 		const __mmask16 m0 = kiln_mask16(nr), m1 = kiln_mask16(nr - 16);
@@ -115,7 +140,7 @@ BF16 static void pack_b(uint32_t *dst, int tb, const float *b, long ldb, long kc
 	}
 }
 
-// tile computes the 6×32 products of one A panel and one B panel over np
+// tile computes the 8×32 products of one A panel and one B panel over np
 // pairs and writes c = alpha·acc + beta·c (c unread when beta is 0) for
 // its mr × nr corner.
 BF16 static void tile(long np, const uint32_t *ap, const uint32_t *bp, float *c, long ldc, long mr, long nr,
@@ -224,7 +249,7 @@ BF16 static void pack_a_amx(uint32_t *dst, int ta, const float *a, long lda, lon
 	const long rows = (mc + ABLK - 1) / ABLK * ABLK;
 	for (long i = 0; i < rows; i++) {
 		uint32_t *row = dst + i * npad;
-		if (i < mc && !ta) run_words(row, 1, a + i * lda, kc);
+		if (i < mc && !ta) run_words(row, a + i * lda, kc);
 		for (long p = i < mc && !ta ? np : 0; p < npad; p++) row[p] = 0;
 	}
 	if (!ta) return;

@@ -42,6 +42,7 @@ func checkSgemmBF16(t *testing.T, amx bool) {
 		{false, true, 64, 128, 64, 1, 0}, {true, true, 5, 31, 1, 1, 1}, {false, false, 150, 300, 513, 1, 0},
 		{false, true, 128, 256, 3072, 1, 0}, {true, false, 64, 64, 129, 2, 0}, {false, false, 1, 1, 2, 1, 1},
 		{false, true, 300, 40, 200, 1, 1}, {true, false, 200, 64, 100, 1, 0}, // split by rows
+		{false, true, 13, 45, 67, 1, 0}, // ragged runs through the packing transposes
 	} {
 		ar, ac := c.m, c.k
 		if c.ta {
