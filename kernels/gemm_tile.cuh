@@ -9,7 +9,8 @@
 // registers into shared memory, k-major, with 4 (fp32, bf16) or 8 (tf32)
 // floats of row padding so that neither the stores nor the reads of a warp
 // collide on a bank. The loads of step s+1 are issued before step s is
-// multiplied (register prefetch), and per-k index tables (where an op needs
+// multiplied (register prefetch) and stored into the other of two shared
+// buffers right after it, so one barrier a step suffices; per-k index tables (where an op needs
 // div/mod to find an element, e.g. k → (c, kh, kw)) are built once per step
 // by 8 threads into a double-buffered shared table instead of by every thread
 // for every element.
@@ -285,8 +286,10 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 	constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
 	constexpr int LA = BM * BK / THREADS, LB = BK * BN / THREADS;
 	constexpr int NCB = Op::B_ALONG_K ? LB : 1;
-	__shared__ __align__(16) float As[BK][BM + T::PAD];
-	__shared__ __align__(16) float Bs[BK][BN + T::PAD];
+	// Two buffers of each: step s multiplies buffer s&1 while step s+1's
+	// values go into the other, so a step needs one barrier, not two.
+	__shared__ __align__(16) float As[2][BK][BM + T::PAD];
+	__shared__ __align__(16) float Bs[2][BK][BN + T::PAD];
 	__shared__ int ktab[2][BK][KTAB];
 
 	const int tid = threadIdx.x;
@@ -323,11 +326,11 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 			rb[r] = j < N && p < kend ? op.b(g, p, j, ktab[buf][bpl(r)], bc[Op::B_ALONG_K ? r : 0]) : 0.0f;
 		}
 	};
-	auto stash = [&]() {
+	auto stash = [&](int buf) {
 #pragma unroll
-		for (int r = 0; r < LA; r++) As[apl(r)][ail(r)] = round_in<T::P>(ra[r]);
+		for (int r = 0; r < LA; r++) As[buf][apl(r)][ail(r)] = round_in<T::P>(ra[r]);
 #pragma unroll
-		for (int r = 0; r < LB; r++) Bs[bpl(r)][bjl(r)] = round_in<T::P>(rb[r]);
+		for (int r = 0; r < LB; r++) Bs[buf][bpl(r)][bjl(r)] = round_in<T::P>(rb[r]);
 	};
 
 	// This thread's outputs: rows row(m), columns col(c) of the tile.
@@ -349,15 +352,17 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 #pragma unroll
 		for (int c = 0; c < TN; c++) acc[m][c] = 0.0f;
 
-	auto multiply = [&]() {
+	auto multiply = [&](int buf) {
+		const float(*Ab)[BM + T::PAD] = As[buf];
+		const float(*Bb)[BN + T::PAD] = Bs[buf];
 		if (!T::MMA) {
 #pragma unroll
 			for (int kk = 0; kk < BK; kk++) {
 				float a[TM], b[TN];
 #pragma unroll
-				for (int q = 0; q < TM / CHM; q++) load_n<CHM>(&As[kk][q * (CHM * BM / TM) + ty * CHM], a + CHM * q);
+				for (int q = 0; q < TM / CHM; q++) load_n<CHM>(&Ab[kk][q * (CHM * BM / TM) + ty * CHM], a + CHM * q);
 #pragma unroll
-				for (int q = 0; q < TN / CHN; q++) load_n<CHN>(&Bs[kk][q * (CHN * BN / TN) + tx * CHN], b + CHN * q);
+				for (int q = 0; q < TN / CHN; q++) load_n<CHN>(&Bb[kk][q * (CHN * BN / TN) + tx * CHN], b + CHN * q);
 #pragma unroll
 				for (int m = 0; m < TM; m++)
 #pragma unroll
@@ -368,18 +373,18 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 #ifdef KILN_GEMM_MMA
 		const int wr = (warp / 4) * (BM / 2), wc = (warp % 4) * (BN / 4);
 		if (T::P == BF16)
-			warp_mma_bf16<T>(acc, As, Bs, wr, wc, gid, tig);
+			warp_mma_bf16<T>(acc, Ab, Bb, wr, wc, gid, tig);
 		else
-			warp_mma_tf32<T>(acc, As, Bs, wr, wc, gid, tig);
+			warp_mma_tf32<T>(acc, Ab, Bb, wr, wc, gid, tig);
 #else
 		// Portable twin: the same outputs per thread, scalar FMAs.
 #pragma unroll
 		for (int kk = 0; kk < BK; kk++)
 #pragma unroll
 			for (int m = 0; m < TM; m++) {
-				float a = As[kk][row(m)];
+				float a = Ab[kk][row(m)];
 #pragma unroll
-				for (int c = 0; c < TN; c++) acc[m][c] = fmaf(a, Bs[kk][col(c)], acc[m][c]);
+				for (int c = 0; c < TN; c++) acc[m][c] = fmaf(a, Bb[kk][col(c)], acc[m][c]);
 			}
 #endif
 		}
@@ -390,16 +395,17 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 		table(kbeg + BK, 1);
 		__syncthreads();
 		fetch(kbeg, 0);
-		stash();
+		stash(0);
 		__syncthreads();
 		for (int k0 = kbeg, t = 0; k0 < kend; k0 += BK, t++) {
 			bool more = k0 + BK < kend;
 			if (more) fetch(k0 + BK, (t + 1) & 1);
-			multiply();
-			__syncthreads();  // everyone is done with As/Bs and with table t&1
-			if (more) stash();
+			multiply(t & 1);
+			// Buffer (t+1)&1 was last read by step t-1's multiply, and
+			// table t&1 by step t-1's fetch: both before the last barrier.
+			if (more) stash((t + 1) & 1);
 			table(k0 + 2 * BK, t & 1);
-			__syncthreads();
+			__syncthreads();  // step t+1's tiles and table t&1 are written
 		}
 	}
 
