@@ -10,10 +10,10 @@
 // floats of row padding so that neither the stores nor the reads of a warp
 // collide on a bank. The loads of step s+1 are issued before step s is
 // multiplied (register prefetch) and stored into the other of two shared
-// buffers right after it, so one barrier a step suffices; per-k index tables (where an op needs
-// div/mod to find an element, e.g. k → (c, kh, kw)) are built once per step
-// by 8 threads into a double-buffered shared table instead of by every thread
-// for every element.
+// buffers right after it, so one barrier a step suffices. Per-k index
+// tables (where an op needs div/mod to find an element, e.g. k → (c, kh,
+// kw)) are built once per step by 8 threads into a double-buffered shared
+// table instead of by every thread for every element.
 // Out-of-range rows, columns and k read as zero, so any M, N, K works.
 //
 //   - fp32: each thread accumulates TM×TN = 8×8 (128×128 tile), 4×4 (64×64),
