@@ -33,7 +33,11 @@ package engine
 // into its own buffer, added in part order afterwards; every element is a
 // fixed chain of FMAs, so results are bit-identical run after run.
 
-import "sync"
+import (
+	"os"
+	"sync"
+	"sync/atomic"
+)
 
 type convFastTask struct {
 	g          convGeom
@@ -59,8 +63,16 @@ type convFastTask struct {
 	// and input gradient unless dxSkip, read the unpadded planes under lane
 	// masks (conv_cpu.c's flat_gemm): no padded copy, no junk columns, no
 	// wide output gradient; ft places its taps.
-	flat         bool
-	ft           flatTaps
+	flat bool
+	ft   flatTaps
+	// wino: a 3×3 "same" shape whose forward, or input gradient, runs by
+	// Winograd's F(2×2, 3×3) (conv_wino_cpu.c): 16 products a 2×2 block
+	// where the direct sum takes 36. ap then holds the transformed weights.
+	wino bool
+	// winoDw: the weight gradient by Winograd too (conv_wino_cpu.c's
+	// kiln_wino_dw): each part sums dUᵀ (16 positions × Cg × ldt per group)
+	// in its dw buffer, and sumParts turns the parts' sum into dw.
+	winoDw       bool
 	vl, mr       int // the kernels' vector width and tile rows (convLanes, convPanel)
 	taps, maxOff int // KH·KW; largest tap offset in the wide frame
 	dyLen        int // one channel of the zero-margined wide dout
@@ -70,7 +82,7 @@ type convFastTask struct {
 // convFastLayout places one part's scratch; each field is an offset, the
 // next one's offset its end.
 type convFastLayout struct {
-	pad, yb, dyp, dyt, dw, db, size int // dw: dwᵀ (groups × K × ldt); db: groups × ldt
+	pad, yb, dyp, dyt, dw, db, wino, size int // dw: dwᵀ (groups × K × ldt); db: groups × ldt
 }
 
 var convFastTasks = taskPool{New: func() any { return new(convFastTask) }}
@@ -163,7 +175,55 @@ func (t *convFastTask) plan(g *convGeom) {
 	if t.flat {
 		t.ft = flatTaps{nr: planes, h: g.h, w: g.w, kh: g.kh, kw: g.kw, ph: g.ph, pw: g.pw, vl: vl, neg: t.backward}
 	}
+	t.wino = winoFor(g, t.backward, t.dx != nil)
+	if t.wino {
+		t.flat = false
+	}
+	t.winoDw = t.backward && t.dw != nil && winoShape(g, g.cg, g.mg)
 }
+
+// convWinograd says when the 3×3 "same" convolutions run by Winograd's
+// F(2×2, 3×3): winoAuto on the shapes winoPays picks, winoOff never
+// (KILN_CONV_WINOGRAD=0, for A/Bs), winoAlways on every shape the kernels
+// take (tests: SetConvWinograd).
+var convWinograd atomic.Int32
+
+const (
+	winoOff = iota
+	winoAuto
+	winoAlways
+)
+
+func init() {
+	if os.Getenv("KILN_CONV_WINOGRAD") == "0" {
+		return
+	}
+	convWinograd.Store(winoAuto)
+}
+
+// winoFor reports whether g's forward (backward: its input gradient, when
+// wanted) runs by Winograd.
+func winoFor(g *convGeom, backward, dx bool) bool {
+	if backward {
+		return dx && winoShape(g, g.mg, g.cg)
+	}
+	return winoShape(g, g.cg, g.mg)
+}
+
+// winoShape reports whether a product over k planes into m of g's shape
+// runs by Winograd.
+func winoShape(g *convGeom, k, m int) bool {
+	mode := convWinograd.Load()
+	return mode != winoOff && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
+		g.ph == 1 && g.pw == 1 && g.oh == g.h && g.ow == g.w && k <= convFastMaxK &&
+		(mode == winoAlways || winoPays(k, m, g.w))
+}
+
+// winoPays: Winograd's products must be wide enough (k, m ≥ 24: at 16 its
+// transforms cost what it saves) and its planes wide enough (w ≥ 13: each
+// tile row has a junk column, and planes of 8×8 and smaller ran at half the
+// direct sums' speed and less). BenchmarkConv2DWinograd, Zen 4, AVX-512.
+func winoPays(k, m, w int) bool { return k >= 24 && m >= 24 && w >= 13 }
 
 // flatMasks keeps the flat paths' mask tables, one per shape, level and
 // direction: the same every step (computing one took 15 µs on the caller
@@ -203,30 +263,43 @@ func flatMasksFor(t *flatTaps) []float32 {
 // the padded and transposed output gradients, the part's dw and db.
 func (t *convFastTask) layout(g *convGeom) convFastLayout {
 	var l convFastLayout
-	needX := !t.backward && !t.flat || t.backward && t.dw != nil
+	needX := !t.backward && !t.flat && !t.wino || t.backward && t.dw != nil && !t.winoDw
 	if g.padded && needX {
 		l.yb = g.cg * g.hp * g.wp
 	}
 	l.dyp = l.yb
-	if !t.backward && !t.fwdRows && !t.flat {
+	if !t.backward && !t.fwdRows && !t.flat && !t.wino {
 		l.dyp += g.mg * g.nw
 	}
 	l.dyt = l.dyp
-	if t.backward && (t.dx != nil && !t.flat || t.dw != nil && !t.dwT && !t.dwRows) {
+	if t.backward && (t.dx != nil && !t.flat && !t.wino || t.dw != nil && !t.dwT && !t.dwRows && !t.winoDw) {
 		l.dyt += g.mg * t.dyLen
 	}
 	l.dw = l.dyt
-	if t.dw != nil && t.dwT {
+	if t.dw != nil && t.dwT && !t.winoDw {
 		l.dw += g.p * t.ldt
 	}
 	l.db = l.dw
-	if t.dw != nil {
+	switch {
+	case t.winoDw:
+		l.db += g.groups * 16 * g.cg * t.ldt
+	case t.dw != nil:
 		l.db += g.groups * g.kg * t.ldt
 	}
-	l.size = l.db
+	l.wino = l.db
 	if t.db != nil {
-		l.size += g.groups * t.ldt
+		l.wino += g.groups * t.ldt
 	}
+	wino := 0 // dx and dw take turns
+	if t.wino && t.backward {
+		wino = winoScratch(g.mg, g.cg, g.h, g.w) // dx: dout's planes in, x's out
+	} else if t.wino {
+		wino = winoScratch(g.cg, g.mg, g.h, g.w)
+	}
+	if t.winoDw {
+		wino = max(wino, winoDwScratch(g.cg, g.mg, g.h, g.w, t.ldt))
+	}
+	l.size = l.wino + wino
 	return l
 }
 
@@ -241,6 +314,9 @@ func (t *convFastTask) packWeights(g *convGeom, np int) {
 	if !t.backward || t.dx != nil {
 		t.apGroup = ceilDiv(packM, t.mr) * t.mr * packR * t.taps
 	}
+	if t.wino {
+		t.apGroup = 16 * ceilDiv(packM, t.mr) * t.mr * packR
+	}
 	t.scratch = takeScratch[float32](np*t.l.size + g.groups*t.apGroup) // zeroed: margins stay so
 	t.ap = t.scratch[np*t.l.size:]
 	rb := 1 // planes per block of k (convPack)
@@ -252,9 +328,14 @@ func (t *convFastTask) packWeights(g *convGeom, np int) {
 	}
 	for gi := 0; gi < g.groups && t.apGroup > 0; gi++ {
 		wg := t.w[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
-		if t.backward {
+		switch {
+		case t.wino && t.backward: // dx's product: rows c, columns co, each kernel turned
+			winoPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, g.kg, true, t.mr)
+		case t.wino:
+			winoPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, g.kg, t.taps, false, t.mr)
+		case t.backward:
 			convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, rb, t.mr)
-		} else {
+		default:
 			convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, rb, t.mr)
 		}
 	}
@@ -264,14 +345,17 @@ func (t *convFastTask) packWeights(g *convGeom, np int) {
 // results are the same run after run.
 func (t *convFastTask) sumParts(g *convGeom, np int) {
 	l := t.l
+	if t.winoDw {
+		t.sumWinoDw(g, np)
+	}
 	for part := 0; part < np; part++ {
 		s := t.scratch[part*l.size:]
-		if !t.dwT {
+		if !t.dwT && !t.winoDw {
 			for i, v := range s[l.dw : l.dw+len(t.dw)] {
 				t.dw[i] += v
 			}
 		}
-		for gi := 0; gi < g.groups && t.dw != nil && t.dwT; gi++ {
+		for gi := 0; gi < g.groups && t.dw != nil && t.dwT && !t.winoDw; gi++ {
 			dwt := s[l.dw+gi*g.kg*t.ldt:]
 			for co := 0; co < g.mg; co++ {
 				dw := t.dw[(gi*g.mg+co)*g.kg : (gi*g.mg+co+1)*g.kg]
@@ -285,6 +369,46 @@ func (t *convFastTask) sumParts(g *convGeom, np int) {
 				t.db[gi*g.mg+co] += v
 			}
 		}
+	}
+}
+
+// sumWinoDw adds the parts' dUᵀ in part order and adds dg = Gᵀ dU G of the
+// sum to dw, in float64, rounding once.
+func (t *convFastTask) sumWinoDw(g *convGeom, np int) {
+	l := t.l
+	per := 16 * g.cg * t.ldt // one group's dUᵀ
+	var du [16]float64
+	for gi := 0; gi < g.groups; gi++ {
+		for co := 0; co < g.mg; co++ {
+			for c := 0; c < g.cg; c++ {
+				for xi := range du {
+					du[xi] = 0
+					for part := 0; part < np; part++ {
+						du[xi] += float64(t.scratch[part*l.size+l.dw+gi*per+(xi*g.cg+c)*t.ldt+co])
+					}
+				}
+				dw := t.dw[(gi*g.mg+co)*g.kg+c*9:][:9]
+				winoWeightGrad(dw, &du)
+			}
+		}
+	}
+}
+
+// winoWeightGrad adds Gᵀ dU G (3×3) to dw, dU the 4×4 gradient of U = G g
+// Gᵀ, G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+func winoWeightGrad(dw []float32, du *[16]float64) {
+	var t [3][4]float64 // Gᵀ dU
+	for b := 0; b < 4; b++ {
+		u0, u1, u2, u3 := du[b], du[4+b], du[8+b], du[12+b]
+		t[0][b] = u0 + 0.5*(u1+u2)
+		t[1][b] = 0.5 * (u1 - u2)
+		t[2][b] = 0.5*(u1+u2) + u3
+	}
+	for i := 0; i < 3; i++ {
+		r := t[i]
+		dw[3*i] += float32(r[0] + 0.5*(r[1]+r[2]))
+		dw[3*i+1] += float32(0.5 * (r[1] - r[2]))
+		dw[3*i+2] += float32(0.5*(r[1]+r[2]) + r[3])
 	}
 }
 
@@ -327,8 +451,13 @@ func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
 			if t.b != nil {
 				bias = t.b[gi*g.mg : (gi+1)*g.mg]
 			}
+			xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
+			if t.wino {
+				convWino(yg, xg, ap, bias, s[t.l.wino:], g.cg, g.mg, g.h, g.w, t.vl)
+				continue
+			}
 			if t.flat {
-				convFlatGemm(yg, g.p, g.mg, ap, t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane], &t.ft, bias)
+				convFlatGemm(yg, g.p, g.mg, ap, xg, &t.ft, bias)
 				continue
 			}
 			src := t.input(s, n, gi)
@@ -360,7 +489,7 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 		vl: t.vl}
 	for n := lo; n < hi; n++ {
 		dyn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
-		if dbp != nil && (dwp == nil || !t.dwT) {
+		if dbp != nil && (dwp == nil || !t.dwT || t.winoDw) {
 			for gi := 0; gi < g.groups; gi++ {
 				for co := 0; co < g.mg; co++ {
 					dbp[gi*t.ldt+co] += sumSlice(dyn[(gi*g.mg+co)*g.p : (gi*g.mg+co+1)*g.p])
@@ -373,7 +502,11 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 				// dout into the wide frame; margins and junk columns stay zero.
 				convCopyRows(dyp[t.maxOff:], t.dyLen, g.wp, dyg, g.p, g.ow, g.mg, g.oh, g.ow)
 			}
-			if dwp != nil && !t.dwT {
+			if dwp != nil && t.winoDw {
+				xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
+				convWinoDw(dwp[gi*16*g.cg*t.ldt:], t.ldt, xg, dyg, s[t.l.wino:], g.cg, g.mg, g.h, g.w, t.vl)
+			}
+			if dwp != nil && !t.dwT && !t.winoDw {
 				src := t.input(s, n, gi)
 				dwg := dwp[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
 				if t.dwRows {
@@ -382,7 +515,7 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 					convShiftDw(dwg, g.kg, g.mg, dyp[t.maxOff:], t.dyLen, src, xTaps, shiftSegs{1, g.nw, 0, 0})
 				}
 			}
-			if dwp != nil && t.dwT {
+			if dwp != nil && t.dwT && !t.winoDw {
 				// dwᵀ += X·doutᵀ (and db += column sums of doutᵀ).
 				src := t.input(s, n, gi)
 				convTransposeOut(dyt, t.ldt, dyg, g.mg, g.oh, g.ow)
@@ -399,6 +532,8 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 			dxg := t.dx[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
 			ap := t.ap[gi*t.apGroup:]
 			switch {
+			case t.wino:
+				convWino(dxg, dyg, ap, nil, s[t.l.wino:], g.mg, g.cg, g.h, g.w, t.vl)
 			case t.flat:
 				convFlatGemm(dxg, g.inPlane, g.cg, ap, dyg, &t.ft, nil)
 			case t.dxSkip:

@@ -30,6 +30,12 @@ package engine
 #cgo nocallback kiln_conv_im2col
 #cgo noescape kiln_conv_col2im
 #cgo nocallback kiln_conv_col2im
+#cgo noescape kiln_wino_pack
+#cgo nocallback kiln_wino_pack
+#cgo noescape kiln_wino_conv
+#cgo nocallback kiln_wino_conv
+#cgo noescape kiln_wino_dw
+#cgo nocallback kiln_wino_dw
 #include "conv_cpu.h"
 */
 import "C"
@@ -172,4 +178,48 @@ func col2imC(dx, col []float32, g *convGeom) {
 	C.kiln_conv_col2im((*C.float)(unsafe.Pointer(unsafe.SliceData(dx))), (*C.float)(unsafe.Pointer(unsafe.SliceData(col))),
 		C.int(g.cg), C.int(g.h), C.int(g.w), C.int(g.oh), C.int(g.ow), C.int(g.kh), C.int(g.kw),
 		C.int(g.sh), C.int(g.sw), C.int(g.ph), C.int(g.pw), C.int(g.dh), C.int(g.dw))
+}
+
+// winoScratch is the floats convWino needs for k input and m output planes
+// of h×w.
+func winoScratch(k, m, h, w int) int {
+	return int(C.kiln_wino_scratch(C.long(k), C.long(m), C.long(h), C.long(w)))
+}
+
+// winoPack writes the Winograd-transformed weights of an m × k product
+// (row i, column r: the 3×3 kernel at w[i·si + r·sr:], turned 180° when
+// flip) as mr-row panels for convWino: 16·⌈m/mr⌉·mr·k floats.
+func winoPack(dst, w []float32, m, k, si, sr int, flip bool, mr int) {
+	_ = dst[16*ceilDiv(m, mr)*mr*k-1]
+	_ = w[(m-1)*si+(k-1)*sr+8]
+	C.kiln_wino_pack(fptr(dst), fptr(w), C.long(m), C.long(k), C.long(si), C.long(sr), cbool(flip), C.int(mr))
+}
+
+// convWino writes y (m planes of h×w) as the 3×3 same convolution of x (k
+// planes) with u (winoPack) plus bias (nil for none), by F(2×2, 3×3).
+func convWino(y, x, u, bias, scratch []float32, k, m, h, w, vl int) {
+	_ = y[m*h*w-1]
+	_ = x[k*h*w-1]
+	_ = scratch[winoScratch(k, m, h, w)-1]
+	if bias != nil {
+		_ = bias[m-1]
+	}
+	C.kiln_wino_conv(fptr(y), fptr(x), fptr(u), fptr(bias), C.long(k), C.long(m), C.long(h), C.long(w),
+		fptr(scratch), C.int(vl))
+}
+
+// winoDwScratch is the floats convWinoDw needs, dUᵀ rows ldt wide.
+func winoDwScratch(k, m, h, w, ldt int) int {
+	return int(C.kiln_wino_dw_scratch(C.long(k), C.long(m), C.long(h), C.long(w), C.long(ldt)))
+}
+
+// convWinoDw adds one image's Winograd weight gradient to du (16 positions ×
+// k rows × ldt, dUᵀ: kiln_wino_dw) from x (k planes of h×w) and dy (m).
+func convWinoDw(du []float32, ldt int, x, dy, scratch []float32, k, m, h, w, vl int) {
+	_ = du[16*k*ldt-1]
+	_ = x[k*h*w-1]
+	_ = dy[m*h*w-1]
+	_ = scratch[winoDwScratch(k, m, h, w, ldt)-1]
+	C.kiln_wino_dw(fptr(du), C.long(ldt), fptr(x), fptr(dy), C.long(k), C.long(m), C.long(h), C.long(w),
+		fptr(scratch), C.int(vl))
 }

@@ -51,3 +51,13 @@ const haveColC = false
 func im2colC(col, x []float32, g *convGeom) {}
 
 func col2imC(dx, col []float32, g *convGeom) {}
+
+func winoScratch(k, m, h, w int) int { return 0 }
+
+func winoPack(dst, w []float32, m, k, si, sr int, flip bool, mr int) {}
+
+func convWino(y, x, u, bias, scratch []float32, k, m, h, w, vl int) {}
+
+func winoDwScratch(k, m, h, w, ldt int) int { return 0 }
+
+func convWinoDw(du []float32, ldt int, x, dy, scratch []float32, k, m, h, w, vl int) {}

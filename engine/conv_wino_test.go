@@ -1,0 +1,160 @@
+package engine_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/gradcheck"
+)
+
+// winoCase is a 3×3 "same" convolution (padding 1, stride 1).
+type winoCase struct {
+	n, cin, h, w, cout, groups int
+	bias                       bool
+}
+
+// winoCases: the zoo's layers (cnn's 28×28, 14×14, 32×32 and 16×16 at 32 and
+// 64 channels), odd and one-pixel-ragged planes (a last tile half outside),
+// channels off the 6- and 8-row panels, groups, and the smallest planes and
+// channel counts Winograd takes.
+var winoCases = []winoCase{
+	{2, 32, 28, 28, 32, 1, false}, {2, 32, 14, 14, 64, 1, true}, {1, 64, 16, 16, 64, 1, false},
+	{2, 16, 7, 9, 17, 1, true}, {1, 19, 5, 4, 23, 1, false}, {1, 16, 4, 4, 16, 1, true},
+	{2, 32, 9, 13, 40, 2, true}, {1, 24, 1, 31, 16, 1, false}, {1, 16, 33, 1, 18, 1, true},
+	{1, 20, 3, 11, 70, 1, false},
+}
+
+// Winograd's forward, input gradient and weight gradient against the
+// float64 reference, on every shape it takes (forced), and the same bits at
+// AVX2 and AVX-512 and run after run.
+func TestConv2DWinogradMatchesReference(t *testing.T) {
+	defer restoreISA(t)()
+	defer engine.SetConvWinograd("always")()
+	levels := engine.CPUISAs()[1:] // the levels the C kernels run at (none without AVX2)
+	if len(levels) == 0 {
+		t.Skip("no AVX2: the C convolutions (and Winograd) do not run here")
+	}
+	rng := rand.New(rand.NewPCG(5, 23))
+	for i, c := range winoCases {
+		p := engine.Conv2DParams{PadH: 1, PadW: 1, Groups: c.groups}
+		x, w := randTensor(rng, engine.Float32, c.n, c.cin, c.h, c.w), randTensor(rng, engine.Float32, c.cout, c.cin/c.groups, 3, 3)
+		dout := randTensor(rng, engine.Float32, c.n, c.cout, c.h, c.w)
+		var b *engine.Tensor
+		if c.bias {
+			b = randTensor(rng, engine.Float32, c.cout)
+		}
+		wantOut, wantDx, wantDw, _, err := engine.Conv2DReference(x, w, b, dout, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first []*engine.Tensor
+		for _, level := range levels {
+			if err := engine.SetCPUISA(level); err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("case %d %s %dx%dx%dx%d g%d co%d", i, level, c.n, c.cin, c.h, c.w, c.groups, c.cout)
+			got := winoPasses(t, x, w, b, dout, p)
+			// The flat paths' bound. out and dx are within 1e-5 here; dw, a
+			// sum over every pixel of both images, within about 2e-5, as
+			// the direct sums' dw.
+			const tol = 1e-4
+			for k, want := range [][]float64{wantOut, wantDx, wantDw} {
+				if msg := gradcheck.Close(got[k].Values(), want, tol, tol); msg != "" {
+					t.Errorf("%s %s: %s", name, []string{"out", "dx", "dw"}[k], msg)
+				}
+			}
+			if again := winoPasses(t, x, w, b, dout, p); !sameBits(got, again) {
+				t.Errorf("%s: a second run gives other bits", name)
+			}
+			if first == nil {
+				first = got
+			} else if !sameBits(first, got) {
+				t.Errorf("%s: other bits than %s", name, levels[0])
+			}
+		}
+	}
+}
+
+// winoPasses runs the forward and a full backward.
+func winoPasses(t *testing.T, x, w, b, dout *engine.Tensor, p engine.Conv2DParams) []*engine.Tensor {
+	t.Helper()
+	os, err := engine.Conv2DOutputShape(x.Shape(), w.Shape(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, dx, dw := engine.New(engine.Float32, os...), engine.New(engine.Float32, x.Shape()...), engine.New(engine.Float32, w.Shape()...)
+	out.Fill(math.NaN())
+	dx.Fill(math.NaN())
+	opsMust(t, engine.Conv2DForward(out, x, w, b, p))
+	opsMust(t, engine.Conv2DBackward(dx, dw, nil, dout, x, w, p))
+	return []*engine.Tensor{out, dx, dw}
+}
+
+func sameBits(a, b []*engine.Tensor) bool {
+	for i := range a {
+		if !slices.Equal(a[i].Float32(), b[i].Float32()) {
+			return false
+		}
+	}
+	return true
+}
+
+// On cnn's 28×28 layer (a shape Winograd takes by itself) Winograd and the
+// direct sums agree within the transforms' roundings, and turning Winograd
+// off changes each pass's bits: the switch reaches all three.
+func TestConv2DWinogradIsTaken(t *testing.T) {
+	if len(engine.CPUISAs()) < 2 {
+		t.Skip("no AVX2: the C convolutions (and Winograd) do not run here")
+	}
+	rng := rand.New(rand.NewPCG(9, 4))
+	c := winoCases[0]
+	p := engine.Conv2DParams{PadH: 1, PadW: 1}
+	x, w := randTensor(rng, engine.Float32, c.n, c.cin, c.h, c.w), randTensor(rng, engine.Float32, c.cout, c.cin, 3, 3)
+	dout := randTensor(rng, engine.Float32, c.n, c.cout, c.h, c.w)
+	wino := winoPasses(t, x, w, nil, dout, p)
+	restore := engine.SetConvWinograd("off")
+	direct := winoPasses(t, x, w, nil, dout, p)
+	restore()
+	for k, name := range []string{"out", "dx", "dw"} {
+		if slices.Equal(wino[k].Float32(), direct[k].Float32()) {
+			t.Errorf("%s: Winograd on and off give the same bits: the switch does not reach it", name)
+		}
+		if msg := gradcheck.Close(wino[k].Values(), direct[k].Values(), 1e-4, 1e-4); msg != "" {
+			t.Errorf("%s: Winograd against the direct sums: %s", name, msg)
+		}
+	}
+}
+
+// Winograd against the direct sums on one 3×3 "same" layer, its forward
+// and its backward (dx and dw) side by side: cnn's, inception's and larger
+// layers, and small planes and channel counts near winoPays' bounds. Images
+// are 16; GFLOP/s count the direct sums' multiply-adds.
+func BenchmarkConv2DWinograd(b *testing.B) {
+	for _, s := range []struct{ cin, h, cout int }{
+		{16, 28, 16}, {16, 8, 16}, {32, 28, 32}, {32, 14, 64}, {64, 14, 64}, {64, 7, 64}, {24, 16, 48},
+		{128, 8, 128}, {32, 4, 32}, {64, 32, 64},
+	} {
+		c := newConvBench(16, s.cin, s.h, s.h, s.cout, 3, engine.Conv2DSquare(1, 1, 1, 1), true)
+		flop := 2 * float64(16*s.cout*s.h*s.h*s.cin*9)
+		for _, pass := range []string{"forward", "backward"} {
+			for _, mode := range []string{"off", "always"} {
+				name := fmt.Sprintf("%dx%dx%d-%d/%s/%s", s.cin, s.h, s.h, s.cout, pass,
+					map[string]string{"off": "direct", "always": "winograd"}[mode])
+				b.Run(name, func(b *testing.B) {
+					defer engine.SetConvWinograd(mode)()
+					if pass == "forward" {
+						c.run(b, true, false)
+						reportGFLOPs(b, flop)
+					} else {
+						c.run(b, false, true)
+						reportGFLOPs(b, 2*flop)
+					}
+				})
+			}
+		}
+	}
+}
