@@ -29,6 +29,11 @@ package engine
 //     doutp[co, p + maxoff − tap offset], written straight into dx; or flat
 //     over dout itself where the forward is flat.
 //
+// A 3×3 "same" shape with enough channels on wide enough planes (winoPays)
+// runs its forward, input gradient and weight gradient by Winograd's
+// F(2×2, 3×3) instead (conv_wino_cpu.c): 16 products a 2×2 block of outputs
+// where the sums above take 36.
+//
 // Images are split over threads as in conv2D, each part summing dw and db
 // into its own buffer, added in part order afterwards; every element is a
 // fixed chain of FMAs, so results are bit-identical run after run.
