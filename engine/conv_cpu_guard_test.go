@@ -60,37 +60,73 @@ func TestConv2DFlatReadsOnlyItsPlanes(t *testing.T) {
 			{"64x16", 2, 9, 64, 16, 10, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
 			{"5x5-pad2", 1, 8, 9, 40, 12, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
 		} {
-			rng := rand.New(rand.NewPCG(17, uint64(i)))
-			xs, ws := c.shapes()
-			x, w := randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...)
-			os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+			checkPlacements(t, level, c, uint64(i), false)
+		}
+	}
+}
+
+// The Winograd paths (conv_wino_cpu.c) copy the planes they read, row by
+// row: the same check, forced onto Winograd, the weight gradient included.
+func TestConv2DWinogradReadsOnlyItsPlanes(t *testing.T) {
+	if !slices.Contains(engine.CPUISAs(), "avx2") {
+		t.Skip("skipped: no AVX2, the Winograd kernels do not run")
+	}
+	defer restoreISA(t)()
+	defer engine.SetConvWinograd("always")()
+	for _, level := range engine.CPUISAs()[1:] {
+		opsMust(t, engine.SetCPUISA(level))
+		for i, c := range []convCase{
+			{"28x28", 2, 24, 28, 28, 32, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+			{"odd-7x9", 1, 17, 7, 9, 19, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+		} {
+			checkPlacements(t, level, c, uint64(i), true)
+		}
+	}
+}
+
+// checkPlacements runs c's forward and backward (dx, and dw when asked) with
+// its input and output gradient where Go puts them, then ending right before
+// an unreadable page, then starting right after one, and reports each result
+// whose bits differ.
+func checkPlacements(t *testing.T, level string, c convCase, seed uint64, withDw bool) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(17, seed))
+	xs, ws := c.shapes()
+	x, w := randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...)
+	os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+	opsMust(t, err)
+	dout := randTensor(rng, engine.Float32, os...)
+	var want []*engine.Tensor
+	for j, place := range []func(*testing.T, int) []float32{nil, guardedFloats, floatsAfterGuard} {
+		xin, din := x, dout
+		if place != nil {
+			xg, dg := place(t, x.Len()), place(t, dout.Len())
+			copy(xg, x.Float32())
+			copy(dg, dout.Float32())
+			xin, err = engine.FromFloat32(xg, xs...)
 			opsMust(t, err)
-			dout := randTensor(rng, engine.Float32, os...)
-			var want []*engine.Tensor
-			for j, place := range []func(*testing.T, int) []float32{nil, guardedFloats, floatsAfterGuard} {
-				xin, din := x, dout
-				if place != nil {
-					xg, dg := place(t, x.Len()), place(t, dout.Len())
-					copy(xg, x.Float32())
-					copy(dg, dout.Float32())
-					xin, err = engine.FromFloat32(xg, xs...)
-					opsMust(t, err)
-					din, err = engine.FromFloat32(dg, os...)
-					opsMust(t, err)
-				}
-				out, dx := engine.New(engine.Float32, os...), engine.New(engine.Float32, xs...)
-				opsMust(t, engine.Conv2DForward(out, xin, w, nil, c.p))
-				opsMust(t, engine.Conv2DBackward(dx, nil, nil, din, xin, w, c.p))
-				if j == 0 {
-					want = []*engine.Tensor{out, dx}
-					continue
-				}
-				for k, got := range []*engine.Tensor{out, dx} {
-					if !slices.Equal(want[k].Float32(), got.Float32()) {
-						t.Errorf("%s %s placement %d: %s differs beside an unreadable page", level, c.name, j,
-							[]string{"out", "dx"}[k])
-					}
-				}
+			din, err = engine.FromFloat32(dg, os...)
+			opsMust(t, err)
+		}
+		out, dx := engine.New(engine.Float32, os...), engine.New(engine.Float32, xs...)
+		var dw *engine.Tensor
+		if withDw {
+			dw = engine.New(engine.Float32, ws...)
+		}
+		opsMust(t, engine.Conv2DForward(out, xin, w, nil, c.p))
+		opsMust(t, engine.Conv2DBackward(dx, dw, nil, din, xin, w, c.p))
+		got := []*engine.Tensor{out, dx}
+		if withDw {
+			got = append(got, dw)
+		}
+		if j == 0 {
+			want = got
+			continue
+		}
+		for k := range got {
+			if !slices.Equal(want[k].Float32(), got[k].Float32()) {
+				t.Errorf("%s %s placement %d: %s differs beside an unreadable page", level, c.name, j,
+					[]string{"out", "dx", "dw"}[k])
 			}
 		}
 	}

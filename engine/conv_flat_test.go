@@ -11,6 +11,24 @@ import (
 	"github.com/kiln-ml/kiln/internal/gradcheck"
 )
 
+// flatCase is a "same" stride-1 convolution: padding kh/2 and kw/2.
+type flatCase struct {
+	n, cin, h, w, cout, kh, kw, groups int
+	bias                               bool
+}
+
+// tensors draws c's input, weights, output gradient and (with c.bias) bias,
+// and gives its parameters.
+func (c flatCase) tensors(rng *rand.Rand) (x, w, dout, b *engine.Tensor, p engine.Conv2DParams) {
+	p = engine.Conv2DParams{PadH: c.kh / 2, PadW: c.kw / 2, Groups: c.groups}
+	x, w = randTensor(rng, engine.Float32, c.n, c.cin, c.h, c.w), randTensor(rng, engine.Float32, c.cout, c.cin/c.groups, c.kh, c.kw)
+	dout = randTensor(rng, engine.Float32, c.n, c.cout, c.h, c.w)
+	if c.bias {
+		b = randTensor(rng, engine.Float32, c.cout)
+	}
+	return x, w, dout, b, p
+}
+
 // The flat paths (conv_cpu.c's flat_gemm: a "same" stride-1 convolution's
 // forward and input gradient over the unpadded planes, the padding done by
 // lane masks) against the float64 reference, and the same bits at AVX2 and
@@ -20,10 +38,6 @@ import (
 // counts off the 6- and 8-row tiles and the 8-plane blocks (the flat paths
 // take 8 planes and more).
 func TestConv2DFlatMatchesReference(t *testing.T) {
-	type flatCase struct {
-		n, cin, h, w, cout, kh, kw, groups int
-		bias                               bool
-	}
 	cases := []flatCase{
 		{2, 8, 28, 28, 32, 3, 3, 1, false}, {2, 32, 14, 14, 64, 3, 3, 1, false}, {1, 32, 64, 16, 32, 3, 3, 1, true},
 		{1, 8, 1, 1, 9, 3, 3, 1, true}, {1, 9, 1, 9, 10, 3, 3, 1, false}, {1, 12, 9, 1, 8, 3, 3, 1, true},
@@ -38,15 +52,10 @@ func TestConv2DFlatMatchesReference(t *testing.T) {
 			g * (8 + rng.IntN(16)), k[1+rng.IntN(3)], k[rng.IntN(4)], g, rng.IntN(2) == 0})
 	}
 	defer restoreISA(t)()
-	levels := engine.CPUISAs()[1:] // the levels the C kernels run at (none without AVX2)
+	defer engine.SetConvWinograd("off")() // else cnn's shapes here would test Winograd
+	levels := engine.CPUISAs()[1:]        // the levels the C kernels run at (none without AVX2)
 	for i, c := range cases {
-		p := engine.Conv2DParams{PadH: c.kh / 2, PadW: c.kw / 2, Groups: c.groups}
-		x, w := randTensor(rng, engine.Float32, c.n, c.cin, c.h, c.w), randTensor(rng, engine.Float32, c.cout, c.cin/c.groups, c.kh, c.kw)
-		dout := randTensor(rng, engine.Float32, c.n, c.cout, c.h, c.w)
-		var b *engine.Tensor
-		if c.bias {
-			b = randTensor(rng, engine.Float32, c.cout)
-		}
+		x, w, dout, b, p := c.tensors(rng)
 		wantOut, wantDx, _, _, err := engine.Conv2DReference(x, w, b, dout, p)
 		if err != nil {
 			t.Fatal(err)

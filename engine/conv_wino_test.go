@@ -11,21 +11,15 @@ import (
 	"github.com/kiln-ml/kiln/internal/gradcheck"
 )
 
-// winoCase is a 3×3 "same" convolution (padding 1, stride 1).
-type winoCase struct {
-	n, cin, h, w, cout, groups int
-	bias                       bool
-}
-
 // winoCases: the zoo's layers (cnn's 28×28, 14×14, 32×32 and 16×16 at 32 and
 // 64 channels), odd and one-pixel-ragged planes (a last tile half outside),
 // channels off the 6- and 8-row panels, groups, and the smallest planes and
 // channel counts Winograd takes.
-var winoCases = []winoCase{
-	{2, 32, 28, 28, 32, 1, false}, {2, 32, 14, 14, 64, 1, true}, {1, 64, 16, 16, 64, 1, false},
-	{2, 16, 7, 9, 17, 1, true}, {1, 19, 5, 4, 23, 1, false}, {1, 16, 4, 4, 16, 1, true},
-	{2, 32, 9, 13, 40, 2, true}, {1, 24, 1, 31, 16, 1, false}, {1, 16, 33, 1, 18, 1, true},
-	{1, 20, 3, 11, 70, 1, false},
+var winoCases = []flatCase{
+	{2, 32, 28, 28, 32, 3, 3, 1, false}, {2, 32, 14, 14, 64, 3, 3, 1, true}, {1, 64, 16, 16, 64, 3, 3, 1, false},
+	{2, 16, 7, 9, 17, 3, 3, 1, true}, {1, 19, 5, 4, 23, 3, 3, 1, false}, {1, 16, 4, 4, 16, 3, 3, 1, true},
+	{2, 32, 9, 13, 40, 3, 3, 2, true}, {1, 24, 1, 31, 16, 3, 3, 1, false}, {1, 16, 33, 1, 18, 3, 3, 1, true},
+	{1, 20, 3, 11, 70, 3, 3, 1, false},
 }
 
 // Winograd's forward, input gradient and weight gradient against the
@@ -40,13 +34,7 @@ func TestConv2DWinogradMatchesReference(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(5, 23))
 	for i, c := range winoCases {
-		p := engine.Conv2DParams{PadH: 1, PadW: 1, Groups: c.groups}
-		x, w := randTensor(rng, engine.Float32, c.n, c.cin, c.h, c.w), randTensor(rng, engine.Float32, c.cout, c.cin/c.groups, 3, 3)
-		dout := randTensor(rng, engine.Float32, c.n, c.cout, c.h, c.w)
-		var b *engine.Tensor
-		if c.bias {
-			b = randTensor(rng, engine.Float32, c.cout)
-		}
+		x, w, dout, b, p := c.tensors(rng)
 		wantOut, wantDx, wantDw, _, err := engine.Conv2DReference(x, w, b, dout, p)
 		if err != nil {
 			t.Fatal(err)
@@ -111,10 +99,7 @@ func TestConv2DWinogradIsTaken(t *testing.T) {
 		t.Skip("no AVX2: the C convolutions (and Winograd) do not run here")
 	}
 	rng := rand.New(rand.NewPCG(9, 4))
-	c := winoCases[0]
-	p := engine.Conv2DParams{PadH: 1, PadW: 1}
-	x, w := randTensor(rng, engine.Float32, c.n, c.cin, c.h, c.w), randTensor(rng, engine.Float32, c.cout, c.cin, 3, 3)
-	dout := randTensor(rng, engine.Float32, c.n, c.cout, c.h, c.w)
+	x, w, dout, _, p := winoCases[0].tensors(rng)
 	wino := winoPasses(t, x, w, nil, dout, p)
 	restore := engine.SetConvWinograd("off")
 	direct := winoPasses(t, x, w, nil, dout, p)
