@@ -40,12 +40,12 @@
 // padded copy with rows 2(tw + 1) long, every other row in each of its two
 // halves (kiln_wino_pad; what lies outside the plane is zero): tile f reads
 // its columns at 2f … 2f + 3, and tile row ty its four rows at row ty and ty
-// + 1 of the two halves. The products run over blocks
-// of tile rows of about BLOCK_COLS columns, so that the transformed input
-// and output of a block (16·(k + m)·cols floats) stay in L2 between the
-// transforms and the 16 products. On Zen 4 (1 MiB of L2 a core, one core)
-// 144 columns ran cnn's layers 4–10% faster than 72 and 8–10% faster than
-// 40; 192, 256 and whole planes were within 3% of 144.
+// + 1 of the two halves. The products run over blocks of tile rows of about
+// BLOCK_COLS columns, so that the transformed input and output of a block
+// (16·(k + m)·cols floats) stay in L2 between the transforms and the 16
+// products. On Zen 4 (1 MiB of L2 a core, one core) 144 columns ran cnn's
+// layers 4–10% faster than 72 and 8–10% faster than 40; 192, 256 and whole
+// planes were within 3% of 144.
 enum { BLOCK_COLS = 144 };
 
 // geom is one plane's tiling.
