@@ -39,7 +39,9 @@ package engine
 // fixed chain of FMAs, so results are bit-identical run after run.
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -199,12 +201,23 @@ const (
 	winoAlways
 )
 
+// winoEnvErr is why $KILN_CONV_WINOGRAD was refused, if it was.
+var winoEnvErr error
+
 func init() {
-	if os.Getenv("KILN_CONV_WINOGRAD") == "0" {
-		return
-	}
 	convWinograd.Store(winoAuto)
+	switch v := strings.TrimSpace(os.Getenv("KILN_CONV_WINOGRAD")); v {
+	case "", "1":
+	case "0":
+		convWinograd.Store(winoOff)
+	default:
+		winoEnvErr = fmt.Errorf("$KILN_CONV_WINOGRAD: %q: want 0 (direct sums only) or 1 (Winograd where it pays)", v)
+	}
 }
+
+// ConvWinogradEnvError is why $KILN_CONV_WINOGRAD was refused (neither 0 nor
+// 1), nil when it was applied or not set.
+func ConvWinogradEnvError() error { return winoEnvErr }
 
 // winoFor reports whether g's forward (backward: its input gradient, when
 // wanted) runs by Winograd.

@@ -23,8 +23,10 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
-		if err := engine.CPUISAEnvError(); err != nil {
-			return usageError{err}
+		for _, err := range []error{engine.CPUISAEnvError(), engine.ConvWinogradEnvError()} {
+			if err != nil {
+				return usageError{err}
+			}
 		}
 		return oneProcess(cmd, args)
 	}
