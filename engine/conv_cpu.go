@@ -32,7 +32,9 @@ package engine
 // A 3×3 "same" shape with enough channels on wide enough planes (winoPays)
 // runs its forward, input gradient and weight gradient by Winograd's
 // F(2×2, 3×3) instead (conv_wino_cpu.c): 16 products a 2×2 block of outputs
-// where the sums above take 36.
+// where the sums above take 36. On planes at least 24 wide the forward and
+// input gradient take F(4×4, 3×3) (conv_wino4_cpu.c): 36 products a 4×4
+// block.
 //
 // Images are split over threads as in conv2D, each part summing dw and db
 // into its own buffer, added in part order afterwards; every element is a
@@ -76,6 +78,9 @@ type convFastTask struct {
 	// Winograd's F(2×2, 3×3) (conv_wino_cpu.c): 16 products a 2×2 block
 	// where the direct sum takes 36. ap then holds the transformed weights.
 	wino bool
+	// winoTile: wino's output tile, 2 (F(2×2, 3×3)) or 4 (F(4×4, 3×3),
+	// conv_wino4_cpu.c: 36 products a 4×4 block), by winoTileFor.
+	winoTile int
 	// winoDw: the weight gradient by Winograd too (conv_wino_cpu.c's
 	// kiln_wino_dw): each part sums dUᵀ (16 positions × Cg × ldt per group)
 	// in its dw buffer, and sumParts turns the parts' sum into dw.
@@ -185,6 +190,7 @@ func (t *convFastTask) plan(g *convGeom) {
 	t.wino = winoFor(g, t.backward, t.dx != nil)
 	if t.wino {
 		t.flat = false
+		t.winoTile = winoTileFor(g.w)
 	}
 	t.winoDw = t.backward && t.dw != nil && winoShape(g, g.cg, g.mg)
 }
@@ -198,7 +204,9 @@ var convWinograd atomic.Int32
 const (
 	winoOff = iota
 	winoAuto
-	winoAlways
+	winoAlways  // every shape the kernels take, each plane its winoTileFor tile
+	winoAlways2 // every such shape, F(2×2, 3×3) only
+	winoAlways4 // every such shape, F(4×4, 3×3) for the forward and input gradient
 )
 
 // winoEnvErr is why $KILN_CONV_WINOGRAD was refused, if it was.
@@ -234,7 +242,7 @@ func winoShape(g *convGeom, k, m int) bool {
 	mode := convWinograd.Load()
 	return mode != winoOff && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
 		g.ph == 1 && g.pw == 1 && g.oh == g.h && g.ow == g.w && k <= convFastMaxK &&
-		(mode == winoAlways || winoPays(k, m, g.w))
+		(mode >= winoAlways || winoPays(k, m, g.w))
 }
 
 // winoPays: Winograd's products must be wide enough (k, m ≥ 24: at 16 its
@@ -242,6 +250,33 @@ func winoShape(g *convGeom, k, m int) bool {
 // tile row has a junk column, and planes of 8×8 and smaller ran at half the
 // direct sums' speed and less). BenchmarkConv2DWinograd, Zen 4, AVX-512.
 func winoPays(k, m, w int) bool { return k >= 24 && m >= 24 && w >= 13 }
+
+// winoTileFor is the output tile the forward and input gradient of a plane
+// w wide run with: F(4×4, 3×3)'s 36 products a 4×4 block where the plane is
+// wide enough for its products' columns (a block of tile rows) to run well
+// and its junk column and ragged edge to cost less than the products it
+// saves (winoTile4MinW), else F(2×2, 3×3)'s 16 a 2×2 block.
+func winoTileFor(w int) int {
+	switch convWinograd.Load() {
+	case winoAlways2:
+		return 2
+	case winoAlways4:
+		return 4
+	}
+	if w >= winoTile4MinW {
+		return 4
+	}
+	return 2
+}
+
+// winoTile4MinW: BenchmarkConv2DWinograd, Zen 4, AVX-512, one thread, 32
+// channels, F(4×4) against F(2×2): forward 1.27× at 24 and 28 wide, 1.26×
+// at 32, even at 20; 0.70–0.84× at 14 and 16 wide (64 and 48 channels),
+// whose 20-column products ran slowly.
+const winoTile4MinW = 24
+
+// winoPositions is the transformed tile's size: 16 for F(2×2), 36 for F(4×4).
+func winoPositions(tile int) int { return (tile + 2) * (tile + 2) }
 
 // flatMasks keeps the flat paths' mask tables, one per shape, level and
 // direction: the same every step (computing one took 15 µs on the caller
@@ -310,9 +345,9 @@ func (t *convFastTask) layout(g *convGeom) convFastLayout {
 	}
 	wino := 0 // dx and dw take turns
 	if t.wino && t.backward {
-		wino = winoScratch(g.mg, g.cg, g.h, g.w) // dx: dout's planes in, x's out
+		wino = winoScratch(t.winoTile, g.mg, g.cg, g.h, g.w) // dx: dout's planes in, x's out
 	} else if t.wino {
-		wino = winoScratch(g.cg, g.mg, g.h, g.w)
+		wino = winoScratch(t.winoTile, g.cg, g.mg, g.h, g.w)
 	}
 	if t.winoDw {
 		wino = max(wino, winoDwScratch(g.cg, g.mg, g.h, g.w, t.ldt))
@@ -333,7 +368,7 @@ func (t *convFastTask) packWeights(g *convGeom, np int) {
 		t.apGroup = ceilDiv(packM, t.mr) * t.mr * packR * t.taps
 	}
 	if t.wino {
-		t.apGroup = 16 * ceilDiv(packM, t.mr) * t.mr * packR
+		t.apGroup = winoPositions(t.winoTile) * ceilDiv(packM, t.mr) * t.mr * packR
 	}
 	t.scratch = takeScratch[float32](np*t.l.size + g.groups*t.apGroup) // zeroed: margins stay so
 	t.ap = t.scratch[np*t.l.size:]
@@ -348,9 +383,9 @@ func (t *convFastTask) packWeights(g *convGeom, np int) {
 		wg := t.w[gi*g.mg*g.kg : (gi+1)*g.mg*g.kg]
 		switch {
 		case t.wino && t.backward: // dx's product: rows c, columns co, each kernel turned
-			winoPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, g.kg, true, t.mr)
+			winoPack(t.winoTile, t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, g.kg, true, t.mr)
 		case t.wino:
-			winoPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, g.kg, t.taps, false, t.mr)
+			winoPack(t.winoTile, t.ap[gi*t.apGroup:], wg, g.mg, g.cg, g.kg, t.taps, false, t.mr)
 		case t.backward:
 			convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, rb, t.mr)
 		default:
@@ -471,7 +506,7 @@ func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
 			}
 			xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
 			if t.wino {
-				convWino(yg, xg, ap, bias, s[t.l.wino:], g.cg, g.mg, g.h, g.w, t.vl)
+				convWino(t.winoTile, yg, xg, ap, bias, s[t.l.wino:], g.cg, g.mg, g.h, g.w, t.vl)
 				continue
 			}
 			if t.flat {
@@ -551,7 +586,7 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 			ap := t.ap[gi*t.apGroup:]
 			switch {
 			case t.wino:
-				convWino(dxg, dyg, ap, nil, s[t.l.wino:], g.mg, g.cg, g.h, g.w, t.vl)
+				convWino(t.winoTile, dxg, dyg, ap, nil, s[t.l.wino:], g.mg, g.cg, g.h, g.w, t.vl)
 			case t.flat:
 				convFlatGemm(dxg, g.inPlane, g.cg, ap, dyg, &t.ft, nil)
 			case t.dxSkip:

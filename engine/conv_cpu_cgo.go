@@ -35,6 +35,10 @@ package engine
 #cgo noescape kiln_wino_conv
 #cgo nocallback kiln_wino_conv
 #cgo noescape kiln_wino_dw
+#cgo noescape kiln_wino4_pack
+#cgo nocallback kiln_wino4_pack
+#cgo noescape kiln_wino4_conv
+#cgo nocallback kiln_wino4_conv
 #cgo nocallback kiln_wino_dw
 #include "conv_cpu.h"
 */
@@ -181,28 +185,41 @@ func col2imC(dx, col []float32, g *convGeom) {
 }
 
 // winoScratch is the floats convWino needs for k input and m output planes
-// of h×w.
-func winoScratch(k, m, h, w int) int {
+// of h×w, by F(tile×tile, 3×3) (tile 2 or 4).
+func winoScratch(tile, k, m, h, w int) int {
+	if tile == 4 {
+		return int(C.kiln_wino4_scratch(C.long(k), C.long(m), C.long(h), C.long(w)))
+	}
 	return int(C.kiln_wino_scratch(C.long(k), C.long(m), C.long(h), C.long(w)))
 }
 
 // winoPack writes the Winograd-transformed weights of an m × k product
 // (row i, column r: the 3×3 kernel at w[i·si + r·sr:], turned 180° when
-// flip) as mr-row panels for convWino: 16·⌈m/mr⌉·mr·k floats.
-func winoPack(dst, w []float32, m, k, si, sr int, flip bool, mr int) {
-	_ = dst[16*ceilDiv(m, mr)*mr*k-1]
+// flip) as mr-row panels for convWino: winoPositions(tile)·⌈m/mr⌉·mr·k
+// floats.
+func winoPack(tile int, dst, w []float32, m, k, si, sr int, flip bool, mr int) {
+	_ = dst[winoPositions(tile)*ceilDiv(m, mr)*mr*k-1]
 	_ = w[(m-1)*si+(k-1)*sr+8]
+	if tile == 4 {
+		C.kiln_wino4_pack(fptr(dst), fptr(w), C.long(m), C.long(k), C.long(si), C.long(sr), cbool(flip), C.int(mr))
+		return
+	}
 	C.kiln_wino_pack(fptr(dst), fptr(w), C.long(m), C.long(k), C.long(si), C.long(sr), cbool(flip), C.int(mr))
 }
 
 // convWino writes y (m planes of h×w) as the 3×3 same convolution of x (k
-// planes) with u (winoPack) plus bias (nil for none), by F(2×2, 3×3).
-func convWino(y, x, u, bias, scratch []float32, k, m, h, w, vl int) {
+// planes) with u (winoPack) plus bias (nil for none), by F(tile×tile, 3×3).
+func convWino(tile int, y, x, u, bias, scratch []float32, k, m, h, w, vl int) {
 	_ = y[m*h*w-1]
 	_ = x[k*h*w-1]
-	_ = scratch[winoScratch(k, m, h, w)-1]
+	_ = scratch[winoScratch(tile, k, m, h, w)-1]
 	if bias != nil {
 		_ = bias[m-1]
+	}
+	if tile == 4 {
+		C.kiln_wino4_conv(fptr(y), fptr(x), fptr(u), fptr(bias), C.long(k), C.long(m), C.long(h), C.long(w),
+			fptr(scratch), C.int(vl))
+		return
 	}
 	C.kiln_wino_conv(fptr(y), fptr(x), fptr(u), fptr(bias), C.long(k), C.long(m), C.long(h), C.long(w),
 		fptr(scratch), C.int(vl))

@@ -65,22 +65,28 @@ func TestConv2DFlatReadsOnlyItsPlanes(t *testing.T) {
 	}
 }
 
-// The Winograd paths (conv_wino_cpu.c) copy the planes they read, row by
-// row: the same check, forced onto Winograd, the weight gradient included.
+// The Winograd paths (conv_wino_cpu.c, conv_wino4_cpu.c) copy the planes
+// they read, row by row: the same check, forced onto each tiling, the
+// weight gradient included.
 func TestConv2DWinogradReadsOnlyItsPlanes(t *testing.T) {
 	if !slices.Contains(engine.CPUISAs(), "avx2") {
 		t.Skip("skipped: no AVX2, the Winograd kernels do not run")
 	}
 	defer restoreISA(t)()
 	defer engine.SetConvWinograd("always")()
-	for _, level := range engine.CPUISAs()[1:] {
-		opsMust(t, engine.SetCPUISA(level))
-		for i, c := range []convCase{
-			{"28x28", 2, 24, 28, 28, 32, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
-			{"odd-7x9", 1, 17, 7, 9, 19, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
-		} {
-			checkPlacements(t, level, c, uint64(i), true)
+	for _, tiling := range []string{"always2", "always4"} {
+		restore := engine.SetConvWinograd(tiling)
+		for _, level := range engine.CPUISAs()[1:] {
+			opsMust(t, engine.SetCPUISA(level))
+			for i, c := range []convCase{
+				{"28x28", 2, 24, 28, 28, 32, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+				{"odd-7x9", 1, 17, 7, 9, 19, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+				{"3-wide", 1, 16, 5, 3, 16, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+			} {
+				checkPlacements(t, tiling+" "+level, c, uint64(i), true)
+			}
 		}
+		restore()
 	}
 }
 

@@ -52,11 +52,11 @@ func im2colC(col, x []float32, g *convGeom) {}
 
 func col2imC(dx, col []float32, g *convGeom) {}
 
-func winoScratch(k, m, h, w int) int { return 0 }
+func winoScratch(tile, k, m, h, w int) int { return 0 }
 
-func winoPack(dst, w []float32, m, k, si, sr int, flip bool, mr int) {}
+func winoPack(tile int, dst, w []float32, m, k, si, sr int, flip bool, mr int) {}
 
-func convWino(y, x, u, bias, scratch []float32, k, m, h, w, vl int) {}
+func convWino(tile int, y, x, u, bias, scratch []float32, k, m, h, w, vl int) {}
 
 func winoDwScratch(k, m, h, w, ldt int) int { return 0 }
 

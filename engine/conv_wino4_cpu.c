@@ -1,0 +1,284 @@
+// conv_wino4_cpu.c: float32 3×3 stride-1 "same" convolutions by Winograd's
+// F(4×4, 3×3), the larger tiling of conv_wino_cpu.c's F(2×2, 3×3): each 4×4
+// block of outputs is Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A over the 6×6
+// input tiles d_c around it, 36 products per (input, output) channel pair
+// where F(2×2) takes 64 for the same 16 outputs and the direct sum 144. It
+// runs the forward and the input gradient (the same convolution of the
+// output gradient with the weights turned 180° and transposed); the weight
+// gradient stays F(2×2)'s, whose dU sums would grow F(4×4)'s larger
+// rounding over every pixel of the batch.
+//
+// Numerics: B and A hold only 0, ±1, ±2, ±4, ±5 and ±8, and the transforms
+// below multiply only by powers of two (exact), adding in a fixed order with
+// no contraction; G is applied in double and rounded once. So every ISA
+// level gives the same bits, and so does every run. The price of the larger
+// tile is rounding: the transformed values reach several times the inputs'
+// magnitude, and the result differs from the direct sum by about ten times
+// F(2×2)'s error (the tests bound both against the float64 reference).
+
+// The C fast paths are x86's: other architectures take the Go paths (the
+// *_nocgo.go files), and this guard keeps their cgo builds compiling.
+#if defined(__x86_64__)
+#include <string.h>
+
+#include "conv_cpu.h"
+#include "isa_cpu.h"
+
+#define BODY static inline __attribute__((always_inline))
+
+// Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0;
+// 0 2 −1 −2 1 0; 0 4 0 −5 0 1], G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙;
+// 1/24 1/12 ⅙; 1/24 −1/12 ⅙; 0 0 1], Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0;
+// 0 1 1 4 4 0; 0 1 −1 8 −8 1] (Lavin and Gray's points 0, ±1, ±2, ∞).
+// Position ξ = 6a + b is row a, column b of the transformed tile.
+
+// Layout. Tile (ty, tx) is column f = ty·(tw + 1) + tx of the products,
+// tw = ⌈w/4⌉, the column tx = tw of each tile row junk (as in
+// conv_wino_cpu.c). Each input plane gets a padded copy dealt into sixteen
+// phases by row mod 4 and column mod 4 (kiln_wino4_pad), each phase a
+// matrix of rows tw + 1 long: tile f's six columns are f and f + 1 of the
+// column phases 0 and 1 and f of phases 2 and 3, and tile row ty's six rows
+// row ty of each row phase and ty + 1 of phases 0 and 1, so every transform
+// reads whole runs of adjacent floats (with its columns 4f … 4f + 5 in one
+// row, the strided reads made the input transform three times slower). The
+// products run over blocks of tile rows of about BLOCK_COLS columns, so that
+// a block's transformed input and output (36·(k + m)·cols floats) stay in
+// L2 between the transforms and the 36 products.
+enum { BLOCK_COLS = 80 };
+
+// geom is one plane's tiling.
+typedef struct {
+	long th, tw1, rl, pf; // tile rows; tile columns with the junk one; output row set's row; one phase's floats
+	long nb, cols;        // tile rows per block; the block's columns, nb·tw1
+} geom;
+
+static geom tiling(long h, long w) {
+	geom g;
+	g.th = (h + 3) / 4;
+	g.tw1 = (w + 3) / 4 + 1;
+	g.rl = 4 * g.tw1;
+	g.pf = (g.th + 1) * g.tw1 + 2; // + the float the last junk column reads, rounded up
+	const long blocks = (g.th * g.tw1 + BLOCK_COLS - 1) / BLOCK_COLS;
+	g.nb = (g.th + blocks - 1) / blocks;
+	g.cols = g.nb * g.tw1;
+	return g;
+}
+
+// kiln_wino4_scratch is the floats kiln_wino4_conv needs for k input and m
+// output channels of an h×w plane: the padded planes, a block's transformed
+// input and output, and the transforms' rows.
+long kiln_wino4_scratch(long k, long m, long h, long w) {
+	const geom g = tiling(h, w);
+	return 16 * k * g.pf + 36 * (k + m) * g.cols + 24 * (g.nb + 1) * g.tw1 + 4 * g.nb * g.rl;
+}
+
+// gtimes writes G (g0, g1, g2)ᵀ at u, s apart, in double. (Multiplying by
+// ⅙ and 1/24 rather than dividing: the divisions were 5% of a forward of
+// 16 images.)
+static inline void gtimes(double *u, int s, double g0, double g1, double g2) {
+	const double sixth = 1.0 / 6, sum = g0 + g2;
+	u[0] = g0 * 0.25;
+	u[s] = -(sum + g1) * sixth;
+	u[2 * s] = -(sum - g1) * sixth;
+	u[3 * s] = (g0 + 2 * g1 + 4 * g2) * (1.0 / 24);
+	u[4 * s] = (g0 - 2 * g1 + 4 * g2) * (1.0 / 24);
+	u[5 * s] = g2;
+}
+
+// kiln_wino4_pack writes U_ξ = (G g Gᵀ)_ξ for each row i < m and column r <
+// k of the product, g the 3×3 kernel at w + i·si + r·sr (turned 180° when
+// flip), as mr-row panels: U_ξ[i, r] at dst + ξ·mp·k + p·k + r·mr + (i − p)
+// for the panel p holding i, mp = m rounded up to mr, rows past m zero.
+void kiln_wino4_pack(float *dst, const float *w, long m, long k, long si, long sr, int flip, int mr) {
+	const long mp = (m + mr - 1) / mr * mr;
+	memset(dst, 0, (size_t)(36 * mp * k) * sizeof(float));
+	for (long i = 0; i < m; i++)
+		for (long r = 0; r < k; r++) {
+			const float *g = w + i * si + r * sr;
+			double gg[3][3], t[6][3];
+			for (int a = 0; a < 9; a++) gg[a / 3][a % 3] = g[flip ? 8 - a : a];
+			for (int b = 0; b < 3; b++) // t = G g
+				gtimes(t[0] + b, 3, gg[0][b], gg[1][b], gg[2][b]);
+			const long p = i / mr * mr;
+			float *d = dst + p * k + r * mr + (i - p);
+			for (int a = 0; a < 6; a++) { // U = t Gᵀ
+				double u[6];
+				gtimes(u, 1, t[a][0], t[a][1], t[a][2]);
+				for (int b = 0; b < 6; b++) d[(6 * a + b) * mp * k] = (float)u[b];
+			}
+		}
+}
+
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+
+// BT writes Bᵀ d of the six values D0 … D5 to T0 … T5: the products by 2
+// and 4 are exact, so only the sums round.
+#define BT(D0, D1, D2, D3, D4, D5, T0, T1, T2, T3, T4, T5)                                             \
+	do {                                                                                             \
+		const float bt0 = (D0), bt1 = (D1), bt2 = (D2), bt3 = (D3), bt4 = (D4), bt5 = (D5);      \
+		const float btp = bt4 - 4 * bt2, btq = bt3 - 4 * bt1, btr = bt4 - bt2, bts = 2 * (bt3 - bt1); \
+		T0 = 4 * (bt0 - bt2) + btr;                                                              \
+		T1 = btp + btq;                                                                          \
+		T2 = btp - btq;                                                                          \
+		T3 = btr + bts;                                                                          \
+		T4 = btr - bts;                                                                          \
+		T5 = 4 * (bt1 - bt3) + (bt5 - bt3);                                                      \
+	} while (0)
+
+// rows4 writes the horizontal transform d·B of every tile of n padded rows
+// of one row phase, its column phases at p, pf apart: h_b[f] at hb + b·hs.
+BODY void rows4(float *restrict hb, long hs, const float *restrict p, long pf, long n) {
+	const float *c0 = p, *c1 = p + pf, *c2 = p + 2 * pf, *c3 = p + 3 * pf;
+	float *restrict o0 = hb, *restrict o1 = hb + hs, *restrict o2 = hb + 2 * hs, *restrict o3 = hb + 3 * hs;
+	float *restrict o4 = hb + 4 * hs, *restrict o5 = hb + 5 * hs;
+#pragma GCC ivdep
+	for (long f = 0; f < n; f++)
+		BT(c0[f], c1[f], c2[f], c3[f], c0[f + 1], c1[f + 1], o0[f], o1[f], o2[f], o3[f], o4[f], o5[f]);
+}
+
+// v16 is 16 floats; deal4 deals four groups of four into four runs of a
+// column phase each (compiled per ISA level: one permute at AVX-512).
+typedef float v16 __attribute__((vector_size(64)));
+typedef int i16 __attribute__((vector_size(64)));
+static const i16 deal4 = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+
+// kiln_wino4_pad_body writes the padded planes of the k planes of x (h×w),
+// shifted one row down and one column right: x's row r, column j is padded
+// row s = r + 1, column u = j + 1, at row s/4, column u/4 of plane c's phase
+// (s mod 4, u mod 4): p + (16c + 4(s mod 4) + u mod 4)·pf.
+BODY void kiln_wino4_pad_body(float *restrict p, const float *restrict x, long k, long h, long w) {
+	const geom g = tiling(h, w);
+	memset(p, 0, (size_t)(16 * k * g.pf) * sizeof(float));
+	for (long c = 0; c < k; c++)
+		for (long r = 0; r < h; r++) {
+			const long s = r + 1;
+			const float *xr = x + (c * h + r) * w;
+			float *row = p + (16 * c + 4 * (s & 3)) * g.pf + s / 4 * g.tw1;
+			float *restrict r0 = row, *restrict r1 = row + g.pf, *restrict r2 = r1 + g.pf, *restrict r3 = r2 + g.pf;
+			long f = 1; // column phase j of group f holds x's column 4f + j − 1
+			for (long j = 1; j < 4 && j <= w; j++) row[j * g.pf] = xr[j - 1];
+			for (; 4 * f + 14 < w; f += 4) { // four whole groups a turn, dealt by one shuffle
+				v16 d, e;
+				memcpy(&d, xr + 4 * f - 1, sizeof d);
+				e = __builtin_shuffle(d, deal4);
+				memcpy(r0 + f, &e, 16);
+				memcpy(r1 + f, (float *)&e + 4, 16);
+				memcpy(r2 + f, (float *)&e + 8, 16);
+				memcpy(r3 + f, (float *)&e + 12, 16);
+			}
+			for (; 4 * f + 2 < w; f++) { // one whole group a turn
+				r0[f] = xr[4 * f - 1];
+				r1[f] = xr[4 * f];
+				r2[f] = xr[4 * f + 1];
+				r3[f] = xr[4 * f + 2];
+			}
+			for (long j = 0; j < 4 && 4 * f + j - 1 < w; j++) row[j * g.pf + f] = xr[4 * f + j - 1];
+		}
+}
+KILN_ISA_DISPATCH(kiln_wino4_pad, (float *restrict p, const float *restrict x, long k, long h, long w),
+                  (p, x, k, h, w))
+
+// kiln_wino4_input_body writes V_ξ[c, f] = (Bᵀ d B)_ξ at v + (ξ·k + c)·ldv +
+// f for the nb tile rows from ty0 of the k padded planes p, through the row
+// phases' horizontal transforms in tmp.
+BODY void kiln_wino4_input_body(float *restrict v, long ldv, const float *restrict p, long k, long h, long w,
+                                long ty0, long nb, float *restrict tmp) {
+	const geom g = tiling(h, w);
+	const long hs = (nb + 1) * g.tw1, t = nb * g.tw1, tw1 = g.tw1;
+	for (long c = 0; c < k; c++) {
+		for (long q = 0; q < 4; q++)
+			rows4(tmp + 6 * q * hs, hs, p + (16 * c + 4 * q) * g.pf + ty0 * g.tw1, g.pf, hs);
+		for (long b = 0; b < 6; b++) {
+			const float *h0 = tmp + b * hs, *h1 = h0 + 6 * hs, *h2 = h1 + 6 * hs, *h3 = h2 + 6 * hs;
+			float *restrict o0 = v + (b * k + c) * ldv, *restrict o1 = o0 + 6 * k * ldv;
+			float *restrict o2 = o1 + 6 * k * ldv, *restrict o3 = o2 + 6 * k * ldv;
+			float *restrict o4 = o3 + 6 * k * ldv, *restrict o5 = o4 + 6 * k * ldv;
+#pragma GCC ivdep
+			for (long i = 0; i < t; i++)
+				BT(h0[i], h1[i], h2[i], h3[i], h0[i + tw1], h1[i + tw1], o0[i], o1[i], o2[i], o3[i], o4[i],
+				   o5[i]);
+		}
+	}
+}
+KILN_ISA_DISPATCH(kiln_wino4_input,
+                  (float *restrict v, long ldv, const float *restrict p, long k, long h, long w, long ty0, long nb,
+                   float *restrict tmp),
+                  (v, ldv, p, k, h, w, ty0, nb, tmp))
+
+// AT writes Aᵀ m of the six values M0 … M5 to O0 … O3: the products by 2,
+// 4 and 8 are exact, so only the sums round.
+#define AT(M0, M1, M2, M3, M4, M5, O0, O1, O2, O3)                                                  \
+	do {                                                                                             \
+		const float at0 = (M0), at1 = (M1), at2 = (M2), at3 = (M3), at4 = (M4), at5 = (M5);      \
+		const float ata = at1 + at2, atb = at1 - at2, atc = at3 + at4, atd = at3 - at4;          \
+		O0 = at0 + ata + atc;                                                                    \
+		O1 = atb + 2 * atd;                                                                      \
+		O2 = ata + 4 * atc;                                                                      \
+		O3 = atb + 8 * atd + at5;                                                                \
+	} while (0)
+
+// kiln_wino4_output_body writes rows 4ty0 … 4(ty0 + nb) − 1 (those inside
+// the plane) of the m planes of y (h×w): the 4×4 block of tile f of plane c
+// is Aᵀ M A (+ bias[c]) from M_ξ[c, f] at mm + (ξ·m + c)·ldm + f. The blocks'
+// four rows go to four padded row sets first (z_r: tile f at 4f … 4f + 3),
+// then each output row is one copy.
+BODY void kiln_wino4_output_body(float *restrict y, const float *restrict mm, long ldm, const float *bias, long m,
+                                 long h, long w, long ty0, long nb, float *restrict tmp) {
+	const geom g = tiling(h, w);
+	const long t = nb * g.tw1, r0 = 4 * ty0, r1 = 4 * (ty0 + nb) < h ? 4 * (ty0 + nb) : h, zs = nb * g.rl;
+	for (long c = 0; c < m; c++) {
+		const float *p[36];
+		for (int xi = 0; xi < 36; xi++) p[xi] = mm + (xi * m + c) * ldm;
+		const float bc = bias ? bias[c] : 0;
+		for (long i = 0; i < t; i++) {
+			float s[4][6];
+			for (int b = 0; b < 6; b++)
+				AT(p[b][i], p[6 + b][i], p[12 + b][i], p[18 + b][i], p[24 + b][i], p[30 + b][i], s[0][b],
+				   s[1][b], s[2][b], s[3][b]);
+			for (int r = 0; r < 4; r++) {
+				float o0, o1, o2, o3;
+				AT(s[r][0], s[r][1], s[r][2], s[r][3], s[r][4], s[r][5], o0, o1, o2, o3);
+				float *z = tmp + r * zs + 4 * i;
+				z[0] = o0 + bc;
+				z[1] = o1 + bc;
+				z[2] = o2 + bc;
+				z[3] = o3 + bc;
+			}
+		}
+		float *yc = y + c * h * w;
+		for (long r = r0; r < r1; r++)
+			memcpy(yc + r * w, tmp + (r & 3) * zs + (r - r0) / 4 * g.rl, (size_t)w * sizeof(float));
+	}
+}
+KILN_ISA_DISPATCH(kiln_wino4_output,
+                  (float *restrict y, const float *restrict mm, long ldm, const float *bias, long m, long h, long w,
+                   long ty0, long nb, float *restrict tmp),
+                  (y, mm, ldm, bias, m, h, w, ty0, nb, tmp))
+#undef AT
+#undef BT
+#pragma GCC pop_options
+
+// kiln_wino4_conv computes y (m planes of h×w) = the 3×3 "same" convolution
+// of x (k planes of h×w) with the weights u packed by kiln_wino4_pack for
+// width vl's panels, plus bias (NULL for none), in scratch of
+// kiln_wino4_scratch floats. It returns 0, doing nothing, when k is past the
+// product kernel's reduction.
+int kiln_wino4_conv(float *y, const float *x, const float *u, const float *bias, long k, long m, long h, long w,
+                    float *scratch, int vl) {
+	if (k > kiln_conv_cpu_maxk()) return 0;
+	const geom g = tiling(h, w);
+	const long mr = kiln_conv_cpu_panel(vl), mp = (m + mr - 1) / mr * mr, ld = g.cols;
+	float *p = scratch, *v = p + 16 * k * g.pf, *mm = v + 36 * k * ld, *tmp = mm + 36 * m * ld;
+	kiln_wino4_pad(p, x, k, h, w);
+	for (long ty0 = 0; ty0 < g.th; ty0 += g.nb) {
+		const long nb = g.th - ty0 < g.nb ? g.th - ty0 : g.nb, cols = nb * g.tw1;
+		kiln_wino4_input(v, ld, p, k, h, w, ty0, nb, tmp);
+		for (long xi = 0; xi < 36; xi++)
+			kiln_conv_shift_gemm(mm + xi * m * ld, ld, m, u + xi * mp * k, k, 1, v + xi * k * ld, k * ld, ld, 1, 0,
+			                     0, 0, 0, 1, cols, 0, 0, vl);
+		kiln_wino4_output(y, mm, ld, bias, m, h, w, ty0, nb, tmp);
+	}
+	return 1;
+}
+#endif
