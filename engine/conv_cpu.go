@@ -78,12 +78,13 @@ type convFastTask struct {
 	// Winograd's F(2×2, 3×3) (conv_wino_cpu.c): 16 products a 2×2 block
 	// where the direct sum takes 36. ap then holds the transformed weights.
 	wino bool
-	// winoTile: wino's output tile, 2 (F(2×2, 3×3)) or 4 (F(4×4, 3×3),
-	// conv_wino4_cpu.c: 36 products a 4×4 block), by winoTileFor.
+	// winoTile: wino's and winoDw's output tile, 2 (F(2×2, 3×3)) or 4
+	// (F(4×4, 3×3), conv_wino4_cpu.c: 36 products a 4×4 block), by
+	// winoTileFor.
 	winoTile int
-	// winoDw: the weight gradient by Winograd too (conv_wino_cpu.c's
-	// kiln_wino_dw): each part sums dUᵀ (16 positions × Cg × ldt per group)
-	// in its dw buffer, and sumParts turns the parts' sum into dw.
+	// winoDw: the weight gradient by Winograd too (kiln_wino_dw,
+	// kiln_wino4_dw): each part sums dUᵀ (16 or 36 positions × Cg × ldt per
+	// group) in its dw buffer, and sumParts turns the parts' sum into dw.
 	winoDw       bool
 	vl, mr       int // the kernels' vector width and tile rows (convLanes, convPanel)
 	taps, maxOff int // KH·KW; largest tap offset in the wide frame
@@ -190,9 +191,11 @@ func (t *convFastTask) plan(g *convGeom) {
 	t.wino = winoFor(g, t.backward, t.dx != nil)
 	if t.wino {
 		t.flat = false
-		t.winoTile = winoTileFor(g.w)
 	}
 	t.winoDw = t.backward && t.dw != nil && winoShape(g, g.cg, g.mg)
+	if t.wino || t.winoDw {
+		t.winoTile = winoTileFor(g.w)
+	}
 }
 
 // convWinograd says when the 3×3 "same" convolutions run by Winograd's
@@ -335,7 +338,7 @@ func (t *convFastTask) layout(g *convGeom) convFastLayout {
 	l.db = l.dw
 	switch {
 	case t.winoDw:
-		l.db += g.groups * 16 * g.cg * t.ldt
+		l.db += g.groups * winoPositions(t.winoTile) * g.cg * t.ldt
 	case t.dw != nil:
 		l.db += g.groups * g.kg * t.ldt
 	}
@@ -350,7 +353,7 @@ func (t *convFastTask) layout(g *convGeom) convFastLayout {
 		wino = winoScratch(t.winoTile, g.cg, g.mg, g.h, g.w)
 	}
 	if t.winoDw {
-		wino = max(wino, winoDwScratch(g.cg, g.mg, g.h, g.w, t.ldt))
+		wino = max(wino, winoDwScratch(t.winoTile, g.cg, g.mg, g.h, g.w, t.ldt))
 	}
 	l.size = l.wino + wino
 	return l
@@ -429,8 +432,10 @@ func (t *convFastTask) sumParts(g *convGeom, np int) {
 // sum to dw, in float64, rounding once.
 func (t *convFastTask) sumWinoDw(g *convGeom, np int) {
 	l := t.l
-	per := 16 * g.cg * t.ldt // one group's dUᵀ
-	var du [16]float64
+	np2 := winoPositions(t.winoTile)
+	per := np2 * g.cg * t.ldt // one group's dUᵀ
+	var duBuf [36]float64
+	du := duBuf[:np2]
 	for gi := 0; gi < g.groups; gi++ {
 		for co := 0; co < g.mg; co++ {
 			for c := 0; c < g.cg; c++ {
@@ -441,7 +446,11 @@ func (t *convFastTask) sumWinoDw(g *convGeom, np int) {
 					}
 				}
 				dw := t.dw[(gi*g.mg+co)*g.kg+c*9:][:9]
-				winoWeightGrad(dw, &du)
+				if np2 == 16 {
+					winoWeightGrad(dw, (*[16]float64)(du))
+				} else {
+					winoWeightGrad4(dw, (*[36]float64)(du))
+				}
 			}
 		}
 	}
@@ -462,6 +471,34 @@ func winoWeightGrad(dw []float32, du *[16]float64) {
 		dw[3*i] += float32(r[0] + 0.5*(r[1]+r[2]))
 		dw[3*i+1] += float32(0.5 * (r[1] - r[2]))
 		dw[3*i+2] += float32(0.5*(r[1]+r[2]) + r[3])
+	}
+}
+
+// winoG4 is F(4×4, 3×3)'s G (conv_wino4_cpu.c).
+var winoG4 = [6][3]float64{
+	{1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+	{1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1},
+}
+
+// winoWeightGrad4 adds Gᵀ dU G (3×3) to dw, dU the 6×6 gradient of U = G g
+// Gᵀ, G = winoG4.
+func winoWeightGrad4(dw []float32, du *[36]float64) {
+	var t [3][6]float64 // Gᵀ dU
+	for i := range t {
+		for b := range 6 {
+			for a := range 6 {
+				t[i][b] += winoG4[a][i] * du[6*a+b]
+			}
+		}
+	}
+	for i := range 3 {
+		for j := range 3 {
+			s := 0.0
+			for b := range 6 {
+				s += t[i][b] * winoG4[b][j]
+			}
+			dw[3*i+j] += float32(s)
+		}
 	}
 }
 
@@ -557,7 +594,8 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 			}
 			if dwp != nil && t.winoDw {
 				xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
-				convWinoDw(dwp[gi*16*g.cg*t.ldt:], t.ldt, xg, dyg, s[t.l.wino:], g.cg, g.mg, g.h, g.w, t.vl)
+				convWinoDw(t.winoTile, dwp[gi*winoPositions(t.winoTile)*g.cg*t.ldt:], t.ldt, xg, dyg, s[t.l.wino:],
+					g.cg, g.mg, g.h, g.w, t.vl)
 			}
 			if dwp != nil && !t.dwT && !t.winoDw {
 				src := t.input(s, n, gi)

@@ -39,6 +39,8 @@ package engine
 #cgo nocallback kiln_wino4_pack
 #cgo noescape kiln_wino4_conv
 #cgo nocallback kiln_wino4_conv
+#cgo noescape kiln_wino4_dw
+#cgo nocallback kiln_wino4_dw
 #cgo nocallback kiln_wino_dw
 #include "conv_cpu.h"
 */
@@ -226,17 +228,26 @@ func convWino(tile int, y, x, u, bias, scratch []float32, k, m, h, w, vl int) {
 }
 
 // winoDwScratch is the floats convWinoDw needs, dUᵀ rows ldt wide.
-func winoDwScratch(k, m, h, w, ldt int) int {
+func winoDwScratch(tile, k, m, h, w, ldt int) int {
+	if tile == 4 {
+		return int(C.kiln_wino4_dw_scratch(C.long(k), C.long(m), C.long(h), C.long(w), C.long(ldt)))
+	}
 	return int(C.kiln_wino_dw_scratch(C.long(k), C.long(m), C.long(h), C.long(w), C.long(ldt)))
 }
 
-// convWinoDw adds one image's Winograd weight gradient to du (16 positions ×
-// k rows × ldt, dUᵀ: kiln_wino_dw) from x (k planes of h×w) and dy (m).
-func convWinoDw(du []float32, ldt int, x, dy, scratch []float32, k, m, h, w, vl int) {
-	_ = du[16*k*ldt-1]
+// convWinoDw adds one image's Winograd weight gradient to du
+// (winoPositions(tile) positions × k rows × ldt, dUᵀ: kiln_wino_dw) from x (k
+// planes of h×w) and dy (m).
+func convWinoDw(tile int, du []float32, ldt int, x, dy, scratch []float32, k, m, h, w, vl int) {
+	_ = du[winoPositions(tile)*k*ldt-1]
 	_ = x[k*h*w-1]
 	_ = dy[m*h*w-1]
-	_ = scratch[winoDwScratch(k, m, h, w, ldt)-1]
+	_ = scratch[winoDwScratch(tile, k, m, h, w, ldt)-1]
+	if tile == 4 {
+		C.kiln_wino4_dw(fptr(du), C.long(ldt), fptr(x), fptr(dy), C.long(k), C.long(m), C.long(h), C.long(w),
+			fptr(scratch), C.int(vl))
+		return
+	}
 	C.kiln_wino_dw(fptr(du), C.long(ldt), fptr(x), fptr(dy), C.long(k), C.long(m), C.long(h), C.long(w),
 		fptr(scratch), C.int(vl))
 }

@@ -58,6 +58,6 @@ func winoPack(tile int, dst, w []float32, m, k, si, sr int, flip bool, mr int) {
 
 func convWino(tile int, y, x, u, bias, scratch []float32, k, m, h, w, vl int) {}
 
-func winoDwScratch(k, m, h, w, ldt int) int { return 0 }
+func winoDwScratch(tile, k, m, h, w, ldt int) int { return 0 }
 
-func convWinoDw(du []float32, ldt int, x, dy, scratch []float32, k, m, h, w, vl int) {}
+func convWinoDw(tile int, du []float32, ldt int, x, dy, scratch []float32, k, m, h, w, vl int) {}

@@ -144,40 +144,42 @@ typedef int i16 __attribute__((vector_size(64)));
 static const i16 deal4 = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
 // kiln_wino4_pad_body writes the padded planes of the k planes of x (h×w),
-// shifted one row down and one column right: x's row r, column j is padded
-// row s = r + 1, column u = j + 1, at row s/4, column u/4 of plane c's phase
-// (s mod 4, u mod 4): p + (16c + 4(s mod 4) + u mod 4)·pf.
-BODY void kiln_wino4_pad_body(float *restrict p, const float *restrict x, long k, long h, long w) {
+// shifted off rows down and off columns right: x's row r, column j is padded
+// row s = r + off, column u = j + off, at row s/4, column u/4 of plane c's
+// phase (s mod 4, u mod 4): p + (16c + 4(s mod 4) + u mod 4)·pf. The input
+// transforms pad with off 1 (tile row ty reads padded rows 4ty … 4ty + 5),
+// the output gradient of the weight gradient with 0 (rows 4ty … 4ty + 3).
+BODY void kiln_wino4_pad_body(float *restrict p, const float *restrict x, long k, long h, long w, long off) {
 	const geom g = tiling(h, w);
 	memset(p, 0, (size_t)(16 * k * g.pf) * sizeof(float));
 	for (long c = 0; c < k; c++)
 		for (long r = 0; r < h; r++) {
-			const long s = r + 1;
-			const float *xr = x + (c * h + r) * w;
+			const long s = r + off;
+			const float *xr = x + (c * h + r) * w - off; // xr[u]: padded column u
 			float *row = p + (16 * c + 4 * (s & 3)) * g.pf + s / 4 * g.tw1;
 			float *restrict r0 = row, *restrict r1 = row + g.pf, *restrict r2 = r1 + g.pf, *restrict r3 = r2 + g.pf;
-			long f = 1; // column phase j of group f holds x's column 4f + j − 1
-			for (long j = 1; j < 4 && j <= w; j++) row[j * g.pf] = xr[j - 1];
-			for (; 4 * f + 14 < w; f += 4) { // four whole groups a turn, dealt by one shuffle
+			long f = 1; // column phase j of group f holds padded column 4f + j
+			for (long j = off; j < 4 && j - off < w; j++) row[j * g.pf] = xr[j]; // group 0
+			for (; 4 * f + 15 - off < w; f += 4) { // four whole groups a turn, dealt by one shuffle
 				v16 d, e;
-				memcpy(&d, xr + 4 * f - 1, sizeof d);
+				memcpy(&d, xr + 4 * f, sizeof d);
 				e = __builtin_shuffle(d, deal4);
 				memcpy(r0 + f, &e, 16);
 				memcpy(r1 + f, (float *)&e + 4, 16);
 				memcpy(r2 + f, (float *)&e + 8, 16);
 				memcpy(r3 + f, (float *)&e + 12, 16);
 			}
-			for (; 4 * f + 2 < w; f++) { // one whole group a turn
-				r0[f] = xr[4 * f - 1];
-				r1[f] = xr[4 * f];
-				r2[f] = xr[4 * f + 1];
-				r3[f] = xr[4 * f + 2];
+			for (; 4 * f + 3 - off < w; f++) { // one whole group a turn
+				r0[f] = xr[4 * f];
+				r1[f] = xr[4 * f + 1];
+				r2[f] = xr[4 * f + 2];
+				r3[f] = xr[4 * f + 3];
 			}
-			for (long j = 0; j < 4 && 4 * f + j - 1 < w; j++) row[j * g.pf + f] = xr[4 * f + j - 1];
+			for (long j = 0; j < 4 && 4 * f + j - off < w; j++) row[j * g.pf + f] = xr[4 * f + j];
 		}
 }
-KILN_ISA_DISPATCH(kiln_wino4_pad, (float *restrict p, const float *restrict x, long k, long h, long w),
-                  (p, x, k, h, w))
+KILN_ISA_DISPATCH(kiln_wino4_pad, (float *restrict p, const float *restrict x, long k, long h, long w, long off),
+                  (p, x, k, h, w, off))
 
 // kiln_wino4_input_body writes V_ξ[c, f] = (Bᵀ d B)_ξ at v + (ξ·k + c)·ldv +
 // f for the nb tile rows from ty0 of the k padded planes p, through the row
@@ -270,7 +272,7 @@ int kiln_wino4_conv(float *y, const float *x, const float *u, const float *bias,
 	const geom g = tiling(h, w);
 	const long mr = kiln_conv_cpu_panel(vl), mp = (m + mr - 1) / mr * mr, ld = g.cols;
 	float *p = scratch, *v = p + 16 * k * g.pf, *mm = v + 36 * k * ld, *tmp = mm + 36 * m * ld;
-	kiln_wino4_pad(p, x, k, h, w);
+	kiln_wino4_pad(p, x, k, h, w, 1);
 	for (long ty0 = 0; ty0 < g.th; ty0 += g.nb) {
 		const long nb = g.th - ty0 < g.nb ? g.th - ty0 : g.nb, cols = nb * g.tw1;
 		kiln_wino4_input(v, ld, p, k, h, w, ty0, nb, tmp);
@@ -278,6 +280,96 @@ int kiln_wino4_conv(float *y, const float *x, const float *u, const float *bias,
 			kiln_conv_shift_gemm(mm + xi * m * ld, ld, m, u + xi * mp * k, k, 1, v + xi * k * ld, k * ld, ld, 1, 0,
 			                     0, 0, 0, 1, cols, 0, 0, vl);
 		kiln_wino4_output(y, mm, ld, bias, m, h, w, ty0, nb, tmp);
+	}
+	return 1;
+}
+// The weight gradient, as conv_wino_cpu.c's: dg = Gᵀ dU G with dU_ξ =
+// Σ_tiles (Bᵀ d B)_ξ · (A dY Aᵀ)_ξ over every tile of every image, dY the
+// tile's 4×4 block of the output gradient; one product per ξ, summed over
+// the tiles by conv_cpu.c's transposed weight-gradient kernel. The caller
+// turns dU into dg in double.
+
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+// AY writes A y of the four values Y0 … Y3 to Z0 … Z5, A = (Aᵀ)ᵀ: the
+// products by 2 and 4 are exact.
+#define AY(Y0, Y1, Y2, Y3, Z0, Z1, Z2, Z3, Z4, Z5)                                                  \
+	do {                                                                                         \
+		const float ay0 = (Y0), ay1 = (Y1), ay2 = (Y2), ay3 = (Y3);                          \
+		const float aye = ay0 + ay2, ayo = ay1 + ay3, ayf = ay0 + 4 * ay2, ayp = 2 * (ay1 + 4 * ay3); \
+		Z0 = ay0;                                                                            \
+		Z1 = aye + ayo;                                                                      \
+		Z2 = aye - ayo;                                                                      \
+		Z3 = ayf + ayp;                                                                      \
+		Z4 = ayf - ayp;                                                                      \
+		Z5 = ay3;                                                                            \
+	} while (0)
+
+// kiln_wino4_adjoint_body writes M'_ξ[co, f] = (A dY Aᵀ)_ξ at mm + (ξ·m +
+// co)·ldm + f for the nb tile rows from ty0 of the m output-gradient planes
+// padded at p (off 0): row i, column j of tile f's block is column f of
+// phase (i, j) at row ty. Each of the block's rows goes through A first
+// (into tmp, six runs of t), then each column of the six rows.
+BODY void kiln_wino4_adjoint_body(float *restrict mm, long ldm, const float *restrict p, long m, long h, long w,
+                                  long ty0, long nb, float *restrict tmp) {
+	const geom g = tiling(h, w);
+	const long t = nb * g.tw1, s = m * ldm;
+	for (long c = 0; c < m; c++) {
+		const float *ph = p + 16 * c * g.pf + ty0 * g.tw1;
+		for (long i = 0; i < 4; i++) { // row i of the blocks, through A: tmp + (6i + b)·t
+			const float *y0 = ph + 4 * i * g.pf, *y1 = y0 + g.pf, *y2 = y1 + g.pf, *y3 = y2 + g.pf;
+			float *restrict z = tmp + 6 * i * t;
+#pragma GCC ivdep
+			for (long f = 0; f < t; f++)
+				AY(y0[f], y1[f], y2[f], y3[f], z[f], z[t + f], z[2 * t + f], z[3 * t + f], z[4 * t + f],
+				   z[5 * t + f]);
+		}
+		for (long b = 0; b < 6; b++) { // column b of the rows, through A: M'_(6a + b)
+			const float *q0 = tmp + b * t, *q1 = q0 + 6 * t, *q2 = q1 + 6 * t, *q3 = q2 + 6 * t;
+			float *restrict o0 = mm + c * ldm + b * s, *restrict o1 = o0 + 6 * s, *restrict o2 = o1 + 6 * s;
+			float *restrict o3 = o2 + 6 * s, *restrict o4 = o3 + 6 * s, *restrict o5 = o4 + 6 * s;
+#pragma GCC ivdep
+			for (long f = 0; f < t; f++)
+				AY(q0[f], q1[f], q2[f], q3[f], o0[f], o1[f], o2[f], o3[f], o4[f], o5[f]);
+		}
+	}
+}
+KILN_ISA_DISPATCH(kiln_wino4_adjoint,
+                  (float *restrict mm, long ldm, const float *restrict p, long m, long h, long w, long ty0, long nb,
+                   float *restrict tmp),
+                  (mm, ldm, p, m, h, w, ty0, nb, tmp))
+#undef AY
+#pragma GCC pop_options
+
+// kiln_wino4_dw_scratch is the floats kiln_wino4_dw needs.
+long kiln_wino4_dw_scratch(long k, long m, long h, long w, long ldt) {
+	const geom g = tiling(h, w);
+	return 16 * (k + m) * g.pf + 36 * (k + m) * g.cols + 36 * g.cols * ldt + 24 * (g.nb + 1) * g.tw1;
+}
+
+// kiln_wino4_dw adds dUᵀ_ξ[c, co] at du + (ξ·k + c)·ldt + co from one image:
+// x (k planes of h×w) and dy (m planes), in scratch of kiln_wino4_dw_scratch
+// floats; ldt, a multiple of 8, at least m. It returns 0, doing nothing,
+// when k or ldt is past what the kernels take.
+int kiln_wino4_dw(float *du, long ldt, const float *x, const float *dy, long k, long m, long h, long w,
+                  float *scratch, int vl) {
+	if (k > kiln_conv_cpu_maxk() || ldt % 8 != 0 || ldt < m) return 0;
+	const geom g = tiling(h, w);
+	const long ld = g.cols;
+	float *px = scratch, *pd = px + 16 * k * g.pf, *v = pd + 16 * m * g.pf, *mm = v + 36 * k * ld;
+	float *mt = mm + 36 * m * ld, *tmp = mt + 36 * ld * ldt;
+	kiln_wino4_pad(px, x, k, h, w, 1);
+	kiln_wino4_pad(pd, dy, m, h, w, 0);
+	for (long r = 0; r < 36 * ld && ldt > m; r++) memset(mt + r * ldt + m, 0, (size_t)(ldt - m) * sizeof(float));
+	for (long ty0 = 0; ty0 < g.th; ty0 += g.nb) {
+		const long nb = g.th - ty0 < g.nb ? g.th - ty0 : g.nb, cols = nb * g.tw1;
+		kiln_wino4_input(v, ld, px, k, h, w, ty0, nb, tmp);
+		kiln_wino4_adjoint(mm, cols, pd, m, h, w, ty0, nb, tmp);
+		for (long xi = 0; xi < 36; xi++) {
+			kiln_conv_dyt(mt + xi * ld * ldt, ldt, mm + xi * m * cols, m, 1, cols, cols);
+			kiln_conv_shift_dwt(du + xi * k * ldt, ldt, 0, mt + xi * ld * ldt, ldt, k, 1, v + xi * k * ld, ld, 1, 0,
+			                    0, 0, 1, cols, 0, vl);
+		}
 	}
 	return 1;
 }

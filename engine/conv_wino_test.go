@@ -70,16 +70,15 @@ func TestConv2DWinogradMatchesReference(t *testing.T) {
 }
 
 // winoTolerance is the bound on pass k (out, dx, dw) of a tiling.
-// F(2×2)'s, and the weight gradient's (F(2×2) in both tilings), are the
-// flat paths' 1e-4 of each element: out and dx are within 1e-5 here, dw, a
-// sum over every pixel of both images, within about 2e-5, as the direct
-// sums' dw. F(4×4)'s transforms reach several times the inputs' magnitude,
-// so its rounding error scales with the largest result, not with each
-// element: on these shapes out and dx are within 1.0e-5 of the largest
-// |result| (the direct sums within 9e-7, F(2×2) within 4e-7), and the bound
-// is twice that.
+// F(2×2)'s is the flat paths' 1e-4 of each element: out and dx are within
+// 1e-5 here, dw, a sum over every pixel of both images, within about 2e-5,
+// as the direct sums' dw. F(4×4)'s transforms reach several times the
+// inputs' magnitude, so its rounding error scales with the largest result,
+// not with each element: on these shapes out and dx are within 1.0e-5 of
+// the largest |result| and dw within 5e-6 (the direct sums within 9e-7,
+// F(2×2) within 5e-7), and the bound is twice the largest.
 func winoTolerance(tiling string, k int, want []float64) (atol, rtol float64) {
-	if tiling == "always2" || k == 2 {
+	if tiling == "always2" {
 		return 1e-4, 1e-4
 	}
 	largest := 0.0
