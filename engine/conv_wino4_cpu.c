@@ -2,11 +2,10 @@
 // F(4×4, 3×3), the larger tiling of conv_wino_cpu.c's F(2×2, 3×3): each 4×4
 // block of outputs is Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A over the 6×6
 // input tiles d_c around it, 36 products per (input, output) channel pair
-// where F(2×2) takes 64 for the same 16 outputs and the direct sum 144. It
-// runs the forward and the input gradient (the same convolution of the
-// output gradient with the weights turned 180° and transposed); the weight
-// gradient stays F(2×2)'s, whose dU sums would grow F(4×4)'s larger
-// rounding over every pixel of the batch.
+// where F(2×2) takes 64 for the same 16 outputs and the direct sum 144: the
+// forward, the input gradient (the same convolution of the output gradient
+// with the weights turned 180° and transposed) and the weight gradient (at
+// the end of this file).
 //
 // Numerics: B and A hold only 0, ±1, ±2, ±4, ±5 and ±8, and the transforms
 // below multiply only by powers of two (exact), adding in a fixed order with
