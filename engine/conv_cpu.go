@@ -32,8 +32,9 @@ package engine
 // A 3×3 "same" shape with enough channels on wide enough planes (winoPays)
 // runs its forward, input gradient and weight gradient by Winograd's
 // F(2×2, 3×3) instead (conv_wino_cpu.c): 16 products a 2×2 block of outputs
-// where the sums above take 36. On planes at least 24 wide all three take
-// F(4×4, 3×3) (conv_wino4_cpu.c): 36 products a 4×4 block.
+// where the sums above take 36. On planes where it takes fewer products
+// (winoTileFor: 15×15 and larger) all three take F(4×4, 3×3)
+// (conv_wino4_cpu.c): 36 products a 4×4 block.
 //
 // Images are split over threads as in conv2D, each part summing dw and db
 // into its own buffer, added in part order afterwards; every element is a
@@ -193,7 +194,7 @@ func (t *convFastTask) plan(g *convGeom) {
 	}
 	t.winoDw = t.backward && t.dw != nil && winoShape(g, g.cg, g.mg)
 	if t.wino || t.winoDw {
-		t.winoTile = winoTileFor(g.w)
+		t.winoTile = winoTileFor(g.h, g.w)
 	}
 }
 
@@ -253,30 +254,29 @@ func winoShape(g *convGeom, k, m int) bool {
 // direct sums' speed and less). BenchmarkConv2DWinograd, Zen 4, AVX-512.
 func winoPays(k, m, w int) bool { return k >= 24 && m >= 24 && w >= 13 }
 
-// winoTileFor is the output tile the passes of a plane w wide run with:
-// F(4×4, 3×3)'s 36 products a 4×4 block where the plane is wide enough for
-// its products' columns (a block of tile rows) to run well and its junk
-// column and ragged edge to cost less than the products it saves
-// (winoTile4MinW), else F(2×2, 3×3)'s 16 a 2×2 block.
-func winoTileFor(w int) int {
+// winoTileFor is the output tile the passes of an h×w plane run with:
+// F(4×4, 3×3)'s 36 products a 4×4 block where, with its ragged edges and
+// junk column, it takes at most 0.7 of the products F(2×2, 3×3) takes with
+// its 16 a 2×2 block, else F(2×2). BenchmarkConv2DWinograd, Zen 4, AVX-512,
+// one thread, F(4×4) against F(2×2), forward and backward: 1.15× and 1.09×
+// on 32 channels at 20×20 (0.61 of the products), 1.15–1.27× and 1.17× at
+// 24×24 (0.61), 1.26× and 1.19× at 28×28 (0.6), 1.37× and 1.28× on 24 → 48
+// channels at 16×16 (0.63); even at 14×14 (0.8: a 16-wide tiling of a
+// 14-wide plane).
+func winoTileFor(h, w int) int {
 	switch convWinograd.Load() {
 	case winoAlways2:
 		return 2
 	case winoAlways4:
 		return 4
 	}
-	if w >= winoTile4MinW {
+	f4 := 36 * ceilDiv(h, 4) * (ceilDiv(w, 4) + 1)
+	f2 := 16 * ceilDiv(h, 2) * (ceilDiv(w, 2) + 1)
+	if 10*f4 <= 7*f2 {
 		return 4
 	}
 	return 2
 }
-
-// winoTile4MinW: BenchmarkConv2DWinograd, Zen 4, AVX-512, one thread, 32
-// channels, F(4×4) against F(2×2): forward 1.27× at 24 and 28 wide, 1.26×
-// at 32, even at 20; 0.70–0.84× at 14 and 16 wide (64 and 48 channels),
-// whose 20-column products ran slowly. Backward (dx and dw) 1.19–1.2× at
-// 28 and 32, 1.12× at 24.
-const winoTile4MinW = 24
 
 // winoPositions is the transformed tile's size: 16 for F(2×2), 36 for F(4×4).
 func winoPositions(tile int) int { return (tile + 2) * (tile + 2) }
@@ -429,27 +429,37 @@ func (t *convFastTask) sumParts(g *convGeom, np int) {
 }
 
 // sumWinoDw adds the parts' dUᵀ in part order and adds dg = Gᵀ dU G of the
-// sum to dw, in float64, rounding once.
+// sum to dw, in float64, rounding once. The sums run along the parts' rows
+// (co) into du64, laid out as the parts are: read across positions for
+// each (co, c), the parts' strided floats were slower than the sums.
 func (t *convFastTask) sumWinoDw(g *convGeom, np int) {
 	l := t.l
-	np2 := winoPositions(t.winoTile)
-	per := np2 * g.cg * t.ldt // one group's dUᵀ
-	var duBuf [36]float64
-	du := duBuf[:np2]
+	pos := winoPositions(t.winoTile)
+	per := pos * g.cg * t.ldt // one group's dUᵀ
+	du64 := takeScratch[float64](per)
+	defer giveScratch(du64)
+	var du [36]float64
 	for gi := 0; gi < g.groups; gi++ {
+		clear(du64)
+		for part := 0; part < np; part++ {
+			src := t.scratch[part*l.size+l.dw+gi*per:][:per]
+			for r := 0; r < pos*g.cg; r++ {
+				row, sum := src[r*t.ldt:][:g.mg], du64[r*t.ldt:][:g.mg]
+				for co, v := range row {
+					sum[co] += float64(v)
+				}
+			}
+		}
 		for co := 0; co < g.mg; co++ {
 			for c := 0; c < g.cg; c++ {
-				for xi := range du {
-					du[xi] = 0
-					for part := 0; part < np; part++ {
-						du[xi] += float64(t.scratch[part*l.size+l.dw+gi*per+(xi*g.cg+c)*t.ldt+co])
-					}
+				for xi := range pos {
+					du[xi] = du64[(xi*g.cg+c)*t.ldt+co]
 				}
 				dw := t.dw[(gi*g.mg+co)*g.kg+c*9:][:9]
-				if np2 == 16 {
-					winoWeightGrad(dw, (*[16]float64)(du))
+				if pos == 16 {
+					winoWeightGrad(dw, (*[16]float64)(du[:16]))
 				} else {
-					winoWeightGrad4(dw, (*[36]float64)(du))
+					winoWeightGrad4(dw, &du)
 				}
 			}
 		}
@@ -474,32 +484,28 @@ func winoWeightGrad(dw []float32, du *[16]float64) {
 	}
 }
 
-// winoG4 is F(4×4, 3×3)'s G (conv_wino4_cpu.c).
-var winoG4 = [6][3]float64{
-	{1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-	{1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1},
-}
-
 // winoWeightGrad4 adds Gᵀ dU G (3×3) to dw, dU the 6×6 gradient of U = G g
-// Gᵀ, G = winoG4.
+// Gᵀ, G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1/24 1/12 ⅙; 1/24 −1/12 ⅙; 0 0 1]
+// (conv_wino4_cpu.c).
 func winoWeightGrad4(dw []float32, du *[36]float64) {
 	var t [3][6]float64 // Gᵀ dU
-	for i := range t {
-		for b := range 6 {
-			for a := range 6 {
-				t[i][b] += winoG4[a][i] * du[6*a+b]
-			}
-		}
+	for b := range 6 {
+		t[0][b], t[1][b], t[2][b] = winoGT4(du[b], du[6+b], du[12+b], du[18+b], du[24+b], du[30+b])
 	}
 	for i := range 3 {
-		for j := range 3 {
-			s := 0.0
-			for b := range 6 {
-				s += t[i][b] * winoG4[b][j]
-			}
-			dw[3*i+j] += float32(s)
-		}
+		r := t[i]
+		a, b, c := winoGT4(r[0], r[1], r[2], r[3], r[4], r[5])
+		dw[3*i] += float32(a)
+		dw[3*i+1] += float32(b)
+		dw[3*i+2] += float32(c)
 	}
+}
+
+// winoGT4 is Gᵀ u for F(4×4, 3×3)'s G.
+func winoGT4(u0, u1, u2, u3, u4, u5 float64) (float64, float64, float64) {
+	const sixth, twelfth, twentyfourth = 1.0 / 6, 1.0 / 12, 1.0 / 24
+	s12, d12, s34, d34 := u1+u2, u1-u2, u3+u4, u3-u4
+	return u0*0.25 - s12*sixth + s34*twentyfourth, d34*twelfth - d12*sixth, (s34-s12)*sixth + u5
 }
 
 func (t *convFastTask) run(part, lo, hi int) {
@@ -532,6 +538,10 @@ func (t *convFastTask) xTaps() shiftTaps {
 
 func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
 	g := &t.g
+	if t.wino {
+		t.forwardWino(s, lo, hi)
+		return
+	}
 	taps := t.xTaps()
 	for n := lo; n < hi; n++ {
 		for gi := 0; gi < g.groups; gi++ {
@@ -542,10 +552,6 @@ func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
 				bias = t.b[gi*g.mg : (gi+1)*g.mg]
 			}
 			xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
-			if t.wino {
-				convWino(t.winoTile, yg, xg, ap, bias, s[t.l.wino:], g.cg, g.mg, g.h, g.w, t.vl)
-				continue
-			}
 			if t.flat {
 				convFlatGemm(yg, g.p, g.mg, ap, xg, &t.ft, bias)
 				continue
@@ -558,6 +564,41 @@ func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
 			yb := s[t.l.yb:t.l.dyp]
 			convShiftGemm(yb, g.nw, g.mg, ap, src, taps, bias, shiftSegs{1, g.nw, 0, 0})
 			convCopyRows(yg, g.p, g.ow, yb, g.nw, g.wp, g.mg, g.oh, g.ow) // drop the junk columns
+		}
+	}
+}
+
+// forwardWino runs images lo … hi − 1 by Winograd, each group's planes of
+// all of them in one call (F(4×4) puts the tiles of several small planes
+// side by side in its products' columns).
+func (t *convFastTask) forwardWino(s []float32, lo, hi int) {
+	g := &t.g
+	xs, ys := g.cin*g.inPlane, g.outPlanes
+	for gi := 0; gi < g.groups; gi++ {
+		var bias []float32
+		if t.b != nil {
+			bias = t.b[gi*g.mg : (gi+1)*g.mg]
+		}
+		convWino(t.winoTile, t.y[lo*ys+gi*g.mg*g.p:], ys, t.x[lo*xs+gi*g.cg*g.inPlane:], xs, hi-lo,
+			t.ap[gi*t.apGroup:], bias, s[t.l.wino:], g.cg, g.mg, g.h, g.w, t.vl)
+	}
+}
+
+// backwardWino runs the Winograd passes of images lo … hi − 1, each group's
+// planes of all of them in one call: the weight gradient (winoDw) into the
+// part's dw, then the input gradient (wino).
+func (t *convFastTask) backwardWino(s, dwp []float32, lo, hi int) {
+	g := &t.g
+	xs, ys := g.cin*g.inPlane, g.outPlanes
+	for gi := 0; gi < g.groups; gi++ {
+		dy := t.y[lo*ys+gi*g.mg*g.p:]
+		if dwp != nil && t.winoDw {
+			convWinoDw(t.winoTile, dwp[gi*winoPositions(t.winoTile)*g.cg*t.ldt:], t.ldt,
+				t.x[lo*xs+gi*g.cg*g.inPlane:], xs, dy, ys, hi-lo, s[t.l.wino:], g.cg, g.mg, g.h, g.w, t.vl)
+		}
+		if t.dx != nil && t.wino {
+			convWino(t.winoTile, t.dx[lo*xs+gi*g.cg*g.inPlane:], xs, dy, ys, hi-lo, t.ap[gi*t.apGroup:], nil,
+				s[t.l.wino:], g.mg, g.cg, g.h, g.w, t.vl)
 		}
 	}
 }
@@ -577,6 +618,9 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 	// The input gradient reads the margined dout at maxOff − tap offset.
 	dxTaps := shiftTaps{nr: g.mg, nt: t.taps, ldbr: t.dyLen, kw: g.kw, base: t.maxOff, sh: -g.dh * g.wp, sw: -g.dw,
 		vl: t.vl}
+	if t.wino || t.winoDw {
+		t.backwardWino(s, dwp, lo, hi)
+	}
 	for n := lo; n < hi; n++ {
 		dyn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
 		if dbp != nil && (dwp == nil || !t.dwT || t.winoDw) {
@@ -591,11 +635,6 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 			if wide {
 				// dout into the wide frame; margins and junk columns stay zero.
 				convCopyRows(dyp[t.maxOff:], t.dyLen, g.wp, dyg, g.p, g.ow, g.mg, g.oh, g.ow)
-			}
-			if dwp != nil && t.winoDw {
-				xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
-				convWinoDw(t.winoTile, dwp[gi*winoPositions(t.winoTile)*g.cg*t.ldt:], t.ldt, xg, dyg, s[t.l.wino:],
-					g.cg, g.mg, g.h, g.w, t.vl)
 			}
 			if dwp != nil && !t.dwT && !t.winoDw {
 				src := t.input(s, n, gi)
@@ -623,8 +662,7 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 			dxg := t.dx[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
 			ap := t.ap[gi*t.apGroup:]
 			switch {
-			case t.wino:
-				convWino(t.winoTile, dxg, dyg, ap, nil, s[t.l.wino:], g.mg, g.cg, g.h, g.w, t.vl)
+			case t.wino: // backwardWino's
 			case t.flat:
 				convFlatGemm(dxg, g.inPlane, g.cg, ap, dyg, &t.ft, nil)
 			case t.dxSkip:

@@ -33,11 +33,11 @@ int kiln_wino_conv(float *y, const float *x, const float *u, const float *bias, 
                    float *scratch, int vl);
 long kiln_wino4_scratch(long k, long m, long h, long w);
 void kiln_wino4_pack(float *dst, const float *w, long m, long k, long si, long sr, int flip, int mr);
-int kiln_wino4_conv(float *y, const float *x, const float *u, const float *bias, long k, long m, long h, long w,
-                    float *scratch, int vl);
+int kiln_wino4_conv(float *y, long ys, const float *x, long xs, long n, const float *u, const float *bias, long k,
+                    long m, long h, long w, float *scratch, int vl);
 long kiln_wino4_dw_scratch(long k, long m, long h, long w, long ldt);
-int kiln_wino4_dw(float *du, long ldt, const float *x, const float *dy, long k, long m, long h, long w,
-                  float *scratch, int vl);
+int kiln_wino4_dw(float *du, long ldt, const float *x, long xs, const float *dy, long ys, long n, long k, long m,
+                  long h, long w, float *scratch, int vl);
 long kiln_wino_dw_scratch(long k, long m, long h, long w, long ldt);
 int kiln_wino_dw(float *du, long ldt, const float *x, const float *dy, long k, long m, long h, long w,
                  float *scratch, int vl);

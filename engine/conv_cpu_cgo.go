@@ -209,22 +209,25 @@ func winoPack(tile int, dst, w []float32, m, k, si, sr int, flip bool, mr int) {
 	C.kiln_wino_pack(fptr(dst), fptr(w), C.long(m), C.long(k), C.long(si), C.long(sr), cbool(flip), C.int(mr))
 }
 
-// convWino writes y (m planes of h×w) as the 3×3 same convolution of x (k
-// planes) with u (winoPack) plus bias (nil for none), by F(tile×tile, 3×3).
-func convWino(tile int, y, x, u, bias, scratch []float32, k, m, h, w, vl int) {
-	_ = y[m*h*w-1]
-	_ = x[k*h*w-1]
+// convWino writes n images' y (m planes of h×w, ys floats apart) as the
+// 3×3 same convolution of x (k planes, xs apart) with u (winoPack) plus bias
+// (nil for none), by F(tile×tile, 3×3).
+func convWino(tile int, y []float32, ys int, x []float32, xs, n int, u, bias, scratch []float32, k, m, h, w, vl int) {
+	_ = y[(n-1)*ys+m*h*w-1]
+	_ = x[(n-1)*xs+k*h*w-1]
 	_ = scratch[winoScratch(tile, k, m, h, w)-1]
 	if bias != nil {
 		_ = bias[m-1]
 	}
 	if tile == 4 {
-		C.kiln_wino4_conv(fptr(y), fptr(x), fptr(u), fptr(bias), C.long(k), C.long(m), C.long(h), C.long(w),
-			fptr(scratch), C.int(vl))
+		C.kiln_wino4_conv(fptr(y), C.long(ys), fptr(x), C.long(xs), C.long(n), fptr(u), fptr(bias), C.long(k),
+			C.long(m), C.long(h), C.long(w), fptr(scratch), C.int(vl))
 		return
 	}
-	C.kiln_wino_conv(fptr(y), fptr(x), fptr(u), fptr(bias), C.long(k), C.long(m), C.long(h), C.long(w),
-		fptr(scratch), C.int(vl))
+	for i := range n {
+		C.kiln_wino_conv(fptr(y[i*ys:]), fptr(x[i*xs:]), fptr(u), fptr(bias), C.long(k), C.long(m), C.long(h),
+			C.long(w), fptr(scratch), C.int(vl))
+	}
 }
 
 // winoDwScratch is the floats convWinoDw needs, dUᵀ rows ldt wide.
@@ -235,19 +238,22 @@ func winoDwScratch(tile, k, m, h, w, ldt int) int {
 	return int(C.kiln_wino_dw_scratch(C.long(k), C.long(m), C.long(h), C.long(w), C.long(ldt)))
 }
 
-// convWinoDw adds one image's Winograd weight gradient to du
+// convWinoDw adds n images' Winograd weight gradient to du
 // (winoPositions(tile) positions × k rows × ldt, dUᵀ: kiln_wino_dw) from x (k
-// planes of h×w) and dy (m).
-func convWinoDw(tile int, du []float32, ldt int, x, dy, scratch []float32, k, m, h, w, vl int) {
+// planes of h×w, xs floats apart) and dy (m planes, ys apart).
+func convWinoDw(tile int, du []float32, ldt int, x []float32, xs int, dy []float32, ys, n int, scratch []float32,
+	k, m, h, w, vl int) {
 	_ = du[winoPositions(tile)*k*ldt-1]
-	_ = x[k*h*w-1]
-	_ = dy[m*h*w-1]
+	_ = x[(n-1)*xs+k*h*w-1]
+	_ = dy[(n-1)*ys+m*h*w-1]
 	_ = scratch[winoDwScratch(tile, k, m, h, w, ldt)-1]
 	if tile == 4 {
-		C.kiln_wino4_dw(fptr(du), C.long(ldt), fptr(x), fptr(dy), C.long(k), C.long(m), C.long(h), C.long(w),
-			fptr(scratch), C.int(vl))
+		C.kiln_wino4_dw(fptr(du), C.long(ldt), fptr(x), C.long(xs), fptr(dy), C.long(ys), C.long(n), C.long(k),
+			C.long(m), C.long(h), C.long(w), fptr(scratch), C.int(vl))
 		return
 	}
-	C.kiln_wino_dw(fptr(du), C.long(ldt), fptr(x), fptr(dy), C.long(k), C.long(m), C.long(h), C.long(w),
-		fptr(scratch), C.int(vl))
+	for i := range n {
+		C.kiln_wino_dw(fptr(du), C.long(ldt), fptr(x[i*xs:]), fptr(dy[i*ys:]), C.long(k), C.long(m), C.long(h),
+			C.long(w), fptr(scratch), C.int(vl))
+	}
 }

@@ -56,8 +56,11 @@ func winoScratch(tile, k, m, h, w int) int { return 0 }
 
 func winoPack(tile int, dst, w []float32, m, k, si, sr int, flip bool, mr int) {}
 
-func convWino(tile int, y, x, u, bias, scratch []float32, k, m, h, w, vl int) {}
+func convWino(tile int, y []float32, ys int, x []float32, xs, n int, u, bias, scratch []float32, k, m, h, w, vl int) {
+}
 
 func winoDwScratch(tile, k, m, h, w, ldt int) int { return 0 }
 
-func convWinoDw(tile int, du []float32, ldt int, x, dy, scratch []float32, k, m, h, w, vl int) {}
+func convWinoDw(tile int, du []float32, ldt int, x []float32, xs int, dy []float32, ys, n int, scratch []float32,
+	k, m, h, w, vl int) {
+}

@@ -31,44 +31,48 @@
 // 0 1 1 4 4 0; 0 1 −1 8 −8 1] (Lavin and Gray's points 0, ±1, ±2, ∞).
 // Position ξ = 6a + b is row a, column b of the transformed tile.
 
-// Layout. Tile (ty, tx) is column f = ty·(tw + 1) + tx of the products,
-// tw = ⌈w/4⌉, the column tx = tw of each tile row junk (as in
-// conv_wino_cpu.c). Each input plane gets a padded copy dealt into sixteen
-// phases by row mod 4 and column mod 4 (kiln_wino4_pad), each phase a
-// matrix of rows tw + 1 long: tile f's six columns are f and f + 1 of the
-// column phases 0 and 1 and f of phases 2 and 3, and tile row ty's six rows
-// row ty of each row phase and ty + 1 of phases 0 and 1, so every transform
-// reads whole runs of adjacent floats (with its columns 4f … 4f + 5 in one
-// row, the strided reads made the input transform three times slower). The
-// products run over blocks of tile rows of about BLOCK_COLS columns, so that
-// a block's transformed input and output (36·(k + m)·cols floats) stay in
-// L2 between the transforms and the 36 products.
+// Layout. Tile (ty, tx) of image j is column f·ni + j of the products, f =
+// ty·(tw + 1) + tx, tw = ⌈w/4⌉: the column tx = tw of each tile row is junk
+// (as in conv_wino_cpu.c), and ni images of small planes share a block,
+// their tiles interleaved (14×14 and 16×16 planes have 20 tiles: alone they
+// are too few columns for the products, and too short runs for the
+// transforms). Each input plane gets a padded copy dealt into sixteen phases
+// by row mod 4 and column mod 4 (kiln_wino4_pad), each phase a matrix of
+// rows tw + 1 groups long, a group being the ni images' floats side by side:
+// tile f's six columns are groups f and f + 1 of the column phases 0 and 1
+// and f of phases 2 and 3, and tile row ty's six rows row ty of each row
+// phase and ty + 1 of phases 0 and 1, so every transform reads whole runs of
+// adjacent floats (with its columns 4f … 4f + 5 in one row, the strided reads
+// made the input transform three times slower). Planes of more tiles run
+// alone (ni = 1) over blocks of tile rows of about BLOCK_COLS columns. Either
+// way a block's transformed input and output (36·(k + m)·cols floats) stay
+// in L2 between the transforms and the 36 products.
 enum { BLOCK_COLS = 80 };
 
 // geom is one plane's tiling.
 typedef struct {
-	long th, tw1, rl, pf; // tile rows; tile columns with the junk one; output row set's row; one phase's floats
-	long nb, cols;        // tile rows per block; the block's columns, nb·tw1
+	long th, tw1, pf;  // tile rows; tile columns with the junk one; one phase's floats
+	long nb, ni, cols; // tile rows per block; images per block; the block's columns, nb·tw1·ni
 } geom;
 
 static geom tiling(long h, long w) {
 	geom g;
 	g.th = (h + 3) / 4;
 	g.tw1 = (w + 3) / 4 + 1;
-	g.rl = 4 * g.tw1;
-	g.pf = (g.th + 1) * g.tw1 + 2; // + the float the last junk column reads, rounded up
-	const long blocks = (g.th * g.tw1 + BLOCK_COLS - 1) / BLOCK_COLS;
+	const long tiles = g.th * g.tw1, blocks = (tiles + BLOCK_COLS - 1) / BLOCK_COLS;
 	g.nb = (g.th + blocks - 1) / blocks;
-	g.cols = g.nb * g.tw1;
+	g.ni = tiles * 2 > BLOCK_COLS ? 1 : BLOCK_COLS / tiles;
+	g.pf = ((g.th + 1) * g.tw1 + 1) * g.ni + 1; // + the group the last junk column reads
+	g.cols = g.nb * g.tw1 * g.ni;
 	return g;
 }
 
 // kiln_wino4_scratch is the floats kiln_wino4_conv needs for k input and m
-// output channels of an h×w plane: the padded planes, a block's transformed
+// output channels of an h×w plane: a block's padded planes, its transformed
 // input and output, and the transforms' rows.
 long kiln_wino4_scratch(long k, long m, long h, long w) {
 	const geom g = tiling(h, w);
-	return 16 * k * g.pf + 36 * (k + m) * g.cols + 24 * (g.nb + 1) * g.tw1 + 4 * g.nb * g.rl;
+	return 16 * k * g.pf + 36 * (k + m) * g.cols + 24 * (g.nb + 1) * g.tw1 * g.ni;
 }
 
 // gtimes writes G (g0, g1, g2)ᵀ at u, s apart, in double. (Multiplying by
@@ -125,15 +129,16 @@ void kiln_wino4_pack(float *dst, const float *w, long m, long k, long si, long s
 		T5 = 4 * (bt1 - bt3) + (bt5 - bt3);                                                      \
 	} while (0)
 
-// rows4 writes the horizontal transform d·B of every tile of n padded rows
-// of one row phase, its column phases at p, pf apart: h_b[f] at hb + b·hs.
-BODY void rows4(float *restrict hb, long hs, const float *restrict p, long pf, long n) {
+// rows4 writes the horizontal transform d·B of every tile of n floats of
+// padded rows of one row phase (its column phases at p, pf apart, groups ni
+// floats): h_b[i] at hb + b·hs.
+BODY void rows4(float *restrict hb, long hs, const float *restrict p, long pf, long ni, long n) {
 	const float *c0 = p, *c1 = p + pf, *c2 = p + 2 * pf, *c3 = p + 3 * pf;
 	float *restrict o0 = hb, *restrict o1 = hb + hs, *restrict o2 = hb + 2 * hs, *restrict o3 = hb + 3 * hs;
 	float *restrict o4 = hb + 4 * hs, *restrict o5 = hb + 5 * hs;
 #pragma GCC ivdep
-	for (long f = 0; f < n; f++)
-		BT(c0[f], c1[f], c2[f], c3[f], c0[f + 1], c1[f + 1], o0[f], o1[f], o2[f], o3[f], o4[f], o5[f]);
+	for (long i = 0; i < n; i++)
+		BT(c0[i], c1[i], c2[i], c3[i], c0[i + ni], c1[i + ni], o0[i], o1[i], o2[i], o3[i], o4[i], o5[i]);
 }
 
 // v16 is 16 floats; deal4 deals four groups of four into four runs of a
@@ -142,43 +147,95 @@ typedef float v16 __attribute__((vector_size(64)));
 typedef int i16 __attribute__((vector_size(64)));
 static const i16 deal4 = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
-// kiln_wino4_pad_body writes the padded planes of the k planes of x (h×w),
-// shifted off rows down and off columns right: x's row r, column j is padded
-// row s = r + off, column u = j + off, at row s/4, column u/4 of plane c's
-// phase (s mod 4, u mod 4): p + (16c + 4(s mod 4) + u mod 4)·pf. The input
-// transforms pad with off 1 (tile row ty reads padded rows 4ty … 4ty + 5),
-// the output gradient of the weight gradient with 0 (rows 4ty … 4ty + 3).
-BODY void kiln_wino4_pad_body(float *restrict p, const float *restrict x, long k, long h, long w, long off) {
-	const geom g = tiling(h, w);
-	memset(p, 0, (size_t)(16 * k * g.pf) * sizeof(float));
-	for (long c = 0; c < k; c++)
-		for (long r = 0; r < h; r++) {
-			const long s = r + off;
-			const float *xr = x + (c * h + r) * w - off; // xr[u]: padded column u
-			float *row = p + (16 * c + 4 * (s & 3)) * g.pf + s / 4 * g.tw1;
-			float *restrict r0 = row, *restrict r1 = row + g.pf, *restrict r2 = r1 + g.pf, *restrict r3 = r2 + g.pf;
-			long f = 1; // column phase j of group f holds padded column 4f + j
-			for (long j = off; j < 4 && j - off < w; j++) row[j * g.pf] = xr[j]; // group 0
-			for (; 4 * f + 15 - off < w; f += 4) { // four whole groups a turn, dealt by one shuffle
-				v16 d, e;
-				memcpy(&d, xr + 4 * f, sizeof d);
-				e = __builtin_shuffle(d, deal4);
-				memcpy(r0 + f, &e, 16);
-				memcpy(r1 + f, (float *)&e + 4, 16);
-				memcpy(r2 + f, (float *)&e + 8, 16);
-				memcpy(r3 + f, (float *)&e + 12, 16);
-			}
-			for (; 4 * f + 3 - off < w; f++) { // one whole group a turn
-				r0[f] = xr[4 * f];
-				r1[f] = xr[4 * f + 1];
-				r2[f] = xr[4 * f + 2];
-				r3[f] = xr[4 * f + 3];
-			}
-			for (long j = 0; j < 4 && 4 * f + j - off < w; j++) row[j * g.pf + f] = xr[4 * f + j];
-		}
+// deal_row writes the padded row xr (xr[u]: padded column u, u − off < w
+// inside the plane) into its four column phases r0 … r3: column 4f + q at
+// r_q[f·ni].
+BODY void deal_row(float *restrict r0, float *restrict r1, float *restrict r2, float *restrict r3,
+                   const float *xr, long w, long off, long ni) {
+	float *const r[4] = {r0, r1, r2, r3};
+	long f = 1;
+	for (long q = off; q < 4 && q - off < w; q++) r[q][0] = xr[q]; // group 0
+	for (; ni == 1 && 4 * f + 15 - off < w; f += 4) { // four whole groups a turn, dealt by one shuffle
+		v16 d, e;
+		memcpy(&d, xr + 4 * f, sizeof d);
+		e = __builtin_shuffle(d, deal4);
+		memcpy(r0 + f, &e, 16);
+		memcpy(r1 + f, (float *)&e + 4, 16);
+		memcpy(r2 + f, (float *)&e + 8, 16);
+		memcpy(r3 + f, (float *)&e + 12, 16);
+	}
+	for (; 4 * f + 3 - off < w; f++) { // one whole group a turn
+		r0[f * ni] = xr[4 * f];
+		r1[f * ni] = xr[4 * f + 1];
+		r2[f * ni] = xr[4 * f + 2];
+		r3[f * ni] = xr[4 * f + 3];
+	}
+	for (long q = 0; q < 4 && 4 * f + q - off < w; q++) r[q][f * ni] = xr[4 * f + q];
 }
-KILN_ISA_DISPATCH(kiln_wino4_pad, (float *restrict p, const float *restrict x, long k, long h, long w, long off),
-                  (p, x, k, h, w, off))
+
+// v4 is 4 floats.
+typedef float v4 __attribute__((vector_size(16)));
+typedef int i4 __attribute__((vector_size(16)));
+
+// deal_rows4 is deal_row for four images' rows at once (ni = 4; image j's
+// padded row at xr + j·xs): column 4f + q of image j at row[q·pf + 4f +
+// j], each whole group one 4×4 transpose.
+BODY void deal_rows4(float *restrict row, long pf, const float *xr, long xs, long w, long off) {
+	long f = 1;
+	for (long q = off; q < 4 && q - off < w; q++) // group 0
+		for (long j = 0; j < 4; j++) row[q * pf + j] = xr[j * xs + q];
+	for (; 4 * f + 3 - off < w; f++) {
+		v4 a0, a1, a2, a3;
+		memcpy(&a0, xr + 4 * f, 16);
+		memcpy(&a1, xr + xs + 4 * f, 16);
+		memcpy(&a2, xr + 2 * xs + 4 * f, 16);
+		memcpy(&a3, xr + 3 * xs + 4 * f, 16);
+		const v4 t0 = __builtin_shuffle(a0, a1, (i4){0, 4, 1, 5}), t1 = __builtin_shuffle(a2, a3, (i4){0, 4, 1, 5});
+		const v4 t2 = __builtin_shuffle(a0, a1, (i4){2, 6, 3, 7}), t3 = __builtin_shuffle(a2, a3, (i4){2, 6, 3, 7});
+		const v4 b0 = __builtin_shuffle(t0, t1, (i4){0, 1, 4, 5}), b1 = __builtin_shuffle(t0, t1, (i4){2, 3, 6, 7});
+		const v4 b2 = __builtin_shuffle(t2, t3, (i4){0, 1, 4, 5}), b3 = __builtin_shuffle(t2, t3, (i4){2, 3, 6, 7});
+		memcpy(row + 4 * f, &b0, 16);
+		memcpy(row + pf + 4 * f, &b1, 16);
+		memcpy(row + 2 * pf + 4 * f, &b2, 16);
+		memcpy(row + 3 * pf + 4 * f, &b3, 16);
+	}
+	for (long q = 0; q < 4 && 4 * f + q - off < w; q++)
+		for (long j = 0; j < 4; j++) row[q * pf + 4 * f + j] = xr[j * xs + 4 * f + q];
+}
+
+// kiln_wino4_pad_body writes the padded planes of the k planes of ni images
+// of x (h×w, images xs floats apart), shifted off rows down and off columns
+// right: image j's row r, column c is padded row s = r + off, column u = c
+// + off, at row s/4, group u/4, float j of plane c's phase (s mod 4, u mod
+// 4): p + (16c + 4(s mod 4) + u mod 4)·pf. The input transforms pad with off
+// 1 (tile row ty reads padded rows 4ty … 4ty + 5), the output gradient of
+// the weight gradient with 0 (rows 4ty … 4ty + 3).
+BODY void kiln_wino4_pad_body(float *restrict p, const float *restrict x, long xs, long ni, long k, long h, long w,
+                              long off) {
+	const geom g = tiling(h, w);
+	const long rs = g.tw1 * g.ni; // a phase's row
+	memset(p, 0, (size_t)(16 * k * g.pf) * sizeof(float));
+	if (ni == 4 && g.ni == 4) { // 14×14 and 16×16 planes: the four images' rows a turn
+		for (long c = 0; c < k; c++)
+			for (long r = 0; r < h; r++) {
+				const long s = r + off;
+				deal_rows4(p + (16 * c + 4 * (s & 3)) * g.pf + s / 4 * rs, g.pf, x + (c * h + r) * w - off, xs, w,
+				           off);
+			}
+		return;
+	}
+	for (long j = 0; j < ni; j++)
+		for (long c = 0; c < k; c++)
+			for (long r = 0; r < h; r++) {
+				const long s = r + off;
+				float *row = p + (16 * c + 4 * (s & 3)) * g.pf + s / 4 * rs + j;
+				deal_row(row, row + g.pf, row + 2 * g.pf, row + 3 * g.pf, x + j * xs + (c * h + r) * w - off, w,
+				         off, g.ni);
+			}
+}
+KILN_ISA_DISPATCH(kiln_wino4_pad,
+                  (float *restrict p, const float *restrict x, long xs, long ni, long k, long h, long w, long off),
+                  (p, x, xs, ni, k, h, w, off))
 
 // kiln_wino4_input_body writes V_ξ[c, f] = (Bᵀ d B)_ξ at v + (ξ·k + c)·ldv +
 // f for the nb tile rows from ty0 of the k padded planes p, through the row
@@ -186,10 +243,10 @@ KILN_ISA_DISPATCH(kiln_wino4_pad, (float *restrict p, const float *restrict x, l
 BODY void kiln_wino4_input_body(float *restrict v, long ldv, const float *restrict p, long k, long h, long w,
                                 long ty0, long nb, float *restrict tmp) {
 	const geom g = tiling(h, w);
-	const long hs = (nb + 1) * g.tw1, t = nb * g.tw1, tw1 = g.tw1;
+	const long rs = g.tw1 * g.ni, hs = (nb + 1) * rs, t = nb * rs;
 	for (long c = 0; c < k; c++) {
 		for (long q = 0; q < 4; q++)
-			rows4(tmp + 6 * q * hs, hs, p + (16 * c + 4 * q) * g.pf + ty0 * g.tw1, g.pf, hs);
+			rows4(tmp + 6 * q * hs, hs, p + (16 * c + 4 * q) * g.pf + ty0 * rs, g.pf, g.ni, hs);
 		for (long b = 0; b < 6; b++) {
 			const float *h0 = tmp + b * hs, *h1 = h0 + 6 * hs, *h2 = h1 + 6 * hs, *h3 = h2 + 6 * hs;
 			float *restrict o0 = v + (b * k + c) * ldv, *restrict o1 = o0 + 6 * k * ldv;
@@ -197,7 +254,7 @@ BODY void kiln_wino4_input_body(float *restrict v, long ldv, const float *restri
 			float *restrict o4 = o3 + 6 * k * ldv, *restrict o5 = o4 + 6 * k * ldv;
 #pragma GCC ivdep
 			for (long i = 0; i < t; i++)
-				BT(h0[i], h1[i], h2[i], h3[i], h0[i + tw1], h1[i + tw1], o0[i], o1[i], o2[i], o3[i], o4[i],
+				BT(h0[i], h1[i], h2[i], h3[i], h0[i + rs], h1[i + rs], o0[i], o1[i], o2[i], o3[i], o4[i],
 				   o5[i]);
 		}
 	}
@@ -220,14 +277,16 @@ KILN_ISA_DISPATCH(kiln_wino4_input,
 	} while (0)
 
 // kiln_wino4_output_body writes rows 4ty0 … 4(ty0 + nb) − 1 (those inside
-// the plane) of the m planes of y (h×w): the 4×4 block of tile f of plane c
-// is Aᵀ M A (+ bias[c]) from M_ξ[c, f] at mm + (ξ·m + c)·ldm + f. The blocks'
-// four rows go to four padded row sets first (z_r: tile f at 4f … 4f + 3),
-// then each output row is one copy.
-BODY void kiln_wino4_output_body(float *restrict y, const float *restrict mm, long ldm, const float *bias, long m,
-                                 long h, long w, long ty0, long nb, float *restrict tmp) {
+// the plane) of the m planes of ni images of y (h×w, images ys floats
+// apart): the 4×4 block of tile f of plane c is Aᵀ M A (+ bias[c]) from
+// M_ξ[c, f] at mm + (ξ·m + c)·ldm + f. The blocks' four rows go to four row
+// sets first (z_r: tile f at 4f … 4f + 3), then to y: one copy a row, or
+// with images interleaved one a group.
+BODY void kiln_wino4_output_body(float *restrict y, long ys, long ni, const float *restrict mm, long ldm,
+                                 const float *bias, long m, long h, long w, long ty0, long nb, float *restrict tmp) {
 	const geom g = tiling(h, w);
-	const long t = nb * g.tw1, r0 = 4 * ty0, r1 = 4 * (ty0 + nb) < h ? 4 * (ty0 + nb) : h, zs = nb * g.rl;
+	const long rs = g.tw1 * g.ni, t = nb * rs, zs = 4 * t;
+	const long r0 = 4 * ty0, r1 = 4 * (ty0 + nb) < h ? 4 * (ty0 + nb) : h;
 	for (long c = 0; c < m; c++) {
 		const float *p[36];
 		for (int xi = 0; xi < 36; xi++) p[xi] = mm + (xi * m + c) * ldm;
@@ -247,41 +306,54 @@ BODY void kiln_wino4_output_body(float *restrict y, const float *restrict mm, lo
 				z[3] = o3 + bc;
 			}
 		}
-		float *yc = y + c * h * w;
-		for (long r = r0; r < r1; r++)
-			memcpy(yc + r * w, tmp + (r & 3) * zs + (r - r0) / 4 * g.rl, (size_t)w * sizeof(float));
+		for (long j = 0; j < ni; j++) {
+			float *yc = y + j * ys + c * h * w;
+			for (long r = r0; r < r1; r++) {
+				const float *z = tmp + (r & 3) * zs + 4 * ((r - r0) / 4 * rs + j);
+				if (g.ni == 1) {
+					memcpy(yc + r * w, z, (size_t)w * sizeof(float));
+					continue;
+				}
+				for (long x0 = 0; x0 < w; x0 += 4)
+					memcpy(yc + r * w + x0, z + x0 * g.ni, (size_t)(w - x0 < 4 ? w - x0 : 4) * sizeof(float));
+			}
+		}
 	}
 }
 KILN_ISA_DISPATCH(kiln_wino4_output,
-                  (float *restrict y, const float *restrict mm, long ldm, const float *bias, long m, long h, long w,
-                   long ty0, long nb, float *restrict tmp),
-                  (y, mm, ldm, bias, m, h, w, ty0, nb, tmp))
+                  (float *restrict y, long ys, long ni, const float *restrict mm, long ldm, const float *bias, long m,
+                   long h, long w, long ty0, long nb, float *restrict tmp),
+                  (y, ys, ni, mm, ldm, bias, m, h, w, ty0, nb, tmp))
 #undef AT
 #undef BT
 #pragma GCC pop_options
 
-// kiln_wino4_conv computes y (m planes of h×w) = the 3×3 "same" convolution
-// of x (k planes of h×w) with the weights u packed by kiln_wino4_pack for
-// width vl's panels, plus bias (NULL for none), in scratch of
-// kiln_wino4_scratch floats. It returns 0, doing nothing, when k is past the
-// product kernel's reduction.
-int kiln_wino4_conv(float *y, const float *x, const float *u, const float *bias, long k, long m, long h, long w,
-                    float *scratch, int vl) {
+// kiln_wino4_conv computes the n images' y (m planes of h×w, ys floats
+// apart) = the 3×3 "same" convolution of x (k planes of h×w, xs apart) with
+// the weights u packed by kiln_wino4_pack for width vl's panels, plus bias
+// (NULL for none), in scratch of kiln_wino4_scratch floats. It returns 0,
+// doing nothing, when k is past the product kernel's reduction.
+int kiln_wino4_conv(float *y, long ys, const float *x, long xs, long n, const float *u, const float *bias, long k,
+                    long m, long h, long w, float *scratch, int vl) {
 	if (k > kiln_conv_cpu_maxk()) return 0;
 	const geom g = tiling(h, w);
 	const long mr = kiln_conv_cpu_panel(vl), mp = (m + mr - 1) / mr * mr, ld = g.cols;
 	float *p = scratch, *v = p + 16 * k * g.pf, *mm = v + 36 * k * ld, *tmp = mm + 36 * m * ld;
-	kiln_wino4_pad(p, x, k, h, w, 1);
-	for (long ty0 = 0; ty0 < g.th; ty0 += g.nb) {
-		const long nb = g.th - ty0 < g.nb ? g.th - ty0 : g.nb, cols = nb * g.tw1;
-		kiln_wino4_input(v, ld, p, k, h, w, ty0, nb, tmp);
-		for (long xi = 0; xi < 36; xi++)
-			kiln_conv_shift_gemm(mm + xi * m * ld, ld, m, u + xi * mp * k, k, 1, v + xi * k * ld, k * ld, ld, 1, 0,
-			                     0, 0, 0, 1, cols, 0, 0, vl);
-		kiln_wino4_output(y, mm, ld, bias, m, h, w, ty0, nb, tmp);
+	for (long n0 = 0; n0 < n; n0 += g.ni) {
+		const long ni = n - n0 < g.ni ? n - n0 : g.ni;
+		kiln_wino4_pad(p, x + n0 * xs, xs, ni, k, h, w, 1);
+		for (long ty0 = 0; ty0 < g.th; ty0 += g.nb) {
+			const long nb = g.th - ty0 < g.nb ? g.th - ty0 : g.nb, cols = nb * g.tw1 * g.ni;
+			kiln_wino4_input(v, ld, p, k, h, w, ty0, nb, tmp);
+			for (long xi = 0; xi < 36; xi++)
+				kiln_conv_shift_gemm(mm + xi * m * ld, ld, m, u + xi * mp * k, k, 1, v + xi * k * ld, k * ld, ld,
+				                     1, 0, 0, 0, 0, 1, cols, 0, 0, vl);
+			kiln_wino4_output(y + n0 * ys, ys, ni, mm, ld, bias, m, h, w, ty0, nb, tmp);
+		}
 	}
 	return 1;
 }
+
 // The weight gradient, as conv_wino_cpu.c's: dg = Gᵀ dU G with dU_ξ =
 // Σ_tiles (Bᵀ d B)_ξ · (A dY Aᵀ)_ξ over every tile of every image, dY the
 // tile's 4×4 block of the output gradient; one product per ξ, summed over
@@ -306,15 +378,15 @@ int kiln_wino4_conv(float *y, const float *x, const float *u, const float *bias,
 
 // kiln_wino4_adjoint_body writes M'_ξ[co, f] = (A dY Aᵀ)_ξ at mm + (ξ·m +
 // co)·ldm + f for the nb tile rows from ty0 of the m output-gradient planes
-// padded at p (off 0): row i, column j of tile f's block is column f of
-// phase (i, j) at row ty. Each of the block's rows goes through A first
-// (into tmp, six runs of t), then each column of the six rows.
+// padded at p (off 0): row i, column j of tile f's block is float f of phase
+// (i, j) from row ty0. Each of the block's rows goes through A first (into
+// tmp, six runs of t), then each column of the six rows.
 BODY void kiln_wino4_adjoint_body(float *restrict mm, long ldm, const float *restrict p, long m, long h, long w,
                                   long ty0, long nb, float *restrict tmp) {
 	const geom g = tiling(h, w);
-	const long t = nb * g.tw1, s = m * ldm;
+	const long t = nb * g.tw1 * g.ni, s = m * ldm;
 	for (long c = 0; c < m; c++) {
-		const float *ph = p + 16 * c * g.pf + ty0 * g.tw1;
+		const float *ph = p + 16 * c * g.pf + ty0 * g.tw1 * g.ni;
 		for (long i = 0; i < 4; i++) { // row i of the blocks, through A: tmp + (6i + b)·t
 			const float *y0 = ph + 4 * i * g.pf, *y1 = y0 + g.pf, *y2 = y1 + g.pf, *y3 = y2 + g.pf;
 			float *restrict z = tmp + 6 * i * t;
@@ -343,31 +415,35 @@ KILN_ISA_DISPATCH(kiln_wino4_adjoint,
 // kiln_wino4_dw_scratch is the floats kiln_wino4_dw needs.
 long kiln_wino4_dw_scratch(long k, long m, long h, long w, long ldt) {
 	const geom g = tiling(h, w);
-	return 16 * (k + m) * g.pf + 36 * (k + m) * g.cols + 36 * g.cols * ldt + 24 * (g.nb + 1) * g.tw1;
+	return 16 * (k + m) * g.pf + 36 * (k + m) * g.cols + 36 * g.cols * ldt + 24 * (g.nb + 1) * g.tw1 * g.ni;
 }
 
-// kiln_wino4_dw adds dUᵀ_ξ[c, co] at du + (ξ·k + c)·ldt + co from one image:
-// x (k planes of h×w) and dy (m planes), in scratch of kiln_wino4_dw_scratch
-// floats; ldt, a multiple of 8, at least m. It returns 0, doing nothing,
-// when k or ldt is past what the kernels take.
-int kiln_wino4_dw(float *du, long ldt, const float *x, const float *dy, long k, long m, long h, long w,
-                  float *scratch, int vl) {
+// kiln_wino4_dw adds dUᵀ_ξ[c, co] at du + (ξ·k + c)·ldt + co from n images:
+// x (k planes of h×w, xs floats apart) and dy (m planes, ys apart), in
+// scratch of kiln_wino4_dw_scratch floats; ldt, a multiple of 8, at least
+// m. It returns 0, doing nothing, when k or ldt is past what the kernels
+// take.
+int kiln_wino4_dw(float *du, long ldt, const float *x, long xs, const float *dy, long ys, long n, long k, long m,
+                  long h, long w, float *scratch, int vl) {
 	if (k > kiln_conv_cpu_maxk() || ldt % 8 != 0 || ldt < m) return 0;
 	const geom g = tiling(h, w);
 	const long ld = g.cols;
 	float *px = scratch, *pd = px + 16 * k * g.pf, *v = pd + 16 * m * g.pf, *mm = v + 36 * k * ld;
 	float *mt = mm + 36 * m * ld, *tmp = mt + 36 * ld * ldt;
-	kiln_wino4_pad(px, x, k, h, w, 1);
-	kiln_wino4_pad(pd, dy, m, h, w, 0);
 	for (long r = 0; r < 36 * ld && ldt > m; r++) memset(mt + r * ldt + m, 0, (size_t)(ldt - m) * sizeof(float));
-	for (long ty0 = 0; ty0 < g.th; ty0 += g.nb) {
-		const long nb = g.th - ty0 < g.nb ? g.th - ty0 : g.nb, cols = nb * g.tw1;
-		kiln_wino4_input(v, ld, px, k, h, w, ty0, nb, tmp);
-		kiln_wino4_adjoint(mm, cols, pd, m, h, w, ty0, nb, tmp);
-		for (long xi = 0; xi < 36; xi++) {
-			kiln_conv_dyt(mt + xi * ld * ldt, ldt, mm + xi * m * cols, m, 1, cols, cols);
-			kiln_conv_shift_dwt(du + xi * k * ldt, ldt, 0, mt + xi * ld * ldt, ldt, k, 1, v + xi * k * ld, ld, 1, 0,
-			                    0, 0, 1, cols, 0, vl);
+	for (long n0 = 0; n0 < n; n0 += g.ni) {
+		const long ni = n - n0 < g.ni ? n - n0 : g.ni;
+		kiln_wino4_pad(px, x + n0 * xs, xs, ni, k, h, w, 1);
+		kiln_wino4_pad(pd, dy + n0 * ys, ys, ni, m, h, w, 0);
+		for (long ty0 = 0; ty0 < g.th; ty0 += g.nb) {
+			const long nb = g.th - ty0 < g.nb ? g.th - ty0 : g.nb, cols = nb * g.tw1 * g.ni;
+			kiln_wino4_input(v, ld, px, k, h, w, ty0, nb, tmp);
+			kiln_wino4_adjoint(mm, cols, pd, m, h, w, ty0, nb, tmp);
+			for (long xi = 0; xi < 36; xi++) {
+				kiln_conv_dyt(mt + xi * ld * ldt, ldt, mm + xi * m * cols, m, 1, cols, cols);
+				kiln_conv_shift_dwt(du + xi * k * ldt, ldt, 0, mt + xi * ld * ldt, ldt, k, 1, v + xi * k * ld, ld,
+				                    1, 0, 0, 0, 1, cols, 0, vl);
+			}
 		}
 	}
 	return 1;
