@@ -27,6 +27,9 @@ void kiln_conv_im2col(float *col, const float *x, int cg, int h, int w, int oh, 
                       int sw, int ph, int pw, int dh, int dw);
 void kiln_conv_col2im(float *dx, const float *col, int cg, int h, int w, int oh, int ow, int kh, int kw, int sh,
                       int sw, int ph, int pw, int dh, int dw);
+typedef void (*kiln_wino_gtimes)(double *u, int s, double g0, double g1, double g2);
+void kiln_wino_pack_n(float *dst, const float *w, long m, long k, long si, long sr, int flip, int mr, int n,
+                      kiln_wino_gtimes gtimes);
 long kiln_wino_scratch(long k, long m, long h, long w);
 void kiln_wino_pack(float *dst, const float *w, long m, long k, long si, long sr, int flip, int mr);
 int kiln_wino_conv(float *y, const float *x, const float *u, const float *bias, long k, long m, long h, long w,

@@ -53,16 +53,11 @@ func TestConv2DFlatReadsOnlyItsPlanes(t *testing.T) {
 		t.Skip("skipped: no AVX2, the flat kernels do not run")
 	}
 	defer restoreISA(t)()
-	for _, level := range engine.CPUISAs()[1:] {
-		opsMust(t, engine.SetCPUISA(level))
-		for i, c := range []convCase{
-			{"28x28", 1, 8, 28, 28, 8, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
-			{"64x16", 2, 9, 64, 16, 10, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
-			{"5x5-pad2", 1, 8, 9, 40, 12, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
-		} {
-			checkPlacements(t, level, c, uint64(i), false)
-		}
-	}
+	checkPlacementsAtLevels(t, "", []convCase{
+		{"28x28", 1, 8, 28, 28, 8, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+		{"64x16", 2, 9, 64, 16, 10, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+		{"5x5-pad2", 1, 8, 9, 40, 12, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
+	}, false)
 }
 
 // The Winograd paths (conv_wino_cpu.c, conv_wino4_cpu.c) copy the planes
@@ -76,17 +71,25 @@ func TestConv2DWinogradReadsOnlyItsPlanes(t *testing.T) {
 	defer engine.SetConvWinograd("always")()
 	for _, tiling := range []string{"always2", "always4"} {
 		restore := engine.SetConvWinograd(tiling)
-		for _, level := range engine.CPUISAs()[1:] {
-			opsMust(t, engine.SetCPUISA(level))
-			for i, c := range []convCase{
-				{"28x28", 2, 24, 28, 28, 32, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
-				{"odd-7x9", 1, 17, 7, 9, 19, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
-				{"3-wide", 1, 16, 5, 3, 16, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
-			} {
-				checkPlacements(t, tiling+" "+level, c, uint64(i), true)
-			}
-		}
+		checkPlacementsAtLevels(t, tiling+" ", []convCase{
+			{"28x28", 2, 24, 28, 28, 32, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+			{"odd-7x9", 1, 17, 7, 9, 19, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+			{"3-wide", 1, 16, 5, 3, 16, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+			{"16x16-images", 5, 24, 16, 16, 24, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
+		}, true)
 		restore()
+	}
+}
+
+// checkPlacementsAtLevels runs checkPlacements on each case at each ISA
+// level the C kernels run at.
+func checkPlacementsAtLevels(t *testing.T, prefix string, cases []convCase, withDw bool) {
+	t.Helper()
+	for _, level := range engine.CPUISAs()[1:] {
+		opsMust(t, engine.SetCPUISA(level))
+		for i, c := range cases {
+			checkPlacements(t, prefix+level, c, uint64(i), withDw)
+		}
 	}
 }
 

@@ -78,7 +78,7 @@ long kiln_wino4_scratch(long k, long m, long h, long w) {
 // gtimes writes G (g0, g1, g2)ᵀ at u, s apart, in double. (Multiplying by
 // ⅙ and 1/24 rather than dividing: the divisions were 5% of a forward of
 // 16 images.)
-static inline void gtimes(double *u, int s, double g0, double g1, double g2) {
+static void gtimes(double *u, int s, double g0, double g1, double g2) {
 	const double sixth = 1.0 / 6, sum = g0 + g2;
 	u[0] = g0 * 0.25;
 	u[s] = -(sum + g1) * sixth;
@@ -88,28 +88,9 @@ static inline void gtimes(double *u, int s, double g0, double g1, double g2) {
 	u[5 * s] = g2;
 }
 
-// kiln_wino4_pack writes U_ξ = (G g Gᵀ)_ξ for each row i < m and column r <
-// k of the product, g the 3×3 kernel at w + i·si + r·sr (turned 180° when
-// flip), as mr-row panels: U_ξ[i, r] at dst + ξ·mp·k + p·k + r·mr + (i − p)
-// for the panel p holding i, mp = m rounded up to mr, rows past m zero.
+// kiln_wino4_pack is kiln_wino_pack_n for F(4×4, 3×3).
 void kiln_wino4_pack(float *dst, const float *w, long m, long k, long si, long sr, int flip, int mr) {
-	const long mp = (m + mr - 1) / mr * mr;
-	memset(dst, 0, (size_t)(36 * mp * k) * sizeof(float));
-	for (long i = 0; i < m; i++)
-		for (long r = 0; r < k; r++) {
-			const float *g = w + i * si + r * sr;
-			double gg[3][3], t[6][3];
-			for (int a = 0; a < 9; a++) gg[a / 3][a % 3] = g[flip ? 8 - a : a];
-			for (int b = 0; b < 3; b++) // t = G g
-				gtimes(t[0] + b, 3, gg[0][b], gg[1][b], gg[2][b]);
-			const long p = i / mr * mr;
-			float *d = dst + p * k + r * mr + (i - p);
-			for (int a = 0; a < 6; a++) { // U = t Gᵀ
-				double u[6];
-				gtimes(u, 1, t[a][0], t[a][1], t[a][2]);
-				for (int b = 0; b < 6; b++) d[(6 * a + b) * mp * k] = (float)u[b];
-			}
-		}
+	kiln_wino_pack_n(dst, w, m, k, si, sr, flip, mr, 6, gtimes);
 }
 
 #pragma GCC push_options

@@ -74,33 +74,43 @@ long kiln_wino_scratch(long k, long m, long h, long w) {
 	return 2 * k * g.pf + 16 * (k + m) * g.cols + 8 * (g.nb + 1) * g.tw1 + 2 * g.nb * g.rl;
 }
 
-// kiln_wino_pack writes U_ξ = (G g Gᵀ)_ξ for each row i < m and column r <
-// k of the product, g the 3×3 kernel at w + i·si + r·sr (turned 180° when
-// flip), as mr-row panels: U_ξ[i, r] at dst + ξ·mp·k + p·k + r·mr + (i − p)
-// for the panel p holding i, mp = m rounded up to mr, rows past m zero
-// (kiln_conv_pack's layout with one tap).
-void kiln_wino_pack(float *dst, const float *w, long m, long k, long si, long sr, int flip, int mr) {
+// kiln_wino_pack_n writes U_ξ = (G g Gᵀ)_ξ, G n×3 applied in double by
+// gtimes, for each row i < m and column r < k of the product, g the 3×3
+// kernel at w + i·si + r·sr (turned 180° when flip), as mr-row panels:
+// U_ξ[i, r] at dst + ξ·mp·k + p·k + r·mr + (i − p) for the panel p holding
+// i, mp = m rounded up to mr, rows past m zero (kiln_conv_pack's layout with
+// one tap).
+void kiln_wino_pack_n(float *dst, const float *w, long m, long k, long si, long sr, int flip, int mr, int n,
+                      kiln_wino_gtimes gtimes) {
 	const long mp = (m + mr - 1) / mr * mr;
-	memset(dst, 0, (size_t)(16 * mp * k) * sizeof(float));
+	memset(dst, 0, (size_t)(n * n * mp * k) * sizeof(float));
 	for (long i = 0; i < m; i++)
 		for (long r = 0; r < k; r++) {
 			const float *g = w + i * si + r * sr;
-			double gg[3][3], t[4][3];
+			double gg[3][3], t[6][3];
 			for (int a = 0; a < 9; a++) gg[a / 3][a % 3] = g[flip ? 8 - a : a];
-			for (int b = 0; b < 3; b++) { // t = G g
-				t[0][b] = gg[0][b];
-				t[1][b] = (gg[0][b] + gg[1][b] + gg[2][b]) * 0.5;
-				t[2][b] = (gg[0][b] - gg[1][b] + gg[2][b]) * 0.5;
-				t[3][b] = gg[2][b];
-			}
+			for (int b = 0; b < 3; b++) gtimes(t[0] + b, 3, gg[0][b], gg[1][b], gg[2][b]); // t = G g
 			const long p = i / mr * mr;
 			float *d = dst + p * k + r * mr + (i - p);
-			for (int a = 0; a < 4; a++) { // U = t Gᵀ
-				const double u[4] = {t[a][0], (t[a][0] + t[a][1] + t[a][2]) * 0.5,
-				                     (t[a][0] - t[a][1] + t[a][2]) * 0.5, t[a][2]};
-				for (int b = 0; b < 4; b++) d[(4 * a + b) * mp * k] = (float)u[b];
+			for (int a = 0; a < n; a++) { // U = t Gᵀ
+				double u[6];
+				gtimes(u, 1, t[a][0], t[a][1], t[a][2]);
+				for (int b = 0; b < n; b++) d[(n * a + b) * mp * k] = (float)u[b];
 			}
 		}
+}
+
+// gtimes2 writes G (g0, g1, g2)ᵀ at u, s apart, in double.
+static void gtimes2(double *u, int s, double g0, double g1, double g2) {
+	u[0] = g0;
+	u[s] = (g0 + g1 + g2) * 0.5;
+	u[2 * s] = (g0 - g1 + g2) * 0.5;
+	u[3 * s] = g2;
+}
+
+// kiln_wino_pack is kiln_wino_pack_n for F(2×2, 3×3).
+void kiln_wino_pack(float *dst, const float *w, long m, long k, long si, long sr, int flip, int mr) {
+	kiln_wino_pack_n(dst, w, m, k, si, sr, flip, mr, 4, gtimes2);
 }
 
 #pragma GCC push_options
