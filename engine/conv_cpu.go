@@ -198,18 +198,20 @@ func (t *convFastTask) plan(g *convGeom) {
 	}
 }
 
-// convWinograd says when the 3×3 "same" convolutions run by Winograd's
-// F(2×2, 3×3): winoAuto on the shapes winoPays picks, winoOff never
-// (KILN_CONV_WINOGRAD=0, for A/Bs), winoAlways on every shape the kernels
-// take (tests: SetConvWinograd).
+// convWinograd says when the 3×3 "same" convolutions run by Winograd:
+// winoAuto on the shapes winoPays picks, each by its winoTileFor tiling;
+// winoAuto2 there too, but by F(2×2, 3×3) only (KILN_CONV_WINOGRAD=2, for
+// F(2×2)'s tighter rounding); winoOff never (KILN_CONV_WINOGRAD=0); the
+// winoAlways modes on every shape the kernels take (tests: SetConvWinograd).
 var convWinograd atomic.Int32
 
 const (
 	winoOff = iota
 	winoAuto
+	winoAuto2
 	winoAlways  // every shape the kernels take, each plane its winoTileFor tile
 	winoAlways2 // every such shape, F(2×2, 3×3) only
-	winoAlways4 // every such shape, F(4×4, 3×3) for the forward and input gradient
+	winoAlways4 // every such shape, F(4×4, 3×3) only
 )
 
 // winoEnvErr is why $KILN_CONV_WINOGRAD was refused, if it was.
@@ -221,13 +223,16 @@ func init() {
 	case "", "1":
 	case "0":
 		convWinograd.Store(winoOff)
+	case "2":
+		convWinograd.Store(winoAuto2)
 	default:
-		winoEnvErr = fmt.Errorf("$KILN_CONV_WINOGRAD: %q: want 0 (direct sums only) or 1 (Winograd where it pays)", v)
+		winoEnvErr = fmt.Errorf("$KILN_CONV_WINOGRAD: %q: want 0 (direct sums only), 1 (Winograd where it pays) "+
+			"or 2 (Winograd where it pays, F(2×2, 3×3) only)", v)
 	}
 }
 
-// ConvWinogradEnvError is why $KILN_CONV_WINOGRAD was refused (neither 0 nor
-// 1), nil when it was applied or not set.
+// ConvWinogradEnvError is why $KILN_CONV_WINOGRAD was refused (not 0, 1 or
+// 2), nil when it was applied or not set.
 func ConvWinogradEnvError() error { return winoEnvErr }
 
 // winoFor reports whether g's forward (backward: its input gradient, when
@@ -265,7 +270,7 @@ func winoPays(k, m, w int) bool { return k >= 24 && m >= 24 && w >= 13 }
 // 14-wide plane).
 func winoTileFor(h, w int) int {
 	switch convWinograd.Load() {
-	case winoAlways2:
+	case winoAlways2, winoAuto2:
 		return 2
 	case winoAlways4:
 		return 4

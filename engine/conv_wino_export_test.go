@@ -1,10 +1,11 @@
 package engine
 
 // SetConvWinograd sets when the 3×3 "same" convolutions run by Winograd
-// ("off", "auto", "always", or "always2" and "always4" for one tiling) for a test, and returns the function that
+// ("off", "auto", "auto2", "always", or "always2" and "always4" for one
+// tiling) for a test, and returns the function that
 // restores the setting.
 func SetConvWinograd(mode string) (restore func()) {
-	v := map[string]int32{"off": winoOff, "auto": winoAuto, "always": winoAlways, "always2": winoAlways2, "always4": winoAlways4}[mode]
+	v := map[string]int32{"off": winoOff, "auto": winoAuto, "auto2": winoAuto2, "always": winoAlways, "always2": winoAlways2, "always4": winoAlways4}[mode]
 	old := convWinograd.Swap(v)
 	return func() { convWinograd.Store(old) }
 }

@@ -114,10 +114,10 @@ func sameBits(a, b []*engine.Tensor) bool {
 	return true
 }
 
-// On cnn's 28×28 layer (a shape Winograd takes by itself, its forward and
-// input gradient by F(4×4, 3×3)) Winograd and the direct sums agree within
-// the transforms' roundings, and turning Winograd off changes each pass's
-// bits: the switch reaches all three.
+// On cnn's 28×28 layer (a shape Winograd takes by itself, all three passes
+// by F(4×4, 3×3)) Winograd and the direct sums agree within the transforms'
+// roundings, and turning Winograd off changes each pass's bits: the switch
+// reaches all three. "auto2" (KILN_CONV_WINOGRAD=2) runs it by F(2×2, 3×3).
 func TestConv2DWinogradIsTaken(t *testing.T) {
 	if len(engine.CPUISAs()) < 2 {
 		t.Skip("no AVX2: the C convolutions (and Winograd) do not run here")
@@ -128,9 +128,18 @@ func TestConv2DWinogradIsTaken(t *testing.T) {
 	restore := engine.SetConvWinograd("always4")
 	wino4 := winoPasses(t, x, w, nil, dout, p)
 	restore()
+	restore = engine.SetConvWinograd("always2")
+	wino2 := winoPasses(t, x, w, nil, dout, p)
+	restore()
+	restore = engine.SetConvWinograd("auto2") // KILN_CONV_WINOGRAD=2
+	auto2 := winoPasses(t, x, w, nil, dout, p)
+	restore()
 	restore = engine.SetConvWinograd("off")
 	direct := winoPasses(t, x, w, nil, dout, p)
 	restore()
+	if !sameBits(auto2, wino2) {
+		t.Error(`"auto2" (KILN_CONV_WINOGRAD=2) does not run this layer by F(2×2, 3×3)`)
+	}
 	for k, name := range []string{"out", "dx", "dw"} {
 		if slices.Equal(wino[k].Float32(), direct[k].Float32()) {
 			t.Errorf("%s: Winograd on and off give the same bits: the switch does not reach it", name)

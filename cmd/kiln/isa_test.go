@@ -36,17 +36,17 @@ func TestCPUISAFromTheEnvironment(t *testing.T) {
 	}
 }
 
-// KILN_CONV_WINOGRAD is 0 or 1; anything else stops kiln with exit 2 and
-// says which variable.
+// KILN_CONV_WINOGRAD is 0, 1 or 2; anything else stops kiln with exit 2
+// and says which variable.
 func TestConvWinogradFromTheEnvironment(t *testing.T) {
 	dir := t.TempDir()
-	for _, v := range []string{"0", "1"} {
+	for _, v := range []string{"0", "1", "2"} {
 		t.Setenv("KILN_CONV_WINOGRAD", v)
 		if r := kiln(t, dir, "info", "--device", "cpu"); r.code != 0 {
 			t.Errorf("KILN_CONV_WINOGRAD=%s: exit %d, %q", v, r.code, r.stderr)
 		}
 	}
-	for _, bad := range []string{"no", "2"} {
+	for _, bad := range []string{"no", "3", "4"} {
 		t.Setenv("KILN_CONV_WINOGRAD", bad)
 		if r := kiln(t, dir, "info"); r.code != 2 || !strings.Contains(r.stderr, "$KILN_CONV_WINOGRAD") {
 			t.Errorf("KILN_CONV_WINOGRAD=%s: exit %d, %q", bad, r.code, r.stderr)
