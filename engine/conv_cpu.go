@@ -75,8 +75,8 @@ type convFastTask struct {
 	flat bool
 	ft   flatTaps
 	// wino: a 3×3 "same" shape whose forward, or input gradient, runs by
-	// Winograd's F(2×2, 3×3) (conv_wino_cpu.c): 16 products a 2×2 block
-	// where the direct sum takes 36. ap then holds the transformed weights.
+	// Winograd (winoTile says which tiling). ap then holds the transformed
+	// weights.
 	wino bool
 	// winoTile: wino's and winoDw's output tile, 2 (F(2×2, 3×3)) or 4
 	// (F(4×4, 3×3), conv_wino4_cpu.c: 36 products a 4×4 block), by
@@ -475,18 +475,21 @@ func (t *convFastTask) sumWinoDw(g *convGeom, np int) {
 // Gᵀ, G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
 func winoWeightGrad(dw []float32, du *[16]float64) {
 	var t [3][4]float64 // Gᵀ dU
-	for b := 0; b < 4; b++ {
-		u0, u1, u2, u3 := du[b], du[4+b], du[8+b], du[12+b]
-		t[0][b] = u0 + 0.5*(u1+u2)
-		t[1][b] = 0.5 * (u1 - u2)
-		t[2][b] = 0.5*(u1+u2) + u3
+	for b := range 4 {
+		t[0][b], t[1][b], t[2][b] = winoGT2(du[b], du[4+b], du[8+b], du[12+b])
 	}
-	for i := 0; i < 3; i++ {
+	for i := range 3 {
 		r := t[i]
-		dw[3*i] += float32(r[0] + 0.5*(r[1]+r[2]))
-		dw[3*i+1] += float32(0.5 * (r[1] - r[2]))
-		dw[3*i+2] += float32(0.5*(r[1]+r[2]) + r[3])
+		a, b, c := winoGT2(r[0], r[1], r[2], r[3])
+		dw[3*i] += float32(a)
+		dw[3*i+1] += float32(b)
+		dw[3*i+2] += float32(c)
 	}
+}
+
+// winoGT2 is Gᵀ u for F(2×2, 3×3)'s G.
+func winoGT2(u0, u1, u2, u3 float64) (float64, float64, float64) {
+	return u0 + 0.5*(u1+u2), 0.5 * (u1 - u2), 0.5*(u1+u2) + u3
 }
 
 // winoWeightGrad4 adds Gᵀ dU G (3×3) to dw, dU the 6×6 gradient of U = G g

@@ -35,13 +35,13 @@ package engine
 #cgo noescape kiln_wino_conv
 #cgo nocallback kiln_wino_conv
 #cgo noescape kiln_wino_dw
+#cgo nocallback kiln_wino_dw
 #cgo noescape kiln_wino4_pack
 #cgo nocallback kiln_wino4_pack
 #cgo noescape kiln_wino4_conv
 #cgo nocallback kiln_wino4_conv
 #cgo noescape kiln_wino4_dw
 #cgo nocallback kiln_wino4_dw
-#cgo nocallback kiln_wino_dw
 #include "conv_cpu.h"
 */
 import "C"

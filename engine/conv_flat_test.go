@@ -60,31 +60,39 @@ func TestConv2DFlatMatchesReference(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var first []*engine.Tensor
-		for _, level := range levels {
-			if err := engine.SetCPUISA(level); err != nil {
-				t.Fatal(err)
-			}
-			name := fmt.Sprintf("case %d %s %dx%dx%dx%d k%dx%d g%d co%d", i, level, c.n, c.cin, c.h, c.w, c.kh, c.kw, c.groups, c.cout)
+		name := fmt.Sprintf("case %d %dx%dx%dx%d k%dx%d g%d co%d", i, c.n, c.cin, c.h, c.w, c.kh, c.kw, c.groups, c.cout)
+		sameBitsAtLevels(t, levels, []string{"out", "dx"}, name, func(level string) []*engine.Tensor {
 			out, dx := engine.New(engine.Float32, c.n, c.cout, c.h, c.w), engine.New(engine.Float32, c.n, c.cin, c.h, c.w)
 			out.Fill(math.NaN())
 			dx.Fill(math.NaN())
 			opsMust(t, engine.Conv2DForward(out, x, w, b, p))
 			opsMust(t, engine.Conv2DBackward(dx, nil, nil, dout, x, w, p))
 			if msg := gradcheck.Close(out.Values(), wantOut, 1e-4, 1e-4); msg != "" {
-				t.Errorf("%s out: %s", name, msg)
+				t.Errorf("%s %s out: %s", name, level, msg)
 			}
 			if msg := gradcheck.Close(dx.Values(), wantDx, 1e-4, 1e-4); msg != "" {
-				t.Errorf("%s dx: %s", name, msg)
+				t.Errorf("%s %s dx: %s", name, level, msg)
 			}
-			if first == nil {
-				first = []*engine.Tensor{out, dx}
-				continue
-			}
-			for k, got := range []*engine.Tensor{out, dx} {
-				if !slices.Equal(first[k].Float32(), got.Float32()) {
-					t.Errorf("%s: %s differs from %s's bits", name, []string{"out", "dx"}[k], levels[0])
-				}
+			return []*engine.Tensor{out, dx}
+		})
+	}
+}
+
+// sameBitsAtLevels runs run at each of levels and reports each of its
+// results (named by passes) whose bits differ from the first level's.
+func sameBitsAtLevels(t *testing.T, levels, passes []string, name string, run func(level string) []*engine.Tensor) {
+	t.Helper()
+	var first []*engine.Tensor
+	for _, level := range levels {
+		opsMust(t, engine.SetCPUISA(level))
+		got := run(level)
+		if first == nil {
+			first = got
+			continue
+		}
+		for k := range got {
+			if !slices.Equal(first[k].Float32(), got[k].Float32()) {
+				t.Errorf("%s %s: %s differs from %s's bits", name, level, passes[k], levels[0])
 			}
 		}
 	}
