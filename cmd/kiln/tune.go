@@ -107,6 +107,7 @@ func (tf *tuneFlags) resumeTune(f *pflag.FlagSet, dir string, threads int) error
 	if err != nil {
 		return err
 	}
+	setConsoleLevel(tu.State.Base.LogLevel) // the level the tune started with
 	return runTune(tu, tf.parallel, threads)
 }
 
@@ -116,6 +117,7 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 	if err != nil {
 		return usageError{err}
 	}
+	setConsoleLevel(base.LogLevel)
 	space, err := tf.space()
 	if err != nil {
 		return usageError{err}
@@ -150,6 +152,10 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 	if n := space.GridSize(); tf.strategy == "grid" && trials > 0 && trials < n {
 		log := logger()
 		log.Warn().Int("trials", trials).Int("grid", n).Msg("running only the first --trials points of the grid")
+	}
+	if n := len(tu.State.Trials); tf.strategy != "grid" && n < trials {
+		log := logger()
+		log.Warn().Int("trials", trials).Int("distinct", n).Msg("the space holds fewer distinct settings than --trials: running each once")
 	}
 	return runTune(tu, tf.parallel, cf.c.Threads)
 }

@@ -92,6 +92,34 @@ func TestTuneGridRanksTrialsAndKilnTrainTakesBestYAML(t *testing.T) {
 	}
 }
 
+// A random tune over fewer settings than --trials runs each once, saying
+// so, and --log-level warn keeps the tune's info lines off the console, on
+// the first run as on --resume (which takes the level the tune began with).
+func TestTuneRandomRunsEachSettingOnceAtTheConsoleLevel(t *testing.T) {
+	needMNIST(t)
+	dir := t.TempDir()
+	tuneDir := filepath.Join(dir, "tune")
+	r := mustRun(t, dir, append([]string{"tune", "--param", "lr=0.01,0.05", "--trials", "5", "--log-level", "warn",
+		"--run-dir", tuneDir}, tinyTune...)...)
+	if !strings.Contains(r.stderr, "fewer distinct settings than --trials") {
+		t.Errorf("no word that 2 settings run once each:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stderr, "INF") {
+		t.Errorf("--log-level warn, yet info lines:\n%s", r.stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(tuneDir, tune.ResultsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil || len(rows) != 3 || rows[1][len(rows[1])-1] == rows[2][len(rows[2])-1] {
+		t.Errorf("want the two learning rates once each (%v):\n%s", err, b)
+	}
+	if r := mustRun(t, dir, "tune", "--resume", "--run-dir", tuneDir); strings.Contains(r.stderr, "INF") {
+		t.Errorf("--resume of a --log-level warn tune, info lines:\n%s", r.stderr)
+	}
+}
+
 func mustJSON(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)

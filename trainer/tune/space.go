@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -532,13 +533,81 @@ func clone(p Params) Params {
 
 // Sample draws trial i's values (0-based). Each trial has its own stream
 // from (seed, i), so the draws do not depend on how many came before.
-func (s *Space) Sample(seed uint64, i int) Params {
-	r := rand.New(rand.NewPCG(seed, 0x74756e65^uint64(i)))
+func (s *Space) Sample(seed uint64, i int) Params { return s.redraw(seed, i, 0) }
+
+// redraw is Sample's draw number a for trial i (Sample's own is a = 0).
+func (s *Space) redraw(seed uint64, i, a int) Params {
+	r := rand.New(rand.NewPCG(seed, 0x74756e65^uint64(i)^uint64(a)<<32))
 	p := Params{}
 	for _, d := range s.Dims {
 		p[d.Key] = d.sample(r)
 	}
 	return p
+}
+
+// maxRedraws bounds the draws of one trial in a space too large to count,
+// where a repeat is only a coincidence of rounding.
+const maxRedraws = 1000
+
+// Draws returns n trials' values drawn as Sample draws them, but none
+// twice: a trial whose draw repeats an earlier trial's draws again from its
+// next stream, as KerasTuner's random search does. Two trials with the same
+// values and seed would train the same run twice. A space of fewer than n
+// distinct settings (Distinct) gives each of them once.
+func (s *Space) Draws(seed uint64, n int) []Params {
+	if d := s.Distinct(); d > 0 && d < n {
+		n = d
+	}
+	seen := map[string]bool{}
+	out := make([]Params, 0, n)
+	for i := 0; i < n; i++ {
+		p := s.Sample(seed, i)
+		for a := 1; seen[p.key()] && a <= maxRedraws; a++ {
+			p = s.redraw(seed, i, a)
+		}
+		seen[p.key()] = true
+		out = append(out, p)
+	}
+	return out
+}
+
+// Distinct is the number of distinct settings a draw can give, or 0 when a
+// dimension is a range of floats (too many to count) or the count passes
+// 2^30.
+func (s *Space) Distinct() int {
+	n := 1
+	for _, d := range s.Dims {
+		var k int
+		switch {
+		case !d.IsRange():
+			vs := map[string]bool{}
+			for _, v := range d.Values {
+				vs[String(v)] = true
+			}
+			k = len(vs)
+		case d.Scale == Pow2:
+			lo, hi := pow2Exponents(d.Min, d.Max)
+			k = hi - lo + 1
+		case isInt(d.kind) && d.Scale == Linear && math.Floor(d.Max)-math.Ceil(d.Min) < 1<<30:
+			k = int(math.Floor(d.Max)-math.Ceil(d.Min)) + 1
+		default:
+			return 0
+		}
+		if n *= k; n > 1<<30 {
+			return 0
+		}
+	}
+	return n
+}
+
+// key names p's values, one string per distinct setting.
+func (p Params) key() string {
+	keys := slices.Sorted(maps.Keys(p))
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%s;", k, String(p[k]))
+	}
+	return b.String()
 }
 
 // Apply returns base with the values of p, decoded as a config file's

@@ -269,3 +269,46 @@ func TestSizeAndDropoutSettingsOnlyForModelsThatHaveThem(t *testing.T) {
 		t.Error("cnn built without the dropout its Spec gives")
 	}
 }
+
+// A random search draws no setting twice: the same values and seed would
+// train the same run again. A space of fewer settings than trials gives each
+// once; a large one keeps Sample's draws where they do not repeat.
+func TestDrawsRepeatNoSetting(t *testing.T) {
+	small := mustSpace(t, "lr: [0.01, 0.05, 0.1]\nbatch: {min: 32, max: 64, scale: pow2}")
+	if n := small.Distinct(); n != 6 {
+		t.Fatalf("Distinct: %d, want 6", n)
+	}
+	got := small.Draws(1, 8)
+	if len(got) != 6 {
+		t.Fatalf("%d draws from a space of 6 settings, want 6", len(got))
+	}
+	seen := map[string]bool{}
+	for _, p := range got {
+		if seen[p.key()] {
+			t.Fatalf("drawn twice: %v", p)
+		}
+		seen[p.key()] = true
+	}
+	if !reflect.DeepEqual(small.Draws(1, 8), got) {
+		t.Error("the same seed drew different settings")
+	}
+
+	large := mustSpace(t, "lr: {min: 1e-4, max: 1, scale: log}\noptimizer: [sgd, adam]")
+	if n := large.Distinct(); n != 0 {
+		t.Errorf("Distinct of a float range: %d, want 0 (uncounted)", n)
+	}
+	draws := large.Draws(3, 40)
+	if len(draws) != 40 {
+		t.Fatalf("%d draws, want 40", len(draws))
+	}
+	for i, p := range draws {
+		if q := large.Sample(3, i); !reflect.DeepEqual(p, q) {
+			t.Errorf("trial %d: %v, Sample drew %v (no repeat to avoid)", i, p, q)
+		}
+	}
+
+	ints := mustSpace(t, "depth: {min: 1, max: 3}\noptimizer: [sgd, adam, adam]")
+	if n := ints.Distinct(); n != 6 {
+		t.Errorf("Distinct: %d, want 6 (3 depths × 2 optimizers)", n)
+	}
+}

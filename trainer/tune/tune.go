@@ -170,9 +170,7 @@ func Start(dir string, base trainer.Config, space *Space, set Settings) (*Tuner,
 			params = params[:set.Trials]
 		}
 	default:
-		for i := 0; i < set.Trials; i++ {
-			params = append(params, space.Sample(set.Seed, i))
-		}
+		params = space.Draws(set.Seed, set.Trials)
 	}
 	now := time.Now().UTC().Format(time.RFC3339)
 	st := &State{Version: stateVersion, Settings: set, Base: base, Space: space, Created: now, Updated: now}
