@@ -122,6 +122,7 @@ extern "C" int kiln_emu_launch(uintptr_t handle, unsigned gx, unsigned gy, unsig
 	for (unsigned w = 0; w < nwarps; w++) warp_barriers[w] = new std::barrier<>(std::min(32u, nthreads - 32 * w));
 	std::vector<uint64_t> exchange(32 * nwarps);
 	std::vector<unsigned int> votes(nwarps);
+	std::vector<uint32_t> table(32 * KILN_EMU_WARP_REGS * nwarps);
 	// Dynamic shared memory is heap memory of exactly the requested size, so an
 	// overrun is reported like any other.
 	void* dyn = shmem ? std::malloc(shmem) : nullptr;
@@ -135,6 +136,7 @@ extern "C" int kiln_emu_launch(uintptr_t handle, unsigned gx, unsigned gy, unsig
 	launch.warp_barriers = warp_barriers.data();
 	launch.warp_exchange = exchange.data();
 	launch.warp_vote = votes.data();
+	launch.warp_table = table.data();
 	kiln_emu_current = &launch;
 	blockDim = launch.block;
 	gridDim = launch.grid;

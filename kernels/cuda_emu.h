@@ -10,8 +10,9 @@
 // sees a kernel that reads or writes past a buffer.
 //
 // It is slow (a thread switch per barrier) and meant for small, awkward shapes
-// in tests. Code that cannot be emulated (tensor-core inline PTX) sits behind
-// #ifdef __CUDA_ARCH__ with a portable twin.
+// in tests. Inline PTX sits behind #ifdef __CUDA_ARCH__; the tensor-core
+// products it issues are emulated here on the same fragment registers, a
+// warp's lanes exchanging them through kiln_emu_warp_table.
 #pragma once
 #ifdef __CUDACC__
 #error "cuda_emu.h is for g++ only; nvcc uses the real CUDA headers"
@@ -50,7 +51,11 @@ struct KilnEmuLaunch {
 	std::barrier<>** warp_barriers;   // one per warp
 	uint64_t* warp_exchange;          // 32 slots per warp
 	unsigned int* warp_vote;          // one per warp
+	uint32_t* warp_table;             // 32 lanes × KILN_EMU_WARP_REGS per warp (kiln_emu_warp_table)
 };
+
+// Registers a lane may publish to kiln_emu_warp_table.
+static constexpr int KILN_EMU_WARP_REGS = 64;
 
 inline KilnEmuLaunch* kiln_emu_current = nullptr;
 inline thread_local dim3 threadIdx;
@@ -96,6 +101,26 @@ inline T kiln_emu_exchange(T v, int src) {
 }
 
 inline int kiln_emu_lane() { return static_cast<int>(kiln_emu_linear_tid() % 32); }
+
+// Warp-collective matrix instructions (mma.sync, ldmatrix) read registers
+// of every lane. kiln_emu_warp_table publishes this lane's n registers
+// (n ≤ KILN_EMU_WARP_REGS), the warp meets, and the table it returns holds
+// lane L's register r at [L·n + r], for every lane to read until it calls
+// kiln_emu_warp_table_done() (the warp meets again, so that the table can be
+// written anew). As on the GPU, the whole warp must take part.
+inline const uint32_t* kiln_emu_warp_table(const uint32_t* v, int n) {
+	unsigned int tid = kiln_emu_linear_tid(), warp = tid / 32;
+	if (n > KILN_EMU_WARP_REGS || kiln_emu_current->nthreads < 32 * (warp + 1)) {
+		std::fprintf(stderr, "kiln emulator: a warp-wide matrix op needs a full warp and at most %d registers\n",
+		             KILN_EMU_WARP_REGS);
+		std::abort();
+	}
+	uint32_t* table = kiln_emu_current->warp_table + warp * 32 * KILN_EMU_WARP_REGS;
+	std::memcpy(table + (tid % 32) * n, v, n * sizeof(uint32_t));
+	__syncwarp();
+	return table;
+}
+inline void kiln_emu_warp_table_done() { __syncwarp(); }
 
 template <typename T>
 inline T __shfl_sync(unsigned int, T v, int src, int width = 32) {

@@ -23,17 +23,16 @@
 //   - tf32 (sm_80+, opt-in): the 8 warps sit 2×4 over the tile, each warp
 //     issues mma.sync.m16n8k8 TF32 tensor-core products (64×32 per warp for
 //     the 128×128 tile, 32×16 for 64×64). Inputs are rounded to TF32
-//     (cvt.rna) as they enter shared memory. The portable twin (emulator, or
-//     a GPU below sm_80) runs the same tiling with scalar FMAs on the same
-//     rounded values; products of two TF32 values are exact in fp32, so both
-//     differ only in summation order.
+//     (cvt.rna) as they enter shared memory. The emulator runs the same
+//     fragments through a warp-wide emulation of the instruction (mma_all):
+//     products of two TF32 values are exact in fp32, so it differs from the
+//     tensor cores only in the order of the sum.
 //   - bf16 (sm_80+, --precision bf16): the same warp layout and accumulators,
 //     mma.sync.m16n8k8 with bf16 inputs, each register two bf16 of
 //     consecutive k. Inputs are rounded to bf16 (kiln_to_bf16, the rule of
 //     every Kiln path) as they enter shared memory, kept there as floats
-//     whose low half is zero, and paired as the fragments are read. The
-//     portable twin is the TF32 one: products of two bf16 are exact in fp32
-//     too.
+//     whose low half is zero, and paired as the fragments are read; the
+//     emulator emulates this instruction too.
 //
 // Split K: blockIdx.z = group·splits + split; split s covers a contiguous run
 // of whole k-steps and writes its partial tile to a workspace that
@@ -67,7 +66,7 @@ template <int BM_, int BN_, Prec P_, int TM_ = 0, int TN_ = 0>
 struct Tile {
 	static constexpr int BM = BM_, BN = BN_;
 	static constexpr Prec P = P_;
-	static constexpr bool MMA = P != F32;  // the tensor-core warp layout (or its twin)
+	static constexpr bool MMA = P != F32;  // the tensor-core warp layout
 	static constexpr int SQ = BM * BN / THREADS == 64 ? 8 : BM * BN / THREADS == 16 ? 4 : 2;
 	static constexpr int TM = TM_ ? TM_ : SQ, TN = TN_ ? TN_ : SQ;
 	// A thread's rows (columns) come in chunks of CHM (CHN) consecutive
@@ -138,58 +137,118 @@ __device__ __forceinline__ void load_n(const float* p, float* v) {
 #endif
 }
 
-// d[0..3] += A(16×8, row) · B(8×8, col), one warp; fragments as in the PTX
-// ISA for mma.m16n8k8 .tf32 (gid = lane/4, tig = lane%4):
-//   a0 (gid, tig) a1 (gid+8, tig) a2 (gid, tig+4) a3 (gid+8, tig+4)
-//   b0 (k=tig, n=gid) b1 (k=tig+4, n=gid)
-//   d0 (gid, 2tig) d1 (gid, 2tig+1) d2 (gid+8, 2tig) d3 (gid+8, 2tig+1)
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-__device__ __forceinline__ void mma_tf32(float* d, const float* a, const float* b) {
-	asm volatile(
-	    "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-	    "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-	    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-	    : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])),
-	      "r"(__float_as_uint(a[3])), "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
-}
-
-// The same for bf16 inputs (mma.m16n8k8 .bf16): each register holds two
-// bf16, the lower k in the low half:
-//   a0 (gid, 2tig..2tig+1) a1 (gid+8, 2tig..2tig+1)   b0 (k=2tig..2tig+1, n=gid)
-// with d as for tf32.
-__device__ __forceinline__ void mma_bf16(float* d, const unsigned int* a, unsigned int b) {
-	asm volatile(
-	    "mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 "
-	    "{%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-	    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-	    : "r"(a[0]), "r"(a[1]), "r"(b));
-}
-
-// bf16_pair packs the bf16 values lo (k) and hi (k+1), floats whose low half
-// is zero, into one register: lo's upper half low, hi's high.
-__device__ __forceinline__ unsigned int bf16_pair(float lo, float hi) {
-	return __byte_perm(__float_as_uint(lo), __float_as_uint(hi), 0x7632);
-}
+// The tensor-core products run on sm_80+ as mma.sync, and under the
+// emulator as a warp-wide emulation of the same instruction on the same
+// fragment registers (mma_all), so the fragment code is tested off the GPU.
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(KILN_EMU)
 #define KILN_GEMM_MMA 1
 #endif
 
 #ifdef KILN_GEMM_MMA
-// for_fragments runs mma(d, mt, nt) on each 16×8 fragment's four
-// accumulators d (rows 2mt, 2mt+1 by columns 2nt, 2nt+1 of acc).
-template <class T, class F>
-__device__ __forceinline__ void for_fragments(float (&acc)[T::TM][T::TN], F mma) {
+// Fragment registers of mma.m16n8k8 (gid = lane/4, tig = lane%4), as in
+// the PTX ISA:
+//   .tf32: a0 (gid, tig) a1 (gid+8, tig) a2 (gid, tig+4) a3 (gid+8, tig+4)
+//          b0 (k=tig, n=gid) b1 (k=tig+4, n=gid)
+//   .bf16: each register two bf16 of consecutive k, the lower k in the low
+//          half: a0 (gid, 2tig..2tig+1) a1 (gid+8, 2tig..2tig+1)
+//          b0 (k=2tig..2tig+1, n=gid)
+//   d (fp32, both): d0 (gid, 2tig) d1 (gid, 2tig+1) d2 (gid+8, 2tig) d3 (gid+8, 2tig+1)
+template <Prec P>
+struct Frag {
+	static constexpr int A = P == BF16 ? 2 : 4, B = P == BF16 ? 1 : 2;
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// d[0..3] += A(16×8, row) · B(8×8, col), one warp.
+__device__ __forceinline__ void mma_tf32(float* d, const unsigned int* a, const unsigned int* b) {
+	asm volatile(
+	    "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+	    "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+	    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+	    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mma_bf16(float* d, const unsigned int* a, const unsigned int* b) {
+	asm volatile(
+	    "mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 "
+	    "{%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+	    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+	    : "r"(a[0]), "r"(a[1]), "r"(b[0]));
+}
+#endif
+
+// bf16_pair packs the bf16 values lo (k) and hi (k+1), floats whose low half
+// is zero, into one register: lo's upper half low, hi's high.
+__device__ __forceinline__ unsigned int bf16_pair(float lo, float hi) {
+#ifdef KILN_EMU
+	return (__float_as_uint(lo) >> 16) | (__float_as_uint(hi) & 0xffff0000u);
+#else
+	return __byte_perm(__float_as_uint(lo), __float_as_uint(hi), 0x7632);
+#endif
+}
+
+#ifdef KILN_EMU
+// emu_mma_all is mma_all's product under the emulator: every lane publishes
+// its fragments, and computes its d of each fragment from the A and B they
+// make, k ascending in one fmaf chain (exact products, as on the tensor
+// cores, which leave the order of the sum unspecified).
+template <class T, Prec P>
+void emu_mma_all(float (&acc)[T::TM][T::TN], const unsigned int (&fa)[T::TM / 2][Frag<P>::A],
+                 const unsigned int (&fb)[T::TN / 2][Frag<P>::B]) {
+	constexpr int MT = T::TM / 2, NT = T::TN / 2, RA = Frag<P>::A, RB = Frag<P>::B;
+	constexpr int NA = MT * RA, N = NA + NT * RB;
+	constexpr bool H = P == BF16;  // two bf16 a register
+	uint32_t mine[N];
+	std::memcpy(mine, fa, sizeof fa);
+	std::memcpy(mine + NA, fb, sizeof fb);
+	const uint32_t* tab = kiln_emu_warp_table(mine, N);
+	auto value = [&](int lane, int reg, int half) {
+		uint32_t u = tab[lane * N + reg];
+		return H ? __uint_as_float(half ? u & 0xffff0000u : u << 16) : __uint_as_float(u);
+	};
+	// Element (r, k) of fragment mt of A, (k, n) of fragment nt of B.
+	auto a = [&](int mt, int r, int k) {
+		return H ? value((r % 8) * 4 + k / 2, mt * RA + r / 8, k % 2)
+		         : value((r % 8) * 4 + k % 4, mt * RA + r / 8 + 2 * (k / 4), 0);
+	};
+	auto b = [&](int nt, int k, int n) {
+		return H ? value(n * 4 + k / 2, NA + nt * RB, k % 2) : value(n * 4 + k % 4, NA + nt * RB + k / 4, 0);
+	};
+	const int lane = kiln_emu_lane(), gid = lane >> 2, tig = lane & 3;
+	for (int mt = 0; mt < MT; mt++)
+		for (int nt = 0; nt < NT; nt++)
+			for (int q = 0; q < 4; q++) {  // d_q: row gid + 8(q/2), column 2tig + q%2
+				float& d = acc[2 * mt + q / 2][2 * nt + q % 2];
+				for (int k = 0; k < 8; k++) d = fmaf(a(mt, gid + 8 * (q / 2), k), b(nt, k, 2 * tig + q % 2), d);
+			}
+	kiln_emu_warp_table_done();
+}
+#endif
+
+// mma_all adds A_mt · B_nt (inputs of precision P) to each 16×8 fragment
+// (mt, nt) of a warp's accumulators: rows 2mt, 2mt+1 by columns 2nt, 2nt+1
+// of acc hold its d.
+template <class T, Prec P>
+__device__ __forceinline__ void mma_all(float (&acc)[T::TM][T::TN], const unsigned int (&fa)[T::TM / 2][Frag<P>::A],
+                                        const unsigned int (&fb)[T::TN / 2][Frag<P>::B]) {
+#ifdef KILN_EMU
+	emu_mma_all<T, P>(acc, fa, fb);
+#else
 #pragma unroll
 	for (int mt = 0; mt < T::TM / 2; mt++)
 #pragma unroll
 		for (int nt = 0; nt < T::TN / 2; nt++) {
 			float d[4] = {acc[2 * mt][2 * nt], acc[2 * mt][2 * nt + 1], acc[2 * mt + 1][2 * nt],
 			              acc[2 * mt + 1][2 * nt + 1]};
-			mma(d, mt, nt);
+			if (P == BF16)
+				mma_bf16(d, fa[mt], fb[nt]);
+			else
+				mma_tf32(d, fa[mt], fb[nt]);
 			acc[2 * mt][2 * nt] = d[0];
 			acc[2 * mt][2 * nt + 1] = d[1];
 			acc[2 * mt + 1][2 * nt] = d[2];
 			acc[2 * mt + 1][2 * nt + 1] = d[3];
 		}
+#endif
 }
 
 // One k-step of 8 of a warp's TM/2 × TN/2 fragments of 16×8, rows from wr
@@ -198,22 +257,22 @@ template <class T>
 __device__ __forceinline__ void warp_mma_tf32(float (&acc)[T::TM][T::TN], const float (*As)[T::BM + T::PAD],
                                               const float (*Bs)[T::BN + T::PAD], int wr, int wc, int gid, int tig) {
 	constexpr int MT = T::TM / 2, NT = T::TN / 2;
-	float fa[MT][4], fb[NT][2];
+	unsigned int fa[MT][4], fb[NT][2];
 #pragma unroll
 	for (int mt = 0; mt < MT; mt++) {
 		int r0 = wr + mt * 16 + gid;
-		fa[mt][0] = As[tig][r0];
-		fa[mt][1] = As[tig][r0 + 8];
-		fa[mt][2] = As[tig + 4][r0];
-		fa[mt][3] = As[tig + 4][r0 + 8];
+		fa[mt][0] = __float_as_uint(As[tig][r0]);
+		fa[mt][1] = __float_as_uint(As[tig][r0 + 8]);
+		fa[mt][2] = __float_as_uint(As[tig + 4][r0]);
+		fa[mt][3] = __float_as_uint(As[tig + 4][r0 + 8]);
 	}
 #pragma unroll
 	for (int nt = 0; nt < NT; nt++) {
 		int c0 = wc + nt * 8 + gid;
-		fb[nt][0] = Bs[tig][c0];
-		fb[nt][1] = Bs[tig + 4][c0];
+		fb[nt][0] = __float_as_uint(Bs[tig][c0]);
+		fb[nt][1] = __float_as_uint(Bs[tig + 4][c0]);
 	}
-	for_fragments<T>(acc, [&](float* d, int mt, int nt) { mma_tf32(d, fa[mt], fb[nt]); });
+	mma_all<T, TF32>(acc, fa, fb);
 }
 
 // The same step on bf16 tensor cores: each fragment register pairs rows
@@ -222,7 +281,7 @@ template <class T>
 __device__ __forceinline__ void warp_mma_bf16(float (&acc)[T::TM][T::TN], const float (*As)[T::BM + T::PAD],
                                               const float (*Bs)[T::BN + T::PAD], int wr, int wc, int gid, int tig) {
 	constexpr int MT = T::TM / 2, NT = T::TN / 2;
-	unsigned int fa[MT][2], fb[NT];
+	unsigned int fa[MT][2], fb[NT][1];
 #pragma unroll
 	for (int mt = 0; mt < MT; mt++) {
 		int r0 = wr + mt * 16 + gid;
@@ -232,9 +291,9 @@ __device__ __forceinline__ void warp_mma_bf16(float (&acc)[T::TM][T::TN], const 
 #pragma unroll
 	for (int nt = 0; nt < NT; nt++) {
 		int c0 = wc + nt * 8 + gid;
-		fb[nt] = bf16_pair(Bs[2 * tig][c0], Bs[2 * tig + 1][c0]);
+		fb[nt][0] = bf16_pair(Bs[2 * tig][c0], Bs[2 * tig + 1][c0]);
 	}
-	for_fragments<T>(acc, [&](float* d, int mt, int nt) { mma_bf16(d, fa[mt], fb[nt]); });
+	mma_all<T, BF16>(acc, fa, fb);
 }
 #endif
 
@@ -377,15 +436,7 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 		else
 			warp_mma_tf32<T>(acc, Ab, Bb, wr, wc, gid, tig);
 #else
-		// Portable twin: the same outputs per thread, scalar FMAs.
-#pragma unroll
-		for (int kk = 0; kk < BK; kk++)
-#pragma unroll
-			for (int m = 0; m < TM; m++) {
-				float a = Ab[kk][row(m)];
-#pragma unroll
-				for (int c = 0; c < TN; c++) acc[m][c] = fmaf(a, Bb[kk][col(c)], acc[m][c]);
-			}
+		static_assert(!T::MMA, "tensor-core tiles are built for sm_80+ (and the emulator) only");
 #endif
 		}
 	};
