@@ -275,13 +275,7 @@ func TestSizeAndDropoutSettingsOnlyForModelsThatHaveThem(t *testing.T) {
 // once; a large one keeps Sample's draws where they do not repeat.
 func TestDrawsRepeatNoSetting(t *testing.T) {
 	small := mustSpace(t, "lr: [0.01, 0.05, 0.1]\nbatch: {min: 32, max: 64, scale: pow2}")
-	if n := small.Distinct(); n != 6 {
-		t.Fatalf("Distinct: %d, want 6", n)
-	}
-	got := small.Draws(1, 8)
-	if len(got) != 6 {
-		t.Fatalf("%d draws from a space of 6 settings, want 6", len(got))
-	}
+	got := mustDraw(t, small, 1, 8, 6, 6)
 	seen := map[string]bool{}
 	for _, p := range got {
 		if seen[p.key()] {
@@ -294,14 +288,7 @@ func TestDrawsRepeatNoSetting(t *testing.T) {
 	}
 
 	large := mustSpace(t, "lr: {min: 1e-4, max: 1, scale: log}\noptimizer: [sgd, adam]")
-	if n := large.Distinct(); n != 0 {
-		t.Errorf("Distinct of a float range: %d, want 0 (uncounted)", n)
-	}
-	draws := large.Draws(3, 40)
-	if len(draws) != 40 {
-		t.Fatalf("%d draws, want 40", len(draws))
-	}
-	for i, p := range draws {
+	for i, p := range mustDraw(t, large, 3, 40, 0, 40) {
 		if q := large.Sample(3, i); !reflect.DeepEqual(p, q) {
 			t.Errorf("trial %d: %v, Sample drew %v (no repeat to avoid)", i, p, q)
 		}
@@ -311,4 +298,18 @@ func TestDrawsRepeatNoSetting(t *testing.T) {
 	if n := ints.Distinct(); n != 6 {
 		t.Errorf("Distinct: %d, want 6 (3 depths × 2 optimizers)", n)
 	}
+}
+
+// mustDraw checks s's count of settings (0: uncounted), then draws n
+// trials and checks how many came back.
+func mustDraw(t *testing.T, s *Space, seed uint64, n, distinct, want int) []Params {
+	t.Helper()
+	if d := s.Distinct(); d != distinct {
+		t.Fatalf("Distinct: %d, want %d", d, distinct)
+	}
+	got := s.Draws(seed, n)
+	if len(got) != want {
+		t.Fatalf("%d draws of %d asked, want %d", len(got), n, want)
+	}
+	return got
 }
