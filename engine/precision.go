@@ -72,7 +72,7 @@ func (p Precision) Check(dev Device) error {
 	case int(p) >= len(precisionNames):
 		return fmt.Errorf("unknown precision %v", p)
 	case dev == CUDA:
-		return nil // tensor cores on sm_80+, the kernels' portable twins elsewhere
+		return nil // tensor cores on sm_80+ (the fatbin's only targets); the emulator emulates mma.sync
 	case p == TF32:
 		return fmt.Errorf("precision tf32 is not available on the cpu: TF32 is a GPU tensor-core format " +
 			"(use fp32, or bf16 on a CPU with AVX512_BF16)")
