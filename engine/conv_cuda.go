@@ -23,22 +23,26 @@ import (
 // The implicit-GEMM kernels of each pass, one per tile and precision (see
 // gemmKernels).
 var (
-	// The fp32 passes whose M is a channel count (Cout forward, Cin for the
-	// input gradient, Cout for the weight gradient), small in early layers,
-	// also have the 32×128 tile; the weight gradient, whose N is the taps
-	// and whose long K is split over the batch, the 32×32 one too.
+	// The fp32 and bf16 passes whose M is a channel count (Cout forward,
+	// Cin for the input gradient, Cout for the weight gradient), small in
+	// early layers, also have the 32×128 tile; the weight gradient, whose N
+	// is the taps and whose long K is split over the batch, the 32×32 one
+	// too.
 	kConvForward = gemmKernels{kern.conv2d_forward_64x64_f32, kern.conv2d_forward_128x128_f32,
 		kern.conv2d_forward_64x64_tf32, kern.conv2d_forward_128x128_tf32,
 		kern.conv2d_forward_64x64_bf16, kern.conv2d_forward_128x128_bf16,
-		nil, kern.conv2d_forward_32x128_f32, nil}
+		nil, kern.conv2d_forward_32x128_f32, nil,
+		nil, kern.conv2d_forward_32x128_bf16, nil}
 	kConvInputGrad = gemmKernels{kern.conv2d_input_grad_64x64_f32, kern.conv2d_input_grad_128x128_f32,
 		kern.conv2d_input_grad_64x64_tf32, kern.conv2d_input_grad_128x128_tf32,
 		kern.conv2d_input_grad_64x64_bf16, kern.conv2d_input_grad_128x128_bf16,
-		nil, kern.conv2d_input_grad_32x128_f32, nil}
+		nil, kern.conv2d_input_grad_32x128_f32, nil,
+		nil, kern.conv2d_input_grad_32x128_bf16, nil}
 	kConvWeightGrad = gemmKernels{kern.conv2d_weight_grad_64x64_f32, kern.conv2d_weight_grad_128x128_f32,
 		kern.conv2d_weight_grad_64x64_tf32, kern.conv2d_weight_grad_128x128_tf32,
 		kern.conv2d_weight_grad_64x64_bf16, kern.conv2d_weight_grad_128x128_bf16,
-		kern.conv2d_weight_grad_32x32_f32, kern.conv2d_weight_grad_32x128_f32, nil}
+		kern.conv2d_weight_grad_32x32_f32, kern.conv2d_weight_grad_32x128_f32, nil,
+		kern.conv2d_weight_grad_32x32_bf16, kern.conv2d_weight_grad_32x128_bf16, nil}
 )
 
 // convIndexable reports an error when a tensor is too large for the

@@ -53,9 +53,6 @@ func convKernel(pass, tile, dt string) string {
 	return fmt.Sprintf("conv2d_%s_%s_%s", pass, tile, dt)
 }
 
-// square names a square tile.
-func square(tile int) string { return fmt.Sprintf("%dx%d", tile, tile) }
-
 // check compares the GPU results, computed by the kernels of lp (nil:
 // fp32), with the CPU's fp32 ones: at lp's tolerance, or twice fp32's (after
 // two backward passes the sums doubled).
@@ -142,27 +139,36 @@ func TestCUDAConv2D(t *testing.T) {
 
 // The weight gradient on the 32 tile (the convolutions with few channels
 // take it), with its bias column, on every case, with the automatic split
-// and split three ways; two passes, so that it adds.
+// and split three ways; two passes, so that it adds. In bf16 too (the bias
+// gradient in its own kernel), on every other case.
 func TestCUDAConv2DWeightGradSmallTile(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(false)
-	for _, splits := range []int{0, 3} {
-		restore := engine.SetGemmPlanForTest(32, splits)
-		for i, c := range convCases {
-			rng := rand.New(rand.NewPCG(24, uint64(i)))
-			r := newConvRun(t, rng, c)
-			r.dx, r.gdx = nil, nil // the input gradient has no 32 tile
-			r.backward(t)
-			r.backward(t)
-			split := splits > 1 && (r.kWgrad+7)/8 > 1
-			r.check(t, fmt.Sprintf("%s tile 32 splits %d", c.name, splits), "32x32", split, nil, false, true)
+	for _, lp := range []*lowPrecision{nil, &bf16Setting} {
+		for _, splits := range []int{0, 3} {
+			restore := engine.SetGemmPlanForTest(32, splits)
+			for i, c := range convCases {
+				if lp != nil && i%2 == 1 {
+					continue
+				}
+				rng := rand.New(rand.NewPCG(24, uint64(i)))
+				r := newConvRun(t, rng, c)
+				if lp != nil {
+					r.gw.SetPrecision(engine.BF16)
+				}
+				r.dx, r.gdx = nil, nil // the input gradient has no 32 tile
+				r.backward(t)
+				r.backward(t)
+				split := splits > 1 && (r.kWgrad+7)/8 > 1
+				r.check(t, fmt.Sprintf("%s tile 32 splits %d", c.name, splits), "32x32", split, lp, false, true)
+			}
+			restore()
 		}
-		restore()
 	}
 }
 
 // Which tile each pass's plan picks: the small and rectangular ones for
-// few channels and taps, in fp32 only.
+// few channels and taps, in fp32 and bf16.
 func TestCUDAConv2DTilePlan(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(false)
@@ -178,7 +184,9 @@ func TestCUDAConv2DTilePlan(t *testing.T) {
 		{"lenet conv2 weight gradient (16 × 150 + bias)", "weight_grad", 16, 151, 64 * 10 * 10, engine.FP32, 32, 128},
 		{"cnn conv4 weight gradient (64 × 576 + bias)", "weight_grad", 64, 577, 64 * 14 * 14, engine.FP32, 64, 64},
 		{"cnn conv4 forward (64 channels)", "forward", 64, 64 * 14 * 14, 576, engine.FP32, 64, 64},
-		{"lenet conv1 forward in bf16", "forward", 6, 64 * 28 * 28, 25, engine.BF16, 64, 64},
+		{"lenet conv1 forward in bf16", "forward", 6, 64 * 28 * 28, 25, engine.BF16, 32, 128},
+		{"lenet conv1 weight gradient in bf16", "weight_grad", 6, 26, 64 * 28 * 28, engine.BF16, 32, 32},
+		{"cnn conv4 forward in bf16", "forward", 64, 64 * 14 * 14, 576, engine.BF16, 64, 64},
 	} {
 		tm, tn, _, err := engine.ConvPlanForTest(c.pass, c.m, c.n, c.k, c.prec)
 		opsMust(t, err)
@@ -257,10 +265,16 @@ func TestCUDAConv2DBiasGradSplitsOverTheBatch(t *testing.T) {
 // dilation and a strided 1×1 on both tiles, with prepare applied to the GPU
 // weight, against the float64 CPU op on rounded inputs and the fp32 CPU op.
 func checkConvLowPrecision(t *testing.T, lp lowPrecision, prepare func(w *engine.Tensor)) {
-	for _, tc := range []struct{ tile, i int }{
-		{64, 1}, {64, 4}, {128, 3}, {128, 9}, // stride2-pad1, groups2, dilation2, 1x1-stride2
-	} {
-		restore := engine.SetGemmPlanForTest(tc.tile, 0)
+	type lpCase struct{ tm, tn, i int }
+	cases := []lpCase{
+		{64, 64, 1}, {64, 64, 4}, {128, 128, 3}, {128, 128, 9}, // stride2-pad1, groups2, dilation2, 1x1-stride2
+	}
+	if lp.dt == "bf16" { // bf16 has the small tiles too: 32×128, and 32×32 for the weight gradient
+		cases = append(cases, lpCase{32, 128, 1}, lpCase{32, 128, 4}, lpCase{32, 32, 4})
+	}
+	for _, tc := range cases {
+		tile := fmt.Sprintf("%dx%d", tc.tm, tc.tn)
+		restore := engine.SetGemmTileForTest(tc.tm, tc.tn, 0)
 		c := convCases[tc.i]
 		rng := rand.New(rand.NewPCG(23, uint64(tc.i)))
 		r := newConvRun(t, rng, c)
@@ -269,8 +283,16 @@ func checkConvLowPrecision(t *testing.T, lp lowPrecision, prepare func(w *engine
 		r.forward(t)
 		r.backward(t)
 		restore()
-		name := fmt.Sprintf("%s %s tile %d", c.name, lp.dt, tc.tile)
-		r.check(t, name, square(tc.tile), false, &lp, true, true)
+		name := fmt.Sprintf("%s %s tile %s", c.name, lp.dt, tile)
+		passTile := func(pass string) string { // a forced tile the pass lacks falls back to 64×64
+			if tile == "32x32" && pass != "weight_grad" {
+				return "64x64"
+			}
+			return tile
+		}
+		if tile != "32x32" {
+			r.check(t, name, tile, false, &lp, true, true)
+		}
 
 		xr, wr, doutr := roundedCopy(r.x, lp.round), roundedCopy(r.w, lp.round), roundedCopy(r.dout, lp.round)
 		var b64 *engine.Tensor
@@ -287,7 +309,7 @@ func checkConvLowPrecision(t *testing.T, lp lowPrecision, prepare func(w *engine
 			got, want *engine.Tensor
 		}{{"forward", r.kFwd + 1, r.gout, out}, {"input_grad", r.kDgrad, r.gdx, dx}, {"weight_grad", r.kWgrad + 1, r.gdw, dw0}} {
 			atol, rtol := gemmTol(z.k)
-			checkKernels(t, []string{convKernel(z.pass, square(tc.tile), lp.dt)}, name+" "+z.pass+" vs rounded float64",
+			checkKernels(t, []string{convKernel(z.pass, passTile(z.pass), lp.dt)}, name+" "+z.pass+" vs rounded float64",
 				z.got, z.want.As(engine.Float32), atol, rtol)
 		}
 	}

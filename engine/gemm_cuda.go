@@ -23,8 +23,9 @@ import (
 // model or timing, so a result is the same on every run and every card.
 //
 // Precision, per weight (Tensor.SetPrecision): TF32 and bf16 products run
-// the tensor-core kernels of their tile (sm_80+: mma.sync m16n8k8, with a
-// portable twin for the emulator and older GPUs); bf16 rounds each input to
+// the tensor-core kernels of their tile (sm_80+: mma.sync m16n8k8; the
+// emulator runs the same fragments through an emulation of the
+// instruction); bf16 rounds each input to
 // 8 significant bits and sums in fp32, as autocast does.
 //
 // TF32: with KILN_TF32=1 (or SetCUDATF32(true)) every fp32 product uses the
@@ -35,11 +36,13 @@ import (
 // KILN_CUDA_CHECK comparison, 1e-3, can flag TF32 on long reductions).
 
 // gemmKernels are one op's kernels: fp32, tf32 and bf16 on the 64×64 and
-// 128×128 tiles, and fp32 on the smaller and rectangular tiles where the op
-// has them (nil otherwise): 32×32, 32×128 (a small M) and 128×32 (a small N).
+// 128×128 tiles, and fp32 and bf16 on the smaller and rectangular tiles
+// where the op has them (nil otherwise): 32×32, 32×128 (a small M) and
+// 128×32 (a small N).
 type gemmKernels struct {
 	k64, k128, tf64, tf128, bf64, bf128 *cuda.Kernel
 	k32, k32x128, k128x32               *cuda.Kernel
+	bf32, bf32x128, bf128x32            *cuda.Kernel
 }
 
 // kGemm[transA][transB]
@@ -47,18 +50,22 @@ var kGemm = [2][2]gemmKernels{
 	{
 		{kern.gemm_nn_64x64_f32, kern.gemm_nn_128x128_f32, kern.gemm_nn_64x64_tf32, kern.gemm_nn_128x128_tf32,
 			kern.gemm_nn_64x64_bf16, kern.gemm_nn_128x128_bf16,
-			nil, kern.gemm_nn_32x128_f32, kern.gemm_nn_128x32_f32},
+			nil, kern.gemm_nn_32x128_f32, kern.gemm_nn_128x32_f32,
+			nil, kern.gemm_nn_32x128_bf16, kern.gemm_nn_128x32_bf16},
 		{kern.gemm_nt_64x64_f32, kern.gemm_nt_128x128_f32, kern.gemm_nt_64x64_tf32, kern.gemm_nt_128x128_tf32,
 			kern.gemm_nt_64x64_bf16, kern.gemm_nt_128x128_bf16,
-			nil, kern.gemm_nt_32x128_f32, kern.gemm_nt_128x32_f32},
+			nil, kern.gemm_nt_32x128_f32, kern.gemm_nt_128x32_f32,
+			nil, kern.gemm_nt_32x128_bf16, kern.gemm_nt_128x32_bf16},
 	},
 	{
 		{kern.gemm_tn_64x64_f32, kern.gemm_tn_128x128_f32, kern.gemm_tn_64x64_tf32, kern.gemm_tn_128x128_tf32,
 			kern.gemm_tn_64x64_bf16, kern.gemm_tn_128x128_bf16,
-			nil, kern.gemm_tn_32x128_f32, kern.gemm_tn_128x32_f32},
+			nil, kern.gemm_tn_32x128_f32, kern.gemm_tn_128x32_f32,
+			nil, kern.gemm_tn_32x128_bf16, kern.gemm_tn_128x32_bf16},
 		{kern.gemm_tt_64x64_f32, kern.gemm_tt_128x128_f32, kern.gemm_tt_64x64_tf32, kern.gemm_tt_128x128_tf32,
 			kern.gemm_tt_64x64_bf16, kern.gemm_tt_128x128_bf16,
-			nil, kern.gemm_tt_32x128_f32, kern.gemm_tt_128x32_f32},
+			nil, kern.gemm_tt_32x128_f32, kern.gemm_tt_128x32_f32,
+			nil, kern.gemm_tt_32x128_bf16, kern.gemm_tt_128x32_bf16},
 	},
 }
 
@@ -159,8 +166,8 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (g
 }
 
 // tile picks an m×n product's tile: 128×128 for a large product that
-// fills the GPU with them; otherwise, in fp32, whichever of 64×64 and the
-// op's smaller and rectangular tiles costs least, counting blocks (each
+// fills the GPU with them; otherwise, in fp32 and bf16, whichever of 64×64
+// and the op's smaller and rectangular tiles costs least, counting blocks (each
 // runs the whole k) weighted by a block's cost a k-step against the 64
 // tile's. A 32×32 block does a quarter of the products for about half the
 // time (the same shared-memory traffic and barriers a k-step), so it weighs
@@ -177,7 +184,7 @@ func (ks gemmKernels) tile(m, n, batch int, prec Precision) (tm, tn int) {
 		return 128, 128
 	}
 	tm, tn = 64, 64
-	if gemmPrecision(prec) != FP32 || cudaSquareTiles {
+	if gemmPrecision(prec) == TF32 || cudaSquareTiles {
 		return tm, tn
 	}
 	best := float64(ceilDiv(m, 64) * ceilDiv(n, 64))
@@ -196,21 +203,21 @@ func (ks gemmKernels) tile(m, n, batch int, prec Precision) (tm, tn int) {
 }
 
 // pick is the kernel of a tile and precision (nil where the op has none:
-// the tiles other than 64×64 and 128×128 are fp32 only).
+// the tiles other than 64×64 and 128×128 are fp32 and bf16 only).
 func (ks gemmKernels) pick(tm, tn int, prec Precision) *cuda.Kernel {
 	p := gemmPrecision(prec)
 	switch {
 	case tm == 64 && tn == 64 || tm == 128 && tn == 128:
 		k := [3][2]*cuda.Kernel{FP32: {ks.k64, ks.k128}, TF32: {ks.tf64, ks.tf128}, BF16: {ks.bf64, ks.bf128}}
 		return k[p][b2i(tm == 128)]
-	case p != FP32:
+	case p == TF32:
 		return nil
 	case tm == 32 && tn == 32:
-		return ks.k32
+		return [3]*cuda.Kernel{FP32: ks.k32, BF16: ks.bf32}[p]
 	case tm == 32 && tn == 128:
-		return ks.k32x128
+		return [3]*cuda.Kernel{FP32: ks.k32x128, BF16: ks.bf32x128}[p]
 	case tm == 128 && tn == 32:
-		return ks.k128x32
+		return [3]*cuda.Kernel{FP32: ks.k128x32, BF16: ks.bf128x32}[p]
 	}
 	return nil
 }

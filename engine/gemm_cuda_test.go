@@ -279,8 +279,8 @@ var (
 
 // TF32 kernels: exact products of TF32-rounded inputs summed in fp32, so they
 // match a float64 product of the rounded inputs to fp32 summation error
-// (this checks the tiling, the fragment layout of mma.sync on sm_80+ and its
-// portable twin alike), and the fp32 CPU product to TF32 precision: inputs
+// (this checks the tiling and the fragment layout of mma.sync, on sm_80+
+// and under the emulator's emulation of it alike), and the fp32 CPU product to TF32 precision: inputs
 // lose up to 2^-11 relatively each, so the error grows as 1e-3·√k·|terms|.
 func TestCUDAGemmTF32(t *testing.T) {
 	cudaOrSkip(t)
@@ -297,17 +297,26 @@ func TestCUDAGemmBF16(t *testing.T) {
 	checkGemmLowPrecision(t, bf16Setting, rand.New(rand.NewPCG(15, 16)))
 }
 
+// lowPrecisionTiles are the tiles a precision has kernels on: bf16 also
+// the rectangular ones (the fp32 loop on rounded inputs), tf32 not.
+func lowPrecisionTiles(lp lowPrecision) [][2]int {
+	if lp.dt == "bf16" {
+		return [][2]int{{64, 64}, {128, 128}, {32, 128}, {128, 32}}
+	}
+	return [][2]int{{64, 64}, {128, 128}}
+}
+
 func checkGemmLowPrecision(t *testing.T, lp lowPrecision, rng *rand.Rand) {
-	for _, tile := range []int{64, 128} {
-		restore := engine.SetGemmPlanForTest(tile, 0)
+	for _, tile := range lowPrecisionTiles(lp) {
+		restore := engine.SetGemmTileForTest(tile[0], tile[1], 0)
 		defer restore()
 		for ti, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
 				for ci, c := range []gemmCase{{1, 1, 1}, {17, 33, 13}, {130, 9, 40}} {
-					if tile == 64 && ci != 2-ti {
-						continue // the 64 tile: one shape per transpose pair
+					if tile[0] != 128 && ci != 2-ti || tile[0] == 128 && tile[1] == 32 && ci == 1 {
+						continue // one shape per transpose pair on the 64 and 32×128 tiles, two on 128×32
 					}
-					k := []string{gemmKernelName(ta, tb, tile, lp.dt)}
+					k := []string{gemmTileKernelName(ta, tb, tile[0], tile[1], lp.dt)}
 					name := fmt.Sprintf("%s %dx%dx%d", k[0], c.m, c.n, c.k)
 					o := newGemmOperands(t, rng, ta, tb, c.m, c.n, c.k, 1)
 					c0 := o.c.Clone()
@@ -347,14 +356,15 @@ func checkGemmLowPrecision(t *testing.T, lp lowPrecision, rng *rand.Rand) {
 
 // On a real GPU: the tensor-core TF32 and bf16 kernels against the fp32
 // kernel on a product large enough to take the 128 tile by itself. The
-// emulator already checks the portable twins (TestCUDAGemmTF32, …BF16);
-// this checks mma.sync, its fragment layouts and the rounding on the card,
+// emulator already checks the fragment code through its emulation of
+// mma.sync (TestCUDAGemmTF32, …BF16); this checks the instruction itself
+// and the rounding on the card,
 // and that the tensor cores are really in use (results not identical to
 // fp32).
 func TestCUDAGemmTensorCores(t *testing.T) {
 	cudaOrSkip(t)
 	if cuda.Device().Backend != "cuda" {
-		t.Skip("skipped: needs a real GPU (sm_80+); the emulator runs the portable twins in TestCUDAGemmTF32 and TestCUDAGemmBF16")
+		t.Skip("skipped: needs a real GPU (sm_80+); the emulator emulates mma.sync in TestCUDAGemmTF32 and TestCUDAGemmBF16")
 	}
 	checkTensorCores(t, tf32Setting, engine.SetCUDATF32)
 	checkTensorCores(t, bf16Setting, func(on bool) {

@@ -60,6 +60,10 @@ var kern = struct {
 	conv2d_forward_128x128_tf32     *cuda.Kernel
 	conv2d_input_grad_128x128_tf32  *cuda.Kernel
 	conv2d_weight_grad_128x128_tf32 *cuda.Kernel
+	conv2d_weight_grad_32x32_bf16   *cuda.Kernel
+	conv2d_forward_32x128_bf16      *cuda.Kernel
+	conv2d_input_grad_32x128_bf16   *cuda.Kernel
+	conv2d_weight_grad_32x128_bf16  *cuda.Kernel
 	conv2d_forward_64x64_bf16       *cuda.Kernel
 	conv2d_input_grad_64x64_bf16    *cuda.Kernel
 	conv2d_weight_grad_64x64_bf16   *cuda.Kernel
@@ -109,6 +113,14 @@ var kern = struct {
 	gemm_nt_128x128_tf32   *cuda.Kernel
 	gemm_tn_128x128_tf32   *cuda.Kernel
 	gemm_tt_128x128_tf32   *cuda.Kernel
+	gemm_nn_32x128_bf16    *cuda.Kernel
+	gemm_nt_32x128_bf16    *cuda.Kernel
+	gemm_tn_32x128_bf16    *cuda.Kernel
+	gemm_tt_32x128_bf16    *cuda.Kernel
+	gemm_nn_128x32_bf16    *cuda.Kernel
+	gemm_nt_128x32_bf16    *cuda.Kernel
+	gemm_tn_128x32_bf16    *cuda.Kernel
+	gemm_tt_128x32_bf16    *cuda.Kernel
 	gemm_nn_64x64_bf16     *cuda.Kernel
 	gemm_nt_64x64_bf16     *cuda.Kernel
 	gemm_tn_64x64_bf16     *cuda.Kernel
@@ -203,6 +215,10 @@ var kern = struct {
 	conv2d_forward_128x128_tf32:     cuda.K("conv2d_forward_128x128_tf32"),
 	conv2d_input_grad_128x128_tf32:  cuda.K("conv2d_input_grad_128x128_tf32"),
 	conv2d_weight_grad_128x128_tf32: cuda.K("conv2d_weight_grad_128x128_tf32"),
+	conv2d_weight_grad_32x32_bf16:   cuda.K("conv2d_weight_grad_32x32_bf16"),
+	conv2d_forward_32x128_bf16:      cuda.K("conv2d_forward_32x128_bf16"),
+	conv2d_input_grad_32x128_bf16:   cuda.K("conv2d_input_grad_32x128_bf16"),
+	conv2d_weight_grad_32x128_bf16:  cuda.K("conv2d_weight_grad_32x128_bf16"),
 	conv2d_forward_64x64_bf16:       cuda.K("conv2d_forward_64x64_bf16"),
 	conv2d_input_grad_64x64_bf16:    cuda.K("conv2d_input_grad_64x64_bf16"),
 	conv2d_weight_grad_64x64_bf16:   cuda.K("conv2d_weight_grad_64x64_bf16"),
@@ -244,6 +260,14 @@ var kern = struct {
 	gemm_nt_128x128_tf32:            cuda.K("gemm_nt_128x128_tf32"),
 	gemm_tn_128x128_tf32:            cuda.K("gemm_tn_128x128_tf32"),
 	gemm_tt_128x128_tf32:            cuda.K("gemm_tt_128x128_tf32"),
+	gemm_nn_32x128_bf16:             cuda.K("gemm_nn_32x128_bf16"),
+	gemm_nt_32x128_bf16:             cuda.K("gemm_nt_32x128_bf16"),
+	gemm_tn_32x128_bf16:             cuda.K("gemm_tn_32x128_bf16"),
+	gemm_tt_32x128_bf16:             cuda.K("gemm_tt_32x128_bf16"),
+	gemm_nn_128x32_bf16:             cuda.K("gemm_nn_128x32_bf16"),
+	gemm_nt_128x32_bf16:             cuda.K("gemm_nt_128x32_bf16"),
+	gemm_tn_128x32_bf16:             cuda.K("gemm_tn_128x32_bf16"),
+	gemm_tt_128x32_bf16:             cuda.K("gemm_tt_128x32_bf16"),
 	gemm_nn_64x64_bf16:              cuda.K("gemm_nn_64x64_bf16"),
 	gemm_nt_64x64_bf16:              cuda.K("gemm_nt_64x64_bf16"),
 	gemm_tn_64x64_bf16:              cuda.K("gemm_tn_64x64_bf16"),

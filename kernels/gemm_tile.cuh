@@ -32,7 +32,11 @@
 //     consecutive k. Inputs are rounded to bf16 (kiln_to_bf16, the rule of
 //     every Kiln path) as they enter shared memory, kept there as floats
 //     whose low half is zero, and paired as the fragments are read; the
-//     emulator emulates this instruction too.
+//     emulator emulates this instruction too. The small and rectangular
+//     tiles (32×32, 32×128, 128×32) have bf16 kernels too, for products
+//     over few channels: the fp32 loop above on inputs rounded the same way.
+//     A product of two bf16 is exact in fp32, so they sum what the tensor
+//     cores sum, in another order.
 //
 // Split K: blockIdx.z = group·splits + split; split s covers a contiguous run
 // of whole k-steps and writes its partial tile to a workspace that
@@ -66,7 +70,9 @@ template <int BM_, int BN_, Prec P_, int TM_ = 0, int TN_ = 0>
 struct Tile {
 	static constexpr int BM = BM_, BN = BN_;
 	static constexpr Prec P = P_;
-	static constexpr bool MMA = P != F32;  // the tensor-core warp layout
+	// The tensor-core warp layout: low precision on the square 64 and 128
+	// tiles. The other tiles multiply in the fp32 loop whatever P rounds to.
+	static constexpr bool MMA = P != F32 && BM == BN && BM >= 64;
 	static constexpr int SQ = BM * BN / THREADS == 64 ? 8 : BM * BN / THREADS == 16 ? 4 : 2;
 	static constexpr int TM = TM_ ? TM_ : SQ, TN = TN_ ? TN_ : SQ;
 	// A thread's rows (columns) come in chunks of CHM (CHN) consecutive
@@ -77,7 +83,7 @@ struct Tile {
 	static constexpr int PAD = P == TF32 ? 8 : 4;
 	static_assert(TM * TN * THREADS == BM * BN, "tile does not split evenly over 256 threads");
 	static_assert(THREADS % BM == 0 && THREADS % BN == 0, "tile edge must divide 256");
-	static_assert(!MMA || (BM == BN && TM >= 4), "the tensor-core warp layout needs a 64 or 128 tile");
+	static_assert(!MMA || TM >= 4, "the tensor-core warp layout needs a 64 or 128 tile");
 	static_assert((BM / TM) * (BN / TN) == THREADS, "one thread per TM×TN outputs");
 };
 typedef Tile<64, 64, F32> Tile64;
@@ -96,6 +102,10 @@ typedef Tile<32, 32, F32> Tile32;
 // 64 tile, with half as much of the tile out of range.
 typedef Tile<32, 128, F32, 2, 8> Tile32x128;
 typedef Tile<128, 32, F32, 8, 2> Tile128x32;
+// The same in bf16 (inputs rounded to bf16 as they enter shared memory).
+typedef Tile<32, 32, BF16> Tile32BF16;
+typedef Tile<32, 128, BF16, 2, 8> Tile32x128BF16;
+typedef Tile<128, 32, BF16, 8, 2> Tile128x32BF16;
 
 // Round to TF32 (10 mantissa bits), nearest with ties away from zero, as
 // cvt.rna.tf32.f32 does. Infinities and NaNs pass through.
