@@ -136,7 +136,7 @@ func layerNormBackwardCUDA(dx, dgamma, dbeta, dout, x, mean, rstd, gamma *Tensor
 // ---- Batch norm ----
 
 // bnChunk is how many of a channel's N·H·W values one block reduces; the
-// chunks' results are combined in order by one thread per channel.
+// chunks' results are combined in a fixed order by one warp per channel.
 const bnChunk = 2048
 
 // bnBlockFor is the block size of the batch-norm reductions: 256 threads,
@@ -171,7 +171,7 @@ func batchNormForwardCUDA(op string, relu bool, out, saveMean, saveInvStd, x, ga
 		f.Ptr(coef).Ptr(saveMean.dptr()).Ptr(saveInvStd.dptr()).Ptr(optPtr(runMean)).Ptr(optPtr(runVar)).Ptr(partial).
 			Ptr(optPtr(gamma)).Ptr(optPtr(beta)).Int(c).Int(chunks).I64(int64(m)).Int(bnChunk).
 			U64(math.Float64bits(momentum)).U64(math.Float64bits(eps))
-		if err := launchFit(kern.batchnorm_stats_finalize_f32, c, &f); err != nil {
+		if err := cuda.Launch(kern.batchnorm_stats_finalize_f32, cuda.D1(c), cuda.D1(32), 0, &f); err != nil {
 			return err
 		}
 		return batchNormApply(out, x, coef, c, hw, relu)
@@ -244,7 +244,7 @@ func batchNormBackwardCUDA(dx, dgamma, dbeta, dout, reluOut, x, mean, invStd, ru
 	var f cuda.Args
 	f.Ptr(coef).Ptr(optPtr(dgamma)).Ptr(optPtr(dbeta)).Ptr(partial).Ptr(mean.dptr()).Ptr(optPtr(invStd)).
 		Ptr(optPtr(runVar)).Ptr(optPtr(gamma)).Int(c).Int(chunks).I64(int64(m)).U64(math.Float64bits(eps))
-	if err := launchFit(kern.batchnorm_backward_finalize_f32, c, &f); err != nil {
+	if err := cuda.Launch(kern.batchnorm_backward_finalize_f32, cuda.D1(c), cuda.D1(32), 0, &f); err != nil {
 		return err
 	}
 	if dx == nil {

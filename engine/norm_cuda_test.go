@@ -37,11 +37,12 @@ func TestCUDABatchNorm(t *testing.T) {
 	rng := rand.New(rand.NewPCG(41, 42))
 	shapes := [][]int{
 		{2, 3, 5, 7},
-		{1, 5, 3, 3},   // batch 1
-		{4, 9},         // BatchNorm1d, C not a multiple of 8
-		{3, 4, 5},      // (N,C,L)
-		{2, 1, 1, 1},   // the fewest values training allows
-		{1, 1, 45, 46}, // 2070 values per channel: two chunks
+		{1, 5, 3, 3},     // batch 1
+		{4, 9},           // BatchNorm1d, C not a multiple of 8
+		{3, 4, 5},        // (N,C,L)
+		{2, 1, 1, 1},     // the fewest values training allows
+		{1, 1, 45, 46},   // 2070 values per channel: two chunks
+		{1, 2, 260, 260}, // 67600 values per channel: 34 chunks, two for two of the finalizing warp's lanes
 	}
 	for si, shape := range shapes {
 		c := shape[1]
