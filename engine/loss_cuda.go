@@ -297,7 +297,7 @@ func softmaxCrossEntropyLoggedCUDA(probs, dlogits, logits *Tensor, labels []int3
 		}
 		var a cuda.Args
 		a.Ptr(s.rows).Ptr(s.rows + cuda.Ptr(8*n)).Int(n).Ptr(slot)
-		return cuda.Launch(kern.xent_log_step, cuda.D1(1), cuda.D1(32), 0, &a)
+		return cuda.Launch(kern.xent_log_step, cuda.D1(1), cuda.D1(256), 0, &a)
 	}
 	return runCUDA(op, gpu, func(host hostCopy) error {
 		l, c, err := SoftmaxCrossEntropy(host(probs), host(dlogits), host(logits), labels, eps, scale)

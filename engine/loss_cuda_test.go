@@ -251,7 +251,7 @@ func TestCUDALossLogCopiesOnceAtTheRead(t *testing.T) {
 	log := engine.NewLossLog(4)
 	defer log.Release()
 	var want, cpuWant []engine.StepLoss
-	for step, c := range []struct{ n, k int }{{1, 3}, {37, 10}, {300, 10}, {3, 1000}} {
+	for step, c := range []struct{ n, k int }{{1, 3}, {37, 10}, {2100, 10}, {3, 1000}} { // 2100: three runs of rows
 		logits, dlogits := devRandRange(t, rng, 5, nil, c.n, c.k)
 		labels := randLabels(rng, c.n, c.k)
 		newDev := func() *engine.Tensor { return dev(t, engine.New(engine.Float32, c.n, c.k)) }
