@@ -20,11 +20,11 @@ NVCCFLAGS := -fatbin -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compu
 .PHONY: build build-cuda kernels train test vet fuzz accuracy bench bench-torch golden clean test-kernels FORCE
 
 build: $(if $(filter 1,$(GPU)),build-cuda)
-	$(GO) build $(if $(MPITAG),-tags $(MPITAG)) -o $(BIN) ./cmd/kiln
+	$(GO) build -buildvcs=auto $(if $(MPITAG),-tags $(MPITAG)) -o $(BIN) ./cmd/kiln
 
 # The CUDA build; its kernel list is checked against the fat binary's symbols.
 build-cuda: kernels
-	$(GO) build -tags cuda$(if $(MPITAG),$(comma)mpi) -o $(BIN)-cuda ./cmd/kiln
+	$(GO) build -buildvcs=auto -tags cuda$(if $(MPITAG),$(comma)mpi) -o $(BIN)-cuda ./cmd/kiln
 	scripts/check-fatbin.sh ./$(BIN)-cuda $(FATBIN)
 
 # Every kernels/*.cu family in one translation unit (kernels/all.cu, written

@@ -49,4 +49,19 @@ expect_error kiln-explicit 'no CUDA device|NVIDIA driver' ./kiln "${train[@]}" -
 mkdir -p "$tmp/alone" && cp ./kiln "$tmp/alone/kiln"
 expect_cpu kiln-alone-auto "$tmp/alone/kiln" "${train[@]}" --device auto
 expect_error kiln-alone-explicit 'no CUDA backend|NVIDIA driver' "$tmp/alone/kiln" "${train[@]}" --device cuda
+# A kiln-cuda from other sources than the kiln beside it (one left over from
+# an earlier `make build GPU=1`): kiln does not hand over to it, and says why.
+if git rev-parse -q --verify HEAD~1 >/dev/null && [ -n "$(git rev-parse HEAD 2>/dev/null)" ]; then
+  mkdir -p "$tmp/stale"
+  { git clone -q . "$tmp/prev" && git -C "$tmp/prev" checkout -q HEAD~1 && cp cuda/kernels.fatbin "$tmp/prev/cuda/" &&
+    (cd "$tmp/prev" && go build -buildvcs=true -tags cuda -o "$tmp/stale/kiln-cuda" ./cmd/kiln); } ||
+    fail "building the previous commit's kiln-cuda"
+  cp ./kiln "$tmp/stale/kiln"
+  expect_cpu kiln-stale-auto "$tmp/stale/kiln" "${train[@]}" --device auto
+  grep -q 'kiln-cuda was built from revision' "$tmp/kiln-stale-auto.err" ||
+    { tail -5 "$tmp/kiln-stale-auto.err"; fail "kiln-stale-auto: no word of the other build"; }
+  expect_error kiln-stale-explicit 'kiln-cuda was built from revision' "$tmp/stale/kiln" "${train[@]}" --device cuda
+else
+  echo "check-cpu-fallback: no previous commit here: the stale kiln-cuda case is skipped"
+fi
 echo "check-cpu-fallback: ok"

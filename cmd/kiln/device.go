@@ -1,10 +1,12 @@
 package main
 
 import (
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -134,8 +136,60 @@ func probeGPU() gpuProbe {
 		p.binaryErr = fmt.Errorf("%s is this binary, a build without CUDA", cand)
 	default:
 		p.binary = cand
+		p.binaryErr = sameBuild(cand)
+		if p.binaryErr != nil {
+			p.binary = ""
+		}
 	}
 	return p
+}
+
+// sameBuild reports an error when the kiln-cuda at path was built from
+// other sources than this kiln, as their Git stamps tell (`make build`
+// stamps both): a kiln-cuda left over from an earlier `make build GPU=1`
+// would otherwise run every --device auto command, old code and all.
+// Builds without a stamp (-buildvcs=false, or no Git) are not compared.
+func sameBuild(path string) error {
+	other, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: cannot read its build information: %w", path, err)
+	}
+	self, _ := debug.ReadBuildInfo()
+	return buildsMatch(self, other, path)
+}
+
+// buildsMatch is sameBuild on the two builds' information.
+func buildsMatch(self, other *debug.BuildInfo, path string) error {
+	a, b := vcsStamp(self), vcsStamp(other)
+	if a == "" || b == "" || a == b {
+		return nil
+	}
+	return fmt.Errorf("%s was built from %s, this kiln from %s: rebuild both with `make build GPU=1`", path, b, a)
+}
+
+// vcsStamp is a build's Git revision, marked when its tree had uncommitted
+// changes; "" when the build has no stamp.
+func vcsStamp(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return ""
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	rev = "revision " + rev[:min(12, len(rev))]
+	if modified == "true" {
+		rev += " with uncommitted changes"
+	}
+	return rev
 }
 
 // handOverToCUDA replaces this process with kiln-cuda when the driver loads

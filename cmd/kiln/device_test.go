@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -76,5 +77,36 @@ func TestGPUOpsNames(t *testing.T) {
 	want := "conv2d_input_grad fill gemm relu sgd_step"
 	if strings.Join(got, " ") != want {
 		t.Errorf("gpuOps = %q, want %q", got, want)
+	}
+}
+
+// A kiln-cuda built from other sources than kiln is not handed over to;
+// builds without a Git stamp are not compared.
+func TestBuildsMatch(t *testing.T) {
+	stamp := func(rev, modified string) *debug.BuildInfo {
+		bi := &debug.BuildInfo{}
+		if rev != "" {
+			bi.Settings = append(bi.Settings, debug.BuildSetting{Key: "vcs.revision", Value: rev},
+				debug.BuildSetting{Key: "vcs.modified", Value: modified})
+		}
+		return bi
+	}
+	const a, b = "0e0f9faa66c8f4d5373c0e2cee9fb9f2aedb99bb", "c6c1869b2e0f4d5373c0e2cee9fb9f2aedb99bb1"
+	for _, c := range []struct {
+		self, other *debug.BuildInfo
+		want        string // "" for a match
+	}{
+		{stamp(a, "false"), stamp(a, "false"), ""},
+		{stamp(a, "true"), stamp(a, "true"), ""},
+		{stamp(a, "false"), stamp("", ""), ""},
+		{stamp("", ""), stamp(b, "false"), ""},
+		{nil, stamp(b, "false"), ""},
+		{stamp(a, "false"), stamp(b, "false"), "/x/kiln-cuda was built from revision c6c1869b2e0f, this kiln from revision 0e0f9faa66c8"},
+		{stamp(a, "true"), stamp(a, "false"), "built from revision 0e0f9faa66c8, this kiln from revision 0e0f9faa66c8 with uncommitted changes"},
+	} {
+		err := buildsMatch(c.self, c.other, "/x/kiln-cuda")
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%v against %v: %v, want %q", vcsStamp(c.self), vcsStamp(c.other), err, c.want)
+		}
 	}
 }
