@@ -65,3 +65,26 @@ func TestFitWarnsWhenTheModelPredictsOneClass(t *testing.T) {
 		t.Errorf("a learning run warned of a collapse:\n%s", log.String())
 	}
 }
+
+// A short run is told it may not have learned yet, a long one that it has
+// collapsed.
+func TestCollapseWarningWeighsTheRunsLength(t *testing.T) {
+	conf := [][]int{{0, 5}, {0, 4}}
+	for _, c := range []struct {
+		steps     int
+		want, not string
+	}{
+		{9, "after only 9 training steps: it may not have learned yet", "dead ReLUs"},
+		{fewStepsToJudge, "training has collapsed (dead ReLUs or diverged weights)", "after only"},
+	} {
+		var log bytes.Buffer
+		tr := &Trainer{Log: zerolog.New(&log)}
+		if !tr.warnIfCollapsed("test", conf, []string{"cat", "dog"}, c.steps) {
+			t.Fatalf("%d steps: no warning for %v", c.steps, conf)
+		}
+		if out := log.String(); !strings.Contains(out, c.want) || strings.Contains(out, c.not) ||
+			!strings.Contains(out, "predicts class dog for every test sample") {
+			t.Errorf("%d steps: the warning reads %s", c.steps, out)
+		}
+	}
+}
