@@ -6,15 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/engine/safetensors"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/data"
 )
@@ -135,6 +141,42 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 
 // resumeKey is the configuration a resumed run must share with the run it
 // continues: everything but where and how fast it runs.
+// configDiff names the settings two resume keys differ in, "name: the
+// run's → this one's", in name order.
+func configDiff(run, now json.RawMessage) string {
+	var a, b map[string]any
+	if json.Unmarshal(run, &a) != nil || json.Unmarshal(now, &b) != nil {
+		return "unreadable settings"
+	}
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	var d []string
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if !reflect.DeepEqual(a[k], b[k]) {
+			d = append(d, fmt.Sprintf("%s: %s → %s", k, settingText(a[k]), settingText(b[k])))
+		}
+	}
+	return strings.Join(d, ", ")
+}
+
+// settingText is a setting's value as a flag would take it ("unset" when
+// the key is absent).
+func settingText(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "unset"
+	case string:
+		return strconv.Quote(v)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
 func resumeKey(c Config) json.RawMessage {
 	c.RunDir, c.Threads, c.Device, c.StopAfterEpoch, c.DataDir, c.NoVisuals = "", 0, "", 0, "", false
 	c.NoCUDAGraph = false
@@ -271,15 +313,21 @@ func (f *fitRun) resume() error {
 	return f.resumeFrom(t.Run.File(CheckpointFile))
 }
 
-// resumeFrom restores the run from the checkpoint at path.
+// resumeFrom restores the run from the checkpoint at path. The settings
+// are compared first, from the checkpoint's header, so that another
+// --model is named as such, not as a weight of the wrong shape.
 func (f *fitRun) resumeFrom(path string) error {
 	t := f.t
+	if meta, err := safetensors.ReadMetadata(path); err == nil { // else LoadCheckpoint says what is wrong
+		if st, err := parseRunState(path, meta); err == nil && string(st.Config) != string(resumeKey(f.c)) {
+			return fmt.Errorf("resume: the configuration differs from the run in %s: %s (only --run-dir, --threads, "+
+				"--device, --data-dir, --precision and --stop-after-epoch may change)", filepath.Dir(path),
+				configDiff(st.Config, resumeKey(f.c)))
+		}
+	}
 	st, err := LoadCheckpoint(path, t.Model, t.opt, t.params)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
-	}
-	if string(st.Config) != string(resumeKey(f.c)) {
-		return fmt.Errorf("resume: the configuration differs from the run in %s (only --run-dir, --threads, --device, --data-dir and --stop-after-epoch may change)", filepath.Dir(path))
 	}
 	if err := st.check(f.c.Epochs, f.nb); err != nil {
 		return fmt.Errorf("resume: %s: %w", path, err)

@@ -24,9 +24,14 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 	}
 	mustRun(t, dir, args("straight")...)
 	mustRun(t, dir, append(args("stopped"), "--stop-after-epoch", "1")...)
-	if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--lr", "0.1"); r.code == 0 ||
-		!strings.Contains(r.stderr, "configuration differs") {
-		t.Errorf("a resume with another --lr: exit %d, %q", r.code, r.stderr)
+	for _, c := range []struct{ flag, value, names string }{
+		{"--lr", "0.1", "lr: 0.02 → 0.1"},
+		{"--model", "cnn", `model: "mlp" → "cnn"`}, // named, not a weight of the wrong shape
+	} {
+		if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", c.flag, c.value); r.code == 0 ||
+			!strings.Contains(r.stderr, "configuration differs") || !strings.Contains(r.stderr, c.names) {
+			t.Errorf("a resume with another %s: exit %d, %q, want it to name %s", c.flag, r.code, r.stderr, c.names)
+		}
 	}
 	mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume")
 	if !sameLastWeights(t, filepath.Join(dir, "straight"), filepath.Join(dir, "stopped")) {
