@@ -1,5 +1,6 @@
 // Package imagefile reads the image files a user gives kiln predict: PGM
-// (P2 or P5) and whatever the image package decodes (PNG, JPEG), and turns
+// (P2 or P5) and what the image decoders registered here read (PNG, JPEG,
+// GIF, BMP, WebP: the folder data set's formats), and turns
 // them into a model's input planes (grayscale or RGB, resized). It lives
 // apart from cmd/kiln so that its fuzz target runs without building the
 // command, and apart from trainer/data, whose loaders read data sets, not
@@ -11,12 +12,19 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	_ "image/jpeg" // JPEG too, at no cost
+	_ "image/gif"
+	_ "image/jpeg"
 	_ "image/png"
 	"io"
 
+	_ "golang.org/x/image/bmp"
+	_ "golang.org/x/image/webp"
+
 	"github.com/kiln-ml/kiln/internal/userfile"
 )
+
+// notAnImage is the error of a file no decoder reads.
+const notAnImage = "not an image predict reads (PNG, JPEG, GIF, BMP, WebP or PGM)"
 
 // The largest image predict reads. The model sees a few dozen pixels a
 // side, so a larger image only costs memory: its decoded pixels and the
@@ -44,8 +52,8 @@ func (l limits) check(w, h int) error {
 	return nil
 }
 
-// ReadFile reads and decodes a PGM (P2 or P5) or anything the image package
-// knows (PNG, JPEG) from a regular file of at most MaxFileBytes. An image
+// ReadFile reads and decodes a PGM (P2 or P5), PNG, JPEG, GIF, BMP or WebP
+// from a regular file of at most MaxFileBytes. An image
 // larger than MaxSide a side or MaxPixels in all is an error, found from its
 // header before any pixel is allocated. Errors name the file.
 func ReadFile(path string) (image.Image, error) {
@@ -60,7 +68,7 @@ func ReadFile(path string) (image.Image, error) {
 	return img, nil
 }
 
-// Decode decodes the bytes of a PGM, PNG or JPEG file within the limits
+// Decode decodes the bytes of an image file within the limits
 // ReadFile applies.
 func Decode(b []byte) (image.Image, error) { return decode(b, predictLimits) }
 
@@ -72,14 +80,14 @@ func decode(b []byte, lim limits) (image.Image, error) {
 	// read one: check the declaration first.
 	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("not a PNG, PGM or JPEG image: %w", err)
+		return nil, fmt.Errorf(notAnImage+": %w", err)
 	}
 	if err := lim.check(cfg.Width, cfg.Height); err != nil {
 		return nil, err
 	}
 	img, _, err := image.Decode(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("not a PNG, PGM or JPEG image: %w", err)
+		return nil, fmt.Errorf(notAnImage+": %w", err)
 	}
 	return img, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"image"
+	"image/gif"
 	"image/jpeg"
 	"image/png"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/image/bmp"
 
 	"github.com/kiln-ml/kiln/internal/userfile/userfiletest"
 )
@@ -196,5 +199,39 @@ func TestReadFileAtTheLimits(t *testing.T) {
 func TestLimitsAsDocumented(t *testing.T) {
 	if MaxSide != 16384 || MaxPixels != 33554432 || MaxFileBytes != 256<<20 {
 		t.Errorf("limits %d a side, %d in all, %d-byte files: update kiln predict's help", MaxSide, MaxPixels, MaxFileBytes)
+	}
+}
+
+// Every format the folder data set reads, predict reads too (GIF and BMP
+// written here; WebP has no encoder in Go's libraries, so only that its
+// decoder answers is checked); anything else is refused naming them.
+func TestDecodeTheFolderFormats(t *testing.T) {
+	src := image.NewGray(image.Rect(0, 0, 5, 3))
+	for i := range src.Pix {
+		src.Pix[i] = uint8(40 * i)
+	}
+	for _, f := range []struct {
+		name   string
+		encode func(*bytes.Buffer) error
+	}{
+		{"gif", func(b *bytes.Buffer) error { return gif.Encode(b, src, nil) }},
+		{"bmp", func(b *bytes.Buffer) error { return bmp.Encode(b, src) }},
+	} {
+		var b bytes.Buffer
+		if err := f.encode(&b); err != nil {
+			t.Fatal(err)
+		}
+		img, err := Decode(b.Bytes())
+		if err != nil || img.Bounds() != src.Bounds() {
+			t.Errorf("%s: %v, %v", f.name, img, err)
+		}
+	}
+	// A RIFF/WEBP header with no image in it: the WebP decoder's error, not
+	// the unknown format's.
+	if _, err := Decode([]byte("RIFF\x1a\x00\x00\x00WEBPVP8 \x0e\x00\x00\x00")); err == nil || strings.Contains(err.Error(), "unknown format") {
+		t.Errorf("a broken WebP: %v, want the WebP decoder's error", err)
+	}
+	if _, err := Decode([]byte("hello\n")); err == nil || !strings.Contains(err.Error(), "PNG, JPEG, GIF, BMP, WebP or PGM") {
+		t.Errorf("a text file: %v, want an error naming the formats", err)
 	}
 }
