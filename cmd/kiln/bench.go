@@ -44,7 +44,7 @@ time between launches and the copies, uploads and memsets a step. (The JSON
 line then holds it as the object "profile".)
 
 kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
-		Args: cobra.NoArgs,
+		Args: noArgs("the model is --model (kiln bench suite: the whole suite)"),
 		RunE: func(*cobra.Command, []string) error { return runBench(o) },
 	}
 	f := cmd.Flags()

@@ -42,7 +42,7 @@ test of a few seconds whose numbers mean nothing.`,
   kiln bench suite --quick --no-torch      # a smoke test
   kiln bench suite --sections ops,train    # some sections only
   kiln bench suite --sections train --precision fp32,bf16`,
-		Args: cobra.NoArgs,
+		Args: noArgs("the sections are --sections"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Device != "cpu" && cfg.Device != "cuda" {
 				return usageError{fmt.Errorf("--device %q: want cpu or cuda", cfg.Device)}

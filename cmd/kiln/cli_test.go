@@ -470,3 +470,20 @@ func TestExport(t *testing.T) {
 		t.Errorf("exported weights: accuracy %v, the run's %v", acc, *sum.TestAccuracy)
 	}
 }
+
+// A stray argument is a usage error that says which flag takes what was
+// likely meant, not cobra's "unknown command".
+func TestStrayArgumentsNameTheFlag(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ args, want string }{
+		{"train cnn", `kiln train takes no arguments (got ["cnn"]): the model is --model`},
+		{"plot runs/x", `kiln plot takes no arguments (got ["runs/x"]): the run directory is --run`},
+		{"bench suite ops", `kiln bench suite takes no arguments (got ["ops"]): the sections are --sections`},
+		{"info x", `kiln info takes no arguments (got ["x"])`},
+	} {
+		r := kiln(t, dir, strings.Fields(c.args)...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "unknown command") {
+			t.Errorf("kiln %s: exit %d, %q; want 2 and %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+}

@@ -67,7 +67,7 @@ precision, recall, F1 and support (per_class).
   kiln eval --run runs/x          # model, data set, classes, subset and seed of the run
 
 With --json, standard output is one JSON object on one line.`,
-		Args: cobra.NoArgs,
+		Args: noArgs("the run directory is --run, a weights file --weights"),
 	}
 	f := cmd.Flags()
 	mf := addModelFlags(f)

@@ -89,7 +89,7 @@ model.json or else the data set's constants (left out when unknown).
   kiln export --run runs/x --out lenet.safetensors
   kiln export --run runs/x --format onnx --out lenet.onnx
   kiln export --model lenet --dataset mnist --weights w.safetensors --out lenet.safetensors`,
-		Args: cobra.NoArgs,
+		Args: noArgs("the run directory is --run, a weights file --weights, the output --out"),
 	}
 	f := cmd.Flags()
 	mf := addModelFlags(f)

@@ -30,7 +30,7 @@ kernels loaded and which device the ops run on.
 With --device auto (the default) or cuda, a kiln without CUDA hands over to
 kiln-cuda next to it where the NVIDIA driver loads, as train does, so this
 shows what training would use. --device cpu shows this binary alone.`,
-		Args: cobra.NoArgs,
+		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dev, auto, err := engine.ParseDevice(device)
 			if err != nil {

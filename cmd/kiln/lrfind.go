@@ -42,7 +42,7 @@ smoothed loss), DIR/lr_find.png (loss against LR, log scale, the suggestion
 marked) and DIR/lr_find.json, and prints the suggested LR: where the smoothed
 loss falls fastest against log LR, before its minimum. The model is built
 afresh and nothing is kept: train with kiln train --lr <suggested>.`,
-		Args: cobra.NoArgs,
+		Args: noArgs("the model is --model, the data set --dataset"),
 	}
 	cfs := pflag.NewFlagSet("training", pflag.ContinueOnError)
 	cf := addConfigFlags(cfs)

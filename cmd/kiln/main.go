@@ -15,6 +15,22 @@ import (
 // parsing errors have.
 type usageError struct{ error }
 
+// noArgs refuses positional arguments, saying which flag takes what was
+// most likely meant: cobra's own message, `unknown command "cnn" for "kiln
+// train"`, reads as if a subcommand were missing.
+func noArgs(hint string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		err := fmt.Errorf("%s takes no arguments (got %q)", cmd.CommandPath(), args)
+		if hint != "" {
+			err = fmt.Errorf("%w: %s", err, hint)
+		}
+		return usageError{err}
+	}
+}
+
 func main() {
 	root := &cobra.Command{
 		Use:           "kiln",

@@ -18,7 +18,7 @@ func plotCmd() *cobra.Command {
 loss.png, accuracy.png (rmse.png for regression), lr.png, filters.png, samples.png,
 confusion.png, attention.png (CBAM models), sgu.png (gMLP models) and histograms.png.
 It can run while the run is still training; pictures it has no data for yet are skipped.`,
-		Args: cobra.NoArgs,
+		Args: noArgs("the run directory is --run"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if run == "" {
 				return usageError{errors.New("--run DIR is required (a run directory, e.g. runs/lenet-…)")}

@@ -33,7 +33,7 @@ at its start and keeps the figures in the run's model.json.
 
   kiln summary --model cnn
   kiln summary --model gmlp --input 32x32x3 --depth 2 --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs("the model is --model, the input --input"),
 	}
 	f := cmd.Flags()
 	f.StringVar(&model, "model", "lenet", "model: "+strings.Join(layers.ModelNames(), ", "))

@@ -37,7 +37,7 @@ func trainCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Train a model (default: LeNet-5 on MNIST, on the CPU)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs("the model is --model, the data set --dataset, the run directory --run-dir"),
 	}
 	cf := addConfigFlags(cmd.Flags())
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML or JSON configuration file (flags given override it)")

@@ -37,7 +37,7 @@ kiln train run directory DIR/trials/<NNN>; DIR/tune.json holds the state,
 DIR/results.csv the results best first, DIR/best.yaml the best configuration
 (kiln train --config DIR/best.yaml). --resume continues a stopped tune: no
 finished trial runs again, a running one continues from its checkpoint.`,
-		Args: cobra.NoArgs,
+		Args: noArgs("the settings to search are --param name=values"),
 	}
 	// The training flags live in their own set so that resolve sees only
 	// them; cobra parses them together with the tune's own.
