@@ -253,10 +253,23 @@ type gemmEpilogue struct {
 // (lastCol[b·m + i]); C then holds the n−1 before it.
 func splitKReduce(c cuda.Ptr, ldc int, sc int64, ws cuda.Ptr, m, n, batch, splits int, alpha, beta float32,
 	ep gemmEpilogue, lastCol cuda.Ptr) error {
+	lanes := splitKLanes(splits)
 	var a cuda.Args
 	a.Ptr(c).Int(ldc).I64(sc).Ptr(ws).Int(m).Int(n).Int(batch).Int(splits).F32(alpha).F32(beta).Ptr(ep.bias).Bool(ep.relu).
-		Ptr(lastCol)
-	return launchElt(kern.gemm_splitk_reduce_f32, batch*m*n, &a)
+		Ptr(lastCol).Int(lanes)
+	return launchElt(kern.gemm_splitk_reduce_f32, batch*m*n*lanes, &a)
+}
+
+// splitKLanes is how many lanes add one output's splits in the reduction:
+// the largest power of two up to 32 that leaves each lane at least four
+// (one lane, the plain split order, under eight splits). It depends on the
+// split count alone, so the sums' order is the same on every GPU.
+func splitKLanes(splits int) int {
+	lanes := 1
+	for lanes < 32 && 8*lanes <= splits {
+		lanes *= 2
+	}
+	return lanes
 }
 
 // biasSplit is how a bias gradient's sum over n rows (images, or a linear

@@ -173,7 +173,8 @@ func accumulateThenOverwrite(t *testing.T, rng *rand.Rand, ta, tb bool, c gemmCa
 }
 
 // A batch of products with strides, and forced splits (7 of 2 k-steps each
-// over k = 109, 3 of uneven length) with alpha and beta through the
+// over k = 109, 3 of uneven length; 11 and 260, whose reduction adds each
+// output's splits on 2 and 32 lanes) with alpha and beta through the
 // reduction.
 func TestCUDAGemmBatchAndSplitK(t *testing.T) {
 	cudaOrSkip(t)
@@ -182,7 +183,7 @@ func TestCUDAGemmBatchAndSplitK(t *testing.T) {
 	for _, c := range []struct {
 		m, n, k, splits int
 		beta            float32
-	}{{5, 9, 21, 1, 0.5}, {19, 2, 61, 3, 0}, {5, 9, 109, 7, 0.5}} {
+	}{{5, 9, 21, 1, 0.5}, {19, 2, 61, 3, 0}, {5, 9, 109, 7, 0.5}, {5, 9, 163, 20, 0.5}, {3, 7, 8 * 260, 260, 0}} {
 		restore := engine.SetGemmPlanForTest(64, c.splits)
 		o := newGemmOperands(t, rng, false, true, c.m, c.n, c.k, 3)
 		o.run(t, false, true, c.m, c.n, c.k, 3, 2, c.beta)
