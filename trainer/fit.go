@@ -141,6 +141,17 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 
 // resumeKey is the configuration a resumed run must share with the run it
 // continues: everything but where and how fast it runs.
+// ResumeDiff names the settings of now that a resume of a run started with
+// run would refuse, "name: the run's → now's" in name order; "" when it
+// would take them.
+func ResumeDiff(run, now Config) string {
+	a, b := resumeKey(run), resumeKey(now)
+	if string(a) == string(b) {
+		return ""
+	}
+	return configDiff(a, b)
+}
+
 // configDiff names the settings two resume keys differ in, "name: the
 // run's → this one's", in name order.
 func configDiff(run, now json.RawMessage) string {

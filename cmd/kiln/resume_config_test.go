@@ -14,7 +14,8 @@ import (
 // started, from its config.yaml: a run of a model and data set other than
 // the defaults, stopped after its first epoch and resumed with no other
 // flag, ends with the bytes of the straight run. A flag that changes what
-// it trains is refused, naming the flags that may change.
+// it trains is refused, naming the flags that may change, before and after
+// the run has finished.
 func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 	needMNIST(t)
 	dir := t.TempDir()
@@ -36,6 +37,15 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 	mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume")
 	if !sameLastWeights(t, filepath.Join(dir, "straight"), filepath.Join(dir, "stopped")) {
 		t.Error("the run resumed with no flags ends with other weights than the straight run")
+	}
+	// Finished: a resume says so, and one asking for more epochs is refused
+	// rather than answered as if it had trained them.
+	if r := mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--threads", "1"); !strings.Contains(r.stdout, "nothing to resume") {
+		t.Errorf("a finished run resumed: %q", r.stdout)
+	}
+	if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--epochs", "3"); r.code != 2 ||
+		!strings.Contains(r.stderr, "a finished run is not continued") || !strings.Contains(r.stderr, "epochs: 2 → 3") {
+		t.Errorf("a finished run resumed with --epochs 3: exit %d, %q", r.code, r.stderr)
 	}
 }
 

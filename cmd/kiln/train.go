@@ -182,7 +182,7 @@ func train(c trainer.Config, resume bool) (err error) {
 		}
 	}
 	if run.Finished() {
-		return printFinished(c.RunDir)
+		return printFinished(c)
 	}
 	var progress *os.File
 	if isatty.IsTerminal(os.Stderr.Fd()) {
@@ -239,8 +239,17 @@ func trainRank(c trainer.Config, world *mpi.World) (err error) {
 }
 
 // printFinished answers --resume of a run that has ended: its outcome, and
-// nothing changed.
-func printFinished(dir string) error {
+// nothing changed. Settings given that differ from the run's (another
+// --epochs, say, to train on) are an error: a finished run is not
+// continued, and saying nothing would pass for having done so.
+func printFinished(c trainer.Config) error {
+	dir := c.RunDir
+	if was, err := trainer.LoadConfigFile(filepath.Join(dir, trainer.ConfigFile), trainer.DefaultConfig()); err == nil {
+		if d := trainer.ResumeDiff(was, c); d != "" {
+			return usageError{fmt.Errorf("--resume: %s has finished, and a finished run is not continued: the settings "+
+				"given differ from its own (%s); train a new run (another --run-dir)", dir, d)}
+		}
+	}
 	sum, err := trainer.ReadSummary(dir)
 	if err != nil {
 		return err
