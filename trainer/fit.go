@@ -144,17 +144,24 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 // ResumeDiff names the settings of now that a resume of a run started with
 // run would refuse, "name: the run's → now's" in name order; "" when it
 // would take them.
-func ResumeDiff(run, now Config) string {
-	a, b := resumeKey(run), resumeKey(now)
-	if string(a) == string(b) {
-		return ""
+func ResumeDiff(run, now Config) string { return configDiff(resumeKey(run), resumeKey(now)) }
+
+// sameSettings refuses to resume the checkpoint at path, whose run was
+// started with the resume key run, with other settings, naming them.
+func (f *fitRun) sameSettings(path string, run json.RawMessage) error {
+	if d := configDiff(run, resumeKey(f.c)); d != "" {
+		return fmt.Errorf("resume: the configuration differs from the run in %s: %s (only --run-dir, --threads, "+
+			"--device, --data-dir, --precision and --stop-after-epoch may change)", filepath.Dir(path), d)
 	}
-	return configDiff(a, b)
+	return nil
 }
 
 // configDiff names the settings two resume keys differ in, "name: the
-// run's → this one's", in name order.
+// run's → this one's", in name order; "" when they are the same.
 func configDiff(run, now json.RawMessage) string {
+	if string(run) == string(now) {
+		return ""
+	}
 	var a, b map[string]any
 	if json.Unmarshal(run, &a) != nil || json.Unmarshal(now, &b) != nil {
 		return "unreadable settings"
@@ -330,15 +337,18 @@ func (f *fitRun) resume() error {
 func (f *fitRun) resumeFrom(path string) error {
 	t := f.t
 	if meta, err := safetensors.ReadMetadata(path); err == nil { // else LoadCheckpoint says what is wrong
-		if st, err := parseRunState(path, meta); err == nil && string(st.Config) != string(resumeKey(f.c)) {
-			return fmt.Errorf("resume: the configuration differs from the run in %s: %s (only --run-dir, --threads, "+
-				"--device, --data-dir, --precision and --stop-after-epoch may change)", filepath.Dir(path),
-				configDiff(st.Config, resumeKey(f.c)))
+		if st, err := parseRunState(path, meta); err == nil {
+			if err := f.sameSettings(path, st.Config); err != nil {
+				return err
+			}
 		}
 	}
 	st, err := LoadCheckpoint(path, t.Model, t.opt, t.params)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
+	}
+	if err := f.sameSettings(path, st.Config); err != nil {
+		return err
 	}
 	if err := st.check(f.c.Epochs, f.nb); err != nil {
 		return fmt.Errorf("resume: %s: %w", path, err)

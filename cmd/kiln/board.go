@@ -26,12 +26,7 @@ metrics.jsonl, tune trials included): scalar curves with smoothing, weight and
 gradient histograms, first-layer filters, attention maps, sample predictions,
 the confusion matrix and tune results. The page updates while runs train.
 It listens on 127.0.0.1 unless --addr says otherwise, and works offline.`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageError{fmt.Errorf("board takes no arguments (got %q): the log directory is --logdir", args)}
-			}
-			return nil
-		},
+		Args: noArgs("the log directory is --logdir"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := dirFlag("--logdir", logdir); err != nil {
 				return err
