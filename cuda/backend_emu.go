@@ -32,8 +32,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/kiln-ml/kiln/internal/kernelsrc"
 )
 
 func init() { newBackend = func() backend { return &emuBackend{} } }
@@ -68,7 +71,36 @@ func (e *emuBackend) devices() (int, error) {
 	return n, nil
 }
 
+// emuSourcesSHA is the hash of the kernel sources this emulator was
+// generated for (emu_sources_gen.go, go generate ./engine).
+var emuSourcesSHA string
+
+// staleKernels says, under go test, whether kernels/ now holds other
+// sources than the emulator was generated for: a kernel edited without go
+// generate ./engine, whose tests would run the old build from Go's cache.
+func staleKernels() error {
+	if !testing.Testing() {
+		return nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil
+	}
+	root, err := kernelsrc.Root(wd)
+	if err != nil {
+		return nil
+	}
+	sha, err := kernelsrc.SHA(root)
+	if err != nil || sha == emuSourcesSHA {
+		return nil
+	}
+	return fmt.Errorf("the CUDA emulator was built for other kernel sources than %s holds (Go's build cache does not see them change): run go generate ./engine", root+"/kernels")
+}
+
 func (e *emuBackend) init() (Info, error) {
+	if err := staleKernels(); err != nil {
+		panic(err) // not a missing device: a skip would hide it
+	}
 	n, err := e.devices()
 	if err != nil {
 		return Info{}, err
