@@ -146,6 +146,17 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 // would take them.
 func ResumeDiff(run, now Config) string { return configDiff(resumeKey(run), resumeKey(now)) }
 
+// SettingsDiff names the fields (by JSON key) in which two values of one
+// settings type differ, as ResumeDiff does; "" when they are the same.
+func SettingsDiff(run, now any) string {
+	a, errA := json.Marshal(run)
+	b, errB := json.Marshal(now)
+	if errA != nil || errB != nil {
+		return "unreadable settings"
+	}
+	return configDiff(a, b)
+}
+
 // sameSettings refuses to resume the checkpoint at path, whose run was
 // started with the resume key run, with other settings, naming them.
 func (f *fitRun) sameSettings(path string, run json.RawMessage) error {

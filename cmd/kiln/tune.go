@@ -36,7 +36,9 @@ The training flags fix the settings the space leaves alone. Each trial is a
 kiln train run directory DIR/trials/<NNN>; DIR/tune.json holds the state,
 DIR/results.csv the results best first, DIR/best.yaml the best configuration
 (kiln train --config DIR/best.yaml). --resume continues a stopped tune: no
-finished trial runs again, a running one continues from its checkpoint.`,
+finished trial runs again, a running one continues from its checkpoint. It
+takes the command that started the tune again, or only --run-dir; other
+settings are refused by name (--parallel and --threads may change).`,
 		Args: noArgs("the settings to search are --param name=values"),
 	}
 	// The training flags live in their own set so that resolve sees only
@@ -64,7 +66,7 @@ finished trial runs again, a running one continues from its checkpoint.`,
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		markParsed(cfs)
 		if tf.resume {
-			return tf.resumeTune(f, cf.c.RunDir, cf.c.Threads)
+			return tf.resumeTune(f, cfs, cf)
 		}
 		return tf.startTune(cfs, cf)
 	}
@@ -82,21 +84,13 @@ type tuneFlags struct {
 	minResource                                   float64
 }
 
-// resumeTune continues the tune in dir; only --parallel and --threads may
-// change.
-func (tf *tuneFlags) resumeTune(f *pflag.FlagSet, dir string, threads int) error {
+// resumeTune continues the tune in dir. Flags beside --parallel and
+// --threads must say what tune.json records (the same command again with
+// --resume), or the refusal names the settings that differ.
+func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
+	dir := cf.c.RunDir
 	if dir == "" {
 		return usageError{errors.New("--resume needs --run-dir (the tune directory)")}
-	}
-	var extra []string
-	f.Visit(func(fl *pflag.Flag) {
-		if !slices.Contains([]string{"resume", "run-dir", "parallel", "threads"}, fl.Name) {
-			extra = append(extra, "--"+fl.Name)
-		}
-	})
-	if len(extra) > 0 {
-		return usageError{fmt.Errorf("--resume continues the tune as %s records it; only --parallel and --threads may be given (not %s)",
-			filepath.Join(dir, tune.StateFile), strings.Join(extra, ", "))}
 	}
 	release, err := lockTuneDir(dir)
 	if err != nil {
@@ -107,23 +101,81 @@ func (tf *tuneFlags) resumeTune(f *pflag.FlagSet, dir string, threads int) error
 	if err != nil {
 		return err
 	}
+	if tuneFlagsGiven(f) {
+		if err := tf.sameTune(cfs, cf, tu.State); err != nil {
+			return usageError{fmt.Errorf("--resume continues the tune as %s records it: %w (only --parallel and --threads may change)",
+				filepath.Join(dir, tune.StateFile), err)}
+		}
+	}
 	setConsoleLevel(tu.State.Base.LogLevel) // the level the tune started with
-	return runTune(tu, tf.parallel, threads)
+	return runTune(tu, tf.parallel, cf.c.Threads)
+}
+
+// tuneFlagsGiven: flags other than those a resume takes anyway.
+func tuneFlagsGiven(f *pflag.FlagSet) bool {
+	given := false
+	f.Visit(func(fl *pflag.Flag) {
+		given = given || !slices.Contains([]string{"resume", "run-dir", "parallel", "threads"}, fl.Name)
+	})
+	return given
+}
+
+// sameTune is nil when the flags describe the tune st records, or names
+// what differs.
+func (tf *tuneFlags) sameTune(cfs *pflag.FlagSet, cf *configFlags, st *tune.State) error {
+	base, space, set, err := tf.plan(cfs, cf)
+	if err != nil {
+		return err
+	}
+	d, err := tune.Diff(st, base, space, set)
+	if err == nil && d != "" {
+		err = fmt.Errorf("the flags differ in %s", d)
+	}
+	return err
 }
 
 // startTune builds the space and the trials from the flags and runs them.
 func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
-	base, err := cf.resolve(cfs, tf.configPath)
+	base, space, set, err := tf.plan(cfs, cf)
 	if err != nil {
 		return usageError{err}
 	}
 	setConsoleLevel(base.LogLevel)
-	space, err := tf.space()
-	if err != nil {
-		return usageError{err}
-	}
 	if err := checkSpacePrecisions(space, base.Device); err != nil {
 		return usageError{err}
+	}
+	dir := cmp.Or(cf.c.RunDir, filepath.Join("runs", "tune-"+time.Now().Format("20060102-150405")))
+	release, err := lockTuneDir(dir)
+	if err != nil {
+		return err
+	}
+	tu, err := tune.Start(dir, base, space, set)
+	if err != nil {
+		release(false)
+		return usageError{err}
+	}
+	defer release(true)
+	if n := space.GridSize(); set.Strategy == "grid" && set.Trials > 0 && set.Trials < n {
+		log := logger()
+		log.Warn().Int("trials", set.Trials).Int("grid", n).Msg("running only the first --trials points of the grid")
+	}
+	if n := len(tu.State.Trials); set.Strategy != "grid" && n < set.Trials {
+		log := logger()
+		log.Warn().Int("trials", set.Trials).Int("distinct", n).Msg("the space holds fewer distinct settings than --trials: running each once")
+	}
+	return runTune(tu, tf.parallel, cf.c.Threads)
+}
+
+// plan is the tune the flags describe: the trials' base configuration, the
+// space and the search settings.
+func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, *tune.Space, tune.Settings, error) {
+	base, err := cf.resolve(cfs, tf.configPath)
+	if err != nil {
+		return trainer.Config{}, nil, tune.Settings{}, err
+	}
+	space, err := tf.space()
+	if err != nil {
+		return trainer.Config{}, nil, tune.Settings{}, err
 	}
 	metric, trials := tf.metric, tf.trials
 	if metric == "" {
@@ -135,29 +187,10 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 	if trials == 0 && tf.strategy != "grid" {
 		trials = 8
 	}
-	dir := cmp.Or(cf.c.RunDir, filepath.Join("runs", "tune-"+time.Now().Format("20060102-150405")))
 	base.RunDir = ""
 	set := tune.Settings{Strategy: tf.strategy, Trials: trials, Metric: metric, Seed: tf.searchSeed,
 		Eta: tf.eta, MinResource: tf.minResource, Unit: tf.unit}
-	release, err := lockTuneDir(dir)
-	if err != nil {
-		return err
-	}
-	tu, err := tune.Start(dir, base, space, set)
-	if err != nil {
-		release(false)
-		return usageError{err}
-	}
-	defer release(true)
-	if n := space.GridSize(); tf.strategy == "grid" && trials > 0 && trials < n {
-		log := logger()
-		log.Warn().Int("trials", trials).Int("grid", n).Msg("running only the first --trials points of the grid")
-	}
-	if n := len(tu.State.Trials); tf.strategy != "grid" && n < trials {
-		log := logger()
-		log.Warn().Int("trials", trials).Int("distinct", n).Msg("the space holds fewer distinct settings than --trials: running each once")
-	}
-	return runTune(tu, tf.parallel, cf.c.Threads)
+	return base, space, set, nil
 }
 
 // checkSpacePrecisions refuses, before the tune starts, a precision in the

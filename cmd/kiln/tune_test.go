@@ -78,17 +78,25 @@ func TestTuneGridRanksTrialsAndKilnTrainTakesBestYAML(t *testing.T) {
 		t.Errorf("kiln train --config best.yaml: test loss %v, the trial had %v", x, y)
 	}
 
-	// A tune directory is not reused, and --resume takes no search flags.
+	// A tune directory is not reused, and --resume refuses other settings
+	// than the tune's, naming each.
 	if r := kiln(t, dir, "tune", "--param", "lr=0.1,0.2", "--run-dir", tuneDir); r.code != 2 || !strings.Contains(r.stderr, "--resume") {
 		t.Errorf("second tune into %s: exit %d %s", tuneDir, r.code, r.stderr)
 	}
-	if r := kiln(t, dir, "tune", "--resume", "--run-dir", tuneDir, "--lr", "0.1"); r.code != 2 || !strings.Contains(r.stderr, "not --lr") {
-		t.Errorf("--resume with --lr: exit %d %s", r.code, r.stderr)
+	other := append([]string{"tune", "--resume", "--run-dir", tuneDir, "--strategy", "grid"}, tinyTune...)
+	other = append(other, "--lr", "0.1", "--param", "lr=1e-4,0.05", "--param", "hidden=16,64", "--trials", "3")
+	for _, want := range []string{"lr: 0.05 → 0.1", `--param hidden: "16,32" → "16,64"`, "trials: 0 → 3", "only --parallel and --threads may change"} {
+		if r := kiln(t, dir, other...); r.code != 2 || !strings.Contains(r.stderr, want) {
+			t.Errorf("--resume with other settings: exit %d, want %q in\n%s", r.code, want, r.stderr)
+		}
 	}
-	// Resuming a finished tune runs nothing and prints the same ranking.
-	r2 := mustRun(t, dir, "tune", "--resume", "--run-dir", tuneDir)
-	if !strings.Contains(r2.stdout, "best: trial "+best) {
-		t.Errorf("resumed finished tune:\n%s", r2.stdout)
+	// Resuming a finished tune runs nothing and prints the same ranking,
+	// given its own flags again or none.
+	for _, flags := range [][]string{nil, append([]string{"--space", space, "--strategy", "grid", "--parallel", "1"}, tinyTune...)} {
+		r2 := mustRun(t, dir, append([]string{"tune", "--resume", "--run-dir", tuneDir}, flags...)...)
+		if !strings.Contains(r2.stdout, "best: trial "+best) {
+			t.Errorf("resumed finished tune (flags %q):\n%s", flags, r2.stdout)
+		}
 	}
 }
 

@@ -313,3 +313,22 @@ func mustDraw(t *testing.T, s *Space, seed uint64, n, distinct, want int) []Para
 	}
 	return got
 }
+
+// A dimension's spec (what a refused resume prints) reads back, through
+// ParseParam, as the same dimension.
+func TestDimensionSpecReadsBack(t *testing.T) {
+	for _, p := range []string{"lr=1e-4..0.3:log", "batch=16..128:pow2", "weight_decay=0..0.01:linear:4",
+		"optimizer=sgd,adamw", "hidden=32,64,128", "nesterov=true,false", "lr=0.01"} {
+		d, err := ParseParam(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseParam(d.Key + "=" + d.spec())
+		if err != nil {
+			t.Fatalf("%s: spec %q: %v", p, d.spec(), err)
+		}
+		if !reflect.DeepEqual(back, d) {
+			t.Errorf("%s: spec %q reads back as %+v, not %+v", p, d.spec(), back, d)
+		}
+	}
+}

@@ -608,3 +608,56 @@ func (tu *Tuner) report(t *Trial, r Report) bool {
 	}
 	return t.StopAt > 0
 }
+
+// Diff names what a tune started from base, space and set would record
+// otherwise than st does (the search settings, each --param dimension and
+// the trials' base configuration, threads aside), "" when nothing: a resume
+// given the flags that started the tune takes them, and any other flags are
+// refused by name.
+func Diff(st *State, base trainer.Config, space *Space, set Settings) (string, error) {
+	if err := space.Check(); err != nil {
+		return "", err
+	}
+	if err := checkSettings(&set, base, space); err != nil {
+		return "", err
+	}
+	run := st.Base
+	run.Threads, base.Threads = 0, 0
+	var d []string
+	for _, x := range []struct{ run, now any }{
+		{st.Settings, set}, {st.Space.byParam(), space.byParam()}, {run, base},
+	} {
+		if s := trainer.SettingsDiff(x.run, x.now); s != "" {
+			d = append(d, s)
+		}
+	}
+	return strings.Join(d, ", "), nil
+}
+
+// byParam is the space as "--param KEY" → its values as the flag gives
+// them, for Diff.
+func (s *Space) byParam() map[string]string {
+	m := map[string]string{}
+	if s != nil {
+		for _, d := range s.Dims {
+			m["--param "+d.Key] = d.spec()
+		}
+	}
+	return m
+}
+
+// spec is the dimension as ParseParam reads it after KEY=.
+func (d Dimension) spec() string {
+	if d.IsRange() {
+		t := fmt.Sprintf("%v..%v:%s", d.Min, d.Max, d.Scale)
+		if d.Steps > 0 {
+			t += fmt.Sprintf(":%d", d.Steps)
+		}
+		return t
+	}
+	v := make([]string, len(d.Values))
+	for i, x := range d.Values {
+		v[i] = fmt.Sprint(x)
+	}
+	return strings.Join(v, ",")
+}
