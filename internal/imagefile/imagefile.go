@@ -16,6 +16,7 @@ import (
 	_ "image/jpeg"
 	_ "image/png"
 	"io"
+	"strings"
 
 	_ "golang.org/x/image/bmp"
 	_ "golang.org/x/image/webp"
@@ -78,18 +79,22 @@ func decode(b []byte, lim limits) (image.Image, error) {
 	}
 	// The decoders allocate every pixel the header declares before they
 	// read one: check the declaration first.
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
-	if err != nil {
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	if errors.Is(err, image.ErrFormat) {
 		return nil, fmt.Errorf(notAnImage+": %w", err)
 	}
-	if err := lim.check(cfg.Width, cfg.Height); err != nil {
-		return nil, err
+	if err == nil {
+		if err := lim.check(cfg.Width, cfg.Height); err != nil {
+			return nil, err
+		}
+		var img image.Image
+		if img, _, err = image.Decode(bytes.NewReader(b)); err == nil {
+			return img, nil
+		}
 	}
-	img, _, err := image.Decode(bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf(notAnImage+": %w", err)
-	}
-	return img, nil
+	// A format we read (DecodeConfig names it even when it fails) whose
+	// header or pixels do not read: cut short or corrupted.
+	return nil, fmt.Errorf("a damaged %s file (truncated or corrupt): %w", strings.ToUpper(format), err)
 }
 
 // decodePGM reads a binary (P5) or plain (P2) PGM with any maxval up to

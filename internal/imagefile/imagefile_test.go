@@ -234,4 +234,16 @@ func TestDecodeTheFolderFormats(t *testing.T) {
 	if _, err := Decode([]byte("hello\n")); err == nil || !strings.Contains(err.Error(), "PNG, JPEG, GIF, BMP, WebP or PGM") {
 		t.Errorf("a text file: %v, want an error naming the formats", err)
 	}
+	// A file of a format read here, cut short in its header or its pixels,
+	// is named damaged, not of an unknown kind.
+	var b bytes.Buffer
+	if err := png.Encode(&b, src); err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{20, b.Len() - 20} {
+		_, err := Decode(b.Bytes()[:cut])
+		if err == nil || !strings.Contains(err.Error(), "a damaged PNG file") {
+			t.Errorf("a PNG cut at %d of %d bytes: %v, want it named a damaged PNG", cut, b.Len(), err)
+		}
+	}
 }

@@ -264,6 +264,7 @@ func badFiles(t testing.TB) map[string][]byte {
 	return map[string][]byte{
 		"train/cat/garbage.png":   []byte("this is not a picture at all"),
 		"train/cat/truncated.png": good[:len(good)/2],
+		"train/cat/cut-head.png":  good[:20],
 		"train/cat/empty.png":     nil,
 		"train/cat/zero.png":      pngClaiming(t, 0, 28),
 		"train/dog/huge.png":      pngClaiming(t, 100000, 100000),
@@ -280,13 +281,14 @@ func TestFolderSkipsBadFilesOrStopsWhenStrict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Train.Len() != 6 || s.Skipped == nil || s.Skipped.Count != 6 {
-		t.Fatalf("train %d, skipped %+v: want the 6 good images kept and 6 bad files counted", s.Train.Len(), s.Skipped)
+	if s.Train.Len() != 6 || s.Skipped == nil || s.Skipped.Count != 7 {
+		t.Fatalf("train %d, skipped %+v: want the 6 good images kept and 7 bad files counted", s.Train.Len(), s.Skipped)
 	}
 	all := strings.Join(s.Skipped.First, "\n")
 	for _, want := range []string{
 		"garbage.png: not a PNG, JPEG, GIF, BMP or WebP image",
 		"truncated.png: a png image that does not decode",
+		"cut-head.png: a png image whose header does not read",
 		"empty.png: an empty file",
 		"zero.png: ",
 		"huge.png: png header says 100000×100000 pixels: larger than",
@@ -296,13 +298,13 @@ func TestFolderSkipsBadFilesOrStopsWhenStrict(t *testing.T) {
 			t.Errorf("skipped files do not say %q:\n%s", want, all)
 		}
 	}
-	if !anyContains(notes, "6 bad image files were skipped") || !anyContains(notes, "garbage.png") {
+	if !anyContains(notes, "7 bad image files were skipped") || !anyContains(notes, "garbage.png") {
 		t.Errorf("notes %q do not name the skipped files", notes)
 	}
 	// Strict stops, from the cache the load above wrote and without it.
 	for range 2 {
 		_, _, err = loadNotes(t, dir, Options{Folder: FolderOptions{Strict: true}})
-		if err == nil || !strings.Contains(err.Error(), "self.png") || !strings.Contains(err.Error(), "5 more bad files") {
+		if err == nil || !strings.Contains(err.Error(), "self.png") || !strings.Contains(err.Error(), "6 more bad files") {
 			t.Fatalf("strict: %v, want an error naming the first bad file", err)
 		}
 		os.Remove(filepath.Join(dir, ".kiln-cache-auto-crop"))

@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -53,12 +54,22 @@ func readHeader(path string) (imageHeader, error) {
 	}
 	cfg, format, err := image.DecodeConfig(io.LimitReader(f, folderMaxFileBytes))
 	if err != nil {
-		return imageHeader{}, fmt.Errorf("not a PNG, JPEG, GIF, BMP or WebP image: %w", err)
+		return imageHeader{}, headerError(format, err)
 	}
 	if err := checkDims(cfg.Width, cfg.Height); err != nil {
 		return imageHeader{}, fmt.Errorf("%s %w", format, err)
 	}
 	return imageHeader{w: cfg.Width, h: cfg.Height, grey: greyModel(cfg.ColorModel)}, nil
+}
+
+// headerError is DecodeConfig's failure: a file of no format read here, or
+// one of a format read here whose header is cut short or corrupt (format
+// names it then).
+func headerError(format string, err error) error {
+	if errors.Is(err, image.ErrFormat) {
+		return fmt.Errorf("not a PNG, JPEG, GIF, BMP or WebP image: %w", err)
+	}
+	return fmt.Errorf("a %s image whose header does not read (truncated or corrupt?): %w", format, err)
 }
 
 // checkDims refuses a zero-size image, and one too large to decode safely.
@@ -99,14 +110,14 @@ func decodeFile(path string, c int) (planes [][]byte, h, w int, err error) {
 	if err != nil {
 		return nil, 0, 0, unwrapPath(err)
 	}
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("not a PNG, JPEG, GIF, BMP or WebP image: %w", err)
+		return nil, 0, 0, headerError(format, err)
 	}
 	if err := checkDims(cfg.Width, cfg.Height); err != nil {
 		return nil, 0, 0, err
 	}
-	img, format, err := image.Decode(bytes.NewReader(b))
+	img, _, err := image.Decode(bytes.NewReader(b))
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("a %s image that does not decode (truncated or corrupt?): %w", format, err)
 	}
