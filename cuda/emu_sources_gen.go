@@ -7,4 +7,4 @@ package cuda
 // A file of this package that changes with every kernel source: the
 // emulator's .cc files #include them from kernels/, which Go's build
 // cache does not see (internal/kernelsrc).
-func init() { emuSourcesSHA = "bded48bb8235b43268e515de0bf416ecf214656de30cb93d6b01cdeee176a3c6" }
+func init() { emuSourcesSHA = "1a8b98b5116ccc0d87d355f4ea375c870a353c38591b98dccdc150d0f991df72" }

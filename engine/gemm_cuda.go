@@ -23,9 +23,9 @@ import (
 // model or timing, so a result is the same on every run and every card.
 //
 // Precision, per weight (Tensor.SetPrecision): TF32 and bf16 products run
-// the tensor-core kernels of their tile (sm_80+: mma.sync m16n8k8; the
-// emulator runs the same fragments through an emulation of the
-// instruction); bf16 rounds each input to
+// the tensor-core kernels of their tile (sm_80+: mma.sync m16n8k8 for
+// TF32, m16n8k16 on ldmatrix fragments for bf16; the emulator runs the same
+// fragments through an emulation of the instructions); bf16 rounds each input to
 // 8 significant bits and sums in fp32, as autocast does.
 //
 // TF32: with KILN_TF32=1 (or SetCUDATF32(true)) every fp32 product uses the
@@ -71,14 +71,13 @@ var kGemm = [2][2]gemmKernels{
 
 const (
 	gemmThreads = 256
-	gemmBK      = 8
 	// gemmTargetBlocks is the tile grid that counts as filling the GPU:
 	// two waves of an H100's 132 SMs (the 128 tile takes over above it; a
 	// grid under half of it is split). A constant (not the SM count) so
 	// that the split, and so the summation order, is the same on every GPU.
 	gemmTargetBlocks = 264
-	// gemmMinSplitSteps: a split covers at least this many k-steps of 8.
-	gemmMinSplitSteps = 16
+	// gemmMinSplitK: a split covers at least this much of k.
+	gemmMinSplitK = 128
 	// gemmMaxWorkspace bounds the split-K partial products (bytes).
 	gemmMaxWorkspace = 256 << 20
 	gridMaxYZ        = 65535
@@ -140,11 +139,12 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (g
 	p.tm, p.tn = ks.tile(m, n, batch, prec)
 	p.k = ks.pick(p.tm, p.tn, prec)
 	blocks := ceilDiv(m, p.tm) * ceilDiv(n, p.tn) * batch
-	steps := ceilDiv(k, gemmBK)
+	bk := tileBK(p.tm, p.tn, prec)
+	steps := ceilDiv(k, bk)
 	if split && steps > 1 {
 		s := 1
 		if blocks < gemmTargetBlocks/2 { // under one wave
-			s = min(ceilDiv(gemmSplitBlocks, blocks), steps/gemmMinSplitSteps, gemmSplitBlocks)
+			s = min(ceilDiv(gemmSplitBlocks, blocks), steps/(gemmMinSplitK/bk), gemmSplitBlocks)
 		}
 		if gemmForceSplits != 0 {
 			s = gemmForceSplits
@@ -163,6 +163,16 @@ func planGemm(ks gemmKernels, m, n, k, batch int, split bool, prec Precision) (g
 	}
 	p.grid = cuda.Dim3{X: uint32(gx), Y: uint32(gy), Z: uint32(gz)}
 	return p, nil
+}
+
+// tileBK is a tile's k-step (kernels/gemm_tile.cuh): 32 for the bf16
+// tensor-core tiles (64×64 and 128×128), 8 for the others. A split covers
+// whole k-steps.
+func tileBK(tm, tn int, prec Precision) int {
+	if gemmPrecision(prec) == BF16 && tm == tn && tm >= 64 {
+		return 32
+	}
+	return 8
 }
 
 // tile picks an m×n product's tile: 128×128 for a large product that

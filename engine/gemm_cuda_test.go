@@ -419,3 +419,23 @@ func toHost(t *testing.T, x *engine.Tensor) *engine.Tensor {
 	}
 	return h
 }
+
+// bf16's tensor-core tiles step k by 32: split over k (more splits asked
+// than k-steps, too) and batched, against the fp32 CPU product at bf16's
+// tolerance, each k-step part of exactly one split.
+func TestCUDAGemmBF16SplitK(t *testing.T) {
+	cudaOrSkip(t)
+	defer engine.SetGemmPrecisionForTest(engine.BF16)()
+	rng := rand.New(rand.NewPCG(17, 18))
+	for _, c := range []struct{ tile, m, n, k, splits int }{
+		{64, 5, 9, 109, 3}, {64, 19, 2, 61, 7}, {128, 3, 7, 32*9 + 5, 4}, {128, 130, 9, 200, 2},
+	} {
+		restore := engine.SetGemmPlanForTest(c.tile, c.splits)
+		o := newGemmOperands(t, rng, false, true, c.m, c.n, c.k, 2)
+		o.run(t, false, true, c.m, c.n, c.k, 2, 1, 0.5)
+		restore()
+		atol, rtol := bf16Setting.tol(c.k)
+		checkKernels(t, []string{gemmKernelName(false, true, c.tile, "bf16"), "gemm_splitk_reduce_f32"},
+			fmt.Sprintf("bf16 batch 2 %dx%dx%d splits %d", c.m, c.n, c.k, c.splits), o.dc, o.c, atol, rtol)
+	}
+}

@@ -5,15 +5,15 @@
 // file does the tiling, so a convolution never materialises its im2col matrix.
 //
 // Tiling: a block of 256 threads owns a BM×BN tile of C and walks K in steps
-// of BK = 8. Each step the tiles of A (BM×8) and B (8×BN) go through
-// registers into shared memory, k-major, with 4 (fp32, bf16) or 8 (tf32)
-// floats of row padding so that neither the stores nor the reads of a warp
-// collide on a bank. The loads of step s+1 are issued before step s is
+// of BK = 8 (32 on the bf16 tensor-core tiles, below). Each step the tiles of
+// A (BM×8) and B (8×BN) go through registers into shared memory, k-major,
+// with 4 (fp32, bf16) or 8 (tf32) floats of row padding so that neither the
+// stores nor the reads of a warp collide on a bank. The loads of step s+1 are issued before step s is
 // multiplied (register prefetch) and stored into the other of two shared
 // buffers right after it, so one barrier a step suffices. Per-k index
 // tables (where an op needs div/mod to find an element, e.g. k → (c, kh,
 // kw)) are built once per step by 8 threads into a double-buffered shared
-// table instead of by every thread for every element.
+// table instead of by every thread for every element (by BK threads).
 // Out-of-range rows, columns and k read as zero, so any M, N, K works.
 //
 //   - fp32: each thread accumulates TM×TN = 8×8 (128×128 tile), 4×4 (64×64),
@@ -28,11 +28,15 @@
 //     products of two TF32 values are exact in fp32, so it differs from the
 //     tensor cores only in the order of the sum.
 //   - bf16 (sm_80+, --precision bf16): the same warp layout and accumulators,
-//     mma.sync.m16n8k8 with bf16 inputs, each register two bf16 of
-//     consecutive k. Inputs are rounded to bf16 (kiln_to_bf16, the rule of
-//     every Kiln path) as they enter shared memory, kept there as floats
-//     whose low half is zero, and paired as the fragments are read; the
-//     emulator emulates this instruction too. The small and rectangular
+//     in k-steps of 32 (BK): each thread loads pairs of consecutive k,
+//     rounds them to bf16 (kiln_to_bf16, the rule of every Kiln path) and
+//     packs them into one 32-bit word in registers, stored into shared
+//     memory k-major along each row of A and column of B (16 words and 4
+//     of padding: ldmatrix's eight rows of 16 bytes then fall on distinct
+//     banks); ldmatrix.x4 reads the fragments of mma.sync.m16n8k16, two
+//     sub-steps of 16 a k-step. Half the shared memory a value of fp32 and
+//     four times the k a barrier. The emulator emulates both instructions
+//     on the same registers. The small and rectangular
 //     tiles (32×32, 32×128, 128×32) have bf16 kernels too, for products
 //     over few channels: the fp32 loop above on inputs rounded the same way.
 //     A product of two bf16 is exact in fp32, so they sum what the tensor
@@ -57,7 +61,6 @@
 
 namespace kiln_gemm {
 
-constexpr int BK = 8;
 constexpr int THREADS = 256;
 constexpr int KTAB = 4;  // ints of per-k table an op may fill
 
@@ -73,6 +76,10 @@ struct Tile {
 	// The tensor-core warp layout: low precision on the square 64 and 128
 	// tiles. The other tiles multiply in the fp32 loop whatever P rounds to.
 	static constexpr bool MMA = P != F32 && BM == BN && BM >= 64;
+	// bf16 on those tiles: k-steps of 32 in bf16 words (see the top).
+	static constexpr bool K16 = P == BF16 && MMA;
+	static constexpr int BK = K16 ? 32 : 8;
+	static constexpr int KW = BK / 2 + 4;  // 32-bit words a shared row of a K16 tile
 	static constexpr int SQ = BM * BN / THREADS == 64 ? 8 : BM * BN / THREADS == 16 ? 4 : 2;
 	static constexpr int TM = TM_ ? TM_ : SQ, TN = TN_ ? TN_ : SQ;
 	// A thread's rows (columns) come in chunks of CHM (CHN) consecutive
@@ -155,17 +162,18 @@ __device__ __forceinline__ void load_n(const float* p, float* v) {
 #endif
 
 #ifdef KILN_GEMM_MMA
-// Fragment registers of mma.m16n8k8 (gid = lane/4, tig = lane%4), as in
-// the PTX ISA:
-//   .tf32: a0 (gid, tig) a1 (gid+8, tig) a2 (gid, tig+4) a3 (gid+8, tig+4)
-//          b0 (k=tig, n=gid) b1 (k=tig+4, n=gid)
-//   .bf16: each register two bf16 of consecutive k, the lower k in the low
-//          half: a0 (gid, 2tig..2tig+1) a1 (gid+8, 2tig..2tig+1)
-//          b0 (k=2tig..2tig+1, n=gid)
+// Fragment registers (gid = lane/4, tig = lane%4), as in the PTX ISA:
+//   m16n8k8 .tf32: a0 (gid, tig) a1 (gid+8, tig) a2 (gid, tig+4) a3 (gid+8, tig+4)
+//                  b0 (k=tig, n=gid) b1 (k=tig+4, n=gid)
+//   m16n8k16 .bf16: each register two bf16 of consecutive k, the lower k in
+//                  the low half: a0 (gid, 2tig..2tig+1) a1 (gid+8, 2tig..)
+//                  a2 (gid, 2tig+8..) a3 (gid+8, 2tig+8..)
+//                  b0 (k=2tig..2tig+1, n=gid) b1 (k=2tig+8.., n=gid)
 //   d (fp32, both): d0 (gid, 2tig) d1 (gid, 2tig+1) d2 (gid+8, 2tig) d3 (gid+8, 2tig+1)
+// Both take four A and two B registers; bf16's cover twice the k.
 template <Prec P>
 struct Frag {
-	static constexpr int A = P == BF16 ? 2 : 4, B = P == BF16 ? 1 : 2;
+	static constexpr int A = 4, B = 2, K = P == BF16 ? 16 : 8;
 };
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -179,12 +187,37 @@ __device__ __forceinline__ void mma_tf32(float* d, const unsigned int* a, const 
 }
 __device__ __forceinline__ void mma_bf16(float* d, const unsigned int* a, const unsigned int* b) {
 	asm volatile(
-	    "mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 "
-	    "{%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+	    "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+	    "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
 	    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-	    : "r"(a[0]), "r"(a[1]), "r"(b[0]));
+	    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 #endif
+
+// ldmatrix_x4 loads four 8×8 matrices of 16-bit values from shared memory,
+// one warp: lane l gives the address of row l%8 of matrix l/8 (16 bytes,
+// 16-byte aligned) and receives, in r[j], the 32-bit word l%4 of row l/4 of
+// matrix j (.x4, no .trans).
+__device__ __forceinline__ void ldmatrix_x4(unsigned int (&r)[4], const unsigned int* row) {
+#ifdef KILN_EMU
+	kiln_emu_check_align16(row);
+	const uintptr_t p = reinterpret_cast<uintptr_t>(row);
+	const uint32_t mine[2] = {static_cast<uint32_t>(p), static_cast<uint32_t>(p >> 32)};
+	const uint32_t* tab = kiln_emu_warp_table(mine, 2);
+	const int lane = kiln_emu_lane();
+	for (int j = 0; j < 4; j++) {
+		const int src = 8 * j + lane / 4;
+		const uintptr_t q = tab[2 * src] | static_cast<uintptr_t>(tab[2 * src + 1]) << 32;
+		r[j] = reinterpret_cast<const unsigned int*>(q)[lane % 4];
+	}
+	kiln_emu_warp_table_done();
+#else
+	const unsigned int a = static_cast<unsigned int>(__cvta_generic_to_shared(row));
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(a));
+#endif
+}
 
 // bf16_pair packs the bf16 values lo (k) and hi (k+1), floats whose low half
 // is zero, into one register: lo's upper half low, hi's high.
@@ -204,7 +237,7 @@ __device__ __forceinline__ unsigned int bf16_pair(float lo, float hi) {
 template <class T, Prec P>
 void emu_mma_all(float (&acc)[T::TM][T::TN], const unsigned int (&fa)[T::TM / 2][Frag<P>::A],
                  const unsigned int (&fb)[T::TN / 2][Frag<P>::B]) {
-	constexpr int MT = T::TM / 2, NT = T::TN / 2, RA = Frag<P>::A, RB = Frag<P>::B;
+	constexpr int MT = T::TM / 2, NT = T::TN / 2, RA = Frag<P>::A, RB = Frag<P>::B, K = Frag<P>::K;
 	constexpr int NA = MT * RA, N = NA + NT * RB;
 	constexpr bool H = P == BF16;  // two bf16 a register
 	uint32_t mine[N];
@@ -217,18 +250,19 @@ void emu_mma_all(float (&acc)[T::TM][T::TN], const unsigned int (&fa)[T::TM / 2]
 	};
 	// Element (r, k) of fragment mt of A, (k, n) of fragment nt of B.
 	auto a = [&](int mt, int r, int k) {
-		return H ? value((r % 8) * 4 + k / 2, mt * RA + r / 8, k % 2)
+		return H ? value((r % 8) * 4 + (k % 8) / 2, mt * RA + r / 8 + 2 * (k / 8), k % 2)
 		         : value((r % 8) * 4 + k % 4, mt * RA + r / 8 + 2 * (k / 4), 0);
 	};
 	auto b = [&](int nt, int k, int n) {
-		return H ? value(n * 4 + k / 2, NA + nt * RB, k % 2) : value(n * 4 + k % 4, NA + nt * RB + k / 4, 0);
+		return H ? value(n * 4 + (k % 8) / 2, NA + nt * RB + k / 8, k % 2)
+		         : value(n * 4 + k % 4, NA + nt * RB + k / 4, 0);
 	};
 	const int lane = kiln_emu_lane(), gid = lane >> 2, tig = lane & 3;
 	for (int mt = 0; mt < MT; mt++)
 		for (int nt = 0; nt < NT; nt++)
 			for (int q = 0; q < 4; q++) {  // d_q: row gid + 8(q/2), column 2tig + q%2
 				float& d = acc[2 * mt + q / 2][2 * nt + q % 2];
-				for (int k = 0; k < 8; k++) d = fmaf(a(mt, gid + 8 * (q / 2), k), b(nt, k, 2 * tig + q % 2), d);
+				for (int k = 0; k < K; k++) d = fmaf(a(mt, gid + 8 * (q / 2), k), b(nt, k, 2 * tig + q % 2), d);
 			}
 	kiln_emu_warp_table_done();
 }
@@ -285,24 +319,27 @@ __device__ __forceinline__ void warp_mma_tf32(float (&acc)[T::TM][T::TN], const 
 	mma_all<T, TF32>(acc, fa, fb);
 }
 
-// The same step on bf16 tensor cores: each fragment register pairs rows
-// 2·tig and 2·tig+1 of the k-step.
+// One sub-step of 16 of a K16 tile on bf16 tensor cores: Aw holds row i of
+// A as k pairs, Bw column j of B; ks is the sub-step's first word (k/2).
+// Each ldmatrix.x4 reads one 16×16 fragment of A, or the two 8-column
+// fragments nt, nt+1 of B.
 template <class T>
-__device__ __forceinline__ void warp_mma_bf16(float (&acc)[T::TM][T::TN], const float (*As)[T::BM + T::PAD],
-                                              const float (*Bs)[T::BN + T::PAD], int wr, int wc, int gid, int tig) {
+__device__ __forceinline__ void warp_mma_bf16(float (&acc)[T::TM][T::TN], const unsigned int (*Aw)[T::KW],
+                                              const unsigned int (*Bw)[T::KW], int wr, int wc, int lane, int ks) {
 	constexpr int MT = T::TM / 2, NT = T::TN / 2;
-	unsigned int fa[MT][2], fb[NT][1];
+	static_assert(NT % 2 == 0, "B fragments are read in pairs");
+	unsigned int fa[MT][4], fb[NT][2];
 #pragma unroll
-	for (int mt = 0; mt < MT; mt++) {
-		int r0 = wr + mt * 16 + gid;
-		fa[mt][0] = bf16_pair(As[2 * tig][r0], As[2 * tig + 1][r0]);
-		fa[mt][1] = bf16_pair(As[2 * tig][r0 + 8], As[2 * tig + 1][r0 + 8]);
+	for (int nt = 0; nt < NT; nt += 2) {
+		unsigned int r[4];
+		ldmatrix_x4(r, &Bw[wc + nt * 8 + (lane & 7) + ((lane >> 4) << 3)][ks + ((lane >> 3) & 1) * 4]);
+		fb[nt][0] = r[0];
+		fb[nt][1] = r[1];
+		fb[nt + 1][0] = r[2];
+		fb[nt + 1][1] = r[3];
 	}
 #pragma unroll
-	for (int nt = 0; nt < NT; nt++) {
-		int c0 = wc + nt * 8 + gid;
-		fb[nt][0] = bf16_pair(Bs[2 * tig][c0], Bs[2 * tig + 1][c0]);
-	}
+	for (int mt = 0; mt < MT; mt++) ldmatrix_x4(fa[mt], &Aw[wr + mt * 16 + (lane & 15)][ks + (lane >> 4) * 4]);
 	mma_all<T, BF16>(acc, fa, fb);
 }
 #endif
@@ -352,13 +389,22 @@ struct CStore {
 //   store(g, s, i, j, OutCol, acc)
 template <class T, class Op>
 __device__ __forceinline__ void gemm_tile(const Op& op) {
-	constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN;
+	constexpr int BM = T::BM, BN = T::BN, TM = T::TM, TN = T::TN, BK = T::BK, KW = T::KW;
+	constexpr bool K16 = T::K16;
+	// Values a thread loads a step; a K16 tile loads them in k pairs (one
+	// packed word each), LA/2 and LB/2 of them.
 	constexpr int LA = BM * BK / THREADS, LB = BK * BN / THREADS;
-	constexpr int NCB = Op::B_ALONG_K ? LB : 1;
+	constexpr int RA = K16 ? LA / 2 : LA, RB = K16 ? LB / 2 : LB;  // loads (of one value or a pair)
+	constexpr int KL = K16 ? BK / 2 : BK;                          // load positions along k
+	constexpr int NCB = Op::B_ALONG_K ? RB : 1;
 	// Two buffers of each: step s multiplies buffer s&1 while step s+1's
-	// values go into the other, so a step needs one barrier, not two.
-	__shared__ __align__(16) float As[2][BK][BM + T::PAD];
-	__shared__ __align__(16) float Bs[2][BK][BN + T::PAD];
+	// values go into the other, so a step needs one barrier, not two. A
+	// K16 tile keeps bf16 words in Aw, Bw; the others floats in As, Bs (the
+	// arrays a tile does not use have one element).
+	__shared__ __align__(16) float As[2][K16 ? 1 : BK][K16 ? 1 : BM + T::PAD];
+	__shared__ __align__(16) float Bs[2][K16 ? 1 : BK][K16 ? 1 : BN + T::PAD];
+	__shared__ __align__(16) unsigned int Aw[2][K16 ? BM : 1][K16 ? KW : 4];
+	__shared__ __align__(16) unsigned int Bw[2][K16 ? BN : 1][K16 ? KW : 4];
 	__shared__ int ktab[2][BK][KTAB];
 
 	const int tid = threadIdx.x;
@@ -368,38 +414,63 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 	const int steps = (K + BK - 1) / BK, per = (steps + splits - 1) / splits;
 	const int kbeg = min(K, s * per * BK), kend = min(K, kbeg + per * BK);
 
-	// Where this thread loads from: fixed across steps except for k (cheap
-	// to recompute, so not kept in registers).
-	auto ail = [&](int r) { return Op::A_ALONG_K ? tid / BK + r * (THREADS / BK) : tid % BM; };
-	auto apl = [&](int r) { return Op::A_ALONG_K ? tid % BK : tid / BM + r * (THREADS / BM); };
-	auto bjl = [&](int r) { return Op::B_ALONG_K ? tid / BK + r * (THREADS / BK) : tid % BN; };
-	auto bpl = [&](int r) { return Op::B_ALONG_K ? tid % BK : tid / BN + r * (THREADS / BN); };
+	// Where load r of this thread reads: row (column) and k position, fixed
+	// across steps but for k0 (cheap to recompute, so not kept in
+	// registers). A K16 tile's k position q is the pair 2q, 2q+1.
+	auto ail = [&](int r) { return Op::A_ALONG_K ? tid / KL + r * (THREADS / KL) : tid % BM; };
+	auto apl = [&](int r) { return Op::A_ALONG_K ? tid % KL : tid / BM + r * (THREADS / BM); };
+	auto bjl = [&](int r) { return Op::B_ALONG_K ? tid / KL + r * (THREADS / KL) : tid % BN; };
+	auto bpl = [&](int r) { return Op::B_ALONG_K ? tid % KL : tid / BN + r * (THREADS / BN); };
 	typename Op::Col bc[NCB] = {};
 #pragma unroll
 	for (int r = 0; r < NCB; r++)
 		if (n0 + bjl(r) < N) op.col(g, n0 + bjl(r), bc[r]);
 
-	float ra[LA], rb[LB];
 	auto table = [&](int k0, int buf) {
 		if (Op::NEEDS_KTAB && tid < BK && k0 + tid < kend) op.krow(g, k0 + tid, ktab[buf][tid]);
 	};
+	// Element (i, k0 + kl) of A and (k0 + kl, j) of B, zero out of range.
+	auto a_at = [&](int i, int k0, int kl, int buf) {
+		return i < M && k0 + kl < kend ? op.a(g, i, k0 + kl, ktab[buf][kl]) : 0.0f;
+	};
+	auto b_at = [&](int j, int k0, int kl, int buf, int r) {
+		return j < N && k0 + kl < kend ? op.b(g, k0 + kl, j, ktab[buf][kl], bc[Op::B_ALONG_K ? r : 0]) : 0.0f;
+	};
+	float ra[K16 ? 1 : LA], rb[K16 ? 1 : LB];        // the next step's values
+	unsigned int wa[K16 ? RA : 1], wb[K16 ? RB : 1];  // or its bf16 pairs
 	auto fetch = [&](int k0, int buf) {
 #pragma unroll
-		for (int r = 0; r < LA; r++) {
-			int i = m0 + ail(r), p = k0 + apl(r);
-			ra[r] = i < M && p < kend ? op.a(g, i, p, ktab[buf][apl(r)]) : 0.0f;
+		for (int r = 0; r < RA; r++) {
+			int i = m0 + ail(r), q = apl(r);
+			if constexpr (K16)
+				wa[r] = bf16_pair(kiln_to_bf16(a_at(i, k0, 2 * q, buf)), kiln_to_bf16(a_at(i, k0, 2 * q + 1, buf)));
+			else
+				ra[r] = a_at(i, k0, q, buf);
 		}
 #pragma unroll
-		for (int r = 0; r < LB; r++) {
-			int j = n0 + bjl(r), p = k0 + bpl(r);
-			rb[r] = j < N && p < kend ? op.b(g, p, j, ktab[buf][bpl(r)], bc[Op::B_ALONG_K ? r : 0]) : 0.0f;
+		for (int r = 0; r < RB; r++) {
+			int j = n0 + bjl(r), q = bpl(r);
+			if constexpr (K16)
+				wb[r] = bf16_pair(kiln_to_bf16(b_at(j, k0, 2 * q, buf, r)), kiln_to_bf16(b_at(j, k0, 2 * q + 1, buf, r)));
+			else
+				rb[r] = b_at(j, k0, q, buf, r);
 		}
 	};
 	auto stash = [&](int buf) {
 #pragma unroll
-		for (int r = 0; r < LA; r++) As[buf][apl(r)][ail(r)] = round_in<T::P>(ra[r]);
+		for (int r = 0; r < RA; r++) {
+			if constexpr (K16)
+				Aw[buf][ail(r)][apl(r)] = wa[r];
+			else
+				As[buf][apl(r)][ail(r)] = round_in<T::P>(ra[r]);
+		}
 #pragma unroll
-		for (int r = 0; r < LB; r++) Bs[buf][bpl(r)][bjl(r)] = round_in<T::P>(rb[r]);
+		for (int r = 0; r < RB; r++) {
+			if constexpr (K16)
+				Bw[buf][bjl(r)][bpl(r)] = wb[r];
+			else
+				Bs[buf][bpl(r)][bjl(r)] = round_in<T::P>(rb[r]);
+		}
 	};
 
 	// This thread's outputs: rows row(m), columns col(c) of the tile.
@@ -422,9 +493,9 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 		for (int c = 0; c < TN; c++) acc[m][c] = 0.0f;
 
 	auto multiply = [&](int buf) {
-		const float(*Ab)[BM + T::PAD] = As[buf];
-		const float(*Bb)[BN + T::PAD] = Bs[buf];
-		if (!T::MMA) {
+		if constexpr (!T::MMA) {
+			const float(*Ab)[BM + T::PAD] = As[buf];
+			const float(*Bb)[BN + T::PAD] = Bs[buf];
 #pragma unroll
 			for (int kk = 0; kk < BK; kk++) {
 				float a[TM], b[TN];
@@ -440,13 +511,15 @@ __device__ __forceinline__ void gemm_tile(const Op& op) {
 		} else {
 		// TF32 or bf16: TM/2 × TN/2 fragments of 16×8 per warp.
 #ifdef KILN_GEMM_MMA
-		const int wr = (warp / 4) * (BM / 2), wc = (warp % 4) * (BN / 4);
-		if (T::P == BF16)
-			warp_mma_bf16<T>(acc, Ab, Bb, wr, wc, gid, tig);
-		else
-			warp_mma_tf32<T>(acc, Ab, Bb, wr, wc, gid, tig);
+			const int wr = (warp / 4) * (BM / 2), wc = (warp % 4) * (BN / 4);
+			if constexpr (K16) {
+#pragma unroll
+				for (int ks = 0; ks < BK / 2; ks += 8) warp_mma_bf16<T>(acc, Aw[buf], Bw[buf], wr, wc, lane, ks);
+			} else {
+				warp_mma_tf32<T>(acc, As[buf], Bs[buf], wr, wc, gid, tig);
+			}
 #else
-		static_assert(!T::MMA, "tensor-core tiles are built for sm_80+ (and the emulator) only");
+			static_assert(!T::MMA, "tensor-core tiles are built for sm_80+ (and the emulator) only");
 #endif
 		}
 	};
