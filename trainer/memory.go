@@ -15,11 +15,11 @@ import (
 	"github.com/kiln-ml/kiln/trainer/data"
 )
 
-// EstimateMemory is what training on ds in batches of `batch` holds at its
-// peak, to compare with the process's peak RSS: parameters, gradients and
-// optimiser state; the samples of ds; the loader's two batches (one filled
-// ahead); and the activations and gradients of a probe step on two samples,
-// scaled to the batch. The probe changes no parameter and restores the
+// EstimateMemory is what training on ds in batches of `batch` (at most all
+// of ds) holds at its peak, to compare with the process's peak RSS:
+// parameters, gradients and optimiser state; the samples of ds; the
+// loader's two batches (one filled ahead); and the activations and
+// gradients of a probe step on two samples, scaled to the batch. The probe changes no parameter and restores the
 // buffers it moves (batch-norm statistics, dropout streams), so it changes
 // nothing.
 func (t *Trainer) EstimateMemory(ds *data.Dataset, batch int) (int64, error) {
@@ -36,8 +36,9 @@ func (t *Trainer) EstimateMemory(ds *data.Dataset, batch int) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("memory probe: %w", err)
 	}
-	// Scratch buffers roughly double the per-sample figure.
-	return fixed + 2*perSample*int64(batch), nil
+	// Scratch buffers roughly double the per-sample figure. A batch larger
+	// than ds is ds: one step of all of it.
+	return fixed + 2*perSample*int64(min(batch, ds.Len())), nil
 }
 
 // probeMemory runs a forward and backward pass on the first n samples and

@@ -111,3 +111,23 @@ func TestBuildModelRefusesBeforeAllocating(t *testing.T) {
 		t.Errorf("a 0.7M-parameter model under a 64 MiB limit: %v", err)
 	}
 }
+
+// A batch larger than the data set is one step of all of it (as a
+// DataLoader's last batch): its estimate is that of a batch of the whole
+// set, not of the batch asked for, which would refuse a run that fits.
+func TestEstimateMemoryOfABatchLargerThanTheData(t *testing.T) {
+	ds := wide(t, 50, 256)
+	tr := wideTrainer(t, ds, 16)
+	whole, err := tr.EstimateMemory(ds, ds.Len())
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge, err := tr.EstimateMemory(ds, 1_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (The probe's allocations vary a little from call to call.)
+	if huge > 2*whole {
+		t.Errorf("batch 1000000 over %d samples: estimate %d bytes, a batch of all %d: %d", ds.Len(), huge, ds.Len(), whole)
+	}
+}
