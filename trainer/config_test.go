@@ -167,6 +167,26 @@ func TestEveryNumericSettingIsValidatedFromAFile(t *testing.T) {
 	}
 }
 
+// A list or a mapping where a key takes one value, and one value where it
+// takes a list, are refused naming the key and what it takes, in YAML and
+// JSON, not in the decoder's Go types.
+func TestConfigValuesOfTheWrongShape(t *testing.T) {
+	for _, c := range []struct{ name, content, want string }{
+		{"c.yaml", "lr: [0.1]\n", "lr a list: must be a finite number > 0, one value"},
+		{"c.yaml", "epochs: {n: 3}\n", "epochs a mapping: must be a whole number at least 1, one value"},
+		{"c.yaml", "model: [lenet]\n", "model a list: must be a word, one value"},
+		{"c.yaml", "nesterov: [true]\n", "nesterov a list: must be true or false, one value"},
+		{"c.yaml", "classes: 3\n", "classes 3: must be a list of whole numbers"},
+		{"c.json", `{"lr": [0.1]}`, "lr a list: must be a finite number > 0, one value"},
+		{"c.json", `{"milestones": 5}`, "milestones 5: must be a list of whole numbers"},
+	} {
+		_, err := LoadConfigFile(writeConfig(t, c.name, c.content), DefaultConfig())
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "Go struct") {
+			t.Errorf("%s %q: %v, want %q", c.name, c.content, err, c.want)
+		}
+	}
+}
+
 // The same checks reach a program that fills a Config itself, as a
 // *SettingError naming the key.
 func TestValidateTrainingNamesTheKey(t *testing.T) {

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -133,6 +134,9 @@ func checkNumbers(b []byte, isJSON bool) error {
 		if !ok {
 			continue
 		}
+		if err := checkShape(k, t, m[k]); err != nil {
+			return err
+		}
 		if err := checkWhole(k, t, m[k]); err != nil {
 			return err
 		}
@@ -149,6 +153,36 @@ func configKinds() map[string]reflect.Type {
 		out[strings.Split(f.Tag.Get("yaml"), ",")[0]] = f.Type
 	}
 	return out
+}
+
+// checkShape refuses a list or a mapping for a single value, and a single
+// value for a list, naming what the key takes (the decoder would name Go
+// types).
+func checkShape(key string, t reflect.Type, v any) error {
+	var got string
+	switch v.(type) {
+	case nil:
+		return nil
+	case []any:
+		got = "a list"
+	case map[string]any:
+		got = "a mapping"
+	}
+	if t.Kind() == reflect.Slice {
+		if got == "a list" {
+			return nil
+		}
+		return settingErr(key, cmp.Or(got, fmt.Sprint(v)), "must be a list of %s, e.g. [1, 2]", SettingRange(key))
+	}
+	if got == "" {
+		return nil
+	}
+	want := SettingRange(key)
+	if want == "" {
+		want = map[reflect.Kind]string{reflect.String: "a word", reflect.Bool: "true or false",
+			reflect.Float64: "a number", reflect.Int: "a whole number", reflect.Uint64: "a whole number"}[t.Kind()]
+	}
+	return settingErr(key, got, "must be %s, one value", cmp.Or(want, "one value"))
 }
 
 // checkWhole checks an integer field's (or integer list's) value as the
