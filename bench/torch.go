@@ -68,6 +68,9 @@ type torchInfo struct {
 	Torch    string `json:"torch"`
 	Python   string `json:"python"`
 	OpenBLAS string `json:"openblas"`
+	// OpenBLASCore is the kernel set OpenBLAS runs (OPENBLAS_CORETYPE's
+	// names: Haswell, SkylakeX, Cooperlake, Prescott, ...).
+	OpenBLASCore string `json:"openblas_core"`
 	// The BLAS torch's sgemm reaches (openblas, mkl, blis, atlas,
 	// reference or unknown: torch/blasinfo.py), the ATen kernels' level
 	// and oneDNN's instruction set.

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/cpu"
 )
 
 // The suite refuses to compare with a PyTorch whose sgemm reaches the
@@ -35,5 +37,37 @@ func TestTorchOnReferenceBLASIsRefused(t *testing.T) {
 	_, err = newTorchRunner(ctx, python, t.TempDir(), "cpu")
 	if err == nil || !strings.Contains(err.Error(), "reference BLAS") || !strings.Contains(err.Error(), "libopenblas0-pthread") {
 		t.Errorf("PyTorch on the reference BLAS: %v, want a refusal saying what to install", err)
+	}
+}
+
+// PyTorch's OpenBLAS runs the widest kernels this CPU has: OpenBLAS 0.3.21
+// picks its SSE3 Prescott kernels (a third of the speed) on a CPU newer than
+// its CPUID table, an Emerald Rapids Xeon (family 6 model 207) among them,
+// and the harness then sets OPENBLAS_CORETYPE for it. Skips, saying why,
+// without /usr/bin/python3 with torch on OpenBLAS.
+func TestTorchOpenBLASRunsTheWidestKernels(t *testing.T) {
+	const python = "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import torch").Run(); err != nil {
+		t.Skipf("skipped: %s cannot import torch (%v)", python, err)
+	}
+	t.Setenv("OPENBLAS_CORETYPE", "") // unset below: the harness decides
+	os.Unsetenv("OPENBLAS_CORETYPE")
+	r, err := newTorchRunner(context.Background(), python, t.TempDir(), "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.info.BLASKind != "openblas" {
+		t.Skipf("skipped: PyTorch runs on %q here, not OpenBLAS", r.info.BLASKind)
+	}
+	want := map[string]bool{"Haswell": true, "Zen": true, "SkylakeX": true, "Cooperlake": true, "SapphireRapids": true}
+	switch {
+	case cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ:
+		want = map[string]bool{"SkylakeX": true, "Cooperlake": true, "SapphireRapids": true}
+	case !(cpu.X86.HasAVX2 && cpu.X86.HasFMA):
+		t.Skip("skipped: a CPU without AVX2 and FMA")
+	}
+	t.Logf("OpenBLAS: %s (%s)", r.info.OpenBLASCore, r.info.OpenBLAS)
+	if !want[r.info.OpenBLASCore] {
+		t.Errorf("PyTorch's OpenBLAS runs its %q kernels, want one of %v", r.info.OpenBLASCore, want)
 	}
 }

@@ -10,6 +10,8 @@ linked in, and from oneDNN's own report of the instruction set it uses.
 """
 import ctypes
 import os
+import subprocess
+import sys
 
 REFERENCE_BLAS_ADVICE = (
     "PyTorch runs on the reference BLAS ({lib}), about 10x slower than on OpenBLAS: ratios against "
@@ -19,6 +21,62 @@ REFERENCE_BLAS_ADVICE = (
 # oneDNN's dnnl_cpu_isa_t (oneDNN 2.x), as dnnl_get_effective_cpu_isa returns it.
 ONEDNN_ISA = {0x1: "sse41", 0x3: "avx", 0x7: "avx2", 0x407: "avx2_vnni", 0x27: "avx512_core",
               0x67: "avx512_core_vnni", 0xE7: "avx512_core_bf16", 0x3E7: "avx512_core_amx"}
+
+
+# OpenBLAS's kernel sets, by the widest instructions they use: a DYNAMIC_ARCH
+# build picks one from its CPUID table when it loads, and falls back to
+# Prescott (SSE3, a third of the speed) on a CPU newer than the table:
+# OpenBLAS 0.3.21 on an Emerald Rapids Xeon (family 6 model 207).
+OPENBLAS_CORE_RANK = {"Haswell": 1, "Zen": 1, "SkylakeX": 2, "Cooperlake": 2, "SapphireRapids": 2}
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def widest_openblas_core(flags):
+    """The OpenBLAS kernel set for the widest instructions the CPU has, and its rank."""
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return ("Cooperlake" if "avx512_bf16" in flags else "SkylakeX"), 2
+    if {"avx2", "fma"} <= flags:
+        return "Haswell", 1
+    return "", 0
+
+
+def openblas_core_probe(lib="/usr/lib/x86_64-linux-gnu/libblas.so.3"):
+    """The kernel set OpenBLAS picks in a fresh process, or "" where the BLAS
+    there is no OpenBLAS."""
+    code = ("import ctypes,sys\n"
+            "f=ctypes.CDLL(sys.argv[1]).openblas_get_corename\n"
+            "f.restype=ctypes.c_char_p\n"
+            "print(f().decode())")
+    try:
+        r = subprocess.run([sys.executable, "-c", code, os.path.realpath(lib)], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def give_openblas_its_kernels():
+    """Sets OPENBLAS_CORETYPE, before torch loads, where OpenBLAS would pick
+    kernels narrower than the CPU runs (unless it is set already: --isa
+    avx2 sets it), and returns a line that says so, or ""."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return ""
+    want, rank = widest_openblas_core(cpu_flags())
+    picked = openblas_core_probe()
+    if not want or not picked or OPENBLAS_CORE_RANK.get(picked, 0) >= rank:
+        return ""
+    os.environ["OPENBLAS_CORETYPE"] = want
+    return (f"OpenBLAS picks its {picked} kernels on this CPU (one it does not know); PyTorch runs with "
+            f"OPENBLAS_CORETYPE={want}, the widest this CPU has")
 
 
 def mapped_libraries():
@@ -80,6 +138,20 @@ def openblas_config(libs):
     return ""
 
 
+def openblas_core(libs):
+    """The kernel set OpenBLAS runs (OPENBLAS_CORETYPE's names), or ""."""
+    for lib in libs:
+        if "openblas" not in os.path.realpath(lib).lower():
+            continue
+        try:
+            fn = ctypes.CDLL(lib).openblas_get_corename
+            fn.restype = ctypes.c_char_p
+            return fn().decode()
+        except (OSError, AttributeError):
+            continue
+    return ""
+
+
 def onednn_isa(libs):
     for lib in libs:
         if "libdnnl" not in lib and "libmkldnn" not in lib:
@@ -104,7 +176,8 @@ def config_value(torch, key):
 
 def blas_info(torch):
     """A dict: blas_kind (openblas, mkl, blis, atlas, reference or unknown),
-    blas_library, openblas (its own config string), aten_cpu (the ATen
+    blas_library, openblas (its own config string), openblas_core (the
+    kernel set it runs), aten_cpu (the ATen
     kernels' level) and onednn_isa."""
     a = torch.randn(64, 64)
     (a @ a).sum()
@@ -117,4 +190,5 @@ def blas_info(torch):
         if built in ("mkl", "open", "openblas", "blis"):
             kind, library = {"open": "openblas"}.get(built, built), "linked into torch"
     return {"blas_kind": kind, "blas_library": library, "openblas": openblas_config(libs),
+            "openblas_core": openblas_core(libs),
             "aten_cpu": config_value(torch, "CPU capability usage"), "onednn_isa": onednn_isa(libs)}

@@ -186,6 +186,10 @@ def main():
     if args.worker:
         return worker(args)
     set_isa_env(args.isa)  # before torch is imported: ATen and OpenBLAS read it when they load
+    from blasinfo import give_openblas_its_kernels
+    kernels_note = give_openblas_its_kernels()  # likewise; the workers inherit it
+    if kernels_note:
+        print(kernels_note, flush=True)
 
     try:
         import torch
@@ -214,7 +218,7 @@ def main():
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "torch": torch_version, "torch_blas": blas, "kiln_commit": rev, "rounds": args.rounds,
-              "isa": args.isa, "isa_env": ISA_ENV[args.isa], "precision": args.precision,
+              "isa": args.isa, "isa_env": ISA_ENV[args.isa], "openblas_coretype_set": kernels_note, "precision": args.precision,
               "seconds_per_run": args.seconds, "results": results}
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.date.today().isoformat()
@@ -239,7 +243,8 @@ def main():
                 f"Medians of {args.rounds} alternating runs of ≥{args.seconds:g} s each; "
                 f"synthetic batch; SGD momentum 0.9; precision {args.precision}"
                 + (" (Kiln --precision bf16; PyTorch torch.autocast('cpu', bfloat16); Kiln fp32 in the same rounds)"
-                   if args.precision != "fp32" else "") + ".\n\n")
+                   if args.precision != "fp32" else "") + "."
+                + (f" {kernels_note}." if kernels_note else "") + "\n\n")
         bf = args.precision != "fp32"
         f.write("| model | batch | input | params | Kiln | PyTorch (best setting) | Kiln/PyTorch |"
                 + (" Kiln fp32 | Kiln bf16/fp32 |\n|---|---|---|---|---|---|---|---|---|\n" if bf else "\n|---|---|---|---|---|---|---|\n"))

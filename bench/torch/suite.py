@@ -457,6 +457,8 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=0, help="tta: stop training after this long (0: no cap)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
+    from blasinfo import give_openblas_its_kernels
+    give_openblas_its_kernels()  # before torch loads OpenBLAS; info's blas names the kernels it runs
     try:
         import torch  # noqa: F401
     except ImportError as e:
