@@ -3,6 +3,7 @@ int kiln_cpu_bf16(void);
 void kiln_f32_to_bf16(uint16_t *dst, const float *src, long n);
 void kiln_bf16_to_f32(float *dst, const uint16_t *src, long n);
 int kiln_cpu_amx(void);
+void kiln_amx_config(void);
 void kiln_bf16_use_amx(int on);
 void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw);
 int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
@@ -32,3 +33,9 @@ void kiln_conv_bf16_gemm_bx(long m, long n, long np, const uint32_t *ap, const u
 void kiln_conv_bf16_pack_dout(uint32_t *bp, const uint32_t *dy, long ldy, long m, long np);
 void kiln_conv_bf16_gemm_ax(long m, long n, long np, const uint16_t *xb, const int32_t *aoff, const uint32_t *bp,
                             float *c, long ldc, float beta);
+void kiln_conv_amx_pack_w(uint32_t *ap, const float *w, long m, long rs, long nch, long cs, long taps, long mp,
+                          long c2p);
+void kiln_conv_amx_bx(long mp, long n, long taps, long c2p, const uint32_t *ap, const uint32_t *x2, long bplane,
+                      const int32_t *toff, float *c, long ldc, float beta);
+void kiln_conv_amx_ax(long m, long taps, long n, long np, const uint16_t *xb, long plane, const int32_t *toff,
+                      const uint32_t *bp, float *c, long ldc);

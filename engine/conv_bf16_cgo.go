@@ -16,11 +16,20 @@ package engine
 #cgo nocallback kiln_conv_bf16_pack_dout
 #cgo noescape kiln_conv_bf16_gemm_ax
 #cgo nocallback kiln_conv_bf16_gemm_ax
+#cgo noescape kiln_conv_amx_pack_w
+#cgo nocallback kiln_conv_amx_pack_w
+#cgo noescape kiln_conv_amx_bx
+#cgo nocallback kiln_conv_amx_bx
+#cgo noescape kiln_conv_amx_ax
+#cgo nocallback kiln_conv_amx_ax
 #include "bf16_cpu.h"
 */
 import "C"
 
-import "unsafe"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // The bf16 convolution's kernels (conv_bf16_cpu.c). Each wrapper checks,
 // by indexing the last element it may touch, that its slices hold what the
@@ -97,4 +106,45 @@ func convBF16GemmAx(m, n, np int, xb []uint16, aoff []int32, bp []uint32, c []fl
 	_ = c[(m-1)*ldc+n-1]
 	C.kiln_conv_bf16_gemm_ax(C.long(m), C.long(n), C.long(np), cu16(xb), ci32(aoff), cu32(bp), cptr(c), C.long(ldc),
 		C.float(beta))
+}
+
+// convAMXPackW: ap gets mp rows of taps·c2p words, the pairs tap-major.
+func convAMXPackW(ap []uint32, w []float32, m, rs, nch, cs, taps, mp, c2p int) {
+	_ = ap[mp*taps*c2p-1]
+	_ = w[(m-1)*rs+(nch-1)*cs+taps-1]
+	C.kiln_conv_amx_pack_w(cu32(ap), cptr(w), C.long(m), C.long(rs), C.long(nch), C.long(cs), C.long(taps),
+		C.long(mp), C.long(c2p))
+}
+
+// convAMXBx: c (mp × n, ldc) = A·B (+ c where beta is 1), B's pair-row
+// (t, c2) at x2[c2·bplane + toff[t]:]; mp a multiple of 16, n of 32, c2p of 16.
+func convAMXBx(mp, n, taps, c2p int, ap, x2 []uint32, bplane int, toff []int32, c []float32, ldc int, beta float32) {
+	if mp%16 != 0 || n%32 != 0 || c2p%16 != 0 || ldc < n || (beta != 0 && beta != 1) {
+		panic(fmt.Sprintf("convAMXBx: mp %d, n %d, c2p %d, ldc %d, beta %g", mp, n, c2p, ldc, beta))
+	}
+	_ = ap[mp*taps*c2p-1]
+	for _, o := range toff[:taps] {
+		_ = x2[(c2p-1)*bplane+int(o)+n-1]
+		_ = x2[o]
+	}
+	_ = c[(mp-1)*ldc+n-1]
+	C.kiln_conv_amx_bx(C.long(mp), C.long(n), C.long(taps), C.long(c2p), cu32(ap), cu32(x2), C.long(bplane),
+		ci32(toff), cptr(c), C.long(ldc), C.float(beta))
+}
+
+// convAMXAx: c[(i·taps + t)·ldc + j] += Σ_p pair(xb[i·plane + toff[t] + 2p:])·B[p, j]
+// for m channels and n output channels (multiples of 16) over np pairs (of 16),
+// B packed by convBF16PackDout(…, n, np).
+func convAMXAx(m, taps, n, np int, xb []uint16, plane int, toff []int32, bp []uint32, c []float32, ldc int) {
+	if m%16 != 0 || n%16 != 0 || np%16 != 0 || ldc < n {
+		panic(fmt.Sprintf("convAMXAx: m %d, n %d, np %d, ldc %d", m, n, np, ldc))
+	}
+	for _, o := range toff[:taps] {
+		_ = xb[(m-1)*plane+int(o)+2*np-1]
+		_ = xb[o]
+	}
+	_ = bp[ceilDiv(n, 32)*32*np-1]
+	_ = c[((m-1)*taps+taps-1)*ldc+n-1]
+	C.kiln_conv_amx_ax(C.long(m), C.long(taps), C.long(n), C.long(np), cu16(xb), C.long(plane), ci32(toff), cu32(bp),
+		cptr(c), C.long(ldc))
 }

@@ -168,21 +168,49 @@ BF16 void kiln_conv_bf16_gemm_bx(long m, long n, long np, const uint32_t *ap, co
 // are no more (few output channels), else 32.
 static inline long dout_panel(long m) { return m <= 16 ? 16 : CNR; }
 
+// transpose16 transposes 16 × 16 words: r[i]'s word j becomes r[j]'s word
+// i (pairs of words, then quads, then 128-bit lanes twice).
+BF16 static inline void transpose16(__m512i r[16]) {
+	__m512i t[16];
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+	}
+	for (int i = 0; i < 16; i += 4) {
+		r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+		r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+		r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+		r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+	}
+	for (int h = 0; h < 16; h += 8)
+		for (int i = 0; i < 4; i++) {
+			t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+			t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+		}
+	for (int i = 0; i < 8; i++) {
+		r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+		r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+	}
+}
+
 // kiln_conv_bf16_pack_dout transposes the words of m rows (row i at dy +
 // i·ldy, np words) into panels of w = dout_panel(m) columns: panel j0's
-// word (p, j) at bp[j0·np + p·w + j]; columns past m are zero.
-void kiln_conv_bf16_pack_dout(uint32_t *bp, const uint32_t *dy, long ldy, long m, long np) {
+// word (p, j) at bp[j0·np + p·w + j]; columns past m are zero. 16 rows by
+// 16 words at a time, through transpose16.
+BF16 void kiln_conv_bf16_pack_dout(uint32_t *bp, const uint32_t *dy, long ldy, long m, long np) {
 	const long w = dout_panel(m);
-	for (long j0 = 0; j0 < m; j0 += w)
-		for (long j = 0; j < w; j++) {
-			uint32_t *d = bp + j0 * np + j;
-			if (j0 + j >= m) {
-				for (long p = 0; p < np; p++) d[p * w] = 0;
-				continue;
-			}
-			const uint32_t *s = dy + (j0 + j) * ldy;
-			for (long p = 0; p < np; p++) d[p * w] = s[p];
+	for (long j0 = 0; j0 < m; j0 += 16) {
+		uint32_t *panel = bp + (j0 - j0 % w) * np + j0 % w;
+		for (long p0 = 0; p0 < np; p0 += 16) {
+			const __mmask16 pm = kiln_mask16(np - p0);
+			__m512i r[16];
+			for (long i = 0; i < 16; i++)
+				r[i] = j0 + i < m ? _mm512_maskz_loadu_epi32(pm, dy + (j0 + i) * ldy + p0) : _mm512_setzero_si512();
+			transpose16(r);
+			const long np16 = np - p0 < 16 ? np - p0 : 16;
+			for (long p = 0; p < np16; p++) _mm512_storeu_si512(panel + (p0 + p) * w, r[p]);
 		}
+	}
 }
 
 static inline uint32_t load_word(const uint16_t *p) {
@@ -247,6 +275,134 @@ BF16 void kiln_conv_bf16_gemm_ax(long m, long n, long np, const uint16_t *xb, co
 		for (long i0 = 0; i0 < m; i0 += CMR)
 			tile_ax(np, xb, aoff + i0, bp + j0 * np, cm, c + i0 * ldc + j0, ldc, m - i0 < CMR ? m - i0 : CMR, beta);
 	}
+}
+
+// ---------------------------------------------------------------------------
+// AMX (where kiln_cpu_amx): the same products on TDPBF16PS, 16 × 16 float32
+// C tiles in blocks of up to 32 × 32, four C tiles, two A and two B tiles
+// (tiles 0–7, each 16 rows of 64 bytes: kiln_amx_config). A tile loads 16
+// rows one stride apart, so the reductions are ordered for that:
+//
+//   - forward and input gradient order the pairs tap-major, (t, c2), with
+//     the channel pairs padded to c2p, a multiple of 16: B's 16 pair-rows
+//     (t, c2 .. c2+15) are one plane apart in the channel-pair planes,
+//     loaded in place; the planes past the real pairs are zero. C's columns
+//     come in whole 32s, the rows in 16s (c's row stride and rows cover
+//     them: the junk lands past the frame).
+//   - the weight gradient's A rows are 16 channels at one tap, one plane
+//     apart in the bf16 image (in place, at any alignment); B is the output
+//     gradient's words from kiln_conv_bf16_pack_dout, whose pixel pairs are
+//     padded with zeros to a multiple of 16; C is dWᵀ, accumulated in the
+//     tiles over the image's pixels.
+//
+// Numerics: TDPBF16PS's, as in gemm_bf16_cpu.c: the same bits run after run,
+// within float32 accumulation's bound of the exact sum of the rounded inputs.
+
+#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
+
+// kiln_conv_amx_pack_w packs A[i, t·c2p + c2] = (w[i·rs + 2c2·cs + t],
+// w[i·rs + (2c2+1)·cs + t]) as mp rows of taps·c2p words; rows past m and
+// pairs past ⌈nch/2⌉ are zero.
+void kiln_conv_amx_pack_w(uint32_t *ap, const float *w, long m, long rs, long nch, long cs, long taps, long mp,
+                          long c2p) {
+	const long nc2 = (nch + 1) / 2, kp = taps * c2p;
+	for (long i = 0; i < mp; i++)
+		for (long t = 0; t < taps; t++)
+			for (long c2 = 0; c2 < c2p; c2++) {
+				uint32_t word = 0;
+				if (i < m && c2 < nc2) {
+					const float *wi = w + i * rs + 2 * c2 * cs + t;
+					word = pair_word(wi[0], 2 * c2 + 1 < nch ? wi[cs] : 0.0f);
+				}
+				ap[i * kp + t * c2p + c2] = word;
+			}
+}
+
+// amx_load_c starts a block's C tiles from c (rows rs floats apart), or
+// from zero; amx_store_c writes them back. two_i, two_j: the block's second
+// row and column of tiles are real.
+AMX static void amx_load_c(const float *c, long rs, int two_i, int two_j, int from_zero) {
+	if (from_zero) {
+		_tile_zero(0);
+		_tile_zero(1);
+		_tile_zero(2);
+		_tile_zero(3);
+		return;
+	}
+	_tile_loadd(0, c, rs * 4);
+	if (two_j) _tile_loadd(1, c + 16, rs * 4);
+	if (two_i) _tile_loadd(2, c + 16 * rs, rs * 4);
+	if (two_i && two_j) _tile_loadd(3, c + 16 * rs + 16, rs * 4);
+}
+
+AMX static void amx_store_c(float *c, long rs, int two_i, int two_j) {
+	_tile_stored(0, c, rs * 4);
+	if (two_j) _tile_stored(1, c + 16, rs * 4);
+	if (two_i) _tile_stored(2, c + 16 * rs, rs * 4);
+	if (two_i && two_j) _tile_stored(3, c + 16 * rs + 16, rs * 4);
+}
+
+// amx_products adds A·B to the block's C tiles: A's tiles loaded from a0
+// (and a0 + 16 rows), B's from b0 and b1, each tile's rows the given
+// strides apart (bytes).
+#define AMX_PRODUCTS(a0, a1, sa, b0, b1, sb, two_i, two_j)                                        \
+	do {                                                                                           \
+		_tile_loadd(4, a0, sa);                                                                    \
+		if (two_i) _tile_loadd(5, a1, sa);                                                         \
+		_tile_loadd(6, b0, sb);                                                                    \
+		if (two_j) _tile_loadd(7, b1, sb);                                                         \
+		_tile_dpbf16ps(0, 4, 6);                                                                   \
+		if (two_j) _tile_dpbf16ps(1, 4, 7);                                                        \
+		if (two_i) _tile_dpbf16ps(2, 5, 6);                                                        \
+		if (two_i && two_j) _tile_dpbf16ps(3, 5, 7);                                               \
+	} while (0)
+
+// kiln_conv_amx_bx: C[i, j] = Σ_t Σ_c2 A[i, t·c2p + c2]·x2[c2·bplane +
+// toff[t] + j] (+ C where beta is 1; beta is 0 or 1) for i < mp (a multiple
+// of 16), j < n (a multiple of 32); A from kiln_conv_amx_pack_w.
+AMX void kiln_conv_amx_bx(long mp, long n, long taps, long c2p, const uint32_t *ap, const uint32_t *x2, long bplane,
+                          const int32_t *toff, float *c, long ldc, float beta) {
+	kiln_amx_config();
+	const long kp = taps * c2p;
+	for (long j0 = 0; j0 < n; j0 += 32)
+		for (long i0 = 0; i0 < mp; i0 += 32) {
+			const int two_i = mp - i0 > 16;
+			float *cb = c + i0 * ldc + j0;
+			amx_load_c(cb, ldc, two_i, 1, beta == 0);
+			const uint32_t *a = ap + i0 * kp;
+			for (long t = 0; t < taps; t++)
+				for (long c2 = 0; c2 < c2p; c2 += 16) {
+					const uint32_t *b = x2 + c2 * bplane + toff[t] + j0, *ak = a + t * c2p + c2;
+					AMX_PRODUCTS(ak, ak + 16 * kp, kp * 4, b, b + 16, bplane * 4, two_i, 1);
+				}
+			amx_store_c(cb, ldc, two_i, 1);
+		}
+	_tile_release();
+}
+
+// kiln_conv_amx_ax: C[(i·taps + t)·ldc + j] += Σ_p (xb[i·plane + toff[t] +
+// 2p], xb[… + 2p + 1])·B[p, j] for i < m (channels) and j < n (output
+// channels), both multiples of 16, over np pixel pairs (a multiple of 16),
+// B packed by kiln_conv_bf16_pack_dout(…, n, np).
+AMX void kiln_conv_amx_ax(long m, long taps, long n, long np, const uint16_t *xb, long plane, const int32_t *toff,
+                          const uint32_t *bp, float *c, long ldc) {
+	kiln_amx_config();
+	const long w = dout_panel(n), rs = taps * ldc;
+	for (long t = 0; t < taps; t++)
+		for (long i0 = 0; i0 < m; i0 += 32)
+			for (long j0 = 0; j0 < n; j0 += 32) {
+				const int two_i = m - i0 > 16, two_j = n - j0 > 16;
+				float *cb = c + (i0 * taps + t) * ldc + j0;
+				amx_load_c(cb, rs, two_i, two_j, 0);
+				const uint16_t *a = xb + i0 * plane + toff[t];
+				const uint32_t *b0 = bp + (j0 - j0 % w) * np + j0 % w;
+				const uint32_t *b1 = bp + (j0 + 16 - (j0 + 16) % w) * np + (j0 + 16) % w;
+				for (long p = 0; p < np; p += 16)
+					AMX_PRODUCTS(a + 2 * p, a + 16 * plane + 2 * p, plane * 2, b0 + p * w, b1 + p * w, w * 4, two_i,
+					             two_j);
+				amx_store_c(cb, rs, two_i, two_j);
+			}
+	_tile_release();
 }
 
 #endif // __x86_64__

@@ -24,3 +24,15 @@ func convBF16PackDout(bp, dy []uint32, ldy, m, np int) { panic("no bf16 kernels"
 func convBF16GemmAx(m, n, np int, xb []uint16, aoff []int32, bp []uint32, c []float32, ldc int, beta float32) {
 	panic("no bf16 kernels")
 }
+
+func convAMXPackW(ap []uint32, w []float32, m, rs, nch, cs, taps, mp, c2p int) {
+	panic("no bf16 kernels")
+}
+
+func convAMXBx(mp, n, taps, c2p int, ap, x2 []uint32, bplane int, toff []int32, c []float32, ldc int, beta float32) {
+	panic("no bf16 kernels")
+}
+
+func convAMXAx(m, taps, n, np int, xb []uint16, plane int, toff []int32, bp []uint32, c []float32, ldc int) {
+	panic("no bf16 kernels")
+}

@@ -303,13 +303,23 @@ BF16 static void amx_store(float *c, long ldc, const float *acc, long mr, long n
 		}
 }
 
+// kiln_amx_config sets this thread's tiles 0–7 to 16 rows of 64 bytes
+// (16 float32 or 16 bf16 pairs); _tile_release gives them back.
+// The configuration is a constant in memory: built in a local, gcc 12
+// dropped the stores of rows and colsb as dead (LDTILECFG's read of them is
+// not modelled), and the tiles stayed unconfigured (SIGILL at the first
+// tile instruction).
+static const tile_config amx_tiles16 = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+AMX void kiln_amx_config(void) { _tile_loadconfig(&amx_tiles16); }
+
 AMX static void gemm_amx(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda,
                          const float *b, long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
-	tile_config cfg;
-	memset(&cfg, 0, sizeof cfg);
-	cfg.palette = 1;
-	for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
-	_tile_loadconfig(&cfg);
+	kiln_amx_config();
 	float acc[ABLK * ABLK];
 	for (long jc = 0; jc < n; jc += BNC) {
 		const long nc = n - jc < BNC ? n - jc : BNC;

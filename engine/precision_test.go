@@ -3,6 +3,7 @@ package engine
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -150,10 +151,22 @@ func TestLinearBF16MultipliesRoundedInputs(t *testing.T) {
 	}
 }
 
+// On a CPU with AMX each shape runs on both paths (VDPBF16PS and AMX
+// tiles), each held to the same bound and to its own bits on a second run;
+// the AMX path must give other bits than VDPBF16PS's somewhere in each pass
+// (TDPBF16PS sums in another order), or it was not taken.
 func TestConv2DBF16MultipliesRoundedInputs(t *testing.T) {
 	if !CPUHasBF16() {
 		t.Skip("skipped: this CPU has no AVX512_BF16 (or the ISA level in use is below avx512)")
 	}
+	defer useAMX(true)
+	paths := []bool{false}
+	if CPUHasAMX() {
+		paths = append(paths, true)
+	} else {
+		t.Log("this CPU has no AMX: the VDPBF16PS path only")
+	}
+	amxDiffers := map[string]bool{}
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, c := range []struct {
 		x, w []int
@@ -165,6 +178,15 @@ func TestConv2DBF16MultipliesRoundedInputs(t *testing.T) {
 		{[]int{1, 1, 28, 28}, []int{6, 1, 5, 5}, Conv2DSquare(1, 2, 1, 1)},
 		{[]int{5, 4, 10, 11}, []int{6, 2, 3, 3}, Conv2DSquare(1, 2, 2, 2)},  // dilated, grouped
 		{[]int{2, 40, 6, 6}, []int{33, 40, 3, 3}, Conv2DSquare(1, 1, 1, 1)}, // k past one slice
+		// AMX's shapes (and their edges): a tail of 16 rows, one row of
+		// tiles, 1×1, dilated, grouped, a lone channel, 5×5 over 28×28.
+		{[]int{2, 32, 9, 9}, []int{48, 32, 3, 3}, Conv2DSquare(1, 1, 1, 1)},
+		{[]int{3, 16, 7, 6}, []int{16, 16, 3, 3}, Conv2DSquare(1, 1, 1, 1)},
+		{[]int{2, 32, 5, 5}, []int{32, 32, 1, 1}, Conv2DSquare(1, 0, 1, 1)},
+		{[]int{2, 16, 12, 11}, []int{32, 16, 3, 3}, Conv2DSquare(1, 2, 2, 1)},
+		{[]int{2, 64, 8, 8}, []int{32, 32, 3, 3}, Conv2DSquare(1, 1, 1, 2)},
+		{[]int{2, 27, 8, 9}, []int{24, 27, 3, 3}, Conv2DSquare(1, 1, 1, 1)},
+		{[]int{1, 16, 28, 28}, []int{32, 16, 5, 5}, Conv2DSquare(1, 2, 1, 1)},
 	} {
 		ys, _ := Conv2DOutputShape(c.x, c.w, c.p)
 		xs, ws, bs, ds := randF32(rng, numel(c.x)), randF32(rng, numel(c.w)), randF32(rng, c.w[0]), randF32(rng, numel(ys))
@@ -183,32 +205,58 @@ func TestConv2DBF16MultipliesRoundedInputs(t *testing.T) {
 			}
 			return y.f32, gx.f32, gw.f32, gb.f32
 		}
-		out, dx, dw, db := run(BF16)
 		f32out, f32dx, f32dw, f32db := run(FP32)
-		rx, ax := roundedCopy(t, xs, c.x...)
-		rw, aw := roundedCopy(t, ws, c.w...)
-		rd, ad := roundedCopy(t, ds, ys...)
-		b64, _ := FromFloat64(f64s(bs), c.w[0])
-		want, wdx, wdw, _, err := Conv2DReference(rx, rw, b64, rd, c.p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		abs, adx, adw, _, _ := Conv2DReference(ax, aw, nil, ad, c.p)
-		plane := ys[2] * ys[3]
-		for i := range abs {
-			abs[i] += math.Abs(b64.f64[i/plane%c.w[0]])
-		}
-		kg := c.w[1] * c.w[2] * c.w[3]
-		differs := checkRoundedProduct(t, "out", out, want, abs, kg, f32out)
-		differs = checkRoundedProduct(t, "dx", dx, wdx, adx, c.w[0]*c.w[2]*c.w[3], f32dx) || differs
-		differs = checkRoundedProduct(t, "dw", dw, wdw, adw, c.x[0]*plane, f32dw) || differs
-		for i := range db {
-			if math.Abs(float64(db[i]-f32db[i])) > 1e-5*math.Abs(float64(f32db[i]))+1e-6 {
-				t.Fatalf("%v: db[%d] = %g in bf16, %g in fp32", c.x, i, db[i], f32db[i])
+		var vdp [3][]float32 // the VDPBF16PS path's out, dx, dw
+		for _, amx := range paths {
+			useAMX(amx)
+			out, dx, dw, db := run(BF16)
+			again, dx2, dw2, _ := run(BF16)
+			if !slices.Equal(out, again) || !slices.Equal(dx, dx2) || !slices.Equal(dw, dw2) {
+				t.Fatalf("%v (amx %v): a second bf16 run gave other bits", c.x, amx)
+			}
+			if !amx {
+				vdp = [3][]float32{out, dx, dw}
+			} else {
+				amxDiffers["out"] = amxDiffers["out"] || !slices.Equal(out, vdp[0])
+				amxDiffers["dx"] = amxDiffers["dx"] || !slices.Equal(dx, vdp[1])
+				amxDiffers["dw"] = amxDiffers["dw"] || !slices.Equal(dw, vdp[2])
+			}
+			rx, ax := roundedCopy(t, xs, c.x...)
+			rw, aw := roundedCopy(t, ws, c.w...)
+			rd, ad := roundedCopy(t, ds, ys...)
+			b64, _ := FromFloat64(f64s(bs), c.w[0])
+			want, wdx, wdw, _, err := Conv2DReference(rx, rw, b64, rd, c.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			abs, adx, adw, _, _ := Conv2DReference(ax, aw, nil, ad, c.p)
+			plane := ys[2] * ys[3]
+			for i := range abs {
+				abs[i] += math.Abs(b64.f64[i/plane%c.w[0]])
+			}
+			kg := c.w[1] * c.w[2] * c.w[3]
+			differs := checkRoundedProduct(t, "out", out, want, abs, kg, f32out)
+			differs = checkRoundedProduct(t, "dx", dx, wdx, adx, c.w[0]*c.w[2]*c.w[3], f32dx) || differs
+			differs = checkRoundedProduct(t, "dw", dw, wdw, adw, c.x[0]*plane, f32dw) || differs
+			for i := range db { // float32 sums of dout in both, in other orders: float32's bound on them
+				var mag float64
+				for img := 0; img < c.x[0]; img++ {
+					for _, v := range ds[(img*c.w[0]+i)*plane : (img*c.w[0]+i+1)*plane] {
+						mag += math.Abs(float64(v))
+					}
+				}
+				if math.Abs(float64(db[i]-f32db[i])) > 2*float64(c.x[0]*plane)*0x1p-24*mag+1e-6 {
+					t.Fatalf("%v: db[%d] = %g in bf16, %g in fp32", c.x, i, db[i], f32db[i])
+				}
+			}
+			if !differs {
+				t.Errorf("%v: bf16 gave the float32 bits everywhere", c.x)
 			}
 		}
-		if !differs {
-			t.Errorf("%v: bf16 gave the float32 bits everywhere", c.x)
+	}
+	for _, pass := range []string{"out", "dx", "dw"} {
+		if len(paths) > 1 && !amxDiffers[pass] {
+			t.Errorf("%s: the AMX path gave VDPBF16PS's bits on every shape: it was not taken", pass)
 		}
 	}
 }
