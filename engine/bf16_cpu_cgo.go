@@ -45,7 +45,7 @@ func sgemmBF16C(transA, transB bool, m, n, k int, alpha float32, a []float32, ld
 	beta float32, c []float32, ldc int) bool {
 	var aw, bw C.long
 	C.kiln_sgemm_bf16_words(C.long(m), C.long(n), &aw, &bw)
-	buf := takeScratch[float32](int(aw + bw)) // 32-bit words of packed bf16 pairs
+	buf := takeScratchUnzeroed(int(aw + bw)) // 32-bit words of packed bf16 pairs, all written before read
 	defer giveScratch(buf)
 	words := (*C.uint32_t)(unsafe.Pointer(unsafe.SliceData(buf)))
 	return C.kiln_sgemm_bf16(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),

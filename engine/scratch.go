@@ -23,10 +23,10 @@ func isFloat64[T Float]() bool {
 // takeScratch returns a zeroed buffer of n elements; give it back with giveScratch.
 func takeScratch[T Float](n int) []T {
 	if isFloat64[T]() {
-		b := takeFrom(&scratch.f64, n)
+		b := takeFrom(&scratch.f64, n, true)
 		return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
 	}
-	b := takeFrom(&scratch.f32, n)
+	b := takeFrom(&scratch.f32, n, true)
 	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
 }
 
@@ -44,7 +44,12 @@ func giveScratch[T Float](b []T) {
 	}
 }
 
-func takeFrom[E float32 | float64](list *[][]E, n int) []E {
+// takeScratchUnzeroed is takeScratch for a caller that writes every
+// element it reads (the bf16 products' packed panels): a reused buffer
+// keeps what it held.
+func takeScratchUnzeroed(n int) []float32 { return takeFrom(&scratch.f32, n, false) }
+
+func takeFrom[E float32 | float64](list *[][]E, n int, zeroed bool) []E {
 	scratch.mu.Lock()
 	best := -1
 	for i, b := range *list {
@@ -59,7 +64,9 @@ func takeFrom[E float32 | float64](list *[][]E, n int) []E {
 		(*list)[last] = nil
 		*list = (*list)[:last]
 		scratch.mu.Unlock()
-		clear(b)
+		if zeroed {
+			clear(b)
+		}
 		return b
 	}
 	scratch.mu.Unlock()
