@@ -268,11 +268,21 @@ BF16 static void pack_a_amx(uint32_t *dst, int ta, const float *a, long lda, lon
 // amx_block computes a 32 × 32 block of products over npad pairs: A rows
 // at ap (two groups of 16, npad words a row), B at bp (a 32-column panel,
 // 32 words a pair), into acc (32 × 32 float32).
-AMX static void amx_block(long npad, const uint32_t *ap, const uint32_t *bp, float *acc) {
-	_tile_zero(0);
-	_tile_zero(1);
-	_tile_zero(2);
-	_tile_zero(3);
+// With c (a whole block, alpha 1, beta 0 or 1) the tiles start from c
+// (beta 1) or zero and are stored into c, skipping acc.
+AMX static void amx_block(long npad, const uint32_t *ap, const uint32_t *bp, float *acc, float *c, long ldc,
+                          float beta) {
+	if (c && beta != 0) {
+		_tile_loadd(0, c, ldc * 4);
+		_tile_loadd(1, c + 16, ldc * 4);
+		_tile_loadd(2, c + 16 * ldc, ldc * 4);
+		_tile_loadd(3, c + 16 * ldc + 16, ldc * 4);
+	} else {
+		_tile_zero(0);
+		_tile_zero(1);
+		_tile_zero(2);
+		_tile_zero(3);
+	}
 	for (long p = 0; p < npad; p += 16) {
 		_tile_loadd(4, ap + p, npad * 4);
 		_tile_loadd(5, ap + 16 * npad + p, npad * 4);
@@ -282,6 +292,13 @@ AMX static void amx_block(long npad, const uint32_t *ap, const uint32_t *bp, flo
 		_tile_dpbf16ps(1, 4, 7);
 		_tile_dpbf16ps(2, 5, 6);
 		_tile_dpbf16ps(3, 5, 7);
+	}
+	if (c) {
+		_tile_stored(0, c, ldc * 4);
+		_tile_stored(1, c + 16, ldc * 4);
+		_tile_stored(2, c + 16 * ldc, ldc * 4);
+		_tile_stored(3, c + 16 * ldc + 16, ldc * 4);
+		return;
 	}
 	_tile_stored(0, acc, ABLK * 4);
 	_tile_stored(1, acc + 16, ABLK * 4);
@@ -332,9 +349,11 @@ AMX static void gemm_amx(int ta, int tb, long m, long n, long k, float alpha, co
 				pack_a_amx(ap, ta, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, mc, kc, npad);
 				for (long jr = 0; jr < nc; jr += BNR)
 					for (long ir = 0; ir < mc; ir += ABLK) {
-						amx_block(npad, ap + ir * npad, bp + jr * npad, acc);
-						amx_store(c + (ic + ir) * ldc + jc + jr, ldc, acc, mc - ir < ABLK ? mc - ir : ABLK,
-						          nc - jr < BNR ? nc - jr : BNR, alpha, bet);
+						float *cb = c + (ic + ir) * ldc + jc + jr;
+						const long mr = mc - ir < ABLK ? mc - ir : ABLK, nr = nc - jr < BNR ? nc - jr : BNR;
+						const int direct = mr == ABLK && nr == BNR && alpha == 1 && (bet == 0 || bet == 1);
+						amx_block(npad, ap + ir * npad, bp + jr * npad, acc, direct ? cb : NULL, ldc, bet);
+						if (!direct) amx_store(cb, ldc, acc, mr, nr, alpha, bet);
 					}
 			}
 		}
