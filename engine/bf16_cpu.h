@@ -35,7 +35,8 @@ void kiln_conv_bf16_gemm_ax(long m, long n, long np, const uint16_t *xb, const i
                             float *c, long ldc, float beta);
 void kiln_conv_amx_pack_w(uint32_t *ap, const float *w, long m, long rs, long nch, long cs, long taps, long mp,
                           long c2p);
-void kiln_conv_amx_bx(long mp, long n, long taps, long c2p, const uint32_t *ap, const uint32_t *x2, long bplane,
-                      const int32_t *toff, float *c, long ldc, float beta);
+void kiln_conv_amx_bx(long mp, long nch, const int32_t *src, const int32_t *dst, long taps, long c2p,
+                      const uint32_t *ap, const uint32_t *x2, long bplane, const int32_t *toff, const float *bias16,
+                      float *c, long ldc);
 void kiln_conv_amx_ax(long m, long taps, long n, long np, const uint16_t *xb, long plane, const int32_t *toff,
                       const uint32_t *bp, float *c, long ldc);

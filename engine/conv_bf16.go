@@ -51,11 +51,18 @@ type convBF16Task struct {
 	// amxBx: the forward or input gradient runs on AMX tiles (kiln_conv_amx_bx):
 	// the offset tables (xOff, dyOff) then hold one offset per tap, the
 	// channel-pair planes are padded to c2p (a multiple of 16) with zero
-	// planes, A's rows (rowsA) to 16, the product's columns to 32 (ldc).
+	// planes, A's rows (rowsA) to 16, and the product's columns come in
+	// chunks of 16 (chunkSrc in the frame, chunkDst in C). direct: C is
+	// the output (forward) or dx itself, whose rows are whole chunks; else
+	// the wide frame yb or dxw, whose junk columns are dropped after.
+	// bias16: the forward's bias as tiles, 16 floats a row, per group.
 	// amxAx: the weight gradient does (kiln_conv_amx_ax), aOff one offset per tap.
-	amxBx, amxAx bool
-	c2p, rowsA   int
-	ldc          int // yb's (forward) or dxw's (input gradient) row stride
+	amxBx, amxAx, direct bool
+	c2p, rowsA           int
+	ldc                  int // C's row stride: yb's, dxw's, or the output plane (direct)
+	chunkSrc, chunkDst   []int32
+	bias16               []float32
+	biasLen              int
 }
 
 // convAMXWorth reports whether a product of m rows over nch channels is
@@ -91,18 +98,22 @@ func conv2DBF16(g *convGeom, backward bool, y, x, w, b, dx, dw, db []float32) bo
 	}
 	t := convBF16Tasks.Get().(*convBF16Task)
 	*t = convBF16Task{g: gw, backward: backward, y: y, x: x, w: w, b: b, dx: dx, dw: dw, db: db,
-		xOff: t.xOff[:0], dyOff: t.dyOff[:0], aOff: t.aOff[:0]} // the offset tables' memory is kept
+		xOff: t.xOff[:0], dyOff: t.dyOff[:0], aOff: t.aOff[:0], // the offset tables' memory is kept
+		chunkSrc: t.chunkSrc[:0], chunkDst: t.chunkDst[:0]}
 	t.plan()
 	np := parts(g.n)
-	t.scratch = takeScratch[float32](np*t.l.size + g.groups*t.apGroup) // zeroed: margins and junk stay so
-	t.ap = asWords(t.scratch[np*t.l.size:])
+	apLen := g.groups * t.apGroup
+	t.scratch = takeScratch[float32](np*t.l.size + apLen + t.biasLen) // zeroed: margins and junk stay so
+	t.ap = asWords(t.scratch[np*t.l.size : np*t.l.size+apLen])
+	t.bias16 = t.scratch[np*t.l.size+apLen:]
 	t.packWeights()
 	parallelFor(g.n, t)
 	if backward {
 		t.sumParts(np)
 	}
 	giveScratch(t.scratch)
-	*t = convBF16Task{xOff: t.xOff[:0], dyOff: t.dyOff[:0], aOff: t.aOff[:0]}
+	*t = convBF16Task{xOff: t.xOff[:0], dyOff: t.dyOff[:0], aOff: t.aOff[:0], chunkSrc: t.chunkSrc[:0],
+		chunkDst: t.chunkDst[:0]}
 	convBF16Tasks.Put(t)
 	return true
 }
@@ -166,7 +177,8 @@ func (t *convBF16Task) planOffsetsAMX(fwd bool) {
 	if !fwd {
 		rows, nch, n = g.cg, g.mg, t.nx
 	}
-	t.rowsA, t.c2p, t.ldc = ceilDiv(rows, 16)*16, ceilDiv((nch+1)/2, 16)*16, ceilDiv(n, 32)*32
+	t.rowsA, t.c2p = ceilDiv(rows, 16)*16, ceilDiv((nch+1)/2, 16)*16
+	t.planChunks(fwd, rows, n)
 	q0 := g.ph*g.wp + g.pw
 	for tap := 0; tap < t.taps; tap++ {
 		off := tap/g.kw*g.dh*g.wp + tap%g.kw*g.dw
@@ -174,6 +186,31 @@ func (t *convBF16Task) planOffsetsAMX(fwd bool) {
 			t.xOff = append(t.xOff, int32(off))
 		} else {
 			t.dyOff = append(t.dyOff, int32(t.maxOff-off+q0))
+		}
+	}
+}
+
+// planChunks lays C's columns out in chunks of 16: straight into the
+// output's rows where they are whole chunks (and its rows need no padding),
+// else over the wide frame of n columns, padded to 32.
+func (t *convBF16Task) planChunks(fwd bool, rows, n int) {
+	g := &t.g
+	outH, outW := g.oh, g.ow
+	if !fwd {
+		outH, outW = g.h, g.w
+	}
+	t.direct = outW%16 == 0 && rows%16 == 0
+	if !t.direct {
+		t.ldc = ceilDiv(n, 32) * 32
+		for k := 0; k < t.ldc/16; k++ {
+			t.chunkSrc, t.chunkDst = append(t.chunkSrc, int32(16*k)), append(t.chunkDst, int32(16*k))
+		}
+		return
+	}
+	t.ldc = outH * outW
+	for r := 0; r < outH; r++ {
+		for c := 0; c < outW; c += 16 {
+			t.chunkSrc, t.chunkDst = append(t.chunkSrc, int32(r*g.wp+c)), append(t.chunkDst, int32(r*outW+c))
 		}
 	}
 }
@@ -192,6 +229,9 @@ func (t *convBF16Task) layout(fwd, dxOn, dwOn bool) {
 	}
 	if t.amxBx {
 		planes, rows, ldc, spare = t.c2p, t.rowsA, t.ldc, 32
+		if t.direct {
+			rows = 0 // C is the output itself: no wide frame
+		}
 	}
 	t.ldc = ldc
 	if fwd {
@@ -225,7 +265,10 @@ func (t *convBF16Task) layout(fwd, dxOn, dwOn bool) {
 	}
 	l.size = l.db + len(t.db)
 	t.l = l
-	t.apGroup = 0
+	t.apGroup, t.biasLen = 0, 0
+	if fwd && t.amxBx && t.b != nil {
+		t.biasLen = g.groups * t.rowsA * 16
+	}
 	switch {
 	case t.amxBx:
 		t.apGroup = t.rowsA * t.taps * t.c2p
@@ -247,6 +290,9 @@ func (t *convBF16Task) packWeights() {
 			convAMXPackW(ap, wg, g.cg, t.taps, g.mg, g.kg, t.taps, t.rowsA, t.c2p)
 		case t.amxBx:
 			convAMXPackW(ap, wg, g.mg, g.kg, g.cg, t.taps, t.taps, t.rowsA, t.c2p)
+			for co := 0; co < g.mg && t.biasLen > 0; co++ { // rows past mg stay zero
+				fillDoubling(t.bias16[(gi*t.rowsA+co)*16:][:16], t.b[gi*g.mg+co])
+			}
 		case t.backward:
 			convBF16PackW(ap, wg, g.cg, t.taps, g.mg, g.kg, t.taps)
 		default:
@@ -273,20 +319,20 @@ func (t *convBF16Task) forwardImages(s []float32, lo, hi int) {
 		for gi := 0; gi < g.groups; gi++ {
 			xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
 			bf16PairRows(xp2[g.ph*g.wp+g.pw:], plane, g.wp, xg, g.inPlane, g.w, g.cg, g.h, g.w)
+			yg := t.y[n*g.outPlanes+gi*g.mg*g.p:][:g.mg*g.p]
+			if t.amxBx {
+				t.productAMX(gi, xp2, plane, t.xOff, yg, yb)
+				continue
+			}
 			var beta float32
 			if t.b != nil {
 				for co := 0; co < g.mg; co++ {
-					fillDoubling(yb[co*t.ldc:(co+1)*t.ldc], t.b[gi*g.mg+co]) // the junk columns too: reset each image
+					fillDoubling(yb[co*g.nw:(co+1)*g.nw], t.b[gi*g.mg+co])
 				}
 				beta = 1
 			}
-			if t.amxBx {
-				convAMXBx(t.rowsA, t.ldc, t.taps, t.c2p, t.ap[gi*t.apGroup:], xp2, plane, t.xOff, yb, t.ldc, beta)
-			} else {
-				convBF16GemmBx(g.mg, g.nw, np, t.ap[gi*t.apGroup:], xp2, t.xOff, yb, g.nw, beta)
-			}
-			yg := t.y[n*g.outPlanes+gi*g.mg*g.p:][:g.mg*g.p]
-			convCopyRows(yg, g.p, g.ow, yb, t.ldc, g.wp, g.mg, g.oh, g.ow) // drop the junk columns
+			convBF16GemmBx(g.mg, g.nw, np, t.ap[gi*t.apGroup:], xp2, t.xOff, yb, g.nw, beta)
+			convCopyRows(yg, g.p, g.ow, yb, g.nw, g.wp, g.mg, g.oh, g.ow) // drop the junk columns
 		}
 	}
 }
@@ -317,16 +363,39 @@ func (t *convBF16Task) backwardImages(s []float32, lo, hi int) {
 			if t.dx != nil {
 				// dout into the margined wide frame; margins and junk columns stay zero.
 				bf16PairRows(dyp2[t.maxOff:], t.dyLen, g.wp, dyg, g.p, g.ow, g.mg, g.oh, g.ow)
-				if t.amxBx {
-					convAMXBx(t.rowsA, t.ldc, t.taps, t.c2p, t.ap[gi*t.apGroup:], dyp2, t.dyLen, t.dyOff, dxw, t.ldc, 0)
-				} else {
-					np := (g.mg + 1) / 2 * t.taps
-					convBF16GemmBx(g.cg, t.nx, np, t.ap[gi*t.apGroup:], dyp2, t.dyOff, dxw, t.nx, 0)
-				}
 				dxg := t.dx[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]
-				convCopyRows(dxg, g.inPlane, g.w, dxw, t.ldc, g.wp, g.cg, g.h, g.w)
+				if t.amxBx {
+					t.productAMX(gi, dyp2, t.dyLen, t.dyOff, dxg, dxw)
+					continue
+				}
+				np := (g.mg + 1) / 2 * t.taps
+				convBF16GemmBx(g.cg, t.nx, np, t.ap[gi*t.apGroup:], dyp2, t.dyOff, dxw, t.nx, 0)
+				convCopyRows(dxg, g.inPlane, g.w, dxw, t.nx, g.wp, g.cg, g.h, g.w)
 			}
 		}
+	}
+}
+
+// productAMX runs group gi's forward (out: its output, from the bias) or
+// input gradient (out: its dx) on AMX tiles over the pair planes b2, into
+// out directly or through the wide frame.
+func (t *convBF16Task) productAMX(gi int, b2 []uint32, bplane int, toff []int32, out, wide []float32) {
+	g := &t.g
+	var bias16 []float32
+	if t.biasLen > 0 {
+		bias16 = t.bias16[gi*t.rowsA*16:][:t.rowsA*16]
+	}
+	c := wide
+	if t.direct {
+		c = out
+	}
+	convAMXBx(t.rowsA, t.chunkSrc, t.chunkDst, t.taps, t.c2p, t.ap[gi*t.apGroup:], b2, bplane, toff, bias16, c, t.ldc)
+	switch {
+	case t.direct:
+	case t.backward:
+		convCopyRows(out, g.inPlane, g.w, wide, t.ldc, g.wp, g.cg, g.h, g.w)
+	default:
+		convCopyRows(out, g.p, g.ow, wide, t.ldc, g.wp, g.mg, g.oh, g.ow) // drop the junk columns
 	}
 }
 

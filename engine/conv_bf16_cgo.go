@@ -28,6 +28,7 @@ import "C"
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 )
 
@@ -116,20 +117,29 @@ func convAMXPackW(ap []uint32, w []float32, m, rs, nch, cs, taps, mp, c2p int) {
 		C.long(mp), C.long(c2p))
 }
 
-// convAMXBx: c (mp × n, ldc) = A·B (+ c where beta is 1), B's pair-row
-// (t, c2) at x2[c2·bplane + toff[t]:]; mp a multiple of 16, n of 32, c2p of 16.
-func convAMXBx(mp, n, taps, c2p int, ap, x2 []uint32, bplane int, toff []int32, c []float32, ldc int, beta float32) {
-	if mp%16 != 0 || n%32 != 0 || c2p%16 != 0 || ldc < n || (beta != 0 && beta != 1) {
-		panic(fmt.Sprintf("convAMXBx: mp %d, n %d, c2p %d, ldc %d, beta %g", mp, n, c2p, ldc, beta))
+// convAMXBx: c[i·ldc + dst[k] + j] = bias16's row i (or 0) + Σ A·B over the
+// chunks k of 16 columns, B's pair-row (t, c2) at x2[c2·bplane + toff[t] +
+// src[k]:]; mp a multiple of 16, c2p of 16.
+func convAMXBx(mp int, src, dst []int32, taps, c2p int, ap, x2 []uint32, bplane int, toff []int32, bias16,
+	c []float32, ldc int) {
+	if mp%16 != 0 || c2p%16 != 0 || len(src) != len(dst) || len(src) == 0 {
+		panic(fmt.Sprintf("convAMXBx: mp %d, c2p %d, %d and %d chunks", mp, c2p, len(src), len(dst)))
 	}
 	_ = ap[mp*taps*c2p-1]
+	maxSrc, maxDst := slices.Max(src), slices.Max(dst)
 	for _, o := range toff[:taps] {
-		_ = x2[(c2p-1)*bplane+int(o)+n-1]
-		_ = x2[o]
+		_ = x2[(c2p-1)*bplane+int(o)+int(maxSrc)+15]
+		_ = x2[int(o)+int(slices.Min(src))]
 	}
-	_ = c[(mp-1)*ldc+n-1]
-	C.kiln_conv_amx_bx(C.long(mp), C.long(n), C.long(taps), C.long(c2p), cu32(ap), cu32(x2), C.long(bplane),
-		ci32(toff), cptr(c), C.long(ldc), C.float(beta))
+	_ = c[(mp-1)*ldc+int(maxDst)+15]
+	_ = c[slices.Min(dst)]
+	var b16 *C.float
+	if bias16 != nil {
+		_ = bias16[mp*16-1]
+		b16 = cptr(bias16)
+	}
+	C.kiln_conv_amx_bx(C.long(mp), C.long(len(src)), ci32(src), ci32(dst), C.long(taps), C.long(c2p), cu32(ap),
+		cu32(x2), C.long(bplane), ci32(toff), b16, cptr(c), C.long(ldc))
 }
 
 // convAMXAx: c[(i·taps + t)·ldc + j] += Σ_p pair(xb[i·plane + toff[t] + 2p:])·B[p, j]

@@ -318,17 +318,10 @@ void kiln_conv_amx_pack_w(uint32_t *ap, const float *w, long m, long rs, long nc
 			}
 }
 
-// amx_load_c starts a block's C tiles from c (rows rs floats apart), or
-// from zero; amx_store_c writes them back. two_i, two_j: the block's second
-// row and column of tiles are real.
-AMX static void amx_load_c(const float *c, long rs, int two_i, int two_j, int from_zero) {
-	if (from_zero) {
-		_tile_zero(0);
-		_tile_zero(1);
-		_tile_zero(2);
-		_tile_zero(3);
-		return;
-	}
+// amx_load_c starts a block's C tiles from c (rows rs floats apart);
+// amx_store_c writes them back. two_i, two_j: the block's second row and
+// column of tiles are real.
+AMX static void amx_load_c(const float *c, long rs, int two_i, int two_j) {
 	_tile_loadd(0, c, rs * 4);
 	if (two_j) _tile_loadd(1, c + 16, rs * 4);
 	if (two_i) _tile_loadd(2, c + 16 * rs, rs * 4);
@@ -357,26 +350,46 @@ AMX static void amx_store_c(float *c, long rs, int two_i, int two_j) {
 		if (two_i && two_j) _tile_dpbf16ps(3, 5, 7);                                               \
 	} while (0)
 
-// kiln_conv_amx_bx: C[i, j] = Σ_t Σ_c2 A[i, t·c2p + c2]·x2[c2·bplane +
-// toff[t] + j] (+ C where beta is 1; beta is 0 or 1) for i < mp (a multiple
-// of 16), j < n (a multiple of 32); A from kiln_conv_amx_pack_w.
-AMX void kiln_conv_amx_bx(long mp, long n, long taps, long c2p, const uint32_t *ap, const uint32_t *x2, long bplane,
-                          const int32_t *toff, float *c, long ldc, float beta) {
+// kiln_conv_amx_bx: C[i, dst[k] + j] = start + Σ_t Σ_c2 A[i, t·c2p + c2]·
+// x2[c2·bplane + toff[t] + src[k] + j] for i < mp (a multiple of 16), over
+// nch chunks of 16 columns (j < 16), in blocks of two; A from
+// kiln_conv_amx_pack_w. start is bias16's row i (16 floats alike), or zero
+// where bias16 is NULL. The chunks let C be the output itself where its
+// rows are whole chunks (no junk columns to drop), or the wide frame.
+AMX void kiln_conv_amx_bx(long mp, long nch, const int32_t *src, const int32_t *dst, long taps, long c2p,
+                          const uint32_t *ap, const uint32_t *x2, long bplane, const int32_t *toff, const float *bias16,
+                          float *c, long ldc) {
 	kiln_amx_config();
 	const long kp = taps * c2p;
-	for (long j0 = 0; j0 < n; j0 += 32)
+	for (long k = 0; k < nch; k += 2) {
+		const int two_j = nch - k > 1;
 		for (long i0 = 0; i0 < mp; i0 += 32) {
 			const int two_i = mp - i0 > 16;
-			float *cb = c + i0 * ldc + j0;
-			amx_load_c(cb, ldc, two_i, 1, beta == 0);
+			if (bias16) {
+				_tile_loadd(0, bias16 + i0 * 16, 64);
+				_tile_loadd(1, bias16 + i0 * 16, 64);
+				_tile_loadd(2, bias16 + (two_i ? i0 + 16 : i0) * 16, 64);
+				_tile_loadd(3, bias16 + (two_i ? i0 + 16 : i0) * 16, 64);
+			} else {
+				_tile_zero(0);
+				_tile_zero(1);
+				_tile_zero(2);
+				_tile_zero(3);
+			}
 			const uint32_t *a = ap + i0 * kp;
+			const long s0 = src[k], s1 = two_j ? src[k + 1] : s0;
 			for (long t = 0; t < taps; t++)
 				for (long c2 = 0; c2 < c2p; c2 += 16) {
-					const uint32_t *b = x2 + c2 * bplane + toff[t] + j0, *ak = a + t * c2p + c2;
-					AMX_PRODUCTS(ak, ak + 16 * kp, kp * 4, b, b + 16, bplane * 4, two_i, 1);
+					const uint32_t *b = x2 + c2 * bplane + toff[t], *ak = a + t * c2p + c2;
+					AMX_PRODUCTS(ak, ak + 16 * kp, kp * 4, b + s0, b + s1, bplane * 4, two_i, two_j);
 				}
-			amx_store_c(cb, ldc, two_i, 1);
+			float *c0 = c + i0 * ldc + dst[k], *c1 = c + i0 * ldc + (two_j ? dst[k + 1] : 0);
+			_tile_stored(0, c0, ldc * 4);
+			if (two_j) _tile_stored(1, c1, ldc * 4);
+			if (two_i) _tile_stored(2, c0 + 16 * ldc, ldc * 4);
+			if (two_i && two_j) _tile_stored(3, c1 + 16 * ldc, ldc * 4);
 		}
+	}
 	_tile_release();
 }
 
@@ -393,7 +406,7 @@ AMX void kiln_conv_amx_ax(long m, long taps, long n, long np, const uint16_t *xb
 			for (long j0 = 0; j0 < n; j0 += 32) {
 				const int two_i = m - i0 > 16, two_j = n - j0 > 16;
 				float *cb = c + (i0 * taps + t) * ldc + j0;
-				amx_load_c(cb, rs, two_i, two_j, 0);
+				amx_load_c(cb, rs, two_i, two_j);
 				const uint16_t *a = xb + i0 * plane + toff[t];
 				const uint32_t *b0 = bp + (j0 - j0 % w) * np + j0 % w;
 				const uint32_t *b1 = bp + (j0 + 16 - (j0 + 16) % w) * np + (j0 + 16) % w;

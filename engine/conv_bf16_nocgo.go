@@ -29,7 +29,8 @@ func convAMXPackW(ap []uint32, w []float32, m, rs, nch, cs, taps, mp, c2p int) {
 	panic("no bf16 kernels")
 }
 
-func convAMXBx(mp, n, taps, c2p int, ap, x2 []uint32, bplane int, toff []int32, c []float32, ldc int, beta float32) {
+func convAMXBx(mp int, src, dst []int32, taps, c2p int, ap, x2 []uint32, bplane int, toff []int32, bias16,
+	c []float32, ldc int) {
 	panic("no bf16 kernels")
 }
 

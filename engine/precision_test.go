@@ -178,8 +178,9 @@ func TestConv2DBF16MultipliesRoundedInputs(t *testing.T) {
 		{[]int{1, 1, 28, 28}, []int{6, 1, 5, 5}, Conv2DSquare(1, 2, 1, 1)},
 		{[]int{5, 4, 10, 11}, []int{6, 2, 3, 3}, Conv2DSquare(1, 2, 2, 2)},  // dilated, grouped
 		{[]int{2, 40, 6, 6}, []int{33, 40, 3, 3}, Conv2DSquare(1, 1, 1, 1)}, // k past one slice
-		// AMX's shapes (and their edges): a tail of 16 rows, one row of
-		// tiles, 1×1, dilated, grouped, a lone channel, 5×5 over 28×28.
+		// AMX's shapes (and their edges), through the wide frame: a tail of
+		// 16 rows, one row of tiles, 1×1, dilated, grouped, a lone channel,
+		// 5×5 over 28×28.
 		{[]int{2, 32, 9, 9}, []int{48, 32, 3, 3}, Conv2DSquare(1, 1, 1, 1)},
 		{[]int{3, 16, 7, 6}, []int{16, 16, 3, 3}, Conv2DSquare(1, 1, 1, 1)},
 		{[]int{2, 32, 5, 5}, []int{32, 32, 1, 1}, Conv2DSquare(1, 0, 1, 1)},
@@ -187,6 +188,10 @@ func TestConv2DBF16MultipliesRoundedInputs(t *testing.T) {
 		{[]int{2, 64, 8, 8}, []int{32, 32, 3, 3}, Conv2DSquare(1, 1, 1, 2)},
 		{[]int{2, 27, 8, 9}, []int{24, 27, 3, 3}, Conv2DSquare(1, 1, 1, 1)},
 		{[]int{1, 16, 28, 28}, []int{32, 16, 5, 5}, Conv2DSquare(1, 2, 1, 1)},
+		// rows of whole 16-column chunks: stored straight into out and dx
+		{[]int{2, 32, 16, 16}, []int{32, 32, 3, 3}, Conv2DSquare(1, 1, 1, 1)},
+		{[]int{2, 32, 4, 16}, []int{16, 32, 1, 1}, Conv2DSquare(1, 0, 1, 1)},
+		{[]int{2, 64, 16, 16}, []int{32, 32, 3, 3}, Conv2DSquare(1, 1, 1, 2)},
 	} {
 		ys, _ := Conv2DOutputShape(c.x, c.w, c.p)
 		xs, ws, bs, ds := randF32(rng, numel(c.x)), randF32(rng, numel(c.w)), randF32(rng, c.w[0]), randF32(rng, numel(ys))
