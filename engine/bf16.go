@@ -141,6 +141,35 @@ func (t *bf16GemmTask) run(_, lo, hi int) {
 	sgemmBF16C(t.transA, t.transB, t.m, j1-j0, t.k, t.alpha, t.a, t.lda, b, t.ldb, t.beta, t.c[j0:], t.ldc)
 }
 
+// roundBF16Slice writes src rounded to bf16 (ToBF16's rule) and widened
+// back into dst, which may be src; long slices over the threads.
+func roundBF16Slice(dst, src []float32) {
+	if len(src) < 1<<16 {
+		roundBF16Run(dst, src)
+		return
+	}
+	t := bf16RoundTasks.Get().(*bf16RoundTask)
+	t.dst, t.src = dst, src
+	parallelFor(len(src), t)
+	*t = bf16RoundTask{}
+	bf16RoundTasks.Put(t)
+}
+
+type bf16RoundTask struct{ dst, src []float32 }
+
+var bf16RoundTasks = taskPool{New: func() any { return new(bf16RoundTask) }}
+
+func (t *bf16RoundTask) run(_, lo, hi int) { roundBF16Run(t.dst[lo:hi], t.src[lo:hi]) }
+
+func roundBF16Run(dst, src []float32) {
+	if roundBF16C(dst, src) {
+		return
+	}
+	for i, v := range src {
+		dst[i] = ToBF16(v).Float32()
+	}
+}
+
 // RoundBF16 writes each element of x rounded to bfloat16 (ToBF16's rule) and
 // widened back into out, which may be x: the rounding every bf16 product
 // applies to its inputs, the same bits on the CPU, the GPU and the emulator.
@@ -157,10 +186,7 @@ func RoundBF16(out, x *Tensor) error {
 		return roundBF16CUDA(out, x)
 	}
 	if dt == Float32 {
-		xs, os := x.f32, out.f32
-		for i, v := range xs {
-			os[i] = ToBF16(v).Float32()
-		}
+		roundBF16Slice(out.f32, x.f32)
 		return nil
 	}
 	for i, v := range x.f64 {

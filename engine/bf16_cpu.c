@@ -49,6 +49,17 @@ void kiln_f32_to_bf16(uint16_t *dst, const float *src, long n) {
 		f32_to_bf16_loop(dst, (const uint32_t *)src, n);
 }
 
+// kiln_bf16_round_f32 writes src rounded to bf16 and widened back, as
+// float32, into dst (which may be src); for CPUs with AVX512_BF16 only.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void kiln_bf16_round_f32(float *dst, const float *src,
+                                                                                       long n) {
+	for (long i = 0; i < n; i += 16) {
+		const __mmask16 m = kiln_mask16(n - i);
+		const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+		_mm512_mask_storeu_epi32(dst + i, m, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+	}
+}
+
 BODY void kiln_bf16_to_f32_body(float *restrict dst, const uint16_t *restrict src, long n) {
 	uint32_t *d = (uint32_t *)dst;
 	for (long i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;

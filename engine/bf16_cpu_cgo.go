@@ -8,6 +8,8 @@ package engine
 #cgo nocallback kiln_f32_to_bf16
 #cgo noescape kiln_bf16_to_f32
 #cgo nocallback kiln_bf16_to_f32
+#cgo noescape kiln_bf16_round_f32
+#cgo nocallback kiln_bf16_round_f32
 #cgo noescape kiln_sgemm_bf16
 #cgo nocallback kiln_sgemm_bf16
 #cgo noescape kiln_sgemm_bf16_words
@@ -30,6 +32,17 @@ func toBF16C(dst []Bfloat16, src []float32) bool {
 		return true
 	}
 	C.kiln_f32_to_bf16((*C.uint16_t)(unsafe.Pointer(unsafe.SliceData(dst))), (*C.float)(unsafe.Pointer(unsafe.SliceData(src))), C.long(len(src)))
+	return true
+}
+
+// roundBF16C rounds src to bf16 into dst as float32 where the CPU has
+// AVX512_BF16, and reports whether it did.
+func roundBF16C(dst, src []float32) bool {
+	if !cpuBF16() || len(src) == 0 {
+		return len(src) == 0
+	}
+	_ = dst[len(src)-1]
+	C.kiln_bf16_round_f32(cptr(dst), cptr(src), C.long(len(src)))
 	return true
 }
 

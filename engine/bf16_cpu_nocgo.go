@@ -10,6 +10,8 @@ func useAMX(on bool) {}
 
 func toBF16C(dst []Bfloat16, src []float32) bool { return false }
 
+func roundBF16C(dst, src []float32) bool { return false }
+
 func fromBF16C(dst []float32, src []Bfloat16) bool { return false }
 
 func sgemmBF16C(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,

@@ -284,6 +284,15 @@ var convTasks = [2]taskPool{
 func conv2D[T Float](g convGeom, backward bool, yT, xT, wT, bT, dxT, dwT, dbT *Tensor) {
 	y, x, w, b := dataAs[T](yT), dataAs[T](xT), dataAs[T](wT), dataAs[T](bT)
 	dx, dw, db := dataAs[T](dxT), dataAs[T](dwT), dataAs[T](dbT)
+	conv2DOn(g, backward, y, x, w, b, dx, dw, db)
+}
+
+// conv2DOn is conv2D on the tensors' data.
+func conv2DOn[T Float](g convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
+	if g.prec == BF16 && convBF16Rounds(&g, backward, dx != nil, dw != nil) {
+		conv2DRoundedBF16(g, backward, asF32(y), asF32(x), asF32(w), asF32(b), asF32(dx), asF32(dw), asF32(db))
+		return
+	}
 	if g.prec == FP32 && conv2DFast(&g, backward, y, x, w, b, dx, dw, db) {
 		return
 	}

@@ -89,10 +89,7 @@ func convBF16For(g *convGeom) bool {
 // conv2DBF16 is conv2D's work in bf16 for the wide shapes; false, having
 // done nothing, for the others.
 func conv2DBF16(g *convGeom, backward bool, y, x, w, b, dx, dw, db []float32) bool {
-	gw := *g
-	if gw.pointwise { // a 1×1 convolution is its own wide frame: no junk, no margins
-		gw.wide, gw.hp, gw.wp, gw.nw = true, g.h, g.w, g.p
-	}
+	gw := wideGeom(g)
 	if !convBF16For(&gw) {
 		return false
 	}
@@ -116,6 +113,72 @@ func conv2DBF16(g *convGeom, backward bool, y, x, w, b, dx, dw, db []float32) bo
 		chunkDst: t.chunkDst[:0]}
 	convBF16Tasks.Put(t)
 	return true
+}
+
+// wideGeom is g with a 1×1 convolution as its own wide frame: no junk, no
+// margins.
+func wideGeom(g *convGeom) convGeom {
+	gw := *g
+	if gw.pointwise {
+		gw.wide, gw.hp, gw.wp, gw.nw = true, g.h, g.w, g.p
+	}
+	return gw
+}
+
+// convBF16Rounds reports whether a bf16 convolution rounds its inputs to
+// bf16 and runs fp32's kernels on them (conv2DRoundedBF16): where the CPU
+// has AMX, for the wide shapes whose passes do not all take its tiles (few
+// channels). Those CPUs run VDPBF16PS at about 0.7× float32 FMA, and the
+// fp32 kernels on rounded inputs multiply the same bf16 operands.
+func convBF16Rounds(g *convGeom, backward, dxOn, dwOn bool) bool {
+	if !cpuAMX() {
+		return false
+	}
+	if gw := wideGeom(g); !convBF16For(&gw) {
+		return false // the col matrix and the AMX product
+	}
+	if !backward {
+		return !convAMXWorth(g.mg, g.cg)
+	}
+	return (dxOn && !convAMXWorth(g.cg, g.mg)) || (dwOn && (g.cg%16 != 0 || g.mg%16 != 0))
+}
+
+// conv2DRoundedBF16 is the convolution in bf16 as fp32's kernels on copies
+// of its inputs rounded to bf16 (x and W; dout in the backward): products
+// of bf16 operands summed in float32, as bf16 means; the bias, and the bias
+// gradient's sums of dout, float32.
+func conv2DRoundedBF16(g convGeom, backward bool, y, x, w, b, dx, dw, db []float32) {
+	xr := roundedScratch(x, !backward || dw != nil)
+	wr := roundedScratch(w, !backward || dx != nil)
+	yr := roundedScratch(y, backward)
+	g.prec = FP32
+	conv2DOn(g, backward, or(yr, y), or(xr, x), or(wr, w), b, dx, dw, nil)
+	giveScratch(xr)
+	giveScratch(wr)
+	giveScratch(yr)
+	for n := 0; backward && db != nil && n < g.n; n++ {
+		for c, dy := 0, y[n*g.outPlanes:]; c < g.groups*g.mg; c++ {
+			db[c] += sumSlice(dy[c*g.p : (c+1)*g.p])
+		}
+	}
+}
+
+// roundedScratch is s rounded to bf16 in a scratch buffer, or nil when not
+// needed.
+func roundedScratch(s []float32, needed bool) []float32 {
+	if !needed {
+		return nil
+	}
+	r := takeScratchUnzeroed(len(s))
+	roundBF16Slice(r, s)
+	return r
+}
+
+func or(s, orElse []float32) []float32 {
+	if s == nil {
+		return orElse
+	}
+	return s
 }
 
 func asWords(s []float32) []uint32 {
