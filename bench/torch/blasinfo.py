@@ -125,26 +125,15 @@ def sgemm_provider(libs):
     return ""
 
 
-def openblas_config(libs):
+def openblas_string(libs, fn_name):
+    """What the loaded OpenBLAS's fn_name() returns: openblas_get_config (its
+    build) or openblas_get_corename (the kernel set it runs, in
+    OPENBLAS_CORETYPE's names); "" without OpenBLAS."""
     for lib in libs:
         if "openblas" not in os.path.realpath(lib).lower():
             continue
         try:
-            fn = ctypes.CDLL(lib).openblas_get_config
-            fn.restype = ctypes.c_char_p
-            return fn().decode()
-        except (OSError, AttributeError):
-            continue
-    return ""
-
-
-def openblas_core(libs):
-    """The kernel set OpenBLAS runs (OPENBLAS_CORETYPE's names), or ""."""
-    for lib in libs:
-        if "openblas" not in os.path.realpath(lib).lower():
-            continue
-        try:
-            fn = ctypes.CDLL(lib).openblas_get_corename
+            fn = getattr(ctypes.CDLL(lib), fn_name)
             fn.restype = ctypes.c_char_p
             return fn().decode()
         except (OSError, AttributeError):
@@ -189,6 +178,6 @@ def blas_info(torch):
         built = config_value(torch, "BLAS_INFO").lower()  # a BLAS linked into torch itself
         if built in ("mkl", "open", "openblas", "blis"):
             kind, library = {"open": "openblas"}.get(built, built), "linked into torch"
-    return {"blas_kind": kind, "blas_library": library, "openblas": openblas_config(libs),
-            "openblas_core": openblas_core(libs),
+    return {"blas_kind": kind, "blas_library": library, "openblas": openblas_string(libs, "openblas_get_config"),
+            "openblas_core": openblas_string(libs, "openblas_get_corename"),
             "aten_cpu": config_value(torch, "CPU capability usage"), "onednn_isa": onednn_isa(libs)}
