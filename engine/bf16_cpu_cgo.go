@@ -38,8 +38,11 @@ func toBF16C(dst []Bfloat16, src []float32) bool {
 // roundBF16C rounds src to bf16 into dst as float32 where the CPU has
 // AVX512_BF16, and reports whether it did.
 func roundBF16C(dst, src []float32) bool {
-	if !cpuBF16() || len(src) == 0 {
-		return len(src) == 0
+	if len(src) == 0 {
+		return true
+	}
+	if !cpuBF16() {
+		return false
 	}
 	_ = dst[len(src)-1]
 	C.kiln_bf16_round_f32(cptr(dst), cptr(src), C.long(len(src)))

@@ -115,6 +115,10 @@ func conv2DBF16(g *convGeom, backward bool, y, x, w, b, dx, dw, db []float32) bo
 	return true
 }
 
+// tapOffset is where tap (kh·KW + kw) reads in the padded plane, relative
+// to the output position's: kh·dh·Wp + kw·dw.
+func (g *convGeom) tapOffset(tap int) int { return tap/g.kw*g.dh*g.wp + tap%g.kw*g.dw }
+
 // wideGeom is g with a 1×1 convolution as its own wide frame: no junk, no
 // margins.
 func wideGeom(g *convGeom) convGeom {
@@ -152,7 +156,7 @@ func conv2DRoundedBF16(g convGeom, backward bool, y, x, w, b, dx, dw, db []float
 	wr := roundedScratch(w, !backward || dx != nil)
 	yr := roundedScratch(y, backward)
 	g.prec = FP32
-	conv2DOn(g, backward, or(yr, y), or(xr, x), or(wr, w), b, dx, dw, nil)
+	conv2DOn(g, backward, orSlice(yr, y), orSlice(xr, x), orSlice(wr, w), b, dx, dw, nil)
 	giveScratch(xr)
 	giveScratch(wr)
 	giveScratch(yr)
@@ -174,7 +178,7 @@ func roundedScratch(s []float32, needed bool) []float32 {
 	return r
 }
 
-func or(s, orElse []float32) []float32 {
+func orSlice(s, orElse []float32) []float32 {
 	if s == nil {
 		return orElse
 	}
@@ -198,33 +202,32 @@ func (t *convBF16Task) plan() {
 	t.nx = (g.h-1)*g.wp + g.w
 	t.nwe = (g.nw + 1) / 2 * 2
 	plane := g.hp * g.wp
-	tapOff := func(tap int) int { return tap/g.kw*g.dh*g.wp + tap%g.kw*g.dw }
 	fwd, dxOn, dwOn := !t.backward, t.backward && t.dx != nil, t.backward && t.dw != nil
 	t.amxBx = (fwd && convAMXWorth(g.mg, g.cg)) || (dxOn && convAMXWorth(g.cg, g.mg))
 	t.amxAx = dwOn && cpuAMX() && g.cg%16 == 0 && g.mg%16 == 0
 	if t.amxAx {
 		t.nwe = ceilDiv(g.nw, 32) * 32
 	}
+	q0 := g.ph*g.wp + g.pw
 	if t.amxBx {
-		t.planOffsetsAMX(fwd)
+		t.planOffsetsAMX(fwd, q0)
 	}
 	for c2 := 0; fwd && !t.amxBx && c2 < (g.cg+1)/2; c2++ {
 		for tap := 0; tap < t.taps; tap++ {
-			t.xOff = append(t.xOff, int32(c2*plane+tapOff(tap)))
+			t.xOff = append(t.xOff, int32(c2*plane+g.tapOffset(tap)))
 		}
 	}
 	// dx at padded position q0 + j reads dout at q0 + j − tap offset, stored
 	// at maxOff + that in the margined frame.
-	q0 := g.ph*g.wp + g.pw
 	for co2 := 0; dxOn && !t.amxBx && co2 < (g.mg+1)/2; co2++ {
 		for tap := 0; tap < t.taps; tap++ {
-			t.dyOff = append(t.dyOff, int32(co2*t.dyLen+t.maxOff-tapOff(tap)+q0))
+			t.dyOff = append(t.dyOff, int32(co2*t.dyLen+t.maxOff-g.tapOffset(tap)+q0))
 		}
 	}
 	for c := 0; dwOn && c < g.cg; c++ {
 		for tap := 0; tap < t.taps; tap++ {
 			if !t.amxAx || c == 0 {
-				t.aOff = append(t.aOff, int32(c*plane+tapOff(tap)))
+				t.aOff = append(t.aOff, int32(c*plane+g.tapOffset(tap)))
 			}
 		}
 	}
@@ -234,7 +237,7 @@ func (t *convBF16Task) plan() {
 // planOffsetsAMX sets amxBx's shapes and one offset a tap: the forward's
 // into the input's channel-pair planes (xOff), the input gradient's into
 // the margined dout's (dyOff).
-func (t *convBF16Task) planOffsetsAMX(fwd bool) {
+func (t *convBF16Task) planOffsetsAMX(fwd bool, q0 int) {
 	g := &t.g
 	rows, nch, n := g.mg, g.cg, g.nw
 	if !fwd {
@@ -242,9 +245,8 @@ func (t *convBF16Task) planOffsetsAMX(fwd bool) {
 	}
 	t.rowsA, t.c2p = ceilDiv(rows, 16)*16, ceilDiv((nch+1)/2, 16)*16
 	t.planChunks(fwd, rows, n)
-	q0 := g.ph*g.wp + g.pw
 	for tap := 0; tap < t.taps; tap++ {
-		off := tap/g.kw*g.dh*g.wp + tap%g.kw*g.dw
+		off := g.tapOffset(tap)
 		if fwd {
 			t.xOff = append(t.xOff, int32(off))
 		} else {
