@@ -252,6 +252,10 @@ func TestSgemmDeterministic(t *testing.T) {
 		{gemmCase{m: 6, n: 784 * 16, k: 25, alpha: 1, beta: 0}, splitN},                 // conv1
 		{gemmCase{m: 33, n: 47, k: 700, transA: true, transB: true, alpha: -1}, splitM}, // ragged
 		{gemmCase{m: 16, n: 100, k: 150, alpha: 1}, splitNone},
+		// taller than wide: each part packs its rows of A and all of B
+		{gemmCase{m: 3136, n: 256, k: 128, transB: true, alpha: 1, beta: 0}, splitM}, // gMLP proj_in
+		{gemmCase{m: 256, n: 128, k: 3136, transA: true, alpha: 1, beta: 1}, splitM}, // its dW
+		{gemmCase{m: 130, n: 40, k: 110, alpha: 1, beta: 0.5}, splitM},               // ragged rows
 		// mlp's fc1: each part reads A unpacked at AVX-512 (columns_plan)
 		{gemmCase{m: 128, n: 256, k: 3072, transB: true, alpha: 1, beta: 0}, splitN},
 		// a part alone would be planned as dot products: it may not be
