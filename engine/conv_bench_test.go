@@ -87,10 +87,15 @@ func BenchmarkConv2DLeNetStep(b *testing.B) {
 	b.ReportMetric(float64(b.N)*64/b.Elapsed().Seconds(), "img/s")
 }
 
-func BenchmarkMaxPool2DLeNet(b *testing.B) {
+// LeNet's max pools at batch 64, forward then backward: after conv1
+// (6×28×28) and after conv2 (16×10×10, rows of five outputs).
+func BenchmarkMaxPool2DLeNet(b *testing.B)  { benchMaxPool2x2(b, 64, 6, 28, 28) }
+func BenchmarkMaxPool2DLeNet2(b *testing.B) { benchMaxPool2x2(b, 64, 16, 10, 10) }
+
+func benchMaxPool2x2(b *testing.B, n, c, h, w int) {
 	rng := rand.New(rand.NewPCG(21, 21))
-	x := randTensor(rng, engine.Float32, 64, 6, 28, 28)
-	out, dx := engine.New(engine.Float32, 64, 6, 14, 14), engine.New(engine.Float32, 64, 6, 28, 28)
+	x := randTensor(rng, engine.Float32, n, c, h, w)
+	out, dx := engine.New(engine.Float32, n, c, h/2, w/2), engine.New(engine.Float32, n, c, h, w)
 	argmax := make([]int32, out.Len())
 	p := engine.Pool2DSquare(2, 0, 0)
 	b.ReportAllocs()
@@ -99,7 +104,7 @@ func BenchmarkMaxPool2DLeNet(b *testing.B) {
 		_ = engine.MaxPool2DForward(out, argmax, x, p)
 		_ = engine.MaxPool2DBackward(dx, out, argmax, p)
 	}
-	b.ReportMetric(float64(b.N)*64/b.Elapsed().Seconds(), "img/s")
+	b.ReportMetric(float64(b.N)*float64(n)/b.Elapsed().Seconds(), "img/s")
 }
 
 // The suite's avg pool 3×3 s1 (bench/ops.go), forward then backward.

@@ -15,45 +15,72 @@
 
 #include <immintrin.h>
 
-// pool_row_avx2 does one output row of ow ≥ 8 outputs eight at a time (the
-// last eight overlap the previous block when ow is not a multiple of 8; they
-// are recomputed to the same values): the two input rows are split into even
-// and odd columns (a, b from r0; c, d from r1) and the first largest picked
-// with strict compares and blends, as in the scalar loop. It returns non-zero
-// when a NaN was met.
+// lanes_avx2 is a mask of the first n of eight lanes (n ≤ 8).
+__attribute__((target("avx2"))) static inline __m256i lanes_avx2(int n) {
+	return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// pool8_avx2 picks eight outputs from two input rows' 16 columns each (p0,
+// p1 from the first row, q0, q1 from the second), the first of j's window at
+// flat index at0: the rows are split into even and odd columns (a, b from
+// the first; c, d from the second) and the first largest picked with strict
+// compares and blends, as in the scalar loop. It sets *idx to the picks'
+// indices and ors a NaN's lanes into *nan.
+__attribute__((target("avx2"))) static inline __m256 pool8_avx2(__m256 p0, __m256 p1, __m256 q0, __m256 q1,
+                                                                 int32_t at0, int w, int relu, __m256i *idx,
+                                                                 __m256 *nan) {
+	const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+	const __m256i one = _mm256_set1_epi32(1), wv = _mm256_set1_epi32(w);
+	// shuffle_ps works per 128-bit lane; the 64-bit permute restores order.
+	__m256 a = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0x88)), 0xd8));
+	__m256 b = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0xdd)), 0xd8));
+	__m256 c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(q0, q1, 0x88)), 0xd8));
+	__m256 d = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(q0, q1, 0xdd)), 0xd8));
+	*nan = _mm256_or_ps(*nan, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+	__m256 m = a;
+	__m256i at = _mm256_add_epi32(_mm256_set1_epi32(at0), lane2);
+	__m256 gt = _mm256_cmp_ps(b, m, _CMP_GT_OQ);
+	m = _mm256_blendv_ps(m, b, gt);
+	__m256i res = _mm256_castps_si256(
+	    _mm256_blendv_ps(_mm256_castsi256_ps(at), _mm256_castsi256_ps(_mm256_add_epi32(at, one)), gt));
+	__m256i ac = _mm256_add_epi32(at, wv);
+	gt = _mm256_cmp_ps(c, m, _CMP_GT_OQ);
+	m = _mm256_blendv_ps(m, c, gt);
+	res = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(res), _mm256_castsi256_ps(ac), gt));
+	gt = _mm256_cmp_ps(d, m, _CMP_GT_OQ);
+	m = _mm256_blendv_ps(m, d, gt);
+	*idx = _mm256_castps_si256(
+	    _mm256_blendv_ps(_mm256_castsi256_ps(res), _mm256_castsi256_ps(_mm256_add_epi32(ac, one)), gt));
+	if (relu) m = _mm256_and_ps(m, _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ));
+	return m;
+}
+
+// pool_row_avx2 does one output row eight outputs at a time. With ow ≥ 8 the
+// last eight overlap the previous block when ow is not a multiple of 8 (they
+// are recomputed to the same values); a narrower row (LeNet's 10×10 planes)
+// is one block read and written under lane masks, its missing columns zero.
+// It returns non-zero when a NaN was met.
 __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int32_t *restrict ai,
                                                           const float *r0, const float *r1, int32_t rowbase,
                                                           int w, int ow, int relu) {
 	__m256 nan = _mm256_setzero_ps();
-	const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-	const __m256i one = _mm256_set1_epi32(1), wv = _mm256_set1_epi32(w);
+	__m256i idx;
+	if (ow < 8) {
+		const __m256i lo = lanes_avx2(2 * ow < 8 ? 2 * ow : 8), hi = lanes_avx2(2 * ow - 8), out = lanes_avx2(ow);
+		__m256 m = pool8_avx2(_mm256_maskload_ps(r0, lo), _mm256_maskload_ps(r0 + 8, hi),
+		                      _mm256_maskload_ps(r1, lo), _mm256_maskload_ps(r1 + 8, hi), rowbase, w, relu, &idx,
+		                      &nan);
+		_mm256_maskstore_ps(o, out, m);
+		if (ai) _mm256_maskstore_epi32((int *)ai, out, idx);
+		return _mm256_movemask_ps(nan);
+	}
 	for (int j0 = 0; j0 < ow; j0 += 8) {
 		const int j = j0 + 8 <= ow ? j0 : ow - 8;
-		__m256 p0 = _mm256_loadu_ps(r0 + 2 * j), p1 = _mm256_loadu_ps(r0 + 2 * j + 8);
-		__m256 q0 = _mm256_loadu_ps(r1 + 2 * j), q1 = _mm256_loadu_ps(r1 + 2 * j + 8);
-		// shuffle_ps works per 128-bit lane; the 64-bit permute restores order.
-		__m256 a = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0x88)), 0xd8));
-		__m256 b = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0xdd)), 0xd8));
-		__m256 c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(q0, q1, 0x88)), 0xd8));
-		__m256 d = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(q0, q1, 0xdd)), 0xd8));
-		nan = _mm256_or_ps(nan, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
-		__m256 m = a;
-		__m256i at = _mm256_add_epi32(_mm256_set1_epi32(rowbase + 2 * j), lane2);
-		__m256 gt = _mm256_cmp_ps(b, m, _CMP_GT_OQ);
-		m = _mm256_blendv_ps(m, b, gt);
-		__m256i res = _mm256_castps_si256(
-		    _mm256_blendv_ps(_mm256_castsi256_ps(at), _mm256_castsi256_ps(_mm256_add_epi32(at, one)), gt));
-		__m256i ac = _mm256_add_epi32(at, wv);
-		gt = _mm256_cmp_ps(c, m, _CMP_GT_OQ);
-		m = _mm256_blendv_ps(m, c, gt);
-		res = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(res), _mm256_castsi256_ps(ac), gt));
-		gt = _mm256_cmp_ps(d, m, _CMP_GT_OQ);
-		m = _mm256_blendv_ps(m, d, gt);
-		res = _mm256_castps_si256(
-		    _mm256_blendv_ps(_mm256_castsi256_ps(res), _mm256_castsi256_ps(_mm256_add_epi32(ac, one)), gt));
-		if (relu) m = _mm256_and_ps(m, _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ));
+		__m256 m = pool8_avx2(_mm256_loadu_ps(r0 + 2 * j), _mm256_loadu_ps(r0 + 2 * j + 8),
+		                      _mm256_loadu_ps(r1 + 2 * j), _mm256_loadu_ps(r1 + 2 * j + 8), rowbase + 2 * j, w,
+		                      relu, &idx, &nan);
 		_mm256_storeu_ps(o + j, m);
-		if (ai) _mm256_storeu_si256((__m256i *)(ai + j), res);
+		if (ai) _mm256_storeu_si256((__m256i *)(ai + j), idx);
 	}
 	return _mm256_movemask_ps(nan);
 }
@@ -111,7 +138,7 @@ static int pool_plane(float* restrict out, int32_t* restrict am, const float* re
 			nan |= pool_row_avx512(o, am ? am + i * ow : 0, r0, r1, rowbase, w, ow, relu);
 			continue;
 		}
-		if (avx2 && ow >= 8) {
+		if (avx2) {
 			nan |= pool_row_avx2(o, am ? am + i * ow : 0, r0, r1, rowbase, w, ow, relu);
 			continue;
 		}
@@ -383,38 +410,62 @@ static int back_row_scalar(float *restrict r0, float *restrict r1, const float *
 	return bad;
 }
 
+// back8_avx2 spreads eight outputs' gradients v over their windows, the
+// first of j's window at flat index at0: each input of the two rows gets v
+// where argmax am picks it and 0 elsewhere, returned interleaved back into
+// the rows' 16 columns each (r0lo, r0hi; r1lo, r1hi). It ors into *none the
+// lanes whose index lies outside its window.
+__attribute__((target("avx2"))) static inline void back8_avx2(__m256 v, __m256i am, int32_t at0, int w,
+                                                              __m256 *r0lo, __m256 *r0hi, __m256 *r1lo,
+                                                              __m256 *r1hi, __m256 *none) {
+	const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+	const __m256i one = _mm256_set1_epi32(1), wv = _mm256_set1_epi32(w), w1 = _mm256_set1_epi32(w + 1);
+	const __m256i pos = _mm256_sub_epi32(am, _mm256_add_epi32(_mm256_set1_epi32(at0), lane2));
+	const __m256 ka = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, _mm256_setzero_si256()));
+	const __m256 kb = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, one));
+	const __m256 kc = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, wv));
+	const __m256 kd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, w1));
+	*none = _mm256_or_ps(*none, _mm256_andnot_ps(_mm256_or_ps(_mm256_or_ps(ka, kb), _mm256_or_ps(kc, kd)),
+	                                             _mm256_castsi256_ps(_mm256_set1_epi32(-1))));
+	const __m256 a = _mm256_and_ps(ka, v), b = _mm256_and_ps(kb, v);
+	const __m256 c = _mm256_and_ps(kc, v), d = _mm256_and_ps(kd, v);
+	// unpack works per 128-bit lane; permute2f128 puts the halves in order.
+	const __m256 ablo = _mm256_unpacklo_ps(a, b), abhi = _mm256_unpackhi_ps(a, b);
+	const __m256 cdlo = _mm256_unpacklo_ps(c, d), cdhi = _mm256_unpackhi_ps(c, d);
+	*r0lo = _mm256_permute2f128_ps(ablo, abhi, 0x20);
+	*r0hi = _mm256_permute2f128_ps(ablo, abhi, 0x31);
+	*r1lo = _mm256_permute2f128_ps(cdlo, cdhi, 0x20);
+	*r1hi = _mm256_permute2f128_ps(cdlo, cdhi, 0x31);
+}
+
 // back_row_avx2 does eight outputs at a time (the last eight overlap the
-// previous block when ow is not a multiple of 8: the same values again), and
-// rows narrower than eight in back_row_scalar.
+// previous block when ow is not a multiple of 8: the same values again); a
+// row narrower than eight is one block read and written under lane masks.
 __attribute__((target("avx2"))) static int back_row_avx2(float *restrict r0, float *restrict r1,
                                                           const float *restrict g, const float *restrict keep,
                                                           const int32_t *restrict am, int32_t rowbase, int w,
                                                           int ow) {
-	if (ow < 8) return back_row_scalar(r0, r1, g, keep, am, rowbase, w, ow);
-	const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-	const __m256i one = _mm256_set1_epi32(1), wv = _mm256_set1_epi32(w), w1 = _mm256_set1_epi32(w + 1);
-	__m256 none = _mm256_setzero_ps();
+	__m256 none = _mm256_setzero_ps(), a, b, c, d;
+	if (ow < 8) {
+		const __m256i lo = lanes_avx2(2 * ow < 8 ? 2 * ow : 8), hi = lanes_avx2(2 * ow - 8), in = lanes_avx2(ow);
+		__m256 v = _mm256_add_ps(_mm256_setzero_ps(), _mm256_maskload_ps(g, in));
+		if (keep) v = _mm256_and_ps(v, _mm256_cmp_ps(_mm256_maskload_ps(keep, in), _mm256_setzero_ps(), _CMP_GT_OQ));
+		back8_avx2(v, _mm256_maskload_epi32((const int *)am, in), rowbase, w, &a, &b, &c, &d, &none);
+		_mm256_maskstore_ps(r0, lo, a);
+		_mm256_maskstore_ps(r0 + 8, hi, b);
+		_mm256_maskstore_ps(r1, lo, c);
+		_mm256_maskstore_ps(r1 + 8, hi, d);
+		return _mm256_movemask_ps(_mm256_and_ps(none, _mm256_castsi256_ps(in))) != 0;
+	}
 	for (int j0 = 0; j0 < ow; j0 += 8) {
 		const int j = j0 + 8 <= ow ? j0 : ow - 8;
 		__m256 v = _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(g + j));
 		if (keep) v = _mm256_and_ps(v, _mm256_cmp_ps(_mm256_loadu_ps(keep + j), _mm256_setzero_ps(), _CMP_GT_OQ));
-		const __m256i pos = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(am + j)),
-		                                     _mm256_add_epi32(_mm256_set1_epi32(rowbase + 2 * j), lane2));
-		const __m256 ka = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, _mm256_setzero_si256()));
-		const __m256 kb = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, one));
-		const __m256 kc = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, wv));
-		const __m256 kd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(pos, w1));
-		none = _mm256_or_ps(none, _mm256_andnot_ps(_mm256_or_ps(_mm256_or_ps(ka, kb), _mm256_or_ps(kc, kd)),
-		                                           _mm256_castsi256_ps(_mm256_set1_epi32(-1))));
-		const __m256 a = _mm256_and_ps(ka, v), b = _mm256_and_ps(kb, v);
-		const __m256 c = _mm256_and_ps(kc, v), d = _mm256_and_ps(kd, v);
-		// unpack works per 128-bit lane; permute2f128 puts the halves in order.
-		const __m256 ablo = _mm256_unpacklo_ps(a, b), abhi = _mm256_unpackhi_ps(a, b);
-		const __m256 cdlo = _mm256_unpacklo_ps(c, d), cdhi = _mm256_unpackhi_ps(c, d);
-		_mm256_storeu_ps(r0 + 2 * j, _mm256_permute2f128_ps(ablo, abhi, 0x20));
-		_mm256_storeu_ps(r0 + 2 * j + 8, _mm256_permute2f128_ps(ablo, abhi, 0x31));
-		_mm256_storeu_ps(r1 + 2 * j, _mm256_permute2f128_ps(cdlo, cdhi, 0x20));
-		_mm256_storeu_ps(r1 + 2 * j + 8, _mm256_permute2f128_ps(cdlo, cdhi, 0x31));
+		back8_avx2(v, _mm256_loadu_si256((const __m256i *)(am + j)), rowbase + 2 * j, w, &a, &b, &c, &d, &none);
+		_mm256_storeu_ps(r0 + 2 * j, a);
+		_mm256_storeu_ps(r0 + 2 * j + 8, b);
+		_mm256_storeu_ps(r1 + 2 * j, c);
+		_mm256_storeu_ps(r1 + 2 * j + 8, d);
 	}
 	return _mm256_movemask_ps(none) != 0;
 }

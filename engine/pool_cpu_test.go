@@ -9,12 +9,13 @@ import (
 )
 
 // The vectorised 2×2 max pool (eight outputs at a time, rows of 16 outputs
-// and more) picks what the ordered float64 loop picks: ties to the first,
-// −0 and +0 tied, infinities, and a NaN anywhere in a row.
+// and more, rows of fewer than eight under lane masks) picks what the ordered
+// float64 loop picks: ties to the first, −0 and +0 tied, infinities, and a
+// NaN anywhere in a row.
 func TestMaxPool2x2VectorPicksLikeFloat64(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 17))
 	vals := []float64{0, math.Copysign(0, -1), 1, -1, 2, math.Inf(1), math.Inf(-1), -2}
-	for _, w := range []int{32, 37, 34, 66} {
+	for _, w := range []int{32, 37, 34, 66, 2, 10, 15, 9} {
 		x64 := engine.New(engine.Float64, 2, 3, 5, w)
 		for i := range x64.Float64() {
 			x64.Float64()[i] = vals[rng.IntN(len(vals))]

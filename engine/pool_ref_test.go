@@ -14,7 +14,7 @@ import (
 // Go loops or, built with cgo on amd64, the C 2×2 kernel (run the test with
 // CGO_ENABLED=0 too for the portable path). The shapes are awkward on
 // purpose: planes of one element, odd sides that floor mode cuts, widths
-// around the C kernel's 8- and 16-output steps, padding, overlapping windows,
+// around the C kernel's 8- and 16-output steps and below them, padding, overlapping windows,
 // and one batch large enough to be split over the workers. Inputs are small
 // integers, so windows hold ties and max must pick the first. Max's output is
 // exact in both dtypes; sums (average, and max's dx where windows overlap)
@@ -34,6 +34,12 @@ var poolRefCases = []struct {
 	{2, 2, 5, 1, engine.Pool2DParams{KernelH: 3, KernelW: 1, StrideH: 1, StrideW: 1, PadH: 1}},
 	{1, 2, 4, 6, engine.Pool2DParams{KernelH: 2, KernelW: 3, StrideH: 1, StrideW: 2}},
 	{64, 6, 28, 28, engine.Pool2DSquare(2, 0, 0)},
+	// rows narrower than the 8-output step: LeNet's 10×10 planes, one to seven outputs
+	{8, 16, 10, 10, engine.Pool2DSquare(2, 0, 0)},
+	{1, 2, 4, 2, engine.Pool2DSquare(2, 0, 0)},
+	{2, 2, 6, 15, engine.Pool2DSquare(2, 0, 0)},
+	{1, 3, 4, 8, engine.Pool2DSquare(2, 0, 0)},
+	{1, 2, 4, 22, engine.Pool2DSquare(2, 0, 0)},
 }
 
 func poolRefInput(rng *rand.Rand, shape ...int) *engine.Tensor {
