@@ -161,9 +161,7 @@ func conv2DRoundedBF16(g convGeom, backward bool, y, x, w, b, dx, dw, db []float
 	giveScratch(wr)
 	giveScratch(yr)
 	for n := 0; backward && db != nil && n < g.n; n++ {
-		for c, dy := 0, y[n*g.outPlanes:]; c < g.groups*g.mg; c++ {
-			db[c] += sumSlice(dy[c*g.p : (c+1)*g.p])
-		}
+		convAddRowSums(db[:g.groups*g.mg], y[n*g.outPlanes:], g.p)
 	}
 }
 
@@ -411,8 +409,8 @@ func (t *convBF16Task) backwardImages(s []float32, lo, hi int) {
 	for n := lo; n < hi; n++ {
 		for gi := 0; gi < g.groups; gi++ {
 			dyg := t.y[n*g.outPlanes+gi*g.mg*g.p:][:g.mg*g.p]
-			for co := 0; co < g.mg && t.db != nil; co++ {
-				dbp[gi*g.mg+co] += sumSlice(dyg[co*g.p : (co+1)*g.p])
+			if t.db != nil {
+				convAddRowSums(dbp[gi*g.mg:(gi+1)*g.mg], dyg, g.p)
 			}
 			if t.dw != nil {
 				xg := t.x[n*g.cin*g.inPlane+gi*g.cg*g.inPlane:][:g.cg*g.inPlane]

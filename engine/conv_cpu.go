@@ -633,9 +633,7 @@ func (t *convFastTask) backwardImages(s []float32, lo, hi int) {
 		dyn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
 		if dbp != nil && (dwp == nil || !t.dwT || t.winoDw) {
 			for gi := 0; gi < g.groups; gi++ {
-				for co := 0; co < g.mg; co++ {
-					dbp[gi*t.ldt+co] += sumSlice(dyn[(gi*g.mg+co)*g.p : (gi*g.mg+co+1)*g.p])
-				}
+				convAddRowSums(dbp[gi*t.ldt:gi*t.ldt+g.mg], dyn[gi*g.mg*g.p:], g.p)
 			}
 		}
 		for gi := 0; gi < g.groups; gi++ {

@@ -17,6 +17,8 @@ void kiln_conv_flat_masks(void *dst, long h, long w, long kh, long kw, long ph, 
 int kiln_conv_flat_gemm(float *c, long ldc, long m, const float *ap, long nr, long kh, long kw, long ph, long pw,
                         int neg, const float *b, long ldbr, long w, const void *masks, const float *init, long nq,
                         int vl);
+// db[r] += the sum of the len floats of row r of dy, for r < rows (the bias gradient).
+void kiln_conv_add_row_sums(float *db, const float *dy, long rows, long len);
 void kiln_conv_dyt(float *dyt, long ldt, const float *dy, long m, long oh, long ow, long qrow);
 int kiln_conv_shift_gemm_dx(float *c, long ldc, long m, const float *ap, long nr, long khn, long kw, const float *b,
                             long blen, long ldbr, long base, long sh, long sw, long nrows, long rowlen, long brs,

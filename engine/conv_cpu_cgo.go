@@ -26,6 +26,8 @@ package engine
 #cgo noescape kiln_conv_copy_rows
 #cgo nocallback kiln_conv_copy_rows
 #cgo nocallback kiln_conv_dyt
+#cgo noescape kiln_conv_add_row_sums
+#cgo nocallback kiln_conv_add_row_sums
 #cgo noescape kiln_conv_im2col
 #cgo nocallback kiln_conv_im2col
 #cgo noescape kiln_conv_col2im
@@ -154,6 +156,16 @@ func convShiftDwt(dwt []float32, ldt int, db, dyt, b []float32, t shiftTaps, s s
 // convTransposeOut writes dyt[q, co] = dy[co, q] for co < m (q = oh·OW + ow).
 func convTransposeOut(dyt []float32, ldt int, dy []float32, m, oh, ow int) {
 	C.kiln_conv_dyt(fptr(dyt), C.long(ldt), fptr(dy), C.long(m), C.long(oh), C.long(ow), C.long(ow))
+}
+
+// convAddRowSums adds to db[r] the sum of dy's row r of length n for r <
+// len(db) (conv_cpu.c: 32 lanes, then a fixed tree).
+func convAddRowSums(db, dy []float32, n int) {
+	if len(db) == 0 || n == 0 {
+		return
+	}
+	_ = dy[len(db)*n-1]
+	C.kiln_conv_add_row_sums(fptr(db), fptr(dy), C.long(len(db)), C.long(n))
 }
 
 // convCopyRows copies np planes of nrows rows of rowlen floats from src to

@@ -31,6 +31,12 @@ func convShiftDwt(dwt []float32, ldt int, db, dyt, b []float32, t shiftTaps, s s
 
 func convTransposeOut(dyt []float32, ldt int, dy []float32, m, oh, ow int) {}
 
+func convAddRowSums(db, dy []float32, n int) {
+	for r := range db {
+		db[r] += sumSlice(dy[r*n : (r+1)*n])
+	}
+}
+
 func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, np, nrows, rowlen int) {
 }
 
