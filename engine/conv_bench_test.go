@@ -187,3 +187,27 @@ func BenchmarkConv2DCNNPasses(b *testing.B) {
 func reportGFLOPs(b *testing.B, flop float64) {
 	b.ReportMetric(float64(b.N)*flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
+
+// LeNet's convolutions (layers/zoo.go) at the comparison's two shapes, each
+// pass alone, in GFLOP/s: conv1 3→6 (padded) and conv2 6→16 on 3×32×32 at
+// batch 128, and 1→6, 6→16 on 1×28×28 at batch 64. Their channels are too
+// few to fill a register tile, so these sit well under the FMA peak.
+func BenchmarkConv2DLeNetPasses(b *testing.B) {
+	for _, s := range []struct {
+		name                     string
+		n, cin, h, cout, pad, oh int
+		dx                       bool
+	}{
+		{"conv1-32", 128, 3, 32, 6, 2, 32, false}, {"conv2-32", 128, 6, 16, 16, 0, 12, true},
+		{"conv1-28", 64, 1, 28, 6, 2, 28, false}, {"conv2-28", 64, 6, 14, 16, 0, 10, true},
+	} {
+		c := newConvBench(s.n, s.cin, s.h, s.h, s.cout, 5, engine.Conv2DSquare(1, s.pad, 1, 1), s.dx)
+		flop := 2 * float64(s.n*s.cout*s.oh*s.oh*s.cin*25)
+		b.Run(s.name+"/forward", func(b *testing.B) { c.run(b, true, false); reportGFLOPs(b, flop) })
+		passes := 1.0
+		if s.dx {
+			passes = 2
+		}
+		b.Run(s.name+"/backward", func(b *testing.B) { c.run(b, false, true); reportGFLOPs(b, passes*flop) })
+	}
+}

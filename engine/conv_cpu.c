@@ -223,6 +223,19 @@ int kiln_conv_shift_gemm(float *c, long ldc, long m, const float *ap, long nr, l
 	return 1;
 }
 
+// kiln_conv_oc_gemm is the forward product with the output channels in the
+// lanes (oc_gemm), wp packed by kiln_conv_pack with mr = 2·vl, writing C's
+// rows as one run of nrows·rowlen pixels each (crs = rowlen), tiles of tw
+// pixels; yt holds nrows·rowlen × ldt floats, ldt a multiple of vl at least m.
+int kiln_conv_oc_gemm(float *c, long ldc, long m, const float *wp, long nr, long nt, const float *b, long ldbr,
+                      long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen, long brs,
+                      float *yt, long ldt, long tw, int vl) {
+	if (nr * nt > MAXK || ldt % vl != 0 || ldt < m || tw < 1 || tw > kiln_conv_cpu_panel(vl)) return 0;
+	(vl == 16 ? oc_gemm_16 : oc_gemm_8)(c, ldc, m, wp, nr, nt, b, ldbr, kw, base, sh, sw, init, nrows, rowlen, brs,
+	                                   yt, ldt, tw);
+	return 1;
+}
+
 // kiln_conv_flat_mask_bytes is the size of flat_masks' table for an h×w
 // plane and nt taps at width vl.
 long kiln_conv_flat_mask_bytes(long h, long w, long nt, int vl) {
@@ -627,6 +640,91 @@ TARGET static void L(shift_dwt)(float *dwt, long ldw, const float *dyt, long ldt
 			L(wtile_cols)(mr, nc, b, koff + i, dyt + j, ldt, nrows, rowlen, brs, dwt + i * ldw + j, ldw);
 		}
 	}
+}
+
+// ---------------------------------------------------------------------------
+// Forward with the output channels in the lanes: a few adjacent pixels of an
+// output row at a time by a panel of 2·VL channels,
+//
+//	yT[q, o] = init[o] + Σ_k wp[k, o] · b[pix(q) + koff[k]]
+//
+// each pixel's input broadcast, the panel's weights (kiln_conv_pack with mr
+// = 2·VL: k-major, channels inside) loaded whole. Each element is the same
+// FMA chain in the same k order as shift_gemm's (the product's operands
+// swapped, which an FMA does not see): the same bits. It pays where output
+// rows are short and channels many: LeNet's second convolution writes rows of
+// 12 (or 10), which fill 75% (62%) of shift_gemm's lanes, and 16 channels,
+// which fill all of these. A row's tiles are tw ≤ TMR pixels wide (the
+// caller's choice), so that each pixel's read is a constant offset from the
+// tile's. yT (q·ldt + o,
+// ldt ≥ the channels rounded up to VL) is the caller's scratch; oc_gemm
+// transposes it into C.
+#define O_DECL(I) V o##I##0 = i0, o##I##1 = i1;
+#define O_FMA(I)                                                                      \
+	if (mr > I) {                                                                     \
+		V xv = V_BCAST(bk + I);                                                       \
+		o##I##0 = V_FMA(xv, w0, o##I##0);                                             \
+		if (nv == 2) o##I##1 = V_FMA(xv, w1, o##I##1);                                \
+	}
+#define O_OUT(I)                                                                      \
+	if (mr > I) {                                                                     \
+		V_STORE(yt + I * ldt, o##I##0);                                               \
+		if (nv == 2) V_STORE(yt + I * ldt + VL, o##I##1);                             \
+	}
+
+TARGET INLINE void L(otile)(const int mr, const int nv, long k, const float *wp, const float *b, const int32_t *koff,
+                            const float *ini, float *yt, long ldt) {
+	const V i0 = V_LOAD(ini), i1 = V_LOAD(ini + VL);
+	O_DECL(0) O_DECL(1) O_DECL(2) O_DECL(3) O_DECL(4) O_DECL(5) O_DECL(6) O_DECL(7)
+	for (long p = 0; p < k; p++) {
+		const float *bk = b + koff[p];
+		const V w0 = V_LOAD(wp + p * 2 * VL), w1 = nv == 2 ? V_LOAD(wp + p * 2 * VL + VL) : V_ZERO();
+		O_FMA(0) O_FMA(1) O_FMA(2) O_FMA(3) O_FMA(4) O_FMA(5) O_FMA(6) O_FMA(7)
+	}
+	O_OUT(0) O_OUT(1) O_OUT(2) O_OUT(3) O_OUT(4) O_OUT(5) O_OUT(6) O_OUT(7)
+}
+
+#define OTILE(MR_, NV) L(otile)(MR_, NV, k, wo, b + y * brs + x, koff, ini, yt + (y * rowlen + x) * ldt + o, ldt)
+#define OTILE_CASES(NV)              \
+	switch (mr) {                    \
+	case 1: OTILE(1, NV); break;     \
+	case 2: OTILE(2, NV); break;     \
+	case 3: OTILE(3, NV); break;     \
+	case 4: OTILE(4, NV); break;     \
+	case 5: OTILE(5, NV); break;     \
+	case 6: OTILE(6, NV); break;     \
+	case 7: OTILE(7, NV); break;     \
+	default: OTILE(8, NV); break;    \
+	}
+
+TARGET static void L(oc_gemm)(float *c, long ldc, long m, const float *wp, long nr, long nt, const float *b,
+                              long ldbr, long kw, long base, long sh, long sw, const float *init, long nrows,
+                              long rowlen, long brs, float *yt, long ldt, long tw) {
+	const long k = nr * nt, np = nrows * rowlen;
+	int32_t koff[k];
+	offsets(koff, nr, nt, ldbr, kw, base, sh, sw);
+	float ini[2 * VL];
+	for (long o = 0; o < m; o += 2 * VL) {
+		const long mo = m - o < 2 * VL ? m - o : 2 * VL;
+		for (long j = 0; j < 2 * VL; j++) ini[j] = init && j < mo ? init[o + j] : 0;
+		const float *wo = wp + o * k;
+		for (long y = 0; y < nrows; y++)
+			for (long x = 0; x < rowlen; x += tw) {
+				const int mr = rowlen - x < tw ? (int)(rowlen - x) : (int)tw;
+				if (mo > VL)
+					OTILE_CASES(2)
+				else
+					OTILE_CASES(1)
+			}
+	}
+	// yT → C, 8×8 blocks where both sides have them (C's rows are the plane's
+	// pixels, one run of np).
+	long o = 0;
+	for (; o + 8 <= m; o += 8)
+		for (long q = 0; q + 8 <= np; q += 8) kiln_transpose8(c + o * ldc + q, ldc, yt + q * ldt + o, ldt);
+	const long q0 = np & ~7L;
+	for (long j = 0; j < m; j++)
+		for (long q = j < o ? q0 : 0; q < np; q++) c[j * ldc + q] = yt[q * ldt + j];
 }
 
 // ---------------------------------------------------------------------------

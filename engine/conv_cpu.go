@@ -85,7 +85,11 @@ type convFastTask struct {
 	// winoDw: the weight gradient by Winograd too (kiln_wino_dw,
 	// kiln_wino4_dw): each part sums dUᵀ (16 or 36 positions × Cg × ldt per
 	// group) in its dw buffer, and sumParts turns the parts' sum into dw.
-	winoDw       bool
+	winoDw bool
+	// fwdOC: forward with the output channels in the vector lanes and a few
+	// pixels a tile (conv_cpu.c's oc_gemm, ocLanesPay), ap then packed in
+	// panels of 2·vl channels; the same bits as the row path.
+	fwdOC        bool
 	vl, mr       int // the kernels' vector width and tile rows (convLanes, convPanel)
 	taps, maxOff int // KH·KW; largest tap offset in the wide frame
 	dyLen        int // one channel of the zero-margined wide dout
@@ -192,10 +196,84 @@ func (t *convFastTask) plan(g *convGeom) {
 	if t.wino {
 		t.flat = false
 	}
+	t.fwdOC = !t.backward && !t.flat && !t.wino && ocLanesFor(g, vl, t.mr, t.fwdRows)
 	t.winoDw = t.backward && t.dw != nil && winoShape(g, g.cg, g.mg)
 	if t.wino || t.winoDw {
 		t.winoTile = winoTileFor(g.h, g.w)
 	}
+}
+
+// ocLd is the row length of fwdOC's pixel-major output: the channels in
+// whole vectors.
+func (t *convFastTask) ocLd() int { return ceilDiv(t.g.mg, t.vl) * t.vl }
+
+// convOCLanes forces fwdOC's choice in tests: ocAuto (ocLanesPay), ocOff,
+// ocAlways (every forward on the row or wide path).
+var convOCLanes atomic.Int32
+
+const (
+	ocAuto = iota
+	ocOff
+	ocAlways
+)
+
+// ocLanesFor says whether a forward that would run rows or the wide frame
+// runs with the output channels in the lanes instead.
+func ocLanesFor(g *convGeom, vl, mr int, rows bool) bool {
+	switch convOCLanes.Load() {
+	case ocOff:
+		return false
+	case ocAlways:
+		return true
+	}
+	return ocLanesPay(g, vl, mr, rows)
+}
+
+// ocLanesPay compares the multiply-adds each way computes, lanes and tile
+// rows past the shape's included: the row path's tiles are mr channels by
+// two vectors of a row (one vector at a row's tail; short rows two to a
+// tile), or the wide frame's junk columns; oc_gemm's are ocWidth pixels of a
+// row by two vectors of channels. It pays where it computes at most 0.8 as
+// much (its pixel-major tiles are transposed into the planes after), and
+// only where the channels fill two vectors: with one, each FMA waits on a
+// broadcast load of its own (AVX-512 on LeNet's 16 channels: 0.8-0.9 of the
+// row path's rate, Emerald Rapids).
+func ocLanesPay(g *convGeom, vl, mr int, rows bool) bool {
+	if g.mg <= vl {
+		return false
+	}
+	cols := ceilDiv(g.nw, vl) * vl
+	if rows {
+		tail := g.ow % (2 * vl)
+		switch {
+		case g.ow <= vl:
+			cols = ceilDiv(g.oh, 2) * 2 * vl
+		case tail == 0:
+			cols = g.oh * g.ow
+		case tail <= vl:
+			cols = g.oh * (g.ow - tail + vl)
+		default:
+			cols = g.oh * (g.ow - tail + 2*vl)
+		}
+	}
+	rowPath := ceilDiv(g.mg, mr) * mr * cols
+	tw := ocWidth(g.ow, mr)
+	ocPath := g.oh * ceilDiv(g.ow, tw) * tw * ceilDiv(g.mg, vl) * vl
+	return 5*ocPath <= 4*rowPath
+}
+
+// ocWidth is oc_gemm's tile width for rows of ow pixels: of mr down to 4
+// (two FMA pipes of latency 4 want 8 chains, two vectors a pixel), the one
+// whose tiles waste the fewest pixels for their width, the widest of
+// equals: 6 for rows of 12 at AVX2, 5 for 10.
+func ocWidth(ow, mr int) int {
+	best, waste := mr, (mr-ow%mr)%mr
+	for tw := mr - 1; tw >= 4; tw-- {
+		if w := (tw - ow%tw) % tw; w*mr < waste*tw {
+			best, waste = tw, w
+		}
+	}
+	return best
 }
 
 // convWinograd says when the 3×3 "same" convolutions run by Winograd:
@@ -329,7 +407,10 @@ func (t *convFastTask) layout(g *convGeom) convFastLayout {
 		l.yb = g.cg * g.hp * g.wp
 	}
 	l.dyp = l.yb
-	if !t.backward && !t.fwdRows && !t.flat && !t.wino {
+	switch {
+	case t.fwdOC:
+		l.dyp += g.p * t.ocLd()
+	case !t.backward && !t.fwdRows && !t.flat && !t.wino:
 		l.dyp += g.mg * g.nw
 	}
 	l.dyt = l.dyp
@@ -372,8 +453,12 @@ func (t *convFastTask) packWeights(g *convGeom, np int) {
 		packM, packR = g.cg, g.mg
 	}
 	t.apGroup = 0
+	packMR := t.mr
+	if t.fwdOC {
+		packMR = 2 * t.vl
+	}
 	if !t.backward || t.dx != nil {
-		t.apGroup = ceilDiv(packM, t.mr) * t.mr * packR * t.taps
+		t.apGroup = ceilDiv(packM, packMR) * packMR * packR * t.taps
 	}
 	if t.wino {
 		t.apGroup = winoPositions(t.winoTile) * ceilDiv(packM, t.mr) * t.mr * packR
@@ -397,7 +482,7 @@ func (t *convFastTask) packWeights(g *convGeom, np int) {
 		case t.backward:
 			convPack(t.ap[gi*t.apGroup:], wg, g.cg, g.mg, t.taps, t.taps, g.kg, rb, t.mr)
 		default:
-			convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, rb, t.mr)
+			convPack(t.ap[gi*t.apGroup:], wg, g.mg, g.cg, t.taps, g.kg, t.taps, rb, packMR)
 		}
 	}
 }
@@ -565,6 +650,11 @@ func (t *convFastTask) forwardImages(s []float32, lo, hi int) {
 				continue
 			}
 			src := t.input(s, n, gi)
+			if t.fwdOC {
+				convOCGemm(yg, g.p, g.mg, ap, src, taps, bias, shiftSegs{g.oh, g.ow, g.wp, g.ow}, s[t.l.yb:t.l.dyp],
+					t.ocLd(), ocWidth(g.ow, t.mr))
+				continue
+			}
 			if t.fwdRows {
 				convShiftGemm(yg, g.p, g.mg, ap, src, taps, bias, shiftSegs{g.oh, g.ow, g.wp, g.ow})
 				continue

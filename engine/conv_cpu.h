@@ -12,6 +12,9 @@ int kiln_conv_shift_dw(float *dw, long ldw, long m, const float *a, long lda, lo
                        int vl);
 int kiln_conv_shift_dwt(float *dwt, long ldw, float *db, const float *dyt, long ldt, long nr, long nt, const float *b,
                         long ldbr, long kw, long base, long sh, long sw, long nrows, long rowlen, long brs, int vl);
+int kiln_conv_oc_gemm(float *c, long ldc, long m, const float *wp, long nr, long nt, const float *b, long ldbr,
+                      long kw, long base, long sh, long sw, const float *init, long nrows, long rowlen, long brs,
+                      float *yt, long ldt, long tw, int vl);
 long kiln_conv_flat_mask_bytes(long h, long w, long nt, int vl);
 void kiln_conv_flat_masks(void *dst, long h, long w, long kh, long kw, long ph, long pw, int neg, int vl);
 int kiln_conv_flat_gemm(float *c, long ldc, long m, const float *ap, long nr, long kh, long kw, long ph, long pw,

@@ -108,6 +108,17 @@ func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init [
 		C.long(s.nrows), C.long(s.rowlen), C.long(s.brs), C.long(s.crs), C.int(t.vl))
 }
 
+// convOCGemm computes c (m × the segments' pixels, one run per row of c) =
+// init + W·(b at the taps) with the output channels in the vector lanes,
+// wp packed in 2·vl-row panels (convPack), tw pixels a tile, through yt
+// (pixels × ldt).
+func convOCGemm(c []float32, ldc, m int, wp, b []float32, t shiftTaps, init []float32, s shiftSegs, yt []float32, ldt, tw int) {
+	_ = yt[s.nrows*s.rowlen*ldt-1]
+	C.kiln_conv_oc_gemm(fptr(c), C.long(ldc), C.long(m), fptr(wp), C.long(t.nr), C.long(t.nt), fptr(b),
+		C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw), fptr(init), C.long(s.nrows),
+		C.long(s.rowlen), C.long(s.brs), fptr(yt), C.long(ldt), C.long(tw), C.int(t.vl))
+}
+
 // flatTaps are a "same" stride-1 convolution's taps over unpadded h×w
 // planes laid end to end (conv_cpu.c's flat_gemm): tap (i, j) reads at the
 // flat offset (i − ph)·w + (j − pw), negated for the input gradient (neg), in

@@ -70,3 +70,6 @@ func winoDwScratch(tile, k, m, h, w, ldt int) int { return 0 }
 func convWinoDw(tile int, du []float32, ldt int, x []float32, xs int, dy []float32, ys, n int, scratch []float32,
 	k, m, h, w, vl int) {
 }
+
+func convOCGemm(c []float32, ldc, m int, wp, b []float32, t shiftTaps, init []float32, s shiftSegs, yt []float32, ldt, tw int) {
+}

@@ -137,3 +137,51 @@ func TestConv2DFastAVX512GivesTheAVX2Bits(t *testing.T) {
 		}
 	}
 }
+
+// The forward with the output channels in the lanes (oc_gemm) is each
+// output's FMA chain in the row path's order, so the two give the same bits
+// on every shape either takes, at every level: forced on and off, on the fast
+// path's shapes and LeNet's second layer (rows of 12 and 10, the shape it is
+// chosen for), with and without bias. Against the reference it is held by
+// TestConv2DFastMatchesReference, where it runs on the shapes it pays on.
+func TestConv2DOutputChannelLanesGiveTheRowBits(t *testing.T) {
+	defer restoreISA(t)()
+	cases := append(slices.Clone(convFastCases),
+		convCase{"lenet2-32", 3, 6, 16, 16, 16, 5, 5, engine.Conv2DParams{}, true},
+		convCase{"lenet2-28", 2, 6, 14, 14, 16, 5, 5, engine.Conv2DParams{}, false},
+		convCase{"channels-40", 2, 3, 7, 9, 40, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+		convCase{"one-pixel", 2, 4, 3, 3, 9, 3, 3, engine.Conv2DParams{}, true})
+	for _, level := range engine.CPUISAs() {
+		if level == "generic" {
+			continue
+		}
+		if err := engine.SetCPUISA(level); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range cases {
+			rng := rand.New(rand.NewPCG(13, uint64(i)))
+			xs, ws := c.shapes()
+			x, w := randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...)
+			var b *engine.Tensor
+			if c.bias {
+				b = randTensor(rng, engine.Float32, c.cout)
+			}
+			os, err := engine.Conv2DOutputShape(xs, ws, c.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var outs [2][]float32
+			for j, mode := range []string{"off", "always"} {
+				restore := engine.SetConvOCLanes(mode)
+				out := engine.New(engine.Float32, os...)
+				out.Fill(math.NaN())
+				opsMust(t, engine.Conv2DForward(out, x, w, b, c.p))
+				restore()
+				outs[j] = out.Float32()
+			}
+			if !slices.Equal(outs[0], outs[1]) {
+				t.Errorf("%s %s: output-channel lanes and rows differ", level, c.name)
+			}
+		}
+	}
+}

@@ -9,3 +9,11 @@ func SetConvWinograd(mode string) (restore func()) {
 	old := convWinograd.Swap(v)
 	return func() { convWinograd.Store(old) }
 }
+
+// SetConvOCLanes forces the forward's output-channel lanes (oc_gemm):
+// "auto", "off" or "always"; restore puts back the previous mode.
+func SetConvOCLanes(mode string) (restore func()) {
+	v := map[string]int32{"auto": ocAuto, "off": ocOff, "always": ocAlways}[mode]
+	old := convOCLanes.Swap(v)
+	return func() { convOCLanes.Store(old) }
+}
