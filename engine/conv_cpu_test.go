@@ -33,6 +33,11 @@ var convFastCases = []convCase{
 	{"odd-rows-of-12", 3, 3, 9, 12, 19, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
 	{"rows-of-35", 1, 4, 6, 35, 56, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
 	{"five-by-five-rows-of-11", 2, 6, 15, 11, 16, 5, 5, engine.Conv2DParams{}, true},
+	// Weight gradients by dot products over 5, 6 and 10 output channels:
+	// AVX2's tiles of 3 rows by 4 taps, 3 + 2 and 4 + 3 + 3 rows (dw_rows).
+	{"lenet1-dw-six", 2, 3, 12, 12, 6, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
+	{"dw-five", 2, 2, 9, 9, 5, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), true},
+	{"dw-ten", 1, 3, 8, 13, 10, 3, 3, engine.Conv2DSquare(1, 1, 1, 1), false},
 }
 
 // Float32 forward and backward against Conv2DReference, float64 sums; where
