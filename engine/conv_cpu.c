@@ -58,6 +58,13 @@ static long dw_rows(long left) {
 	return left == 5 || left == 6 || left == 9 ? 3 : 4;
 }
 
+// dw_rows_zmm is the same at AVX-512, whose 32 registers hold tiles of up to
+// 6 rows by 4 taps (24 accumulators): LeNet's 6 channels in one tile.
+static long dw_rows_zmm(long left) {
+	if (left <= 6) return left;
+	return left <= 8 ? 4 : 6;
+}
+
 int kiln_conv_cpu_maxk(void) { return MAXK; }
 
 // The caller reads the width once per convolution (kiln_conv_cpu_lanes) and
@@ -182,7 +189,7 @@ static void dx_rows(long y, long ph, long dh, long oh, long khn, long kwnr, long
 		if (nc > 3) b3 = V_GET(by + koff[3] + q, M);                                  \
 		if (nc > 4) b4 = V_GET(by + koff[4] + q, M);                                  \
 		if (nc > 5) b5 = V_GET(by + koff[5] + q, M);                                  \
-		D_FMA(0, M) D_FMA(1, M) D_FMA(2, M) D_FMA(3, M)                               \
+		D_FMA(0, M) D_FMA(1, M) D_FMA(2, M) D_FMA(3, M) D_FMA(4, M) D_FMA(5, M)       \
 	}
 #define D_OUT(I, J)                                                                   \
 	if (mr > I && nc > J) dw[I * ldw + J] += V_HSUM(d##I##J);
@@ -553,7 +560,7 @@ TARGET static void L(shift_gemm_dx)(float *c, long ldc, long m, const float *ap,
 // rows with the shifted runs of b over every segment.
 TARGET INLINE void L(dtile)(const int mr, const int nc, const float *a, long lda, const float *b, const int32_t *koff,
                             long nrows, long rowlen, long ars, long brs, float *dw, long ldw) {
-	D_DECL(0) D_DECL(1) D_DECL(2) D_DECL(3)
+	D_DECL(0) D_DECL(1) D_DECL(2) D_DECL(3) D_DECL(4) D_DECL(5)
 	const long full = rowlen & ~(long)(VL - 1);
 	const VMASK mask = V_BELOW((int)(rowlen - full));
 	for (long y = 0; y < nrows; y++) {
@@ -563,12 +570,12 @@ TARGET INLINE void L(dtile)(const int mr, const int nc, const float *a, long lda
 		for (; q < full; q += VL) D_STEP(0)
 		if (q < rowlen) D_STEP(1)
 	}
-	D_OUT_ROW(0) D_OUT_ROW(1) D_OUT_ROW(2) D_OUT_ROW(3)
+	D_OUT_ROW(0) D_OUT_ROW(1) D_OUT_ROW(2) D_OUT_ROW(3) D_OUT_ROW(4) D_OUT_ROW(5)
 }
 
-// dtile_any runs a tile of mr ≤ 4 rows by nc ≤ 12 / mr taps (dw_taps): at
-// most 12 accumulators, and each of them its own element's chain over q, so
-// the tile's shape changes no bit.
+// dtile_any runs a tile of mr rows by nc taps (shift_dw's choice: at most
+// 12 accumulators at AVX2, 24 at AVX-512), each accumulator its own
+// element's chain over q, so the tile's shape changes no bit.
 TARGET static void L(dtile_any)(int mr, int nc, const float *a, long lda, const float *b, const int32_t *koff,
                                 long nrows, long rowlen, long ars, long brs, float *dw, long ldw) {
 #define DTILE_CASE(MR_, NC_)                                                          \
@@ -578,6 +585,12 @@ TARGET static void L(dtile_any)(int mr, int nc, const float *a, long lda, const 
 		DTILE_CASE(2, 1) DTILE_CASE(2, 2) DTILE_CASE(2, 3) DTILE_CASE(2, 4) DTILE_CASE(2, 5) DTILE_CASE(2, 6)
 		DTILE_CASE(3, 1) DTILE_CASE(3, 2) DTILE_CASE(3, 3) DTILE_CASE(3, 4)
 		DTILE_CASE(4, 1) DTILE_CASE(4, 2) DTILE_CASE(4, 3)
+#if CONV_VL == 16
+		DTILE_CASE(4, 4) DTILE_CASE(4, 5) DTILE_CASE(4, 6) DTILE_CASE(3, 5) DTILE_CASE(3, 6)
+		DTILE_CASE(5, 1) DTILE_CASE(5, 2) DTILE_CASE(5, 3) DTILE_CASE(5, 4)
+		DTILE_CASE(6, 1) DTILE_CASE(6, 2) DTILE_CASE(6, 3) DTILE_CASE(6, 4)
+#endif
+	default: __builtin_trap(); // a shape shift_dw never asks for
 	}
 #undef DTILE_CASE
 }
@@ -589,10 +602,8 @@ TARGET static void L(shift_dw)(float *dw, long ldw, long m, const float *a, long
 	int32_t koff[k];
 	offsets(koff, nr, nt, ldbr, kw, base, sh, sw);
 	for (long i = 0, mr; i < m; i += mr) {
-		// AVX-512 keeps tiles of 4 × 3 (and 2 × 3): on Emerald Rapids 3 × 4
-		// ran LeNet's first weight gradient 15% slower there.
-		mr = VL == 8 ? dw_rows(m - i) : m - i < 4 ? m - i : 4;
-		const long dnr = VL == 16 ? 3 : mr <= 2 ? 6 : 12 / mr;
+		mr = VL == 8 ? dw_rows(m - i) : dw_rows_zmm(m - i);
+		const long dnr = VL == 16 ? (mr >= 5 ? 4 : 6) : mr <= 2 ? 6 : 12 / mr;
 		for (long j = 0; j < k; j += dnr) {
 			const int nc = k - j < dnr ? (int)(k - j) : (int)dnr;
 			L(dtile_any)((int)mr, nc, a + i * lda, lda, b, koff + j, nrows, rowlen, ars, brs, dw + i * ldw + j,
