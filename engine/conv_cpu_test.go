@@ -46,15 +46,7 @@ func TestConv2DFastMatchesReference(t *testing.T) {
 	for i, c := range convFastCases {
 		rng := rand.New(rand.NewPCG(9, uint64(i)))
 		xs, ws := c.shapes()
-		x, w := randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...)
-		var b *engine.Tensor
-		if c.bias {
-			b = randTensor(rng, engine.Float32, c.cout)
-		}
-		os, err := engine.Conv2DOutputShape(xs, ws, c.p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		x, w, b, os := c.float32Inputs(t, rng)
 		dout := randTensor(rng, engine.Float32, os...)
 		wantOut, wantDx, wantDw, wantDb, err := engine.Conv2DReference(x, w, b, dout, c.p)
 		if err != nil {
@@ -164,17 +156,7 @@ func TestConv2DOutputChannelLanesGiveTheRowBits(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, c := range cases {
-			rng := rand.New(rand.NewPCG(13, uint64(i)))
-			xs, ws := c.shapes()
-			x, w := randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...)
-			var b *engine.Tensor
-			if c.bias {
-				b = randTensor(rng, engine.Float32, c.cout)
-			}
-			os, err := engine.Conv2DOutputShape(xs, ws, c.p)
-			if err != nil {
-				t.Fatal(err)
-			}
+			x, w, b, os := c.float32Inputs(t, rand.New(rand.NewPCG(13, uint64(i))))
 			var outs [2][]float32
 			for j, mode := range []string{"off", "always"} {
 				restore := engine.SetConvOCLanes(mode)

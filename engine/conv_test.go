@@ -51,6 +51,22 @@ func (c convCase) shapes() (x, w []int) {
 	return []int{c.n, c.cin, c.h, c.w}, []int{c.cout, c.cin / g, c.kh, c.kw}
 }
 
+// float32Inputs draws c's input, weights and (if c.bias) bias in float32,
+// and gives the output's shape.
+func (c convCase) float32Inputs(t *testing.T, rng *rand.Rand) (x, w, b *engine.Tensor, out []int) {
+	t.Helper()
+	xs, ws := c.shapes()
+	x, w = randTensor(rng, engine.Float32, xs...), randTensor(rng, engine.Float32, ws...)
+	if c.bias {
+		b = randTensor(rng, engine.Float32, c.cout)
+	}
+	out, err := engine.Conv2DOutputShape(xs, ws, c.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x, w, b, out
+}
+
 func randTensor(rng *rand.Rand, dt engine.DType, shape ...int) *engine.Tensor {
 	t := gradcheck.Rand(rng, -1, 1, shape...)
 	if dt == engine.Float32 {
