@@ -48,7 +48,10 @@ package engine
 */
 import "C"
 
-import "unsafe"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // haveConvFast says whether conv_cpu.c's AVX2 kernels run: the ISA level
 // in use (isa.go) is AVX2 or higher.
@@ -114,9 +117,11 @@ func convShiftGemm(c []float32, ldc, m int, ap, b []float32, t shiftTaps, init [
 // (pixels × ldt).
 func convOCGemm(c []float32, ldc, m int, wp, b []float32, t shiftTaps, init []float32, s shiftSegs, yt []float32, ldt, tw int) {
 	_ = yt[s.nrows*s.rowlen*ldt-1]
-	C.kiln_conv_oc_gemm(fptr(c), C.long(ldc), C.long(m), fptr(wp), C.long(t.nr), C.long(t.nt), fptr(b),
+	if C.kiln_conv_oc_gemm(fptr(c), C.long(ldc), C.long(m), fptr(wp), C.long(t.nr), C.long(t.nt), fptr(b),
 		C.long(t.ldbr), C.long(t.kw), C.long(t.base), C.long(t.sh), C.long(t.sw), fptr(init), C.long(s.nrows),
-		C.long(s.rowlen), C.long(s.brs), fptr(yt), C.long(ldt), C.long(tw), C.int(t.vl))
+		C.long(s.rowlen), C.long(s.brs), fptr(yt), C.long(ldt), C.long(tw), C.int(t.vl)) == 0 {
+		panic(fmt.Sprintf("convOCGemm: k %d, m %d, ldt %d, tw %d at width %d", t.nr*t.nt, m, ldt, tw, t.vl))
+	}
 }
 
 // flatTaps are a "same" stride-1 convolution's taps over unpadded h×w
