@@ -40,12 +40,36 @@ func linearForwardOp(op string, relu bool, out, x, w, b *Tensor) error {
 	return nil
 }
 
+// GradMode is how a backward pass writes the gradients of parameters.
+type GradMode uint8
+
+const (
+	// AddGrads adds to what the gradients hold (dw += …), as gradients
+	// accumulate over backward passes until they are zeroed.
+	AddGrads GradMode = iota
+	// SetGrads overwrites them (dw = …) without reading them: for the first
+	// pass after the gradients were cleared, where zeroing them and then
+	// adding would give the same values at the cost of two more passes over
+	// them (the weight gradient's product runs with β = 0). Whatever they
+	// held, NaN included, is ignored.
+	SetGrads
+)
+
 // LinearBackward computes dx = dout·W (overwritten), dw += doutᵀ·x and
 // db += Σ_n dout. Any of dx, dw, db may be nil.
 //
 //	dx: (N, I)  dw: (O, I)  db: (O)  dout: (N, O)  x: (N, I)  w: (O, I)
 func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
-	return linearBackwardOp("LinearBackward", dx, dw, db, nil, dout, nil, x, w)
+	return linearBackwardOp("LinearBackward", AddGrads, dx, dw, db, nil, dout, nil, x, w)
+}
+
+// LinearBackwardMode is LinearBackward (reluOut and dpre nil) or
+// LinearReLUBackward whose dw and db are written as mode says.
+func LinearBackwardMode(mode GradMode, dx, dw, db, dpre, dout, reluOut, x, w *Tensor) error {
+	if reluOut == nil {
+		return linearBackwardOp("LinearBackward", mode, dx, dw, db, nil, dout, nil, x, w)
+	}
+	return linearReLUBackwardOp(mode, dx, dw, db, dpre, dout, reluOut, x, w)
 }
 
 // LinearReLUBackward is the backward pass of LinearReLUForward: dout is the
@@ -56,16 +80,20 @@ func LinearBackward(dx, dw, db, dout, x, w *Tensor) error {
 //
 //	dpre, dout, out: (N, O)  the rest as LinearBackward
 func LinearReLUBackward(dx, dw, db, dpre, dout, out, x, w *Tensor) error {
+	return linearReLUBackwardOp(AddGrads, dx, dw, db, dpre, dout, out, x, w)
+}
+
+func linearReLUBackwardOp(mode GradMode, dx, dw, db, dpre, dout, out, x, w *Tensor) error {
 	const op = "LinearReLUBackward"
 	if dpre == nil || out == nil || dout == nil || !out.SameShape(dout.Shape()...) || !dpre.SameShape(dout.Shape()...) {
 		return shapeErr(op, "want dpre and out (the forward's output) shaped as dout", "dpre", dpre, "out", out, "dout", dout)
 	}
-	return linearBackwardOp(op, dx, dw, db, dpre, dout, out, x, w)
+	return linearBackwardOp(op, mode, dx, dw, db, dpre, dout, out, x, w)
 }
 
 // linearBackwardOp runs the backward pass; a non-nil reluOut masks dout
 // into dpre first.
-func linearBackwardOp(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor) error {
+func linearBackwardOp(op string, mode GradMode, dx, dw, db, dpre, dout, reluOut, x, w *Tensor) error {
 	dev, dt, err := agreeDev(op, dx, dw, db, dout, x, w, dpre, reluOut)
 	if err != nil {
 		return err
@@ -81,7 +109,7 @@ func linearBackwardOp(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor) 
 		return err
 	}
 	if dev == CUDA {
-		return linearBackwardCUDA(op, dx, dw, db, dpre, dout, reluOut, x, w)
+		return linearBackwardCUDA(op, mode, dx, dw, db, dpre, dout, reluOut, x, w)
 	}
 	if reluOut != nil {
 		if err := ActivationBackward(dpre, dout, nil, reluOut, ReLU); err != nil {
@@ -90,7 +118,7 @@ func linearBackwardOp(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor) 
 		dout = dpre
 	}
 	n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
-	pick(dt, linearBackward[float32], linearBackward[float64])(prec, dx, dw, db, dout, x, w, n, in, o)
+	pick(dt, linearBackward[float32], linearBackward[float64])(prec, mode, dx, dw, db, dout, x, w, n, in, o)
 	return nil
 }
 
@@ -117,16 +145,23 @@ func addRowBias[T Float](out, b []T, n, o int) {
 	}
 }
 
-func linearBackward[T Float](prec Precision, dxT, dwT, dbT, doutT, xT, wT *Tensor, n, in, o int) {
+func linearBackward[T Float](prec Precision, mode GradMode, dxT, dwT, dbT, doutT, xT, wT *Tensor, n, in, o int) {
 	dx, dw, db := dataAs[T](dxT), dataAs[T](dwT), dataAs[T](dbT)
 	dout, x, w := dataAs[T](doutT), dataAs[T](xT), dataAs[T](wT)
 	if dx != nil {
 		gemmAt(prec, false, false, false, n, in, o, 1, dout, o, w, in, 0, dx, in)
 	}
 	if dw != nil {
-		gemmAt(prec, false, true, false, o, in, n, 1, dout, o, x, in, 1, dw, in)
+		beta := T(1)
+		if mode == SetGrads {
+			beta = 0
+		}
+		gemmAt(prec, false, true, false, o, in, n, 1, dout, o, x, in, beta, dw, in)
 	}
 	if db != nil {
+		if mode == SetGrads {
+			clear(db[:o]) // o floats: summing into zeros keeps sumRows' one order
+		}
 		sumRows(db, dout, n, o)
 	}
 }

@@ -30,9 +30,20 @@ func linearForwardCUDA(op string, relu bool, out, x, w, b *Tensor) error {
 // dw, db may be nil. With reluOut, dout is first masked into dpre (in the
 // bias gradient's launch) and the products read dpre. Shapes checked by
 // linearBackwardOp.
-func linearBackwardCUDA(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor) error {
+func linearBackwardCUDA(op string, mode GradMode, dx, dw, db, dpre, dout, reluOut, x, w *Tensor) error {
 	return runCUDA(op, func() error {
 		n, in, o := x.Dim(0), x.Dim(1), w.Dim(0)
+		dwBeta := float32(1)
+		if mode == SetGrads {
+			// The bias gradient's launches add: zero it (o floats). The
+			// weight gradient's product overwrites.
+			if db != nil {
+				if err := db.Zero(); err != nil {
+					return err
+				}
+			}
+			dwBeta = 0
+		}
 		if (db != nil || reluOut != nil) && n > 0 && o > 0 {
 			if err := linearBiasGradCUDA(db, dpre, dout, reluOut, n, o); err != nil {
 				return err
@@ -48,14 +59,11 @@ func linearBackwardCUDA(op string, dx, dw, db, dpre, dout, reluOut, x, w *Tensor
 			}
 		}
 		if dw != nil {
-			return gemmCUDA(w.prec, true, false, o, in, n, 1, 1, g.dptr(), o, 0, x.dptr(), in, 0, 1, dw.dptr(), in, 0, gemmEpilogue{})
+			return gemmCUDA(w.prec, true, false, o, in, n, 1, 1, g.dptr(), o, 0, x.dptr(), in, 0, dwBeta, dw.dptr(), in, 0, gemmEpilogue{})
 		}
 		return nil
 	}, func(host hostCopy) error {
-		if reluOut != nil {
-			return LinearReLUBackward(host(dx), host(dw), host(db), host(dpre), host(dout), host(reluOut), host(x), host(w))
-		}
-		return LinearBackward(host(dx), host(dw), host(db), host(dout), host(x), host(w))
+		return LinearBackwardMode(mode, host(dx), host(dw), host(db), host(dpre), host(dout), host(reluOut), host(x), host(w))
 	}, dx, dw, db, dpre, dout, reluOut, x, w)
 }
 

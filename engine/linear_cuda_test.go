@@ -14,7 +14,7 @@ import (
 // Linear forward and backward against the CPU op: batch 1, sizes around the
 // tiles, one feature, and a batch long enough that the weight gradient
 // splits over k and the bias gradient over its rows (300: 5 runs of 64);
-// backward twice so dw and db must accumulate.
+// backward twice so dw and db must accumulate, then once overwriting them.
 func TestCUDALinear(t *testing.T) {
 	cudaOrSkip(t)
 	engine.SetCUDATF32(false)
@@ -60,6 +60,16 @@ func TestCUDALinear(t *testing.T) {
 		a, r = gemmTol(2 * c.n)
 		checkKernels(t, wk, name+" dw", gdw, dw, a, r)
 		checkKernels(t, []string{"linear_bias_grad_f32"}, name+" db", gdb, db, a, r)
+
+		// SetGrads overwrites what dw and db hold (NaN here) on both.
+		for _, g := range []*engine.Tensor{dw, gdw, db, gdb} {
+			g.Fill(math.NaN())
+		}
+		opsMust(t, engine.LinearBackwardMode(engine.SetGrads, dx, dw, db, nil, dout, nil, x, w))
+		opsMust(t, engine.LinearBackwardMode(engine.SetGrads, gdx, gdw, gdb, nil, gdout, nil, gx, gw))
+		a, r = gemmTol(c.n)
+		checkKernels(t, wk, name+" dw set", gdw, dw, a, r)
+		checkKernels(t, []string{"linear_bias_grad_f32"}, name+" db set", gdb, db, a, r)
 
 		if i%2 == 1 {
 			continue

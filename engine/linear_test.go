@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -125,5 +127,86 @@ func TestLinearReLU(t *testing.T) {
 	}
 	if err := engine.LinearReLUBackward(nil, nil, nil, out, out, nil, x, w); !errors.As(err, &se) {
 		t.Errorf("no out: %v", err)
+	}
+}
+
+// SetGrads overwrites dw and db with what zeroing them and adding gives,
+// whatever they held (NaN here): at every ISA level, in both precisions the
+// CPU has, through the one-thread, split and fused-ReLU paths. Zeros may
+// differ in sign (a masked row's products are ±0), nothing else.
+func TestLinearBackwardSetGradsIsZeroThenAdd(t *testing.T) {
+	precs := []engine.Precision{engine.FP32}
+	if engine.CPUHasBF16() {
+		precs = append(precs, engine.BF16)
+	}
+	shapes := []struct{ n, in, o int }{{1, 1, 1}, {3, 5, 7}, {64, 400, 120}, {600, 20, 12}, {128, 3072, 256}}
+	was := engine.CPUISA()
+	defer func() {
+		if err := engine.SetCPUISA(was); err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, level := range engine.CPUISAs() {
+		if err := engine.SetCPUISA(level); err != nil {
+			t.Fatal(err)
+		}
+		for _, prec := range precs {
+			if prec == engine.BF16 && level != "avx512" {
+				continue // bf16 products run at avx512 only
+			}
+			for _, c := range shapes {
+				for _, relu := range []bool{false, true} {
+					for _, dt := range []engine.DType{engine.Float32, engine.Float64} {
+						if dt == engine.Float64 && (prec != engine.FP32 || c.n*c.in > 1e4) {
+							continue
+						}
+						name := fmt.Sprintf("%s/%v/%+v/relu=%v/%v", level, prec, c, relu, dt)
+						checkSetGrads(t, name, prec, dt, c.n, c.in, c.o, relu)
+					}
+				}
+			}
+		}
+	}
+}
+
+func checkSetGrads(t *testing.T, name string, prec engine.Precision, dt engine.DType, n, in, o int, relu bool) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(n), uint64(in*o)))
+	x := gradcheck.Rand(rng, -1, 1, n, in).As(dt)
+	w := gradcheck.Rand(rng, -1, 1, o, in).As(dt)
+	dout := gradcheck.Rand(rng, -1, 1, n, o).As(dt)
+	outv := gradcheck.Rand(rng, -1, 1, n, o).Values() // ReLU's output: about half its entries positive
+	for i, v := range outv {
+		outv[i] = max(v, 0)
+	}
+	out, err := engine.FromFloat64(outv, n, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = out.As(dt)
+	w.SetPrecision(prec)
+	var res [2][3]*engine.Tensor
+	for k, mode := range []engine.GradMode{engine.AddGrads, engine.SetGrads} {
+		dx, dw, db := engine.New(dt, n, in), engine.New(dt, o, in), engine.New(dt, o)
+		if mode == engine.SetGrads {
+			dw.Fill(math.NaN())
+			db.Fill(math.NaN())
+		}
+		var dpre, rout *engine.Tensor
+		if relu {
+			dpre, rout = engine.New(dt, n, o), out
+		}
+		if err := engine.LinearBackwardMode(mode, dx, dw, db, dpre, dout, rout, x, w); err != nil {
+			t.Fatal(name, err)
+		}
+		res[k] = [3]*engine.Tensor{dx, dw, db}
+	}
+	for i, what := range []string{"dx", "dw", "db"} {
+		a, b := res[0][i].Values(), res[1][i].Values()
+		for j := range a {
+			if a[j] != b[j] || math.IsNaN(b[j]) {
+				t.Fatalf("%s: %s[%d] = %v with SetGrads, %v zeroed then added", name, what, j, b[j], a[j])
+			}
+		}
 	}
 }

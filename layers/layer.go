@@ -55,6 +55,10 @@ type Param struct {
 	// gradBuf, on the first of a model's parameters, is the flat buffer
 	// its gradients are views of (FlattenModelGrads): the model owns it.
 	gradBuf *engine.Tensor
+	// settable: the layer's backward can write this gradient instead of
+	// adding to it (ClearGrad); cleared: it is to, as none has written it
+	// since ClearGrad.
+	settable, cleared bool
 }
 
 func newParam(dt engine.DType, noDecay bool, shape ...int) *Param {
@@ -202,6 +206,7 @@ func ZeroGrad(l Layer) error {
 	l.Walk("", func(_ string, p *Param) {
 		if p.Grad != nil && err == nil {
 			err = p.Grad.Zero()
+			p.cleared = false
 		}
 	})
 	return err

@@ -23,9 +23,11 @@ type Linear struct {
 // NewLinear initialises like PyTorch: W and b from U(±1/√in).
 func NewLinear(rng *rand.Rand, in, out int, bias bool) *Linear {
 	l := &Linear{Weight: newParam(engine.Float32, false, out, in)}
+	l.Weight.settable = true
 	uniform(l.Weight.Value, rng, fanInBound(in))
 	if bias {
 		l.Bias = newParam(engine.Float32, true, out)
+		l.Bias.settable = true
 		uniform(l.Bias.Value, rng, fanInBound(in))
 	}
 	return l
@@ -47,11 +49,16 @@ func (l *Linear) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 		l.dx = engine.EnsureLike(l.dx, l.x, l.x.Shape()...)
 		dx = l.dx
 	}
+	mode, err := gradModeOf(l.Weight, l.Bias)
+	if err != nil {
+		return nil, err
+	}
+	var dpre, out *engine.Tensor
 	if l.relu != nil {
 		l.dpre = engine.EnsureLike(l.dpre, dout, dout.Shape()...)
-		return dx, engine.LinearReLUBackward(dx, l.Weight.Grad, gradOf(l.Bias), l.dpre, dout, l.out, l.x, l.Weight.Value)
+		dpre, out = l.dpre, l.out
 	}
-	return dx, engine.LinearBackward(dx, l.Weight.Grad, gradOf(l.Bias), dout, l.x, l.Weight.Value)
+	return dx, engine.LinearBackwardMode(mode, dx, l.Weight.Grad, gradOf(l.Bias), dpre, dout, out, l.x, l.Weight.Value)
 }
 
 func (l *Linear) Walk(prefix string, visit func(string, *Param)) {

@@ -91,7 +91,7 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAft
 	if err := flattenDeviceGrads(params); err != nil {
 		return 0, err
 	}
-	if err := zeroGrads(params, after.grads); err != nil {
+	if err := clearGrads(params, after.grads); err != nil {
 		return 0, err
 	}
 	out, err := net.Forward(x)
@@ -103,6 +103,9 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAft
 		return loss, err
 	}
 	if _, err := net.Backward(dout); err != nil {
+		return 0, err
+	}
+	if err := settleGrads(params, after.grads); err != nil {
 		return 0, err
 	}
 	return loss, update(params, opt, after, lr)
@@ -142,6 +145,34 @@ func flattenDeviceGrads(params []*layers.Param) error {
 // zeroGrads zeroes the gradients on every thread (engine.ZeroAll).
 func zeroGrads(params []*layers.Param, list *[]*engine.Tensor) error {
 	return withGrads(params, list, engine.ZeroAll)
+}
+
+// clearGrads starts a step's gradients at zero: those whose layers can
+// overwrite them on the backward pass are marked cleared (Param.ClearGrad:
+// no pass over them), the rest are zeroed as zeroGrads does.
+func clearGrads(params []*layers.Param, list *[]*engine.Tensor) error {
+	return zeroGradsIf(params, list, (*layers.Param).ClearGrad, false)
+}
+
+// settleGrads zeroes, after the backward pass, the gradients still marked
+// cleared (Param.SettleGrad): those of layers it did not reach.
+func settleGrads(params []*layers.Param, list *[]*engine.Tensor) error {
+	return zeroGradsIf(params, list, (*layers.Param).SettleGrad, true)
+}
+
+// zeroGradsIf zeroes, on every thread, the gradients of the params for
+// which marked(p) is want.
+func zeroGradsIf(params []*layers.Param, list *[]*engine.Tensor, marked func(*layers.Param) bool, want bool) error {
+	grads := (*list)[:0]
+	for _, p := range params {
+		if marked(p) == want {
+			grads = append(grads, p.Grad)
+		}
+	}
+	err := engine.ZeroAll(grads)
+	clear(grads)
+	*list = grads[:0]
+	return err
 }
 
 // clipGrads scales the gradients to a global norm of at most maxNorm

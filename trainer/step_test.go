@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -122,4 +123,42 @@ func BenchmarkTrainStepLeNet(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "images/s")
+}
+
+// A step starts from zero gradients whatever they held before it (NaN
+// here): the linear layers' are cleared rather than zeroed (layers.ClearGrad)
+// and their backward overwrites them, the rest are zeroed; the weights after
+// two steps are the bits of a model whose gradients were zero, for every
+// model.
+func TestTrainStepIgnoresOldGradients(t *testing.T) {
+	for _, name := range layers.ModelNames() {
+		s := layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Seed: 4}
+		var weights [2][]float64
+		for k := range weights {
+			net, err := layers.Build(name, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == 1 {
+				net.Walk("", func(_ string, p *layers.Param) {
+					if p.Grad != nil {
+						p.Grad.Fill(math.NaN())
+					}
+				})
+			}
+			x, labels := syntheticBatch(6, s)
+			c := NewClassifier(net, &SGD{Momentum: 0.9, WeightDecay: 1e-4})
+			for range 2 {
+				if _, _, err := c.TrainStep(x, labels, 0.05); err != nil {
+					t.Fatal(err)
+				}
+			}
+			net.Walk("", func(_ string, p *layers.Param) { weights[k] = append(weights[k], p.Value.Values()...) })
+		}
+		for i, v := range weights[1] {
+			if math.Float64bits(v) != math.Float64bits(weights[0][i]) {
+				t.Fatalf("%s: weight %d is %v after steps from NaN gradients, %v from zeros", name, i, v, weights[0][i])
+			}
+		}
+	}
 }
