@@ -523,6 +523,24 @@ static void pack_b_panel(int tb, long kc, long nr, const float *b, long ldb, flo
 		for (long j = 0; j < NR; j++) dst[p * NR + j] = j < nr ? b[j * ldb + p] : 0;
 }
 
+// pack_b_rows packs B[0:kc, 0:nc] (not transposed) into its 16-column
+// panels, dst + jr·kc as pack_b_panel does each, walking B a row at a time:
+// panel by panel, each load is another row (ldb apart, often pages apart),
+// out of the prefetchers' sight; a whole row is one sequential run. mlp's
+// weight gradient packs its 128×3072 input so.
+static void pack_b_rows(long kc, long nc, const float *b, long ldb, float *dst) {
+	const long full = nc / NR * NR;
+	for (long p = 0; p < kc; p++) {
+		const float *row = b + p * ldb;
+		float *d = dst + p * NR;
+		for (long jr = 0; jr < full; jr += NR, d += NR * kc) {
+			_mm256_store_ps(d, _mm256_loadu_ps(row + jr));
+			_mm256_store_ps(d + 8, _mm256_loadu_ps(row + jr + 8));
+		}
+	}
+	if (full < nc) pack_b_panel(0, kc, nc - full, b + full, ldb, dst + full * kc);
+}
+
 // dot_kernel: C[0:mr, 0:nr] = alpha·Σ_p A[i, p]·B[j, p] + beta·C for A and B
 // both stored with p contiguous (A row-major, B transposed): 8 lanes of
 // partial sums per element, reduced by a fixed hadd tree. Needs no packing,
@@ -710,11 +728,12 @@ static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, lon
 		for (long pc = 0; pc < k; pc += KC) {
 			const long kc = k - pc < KC ? k - pc : KC;
 			const float bet = pc == 0 ? beta : 1.0f;
-			if (packB) {
+			if (packB && !tb) {
+				pack_b_rows(kc, nc, b + pc * ldb + jc, ldb, bp);
+			} else if (packB) {
 				for (long jr = 0; jr < nc; jr += NR) {
 					const long nr = nc - jr < NR ? nc - jr : NR;
-					const float *src = tb ? b + (jc + jr) * ldb + pc : b + pc * ldb + jc + jr;
-					pack_b_panel(tb, kc, nr, src, ldb, bp + jr * kc);
+					pack_b_panel(tb, kc, nr, b + (jc + jr) * ldb + pc, ldb, bp + jr * kc);
 				}
 			} else if (nc % NR) { // ragged last panel goes through the buffer
 				const long jr = nc / NR * NR;
