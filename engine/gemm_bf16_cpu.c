@@ -34,12 +34,15 @@ enum { BMR = 8, BNR = 32, BKC = 256, BMC = 144, BNC = 1024 };
 
 // words16 rounds the 16 floats at lo (k = 2p) and hi (2p+1, or zeros when
 // hi is NULL) and returns their 16 interleaved words; m masks the columns.
+// One VCVTNE2PS2BF16 rounds both (lo's in the low half) as VCVTNEPS2BF16
+// does each, and one VPERMW interleaves them: two shuffles where two
+// conversions and five shuffles were (port 5 bound).
 BF16 static inline __m512i words16(const float *lo, const float *hi, __mmask16 m) {
-	const __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, lo));
-	const __m256i h = hi ? (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, hi)) : _mm256_setzero_si256();
-	const __m256i ul = _mm256_unpacklo_epi16(l, h), uh = _mm256_unpackhi_epi16(l, h); // per 128-bit lane
-	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(ul, uh, 0x20)),
-	                          _mm256_permute2x128_si256(ul, uh, 0x31), 1);
+	const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+	                                       6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+	const __m512 h = hi ? _mm512_maskz_loadu_ps(m, hi) : _mm512_setzero_ps();
+	const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(h, _mm512_maskz_loadu_ps(m, lo));
+	return _mm512_permutexvar_epi16(pairs, both);
 }
 
 // run_words rounds the kc floats of a run into its (kc + 1) / 2 words, in
