@@ -127,7 +127,7 @@ BF16 static void pack_a(uint32_t *dst, int ta, const float *a, long lda, long mc
 BF16 static void pack_b(uint32_t *dst, int tb, const float *b, long ldb, long kc, long nc, long npad) {
 	const long np = (kc + 1) / 2;
 	for (long j0 = 0; j0 < nc; j0 += BNR, dst += BNR * npad) {
-		memset(dst + BNR * np, 0, (size_t)(npad - np) * BNR * 4);
+		if (np < npad) memset(dst + BNR * np, 0, (size_t)(npad - np) * BNR * 4);
 		const long nr = nc - j0 < BNR ? nc - j0 : BNR;
 		if (tb) {
 			for (long g = 0; g < BNR; g += 8)
@@ -281,7 +281,8 @@ BF16 static void pack_a_amx(uint32_t *dst, int ta, const float *a, long lda, lon
 	for (long i = 0; i < rows; i++) {
 		uint32_t *row = dst + i * npad;
 		if (i < mc && !ta) run_words(row, a + i * lda, kc);
-		for (long p = i < mc ? written : 0; p < npad; p++) row[p] = 0;
+		const long from = i < mc ? written : 0;
+		if (from < npad) memset(row + from, 0, (size_t)(npad - from) * 4); // a call of 0 bytes was 7% of the SGU's
 	}
 	if (ta) pack_a_amx_t(dst, a, lda, mc, kc, npad);
 }
