@@ -637,7 +637,7 @@ static void sgemm_dot(long m, long n, long k, float alpha, const float *a, long 
 // (AVX-512 has 32 registers, so no assembly is needed). Each element is the same chain of
 // FMAs as tile_6x16's and the same store as store_row's, so the AVX2 and
 // AVX-512 levels give the same bits.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline)) static void tile_6x32(
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), always_inline)) static inline void tile_6x32(
     long k, const float *a, long rsa, long csa, const float *b0, const float *b1, long rsb, float *c, long ldc,
     float alpha, float beta) {
 	// C's rows are far apart and, in a big product, out of cache: fetch their
@@ -650,6 +650,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline))
 	}
 	__m512 acc[6][2];
 	for (int i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+#pragma GCC unroll 4
 	for (long p = 0; p < k; p++) {
 		const __m512 x0 = _mm512_loadu_ps(b0 + rsb * p), x1 = _mm512_loadu_ps(b1 + rsb * p);
 		for (int i = 0; i < 6; i++) {
@@ -669,6 +670,22 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline))
 	}
 }
 
+// tile_6x32's three layouts of A, each compiled with its strides known.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline)) static void tile_6x32_packed(
+    long k, const float *a, const float *b0, const float *b1, long rsb, float *c, long ldc, float alpha, float beta) {
+	tile_6x32(k, a, 1, MR, b0, b1, rsb, c, ldc, alpha, beta);
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline)) static void tile_6x32_cols(
+    long k, const float *a, long lda, const float *b0, const float *b1, long rsb, float *c, long ldc, float alpha,
+    float beta) {
+	tile_6x32(k, a, 1, lda, b0, b1, rsb, c, ldc, alpha, beta);
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"), noinline)) static void tile_6x32_rows(
+    long k, const float *a, long lda, const float *b0, const float *b1, long rsb, float *c, long ldc, float alpha,
+    float beta) {
+	tile_6x32(k, a, lda, 1, b0, b1, rsb, c, ldc, alpha, beta);
+}
+
 // panels_6x32 is the macro-kernel's step over 32 columns of B at the
 // AVX-512 level: 6×32 tiles, the last rows (mr < 6) 16 columns at a time. A
 // is packed (ap, with ta ignored) or read in place at a (lda apart; ta: A
@@ -683,7 +700,7 @@ static void panels_6x32(long mc, long kc, const float *ap, const float *a, long 
 		if (ap) {
 			const float *ai = ap + ir * kc;
 			if (mr == MR) {
-				tile_6x32(kc, ai, 1, MR, bj, b1, rsb, cc, ldc, alpha, beta);
+				tile_6x32_packed(kc, ai, bj, b1, rsb, cc, ldc, alpha, beta);
 				continue;
 			}
 			kernel_ps(mr, NR, kc, ai, 1, MR, bj, rsb, cc, ldc, alpha, beta);
@@ -691,7 +708,7 @@ static void panels_6x32(long mc, long kc, const float *ap, const float *a, long 
 		} else if (ta) {
 			const float *ai = a + ir;
 			if (mr == MR) {
-				tile_6x32(kc, ai, 1, lda, bj, b1, rsb, cc, ldc, alpha, beta);
+				tile_6x32_cols(kc, ai, lda, bj, b1, rsb, cc, ldc, alpha, beta);
 				continue;
 			}
 			kernel_cs(mr, NR, kc, ai, 1, lda, bj, rsb, cc, ldc, alpha, beta);
@@ -699,7 +716,7 @@ static void panels_6x32(long mc, long kc, const float *ap, const float *a, long 
 		} else {
 			const float *ai = a + ir * lda;
 			if (mr == MR) {
-				tile_6x32(kc, ai, lda, 1, bj, b1, rsb, cc, ldc, alpha, beta);
+				tile_6x32_rows(kc, ai, lda, bj, b1, rsb, cc, ldc, alpha, beta);
 				continue;
 			}
 			kernel_rs(mr, NR, kc, ai, lda, 1, bj, rsb, cc, ldc, alpha, beta);
