@@ -163,16 +163,7 @@ func settleGrads(params []*layers.Param, list *[]*engine.Tensor) error {
 // zeroGradsIf zeroes, on every thread, the gradients of the params for
 // which marked(p) is want.
 func zeroGradsIf(params []*layers.Param, list *[]*engine.Tensor, marked func(*layers.Param) bool, want bool) error {
-	grads := (*list)[:0]
-	for _, p := range params {
-		if marked(p) == want {
-			grads = append(grads, p.Grad)
-		}
-	}
-	err := engine.ZeroAll(grads)
-	clear(grads)
-	*list = grads[:0]
-	return err
+	return withGradsOf(params, list, func(p *layers.Param) bool { return marked(p) == want }, engine.ZeroAll)
 }
 
 // clipGrads scales the gradients to a global norm of at most maxNorm
@@ -188,9 +179,17 @@ func clipGrads(params []*layers.Param, list *[]*engine.Tensor, maxNorm float64) 
 // it allocated in steps that should allocate nothing (a GC in CI's
 // allocation test, once).
 func withGrads(params []*layers.Param, list *[]*engine.Tensor, do func([]*engine.Tensor) error) error {
+	return withGradsOf(params, list, nil, do)
+}
+
+// withGradsOf is withGrads on the params that keep accepts (nil: all).
+func withGradsOf(params []*layers.Param, list *[]*engine.Tensor, keep func(*layers.Param) bool,
+	do func([]*engine.Tensor) error) error {
 	grads := (*list)[:0]
 	for _, p := range params {
-		grads = append(grads, p.Grad)
+		if keep == nil || keep(p) {
+			grads = append(grads, p.Grad)
+		}
 	}
 	err := do(grads)
 	clear(grads) // hold no tensors between steps
