@@ -37,19 +37,16 @@ static int zmm(void) { return kiln_isa() >= KILN_ISA_AVX512; }
 void kiln_ln_forward_f32(float *out, long ldo, float *mean, float *rstd, const float *x, long ldx, const float *gamma,
                          const float *beta, long rows, long d, double eps) {
 	for (long r = 0; r < rows; r++) {
-		double m, s;
+		float m, s;
 		(zmm() ? ln_row_16 : ln_row_8)(out + r * ldo, &m, &s, x + r * ldx, gamma, beta, d, eps);
-		if (mean) mean[r] = (float)m;
-		if (rstd) rstd[r] = (float)s;
+		if (mean) mean[r] = m;
+		if (rstd) rstd[r] = s;
 	}
 }
 
 void kiln_ln_backward_f32(float *dx, long lddx, double *dg, double *db, const float *dout, long lddout, const float *x,
                           long ldx, const float *mean, const float *rstd, const float *gamma, long rows, long d) {
-	void (*row)(float *, double *, double *, const float *, const float *, double, double, const float *, long) =
-	    zmm() ? ln_row_backward_16 : ln_row_backward_8;
-	for (long r = 0; r < rows; r++)
-		row(dx ? dx + r * lddx : 0, dg, db, dout + r * lddout, x + r * ldx, mean[r], rstd[r], gamma, d);
+	(zmm() ? ln_backward_16 : ln_backward_8)(dx, lddx, dg, db, dout, lddout, x, ldx, mean, rstd, gamma, rows, d);
 }
 
 void kiln_bn_moments_f32(const float *x, long n, long stride, long hw, double *mean, double *ss) {
@@ -104,6 +101,38 @@ TARGET INLINE double L(d8_sum)(d8 v) {
 	__m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
 	return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
+// Sixteen floats as two ymm (LayerNorm's lanes).
+typedef struct {
+	__m256 lo, hi;
+} f16_8;
+#define f16 f16_8
+TARGET INLINE f16 L(f16_load)(const float *p) { return (f16){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+TARGET INLINE void L(f16_store)(float *p, f16 v) {
+	_mm256_storeu_ps(p, v.lo);
+	_mm256_storeu_ps(p + 8, v.hi);
+}
+TARGET INLINE f16 L(f16_set1)(float v) { return (f16){_mm256_set1_ps(v), _mm256_set1_ps(v)}; }
+TARGET INLINE f16 L(f16_add)(f16 a, f16 b) { return (f16){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+TARGET INLINE f16 L(f16_sub)(f16 a, f16 b) { return (f16){_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
+TARGET INLINE f16 L(f16_mul)(f16 a, f16 b) { return (f16){_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
+TARGET INLINE f16 L(f16_fma)(f16 a, f16 b, f16 c) {
+	return (f16){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+TARGET INLINE f16 L(f16_fnma)(f16 a, f16 b, f16 c) {
+	return (f16){_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi)};
+}
+// The fixed tree: lanes i and i+8, i and i+4, then 0+2 and 1+3, then the pair.
+TARGET INLINE float L(f16_sum8)(__m256 s) {
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+TARGET INLINE float L(f16_sum)(f16 v) { return L(f16_sum8)(_mm256_add_ps(v.lo, v.hi)); }
+// d[0:16] += v, in double.
+TARGET INLINE void L(f16_add_to_doubles)(double *d, f16 v) {
+	L(d8_stored)(d, L(d8_add)(L(d8_loadd)(d), L(d8_cvt)(v.lo)));
+	L(d8_stored)(d + 8, L(d8_add)(L(d8_loadd)(d + 8), L(d8_cvt)(v.hi)));
+}
 // Float32 vectors for the batch norm's float arithmetic.
 #define FL 8
 #define F __m256
@@ -132,6 +161,26 @@ TARGET INLINE double L(d8_sum)(d8 v) {
 	__m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
 	return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
+// Sixteen floats as one zmm: the same lanes and tree as the two ymm above.
+#define f16 __m512
+TARGET INLINE f16 L(f16_load)(const float *p) { return _mm512_loadu_ps(p); }
+TARGET INLINE void L(f16_store)(float *p, f16 v) { _mm512_storeu_ps(p, v); }
+TARGET INLINE f16 L(f16_set1)(float v) { return _mm512_set1_ps(v); }
+TARGET INLINE f16 L(f16_add)(f16 a, f16 b) { return _mm512_add_ps(a, b); }
+TARGET INLINE f16 L(f16_sub)(f16 a, f16 b) { return _mm512_sub_ps(a, b); }
+TARGET INLINE f16 L(f16_mul)(f16 a, f16 b) { return _mm512_mul_ps(a, b); }
+TARGET INLINE f16 L(f16_fma)(f16 a, f16 b, f16 c) { return _mm512_fmadd_ps(a, b, c); }
+TARGET INLINE f16 L(f16_fnma)(f16 a, f16 b, f16 c) { return _mm512_fnmadd_ps(a, b, c); }
+TARGET INLINE float L(f16_sum)(f16 v) {
+	__m256 s = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+TARGET INLINE void L(f16_add_to_doubles)(double *d, f16 v) {
+	_mm512_storeu_pd(d, _mm512_add_pd(_mm512_loadu_pd(d), _mm512_cvtps_pd(_mm512_castps512_ps256(v))));
+	_mm512_storeu_pd(d + 8, _mm512_add_pd(_mm512_loadu_pd(d + 8), _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1))));
+}
 #define FL 16
 #define F __m512
 #define F_LOAD _mm512_loadu_ps
@@ -155,78 +204,151 @@ TARGET INLINE d8 L(d8_grad)(const float *g, const float *y) {
 #define MUL L(d8_mul)
 #define FMA L(d8_fma)
 #define SUM L(d8_sum)
+#define F16_LOAD L(f16_load)
+#define F16_STORE L(f16_store)
+#define F16_SET1 L(f16_set1)
+#define F16_ADD L(f16_add)
+#define F16_SUB L(f16_sub)
+#define F16_MUL L(f16_mul)
+#define F16_FMA L(f16_fma)
+#define F16_FNMA L(f16_fnma)
+#define F16_SUM L(f16_sum)
+#define F16_ADD_TO_DOUBLES L(f16_add_to_doubles)
 
-TARGET static void L(ln_row)(float *out, double *meanp, double *rstdp, const float *x, const float *gamma,
+// LayerNorm rows compute in float32, as PyTorch's CPU kernel does, over a
+// fixed 16 lanes ("f16": two ymm at AVX2, one zmm at AVX-512) with the same
+// per-lane operations and reduction tree at both levels, so both give the
+// same bits. A row's sums run in lane order over its 16-float chunks, the
+// tail (d mod 16) one float at a time, added after the tree.
+TARGET INLINE float L(ln_tail_sum)(const float *x, long from, long d) {
+	float t = 0;
+	for (long j = from; j < d; j++) t += x[j];
+	return t;
+}
+
+TARGET static void L(ln_row)(float *out, float *meanp, float *rstdp, const float *x, const float *gamma,
                              const float *beta, long d, double eps) {
-	const long d8n = d & ~7L;
-	d8 s = SET1(0);
-	for (long j = 0; j < d8n; j += 8) s = ADD(s, LOAD(x + j));
-	double tail = 0;
-	for (long j = d8n; j < d; j++) tail += x[j];
-	const double mean = (SUM(s) + tail) / (double)d;
-	const d8 mv = SET1(mean);
-	s = SET1(0);
-	for (long j = 0; j < d8n; j += 8) {
-		d8 a = SUB(LOAD(x + j), mv);
-		s = FMA(a, a, s);
+	const long d16 = d & ~15L;
+	f16 s = F16_SET1(0);
+	for (long j = 0; j < d16; j += 16) s = F16_ADD(s, F16_LOAD(x + j));
+	const float mean = (F16_SUM(s) + L(ln_tail_sum)(x, d16, d)) / (float)d;
+	const f16 mv = F16_SET1(mean);
+	s = F16_SET1(0);
+	for (long j = 0; j < d16; j += 16) {
+		const f16 a = F16_SUB(F16_LOAD(x + j), mv);
+		s = F16_FMA(a, a, s);
 	}
-	tail = 0;
-	for (long j = d8n; j < d; j++) tail += (x[j] - mean) * (x[j] - mean);
-	const double rstd = 1 / sqrt((SUM(s) + tail) / (double)d + eps);
-	const d8 rv = SET1(rstd);
-	for (long j = 0; j < d8n; j += 8) {
-		d8 a = MUL(SUB(LOAD(x + j), mv), rv);
-		if (gamma) a = MUL(a, LOAD(gamma + j));
-		if (beta) a = ADD(a, LOAD(beta + j));
-		L(d8_storef)(out + j, a);
+	float tail = 0;
+	for (long j = d16; j < d; j++) tail = fmaf(x[j] - mean, x[j] - mean, tail);
+	const float rstd = (float)(1 / sqrt((double)((F16_SUM(s) + tail) / (float)d) + eps));
+	const f16 rv = F16_SET1(rstd);
+	for (long j = 0; j < d16; j += 16) {
+		f16 a = F16_MUL(F16_SUB(F16_LOAD(x + j), mv), rv);
+		if (gamma && beta)
+			a = F16_FMA(a, F16_LOAD(gamma + j), F16_LOAD(beta + j));
+		else if (gamma)
+			a = F16_MUL(a, F16_LOAD(gamma + j));
+		else if (beta)
+			a = F16_ADD(a, F16_LOAD(beta + j));
+		F16_STORE(out + j, a);
 	}
-	for (long j = d8n; j < d; j++) {
-		double y = (x[j] - mean) * rstd;
-		if (gamma) y *= gamma[j];
-		if (beta) y += beta[j];
-		out[j] = (float)y;
+	for (long j = d16; j < d; j++) {
+		float y = (x[j] - mean) * rstd;
+		if (gamma && beta)
+			y = fmaf(y, gamma[j], beta[j]);
+		else if (gamma)
+			y *= gamma[j];
+		else if (beta)
+			y += beta[j];
+		out[j] = y;
 	}
 	*meanp = mean;
 	*rstdp = rstd;
 }
 
-TARGET static void L(ln_row_backward)(float *dx, double *dg, double *db, const float *dout, const float *x,
-                                      double mean, double rstd, const float *gamma, long d) {
-	const long d8n = d & ~7L;
-	const d8 mv = SET1(mean), rv = SET1(rstd);
-	d8 sg = SET1(0), sx = sg;
-	for (long j = 0; j < d8n; j += 8) {
-		const d8 xa = MUL(SUB(LOAD(x + j), mv), rv);
-		d8 ga = LOAD(dout + j);
-		if (dg) L(d8_stored)(dg + j, FMA(ga, xa, L(d8_loadd)(dg + j)));
-		if (db) L(d8_stored)(db + j, ADD(L(d8_loadd)(db + j), ga));
-		if (gamma) ga = MUL(ga, LOAD(gamma + j));
-		sg = ADD(sg, ga);
-		sx = FMA(ga, xa, sx);
+// ln_rows_backward_dx: per row, with x̂ = (x − mean)·rstd and g = dout·γ,
+// dx = rstd·((g − mean(g)) − x̂·mean(g·x̂)). dx may be dout itself.
+TARGET static void L(ln_rows_backward_dx)(float *dx, long lddx, const float *dout, long lddout, const float *x,
+                                          long ldx, const float *mean, const float *rstd, const float *gamma,
+                                          long rows, long d) {
+	const long d16 = d & ~15L;
+	for (long r = 0; r < rows; r++) {
+		const float *xr = x + r * ldx, *gr = dout + r * lddout;
+		const float m = mean[r], rs = rstd[r];
+		const f16 mv = F16_SET1(m), rv = F16_SET1(rs);
+		f16 sg = F16_SET1(0), sx = sg;
+		for (long j = 0; j < d16; j += 16) {
+			const f16 xa = F16_MUL(F16_SUB(F16_LOAD(xr + j), mv), rv);
+			f16 g = F16_LOAD(gr + j);
+			if (gamma) g = F16_MUL(g, F16_LOAD(gamma + j));
+			sg = F16_ADD(sg, g);
+			sx = F16_FMA(g, xa, sx);
+		}
+		float tg = 0, tx = 0;
+		for (long j = d16; j < d; j++) {
+			const float xa = (xr[j] - m) * rs, g = gamma ? gr[j] * gamma[j] : gr[j];
+			tg += g;
+			tx = fmaf(g, xa, tx);
+		}
+		const float a = (F16_SUM(sg) + tg) / (float)d, b = (F16_SUM(sx) + tx) / (float)d;
+		const f16 av = F16_SET1(a), bv = F16_SET1(b);
+		float *dr = dx + r * lddx;
+		for (long j = 0; j < d16; j += 16) {
+			const f16 xa = F16_MUL(F16_SUB(F16_LOAD(xr + j), mv), rv);
+			f16 g = F16_LOAD(gr + j);
+			if (gamma) g = F16_MUL(g, F16_LOAD(gamma + j));
+			F16_STORE(dr + j, F16_MUL(rv, F16_FNMA(xa, bv, F16_SUB(g, av))));
+		}
+		for (long j = d16; j < d; j++) {
+			const float xa = (xr[j] - m) * rs, g = gamma ? gr[j] * gamma[j] : gr[j];
+			dr[j] = rs * fmaf(-xa, b, g - a);
+		}
 	}
-	double tg = 0, tx = 0;
-	for (long j = d8n; j < d; j++) {
-		double xh = (x[j] - mean) * rstd, g = dout[j];
-		if (dg) dg[j] += g * xh;
-		if (db) db[j] += g;
-		if (gamma) g *= gamma[j];
-		tg += g;
-		tx += g * xh;
+}
+
+// ln_rows_backward_params adds Σ dout·x̂ to dg and Σ dout to db (either may be
+// NULL) over up to LN_BLOCK rows: the block's sums in float, rows in order,
+// then each column's block sum added to its double.
+#define LN_BLOCK 16
+TARGET static void L(ln_rows_backward_params)(double *dg, double *db, const float *dout, long lddout,
+                                              const float *x, long ldx, const float *mean, const float *rstd,
+                                              long rows, long d) {
+	const long d16 = d & ~15L;
+	for (long j = 0; j < d16; j += 16) {
+		f16 sg = F16_SET1(0), sb = sg;
+		for (long r = 0; r < rows; r++) {
+			const f16 xa = F16_MUL(F16_SUB(F16_LOAD(x + r * ldx + j), F16_SET1(mean[r])), F16_SET1(rstd[r]));
+			const f16 g = F16_LOAD(dout + r * lddout + j);
+			sg = F16_FMA(g, xa, sg);
+			sb = F16_ADD(sb, g);
+		}
+		if (dg) F16_ADD_TO_DOUBLES(dg + j, sg);
+		if (db) F16_ADD_TO_DOUBLES(db + j, sb);
 	}
-	if (!dx) return;
-	const double a = (SUM(sg) + tg) / (double)d, b = (SUM(sx) + tx) / (double)d;
-	const d8 av = SET1(a), bv = SET1(b);
-	for (long j = 0; j < d8n; j += 8) {
-		const d8 xa = MUL(SUB(LOAD(x + j), mv), rv);
-		d8 ga = LOAD(dout + j);
-		if (gamma) ga = MUL(ga, LOAD(gamma + j));
-		// rstd·(g − a − x̂·b)
-		L(d8_storef)(dx + j, MUL(rv, SUB(SUB(ga, av), MUL(xa, bv))));
+	for (long j = d16; j < d; j++) {
+		float sg = 0, sb = 0;
+		for (long r = 0; r < rows; r++) {
+			const float g = dout[r * lddout + j];
+			sg = fmaf(g, (x[r * ldx + j] - mean[r]) * rstd[r], sg);
+			sb += g;
+		}
+		if (dg) dg[j] += sg;
+		if (db) db[j] += sb;
 	}
-	for (long j = d8n; j < d; j++) {
-		double xh = (x[j] - mean) * rstd, g = dout[j];
-		if (gamma) g *= gamma[j];
-		dx[j] = (float)(rstd * (g - a - xh * b));
+}
+
+TARGET static void L(ln_backward)(float *dx, long lddx, double *dg, double *db, const float *dout, long lddout,
+                                  const float *x, long ldx, const float *mean, const float *rstd,
+                                  const float *gamma, long rows, long d) {
+	for (long r = 0; r < rows; r += LN_BLOCK) {
+		const long n = rows - r < LN_BLOCK ? rows - r : LN_BLOCK;
+		// The parameters' sums first: dx may overwrite dout.
+		if (dg || db)
+			L(ln_rows_backward_params)(dg, db, dout + r * lddout, lddout, x + r * ldx, ldx, mean + r, rstd + r, n,
+			                           d);
+		if (dx)
+			L(ln_rows_backward_dx)(dx + r * lddx, lddx, dout + r * lddout, lddout, x + r * ldx, ldx, mean + r,
+			                       rstd + r, gamma, n, d);
 	}
 }
 
@@ -358,5 +480,17 @@ TARGET static void L(bn_backward_dx)(float *dx, const float *x, const float *dou
 #undef MUL
 #undef FMA
 #undef SUM
+#undef f16
+#undef F16_LOAD
+#undef F16_STORE
+#undef F16_SET1
+#undef F16_ADD
+#undef F16_SUB
+#undef F16_MUL
+#undef F16_FMA
+#undef F16_FNMA
+#undef F16_SUM
+#undef F16_ADD_TO_DOUBLES
+#undef LN_BLOCK
 #endif // NORM_W
 #endif // __x86_64__

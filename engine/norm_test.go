@@ -360,3 +360,38 @@ func BenchmarkBatchNorm2DReLU(b *testing.B) {
 		b.ReportMetric(bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s-of-x")
 	})
 }
+
+// BenchmarkLayerNorm times LayerNorm on gMLP's block input at batch 128
+// (8192 rows of 128), both cores.
+func BenchmarkLayerNorm(b *testing.B) {
+	const rows, d = 8192, 128
+	rng := rand.New(rand.NewPCG(7, 8))
+	x, dout, out, dx := engine.New(engine.Float32, rows, d), engine.New(engine.Float32, rows, d),
+		engine.New(engine.Float32, rows, d), engine.New(engine.Float32, rows, d)
+	for i := range x.Float32() {
+		x.Float32()[i] = float32(rng.NormFloat64())
+		dout.Float32()[i] = float32(rng.NormFloat64())
+	}
+	perD := func() *engine.Tensor { return engine.New(engine.Float32, d) }
+	g, beta, dg, db := perD(), perD(), perD(), perD()
+	if err := g.Fill(1); err != nil {
+		b.Fatal(err)
+	}
+	mean, rstd := engine.New(engine.Float32, rows), engine.New(engine.Float32, rows)
+	b.Run("forward", func(b *testing.B) {
+		for b.Loop() {
+			if err := engine.LayerNormForward(out, mean, rstd, x, g, beta, 1e-5); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(rows*d*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gelem/s")
+	})
+	b.Run("backward", func(b *testing.B) {
+		for b.Loop() {
+			if err := engine.LayerNormBackward(dx, dg, db, dout, x, mean, rstd, g); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(rows*d*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gelem/s")
+	})
+}
