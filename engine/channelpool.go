@@ -122,15 +122,45 @@ func Transpose12(out, x *Tensor) error {
 }
 
 // transpose12Fast runs transpose12 in C for float32 (8×8 register
-// transposes at AVX2 and above), in Go otherwise.
+// transposes at AVX2 and above), in Go otherwise, the samples split over
+// the workers when the tensor is large (gMLP's patch embedding and token
+// mean move 4 MB each way at batch 128).
 func transpose12Fast[T Float](outT, xT *Tensor, n, a, b int) {
-	if !transpose12C(dataAs[T](outT), dataAs[T](xT), n, a, b) {
-		transpose12[T](outT, xT, n, a, b)
+	out, x := dataAs[T](outT), dataAs[T](xT)
+	if n < 2 || n*a*b < parallelMinElems {
+		transpose12Samples(out, x, n, a, b)
+		return
+	}
+	p := &transposeTasks[dtypeIndex[T]()]
+	t := p.Get().(*transposeTask[T])
+	*t = transposeTask[T]{out: out, x: x, a: a, b: b}
+	parallelFor(n, t)
+	*t = transposeTask[T]{}
+	p.Put(t)
+}
+
+type transposeTask[T Float] struct {
+	out, x []T
+	a, b   int
+}
+
+func (t *transposeTask[T]) run(_, lo, hi int) {
+	ab := t.a * t.b
+	transpose12Samples(t.out[lo*ab:hi*ab], t.x[lo*ab:hi*ab], hi-lo, t.a, t.b)
+}
+
+var transposeTasks = [2]taskPool{
+	{New: func() any { return new(transposeTask[float32]) }},
+	{New: func() any { return new(transposeTask[float64]) }},
+}
+
+func transpose12Samples[T Float](out, x []T, n, a, b int) {
+	if !transpose12C(out, x, n, a, b) {
+		transpose12(out, x, n, a, b)
 	}
 }
 
-func transpose12[T Float](outT, xT *Tensor, n, a, b int) {
-	out, x := dataAs[T](outT), dataAs[T](xT)
+func transpose12[T Float](out, x []T, n, a, b int) {
 	const tile = 32
 	for i := 0; i < n; i++ {
 		xi, oi := x[i*a*b:(i+1)*a*b], out[i*a*b:(i+1)*a*b]

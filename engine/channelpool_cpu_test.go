@@ -149,18 +149,25 @@ func TestTranspose12CMatchesGoLoop(t *testing.T) {
 	glueAtEveryISALevel(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(45, 46))
 		sizes := []int{1, 7, 8, 9, 16, 17, 33}
+		var shapes [][3]int
 		for _, a := range sizes {
 			for _, b := range sizes {
 				for n := 1; n <= 3; n++ {
-					x := glueFloats(rng, 11, n, a, b)
-					out, want := New(Float32, n, b, a), New(Float32, n, b, a)
-					if err := Transpose12(out, x); err != nil {
-						t.Fatal(err)
-					}
-					transpose12[float32](want, x, n, a, b)
-					glueSameBits(t, fmt.Sprint("Transpose12 ", []int{n, a, b}), out.Float32(), want.Float32(), noSums)
+					shapes = append(shapes, [3]int{n, a, b})
 				}
 			}
+		}
+		// Large enough to split the samples over the workers.
+		shapes = append(shapes, [3]int{5, 65, 129}, [3]int{2, 128, 130})
+		for _, s := range shapes {
+			n, a, b := s[0], s[1], s[2]
+			x := glueFloats(rng, 11, n, a, b)
+			out, want := New(Float32, n, b, a), New(Float32, n, b, a)
+			if err := Transpose12(out, x); err != nil {
+				t.Fatal(err)
+			}
+			transpose12(want.Float32(), x.Float32(), n, a, b)
+			glueSameBits(t, fmt.Sprint("Transpose12 ", s), out.Float32(), want.Float32(), noSums)
 		}
 	})
 }
