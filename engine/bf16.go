@@ -77,13 +77,23 @@ func CPUHasAMX() bool { return cpuAMX() }
 // where this CPU has no bf16 arithmetic (CPUHasBF16).
 func sgemmBF16(inPart, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
 	beta float32, c []float32, ldc int) bool {
+	return sgemmBF16Bias(inPart, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
+}
+
+// sgemmBF16Bias is sgemmBF16, then bias (n, or nil) added to each row of C
+// as sgemmBias adds it.
+func sgemmBF16Bias(inPart, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32,
+	ldb int, beta float32, c []float32, ldc int, bias []float32) bool {
 	if !CPUHasBF16() {
 		return false
 	}
 	checkBF16GemmArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if bias != nil && len(bias) < n {
+		panic(fmt.Sprintf("engine: bf16 product bias of %d for %d columns", len(bias), n))
+	}
 	t := bf16GemmTasks.Get().(*bf16GemmTask)
 	*t = bf16GemmTask{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
-		ldb: ldb, beta: beta, c: c, ldc: ldc}
+		ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias}
 	t.byRows = m > n
 	tiles := ceilDiv(n, bf16TileCols)
 	if t.byRows {
@@ -112,7 +122,7 @@ type bf16GemmTask struct {
 	transA, transB bool
 	m, n, k        int
 	alpha, beta    float32
-	a, b, c        []float32
+	a, b, c, bias  []float32
 	lda, ldb, ldc  int
 	byRows         bool
 }
@@ -127,7 +137,8 @@ func (t *bf16GemmTask) run(_, lo, hi int) {
 		if !t.transA {
 			a = t.a[i0*t.lda:]
 		}
-		sgemmBF16C(t.transA, t.transB, i1-i0, t.n, t.k, t.alpha, a, t.lda, t.b, t.ldb, t.beta, t.c[i0*t.ldc:], t.ldc)
+		sgemmBF16C(t.transA, t.transB, i1-i0, t.n, t.k, t.alpha, a, t.lda, t.b, t.ldb, t.beta, t.c[i0*t.ldc:], t.ldc,
+			t.bias)
 		return
 	}
 	j0, j1 := lo*bf16TileCols, min(hi*bf16TileCols, t.n)
@@ -138,7 +149,11 @@ func (t *bf16GemmTask) run(_, lo, hi int) {
 	if t.transB {
 		b = t.b[j0*t.ldb:]
 	}
-	sgemmBF16C(t.transA, t.transB, t.m, j1-j0, t.k, t.alpha, t.a, t.lda, b, t.ldb, t.beta, t.c[j0:], t.ldc)
+	var bias []float32
+	if t.bias != nil {
+		bias = t.bias[j0:]
+	}
+	sgemmBF16C(t.transA, t.transB, t.m, j1-j0, t.k, t.alpha, t.a, t.lda, b, t.ldb, t.beta, t.c[j0:], t.ldc, bias)
 }
 
 // roundBF16Slice writes src rounded to bf16 (ToBF16's rule) and widened

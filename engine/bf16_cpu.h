@@ -8,7 +8,7 @@ void kiln_amx_config(void);
 void kiln_bf16_use_amx(int on);
 void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw);
 int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
-                    long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp);
+                    long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp, const float *bias);
 
 // kiln_mask16 is the lane mask of the first n of 16 columns (none for n ≤ 0,
 // all for n ≥ 16): a tile's column masks are kiln_mask16(nr) and

@@ -58,7 +58,7 @@ func fromBF16C(dst []float32, src []Bfloat16) bool {
 }
 
 func sgemmBF16C(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
-	beta float32, c []float32, ldc int) bool {
+	beta float32, c []float32, ldc int, bias []float32) bool {
 	var aw, bw C.long
 	C.kiln_sgemm_bf16_words(C.long(m), C.long(n), &aw, &bw)
 	buf := takeScratchUnzeroed(int(aw + bw)) // 32-bit words of packed bf16 pairs, all written before read
@@ -66,7 +66,7 @@ func sgemmBF16C(transA, transB bool, m, n, k int, alpha float32, a []float32, ld
 	words := (*C.uint32_t)(unsafe.Pointer(unsafe.SliceData(buf)))
 	return C.kiln_sgemm_bf16(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
 		cptr(a), C.long(lda), cptr(b), C.long(ldb), C.float(beta), cptr(c), C.long(ldc), words,
-		(*C.uint32_t)(unsafe.Add(unsafe.Pointer(words), 4*aw))) != 0
+		(*C.uint32_t)(unsafe.Add(unsafe.Pointer(words), 4*aw)), cptr(bias)) != 0
 }
 
 // checkBF16GemmArgs panics, as sgemm does, when a slice is too short for the

@@ -62,9 +62,9 @@ BODY void kiln_scale_f32_body(float *x, long n, float s) {
 		x[i] *= s;
 }
 
-BODY void kiln_add_row_bias_f32_body(float *restrict out, const float *restrict b, long n, long o) {
+BODY void kiln_add_row_bias_f32_body(float *restrict out, long ldo, const float *restrict b, long n, long o) {
 	for (long i = 0; i < n; i++) {
-		float *row = out + i * o;
+		float *row = out + i * ldo;
 		for (long j = 0; j < o; j++)
 			row[j] += b[j];
 	}
@@ -80,7 +80,7 @@ BODY void kiln_sum_rows_f32_body(float *restrict db, const float *restrict dout,
 
 KILN_ISA_DISPATCH(kiln_add_f32, (float *out, const float *a, const float *b, long n), (out, a, b, n))
 KILN_ISA_DISPATCH(kiln_scale_f32, (float *x, long n, float s), (x, n, s))
-KILN_ISA_DISPATCH(kiln_add_row_bias_f32, (float *restrict out, const float *restrict b, long n, long o), (out, b, n, o))
+KILN_ISA_DISPATCH(kiln_add_row_bias_f32, (float *restrict out, long ldo, const float *restrict b, long n, long o), (out, ldo, b, n, o))
 KILN_ISA_DISPATCH(kiln_sum_rows_f32, (float *restrict db, const float *restrict dout, long n, long o), (db, dout, n, o))
 
 #endif // __x86_64__

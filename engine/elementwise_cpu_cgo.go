@@ -42,7 +42,7 @@ func addRowBiasC[T Float](out, b []T, n, o int) bool {
 	if isFloat64[T]() || n == 0 || o == 0 {
 		return false
 	}
-	C.kiln_add_row_bias_f32(cf32(out), cf32(b), C.long(n), C.long(o))
+	C.kiln_add_row_bias_f32(cf32(out), C.long(o), cf32(b), C.long(n), C.long(o))
 	return true
 }
 

@@ -37,6 +37,32 @@ func gemmAt[T Float](prec Precision, inPart, transA, transB bool, m, n, k int, a
 	}
 }
 
+// gemmBiasAt is gemmAt (not in a part), then bias (n values, or nil) added
+// to each row of C: addRowBias's bits, but in C the packed paths add it to
+// each block of rows as they finish it, while it is in cache (a linear
+// layer's output is read back once fewer).
+func gemmBiasAt[T Float](prec Precision, transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int,
+	beta T, c []T, ldc int, bias []T) {
+	switch {
+	case m == 0 || n == 0:
+	case bias == nil:
+		gemmAt(prec, false, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	case isFloat64[T]() || !sgemmInC:
+		gemmAt(prec, false, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		for i := 0; i < m; i++ {
+			addRowBias(c[i*ldc:i*ldc+n], bias, 1, n)
+		}
+	case prec == BF16:
+		if !sgemmBF16Bias(false, transA, transB, m, n, k, float32(alpha), asF32(a), lda, asF32(b), ldb,
+			float32(beta), asF32(c), ldc, asF32(bias)) {
+			panic("engine: a bf16 product on a CPU without AVX512_BF16 (checkPrecision was skipped)")
+		}
+	default:
+		sgemmBias(transA, transB, m, n, k, float32(alpha), asF32(a), lda, asF32(b), ldb, float32(beta), asF32(c), ldc,
+			asF32(bias))
+	}
+}
+
 func asF32[T Float](s []T) []float32 {
 	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(s))), len(s))
 }

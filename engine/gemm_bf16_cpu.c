@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "bf16_cpu.h"
+#include "elementwise_cpu.h"
 
 #define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
 
@@ -171,7 +172,7 @@ BF16 static void tile(long np, const uint32_t *ap, const uint32_t *bp, float *c,
 }
 
 BF16 static void gemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
-                      long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
+                      long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp, const float *bias) {
 	for (long jc = 0; jc < n; jc += BNC) {
 		const long nc = n - jc < BNC ? n - jc : BNC;
 		for (long pc = 0; pc < k; pc += BKC) {
@@ -185,6 +186,7 @@ BF16 static void gemm(int ta, int tb, long m, long n, long k, float alpha, const
 					for (long ir = 0; ir < mc; ir += BMR)
 						tile(np, ap + ir * np, bp + jr * np, c + (ic + ir) * ldc + jc + jr, ldc,
 						     mc - ir < BMR ? mc - ir : BMR, nc - jr < BNR ? nc - jr : BNR, alpha, bet);
+				if (bias && pc + kc == k) kiln_add_row_bias_f32(c + ic * ldc + jc, ldc, bias + jc, mc, nc);
 			}
 		}
 	}
@@ -357,7 +359,8 @@ static const tile_config amx_tiles16 = {
 AMX void kiln_amx_config(void) { _tile_loadconfig(&amx_tiles16); }
 
 AMX static void gemm_amx(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda,
-                         const float *b, long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
+                         const float *b, long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp,
+                         const float *bias) {
 	kiln_amx_config();
 	float acc[ABLK * ABLK];
 	for (long jc = 0; jc < n; jc += BNC) {
@@ -377,6 +380,8 @@ AMX static void gemm_amx(int ta, int tb, long m, long n, long k, float alpha, co
 						amx_block(npad, ap + ir * npad, bp + jr * npad, acc, direct ? cb : NULL, ldc, bet);
 						if (!direct) amx_store(cb, ldc, acc, mr, nr, alpha, bet);
 					}
+				// The rows are final after the last K block: the bias while they are in cache.
+				if (bias && pc + kc == k) kiln_add_row_bias_f32(c + ic * ldc + jc, ldc, bias + jc, mc, nc);
 			}
 		}
 	}
@@ -394,21 +399,23 @@ void kiln_sgemm_bf16_words(long m, long n, long *aw, long *bw) {
 }
 
 // kiln_sgemm_bf16 runs the product with the caller's panel buffers
-// (kiln_sgemm_bf16_words), on AMX tiles where it can, and returns 1; or
+// (kiln_sgemm_bf16_words), on AMX tiles where it can, then adds bias (n
+// floats, or NULL) to each row as kiln_sgemm_run does, and returns 1; or
 // returns 0, having done nothing, where the CPU lacks AVX512_BF16.
 int kiln_sgemm_bf16(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
-                    long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp) {
+                    long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp, const float *bias) {
 	if (!kiln_cpu_bf16()) return 0;
 	if (m <= 0 || n <= 0) return 1;
 	if (k <= 0) {
 		for (long i = 0; i < m; i++)
 			for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
+		if (bias) kiln_add_row_bias_f32(c, ldc, bias, m, n);
 		return 1;
 	}
 	if (kiln_cpu_amx())
-		gemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
+		gemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp, bias);
 	else
-		gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
+		gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp, bias);
 	return 1;
 }
 

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise_cpu.h"
 #include "gemm_cpu.h"
 #include "isa_cpu.h"
 
@@ -726,7 +727,7 @@ static void panels_6x32(long mc, long kc, const float *ap, const float *a, long 
 }
 
 static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, long k, float alpha, const float *a,
-                       long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+                       long lda, const float *b, long ldb, float beta, float *c, long ldc, const float *bias) {
 	if (tb) packB = 1; // columns of a transposed B are strided: always pack
 	const int zmm = kiln_isa() >= KILN_ISA_AVX512;
 	const long kcmax = k < KC ? k : KC;
@@ -737,6 +738,7 @@ static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, lon
 	float *buf = thread_buf(BUF_PACK, asz + bsz);
 	if (!buf) {
 		sgemm_portable(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		if (bias) kiln_add_row_bias_f32(c, ldc, bias, m, n);
 		return;
 	}
 	float *const ap = buf, *const bp = buf + asz;
@@ -756,8 +758,12 @@ static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, lon
 				const long jr = nc / NR * NR;
 				pack_b_panel(0, kc, nc - jr, b + pc * ldb + jc + jr, ldb, bp);
 			}
-			for (long ic = 0; ic < m; ic += (packA ? MC : m)) {
-				const long mc = packA ? (m - ic < MC ? m - ic : MC) : m;
+			// Unpacked, one block sweeps every row under each pair of B panels;
+			// with a bias, blocks of MC rows, so that the rows it adds to are
+			// still in cache.
+			const long mb = packA || bias ? MC : m;
+			for (long ic = 0; ic < m; ic += mb) {
+				const long mc = m - ic < mb ? m - ic : mb;
 				if (packA) pack_a(ta, mc, kc, ta ? a + pc * lda + ic : a + ic * lda + pc, lda, ap);
 				for (long jr = 0; jr < nc; jr += NR) {
 					if (zmm && nc - jr >= 2 * NR) {
@@ -802,6 +808,8 @@ static void sgemm_avx2(int packA, int packB, int ta, int tb, long m, long n, lon
 						}
 					}
 				}
+				// The rows are final after the last K block: add the bias while they are in cache.
+				if (bias && pc + kc == k) kiln_add_row_bias_f32(c + ic * ldc + jc, ldc, bias + jc, mc, nc);
 			}
 		}
 	}
@@ -848,20 +856,20 @@ int kiln_sgemm_plan(int transA, int transB, long m, long n, long k, long ldb) {
 }
 
 void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
-                    const float *b, long ldb, float beta, float *c, long ldc) {
+                    const float *b, long ldb, float beta, float *c, long ldc, const float *bias) {
 	if (m <= 0 || n <= 0) return;
 	if (k <= 0) {
 		scale_c(m, n, beta, c, ldc);
-		return;
-	}
-	if (kiln_isa() < KILN_ISA_AVX2) {
+	} else if (kiln_isa() < KILN_ISA_AVX2) {
 		sgemm_portable(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 	} else if ((plan & KILN_SGEMM_DOT) && transB && !transA) {
 		sgemm_dot(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 	} else {
 		sgemm_avx2(plan & KILN_SGEMM_PACK_A, plan & KILN_SGEMM_PACK_B, transA, transB, m, n, k, alpha, a, lda, b, ldb,
-		           beta, c, ldc);
+		           beta, c, ldc, bias);
+		return; // bias added block by block
 	}
+	if (bias) kiln_add_row_bias_f32(c, ldc, bias, m, n);
 }
 
 // ---------------------------------------------------------------------------
@@ -922,7 +930,7 @@ static int columns_plan(int plan, int ta, int tb, long m, long n, long k, long l
 
 void kiln_sgemm_part(int split, int parts, int part, int ta, int tb, long m, long n, long k, float alpha,
                      const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc,
-                     float *partial) {
+                     float *partial, const float *bias) {
 	const int plan = kiln_sgemm_plan(ta, tb, m, n, k, ldb);
 	const long tiles = kiln_sgemm_tiles(split, m, n, k);
 	const long lo = part * tiles / parts, hi = (part + 1) * tiles / parts;
@@ -931,37 +939,39 @@ void kiln_sgemm_part(int split, int parts, int part, int ta, int tb, long m, lon
 	case SPLIT_N: {
 		const long j0 = lo * NR, j1 = hi * NR < n ? hi * NR : n;
 		kiln_sgemm_run(columns_plan(plan, ta, tb, m, j1 - j0, k, ldb), ta, tb, m, j1 - j0, k, alpha, a, lda,
-		               tb ? b + j0 * ldb : b + j0, ldb, beta, c + j0, ldc);
+		               tb ? b + j0 * ldb : b + j0, ldb, beta, c + j0, ldc, bias ? bias + j0 : NULL);
 		break;
 	}
 	case SPLIT_M: {
 		const long i0 = lo * MR, i1 = hi * MR < m ? hi * MR : m;
 		kiln_sgemm_run(plan, ta, tb, i1 - i0, n, k, alpha, ta ? a + i0 : a + i0 * lda, lda, b, ldb, beta,
-		               c + i0 * ldc, ldc);
+		               c + i0 * ldc, ldc, bias);
 		break;
 	}
-	case SPLIT_K: {
+	case SPLIT_K: { // the bias comes after the parts' sum (kiln_sgemm_sum_parts)
 		const long p0 = lo * KC, p1 = hi * KC < k ? hi * KC : k;
 		const float *ap = ta ? a + p0 * lda : a + p0;
 		const float *bp = tb ? b + p0 : b + p0 * ldb;
 		if (part == 0)
-			kiln_sgemm_run(plan, ta, tb, m, n, p1 - p0, alpha, ap, lda, bp, ldb, beta, c, ldc);
+			kiln_sgemm_run(plan, ta, tb, m, n, p1 - p0, alpha, ap, lda, bp, ldb, beta, c, ldc, NULL);
 		else
-			kiln_sgemm_run(plan, ta, tb, m, n, p1 - p0, alpha, ap, lda, bp, ldb, 0, partial + (part - 1) * m * n, n);
+			kiln_sgemm_run(plan, ta, tb, m, n, p1 - p0, alpha, ap, lda, bp, ldb, 0, partial + (part - 1) * m * n, n,
+			               NULL);
 		break;
 	}
 	default:
-		kiln_sgemm_run(plan, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		kiln_sgemm_run(plan, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
 	}
 }
 
-void kiln_sgemm_sum_parts(int parts, long m, long n, const float *partial, float *c, long ldc) {
+void kiln_sgemm_sum_parts(int parts, long m, long n, const float *partial, float *c, long ldc, const float *bias) {
 	for (long i = 0; i < m; i++)
 		for (int part = 1; part < parts; part++) {
 			const float *src = partial + ((part - 1) * m + i) * n;
 			float *dst = c + i * ldc;
 			for (long x = 0; x < n; x++) dst[x] += src[x];
 		}
+	if (bias) kiln_add_row_bias_f32(c, ldc, bias, m, n);
 }
 
 #endif // __x86_64__

@@ -13,15 +13,20 @@
 // in any order; a K split writes parts after the first to partial
 // ((parts−1)·m·n floats), which kiln_sgemm_sum_parts then adds into C.
 // Results are bit-identical for a given thread count.
+//
+// bias (n floats, or NULL) is then added to each row of C, each element's
+// final value plus its column's bias, one rounding (the bits of
+// kiln_add_row_bias_f32 after the product): the packed path adds it to
+// each block of rows as the block is finished, while it is in cache.
 int kiln_sgemm_split(int transA, int transB, long m, long n, long k, long ldb,
                      int threads);
 long kiln_sgemm_tiles(int split, long m, long n, long k);
 void kiln_sgemm_part(int split, int parts, int part, int transA, int transB,
                      long m, long n, long k, float alpha, const float *a,
                      long lda, const float *b, long ldb, float beta, float *c,
-                     long ldc, float *partial);
+                     long ldc, float *partial, const float *bias);
 void kiln_sgemm_sum_parts(int parts, long m, long n, const float *partial,
-                          float *c, long ldc);
+                          float *c, long ldc, const float *bias);
 
 // A plan picks the algorithm from the whole product's shape; every part
 // makes the same one, so all parts do the same arithmetic.
@@ -36,6 +41,7 @@ int kiln_sgemm_plan(int transA, int transB, long m, long n, long k, long ldb);
 // kiln_sgemm_run is the product on the calling thread with the plan given.
 void kiln_sgemm_run(int plan, int transA, int transB, long m, long n, long k,
                     float alpha, const float *a, long lda, const float *b,
-                    long ldb, float beta, float *c, long ldc);
+                    long ldb, float beta, float *c, long ldc,
+                    const float *bias);
 
 #endif

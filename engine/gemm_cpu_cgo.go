@@ -17,29 +17,39 @@ import (
 // gemm_cpu.c, split into parts fixed by the shape and Threads(), which run on
 // the worker pool every CPU op shares (parallelFor).
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmBias(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
+}
+
+// sgemmBias is sgemm, then bias (n, or nil) added to each row of C: the
+// bits of addRowBias after the product, added as each block of rows is
+// finished, while it is in cache.
+func sgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, bias []float32) {
 	if m <= 0 || n <= 0 {
 		return
 	}
 	checkGemmArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if bias != nil && len(bias) < n {
+		panic(fmt.Sprintf("engine: sgemm bias of %d for %d columns", len(bias), n))
+	}
 	split := splitNone
 	if k > 0 {
 		split = int(C.kiln_sgemm_split(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.long(ldb),
 			C.int(Threads())))
 	}
 	if split == splitNone {
-		sgemmOne(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		sgemmOneBias(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias)
 		return
 	}
 	parts := min(int(C.kiln_sgemm_tiles(C.int(split), C.long(m), C.long(n), C.long(k))), Threads())
 	t := gemmTasks.Get().(*gemmTask)
 	*t = gemmTask{split: split, parts: parts, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-		a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
+		a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias}
 	if split == splitK {
 		t.partial = takeScratch[float32]((parts - 1) * m * n)
 	}
 	parallelFor(parts, t)
 	if split == splitK {
-		C.kiln_sgemm_sum_parts(C.int(parts), C.long(m), C.long(n), cptr(t.partial), cptr(c), C.long(ldc))
+		C.kiln_sgemm_sum_parts(C.int(parts), C.long(m), C.long(n), cptr(t.partial), cptr(c), C.long(ldc), cptr(bias))
 		giveScratch(t.partial)
 	}
 	*t = gemmTask{}
@@ -54,6 +64,7 @@ type gemmTask struct {
 	alpha, beta      float32
 	a, b, c, partial []float32
 	lda, ldb, ldc    int
+	bias             []float32
 }
 
 var gemmTasks = taskPool{New: func() any { return new(gemmTask) }}
@@ -62,15 +73,19 @@ func (t *gemmTask) run(_, lo, hi int) {
 	for part := lo; part < hi; part++ {
 		C.kiln_sgemm_part(C.int(t.split), C.int(t.parts), C.int(part), cbool(t.transA), cbool(t.transB), C.long(t.m),
 			C.long(t.n), C.long(t.k), C.float(t.alpha), cptr(t.a), C.long(t.lda), cptr(t.b), C.long(t.ldb),
-			C.float(t.beta), cptr(t.c), C.long(t.ldc), cptr(t.partial))
+			C.float(t.beta), cptr(t.c), C.long(t.ldc), cptr(t.partial), cptr(t.bias))
 	}
 }
 
 // sgemmOne runs the product on the calling thread.
 func sgemmOne(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmOneBias(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
+}
+
+func sgemmOneBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, bias []float32) {
 	plan := C.kiln_sgemm_plan(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.long(ldb))
 	C.kiln_sgemm_run(plan, cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
-		cptr(a), C.long(lda), cptr(b), C.long(ldb), C.float(beta), cptr(c), C.long(ldc))
+		cptr(a), C.long(lda), cptr(b), C.long(ldb), C.float(beta), cptr(c), C.long(ldc), cptr(bias))
 }
 
 func cbool(v bool) C.int {
@@ -134,5 +149,5 @@ func sgemmForced(plan int, transA, transB bool, m, n, k int, alpha float32, a []
 	}
 	checkGemmArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
 	C.kiln_sgemm_run(C.int(plan), cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
-		cptr(a), C.long(lda), cptr(b), C.long(ldb), C.float(beta), cptr(c), C.long(ldc))
+		cptr(a), C.long(lda), cptr(b), C.long(ldb), C.float(beta), cptr(c), C.long(ldc), nil)
 }

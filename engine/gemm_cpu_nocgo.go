@@ -11,6 +11,15 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	gemmGo(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
+// sgemmBias is sgemm then bias added to each row (gemmBiasAt does not call
+// it in this build: sgemmInC is false).
+func sgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, bias []float32) {
+	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	for i := 0; i < m && bias != nil; i++ {
+		addRowBias(c[i*ldc:i*ldc+n], bias, 1, n)
+	}
+}
+
 // sgemmPlans lists the C kernel's algorithm choices; there is only one here.
 var sgemmPlans = []int{0}
 

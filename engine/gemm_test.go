@@ -393,3 +393,71 @@ func TestSgemmAVX512GivesTheAVX2Bits(t *testing.T) {
 		}
 	}
 }
+
+// gemmBiasAt adds the bias as its own rounding after the product, wherever
+// the product adds it (block by block, after a K split's sum, or after the
+// whole product): the bits of gemmAt then addRowBias, on every split, plan
+// width and level, in float32 and (where the CPU has it) bf16 with and
+// without AMX.
+func TestGemmBiasAtIsProductThenBias(t *testing.T) {
+	defer func(was string) { _ = SetCPUISA(was) }(CPUISA())
+	shapes := []struct {
+		transA, transB bool
+		m, n, k        int
+	}{
+		{false, true, 7, 33, 19},    // one thread
+		{false, true, 300, 40, 64},  // split along M
+		{false, true, 64, 300, 64},  // split along N
+		{false, true, 5, 10, 20000}, // split along K (dot products)
+		{false, true, 400, 96, 64},  // at AVX-512, A unpacked: blocks of rows for the bias
+		{false, true, 333, 257, 301},
+		{true, false, 150, 70, 90},
+		{false, false, 97, 131, 600}, // more than one K block
+	}
+	rng := rand.New(rand.NewPCG(61, 62))
+	for _, level := range CPUISAs() {
+		if err := SetCPUISA(level); err != nil {
+			t.Fatal(err)
+		}
+		precs := []Precision{FP32}
+		if CPUHasBF16() { // at this level
+			precs = append(precs, BF16)
+		}
+		for _, s := range shapes {
+			a := randFloats(rng, s.m*s.k)
+			b := randFloats(rng, s.k*s.n)
+			bias := randFloats(rng, s.n)
+			lda, ldb := s.k, s.n
+			if s.transA {
+				lda = s.m
+			}
+			if s.transB {
+				ldb = s.k
+			}
+			for _, prec := range precs {
+				for _, amx := range []bool{true, false} {
+					if prec == FP32 && !amx {
+						continue
+					}
+					useAMX(amx)
+					want, got := make([]float32, s.m*s.n), make([]float32, s.m*s.n)
+					gemmAt(prec, false, s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, b, ldb, 0, want, s.n)
+					addRowBias(want, bias, s.m, s.n)
+					gemmBiasAt(prec, s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, b, ldb, 0, got, s.n, bias)
+					if !slices.Equal(got, want) {
+						t.Errorf("%s %v amx=%v %+v: product with bias differs from product then bias", level, prec, amx, s)
+					}
+				}
+			}
+			useAMX(true)
+		}
+	}
+}
+
+func randFloats(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}

@@ -124,10 +124,7 @@ func linearBackwardOp(op string, mode GradMode, dx, dw, db, dpre, dout, reluOut,
 
 func linearForward[T Float](prec Precision, outT, xT, wT, bT *Tensor, n, in, o int) {
 	out, x, w, b := dataAs[T](outT), dataAs[T](xT), dataAs[T](wT), dataAs[T](bT)
-	gemmAt(prec, false, false, true, n, o, in, 1, x, in, w, in, 0, out, o)
-	if b != nil {
-		addRowBias(out, b, n, o)
-	}
+	gemmBiasAt(prec, false, true, n, o, in, 1, x, in, w, in, 0, out, o, b)
 }
 
 // addRowBias adds b (o) to each of the n rows of out (n, o): in C for
