@@ -358,9 +358,30 @@ static const tile_config amx_tiles16 = {
 
 AMX void kiln_amx_config(void) { _tile_loadconfig(&amx_tiles16); }
 
+// amx_stream writes a whole 32 × 32 block, plus bias where not NULL, with
+// streaming stores: no read of C's lines for ownership first.
+BF16 static void amx_stream(float *c, long ldc, const float *acc, const float *bias) {
+	for (long i = 0; i < ABLK; i++)
+		for (int v = 0; v < 2; v++) {
+			__m512 x = _mm512_loadu_ps(acc + i * ABLK + 16 * v);
+			if (bias) x = _mm512_add_ps(x, _mm512_loadu_ps(bias + 16 * v));
+			_mm512_stream_ps(c + i * ldc + 16 * v, x);
+		}
+}
+
+// STREAM_MIN_BYTES: a C at least this large is written past the caches
+// (amx_stream) when one K block makes it: with K ≤ 256 the tile products
+// are too short to hide the reads of C's lines that ordinary stores make
+// first (the four tile stores took a fifth of gemm_amx in gMLP's step), and
+// a C this large leaves L2 before anything reads it. Smaller ones (the
+// SGU's 32 KB a sample, read back at once) are stored in cache.
+#define STREAM_MIN_BYTES (1L << 20)
+
 AMX static void gemm_amx(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda,
                          const float *b, long ldb, float beta, float *c, long ldc, uint32_t *ap, uint32_t *bp,
                          const float *bias) {
+	const int stream = k <= AKC && alpha == 1 && beta == 0 && ldc % 16 == 0 && m * n * 4 >= STREAM_MIN_BYTES;
+	int streamed = 0;
 	kiln_amx_config();
 	float acc[ABLK * ABLK];
 	for (long jc = 0; jc < n; jc += BNC) {
@@ -376,15 +397,23 @@ AMX static void gemm_amx(int ta, int tb, long m, long n, long k, float alpha, co
 					for (long ir = 0; ir < mc; ir += ABLK) {
 						float *cb = c + (ic + ir) * ldc + jc + jr;
 						const long mr = mc - ir < ABLK ? mc - ir : ABLK, nr = nc - jr < BNR ? nc - jr : BNR;
-						const int direct = mr == ABLK && nr == BNR && alpha == 1 && (bet == 0 || bet == 1);
+						const int whole = mr == ABLK && nr == BNR;
+						if (stream && whole && ((uintptr_t)cb & 63) == 0) {
+							amx_block(npad, ap + ir * npad, bp + jr * npad, acc, NULL, ldc, bet);
+							amx_stream(cb, ldc, acc, bias ? bias + jc + jr : NULL);
+							streamed = 1;
+							continue;
+						}
+						const int direct = whole && alpha == 1 && (bet == 0 || bet == 1);
 						amx_block(npad, ap + ir * npad, bp + jr * npad, acc, direct ? cb : NULL, ldc, bet);
 						if (!direct) amx_store(cb, ldc, acc, mr, nr, alpha, bet);
+						// The block is final after the last K block: its bias while it is in cache.
+						if (bias && pc + kc == k) kiln_add_row_bias_f32(cb, ldc, bias + jc + jr, mr, nr);
 					}
-				// The rows are final after the last K block: the bias while they are in cache.
-				if (bias && pc + kc == k) kiln_add_row_bias_f32(c + ic * ldc + jc, ldc, bias + jc, mc, nc);
 			}
 		}
 	}
+	if (streamed) _mm_sfence(); // the streamed lines are visible before the caller hands C on
 	_tile_release();
 }
 
