@@ -85,12 +85,15 @@ TARGET INLINE d8 L(d8_cvt)(__m256 v) {
 	return (d8){_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))};
 }
 TARGET INLINE d8 L(d8_set1)(double v) { return (d8){_mm256_set1_pd(v), _mm256_set1_pd(v)}; }
-TARGET INLINE d8 L(d8_add)(d8 a, d8 b) { return (d8){_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)}; }
-TARGET INLINE d8 L(d8_sub)(d8 a, d8 b) { return (d8){_mm256_sub_pd(a.lo, b.lo), _mm256_sub_pd(a.hi, b.hi)}; }
-TARGET INLINE d8 L(d8_mul)(d8 a, d8 b) { return (d8){_mm256_mul_pd(a.lo, b.lo), _mm256_mul_pd(a.hi, b.hi)}; }
-TARGET INLINE d8 L(d8_fma)(d8 a, d8 b, d8 c) {
-	return (d8){_mm256_fmadd_pd(a.lo, b.lo, c.lo), _mm256_fmadd_pd(a.hi, b.hi, c.hi)};
-}
+// A pair of ymm's operations, half by half.
+#define PAIR2(T, name, op)                                                                                             \
+	TARGET INLINE T L(name)(T a, T b) { return (T){op(a.lo, b.lo), op(a.hi, b.hi)}; }
+#define PAIR3(T, name, op)                                                                                             \
+	TARGET INLINE T L(name)(T a, T b, T c) { return (T){op(a.lo, b.lo, c.lo), op(a.hi, b.hi, c.hi)}; }
+PAIR2(d8, d8_add, _mm256_add_pd)
+PAIR2(d8, d8_sub, _mm256_sub_pd)
+PAIR2(d8, d8_mul, _mm256_mul_pd)
+PAIR3(d8, d8_fma, _mm256_fmadd_pd)
 TARGET INLINE d8 L(d8_loadd)(const double *p) { return (d8){_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4)}; }
 TARGET INLINE void L(d8_stored)(double *p, d8 v) {
 	_mm256_storeu_pd(p, v.lo);
@@ -116,15 +119,13 @@ TARGET INLINE void L(f16_store)(float *p, f16 v) {
 	_mm256_storeu_ps(p + 8, v.hi);
 }
 TARGET INLINE f16 L(f16_set1)(float v) { return (f16){_mm256_set1_ps(v), _mm256_set1_ps(v)}; }
-TARGET INLINE f16 L(f16_add)(f16 a, f16 b) { return (f16){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
-TARGET INLINE f16 L(f16_sub)(f16 a, f16 b) { return (f16){_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
-TARGET INLINE f16 L(f16_mul)(f16 a, f16 b) { return (f16){_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
-TARGET INLINE f16 L(f16_fma)(f16 a, f16 b, f16 c) {
-	return (f16){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
-}
-TARGET INLINE f16 L(f16_fnma)(f16 a, f16 b, f16 c) {
-	return (f16){_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi)};
-}
+PAIR2(f16, f16_add, _mm256_add_ps)
+PAIR2(f16, f16_sub, _mm256_sub_ps)
+PAIR2(f16, f16_mul, _mm256_mul_ps)
+PAIR3(f16, f16_fma, _mm256_fmadd_ps)
+PAIR3(f16, f16_fnma, _mm256_fnmadd_ps)
+#undef PAIR2
+#undef PAIR3
 // The fixed tree: lanes i and i+8, i and i+4, then 0+2 and 1+3, then the pair.
 TARGET INLINE float L(f16_sum8)(__m256 s) {
 	__m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
