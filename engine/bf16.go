@@ -94,6 +94,12 @@ func sgemmBF16Bias(inPart, transA, transB bool, m, n, k int, alpha float32, a []
 	t := bf16GemmTasks.Get().(*bf16GemmTask)
 	*t = bf16GemmTask{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
 		ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias}
+	if !inPart && bf16SplitsK(m, n, k) {
+		t.splitK(Threads())
+		*t = bf16GemmTask{}
+		bf16GemmTasks.Put(t)
+		return true
+	}
 	t.byRows = m > n
 	tiles := ceilDiv(n, bf16TileCols)
 	if t.byRows {
@@ -111,11 +117,64 @@ func sgemmBF16Bias(inPart, transA, transB bool, m, n, k int, alpha float32, a []
 
 var bf16GemmTasks = taskPool{New: func() any { return new(bf16GemmTask) }}
 
+// bf16SplitsK: a long reduction into a small C (a weight gradient: gMLP's
+// 256×128×8192) is split along K on AMX, where the tile products are fast
+// enough that packing is most of the work: split along M or N every part
+// packed all of the other operand. The parts' sums are added in part order:
+// the same bits for a given thread count (as sgemm's K split).
+func bf16SplitsK(m, n, k int) bool {
+	return Threads() > 1 && CPUHasAMX() && m*n <= 1<<16 && k >= 2048
+}
+
+// splitK runs the product as parts of K, whole slices of bf16KSlice values:
+// part 0 into C (with beta), the others into scratch, added to C in order,
+// then the bias.
+func (t *bf16GemmTask) splitK(threads int) {
+	t.kParts = min(threads, ceilDiv(t.k, bf16KSlice))
+	t.partial = takeScratchUnzeroed((t.kParts - 1) * t.m * t.n)
+	parallelFor(t.kParts, t)
+	for part := 1; part < t.kParts; part++ {
+		p := t.partial[(part-1)*t.m*t.n:]
+		for i := 0; i < t.m; i++ {
+			ci, pi := t.c[i*t.ldc:i*t.ldc+t.n], p[i*t.n:i*t.n+t.n]
+			for j := range ci {
+				ci[j] += pi[j]
+			}
+		}
+	}
+	if t.bias != nil {
+		for i := 0; i < t.m; i++ {
+			addRowBias(t.c[i*t.ldc:i*t.ldc+t.n], t.bias, 1, t.n)
+		}
+	}
+	giveScratch(t.partial)
+}
+
+// runK computes part's share of K (whole slices, as the product's own K
+// loop takes them).
+func (t *bf16GemmTask) runK(part int) {
+	ks := ceilDiv(t.k, bf16KSlice)
+	p0, p1 := part*ks/t.kParts*bf16KSlice, min((part+1)*ks/t.kParts*bf16KSlice, t.k)
+	a, b := t.a[p0:], t.b[p0:] // A's row p0 in place, or column p0 of a transposed A; B's the other way
+	if t.transA {
+		a = t.a[p0*t.lda:]
+	}
+	if !t.transB {
+		b = t.b[p0*t.ldb:]
+	}
+	c, ldc, beta := t.c, t.ldc, t.beta
+	if part > 0 {
+		c, ldc, beta = t.partial[(part-1)*t.m*t.n:], t.n, 0
+	}
+	sgemmBF16C(t.transA, t.transB, t.m, t.n, p1-p0, t.alpha, a, t.lda, b, t.ldb, beta, c, ldc, nil)
+}
+
 // Parts split the columns on the bf16 tile's width, the rows on a multiple
 // of every tile's height (8, and AMX's 32).
 const (
 	bf16TileCols = 32
 	bf16TileRows = 64
+	bf16KSlice   = 256 // the product's K block (AKC in gemm_bf16_cpu.c)
 )
 
 type bf16GemmTask struct {
@@ -125,9 +184,17 @@ type bf16GemmTask struct {
 	a, b, c, bias  []float32
 	lda, ldb, ldc  int
 	byRows         bool
+	kParts         int       // a K split's parts (splitK), else 0
+	partial        []float32 // parts 1… of a K split, m×n each
 }
 
 func (t *bf16GemmTask) run(_, lo, hi int) {
+	if t.kParts > 0 {
+		for part := lo; part < hi; part++ {
+			t.runK(part)
+		}
+		return
+	}
 	if t.byRows {
 		i0, i1 := lo*bf16TileRows, min(hi*bf16TileRows, t.m)
 		if i0 >= i1 {
