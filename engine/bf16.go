@@ -133,20 +133,7 @@ func (t *bf16GemmTask) splitK(threads int) {
 	t.kParts = min(threads, ceilDiv(t.k, bf16KSlice))
 	t.partial = takeScratchUnzeroed((t.kParts - 1) * t.m * t.n)
 	parallelFor(t.kParts, t)
-	for part := 1; part < t.kParts; part++ {
-		p := t.partial[(part-1)*t.m*t.n:]
-		for i := 0; i < t.m; i++ {
-			ci, pi := t.c[i*t.ldc:i*t.ldc+t.n], p[i*t.n:i*t.n+t.n]
-			for j := range ci {
-				ci[j] += pi[j]
-			}
-		}
-	}
-	if t.bias != nil {
-		for i := 0; i < t.m; i++ {
-			addRowBias(t.c[i*t.ldc:i*t.ldc+t.n], t.bias, 1, t.n)
-		}
-	}
+	sgemmSumParts(t.kParts, t.m, t.n, t.partial, t.c, t.ldc, t.bias)
 	giveScratch(t.partial)
 }
 

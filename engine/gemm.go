@@ -49,9 +49,7 @@ func gemmBiasAt[T Float](prec Precision, transA, transB bool, m, n, k int, alpha
 		gemmAt(prec, false, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	case isFloat64[T]() || !sgemmInC:
 		gemmAt(prec, false, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		for i := 0; i < m; i++ {
-			addRowBias(c[i*ldc:i*ldc+n], bias, 1, n)
-		}
+		addBiasRows(c, ldc, bias, m, n)
 	case prec == BF16:
 		if !sgemmBF16Bias(false, transA, transB, m, n, k, float32(alpha), asF32(a), lda, asF32(b), ldb,
 			float32(beta), asF32(c), ldc, asF32(bias)) {

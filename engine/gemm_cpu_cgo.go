@@ -49,7 +49,7 @@ func sgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 	}
 	parallelFor(parts, t)
 	if split == splitK {
-		C.kiln_sgemm_sum_parts(C.int(parts), C.long(m), C.long(n), cptr(t.partial), cptr(c), C.long(ldc), cptr(bias))
+		sgemmSumParts(parts, m, n, t.partial, c, ldc, bias)
 		giveScratch(t.partial)
 	}
 	*t = gemmTask{}
@@ -75,6 +75,12 @@ func (t *gemmTask) run(_, lo, hi int) {
 			C.long(t.n), C.long(t.k), C.float(t.alpha), cptr(t.a), C.long(t.lda), cptr(t.b), C.long(t.ldb),
 			C.float(t.beta), cptr(t.c), C.long(t.ldc), cptr(t.partial), cptr(t.bias))
 	}
+}
+
+// sgemmSumParts adds a K split's parts 1… (partial, m×n each) into C in
+// part order, then bias (or nil) to each row.
+func sgemmSumParts(parts, m, n int, partial, c []float32, ldc int, bias []float32) {
+	C.kiln_sgemm_sum_parts(C.int(parts), C.long(m), C.long(n), cptr(partial), cptr(c), C.long(ldc), cptr(bias))
 }
 
 // sgemmOne runs the product on the calling thread.

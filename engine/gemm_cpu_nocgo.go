@@ -15,9 +15,21 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // it in this build: sgemmInC is false).
 func sgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, bias []float32) {
 	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	for i := 0; i < m && bias != nil; i++ {
-		addRowBias(c[i*ldc:i*ldc+n], bias, 1, n)
+	addBiasRows(c, ldc, bias, m, n)
+}
+
+// sgemmSumParts adds a K split's parts 1… into C in part order, then the
+// bias, as gemm_cpu.c's kiln_sgemm_sum_parts.
+func sgemmSumParts(parts, m, n int, partial, c []float32, ldc int, bias []float32) {
+	for i := 0; i < m; i++ {
+		ci := c[i*ldc : i*ldc+n]
+		for part := 1; part < parts; part++ {
+			for j, v := range partial[((part-1)*m+i)*n : ((part-1)*m+i+1)*n] {
+				ci[j] += v
+			}
+		}
 	}
+	addBiasRows(c, ldc, bias, m, n)
 }
 
 // sgemmPlans lists the C kernel's algorithm choices; there is only one here.
