@@ -60,6 +60,9 @@ type StepTiming struct {
 	FinalLoss         float64 `json:"final_loss"`
 	CPUISA            string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
 	Precision         string  `json:"precision"`
+	// CPUBF16 is what a CPU's bf16 products ran on: amx, or avx512_bf16
+	// (no AMX, or $KILN_CPU_AMX=off).
+	CPUBF16 string `json:"cpu_bf16,omitempty"`
 	// Data-parallel steps only (the one-process line keeps its fields):
 	// the ranks, the share of the timed seconds spent in the gradients'
 	// all-reduce (the mean over ranks), and the gradient bytes each
@@ -151,6 +154,12 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		AllocsPerStep:     float64(after.Mallocs-before.Mallocs) / float64(n),
 		FinalLoss:         loss,
 		CUDAGraph:         graph.Err == nil && graph.Replays-graphBefore.Replays == n,
+	}
+	if c.Device == engine.CPU && c.Precision == engine.BF16 {
+		res.CPUBF16 = "avx512_bf16"
+		if engine.CPUHasAMX() {
+			res.CPUBF16 = "amx"
+		}
 	}
 	if c.Profile {
 		if res.Profile, err = profileSteps(r, c.LR, profiledSteps); err != nil {

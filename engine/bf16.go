@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"math"
+	"os"
+	"strings"
 )
 
 // bfloat16, the upper half of a float32, is what the mixed-precision paths
@@ -66,8 +68,36 @@ func BF16ToFloat32Slice(dst []float32, src []Bfloat16) error {
 func CPUHasBF16() bool { return cpuBF16() }
 
 // CPUHasAMX reports whether bf16 products run on AMX tiles (AMX-BF16, with
-// the tile state granted by the kernel), which CPUHasBF16 implies.
+// the tile state granted by the kernel, and not turned off by
+// $KILN_CPU_AMX), which CPUHasBF16 implies.
 func CPUHasAMX() bool { return cpuAMX() }
+
+// amxEnvErr is why $KILN_CPU_AMX was refused, if it was; amxEnvOff, that
+// it turned AMX off.
+var (
+	amxEnvErr error
+	amxEnvOff bool
+)
+
+// $KILN_CPU_AMX=off keeps bf16 products off AMX's tiles, on AVX512_BF16
+// alone (Zen 4's path, run on a Xeon to compare).
+func init() {
+	switch v := strings.ToLower(strings.TrimSpace(os.Getenv("KILN_CPU_AMX"))); v {
+	case "", "on", "1":
+	case "off", "0":
+		amxEnvOff = true
+		useAMX(false)
+	default:
+		amxEnvErr = fmt.Errorf("$KILN_CPU_AMX: %q: want off (bf16 products on AVX512_BF16 alone) or on", v)
+	}
+}
+
+// CPUAMXEnvError is why $KILN_CPU_AMX was refused (not on or off), nil when
+// it was applied or not set.
+func CPUAMXEnvError() error { return amxEnvErr }
+
+// CPUAMXOff reports whether $KILN_CPU_AMX turned AMX off.
+func CPUAMXOff() bool { return amxEnvOff }
 
 // sgemmBF16 is gemm's float32 product with A and B rounded to bf16 and the
 // products summed in float32 (gemm_bf16_cpu.c), split over the threads

@@ -178,6 +178,8 @@ func bf16Support() string {
 	switch {
 	case engine.CPUHasAMX():
 		return "products on AMX tiles"
+	case engine.CPUHasBF16() && engine.CPUAMXOff():
+		return "products with AVX512_BF16 (AMX, if the CPU has it, off by KILN_CPU_AMX)"
 	case engine.CPUHasBF16():
 		return "products with AVX512_BF16"
 	}

@@ -53,3 +53,33 @@ func TestConvWinogradFromTheEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// KILN_CPU_AMX=off keeps bf16 products on AVX512_BF16 where the CPU has
+// AMX: kiln info and kiln bench --json say so. A value other than on or off
+// stops kiln with exit 2.
+func TestCPUAMXFromTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	for _, bad := range []string{"no", "2"} {
+		t.Setenv("KILN_CPU_AMX", bad)
+		if r := kiln(t, dir, "info"); r.code != 2 || !strings.Contains(r.stderr, "$KILN_CPU_AMX") {
+			t.Errorf("KILN_CPU_AMX=%s: exit %d, %q", bad, r.code, r.stderr)
+		}
+	}
+	if !engine.CPUHasBF16() {
+		t.Skip("skipped: this CPU has no AVX512_BF16, so bf16 runs on neither path")
+	}
+	for _, c := range []struct{ env, info, path string }{
+		{"off", "products with AVX512_BF16 (AMX, if the CPU has it, off by KILN_CPU_AMX)", "avx512_bf16"},
+		{"on", "products " + map[bool]string{true: "on AMX tiles", false: "with AVX512_BF16"}[engine.CPUHasAMX()],
+			map[bool]string{true: "amx", false: "avx512_bf16"}[engine.CPUHasAMX()]},
+	} {
+		t.Setenv("KILN_CPU_AMX", c.env)
+		if r := mustRun(t, dir, "info", "--device", "cpu"); !strings.Contains(r.stdout, "bf16:     "+c.info) {
+			t.Errorf("kiln info with KILN_CPU_AMX=%s:\n%s", c.env, r.stdout)
+		}
+		r := mustRun(t, dir, "bench", "--model", "mlp", "--batch", "4", "--seconds", "0", "--steps", "1", "--precision", "bf16", "--json")
+		if !strings.Contains(r.stdout, `"cpu_bf16":"`+c.path+`"`) {
+			t.Errorf("kiln bench --json with KILN_CPU_AMX=%s:\n%s", c.env, r.stdout)
+		}
+	}
+}

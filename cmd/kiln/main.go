@@ -39,7 +39,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
-		for _, err := range []error{engine.CPUISAEnvError(), engine.ConvWinogradEnvError()} {
+		for _, err := range []error{engine.CPUISAEnvError(), engine.CPUAMXEnvError(), engine.ConvWinogradEnvError()} {
 			if err != nil {
 				return usageError{err}
 			}
