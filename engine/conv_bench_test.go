@@ -164,7 +164,19 @@ func BenchmarkConv2DZoo(b *testing.B) {
 // each pass alone, in GFLOP/s (a multiply-add counts 2): the figure to hold
 // against the machine's FMA peak (bench/peak.c); also at 28×28×1, batch 64,
 // the comparison's other shape.
-func BenchmarkConv2DCNNPasses(b *testing.B) {
+func BenchmarkConv2DCNNPasses(b *testing.B) { benchCNNPasses(b, engine.FP32) }
+
+// BenchmarkConv2DCNNPassesBF16 is BenchmarkConv2DCNNPasses in bf16 (AMX's
+// tiles, or AVX512_BF16's with KILN_CPU_AMX=off): the figure to hold
+// against fp32's in the same run.
+func BenchmarkConv2DCNNPassesBF16(b *testing.B) {
+	if !engine.CPUHasBF16() {
+		b.Skip("skipped: this CPU has no AVX512_BF16")
+	}
+	benchCNNPasses(b, engine.BF16)
+}
+
+func benchCNNPasses(b *testing.B, prec engine.Precision) {
 	for _, s := range []struct {
 		name            string
 		n, cin, h, cout int
@@ -174,6 +186,7 @@ func BenchmarkConv2DCNNPasses(b *testing.B) {
 		{"cnn1-28", 64, 1, 28, 32, false}, {"cnn2-28", 64, 32, 28, 32, true}, {"cnn3-28", 64, 32, 14, 64, true}, {"cnn4-28", 64, 64, 14, 64, true},
 	} {
 		c := newConvBench(s.n, s.cin, s.h, s.h, s.cout, 3, engine.Conv2DSquare(1, 1, 1, 1), s.dx)
+		c.w.SetPrecision(prec)
 		flop := 2 * float64(s.n*s.cout*s.h*s.h*s.cin*9)
 		b.Run(s.name+"/forward", func(b *testing.B) { c.run(b, true, false); reportGFLOPs(b, flop) })
 		passes := 1.0 // dw (db is a sum)

@@ -19,8 +19,9 @@ import "unsafe"
 // (conv_bf16_cpu.c's kiln_conv_amx_*): the forward and input gradient when
 // padding rows and channel pairs to 16 at most doubles the work
 // (convAMXWorth), the weight gradient when both channel counts are multiples
-// of 16. On Sapphire Rapids VDPBF16PS runs at about 0.7× float32 FMA and
-// TDPBF16PS at 19×.
+// of 16. On Sapphire Rapids a VDPBF16PS product ran at about 0.7× float32
+// FMA's and a TDPBF16PS one at 19×; on Emerald Rapids the instruction
+// issues at a quarter of FMA's rate (half its flops; Zen 4: FMA's rate).
 //
 // Images are split over the threads as in conv2D, each part summing its dWᵀ
 // and db into its own buffer, added in part order: the same bits run after
@@ -132,7 +133,7 @@ func wideGeom(g *convGeom) convGeom {
 // convBF16Rounds reports whether a bf16 convolution rounds its inputs to
 // bf16 and runs fp32's kernels on them (conv2DRoundedBF16): where the CPU
 // has AMX, for the wide shapes whose passes do not all take its tiles (few
-// channels). Those CPUs run VDPBF16PS at about 0.7× float32 FMA, and the
+// channels). Those CPUs run VDPBF16PS at 0.5–0.7× float32 FMA's flops, and the
 // fp32 kernels on rounded inputs multiply the same bf16 operands.
 func convBF16Rounds(g *convGeom, backward, dxOn, dwOn bool) bool {
 	if !cpuAMX() {
