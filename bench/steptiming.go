@@ -42,6 +42,9 @@ type StepTimingConfig struct {
 	// NoCUDAGraph launches a GPU step's kernels one by one instead of as
 	// one CUDA graph once the step repeats (engine.StepGraph).
 	NoCUDAGraph bool
+	// MicroBatch runs each step's forward and backward that many rows at a
+	// time (trainer.Classifier.MicroBatch; CPU only, no batch norm).
+	MicroBatch int
 }
 
 // StepTiming is what one training-speed measurement found.
@@ -60,6 +63,7 @@ type StepTiming struct {
 	FinalLoss         float64 `json:"final_loss"`
 	CPUISA            string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
 	Precision         string  `json:"precision"`
+	MicroBatch        int     `json:"micro_batch,omitempty"`
 	// CPUBF16 is what a CPU's bf16 products ran on: amx, or avx512_bf16
 	// (no AMX, or $KILN_CPU_AMX=off).
 	CPUBF16 string `json:"cpu_bf16,omitempty"`
@@ -147,6 +151,7 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		Threads:           engine.Threads(),
 		CPUISA:            engine.CPUISA(),
 		Precision:         c.Precision.String(),
+		MicroBatch:        c.MicroBatch,
 		Steps:             n,
 		Seconds:           el,
 		StepMillis:        el / float64(n) * 1e3,
@@ -232,8 +237,15 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 		}
 		return nil, err
 	}
+	if err := trainer.CheckMicroBatch(net, c.MicroBatch); err != nil {
+		for _, f := range frees {
+			f()
+		}
+		return nil, err
+	}
 	opt := &trainer.SGD{Momentum: 0.9}
 	step := trainer.NewClassifier(net, opt)
+	step.MicroBatch = c.MicroBatch
 	r := &stepRun{step: step, x: x, labels: labels, losses: engine.NewLossLog(50)}
 	graphDev := c.Device
 	if c.NoCUDAGraph || sizeOf(c.World) > 1 {

@@ -30,6 +30,10 @@ func (t *Trainer) SetDevice(d engine.Device) error {
 	if d == t.device {
 		return nil
 	}
+	if d != engine.CPU && t.Config.MicroBatch > 0 {
+		return fmt.Errorf("micro_batch %d: micro-batches run on the CPU only (on the %v each one's loss would be read back mid-step)",
+			t.Config.MicroBatch, d)
+	}
 	if _, err := engine.OpenDevice(d); err != nil {
 		return err
 	}

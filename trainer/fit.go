@@ -117,14 +117,18 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 	if err := c.ValidateTraining(); err != nil {
 		return nil, err
 	}
+	if err := CheckMicroBatch(model, c.MicroBatch); err != nil {
+		return nil, err
+	}
 	t := &Trainer{Config: c, Model: model, Log: zerolog.Nop(), opt: newOptimizer(c)}
 	if c.Regression {
 		t.regressor = NewRegressor(model, t.opt)
-		t.regressor.ClipNorm = c.ClipNorm
+		t.regressor.ClipNorm, t.regressor.MicroBatch = c.ClipNorm, c.MicroBatch
 		t.params = t.regressor.Params()
 	} else {
 		t.classifier = NewClassifier(model, t.opt)
 		t.classifier.Smoothing, t.classifier.ClipNorm = c.LabelSmoothing, c.ClipNorm
+		t.classifier.MicroBatch = c.MicroBatch
 		t.params = t.classifier.Params()
 	}
 	if defaultDevice != engine.CPU {

@@ -142,12 +142,12 @@ func lrFindStep(model layers.Layer, c Config) (step func(b *data.Batch, lr float
 	opt := newOptimizer(c)
 	if c.Regression {
 		r := NewRegressor(model, opt)
-		r.ClipNorm = c.ClipNorm
+		r.ClipNorm, r.MicroBatch = c.ClipNorm, c.MicroBatch
 		return func(b *data.Batch, lr float64) (float64, error) { return r.TrainStep(b.X, b.Targets, lr) },
 			func() { ReleaseOptimizer(opt); r.ReleaseBuffers() }
 	}
 	cl := NewClassifier(model, opt)
-	cl.Smoothing, cl.ClipNorm = c.LabelSmoothing, c.ClipNorm
+	cl.Smoothing, cl.ClipNorm, cl.MicroBatch = c.LabelSmoothing, c.ClipNorm, c.MicroBatch
 	return func(b *data.Batch, lr float64) (float64, error) {
 		loss, _, err := cl.TrainStep(b.X, b.Labels, lr)
 		return loss, err

@@ -57,10 +57,23 @@ func (o *AdamW) Release() {
 }
 
 // ReleaseBuffers frees the loss's buffers (made again by the next step).
-func (c *Classifier) ReleaseBuffers() { engine.Drop(&c.probs, &c.dlogits) }
+func (c *Classifier) ReleaseBuffers() {
+	engine.Drop(&c.probs, &c.dlogits)
+	c.views = dropViews(c.views)
+}
 
 // ReleaseBuffers frees the loss's buffer (made again by the next step).
-func (r *Regressor) ReleaseBuffers() { engine.Drop(&r.dpred) }
+func (r *Regressor) ReleaseBuffers() {
+	engine.Drop(&r.dpred)
+	r.views, r.tviews = dropViews(r.views), dropViews(r.tviews)
+}
+
+// dropViews lets go of the micro-batches' views of a batch (they hold its
+// data; the next step makes them again).
+func dropViews(v []*engine.Tensor) []*engine.Tensor {
+	clear(v)
+	return v[:0]
+}
 
 // Release frees the training set's device copy and its batch buffer. Nil
 // (a set kept on the host) is fine.

@@ -53,6 +53,7 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 	f.StringVar(&o.device, "device", "cpu", "cpu, cuda or auto")
 	f.StringVar(&o.precision, "precision", "fp32", "what the products multiply in: fp32, tf32 (GPU) or bf16")
 	f.IntVar(&o.batch, "batch", 64, "batch size")
+	f.IntVar(&o.microBatch, "micro-batch", 0, "run forward and backward N samples at a time, one update per batch (CPU; 0: the whole batch)")
 	f.IntVar(&o.classes, "classes", 10, "number of classes")
 	f.IntVar(&o.steps, "steps", 20, "timed steps (at least)")
 	f.IntVar(&o.warmup, "warmup", 3, "untimed warm-up steps")
@@ -73,6 +74,7 @@ type benchFlags struct {
 	model, input, device string
 	precision            string
 	batch, steps, warmup int
+	microBatch           int
 	threads, classes     int
 	seconds              float64
 	asJSON, memStats     bool
@@ -96,8 +98,8 @@ func runBench(o benchFlags) (err error) {
 	if err != nil {
 		return usageError{err}
 	}
-	if o.batch < 1 || o.steps < 0 || o.warmup < 0 || o.seconds < 0 {
-		return usageError{fmt.Errorf("--batch must be positive and --steps, --warmup, --seconds not negative")}
+	if o.batch < 1 || o.steps < 0 || o.warmup < 0 || o.seconds < 0 || o.microBatch < 0 {
+		return usageError{fmt.Errorf("--batch must be positive and --steps, --warmup, --seconds, --micro-batch not negative")}
 	}
 	if err := checkBenchRanks(o.batch, dev); err != nil {
 		return err
@@ -133,7 +135,7 @@ func runBench(o benchFlags) (err error) {
 	res, err := bench.TimeSteps(bench.StepTimingConfig{
 		Model: o.model, Spec: spec, Batch: o.batch, Warmup: o.warmup, Steps: o.steps,
 		MinDur: time.Duration(o.seconds * float64(time.Second)), Device: dev, World: benchWorld(world), BucketBytes: buckets,
-		Precision: prec, Profile: o.kernelProfile, NoCUDAGraph: o.noCUDAGraph,
+		Precision: prec, Profile: o.kernelProfile, NoCUDAGraph: o.noCUDAGraph, MicroBatch: o.microBatch,
 	})
 	if err != nil || !rank0 {
 		return err
