@@ -166,7 +166,7 @@ func SettingsDiff(run, now any) string {
 func (f *fitRun) sameSettings(path string, run json.RawMessage) error {
 	if d := configDiff(run, resumeKey(f.c)); d != "" {
 		return fmt.Errorf("resume: the configuration differs from the run in %s: %s (only --run-dir, --threads, "+
-			"--device, --data-dir, --precision and --stop-after-epoch may change)", filepath.Dir(path), d)
+			"--device, --data-dir, --precision, --micro-batch and --stop-after-epoch may change)", filepath.Dir(path), d)
 	}
 	return nil
 }
@@ -215,6 +215,7 @@ func resumeKey(c Config) json.RawMessage {
 	c.NoCUDAGraph = false
 	c.Precision = ""                 // the checkpoint holds float32 masters whatever the precision
 	c.WorldSize, c.SyncBN = 0, false // issue 18: a run resumes with another number of ranks
+	c.MicroBatch = 0                 // the same steps, in other pieces
 	b, _ := json.Marshal(c)
 	return b
 }
