@@ -95,9 +95,10 @@ def run_torch(model, batch, inp, tt, bt, seconds, precision):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_kiln(kiln, model, batch, inp, seconds, precision):
+def run_kiln(kiln, model, batch, inp, seconds, precision, micro_batch=0):
     out = subprocess.run([kiln, "bench", "--model", model, "--batch", str(batch), "--input", inp,
-                          "--device", "cpu", "--seconds", str(seconds), "--json", "--precision", precision],
+                          "--device", "cpu", "--seconds", str(seconds), "--json", "--precision", precision,
+                          "--micro-batch", str(micro_batch)],
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"kiln bench failed: {out.stderr.strip()[-500:]}")
@@ -136,9 +137,10 @@ def run_case(args, model, batch, inp, combos):
     best = max(combos, key=lambda c: probe[f"torch{c[0]}/openblas{c[1]}"])
     kiln_runs, torch_runs, fp32_runs, kparams, tparams, kisa = [], [], [], None, None, None
     for _ in range(args.rounds):
-        k = run_kiln(args.kiln, model, batch, inp, args.seconds, args.precision)
+        k = run_kiln(args.kiln, model, batch, inp, args.seconds, args.precision, args.micro_batch)
         if args.precision != "fp32":
-            fp32_runs.append(run_kiln(args.kiln, model, batch, inp, args.seconds, "fp32")["train_images_per_sec"])
+            fp32_runs.append(run_kiln(args.kiln, model, batch, inp, args.seconds, "fp32",
+                                      args.micro_batch)["train_images_per_sec"])
         t = run_torch(model, batch, inp, best[0], best[1], args.seconds, args.precision)
         kiln_runs.append(k["train_images_per_sec"])
         torch_runs.append(t["train_images_per_sec"])
@@ -180,6 +182,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "..", "results"), help="results folder")
     ap.add_argument("--isa", choices=sorted(ISA_ENV), default="native",
                     help="cap both sides at this ISA level (avx2: stand in for an AVX2-only machine)")
+    ap.add_argument("--micro-batch", type=int, default=0,
+                    help="Kiln's --micro-batch (both of its precisions; models without batch norm only)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: Kiln --precision bf16 against PyTorch's CPU autocast bf16, with Kiln fp32 in the same rounds")
     args = ap.parse_args()
@@ -219,13 +223,15 @@ def main():
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "torch": torch_version, "torch_blas": blas, "kiln_commit": rev, "rounds": args.rounds,
               "isa": args.isa, "isa_env": ISA_ENV[args.isa], "openblas_coretype_set": kernels_note, "precision": args.precision,
+              "kiln_micro_batch": args.micro_batch,
               "seconds_per_run": args.seconds, "results": results}
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.date.today().isoformat()
     # One file per run: the date and commit name it, and a rerun of the same commit adds a
     # number instead of replacing the earlier figures.
     name = (f"cpu-{cores}core-{stamp}-{rev or 'nogit'}" + ("" if args.isa == "native" else f"-{args.isa}")
-            + ("" if args.precision == "fp32" else f"-{args.precision}"))
+            + ("" if args.precision == "fp32" else f"-{args.precision}")
+            + ("" if not args.micro_batch else f"-mb{args.micro_batch}"))
     base = os.path.join(args.out, name)
     n = 2
     while os.path.exists(base + ".json"):
@@ -243,7 +249,9 @@ def main():
                 f"Medians of {args.rounds} alternating runs of ≥{args.seconds:g} s each; "
                 f"synthetic batch; SGD momentum 0.9; precision {args.precision}"
                 + (" (Kiln --precision bf16; PyTorch torch.autocast('cpu', bfloat16); Kiln fp32 in the same rounds)"
-                   if args.precision != "fp32" else "") + "."
+                   if args.precision != "fp32" else "")
+                + (f"; Kiln --micro-batch {args.micro_batch} (the batch's one step in pieces of {args.micro_batch}; "
+                   f"PyTorch the whole batch)" if args.micro_batch else "") + "."
                 + (f" {kernels_note}." if kernels_note else "") + "\n\n")
         bf = args.precision != "fp32"
         f.write("| model | batch | input | params | Kiln | PyTorch (best setting) | Kiln/PyTorch |"
