@@ -80,7 +80,8 @@ func (c *Classifier) crossEntropy(labels []int32, correct *int, stop bool) lossG
 // (engine.SoftmaxCrossEntropyLogged) instead of coming back, so that a step
 // on the GPU waits for nothing: Fit reads the log every so many steps. A
 // loss that is not finite does not stop the step; the log's reader sees it.
-// In micro-batches (CPU only) the step's record is the sum of theirs.
+// In micro-batches (CPU only) the step's one record is the batch's mean loss
+// and correct count, added up on the host.
 func (c *Classifier) TrainStepLogged(x *engine.Tensor, labels []int32, lr float64, log *engine.LossLog) error {
 	if c.MicroBatch > 0 && c.MicroBatch < x.Dim(0) {
 		correct := 0
@@ -162,7 +163,7 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAft
 // update for the batch, and the activations kept for a backward pass are a
 // micro-batch's. That is for the CPU's caches: gMLP's activations at batch
 // 128 are 8 MB a tensor and go to memory between every two ops, a
-// micro-batch's stay in L2 (1.3–1.45× the images/s on a 2-core Xeon,
+// micro-batch's stay in L2 (1.2–1.4× the images/s on a 2-core Xeon,
 // bench/results). Layers that mix the rows of a batch (batch norm) are
 // refused where the micro-batch is set (CheckMicroBatch). On the GPU a
 // micro-batch's loss would have to be read back: refused.
