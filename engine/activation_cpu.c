@@ -123,6 +123,29 @@ BODY void kiln_act_backward_f32_body(float *restrict dx, const float *restrict d
 	}
 }
 
+// GELU's forward that keeps its derivative for the backward: out as
+// kiln_act_forward_f32 (kind 2) computes it and deriv = Φ(v) + v·φ(v) as
+// kiln_act_backward_f32 does, from the one erf and exp, so that
+// kiln_mul_f32(dx, dout, deriv) gives the backward's bits.
+BODY void kiln_gelu_forward_deriv_f32_body(float *restrict out, float *restrict deriv, const float *restrict x,
+                                           size_t n) {
+	for (size_t i = 0; i < n; i++) {
+		float v = x[i], e;
+		float r = erf_exp(v * 0.70710678118654752f, &e);
+		out[i] = 0.5f * v * (1.0f + r);
+		float cdf = 0.5f * (1.0f + r);
+		float pdf = 0.3989422804014327f * e;
+		deriv[i] = cdf + v * pdf;
+	}
+}
+
+// dx = a·b element by element; dx may be a or b.
+BODY void kiln_mul_f32_body(float *dx, const float *a, const float *b, size_t n) {
+	for (size_t i = 0; i < n; i++) dx[i] = a[i] * b[i];
+}
+
+KILN_ISA_DISPATCH(kiln_gelu_forward_deriv_f32, (float *restrict out, float *restrict deriv, const float *restrict x, size_t n), (out, deriv, x, n))
+KILN_ISA_DISPATCH(kiln_mul_f32, (float *dx, const float *a, const float *b, size_t n), (dx, a, b, n))
 KILN_ISA_DISPATCH(kiln_act_forward_f32, (float *restrict out, const float *restrict x, size_t n, int kind), (out, x, n, kind))
 KILN_ISA_DISPATCH(kiln_act_backward_f32, (float *restrict dx, const float *restrict dout, const float *restrict x, const float *restrict y, size_t n, int kind), (dx, dout, x, y, n, kind))
 

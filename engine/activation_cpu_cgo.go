@@ -30,3 +30,18 @@ func activationC[T Float](dst, a, x, y []T, kind Activation, backward bool) bool
 	}
 	return true
 }
+
+// geluDerivC runs GELU's forward with its derivative (dst = GELU(a), y = f'(a))
+// or the backward from it (dst = a·y) in C for float32, and reports whether it did.
+func geluDerivC[T Float](dst, a, y []T, backward bool) bool {
+	if isFloat64[T]() || len(dst) == 0 {
+		return false
+	}
+	p := func(s []T) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
+	if backward {
+		C.kiln_mul_f32(p(dst), p(a), p(y), C.size_t(len(dst)))
+	} else {
+		C.kiln_gelu_forward_deriv_f32(p(dst), p(y), p(a), C.size_t(len(dst)))
+	}
+	return true
+}

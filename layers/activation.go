@@ -17,6 +17,10 @@ type Act struct {
 	// forward and backward pass through.
 	pool   *MaxPool2D
 	pooled bool
+	// derived: this step's forward kept GELU's derivative in dx, the
+	// backward's own buffer (engine.GELUForwardDeriv: training on the CPU);
+	// eval: SetTraining(false), when nothing will go backward.
+	derived, eval bool
 }
 
 // NewReLU, NewGELU, NewSigmoid and NewTanh make activation layers.
@@ -32,6 +36,11 @@ func (a *Act) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 		return x, nil
 	}
 	a.out = engine.EnsureLike(a.out, x, x.Shape()...)
+	a.derived = a.Kind == engine.GELU && !a.eval && x.Device() == engine.CPU
+	if a.derived {
+		a.dx = engine.EnsureLike(a.dx, x, x.Shape()...)
+		return a.out, engine.GELUForwardDeriv(a.out, a.dx, x)
+	}
 	return a.out, engine.ActivationForward(a.out, x, a.Kind)
 }
 
@@ -39,6 +48,13 @@ func (a *Act) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	if a.fused || a.pooled {
 		return dout, nil
 	}
+	if a.derived && dout.SameShape(a.dx.Shape()...) {
+		a.derived = false // the derivative is used up: dx takes its place
+		return a.dx, engine.GELUBackwardDeriv(a.dx, dout, a.dx)
+	}
 	a.dx = engine.EnsureLike(a.dx, dout, dout.Shape()...)
 	return a.dx, engine.ActivationBackward(a.dx, dout, a.x, a.out, a.Kind)
 }
+
+// SetTraining(false) stops GELU's forward from keeping its derivative.
+func (a *Act) SetTraining(t bool) { a.eval = !t }

@@ -166,3 +166,36 @@ func TestGradientPatchEmbedTokenMean(t *testing.T) {
 	s := (&Sequential{}).Append("patch", NewPatchEmbed(rng, 3, 2, 5)).Append("mean", &TokenMean{})
 	checkLayer(t, s, 17, gradcheck.Options{}, 2, 3, 4, 6)
 }
+
+// GELU's layer keeps its derivative in training (engine.GELUForwardDeriv)
+// and gives the recomputing backward's bits; evaluating keeps none, and a
+// backward after it still recomputes from the input.
+func TestGELULayerKeepsItsDerivative(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	x, dout := engine.New(engine.Float32, 6, 50), engine.New(engine.Float32, 6, 50)
+	uniform(x, rng, 4)
+	uniform(dout, rng, 1)
+	want := engine.New(engine.Float32, 6, 50)
+	if err := engine.ActivationBackward(want, dout, x, nil, engine.GELU); err != nil {
+		t.Fatal(err)
+	}
+	a := NewGELU()
+	for _, training := range []bool{true, false} {
+		a.SetTraining(training)
+		if _, err := a.Forward(x); err != nil {
+			t.Fatal(err)
+		}
+		if a.derived != training {
+			t.Errorf("training %v: derivative kept %v", training, a.derived)
+		}
+		dx, err := a.Backward(dout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range dx.Float32() {
+			if v != want.Float32()[i] {
+				t.Fatalf("training %v: dx[%d] %v, recomputed %v", training, i, v, want.Float32()[i])
+			}
+		}
+	}
+}

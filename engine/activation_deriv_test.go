@@ -1,0 +1,48 @@
+package engine_test
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/internal/gradcheck"
+)
+
+// GELU's forward that keeps its derivative gives ActivationForward's bits,
+// and the product backward from it ActivationBackward's, at every ISA level
+// the CPU runs and in float64, on lengths short of a vector and long enough
+// for the workers, in place over the derivative too.
+func TestGELUDerivGivesTheActivationsBits(t *testing.T) {
+	defer restoreISA(t)()
+	rng := rand.New(rand.NewPCG(8, 9))
+	for _, n := range []int{1, 7, 33, 40009} {
+		x64, dout64 := gradcheck.Rand(rng, -6, 6, n), gradcheck.Rand(rng, -1, 1, n)
+		for _, level := range engine.CPUISAs() {
+			opsMust(t, engine.SetCPUISA(level))
+			for _, dt := range []engine.DType{engine.Float32, engine.Float64} {
+				if dt == engine.Float64 && level != engine.CPUISAs()[0] {
+					continue // float64 stays in Go
+				}
+				x, dout := x64.As(dt), dout64.As(dt)
+				want, wantDx := engine.New(dt, n), engine.New(dt, n)
+				opsMust(t, engine.ActivationForward(want, x, engine.GELU))
+				opsMust(t, engine.ActivationBackward(wantDx, dout, x, nil, engine.GELU))
+				out, deriv, dx := engine.New(dt, n), engine.New(dt, n), engine.New(dt, n)
+				opsMust(t, engine.GELUForwardDeriv(out, deriv, x))
+				opsMust(t, engine.GELUBackwardDeriv(dx, dout, deriv))
+				what := level + " " + dt.String()
+				opsClose(t, what+" forward", out, want, 0, 0)
+				opsClose(t, what+" backward", dx, wantDx, 0, 0)
+				opsMust(t, engine.GELUBackwardDeriv(deriv, dout, deriv))
+				opsClose(t, what+" backward in place", deriv, wantDx, 0, 0)
+			}
+		}
+	}
+}
+
+func TestGELUDerivShapeErrors(t *testing.T) {
+	a, b := engine.New(engine.Float32, 2, 3), engine.New(engine.Float32, 3, 2)
+	opsShapeError(t, engine.GELUForwardDeriv(a, a, b), "GELUForwardDeriv")
+	opsShapeError(t, engine.GELUForwardDeriv(a, nil, a), "GELUForwardDeriv")
+	opsShapeError(t, engine.GELUBackwardDeriv(a, a, engine.New(engine.Float64, 2, 3)), "GELUBackwardDeriv")
+}
