@@ -44,7 +44,7 @@ func Release(l Layer) {
 
 func (a *Act) ReleaseBuffers() {
 	engine.Drop(&a.out, &a.dx)
-	a.x = nil
+	a.x, a.derived = nil, false // the derivative kept in dx goes with it
 }
 
 func (a *ChannelAttention) ReleaseBuffers() {
