@@ -11,7 +11,8 @@ import (
 // GELU's forward that keeps its derivative gives ActivationForward's bits,
 // and the product backward from it ActivationBackward's, at every ISA level
 // the CPU runs and in float64, on lengths short of a vector and long enough
-// for the workers, in place over the derivative too.
+// for the workers, in place over the derivative too. (The portable float32
+// loops, on arm64, round the kept derivative once more: within an ulp.)
 func TestGELUDerivGivesTheActivationsBits(t *testing.T) {
 	defer restoreISA(t)()
 	rng := rand.New(rand.NewPCG(8, 9))
@@ -31,10 +32,14 @@ func TestGELUDerivGivesTheActivationsBits(t *testing.T) {
 				opsMust(t, engine.GELUForwardDeriv(out, deriv, x))
 				opsMust(t, engine.GELUBackwardDeriv(dx, dout, deriv))
 				what := level + " " + dt.String()
+				rtol := 0.0 // the same bits
+				if dt == engine.Float32 && !engine.ActivationsInC() {
+					rtol = 2e-7 // the portable loops: the kept derivative's one more rounding
+				}
 				opsClose(t, what+" forward", out, want, 0, 0)
-				opsClose(t, what+" backward", dx, wantDx, 0, 0)
+				opsClose(t, what+" backward", dx, wantDx, 0, rtol)
 				opsMust(t, engine.GELUBackwardDeriv(deriv, dout, deriv))
-				opsClose(t, what+" backward in place", deriv, wantDx, 0, 0)
+				opsClose(t, what+" backward in place", deriv, wantDx, 0, rtol)
 			}
 		}
 	}
