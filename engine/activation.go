@@ -157,19 +157,21 @@ var activationTasks = [2]taskPool{
 // runActivation runs the forward (dst = f(a)) or backward (dst = a·f'(x, y))
 // kernel, split over the workers when the tensor is large.
 func runActivation[T Float](dstT, aT, xT, yT *Tensor, kind Activation, backward bool) {
-	dst, a, x, y := dataAs[T](dstT), dataAs[T](aT), dataAs[T](xT), dataAs[T](yT)
-	n := len(dst)
+	runActivationTask(activationTask[T]{dst: dataAs[T](dstT), a: dataAs[T](aT), x: dataAs[T](xT), y: dataAs[T](yT),
+		kind: kind, backward: backward})
+}
+
+// runActivationTask runs task over its whole dst, on the workers when it is
+// large.
+func runActivationTask[T Float](task activationTask[T]) {
+	n := len(task.dst)
 	if n < parallelMinElems {
-		if backward {
-			activationBackward(dst, a, x, y, kind)
-		} else {
-			activationForward(dst, a, kind)
-		}
+		task.run(0, 0, n)
 		return
 	}
 	p := &activationTasks[dtypeIndex[T]()]
 	t := p.Get().(*activationTask[T])
-	*t = activationTask[T]{dst, a, x, y, kind, backward, false}
+	*t = task
 	parallelFor(n, t)
 	*t = activationTask[T]{}
 	p.Put(t)
@@ -218,17 +220,8 @@ func runGELUDeriv(op string, dst, a, y *Tensor, backward bool) error {
 }
 
 func runGELUDerivOn[T Float](dstT, aT, yT *Tensor, backward bool) {
-	dst, a, y := dataAs[T](dstT), dataAs[T](aT), dataAs[T](yT)
-	if len(dst) < parallelMinElems {
-		geluDeriv(dst, a, y, backward)
-		return
-	}
-	p := &activationTasks[dtypeIndex[T]()]
-	t := p.Get().(*activationTask[T])
-	*t = activationTask[T]{dst: dst, a: a, y: y, backward: backward, deriv: true}
-	parallelFor(len(dst), t)
-	*t = activationTask[T]{}
-	p.Put(t)
+	runActivationTask(activationTask[T]{dst: dataAs[T](dstT), a: dataAs[T](aT), y: dataAs[T](yT), backward: backward,
+		deriv: true})
 }
 
 // geluDeriv is runGELUDeriv's loop: float32 in C, float64 here.

@@ -163,9 +163,6 @@ func linearBackward[T Float](prec Precision, mode GradMode, dxT, dwT, dbT, doutT
 	}
 }
 
-// sumRows adds the n rows of dout (n, o) into db (o), one row after the
-// other (the same order for every element at every level): in C for float32
-// (elementwise_cpu.c, the same bits), else this loop.
 // addBiasRows is addRowBias on m rows of n that are ldc apart (bias nil:
 // nothing).
 func addBiasRows[T Float](c []T, ldc int, bias []T, m, n int) {
@@ -174,6 +171,9 @@ func addBiasRows[T Float](c []T, ldc int, bias []T, m, n int) {
 	}
 }
 
+// sumRows adds the n rows of dout (n, o) into db (o), one row after the
+// other (the same order for every element at every level): in C for float32
+// (elementwise_cpu.c, the same bits), else this loop.
 func sumRows[T Float](db, dout []T, n, o int) {
 	db, dout = db[:o], dout[:n*o]
 	if sumRowsC(db, dout, n, o) {
