@@ -154,6 +154,17 @@ func LoadConfigFile(path string, base Config) (Config, error) {
 	return c, nil
 }
 
+// LoadRunConfig reads a run's configuration file over its own model's
+// recipe (DefaultConfigFor), as the run resolved it: a setting the file
+// leaves out (nesterov: false, omitted) is the recipe's, not DefaultConfig's.
+func LoadRunConfig(path string) (Config, error) {
+	c, err := LoadConfigFile(path, DefaultConfig())
+	if err != nil {
+		return c, err
+	}
+	return LoadConfigFile(path, DefaultConfigFor(c.Model, c.Dataset))
+}
+
 // ParseConfig reads the settings in b (JSON when isJSON, YAML otherwise)
 // over base, as LoadConfigFile does with a file's bytes.
 func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {

@@ -172,3 +172,18 @@ func TestTuneIntoABusyDirIsRefused(t *testing.T) {
 		t.Fatalf("a tune that never started left %s: %v", fresh, err)
 	}
 }
+
+// A model whose recipe differs from the defaults (gmlp: AdamW, no Nesterov)
+// resumes as finished too: the run's config.yaml is read over that recipe,
+// not over the defaults, so nothing seems to differ.
+func TestResumeOfAFinishedGMLPRun(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"train", "--dataset", "mnist", "--model", "gmlp", "--hidden", "16", "--depth", "1", "--subset", "0.01",
+		"--epochs", "1", "--device", "cpu", "--run-dir", "r"}
+	mustRun(t, dir, args...)
+	for _, resume := range [][]string{{"train", "--run-dir", "r", "--resume"}, append(args, "--resume")} {
+		if r := mustRun(t, dir, resume...); !strings.Contains(r.stdout, "has finished") {
+			t.Errorf("%s printed:\n%s", strings.Join(resume, " "), r.stdout)
+		}
+	}
+}

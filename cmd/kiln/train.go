@@ -244,7 +244,7 @@ func trainRank(c trainer.Config, world *mpi.World) (err error) {
 // continued, and saying nothing would pass for having done so.
 func printFinished(c trainer.Config) error {
 	dir := c.RunDir
-	if was, err := trainer.LoadConfigFile(filepath.Join(dir, trainer.ConfigFile), trainer.DefaultConfig()); err == nil {
+	if was, err := trainer.LoadRunConfig(filepath.Join(dir, trainer.ConfigFile)); err == nil {
 		if d := trainer.ResumeDiff(was, c); d != "" {
 			return usageError{fmt.Errorf("--resume: %s has finished, and a finished run is not continued: the settings "+
 				"given differ from its own (%s); train a new run (another --run-dir)", dir, d)}
