@@ -43,7 +43,8 @@ type StepTimingConfig struct {
 	// one CUDA graph once the step repeats (engine.StepGraph).
 	NoCUDAGraph bool
 	// MicroBatch runs each step's forward and backward that many rows at a
-	// time (trainer.Classifier.MicroBatch; CPU only, no batch norm).
+	// time (trainer.Classifier.MicroBatch; CPU only, no batch norm); 0 lets
+	// trainer.MicroBatchRule choose, -1 runs the batch whole.
 	MicroBatch int
 }
 
@@ -63,7 +64,7 @@ type StepTiming struct {
 	FinalLoss         float64 `json:"final_loss"`
 	CPUISA            string  `json:"cpu_isa"` // the C fast paths' level (engine.CPUISA)
 	Precision         string  `json:"precision"`
-	MicroBatch        int     `json:"micro_batch,omitempty"`
+	MicroBatch        int     `json:"micro_batch,omitempty"` // the micro-batch the steps ran (absent: the whole batch)
 	// CPUBF16 is what a CPU's bf16 products ran on: amx, or avx512_bf16
 	// (no AMX, or $KILN_CPU_AMX=off).
 	CPUBF16 string `json:"cpu_bf16,omitempty"`
@@ -151,7 +152,7 @@ func TimeSteps(c StepTimingConfig) (StepTiming, error) {
 		Threads:           engine.Threads(),
 		CPUISA:            engine.CPUISA(),
 		Precision:         c.Precision.String(),
-		MicroBatch:        c.MicroBatch,
+		MicroBatch:        r.step.MicroBatchFor(r.x.Dim(0), c.Device),
 		Steps:             n,
 		Seconds:           el,
 		StepMillis:        el / float64(n) * 1e3,
@@ -237,7 +238,12 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 		}
 		return nil, err
 	}
-	if err := trainer.CheckMicroBatch(net, c.MicroBatch); err != nil {
+	var auto trainer.MicroBatchRule
+	err := trainer.CheckMicroBatch(net, c.MicroBatch)
+	if err == nil && c.MicroBatch == 0 {
+		auto, err = trainer.AutoMicroBatch(net)
+	}
+	if err != nil {
 		for _, f := range frees {
 			f()
 		}
@@ -245,7 +251,7 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 	}
 	opt := &trainer.SGD{Momentum: 0.9}
 	step := trainer.NewClassifier(net, opt)
-	step.MicroBatch = c.MicroBatch
+	step.MicroBatch, step.AutoMicro = c.MicroBatch, auto
 	r := &stepRun{step: step, x: x, labels: labels, losses: engine.NewLossLog(50)}
 	graphDev := c.Device
 	if c.NoCUDAGraph || sizeOf(c.World) > 1 {

@@ -38,7 +38,7 @@ type Config struct {
 
 	Epochs         int     `json:"epochs" yaml:"epochs"`
 	Batch          int     `json:"batch" yaml:"batch"`
-	MicroBatch     int     `json:"micro_batch,omitempty" yaml:"micro_batch,omitempty"` // samples a forward and backward take at a time (0: the batch)
+	MicroBatch     int     `json:"micro_batch,omitempty" yaml:"micro_batch,omitempty"` // samples a forward and backward take at a time (0: Kiln's choice, MicroBatchRule; -1: the batch)
 	DropLast       bool    `json:"drop_last" yaml:"drop_last"`
 	LR             float64 `json:"lr" yaml:"lr"`
 	Optimizer      string  `json:"optimizer" yaml:"optimizer"`
@@ -410,7 +410,7 @@ var numberRules = []numberRule{
 	{"dropout", func(c *Config) float64 { return c.Dropout }, closedOpen(0, 1), "in [0, 1) (0: the model's default)", false},
 	{"epochs", func(c *Config) float64 { return float64(c.Epochs) }, atLeast(1), "at least 1", true},
 	{"batch", func(c *Config) float64 { return float64(c.Batch) }, atLeast(1), "at least 1", true},
-	{"micro_batch", func(c *Config) float64 { return float64(c.MicroBatch) }, atLeast(0), "at least 0 (0: the whole batch at once)", true},
+	{"micro_batch", func(c *Config) float64 { return float64(c.MicroBatch) }, atLeast(-1), "at least -1 (0: chosen by Kiln; -1: the whole batch at once)", true},
 	{"lr", func(c *Config) float64 { return c.LR }, positive, "a finite number > 0", false},
 	{"momentum", func(c *Config) float64 { return c.Momentum }, closedOpen(0, 1), "in [0, 1)", false},
 	{"weight_decay", func(c *Config) float64 { return c.WeightDecay }, atLeast(0), "a finite number ≥ 0", false},

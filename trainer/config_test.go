@@ -94,7 +94,7 @@ var numericCases = []numericCase{
 	{"dropout", "1", "in [0, 1)"},
 	{"epochs", "0", "at least 1"},
 	{"batch", "0", "at least 1"},
-	{"micro_batch", "-1", "at least 0"},
+	{"micro_batch", "-2", "at least -1"},
 	{"lr", "0", "> 0"},
 	{"momentum", "1", "in [0, 1)"},
 	{"weight_decay", "-1", "≥ 0"},

@@ -107,6 +107,7 @@ type Trainer struct {
 	precision  engine.Precision
 	xDev, yDev *engine.Tensor    // training batches on the device (reused)
 	graphStats engine.GraphStats // what the last Fit's step graph did (stepgraph.go)
+	autoMicro  MicroBatchRule    // micro_batch 0's choice (microbatch.go)
 	evX, ev    *engine.Tensor    // an evaluation's batch on the device, results back
 }
 
@@ -120,15 +121,19 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 	if err := CheckMicroBatch(model, c.MicroBatch); err != nil {
 		return nil, err
 	}
-	t := &Trainer{Config: c, Model: model, Log: zerolog.Nop(), opt: newOptimizer(c)}
+	auto, err := autoMicroFor(model, c.MicroBatch)
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{Config: c, Model: model, Log: zerolog.Nop(), opt: newOptimizer(c), autoMicro: auto}
 	if c.Regression {
 		t.regressor = NewRegressor(model, t.opt)
-		t.regressor.ClipNorm, t.regressor.MicroBatch = c.ClipNorm, c.MicroBatch
+		t.regressor.ClipNorm, t.regressor.MicroBatch, t.regressor.AutoMicro = c.ClipNorm, c.MicroBatch, auto
 		t.params = t.regressor.Params()
 	} else {
 		t.classifier = NewClassifier(model, t.opt)
 		t.classifier.Smoothing, t.classifier.ClipNorm = c.LabelSmoothing, c.ClipNorm
-		t.classifier.MicroBatch = c.MicroBatch
+		t.classifier.MicroBatch, t.classifier.AutoMicro = c.MicroBatch, auto
 		t.params = t.classifier.Params()
 	}
 	if defaultDevice != engine.CPU {
@@ -384,11 +389,15 @@ func (f *fitRun) resumeFrom(path string) error {
 
 func (f *fitRun) logStart() {
 	t, c, s := f.t, f.c, f.s
-	t.Log.Info().Str("model", c.Model).Str("dataset", s.Train.Name).Int("params", layers.CountParams(t.Model)).
+	ev := t.Log.Info().Str("model", c.Model).Str("dataset", s.Train.Name).Int("params", layers.CountParams(t.Model)).
 		Int("train", s.Train.Len()).Int("val", lenOf(s.Val)).Int("test", lenOf(s.Test)).
 		Int("batches_per_epoch", f.nb).Int("epochs", c.Epochs).Int("total_steps", f.nb*c.Epochs).
 		Str("schedule", f.sched.Config().Kind).Float64("lr", c.LR).Str("optimizer", c.Optimizer).
-		Int("threads", engine.Threads()).Stringer("precision", t.precision).Msg("training")
+		Int("threads", engine.Threads()).Stringer("precision", t.precision)
+	if n := t.microBatchFor(c.Batch / t.world().Size()); n > 0 {
+		ev = ev.Int("micro_batch", n) // a rank's batch in pieces of n
+	}
+	ev.Msg("training")
 	if t.Progress != nil && !f.trainingDone() {
 		// Counted in images, so the rate it shows is images/s.
 		f.bar = progressbar.NewOptions(f.loader.SamplesPerEpoch()*c.Epochs, progressbar.OptionSetWriter(t.Progress),

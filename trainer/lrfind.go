@@ -110,7 +110,7 @@ func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptio
 // rangeTestOn runs the range test on train and suggests a learning rate.
 func (t *Trainer) rangeTestOn(ctx context.Context, train *data.Dataset, o LRFindOptions) (*LRFindResult, error) {
 	c := t.Config
-	step, release := lrFindStep(t.Model, c)
+	step, release := lrFindStep(t.Model, c, t.autoMicro)
 	defer release()
 	loader, err := data.NewLoader(train, data.LoaderOptions{BatchSize: c.Batch, Shuffle: true, DropLast: c.DropLast,
 		Augment: c.Augment, Seed: c.Seed})
@@ -135,19 +135,19 @@ func (t *Trainer) rangeTestOn(ctx context.Context, train *data.Dataset, o LRFind
 	return res, nil
 }
 
-// lrFindStep is a training step of model under c with an optimiser of its
-// own, so that the range test leaves the trainer's optimiser state alone;
+// lrFindStep is a training step of model under c (auto: micro_batch 0's
+// rule) with an optimiser of its own, so that the range test leaves the trainer's optimiser state alone;
 // release frees that optimiser's state and the step's buffers.
-func lrFindStep(model layers.Layer, c Config) (step func(b *data.Batch, lr float64) (float64, error), release func()) {
+func lrFindStep(model layers.Layer, c Config, auto MicroBatchRule) (step func(b *data.Batch, lr float64) (float64, error), release func()) {
 	opt := newOptimizer(c)
 	if c.Regression {
 		r := NewRegressor(model, opt)
-		r.ClipNorm, r.MicroBatch = c.ClipNorm, c.MicroBatch
+		r.ClipNorm, r.MicroBatch, r.AutoMicro = c.ClipNorm, c.MicroBatch, auto
 		return func(b *data.Batch, lr float64) (float64, error) { return r.TrainStep(b.X, b.Targets, lr) },
 			func() { ReleaseOptimizer(opt); r.ReleaseBuffers() }
 	}
 	cl := NewClassifier(model, opt)
-	cl.Smoothing, cl.ClipNorm, cl.MicroBatch = c.LabelSmoothing, c.ClipNorm, c.MicroBatch
+	cl.Smoothing, cl.ClipNorm, cl.MicroBatch, cl.AutoMicro = c.LabelSmoothing, c.ClipNorm, c.MicroBatch, auto
 	return func(b *data.Batch, lr float64) (float64, error) {
 		loss, _, err := cl.TrainStep(b.X, b.Labels, lr)
 		return loss, err

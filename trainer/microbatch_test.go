@@ -160,7 +160,7 @@ func TestMicroBatchRegressionMatchesTheWholeBatch(t *testing.T) {
 }
 
 // Batch norm's statistics would be a micro-batch's: a model with it is
-// refused, and so is a negative micro-batch.
+// refused, and so is a micro-batch under -1 (-1: the whole batch; 0: Kiln's choice).
 func TestMicroBatchRefusesBatchNorm(t *testing.T) {
 	s := layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10}
 	c := DefaultConfig()
@@ -171,12 +171,12 @@ func TestMicroBatchRefusesBatchNorm(t *testing.T) {
 	if _, err := NewTrainer(c, buildMicro(t, "gmlp", s)); err != nil {
 		t.Errorf("gmlp with micro_batch 16: %v", err)
 	}
-	if err := CheckMicroBatch(buildMicro(t, "mlp", s), -1); err == nil {
-		t.Error("micro_batch -1 accepted")
+	if err := CheckMicroBatch(buildMicro(t, "mlp", s), -2); err == nil {
+		t.Error("micro_batch -2 accepted")
 	}
-	c.MicroBatch = -1
+	c.MicroBatch = -2
 	if err := c.ValidateTraining(); err == nil || !strings.Contains(err.Error(), "micro_batch") {
-		t.Errorf("config micro_batch -1: %v", err)
+		t.Errorf("config micro_batch -2: %v", err)
 	}
 }
 

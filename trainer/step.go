@@ -21,8 +21,11 @@ type Classifier struct {
 	// training averages the gradients over the ranks there.
 	Reduce func(params []*layers.Param) error
 	// MicroBatch, when above 0 and below a batch's rows, runs the batch's
-	// forward and backward that many rows at a time (microBatches).
+	// forward and backward that many rows at a time (microBatches); at 0
+	// AutoMicro chooses (its zero value: the whole batch), below 0 the batch
+	// runs whole.
 	MicroBatch int
+	AutoMicro  MicroBatchRule
 
 	params  []*layers.Param
 	grads   []*engine.Tensor // the step's gradient list, kept: a step allocates nothing
@@ -41,7 +44,7 @@ func NewClassifier(net layers.Layer, opt Optimizer) *Classifier {
 func (c *Classifier) Params() []*layers.Param { return c.params }
 
 func (c *Classifier) after() stepAfter {
-	return stepAfter{c.ClipNorm, c.Reduce, &c.grads, c.MicroBatch, &c.views}
+	return stepAfter{c.ClipNorm, c.Reduce, &c.grads, c.MicroBatch, c.AutoMicro, &c.views}
 }
 
 // TrainStep runs forward, loss, backward and one optimiser update on a batch,
@@ -83,7 +86,7 @@ func (c *Classifier) crossEntropy(labels []int32, correct *int, stop bool) lossG
 // In micro-batches (CPU only) the step's one record is the batch's mean loss
 // and correct count, added up on the host.
 func (c *Classifier) TrainStepLogged(x *engine.Tensor, labels []int32, lr float64, log *engine.LossLog) error {
-	if c.MicroBatch > 0 && c.MicroBatch < x.Dim(0) {
+	if m := c.after().size(x); m > 0 && m < x.Dim(0) {
 		correct := 0
 		loss, err := step(c.Net, c.params, c.Opt, c.after(), x, lr, c.crossEntropy(labels, &correct, false))
 		if err != nil {
@@ -106,9 +109,34 @@ type stepAfter struct {
 	clipNorm float64
 	reduce   func(params []*layers.Param) error
 	grads    *[]*engine.Tensor
-	// micro and views: the micro-batches' rows and their views (microBatches).
+	// micro, auto and views: the micro-batches' rows, chosen by auto at 0,
+	// and their views (microBatches).
 	micro int
+	auto  MicroBatchRule
 	views *[]*engine.Tensor
+}
+
+// size is the micro-batch a batch x is split into (0 or less: none).
+func (a stepAfter) size(x *engine.Tensor) int {
+	return microSize(a.micro, a.auto, x.Dim(0), x.Device())
+}
+
+// microSize is the micro-batch set as micro, or chosen by auto at 0, for a
+// batch of rows on dev: 0 where the batch runs whole.
+func microSize(micro int, auto MicroBatchRule, rows int, dev engine.Device) int {
+	if micro == 0 {
+		micro = auto.Size(rows, dev)
+	}
+	if micro <= 0 || micro >= rows {
+		return 0
+	}
+	return micro
+}
+
+// MicroBatchFor is the micro-batch TrainStep splits a batch of rows on dev
+// into: 0 where it runs whole.
+func (c *Classifier) MicroBatchFor(rows int, dev engine.Device) int {
+	return microSize(c.MicroBatch, c.AutoMicro, rows, dev)
 }
 
 // lossGrad is a step's loss: the mean loss of the outputs of a batch's rows
@@ -133,7 +161,7 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAft
 		return 0, err
 	}
 	var loss float64
-	err := microBatches(x, after.micro, after.views, func(xm *engine.Tensor, rows microBatch) error {
+	err := microBatches(x, after.size(x), after.views, func(xm *engine.Tensor, rows microBatch) error {
 		out, err := net.Forward(xm)
 		if err != nil {
 			return err
@@ -165,8 +193,9 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAft
 // 128 are 8 MB a tensor and go to memory between every two ops, a
 // micro-batch's stay in L2 (1.2–1.4× the images/s on a 2-core Xeon,
 // bench/results). Layers that mix the rows of a batch (batch norm) are
-// refused where the micro-batch is set (CheckMicroBatch). On the GPU a
-// micro-batch's loss would have to be read back: refused.
+// refused where the micro-batch is set (CheckMicroBatch) and left whole by
+// the automatic one (MicroBatchRule). On the GPU a micro-batch's loss would
+// have to be read back: refused.
 func microBatches(x *engine.Tensor, micro int, views *[]*engine.Tensor, f func(*engine.Tensor, microBatch) error) error {
 	rows := x.Dim(0)
 	if micro <= 0 || micro >= rows {
@@ -188,29 +217,6 @@ func microBatches(x *engine.Tensor, micro int, views *[]*engine.Tensor, f func(*
 		if err := f(v, microBatch{lo, n, float64(n) / float64(rows)}); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// CheckMicroBatch refuses a micro-batch for a model with a layer whose
-// output depends on the other rows of its batch: batch norm's statistics
-// would be a micro-batch's, not the batch's.
-func CheckMicroBatch(model layers.Layer, micro int) error {
-	if micro < 0 {
-		return fmt.Errorf("micro_batch %d: want at least 0 (0: the whole batch at once)", micro)
-	}
-	if micro == 0 {
-		return nil
-	}
-	var bn string
-	layers.WalkLayers(model, func(name string, l layers.Layer) {
-		if _, ok := l.(*layers.BatchNorm2D); ok && bn == "" {
-			bn = name
-		}
-	})
-	if bn != "" {
-		return fmt.Errorf("micro_batch %d: the model's batch norm (%s) would take its statistics over a micro-batch, "+
-			"not the batch; leave micro_batch at 0 for this model", micro, bn)
 	}
 	return nil
 }
@@ -351,8 +357,9 @@ type Regressor struct {
 	Opt      Optimizer
 	ClipNorm float64
 	Reduce   func(params []*layers.Param) error // as Classifier's
-	// MicroBatch is Classifier's.
+	// MicroBatch and AutoMicro are Classifier's.
 	MicroBatch int
+	AutoMicro  MicroBatchRule
 
 	params []*layers.Param
 	grads  []*engine.Tensor // as Classifier's
@@ -371,7 +378,7 @@ func NewRegressor(net layers.Layer, opt Optimizer) *Regressor {
 func (r *Regressor) Params() []*layers.Param { return r.params }
 
 func (r *Regressor) after() stepAfter {
-	return stepAfter{r.ClipNorm, r.Reduce, &r.grads, r.MicroBatch, &r.views}
+	return stepAfter{r.ClipNorm, r.Reduce, &r.grads, r.MicroBatch, r.AutoMicro, &r.views}
 }
 
 // TrainStep runs one step on predictions (N,1) against targets (N,1) and

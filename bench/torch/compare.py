@@ -135,7 +135,7 @@ def run_case(args, model, batch, inp, combos):
         probe[f"torch{tt}/openblas{bt}"] = r["train_images_per_sec"]
         print(f"   probe torch threads {tt}, OpenBLAS threads {bt}: {r['train_images_per_sec']:.0f} images/s", flush=True)
     best = max(combos, key=lambda c: probe[f"torch{c[0]}/openblas{c[1]}"])
-    kiln_runs, torch_runs, fp32_runs, kparams, tparams, kisa = [], [], [], None, None, None
+    kiln_runs, torch_runs, fp32_runs, kparams, tparams, kisa, kmicro = [], [], [], None, None, None, 0
     for _ in range(args.rounds):
         k = run_kiln(args.kiln, model, batch, inp, args.seconds, args.precision, args.micro_batch)
         if args.precision != "fp32":
@@ -144,11 +144,11 @@ def run_case(args, model, batch, inp, combos):
         t = run_torch(model, batch, inp, best[0], best[1], args.seconds, args.precision)
         kiln_runs.append(k["train_images_per_sec"])
         torch_runs.append(t["train_images_per_sec"])
-        kparams, tparams, kisa = k["params"], t["params"], k.get("cpu_isa")
+        kparams, tparams, kisa, kmicro = k["params"], t["params"], k.get("cpu_isa"), k.get("micro_batch", 0)
     km, tm = statistics.median(kiln_runs), statistics.median(torch_runs)
     row = {
         "model": model, "batch": batch, "input": inp,
-        "params_kiln": kparams, "params_torch": tparams, "kiln_cpu_isa": kisa,
+        "params_kiln": kparams, "params_torch": tparams, "kiln_cpu_isa": kisa, "kiln_ran_micro_batch": kmicro,
         "kiln_images_per_sec": km, "kiln_runs": kiln_runs,
         "torch_images_per_sec": tm, "torch_runs": torch_runs,
         "torch_setting": f"torch threads {best[0]}, OPENBLAS_NUM_THREADS={best[1]}",
@@ -159,7 +159,8 @@ def run_case(args, model, batch, inp, combos):
         row["kiln_over_kiln_fp32"] = km / row["kiln_fp32_images_per_sec"]
     if kparams != tparams:
         row["error"] = f"parameter counts differ: kiln {kparams}, torch {tparams}"
-    print(f"   kiln  {km:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in kiln_runs)}; ISA {kisa})")
+    print(f"   kiln  {km:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in kiln_runs)}; ISA {kisa}"
+          + (f"; micro-batch {kmicro}" if kmicro else "") + ")")
     print(f"   torch {tm:8.0f} images/s  (runs {', '.join(f'{v:.0f}' for v in torch_runs)}; {row['torch_setting']})")
     if fp32_runs:
         print(f"   kiln fp32 {row['kiln_fp32_images_per_sec']:8.0f} images/s  ({args.precision}/fp32 = {row['kiln_over_kiln_fp32']:.2f})")
@@ -183,7 +184,8 @@ def main():
     ap.add_argument("--isa", choices=sorted(ISA_ENV), default="native",
                     help="cap both sides at this ISA level (avx2: stand in for an AVX2-only machine)")
     ap.add_argument("--micro-batch", type=int, default=0,
-                    help="Kiln's --micro-batch (both of its precisions; models without batch norm only)")
+                    help="Kiln's --micro-batch (both of its precisions): 0 Kiln's own choice, as by default; "
+                         "-1 the whole batch; N pieces of N (models without batch norm only)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: Kiln --precision bf16 against PyTorch's CPU autocast bf16, with Kiln fp32 in the same rounds")
     args = ap.parse_args()
@@ -231,7 +233,7 @@ def main():
     # number instead of replacing the earlier figures.
     name = (f"cpu-{cores}core-{stamp}-{rev or 'nogit'}" + ("" if args.isa == "native" else f"-{args.isa}")
             + ("" if args.precision == "fp32" else f"-{args.precision}")
-            + ("" if not args.micro_batch else f"-mb{args.micro_batch}"))
+            + {0: "", -1: "-whole"}.get(args.micro_batch, f"-mb{args.micro_batch}"))
     base = os.path.join(args.out, name)
     n = 2
     while os.path.exists(base + ".json"):
@@ -251,7 +253,10 @@ def main():
                 + (" (Kiln --precision bf16; PyTorch torch.autocast('cpu', bfloat16); Kiln fp32 in the same rounds)"
                    if args.precision != "fp32" else "")
                 + (f"; Kiln --micro-batch {args.micro_batch} (the batch's one step in pieces of {args.micro_batch}; "
-                   f"PyTorch the whole batch)" if args.micro_batch else "") + "."
+                   f"PyTorch the whole batch)" if args.micro_batch > 0 else "")
+                + ("; Kiln --micro-batch -1 (the whole batch, as PyTorch)" if args.micro_batch == -1 else "")
+                + ("; a Kiln figure marked (mb N) ran its step in pieces of N by Kiln's own choice "
+                   "(--micro-batch 0, the default), PyTorch the whole batch" if args.micro_batch == 0 else "") + "."
                 + (f" {kernels_note}." if kernels_note else "") + "\n\n")
         bf = args.precision != "fp32"
         f.write("| model | batch | input | params | Kiln | PyTorch (best setting) | Kiln/PyTorch |"
@@ -262,7 +267,9 @@ def main():
                 f.write(f"| {r['model']} | {r['batch']} | {r['input']} | failed: {last} |\n")
                 continue
             f.write(f"| {r['model']} | {r['batch']} | {r['input']} | {r['params_kiln']} | "
-                    f"{r['kiln_images_per_sec']:.0f} | {r['torch_images_per_sec']:.0f} ({r['torch_setting']}) | "
+                    f"{r['kiln_images_per_sec']:.0f}"
+                    + (f" (mb {r['kiln_ran_micro_batch']})" if r.get("kiln_ran_micro_batch") and args.micro_batch == 0 else "")
+                    + f" | {r['torch_images_per_sec']:.0f} ({r['torch_setting']}) | "
                     f"**{r['ratio']:.2f}** |"
                     + (f" {r['kiln_fp32_images_per_sec']:.0f} | **{r['kiln_over_kiln_fp32']:.2f}** |\n" if bf else "\n"))
     print(f"wrote {base}.json and {base}.md")

@@ -53,7 +53,7 @@ kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 	f.StringVar(&o.device, "device", "cpu", "cpu, cuda or auto")
 	f.StringVar(&o.precision, "precision", "fp32", "what the products multiply in: fp32, tf32 (GPU) or bf16")
 	f.IntVar(&o.batch, "batch", 64, "batch size")
-	f.IntVar(&o.microBatch, "micro-batch", 0, "run forward and backward N samples at a time, one update per batch (CPU; 0: the whole batch)")
+	f.IntVar(&o.microBatch, "micro-batch", 0, "run forward and backward N samples at a time, one update per batch (CPU; 0: Kiln's choice; -1: the whole batch)")
 	f.IntVar(&o.classes, "classes", 10, "number of classes")
 	f.IntVar(&o.steps, "steps", 20, "timed steps (at least)")
 	f.IntVar(&o.warmup, "warmup", 3, "untimed warm-up steps")
@@ -98,8 +98,8 @@ func runBench(o benchFlags) (err error) {
 	if err != nil {
 		return usageError{err}
 	}
-	if o.batch < 1 || o.steps < 0 || o.warmup < 0 || o.seconds < 0 || o.microBatch < 0 {
-		return usageError{fmt.Errorf("--batch must be positive and --steps, --warmup, --seconds, --micro-batch not negative")}
+	if o.batch < 1 || o.steps < 0 || o.warmup < 0 || o.seconds < 0 || o.microBatch < -1 {
+		return usageError{fmt.Errorf("--batch must be positive, --steps, --warmup, --seconds not negative and --micro-batch at least -1")}
 	}
 	if err := checkBenchRanks(o.batch, dev); err != nil {
 		return err
@@ -202,8 +202,12 @@ func benchWorld(w *mpi.World) trainer.World {
 // the timed steps; bench.Run parses it).
 func printStepTiming(res bench.StepTiming, asJSON, memStats bool) error {
 	if !asJSON {
-		fmt.Printf("%s  input %s  batch %d  params %d  threads %d  precision %s%s\n", res.Model, res.Input, res.Batch,
-			res.Params, res.Threads, res.Precision, map[bool]string{true: "  cuda graph"}[res.CUDAGraph])
+		micro := ""
+		if res.MicroBatch > 0 {
+			micro = fmt.Sprintf("  micro-batch %d", res.MicroBatch)
+		}
+		fmt.Printf("%s  input %s  batch %d  params %d  threads %d  precision %s%s%s\n", res.Model, res.Input, res.Batch,
+			res.Params, res.Threads, res.Precision, micro, map[bool]string{true: "  cuda graph"}[res.CUDAGraph])
 		fmt.Printf("%d steps in %.2fs: %.2f ms/step, %.0f images/s, %.1f allocations/step\n",
 			res.Steps, res.Seconds, res.StepMillis, res.TrainImagesPerSec, res.AllocsPerStep)
 		if res.Profile != nil {

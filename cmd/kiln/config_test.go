@@ -71,7 +71,7 @@ func resolveArgs(args ...string) (trainer.Config, error) {
 var flagCases = map[string]struct{ bad, want string }{
 	"subset": {"1.5", "in [0, 1]"}, "val_fraction": {"1", "in [0, 1)"}, "hidden": {"-1", "at least 0"},
 	"depth": {"-1", "at least 0"}, "dropout": {"1", "in [0, 1)"}, "epochs": {"0", "at least 1"},
-	"batch": {"0", "at least 1"}, "micro_batch": {"-1", "at least 0"}, "lr": {"0", "> 0"}, "momentum": {"1", "in [0, 1)"},
+	"batch": {"0", "at least 1"}, "micro_batch": {"-2", "at least -1"}, "lr": {"0", "> 0"}, "momentum": {"1", "in [0, 1)"},
 	"weight_decay": {"-1", "≥ 0"}, "clip_norm": {"-1", "≥ 0"}, "label_smoothing": {"1", "in [0, 1)"},
 	"warmup": {"-1", "at least 0"}, "step_size": {"-1", "at least 0"}, "gamma": {"2", "in [0, 1]"},
 	"patience": {"-1", "at least 0"}, "min_delta": {"-1", "≥ 0"}, "target": {"-1", "≥ 0"},

@@ -103,7 +103,7 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	f.Float64Var(&c.Dropout, "dropout", 0, "cnn's dropout before the head (0: model default 0.3)")
 	intFlag(f, &c.Epochs, "epochs", "epochs")
 	intFlag(f, &c.Batch, "batch", "batch size")
-	intFlag(f, &c.MicroBatch, "micro-batch", "run forward and backward N samples at a time, one update per batch (CPU; 0: the whole batch)")
+	intFlag(f, &c.MicroBatch, "micro-batch", "run forward and backward N samples at a time, one update per batch (CPU; 0: Kiln's choice; -1: the whole batch)")
 	f.BoolVar(&c.DropLast, "drop-last", false, "drop each epoch's last, short batch")
 	f.BoolVar(&c.SyncBN, "sync-bn", false, "under mpirun: batch norm statistics over every rank's samples (nn.SyncBatchNorm), not each rank's own")
 	f.Float64Var(&c.LR, "lr", c.LR, "learning rate (the peak, for onecycle)")
