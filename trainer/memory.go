@@ -19,7 +19,8 @@ import (
 // of ds) holds at its peak, to compare with the process's peak RSS:
 // parameters, gradients and optimiser state; the samples of ds; the
 // loader's two batches (one filled ahead); and the activations and
-// gradients of a probe step on two samples, scaled to the batch. The probe changes no parameter and restores the
+// gradients of a probe step on two samples, scaled to the batch (to a
+// micro-batch where the steps run in them). The probe changes no parameter and restores the
 // buffers it moves (batch-norm statistics, dropout streams), so it changes
 // nothing.
 func (t *Trainer) EstimateMemory(ds *data.Dataset, batch int) (int64, error) {
@@ -37,8 +38,13 @@ func (t *Trainer) EstimateMemory(ds *data.Dataset, batch int) (int64, error) {
 		return 0, fmt.Errorf("memory probe: %w", err)
 	}
 	// Scratch buffers roughly double the per-sample figure. A batch larger
-	// than ds is ds: one step of all of it.
-	return fixed + 2*perSample*int64(min(batch, ds.Len())), nil
+	// than ds is ds: one step of all of it. In micro-batches a step holds
+	// one micro-batch's activations.
+	rows := min(batch, ds.Len())
+	if n := microSize(t.Config.MicroBatch, t.autoMicro, rows, t.device); n > 0 {
+		rows = n
+	}
+	return fixed + 2*perSample*int64(rows), nil
 }
 
 // probeMemory runs a forward and backward pass on the first n samples and
@@ -116,8 +122,8 @@ func (t *Trainer) checkMemory(ds *data.Dataset) error {
 	}
 	t.Log.Info().Str("estimate", mib(need)).Str("available", mib(avail)).Str("from", source).Msg("memory")
 	if avail > 0 && need > avail {
-		return fmt.Errorf("batch %d needs about %s a process but only %s is available (%s); use a smaller --batch",
-			t.Config.Batch, mib(need), mib(avail), source)
+		return fmt.Errorf("batch %d needs about %s a process but only %s is available (%s); use a smaller --batch%s",
+			t.Config.Batch, mib(need), mib(avail), source, microHint(t.Model, t.device))
 	}
 	return nil
 }
@@ -245,4 +251,13 @@ func availableMemory() (int64, string) {
 		}
 	}
 	return 0, "unknown"
+}
+
+// microHint suggests micro-batches, which keep one micro-batch's activations
+// instead of the batch's, where the model and device take them.
+func microHint(model layers.Layer, dev engine.Device) string {
+	if dev != engine.CPU || CheckMicroBatch(model, 1) != nil {
+		return ""
+	}
+	return " or a --micro-batch smaller than the batch"
 }

@@ -131,3 +131,55 @@ func TestEstimateMemoryOfABatchLargerThanTheData(t *testing.T) {
 		t.Errorf("batch 1000000 over %d samples: estimate %d bytes, a batch of all %d: %d", ds.Len(), huge, ds.Len(), whole)
 	}
 }
+
+// In micro-batches a step holds one micro-batch's activations: the
+// estimate of batch 512 in pieces of 16 is that of batch 16 but for the
+// loader's batches.
+func TestEstimateMemoryOfMicroBatches(t *testing.T) {
+	ds := wide(t, 600, 1024)
+	tr := wideTrainer(t, ds, 256)
+	whole, err := tr.EstimateMemory(ds, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Config.MicroBatch = 16
+	pieces, err := tr.EstimateMemory(ds, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaderGap := loaderBytes(ds, 512) - loaderBytes(ds, 16)
+	small, err := tr.EstimateMemory(ds, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pieces >= whole || pieces > small+loaderGap+small/2 {
+		t.Errorf("batch 512 in pieces of 16: estimate %d bytes; whole %d, batch 16 %d (+%d of loader)", pieces, whole, small, loaderGap)
+	}
+}
+
+// A batch too large for memory is refused with a way out: a smaller batch,
+// or micro-batches where the model takes them (not with batch norm).
+func TestTooLargeABatchSuggestsMicroBatches(t *testing.T) {
+	ds := wide(t, 600, 1024)
+	tr := wideTrainer(t, ds, 256)
+	tr.Config.MemoryLimitMB = 1
+	err := tr.checkMemory(ds)
+	if err == nil || !strings.Contains(err.Error(), "--micro-batch") {
+		t.Errorf("mlp over a 1 MiB limit: %v", err)
+	}
+	c := DefaultConfig()
+	c.MemoryLimitMB = 1
+	cnn, err := NewTrainer(c, buildMicro(t, "cnn", layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 3}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := data.NewClassification("images", engine.New(engine.Float32, 10, 1, 28, 28), make([]int32, 10),
+		[]string{"a", "b", "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cnn.checkMemory(images); err == nil || !strings.Contains(err.Error(), "use a smaller --batch") ||
+		strings.Contains(err.Error(), "--micro-batch") {
+		t.Errorf("cnn (batch norm) over a 1 MiB limit: %v", err)
+	}
+}
