@@ -136,8 +136,9 @@ func (t *Trainer) rangeTestOn(ctx context.Context, train *data.Dataset, o LRFind
 }
 
 // lrFindStep is a training step of model under c (auto: micro_batch 0's
-// rule) with an optimiser of its own, so that the range test leaves the trainer's optimiser state alone;
-// release frees that optimiser's state and the step's buffers.
+// rule) with an optimiser of its own, so that the range test leaves the
+// trainer's optimiser state alone; release frees that optimiser's state and
+// the step's buffers.
 func lrFindStep(model layers.Layer, c Config, auto MicroBatchRule) (step func(b *data.Batch, lr float64) (float64, error), release func()) {
 	opt := newOptimizer(c)
 	if c.Regression {

@@ -86,7 +86,7 @@ func (c *Classifier) crossEntropy(labels []int32, correct *int, stop bool) lossG
 // In micro-batches (CPU only) the step's one record is the batch's mean loss
 // and correct count, added up on the host.
 func (c *Classifier) TrainStepLogged(x *engine.Tensor, labels []int32, lr float64, log *engine.LossLog) error {
-	if m := c.after().size(x); m > 0 && m < x.Dim(0) {
+	if c.after().size(x) > 0 {
 		correct := 0
 		loss, err := step(c.Net, c.params, c.Opt, c.after(), x, lr, c.crossEntropy(labels, &correct, false))
 		if err != nil {
@@ -116,7 +116,7 @@ type stepAfter struct {
 	views *[]*engine.Tensor
 }
 
-// size is the micro-batch a batch x is split into (0 or less: none).
+// size is the micro-batch a batch x is split into (0: none).
 func (a stepAfter) size(x *engine.Tensor) int {
 	return microSize(a.micro, a.auto, x.Dim(0), x.Device())
 }
