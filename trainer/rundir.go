@@ -2,8 +2,10 @@ package trainer
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -138,12 +140,21 @@ type RunDir struct {
 // that Kiln would write, already there but not written by a Kiln run, is
 // refused by name.
 func OpenRunDir(dir string, resume bool) (*RunDir, error) {
+	if _, err := os.Stat(dir); resume && errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("--resume: %s does not exist: no run to resume", dir) // and none is made
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
 	kilns, err := isKilnDir(dir)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); resume && !kilns && errors.Is(err, fs.ErrNotExist) {
+		// Refused before the lock, which would leave a kiln.lock in a
+		// directory that never held a run. (Under the lock open checks
+		// again: a run may have started there since.)
+		return nil, fmt.Errorf("--resume: %s holds no run to resume", dir)
 	}
 	lock, err := lockDir(dir)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -103,8 +104,19 @@ func TestRunDirRemovesTemporaryFilesOfKills(t *testing.T) {
 // Issue 12, item 4: --resume of a run stopped before its first checkpoint
 // starts over; of a directory that never held a run, it is an error.
 func TestResumeWithoutACheckpoint(t *testing.T) {
-	if _, err := OpenRunDir(filepath.Join(t.TempDir(), "none"), true); err == nil || !strings.Contains(err.Error(), "holds no run") {
+	none := filepath.Join(t.TempDir(), "none")
+	if _, err := OpenRunDir(none, true); err == nil || !strings.Contains(err.Error(), "no run to resume") {
 		t.Fatalf("resume of nothing: %v", err)
+	}
+	if _, err := os.Stat(none); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a refused --resume made %s: %v", none, err)
+	}
+	empty := t.TempDir()
+	if _, err := OpenRunDir(empty, true); err == nil || !strings.Contains(err.Error(), "holds no run") {
+		t.Fatalf("resume of an empty directory: %v", err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("a refused --resume left %v in a directory that held no run", entries)
 	}
 	dir := t.TempDir()
 	run, err := OpenRunDir(dir, false)

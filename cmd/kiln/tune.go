@@ -92,6 +92,11 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 	if dir == "" {
 		return usageError{errors.New("--resume needs --run-dir (the tune directory)")}
 	}
+	if _, err := os.Stat(filepath.Join(dir, tune.StateFile)); errors.Is(err, os.ErrNotExist) {
+		// Refused before the lock, which would make dir, or leave a
+		// kiln.lock in it. (tune.Open checks again under the lock.)
+		return fmt.Errorf("%s holds no tune (no %s) to resume", dir, tune.StateFile)
+	}
 	release, err := lockTuneDir(dir)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"image/png"
 	"math"
 	"os"
@@ -265,6 +266,32 @@ func TestTuneUsageErrors(t *testing.T) {
 		r := kiln(t, dir, c.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("kiln %s: exit %d, stderr %q; want exit 2 saying %q", strings.Join(c.args, " "), r.code, r.stderr, c.want)
+		}
+	}
+}
+
+// --resume of a run or a tune that is not there is refused and makes
+// nothing: no directory, no kiln.lock in an empty one.
+func TestResumeOfNothingLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{
+		{"train", "--resume", "--run-dir", "absent"},
+		{"train", "--resume", "--run-dir", "empty"},
+		{"tune", "--resume", "--run-dir", "absent"},
+		{"tune", "--resume", "--run-dir", "empty"},
+	} {
+		r := kiln(t, dir, c...)
+		if r.code == 0 || !strings.Contains(r.stderr, "resume") {
+			t.Errorf("kiln %s: exit %d, %q", strings.Join(c, " "), r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "absent")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("kiln %s made the directory: %v", strings.Join(c, " "), err)
+		}
+		if entries, _ := os.ReadDir(filepath.Join(dir, "empty")); len(entries) != 0 {
+			t.Errorf("kiln %s left %v in an empty directory", strings.Join(c, " "), entries)
 		}
 	}
 }
