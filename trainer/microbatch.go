@@ -17,8 +17,8 @@ import (
 // pieces (mlp rewrites its 3 MB weight gradient once a piece: 0.68–0.88×),
 // so the rule takes only models with layer norms and no batch norm
 // (bench/results/intel-xeon-emr-2core-2026-12-06-session32.md). The sizes
-// are fixed, not the host's cache sizes, so a run's numbers do not depend on
-// the machine it runs on.
+// are fixed, not the host's cache sizes, so the pieces a run takes, and so
+// its bits, do not depend on the machine's caches.
 const (
 	autoMicroWholeBytes = 4 << 20 // a batch whose largest layer output is no more than this runs whole
 	autoMicroPieceBytes = 2 << 20 // a piece's largest layer output at most this ...
