@@ -21,3 +21,16 @@ func TestGPUTrainingTableHasTheGraphColumns(t *testing.T) {
 		"| no | n/a¹ | — |",
 		"PyTorch graph cnn 32x32x3: RuntimeError: capture failed")
 }
+
+// A Kiln figure that ran in micro-batches (Kiln's default for gMLP at
+// batch 128) says so, and the table's text says what that means.
+func TestTrainingTableMarksMicroBatches(t *testing.T) {
+	k, te := NewSample([]float64{2500}), NewSample([]float64{900})
+	rep := &Report{Train: []TrainResult{
+		{Model: "gmlp", Input: "32x32x3", Batch: 128, Precision: "fp32", Kiln: &k, Torch: &te, Ratio: SpeedRatio(k, te),
+			KilnMicroBatch: 32},
+		{Model: "lenet", Input: "28x28x1", Batch: 64, Precision: "fp32", Kiln: &k, Torch: &te, Ratio: SpeedRatio(k, te)},
+	}}
+	rep.Settings.Device, rep.Settings.Torch = "cpu", true
+	reportHas(t, rep, "| 2500 (mb 32) |", "| 2500 | 900 |", "A Kiln figure marked (mb N) ran each step's forward and backward N samples at a time")
+}

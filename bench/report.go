@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -585,6 +586,10 @@ func writeTrainTable(p func(string, ...any), r *Report, tcell func(v, why string
 	p("Each run is a fresh process (`kiln bench --json`; one PyTorch process), so the peak resident memory (VmHWM) is that model's alone; ")
 	p("PyTorch's includes the torch library itself. Go heap is the Go runtime's heap in use at the end. ")
 	p("Precision: what the products compute in, Kiln's `--precision` against PyTorch's autocast for bf16 (fp32 eager otherwise).")
+	if slices.ContainsFunc(r.Train, func(t TrainResult) bool { return t.KilnMicroBatch > 0 }) {
+		p(" A Kiln figure marked (mb N) ran each step's forward and backward N samples at a time, Kiln's default for that model and batch " +
+			"(`--micro-batch`; one update per batch), PyTorch the whole batch.")
+	}
 	onGPU := r.Settings.Device == "cuda"
 	gpuHead, gpuRule := "", ""
 	if onGPU {
@@ -597,6 +602,9 @@ func writeTrainTable(p func(string, ...any), r *Report, tcell func(v, why string
 	p("|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", gpuRule)
 	for _, t := range r.Train {
 		k, tt := ipsCell(t.Kiln), ipsCell(t.Torch)
+		if t.KilnMicroBatch > 0 && t.Kiln != nil {
+			k += fmt.Sprintf(" (mb %d)", t.KilnMicroBatch)
+		}
 		params := fmt.Sprintf("%d / %d", t.ParamsKiln, t.ParamsTorch)
 		if t.ParamsTorch == 0 {
 			params = fmt.Sprintf("%d / —", t.ParamsKiln)

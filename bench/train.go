@@ -50,6 +50,9 @@ type TrainResult struct {
 	// KilnCUDAGraph: every timed step of the last round was one CUDA graph
 	// launch (--device cuda).
 	KilnCUDAGraph bool `json:"kiln_cuda_graph,omitempty"`
+	// KilnMicroBatch: Kiln's steps ran in micro-batches of this many samples
+	// (its default choice, trainer.MicroBatchRule); PyTorch's whole.
+	KilnMicroBatch int `json:"kiln_micro_batch,omitempty"`
 	// KilnProfile is the kernel profile of the last round (--device cuda).
 	KilnProfile *KernelProfile `json:"kiln_kernel_profile,omitempty"`
 
@@ -285,7 +288,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 					r.KilnGoSysBytes = max(r.KilnGoSysBytes, k.GoSysBytes)
 					r.KilnGoHeapBytes = max(r.KilnGoHeapBytes, k.GoHeapBytes)
 					r.KilnGPUPeakBytes = max(r.KilnGPUPeakBytes, k.GPUPeakBytes)
-					r.KilnCUDAGraph = k.CUDAGraph
+					r.KilnCUDAGraph, r.KilnMicroBatch = k.CUDAGraph, k.MicroBatch
 					if k.Profile != nil {
 						r.KilnProfile = k.Profile
 					}
