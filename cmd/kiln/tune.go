@@ -92,7 +92,7 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 	if dir == "" {
 		return usageError{errors.New("--resume needs --run-dir (the tune directory)")}
 	}
-	if _, err := os.Stat(filepath.Join(dir, tune.StateFile)); errors.Is(err, os.ErrNotExist) {
+	if !mayHoldTune(dir) {
 		// Refused before the lock, which would make dir, or leave a
 		// kiln.lock in it. (tune.Open checks again under the lock.)
 		return fmt.Errorf("%s holds no tune (no %s) to resume", dir, tune.StateFile)
@@ -241,6 +241,17 @@ func (tf *tuneFlags) space() (*tune.Space, error) {
 		return nil, errors.New("no search space: give --space FILE or --param KEY=VALUES")
 	}
 	return space, nil
+}
+
+// mayHoldTune: dir has a tune.json, or a kiln.lock (a tune that another
+// process is starting there, which the lock then names).
+func mayHoldTune(dir string) bool {
+	for _, name := range []string{tune.StateFile, trainer.LockFile} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+	}
+	return false
 }
 
 // lockTuneDir takes the tune directory's lock (making it when missing) for
