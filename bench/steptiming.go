@@ -238,11 +238,7 @@ func newStepRun(net *layers.Model, c StepTimingConfig, rows int) (*stepRun, erro
 		}
 		return nil, err
 	}
-	var auto trainer.MicroBatchRule
-	err := trainer.CheckMicroBatch(net, c.MicroBatch)
-	if err == nil && c.MicroBatch == 0 {
-		auto, err = trainer.AutoMicroBatch(net)
-	}
+	auto, err := trainer.MicroBatchRuleFor(net, c.MicroBatch)
 	if err != nil {
 		for _, f := range frees {
 			f()

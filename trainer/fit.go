@@ -118,10 +118,7 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 	if err := c.ValidateTraining(); err != nil {
 		return nil, err
 	}
-	if err := CheckMicroBatch(model, c.MicroBatch); err != nil {
-		return nil, err
-	}
-	auto, err := autoMicroFor(model, c.MicroBatch)
+	auto, err := MicroBatchRuleFor(model, c.MicroBatch)
 	if err != nil {
 		return nil, err
 	}

@@ -85,11 +85,11 @@ func AutoMicroBatch(model layers.Layer) (MicroBatchRule, error) {
 	return MicroBatchRule{SampleBytes: 4 * largest}, nil
 }
 
-// autoMicroFor is the rule a step with micro_batch micro follows: model's
-// at 0, none otherwise.
-func autoMicroFor(model layers.Layer, micro int) (MicroBatchRule, error) {
-	if micro != 0 {
-		return MicroBatchRule{}, nil
+// MicroBatchRuleFor checks micro_batch micro for model (CheckMicroBatch) and
+// returns the rule its steps follow: model's at 0, none otherwise.
+func MicroBatchRuleFor(model layers.Layer, micro int) (MicroBatchRule, error) {
+	if err := CheckMicroBatch(model, micro); err != nil || micro != 0 {
+		return MicroBatchRule{}, err
 	}
 	return AutoMicroBatch(model)
 }
