@@ -16,13 +16,15 @@ import (
 // channels off the 6- and 8-row panels, groups, and the smallest planes and
 // channel counts Winograd takes (2 and 3 wide: F(4×4)'s first column group
 // holds the whole row), and images whose small planes F(4×4) puts side by
-// side in one block (16×16: 4 a block, so 5 leave a short last block).
+// side in one block (16×16: 4 a block, so 5 leave a short last block; 9,
+// split between two threads, leave one after a whole block in a thread's
+// part: its missing images must read as zeros, not the last block's).
 var winoCases = []flatCase{
 	{2, 32, 28, 28, 32, 3, 3, 1, false}, {2, 32, 14, 14, 64, 3, 3, 1, true}, {1, 64, 16, 16, 64, 3, 3, 1, false},
 	{2, 16, 7, 9, 17, 3, 3, 1, true}, {1, 19, 5, 4, 23, 3, 3, 1, false}, {1, 16, 4, 4, 16, 3, 3, 1, true},
 	{2, 32, 9, 13, 40, 3, 3, 2, true}, {1, 24, 1, 31, 16, 3, 3, 1, false}, {1, 16, 33, 1, 18, 3, 3, 1, true},
 	{1, 20, 3, 11, 70, 3, 3, 1, false}, {1, 16, 6, 2, 16, 3, 3, 1, true}, {1, 17, 5, 3, 19, 3, 3, 1, false},
-	{5, 24, 16, 16, 32, 3, 3, 1, true}, {3, 16, 9, 8, 16, 3, 3, 2, false},
+	{5, 24, 16, 16, 32, 3, 3, 1, true}, {3, 16, 9, 8, 16, 3, 3, 2, false}, {9, 16, 16, 16, 16, 3, 3, 1, false},
 }
 
 // Winograd's forward, input gradient and weight gradient against the
