@@ -742,8 +742,22 @@ func (f *fitRun) test(sum *Summary) error {
 }
 
 func (t *Trainer) stepError(err error, epoch, step int) error {
-	t.Log.Error().Err(err).Int("epoch", epoch+1).Int("step", step).Msg("training step failed; the last checkpoint is kept")
-	return fmt.Errorf("epoch %d, step %d: %w (the last good checkpoint is kept; try a lower --lr or --clip-norm)", epoch+1, step, err)
+	kept := t.keptCheckpoint()
+	t.Log.Error().Err(err).Int("epoch", epoch+1).Int("step", step).Msg("training step failed; " + kept)
+	return fmt.Errorf("epoch %d, step %d: %w (%s; try a lower --lr or --clip-norm)", epoch+1, step, err, kept)
+}
+
+// keptCheckpoint says what a failed step leaves to resume from: a run that
+// fails before its first checkpoint has none, and saying "the last good
+// checkpoint is kept" there sent a user looking for one.
+func (t *Trainer) keptCheckpoint() string {
+	if t.Run == nil {
+		return "no run directory, so no checkpoint"
+	}
+	if _, err := os.Stat(t.Run.File(CheckpointFile)); err != nil {
+		return "no checkpoint yet: the run failed before its first"
+	}
+	return "the last good checkpoint is kept"
 }
 
 // Evaluate runs the model in evaluation mode over ds and returns its figures.

@@ -193,12 +193,29 @@ func TestInterruptWritesACheckpoint(t *testing.T) {
 	}
 }
 
+// The error says what is left to resume from: nothing, when the loss
+// breaks before the first checkpoint; the checkpoint, after it.
 func TestNaNLossStopsWithAClearError(t *testing.T) {
 	c := blobConfig()
 	c.LR = 1e30
 	_, err := newBlobTrainer(t, c, t.TempDir(), false).Fit(context.Background(), blobSplits(t))
-	if err == nil || !strings.Contains(err.Error(), "loss is") {
+	if err == nil || !strings.Contains(err.Error(), "loss is") || !strings.Contains(err.Error(), "no checkpoint yet") {
 		t.Fatalf("got %v", err)
+	}
+
+	// After a checkpoint (resuming cannot raise the learning rate: the
+	// sentence alone), and without a run directory.
+	c = blobConfig()
+	c.StopAfterEpoch = 1
+	tr := newBlobTrainer(t, c, t.TempDir(), false)
+	if _, err := tr.Fit(context.Background(), blobSplits(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.keptCheckpoint(); got != "the last good checkpoint is kept" {
+		t.Errorf("after a checkpoint: %q", got)
+	}
+	if got := newBlobTrainer(t, c, "", false).keptCheckpoint(); !strings.Contains(got, "no run directory") {
+		t.Errorf("without a run directory: %q", got)
 	}
 }
 
