@@ -380,7 +380,7 @@ func (f *fitRun) resumeFrom(path string) error {
 		e := st.EarlyStop
 		f.stopper.Best, f.stopper.BestStep, f.stopper.BestEpoch, f.stopper.Bad, f.stopper.Seen = e.Best, e.BestStep, e.BestEpoch, e.Bad, e.Seen
 	}
-	t.Log.Info().Int("epoch", f.epochs).Int("step", f.step).Msg("resumed from checkpoint")
+	t.Log.Info().Int("epoch", f.epochs+1).Int("step", f.step).Msg("resumed from checkpoint") // the epoch it goes on in
 	return nil
 }
 
@@ -482,7 +482,9 @@ func (f *fitRun) interrupt() error {
 	if f.t.Run == nil {
 		msg = "interrupted" // a rank other than 0, or a run without a directory
 	}
-	f.t.Log.Warn().Int("epoch", f.epochs).Int("step", f.step).Msg(msg)
+	// epoch as the other lines give it: the one it was in, counted from 1
+	// (f.epochs counts the finished ones: it said "epoch=0" mid-epoch 1).
+	f.t.Log.Warn().Int("epoch", f.epochs+1).Int("step", f.step).Msg(msg)
 	return ErrInterrupted
 }
 

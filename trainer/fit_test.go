@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/data"
+	"github.com/rs/zerolog"
 )
 
 // blobs is a small, learnable synthetic problem: 4 classes, each a noisy
@@ -179,6 +181,8 @@ func TestInterruptWritesACheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	tr := newBlobTrainer(t, blobConfig(), dir, false)
+	var log bytes.Buffer
+	tr.Log = zerolog.New(&log)
 	tr.Callbacks.OnValidation = func(MetricsRecord) bool { cancel(); return false }
 	_, err := tr.Fit(ctx, blobSplits(t))
 	if !errors.Is(err, ErrInterrupted) {
@@ -187,9 +191,18 @@ func TestInterruptWritesACheckpoint(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); err != nil {
 		t.Fatal(err)
 	}
-	// It resumes mid-epoch and finishes.
-	if _, err := newBlobTrainer(t, blobConfig(), dir, true).Fit(context.Background(), blobSplits(t)); err != nil {
+	// It resumes and finishes. Both lines name the epoch the run is in
+	// (the second: it stopped after the first's validation), counted from 1
+	// as the epoch lines are.
+	again := newBlobTrainer(t, blobConfig(), dir, true)
+	again.Log = zerolog.New(&log)
+	if _, err := again.Fit(context.Background(), blobSplits(t)); err != nil {
 		t.Fatal(err)
+	}
+	for _, want := range []string{`"epoch":2,"step":16,"message":"interrupted`, `"epoch":2,"step":16,"message":"resumed`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("no %s in the log:\n%s", want, log.String())
+		}
 	}
 }
 
