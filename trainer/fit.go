@@ -746,7 +746,11 @@ func (f *fitRun) test(sum *Summary) error {
 func (t *Trainer) stepError(err error, epoch, step int) error {
 	kept := t.keptCheckpoint()
 	t.Log.Error().Err(err).Int("epoch", epoch+1).Int("step", step).Msg("training step failed; " + kept)
-	return fmt.Errorf("epoch %d, step %d: %w (%s; try a lower --lr or --clip-norm)", epoch+1, step, err, kept)
+	var diverged lossNotFinite
+	if errors.As(err, &diverged) {
+		kept += "; try a lower --lr or --clip-norm" // not for running out of memory, which says what to try
+	}
+	return fmt.Errorf("epoch %d, step %d: %w (%s)", epoch+1, step, err, kept)
 }
 
 // keptCheckpoint says what a failed step leaves to resume from: a run that

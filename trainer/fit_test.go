@@ -212,8 +212,13 @@ func TestNaNLossStopsWithAClearError(t *testing.T) {
 	c := blobConfig()
 	c.LR = 1e30
 	_, err := newBlobTrainer(t, c, t.TempDir(), false).Fit(context.Background(), blobSplits(t))
-	if err == nil || !strings.Contains(err.Error(), "loss is") || !strings.Contains(err.Error(), "no checkpoint yet") {
+	if err == nil || !strings.Contains(err.Error(), "loss is") || !strings.Contains(err.Error(), "no checkpoint yet") ||
+		!strings.Contains(err.Error(), "try a lower --lr") {
 		t.Fatalf("got %v", err)
+	}
+	// Another failure (the GPU out of memory) gets no advice on the learning rate.
+	if other := newBlobTrainer(t, blobConfig(), "", false).stepError(errors.New("out of GPU memory"), 0, 3); strings.Contains(other.Error(), "--lr") {
+		t.Errorf("%v", other)
 	}
 
 	// After a checkpoint (resuming cannot raise the learning rate: the

@@ -320,10 +320,16 @@ func idleStep(params []*layers.Param, opt Optimizer, after stepAfter, lr float64
 // finiteTrainingLoss stops a run whose loss has diverged.
 func finiteTrainingLoss(loss float64) error {
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return fmt.Errorf("loss is %v", loss)
+		return lossNotFinite(loss)
 	}
 	return nil
 }
+
+// lossNotFinite is the error of a diverged loss: the one failure a lower
+// learning rate or clipping may cure (stepError advises them for it alone).
+type lossNotFinite float64
+
+func (l lossNotFinite) Error() string { return fmt.Sprintf("loss is %v", float64(l)) }
 
 // ClipGradNorm scales all gradients down so that their global L2 norm is at
 // most maxNorm (torch.nn.utils.clip_grad_norm_), and returns the norm before
