@@ -8,6 +8,8 @@
 
 KILN_EMU_KERNEL(global_maxpool_forward_f32);
 KILN_EMU_KERNEL(global_maxpool_backward_f32);
+KILN_EMU_KERNEL(channel_gate_backward_f32);
 KILN_EMU_KERNEL(channelpool_forward_f32);
 KILN_EMU_KERNEL(channelpool_backward_f32);
+KILN_EMU_KERNEL(spatial_gate_backward_f32);
 KILN_EMU_KERNEL(transpose12_f32);

@@ -7,4 +7,4 @@ package cuda
 // A file of this package that changes with every kernel source: the
 // emulator's .cc files #include them from kernels/, which Go's build
 // cache does not see (internal/kernelsrc).
-func init() { emuSourcesSHA = "1a8b98b5116ccc0d87d355f4ea375c870a353c38591b98dccdc150d0f991df72" }
+func init() { emuSourcesSHA = "571c9d7e26de01a5f451b2fed0d4a8d70dd4546984e21339cff4d862e7be76ff" }

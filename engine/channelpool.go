@@ -237,6 +237,125 @@ func globalMaxForward[T Float](out []T, argmax []int32, x []T, hw int) {
 	}
 }
 
+// ChannelGateBackward is the input gradient of CBAM's channel gate,
+// y = x ⊙ s with s computed from x's global average and maximum, in one pass
+// over the planes where BroadcastMultiplyBackward's dx, GlobalAvgPoolBackward,
+// GlobalMaxPoolBackward and two Adds took five (the gate is memory-bound):
+//
+//	dx = (dout ⊙ scale + dAvg/(H·W)) + (dMax at the plane's argmax, +0 elsewhere)
+//
+// rounded step by step as those ops round it, so the bits are theirs. dx may
+// be dout. The scale's own gradient is BroadcastMultiplyBackward's (dx nil).
+//
+//	dx, dout: (N,C,H,W)  scale, dAvg, dMax: N·C elements  argmax: N·C, from GlobalMaxPoolForward
+func ChannelGateBackward(dx, dout, scale, dAvg, dMax *Tensor, argmax []int32) error {
+	const op = "ChannelGateBackward"
+	dev, dt, err := agreeDev(op, dx, dout, scale, dAvg, dMax)
+	if err != nil {
+		return err
+	}
+	if dx.Rank() != 4 || !dout.SameShape(dx.Shape()...) {
+		return shapeErr(op, "want dx and dout (N,C,H,W)", "dx", dx, "dout", dout)
+	}
+	planes, hw := dx.Dim(0)*dx.Dim(1), dx.Dim(2)*dx.Dim(3)
+	if scale.Len() != planes || dAvg.Len() != planes || dMax.Len() != planes || len(argmax) != planes {
+		return shapeErr(op, "want scale, dAvg, dMax and argmax of N·C elements", "dx", dx, "scale", scale,
+			"dAvg", dAvg, "dMax", dMax, "argmax", len(argmax))
+	}
+	if dev == CUDA {
+		return channelGateBackwardCUDA(dx, dout, scale, dAvg, dMax, argmax)
+	}
+	for _, a := range argmax {
+		if a < 0 || int(a) >= hw {
+			return shapeErr(op, "argmax index outside the plane", "dx", dx, "index", a)
+		}
+	}
+	pick(dt, runChannelGate[float32], runChannelGate[float64])(planes, hw, dx, dout, scale, dAvg, dMax, argmax)
+	return nil
+}
+
+func runChannelGate[T Float](planes, hw int, dx, dout, scale, dAvg, dMax *Tensor, argmax []int32) {
+	runSampleTask(planes, planes*hw, sampleTask[T]{kind: kindChannelGateBackward, a: dataAs[T](dx), b: dataAs[T](dout),
+		c: dataAs[T](scale), d: dataAs[T](dAvg), e: dataAs[T](dMax), idx: argmax, hw: hw})
+}
+
+// channelGateBackward is ChannelGateBackward's loop. The conversions keep
+// each step rounded on its own (no fused multiply-add), as the ops it
+// replaces round them.
+func channelGateBackward[T Float](dx, dout, scale, dAvg, dMax []T, argmax []int32, hw int) {
+	for p, s := range scale {
+		v := dAvg[p] / T(hw)
+		o, d := dout[p*hw:(p+1)*hw], dx[p*hw:(p+1)*hw]
+		at := T(T(o[argmax[p]]*s)+v) + dMax[p]
+		for i, g := range o {
+			d[i] = T(T(g*s)+v) + 0
+		}
+		d[argmax[p]] = at
+	}
+}
+
+// SpatialGateBackward is the input gradient of CBAM's spatial gate,
+// y = x ⊙ a with a computed from x's mean and maximum across channels, in
+// one pass where BroadcastMultiplyBackward's dx, ChannelPoolBackward and an
+// Add took three:
+//
+//	dx = dout ⊙ a + (dMean/C, plus dMax in the channel that won the pixel's max)
+//
+// rounded step by step as those ops round it (the same bits). dx may be
+// dout. The map's own gradient is BroadcastMultiplyBackward's (dx nil).
+//
+//	dx, dout: (N,C,H,W)  att: N·H·W elements  dPooled: (N,2,H,W), mean then max  argmax: N·H·W, from ChannelPoolForward
+func SpatialGateBackward(dx, dout, att, dPooled *Tensor, argmax []int32) error {
+	const op = "SpatialGateBackward"
+	dev, dt, err := agreeDev(op, dx, dout, att, dPooled)
+	if err != nil {
+		return err
+	}
+	if dx.Rank() != 4 || !dout.SameShape(dx.Shape()...) {
+		return shapeErr(op, "want dx and dout (N,C,H,W)", "dx", dx, "dout", dout)
+	}
+	n, c, hw := dx.Dim(0), dx.Dim(1), dx.Dim(2)*dx.Dim(3)
+	if att.Len() != n*hw || !dPooled.SameShape(n, 2, dx.Dim(2), dx.Dim(3)) || len(argmax) != n*hw {
+		return shapeErr(op, "want att of N·H·W elements, dPooled (N,2,H,W) and argmax N·H·W", "dx", dx, "att", att,
+			"dPooled", dPooled, "argmax", len(argmax))
+	}
+	if dev == CUDA {
+		return spatialGateBackwardCUDA(dx, dout, att, dPooled, argmax)
+	}
+	for _, a := range argmax {
+		if a < 0 || int(a) >= c {
+			return shapeErr(op, "argmax channel outside the tensor", "dx", dx, "channel", a)
+		}
+	}
+	pick(dt, runSpatialGate[float32], runSpatialGate[float64])(n, c, hw, dx, dout, att, dPooled, argmax)
+	return nil
+}
+
+func runSpatialGate[T Float](n, c, hw int, dx, dout, att, dPooled *Tensor, argmax []int32) {
+	runSampleTask(n, n*c*hw, sampleTask[T]{kind: kindSpatialGateBackward, a: dataAs[T](dx), b: dataAs[T](dout),
+		c: dataAs[T](att), d: dataAs[T](dPooled), idx: argmax, ch: c, hw: hw})
+}
+
+// spatialGateBackward is SpatialGateBackward's loop over n samples, each
+// step rounded on its own as in channelPoolBackward and the ops around it.
+func spatialGateBackward[T Float](dx, dout, att, dPooled []T, argmax []int32, n, c, hw int) {
+	inv := 1 / T(c)
+	for i := 0; i < n; i++ {
+		a, dmean, dmax := att[i*hw:(i+1)*hw], dPooled[i*2*hw:i*2*hw+hw], dPooled[i*2*hw+hw:(i+1)*2*hw]
+		am := argmax[i*hw : (i+1)*hw]
+		for ch := 0; ch < c; ch++ {
+			o, d := dout[(i*c+ch)*hw:(i*c+ch+1)*hw], dx[(i*c+ch)*hw:(i*c+ch+1)*hw]
+			for p, g := range o {
+				u := T(dmean[p] * inv)
+				if int(am[p]) == ch {
+					u = T(u + dmax[p])
+				}
+				d[p] = T(g*a[p]) + u
+			}
+		}
+	}
+}
+
 func globalMaxBackward[T Float](dx, dout []T, argmax []int32, hw int) {
 	for p, g := range dout {
 		plane := dx[p*hw : (p+1)*hw]

@@ -145,6 +145,50 @@ BODY void kiln_globalmax_forward_f32_body(float *restrict out, int32_t *restrict
 KILN_ISA_DISPATCH(kiln_channelpool_forward_f32,
                   (float *restrict out, int32_t *restrict am, const float *restrict x, long n, long c, long hw),
                   (out, am, x, n, c, hw))
+// The gates' fused input gradients (channelpool.go's channelGateBackward and
+// spatialGateBackward): the same steps in the same order, each rounded (no
+// contraction: see the pragma), so the same bits. dx may be dout: each
+// element is read before it is written, and a plane's argmax element first.
+BODY void kiln_channel_gate_backward_f32_body(float *dx, const float *dout, const float *restrict scale,
+                                              const float *restrict davg, const float *restrict dmax,
+                                              const int32_t *restrict am, long planes, long hw) {
+	for (long p = 0; p < planes; p++) {
+		const float s = scale[p], v = davg[p] / (float)hw;
+		const float *o = dout + p * hw;
+		float *d = dx + p * hw;
+		const float at = (o[am[p]] * s + v) + dmax[p];
+		for (long i = 0; i < hw; i++) d[i] = (o[i] * s + v) + 0.0f; // + the max pooling's +0: -0 becomes +0
+		d[am[p]] = at;
+	}
+}
+
+BODY void kiln_spatial_gate_backward_f32_body(float *dx, const float *dout, const float *restrict att,
+                                              const float *restrict dpooled, const int32_t *restrict am, long n,
+                                              long c, long hw) {
+	const float inv = 1.0f / (float)c;
+	for (long i = 0; i < n; i++) {
+		const float *a = att + i * hw, *dmean = dpooled + i * 2 * hw, *dmx = dmean + hw;
+		const int32_t *ami = am + i * hw;
+		for (long ch = 0; ch < c; ch++) {
+			const float *o = dout + (i * c + ch) * hw;
+			float *d = dx + (i * c + ch) * hw;
+			for (long p = 0; p < hw; p++) {
+				float u = dmean[p] * inv;
+				if (ami[p] == ch) u = u + dmx[p];
+				d[p] = o[p] * a[p] + u;
+			}
+		}
+	}
+}
+
+KILN_ISA_DISPATCH(kiln_channel_gate_backward_f32,
+                  (float *dx, const float *dout, const float *restrict scale, const float *restrict davg,
+                   const float *restrict dmax, const int32_t *restrict am, long planes, long hw),
+                  (dx, dout, scale, davg, dmax, am, planes, hw))
+KILN_ISA_DISPATCH(kiln_spatial_gate_backward_f32,
+                  (float *dx, const float *dout, const float *restrict att, const float *restrict dpooled,
+                   const int32_t *restrict am, long n, long c, long hw),
+                  (dx, dout, att, dpooled, am, n, c, hw))
 KILN_ISA_DISPATCH(kiln_channelpool_backward_f32,
                   (float *restrict dx, const float *restrict dout, const int32_t *restrict am, long n, long c, long hw),
                   (dx, dout, am, n, c, hw))

@@ -171,3 +171,62 @@ func TestTranspose12CMatchesGoLoop(t *testing.T) {
 		}
 	})
 }
+
+// The gates' fused input gradients: C against the Go loops at every level,
+// on planes around the vector widths, specials and NaNs in the gradient, dx
+// apart from dout and over it.
+func TestGateBackwardsCMatchGoLoops(t *testing.T) {
+	glueAtEveryISALevel(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(47, 48))
+		for _, hw := range []int{1, 7, 8, 15, 16, 17, 49, 1024} {
+			for _, c := range []int{1, 3, 32} {
+				for _, n := range []int{1, 2} {
+					checkChannelGate(t, rng, n, c, hw)
+					checkSpatialGate(t, rng, n, c, hw)
+				}
+			}
+		}
+	})
+}
+
+func checkChannelGate(t *testing.T, rng *rand.Rand, n, c, hw int) {
+	t.Helper()
+	dout := glueFloats(rng, 11, n, c, 1, hw)
+	scale, dAvg, dMax := glueFloats(rng, 0, n, c), glueFloats(rng, 0, n, c), glueFloats(rng, 0, n, c)
+	am := make([]int32, n*c)
+	for p := range am {
+		am[p] = int32(rng.IntN(hw))
+	}
+	want := make([]float32, dout.Len())
+	channelGateBackward(want, dout.Float32(), scale.Float32(), dAvg.Float32(), dMax.Float32(), am, hw)
+	dx, over := New(Float32, n, c, 1, hw), dout.Clone()
+	if err := ChannelGateBackward(dx, dout, scale, dAvg, dMax, am); err != nil {
+		t.Fatal(err)
+	}
+	if err := ChannelGateBackward(over, over, scale, dAvg, dMax, am); err != nil {
+		t.Fatal(err)
+	}
+	glueSameBits(t, fmt.Sprint("ChannelGateBackward ", []int{n, c, hw}), dx.Float32(), want, allSums)
+	glueSameBits(t, fmt.Sprint("ChannelGateBackward over dout ", []int{n, c, hw}), over.Float32(), want, allSums)
+}
+
+func checkSpatialGate(t *testing.T, rng *rand.Rand, n, c, hw int) {
+	t.Helper()
+	dout := glueFloats(rng, 11, n, c, 1, hw)
+	att, dPooled := glueFloats(rng, 0, n, 1, 1, hw), glueFloats(rng, 0, n, 2, 1, hw)
+	am := make([]int32, n*hw)
+	for p := range am {
+		am[p] = int32(rng.IntN(c))
+	}
+	want := make([]float32, dout.Len())
+	spatialGateBackward(want, dout.Float32(), att.Float32(), dPooled.Float32(), am, n, c, hw)
+	dx, over := New(Float32, n, c, 1, hw), dout.Clone()
+	if err := SpatialGateBackward(dx, dout, att, dPooled, am); err != nil {
+		t.Fatal(err)
+	}
+	if err := SpatialGateBackward(over, over, att, dPooled, am); err != nil {
+		t.Fatal(err)
+	}
+	glueSameBits(t, fmt.Sprint("SpatialGateBackward ", []int{n, c, hw}), dx.Float32(), want, allSums)
+	glueSameBits(t, fmt.Sprint("SpatialGateBackward over dout ", []int{n, c, hw}), over.Float32(), want, allSums)
+}

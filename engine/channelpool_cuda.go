@@ -117,6 +117,56 @@ func globalMaxPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
 	}, dx, dout)
 }
 
+func channelGateBackwardCUDA(dx, dout, scale, dAvg, dMax *Tensor, argmax []int32) error {
+	const op = "ChannelGateBackward"
+	hw := dx.Dim(2) * dx.Dim(3)
+	return runCUDA(op, func() error {
+		am, done, err := indicesForBackward(argmax, indexRange(op, hw))
+		if err != nil {
+			return err
+		}
+		defer done()
+		total := dx.Len()
+		if total == 0 {
+			return nil
+		}
+		var a cuda.Args
+		return launchFit(kern.channel_gate_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(scale.dptr()).
+			Ptr(dAvg.dptr()).Ptr(dMax.dptr()).Ptr(am).I64(int64(total)).Int(hw))
+	}, func(host hostCopy) error {
+		idx, err := hostIndices(argmax)
+		if err != nil {
+			return err
+		}
+		return ChannelGateBackward(host(dx), host(dout), host(scale), host(dAvg), host(dMax), idx)
+	}, dx, dout, scale, dAvg, dMax)
+}
+
+func spatialGateBackwardCUDA(dx, dout, att, dPooled *Tensor, argmax []int32) error {
+	const op = "SpatialGateBackward"
+	c, hw := dx.Dim(1), dx.Dim(2)*dx.Dim(3)
+	return runCUDA(op, func() error {
+		am, done, err := indicesForBackward(argmax, indexRange(op, c))
+		if err != nil {
+			return err
+		}
+		defer done()
+		total := dx.Len()
+		if total == 0 {
+			return nil
+		}
+		var a cuda.Args
+		return launchFit(kern.spatial_gate_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(att.dptr()).
+			Ptr(dPooled.dptr()).Ptr(am).I64(int64(total)).Int(c).Int(hw).F32(1/float32(c)))
+	}, func(host hostCopy) error {
+		idx, err := hostIndices(argmax)
+		if err != nil {
+			return err
+		}
+		return SpatialGateBackward(host(dx), host(dout), host(att), host(dPooled), idx)
+	}, dx, dout, att, dPooled)
+}
+
 func transpose12CUDA(out, x *Tensor) error {
 	n, a, b := x.Dim(0), x.Dim(1), x.Dim(2)
 	return runCUDA("Transpose12", func() error {

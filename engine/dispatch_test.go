@@ -40,6 +40,7 @@ func dispatchCases(dt DType) []dispatchCase {
 	pooled, argmax := ten(2, 3, 2, 2), make([]int32, 2*3*2*2)
 	planes, planeIdx := ten(2, 3), make([]int32, 2*3)
 	chOut, chIdx := ten(2, 2, 4, 4), make([]int32, 2*4*4)
+	pixels := ten(2, 1, 4, 4)
 	w, b, lin, dlin, dw, db := ten(5, 48), ten(5), ten(2, 5), ten(2, 5), ten(5, 48), ten(5)
 	flat, dflat := ten(2, 48), ten(2, 48)
 	rows, mean, rstd := ten(6, 8), ten(6), ten(6)
@@ -71,6 +72,8 @@ func dispatchCases(dt DType) []dispatchCase {
 		{"Transpose12", func() { mustOK(Transpose12(r283, r238)) }},
 		{"GlobalMaxPoolForward", func() { mustOK(GlobalMaxPoolForward(planes, planeIdx, x)) }},
 		{"GlobalMaxPoolBackward", func() { mustOK(GlobalMaxPoolBackward(dx, planes, planeIdx)) }},
+		{"ChannelGateBackward", func() { mustOK(ChannelGateBackward(dx, dout, planes, planes, planes, planeIdx)) }},
+		{"SpatialGateBackward", func() { mustOK(SpatialGateBackward(dx, dout, pixels, chOut, chIdx)) }},
 		{"ConcatForward", func() { mustOK(ConcatForward(cat, parts)) }},
 		{"ConcatBackward", func() { mustOK(ConcatBackward(parts, cat)) }},
 		{"DropoutForward", func() { mustOK(DropoutForward(out, mask, x, 0.5, true, rng)) }},

@@ -35,8 +35,10 @@ var kern = struct {
 	// kernels/channelpool.cu
 	global_maxpool_forward_f32  *cuda.Kernel
 	global_maxpool_backward_f32 *cuda.Kernel
+	channel_gate_backward_f32   *cuda.Kernel
 	channelpool_forward_f32     *cuda.Kernel
 	channelpool_backward_f32    *cuda.Kernel
+	spatial_gate_backward_f32   *cuda.Kernel
 	transpose12_f32             *cuda.Kernel
 
 	// kernels/concat.cu
@@ -194,8 +196,10 @@ var kern = struct {
 	broadcast_mul_backward_f32:      cuda.K("broadcast_mul_backward_f32"),
 	global_maxpool_forward_f32:      cuda.K("global_maxpool_forward_f32"),
 	global_maxpool_backward_f32:     cuda.K("global_maxpool_backward_f32"),
+	channel_gate_backward_f32:       cuda.K("channel_gate_backward_f32"),
 	channelpool_forward_f32:         cuda.K("channelpool_forward_f32"),
 	channelpool_backward_f32:        cuda.K("channelpool_backward_f32"),
+	spatial_gate_backward_f32:       cuda.K("spatial_gate_backward_f32"),
 	transpose12_f32:                 cuda.K("transpose12_f32"),
 	concat_forward_f32:              cuda.K("concat_forward_f32"),
 	concat_backward_f32:             cuda.K("concat_backward_f32"),

@@ -183,6 +183,53 @@ func TestCUDAGlobalPool(t *testing.T) {
 	}
 }
 
+// The channel gate's fused input gradient on the device: the CPU's bits,
+// -0 and NaN included, with dx over dout and argmaxes from the host.
+func TestCUDAChannelGateBackward(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(33, 34))
+	for _, s := range [][4]int{{1, 1, 1, 1}, {2, 3, 7, 9}, {3, 5, 1, 1}, {4, 16, 16, 16}} {
+		dout, scale4, dAvg, dMax, am := channelGateCase(t, rng, engine.Float32, s)
+		want := engine.New(engine.Float32, s[:]...)
+		opsMust(t, engine.ChannelGateBackward(want, dout, scale4, dAvg, dMax, am))
+		got := dev(t, engine.New(engine.Float32, s[:]...))
+		got.Fill(7)
+		ddout := dev(t, dout)
+		opsMust(t, engine.ChannelGateBackward(got, ddout, dev(t, scale4), dev(t, dAvg), dev(t, dMax), slices.Clone(am)))
+		checkKernels(t, []string{"channel_gate_backward_f32"}, "ChannelGateBackward", got, want, 0, 0)
+		opsMust(t, engine.ChannelGateBackward(ddout, ddout, dev(t, scale4), dev(t, dAvg), dev(t, dMax), slices.Clone(am)))
+		checkKernels(t, []string{"channel_gate_backward_f32"}, "ChannelGateBackward over dout", ddout, want, 0, 0)
+		for name, g := range map[string]*engine.Tensor{"dx": got, "dx over dout": ddout} {
+			if !sameTensorBits(toHost(t, g), want) { // checkKernels sees no sign of zero
+				t.Errorf("%v %s: other bits than the CPU's", s, name)
+			}
+		}
+	}
+}
+
+// The spatial gate's fused input gradient on the device: the CPU's bits.
+func TestCUDASpatialGateBackward(t *testing.T) {
+	cudaOrSkip(t)
+	rng := rand.New(rand.NewPCG(37, 38))
+	for _, s := range [][4]int{{1, 1, 1, 1}, {2, 3, 7, 9}, {3, 5, 1, 1}, {4, 16, 16, 16}} {
+		dout, att, dPooled, am := spatialGateCase(t, rng, engine.Float32, s)
+		want := engine.New(engine.Float32, s[:]...)
+		opsMust(t, engine.SpatialGateBackward(want, dout, att, dPooled, am))
+		got := dev(t, engine.New(engine.Float32, s[:]...))
+		got.Fill(7)
+		ddout := dev(t, dout)
+		opsMust(t, engine.SpatialGateBackward(got, ddout, dev(t, att), dev(t, dPooled), slices.Clone(am)))
+		checkKernels(t, []string{"spatial_gate_backward_f32"}, "SpatialGateBackward", got, want, 0, 0)
+		opsMust(t, engine.SpatialGateBackward(ddout, ddout, dev(t, att), dev(t, dPooled), slices.Clone(am)))
+		checkKernels(t, []string{"spatial_gate_backward_f32"}, "SpatialGateBackward over dout", ddout, want, 0, 0)
+		for name, g := range map[string]*engine.Tensor{"dx": got, "dx over dout": ddout} {
+			if !sameTensorBits(toHost(t, g), want) {
+				t.Errorf("%v %s: other bits than the CPU's", s, name)
+			}
+		}
+	}
+}
+
 func TestCUDAChannelPool(t *testing.T) {
 	cudaOrSkip(t)
 	rng := rand.New(rand.NewPCG(27, 28))

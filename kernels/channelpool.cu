@@ -79,6 +79,21 @@ KILN_KERNEL global_maxpool_backward_f32(float* dx, const float* dout, const int*
 	}
 }
 
+// CBAM's channel gate input gradient, total = planes·hw: dx = (dout·scale +
+// dAvg/hw) + (dMax at the plane's argmax, +0 elsewhere), each step rounded on
+// its own as the ops it fuses (broadcast multiply, global average and max
+// pooling backward, two adds) round it on either side. dx may be dout.
+KILN_KERNEL channel_gate_backward_f32(float* dx, const float* dout, const float* scale, const float* davg,
+                                      const float* dmax, const int* argmax, long long total, int hw) {
+	bool small = pool_small(total);
+	KILN_FOR(i, total) {
+		int j;
+		long long p = pool_divmod(i, hw, &j, small);
+		float g = __fadd_rn(__fmul_rn(dout[i], scale[p]), __fdiv_rn(davg[p], (float)hw));
+		dx[i] = __fadd_rn(g, j == argmax[p] ? dmax[p] : 0.0f);
+	}
+}
+
 // CBAM channel pooling, one thread per pixel (n, p), total = N·hw:
 // out[n,0,p] = (Σ_c x[n,c,p])·inv_c summed in channel order, out[n,1,p] = the
 // first maximum over c (`v > m`, as the CPU: a NaN wins only in channel 0),
@@ -114,6 +129,22 @@ KILN_KERNEL channelpool_backward_f32(float* dx, const float* dout, const int* ar
 		float v = pool_mul_rn(dout[2 * n * hw + p], inv_c);
 		if (argmax[n * hw + p] == c) v += dout[2 * n * hw + hw + p];
 		dx[i] = v;
+	}
+}
+
+// CBAM's spatial gate input gradient, one thread per element (n, c, p),
+// total = N·C·hw: dx = dout·att[n,p] + (dMean[n,p]·inv_c, plus dMax[n,p] in
+// the channel argmax[n,p]), each step rounded as channelpool_backward_f32,
+// the broadcast multiply and the add it fuses. dx may be dout.
+KILN_KERNEL spatial_gate_backward_f32(float* dx, const float* dout, const float* att, const float* dpooled,
+                                      const int* argmax, long long total, int C, int hw, float inv_c) {
+	bool small = pool_small(total);
+	KILN_FOR(i, total) {
+		int p, c;
+		long long n = pool_divmod(pool_divmod(i, hw, &p, small), C, &c, small);
+		float u = __fmul_rn(dpooled[2 * n * hw + p], inv_c);
+		if (argmax[n * hw + p] == c) u = __fadd_rn(u, dpooled[2 * n * hw + hw + p]);
+		dx[i] = __fadd_rn(__fmul_rn(dout[i], att[n * hw + p]), u);
 	}
 }
 

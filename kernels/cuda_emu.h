@@ -214,10 +214,11 @@ inline T __ldg(const T* p) { return *p; }
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
 inline float __fdividef(float a, float b) { return a / b; }
-// Round-to-nearest add and multiply that the compiler may not fuse into an
+// Round-to-nearest add, multiply and divide that the compiler may not fuse into an
 // FMA (g++ in ISO C++ mode contracts nothing).
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __saturatef(float x) { return x < 0 ? 0 : (x > 1 ? 1 : x); }
 inline float __int_as_float(int v) { float f; std::memcpy(&f, &v, 4); return f; }

@@ -16,7 +16,7 @@ type ChannelAttention struct {
 
 	gap            *GlobalAvgPool
 	maxArg         []int32        // each plane's max position
-	gmpOut, dmax   *engine.Tensor // max descriptor (N, C) and its input gradient
+	gmpOut         *engine.Tensor // max descriptor (N, C)
 	stacked        *engine.Tensor // (2N, C): average rows, then max rows
 	summed, scale  *engine.Tensor // (N, C), scale viewed as (N, C, 1, 1)
 	scale4         *engine.Tensor
@@ -100,7 +100,8 @@ func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	n, c := x.Dim(0), x.Dim(1)
 	a.dx = engine.EnsureLike(a.dx, x, x.Shape()...)
 	a.dscale4 = engine.EnsureLike(a.dscale4, x, n, c, 1, 1)
-	if err := engine.BroadcastMultiplyBackward(a.dx, a.dscale4, dout, x, a.scale4); err != nil {
+	// The scale's gradient now; x's comes in one pass at the end.
+	if err := engine.BroadcastMultiplyBackward(nil, a.dscale4, dout, x, a.scale4); err != nil {
 		return nil, err
 	}
 	dscale, err := a.dscale4.View(a.dsum, n, c)
@@ -147,18 +148,9 @@ func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	if err := a.dgmp.CopyFrom(gbottom); err != nil {
 		return nil, err
 	}
-	d1, err := a.gap.Backward(a.dgap)
-	if err != nil {
-		return nil, err
-	}
-	if err := engine.Add(a.dx, a.dx, d1); err != nil {
-		return nil, err
-	}
-	a.dmax = engine.EnsureLike(a.dmax, x, x.Shape()...)
-	if err := engine.GlobalMaxPoolBackward(a.dmax, a.dgmp, a.maxArg); err != nil {
-		return nil, err
-	}
-	return a.dx, engine.Add(a.dx, a.dx, a.dmax)
+	// dout ⊙ scale, plus both poolings' gradients, in one pass (the bits of
+	// the three backward ops and two adds it replaces).
+	return a.dx, engine.ChannelGateBackward(a.dx, dout, a.scale4, a.dgap, a.dgmp, a.maxArg)
 }
 
 // Children names the two layers of the shared MLP fc1 and fc2.
@@ -193,13 +185,13 @@ func (h *halves) of(t *engine.Tensor) (top, bottom *engine.Tensor, err error) {
 // maps, stacked, a 7×7 convolution to one map, a sigmoid, and a per-pixel
 // scale: y = x ⊙ σ(conv([mean_c(x); max_c(x)])).
 type SpatialAttention struct {
-	Conv        *Conv2D
-	sig         *Act
-	pooled      *engine.Tensor
-	argmax      []int32
-	att         *engine.Tensor // (N,1,H,W), kept for attention-map plots
-	x, out, dx  *engine.Tensor
-	datt, dpool *engine.Tensor
+	Conv       *Conv2D
+	sig        *Act
+	pooled     *engine.Tensor
+	argmax     []int32
+	att        *engine.Tensor // (N,1,H,W), kept for attention-map plots
+	x, out, dx *engine.Tensor
+	datt       *engine.Tensor
 }
 
 // NewSpatialAttention uses the paper's 7×7 kernel, bias-free.
@@ -239,7 +231,8 @@ func (s *SpatialAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	x := s.x
 	s.dx = engine.EnsureLike(s.dx, x, x.Shape()...)
 	s.datt = engine.EnsureLike(s.datt, x, s.att.Shape()...)
-	if err := engine.BroadcastMultiplyBackward(s.dx, s.datt, dout, x, s.att); err != nil {
+	// The map's gradient now; x's comes in one pass at the end.
+	if err := engine.BroadcastMultiplyBackward(nil, s.datt, dout, x, s.att); err != nil {
 		return nil, err
 	}
 	dlogits, err := s.sig.Backward(s.datt)
@@ -250,11 +243,9 @@ func (s *SpatialAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error)
 	if err != nil {
 		return nil, err
 	}
-	s.dpool = engine.EnsureLike(s.dpool, x, x.Shape()...)
-	if err := engine.ChannelPoolBackward(s.dpool, dpooled, s.argmax); err != nil {
-		return nil, err
-	}
-	return s.dx, engine.Add(s.dx, s.dx, s.dpool)
+	// dout ⊙ map, plus the channel poolings' gradients, in one pass (the bits
+	// of the backward ops and the add it replaces).
+	return s.dx, engine.SpatialGateBackward(s.dx, dout, s.att, dpooled, s.argmax)
 }
 
 // Children names the 7×7 convolution conv.

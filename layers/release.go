@@ -50,7 +50,7 @@ func (a *Act) ReleaseBuffers() {
 func (a *ChannelAttention) ReleaseBuffers() {
 	engine.ReleaseArgmax(a.maxArg)
 	a.maxArg = nil
-	engine.Drop(&a.gmpOut, &a.dmax, &a.stacked, &a.summed, &a.dstacked, &a.dscale4, &a.dgap, &a.dgmp, &a.out, &a.dx)
+	engine.Drop(&a.gmpOut, &a.stacked, &a.summed, &a.dstacked, &a.dscale4, &a.dgap, &a.dgmp, &a.out, &a.dx)
 	a.x, a.scale, a.scale4, a.dsum = nil, nil, nil, nil // the input, sig's output and views
 	a.stackedHalves, a.logitHalves, a.dstackedHalves, a.dstHalves = halves{}, halves{}, halves{}, halves{}
 	// Children names only the layers with parameters.
@@ -62,7 +62,7 @@ func (a *ChannelAttention) ReleaseBuffers() {
 func (s *SpatialAttention) ReleaseBuffers() {
 	engine.ReleaseArgmax(s.argmax)
 	s.argmax = nil
-	engine.Drop(&s.pooled, &s.out, &s.dx, &s.datt, &s.dpool)
+	engine.Drop(&s.pooled, &s.out, &s.dx, &s.datt)
 	s.x, s.att = nil, nil // the input and sig's output
 	s.sig.ReleaseBuffers()
 }
