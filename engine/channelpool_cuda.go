@@ -21,6 +21,30 @@ func indexRange(op string, n int) func([]int32) error {
 	}
 }
 
+// runIndexedBackward runs a backward op whose kernel reads a forward pass's
+// indices (each in [0, n)): launch gets their device pointer and dx's length
+// (never 0), cpu runs the op on the host copies with the host indices.
+func runIndexedBackward(op string, dx *Tensor, argmax []int32, n int, launch func(am cuda.Ptr, total int) error,
+	cpu func(host hostCopy, idx []int32) error, ts ...*Tensor) error {
+	return runCUDA(op, func() error {
+		if dx.Len() == 0 {
+			return nil
+		}
+		am, done, err := indicesForBackward(argmax, indexRange(op, n))
+		if err != nil {
+			return err
+		}
+		defer done()
+		return launch(am, dx.Len())
+	}, func(host hostCopy) error {
+		idx, err := hostIndices(argmax)
+		if err != nil {
+			return err
+		}
+		return cpu(host, idx)
+	}, ts...)
+}
+
 func channelPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
 	const op = "ChannelPoolForward"
 	n, c, hw := x.Dim(0), x.Dim(1), x.Dim(2)*x.Dim(3)
@@ -46,26 +70,12 @@ func channelPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
 }
 
 func channelPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
-	const op = "ChannelPoolBackward"
 	c, hw := dx.Dim(1), dx.Dim(2)*dx.Dim(3)
-	return runCUDA(op, func() error {
-		total := dx.Len()
-		if total == 0 {
-			return nil
-		}
-		am, done, err := indicesForBackward(argmax, indexRange(op, c))
-		if err != nil {
-			return err
-		}
-		defer done()
+	return runIndexedBackward("ChannelPoolBackward", dx, argmax, c, func(am cuda.Ptr, total int) error {
 		var a cuda.Args
 		return launchFit(kern.channelpool_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).
 			Int(c).Int(hw).F32(1/float32(c)))
-	}, func(host hostCopy) error {
-		idx, err := hostIndices(argmax)
-		if err != nil {
-			return err
-		}
+	}, func(host hostCopy, idx []int32) error {
 		return ChannelPoolBackward(host(dx), host(dout), idx)
 	}, dx, dout)
 }
@@ -94,75 +104,33 @@ func globalMaxPoolForwardCUDA(out *Tensor, argmax []int32, x *Tensor) error {
 }
 
 func globalMaxPoolBackwardCUDA(dx, dout *Tensor, argmax []int32) error {
-	const op = "GlobalMaxPoolBackward"
 	hw := dx.Dim(2) * dx.Dim(3)
-	return runCUDA(op, func() error {
-		am, done, err := indicesForBackward(argmax, indexRange(op, hw))
-		if err != nil {
-			return err
-		}
-		defer done()
-		total := dx.Len()
-		if total == 0 {
-			return nil
-		}
+	return runIndexedBackward("GlobalMaxPoolBackward", dx, argmax, hw, func(am cuda.Ptr, total int) error {
 		var a cuda.Args
 		return launchFit(kern.global_maxpool_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(am).I64(int64(total)).Int(hw))
-	}, func(host hostCopy) error {
-		idx, err := hostIndices(argmax)
-		if err != nil {
-			return err
-		}
+	}, func(host hostCopy, idx []int32) error {
 		return GlobalMaxPoolBackward(host(dx), host(dout), idx)
 	}, dx, dout)
 }
 
 func channelGateBackwardCUDA(dx, dout, scale, dAvg, dMax *Tensor, argmax []int32) error {
-	const op = "ChannelGateBackward"
 	hw := dx.Dim(2) * dx.Dim(3)
-	return runCUDA(op, func() error {
-		am, done, err := indicesForBackward(argmax, indexRange(op, hw))
-		if err != nil {
-			return err
-		}
-		defer done()
-		total := dx.Len()
-		if total == 0 {
-			return nil
-		}
+	return runIndexedBackward("ChannelGateBackward", dx, argmax, hw, func(am cuda.Ptr, total int) error {
 		var a cuda.Args
 		return launchFit(kern.channel_gate_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(scale.dptr()).
 			Ptr(dAvg.dptr()).Ptr(dMax.dptr()).Ptr(am).I64(int64(total)).Int(hw))
-	}, func(host hostCopy) error {
-		idx, err := hostIndices(argmax)
-		if err != nil {
-			return err
-		}
+	}, func(host hostCopy, idx []int32) error {
 		return ChannelGateBackward(host(dx), host(dout), host(scale), host(dAvg), host(dMax), idx)
 	}, dx, dout, scale, dAvg, dMax)
 }
 
 func spatialGateBackwardCUDA(dx, dout, att, dPooled *Tensor, argmax []int32) error {
-	const op = "SpatialGateBackward"
 	c, hw := dx.Dim(1), dx.Dim(2)*dx.Dim(3)
-	return runCUDA(op, func() error {
-		am, done, err := indicesForBackward(argmax, indexRange(op, c))
-		if err != nil {
-			return err
-		}
-		defer done()
-		total := dx.Len()
-		if total == 0 {
-			return nil
-		}
+	return runIndexedBackward("SpatialGateBackward", dx, argmax, c, func(am cuda.Ptr, total int) error {
 		var a cuda.Args
 		return launchFit(kern.spatial_gate_backward_f32, total, a.Ptr(dx.dptr()).Ptr(dout.dptr()).Ptr(att.dptr()).
 			Ptr(dPooled.dptr()).Ptr(am).I64(int64(total)).Int(c).Int(hw).F32(1/float32(c)))
-	}, func(host hostCopy) error {
-		idx, err := hostIndices(argmax)
-		if err != nil {
-			return err
-		}
+	}, func(host hostCopy, idx []int32) error {
 		return SpatialGateBackward(host(dx), host(dout), host(att), host(dPooled), idx)
 	}, dx, dout, att, dPooled)
 }
