@@ -27,14 +27,14 @@ func indexRange(op string, n int) func([]int32) error {
 func runIndexedBackward(op string, dx *Tensor, argmax []int32, n int, launch func(am cuda.Ptr, total int) error,
 	cpu func(host hostCopy, idx []int32) error, ts ...*Tensor) error {
 	return runCUDA(op, func() error {
-		if dx.Len() == 0 {
-			return nil
-		}
-		am, done, err := indicesForBackward(argmax, indexRange(op, n))
+		am, done, err := indicesForBackward(argmax, indexRange(op, n)) // checked even for an empty dx
 		if err != nil {
 			return err
 		}
 		defer done()
+		if dx.Len() == 0 {
+			return nil
+		}
 		return launch(am, dx.Len())
 	}, func(host hostCopy) error {
 		idx, err := hostIndices(argmax)
