@@ -1,5 +1,7 @@
 package engine
 
+import "fmt"
+
 // Pooling across channels, CBAM's spatial-attention input: for every pixel
 // the mean and the max over the C channels, stacked as two channels.
 
@@ -237,6 +239,19 @@ func globalMaxForward[T Float](out []T, argmax []int32, x []T, hw int) {
 	}
 }
 
+// indexRange accepts host indices in [0, n) (the gates here, and the
+// device's index uploads in channelpool_cuda.go).
+func indexRange(op string, n int) func([]int32) error {
+	return func(idx []int32) error {
+		for i, a := range idx {
+			if a < 0 || int(a) >= n {
+				return &ShapeError{Op: op, Msg: fmt.Sprintf("argmax[%d] = %d outside [0,%d)", i, a, n)}
+			}
+		}
+		return nil
+	}
+}
+
 // ChannelGateBackward is the input gradient of CBAM's channel gate,
 // y = x ⊙ s with s computed from x's global average and maximum, in one pass
 // over the planes where BroadcastMultiplyBackward's dx, GlobalAvgPoolBackward,
@@ -265,10 +280,8 @@ func ChannelGateBackward(dx, dout, scale, dAvg, dMax *Tensor, argmax []int32) er
 	if dev == CUDA {
 		return channelGateBackwardCUDA(dx, dout, scale, dAvg, dMax, argmax)
 	}
-	for _, a := range argmax {
-		if a < 0 || int(a) >= hw {
-			return shapeErr(op, "argmax index outside the plane", "dx", dx, "index", a)
-		}
+	if err := indexRange(op, hw)(argmax); err != nil {
+		return err
 	}
 	pick(dt, runChannelGate[float32], runChannelGate[float64])(planes, hw, dx, dout, scale, dAvg, dMax, argmax)
 	return nil
@@ -322,10 +335,8 @@ func SpatialGateBackward(dx, dout, att, dPooled *Tensor, argmax []int32) error {
 	if dev == CUDA {
 		return spatialGateBackwardCUDA(dx, dout, att, dPooled, argmax)
 	}
-	for _, a := range argmax {
-		if a < 0 || int(a) >= c {
-			return shapeErr(op, "argmax channel outside the tensor", "dx", dx, "channel", a)
-		}
+	if err := indexRange(op, c)(argmax); err != nil {
+		return err
 	}
 	pick(dt, runSpatialGate[float32], runSpatialGate[float64])(n, c, hw, dx, dout, att, dPooled, argmax)
 	return nil

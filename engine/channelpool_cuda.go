@@ -1,25 +1,9 @@
 package engine
 
-import (
-	"fmt"
-
-	"github.com/kiln-ml/kiln/cuda"
-)
+import "github.com/kiln-ml/kiln/cuda"
 
 // The GPU side of channelpool.go: kernels/channelpool.cu. The argmax slices
 // stay on the GPU as in pool_cuda.go.
-
-// indexRange accepts host indices in [0, n).
-func indexRange(op string, n int) func([]int32) error {
-	return func(idx []int32) error {
-		for i, a := range idx {
-			if a < 0 || int(a) >= n {
-				return &ShapeError{Op: op, Msg: fmt.Sprintf("argmax[%d] = %d outside [0,%d)", i, a, n)}
-			}
-		}
-		return nil
-	}
-}
 
 // runIndexedBackward runs a backward op whose kernel reads a forward pass's
 // indices (each in [0, n)): launch gets their device pointer and dx's length
