@@ -460,53 +460,8 @@ func writeTerminal(w io.Writer, r *Report) {
 		p("\nPyTorch not compared: %s\n", r.Settings.TorchMissing)
 	}
 	p("peak: FMA %s GFLOP/s, SGEMM %s GFLOP/s, copy %s GB/s\n", fmtRate(r.Peak.FMAGFLOPS), fmtRate(r.Peak.SGEMMGFLOPS), fmtRate(r.Peak.CopyGBPS))
-	ratio := func(x *Ratio) string {
-		if x == nil {
-			return "-"
-		}
-		return fmt.Sprintf("%.2fx", x.Median)
-	}
-	short := func(s string) string {
-		if len(s) > 60 {
-			return s[:57] + "..."
-		}
-		return s
-	}
-	if len(r.Ops) > 0 {
-		p("\nop\tpass\tKiln ms\trate\tof peak\tPyTorch ms\tKiln/PyTorch\t\n")
-		for _, o := range r.Ops {
-			km, tm := "-", "-"
-			if o.Kiln != nil {
-				km = fmtMS(o.Kiln.Median)
-			} else if o.KilnError != "" {
-				km = "n/a: " + short(o.KilnError)
-			}
-			if o.Torch != nil {
-				tm = fmtMS(o.Torch.Median)
-			}
-			p("%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t\n", o.Name, o.Pass, km, fmtRate(o.KilnRate), o.Unit, fmtPct(o.KilnPeak), tm, ratio(o.Ratio))
-		}
-	}
-	if len(r.Train) > 0 {
-		p("\nmodel\tinput\tbatch\tprecision\tparams\tKiln img/s\tPyTorch img/s\tKiln/PyTorch\tKiln RSS MiB\t\n")
-		for _, t := range r.Train {
-			k, tt := "-", "-"
-			if t.Kiln != nil {
-				k = fmtIPS(t.Kiln.Median)
-			} else if t.KilnError != "" {
-				k = "n/a: " + short(t.KilnError)
-			}
-			if t.Torch != nil {
-				tt = fmtIPS(t.Torch.Median)
-			}
-			params := "-"
-			if t.ParamsKiln > 0 {
-				params = fmt.Sprint(t.ParamsKiln)
-			}
-			p("%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", t.Model, t.Input, t.Batch, precisionCell(t.Precision), params, k, tt,
-				ratio(t.Ratio), fmtMiB(t.KilnRSSPeakBytes))
-		}
-	}
+	writeOpsTerminal(p, r.Ops)
+	writeTrainTerminal(p, r.Train)
 	if sc := r.Scaling; sc != nil && len(sc.Batch) > 0 {
 		p("\nbatch (%s %s)\tKiln img/s\tPyTorch img/s\t\n", sc.BatchModel, sc.BatchInput)
 		for _, pt := range sc.Batch {
@@ -524,13 +479,74 @@ func writeTerminal(w io.Writer, r *Report) {
 		for _, t := range r.TTA {
 			k, tt := ttaCell(t.Kiln), ttaCell(t.Torch)
 			if t.Kiln == nil && t.KilnError != "" {
-				k = "n/a: " + short(t.KilnError)
+				k = "n/a: " + termShort(t.KilnError)
 			}
 			if t.Torch == nil && t.TorchError != "" && r.Settings.Torch {
-				tt = "n/a: " + short(t.TorchError)
+				tt = "n/a: " + termShort(t.TorchError)
 			}
 			p("%s\t%.1f%%\t%s\t%s\t\n", t.ID, 100*t.Target, k, tt)
 		}
+	}
+}
+
+// termRatio is a ratio's median for the terminal, "-" where none was taken.
+func termRatio(x *Ratio) string {
+	if x == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", x.Median)
+}
+
+// termShort cuts an error to fit a table cell.
+func termShort(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
+}
+
+// writeOpsTerminal prints the op table.
+func writeOpsTerminal(p func(string, ...any), ops []OpResult) {
+	if len(ops) == 0 {
+		return
+	}
+	p("\nop\tpass\tKiln ms\trate\tof peak\tPyTorch ms\tKiln/PyTorch\t\n")
+	for _, o := range ops {
+		km, tm := "-", "-"
+		if o.Kiln != nil {
+			km = fmtMS(o.Kiln.Median)
+		} else if o.KilnError != "" {
+			km = "n/a: " + termShort(o.KilnError)
+		}
+		if o.Torch != nil {
+			tm = fmtMS(o.Torch.Median)
+		}
+		p("%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t\n", o.Name, o.Pass, km, fmtRate(o.KilnRate), o.Unit, fmtPct(o.KilnPeak), tm, termRatio(o.Ratio))
+	}
+}
+
+// writeTrainTerminal prints the training table.
+func writeTrainTerminal(p func(string, ...any), train []TrainResult) {
+	if len(train) == 0 {
+		return
+	}
+	p("\nmodel\tinput\tbatch\tprecision\tparams\tKiln img/s\tPyTorch img/s\tKiln/PyTorch\tKiln RSS MiB\t\n")
+	for _, t := range train {
+		k, tt := "-", "-"
+		if t.Kiln != nil {
+			k = fmtIPS(t.Kiln.Median)
+		} else if t.KilnError != "" {
+			k = "n/a: " + termShort(t.KilnError)
+		}
+		if t.Torch != nil {
+			tt = fmtIPS(t.Torch.Median)
+		}
+		params := "-"
+		if t.ParamsKiln > 0 {
+			params = fmt.Sprint(t.ParamsKiln)
+		}
+		p("%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", t.Model, t.Input, t.Batch, precisionCell(t.Precision), params, k, tt,
+			termRatio(t.Ratio), fmtMiB(t.KilnRSSPeakBytes))
 	}
 }
 

@@ -282,16 +282,7 @@ func (s *suite) runTrain(ctx context.Context) error {
 					r.KilnError = err.Error()
 				} else {
 					kilnRuns[i] = append(kilnRuns[i], k.TrainImagesPerSec)
-					r.ParamsKiln = k.Params
-					r.KilnAllocsStep = k.AllocsPerStep
-					r.KilnRSSPeakBytes = max(r.KilnRSSPeakBytes, k.RSSPeakBytes)
-					r.KilnGoSysBytes = max(r.KilnGoSysBytes, k.GoSysBytes)
-					r.KilnGoHeapBytes = max(r.KilnGoHeapBytes, k.GoHeapBytes)
-					r.KilnGPUPeakBytes = max(r.KilnGPUPeakBytes, k.GPUPeakBytes)
-					r.KilnCUDAGraph, r.KilnMicroBatch = k.CUDAGraph, k.MicroBatch
-					if k.Profile != nil {
-						r.KilnProfile = k.Profile
-					}
+					r.recordKiln(k)
 				}
 			}
 			var tIPS float64
@@ -307,13 +298,10 @@ func (s *suite) runTrain(ctx context.Context) error {
 				default:
 					tIPS = out.Cases[0].IPS
 					torchRuns[i] = append(torchRuns[i], tIPS)
-					r.ParamsTorch = out.Cases[0].Params
-					r.TorchRSSPeakBytes = max(r.TorchRSSPeakBytes, out.RSSPeakBytes)
-					r.TorchGPUPeakBytes = max(r.TorchGPUPeakBytes, out.Cases[0].GPUPeak)
 					if g := out.Cases[0].GraphIPS; g > 0 {
 						graphRuns[i] = append(graphRuns[i], g)
 					}
-					r.TorchGraphError = out.Cases[0].GraphError
+					r.recordTorch(out)
 				}
 			}
 			ev := s.log.Info().Int("round", round+1).Str("case", c.String())
@@ -327,6 +315,29 @@ func (s *suite) runTrain(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// recordKiln keeps what a Kiln run reports beside its rate: the largest
+// memory figures over the rounds, the last profile.
+func (r *TrainResult) recordKiln(k *kilnLine) {
+	r.ParamsKiln = k.Params
+	r.KilnAllocsStep = k.AllocsPerStep
+	r.KilnRSSPeakBytes = max(r.KilnRSSPeakBytes, k.RSSPeakBytes)
+	r.KilnGoSysBytes = max(r.KilnGoSysBytes, k.GoSysBytes)
+	r.KilnGoHeapBytes = max(r.KilnGoHeapBytes, k.GoHeapBytes)
+	r.KilnGPUPeakBytes = max(r.KilnGPUPeakBytes, k.GPUPeakBytes)
+	r.KilnCUDAGraph, r.KilnMicroBatch = k.CUDAGraph, k.MicroBatch
+	if k.Profile != nil {
+		r.KilnProfile = k.Profile
+	}
+}
+
+// recordTorch keeps what a PyTorch run of one case reports beside its rates.
+func (r *TrainResult) recordTorch(out *torchTrainOut) {
+	r.ParamsTorch = out.Cases[0].Params
+	r.TorchRSSPeakBytes = max(r.TorchRSSPeakBytes, out.RSSPeakBytes)
+	r.TorchGPUPeakBytes = max(r.TorchGPUPeakBytes, out.Cases[0].GPUPeak)
+	r.TorchGraphError = out.Cases[0].GraphError
 }
 
 // summariseTrain turns each case's runs into its medians and ratio.
