@@ -33,8 +33,8 @@
 //     class names); any other numeric target makes a regression set whose
 //     target is standardised (TargetShift is the mean, TargetScale the
 //     standard deviation). CSVOptions.Task overrides the guess.
-//   - folder: your own images, DIR/train/<class>/<image> (see Image folders
-//     below).
+//   - folder: your own images, DIR/train/<class>/<image> or DIR/<class>/<image>
+//     (see Image folders below).
 //
 // Images are first scaled to [0, 1] (a byte b becomes b/255), then each
 // channel c becomes (v - Mean[c]) / Std[c].
@@ -85,7 +85,9 @@
 //
 // The folder set reads your own pictures from Options.Dir laid out as every
 // tool lays them out: DIR/train/<class>/<image>, and optionally
-// DIR/val/<class>/<image> and DIR/test/<class>/<image>. The class names are
+// DIR/val/<class>/<image> and DIR/test/<class>/<image>; a DIR with none of
+// train/, val/ and test/ is read as torchvision's ImageFolder reads it, its
+// class folders DIR/<class>/<image> standing for train/. The class names are
 // train/'s folder names, sorted (label i is the i-th); a class folder may
 // hold subfolders (symlinks are followed; one that leads back up is an
 // error). Files ending .png, .jpg, .jpeg, .gif, .bmp or .webp (any case)

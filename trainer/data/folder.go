@@ -99,26 +99,30 @@ type folderListing struct {
 	broken  []string // entries that could not be looked at, "path: problem"
 }
 
-// listFolder lists dir's train/, val/ and test/ class folders. A layout
-// that cannot be a data set is an error naming the folder at fault.
+// listFolder lists dir's train/, val/ and test/ class folders (train/ may be
+// dir itself: folderTrainDir). A layout that cannot be a data set is an
+// error naming the folder at fault.
 func listFolder(dir string) (*folderListing, error) {
 	if dir == "" {
-		return nil, errors.New("data: folder: --data-dir DIR is required: DIR/train/<class>/<image> (and optionally DIR/val/ and DIR/test/)")
+		return nil, errors.New("data: folder: --data-dir DIR is required: DIR/train/<class>/<image> (and optionally DIR/val/ and DIR/test/), or DIR/<class>/<image>")
 	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fileErr(dir, "%v", unwrapPath(err))
 	}
 	if !st.IsDir() {
-		return nil, fileErr(dir, "not a directory: the folder set wants DIR/train/<class>/<image>")
+		return nil, fileErr(dir, "not a directory: the folder set wants DIR/train/<class>/<image> or DIR/<class>/<image>")
+	}
+	if !isDir(folderTrainDir(dir)) {
+		return nil, fileErr(dir, "no train/ folder beside val/ or test/: the folder set wants DIR/train/<class>/<image> (or, with no val/ or test/, DIR/<class>/<image>)")
 	}
 	l := &folderListing{dir: dir}
 	for s, name := range folderSplitNames {
 		sub := filepath.Join(dir, name)
-		if st, err := os.Stat(sub); err != nil || !st.IsDir() {
-			if s == 0 {
-				return nil, fileErr(dir, "no train/ folder: the folder set wants DIR/train/<class>/<image> (and optionally val/ and test/ beside train/)")
-			}
+		if s == 0 {
+			sub = folderTrainDir(dir)
+		}
+		if !isDir(sub) {
 			continue
 		}
 		l.present[s] = true
@@ -127,6 +131,24 @@ func listFolder(dir string) (*folderListing, error) {
 		}
 	}
 	return l, nil
+}
+
+// folderTrainDir is where a folder set's training class folders are: DIR/train,
+// or DIR itself when it has no train/, val/ or test/ (torchvision's
+// ImageFolder and Keras's image_dataset_from_directory layout, DIR/<class>/<image>).
+// A val/ or test/ without train/ is not taken for two classes.
+func folderTrainDir(dir string) string {
+	for _, name := range folderSplitNames {
+		if isDir(filepath.Join(dir, name)) {
+			return filepath.Join(dir, folderSplitNames[0])
+		}
+	}
+	return dir
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
 // listSplit lists one split's class folders: train's make the classes; a

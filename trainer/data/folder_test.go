@@ -136,7 +136,7 @@ func TestFolderLoadsClassesShapesAndNormalisation(t *testing.T) {
 	if got := tr.Image(0)[3]; got != want {
 		t.Errorf("pixel 3 is %v, want %v", got, want)
 	}
-	if !anyContains(notes, "not images") || !anyContains(notes, "notes.txt") {
+	if !anyContains(notes, "1 file is not an image") || !anyContains(notes, "notes.txt") {
 		t.Errorf("no note of the text file left out: %q", notes)
 	}
 }
@@ -220,6 +220,38 @@ func TestFolderImageSizeFitAndRGB(t *testing.T) {
 	}
 }
 
+// TestFolderWithoutTrainFolder: DIR/<class>/<image>, as torchvision's
+// ImageFolder and Keras read it, is the training split, --val-fraction of it
+// held out; a note says so. A class folder named like a split is not.
+func TestFolderWithoutTrainFolder(t *testing.T) {
+	dir := smallFolder(t)
+	os.RemoveAll(filepath.Join(dir, "test"))
+	for _, c := range []string{"cat", "dog"} {
+		if err := os.Rename(filepath.Join(dir, "train", c), filepath.Join(dir, c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(filepath.Join(dir, "train"))
+	s, notes, err := loadNotes(t, dir, Options{ValFraction: 0.5, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.Train.Classes, ",") != "cat,dog" || s.Train.Len() != 3 || s.Val.Len() != 3 || s.Test != nil {
+		t.Fatalf("classes %v, train %d, val %v, test %v: want cat,dog with 6 images split 3/3", s.Train.Classes, s.Train.Len(), s.Val, s.Test)
+	}
+	if s.Train.Source != dir {
+		t.Errorf("training images from %q, want %q", s.Train.Source, dir)
+	}
+	if !anyContains(notes, "its 2 class folders (cat, dog) are the training images") {
+		t.Errorf("no note that DIR's class folders are the training set: %q", notes)
+	}
+	// With a test/ beside them, the class folders are not read as training data.
+	writeFiles(t, dir, map[string][]byte{"test/cat/x.png": greyPNG(t, 28, 28, 5)})
+	if _, _, err := loadNotes(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), "no train/ folder beside val/ or test/") {
+		t.Errorf("test/ without train/: %v", err)
+	}
+}
+
 // TestFolderRefusesBadLayouts: each mistake in the folders is an error that
 // names the folder at fault.
 func TestFolderRefusesBadLayouts(t *testing.T) {
@@ -227,7 +259,12 @@ func TestFolderRefusesBadLayouts(t *testing.T) {
 		name, want string
 		make       func(dir string)
 	}{
-		{"no train", "no train/ folder", func(dir string) { os.RemoveAll(filepath.Join(dir, "train")) }},
+		{"no train", "no train/ folder beside val/ or test/", func(dir string) { os.RemoveAll(filepath.Join(dir, "train")) }},
+		{"images without class folders", ": no class folders", func(dir string) {
+			os.RemoveAll(filepath.Join(dir, "train"))
+			os.RemoveAll(filepath.Join(dir, "test"))
+			writeFiles(t, dir, map[string][]byte{"a.png": greyPNG(t, 4, 4, 0)})
+		}},
 		{"no class folders", "train: no class folders", func(dir string) {
 			os.RemoveAll(filepath.Join(dir, "train"))
 			writeFiles(t, dir, map[string][]byte{"train/a.png": greyPNG(t, 4, 4, 0)})
@@ -329,7 +366,7 @@ func TestFolderCache(t *testing.T) {
 		t.Fatalf("first load: %q", notes)
 	}
 	second, notes := load()
-	if !anyContains(notes, "read from the cache") || !equalFloats(first.Train.Images, second.Train.Images) || !anyContains(notes, "not images") {
+	if !anyContains(notes, "read from the cache") || !equalFloats(first.Train.Images, second.Train.Images) || !anyContains(notes, "not an image") {
 		t.Fatalf("second load did not read the same images from the cache: %q", notes)
 	}
 	a := filepath.Join(dir, "train", "cat", "a.png")

@@ -153,7 +153,7 @@ func (img *folderImages) collect(l *folderListing, f FolderOptions, pix []byte, 
 	img.Skipped.First = bad[:min(len(bad), maxSkippedNames)]
 	for k, c := range perClass {
 		if c == 0 {
-			return fileErr(filepath.Join(l.dir, "train", l.classes[k]), "no image in this class folder could be read (%d skipped in all; the first: %s)", len(bad), bad[0])
+			return fileErr(filepath.Join(folderTrainDir(l.dir), l.classes[k]), "no image in this class folder could be read (%d skipped in all; the first: %s)", len(bad), bad[0])
 		}
 	}
 	at := 0
@@ -163,9 +163,17 @@ func (img *folderImages) collect(l *folderListing, f FolderOptions, pix []byte, 
 		at += n
 	}
 	if len(l.ignored) > 0 {
-		img.Notes = append(img.Notes, fmt.Sprintf("%d files are not images (%s) and were left out (the first: %s)", len(l.ignored), strings.Join(imageExts, ", "), l.ignored[0]))
+		img.Notes = append(img.Notes, fmt.Sprintf("%s (%s) and left out (the first: %s)", filesWord(len(l.ignored), "file is not an image", "files are not images"), strings.Join(imageExts, ", "), l.ignored[0]))
 	}
 	return nil
+}
+
+// folderSplitDir is the folder split sp of the set at dir comes from.
+func folderSplitDir(dir string, sp int) string {
+	if sp == 0 {
+		return folderTrainDir(dir)
+	}
+	return filepath.Join(dir, folderSplitNames[sp])
 }
 
 // datasets makes the decoded splits into data sets of values in [0, 1]
@@ -178,7 +186,7 @@ func (img *folderImages) datasets(dir string) [3]*Dataset {
 		if !present {
 			continue
 		}
-		d := &Dataset{Name: "folder", Source: filepath.Join(dir, folderSplitNames[sp]), Task: Classification,
+		d := &Dataset{Name: "folder", Source: folderSplitDir(dir, sp), Task: Classification,
 			Classes: append([]string(nil), img.Classes...), Channels: img.Channels, Height: img.Height, Width: img.Width,
 			Mean: make([]float64, img.Channels), Std: make([]float64, img.Channels), Labels: img.Labels[sp]}
 		for c := range d.Std {
@@ -202,7 +210,14 @@ func noteFolder(o Options, img *folderImages, s *Splits) {
 		f.note("%s", n)
 	}
 	if k := img.Skipped.Count; k > 0 {
-		f.note("%d bad image files were skipped (--strict stops instead); the first %d:\n  %s", k, len(img.Skipped.First), strings.Join(img.Skipped.First, "\n  "))
+		which := fmt.Sprintf("the first %d", len(img.Skipped.First))
+		if k == len(img.Skipped.First) {
+			which = "each"
+		}
+		f.note("%s skipped (--strict stops instead); %s:\n  %s", filesWord(k, "bad image file was", "bad image files were"), which, strings.Join(img.Skipped.First, "\n  "))
+	}
+	if folderTrainDir(o.Dir) == o.Dir {
+		f.note("%s has no train/, val/ or test/ folder: its %d class folders (%s) are the training images, as torchvision's ImageFolder reads them", o.Dir, len(s.Train.Classes), strings.Join(s.Train.Classes, ", "))
 	}
 	if s.Val != nil && o.ValFraction > 0 {
 		f.note("%s has a val/ folder: it is the validation split, and --val-fraction %v is not used", o.Dir, o.ValFraction)
@@ -262,3 +277,11 @@ func normalizeFromTrain(s *Splits) {
 // toByte recovers the byte b of a value b/255 (within float32 rounding of
 // it, far from the half-way points).
 func toByte(v float32) byte { return byte(v*255 + 0.5) }
+
+// filesWord is "n " and one or many, as n needs.
+func filesWord(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
