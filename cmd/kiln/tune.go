@@ -57,7 +57,7 @@ settings are refused by name (--parallel and --threads may change).`,
 	f.IntVar(&tf.trials, "trials", 0, "number of trials (grid: 0 runs the whole grid; random and halving default 8)")
 	f.IntVar(&tf.parallel, "parallel", 1, "trials run at once (capped so that threads × parallel ≤ cores)")
 	f.BoolVar(&tf.resume, "resume", false, "continue the tune in --run-dir")
-	f.StringVar(&tf.metric, "metric", "", "metric to rank by: "+strings.Join(tune.Metrics, ", ")+" (default val_acc, val_rmse for regression)")
+	f.StringVar(&tf.metric, "metric", "", "metric to rank by: "+strings.Join(tune.Metrics, ", ")+" (default val_acc, val_rmse for regression; ties on an accuracy go to the lower loss)")
 	f.Uint64Var(&tf.searchSeed, "search-seed", 1, "seed of the random draws (--seed seeds the trials' training)")
 	f.IntVar(&tf.eta, "eta", 3, "halving: keep the top 1/eta at each rung")
 	f.Float64Var(&tf.minResource, "min-resource", 1, "halving: the first rung, in --rung-unit")

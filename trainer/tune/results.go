@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/kiln-ml/kiln/trainer"
@@ -35,9 +36,39 @@ func (s *State) Ranked() []*Trial {
 		if ta, tb := tier(a), tier(b); ta != tb || ta == 2 {
 			return ta < tb
 		}
-		return better(*a.Metric, *b.Metric, maximize)
+		if *a.Metric != *b.Metric {
+			return better(*a.Metric, *b.Metric, maximize)
+		}
+		return lowerTieLoss(a, b, s.Settings.Metric)
 	})
 	return out
+}
+
+// lowerTieLoss breaks a tie on an accuracy by the same split's loss, lower
+// first: trials that all reach val_acc 1 on a small validation split differ
+// in how sure they are. A trial without the loss comes after those with it.
+func lowerTieLoss(a, b *Trial, metric string) bool {
+	loss := tieLoss(metric)
+	if loss == "" {
+		return false
+	}
+	at := func(t *Trial) float64 {
+		if v, ok := t.Metrics[loss]; ok && !math.IsNaN(v) {
+			return v
+		}
+		return math.Inf(1)
+	}
+	return at(a) < at(b)
+}
+
+// tieLoss is the loss that breaks ties on metric ("" for a metric that is
+// itself a loss or an error).
+func tieLoss(metric string) string {
+	split, _, ok := strings.Cut(metric, "_")
+	if !ok || !Maximize(metric) {
+		return ""
+	}
+	return split + "_loss"
 }
 
 // Best is the best trial that ran to its end (or, when none did, the best
@@ -141,10 +172,24 @@ func (tu *Tuner) writeResults() error {
 	return trainer.WriteFileAtomic(filepath.Join(tu.Dir, BestFile), y)
 }
 
+// metricCell is t's figure for metric, or "-".
+func metricCell(t *Trial, metric string) string {
+	v, ok := t.Metrics[metric]
+	if !ok {
+		return "-"
+	}
+	return num(&v)
+}
+
 // WriteTable prints the results as a table, best first.
 func (s *State) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "rank\ttrial\tstatus\t%s\tepochs\tseconds", s.Settings.Metric)
+	loss := tieLoss(s.Settings.Metric) // shown: it orders the ties
+	fmt.Fprintf(tw, "rank\ttrial\tstatus\t%s", s.Settings.Metric)
+	if loss != "" {
+		fmt.Fprintf(tw, "\t%s", loss)
+	}
+	fmt.Fprint(tw, "\tepochs\tseconds")
 	for _, k := range s.Space.Keys() {
 		fmt.Fprintf(tw, "\t%s", k)
 	}
@@ -154,7 +199,11 @@ func (s *State) WriteTable(w io.Writer) error {
 		if t.Metric == nil {
 			rank = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f", rank, t.Name(), t.Status, num(t.Metric), t.Epochs, t.Seconds)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", rank, t.Name(), t.Status, num(t.Metric))
+		if loss != "" {
+			fmt.Fprintf(tw, "\t%s", metricCell(t, loss))
+		}
+		fmt.Fprintf(tw, "\t%d\t%.1f", t.Epochs, t.Seconds)
 		for _, k := range s.Space.Keys() {
 			fmt.Fprintf(tw, "\t%s", String(t.Params[k]))
 		}
