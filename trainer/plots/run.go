@@ -315,7 +315,7 @@ func samplesPicture(path string, v *trainer.Visuals) error {
 	}
 	title := fmt.Sprintf("validation samples at step %d: predicted / true", v.Step)
 	if v.Classes != nil {
-		title += fmt.Sprintf(", %d misclassified shown first (red)", wrong)
+		title = fmt.Sprintf("validation, step %d: true class; %d wrong in red first: predicted/true", v.Step, wrong)
 	} else {
 		title += ", largest errors first"
 	}
@@ -330,8 +330,9 @@ func samplesPicture(path string, v *trainer.Visuals) error {
 		var caption string
 		col := green
 		if s.Label != nil {
-			caption = className(v.Classes, int(s.Pred)) + "/" + className(v.Classes, *s.Label)
+			caption = className(v.Classes, *s.Label)
 			if float64(*s.Label) != s.Pred {
+				caption = wrongCaption(className(v.Classes, int(s.Pred)), caption, cw/charW)
 				col = red
 				border(img, image.Rect(x0, y0, x0+cw, y0+ch), 2, red)
 			}
@@ -345,6 +346,21 @@ func samplesPicture(path string, v *trainer.Visuals) error {
 }
 
 const samplesCols = 8
+
+// wrongCaption is "predicted/true" in at most n characters: when the names
+// are too long, each keeps an equal share, so that the true class still
+// shows after the slash.
+func wrongCaption(pred, truth string, n int) string {
+	p, t := []rune(pred), []rune(truth)
+	if len(p)+1+len(t) <= n {
+		return pred + "/" + truth
+	}
+	half := max(1, (n-1)/2)
+	if len(p) < half { // a short prediction leaves its room to the truth
+		return pred + "/" + string(t[:min(len(t), n-1-len(p))])
+	}
+	return string(p[:half]) + "/" + string(t[:min(len(t), max(1, n-1-half))])
+}
 
 // samplesSize is the picture size for n samples of h×w.
 func samplesSize(n, h, w int) (int, int) {

@@ -227,3 +227,26 @@ func TestPlotsOfAnIncompleteRun(t *testing.T) {
 		t.Fatalf("corrupt visuals.json: %v\n%s", err, rep)
 	}
 }
+
+// TestWrongCaptionKeepsTheTruth: a misclassified sample's caption shows both
+// names in the tile's width, the true one after the slash even when both are
+// long (a cut "circle/ci" hid whether the truth was circle or cross).
+func TestWrongCaptionKeepsTheTruth(t *testing.T) {
+	for _, tc := range []struct {
+		pred, truth string
+		n           int
+		want        string
+	}{
+		{"7", "1", 9, "7/1"},
+		{"circle", "cross", 9, "circ/cros"},
+		{"cat", "hippopotamus", 9, "cat/hippo"},
+		{"hippopotamus", "cat", 9, "hipp/cat"},
+		{"sandal", "sneaker", 13, "sandal/sneake"},
+		{"ab", "cd", 2, "a/c"},
+	} {
+		got := wrongCaption(tc.pred, tc.truth, tc.n)
+		if got != tc.want {
+			t.Errorf("wrongCaption(%q, %q, %d) = %q, want %q", tc.pred, tc.truth, tc.n, got, tc.want)
+		}
+	}
+}
