@@ -401,10 +401,11 @@ func confusionPicture(path string, v *trainer.Visuals) error {
 		return err
 	}
 	text(img, pad, 4, title, black, 0)
-	for j := 0; j < k; j++ {
-		if cell >= 14 {
-			text(img, left+j*cell+2, titleH, className(v.Classes, j), grey, cell-2)
-		}
+	rows := columnLabelRows(k, cell, v.Classes)
+	for j := 0; j < k && cell >= 14; j++ {
+		// Staggered over two rows when one does not fit its cell, so
+		// neighbours never run into each other ("circlecross").
+		text(img, left+j*cell+2, titleH+(j%rows)*captionH, className(v.Classes, j), grey, rows*cell-charW)
 	}
 	for i, row := range m {
 		sum := 0
@@ -434,12 +435,29 @@ func confusionLayout(k int, classes []string) (cell, left, top int) {
 	for i := 0; i < k; i++ {
 		label = max(label, min(textWidth(className(classes, i)), 12*charW))
 	}
-	return cell, label + 2*pad, titleH + captionH + 2
+	return cell, label + 2*pad, titleH + columnLabelRows(k, cell, classes)*captionH + 2
+}
+
+// columnLabelRows is 1 when every class name fits its column with a
+// character's gap, else 2.
+func columnLabelRows(k, cell int, classes []string) int {
+	for j := 0; j < k; j++ {
+		if textWidth(className(classes, j))+2 > cell-charW {
+			return 2
+		}
+	}
+	return 1
 }
 
 func confusionSize(k int, classes []string) (int, int) {
 	cell, left, top := confusionLayout(k, classes)
-	return left + k*cell + pad, top + k*cell + pad
+	w := left + k*cell + pad
+	if rows := columnLabelRows(k, cell, classes); cell >= 14 {
+		for j := 0; j < k; j++ { // a staggered name may reach past the last column
+			w = max(w, left+j*cell+2+min(textWidth(className(classes, j)), rows*cell-charW)+pad)
+		}
+	}
+	return w, top + k*cell + pad
 }
 
 // attentionPicture draws, for each sample with maps, the input and each

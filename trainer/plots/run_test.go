@@ -250,3 +250,21 @@ func TestWrongCaptionKeepsTheTruth(t *testing.T) {
 		}
 	}
 }
+
+// TestConfusionColumnLabelsDoNotTouch: names wider than a column (less a
+// character's gap) are staggered over two rows, and the picture is wide
+// enough for the last one.
+func TestConfusionColumnLabelsDoNotTouch(t *testing.T) {
+	shapes := []string{"circle", "cross", "square"}
+	if got := columnLabelRows(3, 44, shapes); got != 2 {
+		t.Errorf("circle, cross, square in 44-pixel columns: %d label rows, want 2", got)
+	}
+	if got := columnLabelRows(10, 44, nil); got != 1 {
+		t.Errorf("digits: %d label rows, want 1", got)
+	}
+	fashion := []string{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
+	cell, left, _ := confusionLayout(10, fashion)
+	if w, _ := confusionSize(10, fashion); w < left+9*cell+2+textWidth("Ankle boot") {
+		t.Errorf("width %d cuts the last column's name (it ends at %d)", w, left+9*cell+2+textWidth("Ankle boot"))
+	}
+}
