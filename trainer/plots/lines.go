@@ -16,6 +16,7 @@ import (
 	"image/color"
 	"math"
 	"slices"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -64,6 +65,7 @@ func LinesPNG(title, xlabel, ylabel string, logX bool, series ...Series) ([]byte
 	p.Title.Text = title
 	p.X.Label.Text = xlabel
 	p.Y.Label.Text = ylabel
+	p.X.Tick.Marker, p.Y.Tick.Marker = plainTicks{}, plainTicks{}
 	if logX {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = plot.LogTicks{Prec: 2} // 1e-05, not 9.999999999999999e-06
@@ -234,3 +236,22 @@ func (l chunkedLine) Plot(c draw.Canvas, plt *plot.Plot) {
 func byXY(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// plainTicks are gonum's default ticks labelled in the fewest digits: step
+// 25, not "25.00" (its labels keep two decimals whenever the tick spacing is
+// a multiple of 2.5).
+type plainTicks struct{}
+
+func (plainTicks) Ticks(min, max float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(min, max)
+	for i, t := range ticks {
+		switch {
+		case t.Label == "":
+		case t.Value == math.Trunc(t.Value) && math.Abs(t.Value) < 1e12: // steps: 1000000, not 1e+06
+			ticks[i].Label = strconv.FormatFloat(t.Value, 'f', -1, 64)
+		default:
+			ticks[i].Label = strconv.FormatFloat(t.Value, 'g', 6, 64)
+		}
+	}
+	return ticks
+}

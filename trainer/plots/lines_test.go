@@ -175,3 +175,28 @@ func TestLinesOfExtremeValues(t *testing.T) {
 		t.Errorf("log axis, one point: %v", err)
 	}
 }
+
+// TestPlainTicksLabelInFewestDigits: 25, 2.5 and 1000000, never "25.00" or
+// "1e+06".
+func TestPlainTicksLabelInFewestDigits(t *testing.T) {
+	for _, tc := range []struct {
+		min, max float64
+		want     []string
+	}{
+		{10, 136, []string{"25", "75", "125"}},
+		{0, 19, []string{"0", "8", "16"}},
+		{0.5, 18.5, []string{"2.5", "10", "17.5"}},
+		{0, 3e6, []string{"0", "1000000", "2000000", "3000000"}},
+		{0.001, 0.0042, []string{"0.001", "0.002", "0.003", "0.004"}},
+	} {
+		var got []string
+		for _, tk := range (plainTicks{}).Ticks(tc.min, tc.max) {
+			if tk.Label != "" {
+				got = append(got, tk.Label)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("ticks over [%v, %v]: %q, want %q", tc.min, tc.max, got, tc.want)
+		}
+	}
+}
