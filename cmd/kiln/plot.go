@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/plots"
 )
 
@@ -31,6 +33,9 @@ It can run while the run is still training; pictures it has no data for yet are 
 				return err
 			}
 			fmt.Print(rep.String())
+			if n := len(rep.Failed); n > 0 {
+				return fmt.Errorf("%d of the pictures could not be written to %s (see \"failed\" above)", n, filepath.Join(run, trainer.PlotsDir))
+			}
 			if len(rep.Written) == 0 {
 				return fmt.Errorf("no picture written for %s", run)
 			}

@@ -70,3 +70,45 @@ func TestPlotSkipsBadRecords(t *testing.T) {
 		t.Errorf("kiln plot of a run with two bad lines:\n%s", r.stdout)
 	}
 }
+
+// TestPlotOnAFullDiskFails: pictures that cannot be written (the disk fills
+// at the third change, through the faultinject build) make kiln plot exit
+// non-zero, saying which and why, and leave no partial file; the pictures
+// written before stay whole.
+func TestPlotOnAFullDiskFails(t *testing.T) {
+	src, dir := tinyRun(t), filepath.Join(t.TempDir(), "run")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"metrics.jsonl", "visuals.json", "histograms.jsonl"} {
+		b, err := os.ReadFile(filepath.Join(src, name))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runWithFault(t, faultKiln(t), "enospc:3", "plot", "--run", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "of the pictures could not be written") {
+		t.Fatalf("exit %d, want 1 and a message that pictures could not be written:\n%s", r.code, r.stderr)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "plots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) == 0 || len(entries) > 2 {
+		t.Errorf("%d files in plots/, want the one or two written before the disk filled", len(entries))
+	}
+	for _, e := range entries {
+		f, err := os.Open(filepath.Join(dir, "plots", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = png.DecodeConfig(f)
+		f.Close()
+		if err != nil || strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("plots/%s: %v (a partial or temporary file left behind)", e.Name(), err)
+		}
+	}
+}

@@ -174,7 +174,7 @@ func encodePNG(path string, img image.Image) error {
 	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img); err != nil {
 		return err
 	}
-	return savePicture(path, buf.Bytes())
+	return writePicture(path, buf.Bytes())
 }
 
 // savePicture writes a picture's file. The fuzz targets swap it for one

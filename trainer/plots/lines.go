@@ -24,8 +24,6 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
-
-	"github.com/kiln-ml/kiln/trainer"
 )
 
 // Size of a line chart, in pixels.
@@ -53,7 +51,7 @@ func Lines(path, title, xlabel, ylabel string, logX bool, series ...Series) erro
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
-	return trainer.WriteFileAtomic(path, b)
+	return writePicture(path, b)
 }
 
 // LinesPNG is Lines returning the PNG bytes.

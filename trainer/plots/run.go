@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -33,8 +34,24 @@ const (
 // Report says what WriteRun made and what it could not, and why.
 type Report struct {
 	Written []string          // paths of the PNG files written
-	Skipped map[string]string // file name → why it was not written
+	Skipped map[string]string // file name → why it was not drawn (no data for it yet)
+	Failed  map[string]string // file name → why it could not be written (a full disk)
 	Notes   []string          // what was wrong with the run's files: bad records skipped
+}
+
+// writeError is a picture drawn but not written: unlike missing data, a
+// failure of the command.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// writePicture writes a picture's PNG bytes, its error a writeError.
+func writePicture(path string, b []byte) error {
+	if err := savePicture(path, b); err != nil {
+		return &writeError{err}
+	}
+	return nil
 }
 
 func (r *Report) note(b Bad) {
@@ -57,12 +74,17 @@ func WriteRun(dir string) (*Report, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}
-	rep := &Report{Skipped: map[string]string{}}
+	rep := &Report{Skipped: map[string]string{}, Failed: map[string]string{}}
 	rep.note(bad)
 	do := func(name string, draw func(path string) error) {
 		path := filepath.Join(out, name)
 		if err := draw(path); err != nil {
-			rep.Skipped[name] = err.Error()
+			var we *writeError
+			if errors.As(err, &we) {
+				rep.Failed[name] = err.Error()
+			} else {
+				rep.Skipped[name] = err.Error()
+			}
 			return
 		}
 		rep.Written = append(rep.Written, path)
@@ -789,6 +811,9 @@ func (r *Report) String() string {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(&b, "skipped %s: %s\n", k, r.Skipped[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.Failed)) {
+		fmt.Fprintf(&b, "failed %s: %s\n", k, r.Failed[k])
 	}
 	return b.String()
 }
