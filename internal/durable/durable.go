@@ -237,6 +237,10 @@ var hook = func(op, path string) error { return nil }
 // wrap adds the path to an error that lacks it, and, for a full disk, how
 // much space is left where path lives.
 func wrap(path string, err error) error {
+	var full *DiskFullError
+	if errors.As(err, &full) { // already said (a write through File, then WriteStream)
+		return err
+	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return &DiskFullError{Path: path, Err: err}
 	}

@@ -76,4 +76,9 @@ func TestDiskFullErrorNamesTheDisk(t *testing.T) {
 			t.Errorf("%q lacks %q", err, want)
 		}
 	}
+	// Wrapped again on its way out (a File's write inside WriteStream), it
+	// says so once.
+	if again := wrap(filepath.Join(dir, "checkpoint.safetensors"), err); again.Error() != err.Error() {
+		t.Errorf("wrapped twice: %q", again)
+	}
 }
