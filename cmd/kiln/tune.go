@@ -157,6 +157,9 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 	tu, err := tune.Start(dir, base, space, set)
 	if err != nil {
 		release(false)
+		if _, io := errors.AsType[*tune.WriteError](err); io {
+			return err
+		}
 		return usageError{err}
 	}
 	defer release(true)

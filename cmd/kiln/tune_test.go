@@ -296,6 +296,25 @@ func TestResumeOfNothingLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestTuneOnAFullDiskAtItsStart: a disk that fills before tune.json is
+// written is an I/O error (exit 1, naming the disk), not a usage error, and
+// leaves no directory behind; the same command then runs the tune.
+func TestTuneOnAFullDiskAtItsStart(t *testing.T) {
+	csv, dir := faultCSV(t), filepath.Join(t.TempDir(), "tune")
+	args := []string{"tune", "--dataset", "csv", "--data-dir", csv, "--model", "mlp", "--hidden", "8", "--epochs", "1",
+		"--param", "lr=0.01,0.05", "--device", "cpu", "--threads", "1", "--run-dir", dir}
+	r := runWithFault(t, faultKiln(t), "enospc:1", args...)
+	if r.code != 1 || !strings.Contains(r.stderr, "is full") {
+		t.Fatalf("exit %d, want 1 and a message naming the full disk:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the tune that did not start left its directory: %v", err)
+	}
+	if r := kiln(t, workDir, args...); r.code != 0 {
+		t.Errorf("the same tune with room on the disk: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
 func TestLRFindWritesTheCurveAndSuggestsARate(t *testing.T) {
 	needMNIST(t)
 	dir := t.TempDir()

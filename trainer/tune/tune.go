@@ -194,13 +194,21 @@ func Start(dir string, base trainer.Config, space *Space, set Settings) (*Tuner,
 		return nil, fmt.Errorf("no valid trial in the space: %w", firstErr)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, TrialsDir), 0o755); err != nil {
-		return nil, fmt.Errorf("tune directory: %w", err)
+		return nil, &WriteError{fmt.Errorf("tune directory: %w", err)}
 	}
 	if err := st.save(dir); err != nil {
-		return nil, err
+		os.Remove(filepath.Join(dir, TrialsDir)) // still empty: leave nothing for a tune that did not start
+		return nil, &WriteError{err}
 	}
 	return &Tuner{Dir: dir, State: st, Parallel: 1, Log: zerolog.Nop()}, nil
 }
+
+// WriteError is Start failing to write the tune directory (a full disk, no
+// permission): not a mistake in the settings.
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
 
 func checkSettings(set *Settings, base trainer.Config, space *Space) error {
 	if !slices.Contains(Strategies, set.Strategy) {
