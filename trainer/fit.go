@@ -703,7 +703,7 @@ func (f *fitRun) summary() *Summary {
 		sum.WorldSize = w
 	}
 	if f.stopReason == "" {
-		sum.StopReason = fmt.Sprintf("completed %d epochs", c.Epochs)
+		sum.StopReason = "completed " + Epochs(c.Epochs)
 	} else {
 		ev := f.t.Log.Info().Str("reason", f.stopReason)
 		if f.stopper != nil {
@@ -917,4 +917,12 @@ func formatConfusion(m [][]int, names []string) string {
 		s += "\n"
 	}
 	return s
+}
+
+// Epochs is "1 epoch" or "n epochs".
+func Epochs(n int) string {
+	if n == 1 {
+		return "1 epoch"
+	}
+	return fmt.Sprintf("%d epochs", n)
 }

@@ -263,14 +263,14 @@ func printFinished(c trainer.Config) error {
 func printSummary(sum *trainer.Summary, dir string) {
 	switch {
 	case sum.TestAccuracy != nil:
-		fmt.Printf("test accuracy %.2f%%  loss %.4f  (%s, %d epochs, %.0f images/s)  → %s\n",
-			100**sum.TestAccuracy, sum.TestLoss, sum.Weights, sum.EpochsRun, sum.TrainImagesPerSec, dir)
+		fmt.Printf("test accuracy %.2f%%  loss %.4f  (%s, %s, %.0f images/s)  → %s\n",
+			100**sum.TestAccuracy, sum.TestLoss, sum.Weights, trainer.Epochs(sum.EpochsRun), sum.TrainImagesPerSec, dir)
 	case sum.TestRMSE != nil:
-		fmt.Printf("test RMSE %.3f  MAE %.3f  R² %.4f  (%s, %d epochs)  → %s\n",
-			*sum.TestRMSE, *sum.TestMAE, *sum.TestR2, sum.Weights, sum.EpochsRun, dir)
+		fmt.Printf("test RMSE %.3f  MAE %.3f  R² %.4f  (%s, %s)  → %s\n",
+			*sum.TestRMSE, *sum.TestMAE, *sum.TestR2, sum.Weights, trainer.Epochs(sum.EpochsRun), dir)
 	case sum.StopReason == "stop-after-epoch":
 		fmt.Printf("stopped after epoch %d → %s (resume with --resume)\n", sum.EpochsRun, dir)
 	default:
-		fmt.Printf("finished after %d epochs (%s), no test set → %s\n", sum.EpochsRun, sum.StopReason, dir)
+		fmt.Printf("finished after %s (%s), no test set → %s\n", trainer.Epochs(sum.EpochsRun), sum.StopReason, dir)
 	}
 }
