@@ -111,7 +111,7 @@ func TestMaxPool2x2BackwardIndicesOutsideTheirWindow(t *testing.T) {
 // The float32 max pool backward of every geometry but the 2×2 against the
 // plain float32 scatter, dx[argmax[o]] += dout[o] in output order, bit for bit:
 // with and without the fused ReLU's mask, over −0, ±Inf and NaN gradients,
-// widths around the 8- and 16-lane vector steps, at every ISA level. Argmax
+// on poolPlanes, at every ISA level. Argmax
 // comes from a real forward pass, so neighbouring windows share maxima.
 func TestMaxPoolBackwardIsTheOrderedScatter(t *testing.T) {
 	atEveryISALevel(t, maxPoolBackwardIsTheOrderedScatter)
@@ -120,20 +120,7 @@ func TestMaxPoolBackwardIsTheOrderedScatter(t *testing.T) {
 func maxPoolBackwardIsTheOrderedScatter(t *testing.T) {
 	rng := rand.New(rand.NewPCG(63, 2))
 	grads := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 0.5, -3, float32(math.Inf(1)), float32(math.Inf(-1))}
-	for _, c := range []struct {
-		h, w int
-		p    engine.Pool2DParams
-	}{
-		{16, 16, engine.Pool2DSquare(3, 1, 1)},
-		{9, 33, engine.Pool2DSquare(3, 1, 1)},
-		{5, 17, engine.Pool2DSquare(3, 1, 0)},
-		{12, 40, engine.Pool2DSquare(5, 1, 2)},
-		{3, 1, engine.Pool2DSquare(3, 1, 1)},
-		{6, 31, engine.Pool2DSquare(2, 1, 0)},
-		{4, 19, engine.Pool2DParams{KernelH: 1, KernelW: 7, StrideH: 1, StrideW: 1, PadW: 3}},
-		{7, 17, engine.Pool2DSquare(3, 2, 1)},
-		{13, 6, engine.Pool2DParams{KernelH: 3, KernelW: 2, StrideH: 2, StrideW: 1, PadH: 1}},
-	} {
+	for _, c := range poolPlanes {
 		x := engine.New(engine.Float32, 2, 3, c.h, c.w)
 		for i := range x.Float32() {
 			x.Float32()[i] = float32(rng.IntN(7)) - 3 // ties, and windows that share their maximum

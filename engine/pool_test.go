@@ -327,24 +327,31 @@ func TestAvgPool2DFloat32AtEveryISALevel(t *testing.T) {
 	atEveryISALevel(t, avgPoolFloat32MatchesReference)
 }
 
+// poolPlanes are pooled planes of every kind for the float32 paths' tests:
+// windows, strides and paddings, overlapping or not, and widths around the
+// 8- and 16-lane vector steps.
+var poolPlanes = []struct {
+	h, w int
+	p    engine.Pool2DParams
+}{
+	{32, 32, engine.Pool2DSquare(3, 1, 1)},
+	{16, 16, engine.Pool2DSquare(3, 1, 1)},
+	{9, 33, engine.Pool2DSquare(3, 1, 1)},
+	{5, 17, engine.Pool2DSquare(3, 1, 0)},
+	{7, 17, engine.Pool2DSquare(3, 2, 1)},
+	{12, 40, engine.Pool2DSquare(5, 1, 2)},
+	{11, 23, engine.Pool2DSquare(5, 3, 2)},
+	{8, 8, engine.Pool2DSquare(4, 4, 0)},
+	{6, 31, engine.Pool2DSquare(2, 1, 0)},
+	{5, 16, engine.Pool2DSquare(1, 2, 0)},
+	{3, 1, engine.Pool2DSquare(3, 1, 1)},
+	{4, 19, engine.Pool2DParams{KernelH: 1, KernelW: 7, StrideH: 1, StrideW: 1, PadW: 3}},
+	{13, 6, engine.Pool2DParams{KernelH: 3, KernelW: 2, StrideH: 2, StrideW: 1, PadH: 1}},
+}
+
 func avgPoolFloat32MatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 17))
-	for _, c := range []struct {
-		h, w int
-		p    engine.Pool2DParams
-	}{
-		{32, 32, engine.Pool2DSquare(3, 1, 1)},
-		{9, 33, engine.Pool2DSquare(3, 1, 1)},
-		{7, 17, engine.Pool2DSquare(3, 2, 1)},
-		{12, 40, engine.Pool2DSquare(5, 1, 2)},
-		{11, 23, engine.Pool2DSquare(5, 3, 2)},
-		{8, 8, engine.Pool2DSquare(4, 4, 0)},
-		{6, 31, engine.Pool2DSquare(2, 1, 0)},
-		{5, 16, engine.Pool2DSquare(1, 2, 0)},
-		{3, 1, engine.Pool2DSquare(3, 1, 1)},
-		{4, 19, engine.Pool2DParams{KernelH: 1, KernelW: 7, StrideH: 1, StrideW: 1, PadW: 3}},
-		{13, 6, engine.Pool2DParams{KernelH: 3, KernelW: 2, StrideH: 2, StrideW: 1, PadH: 1}},
-	} {
+	for _, c := range poolPlanes {
 		x := engine.New(engine.Float64, 2, 3, c.h, c.w)
 		for i := range x.Float64() {
 			x.Float64()[i] = rng.Float64()*4 - 2
