@@ -168,7 +168,7 @@ func (img *folderImages) collect(l *folderListing, f FolderOptions, pix []byte, 
 	return nil
 }
 
-// folderSplitDir is the folder split sp of the set at dir comes from.
+// folderSplitDir is the folder that split sp of the set at dir comes from.
 func folderSplitDir(dir string, sp int) string {
 	if sp == 0 {
 		return folderTrainDir(dir)

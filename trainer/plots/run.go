@@ -335,11 +335,9 @@ func samplesPicture(path string, v *trainer.Visuals) error {
 			wrong++
 		}
 	}
-	title := fmt.Sprintf("validation samples at step %d: predicted / true", v.Step)
+	title := fmt.Sprintf("validation samples at step %d: predicted / true, largest errors first", v.Step)
 	if v.Classes != nil {
 		title = fmt.Sprintf("validation, step %d: true class; %d wrong in red first: predicted/true", v.Step, wrong)
-	} else {
-		title += ", largest errors first"
 	}
 	text(img, pad, 4, title, black, W-2*pad)
 	for i, s := range v.Samples {
