@@ -215,33 +215,3 @@ func TestFolderFashionMNISTMatchesTheBuiltInLoader(t *testing.T) {
 		t.Errorf("model.json classes %v (%v)", m.Classes, err)
 	}
 }
-
-// TestEvalOfAFolderRunWithoutTestFolder: kiln eval of a run trained on a
-// folder with no test/ says so before decoding anything, without the
-// training run's notes about its splits.
-func TestEvalOfAFolderRunWithoutTestFolder(t *testing.T) {
-	dir, run := t.TempDir(), filepath.Join(t.TempDir(), "run")
-	for i := range 8 {
-		img := image.NewGray(image.Rect(0, 0, 28, 28))
-		for j := range img.Pix {
-			img.Pix[j] = byte(i * 30 % 256)
-		}
-		var b bytes.Buffer
-		if err := png.Encode(&b, img); err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, []string{"dark", "light"}[i%2], fmt.Sprintf("%d.png", i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustRun(t, dir, "train", "--model", "lenet", "--dataset", "folder", "--data-dir", dir, "--epochs", "1",
-		"--batch", "4", "--val-fraction", "0.25", "--device", "cpu", "--no-visuals", "--run-dir", run)
-	r := kiln(t, dir, "eval", "--run", run)
-	if r.code != 1 || !strings.Contains(r.stderr, filepath.Join(dir, "test")+": no such folder") || strings.Contains(r.stderr, "note:") {
-		t.Errorf("kiln eval of a run without test/: exit %d\n%s", r.code, r.stderr)
-	}
-}
