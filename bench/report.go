@@ -505,6 +505,21 @@ func termShort(s string) string {
 	return s
 }
 
+// termCells are a terminal row's Kiln and PyTorch cells: each median as
+// format writes it, "n/a: why" for a Kiln side that failed, "-" for none.
+func termCells(kiln, torch *Sample, kilnErr string, format func(float64) string) (k, t string) {
+	k, t = "-", "-"
+	if kiln != nil {
+		k = format(kiln.Median)
+	} else if kilnErr != "" {
+		k = "n/a: " + termShort(kilnErr)
+	}
+	if torch != nil {
+		t = format(torch.Median)
+	}
+	return k, t
+}
+
 // writeOpsTerminal prints the op table.
 func writeOpsTerminal(p func(string, ...any), ops []OpResult) {
 	if len(ops) == 0 {
@@ -512,15 +527,7 @@ func writeOpsTerminal(p func(string, ...any), ops []OpResult) {
 	}
 	p("\nop\tpass\tKiln ms\trate\tof peak\tPyTorch ms\tKiln/PyTorch\t\n")
 	for _, o := range ops {
-		km, tm := "-", "-"
-		if o.Kiln != nil {
-			km = fmtMS(o.Kiln.Median)
-		} else if o.KilnError != "" {
-			km = "n/a: " + termShort(o.KilnError)
-		}
-		if o.Torch != nil {
-			tm = fmtMS(o.Torch.Median)
-		}
+		km, tm := termCells(o.Kiln, o.Torch, o.KilnError, fmtMS)
 		p("%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t\n", o.Name, o.Pass, km, fmtRate(o.KilnRate), o.Unit, fmtPct(o.KilnPeak), tm, termRatio(o.Ratio))
 	}
 }
@@ -532,15 +539,7 @@ func writeTrainTerminal(p func(string, ...any), train []TrainResult) {
 	}
 	p("\nmodel\tinput\tbatch\tprecision\tparams\tKiln img/s\tPyTorch img/s\tKiln/PyTorch\tKiln RSS MiB\t\n")
 	for _, t := range train {
-		k, tt := "-", "-"
-		if t.Kiln != nil {
-			k = fmtIPS(t.Kiln.Median)
-		} else if t.KilnError != "" {
-			k = "n/a: " + termShort(t.KilnError)
-		}
-		if t.Torch != nil {
-			tt = fmtIPS(t.Torch.Median)
-		}
+		k, tt := termCells(t.Kiln, t.Torch, t.KilnError, fmtIPS)
 		params := "-"
 		if t.ParamsKiln > 0 {
 			params = fmt.Sprint(t.ParamsKiln)

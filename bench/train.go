@@ -235,37 +235,15 @@ func (s *suite) runTrain(ctx context.Context) error {
 	kilnRuns := make([][]float64, len(cases))
 	torchRuns := make([][]float64, len(cases))
 	graphRuns := make([][]float64, len(cases))
-	best := make([]threadSetting, len(cases))
-	haveTorch := make([]bool, len(cases))
 	for i, c := range cases {
 		results[i] = TrainResult{Model: c.Model, Input: c.Input, Batch: c.Batch, Precision: c.Precision}
 	}
 	// Whatever was measured goes into the report, also when the run is
 	// interrupted half-way (Ctrl-C writes a partial report).
 	defer func() { s.rep.Train = summariseTrain(cases, results, kilnRuns, torchRuns, graphRuns, s.note) }()
-	if s.torch != nil {
-		s.log.Info().Int("settings", len(settings)).Int("cases", len(cases)).Msg("probing PyTorch thread settings for training")
-		errs, err := s.probeTorch(ctx, cases, settings)
-		if err != nil {
-			return err
-		}
-		for i, c := range cases {
-			r := &results[i]
-			if set, _, ok := s.bestSetting(c, settings); ok {
-				best[i], haveTorch[i] = set, true
-				r.TorchSetting = set.String()
-				r.TorchProbe = map[string]float64{}
-				for k, v := range s.trainProbe[c] {
-					r.TorchProbe[k.String()] = v
-				}
-			} else {
-				r.TorchError = errs[c]
-			}
-		}
-	} else {
-		for i := range results {
-			results[i].TorchError = s.rep.Settings.TorchMissing
-		}
+	best, haveTorch, err := s.pickTorchSettings(ctx, cases, settings, results)
+	if err != nil {
+		return err
 	}
 	for round := range s.plan.rounds {
 		for i, c := range cases {
@@ -315,6 +293,40 @@ func (s *suite) runTrain(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// pickTorchSettings probes PyTorch's thread settings on every case and
+// returns each case's fastest (have: one ran), recording the probe, or why
+// none ran, in results.
+func (s *suite) pickTorchSettings(ctx context.Context, cases []trainCase, settings []threadSetting,
+	results []TrainResult) (best []threadSetting, have []bool, err error) {
+	best, have = make([]threadSetting, len(cases)), make([]bool, len(cases))
+	if s.torch == nil {
+		for i := range results {
+			results[i].TorchError = s.rep.Settings.TorchMissing
+		}
+		return best, have, nil
+	}
+	s.log.Info().Int("settings", len(settings)).Int("cases", len(cases)).Msg("probing PyTorch thread settings for training")
+	errs, err := s.probeTorch(ctx, cases, settings)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, c := range cases {
+		r := &results[i]
+		set, _, ok := s.bestSetting(c, settings)
+		if !ok {
+			r.TorchError = errs[c]
+			continue
+		}
+		best[i], have[i] = set, true
+		r.TorchSetting = set.String()
+		r.TorchProbe = map[string]float64{}
+		for k, v := range s.trainProbe[c] {
+			r.TorchProbe[k.String()] = v
+		}
+	}
+	return best, have, nil
 }
 
 // recordKiln keeps what a Kiln run reports beside its rate: the largest
