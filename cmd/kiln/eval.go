@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -110,8 +109,8 @@ With --json, standard output is one JSON object on one line.`,
 // evaluate builds the model for the test split and evaluates its weights.
 func evaluate(s *modelSetup, batch int) (*evalOutput, error) {
 	// Said before the folder is decoded, and without its notes for a training run.
-	if test := filepath.Join(s.opts.Dir, "test"); s.dataset == "folder" && !isDirectory(test) {
-		return nil, fmt.Errorf("%s: no such folder: kiln eval evaluates an image folder's test/ split; the run's summary.json holds its validation figures", test)
+	if s.dataset == "folder" && !data.FolderHasTest(s.opts.Dir) {
+		return nil, fmt.Errorf("%s: no such folder: kiln eval evaluates an image folder's test/ split; the run's summary.json holds its validation figures", filepath.Join(s.opts.Dir, "test"))
 	}
 	splits, err := data.Load(s.dataset, s.opts)
 	if err != nil {
@@ -237,8 +236,3 @@ func ratio(a, b int) float64 {
 }
 
 func ptrTo(v float64) *float64 { return &v }
-
-func isDirectory(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.IsDir()
-}

@@ -146,6 +146,10 @@ func folderTrainDir(dir string) string {
 	return dir
 }
 
+// FolderHasTest says whether the folder set at dir has a test/ split, without
+// reading it (kiln eval asks before decoding a folder for nothing).
+func FolderHasTest(dir string) bool { return isDir(filepath.Join(dir, folderSplitNames[2])) }
+
 func isDir(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.IsDir()
