@@ -19,7 +19,7 @@ package engine
 //     masked to zero in the vector lanes (flat_gemm: no padded copy, no junk
 //     columns; cnn's 28×28 and 14×14 layers); or, where rows are short and
 //     the output channels fill two vectors (at AVX2: LeNet's second layer,
-//     rows of 12 or 10 and 16 channels), with the channels in the lanes and
+//     rows of 12 or 10 and 16 channels; one zmm on Zen 4), with the channels in the lanes and
 //     a few pixels of a row a tile, then transposed into the planes
 //     (oc_gemm, ocLanesPay);
 //   - weight gradient: dwᵀ[(c, tap), co] += Σ_q xp[c, tap offset + q] · doutᵀ[q, co]
@@ -221,6 +221,11 @@ const (
 	ocAlways
 )
 
+// zmmSplit is cpuZMMSplit, settable for tests.
+var zmmSplit atomic.Bool
+
+func init() { zmmSplit.Store(cpuZMMSplit()) }
+
 // ocLanesFor says whether a forward that would run rows or the wide frame
 // runs with the output channels in the lanes instead.
 func ocLanesFor(g *convGeom, vl, mr int, rows bool) bool {
@@ -239,11 +244,14 @@ func ocLanesFor(g *convGeom, vl, mr int, rows bool) bool {
 // tile), or the wide frame's junk columns; oc_gemm's are ocWidth pixels of a
 // row by two vectors of channels. It pays where it computes at most 0.8 as
 // much (its pixel-major tiles are transposed into the planes after), and
-// only where the channels fill two vectors: with one, each FMA waits on a
-// broadcast load of its own (AVX-512 on LeNet's 16 channels: 0.8-0.9 of the
-// row path's rate, Emerald Rapids).
+// only where the channels fill two vectors, but for zmm vectors on a CPU
+// that splits them (zmmSplit): with one vector each FMA waits on a
+// broadcast load of its own, which starves cores that issue two FMAs a
+// cycle (AVX-512 on LeNet's 16 channels: 0.8-0.9 of the row path's rate,
+// Emerald Rapids) and not Zen 4, which issues one zmm FMA a cycle
+// (1.3-1.4× the row path's rate there).
 func ocLanesPay(g *convGeom, vl, mr int, rows bool) bool {
-	if g.mg <= vl {
+	if g.mg <= vl && !(vl == 16 && zmmSplit.Load()) {
 		return false
 	}
 	cols := ceilDiv(g.nw, vl) * vl

@@ -172,3 +172,41 @@ func TestConv2DOutputChannelLanesGiveTheRowBits(t *testing.T) {
 		}
 	}
 }
+
+// TestConv2DOutputChannelLanesChoice holds where the forward takes the
+// output-channel lanes: LeNet's second layer (16 channels, rows of 12 and 10)
+// at AVX2 (two ymm of channels) everywhere, at AVX-512 (one zmm) only on a
+// CPU that splits its zmm FMAs (Zen 4); never where rows fill the lanes
+// (inception's 5×5 on 16×16) or the channels are few (LeNet's first layer).
+func TestConv2DOutputChannelLanesChoice(t *testing.T) {
+	lenet2 := func(hw int) ([]int, []int, engine.Conv2DParams) {
+		return []int{8, 6, hw, hw}, []int{16, 6, 5, 5}, engine.Conv2DSquare(1, 0, 1, 1)
+	}
+	x28, w28, p28 := lenet2(14)
+	x32, w32, p32 := lenet2(16)
+	incX, incW, incP := []int{8, 8, 16, 16}, []int{16, 8, 5, 5}, engine.Conv2DSquare(1, 2, 1, 1)
+	l1X, l1W, l1P := []int{8, 1, 28, 28}, []int{6, 1, 5, 5}, engine.Conv2DSquare(1, 2, 1, 1)
+	for _, split := range []bool{false, true} {
+		restore := engine.SetZMMSplit(split)
+		for _, c := range []struct {
+			name   string
+			x, w   []int
+			p      engine.Conv2DParams
+			vl, mr int
+			want   bool
+		}{
+			{"lenet2-28 avx2", x28, w28, p28, 8, 6, true},
+			{"lenet2-32 avx2", x32, w32, p32, 8, 6, true},
+			{"lenet2-28 avx512", x28, w28, p28, 16, 8, split},
+			{"lenet2-32 avx512", x32, w32, p32, 16, 8, split},
+			{"inception 5x5 avx512", incX, incW, incP, 16, 8, false},
+			{"lenet1 avx512", l1X, l1W, l1P, 16, 8, false},
+			{"lenet1 avx2", l1X, l1W, l1P, 8, 6, false},
+		} {
+			if got := engine.ConvOCLanesPay(c.x, c.w, c.p, c.vl, c.mr); got != c.want {
+				t.Errorf("zmm split %v, %s: output-channel lanes %v, want %v", split, c.name, got, c.want)
+			}
+		}
+		restore()
+	}
+}

@@ -17,3 +17,23 @@ func SetConvOCLanes(mode string) (restore func()) {
 	old := convOCLanes.Swap(v)
 	return func() { convOCLanes.Store(old) }
 }
+
+// CPUZMMSplit is what the CPU said: cpuZMMSplit.
+func CPUZMMSplit() bool { return cpuZMMSplit() }
+
+// SetZMMSplit sets whether the CPU counts as splitting its zmm FMAs (Zen 4),
+// which ocLanesPay weighs; restore puts back what the CPU said.
+func SetZMMSplit(split bool) (restore func()) {
+	old := zmmSplit.Swap(split)
+	return func() { zmmSplit.Store(old) }
+}
+
+// ConvOCLanesPay is ocLanesPay for a forward of x (N, C, H, W) by w (M, C,
+// KH, KW) under p at vector width vl and tile height mr, on the row path.
+func ConvOCLanesPay(x, w []int, p Conv2DParams, vl, mr int) bool {
+	g, msg := convGeometry(x, w, p)
+	if msg != "" {
+		panic(msg)
+	}
+	return ocLanesPay(&g, vl, mr, true)
+}

@@ -5,6 +5,8 @@
 // CPU runs. Every fast path reads it at each call, so a change takes effect
 // at the next op.
 #if defined(__x86_64__)
+#include <cpuid.h>
+
 #include "isa_cpu.h"
 
 static int supported = -1;
@@ -36,5 +38,15 @@ int kiln_set_isa(int level) {
 	if (level < KILN_ISA_GENERIC) level = KILN_ISA_GENERIC;
 	__atomic_store_n(&in_use, level, __ATOMIC_RELAXED);
 	return level;
+}
+
+int kiln_cpu_zmm_split(void) {
+	unsigned a, b, c, d;
+	// "AuthenticAMD" in EBX, EDX, ECX of leaf 0.
+	if (!__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541 || d != 0x69746e65 || c != 0x444d4163) return 0;
+	if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+	unsigned family = (a >> 8) & 0xf;
+	if (family == 0xf) family += (a >> 20) & 0xff;
+	return family == 0x19 && kiln_isa_supported() >= KILN_ISA_AVX512;
 }
 #endif

@@ -19,6 +19,12 @@ int kiln_isa(void);
 // returns the level now in use.
 int kiln_set_isa(int level);
 
+// kiln_cpu_zmm_split reports whether the CPU runs each 512-bit FMA as two
+// 256-bit halves (AMD Zen 4, family 19h, the one with AVX-512): one zmm FMA
+// a cycle where Intel's cores issue two, so a tile that loads once per FMA
+// still keeps the pipe busy there.
+int kiln_cpu_zmm_split(void);
+
 // KILN_ISA_DISPATCH(name, params, args) defines void name params, which runs
 // name##_body args compiled for AVX-512, for AVX2 (without FMA: the loops
 // that used target_clones("avx2") keep their arithmetic) and for the

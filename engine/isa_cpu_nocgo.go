@@ -6,3 +6,5 @@ package engine
 func isaSupported() int { return isaGeneric }
 
 func setISA(int) int { return isaGeneric }
+
+func cpuZMMSplit() bool { return false }

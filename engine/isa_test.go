@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -96,5 +98,31 @@ func restoreISA(t *testing.T) func() {
 		if err := engine.SetCPUISA(was); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestCPUZMMSplitIsZen4 holds the CPUID reading against the kernel's:
+// family 25 (19h) of AuthenticAMD with AVX-512 is Zen 4, which splits its
+// zmm FMAs; every other CPU (Intel, Zen 5's family 26, Zen 3 without
+// AVX-512) does not.
+func TestCPUZMMSplitIsZen4(t *testing.T) {
+	info, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil || len(engine.CPUISAs()) == 1 {
+		t.Skipf("skipped: needs /proc/cpuinfo and the C fast paths (cgo on amd64) (%v)", err)
+	}
+	field := func(name string) string {
+		for line := range strings.Lines(string(info)) {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && strings.TrimSpace(k) == name {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	want := field("vendor_id") == "AuthenticAMD" && field("cpu family") == "25" &&
+		slices.Contains(strings.Fields(field("flags")), "avx512f")
+	t.Logf("vendor %s, family %s: zmm split %v", field("vendor_id"), field("cpu family"), engine.CPUZMMSplit())
+	if got := engine.CPUZMMSplit(); got != want {
+		t.Errorf("CPUZMMSplit() = %v, want %v from /proc/cpuinfo", got, want)
 	}
 }
