@@ -85,9 +85,13 @@ __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int3
 	return _mm256_movemask_ps(nan);
 }
 
-// pool_row_avx512 is pool_row_avx2 sixteen outputs at a time (ow ≥ 16): the
-// even and odd columns come out of two-register permutes, the picks are
-// mask blends; the same compares in the same order, so the same results.
+// pool_row_avx512 is pool_row_avx2 sixteen outputs at a time, the last
+// block (or a row narrower than 16: LeNet's rows of 14 and 5) read and
+// written under lane masks, which AVX-512 stores at full speed where
+// VMASKMOVPS stores are slow (Zen 4: the AVX2 path's masked rows took 40% of
+// LeNet's second pool): the even and odd columns come out of two-register
+// permutes, the picks are mask blends; the same compares in the same order,
+// so the same results.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int pool_row_avx512(
     float *restrict o, int32_t *restrict ai, const float *r0, const float *r1, int32_t rowbase, int w, int ow,
     int relu) {
@@ -95,10 +99,14 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int po
 	const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
 	const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
 	const __m512i one = _mm512_set1_epi32(1), wv = _mm512_set1_epi32(w);
-	for (int j0 = 0; j0 < ow; j0 += 16) {
-		const int j = j0 + 16 <= ow ? j0 : ow - 16;
-		__m512 p0 = _mm512_loadu_ps(r0 + 2 * j), p1 = _mm512_loadu_ps(r0 + 2 * j + 16);
-		__m512 q0 = _mm512_loadu_ps(r1 + 2 * j), q1 = _mm512_loadu_ps(r1 + 2 * j + 16);
+	for (int j = 0; j < ow; j += 16) {
+		const int n = ow - j < 16 ? ow - j : 16;
+		const __mmask16 out = (__mmask16)((1u << n) - 1);
+		const __mmask16 lo = (__mmask16)((1u << (2 * n < 16 ? 2 * n : 16)) - 1);
+		const __mmask16 hi = (__mmask16)((1u << (2 * n > 16 ? 2 * n - 16 : 0)) - 1);
+		__m512 p0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * j), q0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * j);
+		__m512 p1 = _mm512_setzero_ps(), q1 = p1;
+		if (hi) p1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * j + 16), q1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * j + 16);
 		__m512 a = _mm512_permutex2var_ps(p0, even, p1), b = _mm512_permutex2var_ps(p0, odd, p1);
 		__m512 c = _mm512_permutex2var_ps(q0, even, q1), d = _mm512_permutex2var_ps(q0, odd, q1);
 		nan |= _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(c, d, _CMP_UNORD_Q);
@@ -115,8 +123,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int po
 		m = _mm512_mask_blend_ps(gt, m, d);
 		res = _mm512_mask_blend_epi32(gt, res, _mm512_add_epi32(ac, one));
 		if (relu) m = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), m);
-		_mm512_storeu_ps(o + j, m);
-		if (ai) _mm512_storeu_si512((void *)(ai + j), res);
+		_mm512_mask_storeu_ps(o + j, out, m);
+		if (ai) _mm512_mask_storeu_epi32(ai + j, out, res);
 	}
 	return nan != 0;
 }
@@ -134,7 +142,7 @@ static int pool_plane(float* restrict out, int32_t* restrict am, const float* re
 		const float* r1 = r0 + w;
 		float* o = out + i * ow;
 		int32_t rowbase = 2 * i * w;
-		if (avx512 && ow >= 16) {
+		if (avx512) {
 			nan |= pool_row_avx512(o, am ? am + i * ow : 0, r0, r1, rowbase, w, ow, relu);
 			continue;
 		}
@@ -499,8 +507,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int ba
 		const __m512 a = _mm512_maskz_mov_ps(ka, v), b = _mm512_maskz_mov_ps(kb, v);
 		const __m512 c = _mm512_maskz_mov_ps(kc, v), d = _mm512_maskz_mov_ps(kd, v);
 		_mm512_mask_storeu_ps(r0 + 2 * j, mlo, _mm512_permutex2var_ps(a, lo, b));
-		_mm512_mask_storeu_ps(r0 + 2 * j + 16, mhi, _mm512_permutex2var_ps(a, hi, b));
 		_mm512_mask_storeu_ps(r1 + 2 * j, mlo, _mm512_permutex2var_ps(c, lo, d));
+		if (!mhi) continue; // a row of at most 8 (LeNet's 5): an empty masked store still costs its cycles
+		_mm512_mask_storeu_ps(r0 + 2 * j + 16, mhi, _mm512_permutex2var_ps(a, hi, b));
 		_mm512_mask_storeu_ps(r1 + 2 * j + 16, mhi, _mm512_permutex2var_ps(c, hi, d));
 	}
 	return bad != 0;
