@@ -20,6 +20,31 @@ __attribute__((target("avx2"))) static inline __m256i lanes_avx2(int n) {
 	return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// store_lanes_avx2 stores v's first n lanes (n ≤ 8; none below 1) at p by
+// whole 128-, 64- and 32-bit stores: VMASKMOVPS stores are slow on AMD
+// (Zen 4: LeNet's second pool, rows of 5, ran 3.3× its AVX-512 time with
+// them). Stores copy bits, so an int32 vector may go through it cast.
+__attribute__((target("avx2"))) static inline void store_lanes_avx2(float *p, __m256 v, int n) {
+	if (n >= 8) {
+		_mm256_storeu_ps(p, v);
+		return;
+	}
+	__m128 x = _mm256_castps256_ps128(v);
+	if (n >= 4) {
+		_mm_storeu_ps(p, x);
+		x = _mm256_extractf128_ps(v, 1);
+		p += 4;
+		n -= 4;
+	}
+	if (n >= 2) {
+		_mm_storel_pi((__m64 *)p, x);
+		x = _mm_movehl_ps(x, x);
+		p += 2;
+		n -= 2;
+	}
+	if (n > 0) _mm_store_ss(p, x);
+}
+
 // pool8_avx2 picks eight outputs from two input rows' 16 columns each (p0,
 // p1 from the first row, q0, q1 from the second), the first of j's window at
 // flat index at0: the rows are split into even and odd columns (a, b from
@@ -66,12 +91,12 @@ __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int3
 	__m256 nan = _mm256_setzero_ps();
 	__m256i idx;
 	if (ow < 8) {
-		const __m256i lo = lanes_avx2(2 * ow < 8 ? 2 * ow : 8), hi = lanes_avx2(2 * ow - 8), out = lanes_avx2(ow);
+		const __m256i lo = lanes_avx2(2 * ow < 8 ? 2 * ow : 8), hi = lanes_avx2(2 * ow - 8);
 		__m256 m = pool8_avx2(_mm256_maskload_ps(r0, lo), _mm256_maskload_ps(r0 + 8, hi),
 		                      _mm256_maskload_ps(r1, lo), _mm256_maskload_ps(r1 + 8, hi), rowbase, w, relu, &idx,
 		                      &nan);
-		_mm256_maskstore_ps(o, out, m);
-		if (ai) _mm256_maskstore_epi32((int *)ai, out, idx);
+		store_lanes_avx2(o, m, ow);
+		if (ai) store_lanes_avx2((float *)ai, _mm256_castsi256_ps(idx), ow);
 		return _mm256_movemask_ps(nan);
 	}
 	for (int j0 = 0; j0 < ow; j0 += 8) {
@@ -455,14 +480,15 @@ __attribute__((target("avx2"))) static int back_row_avx2(float *restrict r0, flo
                                                           int ow) {
 	__m256 none = _mm256_setzero_ps(), a, b, c, d;
 	if (ow < 8) {
-		const __m256i lo = lanes_avx2(2 * ow < 8 ? 2 * ow : 8), hi = lanes_avx2(2 * ow - 8), in = lanes_avx2(ow);
+		const __m256i in = lanes_avx2(ow);
 		__m256 v = _mm256_add_ps(_mm256_setzero_ps(), _mm256_maskload_ps(g, in));
 		if (keep) v = _mm256_and_ps(v, _mm256_cmp_ps(_mm256_maskload_ps(keep, in), _mm256_setzero_ps(), _CMP_GT_OQ));
 		back8_avx2(v, _mm256_maskload_epi32((const int *)am, in), rowbase, w, &a, &b, &c, &d, &none);
-		_mm256_maskstore_ps(r0, lo, a);
-		_mm256_maskstore_ps(r0 + 8, hi, b);
-		_mm256_maskstore_ps(r1, lo, c);
-		_mm256_maskstore_ps(r1 + 8, hi, d);
+		const int nlo = 2 * ow < 8 ? 2 * ow : 8, nhi = 2 * ow - nlo;
+		store_lanes_avx2(r0, a, nlo);
+		store_lanes_avx2(r0 + 8, b, nhi);
+		store_lanes_avx2(r1, c, nlo);
+		store_lanes_avx2(r1 + 8, d, nhi);
 		return _mm256_movemask_ps(_mm256_and_ps(none, _mm256_castsi256_ps(in))) != 0;
 	}
 	for (int j0 = 0; j0 < ow; j0 += 8) {
