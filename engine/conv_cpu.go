@@ -19,9 +19,9 @@ package engine
 //     masked to zero in the vector lanes (flat_gemm: no padded copy, no junk
 //     columns; cnn's 28×28 and 14×14 layers); or, where rows are short and
 //     the output channels fill two vectors (at AVX2: LeNet's second layer,
-//     rows of 12 or 10 and 16 channels; one zmm on Zen 4), with the channels in the lanes and
-//     a few pixels of a row a tile, then transposed into the planes
-//     (oc_gemm, ocLanesPay);
+//     rows of 12 or 10 and 16 channels; on Zen 4 one zmm of them too), with
+//     the channels in the lanes and a few pixels of a row a tile, then
+//     transposed into the planes (oc_gemm, ocLanesPay);
 //   - weight gradient: dwᵀ[(c, tap), co] += Σ_q xp[c, tap offset + q] · doutᵀ[q, co]
 //     over the output pixels q, with dout transposed per image (Cout padded
 //     to a multiple of 8) and dwᵀ kept per part for the whole call, so the
