@@ -110,6 +110,16 @@ __attribute__((target("avx2"))) static int pool_row_avx2(float *restrict o, int3
 	return _mm256_movemask_ps(nan);
 }
 
+// block_masks16 sets the lane masks of a block of the 2×2 pool's row at
+// AVX-512 with left outputs still to do: out its min(left, 16) outputs, lo
+// and hi the twice as many inputs of each input row, over two vectors.
+static inline void block_masks16(int left, __mmask16 *out, __mmask16 *lo, __mmask16 *hi) {
+	const int n = left < 16 ? left : 16;
+	*out = (__mmask16)((1u << n) - 1);
+	*lo = (__mmask16)((1u << (2 * n < 16 ? 2 * n : 16)) - 1);
+	*hi = (__mmask16)((1u << (2 * n > 16 ? 2 * n - 16 : 0)) - 1);
+}
+
 // pool_row_avx512 is pool_row_avx2 sixteen outputs at a time, the last
 // block (or a row narrower than 16: LeNet's rows of 14 and 5) read and
 // written under lane masks, which AVX-512 stores at full speed where
@@ -125,10 +135,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int po
 	const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
 	const __m512i one = _mm512_set1_epi32(1), wv = _mm512_set1_epi32(w);
 	for (int j = 0; j < ow; j += 16) {
-		const int n = ow - j < 16 ? ow - j : 16;
-		const __mmask16 out = (__mmask16)((1u << n) - 1);
-		const __mmask16 lo = (__mmask16)((1u << (2 * n < 16 ? 2 * n : 16)) - 1);
-		const __mmask16 hi = (__mmask16)((1u << (2 * n > 16 ? 2 * n - 16 : 0)) - 1);
+		__mmask16 out, lo, hi;
+		block_masks16(ow - j, &out, &lo, &hi);
 		__m512 p0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * j), q0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * j);
 		__m512 p1 = _mm512_setzero_ps(), q1 = p1;
 		if (hi) p1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * j + 16), q1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * j + 16);
@@ -516,10 +524,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static int ba
 	const __m512i one = _mm512_set1_epi32(1), wv = _mm512_set1_epi32(w), w1 = _mm512_set1_epi32(w + 1);
 	__mmask16 bad = 0;
 	for (int j = 0; j < ow; j += 16) {
-		const int n = ow - j < 16 ? ow - j : 16;
-		const __mmask16 m = (__mmask16)((1u << n) - 1);
-		const __mmask16 mlo = (__mmask16)((1u << (2 * n < 16 ? 2 * n : 16)) - 1);
-		const __mmask16 mhi = (__mmask16)((1u << (2 * n > 16 ? 2 * n - 16 : 0)) - 1);
+		__mmask16 m, mlo, mhi;
+		block_masks16(ow - j, &m, &mlo, &mhi);
 		__m512 v = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(m, g + j));
 		if (keep) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, keep + j), _mm512_setzero_ps(),
 		                                                     _CMP_GT_OQ), v);
