@@ -17,7 +17,7 @@ KERNEL_SRCS := $(sort $(filter-out kernels/all.cu,$(wildcard kernels/*.cu)))
 NVCCFLAGS := -fatbin -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
 	-gencode arch=compute_90,code=compute_90
 
-.PHONY: build build-cuda kernels train test vet fuzz accuracy bench bench-torch golden clean test-kernels FORCE
+.PHONY: build build-cuda kernels train test vet fuzz accuracy bench bench-torch golden clean test-kernels test-kernels-race FORCE
 
 build: $(if $(filter 1,$(GPU)),build-cuda)
 	$(GO) build -buildvcs=auto $(if $(MPITAG),-tags $(MPITAG)) -o $(BIN) ./cmd/kiln
@@ -71,6 +71,11 @@ fuzz:
 # AddressSanitizer, compared with its CPU op; one line per kernel.
 test-kernels:
 	scripts/test-kernels.sh
+
+# The same under ThreadSanitizer: a block's threads racing on shared or
+# global memory (a missing barrier) stop the run at the kernel's line.
+test-kernels-race:
+	scripts/test-kernels.sh race
 
 # The seeded accuracy runs of every model (about 35 minutes on two cores).
 accuracy: build
