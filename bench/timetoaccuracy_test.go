@@ -154,3 +154,33 @@ func TestCUDATimeToAccuracyFollowsTheCPU(t *testing.T) {
 		}
 	}
 }
+
+// The suite's tasks run the recipes their comment and the README state:
+// batch 128 at peak lr 0.1 for MNIST 99% (3 epochs) and Fashion-MNIST 90%
+// (2), the rest the trainer's default recipe, with no validation split.
+func TestTimeToAccuracyTaskRecipes(t *testing.T) {
+	want := map[string]struct {
+		batch, epochs int
+		lr            float64
+	}{"mnist-99": {128, 3, 0.1}, "fashion-90": {128, 2, 0.1}, "mnist01-99.8": {64, 1, 0.01}}
+	tasks := ttaTasks(false)
+	if len(tasks) != len(want) {
+		t.Fatalf("%d tasks, want %d", len(tasks), len(want))
+	}
+	for _, task := range tasks {
+		w, ok := want[task.ID]
+		if !ok {
+			t.Fatalf("unexpected task %s", task.ID)
+		}
+		c := task.config("cuda")
+		def := trainer.DefaultConfigFor(task.Model, task.Dataset)
+		if c.Batch != w.batch || c.Epochs != w.epochs || c.LR != w.lr || c.ValFraction != 0 || c.Device != "cuda" {
+			t.Errorf("%s: batch %d, epochs %d, lr %g, val %g, device %s; want %d, %d, %g, 0, cuda",
+				task.ID, c.Batch, c.Epochs, c.LR, c.ValFraction, c.Device, w.batch, w.epochs, w.lr)
+		}
+		if c.Optimizer != def.Optimizer || c.Schedule != def.Schedule || c.Momentum != def.Momentum ||
+			c.Nesterov != def.Nesterov || c.WeightDecay != def.WeightDecay || c.Seed != def.Seed {
+			t.Errorf("%s: %+v strays from the default recipe %+v", task.ID, c, def)
+		}
+	}
+}
