@@ -24,8 +24,8 @@ pkgs=(./cuda/... ./engine/... ./layers/... ./trainer/... ./bench/...)
 if [ "${1:-}" = race ]; then
   sanitizer=(-tags cudaemu,kilntsan "$symbols")
   what="ThreadSanitizer"
-  # engine's tests launch every kernel (4 minutes on two cores); the
-  # packages above them launch the same kernels again for 17 more.
+  # engine's tests launch every kernel (4 minutes on two cores); layers,
+  # trainer and bench launch the same kernels again (17 minutes more).
   pkgs=(./cuda/... ./engine/...)
 fi
 log=$(mktemp /tmp/kiln-test-kernels.XXXXXX)
