@@ -341,7 +341,7 @@ func writeTTA(p func(string, ...any), r *Report, name string, tcell func(v, why 
 	}
 	p("\n## Time to accuracy\n\n")
 	p("Wall time of training alone (data loading and the per-epoch test checks excluded) until the test accuracy first reaches the target. ")
-	p("Kiln runs the trainer's default recipe for the model and data set (`trainer.DefaultConfigFor`, the `kiln train` defaults) through `bench.TimeToAccuracy`; ")
+	p("Kiln runs the trainer's default recipe for the model and data set (`trainer.DefaultConfigFor`, the `kiln train` defaults) at each task's batch, peak learning rate and epochs (below) through `bench.TimeToAccuracy`; ")
 	p("PyTorch runs the same recipe written in torch (same model, optimiser, schedule, batch and epochs; its own initialisation and data order). One run each; ")
 	p("a run stops at a cap on training time (%.0f s in this run), with a last test check there.\n\n", r.Settings.TTACapSeconds)
 	p("| task | model | target | Kiln | PyTorch | PyTorch setting | Kiln speed-up |\n|---|---|---|---|---|---|---|\n")
