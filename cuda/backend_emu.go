@@ -16,30 +16,12 @@ int kiln_emu_launch(uintptr_t handle, unsigned gx, unsigned gy, unsigned gz, uns
                     unsigned by, unsigned bz, unsigned shmem, uint64_t* slots, int nslots);
 uintptr_t kiln_emu_malloc(size_t n);
 void kiln_emu_free(uintptr_t p);
-void kiln_emu_go_enter(void);
-void kiln_emu_go_leave(void);
 // Copies go through C so that AddressSanitizer checks the device side (and
-// ThreadSanitizer orders them with the launches: emu_runtime.cc).
-static void kiln_emu_htod(uintptr_t dst, const void* src, size_t n) {
-	kiln_emu_go_enter();
-	memcpy((void*)dst, src, n);
-	kiln_emu_go_leave();
-}
-static void kiln_emu_dtoh(void* dst, uintptr_t src, size_t n) {
-	kiln_emu_go_enter();
-	memcpy(dst, (const void*)src, n);
-	kiln_emu_go_leave();
-}
-static void kiln_emu_dtod(uintptr_t dst, uintptr_t src, size_t n) {
-	kiln_emu_go_enter();
-	memmove((void*)dst, (const void*)src, n);
-	kiln_emu_go_leave();
-}
-static void kiln_emu_zero(uintptr_t p, size_t n) {
-	kiln_emu_go_enter();
-	memset((void*)p, 0, n);
-	kiln_emu_go_leave();
-}
+// ThreadSanitizer orders them with the launches).
+void kiln_emu_htod(uintptr_t dst, const void* src, size_t n);
+void kiln_emu_dtoh(void* dst, uintptr_t src, size_t n);
+void kiln_emu_dtod(uintptr_t dst, uintptr_t src, size_t n);
+void kiln_emu_zero(uintptr_t p, size_t n);
 */
 import "C"
 

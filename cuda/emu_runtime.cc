@@ -31,28 +31,21 @@ char go_calls;
 }  // namespace
 #endif
 
-// Under ThreadSanitizer (the kilntsan tag) the only races worth a report
-// are those between the threads of a block. Go is not instrumented: a
-// goroutine that copies to the device on one OS thread and launches from
-// another is ordered by Go's scheduler, which ThreadSanitizer cannot see.
-// Every call from Go therefore acquires one object on entry and releases it
-// on return, so that the calls are ordered as Go ordered them.
-extern "C" void kiln_emu_go_enter() {
-#if defined(__SANITIZE_THREAD__)
-	__tsan_acquire(&go_calls);
-#endif
-}
-extern "C" void kiln_emu_go_leave() {
-#if defined(__SANITIZE_THREAD__)
-	__tsan_release(&go_calls);
-#endif
-}
-
 namespace {
-// GoCall brackets one call from Go (kiln_emu_go_enter, kiln_emu_go_leave).
+// GoCall brackets one call from Go. Under ThreadSanitizer (the kilntsan
+// tag) the only races worth a report are those between the threads of a
+// block. Go is not instrumented: a goroutine that copies to the device on
+// one OS thread and launches from another is ordered by Go's scheduler,
+// which ThreadSanitizer cannot see. Every call from Go therefore acquires
+// one object on entry and releases it on return, so that the calls are
+// ordered as Go ordered them.
 struct GoCall {
-	GoCall() { kiln_emu_go_enter(); }
-	~GoCall() { kiln_emu_go_leave(); }
+#if defined(__SANITIZE_THREAD__)
+	GoCall() { __tsan_acquire(&go_calls); }
+	~GoCall() { __tsan_release(&go_calls); }
+#else
+	GoCall() {}
+#endif
 	GoCall(const GoCall&) = delete;
 	GoCall& operator=(const GoCall&) = delete;
 };
@@ -208,4 +201,20 @@ extern "C" uintptr_t kiln_emu_malloc(size_t n) {
 extern "C" void kiln_emu_free(uintptr_t p) {
 	GoCall from_go;
 	std::free(reinterpret_cast<void*>(p));
+}
+extern "C" void kiln_emu_htod(uintptr_t dst, const void* src, size_t n) {
+	GoCall from_go;
+	std::memcpy(reinterpret_cast<void*>(dst), src, n);
+}
+extern "C" void kiln_emu_dtoh(void* dst, uintptr_t src, size_t n) {
+	GoCall from_go;
+	std::memcpy(dst, reinterpret_cast<const void*>(src), n);
+}
+extern "C" void kiln_emu_dtod(uintptr_t dst, uintptr_t src, size_t n) {
+	GoCall from_go;
+	std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n);
+}
+extern "C" void kiln_emu_zero(uintptr_t p, size_t n) {
+	GoCall from_go;
+	std::memset(reinterpret_cast<void*>(p), 0, n);
 }
