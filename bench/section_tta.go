@@ -136,49 +136,57 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 	r.Train, r.Test = splits.Train.Len(), splits.Test.Len()
 	r.Recipe = recipeText(cfg, r.Train)
 	s.log.Info().Str("task", task.ID).Str("model", task.Model).Float64("target", task.Target).Str("recipe", r.Recipe).Msg("time to accuracy")
+	s.kilnTTA(ctx, task, splits, &r)
+	if ctx.Err() != nil {
+		return r
+	}
+	s.torchTTA(ctx, task, splits, &r)
+	return r
+}
 
+// kilnTTA runs Kiln's side of the task into r (in this process: on the GPU
+// it must be the CUDA build, kiln-cuda).
+func (s *suite) kilnTTA(ctx context.Context, task ttaTask, splits *data.Splits, r *TTAResult) {
+	if s.kilnCUDA != "" {
+		r.KilnError = s.kilnCUDA
+		return
+	}
 	dev := engine.CPU
 	if s.cfg.Device == "cuda" {
 		dev = engine.CUDA
 	}
-	switch {
-	case s.kilnCUDA != "":
-		r.KilnError = s.kilnCUDA
-	default:
-		// In this process: on the GPU it must be the CUDA build (kiln-cuda).
-		res, err := TimeToAccuracy(ctx, TTAConfig{Config: cfg, Train: splits.Train, Test: splits.Test,
-			Device: dev, Target: task.Target, MaxSeconds: s.plan.ttaCap, OnEpoch: func(e TTAEpoch) {
-				s.log.Info().Str("task", task.ID).Str("engine", "kiln").Int("epoch", e.Epoch).
-					Float64("test_acc", e.TestAccuracy).Float64("seconds", math.Round(e.Seconds*10)/10).Msg("epoch")
-			}})
-		if err != nil {
-			r.KilnError = err.Error()
-		} else {
-			r.Kiln = res
-		}
+	res, err := TimeToAccuracy(ctx, TTAConfig{Config: r.Config, Train: splits.Train, Test: splits.Test,
+		Device: dev, Target: task.Target, MaxSeconds: s.plan.ttaCap, OnEpoch: func(e TTAEpoch) {
+			s.log.Info().Str("task", task.ID).Str("engine", "kiln").Int("epoch", e.Epoch).
+				Float64("test_acc", e.TestAccuracy).Float64("seconds", math.Round(e.Seconds*10)/10).Msg("epoch")
+		}})
+	if err != nil {
+		r.KilnError = err.Error()
+		return
 	}
-	if ctx.Err() != nil {
-		return r
-	}
+	r.Kiln = res
+}
 
+// torchTTA runs PyTorch's side of the task into r, at the thread setting
+// that won the training probe for this model at this batch on 28×28×1, else
+// probing now (quick mode takes all cores for torch and one OpenBLAS thread
+// instead).
+func (s *suite) torchTTA(ctx context.Context, task ttaTask, splits *data.Splits, r *TTAResult) {
 	if s.torch == nil {
 		r.TorchError = s.rep.Settings.TorchMissing
-		return r
+		return
 	}
 	dir, err := data.Locate(task.Dataset, "")
 	if err != nil {
 		r.TorchError = "cannot run: " + err.Error()
-		return r
+		return
 	}
-	// PyTorch's thread setting: the one that won the training probe for
-	// this model at this batch on 28×28×1, else probe now (quick mode takes
-	// all cores for torch and one OpenBLAS thread instead).
-	c := trainCase{task.Model, "28x28x1", cfg.Batch, "fp32"}
+	c := trainCase{task.Model, "28x28x1", r.Config.Batch, "fp32"}
 	sets := s.torchSettings(engine.Threads())
 	if _, _, ok := s.bestSetting(c, sets); !ok && !s.cfg.Quick {
 		if _, err := s.probeTorch(ctx, []trainCase{c}, sets); err != nil {
 			r.TorchError = err.Error()
-			return r
+			return
 		}
 	}
 	set, _, ok := s.bestSetting(c, sets)
@@ -186,17 +194,17 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 		set = threadSetting{engine.Threads(), 1}
 	}
 	r.TorchSetting = set.String()
-	spec := map[string]any{"config": cfg, "dir": dir, "mean": splits.Train.Mean[0], "std": splits.Train.Std[0],
+	spec := map[string]any{"config": r.Config, "dir": dir, "mean": splits.Train.Mean[0], "std": splits.Train.Std[0],
 		"classes": task.Classes, "subset": task.Subset, "target": task.Target}
 	raw, err := s.torch.run(ctx, "tta", spec, set, "--max-seconds", strconv.FormatFloat(s.plan.ttaCap, 'g', -1, 64))
 	if err != nil {
 		r.TorchError = err.Error()
-		return r
+		return
 	}
 	var t TTARun
 	if err := json.Unmarshal(raw, &t); err != nil {
 		r.TorchError = fmt.Sprintf("PyTorch tta answer: %v", err)
-		return r
+		return
 	}
 	for _, e := range t.PerEpoch {
 		t.BestAccuracy = max(t.BestAccuracy, e.TestAccuracy)
@@ -207,5 +215,4 @@ func (s *suite) oneTTA(ctx context.Context, task ttaTask) TTAResult {
 	}
 	s.log.Info().Str("task", task.ID).Str("engine", "torch").Bool("reached", t.Reached).Int("epochs", t.Epochs).
 		Float64("seconds", math.Round(t.Seconds*10)/10).Msg("time to accuracy")
-	return r
 }
