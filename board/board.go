@@ -42,6 +42,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -364,7 +365,29 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 			h.Set("Content-Type", "application/octet-stream")
 		}
 	}
+	if tailPastEnd(r.Header.Get("Range"), st.Size()) {
+		r.Header.Del("Range")
+	}
 	http.ServeContent(w, r, path.Base(p), st.ModTime(), f)
+}
+
+// tailPastEnd reports a request for the tail of a file ("bytes=N-") that
+// starts past its end: the page asked for what follows its last read, and the
+// file was rewritten shorter since the listing it went by (a resumed run
+// trims histograms.jsonl). The whole file (200, as RFC 9110 lets a server
+// answer any range) is what the page reads then; a 416 would come to the same
+// in one more request, and the browser logs it as a failed load.
+func tailPastEnd(rangeHeader string, size int64) bool {
+	from, ok := strings.CutPrefix(rangeHeader, "bytes=")
+	if !ok {
+		return false
+	}
+	from, ok = strings.CutSuffix(from, "-")
+	if !ok {
+		return false
+	}
+	n, err := strconv.ParseInt(from, 10, 64)
+	return err == nil && n >= size
 }
 
 // handleEvents streams the listing as Server-Sent Events: one at once, then

@@ -224,8 +224,10 @@ async function load(path, info) {
   const jsonl = path.endsWith('.jsonl');
   const valid = VALID_LINE[path.split('/').pop()] || isObj;
   try {
+    let whole = null; // the server's answer to a tail request for a file that shrank
     if (jsonl && c && c.offset > 0 && info.size > c.offset) {
       const res = await fetch(fileURL(path), { headers: { Range: `bytes=${c.offset - c.tail.length}-` }, cache: 'no-store' });
+      if (res.status === 200) whole = res;
       const all = res.status === 206 ? new Uint8Array(await res.arrayBuffer()) : null;
       if (all && all.length >= c.tail.length && c.tail.every((x, i) => all[i] === x)) {
         const buf = all.subarray(c.tail.length);
@@ -237,7 +239,7 @@ async function load(path, info) {
         return next;
       }
     }
-    const res = await fetch(fileURL(path), { cache: 'no-store' });
+    const res = whole || await fetch(fileURL(path), { cache: 'no-store' });
     if (!res.ok) throw new Error(`${path}: ${res.status}`);
     const next = { size: info.size, modified: info.modified, bad: newBad() };
     if (jsonl) {
