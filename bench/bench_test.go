@@ -38,7 +38,7 @@ func TestSampleAndRatios(t *testing.T) {
 }
 
 func TestOpWork(t *testing.T) {
-	ops := opList(false)
+	ops := opList(false, false)
 	byID := map[string]opSpec{}
 	for _, o := range ops {
 		if _, dup := byID[o.ID]; dup {
@@ -74,11 +74,33 @@ func TestOpWork(t *testing.T) {
 			t.Errorf("no GEMM %s", sz)
 		}
 	}
+	// ResNet-18's stem: 64 maps of 112×112 from 3×224×224, 49 taps; no
+	// input gradient and no bias (batch norm follows).
+	stem := byID["resnet18_stem_fwd"]
+	if got, want := stem.Work(), 2.0*32*64*112*112*3*49; got != want || stem.Bias || byID["resnet18_stem_bwd"].DX {
+		t.Fatalf("ResNet-18 stem: %v flops (want %v), %+v", got, want, stem)
+	}
+	// Its 1×1 stride-2 shortcut into layer4: 7×7 out of 14×14.
+	if got, want := byID["resnet18_l4_short_bwd"].Work(), 2*2.0*32*512*7*7*256; got != want {
+		t.Fatalf("layer4 shortcut backward flops %v, want %v", got, want)
+	}
+	if n := len(slices.DeleteFunc(slices.Clone(ops), func(o opSpec) bool { return !strings.HasPrefix(o.ID, "resnet18_") })); n != 22 {
+		t.Fatalf("%d ResNet-18 rows, want its 11 distinct convolutions forward and backward", n)
+	}
+	// The GPU's list goes on to GEMM 4096; quick mode shrinks ResNet's images.
+	if slices.ContainsFunc(ops, func(o opSpec) bool { return o.ID == "gemm_4096" }) ||
+		!slices.ContainsFunc(opList(false, true), func(o opSpec) bool { return o.ID == "gemm_4096" }) {
+		t.Fatal("GEMM 4096 belongs to the GPU's list only")
+	}
+	quick := slices.DeleteFunc(opList(true, true), func(o opSpec) bool { return !strings.HasPrefix(o.ID, "resnet18_") })
+	if len(quick) != 4 || quick[0].ID != "resnet18_stem_fwd" || quick[0].H != 28 || quick[0].N != 2 || quick[3].ID != "resnet18_l2_short_bwd" {
+		t.Fatalf("quick ResNet-18 rows: %+v", quick)
+	}
 }
 
 // Every op of the quick list runs on Kiln's engine and takes time.
 func TestKilnOpsRun(t *testing.T) {
-	for _, o := range opList(true) {
+	for _, o := range opList(true, false) {
 		fn, release, err := kilnOp(o, engine.CPU)
 		if err != nil {
 			t.Fatalf("%s: %v", o.ID, err)
@@ -103,7 +125,7 @@ func TestKilnOpsRun(t *testing.T) {
 // and its timing waits for the queued work.
 func TestKilnOpsRunOnCUDA(t *testing.T) {
 	cudaOrSkip(t)
-	for _, o := range opList(true) {
+	for _, o := range opList(true, true) {
 		fn, release, err := kilnOp(o, engine.CUDA)
 		if err != nil {
 			t.Fatalf("%s: %v", o.ID, err)

@@ -148,27 +148,66 @@ func (o opSpec) ShapeText() string {
 	return ""
 }
 
+// convOp is one convolution of the op table: n images of cin×h×h.
+type convOp struct {
+	id, name                    string
+	n, cin, h, cout, k, st, pad int
+	dx, noBias                  bool
+}
+
+// resnet18Convs is the set of distinct convolutions of ResNet-18 at 224×224
+// (the stem, each stage's 3×3 layers and its 1×1 stride-2 shortcut), n
+// images a batch, without bias (batch norm follows each of them, as in
+// torchvision). Quick mode keeps the two shapes no other row has, the stem
+// and a 1×1 stride-2 shortcut, on images an eighth a side (the emulator
+// runs the quick list; its 3×3 layers at 7×7 and 512 channels took minutes).
+func resnet18Convs(n int, quick bool) []convOp {
+	side := func(h int) int {
+		if quick {
+			return h / 8
+		}
+		return h
+	}
+	c := func(id, name string, cin, h, cout, k, st, pad int) convOp {
+		return convOp{"resnet18_" + id, "ResNet-18 " + name, n, cin, side(h), cout, k, st, pad, id != "stem", true}
+	}
+	if quick {
+		return []convOp{c("stem", "stem 7×7 s2", 3, 224, 64, 7, 2, 3), c("l2_short", "layer2 1×1 s2 shortcut", 64, 56, 128, 1, 2, 0)}
+	}
+	return []convOp{
+		c("stem", "stem 7×7 s2", 3, 224, 64, 7, 2, 3),
+		c("l1", "layer1 3×3 64", 64, 56, 64, 3, 1, 1),
+		c("l2_down", "layer2 3×3 s2 64→128", 64, 56, 128, 3, 2, 1),
+		c("l2", "layer2 3×3 128", 128, 28, 128, 3, 1, 1),
+		c("l2_short", "layer2 1×1 s2 shortcut", 64, 56, 128, 1, 2, 0),
+		c("l3_down", "layer3 3×3 s2 128→256", 128, 28, 256, 3, 2, 1),
+		c("l3", "layer3 3×3 256", 256, 14, 256, 3, 1, 1),
+		c("l3_short", "layer3 1×1 s2 shortcut", 128, 28, 256, 1, 2, 0),
+		c("l4_down", "layer4 3×3 s2 256→512", 256, 14, 512, 3, 2, 1),
+		c("l4", "layer4 3×3 512", 512, 7, 512, 3, 1, 1),
+		c("l4_short", "layer4 1×1 s2 shortcut", 256, 14, 512, 1, 2, 0),
+	}
+}
+
 // opList is the op-level section's problems. Quick mode keeps every kind of
-// op but shrinks batches and keeps only the smallest GEMM.
-func opList(quick bool) []opSpec {
+// op but shrinks batches (and ResNet-18's images) and keeps only the smallest
+// GEMM. The GPU's list goes on to GEMM 4096, which takes 0.7 s a call on two
+// CPU cores.
+func opList(quick, gpu bool) []opSpec {
 	b := func(n int) int {
 		if quick {
 			return max(n/16, 1)
 		}
 		return n
 	}
-	type conv struct {
-		id, name                    string
-		n, cin, h, cout, k, st, pad int
-		dx                          bool
+	convs := []convOp{
+		{"conv_lenet1", "conv LeNet 1", b(64), 1, 28, 6, 5, 1, 2, false, false},
+		{"conv_lenet2", "conv LeNet 2", b(64), 6, 14, 16, 5, 1, 0, true, false},
+		{"conv_3x3", "conv 3×3 64→64", b(32), 64, 32, 64, 3, 1, 1, true, false},
+		{"conv_1x1", "conv 1×1 64→128", b(32), 64, 16, 128, 1, 1, 0, true, false},
+		{"conv_3x3_s2", "conv 3×3 stride 2", b(32), 64, 32, 128, 3, 2, 1, true, false},
 	}
-	convs := []conv{
-		{"conv_lenet1", "conv LeNet 1", b(64), 1, 28, 6, 5, 1, 2, false},
-		{"conv_lenet2", "conv LeNet 2", b(64), 6, 14, 16, 5, 1, 0, true},
-		{"conv_3x3", "conv 3×3 64→64", b(32), 64, 32, 64, 3, 1, 1, true},
-		{"conv_1x1", "conv 1×1 64→128", b(32), 64, 16, 128, 1, 1, 0, true},
-		{"conv_3x3_s2", "conv 3×3 stride 2", b(32), 64, 32, 128, 3, 2, 1, true},
-	}
+	convs = append(convs, resnet18Convs(b(32), quick)...)
 	var ops []opSpec
 	both := func(o opSpec) {
 		f, bw := o, o
@@ -178,7 +217,7 @@ func opList(quick bool) []opSpec {
 	}
 	for _, c := range convs {
 		both(opSpec{ID: c.id, Name: c.name, Kind: "conv", N: c.n, Cin: c.cin, H: c.h, W: c.h, Cout: c.cout,
-			K: c.k, Stride: c.st, Pad: c.pad, DX: c.dx, Bias: true})
+			K: c.k, Stride: c.st, Pad: c.pad, DX: c.dx, Bias: !c.noBias})
 	}
 	both(opSpec{ID: "maxpool_2x2", Name: "max pool 2×2", Kind: "maxpool", Shape: []int{b(32), 64, 32, 32}, K: 2})
 	both(opSpec{ID: "avgpool_3x3", Name: "avg pool 3×3 s1", Kind: "avgpool", Shape: []int{b(32), 64, 32, 32}, K: 3, Stride: 1, Pad: 1})
@@ -186,6 +225,9 @@ func opList(quick bool) []opSpec {
 	both(opSpec{ID: "batchnorm", Name: "batch norm", Kind: "batchnorm", Shape: []int{b(32), 64, 32, 32}})
 	both(opSpec{ID: "layernorm", Name: "layer norm", Kind: "layernorm", Rows: b(128) * 64, Dim: 128})
 	sizes := []int{256, 512, 1024, 2048}
+	if gpu {
+		sizes = append(sizes, 4096)
+	}
 	if quick {
 		sizes = []int{128}
 	}

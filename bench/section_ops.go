@@ -67,7 +67,7 @@ func (s *suite) torchOps(ctx context.Context, ops []opSpec, set threadSetting, s
 }
 
 func (s *suite) runOps(ctx context.Context) error {
-	ops := opList(s.cfg.Quick)
+	ops := opList(s.cfg.Quick, s.cfg.Device == "cuda")
 	res := make([]OpResult, len(ops))
 	for i, o := range ops {
 		res[i] = OpResult{ID: o.ID, Name: o.Name, Pass: o.Pass, Shape: o.ShapeText(), Unit: o.Unit(), Work: o.Work()}

@@ -36,6 +36,7 @@ var convCases = []convCase{
 	{"pointwise-groups", 1, 4, 3, 5, 6, 1, 1, engine.Conv2DParams{Groups: 2}, false},
 	{"1x1-stride2", 2, 3, 5, 5, 2, 1, 1, engine.Conv2DSquare(2, 0, 1, 1), true},
 	{"lenet-like", 2, 1, 8, 7, 3, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
+	{"resnet-stem", 2, 3, 13, 11, 4, 7, 7, engine.Conv2DSquare(2, 3, 1, 1), false}, // 7×7 stride 2 pad 3
 	{"kernel-fills-input", 2, 2, 3, 3, 3, 3, 3, engine.Conv2DParams{}, true},
 	{"wide-stride", 2, 3, 9, 8, 2, 2, 3, engine.Conv2DParams{StrideH: 3, StrideW: 4, PadW: 1}, true},
 	{"pad-one-axis", 2, 3, 6, 7, 4, 2, 3, engine.Conv2DParams{PadW: 1, DilationH: 2}, true},
