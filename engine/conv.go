@@ -1,6 +1,9 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // Conv2D: PyTorch's nn.Conv2d on NCHW tensors with weight (Cout, Cin/groups,
 // KH, KW). The CPU kernel lowers each image and group to matrix products,
@@ -246,28 +249,66 @@ type convTask[T Float] struct {
 	// a last row of ones and wx is (Cout, kg+1) with the bias last, so the
 	// product adds the bias itself instead of a pass over out.
 	biasRow bool
+	// nb: the images one product takes (convBatch); 1 is a product per image.
+	nb int
+}
+
+// A col-lowered product per image is M = Cout by N = OH·OW columns. Where
+// the plane is small (ResNet-18's last stages: 7×7 outputs against 512
+// channels and K = 4608), such a product packs the weights again for every
+// image and runs mostly ragged column tiles: 49 columns are one 32-wide tile,
+// one of 16 and one of 1. convBatch lays nb images' col matrices side by
+// side instead, one product of about convBatchCols columns for all of them
+// (1024 ran layer4's backward 5% faster than 512; Zen 4), at the cost of
+// copying out's planes out of the product (and dout's into it), one copy
+// per K multiply-adds.
+// Planes of 196 outputs (layer3's 14×14) ran no faster batched.
+const (
+	convBatchCols      = 1024
+	convBatchColFloats = 4 << 20 // 16 MB of col matrix a part at most
+	convBatchMaxPlane  = 128
+)
+
+// convBatch is the images a col-lowered float32 product takes at once. The
+// float64 reference, bf16 and grouped convolutions keep a product per image,
+// and so do short reductions: gMLP's patches (K = 48) ran 5% slower batched
+// forward, and layer4's 1×1 shortcut (K = 256) 9% slower backward.
+func convBatch[T Float](g *convGeom, backward bool) int {
+	minK := 128
+	if backward {
+		minK = 512
+	}
+	if isFloat64[T]() || g.prec != FP32 || g.groups != 1 || g.p > convBatchMaxPlane || g.kg < minK {
+		return 1
+	}
+	return max(1, min(ceilDiv(convBatchCols, g.p), convBatchColFloats/((g.kg+1)*g.p)))
 }
 
 // convLayout places one part's scratch buffers; each field is an offset, the
 // next one's offset its end.
 type convLayout struct {
-	col  int // im2col matrix, kg (+1 with biasRow) × P; dcol too
+	col  int // im2col matrix, kg (+1 with biasRow) × nb·P; dcol too
+	yb   int // nb > 1: out (forward) or dout (backward) as Cout × nb·P
 	dw   int // partial dw
 	db   int // partial db
 	size int
 }
 
-func newConvLayout(g *convGeom, backward, biasRow, hasDx bool, dw, db int) convLayout {
+func newConvLayout(g *convGeom, backward, biasRow, hasDx bool, dw, db, nb int) convLayout {
 	var l convLayout
-	col := 0
+	col, yb := 0, 0
 	rows := g.kg
 	if biasRow {
 		rows++
 	}
-	if !g.pointwise && (!backward || dw > 0 || hasDx) {
-		col = rows * g.p
+	if (!g.pointwise || nb > 1) && (!backward || dw > 0 || hasDx) {
+		col = rows * nb * g.p
 	}
-	l.dw = l.col + col
+	if nb > 1 {
+		yb = g.mg * nb * g.p
+	}
+	l.yb = l.col + col
+	l.dw = l.yb + yb
 	l.db = l.dw + dw
 	l.size = l.db + db
 	return l
@@ -303,15 +344,22 @@ func conv2DOn[T Float](g convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 	t := pool.Get().(*convTask[T])
 	t.g, t.backward = g, backward
 	t.y, t.x, t.w, t.b, t.dx, t.dw, t.db = y, x, w, b, dx, dw, db
-	t.biasRow = !backward && b != nil && !g.pointwise && g.prec == FP32 // bf16 would round the bias
-	t.l = newConvLayout(&g, backward, t.biasRow, dx != nil, len(dw), len(db))
+	t.nb = convBatch[T](&g, backward)
+	t.biasRow = !backward && b != nil && (!g.pointwise || t.nb > 1) && g.prec == FP32 // bf16 would round the bias
+	t.l = newConvLayout(&g, backward, t.biasRow, dx != nil, len(dw), len(db), t.nb)
 	np := parts(g.n)
 	t.inPart = np > 1
 	wxLen := 0
 	if t.biasRow {
 		wxLen = len(w) + len(b)
 	}
-	if t.l.size+wxLen > 0 {
+	switch {
+	case t.nb > 1: // float32; the col and product buffers are written before they are read
+		t.scratch = unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(takeScratchUnzeroed(np*t.l.size+wxLen)))), np*t.l.size+wxLen)
+		for part := range np {
+			clear(t.scratch[part*t.l.size+t.l.dw : (part+1)*t.l.size])
+		}
+	case t.l.size+wxLen > 0:
 		t.scratch = takeScratch[T](np*t.l.size + wxLen) // zeroed: the partial dw and db start so
 	}
 	if t.biasRow {
@@ -345,17 +393,107 @@ func (t *convTask[T]) run(part, lo, hi int) {
 	if t.l.size > 0 {
 		s = t.scratch[part*t.l.size : (part+1)*t.l.size]
 	}
-	if t.biasRow {
-		ones := s[t.l.col:t.l.dw]
+	if t.biasRow && t.nb == 1 {
+		ones := s[t.l.col:t.l.yb]
 		ones = ones[len(ones)-len(ones)/(t.g.kg+1):]
 		for i := range ones {
 			ones[i] = 1
 		}
 	}
-	if t.backward {
+	switch {
+	case t.nb > 1 && t.backward:
+		t.backwardBatched(s, lo, hi)
+	case t.nb > 1:
+		t.forwardBatched(s, lo, hi)
+	case t.backward:
 		t.backwardImages(s, lo, hi)
-	} else {
+	default:
 		t.forwardImages(s, lo, hi)
+	}
+}
+
+// batchCol writes the col matrices of images n0 … n0+nb-1 side by side, rows
+// nb·P long, and returns that matrix; with biasRow, a last row of ones.
+func (t *convTask[T]) batchCol(s []T, n0, nb int) []T {
+	g := &t.g
+	ld, inImage := nb*g.p, g.cin*g.inPlane
+	col := s[t.l.col:t.l.yb]
+	for j := range nb {
+		im2col(col[j*g.p:], ld, t.x[(n0+j)*inImage:(n0+j+1)*inImage], g)
+	}
+	if t.biasRow {
+		fillDoubling(col[g.kg*ld:(g.kg+1)*ld], 1)
+	}
+	return col
+}
+
+// forwardBatched is forwardImages nb images a product (convBatch): out's
+// planes come from one Cout × nb·P product.
+func (t *convTask[T]) forwardBatched(s []T, lo, hi int) {
+	g := &t.g
+	w, k := t.w, g.kg
+	if t.biasRow {
+		w, k = t.wx, g.kg+1
+	}
+	yb := s[t.l.yb:t.l.dw]
+	for n0 := lo; n0 < hi; n0 += t.nb {
+		nb := min(t.nb, hi-n0)
+		ld := nb * g.p
+		col := t.batchCol(s, n0, nb)
+		gemmAt(g.prec, t.inPart, false, false, g.mg, ld, k, 1, w, k, col, ld, 0, yb, ld)
+		for j := range nb {
+			copyRows(t.y[(n0+j)*g.outPlanes:], g.p, yb[j*g.p:], ld, g.mg, g.p)
+		}
+	}
+}
+
+// backwardBatched is backwardImages nb images a product: dw accumulates one
+// product over nb·P columns, and dcol for nb images comes from one product.
+func (t *convTask[T]) backwardBatched(s []T, lo, hi int) {
+	g := &t.g
+	yb := s[t.l.yb:t.l.dw]
+	inImage := g.cin * g.inPlane
+	for n0 := lo; n0 < hi; n0 += t.nb {
+		nb := min(t.nb, hi-n0)
+		ld := nb * g.p
+		if t.db != nil {
+			dbp := s[t.l.db:t.l.size]
+			for n := n0; n < n0+nb; n++ {
+				dyn := t.y[n*g.outPlanes : (n+1)*g.outPlanes]
+				for co := range dbp {
+					dbp[co] += sumSlice(dyn[co*g.p : (co+1)*g.p])
+				}
+			}
+		}
+		if t.dw == nil && t.dx == nil {
+			continue
+		}
+		for j := range nb {
+			copyRows(yb[j*g.p:], ld, t.y[(n0+j)*g.outPlanes:], g.p, g.mg, g.p)
+		}
+		if t.dw != nil {
+			// dw[co, k] += Σ_(image, p) dout[co, p] · col[k, p]
+			col := t.batchCol(s, n0, nb)
+			gemmAt(g.prec, t.inPart, false, true, g.mg, g.kg, ld, 1, yb, ld, col, ld, 1, s[t.l.dw:t.l.db], g.kg)
+		}
+		if t.dx == nil {
+			continue
+		}
+		col := s[t.l.col:t.l.yb]
+		gemmAt(g.prec, t.inPart, true, false, g.kg, ld, g.mg, 1, t.w, g.kg, yb, ld, 0, col, ld)
+		for j := range nb {
+			dxn := t.dx[(n0+j)*inImage : (n0+j+1)*inImage]
+			clear(dxn) // the scatter accumulates into it
+			col2im(dxn, col[j*g.p:], ld, g)
+		}
+	}
+}
+
+// copyRows copies rows rows of n values from src (rows ldSrc apart) to dst
+// (rows ldDst apart).
+func copyRows[T Float](dst []T, ldDst int, src []T, ldSrc, rows, n int) {
+	for r := range rows {
+		copy(dst[r*ldDst:r*ldDst+n], src[r*ldSrc:r*ldSrc+n])
 	}
 }
 
@@ -364,8 +502,8 @@ func (t *convTask[T]) source(s, xg []T) []T {
 	if t.g.pointwise {
 		return xg
 	}
-	col := s[t.l.col:t.l.dw]
-	im2col(col, xg, &t.g)
+	col := s[t.l.col:t.l.yb]
+	im2col(col, t.g.p, xg, &t.g)
 	return col
 }
 
@@ -454,9 +592,9 @@ func (t *convTask[T]) backwardImages(s []T, lo, hi int) {
 				continue
 			}
 			// dcol[k, p] = Σ_co W[co, k] · dout[co, p], then scattered back.
-			col := s[t.l.col:t.l.dw]
+			col := s[t.l.col:t.l.yb]
 			gemmAt(t.g.prec, t.inPart, true, false, g.kg, g.p, g.mg, 1, wg, g.kg, dyg, g.p, 0, col, g.p)
-			col2im(dxg, col, g)
+			col2im(dxg, col, g.p, g)
 		}
 	}
 }
@@ -473,23 +611,24 @@ func validOut(off, stride, n, outN int) (lo, hi int) {
 	return min(lo, hi), hi
 }
 
-// im2col writes col (Cg·KH·KW, OH·OW) from one image group x (Cg, H, W):
-// in float32 with conv_col_cpu.c's loops where built (the same bits).
-func im2col[T Float](col, x []T, g *convGeom) {
+// im2col writes col (Cg·KH·KW rows ld floats apart, OH·OW) from one image
+// group x (Cg, H, W): in float32 with conv_col_cpu.c's loops where built
+// (the same bits).
+func im2col[T Float](col []T, ld int, x []T, g *convGeom) {
 	if haveColC && !isFloat64[T]() {
-		im2colC(asF32(col), asF32(x), g)
+		im2colC(asF32(col), ld, asF32(x), g)
 		return
 	}
-	im2colGo(col, x, g)
+	im2colGo(col, ld, x, g)
 }
 
-func im2colGo[T Float](col, x []T, g *convGeom) {
+func im2colGo[T Float](col []T, ld int, x []T, g *convGeom) {
 	r := 0
 	for c := 0; c < g.cg; c++ {
 		xc := x[c*g.inPlane : (c+1)*g.inPlane]
 		for ki := 0; ki < g.kh; ki++ {
 			for kj := 0; kj < g.kw; kj++ {
-				dst := col[r*g.p : (r+1)*g.p]
+				dst := col[r*ld : r*ld+g.p]
 				r++
 				off := kj*g.dw - g.pw
 				lo, hi := validOut(off, g.sw, g.w, g.ow)
@@ -516,23 +655,24 @@ func im2colGo[T Float](col, x []T, g *convGeom) {
 	}
 }
 
-// col2im adds col (Cg·KH·KW, OH·OW) back into the image group dx (Cg, H, W),
-// the adjoint of im2col; in float32 in C where built, as im2col.
-func col2im[T Float](dx, col []T, g *convGeom) {
+// col2im adds col (Cg·KH·KW rows ld floats apart, OH·OW) back into the
+// image group dx (Cg, H, W), the adjoint of im2col; in float32 in C where
+// built, as im2col.
+func col2im[T Float](dx, col []T, ld int, g *convGeom) {
 	if haveColC && !isFloat64[T]() {
-		col2imC(asF32(dx), asF32(col), g)
+		col2imC(asF32(dx), asF32(col), ld, g)
 		return
 	}
-	col2imGo(dx, col, g)
+	col2imGo(dx, col, ld, g)
 }
 
-func col2imGo[T Float](dx, col []T, g *convGeom) {
+func col2imGo[T Float](dx, col []T, ld int, g *convGeom) {
 	r := 0
 	for c := 0; c < g.cg; c++ {
 		dc := dx[c*g.inPlane : (c+1)*g.inPlane]
 		for ki := 0; ki < g.kh; ki++ {
 			for kj := 0; kj < g.kw; kj++ {
-				src := col[r*g.p : (r+1)*g.p]
+				src := col[r*ld : r*ld+g.p]
 				r++
 				off := kj*g.dw - g.pw
 				lo, hi := validOut(off, g.sw, g.w, g.ow)

@@ -224,3 +224,31 @@ func BenchmarkConv2DLeNetPasses(b *testing.B) {
 		b.Run(s.name+"/backward", func(b *testing.B) { c.run(b, false, true); reportGFLOPs(b, passes*flop) })
 	}
 }
+
+// ResNet-18's convolutions (bench/ops.go resnet18Convs) at batch 32 on
+// 224×224, each pass alone, in GFLOP/s, without bias as there: the op
+// table's rows that run far from the peak on the CPU (the strided layers and
+// the small planes of the last stages).
+func BenchmarkConv2DResNet18Passes(b *testing.B) {
+	for _, s := range []struct {
+		name                     string
+		cin, h, cout, k, st, pad int
+	}{
+		{"stem", 3, 224, 64, 7, 2, 3}, {"l1", 64, 56, 64, 3, 1, 1},
+		{"l2-down", 64, 56, 128, 3, 2, 1}, {"l2", 128, 28, 128, 3, 1, 1}, {"l2-short", 64, 56, 128, 1, 2, 0},
+		{"l3-down", 128, 28, 256, 3, 2, 1}, {"l3", 256, 14, 256, 3, 1, 1}, {"l3-short", 128, 28, 256, 1, 2, 0},
+		{"l4-down", 256, 14, 512, 3, 2, 1}, {"l4", 512, 7, 512, 3, 1, 1}, {"l4-short", 256, 14, 512, 1, 2, 0},
+	} {
+		dx := s.name != "stem"
+		c := newConvBench(32, s.cin, s.h, s.h, s.cout, s.k, engine.Conv2DSquare(s.st, s.pad, 1, 1), dx)
+		c.b, c.db = nil, nil
+		oh := (s.h+2*s.pad-s.k)/s.st + 1
+		flop := 2 * float64(32*s.cout*oh*oh*s.cin*s.k*s.k)
+		b.Run(s.name+"/forward", func(b *testing.B) { c.run(b, true, false); reportGFLOPs(b, flop) })
+		passes := 1.0
+		if dx {
+			passes = 2
+		}
+		b.Run(s.name+"/backward", func(b *testing.B) { c.run(b, false, true); reportGFLOPs(b, passes*flop) })
+	}
+}

@@ -70,13 +70,13 @@ __attribute__((target("avx512f"))) static void im2col_tap_s2_avx512(float *restr
 	}
 }
 
-BODY void kiln_im2col_group_body(float *restrict col, const float *restrict x, const int *restrict g) {
+BODY void kiln_im2col_group_body(float *restrict col, const float *restrict x, const int *restrict g, long ld) {
 	GEOM;
 	float *dst = col;
 	const int s2 = sw == 2 && kiln_isa() >= KILN_ISA_AVX512;
 	for (int c = 0; c < cg; c++)
 		for (int ki = 0; ki < kh; ki++)
-			for (int kj = 0; kj < kw; kj++, dst += p) {
+			for (int kj = 0; kj < kw; kj++, dst += ld) {
 				const int off = kj * dw - pw;
 				if (s2) {
 					im2col_tap_s2_avx512(dst, x + c * plane, h, w, oh, ow, off, ki * dh - ph, sh);
@@ -130,13 +130,13 @@ __attribute__((target("avx512f"))) static void col2im_tap_s2_avx512(float *restr
 	}
 }
 
-BODY void kiln_col2im_group_body(float *restrict dx, const float *restrict col, const int *restrict g) {
+BODY void kiln_col2im_group_body(float *restrict dx, const float *restrict col, const int *restrict g, long ld) {
 	GEOM;
 	const float *src = col;
 	const int s2 = sw == 2 && kiln_isa() >= KILN_ISA_AVX512;
 	for (int c = 0; c < cg; c++)
 		for (int ki = 0; ki < kh; ki++)
-			for (int kj = 0; kj < kw; kj++, src += p) {
+			for (int kj = 0; kj < kw; kj++, src += ld) {
 				const int off = kj * dw - pw;
 				if (s2) {
 					col2im_tap_s2_avx512(dx + c * plane, src, h, w, oh, ow, off, ki * dh - ph, sh);
@@ -159,21 +159,21 @@ BODY void kiln_col2im_group_body(float *restrict dx, const float *restrict col, 
 			}
 }
 
-KILN_ISA_DISPATCH(kiln_im2col_group, (float *restrict col, const float *restrict x, const int *restrict g),
-                  (col, x, g))
-KILN_ISA_DISPATCH(kiln_col2im_group, (float *restrict dx, const float *restrict col, const int *restrict g),
-                  (dx, col, g))
+KILN_ISA_DISPATCH(kiln_im2col_group, (float *restrict col, const float *restrict x, const int *restrict g, long ld),
+                  (col, x, g, ld))
+KILN_ISA_DISPATCH(kiln_col2im_group, (float *restrict dx, const float *restrict col, const int *restrict g, long ld),
+                  (dx, col, g, ld))
 
-void kiln_conv_im2col(float *col, const float *x, int cg, int h, int w, int oh, int ow, int kh, int kw, int sh,
-                      int sw, int ph, int pw, int dh, int dw) {
+void kiln_conv_im2col(float *col, long ld, const float *x, int cg, int h, int w, int oh, int ow, int kh, int kw,
+                      int sh, int sw, int ph, int pw, int dh, int dw) {
 	const int g[13] = {cg, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw};
-	kiln_im2col_group(col, x, g);
+	kiln_im2col_group(col, x, g, ld);
 }
 
-void kiln_conv_col2im(float *dx, const float *col, int cg, int h, int w, int oh, int ow, int kh, int kw, int sh,
-                      int sw, int ph, int pw, int dh, int dw) {
+void kiln_conv_col2im(float *dx, const float *col, long ld, int cg, int h, int w, int oh, int ow, int kh, int kw,
+                      int sh, int sw, int ph, int pw, int dh, int dw) {
 	const int g[13] = {cg, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw};
-	kiln_col2im_group(dx, col, g);
+	kiln_col2im_group(dx, col, g, ld);
 }
 
 #endif // __x86_64__

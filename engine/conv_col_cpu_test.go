@@ -38,15 +38,64 @@ func TestConvColCMatchesGoLoops(t *testing.T) {
 			}
 			name := fmt.Sprintf("%dx%dx%d k%d %v", c.cin, c.h, c.w, c.k, c.p)
 			x := randF32(rng, c.cin*c.h*c.w)
-			colGo, colC := randF32(rng, g.kg*g.p), randF32(rng, g.kg*g.p) // stale values must go
-			im2colGo(colGo, x, &g)
-			im2colC(colC, x, &g)
-			sameBits(t, name+" im2col", len(colGo), colC, colGo)
-			dxGo := randF32(rng, len(x))
-			dxC := append([]float32(nil), dxGo...)
-			col2imGo(dxGo, colGo, &g)
-			col2imC(dxC, colGo, &g)
-			sameBits(t, name+" col2im", len(dxGo), dxC, dxGo)
+			// Rows g.p apart, and further apart as in a product over
+			// several images (conv.go's batched col): the gaps stay as they were.
+			for _, ld := range []int{g.p, g.p + 5} {
+				colGo, colC := randF32(rng, g.kg*ld), randF32(rng, g.kg*ld) // stale values must go
+				gapGo, gapC := append([]float32(nil), colGo...), append([]float32(nil), colC...)
+				im2colGo(colGo, ld, x, &g)
+				im2colC(colC, ld, x, &g)
+				for r := range g.kg {
+					sameBits(t, fmt.Sprintf("%s ld %d im2col row %d", name, ld, r), g.p, colC[r*ld:], colGo[r*ld:r*ld+g.p])
+					if ld > g.p {
+						sameBits(t, name+" im2col gap", ld-g.p, colGo[r*ld+g.p:], gapGo[r*ld+g.p:(r+1)*ld])
+						sameBits(t, name+" im2col gap", ld-g.p, colC[r*ld+g.p:], gapC[r*ld+g.p:(r+1)*ld])
+					}
+				}
+				dxGo := randF32(rng, len(x))
+				dxC := append([]float32(nil), dxGo...)
+				col2imGo(dxGo, colGo, ld, &g)
+				col2imC(dxC, colGo, ld, &g)
+				sameBits(t, fmt.Sprintf("%s ld %d col2im", name, ld), len(dxGo), dxC, dxGo)
+			}
 		}
 	})
+}
+
+// convBatch batches float32 col-lowered products over small planes only:
+// ResNet-18's last stage, not its 56×56 planes, the float64 reference, bf16
+// or grouped convolutions.
+func TestConvBatchChoice(t *testing.T) {
+	geom := func(cin, h, cout, k int, p Conv2DParams, prec Precision) convGeom {
+		g, msg := convGeometry([]int{32, cin, h, h}, []int{cout, cin / max(p.Groups, 1), k, k}, p)
+		if msg != "" {
+			t.Fatal(msg)
+		}
+		g.prec = prec
+		return g
+	}
+	l4 := geom(512, 7, 512, 3, Conv2DSquare(1, 1, 1, 1), FP32) // P = 49, K = 4608
+	if nb := convBatch[float32](&l4, true); nb != 18 {         // the 16 MB cap: 4 Mi floats / (4609·49)
+		t.Errorf("ResNet-18 layer4 3×3: %d images a product, want 18", nb)
+	}
+	short := geom(256, 14, 512, 1, Conv2DSquare(2, 0, 1, 1), FP32) // P = 49, K = 256
+	if nb := convBatch[float32](&short, false); nb != 21 {         // ⌈1024/49⌉
+		t.Errorf("layer4 shortcut: %d images a product, want 21", nb)
+	}
+	if nb := convBatch[float32](&short, true); nb != 1 { // K = 256: backward per image
+		t.Errorf("layer4 shortcut backward: %d images a product, want 1", nb)
+	}
+	for name, g := range map[string]convGeom{
+		"56×56 planes": geom(64, 112, 128, 3, Conv2DSquare(2, 1, 1, 1), FP32),
+		"bf16":         geom(512, 7, 512, 3, Conv2DSquare(1, 1, 1, 1), BF16),
+		"groups":       geom(512, 7, 512, 3, Conv2DSquare(1, 1, 1, 2), FP32),
+		"gMLP patches": geom(3, 32, 128, 4, Conv2DSquare(4, 0, 1, 1), FP32),
+	} {
+		if nb := convBatch[float32](&g, false); nb != 1 {
+			t.Errorf("%s: %d images a product, want 1", name, nb)
+		}
+	}
+	if nb := convBatch[float64](&l4, false); nb != 1 {
+		t.Errorf("float64: %d images a product, want 1", nb)
+	}
 }

@@ -28,10 +28,10 @@ int kiln_conv_shift_gemm_dx(float *c, long ldc, long m, const float *ap, long nr
                             long crs, long ph, long dh, long oh, int vl);
 void kiln_conv_copy_rows(float *dst, long dplane, long drow, const float *src, long splane, long srow, long np,
                          long nrows, long rowlen);
-void kiln_conv_im2col(float *col, const float *x, int cg, int h, int w, int oh, int ow, int kh, int kw, int sh,
-                      int sw, int ph, int pw, int dh, int dw);
-void kiln_conv_col2im(float *dx, const float *col, int cg, int h, int w, int oh, int ow, int kh, int kw, int sh,
-                      int sw, int ph, int pw, int dh, int dw);
+void kiln_conv_im2col(float *col, long ld, const float *x, int cg, int h, int w, int oh, int ow, int kh, int kw,
+                      int sh, int sw, int ph, int pw, int dh, int dw);
+void kiln_conv_col2im(float *dx, const float *col, long ld, int cg, int h, int w, int oh, int ow, int kh, int kw,
+                      int sh, int sw, int ph, int pw, int dh, int dw);
 typedef void (*kiln_wino_gtimes)(double *u, int s, double g0, double g1, double g2);
 void kiln_wino_pack_n(float *dst, const float *w, long m, long k, long si, long sr, int flip, int mr, int n,
                       kiln_wino_gtimes gtimes);

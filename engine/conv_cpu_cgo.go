@@ -200,16 +200,19 @@ func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, 
 // (at every ISA level).
 const haveColC = true
 
-// im2colC is im2colGo in C: col (Cg·KH·KW, OH·OW) from the image group x.
-func im2colC(col, x []float32, g *convGeom) {
-	C.kiln_conv_im2col((*C.float)(unsafe.Pointer(unsafe.SliceData(col))), (*C.float)(unsafe.Pointer(unsafe.SliceData(x))),
+// im2colC is im2colGo in C: col (Cg·KH·KW rows ld floats apart, OH·OW)
+// from the image group x.
+func im2colC(col []float32, ld int, x []float32, g *convGeom) {
+	_ = col[(g.kg-1)*ld+g.p-1]
+	C.kiln_conv_im2col(fptr(col), C.long(ld), fptr(x),
 		C.int(g.cg), C.int(g.h), C.int(g.w), C.int(g.oh), C.int(g.ow), C.int(g.kh), C.int(g.kw),
 		C.int(g.sh), C.int(g.sw), C.int(g.ph), C.int(g.pw), C.int(g.dh), C.int(g.dw))
 }
 
 // col2imC is col2imGo in C: col added back into the image group dx.
-func col2imC(dx, col []float32, g *convGeom) {
-	C.kiln_conv_col2im((*C.float)(unsafe.Pointer(unsafe.SliceData(dx))), (*C.float)(unsafe.Pointer(unsafe.SliceData(col))),
+func col2imC(dx, col []float32, ld int, g *convGeom) {
+	_ = col[(g.kg-1)*ld+g.p-1]
+	C.kiln_conv_col2im(fptr(dx), fptr(col), C.long(ld),
 		C.int(g.cg), C.int(g.h), C.int(g.w), C.int(g.oh), C.int(g.ow), C.int(g.kh), C.int(g.kw),
 		C.int(g.sh), C.int(g.sw), C.int(g.ph), C.int(g.pw), C.int(g.dh), C.int(g.dw))
 }

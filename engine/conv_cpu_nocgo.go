@@ -54,9 +54,9 @@ func convFlatGemm(c []float32, ldc, m int, ap, b []float32, t *flatTaps, init []
 
 const haveColC = false
 
-func im2colC(col, x []float32, g *convGeom) {}
+func im2colC(col []float32, ld int, x []float32, g *convGeom) {}
 
-func col2imC(dx, col []float32, g *convGeom) {}
+func col2imC(dx, col []float32, ld int, g *convGeom) {}
 
 func winoScratch(tile, k, m, h, w int) int { return 0 }
 

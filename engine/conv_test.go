@@ -119,6 +119,16 @@ func TestConv2DMatchesReference(t *testing.T) {
 		{"lenet-conv1", 3, 1, 28, 28, 6, 5, 5, engine.Conv2DSquare(1, 2, 1, 1), true},
 		{"lenet-conv2", 5, 6, 14, 14, 16, 5, 5, engine.Conv2DParams{}, true},
 		{"inception-1x1", 3, 12, 7, 9, 10, 1, 1, engine.Conv2DParams{}, true},
+		// Small planes through the col lowering with K ≥ 128, more images
+		// than threads: several images a product (conv.go's convBatch), the
+		// last product of a part short.
+		{"batched-stride2", 9, 16, 9, 7, 6, 3, 3, engine.Conv2DSquare(2, 1, 1, 1), true},
+		{"batched-1x1-stride2", 7, 128, 6, 6, 5, 1, 1, engine.Conv2DSquare(2, 0, 1, 1), true},
+		{"batched-stem", 5, 3, 12, 12, 4, 7, 7, engine.Conv2DSquare(2, 3, 1, 1), false},
+		{"batched-products", 24, 15, 22, 22, 3, 3, 3, engine.Conv2DSquare(2, 1, 1, 1), true},
+		// Backward batches from K = 512.
+		{"batched-backward", 9, 64, 7, 7, 6, 3, 3, engine.Conv2DSquare(2, 1, 1, 1), true},
+		{"batched-backward-products", 24, 57, 22, 22, 3, 3, 3, engine.Conv2DSquare(2, 1, 1, 1), true},
 	}, convCases...)
 	for i, c := range cases {
 		for _, dt := range []engine.DType{engine.Float64, engine.Float32} {
