@@ -15,7 +15,8 @@ import (
 // last column holding the bias, so the product adds it. Backward recomputes
 // col rather than keeping it from the forward pass, so the op holds no state:
 // dw += dout·colᵀ, and dx is W ᵀ·dout scattered back through the lowering.
-// Images are split across threads; each part sums its dw and db into its own
+// Where planes are small, several images' col matrices side by side make one
+// product (convBatch). Images are split across threads; each part sums its dw and db into its own
 // buffer and the parts are added in order, so results are bit-identical run
 // after run. There are two lowerings:
 //
@@ -261,8 +262,8 @@ type convTask[T Float] struct {
 // side instead, one product of about convBatchCols columns for all of them
 // (1024 ran layer4's backward 5% faster than 512; Zen 4), at the cost of
 // copying out's planes out of the product (and dout's into it), one copy
-// per K multiply-adds.
-// Planes of 196 outputs (layer3's 14×14) ran no faster batched.
+// per K multiply-adds. Planes of 196 outputs (layer3's 14×14) ran no faster
+// batched.
 const (
 	convBatchCols      = 1024
 	convBatchColFloats = 4 << 20 // 16 MB of col matrix a part at most
