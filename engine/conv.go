@@ -273,13 +273,15 @@ const (
 // convBatch is the images a col-lowered float32 product takes at once. The
 // float64 reference, bf16 and grouped convolutions keep a product per image,
 // and so do short reductions: gMLP's patches (K = 48) ran 5% slower batched
-// forward, and layer4's 1×1 shortcut (K = 256) 9% slower backward.
+// forward, and layer4's 1×1 shortcut (K = 256) 9% slower backward. So do
+// builds without the C GEMM: what batching saves is its packing and ragged
+// tiles, and the portable GEMM was not measured batched.
 func convBatch[T Float](g *convGeom, backward bool) int {
 	minK := 128
 	if backward {
 		minK = 512
 	}
-	if isFloat64[T]() || g.prec != FP32 || g.groups != 1 || g.p > convBatchMaxPlane || g.kg < minK {
+	if !sgemmInC || isFloat64[T]() || g.prec != FP32 || g.groups != 1 || g.p > convBatchMaxPlane || g.kg < minK {
 		return 1
 	}
 	return max(1, min(ceilDiv(convBatchCols, g.p), convBatchColFloats/((g.kg+1)*g.p)))

@@ -66,6 +66,9 @@ func TestConvColCMatchesGoLoops(t *testing.T) {
 // ResNet-18's last stage, not its 56×56 planes, the float64 reference, bf16
 // or grouped convolutions.
 func TestConvBatchChoice(t *testing.T) {
+	if !sgemmInC {
+		t.Skip("skipped: no C GEMM in this build, so no batched products")
+	}
 	geom := func(cin, h, cout, k int, p Conv2DParams, prec Precision) convGeom {
 		g, msg := convGeometry([]int{32, cin, h, h}, []int{cout, cin / max(p.Groups, 1), k, k}, p)
 		if msg != "" {

@@ -162,21 +162,26 @@ func TestConv2DMatchesReference(t *testing.T) {
 			if err := engine.Conv2DBackward(dx, dw, db, dout, x, w, c.p); err != nil {
 				t.Fatal(err)
 			}
-			tol := 1e-12
+			tol, sumTol := 1e-12, 1e-12
 			if dt == engine.Float32 {
+				// dw and db sum over every image's output pixels: a float32 sum
+				// of N terms carries about N·ε of its terms' size (the portable
+				// GEMM on arm64 took the 24-image cases past 2e-5).
 				tol = 2e-5
+				sumTol = tol * max(1, float64(len(dout.Values())/c.cout)/1000)
 			}
 			for _, cmp := range []struct {
 				name      string
 				got, want []float64
 				offset    float64
-			}{{"out", out.Values(), wantOut, 0}, {"dx", dx.Values(), wantDx, 0},
-				{"dw", dw.Values(), wantDw, 0.5}, {"db", db.Values(), wantDb, 0.5}} {
+				tol       float64
+			}{{"out", out.Values(), wantOut, 0, tol}, {"dx", dx.Values(), wantDx, 0, tol},
+				{"dw", dw.Values(), wantDw, 0.5, sumTol}, {"db", db.Values(), wantDb, 0.5, sumTol}} {
 				want := make([]float64, len(cmp.want))
 				for j, v := range cmp.want {
 					want[j] = v + cmp.offset
 				}
-				if msg := gradcheck.Close(cmp.got, want, tol, tol); msg != "" {
+				if msg := gradcheck.Close(cmp.got, want, cmp.tol, cmp.tol); msg != "" {
 					t.Errorf("%s %v %s: %s", c.name, dt, cmp.name, msg)
 				}
 			}
