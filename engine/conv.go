@@ -1,9 +1,6 @@
 package engine
 
-import (
-	"fmt"
-	"unsafe"
-)
+import "fmt"
 
 // Conv2D: PyTorch's nn.Conv2d on NCHW tensors with weight (Cout, Cin/groups,
 // KH, KW). The CPU kernel lowers each image and group to matrix products,
@@ -358,7 +355,7 @@ func conv2DOn[T Float](g convGeom, backward bool, y, x, w, b, dx, dw, db []T) {
 	}
 	switch {
 	case t.nb > 1: // float32; the col and product buffers are written before they are read
-		t.scratch = unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(takeScratchUnzeroed(np*t.l.size+wxLen)))), np*t.l.size+wxLen)
+		t.scratch = takeScratchOf[T](np*t.l.size+wxLen, false)
 		for part := range np {
 			clear(t.scratch[part*t.l.size+t.l.dw : (part+1)*t.l.size])
 		}
@@ -444,9 +441,7 @@ func (t *convTask[T]) forwardBatched(s []T, lo, hi int) {
 		ld := nb * g.p
 		col := t.batchCol(s, n0, nb)
 		gemmAt(g.prec, t.inPart, false, false, g.mg, ld, k, 1, w, k, col, ld, 0, yb, ld)
-		for j := range nb {
-			copyRows(t.y[(n0+j)*g.outPlanes:], g.p, yb[j*g.p:], ld, g.mg, g.p)
-		}
+		convCopyRows(asF32(t.y[n0*g.outPlanes:]), g.outPlanes, g.p, asF32(yb), g.p, ld, nb, g.mg, g.p)
 	}
 }
 
@@ -471,9 +466,7 @@ func (t *convTask[T]) backwardBatched(s []T, lo, hi int) {
 		if t.dw == nil && t.dx == nil {
 			continue
 		}
-		for j := range nb {
-			copyRows(yb[j*g.p:], ld, t.y[(n0+j)*g.outPlanes:], g.p, g.mg, g.p)
-		}
+		convCopyRows(asF32(yb), g.p, ld, asF32(t.y[n0*g.outPlanes:]), g.outPlanes, g.p, nb, g.mg, g.p)
 		if t.dw != nil {
 			// dw[co, k] += Σ_(image, p) dout[co, p] · col[k, p]
 			col := t.batchCol(s, n0, nb)
@@ -489,14 +482,6 @@ func (t *convTask[T]) backwardBatched(s []T, lo, hi int) {
 			clear(dxn) // the scatter accumulates into it
 			col2im(dxn, col[j*g.p:], ld, g)
 		}
-	}
-}
-
-// copyRows copies rows rows of n values from src (rows ldSrc apart) to dst
-// (rows ldDst apart).
-func copyRows[T Float](dst []T, ldDst int, src []T, ldSrc, rows, n int) {
-	for r := range rows {
-		copy(dst[r*ldDst:r*ldDst+n], src[r*ldSrc:r*ldSrc+n])
 	}
 }
 

@@ -37,7 +37,15 @@ func convAddRowSums(db, dy []float32, n int) {
 	}
 }
 
+// convCopyRows is conv_cpu_cgo.go's in Go (the batched col lowering's
+// copies, should a build without the C GEMM take it).
 func convCopyRows(dst []float32, dplane, drow int, src []float32, splane, srow, np, nrows, rowlen int) {
+	for p := range np {
+		for y := range nrows {
+			d, s := p*dplane+y*drow, p*splane+y*srow
+			copy(dst[d:d+rowlen], src[s:s+rowlen])
+		}
+	}
 }
 
 type flatTaps struct {

@@ -21,12 +21,16 @@ func isFloat64[T Float]() bool {
 }
 
 // takeScratch returns a zeroed buffer of n elements; give it back with giveScratch.
-func takeScratch[T Float](n int) []T {
+func takeScratch[T Float](n int) []T { return takeScratchOf[T](n, true) }
+
+// takeScratchOf is takeScratch, zeroed or, for a caller that writes every
+// element before it reads it, not.
+func takeScratchOf[T Float](n int, zeroed bool) []T {
 	if isFloat64[T]() {
-		b := takeFrom(&scratch.f64, n, true)
+		b := takeFrom(&scratch.f64, n, zeroed)
 		return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
 	}
-	b := takeFrom(&scratch.f32, n, true)
+	b := takeFrom(&scratch.f32, n, zeroed)
 	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
 }
 
