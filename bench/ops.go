@@ -273,148 +273,180 @@ func (m *opMemory) release() {
 	*m = opMemory{}
 }
 
-func buildKilnOp(o opSpec, dev engine.Device, own *opMemory) (fn func() error, err error) {
-	rng := rand.New(rand.NewPCG(1, 1))
-	// The first failure to make a tensor on the device (out of memory, say)
-	// is the op's error, whatever the builders below go on to return.
-	var placeErr error
-	place := func(t *engine.Tensor) *engine.Tensor {
-		if dev == engine.CPU || placeErr != nil {
-			return t
-		}
-		d, e := t.To(dev)
-		if e != nil {
-			placeErr = e
-			return t
-		}
-		own.tensors = append(own.tensors, d)
-		return d
-	}
-	randHost := func(shape ...int) *engine.Tensor {
-		t := engine.New(engine.Float32, shape...)
-		for i := range t.Float32() {
-			t.Float32()[i] = float32(rng.NormFloat64())
-		}
+// opBuilder makes one op's tensors on its device, owned by own. The first
+// failure to place one (out of memory, say) is kept in err and is the op's
+// error, whatever the builders go on to return.
+type opBuilder struct {
+	rng *rand.Rand
+	dev engine.Device
+	own *opMemory
+	err error
+}
+
+// place moves t to the builder's device.
+func (b *opBuilder) place(t *engine.Tensor) *engine.Tensor {
+	if b.dev == engine.CPU || b.err != nil {
 		return t
 	}
-	rnd := func(shape ...int) *engine.Tensor { return place(randHost(shape...)) }
-	zero := func(shape ...int) *engine.Tensor { return place(engine.New(engine.Float32, shape...)) }
-	defer func() {
-		if placeErr != nil {
-			fn, err = nil, placeErr
-		}
-	}()
-	fwd := o.Pass == "forward"
-	switch o.Kind {
-	case "gemm":
-		x, w, out := rnd(o.M, o.K), rnd(o.N, o.K), zero(o.M, o.N)
-		return func() error { return engine.LinearForward(out, x, w, nil) }, nil
-	case "conv":
-		p := engine.Conv2DSquare(max(o.Stride, 1), o.Pad, 1, 1)
-		x, w := rnd(o.N, o.Cin, o.H, o.W), rnd(o.Cout, o.Cin, o.K, o.K)
-		var bias *engine.Tensor
-		if o.Bias {
-			bias = rnd(o.Cout)
-		}
-		shape, err := engine.Conv2DOutputShape(x.Shape(), w.Shape(), p)
-		if err != nil {
-			return nil, err
-		}
-		out := zero(shape...)
-		if fwd {
-			return func() error { return engine.Conv2DForward(out, x, w, bias, p) }, nil
-		}
-		dout, dw := rnd(shape...), zero(w.Shape()...)
-		var dx, db *engine.Tensor
-		if o.DX {
-			dx = zero(x.Shape()...)
-		}
-		if o.Bias {
-			db = zero(o.Cout)
-		}
-		return func() error { return engine.Conv2DBackward(dx, dw, db, dout, x, w, p) }, nil
-	case "maxpool", "avgpool":
-		p := engine.Pool2DSquare(o.K, o.Stride, o.Pad)
-		x := rnd(o.Shape...)
-		shape, err := engine.Pool2DOutputShape(x.Shape(), p)
-		if err != nil {
-			return nil, err
-		}
-		out, dx, dout := zero(shape...), zero(x.Shape()...), rnd(shape...)
-		if o.Kind == "avgpool" {
-			if fwd {
-				return func() error { return engine.AvgPool2DForward(out, x, p) }, nil
-			}
-			return func() error { return engine.AvgPool2DBackward(dx, dout, p) }, nil
-		}
-		argmax := make([]int32, out.Len())
-		own.argmax = append(own.argmax, argmax)
-		if err := engine.MaxPool2DForward(out, argmax, x, p); err != nil {
-			return nil, err
-		}
-		if fwd {
-			return func() error { return engine.MaxPool2DForward(out, argmax, x, p) }, nil
-		}
-		return func() error { return engine.MaxPool2DBackward(dx, dout, argmax, p) }, nil
-	case "sgu":
-		z, gamma, beta := rnd(o.N, o.T, 2*o.D), rnd(o.D), rnd(o.D)
-		wh := randHost(o.T, o.T)
-		if err := engine.Scale(wh, 1e-3); err != nil {
-			return nil, err
-		}
-		w, b := place(wh), rnd(o.T)
-		out := zero(o.N, o.T, o.D)
-		if placeErr != nil {
-			return nil, placeErr
-		}
-		saved := &engine.SpatialGatingSaved{}
-		own.saved = append(own.saved, saved)
-		if err := saved.EnsureOn(z, o.N, o.T, o.D); err != nil {
-			return nil, err
-		}
-		if err := engine.SpatialGatingForward(out, saved, z, gamma, beta, w, b, engine.DefaultNormEps); err != nil {
-			return nil, err
-		}
-		if fwd {
-			return func() error {
-				return engine.SpatialGatingForward(out, saved, z, gamma, beta, w, b, engine.DefaultNormEps)
-			}, nil
-		}
-		dz, dgamma, dbeta, dw, db, dout := zero(z.Shape()...), zero(o.D), zero(o.D), zero(o.T, o.T), zero(o.T), rnd(o.N, o.T, o.D)
-		return func() error {
-			return engine.SpatialGatingBackward(dz, dgamma, dbeta, dw, db, dout, z, saved, gamma, w)
-		}, nil
-	case "batchnorm":
-		c := o.Shape[1]
-		x, gamma, beta := rnd(o.Shape...), rnd(c), rnd(c)
-		runMean, runVar := zero(c), zero(c)
-		mean, invStd, out := zero(c), zero(c), zero(o.Shape...)
-		bn := func() error {
-			return engine.BatchNorm2DForward(out, mean, invStd, x, gamma, beta, runMean, runVar,
-				engine.DefaultBatchNormMomentum, engine.DefaultNormEps)
-		}
-		if err := bn(); err != nil {
-			return nil, err
-		}
-		if fwd {
-			return bn, nil
-		}
-		dx, dgamma, dbeta, dout := zero(o.Shape...), zero(c), zero(c), rnd(o.Shape...)
-		return func() error { return engine.BatchNorm2DBackward(dx, dgamma, dbeta, dout, x, mean, invStd, gamma) }, nil
-	case "layernorm":
-		x, gamma, beta := rnd(o.Rows, o.Dim), rnd(o.Dim), rnd(o.Dim)
-		mean, rstd, out := zero(o.Rows), zero(o.Rows), zero(o.Rows, o.Dim)
-		ln := func() error { return engine.LayerNormForward(out, mean, rstd, x, gamma, beta, engine.DefaultNormEps) }
-		if err := ln(); err != nil {
-			return nil, err
-		}
-		if fwd {
-			return ln, nil
-		}
-		dx, dgamma, dbeta, dout := zero(o.Rows, o.Dim), zero(o.Dim), zero(o.Dim), rnd(o.Rows, o.Dim)
-		return func() error { return engine.LayerNormBackward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma) }, nil
+	d, err := t.To(b.dev)
+	if err != nil {
+		b.err = err
+		return t
 	}
-	return nil, fmt.Errorf("unknown op kind %q", o.Kind)
+	b.own.tensors = append(b.own.tensors, d)
+	return d
+}
+
+// randHost is a host tensor of standard normal values.
+func (b *opBuilder) randHost(shape ...int) *engine.Tensor {
+	t := engine.New(engine.Float32, shape...)
+	for i := range t.Float32() {
+		t.Float32()[i] = float32(b.rng.NormFloat64())
+	}
+	return t
+}
+
+func (b *opBuilder) rnd(shape ...int) *engine.Tensor { return b.place(b.randHost(shape...)) }
+func (b *opBuilder) zero(shape ...int) *engine.Tensor {
+	return b.place(engine.New(engine.Float32, shape...))
+}
+
+func buildKilnOp(o opSpec, dev engine.Device, own *opMemory) (fn func() error, err error) {
+	b := &opBuilder{rng: rand.New(rand.NewPCG(1, 1)), dev: dev, own: own}
+	build := map[string]func(opSpec) (func() error, error){
+		"gemm": b.gemm, "conv": b.conv, "maxpool": b.pool, "avgpool": b.pool,
+		"sgu": b.sgu, "batchnorm": b.batchNorm, "layernorm": b.layerNorm,
+	}[o.Kind]
+	if build == nil {
+		return nil, fmt.Errorf("unknown op kind %q", o.Kind)
+	}
+	fn, err = build(o)
+	if b.err != nil {
+		return nil, b.err
+	}
+	return fn, err
+}
+
+func (b *opBuilder) gemm(o opSpec) (func() error, error) {
+	x, w, out := b.rnd(o.M, o.K), b.rnd(o.N, o.K), b.zero(o.M, o.N)
+	return func() error { return engine.LinearForward(out, x, w, nil) }, nil
+}
+
+func (b *opBuilder) conv(o opSpec) (func() error, error) {
+	p := engine.Conv2DSquare(max(o.Stride, 1), o.Pad, 1, 1)
+	x, w := b.rnd(o.N, o.Cin, o.H, o.W), b.rnd(o.Cout, o.Cin, o.K, o.K)
+	var bias *engine.Tensor
+	if o.Bias {
+		bias = b.rnd(o.Cout)
+	}
+	shape, err := engine.Conv2DOutputShape(x.Shape(), w.Shape(), p)
+	if err != nil {
+		return nil, err
+	}
+	out := b.zero(shape...)
+	if o.Pass == "forward" {
+		return func() error { return engine.Conv2DForward(out, x, w, bias, p) }, nil
+	}
+	dout, dw := b.rnd(shape...), b.zero(w.Shape()...)
+	var dx, db *engine.Tensor
+	if o.DX {
+		dx = b.zero(x.Shape()...)
+	}
+	if o.Bias {
+		db = b.zero(o.Cout)
+	}
+	return func() error { return engine.Conv2DBackward(dx, dw, db, dout, x, w, p) }, nil
+}
+
+func (b *opBuilder) pool(o opSpec) (func() error, error) {
+	p := engine.Pool2DSquare(o.K, o.Stride, o.Pad)
+	x := b.rnd(o.Shape...)
+	shape, err := engine.Pool2DOutputShape(x.Shape(), p)
+	if err != nil {
+		return nil, err
+	}
+	out, dx, dout := b.zero(shape...), b.zero(x.Shape()...), b.rnd(shape...)
+	fwd := o.Pass == "forward"
+	if o.Kind == "avgpool" {
+		if fwd {
+			return func() error { return engine.AvgPool2DForward(out, x, p) }, nil
+		}
+		return func() error { return engine.AvgPool2DBackward(dx, dout, p) }, nil
+	}
+	argmax := make([]int32, out.Len())
+	b.own.argmax = append(b.own.argmax, argmax)
+	if err := engine.MaxPool2DForward(out, argmax, x, p); err != nil {
+		return nil, err
+	}
+	if fwd {
+		return func() error { return engine.MaxPool2DForward(out, argmax, x, p) }, nil
+	}
+	return func() error { return engine.MaxPool2DBackward(dx, dout, argmax, p) }, nil
+}
+
+func (b *opBuilder) sgu(o opSpec) (func() error, error) {
+	z, gamma, beta := b.rnd(o.N, o.T, 2*o.D), b.rnd(o.D), b.rnd(o.D)
+	wh := b.randHost(o.T, o.T)
+	if err := engine.Scale(wh, 1e-3); err != nil {
+		return nil, err
+	}
+	w, bias := b.place(wh), b.rnd(o.T)
+	out := b.zero(o.N, o.T, o.D)
+	if b.err != nil {
+		return nil, b.err
+	}
+	saved := &engine.SpatialGatingSaved{}
+	b.own.saved = append(b.own.saved, saved)
+	if err := saved.EnsureOn(z, o.N, o.T, o.D); err != nil {
+		return nil, err
+	}
+	fwd := func() error {
+		return engine.SpatialGatingForward(out, saved, z, gamma, beta, w, bias, engine.DefaultNormEps)
+	}
+	if err := fwd(); err != nil {
+		return nil, err
+	}
+	if o.Pass == "forward" {
+		return fwd, nil
+	}
+	dz, dgamma, dbeta := b.zero(z.Shape()...), b.zero(o.D), b.zero(o.D)
+	dw, db, dout := b.zero(o.T, o.T), b.zero(o.T), b.rnd(o.N, o.T, o.D)
+	return func() error {
+		return engine.SpatialGatingBackward(dz, dgamma, dbeta, dw, db, dout, z, saved, gamma, w)
+	}, nil
+}
+
+func (b *opBuilder) batchNorm(o opSpec) (func() error, error) {
+	c := o.Shape[1]
+	x, gamma, beta := b.rnd(o.Shape...), b.rnd(c), b.rnd(c)
+	runMean, runVar := b.zero(c), b.zero(c)
+	mean, invStd, out := b.zero(c), b.zero(c), b.zero(o.Shape...)
+	bn := func() error {
+		return engine.BatchNorm2DForward(out, mean, invStd, x, gamma, beta, runMean, runVar,
+			engine.DefaultBatchNormMomentum, engine.DefaultNormEps)
+	}
+	if err := bn(); err != nil {
+		return nil, err
+	}
+	if o.Pass == "forward" {
+		return bn, nil
+	}
+	dx, dgamma, dbeta, dout := b.zero(o.Shape...), b.zero(c), b.zero(c), b.rnd(o.Shape...)
+	return func() error { return engine.BatchNorm2DBackward(dx, dgamma, dbeta, dout, x, mean, invStd, gamma) }, nil
+}
+
+func (b *opBuilder) layerNorm(o opSpec) (func() error, error) {
+	x, gamma, beta := b.rnd(o.Rows, o.Dim), b.rnd(o.Dim), b.rnd(o.Dim)
+	mean, rstd, out := b.zero(o.Rows), b.zero(o.Rows), b.zero(o.Rows, o.Dim)
+	ln := func() error { return engine.LayerNormForward(out, mean, rstd, x, gamma, beta, engine.DefaultNormEps) }
+	if err := ln(); err != nil {
+		return nil, err
+	}
+	if o.Pass == "forward" {
+		return ln, nil
+	}
+	dx, dgamma, dbeta, dout := b.zero(o.Rows, o.Dim), b.zero(o.Dim), b.zero(o.Dim), b.rnd(o.Rows, o.Dim)
+	return func() error { return engine.LayerNormBackward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma) }, nil
 }
 
 // timeCalls runs fn warm times untimed, then times at least minCalls calls
