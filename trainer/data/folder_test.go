@@ -220,6 +220,39 @@ func TestFolderImageSizeFitAndRGB(t *testing.T) {
 	}
 }
 
+// TestFolderPadSkipsImagesTooNarrow: padded to fit inside the output, an
+// image of more than twice the output's aspect ratio would have a side of 0
+// pixels (Pillow refuses it): such a file is skipped and named as a bad one,
+// or stops a strict load; crop takes it; predict's conversion refuses it.
+func TestFolderPadSkipsImagesTooNarrow(t *testing.T) {
+	dir := smallFolder(t)
+	writeFiles(t, dir, map[string][]byte{"train/cat/banner.png": greyPNG(t, 600, 10, 0), "train/dog/pole.png": greyPNG(t, 1, 57, 0)})
+	s, _, err := loadNotes(t, dir, Options{Folder: FolderOptions{Fit: "pad"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Train.Len() != 6 || s.Skipped == nil || s.Skipped.Count != 2 {
+		t.Fatalf("train %d, skipped %+v: want the 6 good images and 2 too narrow to pad", s.Train.Len(), s.Skipped)
+	}
+	if all := strings.Join(s.Skipped.First, "\n"); !strings.Contains(all, "banner.png: a 600×10 image padded to 28×28 would be 28×0 pixels") ||
+		!strings.Contains(all, "pole.png: a 1×57 image padded to 28×28 would be 0×28") {
+		t.Errorf("skipped files: %s", all)
+	}
+	if _, _, err := loadNotes(t, dir, Options{Folder: FolderOptions{Fit: "pad", Strict: true}}); err == nil || !strings.Contains(err.Error(), "too narrow") {
+		t.Errorf("strict pad: %v, want the narrow image's error", err)
+	}
+	if s, _, err = loadNotes(t, dir, Options{}); err != nil || s.Train.Len() != 8 {
+		t.Errorf("crop: %v, %d images, want all 8", err, s.Train.Len())
+	}
+	banner := image.NewGray(image.Rect(0, 0, 600, 10))
+	if _, err := ImagePixels(banner, 1, 28, 28, true); err == nil || !strings.Contains(err.Error(), "too narrow") {
+		t.Errorf("ImagePixels pad: %v", err)
+	}
+	if px, err := ImagePixels(banner, 1, 28, 28, false); err != nil || len(px) != 28*28 {
+		t.Errorf("ImagePixels crop: %d bytes, %v", len(px), err)
+	}
+}
+
 // TestFolderWithoutTrainFolder: DIR/<class>/<image>, as torchvision's
 // ImageFolder and Keras read it, is the training split, --val-fraction of it
 // held out; a note says so. A class folder named like a split is not.

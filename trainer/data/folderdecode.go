@@ -239,6 +239,9 @@ func ImagePixels(img image.Image, c, h, w int, pad bool) ([]byte, error) {
 	if err := checkDims(r.Dx(), r.Dy()); err != nil {
 		return nil, err
 	}
+	if err := checkFit(r.Dy(), r.Dx(), h, w, pad); err != nil {
+		return nil, err
+	}
 	out := make([]byte, 0, c*h*w)
 	for _, p := range toPlanes(img, c) {
 		out = append(out, fitPlane(p, r.Dy(), r.Dx(), h, w, pad)...)

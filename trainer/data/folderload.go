@@ -92,6 +92,9 @@ func decodeListing(l *folderListing, f FolderOptions) (*folderImages, error) {
 			return
 		}
 		planes, sh, sw, err := decodeFile(l.files[i].path, img.Channels)
+		if err == nil {
+			err = checkFit(sh, sw, h, w, f.Fit == "pad")
+		}
 		if err != nil {
 			errs[i] = err
 			return

@@ -1,6 +1,9 @@
 package data
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // The image-folder loader resizes as Pillow does, so that a model trained on
 // a folder here sees the pixels a PyTorch user's PIL pipeline would give it:
@@ -148,7 +151,22 @@ func containSize(w, h, dw, dh int) (rh, rw int) {
 	return dh, dw
 }
 
-// fitPlane makes an h×w plane dh×dw: "crop" is ImageOps.fit (centred crop
+// checkFit says why an h×w image cannot be made dh×dw, nil when it can:
+// padding shrinks it to fit inside, and an image more than twice as much
+// wider (or taller) than the output's shape would have a side of 0 pixels
+// (Pillow's ImageOps.pad refuses it too: "height and width must be > 0").
+func checkFit(h, w, dh, dw int, pad bool) error {
+	if !pad {
+		return nil
+	}
+	if rh, rw := containSize(w, h, dw, dh); rh < 1 || rw < 1 {
+		return fmt.Errorf("a %d×%d image padded to %d×%d would be %d×%d pixels: too narrow for --image-fit pad (crop takes it)",
+			w, h, dw, dh, rw, rh)
+	}
+	return nil
+}
+
+// fitPlane makes an h×w plane dh×dw (checkFit must allow it): "crop" is ImageOps.fit (centred crop
 // to the aspect ratio, then resize), "pad" is ImageOps.pad with black (resize
 // to fit inside, then centre on a black dh×dw).
 func fitPlane(src []byte, h, w, dh, dw int, pad bool) []byte {
