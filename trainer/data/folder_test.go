@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"hash/crc32"
 	"image"
@@ -11,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -378,6 +380,64 @@ func TestFolderSkipsBadFilesOrStopsWhenStrict(t *testing.T) {
 			t.Fatalf("strict: %v, want an error naming the first bad file", err)
 		}
 		os.Remove(filepath.Join(dir, ".kiln-cache-auto-crop"))
+	}
+}
+
+// TestFolderCacheDamaged: a cache whose bytes changed, in a class name, in
+// the pixels or cut short, is said to be damaged and decoded again, never
+// trained on; the images are those of an undamaged load. A temporary cache
+// file a killed writer left is removed once stale, a fresh one (another
+// process writing) kept.
+func TestFolderCacheDamaged(t *testing.T) {
+	dir := smallFolder(t)
+	want, _, err := loadNotes(t, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, ".kiln-cache-auto-crop")
+	good, err := os.ReadFile(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(good, []byte("\x03cat"))
+	if i < 0 {
+		t.Fatal("no class name in the cache")
+	}
+	for name, damage := range map[string]func([]byte) []byte{
+		"class name": func(b []byte) []byte { copy(b[i+1:], "cow"); return b },
+		"pixel":      func(b []byte) []byte { b[len(b)-sha256.Size-100] ^= 1; return b },
+		"checksum":   func(b []byte) []byte { b[len(b)-1] ^= 0x80; return b },
+		"cut short":  func(b []byte) []byte { return b[:len(b)-1] },
+	} {
+		if err := os.WriteFile(cache, damage(bytes.Clone(good)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, notes, err := loadNotes(t, dir, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if anyContains(notes, "read from the cache") || !anyContains(notes, "is damaged") {
+			t.Errorf("%s: notes %q, want the damage said and the images decoded again", name, notes)
+		}
+		if !slices.Equal(s.Train.Classes, want.Train.Classes) || !equalFloats(s.Train.Images, want.Train.Images) {
+			t.Errorf("%s: classes %q, want %q, or other pixels", name, s.Train.Classes, want.Train.Classes)
+		}
+	}
+	stale, fresh := filepath.Join(dir, "..kiln-cache-auto-crop.tmp123"), filepath.Join(dir, "..kiln-cache-auto-crop.tmp456")
+	writeFiles(t, dir, map[string][]byte{filepath.Base(stale): good, filepath.Base(fresh): good})
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(cache)
+	if _, _, err := loadNotes(t, dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale temporary cache is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh temporary cache (another writer's) was removed: %v", err)
 	}
 }
 

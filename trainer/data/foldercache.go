@@ -1,15 +1,18 @@
 package data
 
 import (
-	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/internal/userfile"
@@ -59,32 +62,53 @@ func folderCachePaths(dir string, f FolderOptions) []string {
 	return paths
 }
 
-// readFolderCache returns the cached images decoded under key, and where
-// they were; nil when no cache holds them.
-func readFolderCache(dir string, f FolderOptions, key [32]byte) (*folderImages, string) {
-	for _, p := range folderCachePaths(dir, f) {
+// readFolderCache returns the cached images decoded under key from l, and
+// where they were; nil when no cache holds them. damaged names the cache
+// files that are there but fail their checksum or do not match l.
+func readFolderCache(l *folderListing, f FolderOptions, key [32]byte) (img *folderImages, where string, damaged []string) {
+	for _, p := range folderCachePaths(l.dir, f) {
 		img, err := readCacheFile(p)
-		if err == nil && img.Key == key && img.valid() {
-			return img, p
+		switch {
+		case err == nil && img.Key == key && img.valid() && slices.Equal(img.Classes, l.classes):
+			return img, p, damaged
+		case errors.Is(err, errCacheDamaged):
+			damaged = append(damaged, p)
 		}
 	}
-	return nil, ""
+	return nil, "", damaged
 }
 
+// errCacheDamaged: a cache file's bytes do not match its checksum.
+var errCacheDamaged = errors.New("cache file damaged")
+
+// A cache file is the gob of its folderImages followed by the SHA-256 of
+// that gob: a bit flipped anywhere (a disk, a kill mid-write on a file
+// system without atomic rename) decodes again rather than trains on it.
 func readCacheFile(path string) (*folderImages, error) {
 	fh, _, err := userfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
+	b, err := io.ReadAll(fh)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < sha256.Size {
+		return nil, errCacheDamaged
+	}
+	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+	if want := sha256.Sum256(body); !bytes.Equal(sum, want[:]) {
+		return nil, errCacheDamaged
+	}
 	var img folderImages
-	if err := gob.NewDecoder(bufio.NewReader(fh)).Decode(&img); err != nil {
+	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(&img); err != nil {
 		return nil, err
 	}
 	return &img, nil
 }
 
-// valid checks what a damaged cache file could get wrong.
+// valid checks what a cache written by another version could get wrong.
 func (img *folderImages) valid() bool {
 	s := img.Channels * img.Height * img.Width
 	if img.Version != folderCacheVersion || s <= 0 || len(img.Classes) == 0 {
@@ -114,11 +138,43 @@ func writeFolderCache(dir string, f FolderOptions, img *folderImages) (string, e
 				continue
 			}
 		}
-		err := durable.WriteStream(p, func(w io.Writer) error { return gob.NewEncoder(w).Encode(img) })
+		removeStaleCacheTemps(filepath.Dir(p))
+		err := durable.WriteStream(p, func(w io.Writer) error {
+			h := sha256.New()
+			if err := gob.NewEncoder(io.MultiWriter(w, h)).Encode(img); err != nil {
+				return err
+			}
+			_, err := w.Write(h.Sum(nil))
+			return err
+		})
 		if err == nil {
 			return p, nil
 		}
 		errs = append(errs, err.Error())
 	}
 	return "", fmt.Errorf("%s", strings.Join(errs, "; "))
+}
+
+// staleCacheTemp is how long a cache's temporary file goes unwritten before
+// it counts as left by a killed writer: a live one writes a megabyte at a
+// time, so its modification time stays recent.
+const staleCacheTemp = 10 * time.Minute
+
+// removeStaleCacheTemps removes the temporary cache files a writer killed
+// mid-write left in dir (a megabyte or more of pixels each), only those of
+// cache files and only stale ones: another process may be writing its own.
+func removeStaleCacheTemps(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		base, ok := durable.TempOf(e.Name())
+		if !ok || !strings.Contains(base, "kiln-cache-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleCacheTemp {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }

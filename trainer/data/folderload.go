@@ -24,7 +24,7 @@ type folderImages struct {
 
 // folderCacheVersion changes when folderImages or the decoding changes, so
 // that an old cache is decoded again instead of misread.
-const folderCacheVersion = 1
+const folderCacheVersion = 2 // 2: a SHA-256 after the gob
 
 // loadFolder reads the folder set at o.Dir, from its cache when the files
 // are as they were.
@@ -38,14 +38,18 @@ func loadFolder(o Options) (*folderImages, error) {
 		return nil, err
 	}
 	key := l.key(f)
-	if img, where := readFolderCache(l.dir, f, key); img != nil {
+	img, where, damaged := readFolderCache(l, f, key)
+	for _, p := range damaged {
+		f.note("the cache %s is damaged (its checksum does not match): decoding the images again", p)
+	}
+	if img != nil {
 		if f.Strict && img.Skipped.Count > 0 {
 			return nil, fmt.Errorf("data: %s (and %d more bad files; without --strict they are skipped)", img.Skipped.First[0], img.Skipped.Count-1)
 		}
 		f.note("decoded images read from the cache %s", where)
 		return img, nil
 	}
-	img, err := decodeListing(l, f)
+	img, err = decodeListing(l, f)
 	if err != nil {
 		return nil, err
 	}
