@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -188,6 +189,13 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 	}
 	if c.Dataset == "mnist-rotation" {
 		c.Regression = true
+	}
+	// The run's config.yaml holds the data directory: absolute, so that
+	// kiln eval and --resume find it from any directory.
+	if c.DataDir != "" {
+		if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
+			return c, err
+		}
 	}
 	return c, nameSetting(c.Validate(), f, configPath)
 }

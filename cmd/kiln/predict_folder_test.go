@@ -112,3 +112,23 @@ func TestPredictFolderModel(t *testing.T) {
 		t.Errorf("kiln eval with test/: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// A run trained with a relative --data-dir resumes from any directory:
+// config.yaml holds the data directory as an absolute path.
+func TestRelativeDataDirResumesFromElsewhere(t *testing.T) {
+	dir := stripeFolder(t)
+	run := filepath.Join(t.TempDir(), "run")
+	mustRun(t, filepath.Dir(dir), "train", "--model", "lenet", "--dataset", "folder", "--data-dir", filepath.Base(dir),
+		"--epochs", "2", "--stop-after-epoch", "1", "--batch", "8", "--device", "cpu", "--no-visuals", "--run-dir", run)
+	cfg, err := os.ReadFile(filepath.Join(run, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), "data_dir: "+dir+"\n") {
+		t.Errorf("config.yaml does not hold the absolute data directory %s:\n%s", dir, cfg)
+	}
+	mustRun(t, t.TempDir(), "train", "--run-dir", run, "--resume", "--device", "cpu")
+	if _, err := os.Stat(filepath.Join(run, "summary.json")); err != nil {
+		t.Errorf("the resumed run did not finish: %v", err)
+	}
+}
