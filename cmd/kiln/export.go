@@ -122,7 +122,7 @@ model.json or else the data set's constants (left out when unknown).
 		if format == "onnx" {
 			return exportONNX(model, out, mf.run, s.dataset, meta)
 		}
-		return exportSafetensors(model, out, s.dataset, meta)
+		return exportSafetensors(model, out, mf.run, s.dataset, meta)
 	}
 	return cmd
 }
@@ -145,8 +145,9 @@ func checkExportOut(format, out string) error {
 	return nil
 }
 
-// exportSafetensors writes the weights and their JSON sidecar.
-func exportSafetensors(model *layers.Model, out, dataset string, meta *data.Dataset) error {
+// exportSafetensors writes the weights and their JSON sidecar, and says
+// where the sidecar's metadata came from.
+func exportSafetensors(model *layers.Model, out, runDir, dataset string, meta *data.Dataset) error {
 	specJSON, err := json.Marshal(model.Spec)
 	if err != nil {
 		return err
@@ -154,7 +155,8 @@ func exportSafetensors(model *layers.Model, out, dataset string, meta *data.Data
 	if err := layers.SaveWeights(model, out, map[string]string{"model": model.Name, "spec": string(specJSON)}); err != nil {
 		return err
 	}
-	sc := sidecar(model, filepath.Base(out), dataset, meta)
+	info, notes := exportInfo(model, runDir, dataset, meta)
+	sc := sidecar(model, filepath.Base(out), dataset, meta, info)
 	b, err := json.MarshalIndent(sc, "", "  ")
 	if err != nil {
 		return err
@@ -164,10 +166,13 @@ func exportSafetensors(model *layers.Model, out, dataset string, meta *data.Data
 	}
 	fmt.Printf("%s: %s, %d parameters in %d tensors (float32); architecture in %s\n",
 		out, model.Name, sc.Params, len(sc.Tensors), sidecarPath(out))
+	fmt.Printf("metadata: %s\n", strings.Join(notes, "; "))
 	return nil
 }
 
-func sidecar(model *layers.Model, weights, dataset string, meta *data.Dataset) sidecarFile {
+// sidecar describes the model, with info's normalisation and classes
+// (exportInfo) and, for a regression head, meta's target.
+func sidecar(model *layers.Model, weights, dataset string, meta *data.Dataset, info layers.ONNXInfo) sidecarFile {
 	sp := model.Spec
 	sc := sidecarFile{Format: "safetensors", Weights: weights, DType: "float32", Model: model.Name, Spec: sp,
 		Input: []int{sp.Channels, sp.Height, sp.Width}, Task: headName(sp), Outputs: sp.Outputs(),
@@ -177,13 +182,14 @@ func sidecar(model *layers.Model, weights, dataset string, meta *data.Dataset) s
 			sc.Tensors = append(sc.Tensors, sidecarTensor{Name: name, Shape: p.Value.Shape(), Trainable: p.Grad != nil})
 		}
 	})
-	if meta == nil {
-		return sc
+	if meta != nil || info.Mean != nil || info.Classes != nil {
+		sc.Dataset = dataset
 	}
-	sc.Dataset = dataset
-	sc.Normalization = &sidecarNorm{Mean: meta.Mean, Std: meta.Std}
-	sc.Classes = meta.Classes
-	if meta.Task == data.Regression {
+	if info.Mean != nil {
+		sc.Normalization = &sidecarNorm{Mean: info.Mean, Std: info.Std}
+	}
+	sc.Classes = info.Classes
+	if meta != nil && meta.Task == data.Regression {
 		scale := meta.TargetScale
 		if scale == 0 {
 			scale = 1
@@ -196,7 +202,7 @@ func sidecar(model *layers.Model, weights, dataset string, meta *data.Dataset) s
 // exportONNX writes the model's evaluation-mode forward pass as an ONNX
 // file and says where its metadata came from.
 func exportONNX(model *layers.Model, out, runDir, dataset string, meta *data.Dataset) error {
-	info, notes := onnxInfo(model, runDir, dataset, meta)
+	info, notes := exportInfo(model, runDir, dataset, meta)
 	m, err := layers.ExportONNX(model, info)
 	if err != nil {
 		return err
@@ -216,10 +222,11 @@ func exportONNX(model *layers.Model, out, runDir, dataset string, meta *data.Dat
 	return nil
 }
 
-// onnxInfo gathers the metadata an ONNX file carries: the class names and
+// exportInfo gathers the metadata an export carries (the ONNX file's
+// metadata_props, the safetensors sidecar): the class names and
 // normalisation of the run's model.json, else those of the data set (known
 // for the built-in sets), else none. notes says which, for the user.
-func onnxInfo(model *layers.Model, runDir, dataset string, meta *data.Dataset) (layers.ONNXInfo, []string) {
+func exportInfo(model *layers.Model, runDir, dataset string, meta *data.Dataset) (layers.ONNXInfo, []string) {
 	var info layers.ONNXInfo
 	normFrom, classesFrom := "", ""
 	if runDir != "" {

@@ -339,6 +339,16 @@ func TestExportONNXRun(t *testing.T) {
 		if !strings.Contains(stdout, "mean and std from "+from) || !strings.Contains(stdout, "classes from "+from) {
 			t.Errorf("run %s: the export does not say the metadata came from %s:\n%s", name, from, stdout)
 		}
+		// The safetensors sidecar carries the same metadata.
+		st := filepath.Join(dir, name+".safetensors")
+		if stdout := mustRun(t, dir, "export", "--run", run, "--out", st).stdout; !strings.Contains(stdout, "classes from "+from) {
+			t.Errorf("run %s: the safetensors export does not say the metadata came from %s:\n%s", name, from, stdout)
+		}
+		var sc sidecarFile
+		if b, err := os.ReadFile(sidecarPath(st)); err != nil || json.Unmarshal(b, &sc) != nil || sc.Normalization == nil ||
+			!slices.Equal(sc.Classes, want.Classes) || !slices.Equal(sc.Normalization.Mean, want.Mean) || !slices.Equal(sc.Normalization.Std, want.Std) {
+			t.Errorf("run %s: sidecar %+v (%v), want classes %q, mean %v, std %v", name, sc, err, want.Classes, want.Mean, want.Std)
+		}
 		checkONNXFile(t, out, model, want.Mean, want.Std, want.Classes)
 	}
 	comparePredict(t, dir, filepath.Join(dir, "old"), filepath.Join(dir, "old.onnx"))
