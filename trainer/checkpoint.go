@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -91,6 +92,12 @@ func (st RunState) check(epochs, batches int) error {
 
 const checkpointKey = "kiln.checkpoint"
 
+// checkpointDigestKey holds the hex SHA-256 of the run state and every
+// tensor (safetensors.Digest): a checkpoint damaged after it was written
+// (a bit flipped on disk, an edit) is refused, not resumed from. Checkpoints
+// from before it have none and are read as they were.
+const checkpointDigestKey = "kiln.sha256"
+
 // SaveCheckpoint writes model state (parameters, buffers, internal state),
 // optimiser state and st into one safetensors file, atomically: a kill at any
 // moment leaves the previous checkpoint intact.
@@ -108,8 +115,13 @@ func SaveCheckpoint(path string, model layers.Layer, opt Optimizer, params []*la
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	sum, err := safetensors.Digest(tensors, string(meta))
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
 	return durable.WriteStream(path, func(w io.Writer) error {
-		return safetensors.Write(w, tensors, map[string]string{checkpointKey: string(meta), "format": "kiln-checkpoint"})
+		return safetensors.Write(w, tensors, map[string]string{checkpointKey: string(meta), "format": "kiln-checkpoint",
+			checkpointDigestKey: hex.EncodeToString(sum[:])})
 	})
 }
 
@@ -122,6 +134,9 @@ func LoadCheckpoint(path string, model layers.Layer, opt Optimizer, params []*la
 	}
 	st, err := parseRunState(path, meta)
 	if err != nil {
+		return RunState{}, err
+	}
+	if err := checkDigest(path, tensors, meta); err != nil {
 		return RunState{}, err
 	}
 	modelState := map[string]*engine.Tensor{}
@@ -149,4 +164,22 @@ func LoadCheckpoint(path string, model layers.Layer, opt Optimizer, params []*la
 	}
 	opt.SetScalars(st.Optimizer)
 	return st, nil
+}
+
+// checkDigest refuses a checkpoint whose tensors or run state are not what
+// was written (checkpointDigestKey).
+func checkDigest(path string, tensors map[string]*engine.Tensor, meta map[string]string) error {
+	want, ok := meta[checkpointDigestKey]
+	if !ok {
+		return nil
+	}
+	sum, err := safetensors.Digest(tensors, meta[checkpointKey])
+	if err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return fmt.Errorf("%s is damaged: its contents do not match the SHA-256 written with them (a disk error, or an edit), "+
+			"so the run cannot resume from it; train again without --resume, or restore the file", path)
+	}
+	return nil
 }

@@ -1,7 +1,11 @@
 package trainer
 
 import (
+	"bytes"
+	"encoding/binary"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kiln-ml/kiln/layers"
@@ -61,5 +65,56 @@ func TestCheckpointResumeIsExact(t *testing.T) {
 	third.Opt = &SGD{Momentum: 0.9}
 	if _, err := LoadCheckpoint(path, net2, third.Opt, third.Params()); err == nil {
 		t.Fatal("optimiser mismatch accepted")
+	}
+}
+
+// A checkpoint changed after it was written, in any tensor's bytes or in its
+// run state, is refused as damaged instead of resumed from; the file as
+// written loads.
+func TestCheckpointDamageIsRefused(t *testing.T) {
+	s := layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Seed: 4}
+	fresh := func() (*layers.Model, *Classifier) {
+		net, err := layers.Build("lenet", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return net, NewClassifier(net, &SGD{Momentum: 0.9})
+	}
+	net, c := fresh()
+	path := filepath.Join(t.TempDir(), "checkpoint.safetensors")
+	if err := SaveCheckpoint(path, net, c.Opt, c.Params(), RunState{Epoch: 1, Step: 2}); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := 8 + int(binary.LittleEndian.Uint64(good))
+	step := bytes.Index(good, []byte(`\"step\":2`))
+	if step < 0 {
+		t.Fatalf("no step in the header: %.300s", good[8:body])
+	}
+	for name, damage := range map[string]func(b []byte){
+		"first value":  func(b []byte) { b[body] ^= 1 },
+		"a middle one": func(b []byte) { b[(body+len(b))/2] ^= 0x40 },
+		"last value":   func(b []byte) { b[len(b)-1] ^= 0x80 },
+		"run state":    func(b []byte) { b[step+len(`\"step\":`)] = '3' },
+	} {
+		b := bytes.Clone(good)
+		damage(b)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		net, c := fresh()
+		if _, err := LoadCheckpoint(path, net, c.Opt, c.Params()); err == nil || !strings.Contains(err.Error(), "is damaged") {
+			t.Errorf("%s changed: %v, want the checkpoint refused as damaged", name, err)
+		}
+	}
+	if err := os.WriteFile(path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	net, c = fresh()
+	if _, err := LoadCheckpoint(path, net, c.Opt, c.Params()); err != nil {
+		t.Fatalf("the undamaged checkpoint: %v", err)
 	}
 }

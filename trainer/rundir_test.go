@@ -3,6 +3,7 @@ package trainer
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,6 +244,14 @@ func TestResumeRefusesEditedCheckpointMetadata(t *testing.T) {
 		edit(&st)
 		b, _ := json.Marshal(st)
 		meta[checkpointKey] = string(b)
+		// With its digest made again, as a writer with a bug would have:
+		// the state's own checks are what refuse it (TestCheckpointDamageIsRefused
+		// covers an edit that leaves the digest).
+		sum, err := safetensors.Digest(tensors, meta[checkpointKey])
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta[checkpointDigestKey] = hex.EncodeToString(sum[:])
 		if err := safetensors.WriteFile(path, tensors, meta); err != nil {
 			t.Fatal(err)
 		}

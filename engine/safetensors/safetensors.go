@@ -36,11 +36,13 @@ package safetensors
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -517,44 +519,77 @@ func Write(w io.Writer, tensors map[string]*engine.Tensor, meta map[string]strin
 	}
 	// Convert through a fixed buffer rather than copying each tensor whole.
 	buf := make([]byte, 0, 64<<10)
-	flush := func() error {
-		if len(buf) == 0 {
-			return nil
-		}
-		_, err := w.Write(buf)
-		buf = buf[:0]
-		return err
-	}
-	le := binary.LittleEndian
 	for _, name := range order {
 		t, err := engine.ToCPU(nil, tensors[name]) // a GPU tensor is written from a host copy
 		if err != nil {
 			return fmt.Errorf("safetensors: %s: %w", name, err)
 		}
-		if t.DType() == engine.Float64 {
-			for _, v := range t.Float64() {
-				if len(buf)+8 > cap(buf) {
-					if err := flush(); err != nil {
-						return fmt.Errorf("safetensors: %w", err)
-					}
-				}
-				buf = le.AppendUint64(buf, math.Float64bits(v))
-			}
-		} else {
-			for _, v := range t.Float32() {
-				if len(buf)+4 > cap(buf) {
-					if err := flush(); err != nil {
-						return fmt.Errorf("safetensors: %w", err)
-					}
-				}
-				buf = le.AppendUint32(buf, math.Float32bits(v))
-			}
+		if buf, err = writeValues(w, t, buf); err != nil {
+			return fmt.Errorf("safetensors: %w", err)
 		}
 	}
-	if err := flush(); err != nil {
+	if _, err := w.Write(buf); err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}
 	return nil
+}
+
+// writeValues appends t's values, little-endian, to buf and writes buf to w
+// whenever it is full; it returns what is left in buf, for the caller to
+// write.
+func writeValues(w io.Writer, t *engine.Tensor, buf []byte) ([]byte, error) {
+	le := binary.LittleEndian
+	flush := func() error {
+		_, err := w.Write(buf)
+		buf = buf[:0]
+		return err
+	}
+	if t.DType() == engine.Float64 {
+		for _, v := range t.Float64() {
+			if len(buf)+8 > cap(buf) {
+				if err := flush(); err != nil {
+					return buf, err
+				}
+			}
+			buf = le.AppendUint64(buf, math.Float64bits(v))
+		}
+		return buf, nil
+	}
+	for _, v := range t.Float32() {
+		if len(buf)+4 > cap(buf) {
+			if err := flush(); err != nil {
+				return buf, err
+			}
+		}
+		buf = le.AppendUint32(buf, math.Float32bits(v))
+	}
+	return buf, nil
+}
+
+// Digest is the SHA-256 of meta and of tensors, each tensor's name, dtype
+// and shape followed by its values as Write lays them out. Decoding gives
+// back the same values bit for bit, so a reader that recomputes it from
+// what it read finds a file damaged since it was written (a bit flipped on
+// disk, an edit) where the format's own checks see nothing wrong.
+func Digest(tensors map[string]*engine.Tensor, meta string) ([sha256.Size]byte, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\x00%s", len(meta), meta)
+	buf := make([]byte, 0, 64<<10)
+	for _, name := range slices.Sorted(maps.Keys(tensors)) {
+		t, err := engine.ToCPU(nil, tensors[name])
+		if err != nil {
+			return [sha256.Size]byte{}, fmt.Errorf("safetensors: %s: %w", name, err)
+		}
+		h.Write(buf)
+		fmt.Fprintf(h, "\x00%s\x00%v\x00%v\x00", name, t.DType(), t.Shape())
+		if buf, err = writeValues(h, t, buf[:0]); err != nil {
+			return [sha256.Size]byte{}, err
+		}
+	}
+	h.Write(buf)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum, nil
 }
 
 func buildHeader(tensors map[string]*engine.Tensor, meta map[string]string) ([]byte, []string, error) {
