@@ -113,7 +113,11 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 		}
 	}
 	setConsoleLevel(tu.State.Base.LogLevel) // the level the tune started with
-	return runTune(tu, tf.parallel, cf.c.Threads)
+	threads := cf.c.Threads
+	if !f.Changed("threads") {
+		threads = tu.State.Threads // as the tune began (0, from before it was kept: as many as now)
+	}
+	return runTune(tu, tf.parallel, threads)
 }
 
 // tuneFlagsGiven: flags other than those a resume takes anyway.

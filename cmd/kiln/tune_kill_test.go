@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -44,7 +45,7 @@ func TestTuneResumesAHalvingTrialKilledAsItEnds(t *testing.T) {
 		a := []string{"tune", "--param", "lr=1e-4..0.3:log", "--search-seed", "12", "--strategy", "halving", "--trials", "2",
 			"--eta", "2", "--min-resource", "4", "--rung-unit", "steps", "--metric", "val_loss", "--run-dir", tuneDir}
 		a = append(a, tinyTune...)
-		return append(a, "--epochs", "2")
+		return append(a, "--epochs", "2", "--threads", "1")
 	}
 	straight := filepath.Join(dir, "straight")
 	mustRun(t, dir, args(straight)...)
@@ -78,6 +79,13 @@ func TestTuneResumesAHalvingTrialKilledAsItEnds(t *testing.T) {
 			got, err := tune.LoadState(tuneDir)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The resume (no --threads) runs trials on the tune's thread
+			// count, not the machine's: the bits depend on it.
+			for _, tr := range got.Trials {
+				if cfg, err := os.ReadFile(filepath.Join(tuneDir, tr.Dir, "config.yaml")); err != nil || !strings.Contains(string(cfg), "\nthreads: 1\n") {
+					t.Errorf("trial %s resumed with another thread count (%v):\n%s", tr.Name(), err, cfg)
+				}
 			}
 			for i, g := range got.Trials {
 				w := want.Trials[i]

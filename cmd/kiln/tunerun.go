@@ -45,6 +45,9 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 	}
 	engine.SetThreads(t)
 	tu.Parallel, tu.Threads, tu.Log = p, t, console
+	if tu.State.Threads == 0 {
+		tu.State.Threads = t // saved as the first trial starts
+	}
 	tu.Objective = tune.NewTrainer().Objective()
 	console.Info().Str("dir", tu.Dir).Int("threads_per_trial", t).Msg("tune")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

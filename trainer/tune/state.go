@@ -100,8 +100,12 @@ type State struct {
 	Space    *Space         `json:"space"`
 	Trials   []*Trial       `json:"trials"`
 	Rungs    []*Rung        `json:"rungs,omitempty"`
-	Created  string         `json:"created"`
-	Updated  string         `json:"updated"`
+	// Threads is each trial's engine threads when the tune first ran: a
+	// resume without --threads takes them, so that its trials give the bits
+	// an uninterrupted tune's would (results depend on the thread count).
+	Threads int    `json:"threads,omitempty"`
+	Created string `json:"created"`
+	Updated string `json:"updated"`
 }
 
 const stateVersion = 1
