@@ -23,6 +23,10 @@ func (e *DisagreeError) Error() string {
 		e.What, short(e.Values[0]), strings.Join(names, ", "))
 }
 
+// RankValues is every rank's bytes and the ranks whose bytes differ from
+// rank 0's.
+func (e *DisagreeError) RankValues() (values [][]byte, differ []int) { return e.Values, e.Ranks }
+
 // short prints at most 8 bytes: enough to tell hashes apart in a log line.
 func short(b []byte) string {
 	if len(b) > 8 {

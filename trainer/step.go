@@ -171,8 +171,7 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAft
 		if err != nil {
 			return err
 		}
-		_, err = net.Backward(dout)
-		return err
+		return backward(net, dout, rows.lo+rows.n < x.Dim(0))
 	})
 	if err != nil {
 		return loss, err
@@ -181,6 +180,20 @@ func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAft
 		return 0, err
 	}
 	return loss, update(params, opt, after, lr)
+}
+
+// backward runs net's backward pass; more says that micro-batches after this
+// one will add to the gradients, so a model's AfterBackward (the ranks'
+// buckets, sent as the pass finishes their layers) waits for the last one:
+// sent after the first micro-batch, a bucket would miss the others' sums.
+func backward(net layers.Layer, dout *engine.Tensor, more bool) error {
+	if m, ok := net.(*layers.Model); ok && more && m.AfterBackward != nil {
+		hook := m.AfterBackward
+		m.AfterBackward = nil
+		defer func() { m.AfterBackward = hook }()
+	}
+	_, err := net.Backward(dout)
+	return err
 }
 
 // microBatches calls f on x whole, or, with micro above 0 and below x's rows,

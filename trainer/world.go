@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/fnv"
@@ -12,6 +14,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
@@ -119,6 +122,47 @@ func (t *Trainer) syncBatchNorm(s *data.Splits) error {
 	return nil
 }
 
+// rankKey is what every rank of one run must hold alike: the configuration
+// less what is a rank's own (where it writes, its threads, device, data
+// directory, console and memory check, whether it keeps pictures: rank 0
+// alone writes them), and the gradient buckets' size ($KILN_BUCKET_BYTES),
+// which sets the all-reduces each step starts. The rest, settings a resume
+// may change included (precision, micro-batch, --sync-bn, --stop-after-epoch),
+// would make ranks compute different steps or wait in different collectives.
+func rankKey(c Config, bucketBytes int) json.RawMessage {
+	c.RunDir, c.Threads, c.Device, c.DataDir, c.NoVisuals = "", 0, "", "", false
+	c.LogLevel, c.MemoryLimitMB, c.WorldSize = "", 0, 0
+	b, _ := json.Marshal(struct {
+		Config
+		BucketBytes int `json:"bucket_bytes,omitempty"`
+	}{c, bucketBytes})
+	return b
+}
+
+// rankValues is the error of an Agree that found ranks differing
+// (mpi.DisagreeError): every rank's bytes, and the ranks that differ from
+// rank 0's.
+type rankValues interface {
+	RankValues() (values [][]byte, differ []int)
+}
+
+// agreeConfig checks that every rank holds configuration key, and names
+// the settings each differing rank has otherwise.
+func agreeConfig(w World, key json.RawMessage) error {
+	err := w.Agree("the configuration", key)
+	var rv rankValues
+	if !errors.As(err, &rv) {
+		return err
+	}
+	values, differ := rv.RankValues()
+	var d []string
+	for _, r := range differ {
+		d = append(d, fmt.Sprintf("rank %d: %s", r, configDiff(values[0], values[r])))
+	}
+	return fmt.Errorf("ranks disagree on the configuration, rank 0's → another's: %s (every rank must be given the same settings; "+
+		"on --resume a rank that cannot read the run directory's config.yaml needs the run's flags given again)", strings.Join(d, "; "))
+}
+
 // agreeHash checks that every rank holds the same thing, by a hash of its
 // bytes.
 func agreeHash(w World, what string, b []byte) error {
@@ -150,7 +194,7 @@ func (t *Trainer) prepareWorld(s *data.Splits) error {
 	if err := checkGlobalBatch(c.Batch, w.Size()); err != nil {
 		return err
 	}
-	if err := agreeHash(w, "the configuration", resumeKey(c)); err != nil {
+	if err := agreeConfig(w, rankKey(c, t.BucketBytes)); err != nil {
 		return err
 	}
 	if err := agreeHash(w, "the data set", splitsBytes(s)); err != nil {

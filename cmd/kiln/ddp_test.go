@@ -65,6 +65,7 @@ func TestDataParallelTwoRanks(t *testing.T) {
 	t.Run("built without MPI", func(t *testing.T) { ddpBuiltWithoutMPI(t, e) })
 	t.Run("ranks that disagree", func(t *testing.T) { ddpRanksDisagree(t, e) })
 	t.Run("batch that does not divide", func(t *testing.T) { ddpBatchIndivisible(t, e) })
+	t.Run("micro-batches", func(t *testing.T) { ddpMicroBatches(t, e) })
 }
 
 // ddpEnv is what the data-parallel subtests share: mpirun, kiln built with
@@ -178,18 +179,40 @@ func ddpRanksDisagree(t *testing.T, e ddpEnv) {
 	if err := os.WriteFile(other, append(b, 0), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ prog, lr, want string }{
-		{other, "0.05", "ranks disagree on the kiln binary"},
-		{e.bin, "0.02", "ranks disagree on the configuration"},
+	for _, tc := range []struct {
+		prog  string
+		rank1 []string // rank 1's extra arguments: mpirun's, then kiln's after "--"
+		want  string
+	}{
+		{other, []string{"--", "--lr", "0.05"}, "ranks disagree on the kiln binary"},
+		{e.bin, []string{"--", "--lr", "0.02"}, "rank 1: lr: 0.05 → 0.02"},
+		// Settings a resume may change, and the buckets' size, must still
+		// be every rank's: else ranks wait in different collectives (hang,
+		// or a heap overwritten by all-reduces of other sizes).
+		{e.bin, []string{"--", "--stop-after-epoch", "1"}, "rank 1: stop_after_epoch: unset → 1"},
+		{e.bin, []string{"--", "--micro-batch", "8"}, "rank 1: micro_batch: unset → 8"},
+		{e.bin, []string{"--", "--sync-bn"}, "rank 1: sync_bn: unset → true"},
+		{e.bin, []string{"-x", "KILN_BUCKET_BYTES=1000", "--"}, "rank 1: bucket_bytes: unset → 1000"},
 	} {
 		// Open MPI's MPMD form: rank 0 one command line, rank 1 another.
-		mpmd := append(append([]string{"--allow-run-as-root", "--oversubscribe", "-np", "1", e.bin}, e.args("differ")...), ":", "-np", "1", tc.prog)
-		cmd := exec.Command(e.mpirun, append(append(mpmd, e.args("differ")...), "--lr", tc.lr)...)
+		i := slices.Index(tc.rank1, "--")
+		mpmd := append(append([]string{"--allow-run-as-root", "--oversubscribe", "-np", "1", e.bin}, e.args("differ")...), "--lr", "0.05", ":", "-np", "1")
+		mpmd = append(append(append(mpmd, tc.rank1[:i]...), tc.prog), e.args("differ")...)
+		cmd := exec.Command(e.mpirun, append(append(mpmd, "--lr", "0.05"), tc.rank1[i+1:]...)...)
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), tc.want) {
 			t.Errorf("%s: %v, want %q; output:\n%s", tc.want, err, tc.want, out)
 		}
 	}
+}
+
+// ddpMicroBatches: ranks that run their shards in micro-batches sum the
+// whole shard's gradients (the buckets wait for the last micro-batch), so
+// the run is one process's whole-batch run within rounding.
+func ddpMicroBatches(t *testing.T, e ddpEnv) {
+	mpiRun(t, e.mpirun, 2, e.bin, append(e.args("micro"), "--micro-batch", "8")...)
+	compareMetrics(t, filepath.Join(e.dir, "one"), filepath.Join(e.dir, "micro"), 1e-5)
+	compareWeights(t, filepath.Join(e.dir, "one", "last.safetensors"), filepath.Join(e.dir, "micro", "last.safetensors"), 1e-5)
 }
 
 func ddpBatchIndivisible(t *testing.T, e ddpEnv) {
