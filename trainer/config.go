@@ -168,6 +168,14 @@ func LoadRunConfig(path string) (Config, error) {
 // ParseConfig reads the settings in b (JSON when isJSON, YAML otherwise)
 // over base, as LoadConfigFile does with a file's bytes.
 func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
+	b = bytes.TrimPrefix(b, []byte("\ufeff")) // a byte-order mark, as some editors write
+	if isJSON {
+		if err := checkJSONSyntax(b); err != nil {
+			return base, err
+		}
+	} else if empty, err := yamlEmpty(b); err != nil || empty {
+		return base, err // a file of comments alone sets nothing
+	}
 	if err := checkNumbers(b, isJSON); err != nil {
 		return base, err
 	}
@@ -184,6 +192,16 @@ func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
 		return base, err
 	}
 	return c, nil
+}
+
+// yamlEmpty reports whether b holds no YAML document (nothing, or comments):
+// decoded over a configuration it would zero every setting.
+func yamlEmpty(b []byte) (bool, error) {
+	var v any
+	if err := DecodeYAML(b, &v); err != nil {
+		return false, err
+	}
+	return v == nil, nil
 }
 
 // ReadConfigFile reads a file of settings (a configuration, kiln tune's

@@ -188,6 +188,38 @@ func TestConfigValuesOfTheWrongShape(t *testing.T) {
 	}
 }
 
+// What editors and hands write: a YAML file of comments alone sets nothing
+// (the defaults stand), a byte-order mark is skipped, a JSON key given twice
+// is refused (encoding/json would keep the last), and JSON's syntax errors
+// and an empty JSON file say where and what.
+func TestConfigFilesAsWritten(t *testing.T) {
+	base := DefaultConfig()
+	for _, c := range []struct{ name, content, want string }{
+		{"e.yaml", "", ""},
+		{"c.yaml", "# nothing yet\n\n", ""},
+		{"bom.yaml", "\ufefflr: 0.2\n", "lr 0.2"},
+		{"bom.json", "\ufeff{\"lr\": 0.2}", "lr 0.2"},
+		{"dup.json", `{"lr": 0.1, "lr": 0.2}`, `line 1: "lr" is given twice`},
+		{"dup2.json", "{\"classes\": [1, 2],\n \"lr\": 0.1, \"lr\": 0.2}", `line 2: "lr" is given twice`},
+		{"nan.json", "{\n  \"lr\": NaN}", "line 2, column 9: invalid character 'N'"},
+		{"e.json", " \n", "empty: want a JSON object of settings"},
+	} {
+		got, err := LoadConfigFile(writeConfig(t, c.name, c.content), base)
+		switch {
+		case strings.HasPrefix(c.want, "lr "):
+			if err != nil || got.LR != 0.2 || got.Model != base.Model {
+				t.Errorf("%s: lr %v, model %q, %v: want lr 0.2 over the defaults", c.name, got.LR, got.Model, err)
+			}
+		case c.want == "":
+			if err != nil || !reflect.DeepEqual(got, base) {
+				t.Errorf("%s: %+v, %v: want the defaults unchanged", c.name, got, err)
+			}
+		case err == nil || !strings.Contains(err.Error(), c.want):
+			t.Errorf("%s %q: %v, want %q", c.name, c.content, err, c.want)
+		}
+	}
+}
+
 // The same checks reach a program that fills a Config itself, as a
 // *SettingError naming the key.
 func TestValidateTrainingNamesTheKey(t *testing.T) {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"reflect"
 	"slices"
@@ -112,6 +114,70 @@ func skipJSONString(text []byte, j int) int {
 // "epochs: .nan" or "seed: -1" is an error that names the key and its range
 // (the decoders would truncate 1.5, turn -.inf into MinInt64 or name a Go
 // type). The float settings' ranges are Validate's.
+// checkJSONSyntax refuses what encoding/json would read without a word or
+// report without a place: a key given twice in one object (the last would
+// win), and a syntax error, given here with its line and column.
+func checkJSONSyntax(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	type object struct {
+		keys   map[string]bool
+		expect bool // the next string token is a key
+	}
+	var stack []*object
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			if len(bytes.TrimSpace(b)) == 0 {
+				return errors.New("empty: want a JSON object of settings")
+			}
+			return nil
+		}
+		if err != nil {
+			// The streaming decoder's offsets count from the value it was
+			// in; a whole decode's count from the file's start.
+			off := dec.InputOffset()
+			var se *json.SyntaxError
+			if whole := json.Unmarshal(b, new(any)); errors.As(whole, &se) {
+				err, off = se, se.Offset-1
+			}
+			line, col := lineCol(b, off)
+			return fmt.Errorf("line %d, column %d: %v", line, col, err)
+		}
+		var top *object
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if key, ok := tok.(string); ok && top != nil && top.expect {
+			if top.keys[key] {
+				line, _ := lineCol(b, dec.InputOffset())
+				return fmt.Errorf("line %d: %q is given twice in one object", line, key)
+			}
+			top.keys[key], top.expect = true, false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &object{keys: map[string]bool{}, expect: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, nil)
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		if len(stack) > 0 && stack[len(stack)-1] != nil {
+			stack[len(stack)-1].expect = true // a value ended: a key comes next
+		}
+	}
+}
+
+// lineCol is the 1-based line and column of the byte at offset off in b.
+func lineCol(b []byte, off int64) (line, col int) {
+	before := b[:min(max(off, 0), int64(len(b)))]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	return line, len(before) - bytes.LastIndexByte(before, '\n')
+}
+
 func checkNumbers(b []byte, isJSON bool) error {
 	var m map[string]any
 	if isJSON {
