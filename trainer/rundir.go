@@ -98,6 +98,9 @@ const (
 	VisualsFile    = "visuals.json"
 	EventsPrefix   = "events.out.tfevents."
 	PlotsDir       = "plots"
+	// TuneFile is a kiln tune directory's state (tune.StateFile): a run is
+	// never opened in one, nor a tune started in a run's.
+	TuneFile = "tune.json"
 )
 
 // MetricsRecord is one line of metrics.jsonl.
@@ -145,6 +148,10 @@ func OpenRunDir(dir string, resume bool) (*RunDir, error) {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, TuneFile)); err == nil {
+		return nil, fmt.Errorf("%s holds a kiln tune (%s), not a training run: kiln tune --run-dir %s --resume continues it; "+
+			"train into another --run-dir", dir, TuneFile, dir)
 	}
 	kilns, err := isKilnDir(dir)
 	if err != nil {

@@ -331,3 +331,20 @@ func TestLoggerAtFiltersTheConsoleOnly(t *testing.T) {
 		t.Errorf("train.log lost lines the console hid (%v):\n%s", err, b)
 	}
 }
+
+// A tune's directory is not a run's: training into it, with --resume or
+// without, is refused, naming tune.json, and changes nothing.
+func TestRunDirRefusesATuneDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, TuneFile), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, resume := range []bool{false, true} {
+		if _, err := OpenRunDir(dir, resume); err == nil || !strings.Contains(err.Error(), "holds a kiln tune (tune.json)") {
+			t.Errorf("resume=%v: %v, want a refusal naming the tune", resume, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("the refusal changed the directory: %v", entries)
+	}
+}

@@ -31,6 +31,19 @@ func isRunFile(name string) bool {
 	return slices.Contains(runFiles, name) || strings.HasPrefix(name, EventsPrefix)
 }
 
+// RunFileIn is the first file of dir's that a training run writes (its
+// name), "" when it holds none or cannot be read: a tune is not started in
+// a run's directory.
+func RunFileIn(dir string) string {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if isRunFile(e.Name()) {
+			return e.Name()
+		}
+	}
+	return ""
+}
+
 // appendedFile reports the files a run appends to; a checkpoint records
 // their sizes. metrics.jsonl is rewritten whole, but only ever grows.
 func appendedFile(name string) bool {

@@ -2,9 +2,11 @@ package tune
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/kiln-ml/kiln/trainer"
@@ -161,5 +163,22 @@ func TestHalvingStopsARunningTrialOvertakenAtAPassedRung(t *testing.T) {
 	}
 	if tu.report(tr[1], at(1.75, 0.9)) {
 		t.Fatal("trial 2, the best at rung 1, was stopped")
+	}
+}
+
+// A training run's directory is not a tune's: starting one there is
+// refused, naming the run's file, and writes nothing.
+func TestStartRefusesARunDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, trainer.ConfigFile), []byte("epochs: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := Settings{Strategy: "grid", Metric: "val_acc"}
+	if _, err := Start(dir, trainer.DefaultConfig(), mustSpace(t, "lr: [0.1, 0.01]"), set); err == nil ||
+		!strings.Contains(err.Error(), "holds a training run (config.yaml)") {
+		t.Errorf("a tune in a run's directory: %v, want a refusal naming config.yaml", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("the refusal changed the directory: %v", entries)
 	}
 }

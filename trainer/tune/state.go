@@ -17,7 +17,7 @@ import (
 //	results.csv      trial,status,<metric>,… then each searched setting
 //	best.yaml        the best trial's configuration, for kiln train --config
 const (
-	StateFile   = "tune.json"
+	StateFile   = trainer.TuneFile
 	ResultsFile = "results.csv"
 	BestFile    = "best.yaml"
 	TrialsDir   = "trials"

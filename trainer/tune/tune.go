@@ -152,6 +152,9 @@ func Start(dir string, base trainer.Config, space *Space, set Settings) (*Tuner,
 	if _, err := os.Stat(filepath.Join(dir, StateFile)); err == nil {
 		return nil, fmt.Errorf("%s already holds a tune: pass --resume to continue it, or choose another --run-dir", dir)
 	}
+	if f := trainer.RunFileIn(dir); f != "" {
+		return nil, fmt.Errorf("%s holds a training run (%s), not a tune: choose another --run-dir for the tune", dir, f)
+	}
 	if err := space.Check(); err != nil {
 		return nil, err
 	}
