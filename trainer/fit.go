@@ -166,9 +166,13 @@ func SettingsDiff(run, now any) string {
 // sameSettings refuses to resume the checkpoint at path, whose run was
 // started with the resume key run, with other settings, naming them.
 func (f *fitRun) sameSettings(path string, run json.RawMessage) error {
+	var rc Config
+	if json.Unmarshal(run, &rc) == nil {
+		run = resumeKey(rc) // as this version keys it (a checkpoint's may predate a setting's leaving the key)
+	}
 	if d := configDiff(run, resumeKey(f.c)); d != "" {
 		return fmt.Errorf("resume: the configuration differs from the run in %s: %s (only --run-dir, --threads, "+
-			"--device, --data-dir, --precision, --micro-batch and --stop-after-epoch may change)", filepath.Dir(path), d)
+			"--device, --data-dir, --precision, --micro-batch, --stop-after-epoch, --no-visuals and --log-level may change)", filepath.Dir(path), d)
 	}
 	return nil
 }
@@ -214,6 +218,7 @@ func settingText(v any) string {
 
 func resumeKey(c Config) json.RawMessage {
 	c.RunDir, c.Threads, c.Device, c.StopAfterEpoch, c.DataDir, c.NoVisuals = "", 0, "", 0, "", false
+	c.LogLevel = "" // the console's, not the run's
 	c.NoCUDAGraph = false
 	c.Precision = ""                 // the checkpoint holds float32 masters whatever the precision
 	c.WorldSize, c.SyncBN = 0, false // issue 18: a run resumes with another number of ranks
