@@ -569,6 +569,9 @@ func (f *fitRun) validate(epoch float64) error {
 		return err
 	}
 	t.visualValidation(s.Val, f.step, epoch, r)
+	if t.Run != nil && t.Run.Err() != nil {
+		return t.Run.Err() // a picture that could not be written (a full disk) stops the run here, not steps later
+	}
 	return f.observe(rec, f.task.monitored(r, f.monitor), epoch)
 }
 

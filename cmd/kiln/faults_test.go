@@ -174,6 +174,48 @@ func TestFullDiskAtEveryWriteAndResume(t *testing.T) {
 	t.Logf("a full disk at each of %d creates and writes, then resumed", len(writes))
 }
 
+// TestFullDiskFailingOneWriteStopsThere: a nearly full disk fails a large
+// write (visuals.json, after a validation) and takes the small ones after
+// it. The run must stop at that validation, with the message, not train on
+// (its metrics.jsonl ends with that validation's record), and resume to the
+// uninterrupted run's result.
+func TestFullDiskFailingOneWriteStopsThere(t *testing.T) {
+	bin, csv := faultKiln(t), faultCSV(t)
+	ref := filepath.Join(t.TempDir(), "reference")
+	muts := mutations(t, bin, csv, ref)
+	want := runOutcome(t, ref)
+	var visuals []int
+	for i, m := range muts {
+		if f := strings.Fields(m); f[1] == durable.OpWrite && strings.Contains(f[2], trainer.VisualsFile) {
+			visuals = append(visuals, i+1)
+		}
+	}
+	if len(visuals) < 2 {
+		t.Fatalf("the reference run wrote visuals.json %d times, want one a validation:\n%s", len(visuals), strings.Join(muts, "\n"))
+	}
+	forEachFault(t, len(visuals)-1, func(k int, dir string) string { // the last one comes after training
+		i := visuals[k-1]
+		r := runWithFault(t, bin, "enospc1:"+strconv.Itoa(i), faultArgs(csv, dir)...)
+		if r.code == 0 || !strings.Contains(r.stderr, "is full") {
+			return fmt.Sprintf("visuals.json's write %d failed: exit %d, want a stop naming the full disk:\n%s", i, r.code, r.stderr)
+		}
+		if last := lastRecord(t, filepath.Join(dir, trainer.MetricsFile)); !strings.Contains(last, `"split":"val"`) {
+			return fmt.Sprintf("visuals.json's write %d failed and the run went on: metrics.jsonl ends with %s", i, last)
+		}
+		return resumeAndCompare(t, csv, dir, want, muts[i-1])
+	})
+}
+
+// lastRecord is the last line of a metrics file.
+func lastRecord(t *testing.T, path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
 // forEachFault runs fault(i, a fresh run directory) for i in 1..n, two at a
 // time, and reports every failure.
 func forEachFault(t *testing.T, n int, fault func(i int, dir string) string) {

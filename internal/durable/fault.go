@@ -18,6 +18,8 @@ import (
 //	kill:N       SIGKILL this process just before mutation N
 //	enospc:N     from mutation N on, fail every create and write with ENOSPC,
 //	             as a disk that has filled up does
+//	enospc1:N    fail mutation N alone (a create or write) with ENOSPC, as a
+//	             nearly full disk fails a large write and takes small ones
 //
 // The fault-injection tests run a training once with count to learn how
 // many mutations it makes, then once per mutation with kill or enospc.
@@ -46,8 +48,8 @@ func init() {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {} // the signal is on its way
 			}
-		case "enospc":
-			if n >= at && (op == OpCreate || op == OpWrite) {
+		case "enospc", "enospc1":
+			if (n == at || n > at && mode == "enospc") && (op == OpCreate || op == OpWrite) {
 				return &os.PathError{Op: op, Path: path, Err: syscall.ENOSPC}
 			}
 		}
