@@ -184,14 +184,25 @@ func folderOptions(s *modelSetup, run string) (data.FolderOptions, error) {
 var predictExts = []string{".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".pgm"}
 
 // imagesUnder lists the image files under dir, sorted (WalkDir's order);
-// symlinks to folders are not followed, so a loop cannot trap it.
+// dir may be a link to a folder, but links to folders inside it are not
+// followed, so a loop cannot trap it: a note names each one left out.
 func imagesUnder(dir string) ([]string, error) {
 	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	root := dir
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		root = filepath.Clean(dir) + string(filepath.Separator) // WalkDir follows a root link only so
+	}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(d.Name(), ".") && p != dir {
+		if d.Type()&fs.ModeSymlink != 0 {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				fmt.Fprintf(os.Stderr, "note: --dir: %s is a link to a folder: not followed\n", p)
+				return nil
+			}
+		}
+		if strings.HasPrefix(d.Name(), ".") && p != root {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}

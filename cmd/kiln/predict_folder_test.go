@@ -91,6 +91,20 @@ func TestPredictFolderModel(t *testing.T) {
 			t.Errorf("%q: %v, want two named classes", l, err)
 		}
 	}
+	// --dir through a link to the folder reads it; a link to a folder
+	// inside it is named and left out (a loop cannot trap the walk).
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(probe, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(probe, "sub"), filepath.Join(probe, "linked")); err != nil {
+		t.Fatal(err)
+	}
+	r = kiln(t, dir, "predict", "--run", run, "--device", "cpu", "--dir", link, "--json")
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); r.code != 1 || len(lines) != 2 ||
+		!strings.Contains(r.stderr, filepath.Join(link, "linked")+" is a link to a folder: not followed") {
+		t.Errorf("predict --dir through a link: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
