@@ -252,6 +252,19 @@ func (c Config) Validate() error {
 	if !slices.Contains(data.Names(), c.Dataset) {
 		return settingErr("dataset", strconv.Quote(c.Dataset), "unknown (have %s)", strings.Join(data.Names(), ", "))
 	}
+	if c.Dataset != "folder" {
+		// Kept in config.yaml, a setting nothing read would say the run
+		// trained at a size it did not.
+		folderOnly := "is an image folder's setting (--dataset folder); the %s set has its own"
+		switch {
+		case c.ImageSize != "":
+			return settingErr("image_size", strconv.Quote(c.ImageSize), folderOnly, c.Dataset)
+		case c.ImageFit != "":
+			return settingErr("image_fit", strconv.Quote(c.ImageFit), folderOnly, c.Dataset)
+		case c.Strict:
+			return settingErr("strict", true, folderOnly, c.Dataset)
+		}
+	}
 	return c.ValidateTraining()
 }
 

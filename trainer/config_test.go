@@ -273,6 +273,7 @@ func TestWordSettingsAreChecked(t *testing.T) {
 		{func(c *Config) { c.LogLevel = "debug" }, ""},
 	} {
 		cfg := DefaultConfig()
+		cfg.Dataset = "folder" // whose settings the image ones are
 		c.change(&cfg)
 		err := cfg.Validate()
 		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
@@ -281,5 +282,26 @@ func TestWordSettingsAreChecked(t *testing.T) {
 	}
 	if h, w, err := ParseImageSize("24X32"); err != nil || h != 24 || w != 32 {
 		t.Errorf("ParseImageSize(24X32) = %d, %d, %v", h, w, err)
+	}
+}
+
+// An image folder's settings on a built-in data set are refused, naming the
+// setting: nothing would read them, yet config.yaml would keep them.
+func TestFolderSettingsNeedAFolder(t *testing.T) {
+	for _, set := range []func(*Config){
+		func(c *Config) { c.ImageSize = "64x64" },
+		func(c *Config) { c.ImageFit = "pad" },
+		func(c *Config) { c.Strict = true },
+	} {
+		c := DefaultConfig()
+		set(&c)
+		var se *SettingError
+		if err := c.Validate(); !errors.As(err, &se) || !strings.Contains(se.Problem, "image folder's setting") {
+			t.Errorf("%+v on mnist: %v, want it refused", c, err)
+		}
+		c.Dataset = "folder"
+		if err := c.Validate(); err != nil {
+			t.Errorf("on a folder: %v", err)
+		}
 	}
 }
