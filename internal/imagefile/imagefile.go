@@ -74,6 +74,9 @@ func ReadFile(path string) (image.Image, error) {
 func Decode(b []byte) (image.Image, error) { return decode(b, predictLimits) }
 
 func decode(b []byte, lim limits) (image.Image, error) {
+	if len(b) == 0 {
+		return nil, errors.New("an empty file, not an image")
+	}
 	if len(b) >= 2 && b[0] == 'P' && (b[1] == '2' || b[1] == '5') {
 		return decodePGM(b, lim)
 	}

@@ -231,6 +231,9 @@ func TestDecodeTheFolderFormats(t *testing.T) {
 	if _, err := Decode([]byte("RIFF\x1a\x00\x00\x00WEBPVP8 \x0e\x00\x00\x00")); err == nil || strings.Contains(err.Error(), "unknown format") {
 		t.Errorf("a broken WebP: %v, want the WebP decoder's error", err)
 	}
+	if _, err := Decode(nil); err == nil || !strings.Contains(err.Error(), "an empty file") {
+		t.Errorf("an empty file: %v, want it called empty", err)
+	}
 	if _, err := Decode([]byte("hello\n")); err == nil || !strings.Contains(err.Error(), "PNG, JPEG, GIF, BMP, WebP or PGM") {
 		t.Errorf("a text file: %v, want an error naming the formats", err)
 	}

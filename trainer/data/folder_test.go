@@ -179,6 +179,13 @@ func TestFolderValFolderAndMissingTest(t *testing.T) {
 	if !anyContains(notes, "no test/ folder") || !anyContains(notes, "--val-fraction 0.1 is not used") {
 		t.Errorf("notes %q do not say that val/ replaces --val-fraction and that there is no test", notes)
 	}
+	// A val/ whose every image is bad: the error names the split and the
+	// first bad file, not the settings that select samples.
+	writeFiles(t, dir, map[string][]byte{"val/cat/x.png": []byte("text"), "val/dog/y.png": []byte("text")})
+	if _, _, err := loadNotes(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), "the validation split (val/) has no image left: 2 bad files") ||
+		!strings.Contains(err.Error(), "x.png") {
+		t.Errorf("every val/ image bad: %v", err)
+	}
 	os.RemoveAll(filepath.Join(dir, "val"))
 	s, _, err = loadNotes(t, dir, Options{ValFraction: 0.5, Seed: 3})
 	if err != nil || s.Val == nil || s.Val.Len() != 3 || s.Train.Len() != 3 {

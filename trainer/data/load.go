@@ -85,15 +85,27 @@ func Load(name string, o Options) (*Splits, error) {
 			return nil, err
 		}
 	}
-	for _, d := range []*Dataset{s.Train, s.Val, s.Test} {
+	for i, d := range []*Dataset{s.Train, s.Val, s.Test} {
 		if d != nil && d.Len() == 0 {
-			return nil, fmt.Errorf("data: %s: no samples left in a split after classes %v, subset %v, validation fraction %v", name, o.Classes, o.Subset, o.ValFraction)
+			return nil, emptySplitError(name, []string{"training", "validation", "test"}[i], o, s.Skipped)
 		}
 	}
 	if name == "folder" {
 		normalizeFromTrain(s)
 	}
 	return s, nil
+}
+
+// emptySplitError says which split was left with no samples and by what: a
+// folder's split whose every image was bad, or the settings that select.
+func emptySplitError(name, split string, o Options, skipped *Skipped) error {
+	folder := map[string]string{"training": "train/", "validation": "val/", "test": "test/"}[split]
+	if name == "folder" && skipped != nil && skipped.Count > 0 {
+		return fmt.Errorf("data: folder: the %s split (%s) has no image left: %d bad files were skipped (the first: %s)",
+			split, folder, skipped.Count, skipped.First[0])
+	}
+	return fmt.Errorf("data: %s: the %s split has no samples left after --classes %v, --subset %v, --val-fraction %v",
+		name, split, o.Classes, o.Subset, o.ValFraction)
 }
 
 // splitVal draws a folder set's own validation subset apart from the
@@ -197,7 +209,7 @@ func Describe(name string) (*Dataset, error) {
 	case "csv":
 		return nil, fmt.Errorf("data: csv has no fixed shape: load the file to learn it")
 	case "folder":
-		return nil, fmt.Errorf("data: folder has no fixed shape or classes: load the folder, or read a run's model.json")
+		return nil, fmt.Errorf("data: an image folder's model has no fixed shape or classes: give --run DIR, the run that trained it (its model.json holds them)")
 	}
 	return nil, unknownName(name)
 }
