@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"io"
 	"maps"
 	"math"
@@ -171,6 +172,11 @@ func (f *fitRun) sameSettings(path string, run json.RawMessage) error {
 		run = resumeKey(rc) // as this version keys it (a checkpoint's may predate a setting's leaving the key)
 	}
 	if d := configDiff(run, resumeKey(f.c)); d != "" {
+		dir := filepath.Dir(path)
+		if _, err := os.Stat(filepath.Join(dir, ConfigFile)); errors.Is(err, fs.ErrNotExist) {
+			d = fmt.Sprintf("%s (%s is missing, so the flags given were the whole configuration: give the run's settings again)",
+				d, filepath.Join(dir, ConfigFile))
+		}
 		return fmt.Errorf("resume: the configuration differs from the run in %s: %s (only --run-dir, --threads, "+
 			"--device, --data-dir, --precision, --micro-batch, --stop-after-epoch, --no-visuals and --log-level may change)", filepath.Dir(path), d)
 	}
