@@ -210,6 +210,10 @@ func printStepTiming(res bench.StepTiming, asJSON, memStats bool) error {
 			res.Params, res.Threads, res.Precision, micro, map[bool]string{true: "  cuda graph"}[res.CUDAGraph])
 		fmt.Printf("%d steps in %.2fs: %.2f ms/step, %.0f images/s, %.1f allocations/step\n",
 			res.Steps, res.Seconds, res.StepMillis, res.TrainImagesPerSec, res.AllocsPerStep)
+		if res.Ranks > 1 {
+			fmt.Printf("%d ranks: the all-reduce %.1f%% of the time, %d bytes summed a step\n",
+				res.Ranks, 100*res.CommShare, res.AllreduceBytesPerStep)
+		}
 		if res.Profile != nil {
 			printKernelProfile(os.Stdout, res.Profile)
 		}

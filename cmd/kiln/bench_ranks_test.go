@@ -50,6 +50,12 @@ func TestBenchTwoRanks(t *testing.T) {
 		t.Errorf("%v steps of the global batch 16 in %v s: %v images/s", steps, sec, ips)
 	}
 
+	// As text, rank 0 says the ranks and the all-reduce's share too.
+	text := args[:len(args)-1]
+	if stdout, stderr, err := mpirunSplit(t, mpirun, 2, bin, text...); err != nil || !strings.Contains(stdout, "2 ranks: the all-reduce ") {
+		t.Errorf("mpirun -np 2 kiln %s: %v, stdout %q\n%s", strings.Join(text, " "), err, stdout, stderr)
+	}
+
 	t.Run("suite", func(t *testing.T) { benchSuiteRanks(t, bin) })
 
 	odd := []string{"bench", "--model", "lenet", "--batch", "15", "--threads", "1", "--json"}
