@@ -21,6 +21,7 @@ import (
 	_ "golang.org/x/image/bmp"
 	_ "golang.org/x/image/webp"
 
+	"github.com/kiln-ml/kiln/internal/pillowrgb"
 	"github.com/kiln-ml/kiln/internal/userfile"
 )
 
@@ -92,7 +93,7 @@ func decode(b []byte, lim limits) (image.Image, error) {
 		}
 		var img image.Image
 		if img, _, err = image.Decode(bytes.NewReader(b)); err == nil {
-			return img, nil
+			return pillowrgb.Convert(img, format), nil
 		}
 	}
 	// A format we read (DecodeConfig names it even when it fails) whose

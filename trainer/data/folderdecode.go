@@ -20,6 +20,7 @@ import (
 	_ "golang.org/x/image/bmp"
 	_ "golang.org/x/image/webp"
 
+	"github.com/kiln-ml/kiln/internal/pillowrgb"
 	"github.com/kiln-ml/kiln/internal/userfile"
 )
 
@@ -121,6 +122,7 @@ func decodeFile(path string, c int) (planes [][]byte, h, w int, err error) {
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("a %s image that does not decode (truncated or corrupt?): %w", format, err)
 	}
+	img = pillowrgb.Convert(img, format)
 	r := img.Bounds()
 	return toPlanes(img, c), r.Dy(), r.Dx(), nil
 }

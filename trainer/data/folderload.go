@@ -24,7 +24,7 @@ type folderImages struct {
 
 // folderCacheVersion changes when folderImages or the decoding changes, so
 // that an old cache is decoded again instead of misread.
-const folderCacheVersion = 2 // 2: a SHA-256 after the gob
+const folderCacheVersion = 2 // 2: a SHA-256 after the gob; JPEG and WebP colour as Pillow decodes it
 
 // loadFolder reads the folder set at o.Dir, from its cache when the files
 // are as they were.
