@@ -93,7 +93,7 @@ func decode(b []byte, lim limits) (image.Image, error) {
 		}
 		var img image.Image
 		if img, _, err = image.Decode(bytes.NewReader(b)); err == nil {
-			return pillowrgb.Convert(img, format), nil
+			return pillowrgb.Convert(img, format, cfg), nil
 		}
 	}
 	// A format we read (DecodeConfig names it even when it fails) whose

@@ -1,4 +1,5 @@
-// Package pillowrgb gives YCbCr pictures the colours Pillow's decoders give them.
+// Package pillowrgb gives decoded pictures the pixels Pillow's decoders give
+// them: YCbCr colour, and a GIF frame on its screen.
 package pillowrgb
 
 import "image"
@@ -18,7 +19,14 @@ import "image"
 // fancy upsampling and colour conversion do, the others at full colour
 // resolution (4:4:4) by its conversion alone; a lossy WebP's as libwebp's
 // does. Other images, and YCbCr this does not know, come back as they are.
-func Convert(img image.Image, format string) image.Image {
+//
+// A GIF's first frame smaller than its screen (cfg, image.DecodeConfig's)
+// is placed on the screen as Pillow places it, the rest of the screen palette
+// colour 0 (or the frame's transparent index).
+func Convert(img image.Image, format string, cfg image.Config) image.Image {
+	if p, ok := img.(*image.Paletted); ok && format == "gif" {
+		return onScreen(p, cfg)
+	}
 	m, ok := img.(*image.YCbCr)
 	if !ok || m.Rect.Min != (image.Point{}) {
 		return img
@@ -39,6 +47,30 @@ func Convert(img image.Image, format string) image.Image {
 		return webpRGB(m)
 	}
 	return img
+}
+
+// onScreen is a GIF frame p on its cfg.Width×cfg.Height screen.
+func onScreen(p *image.Paletted, cfg image.Config) image.Image {
+	screen := image.Rect(0, 0, cfg.Width, cfg.Height)
+	if p.Rect == screen || cfg.Width < 1 || cfg.Height < 1 {
+		return p
+	}
+	out := image.NewPaletted(screen, p.Palette)
+	fill := uint8(0) // Pillow's new "P" image, or its fill of the transparent index
+	for i, c := range p.Palette {
+		if _, _, _, a := c.RGBA(); a == 0 {
+			fill = uint8(i)
+			break
+		}
+	}
+	for i := range out.Pix {
+		out.Pix[i] = fill
+	}
+	r := p.Rect.Intersect(screen)
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		copy(out.Pix[out.PixOffset(r.Min.X, y):out.PixOffset(r.Max.X, y)], p.Pix[p.PixOffset(r.Min.X, y):])
+	}
+	return out
 }
 
 // colourAt is sample i of a colour plane's row (stride apart from the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image"
 	"image/color"
+	_ "image/gif"
 	_ "image/jpeg"
 	"image/png"
 	"os"
@@ -31,6 +32,19 @@ func diff(a, b image.Image) (largest int, mean float64) {
 	return largest, float64(sum) / float64(n)
 }
 
+func decodeConfig(t *testing.T, path string) image.Config {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return cfg
+}
+
 func decodeFile(t *testing.T, path string) (image.Image, string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -45,7 +59,8 @@ func decodeFile(t *testing.T, path string) (image.Image, string) {
 }
 
 // Pictures saved by Pillow as JPEG (4:2:0, 4:2:2, 4:4:4) and lossy WebP
-// (testdata/make.py) convert to Pillow's own decoding of them: the colour
+// (testdata/make.py) convert to Pillow's own decoding of them (and a GIF
+// whose frame lies inside a larger screen is placed on it, as Pillow does): the colour
 // planes upsampled and converted as libjpeg-turbo and libwebp do them. WebP
 // gives the same bits; JPEG a few levels at most, a tenth of a level on
 // average (a quarter on the 2×3 picture), from Go's IDCT against libjpeg's. The nearest colour sample (what
@@ -60,7 +75,15 @@ func TestConvertMatchesPillow(t *testing.T) {
 		src := strings.TrimSuffix(want, ".png")
 		img, format := decodeFile(t, src)
 		ref, _ := decodeFile(t, want)
-		got := Convert(img, format)
+		got := Convert(img, format, decodeConfig(t, src))
+		if format == "gif" {
+			if got.Bounds() != ref.Bounds() {
+				t.Errorf("%s: %v, want Pillow's %v", src, got.Bounds(), ref.Bounds())
+			} else if largest, _ := diff(got, ref); largest != 0 {
+				t.Errorf("%s: %d levels from Pillow's pixels, want the same", src, largest)
+			}
+			continue
+		}
 		if _, ok := got.(*image.RGBA); !ok {
 			t.Errorf("%s: %T not converted", src, got)
 			continue
@@ -85,14 +108,14 @@ func TestConvertMatchesPillow(t *testing.T) {
 // A grey picture and a YCbCr of no known format come back as they were.
 func TestConvertLeavesOthers(t *testing.T) {
 	g := image.NewGray(image.Rect(0, 0, 3, 3))
-	if Convert(g, "jpeg") != image.Image(g) {
+	if Convert(g, "jpeg", image.Config{}) != image.Image(g) {
 		t.Error("a grey JPEG was converted")
 	}
 	y := image.NewYCbCr(image.Rect(0, 0, 4, 4), image.YCbCrSubsampleRatio420)
-	if Convert(y, "tiff") != image.Image(y) {
+	if Convert(y, "tiff", image.Config{}) != image.Image(y) {
 		t.Error("a YCbCr of another format was converted")
 	}
-	if _, ok := Convert(y, "jpeg").(*image.RGBA); !ok {
+	if _, ok := Convert(y, "jpeg", image.Config{}).(*image.RGBA); !ok {
 		t.Error("a 4:2:0 JPEG was not converted")
 	}
 }

@@ -122,7 +122,7 @@ func decodeFile(path string, c int) (planes [][]byte, h, w int, err error) {
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("a %s image that does not decode (truncated or corrupt?): %w", format, err)
 	}
-	img = pillowrgb.Convert(img, format)
+	img = pillowrgb.Convert(img, format, cfg)
 	r := img.Bounds()
 	return toPlanes(img, c), r.Dy(), r.Dx(), nil
 }

@@ -23,3 +23,8 @@ for (w, h) in SIZES:
     f = f"rgb-{w}x{h}.webp"
     im.save(f, quality=80)
     Image.open(f).convert("RGB").save(f + ".png")
+
+# offset-frame.gif (written by Go's gif.EncodeAll: Pillow cannot write a
+# first frame smaller than its screen): a 20×10 frame at (5, 7) on a 40×30
+# screen. Its Pillow decoding:
+Image.open("offset-frame.gif").convert("RGB").save("offset-frame.gif.png")
