@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"compress/zlib"
 	"crypto/sha256"
 	"encoding/binary"
 	"hash/crc32"
@@ -554,4 +555,48 @@ func TestToByteRecoversEveryByte(t *testing.T) {
 			t.Fatalf("toByte(%v) = %d, want %d", lut[b], got, b)
 		}
 	}
+}
+
+// A grey PNG with alpha (Pillow's "LA") counts as grey: a set of them is a
+// one-channel set, its pixels the grey values.
+func TestFolderGreyAlphaPNGIsGrey(t *testing.T) {
+	la := func(v byte) []byte { return greyAlphaPNG(t, 28, 28, v) }
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string][]byte{"train/a/1.png": la(40), "train/a/2.png": la(50), "train/b/1.png": la(200), "train/b/2.png": la(210)})
+	s, _, err := loadNotes(t, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Train.Channels != 1 {
+		t.Fatalf("a set of grey+alpha PNGs has %d channels, want 1", s.Train.Channels)
+	}
+}
+
+// greyAlphaPNG is a w×h PNG of colour type 4 (grey and alpha, Pillow's "LA",
+// which Go's encoder does not write): grey v, alpha 128.
+func greyAlphaPNG(t testing.TB, w, h int, v byte) []byte {
+	chunk := func(b *bytes.Buffer, kind string, data []byte) {
+		binary.Write(b, binary.BigEndian, uint32(len(data)))
+		b.WriteString(kind)
+		b.Write(data)
+		binary.Write(b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(kind), data...)))
+	}
+	var rows bytes.Buffer
+	z := zlib.NewWriter(&rows)
+	for range h {
+		z.Write([]byte{0}) // filter: none
+		for range w {
+			z.Write([]byte{v, 128})
+		}
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, uint32(w)), uint32(h))
+	chunk(&b, "IHDR", append(ihdr, 8, 4, 0, 0, 0))
+	chunk(&b, "IDAT", rows.Bytes())
+	chunk(&b, "IEND", nil)
+	return b.Bytes()
 }

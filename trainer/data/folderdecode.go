@@ -53,14 +53,22 @@ func readHeader(path string) (imageHeader, error) {
 	if fi.Size() > folderMaxFileBytes {
 		return imageHeader{}, fmt.Errorf("%d bytes, more than the %d an image file may have", fi.Size(), folderMaxFileBytes)
 	}
-	cfg, format, err := image.DecodeConfig(io.LimitReader(f, folderMaxFileBytes))
+	head := make([]byte, 26)
+	n, _ := io.ReadFull(f, head)
+	cfg, format, err := image.DecodeConfig(io.LimitReader(io.MultiReader(bytes.NewReader(head[:n]), f), folderMaxFileBytes))
 	if err != nil {
 		return imageHeader{}, headerError(format, err)
 	}
 	if err := checkDims(cfg.Width, cfg.Height); err != nil {
 		return imageHeader{}, fmt.Errorf("%s %w", format, err)
 	}
-	return imageHeader{w: cfg.Width, h: cfg.Height, grey: greyModel(cfg.ColorModel)}, nil
+	return imageHeader{w: cfg.Width, h: cfg.Height, grey: greyModel(cfg.ColorModel) || pngGreyAlpha(format, head[:n])}, nil
+}
+
+// pngGreyAlpha reports a PNG of grey with alpha (IHDR colour type 4), which
+// Go reads as NRGBA and Pillow as "LA": a grey picture, its alpha dropped.
+func pngGreyAlpha(format string, head []byte) bool {
+	return format == "png" && len(head) > 25 && head[25] == 4
 }
 
 // headerError is DecodeConfig's failure: a file of no format read here, or
