@@ -27,6 +27,9 @@ func Convert(img image.Image, format string, cfg image.Config) image.Image {
 	if p, ok := img.(*image.Paletted); ok && format == "gif" {
 		return onScreen(p, cfg)
 	}
+	if a, ok := img.(*image.NYCbCrA); ok && format == "webp" {
+		img = &a.YCbCr // its alpha dropped, as Pillow's convert("RGB") drops it
+	}
 	m, ok := img.(*image.YCbCr)
 	if !ok || m.Rect.Min != (image.Point{}) {
 		return img

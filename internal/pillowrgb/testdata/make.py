@@ -24,6 +24,12 @@ for (w, h) in SIZES:
     im.save(f, quality=80)
     Image.open(f).convert("RGB").save(f + ".png")
 
+# Lossy WebP with alpha: Pillow's RGB of it (the alpha dropped).
+im = Image.new("RGBA", (13, 9))
+im.putdata([(rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255), rng.choice([0, 60, 255])) for _ in range(13 * 9)])
+im.save("rgba-13x9.webp", quality=80)
+Image.open("rgba-13x9.webp").convert("RGB").save("rgba-13x9.webp.png")
+
 # offset-frame.gif (written by Go's gif.EncodeAll: Pillow cannot write a
 # first frame smaller than its screen): a 20×10 frame at (5, 7) on a 40×30
 # screen. Its Pillow decoding:
