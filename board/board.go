@@ -104,11 +104,12 @@ type Server struct {
 	// loopback address (Serve sets it when it listens on one).
 	LoopbackOnly bool
 
-	dir  string // absolute
-	root *os.Root
-	log  zerolog.Logger
-	done chan struct{}
-	once sync.Once
+	dir    string // absolute
+	rootMu sync.Mutex
+	root   *os.Root // the directory dir named when last looked at (currentRoot)
+	log    zerolog.Logger
+	done   chan struct{}
+	once   sync.Once
 
 	mu       sync.Mutex
 	cached   []byte
@@ -140,7 +141,34 @@ func New(logdir string, log zerolog.Logger) (*Server, error) {
 // Close ends the live-update streams and releases the log directory.
 func (s *Server) Close() error {
 	s.once.Do(func() { close(s.done) })
+	s.rootMu.Lock()
+	defer s.rootMu.Unlock()
 	return s.root.Close()
+}
+
+// currentRoot is the log directory that its path names now: when the
+// directory was moved away, or deleted, and another made in its place (runs/
+// cleared and trained again), the board follows the path, as TensorBoard
+// does, rather than the directory it opened. A path that names nothing is an
+// error that says so.
+func (s *Server) currentRoot() (*os.Root, error) {
+	s.rootMu.Lock()
+	defer s.rootMu.Unlock()
+	now, err := os.Stat(s.dir)
+	if err != nil || !now.IsDir() {
+		return nil, fmt.Errorf("the log directory %s is gone (moved or deleted): the board shows it again once it is back", s.dir)
+	}
+	if was, err := s.root.Stat("."); err == nil && os.SameFile(was, now) {
+		return s.root, nil
+	}
+	root, err := os.OpenRoot(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("the log directory: %w", err)
+	}
+	s.root.Close()
+	s.root = root
+	s.log.Info().Str("logdir", s.dir).Msg("board: the log directory was replaced; reading the new one")
+	return root, nil
 }
 
 // Scan walks the log directory and lists its runs and tunes.
@@ -155,8 +183,12 @@ func (s *Server) Scan() (*Listing, error) {
 		tunes[id] = t
 		return t
 	}
-	fsys := s.root.FS()
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+	root, err := s.currentRoot()
+	if err != nil {
+		return nil, fmt.Errorf("board: %w", err)
+	}
+	fsys := root.FS()
+	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == "." {
 				return err
@@ -190,7 +222,7 @@ func (s *Server) Scan() (*Listing, error) {
 					r.Modified = max(r.Modified, fi.Modified)
 				}
 			}
-			if dir, _ := path.Split(p); strings.HasSuffix(dir, "trials/") {
+			if dir, _ := path.Split(p); dir == "trials/" || strings.HasSuffix(dir, "/trials/") {
 				r.Tune = path.Clean(strings.TrimSuffix(dir, "trials/"))
 				t := tuneOf(r.Tune)
 				t.Trials = append(t.Trials, r.ID)
@@ -330,7 +362,12 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "board: "+err.Error(), code)
 		return
 	}
-	f, err := s.root.Open(filepath.FromSlash(p))
+	root, err := s.currentRoot()
+	if err != nil {
+		http.Error(w, "board: "+err.Error(), http.StatusNotFound)
+		return
+	}
+	f, err := root.Open(filepath.FromSlash(p))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			http.Error(w, "board: "+p+": no such file", http.StatusNotFound)

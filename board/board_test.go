@@ -78,6 +78,8 @@ func TestListingFindsRunsTunesAndTrials(t *testing.T) {
 	writeFixtureTune(t, filepath.Join(dir, "sweep"), 3)
 	// A tune still running: trials but no results.csv yet.
 	writeFixtureRun(t, filepath.Join(dir, "sweep2", "trials", "0"), fixture{Steps: 10, Classes: 2})
+	// Not a tune: a folder whose name merely ends in "trials".
+	writeFixtureRun(t, filepath.Join(dir, "old-trials", "r"), fixture{Steps: 10, Classes: 2})
 	// Not runs: a hidden directory and a directory without metrics.jsonl.
 	writeFixtureRun(t, filepath.Join(dir, ".trash", "c"), fixture{Steps: 10, Classes: 2})
 	writeFile(t, filepath.Join(dir, "notes", "readme.txt"), []byte("hi"))
@@ -95,7 +97,7 @@ func TestListingFindsRunsTunesAndTrials(t *testing.T) {
 	for _, r := range l.Runs {
 		ids = append(ids, r.ID+"@"+r.Tune)
 	}
-	want := []string{"a@", "group/b@", "sweep/trials/000@sweep", "sweep/trials/001@sweep", "sweep/trials/002@sweep", "sweep2/trials/0@sweep2"}
+	want := []string{"a@", "group/b@", "old-trials/r@", "sweep/trials/000@sweep", "sweep/trials/001@sweep", "sweep/trials/002@sweep", "sweep2/trials/0@sweep2"}
 	if !slices.Equal(ids, want) {
 		t.Fatalf("runs %v, want %v", ids, want)
 	}
@@ -112,6 +114,45 @@ func TestListingFindsRunsTunesAndTrials(t *testing.T) {
 	}
 	if l.Tunes[1].ID != "sweep2" || len(l.Tunes[1].Files) != 0 || !slices.Equal(l.Tunes[1].Trials, []string{"sweep2/trials/0"}) {
 		t.Fatalf("running tune %+v", l.Tunes[1])
+	}
+}
+
+// A log directory moved away, or deleted, and made again in its place (runs/
+// cleared and trained again) is followed by its path: the listing and the
+// files are the new directory's; while nothing is there the listing says the
+// directory is gone.
+func TestBoardFollowsAReplacedLogdir(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "runs")
+	writeFixtureRun(t, filepath.Join(dir, "old"), fixture{Steps: 10, Classes: 2})
+	s, ts := newTestServer(t, dir)
+	runs := func() (int, string) {
+		time.Sleep(s.Poll) // past the listing's cache
+		code, body, _ := get(t, ts.URL+"/api/runs")
+		return code, body
+	}
+	if _, body := runs(); !strings.Contains(body, `"id":"old"`) {
+		t.Fatalf("listing %s", body)
+	}
+	if err := os.Rename(dir, filepath.Join(base, "runs-before")); err != nil {
+		t.Fatal(err)
+	}
+	writeFixtureRun(t, filepath.Join(dir, "fresh"), fixture{Steps: 10, Classes: 2})
+	if _, body := runs(); !strings.Contains(body, `"id":"fresh"`) || strings.Contains(body, `"id":"old"`) {
+		t.Errorf("after the directory was moved and made again: %s", body)
+	}
+	if code, _, _ := get(t, fileURL(ts, "fresh/metrics.jsonl")); code != 200 {
+		t.Errorf("fresh/metrics.jsonl: %d", code)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := runs(); code == 200 || !strings.Contains(body, "is gone") {
+		t.Errorf("with the directory deleted: %d %s", code, body)
+	}
+	writeFixtureRun(t, filepath.Join(dir, "third"), fixture{Steps: 10, Classes: 2})
+	if _, body := runs(); !strings.Contains(body, `"id":"third"`) {
+		t.Errorf("after the directory was deleted and made again: %s", body)
 	}
 }
 

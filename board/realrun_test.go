@@ -113,6 +113,9 @@ func trainRun(dir, model, dataset string) error {
 	c := trainer.DefaultConfigFor(model, dataset)
 	c.Subset, c.ValFraction, c.Epochs, c.Batch, c.ValEvery, c.Schedule = 0.02, 0.2, 2, 32, 10, "cosine"
 	c.Regression = dataset == "mnist-rotation"
+	if model == "lenet" && !c.Regression {
+		c.LogEvery = 5 // train_step records, which the page draws under the epoch means
+	}
 	s, err := splits(dataset)
 	if err != nil {
 		return err

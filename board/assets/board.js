@@ -375,7 +375,8 @@ function renderRunList() {
     if (!g.runs.length) continue;
     const el = h('div', { class: 'group' }, h('div', { class: 'group-title' }, h('span', {}, g.title), h('span', {}, g.runs.length)));
     for (const r of g.runs) {
-      const name = r.tune ? r.name.slice(r.tune.length + 1).replace(/^trials\//, '') : r.name;
+      // A trial's name within its tune ("." when the log directory is the tune).
+      const name = r.tune ? r.name.slice(r.tune === '.' ? 0 : r.tune.length + 1).replace(/^trials\//, '') : r.name;
       const live = now - r.modified < 30000 && !r.files['summary.json'];
       const metrics = runFile(r.id, 'metrics.jsonl');
       const lastVal = metrics && [...metrics.records].reverse().find((m) => m.split === 'val');
@@ -453,12 +454,12 @@ function renderOverview() {
 // ---------- scalars ----------
 
 const METRICS = [
-  { key: 'loss', title: 'Loss', splits: ['train', 'val'], log: true },
-  { key: 'accuracy', title: 'Accuracy', splits: ['train', 'val'] },
-  { key: 'top5', title: 'Top-5 accuracy', splits: ['train', 'val'] },
-  { key: 'rmse', title: 'RMSE', splits: ['train', 'val'], log: true },
-  { key: 'mae', title: 'MAE', splits: ['train', 'val'] },
-  { key: 'r2', title: 'R²', splits: ['train', 'val'] },
+  { key: 'loss', title: 'Loss', splits: ['train_step', 'train', 'val'], log: true },
+  { key: 'accuracy', title: 'Accuracy', splits: ['train_step', 'train', 'val'] },
+  { key: 'top5', title: 'Top-5 accuracy', splits: ['train_step', 'train', 'val'] },
+  { key: 'rmse', title: 'RMSE', splits: ['train_step', 'train', 'val'], log: true },
+  { key: 'mae', title: 'MAE', splits: ['train_step', 'train', 'val'] },
+  { key: 'r2', title: 'R²', splits: ['train_step', 'train', 'val'] },
   { key: 'lr', title: 'Learning rate', splits: [null] },
   { key: 'images_per_sec', title: 'Images per second', splits: ['train'] },
 ];
@@ -535,13 +536,16 @@ function drawChart(box, metric, series) {
   const spec = [];
   for (const s of series) {
     const color = state.colors.get(s.run.id);
-    const dash = s.split === 'train' ? [6, 4] : undefined;
+    // --log-every's step records (train_step) thin and dotted under the
+    // epoch means (train, dashed) and validation (solid).
+    const dash = s.split === 'train' ? [6, 4] : s.split === 'train_step' ? [2, 3] : undefined;
     if (w > 0) {
       tables.push([s.xs, s.ys]);
       spec.push({ label: s.label + ' (raw)', stroke: withAlpha(color, 0.22), width: 1, dash, spanGaps: true, points: { show: false }, raw: true });
     }
     tables.push([s.xs, smooth(s.ys, w)]);
-    spec.push({ label: s.label, stroke: color, width: s.split === 'train' ? 1.6 : 2.2, dash, spanGaps: true, color, split: s.split, n: s.xs.length });
+    const width = { train: 1.6, train_step: 1 }[s.split] ?? 2.2;
+    spec.push({ label: s.label, stroke: color, width, dash, spanGaps: true, color, split: s.split, n: s.xs.length });
   }
   const log = state.logY[metric.key] ?? false;
   let data = uPlot.join(tables);
@@ -612,7 +616,8 @@ function showReadout(c, u, idx) {
     if (idx != null) v = col[idx];
     else for (let j = col.length - 1; j >= 0; j--) if (col[j] != null) { v = col[j]; break; }
     if (v == null) return;
-    items.push(h('span', {}, h('span', { class: 'sw' + (s.dash ? ' dash' : ''), style: `border-color:${s.color}` }), s.label + ' ', h('b', {}, fmt(v))));
+    const sw = 'sw' + (s.split === 'train_step' ? ' dot' : s.dash ? ' dash' : '');
+    items.push(h('span', { title: s.label }, h('span', { class: sw, style: `border-color:${s.color}` }), s.label + ' ', h('b', {}, fmt(v))));
   });
   c.readout.replaceChildren(...items);
 }
