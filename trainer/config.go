@@ -387,6 +387,43 @@ func (c Config) validateSchedule() error {
 	return nil
 }
 
+// ValidateTask checks the settings that depend on the task, known once the
+// data set is (a CSV file's target decides): a classification metric or
+// label smoothing on a regression head, and the reverse, would be read as
+// something else or not at all.
+func (c Config) ValidateTask() error {
+	switch {
+	case c.Regression && c.EarlyStop == "val_acc":
+		return settingErr("early_stop", c.EarlyStop, "is a classification metric; this run is a regression (use val_rmse or val_loss)")
+	case !c.Regression && c.EarlyStop == "val_rmse":
+		return settingErr("early_stop", c.EarlyStop, "is a regression metric; this run is a classification (use val_acc or val_loss)")
+	case c.Regression && c.LabelSmoothing > 0:
+		return settingErr("label_smoothing", c.LabelSmoothing, "smooths class labels; this run is a regression")
+	}
+	return nil
+}
+
+// CheckAugment refuses --augment (pad, random crop, mirror: CIFAR's) where
+// it would damage the data rather than vary it: a regression target that
+// a mirror changes (a rotation's angle), digits that read otherwise
+// mirrored, rows of a table (1×1 "pictures", which the crop replaces by the
+// padding).
+func CheckAugment(c Config, train *data.Dataset) error {
+	const minSide = 16
+	switch {
+	case !c.Augment:
+		return nil
+	case c.Regression:
+		return settingErr("augment", true, "mirrors and shifts the input, which would change a regression's target; it is for classifying pictures")
+	case c.Dataset == "mnist":
+		return settingErr("augment", true, "mirrors digits, which then read otherwise; it is for pictures whose classes survive a mirror (CIFAR-10, Fashion-MNIST, a folder)")
+	case train.Height < minSide || train.Width < minSide:
+		return settingErr("augment", true, "shifts by up to %d pixels and mirrors: for pictures of at least %d×%d, not this set's %d×%d inputs",
+			data.AugmentPad, minSide, minSide, train.Height, train.Width)
+	}
+	return nil
+}
+
 func (c Config) validateEarlyStop() error {
 	if c.EarlyStop != "" {
 		if !slices.Contains(EarlyStopMetrics, c.EarlyStop) {

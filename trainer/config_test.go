@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 func writeConfig(t *testing.T, name, content string) string {
@@ -302,6 +304,61 @@ func TestFolderSettingsNeedAFolder(t *testing.T) {
 		c.Dataset = "folder"
 		if err := c.Validate(); err != nil {
 			t.Errorf("on a folder: %v", err)
+		}
+	}
+}
+
+// Settings that belong to the other task are refused once the task is
+// known: early stopping on the other task's metric (it read the loss, and
+// restored the worst weights as the best), label smoothing on a regression.
+func TestTaskSettingsAreChecked(t *testing.T) {
+	for _, c := range []struct {
+		regression bool
+		set        func(*Config)
+		key        string
+	}{
+		{true, func(c *Config) { c.EarlyStop = "val_acc" }, "early_stop"},
+		{false, func(c *Config) { c.EarlyStop = "val_rmse" }, "early_stop"},
+		{true, func(c *Config) { c.LabelSmoothing = 0.1 }, "label_smoothing"},
+		{true, func(c *Config) { c.EarlyStop = "val_rmse" }, ""},
+		{false, func(c *Config) { c.EarlyStop = "val_acc"; c.LabelSmoothing = 0.1 }, ""},
+	} {
+		cfg := DefaultConfig()
+		cfg.Regression = c.regression
+		c.set(&cfg)
+		var se *SettingError
+		err := cfg.ValidateTask()
+		if c.key == "" && err != nil || c.key != "" && (!errors.As(err, &se) || se.Key != c.key) {
+			t.Errorf("regression %v, %+v: %v, want %q", c.regression, cfg, err, c.key)
+		}
+	}
+}
+
+// --augment is refused where it would damage the data: a regression, MNIST's
+// digits, a table's 1×1 rows; taken for 28×28 Fashion-MNIST and 32×32
+// pictures.
+func TestAugmentNeedsPictures(t *testing.T) {
+	pics := func(h, w int) *data.Dataset { return &data.Dataset{Channels: 1, Height: h, Width: w} }
+	for _, c := range []struct {
+		dataset    string
+		regression bool
+		ds         *data.Dataset
+		ok         bool
+	}{
+		{"mnist-rotation", true, pics(28, 28), false},
+		{"mnist", false, pics(28, 28), false},
+		{"csv", false, pics(1, 1), false},
+		{"fashion-mnist", false, pics(28, 28), true},
+		{"folder", false, pics(32, 32), true},
+	} {
+		cfg := DefaultConfig()
+		cfg.Dataset, cfg.Regression, cfg.Augment = c.dataset, c.regression, true
+		if err := CheckAugment(cfg, c.ds); (err == nil) != c.ok {
+			t.Errorf("%s: %v, want ok %v", c.dataset, err, c.ok)
+		}
+		cfg.Augment = false
+		if err := CheckAugment(cfg, c.ds); err != nil {
+			t.Errorf("%s without --augment: %v", c.dataset, err)
 		}
 	}
 }

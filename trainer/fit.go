@@ -119,6 +119,9 @@ func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 	if err := c.ValidateTraining(); err != nil {
 		return nil, err
 	}
+	if err := c.ValidateTask(); err != nil {
+		return nil, err
+	}
 	auto, err := MicroBatchRuleFor(model, c.MicroBatch)
 	if err != nil {
 		return nil, err

@@ -108,6 +108,9 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 		return nil, usageError{err}
 	}
 	c.Regression = tr0.Task == data.Regression
+	if err := trainer.CheckAugment(*c, tr0); err != nil {
+		return nil, usageError{err}
+	}
 	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
 		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout, Seed: c.Seed}
 	model, err := trainer.BuildModel(*c, spec)
