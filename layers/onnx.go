@@ -22,8 +22,18 @@ type ONNXInfo struct {
 	Mean, Std []float64
 	// Classes names the logits in order (classification heads).
 	Classes []string
+	// Target maps a regression head's output to the target's units.
+	Target *ONNXTarget
 	// ProducerVersion is the version of Kiln that wrote the file.
 	ProducerVersion string
+}
+
+// ONNXTarget is a regression target's units: value = output·Scale + Shift
+// (the head learns the standardised target).
+type ONNXTarget struct {
+	Name  string  `json:"name,omitempty"`
+	Scale float64 `json:"scale"`
+	Shift float64 `json:"shift"`
 }
 
 // ONNX names of the graph's input and output, and of the batch dimension.
@@ -103,6 +113,14 @@ func onnxMetadata(m *Model, info ONNXInfo) (map[string]string, error) {
 				len(info.Classes), map[bool]string{false: "classification", true: "regression"}[s.Regression], s.Outputs())
 		}
 		meta["classes"] = mustJSON(info.Classes)
+	}
+	if t := info.Target; t != nil {
+		if !s.Regression || math.IsNaN(t.Scale+t.Shift) || math.IsInf(t.Scale+t.Shift, 0) || t.Scale == 0 {
+			return nil, fmt.Errorf("onnx export: target scale %v and shift %v for a %s head", t.Scale, t.Shift,
+				map[bool]string{false: "classification", true: "regression"}[s.Regression])
+		}
+		b, _ := json.Marshal(t)
+		meta["target"] = string(b)
 	}
 	return meta, nil
 }

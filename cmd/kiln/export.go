@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -252,9 +253,13 @@ func exportInfo(model *layers.Model, runDir, dataset string, meta *data.Dataset)
 		notes = append(notes, "mean and std left out (unknown: normalise inputs as in training)")
 	}
 	switch {
+	case model.Spec.Regression && meta != nil && meta.Task == data.Regression:
+		info.Classes = nil
+		info.Target = &layers.ONNXTarget{Name: meta.TargetName, Scale: cmp.Or(meta.TargetScale, 1), Shift: meta.TargetShift}
+		notes = append(notes, "no classes (a regression head); the target's scale and shift from the "+dataset+" data set")
 	case model.Spec.Regression:
 		info.Classes = nil
-		notes = append(notes, "no classes (a regression head)")
+		notes = append(notes, "no classes (a regression head); the target's scale and shift left out (unknown: the data set did not load)")
 	case classesFrom != "":
 		notes = append(notes, "classes from "+classesFrom)
 	default:
