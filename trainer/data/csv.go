@@ -117,6 +117,7 @@ func isNumber(s string) bool { _, p := parseNumber(s); return p == "" }
 // string first (a slice header and a string per field) made the parse of a
 // wide file, at five times its size, the peak of a whole run.
 func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable, error) {
+	raw = bytes.TrimPrefix(raw, []byte("\ufeff")) // Excel's "CSV UTF-8" begins with a byte-order mark
 	r := csv.NewReader(bytes.NewReader(raw))
 	if o.Comma != 0 {
 		r.Comma = o.Comma
@@ -149,6 +150,10 @@ func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable,
 		for j, h := range first {
 			t.header[j] = strings.TrimSpace(h)
 		}
+	}
+	if like != nil && header && like.header != nil && !slices.Equal(t.header, like.header) {
+		return nil, fileErr(path, "has the columns %q but %s has %q: the files' columns are matched by position, so they must be in the same order",
+			t.header, like.path, like.header)
 	}
 	if t.targetCol, err = targetColumn(o.Target, t.header, t.numCols); err != nil {
 		return nil, fileErr(path, "%v", err)
@@ -195,8 +200,10 @@ func nextRecord(r *csv.Reader, path string) ([]string, int, error) {
 }
 
 // hasHeader decides whether the first row is a header: as told, or (auto)
-// when one of its fields is not a number where the second row's is, or, in a
-// one-row file, when none of its fields is a number.
+// when every field of it is a name (not empty, not a missing value) and one
+// is a name where the second row has a number, or, in a one-row file, when
+// every field is a name. A first data row with a missing value is data, and
+// its missing value an error, not a header that drops the row.
 func hasHeader(mode string, first, second []string) bool {
 	switch mode {
 	case "yes":
@@ -204,15 +211,29 @@ func hasHeader(mode string, first, second []string) bool {
 	case "no":
 		return false
 	}
+	if !slices.ContainsFunc(first, isName) || slices.ContainsFunc(first, func(s string) bool { return strings.TrimSpace(s) == "" }) {
+		return false
+	}
 	if second == nil {
 		return !slices.ContainsFunc(first, isNumber)
 	}
 	for j := range first {
-		if !isNumber(first[j]) && isNumber(second[j]) {
+		if isName(first[j]) && isNumber(second[j]) {
 			return true
 		}
 	}
 	return false
+}
+
+// isName: a header's field, text that is neither a number nor a way of
+// writing a missing or non-finite one.
+func isName(s string) bool {
+	s = strings.ToLower(strings.TrimSpace(s))
+	switch strings.TrimLeft(s, "+-") {
+	case "", "nan", "inf", "infinity", "na", "n/a", "null", "none", "?":
+		return false
+	}
+	return !isNumber(s)
 }
 
 // add appends a data row: its features as numbers, its target as text (a

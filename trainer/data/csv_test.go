@@ -115,6 +115,22 @@ func TestCSVRegression(t *testing.T) {
 	wantFileError(t, err, p, "does not occur in the training rows")
 }
 
+// A file Excel saved as "CSV UTF-8" (a byte-order mark first) reads as the
+// same file without one: every row, the header found or not as without it.
+func TestCSVByteOrderMark(t *testing.T) {
+	for _, body := range []string{"1,2,0\n3,4,1\n5,6,0\n7,8,1\n", "a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n"} {
+		p := filepath.Join(t.TempDir(), "d.csv")
+		writeFile(t, p, []byte("\ufeff"+body))
+		s, err := Load("csv", Options{Dir: p, CSV: CSVOptions{TestFraction: 0.25}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := s.Train.Len() + s.Test.Len(); n != 4 {
+			t.Errorf("%q with a byte-order mark: %d rows, want 4", body, n)
+		}
+	}
+}
+
 func TestCSVBadInput(t *testing.T) {
 	cases := []struct {
 		name, content string
@@ -135,6 +151,10 @@ func TestCSVBadInput(t *testing.T) {
 		{"target index", "1,2\n3,4\n", CSVOptions{Target: "5"}, []string{"out of range"}},
 		{"regression text", "a,y\n1,u\n2,v\n", CSVOptions{Task: "regression"}, []string{"target column 2", "is not a number (a regression target must be a number)"}},
 		{"one row", "1,2\n", CSVOptions{}, []string{"too few"}},
+		// A first row with a missing value is data (its value an error),
+		// not a header that drops the row.
+		{"missing in row 1", ",1.5,0\n1,2,1\n3,4,0\n", CSVOptions{}, []string{"line 1", "missing value"}},
+		{"nan in row 1", "NaN,1.5,0\n1,2,1\n3,4,0\n", CSVOptions{}, []string{"line 1", "not a finite number"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -153,6 +173,12 @@ func TestCSVBadInput(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "test.csv"), []byte("1,2,a\n"))
 	_, err = Load("csv", Options{Dir: dir})
 	wantFileError(t, err, filepath.Join(dir, "test.csv"), "has 3 columns")
+	// Columns are matched by position: test.csv's header must name them in
+	// train.csv's order.
+	writeFile(t, filepath.Join(dir, "train.csv"), []byte("a,b,y\n1,2,p\n3,4,q\n5,6,p\n"))
+	writeFile(t, filepath.Join(dir, "test.csv"), []byte("b,a,y\n2,1,p\n"))
+	_, err = Load("csv", Options{Dir: dir})
+	wantFileError(t, err, filepath.Join(dir, "test.csv"), `has the columns ["b" "a" "y"]`, "same order")
 
 	for _, o := range []CSVOptions{{Header: "maybe"}, {Task: "ranking"}, {TestFraction: 1}} {
 		if _, err := Load("csv", Options{Dir: filepath.Join(dir, "train.csv"), CSV: o}); err == nil {
