@@ -32,6 +32,9 @@ type RunState struct {
 	// Files are the sizes of the run directory's appended files when the
 	// checkpoint was written (rundir.go).
 	Files map[string]int64 `json:"files,omitempty"`
+	// Data is the SHA-256 of the data set the run trained on (every split's
+	// samples, labels and targets): a resume on other data is refused.
+	Data string `json:"data,omitempty"`
 }
 
 // epochSums are an epoch's training figures so far.

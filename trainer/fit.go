@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -273,6 +274,7 @@ type fitRun struct {
 	t       *Trainer
 	c       Config
 	s       *data.Splits
+	digest  string // of s, for the checkpoint (dataDigest)
 	loader  *data.Loader
 	data    *DeviceData // the training set on the device, or nil
 	nb      int         // batches per epoch
@@ -381,6 +383,10 @@ func (f *fitRun) resumeFrom(path string) error {
 	}
 	if err := f.sameSettings(path, st.Config); err != nil {
 		return err
+	}
+	if st.Data != "" && st.Data != f.dataDigest() { // checkpoints from before the digest have none
+		return fmt.Errorf("resume: the data set is not the one the run in %s trained on (its files changed since the checkpoint): "+
+			"a resume must see the same samples and labels; put the data back, or train again without --resume", filepath.Dir(path))
 	}
 	if err := st.check(f.c.Epochs, f.nb); err != nil {
 		return fmt.Errorf("resume: %s: %w", path, err)
@@ -639,7 +645,16 @@ func (f *fitRun) checkpoint() error {
 	return SaveCheckpoint(t.Run.File(CheckpointFile), t.Model, t.opt, t.params, RunState{
 		Epoch: f.epochs, Step: f.step, Schedule: f.sched, EarlyStop: f.stopper,
 		Config: resumeKey(f.c), Elapsed: f.elapsed, StopReason: f.stopReason, Train: f.sums, Files: files,
+		Data: f.dataDigest(),
 	})
+}
+
+// dataDigest is the hex SHA-256 of the run's data set, computed once.
+func (f *fitRun) dataDigest() string {
+	if f.digest == "" {
+		f.digest = hex.EncodeToString(splitsBytes(f.s))
+	}
+	return f.digest
 }
 
 func (f *fitRun) saveWeights(name string, meta map[string]string) error {

@@ -348,3 +348,24 @@ func TestRunDirRefusesATuneDirectory(t *testing.T) {
 		t.Errorf("the refusal changed the directory: %v", entries)
 	}
 }
+
+// A resume on data other than the run's (a label changed in the file since
+// the checkpoint) is refused, naming the data set; on the same data it goes
+// on.
+func TestResumeRefusesOtherData(t *testing.T) {
+	c := blobConfig()
+	c.StopAfterEpoch = 1
+	dir := t.TempDir()
+	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.StopAfterEpoch = 0
+	other := blobSplits(t)
+	other.Train.Labels[7] = (other.Train.Labels[7] + 1) % 4
+	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), other); err == nil || !strings.Contains(err.Error(), "data set is not the one") {
+		t.Fatalf("a resume on a changed label: %v, want a refusal naming the data", err)
+	}
+	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), blobSplits(t)); err != nil {
+		t.Fatalf("a resume on the same data: %v", err)
+	}
+}
