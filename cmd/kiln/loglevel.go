@@ -31,7 +31,7 @@ func setConsoleLevel(level string) zerolog.Level {
 // kiln train when the console shows info lines, and puts it in model.json.
 // A model it cannot summarise trains all the same, said in one line.
 func withSummary(m trainer.ModelInfo) trainer.ModelInfo {
-	s, err := modelSummary(m.Model, m.Spec)
+	s, err := modelSummary(trainer.Config{Model: m.Model, Optimizer: "sgd", Hidden: m.Spec.Hidden, Depth: m.Spec.Depth}, m.Spec)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "no model summary:", err)
 		return m

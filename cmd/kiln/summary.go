@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer"
 )
 
 func summaryCmd() *cobra.Command {
@@ -55,8 +56,12 @@ at its start and keeps the figures in the run's model.json.
 		if classes < 1 || hidden < 0 || depth < 0 {
 			return usagef("--classes must be at least 1, --hidden and --depth not negative")
 		}
+		if h > trainer.MaxImageSide || w > trainer.MaxImageSide {
+			return usagef("--input %s: each side at most %d (as --image-size)", input, trainer.MaxImageSide)
+		}
 		spec := layers.Spec{Channels: c, Height: h, Width: w, Classes: classes, Hidden: hidden, Depth: depth, Seed: uint64(seed)}
-		s, err := modelSummary(name, spec)
+		cfg := trainer.Config{Model: name, Optimizer: "sgd", Hidden: hidden, Depth: depth}
+		s, err := modelSummary(cfg, spec)
 		if err != nil {
 			return usageError{err}
 		}
@@ -86,9 +91,10 @@ func parseSampleShape(s string) (h, w, c int, err error) {
 
 // modelSummary builds a model of the zoo on the CPU, apart from any model a
 // trainer holds (a forward pass of one sample resizes a layer's buffers),
-// and summarises it. The small models of the zoo build in milliseconds.
-func modelSummary(name string, spec layers.Spec) (*layers.Summary, error) {
-	m, err := layers.Build(name, spec)
+// and summarises it. The small models of the zoo build in milliseconds; one
+// too large for the machine is refused from its configuration.
+func modelSummary(c trainer.Config, spec layers.Spec) (*layers.Summary, error) {
+	m, err := trainer.BuildModel(c, spec) // a model too large for memory is refused, not built
 	if err != nil {
 		return nil, err
 	}

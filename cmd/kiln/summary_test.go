@@ -25,9 +25,18 @@ func TestSummaryCommand(t *testing.T) {
 			t.Errorf("kiln summary --model inception: no %q in\n%s", want, table)
 		}
 	}
-	for _, bad := range [][]string{{"--input", "28x28"}, {"--input", "0x28x1"}, {"--model", "resnet"}} {
+	for _, bad := range [][]string{{"--input", "28x28"}, {"--input", "0x28x1"}, {"--model", "resnet"}, {"--input", "30000x30000x1"}} {
 		if r := kiln(t, workDir, append([]string{"summary"}, bad...)...); r.code != 2 {
 			t.Errorf("kiln summary %v: exit %d, want 2", bad, r.code)
+		}
+	}
+	// A model too large for memory is refused from its configuration, as
+	// kiln train refuses it, not built until the runtime fails.
+	for _, big := range [][]string{{"--model", "mlp", "--hidden", "1000000000"}, {"--model", "gmlp", "--input", "4000x4000x1"},
+		{"--model", "lenet", "--classes", "2000000000"}} {
+		if r := kiln(t, workDir, append([]string{"summary"}, big...)...); r.code == 0 || !strings.Contains(r.stderr, "is available") ||
+			strings.Contains(r.stderr, "goroutine") {
+			t.Errorf("kiln summary %v: exit %d, %q; want a refusal from the configuration", big, r.code, r.stderr)
 		}
 	}
 }
