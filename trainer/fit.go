@@ -780,7 +780,9 @@ func (t *Trainer) stepError(err error, epoch, step int) error {
 	t.Log.Error().Err(err).Int("epoch", epoch+1).Int("step", step).Msg("training step failed; " + kept)
 	var diverged lossNotFinite
 	if errors.As(err, &diverged) {
-		kept += "; try a lower --lr or --clip-norm" // not for running out of memory, which says what to try
+		// Not for running out of memory, which says what to try. A resume
+		// takes the run's own settings, so it would diverge at the same step.
+		kept += "; a resume repeats the same steps: train a new run with a lower --lr or a --clip-norm"
 	}
 	return fmt.Errorf("epoch %d, step %d: %w (%s)", epoch+1, step, err, kept)
 }

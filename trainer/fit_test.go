@@ -213,7 +213,7 @@ func TestNaNLossStopsWithAClearError(t *testing.T) {
 	c.LR = 1e30
 	_, err := newBlobTrainer(t, c, t.TempDir(), false).Fit(context.Background(), blobSplits(t))
 	if err == nil || !strings.Contains(err.Error(), "loss is") || !strings.Contains(err.Error(), "no checkpoint yet") ||
-		!strings.Contains(err.Error(), "try a lower --lr") {
+		!strings.Contains(err.Error(), "train a new run with a lower --lr") {
 		t.Fatalf("got %v", err)
 	}
 	// Another failure (the GPU out of memory) gets no advice on the learning rate.
