@@ -43,7 +43,19 @@ type LRFindResult struct {
 	// other usual rule of thumb.
 	MinLossLR float64
 	Diverged  bool // stopped early: the loss blew up
+	// Rule is how Suggested was found: SuggestSteepest, SuggestMinOver10
+	// (too short a curve, or no fall before its minimum), or SuggestNone
+	// (Suggested 0: the loss was lowest at the first learning rate tried,
+	// so it never fell and the range starts too high).
+	Rule string
 }
+
+// The rules a suggestion comes from (LRFindResult.Rule).
+const (
+	SuggestSteepest  = "steepest fall of the smoothed loss against log lr, before its minimum"
+	SuggestMinOver10 = "a tenth of the lr of the smoothed loss's minimum"
+	SuggestNone      = "none: the smoothed loss was lowest at the first lr tried"
+)
 
 func (o *LRFindOptions) defaults() error {
 	if o.Start == 0 {
@@ -131,7 +143,7 @@ func (t *Trainer) rangeTestOn(ctx context.Context, train *data.Dataset, o LRFind
 	if len(res.Points) == 0 {
 		return nil, fmt.Errorf("lr-find: the loss was not finite at the first step (lr %g)", o.Start)
 	}
-	res.Suggested, res.MinLossLR = suggestLR(res.Points)
+	res.Suggested, res.MinLossLR, res.Rule = suggestLR(res.Points)
 	return res, nil
 }
 
@@ -198,8 +210,10 @@ func rangeTest(ctx context.Context, loader *data.Loader, o LRFindOptions, step f
 // loss against log LR before its minimum, and the learning rate of the
 // minimum. The first tenth of the curve (the moving average warming up) and
 // its last few points are left out, as fastai does; with too few points
-// left (under ten points in all) the suggestion is a tenth of the minimum's learning rate.
-func suggestLR(pts []LRPoint) (steepest, minLR float64) {
+// left (under ten points in all) the suggestion is a tenth of the minimum's
+// learning rate; with the minimum at the first point, where the loss never
+// fell, there is none (0).
+func suggestLR(pts []LRPoint) (steepest, minLR float64, rule string) {
 	lo, hi := len(pts)/10, len(pts)-len(pts)/40
 	imin := 0
 	for i, p := range pts {
@@ -208,9 +222,12 @@ func suggestLR(pts []LRPoint) (steepest, minLR float64) {
 		}
 	}
 	minLR = pts[imin].LR
+	if imin == 0 && len(pts) > 1 {
+		return 0, minLR, SuggestNone
+	}
 	hi = min(hi, imin+1)
 	if len(pts) < 10 || hi-lo < 3 {
-		return minLR / 10, minLR
+		return minLR / 10, minLR, SuggestMinOver10
 	}
 	best, ibest := math.Inf(1), -1
 	for i := max(lo, 1); i < hi-1; i++ {
@@ -220,7 +237,7 @@ func suggestLR(pts []LRPoint) (steepest, minLR float64) {
 		}
 	}
 	if ibest < 0 || best >= 0 {
-		return minLR / 10, minLR
+		return minLR / 10, minLR, SuggestMinOver10
 	}
-	return pts[ibest].LR, minLR
+	return pts[ibest].LR, minLR, SuggestSteepest
 }

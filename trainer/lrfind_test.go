@@ -85,14 +85,23 @@ func TestSuggestLRFindsTheSteepestFall(t *testing.T) {
 		}
 		pts = append(pts, LRPoint{Step: i, LR: lr, Smoothed: loss})
 	}
-	steep, minLR := suggestLR(pts)
-	if math.Abs(math.Log10(steep)+2) > 0.1 {
+	steep, minLR, rule := suggestLR(pts)
+	if math.Abs(math.Log10(steep)+2) > 0.1 || rule != SuggestSteepest {
 		t.Errorf("steepest fall at %v, want 1e-2", steep)
 	}
 	if math.Abs(math.Log10(minLR)) > 0.5 {
 		t.Errorf("minimum at %v, want about 1", minLR)
 	}
-	if s, m := suggestLR(pts[:5]); s != m/10 {
-		t.Errorf("too short a curve: %v, want the min-loss/10 rule (%v)", s, m/10)
+	if s, m, rule := suggestLR(pts[:5]); s != m/10 || rule != SuggestMinOver10 {
+		t.Errorf("too short a curve: %v (%s), want the min-loss/10 rule (%v)", s, rule, m/10)
+	}
+	// A loss that only rises: lowest at the first lr, so no suggestion (a
+	// tenth of the first lr, below the range, was given as the steepest fall).
+	rising := make([]LRPoint, 20)
+	for i := range rising {
+		rising[i] = LRPoint{Step: i, LR: math.Pow(10, 5+float64(i)/6), Smoothed: 2 + float64(i)}
+	}
+	if s, _, rule := suggestLR(rising); s != 0 || rule != SuggestNone {
+		t.Errorf("a rising loss: suggested %v (%s), want none", s, rule)
 	}
 }

@@ -114,8 +114,15 @@ func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	if err := writeLRFind(dir, c, o, res); err != nil {
 		return err
 	}
-	fmt.Printf("suggested lr %.3g (steepest fall of the smoothed loss); the min-loss/10 rule gives %.3g\n%d steps%s → %s\n",
-		res.Suggested, res.MinLossLR/10, len(res.Points), map[bool]string{true: " (stopped: the loss diverged)"}[res.Diverged],
+	switch res.Rule {
+	case trainer.SuggestNone:
+		fmt.Printf("no suggested lr: the smoothed loss was lowest at the first lr tried (%.3g), so it never fell: lower --start\n", o.Start)
+	case trainer.SuggestSteepest:
+		fmt.Printf("suggested lr %.3g (steepest fall of the smoothed loss); the min-loss/10 rule gives %.3g\n", res.Suggested, res.MinLossLR/10)
+	default:
+		fmt.Printf("suggested lr %.3g (%s: no steady fall before the minimum to take the steepest of)\n", res.Suggested, res.Rule)
+	}
+	fmt.Printf("%d steps%s → %s\n", len(res.Points), map[bool]string{true: " (stopped: the loss diverged)"}[res.Diverged],
 		filepath.Join(dir, lrFindPNG))
 	return nil
 }
@@ -143,16 +150,16 @@ func writeLRFind(dir string, c trainer.Config, o trainer.LRFindOptions, res *tra
 			raw[i] = math.NaN()
 		}
 	}
+	series := []plots.Series{{Name: "batch loss", X: xs, Y: raw}, {Name: "smoothed loss", X: xs, Y: sm}}
+	if res.Suggested > 0 {
+		series = append(series, plots.Series{Name: fmt.Sprintf("suggested %.3g", res.Suggested), X: []float64{res.Suggested, res.Suggested}, Y: []float64{lo, hi}})
+	}
 	if err := plots.Lines(filepath.Join(dir, lrFindPNG), fmt.Sprintf("LR range test: %s on %s, %s, batch %d", c.Model, c.Dataset, c.Optimizer, c.Batch),
-		"learning rate", "training loss", true,
-		plots.Series{Name: "batch loss", X: xs, Y: raw},
-		plots.Series{Name: "smoothed loss", X: xs, Y: sm},
-		plots.Series{Name: fmt.Sprintf("suggested %.3g", res.Suggested), X: []float64{res.Suggested, res.Suggested}, Y: []float64{lo, hi}},
-	); err != nil {
+		"learning rate", "training loss", true, series...); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(map[string]any{
-		"suggested_lr": res.Suggested, "rule": "steepest fall of the smoothed loss against log lr, before its minimum",
+		"suggested_lr": res.Suggested, "rule": res.Rule,
 		"min_loss_lr": res.MinLossLR, "min_loss_lr_over_10": res.MinLossLR / 10, "diverged": res.Diverged,
 		"steps": len(res.Points), "start": o.Start, "end": o.End, "config": c,
 	}, "", "  ")
