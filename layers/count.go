@@ -25,11 +25,13 @@ func CountParamsFor(name string, s Spec) (int64, error) {
 	case "cnn":
 		err = n.cnn(s)
 	case "inception":
+		err = twoPools(s, name)
 		n.convBN(s.Channels, 32, 3)
 		n.inception(32, inceptionModule1)
 		n.inception(inceptionModule1.OutChannels(), inceptionModule2)
 		n.linear(inceptionModule2.OutChannels(), s.Outputs())
 	case "cbam":
+		err = twoPools(s, name)
 		n.convBN(s.Channels, 32, 3)
 		n.cbam(32, 8)
 		n.inception(32, cbamModule)

@@ -223,7 +223,19 @@ var (
 	cbamModule       = InceptionConfig{Out1x1: 16, Reduce3x3: 16, Out3x3: 32, Reduce5x5: 8, Out5x5: 8, PoolProj: 8}
 )
 
+// twoPools checks an input for a model with two 2×2 max-pools of stride 2
+// and no padding (inception, cbam): at least 4×4.
+func twoPools(s Spec, model string) error {
+	if s.Height < 4 || s.Width < 4 {
+		return fmt.Errorf("input %dx%d too small for %s (two 2×2 pools: at least 4x4)", s.Height, s.Width, model)
+	}
+	return nil
+}
+
 func buildInception(rng *rand.Rand, s Spec) (*Sequential, error) {
+	if err := twoPools(s, "inception"); err != nil {
+		return nil, err
+	}
 	i1, i2 := inceptionModule1, inceptionModule2
 	return (&Sequential{}).
 		Append("stem", NewConvBNReLU(rng, s.Channels, 32, 3, ConvOptions{Padding: 1})).
@@ -238,6 +250,9 @@ func buildInception(rng *rand.Rand, s Spec) (*Sequential, error) {
 // buildCBAM: a conv stem with CBAM attention, max-pool, one Inception module,
 // a conv+BN+ReLU with CBAM again, max-pool, global average pool, linear head.
 func buildCBAM(rng *rand.Rand, s Spec) (*Sequential, error) {
+	if err := twoPools(s, "cbam"); err != nil {
+		return nil, err
+	}
 	inc := cbamModule
 	return (&Sequential{}).
 		Append("stem", NewConvBNReLU(rng, s.Channels, 32, 3, ConvOptions{Padding: 1})).
