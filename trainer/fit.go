@@ -113,6 +113,22 @@ type Trainer struct {
 	evX, ev    *engine.Tensor    // an evaluation's batch on the device, results back
 }
 
+// CheckSchedule refuses, before a run directory is made, a schedule that
+// does not fit a run of c's epochs over train (a warm-up as long as the run,
+// milestones past its end), as Fit would at its start.
+func CheckSchedule(c Config, train *data.Dataset) error {
+	if c.Batch <= 0 {
+		return nil // ValidateTraining says so
+	}
+	nb := train.Len() / c.Batch
+	if !c.DropLast && train.Len()%c.Batch != 0 {
+		nb++
+	}
+	_, err := NewSchedule(ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: nb * c.Epochs, Warmup: c.Warmup,
+		StepSize: c.StepSize, Milestones: c.Milestones, Gamma: c.Gamma})
+	return err
+}
+
 // NewTrainer prepares a trainer for model, which may be any network (not
 // only one of the zoo), with configuration c (its training settings are
 // validated; Model and Dataset are only names for the logs).

@@ -2,7 +2,10 @@ package trainer
 
 import (
 	"math"
+	"strings"
 	"testing"
+
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-12*math.Max(1, math.Abs(b)) }
@@ -62,5 +65,20 @@ func TestScheduleHorizonErrors(t *testing.T) {
 		} else {
 			t.Log(err)
 		}
+	}
+}
+
+// CheckSchedule refuses, from the data set's size, what Fit would refuse at
+// its start: a warm-up as long as the run.
+func TestCheckScheduleFromTheData(t *testing.T) {
+	c := DefaultConfig()
+	c.Schedule, c.Epochs, c.Batch, c.Warmup = "cosine", 2, 10, 7
+	ds := &data.Dataset{Labels: make([]int32, 35), Channels: 1, Height: 1, Width: 1, Images: make([]float32, 35)}
+	if err := CheckSchedule(c, ds); err != nil { // 4 batches an epoch, 8 steps
+		t.Errorf("a warm-up of 7 in 8 steps: %v", err)
+	}
+	c.DropLast = true // 3 batches an epoch, 6 steps
+	if err := CheckSchedule(c, ds); err == nil || !strings.Contains(err.Error(), "warm-up") {
+		t.Errorf("a warm-up of 7 in 6 steps: %v, want it refused", err)
 	}
 }
