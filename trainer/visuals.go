@@ -221,7 +221,10 @@ func (t *Trainer) visualRecord(r MetricsRecord) {
 		loss := r.Loss
 		put(r.Split+"/loss", &loss)
 		put(r.Split+"/accuracy", r.Accuracy)
+		put(r.Split+"/top5", r.Top5)
 		put(r.Split+"/rmse", r.RMSE)
+		put(r.Split+"/mae", r.MAE)
+		put(r.Split+"/r2", r.R2)
 		if r.Split != "test" && r.Step != v.lastLR {
 			lr := r.LR
 			put("lr", &lr)

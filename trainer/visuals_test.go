@@ -316,7 +316,7 @@ func TestVisualsOfALeNetRun(t *testing.T) {
 			}
 		}
 	}
-	for _, tag := range []string{"train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr", "test/loss"} {
+	for _, tag := range []string{"train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr", "test/loss", "test/top5"} {
 		if len(scalars[tag]) == 0 {
 			t.Errorf("no %s scalars (have %v)", tag, scalars)
 		}
