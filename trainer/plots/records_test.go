@@ -244,3 +244,16 @@ func TestWriteRunSaysWhyTheLRIsAsRecorded(t *testing.T) {
 		t.Errorf("without config.yaml: %v\n%s", err, rep)
 	}
 }
+
+// A run that diverged before its first epoch ended has only --log-every's
+// step records (train_step): its loss and accuracy are drawn from them.
+func TestWriteRunDrawsStepRecords(t *testing.T) {
+	dir := t.TempDir()
+	lines := []string{metricsJSON(5, "train_step", 2.3), metricsJSON(10, "train_step", 2.1), metricsJSON(15, "train_step", 5.9)}
+	writeRunFile(t, dir, trainer.MetricsFile, strings.Join(lines, "\n")+"\n")
+	rep, err := WriteRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written(t, rep, LossPNG, AccuracyPNG, LRPNG)
+}

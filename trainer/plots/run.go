@@ -163,17 +163,22 @@ func nonEmpty(series ...Series) []Series {
 	return out
 }
 
+// recordedSeries are a metric's lines: --log-every's step records
+// (train_step), the epoch means (train) and the validations (val).
+func recordedSeries(ms []trainer.MetricsRecord, get func(trainer.MetricsRecord) *float64) []Series {
+	return nonEmpty(split(ms, "train_step", get), split(ms, "train", get), split(ms, "val", get))
+}
+
 func lossPlot(path string, ms []trainer.MetricsRecord) error {
-	loss := func(m trainer.MetricsRecord) *float64 { return &m.Loss }
-	s := nonEmpty(split(ms, "train", loss), split(ms, "val", loss))
+	s := recordedSeries(ms, func(m trainer.MetricsRecord) *float64 { return &m.Loss })
 	if len(s) == 0 {
 		return errors.New("no train or validation records yet")
 	}
-	return Lines(path, "loss (train: epoch mean; val: at each validation)", "step", "loss", false, s...)
+	return Lines(path, "loss (train_step: every --log-every steps; train: epoch mean; val: at each validation)", "step", "loss", false, s...)
 }
 
 func metricPlot(path string, ms []trainer.MetricsRecord, name string, get func(trainer.MetricsRecord) *float64) error {
-	s := nonEmpty(split(ms, "train", get), split(ms, "val", get))
+	s := recordedSeries(ms, get)
 	if len(s) == 0 {
 		return fmt.Errorf("no %s recorded yet", name)
 	}
