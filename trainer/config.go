@@ -94,6 +94,13 @@ type Config struct {
 	ImageFit  string `json:"image_fit,omitempty" yaml:"image_fit,omitempty"`
 	Strict    bool   `json:"strict,omitempty" yaml:"strict,omitempty"`
 
+	// A CSV file (--dataset csv): its target column (a header name or a
+	// 0-based index, negative from the end; "": the last) and its task
+	// ("auto", "": integers of at most 32 values are classes; or
+	// "classification", "regression").
+	CSVTarget string `json:"csv_target,omitempty" yaml:"csv_target,omitempty"`
+	CSVTask   string `json:"csv_task,omitempty" yaml:"csv_task,omitempty"`
+
 	// LogEvery logs the training loss, accuracy, learning rate and images/s
 	// every so many steps (0: at epoch ends only); LogLevel is the
 	// console's least level: debug, info (""), warn.
@@ -252,6 +259,20 @@ func (c Config) Validate() error {
 	if !slices.Contains(data.Names(), c.Dataset) {
 		return settingErr("dataset", strconv.Quote(c.Dataset), "unknown (have %s)", strings.Join(data.Names(), ", "))
 	}
+	if c.Dataset != "csv" {
+		csvOnly := "is a CSV file's setting (--dataset csv); the %s set has its own"
+		switch {
+		case c.CSVTarget != "":
+			return settingErr("csv_target", strconv.Quote(c.CSVTarget), csvOnly, c.Dataset)
+		case c.CSVTask != "":
+			return settingErr("csv_task", strconv.Quote(c.CSVTask), csvOnly, c.Dataset)
+		}
+	}
+	switch c.CSVTask {
+	case "", "auto", "classification", "regression":
+	default:
+		return settingErr("csv_task", strconv.Quote(c.CSVTask), "want auto, classification or regression")
+	}
 	if c.Dataset != "folder" {
 		// Kept in config.yaml, a setting nothing read would say the run
 		// trained at a size it did not.
@@ -385,6 +406,13 @@ func (c Config) validateSchedule() error {
 		}
 	}
 	return nil
+}
+
+// DataOptions are the loading options of the data set c names.
+func (c Config) DataOptions() data.Options {
+	return data.Options{Dir: c.DataDir, Classes: c.Classes, Subset: c.Subset, ValFraction: c.ValFraction, Seed: c.Seed,
+		Folder: data.FolderOptions{Size: c.ImageSize, Fit: c.ImageFit, Strict: c.Strict},
+		CSV:    data.CSVOptions{Target: c.CSVTarget, Task: c.CSVTask}}
 }
 
 // ValidateTask checks the settings that depend on the task, known once the

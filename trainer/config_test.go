@@ -362,3 +362,25 @@ func TestAugmentNeedsPictures(t *testing.T) {
 		}
 	}
 }
+
+// A CSV file's target and task are its settings: refused on another data
+// set, and the task must be one of three.
+func TestCSVSettings(t *testing.T) {
+	c := DefaultConfig()
+	c.CSVTarget = "y"
+	var se *SettingError
+	if err := c.Validate(); !errors.As(err, &se) || se.Key != "csv_target" {
+		t.Errorf("csv_target on mnist: %v", err)
+	}
+	c.Dataset, c.CSVTask = "csv", "ranking"
+	if err := c.Validate(); !errors.As(err, &se) || se.Key != "csv_task" {
+		t.Errorf("csv_task ranking: %v", err)
+	}
+	c.CSVTask = "regression"
+	if err := c.Validate(); err != nil {
+		t.Errorf("a csv with its target and task: %v", err)
+	}
+	if o := c.DataOptions(); o.CSV.Target != "y" || o.CSV.Task != "regression" {
+		t.Errorf("DataOptions %+v", o.CSV)
+	}
+}

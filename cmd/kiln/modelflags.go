@@ -128,6 +128,7 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 		if !set("data-dir") {
 			s.opts.Dir = c.DataDir
 		}
+		s.opts.CSV = c.DataOptions().CSV // the run's target column and task
 		if !set("classes") {
 			s.opts.Classes = c.Classes
 		}

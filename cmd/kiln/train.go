@@ -97,9 +97,9 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	if c.Threads > 0 {
 		engine.SetThreads(c.Threads)
 	}
-	splits, err := data.Load(c.Dataset, data.Options{Dir: c.DataDir, Classes: c.Classes, Subset: c.Subset,
-		ValFraction: c.ValFraction, Seed: c.Seed, Folder: data.FolderOptions{Size: c.ImageSize, Fit: c.ImageFit,
-			Strict: c.Strict, Note: func(m string) { console.Info().Msg(m) }}})
+	opts := c.DataOptions()
+	opts.Folder.Note = func(m string) { console.Info().Msg(m) }
+	splits, err := data.Load(c.Dataset, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -35,8 +35,7 @@ type loaded struct {
 func NewTrainer() *Trainer { return &Trainer{cache: map[string]*loaded{}} }
 
 func (o *Trainer) data(c trainer.Config) (*data.Splits, error) {
-	opts := data.Options{Dir: c.DataDir, Classes: c.Classes, Subset: c.Subset, ValFraction: c.ValFraction, Seed: c.Seed,
-		Folder: data.FolderOptions{Size: c.ImageSize, Fit: c.ImageFit, Strict: c.Strict}}
+	opts := c.DataOptions()
 	key, _ := json.Marshal(struct {
 		Name string
 		Opts data.Options
