@@ -464,8 +464,18 @@ func (c Config) validateEarlyStop() error {
 			return settingErr("target", c.Target, "must be in [0, 1] for val_acc")
 		}
 	}
-	if c.RestoreBest && c.EarlyStop == "" {
-		return settingErr("restore_best", true, "needs early_stop")
+	if c.EarlyStop == "" {
+		// Read only by early stopping: without it they would do nothing.
+		switch {
+		case c.RestoreBest:
+			return settingErr("restore_best", true, "needs early_stop")
+		case c.Patience != 0:
+			return settingErr("patience", c.Patience, "needs early_stop")
+		case c.MinDelta != 0:
+			return settingErr("min_delta", c.MinDelta, "needs early_stop")
+		case c.Target != 0:
+			return settingErr("target", c.Target, "needs early_stop")
+		}
 	}
 	return nil
 }

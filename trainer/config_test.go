@@ -384,3 +384,24 @@ func TestCSVSettings(t *testing.T) {
 		t.Errorf("DataOptions %+v", o.CSV)
 	}
 }
+
+// Early stopping's settings without --early-stop are refused, naming the
+// setting: nothing would read them.
+func TestEarlyStopSettingsNeedEarlyStop(t *testing.T) {
+	for key, set := range map[string]func(*Config){
+		"patience":  func(c *Config) { c.Patience = 3 },
+		"min_delta": func(c *Config) { c.MinDelta = 0.01 },
+		"target":    func(c *Config) { c.Target = 0.9 },
+	} {
+		c := DefaultConfig()
+		set(&c)
+		var se *SettingError
+		if err := c.Validate(); !errors.As(err, &se) || se.Key != key || !strings.Contains(se.Problem, "needs early_stop") {
+			t.Errorf("%s without early_stop: %v", key, err)
+		}
+		c.EarlyStop = "val_loss"
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s with early_stop: %v", key, err)
+		}
+	}
+}

@@ -122,7 +122,7 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	f.StringVar(&cf.miles, "milestones", "", "multistep schedule: steps at which to decay, e.g. 1000,2000")
 	f.Float64Var(&c.Gamma, "gamma", 0, "step/multistep/exp decay factor")
 	f.StringVar(&c.EarlyStop, "early-stop", "", "stop early on val_loss, val_acc, train_loss or val_rmse")
-	intFlag(f, &c.Patience, "patience", "checks without improvement before stopping")
+	intFlag(f, &c.Patience, "patience", "checks without improvement before --early-stop stops (0: never on patience, only at --target)")
 	f.Float64Var(&c.MinDelta, "min-delta", 0, "smallest change that counts as an improvement")
 	f.Float64Var(&c.Target, "target", 0, "stop once the early-stop metric reaches this")
 	f.BoolVar(&c.RestoreBest, "restore-best", false, "end with the best weights, not the last")
