@@ -259,32 +259,8 @@ func (c Config) Validate() error {
 	if !slices.Contains(data.Names(), c.Dataset) {
 		return settingErr("dataset", strconv.Quote(c.Dataset), "unknown (have %s)", strings.Join(data.Names(), ", "))
 	}
-	if c.Dataset != "csv" {
-		csvOnly := "is a CSV file's setting (--dataset csv); the %s set has its own"
-		switch {
-		case c.CSVTarget != "":
-			return settingErr("csv_target", strconv.Quote(c.CSVTarget), csvOnly, c.Dataset)
-		case c.CSVTask != "":
-			return settingErr("csv_task", strconv.Quote(c.CSVTask), csvOnly, c.Dataset)
-		}
-	}
-	switch c.CSVTask {
-	case "", "auto", "classification", "regression":
-	default:
-		return settingErr("csv_task", strconv.Quote(c.CSVTask), "want auto, classification or regression")
-	}
-	if c.Dataset != "folder" {
-		// Kept in config.yaml, a setting nothing read would say the run
-		// trained at a size it did not.
-		folderOnly := "is an image folder's setting (--dataset folder); the %s set has its own"
-		switch {
-		case c.ImageSize != "":
-			return settingErr("image_size", strconv.Quote(c.ImageSize), folderOnly, c.Dataset)
-		case c.ImageFit != "":
-			return settingErr("image_fit", strconv.Quote(c.ImageFit), folderOnly, c.Dataset)
-		case c.Strict:
-			return settingErr("strict", true, folderOnly, c.Dataset)
-		}
+	if err := c.validateDataSettings(); err != nil {
+		return err
 	}
 	return c.ValidateTraining()
 }
@@ -406,6 +382,33 @@ func (c Config) validateSchedule() error {
 		}
 	}
 	return nil
+}
+
+// validateDataSettings refuses one data set's settings given for another:
+// kept in config.yaml, a setting nothing read would say that the run
+// trained as it did not (at a size, on a column).
+func (c Config) validateDataSettings() error {
+	owned := []struct {
+		dataset, kind, key string
+		value              any
+		set                bool
+	}{
+		{"csv", "a CSV file's", "csv_target", strconv.Quote(c.CSVTarget), c.CSVTarget != ""},
+		{"csv", "a CSV file's", "csv_task", strconv.Quote(c.CSVTask), c.CSVTask != ""},
+		{"folder", "an image folder's", "image_size", strconv.Quote(c.ImageSize), c.ImageSize != ""},
+		{"folder", "an image folder's", "image_fit", strconv.Quote(c.ImageFit), c.ImageFit != ""},
+		{"folder", "an image folder's", "strict", true, c.Strict},
+	}
+	for _, o := range owned {
+		if o.set && c.Dataset != o.dataset {
+			return settingErr(o.key, o.value, "is %s setting (--dataset %s); the %s set has its own", o.kind, o.dataset, c.Dataset)
+		}
+	}
+	switch c.CSVTask {
+	case "", "auto", "classification", "regression":
+		return nil
+	}
+	return settingErr("csv_task", strconv.Quote(c.CSVTask), "want auto, classification or regression")
 }
 
 // DataOptions are the loading options of the data set c names.

@@ -133,10 +133,7 @@ func mutations(t *testing.T, bin, csv, dir string) []string {
 // and truncate), resumes it, and checks that the result equals the
 // uninterrupted run's.
 func TestKillAtEveryChangeAndResume(t *testing.T) {
-	bin, csv := faultKiln(t), faultCSV(t)
-	ref := filepath.Join(t.TempDir(), "reference")
-	muts := mutations(t, bin, csv, ref)
-	want := runOutcome(t, ref)
+	bin, csv, muts, want := faultReference(t)
 	forEachFault(t, len(muts), func(i int, dir string) string {
 		r := runWithFault(t, bin, "kill:"+strconv.Itoa(i), faultArgs(csv, dir)...)
 		if !r.killed {
@@ -152,16 +149,8 @@ func TestKillAtEveryChangeAndResume(t *testing.T) {
 // with a message that names the disk, keep its last checkpoint, and, once
 // there is room again, resume to the uninterrupted run's result.
 func TestFullDiskAtEveryWriteAndResume(t *testing.T) {
-	bin, csv := faultKiln(t), faultCSV(t)
-	ref := filepath.Join(t.TempDir(), "reference")
-	muts := mutations(t, bin, csv, ref)
-	want := runOutcome(t, ref)
-	var writes []int
-	for i, m := range muts {
-		if op := strings.Fields(m)[1]; op == durable.OpCreate || op == durable.OpWrite {
-			writes = append(writes, i+1)
-		}
-	}
+	bin, csv, muts, want := faultReference(t)
+	writes := mutationsWhere(muts, func(op, _ string) bool { return op == durable.OpCreate || op == durable.OpWrite })
 	forEachFault(t, len(writes), func(k int, dir string) string {
 		i := writes[k-1]
 		r := runWithFault(t, bin, "enospc:"+strconv.Itoa(i), faultArgs(csv, dir)...)
@@ -180,16 +169,10 @@ func TestFullDiskAtEveryWriteAndResume(t *testing.T) {
 // (its metrics.jsonl ends with that validation's record), and resume to the
 // uninterrupted run's result.
 func TestFullDiskFailingOneWriteStopsThere(t *testing.T) {
-	bin, csv := faultKiln(t), faultCSV(t)
-	ref := filepath.Join(t.TempDir(), "reference")
-	muts := mutations(t, bin, csv, ref)
-	want := runOutcome(t, ref)
-	var visuals []int
-	for i, m := range muts {
-		if f := strings.Fields(m); f[1] == durable.OpWrite && strings.Contains(f[2], trainer.VisualsFile) {
-			visuals = append(visuals, i+1)
-		}
-	}
+	bin, csv, muts, want := faultReference(t)
+	visuals := mutationsWhere(muts, func(op, path string) bool {
+		return op == durable.OpWrite && strings.Contains(path, trainer.VisualsFile)
+	})
 	if len(visuals) < 2 {
 		t.Fatalf("the reference run wrote visuals.json %d times, want one a validation:\n%s", len(visuals), strings.Join(muts, "\n"))
 	}
@@ -214,6 +197,27 @@ func lastRecord(t *testing.T, path string) string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return lines[len(lines)-1]
+}
+
+// faultReference is the fault-injection kiln, the CSV its runs train on,
+// the mutations of a run without faults and that run's outcome.
+func faultReference(t *testing.T) (bin, csv string, muts []string, want outcome) {
+	bin, csv = faultKiln(t), faultCSV(t)
+	ref := filepath.Join(t.TempDir(), "reference")
+	muts = mutations(t, bin, csv, ref)
+	return bin, csv, muts, runOutcome(t, ref)
+}
+
+// mutationsWhere numbers (from 1) the mutations whose operation and path
+// keep says to.
+func mutationsWhere(muts []string, keep func(op, path string) bool) []int {
+	var out []int
+	for i, m := range muts {
+		if f := strings.Fields(m); len(f) >= 3 && keep(f[1], f[2]) {
+			out = append(out, i+1)
+		}
+	}
+	return out
 }
 
 // forEachFault runs fault(i, a fresh run directory) for i in 1..n, two at a
