@@ -183,3 +183,34 @@ func TestOneClassIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// An --optimizer other than the model's recipe's takes that optimiser's own
+// lr, momentum, Nesterov and weight decay where neither a flag nor the
+// config file sets them (gMLP's AdamW recipe under SGD trained to 12%).
+func TestAnotherOptimizerTakesItsOwnDefaults(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("momentum: 0.8\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args                []string
+		lr, momentum, decay float64
+		nesterov            bool
+	}{
+		{[]string{"--model", "gmlp"}, 3e-3, 0, 0.05, false}, // the recipe
+		{[]string{"--model", "gmlp", "--optimizer", "sgd"}, 0.05, 0.9, 5e-4, true},
+		{[]string{"--model", "gmlp", "--optimizer", "sgd", "--lr", "0.1"}, 0.1, 0.9, 5e-4, true},
+		{[]string{"--model", "gmlp", "--optimizer", "sgd", "--config", file}, 0.05, 0.8, 5e-4, true},
+		{[]string{"--model", "lenet", "--optimizer", "adam"}, 1e-3, 0, 0, false},
+		{[]string{"--model", "lenet", "--optimizer", "sgd"}, 0.05, 0.9, 5e-4, true}, // the recipe's own
+	} {
+		got, err := resolveArgs(c.args...)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if got.LR != c.lr || got.Momentum != c.momentum || got.WeightDecay != c.decay || got.Nesterov != c.nesterov {
+			t.Errorf("%v: lr %v momentum %v weight decay %v nesterov %v; want %v %v %v %v", c.args,
+				got.LR, got.Momentum, got.WeightDecay, got.Nesterov, c.lr, c.momentum, c.decay, c.nesterov)
+		}
+	}
+}

@@ -192,6 +192,11 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 	if c.Dataset == "mnist-rotation" {
 		c.Regression = true
 	}
+	if !f.Changed("resume") { // a resume's config.yaml says every setting as it was
+		if err := optimizerDefaults(&c, f, configPath); err != nil {
+			return c, err
+		}
+	}
 	// The run's config.yaml holds the data directory: absolute, so that
 	// kiln eval and --resume find it from any directory.
 	if c.DataDir != "" {
@@ -200,6 +205,22 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 		}
 	}
 	return c, nameSetting(c.Validate(), f, configPath)
+}
+
+// optimizerDefaults gives a run whose --optimizer is not its model's
+// recipe's that optimiser's own defaults where neither a flag nor the
+// config file sets them (trainer.UseOptimizerDefaults).
+func optimizerDefaults(c *trainer.Config, f *pflag.FlagSet, configPath string) error {
+	inFile := map[string]bool{}
+	if configPath != "" {
+		var err error
+		if inFile, err = trainer.ConfigFileKeys(configPath); err != nil {
+			return err
+		}
+	}
+	given := func(key string) bool { return inFile[key] || f.Changed(strings.ReplaceAll(key, "_", "-")) }
+	trainer.UseOptimizerDefaults(c, trainer.DefaultConfigFor(c.Model, c.Dataset), given)
+	return nil
 }
 
 // parseInts reads the comma-separated list of a list flag (--classes,
