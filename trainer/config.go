@@ -175,12 +175,7 @@ func ConfigFileKeys(path string) (map[string]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m map[string]any
-	if strings.EqualFold(filepath.Ext(path), ".json") {
-		err = json.Unmarshal(bytes.TrimPrefix(b, []byte("\ufeff")), &m)
-	} else {
-		err = DecodeYAML(bytes.TrimPrefix(b, []byte("\ufeff")), &m)
-	}
+	m, err := settingsMap(bytes.TrimPrefix(b, []byte("\ufeff")), strings.EqualFold(filepath.Ext(path), ".json"))
 	keys := map[string]bool{}
 	for k := range m {
 		keys[k] = true

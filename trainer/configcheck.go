@@ -178,16 +178,21 @@ func lineCol(b []byte, off int64) (line, col int) {
 	return line, len(before) - bytes.LastIndexByte(before, '\n')
 }
 
-func checkNumbers(b []byte, isJSON bool) error {
+// settingsMap decodes a file of settings into a map of its keys.
+func settingsMap(b []byte, isJSON bool) (map[string]any, error) {
 	var m map[string]any
 	if isJSON {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.UseNumber()
-		if dec.Decode(&m) != nil {
-			return nil // the struct decoder reports it
-		}
-	} else if DecodeYAML(b, &m) != nil {
-		return nil
+		return m, dec.Decode(&m)
+	}
+	return m, DecodeYAML(b, &m)
+}
+
+func checkNumbers(b []byte, isJSON bool) error {
+	m, err := settingsMap(b, isJSON)
+	if err != nil {
+		return nil // the struct decoder reports it
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {

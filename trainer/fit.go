@@ -111,6 +111,8 @@ type Trainer struct {
 	graphStats engine.GraphStats // what the last Fit's step graph did (stepgraph.go)
 	autoMicro  MicroBatchRule    // micro_batch 0's choice (microbatch.go)
 	evX, ev    *engine.Tensor    // an evaluation's batch on the device, results back
+	digestOf   *data.Splits      // the splits digest is of (dataDigest)
+	digest     []byte            // splitsBytes(digestOf): hashed once a run, by the ranks' check and the checkpoints
 }
 
 // CheckSchedule refuses, before a run directory is made, a schedule that
@@ -120,13 +122,14 @@ func CheckSchedule(c Config, train *data.Dataset) error {
 	if c.Batch <= 0 {
 		return nil // ValidateTraining says so
 	}
-	nb := train.Len() / c.Batch
-	if !c.DropLast && train.Len()%c.Batch != 0 {
-		nb++
-	}
-	_, err := NewSchedule(ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: nb * c.Epochs, Warmup: c.Warmup,
-		StepSize: c.StepSize, Milestones: c.Milestones, Gamma: c.Gamma})
+	_, err := scheduleFor(c, data.BatchesPerEpoch(train.Len(), c.Batch, c.DropLast))
 	return err
+}
+
+// scheduleFor is c's learning-rate schedule over a run of nb steps an epoch.
+func scheduleFor(c Config, nb int) (*Schedule, error) {
+	return NewSchedule(ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: nb * c.Epochs, Warmup: c.Warmup,
+		StepSize: c.StepSize, Milestones: c.Milestones, Gamma: c.Gamma})
 }
 
 // NewTrainer prepares a trainer for model, which may be any network (not
@@ -290,7 +293,6 @@ type fitRun struct {
 	t       *Trainer
 	c       Config
 	s       *data.Splits
-	digest  string // of s, for the checkpoint (dataDigest)
 	loader  *data.Loader
 	data    *DeviceData // the training set on the device, or nil
 	nb      int         // batches per epoch
@@ -346,8 +348,7 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 		loader.Close()
 		return nil, fmt.Errorf("fit: %d training samples make no batch of %d with drop-last", s.Train.Len(), c.Batch)
 	}
-	f.sched, err = NewSchedule(ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: f.nb * c.Epochs, Warmup: c.Warmup,
-		StepSize: c.StepSize, Milestones: c.Milestones, Gamma: c.Gamma})
+	f.sched, err = scheduleFor(c, f.nb)
 	if err != nil {
 		loader.Close()
 		return nil, err
@@ -665,12 +666,15 @@ func (f *fitRun) checkpoint() error {
 	})
 }
 
-// dataDigest is the hex SHA-256 of the run's data set, computed once.
-func (f *fitRun) dataDigest() string {
-	if f.digest == "" {
-		f.digest = hex.EncodeToString(splitsBytes(f.s))
+// dataDigest is the hex SHA-256 of the run's data set (Trainer.dataDigest).
+func (f *fitRun) dataDigest() string { return hex.EncodeToString(f.t.dataDigest(f.s)) }
+
+// dataDigest is splitsBytes(s), computed once for the splits a run trains on.
+func (t *Trainer) dataDigest(s *data.Splits) []byte {
+	if t.digestOf != s {
+		t.digestOf, t.digest = s, splitsBytes(s)
 	}
-	return f.digest
+	return t.digest
 }
 
 func (f *fitRun) saveWeights(name string, meta map[string]string) error {

@@ -197,7 +197,7 @@ func (t *Trainer) prepareWorld(s *data.Splits) error {
 	if err := agreeConfig(w, rankKey(c, t.BucketBytes)); err != nil {
 		return err
 	}
-	if err := agreeHash(w, "the data set", splitsBytes(s)); err != nil {
+	if err := agreeHash(w, "the data set", t.dataDigest(s)); err != nil {
 		return err
 	}
 	if err := t.broadcastState(); err != nil {

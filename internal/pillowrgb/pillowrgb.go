@@ -76,6 +76,13 @@ func onScreen(p *image.Paletted, cfg image.Config) image.Image {
 	return out
 }
 
+// colourRow is row k of colour plane p of m, with the padding after it up
+// to the next row (CStride apart).
+func colourRow(m *image.YCbCr, p []byte, k int) []byte {
+	start := k * m.CStride
+	return p[start : start+min(m.CStride, len(p)-start)]
+}
+
 // colourAt is sample i of a colour plane's row (stride apart from the
 // next), i past the plane's width reading the decoder's padding beyond it
 // as libjpeg does (present in Go's MCU-sized planes), else the last sample.
@@ -106,10 +113,10 @@ func jpegH2V1(m *image.YCbCr, p []byte) []byte {
 	w, h := m.Rect.Dx(), m.Rect.Dy()
 	cw := (w + 1) / 2
 	out := make([]byte, w*h)
+	row := make([]byte, 2*cw)
 	for y := range h {
-		in := p[y*m.CStride : y*m.CStride+min(m.CStride, len(p)-y*m.CStride)]
+		in := colourRow(m, p, y)
 		at := func(i int) int { return colourAt(in, i, cw-1) }
-		row := make([]byte, 2*cw)
 		row[0], row[1] = byte(at(0)), byte((at(0)*3+at(1)+2)>>2)
 		for i := 1; i < cw; i++ {
 			row[2*i] = byte((at(i)*3 + at(i-1) + 1) >> 2)
@@ -138,8 +145,7 @@ func jpegH2V2(m *image.YCbCr, p []byte) []byte {
 		if y%2 == 0 {
 			far = max(k-1, 0)
 		}
-		near := p[k*m.CStride : k*m.CStride+min(m.CStride, len(p)-k*m.CStride)]
-		next := p[far*m.CStride : far*m.CStride+min(m.CStride, len(p)-far*m.CStride)]
+		near, next := colourRow(m, p, k), colourRow(m, p, far)
 		for i := range sums {
 			sums[i] = colourAt(near, i, cw-1)*3 + colourAt(next, i, cw-1)
 		}

@@ -102,10 +102,7 @@ func NewLoader(ds *Dataset, o LoaderOptions) (*Loader, error) {
 		return nil, fmt.Errorf("data: loader dtype %v: want float32 or float64", o.DType)
 	}
 	n := ds.Len()
-	l := &Loader{ds: ds, opts: o, nb: n / o.BatchSize, perm: make([]int, n)}
-	if !o.DropLast && n%o.BatchSize != 0 {
-		l.nb++
-	}
+	l := &Loader{ds: ds, opts: o, nb: BatchesPerEpoch(n, o.BatchSize, o.DropLast), perm: make([]int, n)}
 	if l.nb == 0 {
 		return nil, fmt.Errorf("data: %s: %d samples make no full batch of %d (drop-last is on)", ds.Name, n, o.BatchSize)
 	}
@@ -205,6 +202,16 @@ func (l *Loader) Dataset() *Dataset { return l.ds }
 
 // BatchesPerEpoch is the number of batches in an epoch (drop-last aware).
 func (l *Loader) BatchesPerEpoch() int { return l.nb }
+
+// BatchesPerEpoch is the batches an epoch of n samples makes in batches of
+// batch: a short last one counts unless dropLast.
+func BatchesPerEpoch(n, batch int, dropLast bool) int {
+	nb := n / batch
+	if !dropLast && n%batch != 0 {
+		nb++
+	}
+	return nb
+}
 
 // SamplesPerEpoch is the number of samples served in an epoch.
 func (l *Loader) SamplesPerEpoch() int {
