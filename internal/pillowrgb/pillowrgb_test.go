@@ -32,7 +32,9 @@ func diff(a, b image.Image) (largest int, mean float64) {
 	return largest, float64(sum) / float64(n)
 }
 
-func decodeConfig(t *testing.T, path string) image.Config {
+// decodeFile decodes the image file at path: the picture, its format and
+// its header (image.DecodeConfig's).
+func decodeFile(t *testing.T, path string) (image.Image, string, image.Config) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -42,20 +44,11 @@ func decodeConfig(t *testing.T, path string) image.Config {
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return cfg
-}
-
-func decodeFile(t *testing.T, path string) (image.Image, string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	img, format, err := image.Decode(bytes.NewReader(b))
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return img, format
+	return img, format, cfg
 }
 
 // Pictures saved by Pillow as JPEG (4:2:0, 4:2:2, 4:4:4) and lossy WebP
@@ -73,9 +66,9 @@ func TestConvertMatchesPillow(t *testing.T) {
 	}
 	for _, want := range files {
 		src := strings.TrimSuffix(want, ".png")
-		img, format := decodeFile(t, src)
-		ref, _ := decodeFile(t, want)
-		got := Convert(img, format, decodeConfig(t, src))
+		img, format, cfg := decodeFile(t, src)
+		ref, _, _ := decodeFile(t, want)
+		got := Convert(img, format, cfg)
 		if format == "gif" {
 			if got.Bounds() != ref.Bounds() {
 				t.Errorf("%s: %v, want Pillow's %v", src, got.Bounds(), ref.Bounds())
