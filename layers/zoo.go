@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 
@@ -44,6 +45,38 @@ var zoo = map[string]builder{
 	"cbam":      buildCBAM,
 	"gmlp":      buildGMLP,
 }
+
+// knobs are the zoo models that honour each size setting of a Spec.
+var knobs = []struct {
+	name   string
+	models []string
+	set    func(Spec) bool
+}{
+	{"hidden", []string{"cnn", "gmlp", "mlp"}, func(s Spec) bool { return s.Hidden != 0 }}, // mlp widths, cnn's fc width, gmlp width
+	{"depth", []string{"gmlp", "mlp"}, func(s Spec) bool { return s.Depth != 0 }},          // mlp hidden layers (with hidden), gmlp blocks
+	{"dropout", []string{"cnn"}, func(s Spec) bool { return s.Dropout != 0 }},              // cnn's dropout before the head
+}
+
+// CheckKnobs refuses a size setting (hidden, depth, dropout) that model
+// does not have, and mlp's depth without its width: each would be kept in
+// a run's records while the model was built without it. Errors are
+// *KnobError.
+func CheckKnobs(model string, s Spec) error {
+	for _, k := range knobs {
+		if k.set(s) && !slices.Contains(k.models, model) {
+			return &KnobError{k.name, fmt.Sprintf("model %s has no such setting (models with it: %s)", model, strings.Join(k.models, ", "))}
+		}
+	}
+	if model == "mlp" && s.Depth != 0 && s.Hidden == 0 {
+		return &KnobError{"depth", "mlp takes depth only with hidden (its default widths are 256, 128)"}
+	}
+	return nil
+}
+
+// KnobError is a size setting a model does not take.
+type KnobError struct{ Knob, Problem string }
+
+func (e *KnobError) Error() string { return e.Knob + ": " + e.Problem }
 
 // ModelNames lists the models Build knows, sorted.
 func ModelNames() []string {

@@ -309,7 +309,20 @@ func (c Config) Validate() error {
 	if err := c.validateDataSettings(); err != nil {
 		return err
 	}
-	return c.ValidateTraining()
+	if err := c.ValidateTraining(); err != nil {
+		return err
+	}
+	var ke *layers.KnobError
+	if err := layers.CheckKnobs(c.Model, layers.Spec{Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout}); errors.As(err, &ke) {
+		value := map[string]any{"hidden": c.Hidden, "depth": c.Depth, "dropout": c.Dropout}[ke.Knob]
+		return settingErr(ke.Knob, value, "%s", ke.Problem)
+	}
+	// An image folder's val/ is a validation split whatever val_fraction
+	// says; the other data sets have one from val_fraction only.
+	if c.ValFraction == 0 && c.Dataset != "folder" {
+		return c.refuseValidationReaders()
+	}
+	return nil
 }
 
 // ValidateTraining checks the training settings alone: what a program that
@@ -411,10 +424,28 @@ func (c Config) validateLists() error {
 }
 
 func (c Config) validateSchedule() error {
-	if !slices.Contains(ScheduleKinds, strings.ToLower(c.Schedule)) {
+	kind := strings.ToLower(c.Schedule)
+	if !slices.Contains(ScheduleKinds, kind) {
 		return settingErr("schedule", strconv.Quote(c.Schedule), "unknown (have %s)", strings.Join(ScheduleKinds, ", "))
 	}
-	switch strings.ToLower(c.Schedule) {
+	// Each is read by some schedules only: under another, config.yaml
+	// would keep a decay the run never made.
+	owned := []struct {
+		key   string
+		value any
+		set   bool
+		kinds []string
+	}{
+		{"step_size", c.StepSize, c.StepSize != 0, []string{"step"}},
+		{"milestones", fmt.Sprint(c.Milestones), len(c.Milestones) > 0, []string{"multistep"}},
+		{"gamma", c.Gamma, c.Gamma != 0, []string{"step", "multistep", "exp"}},
+	}
+	for _, o := range owned {
+		if o.set && !slices.Contains(o.kinds, kind) {
+			return settingErr(o.key, o.value, "is for the %s schedule; this run's is %s", orList(o.kinds), kind)
+		}
+	}
+	switch kind {
 	case "step":
 		if c.StepSize < 1 {
 			return settingErr("step_size", c.StepSize, "must be at least 1 with the step schedule")
@@ -429,6 +460,14 @@ func (c Config) validateSchedule() error {
 		}
 	}
 	return nil
+}
+
+// orList writes words as "a", "a or b", "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
 
 // validateDataSettings refuses one data set's settings given for another:
@@ -502,13 +541,36 @@ func CheckAugment(c Config, train *data.Dataset) error {
 	return nil
 }
 
+// CheckValidation refuses, where the splits have no validation set, the
+// settings that read one: they would do nothing (early stopping on a val_
+// metric, validations every val_every steps), or worse, the plateau
+// schedule would keep its rate for the whole run.
+func CheckValidation(c Config, s *data.Splits) error {
+	if s.Val != nil && s.Val.Len() > 0 {
+		return nil
+	}
+	return c.refuseValidationReaders()
+}
+
+// refuseValidationReaders is CheckValidation's error for c without a
+// validation split.
+func (c Config) refuseValidationReaders() error {
+	const need = "needs a validation split (val_fraction > 0, or an image folder's val/)"
+	switch {
+	case strings.HasPrefix(c.EarlyStop, "val_"):
+		return settingErr("early_stop", c.EarlyStop, need)
+	case strings.EqualFold(c.Schedule, "plateau"):
+		return settingErr("schedule", "plateau", "lowers the rate when the validation loss stalls: %s", need)
+	case c.ValEvery > 0:
+		return settingErr("val_every", c.ValEvery, need)
+	}
+	return nil
+}
+
 func (c Config) validateEarlyStop() error {
 	if c.EarlyStop != "" {
 		if !slices.Contains(EarlyStopMetrics, c.EarlyStop) {
 			return settingErr("early_stop", strconv.Quote(c.EarlyStop), "want one of %s", strings.Join(EarlyStopMetrics, ", "))
-		}
-		if strings.HasPrefix(c.EarlyStop, "val_") && c.ValFraction == 0 {
-			return settingErr("early_stop", c.EarlyStop, "needs a validation split (val_fraction > 0)")
 		}
 		if c.EarlyStop == "val_acc" && c.Target > 1 {
 			return settingErr("target", c.Target, "must be in [0, 1] for val_acc")

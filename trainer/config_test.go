@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -403,5 +404,83 @@ func TestEarlyStopSettingsNeedEarlyStop(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s with early_stop: %v", key, err)
 		}
+	}
+}
+
+// A size setting the model lacks (lenet's width), mlp's depth without its
+// width, and a schedule's setting under another schedule are refused,
+// naming the setting: config.yaml would keep what the run never did.
+func TestSettingsOnlyWhereSomethingReadsThem(t *testing.T) {
+	cases := []struct {
+		key, want string
+		set       func(*Config)
+	}{
+		{"hidden", "model lenet has no such setting (models with it: cnn, gmlp, mlp)", func(c *Config) { c.Hidden = 64 }},
+		{"depth", "model cnn has no such setting", func(c *Config) { c.Model, c.Depth = "cnn", 3 }},
+		{"dropout", "model gmlp has no such setting (models with it: cnn)", func(c *Config) { c.Model, c.Dropout = "gmlp", 0.5 }},
+		{"depth", "mlp takes depth only with hidden", func(c *Config) { c.Model, c.Depth = "mlp", 3 }},
+		{"gamma", "is for the step, multistep or exp schedule; this run's is onecycle", func(c *Config) { c.Gamma = 0.5 }},
+		{"milestones", "is for the multistep schedule; this run's is cosine", func(c *Config) { c.Schedule, c.Milestones = "cosine", []int{10} }},
+		{"step_size", "is for the step schedule; this run's is multistep", func(c *Config) { c.Schedule, c.Milestones, c.StepSize = "multistep", []int{10}, 5 }},
+		{"gamma", "is for the step, multistep or exp schedule; this run's is plateau", func(c *Config) { c.Schedule, c.Gamma = "plateau", 0.5 }},
+	}
+	for _, k := range cases {
+		c := DefaultConfig()
+		k.set(&c)
+		var se *SettingError
+		if err := c.Validate(); !errors.As(err, &se) || se.Key != k.key || !strings.Contains(se.Problem, k.want) {
+			t.Errorf("%s: %v, want %s: …%s", k.key, err, k.key, k.want)
+		}
+	}
+	for name, set := range map[string]func(*Config){
+		"cnn dropout":       func(c *Config) { c.Model, c.Dropout, c.Hidden = "cnn", 0.5, 64 },
+		"gmlp width, depth": func(c *Config) { c.Model, c.Hidden, c.Depth = "gmlp", 32, 2 },
+		"mlp width, depth":  func(c *Config) { c.Model, c.Hidden, c.Depth = "mlp", 32, 3 },
+		"exp gamma":         func(c *Config) { c.Schedule, c.Gamma = "exp", 0.99 },
+		"step":              func(c *Config) { c.Schedule, c.StepSize, c.Gamma = "step", 100, 0.5 },
+	} {
+		c := DefaultConfig()
+		set(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// Without a validation split, the settings that read one are refused: the
+// plateau schedule would keep its rate all run. An image folder may have
+// val/ at val_fraction 0, so it is checked once the data is read
+// (CheckValidation, which Fit calls too).
+func TestValidationReadersNeedAValidationSplit(t *testing.T) {
+	readers := map[string]func(*Config){
+		"early_stop": func(c *Config) { c.EarlyStop = "val_acc" },
+		"schedule":   func(c *Config) { c.Schedule = "plateau" },
+		"val_every":  func(c *Config) { c.ValEvery = 100 },
+	}
+	for key, set := range readers {
+		c := DefaultConfig()
+		set(&c)
+		c.ValFraction = 0
+		var se *SettingError
+		if err := c.Validate(); !errors.As(err, &se) || se.Key != key || !strings.Contains(se.Problem, "needs a validation split") {
+			t.Errorf("%s at val_fraction 0: %v", key, err)
+		}
+		c.Dataset = "folder"
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s on a folder at val_fraction 0: %v (its val/ decides)", key, err)
+		}
+		train := blobs(t, 64, 1)
+		if err := CheckValidation(c, &data.Splits{Train: train}); !errors.As(err, &se) || se.Key != key {
+			t.Errorf("%s, no validation split: %v", key, err)
+		}
+		if err := CheckValidation(c, &data.Splits{Train: train, Val: blobs(t, 16, 2)}); err != nil {
+			t.Errorf("%s with a validation split: %v", key, err)
+		}
+	}
+	c := blobConfig()
+	c.Schedule, c.Warmup = "plateau", 0
+	_, err := newBlobTrainer(t, c, "", false).Fit(context.Background(), &data.Splits{Train: blobs(t, 64, 1)})
+	if err == nil || !strings.Contains(err.Error(), "needs a validation split") {
+		t.Errorf("Fit of a plateau schedule without a validation split: %v", err)
 	}
 }

@@ -331,6 +331,9 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	if err := s.Train.CheckClasses(); err != nil {
 		return nil, err
 	}
+	if err := CheckValidation(c, s); err != nil {
+		return nil, fmt.Errorf("fit: %w", err)
+	}
 	if err := t.checkMemory(s.Train); err != nil {
 		return nil, err
 	}

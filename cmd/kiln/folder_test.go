@@ -215,3 +215,44 @@ func TestFolderFashionMNISTMatchesTheBuiltInLoader(t *testing.T) {
 		t.Errorf("model.json classes %v (%v)", m.Classes, err)
 	}
 }
+
+// An image folder's val/ is its validation split at --val-fraction 0, so
+// early stopping on val_acc trains; without val/ it is refused before a
+// run directory is made (it was refused for both, by val_fraction alone).
+func TestFolderValFolderIsAValidationSplit(t *testing.T) {
+	needMNIST(t)
+	s, err := data.Load("mnist", data.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func(ds *data.Dataset, from, n int) *data.Dataset {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = from + i
+		}
+		sel, err := ds.Select(idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sel
+	}
+	dir := t.TempDir()
+	folder := filepath.Join(dir, "digits")
+	writeImageFolder(t, first(s.Train, 0, 300), filepath.Join(folder, "train"), 0)
+	writeImageFolder(t, first(s.Train, 300, 100), filepath.Join(folder, "val"), 0)
+	args := []string{"train", "--dataset", "folder", "--data-dir", folder, "--val-fraction", "0", "--early-stop", "val_acc",
+		"--epochs", "1", "--batch", "32", "--schedule", "constant", "--lr", "0.01", "--no-visuals"}
+	if r := kiln(t, dir, append(args, "--run-dir", "with-val")...); r.code != 0 {
+		t.Fatalf("with val/: exit %d\n%s", r.code, r.stderr)
+	}
+	if err := os.RemoveAll(filepath.Join(folder, "val")); err != nil {
+		t.Fatal(err)
+	}
+	r := kiln(t, dir, append(args, "--run-dir", "without-val")...)
+	if r.code != 2 || !strings.Contains(r.stderr, "needs a validation split") {
+		t.Errorf("without val/: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "without-val")); !os.IsNotExist(err) {
+		t.Errorf("a refused run made its directory: %v", err)
+	}
+}

@@ -80,6 +80,15 @@ func (m *modelFlags) resolve(f *pflag.FlagSet) (*modelSetup, error) {
 	case s.weights == "":
 		return nil, usagef("--weights FILE (or --run DIR) is required")
 	}
+	if f.Changed("hidden") || f.Changed("depth") {
+		knobs := layers.Spec{Hidden: s.hidden, Depth: s.depth}
+		if s.spec != nil {
+			knobs = *s.spec // the run's, under the flags
+		}
+		if err := layers.CheckKnobs(s.name, knobs); err != nil {
+			return nil, usagef("--%v", err)
+		}
+	}
 	for _, k := range s.opts.Classes {
 		if k < 0 {
 			return nil, usagef("--classes: %d is not a class", k)

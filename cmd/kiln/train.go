@@ -114,6 +114,9 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	if err := trainer.CheckSchedule(*c, tr0); err != nil {
 		return nil, usageError{err}
 	}
+	if err := trainer.CheckValidation(*c, splits); err != nil {
+		return nil, usageError{err}
+	}
 	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
 		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout, Seed: c.Seed}
 	model, err := trainer.BuildModel(*c, spec)

@@ -261,7 +261,7 @@ func TestTuneUsageErrors(t *testing.T) {
 		{[]string{"tune", "--param", "lr=0.1,0.2", "--metric", "accuracy"}, "--metric"},
 		{[]string{"tune", "--space", "nope.yaml"}, "nope.yaml"},
 		{[]string{"tune", "--resume"}, "--resume needs --run-dir"},
-		{[]string{"tune", "--param", "hidden=16,32"}, "model lenet has no hidden setting"},
+		{[]string{"tune", "--param", "hidden=16,32"}, "model lenet has no such setting"},
 	} {
 		r := kiln(t, dir, c.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) {

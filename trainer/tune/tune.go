@@ -108,35 +108,6 @@ type Tuner struct {
 	lastErr error // of the last save in finish
 }
 
-// knobs are the zoo models that honour the size settings.
-var knobs = map[string][]string{
-	"hidden":  {"cnn", "gmlp", "mlp"}, // mlp widths, cnn's fc width, gmlp width
-	"depth":   {"gmlp", "mlp"},        // mlp hidden layers (with hidden), gmlp blocks
-	"dropout": {"cnn"},                // cnn's dropout before the head
-}
-
-func checkKnobs(c trainer.Config, space *Space) error {
-	given := func(k string) bool { return slices.Contains(space.Keys(), k) }
-	for _, k := range []string{"hidden", "depth", "dropout"} {
-		if !given(k) || slices.Contains(knobs[k], c.Model) {
-			continue
-		}
-		if isZero(c, k) {
-			continue
-		}
-		return fmt.Errorf("model %s has no %s setting (%s: %s)", c.Model, k, k, strings.Join(knobs[k], ", "))
-	}
-	if given("depth") && c.Model == "mlp" && c.Depth > 0 && c.Hidden == 0 {
-		return fmt.Errorf("mlp takes depth only with hidden (its default widths are 256, 128)")
-	}
-	return nil
-}
-
-// isZero reports whether setting k of c is zero (the model's default).
-func isZero(c trainer.Config, k string) bool {
-	p, err := configValue(c, k)
-	return err == nil && (p == nil || p == 0.0 || p == false || p == "")
-}
 
 func configValue(c trainer.Config, k string) (any, error) {
 	m, err := configMap(c)
@@ -263,9 +234,6 @@ func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (tra
 		}
 	}
 	if err := c.Validate(); err != nil {
-		return c, err
-	}
-	if err := checkKnobs(c, space); err != nil {
 		return c, err
 	}
 	if (strings.HasPrefix(set.Metric, "val_") || set.Strategy == "halving") && c.ValFraction == 0 {
