@@ -108,7 +108,6 @@ type Tuner struct {
 	lastErr error // of the last save in finish
 }
 
-
 func configValue(c trainer.Config, k string) (any, error) {
 	m, err := configMap(c)
 	if err != nil {
