@@ -108,14 +108,6 @@ type Tuner struct {
 	lastErr error // of the last save in finish
 }
 
-func configValue(c trainer.Config, k string) (any, error) {
-	m, err := configMap(c)
-	if err != nil {
-		return nil, err
-	}
-	return m[k], nil
-}
-
 // Start creates a tune in dir: every trial's configuration, drawn or
 // enumerated now and validated before any runs, saved as tune.json.
 func Start(dir string, base trainer.Config, space *Space, set Settings) (*Tuner, error) {
