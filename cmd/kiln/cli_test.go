@@ -286,6 +286,46 @@ func TestEvalJSON(t *testing.T) {
 	}
 }
 
+// kiln eval --split val evaluates the validation split the run held out
+// (its seed, subset and val_fraction): the run's last validation, of the
+// last weights, to the last digit; --split train the rest.
+func TestEvalValidationSplit(t *testing.T) {
+	run := tinyRun(t)
+	var val struct {
+		Split          string
+		Loss, Accuracy float64
+	}
+	b, err := os.ReadFile(filepath.Join(run, trainer.MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.Contains(line, `"split":"val"`) {
+			if err := json.Unmarshal([]byte(line), &val); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if val.Split != "val" {
+		t.Fatalf("the run has no validation record:\n%s", b)
+	}
+	last := filepath.Join(run, trainer.LastWeights)
+	m := oneJSONLine(t, mustRun(t, workDir, "eval", "--run", run, "--weights", last, "--split", "val", "--json").stdout)
+	if acc, loss := number(t, m, "accuracy"), number(t, m, "loss"); math.Abs(acc-val.Accuracy) > 1e-12 || math.Abs(loss-val.Loss) > 1e-9 || m["split"] != "val" {
+		t.Errorf("eval --split val: %v, the run's last validation %+v", m, val)
+	}
+	train := oneJSONLine(t, mustRun(t, workDir, "eval", "--run", run, "--split", "train", "--json").stdout)
+	if n, v := number(t, train, "count"), number(t, m, "count"); n != 9*v && n != 9*v+1 && n != 9*v-1 {
+		t.Errorf("train %v and val %v samples: want the 9:1 of val_fraction 0.1", n, v)
+	}
+	if r := mustRun(t, workDir, "eval", "--run", run, "--split", "val"); !strings.Contains(r.stdout, "mnist val: accuracy") {
+		t.Errorf("readable eval --split val: %q", r.stdout)
+	}
+	if r := kiln(t, workDir, "eval", "--run", run, "--split", "valid"); r.code != 2 || !strings.Contains(r.stderr, "want test, val or train") {
+		t.Errorf("--split valid: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
 func TestEvalMismatchedWeights(t *testing.T) {
 	run := tinyRun(t)
 	w := filepath.Join(run, trainer.LastWeights)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -54,18 +55,21 @@ func evalCmd() *cobra.Command {
 		batch, threads int
 		device         string
 		asJSON         bool
+		split          string
 	)
 	cmd := &cobra.Command{
 		Use:   "eval",
-		Short: "Evaluate weights on a data set's test split",
+		Short: "Evaluate weights on a data set's test (or validation, or training) split",
 		Long: `Builds the model for the data set, loads the weights and evaluates them on the
-test split: loss and accuracy (top-5 too with more than 5 classes) and the
+test split (--split val: the validation split a run held out, by its seed and
+--val-fraction; --split train: the rest): loss and accuracy (top-5 too with more than 5 classes) and the
 macro-averaged precision, recall and F1, or for a regression set RMSE, MAE and
 R² in the target's unit. The JSON adds the confusion matrix and each class's
 precision, recall, F1 and support (per_class).
 
   kiln eval --model lenet --dataset mnist --weights runs/x/best.safetensors --json
   kiln eval --run runs/x          # model, data set, classes, subset and seed of the run
+  kiln eval --run runs/x --split val
 
 With --json, standard output is one JSON object on one line.`,
 		Args: noArgs("the run directory is --run, a weights file --weights"),
@@ -73,6 +77,8 @@ With --json, standard output is one JSON object on one line.`,
 	f := cmd.Flags()
 	mf := addModelFlags(f)
 	f.Float64Var(&mf.subset, "subset", 0, "evaluate on the seeded fraction of the test split a run with this --subset and --seed used (1: all)")
+	f.StringVar(&split, "split", "test", "the split to evaluate: test, val or train")
+	f.Float64Var(&mf.valFraction, "val-fraction", trainer.DefaultConfig().ValFraction, "the fraction of the training samples the run held out for validation (as in training; --run: the run's)")
 	f.IntVar(&batch, "batch", 256, "evaluation batch size (Trainer.Evaluate takes at least 256)")
 	f.StringVar(&device, "device", "auto", "cpu, cuda or auto")
 	f.IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
@@ -83,6 +89,8 @@ With --json, standard output is one JSON object on one line.`,
 			return err
 		}
 		switch {
+		case !slices.Contains(evalSplits, split):
+			return usagef("--split %q: want test, val or train", split)
 		case batch < 1:
 			return usagef("--batch %d: must be at least 1", batch)
 		case threads < 0 || threads > trainer.MaxThreads:
@@ -97,7 +105,7 @@ With --json, standard output is one JSON object on one line.`,
 		if s.opts.Folder, err = folderOptions(s, mf.run); err != nil {
 			return err
 		}
-		out, err := evaluate(s, batch)
+		out, err := evaluate(s, split, batch)
 		if err != nil {
 			return err
 		}
@@ -106,19 +114,25 @@ With --json, standard output is one JSON object on one line.`,
 	return cmd
 }
 
-// evaluate builds the model for the test split and evaluates its weights.
-func evaluate(s *modelSetup, batch int) (*evalOutput, error) {
+// evalSplits are what --split takes.
+var evalSplits = []string{"test", "val", "train"}
+
+// evaluate builds the model for the split and evaluates its weights.
+func evaluate(s *modelSetup, split string, batch int) (*evalOutput, error) {
 	// Said before the folder is decoded, and without its notes for a training run.
-	if s.dataset == "folder" && !data.FolderHasTest(s.opts.Dir) {
-		return nil, fmt.Errorf("%s: no such folder: kiln eval evaluates an image folder's test/ split; the run's summary.json holds its validation figures", filepath.Join(s.opts.Dir, "test"))
+	if split == "test" && s.dataset == "folder" && !data.FolderHasTest(s.opts.Dir) {
+		return nil, fmt.Errorf("%s: no such folder: an image folder without test/ has no test split (kiln eval --split val evaluates the validation split)", filepath.Join(s.opts.Dir, "test"))
 	}
 	splits, err := data.Load(s.dataset, s.opts)
 	if err != nil {
 		return nil, err
 	}
-	test := splits.Test
-	if test == nil {
-		return nil, fmt.Errorf("%s has no test split (an image folder without test/): kiln eval evaluates the test split; the run's summary.json holds its validation figures", s.dataset)
+	test := map[string]*data.Dataset{"test": splits.Test, "val": splits.Val, "train": splits.Train}[split]
+	switch {
+	case test == nil && split == "val":
+		return nil, fmt.Errorf("%s has no validation split at --val-fraction %v", s.dataset, s.opts.ValFraction)
+	case test == nil:
+		return nil, fmt.Errorf("%s has no test split (an image folder without test/): kiln eval --split val evaluates the validation split", s.dataset)
 	}
 	model, err := s.build(test)
 	if err != nil {
@@ -134,7 +148,7 @@ func evaluate(s *modelSetup, batch int) (*evalOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &evalOutput{Model: model.Name, Dataset: s.dataset, Split: "test", Weights: s.weights, Count: r.Count, Loss: finite(r.Loss),
+	out := &evalOutput{Model: model.Name, Dataset: s.dataset, Split: split, Weights: s.weights, Count: r.Count, Loss: finite(r.Loss),
 		result: r, regression: model.Spec.Regression, unit: test.TargetName}
 	if model.Spec.Regression {
 		out.RMSE, out.MAE, out.R2 = finite(r.RMSE), finite(r.MAE), finite(r.R2)
@@ -165,7 +179,7 @@ func (out *evalOutput) print(asJSON bool) error {
 		if unit == "" {
 			unit = "target"
 		}
-		fmt.Printf("%s test: RMSE %#.4g  MAE %#.4g  R² %.4f  loss %#.4g  [%s]  %s\n", out.Dataset, r.RMSE, r.MAE, r.R2, r.Loss, unit, where)
+		fmt.Printf("%s %s: RMSE %#.4g  MAE %#.4g  R² %.4f  loss %#.4g  [%s]  %s\n", out.Dataset, out.Split, r.RMSE, r.MAE, r.R2, r.Loss, unit, where)
 		return nil
 	}
 	top5 := ""
@@ -176,7 +190,7 @@ func (out *evalOutput) print(asJSON bool) error {
 	if out.MacroF1 != nil {
 		macro = fmt.Sprintf("  macro P/R/F1 %.2f/%.2f/%.2f%%", 100**out.MacroPrecision, 100**out.MacroRecall, 100**out.MacroF1)
 	}
-	fmt.Printf("%s test: accuracy %.2f%%%s%s  loss %.4f  %s\n", out.Dataset, 100*r.Accuracy, top5, macro, r.Loss, where)
+	fmt.Printf("%s %s: accuracy %.2f%%%s%s  loss %.4f  %s\n", out.Dataset, out.Split, 100*r.Accuracy, top5, macro, r.Loss, where)
 	return nil
 }
 

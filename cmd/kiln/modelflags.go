@@ -24,7 +24,7 @@ type modelFlags struct {
 	weights, run, classes   string
 	hidden, depth           int
 	seed                    uint64
-	subset                  float64 // eval only
+	subset, valFraction     float64 // eval only
 }
 
 func addModelFlags(f *pflag.FlagSet) *modelFlags {
@@ -49,7 +49,7 @@ type modelSetup struct {
 	depth   int
 	seed    uint64
 	dataset string
-	opts    data.Options // Dir, Classes, Subset, Seed
+	opts    data.Options // Dir, Classes, Subset, ValFraction (eval), Seed
 	weights string
 }
 
@@ -62,7 +62,7 @@ func (m *modelFlags) resolve(f *pflag.FlagSet) (*modelSetup, error) {
 	}
 	s := &modelSetup{name: strings.ToLower(m.model), hidden: m.hidden, depth: m.depth, seed: m.seed,
 		dataset: m.dataset, weights: m.weights,
-		opts: data.Options{Dir: m.dataDir, Classes: classes, Subset: m.subset, Seed: m.seed}}
+		opts: data.Options{Dir: m.dataDir, Classes: classes, Subset: m.subset, ValFraction: m.valFraction, Seed: m.seed}}
 	if m.run != "" {
 		if err := s.fromRun(m.run, f); err != nil {
 			return nil, err
@@ -77,6 +77,8 @@ func (m *modelFlags) resolve(f *pflag.FlagSet) (*modelSetup, error) {
 		return nil, usagef("--hidden and --depth must not be negative")
 	case !(s.opts.Subset >= 0 && s.opts.Subset <= 1):
 		return nil, usagef("--subset %v: must be a fraction in (0, 1]", s.opts.Subset)
+	case !(s.opts.ValFraction >= 0 && s.opts.ValFraction < 1):
+		return nil, usagef("--val-fraction %v: must be in [0, 1)", s.opts.ValFraction)
 	case s.weights == "":
 		return nil, usagef("--weights FILE (or --run DIR) is required")
 	}
@@ -146,6 +148,9 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 		}
 		if f.Lookup("subset") != nil && !set("subset") {
 			s.opts.Subset = c.Subset
+		}
+		if f.Lookup("val-fraction") != nil && !set("val-fraction") {
+			s.opts.ValFraction = c.ValFraction
 		}
 	}
 	if set("weights") {
