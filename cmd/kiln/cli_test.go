@@ -209,6 +209,7 @@ func TestBadInput(t *testing.T) {
 		{"eval hidden on lenet", []string{"eval", "--hidden", "64", "--weights", "w.safetensors"}, 2, "--hidden: model lenet has no such setting"},
 		{"train hidden on lenet", []string{"train", "--hidden", "64"}, 2, "--hidden 64: model lenet has no such setting"},
 		{"train gamma with onecycle", []string{"train", "--gamma", "0.5"}, 2, "--gamma 0.5: is for the step, multistep or exp schedule"},
+		{"train augment on mnist", []string{"train", "--augment"}, 2, "--augment true: mirrors digits"},
 		{"train plateau without validation", []string{"train", "--schedule", "plateau", "--val-fraction", "0"}, 2, "needs a validation split"},
 		{"eval bad classes", []string{"eval", "--classes", "0,x", "--weights", "w.safetensors"}, 2, "--classes"},
 		{"eval missing run", []string{"eval", "--run", "no-such-run"}, 2, "no-such-run"},

@@ -77,6 +77,17 @@ func nameSetting(err error, f *pflag.FlagSet, configPath string) error {
 	return err
 }
 
+// nameUsage is nameSetting for the usage errors of checks made once the
+// data is read (CheckAugment, CheckValidation, ...), which kiln train and
+// lr-find return from deeper down.
+func nameUsage(err error, f *pflag.FlagSet, configPath string) error {
+	var u usageError
+	if errors.As(err, &u) {
+		return usageError{nameSetting(u.error, f, configPath)}
+	}
+	return err
+}
+
 // configFlags binds every training flag to a Config and remembers how to
 // copy each one, so that flags given on the command line override a config
 // file and flags not given do not.

@@ -66,7 +66,7 @@ afresh and nothing is kept: train with kiln train --lr <suggested>.`,
 		if err != nil {
 			return usageError{err}
 		}
-		return runLRFind(c, o)
+		return nameUsage(runLRFind(c, o), cfs, configPath)
 	}
 	return cmd
 }

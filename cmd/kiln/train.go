@@ -53,7 +53,7 @@ func trainCmd() *cobra.Command {
 		if resume && c.RunDir == "" {
 			return usageError{errors.New("--resume needs --run-dir")}
 		}
-		return runTrain(c, resume)
+		return nameUsage(runTrain(c, resume), cmd.Flags(), configPath)
 	}
 	return cmd
 }

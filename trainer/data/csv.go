@@ -118,6 +118,12 @@ func isNumber(s string) bool { _, p := parseNumber(s); return p == "" }
 // wide file, at five times its size, the peak of a whole run.
 func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable, error) {
 	raw = bytes.TrimPrefix(raw, []byte("\ufeff")) // Excel's "CSV UTF-8" begins with a byte-order mark
+	if bytes.IndexByte(raw, '\n') < 0 && bytes.IndexByte(raw, '\r') >= 0 {
+		// Lines ended by CR alone (classic Mac OS, some Excel exports), which
+		// Python's csv module and pandas read as lines: encoding/csv would
+		// see one line.
+		raw = bytes.ReplaceAll(raw, []byte("\r"), []byte("\n"))
+	}
 	r := csv.NewReader(bytes.NewReader(raw))
 	if o.Comma != 0 {
 		r.Comma = o.Comma

@@ -131,6 +131,20 @@ func TestCSVByteOrderMark(t *testing.T) {
 	}
 }
 
+// Lines ended by CR alone (classic Mac OS) read as lines, as Python's csv
+// module reads them; encoding/csv saw one line of 9 fields.
+func TestCSVCarriageReturnLines(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.csv")
+	writeFile(t, p, []byte("a,b,y\r1,2,0\r3,4,1\r5,6,0\r7,8,1\r"))
+	s, err := Load("csv", Options{Dir: p, CSV: CSVOptions{TestFraction: 0.25}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Train.Len() + s.Test.Len(); n != 4 || s.Train.Channels != 2 {
+		t.Errorf("%d rows of %d features, want 4 of 2", n, s.Train.Channels)
+	}
+}
+
 func TestCSVBadInput(t *testing.T) {
 	cases := []struct {
 		name, content string
