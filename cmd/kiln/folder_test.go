@@ -8,8 +8,10 @@ import (
 	"image/jpeg"
 	"image/png"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -254,5 +256,58 @@ func TestFolderValFolderIsAValidationSplit(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "without-val")); !os.IsNotExist(err) {
 		t.Errorf("a refused run made its directory: %v", err)
+	}
+}
+
+// kiln eval and predict --index read a folder run's test images with the
+// run's normalisation (model.json's: the training split's statistics, after
+// its validation draw), as predict --image does: they used all of train/'s,
+// and eval's loss differed from the run's own test loss.
+func TestFolderEvalUsesTheRunsNormalisation(t *testing.T) {
+	dir := t.TempDir()
+	folder := filepath.Join(dir, "bright")
+	rng := rand.New(rand.NewPCG(7, 1))
+	for split, n := range map[string]int{"train": 12, "test": 6} {
+		for ci, class := range []string{"dark", "light"} {
+			if err := os.MkdirAll(filepath.Join(folder, split, class), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				// Brightness varies a lot from image to image, so the
+				// validation draw moves the training split's mean.
+				img, base := image.NewGray(image.Rect(0, 0, 28, 28)), rng.IntN(256)
+				for p := range img.Pix {
+					v := base + rng.IntN(60) - 30 + (ci*80-40)*(p%28/15)
+					img.Pix[p] = uint8(min(max(v, 0), 255))
+				}
+				var b bytes.Buffer
+				if err := png.Encode(&b, img); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(folder, split, class, fmt.Sprintf("%02d.png", i)), b.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	run := filepath.Join(dir, "run")
+	mustRun(t, dir, "train", "--dataset", "folder", "--data-dir", folder, "--model", "mlp", "--epochs", "3", "--batch", "8",
+		"--val-fraction", "0.2", "--run-dir", run, "--no-visuals", "--threads", "1")
+	sum := readSummary(t, run)
+	m := oneJSONLine(t, mustRun(t, dir, "eval", "--run", run, "--json").stdout)
+	if loss := number(t, m, "loss"); math.Abs(loss-sum.TestLoss) > 1e-9 {
+		t.Errorf("eval loss %v, the run's test loss %v", loss, sum.TestLoss)
+	}
+	probs := func(args ...string) []classProb {
+		var p prediction
+		out := mustRun(t, dir, append([]string{"predict", "--run", run, "--json", "--top", "2"}, args...)...).stdout
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &p); err != nil {
+			t.Fatalf("%v in %q", err, out)
+		}
+		return p.Top
+	}
+	byIndex, byFile := probs("--index", "0"), probs("--image", filepath.Join(folder, "test", "dark", "00.png"))
+	if !reflect.DeepEqual(byIndex, byFile) {
+		t.Errorf("test[0]: %v by --index, %v by --image", byIndex, byFile)
 	}
 }

@@ -164,8 +164,8 @@ func (pf *predictFlags) input(s *modelSetup, run string, fromData bool) (*predic
 }
 
 // folderOptions are the folder set's settings of the run that trained the
-// model (its config.yaml), so that its images are read as training read
-// them; zero for the other sets.
+// model (its config.yaml) and its normalisation (its model.json), so that
+// its images are read as training read them; zero for the other sets.
 func folderOptions(s *modelSetup, run string) (data.FolderOptions, error) {
 	var f data.FolderOptions
 	if s.dataset != "folder" || run == "" {
@@ -177,6 +177,13 @@ func folderOptions(s *modelSetup, run string) (data.FolderOptions, error) {
 	}
 	f.Size, f.Fit = c.ImageSize, c.ImageFit
 	f.Note = func(m string) { fmt.Fprintln(os.Stderr, "note: "+m) }
+	// The run's normalisation: the training split's statistics, which a
+	// load with other --val-fraction or --subset would not reproduce.
+	m, err := trainer.ReadModelInfo(run)
+	if err != nil {
+		return f, fmt.Errorf("--run %s: %w", run, err)
+	}
+	f.Mean, f.Std = m.Mean, m.Std
 	return f, nil
 }
 

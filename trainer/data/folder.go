@@ -29,6 +29,11 @@ type FolderOptions struct {
 	// CacheDir is where the decoded images are cached when the data
 	// directory cannot be written; empty means os.UserCacheDir()/kiln.
 	CacheDir string
+	// Mean and Std, one a channel, normalise every split as a trained
+	// model's inputs were (its model.json's) instead of by the training
+	// split's statistics, which depend on the validation fraction and
+	// subset the split was loaded with.
+	Mean, Std []float64
 }
 
 // Skipped lists the bad image files a non-strict folder load left out.

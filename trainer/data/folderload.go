@@ -238,14 +238,44 @@ func noteFolder(o Options, img *folderImages, s *Splits) {
 	}
 }
 
-// normalizeFromTrain normalises a folder set's splits (values in [0, 1])
-// per channel with the training split's mean and standard deviation, which
-// they then carry, as the built-in sets carry theirs. The values go through
-// NormalizeImage's table, so that kiln predict's images match to the bit.
-func normalizeFromTrain(s *Splits) {
-	tr := s.Train
+// normalizeFolder normalises a folder set's splits (values in [0, 1]) per
+// channel with the mean and standard deviation o gives (a trained model's,
+// so that its evaluation sees inputs as its training did), else the
+// training split's; the splits then carry them, as the built-in sets carry
+// theirs. The values go through NormalizeImage's table, so that kiln
+// predict's images match to the bit.
+func normalizeFolder(s *Splits, o FolderOptions) error {
+	mean, std := o.Mean, o.Std
+	switch {
+	case mean == nil && std == nil:
+		mean, std = trainStats(s.Train)
+	case len(mean) != s.Train.Channels || len(std) != s.Train.Channels:
+		return fmt.Errorf("data: folder: the model's normalisation has %d means and %d deviations for images of %d channels", len(mean), len(std), s.Train.Channels)
+	}
+	hw := s.Train.Height * s.Train.Width
+	for _, d := range []*Dataset{s.Train, s.Val, s.Test} {
+		if d == nil {
+			continue
+		}
+		for c := range mean {
+			lut := byteTable(mean[c], std[c])
+			for i := range d.Len() {
+				p := d.Image(i)[c*hw : (c+1)*hw]
+				for j, v := range p {
+					p[j] = lut[toByte(v)]
+				}
+			}
+		}
+		d.Mean, d.Std = slices.Clone(mean), slices.Clone(std)
+	}
+	return nil
+}
+
+// trainStats are the per-channel mean and standard deviation of tr's
+// values in [0, 1].
+func trainStats(tr *Dataset) (mean, std []float64) {
 	hw := tr.Height * tr.Width
-	mean, std := make([]float64, tr.Channels), make([]float64, tr.Channels)
+	mean, std = make([]float64, tr.Channels), make([]float64, tr.Channels)
 	for c := range mean {
 		var hist [256]int64
 		for i := range tr.Len() {
@@ -264,21 +294,7 @@ func normalizeFromTrain(s *Splits) {
 			std[c] = 1
 		}
 	}
-	for _, d := range []*Dataset{s.Train, s.Val, s.Test} {
-		if d == nil {
-			continue
-		}
-		for c := range mean {
-			lut := byteTable(mean[c], std[c])
-			for i := range d.Len() {
-				p := d.Image(i)[c*hw : (c+1)*hw]
-				for j, v := range p {
-					p[j] = lut[toByte(v)]
-				}
-			}
-		}
-		d.Mean, d.Std = slices.Clone(mean), slices.Clone(std)
-	}
+	return mean, std
 }
 
 // toByte recovers the byte b of a value b/255 (within float32 rounding of

@@ -91,7 +91,9 @@ func Load(name string, o Options) (*Splits, error) {
 		}
 	}
 	if name == "folder" {
-		normalizeFromTrain(s)
+		if err := normalizeFolder(s, o.Folder); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
