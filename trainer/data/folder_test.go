@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -599,4 +600,28 @@ func greyAlphaPNG(t testing.TB, w, h int, v byte) []byte {
 	chunk(&b, "IDAT", rows.Bytes())
 	chunk(&b, "IEND", nil)
 	return b.Bytes()
+}
+
+// A 16-bit PNG with alpha reads as Pillow reads it: each colour's high
+// byte, the alpha dropped. Premultiplying made transparent pixels black.
+func TestFolder16BitAlphaPNGKeepsItsColours(t *testing.T) {
+	img := image.NewNRGBA64(image.Rect(0, 0, 2, 1))
+	img.SetNRGBA64(0, 0, color.NRGBA64{R: 0xffff, G: 0xffff, B: 0xffff, A: 0})      // transparent white
+	img.SetNRGBA64(1, 0, color.NRGBA64{R: 0x12ff, G: 0x8000, B: 0xfe01, A: 0x0100}) // nearly transparent
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "a.png")
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	planes, _, _, err := decodeFile(p, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]byte{{0xff, 0x12}, {0xff, 0x80}, {0xff, 0xfe}}
+	if !reflect.DeepEqual(planes, want) {
+		t.Errorf("planes %v, want %v", planes, want)
+	}
 }

@@ -181,6 +181,14 @@ func rgbFunc(img image.Image) func(x, y int) (r, g, b byte) {
 		}
 	case *image.NRGBA:
 		return func(x, y int) (r, g, b byte) { c := m.NRGBAAt(x, y); return c.R, c.G, c.B }
+	case *image.NRGBA64:
+		// 16-bit PNGs with alpha (or a tRNS colour): Pillow keeps each
+		// colour's high byte and drops the alpha; premultiplying through
+		// NRGBAModel made transparent pixels black.
+		return func(x, y int) (r, g, b byte) {
+			c := m.NRGBA64At(x, y)
+			return byte(c.R >> 8), byte(c.G >> 8), byte(c.B >> 8)
+		}
 	case *image.YCbCr:
 		return func(x, y int) (r, g, b byte) {
 			c := m.YCbCrAt(x, y)
