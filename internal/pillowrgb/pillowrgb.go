@@ -15,7 +15,8 @@ import "image"
 
 // Convert converts img, decoded from a file of format (image.Decode's
 // name), to the RGB Pillow's decoder gives it: a JPEG's YCbCr with its
-// colour halved across (4:2:2) or both ways (4:2:0) as libjpeg-turbo's
+// colour halved across (4:2:2), down (4:4:0: a 4:2:2 file turned a quarter
+// by jpegtran) or both ways (4:2:0) as libjpeg-turbo's
 // fancy upsampling and colour conversion do, the others at full colour
 // resolution (4:4:4) by its conversion alone; a lossy WebP's as libwebp's
 // does. Other images, and YCbCr this does not know, come back as they are.
@@ -46,6 +47,8 @@ func Convert(img image.Image, format string, cfg image.Config) image.Image {
 		return jpegRGB(m, jpegH2V1(m, m.Cb), jpegH2V1(m, m.Cr))
 	case format == "jpeg" && m.SubsampleRatio == image.YCbCrSubsampleRatio420:
 		return jpegRGB(m, jpegH2V2(m, m.Cb), jpegH2V2(m, m.Cr))
+	case format == "jpeg" && m.SubsampleRatio == image.YCbCrSubsampleRatio440:
+		return jpegRGB(m, jpegH1V2(m, m.Cb), jpegH1V2(m, m.Cr))
 	case format == "webp" && m.SubsampleRatio == image.YCbCrSubsampleRatio420:
 		return webpRGB(m)
 	}
@@ -126,6 +129,28 @@ func jpegH2V1(m *image.YCbCr, p []byte) []byte {
 			row[2*cw-1] = byte(at(cw - 1))
 		}
 		copy(out[y*w:(y+1)*w], row)
+	}
+	return out
+}
+
+// jpegH1V2 is libjpeg-turbo's h1v2_fancy_upsample of plane p of m: each
+// output sample ¾ of the nearer input row's and ¼ of the farther's, rounded
+// down on the upper row of a pair and up on the lower; the rows above the
+// first and below the last repeat them.
+func jpegH1V2(m *image.YCbCr, p []byte) []byte {
+	w, h := m.Rect.Dx(), m.Rect.Dy()
+	ch := (h + 1) / 2
+	out := make([]byte, w*h)
+	for y := range h {
+		k := y / 2
+		far, bias := min(k+1, ch-1), 2
+		if y%2 == 0 {
+			far, bias = max(k-1, 0), 1
+		}
+		near, next := colourRow(m, p, k), colourRow(m, p, far)
+		for x := range w {
+			out[y*w+x] = byte((int(near[x])*3 + int(next[x]) + bias) >> 2)
+		}
 	}
 	return out
 }

@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 # Makes the fixtures pillowrgb_test.go compares with: small pseudo-random
-# colour pictures saved as JPEG (4:2:0, 4:2:2, 4:4:4) and lossy WebP by
+# colour pictures saved as JPEG (4:2:0, 4:2:2, 4:4:4; 4:4:0 by cjpeg of
+# Debian's libjpeg-turbo-progs) and lossy WebP by
 # Debian's python3-pil (9.4.0, libjpeg-turbo 2.1, libwebp 1.2), and the RGB
 # Pillow decodes each to, as PNG. Odd and even sizes, 1 and 2 pixels wide.
 # Run: /usr/bin/python3 make.py
+import os
 import random
+import subprocess
 from PIL import Image
 
 SIZES = [(13, 9), (16, 16), (7, 10), (1, 5), (2, 3), (33, 17)]
@@ -20,6 +23,13 @@ for (w, h) in SIZES:
         f = f"rgb-{w}x{h}-{name}.jpg"
         im.save(f, quality=90, subsampling=sub)
         Image.open(f).convert("RGB").save(f + ".png")
+    # 4:4:0 (colour halved down: what jpegtran -rotate 90 makes of a 4:2:2
+    # file), which Pillow does not write: libjpeg-turbo's cjpeg does.
+    f = f"rgb-{w}x{h}-440.jpg"
+    im.save("in.ppm")
+    subprocess.run(["cjpeg", "-quality", "90", "-sample", "1x2", "-outfile", f, "in.ppm"], check=True)
+    os.remove("in.ppm")
+    Image.open(f).convert("RGB").save(f + ".png")
     f = f"rgb-{w}x{h}.webp"
     im.save(f, quality=80)
     Image.open(f).convert("RGB").save(f + ".png")
