@@ -953,7 +953,14 @@ func lenOf(d *data.Dataset) int {
 	return d.Len()
 }
 
-func ptr(v float64) *float64 { return &v }
+// ptr is v for a record or summary's JSON, which has no NaN or ±Inf:
+// those are left out (nil).
+func ptr(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 

@@ -75,8 +75,12 @@ func (m *ClassMetrics) Top5Accuracy() float64 { return float64(m.Top5) / float64
 type RegressionMetrics struct {
 	Count         int
 	SumSq, SumAbs float64 // of errors
-	SumY, SumYY   float64 // of targets, for R²
+	SumY, SumYY   float64 // of targets less Shift, for R²
 	LossSum       float64 // Σ of the training loss (scaled units)
+	// Shift is subtracted from each target before SumY and SumYY: near
+	// the targets' mean (the training targets' shift), their variance is
+	// not lost to cancellation (targets of 1e8 ± 1 had an R² of NaN).
+	Shift float64
 }
 
 // Add records predictions and targets, both already in the target's units.
@@ -85,8 +89,9 @@ func (m *RegressionMetrics) Add(meanLoss float64, pred, target []float64) {
 		e := p - target[i]
 		m.SumSq += e * e
 		m.SumAbs += math.Abs(e)
-		m.SumY += target[i]
-		m.SumYY += target[i] * target[i]
+		y := target[i] - m.Shift
+		m.SumY += y
+		m.SumYY += y * y
 	}
 	m.LossSum += meanLoss * float64(len(pred))
 	m.Count += len(pred)
@@ -101,12 +106,18 @@ func (m *RegressionMetrics) RMSE() float64 { return math.Sqrt(m.SumSq / float64(
 // MAE is the mean absolute error.
 func (m *RegressionMetrics) MAE() float64 { return m.SumAbs / float64(max(m.Count, 1)) }
 
-// R2 is the coefficient of determination, 1 − SSE/SST.
+// R2 is the coefficient of determination, 1 − SSE/SST. Targets without
+// spread (one sample, or all alike) have none: as scikit-learn's r2_score,
+// it is then 1 for exact predictions and 0 otherwise, never NaN or a
+// rounding error's −1e15.
 func (m *RegressionMetrics) R2() float64 {
 	n := float64(max(m.Count, 1))
 	sst := m.SumYY - m.SumY*m.SumY/n
-	if sst <= 0 {
-		return math.NaN()
+	if sst <= 1e-12*m.SumYY || sst <= 0 {
+		if m.SumSq == 0 {
+			return 1
+		}
+		return 0
 	}
 	return 1 - m.SumSq/sst
 }

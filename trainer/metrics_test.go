@@ -32,3 +32,33 @@ func TestRegressionMetrics(t *testing.T) {
 		t.Fatalf("r2 %v", m.R2())
 	}
 }
+
+// Targets without spread give scikit-learn's R² (1 for exact predictions,
+// else 0), not NaN, which the run's JSON records could not hold: a
+// regression whose validation rows were alike stopped at its first
+// validation, and resumed into the same stop. Targets far from zero keep
+// their variance by the shift.
+func TestRegressionR2WithoutSpreadAndFarFromZero(t *testing.T) {
+	for _, c := range []struct {
+		pred, target []float64
+		want         float64
+	}{
+		{[]float64{3.5, 3.5}, []float64{3.5, 3.5}, 1},
+		{[]float64{3.4, 3.6}, []float64{3.5, 3.5}, 0},
+		{[]float64{0.1, 0.1, 0.1}, []float64{0.1, 0.1, 0.1}, 1},
+		{[]float64{7}, []float64{6}, 0},
+	} {
+		var m RegressionMetrics
+		m.Add(0, c.pred, c.target)
+		if got := m.R2(); got != c.want {
+			t.Errorf("predictions %v of %v: R² %v, want %v", c.pred, c.target, got, c.want)
+		}
+	}
+	// 1e8 + {0, 1, 2, 3}, predicted 1e8 + {0, 1, 2, 4}: SST 5, SSE 1.
+	m := RegressionMetrics{Shift: 1e8}
+	m.Add(0, []float64{1e8, 1e8 + 1, 1e8 + 2, 1e8 + 4}, []float64{1e8, 1e8 + 1, 1e8 + 2, 1e8 + 3})
+	m.Add(0, nil, nil)
+	if got := m.R2(); math.Abs(got-0.8) > 1e-9 {
+		t.Errorf("targets near 1e8: R² %v, want 0.8", got)
+	}
+}

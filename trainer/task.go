@@ -165,7 +165,9 @@ func (regression) trainFigures(_ epochSums, _ *MetricsRecord, ev *zerolog.Event)
 	return ev
 }
 
-func (regression) newEvaluation(ds *data.Dataset) evaluation { return &regressionEvaluation{ds: ds} }
+func (regression) newEvaluation(ds *data.Dataset) evaluation {
+	return &regressionEvaluation{ds: ds, m: RegressionMetrics{Shift: ds.TargetShift}}
+}
 
 // describe logs R² for the test alone: a validation line stays short.
 func (regression) describe(r EvalResult, split string, _ bool, rec *MetricsRecord, ev *zerolog.Event) *zerolog.Event {

@@ -562,3 +562,24 @@ func TestHistogramEdgeCases(t *testing.T) {
 		t.Errorf("Floats JSON %s", b)
 	}
 }
+
+// A regression whose validation targets are all alike trains to its end:
+// its R² is 0 or 1, not a NaN that metrics.jsonl cannot hold.
+func TestRegressionWithAlikeValidationTargetsTrains(t *testing.T) {
+	c := blobConfig()
+	c.Regression, c.Epochs, c.Optimizer, c.LR = true, 1, "adamw", 1e-3
+	val := ramp(t, 16, 2)
+	for i := range val.Targets {
+		val.Targets[i] = 0.25
+	}
+	dir, _ := trainRun(t, c, layers.Spec{Channels: 1, Height: 8, Width: 8, Regression: true, Seed: 1, Hidden: 16},
+		&data.Splits{Train: ramp(t, 64, 1), Val: val})
+	b, err := os.ReadFile(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"split":"val"`) || !strings.Contains(last, `"r2":0`) {
+		t.Errorf("last record %s: want the validation's, R² 0", last)
+	}
+}
