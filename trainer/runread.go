@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/kiln-ml/kiln/internal/userfile"
-	"github.com/kiln-ml/kiln/layers"
 )
 
 // Reading a run directory back, for kiln eval, predict and export --run and
@@ -17,12 +16,6 @@ import (
 // maxSummaryBytes bounds a summary.json read back: its confusion matrix
 // grows with the square of the classes.
 const maxSummaryBytes = 64 << 20
-
-// ReadModelJSON reads dir's model.json: the model's name and its spec.
-func ReadModelJSON(dir string) (model string, spec layers.Spec, err error) {
-	m, err := ReadModelInfo(dir)
-	return m.Model, m.Spec, err
-}
 
 // ReadModelInfo reads dir's model.json.
 func ReadModelInfo(dir string) (ModelInfo, error) {

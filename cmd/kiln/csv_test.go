@@ -43,4 +43,12 @@ func TestCSVTargetAndTask(t *testing.T) {
 	if r := mustRun(t, dir, append(args("many.csv", "classes"), "--csv-task", "classification")...); !strings.Contains(r.stdout, "test accuracy") {
 		t.Errorf("--csv-task classification: %s", r.stdout)
 	}
+	// predict --index and export read the file with the run's column and
+	// task too: they took the last column and the guess (b's 5 values as
+	// classes; a regression that refused the 40-class head).
+	if r := mustRun(t, dir, "predict", "--run", filepath.Join(dir, "first"), "--index", "0", "--device", "cpu"); !strings.Contains(r.stdout, "(true ") {
+		t.Errorf("predict --index of the --csv-target run: %s", r.stdout)
+	}
+	mustRun(t, dir, "predict", "--run", filepath.Join(dir, "classes"), "--index", "0", "--device", "cpu")
+	mustRun(t, dir, "export", "--run", filepath.Join(dir, "classes"), "--format", "onnx", "--out", filepath.Join(dir, "classes.onnx"))
 }

@@ -51,6 +51,7 @@ type modelSetup struct {
 	dataset string
 	opts    data.Options // Dir, Classes, Subset, ValFraction (eval), Seed
 	weights string
+	classes []string // the run's class names (model.json), when known
 }
 
 // resolve applies --run (when given) under the flags that were set and
@@ -113,10 +114,12 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return usageError{fmt.Errorf("--run %s: no such directory", dir)}
 	}
-	model, spec, err := trainer.ReadModelJSON(dir)
+	info, err := trainer.ReadModelInfo(dir)
 	if err != nil {
 		return usageError{fmt.Errorf("--run %s: %w", dir, err)}
 	}
+	model, spec := info.Model, info.Spec
+	s.classes = info.Classes
 	set := f.Changed
 	if !set("model") {
 		s.name = strings.ToLower(model)
@@ -165,10 +168,12 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 }
 
 // describe returns the data set's metadata (shape, classes, normalisation)
-// after --classes, reading files only for csv, whose shape lives in its file.
+// after --classes, reading files only for csv, whose shape lives in its file
+// (its target column and task the run's), with the run's class names
+// (CIFAR-10 files may name their own).
 func (s *modelSetup) describe() (*data.Dataset, error) {
 	if s.dataset == "csv" {
-		sp, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed})
+		sp, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed, CSV: s.opts.CSV})
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +184,12 @@ func (s *modelSetup) describe() (*data.Dataset, error) {
 		return nil, err
 	}
 	if len(s.opts.Classes) > 0 {
-		return d.KeepClasses(s.opts.Classes)
+		if d, err = d.KeepClasses(s.opts.Classes); err != nil {
+			return nil, err
+		}
+	}
+	if d.Task == data.Classification && len(s.classes) == len(d.Classes) {
+		d.Classes = s.classes
 	}
 	return d, nil
 }

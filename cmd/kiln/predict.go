@@ -225,7 +225,7 @@ func imagesUnder(dir string) ([]string, error) {
 
 // testSamples is samples index..index+count-1 of the test split.
 func testSamples(s *modelSetup, folder data.FolderOptions, index, count int) (*predictInput, error) {
-	splits, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed, Folder: folder})
+	splits, err := data.Load(s.dataset, data.Options{Dir: s.opts.Dir, Classes: s.opts.Classes, Seed: s.opts.Seed, Folder: folder, CSV: s.opts.CSV})
 	if err != nil {
 		return nil, err
 	}

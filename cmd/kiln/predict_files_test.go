@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/png"
@@ -87,6 +88,54 @@ func TestPredictRefusesBadFiles(t *testing.T) {
 		msg := strings.Join(errorLines(r.stderr), "\n")
 		if r.code == 0 || !strings.Contains(msg, c.path) || !strings.Contains(msg, c.want) {
 			t.Errorf("%s %s: exit %d, %q; want an error naming the file and saying %q", c.flag, c.path, r.code, r.stderr, c.want)
+		}
+	}
+}
+
+// CIFAR-10 files that name their own classes (batches.meta.txt) name
+// predict --image's classes too: it printed the stock names ("bird") where
+// --index, eval and the exports said the run's.
+func TestPredictImageTakesTheRunsClassNames(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "cifar")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a0", "b1", "c2", "d3", "e4", "f5", "g6", "h7", "i8", "j9"}
+	batch := func(seed byte) []byte {
+		var b []byte
+		for r := range 40 {
+			b = append(b, byte(r%10))
+			for p := range 3072 {
+				b = append(b, byte(p*7+r*13)+seed)
+			}
+		}
+		return b
+	}
+	files := map[string][]byte{"test_batch.bin": batch(5), "batches.meta.txt": []byte(strings.Join(names, "\n") + "\n")}
+	for i := 1; i <= 5; i++ {
+		files[fmt.Sprintf("data_batch_%d.bin", i)] = batch(byte(i))
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(data, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := filepath.Join(dir, "run")
+	mustRun(t, dir, "train", "--dataset", "cifar10", "--data-dir", data, "--epochs", "1", "--batch", "20", "--no-visuals", "--run-dir", run)
+	img := image.NewRGBA(image.Rect(0, 0, 32, 32))
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	pic := filepath.Join(dir, "pic.png")
+	if err := os.WriteFile(pic, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, dir, "predict", "--run", run, "--image", pic, "--top", "10").stdout
+	for _, n := range names {
+		if !strings.Contains(out, n+" ") {
+			t.Errorf("predict --image does not name class %s:\n%s", n, out)
 		}
 	}
 }
