@@ -31,6 +31,20 @@ func isRunFile(name string) bool {
 	return slices.Contains(runFiles, name) || strings.HasPrefix(name, EventsPrefix)
 }
 
+// OwnFile reports whether name, in dir, is one of the files of a run or
+// tune directory dir: what `kiln export --out` must not replace.
+func OwnFile(dir, name string) bool {
+	if !isRunFile(name) && name != LockFile && name != TuneFile {
+		return false
+	}
+	for _, f := range []string{LockFile, TuneFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return RunFileIn(dir) != ""
+}
+
 // RunFileIn is the first file of dir's that a training run writes (its
 // name), "" when it holds none or cannot be read: a tune is not started in
 // a run's directory.

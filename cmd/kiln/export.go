@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/onnx"
 	"github.com/kiln-ml/kiln/trainer"
@@ -120,6 +123,16 @@ model.json or else the data set's constants (left out when unknown).
 				return err
 			}
 		}
+		exportTemps(out)
+		interrupted := make(chan os.Signal, 1)
+		signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(interrupted)
+		go func() {
+			if _, ok := <-interrupted; ok {
+				exportTemps(out)
+				os.Exit(130)
+			}
+		}()
 		if format == "onnx" {
 			return exportONNX(model, out, mf.run, s.dataset, meta)
 		}
@@ -140,10 +153,33 @@ func checkExportOut(format, out string) error {
 	case format == "safetensors" && sidecarPath(out) == out:
 		return usagef("--out %s: the weights and the .json sidecar would share the name", out)
 	}
-	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return usagef("--out %s is a directory", out)
+	paths := []string{out}
+	if format == "safetensors" {
+		paths = append(paths, sidecarPath(out))
+	}
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			return usagef("--out %s: %s is a directory", out, p)
+		}
+		if dir, name := filepath.Split(p); trainer.OwnFile(cmp.Or(dir, "."), name) {
+			return usagef("--out %s: %s is the run directory's own %s; export beside it, e.g. --out %s",
+				out, p, name, filepath.Join(dir, "export", filepath.Base(out)))
+		}
 	}
 	return nil
+}
+
+// exportTemps removes what an export to out killed before its renames left
+// (durable's temporary files of out and its sidecar): on the next export to
+// the same name, and on Ctrl-C.
+func exportTemps(out string) {
+	dir := cmp.Or(filepath.Dir(out), ".")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if base, ok := durable.TempOf(e.Name()); ok && (base == filepath.Base(out) || base == filepath.Base(sidecarPath(out))) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // exportSafetensors writes the weights and their JSON sidecar, and says
@@ -151,6 +187,11 @@ func checkExportOut(format, out string) error {
 func exportSafetensors(model *layers.Model, out, runDir, dataset string, meta *data.Dataset) error {
 	specJSON, err := json.Marshal(model.Spec)
 	if err != nil {
+		return err
+	}
+	// The old sidecar goes first: a kill between the two writes then
+	// leaves weights without a sidecar, never beside another model's.
+	if err := durable.Remove(sidecarPath(out)); err != nil {
 		return err
 	}
 	if err := layers.SaveWeights(model, out, map[string]string{"model": model.Name, "spec": string(specJSON)}); err != nil {

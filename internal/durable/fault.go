@@ -16,6 +16,8 @@ import (
 //
 //	count:FILE   append "N op path" to FILE for each mutation (N from 1)
 //	kill:N       SIGKILL this process just before mutation N
+//	int:N        SIGINT this process just before mutation N, which then
+//	             waits for its handler (for commands that exit from it)
 //	enospc:N     from mutation N on, fail every create and write with ENOSPC,
 //	             as a disk that has filled up does
 //	enospc1:N    fail mutation N alone (a create or write) with ENOSPC, as a
@@ -43,9 +45,9 @@ func init() {
 				fmt.Fprintf(f, "%d %s %s\n", n, op, path)
 				f.Close()
 			}
-		case "kill":
+		case "kill", "int":
 			if n == at {
-				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				syscall.Kill(os.Getpid(), map[string]syscall.Signal{"kill": syscall.SIGKILL, "int": syscall.SIGINT}[mode])
 				select {} // the signal is on its way
 			}
 		case "enospc", "enospc1":
