@@ -141,8 +141,10 @@ func (s *Schedule) LR(step int) float64 {
 	case "exp":
 		lr = c.BaseLR * math.Pow(c.Gamma, float64(step))
 	case "cosine":
-		// Cosine over the steps after warm-up, reaching MinLR at the last step.
-		span := float64(max(c.Total-c.Warmup-1, 1))
+		// Cosine over the steps after warm-up, as CosineAnnealingLR with
+		// T_max those steps (and Keras's CosineDecay): MinLR would be the
+		// step after the last, which an lr of MinLR 0 would have wasted.
+		span := float64(max(c.Total-c.Warmup, 1))
 		t := float64(max(step-c.Warmup, 0)) / span
 		lr = c.MinLR + (c.BaseLR-c.MinLR)*(1+math.Cos(math.Pi*t))/2
 	case "onecycle":

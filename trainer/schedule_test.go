@@ -27,9 +27,11 @@ func TestSchedules(t *testing.T) {
 	if !near(s.LR(9), 1) || !near(s.LR(10), 0.1) || !near(s.LR(50), 0.01) {
 		t.Fatal("multistep")
 	}
-	s = mk(ScheduleConfig{Kind: "cosine", BaseLR: 1, Total: 101, Warmup: 0})
-	if !near(s.LR(0), 1) || !near(s.LR(50), 0.5) || !near(s.LR(100), 0) {
-		t.Fatalf("cosine: %v %v %v", s.LR(0), s.LR(50), s.LR(100))
+	// CosineAnnealingLR(T_max=100) stepped 100 times: 1 at step 0, 0.5 at
+	// 50, 2.467e-4 at the last (99), never the 0 the step after would have.
+	s = mk(ScheduleConfig{Kind: "cosine", BaseLR: 1, Total: 100, Warmup: 0})
+	if !near(s.LR(0), 1) || !near(s.LR(50), 0.5) || !near(s.LR(99), (1+math.Cos(math.Pi*0.99))/2) || s.LR(99) < 2.4e-4 {
+		t.Fatalf("cosine: %v %v %v", s.LR(0), s.LR(50), s.LR(99))
 	}
 	s = mk(ScheduleConfig{Kind: "constant", BaseLR: 0.1, Total: 100, Warmup: 10})
 	if !near(s.LR(0), 0.01) || !near(s.LR(9), 0.1) || !near(s.LR(50), 0.1) {
