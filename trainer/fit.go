@@ -832,6 +832,11 @@ func (t *Trainer) Evaluate(ds *data.Dataset) (EvalResult, error) { return t.eval
 // over the whole of ds).
 func (t *Trainer) evaluate(ds *data.Dataset, w World) (EvalResult, error) {
 	c := t.Config
+	if w.Size() > 1 {
+		if err := t.broadcastBuffers(); err != nil {
+			return EvalResult{}, err
+		}
+	}
 	// Each rank evaluates its shard of every batch.
 	loader, err := data.NewLoader(ds, data.LoaderOptions{BatchSize: max(c.Batch, 256) * w.Size(), Prefetch: -1,
 		Shard: w.Rank(), Shards: w.Size()})

@@ -85,8 +85,31 @@ func (t *Trainer) broadcastState() error {
 	return nil
 }
 
+// broadcastBuffers copies rank 0's buffers (batch norm's running
+// statistics) to every rank before an evaluation, as DDP's
+// broadcast_buffers does before a forward: each rank's shard is then
+// evaluated by the model the run saves (rank 0's), not with the
+// statistics of the rank's own batches. With --sync-bn they are alike.
+func (t *Trainer) broadcastBuffers() error {
+	if !t.distributed() || t.Config.SyncBN {
+		return nil
+	}
+	buffers := map[string]*engine.Tensor{}
+	t.Model.Walk("", func(name string, p *layers.Param) {
+		if p.Grad == nil && !p.Internal && p.Value.DType() == engine.Float32 {
+			buffers[name] = p.Value
+		}
+	})
+	for _, name := range slices.Sorted(maps.Keys(buffers)) {
+		if err := t.broadcastTensor(buffers[name]); err != nil {
+			return fmt.Errorf("broadcast of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // broadcastTensor copies rank 0's v into every rank's, through host memory
-// for a device tensor (once, at the start).
+// for a device tensor.
 func (t *Trainer) broadcastTensor(v *engine.Tensor) error {
 	host, err := engine.ToCPU(nil, v)
 	if err != nil {

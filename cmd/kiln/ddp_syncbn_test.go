@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,16 @@ func TestDataParallelSyncBatchNorm(t *testing.T) {
 	compareWeights(t, filepath.Join(one, "last.safetensors"), filepath.Join(dir, "sync", "last.safetensors"), 1e-4)
 	if lossesWithin(readMetrics(t, one), readMetrics(t, filepath.Join(dir, "local")), 1e-6) {
 		t.Error("two ranks without --sync-bn train as one process does: the test cannot tell --sync-bn from its absence")
+	}
+	// Without --sync-bn each rank keeps its own running statistics, but an
+	// evaluation uses rank 0's, as DDP's broadcast_buffers does: the test
+	// figures are the saved model's, as kiln eval gives them (rank 1's
+	// shard was evaluated with its own statistics, 1e-3 off).
+	local := filepath.Join(dir, "local")
+	sum := readSummary(t, local)
+	m := oneJSONLine(t, mustRun(t, dir, "eval", "--run", local, "--json").stdout)
+	if loss := number(t, m, "loss"); math.Abs(loss-sum.TestLoss) > 1e-9 {
+		t.Errorf("two ranks without --sync-bn: test loss %v, kiln eval of their weights %v", sum.TestLoss, loss)
 	}
 	t.Run("with dropout", func(t *testing.T) { ddpDropoutShards(t, e) })
 }
