@@ -96,6 +96,9 @@ func decode(b []byte, lim limits) (image.Image, error) {
 			return pillowrgb.Convert(img, format, cfg), nil
 		}
 	}
+	if ns := pillowrgb.NotSupported(format, b, err); ns != nil {
+		return nil, ns
+	}
 	// A format we read (DecodeConfig names it even when it fails) whose
 	// header or pixels do not read: cut short or corrupted.
 	return nil, fmt.Errorf("a damaged %s file (truncated or corrupt): %w", strings.ToUpper(format), err)

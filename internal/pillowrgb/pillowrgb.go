@@ -1,8 +1,14 @@
 // Package pillowrgb gives decoded pictures the pixels Pillow's decoders give
-// them: YCbCr colour, and a GIF frame on its screen.
+// them: YCbCr colour, and a GIF frame on its screen; and names the files
+// Pillow reads that Go's decoders do not.
 package pillowrgb
 
-import "image"
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+)
 
 // Pillow's colours of a YCbCr picture. Go's decoders hand back YCbCr with
 // the colour planes at their stored resolution, and color.YCbCrToRGB reads
@@ -53,6 +59,21 @@ func Convert(img image.Image, format string, cfg image.Config) image.Image {
 		return webpRGB(m)
 	}
 	return img
+}
+
+// NotSupported says what a file of a format read here uses that Go's
+// decoders do not (arithmetic-coded JPEG, animated WebP), which Pillow
+// reads: the file is not damaged, as the error would otherwise say. nil
+// for other errors.
+func NotSupported(format string, head []byte, err error) error {
+	var ue jpeg.UnsupportedError
+	switch {
+	case errors.As(err, &ue):
+		return fmt.Errorf("a JPEG with a feature this decoder does not read (%s; arithmetic coding?), not a damaged file: save it again as a plain JPEG or a PNG", string(ue))
+	case format == "webp" && len(head) > 20 && string(head[12:16]) == "VP8X" && head[20]&0x02 != 0:
+		return errors.New("an animated WebP, which this decoder does not read (not a damaged file): save its first frame as a PNG")
+	}
+	return nil
 }
 
 // onScreen is a GIF frame p on its cfg.Width×cfg.Height screen.

@@ -625,3 +625,24 @@ func TestFolder16BitAlphaPNGKeepsItsColours(t *testing.T) {
 		t.Errorf("planes %v, want %v", planes, want)
 	}
 }
+
+// A file Pillow reads but Go's decoders do not (an arithmetic-coded JPEG,
+// an animated WebP) is named as such, not as truncated or corrupt.
+func TestFolderNamesFormatsNotReadAsSuch(t *testing.T) {
+	for file, want := range map[string]string{
+		"arith.jpg": "a JPEG with a feature this decoder does not read",
+		"anim.webp": "an animated WebP, which this decoder does not read",
+	} {
+		p := filepath.Join("testdata", "unsupported", file)
+		_, errH := readHeader(p)
+		_, _, _, errD := decodeFile(p, 3)
+		for _, err := range []error{errH, errD} {
+			if err != nil && (!strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "corrupt")) {
+				t.Errorf("%s: %v, want %q", file, err, want)
+			}
+		}
+		if errH == nil && errD == nil {
+			t.Errorf("%s: read, want %q (testdata/unsupported/make.sh makes files Go cannot read)", file, want)
+		}
+	}
+}

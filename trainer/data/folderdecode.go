@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"image"
@@ -57,7 +58,7 @@ func readHeader(path string) (imageHeader, error) {
 	n, _ := io.ReadFull(f, head)
 	cfg, format, err := image.DecodeConfig(io.LimitReader(io.MultiReader(bytes.NewReader(head[:n]), f), folderMaxFileBytes))
 	if err != nil {
-		return imageHeader{}, headerError(format, err)
+		return imageHeader{}, headerError(format, head[:n], err)
 	}
 	if err := checkDims(cfg.Width, cfg.Height); err != nil {
 		return imageHeader{}, fmt.Errorf("%s %w", format, err)
@@ -74,7 +75,10 @@ func pngGreyAlpha(format string, head []byte) bool {
 // headerError is DecodeConfig's failure: a file of no format read here, or
 // one of a format read here whose header is cut short or corrupt (format
 // names it then).
-func headerError(format string, err error) error {
+func headerError(format string, head []byte, err error) error {
+	if ns := pillowrgb.NotSupported(format, head, err); ns != nil {
+		return ns
+	}
 	if errors.Is(err, image.ErrFormat) {
 		return fmt.Errorf("not a PNG, JPEG, GIF, BMP or WebP image: %w", err)
 	}
@@ -121,14 +125,14 @@ func decodeFile(path string, c int) (planes [][]byte, h, w int, err error) {
 	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
-		return nil, 0, 0, headerError(format, err)
+		return nil, 0, 0, headerError(format, b, err)
 	}
 	if err := checkDims(cfg.Width, cfg.Height); err != nil {
 		return nil, 0, 0, err
 	}
 	img, _, err := image.Decode(bytes.NewReader(b))
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("a %s image that does not decode (truncated or corrupt?): %w", format, err)
+		return nil, 0, 0, cmp.Or(pillowrgb.NotSupported(format, b, err), fmt.Errorf("a %s image that does not decode (truncated or corrupt?): %w", format, err))
 	}
 	img = pillowrgb.Convert(img, format, cfg)
 	r := img.Bounds()
