@@ -137,6 +137,22 @@ func TestIDXBadInput(t *testing.T) {
 	}
 }
 
+// Extracted files beside a damaged .gz of each (torchvision's raw folder
+// holds both) are read; the .gz alone would stop the load.
+func TestIDXPrefersExtractedFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range writeIDXSet(t, dir, 5, 5, false) {
+		writeFile(t, p+".gz", []byte("not gzip"))
+	}
+	s, err := Load("mnist", Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Train.Len()+s.Test.Len() != 10 {
+		t.Errorf("%d + %d samples, want 5 + 5", s.Train.Len(), s.Test.Len())
+	}
+}
+
 func TestIDXMissingFile(t *testing.T) {
 	dir := t.TempDir()
 	paths := writeIDXSet(t, dir, 5, 5, true)

@@ -30,7 +30,9 @@ var (
 const idxSide = 28
 
 // idxRoles are the four files of an IDX data set, each with the spellings
-// accepted (a .gz suffix is tried on each).
+// accepted (a .gz suffix is tried on each, after the name alone: torchvision's
+// MNIST/raw holds both, and a damaged download's .gz stopped a set whose
+// extracted files were whole).
 var idxRoles = [4][]string{
 	{"train-images-idx3-ubyte", "train-images.idx3-ubyte"},
 	{"train-labels-idx1-ubyte", "train-labels.idx1-ubyte"},
@@ -43,7 +45,7 @@ var idxRoles = [4][]string{
 func findIDXFiles(dir string) (paths [4]string, missing string) {
 	for i, names := range idxRoles {
 		for _, n := range names {
-			for _, suffix := range []string{".gz", ""} {
+			for _, suffix := range []string{"", ".gz"} {
 				p := filepath.Join(dir, n+suffix)
 				if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
 					paths[i] = p
