@@ -68,7 +68,7 @@ R² in the target's unit. The JSON adds the confusion matrix and each class's
 precision, recall, F1 and support (per_class).
 
   kiln eval --model lenet --dataset mnist --weights runs/x/best.safetensors --json
-  kiln eval --run runs/x          # model, data set, classes, subset and seed of the run
+  kiln eval --run runs/x          # model, data set, classes, subset, seed and precision of the run
   kiln eval --run runs/x --split val
 
 With --json, standard output is one JSON object on one line.`,
@@ -77,6 +77,7 @@ With --json, standard output is one JSON object on one line.`,
 	f := cmd.Flags()
 	mf := addModelFlags(f)
 	f.Float64Var(&mf.subset, "subset", 0, "evaluate on the seeded fraction of the test split a run with this --subset and --seed used (1: all)")
+	mf.addPrecisionFlag(f)
 	f.StringVar(&split, "split", "test", "the split to evaluate: test, val or train")
 	f.Float64Var(&mf.valFraction, "val-fraction", trainer.DefaultConfig().ValFraction, "the fraction of the training samples the run held out for validation (as in training; --run: the run's)")
 	f.IntVar(&batch, "batch", 256, "evaluation batch size (Trainer.Evaluate takes at least 256)")
@@ -97,6 +98,9 @@ With --json, standard output is one JSON object on one line.`,
 			return usagef("--threads %d: must be in [0, %d] (0: all cores)", threads, trainer.MaxThreads)
 		}
 		if err := selectDevice(device, logger()); err != nil {
+			return err
+		}
+		if err := s.checkPrecision(cmd.Flags()); err != nil {
 			return err
 		}
 		if threads > 0 {
@@ -139,7 +143,7 @@ func evaluate(s *modelSetup, split string, batch int) (*evalOutput, error) {
 		return nil, err
 	}
 	c := trainer.DefaultConfig()
-	c.Model, c.Dataset, c.Batch, c.Regression = model.Name, s.dataset, batch, model.Spec.Regression
+	c.Model, c.Dataset, c.Batch, c.Regression, c.Precision = model.Name, s.dataset, batch, model.Spec.Regression, s.precision
 	tr, err := trainer.NewTrainer(c, model)
 	if err != nil {
 		return nil, err

@@ -25,6 +25,7 @@ type modelFlags struct {
 	hidden, depth           int
 	seed                    uint64
 	subset, valFraction     float64 // eval only
+	precision               string  // eval and predict
 }
 
 func addModelFlags(f *pflag.FlagSet) *modelFlags {
@@ -52,6 +53,9 @@ type modelSetup struct {
 	opts    data.Options // Dir, Classes, Subset, ValFraction (eval), Seed
 	weights string
 	classes []string // the run's class names (model.json), when known
+	// precision is what eval and predict multiply in: --precision, else
+	// the run's (its config.yaml), else fp32.
+	precision string
 }
 
 // resolve applies --run (when given) under the flags that were set and
@@ -63,7 +67,8 @@ func (m *modelFlags) resolve(f *pflag.FlagSet) (*modelSetup, error) {
 	}
 	s := &modelSetup{name: strings.ToLower(m.model), hidden: m.hidden, depth: m.depth, seed: m.seed,
 		dataset: m.dataset, weights: m.weights,
-		opts: data.Options{Dir: m.dataDir, Classes: classes, Subset: m.subset, ValFraction: m.valFraction, Seed: m.seed}}
+		opts: data.Options{Dir: m.dataDir, Classes: classes, Subset: m.subset, ValFraction: m.valFraction, Seed: m.seed},
+		precision: m.precision}
 	if m.run != "" {
 		if err := s.fromRun(m.run, f); err != nil {
 			return nil, err
@@ -155,6 +160,9 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 		if f.Lookup("val-fraction") != nil && !set("val-fraction") {
 			s.opts.ValFraction = c.ValFraction
 		}
+		if f.Lookup("precision") != nil && !set("precision") {
+			s.precision = c.Precision
+		}
 	}
 	if set("weights") {
 		return nil
@@ -164,6 +172,25 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 		return fmt.Errorf("--run %s: %w", dir, err)
 	}
 	s.weights = w
+	return nil
+}
+
+// addPrecisionFlag adds eval's and predict's --precision.
+func (m *modelFlags) addPrecisionFlag(f *pflag.FlagSet) {
+	f.StringVar(&m.precision, "precision", "", "what the model's products compute in: fp32, tf32 (GPU) or bf16 (default: the run's, else fp32)")
+}
+
+// checkPrecision refuses, once the device is chosen, a precision it cannot
+// compute in: the run's too, since figures in another precision would not
+// be the run's (--precision fp32 asks for those).
+func (s *modelSetup) checkPrecision(f *pflag.FlagSet) error {
+	_, err := parsePrecision(s.precision, trainer.DefaultDevice())
+	switch {
+	case err != nil && !f.Changed("precision"):
+		return usagef("the run trained in %s: %v (--precision fp32 computes in fp32, the figures then not quite the run's)", s.precision, err)
+	case err != nil:
+		return usagef("--precision %s: %v", s.precision, err)
+	}
 	return nil
 }
 

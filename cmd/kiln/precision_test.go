@@ -69,6 +69,21 @@ func TestBF16RunResumesBitExact(t *testing.T) {
 	if s := readSummary(t, filepath.Join(dir, "straight")); s.TestAccuracy == nil || *s.TestAccuracy < 0.6 {
 		t.Errorf("bf16 lenet on 2%% of MNIST, 2 epochs: test accuracy below 0.6 (%s)", filepath.Join(dir, "straight"))
 	}
+	// kiln eval and predict compute in the run's precision: eval gives
+	// the run's test loss to the digit (in fp32 it was 2e-4 off), and
+	// --precision fp32 asks for the other.
+	straight := filepath.Join(dir, "straight")
+	want := readSummary(t, straight).TestLoss
+	if loss := number(t, oneJSONLine(t, mustRun(t, dir, "eval", "--run", straight, "--json").stdout), "loss"); loss != want {
+		t.Errorf("kiln eval of the bf16 run: loss %v, the run's %v", loss, want)
+	}
+	if loss := number(t, oneJSONLine(t, mustRun(t, dir, "eval", "--run", straight, "--json", "--precision", "fp32").stdout), "loss"); loss == want {
+		t.Errorf("kiln eval --precision fp32 of the bf16 run: loss %v, the bf16 figure", loss)
+	}
+	mustRun(t, dir, "predict", "--run", straight, "--index", "0", "--precision", "fp32")
+	if r := kiln(t, dir, "eval", "--run", straight, "--precision", "tf32"); r.code != 2 || !strings.Contains(r.stderr, "--precision tf32") {
+		t.Errorf("eval --precision tf32 on the CPU: exit %d\n%s", r.code, r.stderr)
+	}
 	r := mustRun(t, dir, "bench", "--model", "cnn", "--batch", "4", "--steps", "1", "--seconds", "0", "--precision", "bf16", "--json")
 	if !strings.Contains(r.stdout, `"precision":"bf16"`) {
 		t.Errorf("kiln bench --precision bf16 --json: %s", r.stdout)

@@ -61,6 +61,7 @@ With --json each sample is one JSON line.`,
 	}
 	f := cmd.Flags()
 	mf := addModelFlags(f)
+	mf.addPrecisionFlag(f)
 	f.StringArrayVar(&pf.images, "image", nil, "image files to classify (more may follow as arguments)")
 	f.StringVar(&pf.dir, "dir", "", "classify every image file under this folder")
 	f.IntVar(&pf.index, "index", 0, "first test-split sample to classify (after --classes)")
@@ -79,6 +80,9 @@ With --json each sample is one JSON line.`,
 			return err
 		}
 		if err := selectDevice(pf.device, logger()); err != nil {
+			return err
+		}
+		if err := s.checkPrecision(cmd.Flags()); err != nil {
 			return err
 		}
 		in, err := pf.input(s, mf.run, fromData)
@@ -363,7 +367,7 @@ func (in *predictInput) predict(s *modelSetup, top int) error {
 		return err
 	}
 	c := trainer.DefaultConfig()
-	c.Model, c.Dataset, c.Regression = model.Name, s.dataset, model.Spec.Regression
+	c.Model, c.Dataset, c.Regression, c.Precision = model.Name, s.dataset, model.Spec.Regression, s.precision
 	tr, err := trainer.NewTrainer(c, model)
 	if err != nil {
 		return err
