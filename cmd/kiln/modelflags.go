@@ -67,7 +67,7 @@ func (m *modelFlags) resolve(f *pflag.FlagSet) (*modelSetup, error) {
 	}
 	s := &modelSetup{name: strings.ToLower(m.model), hidden: m.hidden, depth: m.depth, seed: m.seed,
 		dataset: m.dataset, weights: m.weights,
-		opts: data.Options{Dir: m.dataDir, Classes: classes, Subset: m.subset, ValFraction: m.valFraction, Seed: m.seed},
+		opts:      data.Options{Dir: m.dataDir, Classes: classes, Subset: m.subset, ValFraction: m.valFraction, Seed: m.seed},
 		precision: m.precision}
 	if m.run != "" {
 		if err := s.fromRun(m.run, f); err != nil {
