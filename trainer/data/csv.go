@@ -250,8 +250,14 @@ func (t *csvTable) add(rec []string, line int) error {
 	for j, s := range rec {
 		if j == t.targetCol {
 			target = strings.Clone(strings.TrimSpace(s))
-			if v, problem := parseNumber(s); problem == "" {
+			v, problem := parseNumber(s)
+			switch {
+			case problem == "":
 				target = strconv.FormatFloat(v, 'f', -1, 64) // "1.0" and "1" are one class
+			case target != "" && !isName(target):
+				// NaN, NA, ?, null, inf: a missing or unusable value, not a
+				// class (it became one of integers' classes, a bogus output).
+				return fileErr(t.path, "line %d, target column %d: %q is a missing or non-finite value", line, t.targetCol+1, target)
 			}
 			continue
 		}

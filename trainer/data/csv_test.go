@@ -152,6 +152,9 @@ func TestCSVBadInput(t *testing.T) {
 		fragment      []string
 	}{
 		{"missing value", "a,b,y\n1,2,0\n3,,1\n", CSVOptions{}, []string{"line 3", `column 2 ("b")`, "missing value"}},
+		{"NA target", "a,b,y\n1,2,0\n3,4,1\n5,6,NA\n", CSVOptions{}, []string{"line 4", "target column 3", `"NA" is a missing`}},
+		{"NaN target", "a,b,y\n1,2,0\n3,4,NaN\n5,6,1\n", CSVOptions{}, []string{"line 3", `"NaN" is a missing or non-finite`}},
+		{"? target", "a,b,y\n1,2,0\n3,4,?\n5,6,1\n", CSVOptions{}, []string{"line 3", `"?" is a missing`}},
 		{"not a number", "1,2,0\n3,x4,1\n", CSVOptions{}, []string{"line 2, column 2", `"x4" is not a number`}},
 		{"nan", "1,2,0\n3,NaN,1\n", CSVOptions{}, []string{"not a finite number"}},
 		{"missing target", "1,2,0\n3,4,\n", CSVOptions{}, []string{"line 2, target column 3", "missing value"}},
