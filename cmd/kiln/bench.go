@@ -101,6 +101,9 @@ func runBench(o benchFlags) (err error) {
 	if o.batch < 1 || o.steps < 0 || o.warmup < 0 || o.seconds < 0 || o.microBatch < -1 {
 		return usageError{fmt.Errorf("--batch must be positive, --steps, --warmup, --seconds not negative and --micro-batch at least -1")}
 	}
+	if o.threads < 0 || o.threads > trainer.MaxThreads {
+		return usagef("--threads %d: must be in [0, %d] (0: all cores)", o.threads, trainer.MaxThreads)
+	}
 	if err := checkBenchRanks(o.batch, dev); err != nil {
 		return err
 	}
