@@ -34,15 +34,18 @@ func isRunFile(name string) bool {
 // OwnFile reports whether name, in dir, is one of the files of a run or
 // tune directory dir: what `kiln export --out` must not replace.
 func OwnFile(dir, name string) bool {
-	if !isRunFile(name) && name != LockFile && name != TuneFile {
-		return false
-	}
+	return (isRunFile(name) || name == LockFile || name == TuneFile) && RunOrTuneFileIn(dir) != ""
+}
+
+// RunOrTuneFileIn is the file that makes dir a run or tune directory (its
+// lock, tune.json or a file a run writes), "" when there is none.
+func RunOrTuneFileIn(dir string) string {
 	for _, f := range []string{LockFile, TuneFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
-			return true
+			return f
 		}
 	}
-	return RunFileIn(dir) != ""
+	return RunFileIn(dir)
 }
 
 // RunFileIn is the first file of dir's that a training run writes (its

@@ -91,6 +91,10 @@ func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	if dir == "" {
 		dir = filepath.Join("runs", fmt.Sprintf("lr-find-%s-%s", c.Model, time.Now().Format("20060102-150405")))
 	}
+	if f := trainer.RunOrTuneFileIn(dir); f != "" {
+		// A run's lock is not lr-find's to take, nor its directory to fill.
+		return usagef("--run-dir %s holds a training run or tune (%s): lr-find writes a directory of its own; choose another", dir, f)
+	}
 	ts, err := setupTraining(&c, console)
 	if err != nil {
 		return err
