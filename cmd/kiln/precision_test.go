@@ -20,9 +20,10 @@ func TestPrecisionRefusedWithAReason(t *testing.T) {
 		{"train", "--device", "cpu", "--precision", "fp16", "--run-dir", run},
 		{"bench", "--device", "cpu", "--precision", "tf32", "--steps", "1", "--seconds", "0"},
 		{"tune", "--device", "cpu", "--param", "precision=fp32,tf32", "--epochs", "1", "--run-dir", run},
+		{"tune", "--device", "cpu", "--precision", "tf32", "--param", "lr=0.01,0.02", "--epochs", "1", "--run-dir", run},
 	}
 	want := []string{"tf32 is not available on the cpu", `"fp16": want fp32, tf32 or bf16`, "tf32 is not available on the cpu",
-		"search space: precision tf32 is not available on the cpu"}
+		"search space: precision tf32 is not available on the cpu", "--precision tf32: precision tf32 is not available on the cpu"}
 	if !engine.CPUHasBF16() {
 		cases = append(cases, []string{"train", "--device", "cpu", "--precision", "bf16", "--run-dir", run})
 		want = append(want, "precision bf16 is not available")

@@ -150,7 +150,7 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 		return usageError{err}
 	}
 	setConsoleLevel(base.LogLevel)
-	if err := checkSpacePrecisions(space, base.Device); err != nil {
+	if err := checkSpacePrecisions(space, base); err != nil {
 		return usageError{err}
 	}
 	dir := cmp.Or(cf.c.RunDir, filepath.Join("runs", "tune-"+time.Now().Format("20060102-150405")))
@@ -205,17 +205,22 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 	return base, space, set, nil
 }
 
-// checkSpacePrecisions refuses, before the tune starts, a precision in the
-// space that the trials' device lacks (tf32 on the CPU, bf16 without
-// AVX512_BF16): every such trial would otherwise fail on its own.
-func checkSpacePrecisions(space *tune.Space, device string) error {
+// checkSpacePrecisions refuses, before the tune starts, a precision the
+// trials' device lacks (tf32 on the CPU, bf16 without AVX512_BF16), in the
+// space or fixed by the base: every such trial would otherwise fail on its
+// own.
+func checkSpacePrecisions(space *tune.Space, base trainer.Config) error {
+	dev, err := resolveDevice(base.Device, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	searched := slices.ContainsFunc(space.Dims, func(d tune.Dimension) bool { return d.Key == "precision" })
+	if _, err := parsePrecision(base.Precision, dev); err != nil && !searched {
+		return fmt.Errorf("--precision %s: %w", base.Precision, err)
+	}
 	for _, d := range space.Dims {
 		if d.Key != "precision" {
 			continue
-		}
-		dev, err := resolveDevice(device, zerolog.Nop())
-		if err != nil {
-			return err
 		}
 		for _, v := range d.Values {
 			if _, err := parsePrecision(fmt.Sprint(v), dev); err != nil {
