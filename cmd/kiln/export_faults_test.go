@@ -138,16 +138,3 @@ func TestExportRefusesTheRunsOwnFiles(t *testing.T) {
 	}
 	mustRun(t, dir, "export", "--run", run, "--out", filepath.Join(dir, "model.safetensors")) // model.json is no run file here
 }
-
-// kiln lr-find does not write into a run directory (a live run's lock is
-// not its to ignore), before any work.
-func TestLRFindRefusesARunDirectory(t *testing.T) {
-	run := tinyRun(t)
-	r := kiln(t, workDir, "lr-find", "--run-dir", run, "--steps", "10")
-	if r.code != 2 || !strings.Contains(r.stderr, "holds a training run") {
-		t.Errorf("lr-find --run-dir RUN: exit %d\n%s", r.code, r.stderr)
-	}
-	if _, err := os.Stat(filepath.Join(run, "lr_find.csv")); !os.IsNotExist(err) {
-		t.Errorf("lr-find wrote into the run: %v", err)
-	}
-}
