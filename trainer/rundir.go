@@ -180,14 +180,23 @@ func OpenRunDir(dir string, resume bool) (*RunDir, error) {
 func (r *RunDir) open(resume, kilns bool) error {
 	_, err := os.Stat(r.File(CheckpointFile))
 	hasCheckpoint := err == nil
+	_, err = os.Stat(r.File(SummaryFile))
+	hasSummary := err == nil
 	switch {
 	case resume && !hasCheckpoint && !kilns:
 		return fmt.Errorf("--resume: %s holds no run to resume", r.Path)
-	case !resume && hasCheckpoint:
+	case !resume && (hasCheckpoint || hasSummary):
 		return fmt.Errorf("%s already holds a run: pass --resume to continue it, or choose another --run-dir", r.Path)
 	}
 	if err := removeTemps(r.Path); err != nil {
 		return err
+	}
+	if !hasCheckpoint && hasSummary {
+		// A finished run whose checkpoint was deleted (it is not needed
+		// once summary.json is written): finished, not a run killed
+		// before its first checkpoint, whose files would be removed.
+		r.finished = true
+		return nil
 	}
 	r.restart = resume && !hasCheckpoint
 	if hasCheckpoint {

@@ -34,14 +34,14 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 			t.Errorf("a resume with another %s: exit %d, %q, want it to name %s", c.flag, r.code, r.stderr, c.names)
 		}
 	}
-	// Without config.yaml the flags are the whole configuration: the
-	// refusal says so.
+	// Without config.yaml the flags are the whole configuration: with none
+	// given, the settings are unknown, and the refusal says so.
 	bare := filepath.Join(dir, "bare")
 	if err := os.CopyFS(bare, os.DirFS(filepath.Join(dir, "stopped"))); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(bare, "config.yaml"))
-	if r := kiln(t, dir, "train", "--run-dir", bare, "--resume"); r.code == 0 || !strings.Contains(r.stderr, "config.yaml is missing") {
+	if r := kiln(t, dir, "train", "--run-dir", bare, "--resume"); r.code == 0 || !strings.Contains(r.stderr, "has no config.yaml") {
 		t.Errorf("a resume without config.yaml: exit %d, %q", r.code, r.stderr)
 	}
 	// The console's level is not the run's: a resume may quiet it.

@@ -121,6 +121,49 @@ func TestResumeBeforeTheFirstCheckpointStartsOver(t *testing.T) {
 	}
 }
 
+// A finished run whose checkpoint was deleted (a finished run does not
+// need it) is finished: --resume, with other settings too, changes nothing,
+// and a new run there is refused. Its results were removed and trained
+// again as if the run had been killed before its first checkpoint.
+func TestFinishedRunWithoutItsCheckpointIsKept(t *testing.T) {
+	csv := faultCSV(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	mustRun(t, "", faultArgs(csv, dir)...)
+	if err := os.Remove(filepath.Join(dir, trainer.CheckpointFile)); err != nil {
+		t.Fatal(err)
+	}
+	before := dirHashes(t, dir)
+	if r := mustRun(t, "", append(faultArgs(csv, dir), "--resume")...); !strings.Contains(r.stdout, "has finished") {
+		t.Errorf("resume of the finished run printed:\n%s", r.stdout)
+	}
+	if r := kiln(t, "", append(faultArgs(csv, dir), "--seed", "9")...); r.code == 0 || !strings.Contains(r.stderr, "already holds a run") {
+		t.Errorf("a new run into the finished run's directory: exit %d\n%s", r.code, r.stderr)
+	}
+	if after := dirHashes(t, dir); after != before {
+		t.Fatalf("the finished run's files changed:\n%s\nwas\n%s", after, before)
+	}
+}
+
+// `--run-dir DIR --resume` alone, where DIR's run stopped before writing
+// config.yaml (a full disk, a kill), is refused: it trained the defaults (all
+// of MNIST, 3 epochs) in the run's place. The first command's flags given
+// again resume it.
+func TestBareResumeWithoutConfigIsRefused(t *testing.T) {
+	csv := faultCSV(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	if r := runWithFault(t, faultKiln(t), "kill:1", faultArgs(csv, dir)...); !r.killed {
+		t.Fatalf("not killed: exit %d\n%s", r.code, r.stderr)
+	}
+	r := kiln(t, "", "train", "--run-dir", dir, "--resume")
+	if r.code != 2 || !strings.Contains(r.stderr, "has no config.yaml") {
+		t.Errorf("bare --resume: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, trainer.ConfigFile)); !os.IsNotExist(err) {
+		t.Errorf("the refused resume wrote a config.yaml: %v", err)
+	}
+	mustRun(t, "", append(faultArgs(csv, dir), "--resume")...)
+}
+
 // dirHashes lists a directory's files with their hashes (kiln.lock aside:
 // it holds the pid of the last process that opened the run).
 func dirHashes(t *testing.T, dir string) string {

@@ -45,6 +45,9 @@ func trainCmd() *cobra.Command {
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if resume && configPath == "" {
 			configPath = runConfig(cmd.Flags())
+			if err := checkBareResume(cmd.Flags(), configPath); err != nil {
+				return err
+			}
 		}
 		c, err := cf.resolve(cmd.Flags(), configPath)
 		if err != nil {
@@ -56,6 +59,34 @@ func trainCmd() *cobra.Command {
 		return nameUsage(runTrain(c, resume), cmd.Flags(), configPath)
 	}
 	return cmd
+}
+
+// checkBareResume refuses `--run-dir DIR --resume` and nothing else where
+// DIR has no config.yaml (a run killed, or stopped by a full disk, before it
+// wrote one): the defaults would be taken for the run's settings and
+// trained in its place. Flags of the first command given again are its
+// settings, as a job script that repeats them gives them.
+func checkBareResume(f *pflag.FlagSet, configPath string) error {
+	dir, _ := f.GetString("run-dir")
+	if configPath != "" || dir == "" {
+		return nil
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil // --resume of no directory says so itself
+	}
+	settings := false
+	f.Visit(func(fl *pflag.Flag) {
+		switch fl.Name {
+		case "run-dir", "resume", "log-level", "threads", "device":
+		default:
+			settings = true
+		}
+	})
+	if settings {
+		return nil
+	}
+	return usagef("--resume: %s has no %s (its run stopped before writing it), so its settings are unknown: give the first command's flags again with --resume",
+		dir, trainer.ConfigFile)
 }
 
 // runConfig is the configuration a run directory holds (its config.yaml),
