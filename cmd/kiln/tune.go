@@ -115,7 +115,9 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 	setConsoleLevel(tu.State.Base.LogLevel) // the level the tune started with
 	threads := cf.c.Threads
 	if !f.Changed("threads") {
-		threads = tu.State.Threads // as the tune began (0, from before it was kept: as many as now)
+		// As the tune began: its trials' count, else (killed before its
+		// first trial) its --threads, else as many as now.
+		threads = cmp.Or(tu.State.Threads, tu.State.Base.Threads)
 	}
 	return runTune(tu, tf.parallel, threads)
 }

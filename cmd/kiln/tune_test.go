@@ -363,3 +363,60 @@ func TestLRFindWritesTheCurveAndSuggestsARate(t *testing.T) {
 		t.Errorf("--start above --end: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// A full disk in a trial stops the tune (exit 1, saying how to go on) and
+// leaves the trial to --resume rather than failed for good, which let a
+// lesser trial win; a tune killed before its first trial resumes at its
+// --threads, not at the machine's.
+func TestTuneStoppedByItsMachineResumes(t *testing.T) {
+	bin, csv := faultKiln(t), faultCSV(t)
+	args := func(dir string) []string {
+		return []string{"tune", "--dataset", "csv", "--data-dir", csv, "--model", "mlp", "--hidden", "8", "--epochs", "1",
+			"--param", "lr=0.01,0.05,0.1", "--strategy", "grid", "--device", "cpu", "--threads", "1", "--run-dir", dir}
+	}
+	ref := filepath.Join(t.TempDir(), "tune")
+	list := filepath.Join(t.TempDir(), "mutations")
+	if r := runWithFault(t, bin, "count:"+list, args(ref)...); r.code != 0 {
+		t.Fatalf("reference tune: exit %d\n%s", r.code, r.stderr)
+	}
+	b, err := os.ReadFile(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	muts := strings.Split(strings.TrimSpace(string(b)), "\n")
+	renames := mutationsWhere(muts, func(op, path string) bool { return op == "rename" && filepath.Base(path) == tune.StateFile })
+	trial2 := mutationsWhere(muts, func(op, path string) bool {
+		return op == "create" && strings.Contains(path, filepath.Join("trials", "002"))
+	})
+	if len(renames) < 2 || len(trial2) == 0 {
+		t.Fatalf("tune.json saved %d times, trial 002 created %d files", len(renames), len(trial2))
+	}
+
+	killed := filepath.Join(t.TempDir(), "tune")
+	if r := runWithFault(t, bin, "kill:"+strconv.Itoa(renames[1]), args(killed)...); !r.killed {
+		t.Fatalf("not killed at the first trial's start: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := kiln(t, workDir, "tune", "--run-dir", killed, "--resume"); r.code != 0 ||
+		!strings.Contains(regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(r.stderr, ""), "threads_per_trial=1") {
+		t.Errorf("resume of a tune killed before its first trial: exit %d\n%s", r.code, r.stderr)
+	}
+
+	full := filepath.Join(t.TempDir(), "tune")
+	r := runWithFault(t, bin, "enospc1:"+strconv.Itoa(trial2[0]), args(full)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "is full") || !strings.Contains(r.stderr, "--resume") {
+		t.Fatalf("a full disk in trial 002: exit %d, want 1 and how to go on\n%s", r.code, r.stderr)
+	}
+	if st, err := tune.LoadState(full); err != nil || st.Trials[1].Status != tune.Interrupted {
+		t.Fatalf("trial 002 after the full disk: %v %+v", err, st)
+	}
+	mustRun(t, workDir, "tune", "--run-dir", full, "--resume")
+	st, err := tune.LoadState(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range st.Trials {
+		if tr.Status != tune.Done {
+			t.Errorf("trial %s after the resume: %s %s", tr.Name(), tr.Status, tr.Error)
+		}
+	}
+}

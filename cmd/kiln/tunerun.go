@@ -60,6 +60,9 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 	if ctx.Err() != nil {
 		return exitError{fmt.Errorf("tune interrupted; kiln tune --run-dir %s --resume continues it", tu.Dir), 130}
 	}
+	if tune.Environmental(err) {
+		return fmt.Errorf("%w\nthe trials that ended are kept: mend the cause, then kiln tune --run-dir %s --resume", err, tu.Dir)
+	}
 	if err != nil {
 		return err
 	}

@@ -2,13 +2,17 @@ package tune
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/trainer"
 )
 
@@ -180,5 +184,45 @@ func TestStartRefusesARunDirectory(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("the refusal changed the directory: %v", entries)
+	}
+}
+
+// A trial stopped by its machine (a full disk, a data file missing) is not
+// failed, which would count as finished and let a lesser trial win: the
+// tune stops with the error, the trial and those after it wait, and
+// --resume runs them once the cause is mended.
+func TestEnvironmentalErrorStopsTheTuneAndResumes(t *testing.T) {
+	dir := t.TempDir()
+	tu, err := Start(dir, trainer.DefaultConfig(), mustSpace(t, "lr: [0.01, 0.02, 0.03]"), Settings{Strategy: "grid", Metric: "val_acc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[int]int{}
+	good := fakeCurves([]float64{0.5, 0.9, 0.6}, calls)
+	full := &durable.DiskFullError{Path: filepath.Join(dir, "x"), Err: syscall.ENOSPC}
+	tu.Objective = func(ctx context.Context, r Run) (Outcome, error) {
+		if filepath.Base(r.Dir) == "002" {
+			return Outcome{}, fmt.Errorf("writing the checkpoint: %w", full)
+		}
+		return good(ctx, r)
+	}
+	st, err := tu.Run(context.Background())
+	if !errors.As(err, &full) {
+		t.Fatalf("the tune returned %v, want the full disk", err)
+	}
+	if s := []Status{st.Trials[0].Status, st.Trials[1].Status, st.Trials[2].Status}; s[0] != Done || s[1] != Interrupted || s[2] != Pending {
+		t.Fatalf("statuses %v, want done, interrupted, pending", s)
+	}
+	tu2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu2.Objective = good
+	st, err = tu2.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := st.Best(); b == nil || b.ID != 2 {
+		t.Errorf("best %+v, want trial 2 (0.9)", b)
 	}
 }

@@ -46,11 +46,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 // Strategies lists the search strategies.
@@ -250,6 +253,10 @@ func (tu *Tuner) Run(ctx context.Context) (*State, error) {
 	if tu.Objective == nil {
 		return nil, errors.New("tune: no objective")
 	}
+	// The first error of the tune's own (or of the machine: environmental)
+	// stops the feed and the trials running, which --resume continues.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	var queue []*Trial
 	for _, t := range tu.State.Trials {
 		if !t.Status.Finished() {
@@ -270,6 +277,7 @@ func (tu *Tuner) Run(ctx context.Context) (*State, error) {
 			for t := range ch {
 				if err := tu.runTrial(ctx, t); err != nil {
 					errOnce.Do(func() { firstErr = err })
+					stop(err)
 				}
 			}
 		}()
@@ -333,18 +341,35 @@ func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
 	out, err := tu.Objective(ctx, run)
 
 	tu.mu.Lock()
-	if err != nil && (errors.Is(err, trainer.ErrInterrupted) || ctx.Err() != nil) {
+	if err != nil && (errors.Is(err, trainer.ErrInterrupted) || ctx.Err() != nil || Environmental(err)) {
 		t.Status, t.Error = Interrupted, ""
 		t.Seconds += time.Since(start).Seconds()
 		tu.Log.Warn().Str("trial", t.Name()).Msg("trial interrupted; --resume continues it from its checkpoint")
 		serr := tu.save()
 		tu.mu.Unlock()
+		if Environmental(err) && ctx.Err() == nil {
+			return fmt.Errorf("trial %s: %w", t.Name(), err)
+		}
 		return serr
 	}
 	tu.finish(t, out, err, time.Since(start).Seconds())
 	tu.mu.Unlock()
 	tu.ended(t)
 	return tu.saveErr()
+}
+
+// Environmental reports an error of the machine or the data rather than of
+// the trial's settings: a full disk, a data file missing or damaged, a file
+// that cannot be read or written. It does not fail the trial, which would
+// then count as finished: it stops the tune, and --resume runs the trial
+// again once the cause is mended.
+func Environmental(err error) bool {
+	var full *durable.DiskFullError
+	var missing *data.NotFoundError
+	var damaged *data.FileError
+	var path *fs.PathError
+	return errors.As(err, &full) || errors.As(err, &missing) || errors.As(err, &damaged) || errors.As(err, &path) ||
+		errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOSPC)
 }
 
 // recordEnded records the end of a trial whose run ended but was killed
