@@ -54,6 +54,7 @@ type Summary struct {
 	Weights           string   `json:"weights"`
 	EpochsRun         int      `json:"epochs_run"`
 	BestEpoch         int      `json:"best_epoch"`
+	BestStep          int      `json:"best_step,omitempty"` // of the best validation (with early stopping)
 	StoppedEarly      bool     `json:"stopped_early"`
 	StopReason        string   `json:"stop_reason"`
 	Steps             int      `json:"steps"`
@@ -767,7 +768,7 @@ func (f *fitRun) summary() *Summary {
 		ev.Msg("early stop")
 	}
 	if f.stopper != nil {
-		sum.BestEpoch = f.stopper.BestEpoch
+		sum.BestEpoch, sum.BestStep = f.stopper.BestEpoch, f.stopper.BestStep
 	}
 	return sum
 }

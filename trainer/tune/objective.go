@@ -110,8 +110,9 @@ func recordMetrics(r trainer.MetricsRecord) map[string]float64 {
 }
 
 // OutcomeFromRunDir reads what a kiln train run directory says of its end:
-// the last validation and the test figures from metrics.jsonl, epochs and
-// steps from summary.json (or, without one, from the last record).
+// the validation of the weights it kept (the last, or with --restore-best
+// the best) and the test figures from metrics.jsonl, epochs and steps from
+// summary.json (or, without one, from the last record).
 func OutcomeFromRunDir(dir string) (Outcome, error) {
 	b, err := os.ReadFile(filepath.Join(dir, trainer.MetricsFile))
 	if err != nil {
@@ -119,6 +120,7 @@ func OutcomeFromRunDir(dir string) (Outcome, error) {
 	}
 	out := Outcome{Metrics: map[string]float64{}}
 	var last trainer.MetricsRecord
+	valAt := map[int]trainer.MetricsRecord{} // by step
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -134,6 +136,9 @@ func OutcomeFromRunDir(dir string) (Outcome, error) {
 				out.Metrics[k] = v
 			}
 		}
+		if r.Split == "val" {
+			valAt[r.Step] = r
+		}
 		last = r
 	}
 	out.Steps, out.Epochs = last.Step, int(last.Epoch)
@@ -143,6 +148,13 @@ func OutcomeFromRunDir(dir string) (Outcome, error) {
 			return out, fmt.Errorf("run %s: %s: %w", dir, trainer.SummaryFile, err)
 		}
 		out.Steps, out.Epochs, out.Seconds = sum.Steps, sum.EpochsRun, sum.TrainSeconds
+	}
+	if best, ok := valAt[sum.BestStep]; ok && sum.Weights == trainer.BestWeights {
+		// The run kept its best weights (--restore-best): the trial is
+		// those weights' validation, not the last, a worse one.
+		for k, v := range recordMetrics(best) {
+			out.Metrics[k] = v
+		}
 	}
 	return out, nil
 }

@@ -1,0 +1,36 @@
+package tune
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kiln-ml/kiln/trainer"
+)
+
+// A trial that kept its best weights (--restore-best) is ranked by their
+// validation, not by the last one, which early stopping makes the worse:
+// a trial whose accuracy fell off fast was ranked below one that kept a
+// lesser best.
+func TestOutcomeIsTheKeptWeightsValidation(t *testing.T) {
+	metrics := `{"step":10,"epoch":1,"split":"val","loss":0.9,"accuracy":0.3}
+{"step":20,"epoch":2,"split":"val","loss":1.2,"accuracy":0.2}
+{"step":20,"epoch":2,"split":"test","loss":0.95,"accuracy":0.28}
+`
+	for weights, want := range map[string]float64{trainer.BestWeights: 0.3, trainer.LastWeights: 0.2} {
+		dir := t.TempDir()
+		summary := `{"weights":"` + weights + `","best_epoch":1,"best_step":10,"steps":20,"epochs_run":2}`
+		for name, body := range map[string]string{trainer.MetricsFile: metrics, trainer.SummaryFile: summary} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := OutcomeFromRunDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Metrics["val_acc"] != want || out.Metrics["test_acc"] != 0.28 {
+			t.Errorf("weights %s: val_acc %v test_acc %v, want %v and 0.28", weights, out.Metrics["val_acc"], out.Metrics["test_acc"], want)
+		}
+	}
+}
