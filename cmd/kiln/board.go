@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -34,7 +33,7 @@ It listens on 127.0.0.1 unless --addr says otherwise, and works offline.`,
 			if err := addrFlag(addr); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 			defer stop()
 			out := cmd.OutOrStdout()
 			return board.Serve(ctx, board.Options{

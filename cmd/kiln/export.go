@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -125,7 +124,7 @@ model.json or else the data set's constants (left out when unknown).
 		}
 		exportTemps(out)
 		interrupted := make(chan os.Signal, 1)
-		signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+		signal.Notify(interrupted, stopSignals...)
 		defer signal.Stop(interrupted)
 		go func() {
 			if _, ok := <-interrupted; ok {

@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -106,7 +105,7 @@ func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	}
 	console.Info().Str("model", c.Model).Str("dataset", c.Dataset).Str("optimizer", c.Optimizer).Int("batch", c.Batch).
 		Float64("start", o.Start).Float64("end", o.End).Int("steps", o.Steps).Str("dir", dir).Msg("lr range test")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	res, err := tr.FindLR(ctx, tr0, o)
 	if err != nil {

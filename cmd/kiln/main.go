@@ -5,11 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
+
+// stopSignals end a command as Ctrl-C does (a training saves its
+// checkpoint first): Ctrl-C, a scheduler's or mpirun's SIGTERM, and the
+// SIGHUP of a dropped SSH session, which killed a run without one.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
 
 // usageError marks mistakes in flags or arguments: exit status 2, as flag
 // parsing errors have.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,6 +53,33 @@ func TestSecondTrainIntoABusyRunDirIsRefused(t *testing.T) {
 	r := kiln(t, "", append(args[:len(args):len(args)], "--resume", "--lr", "0.5")...)
 	if r.code == 0 || !strings.Contains(r.stderr, "the configuration differs") {
 		t.Fatalf("resume after the first ended: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// A dropped SSH session's SIGHUP ends a training as Ctrl-C does, with its
+// checkpoint: it killed the run, losing up to an epoch.
+func TestHangUpSavesACheckpoint(t *testing.T) {
+	csv := faultCSV(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	args := faultArgs(csv, dir)
+	args = append(args[:len(args):len(args)], "--epochs", "400", "--no-visuals")
+	run := exec.Command(kilnBin, args...)
+	var stderr bytes.Buffer
+	run.Stderr = &stderr
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer run.Process.Kill()
+	waitFor(t, func() bool {
+		_, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
+		return err == nil
+	})
+	run.Process.Signal(syscall.SIGHUP)
+	if err := run.Wait(); err == nil || run.ProcessState.ExitCode() != 130 {
+		t.Fatalf("after SIGHUP: %v (exit %d), want exit 130\n%s", err, run.ProcessState.ExitCode(), stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile)); err != nil {
+		t.Errorf("no checkpoint after SIGHUP: %v", err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -240,7 +239,7 @@ func train(c trainer.Config, resume bool) (err error) {
 		return err
 	}
 	tr.Log.Info().Str("run_dir", c.RunDir).Str("data", tr0.Source).Msg("run")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	sum, err := tr.Fit(ctx, splits)
 	if errors.Is(err, trainer.ErrInterrupted) {
@@ -269,7 +268,7 @@ func trainRank(c trainer.Config, world *mpi.World) (err error) {
 		return err
 	}
 	defer leaveTogether(&err, leave)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	_, err = ts.tr.Fit(ctx, ts.splits)
 	if errors.Is(err, trainer.ErrInterrupted) {

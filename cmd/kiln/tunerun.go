@@ -7,7 +7,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"syscall"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/trainer/tune"
@@ -50,7 +49,7 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 	}
 	tu.Objective = tune.NewTrainer().Objective()
 	console.Info().Str("dir", tu.Dir).Int("threads_per_trial", t).Msg("tune")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	st, err := tu.Run(ctx)
 	if st != nil {
