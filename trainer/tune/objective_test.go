@@ -34,3 +34,30 @@ func TestOutcomeIsTheKeptWeightsValidation(t *testing.T) {
 		}
 	}
 }
+
+// Opening a tune to resume it removes the temporary files of tune.json,
+// results.csv and best.yaml that a kill left (they piled up), and nothing
+// else.
+func TestOpenRemovesTheTemporaryFilesOfKills(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Start(dir, trainer.DefaultConfig(), mustSpace(t, "lr: [0.01, 0.02]"), Settings{Strategy: "grid", Metric: "val_acc"}); err != nil {
+		t.Fatal(err)
+	}
+	left := []string{".tune.json.tmp123", ".results.csv.tmp4", ".best.yaml.tmp56"}
+	for _, name := range append(left, ".notes.txt.tmp7") {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range left {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s is still there: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".notes.txt.tmp7")); err != nil {
+		t.Errorf("a temporary file not the tune's was removed: %v", err)
+	}
+}

@@ -236,11 +236,20 @@ func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (tra
 	return c, nil
 }
 
-// Open loads the tune in dir to resume it.
+// Open loads the tune in dir to resume it (under its lock, the caller's),
+// and removes the temporary files of its own that a kill left there.
 func Open(dir string) (*Tuner, error) {
 	st, err := LoadState(dir)
 	if err != nil {
 		return nil, err
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if base, ok := durable.TempOf(e.Name()); ok && slices.Contains([]string{StateFile, ResultsFile, BestFile}, base) {
+			if err := durable.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return &Tuner{Dir: dir, State: st, Parallel: 1, Log: zerolog.Nop()}, nil
 }
