@@ -95,7 +95,7 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 	if !mayHoldTune(dir) {
 		// Refused before the lock, which would make dir, or leave a
 		// kiln.lock in it. (tune.Open checks again under the lock.)
-		return fmt.Errorf("%s holds no tune (no %s) to resume", dir, tune.StateFile)
+		return fmt.Errorf("%s holds no tune (no %s) to resume: one stopped before writing it has nothing to continue; start it again without --resume", dir, tune.StateFile)
 	}
 	release, err := lockTuneDir(dir)
 	if err != nil {
@@ -108,11 +108,20 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 	}
 	if tuneFlagsGiven(f) {
 		if err := tf.sameTune(cfs, cf, tu.State); err != nil {
-			return usageError{fmt.Errorf("--resume continues the tune as %s records it: %w (only --parallel and --threads may change)",
+			return usageError{fmt.Errorf("--resume continues the tune as %s records it: %w (only --parallel, --threads and --log-level may change)",
 				filepath.Join(dir, tune.StateFile), err)}
 		}
 	}
-	setConsoleLevel(tu.State.Base.LogLevel) // the level the tune started with
+	level := tu.State.Base.LogLevel // the level the tune started with, unless the console asks for another, as kiln train --resume takes
+	if f.Changed("log-level") {
+		c := tu.State.Base
+		c.LogLevel = cf.c.LogLevel
+		if err := c.Validate(); err != nil {
+			return usageError{nameSetting(err, f, "")}
+		}
+		level = c.LogLevel
+	}
+	setConsoleLevel(level)
 	threads := cf.c.Threads
 	if !f.Changed("threads") {
 		// As the tune began: its trials' count, else (killed before its
@@ -126,7 +135,7 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 func tuneFlagsGiven(f *pflag.FlagSet) bool {
 	given := false
 	f.Visit(func(fl *pflag.Flag) {
-		given = given || !slices.Contains([]string{"resume", "run-dir", "parallel", "threads"}, fl.Name)
+		given = given || !slices.Contains([]string{"resume", "run-dir", "parallel", "threads", "log-level"}, fl.Name)
 	})
 	return given
 }

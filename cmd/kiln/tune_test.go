@@ -86,7 +86,7 @@ func TestTuneGridRanksTrialsAndKilnTrainTakesBestYAML(t *testing.T) {
 	}
 	other := append([]string{"tune", "--resume", "--run-dir", tuneDir, "--strategy", "grid"}, tinyTune...)
 	other = append(other, "--lr", "0.1", "--param", "lr=1e-4,0.05", "--param", "hidden=16,64", "--trials", "3")
-	for _, want := range []string{"lr: 0.05 → 0.1", `--param hidden: "16,32" → "16,64"`, "trials: 0 → 3", "only --parallel and --threads may change"} {
+	for _, want := range []string{"lr: 0.05 → 0.1", `--param hidden: "16,32" → "16,64"`, "trials: 0 → 3", "only --parallel, --threads and --log-level may change"} {
 		if r := kiln(t, dir, other...); r.code != 2 || !strings.Contains(r.stderr, want) {
 			t.Errorf("--resume with other settings: exit %d, want %q in\n%s", r.code, want, r.stderr)
 		}
@@ -126,6 +126,14 @@ func TestTuneRandomRunsEachSettingOnceAtTheConsoleLevel(t *testing.T) {
 	}
 	if r := mustRun(t, dir, "tune", "--resume", "--run-dir", tuneDir); strings.Contains(r.stderr, "INF") {
 		t.Errorf("--resume of a --log-level warn tune, info lines:\n%s", r.stderr)
+	}
+	// The console's level is not the tune's: a resume may change it, as
+	// kiln train --resume may.
+	if r := mustRun(t, dir, "tune", "--resume", "--run-dir", tuneDir, "--log-level", "info"); !strings.Contains(r.stderr, "INF") {
+		t.Errorf("--resume --log-level info, no info lines:\n%s", r.stderr)
+	}
+	if r := kiln(t, dir, "tune", "--resume", "--run-dir", tuneDir, "--log-level", "loud"); r.code != 2 {
+		t.Errorf("--resume --log-level loud: exit %d\n%s", r.code, r.stderr)
 	}
 }
 
