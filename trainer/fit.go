@@ -201,11 +201,17 @@ func (f *fitRun) sameSettings(path string, run json.RawMessage) error {
 			d = fmt.Sprintf("%s (%s is missing, so the flags given were the whole configuration: give the run's settings again)",
 				d, filepath.Join(dir, ConfigFile))
 		}
-		return fmt.Errorf("resume: the configuration differs from the run in %s: %s (only --run-dir, --threads, "+
-			"--device, --data-dir, --precision, --micro-batch, --stop-after-epoch, --no-visuals and --log-level may change)", filepath.Dir(path), d)
+		return &ResumeRefusedError{fmt.Sprintf("resume: the configuration differs from the run in %s: %s (only --run-dir, --threads, "+
+			"--device, --data-dir, --precision, --micro-batch, --stop-after-epoch, --no-visuals and --log-level may change)", filepath.Dir(path), d)}
 	}
 	return nil
 }
+
+// ResumeRefusedError is a resume given settings other than its run's: a
+// mistake in what was asked (kiln exits 2, as for a finished run's).
+type ResumeRefusedError struct{ msg string }
+
+func (e *ResumeRefusedError) Error() string { return e.msg }
 
 // configDiff names the settings two resume keys differ in, "name: the
 // run's → this one's", in name order; "" when they are the same.

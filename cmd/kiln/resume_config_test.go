@@ -29,7 +29,7 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 		{"--lr", "0.1", "lr: 0.02 → 0.1"},
 		{"--model", "cnn", `model: "mlp" → "cnn"`}, // named, not a weight of the wrong shape
 	} {
-		if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", c.flag, c.value); r.code == 0 ||
+		if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", c.flag, c.value); r.code != 2 ||
 			!strings.Contains(r.stderr, "configuration differs") || !strings.Contains(r.stderr, c.names) {
 			t.Errorf("a resume with another %s: exit %d, %q, want it to name %s", c.flag, r.code, r.stderr, c.names)
 		}

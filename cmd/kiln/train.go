@@ -242,10 +242,13 @@ func train(c trainer.Config, resume bool) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	sum, err := tr.Fit(ctx, splits)
-	if errors.Is(err, trainer.ErrInterrupted) {
+	var refused *trainer.ResumeRefusedError
+	switch {
+	case errors.Is(err, trainer.ErrInterrupted):
 		return exitError{fmt.Errorf("%w (kiln train --run-dir %s --resume)", err, c.RunDir), 130}
-	}
-	if err != nil {
+	case errors.As(err, &refused):
+		return usageError{err}
+	case err != nil:
 		return err
 	}
 	printSummary(sum, c.RunDir)
