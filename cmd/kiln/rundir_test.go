@@ -18,17 +18,8 @@ import (
 // Issue 12, item 2: a second kiln train into a directory in use is refused,
 // naming the process that holds it, and the first run is unharmed.
 func TestSecondTrainIntoABusyRunDirIsRefused(t *testing.T) {
-	csv := faultCSV(t)
 	dir := filepath.Join(t.TempDir(), "run")
-	args := faultArgs(csv, dir)
-	args = append(args[:len(args):len(args)], "--epochs", "400", "--no-visuals")
-	first := exec.Command(kilnBin, args...)
-	var firstErr bytes.Buffer
-	first.Stderr = &firstErr
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer first.Process.Kill()
+	first, args, firstErr := startLongTrain(t, dir)
 	waitFor(t, func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, trainer.LockFile))
 		return strings.TrimSpace(string(b)) == strconv.Itoa(first.Process.Pid)
@@ -59,17 +50,8 @@ func TestSecondTrainIntoABusyRunDirIsRefused(t *testing.T) {
 // A dropped SSH session's SIGHUP ends a training as Ctrl-C does, with its
 // checkpoint: it killed the run, losing up to an epoch.
 func TestHangUpSavesACheckpoint(t *testing.T) {
-	csv := faultCSV(t)
 	dir := filepath.Join(t.TempDir(), "run")
-	args := faultArgs(csv, dir)
-	args = append(args[:len(args):len(args)], "--epochs", "400", "--no-visuals")
-	run := exec.Command(kilnBin, args...)
-	var stderr bytes.Buffer
-	run.Stderr = &stderr
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer run.Process.Kill()
+	run, _, stderr := startLongTrain(t, dir)
 	waitFor(t, func() bool {
 		_, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
 		return err == nil
@@ -81,6 +63,21 @@ func TestHangUpSavesACheckpoint(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile)); err != nil {
 		t.Errorf("no checkpoint after SIGHUP: %v", err)
 	}
+}
+
+// startLongTrain starts a training of 400 epochs into dir, to be stopped
+// (killed at the test's end), and returns it, its arguments and its stderr.
+func startLongTrain(t *testing.T, dir string) (*exec.Cmd, []string, *bytes.Buffer) {
+	args := faultArgs(faultCSV(t), dir)
+	args = append(args[:len(args):len(args)], "--epochs", "400", "--no-visuals")
+	cmd := exec.Command(kilnBin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, args, &stderr
 }
 
 func waitFor(t *testing.T, cond func() bool) {
