@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"syscall"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -14,8 +15,16 @@ import (
 
 // stopSignals end a command as Ctrl-C does (a training saves its
 // checkpoint first): Ctrl-C, a scheduler's or mpirun's SIGTERM, and the
-// SIGHUP of a dropped SSH session, which killed a run without one.
-var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+// SIGHUP of a dropped SSH session, which killed a run without one, unless
+// the process was started ignoring it (nohup): asking for a signal
+// undoes its being ignored.
+var stopSignals = func() []os.Signal {
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	return sigs
+}()
 
 // usageError marks mistakes in flags or arguments: exit status 2, as flag
 // parsing errors have.

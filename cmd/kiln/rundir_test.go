@@ -63,6 +63,30 @@ func TestHangUpSavesACheckpoint(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile)); err != nil {
 		t.Errorf("no checkpoint after SIGHUP: %v", err)
 	}
+	// Under nohup SIGHUP stays ignored: the training goes on to its end.
+	nohup, err := exec.LookPath("nohup")
+	if err != nil {
+		t.Skipf("no nohup to check that a run started under it ignores SIGHUP: %v", err)
+	}
+	dir = filepath.Join(t.TempDir(), "nohup")
+	under := exec.Command(nohup, append(append([]string{kilnBin}, faultArgs(faultCSV(t), dir)...), "--epochs", "20")...)
+	var underErr bytes.Buffer
+	under.Stdout, under.Stderr = new(bytes.Buffer), &underErr
+	if err := under.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { under.Process.Kill() })
+	waitFor(t, func() bool { // training, its signals set
+		_, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
+		return err == nil
+	})
+	under.Process.Signal(syscall.SIGHUP)
+	if err := under.Wait(); err != nil {
+		t.Errorf("a run under nohup, sent SIGHUP: %v, want it to finish\n%s", err, underErr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, trainer.SummaryFile)); err != nil {
+		t.Errorf("the run under nohup did not finish: %v", err)
+	}
 }
 
 // startLongTrain starts a training of 400 epochs into dir, to be stopped
