@@ -25,7 +25,7 @@ type FolderOptions struct {
 	Strict bool
 	// Note receives what the loader says about the data (skipped files,
 	// converted channels, a missing test split, the cache); nil drops it.
-	Note func(msg string)
+	Note func(msg string) `json:"-"`
 	// CacheDir is where the decoded images are cached when the data
 	// directory cannot be written; empty means os.UserCacheDir()/kiln.
 	CacheDir string

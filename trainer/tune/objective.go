@@ -36,10 +36,13 @@ func NewTrainer() *Trainer { return &Trainer{cache: map[string]*loaded{}} }
 
 func (o *Trainer) data(c trainer.Config) (*data.Splits, error) {
 	opts := c.DataOptions()
-	key, _ := json.Marshal(struct {
+	key, err := json.Marshal(struct {
 		Name string
 		Opts data.Options
 	}{c.Dataset, opts})
+	if err != nil { // every trial's key was "" (a func field): all trained on the first one's data
+		return nil, fmt.Errorf("tune: data options: %w", err)
+	}
 	o.mu.Lock()
 	l := o.cache[string(key)]
 	if l == nil {

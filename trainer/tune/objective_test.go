@@ -1,8 +1,10 @@
 package tune
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kiln-ml/kiln/trainer"
@@ -59,5 +61,34 @@ func TestOpenRemovesTheTemporaryFilesOfKills(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".notes.txt.tmp7")); err != nil {
 		t.Errorf("a temporary file not the tune's was removed: %v", err)
+	}
+}
+
+// Trials of other data options get their own data: the cache's key failed
+// to encode, and every trial trained on the first one's (--param
+// subset=0.02,0.05 gave both 1080 samples).
+func TestTrialDataFollowsTheirOptions(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a,b,y\n")
+	for i := range 200 {
+		fmt.Fprintf(&b, "%d,%d,%d\n", i%7, i%5, i%2)
+	}
+	csv := filepath.Join(t.TempDir(), "d.csv")
+	if err := os.WriteFile(csv, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := NewTrainer()
+	sizes := map[float64]int{}
+	for _, subset := range []float64{0.25, 1} {
+		c := trainer.DefaultConfig()
+		c.Dataset, c.DataDir, c.Subset = "csv", csv, subset
+		s, err := o.data(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[subset] = s.Train.Len()
+	}
+	if sizes[0.25] >= sizes[1] {
+		t.Errorf("training samples at subset 0.25 and 1: %v", sizes)
 	}
 }
