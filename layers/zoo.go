@@ -62,15 +62,24 @@ var knobs = []struct {
 // a run's records while the model was built without it. Errors are
 // *KnobError.
 func CheckKnobs(model string, s Spec) error {
+	if inert := InertKnobs(model, s); len(inert) > 0 {
+		return inert[0]
+	}
+	return nil
+}
+
+// InertKnobs are all of s's size settings that model would not read.
+func InertKnobs(model string, s Spec) []*KnobError {
+	var out []*KnobError
 	for _, k := range knobs {
 		if k.set(s) && !slices.Contains(k.models, model) {
-			return &KnobError{k.name, fmt.Sprintf("model %s has no such setting (models with it: %s)", model, strings.Join(k.models, ", "))}
+			out = append(out, &KnobError{k.name, fmt.Sprintf("model %s has no such setting (models with it: %s)", model, strings.Join(k.models, ", "))})
 		}
 	}
 	if model == "mlp" && s.Depth != 0 && s.Hidden == 0 {
-		return &KnobError{"depth", "mlp takes depth only with hidden (its default widths are 256, 128)"}
+		out = append(out, &KnobError{"depth", "mlp takes depth only with hidden (its default widths are 256, 128)"})
 	}
-	return nil
+	return out
 }
 
 // KnobError is a size setting a model does not take.

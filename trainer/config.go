@@ -312,11 +312,6 @@ func (c Config) Validate() error {
 	if err := c.ValidateTraining(); err != nil {
 		return err
 	}
-	var ke *layers.KnobError
-	if err := layers.CheckKnobs(c.Model, layers.Spec{Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout}); errors.As(err, &ke) {
-		value := map[string]any{"hidden": c.Hidden, "depth": c.Depth, "dropout": c.Dropout}[ke.Knob]
-		return settingErr(ke.Knob, value, "%s", ke.Problem)
-	}
 	// An image folder's val/ is a validation split whatever val_fraction
 	// says; the other data sets have one from val_fraction only.
 	if c.ValFraction == 0 && c.Dataset != "folder" {
@@ -428,23 +423,6 @@ func (c Config) validateSchedule() error {
 	if !slices.Contains(ScheduleKinds, kind) {
 		return settingErr("schedule", strconv.Quote(c.Schedule), "unknown (have %s)", strings.Join(ScheduleKinds, ", "))
 	}
-	// Each is read by some schedules only: under another, config.yaml
-	// would keep a decay the run never made.
-	owned := []struct {
-		key   string
-		value any
-		set   bool
-		kinds []string
-	}{
-		{"step_size", c.StepSize, c.StepSize != 0, []string{"step"}},
-		{"milestones", fmt.Sprint(c.Milestones), len(c.Milestones) > 0, []string{"multistep"}},
-		{"gamma", c.Gamma, c.Gamma != 0, []string{"step", "multistep", "exp"}},
-	}
-	for _, o := range owned {
-		if o.set && !slices.Contains(o.kinds, kind) {
-			return settingErr(o.key, o.value, "is for the %s schedule; this run's is %s", orList(o.kinds), kind)
-		}
-	}
 	switch kind {
 	case "step":
 		if c.StepSize < 1 {
@@ -460,6 +438,68 @@ func (c Config) validateSchedule() error {
 		}
 	}
 	return nil
+}
+
+// An inert setting is one nothing would read: a size setting the model
+// lacks (lenet's width), a schedule's setting under another schedule.
+// Given on the command line it is refused (CheckInert): config.yaml would
+// say the run did what it did not. In a file of an older Kiln, which took
+// such settings and ignored them, it is left out (DropInert), and so it is
+// in a resume's comparison with its run.
+type inertSetting struct {
+	*SettingError
+	clear func(*Config)
+}
+
+// inertSettings are c's inert settings, in a fixed order.
+func (c Config) inertSettings() []inertSetting {
+	var out []inertSetting
+	clears := map[string]func(*Config){
+		"hidden": func(c *Config) { c.Hidden = 0 }, "depth": func(c *Config) { c.Depth = 0 },
+		"dropout": func(c *Config) { c.Dropout = 0 },
+	}
+	values := map[string]any{"hidden": c.Hidden, "depth": c.Depth, "dropout": c.Dropout}
+	for _, k := range layers.InertKnobs(c.Model, layers.Spec{Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout}) {
+		out = append(out, inertSetting{settingErr(k.Knob, values[k.Knob], "%s", k.Problem), clears[k.Knob]})
+	}
+	kind := strings.ToLower(c.Schedule)
+	for _, o := range []struct {
+		key   string
+		value any
+		set   bool
+		kinds []string
+		clear func(*Config)
+	}{
+		{"step_size", c.StepSize, c.StepSize != 0, []string{"step"}, func(c *Config) { c.StepSize = 0 }},
+		{"milestones", fmt.Sprint(c.Milestones), len(c.Milestones) > 0, []string{"multistep"}, func(c *Config) { c.Milestones = nil }},
+		{"gamma", c.Gamma, c.Gamma != 0, []string{"step", "multistep", "exp"}, func(c *Config) { c.Gamma = 0 }},
+	} {
+		if o.set && !slices.Contains(o.kinds, kind) {
+			out = append(out, inertSetting{settingErr(o.key, o.value, "is for the %s schedule; this run's is %s", orList(o.kinds), kind), o.clear})
+		}
+	}
+	return out
+}
+
+// CheckInert refuses c's first inert setting, naming it.
+func (c Config) CheckInert() error {
+	if inert := c.inertSettings(); len(inert) > 0 {
+		return inert[0].SettingError
+	}
+	return nil
+}
+
+// DropInert leaves out c's inert settings but those keep says to keep
+// (nil: none), and returns what it left out.
+func (c *Config) DropInert(keep func(key string) bool) []*SettingError {
+	var dropped []*SettingError
+	for _, in := range c.inertSettings() {
+		if keep == nil || !keep(in.Key) {
+			in.clear(c)
+			dropped = append(dropped, in.SettingError)
+		}
+	}
+	return dropped
 }
 
 // orList writes words as "a", "a or b", "a, b or c".

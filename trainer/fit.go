@@ -253,6 +253,7 @@ func settingText(v any) string {
 }
 
 func resumeKey(c Config) json.RawMessage {
+	c.DropInert(nil) // read by nothing, and kept by an older Kiln's runs
 	c.RunDir, c.Threads, c.Device, c.StopAfterEpoch, c.DataDir, c.NoVisuals = "", 0, "", 0, "", false
 	c.LogLevel = "" // the console's, not the run's
 	c.NoCUDAGraph = false

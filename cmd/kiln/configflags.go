@@ -95,6 +95,8 @@ type configFlags struct {
 	c       trainer.Config
 	classes string
 	miles   string
+	// lenientInert leaves inert flags to kiln tune's trials (tune.go).
+	lenientInert bool
 }
 
 func addConfigFlags(f *pflag.FlagSet) *configFlags {
@@ -215,7 +217,22 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 			return c, err
 		}
 	}
-	return c, nameSetting(c.Validate(), f, configPath)
+	// An inert setting (trainer.DropInert) from the file is left out, as
+	// an older Kiln, which wrote such files, ignored it; one given as a flag
+	// is refused (kiln tune checks its trials instead: its space may give
+	// the model or the schedule that reads it).
+	given := func(key string) bool { return f.Changed(strings.ReplaceAll(key, "_", "-")) }
+	log := logger()
+	for _, d := range c.DropInert(given) {
+		log.Warn().Str("config", configPath).Str("setting", d.Key).Str("value", d.Value).Str("why", d.Problem).Msg("left out: nothing reads it")
+	}
+	if err := c.Validate(); err != nil {
+		return c, nameSetting(err, f, configPath)
+	}
+	if cf.lenientInert {
+		return c, nil
+	}
+	return c, nameSetting(c.CheckInert(), f, configPath)
 }
 
 // optimizerDefaults gives a run whose --optimizer is not its model's

@@ -74,3 +74,27 @@ func sameLastWeights(t *testing.T, a, b string) bool {
 	}
 	return bytes.Equal(got, want)
 }
+
+// A run of an older Kiln, whose config.yaml keeps a setting nothing read
+// (gamma under cosine, dropout on mlp), resumes: the file's inert
+// settings are left out with a warning, where they were refused and the
+// checkpoint could never be resumed; given as flags they are refused.
+func TestResumeOfAnOlderRunWithInertSettings(t *testing.T) {
+	csv := faultCSV(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	args := append(faultArgs(csv, dir), "--schedule", "cosine", "--stop-after-epoch", "1")
+	mustRun(t, "", args...)
+	f, err := os.OpenFile(filepath.Join(dir, "config.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("gamma: 0.5\ndropout: 0.3\n")
+	f.Close()
+	r := mustRun(t, "", "train", "--run-dir", dir, "--resume")
+	if !strings.Contains(r.stderr, "left out: nothing reads it") || !strings.Contains(r.stderr, "gamma") {
+		t.Errorf("no warning that gamma was left out:\n%s", r.stderr)
+	}
+	if r := kiln(t, "", append(faultArgs(csv, filepath.Join(t.TempDir(), "new")), "--schedule", "cosine", "--gamma", "0.5")...); r.code != 2 {
+		t.Errorf("--gamma under cosine as a flag: exit %d\n%s", r.code, r.stderr)
+	}
+}

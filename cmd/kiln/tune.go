@@ -192,6 +192,7 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 // plan is the tune the flags describe: the trials' base configuration, the
 // space and the search settings.
 func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, *tune.Space, tune.Settings, error) {
+	cf.lenientInert = true // checked here and per trial, once the space is known
 	base, err := cf.resolve(cfs, tf.configPath)
 	if err != nil {
 		return trainer.Config{}, nil, tune.Settings{}, err
@@ -199,6 +200,12 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 	space, err := tf.space()
 	if err != nil {
 		return trainer.Config{}, nil, tune.Settings{}, err
+	}
+	if !slices.ContainsFunc(space.Keys(), func(k string) bool { return k == "model" || k == "schedule" }) {
+		// No trial gives the setting a model or schedule that reads it.
+		if err := base.CheckInert(); err != nil {
+			return trainer.Config{}, nil, tune.Settings{}, nameSetting(err, cfs, tf.configPath)
+		}
 	}
 	metric, trials := tf.metric, tf.trials
 	if metric == "" {

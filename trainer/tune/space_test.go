@@ -332,3 +332,21 @@ func TestDimensionSpecReadsBack(t *testing.T) {
 		}
 	}
 }
+
+// A fixed size setting over a space of models goes to the trials whose
+// model reads it and is left out of the others' (it refused the tune, the
+// base being checked against the default model before the space).
+func TestFixedSizeSettingOverASpaceOfModels(t *testing.T) {
+	base := trainer.DefaultConfig()
+	base.Hidden = 32
+	tu, err := Start(t.TempDir(), base, mustSpace(t, "model: [lenet, mlp]"), Settings{Strategy: "grid", Metric: "val_acc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range tu.State.Trials {
+		want := map[string]int{"lenet": 0, "mlp": 32}[tr.Config.Model]
+		if tr.Status != Pending || tr.Config.Hidden != want {
+			t.Errorf("trial %s (%s): %s, hidden %d, want pending and %d", tr.Name(), tr.Config.Model, tr.Status, tr.Config.Hidden, want)
+		}
+	}
+}

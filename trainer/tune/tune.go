@@ -230,6 +230,13 @@ func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (tra
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
+	// A fixed setting this trial's model or schedule does not read is left
+	// out (--hidden 32 over model: [lenet, mlp]); one the space gives it
+	// makes the trial invalid.
+	c.DropInert(func(key string) bool { return slices.Contains(space.Keys(), key) })
+	if err := c.CheckInert(); err != nil {
+		return c, err
+	}
 	if (strings.HasPrefix(set.Metric, "val_") || set.Strategy == "halving") && c.ValFraction == 0 {
 		return c, fmt.Errorf("--metric %s needs a validation split (--val-fraction > 0)", valMetric(set.Metric))
 	}
