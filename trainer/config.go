@@ -43,7 +43,7 @@ type Config struct {
 	LR             float64 `json:"lr" yaml:"lr"`
 	Optimizer      string  `json:"optimizer" yaml:"optimizer"`
 	Momentum       float64 `json:"momentum" yaml:"momentum"`
-	Nesterov       bool    `json:"nesterov,omitempty" yaml:"nesterov,omitempty"`
+	Nesterov       bool    `json:"nesterov" yaml:"nesterov"` // written when false: the recipe's is true
 	WeightDecay    float64 `json:"weight_decay" yaml:"weight_decay"`
 	ClipNorm       float64 `json:"clip_norm,omitempty" yaml:"clip_norm,omitempty"`
 	LabelSmoothing float64 `json:"label_smoothing,omitempty" yaml:"label_smoothing,omitempty"`
@@ -216,7 +216,26 @@ func LoadRunConfig(path string) (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	return LoadConfigFile(path, DefaultConfigFor(c.Model, c.Dataset))
+	if c, err = LoadConfigFile(path, DefaultConfigFor(c.Model, c.Dataset)); err != nil {
+		return c, err
+	}
+	return c, RunFileOmissions(&c, path)
+}
+
+// RunFileOmissions restores what a run's config.yaml from an older Kiln
+// left out: nesterov, written only when true, so that a file without it
+// was a run without it, not the recipe's true (an Adam run's resume was
+// refused, "nesterov: unset → true", and an SGD run at momentum 0 could not
+// be read: "nesterov needs momentum > 0").
+func RunFileOmissions(c *Config, path string) error {
+	keys, err := ConfigFileKeys(path)
+	if err != nil {
+		return err
+	}
+	if !keys["nesterov"] {
+		c.Nesterov = false
+	}
+	return nil
 }
 
 // ParseConfig reads the settings in b (JSON when isJSON, YAML otherwise)

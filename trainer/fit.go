@@ -254,6 +254,9 @@ func settingText(v any) string {
 
 func resumeKey(c Config) json.RawMessage {
 	c.DropInert(nil) // read by nothing, and kept by an older Kiln's runs
+	if c.Optimizer != "sgd" {
+		c.Momentum, c.Nesterov = 0, false // SGD's: the Adam family does not read them
+	}
 	c.RunDir, c.Threads, c.Device, c.StopAfterEpoch, c.DataDir, c.NoVisuals = "", 0, "", 0, "", false
 	c.LogLevel = "" // the console's, not the run's
 	c.NoCUDAGraph = false

@@ -179,6 +179,13 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 		if c, err = trainer.LoadConfigFile(configPath, c); err != nil {
 			return c, err
 		}
+		if f.Changed("resume") && filepath.Base(configPath) == trainer.ConfigFile {
+			// A run's own config.yaml, which older runs wrote without a
+			// false nesterov.
+			if err := trainer.RunFileOmissions(&c, configPath); err != nil {
+				return c, err
+			}
+		}
 	}
 	var err error
 	f.Visit(func(fl *pflag.Flag) {

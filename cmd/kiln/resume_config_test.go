@@ -98,3 +98,36 @@ func TestResumeOfAnOlderRunWithInertSettings(t *testing.T) {
 		t.Errorf("--gamma under cosine as a flag: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// An Adam run (nesterov false, which config.yaml left out) resumes from
+// its run directory alone, also from a config.yaml of an older Kiln
+// without the key; an SGD run at momentum 0 reads back as it was.
+func TestResumeOfARunWithoutNesterov(t *testing.T) {
+	csv := faultCSV(t)
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"adam", []string{"--optimizer", "adam"}},
+		{"plain sgd", []string{"--momentum", "0", "--nesterov=false"}},
+	} {
+		for _, older := range []bool{false, true} {
+			dir := filepath.Join(t.TempDir(), "run")
+			mustRun(t, "", append(append(faultArgs(csv, dir), c.args...), "--stop-after-epoch", "1")...)
+			cfg := filepath.Join(dir, "config.yaml")
+			b, err := os.ReadFile(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), "nesterov: false\n") {
+				t.Errorf("%s: config.yaml does not say nesterov: false:\n%s", c.name, b)
+			}
+			if older {
+				os.WriteFile(cfg, []byte(strings.ReplaceAll(string(b), "nesterov: false\n", "")), 0o644)
+			}
+			if r := kiln(t, "", "train", "--run-dir", dir, "--resume"); r.code != 0 {
+				t.Errorf("%s (older config.yaml %v): resume exit %d\n%s", c.name, older, r.code, r.stderr)
+			}
+		}
+	}
+}
