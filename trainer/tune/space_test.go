@@ -350,3 +350,28 @@ func TestFixedSizeSettingOverASpaceOfModels(t *testing.T) {
 		}
 	}
 }
+
+// A trial whose optimiser the space chose takes that optimiser's own
+// settings where nothing sets them, as kiln train --optimizer does: the
+// AdamW trial of optimizer: [sgd, adamw] ran at SGD's lr 0.05 with
+// momentum 0.9 and Nesterov. A base lr the user gave stays.
+func TestSpaceOptimizerTakesItsOwnDefaults(t *testing.T) {
+	for _, givenLR := range []bool{false, true} {
+		base := trainer.DefaultConfig()
+		if givenLR {
+			base.LR = 0.02
+		}
+		tu, err := Start(t.TempDir(), base, mustSpace(t, "optimizer: [sgd, adamw]"), Settings{Strategy: "grid", Metric: "val_acc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sgd, adamw := tu.State.Trials[0].Config, tu.State.Trials[1].Config
+		wantLR := map[bool]float64{false: 1e-3, true: 0.02}[givenLR]
+		if adamw.Optimizer != "adamw" || adamw.LR != wantLR || adamw.Momentum != 0 || adamw.Nesterov || adamw.WeightDecay != 0.01 {
+			t.Errorf("lr given %v: the adamw trial: lr %v momentum %v nesterov %v weight decay %v", givenLR, adamw.LR, adamw.Momentum, adamw.Nesterov, adamw.WeightDecay)
+		}
+		if sgd.Optimizer != "sgd" || sgd.Momentum != 0.9 || !sgd.Nesterov {
+			t.Errorf("the sgd trial changed: %+v", sgd)
+		}
+	}
+}

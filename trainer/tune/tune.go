@@ -221,6 +221,9 @@ func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (tra
 	if c.Dataset == "mnist-rotation" {
 		c.Regression = true
 	}
+	if err := optimizerDefaults(&c, base, space); err != nil {
+		return c, err
+	}
 	if set.Strategy == "halving" && set.Unit == "steps" {
 		// Validate at every rung's step (rungs are multiples of the first).
 		if r := int(set.MinResource); c.ValEvery == 0 || r%c.ValEvery != 0 {
@@ -241,6 +244,30 @@ func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (tra
 		return c, fmt.Errorf("--metric %s needs a validation split (--val-fraction > 0)", valMetric(set.Metric))
 	}
 	return c, nil
+}
+
+// optimizerDefaults gives a trial whose optimiser the space chose that
+// optimiser's own lr, momentum, Nesterov and weight decay (as kiln train
+// --optimizer does, trainer.UseOptimizerDefaults) where neither the space
+// nor the base sets them: an AdamW trial of --param optimizer=sgd,adamw
+// trained at SGD's lr 0.05 with momentum. A base value other than its
+// recipe's counts as set.
+func optimizerDefaults(c *trainer.Config, base trainer.Config, space *Space) error {
+	if !slices.Contains(space.Keys(), "optimizer") {
+		return nil
+	}
+	recipe := trainer.DefaultConfigFor(c.Model, c.Dataset)
+	b, err := configMap(base)
+	if err != nil {
+		return err
+	}
+	r, err := configMap(trainer.DefaultConfigFor(base.Model, base.Dataset))
+	if err != nil {
+		return err
+	}
+	given := func(key string) bool { return slices.Contains(space.Keys(), key) || fmt.Sprint(b[key]) != fmt.Sprint(r[key]) }
+	trainer.UseOptimizerDefaults(c, recipe, given)
+	return nil
 }
 
 // Open loads the tune in dir to resume it (under its lock, the caller's),
