@@ -265,7 +265,9 @@ func optimizerDefaults(c *trainer.Config, base trainer.Config, space *Space) err
 	if err != nil {
 		return err
 	}
-	given := func(key string) bool { return slices.Contains(space.Keys(), key) || fmt.Sprint(b[key]) != fmt.Sprint(r[key]) }
+	given := func(key string) bool {
+		return slices.Contains(space.Keys(), key) || fmt.Sprint(b[key]) != fmt.Sprint(r[key])
+	}
 	trainer.UseOptimizerDefaults(c, recipe, given)
 	return nil
 }
