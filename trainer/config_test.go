@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -493,5 +494,51 @@ func TestValidationReadersNeedAValidationSplit(t *testing.T) {
 	_, err := newBlobTrainer(t, c, "", false).Fit(context.Background(), &data.Splits{Train: blobs(t, 64, 1)})
 	if err == nil || !strings.Contains(err.Error(), "needs a validation split") {
 		t.Errorf("Fit of a plateau schedule without a validation split: %v", err)
+	}
+}
+
+// ResumableSettings are exactly those a resume's comparison leaves out: a
+// change to each keeps the resume key, a change to any other setting
+// changes it.
+func TestResumableSettingsAreThoseTheResumeKeyLeavesOut(t *testing.T) {
+	base := DefaultConfig()
+	var keys []string
+	for f := range reflect.TypeFor[Config]().Fields() {
+		keys = append(keys, strings.Split(f.Tag.Get("json"), ",")[0])
+	}
+	changed := func(key string) Config {
+		c := base
+		v := reflect.ValueOf(&c).Elem()
+		for i := range v.NumField() {
+			if strings.Split(v.Type().Field(i).Tag.Get("json"), ",")[0] != key {
+				continue
+			}
+			switch f := v.Field(i); f.Kind() {
+			case reflect.String:
+				f.SetString(f.String() + "x")
+			case reflect.Bool:
+				f.SetBool(!f.Bool())
+			case reflect.Int, reflect.Uint64:
+				if f.Kind() == reflect.Int {
+					f.SetInt(f.Int() + 3)
+				} else {
+					f.SetUint(f.Uint() + 3)
+				}
+			case reflect.Float64:
+				f.SetFloat(f.Float() + 0.25)
+			case reflect.Slice:
+				f.Set(reflect.ValueOf([]int{7}))
+			}
+		}
+		return c
+	}
+	for _, key := range keys {
+		if changed(key).CheckInert() != nil {
+			continue // read by nothing under lenet and onecycle (DropInert)
+		}
+		same := string(resumeKey(changed(key))) == string(resumeKey(base))
+		if resumable := slices.Contains(ResumableSettings, key); same != resumable && key != "world_size" {
+			t.Errorf("%s: a change keeps the resume key: %v; listed as resumable: %v", key, same, resumable)
+		}
 	}
 }

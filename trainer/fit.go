@@ -201,8 +201,12 @@ func (f *fitRun) sameSettings(path string, run json.RawMessage) error {
 			d = fmt.Sprintf("%s (%s is missing, so the flags given were the whole configuration: give the run's settings again)",
 				d, filepath.Join(dir, ConfigFile))
 		}
-		return &ResumeRefusedError{fmt.Sprintf("resume: the configuration differs from the run in %s: %s (only --run-dir, --threads, "+
-			"--device, --data-dir, --precision, --micro-batch, --stop-after-epoch, --no-visuals and --log-level may change)", filepath.Dir(path), d)}
+		flags := make([]string, len(ResumableSettings))
+		for i, k := range ResumableSettings {
+			flags[i] = "--" + strings.ReplaceAll(k, "_", "-")
+		}
+		return &ResumeRefusedError{fmt.Sprintf("resume: the configuration differs from the run in %s: %s (only %s may change)",
+			filepath.Dir(path), d, strings.Join(flags, ", "))}
 	}
 	return nil
 }
@@ -251,6 +255,11 @@ func settingText(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// ResumableSettings are the settings a resume may change (resumeKey leaves
+// them out): where and how fast the run goes, not what it trains.
+var ResumableSettings = []string{"run_dir", "threads", "device", "data_dir", "precision", "micro_batch", "sync_bn",
+	"stop_after_epoch", "no_visuals", "no_cuda_graph", "log_level"}
 
 func resumeKey(c Config) json.RawMessage {
 	c.DropInert(nil) // read by nothing, and kept by an older Kiln's runs

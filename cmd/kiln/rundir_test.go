@@ -203,9 +203,11 @@ func TestBareResumeWithoutConfigIsRefused(t *testing.T) {
 	if r := runWithFault(t, faultKiln(t), "kill:1", faultArgs(csv, dir)...); !r.killed {
 		t.Fatalf("not killed: exit %d\n%s", r.code, r.stderr)
 	}
-	r := kiln(t, "", "train", "--run-dir", dir, "--resume")
-	if r.code != 2 || !strings.Contains(r.stderr, "has no config.yaml") {
-		t.Errorf("bare --resume: exit %d\n%s", r.code, r.stderr)
+	for _, more := range [][]string{nil, {"--no-visuals", "--stop-after-epoch", "1", "--threads", "1"}} { // settings a resume may change are none of the run's
+		r := kiln(t, "", append([]string{"train", "--run-dir", dir, "--resume"}, more...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "has no config.yaml") {
+			t.Errorf("bare --resume %v: exit %d\n%s", more, r.code, r.stderr)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, trainer.ConfigFile)); !os.IsNotExist(err) {
 		t.Errorf("the refused resume wrote a config.yaml: %v", err)

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -75,11 +77,8 @@ func checkBareResume(f *pflag.FlagSet, configPath string) error {
 	}
 	settings := false
 	f.Visit(func(fl *pflag.Flag) {
-		switch fl.Name {
-		case "run-dir", "resume", "log-level", "threads", "device":
-		default:
-			settings = true
-		}
+		key := strings.ReplaceAll(fl.Name, "-", "_")
+		settings = settings || fl.Name != "resume" && !slices.Contains(trainer.ResumableSettings, key)
 	})
 	if settings {
 		return nil
