@@ -250,14 +250,8 @@ func (t *csvTable) add(rec []string, line int) error {
 	for j, s := range rec {
 		if j == t.targetCol {
 			target = strings.Clone(strings.TrimSpace(s))
-			v, problem := parseNumber(s)
-			switch {
-			case problem == "":
+			if v, problem := parseNumber(s); problem == "" {
 				target = strconv.FormatFloat(v, 'f', -1, 64) // "1.0" and "1" are one class
-			case target != "" && !isName(target):
-				// NaN, NA, ?, null, inf: a missing or unusable value, not a
-				// class (it became one of integers' classes, a bogus output).
-				return fileErr(t.path, "line %d, target column %d: %q is a missing or non-finite value", line, t.targetCol+1, target)
 			}
 			continue
 		}
@@ -274,6 +268,40 @@ func (t *csvTable) add(rec []string, line int) error {
 	t.targets = append(t.targets, target)
 	t.lines = append(t.lines, line)
 	return nil
+}
+
+// missingTargets refuses a target column of numbers with a missing-value
+// marker among them (NaN, NA, ?, null, inf), naming its line: among integer
+// targets it became a class, a bogus output. In a column of names (cat,
+// dog, none) the markers are names too.
+func missingTargets(tables ...*csvTable) error {
+	numbers := 0
+	for _, t := range tables {
+		for _, v := range t.targetsOrNone() {
+			if isName(v) {
+				return nil
+			}
+			if isNumber(v) {
+				numbers++
+			}
+		}
+	}
+	for _, t := range tables {
+		for i, v := range t.targetsOrNone() {
+			if numbers > 0 && !isNumber(v) {
+				return fileErr(t.path, "line %d, target column %d: %q is a missing or non-finite value", t.lines[i], t.targetCol+1, v)
+			}
+		}
+	}
+	return nil
+}
+
+// targetsOrNone is t's targets (none for a nil t).
+func (t *csvTable) targetsOrNone() []string {
+	if t == nil {
+		return nil
+	}
+	return t.targets
 }
 
 // targetColumn resolves CSVOptions.Target against a header (nil if none).
@@ -304,6 +332,9 @@ func targetColumn(target string, header []string, n int) (int, error) {
 
 // csvDatasets turns parsed training (and optional test) tables into data sets.
 func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Dataset, err error) {
+	if err := missingTargets(train, test); err != nil {
+		return nil, nil, err
+	}
 	if test != nil && test.numCols != train.numCols {
 		return nil, nil, fileErr(test.path, "has %d columns but %s has %d", test.numCols, train.path, train.numCols)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -204,5 +205,24 @@ func TestCSVBadInput(t *testing.T) {
 	}
 	if _, err := Load("csv", Options{}); err == nil || !strings.Contains(err.Error(), "--data-dir") {
 		t.Errorf("csv without a file: %v", err)
+	}
+}
+
+// In a column of class names, "none", "NA" or "?" are names (a class
+// called none); among numbers they are missing values, refused.
+func TestCSVMarkersAmongNamesAreClasses(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.csv")
+	var b strings.Builder
+	b.WriteString("a,b,y\n")
+	for i := range 30 {
+		fmt.Fprintf(&b, "%d,%d,%s\n", i, i%3, []string{"cat", "dog", "none"}[i%3])
+	}
+	writeFile(t, p, []byte(b.String()))
+	s, err := Load("csv", Options{Dir: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(s.Train.Classes, "none") || len(s.Train.Classes) != 3 {
+		t.Errorf("classes %v, want cat, dog, none", s.Train.Classes)
 	}
 }
