@@ -134,7 +134,7 @@ func evaluate(s *modelSetup, split string, batch int) (*evalOutput, error) {
 	test := map[string]*data.Dataset{"test": splits.Test, "val": splits.Val, "train": splits.Train}[split]
 	switch {
 	case test == nil && split == "val":
-		return nil, fmt.Errorf("%s has no validation split at --val-fraction %v", s.dataset, s.opts.ValFraction)
+		return nil, usagef("--split val: %s has no validation split at --val-fraction %v", s.dataset, s.opts.ValFraction)
 	case test == nil:
 		return nil, fmt.Errorf("%s has no test split (an image folder without test/): kiln eval --split val evaluates the validation split", s.dataset)
 	}

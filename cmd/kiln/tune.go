@@ -122,6 +122,11 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 		level = c.LogLevel
 	}
 	setConsoleLevel(level)
+	if err := checkSpacePrecisions(tu.State.Space, tu.State.Base); err != nil {
+		// On a machine without the tune's precision every trial would fail
+		// for good; here it waits for one that has it.
+		return usageError{fmt.Errorf("%w: resume the tune on a machine that has it", err)}
+	}
 	threads := cf.c.Threads
 	if !f.Changed("threads") {
 		// As the tune began: its trials' count, else (killed before its

@@ -240,7 +240,7 @@ func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (tra
 	if err := c.CheckInert(); err != nil {
 		return c, err
 	}
-	if (strings.HasPrefix(set.Metric, "val_") || set.Strategy == "halving") && c.ValFraction == 0 {
+	if (strings.HasPrefix(set.Metric, "val_") || set.Strategy == "halving") && c.ValFraction == 0 && c.Dataset != "folder" { // a folder's val/ is one
 		return c, fmt.Errorf("--metric %s needs a validation split (--val-fraction > 0)", valMetric(set.Metric))
 	}
 	return c, nil
@@ -404,16 +404,16 @@ func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
 }
 
 // Environmental reports an error of the machine or the data rather than of
-// the trial's settings: a full disk, a data file missing or damaged, a file
-// that cannot be read or written. It does not fail the trial, which would
+// the trial's settings: a full disk, a data file missing, a file that
+// cannot be read or written. (What a data file holds is not: a trial's
+// settings may read it otherwise, as a regression of a text target.) It does not fail the trial, which would
 // then count as finished: it stops the tune, and --resume runs the trial
 // again once the cause is mended.
 func Environmental(err error) bool {
 	var full *durable.DiskFullError
 	var missing *data.NotFoundError
-	var damaged *data.FileError
 	var path *fs.PathError
-	return errors.As(err, &full) || errors.As(err, &missing) || errors.As(err, &damaged) || errors.As(err, &path) ||
+	return errors.As(err, &full) || errors.As(err, &missing) || errors.As(err, &path) ||
 		errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOSPC)
 }
 
