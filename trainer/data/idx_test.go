@@ -2,6 +2,7 @@ package data
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -143,6 +144,23 @@ func TestIDXPrefersExtractedFiles(t *testing.T) {
 	dir := t.TempDir()
 	for _, p := range writeIDXSet(t, dir, 5, 5, false) {
 		writeFile(t, p+".gz", []byte("not gzip"))
+	}
+	s, err := Load("mnist", Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Train.Len()+s.Test.Len() != 10 {
+		t.Errorf("%d + %d samples, want 5 + 5", s.Train.Len(), s.Test.Len())
+	}
+}
+
+// An extracted file cut short beside its whole .gz (an extraction
+// interrupted) is read from the .gz: the extracted one, now tried first,
+// stopped the load.
+func TestIDXFallsBackToTheOtherCopy(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range writeIDXSet(t, dir, 5, 5, true) {
+		writeFile(t, strings.TrimSuffix(p, ".gz"), []byte{0, 0, 8, 3, 0, 0}) // cut short
 	}
 	s, err := Load("mnist", Options{Dir: dir})
 	if err != nil {

@@ -3,6 +3,7 @@ package data
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -73,14 +74,14 @@ type idxPart struct {
 
 // readIDXPair reads and cross-checks an images file and its labels file.
 func readIDXPair(imgPath, lblPath string, numClasses int) (*idxPart, error) {
-	dims, pixels, err := readIDX(imgPath, 3)
+	dims, pixels, err := readIDXOrTwin(&imgPath, 3)
 	if err != nil {
 		return nil, err
 	}
 	if dims[1] != idxSide || dims[2] != idxSide {
 		return nil, fileErr(imgPath, "wrong dimensions: images are %d×%d, want %d×%d", dims[1], dims[2], idxSide, idxSide)
 	}
-	ldims, labels, err := readIDX(lblPath, 1)
+	ldims, labels, err := readIDXOrTwin(&lblPath, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +94,29 @@ func readIDXPair(imgPath, lblPath string, numClasses int) (*idxPart, error) {
 		}
 	}
 	return &idxPart{pixels: pixels, labels: labels, n: dims[0], source: filepath.Dir(imgPath)}, nil
+}
+
+// readIDXOrTwin reads the IDX file at *path or, when that fails, its twin
+// beside it (the .gz of an extracted file, or the reverse: torchvision's
+// raw folder holds both, and an interrupted extraction or download spoils
+// one), setting *path to the one read. The error is the first file's.
+func readIDXOrTwin(path *string, rank int) (dims []int, data []byte, err error) {
+	dims, data, err = readIDX(*path, rank)
+	if err == nil {
+		return dims, data, nil
+	}
+	twin := *path + ".gz"
+	if strings.HasSuffix(*path, ".gz") {
+		twin = strings.TrimSuffix(*path, ".gz")
+	}
+	if st, serr := os.Stat(twin); serr != nil || !st.Mode().IsRegular() {
+		return nil, nil, err
+	}
+	if d, b, terr := readIDX(twin, rank); terr == nil {
+		*path = twin
+		return d, b, nil
+	}
+	return nil, nil, err
 }
 
 // readIDXSplits reads the training and test files concurrently.
