@@ -209,6 +209,8 @@ func TestBadInput(t *testing.T) {
 		{"eval hidden on lenet", []string{"eval", "--hidden", "64", "--weights", "w.safetensors"}, 2, "--hidden: model lenet has no such setting"},
 		{"train hidden on lenet", []string{"train", "--hidden", "64"}, 2, "--hidden 64: model lenet has no such setting"},
 		{"train gamma with onecycle", []string{"train", "--gamma", "0.5"}, 2, "--gamma 0.5: is for the step, multistep or exp schedule"},
+		{"lr-find epochs", []string{"lr-find", "--epochs", "9"}, 2, "--epochs: kiln lr-find does not read it"},
+		{"lr-find log-every", []string{"lr-find", "--log-every", "20"}, 2, "--log-every: kiln lr-find does not read it"},
 		{"bench negative threads", []string{"bench", "--threads", "-1"}, 2, "--threads -1: must be in [0, 1024]"},
 		{"bench too many threads", []string{"bench", "--threads", "5000"}, 2, "--threads 5000"},
 		{"train augment on mnist", []string{"train", "--augment"}, 2, "--augment true: mirrors digits"},

@@ -27,6 +27,10 @@ const (
 	lrFindJSON = "lr_find.json"
 )
 
+// lrFindUnread are the training flags the range test does not read.
+var lrFindUnread = []string{"epochs", "lr", "schedule", "warmup", "step-size", "milestones", "gamma", "early-stop",
+	"patience", "min-delta", "target", "restore-best", "val-every", "stop-after-epoch", "log-every", "no-visuals", "sync-bn"}
+
 func lrFindCmd() *cobra.Command {
 	var configPath string
 	var o trainer.LRFindOptions
@@ -46,8 +50,7 @@ afresh and nothing is kept: train with kiln train --lr <suggested>.`,
 	cfs := pflag.NewFlagSet("training", pflag.ContinueOnError)
 	cf := addConfigFlags(cfs)
 	cfs.Lookup("run-dir").Usage = "output directory (default runs/lr-find-<model>-<time>)"
-	for _, name := range []string{"epochs", "lr", "schedule", "warmup", "step-size", "milestones", "gamma", "early-stop",
-		"patience", "min-delta", "target", "restore-best", "val-every", "stop-after-epoch"} {
+	for _, name := range lrFindUnread {
 		_ = cfs.MarkHidden(name) // the range test has no use for them
 	}
 	f := cmd.Flags()
@@ -58,6 +61,11 @@ afresh and nothing is kept: train with kiln train --lr <suggested>.`,
 	f.IntVar(&o.Steps, "steps", 200, "training steps from --start to --end")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		markParsed(cfs)
+		for _, name := range lrFindUnread {
+			if cfs.Changed(name) { // a config file's are a training's, and welcome
+				return usagef("--%s: kiln lr-find does not read it (it trains --steps steps at rates from --start to --end)", name)
+			}
+		}
 		c, err := cf.resolve(cfs, configPath)
 		if err == nil {
 			err = checkLRFindFlags(o)
