@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/kiln-ml/kiln/internal/durable"
@@ -264,10 +268,36 @@ func (r *RunDir) Logger(console io.Writer) zerolog.Logger {
 func (r *RunDir) LoggerAt(console io.Writer, level zerolog.Level) zerolog.Logger {
 	var w io.Writer = logWriter{r}
 	if console != nil {
-		cw := zerolog.LevelWriterAdapter{Writer: zerolog.ConsoleWriter{Out: console, TimeFormat: "15:04:05"}}
+		cw := zerolog.LevelWriterAdapter{Writer: ConsoleWriter(console)}
 		w = zerolog.MultiLevelWriter(w, &zerolog.FilteredLevelWriter{Writer: cw, Level: level})
 	}
 	return zerolog.New(w).With().Timestamp().Logger()
+}
+
+// ConsoleWriter writes log lines for a person: colour on a terminal only
+// (a redirected console kept escape codes), figures to 4 significant
+// digits (train.log keeps every digit).
+func ConsoleWriter(out io.Writer) zerolog.ConsoleWriter {
+	f, isFile := out.(*os.File)
+	return zerolog.ConsoleWriter{Out: out, TimeFormat: "15:04:05", NoColor: !isFile || !isatty.IsTerminal(f.Fd()),
+		FormatFieldValue: consoleValue}
+}
+
+// consoleValue writes a log field's value: a fraction as 4 significant
+// digits (lr=0.04972, not 0.049720771772545594), a count as it is.
+func consoleValue(v any) string {
+	n, ok := v.(json.Number)
+	if !ok {
+		return fmt.Sprint(v)
+	}
+	f, err := n.Float64()
+	if err != nil || !strings.ContainsAny(string(n), ".eE") {
+		return string(n)
+	}
+	if math.Abs(f) >= 1000 {
+		return strconv.FormatFloat(f, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(f, 'g', 4, 64)
 }
 
 type logWriter struct{ r *RunDir }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/trainer"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
@@ -85,6 +86,7 @@ func exitCode(err error) int {
 	return 1
 }
 
+// logger is the console's (trainer.ConsoleWriter).
 func logger() zerolog.Logger {
-	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05"}).Level(consoleLevel).With().Timestamp().Logger()
+	return zerolog.New(trainer.ConsoleWriter(os.Stderr)).Level(consoleLevel).With().Timestamp().Logger()
 }
