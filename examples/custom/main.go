@@ -29,11 +29,12 @@ func main() {
 	cfg.Model, cfg.Epochs = "custom", 2 // the name is for logs and the summary
 	tr := must(trainer.NewTrainer(cfg, model))
 	tr.Callbacks.OnEpochEnd = func(r trainer.MetricsRecord) bool {
-		fmt.Printf("epoch %.0f: train loss %.4f, accuracy %.2f%%\n", r.Epoch, r.Loss, 100**r.Accuracy)
+		fmt.Printf("epoch %.0f training:   loss %.4f, accuracy %.2f%%\n", r.Epoch, r.Loss, 100**r.Accuracy)
 		return false
 	}
 	tr.Callbacks.OnValidation = func(r trainer.MetricsRecord) bool {
-		fmt.Printf("  validation loss %.4f, accuracy %.2f%%\n", r.Loss, 100**r.Accuracy)
+		// Validation ends before the epoch's callback, as in Lightning.
+		fmt.Printf("epoch %.0f validation: loss %.4f, accuracy %.2f%%\n", r.Epoch, r.Loss, 100**r.Accuracy)
 		return *r.Accuracy >= 0.995 // true stops the run early
 	}
 	sum := must(tr.Fit(context.Background(), splits))
