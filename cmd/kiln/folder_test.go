@@ -247,6 +247,11 @@ func TestFolderValFolderIsAValidationSplit(t *testing.T) {
 	if r := kiln(t, dir, append(args, "--run-dir", "with-val")...); r.code != 0 {
 		t.Fatalf("with val/: exit %d\n%s", r.code, r.stderr)
 	}
+	// What the load said (no test/ here) is in train.log too, not only on
+	// the console before the run directory was open.
+	if b, err := os.ReadFile(filepath.Join(dir, "with-val", trainer.LogFile)); err != nil || !strings.Contains(string(b), `"from":"data"`) {
+		t.Errorf("train.log holds no note of the data's load (%v)", err)
+	}
 	if err := os.RemoveAll(filepath.Join(folder, "val")); err != nil {
 		t.Fatal(err)
 	}

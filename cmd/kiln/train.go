@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -111,6 +112,7 @@ type trainingSetup struct {
 	splits *data.Splits
 	spec   layers.Spec
 	tr     *trainer.Trainer
+	notes  []string // what the data's load said, for train.log once it is open
 }
 
 // setupTraining selects the device and threads, loads the data set and builds
@@ -127,7 +129,14 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 		engine.SetThreads(c.Threads)
 	}
 	opts := c.DataOptions()
-	opts.Folder.Note = func(m string) { console.Info().Msg(m) }
+	var notes []string
+	var mu sync.Mutex // the loader may note from its workers
+	opts.Folder.Note = func(m string) {
+		mu.Lock()
+		defer mu.Unlock()
+		console.Info().Msg(m)
+		notes = append(notes, m)
+	}
 	splits, err := data.Load(c.Dataset, opts)
 	if err != nil {
 		return nil, err
@@ -156,7 +165,7 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return &trainingSetup{splits: splits, spec: spec, tr: tr}, nil
+	return &trainingSetup{splits: splits, spec: spec, tr: tr, notes: notes}, nil
 }
 
 // parsePrecision reads --precision, refusing one dev cannot compute in.
@@ -228,6 +237,10 @@ func train(c trainer.Config, resume bool) (err error) {
 		tr.Progress = progress
 	}
 	tr.Log = run.LoggerAt(os.Stderr, setConsoleLevel(c.LogLevel))
+	fileLog := run.Logger(nil) // the console said them as the data loaded
+	for _, n := range ts.notes {
+		fileLog.Info().Str("from", "data").Msg(n)
+	}
 	tr.Run = run
 	leave, err := useWorld(world, c, tr)
 	if err != nil {
