@@ -176,7 +176,10 @@ func TestOneClassIsRefused(t *testing.T) {
 		{"lr-find", "--data-dir", one},
 		{"train", "--data-dir", four, "--classes", "2"},
 	} {
-		r := kiln(t, dir, append(args, "--model", "mlp", "--dataset", "csv", "--epochs", "1", "--device", "cpu", "--run-dir", filepath.Join(dir, "r"))...)
+		if args[0] == "train" {
+			args = append(args, "--epochs", "1")
+		}
+		r := kiln(t, dir, append(args, "--model", "mlp", "--dataset", "csv", "--device", "cpu", "--run-dir", filepath.Join(dir, "r"))...)
 		lines := errorLines(r.stderr)
 		if r.code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "of class") || !strings.Contains(lines[0], "nothing to learn") {
 			t.Errorf("%q: exit %d, want 2 and an error naming the one class:\n%s%s", args, r.code, r.stdout, r.stderr)

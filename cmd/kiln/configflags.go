@@ -228,13 +228,13 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 	// an older Kiln, which wrote such files, ignored it; one given as a flag
 	// is refused (kiln tune checks its trials instead: its space may give
 	// the model or the schedule that reads it).
+	if err := c.Validate(); err != nil { // out of range is an error, read or not
+		return c, nameSetting(err, f, configPath)
+	}
 	given := func(key string) bool { return f.Changed(strings.ReplaceAll(key, "_", "-")) }
 	log := logger()
 	for _, d := range c.DropInert(given) {
 		log.Warn().Str("config", configPath).Str("setting", d.Key).Str("value", d.Value).Str("why", d.Problem).Msg("left out: nothing reads it")
-	}
-	if err := c.Validate(); err != nil {
-		return c, nameSetting(err, f, configPath)
 	}
 	if cf.lenientInert {
 		return c, nil
