@@ -158,12 +158,7 @@ func TestResumeOfAFinishedRunChangesNothing(t *testing.T) {
 }
 
 func TestResumeBeforeTheFirstCheckpointStartsOver(t *testing.T) {
-	csv := faultCSV(t)
-	dir := filepath.Join(t.TempDir(), "run")
-	// Killed at its first change to the run directory.
-	if r := runWithFault(t, faultKiln(t), "kill:1", faultArgs(csv, dir)...); !r.killed {
-		t.Fatalf("not killed: exit %d\n%s", r.code, r.stderr)
-	}
+	csv, dir := killedAtFirstChange(t)
 	r := mustRun(t, "", append(faultArgs(csv, dir), "--resume")...)
 	if !strings.Contains(r.stderr, "starting from step 0") {
 		t.Fatalf("resume did not say it starts over:\n%s", r.stderr)
@@ -198,11 +193,7 @@ func TestFinishedRunWithoutItsCheckpointIsKept(t *testing.T) {
 // of MNIST, 3 epochs) in the run's place. The first command's flags given
 // again resume it.
 func TestBareResumeWithoutConfigIsRefused(t *testing.T) {
-	csv := faultCSV(t)
-	dir := filepath.Join(t.TempDir(), "run")
-	if r := runWithFault(t, faultKiln(t), "kill:1", faultArgs(csv, dir)...); !r.killed {
-		t.Fatalf("not killed: exit %d\n%s", r.code, r.stderr)
-	}
+	csv, dir := killedAtFirstChange(t)
 	for _, more := range [][]string{nil, {"--no-visuals", "--stop-after-epoch", "1", "--threads", "1"}} { // settings a resume may change are none of the run's
 		r := kiln(t, "", append([]string{"train", "--run-dir", dir, "--resume"}, more...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, "has no config.yaml") {
@@ -213,6 +204,16 @@ func TestBareResumeWithoutConfigIsRefused(t *testing.T) {
 		t.Errorf("the refused resume wrote a config.yaml: %v", err)
 	}
 	mustRun(t, "", append(faultArgs(csv, dir), "--resume")...)
+}
+
+// killedAtFirstChange is the fault tests' run killed at its first change to
+// its run directory (before config.yaml): its CSV and directory.
+func killedAtFirstChange(t *testing.T) (csv, dir string) {
+	csv, dir = faultCSV(t), filepath.Join(t.TempDir(), "run")
+	if r := runWithFault(t, faultKiln(t), "kill:1", faultArgs(csv, dir)...); !r.killed {
+		t.Fatalf("not killed: exit %d\n%s", r.code, r.stderr)
+	}
+	return csv, dir
 }
 
 // dirHashes lists a directory's files with their hashes (kiln.lock aside:
