@@ -344,15 +344,52 @@ func (d *Dataset) Split(frac float64, seed uint64) (rest, held *Dataset, err err
 	if d.Len() < 2 {
 		return nil, nil, fmt.Errorf("data: %s: %d samples cannot be split", d.Name, d.Len())
 	}
-	h, r := d.partition(frac, seed, domainVal, 0)
-	if len(r) == 0 {
-		h, r = h[:len(h)-1], h[len(h)-1:]
-	}
+	h, r := d.splitIndices(frac, seed)
 	if held, err = d.Select(h); err != nil {
 		return nil, nil, err
 	}
 	if rest, err = d.Select(r); err != nil {
 		return nil, nil, err
+	}
+	return rest, held, nil
+}
+
+// splitIndices are Split's held and kept samples.
+func (d *Dataset) splitIndices(frac float64, seed uint64) (held, rest []int) {
+	held, rest = d.partition(frac, seed, domainVal, 0)
+	if len(rest) == 0 {
+		held, rest = held[:len(held)-1], held[len(held)-1:]
+	}
+	return held, rest
+}
+
+// splitOwned is Split of a set no one else holds (Load's own), the same
+// samples in the same order: the rest is moved up within d's arrays rather
+// than copied, so the split's peak is the set and the held part, not the
+// set twice (all of MNIST: 170 MB less). d is not to be used after.
+func (d *Dataset) splitOwned(frac float64, seed uint64) (rest, held *Dataset, err error) {
+	if !(frac > 0 && frac < 1) || d.Len() < 2 {
+		return d.Split(frac, seed) // its errors
+	}
+	h, r := d.splitIndices(frac, seed)
+	if held, err = d.Select(h); err != nil {
+		return nil, nil, err
+	}
+	s := d.SampleSize()
+	for j, i := range r { // r ascends, so j ≤ i: each sample moves up or stays
+		copy(d.Images[j*s:(j+1)*s], d.Images[i*s:(i+1)*s])
+		if d.Task == Regression {
+			d.Targets[j] = d.Targets[i]
+		} else {
+			d.Labels[j] = d.Labels[i]
+		}
+	}
+	rest = d.meta()
+	rest.Images = d.Images[: len(r)*s : len(r)*s]
+	if d.Task == Regression {
+		rest.Targets = d.Targets[:len(r):len(r)]
+	} else {
+		rest.Labels = d.Labels[:len(r):len(r)]
 	}
 	return rest, held, nil
 }

@@ -2,6 +2,7 @@ package data
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -232,5 +233,48 @@ func TestLocate(t *testing.T) {
 	t.Setenv("GOMODCACHE", empty+"/cache")
 	if d, err := Locate("mnist-rotation", ""); err != nil || !strings.HasSuffix(d, "@v0.0.0-1/data") {
 		t.Errorf("module cache: %q %v", d, err)
+	}
+}
+
+// splitOwned, which Load uses to spare a copy of the training set, gives
+// Split's samples in Split's order, for classes and for targets.
+func TestSplitOwnedIsSplit(t *testing.T) {
+	for _, regression := range []bool{false, true} {
+		n, s := 97, 6
+		x := engine.New(engine.Float32, n, 1, 2, 3)
+		for i := range x.Float32() {
+			x.Float32()[i] = float32(i)
+		}
+		var d *Dataset
+		var err error
+		if regression {
+			targets := make([]float32, n)
+			for i := range targets {
+				targets[i] = float32(i) / 10
+			}
+			d, err = NewRegression("r", x, targets)
+		} else {
+			labels := make([]int32, n)
+			for i := range labels {
+				labels[i] = int32(i % 3)
+			}
+			d, err = NewClassification("c", x, labels, []string{"a", "b", "c"})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRest, wantHeld, err := d.Split(0.2, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, held, err := d.splitOwned(0.2, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(rest.Images, wantRest.Images) || !reflect.DeepEqual(held.Images, wantHeld.Images) ||
+			!reflect.DeepEqual(rest.Labels, wantRest.Labels) || !reflect.DeepEqual(rest.Targets, wantRest.Targets) ||
+			rest.Len()*s != len(rest.Images) {
+			t.Errorf("regression %v: splitOwned differs from Split", regression)
+		}
 	}
 }

@@ -81,7 +81,7 @@ func Load(name string, o Options) (*Splits, error) {
 		}
 	}
 	if o.ValFraction > 0 && s.Val == nil {
-		if s.Train, s.Val, err = s.Train.Split(o.ValFraction, o.Seed); err != nil {
+		if s.Train, s.Val, err = s.Train.splitOwned(o.ValFraction, o.Seed); err != nil { // Load's own set
 			return nil, err
 		}
 	}
