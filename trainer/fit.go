@@ -259,7 +259,7 @@ func settingText(v any) string {
 // ResumableSettings are the settings a resume may change (resumeKey leaves
 // them out): where and how fast the run goes, not what it trains.
 var ResumableSettings = []string{"run_dir", "threads", "device", "data_dir", "precision", "micro_batch", "sync_bn",
-	"stop_after_epoch", "no_visuals", "no_cuda_graph", "log_level"}
+	"stop_after_epoch", "no_visuals", "no_cuda_graph", "log_level", "memory_limit_mb"}
 
 func resumeKey(c Config) json.RawMessage {
 	c.DropInert(nil) // read by nothing, and kept by an older Kiln's runs
@@ -272,6 +272,7 @@ func resumeKey(c Config) json.RawMessage {
 	c.Precision = ""                 // the checkpoint holds float32 masters whatever the precision
 	c.WorldSize, c.SyncBN = 0, false // issue 18: a run resumes with another number of ranks
 	c.MicroBatch = 0                 // the same steps, in other pieces
+	c.MemoryLimitMB = 0              // the machine's, not the run's: a resume may go to a smaller one
 	b, _ := json.Marshal(c)
 	return b
 }
