@@ -148,6 +148,11 @@ func tuneFlagsGiven(f *pflag.FlagSet) bool {
 // sameTune is nil when the flags describe the tune st records, or names
 // what differs.
 func (tf *tuneFlags) sameTune(cfs *pflag.FlagSet, cf *configFlags, st *tune.State) error {
+	if tf.spacePath == "" && len(tf.params) == 0 {
+		// Settings are compared as the tune's whole command: a few alone
+		// would differ from it in every other.
+		return errors.New("settings given without the tune's --space or --param: give its whole first command again, or none of it")
+	}
 	base, space, set, err := tf.plan(cfs, cf)
 	if err != nil {
 		return err

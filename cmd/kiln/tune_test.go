@@ -91,6 +91,9 @@ func TestTuneGridRanksTrialsAndKilnTrainTakesBestYAML(t *testing.T) {
 			t.Errorf("--resume with other settings: exit %d, want %q in\n%s", r.code, want, r.stderr)
 		}
 	}
+	if r := kiln(t, dir, "tune", "--resume", "--run-dir", tuneDir, "--subset", "0.02"); r.code != 2 || !strings.Contains(r.stderr, "give its whole first command again") {
+		t.Errorf("--resume with one setting alone: exit %d\n%s", r.code, r.stderr)
+	}
 	// Resuming a finished tune runs nothing and prints the same ranking,
 	// given its own flags again or none.
 	for _, flags := range [][]string{nil, append([]string{"--space", space, "--strategy", "grid", "--parallel", "1"}, tinyTune...)} {
