@@ -128,16 +128,8 @@ func LockDir(dir string) (io.Closer, error) {
 // removeTemps removes the temporary files that a kill during an atomic
 // write left in dir (only those of run files: nobody else's).
 func removeTemps(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	if err := durable.RemoveTemps(dir, isRunFile); err != nil {
 		return fmt.Errorf("run directory: %w", err)
-	}
-	for _, e := range entries {
-		if base, ok := durable.TempOf(e.Name()); ok && isRunFile(base) {
-			if err := durable.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return fmt.Errorf("run directory: %w", err)
-			}
-		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -172,13 +173,8 @@ func checkExportOut(format, out string) error {
 // (durable's temporary files of out and its sidecar): on the next export to
 // the same name, and on Ctrl-C.
 func exportTemps(out string) {
-	dir := cmp.Or(filepath.Dir(out), ".")
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if base, ok := durable.TempOf(e.Name()); ok && (base == filepath.Base(out) || base == filepath.Base(sidecarPath(out))) {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
+	ours := []string{filepath.Base(out), filepath.Base(sidecarPath(out))}
+	_ = durable.RemoveTemps(cmp.Or(filepath.Dir(out), "."), func(name string) bool { return slices.Contains(ours, name) }) // at worst, left as a kill left them
 }
 
 // exportSafetensors writes the weights and their JSON sidecar, and says

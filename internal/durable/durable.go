@@ -57,6 +57,23 @@ func TempOf(name string) (base string, ok bool) {
 	return rest[:i], true
 }
 
+// RemoveTemps removes the temporary files that kills during WriteStream
+// left in dir, of the files for which of(name) is true: nobody else's.
+func RemoveTemps(dir string, of func(name string) bool) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if base, ok := TempOf(e.Name()); ok && of(base) {
+			if err := Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // WriteFile replaces path with data, atomically.
 func WriteFile(path string, data []byte) error {
 	return WriteStream(path, func(w io.Writer) error {

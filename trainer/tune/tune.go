@@ -279,13 +279,8 @@ func Open(dir string) (*Tuner, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if base, ok := durable.TempOf(e.Name()); ok && slices.Contains([]string{StateFile, ResultsFile, BestFile}, base) {
-			if err := durable.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return nil, err
-			}
-		}
+	if err := durable.RemoveTemps(dir, func(name string) bool { return slices.Contains([]string{StateFile, ResultsFile, BestFile}, name) }); err != nil {
+		return nil, err
 	}
 	return &Tuner{Dir: dir, State: st, Parallel: 1, Log: zerolog.Nop()}, nil
 }
