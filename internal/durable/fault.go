@@ -47,6 +47,9 @@ func init() {
 			}
 		case "kill", "int":
 			if n == at {
+				// Unlocked (the deferred unlock never runs): the signal's
+				// handler may change files, through this hook, too.
+				mu.Unlock()
 				syscall.Kill(os.Getpid(), map[string]syscall.Signal{"kill": syscall.SIGKILL, "int": syscall.SIGINT}[mode])
 				select {} // the signal is on its way
 			}
