@@ -157,56 +157,11 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 // resolve builds the run's configuration: defaults, then the config file,
 // then the flags that were given.
 func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Config, error) {
-	// The model's own recipe is the base: find the model first (flag, then
-	// config file, then the default), then lay the file and the flags over it.
-	model, dataset := trainer.DefaultConfig().Model, trainer.DefaultConfig().Dataset
-	if configPath != "" {
-		fc, err := trainer.LoadConfigFile(configPath, trainer.DefaultConfig())
-		if err != nil {
-			return fc, err
-		}
-		model, dataset = fc.Model, fc.Dataset
-	}
-	if f.Changed("model") {
-		model = cf.c.Model
-	}
-	if f.Changed("dataset") {
-		dataset = cf.c.Dataset
-	}
-	c := trainer.DefaultConfigFor(model, dataset)
-	if configPath != "" {
-		var err error
-		if c, err = trainer.LoadConfigFile(configPath, c); err != nil {
-			return c, err
-		}
-		if f.Changed("resume") && filepath.Base(configPath) == trainer.ConfigFile {
-			// A run's own config.yaml, which older runs wrote without a
-			// false nesterov.
-			if err := trainer.RunFileOmissions(&c, configPath); err != nil {
-				return c, err
-			}
-		}
-	}
-	var err error
-	f.Visit(func(fl *pflag.Flag) {
-		if err != nil {
-			return
-		}
-		switch fl.Name {
-		case "classes":
-			if c.Classes, err = parseInts(cf.classes, "--classes"); c.Classes == nil {
-				c.Classes = []int{} // given, and empty
-			}
-		case "milestones":
-			if c.Milestones, err = parseInts(cf.miles, "--milestones"); c.Milestones == nil {
-				c.Milestones = []int{}
-			}
-		case "config", "resume", "json":
-		default:
-			err = copyFlag(&c, &cf.c, fl.Name)
-		}
-	})
+	c, err := cf.fileOverRecipe(f, configPath)
 	if err != nil {
+		return c, err
+	}
+	if err := cf.layFlags(&c, f); err != nil {
 		return c, err
 	}
 	if c.Dataset == "mnist-rotation" {
@@ -224,22 +179,83 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 			return c, err
 		}
 	}
-	// An inert setting (trainer.DropInert) from the file is left out, as
-	// an older Kiln, which wrote such files, ignored it; one given as a flag
-	// is refused (kiln tune checks its trials instead: its space may give
-	// the model or the schedule that reads it).
 	if err := c.Validate(); err != nil { // out of range is an error, read or not
 		return c, nameSetting(err, f, configPath)
 	}
+	return c, cf.settleInert(&c, f, configPath)
+}
+
+// fileOverRecipe is the config file laid over the recipe of the model
+// (flag, then config file, then the default): the model is found first.
+func (cf *configFlags) fileOverRecipe(f *pflag.FlagSet, configPath string) (trainer.Config, error) {
+	model, dataset := trainer.DefaultConfig().Model, trainer.DefaultConfig().Dataset
+	if configPath != "" {
+		fc, err := trainer.LoadConfigFile(configPath, trainer.DefaultConfig())
+		if err != nil {
+			return fc, err
+		}
+		model, dataset = fc.Model, fc.Dataset
+	}
+	if f.Changed("model") {
+		model = cf.c.Model
+	}
+	if f.Changed("dataset") {
+		dataset = cf.c.Dataset
+	}
+	c := trainer.DefaultConfigFor(model, dataset)
+	if configPath == "" {
+		return c, nil
+	}
+	c, err := trainer.LoadConfigFile(configPath, c)
+	if err != nil {
+		return c, err
+	}
+	if f.Changed("resume") && filepath.Base(configPath) == trainer.ConfigFile {
+		// A run's own config.yaml, which older runs wrote without a false
+		// nesterov.
+		err = trainer.RunFileOmissions(&c, configPath)
+	}
+	return c, err
+}
+
+// layFlags lays the flags given over c.
+func (cf *configFlags) layFlags(c *trainer.Config, f *pflag.FlagSet) error {
+	var err error
+	f.Visit(func(fl *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		switch fl.Name {
+		case "classes":
+			if c.Classes, err = parseInts(cf.classes, "--classes"); c.Classes == nil {
+				c.Classes = []int{} // given, and empty
+			}
+		case "milestones":
+			if c.Milestones, err = parseInts(cf.miles, "--milestones"); c.Milestones == nil {
+				c.Milestones = []int{}
+			}
+		case "config", "resume", "json":
+		default:
+			err = copyFlag(c, &cf.c, fl.Name)
+		}
+	})
+	return err
+}
+
+// settleInert leaves out an inert setting (trainer.DropInert) from the
+// file, as an older Kiln, which wrote such files, ignored it, and refuses
+// one given as a flag (kiln tune checks its trials instead: its space may
+// give the model or the schedule that reads it).
+func (cf *configFlags) settleInert(c *trainer.Config, f *pflag.FlagSet, configPath string) error {
 	given := func(key string) bool { return f.Changed(strings.ReplaceAll(key, "_", "-")) }
 	log := logger()
 	for _, d := range c.DropInert(given) {
 		log.Warn().Str("config", configPath).Str("setting", d.Key).Str("value", d.Value).Str("why", d.Problem).Msg("left out: nothing reads it")
 	}
 	if cf.lenientInert {
-		return c, nil
+		return nil
 	}
-	return c, nameSetting(c.CheckInert(), f, configPath)
+	return nameSetting(c.CheckInert(), f, configPath)
 }
 
 // optimizerDefaults gives a run whose --optimizer is not its model's
