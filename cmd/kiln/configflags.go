@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -71,10 +72,28 @@ func nameSetting(err error, f *pflag.FlagSet, configPath string) error {
 	switch {
 	case fl != nil && (fl.Changed || configPath == ""):
 		se.Name = "--" + flag
+		se.Problem = keysAsFlags(se.Problem, f)
 	case configPath != "":
 		return fmt.Errorf("config %s: %w", configPath, err)
 	}
 	return err
+}
+
+// settingKey is a configuration key inside a message (early_stop,
+// val_fraction): the words keysAsFlags may rewrite.
+var settingKey = regexp.MustCompile(`\b[a-z]+(_[a-z]+)+\b`)
+
+// keysAsFlags names the other settings a problem mentions as flags too,
+// where the command has them, so that "--patience 3: needs early_stop"
+// reads "needs --early-stop" to someone who never wrote a config file.
+func keysAsFlags(problem string, f *pflag.FlagSet) string {
+	return settingKey.ReplaceAllStringFunc(problem, func(key string) string {
+		flag := strings.ReplaceAll(key, "_", "-")
+		if f.Lookup(flag) == nil {
+			return key
+		}
+		return "--" + flag
+	})
 }
 
 // nameUsage is nameSetting for the usage errors of checks made once the
