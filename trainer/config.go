@@ -563,6 +563,19 @@ func (c Config) DataOptions() data.Options {
 		CSV:    data.CSVOptions{Target: c.CSVTarget, Task: c.CSVTask}}
 }
 
+// TakeTask sets the task from the data, which decides it. A config file's
+// regression: true on data that is a classification (an older best.yaml
+// copied to another data set, a hand-written file) is refused rather than
+// overruled, since the run would otherwise train another kind of model than
+// the file asks for.
+func (c *Config) TakeTask(t data.Task) error {
+	if c.Regression && t != data.Regression {
+		return settingErr("regression", true, "this data is a classification; the data decides the task (mnist-rotation, or a CSV file with csv_task: regression)")
+	}
+	c.Regression = t == data.Regression
+	return nil
+}
+
 // ValidateTask checks the settings that depend on the task, known once the
 // data set is (a CSV file's target decides): a classification metric or
 // label smoothing on a regression head, and the reverse, would be read as

@@ -542,3 +542,19 @@ func TestResumableSettingsAreThoseTheResumeKeyLeavesOut(t *testing.T) {
 		}
 	}
 }
+
+func TestTakeTaskRefusesRegressionOnClasses(t *testing.T) {
+	c := DefaultConfig()
+	c.Regression = true
+	var se *SettingError
+	if err := c.TakeTask(data.Classification); !errors.As(err, &se) || se.Key != "regression" {
+		t.Fatalf("regression: true on a classification: %v, want a regression setting error", err)
+	}
+	if err := c.TakeTask(data.Regression); err != nil || !c.Regression {
+		t.Fatalf("regression data: %v, Regression %v", err, c.Regression)
+	}
+	c.Regression = false
+	if err := c.TakeTask(data.Regression); err != nil || !c.Regression {
+		t.Fatalf("the data decides: %v, Regression %v", err, c.Regression)
+	}
+}

@@ -184,6 +184,7 @@ func TestBadInput(t *testing.T) {
 	}
 	write("unknown.yaml", "epochs: 1\nlrr: 0.1\n")
 	write("unknown.json", `{"epochs": 1, "lrr": 0.1}`)
+	write("regression.yaml", "regression: true\nepochs: 1\n")
 	write("w.safetensors", "not a safetensors file at all")
 	const either = -1 // status 1 or 2
 	cases := []struct {
@@ -215,6 +216,7 @@ func TestBadInput(t *testing.T) {
 		{"bench too many threads", []string{"bench", "--threads", "5000"}, 2, "--threads 5000"},
 		{"train augment on mnist", []string{"train", "--augment"}, 2, "--augment true: mirrors digits"},
 		{"train plateau without validation", []string{"train", "--schedule", "plateau", "--val-fraction", "0"}, 2, "needs a validation split (--val-fraction > 0"},
+		{"regression on classes", []string{"train", "--config", "regression.yaml"}, 2, "regression true: this data is a classification"},
 		{"train patience alone", []string{"train", "--patience", "3"}, 2, "--patience 3: needs --early-stop"},
 		{"eval bad classes", []string{"eval", "--classes", "0,x", "--weights", "w.safetensors"}, 2, "--classes"},
 		{"eval missing run", []string{"eval", "--run", "no-such-run"}, 2, "no-such-run"},

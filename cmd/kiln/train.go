@@ -145,7 +145,9 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	if err := tr0.CheckClasses(); err != nil {
 		return nil, usageError{err}
 	}
-	c.Regression = tr0.Task == data.Regression
+	if err := c.TakeTask(tr0.Task); err != nil {
+		return nil, usageError{err}
+	}
 	if err := trainer.CheckAugment(*c, tr0); err != nil {
 		return nil, usageError{err}
 	}

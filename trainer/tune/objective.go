@@ -64,7 +64,9 @@ func (o *Trainer) run(ctx context.Context, r Run) (Outcome, error) {
 		return Outcome{}, err
 	}
 	tr0 := splits.Train
-	c.Regression = tr0.Task == data.Regression
+	if err := c.TakeTask(tr0.Task); err != nil {
+		return Outcome{}, err
+	}
 	spec := layers.Spec{Channels: tr0.Channels, Height: tr0.Height, Width: tr0.Width, Classes: tr0.NumClasses(),
 		Regression: c.Regression, Hidden: c.Hidden, Depth: c.Depth, Dropout: c.Dropout, Seed: c.Seed}
 	model, err := trainer.BuildModel(c, spec)
