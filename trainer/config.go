@@ -52,6 +52,10 @@ type Config struct {
 	StepSize       int     `json:"step_size,omitempty" yaml:"step_size,omitempty"`
 	Milestones     []int   `json:"milestones,omitempty" yaml:"milestones,omitempty"`
 	Gamma          float64 `json:"gamma,omitempty" yaml:"gamma,omitempty"`
+	// PlateauFactor and PlateauPatience are ReduceLROnPlateau's factor and
+	// patience (validations without improvement); 0: 0.1 and 10.
+	PlateauFactor   float64 `json:"plateau_factor,omitempty" yaml:"plateau_factor,omitempty"`
+	PlateauPatience int     `json:"plateau_patience,omitempty" yaml:"plateau_patience,omitempty"`
 
 	EarlyStop   string  `json:"early_stop,omitempty" yaml:"early_stop,omitempty"`
 	Patience    int     `json:"patience,omitempty" yaml:"patience,omitempty"`
@@ -492,6 +496,8 @@ func (c Config) inertSettings() []inertSetting {
 		{"step_size", c.StepSize, c.StepSize != 0, []string{"step"}, func(c *Config) { c.StepSize = 0 }},
 		{"milestones", fmt.Sprint(c.Milestones), len(c.Milestones) > 0, []string{"multistep"}, func(c *Config) { c.Milestones = nil }},
 		{"gamma", c.Gamma, c.Gamma != 0, []string{"step", "multistep", "exp"}, func(c *Config) { c.Gamma = 0 }},
+		{"plateau_factor", c.PlateauFactor, c.PlateauFactor != 0, []string{"plateau"}, func(c *Config) { c.PlateauFactor = 0 }},
+		{"plateau_patience", c.PlateauPatience, c.PlateauPatience != 0, []string{"plateau"}, func(c *Config) { c.PlateauPatience = 0 }},
 	} {
 		if o.set && !slices.Contains(o.kinds, kind) {
 			out = append(out, inertSetting{settingErr(o.key, o.value, "is for the %s schedule; this run's is %s", orList(o.kinds), kind), o.clear})
@@ -709,6 +715,8 @@ var numberRules = []numberRule{
 	{"warmup", func(c *Config) float64 { return float64(c.Warmup) }, atLeast(0), "at least 0", true},
 	{"step_size", func(c *Config) float64 { return float64(c.StepSize) }, atLeast(0), "at least 0", true},
 	{"gamma", func(c *Config) float64 { return c.Gamma }, closed(0, 1), "in [0, 1] (0: the schedule's default)", false},
+	{"plateau_factor", func(c *Config) float64 { return c.PlateauFactor }, closedOpen(0, 1), "in [0, 1) (0: 0.1)", false},
+	{"plateau_patience", func(c *Config) float64 { return float64(c.PlateauPatience) }, atLeast(0), "at least 0 (0: 10)", true},
 	{"patience", func(c *Config) float64 { return float64(c.Patience) }, atLeast(0), "at least 0", true},
 	{"min_delta", func(c *Config) float64 { return c.MinDelta }, atLeast(0), "a finite number ≥ 0", false},
 	{"target", func(c *Config) float64 { return c.Target }, atLeast(0), "a finite number ≥ 0 (0: none)", false},

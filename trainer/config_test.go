@@ -426,6 +426,8 @@ func TestSettingsOnlyWhereSomethingReadsThem(t *testing.T) {
 		{"milestones", "is for the multistep schedule; this run's is cosine", func(c *Config) { c.Schedule, c.Milestones = "cosine", []int{10} }},
 		{"step_size", "is for the step schedule; this run's is multistep", func(c *Config) { c.Schedule, c.Milestones, c.StepSize = "multistep", []int{10}, 5 }},
 		{"gamma", "is for the step, multistep or exp schedule; this run's is plateau", func(c *Config) { c.Schedule, c.Gamma = "plateau", 0.5 }},
+		{"plateau_patience", "is for the plateau schedule; this run's is cosine", func(c *Config) { c.Schedule, c.PlateauPatience = "cosine", 2 }},
+		{"plateau_factor", "is for the plateau schedule; this run's is onecycle", func(c *Config) { c.PlateauFactor = 0.5 }},
 	}
 	for _, k := range cases {
 		c := DefaultConfig()

@@ -130,7 +130,8 @@ func CheckSchedule(c Config, train *data.Dataset) error {
 // scheduleFor is c's learning-rate schedule over a run of nb steps an epoch.
 func scheduleFor(c Config, nb int) (*Schedule, error) {
 	return NewSchedule(ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: nb * c.Epochs, Warmup: c.Warmup,
-		StepSize: c.StepSize, Milestones: c.Milestones, Gamma: c.Gamma})
+		StepSize: c.StepSize, Milestones: c.Milestones, Gamma: c.Gamma,
+		Factor: c.PlateauFactor, Patience: c.PlateauPatience})
 }
 
 // NewTrainer prepares a trainer for model, which may be any network (not

@@ -84,3 +84,20 @@ func TestCheckScheduleFromTheData(t *testing.T) {
 		t.Errorf("a warm-up of 7 in 6 steps: %v, want it refused", err)
 	}
 }
+
+// The run's plateau_factor and plateau_patience reach the schedule: with
+// patience 1 and factor 0.5, two validations without improvement halve it.
+func TestScheduleForPlateauSettings(t *testing.T) {
+	c := DefaultConfig()
+	c.Schedule, c.LR, c.PlateauFactor, c.PlateauPatience = "plateau", 1, 0.5, 1
+	s, err := scheduleFor(c, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []float64{1, 1, 1} {
+		s.Observe(v)
+	}
+	if got := s.LR(5); got != 0.5 {
+		t.Fatalf("plateau factor 0.5, patience 1, after 2 stalls: lr %v, want 0.5", got)
+	}
+}

@@ -153,6 +153,8 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	intFlag(f, &c.StepSize, "step-size", "step schedule: decay every N steps")
 	f.StringVar(&cf.miles, "milestones", "", "multistep schedule: steps at which to decay, e.g. 1000,2000")
 	f.Float64Var(&c.Gamma, "gamma", 0, "step/multistep/exp decay factor")
+	f.Float64Var(&c.PlateauFactor, "plateau-factor", 0, "plateau schedule: multiply the LR by this when the validation loss stalls (0: 0.1)")
+	intFlag(f, &c.PlateauPatience, "plateau-patience", "plateau schedule: validations without improvement before the LR drops (0: 10)")
 	f.StringVar(&c.EarlyStop, "early-stop", "", "stop early on val_loss, val_acc, train_loss or val_rmse")
 	intFlag(f, &c.Patience, "patience", "checks without improvement before --early-stop stops (0: never on patience, only at --target)")
 	f.Float64Var(&c.MinDelta, "min-delta", 0, "smallest change that counts as an improvement")

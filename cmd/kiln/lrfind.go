@@ -28,7 +28,7 @@ const (
 )
 
 // lrFindUnread are the training flags the range test does not read.
-var lrFindUnread = []string{"epochs", "lr", "schedule", "warmup", "step-size", "milestones", "gamma", "early-stop",
+var lrFindUnread = []string{"epochs", "lr", "schedule", "warmup", "step-size", "milestones", "gamma", "plateau-factor", "plateau-patience", "early-stop",
 	"patience", "min-delta", "target", "restore-best", "val-every", "stop-after-epoch", "log-every", "no-visuals", "sync-bn"}
 
 func lrFindCmd() *cobra.Command {
