@@ -108,6 +108,8 @@ var numericCases = []numericCase{
 	{"warmup", "-1", "at least 0"},
 	{"step_size", "-1", "at least 0"},
 	{"gamma", "2", "in [0, 1]"},
+	{"plateau_factor", "1", "in [0, 1)"},
+	{"plateau_patience", "-1", "at least 0"},
 	{"patience", "-1", "at least 0"},
 	{"min_delta", "-1", "≥ 0"},
 	{"target", "-1", "≥ 0"},
