@@ -74,6 +74,7 @@ var flagCases = map[string]struct{ bad, want string }{
 	"batch": {"0", "at least 1"}, "micro_batch": {"-2", "at least -1"}, "lr": {"0", "> 0"}, "momentum": {"1", "in [0, 1)"},
 	"weight_decay": {"-1", "≥ 0"}, "clip_norm": {"-1", "≥ 0"}, "label_smoothing": {"1", "in [0, 1)"},
 	"warmup": {"-1", "at least 0"}, "step_size": {"-1", "at least 0"}, "gamma": {"2", "in [0, 1]"},
+	"plateau_factor": {"1", "in [0, 1)"}, "plateau_patience": {"-1", "at least 0"},
 	"patience": {"-1", "at least 0"}, "min_delta": {"-1", "≥ 0"}, "target": {"-1", "≥ 0"},
 	"val_every": {"-1", "at least 0"}, "seed": {"-1", "in [0, 18446744073709551615]"},
 	"threads": {"5000", "in [0, 1024]"}, "stop_after_epoch": {"9", "in [0, "},
