@@ -8,15 +8,16 @@ type Act struct {
 	Kind    engine.Activation
 	x       *engine.Tensor
 	out, dx *engine.Tensor
-	// fused is set by the BatchNorm2D or Linear this ReLU follows in a
-	// Sequential when that step ran it and the ReLU as one op: forward and
+	// applied is set by the BatchNorm2D or Linear this ReLU follows in a
+	// Sequential when it has just run itself and the ReLU as one op, for
+	// the next Forward; fused says this step was such: forward and
 	// backward pass through (that layer applied the ReLU and masks).
-	fused bool
+	applied, fused bool
 	// pool is the MaxPool2D right after this ReLU in a Sequential; pooled
-	// says this step leaves the ReLU to it (engine.MaxPool2DReLUForward):
-	// forward and backward pass through.
-	pool   *MaxPool2D
-	pooled bool
+	// says this step, armed by that Sequential, leaves the ReLU to it
+	// (engine.MaxPool2DReLUForward): forward and backward pass through.
+	pool          *MaxPool2D
+	armed, pooled bool
 	// derived: this step's forward kept GELU's derivative in dx, the
 	// backward's own buffer (engine.GELUForwardDeriv: training on the CPU);
 	// eval: SetTraining(false), when nothing will go backward.
@@ -31,7 +32,9 @@ func NewTanh() *Act    { return &Act{Kind: engine.Tanh} }
 
 func (a *Act) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	a.x = x
-	a.pooled = a.pool != nil && !a.fused
+	a.fused, a.applied = a.applied, false
+	a.pooled = a.armed && a.pool != nil && !a.fused
+	a.armed = false
 	if a.fused || a.pooled {
 		return x, nil
 	}

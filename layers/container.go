@@ -1,6 +1,9 @@
 package layers
 
 import (
+	"cmp"
+	"fmt"
+	"reflect"
 	"strconv"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -15,6 +18,9 @@ type Sequential struct {
 	// data-parallel training uses to start summing them across ranks while
 	// the earlier children's backward runs.
 	AfterBackward func(i int) error
+	// distinct: no layer instance appears twice in s (checkDistinct), as
+	// checked since the last Append.
+	distinct bool
 }
 
 // NewSequential names its children "0", "1", … as nn.Sequential does.
@@ -44,15 +50,67 @@ func (s *Sequential) Append(name string, l Layer) *Sequential {
 	}
 	s.names = append(s.names, name)
 	s.layers = append(s.layers, l)
+	s.distinct = false
 	return s
+}
+
+// arm lets child i run as one op with the neighbour Append linked it to,
+// for its next Forward, when that neighbour is beside it here: the same
+// layers used alone or in another Sequential run as themselves.
+func (s *Sequential) arm(i int) {
+	at := func(j int) Layer {
+		if j < 0 || j >= len(s.layers) {
+			return nil
+		}
+		return s.layers[j]
+	}
+	switch l := s.layers[i].(type) {
+	case *Linear:
+		l.armed = l.relu != nil && at(i+1) == Layer(l.relu)
+	case *BatchNorm2D:
+		l.armed = l.relu != nil && at(i+1) == Layer(l.relu)
+	case *Act:
+		l.armed = l.pool != nil && at(i+1) == Layer(l.pool)
+	case *MaxPool2D:
+		l.armed = l.relu != nil && at(i-1) == Layer(l.relu)
+	}
+}
+
+// checkDistinct refuses a model in which one layer instance appears twice
+// (a ReLU shared between stages, a Linear applied twice for tied weights):
+// a Kiln layer keeps the activations of its last Forward for its Backward,
+// so the second use would overwrite what the first one's backward needs,
+// and the gradients would be wrong without a word.
+func checkDistinct(root Layer) error {
+	seen := map[Layer]string{}
+	var err error
+	WalkLayers(root, func(name string, l Layer) {
+		if err != nil || reflect.ValueOf(l).Kind() != reflect.Pointer {
+			return
+		}
+		if first, ok := seen[l]; ok {
+			err = fmt.Errorf("layers: the same %T is at %s and at %s: a layer keeps its last forward's activations for backward, so each place needs its own instance (for tied weights, two layers sharing one *Param)",
+				l, cmp.Or(first, "the top"), cmp.Or(name, "the top"))
+			return
+		}
+		seen[l] = name
+	})
+	return err
 }
 
 // Layers returns the children in order.
 func (s *Sequential) Layers() []Layer { return s.layers }
 
 func (s *Sequential) Forward(x *engine.Tensor) (*engine.Tensor, error) {
+	if !s.distinct {
+		if err := checkDistinct(s); err != nil {
+			return nil, err
+		}
+		s.distinct = true
+	}
 	var err error
-	for _, l := range s.layers {
+	for i, l := range s.layers {
+		s.arm(i)
 		if x, err = l.Forward(x); err != nil {
 			return nil, err
 		}

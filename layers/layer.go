@@ -87,10 +87,14 @@ func join(prefix, name string) string {
 }
 
 // Params lists a layer's trainable parameters with their full names, in a
-// fixed order.
+// fixed order, each once: a *Param two layers share (tied weights) under
+// its first name, as PyTorch's parameters() gives it, so that an optimiser
+// steps it once with the sum of both layers' gradients.
 func Params(l Layer) (names []string, params []*Param) {
+	seen := map[*Param]bool{}
 	l.Walk("", func(name string, p *Param) {
-		if p.Grad != nil {
+		if p.Grad != nil && !seen[p] {
+			seen[p] = true
 			names = append(names, name)
 			params = append(params, p)
 		}
@@ -212,14 +216,13 @@ func ZeroGrad(l Layer) error {
 	return err
 }
 
-// CountParams is the number of trainable scalars.
+// CountParams is the number of trainable scalars, a shared *Param once.
 func CountParams(l Layer) int {
+	_, ps := Params(l)
 	n := 0
-	l.Walk("", func(_ string, p *Param) {
-		if p.Grad != nil {
-			n += p.Value.Len()
-		}
-	})
+	for _, p := range ps {
+		n += p.Value.Len()
+	}
 	return n
 }
 

@@ -14,10 +14,12 @@ type Linear struct {
 	skipDx       bool
 	// relu is the ReLU right after this layer in a Sequential (Append links
 	// them): both run as one op (engine.LinearReLUForward), the bias and the
-	// ReLU in the product's epilogue on the GPU; dpre is the gradient
-	// before the ReLU.
-	relu *Act
-	dpre *engine.Tensor
+	// ReLU in the product's epilogue on the GPU, when that Sequential runs
+	// them (armed, for one Forward); fused says this step did. dpre is the
+	// gradient before the ReLU.
+	relu         *Act
+	armed, fused bool
+	dpre         *engine.Tensor
 }
 
 // NewLinear initialises like PyTorch: W and b from U(±1/√in).
@@ -36,9 +38,11 @@ func NewLinear(rng *rand.Rand, in, out int, bias bool) *Linear {
 func (l *Linear) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	l.x = x
 	l.out = engine.EnsureLike(l.out, x, x.Dim(0), l.Weight.Value.Dim(0))
-	if l.relu != nil {
-		l.relu.fused = true
-		return l.out, engine.LinearReLUForward(l.out, x, l.Weight.Value, valueOf(l.Bias))
+	l.fused, l.armed = l.armed && l.relu != nil, false
+	if l.fused {
+		err := engine.LinearReLUForward(l.out, x, l.Weight.Value, valueOf(l.Bias))
+		l.relu.applied = err == nil
+		return l.out, err
 	}
 	return l.out, engine.LinearForward(l.out, x, l.Weight.Value, valueOf(l.Bias))
 }
@@ -54,7 +58,7 @@ func (l *Linear) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 		return nil, err
 	}
 	var dpre, out *engine.Tensor
-	if l.relu != nil {
+	if l.fused {
 		l.dpre = engine.EnsureLike(l.dpre, dout, dout.Shape()...)
 		dpre, out = l.dpre, l.out
 	}

@@ -15,11 +15,12 @@ type BatchNorm2D struct {
 	mean, invStd            *engine.Tensor
 	sync                    batchNormSync // set by SyncBatchNorm (syncbn.go)
 	// relu is the ReLU right after this layer in a Sequential (Append links
-	// them). A training step then runs both as one op
-	// (engine.BatchNorm2DReLUForward), the same bits with one pass over
-	// the activations fewer each way; fused says this step did.
-	relu  *Act
-	fused bool
+	// them). A training step of that Sequential (armed, for one Forward)
+	// then runs both as one op (engine.BatchNorm2DReLUForward), the same
+	// bits with one pass over the activations fewer each way; fused says
+	// this step did.
+	relu         *Act
+	armed, fused bool
 }
 
 // NewBatchNorm2D starts with weight 1, bias 0, running mean 0 and variance 1.
@@ -41,10 +42,8 @@ func NewBatchNorm2D(channels int) *BatchNorm2D {
 func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	b.x = x
 	b.out = engine.EnsureLike(b.out, x, x.Shape()...)
-	b.fused = b.relu != nil && b.training && b.sync.reduce == nil
-	if b.relu != nil {
-		b.relu.fused = b.fused
-	}
+	b.fused = b.armed && b.relu != nil && b.training && b.sync.reduce == nil
+	b.armed = false
 	if !b.training {
 		return b.out, engine.BatchNorm2DEvalForward(b.out, x, b.Weight.Value, b.Bias.Value,
 			b.RunningMean.Value, b.RunningVar.Value, b.Eps)
@@ -60,8 +59,12 @@ func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	if b.fused {
 		forward = engine.BatchNorm2DReLUForward
 	}
-	return b.out, forward(b.out, b.mean, b.invStd, x, b.Weight.Value, b.Bias.Value,
+	err := forward(b.out, b.mean, b.invStd, x, b.Weight.Value, b.Bias.Value,
 		b.RunningMean.Value, b.RunningVar.Value, b.Momentum, b.Eps)
+	if b.fused {
+		b.relu.applied = err == nil
+	}
+	return b.out, err
 }
 
 func (b *BatchNorm2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {

@@ -11,11 +11,12 @@ type MaxPool2D struct {
 	out, dx *engine.Tensor
 	shapes  shapeCache
 	// relu is the ReLU right before this layer in a Sequential (Append
-	// links them). Both then run as one op: the ReLU passes x through and this layer applies it to the pooled values, a quarter of
-	// the elements for a 2×2 pool (engine.MaxPool2DReLUForward); fused says
-	// this step did.
-	relu  *Act
-	fused bool
+	// links them). When that Sequential runs them (armed, for one Forward)
+	// both run as one op: the ReLU passes x through and this layer applies
+	// it to the pooled values, a quarter of the elements for a 2×2 pool
+	// (engine.MaxPool2DReLUForward); fused says this step did.
+	relu         *Act
+	armed, fused bool
 }
 
 // NewMaxPool2D makes a square max-pooling window.
@@ -36,7 +37,8 @@ func (m *MaxPool2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 		m.argmax = make([]int32, m.out.Len())
 	}
 	m.inShape = append(m.inShape[:0], x.Shape()...)
-	m.fused = m.relu != nil && m.relu.pooled
+	m.fused = m.armed && m.relu != nil && m.relu.pooled
+	m.armed = false
 	if m.fused {
 		return m.out, engine.MaxPool2DReLUForward(m.out, m.argmax, x, m.P)
 	}
