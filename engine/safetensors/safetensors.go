@@ -21,7 +21,10 @@
 // F32 and F64 tensors as Float32 and Float64, and widens F16 and BF16 to
 // Float32 (exactly: every half value is a float32 value). Other dtypes (the
 // integer and 8-bit float types) are valid safetensors but Kiln has no tensor
-// for them, so Read refuses them with an error naming the tensor.
+// for them, so Read refuses them with an error naming the tensor; but for
+// the one PyTorch writes into every model with batch norm, the I64 step
+// counter "….num_batches_tracked", which Read leaves out (Kiln's batch norm
+// has no use for it), so that a PyTorch state_dict loads.
 //
 // Output is deterministic: metadata keys and tensors are written sorted by
 // name (the tensor order of PyTorch's safetensors for files of one dtype; it
@@ -159,6 +162,9 @@ func checkHeaderLen(n uint64, rest int64) error {
 func decodeAll(entries []entry, body []byte) (map[string]*engine.Tensor, error) {
 	tensors := make(map[string]*engine.Tensor, len(entries))
 	for _, e := range entries {
+		if e.dtype == "I64" && strings.HasSuffix(e.name, ".num_batches_tracked") {
+			continue
+		}
 		t, err := decodeTensor(e, body[e.begin:e.end])
 		if err != nil {
 			return nil, err

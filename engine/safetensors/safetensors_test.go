@@ -165,6 +165,29 @@ func TestReadHalfTypes(t *testing.T) {
 	}
 }
 
+// PyTorch's batch norm writes its step counter as an I64 scalar; Read leaves
+// it out, so a PyTorch state_dict with batch norm loads. Another I64 is
+// still refused.
+func TestReadLeavesOutNumBatchesTracked(t *testing.T) {
+	data := binary.LittleEndian.AppendUint64(nil, 7)
+	data = binary.LittleEndian.AppendUint32(data, math.Float32bits(1.5))
+	data = append(data, 0, 0, 0, 0)
+	header := `{"1.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[0,8]},` +
+		`"1.weight":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`
+	got, _, err := safetensors.Decode(file(header, data[:12]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["1.num_batches_tracked"]; ok || len(got) != 1 {
+		t.Fatalf("got %v, want 1.weight alone", got)
+	}
+	sameTensor(t, "1.weight", got["1.weight"], f32(t, []float32{1.5}, 1))
+	header = `{"1.steps":{"dtype":"I64","shape":[],"data_offsets":[0,8]}}`
+	if _, _, err := safetensors.Decode(file(header, data[:8])); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Fatalf("another I64 tensor: %v, want an unsupported-dtype error", err)
+	}
+}
+
 func TestCorruptInput(t *testing.T) {
 	ok := `{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`
 	data8 := make([]byte, 8)
