@@ -97,6 +97,9 @@ func (a *ChannelAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 
 func (a *ChannelAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	x := a.x
+	if x == nil {
+		return nil, backwardFirst(a)
+	}
 	n, c := x.Dim(0), x.Dim(1)
 	a.dx = engine.EnsureLike(a.dx, x, x.Shape()...)
 	a.dscale4 = engine.EnsureLike(a.dscale4, x, n, c, 1, 1)
@@ -229,6 +232,9 @@ func (s *SpatialAttention) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 
 func (s *SpatialAttention) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
 	x := s.x
+	if x == nil {
+		return nil, backwardFirst(s)
+	}
 	s.dx = engine.EnsureLike(s.dx, x, x.Shape()...)
 	s.datt = engine.EnsureLike(s.datt, x, s.att.Shape()...)
 	// The map's gradient now; x's comes in one pass at the end.

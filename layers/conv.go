@@ -51,6 +51,9 @@ func (c *Conv2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 }
 
 func (c *Conv2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	if c.x == nil {
+		return nil, backwardFirst(c)
+	}
 	var dx *engine.Tensor
 	if !c.skipDx {
 		c.dx = engine.EnsureLike(c.dx, c.x, c.x.Shape()...)

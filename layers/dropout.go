@@ -89,6 +89,9 @@ func Dropouts(l Layer) []*Dropout {
 }
 
 func (d *Dropout) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	if d.out == nil {
+		return nil, backwardFirst(d)
+	}
 	d.dx = engine.EnsureLike(d.dx, dout, dout.Shape()...)
 	var mask *engine.Tensor
 	if d.training && d.P != 0 {

@@ -52,6 +52,9 @@ func (s *SpatialGatingUnit) Forward(z *engine.Tensor) (*engine.Tensor, error) {
 }
 
 func (s *SpatialGatingUnit) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	if s.z == nil {
+		return nil, backwardFirst(s)
+	}
 	s.dz = engine.EnsureLike(s.dz, s.z, s.z.Shape()...)
 	return s.dz, engine.SpatialGatingBackward(s.dz, s.NormWeight.Grad, s.NormBias.Grad, s.ProjWeight.Grad,
 		s.ProjBias.Grad, dout, s.z, &s.saved, s.NormWeight.Value, s.ProjWeight.Value)
@@ -93,6 +96,9 @@ func (l *TokenLinear) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 }
 
 func (l *TokenLinear) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	if dout.Rank() != 3 {
+		return nil, badGradRank(l, dout, 3)
+	}
 	var err error
 	if l.dout2, err = dout.View(l.dout2, l.n*l.t, dout.Dim(2)); err != nil {
 		return nil, err
@@ -177,6 +183,12 @@ func (e *PatchEmbed) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 }
 
 func (e *PatchEmbed) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	if e.mapShape == nil {
+		return nil, backwardFirst(e)
+	}
+	if dout.Rank() != 3 {
+		return nil, badGradRank(e, dout, 3)
+	}
 	n, t, d := dout.Dim(0), dout.Dim(1), dout.Dim(2)
 	e.dmap = engine.EnsureLike(e.dmap, dout, n, d, t)
 	if err := engine.Transpose12(e.dmap, dout); err != nil {

@@ -73,6 +73,9 @@ func (m *Inception) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 }
 
 func (m *Inception) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	if m.out == nil {
+		return nil, backwardFirst(m)
+	}
 	for i, y := range m.outs {
 		m.douts[i] = engine.EnsureLike(m.douts[i], y, y.Shape()...)
 	}

@@ -86,6 +86,17 @@ func join(prefix, name string) string {
 	return prefix + "." + name
 }
 
+// backwardFirst is the error of a Backward with no Forward before it.
+func backwardFirst(l Layer) error {
+	return fmt.Errorf("layers: %T.Backward before its Forward: there is nothing to differentiate", l)
+}
+
+// badGradRank is the error of a Backward given a gradient of another rank
+// than the layer's output.
+func badGradRank(l Layer, dout *engine.Tensor, rank int) error {
+	return &engine.ShapeError{Op: fmt.Sprintf("%T.Backward", l), Msg: fmt.Sprintf("the gradient has shape %v; the output has %d dimensions", dout.Shape(), rank)}
+}
+
 // Params lists a layer's trainable parameters with their full names, in a
 // fixed order, each once: a *Param two layers share (tied weights) under
 // its first name, as PyTorch's parameters() gives it, so that an optimiser

@@ -48,6 +48,9 @@ func (l *Linear) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 }
 
 func (l *Linear) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
+	if l.x == nil {
+		return nil, backwardFirst(l)
+	}
 	var dx *engine.Tensor
 	if !l.skipDx {
 		l.dx = engine.EnsureLike(l.dx, l.x, l.x.Shape()...)
