@@ -96,6 +96,16 @@ func TestGradientNormLayers(t *testing.T) {
 	uniform(bn.Weight.Value, rng, 1)
 	uniform(bn.Bias.Value, rng, 1)
 	checkLayer(t, bn, 9, gradcheck.Options{ATol: 1e-5, RTol: 1e-4}, 2, 3, 3, 5)
+	// In evaluation mode (frozen statistics), as PyTorch's eval() allows.
+	frozen := NewBatchNorm2D(3)
+	uniform(frozen.Weight.Value, rng, 1)
+	uniform(frozen.RunningMean.Value, rng, 0.5)
+	uniform(frozen.RunningVar.Value, rng, 0.5)
+	for i, v := range frozen.RunningVar.Value.Float32() {
+		frozen.RunningVar.Value.Float32()[i] = v + 1
+	}
+	frozen.SetTraining(false)
+	checkLayer(t, frozen, 13, gradcheck.Options{ATol: 1e-5, RTol: 1e-4}, 2, 3, 3, 5)
 	ln := NewLayerNorm(7)
 	uniform(ln.Weight.Value, rng, 1)
 	checkLayer(t, ln, 10, gradcheck.Options{ATol: 1e-5, RTol: 1e-4}, 2, 3, 7)

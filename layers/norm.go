@@ -21,6 +21,9 @@ type BatchNorm2D struct {
 	// this step did.
 	relu         *Act
 	armed, fused bool
+	// evaluated: the last Forward was in evaluation mode (running
+	// statistics), which Backward then differentiates: frozen batch norm.
+	evaluated bool
 }
 
 // NewBatchNorm2D starts with weight 1, bias 0, running mean 0 and variance 1.
@@ -43,7 +46,7 @@ func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 	b.x = x
 	b.out = engine.EnsureLike(b.out, x, x.Shape()...)
 	b.fused = b.armed && b.relu != nil && b.training && b.sync.reduce == nil
-	b.armed = false
+	b.armed, b.evaluated = false, !b.training
 	if !b.training {
 		return b.out, engine.BatchNorm2DEvalForward(b.out, x, b.Weight.Value, b.Bias.Value,
 			b.RunningMean.Value, b.RunningVar.Value, b.Eps)
@@ -68,10 +71,14 @@ func (b *BatchNorm2D) Forward(x *engine.Tensor) (*engine.Tensor, error) {
 }
 
 func (b *BatchNorm2D) Backward(dout *engine.Tensor) (*engine.Tensor, error) {
-	if !b.training {
-		return nil, &engine.ShapeError{Op: "BatchNorm2D.Backward", Msg: "backward in evaluation mode is not supported"}
+	if b.x == nil {
+		return nil, backwardFirst(b)
 	}
 	b.dx = engine.EnsureLike(b.dx, dout, dout.Shape()...)
+	if b.evaluated { // as PyTorch's eval(): saliency maps, fine-tuning with frozen statistics
+		return b.dx, engine.BatchNorm2DEvalBackward(b.dx, b.Weight.Grad, b.Bias.Grad, dout, b.x, b.Weight.Value,
+			b.RunningMean.Value, b.RunningVar.Value, b.Eps)
+	}
 	if b.sync.synced {
 		return b.dx, b.syncBackward(dout)
 	}

@@ -52,8 +52,22 @@ func (c *Classifier) after() stepAfter {
 //
 //	x: the model's input batch (N, …)  labels: N class indices
 func (c *Classifier) TrainStep(x *engine.Tensor, labels []int32, lr float64) (loss float64, correct int, err error) {
+	if err := checkLabels(x, labels); err != nil {
+		return 0, 0, err
+	}
 	loss, err = step(c.Net, c.params, c.Opt, c.after(), x, lr, c.crossEntropy(labels, &correct, true))
 	return loss, correct, err
+}
+
+// checkLabels refuses a batch whose labels are not one per row, as
+// PyTorch's cross-entropy does ("Expected input batch_size (2) to match
+// target batch_size (7)"): a micro-batch would otherwise slice past the
+// labels, and extra labels would go unnoticed.
+func checkLabels(x *engine.Tensor, labels []int32) error {
+	if x.Rank() == 0 || len(labels) != x.Dim(0) {
+		return &engine.ShapeError{Op: "Classifier.TrainStep", Msg: fmt.Sprintf("%d labels for a batch of %v", len(labels), x.Shape())}
+	}
+	return nil
 }
 
 // crossEntropy is the loss step takes: softmax cross-entropy of the rows'
@@ -86,6 +100,9 @@ func (c *Classifier) crossEntropy(labels []int32, correct *int, stop bool) lossG
 // In micro-batches (CPU only) the step's one record is the batch's mean loss
 // and correct count, added up on the host.
 func (c *Classifier) TrainStepLogged(x *engine.Tensor, labels []int32, lr float64, log *engine.LossLog) error {
+	if err := checkLabels(x, labels); err != nil {
+		return err
+	}
 	if c.after().size(x) > 0 {
 		correct := 0
 		loss, err := step(c.Net, c.params, c.Opt, c.after(), x, lr, c.crossEntropy(labels, &correct, false))

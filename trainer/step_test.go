@@ -1,9 +1,12 @@
 package trainer
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -158,6 +161,26 @@ func TestTrainStepIgnoresOldGradients(t *testing.T) {
 		for i, v := range weights[1] {
 			if math.Float64bits(v) != math.Float64bits(weights[0][i]) {
 				t.Fatalf("%s: weight %d is %v after steps from NaN gradients, %v from zeros", name, i, v, weights[0][i])
+			}
+		}
+	}
+}
+
+// Labels not one per row are refused, whole batch or in micro-batches,
+// not sliced past (a panic) or left unread.
+func TestTrainStepRefusesLabelsNotOnePerRow(t *testing.T) {
+	s := layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10}
+	net, err := layers.Build("lenet", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, labels := syntheticBatch(5, s)
+	for _, micro := range []int{-1, 2} {
+		c := NewClassifier(net, &SGD{})
+		c.MicroBatch = micro
+		for _, l := range [][]int32{labels[:3], append(slices.Clone(labels), 1, 2)} {
+			if _, _, err := c.TrainStep(x, l, 0.01); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d labels for a batch of", len(l))) {
+				t.Errorf("micro-batch %d, %d labels for 5 rows: %v", micro, len(l), err)
 			}
 		}
 	}
