@@ -32,3 +32,18 @@ func TestBackwardBeforeForwardIsAnError(t *testing.T) {
 		})
 	}
 }
+
+// A negative stride, dilation or group count is refused by Forward, as
+// PyTorch refuses it, not read as the default 1.
+func TestConvNegativeOptionsAreRefused(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	x := engine.New(engine.Float32, 1, 2, 6, 6)
+	for _, o := range []ConvOptions{{Stride: -2}, {Dilation: -2}, {Groups: -2}} {
+		if _, err := NewConv2D(rng, 2, 4, 3, o).Forward(x); err == nil {
+			t.Errorf("%+v: no error", o)
+		}
+	}
+	if _, err := NewConv2D(rng, 2, 4, 3, ConvOptions{}).Forward(x); err != nil {
+		t.Errorf("zero options (the defaults): %v", err)
+	}
+}

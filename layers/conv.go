@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"cmp"
 	"math/rand/v2"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -25,9 +26,12 @@ type Conv2D struct {
 // NewConv2D initialises like PyTorch: U(±1/√fan_in) with fan_in = in/groups·k².
 func NewConv2D(rng *rand.Rand, in, out, kernel int, o ConvOptions) *Conv2D {
 	g := max(o.Groups, 1)
+	// 0 is the default; a negative value stays, for Forward to refuse by name
+	// (Conv2DOutputShape), as PyTorch refuses it.
+	orOne := func(v int) int { return cmp.Or(v, 1) }
 	c := &Conv2D{
 		Weight: newParam(engine.Float32, false, out, in/g, kernel, kernel),
-		P:      engine.Conv2DSquare(max(o.Stride, 1), o.Padding, max(o.Dilation, 1), g),
+		P:      engine.Conv2DSquare(orOne(o.Stride), o.Padding, orOne(o.Dilation), orOne(o.Groups)),
 	}
 	bound := fanInBound(in / g * kernel * kernel)
 	uniform(c.Weight.Value, rng, bound)
