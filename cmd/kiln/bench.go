@@ -209,16 +209,16 @@ func printStepTiming(res bench.StepTiming, asJSON, memStats bool) error {
 		if res.MicroBatch > 0 {
 			micro = fmt.Sprintf("  micro-batch %d", res.MicroBatch)
 		}
-		fmt.Printf("%s  input %s  batch %d  params %d  threads %d  precision %s%s%s\n", res.Model, res.Input, res.Batch,
+		outf("%s  input %s  batch %d  params %d  threads %d  precision %s%s%s\n", res.Model, res.Input, res.Batch,
 			res.Params, res.Threads, res.Precision, micro, map[bool]string{true: "  cuda graph"}[res.CUDAGraph])
-		fmt.Printf("%d steps in %.2fs: %.2f ms/step, %.0f images/s, %.1f allocations/step\n",
+		outf("%d steps in %.2fs: %.2f ms/step, %.0f images/s, %.1f allocations/step\n",
 			res.Steps, res.Seconds, res.StepMillis, res.TrainImagesPerSec, res.AllocsPerStep)
 		if res.Ranks > 1 {
-			fmt.Printf("%d ranks: the all-reduce %.1f%% of the time, %d bytes summed a step\n",
+			outf("%d ranks: the all-reduce %.1f%% of the time, %d bytes summed a step\n",
 				res.Ranks, 100*res.CommShare, res.AllreduceBytesPerStep)
 		}
 		if res.Profile != nil {
-			printKernelProfile(os.Stdout, res.Profile)
+			printKernelProfile(stdout, res.Profile)
 		}
 		return nil
 	}
@@ -233,7 +233,7 @@ func printStepTiming(res bench.StepTiming, asJSON, memStats bool) error {
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	fmt.Fprintln(os.Stdout, string(b))
+	fmt.Fprintln(stdout, string(b))
 	return nil
 }
 

@@ -63,7 +63,7 @@ test of a few seconds whose numbers mean nothing.`,
 				return usageError{fmt.Errorf("--precision: %w", err)}
 			}
 			cfg.Log = logger()
-			cfg.Stdout = os.Stdout
+			cfg.Stdout = stdout
 			if cfg.Device == "cuda" {
 				// The op timings and time to accuracy run in this process:
 				// the plain build hands the whole suite over to kiln-cuda.
@@ -82,7 +82,7 @@ test of a few seconds whose numbers mean nothing.`,
 				}
 				return err
 			}
-			fmt.Printf("\nwrote %s\n", strings.Join(rep.FilePaths(cfg.Out), ", "))
+			outf("\nwrote %s\n", strings.Join(rep.FilePaths(cfg.Out), ", "))
 			return nil
 		},
 	}

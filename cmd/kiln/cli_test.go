@@ -539,3 +539,23 @@ func TestStrayArgumentsNameTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// A command whose results cannot be written (stdout on a full disk) fails,
+// rather than ending in success with the output lost.
+func TestFullStdoutFails(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full here: %v", err)
+	}
+	defer full.Close()
+	for _, args := range [][]string{{"info", "--device", "cpu"}, {"summary", "--model", "lenet", "--json"}} {
+		cmd := exec.Command(kilnBin, args...)
+		var errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = full, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errb.String(), "no space left on device") {
+			t.Errorf("kiln %v > /dev/full: %v\n%s", args, err, errb.String())
+		}
+	}
+}

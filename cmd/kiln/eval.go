@@ -173,7 +173,7 @@ func (out *evalOutput) print(asJSON bool) error {
 		if err != nil {
 			return err
 		}
-		fmt.Println(string(b))
+		outln(string(b))
 		return nil
 	}
 	r := out.result
@@ -183,7 +183,7 @@ func (out *evalOutput) print(asJSON bool) error {
 		if unit == "" {
 			unit = "target"
 		}
-		fmt.Printf("%s %s: RMSE %#.4g  MAE %#.4g  R² %.4f  loss %#.4g  [%s]  %s\n", out.Dataset, out.Split, r.RMSE, r.MAE, r.R2, r.Loss, unit, where)
+		outf("%s %s: RMSE %#.4g  MAE %#.4g  R² %.4f  loss %#.4g  [%s]  %s\n", out.Dataset, out.Split, r.RMSE, r.MAE, r.R2, r.Loss, unit, where)
 		return nil
 	}
 	top5 := ""
@@ -194,7 +194,7 @@ func (out *evalOutput) print(asJSON bool) error {
 	if out.MacroF1 != nil {
 		macro = fmt.Sprintf("  macro P/R/F1 %.2f/%.2f/%.2f%%", 100**out.MacroPrecision, 100**out.MacroRecall, 100**out.MacroF1)
 	}
-	fmt.Printf("%s %s: accuracy %.2f%%%s%s  loss %.4f  %s\n", out.Dataset, out.Split, 100*r.Accuracy, top5, macro, r.Loss, where)
+	outf("%s %s: accuracy %.2f%%%s%s  loss %.4f  %s\n", out.Dataset, out.Split, 100*r.Accuracy, top5, macro, r.Loss, where)
 	return nil
 }
 

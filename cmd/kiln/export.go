@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -201,9 +200,9 @@ func exportSafetensors(model *layers.Model, out, runDir, dataset string, meta *d
 	if err := trainer.WriteFileAtomic(sidecarPath(out), append(b, '\n')); err != nil {
 		return err
 	}
-	fmt.Printf("%s: %s, %d parameters in %d tensors (float32); architecture in %s\n",
+	outf("%s: %s, %d parameters in %d tensors (float32); architecture in %s\n",
 		out, model.Name, sc.Params, len(sc.Tensors), sidecarPath(out))
-	fmt.Printf("metadata: %s\n", strings.Join(notes, "; "))
+	outf("metadata: %s\n", strings.Join(notes, "; "))
 	return nil
 }
 
@@ -252,10 +251,10 @@ func exportONNX(model *layers.Model, out, runDir, dataset string, meta *data.Dat
 		return err
 	}
 	sp := model.Spec
-	fmt.Printf("%s: %s as ONNX (IR version %d, opset %d), input %q (N,%d,%d,%d) normalised, output %q (N,%d); %d parameters\n",
+	outf("%s: %s as ONNX (IR version %d, opset %d), input %q (N,%d,%d,%d) normalised, output %q (N,%d); %d parameters\n",
 		out, model.Name, onnx.IRVersion, onnx.Opset, layers.ONNXInput, sp.Channels, sp.Height, sp.Width,
 		layers.ONNXOutput, sp.Outputs(), layers.CountParams(model))
-	fmt.Printf("metadata: %s\n", strings.Join(notes, "; "))
+	outf("metadata: %s\n", strings.Join(notes, "; "))
 	return nil
 }
 

@@ -38,7 +38,7 @@ shows what training would use. --device cpu shows this binary alone.`,
 			}
 			if list {
 				for _, k := range cuda.Declared() {
-					fmt.Println(k)
+					outln(k)
 				}
 				return nil
 			}
@@ -46,7 +46,7 @@ shows what training would use. --device cpu shows this binary alone.`,
 			if !cuda.Built() && (auto || dev == engine.CUDA) {
 				handover = handOverToCUDA() // returns only when it could not
 			}
-			printInfo(os.Stdout, dev, auto, handover, verbose)
+			printInfo(stdout, dev, auto, handover, verbose)
 			return nil
 		},
 	}

@@ -127,13 +127,13 @@ func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	}
 	switch res.Rule {
 	case trainer.SuggestNone:
-		fmt.Printf("no suggested lr: the smoothed loss was lowest at the first lr tried (%.3g), so it never fell: lower --start\n", o.Start)
+		outf("no suggested lr: the smoothed loss was lowest at the first lr tried (%.3g), so it never fell: lower --start\n", o.Start)
 	case trainer.SuggestSteepest:
-		fmt.Printf("suggested lr %.3g (steepest fall of the smoothed loss); the min-loss/10 rule gives %.3g\n", res.Suggested, res.MinLossLR/10)
+		outf("suggested lr %.3g (steepest fall of the smoothed loss); the min-loss/10 rule gives %.3g\n", res.Suggested, res.MinLossLR/10)
 	default:
-		fmt.Printf("suggested lr %.3g (%s: no steady fall before the minimum to take the steepest of)\n", res.Suggested, res.Rule)
+		outf("suggested lr %.3g (%s: no steady fall before the minimum to take the steepest of)\n", res.Suggested, res.Rule)
 	}
-	fmt.Printf("%d steps%s → %s\n", len(res.Points), map[bool]string{true: " (stopped: the loss diverged)"}[res.Diverged],
+	outf("%d steps%s → %s\n", len(res.Points), map[bool]string{true: " (stopped: the loss diverged)"}[res.Diverged],
 		filepath.Join(dir, lrFindPNG))
 	return nil
 }

@@ -66,7 +66,11 @@ func main() {
 	root.AddCommand(trainCmd(), evalCmd(), predictCmd(), exportCmd(), benchCmd(), infoCmd(), boardCmd())
 	root.AddCommand(plotCmd(), summaryCmd())
 	root.AddCommand(tuneCmd(), lrFindCmd())
-	if err := root.Execute(); err != nil {
+	err := root.Execute()
+	if err == nil {
+		err = stdout.Err()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "kiln:", err)
 		os.Exit(exitCode(err))
 	}

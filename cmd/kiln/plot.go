@@ -32,7 +32,7 @@ It can run while the run is still training; pictures it has no data for yet are 
 			if err != nil {
 				return err
 			}
-			fmt.Print(rep.String())
+			fmt.Fprint(stdout, rep.String())
 			if n := len(rep.Failed); n > 0 {
 				return fmt.Errorf("%d of the pictures could not be written to %s (see \"failed\" above)", n, filepath.Join(run, trainer.PlotsDir))
 			}

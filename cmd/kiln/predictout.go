@@ -33,14 +33,14 @@ type classProb struct {
 func printPredictions(preds []prediction, asJSON bool) error {
 	for _, p := range preds {
 		if !asJSON {
-			fmt.Println(p.String())
+			outln(p.String())
 			continue
 		}
 		b, err := json.Marshal(p)
 		if err != nil {
 			return err
 		}
-		fmt.Println(string(b))
+		outln(string(b))
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,9 +65,9 @@ at its start and keeps the figures in the run's model.json.
 			return usageError{err}
 		}
 		if asJSON {
-			return json.NewEncoder(os.Stdout).Encode(s)
+			return json.NewEncoder(stdout).Encode(s)
 		}
-		return writeSummary(os.Stdout, s)
+		return writeSummary(stdout, s)
 	}
 	return cmd
 }

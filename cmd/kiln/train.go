@@ -310,7 +310,7 @@ func printFinished(c trainer.Config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s has finished (%s); nothing to resume\n", dir, sum.StopReason)
+	outf("%s has finished (%s); nothing to resume\n", dir, sum.StopReason)
 	printSummary(sum, dir)
 	return nil
 }
@@ -319,14 +319,14 @@ func printFinished(c trainer.Config) error {
 func printSummary(sum *trainer.Summary, dir string) {
 	switch {
 	case sum.TestAccuracy != nil:
-		fmt.Printf("test accuracy %.2f%%  loss %.4f  (%s, %s, %.0f images/s)  → %s\n",
+		outf("test accuracy %.2f%%  loss %.4f  (%s, %s, %.0f images/s)  → %s\n",
 			100**sum.TestAccuracy, sum.TestLoss, sum.Weights, trainer.Epochs(sum.EpochsRun), sum.TrainImagesPerSec, dir)
 	case sum.TestRMSE != nil:
-		fmt.Printf("test RMSE %.3f  MAE %.3f  R² %.4f  (%s, %s)  → %s\n",
+		outf("test RMSE %.3f  MAE %.3f  R² %.4f  (%s, %s)  → %s\n",
 			*sum.TestRMSE, *sum.TestMAE, *sum.TestR2, sum.Weights, trainer.Epochs(sum.EpochsRun), dir)
 	case sum.StopReason == "stop-after-epoch":
-		fmt.Printf("stopped after epoch %d → %s (resume with --resume)\n", sum.EpochsRun, dir)
+		outf("stopped after epoch %d → %s (resume with --resume)\n", sum.EpochsRun, dir)
 	default:
-		fmt.Printf("finished after %s (%s), no test set → %s\n", trainer.Epochs(sum.EpochsRun), sum.StopReason, dir)
+		outf("finished after %s (%s), no test set → %s\n", trainer.Epochs(sum.EpochsRun), sum.StopReason, dir)
 	}
 }

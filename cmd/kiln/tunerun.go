@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -53,8 +52,8 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 	defer stop()
 	st, err := tu.Run(ctx)
 	if st != nil {
-		fmt.Println()
-		_ = st.WriteTable(os.Stdout)
+		outln()
+		st.WriteTable(stdout)
 	}
 	if ctx.Err() != nil {
 		return exitError{fmt.Errorf("tune interrupted; kiln tune --run-dir %s --resume continues it", tu.Dir), 130}
@@ -66,7 +65,7 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 		return err
 	}
 	best := st.Best()
-	fmt.Printf("\nbest: trial %s  %s %.4g  → %s\nresults: %s\ntrain it: kiln train --config %s\n", best.Name(), st.Settings.Metric,
+	outf("\nbest: trial %s  %s %.4g  → %s\nresults: %s\ntrain it: kiln train --config %s\n", best.Name(), st.Settings.Metric,
 		*best.Metric, filepath.Join(tu.Dir, best.Dir), filepath.Join(tu.Dir, tune.ResultsFile), filepath.Join(tu.Dir, tune.BestFile))
 	return nil
 }
