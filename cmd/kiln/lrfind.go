@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -96,7 +95,7 @@ func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	console := logger()
 	dir := c.RunDir
 	if dir == "" {
-		dir = filepath.Join("runs", fmt.Sprintf("lr-find-%s-%s", c.Model, time.Now().Format("20060102-150405")))
+		dir = defaultRunDir("lr-find-" + c.Model)
 	}
 	if f := trainer.RunOrTuneFileIn(dir); f != "" {
 		// A run's lock is not lr-find's to take, nor its directory to fill.

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -181,7 +180,7 @@ func parsePrecision(name string, dev engine.Device) (engine.Precision, error) {
 
 func runTrain(c trainer.Config, resume bool) error {
 	if c.RunDir == "" {
-		c.RunDir = filepath.Join("runs", fmt.Sprintf("%s-%s", c.Model, time.Now().Format("20060102-150405")))
+		c.RunDir = defaultRunDir(c.Model)
 	}
 	err := train(c, resume)
 	var full *durable.DiskFullError

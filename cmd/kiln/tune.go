@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -174,7 +173,10 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 	if err := checkSpacePrecisions(space, base); err != nil {
 		return usageError{err}
 	}
-	dir := cmp.Or(cf.c.RunDir, filepath.Join("runs", "tune-"+time.Now().Format("20060102-150405")))
+	dir := cf.c.RunDir
+	if dir == "" {
+		dir = defaultRunDir("tune")
+	}
 	release, err := lockTuneDir(dir)
 	if err != nil {
 		return err

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A default directory name taken already (a command started in the same
+// second) gets a suffix instead of being shared.
+func TestDefaultRunDirIsNotTaken(t *testing.T) {
+	t.Chdir(t.TempDir())
+	now := time.Now()
+	for _, at := range []time.Time{now, now.Add(time.Second)} {
+		name := filepath.Join("runs", "lenet-"+at.Format("20060102-150405"))
+		for _, d := range []string{name, name + "-2"} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := defaultRunDir("lenet")
+	if _, err := os.Lstat(dir); err == nil || !strings.HasSuffix(dir, "-3") {
+		t.Fatalf("defaultRunDir gave %s: taken, or not the next free suffix", dir)
+	}
+}
