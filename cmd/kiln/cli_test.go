@@ -225,6 +225,7 @@ func TestBadInput(t *testing.T) {
 		{"predict top 0", []string{"predict", "--weights", "w.safetensors", "--index", "0", "--top", "0"}, 2, "--top"},
 		{"predict missing image", []string{"predict", "--weights", "w.safetensors", "--image", "missing.png"}, 2, "missing.png"},
 		{"export without out", []string{"export", "--weights", "w.safetensors"}, 2, "--out"},
+		{"export onnx as safetensors", []string{"export", "--weights", "w.safetensors", "--format", "onnx", "--out", "y.safetensors"}, 2, "the file would be named as the other format"},
 		{"export corrupt weights", []string{"export", "--weights", "w.safetensors", "--out", "x.safetensors"}, 1, "w.safetensors"},
 	}
 	for _, c := range cases {
@@ -520,6 +521,13 @@ func TestExport(t *testing.T) {
 	m := oneJSONLine(t, mustRun(t, dir, "eval", "--weights", out, "--subset", "0.01", "--json").stdout)
 	if acc := number(t, m, "accuracy"); math.Abs(acc-*sum.TestAccuracy) > 1e-12 {
 		t.Errorf("exported weights: accuracy %v, the run's %v", acc, *sum.TestAccuracy)
+	}
+	// --out FILE.onnx without --format is ONNX (a ModelProto starts with
+	// field 1, ir_version: byte 0x08), not safetensors under that name.
+	onnxOut := filepath.Join(dir, "models", "lenet.onnx")
+	mustRun(t, dir, "export", "--run", run, "--out", onnxOut)
+	if b, err := os.ReadFile(onnxOut); err != nil || len(b) == 0 || b[0] != 0x08 {
+		t.Errorf("--out lenet.onnx: not an ONNX file (%v, first bytes %x)", err, b[:min(8, len(b))])
 	}
 }
 

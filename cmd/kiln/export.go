@@ -97,10 +97,13 @@ model.json or else the data set's constants (left out when unknown).
 	f := cmd.Flags()
 	mf := addModelFlags(f)
 	f.StringVar(&out, "out", "", "output file: FILE.safetensors (the sidecar goes to FILE.json) or FILE.onnx")
-	f.StringVar(&format, "format", "safetensors", "safetensors (PyTorch's state_dict and a JSON sidecar) or onnx")
+	f.StringVar(&format, "format", "", "safetensors (PyTorch's state_dict and a JSON sidecar) or onnx (default: from --out's extension, else safetensors)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		s, err := mf.resolve(cmd.Flags())
 		if err != nil {
+			return err
+		}
+		if format, err = exportFormat(format, out); err != nil {
 			return err
 		}
 		if err := checkExportOut(format, out); err != nil {
@@ -138,6 +141,26 @@ model.json or else the data set's constants (left out when unknown).
 		return exportSafetensors(model, out, mf.run, s.dataset, meta)
 	}
 	return cmd
+}
+
+// exportFormat is --format, or when it is not given the format --out's
+// extension names (safetensors otherwise). A format the extension
+// contradicts is refused: ONNX Runtime cannot open a safetensors file
+// named .onnx, nor kiln an ONNX file named .safetensors.
+func exportFormat(format, out string) (string, error) {
+	ext := strings.ToLower(filepath.Ext(out))
+	byExt := map[string]string{".onnx": "onnx", ".safetensors": "safetensors"}[ext]
+	format = strings.ToLower(format)
+	switch {
+	case format == "":
+		return cmp.Or(byExt, "safetensors"), nil
+	case format != "onnx" && format != "safetensors":
+		return format, nil // checkExportOut names it
+	case byExt != "" && byExt != format:
+		return "", usagef("--format %s with --out %s: the file would be named as the other format (drop --format, or name it %s)",
+			format, out, strings.TrimSuffix(out, filepath.Ext(out))+map[string]string{"onnx": ".onnx", "safetensors": ".safetensors"}[format])
+	}
+	return format, nil
 }
 
 // checkExportOut checks --format and --out before anything is loaded.
