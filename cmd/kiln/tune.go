@@ -213,6 +213,13 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 	if err != nil {
 		return trainer.Config{}, nil, tune.Settings{}, err
 	}
+	for _, k := range space.Keys() {
+		// The space's values win; a flag for the same setting would be
+		// left unread without a word.
+		if flag := strings.ReplaceAll(k, "_", "-"); cfs.Changed(flag) {
+			return trainer.Config{}, nil, tune.Settings{}, fmt.Errorf("--%s %s: the search space sets %s too; give it in one place", flag, cfs.Lookup(flag).Value, k)
+		}
+	}
 	if !slices.ContainsFunc(space.Keys(), func(k string) bool { return k == "model" || k == "schedule" }) {
 		// No trial gives the setting a model or schedule that reads it.
 		if err := base.CheckInert(); err != nil {

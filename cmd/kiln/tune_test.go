@@ -85,8 +85,8 @@ func TestTuneGridRanksTrialsAndKilnTrainTakesBestYAML(t *testing.T) {
 		t.Errorf("second tune into %s: exit %d %s", tuneDir, r.code, r.stderr)
 	}
 	other := append([]string{"tune", "--resume", "--run-dir", tuneDir, "--strategy", "grid"}, tinyTune...)
-	other = append(other, "--lr", "0.1", "--param", "lr=1e-4,0.05", "--param", "hidden=16,64", "--trials", "3")
-	for _, want := range []string{"lr: 0.05 → 0.1", `--param hidden: "16,32" → "16,64"`, "trials: 0 → 3", "only --parallel, --threads and --log-level may change"} {
+	other = append(other, "--momentum", "0.5", "--param", "lr=1e-4,0.05", "--param", "hidden=16,64", "--trials", "3")
+	for _, want := range []string{"momentum: 0.9 → 0.5", `--param hidden: "16,32" → "16,64"`, "trials: 0 → 3", "only --parallel, --threads and --log-level may change"} {
 		if r := kiln(t, dir, other...); r.code != 2 || !strings.Contains(r.stderr, want) {
 			t.Errorf("--resume with other settings: exit %d, want %q in\n%s", r.code, want, r.stderr)
 		}
