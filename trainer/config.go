@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/parser"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/userfile"
@@ -261,8 +262,10 @@ func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
 	if isJSON {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
-		err = dec.Decode(&c)
-	} else {
+		if err = dec.Decode(&c); err == nil && dec.More() {
+			err = errors.New("more than one JSON value: a file of settings is one object")
+		}
+	} else if err = oneYAMLDocument(b); err == nil {
 		err = DecodeYAML(b, &c, yaml.Strict())
 	}
 	if err != nil {
@@ -279,6 +282,31 @@ func yamlEmpty(b []byte) (bool, error) {
 		return false, err
 	}
 	return v == nil, nil
+}
+
+// oneYAMLDocument refuses YAML of more than one document (a "---" between
+// two sets of settings), whose decoding would read the first alone and
+// leave the others unread without a word, as PyYAML's safe_load refuses it.
+func oneYAMLDocument(b []byte) (err error) {
+	defer func() {
+		if recover() != nil {
+			err = nil // DecodeYAML reports the decoder's failure
+		}
+	}()
+	f, err := parser.ParseBytes(b, 0)
+	if err != nil {
+		return nil // DecodeYAML says what is wrong
+	}
+	n := 0
+	for _, d := range f.Docs {
+		if d != nil && d.Body != nil {
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("%d YAML documents (separated by ---): a file of settings is one", n)
+	}
+	return nil
 }
 
 // ReadConfigFile reads a file of settings (a configuration, kiln tune's

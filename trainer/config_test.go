@@ -562,3 +562,25 @@ func TestTakeTaskRefusesRegressionOnClasses(t *testing.T) {
 		t.Fatalf("the data decides: %v, Regression %v", err, c.Regression)
 	}
 }
+
+// A file of settings is one document: a second one (YAML after ---, or a
+// second JSON object) is refused, not left unread.
+func TestConfigOfTwoDocumentsIsRefused(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		json bool
+		want string
+	}{
+		{"epochs: 1\n---\nepochs: 2\nbatch: 32\n", false, "2 YAML documents"},
+		{`{"epochs": 1}` + "\n" + `{"epochs": 2}`, true, "more than one JSON value"},
+	} {
+		if _, err := ParseConfig([]byte(c.text), c.json, DefaultConfig()); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.text, err, c.want)
+		}
+	}
+	// One document with its markers is one.
+	got, err := ParseConfig([]byte("---\nepochs: 2\n...\n"), false, DefaultConfig())
+	if err != nil || got.Epochs != 2 {
+		t.Errorf("one marked document: %v, epochs %d", err, got.Epochs)
+	}
+}
