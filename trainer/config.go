@@ -156,6 +156,9 @@ var optimizerDefaults = map[string]struct {
 // AdamW recipe (lr 3e-3, no momentum, weight decay 0.05) under SGD trained
 // to 12% on MNIST.
 func UseOptimizerDefaults(c *Config, recipe Config, given func(key string) bool) {
+	if given("momentum") && !given("nesterov") && c.Momentum == 0 {
+		c.Nesterov = false // plain SGD, asked for: not the recipe's Nesterov, which needs momentum
+	}
 	d, ok := optimizerDefaults[c.Optimizer]
 	if !ok || c.Optimizer == recipe.Optimizer {
 		return
@@ -529,6 +532,14 @@ func (c Config) inertSettings() []inertSetting {
 	} {
 		if o.set && !slices.Contains(o.kinds, kind) {
 			out = append(out, inertSetting{settingErr(o.key, o.value, "is for the %s schedule; this run's is %s", orList(o.kinds), kind), o.clear})
+		}
+	}
+	if c.Optimizer == "adam" || c.Optimizer == "adamw" { // its betas stand for them
+		if c.Momentum != 0 {
+			out = append(out, inertSetting{settingErr("momentum", c.Momentum, "is SGD's; this run's optimizer is %s", c.Optimizer), func(c *Config) { c.Momentum = 0 }})
+		}
+		if c.Nesterov {
+			out = append(out, inertSetting{settingErr("nesterov", true, "is SGD's; this run's optimizer is %s", c.Optimizer), func(c *Config) { c.Nesterov = false }})
 		}
 	}
 	return out

@@ -430,6 +430,8 @@ func TestSettingsOnlyWhereSomethingReadsThem(t *testing.T) {
 		{"gamma", "is for the step, multistep or exp schedule; this run's is plateau", func(c *Config) { c.Schedule, c.Gamma = "plateau", 0.5 }},
 		{"plateau_patience", "is for the plateau schedule; this run's is cosine", func(c *Config) { c.Schedule, c.PlateauPatience = "cosine", 2 }},
 		{"plateau_factor", "is for the plateau schedule; this run's is onecycle", func(c *Config) { c.PlateauFactor = 0.5 }},
+		{"momentum", "is SGD's; this run's optimizer is adam", func(c *Config) { c.Optimizer, c.Momentum, c.Nesterov = "adam", 0.9, false }},
+		{"nesterov", "is SGD's; this run's optimizer is adamw", func(c *Config) { c.Optimizer, c.Momentum, c.Nesterov = "adamw", 0, true }},
 	}
 	for _, k := range cases {
 		c := DefaultConfig()

@@ -218,3 +218,15 @@ func TestAnotherOptimizerTakesItsOwnDefaults(t *testing.T) {
 		}
 	}
 }
+
+// --momentum 0 is plain SGD, as in PyTorch: the recipe's Nesterov, which
+// needs momentum, goes with it unless --nesterov is given too.
+func TestMomentumZeroIsPlainSGD(t *testing.T) {
+	c, err := resolveArgs("--momentum", "0")
+	if err != nil || c.Momentum != 0 || c.Nesterov {
+		t.Fatalf("--momentum 0: %v, momentum %v, nesterov %v", err, c.Momentum, c.Nesterov)
+	}
+	if _, err := resolveArgs("--momentum", "0", "--nesterov"); err == nil || !strings.Contains(err.Error(), "--nesterov true: needs momentum > 0") {
+		t.Fatalf("--momentum 0 --nesterov: %v", err)
+	}
+}

@@ -220,7 +220,7 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 			return trainer.Config{}, nil, tune.Settings{}, fmt.Errorf("--%s %s: the search space sets %s too; give it in one place", flag, cfs.Lookup(flag).Value, k)
 		}
 	}
-	if !slices.ContainsFunc(space.Keys(), func(k string) bool { return k == "model" || k == "schedule" }) {
+	if !slices.ContainsFunc(space.Keys(), func(k string) bool { return k == "model" || k == "schedule" || k == "optimizer" }) {
 		// No trial gives the setting a model or schedule that reads it.
 		if err := base.CheckInert(); err != nil {
 			return trainer.Config{}, nil, tune.Settings{}, nameSetting(err, cfs, tf.configPath)
