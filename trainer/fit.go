@@ -123,12 +123,19 @@ func CheckSchedule(c Config, train *data.Dataset) error {
 	if c.Batch <= 0 {
 		return nil // ValidateTraining says so
 	}
-	_, err := scheduleFor(c, data.BatchesPerEpoch(train.Len(), c.Batch, c.DropLast))
+	nb := data.BatchesPerEpoch(train.Len(), c.Batch, c.DropLast)
+	if nb == 0 {
+		return settingErr("batch", c.Batch, "is more than the %d training samples, which then make no batch with drop_last", train.Len())
+	}
+	_, err := scheduleFor(c, nb)
 	return err
 }
 
 // scheduleFor is c's learning-rate schedule over a run of nb steps an epoch.
 func scheduleFor(c Config, nb int) (*Schedule, error) {
+	if nb > 0 && c.Epochs > math.MaxInt32/nb {
+		return nil, settingErr("epochs", c.Epochs, "at %d steps an epoch, makes a run longer than the %d steps a schedule counts", nb, math.MaxInt32)
+	}
 	return NewSchedule(ScheduleConfig{Kind: c.Schedule, BaseLR: c.LR, Total: nb * c.Epochs, Warmup: c.Warmup,
 		StepSize: c.StepSize, Milestones: c.Milestones, Gamma: c.Gamma,
 		Factor: c.PlateauFactor, Patience: c.PlateauPatience})
