@@ -263,7 +263,7 @@ func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
 	c := base
 	var err error
 	if isJSON {
-		dec := json.NewDecoder(bytes.NewReader(b))
+		dec := json.NewDecoder(bytes.NewReader(jsonWholes(b)))
 		dec.DisallowUnknownFields()
 		if err = dec.Decode(&c); err == nil && dec.More() {
 			err = errors.New("more than one JSON value: a file of settings is one object")

@@ -586,3 +586,15 @@ func TestConfigOfTwoDocumentsIsRefused(t *testing.T) {
 		t.Errorf("one marked document: %v, epochs %d", err, got.Epochs)
 	}
 }
+
+// JSON takes whole numbers written 2.0 or 1e2 for integer settings, as YAML
+// does, rather than failing with encoding/json's Go error.
+func TestJSONWholeNumbers(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"epochs": 2.0, "batch": 1e2, "milestones": [1.0e1], "seed": 7}`), true, DefaultConfig())
+	if err != nil || c.Epochs != 2 || c.Batch != 100 || len(c.Milestones) != 1 || c.Milestones[0] != 10 || c.Seed != 7 {
+		t.Fatalf("%v: epochs %d batch %d milestones %v seed %d", err, c.Epochs, c.Batch, c.Milestones, c.Seed)
+	}
+	if _, err := ParseConfig([]byte(`{"epochs": 1.5}`), true, DefaultConfig()); err == nil || !strings.Contains(err.Error(), "must be a whole number") {
+		t.Fatalf("epochs 1.5: %v", err)
+	}
+}

@@ -215,6 +215,56 @@ func checkNumbers(b []byte, isJSON bool) error {
 	return nil
 }
 
+// jsonWholes writes the whole numbers of b's integer settings given as 2.0
+// or 1e2 as integers, which encoding/json would refuse with a Go error
+// ("cannot unmarshal number 2.0 into Go struct field Config.epochs of type
+// int") where YAML takes them: checkNumbers has checked they are whole.
+func jsonWholes(b []byte) []byte {
+	m, err := settingsMap(b, true)
+	if err != nil {
+		return b
+	}
+	fields, changed := configKinds(), false
+	whole := func(v any, unsigned bool) (any, bool) {
+		n, ok := v.(json.Number)
+		if !ok {
+			return v, false
+		}
+		if _, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+			return v, false
+		}
+		if f, ok := wholeNumber(n, unsigned); ok {
+			return json.Number(strconv.FormatFloat(f, 'f', -1, 64)), true
+		}
+		return v, false
+	}
+	for k, v := range m {
+		t, ok := fields[k]
+		switch {
+		case !ok:
+		case t.Kind() == reflect.Int || t.Kind() == reflect.Uint64:
+			var c bool
+			m[k], c = whole(v, t.Kind() == reflect.Uint64)
+			changed = changed || c
+		case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Int:
+			list, _ := v.([]any)
+			for i, e := range list {
+				var c bool
+				list[i], c = whole(e, false)
+				changed = changed || c
+			}
+		}
+	}
+	if !changed {
+		return b
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
 // configKinds maps each configuration key to its field's type.
 func configKinds() map[string]reflect.Type {
 	typ := reflect.TypeFor[Config]()
