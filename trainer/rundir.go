@@ -287,6 +287,9 @@ func ConsoleWriter(out io.Writer) zerolog.ConsoleWriter {
 // digits (lr=0.04972, not 0.049720771772545594), a count as it is.
 func consoleValue(v any) string {
 	n, ok := v.(json.Number)
+	if b, raw := v.([]byte); raw {
+		return string(b) // a bool or a list, which zerolog hands over as its JSON text
+	}
 	if !ok {
 		return fmt.Sprint(v)
 	}

@@ -369,3 +369,14 @@ func TestResumeRefusesOtherData(t *testing.T) {
 		t.Fatalf("a resume on the same data: %v", err)
 	}
 }
+
+// The console writes a bool or list field as its text (resume=false), not
+// as the bytes zerolog hands over ([102 97 108 115 101]).
+func TestConsoleWritesBoolsAsText(t *testing.T) {
+	var b bytes.Buffer
+	log := zerolog.New(ConsoleWriter(&b))
+	log.Info().Bool("resume", false).Ints("sizes", []int{1, 2}).Float64("lr", 0.049720771772545594).Msg("trial started")
+	if got := b.String(); !strings.Contains(got, "resume=false") || !strings.Contains(got, "sizes=[1,2]") || !strings.Contains(got, "lr=0.04972") {
+		t.Fatalf("console line %q", got)
+	}
+}
