@@ -215,7 +215,7 @@ func lrPlot(path, dir string, ms []trainer.MetricsRecord, rep *Report) error {
 	return Lines(path, "learning rate (as recorded)", "step", "learning rate", false, rec)
 }
 
-// rebuiltLR is the schedule of config.yaml over the run's steps; false when
+// rebuiltLR is the schedule of config.yaml over the steps the run took; false when
 // there is none to rebuild, with an error when config.yaml is there but
 // cannot be used (a missing one is a run copied without it: no news).
 func rebuiltLR(dir string, ms []trainer.MetricsRecord) (Series, bool, error) {
@@ -244,9 +244,14 @@ func rebuiltLR(dir string, ms []trainer.MetricsRecord) (Series, bool, error) {
 	if err != nil {
 		return Series{}, false, fmt.Errorf("%s: %w", trainer.ConfigFile, err)
 	}
-	every := max(1, total/2000)
+	ran := 0 // the steps the run took: early stopping, a halving tune or a kill ends it before total
+	for _, m := range ms {
+		ran = max(ran, m.Step)
+	}
+	end := min(total, ran)
+	every := max(1, end/2000)
 	s := Series{Name: c.Schedule}
-	for step := 0; step < total; step += every {
+	for step := 0; step < end; step += every {
 		s.X = append(s.X, float64(step+1))
 		s.Y = append(s.Y, sched.LR(step))
 	}
