@@ -738,3 +738,34 @@ func TestBoardRereadsARewrittenFile(t *testing.T) {
 		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
 	}
 }
+
+// A linear y axis labels its ticks with the decimals their spacing needs:
+// accuracies 0.0002 apart read 0.9812, 0.9814, …, not 0.981 twice.
+func TestBoardTickLabelsInABrowser(t *testing.T) {
+	br := newBrowser(t, 60*time.Second)
+	logdir := filepath.Join(t.TempDir(), "runs")
+	var lines []string
+	for i := range 10 {
+		lines = append(lines, fmt.Sprintf(`{"step":%d,"epoch":%d,"split":"val","loss":%g,"accuracy":%g,"lr":0.01}`,
+			100*(i+1), i+1, 0.0601+0.00005*float64((i*7)%5), 0.9812+0.00015*float64((i*3)%5)))
+	}
+	if err := os.MkdirAll(filepath.Join(logdir, "t1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(logdir, "t1", trainer.MetricsFile), []byte(strings.Join(lines, "\n")+"\n"))
+	if err := chromedp.Do(br.ctx, chromedp.Navigate(serveBoard(t, logdir)),
+		wait(`document.body.dataset.ready === 'true' && document.querySelector('.chart[data-metric="accuracy"]')?.dataset.yticks`, 15*time.Second)); err != nil {
+		t.Fatalf("loading the page: %v (page errors: %v)", err, br.errors())
+	}
+	ticks, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.querySelector('.chart[data-metric="accuracy"]').dataset.yticks`))
+	labels := strings.Split(ticks, "|")
+	if err != nil || len(labels) < 2 || len(slices.Compact(slices.Clone(labels))) != len(labels) {
+		t.Fatalf("accuracy axis labels %q (%v): want distinct labels", ticks, err)
+	}
+	for _, l := range labels {
+		if !strings.HasPrefix(l, "0.981") || len(l) != len("0.9812") {
+			t.Errorf("accuracy axis labels %q: want four decimals", ticks)
+			break
+		}
+	}
+}

@@ -52,6 +52,16 @@ function fmt(v, digits = 4) {
   if (Number.isInteger(v)) return v.toLocaleString('en-US');
   return Number(v.toPrecision(digits)).toString();
 }
+// tickLabels writes a linear axis's ticks with the decimals their spacing
+// needs, so that ticks 0.0002 apart read 0.9812, 0.9814 (as TensorBoard's
+// do), not 0.981 twice.
+function tickLabels(vs, incr) {
+  const big = vs.some((v) => Math.abs(v) >= 1e6);
+  if (!finite(incr) || incr <= 0 || incr < 1e-6 || big) return vs.map((v) => fmt(v, 3));
+  const text = String(Number(incr.toPrecision(12)));
+  const decimals = text.includes('.') ? text.length - text.indexOf('.') - 1 : 0;
+  return vs.map((v) => (finite(v) ? v.toFixed(decimals) : '–'));
+}
 const pct = (v) => (finite(v) ? (100 * v).toFixed(2) + '%' : '–');
 function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
 function withAlpha(hex, a) {
@@ -573,7 +583,11 @@ function drawChart(box, metric, series) {
       scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
       axes: [
         { ...axis, values: state.xaxis === 'wall' ? (u, vs) => vs.map(clock) : undefined },
-        { ...axis, size: 58, values: (u, vs) => vs.map((v) => fmt(v, 3)) },
+        { ...axis, size: 58, values: (u, vs, _ax, _space, incr) => {
+          const labels = log ? vs.map((v) => fmt(v, 3)) : tickLabels(vs, incr);
+          card.dataset.yticks = labels.join('|');
+          return labels;
+        } },
       ],
       series: [{ label: xlabel }, ...spec.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width, dash: s.dash, spanGaps: true, points: s.points || { show: s.n <= 40, size: 5, fill: s.color } }))],
       legend: { show: false },
