@@ -287,6 +287,14 @@ func TestBoardInABrowser(t *testing.T) {
 		t.Fatalf("loading %s: %v", url, err)
 	}
 	t.Logf("page rendered in %v", time.Since(loadStart).Round(time.Millisecond))
+	// The run the page heads with is one of the curves drawn, not the tune's
+	// newest trial, which the default selection leaves to the tune's table.
+	headline, err := chromedp.Run(br.ctx, chromedp.Evaluate[bool](
+		`!document.body.dataset.focus.startsWith('sweep/') && [...document.querySelectorAll('.run')].some((r) => r.dataset.run === document.body.dataset.focus && r.querySelector('input').checked)`))
+	if err != nil || !headline {
+		focus, _ := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.body.dataset.focus`))
+		t.Errorf("the page heads with %q, which is not among the curves drawn (%v)", focus, err)
+	}
 	f := checkScalars(t, br, logdir)
 	checkTune(t, br, f)
 	br.focus("lenet-mnist")

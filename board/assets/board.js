@@ -321,7 +321,10 @@ function reconcile(l) {
     state.selected = new Set(recent.map((r) => r.id));
   }
   if (!ids.has(state.focus) || !state.focusChosen) {
-    const newest = [...l.runs].sort((a, b) => b.modified - a.modified)[0];
+    // From the same pool as the default selection, so that the run the
+    // page heads with is one of the curves drawn.
+    const own = l.runs.filter((r) => !r.tune);
+    const newest = [...(own.length ? own : l.runs)].sort((a, b) => b.modified - a.modified)[0];
     if (!ids.has(state.focus)) state.focusChosen = false;
     if (!state.focusChosen) state.focus = newest ? newest.id : null;
   }
