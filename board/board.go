@@ -439,13 +439,24 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	tick := time.NewTicker(s.Poll)
 	defer tick.Stop()
 	var last []byte
+	var problem string
 	lastWrite := time.Now()
 	for {
 		b, err := s.listing()
 		switch {
-		case err != nil:
+		case err != nil && err.Error() != problem:
+			// The page says so (the log directory moved away, say) instead
+			// of showing the last listing as live; logged once, not a poll.
+			problem, last = err.Error(), nil
 			s.log.Error().Err(err).Msg("board: listing")
+			msg, _ := json.Marshal(problem)
+			if _, err := fmt.Fprintf(w, "event: problem\ndata: %s\n\n", msg); err != nil {
+				return
+			}
+			lastWrite = time.Now()
+		case err != nil:
 		case string(b) != string(last):
+			problem = ""
 			if _, err := fmt.Fprintf(w, "event: runs\ndata: %s\n\n", b); err != nil {
 				return
 			}

@@ -370,6 +370,26 @@ func TestPageAndAssetsAreEmbeddedAndLocal(t *testing.T) {
 }
 
 // readEvent reads one Server-Sent Event's data.
+// readRawEvent reads the next event's name and data.
+func readRawEvent(t *testing.T, r *bufio.Reader) (name, data string) {
+	t.Helper()
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("event stream: %v", err)
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			name = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data = line[6:]
+		case line == "" && data != "":
+			return name, data
+		}
+	}
+}
+
 func readEvent(t *testing.T, r *bufio.Reader) Listing {
 	t.Helper()
 	var name, data string
@@ -441,6 +461,20 @@ func TestEventsFollowARunAsItTrains(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("new run never reported")
 		}
+	}
+	// The log directory moved away: a problem event says so, once, and the
+	// listing comes back with the directory.
+	if err := os.Rename(dir, dir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if name, data := readRawEvent(t, r); name != "problem" || !strings.Contains(data, "gone") {
+		t.Fatalf("after the log directory moved: event %q %s", name, data)
+	}
+	if err := os.Rename(dir+".moved", dir); err != nil {
+		t.Fatal(err)
+	}
+	if l := readEvent(t, r); len(l.Runs) != 2 {
+		t.Fatalf("after the log directory came back: %+v", l)
 	}
 	// Closing the server ends the stream.
 	s.Close()

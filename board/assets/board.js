@@ -1217,7 +1217,10 @@ function start() {
   const setLive = (s, text) => { live.dataset.state = s; live.textContent = text; };
   if (window.EventSource) {
     const es = new EventSource('api/events');
-    es.addEventListener('runs', (e) => { setLive('live', 'live'); schedule(JSON.parse(e.data)); });
+    es.addEventListener('runs', (e) => { setLive('live', 'live'); live.title = 'live updates'; schedule(JSON.parse(e.data)); });
+    // The server cannot list the log directory (moved or deleted): say so
+    // rather than show the last listing as live.
+    es.addEventListener('problem', (e) => { setLive('offline', 'no log directory'); live.title = JSON.parse(e.data); });
     es.onopen = () => setLive('live', 'live');
     es.onerror = () => setLive('offline', 'reconnecting');
   } else {
