@@ -3,7 +3,10 @@ package mpi
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // DisagreeError says which ranks hold bytes that differ from rank 0's.
@@ -27,8 +30,12 @@ func (e *DisagreeError) Error() string {
 // rank 0's.
 func (e *DisagreeError) RankValues() (values [][]byte, differ []int) { return e.Values, e.Ranks }
 
-// short prints at most 8 bytes: enough to tell hashes apart in a log line.
+// short prints a short text as it is ("cpu"), other bytes as at most 8 in
+// hex: enough to tell hashes apart in a log line.
 func short(b []byte) string {
+	if len(b) > 0 && len(b) <= 40 && utf8.Valid(b) && !bytes.ContainsFunc(b, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(string(b))
+	}
 	if len(b) > 8 {
 		return fmt.Sprintf("%x… (%d bytes)", b[:8], len(b))
 	}

@@ -69,9 +69,15 @@ func TestErrNotBuiltOnlyForSeveralProcesses(t *testing.T) {
 
 func TestDisagreeErrorNamesRanks(t *testing.T) {
 	err := error(&DisagreeError{What: "the configuration hash", Ranks: []int{1, 3},
-		Values: [][]byte{{1, 2}, {9}, {1, 2}, []byte("0123456789")}})
+		Values: [][]byte{{1, 2}, {9}, {1, 2}, {0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0xff, 0}}})
 	want := "mpi: ranks disagree on the configuration hash: rank 0 has 0102, rank 1 has 09, " +
 		"rank 3 has 3031323334353637… (10 bytes)"
+	if err.Error() != want {
+		t.Errorf("got  %s\nwant %s", err, want)
+	}
+	// A short text (a device's name) is shown as text.
+	err = &DisagreeError{What: "the device", Ranks: []int{1}, Values: [][]byte{[]byte("cuda"), []byte("cpu")}}
+	want = `mpi: ranks disagree on the device: rank 0 has "cuda", rank 1 has "cpu"`
 	if err.Error() != want {
 		t.Errorf("got  %s\nwant %s", err, want)
 	}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-ml/kiln/mpi/mpitesting"
 )
@@ -41,6 +43,17 @@ func TestDataParallelGPURanksEmulated(t *testing.T) {
 	out, err := runMPIErr(t, mpirun, 2, bin, append(args("sync"), "--sync-bn")...)
 	if err == nil || !strings.Contains(out, "--sync-bn runs on the CPU so far") {
 		t.Errorf("--sync-bn on GPU ranks: %v, want a refusal; output:\n%s", err, out)
+	}
+	// A rank on the CPU (--device auto on a node whose GPU cannot be used)
+	// beside one on a GPU is refused at once; it waited forever, each kind
+	// of rank in its own first collective.
+	mixed := append(append([]string{"--allow-run-as-root", "--oversubscribe", "-x", "KILN_EMU_DEVICES", "-np", "1", bin}, args("mixed")...), ":", "-np", "1", bin)
+	mixed = append(append(mixed, e.args("mixed")...), "--device", "cpu", "--epochs", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	mout, err := exec.CommandContext(ctx, mpirun, mixed...).CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(mout), `ranks disagree on the device`) || !strings.Contains(string(mout), `rank 1 has "cpu"`) {
+		t.Errorf("a GPU rank and a CPU rank: %v (context %v), want a refusal naming the devices; output:\n%s", err, ctx.Err(), mout)
 	}
 	t.Setenv("KILN_EMU_DEVICES", "1")
 	out, err = runMPIErr(t, mpirun, 2, bin, args("shared")...)

@@ -126,6 +126,12 @@ func useWorld(w *mpi.World, c trainer.Config, tr *trainer.Trainer) (leave func()
 		engine.SetThreads(max(1, runtime.NumCPU()/w.LocalSize()))
 	}
 	tr.Log = tr.Log.With().Int("rank", w.Rank()).Logger()
+	// Before any collective the two kinds of rank make differently (NCCL's
+	// set-up on a GPU, the configuration's agreement on a CPU): a node whose
+	// --device auto fell back to the CPU would otherwise wait forever.
+	if err := w.Agree("the device (--device auto falls back to the CPU where a GPU cannot be used)", []byte(tr.Device().String())); err != nil {
+		return nil, err
+	}
 	if tr.Device() != engine.CUDA || w.Size() == 1 {
 		return func() error { return nil }, nil
 	}
