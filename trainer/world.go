@@ -186,6 +186,28 @@ func agreeConfig(w World, key json.RawMessage) error {
 		"on --resume a rank that cannot read the run directory's config.yaml needs the run's flags given again)", strings.Join(d, "; "))
 }
 
+// AgreeSettings checks that every rank holds the same settings (a struct
+// or map, compared as JSON), naming each differing rank's differences:
+// ranks with other settings wait in collectives of other sizes (a hang, or
+// a heap overwritten). kiln bench's ranks use it; a run's use agreeConfig.
+func AgreeSettings(w World, settings any) error {
+	b, err := json.Marshal(settings)
+	if err != nil {
+		return err
+	}
+	err = w.Agree("the settings", b)
+	var rv rankValues
+	if !errors.As(err, &rv) {
+		return err
+	}
+	values, differ := rv.RankValues()
+	var d []string
+	for _, r := range differ {
+		d = append(d, fmt.Sprintf("rank %d: %s", r, configDiff(values[0], values[r])))
+	}
+	return fmt.Errorf("ranks disagree on the settings, rank 0's → another's: %s (every rank must be given the same)", strings.Join(d, "; "))
+}
+
 // agreeHash checks that every rank holds the same thing, by a hash of its
 // bytes.
 func agreeHash(w World, what string, b []byte) error {

@@ -135,6 +135,13 @@ func runBench(o benchFlags) (err error) {
 	if err != nil {
 		return err
 	}
+	if world != nil {
+		if err := trainer.AgreeSettings(benchWorld(world), map[string]any{"model": o.model, "input": spec, "batch": o.batch,
+			"warmup": o.warmup, "steps": o.steps, "seconds": o.seconds, "device": dev.String(), "precision": prec.String(),
+			"micro_batch": o.microBatch, "bucket_bytes": buckets, "no_cuda_graph": o.noCUDAGraph}); err != nil {
+			return err
+		}
+	}
 	res, err := bench.TimeSteps(bench.StepTimingConfig{
 		Model: o.model, Spec: spec, Batch: o.batch, Warmup: o.warmup, Steps: o.steps,
 		MinDur: time.Duration(o.seconds * float64(time.Second)), Device: dev, World: benchWorld(world), BucketBytes: buckets,

@@ -63,6 +63,20 @@ func TestBenchTwoRanks(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, "--batch 15 is the global batch") || stdout != "" {
 		t.Errorf("--batch 15 on 2 ranks: %v, stdout %q; want a refusal naming it; stderr:\n%s", err, stdout, stderr)
 	}
+
+	// Ranks given other settings are refused, naming them: they summed
+	// gradient buffers of other lengths (MPI_ERR_TRUNCATE, a heap
+	// overwritten).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rank := func(model string) []string {
+		return []string{"-np", "1", bin, "bench", "--model", model, "--batch", "16", "--threads", "1", "--steps", "2", "--warmup", "1", "--seconds", "0.1"}
+	}
+	mpmd := append(append([]string{"--allow-run-as-root", "--oversubscribe"}, rank("mlp")...), append([]string{":"}, rank("lenet")...)...)
+	out, err := exec.CommandContext(ctx, mpirun, mpmd...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `rank 1: model: "mlp" → "lenet"`) {
+		t.Errorf("ranks benchmarking other models: %v, want a refusal naming the model; output:\n%s", err, out)
+	}
 }
 
 // benchSuiteRanks checks the suite's ranks scan: with a kiln built with MPI
