@@ -36,6 +36,20 @@ func TestDataParallelFaults(t *testing.T) {
 	for _, rank := range []int{1, 0} {
 		t.Run(fmt.Sprintf("rank %d killed", rank), func(t *testing.T) { ddpKillRank(t, mpirun, bin, rank) })
 	}
+	t.Run("disk full", func(t *testing.T) { ddpDiskFull(t, mpirun) })
+}
+
+// ddpDiskFull: a full disk under mpirun says how to go on, as one process
+// does (the message was printed and the job aborted before the hint was
+// added), with the mpirun command.
+func ddpDiskFull(t *testing.T, mpirun string) {
+	bin := kilnWithTags(t, "mpi,faultinject")
+	run := filepath.Join(t.TempDir(), "full")
+	t.Setenv("KILN_FAULT", "enospc:3") // mpirun passes its environment to local ranks
+	out, err := runMPIErr(t, mpirun, 2, bin, append(ddpFaultArgs(run), "--epochs", "1", "--stop-after-epoch", "1")...)
+	if err == nil || !strings.Contains(out, "is full") || !strings.Contains(out, "free some space, then mpirun -np 2 kiln train --run-dir "+run+" --resume") {
+		t.Errorf("a full disk under mpirun: %v, want the message and how to resume; output:\n%s", err, out)
+	}
 }
 
 // ddpFaultArgs trains mlp on all of MNIST for 3 epochs: about a second an

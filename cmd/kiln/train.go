@@ -182,12 +182,22 @@ func runTrain(c trainer.Config, resume bool) error {
 	if c.RunDir == "" {
 		c.RunDir = defaultRunDir(c.Model)
 	}
-	err := train(c, resume)
+	return train(c, resume)
+}
+
+// diskFullHint says how to go on after a full disk: under mpirun before
+// endWorld prints the error and aborts the job, so that every rank's line
+// carries it.
+func diskFullHint(err error, c trainer.Config) error {
 	var full *durable.DiskFullError
-	if errors.As(err, &full) {
-		return fmt.Errorf("%w\nthe last checkpoint, if there is one, is kept: free some space, then kiln train --run-dir %s --resume", err, c.RunDir)
+	if !errors.As(err, &full) {
+		return err
 	}
-	return err
+	resume := "kiln train --run-dir " + c.RunDir + " --resume"
+	if c.WorldSize > 1 {
+		resume = fmt.Sprintf("mpirun -np %d %s", c.WorldSize, resume)
+	}
+	return fmt.Errorf("%w\nthe last checkpoint, if there is one, is kept: free some space, then %s", err, resume)
 }
 
 // train is kiln train once its run directory is named. Under mpirun it is
@@ -206,6 +216,9 @@ func train(c trainer.Config, resume bool) (err error) {
 	}
 	if world != nil {
 		defer func() { err = endWorld(world, err) }()
+	}
+	defer func() { err = diskFullHint(err, c) }() // deferred after endWorld: it runs first
+	if world != nil {
 		if err := pickGPU(world, c.Device); err != nil {
 			return err
 		}
