@@ -220,8 +220,9 @@ func agreeHash(w World, what string, b []byte) error {
 // the ranks.
 func checkGlobalBatch(batch, ranks int) error {
 	if ranks > 1 && batch%ranks != 0 {
-		return fmt.Errorf("--batch %d is the global batch, split evenly across the %d ranks: it must be a multiple of %d (say --batch %d)",
-			batch, ranks, ranks, (batch/ranks+1)*ranks)
+		return fmt.Errorf("--batch %d is the global batch, split evenly across the %d ranks: it must be a multiple of %d (say --batch %d; "+
+			"a resumed run keeps its batch: resume it on a number of ranks that divides %d)",
+			batch, ranks, ranks, (batch/ranks+1)*ranks, batch)
 	}
 	return nil
 }
