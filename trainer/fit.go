@@ -843,6 +843,9 @@ func (t *Trainer) stepError(err error, epoch, step int) error {
 // fails before its first checkpoint has none, and saying "the last good
 // checkpoint is kept" there sent a user looking for one.
 func (t *Trainer) keptCheckpoint() string {
+	if t.Run == nil && t.world().Rank() != 0 {
+		return "rank 0 keeps the run's checkpoint"
+	}
 	if t.Run == nil {
 		return "no run directory, so no checkpoint"
 	}

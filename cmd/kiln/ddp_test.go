@@ -145,6 +145,14 @@ func ddpCtrlC(t *testing.T, e ddpEnv) {
 	if _, err := os.Stat(filepath.Join(e.dir, "ctrlc", "checkpoint.safetensors")); err != nil {
 		t.Error(err)
 	}
+	// Rank 0 says how to resume, under mpirun; rank 1 that rank 0 wrote the
+	// checkpoint, not that it did.
+	for _, want := range []string{"kiln: training interrupted; rank 0 wrote the checkpoint",
+		"(mpirun -np 2 kiln train --run-dir " + filepath.Join(e.dir, "ctrlc") + " --resume)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the interrupted ranks' lines lack %q:\n%s", want, out)
+		}
+	}
 }
 
 func ddpRankFailsAlone(t *testing.T, e ddpEnv) {

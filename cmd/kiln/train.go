@@ -193,11 +193,7 @@ func diskFullHint(err error, c trainer.Config) error {
 	if !errors.As(err, &full) {
 		return err
 	}
-	resume := "kiln train --run-dir " + c.RunDir + " --resume"
-	if c.WorldSize > 1 {
-		resume = fmt.Sprintf("mpirun -np %d %s", c.WorldSize, resume)
-	}
-	return fmt.Errorf("%w\nthe last checkpoint, if there is one, is kept: free some space, then %s", err, resume)
+	return fmt.Errorf("%w\nthe last checkpoint, if there is one, is kept: free some space, then %s", err, resumeCommand(c))
 }
 
 // train is kiln train once its run directory is named. Under mpirun it is
@@ -271,7 +267,7 @@ func train(c trainer.Config, resume bool) (err error) {
 	var refused *trainer.ResumeRefusedError
 	switch {
 	case errors.Is(err, trainer.ErrInterrupted):
-		return exitError{fmt.Errorf("%w (kiln train --run-dir %s --resume)", err, c.RunDir), 130}
+		return exitError{fmt.Errorf("%w (%s)", err, resumeCommand(c)), 130}
 	case errors.As(err, &refused):
 		return usageError{err}
 	case err != nil:
@@ -301,9 +297,26 @@ func trainRank(c trainer.Config, world *mpi.World) (err error) {
 	defer stop()
 	_, err = ts.tr.Fit(ctx, ts.splits)
 	if errors.Is(err, trainer.ErrInterrupted) {
-		return exitError{err, 130}
+		return exitError{rankInterrupted{}, 130}
 	}
 	return err
+}
+
+// rankInterrupted is a rank's trainer.ErrInterrupted, other than rank 0's:
+// rank 0 wrote the checkpoint, and says how to resume.
+type rankInterrupted struct{}
+
+func (rankInterrupted) Error() string        { return "training interrupted; rank 0 wrote the checkpoint" }
+func (rankInterrupted) Is(target error) bool { return target == trainer.ErrInterrupted }
+
+// resumeCommand is the command that resumes c's run: under mpirun with as
+// many ranks.
+func resumeCommand(c trainer.Config) string {
+	cmd := "kiln train --run-dir " + c.RunDir + " --resume"
+	if c.WorldSize > 1 {
+		cmd = fmt.Sprintf("mpirun -np %d %s", c.WorldSize, cmd)
+	}
+	return cmd
 }
 
 // printFinished answers --resume of a run that has ended: its outcome, and
