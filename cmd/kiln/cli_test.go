@@ -227,6 +227,7 @@ func TestBadInput(t *testing.T) {
 		{"export without out", []string{"export", "--weights", "w.safetensors"}, 2, "--out"},
 		{"train drop-last batch over the data", []string{"train", "--subset", "0.01", "--batch", "100000", "--drop-last"}, 2, "training samples, which then make no batch with --drop-last"},
 		{"train epochs past counting", []string{"train", "--subset", "0.01", "--epochs", "1024819115206086201"}, 2, "--epochs 1024819115206086201: at"},
+		{"summary hidden on lenet", []string{"summary", "--model", "lenet", "--hidden", "5"}, 2, "--hidden: model lenet has no such setting"},
 		{"tune flag the space sets", []string{"tune", "--param", "lr=0.1,0.2", "--lr", "0.3"}, 2, "--lr 0.3: the search space sets lr too"},
 		{"export onnx as safetensors", []string{"export", "--weights", "w.safetensors", "--format", "onnx", "--out", "y.safetensors"}, 2, "the file would be named as the other format"},
 		{"export corrupt weights", []string{"export", "--weights", "w.safetensors", "--out", "x.safetensors"}, 1, "w.safetensors"},
