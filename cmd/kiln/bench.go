@@ -98,8 +98,11 @@ func runBench(o benchFlags) (err error) {
 	if err != nil {
 		return usageError{err}
 	}
-	if o.batch < 1 || o.steps < 0 || o.warmup < 0 || o.seconds < 0 || o.microBatch < -1 {
-		return usageError{fmt.Errorf("--batch must be positive, --steps, --warmup, --seconds not negative and --micro-batch at least -1")}
+	if !(o.seconds >= 0 && o.seconds <= 86400) { // NaN, ∞ and 1e300 overflowed the duration: two steps and done
+		return usagef("--seconds %v: must be in [0, 86400]", o.seconds)
+	}
+	if o.batch < 1 || o.steps < 0 || o.warmup < 0 || o.microBatch < -1 {
+		return usageError{fmt.Errorf("--batch must be positive, --steps and --warmup not negative and --micro-batch at least -1")}
 	}
 	if o.threads < 0 || o.threads > trainer.MaxThreads {
 		return usagef("--threads %d: must be in [0, %d] (0: all cores)", o.threads, trainer.MaxThreads)
