@@ -110,3 +110,16 @@ func TestBuildsMatch(t *testing.T) {
 		}
 	}
 }
+
+// kiln info reads $KILN_DEVICE as train does: it shows what training would
+// use, and a bad value is refused the same way.
+func TestInfoReadsKILN_DEVICE(t *testing.T) {
+	t.Setenv("KILN_DEVICE", "bogus")
+	if r := kiln(t, t.TempDir(), "info"); r.code != 2 || !strings.Contains(r.stderr, `$KILN_DEVICE: unknown device "bogus"`) {
+		t.Errorf("KILN_DEVICE=bogus kiln info: exit %d\n%s", r.code, r.stderr)
+	}
+	t.Setenv("KILN_DEVICE", "cpu")
+	if r := kiln(t, t.TempDir(), "info"); r.code != 0 || !strings.Contains(r.stdout, "device:   cpu (--device cpu)") {
+		t.Errorf("KILN_DEVICE=cpu kiln info: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

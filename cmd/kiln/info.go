@@ -32,7 +32,11 @@ kiln-cuda next to it where the NVIDIA driver loads, as train does, so this
 shows what training would use. --device cpu shows this binary alone.`,
 		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dev, auto, err := engine.ParseDevice(device)
+			req, err := deviceRequest(device) // $KILN_DEVICE too, as train reads it
+			if err != nil {
+				return err
+			}
+			dev, auto, err := engine.ParseDevice(req)
 			if err != nil {
 				return usageError{fmt.Errorf("--device: %w", err)}
 			}
