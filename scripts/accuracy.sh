@@ -27,6 +27,13 @@ runs=(
   "cbam-bf16|test_accuracy >= 0.89|--model cbam --dataset fashion-mnist --epochs 3 --seed 1 --precision bf16"
   "inception-bf16|test_accuracy >= 0.89|--model inception --dataset fashion-mnist --epochs 3 --seed 1 --precision bf16"
 )
+names=()
+for r in "${runs[@]}"; do names+=("${r%%|*}"); done
+for want in "$@"; do # a misspelt name ran nothing and passed
+  if [[ " ${names[*]} " != *" $want "* ]]; then
+    echo "accuracy.sh: no run named $want (have: ${names[*]})" >&2; exit 2
+  fi
+done
 has_bf16=0
 info=$($K info 2>/dev/null) # whole, first: grep -q on a pipe would SIGPIPE kiln under pipefail
 grep -q '^precision: cpu fp32, bf16' <<<"$info" && has_bf16=1
