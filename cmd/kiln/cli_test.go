@@ -229,6 +229,8 @@ func TestBadInput(t *testing.T) {
 		{"train epochs past counting", []string{"train", "--subset", "0.01", "--epochs", "1024819115206086201"}, 2, "--epochs 1024819115206086201: at"},
 		{"bench seconds NaN", []string{"bench", "--seconds", "NaN"}, 2, "--seconds NaN: must be in [0, 86400]"},
 		{"bench seconds Inf", []string{"bench", "--seconds", "Inf"}, 2, "--seconds +Inf: must be in [0, 86400]"},
+		{"tune halving flag under grid", []string{"tune", "--param", "lr=0.1,0.2", "--strategy", "grid", "--eta", "1"}, 2, "--eta 1: is for --strategy halving; this tune's is grid"},
+		{"tune parallel 0", []string{"tune", "--param", "lr=0.1,0.2", "--parallel", "0"}, 2, "--parallel 0: must be at least 1"},
 		{"summary hidden on lenet", []string{"summary", "--model", "lenet", "--hidden", "5"}, 2, "--hidden: model lenet has no such setting"},
 		{"tune flag the space sets", []string{"tune", "--param", "lr=0.1,0.2", "--lr", "0.3"}, 2, "--lr 0.3: the search space sets lr too"},
 		{"export onnx as safetensors", []string{"export", "--weights", "w.safetensors", "--format", "onnx", "--out", "y.safetensors"}, 2, "the file would be named as the other format"},

@@ -64,12 +64,32 @@ settings are refused by name (--parallel and --threads may change).`,
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		markParsed(cfs)
+		if err := tf.checkOwnFlags(f); err != nil {
+			return err
+		}
 		if tf.resume {
 			return tf.resumeTune(f, cfs, cf)
 		}
 		return tf.startTune(cfs, cf)
 	}
 	return cmd
+}
+
+// checkOwnFlags refuses what the tune's own flags cannot mean, whether or
+// not the strategy reads them: a typo was caught only under halving.
+func (tf *tuneFlags) checkOwnFlags(f *pflag.FlagSet) error {
+	if tf.parallel < 1 {
+		return usagef("--parallel %d: must be at least 1", tf.parallel)
+	}
+	if tf.strategy == "halving" || tf.resume {
+		return nil // Start checks the values; a resume takes the tune's
+	}
+	for _, name := range []string{"eta", "min-resource", "rung-unit"} {
+		if f.Changed(name) {
+			return usagef("--%s %s: is for --strategy halving; this tune's is %s", name, f.Lookup(name).Value, tf.strategy)
+		}
+	}
+	return nil
 }
 
 // tuneFlags are kiln tune's own flags (the training flags are in a
