@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -90,6 +91,12 @@ func runBench(o benchFlags) (err error) {
 		return usageError{err}
 	}
 	spec.Classes = o.classes
+	if !slices.Contains(layers.ModelNames(), strings.ToLower(o.model)) {
+		return usagef("--model %q: unknown (have %s)", o.model, strings.Join(layers.ModelNames(), ", "))
+	}
+	if o.classes < 1 {
+		return usagef("--classes %d: must be at least 1", o.classes)
+	}
 	dev, err := resolveDevice(o.device, zerolog.Nop())
 	if err != nil {
 		return err

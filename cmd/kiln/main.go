@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -82,7 +83,7 @@ func exitCode(err error) int {
 	var u usageError
 	var x exitError
 	switch {
-	case errors.As(err, &u):
+	case errors.As(err, &u), strings.HasPrefix(err.Error(), "unknown command "): // cobra's, for a mistyped command
 		return 2
 	case errors.As(err, &x):
 		return x.code
