@@ -105,7 +105,7 @@ func onCPU(m *layers.Model) bool {
 // such a model whole) and -1 (the whole batch) are always taken.
 func CheckMicroBatch(model layers.Layer, micro int) error {
 	if micro < -1 {
-		return fmt.Errorf("micro_batch %d: want at least -1 (-1: the whole batch at once; 0: chosen by Kiln)", micro)
+		return settingErr("micro_batch", micro, "want at least -1 (-1: the whole batch at once; 0: chosen by Kiln)")
 	}
 	if micro <= 0 {
 		return nil
@@ -117,8 +117,8 @@ func CheckMicroBatch(model layers.Layer, micro int) error {
 		}
 	})
 	if bn != "" {
-		return fmt.Errorf("micro_batch %d: the model's batch norm (%s) would take its statistics over a micro-batch, "+
-			"not the batch; leave micro_batch at 0 for this model", micro, bn)
+		return settingErr("micro_batch", micro, "the model's batch norm (%s) would take its statistics over a micro-batch, "+
+			"not the batch; leave micro_batch at 0 for this model", bn)
 	}
 	return nil
 }
