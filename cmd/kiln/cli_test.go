@@ -232,6 +232,7 @@ func TestBadInput(t *testing.T) {
 		{"tune halving flag under grid", []string{"tune", "--param", "lr=0.1,0.2", "--strategy", "grid", "--eta", "1"}, 2, "--eta 1: is for --strategy halving; this tune's is grid"},
 		{"tune parallel 0", []string{"tune", "--param", "lr=0.1,0.2", "--parallel", "0"}, 2, "--parallel 0: must be at least 1"},
 		{"micro-batch with batch norm", []string{"train", "--model", "cnn", "--subset", "0.01", "--micro-batch", "8"}, 2, "--micro-batch 8: the model's batch norm"},
+		{"bool flag with a value after a space", []string{"train", "--nesterov", "false"}, 2, "--nesterov=false"},
 		{"unknown command", []string{"bogus"}, 2, `unknown command "bogus"`},
 		{"bench unknown model", []string{"bench", "--model", "foo"}, 2, `--model "foo": unknown`},
 		{"bench classes 0", []string{"bench", "--classes", "0"}, 2, "--classes 0: must be at least 1"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -41,11 +42,34 @@ func noArgs(hint string) cobra.PositionalArgs {
 			return nil
 		}
 		err := fmt.Errorf("%s takes no arguments (got %q)", cmd.CommandPath(), args)
+		if b := boolFlagValue(cmd, args[0]); b != "" {
+			hint = b // --nesterov false: a bool flag takes its value after =
+		}
 		if hint != "" {
 			err = fmt.Errorf("%w: %s", err, hint)
 		}
 		return usageError{err}
 	}
+}
+
+// boolFlagValue is the hint for a stray "true" or "false" written after a
+// bool flag (--nesterov false), which the flag does not take as its value:
+// "--nesterov=false". "" otherwise.
+func boolFlagValue(cmd *cobra.Command, arg string) string {
+	if _, err := strconv.ParseBool(arg); err != nil {
+		return ""
+	}
+	raw := os.Args[1:]
+	for i := 1; i < len(raw); i++ {
+		name, isFlag := strings.CutPrefix(raw[i-1], "--")
+		if !isFlag || raw[i] != arg || strings.Contains(name, "=") {
+			continue
+		}
+		if fl := cmd.Flags().Lookup(name); fl != nil && fl.Value.Type() == "bool" {
+			return fmt.Sprintf("a true/false flag takes its value after =: --%s=%s", name, arg)
+		}
+	}
+	return ""
 }
 
 func main() {
