@@ -183,3 +183,15 @@ func TestTooLargeABatchSuggestsMicroBatches(t *testing.T) {
 		t.Errorf("cnn (batch norm) over a 1 MiB limit: %v", err)
 	}
 }
+
+// A deep model of few parameters is refused by its layers' memory too:
+// --depth 1e8 at width 1 passed the check and ran out of memory building
+// (here 1e6 blocks, about 2.5 GiB built, within a 3 GiB limit).
+func TestBuildModelCountsDeepModelsLayers(t *testing.T) {
+	c := DefaultConfig()
+	c.Model, c.Hidden, c.Depth, c.MemoryLimitMB = "mlp", 1, 1_000_000, 3<<10
+	_, err := BuildModel(c, layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10, Hidden: 1, Depth: 1_000_000})
+	if err == nil || !strings.Contains(err.Error(), "and layers") {
+		t.Fatalf("mlp of depth 1e6 within 3 GiB: %v, want a refusal", err)
+	}
+}
