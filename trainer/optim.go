@@ -76,6 +76,10 @@ type AdamW struct {
 	step                           int
 	m, v                           []*engine.Tensor
 	all                            []engine.AdamWParam // the step's list, kept: a step allocates nothing
+	// l2g are the gradients plus the L2 decay (Adam with weight decay):
+	// buffers of their own, as torch.optim.Adam leaves .grad as it was for
+	// what reads it after the step (the gradient histograms).
+	l2g []*engine.Tensor
 }
 
 func (o *AdamW) init(params []*layers.Param) {
@@ -115,13 +119,22 @@ func (o *AdamW) Step(params []*layers.Param, lr float64) error {
 		c.Eps = 1e-8
 	}
 	o.all = o.all[:0]
+	if len(o.l2g) != len(params) {
+		o.l2g = make([]*engine.Tensor, len(params))
+	}
 	for i, p := range params {
+		g := p.Grad
 		if o.L2 && !p.NoDecay && c.WeightDecay != 0 {
-			if err := engine.AddScaled(p.Grad, p.Value, c.WeightDecay); err != nil {
+			o.l2g[i] = engine.EnsureLike(o.l2g[i], p.Grad, p.Grad.Shape()...)
+			g = o.l2g[i]
+			if err := g.CopyFrom(p.Grad); err != nil {
+				return err
+			}
+			if err := engine.AddScaled(g, p.Value, c.WeightDecay); err != nil {
 				return err
 			}
 		}
-		o.all = append(o.all, engine.AdamWParam{W: p.Value, G: p.Grad, M: o.m[i], V: o.v[i], NoDecay: p.NoDecay || o.L2})
+		o.all = append(o.all, engine.AdamWParam{W: p.Value, G: g, M: o.m[i], V: o.v[i], NoDecay: p.NoDecay || o.L2})
 	}
 	err := engine.AdamWStepAll(o.all, c)
 	clear(o.all)

@@ -48,12 +48,16 @@ func (o *SGD) Release() {
 	o.bufs = nil
 }
 
-// Release frees the moment estimates; the step count stays.
+// Release frees the moment estimates and Adam's decayed gradients; the
+// step count stays.
 func (o *AdamW) Release() {
 	for i := range o.m {
 		engine.Drop(&o.m[i], &o.v[i])
 	}
-	o.m, o.v = nil, nil
+	for i := range o.l2g {
+		engine.Drop(&o.l2g[i])
+	}
+	o.m, o.v, o.l2g = nil, nil, nil
 }
 
 // ReleaseBuffers frees the loss's buffers (made again by the next step).

@@ -185,3 +185,27 @@ func TestTrainStepRefusesLabelsNotOnePerRow(t *testing.T) {
 		}
 	}
 }
+
+// Adam with weight decay (L2 added to the gradient) leaves the gradients as
+// they were, as torch.optim.Adam leaves .grad: the gradient histograms read
+// them after the step.
+func TestAdamL2LeavesTheGradients(t *testing.T) {
+	p := &layers.Param{Value: engine.New(engine.Float32, 3), Grad: engine.New(engine.Float32, 3)}
+	copy(p.Value.Float32(), []float32{1, -2, 3})
+	copy(p.Grad.Float32(), []float32{0.5, 0.25, -1})
+	o := &AdamW{WeightDecay: 0.1, L2: true}
+	if err := o.Step([]*layers.Param{p}, 0.01); err != nil {
+		t.Fatal(err)
+	}
+	if g := p.Grad.Float32(); !slices.Equal(g, []float32{0.5, 0.25, -1}) {
+		t.Fatalf("gradients after the step: %v", g)
+	}
+	// The step itself used g + wd·w: torch.optim.Adam(lr=0.01,
+	// weight_decay=0.1) moves each weight by lr against the sign of that.
+	want := []float32{1 - 0.01, -2 - 0.01, 3 + 0.01} // g+wd·w = 0.6, 0.05, -0.7
+	for i, w := range p.Value.Float32() {
+		if math.Abs(float64(w-want[i])) > 1e-6 {
+			t.Fatalf("weights %v, want %v", p.Value.Float32(), want)
+		}
+	}
+}
