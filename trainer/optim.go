@@ -118,6 +118,9 @@ func (o *AdamW) Step(params []*layers.Param, lr float64) error {
 	if c.Eps == 0 {
 		c.Eps = 1e-8
 	}
+	if !(c.Beta1 >= 0 && c.Beta1 < 1 && c.Beta2 >= 0 && c.Beta2 < 1 && c.Eps > 0) { // as torch.optim.AdamW refuses them
+		return fmt.Errorf("adamw: betas (%v, %v) must be in [0, 1) and eps %v > 0", c.Beta1, c.Beta2, c.Eps)
+	}
 	o.all = o.all[:0]
 	if len(o.l2g) != len(params) {
 		o.l2g = make([]*engine.Tensor, len(params))

@@ -3,6 +3,7 @@
 package trainer
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -171,6 +172,9 @@ type microBatch struct {
 // over the ranks, clip, and update. The loss it returns is the batch's mean.
 func step(net layers.Layer, params []*layers.Param, opt Optimizer, after stepAfter, x *engine.Tensor, lr float64,
 	lossGrad lossGrad) (float64, error) {
+	if opt == nil {
+		return 0, errors.New("trainer: a training step needs an optimizer (NewClassifier or NewRegressor was given nil)")
+	}
 	if err := flattenDeviceGrads(params); err != nil {
 		return 0, err
 	}

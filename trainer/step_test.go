@@ -209,3 +209,20 @@ func TestAdamL2LeavesTheGradients(t *testing.T) {
 		}
 	}
 }
+
+// Misused optimisers are errors, not panics or NaN weights: no optimiser,
+// and AdamW betas torch.optim.AdamW refuses.
+func TestOptimizerMisuseIsAnError(t *testing.T) {
+	s := layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10}
+	net, err := layers.Build("lenet", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, labels := syntheticBatch(4, s)
+	if _, _, err := NewClassifier(net, nil).TrainStep(x, labels, 0.01); err == nil || !strings.Contains(err.Error(), "needs an optimizer") {
+		t.Errorf("no optimizer: %v", err)
+	}
+	if _, _, err := NewClassifier(net, &AdamW{Beta1: 1}).TrainStep(x, labels, 0.01); err == nil || !strings.Contains(err.Error(), "betas") {
+		t.Errorf("AdamW beta1 1: %v", err)
+	}
+}
