@@ -143,7 +143,11 @@ func scheduleFor(c Config, nb int) (*Schedule, error) {
 
 // NewTrainer prepares a trainer for model, which may be any network (not
 // only one of the zoo), with configuration c (its training settings are
-// validated; Model and Dataset are only names for the logs).
+// validated; Model and Dataset are only names for the logs). The settings of
+// the process and its files are the caller's, as kiln train applies them:
+// Threads (engine.SetThreads), RunDir (OpenRunDir, then set Trainer.Run:
+// without it Fit writes nothing and keeps no checkpoint), the data ones
+// (data.Load) and Device (the engine's default device).
 func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
 	if err := c.ValidateTraining(); err != nil {
 		return nil, err
