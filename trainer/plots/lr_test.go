@@ -24,3 +24,20 @@ func TestRebuiltLREndsWithTheRun(t *testing.T) {
 		t.Fatalf("the schedule is drawn to step %v; the run stopped at 20", last)
 	}
 }
+
+// A regression sample's caption fits its cell whole, with fewer digits
+// where it must.
+func TestRegressionCaptionFits(t *testing.T) {
+	for _, c := range []struct {
+		pred, target float64
+		want         string
+	}{
+		{-0.0113, -0.0199, "-0.011/-0.02"},
+		{-0.979, -0.913, "-0.98/-0.91"},
+		{1.5, 2, "1.5/2"},
+	} {
+		if got := regressionCaption(c.pred, c.target, 12); got != c.want {
+			t.Errorf("%v/%v in 12 characters: %q, want %q", c.pred, c.target, got, c.want)
+		}
+	}
+}

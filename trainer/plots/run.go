@@ -367,7 +367,7 @@ func samplesPicture(path string, v *trainer.Visuals) error {
 				border(img, image.Rect(x0, y0, x0+cw, y0+ch), 2, red)
 			}
 		} else if s.Target != nil {
-			caption = short(s.Pred) + "/" + short(*s.Target)
+			caption = regressionCaption(s.Pred, *s.Target, cw/charW)
 			col = black
 		}
 		text(img, x0, y0+ch+1, caption, col, cw)
@@ -408,6 +408,20 @@ func className(classes []string, i int) string {
 }
 
 func short(v float64) string { return strconv.FormatFloat(v, 'g', 3, 64) }
+
+// regressionCaption is "prediction/target" in at most n characters: with
+// fewer significant digits where three do not fit, so that neither is cut
+// (-0.0113/-0.0199 read -0.0113/-0.0).
+func regressionCaption(pred, target float64, n int) string {
+	var c string
+	for digits := 3; digits >= 1; digits-- {
+		c = strconv.FormatFloat(pred, 'g', digits, 64) + "/" + strconv.FormatFloat(target, 'g', digits, 64)
+		if len(c) <= n {
+			break
+		}
+	}
+	return c
+}
 
 // confusionPicture draws the confusion matrix, rows the true class,
 // shaded by the fraction of each true class, with the counts written in.
