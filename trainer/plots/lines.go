@@ -69,7 +69,6 @@ func LinesPNG(title, xlabel, ylabel string, logX bool, series ...Series) ([]byte
 		p.X.Tick.Marker = plot.LogTicks{Prec: 2} // 1e-05, not 9.999999999999999e-06
 	}
 	p.Add(plotter.NewGrid())
-	p.Legend.Top = true
 	drawn := 0
 	for i, s := range series {
 		if len(s.X) != len(s.Y) {
@@ -106,7 +105,30 @@ func LinesPNG(title, xlabel, ylabel string, logX bool, series ...Series) ([]byte
 	}
 	widen(&p.X.Min, &p.X.Max, logX)
 	widen(&p.Y.Min, &p.Y.Max, false)
+	// A point on the frame's edge (a one-epoch run's one value) is drawn
+	// whole, and the legend goes to the corner the curves end away from:
+	// rising accuracy curves ran through it at the top right.
+	pad := (p.Y.Max - p.Y.Min) * 0.04
+	p.Y.Min, p.Y.Max = p.Y.Min-pad, p.Y.Max+pad
+	p.Legend.Top = !endsHigh(series, p.Y.Min, p.Y.Max)
 	return render(p, LineWidth, LineHeight)
+}
+
+// endsHigh reports whether most series end in the upper half of [lo, hi].
+func endsHigh(series []Series, lo, hi float64) bool {
+	high, n := 0, 0
+	for _, s := range series {
+		for j := len(s.Y) - 1; j >= 0; j-- {
+			if finite(s.Y[j]) {
+				n++
+				if s.Y[j] > (lo+hi)/2 {
+					high++
+				}
+				break
+			}
+		}
+	}
+	return 2*high > n
 }
 
 // extreme bounds the values drawn: gonum's tick marks loop for ever on a

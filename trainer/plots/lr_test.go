@@ -41,3 +41,13 @@ func TestRegressionCaptionFits(t *testing.T) {
 		}
 	}
 }
+
+// The legend goes where the curves do not end: rising curves (accuracy)
+// put it at the bottom, falling ones (loss) at the top.
+func TestLegendAwayFromTheCurvesEnds(t *testing.T) {
+	rising := []Series{{X: []float64{1, 2, 3}, Y: []float64{0.1, 0.5, 0.9}}, {X: []float64{1, 3}, Y: []float64{0.2, 0.85}}}
+	falling := []Series{{X: []float64{1, 2, 3}, Y: []float64{2.3, 1, 0.3}}}
+	if !endsHigh(rising, 0, 1) || endsHigh(falling, 0, 2.5) {
+		t.Fatalf("endsHigh: rising %v, falling %v", endsHigh(rising, 0, 1), endsHigh(falling, 0, 2.5))
+	}
+}
