@@ -502,6 +502,9 @@ func (t *Trainer) writeVisuals(ds *data.Dataset, step int, r EvalResult) error {
 		if len(samples) > VisualSamples {
 			samples = samples[:VisualSamples]
 		}
+		if ds.Height*ds.Width == 1 {
+			samples = samples[:0] // a table's rows (a CSV file): no picture to show, only colour swatches
+		}
 		for i := range samples {
 			samples[i].Shape = []int{ds.Channels, ds.Height, ds.Width}
 			samples[i].Pixels = pixels(ds, samples[i].Index)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,4 +52,32 @@ func TestCSVTargetAndTask(t *testing.T) {
 	}
 	mustRun(t, dir, "predict", "--run", filepath.Join(dir, "classes"), "--index", "0", "--device", "cpu")
 	mustRun(t, dir, "export", "--run", filepath.Join(dir, "classes"), "--format", "onnx", "--out", filepath.Join(dir, "classes.onnx"))
+}
+
+// A CSV run's visuals.json has no samples: a table's row drawn as a 1×1
+// "picture" was a colour swatch (three features) or the first feature alone.
+func TestCSVRunHasNoSamplePictures(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("a,b,c,y\n")
+	for i := range 300 {
+		fmt.Fprintf(&b, "%g,%g,%g,%d\n", float64(i%7)/7, float64(i%5)/5, float64(i%3)/3, i%2)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "t.csv"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(dir, "run")
+	mustRun(t, dir, "train", "--dataset", "csv", "--data-dir", filepath.Join(dir, "t.csv"), "--model", "mlp", "--epochs", "1",
+		"--device", "cpu", "--threads", "1", "--run-dir", run)
+	raw, err := os.ReadFile(filepath.Join(run, "visuals.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Samples   []json.RawMessage `json:"samples"`
+		Confusion [][]int           `json:"confusion"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil || len(v.Samples) != 0 || len(v.Confusion) != 2 {
+		t.Errorf("visuals.json of a CSV run: %v, %d samples (want none), confusion %v", err, len(v.Samples), v.Confusion)
+	}
 }
