@@ -777,3 +777,25 @@ func TestBoardTickLabelsInABrowser(t *testing.T) {
 		}
 	}
 }
+
+// A tune's failed trial's error text is no axis of the parallel
+// coordinates: it was one, its message drawn over the next axis.
+func TestBoardTuneErrorIsNoAxisInABrowser(t *testing.T) {
+	br := newBrowser(t, 60*time.Second)
+	logdir := filepath.Join(t.TempDir(), "runs")
+	writeFixtureTune(t, filepath.Join(logdir, "sweep"), 3)
+	csv := filepath.Join(logdir, "sweep", "results.csv")
+	b, err := os.ReadFile(csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, csv, append(b, "003,failed,,0,0,0.1,,\"epoch 1, step 3: loss is NaN\",64,80,sgd\n"...))
+	if err := chromedp.Do(br.ctx, chromedp.Navigate(serveBoard(t, logdir)),
+		wait(`document.body.dataset.ready === 'true' && document.querySelectorAll('#parallel .axis-name').length > 0`, 15*time.Second)); err != nil {
+		t.Fatalf("loading the page: %v (page errors: %v)", err, br.errors())
+	}
+	names, err := chromedp.Run(br.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#parallel .axis-name')].map((e) => e.textContent)`))
+	if err != nil || slices.Contains(names, "error") || !slices.Contains(names, "lr") {
+		t.Errorf("parallel coordinates' axes %v (%v): want lr and no error axis", names, err)
+	}
+}

@@ -1128,7 +1128,8 @@ function highlight(i, on) {
 // parallel draws the trials in parallel coordinates: one vertical axis per
 // varying column, one line per trial, coloured by the metric.
 function parallel(box, cols, rows, colorCol, trialCol) {
-  const axes = cols.filter((c) => c !== trialCol && !c.constant);
+  // Not the error messages: free text, not a setting or a metric.
+  const axes = cols.filter((c) => c !== trialCol && !c.constant && c.name !== 'error');
   if (axes.length < 2 || !rows.length) return;
   const NS = 'http://www.w3.org/2000/svg';
   const s = (tag, attrs = {}) => { const e = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
