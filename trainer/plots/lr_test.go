@@ -3,6 +3,7 @@ package plots
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kiln-ml/kiln/trainer"
@@ -49,5 +50,16 @@ func TestLegendAwayFromTheCurvesEnds(t *testing.T) {
 	falling := []Series{{X: []float64{1, 2, 3}, Y: []float64{2.3, 1, 0.3}}}
 	if !endsHigh(rising, 0, 1) || endsHigh(falling, 0, 2.5) {
 		t.Fatalf("endsHigh: rising %v, falling %v", endsHigh(rising, 0, 1), endsHigh(falling, 0, 2.5))
+	}
+}
+
+// kiln plot of a tune directory points to its trials.
+func TestWriteRunOfATunePointsToItsTrials(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tune.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteRun(dir); err == nil || !strings.Contains(err.Error(), "is a tune: plot one of its trials") {
+		t.Fatalf("WriteRun of a tune: %v", err)
 	}
 }

@@ -68,6 +68,9 @@ func (r *Report) note(b Bad) {
 func WriteRun(dir string) (*Report, error) {
 	metrics, bad, err := ReadMetrics(filepath.Join(dir, trainer.MetricsFile))
 	if err != nil {
+		if _, terr := os.Stat(filepath.Join(dir, "tune.json")); terr == nil {
+			return nil, fmt.Errorf("%s is a tune: plot one of its trials, %s", dir, filepath.Join(dir, "trials", "NNN"))
+		}
 		return nil, fmt.Errorf("%s is not a run directory (or has not recorded anything yet): %w", dir, err)
 	}
 	out := filepath.Join(dir, trainer.PlotsDir)
