@@ -122,7 +122,7 @@ func TestExportRefusesTheRunsOwnFiles(t *testing.T) {
 	}
 	for _, c := range []struct{ out, format, want string }{
 		{filepath.Join(run, "model.safetensors"), "safetensors", "is the run directory's own model.json"},
-		{filepath.Join(run, "last.safetensors"), "onnx", "is the run directory's own last.safetensors"},
+		{filepath.Join(run, "summary.json"), "onnx", "is the run directory's own summary.json"},
 		{filepath.Join(dir, "x.safetensors"), "safetensors", "x.json is a directory"},
 	} {
 		r := kiln(t, dir, "export", "--run", run, "--format", c.format, "--out", c.out)
