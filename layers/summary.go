@@ -66,7 +66,12 @@ func Summarize(m *Model) (*Summary, error) {
 	sum := &Summary{Input: []int{s.Channels, s.Height, s.Width}}
 	sum.FLOPs = sum.add("", m.Sequential, 0)
 	sum.Layers[0].Name, sum.Layers[0].Type = m.Name, "Model"
+	seen := map[*Param]bool{} // a shared (tied) parameter counts once, as CountParams
 	m.Walk("", func(_ string, p *Param) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
 		switch {
 		case p.Internal:
 		case p.Grad != nil:

@@ -55,11 +55,18 @@ func (g *GradReducer) Overlap(model *layers.Model, params []*layers.Param) {
 	g.params = params
 	g.buckets.bounds = []int{}
 	off := 0
+	seen := map[*layers.Param]bool{}
 	for _, l := range model.Layers() {
 		g.buckets.bounds = append(g.buckets.bounds, off)
 		_, ps := layers.Params(l)
 		for _, p := range ps {
-			off += p.Grad.Len()
+			// A parameter two layers share (tied weights) is in the flat
+			// buffer once, in its first layer's part: its gradient is final
+			// when that layer, the last of them backward, is done.
+			if !seen[p] {
+				seen[p] = true
+				off += p.Grad.Len()
+			}
 		}
 	}
 	g.buckets.bounds = append(g.buckets.bounds, off)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -439,6 +440,30 @@ func TestBucketedGradientsEqualOneAllreduce(t *testing.T) {
 					t.Errorf("buckets of %d bytes, rank %d: %s differs from one all-reduce's", bucket, r, name)
 				}
 			}
+		}
+	}
+}
+
+// Tied weights (one *Param in two layers) are one part of the flat buffer:
+// the buckets' bounds count it once, in its first layer (they ran past the
+// buffer: a panic in the first step under mpirun).
+func TestBucketsCountATiedParameterOnce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	a, b := layers.NewLinear(rng, 4, 4, false), layers.NewLinear(rng, 4, 4, false)
+	b.Weight = a.Weight
+	m := &layers.Model{Sequential: layers.NewSequential(a, layers.NewReLU(), b)}
+	_, ps := layers.Params(m)
+	g := &GradReducer{World: asyncMemWorld{newMemWorlds(1)[0].(memWorld)}, BucketBytes: 4}
+	g.Overlap(m, ps)
+	if want := []int{0, 16, 16, 16}; !slices.Equal(g.buckets.bounds, want) {
+		t.Fatalf("bounds %v, want %v", g.buckets.bounds, want)
+	}
+	if err := g.begin(ps); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i >= 0; i-- {
+		if err := g.layerDone(i); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
