@@ -85,8 +85,9 @@ func checkDistinct(root Layer) error {
 	seen := map[Layer]string{}
 	var err error
 	WalkLayers(root, func(name string, l Layer) {
-		if err != nil || reflect.ValueOf(l).Kind() != reflect.Pointer {
-			return
+		v := reflect.ValueOf(l)
+		if err != nil || v.Kind() != reflect.Pointer || v.Type().Elem().Size() == 0 {
+			return // a layer of no state: Go may give every one the same address
 		}
 		if first, ok := seen[l]; ok {
 			err = fmt.Errorf("layers: the same %T is at %s and at %s: a layer keeps its last forward's activations for backward, so each place needs its own instance (for tied weights, two layers sharing one *Param)",

@@ -92,3 +92,18 @@ func TestSharedParamIsOneParameter(t *testing.T) {
 		t.Errorf("CountParams: %d, want 16", n)
 	}
 }
+
+type noState struct{ stateless }
+
+func (*noState) Forward(x *engine.Tensor) (*engine.Tensor, error)  { return x, nil }
+func (*noState) Backward(d *engine.Tensor) (*engine.Tensor, error) { return d, nil }
+
+// Two layers of a type without state may share an address (Go's zero-size
+// allocations): they are not one layer in two places.
+func TestStatelessLayersOfOneTypeAreDistinct(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	s := NewSequential(&noState{}, NewLinear(rng, 4, 4, true), &noState{})
+	if _, err := s.Forward(gradcheck.Rand(rng, -1, 1, 2, 4).As(engine.Float32)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -596,5 +597,15 @@ func TestJSONWholeNumbers(t *testing.T) {
 	}
 	if _, err := ParseConfig([]byte(`{"epochs": 1.5}`), true, DefaultConfig()); err == nil || !strings.Contains(err.Error(), "must be a whole number") {
 		t.Fatalf("epochs 1.5: %v", err)
+	}
+}
+
+// A JSON seed past 2^63 is read exactly (it went through a float64).
+func TestJSONSeedPast2To63(t *testing.T) {
+	for _, seed := range []uint64{18446744073709551615, 9223372036854775809} {
+		c, err := ParseConfig([]byte(`{"seed": `+strconv.FormatUint(seed, 10)+`}`), true, DefaultConfig())
+		if err != nil || c.Seed != seed {
+			t.Errorf("seed %d: %v, read %d", seed, err, c.Seed)
+		}
 	}
 }
