@@ -546,9 +546,15 @@ func (c Config) inertSettings() []inertSetting {
 }
 
 // CheckInert refuses c's first inert setting, naming it.
-func (c Config) CheckInert() error {
-	if inert := c.inertSettings(); len(inert) > 0 {
-		return inert[0].SettingError
+func (c Config) CheckInert() error { return c.CheckInertBut() }
+
+// CheckInertBut is CheckInert leaving out the keys given (those a tune's
+// trials may come to read: momentum under an optimizer the space chooses).
+func (c Config) CheckInertBut(keys ...string) error {
+	for _, in := range c.inertSettings() {
+		if !slices.Contains(keys, in.Key) {
+			return in.SettingError
+		}
 	}
 	return nil
 }

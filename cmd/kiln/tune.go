@@ -240,9 +240,14 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 			return trainer.Config{}, nil, tune.Settings{}, fmt.Errorf("--%s %s: the search space sets %s too; give it in one place", flag, cfs.Lookup(flag).Value, k)
 		}
 	}
-	if !slices.ContainsFunc(space.Keys(), func(k string) bool { return k == "model" || k == "schedule" || k == "optimizer" }) {
-		// No trial gives the setting a model or schedule that reads it.
-		if err := base.CheckInert(); err != nil {
+	if !slices.ContainsFunc(space.Keys(), func(k string) bool { return k == "model" || k == "schedule" }) {
+		// No trial gives the setting a model or schedule that reads it; an
+		// optimizer from the space may read momentum and Nesterov.
+		var mayRead []string
+		if slices.Contains(space.Keys(), "optimizer") {
+			mayRead = []string{"momentum", "nesterov"}
+		}
+		if err := base.CheckInertBut(mayRead...); err != nil {
 			return trainer.Config{}, nil, tune.Settings{}, nameSetting(err, cfs, tf.configPath)
 		}
 	}
