@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml"
-	"github.com/goccy/go-yaml/parser"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/userfile"
@@ -254,6 +253,8 @@ func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
 		if err := checkJSONSyntax(b); err != nil {
 			return base, err
 		}
+	} else if err := OneYAMLDocument(b); err != nil {
+		return base, err
 	} else if empty, err := yamlEmpty(b); err != nil || empty {
 		return base, err // a file of comments alone sets nothing
 	}
@@ -268,7 +269,7 @@ func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
 		if err = dec.Decode(&c); err == nil && dec.More() {
 			err = errors.New("more than one JSON value: a file of settings is one object")
 		}
-	} else if err = oneYAMLDocument(b); err == nil {
+	} else {
 		err = DecodeYAML(b, &c, yaml.Strict())
 	}
 	if err != nil {
@@ -287,27 +288,34 @@ func yamlEmpty(b []byte) (bool, error) {
 	return v == nil, nil
 }
 
-// oneYAMLDocument refuses YAML of more than one document (a "---" between
-// two sets of settings), whose decoding would read the first alone and
-// leave the others unread without a word, as PyYAML's safe_load refuses it.
-func oneYAMLDocument(b []byte) (err error) {
-	defer func() {
-		if recover() != nil {
-			err = nil // DecodeYAML reports the decoder's failure
+// OneYAMLDocument refuses YAML of more than one document: settings after a
+// "---" or "..." below others, or a second "---" (the decoder would read
+// the first, possibly empty, document and leave the rest unread without a
+// word), as PyYAML's safe_load refuses them. Read from the text: a
+// document marker is always at the start of a line, and the YAML parser
+// loses the documents after an empty one. Directives (%YAML) and comments
+// may come before the one "---".
+func OneYAMLDocument(b []byte) error {
+	markers, content, ended := 0, false, false
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimRight(line, " \t\r")
+		marker := line == "---" || strings.HasPrefix(line, "--- ") || strings.HasPrefix(line, "---\t")
+		switch {
+		case marker && (markers > 0 || content || ended):
+			return errors.New("more than one YAML document (a second ---, or settings after another document): a file of settings is one")
+		case marker:
+			markers++
+			if strings.TrimSpace(strings.TrimPrefix(line, "---")) != "" && !strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(line, "---")), "#") {
+				content = true // --- {epochs: 1}
+			}
+		case line == "..." || strings.HasPrefix(line, "... "):
+			ended = true
+		case line == "" || strings.HasPrefix(strings.TrimSpace(line), "#") || strings.HasPrefix(line, "%"):
+		case ended:
+			return errors.New("settings after the end of the YAML document (...): a file of settings is one document")
+		default:
+			content = true
 		}
-	}()
-	f, err := parser.ParseBytes(b, 0)
-	if err != nil {
-		return nil // DecodeYAML says what is wrong
-	}
-	n := 0
-	for _, d := range f.Docs {
-		if d != nil && d.Body != nil {
-			n++
-		}
-	}
-	if n > 1 {
-		return fmt.Errorf("%d YAML documents (separated by ---): a file of settings is one", n)
 	}
 	return nil
 }

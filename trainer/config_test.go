@@ -574,17 +574,22 @@ func TestConfigOfTwoDocumentsIsRefused(t *testing.T) {
 		json bool
 		want string
 	}{
-		{"epochs: 1\n---\nepochs: 2\nbatch: 32\n", false, "2 YAML documents"},
+		{"epochs: 1\n---\nepochs: 2\nbatch: 32\n", false, "more than one YAML document"},
+		{"---\n---\nepochs: 1\n", false, "more than one YAML document"},
+		{"# h\n---\n# c\n---\nepochs: 1\n", false, "more than one YAML document"},
+		{"epochs: 1\n...\nbatch: 2\n", false, "after the end of the YAML document"},
 		{`{"epochs": 1}` + "\n" + `{"epochs": 2}`, true, "more than one JSON value"},
 	} {
 		if _, err := ParseConfig([]byte(c.text), c.json, DefaultConfig()); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.text, err, c.want)
 		}
 	}
-	// One document with its markers is one.
-	got, err := ParseConfig([]byte("---\nepochs: 2\n...\n"), false, DefaultConfig())
-	if err != nil || got.Epochs != 2 {
-		t.Errorf("one marked document: %v, epochs %d", err, got.Epochs)
+	// One document with its markers, a directive or a comment is one.
+	for _, text := range []string{"---\nepochs: 2\n...\n", "%YAML 1.2\n---\nepochs: 2\n", "# settings\n--- # the run\nepochs: 2\n", "epochs: 2\nnote: |\n  ---\n"} {
+		got, err := ParseConfig([]byte(text), false, DefaultConfig())
+		if (err != nil && !strings.Contains(text, "note")) || (err == nil && got.Epochs != 2) {
+			t.Errorf("%q: %v, epochs %d", text, err, got.Epochs)
+		}
 	}
 }
 

@@ -128,6 +128,9 @@ func LoadSpace(path string) (*Space, error) {
 // ParseSpace parses a search space in LoadSpace's format.
 func ParseSpace(b []byte) (*Space, error) {
 	var m yaml.MapSlice
+	if err := trainer.OneYAMLDocument(b); err != nil {
+		return nil, err
+	}
 	if err := trainer.DecodeYAML(b, &m, yaml.UseOrderedMap()); err != nil {
 		return nil, err
 	}

@@ -375,3 +375,11 @@ func TestSpaceOptimizerTakesItsOwnDefaults(t *testing.T) {
 		}
 	}
 }
+
+// A space file of two YAML documents is refused: the second's dimensions
+// were left unread.
+func TestSpaceOfTwoDocumentsIsRefused(t *testing.T) {
+	if _, err := ParseSpace([]byte("lr: [0.1, 0.2]\n---\nhidden: [16, 32]\n")); err == nil || !strings.Contains(err.Error(), "more than one YAML document") {
+		t.Fatalf("two documents: %v", err)
+	}
+}
