@@ -96,6 +96,7 @@ func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	dir := c.RunDir
 	if dir == "" {
 		dir = defaultRunDir("lr-find-" + c.Model)
+		defer removeIfEmpty(dir)
 	}
 	if f := trainer.RunOrTuneFileIn(dir); f != "" {
 		// A run's lock is not lr-find's to take, nor its directory to fill.

@@ -8,18 +8,29 @@ import (
 	"time"
 )
 
-// defaultRunDir is runs/<prefix>-<date>-<time>, with -2, -3, … after it
-// when a directory of that name is there already: two commands started in
-// the same second (one after the other in a script) would otherwise share
-// a name, the second refused as a resume of the first, or an lr-find's
-// results overwritten by the next one's.
+// defaultRunDir makes and returns runs/<prefix>-<date>-<time>, with -2,
+// -3, … after it when a directory of that name is there already: two
+// commands started in the same second (one after the other in a script, or
+// together with &) would otherwise share a name, the second refused as a
+// resume of the first or as in use, or an lr-find's results overwritten by
+// the next one's. Made with os.Mkdir, so that two processes cannot both
+// take one name; the caller removes it if it is still empty when the
+// command fails (removeIfEmpty).
 func defaultRunDir(prefix string) string {
 	base := filepath.Join("runs", fmt.Sprintf("%s-%s", prefix, time.Now().Format("20060102-150405")))
+	if err := os.MkdirAll("runs", 0o755); err != nil {
+		return base // opening it will say why
+	}
 	dir := base
 	for n := 2; ; n++ {
-		if _, err := os.Lstat(dir); err != nil { // not there (or unreadable: opening it will say why)
-			return dir
+		err := os.Mkdir(dir, 0o755)
+		if !os.IsExist(err) {
+			return dir // made, or unmakeable: opening it will say why
 		}
 		dir = base + "-" + strconv.Itoa(n)
 	}
 }
+
+// removeIfEmpty removes a default run directory that nothing was written
+// to (the command failed before it began).
+func removeIfEmpty(dir string) { _ = os.Remove(dir) }

@@ -22,7 +22,11 @@ func TestDefaultRunDirIsNotTaken(t *testing.T) {
 		}
 	}
 	dir := defaultRunDir("lenet")
-	if _, err := os.Lstat(dir); err == nil || !strings.HasSuffix(dir, "-3") {
-		t.Fatalf("defaultRunDir gave %s: taken, or not the next free suffix", dir)
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() || !strings.HasSuffix(dir, "-3") {
+		t.Fatalf("defaultRunDir gave %s (%v): not made, or not the next free suffix", dir, err)
+	}
+	// Made, so that a second process cannot take the same name.
+	if again := defaultRunDir("lenet"); again == dir {
+		t.Fatalf("defaultRunDir gave %s twice", dir)
 	}
 }

@@ -181,6 +181,7 @@ func parsePrecision(name string, dev engine.Device) (engine.Precision, error) {
 func runTrain(c trainer.Config, resume bool) error {
 	if c.RunDir == "" {
 		c.RunDir = defaultRunDir(c.Model)
+		defer removeIfEmpty(c.RunDir)
 	}
 	return train(c, resume)
 }

@@ -196,6 +196,7 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 	dir := cf.c.RunDir
 	if dir == "" {
 		dir = defaultRunDir("tune")
+		defer removeIfEmpty(dir)
 	}
 	release, err := lockTuneDir(dir)
 	if err != nil {
