@@ -454,8 +454,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			lastWrite = time.Now()
-		case err != nil:
-		case string(b) != string(last):
+		case err == nil && string(b) != string(last):
 			problem = ""
 			if _, err := fmt.Fprintf(w, "event: runs\ndata: %s\n\n", b); err != nil {
 				return

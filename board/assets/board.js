@@ -60,7 +60,7 @@ function tickLabels(vs, incr) {
   if (!finite(incr) || incr <= 0 || incr < 1e-6 || big) return vs.map((v) => fmt(v, 3));
   const text = String(Number(incr.toPrecision(12)));
   const decimals = text.includes('.') ? text.length - text.indexOf('.') - 1 : 0;
-  return vs.map((v) => (finite(v) ? v.toFixed(decimals) : '–'));
+  return vs.map((v) => (!finite(v) ? '–' : decimals ? v.toFixed(decimals) : v.toLocaleString('en-US')));
 }
 const pct = (v) => (finite(v) ? (100 * v).toFixed(2) + '%' : '–');
 function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
@@ -1221,7 +1221,7 @@ function start() {
     es.addEventListener('runs', (e) => { setLive('live', 'live'); live.title = 'live updates'; schedule(JSON.parse(e.data)); });
     // The server cannot list the log directory (moved or deleted): say so
     // rather than show the last listing as live.
-    es.addEventListener('problem', (e) => { setLive('offline', 'no log directory'); live.title = JSON.parse(e.data); });
+    es.addEventListener('problem', (e) => { setLive('offline', 'offline'); live.title = JSON.parse(e.data); });
     es.onopen = () => setLive('live', 'live');
     es.onerror = () => setLive('offline', 'reconnecting');
   } else {
