@@ -383,3 +383,15 @@ func TestSpaceOfTwoDocumentsIsRefused(t *testing.T) {
 		t.Fatalf("two documents: %v", err)
 	}
 }
+
+// A trial at momentum 0 from the space is plain SGD, as kiln train
+// --momentum 0 is: not invalid for the recipe's Nesterov.
+func TestTrialAtMomentumZeroIsPlainSGD(t *testing.T) {
+	space := mustSpace(t, "momentum: [0, 0.9]\n")
+	base := trainer.DefaultConfig()
+	base.ValFraction = 0.1
+	c, err := trialConfig(base, Params{"momentum": 0.0}, space, Settings{Strategy: "grid", Metric: "val_acc"})
+	if err != nil || c.Nesterov || c.Momentum != 0 {
+		t.Fatalf("momentum 0 trial: %v, nesterov %v", err, c.Nesterov)
+	}
+}

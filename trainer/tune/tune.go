@@ -254,6 +254,9 @@ func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (tra
 // recipe's counts as set.
 func optimizerDefaults(c *trainer.Config, base trainer.Config, space *Space) error {
 	if !slices.Contains(space.Keys(), "optimizer") {
+		if slices.Contains(space.Keys(), "momentum") && !slices.Contains(space.Keys(), "nesterov") && c.Momentum == 0 {
+			c.Nesterov = false // plain SGD, as kiln train --momentum 0 is, not the recipe's Nesterov
+		}
 		return nil
 	}
 	recipe := trainer.DefaultConfigFor(c.Model, c.Dataset)
