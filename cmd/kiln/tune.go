@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kiln-ml/kiln/trainer"
+	"github.com/kiln-ml/kiln/trainer/data"
 	"github.com/kiln-ml/kiln/trainer/tune"
 )
 
@@ -253,11 +254,17 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 		}
 	}
 	metric, trials := tf.metric, tf.trials
+	regression, known := taskOf(base, space)
 	if metric == "" {
 		metric = "val_acc"
-		if base.Regression {
+		if regression {
 			metric = "val_rmse"
 		}
+	}
+	if known && slices.Contains(map[bool][]string{false: {"val_rmse", "val_mae", "test_rmse", "test_mae"},
+		true: {"val_acc", "test_acc", "test_top5"}}[regression], metric) {
+		task := map[bool]string{false: "a classification", true: "a regression"}[regression]
+		return trainer.Config{}, nil, tune.Settings{}, fmt.Errorf("--metric %s: the data is %s, whose runs do not report it", metric, task)
 	}
 	if trials == 0 && tf.strategy != "grid" {
 		trials = 8
@@ -266,6 +273,26 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 	set := tune.Settings{Strategy: tf.strategy, Trials: trials, Metric: metric, Seed: tf.searchSeed,
 		Eta: tf.eta, MinResource: tf.minResource, Unit: tf.unit}
 	return base, space, set, nil
+}
+
+// taskOf says whether the tune's trials are regressions, where every trial
+// has the one data set: a CSV file's task comes from its data (its target
+// column, or --csv-task), which is read here for it (the trials read it
+// again, from a cache each).
+func taskOf(base trainer.Config, space *tune.Space) (regression, known bool) {
+	if slices.ContainsFunc(space.Keys(), func(k string) bool {
+		return k == "dataset" || k == "data_dir" || strings.HasPrefix(k, "csv_")
+	}) {
+		return false, false
+	}
+	if base.Dataset != "csv" {
+		return base.Regression, true
+	}
+	splits, err := data.Load(base.Dataset, base.DataOptions())
+	if err != nil {
+		return false, false // each trial says what is wrong
+	}
+	return splits.Train.Task == data.Regression, true
 }
 
 // checkSpacePrecisions refuses, before the tune starts, a precision the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"image/png"
 	"math"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -429,5 +430,27 @@ func TestTuneStoppedByItsMachineResumes(t *testing.T) {
 		if tr.Status != tune.Done {
 			t.Errorf("trial %s after the resume: %s %s", tr.Name(), tr.Status, tr.Error)
 		}
+	}
+}
+
+// A tune of a CSV regression ranks by val_rmse, as the README says (it
+// ranked by val_acc, which such runs do not report: every trial trained,
+// then failed).
+func TestTuneOfACSVRegressionRanksByRMSE(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("a,b,y\n")
+	for i := range 200 {
+		x, z := float64(i%13)/13, float64(i%7)/7
+		fmt.Fprintf(&b, "%g,%g,%g\n", x, z, 2*x-z+0.01*float64(i%3))
+	}
+	csv := filepath.Join(dir, "reg.csv")
+	if err := os.WriteFile(csv, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, dir, "tune", "--dataset", "csv", "--data-dir", csv, "--model", "mlp", "--param", "lr=0.001,0.01",
+		"--strategy", "grid", "--epochs", "1", "--threads", "1", "--device", "cpu", "--run-dir", filepath.Join(dir, "tune"))
+	if !strings.Contains(r.stdout, "val_rmse") || strings.Contains(r.stdout, "failed") {
+		t.Errorf("a CSV regression's tune:\n%s%s", r.stdout, r.stderr)
 	}
 }
