@@ -147,13 +147,17 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 		// for good; here it waits for one that has it.
 		return usageError{fmt.Errorf("%w: resume the tune on a machine that has it", err)}
 	}
+	parallel := tf.parallel
+	if !f.Changed("parallel") {
+		parallel = cmp.Or(tu.State.Parallel, tf.parallel) // as the tune began
+	}
 	threads := cf.c.Threads
 	if !f.Changed("threads") {
 		// As the tune began: its trials' count, else (killed before its
 		// first trial) its --threads, else as many as now.
 		threads = cmp.Or(tu.State.Threads, tu.State.Base.Threads)
 	}
-	return runTune(tu, tf.parallel, threads)
+	return runTune(tu, parallel, threads)
 }
 
 // tuneFlagsGiven: flags other than those a resume takes anyway.

@@ -51,6 +51,9 @@ func TestTuneGridRanksTrialsAndKilnTrainTakesBestYAML(t *testing.T) {
 	if h := rows[0]; h[len(h)-2] != "lr" || h[len(h)-1] != "hidden" {
 		t.Errorf("results.csv should end with the searched settings: %v", h)
 	}
+	if st, err := tune.LoadState(tuneDir); err != nil || st.Parallel != 2 {
+		t.Errorf("tune.json: parallel %v (%v), want 2 for a resume without --parallel", st, err)
+	}
 	best := rows[1][0]
 	if rows[1][len(rows[1])-2] != "0.05" {
 		t.Errorf("lr 1e-4 won a one-epoch tune:\n%s", b)

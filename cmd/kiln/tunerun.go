@@ -46,6 +46,9 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 	if tu.State.Threads == 0 {
 		tu.State.Threads = t // saved as the first trial starts
 	}
+	if tu.State.Parallel == 0 {
+		tu.State.Parallel = p
+	}
 	tu.Objective = tune.NewTrainer().Objective()
 	console.Info().Str("dir", tu.Dir).Int("threads_per_trial", t).Msg("tune")
 	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)

@@ -103,9 +103,13 @@ type State struct {
 	// Threads is each trial's engine threads when the tune first ran: a
 	// resume without --threads takes them, so that its trials give the bits
 	// an uninterrupted tune's would (results depend on the thread count).
-	Threads int    `json:"threads,omitempty"`
-	Created string `json:"created"`
-	Updated string `json:"updated"`
+	Threads int `json:"threads,omitempty"`
+	// Parallel is the trials run at once when the tune first ran: a resume
+	// without --parallel takes it (under halving it decides which trials
+	// stop, as trials overtake each other).
+	Parallel int    `json:"parallel,omitempty"`
+	Created  string `json:"created"`
+	Updated  string `json:"updated"`
 }
 
 const stateVersion = 1
