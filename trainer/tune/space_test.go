@@ -395,3 +395,22 @@ func TestTrialAtMomentumZeroIsPlainSGD(t *testing.T) {
 		t.Fatalf("momentum 0 trial: %v, nesterov %v", err, c.Nesterov)
 	}
 }
+
+// A trial's model from the space trains on that model's recipe where the
+// user gave no setting (gMLP's AdamW, not LeNet's SGD), and a setting the
+// user gave stays even when it equals the base recipe's (--lr 0.05 with an
+// AdamW trial).
+func TestTrialTakesItsModelsRecipeAndTheGivenSettings(t *testing.T) {
+	base := trainer.DefaultConfig()
+	base.ValFraction = 0.1
+	set := Settings{Strategy: "grid", Metric: "val_acc", Given: []string{}}
+	c, err := trialConfig(base, Params{"model": "gmlp"}, mustSpace(t, "model: [lenet, gmlp]\n"), set)
+	if err != nil || c.Optimizer != "adamw" || c.LR != 3e-3 || c.WeightDecay != 0.05 {
+		t.Fatalf("gmlp trial: %v, %s lr %v wd %v; want gMLP's recipe", err, c.Optimizer, c.LR, c.WeightDecay)
+	}
+	set.Given = []string{"lr", "weight_decay"}
+	c, err = trialConfig(base, Params{"optimizer": "adamw"}, mustSpace(t, "optimizer: [sgd, adamw]\n"), set)
+	if err != nil || c.LR != base.LR || c.WeightDecay != base.WeightDecay {
+		t.Fatalf("adamw trial with --lr %v --weight-decay %v given: %v, lr %v wd %v", base.LR, base.WeightDecay, err, c.LR, c.WeightDecay)
+	}
+}

@@ -90,6 +90,12 @@ type Settings struct {
 	Eta         int     `json:"eta,omitempty"`
 	MinResource float64 `json:"min_resource,omitempty"`
 	Unit        string  `json:"unit,omitempty"`
+	// Given are the base's settings the user set (a flag, a config file's
+	// key), by key: the others are the recipe's, which a trial's own model
+	// or optimizer replaces with its own. Used when the trials are made
+	// (their configurations are saved), so not saved itself; nil: a base
+	// value other than its recipe's counts as given.
+	Given []string `json:"-"`
 }
 
 // State is tune.json.

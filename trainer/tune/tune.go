@@ -213,7 +213,11 @@ func checkSettings(set *Settings, base trainer.Config, space *Space) error {
 
 // trialConfig is base with p applied, adjusted for the tune and validated.
 func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (trainer.Config, error) {
-	c, err := p.Apply(base)
+	from, err := modelRecipe(base, p, set.Given)
+	if err != nil {
+		return base, err
+	}
+	c, err := p.Apply(from)
 	if err != nil {
 		return base, err
 	}
@@ -221,7 +225,7 @@ func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (tra
 	if c.Dataset == "mnist-rotation" {
 		c.Regression = true
 	}
-	if err := optimizerDefaults(&c, base, space); err != nil {
+	if err := optimizerDefaults(&c, base, space, set.Given); err != nil {
 		return c, err
 	}
 	if set.Strategy == "halving" && set.Unit == "steps" {
@@ -246,13 +250,52 @@ func trialConfig(base trainer.Config, p Params, space *Space, set Settings) (tra
 	return c, nil
 }
 
+// modelRecipe is what a trial starts from: the base, or where the space
+// gives the trial another model than the base's, that model's recipe
+// (trainer.DefaultConfigFor) with the settings the user gave laid over it,
+// as kiln train --model does: gMLP trials trained at LeNet's SGD settings.
+// Without the given keys (nil) it is the base.
+func modelRecipe(base trainer.Config, p Params, given []string) (trainer.Config, error) {
+	model, ok := p["model"].(string)
+	if !ok || given == nil || model == base.Model {
+		return base, nil
+	}
+	recipe := trainer.DefaultConfigFor(model, base.Dataset)
+	r, err := configMap(recipe)
+	if err != nil {
+		return base, err
+	}
+	b, err := configMap(base)
+	if err != nil {
+		return base, err
+	}
+	for k, v := range b {
+		if _, isRecipe := r[k]; slices.Contains(given, k) || !isRecipe || !recipeSetting(k) {
+			r[k] = v // the user's, or not a recipe's setting (the data, the device, …)
+		}
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return base, err
+	}
+	out := trainer.Config{}
+	return out, json.Unmarshal(raw, &out)
+}
+
+// recipeSetting reports whether a model's recipe sets key: its training
+// settings, which differ from model to model.
+func recipeSetting(key string) bool {
+	return slices.Contains([]string{"epochs", "batch", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+		"clip_norm", "label_smoothing", "schedule", "warmup", "step_size", "milestones", "gamma", "augment"}, key)
+}
+
 // optimizerDefaults gives a trial whose optimiser the space chose that
 // optimiser's own lr, momentum, Nesterov and weight decay (as kiln train
 // --optimizer does, trainer.UseOptimizerDefaults) where neither the space
 // nor the base sets them: an AdamW trial of --param optimizer=sgd,adamw
 // trained at SGD's lr 0.05 with momentum. A base value other than its
 // recipe's counts as set.
-func optimizerDefaults(c *trainer.Config, base trainer.Config, space *Space) error {
+func optimizerDefaults(c *trainer.Config, base trainer.Config, space *Space, givenKeys []string) error {
 	if !slices.Contains(space.Keys(), "optimizer") {
 		if slices.Contains(space.Keys(), "momentum") && !slices.Contains(space.Keys(), "nesterov") && c.Momentum == 0 {
 			c.Nesterov = false // plain SGD, as kiln train --momentum 0 is, not the recipe's Nesterov
@@ -269,6 +312,9 @@ func optimizerDefaults(c *trainer.Config, base trainer.Config, space *Space) err
 		return err
 	}
 	given := func(key string) bool {
+		if givenKeys != nil {
+			return slices.Contains(space.Keys(), key) || slices.Contains(givenKeys, key)
+		}
 		return slices.Contains(space.Keys(), key) || fmt.Sprint(b[key]) != fmt.Sprint(r[key])
 	}
 	trainer.UseOptimizerDefaults(c, recipe, given)
