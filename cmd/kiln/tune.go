@@ -239,11 +239,22 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 	if err != nil {
 		return trainer.Config{}, nil, tune.Settings{}, err
 	}
+	inFile := map[string]bool{}
+	if tf.configPath != "" {
+		if inFile, err = trainer.ConfigFileKeys(tf.configPath); err != nil {
+			return trainer.Config{}, nil, tune.Settings{}, err
+		}
+	}
 	for _, k := range space.Keys() {
 		// The space's values win; a flag for the same setting would be
-		// left unread without a word.
+		// left unread without a word. A config file (a best.yaml holds
+		// every setting) is told so.
 		if flag := strings.ReplaceAll(k, "_", "-"); cfs.Changed(flag) {
 			return trainer.Config{}, nil, tune.Settings{}, fmt.Errorf("--%s %s: the search space sets %s too; give it in one place", flag, cfs.Lookup(flag).Value, k)
+		}
+		if inFile[k] {
+			log := logger()
+			log.Warn().Str("config", tf.configPath).Str("setting", k).Msg("the search space sets it: the config file's value is not used")
 		}
 	}
 	if !slices.ContainsFunc(space.Keys(), func(k string) bool { return k == "model" || k == "schedule" }) {
