@@ -170,6 +170,29 @@ func TestHalvingStopsARunningTrialOvertakenAtAPassedRung(t *testing.T) {
 	}
 }
 
+// A trial overtaken at a rung it passed, whose next report is its run's
+// last validation, has ended, not stopped: it was recorded "stopped" and
+// ranked with the stopped ones though it ran its whole budget.
+func TestHalvingDoesNotStopARunAtItsEnd(t *testing.T) {
+	set := Settings{Strategy: "halving", Trials: 2, Metric: "val_loss", Seed: 1, Eta: 2, MinResource: 1, Unit: "epochs"}
+	base := trainer.DefaultConfig()
+	base.Epochs = 2
+	tu, err := Start(t.TempDir(), base, mustSpace(t, "lr: [0.1, 0.01]"), set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tu.State.Trials
+	at := func(epoch float64, loss float64) Report {
+		return Report{Epoch: epoch, Metrics: map[string]float64{"val_loss": loss}}
+	}
+	if tu.report(tr[0], at(1, 2.0)) || tu.report(tr[1], at(1, 1.0)) {
+		t.Fatal("a trial was stopped at rung 1 where ⌊2/2⌋ = 1 goes on")
+	}
+	if tu.report(tr[0], at(2, 1.9)) || tr[0].StopAt != 0 {
+		t.Fatalf("trial 1 was stopped at its run's last validation (stop_at %d)", tr[0].StopAt)
+	}
+}
+
 // A training run's directory is not a tune's: starting one there is
 // refused, naming the run's file, and writes nothing.
 func TestStartRefusesARunDirectory(t *testing.T) {

@@ -645,6 +645,9 @@ func (tu *Tuner) report(t *Trial, r Report) bool {
 	if t.StopAt > 0 {
 		return true
 	}
+	if total > 0 && res+1e-9 >= total {
+		return false // the run's last validation: nothing is left to save by stopping it
+	}
 	changed := false
 	maximize := Maximize(set.Metric)
 	// A rung passed early, against few peers, is judged again as more
