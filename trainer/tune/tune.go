@@ -196,6 +196,8 @@ func checkSettings(set *Settings, base trainer.Config, space *Space) error {
 		return nil
 	}
 	switch {
+	case set.Metric == "test_top5": // validations report no top-5
+		return errors.New("--metric test_top5: halving compares the validations' val_top5, which runs do not report; rank by test_top5 under grid or random, or halve by val_acc")
 	case set.Eta < 2:
 		return fmt.Errorf("--eta %d: must be at least 2", set.Eta)
 	case !(set.MinResource > 0) || math.IsInf(set.MinResource, 0):
