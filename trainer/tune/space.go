@@ -591,8 +591,10 @@ func (s *Space) Distinct() int {
 		case d.Scale == Pow2:
 			lo, hi := pow2Exponents(d.Min, d.Max)
 			k = hi - lo + 1
-		case isInt(d.kind) && d.Scale == Linear && math.Floor(d.Max)-math.Ceil(d.Min) < 1<<30:
-			k = int(math.Floor(d.Max)-math.Ceil(d.Min)) + 1
+		case d.Min == d.Max: // one value, whatever the scale
+			k = 1
+		case isInt(d.kind) && (d.Scale == Linear || d.Scale == Log) && math.Floor(d.Max)-math.Ceil(d.Min) < 1<<30:
+			k = int(math.Floor(d.Max)-math.Ceil(d.Min)) + 1 // whole numbers, drawn on either scale
 		default:
 			return 0
 		}

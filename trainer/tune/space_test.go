@@ -298,6 +298,10 @@ func TestDrawsRepeatNoSetting(t *testing.T) {
 	if n := ints.Distinct(); n != 6 {
 		t.Errorf("Distinct: %d, want 6 (3 depths × 2 optimizers)", n)
 	}
+	// Whole numbers on a log scale, and a range of one value, are counted
+	// too: 8 draws of hidden 16..20:log trained some settings twice.
+	mustDraw(t, mustSpace(t, "hidden: {min: 16, max: 20, scale: log}"), 1, 8, 5, 5)
+	mustDraw(t, mustSpace(t, "lr: {min: 0.01, max: 0.01, scale: log}"), 1, 3, 1, 1)
 }
 
 // mustDraw checks s's count of settings (0: uncounted), then draws n
