@@ -145,10 +145,20 @@ func writeLRFind(dir string, c trainer.Config, o trainer.LRFindOptions, res *tra
 	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 8, 64) }
 	xs, raw, sm := make([]float64, len(res.Points)), make([]float64, len(res.Points)), make([]float64, len(res.Points))
 	lo, hi := math.Inf(1), math.Inf(-1)
+	// As fastai's plot (skip_end=5), the last steps, where the loss blows
+	// up in one or two steps, do not set the scale: they squashed the curve
+	// into a flat line along the bottom.
+	skipEnd := 0
+	if len(res.Points) > 10 {
+		skipEnd = 5
+	}
 	for i, p := range res.Points {
 		_ = w.Write([]string{strconv.Itoa(p.Step), g(p.LR), g(p.Loss), g(p.Smoothed)})
 		xs[i], raw[i], sm[i] = p.LR, p.Loss, p.Smoothed
-		lo, hi = math.Min(lo, p.Smoothed), math.Max(hi, p.Smoothed)
+		lo = math.Min(lo, p.Smoothed)
+		if i < len(res.Points)-skipEnd {
+			hi = math.Max(hi, p.Smoothed)
+		}
 	}
 	w.Flush()
 	if err := trainer.WriteFileAtomic(filepath.Join(dir, lrFindCSV), buf.Bytes()); err != nil {
@@ -159,6 +169,9 @@ func writeLRFind(dir string, c trainer.Config, o trainer.LRFindOptions, res *tra
 	for i := range raw {
 		if raw[i] > 1.5*hi {
 			raw[i] = math.NaN()
+		}
+		if sm[i] > 1.5*hi {
+			sm[i] = math.NaN()
 		}
 	}
 	series := []plots.Series{{Name: "batch loss", X: xs, Y: raw}, {Name: "smoothed loss", X: xs, Y: sm}}
