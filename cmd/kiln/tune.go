@@ -128,7 +128,7 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 	}
 	if tuneFlagsGiven(f) {
 		if err := tf.sameTune(cfs, cf, tu.State); err != nil {
-			return usageError{fmt.Errorf("--resume continues the tune as %s records it: %w (only --parallel, --threads and --log-level may change)",
+			return usageError{fmt.Errorf("--resume continues the tune as %s records it: %w (only --parallel, --threads, --data-dir and --log-level may change)",
 				filepath.Join(dir, tune.StateFile), err)}
 		}
 	}
@@ -147,6 +147,16 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 		// for good; here it waits for one that has it.
 		return usageError{fmt.Errorf("%w: resume the tune on a machine that has it", err)}
 	}
+	if f.Changed("data-dir") {
+		// Where the data is, not what the trials train (a resume's mend for
+		// a data set that was not found): the trials yet to end read it.
+		for _, t := range tu.State.Trials {
+			if !t.Status.Finished() {
+				t.Config.DataDir = cf.c.DataDir
+			}
+		}
+		tu.State.Base.DataDir = cf.c.DataDir
+	}
 	parallel := tf.parallel
 	if !f.Changed("parallel") {
 		parallel = cmp.Or(tu.State.Parallel, tf.parallel) // as the tune began
@@ -164,7 +174,7 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 func tuneFlagsGiven(f *pflag.FlagSet) bool {
 	given := false
 	f.Visit(func(fl *pflag.Flag) {
-		given = given || !slices.Contains([]string{"resume", "run-dir", "parallel", "threads", "log-level"}, fl.Name)
+		given = given || !slices.Contains([]string{"resume", "run-dir", "parallel", "threads", "log-level", "data-dir"}, fl.Name)
 	})
 	return given
 }

@@ -90,7 +90,7 @@ func TestTuneGridRanksTrialsAndKilnTrainTakesBestYAML(t *testing.T) {
 	}
 	other := append([]string{"tune", "--resume", "--run-dir", tuneDir, "--strategy", "grid"}, tinyTune...)
 	other = append(other, "--momentum", "0.5", "--param", "lr=1e-4,0.05", "--param", "hidden=16,64", "--trials", "3")
-	for _, want := range []string{"momentum: 0.9 → 0.5", `--param hidden: "16,32" → "16,64"`, "trials: 0 → 3", "only --parallel, --threads and --log-level may change"} {
+	for _, want := range []string{"momentum: 0.9 → 0.5", `--param hidden: "16,32" → "16,64"`, "trials: 0 → 3", "only --parallel, --threads, --data-dir and --log-level may change"} {
 		if r := kiln(t, dir, other...); r.code != 2 || !strings.Contains(r.stderr, want) {
 			t.Errorf("--resume with other settings: exit %d, want %q in\n%s", r.code, want, r.stderr)
 		}
@@ -455,5 +455,30 @@ func TestTuneOfACSVRegressionRanksByRMSE(t *testing.T) {
 		"--strategy", "grid", "--epochs", "1", "--threads", "1", "--device", "cpu", "--run-dir", filepath.Join(dir, "tune"))
 	if !strings.Contains(r.stdout, "val_rmse") || strings.Contains(r.stdout, "failed") {
 		t.Errorf("a CSV regression's tune:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+// A tune whose data was not found resumes with --data-dir naming where it
+// is, as its message says (the resume refused the flag: "settings given
+// without the tune's --space or --param").
+func TestTuneResumesWithTheDataElsewhere(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("a,b,y\n")
+	for i := range 120 {
+		fmt.Fprintf(&b, "%g,%g,%d\n", float64(i%13)/13, float64(i%7)/7, i%2)
+	}
+	good := filepath.Join(dir, "t.csv")
+	if err := os.WriteFile(good, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tuneDir := filepath.Join(dir, "tune")
+	r := kiln(t, dir, "tune", "--dataset", "csv", "--data-dir", filepath.Join(dir, "gone.csv"), "--model", "mlp", "--param", "lr=0.01,0.02",
+		"--strategy", "grid", "--epochs", "1", "--threads", "1", "--device", "cpu", "--run-dir", tuneDir)
+	if r.code == 0 || !strings.Contains(r.stderr, "--data-dir DIR for data found elsewhere") {
+		t.Fatalf("a tune of a missing file: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := mustRun(t, dir, "tune", "--run-dir", tuneDir, "--resume", "--data-dir", good); !strings.Contains(r.stdout, "best: trial") {
+		t.Errorf("resumed with --data-dir:\n%s%s", r.stdout, r.stderr)
 	}
 }

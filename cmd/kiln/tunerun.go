@@ -62,7 +62,7 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 		return exitError{fmt.Errorf("tune interrupted; kiln tune --run-dir %s --resume continues it", tu.Dir), 130}
 	}
 	if tune.Environmental(err) {
-		return fmt.Errorf("%w\nthe trials that ended are kept: mend the cause, then kiln tune --run-dir %s --resume", err, tu.Dir)
+		return fmt.Errorf("%w\nthe trials that ended are kept: mend the cause, then kiln tune --run-dir %s --resume (with --data-dir DIR for data found elsewhere)", err, tu.Dir)
 	}
 	if err != nil {
 		return err

@@ -71,7 +71,7 @@ func readCIFAR(dir string, files []string, classes []string) (*Dataset, error) {
 		p := filepath.Join(dir, f)
 		raw, err := userfile.ReadFile(p, maxCIFARBytes)
 		if err != nil {
-			return nil, fileErr(p, "%s", ioProblem(err))
+			return nil, ioErr(p, err)
 		}
 		m, err := decodeCIFAR(raw)
 		if err != nil {

@@ -558,7 +558,7 @@ func csvFiles(o Options) (train, test string, err error) {
 	}
 	st, err := os.Stat(o.Dir)
 	if err != nil {
-		return "", "", fileErr(o.Dir, "%s", ioProblem(err))
+		return "", "", ioErr(o.Dir, err)
 	}
 	if !st.IsDir() {
 		return o.Dir, o.CSV.Test, nil
@@ -587,7 +587,7 @@ func loadCSV(o Options) (train, test *Dataset, err error) {
 	read := func(p string, like *csvTable) (*csvTable, error) {
 		raw, err := userfile.ReadFile(p, maxCSVBytes)
 		if err != nil {
-			return nil, fileErr(p, "%s", ioProblem(err))
+			return nil, ioErr(p, err)
 		}
 		return parseCSV(p, raw, o.CSV, like)
 	}

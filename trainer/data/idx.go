@@ -38,7 +38,7 @@ const (
 func readIDX(path string, ndims int) (dims []int, payload []byte, err error) {
 	raw, err := userfile.ReadFile(path, maxIDXBytes)
 	if err != nil {
-		return nil, nil, fileErr(path, "%s", ioProblem(err))
+		return nil, nil, ioErr(path, err)
 	}
 	dims, payload, err = decodeIDX(raw, ndims)
 	if err != nil {

@@ -712,6 +712,7 @@ func Diff(st *State, base trainer.Config, space *Space, set Settings) (string, e
 	}
 	run := st.Base
 	run.Threads, base.Threads = 0, 0
+	run.DataDir, base.DataDir = "", "" // where the data is: a resume may name another place
 	var d []string
 	for _, x := range []struct{ run, now any }{
 		{st.Settings, set}, {st.Space.byParam(), space.byParam()}, {run, base},
