@@ -232,6 +232,7 @@ func TestBadInput(t *testing.T) {
 		{"tune over optimizers with an unread gamma", []string{"tune", "--param", "optimizer=sgd,adam", "--gamma", "0.5"}, 2, "--gamma 0.5: is for the step"},
 		{"tune of classes by rmse", []string{"tune", "--param", "lr=0.1,0.2", "--metric", "val_rmse"}, 2, "--metric val_rmse: the data is a classification"},
 		{"tune halving by test_top5", []string{"tune", "--param", "lr=0.1,0.2", "--strategy", "halving", "--metric", "test_top5", "--trials", "2"}, 2, "--metric test_top5: halving compares"},
+		{"tune halving by steps with another val_every", []string{"tune", "--param", "lr=0.1,0.2", "--strategy", "halving", "--trials", "2", "--rung-unit", "steps", "--min-resource", "10", "--val-every", "7"}, 2, "--val-every 7: halving by steps validates at every rung"},
 		{"tune halving flag under grid", []string{"tune", "--param", "lr=0.1,0.2", "--strategy", "grid", "--eta", "1"}, 2, "--eta 1: is for --strategy halving; this tune's is grid"},
 		{"tune parallel 0", []string{"tune", "--param", "lr=0.1,0.2", "--parallel", "0"}, 2, "--parallel 0: must be at least 1"},
 		{"micro-batch with batch norm", []string{"train", "--model", "cnn", "--subset", "0.01", "--micro-batch", "8"}, 2, "--micro-batch 8: the model's batch norm"},

@@ -206,6 +206,11 @@ func checkSettings(set *Settings, base trainer.Config, space *Space) error {
 		return fmt.Errorf("--rung-unit %q: want epochs or steps", set.Unit)
 	case set.Unit == "steps" && set.MinResource != math.Trunc(set.MinResource):
 		return fmt.Errorf("--min-resource %v: steps must be a whole number", set.MinResource)
+	case set.Unit == "steps" && slices.Contains(space.Keys(), "val_every"):
+		return errors.New("val_every in the space: halving by steps validates at every rung's step (multiples of --min-resource) whatever a trial's val_every")
+	case set.Unit == "steps" && base.ValEvery != 0 && int(set.MinResource)%base.ValEvery != 0:
+		return fmt.Errorf("--val-every %d: halving by steps validates at every rung's step, multiples of --min-resource %v: give a --val-every that divides it",
+			base.ValEvery, set.MinResource)
 	case set.Unit == "epochs" && !space.Varies("epochs") && set.MinResource >= float64(base.Epochs):
 		return fmt.Errorf("--strategy halving: the first rung (%v epochs) is not below --epochs %d, so no trial could be stopped; lower --min-resource, raise --epochs or use --rung-unit steps",
 			set.MinResource, base.Epochs)
