@@ -226,6 +226,12 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 		return usageError{err}
 	}
 	defer release(true)
+	for _, t := range tu.State.Trials {
+		if t.Status == tune.Invalid { // they count among --trials: say so before the rest run
+			log := logger()
+			log.Warn().Str("trial", t.Name()).Str("why", t.Error).Msg("an invalid trial: its settings do not go together; it will not run")
+		}
+	}
 	if n := space.GridSize(); set.Strategy == "grid" && set.Trials > 0 && set.Trials < n {
 		log := logger()
 		log.Warn().Int("trials", set.Trials).Int("grid", n).Msg("running only the first --trials points of the grid")
