@@ -361,6 +361,9 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	if err := checkHead(c, s.Train); err != nil {
 		return nil, fmt.Errorf("fit: %w", err)
 	}
+	if err := checkSplitsLike(c, s); err != nil {
+		return nil, fmt.Errorf("fit: %w", err)
+	}
 	if err := s.Train.CheckClasses(); err != nil {
 		return nil, err
 	}
@@ -918,6 +921,39 @@ func checkHead(c Config, ds *data.Dataset) error {
 	}
 	if ds.Task != head {
 		return fmt.Errorf("data set %s is %v but the model has a %v head", ds.Name, ds.Task, head)
+	}
+	return nil
+}
+
+// checkSplitsLike refuses, before the first step, validation and test
+// splits the model cannot take: another task, sample shape or labels past
+// the training split's classes. They failed after the whole run (the test
+// pass) or the first epoch, and a resume without them was refused as
+// other data.
+func checkSplitsLike(c Config, s *data.Splits) error {
+	tr := s.Train
+	for _, sp := range []struct {
+		name string
+		d    *data.Dataset
+	}{{"validation", s.Val}, {"test", s.Test}} {
+		d := sp.d
+		if d == nil {
+			continue
+		}
+		if err := checkHead(c, d); err != nil {
+			return fmt.Errorf("the %s split: %w", sp.name, err)
+		}
+		if d.Channels != tr.Channels || d.Height != tr.Height || d.Width != tr.Width {
+			return fmt.Errorf("the %s split's samples are %d×%d×%d (C×H×W), the training split's %d×%d×%d",
+				sp.name, d.Channels, d.Height, d.Width, tr.Channels, tr.Height, tr.Width)
+		}
+		if d.Task == data.Classification {
+			for i, l := range d.Labels {
+				if l < 0 || int(l) >= tr.NumClasses() {
+					return fmt.Errorf("the %s split's sample %d has label %d; the training split has %d classes", sp.name, i, l, tr.NumClasses())
+				}
+			}
+		}
 	}
 	return nil
 }

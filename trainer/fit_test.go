@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
@@ -248,5 +249,27 @@ func TestFitRefusesOneClass(t *testing.T) {
 	_, err = newBlobTrainer(t, blobConfig(), "", false).Fit(context.Background(), &data.Splits{Train: one})
 	if err == nil || !strings.Contains(err.Error(), "class") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Validation and test splits the model cannot take are refused before the
+// first step, naming the split: a test split of another shape failed after
+// the whole run, and its run could not be finished.
+func TestFitRefusesSplitsUnlikeTheTrainingSplit(t *testing.T) {
+	for name, spoil := range map[string]func(s *data.Splits){
+		"test split's samples are 1×4×16": func(s *data.Splits) { s.Test.Height, s.Test.Width = 4, 16 },
+		"validation split's sample 3 has label 9": func(s *data.Splits) { s.Val.Labels[3] = 9 },
+		"the test split: data set":              func(s *data.Splits) { s.Test.Task = data.Regression },
+	} {
+		s := blobSplits(t)
+		spoil(s)
+		tr := newBlobTrainer(t, blobConfig(), "", false)
+		start := time.Now()
+		if _, err := tr.Fit(context.Background(), s); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("%s: refused after %v: it trained first", name, time.Since(start))
+		}
 	}
 }
