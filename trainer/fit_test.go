@@ -257,9 +257,9 @@ func TestFitRefusesOneClass(t *testing.T) {
 // the whole run, and its run could not be finished.
 func TestFitRefusesSplitsUnlikeTheTrainingSplit(t *testing.T) {
 	for name, spoil := range map[string]func(s *data.Splits){
-		"test split's samples are 1×4×16": func(s *data.Splits) { s.Test.Height, s.Test.Width = 4, 16 },
+		"test split's samples are 1×4×16":         func(s *data.Splits) { s.Test.Height, s.Test.Width = 4, 16 },
 		"validation split's sample 3 has label 9": func(s *data.Splits) { s.Val.Labels[3] = 9 },
-		"the test split: data set":              func(s *data.Splits) { s.Test.Task = data.Regression },
+		"the test split: data set":                func(s *data.Splits) { s.Test.Task = data.Regression },
 	} {
 		s := blobSplits(t)
 		spoil(s)
