@@ -349,6 +349,10 @@ type fitRun struct {
 	start          time.Time // of this process's part of the run
 	images         int       // trained on in this part
 	warnedCollapse bool      // said once per run
+	// best is a copy of the best weights for RestoreBest where there is no
+	// run directory to keep best.safetensors in (the Go API without one),
+	// as Keras's restore_best_weights keeps them.
+	best map[string]*engine.Tensor
 }
 
 // prepareFit checks the data against the model and builds the loader, the
@@ -718,6 +722,19 @@ func (t *Trainer) dataDigest(s *data.Splits) []byte {
 
 func (f *fitRun) saveWeights(name string, meta map[string]string) error {
 	if f.t.Run == nil {
+		if name == BestWeights && f.c.RestoreBest {
+			f.best = map[string]*engine.Tensor{}
+			for k, v := range layers.State(f.t.Model) {
+				h := hostCopy(v) // in host memory: no device buffer to free
+				if h == nil {
+					return fmt.Errorf("keeping the best weights: %s could not be read from the device", k)
+				}
+				if h == v {
+					h = v.Clone()
+				}
+				f.best[k] = h
+			}
+		}
 		return nil
 	}
 	return layers.SaveWeights(f.t.Model, f.t.Run.File(name), meta)
@@ -759,6 +776,12 @@ func (f *fitRun) finish() (*Summary, error) {
 			sum.Weights = BestWeights
 			t.Log.Info().Int("best_epoch", sum.BestEpoch).Msg("restored the best weights")
 		}
+	} else if c.RestoreBest && f.best != nil {
+		if err := layers.LoadState(t.Model, f.best); err != nil {
+			return nil, err
+		}
+		sum.Weights = BestWeights // the best weights, kept in memory
+		t.Log.Info().Int("best_epoch", sum.BestEpoch).Msg("restored the best weights")
 	}
 	if c.RestoreBest && t.distributed() {
 		// Rank 0 alone has the run directory and so the best weights.

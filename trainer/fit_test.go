@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -271,5 +273,30 @@ func TestFitRefusesSplitsUnlikeTheTrainingSplit(t *testing.T) {
 		if time.Since(start) > 5*time.Second {
 			t.Errorf("%s: refused after %v: it trained first", name, time.Since(start))
 		}
+	}
+}
+
+// RestoreBest without a run directory (the Go API) ends with the best
+// weights, kept in memory, as Keras's restore_best_weights: it kept the
+// last ones and named a best.safetensors that was nowhere.
+func TestRestoreBestWithoutARunDirectory(t *testing.T) {
+	c := blobConfig()
+	c.Epochs, c.LR, c.Schedule, c.EarlyStop, c.Patience, c.RestoreBest = 6, 2, "constant", "val_loss", 6, true
+	tr := newBlobTrainer(t, c, "", false)
+	var losses []float64
+	tr.Callbacks.OnValidation = func(r MetricsRecord) bool { losses = append(losses, r.Loss); return false }
+	s := blobSplits(t)
+	sum, err := tr.Fit(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := tr.Evaluate(s.Val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	best := slices.Min(losses)
+	t.Logf("validation losses %v", losses)
+	if sum.Weights != BestWeights || math.Abs(r.Loss-best) > 1e-6*best {
+		t.Fatalf("weights %q, validation loss after Fit %v; the best was %v of %v", sum.Weights, r.Loss, best, losses)
 	}
 }
