@@ -362,6 +362,15 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	if s == nil || s.Train == nil || s.Train.Len() == 0 {
 		return nil, fmt.Errorf("fit: no training data")
 	}
+	if t.Run != nil && t.Run.ended {
+		// A second Fit would write another run over this one's files.
+		return nil, fmt.Errorf("fit: the run in %s has ended: open another run directory for another run", t.Run.Path)
+	}
+	if t.Run != nil && !t.Run.held() {
+		// Closed (its lock gone: another process may own it now), or not
+		// made by OpenRunDir: writing there panicked after the first epoch.
+		return nil, fmt.Errorf("fit: the run directory %s is not open: give Fit one from OpenRunDir, before its Close", t.Run.Path)
+	}
 	if err := checkHead(c, s.Train); err != nil {
 		return nil, fmt.Errorf("fit: %w", err)
 	}
@@ -802,6 +811,7 @@ func (f *fitRun) finish() (*Summary, error) {
 	if err := t.Run.WriteJSON(SummaryFile, sum); err != nil {
 		return nil, err
 	}
+	t.Run.ended = true
 	return sum, nil
 }
 

@@ -300,3 +300,30 @@ func TestRestoreBestWithoutARunDirectory(t *testing.T) {
 		t.Fatalf("weights %q, validation loss after Fit %v; the best was %v of %v", sum.Weights, r.Loss, best, losses)
 	}
 }
+
+// Fit refuses a run directory it cannot write to as a run: one closed (it
+// panicked after the first epoch, writing where another process may now
+// own the lock), and one whose run a Fit has ended (a second Fit wrote
+// another run over it).
+func TestFitRefusesAClosedOrEndedRunDirectory(t *testing.T) {
+	c := blobConfig()
+	c.Epochs = 1
+	dir := t.TempDir()
+	tr := newBlobTrainer(t, c, dir, false)
+	if _, err := tr.Fit(context.Background(), blobSplits(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Fit(context.Background(), blobSplits(t)); err == nil || !strings.Contains(err.Error(), "has ended") {
+		t.Errorf("a second Fit on an ended run: %v", err)
+	}
+	run, err := OpenRunDir(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Close()
+	tr2 := newBlobTrainer(t, c, "", false)
+	tr2.Run = run
+	if _, err := tr2.Fit(context.Background(), blobSplits(t)); err == nil || !strings.Contains(err.Error(), "is not open") {
+		t.Errorf("Fit on a closed run directory: %v", err)
+	}
+}

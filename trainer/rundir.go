@@ -137,6 +137,7 @@ type RunDir struct {
 	state    *RunState // the checkpoint's, when resuming
 	finished bool
 	restart  bool
+	ended    bool // a Fit in this process ended the run (wrote summary.json)
 }
 
 // OpenRunDir opens dir for a run, creating it when needed, and locks it
@@ -368,6 +369,13 @@ func (r *RunDir) Err() error {
 
 // File returns the path of a file in the run directory.
 func (r *RunDir) File(name string) string { return filepath.Join(r.Path, name) }
+
+// held reports whether r is open: made by OpenRunDir and not yet closed.
+func (r *RunDir) held() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lock != nil
+}
 
 // Close closes the log and releases the lock.
 func (r *RunDir) Close() error {
