@@ -377,6 +377,9 @@ func (t *Trainer) prepareFit(s *data.Splits) (*fitRun, error) {
 	if err := checkSplitsLike(c, s); err != nil {
 		return nil, fmt.Errorf("fit: %w", err)
 	}
+	if err := CheckAugment(c, s.Train); err != nil { // as kiln train checks it: a table's rows were zeroed
+		return nil, fmt.Errorf("fit: %w", err)
+	}
 	if err := s.Train.CheckClasses(); err != nil {
 		return nil, err
 	}

@@ -327,3 +327,14 @@ func TestFitRefusesAClosedOrEndedRunDirectory(t *testing.T) {
 		t.Errorf("Fit on a closed run directory: %v", err)
 	}
 }
+
+// Fit refuses augmentation of data it would destroy (1×1 "pictures", a
+// table's rows), as kiln train does: through the Go API it zeroed them.
+func TestFitChecksAugment(t *testing.T) {
+	c := blobConfig()
+	c.Augment = true
+	tr := newBlobTrainer(t, c, "", false)
+	if _, err := tr.Fit(context.Background(), blobSplits(t)); err == nil || !strings.Contains(err.Error(), "augment") {
+		t.Fatalf("augment on 8×8 blobs: %v", err)
+	}
+}
