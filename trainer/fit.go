@@ -577,8 +577,18 @@ func (f *fitRun) interrupt() error {
 	// epoch as the other lines give it: the one it was in, counted from 1
 	// (f.epochs counts the finished ones: it said "epoch=0" mid-epoch 1).
 	f.t.Log.Warn().Int("epoch", f.epochs+1).Int("step", f.step).Msg(msg)
+	if f.t.Run == nil {
+		return errInterruptedNoRun{}
+	}
 	return ErrInterrupted
 }
+
+// errInterruptedNoRun is ErrInterrupted where there is no run directory,
+// so no checkpoint to resume from.
+type errInterruptedNoRun struct{}
+
+func (errInterruptedNoRun) Error() string        { return "training interrupted; no run directory, so no checkpoint" }
+func (errInterruptedNoRun) Is(target error) bool { return target == ErrInterrupted }
 
 // endEpoch records the epoch's training figures, validates, observes early
 // stopping and writes the checkpoint and the last weights.

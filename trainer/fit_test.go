@@ -338,3 +338,15 @@ func TestFitChecksAugment(t *testing.T) {
 		t.Fatalf("augment on 8×8 blobs: %v", err)
 	}
 }
+
+// Interrupted without a run directory, Fit says there is no checkpoint,
+// and the error is still ErrInterrupted.
+func TestInterruptedWithoutARunDirectory(t *testing.T) {
+	tr := newBlobTrainer(t, blobConfig(), "", false)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := tr.Fit(ctx, blobSplits(t))
+	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "no checkpoint") {
+		t.Fatalf("interrupted without a run directory: %v", err)
+	}
+}
