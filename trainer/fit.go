@@ -587,7 +587,9 @@ func (f *fitRun) interrupt() error {
 // so no checkpoint to resume from.
 type errInterruptedNoRun struct{}
 
-func (errInterruptedNoRun) Error() string        { return "training interrupted; no run directory, so no checkpoint" }
+func (errInterruptedNoRun) Error() string {
+	return "training interrupted; no run directory, so no checkpoint"
+}
 func (errInterruptedNoRun) Is(target error) bool { return target == ErrInterrupted }
 
 // endEpoch records the epoch's training figures, validates, observes early
