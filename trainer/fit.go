@@ -149,6 +149,9 @@ func scheduleFor(c Config, nb int) (*Schedule, error) {
 // without it Fit writes nothing and keeps no checkpoint), the data ones
 // (data.Load) and Device (the engine's default device).
 func NewTrainer(c Config, model layers.Layer) (*Trainer, error) {
+	if model == nil {
+		return nil, errors.New("NewTrainer: no model")
+	}
 	if err := c.ValidateTraining(); err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
 )
 
 func syntheticBatch(n int, s layers.Spec) (*engine.Tensor, []int32) {
@@ -225,4 +226,44 @@ func TestOptimizerMisuseIsAnError(t *testing.T) {
 	if _, _, err := NewClassifier(net, &AdamW{Beta1: 1}).TrainStep(x, labels, 0.01); err == nil || !strings.Contains(err.Error(), "betas") {
 		t.Errorf("AdamW beta1 1: %v", err)
 	}
+}
+
+// TrainOnBatch misused is an error, not a panic or a silent no-op: no
+// batch, no inputs, no labels, a learning rate that is not a number ≥ 0; and
+// NewTrainer without a model.
+func TestTrainOnBatchMisuse(t *testing.T) {
+	if _, err := NewTrainer(blobConfigForStep(), nil); err == nil {
+		t.Error("NewTrainer without a model: no error")
+	}
+	s := layers.Spec{Channels: 1, Height: 28, Width: 28, Classes: 10}
+	net, err := layers.Build("lenet", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(blobConfigForStep(), net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, labels := syntheticBatch(4, s)
+	ok := &data.Batch{X: x, Labels: labels, Indices: []int{0, 1, 2, 3}}
+	for name, c := range map[string]struct {
+		b  *data.Batch
+		lr float64
+	}{
+		"no batch": {nil, 0.01}, "no inputs": {&data.Batch{Labels: labels, Indices: ok.Indices}, 0.01},
+		"no labels": {&data.Batch{X: x, Indices: ok.Indices}, 0.01}, "NaN lr": {ok, math.NaN()}, "∞ lr": {ok, math.Inf(1)}, "negative lr": {ok, -1},
+	} {
+		if _, _, err := tr.TrainOnBatch(nil, c.b, c.lr); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if _, _, err := tr.TrainOnBatch(nil, ok, 0.01); err != nil {
+		t.Errorf("a good batch: %v", err)
+	}
+}
+
+func blobConfigForStep() Config {
+	c := DefaultConfig()
+	c.Model = "lenet"
+	return c
 }

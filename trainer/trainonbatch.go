@@ -1,6 +1,10 @@
 package trainer
 
 import (
+	"errors"
+	"fmt"
+	"math"
+
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/trainer/data"
 )
@@ -62,6 +66,18 @@ func (t *Trainer) TrainOnBatchLogged(d *DeviceData, b *data.Batch, lr float64, l
 // the gradient, the dropout masks' place, and the samples on the device. A
 // rank with an empty shard takes its idle step here and gets no samples.
 func (t *Trainer) batchStep(d *DeviceData, b *data.Batch, lr float64) (*engine.Tensor, error) {
+	switch {
+	case b == nil:
+		return nil, errors.New("TrainOnBatch: no batch")
+	case !(lr >= 0) || math.IsInf(lr, 0): // Fit's schedule refuses them; a loop of one's own too
+		return nil, fmt.Errorf("TrainOnBatch: learning rate %v: must be a finite number ≥ 0", lr)
+	case b.X == nil && !(b.Size() == 0 && t.distributed()): // a rank's idle step has none
+		return nil, errors.New("TrainOnBatch: the batch has no inputs (X)")
+	case b.X != nil && t.regressor != nil && b.Targets == nil:
+		return nil, errors.New("TrainOnBatch: a regression's batch needs its Targets")
+	case b.X != nil && t.classifier != nil && b.Labels == nil:
+		return nil, errors.New("TrainOnBatch: a classification's batch needs its Labels")
+	}
 	t.gradScale = t.shareOf(b)
 	t.grads.Share = t.gradScale
 	for _, d := range t.dropouts {
