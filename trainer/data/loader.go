@@ -103,7 +103,10 @@ func NewLoader(ds *Dataset, o LoaderOptions) (*Loader, error) {
 	}
 	n := ds.Len()
 	l := &Loader{ds: ds, opts: o, nb: BatchesPerEpoch(n, o.BatchSize, o.DropLast), perm: make([]int, n)}
-	if l.nb == 0 {
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("data: %s: no samples", ds.Name)
+	case l.nb == 0:
 		return nil, fmt.Errorf("data: %s: %d samples make no full batch of %d (drop-last is on)", ds.Name, n, o.BatchSize)
 	}
 	nbuf := 1

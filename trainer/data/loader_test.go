@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -373,5 +374,14 @@ func BenchmarkLoaderCIFAR(b *testing.B) {
 			epoch++
 			l.Start(epoch, 0)
 		}
+	}
+}
+
+// An empty data set's loader says it has no samples (it blamed drop-last,
+// which evaluation does not use).
+func TestLoaderOfNoSamples(t *testing.T) {
+	ds := &Dataset{Name: "empty", Task: Classification, Classes: []string{"a"}, Channels: 1, Height: 1, Width: 1, Mean: []float64{0}, Std: []float64{1}}
+	if _, err := NewLoader(ds, LoaderOptions{BatchSize: 8}); err == nil || !strings.Contains(err.Error(), "no samples") {
+		t.Fatalf("loader of no samples: %v", err)
 	}
 }
