@@ -517,6 +517,15 @@ func FromDense(d *tensor.Dense) (*Tensor, error) {
 		return nil, fmt.Errorf("engine.FromDense: nil tensor")
 	}
 	shape := []int(d.Shape())
+	if slices.Contains(shape, 0) { // no values: gorgonia's Data panics on them
+		switch d.Dtype() {
+		case tensor.Float32:
+			return New(Float32, shape...), nil
+		case tensor.Float64:
+			return New(Float64, shape...), nil
+		}
+		return nil, fmt.Errorf("engine.FromDense: dtype %v (want float32 or float64)", d.Dtype())
+	}
 	if d.IsScalar() {
 		shape = []int{}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine"
+	"gorgonia.org/tensor"
 )
 
 // On the CPU, Zero, Fill, SetAt, Get, Scale and SumSquares cannot fail:
@@ -145,5 +146,14 @@ func TestZeroAllSmallList(t *testing.T) {
 				t.Fatalf("tensor %d element %d is %v after ZeroAll", i, j, v)
 			}
 		}
+	}
+}
+
+// A Dense of no values (a prediction of zero rows) converts to a tensor of
+// that shape instead of panicking inside gorgonia.
+func TestFromDenseOfNoValues(t *testing.T) {
+	x, err := engine.FromDense(tensor.New(tensor.WithShape(0, 5), tensor.Of(tensor.Float32)))
+	if err != nil || !x.SameShape(0, 5) {
+		t.Fatalf("FromDense of (0,5): %v %v", x, err)
 	}
 }
