@@ -151,8 +151,13 @@ func NewRegression(name string, images *engine.Tensor, targets []float32) (*Data
 	d.Task = Regression
 	d.Targets = slices.Clone(targets)
 	d.TargetScale = 1
+	if i := slices.IndexFunc(d.Targets, notFinite); i >= 0 {
+		return nil, fmt.Errorf("data: %s: target %d is %v: a target must be a finite number", name, i, d.Targets[i])
+	}
 	return d, d.Validate()
 }
+
+func notFinite(v float32) bool { return math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) }
 
 func fromTensor(name string, x *engine.Tensor) (*Dataset, error) {
 	if x == nil {
@@ -174,6 +179,10 @@ func fromTensor(name string, x *engine.Tensor) (*Dataset, error) {
 		for i, v := range x.Float64() {
 			d.Images[i] = float32(v)
 		}
+	}
+	if i := slices.IndexFunc(d.Images, notFinite); i >= 0 {
+		// Training on it failed later as "loss is NaN: lower --lr".
+		return nil, fmt.Errorf("data: %s: input value %d (sample %d) is %v: inputs must be finite numbers", name, i, i/max(1, x.Len()/max(1, x.Dim(0))), d.Images[i])
 	}
 	d.Mean = make([]float64, d.Channels)
 	d.Std = make([]float64, d.Channels)

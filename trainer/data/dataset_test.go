@@ -2,6 +2,7 @@ package data
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -276,5 +277,18 @@ func TestSplitOwnedIsSplit(t *testing.T) {
 			rest.Len()*s != len(rest.Images) {
 			t.Errorf("regression %v: splitOwned differs from Split", regression)
 		}
+	}
+}
+
+// A data set built from Go with NaN or infinite inputs or targets is
+// refused: training on it failed later as "loss is NaN: lower --lr".
+func TestNewDataSetsRefuseNaN(t *testing.T) {
+	x := engine.New(engine.Float32, 2, 3)
+	x.Float32()[4] = float32(math.NaN())
+	if _, err := NewClassification("n", x, []int32{0, 1}, []string{"a", "b"}); err == nil || !strings.Contains(err.Error(), "sample 1") {
+		t.Errorf("NaN input: %v", err)
+	}
+	if _, err := NewRegression("n", engine.New(engine.Float32, 2, 3), []float32{1, float32(math.Inf(1))}); err == nil || !strings.Contains(err.Error(), "target 1") {
+		t.Errorf("∞ target: %v", err)
 	}
 }
