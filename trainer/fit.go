@@ -83,6 +83,10 @@ type EvalResult struct {
 // Keras's Model.fit. Config says how; Run, when set, receives the run
 // directory's files; Progress, when set (a terminal), shows a progress bar.
 type Trainer struct {
+	// Config is read by each Fit (epochs, batch, schedule, validation,
+	// early stopping); the optimiser, clipping, label smoothing and
+	// micro-batching are fixed by NewTrainer: change those through a new
+	// trainer, not here.
 	Config    Config
 	Model     layers.Layer
 	Log       zerolog.Logger
