@@ -157,7 +157,7 @@ func rankKey(c Config, bucketBytes int) json.RawMessage {
 	c.LogLevel, c.MemoryLimitMB, c.WorldSize = "", 0, 0
 	b, _ := json.Marshal(struct {
 		Config
-		BucketBytes int `json:"bucket_bytes,omitempty"`
+		BucketBytes int `json:"$KILN_BUCKET_BYTES,omitempty"` // named as the user sets it, for the refusal
 	}{c, bucketBytes})
 	return b
 }

@@ -202,7 +202,7 @@ func ddpRanksDisagree(t *testing.T, e ddpEnv) {
 		{e.bin, []string{"--", "--stop-after-epoch", "1"}, "rank 1: stop_after_epoch: unset → 1"},
 		{e.bin, []string{"--", "--micro-batch", "8"}, "rank 1: micro_batch: unset → 8"},
 		{e.bin, []string{"--", "--sync-bn"}, "rank 1: sync_bn: unset → true"},
-		{e.bin, []string{"-x", "KILN_BUCKET_BYTES=1000", "--"}, "rank 1: bucket_bytes: unset → 1000"},
+		{e.bin, []string{"-x", "KILN_BUCKET_BYTES=1000", "--"}, "rank 1: $KILN_BUCKET_BYTES: unset → 1000"},
 	} {
 		// Open MPI's MPMD form: rank 0 one command line, rank 1 another.
 		i := slices.Index(tc.rank1, "--")

@@ -69,7 +69,7 @@ func joinWorld() (*mpi.World, error) {
 	// configuration and the data).
 	sum, err := binaryHash()
 	if err == nil {
-		err = w.Agree("the kiln binary", sum)
+		err = w.Agree("the kiln binary (every rank must run the same build: a kiln beside a kiln-cuda, as a node without the NVIDIA driver keeps running, is another)", sum)
 	}
 	if err != nil {
 		return nil, endWorld(w, err)
