@@ -431,7 +431,7 @@ func (c Config) validateWords() error {
 	default:
 		return settingErr("image_fit", strconv.Quote(c.ImageFit), "want crop or pad")
 	}
-	switch c.LogLevel {
+	switch strings.ToLower(c.LogLevel) { // as --model and --schedule take any case
 	case "", "debug", "info", "warn":
 	default:
 		return settingErr("log_level", strconv.Quote(c.LogLevel), "want debug, info or warn")

@@ -279,6 +279,7 @@ func TestWordSettingsAreChecked(t *testing.T) {
 		{func(c *Config) { c.ImageFit = "stretch" }, "image_fit"},
 		{func(c *Config) { c.LogLevel = "trace" }, "log_level"},
 		{func(c *Config) { c.LogLevel = "debug" }, ""},
+		{func(c *Config) { c.LogLevel = "WARN" }, ""},
 	} {
 		cfg := DefaultConfig()
 		cfg.Dataset = "folder" // whose settings the image ones are

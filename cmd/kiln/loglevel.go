@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -18,7 +19,7 @@ var consoleLevel = zerolog.InfoLevel
 // RunDir.LoggerAt; logger() follows it too.
 func setConsoleLevel(level string) zerolog.Level {
 	consoleLevel = zerolog.InfoLevel
-	switch level {
+	switch strings.ToLower(level) {
 	case "debug":
 		consoleLevel = zerolog.DebugLevel
 	case "warn":
