@@ -392,29 +392,15 @@ func readRawEvent(t *testing.T, r *bufio.Reader) (name, data string) {
 
 func readEvent(t *testing.T, r *bufio.Reader) Listing {
 	t.Helper()
-	var name, data string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("event stream: %v", err)
-		}
-		line = strings.TrimRight(line, "\n")
-		switch {
-		case strings.HasPrefix(line, "event: "):
-			name = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			data = line[6:]
-		case line == "" && data != "":
-			if name != "runs" {
-				t.Fatalf("event %q", name)
-			}
-			var l Listing
-			if err := json.Unmarshal([]byte(data), &l); err != nil {
-				t.Fatal(err)
-			}
-			return l
-		}
+	name, data := readRawEvent(t, r)
+	if name != "runs" {
+		t.Fatalf("event %q", name)
 	}
+	var l Listing
+	if err := json.Unmarshal([]byte(data), &l); err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 func TestEventsFollowARunAsItTrains(t *testing.T) {

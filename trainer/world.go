@@ -172,7 +172,14 @@ type rankValues interface {
 // agreeConfig checks that every rank holds configuration key, and names
 // the settings each differing rank has otherwise.
 func agreeConfig(w World, key json.RawMessage) error {
-	err := w.Agree("the configuration", key)
+	return agreeNamed(w, "the configuration", key, "every rank must be given the same settings; "+
+		"on --resume a rank that cannot read the run directory's config.yaml needs the run's flags given again")
+}
+
+// agreeNamed is w.Agree on JSON settings whose refusal names, for each
+// rank that differs, its settings that differ from rank 0's.
+func agreeNamed(w World, what string, settings []byte, hint string) error {
+	err := w.Agree(what, settings)
 	var rv rankValues
 	if !errors.As(err, &rv) {
 		return err
@@ -182,8 +189,7 @@ func agreeConfig(w World, key json.RawMessage) error {
 	for _, r := range differ {
 		d = append(d, fmt.Sprintf("rank %d: %s", r, configDiff(values[0], values[r])))
 	}
-	return fmt.Errorf("ranks disagree on the configuration, rank 0's → another's: %s (every rank must be given the same settings; "+
-		"on --resume a rank that cannot read the run directory's config.yaml needs the run's flags given again)", strings.Join(d, "; "))
+	return fmt.Errorf("ranks disagree on %s, rank 0's → another's: %s (%s)", what, strings.Join(d, "; "), hint)
 }
 
 // AgreeSettings checks that every rank holds the same settings (a struct
@@ -195,17 +201,7 @@ func AgreeSettings(w World, settings any) error {
 	if err != nil {
 		return err
 	}
-	err = w.Agree("the settings", b)
-	var rv rankValues
-	if !errors.As(err, &rv) {
-		return err
-	}
-	values, differ := rv.RankValues()
-	var d []string
-	for _, r := range differ {
-		d = append(d, fmt.Sprintf("rank %d: %s", r, configDiff(values[0], values[r])))
-	}
-	return fmt.Errorf("ranks disagree on the settings, rank 0's → another's: %s (every rank must be given the same)", strings.Join(d, "; "))
+	return agreeNamed(w, "the settings", b, "every rank must be given the same")
 }
 
 // agreeHash checks that every rank holds the same thing, by a hash of its
