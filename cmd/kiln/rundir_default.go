@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,6 +30,15 @@ func defaultRunDir(prefix string) string {
 		}
 		dir = base + "-" + strconv.Itoa(n)
 	}
+}
+
+// shellQuote is path as a shell takes it, for the commands messages give to
+// paste: as it is when it needs no quoting, else in single quotes.
+func shellQuote(path string) string {
+	if path != "" && strings.Trim(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:@%+=,-") == "" {
+		return path
+	}
+	return "'" + strings.ReplaceAll(path, "'", `'\''`) + "'"
 }
 
 // removeIfEmpty removes a default run directory that nothing was written

@@ -30,3 +30,12 @@ func TestDefaultRunDirIsNotTaken(t *testing.T) {
 		t.Fatalf("defaultRunDir gave %s twice", dir)
 	}
 }
+
+// The resume commands messages give paste into a shell whatever the path.
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{"runs/lenet-1": "runs/lenet-1", "my runs/a": "'my runs/a'", "it's": `'it'\''s'`, "": "''"} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

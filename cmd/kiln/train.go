@@ -313,7 +313,7 @@ func (rankInterrupted) Is(target error) bool { return target == trainer.ErrInter
 // resumeCommand is the command that resumes c's run: under mpirun with as
 // many ranks.
 func resumeCommand(c trainer.Config) string {
-	cmd := "kiln train --run-dir " + c.RunDir + " --resume"
+	cmd := "kiln train --run-dir " + shellQuote(c.RunDir) + " --resume"
 	if c.WorldSize > 1 {
 		cmd = fmt.Sprintf("mpirun -np %d %s", c.WorldSize, cmd)
 	}

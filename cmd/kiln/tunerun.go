@@ -59,10 +59,10 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 		st.WriteTable(stdout)
 	}
 	if ctx.Err() != nil {
-		return exitError{fmt.Errorf("tune interrupted; kiln tune --run-dir %s --resume continues it", tu.Dir), 130}
+		return exitError{fmt.Errorf("tune interrupted; kiln tune --run-dir %s --resume continues it", shellQuote(tu.Dir)), 130}
 	}
 	if tune.Environmental(err) {
-		return fmt.Errorf("%w\nthe trials that ended are kept: mend the cause, then kiln tune --run-dir %s --resume (with --data-dir DIR for data found elsewhere)", err, tu.Dir)
+		return fmt.Errorf("%w\nthe trials that ended are kept: mend the cause, then kiln tune --run-dir %s --resume (with --data-dir DIR for data found elsewhere)", err, shellQuote(tu.Dir))
 	}
 	if err != nil {
 		return err
