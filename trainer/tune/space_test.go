@@ -412,6 +412,14 @@ func TestTrialTakesItsModelsRecipeAndTheGivenSettings(t *testing.T) {
 	if err != nil || c.Optimizer != "adamw" || c.LR != 3e-3 || c.WeightDecay != 0.05 {
 		t.Fatalf("gmlp trial: %v, %s lr %v wd %v; want gMLP's recipe", err, c.Optimizer, c.LR, c.WeightDecay)
 	}
+	// --optimizer sgd given, the model from the space: SGD's own settings, as
+	// kiln train --model gmlp --optimizer sgd (it trained at AdamW's lr).
+	sgdBase := base
+	sgdBase.Optimizer = "sgd"
+	c, err = trialConfig(sgdBase, Params{"model": "gmlp"}, mustSpace(t, "model: [lenet, gmlp]\n"), Settings{Strategy: "grid", Metric: "val_acc", Given: []string{"optimizer"}})
+	if err != nil || c.Optimizer != "sgd" || c.LR != 0.05 || c.Momentum != 0.9 || c.WeightDecay != 5e-4 {
+		t.Fatalf("gmlp trial under --optimizer sgd: %v, %s lr %v momentum %v wd %v", err, c.Optimizer, c.LR, c.Momentum, c.WeightDecay)
+	}
 	set.Given = []string{"lr", "weight_decay"}
 	c, err = trialConfig(base, Params{"optimizer": "adamw"}, mustSpace(t, "optimizer: [sgd, adamw]\n"), set)
 	if err != nil || c.LR != base.LR || c.WeightDecay != base.WeightDecay {

@@ -303,7 +303,11 @@ func recipeSetting(key string) bool {
 // trained at SGD's lr 0.05 with momentum. A base value other than its
 // recipe's counts as set.
 func optimizerDefaults(c *trainer.Config, base trainer.Config, space *Space, givenKeys []string) error {
-	if !slices.Contains(space.Keys(), "optimizer") {
+	// A trial whose model the space chose, under an optimizer the user gave,
+	// takes that optimizer's own settings as kiln train --model M
+	// --optimizer O does (gMLP under --optimizer sgd trained at AdamW's lr).
+	userOptOverModel := slices.Contains(space.Keys(), "model") && slices.Contains(givenKeys, "optimizer")
+	if !slices.Contains(space.Keys(), "optimizer") && !userOptOverModel {
 		if slices.Contains(space.Keys(), "momentum") && !slices.Contains(space.Keys(), "nesterov") && c.Momentum == 0 {
 			c.Nesterov = false // plain SGD, as kiln train --momentum 0 is, not the recipe's Nesterov
 		}
