@@ -150,12 +150,19 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 	if f.Changed("data-dir") {
 		// Where the data is, not what the trials train (a resume's mend for
 		// a data set that was not found): the trials yet to end read it.
+		if tu.State.Space.ChoosesData() {
+			return usagef("--data-dir: the tune's space chooses each trial's data; it cannot change on resume")
+		}
+		abs, err := filepath.Abs(cf.c.DataDir) // as a start records it, for kiln eval from anywhere
+		if err != nil {
+			return err
+		}
 		for _, t := range tu.State.Trials {
 			if !t.Status.Finished() {
-				t.Config.DataDir = cf.c.DataDir
+				t.Config.DataDir = abs
 			}
 		}
-		tu.State.Base.DataDir = cf.c.DataDir
+		tu.State.Base.DataDir = abs
 	}
 	parallel := tf.parallel
 	if !f.Changed("parallel") {
@@ -285,7 +292,10 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 		}
 	}
 	metric, trials := tf.metric, tf.trials
-	regression, known := taskOf(base, space)
+	regression, known, err := taskOf(base, space)
+	if err != nil && tf.metric == "" {
+		return trainer.Config{}, nil, tune.Settings{}, err
+	}
 	if metric == "" {
 		metric = "val_acc"
 		if regression {
@@ -332,20 +342,22 @@ func givenSettings(cfs *pflag.FlagSet, configPath string) ([]string, error) {
 // has the one data set: a CSV file's task comes from its data (its target
 // column, or --csv-task), which is read here for it (the trials read it
 // again, from a cache each).
-func taskOf(base trainer.Config, space *tune.Space) (regression, known bool) {
-	if slices.ContainsFunc(space.Keys(), func(k string) bool {
-		return k == "dataset" || k == "data_dir" || strings.HasPrefix(k, "csv_")
-	}) {
-		return false, false
-	}
-	if base.Dataset != "csv" {
-		return base.Regression, true
+func taskOf(base trainer.Config, space *tune.Space) (regression, known bool, err error) {
+	switch {
+	case space.ChoosesData():
+		return false, false, nil
+	case base.Dataset != "csv":
+		return base.Regression, true, nil
+	case base.CSVTask == "regression" || base.CSVTask == "classification":
+		return base.CSVTask == "regression", true, nil
 	}
 	splits, err := data.Load(base.Dataset, base.DataOptions())
 	if err != nil {
-		return false, false // each trial says what is wrong
+		// A metric guessed now would stay the tune's after a resume mends it.
+		return false, false, fmt.Errorf("the CSV file's task (regression or classification) decides the metric, and it could not be read: %w; "+
+			"give --csv-task, or --metric", err)
 	}
-	return splits.Train.Task == data.Regression, true
+	return splits.Train.Task == data.Regression, true, nil
 }
 
 // checkSpacePrecisions refuses, before the tune starts, a precision the

@@ -473,12 +473,42 @@ func TestTuneResumesWithTheDataElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	tuneDir := filepath.Join(dir, "tune")
+	// Without --csv-task or --metric the file's task decides the metric, so
+	// a tune of a missing file cannot begin.
 	r := kiln(t, dir, "tune", "--dataset", "csv", "--data-dir", filepath.Join(dir, "gone.csv"), "--model", "mlp", "--param", "lr=0.01,0.02",
 		"--strategy", "grid", "--epochs", "1", "--threads", "1", "--device", "cpu", "--run-dir", tuneDir)
+	if r.code != 2 || !strings.Contains(r.stderr, "give --csv-task, or --metric") {
+		t.Fatalf("a tune of a missing file of unknown task: exit %d\n%s", r.code, r.stderr)
+	}
+	r = kiln(t, dir, "tune", "--dataset", "csv", "--data-dir", filepath.Join(dir, "gone.csv"), "--csv-task", "classification", "--model", "mlp",
+		"--param", "lr=0.01,0.02", "--strategy", "grid", "--epochs", "1", "--threads", "1", "--device", "cpu", "--run-dir", tuneDir)
 	if r.code == 0 || !strings.Contains(r.stderr, "--data-dir DIR for data found elsewhere") {
 		t.Fatalf("a tune of a missing file: exit %d\n%s", r.code, r.stderr)
 	}
-	if r := mustRun(t, dir, "tune", "--run-dir", tuneDir, "--resume", "--data-dir", good); !strings.Contains(r.stdout, "best: trial") {
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(good, filepath.Join(dir, "sub", "t.csv")); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustRun(t, dir, "tune", "--run-dir", tuneDir, "--resume", "--data-dir", "sub/t.csv"); !strings.Contains(r.stdout, "best: trial") {
 		t.Errorf("resumed with --data-dir:\n%s%s", r.stdout, r.stderr)
+	}
+	// Recorded absolute, as a start records it: kiln eval from anywhere.
+	st, err := tune.LoadState(tuneDir)
+	if err != nil || st.Trials[0].Config.DataDir != filepath.Join(dir, "sub", "t.csv") {
+		t.Errorf("tune.json's trial data_dir: %v (%v)", st.Trials[0].Config.DataDir, err)
+	}
+	// Where the space chooses the data, a missing file is that trial's own
+	// failure, and --data-dir cannot override the space on resume.
+	spaced := filepath.Join(dir, "spaced")
+	r = kiln(t, dir, "tune", "--dataset", "csv", "--csv-task", "classification", "--model", "mlp", "--param",
+		"data_dir="+filepath.Join(dir, "sub", "t.csv")+","+filepath.Join(dir, "gone.csv"), "--strategy", "grid", "--epochs", "1",
+		"--threads", "1", "--device", "cpu", "--run-dir", spaced)
+	if r.code != 0 || !strings.Contains(r.stdout, "failed") {
+		t.Errorf("a space with a missing file: exit %d, want the tune to end with that trial failed\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := kiln(t, dir, "tune", "--run-dir", spaced, "--resume", "--data-dir", "sub/t.csv"); r.code != 2 || !strings.Contains(r.stderr, "space chooses each trial's data") {
+		t.Errorf("--data-dir over a space's data_dir: exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -289,6 +289,15 @@ func modelRecipe(base trainer.Config, p Params, given []string) (trainer.Config,
 	return out, json.Unmarshal(raw, &out)
 }
 
+// choosesData reports whether a space key chooses a trial's data.
+func choosesData(key string) bool {
+	return key == "dataset" || key == "data_dir" || strings.HasPrefix(key, "csv_")
+}
+
+// ChoosesData reports whether the space chooses the trials' data (their
+// data set, its directory or its CSV settings).
+func (s *Space) ChoosesData() bool { return slices.ContainsFunc(s.Keys(), choosesData) }
+
 // recipeSetting reports whether a model's recipe sets key: its training
 // settings, which differ from model to model.
 func recipeSetting(key string) bool {
@@ -441,13 +450,16 @@ func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
 	out, err := tu.Objective(ctx, run)
 
 	tu.mu.Lock()
-	if err != nil && (errors.Is(err, trainer.ErrInterrupted) || ctx.Err() != nil || Environmental(err)) {
+	// A missing data file is the machine's, for the tune to wait on, unless
+	// the space chose the data: then it is that trial's own.
+	environmental := Environmental(err) && !slices.ContainsFunc(tu.State.Space.Keys(), choosesData)
+	if err != nil && (errors.Is(err, trainer.ErrInterrupted) || ctx.Err() != nil || environmental) {
 		t.Status, t.Error = Interrupted, ""
 		t.Seconds += time.Since(start).Seconds()
 		tu.Log.Warn().Str("trial", t.Name()).Msg("trial interrupted; --resume continues it from its checkpoint")
 		serr := tu.save()
 		tu.mu.Unlock()
-		if Environmental(err) && ctx.Err() == nil {
+		if environmental && ctx.Err() == nil {
 			return fmt.Errorf("trial %s: %w", t.Name(), err)
 		}
 		return serr
