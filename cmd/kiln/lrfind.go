@@ -95,8 +95,9 @@ func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	console := logger()
 	dir := c.RunDir
 	if dir == "" {
-		dir = defaultRunDir("lr-find-" + c.Model)
-		defer removeIfEmpty(dir)
+		var cleanup func()
+		dir, cleanup = defaultRunDir("lr-find-" + c.Model)
+		defer cleanup()
 	}
 	if f := trainer.RunOrTuneFileIn(dir); f != "" {
 		// A run's lock is not lr-find's to take, nor its directory to fill.

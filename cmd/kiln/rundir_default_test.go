@@ -21,13 +21,29 @@ func TestDefaultRunDirIsNotTaken(t *testing.T) {
 			}
 		}
 	}
-	dir := defaultRunDir("lenet")
+	dir, cleanup := defaultRunDir("lenet")
 	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() || !strings.HasSuffix(dir, "-3") {
 		t.Fatalf("defaultRunDir gave %s (%v): not made, or not the next free suffix", dir, err)
 	}
 	// Made, so that a second process cannot take the same name.
-	if again := defaultRunDir("lenet"); again == dir {
+	if again, _ := defaultRunDir("lenet"); again == dir {
 		t.Fatalf("defaultRunDir gave %s twice", dir)
+	}
+	// Nothing written there: cleanup removes it.
+	cleanup()
+	if _, err := os.Lstat(dir); err == nil {
+		t.Errorf("cleanup left %s", dir)
+	}
+}
+
+// A command that fails before writing its default directory leaves neither
+// it nor the runs/ it made.
+func TestDefaultRunDirCleanupRemovesRunsItMade(t *testing.T) {
+	t.Chdir(t.TempDir())
+	_, cleanup := defaultRunDir("lenet")
+	cleanup()
+	if _, err := os.Lstat("runs"); err == nil {
+		t.Error("runs/ left behind")
 	}
 }
 

@@ -179,11 +179,11 @@ func parsePrecision(name string, dev engine.Device) (engine.Precision, error) {
 }
 
 func runTrain(c trainer.Config, resume bool) error {
+	cleanup := func() {}
 	if c.RunDir == "" {
-		c.RunDir = defaultRunDir(c.Model)
-		defer removeIfEmpty(c.RunDir)
+		c.RunDir, cleanup = defaultRunDir(c.Model)
 	}
-	return train(c, resume)
+	return train(c, resume, cleanup)
 }
 
 // diskFullHint says how to go on after a full disk: under mpirun before
@@ -200,7 +200,7 @@ func diskFullHint(err error, c trainer.Config) error {
 // train is kiln train once its run directory is named. Under mpirun it is
 // one rank of a data-parallel run (world.go), and rank 0 alone writes the
 // run directory.
-func train(c trainer.Config, resume bool) (err error) {
+func train(c trainer.Config, resume bool, cleanup func()) (err error) {
 	setConsoleLevel(c.LogLevel) // before the first line: the device's
 	handOverBeforeMPI(c.Device)
 	world, err := joinWorld()
@@ -214,6 +214,7 @@ func train(c trainer.Config, resume bool) (err error) {
 	if world != nil {
 		defer func() { err = endWorld(world, err) }()
 	}
+	defer cleanup()                               // before endWorld, which may end the process
 	defer func() { err = diskFullHint(err, c) }() // deferred after endWorld: it runs first
 	if world != nil {
 		if err := pickGPU(world, c.Device); err != nil {

@@ -217,8 +217,9 @@ func (tf *tuneFlags) startTune(cfs *pflag.FlagSet, cf *configFlags) error {
 	}
 	dir := cf.c.RunDir
 	if dir == "" {
-		dir = defaultRunDir("tune")
-		defer removeIfEmpty(dir)
+		var cleanup func()
+		dir, cleanup = defaultRunDir("tune")
+		defer cleanup()
 	}
 	release, err := lockTuneDir(dir)
 	if err != nil {
