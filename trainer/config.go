@@ -663,7 +663,7 @@ func CheckAugment(c Config, train *data.Dataset) error {
 		return nil
 	case c.Regression:
 		return settingErr("augment", true, "mirrors and shifts the input, which would change a regression's target; it is for classifying pictures")
-	case c.Dataset == "mnist":
+	case train.Name == "mnist": // the data's name, not the config's: a Go program's own data keeps DefaultConfig's "mnist"
 		return settingErr("augment", true, "mirrors digits, which then read otherwise; it is for pictures whose classes survive a mirror (CIFAR-10, Fashion-MNIST, a folder)")
 	case train.Height < minSide || train.Width < minSide:
 		return settingErr("augment", true, "shifts by up to %d pixels and mirrors: for pictures of at least %d×%d, not this set's %d×%d inputs",

@@ -345,18 +345,20 @@ func TestTaskSettingsAreChecked(t *testing.T) {
 // digits, a table's 1×1 rows; taken for 28×28 Fashion-MNIST and 32×32
 // pictures.
 func TestAugmentNeedsPictures(t *testing.T) {
-	pics := func(h, w int) *data.Dataset { return &data.Dataset{Channels: 1, Height: h, Width: w} }
+	pics := func(name string, h, w int) *data.Dataset { return &data.Dataset{Name: name, Channels: 1, Height: h, Width: w} }
 	for _, c := range []struct {
 		dataset    string
 		regression bool
 		ds         *data.Dataset
 		ok         bool
 	}{
-		{"mnist-rotation", true, pics(28, 28), false},
-		{"mnist", false, pics(28, 28), false},
-		{"csv", false, pics(1, 1), false},
-		{"fashion-mnist", false, pics(28, 28), true},
-		{"folder", false, pics(32, 32), true},
+		{"mnist-rotation", true, pics("mnist-rotation", 28, 28), false},
+		{"mnist", false, pics("mnist", 28, 28), false},
+		{"csv", false, pics("csv", 1, 1), false},
+		{"fashion-mnist", false, pics("fashion-mnist", 28, 28), true},
+		{"folder", false, pics("folder", 32, 32), true},
+		// A Go program's own pictures under DefaultConfig's dataset name.
+		{"mnist", false, pics("own", 16, 16), true},
 	} {
 		cfg := DefaultConfig()
 		cfg.Dataset, cfg.Regression, cfg.Augment = c.dataset, c.regression, true
