@@ -127,6 +127,7 @@ func LoadSpace(path string) (*Space, error) {
 
 // ParseSpace parses a search space in LoadSpace's format.
 func ParseSpace(b []byte) (*Space, error) {
+	b = bytes.TrimPrefix(b, []byte("\ufeff")) // a byte-order mark, as some editors write (as ParseConfig)
 	var m yaml.MapSlice
 	if err := trainer.OneYAMLDocument(b); err != nil {
 		return nil, err

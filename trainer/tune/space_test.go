@@ -426,3 +426,11 @@ func TestTrialTakesItsModelsRecipeAndTheGivenSettings(t *testing.T) {
 		t.Fatalf("adamw trial with --lr %v --weight-decay %v given: %v, lr %v wd %v", base.LR, base.WeightDecay, err, c.LR, c.WeightDecay)
 	}
 }
+
+// A space file with a byte-order mark reads as one without.
+func TestSpaceWithAByteOrderMark(t *testing.T) {
+	s, err := ParseSpace([]byte("\ufeff# c\n---\nlr: [0.1, 0.2]\n"))
+	if err != nil || len(s.Dims) != 1 || s.Dims[0].Key != "lr" {
+		t.Fatalf("%v %+v", err, s)
+	}
+}
