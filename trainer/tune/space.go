@@ -653,7 +653,9 @@ func configMap(c trainer.Config) (map[string]any, error) {
 		return nil, err
 	}
 	var m map[string]any
-	return m, json.Unmarshal(b, &m)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // a seed past 2^53 stays exact (float64 rounded it; past 2^63 the trial was invalid)
+	return m, dec.Decode(&m)
 }
 
 // String formats a value for tables and CSV.

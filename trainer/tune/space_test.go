@@ -434,3 +434,16 @@ func TestSpaceWithAByteOrderMark(t *testing.T) {
 		t.Fatalf("%v %+v", err, s)
 	}
 }
+
+// A seed past 2^53 reaches the trials exact (a float64 rounded it, and past
+// 2^63 made the trial invalid).
+func TestTrialKeepsALargeSeed(t *testing.T) {
+	for _, seed := range []uint64{9007199254740993, 18446744073709551615} {
+		base := trainer.DefaultConfig()
+		base.Seed, base.ValFraction = seed, 0.1
+		c, err := trialConfig(base, Params{"lr": 0.01}, mustSpace(t, "lr: [0.01, 0.02]\n"), Settings{Strategy: "grid", Metric: "val_acc"})
+		if err != nil || c.Seed != seed {
+			t.Errorf("seed %d: %v, trial seed %d", seed, err, c.Seed)
+		}
+	}
+}
