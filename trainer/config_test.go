@@ -345,7 +345,9 @@ func TestTaskSettingsAreChecked(t *testing.T) {
 // digits, a table's 1×1 rows; taken for 28×28 Fashion-MNIST and 32×32
 // pictures.
 func TestAugmentNeedsPictures(t *testing.T) {
-	pics := func(name string, h, w int) *data.Dataset { return &data.Dataset{Name: name, Channels: 1, Height: h, Width: w} }
+	pics := func(name string, h, w int) *data.Dataset {
+		return &data.Dataset{Name: name, Channels: 1, Height: h, Width: w}
+	}
 	for _, c := range []struct {
 		dataset    string
 		regression bool
