@@ -628,8 +628,8 @@ func (f *fitRun) endEpoch() error {
 		}
 		f.stopReason = why
 	}
-	if cb := t.Callbacks.OnEpochEnd; cb != nil && cb(tr) && f.stopReason == "" {
-		f.stopReason = "stopped by a callback"
+	if cb := t.Callbacks.OnEpochEnd; cb != nil && cb(tr) && f.stopReason == "" && f.epochs < f.c.Epochs {
+		f.stopReason = "stopped by a callback" // after the last epoch it stops nothing
 	}
 	if err := f.checkpoint(); err != nil {
 		return err
@@ -782,7 +782,7 @@ func (f *fitRun) pause() *Summary {
 	}
 	f.t.Log.Info().Int("epoch", f.epochs).Msg("stopping after this epoch as asked; resume with --resume")
 	return &Summary{Model: f.c.Model, Dataset: f.s.Train.Name, Params: layers.CountParams(f.t.Model),
-		EpochsRun: f.epochs, StopReason: "stop-after-epoch"}
+		EpochsRun: f.epochs, Steps: f.step, TrainSeconds: f.elapsed, StopReason: "stop-after-epoch"}
 }
 
 // finish ends a run whose training is done: the final weights, the best ones

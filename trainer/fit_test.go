@@ -350,3 +350,22 @@ func TestInterruptedWithoutARunDirectory(t *testing.T) {
 		t.Fatalf("interrupted without a run directory: %v", err)
 	}
 }
+
+// A callback's stop after the last epoch stops nothing: the run completed
+// (its summary said stopped early); a pause's summary has its steps.
+func TestSummaryAtTheRunsEnds(t *testing.T) {
+	c := blobConfig()
+	c.Epochs = 2
+	tr := newBlobTrainer(t, c, "", false)
+	tr.Callbacks.OnEpochEnd = func(r MetricsRecord) bool { return r.Epoch >= 2 }
+	sum, err := tr.Fit(context.Background(), blobSplits(t))
+	if err != nil || sum.StoppedEarly || sum.EpochsRun != 2 {
+		t.Fatalf("a callback's stop after the last epoch: %v, stopped early %v after %d epochs (%s)", err, sum.StoppedEarly, sum.EpochsRun, sum.StopReason)
+	}
+	c.StopAfterEpoch = 1
+	tr = newBlobTrainer(t, c, "", false)
+	sum, err = tr.Fit(context.Background(), blobSplits(t))
+	if err != nil || sum.Steps == 0 || sum.TrainSeconds == 0 {
+		t.Fatalf("a pause's summary: %v, steps %d, seconds %v", err, sum.Steps, sum.TrainSeconds)
+	}
+}
