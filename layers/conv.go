@@ -28,10 +28,9 @@ func NewConv2D(rng *rand.Rand, in, out, kernel int, o ConvOptions) *Conv2D {
 	g := max(o.Groups, 1)
 	// 0 is the default; a negative value stays, for Forward to refuse by name
 	// (Conv2DOutputShape), as PyTorch refuses it.
-	orOne := func(v int) int { return cmp.Or(v, 1) }
 	c := &Conv2D{
 		Weight: newParam(engine.Float32, false, out, in/g, kernel, kernel),
-		P:      engine.Conv2DSquare(orOne(o.Stride), o.Padding, orOne(o.Dilation), orOne(o.Groups)),
+		P:      engine.Conv2DSquare(cmp.Or(o.Stride, 1), o.Padding, cmp.Or(o.Dilation, 1), cmp.Or(o.Groups, 1)),
 	}
 	bound := fanInBound(in / g * kernel * kernel)
 	uniform(c.Weight.Value, rng, bound)

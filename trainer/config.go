@@ -305,9 +305,8 @@ func OneYAMLDocument(b []byte) error {
 			return errors.New("more than one YAML document (a second ---, or settings after another document): a file of settings is one")
 		case marker:
 			markers++
-			if strings.TrimSpace(strings.TrimPrefix(line, "---")) != "" && !strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(line, "---")), "#") {
-				content = true // --- {epochs: 1}
-			}
+			rest := strings.TrimSpace(strings.TrimPrefix(line, "---"))
+			content = rest != "" && !strings.HasPrefix(rest, "#") // --- {epochs: 1}
 		case line == "..." || strings.HasPrefix(line, "... "):
 			ended = true
 		case line == "" || strings.HasPrefix(strings.TrimSpace(line), "#") || strings.HasPrefix(line, "%"):

@@ -230,11 +230,8 @@ func jsonWholes(b []byte) []byte {
 		if !ok {
 			return v, false
 		}
-		if _, err := strconv.ParseInt(string(n), 10, 64); err == nil {
-			return v, false
-		}
-		if _, err := strconv.ParseUint(string(n), 10, 64); err == nil {
-			return v, false // a seed past 2^63: exact as it is, not through a float64
+		if !strings.ContainsAny(string(n), ".eE") {
+			return v, false // an integer literal: exact as it is (a seed past 2^63 too), not through a float64
 		}
 		if f, ok := wholeNumber(n, unsigned); ok {
 			return json.Number(strconv.FormatFloat(f, 'f', -1, 64)), true

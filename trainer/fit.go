@@ -754,21 +754,28 @@ func (t *Trainer) dataDigest(s *data.Splits) []byte {
 func (f *fitRun) saveWeights(name string, meta map[string]string) error {
 	if f.t.Run == nil {
 		if name == BestWeights && f.c.RestoreBest {
-			f.best = map[string]*engine.Tensor{}
-			for k, v := range layers.State(f.t.Model) {
-				h := hostCopy(v) // in host memory: no device buffer to free
-				if h == nil {
-					return fmt.Errorf("keeping the best weights: %s could not be read from the device", k)
-				}
-				if h == v {
-					h = v.Clone()
-				}
-				f.best[k] = h
-			}
+			return f.keepBest()
 		}
 		return nil
 	}
 	return layers.SaveWeights(f.t.Model, f.t.Run.File(name), meta)
+}
+
+// keepBest copies the weights into f.best, in host memory (no device buffer
+// to free), reusing the copies of the last improvement.
+func (f *fitRun) keepBest() error {
+	if f.best == nil {
+		f.best = map[string]*engine.Tensor{}
+	}
+	for k, v := range layers.State(f.t.Model) {
+		if f.best[k] == nil {
+			f.best[k] = engine.New(v.DType(), v.Shape()...)
+		}
+		if err := f.best[k].CopyFrom(v); err != nil {
+			return fmt.Errorf("keeping the best weights: %s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // pausing reports whether the run ends here as --stop-after-epoch asks.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -60,9 +59,8 @@ at its start and keeps the figures in the run's model.json.
 			return usagef("--input %s: each side at most %d (as --image-size)", input, trainer.MaxImageSide)
 		}
 		spec := layers.Spec{Channels: c, Height: h, Width: w, Classes: classes, Hidden: hidden, Depth: depth, Seed: uint64(seed)}
-		var knob *layers.KnobError
-		if errors.As(layers.CheckKnobs(name, spec), &knob) { // as train, eval and export refuse them
-			return usagef("--%s: %s", knob.Knob, knob.Problem)
+		if err := layers.CheckKnobs(name, spec); err != nil { // as eval and export refuse them (modelflags.go)
+			return usagef("--%v", err)
 		}
 		cfg := trainer.Config{Model: name, Optimizer: "sgd", Hidden: hidden, Depth: depth}
 		s, err := modelSummary(cfg, spec)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -312,31 +313,18 @@ func (tf *tuneFlags) plan(cfs *pflag.FlagSet, cf *configFlags) (trainer.Config, 
 		trials = 8
 	}
 	base.RunDir = ""
-	given, err := givenSettings(cfs, tf.configPath)
-	if err != nil {
-		return trainer.Config{}, nil, tune.Settings{}, err
-	}
 	set := tune.Settings{Strategy: tf.strategy, Trials: trials, Metric: metric, Seed: tf.searchSeed,
-		Eta: tf.eta, MinResource: tf.minResource, Unit: tf.unit, Given: given}
+		Eta: tf.eta, MinResource: tf.minResource, Unit: tf.unit, Given: givenSettings(cfs, inFile)}
 	return base, space, set, nil
 }
 
 // givenSettings are the training settings the user gave, by key: a flag,
-// or a key of the config file.
-func givenSettings(cfs *pflag.FlagSet, configPath string) ([]string, error) {
-	given := []string{}
-	if configPath != "" {
-		keys, err := trainer.ConfigFileKeys(configPath)
-		if err != nil {
-			return nil, err
-		}
-		for k := range keys {
-			given = append(given, k)
-		}
-	}
+// or a key of the config file (inFile).
+func givenSettings(cfs *pflag.FlagSet, inFile map[string]bool) []string {
+	given := append([]string{}, slices.Collect(maps.Keys(inFile))...) // never nil: nil means "not known" to the tune
 	cfs.Visit(func(fl *pflag.Flag) { given = append(given, strings.ReplaceAll(fl.Name, "-", "_")) })
 	slices.Sort(given)
-	return slices.Compact(given), nil
+	return slices.Compact(given)
 }
 
 // taskOf says whether the tune's trials are regressions, where every trial

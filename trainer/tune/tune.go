@@ -267,21 +267,26 @@ func modelRecipe(base trainer.Config, p Params, given []string) (trainer.Config,
 	if !ok || given == nil || model == base.Model {
 		return base, nil
 	}
-	recipe := trainer.DefaultConfigFor(model, base.Dataset)
-	r, err := configMap(recipe)
-	if err != nil {
-		return base, err
-	}
 	b, err := configMap(base)
 	if err != nil {
 		return base, err
 	}
-	for k, v := range b {
-		if _, isRecipe := r[k]; slices.Contains(given, k) || !isRecipe || !recipeSetting(k) {
-			r[k] = v // the user's, or not a recipe's setting (the data, the device, …)
+	r, err := configMap(trainer.DefaultConfigFor(model, base.Dataset))
+	if err != nil {
+		return base, err
+	}
+	br, err := configMap(trainer.DefaultConfigFor(base.Model, base.Dataset))
+	if err != nil {
+		return base, err
+	}
+	// The settings in which the two models' recipes differ, where the user
+	// gave none, are the trial model's.
+	for k, v := range r {
+		if k != "model" && !slices.Contains(given, k) && fmt.Sprint(v) != fmt.Sprint(br[k]) {
+			b[k] = v
 		}
 	}
-	raw, err := json.Marshal(r)
+	raw, err := json.Marshal(b)
 	if err != nil {
 		return base, err
 	}
@@ -297,13 +302,6 @@ func choosesData(key string) bool {
 // ChoosesData reports whether the space chooses the trials' data (their
 // data set, its directory or its CSV settings).
 func (s *Space) ChoosesData() bool { return slices.ContainsFunc(s.Keys(), choosesData) }
-
-// recipeSetting reports whether a model's recipe sets key: its training
-// settings, which differ from model to model.
-func recipeSetting(key string) bool {
-	return slices.Contains([]string{"epochs", "batch", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-		"clip_norm", "label_smoothing", "schedule", "warmup", "step_size", "milestones", "gamma", "augment"}, key)
-}
 
 // optimizerDefaults gives a trial whose optimiser the space chose that
 // optimiser's own lr, momentum, Nesterov and weight decay (as kiln train
@@ -452,7 +450,7 @@ func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
 	tu.mu.Lock()
 	// A missing data file is the machine's, for the tune to wait on, unless
 	// the space chose the data: then it is that trial's own.
-	environmental := Environmental(err) && !slices.ContainsFunc(tu.State.Space.Keys(), choosesData)
+	environmental := Environmental(err) && !tu.State.Space.ChoosesData()
 	if err != nil && (errors.Is(err, trainer.ErrInterrupted) || ctx.Err() != nil || environmental) {
 		t.Status, t.Error = Interrupted, ""
 		t.Seconds += time.Since(start).Seconds()
