@@ -21,6 +21,9 @@ type Sequential struct {
 	// distinct: no layer instance appears twice in s (checkDistinct), as
 	// checked since the last Append.
 	distinct bool
+	// eval: the mode of the last SetTraining (a new Sequential trains, as a
+	// new nn.Module does), so that an evaluation can put it back.
+	eval bool
 }
 
 // NewSequential names its children "0", "1", … as nn.Sequential does.
@@ -144,10 +147,15 @@ func (s *Sequential) Children(visit func(string, Layer)) {
 func (s *Sequential) Walk(prefix string, visit func(string, *Param)) { walkChildren(s, prefix, visit) }
 
 func (s *Sequential) SetTraining(t bool) {
+	s.eval = !t
 	for _, l := range s.layers {
 		l.SetTraining(t)
 	}
 }
+
+// Training reports the mode of the last SetTraining, as PyTorch's
+// module.training does.
+func (s *Sequential) Training() bool { return !s.eval }
 
 // SkipInputGrad passes the request to the first child: the layers after it
 // still need their input gradients. A leading Flatten only reshapes, so the
@@ -203,6 +211,7 @@ func (r *Residual) Children(visit func(string, Layer)) { visit("", r.Body) }
 func (r *Residual) Walk(prefix string, visit func(string, *Param)) { walkChildren(r, prefix, visit) }
 
 func (r *Residual) SetTraining(t bool) { r.Body.SetTraining(t) }
+func (r *Residual) Training() bool     { return Training(r.Body) }
 
 // Flatten reshapes (N, …) to (N, features) without copying.
 type Flatten struct {

@@ -104,6 +104,7 @@ func (d *Dropout) Walk(prefix string, visit func(string, *Param)) {
 	visit(join(prefix, "rng_offset"), d.offset)
 }
 func (d *Dropout) SetTraining(t bool) { d.training = t }
+func (d *Dropout) Training() bool     { return d.training }
 
 // RNGState returns the mask stream's position.
 func (d *Dropout) RNGState() engine.DropoutRNG {

@@ -153,6 +153,7 @@ func (b *GMLPBlock) Walk(prefix string, visit func(string, *Param))    { walkChi
 // under the block's own name: the residual adds nothing to the names.
 func (b *GMLPBlock) Children(visit func(string, Layer)) { visit("", b.body) }
 func (b *GMLPBlock) SetTraining(t bool)                 { b.body.SetTraining(t) }
+func (b *GMLPBlock) Training() bool                     { return b.body.Training() }
 
 // PatchEmbed cuts an image into p×p patches and projects each to d channels
 // (a stride-p convolution, named proj), giving tokens (N, H/p·W/p, d).

@@ -282,3 +282,23 @@ func (c *shapeCache) get(in []int, compute func([]int) ([]int, error)) ([]int, e
 	c.in, c.out = append(c.in[:0], in...), out
 	return out, nil
 }
+
+// Training reports whether l is in training mode: its Training method's
+// answer where it has one (Sequential and the zoo's models do), and true
+// otherwise, the mode every layer starts in.
+func Training(l Layer) bool {
+	if m, ok := l.(interface{ Training() bool }); ok {
+		return m.Training()
+	}
+	return true
+}
+
+// Evaluating puts l in evaluation mode and returns the function that puts
+// back the mode l was in, so that an evaluation leaves a model that its
+// caller had set to eval in eval, as Keras's predict and PyTorch's
+// torch.no_grad blocks leave the module's mode alone.
+func Evaluating(l Layer) (restore func()) {
+	was := Training(l)
+	l.SetTraining(false)
+	return func() { l.SetTraining(was) }
+}

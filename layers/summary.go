@@ -58,8 +58,7 @@ func Summarize(m *Model) (*Summary, error) {
 	if err := x.Zero(); err != nil {
 		return nil, err
 	}
-	m.SetTraining(false)
-	defer m.SetTraining(true)
+	defer Evaluating(m)()
 	if _, err := m.Forward(x); err != nil {
 		return nil, fmt.Errorf("summary of %s: %w", m.Name, err)
 	}

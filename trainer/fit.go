@@ -945,8 +945,7 @@ func (t *Trainer) evaluate(ds *data.Dataset, w World) (EvalResult, error) {
 		return EvalResult{}, err
 	}
 	defer loader.Close()
-	t.Model.SetTraining(false)
-	defer t.Model.SetTraining(true)
+	defer layers.Evaluating(t.Model)()
 	defer engine.Drop(&t.evX) // an evaluation leaves device memory as it found it
 	acc := t.newTask().newEvaluation(ds)
 	for b := range loader.Batches(0, 0) {

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
 )
 
 // Outputs runs the model in evaluation mode over every sample of x, in
@@ -23,8 +24,7 @@ func (t *Trainer) Outputs(x *engine.Tensor) (*engine.Tensor, error) {
 		x = x.As(engine.Float32)
 	}
 	batch, n := max(t.Config.Batch, 256), x.Dim(0)
-	t.Model.SetTraining(false)
-	defer t.Model.SetTraining(true)
+	defer layers.Evaluating(t.Model)()
 	var (
 		dev, host *engine.Tensor // reused while the batch shape stays
 		all       []float32

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/layers"
 	"gorgonia.org/tensor"
 )
 
@@ -20,8 +21,7 @@ func (t *Trainer) Predict(x *tensor.Dense) (*tensor.Dense, error) {
 	if in, err = t.onDevice(&t.evX, in); err != nil {
 		return nil, err
 	}
-	t.Model.SetTraining(false)
-	defer t.Model.SetTraining(true)
+	defer layers.Evaluating(t.Model)()
 	out, err := t.Model.Forward(in)
 	if err != nil {
 		return nil, err

@@ -559,9 +559,9 @@ func (t *Trainer) attentionMaps(ds *data.Dataset, samples []VisualSample) ([]Att
 			xt = xt.As(p.DType())
 		}
 	}
-	t.Model.SetTraining(false)
+	restore := layers.Evaluating(t.Model)
 	_, err = t.Model.Forward(xt)
-	t.Model.SetTraining(true)
+	restore()
 	if err != nil {
 		return nil, err
 	}
