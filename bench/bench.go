@@ -19,7 +19,7 @@
 //     compared with Kiln's; a mismatch is reported next to the figures.
 //   - Anything that cannot run says why in place of a number.
 //
-// Results go to <out>/<machine>-<date>.json and .md with PNG plots beside
+// Results go to <out>/<machine>-<isa>-<date>.json and .md with PNG plots beside
 // them; the JSON is rewritten after every section, so an interrupted run
 // keeps what it measured.
 package bench
@@ -102,6 +102,7 @@ type Settings struct {
 	Rounds        int      `json:"rounds"`
 	Precisions    []string `json:"precisions,omitempty"` // the training section's
 	KilnThreads   int      `json:"kiln_threads"`
+	KilnISA       string   `json:"kiln_isa,omitempty"` // the CPU engine's ISA level (KILN_CPU_ISA), on the CPU
 	TorchProbe    []string `json:"torch_settings_probed,omitempty"`
 	OpSeconds     float64  `json:"op_seconds"`
 	TrainSeconds  float64  `json:"train_seconds"`
@@ -158,6 +159,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.Sections) == 0 {
 		cfg.Sections = Sections
 	}
+	if err := CheckName(cfg.Name); err != nil {
+		return nil, err
+	}
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join("bench", "results")
 	}
@@ -192,9 +196,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Name != "" {
 		s.rep.Machine.Name = slug(cfg.Name)
 	}
-	s.base = filepath.Join(cfg.Out, s.rep.Machine.Name+"-"+now.Format("2006-01-02"))
+	label := s.rep.Machine.Name
+	if cfg.Device == "cpu" {
+		s.rep.Settings.KilnISA = engine.CPUISA()
+		label += "-" + s.rep.Settings.KilnISA
+	}
+	label += "-" + now.Format("2006-01-02")
 	if cfg.Quick {
-		s.base += "-quick"
+		label += "-quick"
+	}
+	var err error
+	if s.base, err = reserveBase(cfg.Out, label); err != nil {
+		return nil, err
+	}
+	if err := s.write(true); err != nil { // the reserved name holds a report from the start
+		return nil, err
 	}
 
 	tmp, err := os.MkdirTemp("", "kiln-bench-")
@@ -202,7 +218,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	s.setupTorch(ctx, tmp)
+	if err := s.setupTorch(ctx, tmp); err != nil {
+		return s.rep, err
+	}
 	if cfg.Device == "cuda" {
 		s.checkKilnCUDA(ctx)
 	}
@@ -270,11 +288,13 @@ func (s *suite) expected() string {
 	return fmt.Sprintf("about %.0f minutes on 2 cores", total*float64(s.plan.rounds)/3+0.5)
 }
 
-func (s *suite) setupTorch(ctx context.Context, tmp string) {
+// setupTorch finds PyTorch, or notes why Kiln's figures stand alone; the
+// error is an interruption's.
+func (s *suite) setupTorch(ctx context.Context, tmp string) error {
 	set := &s.rep.Settings
 	if s.cfg.NoTorch {
 		set.TorchMissing = "--no-torch: Kiln's figures alone"
-		return
+		return nil
 	}
 	py := s.cfg.Python
 	if py == "" {
@@ -286,10 +306,13 @@ func (s *suite) setupTorch(ctx context.Context, tmp string) {
 		}
 	}
 	r, err := newTorchRunner(ctx, py, tmp, s.cfg.Device)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err != nil {
 		set.TorchMissing = fmt.Sprintf("PyTorch not available (%s): %v; Kiln's figures alone", py, err)
 		s.log.Warn().Msg(set.TorchMissing)
-		return
+		return nil
 	}
 	s.torch = r
 	set.Torch = true
@@ -305,6 +328,7 @@ func (s *suite) setupTorch(ctx context.Context, tmp string) {
 	if r.info.CUDA {
 		v.CUDA = r.info.CUDAVer
 	}
+	return nil
 }
 
 // checkKilnCUDA asks the kiln binary for one CUDA training step; when it

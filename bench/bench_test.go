@@ -2,10 +2,13 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"image/png"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/kiln-ml/kiln/cuda"
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/rs/zerolog"
 )
 
 func TestSampleAndRatios(t *testing.T) {
@@ -324,5 +328,59 @@ func TestPartialAndTorchlessReport(t *testing.T) {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("markdown lacks %q", want)
 		}
+	}
+}
+
+// A second report of the same machine, ISA level and day takes the next
+// free name: no earlier report (another section's, a run at once) is
+// replaced.
+func TestReserveBaseKeepsEarlierReports(t *testing.T) {
+	dir := t.TempDir()
+	var got []string
+	for range 3 {
+		base, err := reserveBase(dir, "m-avx2-2026-12-07")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, filepath.Base(base))
+	}
+	// A name whose markdown alone is there (its JSON removed) is taken too.
+	if err := os.WriteFile(filepath.Join(dir, "m-avx2-2026-12-07-4.md"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, err := reserveBase(dir, "m-avx2-2026-12-07")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, filepath.Base(base))
+	want := []string{"m-avx2-2026-12-07", "m-avx2-2026-12-07-2", "m-avx2-2026-12-07-3", "m-avx2-2026-12-07-5"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("names %v, want %v", got, want)
+	}
+}
+
+// A side that failed in a later round has no median and no ratio: its
+// first rounds alone are not the median of the rounds the report names.
+func TestFailedRoundLeavesNoRatio(t *testing.T) {
+	cases := []trainCase{{Model: "lenet", Input: "28x28x1", Batch: 64}}
+	results := []TrainResult{{TorchError: "PyTorch worker (train) failed: signal: segmentation fault"}}
+	got := summariseTrain(cases, results, [][]float64{{100, 110, 105}}, [][]float64{{50}}, [][]float64{{60}}, func(string) {})
+	if r := got[0]; r.Kiln == nil || r.Torch != nil || r.Ratio != nil || r.TorchGraph != nil || r.RatioGraph != nil {
+		t.Fatalf("want Kiln's median alone, got torch %v ratio %v graph %v", r.Torch, r.Ratio, r.TorchGraph)
+	}
+}
+
+// Ctrl-C while PyTorch is being found stops the suite with a partial
+// report; it is not taken for "PyTorch not available".
+func TestInterruptWhileFindingPyTorch(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 to start")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	rep, err := Run(ctx, Config{Quick: true, Sections: []string{"ops"}, Python: py, Out: t.TempDir(), Kiln: "/bin/false", Log: zerolog.Nop()})
+	if !errors.Is(err, context.Canceled) || rep == nil || !rep.Partial || len(rep.Ops) != 0 || rep.Settings.TorchMissing != "" {
+		t.Fatalf("err %v, report %+v", err, rep)
 	}
 }

@@ -107,6 +107,14 @@ func slug(s string) string {
 	return s
 }
 
+// CheckName refuses a --name with nothing to name the files by.
+func CheckName(name string) error {
+	if name != "" && slug(name) == "" {
+		return fmt.Errorf("--name %q: want letters or digits for the file names", name)
+	}
+	return nil
+}
+
 // machineName is e.g. "amd-epyc-2core" or "amd-epyc-16core-nvidia-h100".
 func machineName(m Machine) string {
 	name := fmt.Sprintf("%s-%dcore", slug(m.CPU), m.Cores)

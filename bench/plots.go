@@ -54,7 +54,7 @@ func writePlots(base string, r *Report) (paths []string, errs []string) {
 	}
 	if len(values) > 0 {
 		try("-peak.png", func(path string) error {
-			return barChart(path, "Kiln ops: % of SGEMM peak (GFLOP/s ops) or of copy bandwidth (GB/s ops)", "% of peak", labels, values, 100)
+			return barChart(path, "Kiln ops, effective rate: % of SGEMM peak (GFLOP/s ops) or of copy bandwidth (GB/s ops)", "% of peak", labels, values, 100)
 		})
 	}
 	if sc := r.Scaling; sc != nil && len(sc.Batch) > 0 {

@@ -2,9 +2,12 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +16,30 @@ import (
 
 	"github.com/kiln-ml/kiln/trainer"
 )
+
+// reserveBase returns dir/label, or dir/label-2, -3, … where an earlier run
+// (today's, another section's, another ISA level's) wrote that name: its
+// JSON file is created here, so that no report, even a second suite running
+// at once, replaces another's.
+func reserveBase(dir, label string) (string, error) {
+	for n := 1; ; n++ {
+		base := filepath.Join(dir, label)
+		if n > 1 {
+			base += fmt.Sprintf("-%d", n)
+		}
+		if _, err := os.Stat(base + ".md"); err == nil {
+			continue
+		}
+		f, err := os.OpenFile(base+".json", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("results folder: %w", err)
+		}
+		return base, f.Close()
+	}
+}
 
 // write saves the JSON, the markdown report and the plots (each file
 // replaced atomically). partial marks a report with sections still to come.
@@ -189,7 +216,11 @@ func writeHeader(p func(string, ...any), r *Report) {
 	if r.Versions.KilnDirty {
 		dirty = " (with uncommitted changes)"
 	}
-	p("| Kiln | %s%s, %s, %d threads, device %s |\n", r.Versions.Kiln, dirty, r.Versions.Go, r.Settings.KilnThreads, r.Settings.Device)
+	isa := ""
+	if r.Settings.KilnISA != "" {
+		isa = ", ISA level " + r.Settings.KilnISA
+	}
+	p("| Kiln | %s%s, %s, %d threads, device %s%s |\n", r.Versions.Kiln, dirty, r.Versions.Go, r.Settings.KilnThreads, r.Settings.Device, isa)
 	if r.Settings.Torch {
 		extra := []string{"Python " + r.Versions.Python}
 		if r.Versions.CUDA != "" {
@@ -259,7 +290,8 @@ func writeOpsTable(p func(string, ...any), r *Report, name string, tcell func(v,
 	}
 	p("\n## Op level\n\n")
 	p("Kiln's ops are called directly (`engine.*Forward/*Backward`, on the run's device; on the GPU each timing waits for the queued kernels); PyTorch's are `torch.nn.functional` calls (forward under `no_grad`, backward through `torch.autograd.grad` on a kept graph). ")
-	p("GEMM is x·Wᵀ (`engine.LinearForward`, `F.linear`). Ratio > 1: Kiln faster.\n\n")
+	p("GEMM is x·Wᵀ (`engine.LinearForward`, `F.linear`). Ratio > 1: Kiln faster. ")
+	p("Rates are effective: a convolution counts the FLOPs of direct convolution (2·N·Cout·OH·OW·Cin·K², as cuDNN's benchmarks do), so a Winograd path, which does fewer, can pass 100%% of the SGEMM peak; an op whose tensors stay in cache can pass the copy bandwidth, measured on %d MiB.\n\n", r.Peak.CopyBytes>>20)
 	p("| op | pass | shape | Kiln ms | Kiln rate | of peak | PyTorch ms | PyTorch rate | PyTorch setting | Kiln/PyTorch |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, o := range r.Ops {

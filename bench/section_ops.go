@@ -185,6 +185,9 @@ func (s *suite) timeOps(ctx context.Context, ops []opSpec, res []OpResult, kilnF
 	dur := time.Duration(s.plan.opSec * float64(time.Second))
 	for round := range s.plan.rounds {
 		for i, fn := range kilnFns {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
 			if fn == nil || res[i].KilnError != "" {
 				continue
 			}
@@ -250,12 +253,14 @@ func (s *suite) rateOps(ops []opSpec, res []OpResult, kilnRuns, torchRuns [][]fl
 	peak := &s.rep.Peak
 	for i := range res {
 		r := &res[i]
-		if len(kilnRuns[i]) > 0 {
+		// A side that failed in a later round keeps no figure: its earlier
+		// rounds alone would stand as the median the report says it is.
+		if len(kilnRuns[i]) > 0 && r.KilnError == "" {
 			k := NewSample(kilnRuns[i])
 			r.Kiln = &k
 			r.KilnRate = r.Work / k.Median / 1e9
 		}
-		if len(torchRuns[i]) > 0 {
+		if len(torchRuns[i]) > 0 && r.TorchError == "" {
 			t := NewSample(torchRuns[i])
 			r.Torch = &t
 			r.TorchRate = r.Work / t.Median / 1e9

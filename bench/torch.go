@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The PyTorch side ships inside the binary, so `kiln bench suite` runs the
@@ -113,6 +114,10 @@ func newTorchRunner(ctx context.Context, python, dir, device string) (*torchRunn
 	return r, nil
 }
 
+// workerTimeout bounds one PyTorch worker: the longest, time to accuracy,
+// is capped at 6 minutes.
+var workerTimeout = 15 * time.Minute
+
 // run starts one worker with setting and returns the JSON object its last
 // line of output holds. spec, when not nil, is passed as a file.
 func (r *torchRunner) run(ctx context.Context, mode string, spec any, s threadSetting, args ...string) (json.RawMessage, error) {
@@ -136,7 +141,11 @@ func (r *torchRunner) run(ctx context.Context, mode string, spec any, s threadSe
 		}
 		argv = append(argv, "--spec", f.Name())
 	}
-	cmd := exec.CommandContext(ctx, r.python, append(argv, args...)...)
+	// A worker that hangs (a deadlocked BLAS, a stuck GPU) ends the suite's
+	// wait, not the suite: no mode runs near this long.
+	wctx, cancel := context.WithTimeout(ctx, workerTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(wctx, r.python, append(argv, args...)...)
 	cmd.Env = threadEnv(os.Environ(), s)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -155,6 +164,9 @@ func (r *torchRunner) run(ctx context.Context, mode string, spec any, s threadSe
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
+	}
+	if wctx.Err() != nil {
+		return nil, fmt.Errorf("PyTorch worker (%s) did not finish in %v", mode, workerTimeout)
 	}
 	why := tail(stderr.String(), 400)
 	if runErr != nil {

@@ -356,18 +356,20 @@ func (r *TrainResult) recordTorch(out *torchTrainOut) {
 func summariseTrain(cases []trainCase, results []TrainResult, kilnRuns, torchRuns, graphRuns [][]float64, note func(string)) []TrainResult {
 	for i := range results {
 		r := &results[i]
-		if len(kilnRuns[i]) > 0 {
+		// A side that failed in a later round keeps no figure: its earlier
+		// rounds alone would stand as the median the report says it is.
+		if len(kilnRuns[i]) > 0 && r.KilnError == "" {
 			k := NewSample(kilnRuns[i])
 			r.Kiln = &k
 		}
-		if len(torchRuns[i]) > 0 {
+		if len(torchRuns[i]) > 0 && r.TorchError == "" {
 			t := NewSample(torchRuns[i])
 			r.Torch = &t
 		}
 		if r.Kiln != nil && r.Torch != nil {
 			r.Ratio = SpeedRatio(*r.Kiln, *r.Torch)
 		}
-		if len(graphRuns[i]) > 0 {
+		if len(graphRuns[i]) > 0 && r.TorchError == "" {
 			g := NewSample(graphRuns[i])
 			r.TorchGraph = &g
 			if r.Kiln != nil {

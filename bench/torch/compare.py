@@ -3,9 +3,9 @@
 
 Runs `kiln bench --json` and the same model written in PyTorch (models.py) on the
 same synthetic batch, alternating, and reports medians, spread and Kiln/PyTorch
-ratios. PyTorch is given its best thread setting: every combination of torch
-threads and OpenBLAS threads is tried first and the fastest is kept (torch's
-threads and OpenBLAS's oversubscribe two cores otherwise).
+ratios. PyTorch is given its best thread setting: torch threads and OpenBLAS
+threads each at 1 or at every core, the four pairs tried first and the fastest
+kept (torch's threads and OpenBLAS's oversubscribe the cores otherwise).
 
     make bench-torch          # or
     /usr/bin/python3 bench/torch/compare.py --kiln ./kiln
@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -103,6 +104,15 @@ def run_kiln(kiln, model, batch, inp, seconds, precision, micro_batch=0):
     if out.returncode != 0:
         raise RuntimeError(f"kiln bench failed: {out.stderr.strip()[-500:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def slug(s):
+    """A lower-case file-name part of s, as bench/machine.go's slug."""
+    s = s.lower()
+    for noise in ("(r)", "(tm)", " cpu", " processor", "-core"):
+        s = s.replace(noise, " ")
+    s = re.sub(r"[^a-z0-9]+", "-", s).strip("-")
+    return s[:40].rstrip("-")
 
 
 def machine():
@@ -231,7 +241,10 @@ def main():
     stamp = datetime.date.today().isoformat()
     # One file per run: the date and commit name it, and a rerun of the same commit adds a
     # number instead of replacing the earlier figures.
-    name = (f"cpu-{cores}core-{stamp}-{rev or 'nogit'}" + ("" if args.isa == "native" else f"-{args.isa}")
+    # Named as kiln bench suite names its reports: CPU model, cores and Kiln's ISA level.
+    level = next((r["kiln_cpu_isa"] for r in results if "kiln_cpu_isa" in r), args.isa)
+    name = (f"{slug(report['machine']['cpu']) or 'cpu'}-{cores}core-{level}-{stamp}-{rev or 'nogit'}"
+            + ("" if args.isa == "native" else f"-{args.isa}")
             + ("" if args.precision == "fp32" else f"-{args.precision}")
             + {0: "", -1: "-whole"}.get(args.micro_batch, f"-mb{args.micro_batch}"))
     base = os.path.join(args.out, name)

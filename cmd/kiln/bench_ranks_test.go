@@ -90,7 +90,11 @@ func benchSuiteRanks(t *testing.T, mpiBin string) {
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: kiln bench suite: %v\n%s", tc.name, err, b)
 		}
-		b, err := os.ReadFile(filepath.Join(out, "m-"+time.Now().UTC().Format("2006-01-02")+"-quick.json"))
+		found, _ := filepath.Glob(filepath.Join(out, "m-*-"+time.Now().UTC().Format("2006-01-02")+"-quick.json"))
+		if len(found) != 1 {
+			t.Fatalf("%s: want one report, found %v", tc.name, found)
+		}
+		b, err := os.ReadFile(found[0])
 		if err != nil {
 			t.Fatal(err)
 		}

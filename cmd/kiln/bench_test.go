@@ -96,7 +96,8 @@ func TestBenchSuiteQuick(t *testing.T) {
 		t.Fatalf("report JSON: %v", err)
 	}
 	if rep.Partial || !rep.Settings.Quick || rep.Settings.Torch || !strings.Contains(rep.Settings.TorchMissing, "--no-torch") ||
-		rep.Machine.Name != "ci" || rep.Machine.Cores < 1 || rep.Versions.Go == "" || rep.Peak.CopyGBPS <= 0 {
+		rep.Machine.Name != "ci" || rep.Machine.Cores < 1 || rep.Versions.Go == "" || rep.Peak.CopyGBPS <= 0 ||
+		rep.Settings.KilnISA == "" || !strings.HasPrefix(filepath.Base(matches[0]), "ci-"+rep.Settings.KilnISA+"-") {
 		t.Fatalf("report header: %+v %+v %+v %+v", rep.Settings, rep.Machine, rep.Versions, rep.Peak)
 	}
 	if len(rep.Ops) < 10 {
@@ -159,6 +160,8 @@ func TestBenchSuiteUsageAndCUDA(t *testing.T) {
 		{"bench", "suite", "--device", "tpu"},
 		{"bench", "suite", "--sections", "ops,nope"},
 		{"bench", "suite", "--rounds", "-1"},
+		{"bench", "suite", "--threads", "2000"},
+		{"bench", "suite", "--name", "///"},
 		{"bench", "suite", "--precision", "fp16"},
 		{"bench", "suite", "--precision", "fp32,tf32"}, // tf32 is the GPU's
 	} {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-ml/kiln/bench"
 	"github.com/kiln-ml/kiln/engine"
+	"github.com/kiln-ml/kiln/trainer"
 )
 
 func benchSuiteCmd() *cobra.Command {
@@ -34,7 +35,7 @@ PyTorch's. With --precision fp32,bf16 the training section runs every model
 in each precision (Kiln's --precision; PyTorch under torch.autocast for
 bf16) and the tables gain a row per model and precision.
 
-Writes <out>/<machine>-<date>.json and .md with PNG plots, and prints the
+Writes <out>/<machine>-<isa>-<date>.json and .md with PNG plots, and prints the
 tables. The full suite takes about 20 minutes on 2 cores (under 10 without
 PyTorch) and logs its progress; run it on a quiet machine. --quick is a smoke
 test of a few seconds whose numbers mean nothing.`,
@@ -47,8 +48,14 @@ test of a few seconds whose numbers mean nothing.`,
 			if cfg.Device != "cpu" && cfg.Device != "cuda" {
 				return usageError{fmt.Errorf("--device %q: want cpu or cuda", cfg.Device)}
 			}
-			if cfg.Threads < 0 || cfg.Rounds < 0 {
-				return usageError{fmt.Errorf("--threads and --rounds must not be negative")}
+			if cfg.Threads < 0 || cfg.Threads > trainer.MaxThreads {
+				return usagef("--threads %d: must be in [0, %d] (0: all cores)", cfg.Threads, trainer.MaxThreads)
+			}
+			if cfg.Rounds < 0 {
+				return usageError{fmt.Errorf("--rounds must not be negative")}
+			}
+			if err := bench.CheckName(cfg.Name); err != nil {
+				return usageError{err}
 			}
 			if sections != "" {
 				cfg.Sections = strings.Split(sections, ",")
@@ -73,8 +80,10 @@ test of a few seconds whose numbers mean nothing.`,
 					cfg.Log.Warn().Err(err).Msg("Kiln's side of the suite has no GPU")
 				}
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			// SIGTERM (timeout, a CI cancel) writes the partial report as Ctrl-C does.
+			ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 			defer stop()
+			go func() { <-ctx.Done(); stop() }() // a second Ctrl-C ends the suite at once
 			rep, err := bench.Run(ctx, cfg)
 			if err != nil {
 				if rep != nil && len(rep.Files) > 0 {
