@@ -245,6 +245,23 @@ func RunFileOmissions(c *Config, path string) error {
 	return nil
 }
 
+// OlderKilnFile reports whether path is a whole configuration as an older
+// Kiln wrote them (a run's config.yaml, a tune's best.yaml) under any name:
+// every key Kiln always writes but nesterov, which it wrote only when true.
+// RunFileOmissions reads such a file as it was meant.
+func OlderKilnFile(path string) (bool, error) {
+	keys, err := ConfigFileKeys(path)
+	if err != nil {
+		return false, err
+	}
+	for _, k := range []string{"model", "val_fraction", "batch", "drop_last", "lr", "optimizer", "momentum", "seed", "device"} {
+		if !keys[k] {
+			return false, nil
+		}
+	}
+	return !keys["nesterov"], nil
+}
+
 // ParseConfig reads the settings in b (JSON when isJSON, YAML otherwise)
 // over base, as LoadConfigFile does with a file's bytes.
 func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {

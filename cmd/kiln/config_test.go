@@ -230,3 +230,39 @@ func TestMomentumZeroIsPlainSGD(t *testing.T) {
 		t.Fatalf("--momentum 0 --nesterov: %v", err)
 	}
 }
+
+// A whole configuration as an older Kiln wrote them (a run's config.yaml or
+// a tune's best.yaml, nesterov left out when false) given to --config under
+// any name trains without Nesterov, as its run did; a file of a few
+// settings of the user's own keeps the recipe's Nesterov.
+func TestConfigOfAnOlderKilnKeepsNesterovOff(t *testing.T) {
+	dir := t.TempDir()
+	older := filepath.Join(dir, "winner.yaml")
+	mustWrite(t, older, "model: mlp\ndataset: mnist\nval_fraction: 0.1\nepochs: 3\nbatch: 32\ndrop_last: false\n"+
+		"lr: 0.02\noptimizer: sgd\nmomentum: 0.9\nweight_decay: 0.0\nschedule: cosine\nseed: 1\ndevice: auto\n")
+	own := filepath.Join(dir, "mine.yaml")
+	mustWrite(t, own, "model: mlp\nlr: 0.02\nmomentum: 0.9\n")
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--config", older}, false},
+		{[]string{"--config", older, "--nesterov"}, true},
+		{[]string{"--config", own}, true},
+	} {
+		c, err := resolveArgs(tc.args...)
+		if err != nil {
+			t.Fatal(tc.args, err)
+		}
+		if c.Nesterov != tc.want {
+			t.Errorf("%v: nesterov %v, want %v", tc.args, c.Nesterov, tc.want)
+		}
+	}
+}
+
+func mustWrite(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -234,9 +234,24 @@ func (cf *configFlags) fileOverRecipe(f *pflag.FlagSet, configPath string) (trai
 	if f.Changed("resume") && filepath.Base(configPath) == trainer.ConfigFile {
 		// A run's own config.yaml, which older runs wrote without a false
 		// nesterov.
-		err = trainer.RunFileOmissions(&c, configPath)
+		return c, trainer.RunFileOmissions(&c, configPath)
 	}
-	return c, err
+	// An older run's config.yaml or tune's best.yaml given to --config
+	// trains as the run did, not with the recipe's Nesterov.
+	older, err := trainer.OlderKilnFile(configPath)
+	if err != nil || !older {
+		return c, err
+	}
+	if was := c.Nesterov; was {
+		if err := trainer.RunFileOmissions(&c, configPath); err != nil {
+			return c, err
+		}
+		if !f.Changed("nesterov") {
+			log := logger()
+			log.Warn().Str("config", configPath).Msg("the file is a whole configuration without nesterov, as an older Kiln wrote them when it was false: read as nesterov: false (--nesterov for Nesterov momentum)")
+		}
+	}
+	return c, nil
 }
 
 // layFlags lays the flags given over c.
