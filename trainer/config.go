@@ -558,6 +558,7 @@ func (c Config) inertSettings() []inertSetting {
 			out = append(out, inertSetting{settingErr(o.key, o.value, "is for the %s schedule; this run's is %s", orList(o.kinds), kind), o.clear})
 		}
 	}
+	out = append(out, c.inertWithoutReaders()...)
 	if c.Optimizer == "adam" || c.Optimizer == "adamw" { // its betas stand for them
 		if c.Momentum != 0 {
 			out = append(out, inertSetting{settingErr("momentum", c.Momentum, "is SGD's; this run's optimizer is %s", c.Optimizer), func(c *Config) { c.Momentum = 0 }})
@@ -565,6 +566,47 @@ func (c Config) inertSettings() []inertSetting {
 		if c.Nesterov {
 			out = append(out, inertSetting{settingErr("nesterov", true, "is SGD's; this run's optimizer is %s", c.Optimizer), func(c *Config) { c.Nesterov = false }})
 		}
+	}
+	return out
+}
+
+// inertWithoutReaders are the settings whose reader c lacks: early
+// stopping's without early_stop, the validation's without a validation
+// split. An older Kiln took them and did nothing with them (the plateau
+// schedule kept its rate: constant), so its runs resume without them; given
+// now, Validate refuses them.
+func (c Config) inertWithoutReaders() []inertSetting {
+	var out []inertSetting
+	if c.EarlyStop == "" {
+		for _, o := range []struct {
+			key   string
+			value any
+			set   bool
+			clear func(*Config)
+		}{
+			{"restore_best", true, c.RestoreBest, func(c *Config) { c.RestoreBest = false }},
+			{"patience", c.Patience, c.Patience != 0, func(c *Config) { c.Patience = 0 }},
+			{"min_delta", c.MinDelta, c.MinDelta != 0, func(c *Config) { c.MinDelta = 0 }},
+			{"target", c.Target, c.Target != 0, func(c *Config) { c.Target = 0 }},
+		} {
+			if o.set {
+				out = append(out, inertSetting{settingErr(o.key, o.value, "needs early_stop"), o.clear})
+			}
+		}
+	}
+	if c.ValFraction != 0 || c.Dataset == "folder" { // a folder's val/ is a validation split
+		return out
+	}
+	const need = "needs a validation split (val_fraction > 0, or an image folder's val/)"
+	if strings.HasPrefix(c.EarlyStop, "val_") {
+		out = append(out, inertSetting{settingErr("early_stop", c.EarlyStop, need), func(c *Config) { c.EarlyStop = "" }})
+	}
+	if strings.EqualFold(c.Schedule, "plateau") {
+		out = append(out, inertSetting{settingErr("schedule", "plateau", "lowers the rate when the validation loss stalls: %s; the rate stays constant", need),
+			func(c *Config) { c.Schedule = "constant" }})
+	}
+	if c.ValEvery > 0 {
+		out = append(out, inertSetting{settingErr("val_every", c.ValEvery, need), func(c *Config) { c.ValEvery = 0 }})
 	}
 	return out
 }
@@ -587,13 +629,20 @@ func (c Config) CheckInertBut(keys ...string) error {
 // (nil: none), and returns what it left out.
 func (c *Config) DropInert(keep func(key string) bool) []*SettingError {
 	var dropped []*SettingError
-	for _, in := range c.inertSettings() {
-		if keep == nil || !keep(in.Key) {
-			in.clear(c)
-			dropped = append(dropped, in.SettingError)
+	for {
+		// Leaving one out may leave others unread (early_stop's patience,
+		// plateau's factor): again until none is.
+		n := len(dropped)
+		for _, in := range c.inertSettings() {
+			if keep == nil || !keep(in.Key) {
+				in.clear(c)
+				dropped = append(dropped, in.SettingError)
+			}
+		}
+		if len(dropped) == n {
+			return dropped
 		}
 	}
-	return dropped
 }
 
 // orList writes words as "a", "a or b", "a, b or c".

@@ -438,6 +438,14 @@ func TestSettingsOnlyWhereSomethingReadsThem(t *testing.T) {
 		{"plateau_factor", "is for the plateau schedule; this run's is onecycle", func(c *Config) { c.PlateauFactor = 0.5 }},
 		{"momentum", "is SGD's; this run's optimizer is adam", func(c *Config) { c.Optimizer, c.Momentum, c.Nesterov = "adam", 0.9, false }},
 		{"nesterov", "is SGD's; this run's optimizer is adamw", func(c *Config) { c.Optimizer, c.Momentum, c.Nesterov = "adamw", 0, true }},
+		// Early stopping's settings without early_stop, the validation's
+		// without a split: an older Kiln took them (its runs resume).
+		{"target", "needs early_stop", func(c *Config) { c.Target = 0.9 }},
+		{"patience", "needs early_stop", func(c *Config) { c.Patience = 3 }},
+		{"min_delta", "needs early_stop", func(c *Config) { c.MinDelta = 0.01 }},
+		{"restore_best", "needs early_stop", func(c *Config) { c.RestoreBest = true }},
+		{"val_every", "needs a validation split", func(c *Config) { c.ValFraction, c.ValEvery = 0, 5 }},
+		{"schedule", "the rate stays constant", func(c *Config) { c.ValFraction, c.Schedule = 0, "plateau" }},
 	}
 	for _, k := range cases {
 		c := DefaultConfig()
@@ -455,6 +463,13 @@ func TestSettingsOnlyWhereSomethingReadsThem(t *testing.T) {
 		if string(resumeKey(before)) != string(resumeKey(c)) {
 			t.Errorf("%s: the resume key of a run with it differs from one without", k.key)
 		}
+	}
+	// Leaving one out leaves what only it read: val_acc early stopping
+	// without a split takes its patience with it.
+	c := DefaultConfig()
+	c.ValFraction, c.EarlyStop, c.Patience = 0, "val_acc", 3
+	if d := c.DropInert(nil); len(d) != 2 || c.EarlyStop != "" || c.Patience != 0 || c.Validate() != nil {
+		t.Errorf("early stopping without a split: DropInert left out %v, then %v", d, c.Validate())
 	}
 	for name, set := range map[string]func(*Config){
 		"cnn dropout":       func(c *Config) { c.Model, c.Dropout, c.Hidden = "cnn", 0.5, 64 },

@@ -200,10 +200,14 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 			return c, err
 		}
 	}
-	if err := c.Validate(); err != nil { // out of range is an error, read or not
+	cf.dropInert(&c, f, configPath) // before Validate, which refuses some of them
+	if err := c.Validate(); err != nil { // a flag out of range is an error, read or not
 		return c, nameSetting(err, f, configPath)
 	}
-	return c, cf.settleInert(&c, f, configPath)
+	if cf.lenientInert {
+		return c, nil
+	}
+	return c, nameSetting(c.CheckInert(), f, configPath)
 }
 
 // fileOverRecipe is the config file laid over the recipe of the model
@@ -278,20 +282,16 @@ func (cf *configFlags) layFlags(c *trainer.Config, f *pflag.FlagSet) error {
 	return err
 }
 
-// settleInert leaves out an inert setting (trainer.DropInert) from the
-// file, as an older Kiln, which wrote such files, ignored it, and refuses
-// one given as a flag (kiln tune checks its trials instead: its space may
-// give the model or the schedule that reads it).
-func (cf *configFlags) settleInert(c *trainer.Config, f *pflag.FlagSet, configPath string) error {
+// dropInert leaves out an inert setting (trainer.DropInert) of the file, as
+// an older Kiln, which wrote such files, ignored it; resolve refuses one
+// given as a flag (kiln tune checks its trials instead: its space may give
+// the model or the schedule that reads it).
+func (cf *configFlags) dropInert(c *trainer.Config, f *pflag.FlagSet, configPath string) {
 	given := func(key string) bool { return f.Changed(strings.ReplaceAll(key, "_", "-")) }
 	log := logger()
 	for _, d := range c.DropInert(given) {
 		log.Warn().Str("config", configPath).Str("setting", d.Key).Str("value", d.Value).Str("why", d.Problem).Msg("left out: nothing reads it")
 	}
-	if cf.lenientInert {
-		return nil
-	}
-	return nameSetting(c.CheckInert(), f, configPath)
 }
 
 // optimizerDefaults gives a run whose --optimizer is not its model's

@@ -54,6 +54,11 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 	if r := mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--threads", "1"); !strings.Contains(r.stdout, "nothing to resume") {
 		t.Errorf("a finished run resumed: %q", r.stdout)
 	}
+	// It needs no data: a finished run whose data set has gone (or that
+	// an older Kiln ran with settings refused since) still answers.
+	if r := mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--data-dir", filepath.Join(dir, "gone")); !strings.Contains(r.stdout, "nothing to resume") {
+		t.Errorf("a finished run resumed without its data: %q", r.stdout)
+	}
 	if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--epochs", "3"); r.code != 2 ||
 		!strings.Contains(r.stderr, "a finished run is not continued") || !strings.Contains(r.stderr, "epochs: 2 → 3") {
 		t.Errorf("a finished run resumed with --epochs 3: exit %d, %q", r.code, r.stderr)

@@ -224,6 +224,12 @@ func train(c trainer.Config, resume bool, cleanup func()) (err error) {
 			return trainRank(c, world)
 		}
 	}
+	if _, err := os.Stat(filepath.Join(c.RunDir, trainer.SummaryFile)); err == nil && resume && world == nil {
+		// Ended: its result, read before the data, which a finished run
+		// does not need (moved away, or taken by checks made since an
+		// older Kiln ran it: --augment on MNIST).
+		return printFinished(c)
+	}
 	console := logger()
 	ts, err := setupTraining(&c, console)
 	if err != nil {

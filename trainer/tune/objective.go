@@ -59,6 +59,7 @@ func (o *Trainer) Objective() Objective { return o.run }
 
 func (o *Trainer) run(ctx context.Context, r Run) (Outcome, error) {
 	c := r.Config
+	c.DropInert(nil) // an older Kiln's trials kept settings nothing reads (target without early_stop)
 	splits, err := o.data(c)
 	if err != nil {
 		return Outcome{}, err

@@ -327,3 +327,14 @@ func TestResumeAfterCancelRerunsNoFinishedTrial(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A trial of an older Kiln's tune may hold a setting nothing reads
+// (--target without --early-stop, which that Kiln took): the trial trains
+// without it, as it began, rather than failing for good on resume.
+func TestObjectiveLeavesOutAnOlderTrialsInertSettings(t *testing.T) {
+	c := tinyBase(t)
+	c.Target, c.RunDir = 0.9, t.TempDir()
+	if _, err := realTrainer.Objective()(t.Context(), Run{Dir: c.RunDir, Config: c}); err != nil {
+		t.Fatal(err)
+	}
+}
