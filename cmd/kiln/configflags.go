@@ -200,7 +200,7 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 			return c, err
 		}
 	}
-	cf.dropInert(&c, f, configPath) // before Validate, which refuses some of them
+	cf.dropInert(&c, f, configPath)      // before Validate, which refuses some of them
 	if err := c.Validate(); err != nil { // a flag out of range is an error, read or not
 		return c, nameSetting(err, f, configPath)
 	}
