@@ -216,7 +216,14 @@ func (r *RunDir) open(resume, kilns bool) error {
 			r.metrics = b
 		}
 		if !r.finished {
-			if err := r.cutBack(st.Files); err != nil {
+			if st.Files == nil {
+				// An older Kiln's checkpoint, without the sizes: the
+				// records past its step are the ones a resume writes again.
+				err = r.cutMetricsAfter(st.Step)
+			} else {
+				err = r.cutBack(st.Files)
+			}
+			if err != nil {
 				return err
 			}
 		}

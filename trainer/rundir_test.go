@@ -380,3 +380,49 @@ func TestConsoleWritesBoolsAsText(t *testing.T) {
 		t.Fatalf("console line %q", got)
 	}
 }
+
+// A checkpoint of an older Kiln recorded no file sizes: a resume still
+// drops the records written after it (by step), so that metrics.jsonl holds
+// each record once, as an uninterrupted run's does.
+func TestResumeOfAnOlderCheckpointDropsTheRecordsAfterIt(t *testing.T) {
+	c := blobConfig()
+	c.ValEvery = 5
+	splits := blobSplits(t)
+	straight := t.TempDir()
+	if _, err := newBlobTrainer(t, c, straight, false).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c1 := c
+	c1.StopAfterEpoch = 2
+	if _, err := newBlobTrainer(t, c1, dir, false).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(dir, CheckpointFile)
+	tensors, meta, err := safetensors.ReadFile(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := parseRunState(ckpt, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Files = nil // as written before the sizes were, and without a digest
+	b, _ := json.Marshal(st)
+	if err := safetensors.WriteFile(ckpt, tensors, map[string]string{checkpointKey: string(b)}); err != nil {
+		t.Fatal(err)
+	}
+	// The killed third epoch's records: whole ones past the checkpoint's step.
+	f, err := os.OpenFile(filepath.Join(dir, MetricsFile), os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, `{"step":%d,"epoch":2.2,"split":"val","loss":1,"lr":0.01}`+"\n", st.Step+5)
+	f.Close()
+	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	if want, got := metricsOf(t, straight), metricsOf(t, dir); !slices.Equal(want, got) {
+		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -179,6 +180,26 @@ func (r *RunDir) appendedSizes() (map[string]int64, error) {
 	sizes[MetricsFile] = int64(len(r.metrics))
 	r.mu.Unlock()
 	return sizes, nil
+}
+
+// cutMetricsAfter drops metrics.jsonl's records past step (and a torn last
+// line), for a checkpoint that recorded no file sizes.
+func (r *RunDir) cutMetricsAfter(step int) error {
+	var kept []byte
+	for line := range bytes.Lines(r.metrics) {
+		var rec struct {
+			Step *int `json:"step"`
+		}
+		if !bytes.HasSuffix(line, []byte("\n")) || json.Unmarshal(line, &rec) != nil || rec.Step == nil || *rec.Step > step {
+			break
+		}
+		kept = append(kept, line...)
+	}
+	if len(kept) == len(r.metrics) {
+		return nil
+	}
+	r.metrics = kept
+	return r.write(MetricsFile, r.metrics)
 }
 
 // cutBack returns the appended files to the sizes a checkpoint recorded:
