@@ -172,10 +172,25 @@ func (tf *tuneFlags) resumeTune(f, cfs *pflag.FlagSet, cf *configFlags) error {
 	threads := cf.c.Threads
 	if !f.Changed("threads") {
 		// As the tune began: its trials' count, else (killed before its
-		// first trial) its --threads, else as many as now.
-		threads = cmp.Or(tu.State.Threads, tu.State.Base.Threads)
+		// first trial) its --threads, else as many as now. An older Kiln's
+		// tune.json lacks the count: its trials' configurations have it.
+		threads = cmp.Or(tu.State.Threads, tu.State.Base.Threads, trialThreads(dir, tu.State.Trials))
 	}
 	return runTune(tu, parallel, threads)
+}
+
+// trialThreads is the thread count the trials of the tune in dir that
+// began ran on, as their config.yaml says (0: none says).
+func trialThreads(dir string, trials []*tune.Trial) int {
+	for _, t := range trials {
+		if t.Starts == 0 {
+			continue
+		}
+		if c, err := trainer.LoadRunConfig(filepath.Join(dir, t.Dir, trainer.ConfigFile)); err == nil && c.Threads > 0 {
+			return c.Threads
+		}
+	}
+	return 0
 }
 
 // tuneFlagsGiven: flags other than those a resume takes anyway.

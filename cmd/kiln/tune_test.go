@@ -512,3 +512,27 @@ func TestTuneResumesWithTheDataElsewhere(t *testing.T) {
 		t.Errorf("--data-dir over a space's data_dir: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// An older Kiln's tune.json has no thread count: a resume takes the one its
+// trials began with from their config.yaml, not this machine's cores (other
+// thread counts, other bits).
+func TestTrialThreadsOfAnOlderTune(t *testing.T) {
+	dir := t.TempDir()
+	c := trainer.DefaultConfig()
+	c.Threads = 1
+	y, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "trials", "002"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(dir, "trials", "002", trainer.ConfigFile), string(y))
+	trials := []*tune.Trial{{ID: 1, Dir: "trials/001"}, {ID: 2, Dir: "trials/002", Starts: 1}}
+	if got := trialThreads(dir, trials); got != 1 {
+		t.Fatalf("trialThreads = %d, want 1", got)
+	}
+	if got := trialThreads(dir, trials[:1]); got != 0 {
+		t.Fatalf("no trial began: trialThreads = %d, want 0", got)
+	}
+}
