@@ -889,8 +889,13 @@ func (f *fitRun) test(sum *Summary) error {
 	if err := f.record(rec); err != nil {
 		return err
 	}
-	if r.Confusion != nil {
+	switch {
+	case len(r.Confusion) > maxConfusionLogged:
+		t.Log.Info().Int("classes", len(r.Confusion)).Msg("confusion matrix: too many classes to print; summary.json holds it")
+	case r.Confusion != nil:
 		t.Log.Info().Msg("confusion matrix (rows: true class, columns: predicted)\n" + formatConfusion(r.Confusion, s.Test.Classes))
+	}
+	if r.Confusion != nil {
 		t.warnIfCollapsed("test", r.Confusion, s.Test.Classes, f.step)
 	}
 	return nil
@@ -1102,8 +1107,12 @@ func ptr(v float64) *float64 {
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
+// maxConfusionLogged is the most classes whose confusion matrix the log
+// prints: a row of a hundred columns is already past any console's width.
+const maxConfusionLogged = 100
+
 func formatConfusion(m [][]int, names []string) string {
-	s := ""
+	var s strings.Builder
 	for i, row := range m {
 		name := fmt.Sprint(i)
 		if i < len(names) {
@@ -1112,13 +1121,13 @@ func formatConfusion(m [][]int, names []string) string {
 		if len(name) > 12 {
 			name = name[:12]
 		}
-		s += fmt.Sprintf("%12s", name)
+		fmt.Fprintf(&s, "%12s", name)
 		for _, v := range row {
-			s += fmt.Sprintf(" %5d", v)
+			fmt.Fprintf(&s, " %5d", v)
 		}
-		s += "\n"
+		s.WriteByte('\n')
 	}
-	return s
+	return s.String()
 }
 
 // Epochs is "1 epoch" or "n epochs".
