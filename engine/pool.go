@@ -437,7 +437,7 @@ func (t *poolTask[T]) plane(pl int, rows []int64) {
 			avgPlaneBackward(t.a[pl*in:(pl+1)*in], t.b[pl*on:(pl+1)*on], g)
 		}
 	case poolGlobalForward:
-		t.a[pl] = sumSlice(t.b[pl*in:(pl+1)*in]) / T(in)
+		t.a[pl] = sumLong(t.b[pl*in:(pl+1)*in]) / T(in)
 	case poolGlobalBackward:
 		v := t.b[pl] / T(in)
 		d := t.a[pl*in : (pl+1)*in]

@@ -387,3 +387,24 @@ func avgPoolFloat32MatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// A global average over a large plane keeps float32's precision: a
+// 4096×4096 plane of 0.3 averaged 0.2975 (−0.8%) in one float32 chain.
+func TestGlobalAvgPoolOfALargePlane(t *testing.T) {
+	const side = 4096
+	x := engine.New(engine.Float32, 1, 1, side, side)
+	if err := x.Fill(0.3); err != nil {
+		t.Fatal(err)
+	}
+	out := engine.New(engine.Float32, 1, 1, 1, 1)
+	if err := engine.GlobalAvgPoolForward(out, x); err != nil {
+		t.Fatal(err)
+	}
+	got, err := out.Get(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel := math.Abs(got/float64(float32(0.3)) - 1); rel > 1e-6 {
+		t.Fatalf("mean %v of a plane of 0.3: relative error %.2g", got, rel)
+	}
+}
