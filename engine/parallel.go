@@ -26,7 +26,7 @@ type rangeTask interface{ run(part, lo, hi int) }
 // The caller then spins, not parks, until the claimed parts finish.
 var pool struct {
 	mu        sync.Mutex // held by the one caller using the workers
-	threads   int
+	threads   atomic.Int32 // written under mu, read by any op (SetThreads while another goroutine trains)
 	work      []chan poolJob
 	claim     []*atomic.Uint64 // per worker, its own: the job's generation·2, +1 once claimed
 	gen       uint64           // bumped per parallelFor (under mu)
@@ -57,7 +57,7 @@ func SetThreads(n int) {
 // Threads is the number of threads CPU ops use.
 func Threads() int {
 	pool.once.Do(func() { startPool(runtime.GOMAXPROCS(0)) })
-	return pool.threads
+	return int(pool.threads.Load())
 }
 
 func startPool(n int) {
@@ -67,7 +67,7 @@ func startPool(n int) {
 		pool.work, pool.claim = append(pool.work, ch), append(pool.claim, claim)
 		go worker(claim, ch) // the worker never reads pool's slices, which grow under mu
 	}
-	pool.threads = n
+	pool.threads.Store(int32(n))
 }
 
 // spareP keeps one more P than there are threads. The threads spend most of

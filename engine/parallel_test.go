@@ -126,3 +126,26 @@ func TestPoolKeepsASpareP(t *testing.T) {
 		t.Fatalf("a higher GOMAXPROCS is kept: got %d, want 8", got)
 	}
 }
+
+// SetThreads while another goroutine runs ops is a change of thread count
+// at the next op, not a data race (go test -race).
+func TestSetThreadsWhileOpsRun(t *testing.T) {
+	was := Threads()
+	defer SetThreads(was)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			SetThreads(1 + i%2)
+		}
+	}()
+	task := &countTask{runs: make([]int, 2)}
+	for {
+		select {
+		case <-done:
+			return
+		default:
+			parallelFor(2, task)
+		}
+	}
+}

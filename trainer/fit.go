@@ -82,6 +82,13 @@ type EvalResult struct {
 // Trainer runs Fit, Evaluate and Predict for a model: the Go counterpart of
 // Keras's Model.fit. Config says how; Run, when set, receives the run
 // directory's files; Progress, when set (a terminal), shows a progress bar.
+//
+// A Trainer, like its model, is used by one goroutine at a time: its layers
+// keep their outputs between passes, so two Predicts at once, or a Predict
+// beside a Fit, read each other's buffers (wrong outputs, no error). Serve
+// concurrent requests from one goroutine, or give each its own Trainer and
+// model (trainers in separate goroutines train independently, bit for bit
+// as they would alone); a Fit's callbacks may call its own trainer.
 type Trainer struct {
 	// Config is read by each Fit (epochs, batch, schedule, validation,
 	// early stopping); the optimiser, clipping, label smoothing and
