@@ -25,7 +25,7 @@ type rangeTask interface{ run(part, lo, hi int) }
 // small op (waking a parked goroutine takes 12–45 µs on a virtual machine).
 // The caller then spins, not parks, until the claimed parts finish.
 var pool struct {
-	mu        sync.Mutex // held by the one caller using the workers
+	mu        sync.Mutex   // held by the one caller using the workers
 	threads   atomic.Int32 // written under mu, read by any op (SetThreads while another goroutine trains)
 	work      []chan poolJob
 	claim     []*atomic.Uint64 // per worker, its own: the job's generation·2, +1 once claimed
