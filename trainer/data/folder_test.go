@@ -646,3 +646,27 @@ func TestFolderNamesFormatsNotReadAsSuch(t *testing.T) {
 		}
 	}
 }
+
+// An older Kiln's cache (the gob alone, before the checksum) is decoded
+// again without being called damaged: nothing is wrong with the disk.
+func TestFolderCacheOfAnOlderKiln(t *testing.T) {
+	dir := smallFolder(t)
+	if _, _, err := loadNotes(t, dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, ".kiln-cache-auto-crop")
+	b, err := os.ReadFile(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cache, b[:len(b)-sha256.Size], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, notes, err := loadNotes(t, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if anyContains(notes, "is damaged") || anyContains(notes, "read from the cache") || !anyContains(notes, "cached in") {
+		t.Errorf("notes %q, want the images decoded again and cached, no damage said", notes)
+	}
+}

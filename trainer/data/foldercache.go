@@ -78,7 +78,9 @@ func readFolderCache(l *folderListing, f FolderOptions, key [32]byte) (img *fold
 	return nil, "", damaged
 }
 
-// errCacheDamaged: a cache file's bytes do not match its checksum.
+// errCacheDamaged: a cache file's bytes do not match its checksum, and it
+// is not an older Kiln's cache either (a gob alone, before the checksum),
+// which is simply decoded again.
 var errCacheDamaged = errors.New("cache file damaged")
 
 // A cache file is the gob of its folderImages followed by the SHA-256 of
@@ -99,6 +101,11 @@ func readCacheFile(path string) (*folderImages, error) {
 	}
 	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	if want := sha256.Sum256(body); !bytes.Equal(sum, want[:]) {
+		// The whole file one gob value, nothing after it: an older cache.
+		var old folderImages
+		if r := bytes.NewReader(b); gob.NewDecoder(r).Decode(&old) == nil && r.Len() == 0 {
+			return nil, errors.New("a cache of an older Kiln")
+		}
 		return nil, errCacheDamaged
 	}
 	var img folderImages
