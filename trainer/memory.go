@@ -44,7 +44,9 @@ func (t *Trainer) EstimateMemory(ds *data.Dataset, batch int) (int64, error) {
 	if n := microSize(t.Config.MicroBatch, t.autoMicro, rows, t.device); n > 0 {
 		rows = n
 	}
-	return fixed + 2*perSample*int64(rows), nil
+	// Never below the probe's own pass: half of its two samples' figure is
+	// a pass's fixed buffers, not a sample's (batch 1 peaked 54% above).
+	return fixed + 2*perSample*int64(max(rows, probe)), nil
 }
 
 // probeMemory runs a forward and backward pass on the first n samples and
@@ -122,8 +124,12 @@ func (t *Trainer) checkMemory(ds *data.Dataset) error {
 	}
 	t.Log.Info().Str("estimate", mib(need)).Str("available", mib(avail)).Str("from", source).Msg("memory")
 	if avail > 0 && need > avail {
-		return fmt.Errorf("batch %d needs about %s a process but only %s is available (%s); use a smaller --batch%s",
-			t.Config.Batch, mib(need), mib(avail), source, microHint(t.Model, t.device))
+		advice := "use a smaller --batch" + microHint(t.Model, t.device)
+		if batch <= 2 {
+			advice = "use a smaller --image-size or model"
+		}
+		return fmt.Errorf("batch %d needs about %s a process but only %s is available (%s); %s",
+			t.Config.Batch, mib(need), mib(avail), source, advice)
 	}
 	return nil
 }

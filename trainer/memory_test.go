@@ -182,6 +182,12 @@ func TestTooLargeABatchSuggestsMicroBatches(t *testing.T) {
 		strings.Contains(err.Error(), "--micro-batch") {
 		t.Errorf("cnn (batch norm) over a 1 MiB limit: %v", err)
 	}
+	// At batch 1 a smaller batch is no way out.
+	cnn.Config.Batch = 1
+	if err := cnn.checkMemory(images); err == nil || !strings.Contains(err.Error(), "--image-size") ||
+		strings.Contains(err.Error(), "--batch") {
+		t.Errorf("cnn at batch 1 over a 1 MiB limit: %v", err)
+	}
 }
 
 // A deep model of few parameters is refused by its layers' memory too:
