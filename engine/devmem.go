@@ -139,15 +139,17 @@ func (t *Tensor) Release() {
 // by the tensor it views).
 func (t *Tensor) Released() bool { return t != nil && t.mem != nil && t.mem.released }
 
-// ReleaseScratch gives back the device scratch ops keep between calls so a
-// steady step allocates nothing (today the cross-entropy's labels and
+// ReleaseScratch gives back the scratch ops keep between calls so a steady
+// step allocates nothing: on the device the cross-entropy's labels and
 // per-row results, sized by the largest batch seen, and the multi-tensor
-// optimiser steps' chunk tables). The next op that needs
+// optimiser steps' chunk tables; on the CPU the free list of column and
+// partial-sum buffers (to the garbage collector). The next op that needs
 // it allocates it again. Trainer.Release calls it: with it, releasing the
 // last model returns every byte.
 func ReleaseScratch() {
 	releaseXentScratch()
 	releaseOptimTables()
+	releaseCPUScratch()
 }
 
 // Drop releases each buffer and forgets it (sets it to nil), so that the

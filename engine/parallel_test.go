@@ -149,3 +149,21 @@ func TestSetThreadsWhileOpsRun(t *testing.T) {
 		}
 	}
 }
+
+// ReleaseScratch gives the CPU's free scratch buffers back to the garbage
+// collector (a process training models of many shapes kept the largest of
+// each), and the next op takes new ones.
+func TestReleaseScratchEmptiesTheCPUFreeList(t *testing.T) {
+	giveScratch(takeScratch[float32](1 << 10))
+	giveScratch(takeScratch[float64](1 << 10))
+	ReleaseScratch()
+	scratch.mu.Lock()
+	n := len(scratch.f32) + len(scratch.f64)
+	scratch.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d free buffers kept after ReleaseScratch", n)
+	}
+	if b := takeScratch[float32](16); len(b) != 16 {
+		t.Fatalf("a buffer of %d after ReleaseScratch", len(b))
+	}
+}

@@ -15,6 +15,15 @@ var scratch struct {
 	f64 [][]float64
 }
 
+// releaseCPUScratch forgets the free buffers (those in use stay their
+// ops'): a process that trains models of many shapes in turn no longer
+// keeps the largest of each.
+func releaseCPUScratch() {
+	scratch.mu.Lock()
+	defer scratch.mu.Unlock()
+	scratch.f32, scratch.f64 = nil, nil
+}
+
 func isFloat64[T Float]() bool {
 	var z T
 	return unsafe.Sizeof(z) == 8
