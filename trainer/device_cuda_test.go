@@ -138,3 +138,47 @@ func TestCUDATrainingFollowsTheCPUInBF16(t *testing.T) {
 		})
 	}
 }
+
+// The learning-rate range test runs on the device as on the CPU, the
+// loader's host batches uploaded (each step failed: "tensors on cpu and
+// cuda"), for a classification and a regression.
+func TestFindLROnCUDAMatchesTheCPU(t *testing.T) {
+	cudaOrSkip(t)
+	for _, regression := range []bool{false, true} {
+		ds := blobs(t, 128, 1)
+		c := blobConfig()
+		c.Batch = 16
+		if regression {
+			ds = ramp(t, 128, 1)
+			c.Regression = true
+		}
+		run := func(dev engine.Device) []LRPoint {
+			model, err := layers.Build("mlp", layers.Spec{Channels: 1, Height: 8, Width: 8, Classes: 4, Seed: 1, Hidden: 32, Regression: regression})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := NewTrainer(c, model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Release()
+			if err := tr.SetDevice(dev); err != nil {
+				t.Fatal(err)
+			}
+			res, err := tr.FindLR(t.Context(), ds, LRFindOptions{Start: 1e-4, End: 1, Steps: 10})
+			if err != nil {
+				t.Fatalf("regression %v on %v: %v", regression, dev, err)
+			}
+			return res.Points
+		}
+		cpu, gpu := run(engine.CPU), run(engine.CUDA)
+		if len(cpu) != len(gpu) {
+			t.Fatalf("regression %v: %d points on the CPU, %d on the device", regression, len(cpu), len(gpu))
+		}
+		for i := range cpu {
+			if math.Abs(cpu[i].Loss-gpu[i].Loss) > 1e-4*(1+math.Abs(cpu[i].Loss)) {
+				t.Errorf("regression %v, step %d: loss %v on the CPU, %v on the device", regression, i, cpu[i].Loss, gpu[i].Loss)
+			}
+		}
+	}
+}

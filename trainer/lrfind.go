@@ -122,8 +122,24 @@ func (t *Trainer) FindLR(ctx context.Context, train *data.Dataset, o LRFindOptio
 // rangeTestOn runs the range test on train and suggests a learning rate.
 func (t *Trainer) rangeTestOn(ctx context.Context, train *data.Dataset, o LRFindOptions) (*LRFindResult, error) {
 	c := t.Config
-	step, release := lrFindStep(t.Model, c, t.autoMicro)
+	onModel, release := lrFindStep(t.Model, c, t.autoMicro)
 	defer release()
+	// The loader's batches are on the host: each goes to the model's
+	// device first, as Fit's do (on the GPU every step failed,
+	// "tensors on cpu and cuda").
+	var xDev, yDev *engine.Tensor
+	defer engine.Drop(&xDev, &yDev)
+	step := func(b *data.Batch, lr float64) (float64, error) {
+		on := *b
+		var err error
+		if on.X, err = t.onDevice(&xDev, b.X); err != nil {
+			return 0, err
+		}
+		if on.Targets, err = t.onDevice(&yDev, b.Targets); err != nil {
+			return 0, err
+		}
+		return onModel(&on, lr)
+	}
 	loader, err := data.NewLoader(train, data.LoaderOptions{BatchSize: c.Batch, Shuffle: true, DropLast: c.DropLast,
 		Augment: c.Augment, Seed: c.Seed})
 	if err != nil {
