@@ -40,7 +40,10 @@ import (
 	"github.com/kiln-ml/kiln/internal/kernelsrc"
 )
 
-func init() { newBackend = func() backend { return &emuBackend{} } }
+func init() {
+	newBackend = func() backend { return &emuBackend{} }
+	emulated = true
+}
 
 // emuBackend runs kernels on the CPU. Its "device memory" is C heap memory,
 // so a kernel's out-of-bounds access is AddressSanitizer's to report. Its

@@ -162,6 +162,13 @@ func Declared() []string {
 // Built reports whether this binary has a CUDA backend at all.
 func Built() bool { return newBackend != nil }
 
+// emulated is set by the emulator's backend (the cudaemu build).
+var emulated bool
+
+// Emulated reports whether the backend is the emulator, which runs the
+// kernels on the CPU.
+func Emulated() bool { return emulated }
+
 // Init opens the device once and resolves every declared kernel. Later calls
 // return the first call's result.
 func Init() (Info, error) {

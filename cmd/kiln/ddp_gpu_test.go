@@ -22,6 +22,10 @@ func TestDataParallelGPURanksEmulated(t *testing.T) {
 	mpirun := mpitesting.MPIRun(t)
 	needMNIST(t)
 	bin := kilnWithTags(t, "mpi,cudaemu")
+	// kiln info says which build it is: not a real CUDA one.
+	if out, err := exec.Command(bin, "info").Output(); err != nil || !strings.Contains(string(out), "build:    cuda emulator") {
+		t.Errorf("kiln info of the emulator build: %v\n%s", err, out)
+	}
 	dir := t.TempDir()
 	e := ddpEnv{mpirun: mpirun, bin: bin, dir: dir}
 	args := func(run string) []string {

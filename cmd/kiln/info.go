@@ -65,7 +65,10 @@ func printInfo(w io.Writer, dev engine.Device, auto bool, handover string, verbo
 	declared := cuda.Declared()
 	ops := gpuOps(declared)
 	build := "cpu (no cuda tag)"
-	if cuda.Built() {
+	switch {
+	case cuda.Emulated():
+		build = "cuda emulator (tags cudaemu: the kernels run on the CPU)"
+	case cuda.Built():
 		build = "cuda (tags cuda)"
 	}
 	fmt.Fprintf(w, "build:    %s, %s %s/%s\n", build, runtime.Version(), runtime.GOOS, runtime.GOARCH)
