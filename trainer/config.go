@@ -628,12 +628,24 @@ func (c Config) CheckInertBut(keys ...string) error {
 // DropInert leaves out c's inert settings but those keep says to keep
 // (nil: none), and returns what it left out.
 func (c *Config) DropInert(keep func(key string) bool) []*SettingError {
+	return c.drop(Config.inertSettings, keep)
+}
+
+// DropUnread is DropInert for the settings whose reader c lacks alone
+// (early stopping's, the validation's), which Validate refuses: a file's
+// are left out before it, while an inert setting out of range is still an
+// error, read or not.
+func (c *Config) DropUnread(keep func(key string) bool) []*SettingError {
+	return c.drop(Config.inertWithoutReaders, keep)
+}
+
+func (c *Config) drop(inert func(Config) []inertSetting, keep func(key string) bool) []*SettingError {
 	var dropped []*SettingError
 	for {
 		// Leaving one out may leave others unread (early_stop's patience,
 		// plateau's factor): again until none is.
 		n := len(dropped)
-		for _, in := range c.inertSettings() {
+		for _, in := range inert(*c) {
 			if keep == nil || !keep(in.Key) {
 				in.clear(c)
 				dropped = append(dropped, in.SettingError)

@@ -200,10 +200,11 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 			return c, err
 		}
 	}
-	cf.dropInert(&c, f, configPath)      // before Validate, which refuses some of them
-	if err := c.Validate(); err != nil { // a flag out of range is an error, read or not
+	cf.dropInert(&c, f, configPath, (*trainer.Config).DropUnread) // Validate refuses them
+	if err := c.Validate(); err != nil {                          // out of range is an error, read or not
 		return c, nameSetting(err, f, configPath)
 	}
+	cf.dropInert(&c, f, configPath, (*trainer.Config).DropInert)
 	if cf.lenientInert {
 		return c, nil
 	}
@@ -286,10 +287,11 @@ func (cf *configFlags) layFlags(c *trainer.Config, f *pflag.FlagSet) error {
 // an older Kiln, which wrote such files, ignored it; resolve refuses one
 // given as a flag (kiln tune checks its trials instead: its space may give
 // the model or the schedule that reads it).
-func (cf *configFlags) dropInert(c *trainer.Config, f *pflag.FlagSet, configPath string) {
+func (cf *configFlags) dropInert(c *trainer.Config, f *pflag.FlagSet, configPath string,
+	drop func(*trainer.Config, func(string) bool) []*trainer.SettingError) {
 	given := func(key string) bool { return f.Changed(strings.ReplaceAll(key, "_", "-")) }
 	log := logger()
-	for _, d := range c.DropInert(given) {
+	for _, d := range drop(c, given) {
 		log.Warn().Str("config", configPath).Str("setting", d.Key).Str("value", d.Value).Str("why", d.Problem).Msg("left out: nothing reads it")
 	}
 }
