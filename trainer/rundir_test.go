@@ -17,6 +17,7 @@ import (
 
 	"github.com/kiln-ml/kiln/engine/safetensors"
 	"github.com/kiln-ml/kiln/layers"
+	"github.com/kiln-ml/kiln/trainer/data"
 	"github.com/kiln-ml/kiln/trainer/tbevents"
 	"github.com/rs/zerolog"
 )
@@ -144,19 +145,7 @@ func TestResumeWithoutACheckpoint(t *testing.T) {
 // Issue 12, item 4: what a run appended after its checkpoint is cut away on
 // resume, so the resumed run's records equal an uninterrupted run's.
 func TestResumeCutsTheAppendedFilesBackToTheCheckpoint(t *testing.T) {
-	c := blobConfig()
-	c.ValEvery = 5
-	splits := blobSplits(t)
-	straight := t.TempDir()
-	if _, err := newBlobTrainer(t, c, straight, false).Fit(context.Background(), splits); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	c1 := c
-	c1.StopAfterEpoch = 2
-	if _, err := newBlobTrainer(t, c1, dir, false).Fit(context.Background(), splits); err != nil {
-		t.Fatal(err)
-	}
+	c, splits, straight, dir := stoppedBesideStraight(t)
 	// What a run killed in its third epoch would have added, torn lines too.
 	appendTo := func(name, text string) {
 		f, err := os.OpenFile(filepath.Join(dir, name), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
@@ -183,6 +172,25 @@ func TestResumeCutsTheAppendedFilesBackToTheCheckpoint(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, LogFile)); strings.Contains(string(b), "from the killed part") {
 		t.Fatal("train.log keeps a line written after the checkpoint")
 	}
+}
+
+// stoppedBesideStraight trains a blob run whole (straight) and the same run
+// stopped after its second epoch (dir), validating every 5 steps.
+func stoppedBesideStraight(t *testing.T) (c Config, splits *data.Splits, straight, dir string) {
+	c = blobConfig()
+	c.ValEvery = 5
+	splits = blobSplits(t)
+	straight = t.TempDir()
+	if _, err := newBlobTrainer(t, c, straight, false).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	dir = t.TempDir()
+	c1 := c
+	c1.StopAfterEpoch = 2
+	if _, err := newBlobTrainer(t, c1, dir, false).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	return c, splits, straight, dir
 }
 
 // metricsOf is a run's metrics.jsonl with the timings left out.
@@ -385,19 +393,7 @@ func TestConsoleWritesBoolsAsText(t *testing.T) {
 // drops the records written after it (by step), so that metrics.jsonl holds
 // each record once, as an uninterrupted run's does.
 func TestResumeOfAnOlderCheckpointDropsTheRecordsAfterIt(t *testing.T) {
-	c := blobConfig()
-	c.ValEvery = 5
-	splits := blobSplits(t)
-	straight := t.TempDir()
-	if _, err := newBlobTrainer(t, c, straight, false).Fit(context.Background(), splits); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	c1 := c
-	c1.StopAfterEpoch = 2
-	if _, err := newBlobTrainer(t, c1, dir, false).Fit(context.Background(), splits); err != nil {
-		t.Fatal(err)
-	}
+	c, splits, straight, dir := stoppedBesideStraight(t)
 	ckpt := filepath.Join(dir, CheckpointFile)
 	tensors, meta, err := safetensors.ReadFile(ckpt)
 	if err != nil {
