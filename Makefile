@@ -84,7 +84,7 @@ accuracy: build
 # The benchmark suite (`kiln bench suite`): op level, training images/s and
 # memory of every model, scaling, time to accuracy, side by side with PyTorch
 # when /usr/bin/python3 has torch. About 20 minutes on two cores (5 without
-# PyTorch); run it on a quiet machine. Writes bench/results/<machine>-<isa>-<date>.json,
+# PyTorch); run it on a quiet machine. Writes bench/results/<machine>-<isa>-<date>.json (no <isa> on the GPU),
 # .md and PNGs. ARGS passes more flags, e.g. ARGS="--quick" (a smoke test) or,
 # with GPU=1, ARGS="--device cuda".
 bench: build

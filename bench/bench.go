@@ -19,7 +19,7 @@
 //     compared with Kiln's; a mismatch is reported next to the figures.
 //   - Anything that cannot run says why in place of a number.
 //
-// Results go to <out>/<machine>-<isa>-<date>.json and .md with PNG plots beside
+// Results go to <out>/<machine>-<isa>-<date>.json (no <isa> on the GPU) and .md with PNG plots beside
 // them; the JSON is rewritten after every section, so an interrupted run
 // keeps what it measured.
 package bench

@@ -368,6 +368,12 @@ func TestFailedRoundLeavesNoRatio(t *testing.T) {
 	if r := got[0]; r.Kiln == nil || r.Torch != nil || r.Ratio != nil || r.TorchGraph != nil || r.RatioGraph != nil {
 		t.Fatalf("want Kiln's median alone, got torch %v ratio %v graph %v", r.Torch, r.Ratio, r.TorchGraph)
 	}
+	// PyTorch's CUDA-graph side alone failed: its column goes, eager stays.
+	results = []TrainResult{{TorchGraphError: "capture failed"}}
+	got = summariseTrain(cases, results, [][]float64{{100, 110, 105}}, [][]float64{{50, 52, 51}}, [][]float64{{60}}, func(string) {})
+	if r := got[0]; r.Torch == nil || r.Ratio == nil || r.TorchGraph != nil || r.RatioGraph != nil {
+		t.Fatalf("want the eager ratio alone, got graph %v ratio %v", r.TorchGraph, r.RatioGraph)
+	}
 }
 
 // Ctrl-C while PyTorch is being found stops the suite with a partial

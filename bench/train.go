@@ -349,7 +349,9 @@ func (r *TrainResult) recordTorch(out *torchTrainOut) {
 	r.ParamsTorch = out.Cases[0].Params
 	r.TorchRSSPeakBytes = max(r.TorchRSSPeakBytes, out.RSSPeakBytes)
 	r.TorchGPUPeakBytes = max(r.TorchGPUPeakBytes, out.Cases[0].GPUPeak)
-	r.TorchGraphError = out.Cases[0].GraphError
+	if e := out.Cases[0].GraphError; e != "" { // a later round's success does not erase it
+		r.TorchGraphError = e
+	}
 }
 
 // summariseTrain turns each case's runs into its medians and ratio.
@@ -369,7 +371,7 @@ func summariseTrain(cases []trainCase, results []TrainResult, kilnRuns, torchRun
 		if r.Kiln != nil && r.Torch != nil {
 			r.Ratio = SpeedRatio(*r.Kiln, *r.Torch)
 		}
-		if len(graphRuns[i]) > 0 && r.TorchError == "" {
+		if len(graphRuns[i]) > 0 && r.TorchError == "" && r.TorchGraphError == "" {
 			g := NewSample(graphRuns[i])
 			r.TorchGraph = &g
 			if r.Kiln != nil {

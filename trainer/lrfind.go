@@ -150,6 +150,7 @@ func (t *Trainer) rangeTestOn(ctx context.Context, train *data.Dataset, o LRFind
 		return nil, fmt.Errorf("lr-find: %d training samples make no batch of %d with drop-last", train.Len(), c.Batch)
 	}
 
+	defer t.Model.SetTraining(layers.Training(t.Model)) // the caller's mode, as it was
 	t.Model.SetTraining(true)
 	res, err := rangeTest(ctx, loader, o, step)
 	if err != nil {

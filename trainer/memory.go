@@ -126,7 +126,7 @@ func (t *Trainer) checkMemory(ds *data.Dataset) error {
 	if avail > 0 && need > avail {
 		advice := "use a smaller --batch" + microHint(t.Model, t.device)
 		if batch <= 2 {
-			advice = "use a smaller --image-size or model"
+			advice = "use a smaller model (an image folder's --image-size, a model's --hidden or --depth)"
 		}
 		return fmt.Errorf("batch %d needs about %s a process but only %s is available (%s); %s",
 			t.Config.Batch, mib(need), mib(avail), source, advice)

@@ -31,6 +31,10 @@ func TestEvaluationKeepsTheCallersMode(t *testing.T) {
 		"Predict":  func() error { _, err := tr.Predict(val.ImagesDense()); return err },
 		"Outputs":  func() error { _, err := tr.Outputs(x); return err },
 		"Evaluate": func() error { _, err := tr.Evaluate(val); return err },
+		"FindLR": func() error {
+			_, err := tr.FindLR(t.Context(), val, LRFindOptions{Start: 1e-4, End: 1e-2, Steps: 10})
+			return err
+		},
 	}
 	for name, pass := range passes {
 		for _, training := range []bool{false, true} {

@@ -422,3 +422,35 @@ func TestResumeOfAnOlderCheckpointDropsTheRecordsAfterIt(t *testing.T) {
 		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// An older Kiln's run killed after its test pass, before summary.json: the
+// test record, written at the last checkpoint's step, goes with the resume
+// that tests again, not twice into metrics.jsonl.
+func TestResumeOfAnOlderCheckpointKilledInItsTest(t *testing.T) {
+	c, splits, straight, _ := stoppedBesideStraight(t)
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(straight)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, SummaryFile))
+	ckpt := filepath.Join(dir, CheckpointFile)
+	tensors, meta, err := safetensors.ReadFile(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := parseRunState(ckpt, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Files = nil
+	b, _ := json.Marshal(st)
+	if err := safetensors.WriteFile(ckpt, tensors, map[string]string{checkpointKey: string(b)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	if want, got := metricsOf(t, straight), metricsOf(t, dir); !slices.Equal(want, got) {
+		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

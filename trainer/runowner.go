@@ -188,9 +188,13 @@ func (r *RunDir) cutMetricsAfter(step int) error {
 	var kept []byte
 	for line := range bytes.Lines(r.metrics) {
 		var rec struct {
-			Step *int `json:"step"`
+			Step  *int   `json:"step"`
+			Split string `json:"split"`
 		}
-		if !bytes.HasSuffix(line, []byte("\n")) || json.Unmarshal(line, &rec) != nil || rec.Step == nil || *rec.Step > step {
+		// The test record comes after the last checkpoint, at its step: a
+		// run that has not finished tests again.
+		if !bytes.HasSuffix(line, []byte("\n")) || json.Unmarshal(line, &rec) != nil || rec.Step == nil || *rec.Step > step ||
+			rec.Split == "test" {
 			break
 		}
 		kept = append(kept, line...)

@@ -35,7 +35,7 @@ PyTorch's. With --precision fp32,bf16 the training section runs every model
 in each precision (Kiln's --precision; PyTorch under torch.autocast for
 bf16) and the tables gain a row per model and precision.
 
-Writes <out>/<machine>-<isa>-<date>.json and .md with PNG plots, and prints the
+Writes <out>/<machine>-<isa>-<date>.json (no <isa> with --device cuda) and .md with PNG plots, and prints the
 tables. The full suite takes about 20 minutes on 2 cores (under 10 without
 PyTorch) and logs its progress; run it on a quiet machine. --quick is a smoke
 test of a few seconds whose numbers mean nothing.`,

@@ -260,6 +260,23 @@ func TestConfigOfAnOlderKilnKeepsNesterovOff(t *testing.T) {
 	}
 }
 
+// Early stopping or the plateau schedule in the user's file, made unread by
+// a flag (no validation split), is refused, not dropped: only a resume of
+// an older Kiln's run leaves such settings out.
+func TestFileSettingsMadeUnreadByAFlagAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	es := filepath.Join(dir, "es.yaml")
+	mustWrite(t, es, "early_stop: val_acc\npatience: 2\n")
+	pl := filepath.Join(dir, "pl.yaml")
+	mustWrite(t, pl, "schedule: plateau\nplateau_patience: 2\n")
+	for path, want := range map[string]string{es: "early_stop", pl: "schedule"} {
+		if _, err := resolveArgs("--config", path, "--val-fraction", "0"); err == nil || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), "needs a validation split") {
+			t.Errorf("%s with --val-fraction 0: %v, want %s refused", filepath.Base(path), err, want)
+		}
+	}
+}
+
 func mustWrite(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {

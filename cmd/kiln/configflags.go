@@ -200,8 +200,12 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 			return c, err
 		}
 	}
-	cf.dropInert(&c, f, configPath, (*trainer.Config).DropUnread) // Validate refuses them
-	if err := c.Validate(); err != nil {                          // out of range is an error, read or not
+	if f.Changed("resume") {
+		// The run's own config.yaml: an older Kiln took settings that
+		// Validate now refuses for want of a reader, and ran without them.
+		cf.dropInert(&c, f, configPath, (*trainer.Config).DropUnread)
+	}
+	if err := c.Validate(); err != nil { // out of range is an error, read or not
 		return c, nameSetting(err, f, configPath)
 	}
 	cf.dropInert(&c, f, configPath, (*trainer.Config).DropInert)
@@ -251,7 +255,7 @@ func (cf *configFlags) fileOverRecipe(f *pflag.FlagSet, configPath string) (trai
 		if err := trainer.RunFileOmissions(&c, configPath); err != nil {
 			return c, err
 		}
-		if !f.Changed("nesterov") {
+		if !f.Changed("nesterov") && c.Optimizer == "sgd" { // the Adam family reads none
 			log := logger()
 			log.Warn().Str("config", configPath).Msg("the file is a whole configuration without nesterov, as an older Kiln wrote them when it was false: read as nesterov: false (--nesterov for Nesterov momentum)")
 		}
