@@ -40,8 +40,8 @@ import (
 //	plots/            PNG files written by `kiln plot`
 //
 // Files are replaced atomically (temporary file, fsync, rename), so a kill at
-// any moment leaves the previous version whole; train.log, histograms.jsonl
-// and the event file are appended (a reader skips a last line that has no
+// any moment leaves the previous version whole; train.log, metrics.jsonl,
+// histograms.jsonl and the event file are appended (a reader skips a last line that has no
 // newline yet, or a last record cut short). Every change goes through
 // internal/durable, where the fault-injection tests kill the process or fill
 // the disk at each change in turn.
@@ -129,15 +129,19 @@ type MetricsRecord struct {
 type RunDir struct {
 	Path string
 
-	mu       sync.Mutex
-	metrics  []byte // every line so far, rewritten atomically on each record
-	log      *durable.File
-	lock     *os.File
-	err      error     // the first write that failed; the run stops on it
-	state    *RunState // the checkpoint's, when resuming
-	finished bool
-	restart  bool
-	ended    bool // a Fit in this process ended the run (wrote summary.json)
+	mu      sync.Mutex
+	metrics []byte // metrics.jsonl as a resume found it, until cut back to its checkpoint
+	// metricsSize is metrics.jsonl's size, its lines whole: appended to, a
+	// line at a time (rewriting it whole at each record made a long run's
+	// writes grow with the square of its records).
+	metricsSize int64
+	log         *durable.File
+	lock        *os.File
+	err         error     // the first write that failed; the run stops on it
+	state       *RunState // the checkpoint's, when resuming
+	finished    bool
+	restart     bool
+	ended       bool // a Fit in this process ended the run (wrote summary.json)
 }
 
 // OpenRunDir opens dir for a run, creating it when needed, and locks it
@@ -227,6 +231,7 @@ func (r *RunDir) open(resume, kilns bool) error {
 				return err
 			}
 		}
+		r.metricsSize, r.metrics = int64(len(r.metrics)), nil
 	} else if err := removeRunFiles(r.Path); err != nil {
 		return err
 	}
@@ -328,11 +333,16 @@ func (r *RunDir) Record(m MetricsRecord) error {
 	if err != nil {
 		return err
 	}
+	// A kill mid-write leaves a last line cut short, which readers skip and
+	// a resume cuts back (the checkpoint holds the size before it).
 	r.mu.Lock()
-	r.metrics = append(append(r.metrics, line...), '\n')
-	metrics := r.metrics
+	err = appendLine(r.File(MetricsFile), line)
+	if err == nil {
+		r.metricsSize += int64(len(line)) + 1
+	}
 	r.mu.Unlock()
-	return r.write(MetricsFile, metrics)
+	r.Fail(err)
+	return err
 }
 
 // WriteJSON writes v as indented JSON to name, atomically.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kiln-ml/kiln/engine/safetensors"
@@ -453,4 +454,47 @@ func TestResumeOfAnOlderCheckpointKilledInItsTest(t *testing.T) {
 	if want, got := metricsOf(t, straight), metricsOf(t, dir); !slices.Equal(want, got) {
 		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// metrics.jsonl is appended a line at a time: rewritten whole at each
+// record, a run with a record every step wrote gigabytes for a few
+// megabytes of records (its writes grew with the square of its steps).
+func TestMetricsAreAppended(t *testing.T) {
+	dir := t.TempDir()
+	r, err := OpenRunDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	inode := func() uint64 {
+		fi, err := os.Stat(filepath.Join(dir, MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	if err := r.Record(MetricsRecord{Step: 1, Split: "train", Loss: 1}); err != nil {
+		t.Fatal(err)
+	}
+	first := inode()
+	if err := r.Record(MetricsRecord{Step: 2, Split: "train", Loss: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	if inode() != first {
+		t.Fatal("metrics.jsonl was replaced, not appended to")
+	}
+	if recs := readJSONLines[MetricsRecord](t, filepath.Join(dir, MetricsFile)); len(recs) != 2 || recs[1].Step != 2 {
+		t.Fatalf("records %+v", recs)
+	}
+	if sizes, err := r.appendedSizes(); err != nil || sizes[MetricsFile] != fileSize(t, filepath.Join(dir, MetricsFile)) {
+		t.Fatalf("the checkpoint's size of metrics.jsonl %d, on disk %d (%v)", sizes[MetricsFile], fileSize(t, filepath.Join(dir, MetricsFile)), err)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

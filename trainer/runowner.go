@@ -177,7 +177,7 @@ func (r *RunDir) appendedSizes() (map[string]int64, error) {
 		sizes[e.Name()] = fi.Size()
 	}
 	r.mu.Lock()
-	sizes[MetricsFile] = int64(len(r.metrics))
+	sizes[MetricsFile] = r.metricsSize
 	r.mu.Unlock()
 	return sizes, nil
 }
