@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -14,8 +15,9 @@ import (
 // a --resume of a finished run; rundir.go says what each file holds.
 
 // maxSummaryBytes bounds a summary.json read back: its confusion matrix
-// grows with the square of the classes.
-const maxSummaryBytes = 64 << 20
+// grows with the square of the classes (indented, about 9 bytes a cell: 64
+// MiB held 2,700 classes; this, 7,000).
+const maxSummaryBytes = 512 << 20
 
 // ReadModelInfo reads dir's model.json.
 func ReadModelInfo(dir string) (ModelInfo, error) {
@@ -51,8 +53,13 @@ func ReadSummary(dir string) (*Summary, error) {
 // else last.safetensors.
 func RunWeights(dir string) (string, error) {
 	var choices []string
-	if sum, err := ReadSummary(dir); err == nil && sum.Weights != "" {
+	sum, err := ReadSummary(dir)
+	switch {
+	case err == nil && sum.Weights != "":
 		choices = append(choices, filepath.Base(sum.Weights))
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		// Its choice unread, another file's weights would pass for the run's.
+		return "", err
 	}
 	for _, name := range append(choices, BestWeights, LastWeights) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
