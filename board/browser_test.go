@@ -799,3 +799,42 @@ func TestBoardTuneErrorIsNoAxisInABrowser(t *testing.T) {
 		t.Errorf("parallel coordinates' axes %v (%v): want lr and no error axis", names, err)
 	}
 }
+
+// Lines are parsed in chunks cut at newlines (a file of 512 MiB, past the
+// longest string a browser makes, showed as no data), giving what one pass
+// gives, lines longer than a chunk included; and the confusion matrix is
+// drawn again only when visuals.json changed (a thousand classes took 40 s
+// at every live update).
+func TestBoardParsesInChunksAndKeepsItsConfusionTable(t *testing.T) {
+	br := newBrowser(t, 60*time.Second)
+	logdir := filepath.Join(t.TempDir(), "runs")
+	writeFixtureRun(t, filepath.Join(logdir, "r"), fixture{Steps: 60, Classes: 3})
+	if err := chromedp.Do(br.ctx, chromedp.Navigate(serveBoard(t, logdir)),
+		wait(`document.body.dataset.ready === 'true' && document.querySelector('table.confusion')`, 15*time.Second)); err != nil {
+		t.Fatalf("loading the page: %v %v", err, br.errors())
+	}
+	parse := `(chunk) => { PARSE_CHUNK = chunk; const recs = [], bad = newBad();
+		const n = parseLines(new TextEncoder().encode('{"a":1}\n{"bb":22}\n\nnot json\n{"c":"` + strings.Repeat("x", 40) + `"}\n'), recs, 1, bad, isObj);
+		PARSE_CHUNK = 1 << 24; return JSON.stringify([n, recs, bad]); }`
+	whole, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](`(`+parse+`)(1 << 24)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[5,[{"a":1},{"bb":22},{"c":"` + strings.Repeat("x", 40) + `"}],{"count":1,"where":[4]}]`; whole != want {
+		t.Fatalf("one pass: %s, want %s", whole, want)
+	}
+	for _, chunk := range []int{1, 7, 10, 16} {
+		got, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](fmt.Sprintf(`(%s)(%d)`, parse, chunk)))
+		if err != nil || got != whole {
+			t.Errorf("chunks of %d bytes: %s (%v), one pass %s", chunk, got, err, whole)
+		}
+	}
+	same, err := chromedp.Run(br.ctx, chromedp.Evaluate[bool](`(() => { const t = document.querySelector('table.confusion'); render();
+		return t === document.querySelector('table.confusion'); })()`))
+	if err != nil || !same {
+		t.Errorf("the confusion table was drawn again with visuals.json unchanged (%v)", err)
+	}
+	if errs := br.errors(); len(errs) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
+	}
+}

@@ -114,17 +114,31 @@ function addBad(bad, where) {
 }
 
 // parseLines parses the complete lines of bytes, the first of them line
-// number first, into records; it returns the number of lines read.
+// number first, into records; it returns the number of lines read. It
+// decodes PARSE_CHUNK bytes at a time, cut at a newline: a file of 512 MiB
+// is past the longest string a browser makes, and read whole it showed as no
+// data at all.
+let PARSE_CHUNK = 1 << 24;
 function parseLines(bytes, into, first, bad, valid) {
-  const lines = decoder.decode(bytes).split('\n');
-  lines.pop(); // what follows the last newline: nothing, as bytes ends with one
-  lines.forEach((line, i) => {
-    if (!line.trim()) return;
-    let r;
-    try { r = JSON.parse(line); } catch (e) { r = undefined; }
-    if (r !== undefined && valid(r)) into.push(r); else addBad(bad, first + i);
-  });
-  return lines.length;
+  let n = 0;
+  for (let start = 0; start < bytes.length;) {
+    let end = Math.min(start + PARSE_CHUNK, bytes.length);
+    if (end < bytes.length) {
+      const nl = bytes.lastIndexOf(10, end - 1);
+      end = nl >= start ? nl + 1 : bytes.indexOf(10, end) + 1 || bytes.length; // a line longer than a chunk
+    }
+    const lines = decoder.decode(bytes.subarray(start, end)).split('\n');
+    lines.pop(); // what follows the chunk's last newline: nothing, as each chunk ends with one
+    lines.forEach((line, i) => {
+      if (!line.trim()) return;
+      let r;
+      try { r = JSON.parse(line); } catch (e) { r = undefined; }
+      if (r !== undefined && valid(r)) into.push(r); else addBad(bad, first + n + i);
+    });
+    n += lines.length;
+    start = end;
+  }
+  return n;
 }
 
 // shapeFits: rank dimensions, each an integer ≥ 1, holding exactly data's
@@ -825,6 +839,10 @@ function renderFilters(v) {
 
 function renderConfusion(v) {
   const box = $('#confusion-matrix');
+  // Drawn again only when visuals.json changed: a thousand classes' table
+  // took 40 s, and the page redraws at every live update.
+  if (box.drawnFrom === v) return;
+  box.drawnFrom = v;
   box.replaceChildren();
   const m = v.confusion;
   if (!Array.isArray(m) || !m.length) {
@@ -1184,6 +1202,7 @@ function applyTheme(t) {
   document.documentElement.dataset.theme = t;
   localStorage.setItem('kiln-board-theme', t);
   for (const key of [...state.charts.keys()]) destroyChart(key);
+  $('#confusion-matrix').drawnFrom = null; // its colours are the theme's
   if (state.listing) render();
 }
 
