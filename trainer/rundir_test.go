@@ -194,6 +194,39 @@ func stoppedBesideStraight(t *testing.T) (c Config, splits *data.Splits, straigh
 	return c, splits, straight, dir
 }
 
+// asOlderCheckpoint rewrites dir's checkpoint as an older Kiln wrote them,
+// without the appended files' sizes or a digest, and returns its state.
+func asOlderCheckpoint(t *testing.T, dir string) RunState {
+	t.Helper()
+	ckpt := filepath.Join(dir, CheckpointFile)
+	tensors, meta, err := safetensors.ReadFile(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := parseRunState(ckpt, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Files = nil
+	b, _ := json.Marshal(st)
+	if err := safetensors.WriteFile(ckpt, tensors, map[string]string{checkpointKey: string(b)}); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// resumeLikeStraight resumes the run in dir to its end and checks that its
+// metrics.jsonl holds the records of the uninterrupted run in straight.
+func resumeLikeStraight(t *testing.T, c Config, splits *data.Splits, dir, straight string) {
+	t.Helper()
+	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	if want, got := metricsOf(t, straight), metricsOf(t, dir); !slices.Equal(want, got) {
+		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // metricsOf is a run's metrics.jsonl with the timings left out.
 func metricsOf(t *testing.T, dir string) []string {
 	var out []string
@@ -307,12 +340,7 @@ func TestInterruptedMidEpochResumesToTheSameRecords(t *testing.T) {
 	if _, err := tr.Fit(ctx, splits); !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("got %v, want ErrInterrupted", err)
 	}
-	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
-		t.Fatal(err)
-	}
-	if want, got := metricsOf(t, straight), metricsOf(t, dir); !slices.Equal(want, got) {
-		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	resumeLikeStraight(t, c, splits, dir, straight)
 }
 
 // LoggerAt hides the lines below its level from the console only:
@@ -395,20 +423,7 @@ func TestConsoleWritesBoolsAsText(t *testing.T) {
 // each record once, as an uninterrupted run's does.
 func TestResumeOfAnOlderCheckpointDropsTheRecordsAfterIt(t *testing.T) {
 	c, splits, straight, dir := stoppedBesideStraight(t)
-	ckpt := filepath.Join(dir, CheckpointFile)
-	tensors, meta, err := safetensors.ReadFile(ckpt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := parseRunState(ckpt, meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Files = nil // as written before the sizes were, and without a digest
-	b, _ := json.Marshal(st)
-	if err := safetensors.WriteFile(ckpt, tensors, map[string]string{checkpointKey: string(b)}); err != nil {
-		t.Fatal(err)
-	}
+	st := asOlderCheckpoint(t, dir)
 	// The killed third epoch's records: whole ones past the checkpoint's step.
 	f, err := os.OpenFile(filepath.Join(dir, MetricsFile), os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -416,12 +431,7 @@ func TestResumeOfAnOlderCheckpointDropsTheRecordsAfterIt(t *testing.T) {
 	}
 	fmt.Fprintf(f, `{"step":%d,"epoch":2.2,"split":"val","loss":1,"lr":0.01}`+"\n", st.Step+5)
 	f.Close()
-	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
-		t.Fatal(err)
-	}
-	if want, got := metricsOf(t, straight), metricsOf(t, dir); !slices.Equal(want, got) {
-		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	resumeLikeStraight(t, c, splits, dir, straight)
 }
 
 // An older Kiln's run killed after its test pass, before summary.json: the
@@ -434,26 +444,8 @@ func TestResumeOfAnOlderCheckpointKilledInItsTest(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(dir, SummaryFile))
-	ckpt := filepath.Join(dir, CheckpointFile)
-	tensors, meta, err := safetensors.ReadFile(ckpt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := parseRunState(ckpt, meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Files = nil
-	b, _ := json.Marshal(st)
-	if err := safetensors.WriteFile(ckpt, tensors, map[string]string{checkpointKey: string(b)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
-		t.Fatal(err)
-	}
-	if want, got := metricsOf(t, straight), metricsOf(t, dir); !slices.Equal(want, got) {
-		t.Fatalf("metrics.jsonl after resume:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	asOlderCheckpoint(t, dir)
+	resumeLikeStraight(t, c, splits, dir, straight)
 }
 
 // metrics.jsonl is appended a line at a time: rewritten whole at each
