@@ -97,6 +97,11 @@ func NewSchedule(c ScheduleConfig) (*Schedule, error) {
 		if c.Warmup != 0 {
 			return nil, fmt.Errorf("schedule onecycle has its own warm-up; drop --warmup")
 		}
+		if c.PctStart*float64(c.Total) == 1 {
+			// The warm-up phase would end at step 0 and divide by its own
+			// length of 0 (torch's OneCycleLR raises ZeroDivisionError).
+			return nil, fmt.Errorf("schedule onecycle: pct_start %v of %d steps leaves a warm-up of no steps", c.PctStart, c.Total)
+		}
 	case "plateau":
 		def(&c.Factor, 0.1)
 		if c.Patience == 0 {
@@ -168,6 +173,10 @@ func (s *Schedule) LR(step int) float64 {
 	return lr
 }
 
+// plateauEps is ReduceLROnPlateau's eps: a cut smaller than it is skipped,
+// so the rate stops falling near 1e-8 instead of going on to underflow.
+const plateauEps = 1e-8
+
 // Observe feeds a validation result to the plateau schedule (others ignore
 // it), as torch's ReduceLROnPlateau with threshold 1e-4 (relative).
 func (s *Schedule) Observe(metric float64) {
@@ -188,7 +197,9 @@ func (s *Schedule) Observe(metric float64) {
 	}
 	s.PlateauBad++
 	if s.PlateauBad > s.c.Patience {
-		s.PlateauScale *= s.c.Factor
+		if cut := s.PlateauScale * s.c.Factor; s.c.BaseLR*(s.PlateauScale-cut) > plateauEps {
+			s.PlateauScale = cut
+		}
 		s.PlateauBad = 0
 	}
 }

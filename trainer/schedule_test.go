@@ -101,3 +101,32 @@ func TestScheduleForPlateauSettings(t *testing.T) {
 		t.Fatalf("plateau factor 0.5, patience 1, after 2 stalls: lr %v, want 0.5", got)
 	}
 }
+
+// As ReduceLROnPlateau's eps of 1e-8: the rate is cut while a cut moves it
+// by more than 1e-8 and then stays, where it went on falling to 1e-12.
+// torch 1.13 (lr 0.1, factor 0.1, patience 1, metrics 1.0, then 0.9 forever)
+// ends at 1e-8.
+func TestPlateauStopsCuttingBelowEps(t *testing.T) {
+	s, err := NewSchedule(ScheduleConfig{Kind: "plateau", BaseLR: 0.1, Total: 100, Factor: 0.1, Patience: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Observe(1.0)
+	for range 40 {
+		s.Observe(0.9)
+	}
+	if got := s.LR(0); math.Abs(got-1e-8)/1e-8 > 1e-9 {
+		t.Fatalf("plateau after 40 stalls: lr %v, want 1e-8 as torch's eps leaves it", got)
+	}
+}
+
+// A one-cycle warm-up of no steps (pct_start × total = 1) is refused: its
+// first rate divided 0 by 0 and was NaN.
+func TestOneCycleRefusesAWarmUpOfNoSteps(t *testing.T) {
+	for _, c := range []ScheduleConfig{{Total: 10, PctStart: 0.1}, {Total: 2, PctStart: 0.5}} {
+		c.Kind, c.BaseLR = "onecycle", 0.1
+		if _, err := NewSchedule(c); err == nil || !strings.Contains(err.Error(), "warm-up of no steps") {
+			t.Fatalf("onecycle total %d pct_start %v: err %v, want a warm-up of no steps refused", c.Total, c.PctStart, err)
+		}
+	}
+}
