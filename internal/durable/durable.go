@@ -87,6 +87,9 @@ func WriteFile(path string, data []byte) error {
 // of the directory. On any error the temporary file is removed and path is
 // as it was.
 func WriteStream(path string, write func(io.Writer) error) (err error) {
+	if path, err = replaceable(path); err != nil {
+		return err
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -126,6 +129,39 @@ func WriteStream(path string, write func(io.Writer) error) (err error) {
 		return err
 	}
 	return SyncDir(dir)
+}
+
+// replaceable is the file WriteStream replaces for path: path itself, or the
+// file a symbolic link names (the link is kept, as a write through open(2)
+// keeps it). A device, pipe or socket is refused, not renamed over: a
+// user's --out /dev/stdout, run as root, replaced the device's link with a
+// regular file.
+func replaceable(path string) (string, error) {
+	lfi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return path, nil
+	}
+	if err != nil {
+		return "", wrap(path, err)
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case lfi.Mode()&os.ModeSymlink != 0 && errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("%s: a symbolic link to a file that does not exist; name the file itself", path)
+	case err != nil:
+		return "", wrap(path, err)
+	case fi.IsDir():
+		return "", fmt.Errorf("%s: is a directory", path)
+	case !fi.Mode().IsRegular():
+		return "", fmt.Errorf("%s: not a regular file (%v): Kiln writes its files whole and replaces them atomically, so it names a file in a folder, not a device or a pipe", path, fi.Mode().Type())
+	case lfi.Mode()&os.ModeSymlink == 0:
+		return path, nil
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", wrap(path, err)
+	}
+	return real, nil
 }
 
 // File is a file opened for appending; its writes and syncs pass through the

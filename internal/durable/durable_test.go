@@ -82,3 +82,43 @@ func TestDiskFullErrorNamesTheDisk(t *testing.T) {
 		t.Errorf("wrapped twice: %q", again)
 	}
 }
+
+// A symbolic link is written through, the link kept; a pipe (as a device,
+// not tried here: a regression would replace it) is refused and left as it was (--out /dev/stdout, run as root, replaced the
+// device's link with a regular file; a FIFO's reader then waited forever).
+func TestWriteStreamThroughLinksNotOverDevices(t *testing.T) {
+	dir := t.TempDir()
+	target, link := filepath.Join(dir, "target.onnx"), filepath.Join(dir, "link.onnx")
+	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("target.onnx", link); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(link, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v %v", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "new" {
+		t.Fatalf("the link's file holds %q, want new", b)
+	}
+	fifo := filepath.Join(dir, "fifo.onnx")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "dangling.onnx")
+	if err := os.Symlink("missing.onnx", dangling); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{fifo: "not a regular file", dangling: "does not exist", dir: "is a directory"} {
+		err := WriteFile(path, []byte("x"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("WriteFile(%s): %v, want %q", path, err, want)
+		}
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("the pipe was replaced: %v %v", fi.Mode(), err)
+	}
+}
