@@ -62,6 +62,9 @@ type Summary struct {
 	TrainSeconds      float64  `json:"train_seconds"`
 	Confusion         [][]int  `json:"confusion,omitempty"`
 	WorldSize         int      `json:"world_size,omitempty"` // ranks that trained it, when more than one
+	// Precision is the one the run ended in, its test pass's: a resume may
+	// change it, and config.yaml keeps the first (absent from older runs).
+	Precision string `json:"precision,omitempty"`
 	// SkippedFiles counts and names the bad image files an image folder's
 	// load left out (absent when none).
 	SkippedFiles *data.Skipped `json:"skipped_files,omitempty"`
@@ -859,6 +862,9 @@ func (f *fitRun) summary() *Summary {
 		TrainImagesPerSec: float64(f.images) / math.Max(time.Since(f.start).Seconds(), 1e-9),
 		StoppedEarly:      f.stopReason != "", StopReason: f.stopReason}
 	sum.SkippedFiles = f.s.Skipped
+	if p, err := engine.ParsePrecision(c.Precision); err == nil {
+		sum.Precision = p.String()
+	}
 	if w := f.t.world().Size(); w > 1 {
 		sum.WorldSize = w
 	}

@@ -162,6 +162,9 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 		}
 		if f.Lookup("precision") != nil && !set("precision") {
 			s.precision = c.Precision
+			if sum, err := trainer.ReadSummary(dir); err == nil && sum.Precision != "" {
+				s.precision = sum.Precision // a resume in another precision ended it there
+			}
 		}
 	}
 	if set("weights") {

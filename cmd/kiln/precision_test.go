@@ -90,10 +90,24 @@ func TestBF16RunResumesBitExact(t *testing.T) {
 		t.Errorf("kiln eval --precision fp32 of the bf16 run: loss %v, the bf16 figure", loss)
 	}
 	mustRun(t, dir, "predict", "--run", straight, "--index", "0", "--precision", "fp32")
+	// Resumed in fp32, the run ends there: summary.json says so and eval
+	// takes it (it took config.yaml's bf16, figures not the run's).
+	mustRun(t, dir, append(args("switched"), "--stop-after-epoch", "1")...)
+	r := mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "switched"), "--resume", "--precision", "fp32")
+	if !strings.Contains(r.stderr, "started in bf16 and goes on in fp32") {
+		t.Errorf("a bf16 run resumed in fp32 says nothing of it:\n%s", r.stderr)
+	}
+	switched := readSummary(t, filepath.Join(dir, "switched"))
+	if switched.Precision != "fp32" {
+		t.Errorf("summary.json of a bf16 run resumed in fp32: precision %q", switched.Precision)
+	}
+	if loss := number(t, oneJSONLine(t, mustRun(t, dir, "eval", "--run", filepath.Join(dir, "switched"), "--json").stdout), "loss"); loss != switched.TestLoss {
+		t.Errorf("kiln eval of a bf16 run resumed in fp32: loss %v, the run's %v", loss, switched.TestLoss)
+	}
 	if r := kiln(t, dir, "eval", "--run", straight, "--precision", "tf32"); r.code != 2 || !strings.Contains(r.stderr, "--precision tf32") {
 		t.Errorf("eval --precision tf32 on the CPU: exit %d\n%s", r.code, r.stderr)
 	}
-	r := mustRun(t, dir, "bench", "--model", "cnn", "--batch", "4", "--steps", "1", "--seconds", "0", "--precision", "bf16", "--json")
+	r = mustRun(t, dir, "bench", "--model", "cnn", "--batch", "4", "--steps", "1", "--seconds", "0", "--precision", "bf16", "--json")
 	if !strings.Contains(r.stdout, `"precision":"bf16"`) {
 		t.Errorf("kiln bench --precision bf16 --json: %s", r.stdout)
 	}

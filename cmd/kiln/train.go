@@ -255,6 +255,9 @@ func train(c trainer.Config, resume bool, cleanup func()) (err error) {
 		tr.Progress = progress
 	}
 	tr.Log = run.LoggerAt(os.Stderr, setConsoleLevel(c.LogLevel))
+	if run.Resuming() {
+		notePrecisionChange(tr.Log, c)
+	}
 	fileLog := run.Logger(nil) // the console said them as the data loaded
 	for _, n := range ts.notes {
 		fileLog.Info().Str("from", "data").Msg(n)
@@ -316,6 +319,23 @@ type rankInterrupted struct{}
 
 func (rankInterrupted) Error() string        { return "training interrupted; rank 0 wrote the checkpoint" }
 func (rankInterrupted) Is(target error) bool { return target == trainer.ErrInterrupted }
+
+// notePrecisionChange says so when a resume computes in another precision
+// than the run started in: allowed (the checkpoint holds float32 masters),
+// but config.yaml keeps the first, and a later plain --resume returns to it.
+func notePrecisionChange(log zerolog.Logger, c trainer.Config) {
+	was, err := trainer.LoadConfigFile(filepath.Join(c.RunDir, trainer.ConfigFile), trainer.DefaultConfig())
+	if err != nil {
+		return // the resume itself says what is wrong with it
+	}
+	from, err1 := engine.ParsePrecision(was.Precision)
+	to, err2 := engine.ParsePrecision(c.Precision)
+	if err1 != nil || err2 != nil || from == to {
+		return
+	}
+	log.Warn().Str("was", from.String()).Str("now", to.String()).
+		Msgf("the run started in %s and goes on in %s from here; config.yaml keeps %s, so a later --resume without --precision %s returns to it (summary.json names the precision the run ends in, which eval and predict --run take)", from, to, from, to)
+}
 
 // resumeCommand is the command that resumes c's run: under mpirun with as
 // many ranks.
