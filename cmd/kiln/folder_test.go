@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
+	"image/color"
 	"image/jpeg"
 	"image/png"
 	"math"
@@ -314,5 +315,67 @@ func TestFolderEvalUsesTheRunsNormalisation(t *testing.T) {
 	byIndex, byFile := probs("--index", "0"), probs("--image", filepath.Join(folder, "test", "dark", "00.png"))
 	if !reflect.DeepEqual(byIndex, byFile) {
 		t.Errorf("test[0]: %v by --index, %v by --image", byIndex, byFile)
+	}
+}
+
+// colourFolder writes n 12×12 PNGs a class of one colour each under
+// dir/<split>/<class>/: the class's colour from its name, so that a class
+// looks alike in every folder.
+func colourFolder(t *testing.T, dir string, n int, splits []string, classes ...string) {
+	t.Helper()
+	for _, split := range splits {
+		for _, class := range classes {
+			c := color.RGBA{R: class[0] * 2, G: class[1] * 2, B: 255 - class[0], A: 255}
+			for i := range n {
+				img := image.NewRGBA(image.Rect(0, 0, 12, 12))
+				for p := range 144 {
+					img.Set(p%12, p/12, color.RGBA{R: c.R ^ uint8(i*p%7), G: c.G, B: c.B, A: 255})
+				}
+				writePNGFile(t, filepath.Join(dir, split, class, fmt.Sprintf("%02d.png", i)), img)
+			}
+		}
+	}
+}
+
+// kiln eval and predict --index of a run on another folder number its
+// classes as the run did, by name: a folder of dog and fox evaluated
+// against a run of cat, dog and fox scored dog as cat (by position), and a
+// class the run never saw is refused, not counted as one it did.
+func TestFolderEvalMatchesClassesByName(t *testing.T) {
+	dir := t.TempDir()
+	trained, fewer, unseen := filepath.Join(dir, "trained"), filepath.Join(dir, "fewer"), filepath.Join(dir, "unseen")
+	colourFolder(t, trained, 8, []string{"train", "test"}, "cat", "dog", "fox")
+	colourFolder(t, fewer, 4, []string{"train", "test"}, "dog", "fox")
+	colourFolder(t, unseen, 4, []string{"train", "test"}, "dog", "zebra")
+	run := filepath.Join(dir, "run")
+	mustRun(t, dir, "train", "--dataset", "folder", "--data-dir", trained, "--model", "mlp", "--epochs", "1", "--batch", "8",
+		"--image-size", "12", "--run-dir", run, "--no-visuals", "--threads", "1")
+	var out struct {
+		Confusion [][]int `json:"confusion"`
+		Count     int     `json:"count"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, dir, "eval", "--run", run, "--data-dir", fewer, "--json").stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	rowSum := func(r []int) (s int) {
+		for _, v := range r {
+			s += v
+		}
+		return s
+	}
+	if len(out.Confusion) != 3 || rowSum(out.Confusion[0]) != 0 || rowSum(out.Confusion[1]) != 4 || rowSum(out.Confusion[2]) != 4 {
+		t.Errorf("eval of dog and fox against a cat/dog/fox run: confusion %v, want rows 1 and 2 (dog, fox) of 4 each", out.Confusion)
+	}
+	var p prediction
+	if err := json.Unmarshal([]byte(strings.TrimSpace(mustRun(t, dir, "predict", "--run", run, "--data-dir", fewer, "--index", "0", "--json").stdout)), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.LabelName != "dog" || p.Label == nil || *p.Label != 1 {
+		t.Errorf("predict --index 0 of the dog/fox folder: true class %q (%v), want dog (1)", p.LabelName, p.Label)
+	}
+	for _, args := range [][]string{{"eval", "--run", run, "--data-dir", unseen}, {"predict", "--run", run, "--data-dir", unseen, "--index", "0"}} {
+		if r := kiln(t, dir, args...); r.code == 0 || !strings.Contains(r.stderr, `class "zebra"`) {
+			t.Errorf("%s with a class the run never saw: exit %d\n%s", args[0], r.code, r.stderr)
+		}
 	}
 }

@@ -197,6 +197,16 @@ func (s *modelSetup) checkPrecision(f *pflag.FlagSet) error {
 	return nil
 }
 
+// asRunClasses numbers d's classes as the run's model.json does, by name,
+// for the data sets whose class names are the user's (a folder's
+// sub-folders, a CSV's values): another folder's dog was the model's cat.
+func (s *modelSetup) asRunClasses(d *data.Dataset) error {
+	if s.dataset != "folder" && s.dataset != "csv" {
+		return nil
+	}
+	return d.AsClasses(s.classes)
+}
+
 // describe returns the data set's metadata (shape, classes, normalisation)
 // after --classes, reading files only for csv, whose shape lives in its file
 // (its target column and task the run's), with the run's class names

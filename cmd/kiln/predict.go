@@ -236,6 +236,9 @@ func testSamples(s *modelSetup, folder data.FolderOptions, index, count int) (*p
 	if splits.Test == nil {
 		return nil, usagef("--index: %s has no test split (no test/ folder)", s.opts.Dir)
 	}
+	if err := s.asRunClasses(splits.Test); err != nil {
+		return nil, err
+	}
 	in := &predictInput{meta: splits.Test}
 	if index+count > in.meta.Len() {
 		return nil, usagef("--index %d --count %d: the %s test split has %d samples", index, count, s.dataset, in.meta.Len())

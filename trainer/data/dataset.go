@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"gorgonia.org/tensor"
 
@@ -415,4 +416,32 @@ func (d *Dataset) partition(frac float64, seed, domain, split uint64) (picked, o
 	slices.Sort(picked)
 	slices.Sort(others)
 	return picked, others
+}
+
+// AsClasses renumbers d's labels by name to classes, a trained model's list
+// (its model.json's): a folder or CSV evaluated after training may hold
+// fewer classes, or list them in another order, and label i must mean the
+// model's class i, not the data's. A class of d's that classes lacks is an
+// error naming it.
+func (d *Dataset) AsClasses(classes []string) error {
+	if d.Task != Classification || len(classes) == 0 || slices.Equal(d.Classes, classes) {
+		return nil
+	}
+	index := make(map[string]int32, len(classes))
+	for i, c := range classes {
+		index[c] = int32(i)
+	}
+	to := make([]int32, len(d.Classes))
+	for i, c := range d.Classes {
+		j, ok := index[c]
+		if !ok {
+			return fmt.Errorf("class %q of %s is not one the model was trained on (%s)", c, d.Source, strings.Join(classes, ", "))
+		}
+		to[i] = j
+	}
+	for i, l := range d.Labels {
+		d.Labels[i] = to[l]
+	}
+	d.Classes = slices.Clone(classes)
+	return nil
 }
