@@ -251,7 +251,7 @@ func (t *csvTable) add(rec []string, line int) error {
 		if j == t.targetCol {
 			target = strings.Clone(strings.TrimSpace(s))
 			if v, problem := parseNumber(s); problem == "" {
-				target = strconv.FormatFloat(v, 'f', -1, 64) // "1.0" and "1" are one class
+				target = strconv.FormatFloat(v+0, 'f', -1, 64) // "1.0" and "1" are one class; so are -0 and 0
 			}
 			continue
 		}
@@ -338,6 +338,10 @@ func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Data
 	if test != nil && test.numCols != train.numCols {
 		return nil, nil, fileErr(test.path, "has %d columns but %s has %d", test.numCols, train.path, train.numCols)
 	}
+	// The file's classes and task, before a test split is held out of it:
+	// from the kept rows alone a rare class came and went with the seed
+	// (a class only the held-out rows had was refused as unseen).
+	whole := train
 	if test == nil {
 		frac := o.TestFraction
 		if frac == 0 {
@@ -365,7 +369,7 @@ func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Data
 	}
 	task := o.Task
 	if task == "" || task == "auto" {
-		task = guessTask(train.targets)
+		task = guessTask(whole.targets)
 	}
 	tr, te = d.meta(), d.meta()
 	tr.Images = standardize(train.features, mean, std)
@@ -394,7 +398,7 @@ func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Data
 		}
 		return tr, te, nil
 	}
-	classes, index, err := classList(train)
+	classes, index, err := classList(whole)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -110,10 +110,12 @@ func TestCSVRegression(t *testing.T) {
 			}
 		}
 	}
-	// Forced classification makes every distinct value a class, so held-out
-	// rows bring values the training rows lack.
-	_, err = Load("csv", Options{Dir: p, CSV: CSVOptions{Comma: ';', Task: "classification"}})
-	wantFileError(t, err, p, "does not occur in the training rows")
+	// Forced classification makes every distinct value of the file a
+	// class, those of the held-out rows too.
+	s, err = Load("csv", Options{Dir: p, CSV: CSVOptions{Comma: ';', Task: "classification"}})
+	if err != nil || len(s.Train.Classes) != 50 || len(s.Test.Classes) != 50 {
+		t.Fatalf("forced classification of 50 values: %v", err)
+	}
 }
 
 // A file Excel saved as "CSV UTF-8" (a byte-order mark first) reads as the
@@ -224,5 +226,28 @@ func TestCSVMarkersAmongNamesAreClasses(t *testing.T) {
 	}
 	if !slices.Contains(s.Train.Classes, "none") || len(s.Train.Classes) != 3 {
 		t.Errorf("classes %v, want cat, dog, none", s.Train.Classes)
+	}
+}
+
+// A file's classes are its own, whichever rows a seed holds out: a class of
+// one row was refused as unseen by training for seeds that held it out (9,
+// 25 and 29 of 1–30), and "-0" was a class beside "0".
+func TestCSVClassesAreTheWholeFiles(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a,b,label\n")
+	for i := range 99 {
+		fmt.Fprintf(&b, "%d.5,%d,%s\n", i%7, i%5, []string{"0", "1", "-0", "1.0"}[i%4])
+	}
+	b.WriteString("0.5,0.5,2\n")
+	p := filepath.Join(t.TempDir(), "rare.csv")
+	writeFile(t, p, []byte(b.String()))
+	for seed := uint64(1); seed <= 30; seed++ {
+		s, err := Load("csv", Options{Dir: p, Seed: seed})
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if got := strings.Join(s.Train.Classes, ","); got != "0,1,2" || strings.Join(s.Test.Classes, ",") != got {
+			t.Fatalf("seed %d: classes %s / %s, want 0,1,2", seed, got, strings.Join(s.Test.Classes, ","))
+		}
 	}
 }
