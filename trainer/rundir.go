@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -424,6 +425,10 @@ type ModelInfo struct {
 	// had: a pixel value v in [0, 1] went in as (v − Mean[c]) / Std[c].
 	Mean []float64 `json:"mean,omitempty"`
 	Std  []float64 `json:"std,omitempty"`
+	// Target is a regression's target: its name, and the scale and shift
+	// from the model's output to it (the training rows'; absent from runs
+	// of older Kiln).
+	Target *ModelTarget `json:"target,omitempty"`
 	// Summary is the layer table kiln summary prints: output shapes,
 	// parameters and FLOPs for one sample (kiln train fills it).
 	Summary *layers.Summary `json:"summary,omitempty"`
@@ -435,7 +440,18 @@ func ModelInfoOf(model string, spec layers.Spec, ds *data.Dataset) ModelInfo {
 	if ds.Task == data.Classification {
 		m.Classes = ds.Classes
 	}
+	if ds.Task == data.Regression {
+		m.Target = &ModelTarget{Name: ds.TargetName, Scale: cmp.Or(ds.TargetScale, 1), Shift: ds.TargetShift}
+	}
 	return m
+}
+
+// ModelTarget is a regression target: a model output y is y·Scale + Shift
+// in the target's unit.
+type ModelTarget struct {
+	Name  string  `json:"name,omitempty"`
+	Scale float64 `json:"scale"`
+	Shift float64 `json:"shift"`
 }
 
 // ModelJSON is m as model.json holds it.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,5 +80,67 @@ func TestCSVRunHasNoSamplePictures(t *testing.T) {
 	}
 	if err := json.Unmarshal(raw, &v); err != nil || len(v.Samples) != 0 || len(v.Confusion) != 2 {
 		t.Errorf("visuals.json of a CSV run: %v, %d samples (want none), confusion %v", err, len(v.Samples), v.Confusion)
+	}
+}
+
+// A CSV run's eval, predict and export keep the scales it trained on
+// (model.json's) after its training file changed: export wrote the target's
+// scale and shift of whatever rows the file then held (every prediction
+// from the exported model 40× off), and eval and predict standardised
+// features and target with the new rows' statistics.
+func TestCSVRunKeepsItsScalesWhenTheFileChanges(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rows := func(n, k int) string {
+		var b strings.Builder
+		for i := range n {
+			x := float64((i*k)%23) / 4
+			fmt.Fprintf(&b, "%g,%g,%g\n", x, float64(i%3), 900.5+12.1*x)
+		}
+		return b.String()
+	}
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(data, name), []byte("a,b,y\n"+body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("train.csv", rows(200, 7))
+	write("test.csv", rows(40, 5))
+	run := filepath.Join(dir, "run")
+	mustRun(t, dir, "train", "--dataset", "csv", "--data-dir", data, "--model", "mlp", "--epochs", "1", "--device", "cpu",
+		"--no-visuals", "--run-dir", run)
+	figures := func() (evalLine, predictLine string, sidecar []byte) {
+		evalLine = mustRun(t, dir, "eval", "--run", run, "--json", "--device", "cpu").stdout
+		predictLine = mustRun(t, dir, "predict", "--run", run, "--index", "3", "--json", "--device", "cpu").stdout
+		mustRun(t, dir, "export", "--run", run, "--out", filepath.Join(dir, "m.safetensors"))
+		sidecar, err := os.ReadFile(filepath.Join(dir, "m.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evalLine, predictLine, sidecar
+	}
+	e0, p0, s0 := figures()
+	if want := readSummary(t, run).TestLoss; number(t, oneJSONLine(t, e0), "loss") != want {
+		t.Fatalf("eval loss %s, the run's test loss %v", e0, want)
+	}
+	write("train.csv", rows(200, 7)+strings.ReplaceAll(rows(100, 3), ",9", ",-9")) // other means, spreads, targets
+	e1, p1, s1 := figures()
+	// Re-standardised in float32, the figures move in their last bits only.
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-5*math.Abs(b) }
+	for _, key := range []string{"loss", "rmse", "r2"} {
+		if a, b := number(t, oneJSONLine(t, e1), key), number(t, oneJSONLine(t, e0), key); !near(a, b) {
+			t.Errorf("eval after the training file changed: %s %v, was %v", key, a, b)
+		}
+	}
+	for _, key := range []string{"prediction", "target"} {
+		if a, b := number(t, oneJSONLine(t, p1), key), number(t, oneJSONLine(t, p0), key); !near(a, b) {
+			t.Errorf("predict --index 3 after the training file changed: %s %v, was %v", key, a, b)
+		}
+	}
+	if string(s1) != string(s0) {
+		t.Errorf("export's sidecar after the training file changed:\n%s\nwas\n%s", s1, s0)
 	}
 }

@@ -138,7 +138,7 @@ func evaluate(s *modelSetup, split string, batch int) (*evalOutput, error) {
 	case test == nil:
 		return nil, fmt.Errorf("%s has no test split (an image folder without test/): kiln eval --split val evaluates the validation split", s.dataset)
 	}
-	if err := s.asRunClasses(test); err != nil {
+	if err := s.asRun(test); err != nil {
 		return nil, err
 	}
 	model, err := s.build(test)

@@ -52,7 +52,8 @@ type modelSetup struct {
 	dataset string
 	opts    data.Options // Dir, Classes, Subset, ValFraction (eval), Seed
 	weights string
-	classes []string // the run's class names (model.json), when known
+	classes []string           // the run's class names (model.json), when known
+	info    *trainer.ModelInfo // the run's model.json, when there is a run
 	// precision is what eval and predict multiply in: --precision, else
 	// the run's (its config.yaml), else fp32.
 	precision string
@@ -124,7 +125,7 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 		return usageError{fmt.Errorf("--run %s: %w", dir, err)}
 	}
 	model, spec := info.Model, info.Spec
-	s.classes = info.Classes
+	s.classes, s.info = info.Classes, &info
 	set := f.Changed
 	if !set("model") {
 		s.name = strings.ToLower(model)
@@ -148,6 +149,11 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 			s.opts.Dir = c.DataDir
 		}
 		s.opts.CSV = c.DataOptions().CSV // the run's target column and task
+		if t := s.opts.CSV.Task; t == "" || t == "auto" {
+			// The task the guess made at training, which rows added since
+			// may turn (more than 32 integer values: a regression).
+			s.opts.CSV.Task = map[bool]string{false: "classification", true: "regression"}[spec.Regression]
+		}
 		if !set("classes") {
 			s.opts.Classes = c.Classes
 		}
@@ -197,14 +203,28 @@ func (s *modelSetup) checkPrecision(f *pflag.FlagSet) error {
 	return nil
 }
 
-// asRunClasses numbers d's classes as the run's model.json does, by name,
-// for the data sets whose class names are the user's (a folder's
-// sub-folders, a CSV's values): another folder's dog was the model's cat.
-func (s *modelSetup) asRunClasses(d *data.Dataset) error {
+// asRun makes d the data the run's model was trained on, where the data are
+// the user's own (a folder's sub-folders, a CSV's rows) and may have changed
+// or be another set: classes numbered by name as in model.json (another
+// folder's dog was the model's cat), and a CSV's features and target on the
+// run's scales (another file's statistics moved every input and output).
+func (s *modelSetup) asRun(d *data.Dataset) error {
 	if s.dataset != "folder" && s.dataset != "csv" {
 		return nil
 	}
-	return d.AsClasses(s.classes)
+	if err := d.AsClasses(s.classes); err != nil {
+		return err
+	}
+	if s.dataset != "csv" || s.info == nil {
+		return nil // a folder's load took the run's mean and std itself
+	}
+	if err := d.AsNormalised(s.info.Mean, s.info.Std); err != nil {
+		return err
+	}
+	if t := s.info.Target; t != nil {
+		d.AsTargetScale(t.Shift, t.Scale)
+	}
+	return nil
 }
 
 // describe returns the data set's metadata (shape, classes, normalisation)
@@ -217,7 +237,7 @@ func (s *modelSetup) describe() (*data.Dataset, error) {
 		if err != nil {
 			return nil, err
 		}
-		return sp.Train, nil
+		return sp.Train, s.asRun(sp.Train)
 	}
 	d, err := data.Describe(s.dataset)
 	if err != nil {

@@ -236,7 +236,7 @@ func testSamples(s *modelSetup, folder data.FolderOptions, index, count int) (*p
 	if splits.Test == nil {
 		return nil, usagef("--index: %s has no test split (no test/ folder)", s.opts.Dir)
 	}
-	if err := s.asRunClasses(splits.Test); err != nil {
+	if err := s.asRun(splits.Test); err != nil {
 		return nil, err
 	}
 	in := &predictInput{meta: splits.Test}

@@ -421,8 +421,8 @@ func (d *Dataset) partition(frac float64, seed, domain, split uint64) (picked, o
 // AsClasses renumbers d's labels by name to classes, a trained model's list
 // (its model.json's): a folder or CSV evaluated after training may hold
 // fewer classes, or list them in another order, and label i must mean the
-// model's class i, not the data's. A class of d's that classes lacks is an
-// error naming it.
+// model's class i, not the data's. A sample of a class that classes lacks
+// is an error naming it; d is then as it was.
 func (d *Dataset) AsClasses(classes []string) error {
 	if d.Task != Classification || len(classes) == 0 || slices.Equal(d.Classes, classes) {
 		return nil
@@ -435,13 +435,51 @@ func (d *Dataset) AsClasses(classes []string) error {
 	for i, c := range d.Classes {
 		j, ok := index[c]
 		if !ok {
-			return fmt.Errorf("class %q of %s is not one the model was trained on (%s)", c, d.Source, strings.Join(classes, ", "))
+			j = -1 // an error if a sample has it
 		}
 		to[i] = j
 	}
+	labels := make([]int32, len(d.Labels))
 	for i, l := range d.Labels {
-		d.Labels[i] = to[l]
+		if labels[i] = to[l]; labels[i] < 0 {
+			return fmt.Errorf("class %q of %s is not one the model was trained on (%s)", d.Classes[l], d.Source, strings.Join(classes, ", "))
+		}
 	}
+	d.Labels = labels
 	d.Classes = slices.Clone(classes)
 	return nil
+}
+
+// AsNormalised re-standardises d's samples with a trained model's per-channel
+// mean and std (its model.json's) in place of those of d's own training rows:
+// a CSV evaluated after its rows changed went in on other scales than the
+// model learnt. The same statistics leave d as it is, bit for bit.
+func (d *Dataset) AsNormalised(mean, std []float64) error {
+	if len(mean) == 0 || slices.Equal(d.Mean, mean) && slices.Equal(d.Std, std) {
+		return nil
+	}
+	if len(mean) != d.Channels || len(std) != d.Channels || len(d.Mean) != d.Channels || len(d.Std) != d.Channels {
+		return fmt.Errorf("%s: %d channels, normalised over %d; the model's statistics have %d", d.Source, d.Channels, len(d.Mean), len(mean))
+	}
+	plane := d.Height * d.Width
+	for i := range d.Images {
+		c := i / plane % d.Channels
+		v := float64(d.Images[i])*d.Std[c] + d.Mean[c]
+		d.Images[i] = float32((v - mean[c]) / std[c])
+	}
+	d.Mean, d.Std = slices.Clone(mean), slices.Clone(std)
+	return nil
+}
+
+// AsTargetScale stores d's regression targets on a trained model's scale
+// (its model.json's) instead of d's own training rows': the model's outputs
+// are on that one. The same scale leaves d as it is, bit for bit.
+func (d *Dataset) AsTargetScale(shift, scale float64) {
+	if d.Task != Regression || scale == 0 || shift == d.TargetShift && scale == d.targetScale() {
+		return
+	}
+	for i, t := range d.Targets {
+		d.Targets[i] = float32((d.TargetValue(float64(t)) - shift) / scale)
+	}
+	d.TargetShift, d.TargetScale = shift, scale
 }
