@@ -79,10 +79,14 @@ func ExportONNX(m *Model, info ONNXInfo) (*onnx.ModelProto, error) {
 	if err := g.Output(ONNXOutput, y, batch, onnx.Dim{Size: int64(s.Outputs())}); err != nil {
 		return nil, err
 	}
-	doc := fmt.Sprintf("Kiln %s for %d×%d×%d inputs, %s head with %d outputs. The input is the normalised image "+
-		"(see the metadata's mean and std); the output is the head's raw values (logits).",
+	input := "the normalised image: a pixel byte b as (b/255 - mean[c]) / std[c]"
+	if s.Height == 1 && s.Width == 1 {
+		input = "a table's row of features, each raw value x as (x - mean[f]) / std[f]"
+	}
+	doc := fmt.Sprintf("Kiln %s for %d×%d×%d inputs, %s head with %d outputs. The input is %s "+
+		"(the metadata's mean and std); the output is the head's raw values (logits).",
 		m.Name, s.Channels, s.Height, s.Width, map[bool]string{false: "classification", true: "regression"}[s.Regression],
-		s.Outputs())
+		s.Outputs(), input)
 	return g.Model(onnx.ModelInfo{Producer: "kiln", ProducerVersion: info.ProducerVersion, Doc: doc, Metadata: meta}), nil
 }
 

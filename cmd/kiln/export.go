@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -37,7 +38,8 @@ type sidecarFile struct {
 	Tensors []sidecarTensor `json:"tensors"`
 
 	Dataset string `json:"dataset,omitempty"`
-	// Normalization: a pixel byte b becomes (b/255 - mean[c]) / std[c].
+	// Normalization: a pixel byte b becomes (b/255 - mean[c]) / std[c]; a
+	// CSV model's feature x (an N×F×1×1 input) becomes (x - mean[f]) / std[f].
 	Normalization *sidecarNorm   `json:"normalization,omitempty"`
 	Classes       []string       `json:"classes,omitempty"`
 	Target        *sidecarTarget `json:"target,omitempty"`
@@ -281,12 +283,34 @@ func exportONNX(model *layers.Model, out, runDir, dataset string, meta *data.Dat
 	return nil
 }
 
+// kilnVersion is this build's module version, else its commit (with
+// "+dirty" for uncommitted changes), else "devel".
+func kilnVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", ""
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value[:min(len(s.Value), 12)]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
+		}
+	}
+	return cmp.Or(rev, "devel") + dirty
+}
+
 // exportInfo gathers the metadata an export carries (the ONNX file's
 // metadata_props, the safetensors sidecar): the class names and
 // normalisation of the run's model.json, else those of the data set (known
 // for the built-in sets), else none. notes says which, for the user.
 func exportInfo(model *layers.Model, runDir, dataset string, meta *data.Dataset) (layers.ONNXInfo, []string) {
-	var info layers.ONNXInfo
+	info := layers.ONNXInfo{ProducerVersion: kilnVersion()}
 	normFrom, classesFrom := "", ""
 	if runDir != "" {
 		if mi, err := trainer.ReadModelInfo(runDir); err == nil {
