@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -209,11 +210,19 @@ func exportSafetensors(model *layers.Model, out, runDir, dataset string, meta *d
 		return err
 	}
 	// The old sidecar goes first: a kill between the two writes then
-	// leaves weights without a sidecar, never beside another model's.
+	// leaves weights without a sidecar, never beside another model's. A
+	// write that fails (a full disk) leaves the old weights, so their
+	// sidecar is put back.
+	oldSidecar, _ := os.ReadFile(sidecarPath(out)) // nil: none to put back
 	if err := durable.Remove(sidecarPath(out)); err != nil {
 		return err
 	}
 	if err := layers.SaveWeights(model, out, map[string]string{"model": model.Name, "spec": string(specJSON)}); err != nil {
+		if oldSidecar != nil {
+			if err2 := trainer.WriteFileAtomic(sidecarPath(out), oldSidecar); err2 != nil {
+				return fmt.Errorf("%w (and %s, removed first, could not be put back: %v)", err, sidecarPath(out), err2)
+			}
+		}
 		return err
 	}
 	info, notes := exportInfo(model, runDir, dataset, meta)

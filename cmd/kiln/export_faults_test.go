@@ -57,6 +57,20 @@ func TestExportKilledOrInterruptedAtEveryChange(t *testing.T) {
 				t.Errorf("%s at change %d (%s): %s", fault, i, muts[i-1], msg)
 			}
 		}
+		// A full disk at a change of the weights leaves the old export
+		// whole, its sidecar too (it was removed for good).
+		if f := strings.Fields(muts[i-1]); len(f) == 3 && f[2] == out && (f[1] == durable.OpCreate || f[1] == durable.OpWrite) {
+			export("", "w16")
+			if r := export("enospc1:"+strconv.Itoa(i), "w32"); r.code == 0 {
+				t.Fatalf("a full disk at change %d (%s): exit 0", i, muts[i-1])
+			}
+			if _, err := os.Stat(sidecarPath(out)); err != nil {
+				t.Errorf("a full disk at change %d (%s) left the old weights without their sidecar: %v", i, muts[i-1], err)
+			}
+			if msg := exportPairMismatch(t, out); msg != "" {
+				t.Errorf("a full disk at change %d (%s): %s", i, muts[i-1], msg)
+			}
+		}
 	}
 }
 
