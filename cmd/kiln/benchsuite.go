@@ -1,10 +1,9 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
 
@@ -81,13 +80,15 @@ test of a few seconds whose numbers mean nothing.`,
 				}
 			}
 			// SIGTERM (timeout, a CI cancel) writes the partial report as Ctrl-C does.
-			ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
+			ctx, stop, status := stopContext() // a second Ctrl-C ends the suite at once
 			defer stop()
-			go func() { <-ctx.Done(); stop() }() // a second Ctrl-C ends the suite at once
 			rep, err := bench.Run(ctx, cfg)
 			if err != nil {
 				if rep != nil && len(rep.Files) > 0 {
 					fmt.Fprintf(os.Stderr, "kiln: the suite stopped; what it measured is in %s\n", strings.Join(rep.FilePaths(cfg.Out), ", "))
+				}
+				if ctx.Err() != nil {
+					return exitError{errors.New("bench suite interrupted"), status()}
 				}
 				return err
 			}

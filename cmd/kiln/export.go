@@ -133,9 +133,9 @@ model.json or else the data set's constants (left out when unknown).
 		signal.Notify(interrupted, stopSignals...)
 		defer signal.Stop(interrupted)
 		go func() {
-			if _, ok := <-interrupted; ok {
+			if sig, ok := <-interrupted; ok {
 				exportTemps(out)
-				os.Exit(130)
+				os.Exit(signalStatus(sig))
 			}
 		}()
 		if format == "onnx" {

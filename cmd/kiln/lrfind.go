@@ -2,13 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 
@@ -114,12 +113,12 @@ func runLRFind(c trainer.Config, o trainer.LRFindOptions) error {
 	}
 	console.Info().Str("model", c.Model).Str("dataset", c.Dataset).Str("optimizer", c.Optimizer).Int("batch", c.Batch).
 		Float64("start", o.Start).Float64("end", o.End).Int("steps", o.Steps).Str("dir", dir).Msg("lr range test")
-	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
+	ctx, stop, status := stopContext()
 	defer stop()
 	res, err := tr.FindLR(ctx, tr0, o)
 	if err != nil {
 		if ctx.Err() != nil {
-			return exitError{fmt.Errorf("lr-find interrupted: %w", err), 130}
+			return exitError{errors.New("lr-find interrupted: nothing kept (it is run again whole)"), status()}
 		}
 		return usageError{err}
 	}

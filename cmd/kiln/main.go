@@ -2,12 +2,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/kiln-ml/kiln/engine"
@@ -28,6 +31,56 @@ var stopSignals = func() []os.Signal {
 	}
 	return sigs
 }()
+
+// stopContext is signal.NotifyContext for stopSignals and SIGPIPE, for the
+// commands that train. A console piped to a reader that has gone (tee,
+// killed by the same Ctrl-C, or head) raises SIGPIPE at the next log line,
+// which killed the run before its checkpoint: it now stops the run as
+// SIGHUP does, checkpoint first. A second signal (other than SIGPIPE, which
+// each later line raises again) ends the process at once, as a kill would,
+// which every file Kiln writes survives: a stuck checkpoint or a long test
+// pass no longer needs kill -9. status is the exit status for a command
+// the first signal stopped: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129
+// SIGHUP, 141 SIGPIPE).
+func stopContext() (ctx context.Context, stop func(), status func() int) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, append(stopSignals, syscall.SIGPIPE)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	var first atomic.Value
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-ch:
+				if first.CompareAndSwap(nil, s) {
+					cancel()
+				} else if s != syscall.SIGPIPE {
+					fmt.Fprintf(os.Stderr, "kiln: %v again: stopped at once, as a kill stops it (--resume continues from the last checkpoint)\n", s)
+					os.Exit(signalStatus(s))
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { signal.Stop(ch); close(done); cancel() }) }
+	status = func() int {
+		if s, ok := first.Load().(os.Signal); ok {
+			return signalStatus(s)
+		}
+		return 130
+	}
+	return ctx, stop, status
+}
+
+// signalStatus is the shell's exit status for a process that s ended.
+func signalStatus(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 130
+}
 
 // usageError marks mistakes in flags or arguments: exit status 2, as flag
 // parsing errors have.

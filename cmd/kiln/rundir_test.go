@@ -57,8 +57,8 @@ func TestHangUpSavesACheckpoint(t *testing.T) {
 		return err == nil
 	})
 	run.Process.Signal(syscall.SIGHUP)
-	if err := run.Wait(); err == nil || run.ProcessState.ExitCode() != 130 {
-		t.Fatalf("after SIGHUP: %v (exit %d), want exit 130\n%s", err, run.ProcessState.ExitCode(), stderr.String())
+	if err := run.Wait(); err == nil || run.ProcessState.ExitCode() != 129 {
+		t.Fatalf("after SIGHUP: %v (exit %d), want exit 129 (128 + SIGHUP)\n%s", err, run.ProcessState.ExitCode(), stderr.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile)); err != nil {
 		t.Errorf("no checkpoint after SIGHUP: %v", err)
@@ -102,6 +102,81 @@ func startLongTrain(t *testing.T, dir string) (*exec.Cmd, []string, *bytes.Buffe
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	return cmd, args, &stderr
+}
+
+// A training whose console is a pipe that its reader closed (tee, killed by
+// the same Ctrl-C; head) stops at its next log line as at SIGHUP, with its
+// checkpoint, and --resume continues it: SIGPIPE killed it there, before
+// the checkpoint, losing up to an epoch.
+func TestClosedConsolePipeSavesACheckpoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "16", "--epochs", "2000",
+		"--batch", "1", "--device", "cpu", "--threads", "1", "--no-visuals", "--log-every", "1", "--run-dir", dir} // no epoch's end (checkpoint) near
+	cmd := exec.Command(kilnBin, args...)
+	console, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, func() bool { // training: a step's record written
+		fi, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
+		return err == nil && fi.Size() > 0
+	})
+	console.Close() // the reader goes; the next line raises SIGPIPE
+	// Its last words (how to resume) raise SIGPIPE again once its handler
+	// is gone: status 141 either way, as a shell reports it.
+	err = cmd.Wait()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if err == nil || ws.ExitStatus() != 141 && !(ws.Signaled() && ws.Signal() == syscall.SIGPIPE) {
+		t.Fatalf("console pipe closed: %v (exit %d), want 141 (128 + SIGPIPE) after a checkpoint", err, cmd.ProcessState.ExitCode())
+	}
+	if _, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile)); err != nil {
+		t.Fatalf("no checkpoint after the console's pipe closed: %v", err)
+	}
+	r := kiln(t, "", "train", "--run-dir", dir, "--resume", "--epochs", "3000")
+	if r.code != 2 || !strings.Contains(r.stderr, "epochs") {
+		t.Fatalf("resume (epochs changed, refused at the checkpoint): exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// A second Ctrl-C ends a training at once, as a kill would (every file it
+// writes survives one), where a stuck checkpoint write (here a rename held
+// 6 s by strace) kept it running: the second was ignored.
+func TestSecondInterruptStopsAtOnce(t *testing.T) {
+	strace := killingStrace(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "16", "--epochs", "2000",
+		"--batch", "1", "--device", "cpu", "--threads", "1", "--no-visuals", "--log-every", "1", "--run-dir", dir}
+	cmd := exec.Command(strace, append([]string{"-f", "-qq", "-o", "/dev/null", "-e", "trace=renameat,renameat2",
+		"-e", "inject=renameat,renameat2:delay_enter=6000000", "-P", filepath.Join(dir, trainer.CheckpointFile), kilnBin}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, func() bool {
+		fi, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
+		return err == nil && fi.Size() > 0
+	})
+	b, err := os.ReadFile(filepath.Join(dir, "kiln.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("kiln.lock: %q", b)
+	}
+	syscall.Kill(pid, syscall.SIGINT) // the checkpoint starts, its rename held
+	time.Sleep(700 * time.Millisecond)
+	syscall.Kill(pid, syscall.SIGINT)
+	cmd.Wait() // strace holds even the exit until the rename's delay ends
+	if s := stderr.String(); !strings.Contains(s, "again: stopped at once") || strings.Contains(s, "checkpoint written") {
+		t.Fatalf("a second Ctrl-C during a held checkpoint did not end the run there:\n%s", s)
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,7 +22,8 @@ import (
 	"github.com/kiln-ml/kiln/trainer/data"
 )
 
-// exitError carries a specific exit status (130 for an interrupted run).
+// exitError carries a specific exit status (128 + the signal for an
+// interrupted run: 130 for Ctrl-C).
 type exitError struct {
 	error
 	code int
@@ -272,13 +271,13 @@ func train(c trainer.Config, resume bool, cleanup func()) (err error) {
 		return err
 	}
 	tr.Log.Info().Str("run_dir", c.RunDir).Str("data", tr0.Source).Msg("run")
-	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
+	ctx, stop, status := stopContext()
 	defer stop()
 	sum, err := tr.Fit(ctx, splits)
 	var refused *trainer.ResumeRefusedError
 	switch {
 	case errors.Is(err, trainer.ErrInterrupted):
-		return exitError{fmt.Errorf("%w (%s)", err, resumeCommand(c)), 130}
+		return exitError{fmt.Errorf("%w (%s)", err, resumeCommand(c)), status()}
 	case errors.As(err, &refused):
 		return usageError{err}
 	case err != nil:
@@ -304,11 +303,11 @@ func trainRank(c trainer.Config, world *mpi.World) (err error) {
 		return err
 	}
 	defer leaveTogether(&err, leave)
-	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
+	ctx, stop, status := stopContext()
 	defer stop()
 	_, err = ts.tr.Fit(ctx, ts.splits)
 	if errors.Is(err, trainer.ErrInterrupted) {
-		return exitError{rankInterrupted{}, 130}
+		return exitError{rankInterrupted{}, status()}
 	}
 	return err
 }

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 
@@ -51,15 +51,15 @@ func runTune(tu *tune.Tuner, parallel, threads int) error {
 	}
 	tu.Objective = tune.NewTrainer().Objective()
 	console.Info().Str("dir", tu.Dir).Int("threads_per_trial", t).Msg("tune")
-	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
+	ctx, stop, status := stopContext()
 	defer stop()
 	st, err := tu.Run(ctx)
 	if st != nil {
 		outln()
 		st.WriteTable(stdout)
 	}
-	if ctx.Err() != nil {
-		return exitError{fmt.Errorf("tune interrupted; kiln tune --run-dir %s --resume continues it", shellQuote(tu.Dir)), 130}
+	if errors.Is(err, context.Canceled) {
+		return exitError{fmt.Errorf("tune interrupted; kiln tune --run-dir %s --resume continues it", shellQuote(tu.Dir)), status()}
 	}
 	if tune.Environmental(err) {
 		return fmt.Errorf("%w\nthe trials that ended are kept: mend the cause, then kiln tune --run-dir %s --resume (with --data-dir DIR for data found elsewhere)", err, shellQuote(tu.Dir))

@@ -249,3 +249,30 @@ func TestEnvironmentalErrorStopsTheTuneAndResumes(t *testing.T) {
 		t.Errorf("best %+v, want trial 2 (0.9)", b)
 	}
 }
+
+// A stop (Ctrl-C) that comes once the last trial has ended stops nothing:
+// the tune is complete and says its best; it said "interrupted" (exit 130)
+// with every trial done, and left out the best.
+func TestStopAfterTheLastTrialStopsNothing(t *testing.T) {
+	dir := t.TempDir()
+	tu, err := Start(dir, trainer.DefaultConfig(), mustSpace(t, "lr: [0.01, 0.02]"), Settings{Strategy: "grid", Metric: "val_acc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	good := fakeCurves([]float64{0.5, 0.9}, map[int]int{})
+	tu.Objective = func(c context.Context, r Run) (Outcome, error) {
+		out, err := good(c, r)
+		if filepath.Base(r.Dir) == "002" {
+			cancel() // as the last trial ends
+		}
+		return out, err
+	}
+	st, err := tu.Run(ctx)
+	if err != nil {
+		t.Fatalf("a stop as the last trial ended: %v, want the tune complete", err)
+	}
+	if b := st.Best(); b == nil || b.ID != 2 {
+		t.Errorf("best %+v, want trial 2", b)
+	}
+}

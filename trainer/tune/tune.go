@@ -407,13 +407,23 @@ feed:
 	if firstErr != nil {
 		return tu.State, firstErr
 	}
-	if err := ctx.Err(); err != nil {
-		return tu.State, err
+	if err := ctx.Err(); err != nil && !tu.allFinished() {
+		return tu.State, err // a stop after the last trial ended stops nothing
 	}
 	if best := tu.State.Best(); best == nil {
 		return tu.State, fmt.Errorf("no trial produced %s", tu.State.Settings.Metric)
 	}
 	return tu.State, nil
+}
+
+// allFinished reports whether every trial has ended. Its caller holds tu.mu.
+func (tu *Tuner) allFinished() bool {
+	for _, t := range tu.State.Trials {
+		if !t.Status.Finished() {
+			return false
+		}
+	}
+	return true
 }
 
 // runTrial runs one trial to its end. Its error is the tune's own (state
