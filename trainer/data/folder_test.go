@@ -471,6 +471,23 @@ func TestFolderCache(t *testing.T) {
 	if !anyContains(notes, "read from the cache") || !equalFloats(first.Train.Images, second.Train.Images) || !anyContains(notes, "not an image") {
 		t.Fatalf("second load did not read the same images from the cache: %q", notes)
 	}
+	// A temporary cache file a killed writer left is removed by a run that
+	// reads the cache once it is stale (it stayed for good: only a run that
+	// wrote a cache looked); a fresh one may be another writer's, and stays.
+	stale, fresh := filepath.Join(dir, "..kiln-cache-auto-crop.tmp123"), filepath.Join(dir, "..kiln-cache-auto-crop.tmp456")
+	writeFiles(t, dir, map[string][]byte{filepath.Base(stale): []byte("half"), filepath.Base(fresh): []byte("half")})
+	long := time.Now().Add(-2 * staleCacheTemp)
+	os.Chtimes(stale, long, long)
+	if _, notes := load(); !anyContains(notes, "read from the cache") {
+		t.Fatalf("third load: %q", notes)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("a stale temporary cache file stayed after a load from the cache")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh temporary cache file (another writer's?) was removed: %v", err)
+	}
+	os.Remove(fresh)
 	a := filepath.Join(dir, "train", "cat", "a.png")
 	later := time.Now().Add(time.Hour)
 	for _, change := range []func(){

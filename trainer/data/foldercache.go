@@ -67,6 +67,9 @@ func folderCachePaths(dir string, f FolderOptions) []string {
 // files that are there but fail their checksum or do not match l.
 func readFolderCache(l *folderListing, f FolderOptions, key [32]byte) (img *folderImages, where string, damaged []string) {
 	for _, p := range folderCachePaths(l.dir, f) {
+		// A run that reads the cache never writes one, so a temporary file
+		// a killed writer left beside it would stay for good.
+		removeStaleCacheTemps(filepath.Dir(p))
 		img, err := readCacheFile(p)
 		switch {
 		case err == nil && img.Key == key && img.valid() && slices.Equal(img.Classes, l.classes):
