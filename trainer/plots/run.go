@@ -13,7 +13,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/trainer"
 )
 
@@ -60,6 +62,26 @@ func (r *Report) note(b Bad) {
 	}
 }
 
+// leftTempAge is how old a picture's temporary file is before it counts as
+// left by a kiln plot that was stopped: a picture takes milliseconds, so
+// a younger one may be another kiln plot's, still being written.
+const leftTempAge = time.Minute
+
+// removeLeftTemps removes the temporary files of pictures that a stopped
+// kiln plot left in dir: the next kiln plot did not look, so they stayed.
+func removeLeftTemps(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // at worst, left as they were
+	}
+	for _, e := range entries {
+		base, ok := durable.TempOf(e.Name())
+		if fi, err := e.Info(); ok && strings.HasSuffix(base, ".png") && err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > leftTempAge {
+			_ = durable.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // WriteRun draws a run directory's pictures as PNG files in dir/plots: the
 // curves from metrics.jsonl, the pictures in visuals.json, and the weight
 // histograms from histograms.jsonl. A picture whose data the run does not
@@ -77,6 +99,7 @@ func WriteRun(dir string) (*Report, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}
+	removeLeftTemps(out)
 	rep := &Report{Skipped: map[string]string{}, Failed: map[string]string{}}
 	rep.note(bad)
 	do := func(name string, draw func(path string) error) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
@@ -215,6 +216,22 @@ func TestPlotsOfAnIncompleteRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	written(t, rep, LossPNG, AccuracyPNG, LRPNG)
+	// A picture's temporary file that a stopped kiln plot left goes at the
+	// next (it stayed for good); a fresh one may be another kiln plot's.
+	left, fresh := filepath.Join(dir, "plots", ".loss.png.tmp123"), filepath.Join(dir, "plots", ".lr.png.tmp456")
+	os.WriteFile(left, []byte("half"), 0o644)
+	os.WriteFile(fresh, []byte("half"), 0o644)
+	long := time.Now().Add(-2 * leftTempAge)
+	os.Chtimes(left, long, long)
+	if _, err := WriteRun(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); err == nil {
+		t.Error("a stopped kiln plot's temporary file stayed")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh temporary file (another kiln plot's?) was removed: %v", err)
+	}
 	for _, name := range []string{FiltersPNG, SamplesPNG, ConfusionPNG, HistogramsPNG} {
 		if !strings.Contains(rep.Skipped[name], "no ") {
 			t.Errorf("%s: skipped because %q", name, rep.Skipped[name])
