@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -164,7 +167,9 @@ func runBench(o benchFlags) (err error) {
 }
 
 // startProfile starts a CPU profile into path; stop ends it, failing when
-// the profile did not reach the disk.
+// the profile did not reach the disk. Ctrl-C, SIGTERM, SIGHUP or a closed
+// output pipe end the profile (what it holds so far) before the process
+// ends: they left an empty file.
 func startProfile(path string) (stop func() error, err error) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -174,10 +179,31 @@ func startProfile(path string) (stop func() error, err error) {
 		f.Close()
 		return nil, err
 	}
-	return func() error {
-		pprof.StopCPUProfile()
-		return f.Close()
-	}, nil
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, append(stopSignals, syscall.SIGPIPE)...)
+	done := make(chan struct{})
+	var once sync.Once
+	var closeErr error
+	stop = func() error {
+		once.Do(func() {
+			signal.Stop(sigs)
+			close(done)
+			pprof.StopCPUProfile()
+			closeErr = f.Close()
+		})
+		return closeErr
+	}
+	go func() {
+		select {
+		case s := <-sigs:
+			if err := stop(); err == nil {
+				fmt.Fprintf(os.Stderr, "kiln: %v: the CPU profile until then is in %s\n", s, path)
+			}
+			os.Exit(signalStatus(s))
+		case <-done:
+		}
+	}()
+	return stop, nil
 }
 
 // checkBenchRanks refuses, before any rank joins the world, what kiln bench

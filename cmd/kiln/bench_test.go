@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-ml/kiln/bench"
 	"github.com/kiln-ml/kiln/engine"
@@ -236,4 +237,29 @@ func suiteReport(t *testing.T, out, name string) (bench.Report, string) {
 		t.Fatal(err)
 	}
 	return rep, matches[0]
+}
+
+// kiln bench --cpuprofile stopped by Ctrl-C writes the profile it has: it
+// left an empty file.
+func TestBenchProfileSurvivesCtrlC(t *testing.T) {
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "cpu.prof")
+	cmd := exec.Command(kilnBin, "bench", "--model", "mlp", "--batch", "8", "--seconds", "60", "--steps", "100000000",
+		"--device", "cpu", "--threads", "1", "--cpuprofile", prof)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, func() bool { _, err := os.Stat(prof); return err == nil })
+	time.Sleep(time.Second) // a few samples
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != 130 {
+		t.Fatalf("Ctrl-C: %v (exit %d), want 130\n%s", err, cmd.ProcessState.ExitCode(), stderr.String())
+	}
+	b, err := os.ReadFile(prof)
+	if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("the profile after Ctrl-C: %d bytes, want a gzipped pprof profile (%v)\n%s", len(b), err, stderr.String())
+	}
 }
