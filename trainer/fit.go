@@ -578,6 +578,9 @@ func (f *fitRun) trainStep(b *data.Batch) error {
 // interrupt ends a run stopped by its context (Ctrl-C) with a checkpoint of
 // where it got to.
 func (f *fitRun) interrupt() error {
+	if f.bar != nil {
+		_ = f.bar.Clear() // the line below went on after the bar's
+	}
 	if err := f.readLosses(); err != nil {
 		return err
 	}
