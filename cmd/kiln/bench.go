@@ -49,7 +49,7 @@ line then holds it as the object "profile".)
 
 kiln bench suite runs the whole benchmark suite against PyTorch (make bench).`,
 		Args: noArgs("the model is --model (kiln bench suite: the whole suite)"),
-		RunE: func(*cobra.Command, []string) error { return runBench(o) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return nameSetting(runBench(o), cmd.Flags(), "") },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.model, "model", "lenet", "model: "+strings.Join(layers.ModelNames(), ", "))
