@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/durable"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/onnx"
@@ -139,11 +140,33 @@ model.json or else the data set's constants (left out when unknown).
 			}
 		}()
 		if format == "onnx" {
-			return exportONNX(model, out, mf.run, s.dataset, meta)
+			err = exportONNX(model, out, mf.run, s.dataset, meta)
+		} else {
+			err = exportSafetensors(model, out, mf.run, s.dataset, meta)
 		}
-		return exportSafetensors(model, out, mf.run, s.dataset, meta)
+		if p := runPrecision(mf.run); err == nil && p != engine.FP32 {
+			outf("note: the run trained in %s; the export is float32 (its masters), so its outputs match kiln predict --precision fp32, and differ from the run's %s ones in about the third digit\n", p, p)
+		}
+		return err
 	}
 	return cmd
+}
+
+// runPrecision is the precision a run directory's model computed in at its
+// end (summary.json's, else config.yaml's); fp32 when unknown or no run.
+func runPrecision(dir string) engine.Precision {
+	if dir == "" {
+		return engine.FP32
+	}
+	name := ""
+	if c, err := trainer.LoadConfigFile(filepath.Join(dir, trainer.ConfigFile), trainer.DefaultConfig()); err == nil {
+		name = c.Precision
+	}
+	if sum, err := trainer.ReadSummary(dir); err == nil && sum.Precision != "" {
+		name = sum.Precision
+	}
+	p, _ := engine.ParsePrecision(name) // fp32 when unreadable
+	return p
 }
 
 // exportFormat is --format, or when it is not given the format --out's

@@ -90,6 +90,10 @@ func TestBF16RunResumesBitExact(t *testing.T) {
 		t.Errorf("kiln eval --precision fp32 of the bf16 run: loss %v, the bf16 figure", loss)
 	}
 	mustRun(t, dir, "predict", "--run", straight, "--index", "0", "--precision", "fp32")
+	// The export is float32: it says so for a bf16 run.
+	if r := mustRun(t, dir, "export", "--run", straight, "--out", filepath.Join(dir, "bf16.onnx")); !strings.Contains(r.stdout, "the run trained in bf16; the export is float32") {
+		t.Errorf("kiln export of a bf16 run says nothing of its precision:\n%s", r.stdout)
+	}
 	// Resumed in fp32, the run ends there: summary.json says so and eval
 	// takes it (it took config.yaml's bf16, figures not the run's).
 	mustRun(t, dir, append(args("switched"), "--stop-after-epoch", "1")...)
