@@ -239,7 +239,7 @@ func (s *modelSetup) describe() (*data.Dataset, error) {
 		}
 		return sp.Train, s.asRun(sp.Train)
 	}
-	d, err := data.Describe(s.dataset)
+	d, err := data.DescribeIn(s.dataset, s.opts.Dir)
 	if err != nil {
 		return nil, err
 	}

@@ -138,4 +138,15 @@ func TestPredictImageTakesTheRunsClassNames(t *testing.T) {
 			t.Errorf("predict --image does not name class %s:\n%s", n, out)
 		}
 	}
+	// Without the run, from its weights and the files: the files' names
+	// (export wrote airplane … truck, predict --image said them too).
+	weights := []string{"--model", "lenet", "--dataset", "cifar10", "--data-dir", data, "--weights", filepath.Join(run, "last.safetensors")}
+	mustRun(t, dir, append([]string{"export", "--out", filepath.Join(dir, "w.safetensors")}, weights...)...)
+	side, err := os.ReadFile(filepath.Join(dir, "w.json"))
+	if err != nil || !strings.Contains(string(side), `"a0"`) || strings.Contains(string(side), "airplane") {
+		t.Errorf("export from the weights and files: classes not the files' (%v):\n%s", err, side)
+	}
+	if out := mustRun(t, dir, append([]string{"predict", "--image", pic, "--top", "10"}, weights...)...).stdout; !strings.Contains(out, "j9 ") {
+		t.Errorf("predict --image from the weights and files: not the files' class names:\n%s", out)
+	}
 }

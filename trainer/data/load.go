@@ -195,6 +195,21 @@ func loadRaw(name string, o Options) (train, test *Dataset, err error) {
 	return rotationDataset(tr, o.Seed, splitTrain), rotationDataset(te, o.Seed, splitTest), nil
 }
 
+// DescribeIn is Describe for the files in dir (found as Load finds them),
+// whose CIFAR-10 batches.meta.txt may name the classes otherwise than the
+// standard set: a model exported from its weights named them airplane…
+// truck where the files said other names.
+func DescribeIn(name, dir string) (*Dataset, error) {
+	d, err := Describe(name)
+	if err != nil || name != "cifar10" {
+		return d, err
+	}
+	if found, err := Locate(name, dir); err == nil {
+		d.Classes = cifarClassNames(found)
+	}
+	return d, nil
+}
+
 // Describe returns a built-in data set's metadata (task, shape, classes,
 // normalisation, target scale) without reading any file. csv has no fixed
 // description.
