@@ -92,6 +92,11 @@ BODY void kiln_act_forward_f32_body(float *restrict out, const float *restrict x
 	}
 }
 
+// tail_zero is v·φ(v) where |v| is below 13.2 and 0 beyond: there exp_approx
+// clamps −v²/2 at −87.3, so its φ stops falling at about 1e-38 and v·φ grew
+// with v (GELU's derivative 2.46 at 3e38, NaN at ±Inf, where it is 1 or 0).
+static inline float tail_zero(float v, float v_pdf) { return v * v < 174.6f ? v_pdf : 0.0f; }
+
 BODY void kiln_act_backward_f32_body(float *restrict dx, const float *restrict dout, const float *restrict x,
                                   const float *restrict y, size_t n, int kind) {
 	switch (kind) {
@@ -105,7 +110,7 @@ BODY void kiln_act_backward_f32_body(float *restrict dx, const float *restrict d
 			float v = x[i], e;
 			float cdf = 0.5f * (1.0f + erf_exp(v * 0.70710678118654752f, &e));
 			float pdf = 0.3989422804014327f * e;
-			dx[i] = dout[i] * (cdf + v * pdf);
+			dx[i] = dout[i] * (cdf + tail_zero(v, v * pdf));
 		}
 		break;
 	case 3:
@@ -135,7 +140,7 @@ BODY void kiln_gelu_forward_deriv_f32_body(float *restrict out, float *restrict 
 		out[i] = 0.5f * v * (1.0f + r);
 		float cdf = 0.5f * (1.0f + r);
 		float pdf = 0.3989422804014327f * e;
-		deriv[i] = cdf + v * pdf;
+		deriv[i] = cdf + tail_zero(v, v * pdf);
 	}
 }
 

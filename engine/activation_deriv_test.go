@@ -51,3 +51,27 @@ func TestGELUDerivShapeErrors(t *testing.T) {
 	opsShapeError(t, engine.GELUForwardDeriv(a, nil, a), "GELUForwardDeriv")
 	opsShapeError(t, engine.GELUBackwardDeriv(a, a, engine.New(engine.Float64, 2, 3)), "GELUBackwardDeriv")
 }
+
+// GELU's derivative far out is 1 (positive) or 0 (negative), at every ISA
+// level: the C loops' φ floored at about 1e-38 and v·φ grew with v (2.46 at
+// 3e38), so a diverging run's gradients were wrong before they were NaN.
+func TestGELUDerivFarOut(t *testing.T) {
+	defer restoreISA(t)()
+	xs := []float32{14, 1e6, 1e36, 3e38, -14, -1e6, -1e37, -3e38}
+	want := []float32{1, 1, 1, 1, 0, 0, 0, 0}
+	for _, level := range engine.CPUISAs() {
+		opsMust(t, engine.SetCPUISA(level))
+		x, err := engine.FromFloat32(xs, len(xs))
+		opsMust(t, err)
+		ones, err := engine.FromFloat32([]float32{1, 1, 1, 1, 1, 1, 1, 1}, len(xs))
+		opsMust(t, err)
+		out, deriv, dx := engine.New(engine.Float32, len(xs)), engine.New(engine.Float32, len(xs)), engine.New(engine.Float32, len(xs))
+		opsMust(t, engine.GELUForwardDeriv(out, deriv, x))
+		opsMust(t, engine.ActivationBackward(dx, ones, x, nil, engine.GELU))
+		for i, w := range want {
+			if d, b := deriv.Float32()[i], dx.Float32()[i]; d != w || b != w {
+				t.Errorf("%s: GELU'(%g) = %g kept, %g by the backward, want %g", level, xs[i], d, b, w)
+			}
+		}
+	}
+}
