@@ -190,6 +190,9 @@ func bf16Support() string {
 	case engine.CPUHasBF16():
 		return "products with AVX512_BF16"
 	}
+	if runtime.GOARCH != "amd64" {
+		return "none: " + runtime.GOARCH + " runs the portable kernels, which have no bf16 products"
+	}
 	if engine.CPUISA() != "avx512" {
 		return "none at ISA level " + engine.CPUISA() + " (AVX512_BF16 and AMX need avx512)"
 	}

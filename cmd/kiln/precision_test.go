@@ -40,10 +40,16 @@ func TestPrecisionRefusedWithAReason(t *testing.T) {
 	if engine.CPUHasBF16() {
 		// A bf16 tune resumed where bf16 is not (a requeue onto another
 		// node) is refused: its trials all failed there, for good.
-		tuneDir := filepath.Join(dir, "tune")
+		tuneDir, stopped := filepath.Join(dir, "tune"), filepath.Join(dir, "stopped")
 		mustRun(t, dir, "tune", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "8", "--epochs", "1",
 			"--precision", "bf16", "--param", "lr=0.01,0.05", "--device", "cpu", "--run-dir", tuneDir)
+		mustRun(t, dir, "train", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "8", "--epochs", "2",
+			"--stop-after-epoch", "1", "--precision", "bf16", "--device", "cpu", "--run-dir", stopped)
 		t.Setenv("KILN_CPU_ISA", "avx2")
+		// A bf16 run resumed where bf16 is not is told it may go on in fp32.
+		if r := kiln(t, dir, "train", "--run-dir", stopped, "--resume"); r.code != 2 || !strings.Contains(r.stderr, "--resume --precision fp32") {
+			t.Errorf("a bf16 run resumed at KILN_CPU_ISA=avx2: exit %d, %q", r.code, r.stderr)
+		}
 		if r := kiln(t, dir, "train", "--precision", "bf16", "--run-dir", run); r.code != 2 || !strings.Contains(r.stderr, "ISA level avx2") {
 			t.Errorf("bf16 at KILN_CPU_ISA=avx2: exit %d, %q", r.code, r.stderr)
 		}

@@ -121,7 +121,7 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 		return nil, err
 	}
 	if _, err := parsePrecision(c.Precision, trainer.DefaultDevice()); err != nil { // before the data set is read
-		return nil, usageError{err}
+		return nil, usageError{precisionRefused{err}}
 	}
 	if c.Threads > 0 {
 		engine.SetThreads(c.Threads)
@@ -167,6 +167,12 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	}
 	return &trainingSetup{splits: splits, spec: spec, tr: tr, notes: notes}, nil
 }
+
+// precisionRefused is a precision the device cannot compute in, refused
+// before the data set is read.
+type precisionRefused struct{ error }
+
+func (p precisionRefused) Unwrap() error { return p.error }
 
 // parsePrecision reads --precision, refusing one dev cannot compute in.
 func parsePrecision(name string, dev engine.Device) (engine.Precision, error) {
@@ -231,6 +237,12 @@ func train(c trainer.Config, resume bool, cleanup func()) (err error) {
 	}
 	console := logger()
 	ts, err := setupTraining(&c, console)
+	var usage usageError
+	var noPrecision precisionRefused
+	if resume && errors.As(err, &usage) && errors.As(usage.error, &noPrecision) && !strings.EqualFold(c.Precision, "fp32") {
+		// The checkpoint holds float32 masters: the run may go on in fp32.
+		return usageError{fmt.Errorf("%w; the run may go on in another precision: %s --precision fp32", noPrecision.error, resumeCommand(c))}
+	}
 	if err != nil {
 		return err
 	}
