@@ -57,7 +57,7 @@ func TestGELUDerivShapeErrors(t *testing.T) {
 // 3e38), so a diverging run's gradients were wrong before they were NaN.
 func TestGELUDerivFarOut(t *testing.T) {
 	defer restoreISA(t)()
-	xs := []float32{14, 1e6, 1e36, 3e38, -14, -1e6, -1e37, -3e38}
+	xs := []float32{14, 1e6, 1e36, 3e38, -30, -1e6, -1e37, -3e38}
 	want := []float32{1, 1, 1, 1, 0, 0, 0, 0}
 	for _, level := range engine.CPUISAs() {
 		opsMust(t, engine.SetCPUISA(level))
