@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/kiln-ml/kiln/internal/durable"
 
@@ -167,6 +168,25 @@ func LoadCheckpoint(path string, model layers.Layer, opt Optimizer, params []*la
 	}
 	opt.SetScalars(st.Optimizer)
 	return st, nil
+}
+
+// IsCheckpoint reports whether a safetensors file's metadata is a
+// checkpoint's (SaveCheckpoint): a run's resumable state, not its weights.
+func IsCheckpoint(meta map[string]string) bool { return meta["format"] == "kiln-checkpoint" }
+
+// CheckpointModel is the model state inside a checkpoint's tensors (read
+// with its metadata, checked against its digest), named as the model's.
+func CheckpointModel(path string, tensors map[string]*engine.Tensor, meta map[string]string) (map[string]*engine.Tensor, error) {
+	if err := checkDigest(path, tensors, meta); err != nil {
+		return nil, err
+	}
+	state := map[string]*engine.Tensor{}
+	for name, t := range tensors {
+		if rest, ok := strings.CutPrefix(name, "model."); ok {
+			state[rest] = t
+		}
+	}
+	return state, nil
 }
 
 // checkDigest refuses a checkpoint whose tensors or run state are not what

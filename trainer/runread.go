@@ -66,5 +66,9 @@ func RunWeights(dir string) (string, error) {
 			return filepath.Join(dir, name), nil
 		}
 	}
+	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); err == nil {
+		return "", fmt.Errorf("no %s or %s there (the run has not finished an epoch): --weights %s takes the weights at its checkpoint",
+			BestWeights, LastWeights, filepath.Join(dir, CheckpointFile))
+	}
 	return "", fmt.Errorf("no %s or %s there (the run has not finished an epoch)", BestWeights, LastWeights)
 }

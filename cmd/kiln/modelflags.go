@@ -322,6 +322,14 @@ func loadWeights(model *layers.Model, path string) error {
 	if m := meta["model"]; m != "" && !strings.EqualFold(m, model.Name) {
 		return fmt.Errorf("%s holds weights of a %s model, not %s (use --model %s)", path, m, model.Name, m)
 	}
+	if trainer.IsCheckpoint(meta) {
+		// A run stopped before its first epoch's end has no weights file:
+		// its checkpoint's model state is the weights at the stop.
+		if state, err = trainer.CheckpointModel(path, state, meta); err != nil {
+			return fmt.Errorf("--weights: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "note: %s is a training checkpoint: taking its model's weights at the step it was written\n", path)
+	}
 	if err := layers.LoadState(model, state); err != nil {
 		return fmt.Errorf("%s does not fit %s built for %s: %w (use the --model, --dataset, --classes, --hidden and --depth it was trained with, or --run DIR)",
 			path, model.Name, specDesc(model.Spec), err)

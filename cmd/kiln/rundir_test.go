@@ -179,6 +179,37 @@ func TestSecondInterruptStopsAtOnce(t *testing.T) {
 	}
 }
 
+// A run interrupted in its first epoch has no weights file but a
+// checkpoint: kiln export --run says to take it with --weights, and does
+// (it said the weights did not fit, naming the model's flags).
+func TestExportOfARunStoppedInItsFirstEpoch(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "16", "--epochs", "2000",
+		"--batch", "1", "--device", "cpu", "--threads", "1", "--no-visuals", "--log-every", "1", "--run-dir", dir}
+	cmd := exec.Command(kilnBin, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, func() bool {
+		fi, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
+		return err == nil && fi.Size() > 0
+	})
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	out := filepath.Join(filepath.Dir(dir), "m.onnx")
+	ckpt := filepath.Join(dir, trainer.CheckpointFile)
+	if r := kiln(t, "", "export", "--run", dir, "--out", out); r.code == 0 || !strings.Contains(r.stderr, "--weights "+ckpt) {
+		t.Fatalf("export of a run stopped in its first epoch: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := kiln(t, "", "export", "--run", dir, "--weights", ckpt, "--out", out); r.code != 0 || !strings.Contains(r.stderr, "training checkpoint") {
+		t.Fatalf("export of its checkpoint: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
