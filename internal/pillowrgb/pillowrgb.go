@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+
+	"golang.org/x/image/bmp"
 )
 
 // Pillow's colours of a YCbCr picture. Go's decoders hand back YCbCr with
@@ -72,6 +74,8 @@ func NotSupported(format string, head []byte, err error) error {
 		return fmt.Errorf("a JPEG with a feature this decoder does not read (%s; arithmetic coding?), not a damaged file: save it again as a plain JPEG or a PNG", string(ue))
 	case format == "webp" && len(head) > 20 && string(head[12:16]) == "VP8X" && head[20]&0x02 != 0:
 		return errors.New("an animated WebP, which this decoder does not read (not a damaged file): save its first frame as a PNG")
+	case errors.Is(err, bmp.ErrUnsupported):
+		return errors.New("a BMP with a feature this decoder does not read (RLE compression or 16-bit colour?), not a damaged file: save it again as a 24-bit BMP or a PNG")
 	}
 	return nil
 }

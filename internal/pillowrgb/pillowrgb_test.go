@@ -2,6 +2,7 @@ package pillowrgb
 
 import (
 	"bytes"
+	"encoding/binary"
 	"image"
 	"image/color"
 	_ "image/gif"
@@ -114,3 +115,27 @@ func TestConvertLeavesOthers(t *testing.T) {
 }
 
 func init() { _ = png.Decode } // the fixtures are PNG
+
+// A BMP of a kind Go's decoder does not read (RLE-compressed, which Pillow
+// reads) is said to be that, not a damaged file.
+func TestNotSupportedBMP(t *testing.T) {
+	var b bytes.Buffer
+	le := func(v any) { binary.Write(&b, binary.LittleEndian, v) }
+	b.WriteString("BM")
+	le(uint32(14 + 40 + 1024 + 4))
+	le(uint32(0))
+	le(uint32(14 + 40 + 1024))
+	le(uint32(40))                       // BITMAPINFOHEADER
+	le(int32(2))                         // width
+	le(int32(2))                         // height
+	le(uint16(1))                        // planes
+	le(uint16(8))                        // bits per pixel
+	le(uint32(1))                        // BI_RLE8
+	le([5]uint32{4, 2835, 2835, 256, 0}) // image size, resolution, colours
+	b.Write(make([]byte, 1024+4))
+	_, format, err := image.DecodeConfig(bytes.NewReader(b.Bytes()))
+	ns := NotSupported(format, b.Bytes(), err)
+	if ns == nil || !strings.Contains(ns.Error(), "not a damaged file") {
+		t.Fatalf("an RLE8 BMP (%v): %v", err, ns)
+	}
+}
