@@ -52,6 +52,25 @@ var imageExts = []string{".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"}
 // folderSplitNames are the subdirectories of a folder set, in Splits order.
 var folderSplitNames = [3]string{"train", "val", "test"}
 
+// folderValNames are the names a validation folder goes by: Roboflow's and
+// others' exports write valid/ (a set's valid/ was left out without a word,
+// the validation split drawn from train/ instead).
+var folderValNames = []string{"val", "valid", "validation"}
+
+// folderSplitPath is where split s of the set at dir would be: DIR/train,
+// the first of DIR/val, valid and validation that is a folder (else
+// DIR/val), DIR/test.
+func folderSplitPath(dir string, s int) string {
+	if s == 1 {
+		for _, name := range folderValNames {
+			if isDir(filepath.Join(dir, name)) {
+				return filepath.Join(dir, name)
+			}
+		}
+	}
+	return filepath.Join(dir, folderSplitNames[s])
+}
+
 func (f FolderOptions) note(format string, args ...any) {
 	if f.Note != nil {
 		f.Note(fmt.Sprintf(format, args...))
@@ -121,9 +140,18 @@ func listFolder(dir string) (*folderListing, error) {
 	if !isDir(folderTrainDir(dir)) {
 		return nil, fileErr(dir, "no train/ folder beside val/ or test/: the folder set wants DIR/train/<class>/<image> (or, with no val/ or test/, DIR/<class>/<image>)")
 	}
+	var vals []string
+	for _, name := range folderValNames {
+		if isDir(filepath.Join(dir, name)) {
+			vals = append(vals, name+"/")
+		}
+	}
+	if len(vals) > 1 {
+		return nil, fileErr(dir, "%s are both validation folders: keep one", strings.Join(vals, " and "))
+	}
 	l := &folderListing{dir: dir}
-	for s, name := range folderSplitNames {
-		sub := filepath.Join(dir, name)
+	for s := range folderSplitNames {
+		sub := folderSplitPath(dir, s)
 		if s == 0 {
 			sub = folderTrainDir(dir)
 		}
@@ -143,8 +171,8 @@ func listFolder(dir string) (*folderListing, error) {
 // ImageFolder and Keras's image_dataset_from_directory layout, DIR/<class>/<image>).
 // A val/ or test/ without train/ is not taken for two classes.
 func folderTrainDir(dir string) string {
-	for _, name := range folderSplitNames {
-		if isDir(filepath.Join(dir, name)) {
+	for s := range folderSplitNames {
+		if isDir(folderSplitPath(dir, s)) {
 			return filepath.Join(dir, folderSplitNames[0])
 		}
 	}

@@ -188,7 +188,20 @@ func TestFolderValFolderAndMissingTest(t *testing.T) {
 		!strings.Contains(err.Error(), "x.png") {
 		t.Errorf("every val/ image bad: %v", err)
 	}
+	// valid/ (Roboflow's exports) and validation/ are val/ too; it was left
+	// out without a word. Two of them are refused.
 	os.RemoveAll(filepath.Join(dir, "val"))
+	writeFiles(t, dir, map[string][]byte{"valid/cat/a.png": greyPNG(t, 28, 28, 9), "valid/dog/b.png": greyPNG(t, 28, 28, 200)})
+	s, notes, err = loadNotes(t, dir, Options{ValFraction: 0.1})
+	if err != nil || s.Val == nil || s.Val.Len() != 2 || s.Train.Len() != 6 || !anyContains(notes, "has a valid/ folder") {
+		t.Fatalf("valid/: %v, val %v, notes %q", err, s, notes)
+	}
+	writeFiles(t, dir, map[string][]byte{"validation/cat/a.png": greyPNG(t, 28, 28, 9)})
+	if _, _, err := loadNotes(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), "valid/ and validation/ are both validation folders") {
+		t.Errorf("valid/ and validation/: %v", err)
+	}
+	os.RemoveAll(filepath.Join(dir, "valid"))
+	os.RemoveAll(filepath.Join(dir, "validation"))
 	s, _, err = loadNotes(t, dir, Options{ValFraction: 0.5, Seed: 3})
 	if err != nil || s.Val == nil || s.Val.Len() != 3 || s.Train.Len() != 3 {
 		t.Fatalf("without val/, --val-fraction 0.5 of 6: %v %v", s, err)

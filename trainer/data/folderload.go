@@ -180,7 +180,7 @@ func folderSplitDir(dir string, sp int) string {
 	if sp == 0 {
 		return folderTrainDir(dir)
 	}
-	return filepath.Join(dir, folderSplitNames[sp])
+	return folderSplitPath(dir, sp)
 }
 
 // datasets makes the decoded splits into data sets of values in [0, 1]
@@ -227,7 +227,7 @@ func noteFolder(o Options, img *folderImages, s *Splits) {
 		f.note("%s has no train/, val/ or test/ folder: its %d class folders (%s) are the training images, as torchvision's ImageFolder reads them", o.Dir, len(s.Train.Classes), strings.Join(s.Train.Classes, ", "))
 	}
 	if s.Val != nil && o.ValFraction > 0 {
-		f.note("%s has a val/ folder: it is the validation split, and --val-fraction %v is not used", o.Dir, o.ValFraction)
+		f.note("%s has a %s/ folder: it is the validation split, and --val-fraction %v is not used", o.Dir, filepath.Base(folderSplitPath(o.Dir, 1)), o.ValFraction)
 	}
 	if s.Test == nil {
 		if s.Val != nil || o.ValFraction > 0 {

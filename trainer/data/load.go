@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 )
 
@@ -101,7 +102,7 @@ func Load(name string, o Options) (*Splits, error) {
 // emptySplitError says which split was left with no samples and by what: a
 // folder's split whose every image was bad, or the settings that select.
 func emptySplitError(name, split string, o Options, skipped *Skipped) error {
-	folder := map[string]string{"training": "train/", "validation": "val/", "test": "test/"}[split]
+	folder := map[string]string{"training": "train/", "validation": filepath.Base(folderSplitPath(o.Dir, 1)) + "/", "test": "test/"}[split]
 	if name == "folder" && skipped != nil && skipped.Count > 0 {
 		return fmt.Errorf("data: folder: the %s split (%s) has no image left: %d bad files were skipped (the first: %s)",
 			split, folder, skipped.Count, skipped.First[0])
