@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // FolderOptions configure the folder data set (see the package
@@ -202,6 +203,11 @@ func (l *folderListing) listSplit(s int, sub string) error {
 			continue
 		}
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			if !utf8.ValidString(e.Name()) {
+				// model.json (JSON) would keep it as U+FFFD: two such
+				// classes would become one name.
+				return fileErr(p, "a class folder whose name is not UTF-8 (%q): rename it, since the class names go into model.json", e.Name())
+			}
 			classes = append(classes, e.Name())
 		} else if err != nil {
 			return fileErr(p, "%v", unwrapPath(err))

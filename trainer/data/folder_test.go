@@ -700,3 +700,13 @@ func TestFolderCacheOfAnOlderKiln(t *testing.T) {
 		t.Errorf("notes %q, want the images decoded again and cached, no damage said", notes)
 	}
 }
+
+// A class folder whose name is not UTF-8 is refused, named: model.json kept
+// such names as U+FFFD, so two of them became one class name.
+func TestFolderClassNotUTF8(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string][]byte{"x\xe9/a.png": greyPNG(t, 28, 28, 9), "x\xef/b.png": greyPNG(t, 28, 28, 200)})
+	if _, _, err := loadNotes(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), "not UTF-8") {
+		t.Fatalf("class folders of non-UTF-8 names: %v", err)
+	}
+}
