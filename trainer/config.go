@@ -104,6 +104,9 @@ type Config struct {
 	// "classification", "regression").
 	CSVTarget string `json:"csv_target,omitempty" yaml:"csv_target,omitempty"`
 	CSVTask   string `json:"csv_task,omitempty" yaml:"csv_task,omitempty"`
+	// CSVHeader says whether a CSV file's first row names its columns:
+	// "auto" ("": when a name sits above a number), "yes" or "no".
+	CSVHeader string `json:"csv_header,omitempty" yaml:"csv_header,omitempty"`
 
 	// LogEvery logs the training loss, accuracy, learning rate and images/s
 	// every so many steps (0: at epoch ends only); LogLevel is the
@@ -676,6 +679,7 @@ func (c Config) validateDataSettings() error {
 	}{
 		{"csv", "a CSV file's", "csv_target", strconv.Quote(c.CSVTarget), c.CSVTarget != ""},
 		{"csv", "a CSV file's", "csv_task", strconv.Quote(c.CSVTask), c.CSVTask != ""},
+		{"csv", "a CSV file's", "csv_header", strconv.Quote(c.CSVHeader), c.CSVHeader != ""},
 		{"folder", "an image folder's", "image_size", strconv.Quote(c.ImageSize), c.ImageSize != ""},
 		{"folder", "an image folder's", "image_fit", strconv.Quote(c.ImageFit), c.ImageFit != ""},
 		{"folder", "an image folder's", "strict", true, c.Strict},
@@ -684,6 +688,11 @@ func (c Config) validateDataSettings() error {
 		if o.set && c.Dataset != o.dataset {
 			return settingErr(o.key, o.value, "is %s setting (--dataset %s); the %s set has its own", o.kind, o.dataset, c.Dataset)
 		}
+	}
+	switch c.CSVHeader {
+	case "", "auto", "yes", "no":
+	default:
+		return settingErr("csv_header", strconv.Quote(c.CSVHeader), "want auto, yes or no")
 	}
 	switch c.CSVTask {
 	case "", "auto", "classification", "regression":
@@ -696,7 +705,7 @@ func (c Config) validateDataSettings() error {
 func (c Config) DataOptions() data.Options {
 	return data.Options{Dir: c.DataDir, Classes: c.Classes, Subset: c.Subset, ValFraction: c.ValFraction, Seed: c.Seed,
 		Folder: data.FolderOptions{Size: c.ImageSize, Fit: c.ImageFit, Strict: c.Strict},
-		CSV:    data.CSVOptions{Target: c.CSVTarget, Task: c.CSVTask}}
+		CSV:    data.CSVOptions{Target: c.CSVTarget, Task: c.CSVTask, Header: c.CSVHeader}}
 }
 
 // TakeTask sets the task from the data, which decides it. A config file's

@@ -129,6 +129,7 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	f.Float64Var(&c.ValFraction, "val-fraction", c.ValFraction, "fraction of the training data held out for validation")
 	f.StringVar(&c.CSVTarget, "csv-target", "", "a CSV file's target column: a header name or a 0-based index, negative from the end (default: the last)")
 	f.StringVar(&c.CSVTask, "csv-task", "", "a CSV file's task: auto (integers of at most 32 values are classes), classification or regression")
+	f.StringVar(&c.CSVHeader, "csv-header", "", "whether a CSV file's first row names its columns: auto (when a name sits above a number), yes or no")
 	f.BoolVar(&c.Augment, "augment", false, "random crop (pad 4) and horizontal flip, for classifying pictures of 16×16 and more (not MNIST digits, tables or regression)")
 	f.StringVar(&c.ImageSize, "image-size", "", "image folder: bring every image to HxW (default: the model's input, 28x28 or 32x32)")
 	f.StringVar(&c.ImageFit, "image-fit", "", "image folder: crop (resize the shorter side, cut the centre; default) or pad")

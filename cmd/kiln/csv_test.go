@@ -144,3 +144,30 @@ func TestCSVRunKeepsItsScalesWhenTheFileChanges(t *testing.T) {
 		t.Errorf("export's sidecar after the training file changed:\n%s\nwas\n%s", s1, s0)
 	}
 }
+
+// --csv-header yes reads a first row of numbers as the names it is (it was
+// a sample, its target "species" a class); config.yaml keeps it, so eval
+// reads the file so too; a bad value is refused by name.
+func TestCSVHeaderFlag(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("400,500,species\n")
+	for i := range 60 {
+		fmt.Fprintf(&b, "%d.1,%d.2,%s\n", i%7, i%5, []string{"setosa", "virginica"}[i%2])
+	}
+	file := filepath.Join(dir, "h.csv")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(dir, "run")
+	mustRun(t, dir, "train", "--dataset", "csv", "--data-dir", file, "--csv-header", "yes", "--model", "mlp", "--epochs", "1",
+		"--device", "cpu", "--no-visuals", "--run-dir", run)
+	var info struct{ Classes []string }
+	if b, err := os.ReadFile(filepath.Join(run, "model.json")); err != nil || json.Unmarshal(b, &info) != nil || strings.Join(info.Classes, ",") != "setosa,virginica" {
+		t.Errorf("--csv-header yes: classes %v (%v)", info.Classes, err)
+	}
+	mustRun(t, dir, "eval", "--run", run, "--device", "cpu")
+	if r := kiln(t, dir, "train", "--dataset", "csv", "--data-dir", file, "--csv-header", "maybe", "--run-dir", filepath.Join(dir, "bad")); r.code != 2 || !strings.Contains(r.stderr, "--csv-header") {
+		t.Errorf("--csv-header maybe: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -209,7 +209,8 @@ func nextRecord(r *csv.Reader, path string) ([]string, int, error) {
 // when every field of it is a name (not empty, not a missing value) and one
 // is a name where the second row has a number, or, in a one-row file, when
 // every field is a name. A first data row with a missing value is data, and
-// its missing value an error, not a header that drops the row.
+// its missing value an error, not a header that drops the row; but the
+// first field may be empty, as pandas' to_csv writes its index's.
 func hasHeader(mode string, first, second []string) bool {
 	switch mode {
 	case "yes":
@@ -217,7 +218,11 @@ func hasHeader(mode string, first, second []string) bool {
 	case "no":
 		return false
 	}
-	if !slices.ContainsFunc(first, isName) || slices.ContainsFunc(first, func(s string) bool { return strings.TrimSpace(s) == "" }) {
+	names := first
+	if len(first) > 1 && strings.TrimSpace(first[0]) == "" {
+		names = first[1:]
+	}
+	if !slices.ContainsFunc(names, isName) || slices.ContainsFunc(names, func(s string) bool { return strings.TrimSpace(s) == "" }) {
 		return false
 	}
 	if second == nil {

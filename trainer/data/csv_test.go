@@ -251,3 +251,33 @@ func TestCSVClassesAreTheWholeFiles(t *testing.T) {
 		}
 	}
 }
+
+// pandas' df.to_csv() writes its index as a first column with an empty
+// name: that row is a header (it was read as data, refused for its empty
+// field); a header of numbers is one only when told (Header "yes"), and
+// Header "no" reads a first row of names as data.
+func TestCSVHeaderOfPandasAndAsTold(t *testing.T) {
+	dir := t.TempDir()
+	pandas, numeric := filepath.Join(dir, "pandas.csv"), filepath.Join(dir, "numeric.csv")
+	var p, n strings.Builder
+	p.WriteString(",a,b,label\n")
+	n.WriteString("400,500,species\n")
+	for i := range 20 {
+		fmt.Fprintf(&p, "%d,%d.5,%d,%d\n", i, i%7, i%3, i%2)
+		fmt.Fprintf(&n, "%d.1,%d.2,%s\n", i%7, i%5, []string{"setosa", "virginica"}[i%2])
+	}
+	writeFile(t, pandas, []byte(p.String()))
+	writeFile(t, numeric, []byte(n.String()))
+	s, err := Load("csv", Options{Dir: pandas})
+	if err != nil || s.Train.Len()+s.Test.Len() != 20 || s.Train.Channels != 3 {
+		t.Fatalf("pandas' CSV: %v", err)
+	}
+	s, err = Load("csv", Options{Dir: numeric})
+	if err != nil || !slices.Contains(s.Train.Classes, "species") {
+		t.Fatalf("a header of numbers, auto: %v (classes %v; the header is taken for a row)", err, s.Train.Classes)
+	}
+	s, err = Load("csv", Options{Dir: numeric, CSV: CSVOptions{Header: "yes"}})
+	if err != nil || s.Train.Len()+s.Test.Len() != 20 || slices.Contains(s.Train.Classes, "species") {
+		t.Fatalf("a header of numbers, yes: %v (classes %v)", err, s.Train.Classes)
+	}
+}
