@@ -90,6 +90,21 @@ func checkCSVOptions(o CSVOptions) error {
 	return nil
 }
 
+// notCSVText refuses what is not CSV text, by its first bytes, with what it
+// is: a gzip file read as CSV said `bare " in non-quoted-field`, UTF-16 text
+// that its first name was not a number.
+func notCSVText(path string, raw []byte) error {
+	switch {
+	case bytes.HasPrefix(raw, []byte{0x1f, 0x8b}):
+		return fileErr(path, "a gzip file, not CSV text: gunzip it first")
+	case bytes.HasPrefix(raw, []byte{0xff, 0xfe}) || bytes.HasPrefix(raw, []byte{0xfe, 0xff}):
+		return fileErr(path, "UTF-16 text (a spreadsheet's \"Unicode text\"?): save it as CSV in UTF-8")
+	case bytes.HasPrefix(raw, []byte("PK\x03\x04")):
+		return fileErr(path, "a zip file (an .xlsx workbook?), not CSV text: save it as CSV")
+	}
+	return nil
+}
+
 // parseNumber parses a finite number; problem words why not.
 func parseNumber(s string) (v float64, problem string) {
 	s = strings.TrimSpace(s)
@@ -117,6 +132,12 @@ func isNumber(s string) bool { _, p := parseNumber(s); return p == "" }
 // string first (a slice header and a string per field) made the parse of a
 // wide file, at five times its size, the peak of a whole run.
 func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable, error) {
+	if err := notCSVText(path, raw); err != nil {
+		return nil, err
+	}
+	if line, _, _ := bytes.Cut(raw, []byte("\n")); o.Comma == 0 && bytes.IndexByte(line, ',') < 0 && bytes.IndexByte(line, ';') >= 0 {
+		return nil, fileErr(path, "line 1 has no ',' but has ';': fields separated by ';', as a spreadsheet with a decimal comma writes them; export it with ',' between fields and '.' in numbers")
+	}
 	raw = bytes.TrimPrefix(raw, []byte("\ufeff")) // Excel's "CSV UTF-8" begins with a byte-order mark
 	if bytes.IndexByte(raw, '\n') < 0 && bytes.IndexByte(raw, '\r') >= 0 {
 		// Lines ended by CR alone (classic Mac OS, some Excel exports), which

@@ -175,6 +175,11 @@ func TestCSVBadInput(t *testing.T) {
 		// not a header that drops the row.
 		{"missing in row 1", ",1.5,0\n1,2,1\n3,4,0\n", CSVOptions{}, []string{"line 1", "missing value"}},
 		{"nan in row 1", "NaN,1.5,0\n1,2,1\n3,4,0\n", CSVOptions{}, []string{"line 1", "not a finite number"}},
+		// Files that are not CSV text, or not comma-separated, say what they are.
+		{"gzip", "\x1f\x8b\x08\x00rest", CSVOptions{}, []string{"a gzip file", "gunzip"}},
+		{"utf-16", "\xff\xfea\x00,\x00b\x00", CSVOptions{}, []string{"UTF-16", "UTF-8"}},
+		{"xlsx", "PK\x03\x04rest", CSVOptions{}, []string{"zip file"}},
+		{"semicolons", "a;b;y\n1,5;2;0\n3;4;1\n", CSVOptions{}, []string{"line 1", "separated by ';'"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
