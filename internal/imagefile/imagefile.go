@@ -16,6 +16,7 @@ import (
 	_ "image/jpeg"
 	_ "image/png"
 	"io"
+	"slices"
 	"strings"
 
 	_ "golang.org/x/image/bmp"
@@ -24,6 +25,9 @@ import (
 	"github.com/kiln-ml/kiln/internal/pillowrgb"
 	"github.com/kiln-ml/kiln/internal/userfile"
 )
+
+// readFormats are the formats image.DecodeConfig names that predict reads.
+var readFormats = []string{"png", "jpeg", "gif", "bmp", "webp"}
 
 // notAnImage is the error of a file no decoder reads.
 const notAnImage = "not an image predict reads (PNG, JPEG, GIF, BMP, WebP or PGM)"
@@ -86,6 +90,12 @@ func decode(b []byte, lim limits) (image.Image, error) {
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if errors.Is(err, image.ErrFormat) {
 		return nil, fmt.Errorf(notAnImage+": %w", err)
+	}
+	if !slices.Contains(readFormats, format) {
+		// A decoder another package of the binary registered (TIFF, by
+		// the plots' library): not one a folder set reads, so a model
+		// would see it here only, converted untested against Pillow.
+		return nil, fmt.Errorf("a %s image, %s: convert it to PNG", strings.ToUpper(format), notAnImage)
 	}
 	if err == nil {
 		if err := lim.check(cfg.Width, cfg.Height); err != nil {

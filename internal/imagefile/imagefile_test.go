@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/image/bmp"
+	"golang.org/x/image/tiff"
 
 	"github.com/kiln-ml/kiln/internal/userfile/userfiletest"
 )
@@ -248,5 +249,18 @@ func TestDecodeTheFolderFormats(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "a damaged PNG file") {
 			t.Errorf("a PNG cut at %d of %d bytes: %v, want it named a damaged PNG", cut, b.Len(), err)
 		}
+	}
+}
+
+// A TIFF, decodable once any package of the binary registers its decoder
+// (the plots' library does), is refused as the folder sets refuse it: it
+// was read by predict --image alone, its colours untested against Pillow.
+func TestDecodeRefusesTIFF(t *testing.T) {
+	var b bytes.Buffer
+	if err := tiff.Encode(&b, image.NewRGBA(image.Rect(0, 0, 4, 4)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Decode(b.Bytes()); err == nil || !strings.Contains(err.Error(), "TIFF") || !strings.Contains(err.Error(), "PNG") {
+		t.Fatalf("a TIFF: %v", err)
 	}
 }

@@ -170,7 +170,7 @@ func (img *folderImages) collect(l *folderListing, f FolderOptions, pix []byte, 
 		at += n
 	}
 	if len(l.ignored) > 0 {
-		img.Notes = append(img.Notes, fmt.Sprintf("%s (%s) and left out (the first: %s)", filesWord(len(l.ignored), "file is not an image", "files are not images"), strings.Join(imageExts, ", "), l.ignored[0]))
+		img.Notes = append(img.Notes, fmt.Sprintf("%s (%s) and left out (the first: %s)", filesWord(len(l.ignored), "file is not an image", "files are not images"), strings.Join(imageExts, ", ")+"; TIFF is not read: convert it to PNG", l.ignored[0]))
 	}
 	return nil
 }
