@@ -16,8 +16,11 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kiln-ml/kiln/engine"
 )
 
 // greyPNG is a w×h grey PNG whose pixels are v, v+1, … (mod 256).
@@ -708,5 +711,24 @@ func TestFolderClassNotUTF8(t *testing.T) {
 	writeFiles(t, dir, map[string][]byte{"x\xe9/a.png": greyPNG(t, 28, 28, 9), "x\xef/b.png": greyPNG(t, 28, 28, 200)})
 	if _, _, err := loadNotes(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), "not UTF-8") {
 		t.Fatalf("class folders of non-UTF-8 names: %v", err)
+	}
+}
+
+// A folder's images decode on --threads threads (the engine's), not on
+// every core whatever --threads said.
+func TestFolderDecodesOnTheEngineThreads(t *testing.T) {
+	was := engine.Threads()
+	defer engine.SetThreads(was)
+	engine.SetThreads(1)
+	var running, most atomic.Int32
+	parallel(64, "decoding", func(int) {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(100 * time.Microsecond)
+		running.Add(-1)
+	})
+	if most.Load() != 1 {
+		t.Fatalf("at one thread, %d decodes ran at once", most.Load())
 	}
 }

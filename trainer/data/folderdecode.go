@@ -12,7 +12,6 @@ import (
 	_ "image/png"
 	"io"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +20,7 @@ import (
 	_ "golang.org/x/image/bmp"
 	_ "golang.org/x/image/webp"
 
+	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/pillowrgb"
 	"github.com/kiln-ml/kiln/internal/userfile"
 )
@@ -205,8 +205,9 @@ func rgbFunc(img image.Image) func(x, y int) (r, g, b byte) {
 	}
 }
 
-// parallel runs do(i) for i in [0, n) over every core, showing a progress
-// line on stderr when it is a terminal.
+// parallel runs do(i) for i in [0, n) on the engine's threads (--threads:
+// every core by default, one under two one-thread ranks), showing a
+// progress line on stderr when it is a terminal.
 func parallel(n int, what string, do func(i int)) {
 	var next, done atomic.Int64
 	stop := make(chan struct{})
@@ -219,7 +220,7 @@ func parallel(n int, what string, do func(i int)) {
 		}()
 	}
 	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
+	for range engine.Threads() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
