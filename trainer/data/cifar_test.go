@@ -2,6 +2,7 @@ package data
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,4 +95,20 @@ func TestCIFARBadInput(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	wantContains(t, err.Error(), "no data_batch_4.bin", "cifar-10-binary.tar.gz")
+}
+
+// A CIFAR-10 folder missing one batch in its cifar-10-batches-bin/ names that
+// file (it named data_batch_1.bin, the top folder's first missing file,
+// though the subdirectory had it).
+func TestCIFARNotFoundNamesTheMissingBatch(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "cifar-10-batches-bin")
+	writeCIFAR(t, dir, 2, 2)
+	if err := os.Remove(filepath.Join(dir, "data_batch_3.bin")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load("cifar10", Options{Dir: root})
+	if err == nil || !strings.Contains(err.Error(), "has no data_batch_3.bin") || strings.Contains(err.Error(), "data_batch_1") {
+		t.Fatalf("one batch missing: %v", err)
+	}
 }

@@ -92,17 +92,25 @@ func Locate(name, dir string) (string, error) {
 			tried = append(tried, fmt.Sprintf("%s (%s)", label, problem))
 			return "", false
 		}
-		first := ""
+		first, near := "", ""
 		for _, d := range append([]string{base}, joinAll(base, fs.subdirs)...) {
 			missing := fs.check(d)
 			if missing == "" {
 				return d, true
 			}
-			if first == "" && d == base {
+			if d == base {
 				first = missing
+			} else if st, err := os.Stat(d); near == "" && err == nil && st.IsDir() {
+				// The subdirectory that is there names the file that is
+				// not: the top folder's first missing file was another.
+				near = fmt.Sprintf("%s is there but has no %s", d, missing)
 			}
 		}
-		tried = append(tried, fmt.Sprintf("%s and its %s subdirectories (no %s)", label, strings.Join(fs.subdirs, ", "), first))
+		if near != "" {
+			tried = append(tried, fmt.Sprintf("%s (%s)", label, near))
+		} else {
+			tried = append(tried, fmt.Sprintf("%s and its %s subdirectories (no %s)", label, strings.Join(fs.subdirs, ", "), first))
+		}
 		return "", false
 	}
 	if dir != "" {
