@@ -36,6 +36,9 @@ type RunState struct {
 	// Data is the SHA-256 of the data set the run trained on (every split's
 	// samples, labels and targets): a resume on other data is refused.
 	Data string `json:"data,omitempty"`
+	// Machine is what computed the steps (machineOf): a resume elsewhere
+	// goes on in float32's other last bits, and says so.
+	Machine string `json:"machine,omitempty"`
 }
 
 // epochSums are an epoch's training figures so far.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -489,6 +490,10 @@ func (f *fitRun) resumeFrom(path string) error {
 		e := st.EarlyStop
 		f.stopper.Best, f.stopper.BestStep, f.stopper.BestEpoch, f.stopper.Bad, f.stopper.Seen = e.Best, e.BestStep, e.BestEpoch, e.Bad, e.Seen
 	}
+	if now := t.machineOf(); st.Machine != "" && st.Machine != now {
+		t.Log.Warn().Str("was", st.Machine).Str("now", now).Msgf("the checkpoint's steps ran on %s, this resume runs on %s: "+
+			"the run goes on, in float32's other last bits (not byte for byte an uninterrupted run's)", st.Machine, now)
+	}
 	t.Log.Info().Int("epoch", f.epochs+1).Int("step", f.step).Msg("resumed from checkpoint") // the epoch it goes on in
 	return nil
 }
@@ -749,8 +754,18 @@ func (f *fitRun) checkpoint() error {
 	return SaveCheckpoint(t.Run.File(CheckpointFile), t.Model, t.opt, t.params, RunState{
 		Epoch: f.epochs, Step: f.step, Schedule: f.sched, EarlyStop: f.stopper,
 		Config: resumeKey(f.c), Elapsed: f.elapsed, StopReason: f.stopReason, Train: f.sums, Files: files,
-		Data: f.dataDigest(),
+		Data: f.dataDigest(), Machine: f.t.machineOf(),
 	})
+}
+
+// machineOf names what a step's bits depend on besides the run's settings:
+// the architecture, and the device, with the ISA level and threads on the
+// CPU.
+func (t *Trainer) machineOf() string {
+	if t.device != engine.CPU {
+		return fmt.Sprintf("%s %v", runtime.GOARCH, t.device)
+	}
+	return fmt.Sprintf("%s cpu at ISA level %s, %d threads", runtime.GOARCH, engine.CPUISA(), engine.Threads())
 }
 
 // dataDigest is the hex SHA-256 of the run's data set (Trainer.dataDigest).

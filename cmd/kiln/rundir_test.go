@@ -401,3 +401,20 @@ func TestLRFindRefusesARunDirectory(t *testing.T) {
 		t.Errorf("lr-find wrote into the run: %v", err)
 	}
 }
+
+// A resume on other threads (or another ISA level, architecture or device)
+// says that the run goes on in other last bits; one on the same says
+// nothing of it (the run directory recorded nothing of the machine).
+func TestResumeElsewhereSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"train", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "16", "--epochs", "3",
+		"--device", "cpu", "--no-visuals", "--stop-after-epoch", "1"}
+	for _, threads := range []string{"1", "2"} {
+		run := filepath.Join(dir, "t"+threads)
+		mustRun(t, dir, append(args, "--threads", "1", "--run-dir", run)...)
+		r := mustRun(t, dir, "train", "--run-dir", run, "--resume", "--threads", threads, "--stop-after-epoch", "2")
+		if said := strings.Contains(r.stderr, "this resume runs on"); said != (threads != "1") {
+			t.Errorf("resumed on %s threads after 1: said so %v\n%s", threads, said, r.stderr)
+		}
+	}
+}
