@@ -171,3 +171,34 @@ func TestCSVHeaderFlag(t *testing.T) {
 		t.Errorf("--csv-header maybe: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// A CSV class whose only rows the seed held out for the test trains with a
+// warning naming it (its output is never trained), in train.log too.
+func TestCSVClassWithoutTrainingRowsIsNamed(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("a,b,label\n")
+	for i := range 40 {
+		fmt.Fprintf(&b, "%d,%d,%s\n", i%7, i%3, []string{"ant", "bee"}[i%2])
+	}
+	b.WriteString("9,9,zebra\n")
+	file := filepath.Join(dir, "rare.csv")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	warned := 0
+	for seed := range 12 {
+		run := filepath.Join(dir, fmt.Sprint("run", seed))
+		r := mustRun(t, dir, "train", "--dataset", "csv", "--data-dir", file, "--model", "mlp", "--epochs", "1", "--seed", fmt.Sprint(seed),
+			"--device", "cpu", "--no-visuals", "--run-dir", run)
+		if strings.Contains(r.stderr, `("zebra") have no training sample`) {
+			warned++
+			if log, _ := os.ReadFile(filepath.Join(run, "train.log")); !strings.Contains(string(log), "no training sample") {
+				t.Errorf("seed %d: the warning is not in train.log", seed)
+			}
+		}
+	}
+	if warned == 0 || warned == 12 {
+		t.Errorf("zebra held out by %d of 12 seeds, warned so; want some but not all", warned)
+	}
+}

@@ -143,6 +143,12 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	if err := tr0.CheckClasses(); err != nil {
 		return nil, usageError{err}
 	}
+	if unseen := tr0.UnseenClasses(); len(unseen) > 0 {
+		m := fmt.Sprintf("%d of the %d classes (%s) have no training sample (the held-out rows or --subset took them all): "+
+			"the model's output for them is never trained, and their test samples count as wrong", len(unseen), len(tr0.Classes), strings.Join(unseen, ", "))
+		console.Warn().Msg(m)
+		notes = append(notes, m)
+	}
 	if err := c.TakeTask(tr0.Task); err != nil {
 		return nil, usageError{err}
 	}

@@ -161,6 +161,28 @@ func (d *Dataset) CheckClasses() error {
 		d.Name, len(d.Labels), name, first, len(d.Classes))
 }
 
+// UnseenClasses names the classes of a classification set that none of its
+// samples has (a CSV's class whose rows the test split took), in class
+// order.
+func (d *Dataset) UnseenClasses() []string {
+	if d.Task != Classification {
+		return nil
+	}
+	seen := make([]bool, len(d.Classes))
+	for _, l := range d.Labels {
+		if int(l) < len(seen) {
+			seen[l] = true
+		}
+	}
+	var unseen []string
+	for i, ok := range seen {
+		if !ok {
+			unseen = append(unseen, strconv.Quote(d.Classes[i]))
+		}
+	}
+	return unseen
+}
+
 // loadRaw reads the full training and test splits.
 func loadRaw(name string, o Options) (train, test *Dataset, err error) {
 	if name == "csv" {
