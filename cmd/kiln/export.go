@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -218,11 +217,24 @@ func checkExportOut(format, out string) error {
 }
 
 // exportTemps removes what an export to out killed before its renames left
-// (durable's temporary files of out and its sidecar): on the next export to
-// the same name, and on Ctrl-C.
+// (durable's temporary files of out and its sidecar, beside the files a
+// symbolic link names when they are links): on the next export to the same
+// name, and on Ctrl-C.
 func exportTemps(out string) {
-	ours := []string{filepath.Base(out), filepath.Base(sidecarPath(out))}
-	_ = durable.RemoveTemps(cmp.Or(filepath.Dir(out), "."), func(name string) bool { return slices.Contains(ours, name) }) // at worst, left as a kill left them
+	for _, path := range []string{out, sidecarPath(out)} {
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			path = real
+		}
+		base := filepath.Base(path)
+		_ = durable.RemoveTemps(cmp.Or(filepath.Dir(path), "."), func(name string) bool { return name == base }) // at worst, left as a kill left them
+	}
+}
+
+// hasTarget reports whether a run's model.json holds a regression target's
+// scale and shift (runs of older Kiln have none).
+func hasTarget(runDir string) bool {
+	mi, err := trainer.ReadModelInfo(runDir)
+	return err == nil && mi.Target != nil
 }
 
 // exportSafetensors writes the weights and their JSON sidecar, and says
@@ -370,7 +382,8 @@ func exportInfo(model *layers.Model, runDir, dataset string, meta *data.Dataset)
 	case model.Spec.Regression && meta != nil && meta.Task == data.Regression:
 		info.Classes = nil
 		info.Target = &layers.ONNXTarget{Name: meta.TargetName, Scale: cmp.Or(meta.TargetScale, 1), Shift: meta.TargetShift}
-		notes = append(notes, "no classes (a regression head); the target's scale and shift from the "+dataset+" data set")
+		notes = append(notes, "no classes (a regression head); the target's scale and shift from "+
+			map[bool]string{true: "the run's model.json", false: "the " + dataset + " data set"}[runDir != "" && hasTarget(runDir)])
 	case model.Spec.Regression:
 		info.Classes = nil
 		notes = append(notes, "no classes (a regression head); the target's scale and shift left out (unknown: the data set did not load)")

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/trainer"
@@ -36,25 +37,28 @@ var stopSignals = func() []os.Signal {
 // commands that train. A console piped to a reader that has gone (tee,
 // killed by the same Ctrl-C, or head) raises SIGPIPE at the next log line,
 // which killed the run before its checkpoint: it now stops the run as
-// SIGHUP does, checkpoint first. A second signal (other than SIGPIPE, which
-// each later line raises again) ends the process at once, as a kill would,
-// which every file Kiln writes survives: a stuck checkpoint or a long test
-// pass no longer needs kill -9. status is the exit status for a command
-// the first signal stopped: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129
-// SIGHUP, 141 SIGPIPE).
+// SIGHUP does, checkpoint first. A second signal (other than SIGPIPE,
+// which each later line raises again, or a repeat of the first within
+// sameStop) ends the process at once, as a kill would, which every file
+// Kiln writes survives: a stuck checkpoint or a long test pass no longer
+// needs kill -9. status is the exit status for a command the first signal
+// stopped: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141
+// SIGPIPE).
 func stopContext() (ctx context.Context, stop func(), status func() int) {
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, append(stopSignals, syscall.SIGPIPE)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	var first atomic.Value
+	var firstAt time.Time
 	done := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case s := <-ch:
 				if first.CompareAndSwap(nil, s) {
+					firstAt = time.Now()
 					cancel()
-				} else if s != syscall.SIGPIPE {
+				} else if s != syscall.SIGPIPE && (s != first.Load() || time.Since(firstAt) > sameStop) {
 					fmt.Fprintf(os.Stderr, "kiln: %v again: stopped at once, as a kill stops it (--resume continues from the last checkpoint)\n", s)
 					os.Exit(signalStatus(s))
 				}
@@ -73,6 +77,12 @@ func stopContext() (ctx context.Context, stop func(), status func() int) {
 	}
 	return ctx, stop, status
 }
+
+// sameStop is how soon a repeat of the first signal is the same stop, not
+// a second one: GNU timeout sends SIGTERM to the process and then to its
+// group, and a scheduler's cancel reaches a rank from itself and through
+// mpirun.
+const sameStop = 500 * time.Millisecond
 
 // signalStatus is the shell's exit status for a process that s ended.
 func signalStatus(s os.Signal) int {

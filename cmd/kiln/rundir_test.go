@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,8 +111,7 @@ func startLongTrain(t *testing.T, dir string) (*exec.Cmd, []string, *bytes.Buffe
 // the checkpoint, losing up to an epoch.
 func TestClosedConsolePipeSavesACheckpoint(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
-	args := []string{"train", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "16", "--epochs", "2000",
-		"--batch", "1", "--device", "cpu", "--threads", "1", "--no-visuals", "--log-every", "1", "--run-dir", dir} // no epoch's end (checkpoint) near
+	args := longFirstEpoch(t, dir)
 	cmd := exec.Command(kilnBin, args...)
 	console, err := cmd.StderrPipe()
 	if err != nil {
@@ -136,7 +136,7 @@ func TestClosedConsolePipeSavesACheckpoint(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile)); err != nil {
 		t.Fatalf("no checkpoint after the console's pipe closed: %v", err)
 	}
-	r := kiln(t, "", "train", "--run-dir", dir, "--resume", "--epochs", "3000")
+	r := kiln(t, "", "train", "--run-dir", dir, "--resume", "--epochs", "3")
 	if r.code != 2 || !strings.Contains(r.stderr, "epochs") {
 		t.Fatalf("resume (epochs changed, refused at the checkpoint): exit %d\n%s", r.code, r.stderr)
 	}
@@ -146,32 +146,9 @@ func TestClosedConsolePipeSavesACheckpoint(t *testing.T) {
 // writes survives one), where a stuck checkpoint write (here a rename held
 // 6 s by strace) kept it running: the second was ignored.
 func TestSecondInterruptStopsAtOnce(t *testing.T) {
-	strace := killingStrace(t)
-	dir := filepath.Join(t.TempDir(), "run")
-	args := []string{"train", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "16", "--epochs", "2000",
-		"--batch", "1", "--device", "cpu", "--threads", "1", "--no-visuals", "--log-every", "1", "--run-dir", dir}
-	cmd := exec.Command(strace, append([]string{"-f", "-qq", "-o", "/dev/null", "-e", "trace=renameat,renameat2",
-		"-e", "inject=renameat,renameat2:delay_enter=6000000", "-P", filepath.Join(dir, trainer.CheckpointFile), kilnBin}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, func() bool {
-		fi, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
-		return err == nil && fi.Size() > 0
-	})
-	b, err := os.ReadFile(filepath.Join(dir, "kiln.lock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("kiln.lock: %q", b)
-	}
-	syscall.Kill(pid, syscall.SIGINT) // the checkpoint starts, its rename held
-	time.Sleep(700 * time.Millisecond)
+	cmd, pid, stderr := startHeldCheckpointTrain(t, filepath.Join(t.TempDir(), "run"), 6000000)
+	syscall.Kill(pid, syscall.SIGINT)   // the checkpoint starts, its rename held
+	time.Sleep(1500 * time.Millisecond) // past sameStop: a second stop, not a repeat
 	syscall.Kill(pid, syscall.SIGINT)
 	cmd.Wait() // strace holds even the exit until the rename's delay ends
 	if s := stderr.String(); !strings.Contains(s, "again: stopped at once") || strings.Contains(s, "checkpoint written") {
@@ -184,8 +161,7 @@ func TestSecondInterruptStopsAtOnce(t *testing.T) {
 // (it said the weights did not fit, naming the model's flags).
 func TestExportOfARunStoppedInItsFirstEpoch(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
-	args := []string{"train", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "16", "--epochs", "2000",
-		"--batch", "1", "--device", "cpu", "--threads", "1", "--no-visuals", "--log-every", "1", "--run-dir", dir}
+	args := longFirstEpoch(t, dir)
 	cmd := exec.Command(kilnBin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -208,6 +184,59 @@ func TestExportOfARunStoppedInItsFirstEpoch(t *testing.T) {
 	if _, err := os.Stat(out); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startHeldCheckpointTrain starts a long training under strace, whose
+// checkpoint's rename is held for delayMicros, and returns it once it
+// trains, with kiln's pid (kiln.lock's) to signal.
+func startHeldCheckpointTrain(t *testing.T, dir string, delayMicros int) (*exec.Cmd, int, *bytes.Buffer) {
+	strace := killingStrace(t)
+	args := longFirstEpoch(t, dir)
+	cmd := exec.Command(strace, append([]string{"-f", "-qq", "-o", "/dev/null", "-e", "trace=renameat,renameat2",
+		"-e", fmt.Sprintf("inject=renameat,renameat2:delay_enter=%d", delayMicros), "-P", filepath.Join(dir, trainer.CheckpointFile), kilnBin}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, func() bool {
+		fi, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
+		return err == nil && fi.Size() > 0
+	})
+	b, err := os.ReadFile(filepath.Join(dir, "kiln.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("kiln.lock: %q", b)
+	}
+	return cmd, pid, &stderr
+}
+
+// GNU timeout sends SIGTERM to the process and then to its group: the
+// repeat is the same stop, which writes its checkpoint (held here 2 s by
+// strace) and exits 143, not a second one that ends the process first.
+func TestRepeatedSignalIsOneStop(t *testing.T) {
+	cmd, pid, stderr := startHeldCheckpointTrain(t, filepath.Join(t.TempDir(), "run"), 2000000)
+	syscall.Kill(pid, syscall.SIGTERM)
+	time.Sleep(100 * time.Millisecond)
+	syscall.Kill(pid, syscall.SIGTERM)
+	cmd.Wait()
+	if s := stderr.String(); strings.Contains(s, "stopped at once") || !strings.Contains(s, "checkpoint written") {
+		t.Fatalf("SIGTERM twice, 0.1 s apart: not one stop with its checkpoint\n%s", s)
+	}
+}
+
+// longFirstEpoch is a training whose first epoch lasts many seconds (MNIST
+// a sample a step) that records every step: a stop soon after it starts
+// comes before the epoch's end and its checkpoint.
+func longFirstEpoch(t *testing.T, dir string) []string {
+	t.Helper()
+	needMNIST(t)
+	return []string{"train", "--dataset", "mnist", "--model", "mlp", "--hidden", "16", "--epochs", "2", "--batch", "1",
+		"--device", "cpu", "--threads", "1", "--no-visuals", "--log-every", "1", "--run-dir", dir}
 }
 
 func waitFor(t *testing.T, cond func() bool) {

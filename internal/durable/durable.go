@@ -135,7 +135,8 @@ func WriteStream(path string, write func(io.Writer) error) (err error) {
 // file a symbolic link names (the link is kept, as a write through open(2)
 // keeps it). A device, pipe or socket is refused, not renamed over: a
 // user's --out /dev/stdout, run as root, replaced the device's link with a
-// regular file.
+// regular file. So is a link to nothing (where open(2) would create its
+// target): it more likely names a file that moved than one to make.
 func replaceable(path string) (string, error) {
 	lfi, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
