@@ -128,6 +128,7 @@ type MetricsRecord struct {
 // RunDir writes a run's files. One process owns a run directory at a time
 // (kiln.lock, flock), from OpenRunDir to Close.
 type RunDir struct {
+	// Path is the folder, a symbolic link to it resolved once, at OpenRunDir.
 	Path string
 
 	mu      sync.Mutex
@@ -158,6 +159,12 @@ func OpenRunDir(dir string, resume bool) (*RunDir, error) {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	// Through a symbolic link, the folder it names now, once: a link moved
+	// during the run (a script's runs/latest) sent the rest of its files,
+	// unlocked, into another run's folder.
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
 	}
 	if _, err := os.Stat(filepath.Join(dir, TuneFile)); err == nil {
 		return nil, fmt.Errorf("%s holds a kiln tune (%s), not a training run: kiln tune --run-dir %s --resume continues it; "+

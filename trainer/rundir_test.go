@@ -44,6 +44,40 @@ func TestRunDirIsLockedWhileOpen(t *testing.T) {
 	again.Close()
 }
 
+// A run directory named through a symbolic link stays the folder the link
+// named at open: a link moved during the run (runs/latest) sent the rest of
+// its files, unlocked, into another run's folder.
+func TestRunDirThroughALinkStaysPut(t *testing.T) {
+	base := t.TempDir()
+	a, b, link := filepath.Join(base, "a"), filepath.Join(base, "b"), filepath.Join(base, "latest")
+	for _, d := range []string{a, b} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("a", link); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRunDir(link, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	os.Remove(link)
+	if err := os.Symlink("b", link); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteStart(DefaultConfig(), ModelInfo{Model: "lenet"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(a, ConfigFile)); err != nil {
+		t.Errorf("the run's files left the folder its link named at open: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(b, ConfigFile)); err == nil {
+		t.Error("the run wrote into the folder the link was moved to")
+	}
+}
+
 // Issue 12, item 3: a directory of the user's own files is not a run's.
 func TestRunDirRefusesTheUsersOwnFiles(t *testing.T) {
 	dir := t.TempDir()

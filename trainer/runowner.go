@@ -170,7 +170,9 @@ func (r *RunDir) appendedSizes() (map[string]int64, error) {
 		if !appendedFile(e.Name()) || e.Name() == MetricsFile {
 			continue
 		}
-		fi, err := e.Info()
+		// The file's size, through a symbolic link (lstat's was the link's
+		// text, and the resume cut a linked train.log to it).
+		fi, err := os.Stat(filepath.Join(r.Path, e.Name()))
 		if err != nil {
 			return nil, err
 		}

@@ -447,3 +447,33 @@ func TestResumeElsewhereSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// A run file that is a symbolic link (train.log kept elsewhere) is cut back
+// at a resume to the checkpoint's size of the file, not of the link (its
+// text's length: the log before the resume was lost).
+func TestResumeKeepsALinkedLog(t *testing.T) {
+	dir := t.TempDir()
+	run, elsewhere := filepath.Join(dir, "run"), filepath.Join(dir, "elsewhere.log")
+	args := append(faultArgs(faultCSV(t), run), "--no-visuals", "--epochs", "3")
+	mustRun(t, dir, append(args, "--stop-after-epoch", "1")...)
+	if err := os.Rename(filepath.Join(run, trainer.LogFile), elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(run, trainer.LogFile)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(elsewhere)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, "train", "--run-dir", run, "--resume", "--stop-after-epoch", "2")
+	mustRun(t, dir, "train", "--run-dir", run, "--resume")
+	// The lines up to the first checkpoint stay (those after it are cut,
+	// as in any resume).
+	lines := bytes.SplitAfter(before, []byte("\n"))
+	head := bytes.Join(lines[:len(lines)/2], nil)
+	after, err := os.ReadFile(elsewhere)
+	if err != nil || !bytes.HasPrefix(after, head) || len(after) <= len(before) {
+		t.Fatalf("the linked train.log after two resumes: %d bytes (%v), want its first %d kept and more:\n%.300s", len(after), err, len(head), after)
+	}
+}
