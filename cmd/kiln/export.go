@@ -208,7 +208,14 @@ func checkExportOut(format, out string) error {
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
 			return usagef("--out %s: %s is a directory", out, p)
 		}
-		if dir, name := filepath.Split(p); trainer.OwnFile(cmp.Or(dir, "."), name) {
+		target := p
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			target = real // the file a link names is the one written
+		}
+		if dir, name := filepath.Split(target); trainer.OwnFile(cmp.Or(dir, "."), name) {
+			if target != p {
+				return usagef("--out %s: %s is a link to %s, a run directory's own %s; export elsewhere", out, p, target, name)
+			}
 			return usagef("--out %s: %s is the run directory's own %s; export beside it, e.g. --out %s",
 				out, p, name, filepath.Join(dir, "export", filepath.Base(out)))
 		}

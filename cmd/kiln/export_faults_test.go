@@ -130,6 +130,11 @@ func TestExportRefusesTheRunsOwnFiles(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "x.json"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A link to a run's weights is one of its files too (it was written
+	// through, the run's last.safetensors replaced by another model's).
+	if err := os.Symlink(filepath.Join(run, "last.safetensors"), filepath.Join(dir, "mine.safetensors")); err != nil {
+		t.Fatal(err)
+	}
 	before, err := os.ReadFile(filepath.Join(run, "model.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +143,7 @@ func TestExportRefusesTheRunsOwnFiles(t *testing.T) {
 		{filepath.Join(run, "model.safetensors"), "safetensors", "is the run directory's own model.json"},
 		{filepath.Join(run, "summary.json"), "onnx", "is the run directory's own summary.json"},
 		{filepath.Join(dir, "x.safetensors"), "safetensors", "x.json is a directory"},
+		{filepath.Join(dir, "mine.safetensors"), "safetensors", "a run directory's own last.safetensors"},
 	} {
 		r := kiln(t, dir, "export", "--run", run, "--format", c.format, "--out", c.out)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
