@@ -741,6 +741,9 @@ func (f *fitRun) checkpoint() error {
 	if t.Run == nil {
 		return nil
 	}
+	if err := f.finiteWeights(); err != nil {
+		return err
+	}
 	if err := t.Run.Err(); err != nil {
 		return err
 	}
@@ -932,16 +935,57 @@ func (f *fitRun) test(sum *Summary) error {
 	return nil
 }
 
+// stepError is the error of the step after the first `step` steps of epoch
+// (both counted from 0), which names it counted from 1: metrics.jsonl's
+// record of that step would carry its number (it said the step before).
 func (t *Trainer) stepError(err error, epoch, step int) error {
 	kept := t.keptCheckpoint()
-	t.Log.Error().Err(err).Int("epoch", epoch+1).Int("step", step).Msg("training step failed; " + kept)
+	t.Log.Error().Err(err).Int("epoch", epoch+1).Int("step", step+1).Msg("training step failed; " + kept)
 	var diverged lossNotFinite
 	if errors.As(err, &diverged) {
 		// Not for running out of memory, which says what to try. A resume
 		// takes the run's own settings, so it would diverge at the same step.
-		kept += "; a resume repeats the same steps: train a new run with a lower --lr or a --clip-norm"
+		kept += "; a resume repeats the same steps: train a new run with " + t.divergenceAdvice()
 	}
-	return fmt.Errorf("epoch %d, step %d: %w (%s)", epoch+1, step, err, kept)
+	return fmt.Errorf("epoch %d, step %d: %w (%s)", epoch+1, step+1, err, kept)
+}
+
+// divergenceAdvice is what to change for a run whose loss or weights went
+// beyond float32: the settings that shrink a step, less those already set.
+func (t *Trainer) divergenceAdvice() string {
+	advice := "a lower --lr"
+	if t.Config.WeightDecay > 0 {
+		advice += ", a lower --weight-decay"
+	}
+	if t.Config.ClipNorm == 0 {
+		advice += " or a --clip-norm"
+	} else {
+		advice += " or a lower --clip-norm"
+	}
+	return advice
+}
+
+// finiteWeights stops a run whose parameters an update made NaN or
+// infinite (a learning rate or weight decay too large for float32), before
+// its checkpoint and last weights replace the good ones: the loss, computed
+// before the update, was still finite, and the run wrote NaN weights while
+// it said the last good checkpoint was kept.
+func (f *fitRun) finiteWeights() error {
+	sum := 0.0
+	for _, p := range f.t.params {
+		ss, err := engine.SumSquares(p.Value)
+		if err != nil {
+			return err
+		}
+		sum += ss
+	}
+	if !math.IsNaN(sum) && !math.IsInf(sum, 0) {
+		return nil
+	}
+	kept := f.t.keptCheckpoint()
+	f.t.Log.Error().Int("step", f.step).Msg("the weights are not finite after this step; " + kept)
+	return fmt.Errorf("after step %d the weights are not finite numbers (NaN or infinite: an update too large for float32) (%s; "+
+		"a resume repeats the same steps: train a new run with %s)", f.step, kept, f.t.divergenceAdvice())
 }
 
 // keptCheckpoint says what a failed step leaves to resume from: a run that

@@ -18,7 +18,7 @@ const lossReadEvery = 50
 
 // loggedStep is a step whose loss is in the log, not yet read.
 type loggedStep struct {
-	step int // as stepError numbers it: the steps taken before it
+	step int // the steps taken before it (stepError names it step+1)
 	size int // this rank's samples
 }
 

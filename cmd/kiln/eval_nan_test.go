@@ -72,3 +72,22 @@ func TestEvalOfATooWideModelIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// An update that makes the weights NaN (a learning rate beyond float32, at
+// an epoch's last step, with no validation to see it) stops the run before
+// its checkpoint and last weights take them: they were written, and the
+// run said "the last good checkpoint is kept".
+func TestNaNWeightsAreNotCheckpointed(t *testing.T) {
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	r := kiln(t, dir, "train", "--dataset", "csv", "--data-dir", faultCSV(t), "--model", "mlp", "--hidden", "8", "--epochs", "2",
+		"--batch", "4096", "--val-fraction", "0", "--lr", "1e300", "--schedule", "constant", "--device", "cpu", "--no-visuals", "--run-dir", run)
+	if r.code == 0 || !strings.Contains(r.stderr, "weights are not finite") {
+		t.Fatalf("lr 1e300: exit %d, want the NaN weights named\n%s", r.code, r.stderr)
+	}
+	for _, name := range []string{"last.safetensors", "checkpoint.safetensors"} {
+		if _, err := os.Stat(filepath.Join(run, name)); err == nil {
+			t.Errorf("%s written with the NaN weights", name)
+		}
+	}
+}
