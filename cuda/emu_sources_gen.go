@@ -7,4 +7,4 @@ package cuda
 // A file of this package that changes with every kernel source: the
 // emulator's .cc files #include them from kernels/, which Go's build
 // cache does not see (internal/kernelsrc).
-func init() { emuSourcesSHA = "571c9d7e26de01a5f451b2fed0d4a8d70dd4546984e21339cff4d862e7be76ff" }
+func init() { emuSourcesSHA = "b4e41f46ec2b779182a9e9f1f18ed04e6d91b0776c533adcbf2ceda379ae85d6" }

@@ -143,9 +143,10 @@ func softmaxCrossEntropyForward[T Float](probsT, logitsT *Tensor, labels []int32
 			sumX += float64(v)
 		}
 		// −log p_k = m + log Σe^(x−m) − x_k, so the smoothed loss needs only
-		// the label's logit and the mean logit.
-		lse := m + math.Log(sum)
-		total += lse - (1-eps)*float64(row[y]) - eps*sumX/float64(k)
+		// the label's logit and the mean logit. Summed as differences from
+		// m: m + log Σ lost the log to m's rounding past about 1e16 (tied
+		// logits of 1e17 gave a loss of 0, or −6 smoothed, for ln 2).
+		total += math.Log(sum) + (1-eps)*(m-float64(row[y])) + eps*(m-sumX/float64(k))
 		if probs != nil {
 			p := probs[i*k : i*k+k]
 			inv := 1 / sum

@@ -112,6 +112,22 @@ func TestCUDASoftmaxCrossEntropyNaN(t *testing.T) {
 	}
 }
 
+// Tied logits past 1e16, smoothed or not: ln 2 on the GPU as on the CPU
+// (best + log Σ lost the log to best's rounding).
+func TestCUDASoftmaxCrossEntropyHugeTiedLogits(t *testing.T) {
+	cudaOrSkip(t)
+	for _, v := range []float32{1e17, 1e30} {
+		for _, eps := range []float64{0, 0.1} {
+			logits, _ := engine.FromFloat32([]float32{v, v, v, v}, 2, 2)
+			loss, _, err := engine.SoftmaxCrossEntropyForward(nil, dev(t, logits), []int32{0, 1}, eps)
+			opsMust(t, err)
+			if math.Abs(loss-math.Ln2) > 1e-6 {
+				t.Errorf("logits %g, ε=%v: gpu loss %v, want ln 2", v, eps, loss)
+			}
+		}
+	}
+}
+
 func TestCUDASoftmaxCrossEntropyErrors(t *testing.T) {
 	cudaOrSkip(t)
 	d := dev(t, engine.New(engine.Float32, 2, 3))

@@ -91,6 +91,19 @@ func TestSoftmaxCrossEntropyValues(t *testing.T) {
 	if err != nil || math.Abs(loss-1000) > 1e-9 {
 		t.Errorf("large logits: loss %v, %v; want 1000", loss, err)
 	}
+	// Tied logits past 1e16: ln 2, smoothed or not, in both precisions
+	// (m + log Σ lost the log to m's rounding: 0, or −6 smoothed).
+	for _, v := range []float32{1e16, 1e17, 1e30, -1e30} {
+		for _, eps := range []float64{0, 0.1} {
+			tied, _ := engine.FromFloat32([]float32{v, v}, 1, 2)
+			for _, x := range []*engine.Tensor{tied, tied.As(engine.Float64)} {
+				loss, _, err := engine.SoftmaxCrossEntropyForward(nil, x, []int32{0}, eps)
+				if err != nil || math.Abs(loss-math.Ln2) > 1e-12 {
+					t.Errorf("logits [%g %g] (%v), ε=%v: loss %v, %v; want ln 2", v, v, x.DType(), eps, loss, err)
+				}
+			}
+		}
+	}
 }
 
 func TestSoftmaxCrossEntropyFloat32Agrees(t *testing.T) {

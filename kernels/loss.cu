@@ -106,7 +106,10 @@ KILN_KERNEL softmax_xent_forward_f32(float* probs, double* rowloss, int* rowcorr
 		for (int j = threadIdx.x; j < K; j += blockDim.x) sum += expf(x[j] - best);
 		sum = loss_block_sum(sum, sh);
 		if (threadIdx.x == 0) {
-			rowloss[row] = (double)best + log((double)sum) - (double)a * xy - (double)b * sumx;
+			// As differences from best (engine/loss.go): best + log Σ lost
+			// the log to best's rounding past about 1e16.
+			rowloss[row] = log((double)sum) + (double)a * ((double)best - (double)xy) +
+			               (double)b * ((double)K * (double)best - (double)sumx);
 			rowcorrect[row] = arg == y;
 		}
 		if (probs != nullptr) {
