@@ -475,7 +475,8 @@ func (f *fitRun) resumeFrom(path string) error {
 		return err
 	}
 	if st.Data != "" && st.Data != f.dataDigest() { // checkpoints from before the digest have none
-		return fmt.Errorf("resume: the data set is not the one the run in %s trained on (its files changed since the checkpoint): "+
+		return fmt.Errorf("resume: the data set is not the one the run in %s trained on (its files changed since the checkpoint, "+
+			"or the Kiln that wrote it read them otherwise: a CSV regression's targets since 2026-12-07): "+
 			"a resume must see the same samples and labels; put the data back, or train again without --resume", filepath.Dir(path))
 	}
 	if err := st.check(f.c.Epochs, f.nb); err != nil {

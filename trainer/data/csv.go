@@ -405,21 +405,27 @@ func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Data
 	}
 	if task == "regression" {
 		tr.Task, te.Task = Regression, Regression
-		if tr.Targets, err = numericTargets(train); err != nil {
+		// Standardised in float64, then stored: rounded to float32 first,
+		// targets of 1e9 + x kept multiples of 64 and lost x.
+		trainY, err := numericTargets(train)
+		if err != nil {
 			return nil, nil, err
 		}
-		if te.Targets, err = numericTargets(test); err != nil {
+		testY, err := numericTargets(test)
+		if err != nil {
 			return nil, nil, err
 		}
-		shift, scale := targetStats(train, tr.Targets)
-		for _, ds := range []*Dataset{tr, te} {
+		m, sd := columnStats(trainY, 1)
+		shift, scale := m[0], sd[0]
+		for ds, y := range map[*Dataset][]float64{tr: trainY, te: testY} {
 			ds.TargetShift, ds.TargetScale = shift, scale
 			ds.TargetName = "target"
 			if train.header != nil {
 				ds.TargetName = train.header[train.targetCol]
 			}
-			for i, v := range ds.Targets {
-				ds.Targets[i] = float32((float64(v) - shift) / scale)
+			ds.Targets = make([]float32, len(y))
+			for i, v := range y {
+				ds.Targets[i] = float32((v - shift) / scale)
 			}
 		}
 		return tr, te, nil
@@ -506,25 +512,16 @@ func guessTask(targets []string) string {
 	return "regression"
 }
 
-func numericTargets(t *csvTable) ([]float32, error) {
-	out := make([]float32, t.rows())
+func numericTargets(t *csvTable) ([]float64, error) {
+	out := make([]float64, t.rows())
 	for i, s := range t.targets {
 		v, problem := parseNumber(s)
 		if problem != "" {
 			return nil, fileErr(t.path, "line %d, target column %d: %s (a regression target must be a number)", t.lines[i], t.targetCol+1, problem)
 		}
-		out[i] = float32(v)
+		out[i] = v
 	}
 	return out, nil
-}
-
-func targetStats(t *csvTable, y []float32) (shift, scale float64) {
-	x := make([]float64, len(y))
-	for i, v := range y {
-		x[i] = float64(v)
-	}
-	m, s := columnStats(x, 1)
-	return m[0], s[0]
 }
 
 // classList returns the training targets' distinct values, sorted

@@ -286,3 +286,27 @@ func TestCSVHeaderOfPandasAndAsTold(t *testing.T) {
 		t.Fatalf("a header of numbers, yes: %v (classes %v)", err, s.Train.Classes)
 	}
 }
+
+// Regression targets are standardised in float64: targets of 1e9 + x were
+// rounded to float32 first (multiples of 64) and lost x.
+func TestCSVTargetsKeepTheirPrecision(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("x,t\n")
+	for i := range 200 {
+		fmt.Fprintf(&b, "%g,%.3f\n", float64(i)/2, 1e9+float64(i)/2)
+	}
+	p := filepath.Join(t.TempDir(), "offset.csv")
+	writeFile(t, p, []byte(b.String()))
+	s, err := Load("csv", Options{Dir: p, CSV: CSVOptions{Task: "regression"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*Dataset{s.Train, s.Test} {
+		for i := range d.Len() {
+			x := float64(d.Images[i])*d.Std[0] + d.Mean[0]
+			if y := d.TargetValue(float64(d.Targets[i])); math.Abs(y-(1e9+x)) > 0.01 {
+				t.Fatalf("row %d: target %.3f for x = %.3f, want 1e9 + x", i, y, x)
+			}
+		}
+	}
+}
