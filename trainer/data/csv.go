@@ -398,8 +398,12 @@ func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Data
 		task = guessTask(whole.targets)
 	}
 	tr, te = d.meta(), d.meta()
-	tr.Images = standardize(train.features, mean, std)
-	te.Images = standardize(test.features, mean, std)
+	if tr.Images, err = standardize(train, mean, std); err != nil {
+		return nil, nil, err
+	}
+	if te.Images, err = standardize(test, mean, std); err != nil {
+		return nil, nil, err
+	}
 	if test.path != train.path {
 		te.Source = test.path
 	}
@@ -417,15 +421,24 @@ func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Data
 		}
 		m, sd := columnStats(trainY, 1)
 		shift, scale := m[0], sd[0]
-		for ds, y := range map[*Dataset][]float64{tr: trainY, te: testY} {
-			ds.TargetShift, ds.TargetScale = shift, scale
-			ds.TargetName = "target"
+		for _, p := range []struct {
+			ds *Dataset
+			t  *csvTable
+			y  []float64
+		}{{tr, train, trainY}, {te, test, testY}} {
+			p.ds.TargetShift, p.ds.TargetScale = shift, scale
+			p.ds.TargetName = "target"
 			if train.header != nil {
-				ds.TargetName = train.header[train.targetCol]
+				p.ds.TargetName = train.header[train.targetCol]
 			}
-			ds.Targets = make([]float32, len(y))
-			for i, v := range y {
-				ds.Targets[i] = float32((v - shift) / scale)
+			p.ds.Targets = make([]float32, len(p.y))
+			for i, v := range p.y {
+				z := (v - shift) / scale
+				if math.Abs(z) > math.MaxFloat32 {
+					return nil, nil, fileErr(p.t.path, "line %d, target column %d: %v is %.3g standard deviations from the training rows' mean, beyond float32",
+						p.t.lines[i], train.targetCol+1, v, z)
+				}
+				p.ds.Targets[i] = float32(z)
 			}
 		}
 		return tr, te, nil
@@ -485,13 +498,22 @@ func columnStats(x []float64, f int) (mean, std []float64) {
 	return mean, std
 }
 
-func standardize(x []float64, mean, std []float64) []float32 {
+// standardize is t's features as (x − mean) / std in float32; a value that
+// float32 cannot hold then (a test row far outside the training rows'
+// spread) is an error naming its line and column: it went in as infinite,
+// and the NaN loss was blamed on the weights.
+func standardize(t *csvTable, mean, std []float64) ([]float32, error) {
 	f := len(mean)
-	out := make([]float32, len(x))
-	for i, v := range x {
-		out[i] = float32((v - mean[i%f]) / std[i%f])
+	out := make([]float32, len(t.features))
+	for i, v := range t.features {
+		z := (v - mean[i%f]) / std[i%f]
+		if math.Abs(z) > math.MaxFloat32 {
+			return nil, fileErr(t.path, "line %d, %s: %v is %.3g standard deviations from the training rows' mean, beyond float32",
+				t.lines[i/f], t.featureName(i%f), v, z)
+		}
+		out[i] = float32(z)
 	}
-	return out
+	return out, nil
 }
 
 func guessTask(targets []string) string {
