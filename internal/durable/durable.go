@@ -116,7 +116,11 @@ func WriteStream(path string, write func(io.Writer) error) (err error) {
 	if err = bw.Flush(); err != nil {
 		return err
 	}
-	if err = f.Chmod(0o644); err != nil {
+	// The replaced file's mode, or a new file's as open(2) gives it under
+	// the umask (0644 always made a umask 077 run's weights readable to
+	// all, beside its 0600 logs). A file system without modes (a FUSE vfat)
+	// keeps its own.
+	if err = f.Chmod(modeFor(path)); err != nil && !errors.Is(err, syscall.ENOSYS) && !errors.Is(err, syscall.ENOTSUP) {
 		return err
 	}
 	if err = file.Sync(); err != nil {
@@ -129,6 +133,23 @@ func WriteStream(path string, write func(io.Writer) error) (err error) {
 		return err
 	}
 	return SyncDir(dir)
+}
+
+// umask is the process's file mode creation mask, read once (umask(2) can
+// only be read by setting it, so before anything else runs).
+var umask = func() os.FileMode {
+	u := syscall.Umask(0)
+	syscall.Umask(u)
+	return os.FileMode(u)
+}()
+
+// modeFor is the permission bits a file written whole at path gets: the
+// file's own when it is there, else those of a new file under the umask.
+func modeFor(path string) os.FileMode {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		return fi.Mode().Perm()
+	}
+	return 0o666 &^ umask
 }
 
 // replaceable is the file WriteStream replaces for path: path itself, or the

@@ -122,3 +122,28 @@ func TestWriteStreamThroughLinksNotOverDevices(t *testing.T) {
 		t.Fatalf("the pipe was replaced: %v %v", fi.Mode(), err)
 	}
 }
+
+// A file written whole takes the umask, as open(2)'s files do, or keeps
+// the mode of the file it replaces: it was 0644 always, a umask 077 run's
+// weights readable to all beside its 0600 logs.
+func TestWriteStreamModes(t *testing.T) {
+	dir := t.TempDir()
+	fresh, kept := filepath.Join(dir, "fresh"), filepath.Join(dir, "kept")
+	if err := os.WriteFile(kept, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(kept, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fresh, kept} {
+		if err := WriteFile(path, []byte("new")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, _ := os.Stat(fresh); fi.Mode().Perm() != 0o666&^umask {
+		t.Errorf("a new file: mode %v, want %v under umask %v", fi.Mode().Perm(), 0o666&^umask, umask)
+	}
+	if fi, _ := os.Stat(kept); fi.Mode().Perm() != 0o600 {
+		t.Errorf("a replaced 0600 file: mode %v, want it kept", fi.Mode().Perm())
+	}
+}
