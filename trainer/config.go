@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 
@@ -389,6 +390,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateDataSettings(); err != nil {
 		return err
+	}
+	for key, path := range map[string]string{"data_dir": c.DataDir, "run_dir": c.RunDir} {
+		if !utf8.ValidString(path) {
+			// config.yaml would keep it as U+FFFD, and a resume not find it.
+			return settingErr(key, strconv.Quote(path), "is not UTF-8, which config.yaml cannot keep (a resume would not find it): rename it, or link to it under a UTF-8 name")
+		}
 	}
 	if err := c.ValidateTraining(); err != nil {
 		return err

@@ -634,3 +634,16 @@ func TestJSONSeedPast2To63(t *testing.T) {
 		}
 	}
 }
+
+// A data or run directory whose path is not UTF-8 is refused by name:
+// config.yaml kept it as U+FFFD, so the run's --resume could not find its
+// data.
+func TestConfigRefusesPathsNotUTF8(t *testing.T) {
+	for _, set := range []func(*Config){func(c *Config) { c.DataDir = "caf\xe9" }, func(c *Config) { c.RunDir = "runs/caf\xe9" }} {
+		c := DefaultConfig()
+		set(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "not UTF-8") {
+			t.Errorf("a path not UTF-8: %v", err)
+		}
+	}
+}
