@@ -338,6 +338,12 @@ func (e *DiskFullError) Error() string {
 	msg := fmt.Sprintf("writing %s: the disk holding %s is full (%v)", e.Path, dir, e.Err)
 	var st syscall.Statfs_t
 	if syscall.Statfs(dir, &st) == nil {
+		if st.Files > 0 && st.Ffree == 0 {
+			// Out of inodes, not bytes: "full" beside megabytes free
+			// sent the user to free space that was there.
+			return fmt.Sprintf("writing %s: the file system holding %s has no file (inode) left for a new file (%v), though %s are free there: "+
+				"remove files (many small ones), or use another file system", e.Path, dir, e.Err, formatBytes(int64(st.Bavail)*int64(st.Bsize)))
+		}
 		msg += fmt.Sprintf("; %s free there", formatBytes(int64(st.Bavail)*int64(st.Bsize)))
 	}
 	return msg

@@ -2,6 +2,7 @@ package durable
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -84,8 +85,9 @@ func TestDiskFullErrorNamesTheDisk(t *testing.T) {
 }
 
 // A symbolic link is written through, the link kept; a pipe (as a device,
-// not tried here: a regression would replace it) is refused and left as it was (--out /dev/stdout, run as root, replaced the
-// device's link with a regular file; a FIFO's reader then waited forever).
+// not tried here: a regression would replace it) is refused and left as it
+// was (--out /dev/stdout, run as root, replaced the device's link with a
+// regular file; a FIFO's reader then waited forever).
 func TestWriteStreamThroughLinksNotOverDevices(t *testing.T) {
 	dir := t.TempDir()
 	target, link := filepath.Join(dir, "target.onnx"), filepath.Join(dir, "link.onnx")
@@ -145,5 +147,25 @@ func TestWriteStreamModes(t *testing.T) {
 	}
 	if fi, _ := os.Stat(kept); fi.Mode().Perm() != 0o600 {
 		t.Errorf("a replaced 0600 file: mode %v, want it kept", fi.Mode().Perm())
+	}
+}
+
+// A file system out of inodes, not bytes, says so: "full" beside megabytes
+// free sent the user to free space that was there. (Needs root to mount a
+// tmpfs of few inodes: skipped, saying so, elsewhere.)
+func TestDiskFullErrorOfInodes(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m,nr_inodes=4"); err != nil {
+		t.Skipf("cannot mount a tmpfs of 4 inodes here (%v): the inode message is not checked", err)
+	}
+	defer syscall.Unmount(dir, 0)
+	var last error
+	for i := range 10 {
+		if last = WriteFile(filepath.Join(dir, fmt.Sprint("f", i)), []byte("x")); last != nil {
+			break
+		}
+	}
+	if last == nil || !strings.Contains(last.Error(), "no file (inode) left") {
+		t.Fatalf("writing files until the inodes ran out: %v", last)
 	}
 }
