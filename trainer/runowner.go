@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -63,7 +64,7 @@ func RunFileIn(dir string) string {
 }
 
 // appendedFile reports the files a run appends to; a checkpoint records
-// their sizes. metrics.jsonl is rewritten whole, but only ever grows.
+// their sizes, to which a resume cuts them back.
 func appendedFile(name string) bool {
 	return name == MetricsFile || name == LogFile || name == HistogramsFile || strings.HasPrefix(name, EventsPrefix)
 }
@@ -73,6 +74,10 @@ func appendedFile(name string) bool {
 func isKilnDir(dir string) (bool, error) {
 	if _, err := os.Stat(filepath.Join(dir, LockFile)); err == nil {
 		return true, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		// A folder that can be listed but not entered (no x permission):
+		// its run files were said not to be a run's.
+		return false, fmt.Errorf("run directory: %w", err)
 	}
 	if _, err := ReadRunState(filepath.Join(dir, CheckpointFile)); err == nil {
 		return true, nil
