@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,7 +100,7 @@ func WriteStream(path string, write func(io.Writer) error) (err error) {
 	}
 	f, err := os.CreateTemp(dir, TempPrefix+base+tempInfix+"*")
 	if err != nil {
-		return wrap(path, err)
+		return tempError(path, dir, err)
 	}
 	file := &File{f: f, path: path}
 	defer func() {
@@ -311,6 +312,19 @@ var hook = func(op, path string) error { return nil }
 
 // wrap adds the path to an error that lacks it, and, for a full disk, how
 // much space is left where path lives.
+// tempError is WriteStream's failure to make its temporary file, said of
+// the file the user named (the error named the hidden temporary one).
+func tempError(path, dir string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		return fmt.Errorf("%s: the name is too long for the temporary file written beside it first (%s%s%s and 10 digits): shorten it",
+			path, TempPrefix, filepath.Base(path), tempInfix)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%s: cannot create a file in %s (permission denied): it is written to a temporary file there first, then renamed over", path, dir)
+	}
+	return wrap(path, err)
+}
+
 func wrap(path string, err error) error {
 	var full *DiskFullError
 	if errors.As(err, &full) { // already said (a write through File, then WriteStream)

@@ -169,3 +169,13 @@ func TestDiskFullErrorOfInodes(t *testing.T) {
 		t.Fatalf("writing files until the inodes ran out: %v", last)
 	}
 }
+
+// A name too long for the temporary file beside it is said of the file the
+// user named, not of the hidden temporary one.
+func TestWriteStreamNamesTheUsersFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), strings.Repeat("a", 250)+".onnx")
+	err := WriteFile(path, []byte("x"))
+	if err == nil || !strings.Contains(err.Error(), "name is too long") || !strings.HasPrefix(err.Error(), path) {
+		t.Fatalf("a 255-byte name: %v", err)
+	}
+}
