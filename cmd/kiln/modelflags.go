@@ -33,7 +33,7 @@ func addModelFlags(f *pflag.FlagSet) *modelFlags {
 	f.StringVar(&m.model, "model", "lenet", "model: "+strings.Join(layers.ModelNames(), ", "))
 	f.StringVar(&m.dataset, "dataset", "mnist", "data set (its shape, classes and normalisation): "+strings.Join(data.Names(), ", "))
 	f.StringVar(&m.dataDir, "data-dir", "", "where the data files are (default: $KILN_DATA_DIR, ./data, then well-known places)")
-	f.StringVar(&m.weights, "weights", "", "safetensors weights: a run's best/last.safetensors or an export")
+	f.StringVar(&m.weights, "weights", "", "safetensors weights: a run's best/last.safetensors or checkpoint.safetensors, or an export (give the --model, --dataset, --classes, --hidden and --depth it was trained with)")
 	f.StringVar(&m.run, "run", "", "run directory: model from its model.json, data set from its config.yaml, weights as its summary.json names them (else best, else last)")
 	f.StringVar(&m.classes, "classes", "", "the classes the model was trained on, e.g. 0,1 (relabelled 0..k-1)")
 	f.IntVar(&m.hidden, "hidden", 0, "width of mlp hidden layers / gmlp channels, as trained (0: model default)")
