@@ -290,6 +290,12 @@ func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
 		if err = dec.Decode(&c); err == nil && dec.More() {
 			err = errors.New("more than one JSON value: a file of settings is one object")
 		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			// Go's "cannot unmarshal number into Go struct field
+			// Config.precision of type string", in the file's words.
+			err = fmt.Errorf("%s: a JSON %s where the setting is %s", te.Field, te.Value, jsonKind(te.Type.Kind().String()))
+		}
 	} else {
 		err = DecodeYAML(b, &c, yaml.Strict())
 	}
@@ -297,6 +303,21 @@ func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
 		return base, err
 	}
 	return c, nil
+}
+
+// jsonKind names a Go kind as a JSON value: a string, a number, a list …
+func jsonKind(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "slice", "array":
+		return "a list"
+	case "struct", "map":
+		return "an object"
+	}
+	return "a number"
 }
 
 // yamlEmpty reports whether b holds no YAML document (nothing, or comments):

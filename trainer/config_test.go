@@ -647,3 +647,21 @@ func TestConfigRefusesPathsNotUTF8(t *testing.T) {
 		}
 	}
 }
+
+// A JSON setting of the wrong type is named in the file's words, not Go's
+// ("cannot unmarshal number into Go struct field Config.precision of type
+// string").
+func TestJSONConfigOfTheWrongType(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"precision": 16}`:   "precision: a JSON number where the setting is a string",
+		`{"nesterov": "yes"}`: "nesterov: a JSON string where the setting is true or false",
+	} {
+		p := filepath.Join(t.TempDir(), "c.json")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfigFile(p, DefaultConfig()); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", body, err, want)
+		}
+	}
+}
