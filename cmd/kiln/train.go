@@ -135,6 +135,7 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 		console.Info().Msg(m)
 		notes = append(notes, m)
 	}
+	opts.CSV.Note = opts.Folder.Note
 	splits, err := data.Load(c.Dataset, opts)
 	if err != nil {
 		return nil, err

@@ -39,6 +39,9 @@ type CSVOptions struct {
 	Task string
 	// Comma is the field separator; 0 means ','.
 	Comma rune
+	// Note receives what the loader says about the file (an index column
+	// left out); nil drops it.
+	Note func(msg string) `json:"-"`
 }
 
 // maxAutoClasses is the most distinct integer targets that "auto" still
@@ -165,13 +168,26 @@ func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable,
 	}
 	second = slices.Clone(second)
 	t := &csvTable{path: path, numCols: len(first)}
-	if like != nil && t.numCols != like.numCols {
-		return nil, fileErr(path, "has %d columns but %s has %d", t.numCols, like.path, like.numCols)
-	}
 	if t.numCols < 2 {
 		return nil, fileErr(path, "line %d: %d column; want at least one feature column and a target column", line0, t.numCols)
 	}
 	header := hasHeader(o.Header, first, second)
+	// A header whose first name is empty heads an index column (pandas'
+	// to_csv, R's write.csv): row numbers, not a feature (in a sorted file
+	// they give the label away). Dropped, as read_csv(index_col=0) does.
+	index := header && t.numCols > 2 && strings.TrimSpace(first[0]) == ""
+	if index {
+		first, t.numCols = first[1:], t.numCols-1
+		if second != nil {
+			second = second[1:]
+		}
+		if o.Note != nil {
+			o.Note(fmt.Sprintf("%s: its first column has no name (an index, as pandas' to_csv writes it): left out", path))
+		}
+	}
+	if like != nil && t.numCols != like.numCols {
+		return nil, fileErr(path, "has %d columns but %s has %d", t.numCols, like.path, like.numCols)
+	}
 	if header {
 		t.header = make([]string, t.numCols)
 		for j, h := range first {
@@ -201,6 +217,9 @@ func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable,
 		}
 		if rec, line, err = nextRecord(r, path); err != nil && err != io.EOF {
 			return nil, err
+		}
+		if index && len(rec) > 0 {
+			rec = rec[1:]
 		}
 	}
 	if t.rows() == 0 {
