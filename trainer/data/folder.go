@@ -139,7 +139,7 @@ func listFolder(dir string) (*folderListing, error) {
 		return nil, fileErr(dir, "not a directory: the folder set wants DIR/train/<class>/<image> or DIR/<class>/<image>")
 	}
 	if !isDir(folderTrainDir(dir)) {
-		return nil, fileErr(dir, "no train/ folder beside val/ or test/: the folder set wants DIR/train/<class>/<image> (or, with no val/ or test/, DIR/<class>/<image>)")
+		return nil, fileErr(dir, "no train/ folder beside %s: the folder set wants DIR/train/<class>/<image> (or, with no val/, valid/, validation/ or test/, DIR/<class>/<image>, whose classes cannot have those names)", strings.Join(presentSplits(dir), " or "))
 	}
 	var vals []string
 	for _, name := range folderValNames {
@@ -165,6 +165,17 @@ func listFolder(dir string) (*folderListing, error) {
 		}
 	}
 	return l, nil
+}
+
+// presentSplits names the split folders other than train/ that dir has.
+func presentSplits(dir string) []string {
+	var found []string
+	for _, name := range append(slices.Clone(folderValNames), folderSplitNames[2]) {
+		if isDir(filepath.Join(dir, name)) {
+			found = append(found, name+"/")
+		}
+	}
+	return found
 }
 
 // folderTrainDir is where a folder set's training class folders are: DIR/train,

@@ -307,8 +307,16 @@ func TestFolderWithoutTrainFolder(t *testing.T) {
 	}
 	// With a test/ beside them, the class folders are not read as training data.
 	writeFiles(t, dir, map[string][]byte{"test/cat/x.png": greyPNG(t, 28, 28, 5)})
-	if _, _, err := loadNotes(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), "no train/ folder beside val/ or test/") {
+	if _, _, err := loadNotes(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), "no train/ folder beside test/") {
 		t.Errorf("test/ without train/: %v", err)
+	}
+	// A class folder named valid/ (a split's name since valid/ is val/)
+	// is said to be the cause.
+	os.RemoveAll(filepath.Join(dir, "test"))
+	writeFiles(t, dir, map[string][]byte{"valid/x.png": greyPNG(t, 28, 28, 5)})
+	if _, _, err := loadNotes(t, dir, Options{}); err == nil || !strings.Contains(err.Error(), "no train/ folder beside valid/") ||
+		!strings.Contains(err.Error(), "cannot have those names") {
+		t.Errorf("a class folder named valid/: %v", err)
 	}
 }
 
@@ -319,7 +327,7 @@ func TestFolderRefusesBadLayouts(t *testing.T) {
 		name, want string
 		make       func(dir string)
 	}{
-		{"no train", "no train/ folder beside val/ or test/", func(dir string) { os.RemoveAll(filepath.Join(dir, "train")) }},
+		{"no train", "no train/ folder beside test/", func(dir string) { os.RemoveAll(filepath.Join(dir, "train")) }},
 		{"images without class folders", ": no class folders", func(dir string) {
 			os.RemoveAll(filepath.Join(dir, "train"))
 			os.RemoveAll(filepath.Join(dir, "test"))

@@ -160,7 +160,7 @@ func (d *Dataset) CheckClasses() error {
 	advice := "keep at least two classes"
 	if len(d.Classes) > 1 && len(d.Labels) < 10 {
 		// The data had several classes: the held-out splits took the others.
-		advice = "the test and validation splits took the other classes' samples: the data set is too small to split"
+		advice = "the test and validation splits (or --subset) took the other classes' samples: too few samples are left to split"
 	}
 	return fmt.Errorf("data: %s: every one of the %d training samples is of class %s (label %d of %d): a classifier has nothing to learn; %s",
 		d.Name, len(d.Labels), name, first, len(d.Classes), advice)

@@ -27,7 +27,7 @@ func TestCheckClassesRefusesOneClass(t *testing.T) {
 	// Of a few samples, the splits took the other classes': the advice is
 	// that the set is too small, not to keep two classes (it has three).
 	if err := left.CheckClasses(); err == nil || !strings.Contains(err.Error(), `"c"`) || !strings.Contains(err.Error(), "of 3") ||
-		!strings.Contains(err.Error(), "too small to split") {
+		!strings.Contains(err.Error(), "too few samples are left to split") {
 		t.Errorf("one class of three present: %v", err)
 	}
 	two, err := NewClassification("set", x, []int32{0, 1, 0, 1}, []string{"a", "b"})
