@@ -7,4 +7,4 @@ package cuda
 // A file of this package that changes with every kernel source: the
 // emulator's .cc files #include them from kernels/, which Go's build
 // cache does not see (internal/kernelsrc).
-func init() { emuSourcesSHA = "b4e41f46ec2b779182a9e9f1f18ed04e6d91b0776c533adcbf2ceda379ae85d6" }
+func init() { emuSourcesSHA = "614942449c1a8ea0fcda85a5e5d80d7e60b3d19df58c2eaedeb482dfde01f0e8" }

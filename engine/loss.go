@@ -146,7 +146,11 @@ func softmaxCrossEntropyForward[T Float](probsT, logitsT *Tensor, labels []int32
 		// the label's logit and the mean logit. Summed as differences from
 		// m: m + log Σ lost the log to m's rounding past about 1e16 (tied
 		// logits of 1e17 gave a loss of 0, or −6 smoothed, for ln 2).
-		total += math.Log(sum) + (1-eps)*(m-float64(row[y])) + eps*(m-sumX/float64(k))
+		rowLoss := math.Log(sum) + (1-eps)*(m-float64(row[y]))
+		if eps != 0 { // 0·∞ is NaN: a −Inf logit other than the label's costs nothing unsmoothed, as in PyTorch
+			rowLoss += eps * (m - sumX/float64(k))
+		}
+		total += rowLoss
 		if probs != nil {
 			p := probs[i*k : i*k+k]
 			inv := 1 / sum

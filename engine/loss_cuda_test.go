@@ -128,6 +128,17 @@ func TestCUDASoftmaxCrossEntropyHugeTiedLogits(t *testing.T) {
 	}
 }
 
+// A −Inf logit other than the label's: ln 2 unsmoothed, on the GPU too.
+func TestCUDASoftmaxCrossEntropyNegInfLogit(t *testing.T) {
+	cudaOrSkip(t)
+	logits, _ := engine.FromFloat32([]float32{1, float32(math.Inf(-1)), 1}, 1, 3)
+	loss, _, err := engine.SoftmaxCrossEntropyForward(nil, dev(t, logits), []int32{0}, 0)
+	opsMust(t, err)
+	if math.Abs(loss-math.Ln2) > 1e-6 {
+		t.Errorf("gpu loss %v, want ln 2", loss)
+	}
+}
+
 func TestCUDASoftmaxCrossEntropyErrors(t *testing.T) {
 	cudaOrSkip(t)
 	d := dev(t, engine.New(engine.Float32, 2, 3))

@@ -91,6 +91,12 @@ func TestSoftmaxCrossEntropyValues(t *testing.T) {
 	if err != nil || math.Abs(loss-1000) > 1e-9 {
 		t.Errorf("large logits: loss %v, %v; want 1000", loss, err)
 	}
+	// A −Inf logit other than the label's costs nothing unsmoothed, as in
+	// PyTorch (0·∞ made it NaN).
+	negInf, _ := engine.FromFloat64([]float64{1, math.Inf(-1), 1}, 1, 3)
+	if loss, _, err := engine.SoftmaxCrossEntropyForward(nil, negInf, []int32{0}, 0); err != nil || math.Abs(loss-math.Ln2) > 1e-12 {
+		t.Errorf("logits [1 -Inf 1], label 0: loss %v, %v; want ln 2", loss, err)
+	}
 	// Tied logits past 1e16: ln 2, smoothed or not, in both precisions
 	// (m + log Σ lost the log to m's rounding: 0, or −6 smoothed).
 	for _, v := range []float32{1e16, 1e17, 1e30, -1e30} {

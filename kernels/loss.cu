@@ -108,8 +108,10 @@ KILN_KERNEL softmax_xent_forward_f32(float* probs, double* rowloss, int* rowcorr
 		if (threadIdx.x == 0) {
 			// As differences from best (engine/loss.go): best + log Σ lost
 			// the log to best's rounding past about 1e16.
-			rowloss[row] = log((double)sum) + (double)a * ((double)best - (double)xy) +
-			               (double)b * ((double)K * (double)best - (double)sumx);
+			// b = 0 (no smoothing) adds nothing: 0·∞ would be NaN for a −Inf logit.
+			double rl = log((double)sum) + (double)a * ((double)best - (double)xy);
+			if (b != 0.0f) rl += (double)b * ((double)K * (double)best - (double)sumx);
+			rowloss[row] = rl;
 			rowcorrect[row] = arg == y;
 		}
 		if (probs != nullptr) {

@@ -475,9 +475,12 @@ func (f *fitRun) resumeFrom(path string) error {
 		return err
 	}
 	if st.Data != "" && st.Data != f.dataDigest() { // checkpoints from before the digest have none
-		return fmt.Errorf("resume: the data set is not the one the run in %s trained on (its files changed since the checkpoint, "+
-			"or the Kiln that wrote it read them otherwise: a CSV regression's targets since 2026-12-07): "+
-			"a resume must see the same samples and labels; put the data back, or train again without --resume", filepath.Dir(path))
+		why := "its files changed since the checkpoint"
+		if f.s.Train.Name == "csv" && f.s.Train.Task == data.Regression {
+			why += ", or the Kiln that wrote it read them otherwise: a CSV regression's targets since 2026-12-07"
+		}
+		return fmt.Errorf("resume: the data set is not the one the run in %s trained on (%s): "+
+			"a resume must see the same samples and labels; put the data back, or train again without --resume", filepath.Dir(path), why)
 	}
 	if err := st.check(f.c.Epochs, f.nb); err != nil {
 		return fmt.Errorf("resume: %s: %w", path, err)
@@ -944,18 +947,19 @@ func (t *Trainer) stepError(err error, epoch, step int) error {
 	t.Log.Error().Err(err).Int("epoch", epoch+1).Int("step", step+1).Msg("training step failed; " + kept)
 	var diverged lossNotFinite
 	if errors.As(err, &diverged) {
-		// Not for running out of memory, which says what to try. A resume
-		// takes the run's own settings, so it would diverge at the same step.
-		kept += "; a resume repeats the same steps: train a new run with " + t.divergenceAdvice()
+		// Not for running out of memory, which says what to try.
+		kept += "; " + t.divergenceAdvice()
 	}
 	return fmt.Errorf("epoch %d, step %d: %w (%s)", epoch+1, step+1, err, kept)
 }
 
 // divergenceAdvice is what to change for a run whose loss or weights went
-// beyond float32: the settings that shrink a step, less those already set.
+// beyond float32: the settings that shrink a step, less those already set
+// (a large weight decay named: the recipes' small ones are not the cause). A
+// resume takes the run's own settings, so it would diverge at the same step.
 func (t *Trainer) divergenceAdvice() string {
 	advice := "a lower --lr"
-	if t.Config.WeightDecay > 0 {
+	if t.Config.WeightDecay >= 0.1 {
 		advice += ", a lower --weight-decay"
 	}
 	if t.Config.ClipNorm == 0 {
@@ -963,7 +967,23 @@ func (t *Trainer) divergenceAdvice() string {
 	} else {
 		advice += " or a lower --clip-norm"
 	}
-	return advice
+	if t.Run != nil {
+		if _, err := os.Stat(t.Run.File(CheckpointFile)); err == nil {
+			return "a resume repeats the same steps: train a new run with " + advice
+		}
+	}
+	return "train again with " + advice
+}
+
+// hostSumSquares is t's sum of squares in float64 on the host: NaN when a
+// value is NaN, +Inf when one is infinite, finite otherwise.
+func hostSumSquares(t *engine.Tensor) (float64, error) {
+	host, err := t.To(engine.CPU)
+	if err != nil {
+		return 0, err
+	}
+	defer host.Release()
+	return engine.SumSquares(host)
 }
 
 // finiteWeights stops a run whose parameters an update made NaN or
@@ -978,6 +998,13 @@ func (f *fitRun) finiteWeights() error {
 		if err != nil {
 			return err
 		}
+		if math.IsInf(ss, 1) && p.Value.Device() != engine.CPU {
+			// The GPU sums squares in float32: past 1.8e19 a finite weight's
+			// square is +Inf there. Look at the values themselves.
+			if ss, err = hostSumSquares(p.Value); err != nil {
+				return err
+			}
+		}
 		sum += ss
 	}
 	if !math.IsNaN(sum) && !math.IsInf(sum, 0) {
@@ -985,8 +1012,8 @@ func (f *fitRun) finiteWeights() error {
 	}
 	kept := f.t.keptCheckpoint()
 	f.t.Log.Error().Int("step", f.step).Msg("the weights are not finite after this step; " + kept)
-	return fmt.Errorf("after step %d the weights are not finite numbers (NaN or infinite: an update too large for float32) (%s; "+
-		"a resume repeats the same steps: train a new run with %s)", f.step, kept, f.t.divergenceAdvice())
+	return fmt.Errorf("after step %d the weights are not finite numbers (NaN or infinite: an update too large for float32) (%s; %s)",
+		f.step, kept, f.t.divergenceAdvice())
 }
 
 // keptCheckpoint says what a failed step leaves to resume from: a run that

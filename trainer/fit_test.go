@@ -216,7 +216,7 @@ func TestNaNLossStopsWithAClearError(t *testing.T) {
 	c.LR = 1e30
 	_, err := newBlobTrainer(t, c, t.TempDir(), false).Fit(context.Background(), blobSplits(t))
 	if err == nil || !strings.Contains(err.Error(), "loss is") || !strings.Contains(err.Error(), "no checkpoint yet") ||
-		!strings.Contains(err.Error(), "train a new run with a lower --lr") {
+		!strings.Contains(err.Error(), "train again with a lower --lr") || strings.Contains(err.Error(), "a resume repeats") {
 		t.Fatalf("got %v", err)
 	}
 	// Another failure (the GPU out of memory) gets no advice on the learning rate.

@@ -57,8 +57,10 @@ func (f *fitRun) readLosses() error {
 	for i, r := range recs {
 		s := f.unread[i]
 		if err := finiteTrainingLoss(r.Loss); err != nil {
-			if s.step+1 < f.step {
-				err = fmt.Errorf("%w (read at step %d: a GPU run reads its losses every %d steps)", err, f.step, f.losses.Cap())
+			if later := len(recs) - 1 - i; later > 0 {
+				// f.step counts the steps taken or not yet, by where the read
+				// comes from: count the steps read after it instead.
+				err = fmt.Errorf("%w (found %d steps later: a GPU run reads its losses every %d steps)", err, later, f.losses.Cap())
 			}
 			f.unread = f.unread[:0]
 			return f.t.stepError(err, f.epochs, s.step)

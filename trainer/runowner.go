@@ -100,7 +100,7 @@ func isKilnDir(dir string) (bool, error) {
 // the pid into it for the message a second process gets.
 func lockDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666) // under the umask
 	if err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}

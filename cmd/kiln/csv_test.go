@@ -191,7 +191,7 @@ func TestCSVClassWithoutTrainingRowsIsNamed(t *testing.T) {
 		run := filepath.Join(dir, fmt.Sprint("run", seed))
 		r := mustRun(t, dir, "train", "--dataset", "csv", "--data-dir", file, "--model", "mlp", "--epochs", "1", "--seed", fmt.Sprint(seed),
 			"--device", "cpu", "--no-visuals", "--run-dir", run)
-		if strings.Contains(r.stderr, `("zebra") have no training sample`) {
+		if strings.Contains(r.stderr, `("zebra") has no training sample`) {
 			warned++
 			if log, _ := os.ReadFile(filepath.Join(run, "train.log")); !strings.Contains(string(log), "no training sample") {
 				t.Errorf("seed %d: the warning is not in train.log", seed)

@@ -145,8 +145,12 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 		return nil, usageError{err}
 	}
 	if unseen := tr0.UnseenClasses(); len(unseen) > 0 {
-		m := fmt.Sprintf("%d of the %d classes (%s) have no training sample (the held-out rows or --subset took them all): "+
-			"the model's output for them is never trained, and their test samples count as wrong", len(unseen), len(tr0.Classes), strings.Join(unseen, ", "))
+		have, them, their := "have", "them", "their"
+		if len(unseen) == 1 {
+			have, them, their = "has", "it", "its"
+		}
+		m := fmt.Sprintf("%d of the %d classes (%s) %s no training sample (the held-out rows or --subset took them all): "+
+			"the model's output for %s is never trained, and %s test samples count as wrong", len(unseen), len(tr0.Classes), strings.Join(unseen, ", "), have, them, their)
 		console.Warn().Msg(m)
 		notes = append(notes, m)
 	}

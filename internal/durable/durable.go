@@ -88,6 +88,7 @@ func WriteFile(path string, data []byte) error {
 // of the directory. On any error the temporary file is removed and path is
 // as it was.
 func WriteStream(path string, write func(io.Writer) error) (err error) {
+	named := path
 	if path, err = replaceable(path); err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func WriteStream(path string, write func(io.Writer) error) (err error) {
 	}
 	f, err := os.CreateTemp(dir, TempPrefix+base+tempInfix+"*")
 	if err != nil {
-		return tempError(path, dir, err)
+		return tempError(named, dir, err)
 	}
 	file := &File{f: f, path: path}
 	defer func() {
@@ -199,7 +200,7 @@ func Append(path string) (*File, error) {
 	if err := hook(OpCreate, path); err != nil {
 		return nil, wrap(path, err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666) // under the umask, as WriteStream's files
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +212,7 @@ func CreateNew(path string) (*File, error) {
 	if err := hook(OpCreate, path); err != nil {
 		return nil, wrap(path, err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o666)
 	if err != nil {
 		return nil, err
 	}
@@ -310,8 +311,6 @@ func SyncDir(dir string) error {
 // faultinject tag.
 var hook = func(op, path string) error { return nil }
 
-// wrap adds the path to an error that lacks it, and, for a full disk, how
-// much space is left where path lives.
 // tempError is WriteStream's failure to make its temporary file, said of
 // the file the user named (the error named the hidden temporary one).
 func tempError(path, dir string, err error) error {
@@ -325,6 +324,8 @@ func tempError(path, dir string, err error) error {
 	return wrap(path, err)
 }
 
+// wrap adds the path to an error that lacks it, and, for a full disk, how
+// much space is left where path lives.
 func wrap(path string, err error) error {
 	var full *DiskFullError
 	if errors.As(err, &full) { // already said (a write through File, then WriteStream)
