@@ -150,15 +150,9 @@ func TestCSVRunKeepsItsScalesWhenTheFileChanges(t *testing.T) {
 // reads the file so too; a bad value is refused by name.
 func TestCSVHeaderFlag(t *testing.T) {
 	dir := t.TempDir()
-	var b strings.Builder
-	b.WriteString("400,500,species\n")
-	for i := range 60 {
-		fmt.Fprintf(&b, "%d.1,%d.2,%s\n", i%7, i%5, []string{"setosa", "virginica"}[i%2])
-	}
-	file := filepath.Join(dir, "h.csv")
-	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeCSVRows(t, filepath.Join(dir, "h.csv"), "400,500,species", 60, func(i int) string {
+		return fmt.Sprintf("%d.1,%d.2,%s", i%7, i%5, []string{"setosa", "virginica"}[i%2])
+	})
 	run := filepath.Join(dir, "run")
 	mustRun(t, dir, "train", "--dataset", "csv", "--data-dir", file, "--csv-header", "yes", "--model", "mlp", "--epochs", "1",
 		"--device", "cpu", "--no-visuals", "--run-dir", run)
@@ -176,16 +170,12 @@ func TestCSVHeaderFlag(t *testing.T) {
 // warning naming it (its output is never trained), in train.log too.
 func TestCSVClassWithoutTrainingRowsIsNamed(t *testing.T) {
 	dir := t.TempDir()
-	var b strings.Builder
-	b.WriteString("a,b,label\n")
-	for i := range 40 {
-		fmt.Fprintf(&b, "%d,%d,%s\n", i%7, i%3, []string{"ant", "bee"}[i%2])
-	}
-	b.WriteString("9,9,zebra\n")
-	file := filepath.Join(dir, "rare.csv")
-	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeCSVRows(t, filepath.Join(dir, "rare.csv"), "a,b,label", 41, func(i int) string {
+		if i == 40 {
+			return "9,9,zebra"
+		}
+		return fmt.Sprintf("%d,%d,%s", i%7, i%3, []string{"ant", "bee"}[i%2])
+	})
 	warned := 0
 	for seed := range 12 {
 		run := filepath.Join(dir, fmt.Sprint("run", seed))
@@ -201,4 +191,19 @@ func TestCSVClassWithoutTrainingRowsIsNamed(t *testing.T) {
 	if warned == 0 || warned == 12 {
 		t.Errorf("zebra held out by %d of 12 seeds, warned so; want some but not all", warned)
 	}
+}
+
+// writeCSVRows writes a CSV file at path: the header, then row(i) for i in
+// [0, n), and returns path.
+func writeCSVRows(t *testing.T, path, header string, n int, row func(i int) string) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(header + "\n")
+	for i := range n {
+		b.WriteString(row(i) + "\n")
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -163,14 +163,7 @@ func TestExportOfARunStoppedInItsFirstEpoch(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	args := longFirstEpoch(t, dir)
 	cmd := exec.Command(kilnBin, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, func() bool {
-		fi, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
-		return err == nil && fi.Size() > 0
-	})
+	startUntilAStep(t, cmd, dir)
 	cmd.Process.Signal(os.Interrupt)
 	cmd.Wait()
 	out := filepath.Join(filepath.Dir(dir), "m.onnx")
@@ -196,14 +189,7 @@ func startHeldCheckpointTrain(t *testing.T, dir string, delayMicros int) (*exec.
 		"-e", fmt.Sprintf("inject=renameat,renameat2:delay_enter=%d", delayMicros), "-P", filepath.Join(dir, trainer.CheckpointFile), kilnBin}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, func() bool {
-		fi, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
-		return err == nil && fi.Size() > 0
-	})
+	startUntilAStep(t, cmd, dir)
 	b, err := os.ReadFile(filepath.Join(dir, "kiln.lock"))
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +213,20 @@ func TestRepeatedSignalIsOneStop(t *testing.T) {
 	if s := stderr.String(); strings.Contains(s, "stopped at once") || !strings.Contains(s, "checkpoint written") {
 		t.Fatalf("SIGTERM twice, 0.1 s apart: not one stop with its checkpoint\n%s", s)
 	}
+}
+
+// startUntilAStep starts cmd, a training into dir, and returns once a step
+// is recorded (the run trains, its signals set); the test's end kills it.
+func startUntilAStep(t *testing.T, cmd *exec.Cmd, dir string) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, func() bool {
+		fi, err := os.Stat(filepath.Join(dir, trainer.MetricsFile))
+		return err == nil && fi.Size() > 0
+	})
 }
 
 // longFirstEpoch is a training whose first epoch lasts many seconds (MNIST
