@@ -167,10 +167,7 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 			s.opts.ValFraction = c.ValFraction
 		}
 		if f.Lookup("precision") != nil && !set("precision") {
-			s.precision = c.Precision
-			if sum, err := trainer.ReadSummary(dir); err == nil && sum.Precision != "" {
-				s.precision = sum.Precision // a resume in another precision ended it there
-			}
+			s.precision = runPrecision(dir).String() // a resume in another precision ended it there
 		}
 	}
 	if set("weights") {

@@ -179,6 +179,17 @@ func setupTraining(c *trainer.Config, console zerolog.Logger) (*trainingSetup, e
 	return &trainingSetup{splits: splits, spec: spec, tr: tr, notes: notes}, nil
 }
 
+// withResumePrecision adds to a resume's refused precision that the run
+// may go on in fp32: the checkpoint holds float32 masters.
+func withResumePrecision(err error, resume bool, c trainer.Config) error {
+	var usage usageError
+	var noPrecision precisionRefused
+	if resume && errors.As(err, &usage) && errors.As(usage.error, &noPrecision) && !strings.EqualFold(c.Precision, "fp32") {
+		return usageError{fmt.Errorf("%w; the run may go on in another precision: %s --precision fp32", noPrecision.error, resumeCommand(c))}
+	}
+	return err
+}
+
 // precisionRefused is a precision the device cannot compute in, refused
 // before the data set is read.
 type precisionRefused struct{ error }
@@ -248,14 +259,8 @@ func train(c trainer.Config, resume bool, cleanup func()) (err error) {
 	}
 	console := logger()
 	ts, err := setupTraining(&c, console)
-	var usage usageError
-	var noPrecision precisionRefused
-	if resume && errors.As(err, &usage) && errors.As(usage.error, &noPrecision) && !strings.EqualFold(c.Precision, "fp32") {
-		// The checkpoint holds float32 masters: the run may go on in fp32.
-		return usageError{fmt.Errorf("%w; the run may go on in another precision: %s --precision fp32", noPrecision.error, resumeCommand(c))}
-	}
 	if err != nil {
-		return err
+		return withResumePrecision(err, resume, c)
 	}
 	splits, spec, tr, tr0 := ts.splits, ts.spec, ts.tr, ts.splits.Train
 	run, err := trainer.OpenRunDir(c.RunDir, resume)

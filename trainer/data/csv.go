@@ -172,10 +172,7 @@ func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable,
 		return nil, fileErr(path, "line %d: %d column; want at least one feature column and a target column", line0, t.numCols)
 	}
 	header := hasHeader(o.Header, first, second)
-	// A header whose first name is empty heads an index column (pandas'
-	// to_csv, R's write.csv): row numbers, not a feature (in a sorted file
-	// they give the label away). Dropped, as read_csv(index_col=0) does.
-	index := header && t.numCols > 2 && strings.TrimSpace(first[0]) == ""
+	index := header && isIndexHeader(first)
 	if index {
 		first, t.numCols = first[1:], t.numCols-1
 		if second != nil {
@@ -226,6 +223,14 @@ func parseCSV(path string, raw []byte, o CSVOptions, like *csvTable) (*csvTable,
 		return nil, fileErr(path, "a header and no data rows")
 	}
 	return t, nil
+}
+
+// isIndexHeader reports a header whose first name is empty, heading an
+// index column (pandas' to_csv, R's write.csv): row numbers, not a feature
+// (in a sorted file they give the label away). The loader drops it, as
+// read_csv(index_col=0) does.
+func isIndexHeader(header []string) bool {
+	return len(header) > 2 && strings.TrimSpace(header[0]) == ""
 }
 
 // nextRecord reads a record and the line it starts on; io.EOF at the end.
@@ -388,22 +393,9 @@ func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Data
 	// (a class only the held-out rows had was refused as unseen).
 	whole := train
 	if test == nil {
-		frac := o.TestFraction
-		if frac == 0 {
-			frac = 0.2
+		if train, test, err = holdOutTest(train, o.TestFraction, seed); err != nil {
+			return nil, nil, err
 		}
-		if train.rows() < 2 {
-			return nil, nil, fileErr(train.path, "%d data row: too few to hold out a test split", train.rows())
-		}
-		n := train.rows()
-		k := min(n-1, max(1, int(math.Round(frac*float64(n)))))
-		perm := make([]int, n)
-		s := newStream(seed, domainCSVTest, uint64(n), 0)
-		s.permute(perm)
-		held, kept := perm[:k], perm[k:]
-		slices.Sort(held)
-		slices.Sort(kept)
-		test, train = train.take(held), train.take(kept)
 	}
 	f := train.numCols - 1
 	mean, std := columnStats(train.features, f)
@@ -427,38 +419,8 @@ func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Data
 		te.Source = test.path
 	}
 	if task == "regression" {
-		tr.Task, te.Task = Regression, Regression
-		// Standardised in float64, then stored: rounded to float32 first,
-		// targets of 1e9 + x kept multiples of 64 and lost x.
-		trainY, err := numericTargets(train)
-		if err != nil {
+		if err := regressionTargets(tr, te, train, test); err != nil {
 			return nil, nil, err
-		}
-		testY, err := numericTargets(test)
-		if err != nil {
-			return nil, nil, err
-		}
-		m, sd := columnStats(trainY, 1)
-		shift, scale := m[0], sd[0]
-		for _, p := range []struct {
-			ds *Dataset
-			t  *csvTable
-			y  []float64
-		}{{tr, train, trainY}, {te, test, testY}} {
-			p.ds.TargetShift, p.ds.TargetScale = shift, scale
-			p.ds.TargetName = "target"
-			if train.header != nil {
-				p.ds.TargetName = train.header[train.targetCol]
-			}
-			p.ds.Targets = make([]float32, len(p.y))
-			for i, v := range p.y {
-				z := (v - shift) / scale
-				if math.Abs(z) > math.MaxFloat32 {
-					return nil, nil, fileErr(p.t.path, "line %d, target column %d: %v is %.3g standard deviations from the training rows' mean, beyond float32",
-						p.t.lines[i], train.targetCol+1, v, z)
-				}
-				p.ds.Targets[i] = float32(z)
-			}
 		}
 		return tr, te, nil
 	}
@@ -474,6 +436,65 @@ func csvDatasets(train, test *csvTable, o CSVOptions, seed uint64) (tr, te *Data
 		return nil, nil, err
 	}
 	return tr, te, nil
+}
+
+// holdOutTest splits a file without a test.csv: frac of its rows (0: 0.2),
+// drawn with seed, are the test split.
+func holdOutTest(t *csvTable, frac float64, seed uint64) (train, test *csvTable, err error) {
+	if frac == 0 {
+		frac = 0.2
+	}
+	n := t.rows()
+	if n < 2 {
+		return nil, nil, fileErr(t.path, "%d data row: too few to hold out a test split", n)
+	}
+	k := min(n-1, max(1, int(math.Round(frac*float64(n)))))
+	perm := make([]int, n)
+	s := newStream(seed, domainCSVTest, uint64(n), 0)
+	s.permute(perm)
+	held, kept := perm[:k], perm[k:]
+	slices.Sort(held)
+	slices.Sort(kept)
+	return t.take(kept), t.take(held), nil
+}
+
+// regressionTargets stores the tables' targets in tr and te standardised
+// by the training rows' mean and deviation, in float64 until stored:
+// rounded to float32 first, targets of 1e9 + x kept multiples of 64 and
+// lost x. A target beyond float32 once standardised is an error naming it.
+func regressionTargets(tr, te *Dataset, train, test *csvTable) error {
+	tr.Task, te.Task = Regression, Regression
+	trainY, err := numericTargets(train)
+	if err != nil {
+		return err
+	}
+	testY, err := numericTargets(test)
+	if err != nil {
+		return err
+	}
+	m, sd := columnStats(trainY, 1)
+	shift, scale := m[0], sd[0]
+	for _, p := range []struct {
+		ds *Dataset
+		t  *csvTable
+		y  []float64
+	}{{tr, train, trainY}, {te, test, testY}} {
+		p.ds.TargetShift, p.ds.TargetScale = shift, scale
+		p.ds.TargetName = "target"
+		if train.header != nil {
+			p.ds.TargetName = train.header[train.targetCol]
+		}
+		p.ds.Targets = make([]float32, len(p.y))
+		for i, v := range p.y {
+			z := (v - shift) / scale
+			if math.Abs(z) > math.MaxFloat32 {
+				return fileErr(p.t.path, "line %d, target column %d: %v is %.3g standard deviations from the training rows' mean, beyond float32",
+					p.t.lines[i], train.targetCol+1, v, z)
+			}
+			p.ds.Targets[i] = float32(z)
+		}
+	}
+	return nil
 }
 
 // take returns the table restricted to the given rows.
