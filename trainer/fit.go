@@ -452,6 +452,10 @@ func (f *fitRun) resume() error {
 		}
 		return nil
 	}
+	if short := t.Run.ShortFiles(); len(short) > 0 {
+		t.Log.Warn().Strs("files", short).Msg("--resume: these files are shorter than at the checkpoint " +
+			"(a power cut or an edit): their records from before it are lost; the run goes on")
+	}
 	return f.resumeFrom(t.Run.File(CheckpointFile))
 }
 
@@ -871,6 +875,9 @@ func (f *fitRun) finish() (*Summary, error) {
 	}
 	if err := t.Run.Err(); err != nil {
 		return nil, err
+	}
+	if err := t.Run.syncAppended(); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
 	}
 	if err := t.Run.WriteJSON(SummaryFile, sum); err != nil {
 		return nil, err

@@ -143,7 +143,8 @@ type RunDir struct {
 	state       *RunState // the checkpoint's, when resuming
 	finished    bool
 	restart     bool
-	ended       bool // a Fit in this process ended the run (wrote summary.json)
+	short       []string // appended files a resume found shorter than their checkpoint said
+	ended       bool     // a Fit in this process ended the run (wrote summary.json)
 }
 
 // OpenRunDir opens dir for a run, creating it when needed, and locks it
@@ -256,6 +257,11 @@ func (r *RunDir) Resuming() bool { return r.state != nil }
 // Finished reports whether the run being resumed had already ended
 // (summary.json is written last): there is nothing left to do.
 func (r *RunDir) Finished() bool { return r.finished }
+
+// ShortFiles are the appended files (metrics.jsonl, train.log) that the
+// resume found shorter than the checkpoint recorded: records written before
+// it were lost, by a power cut or an edit.
+func (r *RunDir) ShortFiles() []string { return r.short }
 
 // Restarted reports whether --resume found a run killed before its first
 // checkpoint, which therefore starts from step 0.

@@ -209,6 +209,47 @@ func TestResumeCutsTheAppendedFilesBackToTheCheckpoint(t *testing.T) {
 	}
 }
 
+// A power cut after a checkpoint, on a Kiln that did not sync the appended
+// files, left them shorter than it recorded, ending mid-line: the resume
+// must say so, drop the torn lines (a record appended to one was lost with
+// it) and go on to the uninterrupted run's later records.
+func TestResumeOfAppendedFilesCutShortByAPowerCut(t *testing.T) {
+	c, splits, straight, dir := stoppedBesideStraight(t)
+	for _, name := range []string{MetricsFile, HistogramsFile} {
+		path := filepath.Join(dir, name)
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, fi.Size()*2/3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := len(readWholeLines(t, filepath.Join(dir, MetricsFile)))
+	tr := newBlobTrainer(t, c, dir, true)
+	if _, err := tr.Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	if short := tr.Run.ShortFiles(); !slices.Equal(short, []string{MetricsFile, HistogramsFile}) {
+		t.Fatalf("files found short: %v, want metrics.jsonl and histograms.jsonl", short)
+	}
+	readJSONLines[map[string]any](t, filepath.Join(dir, HistogramsFile)) // every line whole
+	want, got := metricsOf(t, straight), metricsOf(t, dir)
+	if len(got) <= kept || !slices.Equal(got[:kept], want[:kept]) || !slices.Equal(got[kept:], want[len(want)-(len(got)-kept):]) {
+		t.Fatalf("metrics.jsonl after resume (the first %d kept):\n%s\nuninterrupted:\n%s", kept, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// readWholeLines is a file's lines that end with a newline.
+func readWholeLines(t *testing.T, path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	return lines[:len(lines)-1]
+}
+
 // stoppedBesideStraight trains a blob run whole (straight) and the same run
 // stopped after its second epoch (dir), validating every 5 steps.
 func stoppedBesideStraight(t *testing.T) (c Config, splits *data.Splits, straight, dir string) {

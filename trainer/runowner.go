@@ -161,9 +161,11 @@ func removeRunFiles(dir string) error {
 }
 
 // appendedSizes are the sizes of the appended files now: what a checkpoint
-// records. The caller has flushed the event file.
+// records. The caller has flushed the event file. Each file is synced
+// first: a power cut would otherwise leave a file shorter than its
+// checkpoint says, the records before the checkpoint lost for good.
 func (r *RunDir) appendedSizes() (map[string]int64, error) {
-	if err := r.log.Sync(); err != nil {
+	if err := r.syncAppended(); err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(r.Path)
@@ -187,6 +189,26 @@ func (r *RunDir) appendedSizes() (map[string]int64, error) {
 	sizes[MetricsFile] = r.metricsSize
 	r.mu.Unlock()
 	return sizes, nil
+}
+
+// syncAppended makes the appended files durable: before a checkpoint
+// records their sizes, and before summary.json says the run is over.
+func (r *RunDir) syncAppended() error {
+	if err := r.log.Sync(); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(r.Path)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if appendedFile(e.Name()) && e.Name() != LogFile {
+			if err := durable.SyncFile(filepath.Join(r.Path, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // cutMetricsAfter drops metrics.jsonl's records past step (and a torn last
@@ -220,9 +242,12 @@ func (r *RunDir) cutBack(sizes map[string]int64) error {
 	if sizes == nil {
 		return nil
 	}
-	if n := sizes[MetricsFile]; int64(len(r.metrics)) > n {
+	if n := sizes[MetricsFile]; int64(len(r.metrics)) != n {
+		if int64(len(r.metrics)) < n {
+			r.short = append(r.short, MetricsFile)
+		}
 		// A last line torn by a full disk is dropped with what follows.
-		r.metrics = r.metrics[:n]
+		r.metrics = r.metrics[:min(n, int64(len(r.metrics)))]
 		if i := bytes.LastIndexByte(r.metrics, '\n'); i+1 != len(r.metrics) {
 			r.metrics = r.metrics[:i+1]
 		}
@@ -244,11 +269,31 @@ func (r *RunDir) cutBack(sizes map[string]int64) error {
 		if !ok {
 			err = durable.Remove(path)
 		} else {
-			err = durable.Truncate(path, n)
+			err = r.cutTo(path, n)
 		}
 		if err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
 	}
 	return nil
+}
+
+// cutTo cuts an appended file back to the size its checkpoint recorded. One
+// found shorter (a power cut before Kilns that synced these files) is
+// noted, and its torn last line dropped: lines appended to it would join
+// that line.
+func (r *RunDir) cutTo(path string, n int64) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() >= n {
+		return durable.Truncate(path, n)
+	}
+	r.short = append(r.short, filepath.Base(path))
+	if strings.HasPrefix(filepath.Base(path), EventsPrefix) || fi.Size() == 0 {
+		return nil // records, not lines: TensorBoard skips a torn one
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return durable.Truncate(path, int64(bytes.LastIndexByte(b, '\n')+1))
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -142,6 +143,41 @@ func TestKillAtEveryChangeAndResume(t *testing.T) {
 		return resumeAndCompare(t, csv, dir, want, muts[i-1])
 	})
 	t.Logf("killed and resumed at each of %d changes", len(muts))
+}
+
+// TestAppendedFilesAreSyncedBeforeTheCheckpoint: a power cut keeps a
+// checkpoint (synced) but may lose unsynced appends, leaving metrics.jsonl
+// shorter than the checkpoint says, its records before it lost. Every
+// appended file written to must be synced before the next checkpoint, and
+// before summary.json marks the run done.
+func TestAppendedFilesAreSyncedBeforeTheCheckpoint(t *testing.T) {
+	bin, csv := faultKiln(t), faultCSV(t)
+	muts := mutations(t, bin, csv, filepath.Join(t.TempDir(), "run"))
+	unsynced := map[string]bool{}
+	commits := 0
+	for _, m := range muts {
+		f := strings.Fields(m)
+		if len(f) < 3 {
+			continue
+		}
+		op, name := f[1], filepath.Base(f[2])
+		appended := name == trainer.MetricsFile || name == trainer.HistogramsFile || name == trainer.LogFile ||
+			strings.HasPrefix(name, trainer.EventsPrefix)
+		switch {
+		case appended && op == durable.OpWrite:
+			unsynced[name] = true
+		case appended && op == durable.OpSync:
+			delete(unsynced, name)
+		case op == durable.OpRename && (name == trainer.CheckpointFile || name == trainer.SummaryFile):
+			commits++
+			if len(unsynced) > 0 {
+				t.Fatalf("%s: %s written to but not synced before it:\n%s", m, strings.Join(slices.Sorted(maps.Keys(unsynced)), ", "), strings.Join(muts, "\n"))
+			}
+		}
+	}
+	if commits < 2 {
+		t.Fatalf("%d checkpoints and summaries renamed into place, want several:\n%s", commits, strings.Join(muts, "\n"))
+	}
 }
 
 // TestFullDiskAtEveryWriteAndResume fills the disk at each create and write

@@ -294,6 +294,20 @@ func Truncate(path string, size int64) error {
 	return f.Close()
 }
 
+// SyncFile makes what was written to path, through any handle, durable:
+// for files appended to a line at a time, each write closing its handle.
+func SyncFile(path string) error {
+	if err := hook(OpSync, path); err != nil {
+		return wrap(path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
 // SyncDir makes the renames and creations in dir durable.
 func SyncDir(dir string) error {
 	if err := hook(OpSync, dir); err != nil {
