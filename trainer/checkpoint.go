@@ -3,6 +3,7 @@ package trainer
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -52,10 +53,33 @@ type epochSums struct {
 func ReadRunState(path string) (RunState, error) {
 	meta, err := safetensors.ReadMetadata(path)
 	if err != nil {
-		return RunState{}, err
+		return RunState{}, damaged(err)
 	}
 	return parseRunState(path, meta)
 }
+
+// DamagedRunError is a run that cannot go on from its directory as it is:
+// its checkpoint damaged, cut short or lost. Mending it is the user's
+// (restoring the file); a tune stops on it, so that its --resume runs the
+// trial again once it is mended.
+type DamagedRunError struct{ Err error }
+
+func (e *DamagedRunError) Error() string { return e.Err.Error() }
+func (e *DamagedRunError) Unwrap() error { return e.Err }
+
+// damaged says what to do about a checkpoint that cannot be read as one
+// (cut short by a power cut, damaged on disk); other errors (a permission)
+// pass as they are.
+func damaged(err error) error {
+	var format *safetensors.FormatError
+	if !errors.As(err, &format) {
+		return err
+	}
+	return &DamagedRunError{fmt.Errorf("%w: the checkpoint is damaged or cut short, so the run cannot resume from it; %s", err, mendAdvice)}
+}
+
+// mendAdvice is what to do about a run whose checkpoint cannot be used.
+const mendAdvice = "restore the file, or train again into another --run-dir"
 
 func parseRunState(path string, meta map[string]string) (RunState, error) {
 	raw, ok := meta[checkpointKey]
@@ -137,7 +161,7 @@ func SaveCheckpoint(path string, model layers.Layer, opt Optimizer, params []*la
 func LoadCheckpoint(path string, model layers.Layer, opt Optimizer, params []*layers.Param) (RunState, error) {
 	tensors, meta, err := safetensors.ReadFile(path)
 	if err != nil {
-		return RunState{}, err
+		return RunState{}, damaged(err)
 	}
 	st, err := parseRunState(path, meta)
 	if err != nil {
@@ -204,8 +228,8 @@ func checkDigest(path string, tensors map[string]*engine.Tensor, meta map[string
 		return err
 	}
 	if got := hex.EncodeToString(sum[:]); got != want {
-		return fmt.Errorf("%s is damaged: its contents do not match the SHA-256 written with them (a disk error, or an edit), "+
-			"so the run cannot resume from it; train again without --resume, or restore the file", path)
+		return &DamagedRunError{fmt.Errorf("%s is damaged: its contents do not match the SHA-256 written with them (a disk error, or an edit), "+
+			"so the run cannot resume from it; %s", path, mendAdvice)}
 	}
 	return nil
 }

@@ -216,6 +216,12 @@ func (r *RunDir) open(resume, kilns bool) error {
 		r.finished = true
 		return nil
 	}
+	if _, err := os.Stat(r.File(LastWeights)); err == nil && !hasCheckpoint {
+		// last.safetensors is written after each checkpoint: this run had
+		// one, lost since. Starting over would delete its files.
+		return &DamagedRunError{fmt.Errorf("%s holds a run whose %s is missing (its %s is there, written after each checkpoint), "+
+			"so the run cannot resume; %s (nothing was changed)", r.Path, CheckpointFile, LastWeights, mendAdvice)}
+	}
 	r.restart = resume && !hasCheckpoint
 	if hasCheckpoint {
 		st, err := ReadRunState(r.File(CheckpointFile))

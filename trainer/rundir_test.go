@@ -177,6 +177,58 @@ func TestResumeWithoutACheckpoint(t *testing.T) {
 	}
 }
 
+// A run whose checkpoint was lost (deleted, a power cut) is not one killed
+// before its first: starting over would delete its metrics, log and
+// weights. It is refused, resumed or not, and nothing is changed.
+func TestRunWithItsCheckpointLostIsRefused(t *testing.T) {
+	c := blobConfig()
+	c.StopAfterEpoch = 1
+	dir := t.TempDir()
+	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
+		t.Fatal(err)
+	}
+	if prev, ok := openRuns.LoadAndDelete(dir); ok {
+		prev.(*RunDir).Close()
+	}
+	if err := os.Remove(filepath.Join(dir, CheckpointFile)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadDir(dir)
+	for _, resume := range []bool{true, false} {
+		_, err := OpenRunDir(dir, resume)
+		if err == nil || !strings.Contains(err.Error(), "checkpoint.safetensors is missing") || !strings.Contains(err.Error(), "another --run-dir") {
+			t.Fatalf("resume %v of a run whose checkpoint is gone: %v", resume, err)
+		}
+	}
+	if after, _ := os.ReadDir(dir); len(after) != len(before) {
+		t.Fatalf("the refused opens changed the directory: %v, then %v", before, after)
+	}
+}
+
+// A checkpoint cut short (a power cut, a copy that stopped) is named as
+// such, with what to do, and is an error a tune stops on.
+func TestResumeFromACheckpointCutShort(t *testing.T) {
+	c := blobConfig()
+	c.StopAfterEpoch = 1
+	dir := t.TempDir()
+	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
+		t.Fatal(err)
+	}
+	if prev, ok := openRuns.LoadAndDelete(dir); ok {
+		prev.(*RunDir).Close()
+	}
+	for _, size := range []int64{0, 5, 600} {
+		if err := os.Truncate(filepath.Join(dir, CheckpointFile), size); err != nil {
+			t.Fatal(err)
+		}
+		_, err := OpenRunDir(dir, true)
+		if _, ok := errors.AsType[*DamagedRunError](err); !ok || !strings.Contains(err.Error(), "cut short") ||
+			!strings.Contains(err.Error(), "restore the file") {
+			t.Fatalf("resume from a checkpoint cut to %d bytes: %v", size, err)
+		}
+	}
+}
+
 // Issue 12, item 4: what a run appended after its checkpoint is cut away on
 // resume, so the resumed run's records equal an uninterrupted run's.
 func TestResumeCutsTheAppendedFilesBackToTheCheckpoint(t *testing.T) {

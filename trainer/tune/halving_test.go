@@ -250,6 +250,31 @@ func TestEnvironmentalErrorStopsTheTuneAndResumes(t *testing.T) {
 	}
 }
 
+// A trial whose checkpoint is damaged (or lost) stops the tune, saying how
+// to mend it, as the machine's errors do: it failed the trial for good, and
+// restoring the file then changed nothing.
+func TestDamagedTrialCheckpointStopsTheTune(t *testing.T) {
+	dir := t.TempDir()
+	tu, err := Start(dir, trainer.DefaultConfig(), mustSpace(t, "lr: [0.01, 0.02, 0.03]"), Settings{Strategy: "grid", Metric: "val_acc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := fakeCurves([]float64{0.5, 0.9, 0.6}, map[int]int{})
+	tu.Objective = func(ctx context.Context, r Run) (Outcome, error) {
+		if filepath.Base(r.Dir) == "002" {
+			return Outcome{}, fmt.Errorf("resume: %w", &trainer.DamagedRunError{Err: errors.New("checkpoint.safetensors is damaged")})
+		}
+		return good(ctx, r)
+	}
+	st, err := tu.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "remove the trial's folder") {
+		t.Fatalf("the tune returned %v, want the damaged checkpoint and what to do", err)
+	}
+	if s := []Status{st.Trials[0].Status, st.Trials[1].Status, st.Trials[2].Status}; s[0] != Done || s[1] != Interrupted || s[2] != Pending {
+		t.Fatalf("statuses %v, want done, interrupted, pending", s)
+	}
+}
+
 // A stop (Ctrl-C) that comes once the last trial has ended stops nothing:
 // the tune is complete and says its best; it said "interrupted" (exit 130)
 // with every trial done, and left out the best.

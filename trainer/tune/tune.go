@@ -468,6 +468,9 @@ func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
 		serr := tu.save()
 		tu.mu.Unlock()
 		if environmental && ctx.Err() == nil {
+			if _, ok := errors.AsType[*trainer.DamagedRunError](err); ok {
+				return fmt.Errorf("trial %s: %w; or remove the trial's folder to run it again from its start, then kiln tune --resume", t.Name(), err)
+			}
 			return fmt.Errorf("trial %s: %w", t.Name(), err)
 		}
 		return serr
@@ -488,7 +491,8 @@ func Environmental(err error) bool {
 	var full *durable.DiskFullError
 	var missing *data.NotFoundError
 	var path *fs.PathError
-	return errors.As(err, &full) || errors.As(err, &missing) || errors.As(err, &path) ||
+	var damaged *trainer.DamagedRunError
+	return errors.As(err, &full) || errors.As(err, &missing) || errors.As(err, &path) || errors.As(err, &damaged) ||
 		errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOSPC)
 }
 
@@ -541,9 +545,13 @@ func trainSeconds(dir string) (float64, error) {
 func (tu *Tuner) startRun(t *Trial, dir string) (Run, error) {
 	report := func(r Report) bool { return tu.report(t, r) }
 	if t.StopAt > 0 {
-		err := os.Remove(filepath.Join(dir, trainer.CheckpointFile))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return Run{}, fmt.Errorf("trial %s: running it again to its stop: %w", t.Name(), err)
+		// The last weights go too: without a checkpoint beside them they
+		// are a run whose checkpoint was lost, which is refused.
+		for _, name := range []string{trainer.CheckpointFile, trainer.LastWeights} {
+			err := os.Remove(filepath.Join(dir, name))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return Run{}, fmt.Errorf("trial %s: running it again to its stop: %w", t.Name(), err)
+			}
 		}
 		report = tu.replay(t)
 	}
