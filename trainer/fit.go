@@ -498,11 +498,29 @@ func (f *fitRun) resumeFrom(path string) error {
 		e := st.EarlyStop
 		f.stopper.Best, f.stopper.BestStep, f.stopper.BestEpoch, f.stopper.Bad, f.stopper.Seen = e.Best, e.BestStep, e.BestEpoch, e.Bad, e.Seen
 	}
+	if err := f.checkBestWeights(); err != nil {
+		return err
+	}
 	if now := t.machineOf(); st.Machine != "" && st.Machine != now {
 		t.Log.Warn().Str("was", st.Machine).Str("now", now).Msgf("the checkpoint's steps ran on %s, this resume runs on %s: "+
 			"the run goes on, in float32's other last bits (not byte for byte an uninterrupted run's)", st.Machine, now)
 	}
 	t.Log.Info().Int("epoch", f.epochs+1).Int("step", f.step).Msg("resumed from checkpoint") // the epoch it goes on in
+	return nil
+}
+
+// checkBestWeights refuses, at the resume, a run that is to end on its best
+// weights when best.safetensors cannot be read: it ended on the last ones
+// saying nothing (the file missing) or failed after training every epoch
+// left (the file cut short).
+func (f *fitRun) checkBestWeights() error {
+	if !f.c.RestoreBest || f.stopper == nil || !f.stopper.Seen || f.t.Run == nil {
+		return nil
+	}
+	if _, _, err := safetensors.ReadFile(f.t.Run.File(BestWeights)); err != nil {
+		return &DamagedRunError{fmt.Errorf("resume: --restore-best ends this run on its best weights (epoch %d), but %w; %s",
+			f.stopper.BestEpoch, err, mendAdvice)}
+	}
 	return nil
 }
 
@@ -846,7 +864,9 @@ func (f *fitRun) finish() (*Summary, error) {
 	}
 	sum := f.summary()
 	if c.RestoreBest && t.Run != nil {
-		if _, err := os.Stat(t.Run.File(BestWeights)); err == nil {
+		// Best weights that were saved and are gone since are an error,
+		// not the last weights said to be the best.
+		if _, err := os.Stat(t.Run.File(BestWeights)); err == nil || f.stopper != nil && f.stopper.Seen {
 			if _, err := layers.LoadWeights(t.Model, t.Run.File(BestWeights)); err != nil {
 				return nil, err
 			}

@@ -205,6 +205,42 @@ func TestRunWithItsCheckpointLostIsRefused(t *testing.T) {
 	}
 }
 
+// A run that is to end on its best weights, resumed with best.safetensors
+// gone or cut short: it ended on the last weights saying nothing, or failed
+// after training every epoch left. The resume refuses it at once.
+func TestResumeWithRestoreBestNeedsTheBestWeights(t *testing.T) {
+	c := blobConfig()
+	c.EarlyStop, c.RestoreBest, c.StopAfterEpoch = "val_loss", true, 1
+	for _, damage := range []string{"missing", "cut short"} {
+		dir := t.TempDir()
+		if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
+			t.Fatal(err)
+		}
+		best := filepath.Join(dir, BestWeights)
+		fi, err := os.Stat(best)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if damage == "missing" {
+			err = os.Remove(best)
+		} else {
+			err = os.Truncate(best, fi.Size()/2)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		c2 := c
+		c2.StopAfterEpoch = 0
+		_, err = newBlobTrainer(t, c2, dir, true).Fit(context.Background(), blobSplits(t))
+		if _, ok := errors.AsType[*DamagedRunError](err); !ok || !strings.Contains(err.Error(), "--restore-best") {
+			t.Fatalf("resume with best.safetensors %s: %v", damage, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, SummaryFile)); err == nil {
+			t.Fatalf("resume with best.safetensors %s ended the run", damage)
+		}
+	}
+}
+
 // A checkpoint cut short (a power cut, a copy that stopped) is named as
 // such, with what to do, and is an error a tune stops on.
 func TestResumeFromACheckpointCutShort(t *testing.T) {
