@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -217,6 +219,24 @@ func LoadConfigFile(path string, base Config) (Config, error) {
 		return base, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// RunConfigFile is the path of run directory dir's config.yaml, "" when it
+// has none. One that holds nothing (a power cut's, a copy cut short) is an
+// error: read, its defaults would stand in for the run's settings.
+func RunConfigFile(dir string) (string, error) {
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", nil
+	case err != nil:
+		return "", err
+	case len(bytes.TrimSpace(b)) == 0:
+		return "", fmt.Errorf("%s is empty (a power cut, or a copy cut short), so the run's settings are unknown: "+
+			"restore it, or remove it and give the settings again as flags", path)
+	}
+	return path, nil
 }
 
 // LoadRunConfig reads a run's configuration file over its own model's

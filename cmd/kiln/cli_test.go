@@ -140,6 +140,32 @@ func tinyRun(t *testing.T) string {
 	return runDir
 }
 
+// A run's config.yaml names its data set: without it (or empty, as a power
+// cut leaves it) eval, predict and export took MNIST, the default, for it
+// and scored a Fashion-MNIST run on digits without a word.
+func TestRunWithoutItsConfigNamesItsData(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	if err := os.CopyFS(run, os.DirFS(tinyRun(t))); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(run, trainer.ConfigFile)
+	for _, damage := range []string{"is missing", "is empty"} {
+		if damage == "is missing" {
+			os.Remove(cfg)
+		} else {
+			os.WriteFile(cfg, []byte("\n"), 0o644)
+		}
+		for _, args := range [][]string{{"eval", "--run", run}, {"predict", "--run", run, "--count", "2"},
+			{"export", "--run", run, "--out", filepath.Join(t.TempDir(), "m.onnx")}} {
+			if r := kiln(t, run, args...); r.code == 0 || !strings.Contains(r.stderr, "config.yaml "+damage) {
+				t.Errorf("kiln %s with config.yaml that %s: exit %d, %q", args[0], damage, r.code, r.stderr)
+			}
+		}
+	}
+	os.Remove(cfg)
+	mustRun(t, run, "eval", "--run", run, "--dataset", "mnist", "--subset", "0.01")
+}
+
 func readSummary(t *testing.T, dir string) trainer.Summary {
 	t.Helper()
 	var s trainer.Summary

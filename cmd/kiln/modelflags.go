@@ -137,8 +137,17 @@ func (s *modelSetup) fromRun(dir string, f *pflag.FlagSet) error {
 		spec.Depth = s.depth
 	}
 	s.spec = &spec
-	if _, err := os.Stat(filepath.Join(dir, trainer.ConfigFile)); err == nil {
-		c, err := trainer.LoadConfigFile(filepath.Join(dir, trainer.ConfigFile), trainer.DefaultConfig())
+	path, err := trainer.RunConfigFile(dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("--run %s: %w", dir, err)
+	case path == "" && !set("dataset"):
+		// MNIST, the default, stood in for the run's data, silently.
+		return usagef("--run %s: %s is missing: it names the data the run trained on; restore it, or give --dataset (and --data-dir)",
+			dir, filepath.Join(dir, trainer.ConfigFile))
+	}
+	if path != "" {
+		c, err := trainer.LoadConfigFile(path, trainer.DefaultConfig())
 		if err != nil {
 			return err
 		}

@@ -41,8 +41,15 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(bare, "config.yaml"))
-	if r := kiln(t, dir, "train", "--run-dir", bare, "--resume"); r.code == 0 || !strings.Contains(r.stderr, "has no config.yaml") {
+	if r := kiln(t, dir, "train", "--run-dir", bare, "--resume"); r.code == 0 || !strings.Contains(r.stderr, "has no config.yaml") ||
+		!strings.Contains(r.stderr, "the checkpoint is there") {
 		t.Errorf("a resume without config.yaml: exit %d, %q", r.code, r.stderr)
+	}
+	// An empty one (a power cut's) is no configuration either: its defaults
+	// were taken for the run's, and the refusal blamed flags never given.
+	os.WriteFile(filepath.Join(bare, "config.yaml"), nil, 0o644)
+	if r := kiln(t, dir, "train", "--run-dir", bare, "--resume"); r.code != 2 || !strings.Contains(r.stderr, "config.yaml is empty") {
+		t.Errorf("a resume with an empty config.yaml: exit %d, %q", r.code, r.stderr)
 	}
 	// The console's level is not the run's: a resume may quiet it.
 	mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--log-level", "warn")

@@ -44,7 +44,11 @@ func trainCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&resume, "resume", false, "continue the run in --run-dir from its checkpoint")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if resume && configPath == "" {
-			configPath = runConfig(cmd.Flags())
+			path, err := runConfig(cmd.Flags())
+			if err != nil {
+				return usageError{fmt.Errorf("--resume: %w", err)}
+			}
+			configPath = path
 			if err := checkBareResume(cmd.Flags(), configPath); err != nil {
 				return err
 			}
@@ -82,8 +86,12 @@ func checkBareResume(f *pflag.FlagSet, configPath string) error {
 	if settings {
 		return nil
 	}
-	return usagef("--resume: %s has no %s (its run stopped before writing it), so its settings are unknown: give the first command's flags again with --resume",
-		dir, trainer.ConfigFile)
+	why := "its run stopped before writing it"
+	if _, err := os.Stat(filepath.Join(dir, trainer.CheckpointFile)); err == nil {
+		why = "lost since: the checkpoint is there"
+	}
+	return usagef("--resume: %s has no %s (%s), so its settings are unknown: give the first command's flags again with --resume",
+		dir, trainer.ConfigFile, why)
 }
 
 // runConfig is the configuration a run directory holds (its config.yaml),
@@ -91,16 +99,12 @@ func checkBareResume(f *pflag.FlagSet, configPath string) error {
 // --resume` continues DIR's run as it was started, the flags given laid over
 // it (and refused at the checkpoint if they change what it trains). ""
 // when there is none (a run killed before it wrote one starts afresh).
-func runConfig(f *pflag.FlagSet) string {
+func runConfig(f *pflag.FlagSet) (string, error) {
 	dir, err := f.GetString("run-dir")
 	if err != nil || dir == "" {
-		return ""
+		return "", nil
 	}
-	path := filepath.Join(dir, trainer.ConfigFile)
-	if _, err := os.Stat(path); err != nil {
-		return ""
-	}
-	return path
+	return trainer.RunConfigFile(dir)
 }
 
 // trainingSetup is what kiln train and kiln lr-find both build from a
