@@ -189,7 +189,10 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 	if c.Dataset == "mnist-rotation" {
 		c.Regression = true
 	}
-	if !f.Changed("resume") { // a resume's config.yaml says every setting as it was
+	// A resume's own config.yaml says every setting as it was; a --config
+	// given again with --resume is the user's file, read as the first time.
+	runsOwn := f.Changed("resume") && !f.Changed("config")
+	if !runsOwn {
 		if err := optimizerDefaults(&c, f, configPath); err != nil {
 			return c, err
 		}
@@ -201,7 +204,7 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 			return c, err
 		}
 	}
-	if f.Changed("resume") {
+	if runsOwn {
 		// The run's own config.yaml: an older Kiln took settings that
 		// Validate now refuses for want of a reader, and ran without them.
 		cf.dropInert(&c, f, configPath, (*trainer.Config).DropUnread)

@@ -143,3 +143,26 @@ func TestResumeOfARunWithoutNesterov(t *testing.T) {
 		}
 	}
 }
+
+// The first command given again with --resume, its --config included (as a
+// requeued job script does), continues the run: with an optimiser other
+// than the model's recipe's, or SGD without momentum, it was refused ("lr:
+// 0.001 → 0.05", "nesterov true: needs momentum > 0"), the optimiser's own
+// defaults left out of the file's reading on every resume.
+func TestResumeWithTheSameConfigFile(t *testing.T) {
+	needMNIST(t)
+	dir := t.TempDir()
+	for name, yaml := range map[string]string{"adamw": "optimizer: adamw\n", "sgd0": "momentum: 0\n"} {
+		cfg := filepath.Join(dir, name+".yaml")
+		os.WriteFile(cfg, []byte("model: mlp\nsubset: 0.02\nepochs: 2\n"+yaml), 0o644)
+		args := func(run string) []string {
+			return []string{"train", "--config", cfg, "--device", "cpu", "--threads", "1", "--run-dir", filepath.Join(dir, name+run)}
+		}
+		mustRun(t, dir, args("-straight")...)
+		mustRun(t, dir, append(args("-stopped"), "--stop-after-epoch", "1")...)
+		mustRun(t, dir, append(args("-stopped"), "--resume")...)
+		if !sameLastWeights(t, filepath.Join(dir, name+"-straight"), filepath.Join(dir, name+"-stopped")) {
+			t.Errorf("%s: the run resumed with its --config ends with other weights than the straight run", name)
+		}
+	}
+}
