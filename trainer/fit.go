@@ -324,6 +324,13 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 	if err := f.resumeShared(); err != nil {
 		return nil, err
 	}
+	if f.pausing() {
+		// Lightning's max_epochs at or below the checkpoint's: it trained
+		// the epochs after it, saying nothing.
+		t.Log.Warn().Int("epoch", f.epochs).Msgf("--stop-after-epoch %d: the checkpoint is already at epoch %d, so nothing is trained; "+
+			"resume with a later --stop-after-epoch, or without it, to go on", f.c.StopAfterEpoch, f.epochs)
+		return f.pause(), nil
+	}
 	t.openVisuals(s, f.step)
 	defer t.closeVisuals()
 	f.logStart()
@@ -837,7 +844,7 @@ func (f *fitRun) keepBest() error {
 
 // pausing reports whether the run ends here as --stop-after-epoch asks.
 func (f *fitRun) pausing() bool {
-	return f.c.StopAfterEpoch > 0 && f.epochs == f.c.StopAfterEpoch && !f.trainingDone()
+	return f.c.StopAfterEpoch > 0 && f.epochs >= f.c.StopAfterEpoch && !f.trainingDone()
 }
 
 func (f *fitRun) pause() *Summary {

@@ -653,3 +653,33 @@ func fileSize(t *testing.T, path string) int64 {
 	}
 	return fi.Size()
 }
+
+// --stop-after-epoch at or before the checkpoint's epoch, on resume, stops
+// at once, as Lightning's max_epochs does: it trained the rest of the run.
+func TestResumePastStopAfterEpochTrainsNothing(t *testing.T) {
+	c := blobConfig()
+	c.StopAfterEpoch = 2
+	dir := t.TempDir()
+	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := ReadRunState(filepath.Join(dir, CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stop := range []int{2, 1} {
+		c.StopAfterEpoch = stop
+		sum, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), blobSplits(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := ReadRunState(filepath.Join(dir, CheckpointFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.StopReason != "stop-after-epoch" || sum.EpochsRun != 2 || st.Step != before.Step {
+			t.Fatalf("--stop-after-epoch %d resumed at epoch 2: stop %q after %d epochs, checkpoint at step %d (was %d)",
+				stop, sum.StopReason, sum.EpochsRun, st.Step, before.Step)
+		}
+	}
+}
