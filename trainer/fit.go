@@ -51,7 +51,7 @@ type Summary struct {
 	TestRMSE          *float64 `json:"test_rmse,omitempty"`
 	TestMAE           *float64 `json:"test_mae,omitempty"`
 	TestR2            *float64 `json:"test_r2,omitempty"`
-	TestLoss          float64  `json:"test_loss"`
+	TestLoss          *float64 `json:"test_loss,omitempty"` // absent without a test pass
 	Weights           string   `json:"weights"`
 	EpochsRun         int      `json:"epochs_run"`
 	BestEpoch         int      `json:"best_epoch"`
@@ -59,7 +59,7 @@ type Summary struct {
 	StoppedEarly      bool     `json:"stopped_early"`
 	StopReason        string   `json:"stop_reason"`
 	Steps             int      `json:"steps"`
-	TrainImagesPerSec float64  `json:"train_images_per_sec"`
+	TrainImagesPerSec float64  `json:"train_images_per_sec,omitempty"` // this start's; absent when it trained nothing (a resume that only ended the run)
 	TrainSeconds      float64  `json:"train_seconds"`
 	Confusion         [][]int  `json:"confusion,omitempty"`
 	WorldSize         int      `json:"world_size,omitempty"` // ranks that trained it, when more than one
@@ -952,7 +952,7 @@ func (f *fitRun) test(sum *Summary) error {
 	if err != nil {
 		return err
 	}
-	sum.TestLoss = r.Loss
+	sum.TestLoss = &r.Loss
 	top5 := s.Test.NumClasses() > 5
 	f.task.summarize(r, sum, top5)
 	rec := MetricsRecord{Step: f.step, Epoch: float64(f.epochs), Split: "test", Loss: r.Loss, Wall: f.elapsed}

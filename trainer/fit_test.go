@@ -369,3 +369,23 @@ func TestSummaryAtTheRunsEnds(t *testing.T) {
 		t.Fatalf("a pause's summary: %v, steps %d, seconds %v", err, sum.Steps, sum.TrainSeconds)
 	}
 }
+
+// A run without a test set has no test loss: summary.json said 0, a perfect
+// score to anything that read it.
+func TestSummaryWithoutATestSetHasNoTestFigures(t *testing.T) {
+	c := blobConfig()
+	c.Epochs = 1
+	dir := t.TempDir()
+	s := blobSplits(t)
+	s.Test = nil
+	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), `"test_`) {
+		t.Fatalf("summary.json of a run without a test set:\n%s", b)
+	}
+}

@@ -160,8 +160,8 @@ func TestThreeRanksTrainAsOneProcess(t *testing.T) {
 	}
 	want := layers.State(one[0].Model)
 	for r, tr := range trs {
-		if d := math.Abs(sums[r].TestLoss-sums1[0].TestLoss) / sums1[0].TestLoss; d > 1e-5 {
-			t.Errorf("rank %d: test loss %v, one process %v", r, sums[r].TestLoss, sums1[0].TestLoss)
+		if d := math.Abs(*sums[r].TestLoss-*sums1[0].TestLoss) / *sums1[0].TestLoss; d > 1e-5 {
+			t.Errorf("rank %d: test loss %v, one process %v", r, *sums[r].TestLoss, *sums1[0].TestLoss)
 		}
 		if sums[r].WorldSize != 3 || sums[r].Steps != sums1[0].Steps {
 			t.Errorf("rank %d: world_size %d, %d steps (one process: %d)", r, sums[r].WorldSize, sums[r].Steps, sums1[0].Steps)

@@ -325,8 +325,8 @@ func TestEvalJSON(t *testing.T) {
 			t.Errorf("accuracy %v is not a fraction", acc)
 		}
 		// The run evaluated the same weights on the same test subset.
-		if math.Abs(acc-*sum.TestAccuracy) > 1e-12 || math.Abs(loss-sum.TestLoss) > 1e-9 {
-			t.Errorf("kiln %s: accuracy %v loss %v, the run's summary says %v and %v", strings.Join(args, " "), acc, loss, *sum.TestAccuracy, sum.TestLoss)
+		if math.Abs(acc-*sum.TestAccuracy) > 1e-12 || math.Abs(loss-*sum.TestLoss) > 1e-9 {
+			t.Errorf("kiln %s: accuracy %v loss %v, the run's summary says %v and %v", strings.Join(args, " "), acc, loss, *sum.TestAccuracy, *sum.TestLoss)
 		}
 	}
 	check("eval", "--run", run, "--json")

@@ -123,7 +123,7 @@ func TestCSVRunKeepsItsScalesWhenTheFileChanges(t *testing.T) {
 		return evalLine, predictLine, sidecar
 	}
 	e0, p0, s0 := figures()
-	if want := readSummary(t, run).TestLoss; number(t, oneJSONLine(t, e0), "loss") != want {
+	if want := *readSummary(t, run).TestLoss; number(t, oneJSONLine(t, e0), "loss") != want {
 		t.Fatalf("eval loss %s, the run's test loss %v", e0, want)
 	}
 	write("train.csv", rows(200, 7)+strings.ReplaceAll(rows(100, 3), ",9", ",-9")) // other means, spreads, targets

@@ -50,8 +50,8 @@ func TestDataParallelSyncBatchNorm(t *testing.T) {
 	local := filepath.Join(dir, "local")
 	sum := readSummary(t, local)
 	m := oneJSONLine(t, mustRun(t, dir, "eval", "--run", local, "--json").stdout)
-	if loss := number(t, m, "loss"); math.Abs(loss-sum.TestLoss) > 1e-9 {
-		t.Errorf("two ranks without --sync-bn: test loss %v, kiln eval of their weights %v", sum.TestLoss, loss)
+	if loss := number(t, m, "loss"); math.Abs(loss-*sum.TestLoss) > 1e-9 {
+		t.Errorf("two ranks without --sync-bn: test loss %v, kiln eval of their weights %v", *sum.TestLoss, loss)
 	}
 	t.Run("with dropout", func(t *testing.T) { ddpDropoutShards(t, e) })
 }

@@ -301,8 +301,8 @@ func TestFolderEvalUsesTheRunsNormalisation(t *testing.T) {
 		"--val-fraction", "0.2", "--run-dir", run, "--no-visuals", "--threads", "1")
 	sum := readSummary(t, run)
 	m := oneJSONLine(t, mustRun(t, dir, "eval", "--run", run, "--json").stdout)
-	if loss := number(t, m, "loss"); math.Abs(loss-sum.TestLoss) > 1e-9 {
-		t.Errorf("eval loss %v, the run's test loss %v", loss, sum.TestLoss)
+	if loss := number(t, m, "loss"); math.Abs(loss-*sum.TestLoss) > 1e-9 {
+		t.Errorf("eval loss %v, the run's test loss %v", loss, *sum.TestLoss)
 	}
 	probs := func(args ...string) []classProb {
 		var p prediction

@@ -88,7 +88,7 @@ func TestBF16RunResumesBitExact(t *testing.T) {
 	// the run's test loss to the digit (in fp32 it was 2e-4 off), and
 	// --precision fp32 asks for the other.
 	straight := filepath.Join(dir, "straight")
-	want := readSummary(t, straight).TestLoss
+	want := *readSummary(t, straight).TestLoss
 	if loss := number(t, oneJSONLine(t, mustRun(t, dir, "eval", "--run", straight, "--json").stdout), "loss"); loss != want {
 		t.Errorf("kiln eval of the bf16 run: loss %v, the run's %v", loss, want)
 	}
@@ -111,8 +111,8 @@ func TestBF16RunResumesBitExact(t *testing.T) {
 	if switched.Precision != "fp32" {
 		t.Errorf("summary.json of a bf16 run resumed in fp32: precision %q", switched.Precision)
 	}
-	if loss := number(t, oneJSONLine(t, mustRun(t, dir, "eval", "--run", filepath.Join(dir, "switched"), "--json").stdout), "loss"); loss != switched.TestLoss {
-		t.Errorf("kiln eval of a bf16 run resumed in fp32: loss %v, the run's %v", loss, switched.TestLoss)
+	if loss := number(t, oneJSONLine(t, mustRun(t, dir, "eval", "--run", filepath.Join(dir, "switched"), "--json").stdout), "loss"); loss != *switched.TestLoss {
+		t.Errorf("kiln eval of a bf16 run resumed in fp32: loss %v, the run's %v", loss, *switched.TestLoss)
 	}
 	if r := kiln(t, dir, "eval", "--run", straight, "--precision", "tf32"); r.code != 2 || !strings.Contains(r.stderr, "--precision tf32") {
 		t.Errorf("eval --precision tf32 on the CPU: exit %d\n%s", r.code, r.stderr)

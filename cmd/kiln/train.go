@@ -403,8 +403,12 @@ func printFinished(c trainer.Config) error {
 func printSummary(sum *trainer.Summary, dir string) {
 	switch {
 	case sum.TestAccuracy != nil:
-		outf("test accuracy %.2f%%  loss %.4f  (%s, %s, %.0f images/s)  → %s\n",
-			100**sum.TestAccuracy, sum.TestLoss, sum.Weights, trainer.Epochs(sum.EpochsRun), sum.TrainImagesPerSec, dir)
+		speed := ""
+		if sum.TrainImagesPerSec > 0 {
+			speed = fmt.Sprintf(", %.0f images/s", sum.TrainImagesPerSec)
+		}
+		outf("test accuracy %.2f%%  loss %.4f  (%s, %s%s)  → %s\n",
+			100**sum.TestAccuracy, *sum.TestLoss, sum.Weights, trainer.Epochs(sum.EpochsRun), speed, dir)
 	case sum.TestRMSE != nil:
 		outf("test RMSE %.3f  MAE %.3f  R² %.4f  (%s, %s)  → %s\n",
 			*sum.TestRMSE, *sum.TestMAE, *sum.TestR2, sum.Weights, trainer.Epochs(sum.EpochsRun), dir)

@@ -163,7 +163,7 @@ func summaryLoss(t *testing.T, dir string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.TestLoss
+	return *s.TestLoss
 }
 
 // A real kill: SIGKILL once the first trial has finished and the second has
