@@ -333,6 +333,11 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 	}
 	t.openVisuals(s, f.step)
 	defer t.closeVisuals()
+	if t.Run != nil && t.Run.Err() != nil {
+		// A file that cannot be made now (a name too long, no descriptors
+		// left) stopped the run at its first record: an epoch later.
+		return nil, t.Run.Err()
+	}
 	f.logStart()
 	t.Model.SetTraining(true)
 	for !f.trainingDone() {

@@ -683,3 +683,29 @@ func TestResumePastStopAfterEpochTrainsNothing(t *testing.T) {
 		}
 	}
 }
+
+// A run file that cannot be made at the start (here the event file, whose
+// name takes the path past PATH_MAX) stops the run before its first step:
+// it stopped at the first record, an epoch later, the epoch lost.
+func TestRunFileThatCannotBeMadeStopsBeforeTraining(t *testing.T) {
+	dir := t.TempDir()
+	// 4065 bytes: config.yaml's temporary file (26 bytes) fits under
+	// PATH_MAX, the event file's name (31 and the host's) does not.
+	for len(dir) < 4065 {
+		dir = filepath.Join(dir, strings.Repeat("d", min(200, 4065-len(dir)-1)))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := blobConfig()
+	tr := newBlobTrainer(t, c, dir, false)
+	var steps int
+	tr.Callbacks.OnValidation = func(MetricsRecord) bool { steps++; return false }
+	_, err := tr.Fit(context.Background(), blobSplits(t))
+	if err == nil || !strings.Contains(err.Error(), "file name too long") {
+		t.Fatalf("Fit in a directory where the event file cannot be made: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, MetricsFile)); len(b) > 0 || steps > 0 {
+		t.Fatalf("the run trained before it stopped: metrics.jsonl %q", b)
+	}
+}
