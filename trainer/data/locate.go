@@ -48,7 +48,7 @@ var fileSets = map[string]fileSet{
 	"mnist": {
 		subdirs: []string{"mnist", "MNIST/raw"},
 		check:   idxCheck,
-		hint: "Get them with `go mod download " + GoMNISTModule + "` (Kiln's go.mod requires it, so `make` fetches it too), " +
+		hint: "Get them with `go mod download " + GoMNISTModule + "@latest` (Kiln's go.mod requires it, so `make` fetches it too), " +
 			"or put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz " +
 			"in a directory and pass --data-dir DIR or set " + EnvDataDir + ".",
 	},
@@ -67,6 +67,17 @@ var fileSets = map[string]fileSet{
 	},
 }
 
+// enterable reports why the files in directory dir cannot be listed or
+// reached (permission): each file would have been said to be missing.
+func enterable(dir string) error {
+	f, err := os.Open(dir)
+	if err == nil {
+		f.Close()
+		_, err = os.Stat(filepath.Join(dir, "."))
+	}
+	return err
+}
+
 // Locate returns the directory that holds the files of data set name
 // (mnist-rotation reads mnist's), following the rules in the package
 // documentation: dir when it is not empty, else $KILN_DATA_DIR, ./data and
@@ -82,6 +93,9 @@ func Locate(name, dir string) (string, error) {
 	var tried []string
 	try := func(base string, label string) (string, bool) {
 		st, err := os.Stat(base)
+		if err == nil && st.IsDir() {
+			err = enterable(base)
+		}
 		if err != nil || !st.IsDir() {
 			problem := "no such directory"
 			if err == nil {
