@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/data"
@@ -254,8 +255,39 @@ func size(b int64) string {
 	return mib(b)
 }
 
-// availableMemory reads MemAvailable from /proc/meminfo (0 when unknown).
+// availableMemory is what this process may still take: MemAvailable, or
+// less under a cgroup's memory limit (a container's, a Slurm job's), where
+// MemAvailable is the whole machine's and a run it passed was killed by
+// the kernel once past the limit. 0 when unknown.
 func availableMemory() (int64, string) {
+	avail, source := memAvailable()
+	limit, err := memlimit.FromCgroup()
+	if err != nil || limit == 0 || limit >= math.MaxInt64 {
+		return avail, source
+	}
+	rss := residentBytes()
+	if left := max(int64(limit)-rss, 0); avail == 0 || left < avail {
+		return left, fmt.Sprintf("the cgroup's memory limit of %s, less this process's %s", size(int64(limit)), size(rss))
+	}
+	return avail, source
+}
+
+// residentBytes is this process's resident memory (VmRSS), 0 when unknown.
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+// memAvailable reads MemAvailable from /proc/meminfo (0 when unknown).
+func memAvailable() (int64, string) {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0, "unknown"

@@ -168,7 +168,7 @@ func addConfigFlags(f *pflag.FlagSet) *configFlags {
 	intFlag(f, &c.Threads, "threads", "CPU threads (0: all cores)")
 	f.StringVar(&c.RunDir, "run-dir", "", "run directory (default runs/<model>-<time>)")
 	intFlag(f, &c.StopAfterEpoch, "stop-after-epoch", "end the run after this epoch, resumable")
-	intFlag(f, &c.MemoryLimitMB, "memory-limit-mb", "refuse runs estimated to need more (default: available memory)")
+	intFlag(f, &c.MemoryLimitMB, "memory-limit-mb", "refuse runs estimated to need more (default: available memory, within a container's cgroup limit)")
 	intFlag(f, &c.LogEvery, "log-every", "log training loss, accuracy, LR and images/s every N steps (0: per epoch)")
 	f.StringVar(&c.LogLevel, "log-level", "", "console log level: debug, info (default) or warn")
 	f.BoolVar(&c.NoVisuals, "no-visuals", false, "skip histograms.jsonl and visuals.json (the pictures of kiln plot and kiln board)")

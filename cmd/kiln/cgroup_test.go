@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A run in a cgroup with a memory limit (a container's, a Slurm job's) is
+// checked against that limit: MemAvailable is the whole machine's, so a run
+// that could not fit passed the check and the kernel killed it. The test
+// makes a child of this process's cgroup-v1 memory cgroup (as root), limits
+// it to 400 MiB and starts a training there that needs far more.
+func TestMemoryCheckHonoursTheCgroupLimit(t *testing.T) {
+	needMNIST(t)
+	cg := childMemoryCgroup(t, 400<<20)
+	dir := t.TempDir()
+	cmd := exec.Command("sh", "-c", fmt.Sprintf(`echo $$ > %s/cgroup.procs && exec "$@"`, cg), "sh",
+		kilnBin, "train", "--model", "cnn", "--batch", "256", "--epochs", "1", "--threads", "1", "--device", "cpu",
+		"--run-dir", filepath.Join(dir, "run"))
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the cgroup's memory limit of 400 MiB") || !strings.Contains(string(out), "use a smaller --batch") {
+		t.Fatalf("a run needing ~1.9 GiB in a 400 MiB cgroup: %v\n%s", err, out)
+	}
+}
+
+// childMemoryCgroup makes a cgroup-v1 memory cgroup below this process's,
+// limited to limit bytes, removed at the end; it skips, saying why, where
+// there is none it may make.
+func childMemoryCgroup(t *testing.T, limit int64) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skipf("no /proc/self/cgroup: %v", err)
+	}
+	parent := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && f[1] == "memory" {
+			parent = filepath.Join("/sys/fs/cgroup/memory", f[2])
+		}
+	}
+	if parent == "" {
+		t.Skip("no cgroup-v1 memory controller here (cgroup v2 only, or none)")
+	}
+	cg := filepath.Join(parent, fmt.Sprintf("kiln-test-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Skipf("cannot make a memory cgroup (not root?): %v", err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	if err := os.WriteFile(filepath.Join(cg, "memory.limit_in_bytes"), []byte(fmt.Sprint(limit)), 0o644); err != nil {
+		t.Skipf("cannot limit the cgroup %s: %v", cg, err)
+	}
+	return cg
+}
