@@ -322,7 +322,31 @@ func ParseConfig(b []byte, isJSON bool, base Config) (Config, error) {
 	if err != nil {
 		return base, err
 	}
+	// No shell reads a file's paths: "~/runs" made a folder named ~ in the
+	// working directory, which the output wrote as if it were the home.
+	for _, p := range []struct {
+		key  string
+		path *string
+	}{{"data_dir", &c.DataDir}, {"run_dir", &c.RunDir}} {
+		if *p.path, err = expandHome(*p.path); err != nil {
+			return base, fmt.Errorf("%s %q: %w", p.key, *p.path, err)
+		}
+	}
 	return c, nil
+}
+
+// expandHome replaces a leading ~ (alone or before a /) by the home
+// directory, as a shell would.
+func expandHome(path string) (string, error) {
+	rest, ok := strings.CutPrefix(path, "~")
+	if !ok || rest != "" && rest[0] != '/' {
+		return path, nil // ~user is left to the shell
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return path, fmt.Errorf("~ is the home directory, but %w", err)
+	}
+	return home + rest, nil
 }
 
 // jsonKind names a Go kind as a JSON value: a string, a number, a list …

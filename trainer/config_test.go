@@ -665,3 +665,24 @@ func TestJSONConfigOfTheWrongType(t *testing.T) {
 		}
 	}
 }
+
+// A config file's paths are nobody's shell's: a leading ~ is the home
+// directory (it made a folder named ~ in the working directory).
+func TestConfigFilePathsExpandTheHome(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	c, err := ParseConfig([]byte("run_dir: ~/runs/a\ndata_dir: \"~/\"\n"), false, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RunDir != home+"/runs/a" || c.DataDir != home+"/" {
+		t.Fatalf("run_dir %q, data_dir %q; want them under %s", c.RunDir, c.DataDir, home)
+	}
+	if c, err = ParseConfig([]byte("run_dir: ~other/x\n"), false, DefaultConfig()); err != nil || c.RunDir != "~other/x" {
+		t.Fatalf("~other/x: %q, %v", c.RunDir, err)
+	}
+	t.Setenv("HOME", "")
+	if _, err := ParseConfig([]byte("run_dir: ~/x\n"), false, DefaultConfig()); err == nil || !strings.Contains(err.Error(), "run_dir") {
+		t.Fatalf("~ without a home: %v", err)
+	}
+}
