@@ -156,6 +156,27 @@ func TestGradientDropoutLayer(t *testing.T) {
 		}, gradcheck.Options{})
 }
 
+// In evaluation mode dropout is the identity, its stream untouched, as
+// nn.Dropout under model.eval().
+func TestDropoutInEvaluationIsTheIdentity(t *testing.T) {
+	d := NewDropout(0.5, 42)
+	d.SetTraining(false)
+	x := gradcheck.Rand(rand.New(rand.NewPCG(2, 9)), -1, 1, 4, 9).As(engine.Float32)
+	start := d.RNGState()
+	y, err := d.Forward(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range x.Values() {
+		if y.Values()[i] != v {
+			t.Fatalf("evaluation dropout changed x[%d]: %v → %v", i, v, y.Values()[i])
+		}
+	}
+	if d.RNGState() != start {
+		t.Fatal("evaluation dropout moved the random stream")
+	}
+}
+
 func TestGradientSpatialGatingUnit(t *testing.T) {
 	rng := rand.New(rand.NewPCG(10, 10))
 	s := NewSpatialGatingUnit(rng, 5, 3)

@@ -21,6 +21,17 @@ func TestClassMetrics(t *testing.T) {
 	}
 }
 
+// Tied logits (a dead model's zeros) count as the first class, as
+// PyTorch's argmax and Kiln's own loss kernel take them.
+func TestClassMetricsTiesGoToTheFirstClass(t *testing.T) {
+	logits, _ := engine.FromFloat32([]float32{0, 0, 0, 0, 0.5, 0.5}, 2, 3)
+	m := NewClassMetrics(3)
+	m.Add(0, logits, []int32{0, 1})
+	if m.Correct != 2 || m.Confusion[0][0] != 1 || m.Confusion[1][1] != 1 {
+		t.Fatalf("tied logits: %d right, confusion %v; want the first of the tied classes", m.Correct, m.Confusion)
+	}
+}
+
 func TestRegressionMetrics(t *testing.T) {
 	var m RegressionMetrics
 	m.Add(0, []float64{1, 2, 3}, []float64{1, 2, 5})
