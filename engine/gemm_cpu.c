@@ -114,6 +114,19 @@ static void buffer_free(void *v) {
 
 static void buffer_init(void) { buffer_key_ok = pthread_key_create(&buffer_key, buffer_free) == 0; }
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+// glibc gives each thread that mallocs an arena of its own, 64 MiB of address
+// space each, up to 8 a core: the packing buffers of the worker threads
+// reserved hundreds of MiB, and under an address-space limit (ulimit -v, a
+// batch system's vmem) the Go runtime then found none left and died half
+// the time. Two arenas serve these few long-lived buffers as well.
+// MALLOC_ARENA_MAX, when set, is the user's choice.
+__attribute__((constructor)) static void kiln_few_malloc_arenas(void) {
+	if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
+}
+#endif
+
 // thread_buf returns this thread's 64-byte aligned buffer number slot, of at
 // least n floats, or NULL.
 static float *thread_buf(int slot, size_t n) {

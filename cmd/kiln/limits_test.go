@@ -55,3 +55,23 @@ func childMemoryCgroup(t *testing.T, limit int64) string {
 	}
 	return cg
 }
+
+// Under an address-space limit (ulimit -v; batch systems' vmem) a small run
+// trains: glibc's per-thread malloc arenas (64 MiB of address space each,
+// for the worker threads' packing buffers) left the Go runtime none, and
+// half such runs died with "fatal error: runtime: cannot allocate memory".
+func TestTrainsUnderAnAddressSpaceLimit(t *testing.T) {
+	needMNIST(t)
+	if os.Getenv("MALLOC_ARENA_MAX") != "" {
+		t.Skip("MALLOC_ARENA_MAX is set: the arenas are the user's choice")
+	}
+	dir := t.TempDir()
+	for i := range 3 {
+		cmd := exec.Command("sh", "-c", `ulimit -v 2000000 && exec "$@"`, "sh", kilnBin, "train", "--model", "mlp",
+			"--subset", "0.02", "--epochs", "1", "--threads", "2", "--no-visuals", "--device", "cpu",
+			"--run-dir", filepath.Join(dir, fmt.Sprint(i)))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("run %d under ulimit -v 2000000: %v\n%s", i, err, out[max(0, len(out)-3000):])
+		}
+	}
+}
