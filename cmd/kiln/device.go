@@ -52,6 +52,10 @@ func resolveDevice(flag string, log zerolog.Logger) (engine.Device, error) {
 	if err != nil {
 		return engine.CPU, err
 	}
+	asked := "--device " + s // the setting that asked, named as the user gave it
+	if !strings.EqualFold(strings.TrimSpace(flag), s) {
+		asked = "$" + envDevice + "=" + s
+	}
 	dev, auto, err := engine.ParseDevice(s)
 	if err != nil {
 		return engine.CPU, usageError{fmt.Errorf("--device: %w", err)}
@@ -65,7 +69,7 @@ func resolveDevice(flag string, log zerolog.Logger) (engine.Device, error) {
 			log.Info().Msg("device auto: " + reason + ": running on the CPU")
 			return engine.CPU, nil
 		}
-		return engine.CPU, fmt.Errorf("--device cuda: %s (use --device cpu or auto)", reason)
+		return engine.CPU, fmt.Errorf("%s: %s (use --device cpu or auto)", asked, reason)
 	}
 	inf, err := engine.OpenDevice(engine.CUDA)
 	if err != nil {
@@ -73,7 +77,7 @@ func resolveDevice(flag string, log zerolog.Logger) (engine.Device, error) {
 			log.Info().Msg("device auto: " + err.Error() + ": running on the CPU")
 			return engine.CPU, nil
 		}
-		return engine.CPU, fmt.Errorf("--device %s: %w", s, err)
+		return engine.CPU, fmt.Errorf("%s: %w", asked, err)
 	}
 	if auto && inf.Backend != "cuda" {
 		// The emulator (cudaemu build) runs kernels on the CPU, slowly: it is
