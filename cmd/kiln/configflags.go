@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -77,6 +78,26 @@ func nameSetting(err error, f *pflag.FlagSet, configPath string) error {
 		return fmt.Errorf("config %s: %w", configPath, err)
 	}
 	return err
+}
+
+// changedSettings are the flags given that a resume may not change.
+func changedSettings(f *pflag.FlagSet) []string {
+	var out []string
+	f.Visit(func(fl *pflag.Flag) {
+		if key := strings.ReplaceAll(fl.Name, "-", "_"); fl.Name != "resume" && !slices.Contains(trainer.ResumableSettings, key) {
+			out = append(out, "--"+fl.Name)
+		}
+	})
+	return out
+}
+
+// resumableFlags are the settings a resume may change, as flags.
+func resumableFlags() []string {
+	out := make([]string, len(trainer.ResumableSettings))
+	for i, k := range trainer.ResumableSettings {
+		out[i] = "--" + strings.ReplaceAll(k, "_", "-")
+	}
+	return out
 }
 
 // settingKey is a configuration key inside a message (early_stop,
@@ -204,13 +225,24 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 			return c, err
 		}
 	}
+	if runsOwn && !f.Changed("stop-after-epoch") {
+		// The first command's stop, which this resume goes past; one given
+		// now stops at once where the checkpoint has reached it.
+		c.StopAfterEpoch = 0
+	}
 	if runsOwn {
 		// The run's own config.yaml: an older Kiln took settings that
 		// Validate now refuses for want of a reader, and ran without them.
 		cf.dropInert(&c, f, configPath, (*trainer.Config).DropUnread)
 	}
 	if err := c.Validate(); err != nil { // out of range is an error, read or not
-		return c, nameSetting(err, f, configPath)
+		err = nameSetting(err, f, configPath)
+		if changed := changedSettings(f); runsOwn && len(changed) > 0 {
+			// The run's file was valid: the flags laid over it made the mix.
+			err = fmt.Errorf("%w (the run's settings with %s given: a resume changes only %s)", err,
+				strings.Join(changed, ", "), strings.Join(resumableFlags(), ", "))
+		}
+		return c, err
 	}
 	cf.dropInert(&c, f, configPath, (*trainer.Config).DropInert)
 	if cf.lenientInert {

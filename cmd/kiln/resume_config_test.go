@@ -34,6 +34,12 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 			t.Errorf("a resume with another %s: exit %d, %q, want it to name %s", c.flag, r.code, r.stderr, c.names)
 		}
 	}
+	// A flag that makes the run's valid settings invalid is named, with
+	// what a resume may change (it blamed the run's config.yaml alone).
+	if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--patience", "3"); r.code != 2 ||
+		!strings.Contains(r.stderr, "with --patience given: a resume changes only --run-dir") {
+		t.Errorf("a resume with --patience and no early stopping: exit %d, %q", r.code, r.stderr)
+	}
 	// Without config.yaml the flags are the whole configuration: with none
 	// given, the settings are unknown, and the refusal says so.
 	bare := filepath.Join(dir, "bare")

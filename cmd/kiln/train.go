@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 
@@ -78,12 +77,7 @@ func checkBareResume(f *pflag.FlagSet, configPath string) error {
 	if _, err := os.Stat(dir); err != nil {
 		return nil // --resume of no directory says so itself
 	}
-	settings := false
-	f.Visit(func(fl *pflag.Flag) {
-		key := strings.ReplaceAll(fl.Name, "-", "_")
-		settings = settings || fl.Name != "resume" && !slices.Contains(trainer.ResumableSettings, key)
-	})
-	if settings {
+	if len(changedSettings(f)) > 0 {
 		return nil
 	}
 	why := "its run stopped before writing it"
