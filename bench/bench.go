@@ -205,7 +205,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Quick {
 		label += "-quick"
 	}
-	var err error
+	// Before the report's name is reserved: a TMPDIR that cannot be used
+	// left a partial report of nothing at each try.
+	tmp, err := os.MkdirTemp("", "kiln-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("a temporary folder (TMPDIR=%q): %w", os.Getenv("TMPDIR"), err)
+	}
+	defer os.RemoveAll(tmp)
 	if s.base, err = reserveBase(cfg.Out, label); err != nil {
 		return nil, err
 	}
@@ -213,11 +219,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 
-	tmp, err := os.MkdirTemp("", "kiln-bench-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
 	if err := s.setupTorch(ctx, tmp); err != nil {
 		return s.rep, err
 	}

@@ -263,3 +263,19 @@ func TestBenchProfileSurvivesCtrlC(t *testing.T) {
 		t.Fatalf("the profile after Ctrl-C: %d bytes, want a gzipped pprof profile (%v)\n%s", len(b), err, stderr.String())
 	}
 }
+
+// A TMPDIR that cannot be used stops the suite before it reserves its
+// report's name, saying so: each try left a "partial report" of nothing,
+// and the message named a bare path.
+func TestBenchSuiteWithABadTMPDIR(t *testing.T) {
+	out := t.TempDir()
+	cmd := exec.Command(kilnBin, "bench", "suite", "--quick", "--no-torch", "--sections", "ops", "--threads", "1", "--out", out)
+	cmd.Env = append(os.Environ(), "TMPDIR=/nonexistent/kiln")
+	b, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "TMPDIR") {
+		t.Fatalf("bench suite with TMPDIR=/nonexistent/kiln: %v\n%s", err, b)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) > 0 {
+		t.Fatalf("a suite that could not start left %v in --out", entries)
+	}
+}
