@@ -64,7 +64,7 @@ func ReadRunState(path string) (RunState, error) {
 // trial again once it is mended.
 type DamagedRunError struct{ Err error }
 
-func (e *DamagedRunError) Error() string { return e.Err.Error() }
+func (e *DamagedRunError) Error() string { return e.Err.Error() + "; " + mendAdvice }
 func (e *DamagedRunError) Unwrap() error { return e.Err }
 
 // damaged says what to do about a checkpoint that cannot be read as one
@@ -75,7 +75,7 @@ func damaged(err error) error {
 	if !errors.As(err, &format) {
 		return err
 	}
-	return &DamagedRunError{fmt.Errorf("%w: the checkpoint is damaged or cut short, so the run cannot resume from it; %s", err, mendAdvice)}
+	return &DamagedRunError{fmt.Errorf("%w: the checkpoint is damaged or cut short, so the run cannot resume from it", err)}
 }
 
 // mendAdvice is what to do about a run whose checkpoint cannot be used.
@@ -229,7 +229,7 @@ func checkDigest(path string, tensors map[string]*engine.Tensor, meta map[string
 	}
 	if got := hex.EncodeToString(sum[:]); got != want {
 		return &DamagedRunError{fmt.Errorf("%s is damaged: its contents do not match the SHA-256 written with them (a disk error, or an edit), "+
-			"so the run cannot resume from it; %s", path, mendAdvice)}
+			"so the run cannot resume from it", path)}
 	}
 	return nil
 }

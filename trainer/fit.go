@@ -468,7 +468,18 @@ func (f *fitRun) resume() error {
 		t.Log.Warn().Strs("files", short).Msg("--resume: these files are shorter than at the checkpoint " +
 			"(a power cut or an edit): their records from before it are lost; the run goes on")
 	}
-	return f.resumeFrom(t.Run.File(CheckpointFile))
+	if err := f.resumeFrom(t.Run.File(CheckpointFile)); err != nil {
+		return err
+	}
+	if len(t.Run.ShortFiles()) > 0 {
+		// The same checkpoint, with the sizes the files were cut to: a
+		// kill before the next one would cut them back to the old sizes,
+		// past lines written since, and those lines would come twice.
+		if err := f.checkpoint(); err != nil {
+			return err
+		}
+	}
+	return t.Run.restoreConfig(f.c)
 }
 
 // resumeFrom restores the run from the checkpoint at path. The settings
@@ -530,8 +541,8 @@ func (f *fitRun) checkBestWeights() error {
 		return nil
 	}
 	if _, _, err := safetensors.ReadFile(f.t.Run.File(BestWeights)); err != nil {
-		return &DamagedRunError{fmt.Errorf("resume: --restore-best ends this run on its best weights (epoch %d), but %w; %s",
-			f.stopper.BestEpoch, err, mendAdvice)}
+		return &DamagedRunError{fmt.Errorf("resume: --restore-best ends this run on its best weights (epoch %d), but %w",
+			f.stopper.BestEpoch, err)}
 	}
 	return nil
 }

@@ -220,7 +220,7 @@ func (r *RunDir) open(resume, kilns bool) error {
 		// last.safetensors is written after each checkpoint: this run had
 		// one, lost since. Starting over would delete its files.
 		return &DamagedRunError{fmt.Errorf("%s holds a run whose %s is missing (its %s is there, written after each checkpoint), "+
-			"so the run cannot resume; %s (nothing was changed)", r.Path, CheckpointFile, LastWeights, mendAdvice)}
+			"so the run cannot resume (nothing was changed)", r.Path, CheckpointFile, LastWeights)}
 	}
 	r.restart = resume && !hasCheckpoint
 	if hasCheckpoint {
@@ -287,6 +287,20 @@ func (r *RunDir) WriteStart(c Config, m ModelInfo) error {
 		return err
 	}
 	return r.write(ModelFile, ModelJSON(m))
+}
+
+// restoreConfig writes config.yaml again where a resume found it gone, once
+// the checkpoint has accepted c, the settings given in its place: eval,
+// predict and export read the run's data set from it.
+func (r *RunDir) restoreConfig(c Config) error {
+	if _, err := os.Stat(r.File(ConfigFile)); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	y, err := c.YAML()
+	if err != nil {
+		return err
+	}
+	return r.write(ConfigFile, y)
 }
 
 // Logger returns a logger writing JSON lines to train.log and, when console

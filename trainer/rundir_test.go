@@ -328,6 +328,36 @@ func TestResumeOfAppendedFilesCutShortByAPowerCut(t *testing.T) {
 	}
 }
 
+// The resume that found files short is itself killed before its next
+// checkpoint: the next resume must cut them back to where the first found
+// them, not to the older, larger sizes the checkpoint had recorded (which
+// kept part of what the first resume wrote, and its records came twice).
+func TestResumeKilledAfterFindingFilesShort(t *testing.T) {
+	c, splits, straight, dir := stoppedBesideStraight(t)
+	path := filepath.Join(dir, MetricsFile)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()*2/3); err != nil {
+		t.Fatal(err)
+	}
+	kept := len(readWholeLines(t, path))
+	killed := newBlobTrainer(t, c, dir, true)
+	killed.Callbacks.OnValidation = func(MetricsRecord) bool { panic("killed") } // after its record, before a checkpoint
+	func() {
+		defer func() { recover() }()
+		killed.Fit(context.Background(), splits)
+	}()
+	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	want, got := metricsOf(t, straight), metricsOf(t, dir)
+	if len(got) <= kept || !slices.Equal(got[:kept], want[:kept]) || !slices.Equal(got[kept:], want[len(want)-(len(got)-kept):]) {
+		t.Fatalf("metrics.jsonl after resume (the first %d kept):\n%s\nuninterrupted:\n%s", kept, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // readWholeLines is a file's lines that end with a newline.
 func readWholeLines(t *testing.T, path string) []string {
 	b, err := os.ReadFile(path)

@@ -331,6 +331,9 @@ func TestExportONNXRun(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(run, trainer.ModelFile), trainer.ModelJSON(info), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.WriteFile(filepath.Join(run, trainer.ConfigFile), []byte("model: lenet\ndataset: mnist\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if err := layers.SaveWeights(model, filepath.Join(run, trainer.BestWeights), map[string]string{"model": "lenet"}); err != nil {
 			t.Fatal(err)
 		}

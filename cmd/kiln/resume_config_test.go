@@ -57,6 +57,11 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 	if r := kiln(t, dir, "train", "--run-dir", bare, "--resume"); r.code != 2 || !strings.Contains(r.stderr, "config.yaml is empty") {
 		t.Errorf("a resume with an empty config.yaml: exit %d, %q", r.code, r.stderr)
 	}
+	// Given the first command's flags, as the refusal says, the run goes on
+	// and has its config.yaml again, which eval reads the data set from.
+	os.Remove(filepath.Join(bare, "config.yaml"))
+	mustRun(t, dir, append(args("bare"), "--resume")...)
+	mustRun(t, dir, "eval", "--run", bare)
 	// The console's level is not the run's: a resume may quiet it.
 	mustRun(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--log-level", "warn")
 	if !sameLastWeights(t, filepath.Join(dir, "straight"), filepath.Join(dir, "stopped")) {

@@ -396,7 +396,7 @@ func printFinished(c trainer.Config) error {
 // printSummary prints a run's outcome on one line.
 func printSummary(sum *trainer.Summary, dir string) {
 	switch {
-	case sum.TestAccuracy != nil:
+	case sum.TestAccuracy != nil && sum.TestLoss != nil:
 		speed := ""
 		if sum.TrainImagesPerSec > 0 {
 			speed = fmt.Sprintf(", %.0f images/s", sum.TrainImagesPerSec)

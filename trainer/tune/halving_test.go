@@ -254,8 +254,16 @@ func TestEnvironmentalErrorStopsTheTuneAndResumes(t *testing.T) {
 // to mend it, as the machine's errors do: it failed the trial for good, and
 // restoring the file then changed nothing.
 func TestDamagedTrialCheckpointStopsTheTune(t *testing.T) {
+	// Whatever the space chooses: a space of data sets too (whose missing
+	// files are a trial's own, not the machine's).
+	for _, space := range []string{"lr: [0.01, 0.02, 0.03]", "dataset: [mnist, fashion-mnist, mnist-rotation]"} {
+		damagedTrialStopsTheTune(t, space)
+	}
+}
+
+func damagedTrialStopsTheTune(t *testing.T, space string) {
 	dir := t.TempDir()
-	tu, err := Start(dir, trainer.DefaultConfig(), mustSpace(t, "lr: [0.01, 0.02, 0.03]"), Settings{Strategy: "grid", Metric: "val_acc"})
+	tu, err := Start(dir, trainer.DefaultConfig(), mustSpace(t, space), Settings{Strategy: "grid", Metric: "val_loss"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,11 +275,11 @@ func TestDamagedTrialCheckpointStopsTheTune(t *testing.T) {
 		return good(ctx, r)
 	}
 	st, err := tu.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "remove the trial's folder") {
-		t.Fatalf("the tune returned %v, want the damaged checkpoint and what to do", err)
+	if err == nil || !strings.Contains(err.Error(), "remove the trial's folder") || strings.Contains(err.Error(), "--run-dir") {
+		t.Fatalf("%s: the tune returned %v, want the damaged checkpoint and what to do", space, err)
 	}
 	if s := []Status{st.Trials[0].Status, st.Trials[1].Status, st.Trials[2].Status}; s[0] != Done || s[1] != Interrupted || s[2] != Pending {
-		t.Fatalf("statuses %v, want done, interrupted, pending", s)
+		t.Fatalf("%s: statuses %v, want done, interrupted, pending", space, s)
 	}
 }
 

@@ -460,7 +460,8 @@ func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
 	tu.mu.Lock()
 	// A missing data file is the machine's, for the tune to wait on, unless
 	// the space chose the data: then it is that trial's own.
-	environmental := Environmental(err) && !tu.State.Space.ChoosesData()
+	_, damaged := errors.AsType[*trainer.DamagedRunError](err) // the run directory's, whatever the data
+	environmental := Environmental(err) && !tu.State.Space.ChoosesData() || damaged
 	if err != nil && (errors.Is(err, trainer.ErrInterrupted) || ctx.Err() != nil || environmental) {
 		t.Status, t.Error = Interrupted, ""
 		t.Seconds += time.Since(start).Seconds()
@@ -468,8 +469,9 @@ func (tu *Tuner) runTrial(ctx context.Context, t *Trial) error {
 		serr := tu.save()
 		tu.mu.Unlock()
 		if environmental && ctx.Err() == nil {
-			if _, ok := errors.AsType[*trainer.DamagedRunError](err); ok {
-				return fmt.Errorf("trial %s: %w; or remove the trial's folder to run it again from its start, then kiln tune --resume", t.Name(), err)
+			if d, ok := errors.AsType[*trainer.DamagedRunError](err); ok {
+				return fmt.Errorf("trial %s: %w; restore the file, or remove the trial's folder to run it again from its start, then kiln tune --resume",
+					t.Name(), d.Err)
 			}
 			return fmt.Errorf("trial %s: %w", t.Name(), err)
 		}
