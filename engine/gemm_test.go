@@ -189,6 +189,20 @@ func TestSgemmPackingVariants(t *testing.T) {
 	}
 }
 
+// A long reduction into a small C (a weight gradient over a plane of more
+// than 64×64) runs in k slices of DOT_KC = 4096: each slice after the
+// first adds to what the ones before it left, whatever beta.
+func TestSgemmDotPathPastOneKSlice(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 10))
+	for _, beta := range []float32{0, 0.5, 1} {
+		for _, k := range []int{4097, 9000} {
+			g := gemmCase{transB: true, m: 3, n: 4, k: k, alpha: 1, beta: beta}
+			o := newGemmOperands(rng, g)
+			o.check(t, "sgemm", o.run(o.sgemm))
+		}
+	}
+}
+
 func TestSgemmPortablePath(t *testing.T) {
 	defer forceISA(t, "generic")()
 	rng := rand.New(rand.NewPCG(9, 9))

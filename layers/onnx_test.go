@@ -2,6 +2,7 @@ package layers
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -49,6 +50,15 @@ func checkONNXGraph(t *testing.T, what string, m *Model, g *onnx.GraphProto) {
 	for _, n := range g.Node {
 		if !slices.Contains(onnxOpset17, n.GetOpType()) {
 			t.Errorf("%s: node %s is a %s", what, n.GetName(), n.GetOpType())
+		}
+		if n.GetOpType() == "BatchNormalization" {
+			// ONNX's momentum weighs the running value, PyTorch's the
+			// batch's: torch.onnx writes 1 − 0.1.
+			for _, a := range n.GetAttribute() {
+				if a.GetName() == "momentum" && math.Abs(float64(a.GetF())-0.9) > 1e-6 {
+					t.Errorf("%s: node %s has momentum %v, want 0.9 (1 − PyTorch's 0.1)", what, n.GetName(), a.GetF())
+				}
+			}
 		}
 		for _, in := range n.Input {
 			if !known[in] {

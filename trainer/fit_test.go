@@ -389,3 +389,37 @@ func TestSummaryWithoutATestSetHasNoTestFigures(t *testing.T) {
 		t.Fatalf("summary.json of a run without a test set:\n%s", b)
 	}
 }
+
+// Evaluation's loss is plain cross-entropy whatever --label-smoothing, as
+// Keras and Lightning report it: validation and test losses, val_loss's
+// early stopping and the plateau schedule read it.
+func TestEvaluateLossIsPlainCrossEntropy(t *testing.T) {
+	c := blobConfig()
+	c.LabelSmoothing = 0.2
+	tr := newBlobTrainer(t, c, "", false)
+	ds := blobSplits(t).Val
+	r, err := tr.Evaluate(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Model.SetTraining(false)
+	x := engine.New(engine.Float32, ds.Len(), ds.Channels, ds.Height, ds.Width)
+	copy(x.Float32(), ds.Images)
+	out, err := tr.Model.Forward(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0.0
+	for i := range ds.Len() {
+		row := out.Values()[i*4 : (i+1)*4]
+		lse := 0.0
+		for _, v := range row {
+			lse += math.Exp(v)
+		}
+		want += math.Log(lse) - row[ds.Labels[i]]
+	}
+	want /= float64(ds.Len())
+	if math.Abs(r.Loss-want) > 1e-5*want {
+		t.Fatalf("evaluation loss %v with label smoothing 0.2, plain cross-entropy %v", r.Loss, want)
+	}
+}

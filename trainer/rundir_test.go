@@ -368,6 +368,29 @@ func readWholeLines(t *testing.T, path string) []string {
 	return lines[:len(lines)-1]
 }
 
+// A plateau schedule that has cut the learning rate before the stop goes on
+// from its cut LR, patience count and best loss, as ReduceLROnPlateau's
+// state_dict does: resumed, the run's records are the straight run's.
+func TestResumeKeepsThePlateauSchedulesState(t *testing.T) {
+	c := blobConfig()
+	c.Schedule, c.PlateauPatience, c.PlateauFactor, c.ValEvery, c.LR = "plateau", 1, 0.5, 1, 1.5
+	splits := blobSplits(t)
+	straight, dir := t.TempDir(), t.TempDir()
+	if _, err := newBlobTrainer(t, c, straight, false).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	c1 := c
+	c1.StopAfterEpoch = 2
+	if _, err := newBlobTrainer(t, c1, dir, false).Fit(context.Background(), splits); err != nil {
+		t.Fatal(err)
+	}
+	recs := readJSONLines[MetricsRecord](t, filepath.Join(dir, MetricsFile))
+	if last := recs[len(recs)-1]; !(last.LR < c.LR) {
+		t.Fatalf("the plateau schedule had not cut the LR by the stop (%v): the test needs one that has", last.LR)
+	}
+	resumeLikeStraight(t, c, splits, dir, straight)
+}
+
 // stoppedBesideStraight trains a blob run whole (straight) and the same run
 // stopped after its second epoch (dir), validating every 5 steps.
 func stoppedBesideStraight(t *testing.T) (c Config, splits *data.Splits, straight, dir string) {

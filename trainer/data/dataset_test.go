@@ -116,6 +116,15 @@ func TestSampleAndSplit(t *testing.T) {
 	if tiny, _ := d.Sample(0.001, 1); tiny.Len() != 1 {
 		t.Errorf("tiny subset has %d samples", tiny.Len())
 	}
+	// round(frac·N), not its floor: a quarter of 10 is 3 samples, 0.15 of
+	// 10 in a split is 2 held out (the counts runs and their digests keep).
+	ten := toySet(t, 10, 1, 1, 1, 10)
+	if q, _ := ten.Sample(0.25, 1); q.Len() != 3 {
+		t.Errorf("a 0.25 subset of 10 has %d samples, want round(2.5) = 3", q.Len())
+	}
+	if _, h, _ := ten.Split(0.15, 1); h.Len() != 2 {
+		t.Errorf("a 0.15 split of 10 holds out %d samples, want round(1.5) = 2", h.Len())
+	}
 	rest, held, err := d.Split(0.2, 7)
 	if err != nil || rest.Len() != 80 || held.Len() != 20 {
 		t.Fatalf("Split: %v", err)
