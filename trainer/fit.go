@@ -327,7 +327,7 @@ func (t *Trainer) Fit(ctx context.Context, s *data.Splits) (*Summary, error) {
 	if f.pausing() {
 		// Lightning's max_epochs at or below the checkpoint's: it trained
 		// the epochs after it, saying nothing.
-		t.Log.Warn().Int("epoch", f.epochs).Msgf("--stop-after-epoch %d: the checkpoint is already at epoch %d, so nothing is trained; "+
+		t.Log.Warn().Int("epoch", f.epochs).Msgf("--stop-after-epoch %d: the checkpoint has already finished epoch %d, so nothing is trained; "+
 			"resume with a later --stop-after-epoch, or without it, to go on", f.c.StopAfterEpoch, f.epochs)
 		return f.pause(), nil
 	}

@@ -75,3 +75,14 @@ func TestTrainsUnderAnAddressSpaceLimit(t *testing.T) {
 		}
 	}
 }
+
+// Past a file-size limit (ulimit -f) the run stops at the write, naming
+// the limit, not a bare "file too large" of a temporary file.
+func TestFileSizeLimitIsNamed(t *testing.T) {
+	needMNIST(t)
+	out, err := exec.Command("sh", "-c", `ulimit -f 1500 && exec "$@"`, "sh", kilnBin, "train", "--model", "mlp",
+		"--subset", "0.02", "--epochs", "1", "--threads", "1", "--device", "cpu", "--run-dir", filepath.Join(t.TempDir(), "r")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "KiB (ulimit -f); raise it, and --resume continues the run") || strings.Contains(string(out), "panic") {
+		t.Fatalf("a run past ulimit -f 1500: %v\n%s", err, out)
+	}
+}

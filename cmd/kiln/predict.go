@@ -13,6 +13,7 @@ import (
 
 	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/internal/imagefile"
+	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer"
 	"github.com/kiln-ml/kiln/trainer/data"
 )
@@ -85,22 +86,90 @@ With --json each sample is one JSON line.`,
 		if err := s.checkPrecision(cmd.Flags()); err != nil {
 			return err
 		}
-		in, err := pf.input(s, mf.run, fromData)
+		return pf.run(s, mf.run, fromData)
+	}
+	return cmd
+}
+
+// run predicts and prints: the test samples asked for, or the image files
+// a chunk at a time.
+func (pf *predictFlags) run(s *modelSetup, run string, fromData bool) error {
+	folder, err := folderOptions(s, run)
+	if err != nil {
+		return err
+	}
+	if fromData {
+		in, err := testSamples(s, folder, pf.index, pf.count)
 		if err != nil {
 			return err
 		}
-		if err := in.predict(s, pf.top); err != nil {
+		p, err := newPredictor(s, in.meta, pf.top)
+		if err != nil {
+			return err
+		}
+		if err := p.predict(in); err != nil {
+			return err
+		}
+		return printPredictions(in.preds, pf.asJSON)
+	}
+	paths, err := pf.paths()
+	if err != nil {
+		return err
+	}
+	return pf.predictFiles(s, run, folder, paths)
+}
+
+// predictChunk is how many image files predict reads, runs and prints at a
+// time: its memory is one chunk's whatever the folder holds (it kept every
+// image, about 5× its sample's size, and printed nothing until the last).
+const predictChunk = 256
+
+// predictFiles predicts the image files at paths, the first of them named
+// by --image (they must be read), a chunk at a time.
+func (pf *predictFlags) predictFiles(s *modelSetup, run string, folder data.FolderOptions, paths []string) error {
+	meta, err := imageMeta(s, run)
+	if err != nil {
+		return err
+	}
+	if meta.Height == 1 && meta.Width == 1 {
+		return usagef("--image: %s samples are feature rows, not images; use --index", s.dataset)
+	}
+	var p *predictor // built once the first files are read: a bad one is named first
+	read, unread := 0, 0
+	var light []string
+	for start := 0; start < len(paths); start += predictChunk {
+		chunk := paths[start:min(start+predictChunk, len(paths))]
+		in, err := imageFiles(s, meta, folder, chunk, len(pf.images)-start, pf.invert)
+		if err != nil {
+			return err
+		}
+		read, unread, light = read+len(in.preds), unread+in.unread, append(light, in.light...)
+		if len(in.preds) == 0 {
+			continue
+		}
+		if p == nil {
+			if p, err = newPredictor(s, meta, pf.top); err != nil {
+				return err
+			}
+		}
+		if err := p.predict(in); err != nil {
 			return err
 		}
 		if err := printPredictions(in.preds, pf.asJSON); err != nil {
 			return err
 		}
-		if in.unread > 0 {
-			return fmt.Errorf("%d of %d image files could not be read (named above)", in.unread, in.unread+len(in.preds))
-		}
-		return nil
 	}
-	return cmd
+	if len(light) > 0 {
+		fmt.Fprintf(os.Stderr, "note: %s is mostly light (%d of %d images are); %s images are light on a dark background: try --invert\n",
+			light[0], len(light), read, s.dataset)
+	}
+	switch {
+	case read == 0:
+		return fmt.Errorf("none of the %d image files could be read", len(paths))
+	case unread > 0:
+		return fmt.Errorf("%d of %d image files could not be read (named above)", unread, len(paths))
+	}
+	return nil
 }
 
 // check refuses contradictory or out-of-range flags, and missing images,
@@ -141,18 +210,12 @@ type predictInput struct {
 	x      *engine.Tensor // (N, C, H, W)
 	labels []int          // the true classes of a classification set's samples; nil for images
 	preds  []prediction
-	unread int // image files left out, named on stderr
+	unread int      // image files left out, named on stderr
+	light  []string // grayscale images that are mostly light, for the --invert note
 }
 
-// input is the images or the test samples the flags name.
-func (pf *predictFlags) input(s *modelSetup, run string, fromData bool) (*predictInput, error) {
-	folder, err := folderOptions(s, run)
-	if err != nil {
-		return nil, err
-	}
-	if fromData {
-		return testSamples(s, folder, pf.index, pf.count)
-	}
+// paths are the image files the flags name: --image's, then --dir's.
+func (pf *predictFlags) paths() ([]string, error) {
 	paths := pf.images
 	if pf.dir != "" {
 		found, err := imagesUnder(pf.dir)
@@ -164,7 +227,7 @@ func (pf *predictFlags) input(s *modelSetup, run string, fromData bool) (*predic
 	if len(paths) == 0 {
 		return nil, usagef("--dir %s: no image files (PNG, JPEG, GIF, BMP, WebP, PGM) in it", pf.dir)
 	}
-	return imageFiles(s, run, folder, paths, len(pf.images), pf.invert)
+	return paths, nil
 }
 
 // folderOptions are the folder set's settings of the run that trained the
@@ -290,21 +353,13 @@ func imageMeta(s *modelSetup, run string) (*data.Dataset, error) {
 }
 
 // imageFiles are image files as the model's input: converted, resized and
-// normalised as the data set's samples are. The first named files must be
-// read; a later one (found under --dir) that cannot be is named on stderr
-// and left out.
-func imageFiles(s *modelSetup, run string, folder data.FolderOptions, paths []string, named int, invert bool) (*predictInput, error) {
-	meta, err := imageMeta(s, run)
-	if err != nil {
-		return nil, err
-	}
-	if meta.Height == 1 && meta.Width == 1 {
-		return nil, usagef("--image: %s samples are feature rows, not images; use --index", s.dataset)
-	}
+// normalised as the data set's samples (meta) are. The first named files
+// must be read; a later one (found under --dir) that cannot be is named on
+// stderr and left out.
+func imageFiles(s *modelSetup, meta *data.Dataset, folder data.FolderOptions, paths []string, named int, invert bool) (*predictInput, error) {
 	in := &predictInput{meta: meta}
 	size := meta.SampleSize()
-	var xs []float32
-	var light []string
+	xs := make([]float32, 0, len(paths)*size)
 	for i, p := range paths {
 		x, isLight, err := imageSample(p, meta, s.dataset == "folder", folder.Fit == "pad", invert)
 		if err != nil && i < named {
@@ -318,18 +373,13 @@ func imageFiles(s *modelSetup, run string, folder data.FolderOptions, paths []st
 		xs = append(xs, x...)
 		in.preds = append(in.preds, prediction{Source: p})
 		if isLight && !invert {
-			light = append(light, p)
+			in.light = append(in.light, p)
 		}
 	}
-	if len(light) > 0 {
-		fmt.Fprintf(os.Stderr, "note: %s is mostly light (%d of %d images are); %s images are light on a dark background: try --invert\n",
-			light[0], len(light), len(in.preds), s.dataset)
+	if len(in.preds) > 0 {
+		in.x = engine.New(engine.Float32, len(in.preds), meta.Channels, meta.Height, meta.Width)
+		copy(in.x.Float32(), xs[:len(in.preds)*size])
 	}
-	if len(in.preds) == 0 {
-		return nil, fmt.Errorf("none of the %d image files could be read", len(paths))
-	}
-	in.x = engine.New(engine.Float32, len(in.preds), meta.Channels, meta.Height, meta.Width)
-	copy(in.x.Float32(), xs[:len(in.preds)*size])
 	return in, nil
 }
 
@@ -362,23 +412,37 @@ func imageSample(path string, meta *data.Dataset, folder, pad, invert bool) (x [
 	return x, false, meta.NormalizeImage(x, pixels)
 }
 
-// predict builds the model, runs it over the input and fills in the
-// predictions: the top classes, or a regression's value in its unit.
-func (in *predictInput) predict(s *modelSetup, top int) error {
-	model, err := s.build(in.meta)
+// newPredictor builds the model for samples of meta, to print the top
+// classes of each.
+func newPredictor(s *modelSetup, meta *data.Dataset, top int) (*predictor, error) {
+	model, err := s.build(meta)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c := trainer.DefaultConfig()
 	c.Model, c.Dataset, c.Regression, c.Precision = model.Name, s.dataset, model.Spec.Regression, s.precision
 	tr, err := trainer.NewTrainer(c, model)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	out, err := tr.Outputs(in.x)
+	return &predictor{model: model, tr: tr, top: top}, nil
+}
+
+// predictor is the model, built once, that predicts chunk after chunk.
+type predictor struct {
+	model *layers.Model
+	tr    *trainer.Trainer
+	top   int
+}
+
+// predict runs the model over in and fills in the predictions: the top
+// classes, or a regression's value in its unit.
+func (p *predictor) predict(in *predictInput) error {
+	out, err := p.tr.Outputs(in.x)
 	if err != nil {
 		return err
 	}
+	top, model := p.top, p.model
 	if model.Spec.Regression {
 		for i := range in.preds {
 			v := in.meta.TargetValue(out.At(i * out.Dim(1)))

@@ -150,3 +150,29 @@ func TestPredictImageTakesTheRunsClassNames(t *testing.T) {
 		t.Errorf("predict --image from the weights and files: not the files' class names:\n%s", out)
 	}
 }
+
+// --dir over more files than one chunk: every readable file is predicted,
+// once, in path order; a bad file in the middle is named and counted.
+func TestPredictDirInChunks(t *testing.T) {
+	run := tinyRun(t)
+	dir := filepath.Join(t.TempDir(), "many")
+	n := predictChunk + 40
+	for i := range n {
+		img := image.NewGray(image.Rect(0, 0, 28, 28))
+		for p := range img.Pix {
+			img.Pix[p] = uint8((p*7 + i*13) % 256)
+		}
+		writePNGFile(t, filepath.Join(dir, fmt.Sprintf("%04d.png", i)), img)
+	}
+	os.WriteFile(filepath.Join(dir, "0100bad.png"), []byte("not a png"), 0o644)
+	r := kiln(t, dir, "predict", "--run", run, "--dir", dir, "--json")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 1 || len(lines) != n || !strings.Contains(r.stderr, fmt.Sprintf("1 of %d image files could not be read", n+1)) {
+		t.Fatalf("--dir of %d files and a bad one: exit %d, %d lines, stderr %q", n, r.code, len(lines), r.stderr)
+	}
+	for i, l := range lines {
+		if !strings.Contains(l, fmt.Sprintf(`"source":%q`, filepath.Join(dir, fmt.Sprintf("%04d.png", i)))) {
+			t.Fatalf("line %d: %s", i, l)
+		}
+	}
+}

@@ -348,6 +348,15 @@ func wrap(path string, err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return &DiskFullError{Path: path, Err: err}
 	}
+	if errors.Is(err, syscall.EFBIG) {
+		// Said of the temporary file, with no hint: the shell's limit.
+		var lim syscall.Rlimit
+		limit := ""
+		if syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim) == nil && lim.Cur != ^uint64(0) {
+			limit = " of " + formatBytes(int64(lim.Cur))
+		}
+		return fmt.Errorf("writing %s: %w: past this process's file-size limit%s (ulimit -f); raise it, and --resume continues the run", path, err, limit)
+	}
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		return err
