@@ -117,6 +117,37 @@ func TestListingFindsRunsTunesAndTrials(t *testing.T) {
 	}
 }
 
+// A folder without runs is listed again only when it changes: a run made
+// in it later, or a run's files growing in a folder left alone, still show
+// at the next scan (folders changed in the last seconds are always read).
+func TestScanSeesChangesUnderFoldersItRemembers(t *testing.T) {
+	dir := t.TempDir()
+	writeFixtureRun(t, filepath.Join(dir, "old", "a"), fixture{Steps: 10, Classes: 2})
+	writeFile(t, filepath.Join(dir, "data", "0.png"), []byte("x"))
+	long := time.Now().Add(-time.Hour)
+	for _, d := range []string{dir, filepath.Join(dir, "old"), filepath.Join(dir, "data")} {
+		os.Chtimes(d, long, long)
+	}
+	s, err := New(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if l, err := s.Scan(); err != nil || len(l.Runs) != 1 {
+		t.Fatalf("first scan: %v, %+v", err, l)
+	}
+	writeFixtureRun(t, filepath.Join(dir, "data", "b"), fixture{Steps: 10, Classes: 2})
+	metrics := filepath.Join(dir, "old", "a", "metrics.jsonl")
+	f, _ := os.OpenFile(metrics, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"step":11,"split":"train","loss":1}` + "\n")
+	f.Close()
+	st, _ := os.Stat(metrics)
+	l, err := s.Scan()
+	if err != nil || len(l.Runs) != 2 || l.Runs[1].ID != "old/a" || l.Runs[1].Files["metrics.jsonl"].Size != st.Size() {
+		t.Fatalf("second scan: %v, %+v", err, l)
+	}
+}
+
 // A log directory moved away, or deleted, and made again in its place (runs/
 // cleared and trained again) is followed by its path: the listing and the
 // files are the new directory's; while nothing is there the listing says the
