@@ -121,9 +121,10 @@ static void buffer_init(void) { buffer_key_ok = pthread_key_create(&buffer_key, 
 // reserved hundreds of MiB, and under an address-space limit (ulimit -v, a
 // batch system's vmem) the Go runtime then found none left and died half
 // the time. Two arenas serve these few long-lived buffers as well.
-// MALLOC_ARENA_MAX, when set, is the user's choice.
+// MALLOC_ARENA_MAX, when set to a value, is the user's choice.
 __attribute__((constructor)) static void kiln_few_malloc_arenas(void) {
-	if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
+	const char *set = getenv("MALLOC_ARENA_MAX");
+	if (!set || !*set) mallopt(M_ARENA_MAX, 2); // empty is unset, to glibc too
 }
 #endif
 

@@ -471,14 +471,6 @@ func (f *fitRun) resume() error {
 	if err := f.resumeFrom(t.Run.File(CheckpointFile)); err != nil {
 		return err
 	}
-	if len(t.Run.ShortFiles()) > 0 {
-		// The same checkpoint, with the sizes the files were cut to: a
-		// kill before the next one would cut them back to the old sizes,
-		// past lines written since, and those lines would come twice.
-		if err := f.checkpoint(); err != nil {
-			return err
-		}
-	}
 	return t.Run.restoreConfig(f.c)
 }
 
@@ -529,6 +521,13 @@ func (f *fitRun) resumeFrom(path string) error {
 			"the run goes on, in float32's other last bits (not byte for byte an uninterrupted run's)", st.Machine, now)
 	}
 	t.Log.Info().Int("epoch", f.epochs+1).Int("step", f.step).Msg("resumed from checkpoint") // the epoch it goes on in
+	if len(t.Run.ShortFiles()) > 0 {
+		// The same checkpoint, with the sizes the files were cut to: a
+		// kill before the next one would cut them back to the old sizes,
+		// past lines written since, and those lines would come twice. Its
+		// steps ran where they ran, not here.
+		return f.checkpointOf(st.Machine)
+	}
 	return nil
 }
 
@@ -785,7 +784,10 @@ func (f *fitRun) record(r MetricsRecord) error {
 
 // checkpoint writes the resumable state, with the sizes of the appended
 // files, unless an earlier write failed.
-func (f *fitRun) checkpoint() error {
+func (f *fitRun) checkpoint() error { return f.checkpointOf(f.t.machineOf()) }
+
+// checkpointOf is checkpoint, saying that the steps so far ran on machine.
+func (f *fitRun) checkpointOf(machine string) error {
 	t := f.t
 	if t.Run == nil {
 		return nil
@@ -806,7 +808,7 @@ func (f *fitRun) checkpoint() error {
 	return SaveCheckpoint(t.Run.File(CheckpointFile), t.Model, t.opt, t.params, RunState{
 		Epoch: f.epochs, Step: f.step, Schedule: f.sched, EarlyStop: f.stopper,
 		Config: resumeKey(f.c), Elapsed: f.elapsed, StopReason: f.stopReason, Train: f.sums, Files: files,
-		Data: f.dataDigest(), Machine: f.t.machineOf(),
+		Data: f.dataDigest(), Machine: machine,
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/kiln-ml/kiln/engine"
 	"github.com/kiln-ml/kiln/engine/safetensors"
 	"github.com/kiln-ml/kiln/layers"
 	"github.com/kiln-ml/kiln/trainer/data"
@@ -343,12 +344,24 @@ func TestResumeKilledAfterFindingFilesShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	kept := len(readWholeLines(t, path))
+	ran, err := ReadRunState(filepath.Join(dir, CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The resume runs on other threads: the checkpoint it writes again
+	// still says where the steps so far ran.
+	defer engine.SetThreads(engine.Threads())
+	engine.SetThreads(engine.Threads() + 1)
 	killed := newBlobTrainer(t, c, dir, true)
 	killed.Callbacks.OnValidation = func(MetricsRecord) bool { panic("killed") } // after its record, before a checkpoint
 	func() {
 		defer func() { recover() }()
 		killed.Fit(context.Background(), splits)
 	}()
+	if st, err := ReadRunState(filepath.Join(dir, CheckpointFile)); err != nil || st.Machine != ran.Machine {
+		t.Fatalf("the checkpoint written again at the resume says its steps ran on %q, they ran on %q (%v)", st.Machine, ran.Machine, err)
+	}
+	engine.SetThreads(engine.Threads() - 1)
 	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
 		t.Fatal(err)
 	}

@@ -236,8 +236,12 @@ func (cf *configFlags) resolve(f *pflag.FlagSet, configPath string) (trainer.Con
 		cf.dropInert(&c, f, configPath, (*trainer.Config).DropUnread)
 	}
 	if err := c.Validate(); err != nil { // out of range is an error, read or not
+		named := false // the setting at fault was given now: it is its own problem
+		if se, ok := errors.AsType[*trainer.SettingError](err); ok {
+			named = f.Changed(strings.ReplaceAll(se.Key, "_", "-"))
+		}
 		err = nameSetting(err, f, configPath)
-		if changed := changedSettings(f); runsOwn && len(changed) > 0 {
+		if changed := changedSettings(f); runsOwn && !named && len(changed) > 0 {
 			// The run's file was valid: the flags laid over it made the mix.
 			err = fmt.Errorf("%w (the run's settings with %s given: a resume changes only %s)", err,
 				strings.Join(changed, ", "), strings.Join(resumableFlags(), ", "))

@@ -52,9 +52,10 @@ func resolveDevice(flag string, log zerolog.Logger) (engine.Device, error) {
 	if err != nil {
 		return engine.CPU, err
 	}
-	asked := "--device " + s // the setting that asked, named as the user gave it
+	// The setting that asked, named as the user gave it, and the way out.
+	asked, instead := "--device "+s, "use --device cpu or auto"
 	if !strings.EqualFold(strings.TrimSpace(flag), s) {
-		asked = "$" + envDevice + "=" + s
+		asked, instead = "$"+envDevice+"="+s, "unset "+envDevice+", or use --device cpu" // it stands in for auto
 	}
 	dev, auto, err := engine.ParseDevice(s)
 	if err != nil {
@@ -69,7 +70,7 @@ func resolveDevice(flag string, log zerolog.Logger) (engine.Device, error) {
 			log.Info().Msg("device auto: " + reason + ": running on the CPU")
 			return engine.CPU, nil
 		}
-		return engine.CPU, fmt.Errorf("%s: %s (use --device cpu or auto)", asked, reason)
+		return engine.CPU, fmt.Errorf("%s: %s (%s)", asked, reason, instead)
 	}
 	inf, err := engine.OpenDevice(engine.CUDA)
 	if err != nil {

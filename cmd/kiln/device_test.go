@@ -56,7 +56,7 @@ func TestResolveDevicePlainBuild(t *testing.T) {
 	if d, _, err := run("cpu"); err != nil || d != engine.CPU {
 		t.Errorf("KILN_DEVICE=cuda, --device cpu: %v %v, want the flag to win", d, err)
 	}
-	if _, _, err := run("auto"); err == nil || !strings.Contains(err.Error(), "$KILN_DEVICE=cuda") {
+	if _, _, err := run("auto"); err == nil || !strings.Contains(err.Error(), "$KILN_DEVICE=cuda") || !strings.Contains(err.Error(), "unset KILN_DEVICE") {
 		t.Errorf("KILN_DEVICE=cuda, auto: %v, want the explicit cuda's error, naming the variable (no flag asked)", err)
 	}
 	t.Setenv(envDevice, "gpu0")

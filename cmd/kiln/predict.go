@@ -137,8 +137,11 @@ func (pf *predictFlags) predictFiles(s *modelSetup, run string, folder data.Fold
 	var p *predictor // built once the first files are read: a bad one is named first
 	read, unread := 0, 0
 	var light []string
-	for start := 0; start < len(paths); start += predictChunk {
-		chunk := paths[start:min(start+predictChunk, len(paths))]
+	// The first chunk holds every --image file: each must be read, and a
+	// bad one refused before anything is printed.
+	for start, end := 0, 0; start < len(paths); start = end {
+		end = min(max(start+predictChunk, len(pf.images)), len(paths))
+		chunk := paths[start:end]
 		in, err := imageFiles(s, meta, folder, chunk, len(pf.images)-start, pf.invert)
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,7 +165,7 @@ func TestPredictDirInChunks(t *testing.T) {
 		}
 		writePNGFile(t, filepath.Join(dir, fmt.Sprintf("%04d.png", i)), img)
 	}
-	os.WriteFile(filepath.Join(dir, "0100bad.png"), []byte("not a png"), 0o644)
+	os.WriteFile(filepath.Join(dir, "0290bad.png"), []byte("not a png"), 0o644)
 	r := kiln(t, dir, "predict", "--run", run, "--dir", dir, "--json")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if r.code != 1 || len(lines) != n || !strings.Contains(r.stderr, fmt.Sprintf("1 of %d image files could not be read", n+1)) {
@@ -174,5 +175,13 @@ func TestPredictDirInChunks(t *testing.T) {
 		if !strings.Contains(l, fmt.Sprintf(`"source":%q`, filepath.Join(dir, fmt.Sprintf("%04d.png", i)))) {
 			t.Fatalf("line %d: %s", i, l)
 		}
+	}
+	// As --image files, every one must be read: the bad one, past the
+	// first chunk's worth, is refused before anything is printed.
+	files, _ := filepath.Glob(filepath.Join(dir, "*.png"))
+	slices.Sort(files)
+	r = kiln(t, dir, append([]string{"predict", "--run", run, "--json", "--image"}, files...)...)
+	if r.code == 0 || r.stdout != "" || !strings.Contains(r.stderr, "0290bad.png") {
+		t.Fatalf("--image of %d files, one bad: exit %d, %d bytes printed, %q", len(files), r.code, len(r.stdout), r.stderr)
 	}
 }

@@ -36,9 +36,14 @@ func TestResumeTakesTheRunsConfiguration(t *testing.T) {
 	}
 	// A flag that makes the run's valid settings invalid is named, with
 	// what a resume may change (it blamed the run's config.yaml alone).
-	if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--patience", "3"); r.code != 2 ||
-		!strings.Contains(r.stderr, "with --patience given: a resume changes only --run-dir") {
-		t.Errorf("a resume with --patience and no early stopping: exit %d, %q", r.code, r.stderr)
+	if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--schedule", "step"); r.code != 2 ||
+		!strings.Contains(r.stderr, "with --schedule given: a resume changes only --run-dir") {
+		t.Errorf("a resume with --schedule step: exit %d, %q", r.code, r.stderr)
+	}
+	// A flag out of range is its own problem, not the other flags'.
+	if r := kiln(t, dir, "train", "--run-dir", filepath.Join(dir, "stopped"), "--resume", "--lr", "0.02", "--stop-after-epoch", "7"); r.code != 2 ||
+		!strings.Contains(r.stderr, "--stop-after-epoch 7") || strings.Contains(r.stderr, "with --lr given") {
+		t.Errorf("a resume with --stop-after-epoch past the epochs: exit %d, %q", r.code, r.stderr)
 	}
 	// Without config.yaml the flags are the whole configuration: with none
 	// given, the settings are unknown, and the refusal says so.

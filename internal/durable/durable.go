@@ -227,7 +227,11 @@ func (f *File) Write(b []byte) (int, error) {
 	if err := hook(OpWrite, f.path); err != nil {
 		return 0, wrap(f.path, err)
 	}
-	return f.f.Write(b)
+	n, err := f.f.Write(b)
+	if err != nil {
+		err = wrap(f.path, err) // a full disk or a file-size limit said as such, appends too
+	}
+	return n, err
 }
 
 // Sync makes what was written durable.
@@ -342,20 +346,15 @@ func tempError(path, dir string, err error) error {
 // much space is left where path lives.
 func wrap(path string, err error) error {
 	var full *DiskFullError
-	if errors.As(err, &full) { // already said (a write through File, then WriteStream)
+	var big *FileSizeError
+	if errors.As(err, &full) || errors.As(err, &big) { // already said (a write through File, then WriteStream)
 		return err
 	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return &DiskFullError{Path: path, Err: err}
 	}
 	if errors.Is(err, syscall.EFBIG) {
-		// Said of the temporary file, with no hint: the shell's limit.
-		var lim syscall.Rlimit
-		limit := ""
-		if syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim) == nil && lim.Cur != ^uint64(0) {
-			limit = " of " + formatBytes(int64(lim.Cur))
-		}
-		return fmt.Errorf("writing %s: %w: past this process's file-size limit%s (ulimit -f); raise it, and --resume continues the run", path, err, limit)
+		return &FileSizeError{Path: path, Err: err}
 	}
 	var pe *os.PathError
 	if errors.As(err, &pe) {
@@ -388,6 +387,25 @@ func (e *DiskFullError) Error() string {
 }
 
 func (e *DiskFullError) Unwrap() error { return e.Err }
+
+// FileSizeError is a write past the process's file-size limit (ulimit -f),
+// which was said of a temporary file with no hint.
+type FileSizeError struct {
+	Path string
+	Err  error
+}
+
+func (e *FileSizeError) Error() string {
+	var lim syscall.Rlimit
+	limit := ""
+	if syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim) == nil && lim.Cur != ^uint64(0) {
+		limit = " of " + formatBytes(int64(lim.Cur))
+	}
+	return fmt.Sprintf("writing %s: %v: past this process's file-size limit%s (ulimit -f); raise it, and --resume continues the run",
+		e.Path, e.Err, limit)
+}
+
+func (e *FileSizeError) Unwrap() error { return e.Err }
 
 func formatBytes(n int64) string {
 	switch {

@@ -71,7 +71,7 @@ var fileSets = map[string]fileSet{
 // search permission): each would have been said to be missing. Listing is
 // not needed: the files are opened by name (a shared 711 folder serves).
 func enterable(dir string) error {
-	_, err := os.Stat(filepath.Join(dir, "."))
+	_, err := os.Stat(dir + string(filepath.Separator) + ".") // not Join, which cleans the "." away
 	return err
 }
 
