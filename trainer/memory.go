@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -265,11 +267,60 @@ func availableMemory() (int64, string) {
 	if err != nil || limit == 0 || limit >= math.MaxInt64 {
 		return avail, source
 	}
-	rss := residentBytes()
-	if left := max(int64(limit)-rss, 0); avail == 0 || left < avail {
-		return left, fmt.Sprintf("the cgroup's memory limit of %s, less this process's %s", size(int64(limit)), size(rss))
+	// What the cgroup's processes hold, this one's included: other
+	// processes there (a notebook's kernel, a job's other steps) were
+	// left out, and the kernel killed one of them when the run grew.
+	held, whose := cgroupUsage(), "its processes hold"
+	if rss := residentBytes(); rss > held {
+		held, whose = rss, "this process holds"
+	}
+	if left := max(int64(limit)-held, 0); avail == 0 || left < avail {
+		return left, fmt.Sprintf("the cgroup's memory limit of %s, less the %s %s", size(int64(limit)), size(held), whose)
 	}
 	return avail, source
+}
+
+// cgroupUsage is what this process's memory cgroup holds, less the file
+// cache it can drop (inactive file pages, as docker stats counts): cgroup
+// v1's memory.usage_in_bytes or v2's memory.current where they are usually
+// mounted; 0 when unknown.
+func cgroupUsage() int64 {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		switch {
+		case len(f) == 3 && slices.Contains(strings.Split(f[1], ","), "memory"):
+			return usageIn(filepath.Join("/sys/fs/cgroup/memory", f[2]), "memory.usage_in_bytes", "total_inactive_file")
+		case len(f) == 3 && f[0] == "0" && f[1] == "":
+			if u := usageIn(filepath.Join("/sys/fs/cgroup", f[2]), "memory.current", "inactive_file"); u > 0 {
+				return u
+			}
+		}
+	}
+	return 0
+}
+
+// usageIn reads a cgroup folder's usage file less its droppable cache.
+func usageIn(dir, usageFile, cacheKey string) int64 {
+	b, err := os.ReadFile(filepath.Join(dir, usageFile))
+	if err != nil {
+		return 0
+	}
+	usage, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0
+	}
+	stat, _ := os.ReadFile(filepath.Join(dir, "memory.stat"))
+	for _, line := range strings.Split(string(stat), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == cacheKey {
+			cache, _ := strconv.ParseInt(v, 10, 64)
+			return max(usage-cache, 0)
+		}
+	}
+	return usage
 }
 
 // residentBytes is this process's resident memory (VmRSS), 0 when unknown.

@@ -22,8 +22,45 @@ func TestMemoryCheckHonoursTheCgroupLimit(t *testing.T) {
 		kilnBin, "train", "--model", "cnn", "--batch", "256", "--epochs", "1", "--threads", "1", "--device", "cpu",
 		"--run-dir", filepath.Join(dir, "run"))
 	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "the cgroup's memory limit of 400 MiB") || !strings.Contains(string(out), "use a smaller --batch") {
+	if err == nil || !strings.Contains(string(out), "the cgroup's memory limit of 400 MiB, less the") || !strings.Contains(string(out), "use a smaller --batch") {
 		t.Fatalf("a run needing ~1.9 GiB in a 400 MiB cgroup: %v\n%s", err, out)
+	}
+}
+
+// Other processes in the cgroup count: a run the limit left no room for
+// beside them (a notebook's kernel, a job's other steps) is refused; it was
+// measured against the limit less its own memory, and the kernel killed a
+// neighbour once it grew.
+func TestMemoryCheckCountsTheCgroupsOtherProcesses(t *testing.T) {
+	needMNIST(t)
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 to hold memory beside the run")
+	}
+	cg := childMemoryCgroup(t, 600<<20)
+	hold := exec.Command("sh", "-c", fmt.Sprintf(`echo $$ > %s/cgroup.procs && exec "$@"`, cg), "sh", python, "-c",
+		`import time
+b = bytearray(260 << 20)
+b[::4096] = b"\x01" * len(range(0, len(b), 4096))
+print("held", flush=True)
+time.sleep(60)`)
+	out, err := hold.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { hold.Process.Kill(); hold.Wait() }()
+	if _, err := out.Read(make([]byte, 5)); err != nil {
+		t.Fatalf("the process holding memory: %v", err)
+	}
+	run := exec.Command("sh", "-c", fmt.Sprintf(`echo $$ > %s/cgroup.procs && exec "$@"`, cg), "sh",
+		kilnBin, "train", "--model", "cnn", "--subset", "0.01", "--batch", "64", "--epochs", "1", "--threads", "1", "--device", "cpu",
+		"--no-visuals", "--run-dir", filepath.Join(t.TempDir(), "run"))
+	b, err := run.CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "MiB its processes hold") || !strings.Contains(string(b), "use a smaller --batch") {
+		t.Fatalf("a run needing ~440 MiB in a 600 MiB cgroup where another process holds 260: %v\n%s", err, b)
 	}
 }
 
