@@ -182,15 +182,7 @@ func TestResumeWithoutACheckpoint(t *testing.T) {
 // before its first: starting over would delete its metrics, log and
 // weights. It is refused, resumed or not, and nothing is changed.
 func TestRunWithItsCheckpointLostIsRefused(t *testing.T) {
-	c := blobConfig()
-	c.StopAfterEpoch = 1
-	dir := t.TempDir()
-	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
-		t.Fatal(err)
-	}
-	if prev, ok := openRuns.LoadAndDelete(dir); ok {
-		prev.(*RunDir).Close()
-	}
+	dir := stoppedAfter(t, blobConfig(), 1)
 	if err := os.Remove(filepath.Join(dir, CheckpointFile)); err != nil {
 		t.Fatal(err)
 	}
@@ -211,12 +203,9 @@ func TestRunWithItsCheckpointLostIsRefused(t *testing.T) {
 // after training every epoch left. The resume refuses it at once.
 func TestResumeWithRestoreBestNeedsTheBestWeights(t *testing.T) {
 	c := blobConfig()
-	c.EarlyStop, c.RestoreBest, c.StopAfterEpoch = "val_loss", true, 1
+	c.EarlyStop, c.RestoreBest = "val_loss", true
 	for _, damage := range []string{"missing", "cut short"} {
-		dir := t.TempDir()
-		if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
-			t.Fatal(err)
-		}
+		dir := stoppedAfter(t, c, 1)
 		best := filepath.Join(dir, BestWeights)
 		fi, err := os.Stat(best)
 		if err != nil {
@@ -230,9 +219,7 @@ func TestResumeWithRestoreBestNeedsTheBestWeights(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c2 := c
-		c2.StopAfterEpoch = 0
-		_, err = newBlobTrainer(t, c2, dir, true).Fit(context.Background(), blobSplits(t))
+		_, err = newBlobTrainer(t, c, dir, true).Fit(context.Background(), blobSplits(t))
 		if _, ok := errors.AsType[*DamagedRunError](err); !ok || !strings.Contains(err.Error(), "--restore-best") {
 			t.Fatalf("resume with best.safetensors %s: %v", damage, err)
 		}
@@ -245,15 +232,7 @@ func TestResumeWithRestoreBestNeedsTheBestWeights(t *testing.T) {
 // A checkpoint cut short (a power cut, a copy that stopped) is named as
 // such, with what to do, and is an error a tune stops on.
 func TestResumeFromACheckpointCutShort(t *testing.T) {
-	c := blobConfig()
-	c.StopAfterEpoch = 1
-	dir := t.TempDir()
-	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
-		t.Fatal(err)
-	}
-	if prev, ok := openRuns.LoadAndDelete(dir); ok {
-		prev.(*RunDir).Close()
-	}
+	dir := stoppedAfter(t, blobConfig(), 1)
 	for _, size := range []int64{0, 5, 600} {
 		if err := os.Truncate(filepath.Join(dir, CheckpointFile), size); err != nil {
 			t.Fatal(err)
@@ -304,17 +283,8 @@ func TestResumeCutsTheAppendedFilesBackToTheCheckpoint(t *testing.T) {
 // it) and go on to the uninterrupted run's later records.
 func TestResumeOfAppendedFilesCutShortByAPowerCut(t *testing.T) {
 	c, splits, straight, dir := stoppedBesideStraight(t)
-	for _, name := range []string{MetricsFile, HistogramsFile} {
-		path := filepath.Join(dir, name)
-		fi, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Truncate(path, fi.Size()*2/3); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kept := len(readWholeLines(t, filepath.Join(dir, MetricsFile)))
+	kept := cutShort(t, filepath.Join(dir, MetricsFile))
+	cutShort(t, filepath.Join(dir, HistogramsFile))
 	tr := newBlobTrainer(t, c, dir, true)
 	if _, err := tr.Fit(context.Background(), splits); err != nil {
 		t.Fatal(err)
@@ -323,6 +293,28 @@ func TestResumeOfAppendedFilesCutShortByAPowerCut(t *testing.T) {
 		t.Fatalf("files found short: %v, want metrics.jsonl and histograms.jsonl", short)
 	}
 	readJSONLines[map[string]any](t, filepath.Join(dir, HistogramsFile)) // every line whole
+	keptThenStraight(t, dir, straight, kept)
+}
+
+// cutShort cuts the file at path to two thirds of its size, mid-line, as a
+// power cut leaves an unsynced file, and returns the whole lines left.
+func cutShort(t *testing.T, path string) int {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()*2/3); err != nil {
+		t.Fatal(err)
+	}
+	return len(readWholeLines(t, path))
+}
+
+// keptThenStraight checks that dir's metrics.jsonl holds the first kept
+// records of the uninterrupted run in straight, then its last ones: those
+// lost with the file's tail are gone, none twice.
+func keptThenStraight(t *testing.T, dir, straight string, kept int) {
+	t.Helper()
 	want, got := metricsOf(t, straight), metricsOf(t, dir)
 	if len(got) <= kept || !slices.Equal(got[:kept], want[:kept]) || !slices.Equal(got[kept:], want[len(want)-(len(got)-kept):]) {
 		t.Fatalf("metrics.jsonl after resume (the first %d kept):\n%s\nuninterrupted:\n%s", kept, strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -335,15 +327,7 @@ func TestResumeOfAppendedFilesCutShortByAPowerCut(t *testing.T) {
 // kept part of what the first resume wrote, and its records came twice).
 func TestResumeKilledAfterFindingFilesShort(t *testing.T) {
 	c, splits, straight, dir := stoppedBesideStraight(t)
-	path := filepath.Join(dir, MetricsFile)
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, fi.Size()*2/3); err != nil {
-		t.Fatal(err)
-	}
-	kept := len(readWholeLines(t, path))
+	kept := cutShort(t, filepath.Join(dir, MetricsFile))
 	ran, err := ReadRunState(filepath.Join(dir, CheckpointFile))
 	if err != nil {
 		t.Fatal(err)
@@ -365,10 +349,7 @@ func TestResumeKilledAfterFindingFilesShort(t *testing.T) {
 	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), splits); err != nil {
 		t.Fatal(err)
 	}
-	want, got := metricsOf(t, straight), metricsOf(t, dir)
-	if len(got) <= kept || !slices.Equal(got[:kept], want[:kept]) || !slices.Equal(got[kept:], want[len(want)-(len(got)-kept):]) {
-		t.Fatalf("metrics.jsonl after resume (the first %d kept):\n%s\nuninterrupted:\n%s", kept, strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	keptThenStraight(t, dir, straight, kept)
 }
 
 // readWholeLines is a file's lines that end with a newline.
@@ -402,6 +383,22 @@ func TestResumeKeepsThePlateauSchedulesState(t *testing.T) {
 		t.Fatalf("the plateau schedule had not cut the LR by the stop (%v): the test needs one that has", last.LR)
 	}
 	resumeLikeStraight(t, c, splits, dir, straight)
+}
+
+// stoppedAfter trains c until the end of epoch `epochs` into a new run
+// directory, which it returns closed (its lock released, as the process
+// that ran it would).
+func stoppedAfter(t *testing.T, c Config, epochs int) string {
+	t.Helper()
+	c.StopAfterEpoch = epochs
+	dir := t.TempDir()
+	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
+		t.Fatal(err)
+	}
+	if prev, ok := openRuns.LoadAndDelete(dir); ok {
+		prev.(*RunDir).Close()
+	}
+	return dir
 }
 
 // stoppedBesideStraight trains a blob run whole (straight) and the same run
@@ -620,12 +617,7 @@ func TestRunDirRefusesATuneDirectory(t *testing.T) {
 // on.
 func TestResumeRefusesOtherData(t *testing.T) {
 	c := blobConfig()
-	c.StopAfterEpoch = 1
-	dir := t.TempDir()
-	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
-		t.Fatal(err)
-	}
-	c.StopAfterEpoch = 0
+	dir := stoppedAfter(t, c, 1)
 	other := blobSplits(t)
 	other.Train.Labels[7] = (other.Train.Labels[7] + 1) % 4
 	if _, err := newBlobTrainer(t, c, dir, true).Fit(context.Background(), other); err == nil || !strings.Contains(err.Error(), "data set is not the one") {
@@ -724,11 +716,7 @@ func fileSize(t *testing.T, path string) int64 {
 // at once, as Lightning's max_epochs does: it trained the rest of the run.
 func TestResumePastStopAfterEpochTrainsNothing(t *testing.T) {
 	c := blobConfig()
-	c.StopAfterEpoch = 2
-	dir := t.TempDir()
-	if _, err := newBlobTrainer(t, c, dir, false).Fit(context.Background(), blobSplits(t)); err != nil {
-		t.Fatal(err)
-	}
+	dir := stoppedAfter(t, c, 2)
 	before, err := ReadRunState(filepath.Join(dir, CheckpointFile))
 	if err != nil {
 		t.Fatal(err)

@@ -300,17 +300,8 @@ func Truncate(path string, size int64) error {
 
 // SyncFile makes what was written to path, through any handle, durable:
 // for files appended to a line at a time, each write closing its handle.
-func SyncFile(path string) error {
-	if err := hook(OpSync, path); err != nil {
-		return wrap(path, err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
+// It is a directory's sync: fsync of a handle opened for it.
+func SyncFile(path string) error { return SyncDir(path) }
 
 // SyncDir makes the renames and creations in dir durable.
 func SyncDir(dir string) error {
