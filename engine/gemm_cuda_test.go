@@ -159,7 +159,7 @@ func TestCUDAGemmTilePlan(t *testing.T) {
 // accumulateThenOverwrite runs case c on the GPU and the CPU twice and
 // compares them: accumulating (alpha and beta away from 0 and 1, C random;
 // the kernels acc), then overwriting (beta 0 must not read C, so NaNs there
-// stay out; the kernels over).
+// stay out, and alpha still scales; the kernels over).
 func accumulateThenOverwrite(t *testing.T, rng *rand.Rand, ta, tb bool, c gemmCase, name string, acc, over []string) {
 	t.Helper()
 	atol, rtol := gemmTol(c.k)
@@ -168,8 +168,8 @@ func accumulateThenOverwrite(t *testing.T, rng *rand.Rand, ta, tb bool, c gemmCa
 	checkKernels(t, acc, name+" alpha=-0.75 beta=1.5", o.dc, o.c, atol, rtol)
 	o.c.Fill(math.NaN())
 	o.dc.Fill(math.NaN())
-	o.run(t, ta, tb, c.m, c.n, c.k, 1, 1, 0)
-	checkKernels(t, over, name+" beta=0 over NaN", o.dc, o.c, atol, rtol)
+	o.run(t, ta, tb, c.m, c.n, c.k, 1, -0.75, 0) // alpha applies without beta too
+	checkKernels(t, over, name+" alpha=-0.75 beta=0 over NaN", o.dc, o.c, atol, rtol)
 }
 
 // A batch of products with strides, and forced splits (7 of 2 k-steps each
