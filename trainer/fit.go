@@ -521,11 +521,12 @@ func (f *fitRun) resumeFrom(path string) error {
 			"the run goes on, in float32's other last bits (not byte for byte an uninterrupted run's)", st.Machine, now)
 	}
 	t.Log.Info().Int("epoch", f.epochs+1).Int("step", f.step).Msg("resumed from checkpoint") // the epoch it goes on in
-	if len(t.Run.ShortFiles()) > 0 {
+	if t.Run != nil && len(t.Run.ShortFiles()) > 0 {
 		// The same checkpoint, with the sizes the files were cut to: a
 		// kill before the next one would cut them back to the old sizes,
 		// past lines written since, and those lines would come twice. Its
-		// steps ran where they ran, not here.
+		// steps ran where they ran, not here. Rank 0's: the others resume
+		// from a copy, without a run directory.
 		return f.checkpointOf(st.Machine)
 	}
 	return nil

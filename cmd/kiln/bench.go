@@ -128,7 +128,7 @@ func runBench(o benchFlags) (err error) {
 		return err
 	}
 	if world != nil {
-		defer func() { err = endWorld(world, err) }()
+		defer func() { abortOnPanic(world, recover()); err = endWorld(world, err) }()
 	}
 	setBenchThreads(o.threads, world)
 	rank0 := world == nil || world.Rank() == 0 // prints and profiles

@@ -37,6 +37,20 @@ func TestDataParallelFaults(t *testing.T) {
 		t.Run(fmt.Sprintf("rank %d killed", rank), func(t *testing.T) { ddpKillRank(t, mpirun, bin, rank) })
 	}
 	t.Run("disk full", func(t *testing.T) { ddpDiskFull(t, mpirun) })
+	t.Run("rank 1 panics", func(t *testing.T) { ddpPanic(t, mpirun) })
+}
+
+// ddpPanic: a rank that panics ends the job, naming itself and the panic,
+// rather than waiting in MPI_Finalize for ranks that wait in a collective
+// for it (the job hung for good).
+func ddpPanic(t *testing.T, mpirun string) {
+	bin := kilnWithTags(t, "mpi,faultinject")
+	t.Setenv("KILN_FAULT", "panicrank:1")
+	start := time.Now()
+	out, err := runMPIErr(t, mpirun, 2, bin, append(ddpFaultArgs(filepath.Join(t.TempDir(), "run")), "--epochs", "1")...)
+	if err == nil || !strings.Contains(out, "rank 1 of 2: panic: KILN_FAULT=panicrank:1") || time.Since(start) > time.Minute {
+		t.Errorf("rank 1 panicking: %v after %v, want the job ended naming the rank and the panic; output:\n%s", err, time.Since(start), out)
+	}
 }
 
 // ddpDiskFull: a full disk under mpirun says how to go on, as one process

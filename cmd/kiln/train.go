@@ -237,7 +237,7 @@ func train(c trainer.Config, resume bool, cleanup func()) (err error) {
 		c.WorldSize = world.Size()
 	}
 	if world != nil {
-		defer func() { err = endWorld(world, err) }()
+		defer func() { abortOnPanic(world, recover()); err = endWorld(world, err) }()
 	}
 	defer cleanup()                               // before endWorld, which may end the process
 	defer func() { err = diskFullHint(err, c) }() // deferred after endWorld: it runs first
@@ -319,6 +319,7 @@ func trainRank(c trainer.Config, world *mpi.World) (err error) {
 	if finished, err := shareFinished(world, false); err != nil || finished {
 		return err
 	}
+	rankFault(world.Rank())
 	ts, err := setupTraining(&c, rankLogger())
 	if err != nil {
 		return err

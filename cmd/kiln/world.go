@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -172,6 +173,22 @@ func endWorld(w *mpi.World, err error) error {
 	w.Abort(exitCode(err))
 	return err // not reached
 }
+
+// abortOnPanic ends the job from a rank that panicked (p, recover()'s value
+// in endWorld's deferred caller): its deferred Finalize would wait for the
+// others, which wait in a collective for it, and the job hung for good (a
+// nil dereference on rank 1 did).
+func abortOnPanic(w *mpi.World, p any) {
+	if p == nil {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "kiln: rank %d of %d: panic: %v\n%s", w.Rank(), w.Size(), p, debug.Stack())
+	w.Abort(2)
+}
+
+// rankFault is a fault-injection build's (KILN_FAULT=panicrank:R) way into a
+// rank's training; nothing in others.
+var rankFault = func(rank int) {}
 
 // rankLogger is the console logger of a rank other than 0, which writes no
 // run directory.
